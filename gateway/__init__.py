@@ -1,0 +1,1 @@
+"""Once-only data exchange gateway: X-Road style security servers for municipal registries."""

@@ -1,0 +1,223 @@
+"""``gateway``: one command for every role, with subcommands.
+
+Errors are printed as one line and exit with status 2; ``--verbose`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gateway.core.errors import ERROR_TABLE, GatewayError
+from gateway.core.ids import MemberId, NodeId
+from gateway.pki.profiles import CertificateError, CertKind
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _owner(kind: CertKind, text: str) -> NodeId | MemberId:
+    return NodeId.parse(text) if kind is CertKind.AUTH else MemberId.parse(text)
+
+
+def cmd_pki_init(args: argparse.Namespace) -> None:
+    from gateway.pki.files import init_ca
+
+    cert = init_ca(Path(args.dir), args.name, _now(), days=args.days)
+    print(f"created CA {cert.subject.rfc4514_string()} in {args.dir} (ca.pem, ca.key 0600)")
+
+
+def cmd_pki_request(args: argparse.Namespace) -> None:
+    from gateway.pki.files import new_key_and_csr
+
+    kind = CertKind(args.kind)
+    new_key_and_csr(kind, _owner(kind, args.id), Path(args.key), Path(args.csr), args.org)
+    print(f"wrote key {args.key} (0600) and {kind.value} CSR {args.csr} for {args.id}")
+
+
+def cmd_pki_issue(args: argparse.Namespace) -> None:
+    from gateway.pki.files import issue_from_csr
+    from gateway.pki.keys import fingerprint_sha256
+
+    cert = issue_from_csr(
+        Path(args.ca),
+        Path(args.csr),
+        CertKind(args.kind),
+        Path(args.out),
+        _now(),
+        days=args.days,
+        dns_names=tuple(args.dns or ()),
+        ip_addresses=tuple(args.ip or ()),
+    )
+    print(f"issued {args.kind} certificate {args.out}")
+    print(f"  subject  {cert.subject.rfc4514_string()}")
+    print(f"  serial   {cert.serial_number:x}")
+    print(f"  sha256   {fingerprint_sha256(cert)}")
+
+
+def cmd_node_serve(args: argparse.Namespace) -> None:
+    from gateway.node.config import load_config
+    from gateway.node.server import Endpoints, run_node
+
+    config = load_config(Path(args.config))
+
+    def ready(endpoints: Endpoints) -> None:
+        print(
+            f"node {config.node.id} ready: consumer {endpoints.consumer_url}, "
+            f"peers {endpoints.peer_url}",
+            flush=True,
+        )
+
+    _run(run_node(config, ready=ready))
+
+
+def cmd_node_check(args: argparse.Namespace) -> None:
+    from gateway.node.config import load_config
+    from gateway.node.server import Node
+
+    config = load_config(Path(args.config))
+    Node(config)
+    print(f"{args.config}: valid for node {config.node.id}")
+
+
+def cmd_log_show(args: argparse.Namespace) -> None:
+    from gateway.node.messagelog import read_entries
+
+    for entry in read_entries(Path(args.db), message_id=args.message_id):
+        row = {
+            "id": entry.id,
+            "logged_at": entry.logged_at,
+            "role": entry.role,
+            "kind": entry.kind,
+            "message_id": entry.message_id,
+            "client": entry.client,
+            "service": entry.service,
+            "header": json.loads(entry.header),
+            "body_bytes": len(entry.body),
+            "cert_ref": entry.cert_ref,
+        }
+        print(json.dumps(row, ensure_ascii=False))
+
+
+def cmd_errors(args: argparse.Namespace) -> None:
+    for code, spec in ERROR_TABLE.items():
+        print(f"{spec.status}  {code.value:<55} {spec.meaning}")
+
+
+def cmd_registry_melderegister(args: argparse.Namespace) -> None:
+    from registries.melderegister.app import serve
+
+    serve(Path(args.db), args.host, args.port)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from gateway.demo import run_demo
+
+    sys.exit(run_demo(Path(args.dir) if args.dir else None, serve=args.serve))
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro)
+    except ImportError:
+        asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    parser.add_argument("--verbose", "-v", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        group: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        func: Callable[[argparse.Namespace], None],
+        help_text: str,
+    ) -> argparse.ArgumentParser:
+        p = group.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    pki = sub.add_parser("pki", help="development certificate authority").add_subparsers(
+        dest="pki_command", required=True, metavar="PKI_COMMAND"
+    )
+    p = add(pki, "init", cmd_pki_init, "create a root CA in DIR (ca.pem, ca.key)")
+    p.add_argument("dir")
+    p.add_argument("--name", default="Development CA DE-NRW")
+    p.add_argument("--days", type=int, default=3650)
+    p = add(pki, "request", cmd_pki_request, "generate a key and a CSR for a node or member")
+    p.add_argument("--kind", choices=[k.value for k in CertKind], required=True)
+    p.add_argument("--id", required=True, help="node id (auth) or member id (sign)")
+    p.add_argument("--key", required=True, help="private key output (written 0600)")
+    p.add_argument("--csr", required=True, help="CSR output (PEM)")
+    p.add_argument("--org", default=None, help="organisation name for the subject")
+    p = add(pki, "issue", cmd_pki_issue, "turn a CSR into an auth or signing certificate")
+    p.add_argument("--ca", required=True, help="CA directory from 'pki init'")
+    p.add_argument("--csr", required=True)
+    p.add_argument("--kind", choices=[k.value for k in CertKind], required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--days", type=int, default=365)
+    p.add_argument("--dns", action="append", help="extra DNS name (auth only)")
+    p.add_argument("--ip", action="append", help="extra IP address (auth only)")
+
+    node = sub.add_parser("node", help="run a security server").add_subparsers(
+        dest="node_command", required=True, metavar="NODE_COMMAND"
+    )
+    p = add(node, "serve", cmd_node_serve, "run a node from its configuration file")
+    p.add_argument("--config", required=True)
+    p = add(node, "check", cmd_node_check, "validate a node configuration, keys and certificates")
+    p.add_argument("--config", required=True)
+
+    logs = sub.add_parser("log", help="read a node's message log").add_subparsers(
+        dest="log_command", required=True, metavar="LOG_COMMAND"
+    )
+    p = add(logs, "show", cmd_log_show, "print message log entries as JSON lines")
+    p.add_argument("--db", required=True)
+    p.add_argument("--message-id", default=None)
+
+    add(sub, "errors", cmd_errors, "list every error code with its HTTP status")
+
+    registry = sub.add_parser("registry", help="run a sample registry").add_subparsers(
+        dest="registry_command", required=True, metavar="REGISTRY"
+    )
+    p = add(registry, "melderegister", cmd_registry_melderegister, "Lippstadt's Melderegister")
+    p.add_argument("--db", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8001)
+
+    p = add(sub, "demo", cmd_demo, "run the two-city exchange on loopback and explain it")
+    p.add_argument("--serve", action="store_true", help="keep the federation running")
+    p.add_argument("--dir", default=None, help="state directory (default: a temporary one)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        args.func(args)
+    except (GatewayError, CertificateError, FileExistsError, FileNotFoundError, ValueError) as exc:
+        if args.verbose:
+            raise
+        print(f"gateway: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as exc:
+        from gateway.node.config import ConfigError
+
+        if isinstance(exc, ConfigError) and not args.verbose:
+            print(f"gateway: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        raise

@@ -1,0 +1,109 @@
+"""The one interface through which a node learns routing and trust.
+
+Today a static section of the node's configuration file fills it; the signed global
+configuration will replace that implementation without touching the node's code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from cryptography import x509
+
+from gateway.core.ids import ClientId, GroupId, MemberId, NodeId, SubsystemId
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """A node as the instance knows it."""
+
+    id: NodeId
+    address: str
+    auth_cert_sha256: frozenset[str]
+    clients: frozenset[ClientId]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    id: MemberId
+    name: str
+    subsystems: tuple[SubsystemId, ...] = field(default=())
+
+
+class Directory(Protocol):
+    """Routing and trust facts a node acts on."""
+
+    @property
+    def instance(self) -> str: ...
+
+    def trust_roots(self) -> Sequence[x509.Certificate]: ...
+
+    def node(self, node_id: NodeId) -> NodeInfo | None: ...
+
+    def node_by_auth_cert(self, sha256_hex: str) -> NodeInfo | None: ...
+
+    def nodes_hosting(self, client: ClientId) -> Sequence[NodeInfo]: ...
+
+    def is_known_client(self, client: ClientId) -> bool: ...
+
+    def groups_of(self, client: ClientId) -> frozenset[GroupId]: ...
+
+    def members(self) -> Sequence[MemberInfo]: ...
+
+
+class StaticDirectory:
+    """A directory fixed at start-up, read from the node's configuration file."""
+
+    def __init__(
+        self,
+        instance: str,
+        roots: Sequence[x509.Certificate],
+        members: Iterable[MemberInfo],
+        nodes: Iterable[NodeInfo],
+        groups: dict[GroupId, frozenset[ClientId]],
+    ) -> None:
+        self._instance = instance
+        self._roots = list(roots)
+        self._members = list(members)
+        self._nodes = list(nodes)
+        self._by_cert = {fp: n for n in self._nodes for fp in n.auth_cert_sha256}
+        self._by_id = {n.id: n for n in self._nodes}
+        self._hosting: dict[ClientId, list[NodeInfo]] = {}
+        for node in self._nodes:
+            for client in node.clients:
+                self._hosting.setdefault(client, []).append(node)
+        self._known: set[ClientId] = set()
+        for member in self._members:
+            self._known.add(member.id)
+            self._known.update(member.subsystems)
+        self._groups: dict[ClientId, set[GroupId]] = {}
+        for group, clients in groups.items():
+            for client in clients:
+                self._groups.setdefault(client, set()).add(group)
+
+    @property
+    def instance(self) -> str:
+        return self._instance
+
+    def trust_roots(self) -> Sequence[x509.Certificate]:
+        return self._roots
+
+    def node(self, node_id: NodeId) -> NodeInfo | None:
+        return self._by_id.get(node_id)
+
+    def node_by_auth_cert(self, sha256_hex: str) -> NodeInfo | None:
+        return self._by_cert.get(sha256_hex)
+
+    def nodes_hosting(self, client: ClientId) -> Sequence[NodeInfo]:
+        return self._hosting.get(client, [])
+
+    def is_known_client(self, client: ClientId) -> bool:
+        return client in self._known
+
+    def groups_of(self, client: ClientId) -> frozenset[GroupId]:
+        return frozenset(self._groups.get(client, ()))
+
+    def members(self) -> Sequence[MemberInfo]:
+        return self._members

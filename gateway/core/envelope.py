@@ -1,0 +1,461 @@
+"""The signed message envelope exchanged between nodes.
+
+A message is a canonical JSON header (routing ids, message id, method, path, query, kept
+headers, creation time, body digest) plus the body. The header is the payload of a JWS
+(RFC 7515) in compact serialisation with a detached payload (appendix F), signed ES256
+by the member's signing key, with the signer's chain in ``x5c``. The body is bound by its
+SHA-256 digest inside the header, so the signature can be checked before the body is
+read. The response header carries the request's hash, which binds it to one request.
+
+Verification raises :class:`EnvelopeError`; it never returns a boolean.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from jwt.algorithms import ECAlgorithm
+
+from gateway.core.canonical import NotCanonicalError, canonical_json, parse_canonical
+from gateway.core.errors import Code
+from gateway.core.ids import (
+    ClientId,
+    InvalidIdentifierError,
+    MemberId,
+    ServiceId,
+    parse_client,
+)
+from gateway.pki.profiles import CertificateError
+from gateway.pki.validation import verify_signing_certificate
+
+PROTOCOL_VERSION = 1
+JWS_ALGORITHM = "ES256"
+MAX_TEXT = 1024
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+_PRINTABLE = re.compile(r"[\x20-\x7e]*")
+_METHOD = re.compile(r"[A-Z]{1,16}")
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+_ES256 = ECAlgorithm(ECAlgorithm.SHA256)
+
+Reason = Literal["malformed", "signature", "certificate", "expired"]
+
+
+class EnvelopeError(Exception):
+    """A message that must be refused; ``reason`` selects the error code per side."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    if not re.fullmatch(r"[A-Za-z0-9_-]*", text):
+        raise EnvelopeError("malformed", "not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 UTC with milliseconds: one spelling per instant, so it can be signed."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_time(text: str) -> datetime:
+    if not _TIME.fullmatch(text):
+        raise EnvelopeError("malformed", f"creation time {text!r} is not RFC 3339 UTC with ms")
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def body_sha256(body: bytes) -> str:
+    return b64url(hashlib.sha256(body).digest())
+
+
+def request_hash(header_bytes: bytes) -> str:
+    """``X-Road-Request-Hash``: base64 SHA-512 of the signed request header.
+
+    The header commits to the body's digest, so this hash covers the whole request.
+    """
+    return base64.b64encode(hashlib.sha512(header_bytes).digest()).decode("ascii")
+
+
+def _text(value: Any, what: str, *, optional: bool = False, limit: int = MAX_TEXT) -> Any:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or len(value) > limit or not _PRINTABLE.fullmatch(value):
+        raise EnvelopeError("malformed", f"{what} must be printable ASCII up to {limit} chars")
+    return value
+
+
+def _int(value: Any, what: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise EnvelopeError("malformed", f"{what} must be an integer in [{low}, {high}]")
+    return value
+
+
+def check_headers(value: Any) -> tuple[tuple[str, str], ...]:
+    """Header names must be lower-case tokens and values free of CR, LF and NUL."""
+    if not isinstance(value, list) or len(value) > 100:
+        raise EnvelopeError("malformed", "headers must be a list of at most 100 pairs")
+    result = []
+    for pair in value:
+        if (
+            not isinstance(pair, list | tuple)
+            or len(pair) != 2
+            or not all(isinstance(p, str) for p in pair)
+        ):
+            raise EnvelopeError("malformed", "each header must be a [name, value] pair")
+        name, val = pair
+        if not _TOKEN.fullmatch(name) or len(name) > 256:
+            raise EnvelopeError("malformed", f"header name {name!r} is not a lower-case token")
+        if not _FIELD_VALUE.fullmatch(val) or len(val) > 8192:
+            raise EnvelopeError("malformed", f"header {name!r} has a forbidden character")
+        result.append((name, val))
+    return tuple(result)
+
+
+def check_message_id(value: Any) -> str:
+    try:
+        if isinstance(value, str) and str(uuid.UUID(value)) == value:
+            return value
+    except ValueError:
+        pass
+    raise EnvelopeError("malformed", "message id must be a lower-case UUID")
+
+
+def _ids(data: dict[str, Any]) -> tuple[ClientId, ServiceId]:
+    try:
+        client = parse_client(_text(data.get("client"), "client"), Code.BAD_REQUEST)
+        service = ServiceId.parse(_text(data.get("service"), "service"))
+    except InvalidIdentifierError as exc:
+        raise EnvelopeError("malformed", exc.message) from None
+    return client, service
+
+
+def _load(data: bytes, kind: str, keys: frozenset[str]) -> dict[str, Any]:
+    try:
+        obj = parse_canonical(data)
+    except NotCanonicalError as exc:
+        raise EnvelopeError("malformed", f"header is not canonical JSON: {exc}") from None
+    if obj.get("v") != PROTOCOL_VERSION or obj.get("type") != kind:
+        raise EnvelopeError("malformed", f"not a version {PROTOCOL_VERSION} {kind} header")
+    if set(obj) != keys:
+        raise EnvelopeError("malformed", f"{kind} header fields must be exactly {sorted(keys)}")
+    return obj
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHeader:
+    """What a consumer's node signs for one request."""
+
+    message_id: str
+    xroad_id: str
+    client: ClientId
+    service: ServiceId
+    method: str
+    path: str
+    query: str
+    headers: tuple[tuple[str, str], ...]
+    user_id: str | None
+    issue: str | None
+    created: str
+    body_sha256: str
+    body_length: int
+
+    FIELDS = frozenset(
+        {
+            "v",
+            "type",
+            "id",
+            "xroad_id",
+            "client",
+            "service",
+            "method",
+            "path",
+            "query",
+            "headers",
+            "user_id",
+            "issue",
+            "created",
+            "body_sha256",
+            "body_length",
+        }
+    )
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(
+            {
+                "v": PROTOCOL_VERSION,
+                "type": "request",
+                "id": self.message_id,
+                "xroad_id": self.xroad_id,
+                "client": str(self.client),
+                "service": str(self.service),
+                "method": self.method,
+                "path": self.path,
+                "query": self.query,
+                "headers": [list(h) for h in self.headers],
+                "user_id": self.user_id,
+                "issue": self.issue,
+                "created": self.created,
+                "body_sha256": self.body_sha256,
+                "body_length": self.body_length,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RequestHeader:
+        obj = _load(data, "request", cls.FIELDS)
+        client, service = _ids(obj)
+        method = obj["method"]
+        if not isinstance(method, str) or not _METHOD.fullmatch(method):
+            raise EnvelopeError("malformed", "method must be an upper-case HTTP method")
+        path = _text(obj["path"], "path", limit=4096)
+        if path and not path.startswith("/"):
+            raise EnvelopeError("malformed", "path must be empty or start with '/'")
+        parse_time(_text(obj["created"], "created"))
+        return cls(
+            message_id=check_message_id(obj["id"]),
+            xroad_id=_text(obj["xroad_id"], "xroad_id", limit=255),
+            client=client,
+            service=service,
+            method=method,
+            path=path,
+            query=_text(obj["query"], "query", limit=4096),
+            headers=check_headers(obj["headers"]),
+            user_id=_text(obj["user_id"], "user_id", optional=True, limit=255),
+            issue=_text(obj["issue"], "issue", optional=True),
+            created=obj["created"],
+            body_sha256=_text(obj["body_sha256"], "body_sha256", limit=64),
+            body_length=_int(obj["body_length"], "body_length", 0, 2**53),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHeader:
+    """What a provider's node signs for one response; bound to the request's hash."""
+
+    message_id: str
+    xroad_id: str
+    client: ClientId
+    service: ServiceId
+    request_hash: str
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    created: str
+    body_sha256: str
+    body_length: int
+
+    FIELDS = frozenset(
+        {
+            "v",
+            "type",
+            "id",
+            "xroad_id",
+            "client",
+            "service",
+            "request_hash",
+            "status",
+            "headers",
+            "created",
+            "body_sha256",
+            "body_length",
+        }
+    )
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(
+            {
+                "v": PROTOCOL_VERSION,
+                "type": "response",
+                "id": self.message_id,
+                "xroad_id": self.xroad_id,
+                "client": str(self.client),
+                "service": str(self.service),
+                "request_hash": self.request_hash,
+                "status": self.status,
+                "headers": [list(h) for h in self.headers],
+                "created": self.created,
+                "body_sha256": self.body_sha256,
+                "body_length": self.body_length,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ResponseHeader:
+        obj = _load(data, "response", cls.FIELDS)
+        client, service = _ids(obj)
+        parse_time(_text(obj["created"], "created"))
+        return cls(
+            message_id=check_message_id(obj["id"]),
+            xroad_id=_text(obj["xroad_id"], "xroad_id", limit=255),
+            client=client,
+            service=service,
+            request_hash=_text(obj["request_hash"], "request_hash", limit=128),
+            status=_int(obj["status"], "status", 100, 599),
+            headers=check_headers(obj["headers"]),
+            created=obj["created"],
+            body_sha256=_text(obj["body_sha256"], "body_sha256", limit=64),
+            body_length=_int(obj["body_length"], "body_length", 0, 2**53),
+        )
+
+
+def check_body(body_digest: str, body_length: int, body: bytes) -> None:
+    """The body must be the one the signed header names."""
+    if len(body) != body_length or body_sha256(body) != body_digest:
+        raise EnvelopeError("signature", "the body does not match the signed digest")
+
+
+def check_created(created: str, now: datetime, window: timedelta) -> datetime:
+    """Refuse a message created outside ``now ± window`` (bounds how long ids are kept)."""
+    moment = parse_time(created)
+    if abs(now - moment) > window:
+        raise EnvelopeError(
+            "expired",
+            f"created {created}, outside {int(window.total_seconds())} s of {format_time(now)}",
+        )
+    return moment
+
+
+def cert_ref(cert: x509.Certificate) -> str:
+    """A certificate's reference in logs: lower-case hex SHA-256 of its DER."""
+    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
+
+
+class Signer:
+    """Signs headers with one member's key; the protected header is fixed per certificate.
+
+    Everything per message lives in the payload, so the JWS protected header (algorithm
+    and chain) is encoded once and the log can store it once per certificate.
+    """
+
+    def __init__(
+        self, member: MemberId, key: ec.EllipticCurvePrivateKey, chain: Sequence[x509.Certificate]
+    ) -> None:
+        if not isinstance(key.curve, ec.SECP256R1):
+            raise ValueError("ES256 needs a P-256 key")
+        self.member = member
+        self._key = key
+        self.certificate = chain[0]
+        self.cert_ref = cert_ref(chain[0])
+        self.cert_der = chain[0].public_bytes(Encoding.DER)
+        x5c = [base64.b64encode(c.public_bytes(Encoding.DER)).decode("ascii") for c in chain]
+        self.jws_header = b64url(canonical_json({"alg": JWS_ALGORITHM, "x5c": x5c}))
+
+    def sign(self, payload: bytes) -> str:
+        """Compact JWS with detached payload: ``header..signature``."""
+        signing_input = f"{self.jws_header}.{b64url(payload)}".encode("ascii")
+        return f"{self.jws_header}..{b64url(_ES256.sign(signing_input, self._key))}"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedSignature:
+    """A signature that verified, and who made it."""
+
+    signer: MemberId
+    certificate: x509.Certificate
+    cert_ref: str
+    cert_der: bytes
+    jws_header: str
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Signer:
+    member: MemberId
+    certificate: x509.Certificate
+    public_key: ec.EllipticCurvePublicKey
+    cert_ref: str
+    cert_der: bytes
+
+
+class SignatureVerifier:
+    """Verifies detached JWS signatures against trusted roots.
+
+    Certificate checks are cached per protected header (that is, per chain); the
+    validity window is re-checked against ``now`` on every use.
+    """
+
+    MAX_CACHE = 4096
+
+    def __init__(self, roots: Sequence[x509.Certificate]) -> None:
+        self._roots = list(roots)
+        self._cache: dict[str, _Signer] = {}
+
+    def _signer(self, header_segment: str, now: datetime) -> _Signer:
+        cached = self._cache.get(header_segment)
+        if cached is not None:
+            cert = cached.certificate
+            if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+                raise EnvelopeError("certificate", "signing certificate not valid at this time")
+            return cached
+        try:
+            header = parse_canonical(b64url_decode(header_segment))
+        except NotCanonicalError as exc:
+            raise EnvelopeError("malformed", f"JWS header is not canonical JSON: {exc}") from None
+        if header.get("alg") != JWS_ALGORITHM or set(header) != {"alg", "x5c"}:
+            raise EnvelopeError(
+                "signature", f"JWS header must be exactly alg={JWS_ALGORITHM} and x5c"
+            )
+        x5c = header["x5c"]
+        if not isinstance(x5c, list) or not 1 <= len(x5c) <= 4:
+            raise EnvelopeError("malformed", "x5c must list 1 to 4 certificates")
+        try:
+            chain = [x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in x5c]
+        except (ValueError, TypeError) as exc:
+            raise EnvelopeError("malformed", f"x5c certificate does not parse: {exc}") from None
+        try:
+            member = verify_signing_certificate(chain[0], chain[1:], self._roots, now)
+        except CertificateError as exc:
+            raise EnvelopeError("certificate", str(exc)) from None
+        public_key = chain[0].public_key()
+        if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(
+            public_key.curve, ec.SECP256R1
+        ):
+            raise EnvelopeError("certificate", "ES256 needs a P-256 signing certificate")
+        entry = _Signer(
+            member,
+            chain[0],
+            public_key,
+            cert_ref(chain[0]),
+            chain[0].public_bytes(Encoding.DER),
+        )
+        if len(self._cache) >= self.MAX_CACHE:
+            self._cache.clear()
+        self._cache[header_segment] = entry
+        return entry
+
+    def verify(self, jws: str, payload: bytes, now: datetime) -> VerifiedSignature:
+        """Check ``jws`` over the detached ``payload``; return who signed it."""
+        parts = jws.split(".")
+        if len(parts) != 3 or parts[1] != "":
+            raise EnvelopeError("signature", "not a compact JWS with detached payload")
+        header_segment, _, signature_segment = parts
+        signer = self._signer(header_segment, now)
+        signature = b64url_decode(signature_segment)
+        signing_input = f"{header_segment}.{b64url(payload)}".encode("ascii")
+        if len(signature) != 64 or not _ES256.verify(signing_input, signer.public_key, signature):
+            raise EnvelopeError("signature", "signature does not verify")
+        return VerifiedSignature(
+            signer.member,
+            signer.certificate,
+            signer.cert_ref,
+            signer.cert_der,
+            header_segment,
+            signature_segment,
+        )

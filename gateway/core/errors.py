@@ -1,0 +1,135 @@
+"""The one error table: every refusal the gateway can give, with a stable code and status.
+
+Codes follow X-Road's dotted snake-case style (7.8+): ``client.*`` for what the caller got
+wrong, ``server.clientproxy.*`` for failures on the consumer's node and
+``server.serverproxy.*`` for refusals by the provider's node. X-Road answers ``client.*``
+with 400 and ``server.*`` with 500; a few codes use a more specific status where HTTP
+has one (413 for oversize bodies), which X-Road clients still see as an error because
+the ``X-Road-Error`` header is set.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Code(StrEnum):
+    """Stable error codes. Never rename a value: clients match on it."""
+
+    BAD_REQUEST = "client.bad_request"
+    INVALID_CLIENT_IDENTIFIER = "client.invalid_client_identifier"
+    INVALID_SERVICE_IDENTIFIER = "client.invalid_service_identifier"
+    UNKNOWN_CLIENT = "client.unknown_member"
+    REQUEST_TOO_LARGE = "client.request_too_large"
+
+    CP_UNKNOWN_MEMBER = "server.clientproxy.unknown_member"
+    CP_NETWORK_ERROR = "server.clientproxy.network_error"
+    CP_SSL_AUTHENTICATION_FAILED = "server.clientproxy.ssl_authentication_failed"
+    CP_INVALID_SIGNATURE = "server.clientproxy.invalid_signature_value"
+    CP_INVALID_CERTIFICATE = "server.clientproxy.invalid_certificate"
+    CP_INCONSISTENT_RESPONSE = "server.clientproxy.inconsistent_response"
+    CP_INVALID_MESSAGE = "server.clientproxy.invalid_message"
+    CP_MESSAGELOG_FAILED = "server.clientproxy.messagelog_failed"
+    CP_INTERNAL_ERROR = "server.clientproxy.internal_error"
+
+    SP_UNKNOWN_MEMBER = "server.serverproxy.unknown_member"
+    SP_SSL_AUTHENTICATION_FAILED = "server.serverproxy.ssl_authentication_failed"
+    SP_INVALID_MESSAGE = "server.serverproxy.invalid_message"
+    SP_INVALID_SIGNATURE = "server.serverproxy.invalid_signature_value"
+    SP_INVALID_CERTIFICATE = "server.serverproxy.invalid_certificate"
+    SP_SIGNER_MISMATCH = "server.serverproxy.signer_mismatch"
+    SP_MESSAGE_EXPIRED = "server.serverproxy.message_expired"
+    SP_REPLAY_DETECTED = "server.serverproxy.replay_detected"
+    SP_UNKNOWN_SERVICE = "server.serverproxy.unknown_service"
+    SP_SERVICE_DISABLED = "server.serverproxy.service_disabled"
+    SP_ACCESS_DENIED = "server.serverproxy.access_denied"
+    SP_REQUEST_TOO_LARGE = "server.serverproxy.request_too_large"
+    SP_SERVICE_TIMEOUT = "server.serverproxy.service_failed.timeout"
+    SP_SERVICE_NETWORK_ERROR = "server.serverproxy.service_failed.network_error"
+    SP_RESPONSE_TOO_LARGE = "server.serverproxy.service_failed.response_too_large"
+    SP_MESSAGELOG_FAILED = "server.serverproxy.messagelog_failed"
+    SP_INTERNAL_ERROR = "server.serverproxy.internal_error"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorSpec:
+    """One row of the error table."""
+
+    status: int
+    meaning: str
+
+
+ERROR_TABLE: dict[Code, ErrorSpec] = {
+    Code.BAD_REQUEST: ErrorSpec(400, "The request is not a valid X-Road REST r1 request."),
+    Code.INVALID_CLIENT_IDENTIFIER: ErrorSpec(
+        400, "X-Road-Client is missing or is not a valid client identifier."
+    ),
+    Code.INVALID_SERVICE_IDENTIFIER: ErrorSpec(
+        400, "The service identifier in the request path is not valid."
+    ),
+    Code.UNKNOWN_CLIENT: ErrorSpec(400, "X-Road-Client is not a client registered at this node."),
+    Code.REQUEST_TOO_LARGE: ErrorSpec(413, "The request body exceeds the node's limit."),
+    Code.CP_UNKNOWN_MEMBER: ErrorSpec(500, "No node is known that hosts the service's provider."),
+    Code.CP_NETWORK_ERROR: ErrorSpec(500, "The provider's node could not be reached in time."),
+    Code.CP_SSL_AUTHENTICATION_FAILED: ErrorSpec(
+        500, "The provider's node did not authenticate with its registered certificate."
+    ),
+    Code.CP_INVALID_SIGNATURE: ErrorSpec(500, "The response signature does not verify."),
+    Code.CP_INVALID_CERTIFICATE: ErrorSpec(
+        500, "The response was signed with a certificate that is not trusted."
+    ),
+    Code.CP_INCONSISTENT_RESPONSE: ErrorSpec(
+        500, "The signed response does not belong to the request that was sent."
+    ),
+    Code.CP_INVALID_MESSAGE: ErrorSpec(500, "The provider's node sent a malformed message."),
+    Code.CP_MESSAGELOG_FAILED: ErrorSpec(500, "The exchange could not be logged durably."),
+    Code.CP_INTERNAL_ERROR: ErrorSpec(500, "Internal error on the consumer's node."),
+    Code.SP_UNKNOWN_MEMBER: ErrorSpec(500, "The client is not known in this instance."),
+    Code.SP_SSL_AUTHENTICATION_FAILED: ErrorSpec(
+        500, "The sending node is not registered, or does not host the client."
+    ),
+    Code.SP_INVALID_MESSAGE: ErrorSpec(500, "The message envelope is malformed."),
+    Code.SP_INVALID_SIGNATURE: ErrorSpec(500, "The request signature does not verify."),
+    Code.SP_INVALID_CERTIFICATE: ErrorSpec(
+        500, "The signing certificate is not trusted, not valid now, or not a signing certificate."
+    ),
+    Code.SP_SIGNER_MISMATCH: ErrorSpec(500, "The request was not signed by the client's member."),
+    Code.SP_MESSAGE_EXPIRED: ErrorSpec(
+        500, "The message's creation time is outside the accepted window."
+    ),
+    Code.SP_REPLAY_DETECTED: ErrorSpec(500, "This message was received before."),
+    Code.SP_UNKNOWN_SERVICE: ErrorSpec(500, "The service is not provided by this node."),
+    Code.SP_SERVICE_DISABLED: ErrorSpec(500, "The service is disabled."),
+    Code.SP_ACCESS_DENIED: ErrorSpec(500, "The client has no access right to this service."),
+    Code.SP_REQUEST_TOO_LARGE: ErrorSpec(500, "The request body exceeds the provider's limit."),
+    Code.SP_SERVICE_TIMEOUT: ErrorSpec(500, "The registry did not answer within the timeout."),
+    Code.SP_SERVICE_NETWORK_ERROR: ErrorSpec(500, "The registry could not be reached."),
+    Code.SP_RESPONSE_TOO_LARGE: ErrorSpec(500, "The registry's response exceeds the limit."),
+    Code.SP_MESSAGELOG_FAILED: ErrorSpec(500, "The exchange could not be logged durably."),
+    Code.SP_INTERNAL_ERROR: ErrorSpec(500, "Internal error on the provider's node."),
+}
+
+
+class GatewayError(Exception):
+    """A refusal with a stable code; rendered to callers as X-Road's error format.
+
+    ``detail`` is the log-correlation id X-Road puts in the same field, so an operator can
+    find the node's log line for a refusal a client reports.
+    """
+
+    def __init__(self, code: Code, message: str, *, detail: str | None = None) -> None:
+        super().__init__(f"{code.value}: {message}")
+        self.code = code
+        self.message = message
+        self.detail = detail or str(uuid.uuid4())
+
+    @property
+    def status(self) -> int:
+        return ERROR_TABLE[self.code].status
+
+    def body(self) -> dict[str, Any]:
+        """X-Road's JSON error document."""
+        return {"type": self.code.value, "message": self.message, "detail": self.detail}

@@ -1,0 +1,322 @@
+"""A federation on loopback: PKI, node configurations and processes for a few cities.
+
+The demo, the integration tests and the benchmark all stand up the same topology through
+this module, so what the tests check is what the demo shows. Everything listens on
+127.0.0.1 only; ports are chosen by the OS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gateway.core.ids import MemberId, NodeId, ServiceId, SubsystemId
+from gateway.pki.files import init_ca, issue_from_csr, new_key_and_csr
+from gateway.pki.keys import fingerprint_sha256
+from gateway.pki.profiles import CertKind
+
+INSTANCE = "DE-NRW"
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class City:
+    """A member of the instance running one node."""
+
+    name: str
+    ags: str
+    subsystems: tuple[str, ...]
+    server_code: str = "ss1"
+
+    @property
+    def member(self) -> MemberId:
+        return MemberId(INSTANCE, "GOV", self.ags)
+
+    @property
+    def node(self) -> NodeId:
+        return NodeId(INSTANCE, "GOV", self.ags, self.server_code)
+
+    def subsystem(self, code: str) -> SubsystemId:
+        return self.member.subsystem(code)
+
+
+SOEST = City("Stadt Soest", "05974040", ("gewerbeamt",))
+LIPPSTADT = City("Stadt Lippstadt", "05974028", ("melderegister",))
+MELDEREGISTER_SERVICE = LIPPSTADT.subsystem("melderegister").service("einfacheAuskunft")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class NodeFiles:
+    """Where one city's node keeps its keys, certificates, configuration and log."""
+
+    city: City
+    directory: Path
+    consumer_port: int
+    peer_port: int
+
+    @property
+    def config(self) -> Path:
+        return self.directory / "node.toml"
+
+    @property
+    def messagelog(self) -> Path:
+        return self.directory / "messagelog.sqlite"
+
+    @property
+    def auth_cert(self) -> Path:
+        return self.directory / "auth.pem"
+
+    @property
+    def sign_cert(self) -> Path:
+        return self.directory / "sign.pem"
+
+    @property
+    def consumer_url(self) -> str:
+        return f"http://{HOST}:{self.consumer_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"https://{HOST}:{self.peer_port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """A service a city provides, and who may call it."""
+
+    id: ServiceId
+    url: str
+    openapi_url: str | None
+    allowed: tuple[SubsystemId, ...]
+    methods: tuple[str, ...] = ("GET",)
+    timeout_seconds: float = 10.0
+
+
+@dataclass
+class LocalNet:
+    """The files of a federation; ``start_*`` run its processes."""
+
+    root: Path
+    nodes: dict[str, NodeFiles]
+    ca_cert: Path
+    services: list[ServiceSpec] = field(default_factory=list)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    # ---------------------------------------------------------------- building
+
+    @classmethod
+    def create(cls, root: Path, cities: Sequence[City], now: datetime) -> LocalNet:
+        """Make a CA and, per city, a node authentication and a member signing certificate."""
+        root.mkdir(parents=True, exist_ok=True)
+        ca_dir = root / "ca"
+        init_ca(ca_dir, "Development CA DE-NRW", now)
+        nodes: dict[str, NodeFiles] = {}
+        for city in cities:
+            files = NodeFiles(city, root / city.ags, free_port(), free_port())
+            files.directory.mkdir(parents=True, exist_ok=True)
+            new_key_and_csr(
+                CertKind.AUTH,
+                city.node,
+                files.directory / "auth.key",
+                files.directory / "auth.csr",
+                city.name,
+            )
+            issue_from_csr(
+                ca_dir,
+                files.directory / "auth.csr",
+                CertKind.AUTH,
+                files.auth_cert,
+                now,
+                ip_addresses=(HOST,),
+            )
+            new_key_and_csr(
+                CertKind.SIGN,
+                city.member,
+                files.directory / "sign.key",
+                files.directory / "sign.csr",
+                city.name,
+            )
+            issue_from_csr(
+                ca_dir, files.directory / "sign.csr", CertKind.SIGN, files.sign_cert, now
+            )
+            nodes[city.ags] = files
+        return cls(root, nodes, ca_dir / "ca.pem")
+
+    def add_service(self, spec: ServiceSpec) -> None:
+        self.services.append(spec)
+
+    def write_configs(self, *, extra: dict[str, Any] | None = None) -> None:
+        """One TOML file per node; the directory section is the same for all."""
+        from gateway.pki.keys import load_certificate
+
+        directory_lines = [
+            "[directory]",
+            f'instance = "{INSTANCE}"',
+            f'ca_certs = ["{self.ca_cert}"]',
+        ]
+        for files in self.nodes.values():
+            city = files.city
+            subsystems = ", ".join(f'"{s}"' for s in city.subsystems)
+            fingerprint = fingerprint_sha256(load_certificate(files.auth_cert))
+            clients = ", ".join(f'"{city.subsystem(s)}"' for s in city.subsystems)
+            directory_lines += [
+                "",
+                "[[directory.members]]",
+                f'id = "{city.member}"',
+                f'name = "{city.name}"',
+                f"subsystems = [{subsystems}]",
+                "",
+                "[[directory.nodes]]",
+                f'id = "{city.node}"',
+                f'address = "{files.peer_url}"',
+                f'auth_cert_sha256 = ["{fingerprint}"]',
+                f'clients = ["{city.member}", {clients}]',
+            ]
+        for files in self.nodes.values():
+            lines = [
+                "# Generated by gateway.localnet for a loopback federation.",
+                "[node]",
+                f'id = "{files.city.node}"',
+                f'consumer_listen = "{HOST}:{files.consumer_port}"',
+                f'peer_listen = "{HOST}:{files.peer_port}"',
+                'messagelog = "messagelog.sqlite"',
+                'auth_cert = "auth.pem"',
+                'auth_key = "auth.key"',
+            ]
+            for key, value in (extra or {}).items():
+                lines.append(f"{key} = {json.dumps(value)}")
+            lines += [
+                "",
+                "[[signing]]",
+                f'member = "{files.city.member}"',
+                'cert = "sign.pem"',
+                'key = "sign.key"',
+            ]
+            for spec in self.services:
+                if spec.id.member != files.city.member:
+                    continue
+                lines += [
+                    "",
+                    "[[services]]",
+                    f'id = "{spec.id}"',
+                    f'url = "{spec.url}"',
+                    f"timeout_seconds = {spec.timeout_seconds}",
+                ]
+                if spec.openapi_url:
+                    lines.append(f'openapi_url = "{spec.openapi_url}"')
+                for method in spec.methods:
+                    lines += ["[[services.endpoints]]", f'method = "{method}"', 'path = "/**"']
+                for subject in spec.allowed:
+                    methods = ", ".join(f'"{m}"' for m in spec.methods)
+                    lines += [
+                        "",
+                        "[[access]]",
+                        f'service = "{spec.id}"',
+                        f'client = "{subject}"',
+                        f"methods = [{methods}]",
+                    ]
+            files.config.write_text("\n".join([*lines, "", *directory_lines, ""]), "utf-8")
+
+    # ---------------------------------------------------------------- processes
+
+    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        log_path = self.root / "logs" / f"{log_name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as out:
+            proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", "gateway", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        self.processes.append(proc)
+        return proc
+
+    def start_melderegister(self, port: int) -> subprocess.Popen[bytes]:
+        db = self.root / "registries" / "melderegister.sqlite"
+        db.parent.mkdir(parents=True, exist_ok=True)
+        proc = self._spawn(
+            ["registry", "melderegister", "--db", str(db), "--port", str(port)], "melderegister"
+        )
+        wait_http(f"http://{HOST}:{port}/health", proc)
+        return proc
+
+    def start_node(self, ags: str) -> subprocess.Popen[bytes]:
+        files = self.nodes[ags]
+        proc = self._spawn(["node", "serve", "--config", str(files.config)], f"node-{ags}")
+        wait_http(f"{files.consumer_url}/health", proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.processes.clear()
+
+    def topology(self) -> dict[str, Any]:
+        """What a client needs to talk to this federation (see README, "topology file")."""
+        return {
+            "instance": INSTANCE,
+            "ca_certificate": str(self.ca_cert),
+            "nodes": [
+                {
+                    "id": str(files.city.node),
+                    "member": str(files.city.member),
+                    "name": files.city.name,
+                    "consumer_url": files.consumer_url,
+                    "peer_url": files.peer_url,
+                    "clients": [str(files.city.subsystem(s)) for s in files.city.subsystems],
+                    "messagelog": str(files.messagelog),
+                    "config": str(files.config),
+                }
+                for files in self.nodes.values()
+            ],
+            "services": [
+                {
+                    "id": str(spec.id),
+                    "provider_url": spec.url,
+                    "methods": list(spec.methods),
+                    "allowed_clients": [str(c) for c in spec.allowed],
+                }
+                for spec in self.services
+            ],
+        }
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20) -> None:
+    """Poll until ``url`` answers 200; fail early if the process died."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with code {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up within {timeout} s: {last}")

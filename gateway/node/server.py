@@ -1,0 +1,733 @@
+"""The security server: an X-Road REST ``r1`` consumer edge and a provider side for peers.
+
+Both run on aiohttp's server because it hands the application the TLS peer certificate
+(the transport's ``ssl_object``); the provider decides who is talking from that, never
+from a header. See docs/adr/0002-aiohttp-for-the-node.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from xml.sax.saxutils import escape
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from gateway.conf.directory import Directory, NodeInfo
+from gateway.core.envelope import (
+    EnvelopeError,
+    RequestHeader,
+    ResponseHeader,
+    Signer,
+    SignatureVerifier,
+    VerifiedSignature,
+    b64url,
+    b64url_decode,
+    body_sha256,
+    check_body,
+    check_created,
+    format_time,
+    request_hash,
+)
+from gateway.core.errors import Code, GatewayError
+from gateway.core.headers import end_to_end_headers
+from gateway.core.ids import (
+    ClientId,
+    InvalidIdentifierError,
+    MemberId,
+    ServiceId,
+    SubsystemId,
+    decode_part,
+    parse_client,
+)
+from gateway.core.policy import AccessPolicy
+from gateway.node.clock import Clock, SystemClock
+from gateway.node.config import NodeConfig, ServiceSection
+from gateway.node.messagelog import LogRecord, MessageLog, MessageLogError, ReplayError
+from gateway.node.tls import client_context, peer_fingerprint, server_context
+from gateway.node.transport import MAX_HEADER_FIELD, PeerClient, RegistryClient, read_limited
+from gateway.pki.keys import load_certificates, load_private_key
+from gateway.pki.profiles import CertificateError, node_id_of
+from gateway.pki.validation import verify_auth_certificate
+
+log = logging.getLogger("gateway.node")
+
+ENVELOPE_HEADER = "X-Gw-Envelope"
+SIGNATURE_HEADER = "X-Gw-Signature"
+METADATA_SERVICES = frozenset({"listMethods", "allowedMethods", "getOpenAPI"})
+_PRINTABLE = frozenset(chr(c) for c in range(0x20, 0x7F))
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(err: GatewayError, accept: str | None = None) -> web.Response:
+    """X-Road's error format: ``X-Road-Error`` plus JSON (or XML if asked for)."""
+    headers = {"X-Road-Error": err.code.value}
+    wants_xml = accept is not None and "xml" in accept and "json" not in accept
+    if wants_xml:
+        body = (
+            f"<error><type>{escape(err.code.value)}</type><message>{escape(err.message)}"
+            f"</message><detail>{escape(err.detail)}</detail></error>"
+        )
+        return web.Response(
+            status=err.status, text=body, content_type="application/xml", headers=headers
+        )
+    return web.Response(
+        status=err.status,
+        body=json.dumps(err.body()).encode(),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _optional_text(request: web.Request, name: str, limit: int) -> str | None:
+    """Last value of an optional X-Road header, refused if it could smuggle anything."""
+    values = request.headers.getall(name, [])
+    if not values:
+        return None
+    value = values[-1]
+    if len(value) > limit or not set(value) <= _PRINTABLE:
+        raise GatewayError(
+            Code.BAD_REQUEST, f"{name} must be printable ASCII of at most {limit} characters"
+        )
+    return value
+
+
+def _map_envelope(exc: EnvelopeError, *, provider: bool) -> GatewayError:
+    codes = {
+        "malformed": (Code.SP_INVALID_MESSAGE, Code.CP_INVALID_MESSAGE),
+        "signature": (Code.SP_INVALID_SIGNATURE, Code.CP_INVALID_SIGNATURE),
+        "certificate": (Code.SP_INVALID_CERTIFICATE, Code.CP_INVALID_CERTIFICATE),
+        "expired": (Code.SP_MESSAGE_EXPIRED, Code.CP_INCONSISTENT_RESPONSE),
+    }
+    provider_code, consumer_code = codes[exc.reason]
+    return GatewayError(provider_code if provider else consumer_code, exc.message)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where a started node listens (ports may have been chosen by the OS)."""
+
+    consumer_url: str
+    peer_url: str
+
+
+class Node:
+    """One security server. ``start()`` binds both listeners; ``stop()`` drains and closes."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        clock: Clock | None = None,
+        directory: Directory | None = None,
+    ) -> None:
+        self.config = config
+        self.id = config.node.node_id
+        self.clock = clock or SystemClock()
+        self.directory = directory or config.build_directory()
+        self.policy = AccessPolicy(config.grants())
+        self.services: dict[ServiceId, ServiceSection] = {
+            s.service_id: s for s in config.services
+        }
+        self.window = timedelta(seconds=config.node.message_window_seconds)
+        self.max_body = config.node.max_body_bytes
+        roots = self.directory.trust_roots()
+        self.verifier = SignatureVerifier(roots)
+        self.signers: dict[MemberId, Signer] = {}
+        now = self.clock.now()
+        for entry in config.signing:
+            member = MemberId.parse(entry.member)
+            chain = load_certificates(entry.cert)
+            signer = Signer(member, load_private_key(entry.key), chain)
+            # Refuse to start with a key that peers would refuse: fail at boot, not per call.
+            self.verifier.verify(signer.sign(b"self-test"), b"self-test", now)
+            if self.verifier.verify(signer.sign(b"x"), b"x", now).signer != member:
+                raise CertificateError(f"signing certificate {entry.cert} is not for {member}")
+            self.signers[member] = signer
+        auth_chain = load_certificates(config.node.auth_cert)
+        auth_owner = verify_auth_certificate(auth_chain[0], auth_chain[1:], roots, now)
+        if auth_owner != self.id or node_id_of(auth_chain[0]) != self.id:
+            raise CertificateError(f"authentication certificate is for {auth_owner}, not {self.id}")
+        self._server_ssl = server_context(config.node.auth_cert, config.node.auth_key, roots)
+        self._client_ssl = client_context(config.node.auth_cert, config.node.auth_key, roots)
+        self.log = MessageLog(config.node.messagelog, clock=self.clock.now)
+        self._runners: list[web.AppRunner] = []
+        self._peer: PeerClient | None = None
+        self._registry: RegistryClient | None = None
+        self.endpoints: Endpoints | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> Endpoints:
+        self.log.start()
+        self._peer = PeerClient(
+            self._client_ssl,
+            connect_timeout=self.config.node.peer_connect_timeout_seconds,
+            total_timeout=self.config.node.peer_timeout_seconds,
+            max_body=self.max_body,
+        )
+        self._registry = RegistryClient(max_body=self.max_body)
+        consumer = await self._listen(
+            self.consumer_app(), self.config.node.consumer_listen, None
+        )
+        peer = await self._listen(self.peer_app(), self.config.node.peer_listen, self._server_ssl)
+        self.endpoints = Endpoints(f"http://{consumer}", f"https://{peer}")
+        log.info("node %s: consumer %s, peers %s", self.id, consumer, peer)
+        return self.endpoints
+
+    async def _listen(self, app: web.Application, hostport: str, ssl: Any) -> str:
+        host, _, port = hostport.rpartition(":")
+        runner = web.AppRunner(
+            app, access_log=None, max_field_size=MAX_HEADER_FIELD, handle_signals=False
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, host, int(port), ssl_context=ssl, backlog=1024)
+        await site.start()
+        self._runners.append(runner)
+        server = site._server
+        assert server is not None
+        sockets = getattr(server, "sockets", None) or []
+        bound_port = sockets[0].getsockname()[1] if sockets else int(port)
+        return f"{host}:{bound_port}"
+
+    async def stop(self) -> None:
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        if self._peer is not None:
+            await self._peer.close()
+        if self._registry is not None:
+            await self._registry.close()
+        await self.log.close()
+
+    # ------------------------------------------------------------------ apps
+
+    def consumer_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._errors(provider=False)])
+        app.router.add_route("*", "/r1/{tail:.*}", self.handle_consumer)
+        app.router.add_get("/listClients", self.handle_list_clients)
+        app.router.add_get("/health", self.handle_health)
+        return app
+
+    def peer_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._errors(provider=True)])
+        app.router.add_post("/gw/v1/exchange", self.handle_exchange)
+        return app
+
+    def _errors(self, *, provider: bool) -> Any:
+        internal = Code.SP_INTERNAL_ERROR if provider else Code.CP_INTERNAL_ERROR
+
+        @web.middleware
+        async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+            try:
+                return await handler(request)
+            except GatewayError as err:
+                log.warning("%s refused (%s): %s", self.id, err.detail, err)
+                return error_response(err, request.headers.get("Accept"))
+            except web.HTTPException as exc:
+                if exc.status == 404 and not provider:
+                    err = GatewayError(
+                        Code.BAD_REQUEST, f"{request.path} is not an X-Road REST r1 path"
+                    )
+                    return error_response(err, request.headers.get("Accept"))
+                raise
+            except Exception:
+                err = GatewayError(internal, "unexpected error; see the node's log")
+                log.exception("%s internal error (%s)", self.id, err.detail)
+                return error_response(err, request.headers.get("Accept"))
+
+        return middleware
+
+    # ------------------------------------------------------------------ helpers
+
+    def _self_info(self) -> NodeInfo | None:
+        return self.directory.node(self.id)
+
+    def hosts(self, client: ClientId) -> bool:
+        me = self._self_info()
+        return me is not None and client in me.clients
+
+    async def _read_body(self, request: web.Request, code: Code) -> bytes:
+        if request.content_length is not None and request.content_length > self.max_body:
+            raise GatewayError(code, f"body of {request.content_length} bytes exceeds the limit")
+        body = await read_limited(request.content, self.max_body)
+        if body is None:
+            raise GatewayError(code, f"body exceeds the limit of {self.max_body} bytes")
+        return body
+
+    @staticmethod
+    def _certs(*signatures: VerifiedSignature | Signer) -> dict[str, tuple[bytes, str]]:
+        return {s.cert_ref: (s.cert_der, s.jws_header) for s in signatures}
+
+    # ------------------------------------------------------------------ consumer edge
+
+    async def handle_health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "node": str(self.id)})
+
+    async def handle_list_clients(self, request: web.Request) -> web.Response:
+        """``listClients``: the instance's members and subsystems, answered locally."""
+        instance = request.query.get("xRoadInstance", self.directory.instance)
+        members: list[dict[str, Any]] = []
+        for info in self.directory.members():
+            if info.id.instance != instance:
+                continue
+            ids: list[MemberId | SubsystemId] = [info.id, *info.subsystems]
+            for client in ids:
+                entry: dict[str, Any] = {
+                    "member_class": client.member_class,
+                    "member_code": client.member_code,
+                    "object_type": client.object_type,
+                    "xroad_instance": client.instance,
+                }
+                if isinstance(client, SubsystemId):
+                    entry["subsystem_code"] = client.subsystem_code
+                members.append({"id": entry, "name": info.name})
+        accept = request.headers.get("Accept", "")
+        if "json" in accept:
+            return web.json_response({"member": members})
+        rows = "".join(
+            "<member><id object_type=\"{}\">{}</id><name>{}</name></member>".format(
+                m["id"]["object_type"],
+                "".join(
+                    f"<{k}>{escape(str(v))}</{k}>" for k, v in m["id"].items() if k != "object_type"
+                ),
+                escape(m["name"]),
+            )
+            for m in members
+        )
+        return web.Response(
+            text=f"<clientList>{rows}</clientList>", content_type="application/xml"
+        )
+
+    def _parse_r1(self, request: web.Request) -> tuple[ServiceId, str, str]:
+        raw_path, _, query = request.raw_path.partition("?")
+        segments = raw_path.split("/")
+        if len(segments) < 7:
+            raise GatewayError(
+                Code.BAD_REQUEST,
+                "the path must be /r1/{instance}/{class}/{member}/{subsystem}/{service}[/path]",
+            )
+        service = ServiceId.from_parts(segments[2:7], Code.INVALID_SERVICE_IDENTIFIER)
+        rest = segments[7:]
+        for segment in rest:
+            try:
+                decoded = decode_part(segment, "path segment") if segment else ""
+            except InvalidIdentifierError:
+                decoded = segment
+            if decoded in (".", "..") or segment.lower() in ("%2e", "%2e%2e", ".%2e", "%2e."):
+                raise GatewayError(Code.BAD_REQUEST, "dot segments are not allowed in the path")
+        path = "/" + "/".join(rest) if len(segments) > 7 else ""
+        return service, path, query
+
+    async def handle_consumer(self, request: web.Request) -> web.Response:
+        """Sign, relay, verify, log both messages, answer: X-Road REST ``r1``."""
+        service, path, query = self._parse_r1(request)
+        client_values = request.headers.getall("X-Road-Client", [])
+        if not client_values:
+            raise GatewayError(Code.INVALID_CLIENT_IDENTIFIER, "X-Road-Client header is missing")
+        client = parse_client(client_values[-1])
+        if not self.hosts(client):
+            raise GatewayError(Code.UNKNOWN_CLIENT, f"{client} is not a client of node {self.id}")
+        signer = self.signers.get(client.member)
+        if signer is None:
+            raise GatewayError(
+                Code.UNKNOWN_CLIENT, f"node {self.id} holds no signing key for {client.member}"
+            )
+        xroad_id = _optional_text(request, "X-Road-Id", 255) or (
+            f"{self.directory.instance}-{uuid.uuid4()}"
+        )
+        user_id = _optional_text(request, "X-Road-UserId", 255)
+        issue = _optional_text(request, "X-Road-Issue", 1024)
+        body = await self._read_body(request, Code.REQUEST_TOO_LARGE)
+
+        providers = self.directory.nodes_hosting(service.provider)
+        if not providers:
+            raise GatewayError(Code.CP_UNKNOWN_MEMBER, f"no node hosts {service.provider}")
+        target = providers[0]
+
+        header = RequestHeader(
+            message_id=str(uuid.uuid4()),
+            xroad_id=xroad_id,
+            client=client,
+            service=service,
+            method=request.method,
+            path=path,
+            query=query,
+            headers=tuple(end_to_end_headers(request.headers.items())),
+            user_id=user_id,
+            issue=issue,
+            created=format_time(self.clock.now()),
+            body_sha256=body_sha256(body),
+            body_length=len(body),
+        )
+        header_bytes = header.to_bytes()
+        signature = signer.sign(header_bytes)
+        assert self._peer is not None
+        reply = await self._peer.post(
+            target.address,
+            target.auth_cert_sha256,
+            {
+                ENVELOPE_HEADER: b64url(header_bytes),
+                SIGNATURE_HEADER: signature,
+                "Content-Type": "application/octet-stream",
+            },
+            body,
+        )
+        if "X-Road-Error" in reply.headers:
+            return self._relay_provider_error(reply.status, reply.headers, reply.body)
+        response, verified = self._verify_response(header, header_bytes, reply)
+        try:
+            await self.log.append(
+                [
+                    LogRecord(
+                        role="consumer",
+                        kind="request",
+                        message_id=header.message_id,
+                        xroad_id=header.xroad_id,
+                        client=str(client),
+                        service=str(service),
+                        created=header.created,
+                        header=header_bytes,
+                        body=body,
+                        signature=signature,
+                        cert_ref=signer.cert_ref,
+                    ),
+                    LogRecord(
+                        role="consumer",
+                        kind="response",
+                        message_id=header.message_id,
+                        xroad_id=header.xroad_id,
+                        client=str(client),
+                        service=str(service),
+                        created=response.created,
+                        header=b64url_decode(reply.headers[ENVELOPE_HEADER]),
+                        body=reply.body,
+                        signature=verified.signature,
+                        cert_ref=verified.cert_ref,
+                    ),
+                ],
+                certs=self._certs(signer, verified),
+            )
+        except MessageLogError as exc:
+            raise GatewayError(Code.CP_MESSAGELOG_FAILED, str(exc)) from None
+        out = CIMultiDict(response.headers)
+        out["X-Road-Id"] = header.xroad_id
+        out["X-Road-Request-Id"] = header.message_id
+        out["X-Road-Request-Hash"] = response.request_hash
+        out["X-Road-Client"] = str(client)
+        out["X-Road-Service"] = str(service)
+        return web.Response(status=response.status, body=reply.body, headers=out)
+
+    def _relay_provider_error(
+        self, status: int, headers: CIMultiDict[str], body: bytes
+    ) -> web.Response:
+        """Pass the provider node's refusal on unchanged, if it is one."""
+        code = headers["X-Road-Error"]
+        try:
+            doc = json.loads(body)
+            valid = (
+                code.startswith("server.serverproxy.")
+                and isinstance(doc, dict)
+                and doc.get("type") == code
+                and isinstance(doc.get("message"), str)
+            )
+        except (ValueError, UnicodeDecodeError):
+            valid = False
+        if not valid:
+            raise GatewayError(Code.CP_INVALID_MESSAGE, "the provider's node sent a malformed error")
+        return web.Response(
+            status=status,
+            body=body,
+            content_type="application/json",
+            headers={"X-Road-Error": code},
+        )
+
+    def _verify_response(
+        self, request: RequestHeader, request_bytes: bytes, reply: Any
+    ) -> tuple[ResponseHeader, VerifiedSignature]:
+        envelope = reply.headers.get(ENVELOPE_HEADER)
+        signature = reply.headers.get(SIGNATURE_HEADER)
+        if reply.status != 200 or envelope is None or signature is None:
+            raise GatewayError(
+                Code.CP_INVALID_MESSAGE,
+                f"the provider's node answered {reply.status} without a signed response",
+            )
+        now = self.clock.now()
+        try:
+            response_bytes = b64url_decode(envelope)
+            verified = self.verifier.verify(signature, response_bytes, now)
+            response = ResponseHeader.from_bytes(response_bytes)
+            if verified.signer != request.service.member:
+                raise GatewayError(
+                    Code.CP_INVALID_SIGNATURE,
+                    f"response signed by {verified.signer}, expected {request.service.member}",
+                )
+            check_body(response.body_sha256, response.body_length, reply.body)
+        except EnvelopeError as exc:
+            raise _map_envelope(exc, provider=False) from None
+        expected = request_hash(request_bytes)
+        if (
+            response.request_hash != expected
+            or response.message_id != request.message_id
+            or response.xroad_id != request.xroad_id
+            or response.client != request.client
+            or response.service != request.service
+        ):
+            raise GatewayError(
+                Code.CP_INCONSISTENT_RESPONSE, "the signed response is for a different request"
+            )
+        try:
+            check_created(response.created, now, self.window)
+        except EnvelopeError as exc:
+            raise GatewayError(Code.CP_INCONSISTENT_RESPONSE, exc.message) from None
+        return response, verified
+
+    # ------------------------------------------------------------------ provider side
+
+    async def handle_exchange(self, request: web.Request) -> web.Response:
+        """Checks in order, each before any later work: peer, client, signature, service,
+        access, then log the request (replay guard), call the registry, sign and log."""
+        fingerprint = peer_fingerprint(request.transport.get_extra_info("ssl_object"))
+        peer = self.directory.node_by_auth_cert(fingerprint) if fingerprint else None
+        if peer is None:
+            raise GatewayError(
+                Code.SP_SSL_AUTHENTICATION_FAILED,
+                "the TLS peer's certificate is not registered for any node",
+            )
+        envelope = request.headers.get(ENVELOPE_HEADER)
+        signature = request.headers.get(SIGNATURE_HEADER)
+        if envelope is None or signature is None:
+            raise GatewayError(Code.SP_INVALID_MESSAGE, "envelope or signature header missing")
+        now = self.clock.now()
+        try:
+            header_bytes = b64url_decode(envelope)
+            header = RequestHeader.from_bytes(header_bytes)
+        except EnvelopeError as exc:
+            raise _map_envelope(exc, provider=True) from None
+        client, service = header.client, header.service
+        if not self.directory.is_known_client(client):
+            raise GatewayError(Code.SP_UNKNOWN_MEMBER, f"{client} is not known in the instance")
+        if client not in peer.clients:
+            raise GatewayError(
+                Code.SP_SSL_AUTHENTICATION_FAILED, f"node {peer.id} does not host {client}"
+            )
+        try:
+            verified = self.verifier.verify(signature, header_bytes, now)
+        except EnvelopeError as exc:
+            raise _map_envelope(exc, provider=True) from None
+        if verified.signer != client.member:
+            raise GatewayError(
+                Code.SP_SIGNER_MISMATCH, f"signed by {verified.signer}, client is {client}"
+            )
+        try:
+            check_created(header.created, now, self.window)
+        except EnvelopeError as exc:
+            raise _map_envelope(exc, provider=True) from None
+        signer = self.signers.get(service.member)
+        if not self.hosts(service.provider) or signer is None:
+            raise GatewayError(Code.SP_UNKNOWN_SERVICE, f"{service} is not provided here")
+        groups = self.directory.groups_of(client)
+        section: ServiceSection | None = None
+        if service.service_code in METADATA_SERVICES:
+            if service.service_code == "getOpenAPI":
+                section = self._openapi_target(header, client, groups)
+        else:
+            section = self.services.get(service)
+            if section is None:
+                raise GatewayError(Code.SP_UNKNOWN_SERVICE, f"{service} is not provided here")
+            if not section.enabled:
+                raise GatewayError(Code.SP_SERVICE_DISABLED, f"{service} is disabled")
+            self.policy.check(client, groups, service, header.method, header.path)
+        body = await self._read_body(request, Code.SP_REQUEST_TOO_LARGE)
+        try:
+            check_body(header.body_sha256, header.body_length, body)
+        except EnvelopeError as exc:
+            raise _map_envelope(exc, provider=True) from None
+        request_record = LogRecord(
+            role="provider",
+            kind="request",
+            message_id=header.message_id,
+            xroad_id=header.xroad_id,
+            client=str(client),
+            service=str(service),
+            created=header.created,
+            header=header_bytes,
+            body=body,
+            signature=signature,
+            cert_ref=verified.cert_ref,
+        )
+        try:
+            await self.log.append(
+                [request_record],
+                certs=self._certs(verified),
+                replay_key=(str(client), header.message_id, header.created),
+            )
+        except ReplayError:
+            raise GatewayError(
+                Code.SP_REPLAY_DETECTED, f"message {header.message_id} from {client} seen before"
+            ) from None
+        except MessageLogError as exc:
+            raise GatewayError(Code.SP_MESSAGELOG_FAILED, str(exc)) from None
+
+        if service.service_code in METADATA_SERVICES:
+            status, headers, reply_body = await self._metadata(
+                service, client, groups, section, header
+            )
+        else:
+            assert section is not None and self._registry is not None
+            url = section.url + header.path + (f"?{header.query}" if header.query else "")
+            reply = await self._registry.call(
+                header.method, url, list(header.headers), body, section.timeout_seconds
+            )
+            status = reply.status
+            headers = end_to_end_headers(reply.headers.items())
+            reply_body = reply.body
+        return await self._answer(header, header_bytes, signer, status, headers, reply_body)
+
+    async def _answer(
+        self,
+        request: RequestHeader,
+        request_bytes: bytes,
+        signer: Signer,
+        status: int,
+        headers: list[tuple[str, str]],
+        body: bytes,
+    ) -> web.Response:
+        response = ResponseHeader(
+            message_id=request.message_id,
+            xroad_id=request.xroad_id,
+            client=request.client,
+            service=request.service,
+            request_hash=request_hash(request_bytes),
+            status=status,
+            headers=tuple(headers),
+            created=format_time(self.clock.now()),
+            body_sha256=body_sha256(body),
+            body_length=len(body),
+        )
+        response_bytes = response.to_bytes()
+        signature = signer.sign(response_bytes)
+        try:
+            await self.log.append(
+                [
+                    LogRecord(
+                        role="provider",
+                        kind="response",
+                        message_id=request.message_id,
+                        xroad_id=request.xroad_id,
+                        client=str(request.client),
+                        service=str(request.service),
+                        created=response.created,
+                        header=response_bytes,
+                        body=body,
+                        signature=signature,
+                        cert_ref=signer.cert_ref,
+                    )
+                ],
+                certs=self._certs(signer),
+            )
+        except MessageLogError as exc:
+            raise GatewayError(Code.SP_MESSAGELOG_FAILED, str(exc)) from None
+        return web.Response(
+            status=200,
+            body=body,
+            headers={
+                ENVELOPE_HEADER: b64url(response_bytes),
+                SIGNATURE_HEADER: signature,
+                "Content-Type": "application/octet-stream",
+            },
+        )
+
+    # ------------------------------------------------------------------ metadata services
+
+    def _openapi_target(
+        self, header: RequestHeader, client: ClientId, groups: frozenset[Any]
+    ) -> ServiceSection:
+        from urllib.parse import parse_qs
+
+        codes = parse_qs(header.query).get("serviceCode", [])
+        if len(codes) != 1:
+            raise GatewayError(Code.SP_UNKNOWN_SERVICE, "getOpenAPI needs one serviceCode")
+        try:
+            target = header.service.provider.service(codes[0])
+        except InvalidIdentifierError as exc:
+            raise GatewayError(Code.SP_UNKNOWN_SERVICE, exc.message) from None
+        section = self.services.get(target)
+        if section is None or section.openapi_url is None:
+            raise GatewayError(Code.SP_UNKNOWN_SERVICE, f"{target} has no OpenAPI description")
+        if not self.policy.grants_for(client, groups, target):
+            raise GatewayError(Code.SP_ACCESS_DENIED, f"{client} has no access right to {target}")
+        return section
+
+    async def _metadata(
+        self,
+        service: ServiceId,
+        client: ClientId,
+        groups: frozenset[Any],
+        section: ServiceSection | None,
+        header: RequestHeader,
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        json_type = [("content-type", "application/json")]
+        if service.service_code == "getOpenAPI":
+            assert section is not None and section.openapi_url is not None
+            assert self._registry is not None
+            document = await self._registry.get_json_document(
+                section.openapi_url, section.timeout_seconds
+            )
+            return 200, json_type, document
+        only_allowed = service.service_code == "allowedMethods"
+        listed = []
+        for sid, sec in self.services.items():
+            if sid.provider != service.provider:
+                continue
+            grants = self.policy.grants_for(client, groups, sid)
+            if only_allowed and not grants:
+                continue
+            endpoints = [{"method": e.method, "path": e.path} for e in sec.endpoints]
+            if only_allowed:
+                endpoints = [
+                    e
+                    for e in endpoints
+                    if any(
+                        g.methods is None or e["method"] == "*" or e["method"] in g.methods
+                        for g in grants
+                    )
+                ]
+            listed.append(
+                {
+                    "xroad_instance": sid.instance,
+                    "member_class": sid.member_class,
+                    "member_code": sid.member_code,
+                    "subsystem_code": sid.subsystem_code,
+                    "service_code": sid.service_code,
+                    "object_type": "SERVICE",
+                    "service_type": "OPENAPI" if sec.openapi_url else "REST",
+                    "endpoint_list": endpoints,
+                }
+            )
+        return 200, json_type, json.dumps({"service": listed}, sort_keys=True).encode()
+
+
+async def run_node(config: NodeConfig, *, ready: Callable[[Endpoints], None] | None = None) -> None:
+    """Run until SIGINT/SIGTERM, then drain and close the log."""
+    node = Node(config)
+    endpoints = await node.start()
+    if ready is not None:
+        ready(endpoints)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await node.stop()
