@@ -1,0 +1,88 @@
+"""File-level operations behind ``gateway pki ...``: a CA directory and key/CSR files.
+
+A CA directory holds ``ca.pem``, ``ca.key`` (0600) and ``issued/``, where every issued
+certificate is kept by serial so an operator can see what the CA has ever signed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+
+from gateway.core.ids import MemberId, NodeId
+from gateway.pki.ca import IpAddress, create_root_ca, issue_certificate, make_csr
+from gateway.pki.keys import (
+    generate_key,
+    load_certificate,
+    load_csr,
+    load_private_key,
+    write_certificate,
+    write_csr,
+    write_private_key,
+)
+from gateway.pki.profiles import CertKind, check_owner_kind
+
+CA_CERT_NAME = "ca.pem"
+CA_KEY_NAME = "ca.key"
+ISSUED_DIR_NAME = "issued"
+
+
+def init_ca(directory: Path, name: str, now: datetime, days: int = 3650) -> x509.Certificate:
+    """Create a new CA in ``directory``; an existing CA is never replaced."""
+    key_path = directory / CA_KEY_NAME
+    cert_path = directory / CA_CERT_NAME
+    for existing in (key_path, cert_path):
+        if existing.exists():
+            raise FileExistsError(
+                f"{existing} already exists; refusing to replace an existing CA "
+                "(every certificate it issued would stop verifying)"
+            )
+    key = generate_key()
+    cert = create_root_ca(name, key, now, days)
+    write_private_key(key_path, key)
+    write_certificate(cert_path, cert)
+    (directory / ISSUED_DIR_NAME).mkdir(exist_ok=True)
+    return cert
+
+
+def new_key_and_csr(
+    kind: CertKind,
+    owner: NodeId | MemberId,
+    key_out: Path,
+    csr_out: Path,
+    organisation: str | None = None,
+    *,
+    country: str | None = None,
+) -> x509.CertificateSigningRequest:
+    """Generate a key (0600, never overwritten) and a CSR for ``owner``."""
+    check_owner_kind(kind, owner)
+    key = generate_key()
+    csr = make_csr(key, kind, owner, organisation, country=country)
+    write_private_key(key_out, key)
+    write_csr(csr_out, csr)
+    return csr
+
+
+def issue_from_csr(
+    ca_dir: Path,
+    csr_path: Path,
+    kind: CertKind,
+    out: Path,
+    now: datetime,
+    days: int = 365,
+    dns_names: Sequence[str] = (),
+    ip_addresses: Sequence[str | IpAddress] = (),
+) -> x509.Certificate:
+    """Issue from a CSR file with the CA in ``ca_dir``; write ``out`` and a copy by serial."""
+    ca_key = load_private_key(ca_dir / CA_KEY_NAME)
+    ca_cert = load_certificate(ca_dir / CA_CERT_NAME)
+    csr = load_csr(csr_path)
+    cert = issue_certificate(
+        csr, kind, ca_key, ca_cert, now, days, dns_names=dns_names, ip_addresses=ip_addresses
+    )
+    write_certificate(ca_dir / ISSUED_DIR_NAME / f"{cert.serial_number:x}.pem", cert)
+    write_certificate(out, cert)
+    return cert

@@ -1,0 +1,97 @@
+"""The node's durable schema, defined once as SQLModel tables.
+
+These classes are the single source of truth for the database layout: the message log
+creates its tables from this metadata at startup, and the read tools query through them.
+The hot write path uses raw SQL against the same tables, so column names here are a
+contract with ``gateway.node.messagelog``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import CheckConstraint, Table, inspect
+from sqlmodel import Field, SQLModel
+
+ROLES = ("consumer", "provider")
+"""Which side of an exchange this node played."""
+
+KINDS = ("request", "response")
+"""Which half of an exchange a log entry records."""
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
+    allowed = ", ".join(f"'{v}'" for v in values)
+    return CheckConstraint(f"{column} IN ({allowed})", name=f"ck_message_log_{column}")
+
+
+class LogEntry(SQLModel, table=True):
+    """One signed message as this node received or sent it.
+
+    Kept byte-exact (``header`` and ``body`` are the signed bytes) so the signature can be
+    verified again later from the log alone; ``AUTOINCREMENT`` keeps ids from ever being
+    reused, so an id handed out as evidence always names the same entry.
+    """
+
+    __tablename__ = "message_log"
+    __table_args__ = (
+        _one_of("role", ROLES),
+        _one_of("kind", KINDS),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    logged_at: str
+    role: str
+    kind: str
+    message_id: str = Field(index=True)
+    xroad_id: str
+    client: str
+    service: str
+    created: str
+    header: bytes
+    body: bytes
+    signature: str
+    cert_ref: str
+
+
+class SignerCertificate(SQLModel, table=True):
+    """A signer certificate, stored once and referenced from log entries by hash.
+
+    Certificates are large compared with most messages and the same few sign nearly
+    everything, so entries carry only ``cert_ref`` and the DER lives here.
+    """
+
+    __tablename__ = "signer_certificate"
+
+    cert_ref: str = Field(primary_key=True)
+    der: bytes
+    jws_header: str = ""
+
+
+class SeenRequest(SQLModel, table=True):
+    """A request id already accepted from a client.
+
+    Kept in the database rather than in memory so replay protection survives a restart,
+    and written in the same transaction as the request's log entry so the two can never
+    disagree.
+    """
+
+    __tablename__ = "seen_request"
+
+    client: str = Field(primary_key=True)
+    message_id: str = Field(primary_key=True)
+    created: str
+
+
+def schema_tables() -> list[Table]:
+    """This schema's tables.
+
+    ``SQLModel.metadata`` is shared by every table model imported in the process; creating
+    only these keeps other modules' tables out of the message log's file.
+    """
+    tables = []
+    for model in (LogEntry, SignerCertificate, SeenRequest):
+        table = inspect(model).local_table
+        if not isinstance(table, Table):
+            raise TypeError(f"{model.__name__} is not mapped to a plain table")
+        tables.append(table)
+    return tables

@@ -1,0 +1,319 @@
+"""Tests for the sample Melderegister Lippstadt (BMG § 38 einfache Behördenauskunft).
+
+Every test runs the app in-process through Starlette's TestClient against its own SQLite
+file under ``tmp_path``; the client is always used as a context manager so the lifespan
+runs and the engine is disposed (pytest turns unclosed-resource warnings into errors).
+"""
+
+import sqlite3
+import unicodedata
+import warnings
+from collections.abc import Iterator
+from contextlib import closing
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Session, create_engine
+
+from registries.melderegister import __main__ as melderegister_main
+from registries.melderegister.app import GEMEINDESCHLUESSEL_LIPPSTADT, Person, create_app
+
+with warnings.catch_warnings():
+    # Starlette >= 1.x warns at import time when it finds ``httpx`` instead of ``httpx2``;
+    # the project pins httpx and pytest runs with ``filterwarnings = error``.
+    warnings.filterwarnings(
+        "ignore", message="Using `httpx` with `starlette.testclient`", category=UserWarning
+    )
+    from fastapi.testclient import TestClient
+
+ANNA = {"familienname": "Schmidt", "vornamen": "Anna", "geburtsdatum": "1988-03-14"}
+BERND_BLOCKED = {"familienname": "Krüger", "vornamen": "Bernd", "geburtsdatum": "1975-07-02"}
+NOBODY = {"familienname": "Niemand", "vornamen": "Norbert", "geburtsdatum": "1975-07-02"}
+HOFFMANN = {"familienname": "Hoffmann", "vornamen": "Thomas", "geburtsdatum": "1962-11-23"}
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "melderegister.db"
+
+
+@pytest.fixture
+def client(db_path: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(db_path)) as test_client:
+        yield test_client
+
+
+def _count_persons(db_path: Path) -> int:
+    """Count rows with plain sqlite3, independently of the app's ORM layer."""
+    with closing(sqlite3.connect(db_path)) as conn:
+        row = conn.execute("SELECT count(*) FROM person").fetchone()
+    count: int = row[0]
+    return count
+
+
+def _insert(db_path: Path, *persons: Person) -> None:
+    engine = create_engine(f"sqlite:///{db_path}")
+    try:
+        with Session(engine) as session:
+            session.add_all(persons)
+            session.commit()
+    finally:
+        engine.dispose()
+
+
+def _person(*, vornamen: str, strasse: str, auskunftssperre: bool) -> Person:
+    return Person(
+        familienname="Lehmann",
+        vornamen=vornamen,
+        geburtsdatum=date(1980, 6, 6),
+        geburtsort="Lippstadt",
+        geschlecht="w",
+        strasse=strasse,
+        hausnummer="1",
+        postleitzahl="59555",
+        wohnort="Lippstadt",
+        einzugsdatum=date(2010, 1, 1),
+        auskunftssperre=auskunftssperre,
+    )
+
+
+def test_anna_found_with_address_and_only_section_38_fields(client: TestClient) -> None:
+    response = client.get("/personen", params=ANNA)
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    # Exact equality: also proves that no Sperre flag, id or Einzugsdatum leaks out.
+    assert response.json() == {
+        "ergebnis": "gefunden",
+        "person": {
+            "familienname": "Schmidt",
+            "vornamen": "Anna",
+            "doktorgrad": None,
+            "geburtsdatum": "1988-03-14",
+            "geburtsort": "Soest",
+            "geschlecht": "w",
+            "anschrift": {
+                "strasse": "Lange Straße",
+                "hausnummer": "12",
+                "postleitzahl": "59555",
+                "wohnort": "Lippstadt",
+                "gemeindeschluessel": GEMEINDESCHLUESSEL_LIPPSTADT,
+            },
+            "wohnungsstatus": "hauptwohnung",
+        },
+    }
+    assert GEMEINDESCHLUESSEL_LIPPSTADT == "05974028"
+
+
+def test_vornamen_match_is_case_insensitive(client: TestClient) -> None:
+    response = client.get("/personen", params={**ANNA, "vornamen": "aNNA"})
+
+    assert response.status_code == 200
+    assert response.json()["person"]["familienname"] == "Schmidt"
+
+
+def test_doktorgrad_is_returned(client: TestClient) -> None:
+    response = client.get("/personen", params=HOFFMANN)
+
+    assert response.status_code == 200
+    assert response.json()["person"]["doktorgrad"] == "Dr. med."
+
+
+def test_unknown_person_is_404(client: TestClient) -> None:
+    response = client.get("/personen", params=NOBODY)
+
+    assert response.status_code == 404
+    assert response.json() == {"ergebnis": "nicht_gefunden"}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {**ANNA, "familienname": "Schmitt"},
+        {**ANNA, "geburtsdatum": "1988-03-15"},
+        {**ANNA, "vornamen": "Anne"},
+    ],
+    ids=["familienname", "geburtsdatum", "vornamen"],
+)
+def test_each_search_key_must_match(client: TestClient, params: dict[str, str]) -> None:
+    assert client.get("/personen", params=params).status_code == 404
+
+
+def test_blocked_person_answers_exactly_like_unknown_person(
+    client: TestClient, db_path: Path
+) -> None:
+    # Guard against a vacuous pass: Bernd must really be in the register, blocked.
+    with closing(sqlite3.connect(db_path)) as conn:
+        rows = conn.execute(
+            "SELECT auskunftssperre FROM person WHERE familienname = ? AND geburtsdatum = ?",
+            (BERND_BLOCKED["familienname"], BERND_BLOCKED["geburtsdatum"]),
+        ).fetchall()
+    assert rows == [(1,)]
+
+    blocked = client.get("/personen", params=BERND_BLOCKED)
+    unknown = client.get("/personen", params=NOBODY)
+
+    def headers(response: Any) -> list[tuple[str, str]]:
+        return sorted((k, v) for k, v in response.headers.items() if k.lower() != "date")
+
+    assert blocked.status_code == unknown.status_code == 404
+    assert blocked.content == unknown.content
+    assert headers(blocked) == headers(unknown)
+
+
+def test_blocked_namesake_neither_leaks_nor_makes_the_hit_ambiguous(db_path: Path) -> None:
+    """A blocked person sharing the search keys must not turn a unique hit into a 409."""
+    app = create_app(db_path, seed=False)
+    _insert(
+        db_path,
+        _person(vornamen="Julia", strasse="Cappelstraße", auskunftssperre=False),
+        _person(vornamen="Julia", strasse="Poststraße", auskunftssperre=True),
+    )
+    params = {"familienname": "Lehmann", "vornamen": "Julia", "geburtsdatum": "1980-06-06"}
+
+    with TestClient(app) as client:
+        response = client.get("/personen", params=params)
+
+    assert response.status_code == 200
+    assert response.json()["person"]["anschrift"]["strasse"] == "Cappelstraße"
+
+
+def test_two_disclosable_matches_are_409_without_hit_list(client: TestClient) -> None:
+    params = {"familienname": "Müller", "vornamen": "Peter", "geburtsdatum": "1970-01-01"}
+
+    response = client.get("/personen", params=params)
+
+    assert response.status_code == 409
+    assert response.json() == {"ergebnis": "nicht_eindeutig"}
+
+
+def test_names_are_unicode_normalised(client: TestClient) -> None:
+    """A decomposed "ü" (u + combining diaeresis) must find the stored precomposed one."""
+    decomposed = unicodedata.normalize("NFD", "Müller")
+    assert decomposed != "Müller"
+    params = {"familienname": decomposed, "vornamen": "Peter", "geburtsdatum": "1970-01-01"}
+
+    # Both seeded Peter Müllers are found, hence ambiguous rather than not found.
+    assert client.get("/personen", params=params).status_code == 409
+
+
+def test_first_given_name_or_all_given_names_match(client: TestClient) -> None:
+    first = client.get("/personen", params=HOFFMANN)
+    all_names = client.get("/personen", params={**HOFFMANN, "vornamen": "thomas  JOHANNES"})
+    second_only = client.get("/personen", params={**HOFFMANN, "vornamen": "Johannes"})
+
+    assert first.status_code == 200
+    assert first.json()["person"]["vornamen"] == "Thomas Johannes"
+    assert all_names.status_code == 200
+    assert all_names.json() == first.json()
+    assert second_only.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "geburtsdatum",
+    ["1988-02-30", "14.03.1988", "19880314", "0", "1988-03-14T00:00:00", "", "1988-3-14"],
+)
+def test_invalid_date_is_422(client: TestClient, geburtsdatum: str) -> None:
+    response = client.get("/personen", params={**ANNA, "geburtsdatum": geburtsdatum})
+
+    assert response.status_code == 422
+    locations = [error["loc"] for error in response.json()["detail"]]
+    assert locations == [["query", "geburtsdatum"]]
+
+
+@pytest.mark.parametrize("missing", ["familienname", "vornamen", "geburtsdatum"])
+def test_missing_param_is_422(client: TestClient, missing: str) -> None:
+    params = {k: v for k, v in ANNA.items() if k != missing}
+
+    response = client.get("/personen", params=params)
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", missing]
+
+
+@pytest.mark.parametrize("value", ["", "   ", "x" * 101])
+@pytest.mark.parametrize("field", ["familienname", "vornamen"])
+def test_empty_blank_or_overlong_name_is_422(client: TestClient, field: str, value: str) -> None:
+    response = client.get("/personen", params={**ANNA, field: value})
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", field]
+
+
+def test_name_of_exactly_100_chars_is_accepted(client: TestClient) -> None:
+    response = client.get("/personen", params={**ANNA, "familienname": "x" * 100})
+
+    assert response.status_code == 404
+
+
+def test_seeding_happens_once(db_path: Path) -> None:
+    with TestClient(create_app(db_path)):
+        pass
+    seeded = _count_persons(db_path)
+    assert seeded >= 6
+
+    with TestClient(create_app(db_path)) as client:
+        response = client.get("/personen", params=ANNA)
+
+    assert _count_persons(db_path) == seeded
+    assert response.status_code == 200  # still exactly one Anna, not a 409
+
+
+def test_seed_false_leaves_database_empty(db_path: Path) -> None:
+    with TestClient(create_app(db_path, seed=False)) as client:
+        response = client.get("/personen", params=ANNA)
+
+    assert response.status_code == 404
+    assert _count_persons(db_path) == 0
+
+
+def test_seeded_persons_live_in_lippstadt(client: TestClient, db_path: Path) -> None:
+    with closing(sqlite3.connect(db_path)) as conn:
+        rows = conn.execute(
+            "SELECT wohnort, postleitzahl, gemeindeschluessel, auskunftssperre, doktorgrad "
+            "FROM person"
+        ).fetchall()
+
+    assert {(r[0], r[2]) for r in rows} == {("Lippstadt", "05974028")}
+    assert {r[1] for r in rows} <= {"59555", "59557"}
+    assert any(r[3] for r in rows), "at least one person with Auskunftssperre"
+    assert any(r[4] for r in rows), "at least one person with Doktorgrad"
+
+
+def test_openapi_document_describes_personen(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+
+    assert document["info"]["title"] == "Melderegister Lippstadt"
+    assert "§ 38" in document["info"]["description"]
+    operation = document["paths"]["/personen"]["get"]
+    assert {p["name"] for p in operation["parameters"] if p["required"]} == {
+        "familienname",
+        "vornamen",
+        "geburtsdatum",
+    }
+    assert {"200", "404", "409", "422"} <= set(operation["responses"])
+    # The probe is not a service the gateway should publish.
+    assert "/health" not in document["paths"]
+
+
+def test_health(client: TestClient) -> None:
+    response = client.get("/health")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_main_passes_arguments_to_serve(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[tuple[Path, str, int]] = []
+
+    def fake_serve(db_path: Path, host: str, port: int) -> None:
+        calls.append((db_path, host, port))
+
+    monkeypatch.setattr(melderegister_main, "serve", fake_serve)
+
+    melderegister_main.main(["--db", str(tmp_path / "a.db")])
+    melderegister_main.main(["--db", "b.db", "--host", "127.0.0.2", "--port", "9001"])
+
+    assert calls == [(tmp_path / "a.db", "127.0.0.1", 8001), (Path("b.db"), "127.0.0.2", 9001)]
