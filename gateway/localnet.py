@@ -107,6 +107,7 @@ class ServiceSpec:
     allowed: tuple[SubsystemId, ...]
     methods: tuple[str, ...] = ("GET",)
     timeout_seconds: float = 10.0
+    enabled: bool = True
 
 
 @dataclass
@@ -218,6 +219,7 @@ class LocalNet:
                     f'id = "{spec.id}"',
                     f'url = "{spec.url}"',
                     f"timeout_seconds = {spec.timeout_seconds}",
+                    f"enabled = {str(spec.enabled).lower()}",
                 ]
                 if spec.openapi_url:
                     lines.append(f'openapi_url = "{spec.openapi_url}"')

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.client_reqrep import ClientRequest, Fingerprint
 from multidict import CIMultiDict
+from yarl import URL
 
 from gateway.core.errors import Code, GatewayError
 
@@ -117,7 +118,7 @@ class PeerClient:
         self._connector.pin(address, pins)
         try:
             async with self._session.post(
-                f"{address}/gw/v1/exchange", headers=headers, data=body, allow_redirects=False
+                URL(f"{address}/gw/v1/exchange", encoded=True), headers=headers, data=body, allow_redirects=False
             ) as resp:
                 data = await read_limited(resp.content, self._max_body)
                 if data is None:
@@ -171,7 +172,7 @@ class RegistryClient:
         try:
             async with self._session.request(
                 method,
-                url,
+                URL(url, encoded=True),  # forward path and query exactly as signed
                 headers=CIMultiDict(headers),
                 data=body if body or method not in ("GET", "HEAD") else None,
                 allow_redirects=False,

@@ -1,0 +1,331 @@
+"""A peer holding valid, registered keys sends hand-built messages to Lippstadt's node.
+
+Bytes inside TLS cannot be altered in flight, so tampering is modelled by a peer that
+builds its own messages. Every refusal must come before the registry is called.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ssl
+import subprocess
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.core.envelope import RequestHeader, Signer, b64url, body_sha256, format_time
+from gateway.core.ids import ClientId, ServiceId
+from gateway.localnet import LocalNet
+from gateway.node.messagelog import read_entries
+from gateway.pki.ca import create_root_ca, issue_certificate, make_csr
+from gateway.pki.keys import generate_key, load_certificate, load_private_key, write_certificate
+from gateway.pki.keys import write_private_key
+from gateway.pki.profiles import CertKind
+from tests.integration.conftest import (
+    GEWERBEAMT,
+    ISERLOHN,
+    LIPPSTADT,
+    SERVICE,
+    SOEST,
+    RecordingRegistry,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def tls_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    ctx.load_verify_locations(ca)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def signer_of(net: LocalNet, ags: str) -> Signer:
+    files = net.nodes[ags]
+    return Signer(
+        files.city.member,
+        load_private_key(files.directory / "sign.key"),
+        [load_certificate(files.sign_cert)],
+    )
+
+
+def request_header(
+    client: ClientId = GEWERBEAMT,
+    service: ServiceId = SERVICE,
+    body: bytes = b"",
+    created: datetime | None = None,
+    method: str = "GET",
+) -> RequestHeader:
+    return RequestHeader(
+        message_id=str(uuid.uuid4()),
+        xroad_id="evil-1",
+        client=client,
+        service=service,
+        method=method,
+        path="",
+        query="familienname=Schmidt",
+        headers=(("accept", "application/json"),),
+        user_id=None,
+        issue=None,
+        created=format_time(created or datetime.now(UTC)),
+        body_sha256=body_sha256(body),
+        body_length=len(body),
+    )
+
+
+def send(
+    net: LocalNet,
+    as_ags: str,
+    envelope: bytes,
+    signature: str,
+    body: bytes = b"",
+) -> httpx.Response:
+    """POST a raw message to Lippstadt's peer port with ``as_ags``'s auth certificate."""
+    files = net.nodes[as_ags]
+    ctx = tls_context(files.auth_cert, files.directory / "auth.key", net.ca_cert)
+    with httpx.Client(verify=ctx, timeout=30) as client:
+        return client.post(
+            f"{net.nodes[LIPPSTADT.ags].peer_url}/gw/v1/exchange",
+            headers={"X-Gw-Envelope": b64url(envelope), "X-Gw-Signature": signature},
+            content=body,
+        )
+
+
+def refused(response: httpx.Response, code: str) -> None:
+    assert response.status_code == 500, response.text
+    assert response.headers["X-Road-Error"] == code
+    assert response.json()["type"] == code
+
+
+def test_valid_hand_built_message_is_accepted(net: LocalNet, registry: RecordingRegistry) -> None:
+    """The control case: the same machinery, untampered, gets through."""
+    before = registry.count()
+    header = request_header()
+    data = header.to_bytes()
+    response = send(net, SOEST.ags, data, signer_of(net, SOEST.ags).sign(data))
+    assert response.status_code == 200, response.text
+    assert "X-Gw-Signature" in response.headers
+    assert registry.count() == before + 1
+
+
+def test_tampered_body_is_refused(net: LocalNet, registry: RecordingRegistry) -> None:
+    before = registry.count()
+    body = b'{"query": "Anna"}'
+    header = request_header(body=body, method="POST")
+    data = header.to_bytes()
+    signature = signer_of(net, SOEST.ags).sign(data)
+    response = send(net, SOEST.ags, data, signature, b'{"query": "Bnna"}')
+    refused(response, "server.serverproxy.invalid_signature_value")
+    assert registry.count() == before
+
+
+@pytest.mark.parametrize("field", ["service", "client", "message_id", "query", "method"])
+def test_tampered_header_field_is_refused(
+    net: LocalNet, registry: RecordingRegistry, field: str
+) -> None:
+    before = registry.count()
+    header = request_header()
+    signature = signer_of(net, SOEST.ags).sign(header.to_bytes())
+    changes: dict[str, object] = {
+        "service": LIPPSTADT.subsystem("melderegister").service("abgeschaltet"),
+        "client": SOEST.subsystem("ordnungsamt"),
+        "message_id": str(uuid.uuid4()),
+        "query": "familienname=Krueger",
+        "method": "POST",
+    }
+    tampered = dataclasses.replace(header, **{field: changes[field]})  # type: ignore[arg-type]
+    response = send(net, SOEST.ags, tampered.to_bytes(), signature)
+    refused(response, "server.serverproxy.invalid_signature_value")
+    assert registry.count() == before
+
+
+def test_flipped_signature_byte_is_refused(net: LocalNet, registry: RecordingRegistry) -> None:
+    before = registry.count()
+    data = request_header().to_bytes()
+    signature = signer_of(net, SOEST.ags).sign(data)
+    flipped = signature[:-5] + ("A" if signature[-5] != "A" else "B") + signature[-4:]
+    refused(send(net, SOEST.ags, data, flipped), "server.serverproxy.invalid_signature_value")
+    assert registry.count() == before
+
+
+def test_replayed_message_is_refused(net: LocalNet, registry: RecordingRegistry) -> None:
+    before = registry.count()
+    data = request_header().to_bytes()
+    signature = signer_of(net, SOEST.ags).sign(data)
+    assert send(net, SOEST.ags, data, signature).status_code == 200
+    refused(send(net, SOEST.ags, data, signature), "server.serverproxy.replay_detected")
+    assert registry.count() == before + 1
+
+
+def test_message_outside_the_window_is_refused(
+    net: LocalNet, registry: RecordingRegistry
+) -> None:
+    before = registry.count()
+    for created in (
+        datetime.now(UTC) - timedelta(seconds=301),
+        datetime.now(UTC) + timedelta(seconds=301),
+    ):
+        data = request_header(created=created).to_bytes()
+        response = send(net, SOEST.ags, data, signer_of(net, SOEST.ags).sign(data))
+        refused(response, "server.serverproxy.message_expired")
+    assert registry.count() == before
+
+
+def test_resigned_by_another_member_is_refused(
+    net: LocalNet, registry: RecordingRegistry
+) -> None:
+    """Soest's node sends Soest's client, but the signature is Iserlohn's."""
+    before = registry.count()
+    data = request_header().to_bytes()
+    response = send(net, SOEST.ags, data, signer_of(net, ISERLOHN.ags).sign(data))
+    refused(response, "server.serverproxy.signer_mismatch")
+    assert registry.count() == before
+
+
+def test_node_relaying_a_client_it_does_not_host_is_refused(
+    net: LocalNet, registry: RecordingRegistry
+) -> None:
+    """Iserlohn's node (registered, valid cert) re-sends Soest's signed request."""
+    before = registry.count()
+    data = request_header().to_bytes()
+    response = send(net, ISERLOHN.ags, data, signer_of(net, SOEST.ags).sign(data))
+    refused(response, "server.serverproxy.ssl_authentication_failed")
+    assert registry.count() == before
+
+
+def test_own_member_signature_for_a_foreign_client(
+    net: LocalNet, registry: RecordingRegistry
+) -> None:
+    """Iserlohn signs with its own key but claims Soest's client over its own node."""
+    before = registry.count()
+    data = request_header().to_bytes()
+    response = send(net, ISERLOHN.ags, data, signer_of(net, ISERLOHN.ags).sign(data))
+    refused(response, "server.serverproxy.ssl_authentication_failed")
+    assert registry.count() == before
+
+
+def test_malformed_envelopes(net: LocalNet, registry: RecordingRegistry) -> None:
+    before = registry.count()
+    signer = signer_of(net, SOEST.ags)
+    good = request_header().to_bytes()
+    not_canonical = good.replace(b'{"body_length"', b'{ "body_length"', 1)
+    duplicate = good.replace(b'{"body_length":0', b'{"body_length":0,"body_length":0', 1)
+    for data in (b"not json", not_canonical, duplicate, good + b" "):
+        response = send(net, SOEST.ags, data, signer.sign(data))
+        refused(response, "server.serverproxy.invalid_message")
+    files = net.nodes[SOEST.ags]
+    ctx = tls_context(files.auth_cert, files.directory / "auth.key", net.ca_cert)
+    with httpx.Client(verify=ctx, timeout=30) as client:
+        response = client.post(f"{net.nodes[LIPPSTADT.ags].peer_url}/gw/v1/exchange")
+    refused(response, "server.serverproxy.invalid_message")
+    assert registry.count() == before
+
+
+def test_refusals_are_not_logged_as_exchanges(net: LocalNet) -> None:
+    data = request_header().to_bytes()
+    header = RequestHeader.from_bytes(data)
+    send(net, SOEST.ags, data, signer_of(net, ISERLOHN.ags).sign(data))
+    assert read_entries(net.nodes[LIPPSTADT.ags].messagelog, message_id=header.message_id) == []
+
+
+# ---------------------------------------------------------------- TLS layer
+
+
+def _rogue(tmp_path: Path, net: LocalNet) -> tuple[Path, Path]:
+    """An auth certificate for Soest's node id, but from a CA nobody trusts."""
+    now = datetime.now(UTC)
+    ca_key = generate_key()
+    ca_cert = create_root_ca("Rogue CA", ca_key, now)
+    key = generate_key()
+    cert = issue_certificate(
+        make_csr(key, CertKind.AUTH, SOEST.node), CertKind.AUTH, ca_key, ca_cert, now
+    )
+    write_private_key(tmp_path / "rogue.key", key)
+    write_certificate(tmp_path / "rogue.pem", cert)
+    return tmp_path / "rogue.pem", tmp_path / "rogue.key"
+
+
+def test_certificate_from_another_ca_fails_the_handshake(
+    net: LocalNet, registry: RecordingRegistry, tmp_path: Path
+) -> None:
+    before = registry.count()
+    cert, key = _rogue(tmp_path, net)
+    data = request_header().to_bytes()
+    ctx = tls_context(cert, key, net.ca_cert)
+    with httpx.Client(verify=ctx, timeout=30) as client, pytest.raises(httpx.HTTPError):
+        client.post(
+            f"{net.nodes[LIPPSTADT.ags].peer_url}/gw/v1/exchange",
+            headers={
+                "X-Gw-Envelope": b64url(data),
+                "X-Gw-Signature": signer_of(net, SOEST.ags).sign(data),
+            },
+        )
+    assert registry.count() == before
+
+
+def _s_client(net: LocalNet, cert: Path, key: Path) -> subprocess.CompletedProcess[str]:
+    host_port = net.nodes[LIPPSTADT.ags].peer_url.removeprefix("https://")
+    return subprocess.run(
+        [
+            "openssl",
+            "s_client",
+            "-connect",
+            host_port,
+            "-tls1_3",
+            "-CAfile",
+            str(net.ca_cert),
+            "-cert",
+            str(cert),
+            "-key",
+            str(key),
+            "-verify_return_error",
+            "-ign_eof",
+        ],
+        input="GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_openssl_s_client_sees_tls13_with_a_registered_certificate(net: LocalNet) -> None:
+    files = net.nodes[SOEST.ags]
+    result = _s_client(net, files.auth_cert, files.directory / "auth.key")
+    assert "Verify return code: 0 (ok)" in result.stdout, result.stdout + result.stderr
+    assert "TLSv1.3" in result.stdout
+    # The server's certificate is Lippstadt's registered auth certificate.
+    assert f"CN = {LIPPSTADT.node}" in result.stdout
+    # The application answered (404: nothing at /), so the handshake really completed.
+    assert "HTTP/1.1 404" in result.stdout
+
+
+def test_openssl_s_client_with_rogue_certificate_is_rejected(
+    net: LocalNet, tmp_path: Path
+) -> None:
+    cert, key = _rogue(tmp_path, net)
+    result = _s_client(net, cert, key)
+    # In TLS 1.3 the server checks the client certificate after the client's side of the
+    # handshake is done, so the refusal shows as a closed connection with no HTTP answer.
+    assert "HTTP/1.1" not in result.stdout + result.stderr
+
+
+def test_tls12_is_refused(net: LocalNet) -> None:
+    files = net.nodes[SOEST.ags]
+    host, port = net.nodes[LIPPSTADT.ags].peer_url.removeprefix("https://").split(":")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_verify_locations(net.ca_cert)
+    ctx.load_cert_chain(files.auth_cert, files.directory / "auth.key")
+    import socket
+
+    with socket.create_connection((host, int(port)), timeout=10) as raw, pytest.raises(
+        ssl.SSLError
+    ):
+        ctx.wrap_socket(raw).do_handshake()
