@@ -10,9 +10,10 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from gateway.core.errors import ERROR_TABLE, GatewayError
 from gateway.core.ids import MemberId, NodeId
@@ -123,13 +124,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
     sys.exit(run_demo(Path(args.dir) if args.dir else None, serve=args.serve))
 
 
-def _run(coro: object) -> None:
+def _run(coro: Coroutine[Any, Any, None]) -> None:
     try:
         import uvloop
 
         uvloop.run(coro)
     except ImportError:
-        asyncio.run(coro)  # type: ignore[arg-type]
+        asyncio.run(coro)
 
 
 def build_parser() -> argparse.ArgumentParser:

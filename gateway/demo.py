@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 from cryptography.x509.oid import NameOID
 
-from gateway.core.envelope import b64url_decode
 from gateway.localnet import (
     LIPPSTADT,
     MELDEREGISTER_SERVICE,
@@ -120,9 +119,11 @@ def explain(net: LocalNet, response: httpx.Response) -> bool:
             for e in entries
         ),
     )
-    body = response.json() if response.headers.get("content-type", "").startswith(
-        "application/json"
-    ) else response.text
+    body = (
+        response.json()
+        if response.headers.get("content-type", "").startswith("application/json")
+        else response.text
+    )
     _say(
         "6. Soest's gewerbeamt received the verified answer",
         f"HTTP {response.status_code}\n"

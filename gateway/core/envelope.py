@@ -416,7 +416,9 @@ class SignatureVerifier:
         if not isinstance(x5c, list) or not 1 <= len(x5c) <= 4:
             raise EnvelopeError("malformed", "x5c must list 1 to 4 certificates")
         try:
-            chain = [x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in x5c]
+            chain = [
+                x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in x5c
+            ]
         except (ValueError, TypeError) as exc:
             raise EnvelopeError("malformed", f"x5c certificate does not parse: {exc}") from None
         try:

@@ -3,8 +3,8 @@
 The printed form joins the parts with ``/`` and percent-encodes each part on its own, as
 X-Road's REST protocol does, so ``parse(str(x)) == x`` for every identifier. Parts may
 contain only the characters X-Road allows (letters, digits and ``'()+,-.=?``). Anything
-else is refused with a clear error instead of being normalised: a look-alike such as
-``ＧＯＶ`` must never become ``GOV`` on the way to an access check.
+else is refused with a clear error instead of being normalised: a full-width look-alike of
+``GOV`` must never become ``GOV`` on the way to an access check.
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ from gateway.core.envelope import (
     EnvelopeError,
     RequestHeader,
     ResponseHeader,
-    Signer,
     SignatureVerifier,
+    Signer,
     VerifiedSignature,
     b64url,
     b64url_decode,
@@ -135,9 +135,7 @@ class Node:
         self.clock = clock or SystemClock()
         self.directory = directory or config.build_directory()
         self.policy = AccessPolicy(config.grants())
-        self.services: dict[ServiceId, ServiceSection] = {
-            s.service_id: s for s in config.services
-        }
+        self.services: dict[ServiceId, ServiceSection] = {s.service_id: s for s in config.services}
         self.window = timedelta(seconds=config.node.message_window_seconds)
         self.max_body = config.node.max_body_bytes
         roots = self.directory.trust_roots()
@@ -176,9 +174,7 @@ class Node:
             max_body=self.max_body,
         )
         self._registry = RegistryClient(max_body=self.max_body)
-        consumer = await self._listen(
-            self.consumer_app(), self.config.node.consumer_listen, None
-        )
+        consumer = await self._listen(self.consumer_app(), self.config.node.consumer_listen, None)
         peer = await self._listen(self.peer_app(), self.config.node.peer_listen, self._server_ssl)
         self.endpoints = Endpoints(f"http://{consumer}", f"https://{peer}")
         log.info("node %s: consumer %s, peers %s", self.id, consumer, peer)
@@ -230,20 +226,20 @@ class Node:
         async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
             try:
                 return await handler(request)
-            except GatewayError as err:
-                log.warning("%s refused (%s): %s", self.id, err.detail, err)
-                return error_response(err, request.headers.get("Accept"))
+            except GatewayError as refusal:
+                log.warning("%s refused (%s): %s", self.id, refusal.detail, refusal)
+                return error_response(refusal, request.headers.get("Accept"))
             except web.HTTPException as exc:
                 if exc.status == 404 and not provider:
-                    err = GatewayError(
+                    not_r1 = GatewayError(
                         Code.BAD_REQUEST, f"{request.path} is not an X-Road REST r1 path"
                     )
-                    return error_response(err, request.headers.get("Accept"))
+                    return error_response(not_r1, request.headers.get("Accept"))
                 raise
             except Exception:
-                err = GatewayError(internal, "unexpected error; see the node's log")
-                log.exception("%s internal error (%s)", self.id, err.detail)
-                return error_response(err, request.headers.get("Accept"))
+                failure = GatewayError(internal, "unexpected error; see the node's log")
+                log.exception("%s internal error (%s)", self.id, failure.detail)
+                return error_response(failure, request.headers.get("Accept"))
 
         return middleware
 
@@ -295,7 +291,7 @@ class Node:
         if "json" in accept:
             return web.json_response({"member": members})
         rows = "".join(
-            "<member><id object_type=\"{}\">{}</id><name>{}</name></member>".format(
+            '<member><id object_type="{}">{}</id><name>{}</name></member>'.format(
                 m["id"]["object_type"],
                 "".join(
                     f"<{k}>{escape(str(v))}</{k}>" for k, v in m["id"].items() if k != "object_type"
@@ -304,9 +300,7 @@ class Node:
             )
             for m in members
         )
-        return web.Response(
-            text=f"<clientList>{rows}</clientList>", content_type="application/xml"
-        )
+        return web.Response(text=f"<clientList>{rows}</clientList>", content_type="application/xml")
 
     def _parse_r1(self, request: web.Request) -> tuple[ServiceId, str, str]:
         raw_path, _, query = request.raw_path.partition("?")
@@ -443,7 +437,9 @@ class Node:
         except (ValueError, UnicodeDecodeError):
             valid = False
         if not valid:
-            raise GatewayError(Code.CP_INVALID_MESSAGE, "the provider's node sent a malformed error")
+            raise GatewayError(
+                Code.CP_INVALID_MESSAGE, "the provider's node sent a malformed error"
+            )
         return web.Response(
             status=status,
             body=body,
@@ -496,7 +492,9 @@ class Node:
     async def handle_exchange(self, request: web.Request) -> web.Response:
         """Checks in order, each before any later work: peer, client, signature, service,
         access, then log the request (replay guard), call the registry, sign and log."""
-        fingerprint = peer_fingerprint(request.transport.get_extra_info("ssl_object"))
+        transport = request.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        fingerprint = peer_fingerprint(ssl_object)
         peer = self.directory.node_by_auth_cert(fingerprint) if fingerprint else None
         if peer is None:
             raise GatewayError(

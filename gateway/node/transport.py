@@ -118,7 +118,10 @@ class PeerClient:
         self._connector.pin(address, pins)
         try:
             async with self._session.post(
-                URL(f"{address}/gw/v1/exchange", encoded=True), headers=headers, data=body, allow_redirects=False
+                URL(f"{address}/gw/v1/exchange", encoded=True),
+                headers=headers,
+                data=body,
+                allow_redirects=False,
             ) as resp:
                 data = await read_limited(resp.content, self._max_body)
                 if data is None:

@@ -64,7 +64,12 @@ def _handler(registry: RecordingRegistry) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""
             with registry.lock:
                 registry.calls.append(
-                    Call(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    Call(
+                        self.command,
+                        self.path,
+                        {k.lower(): v for k, v in self.headers.items()},
+                        body,
+                    )
                 )
             if "/redirect" in self.path:
                 self.send_response(302)
@@ -106,7 +111,9 @@ def registry() -> Iterator[RecordingRegistry]:
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory, registry: RecordingRegistry) -> Iterator[LocalNet]:
+def net(
+    tmp_path_factory: pytest.TempPathFactory, registry: RecordingRegistry
+) -> Iterator[LocalNet]:
     root: Path = tmp_path_factory.mktemp("net")
     federation = LocalNet.create(root, [SOEST, LIPPSTADT, ISERLOHN], datetime.now(UTC))
     federation.add_service(

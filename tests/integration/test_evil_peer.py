@@ -21,8 +21,13 @@ from gateway.core.ids import ClientId, ServiceId
 from gateway.localnet import LocalNet
 from gateway.node.messagelog import read_entries
 from gateway.pki.ca import create_root_ca, issue_certificate, make_csr
-from gateway.pki.keys import generate_key, load_certificate, load_private_key, write_certificate
-from gateway.pki.keys import write_private_key
+from gateway.pki.keys import (
+    generate_key,
+    load_certificate,
+    load_private_key,
+    write_certificate,
+    write_private_key,
+)
 from gateway.pki.profiles import CertKind
 from tests.integration.conftest import (
     GEWERBEAMT,
@@ -162,9 +167,7 @@ def test_replayed_message_is_refused(net: LocalNet, registry: RecordingRegistry)
     assert registry.count() == before + 1
 
 
-def test_message_outside_the_window_is_refused(
-    net: LocalNet, registry: RecordingRegistry
-) -> None:
+def test_message_outside_the_window_is_refused(net: LocalNet, registry: RecordingRegistry) -> None:
     before = registry.count()
     for created in (
         datetime.now(UTC) - timedelta(seconds=301),
@@ -176,9 +179,7 @@ def test_message_outside_the_window_is_refused(
     assert registry.count() == before
 
 
-def test_resigned_by_another_member_is_refused(
-    net: LocalNet, registry: RecordingRegistry
-) -> None:
+def test_resigned_by_another_member_is_refused(net: LocalNet, registry: RecordingRegistry) -> None:
     """Soest's node sends Soest's client, but the signature is Iserlohn's."""
     before = registry.count()
     data = request_header().to_bytes()
@@ -305,9 +306,7 @@ def test_openssl_s_client_sees_tls13_with_a_registered_certificate(net: LocalNet
     assert "HTTP/1.1 404" in result.stdout
 
 
-def test_openssl_s_client_with_rogue_certificate_is_rejected(
-    net: LocalNet, tmp_path: Path
-) -> None:
+def test_openssl_s_client_with_rogue_certificate_is_rejected(net: LocalNet, tmp_path: Path) -> None:
     cert, key = _rogue(tmp_path, net)
     result = _s_client(net, cert, key)
     # In TLS 1.3 the server checks the client certificate after the client's side of the
@@ -325,7 +324,8 @@ def test_tls12_is_refused(net: LocalNet) -> None:
     ctx.load_cert_chain(files.auth_cert, files.directory / "auth.key")
     import socket
 
-    with socket.create_connection((host, int(port)), timeout=10) as raw, pytest.raises(
-        ssl.SSLError
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        pytest.raises(ssl.SSLError),
     ):
         ctx.wrap_socket(raw).do_handshake()

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import uuid
+from collections.abc import Mapping, Sequence
 
 import httpx
 import pytest
@@ -31,7 +32,7 @@ def call(
     path: str,
     *,
     method: str = "GET",
-    headers: dict[str, str] | dict[str, bytes] | None = None,
+    headers: Mapping[str, str] | Sequence[tuple[bytes, bytes]] | None = None,
     content: bytes | None = None,
 ) -> httpx.Response:
     url = f"{net.nodes[SOEST.ags].consumer_url}{path}"
@@ -93,8 +94,14 @@ def test_success_path_headers_passthrough_and_both_logs(
     # Both logs hold both messages, the same signed bytes on each side.
     consumer = read_entries(net.nodes[SOEST.ags].messagelog, message_id=message_id)
     provider = read_entries(net.nodes[LIPPSTADT.ags].messagelog, message_id=message_id)
-    assert [(e.role, e.kind) for e in consumer] == [("consumer", "request"), ("consumer", "response")]
-    assert [(e.role, e.kind) for e in provider] == [("provider", "request"), ("provider", "response")]
+    assert [(e.role, e.kind) for e in consumer] == [
+        ("consumer", "request"),
+        ("consumer", "response"),
+    ]
+    assert [(e.role, e.kind) for e in provider] == [
+        ("provider", "request"),
+        ("provider", "response"),
+    ]
     assert consumer[0].header == provider[0].header
     assert consumer[1].header == provider[1].header
     assert consumer[0].body == provider[0].body == b'{"q": "Anna"}'
@@ -111,9 +118,7 @@ def test_success_path_headers_passthrough_and_both_logs(
 def test_every_exchange_is_in_both_logs(net: LocalNet) -> None:
     ids = []
     for i in range(5):
-        response = call(
-            net, f"/r1/{SERVICE}?n={i}", headers={"X-Road-Client": str(GEWERBEAMT)}
-        )
+        response = call(net, f"/r1/{SERVICE}?n={i}", headers={"X-Road-Client": str(GEWERBEAMT)})
         assert response.status_code == 200
         ids.append(response.headers["X-Road-Request-Id"])
     for message_id in ids:
@@ -184,8 +189,14 @@ def test_unknown_provider_member(net: LocalNet) -> None:
         ({}, "client.invalid_client_identifier"),
         ({"X-Road-Client": "DE-NRW/GOV"}, "client.invalid_client_identifier"),
         ({"X-Road-Client": "DE-NRW/GOV/05974040/gewerbe amt"}, "client.invalid_client_identifier"),
-        ({"X-Road-Client": "DE-NRW/ＧＯＶ/05974040/gewerbeamt"}, "client.invalid_client_identifier"),
-        ({"X-Road-Client": "DE-NRW/GOV/05974040%2Fx/gewerbeamt"}, "client.invalid_client_identifier"),
+        (
+            {"X-Road-Client": "DE-NRW/ＧＯＶ/05974040/gewerbeamt"},  # noqa: RUF001
+            "client.invalid_client_identifier",
+        ),
+        (
+            {"X-Road-Client": "DE-NRW/GOV/05974040%2Fx/gewerbeamt"},
+            "client.invalid_client_identifier",
+        ),
         ({"X-Road-Client": "DE-NRW/GOV/05974028/melderegister"}, "client.unknown_member"),
     ],
 )
@@ -193,7 +204,7 @@ def test_bad_client_header(
     net: LocalNet, registry: RecordingRegistry, headers: dict[str, str], code: str
 ) -> None:
     before = registry.count()
-    encoded = {k: v.encode("utf-8") for k, v in headers.items()}
+    encoded = [(k.encode(), v.encode("utf-8")) for k, v in headers.items()]
     response = call(net, f"/r1/{SERVICE}", headers=encoded)
     assert_error(response, 400, code)
     assert registry.count() == before
@@ -243,7 +254,10 @@ def test_non_ascii_user_id_is_refused(net: LocalNet) -> None:
     response = call(
         net,
         f"/r1/{SERVICE}",
-        headers={"X-Road-Client": str(GEWERBEAMT).encode(), "X-Road-UserId": "a\u00e4b".encode()},
+        headers=[
+            (b"X-Road-Client", str(GEWERBEAMT).encode()),
+            (b"X-Road-UserId", "a\u00e4b".encode()),
+        ],
     )
     assert_error(response, 400, "client.bad_request")
 
