@@ -2,7 +2,7 @@
 
 Both run on aiohttp's server because it hands the application the TLS peer certificate
 (the transport's ``ssl_object``); the provider decides who is talking from that, never
-from a header. See docs/adr/0002-aiohttp-for-the-node.md.
+from a header. See docs/adr/0001-aiohttp-for-the-node.md.
 """
 
 from __future__ import annotations
