@@ -124,6 +124,24 @@ def cmd_demo(args: argparse.Namespace) -> None:
     sys.exit(run_demo(Path(args.dir) if args.dir else None, serve=args.serve))
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    from gateway.bench.runner import run_bench
+
+    report = run_bench(
+        levels=[int(x) for x in args.levels.split(",")],
+        duration=args.duration,
+        repeats=args.repeats,
+        body_bytes=args.body_bytes,
+        large_bodies=[int(x) for x in args.large_bodies.split(",") if x],
+        soak=args.soak,
+        out_dir=Path(args.out) if args.out else None,
+    )
+    check = report["log_check"]
+    if check["consumer_missing"] or check["provider_missing"]:
+        print("gateway: error: some counted successes are missing from a log", file=sys.stderr)
+        sys.exit(1)
+
+
 def _run(coro: Coroutine[Any, Any, None]) -> None:
     try:
         import uvloop
@@ -194,6 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8001)
+
+    p = add(sub, "bench", cmd_bench, "measure the exchange path against baselines")
+    p.add_argument("--levels", default="1,16,64", help="comma-separated concurrency levels")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per measured run")
+    p.add_argument("--repeats", type=int, default=3, help="runs per scenario and level")
+    p.add_argument("--body-bytes", type=int, default=1024)
+    p.add_argument("--large-bodies", default="65536,1048576", help="extra body sizes")
+    p.add_argument("--soak", type=int, default=100_000, help="exchanges before reading RSS")
+    p.add_argument("--out", default="bench/results", help="directory for the JSON report")
 
     p = add(sub, "demo", cmd_demo, "run the two-city exchange on loopback and explain it")
     p.add_argument("--serve", action="store_true", help="keep the federation running")

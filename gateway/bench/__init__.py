@@ -1,0 +1,1 @@
+"""The benchmark: the exchange path measured side by side with baselines in one run."""
