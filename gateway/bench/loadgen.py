@@ -119,23 +119,13 @@ def main() -> None:
     headers.setdefault("Content-Type", "application/json")
     filler = max(0, args.body_bytes - len('{"pad":""}'))
     body = json.dumps({"pad": "x" * filler}).encode()
+    work = run(args.url, args.concurrency, args.duration, args.count, headers, body, args.ids_out)
     try:
         import uvloop
-
-        runner = uvloop.run
     except ImportError:  # pragma: no cover
-        runner = asyncio.run
-    result = runner(
-        run(
-            args.url,
-            args.concurrency,
-            args.duration,
-            args.count,
-            headers,
-            body,
-            args.ids_out,
-        )
-    )
+        result = asyncio.run(work)
+    else:
+        result = uvloop.run(work)
     payload = asdict(result)
     payload["pid"] = os.getpid()
     sys.stdout.write(json.dumps(payload) + "\n")

@@ -222,7 +222,7 @@ def check_logs(net: LocalNet, ids_files: Sequence[Path]) -> dict[str, int]:
 def machine_facts() -> dict[str, Any]:
     import os
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for dist in ("aiohttp", "cryptography", "pyjwt", "uvloop"):
         try:
             versions[dist] = metadata.version(dist)

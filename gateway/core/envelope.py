@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,6 +46,7 @@ _PRINTABLE = re.compile(r"[\x20-\x7e]*")
 _METHOD = re.compile(r"[A-Z]{1,16}")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 _ES256 = ECAlgorithm(ECAlgorithm.SHA256)
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 Reason = Literal["malformed", "signature", "certificate", "expired"]
 
@@ -79,7 +79,10 @@ def format_time(moment: datetime) -> str:
 def parse_time(text: str) -> datetime:
     if not _TIME.fullmatch(text):
         raise EnvelopeError("malformed", f"creation time {text!r} is not RFC 3339 UTC with ms")
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise EnvelopeError("malformed", f"creation time {text!r} is not a valid date") from None
 
 
 def body_sha256(body: bytes) -> str:
@@ -130,11 +133,8 @@ def check_headers(value: Any) -> tuple[tuple[str, str], ...]:
 
 
 def check_message_id(value: Any) -> str:
-    try:
-        if isinstance(value, str) and str(uuid.UUID(value)) == value:
-            return value
-    except ValueError:
-        pass
+    if isinstance(value, str) and _UUID.fullmatch(value):
+        return value
     raise EnvelopeError("malformed", "message id must be a lower-case UUID")
 
 

@@ -10,8 +10,9 @@ else is refused with a clear error instead of being normalised: a full-width loo
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import ClassVar, Self
+from functools import lru_cache
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self, cast
 from urllib.parse import quote, unquote_to_bytes
 
 from gateway.core.errors import Code, GatewayError
@@ -65,6 +66,8 @@ class _Id:
 
     PART_NAMES: ClassVar[tuple[str, ...]] = ()
     KIND: ClassVar[str] = "identifier"
+    # The printed form, computed once: ids are printed on every message and log entry.
+    _text: str = field(init=False, repr=False, compare=False)
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -73,9 +76,10 @@ class _Id:
     def __post_init__(self) -> None:
         for name in self.PART_NAMES:
             check_part(getattr(self, name), f"{self.KIND} part {name}")
+        object.__setattr__(self, "_text", "/".join(encode_part(p) for p in self.parts))
 
     def __str__(self) -> str:
-        return "/".join(encode_part(p) for p in self.parts)
+        return self._text
 
     @classmethod
     def from_parts(cls, raw_parts: list[str], code: Code = Code.BAD_REQUEST) -> Self:
@@ -94,7 +98,9 @@ class _Id:
 
     @classmethod
     def parse(cls, text: str, code: Code = Code.BAD_REQUEST) -> Self:
-        return cls.from_parts(text.split("/"), code)
+        parsed = _parse_cached(cast(Any, cls), text, code)
+        assert isinstance(parsed, cls)
+        return parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +160,13 @@ class SubsystemId(_Id):
 ClientId = MemberId | SubsystemId
 
 
+@lru_cache(maxsize=4096)
+def _parse_cached(cls: Any, text: str, code: Code) -> Any:
+    """Ids repeat on every message; a parse is cached (a failed one never is)."""
+    return cls.from_parts(text.split("/"), code)
+
+
+@lru_cache(maxsize=4096)
 def parse_client(text: str, code: Code = Code.INVALID_CLIENT_IDENTIFIER) -> ClientId:
     """Parse ``X-Road-Client``: a member (3 parts) or a subsystem (4 parts)."""
     raw = text.strip().split("/")

@@ -253,6 +253,20 @@ class MessageLog:
         with c.lock:
             return LogStats(c.commits, c.units, c.rows, c.largest_batch, c.failed_batches)
 
+    def seen_since(self, created_after: str) -> list[tuple[str, str, str]]:
+        """Requests received (client, message id, created) created after a time.
+
+        Read before ``start()``, to rebuild the in-memory replay guard after a restart.
+        """
+        with self._state_lock:
+            if self._thread is not None:
+                raise MessageLogError("seen_since is only available before start()")
+        rows = self._conn.execute(
+            "SELECT client, message_id, created FROM seen_request WHERE created > ?",
+            (created_after,),
+        ).fetchall()
+        return [(str(c), str(m), str(t)) for c, m, t in rows]
+
     def start(self) -> None:
         """Start the writer thread; appends are refused until this has been called."""
         with self._state_lock:

@@ -35,6 +35,7 @@ from gateway.core.envelope import (
     check_body,
     check_created,
     format_time,
+    parse_time,
     request_hash,
 )
 from gateway.core.errors import Code, GatewayError
@@ -52,6 +53,7 @@ from gateway.core.policy import AccessPolicy
 from gateway.node.clock import Clock, SystemClock
 from gateway.node.config import NodeConfig, ServiceSection
 from gateway.node.messagelog import LogRecord, MessageLog, MessageLogError, ReplayError
+from gateway.node.replay import ReplayGuard
 from gateway.node.tls import client_context, peer_fingerprint, server_context
 from gateway.node.transport import MAX_HEADER_FIELD, PeerClient, RegistryClient, read_limited
 from gateway.pki.keys import load_certificates, load_private_key
@@ -158,6 +160,11 @@ class Node:
         self._server_ssl = server_context(config.node.auth_cert, config.node.auth_key, roots)
         self._client_ssl = client_context(config.node.auth_cert, config.node.auth_key, roots)
         self.log = MessageLog(config.node.messagelog, clock=self.clock.now)
+        self.replay = ReplayGuard(self.window)
+        self.replay.preload(
+            (client, message_id, parse_time(created))
+            for client, message_id, created in self.log.seen_since(format_time(now - self.window))
+        )
         self._runners: list[web.AppRunner] = []
         self._peer: PeerClient | None = None
         self._registry: RegistryClient | None = None
@@ -208,40 +215,43 @@ class Node:
     # ------------------------------------------------------------------ apps
 
     def consumer_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors(provider=False)])
-        app.router.add_route("*", "/r1/{tail:.*}", self.handle_consumer)
-        app.router.add_get("/listClients", self.handle_list_clients)
+        app = web.Application()
+        app.router.add_route("*", "/r1/{tail:.*}", self._guarded(self.handle_consumer, False))
+        app.router.add_get("/listClients", self._guarded(self.handle_list_clients, False))
         app.router.add_get("/health", self.handle_health)
+        app.router.add_route("*", "/{tail:.*}", self._guarded(self.handle_not_r1, False))
         return app
 
     def peer_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors(provider=True)])
-        app.router.add_post("/gw/v1/exchange", self.handle_exchange)
+        app = web.Application()
+        app.router.add_post("/gw/v1/exchange", self._guarded(self.handle_exchange, True))
         return app
 
-    def _errors(self, *, provider: bool) -> Any:
+    def _guarded(self, handler: Handler, provider: bool) -> Handler:
+        """Turn every refusal into X-Road's error format; never leak a traceback.
+
+        A wrapper per route rather than a middleware: it is on the hot path, and
+        aiohttp's middleware chain costs a few percent of an exchange.
+        """
         internal = Code.SP_INTERNAL_ERROR if provider else Code.CP_INTERNAL_ERROR
 
-        @web.middleware
-        async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        async def guarded(request: web.Request) -> web.StreamResponse:
             try:
                 return await handler(request)
             except GatewayError as refusal:
                 log.warning("%s refused (%s): %s", self.id, refusal.detail, refusal)
                 return error_response(refusal, request.headers.get("Accept"))
-            except web.HTTPException as exc:
-                if exc.status == 404 and not provider:
-                    not_r1 = GatewayError(
-                        Code.BAD_REQUEST, f"{request.path} is not an X-Road REST r1 path"
-                    )
-                    return error_response(not_r1, request.headers.get("Accept"))
+            except web.HTTPException:
                 raise
             except Exception:
                 failure = GatewayError(internal, "unexpected error; see the node's log")
                 log.exception("%s internal error (%s)", self.id, failure.detail)
                 return error_response(failure, request.headers.get("Accept"))
 
-        return middleware
+        return guarded
+
+    async def handle_not_r1(self, request: web.Request) -> web.Response:
+        raise GatewayError(Code.BAD_REQUEST, f"{request.path} is not an X-Road REST r1 path")
 
     # ------------------------------------------------------------------ helpers
 
@@ -490,8 +500,9 @@ class Node:
     # ------------------------------------------------------------------ provider side
 
     async def handle_exchange(self, request: web.Request) -> web.Response:
-        """Checks in order, each before any later work: peer, client, signature, service,
-        access, then log the request (replay guard), call the registry, sign and log."""
+        """Checks in order, each before any later work: peer, client, signature and
+        freshness, service, access, body digest, replay; then call the registry, sign,
+        and log request and response in one commit before answering."""
         transport = request.transport
         ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
         fingerprint = peer_fingerprint(ssl_object)
@@ -527,7 +538,7 @@ class Node:
                 Code.SP_SIGNER_MISMATCH, f"signed by {verified.signer}, client is {client}"
             )
         try:
-            check_created(header.created, now, self.window)
+            created = check_created(header.created, now, self.window)
         except EnvelopeError as exc:
             raise _map_envelope(exc, provider=True) from None
         signer = self.signers.get(service.member)
@@ -550,6 +561,10 @@ class Node:
             check_body(header.body_sha256, header.body_length, body)
         except EnvelopeError as exc:
             raise _map_envelope(exc, provider=True) from None
+        if not self.replay.claim(str(client), header.message_id, created, now):
+            raise GatewayError(
+                Code.SP_REPLAY_DETECTED, f"message {header.message_id} from {client} seen before"
+            )
         request_record = LogRecord(
             role="provider",
             kind="request",
@@ -563,18 +578,6 @@ class Node:
             signature=signature,
             cert_ref=verified.cert_ref,
         )
-        try:
-            await self.log.append(
-                [request_record],
-                certs=self._certs(verified),
-                replay_key=(str(client), header.message_id, header.created),
-            )
-        except ReplayError:
-            raise GatewayError(
-                Code.SP_REPLAY_DETECTED, f"message {header.message_id} from {client} seen before"
-            ) from None
-        except MessageLogError as exc:
-            raise GatewayError(Code.SP_MESSAGELOG_FAILED, str(exc)) from None
 
         if service.service_code in METADATA_SERVICES:
             status, headers, reply_body = await self._metadata(
@@ -589,17 +592,26 @@ class Node:
             status = reply.status
             headers = end_to_end_headers(reply.headers.items())
             reply_body = reply.body
-        return await self._answer(header, header_bytes, signer, status, headers, reply_body)
+        return await self._answer(
+            header, header_bytes, request_record, verified, signer, status, headers, reply_body
+        )
 
     async def _answer(
         self,
         request: RequestHeader,
         request_bytes: bytes,
+        request_record: LogRecord,
+        verified: VerifiedSignature,
         signer: Signer,
         status: int,
         headers: list[tuple[str, str]],
         body: bytes,
     ) -> web.Response:
+        """Sign the response and log request and response in one durable commit.
+
+        The request's id goes into ``seen_request`` in the same transaction, so the
+        replay guard survives restarts; nothing leaves this node before the commit.
+        """
         response = ResponseHeader(
             message_id=request.message_id,
             xroad_id=request.xroad_id,
@@ -617,6 +629,7 @@ class Node:
         try:
             await self.log.append(
                 [
+                    request_record,
                     LogRecord(
                         role="provider",
                         kind="response",
@@ -629,10 +642,15 @@ class Node:
                         body=body,
                         signature=signature,
                         cert_ref=signer.cert_ref,
-                    )
+                    ),
                 ],
-                certs=self._certs(signer),
+                certs=self._certs(verified, signer),
+                replay_key=(str(request.client), request.message_id, request.created),
             )
+        except ReplayError:
+            raise GatewayError(
+                Code.SP_REPLAY_DETECTED, f"message {request.message_id} seen before"
+            ) from None
         except MessageLogError as exc:
             raise GatewayError(Code.SP_MESSAGELOG_FAILED, str(exc)) from None
         return web.Response(

@@ -329,3 +329,21 @@ def test_tls12_is_refused(net: LocalNet) -> None:
         pytest.raises(ssl.SSLError),
     ):
         ctx.wrap_socket(raw).do_handshake()
+
+
+def test_replay_is_refused_after_the_provider_restarts(
+    net: LocalNet, registry: RecordingRegistry
+) -> None:
+    """The guard is rebuilt from the durable log, not only kept in memory."""
+    data = request_header().to_bytes()
+    signature = signer_of(net, SOEST.ags).sign(data)
+    assert send(net, SOEST.ags, data, signature).status_code == 200
+    provider_args = ["node", "serve", "--config", str(net.nodes[LIPPSTADT.ags].config)]
+    old = next(p for p in net.processes if list(p.args)[-4:] == provider_args)  # type: ignore[arg-type]
+    old.terminate()
+    assert old.wait(timeout=30) == 0
+    net.processes.remove(old)
+    net.start_node(LIPPSTADT.ags)
+    before = registry.count()
+    refused(send(net, SOEST.ags, data, signature), "server.serverproxy.replay_detected")
+    assert registry.count() == before
