@@ -281,7 +281,7 @@ def run_bench(
         n = 0
         for concurrency in levels:
             runs: dict[str, list[dict[str, Any]]] = {name: [] for name in topo.scenarios}
-            for name, scenario in topo.scenarios.items():  # warm-up, not counted
+            for scenario in topo.scenarios.values():  # warm-up, not counted
                 drive(scenario, concurrency=concurrency, duration=1.0, body_bytes=body_bytes)
             for _ in range(repeats):
                 for name, scenario in topo.scenarios.items():
@@ -398,9 +398,10 @@ def _print_level(concurrency: int, level: dict[str, Any]) -> None:
         if r["errors"]:
             print(f"            {r['errors']} errors, first: {r['first_error']}")
     ratios = level["ratios"]
+    per_run = ratios["gateway_to_relay_per_run"]
     print(
         f"  gateway/direct {ratios['gateway_to_direct']:.3f}   "
-        f"gateway/relay {ratios['gateway_to_relay']:.3f} (per run {ratios['gateway_to_relay_per_run']})"
+        f"gateway/relay {ratios['gateway_to_relay']:.3f} (per run {per_run})"
     )
     if "added_latency_ms" in level:
         added = level["added_latency_ms"]

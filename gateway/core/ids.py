@@ -10,8 +10,8 @@ else is refused with a clear error instead of being normalised: a full-width loo
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, ClassVar, Self, cast
 from urllib.parse import quote, unquote_to_bytes
 
