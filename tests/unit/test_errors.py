@@ -1,0 +1,95 @@
+"""The error table: one row per code, X-Road's naming and status rules, the JSON shape."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+
+import pytest
+
+from gateway.core.errors import ERROR_TABLE, Code, ErrorSpec, GatewayError
+
+_DOTTED_SNAKE = re.compile(r"[a-z]+(?:_[a-z]+)*(?:\.[a-z]+(?:_[a-z]+)*)+")
+
+
+def test_every_code_has_exactly_one_row() -> None:
+    assert set(ERROR_TABLE) == set(Code)
+    assert len(ERROR_TABLE) == len(Code)
+    for spec in ERROR_TABLE.values():
+        assert isinstance(spec, ErrorSpec)
+        assert spec.meaning.strip()
+        assert spec.meaning.endswith(".")
+
+
+def test_codes_are_unique() -> None:
+    values = [c.value for c in Code]
+    assert len(values) == len(set(values))
+    assert len({v.lower() for v in values}) == len(values)
+
+
+@pytest.mark.parametrize("code", list(Code), ids=lambda c: c.value)
+def test_code_is_dotted_lower_snake_case(code: Code) -> None:
+    assert _DOTTED_SNAKE.fullmatch(code.value), code.value
+
+
+@pytest.mark.parametrize("code", list(Code), ids=lambda c: c.value)
+def test_status_follows_the_prefix(code: Code) -> None:
+    status = ERROR_TABLE[code].status
+    if code.value.startswith("client."):
+        assert 400 <= status < 500
+    else:
+        assert code.value.startswith(("server.clientproxy.", "server.serverproxy."))
+        assert 500 <= status < 600
+
+
+def test_statuses_are_x_roads_except_request_too_large() -> None:
+    odd = {c for c, spec in ERROR_TABLE.items() if spec.status not in (400, 500)}
+    assert odd == {Code.REQUEST_TOO_LARGE}
+    assert ERROR_TABLE[Code.REQUEST_TOO_LARGE].status == 413
+
+
+@pytest.mark.parametrize(
+    ("code", "value"),
+    [
+        (Code.BAD_REQUEST, "client.bad_request"),
+        (Code.INVALID_CLIENT_IDENTIFIER, "client.invalid_client_identifier"),
+        (Code.SP_ACCESS_DENIED, "server.serverproxy.access_denied"),
+        (Code.SP_UNKNOWN_SERVICE, "server.serverproxy.unknown_service"),
+        (Code.SP_SSL_AUTHENTICATION_FAILED, "server.serverproxy.ssl_authentication_failed"),
+        (Code.CP_INCONSISTENT_RESPONSE, "server.clientproxy.inconsistent_response"),
+        (Code.SP_SERVICE_TIMEOUT, "server.serverproxy.service_failed.timeout"),
+    ],
+)
+def test_stable_values(code: Code, value: str) -> None:
+    # Clients match on these strings; renaming one is a breaking change.
+    assert code.value == value
+    assert Code(value) is code
+
+
+def test_body_shape() -> None:
+    err = GatewayError(Code.SP_ACCESS_DENIED, "no access right")
+    body = err.body()
+    assert set(body) == {"type", "message", "detail"}
+    assert body["type"] == "server.serverproxy.access_denied"
+    assert body["message"] == "no access right"
+    assert str(uuid.UUID(body["detail"])) == body["detail"]
+    assert json.loads(json.dumps(body)) == body
+    assert err.status == 500
+    assert err.code is Code.SP_ACCESS_DENIED
+    assert str(err) == "server.serverproxy.access_denied: no access right"
+
+
+def test_detail_is_a_fresh_correlation_id_unless_given() -> None:
+    first = GatewayError(Code.BAD_REQUEST, "x")
+    second = GatewayError(Code.BAD_REQUEST, "x")
+    assert first.detail != second.detail
+    given = GatewayError(Code.BAD_REQUEST, "x", detail="log-123")
+    assert given.body()["detail"] == "log-123"
+
+
+@pytest.mark.parametrize("code", list(Code), ids=lambda c: c.value)
+def test_every_code_renders(code: Code) -> None:
+    err = GatewayError(code, "m")
+    assert err.status == ERROR_TABLE[code].status
+    assert err.body()["type"] == code.value
