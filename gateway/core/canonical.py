@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 MAX_DEPTH = 8
+MAX_INT = 2**53 - 1  # the integers every JSON implementation reads exactly
 
 
 class NotCanonicalError(ValueError):
@@ -47,6 +48,12 @@ def _reject_float(text: str) -> Any:
     raise NotCanonicalError(f"non-integer number {text!r} is not allowed")
 
 
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 16 or abs(int(text)) > MAX_INT:
+        raise NotCanonicalError(f"integer {text[:20]!r} is outside +-(2**53 - 1)")
+    return int(text)
+
+
 def _check_value(value: Any, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise NotCanonicalError("nesting too deep")
@@ -60,6 +67,8 @@ def _check_value(value: Any, depth: int) -> None:
             _check_value(item, depth + 1)
     elif isinstance(value, float):
         raise NotCanonicalError("floats are not allowed")
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        raise NotCanonicalError("integer outside +-(2**53 - 1)")
     elif value is not None and not isinstance(value, str | int | bool):
         raise NotCanonicalError(f"unsupported type {type(value).__name__}")
 
@@ -73,16 +82,25 @@ def parse_canonical(data: bytes) -> dict[str, Any]:
             object_pairs_hook=_no_duplicates,
             parse_constant=_reject_constant,
             parse_float=_reject_float,
+            parse_int=_bounded_int,
         )
+    except NotCanonicalError:
+        raise
     except UnicodeDecodeError as exc:
         raise NotCanonicalError(f"not UTF-8: {exc}") from None
     except json.JSONDecodeError as exc:
         raise NotCanonicalError(f"not JSON: {exc}") from None
     except RecursionError:
         raise NotCanonicalError("nesting too deep") from None
+    except ValueError as exc:
+        raise NotCanonicalError(f"not acceptable JSON: {exc}") from None
     if not isinstance(value, dict):
         raise NotCanonicalError("not a JSON object")
-    # json.loads with the hooks above yields only the allowed types, so no type walk.
-    if _dumps(value) != data:
+    _check_value(value, 0)
+    try:
+        canonical = _dumps(value)
+    except UnicodeEncodeError:
+        raise NotCanonicalError("string with a lone surrogate") from None
+    if canonical != data:
         raise NotCanonicalError("bytes are not in canonical form")
     return value

@@ -15,14 +15,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+from urllib.parse import unquote
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.utils import CryptographyDeprecationWarning
 from jwt.algorithms import ECAlgorithm
 
 from gateway.core.canonical import NotCanonicalError, canonical_json, parse_canonical
@@ -46,6 +49,10 @@ _PRINTABLE = re.compile(r"[\x20-\x7e]*")
 _METHOD = re.compile(r"[A-Z]{1,16}")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 _ES256 = ECAlgorithm(ECAlgorithm.SHA256)
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_PCHAR = r"A-Za-z0-9\-._~!$&'()*+,;=:@%"
+_PATH = re.compile(f"[{_PCHAR}/]*")
+_QUERY = re.compile(f"[{_PCHAR}/?]*")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 Reason = Literal["malformed", "signature", "certificate", "expired"]
@@ -65,9 +72,38 @@ def b64url(data: bytes) -> str:
 
 
 def b64url_decode(text: str) -> bytes:
-    if not re.fullmatch(r"[A-Za-z0-9_-]*", text):
+    """Strict base64url without padding: exactly one spelling per byte string.
+
+    Lenient decoders ignore the unused low bits of the last character, which would let
+    several spellings of one signature verify.
+    """
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise EnvelopeError("malformed", "not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64url(data) != text:
+        raise EnvelopeError("malformed", "not canonical base64url")
+    return data
+
+
+def check_path(path: str) -> str:
+    """A REST path as forwarded: empty or ``/``-led, RFC 3986 path characters only,
+    and no dot segments, in plain or percent-encoded form.
+
+    Access rights match this exact string and the registry receives it unchanged; an
+    HTTP client that resolved ``..`` afterwards would reach a path no right covered.
+    """
+    if path and (not path.startswith("/") or not _PATH.fullmatch(path)):
+        raise EnvelopeError("malformed", "path must be empty or '/' followed by path characters")
+    for segment in path.split("/"):
+        if unquote(segment) in (".", ".."):
+            raise EnvelopeError("malformed", "dot segments are not allowed in the path")
+    return path
+
+
+def check_query(query: str) -> str:
+    if not _QUERY.fullmatch(query):
+        raise EnvelopeError("malformed", "query has characters outside RFC 3986")
+    return query
 
 
 def format_time(moment: datetime) -> str:
@@ -139,11 +175,16 @@ def check_message_id(value: Any) -> str:
 
 
 def _ids(data: dict[str, Any]) -> tuple[ClientId, ServiceId]:
+    """Ids in a signed header must be in printed form: one spelling per id."""
+    client_text = _text(data.get("client"), "client")
+    service_text = _text(data.get("service"), "service")
     try:
-        client = parse_client(_text(data.get("client"), "client"), Code.BAD_REQUEST)
-        service = ServiceId.parse(_text(data.get("service"), "service"))
+        client = parse_client(client_text, Code.BAD_REQUEST)
+        service = ServiceId.parse(service_text)
     except InvalidIdentifierError as exc:
         raise EnvelopeError("malformed", exc.message) from None
+    if str(client) != client_text or str(service) != service_text:
+        raise EnvelopeError("malformed", "ids in a signed header must be in printed form")
     return client, service
 
 
@@ -225,9 +266,7 @@ class RequestHeader:
         method = obj["method"]
         if not isinstance(method, str) or not _METHOD.fullmatch(method):
             raise EnvelopeError("malformed", "method must be an upper-case HTTP method")
-        path = _text(obj["path"], "path", limit=4096)
-        if path and not path.startswith("/"):
-            raise EnvelopeError("malformed", "path must be empty or start with '/'")
+        path = check_path(_text(obj["path"], "path", limit=4096))
         parse_time(_text(obj["created"], "created"))
         return cls(
             message_id=check_message_id(obj["id"]),
@@ -236,7 +275,7 @@ class RequestHeader:
             service=service,
             method=method,
             path=path,
-            query=_text(obj["query"], "query", limit=4096),
+            query=check_query(_text(obj["query"], "query", limit=4096)),
             headers=check_headers(obj["headers"]),
             user_id=_text(obj["user_id"], "user_id", optional=True, limit=255),
             issue=_text(obj["issue"], "issue", optional=True),
@@ -382,6 +421,8 @@ class _Signer:
     public_key: ec.EllipticCurvePublicKey
     cert_ref: str
     cert_der: bytes
+    valid_from: datetime
+    valid_until: datetime
 
 
 class SignatureVerifier:
@@ -400,9 +441,8 @@ class SignatureVerifier:
     def _signer(self, header_segment: str, now: datetime) -> _Signer:
         cached = self._cache.get(header_segment)
         if cached is not None:
-            cert = cached.certificate
-            if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-                raise EnvelopeError("certificate", "signing certificate not valid at this time")
+            if not cached.valid_from <= now <= cached.valid_until:
+                raise EnvelopeError("certificate", "signing certificate chain not valid now")
             return cached
         try:
             header = parse_canonical(b64url_decode(header_segment))
@@ -416,26 +456,41 @@ class SignatureVerifier:
         if not isinstance(x5c, list) or not 1 <= len(x5c) <= 4:
             raise EnvelopeError("malformed", "x5c must list 1 to 4 certificates")
         try:
-            chain = [
-                x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in x5c
-            ]
-        except (ValueError, TypeError) as exc:
+            # Certificates cryptography only warns about (e.g. a non-positive serial)
+            # are refused outright: they will not parse in a future release.
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", CryptographyDeprecationWarning)
+                chain = [
+                    x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in x5c
+                ]
+                for cert in chain:
+                    cert.serial_number  # noqa: B018 - parsing it is the check
+        except (
+            ValueError,
+            TypeError,
+            x509.InvalidVersion,
+            CryptographyDeprecationWarning,
+        ) as exc:
             raise EnvelopeError("malformed", f"x5c certificate does not parse: {exc}") from None
         try:
             member = verify_signing_certificate(chain[0], chain[1:], self._roots, now)
-        except CertificateError as exc:
+        except (CertificateError, ValueError) as exc:
             raise EnvelopeError("certificate", str(exc)) from None
         public_key = chain[0].public_key()
         if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(
             public_key.curve, ec.SECP256R1
         ):
             raise EnvelopeError("certificate", "ES256 needs a P-256 signing certificate")
+        # The cache must not outlive any certificate on the path, roots included.
+        path = [*chain, *(r for r in self._roots if r.subject == chain[-1].issuer)]
         entry = _Signer(
             member,
             chain[0],
             public_key,
             cert_ref(chain[0]),
             chain[0].public_bytes(Encoding.DER),
+            max(c.not_valid_before_utc for c in path),
+            min(c.not_valid_after_utc for c in path),
         )
         if len(self._cache) >= self.MAX_CACHE:
             self._cache.clear()
@@ -449,7 +504,10 @@ class SignatureVerifier:
             raise EnvelopeError("signature", "not a compact JWS with detached payload")
         header_segment, _, signature_segment = parts
         signer = self._signer(header_segment, now)
-        signature = b64url_decode(signature_segment)
+        try:
+            signature = b64url_decode(signature_segment)
+        except EnvelopeError:
+            raise EnvelopeError("signature", "signature is not canonical base64url") from None
         signing_input = f"{header_segment}.{b64url(payload)}".encode("ascii")
         if len(signature) != 64 or not _ES256.verify(signing_input, signer.public_key, signature):
             raise EnvelopeError("signature", "signature does not verify")

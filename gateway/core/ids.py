@@ -34,7 +34,8 @@ def decode_part(raw: str, what: str, code: Code = Code.BAD_REQUEST) -> str:
     """Percent-decode one part and check it against X-Road's character set."""
     try:
         text = unquote_to_bytes(raw).decode("utf-8")
-    except UnicodeDecodeError:
+    except (UnicodeDecodeError, UnicodeEncodeError):
+        # Encode: a non-UTF-8 header byte reaches us as a surrogate escape.
         raise InvalidIdentifierError(f"{what} {raw!r} is not valid UTF-8", code) from None
     return check_part(text, what, code)
 
@@ -43,6 +44,8 @@ def check_part(text: str, what: str, code: Code = Code.BAD_REQUEST) -> str:
     """Refuse a decoded part that is empty, too long, or has a character X-Road forbids."""
     if not text:
         raise InvalidIdentifierError(f"{what} is empty", code)
+    if text in (".", ".."):
+        raise InvalidIdentifierError(f"{what} must not be a dot segment", code)
     if len(text) > MAX_PART_LENGTH:
         raise InvalidIdentifierError(f"{what} is longer than {MAX_PART_LENGTH} characters", code)
     if not _ALLOWED.fullmatch(text):
@@ -169,7 +172,7 @@ def _parse_cached(cls: Any, text: str, code: Code) -> Any:
 @lru_cache(maxsize=4096)
 def parse_client(text: str, code: Code = Code.INVALID_CLIENT_IDENTIFIER) -> ClientId:
     """Parse ``X-Road-Client``: a member (3 parts) or a subsystem (4 parts)."""
-    raw = text.strip().split("/")
+    raw = text.strip(" \t").split("/")  # HTTP's optional white space, nothing else
     if len(raw) == 3:
         return MemberId.from_parts(raw, code)
     if len(raw) == 4:

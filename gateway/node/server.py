@@ -34,11 +34,14 @@ from gateway.core.envelope import (
     body_sha256,
     check_body,
     check_created,
+    check_headers,
+    check_path,
+    check_query,
     format_time,
     parse_time,
     request_hash,
 )
-from gateway.core.errors import Code, GatewayError
+from gateway.core.errors import ERROR_TABLE, Code, GatewayError
 from gateway.core.headers import end_to_end_headers
 from gateway.core.ids import (
     ClientId,
@@ -46,7 +49,6 @@ from gateway.core.ids import (
     MemberId,
     ServiceId,
     SubsystemId,
-    decode_part,
     parse_client,
 )
 from gateway.core.policy import AccessPolicy
@@ -321,15 +323,7 @@ class Node:
                 "the path must be /r1/{instance}/{class}/{member}/{subsystem}/{service}[/path]",
             )
         service = ServiceId.from_parts(segments[2:7], Code.INVALID_SERVICE_IDENTIFIER)
-        rest = segments[7:]
-        for segment in rest:
-            try:
-                decoded = decode_part(segment, "path segment") if segment else ""
-            except InvalidIdentifierError:
-                decoded = segment
-            if decoded in (".", "..") or segment.lower() in ("%2e", "%2e%2e", ".%2e", "%2e."):
-                raise GatewayError(Code.BAD_REQUEST, "dot segments are not allowed in the path")
-        path = "/" + "/".join(rest) if len(segments) > 7 else ""
+        path = "/" + "/".join(segments[7:]) if len(segments) > 7 else ""
         return service, path, query
 
     async def handle_consumer(self, request: web.Request) -> web.Response:
@@ -351,6 +345,14 @@ class Node:
         )
         user_id = _optional_text(request, "X-Road-UserId", 255)
         issue = _optional_text(request, "X-Road-Issue", 1024)
+        try:
+            kept_headers = check_headers(
+                [list(h) for h in end_to_end_headers(request.headers.items())]
+            )
+            check_path(path)
+            check_query(query)
+        except EnvelopeError as exc:
+            raise GatewayError(Code.BAD_REQUEST, exc.message) from None
         body = await self._read_body(request, Code.REQUEST_TOO_LARGE)
 
         providers = self.directory.nodes_hosting(service.provider)
@@ -366,7 +368,7 @@ class Node:
             method=request.method,
             path=path,
             query=query,
-            headers=tuple(end_to_end_headers(request.headers.items())),
+            headers=kept_headers,
             user_id=user_id,
             issue=issue,
             created=format_time(self.clock.now()),
@@ -436,10 +438,13 @@ class Node:
     ) -> web.Response:
         """Pass the provider node's refusal on unchanged, if it is one."""
         code = headers["X-Road-Error"]
+        known = {c.value: spec for c, spec in ERROR_TABLE.items()}
         try:
             doc = json.loads(body)
             valid = (
                 code.startswith("server.serverproxy.")
+                and code in known
+                and known[code].status == status
                 and isinstance(doc, dict)
                 and doc.get("type") == code
                 and isinstance(doc.get("message"), str)
@@ -579,22 +584,38 @@ class Node:
             cert_ref=verified.cert_ref,
         )
 
-        if service.service_code in METADATA_SERVICES:
-            status, headers, reply_body = await self._metadata(
-                service, client, groups, section, header
-            )
-        else:
-            assert section is not None and self._registry is not None
-            url = section.url + header.path + (f"?{header.query}" if header.query else "")
-            reply = await self._registry.call(
-                header.method, url, list(header.headers), body, section.timeout_seconds
-            )
-            status = reply.status
-            headers = end_to_end_headers(reply.headers.items())
-            reply_body = reply.body
+        try:
+            if service.service_code in METADATA_SERVICES:
+                status, headers, reply_body = await self._metadata(
+                    service, client, groups, section, header
+                )
+            else:
+                assert section is not None and self._registry is not None
+                url = section.url + header.path + (f"?{header.query}" if header.query else "")
+                reply = await self._registry.call(
+                    header.method, url, list(header.headers), body, section.timeout_seconds
+                )
+                status = reply.status
+                headers = end_to_end_headers(reply.headers.items())
+                reply_body = reply.body
+        except GatewayError:
+            # The registry may have acted on the request: log it and make its id durable,
+            # so the same signed message is refused after a restart as well.
+            await self._log_unanswered(request_record, verified)
+            raise
         return await self._answer(
             header, header_bytes, request_record, verified, signer, status, headers, reply_body
         )
+
+    async def _log_unanswered(self, record: LogRecord, verified: VerifiedSignature) -> None:
+        try:
+            await self.log.append(
+                [record],
+                certs=self._certs(verified),
+                replay_key=(record.client, record.message_id, record.created),
+            )
+        except (MessageLogError, ReplayError) as exc:
+            log.error("%s could not log unanswered request %s: %s", self.id, record.message_id, exc)
 
     async def _answer(
         self,
