@@ -411,7 +411,7 @@ class VerifiedSignature:
     cert_ref: str
     cert_der: bytes
     jws_header: str
-    signature: str
+    jws: str  # the whole compact JWS, as logged: an auditor re-verifies it as is
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,5 +517,5 @@ class SignatureVerifier:
             signer.cert_ref,
             signer.cert_der,
             header_segment,
-            signature_segment,
+            jws,
         )

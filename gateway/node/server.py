@@ -417,7 +417,7 @@ class Node:
                         created=response.created,
                         header=b64url_decode(reply.headers[ENVELOPE_HEADER]),
                         body=reply.body,
-                        signature=verified.signature,
+                        signature=verified.jws,
                         cert_ref=verified.cert_ref,
                     ),
                 ],

@@ -7,13 +7,15 @@ import hashlib
 import json
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
-from gateway.core.envelope import request_hash
+from gateway.core.envelope import SignatureVerifier, request_hash
 from gateway.localnet import LocalNet
 from gateway.node.messagelog import read_entries
+from gateway.pki.keys import load_certificate
 from tests.integration.conftest import (
     DISABLED,
     GEWERBEAMT,
@@ -113,6 +115,11 @@ def test_success_path_headers_passthrough_and_both_logs(
     digest = base64.b64encode(hashlib.sha512(consumer[0].header).digest()).decode()
     assert response.headers["X-Road-Request-Hash"] == digest
     assert json.loads(consumer[1].header)["request_hash"] == digest
+    # Every entry holds a whole JWS that verifies over its header bytes as logged.
+    verifier = SignatureVerifier([load_certificate(net.ca_cert)])
+    now = datetime.now(UTC)
+    signers = [verifier.verify(e.signature, e.header, now).signer for e in consumer + provider]
+    assert signers == [SOEST.member, LIPPSTADT.member, SOEST.member, LIPPSTADT.member]
 
 
 def test_every_exchange_is_in_both_logs(net: LocalNet) -> None:

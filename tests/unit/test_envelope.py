@@ -392,7 +392,7 @@ def test_sign_and_verify() -> None:
     assert verified.cert_ref == cert_ref(signer.certificate) == signer.cert_ref
     assert verified.cert_ref == hashlib.sha256(signer.cert_der).hexdigest()
     assert verified.jws_header == head
-    assert verified.signature == sig
+    assert verified.jws == jws
     assert len(b64url_decode(sig)) == 64
 
 
