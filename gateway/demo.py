@@ -8,6 +8,7 @@ shows from both message logs what was signed, verified and logged.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import tempfile
 import time
@@ -140,6 +141,10 @@ def explain(net: LocalNet, response: httpx.Response) -> bool:
     return complete and provider_request is not None
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(directory: Path | None, *, serve: bool = False) -> int:
     """Run the demo; with ``serve`` keep the federation up and write ``topology.json``."""
     tmp = None
@@ -161,8 +166,13 @@ def run_demo(directory: Path | None, *, serve: bool = False) -> int:
         response = query_anna(net)
         ok = explain(net, response) and response.status_code == 200
         if serve:
+            # Handler first: a SIGTERM while the topology is being written still stops
+            # the federation cleanly.
+            signal.signal(signal.SIGTERM, _raise_interrupt)
             topology = directory / "topology.json"
-            topology.write_text(json.dumps(net.topology(), indent=2), "utf-8")
+            partial = topology.with_suffix(".json.tmp")
+            partial.write_text(json.dumps(net.topology(), indent=2), "utf-8")
+            os.replace(partial, topology)
             _say(
                 "The federation keeps running (Ctrl-C stops it)",
                 f"topology: {topology}\ntry:\n"
@@ -170,7 +180,6 @@ def run_demo(directory: Path | None, *, serve: bool = False) -> int:
                 f"  '{net.nodes[SOEST.ags].consumer_url}/r1/{MELDEREGISTER_SERVICE}"
                 "?familienname=Schmidt&vornamen=Anna&geburtsdatum=1988-03-14'",
             )
-            signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
             try:
                 while all(p.poll() is None for p in net.processes):
                     time.sleep(0.5)

@@ -125,6 +125,7 @@ class LocalNet:
     @classmethod
     def create(cls, root: Path, cities: Sequence[City], now: datetime) -> LocalNet:
         """Make a CA and, per city, a node authentication and a member signing certificate."""
+        root = root.resolve()
         root.mkdir(parents=True, exist_ok=True)
         ca_dir = root / "ca"
         init_ca(ca_dir, "Development CA DE-NRW", now)
@@ -170,7 +171,7 @@ class LocalNet:
         directory_lines = [
             "[directory]",
             f'instance = "{INSTANCE}"',
-            f'ca_certs = ["{self.ca_cert}"]',
+            f'ca_certs = ["{self.ca_cert.resolve()}"]',
         ]
         for files in self.nodes.values():
             city = files.city

@@ -21,6 +21,7 @@ from gateway.core.ids import (
     NodeId,
     ServiceId,
     SubsystemId,
+    check_part,
     parse_client,
 )
 from gateway.core.policy import Grant
@@ -157,6 +158,13 @@ class DirectoryGroup(_Model):
 
 class DirectorySection(_Model):
     instance: str
+
+    @field_validator("instance")
+    @classmethod
+    def _instance(cls, value: str) -> str:
+        check_part(value, "instance")
+        return value
+
     ca_certs: list[Path]
     members: list[DirectoryMember] = Field(default_factory=list)
     nodes: list[DirectoryNode] = Field(default_factory=list)

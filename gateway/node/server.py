@@ -151,14 +151,24 @@ class Node:
             chain = load_certificates(entry.cert)
             signer = Signer(member, load_private_key(entry.key), chain)
             # Refuse to start with a key that peers would refuse: fail at boot, not per call.
-            self.verifier.verify(signer.sign(b"self-test"), b"self-test", now)
-            if self.verifier.verify(signer.sign(b"x"), b"x", now).signer != member:
+            try:
+                tested = self.verifier.verify(signer.sign(b"self-test"), b"self-test", now)
+            except EnvelopeError as exc:
+                raise CertificateError(
+                    f"signing key {entry.key} does not work with {entry.cert}: {exc.message}"
+                ) from None
+            if tested.signer != member:
                 raise CertificateError(f"signing certificate {entry.cert} is not for {member}")
             self.signers[member] = signer
         auth_chain = load_certificates(config.node.auth_cert)
         auth_owner = verify_auth_certificate(auth_chain[0], auth_chain[1:], roots, now)
         if auth_owner != self.id or node_id_of(auth_chain[0]) != self.id:
             raise CertificateError(f"authentication certificate is for {auth_owner}, not {self.id}")
+        auth_key = load_private_key(config.node.auth_key)
+        if auth_key.public_key().public_numbers() != auth_chain[0].public_key().public_numbers():
+            raise CertificateError(
+                f"{config.node.auth_key} is not the key of {config.node.auth_cert}"
+            )
         self._server_ssl = server_context(config.node.auth_cert, config.node.auth_key, roots)
         self._client_ssl = client_context(config.node.auth_cert, config.node.auth_key, roots)
         self.log = MessageLog(config.node.messagelog, clock=self.clock.now)
@@ -425,7 +435,9 @@ class Node:
             )
         except MessageLogError as exc:
             raise GatewayError(Code.CP_MESSAGELOG_FAILED, str(exc)) from None
-        out = CIMultiDict(response.headers)
+        # The provider signed these, but only end-to-end headers reach the client: framing
+        # and protocol headers are this hop's business, whatever a provider signs.
+        out = CIMultiDict(end_to_end_headers(response.headers))
         out["X-Road-Id"] = header.xroad_id
         out["X-Road-Request-Id"] = header.message_id
         out["X-Road-Request-Hash"] = response.request_hash

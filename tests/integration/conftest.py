@@ -27,6 +27,9 @@ SERVICE = LIPPSTADT.subsystem("melderegister").service("einfacheAuskunft")
 DISABLED = LIPPSTADT.subsystem("melderegister").service("abgeschaltet")
 GEWERBEAMT = SOEST.subsystem("gewerbeamt")
 ORDNUNGSAMT = SOEST.subsystem("ordnungsamt")
+SLOW = LIPPSTADT.subsystem("melderegister").service("langsam")
+"""A service whose registry path (``/langsam``) answers only after ``SLOW_SECONDS``."""
+SLOW_SECONDS = 3.0
 
 
 @dataclass
@@ -44,6 +47,8 @@ class RecordingRegistry:
     calls: list[Call] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
+    release: threading.Event = field(default_factory=threading.Event)
+    """Set at teardown: lets ``/langsam`` calls still waiting finish at once."""
 
     @property
     def url(self) -> str:
@@ -71,6 +76,20 @@ def _handler(registry: RecordingRegistry) -> type[BaseHTTPRequestHandler]:
                         body,
                     )
                 )
+            if "/langsam" in self.path:
+                # Slower than any timeout a test gives this path; the caller has usually
+                # hung up by the time this answers, so a broken pipe is expected.
+                registry.release.wait(SLOW_SECONDS)
+                payload = b'{"ergebnis":"zu spaet"}'
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except OSError:
+                    self.close_connection = True
+                return
             if "/redirect" in self.path:
                 self.send_response(302)
                 self.send_header("Location", "http://127.0.0.1:1/elsewhere")
@@ -99,6 +118,18 @@ def _handler(registry: RecordingRegistry) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def slow_service(registry: RecordingRegistry, timeout_seconds: float = 0.5) -> ServiceSpec:
+    """``SLOW`` at the registry's ``/langsam`` path, with a timeout well below its delay."""
+    assert timeout_seconds < SLOW_SECONDS
+    return ServiceSpec(
+        id=SLOW,
+        url=f"{registry.url}/langsam",
+        openapi_url=None,
+        allowed=(GEWERBEAMT,),
+        timeout_seconds=timeout_seconds,
+    )
+
+
 @pytest.fixture(scope="module")
 def registry() -> Iterator[RecordingRegistry]:
     reg = RecordingRegistry()
@@ -106,6 +137,7 @@ def registry() -> Iterator[RecordingRegistry]:
     thread = threading.Thread(target=reg.server.serve_forever, daemon=True)
     thread.start()
     yield reg
+    reg.release.set()
     reg.server.shutdown()
     reg.server.server_close()
 
