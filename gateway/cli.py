@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from gateway.core.errors import ERROR_TABLE, GatewayError
 from gateway.core.ids import MemberId, NodeId
 from gateway.pki.profiles import CertificateError, CertKind
@@ -61,6 +63,71 @@ def cmd_pki_issue(args: argparse.Namespace) -> None:
     print(f"  subject  {cert.subject.rfc4514_string()}")
     print(f"  serial   {cert.serial_number:x}")
     print(f"  sha256   {fingerprint_sha256(cert)}")
+
+
+def cmd_pki_revoke(args: argparse.Namespace) -> None:
+    from gateway.pki.keys import load_certificate
+    from gateway.pki.revocation import parse_reason, parse_serial, revoke, serial_hex
+
+    target: int | x509.Certificate = (
+        parse_serial(args.serial) if args.serial else load_certificate(Path(args.cert))
+    )
+    entry = revoke(Path(args.ca), target, parse_reason(args.reason), _now())
+    serial = target if isinstance(target, int) else target.serial_number
+    print(
+        f"revoked serial {serial_hex(serial)} at {entry.time.isoformat()} "
+        f"({entry.reason.value}); the OCSP responder reports it from its next answer"
+    )
+
+
+def cmd_pki_issue_service(args: argparse.Namespace) -> None:
+    from gateway.pki.files import issue_service
+    from gateway.pki.keys import fingerprint_sha256
+    from gateway.pki.profiles import ServiceKind
+
+    issued = issue_service(
+        Path(args.ca),
+        ServiceKind(args.kind),
+        Path(args.out_dir),
+        _now(),
+        days=args.days,
+        common_name=args.name,
+    )
+    cert = issued.certificate
+    print(f"issued {args.kind} certificate {issued.cert} with key {issued.key} (0600)")
+    print(f"  subject  {cert.subject.rfc4514_string()}")
+    print(f"  serial   {cert.serial_number:x}")
+    print(f"  sha256   {fingerprint_sha256(cert)}")
+
+
+def cmd_trust_serve(args: argparse.Namespace) -> None:
+    from datetime import timedelta
+
+    from gateway.pki.tsa import DEFAULT_POLICY_OID
+    from gateway.trust.service import OCSP_PATH, TSA_PATH, load_settings, run_trust
+
+    def optional(value: str | None) -> Path | None:
+        return Path(value) if value else None
+
+    settings = load_settings(
+        ca_dir=optional(args.ca),
+        ocsp_cert=optional(args.ocsp_cert),
+        ocsp_key=optional(args.ocsp_key),
+        tsa_cert=optional(args.tsa_cert),
+        tsa_key=optional(args.tsa_key),
+        ocsp_validity=timedelta(seconds=args.ocsp_validity),
+        policy_oid=args.policy or DEFAULT_POLICY_OID,
+    )
+
+    def ready(url: str) -> None:
+        services = []
+        if settings.ocsp is not None:
+            services.append(f"OCSP {url}{OCSP_PATH}")
+        if settings.tsa is not None:
+            services.append(f"TSA {url}{TSA_PATH}")
+        print(f"trust services ready: {', '.join(services)}", flush=True)
+
+    _run(run_trust(settings, args.host, args.port, ready=ready))
 
 
 def cmd_node_serve(args: argparse.Namespace) -> None:
@@ -188,6 +255,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dns", action="append", help="extra DNS name (auth only)")
     p.add_argument("--ip", action="append", help="extra IP address (auth only)")
 
+    p = add(pki, "revoke", cmd_pki_revoke, "revoke a certificate this CA issued")
+    p.add_argument("--ca", required=True, help="CA directory from 'pki init'")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--serial", help="serial number in hex, as 'pki issue' printed it")
+    which.add_argument("--cert", help="the certificate file (PEM)")
+    p.add_argument(
+        "--reason",
+        required=True,
+        choices=[r.value for r in x509.ReasonFlags if r is not x509.ReasonFlags.remove_from_crl],
+        help="RFC 5280 reason, e.g. keyCompromise",
+    )
+    p = add(
+        pki,
+        "issue-service",
+        cmd_pki_issue_service,
+        "generate a key and an OCSP responder or TSA certificate (<kind>.key, <kind>.pem)",
+    )
+    p.add_argument("--ca", required=True, help="CA directory from 'pki init'")
+    p.add_argument("--kind", choices=["ocsp", "tsa"], required=True)
+    p.add_argument("--out-dir", required=True, help="directory for <kind>.key and <kind>.pem")
+    p.add_argument(
+        "--days",
+        type=int,
+        default=90,
+        help="validity in days (default 90: an OCSP responder certificate is never "
+        "revocation-checked, so keep it short-lived)",
+    )
+    p.add_argument("--name", default=None, help="subject CN (default: '<CA name> <service>')")
+
     node = sub.add_parser("node", help="run a security server").add_subparsers(
         dest="node_command", required=True, metavar="NODE_COMMAND"
     )
@@ -202,6 +298,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(logs, "show", cmd_log_show, "print message log entries as JSON lines")
     p.add_argument("--db", required=True)
     p.add_argument("--message-id", default=None)
+
+    trust = sub.add_parser("trust", help="run the OCSP responder and TSA").add_subparsers(
+        dest="trust_command", required=True, metavar="TRUST_COMMAND"
+    )
+    p = add(trust, "serve", cmd_trust_serve, "serve OCSP at /ocsp and time stamps at /tsa")
+    p.add_argument("--ca", default=None, help="CA directory (needed for OCSP)")
+    p.add_argument("--ocsp-cert", default=None, help="OCSP responder certificate (or the CA's)")
+    p.add_argument("--ocsp-key", default=None)
+    p.add_argument("--tsa-cert", default=None)
+    p.add_argument("--tsa-key", default=None)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8090)
+    p.add_argument(
+        "--ocsp-validity",
+        type=int,
+        default=3600,
+        help="seconds from thisUpdate to nextUpdate (default: X-Road's freshness window)",
+    )
+    p.add_argument("--policy", default=None, help="TSA policy OID (default: the built-in one)")
 
     add(sub, "errors", cmd_errors, "list every error code with its HTTP status")
 

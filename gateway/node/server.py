@@ -19,6 +19,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from aiohttp import web
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from multidict import CIMultiDict
 
 from gateway.conf.directory import Directory, NodeInfo
@@ -165,7 +166,10 @@ class Node:
         if auth_owner != self.id or node_id_of(auth_chain[0]) != self.id:
             raise CertificateError(f"authentication certificate is for {auth_owner}, not {self.id}")
         auth_key = load_private_key(config.node.auth_key)
-        if auth_key.public_key().public_numbers() != auth_chain[0].public_key().public_numbers():
+        spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        if auth_key.public_key().public_bytes(*spki) != auth_chain[0].public_key().public_bytes(
+            *spki
+        ):
             raise CertificateError(
                 f"{config.node.auth_key} is not the key of {config.node.auth_cert}"
             )

@@ -18,12 +18,17 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.core.ids import MemberId, NodeId
 from gateway.pki.profiles import (
+    MAX_COMMON_NAME_LENGTH,
     CertificateError,
     CertKind,
+    ServiceKind,
     check_owner_kind,
     check_public_key,
+    check_service_profile,
     owner_uri,
     parse_owner_uri,
+    service_eku,
+    service_key_usage,
     subject_for,
 )
 
@@ -267,3 +272,86 @@ def issue_certificate(
             critical=False,
         )
     return builder.sign(ca_key, _hash_for(ca_key))
+
+
+def default_service_name(kind: ServiceKind, ca_cert: x509.Certificate) -> str:
+    """ "<CA name> OCSP responder": an operator reading a chain sees at once whose service it is."""
+    label = "OCSP responder" if kind is ServiceKind.OCSP else "time-stamping authority"
+    names = ca_cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    ca_name = str(names[0].value) if names else ""
+    room = MAX_COMMON_NAME_LENGTH - len(label) - 1
+    return f"{ca_name[:room]} {label}".strip()
+
+
+def make_service_csr(
+    key: ec.EllipticCurvePrivateKey, common_name: str
+) -> x509.CertificateSigningRequest:
+    """A CSR for a trust service: only a CN, since a service is not a member and has no id."""
+    if not common_name or len(common_name) > MAX_COMMON_NAME_LENGTH:
+        raise CertificateError(
+            f"service common name must be 1 to {MAX_COMMON_NAME_LENGTH} characters"
+        )
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .sign(key, _hash_for(key))
+    )
+
+
+def issue_service_certificate(
+    csr: x509.CertificateSigningRequest,
+    kind: ServiceKind,
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    now: datetime,
+    days: int = 90,
+) -> x509.Certificate:
+    """Issue an OCSP responder or TSA certificate, with every extension from the profile.
+
+    Only the CSR's CN is copied. An OCSP responder certificate carries id-pkix-ocsp-nocheck
+    (RFC 6960 section 4.2.2.2.1): asking the responder whether its own key is revoked
+    would be circular, so relying parties trust it for its lifetime instead. That is why
+    the default lifetime is short (90 days); renew it rather than revoke it.
+    """
+    _require_aware(now)
+    if days <= 0:
+        raise ValueError(f"days must be positive, got {days}")
+    if not csr.is_signature_valid:
+        raise CertificateError("CSR signature does not verify; it was altered or is corrupt")
+    public_key = csr.public_key()
+    check_public_key(public_key)
+    names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(names) != 1 or not isinstance(names[0].value, str) or not names[0].value:
+        raise CertificateError("a service CSR must have exactly one non-empty subject CN")
+    _check_issuer(ca_key, ca_cert, now)
+    not_after = now + timedelta(days=days)
+    if not_after > ca_cert.not_valid_after_utc:
+        raise CertificateError(
+            f"a {days}-day certificate would outlive the CA (valid until "
+            f"{ca_cert.not_valid_after_utc:%Y-%m-%d}); ask for fewer days"
+        )
+    try:
+        ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski)
+    except x509.ExtensionNotFound:
+        aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
+    eku, eku_critical = service_eku(kind)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0].value)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(service_key_usage(kind), critical=True)
+        .add_extension(eku, critical=eku_critical)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(aki, critical=False)
+    )
+    if kind is ServiceKind.OCSP:
+        builder = builder.add_extension(x509.OCSPNoCheck(), critical=False)
+    cert = builder.sign(ca_key, _hash_for(ca_key))
+    check_service_profile(kind, cert)
+    return cert

@@ -7,13 +7,22 @@ certificate is kept by serial so an operator can see what the CA has ever signed
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
 
 from gateway.core.ids import MemberId, NodeId
-from gateway.pki.ca import IpAddress, create_root_ca, issue_certificate, make_csr
+from gateway.pki.ca import (
+    IpAddress,
+    create_root_ca,
+    default_service_name,
+    issue_certificate,
+    issue_service_certificate,
+    make_csr,
+    make_service_csr,
+)
 from gateway.pki.keys import (
     generate_key,
     load_certificate,
@@ -23,7 +32,7 @@ from gateway.pki.keys import (
     write_csr,
     write_private_key,
 )
-from gateway.pki.profiles import CertKind, check_owner_kind
+from gateway.pki.profiles import CertKind, ServiceKind, check_owner_kind
 
 CA_CERT_NAME = "ca.pem"
 CA_KEY_NAME = "ca.key"
@@ -86,3 +95,42 @@ def issue_from_csr(
     write_certificate(ca_dir / ISSUED_DIR_NAME / f"{cert.serial_number:x}.pem", cert)
     write_certificate(out, cert)
     return cert
+
+
+@dataclass(frozen=True)
+class ServiceFiles:
+    """Where ``issue_service`` put a trust service's key and certificate."""
+
+    key: Path
+    cert: Path
+    certificate: x509.Certificate
+
+
+def issue_service(
+    ca_dir: Path,
+    kind: ServiceKind,
+    out_dir: Path,
+    now: datetime,
+    days: int = 90,
+    common_name: str | None = None,
+) -> ServiceFiles:
+    """Generate a key and issue an OCSP responder or TSA certificate in one step.
+
+    The CA operator runs its own services, so the key is made right here instead of
+    travelling as a CSR. Files are ``<kind>.key`` (0600, never overwritten) and
+    ``<kind>.pem`` in ``out_dir``, plus the usual copy under ``issued/`` so the
+    service's own serial reads as *good*, not *unknown*, to an OCSP client.
+    """
+    ca_key = load_private_key(ca_dir / CA_KEY_NAME)
+    ca_cert = load_certificate(ca_dir / CA_CERT_NAME)
+    key_path = out_dir / f"{kind.value}.key"
+    cert_path = out_dir / f"{kind.value}.pem"
+    if key_path.exists():
+        raise FileExistsError(f"{key_path} already exists; refusing to replace a service key")
+    key = generate_key()
+    csr = make_service_csr(key, common_name or default_service_name(kind, ca_cert))
+    cert = issue_service_certificate(csr, kind, ca_key, ca_cert, now, days)
+    write_private_key(key_path, key)
+    write_certificate(ca_dir / ISSUED_DIR_NAME / f"{cert.serial_number:x}.pem", cert)
+    write_certificate(cert_path, cert)
+    return ServiceFiles(key_path, cert_path, cert)

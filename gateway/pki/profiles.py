@@ -236,3 +236,110 @@ def member_id_of(cert: x509.Certificate) -> MemberId:
     owner = parse_member_uri(_check_profile(CertKind.SIGN, cert))
     _check_common_name(cert, owner)
     return owner
+
+
+# --- trust service certificates ------------------------------------------------------------
+
+
+class ServiceKind(StrEnum):
+    """A certificate the CA issues to one of its own trust services, not to a member."""
+
+    OCSP = "ocsp"
+    """A delegated OCSP responder (RFC 6960 section 4.2.2.2): signs status on the CA's behalf."""
+
+    TSA = "tsa"
+    """A time-stamping authority (RFC 3161): signs time-stamp tokens, nothing else."""
+
+
+def service_key_usage(kind: ServiceKind) -> x509.KeyUsage:
+    """digitalSignature for both; a TSA also gets nonRepudiation, as RFC 3161 section 2.3 allows.
+
+    Neither may sign certificates or CRLs: a responder key that could issue would be a
+    second CA key without a CA's protection.
+    """
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=kind is ServiceKind.TSA,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def service_eku(kind: ServiceKind) -> tuple[x509.ExtendedKeyUsage, bool]:
+    """The extended key usage of a service certificate and whether it is critical.
+
+    RFC 3161 section 2.3 requires a TSA certificate to carry id-kp-timeStamping as its
+    only purpose in a *critical* extension, so a TSA key can never pass as anything else.
+    RFC 6960 asks only for id-kp-OCSPSigning; it is non-critical as is usual.
+    """
+    if kind is ServiceKind.TSA:
+        return x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), True
+    return x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), False
+
+
+def _service_extensions(
+    cert: x509.Certificate, what: str
+) -> tuple[x509.Extensions, x509.Extension[x509.ExtendedKeyUsage]]:
+    ext = _extensions(cert)
+    if is_ca(ext):
+        raise CertificateError(f"{what} certificate must not be a CA certificate")
+    try:
+        eku = ext.get_extension_for_class(x509.ExtendedKeyUsage)
+    except x509.ExtensionNotFound:
+        raise CertificateError(f"{what} certificate has no ExtendedKeyUsage extension") from None
+    return ext, eku
+
+
+def check_ocsp_responder_profile(cert: x509.Certificate) -> None:
+    """Refuse a certificate that may not sign OCSP responses on its issuer's behalf.
+
+    Whether it was issued by the right CA is the caller's check (it knows the issuer).
+    """
+    what = "an OCSP responder"
+    ext, eku = _service_extensions(cert, what)
+    if ExtendedKeyUsageOID.OCSP_SIGNING not in eku.value:
+        raise CertificateError(f"{what} certificate must have the id-kp-OCSPSigning usage")
+    try:
+        ku = ext.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        ku = None
+    if ku is not None and not ku.digital_signature:
+        raise CertificateError(f"{what} certificate must allow digitalSignature")
+    check_public_key(cert.public_key())
+
+
+def check_tsa_profile(cert: x509.Certificate) -> None:
+    """Refuse a certificate that RFC 3161 section 2.3 does not allow to sign time stamps.
+
+    The EKU must be critical and hold id-kp-timeStamping alone; a TSA certificate that
+    could also act as, say, a TLS server would let a compromised web key forge times.
+    """
+    what = "a TSA"
+    ext, eku = _service_extensions(cert, what)
+    if list(eku.value) != [ExtendedKeyUsageOID.TIME_STAMPING]:
+        raise CertificateError(
+            f"{what} certificate must have id-kp-timeStamping as its only extended key usage"
+        )
+    if not eku.critical:
+        raise CertificateError(
+            f"{what} certificate's id-kp-timeStamping extended key usage must be critical"
+        )
+    try:
+        ku = ext.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        ku = None
+    if ku is not None and not (ku.digital_signature or ku.content_commitment):
+        raise CertificateError(f"{what} certificate must allow digitalSignature or nonRepudiation")
+    check_public_key(cert.public_key())
+
+
+def check_service_profile(kind: ServiceKind, cert: x509.Certificate) -> None:
+    if kind is ServiceKind.OCSP:
+        check_ocsp_responder_profile(cert)
+    else:
+        check_tsa_profile(cert)
