@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: all test lint fmt demo serve bench clean
+.PHONY: all test lint fmt demo serve bench bench-quick clean
 
 all: test
 
@@ -31,6 +31,13 @@ demo: $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/gateway demo --serve
+
+# The exchange path against its baselines; writes bench/results/bench-*.json.
+bench: $(STAMP)
+	$(BIN)/gateway bench --out bench/results
+
+bench-quick: $(STAMP)
+	$(BIN)/gateway bench --levels 1,64 --repeats 1 --large-bodies 65536 --soak 0 --out bench/results
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache
