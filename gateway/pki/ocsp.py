@@ -317,6 +317,37 @@ def _matches_responder_id(response: ocsp.OCSPResponse, cert: x509.Certificate) -
     return response.responder_name == cert.subject
 
 
+def _delegation_of(
+    response: ocsp.OCSPResponse,
+    candidate: x509.Certificate,
+    issuer: x509.Certificate,
+    now: datetime,
+) -> x509.Certificate | str | None:
+    """``candidate`` (or the issuer) if it may have signed, a refusal, or None if the
+    responder id does not name it."""
+    if not _matches_responder_id(response, candidate):
+        return None
+    if _public_der(candidate) == _public_der(issuer):
+        return issuer
+    name = candidate.subject.rfc4514_string() or "<empty subject>"
+    if candidate.issuer != issuer.subject:
+        return f"{name} is not issued by {issuer.subject.rfc4514_string()}"
+    try:
+        candidate.verify_directly_issued_by(issuer)
+    except (InvalidSignature, ValueError, TypeError):
+        return f"{name} does not verify with the issuing CA's key"
+    try:
+        check_ocsp_responder_profile(candidate)
+    except CertificateError as exc:
+        return f"{name}: {exc}"
+    if not candidate.not_valid_before_utc <= now <= candidate.not_valid_after_utc:
+        return (
+            f"{name} is not valid now (valid {candidate.not_valid_before_utc.isoformat()} "
+            f"to {candidate.not_valid_after_utc.isoformat()})"
+        )
+    return candidate
+
+
 def _find_responder(
     response: ocsp.OCSPResponse, issuer: x509.Certificate, now: datetime
 ) -> x509.Certificate:
@@ -324,41 +355,26 @@ def _find_responder(
 
     The issuer is recognised by its key, never by a name: an embedded certificate that
     merely copies the CA's name is just another candidate that must prove delegation.
+    Embedded certificates are attacker-supplied and decoded lazily, so one that cannot be
+    read is a refused candidate, not an exception for the caller.
     """
     if _matches_responder_id(response, issuer):
         return issuer
-    issuer_key = _public_der(issuer)
     refusals: list[str] = []
     try:
         embedded = response.certificates
     except ValueError as exc:
         raise OcspError(OcspFailure.MALFORMED, f"embedded certificates: {exc}") from None
     for candidate in embedded:
-        if not _matches_responder_id(response, candidate):
-            continue
-        if _public_der(candidate) == issuer_key:
-            return issuer
-        name = candidate.subject.rfc4514_string() or "<empty subject>"
-        if candidate.issuer != issuer.subject:
-            refusals.append(f"{name} is not issued by {issuer.subject.rfc4514_string()}")
-            continue
         try:
-            candidate.verify_directly_issued_by(issuer)
-        except (InvalidSignature, ValueError, TypeError):
-            refusals.append(f"{name} does not verify with the issuing CA's key")
+            verdict = _delegation_of(response, candidate, issuer, now)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            refusals.append(f"an embedded certificate cannot be read: {exc}")
             continue
-        try:
-            check_ocsp_responder_profile(candidate)
-        except CertificateError as exc:
-            refusals.append(f"{name}: {exc}")
-            continue
-        if not candidate.not_valid_before_utc <= now <= candidate.not_valid_after_utc:
-            refusals.append(
-                f"{name} is not valid now (valid {candidate.not_valid_before_utc.isoformat()} "
-                f"to {candidate.not_valid_after_utc.isoformat()})"
-            )
-            continue
-        return candidate
+        if isinstance(verdict, x509.Certificate):
+            return verdict
+        if verdict is not None:
+            refusals.append(verdict)
     detail = "; ".join(refusals) or "no certificate matching the responder id was supplied"
     raise OcspError(OcspFailure.UNAUTHORISED_RESPONDER, detail)
 

@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 # asn1crypto ships no type information; its objects are typed as Any here.
 from asn1crypto import algos, cms, core, tsp  # type: ignore[import-untyped]
@@ -70,6 +70,24 @@ class TimestampError(Exception):
         super().__init__(f"{reason.value}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class _TimeStampResp(core.Sequence):  # type: ignore[misc]
+    """TimeStampResp with timeStampToken OPTIONAL, as RFC 3161 section 2.4.2 declares it.
+
+    asn1crypto's ``tsp.TimeStampResp`` makes the token mandatory, so it can neither
+    build nor read a rejection, which by definition carries no token.
+    """
+
+    _fields: ClassVar[list[tuple[Any, ...]]] = [
+        ("status", tsp.PKIStatusInfo),
+        ("time_stamp_token", cms.ContentInfo, {"optional": True}),
+    ]
+
+
+# What asn1crypto raises on input it cannot parse: it decodes lazily, so a damaged field
+# surfaces wherever it is first read, not at load().
+_PARSE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError)
 
 
 @dataclass(frozen=True)
@@ -164,14 +182,14 @@ def parse_timestamp_request(der: bytes) -> TimestampRequest:
             cert_req=bool(req["cert_req"].native),
             policy_oid=req["req_policy"].dotted if has_policy else None,
         )
-    except (ValueError, TypeError, KeyError) as exc:
+    except _PARSE_ERRORS as exc:
         raise TimestampError(TimestampFailure.MALFORMED, f"bad time-stamp query: {exc}") from None
 
 
 def build_rejection(fail_info: str, text: str) -> bytes:
     """An unsigned TimeStampResp with status rejection (fail_info as asn1crypto names it)."""
     status = {"status": "rejection", "status_string": [text], "fail_info": {fail_info}}
-    dumped: bytes = tsp.TimeStampResp({"status": status}).dump()
+    dumped: bytes = _TimeStampResp({"status": status}).dump()
     return dumped
 
 
@@ -242,11 +260,13 @@ def build_timestamp_response(
 ) -> bytes:
     """A DER TimeStampResp answering ``request_der``: granted with a token, or a rejection.
 
-    A query the TSA cannot honour gets a signed-for-nobody rejection (badDataFormat,
-    badAlg, unacceptedPolicy) instead of an exception, because that is what the client
-    must receive. The TSA certificate (then ``chain``) is included only when the query
-    sets certReq, as RFC 3161 section 2.4.1 requires. Refuses to sign at all with a key
-    or certificate that does not fit the TSA profile: that is the operator's mistake.
+    A query the TSA cannot honour gets an unsigned rejection (badDataFormat, badAlg,
+    unacceptedPolicy) instead of an exception, because that is what the client must
+    receive. The TSA certificate (then ``chain``) is included only when the query sets
+    certReq, as RFC 3161 section 2.4.1 requires. Refuses to sign at all (ValueError or
+    CertificateError) with a key or certificate that does not fit the TSA profile, or
+    at a ``gen_time`` outside the certificate's validity: every verifier would refuse
+    such a token, and those are the operator's mistakes, not the client's.
     """
     if gen_time.tzinfo is None or gen_time.utcoffset() is None:
         raise ValueError("gen_time must be a timezone-aware datetime")
@@ -255,10 +275,16 @@ def build_timestamp_response(
     if _public_der(tsa_key) != _public_der(tsa_cert):
         raise ValueError("the TSA key does not belong to the TSA certificate")
     check_tsa_profile(tsa_cert)
+    if not tsa_cert.not_valid_before_utc <= gen_time <= tsa_cert.not_valid_after_utc:
+        raise ValueError(
+            f"the TSA certificate is not valid at {gen_time.isoformat()} (valid "
+            f"{tsa_cert.not_valid_before_utc.isoformat()} to "
+            f"{tsa_cert.not_valid_after_utc.isoformat()})"
+        )
     try:
         req = tsp.TimeStampReq.load(request_der, strict=True)
         algorithm_name = req["message_imprint"]["hash_algorithm"]["algorithm"].native
-    except (ValueError, TypeError, KeyError):
+    except _PARSE_ERRORS:
         return build_rejection("bad_data_format", "the query is not a DER TimeStampReq")
     if algorithm_name not in HASH_ALGORITHMS:
         return build_rejection("bad_alg", f"hash algorithm {algorithm_name} is not accepted")
@@ -318,30 +344,37 @@ def build_timestamp_response(
     if request.cert_req:
         signed_data["certificates"] = [tsa, *(_asn1_cert(c) for c in chain)]
     token = cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(signed_data)})
-    dumped: bytes = tsp.TimeStampResp(
+    dumped: bytes = _TimeStampResp(
         {"status": {"status": "granted"}, "time_stamp_token": token}
     ).dump()
     return dumped
 
 
 def timestamp_token_of(response_der: bytes) -> bytes:
-    """The token (a DER ContentInfo) in a granted TimeStampResp."""
+    """The token (a DER ContentInfo) in a granted TimeStampResp.
+
+    The token is returned as received and parsed only by the verifier, which reads just
+    the parts it needs: certificates a TSA adds for convenience are never decoded here.
+    """
     try:
-        response = tsp.TimeStampResp.load(response_der, strict=True)
-        status = response["status"]["status"].native
-    except (ValueError, TypeError, KeyError) as exc:
+        response = _TimeStampResp.load(response_der, strict=True)
+        status_info = response["status"]
+        status = status_info["status"].native
+        if status not in ("granted", "granted_with_mods"):
+            text = "; ".join(status_info["status_string"].native or [])
+            fail = ", ".join(sorted(status_info["fail_info"].native or []))
+        token = response["time_stamp_token"]
+        has_token = not isinstance(token, core.Void)
+    except _PARSE_ERRORS as exc:
         raise TimestampError(TimestampFailure.MALFORMED, f"not a TimeStampResp: {exc}") from None
     if status not in ("granted", "granted_with_mods"):
-        text = "; ".join(response["status"]["status_string"].native or [])
-        fail = ", ".join(sorted(response["status"]["fail_info"].native or []))
         raise TimestampError(
             TimestampFailure.REJECTED,
             f"the TSA answered {status}"
             + (f" ({fail})" if fail else "")
             + (f": {text}" if text else ""),
         )
-    token = response["time_stamp_token"]
-    if not token.native:
+    if not has_token:
         raise TimestampError(TimestampFailure.MALFORMED, "granted without a token")
     dumped: bytes = token.dump()
     return dumped
@@ -434,7 +467,13 @@ def _verify_signature(
     algorithm = HASH_ALGORITHMS[digest_name]()
     signature: bytes = signer_info["signature"].native
     public_key = cert.public_key()
-    kind = sig_algorithm.signature_algo
+    try:
+        kind = sig_algorithm.signature_algo
+    except ValueError:
+        raise TimestampError(
+            TimestampFailure.BAD_SIGNATURE,
+            f"signature algorithm {sig_algorithm['algorithm'].dotted} is not supported",
+        ) from None
     try:
         if kind == "ecdsa" and isinstance(public_key, ec.EllipticCurvePublicKey):
             public_key.verify(signature, signed_bytes, ec.ECDSA(algorithm))
@@ -508,12 +547,37 @@ def verify_timestamp_token(
                 TimestampFailure.UNTRUSTED_TSA,
                 f"the TSA certificate is not issued by {issuer.subject.rfc4514_string()}",
             ) from None
+    if now is not None and (now.tzinfo is None or now.utcoffset() is None):
+        raise ValueError("now must be a timezone-aware datetime")
     try:
-        signer_info, tst_der, tst_info = _parse_token(token_der)
-        attrs: cms.CMSAttributes = signer_info["signed_attrs"]
-        attrs.native  # noqa: B018 - surface damaged attributes as "malformed"
-    except (ValueError, TypeError, KeyError) as exc:
+        return _check_token(
+            token_der,
+            tsa_cert,
+            expected_imprint,
+            hash_algorithm,
+            now,
+            expected_nonce,
+            expected_policy,
+            skew,
+        )
+    except _PARSE_ERRORS as exc:
+        # asn1crypto parses lazily: a damaged field can surface at any read below.
         raise TimestampError(TimestampFailure.MALFORMED, f"not a time-stamp token: {exc}") from None
+
+
+def _check_token(
+    token_der: bytes,
+    tsa_cert: x509.Certificate,
+    expected_imprint: bytes,
+    hash_algorithm: HashName,
+    now: datetime | None,
+    expected_nonce: int | None,
+    expected_policy: str | None,
+    skew: timedelta,
+) -> VerifiedTimestamp:
+    signer_info, tst_der, tst_info = _parse_token(token_der)
+    attrs: cms.CMSAttributes = signer_info["signed_attrs"]
+    attrs.native  # noqa: B018 - parse every attribute before trusting any of them
 
     tsa = _asn1_cert(tsa_cert)
     _check_signer_id(signer_info, tsa)

@@ -115,6 +115,17 @@ def _public_der(obj: x509.Certificate | ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
+def _check_valid_now(cert: x509.Certificate, path: Path, now: datetime) -> None:
+    """Every answer signed with an expired certificate would be refused by its verifier,
+    so a service that starts with one only fails later and less clearly."""
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        raise CertificateError(
+            f"{path} is not valid now (valid {cert.not_valid_before_utc.isoformat()} to "
+            f"{cert.not_valid_after_utc.isoformat()}); issue a new one with "
+            "'gateway pki issue-service'"
+        )
+
+
 def load_settings(
     *,
     ca_dir: Path | None = None,
@@ -129,7 +140,8 @@ def load_settings(
     """Load and check keys and certificates, so a misconfiguration fails at start-up.
 
     The OCSP responder must be the CA itself or a delegated responder the CA issued;
-    the TSA certificate must fit RFC 3161's profile; each key must match its certificate.
+    the TSA certificate must fit RFC 3161's profile; each key must match its certificate
+    and each certificate must be valid now.
     """
     if (ocsp_cert is None) != (ocsp_key is None) or (tsa_cert is None) != (tsa_key is None):
         raise ValueError("give each service's certificate together with its key")
@@ -137,6 +149,12 @@ def load_settings(
         raise ValueError("configure the OCSP responder, the TSA, or both")
     if ocsp_validity <= timedelta(0):
         raise ValueError("the OCSP validity must be positive")
+    try:
+        x509.ObjectIdentifier(policy_oid)
+    except ValueError:
+        raise ValueError(f"TSA policy {policy_oid!r} is not a dotted OID") from None
+    clock = clock or SystemClock()
+    now = clock.now()
     ocsp: OcspSettings | None = None
     if ocsp_cert is not None and ocsp_key is not None:
         if ca_dir is None:
@@ -155,6 +173,7 @@ def load_settings(
                     "only answer for its own CA"
                 ) from None
             check_ocsp_responder_profile(cert)
+        _check_valid_now(cert, ocsp_cert, now)
         ocsp = OcspSettings(ca_dir, issuer, cert, key, ocsp_validity)
     tsa: TsaSettings | None = None
     if tsa_cert is not None and tsa_key is not None:
@@ -163,8 +182,9 @@ def load_settings(
         if _public_der(key) != _public_der(cert):
             raise ValueError(f"{tsa_key} does not belong to {tsa_cert}")
         check_tsa_profile(cert)
+        _check_valid_now(cert, tsa_cert, now)
         tsa = TsaSettings(cert, key, policy_oid=policy_oid)
-    return TrustSettings(ocsp, tsa, clock or SystemClock())
+    return TrustSettings(ocsp, tsa, clock)
 
 
 # --- OCSP ---------------------------------------------------------------------------------
@@ -191,8 +211,12 @@ def _ocsp_answer(settings: OcspSettings, clock: Clock, der: bytes) -> bytes:
             settings.key,
             settings.issuer,
         )
-    except (RevocationError, OSError, ValueError):
+    except RevocationError as exc:
         # Never guess: a client must not read "good" out of a broken revocation database.
+        # The message names the file and the damage; a traceback would add nothing.
+        log.error("OCSP: answering internalError: %s", exc)
+        return build_error_response(x509_ocsp.OCSPResponseStatus.INTERNAL_ERROR)
+    except (OSError, ValueError):
         log.exception("OCSP: cannot answer for serial %s", serial_hex(cert_id.serial_number))
         return build_error_response(x509_ocsp.OCSPResponseStatus.INTERNAL_ERROR)
     log.info("OCSP: serial %s is %s", serial_hex(cert_id.serial_number), type(status).__name__)

@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.core.ids import NodeId
 from gateway.pki.ca import (
@@ -412,6 +414,46 @@ def test_flipped_byte_in_the_signed_part_is_a_bad_signature() -> None:
     )
     # The signature is checked before the content is believed.
     assert _reason(_flip(der, der.index(serial) + 3)) is OcspFailure.BAD_SIGNATURE
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=10_000), st.integers(0, 255)),
+        min_size=1,
+        max_size=3,
+    ),
+    truncate=st.integers(min_value=0, max_value=3),
+)
+def test_a_damaged_response_verifies_unchanged_or_is_refused(
+    edits: list[tuple[int, int]], truncate: int
+) -> None:
+    """Regression: a damaged embedded responder certificate once escaped as ValueError or
+    UnsupportedAlgorithm, which a node would have turned into a 500 for its peer."""
+    p = _pki()
+    der = bytearray(_good())
+    for position, value in edits:
+        der[position % len(der)] = value
+    damaged = bytes(der[: len(der) - truncate])
+    try:
+        status = verify_ocsp_response(damaged, p.leaf, p.ca, NOW)
+    except OcspError:
+        return
+    assert status == verify_ocsp_response(_good(), p.leaf, p.ca, NOW)
+
+
+def test_an_unreadable_embedded_certificate_is_a_refused_candidate() -> None:
+    p = _pki()
+    der = _good()
+    responder = p.responder.public_bytes(serialization.Encoding.DER)
+    # Damage the responder's public key algorithm OID (id-ecPublicKey 1.2.840.10045.2.1).
+    oid = bytes.fromhex("2a8648ce3d0201")
+    at = der.index(responder) + responder.index(oid)
+    damaged = der[:at] + bytes.fromhex("2a86487c3d0201") + der[at + len(oid) :]
+    with pytest.raises(OcspError) as info:
+        verify_ocsp_response(damaged, p.leaf, p.ca, NOW)
+    assert info.value.reason is OcspFailure.UNAUTHORISED_RESPONDER
+    assert "cannot be read" in info.value.detail
 
 
 def test_certificate_of_another_issuer_is_the_wrong_certificate() -> None:
