@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 
 from gateway.core.ids import MemberId, NodeId, ServiceId, SubsystemId
-from gateway.pki.files import init_ca, issue_from_csr, new_key_and_csr
+from gateway.pki.files import init_ca, issue_from_csr, issue_service, new_key_and_csr
 from gateway.pki.keys import fingerprint_sha256
-from gateway.pki.profiles import CertKind
+from gateway.pki.profiles import CertKind, ServiceKind
 
 INSTANCE = "DE-NRW"
 HOST = "127.0.0.1"
@@ -111,24 +111,62 @@ class ServiceSpec:
 
 
 @dataclass
+class TrustFiles:
+    """The CA's OCSP responder and TSA: one ``gateway trust serve`` process."""
+
+    ca_dir: Path
+    directory: Path
+    port: int
+    ocsp_validity_seconds: int = 3600
+    """nextUpdate - thisUpdate of OCSP answers; tests with a short freshness window
+    shorten it to match (see ``gateway trust serve --ocsp-validity``)."""
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def ocsp_url(self) -> str:
+        return f"{self.url}/ocsp"
+
+    @property
+    def tsa_url(self) -> str:
+        return f"{self.url}/tsa"
+
+    @property
+    def tsa_cert(self) -> Path:
+        return self.directory / "tsa.pem"
+
+
+@dataclass
 class LocalNet:
     """The files of a federation; ``start_*`` run its processes."""
 
     root: Path
     nodes: dict[str, NodeFiles]
     ca_cert: Path
+    trust: TrustFiles
     services: list[ServiceSpec] = field(default_factory=list)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    trust_process: subprocess.Popen[bytes] | None = None
 
     # ---------------------------------------------------------------- building
 
     @classmethod
     def create(cls, root: Path, cities: Sequence[City], now: datetime) -> LocalNet:
-        """Make a CA and, per city, a node authentication and a member signing certificate."""
+        """Make a CA with its OCSP responder and TSA certificates and, per city, a node
+        authentication and a member signing certificate."""
         root = root.resolve()
         root.mkdir(parents=True, exist_ok=True)
+        # Certificates hold whole seconds: with a fractional ``now`` the 3650-day TSA
+        # certificate would end a fraction of a second after the 3650-day CA.
+        now = now.replace(microsecond=0)
         ca_dir = root / "ca"
         init_ca(ca_dir, "Development CA DE-NRW", now)
+        trust = TrustFiles(ca_dir, root / "trust", free_port())
+        trust.directory.mkdir(parents=True, exist_ok=True)
+        issue_service(ca_dir, ServiceKind.OCSP, trust.directory, now)
+        issue_service(ca_dir, ServiceKind.TSA, trust.directory, now, days=1825)
         nodes: dict[str, NodeFiles] = {}
         for city in cities:
             files = NodeFiles(city, root / city.ags, free_port(), free_port())
@@ -159,19 +197,41 @@ class LocalNet:
                 ca_dir, files.directory / "sign.csr", CertKind.SIGN, files.sign_cert, now
             )
             nodes[city.ags] = files
-        return cls(root, nodes, ca_dir / "ca.pem")
+        return cls(root, nodes, ca_dir / "ca.pem", trust)
 
     def add_service(self, spec: ServiceSpec) -> None:
         self.services.append(spec)
 
-    def write_configs(self, *, extra: dict[str, Any] | None = None) -> None:
-        """One TOML file per node; the directory section is the same for all."""
+    def write_configs(
+        self,
+        *,
+        extra: dict[str, Any] | None = None,
+        directory_extra: dict[str, Any] | None = None,
+    ) -> None:
+        """One TOML file per node; the directory section is the same for all.
+
+        ``extra`` adds keys to each ``[node]`` section, ``directory_extra`` to
+        ``[directory]`` (e.g. ``ocsp_freshness_seconds``).
+        """
         from gateway.pki.keys import load_certificate
 
         directory_lines = [
             "[directory]",
             f'instance = "{INSTANCE}"',
             f'ca_certs = ["{self.ca_cert.resolve()}"]',
+        ]
+        for key, value in (directory_extra or {}).items():
+            directory_lines.append(f"{key} = {json.dumps(value)}")
+        directory_lines += [
+            "",
+            "[[directory.ocsp_responders]]",
+            f'ca_cert = "{self.ca_cert.resolve()}"',
+            f'url = "{self.trust.ocsp_url}"',
+            "",
+            "[[directory.tsas]]",
+            'name = "Development TSA DE-NRW"',
+            f'url = "{self.trust.tsa_url}"',
+            f'cert = "{self.trust.tsa_cert.resolve()}"',
         ]
         for files in self.nodes.values():
             city = files.city
@@ -261,7 +321,56 @@ class LocalNet:
         wait_http(f"http://{HOST}:{port}/health", proc)
         return proc
 
+    def start_trust(self) -> subprocess.Popen[bytes]:
+        """Run the OCSP responder and TSA (once; later calls return the running process)."""
+        if self.trust_process is not None and self.trust_process.poll() is None:
+            return self.trust_process
+        t = self.trust
+        proc = self._spawn(
+            [
+                "trust",
+                "serve",
+                "--ca",
+                str(t.ca_dir),
+                "--ocsp-cert",
+                str(t.directory / "ocsp.pem"),
+                "--ocsp-key",
+                str(t.directory / "ocsp.key"),
+                "--tsa-cert",
+                str(t.directory / "tsa.pem"),
+                "--tsa-key",
+                str(t.directory / "tsa.key"),
+                "--host",
+                HOST,
+                "--port",
+                str(t.port),
+                "--ocsp-validity",
+                str(t.ocsp_validity_seconds),
+            ],
+            "trust",
+        )
+        wait_http(f"{t.url}/health", proc)
+        self.trust_process = proc
+        return proc
+
+    def stop_trust(self) -> None:
+        """Stop the trust services (to test outages); ``start_trust`` brings them back."""
+        proc = self.trust_process
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.processes.remove(proc)
+        self.trust_process = None
+
     def start_node(self, ags: str) -> subprocess.Popen[bytes]:
+        """Run one city's node; the trust services are started first if they are not up."""
+        self.start_trust()
         files = self.nodes[ags]
         proc = self._spawn(["node", "serve", "--config", str(files.config)], f"node-{ags}")
         wait_http(f"{files.consumer_url}/health", proc)
@@ -278,12 +387,15 @@ class LocalNet:
                 proc.kill()
                 proc.wait()
         self.processes.clear()
+        self.trust_process = None
 
     def topology(self) -> dict[str, Any]:
         """What a client needs to talk to this federation (see README, "topology file")."""
         return {
             "instance": INSTANCE,
             "ca_certificate": str(self.ca_cert),
+            "ocsp_url": self.trust.ocsp_url,
+            "tsa_url": self.trust.tsa_url,
             "nodes": [
                 {
                     "id": str(files.city.node),

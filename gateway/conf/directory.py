@@ -6,11 +6,12 @@ configuration will replace that implementation without touching the node's code.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from gateway.core.ids import ClientId, GroupId, MemberId, NodeId, SubsystemId
 
@@ -23,6 +24,32 @@ class NodeInfo:
     address: str
     auth_cert_sha256: frozenset[str]
     clients: frozenset[ClientId]
+
+
+@dataclass(frozen=True, slots=True)
+class TsaInfo:
+    """A timestamping authority the instance approves, pinned by its certificate.
+
+    Tokens are checked against this certificate only, never against certificates a
+    token carries, as X-Road trusts the TSAs its global configuration lists.
+    """
+
+    name: str
+    url: str
+    cert: x509.Certificate
+
+
+@dataclass(frozen=True, slots=True)
+class TrustParameters:
+    """Instance-wide settings every node must apply alike (X-Road's global settings).
+
+    ``ocsp_freshness_seconds`` is how old an OCSP response may be when a message relying
+    on it is checked; ``timestamping_interval_seconds`` is the longest a log entry waits
+    for its batch to be timestamped while the TSA is reachable.
+    """
+
+    ocsp_freshness_seconds: int = 3600
+    timestamping_interval_seconds: int = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +79,14 @@ class Directory(Protocol):
 
     def members(self) -> Sequence[MemberInfo]: ...
 
+    def ocsp_responders(self, issuer: x509.Certificate) -> Sequence[str]:
+        """URLs of the OCSP responders that answer for certificates ``issuer`` issued."""
+        ...
+
+    def timestamping_services(self) -> Sequence[TsaInfo]: ...
+
+    def parameters(self) -> TrustParameters: ...
+
 
 class StaticDirectory:
     """A directory fixed at start-up, read from the node's configuration file."""
@@ -63,8 +98,16 @@ class StaticDirectory:
         members: Iterable[MemberInfo],
         nodes: Iterable[NodeInfo],
         groups: dict[GroupId, frozenset[ClientId]],
+        *,
+        ocsp: Mapping[bytes, Sequence[str]] | None = None,
+        tsas: Sequence[TsaInfo] = (),
+        parameters: TrustParameters | None = None,
     ) -> None:
+        """``ocsp`` maps a CA certificate's DER to its responders' URLs."""
         self._instance = instance
+        self._ocsp = {der: tuple(urls) for der, urls in (ocsp or {}).items()}
+        self._tsas = tuple(tsas)
+        self._parameters = parameters or TrustParameters()
         self._roots = list(roots)
         self._members = list(members)
         self._nodes = list(nodes)
@@ -107,3 +150,12 @@ class StaticDirectory:
 
     def members(self) -> Sequence[MemberInfo]:
         return self._members
+
+    def ocsp_responders(self, issuer: x509.Certificate) -> Sequence[str]:
+        return self._ocsp.get(issuer.public_bytes(serialization.Encoding.DER), ())
+
+    def timestamping_services(self) -> Sequence[TsaInfo]:
+        return self._tsas
+
+    def parameters(self) -> TrustParameters:
+        return self._parameters

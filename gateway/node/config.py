@@ -8,12 +8,14 @@ global configuration will replace; everything else is the node's own business.
 from __future__ import annotations
 
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
+from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gateway.conf.directory import MemberInfo, NodeInfo, StaticDirectory
+from gateway.conf.directory import MemberInfo, NodeInfo, StaticDirectory, TrustParameters, TsaInfo
 from gateway.core.ids import (
     ClientId,
     GroupId,
@@ -46,6 +48,12 @@ def _hostport(value: str) -> str:
 HostPort = Annotated[str, Field(description="HOST:PORT")]
 
 
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"{value!r} must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
 class NodeSection(_Model):
     id: str
     consumer_listen: HostPort = "127.0.0.1:8080"
@@ -57,6 +65,17 @@ class NodeSection(_Model):
     message_window_seconds: int = Field(default=300, gt=0)
     peer_connect_timeout_seconds: float = Field(default=10, gt=0)
     peer_timeout_seconds: float = Field(default=60, gt=0)
+    timestamp_batch_size: int = Field(default=10_000, gt=0)
+    """Timestamp the log's tree head early once this many entries wait (X-Road's batch)."""
+    timestamp_failure_tolerance_seconds: int = Field(default=14_400, ge=0)
+    """How long entries may stay untimestamped while the TSA fails before exchanges are
+    refused (X-Road's acceptable-timestamp-failure-period, 4 h); 0 never refuses."""
+    timestamp_timeout_seconds: float = Field(default=20, gt=0)
+    """How long one time-stamp request to a TSA may take."""
+    ocsp_refresh_seconds: float | None = Field(default=None, gt=0)
+    """How often the node refetches the OCSP status of its own certificates; default a
+    third of the directory's freshness window (X-Road: 1200 s of 3600 s), so two
+    refreshes may fail before a status goes stale. Must be shorter than the window."""
 
     @field_validator("id")
     @classmethod
@@ -108,9 +127,7 @@ class ServiceSection(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("service url must be http:// or https://")
-        return value.rstrip("/")
+        return _http_url(value)
 
     @property
     def service_id(self) -> ServiceId:
@@ -156,8 +173,35 @@ class DirectoryGroup(_Model):
     members: list[str]
 
 
+class DirectoryOcspResponder(_Model):
+    """An OCSP responder for the certificates one of ``ca_certs`` issued."""
+
+    ca_cert: Path
+    url: str
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _http_url(value)
+
+
+class DirectoryTsa(_Model):
+    name: str
+    url: str
+    cert: Path
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _http_url(value)
+
+
 class DirectorySection(_Model):
     instance: str
+    ocsp_freshness_seconds: int = Field(default=3600, gt=0)
+    timestamping_interval_seconds: int = Field(default=60, gt=0, le=3600)
+    ocsp_responders: list[DirectoryOcspResponder] = Field(default_factory=list)
+    tsas: list[DirectoryTsa] = Field(default_factory=list)
 
     @field_validator("instance")
     @classmethod
@@ -180,6 +224,20 @@ class NodeConfig(_Model):
 
     def grants(self) -> list[Grant]:
         return [a.grant() for a in self.access]
+
+    def ocsp_refresh(self) -> timedelta:
+        """The OCSP refresh interval, checked against the directory's freshness window."""
+        freshness = self.directory.ocsp_freshness_seconds
+        refresh = self.node.ocsp_refresh_seconds
+        if refresh is None:
+            return timedelta(seconds=freshness / 3)
+        if refresh >= freshness:
+            raise ValueError(
+                f"node.ocsp_refresh_seconds ({refresh:g}) must be shorter than "
+                f"directory.ocsp_freshness_seconds ({freshness}): a status must be refetched "
+                "before it goes stale"
+            )
+        return timedelta(seconds=refresh)
 
     def build_directory(self) -> StaticDirectory:
         d = self.directory
@@ -204,7 +262,22 @@ class NodeConfig(_Model):
         groups = {
             GroupId.parse(g.id): frozenset(parse_client(c) for c in g.members) for g in d.groups
         }
-        return StaticDirectory(d.instance, roots, members, nodes, groups)
+        root_ders = {c.public_bytes(Encoding.DER) for c in roots}
+        ocsp: dict[bytes, list[str]] = {}
+        for responder in d.ocsp_responders:
+            for ca in load_certificates(responder.ca_cert):
+                der = ca.public_bytes(Encoding.DER)
+                if der not in root_ders:
+                    raise ValueError(
+                        f"OCSP responder {responder.url} is for {responder.ca_cert}, "
+                        "which is not one of directory.ca_certs"
+                    )
+                ocsp.setdefault(der, []).append(responder.url.rstrip("/"))
+        tsas = [TsaInfo(t.name, t.url.rstrip("/"), load_certificates(t.cert)[0]) for t in d.tsas]
+        parameters = TrustParameters(d.ocsp_freshness_seconds, d.timestamping_interval_seconds)
+        return StaticDirectory(
+            d.instance, roots, members, nodes, groups, ocsp=ocsp, tsas=tsas, parameters=parameters
+        )
 
 
 def _resolve(data: dict[str, Any], base: Path) -> None:
@@ -220,6 +293,12 @@ def _resolve(data: dict[str, Any], base: Path) -> None:
     directory = data.get("directory", {})
     if "ca_certs" in directory:
         directory["ca_certs"] = [str(base / p) for p in directory["ca_certs"]]
+    for entry in directory.get("ocsp_responders", []):
+        if "ca_cert" in entry:
+            entry["ca_cert"] = str(base / entry["ca_cert"])
+    for entry in directory.get("tsas", []):
+        if "cert" in entry:
+            entry["cert"] = str(base / entry["cert"])
 
 
 def load_config(path: Path) -> NodeConfig:
@@ -235,6 +314,7 @@ def load_config(path: Path) -> NodeConfig:
         config = NodeConfig.model_validate(data)
         config.grants()
         config.build_directory()
+        config.ocsp_refresh()
     except (ValidationError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except OSError as exc:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.client_reqrep import ClientRequest, Fingerprint
+from aiohttp.connector import Connection
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -76,6 +77,27 @@ class Reply:
     status: int
     headers: CIMultiDict[str]
     body: bytes
+    peer_cert: bytes | None = None
+    """The DER certificate the peer presented in TLS (node-to-node replies only): the
+    consumer checks the OCSP status the provider sent for exactly this certificate."""
+
+
+class _PeerCertResponse(aiohttp.ClientResponse):
+    """A response that remembers the TLS certificate of the connection it came on.
+
+    Read in ``start``, when the connection is certainly still attached: aiohttp hands
+    it back to the pool as soon as a short body has arrived, often before the caller
+    sees the response.
+    """
+
+    peer_cert: bytes | None = None
+
+    async def start(self, connection: Connection) -> aiohttp.ClientResponse:
+        transport = connection.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        if ssl_object is not None:
+            self.peer_cert = ssl_object.getpeercert(binary_form=True) or None
+        return await super().start(connection)
 
 
 async def read_limited(content: aiohttp.StreamReader, limit: int) -> bytes | None:
@@ -108,6 +130,7 @@ class PeerClient:
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
             max_field_size=MAX_HEADER_FIELD,
+            response_class=_PeerCertResponse,
         )
         self._max_body = max_body
 
@@ -123,12 +146,13 @@ class PeerClient:
                 data=body,
                 allow_redirects=False,
             ) as resp:
+                peer_cert = resp.peer_cert if isinstance(resp, _PeerCertResponse) else None
                 data = await read_limited(resp.content, self._max_body)
                 if data is None:
                     raise GatewayError(
                         Code.CP_INVALID_MESSAGE, "the provider's reply exceeds the size limit"
                     )
-                return Reply(resp.status, CIMultiDict(resp.headers), data)
+                return Reply(resp.status, CIMultiDict(resp.headers), data, peer_cert)
         except aiohttp.ServerFingerprintMismatch:
             raise GatewayError(
                 Code.CP_SSL_AUTHENTICATION_FAILED,

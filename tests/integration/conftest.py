@@ -12,13 +12,21 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
 
+from gateway.core.envelope import b64url
 from gateway.localnet import City, LocalNet, ServiceSpec
+from gateway.node.server import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
+from gateway.pki.keys import load_certificate, load_private_key
+from gateway.pki.ocsp import build_ocsp_request
 
 SOEST = City("Stadt Soest", "05974040", ("gewerbeamt", "ordnungsamt"))
 LIPPSTADT = City("Stadt Lippstadt", "05974028", ("melderegister",))
@@ -30,6 +38,70 @@ ORDNUNGSAMT = SOEST.subsystem("ordnungsamt")
 SLOW = LIPPSTADT.subsystem("melderegister").service("langsam")
 """A service whose registry path (``/langsam``) answers only after ``SLOW_SECONDS``."""
 SLOW_SECONDS = 3.0
+
+
+def fetch_ocsp(net: LocalNet, cert: x509.Certificate) -> bytes:
+    """The DER OCSP response the federation's responder gives for ``cert`` right now."""
+    response = httpx.post(
+        net.trust.ocsp_url,
+        content=build_ocsp_request(cert, load_certificate(net.ca_cert)),
+        headers={"Content-Type": "application/ocsp-request"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+def ocsp_headers(net: LocalNet, auth_ags: str, signer_ags: str | None = None) -> dict[str, str]:
+    """Node-to-node OCSP headers, as ``auth_ags``'s node would send them when it signs
+    with ``signer_ags``'s (default: its own) signing certificate."""
+    auth = load_certificate(net.nodes[auth_ags].auth_cert)
+    sign = load_certificate(net.nodes[signer_ags or auth_ags].sign_cert)
+    return {
+        AUTH_OCSP_HEADER: b64url(fetch_ocsp(net, auth)),
+        SIGN_OCSP_HEADER: b64url(fetch_ocsp(net, sign)),
+    }
+
+
+def craft_ocsp(
+    net: LocalNet,
+    cert: x509.Certificate,
+    *,
+    status: ocsp.OCSPCertStatus = ocsp.OCSPCertStatus.GOOD,
+    this_update: datetime | None = None,
+    next_update: datetime | None = None,
+    signed_by: tuple[Path, Path] | None = None,
+) -> bytes:
+    """An OCSP response about ``cert`` with chosen times and status, signed with the
+    federation's real responder key, or with ``signed_by`` (certificate and key files)
+    to forge one. Built with ``cryptography`` directly: ``build_ocsp_response`` refuses
+    to sign for a responder the CA did not delegate, which is what a forger does."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    this_update = this_update or now
+    next_update = next_update or this_update + timedelta(hours=1)
+    cert_path, key_path = signed_by or (
+        net.trust.directory / "ocsp.pem",
+        net.trust.directory / "ocsp.key",
+    )
+    signer = load_certificate(cert_path)
+    revoked = status is ocsp.OCSPCertStatus.REVOKED
+    builder = (
+        ocsp.OCSPResponseBuilder()
+        .add_response(
+            cert,
+            load_certificate(net.ca_cert),
+            hashes.SHA256(),
+            status,
+            this_update,
+            next_update,
+            this_update - timedelta(minutes=1) if revoked else None,
+            x509.ReasonFlags.key_compromise if revoked else None,
+        )
+        .responder_id(ocsp.OCSPResponderEncoding.HASH, signer)
+        .certificates([signer])
+    )
+    key = load_private_key(key_path)
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
 @dataclass

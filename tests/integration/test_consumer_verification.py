@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from cryptography.x509 import ocsp
 
 from gateway.core.envelope import (
     RequestHeader,
@@ -35,12 +38,26 @@ from gateway.core.envelope import (
 from gateway.localnet import LocalNet
 from gateway.node.config import NodeConfig, load_config
 from gateway.node.messagelog import count_entries, read_entries
-from gateway.node.server import ENVELOPE_HEADER, SIGNATURE_HEADER, Node
+from gateway.node.server import (
+    AUTH_OCSP_HEADER,
+    ENVELOPE_HEADER,
+    SIGN_OCSP_HEADER,
+    SIGNATURE_HEADER,
+    Node,
+)
 from gateway.node.tls import server_context
 from gateway.pki.ca import create_root_ca, issue_certificate, make_csr
 from gateway.pki.keys import generate_key, load_certificate, load_certificates, load_private_key
 from gateway.pki.profiles import CertKind
-from tests.integration.conftest import GEWERBEAMT, ISERLOHN, LIPPSTADT, SERVICE, SOEST
+from tests.integration.conftest import (
+    GEWERBEAMT,
+    ISERLOHN,
+    LIPPSTADT,
+    SERVICE,
+    SOEST,
+    craft_ocsp,
+    ocsp_headers,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +75,9 @@ class Seen:
 
 
 Responder = Callable[[Seen], web.Response]
+
+OMIT = "omit"
+"""A responder that sets an OCSP header to this sends the response without it."""
 
 
 @dataclass
@@ -82,12 +102,28 @@ class Outcome:
 
 
 @pytest.fixture(scope="module")
-def fed(tmp_path_factory: pytest.TempPathFactory) -> LocalNet:
+def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
     net = LocalNet.create(
         tmp_path_factory.mktemp("verify"), [SOEST, LIPPSTADT, ISERLOHN], datetime.now(UTC)
     )
     net.write_configs()
-    return net
+    net.start_trust()  # Soest's node fetches its own OCSP statuses from it
+    try:
+        yield net
+    finally:
+        net.stop()
+
+
+_OCSP: dict[tuple[Path, str], dict[str, str]] = {}
+
+
+def provider_ocsp(net: LocalNet, tls_as: str) -> dict[str, str]:
+    """The OCSP headers an honest provider presenting ``tls_as``'s auth certificate and
+    signing as Lippstadt sends; fetched once per module."""
+    key = (net.root, tls_as)
+    if key not in _OCSP:
+        _OCSP[key] = ocsp_headers(net, tls_as, LIPPSTADT.ags)
+    return _OCSP[key]
 
 
 def soest_config(net: LocalNet, **node_changes: Any) -> NodeConfig:
@@ -141,9 +177,16 @@ def signed(
 
 
 async def start_evil_provider(
-    net: LocalNet, responder: Responder | None, seen: list[Seen], tls_as: str
+    net: LocalNet,
+    responder: Responder | None,
+    seen: list[Seen],
+    tls_as: str,
+    ocsp: dict[str, str],
 ) -> web.AppRunner:
-    """Listen on Lippstadt's registered peer address with ``tls_as``'s auth certificate."""
+    """Listen on Lippstadt's registered peer address with ``tls_as``'s auth certificate.
+
+    Signed answers get ``ocsp`` headers unless the responder sets its own (or ``OMIT``).
+    """
 
     async def exchange(request: web.Request) -> web.Response:
         header_bytes = b64url_decode(request.headers[ENVELOPE_HEADER])
@@ -155,7 +198,13 @@ async def start_evil_provider(
         )
         seen.append(got)
         assert responder is not None
-        return responder(got)
+        reply = responder(got)
+        if "X-Road-Error" not in reply.headers:
+            for name, value in ocsp.items():
+                reply.headers.setdefault(name, value)
+                if reply.headers[name] == OMIT:
+                    del reply.headers[name]
+        return reply
 
     files = net.nodes[tls_as]
     ctx = server_context(
@@ -175,13 +224,19 @@ async def start_evil_provider(
 
 
 async def _exchange(
-    net: LocalNet, responder: Responder | None, tls_as: str | None, node_changes: dict[str, Any]
+    net: LocalNet,
+    responder: Responder | None,
+    tls_as: str | None,
+    ocsp: dict[str, str],
+    node_changes: dict[str, Any],
 ) -> Outcome:
     seen: list[Seen] = []
     node = Node(soest_config(net, **node_changes))
     log_path = net.nodes[SOEST.ags].messagelog
     log_before = count_entries(log_path)
-    evil = None if tls_as is None else await start_evil_provider(net, responder, seen, tls_as)
+    evil = None
+    if tls_as is not None:
+        evil = await start_evil_provider(net, responder, seen, tls_as, ocsp)
     try:
         endpoints = await node.start()
         try:
@@ -216,7 +271,8 @@ def exchange(
     ``tls_as`` is whose auth certificate the provider presents (``None``: nothing listens);
     ``node_changes`` override fields of Soest's ``[node]`` section.
     """
-    return asyncio.run(_exchange(net, responder, tls_as, node_changes))
+    ocsp = provider_ocsp(net, tls_as) if tls_as is not None else {}
+    return asyncio.run(_exchange(net, responder, tls_as, ocsp, node_changes))
 
 
 def assert_refused(outcome: Outcome, code: str, *, provider_saw: int = 1) -> None:
@@ -260,6 +316,14 @@ def test_correctly_signed_response_is_accepted_and_logged(fed: LocalNet) -> None
     assert entries[0].signature == sent.signature
     assert entries[1].body == REGISTRY_BODY
     assert outcome.log_after == outcome.log_before + 2
+    # The response's entry names the OCSP response Lippstadt sent, stored alongside.
+    sent_ocsp = b64url_decode(provider_ocsp(fed, LIPPSTADT.ags)[SIGN_OCSP_HEADER])
+    assert entries[1].ocsp_ref == hashlib.sha256(sent_ocsp).hexdigest()
+    assert entries[0].ocsp_ref and entries[0].ocsp_ref != entries[1].ocsp_ref
+    with sqlite3.connect(outcome.log_path) as db:
+        stored = dict(db.execute("SELECT ocsp_ref, der FROM ocsp_response").fetchall())
+    assert stored[entries[1].ocsp_ref] == sent_ocsp
+    assert entries[0].ocsp_ref in stored
 
 
 # ---------------------------------------------------------------- signatures
@@ -324,6 +388,74 @@ def test_response_signed_with_an_untrusted_certificate(fed: LocalNet) -> None:
         return signed(response_header(seen, REGISTRY_BODY), rogue, REGISTRY_BODY)
 
     assert_refused(exchange(fed, untrusted), "server.clientproxy.invalid_certificate")
+
+
+# ---------------------------------------------------------------- the provider's OCSP
+
+
+def _with_ocsp(net: LocalNet, **values: str) -> Responder:
+    """An honest answer whose OCSP headers are replaced by ``values`` (``OMIT``: left out)."""
+    lippstadt = signer_of(net, LIPPSTADT.ags)
+    names = {"sign": SIGN_OCSP_HEADER, "auth": AUTH_OCSP_HEADER}
+
+    def respond(seen: Seen) -> web.Response:
+        reply = signed(response_header(seen, REGISTRY_BODY), lippstadt, REGISTRY_BODY)
+        for which, value in values.items():
+            reply.headers[names[which]] = value
+        return reply
+
+    return respond
+
+
+def assert_cert_validation(outcome: Outcome, *words: str) -> None:
+    assert_refused(outcome, "server.clientproxy.cert_validation")
+    message = outcome.json()["message"]
+    for word in words:
+        assert word in message, message
+
+
+@pytest.mark.parametrize("which", ["sign", "auth"])
+def test_response_without_ocsp_is_refused(fed: LocalNet, which: str) -> None:
+    header = SIGN_OCSP_HEADER if which == "sign" else AUTH_OCSP_HEADER
+    assert_cert_validation(exchange(fed, _with_ocsp(fed, **{which: OMIT})), header, "missing")
+
+
+def test_response_ocsp_for_the_wrong_certificate_is_refused(fed: LocalNet) -> None:
+    """The two genuine responses, swapped: each names another certificate's serial."""
+    honest = provider_ocsp(fed, LIPPSTADT.ags)
+    swapped = _with_ocsp(fed, sign=honest[AUTH_OCSP_HEADER], auth=honest[SIGN_OCSP_HEADER])
+    assert_cert_validation(exchange(fed, swapped), "wrong_certificate")
+
+
+def test_forged_response_ocsp_is_refused(fed: LocalNet) -> None:
+    """ "Good", signed with Iserlohn's signing key: a certificate from the right CA, but
+    not one the CA authorised to answer OCSP."""
+    iserlohn = fed.nodes[ISERLOHN.ags]
+    forged = craft_ocsp(
+        fed,
+        load_certificate(fed.nodes[LIPPSTADT.ags].sign_cert),
+        signed_by=(iserlohn.sign_cert, iserlohn.directory / "sign.key"),
+    )
+    outcome = exchange(fed, _with_ocsp(fed, sign=b64url(forged)))
+    assert_cert_validation(outcome, "signing certificate of", "unauthorised_responder")
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [("revoked", "revoked"), ("stale", "stale"), ("future", "not_yet_valid")],
+)
+def test_revoked_or_badly_timed_response_ocsp_is_refused(
+    fed: LocalNet, case: str, reason: str
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    cases: dict[str, dict[str, Any]] = {
+        "revoked": {"status": ocsp.OCSPCertStatus.REVOKED},
+        "stale": {"this_update": now - timedelta(hours=2)},
+        "future": {"this_update": now + timedelta(minutes=10)},
+    }
+    kwargs = cases[case]
+    der = craft_ocsp(fed, load_certificate(fed.nodes[LIPPSTADT.ags].sign_cert), **kwargs)
+    assert_cert_validation(exchange(fed, _with_ocsp(fed, sign=b64url(der))), reason)
 
 
 # ---------------------------------------------------------------- binding to the request

@@ -6,21 +6,42 @@ builds its own messages. Every refusal must come before the registry is called.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
+import json
 import ssl
 import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.x509 import ocsp
 
-from gateway.core.envelope import RequestHeader, Signer, b64url, body_sha256, format_time
+from gateway.core.envelope import (
+    EnvelopeError,
+    RequestHeader,
+    Signer,
+    b64url,
+    b64url_decode,
+    body_sha256,
+    format_time,
+)
 from gateway.core.ids import ClientId, ServiceId
 from gateway.localnet import LocalNet
 from gateway.node.messagelog import read_entries
-from gateway.pki.ca import create_root_ca, issue_certificate, make_csr
+from gateway.node.server import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
+from gateway.pki.ca import (
+    create_root_ca,
+    issue_certificate,
+    issue_service_certificate,
+    make_csr,
+    make_service_csr,
+)
 from gateway.pki.keys import (
     generate_key,
     load_certificate,
@@ -28,7 +49,7 @@ from gateway.pki.keys import (
     write_certificate,
     write_private_key,
 )
-from gateway.pki.profiles import CertKind
+from gateway.pki.profiles import CertKind, ServiceKind
 from tests.integration.conftest import (
     GEWERBEAMT,
     ISERLOHN,
@@ -36,6 +57,8 @@ from tests.integration.conftest import (
     SERVICE,
     SOEST,
     RecordingRegistry,
+    craft_ocsp,
+    fetch_ocsp,
 )
 
 pytestmark = pytest.mark.integration
@@ -83,21 +106,54 @@ def request_header(
     )
 
 
+_OCSP: dict[tuple[Path, bytes], str] = {}
+
+
+def ocsp_of(net: LocalNet, cert: x509.Certificate) -> str:
+    """The responder's current answer for ``cert`` as a header value, fetched once per
+    module (it stays fresh for the responder's default hour)."""
+    key = (net.root, cert.tbs_certificate_bytes)
+    if key not in _OCSP:
+        _OCSP[key] = b64url(fetch_ocsp(net, cert))
+    return _OCSP[key]
+
+
+def _signing_cert(signature: str) -> x509.Certificate | None:
+    """The first x5c certificate of a JWS, if it has one that parses."""
+    try:
+        header = json.loads(b64url_decode(signature.split(".")[0]))
+        return x509.load_der_x509_certificate(base64.b64decode(header["x5c"][0]))
+    except (EnvelopeError, ValueError, KeyError, IndexError, TypeError, binascii.Error):
+        return None
+
+
 def send(
     net: LocalNet,
     as_ags: str,
     envelope: bytes,
     signature: str,
     body: bytes = b"",
+    *,
+    ocsp: dict[str, str] | None = None,
 ) -> httpx.Response:
-    """POST a raw message to Lippstadt's peer port with ``as_ags``'s auth certificate."""
+    """POST a raw message to Lippstadt's peer port with ``as_ags``'s auth certificate.
+
+    Unless ``ocsp`` gives the OCSP headers, the message carries what an honest node
+    would: the responder's answers for ``as_ags``'s auth certificate and the signer's.
+    """
     files = net.nodes[as_ags]
+    headers = {"X-Gw-Envelope": b64url(envelope), "X-Gw-Signature": signature}
+    if ocsp is None:
+        headers[AUTH_OCSP_HEADER] = ocsp_of(net, load_certificate(files.auth_cert))
+        cert = _signing_cert(signature)
+        if cert is not None:
+            headers[SIGN_OCSP_HEADER] = ocsp_of(net, cert)
+    else:
+        headers.update(ocsp)
     ctx = tls_context(files.auth_cert, files.directory / "auth.key", net.ca_cert)
     with httpx.Client(verify=ctx, timeout=30) as client:
         return client.post(
-            f"{net.nodes[LIPPSTADT.ags].peer_url}/gw/v1/exchange",
-            headers={"X-Gw-Envelope": b64url(envelope), "X-Gw-Signature": signature},
-            content=body,
+            f"{net.nodes[LIPPSTADT.ags].peer_url}/gw/v1/exchange", headers=headers, content=body
         )
 
 
@@ -221,8 +277,11 @@ def test_malformed_envelopes(net: LocalNet, registry: RecordingRegistry) -> None
         refused(response, "server.serverproxy.invalid_message")
     files = net.nodes[SOEST.ags]
     ctx = tls_context(files.auth_cert, files.directory / "auth.key", net.ca_cert)
+    auth_ocsp = {AUTH_OCSP_HEADER: ocsp_of(net, load_certificate(files.auth_cert))}
     with httpx.Client(verify=ctx, timeout=30) as client:
-        response = client.post(f"{net.nodes[LIPPSTADT.ags].peer_url}/gw/v1/exchange")
+        response = client.post(
+            f"{net.nodes[LIPPSTADT.ags].peer_url}/gw/v1/exchange", headers=auth_ocsp
+        )
     refused(response, "server.serverproxy.invalid_message")
     assert registry.count() == before
 
@@ -232,6 +291,126 @@ def test_refusals_are_not_logged_as_exchanges(net: LocalNet) -> None:
     header = RequestHeader.from_bytes(data)
     send(net, SOEST.ags, data, signer_of(net, ISERLOHN.ags).sign(data))
     assert read_entries(net.nodes[LIPPSTADT.ags].messagelog, message_id=header.message_id) == []
+
+
+# ---------------------------------------------------------------- OCSP of the sender
+
+
+def honest_ocsp(net: LocalNet) -> dict[str, str]:
+    """The OCSP headers Soest's node sends when it signs as Soest."""
+    files = net.nodes[SOEST.ags]
+    return {
+        AUTH_OCSP_HEADER: ocsp_of(net, load_certificate(files.auth_cert)),
+        SIGN_OCSP_HEADER: ocsp_of(net, load_certificate(files.sign_cert)),
+    }
+
+
+def refused_for_ocsp(
+    net: LocalNet, registry: RecordingRegistry, ocsp_headers: dict[str, str], *words: str
+) -> None:
+    """Soest's honestly signed request with these OCSP headers: refused as
+    ``cert_validation`` naming ``words``, before the registry and the log."""
+    before = registry.count()
+    header = request_header()
+    data = header.to_bytes()
+    response = send(net, SOEST.ags, data, signer_of(net, SOEST.ags).sign(data), ocsp=ocsp_headers)
+    refused(response, "server.serverproxy.cert_validation")
+    message = response.json()["message"]
+    for word in words:
+        assert word in message, message
+    assert registry.count() == before
+    assert read_entries(net.nodes[LIPPSTADT.ags].messagelog, message_id=header.message_id) == []
+
+
+def test_request_with_honest_ocsp_is_accepted(net: LocalNet, registry: RecordingRegistry) -> None:
+    """The control case for the refusals below: the same headers, unchanged."""
+    data = request_header().to_bytes()
+    response = send(
+        net, SOEST.ags, data, signer_of(net, SOEST.ags).sign(data), ocsp=honest_ocsp(net)
+    )
+    assert response.status_code == 200, response.text
+    # The provider's answer carries its own two responses.
+    assert response.headers[SIGN_OCSP_HEADER] and response.headers[AUTH_OCSP_HEADER]
+
+
+@pytest.mark.parametrize("header", [SIGN_OCSP_HEADER, AUTH_OCSP_HEADER])
+def test_request_without_ocsp_is_refused(
+    net: LocalNet, registry: RecordingRegistry, header: str
+) -> None:
+    headers = honest_ocsp(net)
+    del headers[header]
+    refused_for_ocsp(net, registry, headers, header, "missing")
+
+
+def test_request_with_ocsp_for_the_wrong_certificate_is_refused(
+    net: LocalNet, registry: RecordingRegistry
+) -> None:
+    honest = honest_ocsp(net)
+    swapped = {
+        SIGN_OCSP_HEADER: honest[AUTH_OCSP_HEADER],
+        AUTH_OCSP_HEADER: honest[AUTH_OCSP_HEADER],
+    }
+    refused_for_ocsp(net, registry, swapped, "signing certificate", "wrong_certificate")
+
+
+@pytest.mark.parametrize("forger", ["member-signing-key", "rogue-ca-responder"])
+def test_forged_ocsp_is_refused(
+    net: LocalNet, registry: RecordingRegistry, tmp_path: Path, forger: str
+) -> None:
+    """A "good" status not signed by the CA or a responder it delegated: once with a
+    key whose certificate the CA did issue (Iserlohn's signing key), once with an OCSP
+    responder certificate from another CA that copies our CA's name."""
+    if forger == "member-signing-key":
+        iserlohn = net.nodes[ISERLOHN.ags]
+        signed_by = (iserlohn.sign_cert, iserlohn.directory / "sign.key")
+    else:
+        now = datetime.now(UTC)
+        rogue_key, key = generate_key(), generate_key()
+        ca_name = load_certificate(net.ca_cert).subject.rfc4514_string().removeprefix("CN=")
+        rogue_ca = create_root_ca(ca_name, rogue_key, now)
+        cert = issue_service_certificate(
+            make_service_csr(key, "OCSP responder"), ServiceKind.OCSP, rogue_key, rogue_ca, now, 30
+        )
+        write_certificate(tmp_path / "forger.pem", cert)
+        write_private_key(tmp_path / "forger.key", key)
+        signed_by = (tmp_path / "forger.pem", tmp_path / "forger.key")
+    forged = craft_ocsp(net, load_certificate(net.nodes[SOEST.ags].sign_cert), signed_by=signed_by)
+    headers = {**honest_ocsp(net), SIGN_OCSP_HEADER: b64url(forged)}
+    refused_for_ocsp(net, registry, headers, "unauthorised_responder")
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("revoked", "revoked"),
+        ("unknown", "unknown"),
+        ("stale", "stale"),
+        ("future-dated", "not_yet_valid"),
+        ("expired", "expired"),
+    ],
+)
+@pytest.mark.parametrize("which", ["sign", "auth"])
+def test_ocsp_that_is_not_good_now_is_refused(
+    net: LocalNet, registry: RecordingRegistry, case: str, reason: str, which: str
+) -> None:
+    """Correctly signed by the CA's responder, but not a good status at this moment."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    cases: dict[str, dict[str, Any]] = {
+        "revoked": {"status": ocsp.OCSPCertStatus.REVOKED},
+        "unknown": {"status": ocsp.OCSPCertStatus.UNKNOWN},
+        "stale": {"this_update": now - timedelta(seconds=3601)},
+        "future-dated": {"this_update": now + timedelta(minutes=5)},
+        "expired": {
+            "this_update": now - timedelta(minutes=30),
+            "next_update": now - timedelta(minutes=1),
+        },
+    }
+    files = net.nodes[SOEST.ags]
+    cert = files.sign_cert if which == "sign" else files.auth_cert
+    header = SIGN_OCSP_HEADER if which == "sign" else AUTH_OCSP_HEADER
+    der = craft_ocsp(net, load_certificate(cert), **cases[case])
+    what = "signing certificate" if which == "sign" else "authentication certificate"
+    refused_for_ocsp(net, registry, {**honest_ocsp(net), header: b64url(der)}, what, reason)
 
 
 # ---------------------------------------------------------------- TLS layer

@@ -93,3 +93,23 @@ def test_every_code_renders(code: Code) -> None:
     err = GatewayError(code, "m")
     assert err.status == ERROR_TABLE[code].status
     assert err.body()["type"] == code.value
+
+
+def test_protocol_document_lists_codes_with_their_status_and_meaning() -> None:
+    """docs/protocol.md's error table is the one clients read: it must match this one."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text("utf-8")
+    rows = {
+        m.group(1): (int(m.group(2)), m.group(3))
+        for m in re.finditer(r"^\| `([a-z_.]+)` \| (\d{3}) \| (.+) \|$", doc, re.MULTILINE)
+    }
+    table = {c.value: (s.status, s.meaning) for c, s in ERROR_TABLE.items()}
+    assert {code: table.get(code) for code in rows} == rows, "a documented row is stale"
+    ocsp = [
+        Code.CP_CERT_VALIDATION,
+        Code.CP_OCSP_UNAVAILABLE,
+        Code.SP_CERT_VALIDATION,
+        Code.SP_OCSP_UNAVAILABLE,
+    ]
+    assert {c.value for c in ocsp} <= set(rows)

@@ -1,0 +1,211 @@
+"""A node's own OCSP statuses (``gateway.node.ocsp.OwnOcsp``) with an injected clock and
+an in-process responder: fail closed at start, carry on through an outage until the
+freshness window ends, say why, recover without a restart, and stop at revocation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pytest
+from cryptography import x509
+
+from gateway.node.ocsp import FetchError, OwnCertificate, OwnOcsp, OwnStatusUnavailable
+from gateway.pki.ocsp import build_ocsp_response, parse_ocsp_request
+from gateway.pki.ocsp_cache import OcspCache
+from gateway.pki.revocation import GOOD, CertStatus, Revoked
+from tests.unit.test_ocsp_cache import NOW, F, forged, pki
+
+URL = "http://ocsp.example/ocsp"
+BACKUP = "http://ocsp-backup.example/ocsp"
+
+
+class Clock:
+    def __init__(self, now: datetime = NOW) -> None:
+        self.value = now
+
+    def now(self) -> datetime:
+        return self.value
+
+
+class Responder:
+    """Answers like ``gateway trust serve``: thisUpdate now, nextUpdate now + F."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.down: set[str] = set()
+        self.statuses: dict[int, CertStatus] = {}
+        self.answer: bytes | None = None
+        self.calls: list[str] = []
+
+    async def __call__(self, url: str, request: bytes) -> bytes:
+        self.calls.append(url)
+        if url in self.down:
+            raise FetchError("cannot be reached: ClientConnectorError connection refused")
+        if self.answer is not None:
+            return self.answer
+        p = pki()
+        cert_id = parse_ocsp_request(request)
+        now = self.clock.now()
+        return build_ocsp_response(
+            cert_id,
+            self.statuses.get(cert_id.serial_number, GOOD),
+            now,
+            now + F,
+            p.responder,
+            p.responder_key,
+            p.ca,
+        )
+
+
+def own(cert: x509.Certificate, label: str, *urls: str) -> OwnCertificate:
+    return OwnCertificate(label, cert, pki().ca, urls or (URL,))
+
+
+@dataclass
+class Setup:
+    manager: OwnOcsp
+    clock: Clock
+    responder: Responder
+    auth: OwnCertificate
+    sign: OwnCertificate
+
+
+def setup(refresh: timedelta = timedelta(seconds=1200), *urls: str) -> Setup:
+    clock = Clock()
+    responder = Responder(clock)
+    auth = own(pki().other, "authentication certificate of DE-NRW/GOV/05974040/ss1", *urls)
+    sign = own(pki().leaf, "signing certificate of DE-NRW/GOV/05974040", *urls)
+    manager = OwnOcsp("node", [auth, sign], OcspCache(F), clock, refresh, fetch=responder)
+    return Setup(manager, clock, responder, auth, sign)
+
+
+def unavailable(manager: OwnOcsp, certificate: OwnCertificate, now: datetime) -> str:
+    with pytest.raises(OwnStatusUnavailable) as info:
+        manager.evidence(certificate.cert_ref, now)
+    return str(info.value)
+
+
+def test_first_fetch_fails_closed_and_recovers_without_restart() -> None:
+    s = setup()
+    s.responder.down.add(URL)
+    assert not asyncio.run(s.manager.refresh(s.sign))
+    message = unavailable(s.manager, s.sign, s.clock.now())
+    assert "no good OCSP status" in message
+    assert URL in message
+    assert "cannot be reached" in message
+    s.responder.down.clear()
+    assert asyncio.run(s.manager.refresh(s.sign))
+    evidence = s.manager.evidence(s.sign.cert_ref, s.clock.now())
+    assert evidence.this_update == NOW
+    assert s.sign.failures == 0 and s.sign.last_error is None
+
+
+def test_outage_carries_on_within_the_window_then_says_why() -> None:
+    s = setup()
+    assert asyncio.run(s.manager.refresh(s.sign))
+    good = s.manager.evidence(s.sign.cert_ref, s.clock.now())
+    s.responder.down.add(URL)
+    s.clock.value = NOW + F / 2
+    assert not asyncio.run(s.manager.refresh(s.sign))
+    s.clock.value = NOW + F
+    assert s.manager.evidence(s.sign.cert_ref, s.clock.now()) is good  # last moment of the window
+    s.clock.value = NOW + F + timedelta(seconds=1)
+    message = unavailable(s.manager, s.sign, s.clock.now())
+    assert "stale" in message
+    assert f"fetched from {URL} at {NOW.isoformat(timespec='seconds')}" in message
+    assert "freshness window is 3600 s" in message
+    assert "cannot be reached" in message
+    s.responder.down.clear()
+    assert asyncio.run(s.manager.refresh(s.sign))
+    assert s.manager.evidence(s.sign.cert_ref, s.clock.now()).this_update == s.clock.now()
+
+
+def test_second_responder_is_asked_when_the_first_is_down() -> None:
+    s = setup(timedelta(seconds=1200), URL, BACKUP)
+    s.responder.down.add(URL)
+    assert asyncio.run(s.manager.refresh(s.auth))
+    assert s.responder.calls == [URL, BACKUP]
+    assert s.auth.fetched_from == BACKUP
+
+
+def test_revoked_own_certificate_stops_that_certificate_and_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    s = setup()
+    asyncio.run(s.manager.refresh(s.auth))
+    asyncio.run(s.manager.refresh(s.sign))
+    revoked_at = NOW - timedelta(minutes=1)
+    s.responder.statuses[pki().leaf.serial_number] = Revoked(
+        revoked_at, x509.ReasonFlags.key_compromise
+    )
+    s.clock.value = NOW + timedelta(seconds=1200)
+    with caplog.at_level(logging.ERROR, logger="gateway.node.ocsp"):
+        assert asyncio.run(s.manager.refresh(s.sign))
+    message = unavailable(s.manager, s.sign, s.clock.now())
+    assert "revoked" in message and "keyCompromise" in message and URL in message
+    assert any("REVOKED" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
+    # The still-fresh earlier response is not used any more, but the other certificate is.
+    s.manager.evidence(s.auth.cert_ref, s.clock.now())
+    # A responder that says "good" again (a certificateHold lifted) is believed.
+    del s.responder.statuses[pki().leaf.serial_number]
+    assert asyncio.run(s.manager.refresh(s.sign))
+    s.manager.evidence(s.sign.cert_ref, s.clock.now())
+
+
+def test_a_forged_answer_is_not_used_and_the_previous_status_is_kept() -> None:
+    s = setup()
+    asyncio.run(s.manager.refresh(s.sign))
+    good = s.manager.evidence(s.sign.cert_ref, s.clock.now())
+    s.responder.answer = forged()
+    s.clock.value = NOW + timedelta(seconds=1200)
+    assert not asyncio.run(s.manager.refresh(s.sign))
+    assert "unauthorised_responder" in (s.sign.last_error or "")
+    assert s.manager.evidence(s.sign.cert_ref, s.clock.now()) is good
+
+
+def test_refresh_must_be_shorter_than_the_window() -> None:
+    clock = Clock()
+    for refresh in (F, F + timedelta(seconds=1), timedelta(0)):
+        with pytest.raises(ValueError, match="refresh interval"):
+            OwnOcsp("n", [], OcspCache(F), clock, refresh, fetch=Responder(clock))
+
+
+def test_retry_delay_backs_off_up_to_a_quarter_of_the_refresh_interval() -> None:
+    manager = setup().manager
+    assert [manager.retry_delay(n) for n in range(1, 7)] == [60, 120, 240, 300, 300, 300]
+    fast = setup(timedelta(seconds=1)).manager
+    assert [fast.retry_delay(n) for n in range(1, 4)] == [0.1, 0.2, 0.25]
+
+
+def test_next_fetch_comes_before_an_aged_response_goes_stale() -> None:
+    s = setup()
+    asyncio.run(s.manager.refresh(s.sign))
+    assert s.manager.next_delay(s.sign, True, NOW) == 1200
+    # A response that was already 50 minutes old when fetched: refetch in 5 minutes.
+    assert s.manager.next_delay(s.sign, True, NOW + timedelta(minutes=50)) == 300
+    s.sign.failures = 2
+    assert s.manager.next_delay(s.sign, False, NOW) == 120
+
+
+def test_background_refresh_recovers_after_a_failed_start() -> None:
+    async def scenario() -> None:
+        s = setup(timedelta(seconds=0.2))
+        s.responder.down.add(URL)
+        await s.manager.start()
+        try:
+            with pytest.raises(OwnStatusUnavailable):
+                s.manager.evidence(s.auth.cert_ref, s.clock.now())
+            s.responder.down.clear()
+            for _ in range(500):  # the loop retries every 0.02-0.05 s; allow plenty
+                if s.auth.evidence is not None and s.sign.evidence is not None:
+                    break
+                await asyncio.sleep(0.01)
+            s.manager.evidence(s.auth.cert_ref, s.clock.now())
+            s.manager.evidence(s.sign.cert_ref, s.clock.now())
+        finally:
+            await s.manager.stop()
+
+    asyncio.run(scenario())
