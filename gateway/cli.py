@@ -127,7 +127,13 @@ def cmd_trust_serve(args: argparse.Namespace) -> None:
             services.append(f"TSA {url}{TSA_PATH}")
         print(f"trust services ready: {', '.join(services)}", flush=True)
 
-    _run(run_trust(settings, args.host, args.port, ready=ready))
+    try:
+        _run(run_trust(settings, args.host, args.port, ready=ready))
+    except OSError as exc:
+        # Binding is the only I/O left after load_settings; a busy port is an operator's
+        # mistake and deserves one line, not a traceback.
+        reason = exc.strerror or exc
+        raise ValueError(f"cannot serve on {args.host}:{args.port}: {reason}") from None
 
 
 def cmd_node_serve(args: argparse.Namespace) -> None:
@@ -151,8 +157,29 @@ def cmd_node_check(args: argparse.Namespace) -> None:
     from gateway.node.server import Node
 
     config = load_config(Path(args.config))
-    Node(config)
+    node = Node(config)
     print(f"{args.config}: valid for node {config.node.id}")
+    own = node.own_ocsp
+    print(
+        f"OCSP: freshness window {own.cache.freshness.total_seconds():g} s (directory), "
+        f"refresh every {own.refresh_interval.total_seconds():g} s (node)"
+    )
+
+    async def probe() -> None:
+        # One fetch per certificate, as the node does at start; nothing is served.
+        try:
+            for certificate in own.certificates:
+                await own.refresh(certificate)
+        finally:
+            await own.stop()
+
+    _run(probe())
+    now = _now()
+    for certificate in own.certificates:
+        print(f"OCSP: {own.describe(certificate, now)}")
+    revoked = [c.label for c in own.certificates if c.revoked is not None]
+    if revoked:
+        raise CertificateError(f"revoked: {'; '.join(revoked)}; the node would refuse to work")
 
 
 def cmd_log_show(args: argparse.Namespace) -> None:
@@ -170,8 +197,62 @@ def cmd_log_show(args: argparse.Namespace) -> None:
             "header": json.loads(entry.header),
             "body_bytes": len(entry.body),
             "cert_ref": entry.cert_ref,
+            "ocsp_ref": entry.ocsp_ref,
         }
         print(json.dumps(row, ensure_ascii=False))
+
+
+def cmd_log_timestamps(args: argparse.Namespace) -> None:
+    from gateway.node.logproofs import read_tree_heads, timestamp_status
+
+    path = Path(args.db)
+    heads = read_tree_heads(path)
+    print(f"{'tree_size':>10}  {'gen_time':<27}  {'root_hash':<64}  tsa")
+    for head in heads:
+        print(f"{head.tree_size:>10}  {head.gen_time:<27}  {head.root_hash.hex()}  {head.tsa_name}")
+    status = timestamp_status(path)
+    since = f", the oldest logged at {status.oldest_pending}" if status.oldest_pending else ""
+    print(f"{status.tree_size} entries, {status.pending} pending a time stamp{since}")
+
+
+def cmd_log_prove(args: argparse.Namespace) -> None:
+    from gateway.core.logtree import ProofError, entry_leaf
+    from gateway.core.merkle import leaf_hash
+    from gateway.node.logproofs import NotProvableError, prove_entry
+    from gateway.pki.keys import load_certificate
+
+    tsa_cert = load_certificate(Path(args.tsa_cert))
+    issuer = load_certificate(Path(args.ca)) if args.ca else None
+    try:
+        proof, proven = prove_entry(Path(args.db), args.id, tsa_cert, issuer=issuer)
+    except (NotProvableError, ProofError) as exc:
+        print(f"gateway: cannot prove entry {args.id}: {exc}", file=sys.stderr)
+        sys.exit(1)
+    gen_time = proven.gen_time.isoformat().replace("+00:00", "Z")
+    print(f"entry {proof.entry_id} existed at {gen_time}")
+    print(f"  leaf        {proven.leaf_index} of the tree head of size {proven.tree_size}")
+    print(f"  root_hash   {proven.root_hash.hex()}")
+    print(f"  node        {proven.node}")
+    print(f"  imprint     {proven.imprint.hex()} (SHA-256 of the tree-head document)")
+    print(f"  tsa         {proof.head.tsa_name}, token serial {proven.tsa_serial:x}")
+    if args.export:
+        out = Path(args.export)
+        out.mkdir(parents=True, exist_ok=True)
+        leaf = entry_leaf(proof.entry)
+        (out / "tree-head.json").write_bytes(proof.head.document)
+        (out / "token.tst").write_bytes(proof.head.token)
+        (out / "leaf.json").write_bytes(leaf)
+        document = {
+            "entry_id": proof.entry_id,
+            "leaf_index": proof.leaf_index,
+            "leaf_hash": leaf_hash(leaf).hex(),
+            "tree_size": proof.head.tree_size,
+            "root_hash": proof.head.root_hash.hex(),
+            "inclusion": [h.hex() for h in proof.inclusion],
+            "gen_time": gen_time,
+        }
+        (out / "proof.json").write_text(json.dumps(document, indent=2) + "\n", "utf-8")
+        print(f"  exported    tree-head.json, token.tst, leaf.json, proof.json to {out}")
 
 
 def cmd_errors(args: argparse.Namespace) -> None:
@@ -202,6 +283,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         large_bodies=[int(x) for x in args.large_bodies.split(",") if x],
         soak=args.soak,
         out_dir=Path(args.out) if args.out else None,
+        profile_dir=Path(args.profile) if args.profile else None,
     )
     check = report["log_check"]
     if check["consumer_missing"] or check["provider_missing"]:
@@ -298,6 +380,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(logs, "show", cmd_log_show, "print message log entries as JSON lines")
     p.add_argument("--db", required=True)
     p.add_argument("--message-id", default=None)
+    p = add(logs, "timestamps", cmd_log_timestamps, "list timestamped tree heads and the backlog")
+    p.add_argument("--db", required=True)
+    p = add(
+        logs,
+        "prove",
+        cmd_log_prove,
+        "prove when an entry existed: inclusion in a timestamped tree head, checked "
+        "against the TSA certificate given (exit 1 if it cannot be proven)",
+    )
+    p.add_argument("--db", required=True)
+    p.add_argument("--id", type=int, required=True, help="the entry's id (as 'log show' prints)")
+    p.add_argument("--tsa-cert", required=True, help="the TSA certificate to trust (PEM)")
+    p.add_argument("--ca", default=None, help="also require the TSA certificate from this CA")
+    p.add_argument("--export", default=None, help="write the proof's files to this directory")
 
     trust = sub.add_parser("trust", help="run the OCSP responder and TSA").add_subparsers(
         dest="trust_command", required=True, metavar="TRUST_COMMAND"
@@ -336,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--large-bodies", default="65536,1048576", help="extra body sizes")
     p.add_argument("--soak", type=int, default=100_000, help="exchanges before reading RSS")
     p.add_argument("--out", default="bench/results", help="directory for the JSON report")
+    p.add_argument(
+        "--profile",
+        default=None,
+        metavar="DIR",
+        help="also sample both nodes with py-spy during one extra run; stacks go to DIR",
+    )
 
     p = add(sub, "demo", cmd_demo, "run the two-city exchange on loopback and explain it")
     p.add_argument("--serve", action="store_true", help="keep the federation running")

@@ -99,8 +99,10 @@ def explain(net: LocalNet, response: httpx.Response) -> bool:
         f"  sha256 {fingerprint_sha256(load_certificate(soest.auth_cert))}\n"
         f"Lippstadt auth cert {_cn(lippstadt.auth_cert)} at {lippstadt.peer_url}\n"
         "Lippstadt checked: TLS peer is the registered node hosting the client; the\n"
-        "signature is valid and by the client's member; the service exists; the access\n"
-        "right for gewerbeamt holds; the message is fresh and new (no replay).",
+        "signature is valid and by the client's member; the OCSP responses Soest's node\n"
+        "sent along (fetched from the CA's responder) show both of Soest's certificates\n"
+        "good and fresh; the service exists; the access right for gewerbeamt holds; the\n"
+        "message is fresh and new (no replay).",
     )
     provider_request = by_kind.get(("provider", "request"))
     provider_response = by_kind.get(("provider", "response"))
@@ -115,7 +117,8 @@ def explain(net: LocalNet, response: httpx.Response) -> bool:
         "5. Message logs (SQLite, WAL, synchronous=FULL; written before answering)",
         "\n".join(
             f"{name:<10} {e.role:<8} {e.kind:<8} #{e.id} logged {e.logged_at} "
-            f"header {len(e.header)} B, body {len(e.body)} B, cert {e.cert_ref[:16]}..."
+            f"header {len(e.header)} B, body {len(e.body)} B, cert {e.cert_ref[:12]}..., "
+            f"ocsp {e.ocsp_ref[:12]}..."
             for name, entries in (("Soest", consumer), ("Lippstadt", provider))
             for e in entries
         ),

@@ -33,6 +33,9 @@ class Code(StrEnum):
     CP_INCONSISTENT_RESPONSE = "server.clientproxy.inconsistent_response"
     CP_INVALID_MESSAGE = "server.clientproxy.invalid_message"
     CP_MESSAGELOG_FAILED = "server.clientproxy.messagelog_failed"
+    CP_TIMESTAMPING_FAILED = "server.clientproxy.timestamping_failed"
+    CP_CERT_VALIDATION = "server.clientproxy.cert_validation"
+    CP_OCSP_UNAVAILABLE = "server.clientproxy.ocsp_unavailable"
     CP_INTERNAL_ERROR = "server.clientproxy.internal_error"
 
     SP_UNKNOWN_MEMBER = "server.serverproxy.unknown_member"
@@ -51,6 +54,9 @@ class Code(StrEnum):
     SP_SERVICE_NETWORK_ERROR = "server.serverproxy.service_failed.network_error"
     SP_RESPONSE_TOO_LARGE = "server.serverproxy.service_failed.response_too_large"
     SP_MESSAGELOG_FAILED = "server.serverproxy.messagelog_failed"
+    SP_TIMESTAMPING_FAILED = "server.serverproxy.timestamping_failed"
+    SP_CERT_VALIDATION = "server.serverproxy.cert_validation"
+    SP_OCSP_UNAVAILABLE = "server.serverproxy.ocsp_unavailable"
     SP_INTERNAL_ERROR = "server.serverproxy.internal_error"
 
 
@@ -86,6 +92,20 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
     ),
     Code.CP_INVALID_MESSAGE: ErrorSpec(500, "The provider's node sent a malformed message."),
     Code.CP_MESSAGELOG_FAILED: ErrorSpec(500, "The exchange could not be logged durably."),
+    Code.CP_TIMESTAMPING_FAILED: ErrorSpec(
+        500, "The consumer's node could not timestamp its message log for too long."
+    ),
+    Code.CP_CERT_VALIDATION: ErrorSpec(
+        500,
+        "The provider's node sent no valid OCSP status for its authentication or signing "
+        "certificate (missing, malformed, forged, revoked, unknown, stale, expired or "
+        "not yet valid).",
+    ),
+    Code.CP_OCSP_UNAVAILABLE: ErrorSpec(
+        500,
+        "This node has no valid OCSP status for its own certificate (revoked, or the "
+        "responder has not answered within the freshness window), so it sends nothing.",
+    ),
     Code.CP_INTERNAL_ERROR: ErrorSpec(500, "Internal error on the consumer's node."),
     Code.SP_UNKNOWN_MEMBER: ErrorSpec(500, "The client is not known in this instance."),
     Code.SP_SSL_AUTHENTICATION_FAILED: ErrorSpec(
@@ -109,6 +129,21 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
     Code.SP_SERVICE_NETWORK_ERROR: ErrorSpec(500, "The registry could not be reached."),
     Code.SP_RESPONSE_TOO_LARGE: ErrorSpec(500, "The registry's response exceeds the limit."),
     Code.SP_MESSAGELOG_FAILED: ErrorSpec(500, "The exchange could not be logged durably."),
+    Code.SP_TIMESTAMPING_FAILED: ErrorSpec(
+        500, "The provider's node could not timestamp its message log for too long."
+    ),
+    Code.SP_CERT_VALIDATION: ErrorSpec(
+        500,
+        "The sending node sent no valid OCSP status for its authentication or signing "
+        "certificate (missing, malformed, forged, revoked, unknown, stale, expired or "
+        "not yet valid).",
+    ),
+    Code.SP_OCSP_UNAVAILABLE: ErrorSpec(
+        500,
+        "The provider's node has no valid OCSP status for its own certificate (revoked, "
+        "or the responder has not answered within the freshness window), so it answers "
+        "nothing.",
+    ),
     Code.SP_INTERNAL_ERROR: ErrorSpec(500, "Internal error on the provider's node."),
 }
 

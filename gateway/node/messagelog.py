@@ -10,6 +10,12 @@ collects whatever units are waiting and commits them together in a single transa
 (group commit): every caller still waits for its own durable commit, but many callers
 share one fsync. The event loop never touches SQLite on this path; it only queues work
 and awaits a future the writer resolves.
+
+Every entry is also a leaf of an RFC 9162 Merkle tree (docs/message-log.md): the writer
+computes the leaf hash, stores it with the entry and extends the tree's compact frontier
+in the same transaction, so the tree can never disagree with the entries on disk. Tree
+heads timestamped by the TSA (``gateway.node.timestamper``) are stored through the same
+writer thread.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from typing import Final, Self
 from sqlalchemy import Engine, func
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
+from gateway.core.logtree import LoggedEntry, entry_leaf
+from gateway.core.merkle import CompactTree, MerkleError, leaf_hash
 from gateway.store.models import KINDS, ROLES, LogEntry, schema_tables
 
 __all__ = [
@@ -39,6 +47,9 @@ __all__ = [
     "MessageLog",
     "MessageLogError",
     "ReplayError",
+    "TimestampBacklog",
+    "TreeHeadRecord",
+    "TreeSnapshot",
     "count_entries",
     "read_entries",
 ]
@@ -50,8 +61,26 @@ _BUSY_TIMEOUT_S: Final = 5.0
 
 _INSERT_ENTRY: Final = (
     "INSERT INTO message_log (logged_at, role, kind, message_id, xroad_id, client, service,"
-    " created, header, body, signature, cert_ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " created, header, body, signature, cert_ref, ocsp_ref, leaf_index, leaf_hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_SAVE_TREE: Final = (
+    "UPDATE log_tree_state SET tree_size = ?, last_entry_id = ?, frontier = ? WHERE id = 1"
+)
+_INSERT_TREE_HEAD: Final = (
+    "INSERT INTO tree_head (tree_size, root_hash, last_entry_id, document, gen_time, token,"
+    " tsa_name, tsa_cert_ref, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_TSA_CERT: Final = "INSERT OR IGNORE INTO tsa_certificate (cert_ref, der) VALUES (?, ?)"
+_FIRST_AFTER: Final = "SELECT logged_at FROM message_log WHERE id > ? ORDER BY id LIMIT 1"
+_UPGRADE_COLUMNS: Final = (
+    # Columns added after the first release, so an older log file can still be opened;
+    # leaf_index and leaf_hash are then filled in by the tree rebuild at start-up.
+    ("ocsp_ref", "TEXT NOT NULL DEFAULT ''"),
+    ("leaf_index", "INTEGER"),
+    ("leaf_hash", "BLOB"),
+)
+_INSERT_OCSP: Final = "INSERT OR IGNORE INTO ocsp_response (ocsp_ref, der) VALUES (?, ?)"
 _INSERT_CERT: Final = (
     "INSERT OR IGNORE INTO signer_certificate (cert_ref, der, jws_header) VALUES (?, ?, ?)"
 )
@@ -83,6 +112,53 @@ class LogRecord:
     body: bytes
     signature: str
     cert_ref: str
+    ocsp_ref: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TreeSnapshot:
+    """The Merkle tree over every committed entry: what a tree head is made from."""
+
+    tree_size: int
+    root_hash: bytes
+    last_entry_id: int
+    """Id of the entry at leaf ``tree_size - 1`` (0 for the empty tree)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimestampBacklog:
+    """How far timestamping lags behind the log, for the timestamper's decisions."""
+
+    tree_size: int
+    stamped_size: int
+    """Size of the latest timestamped tree head (0 if there is none)."""
+    oldest_pending: datetime | None
+    """When the first entry not covered by a tree head was logged; None if all are."""
+    last_stamp: datetime | None
+    """genTime of the latest tree head."""
+
+    @property
+    def pending(self) -> int:
+        return self.tree_size - self.stamped_size
+
+
+@dataclass(frozen=True, slots=True)
+class TreeHeadRecord:
+    """A tree head the TSA has timestamped, ready to store.
+
+    ``tree_size``, ``root_hash`` and ``last_entry_id`` must come from a
+    :meth:`MessageLog.tree_snapshot` of this log; ``document`` is the exact byte string
+    whose SHA-256 the token's imprint is.
+    """
+
+    tree_size: int
+    root_hash: bytes
+    last_entry_id: int
+    document: bytes
+    gen_time: datetime
+    token: bytes
+    tsa_name: str
+    tsa_cert_der: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +182,19 @@ class _Unit:
 
     records: tuple[LogRecord, ...]
     certs: tuple[tuple[str, bytes, str], ...]
+    ocsp: tuple[tuple[str, bytes], ...]
     replay_key: tuple[str, str, str] | None
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[list[int]]
+
+
+@dataclass(slots=True)
+class _HeadUnit:
+    """One ``append_tree_head`` call on its way to the writer thread."""
+
+    head: TreeHeadRecord
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[int]
 
 
 @dataclass(slots=True)
@@ -135,6 +221,18 @@ def _rfc3339_ms(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_LEAF_TEXT_FIELDS: Final = (
+    "message_id",
+    "xroad_id",
+    "client",
+    "service",
+    "created",
+    "signature",
+    "cert_ref",
+    "ocsp_ref",
+)
+
+
 def _check_record(record: LogRecord) -> None:
     # Checked before queuing: a value the schema rejects would otherwise fail the whole
     # batch, taking other callers' appends down with it.
@@ -145,6 +243,16 @@ def _check_record(record: LogRecord) -> None:
     if not isinstance(record.header, bytes) or not isinstance(record.body, bytes):
         # sqlite would silently store a str as TEXT and the signed bytes would be lost.
         raise TypeError("header and body must be bytes")
+    for name in _LEAF_TEXT_FIELDS:
+        value = getattr(record, name)
+        # The writer encodes these into the entry's Merkle leaf (UTF-8 JSON); a value
+        # that cannot be encoded must fail this caller, not the batch it would join.
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a str")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{name} is not valid Unicode text") from None
 
 
 def _check_certs(certs: Mapping[str, tuple[bytes, str]]) -> tuple[tuple[str, bytes, str], ...]:
@@ -156,6 +264,113 @@ def _check_certs(certs: Mapping[str, tuple[bytes, str]]) -> tuple[tuple[str, byt
     return tuple(checked)
 
 
+def _check_ocsp(ocsp: Mapping[str, bytes]) -> tuple[tuple[str, bytes], ...]:
+    checked = []
+    for ref, der in ocsp.items():
+        if hashlib.sha256(der).hexdigest() != ref:
+            raise ValueError(f"ocsp_ref {ref!r} is not the SHA-256 of the OCSP response DER")
+        checked.append((ref, bytes(der)))
+    return tuple(checked)
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _upgrade_columns(conn: sqlite3.Connection) -> bool:
+    """Add columns an older log file lacks; True if any was added (the tree is rebuilt)."""
+    present = {str(row[1]) for row in conn.execute("PRAGMA table_info(message_log)")}
+    missing = [(name, ddl) for name, ddl in _UPGRADE_COLUMNS if name not in present]
+    for name, ddl in missing:
+        _log.warning("message log: adding column %s to an older log file", name)
+        conn.execute(f"ALTER TABLE message_log ADD COLUMN {name} {ddl}")
+    return bool(missing)
+
+
+_SELECT_ENTRIES: Final = (
+    "SELECT id, logged_at, role, kind, message_id, xroad_id, client, service, created, header,"
+    " body, signature, cert_ref, ocsp_ref, leaf_index, leaf_hash FROM message_log"
+)
+
+
+def _logged_entry(row: Sequence[object]) -> LoggedEntry:
+    """The leaf-relevant fields of a ``_SELECT_ENTRIES`` row (the id is row[0])."""
+    header, body = row[9], row[10]
+    if not isinstance(header, bytes) or not isinstance(body, bytes):
+        raise MessageLogError(f"entry {row[0]}: header and body must be stored as BLOBs")
+    return LoggedEntry(
+        role=str(row[2]),
+        kind=str(row[3]),
+        message_id=str(row[4]),
+        xroad_id=str(row[5]),
+        client=str(row[6]),
+        service=str(row[7]),
+        created=str(row[8]),
+        logged_at=str(row[1]),
+        header=header,
+        body=body,
+        signature=str(row[11]),
+        cert_ref=str(row[12]),
+        ocsp_ref=str(row[13]),
+    )
+
+
+def _rebuild_tree(conn: sqlite3.Connection, path: Path) -> tuple[CompactTree, int]:
+    """Rehash every entry into a new tree, fill in missing leaves, save the frontier.
+
+    Refuses (``MessageLogError``) when an entry no longer matches the leaf hash stored
+    for it or a timestamped tree head no longer matches the entries: the log was altered
+    after it was written, and extending it would hide that.
+    """
+    rows = conn.execute("SELECT tree_size, root_hash FROM tree_head").fetchall()
+    heads = {int(size): bytes(root) for size, root in rows}
+    tree = CompactTree()
+    last_id = 0
+    fill: list[tuple[int, bytes, int]] = []
+    for row in conn.execute(_SELECT_ENTRIES + " ORDER BY id"):
+        entry_id, stored_index, stored_leaf = int(row[0]), row[14], row[15]
+        leaf = leaf_hash(entry_leaf(_logged_entry(row)))
+        if stored_leaf is not None and bytes(stored_leaf) != leaf:
+            raise MessageLogError(
+                f"{path}: entry {entry_id} no longer matches its leaf hash; the log was "
+                "altered after it was written"
+            )
+        if stored_index is not None and stored_index != tree.size:
+            raise MessageLogError(
+                f"{path}: entry {entry_id} has leaf index {stored_index}, expected "
+                f"{tree.size}; entries were removed or reordered"
+            )
+        if stored_leaf is None or stored_index is None:
+            fill.append((tree.size, leaf, entry_id))
+        tree.append(leaf)
+        last_id = entry_id
+        expected = heads.get(tree.size)
+        if expected is not None and expected != tree.root():
+            raise MessageLogError(
+                f"{path}: the entries no longer match the timestamped tree head of size "
+                f"{tree.size}; the log was altered after it was timestamped"
+            )
+    beyond = [size for size in heads if size > tree.size]
+    if beyond:
+        raise MessageLogError(
+            f"{path}: tree heads of size {max(beyond)} cover entries that are not in the log"
+        )
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany("UPDATE message_log SET leaf_index = ?, leaf_hash = ? WHERE id = ?", fill)
+        conn.execute(
+            "INSERT OR REPLACE INTO log_tree_state (id, tree_size, last_entry_id, frontier)"
+            " VALUES (1, ?, ?, ?)",
+            (tree.size, last_id, tree.to_bytes()),
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    _log.info("%s: Merkle tree rebuilt over %d entries", path, tree.size)
+    return tree, last_id
+
+
 def _engine(path: Path) -> Engine:
     return create_engine(f"sqlite:///{path}")
 
@@ -164,6 +379,15 @@ def _failure(reason: str, cause: BaseException) -> MessageLogError:
     error = MessageLogError(reason)
     error.__cause__ = cause
     return error
+
+
+def _resolve_head(future: asyncio.Future[int], outcome: int | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 def _resolve(outcomes: list[tuple[asyncio.Future[list[int]], _Outcome]]) -> None:
@@ -191,11 +415,24 @@ class MessageLog:
         self._path = path
         self._clock = clock
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Unit | _Stop] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Unit | _HeadUnit | _Stop] = queue.SimpleQueue()
         self._counters = _Counters()
         self._state_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
+        # Merkle tree and timestamping state. ``_tree`` belongs to the writer thread; what
+        # other threads may read is published under ``_tree_lock`` after each commit.
+        self._tree_lock = threading.Lock()
+        self._tree = CompactTree()
+        self._published: tuple[int, tuple[bytes, ...], int] = (0, (), 0)
+        self._snapshots: dict[int, tuple[bytes, int]] = {}
+        self._stamped_size = 0
+        self._stamped_last_id = 0
+        self._last_stamp: datetime | None = None
+        self._oldest_pending: datetime | None = None
+        self._pending_threshold = 0
+        self._pending_callback: Callable[[], None] | None = None
+        self._pending_signalled = False
 
         path.parent.mkdir(parents=True, exist_ok=True)
         engine = _engine(path)
@@ -214,10 +451,121 @@ class MessageLog:
             self._stored_certs: set[str] = {
                 ref for (ref,) in conn.execute("SELECT cert_ref FROM signer_certificate")
             }
+            self._stored_ocsp: set[str] = {
+                ref for (ref,) in conn.execute("SELECT ocsp_ref FROM ocsp_response")
+            }
+            self._open_tree(conn)
         except BaseException:
             conn.close()
             raise
         self._conn = conn
+
+    # -- Merkle tree state ----------------------------------------------------------------
+
+    def _open_tree(self, conn: sqlite3.Connection) -> None:
+        """Load the tree's frontier and the timestamping state; rebuild the tree if needed.
+
+        The frontier is saved in every batch's transaction, so normally it matches the
+        last entry exactly (checked in O(log n)). A log from before the tree existed, or
+        one whose saved state is missing or does not match, is rehashed from its entries.
+        """
+        upgraded = _upgrade_columns(conn)
+        state = conn.execute(
+            "SELECT tree_size, last_entry_id, frontier FROM log_tree_state WHERE id = 1"
+        ).fetchone()
+        last = conn.execute(
+            "SELECT id, leaf_index FROM message_log ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        tree: CompactTree | None = None
+        last_id = 0
+        if state is not None and not upgraded:
+            size, last_id, frontier = state
+            try:
+                tree = CompactTree.from_bytes(frontier)
+            except MerkleError as exc:
+                _log.warning("%s: saved Merkle frontier unreadable (%s)", self._path, exc)
+            matches = (
+                tree is not None
+                and tree.size == size
+                and (
+                    (last is None and size == 0 and last_id == 0)
+                    or (last is not None and tuple(last) == (last_id, size - 1))
+                )
+            )
+            if not matches:
+                _log.warning(
+                    "%s: saved Merkle frontier (size %s, last entry %s) does not match the "
+                    "log's last entry %s; rebuilding the tree from the entries",
+                    self._path,
+                    size,
+                    last_id,
+                    None if last is None else tuple(last),
+                )
+                tree = None
+        if tree is None:
+            tree, last_id = _rebuild_tree(conn, self._path)
+        self._tree = tree
+        self._published = (tree.size, tree.hashes, last_id)
+
+        head = conn.execute(
+            "SELECT tree_size, last_entry_id, gen_time FROM tree_head"
+            " ORDER BY tree_size DESC LIMIT 1"
+        ).fetchone()
+        if head is not None:
+            self._stamped_size, self._stamped_last_id = int(head[0]), int(head[1])
+            self._last_stamp = _parse_time(str(head[2]))
+        self._oldest_pending = self._first_logged_after(conn, self._stamped_last_id)
+
+    @staticmethod
+    def _first_logged_after(conn: sqlite3.Connection, entry_id: int) -> datetime | None:
+        row = conn.execute(_FIRST_AFTER, (entry_id,)).fetchone()
+        return None if row is None else _parse_time(str(row[0]))
+
+    def tree_snapshot(self) -> TreeSnapshot:
+        """The tree over every committed entry (never over an uncommitted one)."""
+        with self._tree_lock:
+            size, hashes, last_id = self._published
+            root = CompactTree(size, hashes).root()
+            # Remembered so that a tree head stored later can be checked against it.
+            self._snapshots[size] = (root, last_id)
+            while len(self._snapshots) > 16:
+                del self._snapshots[next(iter(self._snapshots))]
+        return TreeSnapshot(size, root, last_id)
+
+    def backlog(self) -> TimestampBacklog:
+        """Committed entries versus entries covered by the latest timestamped tree head."""
+        with self._tree_lock:
+            return TimestampBacklog(
+                self._published[0], self._stamped_size, self._oldest_pending, self._last_stamp
+            )
+
+    def notify_when_pending(self, threshold: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from the writer thread) once ``threshold`` entries await a
+        tree head; again only after the next tree head is stored. Set before ``start()``.
+        """
+        if threshold < 1:
+            raise ValueError("threshold must be at least 1")
+        with self._tree_lock:
+            self._pending_threshold = threshold
+            self._pending_callback = callback
+            self._pending_signalled = False
+
+    def _signal_if_pending(self) -> None:
+        """Writer thread, after a commit: tell the timestamper a batch is full."""
+        with self._tree_lock:
+            callback = self._pending_callback
+            due = (
+                callback is not None
+                and not self._pending_signalled
+                and self._published[0] - self._stamped_size >= self._pending_threshold
+            )
+            if due:
+                self._pending_signalled = True
+        if due and callback is not None:
+            try:
+                callback()
+            except Exception:
+                _log.exception("pending-entries callback failed")
 
     @staticmethod
     def _configure(conn: sqlite3.Connection) -> tuple[str, int]:
@@ -315,6 +663,7 @@ class MessageLog:
         records: Sequence[LogRecord],
         *,
         certs: Mapping[str, tuple[bytes, str]] | None = None,
+        ocsp: Mapping[str, bytes] | None = None,
         replay_key: tuple[str, str, str] | None = None,
     ) -> list[int]:
         """Log ``records`` durably and return their new ids, in order.
@@ -324,7 +673,8 @@ class MessageLog:
         ``(client, message_id, created)``; it is recorded in the same transaction, and if
         the pair was seen before nothing is written and ``ReplayError`` is raised.
         ``certs`` maps cert_ref to ``(der, jws_header)`` for the signers the records
-        refer to. Raises ``MessageLogError`` if the entry could not be made durable.
+        refer to, ``ocsp`` maps ocsp_ref to the DER of the OCSP responses they rely on.
+        Raises ``MessageLogError`` if the entry could not be made durable.
 
         If the awaiting task is cancelled, the unit is still written: it may already be
         part of a transaction in progress.
@@ -332,15 +682,32 @@ class MessageLog:
         for record in records:
             _check_record(record)
         checked_certs = _check_certs(certs) if certs else ()
+        checked_ocsp = _check_ocsp(ocsp) if ocsp else ()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[int]] = loop.create_future()
-        unit = _Unit(tuple(records), checked_certs, replay_key, loop, future)
+        unit = _Unit(tuple(records), checked_certs, checked_ocsp, replay_key, loop, future)
         with self._state_lock:
             if self._closed:
                 raise MessageLogError("the message log is closed")
             if self._thread is None:
                 raise MessageLogError("the message log is not started")
             self._queue.put(unit)
+        return await future
+
+    async def append_tree_head(self, head: TreeHeadRecord) -> int:
+        """Store a timestamped tree head durably (through the writer) and return its id.
+
+        The head must extend the latest stored one and come from a recent
+        :meth:`tree_snapshot` of this log; anything else raises ``MessageLogError``.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        with self._state_lock:
+            if self._closed:
+                raise MessageLogError("the message log is closed")
+            if self._thread is None:
+                raise MessageLogError("the message log is not started")
+            self._queue.put(_HeadUnit(head, loop, future))
         return await future
 
     # -- writer thread ------------------------------------------------------------------
@@ -352,8 +719,8 @@ class MessageLog:
                 first = self._queue.get()
                 if isinstance(first, _Stop):
                     break
-                batch = [first]
-                while len(batch) < self._max_batch:
+                items = [first]
+                while len(items) < self._max_batch:
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:
@@ -361,15 +728,28 @@ class MessageLog:
                     if isinstance(item, _Stop):
                         stopping = True
                         break
-                    batch.append(item)
-                self._deliver(batch, self._commit_batch(batch))
+                    items.append(item)
+                batch = [u for u in items if isinstance(u, _Unit)]
+                if batch:
+                    self._deliver(batch, self._commit_batch(batch))
+                # Tree heads are rare and get their own transaction, so a refused head
+                # can never fail the exchanges that happened to be queued with it.
+                for head in items:
+                    if isinstance(head, _HeadUnit):
+                        outcome = self._commit_head(head.head)
+                        with contextlib.suppress(RuntimeError):  # that loop is closed
+                            head.loop.call_soon_threadsafe(_resolve_head, head.future, outcome)
         finally:
             self._conn.close()
 
     def _commit_batch(self, batch: list[_Unit]) -> list[_Outcome]:
         conn = self._conn
         new_certs: set[str] = set()
+        new_ocsp: set[str] = set()
         outcomes: list[_Outcome] = []
+        tree = self._tree
+        before = tree.copy()  # O(log n): restored if the transaction rolls back
+        last_id = self._published[2]
         try:
             logged_at = _rfc3339_ms(self._clock())
             # IMMEDIATE takes the write lock up front, so a competing writer shows up as a
@@ -392,8 +772,33 @@ class MessageLog:
                     if ref not in self._stored_certs and ref not in new_certs:
                         conn.execute(_INSERT_CERT, (ref, der, jws_header))
                         new_certs.add(ref)
+                for ref, der in unit.ocsp:
+                    if ref not in self._stored_ocsp and ref not in new_ocsp:
+                        conn.execute(_INSERT_OCSP, (ref, der))
+                        new_ocsp.add(ref)
                 ids: list[int] = []
                 for r in unit.records:
+                    # The entry's Merkle leaf, from the same bytes the row stores: one
+                    # SHA-256 over header and body each, then O(log n) to extend the tree.
+                    leaf = leaf_hash(
+                        entry_leaf(
+                            LoggedEntry(
+                                r.role,
+                                r.kind,
+                                r.message_id,
+                                r.xroad_id,
+                                r.client,
+                                r.service,
+                                r.created,
+                                logged_at,
+                                r.header,
+                                r.body,
+                                r.signature,
+                                r.cert_ref,
+                                r.ocsp_ref,
+                            )
+                        )
+                    )
                     cur = conn.execute(
                         _INSERT_ENTRY,
                         (
@@ -409,14 +814,22 @@ class MessageLog:
                             r.body,
                             r.signature,
                             r.cert_ref,
+                            r.ocsp_ref,
+                            tree.size,
+                            leaf,
                         ),
                     )
                     assert cur.lastrowid is not None
                     ids.append(cur.lastrowid)
+                    tree.append(leaf)
+                    last_id = cur.lastrowid
                 outcomes.append(ids)
+            if tree.size != before.size:
+                conn.execute(_SAVE_TREE, (tree.size, last_id, tree.to_bytes()))
             conn.execute("COMMIT")
         except Exception as exc:
             self._rollback()
+            self._tree = before
             with self._counters.lock:
                 self._counters.failed_batches += 1
             reason = (
@@ -429,6 +842,13 @@ class MessageLog:
         # Only now are the certificates known to be on disk; remembering them earlier
         # would skip them forever after a rolled-back batch.
         self._stored_certs |= new_certs
+        self._stored_ocsp |= new_ocsp
+        if tree.size != before.size:
+            with self._tree_lock:
+                if before.size == self._stamped_size:  # the first entry waiting for a stamp
+                    self._oldest_pending = _parse_time(logged_at)
+                self._published = (tree.size, tree.hashes, last_id)
+            self._signal_if_pending()
         written = [o for o in outcomes if not isinstance(o, BaseException)]
         c = self._counters
         with c.lock:
@@ -437,6 +857,60 @@ class MessageLog:
             c.rows += sum(len(ids) for ids in written)
             c.largest_batch = max(c.largest_batch, len(batch))
         return outcomes
+
+    def _commit_head(self, head: TreeHeadRecord) -> int | BaseException:
+        """Writer thread: store one timestamped tree head in its own transaction."""
+        with self._tree_lock:
+            snapshot = self._snapshots.get(head.tree_size)
+        if head.tree_size <= self._stamped_size:
+            return MessageLogError(
+                f"a tree head of size {head.tree_size} does not extend the stored one of "
+                f"size {self._stamped_size}"
+            )
+        if snapshot != (head.root_hash, head.last_entry_id) or head.tree_size > self._tree.size:
+            return MessageLogError(
+                f"the tree head of size {head.tree_size} is not a snapshot of this log"
+            )
+        conn = self._conn
+        try:
+            cert_ref = hashlib.sha256(head.tsa_cert_der).hexdigest()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(_INSERT_TSA_CERT, (cert_ref, head.tsa_cert_der))
+            cur = conn.execute(
+                _INSERT_TREE_HEAD,
+                (
+                    head.tree_size,
+                    head.root_hash,
+                    head.last_entry_id,
+                    head.document,
+                    head.gen_time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+                    head.token,
+                    head.tsa_name,
+                    cert_ref,
+                    _rfc3339_ms(self._clock()),
+                ),
+            )
+            assert cur.lastrowid is not None
+            head_id = cur.lastrowid
+            oldest = (
+                self._first_logged_after(conn, head.last_entry_id)
+                if self._tree.size > head.tree_size
+                else None
+            )
+            conn.execute("COMMIT")
+        except Exception as exc:
+            self._rollback()
+            reason = f"could not store the tree head of size {head.tree_size}: {exc}"
+            _log.error("%s", reason)
+            return _failure(reason, exc)
+        with self._tree_lock:
+            self._stamped_size = head.tree_size
+            self._stamped_last_id = head.last_entry_id
+            self._last_stamp = head.gen_time
+            self._oldest_pending = oldest
+            self._pending_signalled = False
+        self._signal_if_pending()
+        return head_id
 
     def _rollback(self) -> None:
         if self._conn.in_transaction:

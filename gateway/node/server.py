@@ -8,17 +8,19 @@ from a header. See docs/adr/0001-aiohttp-for-the-node.md.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import signal
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from xml.sax.saxutils import escape
 
 from aiohttp import web
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from multidict import CIMultiDict
 
@@ -54,12 +56,22 @@ from gateway.core.ids import (
 )
 from gateway.core.policy import AccessPolicy
 from gateway.node.clock import Clock, SystemClock
-from gateway.node.config import NodeConfig, ServiceSection
+from gateway.node.config import ConfigError, NodeConfig, ServiceSection
 from gateway.node.messagelog import LogRecord, MessageLog, MessageLogError, ReplayError
+from gateway.node.ocsp import OwnCertificate, OwnOcsp, OwnStatusUnavailable
 from gateway.node.replay import ReplayGuard
+from gateway.node.timestamper import Timestamper
 from gateway.node.tls import client_context, peer_fingerprint, server_context
-from gateway.node.transport import MAX_HEADER_FIELD, PeerClient, RegistryClient, read_limited
+from gateway.node.transport import (
+    MAX_HEADER_FIELD,
+    PeerClient,
+    RegistryClient,
+    Reply,
+    read_limited,
+)
 from gateway.pki.keys import load_certificates, load_private_key
+from gateway.pki.ocsp import OcspError, OcspFailure
+from gateway.pki.ocsp_cache import OcspCache, OcspEvidence, find_issuer
 from gateway.pki.profiles import CertificateError, node_id_of
 from gateway.pki.validation import verify_auth_certificate
 
@@ -67,6 +79,10 @@ log = logging.getLogger("gateway.node")
 
 ENVELOPE_HEADER = "X-Gw-Envelope"
 SIGNATURE_HEADER = "X-Gw-Signature"
+SIGN_OCSP_HEADER = "X-Gw-Sign-Ocsp"
+"""OCSP response (base64url DER) for the certificate that signed this message."""
+AUTH_OCSP_HEADER = "X-Gw-Auth-Ocsp"
+"""OCSP response (base64url DER) for the sending node's TLS authentication certificate."""
 METADATA_SERVICES = frozenset({"listMethods", "allowedMethods", "getOpenAPI"})
 _PRINTABLE = frozenset(chr(c) for c in range(0x20, 0x7F))
 
@@ -117,6 +133,12 @@ def _map_envelope(exc: EnvelopeError, *, provider: bool) -> GatewayError:
     return GatewayError(provider_code if provider else consumer_code, exc.message)
 
 
+def _signing_certificate(verified: VerifiedSignature) -> str:
+    """How a refusal names a peer's signing certificate (built only when refusing)."""
+    serial = verified.certificate.serial_number
+    return f"the signing certificate of {verified.signer} (serial {serial:x})"
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoints:
     """Where a started node listens (ports may have been chosen by the OS)."""
@@ -146,6 +168,7 @@ class Node:
         roots = self.directory.trust_roots()
         self.verifier = SignatureVerifier(roots)
         self.signers: dict[MemberId, Signer] = {}
+        signing_chains: dict[MemberId, list[x509.Certificate]] = {}
         now = self.clock.now()
         for entry in config.signing:
             member = MemberId.parse(entry.member)
@@ -161,6 +184,7 @@ class Node:
             if tested.signer != member:
                 raise CertificateError(f"signing certificate {entry.cert} is not for {member}")
             self.signers[member] = signer
+            signing_chains[member] = chain
         auth_chain = load_certificates(config.node.auth_cert)
         auth_owner = verify_auth_certificate(auth_chain[0], auth_chain[1:], roots, now)
         if auth_owner != self.id or node_id_of(auth_chain[0]) != self.id:
@@ -173,9 +197,41 @@ class Node:
             raise CertificateError(
                 f"{config.node.auth_key} is not the key of {config.node.auth_cert}"
             )
+        # OCSP: peers' responses are checked through one bounded cache; this node's own
+        # statuses are fetched in the background (started in start()).
+        freshness = timedelta(seconds=self.directory.parameters().ocsp_freshness_seconds)
+        self.ocsp_cache = OcspCache(freshness)
+        own = [self._own_certificate(f"authentication certificate of {self.id}", auth_chain)]
+        for member, chain in signing_chains.items():
+            own.append(self._own_certificate(f"signing certificate of {member}", chain))
+        self._auth_ref = own[0].cert_ref
+        # The default follows the freshness window this node actually applies (the
+        # directory's), not the one written in its own configuration file.
+        refresh_seconds = config.node.ocsp_refresh_seconds
+        refresh = freshness / 3 if refresh_seconds is None else timedelta(seconds=refresh_seconds)
+        try:
+            self.own_ocsp = OwnOcsp(
+                str(self.id),
+                own,
+                self.ocsp_cache,
+                self.clock,
+                refresh,
+                fetch_timeout=config.node.peer_connect_timeout_seconds,
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self._server_ssl = server_context(config.node.auth_cert, config.node.auth_key, roots)
         self._client_ssl = client_context(config.node.auth_cert, config.node.auth_key, roots)
         self.log = MessageLog(config.node.messagelog, clock=self.clock.now)
+        self.timestamper = Timestamper(
+            self.log,
+            self.directory,
+            str(self.id),
+            self.clock,
+            batch_size=config.node.timestamp_batch_size,
+            tolerated_outage=timedelta(seconds=config.node.timestamp_failure_tolerance_seconds),
+            timeout_seconds=config.node.timestamp_timeout_seconds,
+        )
         self.replay = ReplayGuard(self.window)
         self.replay.preload(
             (client, message_id, parse_time(created))
@@ -186,10 +242,35 @@ class Node:
         self._registry: RegistryClient | None = None
         self.endpoints: Endpoints | None = None
 
+    def _own_certificate(self, label: str, chain: list[x509.Certificate]) -> OwnCertificate:
+        """One of this node's certificates with its issuer and the responders to ask.
+
+        A node that cannot learn its own status could never send or answer anything, so
+        a directory without a responder for the issuing CA stops it here, at start-up.
+        """
+        cert = chain[0]
+        label = f"{label} (serial {cert.serial_number:x})"
+        issuer = find_issuer(cert, [*chain[1:], *self.directory.trust_roots()])
+        if issuer is None:
+            raise CertificateError(f"no trusted CA certificate issued this node's {label}")
+        responders = tuple(self.directory.ocsp_responders(issuer))
+        if not responders:
+            raise ConfigError(
+                f"the directory lists no OCSP responder for {issuer.subject.rfc4514_string()}, "
+                f"the CA that issued this node's {label}; without one the node cannot show "
+                "its certificates are valid, so it does not start (add a "
+                "[[directory.ocsp_responders]] entry for that CA)"
+            )
+        return OwnCertificate(label, cert, issuer, responders)
+
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> Endpoints:
         self.log.start()
+        await self.timestamper.start()
+        # Before listening: the first fetch decides whether the node can serve at once.
+        # It starts either way and fails closed until a status arrives.
+        await self.own_ocsp.start()
         self._peer = PeerClient(
             self._client_ssl,
             connect_timeout=self.config.node.peer_connect_timeout_seconds,
@@ -222,10 +303,12 @@ class Node:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
+        await self.own_ocsp.stop()
         if self._peer is not None:
             await self._peer.close()
         if self._registry is not None:
             await self._registry.close()
+        await self.timestamper.stop()
         await self.log.close()
 
     # ------------------------------------------------------------------ apps
@@ -290,6 +373,51 @@ class Node:
     def _certs(*signatures: VerifiedSignature | Signer) -> dict[str, tuple[bytes, str]]:
         return {s.cert_ref: (s.cert_der, s.jws_header) for s in signatures}
 
+    def _own_status(self, signer: Signer, code: Code) -> tuple[OcspEvidence, OcspEvidence]:
+        """This node's OCSP responses (auth, signing) to send now, or refuse with ``code``."""
+        now = self.clock.now()
+        try:
+            return (
+                self.own_ocsp.evidence(self._auth_ref, now),
+                self.own_ocsp.evidence(signer.cert_ref, now),
+            )
+        except OwnStatusUnavailable as exc:
+            raise GatewayError(code, str(exc)) from None
+
+    def _peer_status(
+        self,
+        encoded: str | None,
+        header: str,
+        ref: str,
+        certificate: Callable[[], x509.Certificate],
+        what: Callable[[], str],
+        code: Code,
+        now: datetime,
+    ) -> OcspEvidence:
+        """Check the OCSP response a peer sent for one of its certificates.
+
+        ``ref`` is the certificate's SHA-256 (hex); ``certificate`` loads it and is only
+        called the first time this response is seen, when the cache parses and verifies
+        it. Every later message costs a dict lookup and the time checks; ``what`` names
+        the certificate for a refusal and is only called then.
+        """
+        if encoded is None:
+            raise GatewayError(code, f"{what()} has no OCSP status: {header} is missing")
+
+        def subject() -> tuple[x509.Certificate, x509.Certificate]:
+            cert = certificate()
+            issuer = find_issuer(cert, self.directory.trust_roots())
+            if issuer is None:
+                raise OcspError(OcspFailure.WRONG_CERTIFICATE, "no trusted CA issued it")
+            return cert, issuer
+
+        try:
+            return self.ocsp_cache.check(ref, encoded, now, subject)
+        except OcspError as exc:
+            raise GatewayError(
+                code, f"{what()} has no valid OCSP status: {exc.reason.value}: {exc.detail}"
+            ) from None
+
     # ------------------------------------------------------------------ consumer edge
 
     async def handle_health(self, request: web.Request) -> web.Response:
@@ -342,6 +470,7 @@ class Node:
 
     async def handle_consumer(self, request: web.Request) -> web.Response:
         """Sign, relay, verify, log both messages, answer: X-Road REST ``r1``."""
+        self.timestamper.check(provider=False)  # before any work: the log cannot be stamped
         service, path, query = self._parse_r1(request)
         client_values = request.headers.getall("X-Road-Client", [])
         if not client_values:
@@ -354,6 +483,7 @@ class Node:
             raise GatewayError(
                 Code.UNKNOWN_CLIENT, f"node {self.id} holds no signing key for {client.member}"
             )
+        own_auth, own_sign = self._own_status(signer, Code.CP_OCSP_UNAVAILABLE)
         xroad_id = _optional_text(request, "X-Road-Id", 255) or (
             f"{self.directory.instance}-{uuid.uuid4()}"
         )
@@ -398,13 +528,15 @@ class Node:
             {
                 ENVELOPE_HEADER: b64url(header_bytes),
                 SIGNATURE_HEADER: signature,
+                SIGN_OCSP_HEADER: own_sign.encoded,
+                AUTH_OCSP_HEADER: own_auth.encoded,
                 "Content-Type": "application/octet-stream",
             },
             body,
         )
         if "X-Road-Error" in reply.headers:
             return self._relay_provider_error(reply.status, reply.headers, reply.body)
-        response, verified = self._verify_response(header, header_bytes, reply)
+        response, verified, provider_sign = self._verify_response(header, header_bytes, reply)
         try:
             await self.log.append(
                 [
@@ -420,6 +552,7 @@ class Node:
                         body=body,
                         signature=signature,
                         cert_ref=signer.cert_ref,
+                        ocsp_ref=own_sign.ref,
                     ),
                     LogRecord(
                         role="consumer",
@@ -433,9 +566,11 @@ class Node:
                         body=reply.body,
                         signature=verified.jws,
                         cert_ref=verified.cert_ref,
+                        ocsp_ref=provider_sign.ref,
                     ),
                 ],
                 certs=self._certs(signer, verified),
+                ocsp={own_sign.ref: own_sign.der, provider_sign.ref: provider_sign.der},
             )
         except MessageLogError as exc:
             raise GatewayError(Code.CP_MESSAGELOG_FAILED, str(exc)) from None
@@ -479,8 +614,8 @@ class Node:
         )
 
     def _verify_response(
-        self, request: RequestHeader, request_bytes: bytes, reply: Any
-    ) -> tuple[ResponseHeader, VerifiedSignature]:
+        self, request: RequestHeader, request_bytes: bytes, reply: Reply
+    ) -> tuple[ResponseHeader, VerifiedSignature, OcspEvidence]:
         envelope = reply.headers.get(ENVELOPE_HEADER)
         signature = reply.headers.get(SIGNATURE_HEADER)
         if reply.status != 200 or envelope is None or signature is None:
@@ -489,6 +624,20 @@ class Node:
                 f"the provider's node answered {reply.status} without a signed response",
             )
         now = self.clock.now()
+        peer_der = reply.peer_cert
+        if peer_der is None:
+            raise GatewayError(
+                Code.CP_SSL_AUTHENTICATION_FAILED, "the provider's node presented no certificate"
+            )
+        self._peer_status(
+            reply.headers.get(AUTH_OCSP_HEADER),
+            AUTH_OCSP_HEADER,
+            hashlib.sha256(peer_der).hexdigest(),
+            lambda: x509.load_der_x509_certificate(peer_der),
+            lambda: "the authentication certificate of the provider's node",
+            Code.CP_CERT_VALIDATION,
+            now,
+        )
         try:
             response_bytes = b64url_decode(envelope)
             verified = self.verifier.verify(signature, response_bytes, now)
@@ -498,6 +647,15 @@ class Node:
                     Code.CP_INVALID_SIGNATURE,
                     f"response signed by {verified.signer}, expected {request.service.member}",
                 )
+            signer_status = self._peer_status(
+                reply.headers.get(SIGN_OCSP_HEADER),
+                SIGN_OCSP_HEADER,
+                verified.cert_ref,
+                lambda: verified.certificate,
+                lambda: _signing_certificate(verified),
+                Code.CP_CERT_VALIDATION,
+                now,
+            )
             check_body(response.body_sha256, response.body_length, reply.body)
         except EnvelopeError as exc:
             raise _map_envelope(exc, provider=False) from None
@@ -516,7 +674,7 @@ class Node:
             check_created(response.created, now, self.window)
         except EnvelopeError as exc:
             raise GatewayError(Code.CP_INCONSISTENT_RESPONSE, exc.message) from None
-        return response, verified
+        return response, verified, signer_status
 
     # ------------------------------------------------------------------ provider side
 
@@ -524,20 +682,37 @@ class Node:
         """Checks in order, each before any later work: peer, client, signature and
         freshness, service, access, body digest, replay; then call the registry, sign,
         and log request and response in one commit before answering."""
+        self.timestamper.check(provider=True)  # before any work: the log cannot be stamped
         transport = request.transport
         ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
         fingerprint = peer_fingerprint(ssl_object)
         peer = self.directory.node_by_auth_cert(fingerprint) if fingerprint else None
-        if peer is None:
+        if peer is None or fingerprint is None:
             raise GatewayError(
                 Code.SP_SSL_AUTHENTICATION_FAILED,
                 "the TLS peer's certificate is not registered for any node",
             )
+        now = self.clock.now()
+
+        def peer_certificate() -> x509.Certificate:
+            der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+            if not der:
+                raise OcspError(OcspFailure.WRONG_CERTIFICATE, "no TLS peer certificate")
+            return x509.load_der_x509_certificate(der)
+
+        self._peer_status(
+            request.headers.get(AUTH_OCSP_HEADER),
+            AUTH_OCSP_HEADER,
+            fingerprint,
+            peer_certificate,
+            lambda: f"the authentication certificate of node {peer.id}",
+            Code.SP_CERT_VALIDATION,
+            now,
+        )
         envelope = request.headers.get(ENVELOPE_HEADER)
         signature = request.headers.get(SIGNATURE_HEADER)
         if envelope is None or signature is None:
             raise GatewayError(Code.SP_INVALID_MESSAGE, "envelope or signature header missing")
-        now = self.clock.now()
         try:
             header_bytes = b64url_decode(envelope)
             header = RequestHeader.from_bytes(header_bytes)
@@ -558,6 +733,15 @@ class Node:
             raise GatewayError(
                 Code.SP_SIGNER_MISMATCH, f"signed by {verified.signer}, client is {client}"
             )
+        client_status = self._peer_status(
+            request.headers.get(SIGN_OCSP_HEADER),
+            SIGN_OCSP_HEADER,
+            verified.cert_ref,
+            lambda: verified.certificate,
+            lambda: _signing_certificate(verified),
+            Code.SP_CERT_VALIDATION,
+            now,
+        )
         try:
             created = check_created(header.created, now, self.window)
         except EnvelopeError as exc:
@@ -565,6 +749,7 @@ class Node:
         signer = self.signers.get(service.member)
         if not self.hosts(service.provider) or signer is None:
             raise GatewayError(Code.SP_UNKNOWN_SERVICE, f"{service} is not provided here")
+        own_status = self._own_status(signer, Code.SP_OCSP_UNAVAILABLE)
         groups = self.directory.groups_of(client)
         section: ServiceSection | None = None
         if service.service_code in METADATA_SERVICES:
@@ -598,6 +783,7 @@ class Node:
             body=body,
             signature=signature,
             cert_ref=verified.cert_ref,
+            ocsp_ref=client_status.ref,
         )
 
         try:
@@ -617,17 +803,29 @@ class Node:
         except GatewayError:
             # The registry may have acted on the request: log it and make its id durable,
             # so the same signed message is refused after a restart as well.
-            await self._log_unanswered(request_record, verified)
+            await self._log_unanswered(request_record, verified, client_status)
             raise
         return await self._answer(
-            header, header_bytes, request_record, verified, signer, status, headers, reply_body
+            header,
+            header_bytes,
+            request_record,
+            verified,
+            client_status,
+            signer,
+            own_status,
+            status,
+            headers,
+            reply_body,
         )
 
-    async def _log_unanswered(self, record: LogRecord, verified: VerifiedSignature) -> None:
+    async def _log_unanswered(
+        self, record: LogRecord, verified: VerifiedSignature, status: OcspEvidence
+    ) -> None:
         try:
             await self.log.append(
                 [record],
                 certs=self._certs(verified),
+                ocsp={status.ref: status.der},
                 replay_key=(record.client, record.message_id, record.created),
             )
         except (MessageLogError, ReplayError) as exc:
@@ -639,7 +837,9 @@ class Node:
         request_bytes: bytes,
         request_record: LogRecord,
         verified: VerifiedSignature,
+        client_status: OcspEvidence,
         signer: Signer,
+        own_status: tuple[OcspEvidence, OcspEvidence],
         status: int,
         headers: list[tuple[str, str]],
         body: bytes,
@@ -648,7 +848,10 @@ class Node:
 
         The request's id goes into ``seen_request`` in the same transaction, so the
         replay guard survives restarts; nothing leaves this node before the commit.
+        The response carries the OCSP responses taken before the registry was called:
+        still fresh, since a node refreshes long before the window ends.
         """
+        own_auth, own_sign = own_status
         response = ResponseHeader(
             message_id=request.message_id,
             xroad_id=request.xroad_id,
@@ -679,9 +882,11 @@ class Node:
                         body=body,
                         signature=signature,
                         cert_ref=signer.cert_ref,
+                        ocsp_ref=own_sign.ref,
                     ),
                 ],
                 certs=self._certs(verified, signer),
+                ocsp={client_status.ref: client_status.der, own_sign.ref: own_sign.der},
                 replay_key=(str(request.client), request.message_id, request.created),
             )
         except ReplayError:
@@ -696,6 +901,8 @@ class Node:
             headers={
                 ENVELOPE_HEADER: b64url(response_bytes),
                 SIGNATURE_HEADER: signature,
+                SIGN_OCSP_HEADER: own_sign.encoded,
+                AUTH_OCSP_HEADER: own_auth.encoded,
                 "Content-Type": "application/octet-stream",
             },
         )

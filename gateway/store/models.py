@@ -51,6 +51,14 @@ class LogEntry(SQLModel, table=True):
     body: bytes
     signature: str
     cert_ref: str
+    ocsp_ref: str = ""
+    """SHA-256 (hex) of the OCSP response that showed the signer's certificate good when
+    this message was checked or sent; empty for entries that carry none."""
+    leaf_index: int | None = None
+    """Position of this entry's leaf in the log's Merkle tree: 0, 1, 2, … in id order.
+    NULL only in a log written before the tree existed, until the next start fills it."""
+    leaf_hash: bytes | None = None
+    """RFC 9162 leaf hash of the entry's leaf data (``gateway.core.logtree``)."""
 
 
 class SignerCertificate(SQLModel, table=True):
@@ -65,6 +73,70 @@ class SignerCertificate(SQLModel, table=True):
     cert_ref: str = Field(primary_key=True)
     der: bytes
     jws_header: str = ""
+
+
+class OcspEvidence(SQLModel, table=True):
+    """An OCSP response (DER) a log entry relied on, stored once and referenced by hash.
+
+    A node reuses one response for every message until it refreshes, so entries share it
+    the way they share signer certificates.
+    """
+
+    __tablename__ = "ocsp_response"
+
+    ocsp_ref: str = Field(primary_key=True)
+    der: bytes
+
+
+class LogTreeState(SQLModel, table=True):
+    """The Merkle tree's compact frontier, one row, updated in each batch's transaction.
+
+    Lets the writer extend the tree after a restart in O(log n) instead of rehashing
+    the log; ``last_entry_id`` and ``tree_size`` let start-up check it still matches.
+    """
+
+    __tablename__ = "log_tree_state"
+
+    id: int = Field(primary_key=True)
+    tree_size: int
+    last_entry_id: int
+    frontier: bytes
+    """``gateway.core.merkle.CompactTree.to_bytes()``."""
+
+
+class TreeHead(SQLModel, table=True):
+    """A tree head that a TSA timestamped: proof that the first ``tree_size`` entries,
+    whose Merkle root is ``root_hash``, existed at ``gen_time``.
+
+    ``document`` holds the exact bytes whose SHA-256 is the token's message imprint, so
+    the token can be checked with standard tools without re-encoding anything.
+    """
+
+    __tablename__ = "tree_head"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tree_size: int = Field(unique=True)
+    root_hash: bytes
+    last_entry_id: int
+    """``message_log.id`` of the last entry the tree head covers (leaf ``tree_size - 1``)."""
+    document: bytes
+    gen_time: str
+    token: bytes
+    """The DER TimeStampToken (a CMS ContentInfo), as ``openssl ts -token_in`` reads it."""
+    tsa_name: str
+    tsa_cert_ref: str
+    """SHA-256 (hex) of the TSA certificate the token was checked against."""
+    stored_at: str
+
+
+class TsaCertificate(SQLModel, table=True):
+    """A TSA certificate that tree head tokens were checked against, stored once."""
+
+    __tablename__ = "tsa_certificate"
+
+    cert_ref: str = Field(primary_key=True)
+    der: bytes
 
 
 class SeenRequest(SQLModel, table=True):
@@ -89,7 +161,15 @@ def schema_tables() -> list[Table]:
     only these keeps other modules' tables out of the message log's file.
     """
     tables = []
-    for model in (LogEntry, SignerCertificate, SeenRequest):
+    for model in (
+        LogEntry,
+        SignerCertificate,
+        OcspEvidence,
+        SeenRequest,
+        LogTreeState,
+        TreeHead,
+        TsaCertificate,
+    ):
         table = inspect(model).local_table
         if not isinstance(table, Table):
             raise TypeError(f"{model.__name__} is not mapped to a plain table")

@@ -140,6 +140,19 @@ CONFIG_PROBLEMS = {
         'peer_listen = "127.0.0.1:', 'peer_listen = "127.0.0.1:9', ("peer_listen", "HOST:PORT")
     ),
     "typo-section": Broken("[[signing]]", "[[signer]]", ("signer", "signing")),
+    "ocsp-refresh-too-long": Broken(
+        'auth_key = "auth.key"',
+        'auth_key = "auth.key"\nocsp_refresh_seconds = 3600',
+        ("ocsp_refresh_seconds (3600)", "must be shorter", "ocsp_freshness_seconds (3600)"),
+    ),
+}
+OCSP_PROBLEMS = {
+    # The responder entry becomes a second TSA entry: still a valid file, no responder.
+    "no-ocsp-responder": Broken(
+        "[[directory.ocsp_responders]]\nca_cert =",
+        '[[directory.tsas]]\nname = "not a responder"\ncert =',
+        ("lists no OCSP responder", "does not start", "[[directory.ocsp_responders]]"),
+    ),
 }
 KEY_PROBLEMS = {
     "auth-key-missing": Broken(
@@ -166,12 +179,13 @@ def checks(tmp_path_factory: pytest.TempPathFactory) -> Checked:
     files = net.nodes[SOEST.ags]
     text = files.config.read_text("utf-8")
     configs = {"valid": files.config}
-    for name, case in {**CONFIG_PROBLEMS, **KEY_PROBLEMS}.items():
+    for name, case in {**CONFIG_PROBLEMS, **KEY_PROBLEMS, **OCSP_PROBLEMS}.items():
         assert case.original in text, name
         configs[name] = files.directory / f"broken-{name}.toml"
         configs[name].write_text(text.replace(case.original, case.broken, 1), "utf-8")
     procs: dict[str, subprocess.Popen[str]] = {}
     results: Checked = {}
+    net.start_trust()  # 'node check' asks the OCSP responder about the node's certificates
     try:
         for name, config in configs.items():
             procs[name] = subprocess.Popen(
@@ -191,6 +205,7 @@ def checks(tmp_path_factory: pytest.TempPathFactory) -> Checked:
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
+        net.stop()
     return results
 
 
@@ -199,6 +214,12 @@ def test_node_check_accepts_a_generated_config(checks: Checked) -> None:
     assert result.returncode == 0, result.stderr
     assert f"valid for node {SOEST.node}" in result.stdout
     assert result.stderr == ""
+    assert "OCSP: freshness window 3600 s (directory), refresh every 1200 s (node)" in (
+        result.stdout
+    )
+    for certificate in (f"authentication certificate of {SOEST.node}", f"of {SOEST.member}"):
+        line = next(x for x in result.stdout.splitlines() if certificate in x)
+        assert "/ocsp" in line and "; good, thisUpdate" in line, result.stdout
 
 
 @pytest.mark.parametrize("case", sorted(CONFIG_PROBLEMS))
@@ -211,6 +232,15 @@ def test_node_check_names_the_problem(checks: Checked, case: str) -> None:
 def test_node_check_names_a_bad_key_file(checks: Checked, case: str) -> None:
     _, result = checks[case]
     assert_usage_error(result, *KEY_PROBLEMS[case].mentions)
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("case", sorted(OCSP_PROBLEMS))
+def test_node_check_refuses_a_node_that_cannot_learn_its_ocsp_status(
+    checks: Checked, case: str
+) -> None:
+    _, result = checks[case]
+    assert_usage_error(result, *OCSP_PROBLEMS[case].mentions)
     assert len(result.stderr.strip().splitlines()) == 1
 
 
