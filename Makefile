@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: all test lint fmt demo serve bench bench-quick clean
+.PHONY: all test lint fmt demo serve bench bench-quick profile clean
 
 all: test
 
@@ -38,6 +38,10 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/gateway bench --levels 1,64 --repeats 1 --large-bodies 65536 --soak 0 --out bench/results
+
+# Where a node's time goes: py-spy samples both nodes under load (docs/performance.md).
+profile: $(STAMP)
+	$(BIN)/gateway bench --levels 64 --repeats 1 --large-bodies '' --soak 0 --profile bench/results/profile --out bench/results
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache
