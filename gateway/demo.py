@@ -30,6 +30,76 @@ from gateway.localnet import (
 from gateway.node.messagelog import read_entries
 from gateway.pki.keys import fingerprint_sha256, load_certificate
 
+DEMO_STAMP_INTERVAL = 2
+
+
+def show_ocsp(net: LocalNet) -> bool:
+    """Ask the CA's OCSP responder about each node's certificates, as the nodes do."""
+    from gateway.pki.ocsp import OcspError, build_ocsp_request, verify_ocsp_response
+
+    ca = load_certificate(net.ca_cert)
+    lines, ok = [f"responder {net.trust.ocsp_url}"], True
+    for files in net.nodes.values():
+        for label, path in (("auth", files.auth_cert), ("sign", files.sign_cert)):
+            cert = load_certificate(path)
+            reply = httpx.post(
+                net.trust.ocsp_url,
+                content=build_ocsp_request(cert, ca),
+                headers={"Content-Type": "application/ocsp-request"},
+                timeout=10,
+            )
+            try:
+                status = verify_ocsp_response(reply.content, cert, ca, datetime.now(UTC))
+                lines.append(
+                    f"{files.city.name:<16} {label} serial {cert.serial_number:x}: good, "
+                    f"thisUpdate {status.this_update:%H:%M:%S}, "
+                    f"nextUpdate {status.next_update:%H:%M:%S} UTC"
+                    if status.next_update
+                    else f"{files.city.name:<16} {label}: good"
+                )
+            except OcspError as exc:
+                ok = False
+                lines.append(f"{files.city.name:<16} {label}: REFUSED ({exc})")
+    lines.append("each node sends these answers with its messages; peers check them")
+    _say("2. Certificate status from the CA's OCSP responder (RFC 6960)", "\n".join(lines))
+    return ok
+
+
+def show_timestamps(net: LocalNet, message_id: str, timeout: float = 30) -> bool:
+    """Wait for the batch holding the exchange to be timestamped, then prove each entry."""
+    from gateway.node.logproofs import NotProvableError, prove_entry
+
+    tsa_cert = load_certificate(net.trust.tsa_cert)
+    ca = load_certificate(net.ca_cert)
+    deadline = time.monotonic() + timeout
+    lines: list[str] = []
+    for files in net.nodes.values():
+        for entry in read_entries(files.messagelog, message_id=message_id):
+            assert entry.id is not None
+            while True:
+                try:
+                    _, proven = prove_entry(files.messagelog, entry.id, tsa_cert, issuer=ca)
+                    break
+                except NotProvableError:
+                    if time.monotonic() > deadline:
+                        lines.append(f"{files.city.name} #{entry.id}: not timestamped in time")
+                        _say("8. Timestamped log batches (RFC 3161)", "\n".join(lines))
+                        return False
+                    time.sleep(0.2)
+            lines.append(
+                f"{files.city.name:<16} {entry.role:<8} {entry.kind:<8} #{entry.id}: leaf "
+                f"{proven.leaf_index} of tree head size {proven.tree_size}, root "
+                f"{proven.root_hash.hex()[:16]}..., stamped "
+                f"{proven.gen_time.isoformat().replace('+00:00', 'Z')}"
+            )
+    lines.append(
+        f"batches every {DEMO_STAMP_INTERVAL} s here (60 s by default); each proof is an\n"
+        "RFC 9162 inclusion proof to a tree head whose SHA-256 the TSA signed; check one\n"
+        "yourself: gateway log prove --db DB --id N --tsa-cert TSA.pem --export DIR"
+    )
+    _say("8. Timestamped log batches (RFC 3161 token over an RFC 9162 tree head)", "\n".join(lines))
+    return True
+
 
 def _say(step: str, text: str = "") -> None:
     print(f"\n== {step}")
@@ -54,7 +124,9 @@ def build(root: Path) -> LocalNet:
             allowed=(SOEST.subsystem("gewerbeamt"),),
         )
     )
-    net.write_configs()
+    # A short batch interval so the demo can show a timestamped batch without waiting a
+    # minute; production keeps X-Road's 60 s.
+    net.write_configs(directory_extra={"timestamping_interval_seconds": DEMO_STAMP_INTERVAL})
     net.start_melderegister(port)
     for ags in net.nodes:
         net.start_node(ags)
@@ -87,14 +159,14 @@ def explain(net: LocalNet, response: httpx.Response) -> bool:
     if request_entry is not None:
         header: dict[str, Any] = json.loads(request_entry.header)
         _say(
-            "2. Soest's node signed the request with Soest's signing key",
+            "3. Soest's node signed the request with Soest's signing key",
             f"signer certificate: {_cn(soest.sign_cert)}\n"
             f"canonical header (the JWS payload, detached):\n"
             + json.dumps(header, indent=2, ensure_ascii=False)
             + f"\nJWS: {request_entry.signature[:48]}...{request_entry.signature[-24:]}",
         )
     _say(
-        "3. It relayed the message over mutual TLS 1.3 to Lippstadt's node",
+        "4. It relayed the message over mutual TLS 1.3 to Lippstadt's node",
         f"Soest auth cert {_cn(soest.auth_cert)}\n"
         f"  sha256 {fingerprint_sha256(load_certificate(soest.auth_cert))}\n"
         f"Lippstadt auth cert {_cn(lippstadt.auth_cert)} at {lippstadt.peer_url}\n"
@@ -109,12 +181,12 @@ def explain(net: LocalNet, response: httpx.Response) -> bool:
     if provider_response is not None:
         header = json.loads(provider_response.header)
         _say(
-            "4. Lippstadt's node called the Melderegister, signed and logged the answer",
+            "5. Lippstadt's node called the Melderegister, signed and logged the answer",
             f"registry answered HTTP {header['status']}; the response header is bound to\n"
             f"the request by request_hash = {header['request_hash'][:32]}...",
         )
     _say(
-        "5. Message logs (SQLite, WAL, synchronous=FULL; written before answering)",
+        "6. Message logs (SQLite, WAL, synchronous=FULL; written before answering)",
         "\n".join(
             f"{name:<10} {e.role:<8} {e.kind:<8} #{e.id} logged {e.logged_at} "
             f"header {len(e.header)} B, body {len(e.body)} B, cert {e.cert_ref[:12]}..., "
@@ -129,7 +201,7 @@ def explain(net: LocalNet, response: httpx.Response) -> bool:
         else response.text
     )
     _say(
-        "6. Soest's gewerbeamt received the verified answer",
+        "7. Soest's gewerbeamt received the verified answer",
         f"HTTP {response.status_code}\n"
         + "\n".join(
             f"{k}: {v}" for k, v in response.headers.items() if k.lower().startswith("x-road-")
@@ -156,7 +228,7 @@ def run_demo(directory: Path | None, *, serve: bool = False) -> int:
         directory = Path(tmp.name)
     print("Once-only gateway demo: Soest's trade office asks Lippstadt's Melderegister")
     _say(
-        "1. Development PKI, two nodes and the Melderegister on 127.0.0.1",
+        "1. Development PKI, OCSP responder and TSA, two nodes and the Melderegister",
         f"state directory: {directory}",
     )
     net = build(directory)
@@ -166,8 +238,11 @@ def run_demo(directory: Path | None, *, serve: bool = False) -> int:
                 f"   {files.city.name:<16} node {files.city.node}  "
                 f"consumer {files.consumer_url}  peers {files.peer_url}"
             )
+        print(f"   {'trust services':<16} OCSP {net.trust.ocsp_url}  TSA {net.trust.tsa_url}")
+        ocsp_ok = show_ocsp(net)
         response = query_anna(net)
-        ok = explain(net, response) and response.status_code == 200
+        ok = explain(net, response) and response.status_code == 200 and ocsp_ok
+        ok = show_timestamps(net, response.headers.get("X-Road-Request-Id", "")) and ok
         if serve:
             # Handler first: a SIGTERM while the topology is being written still stops
             # the federation cleanly.
@@ -188,7 +263,12 @@ def run_demo(directory: Path | None, *, serve: bool = False) -> int:
                     time.sleep(0.5)
             except KeyboardInterrupt:
                 pass
-        print("\nresult:", "OK, both nodes logged request and response" if ok else "FAILED")
+        print(
+            "\nresult:",
+            "OK, both nodes logged request and response, and their batch is timestamped"
+            if ok
+            else "FAILED",
+        )
         return 0 if ok else 1
     finally:
         net.stop()

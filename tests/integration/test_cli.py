@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -345,3 +346,15 @@ def test_demo_runs_once_and_explains_both_logs(tmp_path: Path) -> None:
             )
     assert "result: OK, both nodes logged request and response" in out
     assert "Lange Straße" in out
+    # OCSP status of all four certificates, verified by the demo itself.
+    assert len(re.findall(r"(auth|sign) serial [0-9a-f]+: good, thisUpdate", out)) == 4, out
+    # Every entry of the exchange proven against a timestamped tree head, on both nodes.
+    proven = re.findall(
+        r"(consumer|provider) +(request|response) +#\d+: leaf \d+ of tree head", out
+    )
+    assert sorted(proven) == [
+        ("consumer", "request"),
+        ("consumer", "response"),
+        ("provider", "request"),
+        ("provider", "response"),
+    ], out
