@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -49,13 +50,21 @@ class Profile:
     raw: Path
 
 
+def _executable() -> str | None:
+    """py-spy from this interpreter's environment first (``make`` installs it there)."""
+    beside = Path(sys.executable).parent / "py-spy"
+    if beside.is_file():
+        return str(beside)
+    return shutil.which("py-spy")
+
+
 def available() -> bool:
-    return shutil.which("py-spy") is not None
+    return _executable() is not None
 
 
 def start(pid: int, out: Path, duration_s: int, rate: int = 250) -> subprocess.Popen[bytes]:
     """Start sampling ``pid``; py-spy stops by itself after ``duration_s``."""
-    exe = shutil.which("py-spy")
+    exe = _executable()
     if exe is None:
         raise RuntimeError("py-spy is not installed; `pip install py-spy` to profile")
     return subprocess.Popen(  # noqa: S603 - a fixed tool with our own arguments
