@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from gateway.fsutil import replace_atomically
 
 KEY_FILE_MODE = 0o600
 CERT_FILE_MODE = 0o644
@@ -70,19 +71,7 @@ def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
 
 def _write_public_pem(path: Path, pem: bytes) -> None:
     """Replace ``path`` atomically so a reader never sees a truncated certificate."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        os.fchmod(fd, CERT_FILE_MODE)
-        with os.fdopen(fd, "wb") as out:
-            out.write(pem)
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    replace_atomically(path, pem, CERT_FILE_MODE)
 
 
 def write_certificate(path: Path, cert: x509.Certificate) -> None:

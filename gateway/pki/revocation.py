@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from gateway.fsutil import replace_atomically
 from gateway.pki.files import CA_CERT_NAME, ISSUED_DIR_NAME
 from gateway.pki.keys import load_certificate
 
@@ -155,27 +154,6 @@ def _dump_db(entries: dict[int, Revoked]) -> bytes:
     return (json.dumps(doc, indent=2) + "\n").encode()
 
 
-def _replace_atomically(path: Path, data: bytes) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    # The rename is durable only once the directory entry is on disk.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 @contextmanager
 def _locked(ca_dir: Path) -> Iterator[None]:
     with (ca_dir / _LOCK_NAME).open("a") as lock:
@@ -241,5 +219,5 @@ def revoke(
                 f"{previous.time.isoformat()} ({previous.reason.value})"
             )
         entries[serial] = entry
-        _replace_atomically(ca_dir / REVOKED_DB_NAME, _dump_db(entries))
+        replace_atomically(ca_dir / REVOKED_DB_NAME, _dump_db(entries))
     return entry
