@@ -7,6 +7,7 @@ runs and the engine is disposed (pytest turns unclosed-resource warnings into er
 
 import sqlite3
 import unicodedata
+import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import closing
@@ -15,10 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlmodel import Session, create_engine
 
 from registries.melderegister import __main__ as melderegister_main
-from registries.melderegister.app import GEMEINDESCHLUESSEL_LIPPSTADT, Person, create_app
+from registries.melderegister.app import (
+    GEMEINDESCHLUESSEL_ISERLOHN,
+    GEMEINDESCHLUESSEL_LIPPSTADT,
+    SEARCH_KEYS,
+    Person,
+    create_app,
+)
 
 with warnings.catch_warnings():
     # Starlette >= 1.x warns at import time when it finds ``httpx`` instead of ``httpx2``;
@@ -42,6 +51,14 @@ def db_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def client(db_path: Path) -> Iterator[TestClient]:
     with TestClient(create_app(db_path)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def shared_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """One app for property tests, which hypothesis runs many times per test function."""
+    db = tmp_path_factory.mktemp("melderegister") / "melderegister.db"
+    with TestClient(create_app(db)) as test_client:
         yield test_client
 
 
@@ -89,10 +106,15 @@ def test_anna_found_with_address_and_only_section_38_fields(client: TestClient) 
         "ergebnis": "gefunden",
         "person": {
             "familienname": "Schmidt",
+            "fruehereNamen": [],
             "vornamen": "Anna",
+            "gebraeuchlicherVorname": None,
+            "ordensname": None,
+            "kuenstlername": None,
             "doktorgrad": None,
             "geburtsdatum": "1988-03-14",
             "geburtsort": "Soest",
+            "geburtsstaat": None,
             "geschlecht": "w",
             "anschrift": {
                 "strasse": "Lange Straße",
@@ -102,6 +124,10 @@ def test_anna_found_with_address_and_only_section_38_fields(client: TestClient) 
                 "gemeindeschluessel": GEMEINDESCHLUESSEL_LIPPSTADT,
             },
             "wohnungsstatus": "hauptwohnung",
+            "wegzugsanschrift": False,
+            "sterbedatum": None,
+            "sterbeort": None,
+            "bedingterSperrvermerk": False,
         },
     }
     assert GEMEINDESCHLUESSEL_LIPPSTADT == "05974028"
@@ -276,8 +302,9 @@ def test_seeded_persons_live_in_lippstadt(client: TestClient, db_path: Path) -> 
             "FROM person"
         ).fetchall()
 
-    assert {(r[0], r[2]) for r in rows} == {("Lippstadt", "05974028")}
-    assert {r[1] for r in rows} <= {"59555", "59557"}
+    # Everyone lives in Lippstadt except Lukas Brandt, whose Wegzugsanschrift is in Iserlohn.
+    assert {(r[0], r[2]) for r in rows} == {("Lippstadt", "05974028"), ("Iserlohn", "05962024")}
+    assert {r[1] for r in rows} <= {"59555", "59557", "58636"}
     assert any(r[3] for r in rows), "at least one person with Auskunftssperre"
     assert any(r[4] for r in rows), "at least one person with Doktorgrad"
 
@@ -294,6 +321,7 @@ def test_openapi_document_describes_personen(client: TestClient) -> None:
         "geburtsdatum",
     }
     assert {"200", "404", "409", "422"} <= set(operation["responses"])
+    assert "X-Data-Subject" in operation["responses"]["200"]["headers"]
     # The probe is not a service the gateway should publish.
     assert "/health" not in document["paths"]
 
@@ -317,3 +345,270 @@ def test_main_passes_arguments_to_serve(monkeypatch: pytest.MonkeyPatch, tmp_pat
     melderegister_main.main(["--db", "b.db", "--host", "127.0.0.2", "--port", "9001"])
 
     assert calls == [(tmp_path / "a.db", "127.0.0.1", 8001), (Path("b.db"), "127.0.0.2", 9001)]
+
+
+# --------------------------------------------------------------------------- § 38 vs § 34
+
+UEBERMITTLUNG = "/datenuebermittlung/personen"
+MIA = {"familienname": "Schmidt", "vornamen": "Mia", "geburtsdatum": "2015-06-20"}
+PAUL = {"familienname": "Winter", "vornamen": "Paul", "geburtsdatum": "2017-02-02"}
+CLAUDIA_BLOCKED = {"familienname": "Winter", "vornamen": "Claudia", "geburtsdatum": "1984-10-05"}
+HEINRICH = {"familienname": "Lange", "vornamen": "Heinrich", "geburtsdatum": "1931-02-11"}
+LUKAS = {"familienname": "Brandt", "vornamen": "Lukas", "geburtsdatum": "1990-04-18"}
+MARIA_GEBURTSNAME = {"familienname": "Schulte", "vornamen": "Maria", "geburtsdatum": "1954-05-30"}
+
+SECTION_38_FIELDS = {
+    "familienname",
+    "fruehereNamen",
+    "vornamen",
+    "gebraeuchlicherVorname",
+    "ordensname",
+    "kuenstlername",
+    "geburtsdatum",
+    "geburtsort",
+    "geburtsstaat",
+    "doktorgrad",
+    "geschlecht",
+    "anschrift",
+    "wohnungsstatus",
+    "wegzugsanschrift",
+    "sterbedatum",
+    "sterbeort",
+    "bedingterSperrvermerk",
+}
+SECTION_34_EXTRA = {
+    "fruehereAnschriften",
+    "einzugsdatum",
+    "wegzugsdatum",
+    "gesetzlicheVertreter",
+    "staatsangehoerigkeiten",
+    "familienstand",
+    "eheschliessungDatum",
+    "eheschliessungOrt",
+}
+
+
+def _schema(client: TestClient, name: str) -> dict[str, Any]:
+    schema: dict[str, Any] = client.get("/openapi.json").json()["components"]["schemas"][name]
+    return schema
+
+
+def test_section_38_answer_has_exactly_the_documented_fields(client: TestClient) -> None:
+    schema = _schema(client, "PersonAuskunft")
+    documented = set(schema["properties"])
+
+    for params in (ANNA, HOFFMANN, HEINRICH, LUKAS, MIA):
+        response = client.get("/personen", params=params)
+        assert response.status_code == 200, params
+        assert set(response.json()["person"]) == documented == SECTION_38_FIELDS
+    for name, prop in schema["properties"].items():
+        assert prop["description"].startswith("§ 38 Abs. 1 Nr. "), name
+
+
+def test_section_34_answer_has_exactly_the_documented_fields(client: TestClient) -> None:
+    schema = _schema(client, "PersonUebermittlung")
+    documented = set(schema["properties"])
+
+    assert documented == SECTION_38_FIELDS | SECTION_34_EXTRA
+    for params in (ANNA, HOFFMANN, HEINRICH, LUKAS, MIA):
+        response = client.get(UEBERMITTLUNG, params=params)
+        assert response.status_code == 200, params
+        assert set(response.json()["person"]) == documented
+    for name in SECTION_34_EXTRA:
+        assert schema["properties"][name]["description"].startswith("§ 34 Abs. 1 Nr. "), name
+    vertreter = _schema(client, "Vertreter")["properties"]
+    assert all(p["description"].startswith("§ 34 Abs. 1 Nr. 10") for p in vertreter.values())
+
+
+def test_both_operations_are_documented_with_their_paragraph(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+
+    assert "§ 38" in document["paths"]["/personen"]["get"]["summary"]
+    assert "§ 34" in document["paths"][UEBERMITTLUNG]["get"]["summary"]
+    assert "X-Data-Subject" in document["info"]["description"]
+    assert (
+        "X-Data-Subject" in document["paths"][UEBERMITTLUNG]["get"]["responses"]["200"]["headers"]
+    )
+
+
+def test_minor_gets_gesetzliche_vertreterin_only_under_section_34(client: TestClient) -> None:
+    einfach = client.get("/personen", params=MIA).json()["person"]
+    erweitert = client.get(UEBERMITTLUNG, params=MIA).json()["person"]
+
+    assert "gesetzlicheVertreter" not in einfach
+    assert erweitert["gesetzlicheVertreter"] == [
+        {
+            "familienname": "Schmidt",
+            "vornamen": "Anna",
+            "doktorgrad": None,
+            "anschrift": einfach["anschrift"],
+            "geburtsdatum": "1988-03-14",
+            "sterbedatum": None,
+            "bedingterSperrvermerk": False,
+        }
+    ]
+    assert erweitert["gebraeuchlicherVorname"] == "Mia"
+    assert {k: erweitert[k] for k in SECTION_38_FIELDS} == einfach
+
+
+def test_deceased_person_reports_sterbedatum_and_sterbeort(client: TestClient) -> None:
+    person = client.get("/personen", params=HEINRICH).json()["person"]
+
+    assert (person["sterbedatum"], person["sterbeort"]) == ("2025-12-03", "Lippstadt")
+
+
+def test_moved_person_has_iserlohn_wegzugsanschrift_and_former_address(
+    client: TestClient,
+) -> None:
+    einfach = client.get("/personen", params=LUKAS).json()["person"]
+    erweitert = client.get(UEBERMITTLUNG, params=LUKAS).json()["person"]
+
+    assert einfach["wegzugsanschrift"] is True
+    assert einfach["anschrift"]["wohnort"] == "Iserlohn"
+    assert einfach["anschrift"]["gemeindeschluessel"] == GEMEINDESCHLUESSEL_ISERLOHN
+    assert erweitert["wegzugsdatum"] == "2024-09-30"
+    assert [a["strasse"] for a in erweitert["fruehereAnschriften"]] == ["Bahnhofstraße"]
+    assert erweitert["fruehereAnschriften"][0]["auszugsdatum"] == "2024-09-30"
+
+
+def test_section_34_adds_familienstand_and_staatsangehoerigkeiten(client: TestClient) -> None:
+    hoffmann = client.get(UEBERMITTLUNG, params=HOFFMANN).json()["person"]
+    leyla = client.get(
+        UEBERMITTLUNG,
+        params={"familienname": "Yılmaz", "vornamen": "Leyla", "geburtsdatum": "1993-01-27"},  # noqa: RUF001
+    ).json()["person"]
+
+    assert hoffmann["familienstand"] == "verheiratet"
+    assert hoffmann["eheschliessungDatum"] == "1990-05-12"
+    assert leyla["staatsangehoerigkeiten"] == ["DE", "TR"]
+
+
+@pytest.mark.parametrize(
+    ("params", "expected_street"),
+    [
+        (MARIA_GEBURTSNAME, "Südstraße"),  # früherer Name is a § 38(4) key
+        ({**LUKAS, "strasse": "Bahnhofstraße"}, "Theodor-Heuss-Ring"),  # former address
+        ({**LUKAS, "postleitzahl": "58636", "wohnort": "iserlohn"}, "Theodor-Heuss-Ring"),
+        (
+            {
+                "familienname": "Müller",
+                "vornamen": "Peter",
+                "geburtsdatum": "1970-01-01",
+                "geburtsort": "Erwitte",
+            },
+            "Südstraße",
+        ),
+        ({**ANNA, "geschlecht": "w"}, "Lange Straße"),
+    ],
+    ids=["frueherer-name", "fruehere-anschrift", "plz-wohnort", "geburtsort", "geschlecht"],
+)
+def test_optional_section_38_4_keys_find_and_narrow(
+    client: TestClient, params: dict[str, str], expected_street: str
+) -> None:
+    for path in ("/personen", UEBERMITTLUNG):
+        response = client.get(path, params=params)
+        assert response.status_code == 200, (path, response.text)
+        assert response.json()["person"]["anschrift"]["strasse"] == expected_street
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"geschlecht": "m"}, {"geburtsort": "Lippstadt"}, {"strasse": "Poststraße"}],
+)
+def test_optional_keys_must_match_too(client: TestClient, extra: dict[str, str]) -> None:
+    assert client.get("/personen", params={**ANNA, **extra}).status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/personen", UEBERMITTLUNG])
+def test_non_search_key_parameter_is_422(client: TestClient, path: str) -> None:
+    response = client.get(path, params={**ANNA, "staatsangehoerigkeit": "DE"})
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "staatsangehoerigkeit"]
+    assert "X-Data-Subject" not in response.headers
+
+
+def test_repeated_search_key_is_422(client: TestClient) -> None:
+    response = client.get(
+        "/personen?familienname=Schmidt&familienname=Krüger&vornamen=Anna&geburtsdatum=1988-03-14"
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "familienname"]
+
+
+def _headers(response: Any) -> list[tuple[str, str]]:
+    return sorted((k, v) for k, v in response.headers.items() if k.lower() != "date")
+
+
+@pytest.mark.parametrize("path", ["/personen", UEBERMITTLUNG])
+@pytest.mark.parametrize(
+    "blocked",
+    [BERND_BLOCKED, CLAUDIA_BLOCKED, PAUL],
+    ids=["gesperrt", "gesperrt-vertreterin", "vertreterin-gesperrt"],
+)
+def test_every_block_is_byte_identical_to_unknown(
+    client: TestClient, path: str, blocked: dict[str, str]
+) -> None:
+    """Also for Paul, whose Vertreterin's block would otherwise leak through § 34 Nr. 10."""
+    answer = client.get(path, params=blocked)
+    unknown = client.get(path, params=NOBODY)
+
+    assert answer.status_code == unknown.status_code == 404
+    assert answer.content == unknown.content
+    assert _headers(answer) == _headers(unknown)
+    assert "x-data-subject" not in {k for k, _ in _headers(answer)}
+
+
+def test_data_subject_header_is_a_stable_pseudonym(db_path: Path) -> None:
+    with TestClient(create_app(db_path)) as client:
+        anna = client.get("/personen", params=ANNA)
+        anna_34 = client.get(UEBERMITTLUNG, params=ANNA)
+        hoffmann = client.get("/personen", params=HOFFMANN)
+    with TestClient(create_app(db_path)) as client:
+        anna_again = client.get("/personen", params=ANNA)
+
+    kennung = anna.headers["X-Data-Subject"]
+    assert str(uuid.UUID(kennung)) == kennung
+    assert anna_34.headers["X-Data-Subject"] == anna_again.headers["X-Data-Subject"] == kennung
+    assert hoffmann.headers["X-Data-Subject"] != kennung
+    assert "Schmidt" not in kennung and "Anna" not in kennung
+    assert kennung not in anna.text  # the pseudonym is a header, not part of the § 38 data
+
+
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [
+        (NOBODY, 404),
+        ({**ANNA, "geburtsdatum": "x"}, 422),
+        ({"familienname": "Müller", "vornamen": "Peter", "geburtsdatum": "1970-01-01"}, 409),
+    ],
+)
+def test_no_data_subject_header_without_a_person(
+    client: TestClient, params: dict[str, str], status: int
+) -> None:
+    for path in ("/personen", UEBERMITTLUNG):
+        response = client.get(path, params=params)
+        assert response.status_code == status
+        assert "X-Data-Subject" not in response.headers
+
+
+_query_text = st.text(
+    st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=0, max_size=120
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    params=st.dictionaries(
+        st.sampled_from(sorted(SEARCH_KEYS | {"x", "familienname[]"})), _query_text, max_size=6
+    ),
+    path=st.sampled_from(["/personen", UEBERMITTLUNG]),
+)
+def test_arbitrary_queries_never_500_and_header_iff_person(
+    params: dict[str, str], path: str, shared_client: TestClient
+) -> None:
+    response = shared_client.get(path, params=params)
+
+    assert response.status_code in {200, 404, 409, 422}
+    assert ("X-Data-Subject" in response.headers) == (response.status_code == 200)
