@@ -1,0 +1,1 @@
+"""The central authority: registry of members and nodes, registration, TUF publishing."""

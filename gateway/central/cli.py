@@ -1,0 +1,229 @@
+"""``gateway central ...`` and ``gateway join ...``: the subcommands, hooked into gateway.cli.
+
+Kept here so the central's commands live next to its code; ``gateway.cli`` only calls
+:func:`add_commands`. Operator decisions (``requests``, ``approve``, ``reject``) go
+through the running central's admin API with the token from ``DIR/admin.token``, so a
+decision is audited and published by the one process that owns the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+    AddFn = Callable[
+        [Subparsers, str, Callable[[argparse.Namespace], None], str], argparse.ArgumentParser
+    ]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def cmd_central_init(args: argparse.Namespace) -> None:
+    from gateway.central.service import ANCHOR_NAME, Central, InitOptions
+    from gateway.pki.keys import load_certificate
+
+    tsa_cert = load_certificate(Path(args.tsa_cert)) if args.tsa_cert else None
+    options = InitOptions(
+        instance=args.instance,
+        ca_cert=load_certificate(Path(args.ca_cert)),
+        ocsp_urls=tuple(args.ocsp_url or ()),
+        public_url=args.url,
+        tsa_name=args.tsa_name,
+        tsa_url=args.tsa_url,
+        tsa_cert=tsa_cert,
+        root_keys=args.root_keys,
+        root_threshold=args.root_threshold,
+        key_scheme=args.key_scheme,
+    )
+    central = Central.init(Path(args.dir), options)
+    anchor = central.anchor()
+    print(f"created central authority for {args.instance} in {args.dir}")
+    print(f"  anchor       {Path(args.dir) / ANCHOR_NAME}")
+    print(f"  root sha256  {anchor.fingerprint()}")
+    print(f"  admin token  {Path(args.dir) / 'admin.token'} (0600)")
+
+
+def cmd_central_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from gateway.central.api import create_app
+    from gateway.central.service import Central
+
+    app = create_app(Central(Path(args.dir)), refresh_seconds=args.refresh_seconds)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
+    print(f"central serving http://{args.host}:{args.port} (TUF at /tuf/)", flush=True)
+    asyncio.run(uvicorn.Server(config).serve())
+
+
+def cmd_central_anchor(args: argparse.Namespace) -> None:
+    from gateway.central.service import Central
+
+    anchor = Central(Path(args.dir)).write_anchor(Path(args.out), args.url)
+    print(f"wrote {args.out} for {anchor.metadata_url}")
+    print(f"  root sha256  {anchor.fingerprint()}")
+
+
+def cmd_central_rotate_root(args: argparse.Namespace) -> None:
+    from gateway.central.service import ANCHOR_NAME, Central
+    from gateway.conf.anchor import root_fingerprint
+
+    central = Central(Path(args.dir))
+    repo = central.repo()
+    root = repo.rotate_root(args.add_key, args.remove_key or (), args.threshold, args.key_scheme)
+    central.write_anchor(Path(args.dir) / ANCHOR_NAME)
+    role = root.roles["root"]
+    print(
+        f"signed root version {root.version}: {len(role.keyids)} key(s), threshold {role.threshold}"
+    )
+    for keyid in role.keyids:
+        print(f"  key {keyid}")
+    print(f"  root sha256  {root_fingerprint(repo.root_json())}")
+
+
+def _admin(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    from gateway.central.service import TOKEN_NAME, Central
+
+    directory = Path(args.dir)
+    url = args.url or Central(directory).setting("public_url")
+    token = (directory / TOKEN_NAME).read_text().strip()
+    response = httpx.request(
+        method,
+        url.rstrip("/") + "/admin/v1" + path,
+        json=body,
+        headers={"Authorization": f"Bearer {token}", "X-Admin-User": args.user},
+        timeout=30,
+    )
+    data = response.json() if response.content else None
+    if response.status_code >= 400:
+        raise ValueError(f"{data.get('type')}: {data.get('message')}" if data else response.text)
+    return data
+
+
+def cmd_central_requests(args: argparse.Namespace) -> None:
+    query = f"?status={args.status}" if args.status else ""
+    for r in _admin(args, "GET", "/requests" + query):
+        print(json.dumps(r, sort_keys=True))
+
+
+def cmd_central_approve(args: argparse.Namespace) -> None:
+    print(json.dumps(_admin(args, "POST", f"/requests/{args.id}/approve"), sort_keys=True))
+
+
+def cmd_central_reject(args: argparse.Namespace) -> None:
+    body = {"reason": args.reason}
+    print(json.dumps(_admin(args, "POST", f"/requests/{args.id}/reject", body), sort_keys=True))
+
+
+def cmd_join_keys(args: argparse.Namespace) -> None:
+    from gateway.central.join import make_keys
+    from gateway.core.ids import NodeId
+
+    auth_csr, sign_csr = make_keys(Path(args.dir), NodeId.parse(args.node_id), args.name)
+    print(f"wrote auth.key, sign.key (0600) and the CSRs {auth_csr}, {sign_csr}")
+    print("send both CSRs to the CA operator, who runs:")
+    print(f"  gateway pki issue --ca CA --kind auth --csr {auth_csr} --out auth.pem --ip ...")
+    print(f"  gateway pki issue --ca CA --kind sign --csr {sign_csr} --out sign.pem")
+
+
+def cmd_join_import(args: argparse.Namespace) -> None:
+    from gateway.central.join import import_certs
+
+    auth_fp, sign_fp = import_certs(Path(args.dir), Path(args.auth_cert), Path(args.sign_cert))
+    print(f"imported auth.pem (sha256 {auth_fp}) and sign.pem (sha256 {sign_fp})")
+
+
+def cmd_join_register(args: argparse.Namespace) -> None:
+    from gateway.central.join import register
+
+    for r in register(Path(args.dir), args.central, args.address, args.subsystem or [], _now()):
+        what = r["client_id"] or r["node_id"]
+        print(f"request {r['id']} {r['kind']} {what}: {r['status']}")
+
+
+def cmd_join_status(args: argparse.Namespace) -> None:
+    from gateway.central.join import status
+
+    for r in status(Path(args.dir), args.central):
+        reason = f" ({r['reason']})" if r.get("reason") else ""
+        what = r.get("client_id") or r.get("node_id")
+        print(f"request {r.get('id')} {r.get('kind')} {what}: {r.get('status')}{reason}")
+
+
+def add_commands(sub: Subparsers, add: AddFn) -> None:
+    """Register ``central`` and ``join`` under the top-level ``gateway`` parser."""
+    central = sub.add_parser("central", help="run the central authority").add_subparsers(
+        dest="central_command", required=True, metavar="CENTRAL_COMMAND"
+    )
+    p = add(central, "init", cmd_central_init, "create registry, TUF keys, first configuration")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--instance", required=True)
+    p.add_argument("--ca-cert", required=True, help="the first approved CA (PEM)")
+    p.add_argument("--ocsp-url", action="append", help="OCSP responder of that CA (repeatable)")
+    p.add_argument("--tsa-name", default=None)
+    p.add_argument("--tsa-url", default=None)
+    p.add_argument("--tsa-cert", default=None)
+    p.add_argument("--root-keys", type=int, default=1)
+    p.add_argument("--root-threshold", type=int, default=1)
+    p.add_argument("--key-scheme", choices=["ecdsa", "ed25519"], default="ecdsa")
+    p.add_argument("--url", default="http://127.0.0.1:8070", help="where nodes reach the central")
+    p = add(central, "serve", cmd_central_serve, "serve TUF, admin and registration APIs")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8070)
+    p.add_argument("--refresh-seconds", type=float, default=None, help="default: expiry/3")
+    p = add(central, "anchor", cmd_central_anchor, "write the anchor file for nodes")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--url", default=None, help="public URL (default: the one given at init)")
+    p = add(central, "rotate-root", cmd_central_rotate_root, "sign a new root version")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--add-key", type=int, default=0, help="number of new root keys")
+    p.add_argument("--remove-key", action="append", help="key id to remove (repeatable)")
+    p.add_argument("--threshold", type=int, default=None)
+    p.add_argument("--key-scheme", choices=["ecdsa", "ed25519"], default="ecdsa")
+    for name, func, text in (
+        ("requests", cmd_central_requests, "list registration requests"),
+        ("approve", cmd_central_approve, "approve a registration request"),
+        ("reject", cmd_central_reject, "reject a registration request with a reason"),
+    ):
+        p = add(central, name, func, text + " (via the running central's admin API)")
+        p.add_argument("--dir", required=True)
+        p.add_argument("--url", default=None, help="central URL (default: the one given at init)")
+        p.add_argument("--user", default="cli", help="recorded in the audit trail")
+        if name == "requests":
+            p.add_argument("--status", choices=["pending", "approved", "rejected"])
+        else:
+            p.add_argument("id")
+        if name == "reject":
+            p.add_argument("--reason", required=True)
+
+    join = sub.add_parser("join", help="join an instance as a partner city").add_subparsers(
+        dest="join_command", required=True, metavar="JOIN_COMMAND"
+    )
+    p = add(join, "keys", cmd_join_keys, "generate auth and signing keys and their CSRs")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--node-id", required=True)
+    p.add_argument("--name", required=True, help="organisation name")
+    p = add(join, "import", cmd_join_import, "import the issued certificates (checked)")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--auth-cert", required=True)
+    p.add_argument("--sign-cert", required=True)
+    p = add(join, "register", cmd_join_register, "send auth-cert and client registrations")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--central", required=True, help="the central's URL")
+    p.add_argument("--address", required=True, help="this node's https://host:port for peers")
+    p.add_argument("--subsystem", action="append", help="subsystem code to register (repeatable)")
+    p = add(join, "status", cmd_join_status, "show the central's decision on each request")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--central", required=True)

@@ -1,0 +1,281 @@
+"""Publishing the global configuration as a TUF repository on the file system.
+
+The layout under ``repo/`` is exactly what python-tuf's ``ngclient`` fetches, so the web
+app only serves it as static files and a configuration proxy can mirror it with ``rsync``:
+
+- ``metadata/N.root.json`` for every root version (plus ``root.json``, the latest);
+- ``metadata/N.targets.json``, ``metadata/N.snapshot.json`` (consistent snapshots) and
+  ``metadata/timestamp.json``;
+- ``targets/<sha256>.globalconf.json``: every published document under its hash.
+
+Versions, expiry and signatures are managed by python-tuf's ``Repository`` helper
+(``edit``/``do_snapshot``/``do_timestamp``); thresholds are checked with
+``Root.verify_delegate`` after signing, so a repository never publishes metadata that
+TUF's own client would refuse. A file lock serialises writers across processes (the
+server's scheduler and an offline ``rotate-root``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from securesystemslib.signer import CryptoSigner
+from tuf.api.metadata import (
+    Metadata,
+    MetaFile,
+    Root,
+    Snapshot,
+    TargetFile,
+    Targets,
+    Timestamp,
+)
+from tuf.api.serialization.json import JSONSerializer
+from tuf.repository import Repository
+
+ROLES = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
+KEY_SCHEMES = ("ecdsa", "ed25519")
+
+
+class RepoError(ValueError):
+    """The repository cannot do what was asked (missing key, threshold too high, ...)."""
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """How long each role's metadata stays valid after it is signed.
+
+    Timestamp is short so a node notices within minutes that it is cut off from fresh
+    configuration (freeze attack); the scheduler re-signs it every third of this.
+    """
+
+    root: timedelta = timedelta(days=365)
+    targets: timedelta = timedelta(days=7)
+    snapshot: timedelta = timedelta(days=1)
+    timestamp: timedelta = timedelta(seconds=600)
+
+    def of(self, role: str) -> timedelta:
+        value: timedelta = getattr(self, role)
+        return value
+
+
+class KeyStore:
+    """Private TUF keys as PKCS#8 PEM files ``<keyid>.pem`` (0600) in one directory.
+
+    Which key serves which role is recorded only in the root metadata; the store just
+    holds keys, so a key removed from a role stays available to sign the rotation that
+    removes it.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def generate(self, scheme: str = "ecdsa") -> CryptoSigner:
+        if scheme == "ecdsa":
+            signer = CryptoSigner.generate_ecdsa()
+        elif scheme == "ed25519":
+            signer = CryptoSigner.generate_ed25519()
+        else:
+            raise RepoError(f"unknown key scheme {scheme!r}; use one of {KEY_SCHEMES}")
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = self.directory / f"{signer.public_key.keyid}.pem"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(signer.private_bytes)
+        return signer
+
+    def signers(self) -> dict[str, CryptoSigner]:
+        result: dict[str, CryptoSigner] = {}
+        if not self.directory.is_dir():
+            return result
+        for path in sorted(self.directory.glob("*.pem")):
+            key = load_pem_private_key(path.read_bytes(), password=None)
+            signer = CryptoSigner(key)
+            result[signer.public_key.keyid] = signer
+        return result
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class TufRepository(Repository):
+    """python-tuf's ``Repository`` over ``repo/metadata`` and ``repo/targets``."""
+
+    def __init__(
+        self,
+        repo_dir: Path,
+        keys: KeyStore,
+        expiry: Expiry | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.metadata_dir = repo_dir / "metadata"
+        self.targets_dir = repo_dir / "targets"
+        self.keys = keys
+        self.expiry = expiry or Expiry()
+        self.now = now
+        self._lock_path = repo_dir / ".lock"
+
+    # --- storage -------------------------------------------------------------------------
+
+    def _path(self, role: str) -> Path:
+        return self.metadata_dir / f"{role}.json"
+
+    def exists(self) -> bool:
+        return self._path(Timestamp.type).exists()
+
+    def open(self, role: str) -> Metadata[Any]:
+        path = self._path(role)
+        if path.exists():
+            return Metadata.from_bytes(path.read_bytes())
+        initial: Root | Targets | Snapshot | Timestamp
+        if role == Root.type:
+            initial = Root(consistent_snapshot=True)
+        elif role == Targets.type:
+            initial = Targets()
+        elif role == Snapshot.type:
+            initial = Snapshot()
+        elif role == Timestamp.type:
+            initial = Timestamp()
+        else:
+            raise RepoError(f"no such role {role!r}")
+        md: Metadata[Any] = Metadata(initial)
+        md.signed.version = 0  # close() bumps it to the first valid version, 1
+        return md
+
+    def close(self, role: str, md: Metadata[Any]) -> None:
+        md.signed.version += 1
+        md.signed.expires = self.now() + self.expiry.of(role)
+        md.signatures.clear()
+        new_root = md.signed if isinstance(md.signed, Root) else self.root()
+        keyids = set(new_root.roles[role].keyids)
+        old_root: Root | None = None
+        if role == Root.type and self._path(Root.type).exists():
+            old_root = self.root()
+            keyids |= set(old_root.roles[Root.type].keyids)
+        signers = self.keys.signers()
+        for keyid in sorted(keyids):
+            if keyid in signers:
+                md.sign(signers[keyid], append=True)
+        # TUF's own threshold check, before anything is written.
+        new_root.verify_delegate(role, md.signed_bytes, md.signatures)
+        if old_root is not None:
+            old_root.verify_delegate(Root.type, md.signed_bytes, md.signatures)
+        data = md.to_bytes(JSONSerializer(compact=False))
+        self.metadata_dir.mkdir(parents=True, exist_ok=True)
+        if role != Timestamp.type:
+            _write_atomic(self.metadata_dir / f"{md.signed.version}.{role}.json", data)
+        _write_atomic(self._path(role), data)
+
+    @property
+    def targets_infos(self) -> dict[str, MetaFile]:
+        return {f"{Targets.type}.json": MetaFile(self.targets().version)}
+
+    @property
+    def snapshot_info(self) -> MetaFile:
+        return MetaFile(self.snapshot().version)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive across processes: one writer at a time."""
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    # --- operations ----------------------------------------------------------------------
+
+    def initialise(
+        self, root_keys: int = 1, root_threshold: int = 1, scheme: str = "ecdsa"
+    ) -> None:
+        """Generate every role's keys and sign version 1 of each role (nothing published)."""
+        if self._path(Root.type).exists():
+            raise RepoError(f"{self.metadata_dir} already holds a repository")
+        if not 1 <= root_threshold <= root_keys:
+            raise RepoError("the root threshold must be between 1 and the number of root keys")
+        with self.locked(), self.edit_root() as root:
+            for _ in range(root_keys):
+                root.add_key(self.keys.generate(scheme).public_key, Root.type)
+            root.roles[Root.type].threshold = root_threshold
+            for role in (Targets.type, Snapshot.type, Timestamp.type):
+                root.add_key(self.keys.generate(scheme).public_key, role)
+
+    def publish(self, name: str, data: bytes) -> None:
+        """Make ``data`` the target ``name``: new targets, snapshot and timestamp."""
+        digest = hashlib.sha256(data).hexdigest()
+        self.targets_dir.mkdir(parents=True, exist_ok=True)
+        with self.locked():
+            _write_atomic(self.targets_dir / f"{digest}.{name}", data)
+            with self.edit_targets() as targets:
+                targets.targets[name] = TargetFile.from_data(name, data, ["sha256"])
+            self.do_snapshot()
+            self.do_timestamp()
+
+    def refresh(self) -> None:
+        """Re-sign what is due: always timestamp; targets and snapshot past half their life.
+
+        Called by the server's scheduler every third of the timestamp expiry, so a node
+        that stays online never sees expired metadata.
+        """
+        with self.locked():
+            now = self.now()
+            targets = self.targets()
+            if targets.expires - now < self.expiry.targets / 2:
+                with self.edit_targets():
+                    pass
+            if self.snapshot().expires - now < self.expiry.snapshot / 2:
+                self.do_snapshot(force=True)
+            self.do_timestamp(force=True)
+
+    def rotate_root(
+        self,
+        add: int = 0,
+        remove: Sequence[str] = (),
+        threshold: int | None = None,
+        scheme: str = "ecdsa",
+    ) -> Root:
+        """Sign a new root version with keys added or removed and/or a new threshold.
+
+        ``close`` signs with every available key of the old and the new root role and
+        checks both thresholds (TUF's rule for root rotation) before writing.
+        """
+        with self.locked(), self.edit_root() as root:
+            for keyid in remove:
+                try:
+                    root.revoke_key(keyid, Root.type)
+                except ValueError as exc:
+                    raise RepoError(str(exc)) from None
+            for _ in range(add):
+                root.add_key(self.keys.generate(scheme).public_key, Root.type)
+            if threshold is not None:
+                root.roles[Root.type].threshold = threshold
+            count = len(root.roles[Root.type].keyids)
+            if not 1 <= root.roles[Root.type].threshold <= count:
+                raise RepoError(
+                    f"threshold {root.roles[Root.type].threshold} impossible with {count} key(s)"
+                )
+        return self.root()
+
+    def root_json(self, version: int | None = None) -> dict[str, object]:
+        """A root version (default: the latest) as a JSON object, for the anchor."""
+        path = (
+            self._path(Root.type)
+            if version is None
+            else self.metadata_dir / f"{version}.{Root.type}.json"
+        )
+        doc: dict[str, object] = json.loads(path.read_bytes())
+        return doc

@@ -1,0 +1,423 @@
+"""The central authority's state: registry database, TUF repository, and publishing.
+
+``Central`` is what the CLI and the web app share. Every change goes through one of its
+methods, which runs in one database transaction, writes an audit entry with the object
+before and after, and republishes the configuration document (serial + 1) before it
+returns, so an admin call that succeeded is already visible to nodes.
+
+Layout of a central directory::
+
+    central.sqlite      registry, settings, audit trail, registration requests
+    keys/               TUF private keys (0600), named by key id
+    repo/metadata/      TUF metadata, served at /tuf/metadata/
+    repo/targets/       published documents, served at /tuf/targets/
+    admin.token         the admin API bearer token (0600)
+    anchor.json         the anchor for nodes
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import Engine
+from sqlmodel import Session, SQLModel, col, create_engine, select
+
+from gateway.central.errors import CentralCode, CentralError
+from gateway.central.models import (
+    ApprovedCa,
+    ApprovedTsa,
+    AuditEntry,
+    GlobalGroup,
+    GroupMember,
+    Member,
+    MemberClass,
+    Node,
+    NodeCert,
+    NodeClient,
+    RegistrationRequest,
+    Setting,
+    Subsystem,
+)
+from gateway.central.repo import Expiry, KeyStore, TufRepository
+from gateway.conf.anchor import Anchor, save_anchor
+from gateway.conf.directory import TrustParameters
+from gateway.conf.globalconf import (
+    TARGET_NAME,
+    CaEntry,
+    GlobalConf,
+    GlobalConfError,
+    MemberEntry,
+    NodeEntry,
+    TsaEntry,
+)
+from gateway.core.ids import (
+    ClientId,
+    GroupId,
+    InvalidIdentifierError,
+    MemberId,
+    NodeId,
+    SubsystemId,
+    parse_client,
+)
+
+DB_NAME = "central.sqlite"
+TOKEN_NAME = "admin.token"  # noqa: S105 - a file name, not a secret
+ANCHOR_NAME = "anchor.json"
+
+DEFAULT_SETTINGS: dict[str, str] = {
+    "ocsp_freshness_seconds": "3600",
+    "timestamping_interval_seconds": "60",
+    "timestamp_expiry_seconds": "600",
+    "snapshot_expiry_seconds": "86400",
+    "targets_expiry_seconds": "604800",
+    "root_expiry_seconds": "31536000",
+    "auto_approve_clients": "false",
+}
+"""Settings an operator may change through the admin API; ``instance``, ``serial`` and
+``public_url`` are kept in the same table but are not editable."""
+
+INT_SETTINGS = frozenset(k for k in DEFAULT_SETTINGS if k.endswith("_seconds"))
+
+
+def time_text(now: datetime) -> str:
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def pem_text(cert: x509.Certificate) -> str:
+    return cert.public_bytes(Encoding.PEM).decode("ascii")
+
+
+def cert_sha256(cert: x509.Certificate) -> str:
+    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
+
+
+def load_pem(text: str, what: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(text.encode("ascii"))
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise CentralError(CentralCode.INVALID, f"{what} is not a PEM certificate: {exc}") from None
+
+
+def parse_id(parse: Callable[[str], Any], text: str) -> Any:
+    try:
+        return parse(text)
+    except (InvalidIdentifierError, ValueError) as exc:
+        raise CentralError(CentralCode.INVALID, str(exc)) from None
+
+
+def write_secret(path: Path, data: bytes) -> None:
+    """Create a file readable by its owner only; never replace an existing one."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+@dataclass(frozen=True)
+class InitOptions:
+    instance: str
+    ca_cert: x509.Certificate
+    ocsp_urls: tuple[str, ...]
+    public_url: str
+    tsa_name: str | None = None
+    tsa_url: str | None = None
+    tsa_cert: x509.Certificate | None = None
+    root_keys: int = 1
+    root_threshold: int = 1
+    key_scheme: str = "ecdsa"
+    member_classes: tuple[str, ...] = ("GOV", "COM", "NGO")
+
+
+class Central:
+    """One central authority directory, opened by the CLI or the web app."""
+
+    def __init__(
+        self,
+        directory: Path,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        *,
+        must_exist: bool = True,
+    ) -> None:
+        if must_exist and not (directory / DB_NAME).exists():
+            raise CentralError(
+                CentralCode.NOT_FOUND, f"{directory} holds no central; run 'gateway central init'"
+            )
+        self.directory = directory
+        self.now = now
+        self.engine: Engine = create_engine(
+            f"sqlite:///{directory / DB_NAME}", connect_args={"check_same_thread": False}
+        )
+        self._lock = threading.RLock()
+
+    # --- set-up ----------------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, directory: Path, options: InitOptions) -> Central:
+        """Create the database, keys, token, the first published document and the anchor."""
+        if not 1 <= options.root_threshold <= options.root_keys:
+            raise CentralError(
+                CentralCode.INVALID, "the root threshold must be between 1 and --root-keys"
+            )
+        directory.mkdir(parents=True, exist_ok=True)
+        if (directory / DB_NAME).exists():
+            raise CentralError(CentralCode.CONFLICT, f"{directory} already holds a central")
+        parse_id(MemberId.parse, f"{options.instance}/GOV/x")  # checks the instance code
+        central = cls(directory, must_exist=False)
+        SQLModel.metadata.create_all(central.engine, tables=_tables())
+        write_secret(directory / TOKEN_NAME, secrets.token_urlsafe(32).encode() + b"\n")
+        with Session(central.engine) as s:
+            for key, value in {
+                **DEFAULT_SETTINGS,
+                "instance": options.instance,
+                "serial": "0",
+                "public_url": options.public_url.rstrip("/"),
+            }.items():
+                s.add(Setting(key=key, value=value))
+            for code in options.member_classes:
+                s.add(MemberClass(code=code))
+            s.add(
+                ApprovedCa(
+                    fingerprint=cert_sha256(options.ca_cert),
+                    cert_pem=pem_text(options.ca_cert),
+                    ocsp_urls=json.dumps(list(options.ocsp_urls)),
+                )
+            )
+            if options.tsa_name and options.tsa_url and options.tsa_cert is not None:
+                s.add(
+                    ApprovedTsa(
+                        name=options.tsa_name,
+                        url=options.tsa_url,
+                        cert_pem=pem_text(options.tsa_cert),
+                    )
+                )
+            _audit(
+                s, central.now(), "init", "init", "central", None, {"instance": options.instance}
+            )
+            s.commit()
+        repo = central.repo()
+        repo.initialise(options.root_keys, options.root_threshold, options.key_scheme)
+        central.republish()
+        central.write_anchor(directory / ANCHOR_NAME)
+        return central
+
+    def admin_token(self) -> str:
+        return (self.directory / TOKEN_NAME).read_text().strip()
+
+    def setting(self, key: str) -> str:
+        with Session(self.engine) as s:
+            row = s.get(Setting, key)
+            if row is None:
+                raise CentralError(CentralCode.NOT_FOUND, f"no setting {key!r}")
+            return row.value
+
+    def int_setting(self, key: str) -> int:
+        return int(self.setting(key))
+
+    @property
+    def instance(self) -> str:
+        return self.setting("instance")
+
+    def expiry(self) -> Expiry:
+        return Expiry(
+            root=timedelta(seconds=self.int_setting("root_expiry_seconds")),
+            targets=timedelta(seconds=self.int_setting("targets_expiry_seconds")),
+            snapshot=timedelta(seconds=self.int_setting("snapshot_expiry_seconds")),
+            timestamp=timedelta(seconds=self.int_setting("timestamp_expiry_seconds")),
+        )
+
+    def repo(self) -> TufRepository:
+        return TufRepository(
+            self.directory / "repo", KeyStore(self.directory / "keys"), self.expiry(), self.now
+        )
+
+    def anchor(self, public_url: str | None = None) -> Anchor:
+        base = (public_url or self.setting("public_url")).rstrip("/")
+        return Anchor(
+            instance=self.instance,
+            metadata_url=f"{base}/tuf/metadata/",
+            targets_url=f"{base}/tuf/targets/",
+            root=self.repo().root_json(),
+        )
+
+    def write_anchor(self, path: Path, public_url: str | None = None) -> Anchor:
+        anchor = self.anchor(public_url)
+        save_anchor(path, anchor)
+        return anchor
+
+    # --- the document ------------------------------------------------------------------
+
+    def build(self, s: Session, serial: int) -> GlobalConf:
+        """The configuration document as the database holds it now."""
+        instance = _setting(s, "instance")
+        subsystems: dict[str, list[SubsystemId]] = {}
+        for sub in s.exec(select(Subsystem)):
+            subsystems.setdefault(sub.member_id, []).append(SubsystemId.parse(sub.id))
+        members = tuple(
+            MemberEntry(MemberId.parse(m.id), m.name, tuple(subsystems.get(m.id, ())))
+            for m in s.exec(select(Member))
+        )
+        nodes = []
+        for n in s.exec(select(Node).where(col(Node.enabled))):
+            fps = tuple(
+                c.fingerprint for c in s.exec(select(NodeCert).where(NodeCert.node_id == n.id))
+            )
+            clients = tuple(
+                parse_client(c.client_id)
+                for c in s.exec(select(NodeClient).where(NodeClient.node_id == n.id))
+            )
+            nodes.append(NodeEntry(NodeId.parse(n.id), n.address, fps, clients))
+        groups: dict[GroupId, tuple[ClientId, ...]] = {}
+        for g in s.exec(select(GlobalGroup)):
+            groups[GroupId.parse(g.id)] = tuple(
+                parse_client(m.client_id)
+                for m in s.exec(select(GroupMember).where(GroupMember.group_id == g.id))
+            )
+        cas = tuple(
+            CaEntry(load_pem(c.cert_pem, "CA"), tuple(json.loads(c.ocsp_urls)))
+            for c in s.exec(select(ApprovedCa))
+        )
+        tsas = tuple(
+            TsaEntry(t.name, t.url, load_pem(t.cert_pem, "TSA"))
+            for t in s.exec(select(ApprovedTsa))
+        )
+        conf = GlobalConf(
+            instance=instance,
+            serial=serial,
+            generated=time_text(self.now()),
+            members=members,
+            nodes=tuple(nodes),
+            groups=groups,
+            cas=cas,
+            tsas=tsas,
+            parameters=TrustParameters(
+                int(_setting(s, "ocsp_freshness_seconds")),
+                int(_setting(s, "timestamping_interval_seconds")),
+            ),
+        )
+        # The node's own parser is the judge of what may be published.
+        try:
+            return GlobalConf.from_bytes(conf.to_bytes())
+        except GlobalConfError as exc:
+            raise CentralError(
+                CentralCode.INVALID, f"the change would break the configuration: {exc}"
+            ) from None
+
+    def current(self) -> GlobalConf:
+        """The last published document (from the repository, not the database)."""
+        repo = self.repo()
+        info = repo.targets().targets[TARGET_NAME]
+        digest = info.hashes["sha256"]
+        return GlobalConf.from_bytes((repo.targets_dir / f"{digest}.{TARGET_NAME}").read_bytes())
+
+    def republish(self) -> int:
+        """Publish the database's state as the next serial; returns the serial."""
+        with self._lock, Session(self.engine) as s:
+            serial = self._publish(s)
+            s.commit()
+            return serial
+
+    def _publish(self, s: Session) -> int:
+        """Build, check and publish the next serial from ``s``; the caller commits.
+
+        Publishing comes before the commit: if signing fails (a key file missing, a
+        threshold not met) the change is rolled back and nothing is half done. The reverse
+        (published, then the SQLite commit fails) would let nodes see a change the
+        database lost until the next publication; a local commit after a successful
+        write of the same disk is the smaller risk.
+        """
+        serial = int(_setting(s, "serial")) + 1
+        s.flush()
+        conf = self.build(s, serial)
+        self.repo().publish(TARGET_NAME, conf.to_bytes())
+        row = s.get(Setting, "serial")
+        assert row is not None
+        row.value = str(serial)
+        s.add(row)
+        return serial
+
+    def refresh(self) -> None:
+        """Re-sign timestamp (and whatever else is due); the scheduler's job."""
+        with self._lock:
+            self.repo().refresh()
+
+    @contextmanager
+    def change(
+        self, actor: str, action: str, obj: str, *, publish: bool = True
+    ) -> Iterator[tuple[Session, Callable[[Any, Any], None]]]:
+        """One audited, republishing change.
+
+        Yields the session and ``record(before, after)``; the configuration document is
+        built from the session's state *before* commit, so a change that would produce an
+        invalid document is refused and rolled back.
+        """
+        with self._lock, Session(self.engine) as s:
+            recorded: list[tuple[Any, Any]] = []
+
+            def record(before: Any, after: Any) -> None:
+                recorded.append((before, after))
+
+            yield s, record
+            before, after = recorded[0] if recorded else (None, None)
+            _audit(s, self.now(), actor, action, obj, before, after)
+            if publish:
+                self._publish(s)
+            s.commit()
+
+    def audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        with Session(self.engine) as s:
+            rows = s.exec(select(AuditEntry).order_by(col(AuditEntry.id).desc()).limit(limit))
+            return [
+                {
+                    "id": r.id,
+                    "at": r.at,
+                    "actor": r.actor,
+                    "action": r.action,
+                    "object": r.object,
+                    "before": json.loads(r.before) if r.before else None,
+                    "after": json.loads(r.after) if r.after else None,
+                }
+                for r in rows
+            ]
+
+
+def _tables() -> list[Any]:
+    return [
+        t.__table__  # type: ignore[union-attr]
+        for t in (
+            MemberClass, Member, Subsystem, Node, NodeCert, NodeClient, GlobalGroup,
+            GroupMember, ApprovedCa, ApprovedTsa, Setting, AuditEntry, RegistrationRequest,
+        )
+    ]  # fmt: skip
+
+
+def _setting(s: Session, key: str) -> str:
+    row = s.get(Setting, key)
+    if row is None:
+        raise CentralError(CentralCode.NOT_FOUND, f"no setting {key!r}")
+    return row.value
+
+
+def _audit(
+    s: Session, now: datetime, actor: str, action: str, obj: str, before: Any, after: Any
+) -> None:
+    s.add(
+        AuditEntry(
+            at=time_text(now),
+            actor=actor,
+            action=action,
+            object=obj,
+            before="" if before is None else json.dumps(before, sort_keys=True),
+            after="" if after is None else json.dumps(after, sort_keys=True),
+        )
+    )
