@@ -15,12 +15,16 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from gateway.conf.anchor import save_anchor
+from gateway.conf.directory import TrustParameters
+from gateway.conf.globalconf import CaEntry, GlobalConf, MemberEntry, NodeEntry, TsaEntry
+from gateway.conf.tufdev import DevRepository
 from gateway.core.ids import MemberId, NodeId, ServiceId, SubsystemId
 from gateway.pki.files import init_ca, issue_from_csr, issue_service, new_key_and_csr
 from gateway.pki.keys import fingerprint_sha256
@@ -149,6 +153,9 @@ class LocalNet:
     services: list[ServiceSpec] = field(default_factory=list)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     trust_process: subprocess.Popen[bytes] | None = None
+    tuf: DevRepository | None = None
+    """The development TUF repository of ``enable_globalconf`` (signed configuration)."""
+    serial: int = 0
 
     # ---------------------------------------------------------------- building
 
@@ -202,16 +209,95 @@ class LocalNet:
     def add_service(self, spec: ServiceSpec) -> None:
         self.services.append(spec)
 
+    # ---------------------------------------------------------------- global configuration
+
+    @property
+    def anchor_path(self) -> Path:
+        return self.root / "anchor.json"
+
+    def enable_globalconf(self) -> DevRepository:
+        """Serve a TUF repository on loopback and write the anchor nodes bootstrap from.
+
+        Until the central authority (``gateway central``) drives the loopback federation,
+        the signed configuration comes from this in-process development publisher; nodes
+        run exactly the client they would run against the central authority.
+        """
+        if self.tuf is None:
+            self.tuf = DevRepository(self.root / "tuf", INSTANCE)
+            self.tuf.serve(HOST)
+            save_anchor(self.anchor_path, self.tuf.anchor())
+        return self.tuf
+
+    def globalconf(
+        self,
+        nodes: Sequence[str] | None = None,
+        *,
+        parameters: TrustParameters | None = None,
+    ) -> GlobalConf:
+        """The federation as a global configuration document; ``nodes`` (AGS codes) limits
+        which cities are registered (default: all), to test joining and removal."""
+        from gateway.pki.keys import load_certificate
+
+        self.serial += 1
+        cities = [f for ags, f in self.nodes.items() if nodes is None or ags in nodes]
+        return GlobalConf(
+            instance=INSTANCE,
+            serial=self.serial,
+            generated=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            members=tuple(
+                MemberEntry(
+                    f.city.member,
+                    f.city.name,
+                    tuple(f.city.subsystem(s) for s in f.city.subsystems),
+                )
+                for f in cities
+            ),
+            nodes=tuple(
+                NodeEntry(
+                    f.city.node,
+                    f.peer_url,
+                    (fingerprint_sha256(load_certificate(f.auth_cert)),),
+                    (f.city.member, *(f.city.subsystem(s) for s in f.city.subsystems)),
+                )
+                for f in cities
+            ),
+            cas=(CaEntry(load_certificate(self.ca_cert), (self.trust.ocsp_url,)),),
+            tsas=(
+                TsaEntry(
+                    "Development TSA DE-NRW",
+                    self.trust.tsa_url,
+                    load_certificate(self.trust.tsa_cert),
+                ),
+            ),
+            parameters=parameters or TrustParameters(),
+        )
+
+    def publish_globalconf(
+        self,
+        nodes: Sequence[str] | None = None,
+        *,
+        expires_in: timedelta | None = None,
+        parameters: TrustParameters | None = None,
+    ) -> GlobalConf:
+        """Sign and publish a new configuration version (see ``globalconf``)."""
+        repo = self.enable_globalconf()
+        conf = self.globalconf(nodes, parameters=parameters)
+        repo.publish(conf.to_bytes(), expires_in=expires_in)
+        return conf
+
     def write_configs(
         self,
         *,
         extra: dict[str, Any] | None = None,
         directory_extra: dict[str, Any] | None = None,
+        globalconf_refresh_seconds: float | None = None,
     ) -> None:
         """One TOML file per node; the directory section is the same for all.
 
         ``extra`` adds keys to each ``[node]`` section, ``directory_extra`` to
-        ``[directory]`` (e.g. ``ocsp_freshness_seconds``).
+        ``[directory]`` (e.g. ``ocsp_freshness_seconds``). With
+        ``globalconf_refresh_seconds`` the nodes take routing and trust from signed
+        global configuration instead (``[globalconf]``, see ``enable_globalconf``).
         """
         from gateway.pki.keys import load_certificate
 
@@ -295,7 +381,16 @@ class LocalNet:
                         f'client = "{subject}"',
                         f"methods = [{methods}]",
                     ]
-            files.config.write_text("\n".join([*lines, "", *directory_lines, ""]), "utf-8")
+            source = directory_lines
+            if globalconf_refresh_seconds is not None:
+                self.enable_globalconf()
+                source = [
+                    "[globalconf]",
+                    f'anchor = "{self.anchor_path}"',
+                    'state_dir = "globalconf"',
+                    f"refresh_seconds = {globalconf_refresh_seconds}",
+                ]
+            files.config.write_text("\n".join([*lines, "", *source, ""]), "utf-8")
 
     # ---------------------------------------------------------------- processes
 
@@ -376,7 +471,19 @@ class LocalNet:
         wait_http(f"{files.consumer_url}/health", proc)
         return proc
 
+    def stop_node(self, ags: str) -> None:
+        """Stop one city's node (SIGTERM: it drains and closes its log)."""
+        files = self.nodes[ags]
+        for proc in list(self.processes):
+            if proc.args[-1] == str(files.config) and proc.poll() is None:  # type: ignore[index]
+                proc.terminate()
+                proc.wait(timeout=10)
+                self.processes.remove(proc)
+
     def stop(self) -> None:
+        if self.tuf is not None:
+            self.tuf.shutdown()
+            self.tuf = None
         for proc in self.processes:
             if proc.poll() is None:
                 proc.terminate()

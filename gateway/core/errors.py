@@ -36,6 +36,7 @@ class Code(StrEnum):
     CP_TIMESTAMPING_FAILED = "server.clientproxy.timestamping_failed"
     CP_CERT_VALIDATION = "server.clientproxy.cert_validation"
     CP_OCSP_UNAVAILABLE = "server.clientproxy.ocsp_unavailable"
+    CP_GLOBAL_CONF_OUTDATED = "server.clientproxy.global_conf_outdated"
     CP_INTERNAL_ERROR = "server.clientproxy.internal_error"
 
     SP_UNKNOWN_MEMBER = "server.serverproxy.unknown_member"
@@ -57,6 +58,7 @@ class Code(StrEnum):
     SP_TIMESTAMPING_FAILED = "server.serverproxy.timestamping_failed"
     SP_CERT_VALIDATION = "server.serverproxy.cert_validation"
     SP_OCSP_UNAVAILABLE = "server.serverproxy.ocsp_unavailable"
+    SP_GLOBAL_CONF_OUTDATED = "server.serverproxy.global_conf_outdated"
     SP_INTERNAL_ERROR = "server.serverproxy.internal_error"
 
 
@@ -106,6 +108,11 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
         "This node has no valid OCSP status for its own certificate (revoked, or the "
         "responder has not answered within the freshness window), so it sends nothing.",
     ),
+    Code.CP_GLOBAL_CONF_OUTDATED: ErrorSpec(
+        500,
+        "The consumer's node holds no valid global configuration (its signed metadata "
+        "expired and no fresh one could be fetched), so it sends nothing.",
+    ),
     Code.CP_INTERNAL_ERROR: ErrorSpec(500, "Internal error on the consumer's node."),
     Code.SP_UNKNOWN_MEMBER: ErrorSpec(500, "The client is not known in this instance."),
     Code.SP_SSL_AUTHENTICATION_FAILED: ErrorSpec(
@@ -143,6 +150,11 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
         "The provider's node has no valid OCSP status for its own certificate (revoked, "
         "or the responder has not answered within the freshness window), so it answers "
         "nothing.",
+    ),
+    Code.SP_GLOBAL_CONF_OUTDATED: ErrorSpec(
+        500,
+        "The provider's node holds no valid global configuration (its signed metadata "
+        "expired and no fresh one could be fetched), so it answers nothing.",
     ),
     Code.SP_INTERNAL_ERROR: ErrorSpec(500, "Internal error on the provider's node."),
 }

@@ -1,8 +1,10 @@
 """A node's configuration file (TOML), validated before anything starts.
 
 Relative paths are resolved against the file's own directory, so a deployment folder can
-move as a whole. The ``[directory]`` section is the routing and trust part that signed
-global configuration will replace; everything else is the node's own business.
+move as a whole. Routing and trust come from exactly one of two sections: ``[globalconf]``
+(signed global configuration fetched with TUF from the central authority, see
+gateway/conf/tufclient.py) or the static ``[directory]`` (for tests and small set-ups);
+everything else is the node's own business.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Annotated, Any
 from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gateway.conf.anchor import Anchor, load_anchor
 from gateway.conf.directory import MemberInfo, NodeInfo, StaticDirectory, TrustParameters, TsaInfo
 from gateway.core.ids import (
     ClientId,
@@ -215,18 +218,53 @@ class DirectorySection(_Model):
     groups: list[DirectoryGroup] = Field(default_factory=list)
 
 
+class GlobalConfSection(_Model):
+    """Where signed global configuration comes from and where its cache lives."""
+
+    anchor: Path
+    """The instance's anchor file (TUF root and repository URLs), obtained out of band."""
+    state_dir: Path = Path("globalconf")
+    """TUF metadata cache and the last applied document (survives restarts)."""
+    refresh_seconds: float = Field(default=60, gt=0)
+    """How often the node asks the central authority for a newer configuration."""
+
+
 class NodeConfig(_Model):
     node: NodeSection
     signing: list[SigningKey]
     services: list[ServiceSection] = Field(default_factory=list)
     access: list[AccessSection] = Field(default_factory=list)
-    directory: DirectorySection
+    directory: DirectorySection | None = None
+    globalconf: GlobalConfSection | None = None
 
     def grants(self) -> list[Grant]:
         return [a.grant() for a in self.access]
 
+    def check_source(self) -> None:
+        """Exactly one source of routing and trust: two could disagree, none is nothing."""
+        if (self.directory is None) == (self.globalconf is None):
+            raise ValueError(
+                "exactly one of [globalconf] (signed global configuration) or [directory] "
+                "(static routing and trust) must be present"
+            )
+
+    def load_anchor(self) -> Anchor:
+        """The anchor ``[globalconf]`` names, checked against this node's instance."""
+        assert self.globalconf is not None
+        anchor = load_anchor(self.globalconf.anchor)
+        if anchor.instance != self.node.node_id.instance:
+            raise ValueError(
+                f"the anchor {self.globalconf.anchor} is for instance {anchor.instance}, "
+                f"this node belongs to {self.node.node_id.instance}"
+            )
+        return anchor
+
     def ocsp_refresh(self) -> timedelta:
         """The OCSP refresh interval, checked against the directory's freshness window."""
+        if self.directory is None:
+            # Global configuration sets the window; the node checks it once loaded.
+            refresh_seconds = self.node.ocsp_refresh_seconds
+            return timedelta(seconds=refresh_seconds or 1200)
         freshness = self.directory.ocsp_freshness_seconds
         refresh = self.node.ocsp_refresh_seconds
         if refresh is None:
@@ -241,6 +279,8 @@ class NodeConfig(_Model):
 
     def build_directory(self) -> StaticDirectory:
         d = self.directory
+        if d is None:
+            raise ValueError("this node takes routing and trust from [globalconf]")
         roots = [c for path in d.ca_certs for c in load_certificates(path)]
         members = [
             MemberInfo(
@@ -290,6 +330,12 @@ def _resolve(data: dict[str, Any], base: Path) -> None:
         for key in ("cert", "key"):
             if key in entry:
                 entry[key] = str(base / entry[key])
+    globalconf = data.get("globalconf", {})
+    for key in ("anchor", "state_dir"):
+        if key in globalconf:
+            globalconf[key] = str(base / globalconf[key])
+    if "globalconf" in data and "state_dir" not in globalconf:
+        globalconf["state_dir"] = str(base / "globalconf")
     directory = data.get("directory", {})
     if "ca_certs" in directory:
         directory["ca_certs"] = [str(base / p) for p in directory["ca_certs"]]
@@ -312,8 +358,12 @@ def load_config(path: Path) -> NodeConfig:
     _resolve(data, path.parent.resolve())
     try:
         config = NodeConfig.model_validate(data)
+        config.check_source()
         config.grants()
-        config.build_directory()
+        if config.directory is not None:
+            config.build_directory()
+        else:
+            config.load_anchor()
         config.ocsp_refresh()
     except (ValidationError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from None

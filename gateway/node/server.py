@@ -8,12 +8,14 @@ from a header. See docs/adr/0001-aiohttp-for-the-node.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import signal
+import ssl
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,7 +26,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from multidict import CIMultiDict
 
-from gateway.conf.directory import Directory, NodeInfo
+from gateway.conf.directory import Directory, MemberInfo, NodeInfo, TrustParameters, TsaInfo
+from gateway.conf.globalconf import GlobalConf
+from gateway.conf.tufclient import ConfigClient, Current, GlobalConfSource, GlobalConfUnavailable
 from gateway.core.envelope import (
     EnvelopeError,
     RequestHeader,
@@ -48,8 +52,10 @@ from gateway.core.errors import ERROR_TABLE, Code, GatewayError
 from gateway.core.headers import end_to_end_headers
 from gateway.core.ids import (
     ClientId,
+    GroupId,
     InvalidIdentifierError,
     MemberId,
+    NodeId,
     ServiceId,
     SubsystemId,
     parse_client,
@@ -140,6 +146,66 @@ def _signing_certificate(verified: VerifiedSignature) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class TrustState:
+    """Everything a node derives from one directory, replaced as one reference.
+
+    Built completely (off the event loop when global configuration changes) before it is
+    installed, so an exchange sees one consistent version of routing and trust.
+    """
+
+    directory: Directory
+    verifier: SignatureVerifier
+    roots_der: frozenset[bytes]
+    server_ssl: ssl.SSLContext
+    client_ssl: ssl.SSLContext
+
+
+class LiveDirectory:
+    """A :class:`Directory` that always answers from the node's current trust state.
+
+    For components built once at start (the timestamper) that must still see the TSA
+    list and parameters of the configuration applied last.
+    """
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    @property
+    def instance(self) -> str:
+        return self._node.directory.instance
+
+    def trust_roots(self) -> Sequence[x509.Certificate]:
+        return self._node.directory.trust_roots()
+
+    def node(self, node_id: NodeId) -> NodeInfo | None:
+        return self._node.directory.node(node_id)
+
+    def node_by_auth_cert(self, sha256_hex: str) -> NodeInfo | None:
+        return self._node.directory.node_by_auth_cert(sha256_hex)
+
+    def nodes_hosting(self, client: ClientId) -> Sequence[NodeInfo]:
+        return self._node.directory.nodes_hosting(client)
+
+    def is_known_client(self, client: ClientId) -> bool:
+        return self._node.directory.is_known_client(client)
+
+    def groups_of(self, client: ClientId) -> frozenset[GroupId]:
+        return self._node.directory.groups_of(client)
+
+    def members(self) -> Sequence[MemberInfo]:
+        return self._node.directory.members()
+
+    def ocsp_responders(self, issuer: x509.Certificate) -> Sequence[str]:
+        return self._node.directory.ocsp_responders(issuer)
+
+    def timestamping_services(self) -> Sequence[TsaInfo]:
+        return self._node.directory.timestamping_services()
+
+    def parameters(self) -> TrustParameters:
+        return self._node.directory.parameters()
+
+
+@dataclass(frozen=True, slots=True)
 class Endpoints:
     """Where a started node listens (ports may have been chosen by the OS)."""
 
@@ -160,13 +226,31 @@ class Node:
         self.config = config
         self.id = config.node.node_id
         self.clock = clock or SystemClock()
-        self.directory = directory or config.build_directory()
+        # Routing and trust: a static directory, or signed global configuration that a
+        # background task refreshes; either way read only through ``self._trust``.
+        self.globalconf: GlobalConfSource[TrustState] | None = None
+        if directory is None and config.globalconf is not None:
+            try:
+                anchor = config.load_anchor()
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            client = ConfigClient(anchor, config.globalconf.state_dir)
+            self.globalconf = GlobalConfSource(client, self._derive_from)
+            try:
+                self._trust = self.globalconf.bootstrap().state
+            except GlobalConfUnavailable as exc:
+                raise ConfigError(
+                    f"node {self.id} does not start: {exc}. Check that the anchor "
+                    f"{config.globalconf.anchor} is the instance's (root fingerprint "
+                    f"{anchor.fingerprint()}) and that {anchor.metadata_url} is reachable"
+                ) from None
+        else:
+            self._trust = self._derive(directory or config.build_directory())
         self.policy = AccessPolicy(config.grants())
         self.services: dict[ServiceId, ServiceSection] = {s.service_id: s for s in config.services}
         self.window = timedelta(seconds=config.node.message_window_seconds)
         self.max_body = config.node.max_body_bytes
         roots = self.directory.trust_roots()
-        self.verifier = SignatureVerifier(roots)
         self.signers: dict[MemberId, Signer] = {}
         signing_chains: dict[MemberId, list[x509.Certificate]] = {}
         now = self.clock.now()
@@ -220,12 +304,16 @@ class Node:
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        self._server_ssl = server_context(config.node.auth_cert, config.node.auth_key, roots)
-        self._client_ssl = client_context(config.node.auth_cert, config.node.auth_key, roots)
+        # The listening context is fixed at bind time; a changed set of trust roots is
+        # switched in per handshake (see _select_server_context), so NEW connections
+        # verify against the configuration applied last.
+        self._server_ssl = self._trust.server_ssl
+        if self.globalconf is not None:
+            self._server_ssl.sni_callback = self._select_server_context
         self.log = MessageLog(config.node.messagelog, clock=self.clock.now)
         self.timestamper = Timestamper(
             self.log,
-            self.directory,
+            LiveDirectory(self),
             str(self.id),
             self.clock,
             batch_size=config.node.timestamp_batch_size,
@@ -238,9 +326,112 @@ class Node:
             for client, message_id, created in self.log.seen_since(format_time(now - self.window))
         )
         self._runners: list[web.AppRunner] = []
+        self._refresher: asyncio.Task[None] | None = None
         self._peer: PeerClient | None = None
         self._registry: RegistryClient | None = None
         self.endpoints: Endpoints | None = None
+
+    # ------------------------------------------------------------------ routing and trust
+
+    @property
+    def directory(self) -> Directory:
+        """The directory of the configuration applied last (one attribute load)."""
+        return self._trust.directory
+
+    @property
+    def verifier(self) -> SignatureVerifier:
+        return self._trust.verifier
+
+    def _derive(self, directory: Directory) -> TrustState:
+        """Build every trust object from ``directory``; raises before anything changes."""
+        roots = directory.trust_roots()
+        cert, key = self.config.node.auth_cert, self.config.node.auth_key
+        try:
+            server_ssl = server_context(cert, key, roots)
+            client_ssl = client_context(cert, key, roots)
+        except (OSError, ssl.SSLError) as exc:
+            raise CertificateError(
+                f"cannot use the authentication certificate {cert} with the key {key}: {exc}"
+            ) from None
+        return TrustState(
+            directory,
+            SignatureVerifier(roots),
+            frozenset(r.public_bytes(Encoding.DER) for r in roots),
+            server_ssl,
+            client_ssl,
+        )
+
+    def _derive_from(self, conf: GlobalConf) -> TrustState:
+        directory = conf.directory()
+        if directory.node(self.id) is None:
+            # Applied all the same: the instance decides; this node then serves nobody.
+            log.error("global configuration serial %d does not list node %s", conf.serial, self.id)
+        current = getattr(self, "_trust", None)
+        state = self._derive(directory)
+        if current is not None and current.roots_der == state.roots_der:
+            # Same trust roots: keep the TLS contexts, so pooled connections stay valid.
+            state = TrustState(
+                directory, state.verifier, state.roots_der, current.server_ssl, current.client_ssl
+            )
+        return state
+
+    def _select_server_context(
+        self, sslobj: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext
+    ) -> None:
+        """Per TLS handshake: verify the client against the current trust roots."""
+        current = self._trust.server_ssl
+        if current is not context:
+            sslobj.context = current
+
+    def _install(self, candidate: Current[TrustState]) -> None:
+        """Swap in a prepared configuration: one reference for routing and trust, plus
+        the OCSP responders this node asks about its own certificates and the freshness
+        window (plain attributes read per use; nothing else holds an old copy)."""
+        assert self.globalconf is not None
+        self.globalconf.install(candidate)
+        self._trust = candidate.state
+        for own in self.own_ocsp.certificates:
+            responders = tuple(self.directory.ocsp_responders(own.issuer))
+            if responders:
+                own.responders = responders
+            else:
+                log.error("global configuration lists no OCSP responder for %s", own.label)
+        # The instance-wide freshness window applies to the next check of any response.
+        freshness = timedelta(seconds=self.directory.parameters().ocsp_freshness_seconds)
+        if freshness > self.own_ocsp.refresh_interval:
+            self.ocsp_cache.freshness = freshness
+        else:
+            log.error(
+                "global configuration sets ocsp_freshness_seconds to %g, not longer than "
+                "this node's OCSP refresh interval; keeping %g",
+                freshness.total_seconds(),
+                self.ocsp_cache.freshness.total_seconds(),
+            )
+
+    async def _refresh_globalconf(self) -> None:
+        """Every ``refresh_seconds``: fetch and prepare in a thread, install on the loop."""
+        assert self.globalconf is not None and self.config.globalconf is not None
+        interval = self.config.globalconf.refresh_seconds
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                candidate = await asyncio.to_thread(
+                    self.globalconf.refresh_blocking, self.clock.now()
+                )
+                if candidate is not None:
+                    self._install(candidate)
+            except Exception:
+                # The loop must outlive any bug: without it the node would expire.
+                log.exception("%s: global configuration refresh crashed", self.id)
+
+    def _check_globalconf(self, code: Code) -> None:
+        """Refuse every exchange while the configuration is expired (X-Road does too)."""
+        source = self.globalconf
+        if source is None:
+            return
+        reason = source.outdated(self.clock.now())
+        if reason is not None:
+            raise GatewayError(code, reason)
 
     def _own_certificate(self, label: str, chain: list[x509.Certificate]) -> OwnCertificate:
         """One of this node's certificates with its issuer and the responders to ask.
@@ -271,8 +462,10 @@ class Node:
         # Before listening: the first fetch decides whether the node can serve at once.
         # It starts either way and fails closed until a status arrives.
         await self.own_ocsp.start()
+        if self.globalconf is not None:
+            self._refresher = asyncio.create_task(self._refresh_globalconf())
         self._peer = PeerClient(
-            self._client_ssl,
+            self._trust.client_ssl,
             connect_timeout=self.config.node.peer_connect_timeout_seconds,
             total_timeout=self.config.node.peer_timeout_seconds,
             max_body=self.max_body,
@@ -303,6 +496,11 @@ class Node:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
         await self.own_ocsp.stop()
         if self._peer is not None:
             await self._peer.close()
@@ -421,7 +619,10 @@ class Node:
     # ------------------------------------------------------------------ consumer edge
 
     async def handle_health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "node": str(self.id)})
+        body: dict[str, Any] = {"status": "ok", "node": str(self.id)}
+        if self.globalconf is not None:
+            body["globalconf"] = self.globalconf.status(self.clock.now())
+        return web.json_response(body)
 
     async def handle_list_clients(self, request: web.Request) -> web.Response:
         """``listClients``: the instance's members and subsystems, answered locally."""
@@ -470,6 +671,7 @@ class Node:
 
     async def handle_consumer(self, request: web.Request) -> web.Response:
         """Sign, relay, verify, log both messages, answer: X-Road REST ``r1``."""
+        self._check_globalconf(Code.CP_GLOBAL_CONF_OUTDATED)
         self.timestamper.check(provider=False)  # before any work: the log cannot be stamped
         service, path, query = self._parse_r1(request)
         client_values = request.headers.getall("X-Road-Client", [])
@@ -525,6 +727,7 @@ class Node:
         reply = await self._peer.post(
             target.address,
             target.auth_cert_sha256,
+            self._trust.client_ssl,
             {
                 ENVELOPE_HEADER: b64url(header_bytes),
                 SIGNATURE_HEADER: signature,
@@ -682,6 +885,7 @@ class Node:
         """Checks in order, each before any later work: peer, client, signature and
         freshness, service, access, body digest, replay; then call the registry, sign,
         and log request and response in one commit before answering."""
+        self._check_globalconf(Code.SP_GLOBAL_CONF_OUTDATED)
         self.timestamper.check(provider=True)  # before any work: the log cannot be stamped
         transport = request.transport
         ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None

@@ -135,9 +135,18 @@ class PeerClient:
         self._max_body = max_body
 
     async def post(
-        self, address: str, pins: frozenset[str], headers: dict[str, str], body: bytes
+        self,
+        address: str,
+        pins: frozenset[str],
+        ssl_context: ssl.SSLContext,
+        headers: dict[str, str],
+        body: bytes,
     ) -> Reply:
-        """POST one message; map transport failures to the client proxy's error codes."""
+        """POST one message; map transport failures to the client proxy's error codes.
+
+        ``ssl_context`` carries the trust roots of the configuration applied now; pooled
+        connections are keyed by it, so a changed set of roots takes new connections.
+        """
         self._connector.pin(address, pins)
         try:
             async with self._session.post(
@@ -145,6 +154,7 @@ class PeerClient:
                 headers=headers,
                 data=body,
                 allow_redirects=False,
+                ssl=ssl_context,
             ) as resp:
                 peer_cert = resp.peer_cert if isinstance(resp, _PeerCertResponse) else None
                 data = await read_limited(resp.content, self._max_body)

@@ -1,0 +1,71 @@
+"""A node's file names exactly one source of routing and trust, and says so if not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.node.config import ConfigError, load_config
+
+NODE = """
+[node]
+id = "DE-NRW/GOV/05974040/ss1"
+messagelog = "log.sqlite"
+auth_cert = "auth.pem"
+auth_key = "auth.key"
+
+[[signing]]
+member = "DE-NRW/GOV/05974040"
+cert = "sign.pem"
+key = "sign.key"
+"""
+DIRECTORY = """
+[directory]
+instance = "DE-NRW"
+ca_certs = ["ca.pem"]
+"""
+GLOBALCONF = """
+[globalconf]
+anchor = "anchor.json"
+refresh_seconds = 1
+"""
+
+
+@pytest.mark.parametrize("sections", ["", DIRECTORY + GLOBALCONF], ids=["neither", "both"])
+def test_exactly_one_source(tmp_path: Path, sections: str) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(NODE + sections, "utf-8")
+    with pytest.raises(ConfigError, match=r"exactly one of \[globalconf\].*or \[directory\]"):
+        load_config(path)
+
+
+def test_missing_anchor_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(NODE + GLOBALCONF, "utf-8")
+    with pytest.raises(ConfigError, match=r"anchor\.json"):
+        load_config(path)
+
+
+def test_state_dir_defaults_next_to_the_file(tmp_path: Path) -> None:
+    from gateway.conf.anchor import Anchor, save_anchor
+
+    root = {"signed": {"_type": "root"}, "signatures": []}
+    save_anchor(tmp_path / "anchor.json", Anchor("DE-NRW", "http://x/m/", "http://x/t/", root))
+    path = tmp_path / "node.toml"
+    path.write_text(NODE + GLOBALCONF, "utf-8")
+    config = load_config(path)
+    assert config.globalconf is not None
+    assert config.globalconf.state_dir == tmp_path.resolve() / "globalconf"
+    assert config.globalconf.refresh_seconds == 1
+
+
+def test_anchor_of_another_instance_is_refused(tmp_path: Path) -> None:
+    from gateway.conf.anchor import Anchor, save_anchor
+
+    root = {"signed": {"_type": "root"}, "signatures": []}
+    save_anchor(tmp_path / "anchor.json", Anchor("DE-BY", "http://x/m/", "http://x/t/", root))
+    path = tmp_path / "node.toml"
+    path.write_text(NODE + GLOBALCONF, "utf-8")
+    with pytest.raises(ConfigError, match="instance DE-BY"):
+        load_config(path)

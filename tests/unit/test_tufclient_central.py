@@ -1,0 +1,65 @@
+"""The node's configuration client against the central authority's own TUF repository.
+
+The contract of docs/global-configuration.md, checked end to end in one process: what
+``gateway.central.repo`` publishes, the node's client accepts, including a root rotation
+after the node bootstrapped from the old root.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.central.repo import KeyStore, TufRepository
+from gateway.conf.anchor import Anchor
+from gateway.conf.globalconf import TARGET_NAME, CaEntry, GlobalConf
+from gateway.conf.tufclient import ConfigClient, GlobalConfSource
+from gateway.pki.files import init_ca
+from gateway.pki.keys import load_certificate
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[TufRepository, str]]:
+    repo_dir = tmp_path / "repo"
+    repo = TufRepository(repo_dir, KeyStore(tmp_path / "keys"))
+    repo.initialise()
+    repo_dir.mkdir(exist_ok=True)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(repo_dir)))
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
+    yield repo, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_client_follows_the_central_repository(
+    served: tuple[TufRepository, str], tmp_path: Path
+) -> None:
+    repo, url = served
+    init_ca(tmp_path / "ca", "Test CA", datetime.now(UTC).replace(microsecond=0))
+    ca = CaEntry(load_certificate(tmp_path / "ca" / "ca.pem"), ("http://127.0.0.1:1/ocsp",))
+
+    def doc(serial: int) -> bytes:
+        return GlobalConf("DE-NRW", serial, "2026-11-24T00:00:00Z", cas=(ca,)).to_bytes()
+
+    repo.publish(TARGET_NAME, doc(1))
+    anchor = Anchor("DE-NRW", f"{url}/metadata/", f"{url}/targets/", repo.root_json(1))
+    source = GlobalConfSource(ConfigClient(anchor, tmp_path / "state"), lambda c: c.directory())
+    assert source.bootstrap().conf.serial == 1
+    repo.rotate_root(add=1)  # a new root version, signed by old and new keys
+    repo.publish(TARGET_NAME, doc(2))
+    candidate = source.refresh_blocking(datetime.now(UTC))
+    assert candidate is not None and candidate.conf.serial == 2, source.last_failure
