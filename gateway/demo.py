@@ -1,8 +1,11 @@
 """``gateway demo``: Soest's trade office reads Anna's address from Lippstadt's register.
 
-It builds a development PKI, starts Lippstadt's Melderegister and the two cities' nodes
-as separate processes on 127.0.0.1, sends one X-Road REST query through them, and then
-shows from both message logs what was signed, verified and logged.
+It builds a development PKI, starts the central authority (``gateway central serve``),
+takes Lippstadt and Soest through the partner-city join flow (keys and CSRs, certificates
+from the CA, registration requests signed with both keys, approval by the operator),
+starts Lippstadt's Melderegister and the two cities' nodes on the signed global
+configuration as separate processes on 127.0.0.1, sends one X-Road REST query through
+them, and then shows from both message logs what was signed, verified and logged.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from gateway.localnet import (
     LIPPSTADT,
     MELDEREGISTER_SERVICE,
     SOEST,
+    JoinResult,
     LocalNet,
     ServiceSpec,
     free_port,
@@ -31,6 +35,8 @@ from gateway.node.messagelog import read_entries
 from gateway.pki.keys import fingerprint_sha256, load_certificate
 
 DEMO_STAMP_INTERVAL = 2
+DEMO_GLOBALCONF_REFRESH = 2
+"""Seconds between the nodes' global configuration refreshes (X-Road: 60)."""
 
 
 def show_ocsp(net: LocalNet) -> bool:
@@ -114,7 +120,8 @@ def _cn(path: Path) -> str:
 
 
 def build(root: Path) -> LocalNet:
-    net = LocalNet.create(root, [SOEST, LIPPSTADT], datetime.now(UTC))
+    """The federation's files and its central authority, before any city has joined."""
+    net = LocalNet.create(root, [SOEST, LIPPSTADT], datetime.now(UTC), central=True)
     port = free_port()
     net.add_service(
         ServiceSpec(
@@ -124,13 +131,65 @@ def build(root: Path) -> LocalNet:
             allowed=(SOEST.subsystem("gewerbeamt"),),
         )
     )
+    try:
+        _start(net, port)
+    except BaseException:
+        net.stop()
+        raise
+    return net
+
+
+def _start(net: LocalNet, port: int) -> None:
+    net.start_trust()
     # A short batch interval so the demo can show a timestamped batch without waiting a
-    # minute; production keeps X-Road's 60 s.
-    net.write_configs(directory_extra={"timestamping_interval_seconds": DEMO_STAMP_INTERVAL})
+    # minute; production keeps X-Road's 60 s. On global configuration it is one of the
+    # central's settings, published to every node.
+    anchor = net.start_central({"timestamping_interval_seconds": str(DEMO_STAMP_INTERVAL)})
+    assert net.central is not None
+    _say(
+        "1b. The central authority runs the federation (gateway central init / serve)",
+        f"central authority up at {net.central.url}, anchor root fingerprint "
+        f"{anchor.fingerprint()}\n"
+        f"approved CA {_cn(net.ca_cert)} (OCSP {net.trust.ocsp_url}), "
+        f"TSA {net.trust.tsa_url}\n"
+        f"nodes bootstrap from {net.anchor_path} and refresh every "
+        f"{DEMO_GLOBALCONF_REFRESH} s",
+    )
+    for city in (LIPPSTADT, SOEST):
+        show_join(net.join(city.ags, datetime.now(UTC)))
+    net.write_configs(globalconf_refresh_seconds=DEMO_GLOBALCONF_REFRESH)
     net.start_melderegister(port)
     for ags in net.nodes:
         net.start_node(ags)
-    return net
+
+
+def show_join(result: JoinResult) -> None:
+    """The partner-city flow one city went through (README, "A partner city joins")."""
+    name = result.city.name.removeprefix("Stadt ")
+    lines = []
+    if result.member_serial is not None:
+        lines.append(
+            f"operator registers member {result.city.member} ({result.city.name}) "
+            f"→ configuration serial {result.member_serial}"
+        )
+    lines += [
+        f"{name} joins: keys, CSR, certificates (gateway join keys, pki issue, join import)",
+        f"  auth cert sha256 {result.auth_sha256[:32]}...",
+        f"  sign cert sha256 {result.sign_sha256[:32]}...",
+    ]
+    for request, serial in zip(result.requests, result.serials, strict=True):
+        if request["kind"] == "auth-cert":
+            what = (
+                f"registration request #{request['id']} auth-cert {request['node_id']} "
+                "signed with both keys"
+            )
+        else:
+            what = (
+                f"registration request #{request['id']} client {request['client_id']} "
+                "signed with the member key"
+            )
+        lines.append(f"  {what}, {request['status']} → configuration serial {serial}")
+    _say(f"1c. {name} joins through the central authority", "\n".join(lines))
 
 
 def query_anna(net: LocalNet) -> httpx.Response:
@@ -228,17 +287,23 @@ def run_demo(directory: Path | None, *, serve: bool = False) -> int:
         directory = Path(tmp.name)
     print("Once-only gateway demo: Soest's trade office asks Lippstadt's Melderegister")
     _say(
-        "1. Development PKI, OCSP responder and TSA, two nodes and the Melderegister",
+        "1. Development PKI, OCSP responder and TSA, central authority, two nodes and the "
+        "Melderegister",
         f"state directory: {directory}",
     )
     net = build(directory)
     try:
+        if net.central is not None:
+            serial = net.central_admin("GET", "/configuration")["serial"]
+            _say(f"1d. Nodes started on the signed global configuration, serial {serial}")
         for files in net.nodes.values():
             print(
                 f"   {files.city.name:<16} node {files.city.node}  "
                 f"consumer {files.consumer_url}  peers {files.peer_url}"
             )
         print(f"   {'trust services':<16} OCSP {net.trust.ocsp_url}  TSA {net.trust.tsa_url}")
+        if net.central is not None:
+            print(f"   {'central':<16} {net.central.url}  (global configuration via TUF)")
         ocsp_ok = show_ocsp(net)
         response = query_anna(net)
         ok = explain(net, response) and response.status_code == 200 and ocsp_ok

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from gateway.conf.anchor import save_anchor
+from gateway.conf.anchor import Anchor, save_anchor
 from gateway.conf.directory import TrustParameters
 from gateway.conf.globalconf import CaEntry, GlobalConf, MemberEntry, NodeEntry, TsaEntry
 from gateway.conf.tufdev import DevRepository
@@ -143,6 +143,43 @@ class TrustFiles:
 
 
 @dataclass
+class CentralFiles:
+    """The federation's central authority: one ``gateway central serve`` process."""
+
+    directory: Path
+    port: int
+    refresh_seconds: float | None = None
+    """How often the central re-signs its timestamp metadata (default: expiry/3)."""
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def token(self) -> str:
+        return (self.directory / "admin.token").read_text().strip()
+
+
+@dataclass(frozen=True, slots=True)
+class JoinResult:
+    """What one city's join through the central authority produced."""
+
+    city: City
+    auth_sha256: str
+    sign_sha256: str
+    requests: tuple[dict[str, Any], ...]
+    """The registration requests as the central answered their approval."""
+    serials: tuple[int, ...]
+    """The configuration serial each approval published (parallel to ``requests``)."""
+    member_serial: int | None = None
+    """The serial that published the member, if the operator registered it just now."""
+
+    @property
+    def serial(self) -> int:
+        return self.serials[-1]
+
+
+@dataclass
 class LocalNet:
     """The files of a federation; ``start_*`` run its processes."""
 
@@ -156,13 +193,24 @@ class LocalNet:
     tuf: DevRepository | None = None
     """The development TUF repository of ``enable_globalconf`` (signed configuration)."""
     serial: int = 0
+    central: CentralFiles | None = None
+    """Set by ``create(..., central=True)``: a real central authority runs the federation
+    and the cities join it (``join``) instead of being listed in ``[directory]``."""
+    central_process: subprocess.Popen[bytes] | None = None
 
     # ---------------------------------------------------------------- building
 
     @classmethod
-    def create(cls, root: Path, cities: Sequence[City], now: datetime) -> LocalNet:
+    def create(
+        cls, root: Path, cities: Sequence[City], now: datetime, *, central: bool = False
+    ) -> LocalNet:
         """Make a CA with its OCSP responder and TSA certificates and, per city, a node
-        authentication and a member signing certificate."""
+        authentication and a member signing certificate.
+
+        With ``central`` the cities get no keys here: ``start_central`` runs a central
+        authority and ``join`` takes each city through the partner-city flow (keys and
+        CSRs, certificates from the CA, signed registration, approval).
+        """
         root = root.resolve()
         root.mkdir(parents=True, exist_ok=True)
         # Certificates hold whole seconds: with a fractional ``now`` the 3650-day TSA
@@ -178,6 +226,9 @@ class LocalNet:
         for city in cities:
             files = NodeFiles(city, root / city.ags, free_port(), free_port())
             files.directory.mkdir(parents=True, exist_ok=True)
+            nodes[city.ags] = files
+            if central:
+                continue
             new_key_and_csr(
                 CertKind.AUTH,
                 city.node,
@@ -203,8 +254,10 @@ class LocalNet:
             issue_from_csr(
                 ca_dir, files.directory / "sign.csr", CertKind.SIGN, files.sign_cert, now
             )
-            nodes[city.ags] = files
-        return cls(root, nodes, ca_dir / "ca.pem", trust)
+        net = cls(root, nodes, ca_dir / "ca.pem", trust)
+        if central:
+            net.central = CentralFiles(root / "central", free_port())
+        return net
 
     def add_service(self, spec: ServiceSpec) -> None:
         self.services.append(spec)
@@ -218,9 +271,10 @@ class LocalNet:
     def enable_globalconf(self) -> DevRepository:
         """Serve a TUF repository on loopback and write the anchor nodes bootstrap from.
 
-        Until the central authority (``gateway central``) drives the loopback federation,
-        the signed configuration comes from this in-process development publisher; nodes
-        run exactly the client they would run against the central authority.
+        Without ``central=True`` the signed configuration comes from this in-process
+        development publisher, which lets tests publish arbitrary versions (removals,
+        short expiry); nodes run exactly the client they run against the central
+        authority (``start_central``, used by the demo).
         """
         if self.tuf is None:
             self.tuf = DevRepository(self.root / "tuf", INSTANCE)
@@ -383,7 +437,8 @@ class LocalNet:
                     ]
             source = directory_lines
             if globalconf_refresh_seconds is not None:
-                self.enable_globalconf()
+                if self.central is None:
+                    self.enable_globalconf()
                 source = [
                     "[globalconf]",
                     f'anchor = "{self.anchor_path}"',
@@ -391,6 +446,100 @@ class LocalNet:
                     f"refresh_seconds = {globalconf_refresh_seconds}",
                 ]
             files.config.write_text("\n".join([*lines, "", *source, ""]), "utf-8")
+
+    # ---------------------------------------------------------------- central authority
+
+    def _central(self) -> CentralFiles:
+        if self.central is None:
+            raise RuntimeError("this federation has no central; use create(..., central=True)")
+        return self.central
+
+    def start_central(self, settings: dict[str, str] | None = None) -> Anchor:
+        """``gateway central init`` with the LocalNet CA, OCSP responder and TSA (once),
+        then ``gateway central serve`` as a process; writes the nodes' anchor and
+        returns it. ``settings`` go through the admin API (e.g. a short
+        ``timestamping_interval_seconds``)."""
+        from gateway.central.service import DB_NAME, Central, InitOptions
+        from gateway.pki.keys import load_certificate
+
+        files = self._central()
+        if not (files.directory / DB_NAME).exists():
+            Central.init(
+                files.directory,
+                InitOptions(
+                    instance=INSTANCE,
+                    ca_cert=load_certificate(self.ca_cert),
+                    ocsp_urls=(self.trust.ocsp_url,),
+                    public_url=files.url,
+                    tsa_name="Development TSA DE-NRW",
+                    tsa_url=self.trust.tsa_url,
+                    tsa_cert=load_certificate(self.trust.tsa_cert),
+                ),
+            )
+        if self.central_process is None or self.central_process.poll() is not None:
+            args = ["central", "serve", "--dir", str(files.directory)]
+            args += ["--host", HOST, "--port", str(files.port)]
+            if files.refresh_seconds is not None:
+                args += ["--refresh-seconds", str(files.refresh_seconds)]
+            proc = self._spawn(args, "central")
+            wait_http(f"{files.url}/tuf/metadata/timestamp.json", proc)
+            self.central_process = proc
+        if settings:
+            self.central_admin("PATCH", "/settings", settings)
+        anchor = Central(files.directory).write_anchor(self.anchor_path, files.url)
+        return anchor
+
+    def central_admin(self, method: str, path: str, body: Any = None) -> Any:
+        """One call to the running central's admin API with its bearer token."""
+        files = self._central()
+        response = httpx.request(
+            method,
+            f"{files.url}/admin/v1{path}",
+            json=body,
+            headers={"Authorization": f"Bearer {files.token}", "X-Admin-User": "localnet"},
+            timeout=30,
+        )
+        if response.status_code >= 400:
+            raise RuntimeError(f"central {method} {path}: {response.status_code} {response.text}")
+        return response.json() if response.content else None
+
+    def join(self, ags: str, now: datetime) -> JoinResult:
+        """Take one city through the partner-city flow against the running central.
+
+        The operator registers the member; the city makes its keys and CSRs
+        (``gateway join keys``); the CA issues the certificates (``gateway pki issue``);
+        the city imports them (``gateway join import``) and sends its registration
+        requests signed with both keys (``gateway join register``); the operator
+        approves each (``gateway central approve``), which publishes a new serial.
+        """
+        from gateway.central.join import import_certs, make_keys, register
+
+        files = self.nodes[ags]
+        city = files.city
+        central = self._central()
+        known = {m["id"] for m in self.central_admin("GET", "/members")}
+        member_serial = None
+        if str(city.member) not in known:
+            self.central_admin("POST", "/members", {"id": str(city.member), "name": city.name})
+            member_serial = int(self.central_admin("GET", "/configuration")["serial"])
+        auth_csr, sign_csr = make_keys(files.directory, city.node, city.name)
+        issued = self.root / "issued" / ags
+        issued.mkdir(parents=True, exist_ok=True)
+        ca_dir = self.trust.ca_dir
+        issue_from_csr(
+            ca_dir, auth_csr, CertKind.AUTH, issued / "auth.pem", now, ip_addresses=(HOST,)
+        )
+        issue_from_csr(ca_dir, sign_csr, CertKind.SIGN, issued / "sign.pem", now)
+        auth_fp, sign_fp = import_certs(files.directory, issued / "auth.pem", issued / "sign.pem")
+        submitted = register(
+            files.directory, central.url, files.peer_url, list(city.subsystems), now
+        )
+        approved: list[dict[str, Any]] = []
+        serials: list[int] = []
+        for r in submitted:  # the node first, then its clients
+            approved.append(self.central_admin("POST", f"/requests/{r['id']}/approve"))
+            serials.append(int(self.central_admin("GET", "/configuration")["serial"]))
+        return JoinResult(city, auth_fp, sign_fp, tuple(approved), tuple(serials), member_serial)
 
     # ---------------------------------------------------------------- processes
 
@@ -495,10 +644,11 @@ class LocalNet:
                 proc.wait()
         self.processes.clear()
         self.trust_process = None
+        self.central_process = None
 
     def topology(self) -> dict[str, Any]:
         """What a client needs to talk to this federation (see README, "topology file")."""
-        return {
+        topology: dict[str, Any] = {
             "instance": INSTANCE,
             "ca_certificate": str(self.ca_cert),
             "ocsp_url": self.trust.ocsp_url,
@@ -526,6 +676,10 @@ class LocalNet:
                 for spec in self.services
             ],
         }
+        if self.central is not None:
+            topology["central_url"] = self.central.url
+            topology["anchor"] = str(self.anchor_path)
+        return topology
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20) -> None:

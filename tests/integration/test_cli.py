@@ -288,6 +288,11 @@ def test_demo_serve(tmp_path: Path) -> None:
 
         assert topology["instance"] == "DE-NRW"
         assert Path(topology["ca_certificate"]).is_file()
+        # The federation is run by a real central authority the nodes bootstrap from.
+        assert topology["central_url"].startswith("http://127.0.0.1:")
+        assert Path(topology["anchor"]).is_file()
+        timestamp = httpx.get(f"{topology['central_url']}/tuf/metadata/timestamp.json")
+        assert timestamp.status_code == 200, timestamp.text
         nodes = {n["name"]: n for n in topology["nodes"]}
         assert set(nodes) == {"Stadt Soest", "Stadt Lippstadt"}
         soest, lippstadt = nodes["Stadt Soest"], nodes["Stadt Lippstadt"]
@@ -346,6 +351,27 @@ def test_demo_runs_once_and_explains_both_logs(tmp_path: Path) -> None:
             )
     assert "result: OK, both nodes logged request and response" in out
     assert "Lange Straße" in out
+    # The central authority runs the federation and both cities join through it.
+    assert re.search(
+        r"central authority up at http://127\.0\.0\.1:\d+, anchor root fingerprint [0-9a-f]{64}",
+        out,
+    ), out
+    approvals = re.findall(
+        r"registration request #[0-9a-f]+ (auth-cert|client) (DE-NRW/GOV/\d+(?:/\w+)?) "
+        r"signed with (?:both keys|the member key), approved → configuration serial (\d+)",
+        out,
+    )
+    assert [(kind, who) for kind, who, _ in approvals] == [
+        ("auth-cert", "DE-NRW/GOV/05974028/ss1"),
+        ("client", "DE-NRW/GOV/05974028/melderegister"),
+        ("auth-cert", "DE-NRW/GOV/05974040/ss1"),
+        ("client", "DE-NRW/GOV/05974040/gewerbeamt"),
+    ], out
+    serials = [int(serial) for _, _, serial in approvals]
+    assert serials == sorted(set(serials)), out  # every approval publishes a new serial
+    for city in ("Lippstadt", "Soest"):
+        assert f"{city} joins: keys, CSR, certificates" in out
+    assert f"Nodes started on the signed global configuration, serial {serials[-1]}" in out
     # OCSP status of all four certificates, verified by the demo itself.
     assert len(re.findall(r"(auth|sign) serial [0-9a-f]+: good, thisUpdate", out)) == 4, out
     # Every entry of the exchange proven against a timestamped tree head, on both nodes.
