@@ -157,8 +157,20 @@ def cmd_node_check(args: argparse.Namespace) -> None:
     from gateway.node.server import Node
 
     config = load_config(Path(args.config))
+    if config.globalconf is not None:
+        # Printed before anything is fetched: compare it out of band with the value the
+        # central authority's operator reads out (gateway central anchor).
+        anchor = config.load_anchor()
+        print(f"anchor {config.globalconf.anchor}: instance {anchor.instance}")
+        print(f"anchor root fingerprint (SHA-256): {anchor.fingerprint()}")
     node = Node(config)
     print(f"{args.config}: valid for node {config.node.id}")
+    if node.globalconf is not None:
+        current = node.globalconf.current
+        print(
+            f"global configuration: serial {current.conf.serial}, valid until "
+            f"{current.valid_until.isoformat(timespec='seconds')}"
+        )
     own = node.own_ocsp
     print(
         f"OCSP: freshness window {own.cache.freshness.total_seconds():g} s (directory), "
@@ -262,6 +274,18 @@ def cmd_errors(args: argparse.Namespace) -> None:
 
 def cmd_registry_melderegister(args: argparse.Namespace) -> None:
     from registries.melderegister.app import serve
+
+    serve(Path(args.db), args.host, args.port)
+
+
+def cmd_registry_gewerberegister(args: argparse.Namespace) -> None:
+    from registries.gewerberegister.app import serve
+
+    serve(Path(args.db), args.host, args.port)
+
+
+def cmd_registry_ihk(args: argparse.Namespace) -> None:
+    from registries.ihk.app import serve
 
     serve(Path(args.db), args.host, args.port)
 
@@ -416,6 +440,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add(sub, "errors", cmd_errors, "list every error code with its HTTP status")
 
+    from gateway.central.cli import add_commands as add_central_commands
+
+    add_central_commands(sub, add)
+
+    from gateway.audit.cli import add_commands as add_audit_commands
+
+    add_audit_commands(sub, add)
+
     registry = sub.add_parser("registry", help="run a sample registry").add_subparsers(
         dest="registry_command", required=True, metavar="REGISTRY"
     )
@@ -423,6 +455,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8001)
+    p = add(registry, "gewerberegister", cmd_registry_gewerberegister, "Soest's Gewerberegister")
+    p.add_argument("--db", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8002)
+    p = add(registry, "ihk", cmd_registry_ihk, "the IHK's Gewerbeanzeige inbox")
+    p.add_argument("--db", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8003)
 
     p = add(sub, "bench", cmd_bench, "measure the exchange path against baselines")
     p.add_argument("--levels", default="1,16,64", help="comma-separated concurrency levels")

@@ -1,0 +1,310 @@
+"""A synthetic, real message log for measuring (and testing) the audit verifier.
+
+``build_log`` writes N entries through the node's own ``MessageLog`` (real SQLite, real
+Merkle tree), each a request or response header really signed ES256 by one of two
+members whose certificates a fresh development CA issued, each with a real OCSP
+response, and stores a tree head every ``head_every`` entries, stamped by an in-process
+RFC 3161 TSA with a real TSA certificate. Nothing is mocked except the network.
+
+``gateway audit bench --entries N`` builds such a log, exports it and times
+``verify_bundle``; it is a measurement, not a test, so it is not part of ``make test``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from gateway.audit.anchor import anchor_json
+from gateway.audit.export import Selection, export_bundle
+from gateway.audit.parallel import default_jobs, verify_file
+from gateway.audit.verify import Anchor, AuditReport
+from gateway.core.envelope import (
+    RequestHeader,
+    ResponseHeader,
+    Signer,
+    body_sha256,
+    format_time,
+    request_hash,
+)
+from gateway.core.ids import MemberId, ServiceId, parse_client
+from gateway.core.logtree import tree_head_document
+from gateway.node.messagelog import LogRecord, MessageLog, TreeHeadRecord
+from gateway.pki.ca import (
+    create_root_ca,
+    issue_certificate,
+    issue_service_certificate,
+    make_csr,
+    make_service_csr,
+)
+from gateway.pki.keys import generate_key
+from gateway.pki.ocsp import build_ocsp_response, cert_id_for
+from gateway.pki.profiles import CertKind, ServiceKind
+from gateway.pki.revocation import Good
+from gateway.pki.tsa import (
+    build_timestamp_request,
+    build_timestamp_response,
+    message_imprint,
+    timestamp_token_of,
+)
+
+__all__ = ["BenchResult", "SyntheticLog", "build_log", "run_bench"]
+
+NODE = "DE-NRW/GOV/05974028/ss1"
+CLIENT = "DE-NRW/GOV/05974040/gewerbeamt"
+SERVICE = "DE-NRW/GOV/05974028/melderegister/einfacheAuskunft"
+START = datetime(2025, 6, 1, 8, 0, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class SyntheticLog:
+    db: Path
+    anchor: Anchor
+    anchor_path: Path
+    ca: x509.Certificate
+    tsa_cert: x509.Certificate
+    tsa_key: ec.EllipticCurvePrivateKey
+    entries: int
+
+
+class _Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _signer(
+    member: MemberId, ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate
+) -> tuple[Signer, bytes]:
+    key = generate_key()
+    cert = issue_certificate(
+        make_csr(key, CertKind.SIGN, member), CertKind.SIGN, ca_key, ca, START - timedelta(days=1)
+    )
+    ocsp = build_ocsp_response(
+        cert_id_for(cert, ca), Good(), START - timedelta(minutes=1), None, ca, ca_key, ca
+    )
+    return Signer(member, key, [cert]), ocsp
+
+
+def build_log(
+    directory: Path,
+    entries: int,
+    *,
+    head_every: int = 1000,
+    body: bytes = b'{"familienname":"Schmidt","vornamen":"Anna"}',
+    step: timedelta = timedelta(milliseconds=10),
+) -> SyntheticLog:
+    """Write ``entries`` signed entries (request/response pairs) and stamped tree heads."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key = generate_key()
+    ca = create_root_ca("Audit Bench CA", ca_key, START - timedelta(days=2), days=7300)
+    tsa_key = generate_key()
+    tsa_cert = issue_service_certificate(
+        make_service_csr(tsa_key, "Audit Bench TSA"),
+        ServiceKind.TSA,
+        ca_key,
+        ca,
+        START - timedelta(days=1),
+        days=3650,
+    )
+    client = parse_client(CLIENT)
+    service = ServiceId.parse(SERVICE)
+    consumer, consumer_ocsp = _signer(client.member, ca_key, ca)
+    provider, provider_ocsp = _signer(service.member, ca_key, ca)
+    anchor_path = directory / "anchor.json"
+    anchor_path.write_bytes(anchor_json([ca], [tsa_cert]))
+    db = directory / "messagelog.sqlite"
+    asyncio.run(
+        _write(
+            db,
+            entries,
+            head_every,
+            body,
+            step,
+            consumer,
+            consumer_ocsp,
+            provider,
+            provider_ocsp,
+            tsa_cert,
+            tsa_key,
+        )
+    )
+    return SyntheticLog(db, Anchor((ca,), (tsa_cert,)), anchor_path, ca, tsa_cert, tsa_key, entries)
+
+
+def stamp(
+    document: bytes,
+    tsa_cert: x509.Certificate,
+    tsa_key: ec.EllipticCurvePrivateKey,
+    when: datetime,
+    serial: int,
+) -> bytes:
+    """A DER TimeStampToken over ``document`` from the in-process TSA."""
+    query = build_timestamp_request(message_imprint(document), nonce=serial)
+    return timestamp_token_of(build_timestamp_response(query, tsa_cert, tsa_key, (), when, serial))
+
+
+async def _write(
+    db: Path,
+    entries: int,
+    head_every: int,
+    body: bytes,
+    step: timedelta,
+    consumer: Signer,
+    consumer_ocsp: bytes,
+    provider: Signer,
+    provider_ocsp: bytes,
+    tsa_cert: x509.Certificate,
+    tsa_key: ec.EllipticCurvePrivateKey,
+) -> None:
+    clock = _Clock(START)
+    client = parse_client(CLIENT)
+    service = ServiceId.parse(SERVICE)
+    consumer_ref = hashlib.sha256(consumer_ocsp).hexdigest()
+    provider_ref = hashlib.sha256(provider_ocsp).hexdigest()
+    certs = {
+        consumer.cert_ref: (consumer.cert_der, consumer.jws_header),
+        provider.cert_ref: (provider.cert_der, provider.jws_header),
+    }
+    ocsp = {consumer_ref: consumer_ocsp, provider_ref: provider_ocsp}
+    async with MessageLog(db, clock=clock) as log:
+        written = 0
+        serial = 0
+        batch: list[LogRecord] = []
+        while written < entries:
+            created = format_time(clock.now)
+            message_id = str(uuid.uuid4())
+            request = RequestHeader(
+                message_id=message_id,
+                xroad_id=f"DE-NRW-{message_id[:8]}",
+                client=client,
+                service=service,
+                method="GET",
+                path="",
+                query="familienname=Schmidt",
+                headers=(),
+                user_id=None,
+                issue=None,
+                created=created,
+                body_sha256=body_sha256(b""),
+                body_length=0,
+            ).to_bytes()
+            batch.append(
+                LogRecord(
+                    "provider",
+                    "request",
+                    message_id,
+                    f"DE-NRW-{message_id[:8]}",
+                    CLIENT,
+                    SERVICE,
+                    created,
+                    request,
+                    b"",
+                    consumer.sign(request),
+                    consumer.cert_ref,
+                    consumer_ref,
+                )
+            )
+            written += 1
+            if written < entries:
+                response = ResponseHeader(
+                    message_id=message_id,
+                    xroad_id=f"DE-NRW-{message_id[:8]}",
+                    client=client,
+                    service=service,
+                    request_hash=request_hash(request),
+                    status=200,
+                    headers=(),
+                    created=created,
+                    body_sha256=body_sha256(body),
+                    body_length=len(body),
+                ).to_bytes()
+                batch.append(
+                    LogRecord(
+                        "provider",
+                        "response",
+                        message_id,
+                        f"DE-NRW-{message_id[:8]}",
+                        CLIENT,
+                        SERVICE,
+                        created,
+                        response,
+                        body,
+                        provider.sign(response),
+                        provider.cert_ref,
+                        provider_ref,
+                    )
+                )
+                written += 1
+            clock.now += step
+            due = written // head_every > serial or written >= entries
+            if len(batch) >= 256 or due:
+                await log.append(batch, certs=certs, ocsp=ocsp)
+                batch = []
+            if due:
+                snapshot = log.tree_snapshot()
+                serial += 1
+                if snapshot.tree_size > log.backlog().stamped_size:
+                    document = tree_head_document(NODE, snapshot.tree_size, snapshot.root_hash)
+                    await log.append_tree_head(
+                        TreeHeadRecord(
+                            snapshot.tree_size,
+                            snapshot.root_hash,
+                            snapshot.last_entry_id,
+                            document,
+                            clock.now,
+                            stamp(document, tsa_cert, tsa_key, clock.now, serial),
+                            "Audit Bench TSA",
+                            tsa_cert.public_bytes(Encoding.DER),
+                        )
+                    )
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    entries: int
+    build_seconds: float
+    export_seconds: float
+    verify_seconds: float
+    """Reading, parsing and verifying the bundle file."""
+    jobs: int
+    report: AuditReport
+
+    @property
+    def per_second(self) -> float:
+        return self.entries / self.verify_seconds
+
+
+def run_bench(
+    directory: Path,
+    entries: int,
+    *,
+    jobs: int | None = None,
+    say: Callable[[str], None] = print,
+) -> BenchResult:
+    """Build a log of ``entries``, export it whole, and time verifying the file."""
+    jobs = default_jobs() if jobs is None else jobs
+    t0 = time.perf_counter()
+    log = build_log(directory, entries)
+    t1 = time.perf_counter()
+    say(f"built a log of {entries} signed entries in {t1 - t0:.1f} s")
+    out = directory / "bundle.jsonl"
+    export_bundle(log.db, out, Selection(all=True), now=START + timedelta(days=1))
+    t2 = time.perf_counter()
+    say(f"exported {out.stat().st_size / 1e6:.1f} MB in {t2 - t1:.1f} s")
+    t3 = time.perf_counter()
+    report = verify_file(out, log.anchor, jobs=jobs)
+    t4 = time.perf_counter()
+    return BenchResult(entries, t1 - t0, t2 - t1, t4 - t3, jobs, report)

@@ -1,0 +1,154 @@
+"""``gateway audit export|verify|anchor|bench``.
+
+Exit status of ``verify``: 0 when every piece verified, 1 when one did not (the first
+bad piece and the reason code are printed), 2 when the bundle or anchor cannot be read
+at all (as for every ``gateway`` error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+    AddFn = Callable[
+        [Subparsers, str, Callable[[argparse.Namespace], None], str], argparse.ArgumentParser
+    ]
+
+
+def _time(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r}: give a time zone, e.g. 2025-06-01T08:00:00Z")
+    return moment
+
+
+def cmd_audit_export(args: argparse.Namespace) -> None:
+    from gateway.audit.export import ExportError, Selection, export_bundle
+    from gateway.pki.keys import load_certificate
+
+    chosen = sum(bool(x) for x in (args.message_id, args.all, args.since or args.until))
+    if chosen != 1:
+        raise ValueError("select entries with exactly one of --message-id, --from/--to, --all")
+    selection = Selection(
+        message_id=args.message_id,
+        since=_time(args.since) if args.since else None,
+        until=_time(args.until) if args.until else None,
+        all=args.all,
+    )
+    try:
+        result = export_bundle(
+            Path(args.db),
+            Path(args.out),
+            selection,
+            now=datetime.now(UTC),
+            extra_tsa=load_certificate(Path(args.tsa_cert)) if args.tsa_cert else None,
+            extra_ca=load_certificate(Path(args.ca)) if args.ca else None,
+            bodies=not args.no_bodies,
+        )
+    except ExportError as exc:
+        print(f"gateway: cannot export: {exc}", file=sys.stderr)
+        sys.exit(1)
+    print(
+        f"wrote {args.out}: {result.entries} entries, {result.tree_heads} tree heads, "
+        f"{result.bytes} bytes"
+    )
+    if result.pending:
+        print(f"left out {result.pending} selected entries not yet covered by a tree head")
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> None:
+    from gateway.audit.anchor import load_anchor
+    from gateway.audit.bundle import BundleFormatError
+    from gateway.audit.parallel import default_jobs, verify_file
+    from gateway.audit.verify import AuditError
+
+    anchor = load_anchor(Path(args.anchor))
+    started = time.perf_counter()
+    jobs = default_jobs() if args.jobs is None else args.jobs
+    try:
+        report = verify_file(Path(args.bundle), anchor, jobs=jobs)
+    except BundleFormatError as exc:
+        piece = f"entry {exc.entry_id}" if exc.entry_id is not None else f"line {exc.line}"
+        print(f"FAIL {piece}: malformed: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except AuditError as exc:
+        print(f"FAIL {exc.piece}: {exc.reason.value}: {exc.detail}", file=sys.stderr)
+        sys.exit(1)
+    seconds = time.perf_counter() - started
+    print(f"OK   bundle of node {report.node}")
+    print(
+        f"     {report.entries} entries (leaves {report.first_leaf}..{report.last_leaf}), "
+        f"{report.signatures} signatures with chains and OCSP at signing time"
+    )
+    if report.first_gen_time is not None and report.last_gen_time is not None:
+        print(
+            f"     {report.tree_heads} tree heads, timestamped {report.first_gen_time.isoformat()}"
+            f" .. {report.last_gen_time.isoformat()}, each consistent with the one before"
+        )
+    print(
+        f"     {report.certificates} certificates, {report.ocsp_responses} OCSP responses; "
+        f"{seconds:.2f} s ({report.entries / seconds if seconds else 0:.0f} entries/s)"
+    )
+
+
+def cmd_audit_anchor(args: argparse.Namespace) -> None:
+    from datetime import timedelta
+
+    from gateway.audit.anchor import anchor_json
+    from gateway.pki.keys import load_certificates
+
+    cas = [c for path in args.ca for c in load_certificates(Path(path))]
+    tsas = [c for path in args.tsa_cert for c in load_certificates(Path(path))]
+    data = anchor_json(cas, tsas, timedelta(seconds=args.ocsp_freshness_seconds))
+    Path(args.out).write_bytes(data)
+    print(f"wrote {args.out}: {len(cas)} CA and {len(tsas)} TSA certificates")
+
+
+def cmd_audit_bench(args: argparse.Namespace) -> None:
+    from gateway.audit.bench import run_bench
+
+    with tempfile.TemporaryDirectory(prefix="audit-bench-") as scratch:
+        result = run_bench(Path(args.dir or scratch), args.entries, jobs=args.jobs)
+    print(
+        f"verified the bundle file in {result.verify_seconds:.2f} s "
+        f"for {result.entries} entries with {result.jobs} signature process(es): "
+        f"{result.per_second:.0f} entries/s"
+    )
+
+
+def add_commands(sub: Subparsers, add: AddFn) -> None:
+    """Register ``gateway audit ...``."""
+    audit = sub.add_parser("audit", help="export and verify audit bundles").add_subparsers(
+        dest="audit_command", required=True, metavar="AUDIT_COMMAND"
+    )
+    p = add(audit, "export", cmd_audit_export, "write an audit bundle from a message log")
+    p.add_argument("--db", required=True, help="the node's messagelog.sqlite")
+    p.add_argument("--out", required=True, help="the bundle file to write (JSON Lines)")
+    p.add_argument("--message-id", default=None, help="one message: its request and response")
+    p.add_argument("--from", dest="since", default=None, help="logged_at from (RFC 3339)")
+    p.add_argument("--to", dest="until", default=None, help="logged_at until (RFC 3339)")
+    p.add_argument("--all", action="store_true", help="every entry covered by a tree head")
+    p.add_argument("--tsa-cert", default=None, help="also include this TSA certificate (PEM)")
+    p.add_argument("--ca", default=None, help="also include this CA certificate (PEM)")
+    p.add_argument("--no-bodies", action="store_true", help="body digests only, no bodies")
+    p = add(audit, "verify", cmd_audit_verify, "verify an audit bundle offline")
+    p.add_argument("bundle")
+    p.add_argument("--anchor", required=True, help="trusted CA and TSA certificates")
+    p.add_argument("--jobs", type=int, default=None, help="signature processes (default: CPUs)")
+    p = add(audit, "anchor", cmd_audit_anchor, "write an anchor file from certificates")
+    p.add_argument("--ca", action="append", required=True, help="trusted CA (PEM, repeatable)")
+    p.add_argument("--tsa-cert", action="append", required=True, help="trusted TSA (PEM)")
+    p.add_argument("--ocsp-freshness-seconds", type=int, default=3600)
+    p.add_argument("--out", required=True)
+    p = add(audit, "bench", cmd_audit_bench, "measure verify speed on a synthetic log")
+    p.add_argument("--entries", type=int, default=20000)
+    p.add_argument("--jobs", type=int, default=None, help="signature processes (default: CPUs)")
+    p.add_argument("--dir", default=None, help="keep the log and bundle here")

@@ -1,0 +1,282 @@
+"""Write an audit bundle from a node's message log file.
+
+Reads the SQLite log read-only (WAL lets a running node keep writing), selects entries,
+and writes every piece an auditor needs to check them offline: the entries' bytes,
+their signers' certificate chains and OCSP responses, every tree head covering them
+with its token and TSA certificate, an inclusion proof per entry into the first tree
+head covering it, and a consistency proof between successive tree heads. Entries not
+yet covered by a tree head cannot be proven and are left out (and counted).
+
+The bundle is written to a temporary file and renamed, so a reader never sees half of
+one. Format: ``gateway.audit.bundle``, docs/audit-bundle.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from gateway.audit.bundle import (
+    Bundle,
+    CertificateItem,
+    EntryItem,
+    HeadItem,
+    Manifest,
+    OcspItem,
+    encode_bundle,
+    leaf_ranges,
+)
+from gateway.audit.proofs import TreeLevels
+from gateway.core.envelope import b64url_decode, format_time
+from gateway.core.logtree import parse_tree_head_document
+from gateway.node.logproofs import read_tree_heads
+
+__all__ = ["ExportError", "ExportResult", "Selection", "export_bundle"]
+
+
+class ExportError(Exception):
+    """The bundle cannot be written; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which entries: one message id (both its request and response entries), a
+    ``logged_at`` range (inclusive), or everything the tree heads cover."""
+
+    message_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    all: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        if self.all:
+            return {"all": True}
+        if self.message_id is not None:
+            return {"message_id": self.message_id}
+        result: dict[str, Any] = {}
+        if self.since is not None:
+            result["from"] = format_time(self.since)
+        if self.until is not None:
+            result["to"] = format_time(self.until)
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    entries: int
+    pending: int
+    """Selected entries left out because no tree head covers them yet."""
+    tree_heads: int
+    bytes: int
+
+
+@contextlib.contextmanager
+def _reader(path: Path) -> Iterator[sqlite3.Connection]:
+    if not path.exists():
+        raise ExportError(f"{path} does not exist")
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+_ENTRY_COLUMNS = (
+    "SELECT id, leaf_index, CAST(leaf_hash AS BLOB), logged_at, role, kind, message_id,"
+    " xroad_id, client, service, created, CAST(header AS BLOB), CAST(body AS BLOB),"
+    " signature, cert_ref, ocsp_ref FROM message_log"
+)
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(Encoding.DER)
+
+
+def _chain(jws_header: str) -> list[bytes]:
+    """The DER certificates of a JWS protected header's x5c."""
+    header = json.loads(b64url_decode(jws_header))
+    return [base64.b64decode(c, validate=True) for c in header.get("x5c", [])]
+
+
+def export_bundle(
+    db: Path,
+    out: Path,
+    selection: Selection,
+    *,
+    now: datetime,
+    extra_tsa: x509.Certificate | None = None,
+    extra_ca: x509.Certificate | None = None,
+    bodies: bool = True,
+) -> ExportResult:
+    """Write the bundle for ``selection`` of the log ``db`` to ``out``."""
+    heads = read_tree_heads(db)
+    covered = heads[-1].tree_size if heads else 0
+    with _reader(db) as conn:
+        where, params = _where(selection)
+        rows = conn.execute(f"{_ENTRY_COLUMNS} WHERE {where} ORDER BY id", params).fetchall()
+        pending = sum(1 for r in rows if r[1] is None or int(r[1]) >= covered)
+        rows = [r for r in rows if r[1] is not None and int(r[1]) < covered]
+        leaves: list[bytes] = []
+        for index, leaf in conn.execute(
+            "SELECT leaf_index, CAST(leaf_hash AS BLOB) FROM message_log"
+            " WHERE leaf_index IS NOT NULL AND leaf_index < ? ORDER BY id",
+            (covered,),
+        ):
+            if index != len(leaves) or not isinstance(leaf, bytes):
+                raise ExportError(f"leaf {len(leaves)} is missing or out of order in {db}")
+            leaves.append(leaf)
+        if len(leaves) != covered:
+            raise ExportError(f"the last tree head covers {covered} leaves, {db} has {len(leaves)}")
+        cert_refs = sorted({str(r[14]) for r in rows})
+        ocsp_refs = sorted({str(r[15]) for r in rows if r[15]})
+        signer_rows = {
+            str(ref): (bytes(der), str(jws))
+            for ref, der, jws in conn.execute(
+                "SELECT cert_ref, CAST(der AS BLOB), jws_header FROM signer_certificate"
+            )
+            if ref in cert_refs
+        }
+        ocsp_rows = {
+            str(ref): bytes(der)
+            for ref, der in conn.execute("SELECT ocsp_ref, CAST(der AS BLOB) FROM ocsp_response")
+            if ref in ocsp_refs
+        }
+        tsa_rows = {
+            str(ref): bytes(der)
+            for ref, der in conn.execute("SELECT cert_ref, CAST(der AS BLOB) FROM tsa_certificate")
+        }
+    chosen = [h for h in heads if h.tree_size > min((int(r[1]) for r in rows), default=covered)]
+    if selection.all:
+        chosen = heads
+    node = parse_tree_head_document(heads[0].document).node if heads else ""
+
+    levels = TreeLevels(leaves)
+    head_items: list[HeadItem] = []
+    for position, head in enumerate(chosen):
+        previous = chosen[position - 1].tree_size if position else None
+        head_items.append(
+            HeadItem(
+                tree_size=head.tree_size,
+                root_hash=head.root_hash,
+                gen_time=head.gen_time,
+                document=head.document,
+                token=head.token,
+                tsa_cert_ref=head.tsa_cert_ref,
+                consistency_from=previous,
+                consistency=()
+                if previous is None
+                else tuple(levels.consistency(previous, head.tree_size)),
+            )
+        )
+    sizes = [h.tree_size for h in chosen]
+    entries: list[EntryItem] = []
+    for row in rows:
+        index = int(row[1])
+        proof_size = next(s for s in sizes if s > index)
+        body = bytes(row[12])
+        entries.append(
+            EntryItem(
+                id=int(row[0]),
+                leaf_index=index,
+                leaf_hash=bytes(row[2]),
+                logged_at=str(row[3]),
+                role=str(row[4]),
+                kind=str(row[5]),
+                message_id=str(row[6]),
+                xroad_id=str(row[7]),
+                client=str(row[8]),
+                service=str(row[9]),
+                created=str(row[10]),
+                header=bytes(row[11]),
+                body=body if bodies else None,
+                body_sha256=hashlib.sha256(body).hexdigest(),
+                signature=str(row[13]),
+                cert_ref=str(row[14]),
+                ocsp_ref=str(row[15]),
+                proof_size=proof_size,
+                inclusion=tuple(levels.inclusion(index, proof_size)),
+            )
+        )
+
+    certificates: dict[str, CertificateItem] = {}
+
+    def add(der: bytes, role: str) -> None:
+        ref = hashlib.sha256(der).hexdigest()
+        certificates.setdefault(ref, CertificateItem(ref, role, der))
+
+    for ref in cert_refs:
+        if ref not in signer_rows:
+            raise ExportError(f"the log has no signer certificate {ref}")
+        der, jws_header = signer_rows[ref]
+        add(der, "signer")
+        for extra in _chain(jws_header)[1:] if jws_header else []:
+            add(extra, "intermediate")
+    for ref in sorted({h.tsa_cert_ref for h in chosen}):
+        if ref in tsa_rows:
+            add(tsa_rows[ref], "tsa")
+    if extra_tsa is not None:
+        add(_der(extra_tsa), "tsa")
+    if extra_ca is not None:
+        add(_der(extra_ca), "ca")
+    missing = sorted(set(ocsp_refs) - set(ocsp_rows))
+    if missing:
+        raise ExportError(f"the log has no OCSP response {missing[0]}")
+
+    bundle = Bundle(
+        Manifest(
+            node=node,
+            exported_at=format_time(now),
+            selection=selection.as_json(),
+            log_size=covered,
+            tree_heads=tuple(sizes),
+            entries=leaf_ranges(e.leaf_index for e in entries),
+            certificates=len(certificates),
+            ocsp_responses=len(ocsp_refs),
+        ),
+        certificates=list(certificates.values()),
+        ocsp=[OcspItem(ref, ocsp_rows[ref]) for ref in ocsp_refs],
+        heads=head_items,
+        entries=entries,
+    )
+    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    written = 0
+    try:
+        with temporary.open("wb") as handle:
+            for line in encode_bundle(bundle):
+                handle.write(line)
+                written += len(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(out)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return ExportResult(len(entries), pending, len(head_items), written)
+
+
+def _where(selection: Selection) -> tuple[str, tuple[object, ...]]:
+    if selection.all:
+        return "1 = 1", ()
+    if selection.message_id is not None:
+        return "message_id = ?", (selection.message_id,)
+    clauses, params = [], []
+    if selection.since is not None:
+        clauses.append("logged_at >= ?")
+        params.append(format_time(selection.since))
+    if selection.until is not None:
+        clauses.append("logged_at <= ?")
+        params.append(format_time(selection.until))
+    if not clauses:
+        raise ExportError("select entries with --message-id, --from/--to or --all")
+    return " AND ".join(clauses), tuple(params)
