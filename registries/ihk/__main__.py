@@ -1,34 +1,19 @@
-"""Run the IHK notification endpoint on its own: ``python -m registries.ihk --db PATH``.
+"""Run the IHK notification endpoint on its own: ``python -m registries.ihk --db PATH``."""
 
-It binds to 127.0.0.1 by default because the endpoint has no access control of its own;
-only the local gateway node is supposed to reach it.
-"""
-
-import argparse
 from collections.abc import Sequence
-from pathlib import Path
 
 from registries.ihk.app import serve
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m registries.ihk",
-        description="IHK: Empfang von Gewerbeanzeigen (§ 14 Abs. 8 GewO).",
-    )
-    parser.add_argument("--db", type=Path, required=True, help="SQLite file; created if new.")
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8003, help="TCP port (default 8003)")
-    return parser
+from registries.standalone import run
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Parse ``argv`` (default: ``sys.argv[1:]``) and serve until interrupted."""
-    args = _parser().parse_args(argv)
-    db: Path = args.db
-    host: str = args.host
-    port: int = args.port
-    serve(db, host, port)
+    run(
+        serve,
+        prog="python -m registries.ihk",
+        description="IHK: Empfang von Gewerbeanzeigen (§ 14 Abs. 8 GewO).",
+        default_port=8003,
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":

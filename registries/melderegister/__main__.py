@@ -1,36 +1,19 @@
-"""Run the Melderegister Lippstadt on its own: ``python -m registries.melderegister --db PATH``.
+"""Run the Melderegister Lippstadt on its own: ``python -m registries.melderegister --db PATH``."""
 
-It binds to 127.0.0.1 by default because the registry has no access control of its own;
-only the local gateway node is supposed to reach it.
-"""
-
-import argparse
 from collections.abc import Sequence
-from pathlib import Path
 
 from registries.melderegister.app import serve
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m registries.melderegister",
-        description="Melderegister Lippstadt (einfache Behördenauskunft nach § 38 BMG).",
-    )
-    parser.add_argument(
-        "--db", type=Path, required=True, help="SQLite file; created and seeded if new."
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8001, help="TCP port (default 8001)")
-    return parser
+from registries.standalone import run
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Parse ``argv`` (default: ``sys.argv[1:]``) and serve until interrupted."""
-    args = _parser().parse_args(argv)
-    db: Path = args.db
-    host: str = args.host
-    port: int = args.port
-    serve(db, host, port)
+    run(
+        serve,
+        prog="python -m registries.melderegister",
+        description="Melderegister Lippstadt (einfache Behördenauskunft nach § 38 BMG).",
+        default_port=8001,
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":

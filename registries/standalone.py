@@ -1,0 +1,37 @@
+"""Run one sample registry on its own: ``python -m registries.<name> --db PATH``.
+
+Every registry binds to 127.0.0.1 by default because none has access control of its
+own; only the local gateway node is supposed to reach it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+Serve = Callable[[Path, str, int], None]
+
+
+def run(
+    serve: Serve,
+    *,
+    prog: str,
+    description: str,
+    default_port: int,
+    argv: Sequence[str] | None = None,
+) -> None:
+    """Parse ``argv`` (default: ``sys.argv[1:]``) and serve until interrupted."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument(
+        "--db", type=Path, required=True, help="SQLite file; created (and seeded) if new."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, default=default_port, help=f"TCP port (default {default_port})"
+    )
+    args = parser.parse_args(argv)
+    db: Path = args.db
+    host: str = args.host
+    port: int = args.port
+    serve(db, host, port)
