@@ -1,12 +1,16 @@
-"""Refusals of the central authority, each with a stable code and an HTTP status.
+"""Refusals of the central authority, each with a stable code, an HTTP status and a meaning.
 
 Kept apart from the node's error table (``gateway.core.errors``): these codes reach
-central operators and joining cities, never an X-Road message exchange.
+central operators and joining cities, never an X-Road message exchange. ``gateway
+errors`` prints both tables, and docs/protocol.md documents both (a test holds the
+document to ``CENTRAL_ERROR_TABLE``).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+
+from gateway.core.errors import ErrorSpec
 
 
 class CentralCode(StrEnum):
@@ -16,6 +20,7 @@ class CentralCode(StrEnum):
     NOT_FOUND = "central.not_found"
     CONFLICT = "central.conflict"
     INVALID = "central.invalid"
+    PUBLISH_FAILED = "central.publish_failed"
     REG_MALFORMED = "registration.malformed"
     REG_SIGNATURE = "registration.bad_signature"
     REG_CERTIFICATE = "registration.untrusted_certificate"
@@ -23,17 +28,49 @@ class CentralCode(StrEnum):
     REG_STATE = "registration.not_pending"
 
 
-STATUS: dict[CentralCode, int] = {
-    CentralCode.UNAUTHORIZED: 401,
-    CentralCode.NOT_FOUND: 404,
-    CentralCode.CONFLICT: 409,
-    CentralCode.INVALID: 400,
-    CentralCode.REG_MALFORMED: 400,
-    CentralCode.REG_SIGNATURE: 400,
-    CentralCode.REG_CERTIFICATE: 400,
-    CentralCode.REG_MISMATCH: 400,
-    CentralCode.REG_STATE: 409,
+CENTRAL_ERROR_TABLE: dict[CentralCode, ErrorSpec] = {
+    CentralCode.UNAUTHORIZED: ErrorSpec(
+        401, "The admin API needs the central authority's bearer token."
+    ),
+    CentralCode.NOT_FOUND: ErrorSpec(
+        404, "No such member, subsystem, node, group, CA, TSA, setting or request."
+    ),
+    CentralCode.CONFLICT: ErrorSpec(
+        409, "The object already exists, or is still in use by another one."
+    ),
+    CentralCode.INVALID: ErrorSpec(
+        400,
+        "The input is malformed, or the change would make the configuration invalid "
+        "(nothing is stored or published).",
+    ),
+    CentralCode.PUBLISH_FAILED: ErrorSpec(
+        500,
+        "The change was stored but its configuration could not be published, so it was "
+        "undone; nothing changed and the call may be repeated.",
+    ),
+    CentralCode.REG_MALFORMED: ErrorSpec(
+        400,
+        "A registration request is not a well-formed signed document for this instance, "
+        "or its creation time is too old or in the future.",
+    ),
+    CentralCode.REG_SIGNATURE: ErrorSpec(
+        400,
+        "A registration signature does not verify, or was not made with the key of the "
+        "certificate being registered (no proof of possession).",
+    ),
+    CentralCode.REG_CERTIFICATE: ErrorSpec(
+        400, "A certificate in a registration request does not chain to an approved CA."
+    ),
+    CentralCode.REG_MISMATCH: ErrorSpec(
+        400,
+        "A certificate in a registration request names another node or member than the request.",
+    ),
+    CentralCode.REG_STATE: ErrorSpec(
+        409, "The registration request was already approved or rejected."
+    ),
 }
+
+STATUS: dict[CentralCode, int] = {code: spec.status for code, spec in CENTRAL_ERROR_TABLE.items()}
 
 
 class CentralError(ValueError):

@@ -388,7 +388,8 @@ def put_settings(central: Central, actor: str, values: dict[str, str]) -> dict[s
         before: dict[str, str] = {}
         for key, value in values.items():
             row = s.get(Setting, key)
-            assert row is not None
+            if row is None:  # a setting newer than this central directory
+                row = Setting(key=key, value=DEFAULT_SETTINGS[key])
             before[key] = row.value
             row.value = value
             s.add(row)

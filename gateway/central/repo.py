@@ -44,6 +44,13 @@ from tuf.repository import Repository
 
 ROLES = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
 KEY_SCHEMES = ("ecdsa", "ed25519")
+DEFAULT_KEEP_VERSIONS = 10
+"""How many consistent-snapshot versions of targets and snapshot metadata (and the
+documents they name) stay on disk. A client in the middle of a refresh fetches the
+snapshot the timestamp it just read names, then the targets version that snapshot
+names, then the document; keeping several versions lets it finish even if the central
+publishes a few times meanwhile. Root versions are never pruned: a client that was
+offline must walk every root version to follow rotations."""
 
 
 class RepoError(ValueError):
@@ -119,7 +126,12 @@ class TufRepository(Repository):
         keys: KeyStore,
         expiry: Expiry | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        *,
+        keep_versions: int = DEFAULT_KEEP_VERSIONS,
     ) -> None:
+        if keep_versions < 1:
+            raise RepoError("at least the current version must be kept")
+        self.keep_versions = keep_versions
         self.metadata_dir = repo_dir / "metadata"
         self.targets_dir = repo_dir / "targets"
         self.keys = keys
@@ -224,6 +236,42 @@ class TufRepository(Repository):
                 targets.targets[name] = TargetFile.from_data(name, data, ["sha256"])
             self.do_snapshot()
             self.do_timestamp()
+            self.prune()
+
+    def prune(self) -> list[str]:
+        """Delete targets and snapshot versions older than the newest ``keep_versions``
+        and every document no kept targets version names; returns what was deleted.
+
+        Runs under the writer lock, after a publication; the current versions and all
+        root versions always stay.
+        """
+        removed: list[Path] = []
+        kept_targets: list[Path] = []
+        for role, current in (
+            (Targets.type, self.targets().version),
+            (Snapshot.type, self.snapshot().version),
+        ):
+            for path in self.metadata_dir.glob(f"*.{role}.json"):
+                prefix = path.name.split(".", 1)[0]
+                if not prefix.isdigit():
+                    continue
+                if int(prefix) <= current - self.keep_versions:
+                    removed.append(path)
+                elif role == Targets.type:
+                    kept_targets.append(path)
+        named: set[str] = set()
+        for path in kept_targets:
+            for info in Metadata[Targets].from_bytes(path.read_bytes()).signed.targets.values():
+                named |= {f"{digest}.{info.path}" for digest in info.hashes.values()}
+        if self.targets_dir.is_dir():
+            removed += [
+                p
+                for p in self.targets_dir.iterdir()
+                if p.is_file() and not p.name.startswith(".") and p.name not in named
+            ]
+        for path in removed:
+            path.unlink(missing_ok=True)
+        return sorted(p.name for p in removed)
 
     def refresh(self) -> None:
         """Re-sign what is due: always timestamp; targets and snapshot past half their life.

@@ -40,8 +40,33 @@ def _roots(s: Session) -> list[Any]:
     return [load_pem(c.cert_pem, "CA") for c in s.exec(select(ApprovedCa))]
 
 
+def _same_request(
+    s: Session, kind: str, node_id: str, body: dict[str, Any], **fields: str
+) -> RegistrationRequest | None:
+    """The stored request a submission repeats, if any.
+
+    Registration is idempotent, as a node resends when an answer is lost: the very same
+    signed document (a replay, whatever the signatures' bytes) maps to the request it
+    created, in whatever state that is now; a new document asking for exactly what a
+    still pending request asks for maps to that request. Neither creates a second one,
+    so an operator never sees duplicates and an approval is never applied twice.
+    """
+    query = select(RegistrationRequest).where(
+        RegistrationRequest.kind == kind, RegistrationRequest.node_id == node_id
+    )
+    document = body["document"]
+    pending_match: RegistrationRequest | None = None
+    for row in s.exec(query.order_by(col(RegistrationRequest.created))):
+        if json.loads(row.document).get("document") == document:
+            return row
+        if row.status == "pending" and all(getattr(row, k) == v for k, v in fields.items()):
+            pending_match = pending_match or row
+    return pending_match
+
+
 def submit_auth_cert(central: Central, body: Any) -> dict[str, Any]:
-    """Verify and store an auth-cert registration; returns the pending request."""
+    """Verify and store an auth-cert registration; returns the pending request (or the
+    one this submission repeats, see ``_same_request``)."""
     if not isinstance(body, dict) or set(body) != {
         "document",
         "auth_signature",
@@ -50,18 +75,25 @@ def submit_auth_cert(central: Central, body: Any) -> dict[str, Any]:
         raise CentralError(
             CentralCode.REG_MALFORMED, "body must be {document, auth_signature, member_signature}"
         )
-    with Session(central.engine) as s:
+    # One submission at a time: the duplicate check and the insert must be one step.
+    with central.lock, Session(central.engine) as s:
         req = verify_auth_cert_request(
             body["document"], body["auth_signature"], body["member_signature"],
             central.instance, _roots(s), central.now(),
         )  # fmt: skip
+        auth_cert_pem = req.auth_cert.public_bytes(Encoding.PEM).decode("ascii")
+        same = _same_request(
+            s, "auth-cert", str(req.node_id), body, address=req.address, auth_cert_pem=auth_cert_pem
+        )
+        if same is not None:
+            return request_json(same)
         row = RegistrationRequest(
             id=uuid.uuid4().hex,
             kind="auth-cert",
             created=time_text(central.now()),
             node_id=str(req.node_id),
             address=req.address,
-            auth_cert_pem=req.auth_cert.public_bytes(Encoding.PEM).decode("ascii"),
+            auth_cert_pem=auth_cert_pem,
             document=json.dumps(body, sort_keys=True),
         )
         s.add(row)
@@ -74,10 +106,13 @@ def submit_client(central: Central, body: Any) -> dict[str, Any]:
     """Verify and store a client registration; auto-approve it if the setting says so."""
     if not isinstance(body, dict) or set(body) != {"document", "member_signature"}:
         raise CentralError(CentralCode.REG_MALFORMED, "body must be {document, member_signature}")
-    with Session(central.engine) as s:
+    with central.lock, Session(central.engine) as s:
         req = verify_client_request(
             body["document"], body["member_signature"], central.instance, _roots(s), central.now()
         )
+        same = _same_request(s, "client", str(req.node_id), body, client_id=str(req.client_id))
+        if same is not None:
+            return request_json(same)
         row = RegistrationRequest(
             id=uuid.uuid4().hex,
             kind="client",

@@ -2,8 +2,11 @@
 
 ``Central`` is what the CLI and the web app share. Every change goes through one of its
 methods, which runs in one database transaction, writes an audit entry with the object
-before and after, and republishes the configuration document (serial + 1) before it
-returns, so an admin call that succeeded is already visible to nodes.
+before and after, commits, and then republishes the configuration document (serial + 1)
+before it returns, so an admin call that succeeded is already visible to nodes. The
+commit comes first so nodes never see a version the database could still lose; if the
+publication then fails, the change is undone (:mod:`gateway.central.undo`) and the call
+fails with ``central.publish_failed``.
 
 Layout of a central directory::
 
@@ -27,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -50,7 +53,8 @@ from gateway.central.models import (
     Setting,
     Subsystem,
 )
-from gateway.central.repo import Expiry, KeyStore, TufRepository
+from gateway.central.repo import DEFAULT_KEEP_VERSIONS, Expiry, KeyStore, TufRepository
+from gateway.central.undo import UndoLog
 from gateway.conf.anchor import Anchor, save_anchor
 from gateway.conf.directory import TrustParameters
 from gateway.conf.globalconf import (
@@ -84,11 +88,14 @@ DEFAULT_SETTINGS: dict[str, str] = {
     "targets_expiry_seconds": "604800",
     "root_expiry_seconds": "31536000",
     "auto_approve_clients": "false",
+    "tuf_keep_versions": str(DEFAULT_KEEP_VERSIONS),
 }
 """Settings an operator may change through the admin API; ``instance``, ``serial`` and
 ``public_url`` are kept in the same table but are not editable."""
 
-INT_SETTINGS = frozenset(k for k in DEFAULT_SETTINGS if k.endswith("_seconds"))
+INT_SETTINGS = frozenset(
+    k for k in DEFAULT_SETTINGS if k.endswith("_seconds") or k == "tuf_keep_versions"
+)
 
 
 def time_text(now: datetime) -> str:
@@ -160,10 +167,15 @@ class Central:
         )
         self._lock = threading.RLock()
 
+    @property
+    def lock(self) -> threading.RLock:
+        """Held by every change and submission in this process: one writer at a time."""
+        return self._lock
+
     # --- set-up ----------------------------------------------------------------------------
 
     @classmethod
-    def init(cls, directory: Path, options: InitOptions) -> Central:
+    def init(cls, directory: Path, options: InitOptions) -> Self:
         """Create the database, keys, token, the first published document and the anchor."""
         if not 1 <= options.root_threshold <= options.root_keys:
             raise CentralError(
@@ -237,8 +249,16 @@ class Central:
         )
 
     def repo(self) -> TufRepository:
+        with Session(self.engine) as s:
+            # A directory made before the setting existed keeps the default.
+            row = s.get(Setting, "tuf_keep_versions")
+            keep = int(row.value) if row is not None else DEFAULT_KEEP_VERSIONS
         return TufRepository(
-            self.directory / "repo", KeyStore(self.directory / "keys"), self.expiry(), self.now
+            self.directory / "repo",
+            KeyStore(self.directory / "keys"),
+            self.expiry(),
+            self.now,
+            keep_versions=keep,
         )
 
     def anchor(self, public_url: str | None = None) -> Anchor:
@@ -323,28 +343,52 @@ class Central:
     def republish(self) -> int:
         """Publish the database's state as the next serial; returns the serial."""
         with self._lock, Session(self.engine) as s:
-            serial = self._publish(s)
+            undo = UndoLog(s)
+            conf = self._next_document(s)
             s.commit()
-            return serial
+            self._publish_or_undo(conf, undo, "republish", "configuration")
+            return conf.serial
 
-    def _publish(self, s: Session) -> int:
-        """Build, check and publish the next serial from ``s``; the caller commits.
+    def _next_document(self, s: Session) -> GlobalConf:
+        """Build and check the next serial from ``s`` and record it; the caller commits.
 
-        Publishing comes before the commit: if signing fails (a key file missing, a
-        threshold not met) the change is rolled back and nothing is half done. The reverse
-        (published, then the SQLite commit fails) would let nodes see a change the
-        database lost until the next publication; a local commit after a successful
-        write of the same disk is the smaller risk.
+        A change that would produce an invalid document is refused here, before the
+        commit, and rolled back with the session.
         """
         serial = int(_setting(s, "serial")) + 1
         s.flush()
         conf = self.build(s, serial)
-        self.repo().publish(TARGET_NAME, conf.to_bytes())
         row = s.get(Setting, "serial")
         assert row is not None
         row.value = str(serial)
         s.add(row)
-        return serial
+        s.flush()
+        return conf
+
+    def publish_document(self, conf: GlobalConf) -> None:
+        """Sign and write ``conf`` into the TUF repository (a seam for fault tests)."""
+        self.repo().publish(TARGET_NAME, conf.to_bytes())
+
+    def _publish_or_undo(self, conf: GlobalConf, undo: UndoLog, action: str, obj: str) -> None:
+        """Publish a committed document; if that fails, undo the commit and say so.
+
+        The undo and an audit entry naming the failure are one transaction, so the
+        database again matches the last configuration nodes can fetch.
+        """
+        try:
+            self.publish_document(conf)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            with Session(self.engine) as s:
+                undo.revert(s)
+                after = {"serial": conf.serial, "action": action, "error": reason}
+                _audit(s, self.now(), "system", "publish.failed", obj, None, after)
+                s.commit()
+            raise CentralError(
+                CentralCode.PUBLISH_FAILED,
+                f"serial {conf.serial} could not be published ({reason}); "
+                f"the change ({action} {obj}) was undone, nothing changed",
+            ) from exc
 
     def refresh(self) -> None:
         """Re-sign timestamp (and whatever else is due); the scheduler's job."""
@@ -362,6 +406,7 @@ class Central:
         invalid document is refused and rolled back.
         """
         with self._lock, Session(self.engine) as s:
+            undo = UndoLog(s)
             recorded: list[tuple[Any, Any]] = []
 
             def record(before: Any, after: Any) -> None:
@@ -370,9 +415,10 @@ class Central:
             yield s, record
             before, after = recorded[0] if recorded else (None, None)
             _audit(s, self.now(), actor, action, obj, before, after)
-            if publish:
-                self._publish(s)
+            conf = self._next_document(s) if publish else None
             s.commit()
+            if conf is not None:
+                self._publish_or_undo(conf, undo, action, obj)
 
     def audit(self, limit: int = 100) -> list[dict[str, Any]]:
         with Session(self.engine) as s:

@@ -1,7 +1,7 @@
 """The one interface through which a node learns routing and trust.
 
-Today a static section of the node's configuration file fills it; the signed global
-configuration will replace that implementation without touching the node's code.
+The signed global configuration fills it (``GlobalConf.directory()`` builds a
+:class:`StaticDirectory`); tests may hand a node one directly.
 """
 
 from __future__ import annotations

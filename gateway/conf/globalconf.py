@@ -2,9 +2,8 @@
 
 One JSON document (the TUF target ``globalconf.json``) carries the instance's members,
 subsystems, nodes, global groups, approved CAs with their OCSP responders, approved TSAs
-and instance-wide parameters. It is the signed replacement for the ``[directory]`` section
-of a node's file, so it converts to the same :class:`StaticDirectory` the node already
-acts on; nothing else in the node changes when the source of trust does.
+and instance-wide parameters. It converts to the in-memory :class:`StaticDirectory` the
+node acts on, so the node's checks read one interface whatever published the facts.
 
 Pure: bytes in, objects out. Signing, expiry and rollback protection are TUF's job (the
 document travels as a target of a TUF repository); this module only guarantees that a

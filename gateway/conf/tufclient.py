@@ -19,6 +19,9 @@ this module adds only what TUF leaves to the application:
   used only if that metadata still names it.
 
 ``ConfigClient`` methods block (HTTP, disk); the node calls them via ``asyncio.to_thread``.
+Each fetch is bounded as a whole (:class:`DeadlineFetcher`): ngclient's own fetcher
+bounds each socket wait only, and one refresh makes several downloads, so a central
+authority that answers slowly could otherwise hold a starting node for minutes.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import hashlib
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +38,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 from urllib.parse import urlsplit
 
+import urllib3
 from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import Metadata
 from tuf.ngclient import Updater
@@ -102,6 +107,65 @@ class CacheFetcher(FetcherInterface):
             raise tuf_errors.DownloadError(f"{path}: {exc}") from None
 
 
+class DeadlineFetcher(FetcherInterface):
+    """Plain HTTP(S) downloads for ngclient, all of one refresh within ``timeout`` seconds.
+
+    Each download gets the time that remains as its connect and read limit; once the
+    deadline has passed, the next download (or chunk) fails with TUF's
+    ``SlowRetrievalError``, which the caller reports like any unreachable repository.
+    """
+
+    def __init__(self, timeout: float, *, chunk_size: int = 400_000) -> None:
+        self.timeout = timeout
+        self.chunk_size = chunk_size
+        self._deadline = time.monotonic() + timeout
+        self._pool = urllib3.PoolManager(retries=False)
+
+    def _remaining(self, url: str) -> float:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise tuf_errors.SlowRetrievalError(
+                f"fetching the global configuration took longer than {self.timeout:g} s (at {url})"
+            )
+        return remaining
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        remaining = self._remaining(url)
+        try:
+            response = self._pool.request(
+                "GET",
+                url,
+                preload_content=False,
+                timeout=urllib3.Timeout(connect=remaining, read=remaining),
+            )
+        except urllib3.exceptions.TimeoutError as exc:
+            raise tuf_errors.SlowRetrievalError(
+                f"no answer from {url} within {self.timeout:g} s"
+            ) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise tuf_errors.DownloadError(f"{url}: {exc}") from exc
+        if response.status >= 400:
+            response.close()
+            raise tuf_errors.DownloadHTTPError(
+                f"HTTP status {response.status} for {url}", response.status
+            )
+        return self._chunks(url, response)
+
+    def _chunks(self, url: str, response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
+        try:
+            for chunk in response.stream(self.chunk_size):
+                self._remaining(url)
+                yield chunk
+        except urllib3.exceptions.TimeoutError as exc:
+            raise tuf_errors.SlowRetrievalError(
+                f"{url} stopped sending within {self.timeout:g} s"
+            ) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise tuf_errors.DownloadError(f"{url}: {exc}") from exc
+        finally:
+            response.release_conn()
+
+
 class ConfigClient:
     """TUF client for one node: ``state_dir`` holds the metadata cache and the document.
 
@@ -112,10 +176,16 @@ class ConfigClient:
     """
 
     def __init__(
-        self, anchor: Anchor, state_dir: Path, *, fetcher: FetcherInterface | None = None
+        self,
+        anchor: Anchor,
+        state_dir: Path,
+        *,
+        fetcher: FetcherInterface | None = None,
+        fetch_timeout: float = 30.0,
     ) -> None:
         self.anchor = anchor
         self.state_dir = state_dir
+        self.fetch_timeout = fetch_timeout
         self.metadata_dir = state_dir / "metadata"
         self.targets_dir = state_dir / "targets"
         self.applied_path = state_dir / "globalconf.json"
@@ -149,7 +219,7 @@ class ConfigClient:
         Raises TUF's exceptions unchanged (``DownloadError`` when the repository cannot
         be reached, ``RepositoryError`` subclasses when what it serves is refused).
         """
-        updater = self._updater(self._fetcher)
+        updater = self._updater(self._fetcher or DeadlineFetcher(self.fetch_timeout))
         updater.refresh()
         info = updater.get_targetinfo(TARGET_NAME)
         if info is None:

@@ -17,13 +17,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from tuf.api.metadata import Metadata, Root, Timestamp
+from sqlmodel import Session, create_engine, select
+from tuf.api.exceptions import DownloadHTTPError
+from tuf.api.metadata import Metadata, Root, Targets, Timestamp
 from tuf.ngclient import Updater
+from tuf.ngclient.fetcher import FetcherInterface
 
+from gateway.central import registry
+from gateway.central.errors import CentralCode, CentralError
+from gateway.central.models import Member, Setting
 from gateway.central.registration import auth_cert_document, client_document, sign_detached
+from gateway.central.service import DB_NAME, InitOptions
+from gateway.central.service import Central as CentralService
 from gateway.conf.anchor import Anchor, load_anchor
 from gateway.conf.globalconf import TARGET_NAME, GlobalConf
 from gateway.core.canonical import canonical_json
@@ -403,3 +412,185 @@ def test_partner_city_joins_with_the_cli(central: Central, tmp_path: Path) -> No
     conf = GlobalConf.from_json(central.admin("GET", "/configuration").json())
     (entry,) = [n for n in conf.nodes if str(n.id) == node]
     assert {str(c) for c in entry.clients} == {str(ISERLOHN), f"{ISERLOHN}/buergerbuero"}
+
+
+def test_a_replayed_registration_is_answered_with_the_existing_request(
+    central: Central, tmp_path: Path
+) -> None:
+    node = NodeId.parse(f"{ISERLOHN}/replay1")
+    newcomer = party(central.ca, tmp_path / "replay", node)
+    url = f"{central.url}/registration/v1/auth-cert"
+    body = auth_body(newcomer)
+
+    def pending_for_node() -> list[dict[str, Any]]:
+        listed = central.admin("GET", "/requests?status=pending").json()
+        return [r for r in listed if r["node_id"] == str(node)]
+
+    first = httpx.post(url, json=body, timeout=10)
+    assert first.status_code == 202, first.text
+    replayed = httpx.post(url, json=body, timeout=10)  # the very same signed document
+    assert replayed.status_code == 202, replayed.text
+    assert replayed.json() == first.json()
+    # A fresh document asking for the same node, certificate and address while the first
+    # is pending is the same request, too.
+    again = httpx.post(url, json=auth_body(newcomer), timeout=10)
+    assert again.json()["id"] == first.json()["id"]
+    assert [r["id"] for r in pending_for_node()] == [first.json()["id"]]
+
+    approved = central.admin("POST", f"/requests/{first.json()['id']}/approve")
+    assert approved.status_code == 200, approved.text
+    serial = central.admin("GET", "/configuration").json()["serial"]
+    after = httpx.post(url, json=body, timeout=10)  # replayed after the decision
+    assert after.json()["id"] == first.json()["id"]
+    assert after.json()["status"] == "approved"
+    assert pending_for_node() == []
+    assert central.admin("GET", "/configuration").json()["serial"] == serial
+
+    # Client registrations likewise.
+    doc = client_document(INSTANCE, node, ISERLOHN.subsystem("replayamt"), datetime.now(UTC))
+    client_body = {
+        "document": doc,
+        "member_signature": sign_detached(
+            canonical_json(doc), newcomer.sign_key, [newcomer.sign_cert]
+        ),
+    }
+    client_url = f"{central.url}/registration/v1/client"
+    one = httpx.post(client_url, json=client_body, timeout=10).json()
+    two = httpx.post(client_url, json=client_body, timeout=10).json()
+    assert one == two and one["status"] == "pending"
+    assert [r["id"] for r in pending_for_node()] == [one["id"]]
+
+
+# ---------------------------------------------------------------- in process
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> LocalCentral:
+    """A central directory used in process (no server), to inject faults."""
+    ca = tmp_path / "ca"
+    init_ca(ca, "Test CA", datetime.now(UTC))
+    options = InitOptions(
+        instance=INSTANCE,
+        ca_cert=load_certificate(ca / "ca.pem"),
+        ocsp_urls=("http://127.0.0.1:8090/ocsp",),
+        public_url="http://127.0.0.1:1",
+    )
+    return LocalCentral.init(tmp_path / "c", options)
+
+
+class LocalCentral(CentralService):
+    """``Central`` with a publication that can be made to fail, and that records what
+    the database (read through a connection of its own) held when publishing began."""
+
+    fail_with: Exception | None = None
+    seen_at_publish: list[tuple[int, set[str]]]
+
+    def publish_document(self, conf: GlobalConf) -> None:
+        with Session(create_engine(f"sqlite:///{self.directory / DB_NAME}")) as other:
+            serial = int(other.get(Setting, "serial").value)  # type: ignore[union-attr]
+            members = {m.id for m in other.exec(select(Member))}
+        if not hasattr(self, "seen_at_publish"):
+            self.seen_at_publish = []
+        self.seen_at_publish.append((serial, members))
+        if self.fail_with is not None:
+            raise self.fail_with
+        super().publish_document(conf)
+
+
+def test_the_database_commits_before_the_configuration_is_published(
+    local: LocalCentral,
+) -> None:
+    local.seen_at_publish = []
+    before = local.current().serial
+    registry.add_member(local, "tester", str(SOEST), "Stadt Soest")
+    # When signing began, the change and its serial were already durable.
+    assert local.seen_at_publish == [(before + 1, {str(SOEST)})]
+    assert local.current().serial == before + 1
+    assert {str(m.id) for m in local.current().members} == {str(SOEST)}
+
+
+def test_a_failed_publication_undoes_the_change(local: LocalCentral) -> None:
+    registry.add_member(local, "tester", str(SOEST), "Stadt Soest")
+    published = local.current()
+    serial = int(local.setting("serial"))
+    audit_before = len(local.audit(1000))
+    local.fail_with = OSError(28, "No space left on device")
+    with pytest.raises(CentralError) as failed:
+        registry.add_member(local, "tester", str(ISERLOHN), "Stadt Iserlohn")
+    assert failed.value.code == CentralCode.PUBLISH_FAILED
+    assert "undone" in failed.value.message
+    # The commit had happened (the publisher saw it), and was taken back.
+    assert local.seen_at_publish[-1] == (serial + 1, {str(SOEST), str(ISERLOHN)})
+    assert {m["id"] for m in registry.list_members(local)} == {str(SOEST)}
+    assert int(local.setting("serial")) == serial
+    assert local.current() == published
+    trail = local.audit(1000)
+    assert len(trail) == audit_before + 1  # the attempt's entry is gone, the failure stays
+    assert trail[0]["action"] == "publish.failed"
+    assert trail[0]["after"]["action"] == "member.add"
+    # Deletions and updates are undone too.
+    with pytest.raises(CentralError):
+        registry.delete_member(local, "tester", str(SOEST))
+    with pytest.raises(CentralError):
+        registry.put_settings(local, "tester", {"ocsp_freshness_seconds": "60"})
+    assert {m["id"] for m in registry.list_members(local)} == {str(SOEST)}
+    assert local.setting("ocsp_freshness_seconds") == "3600"
+    # Once publishing works again, repeating the call succeeds.
+    local.fail_with = None
+    registry.add_member(local, "tester", str(ISERLOHN), "Stadt Iserlohn")
+    assert local.current().serial == serial + 1
+    assert {str(m.id) for m in local.current().members} == {str(SOEST), str(ISERLOHN)}
+
+
+def test_old_versions_are_pruned(local: LocalCentral) -> None:
+    registry.put_settings(local, "tester", {"tuf_keep_versions": "3"})
+    repo = local.repo()
+    for code in range(6):
+        registry.add_member(local, "tester", f"{INSTANCE}/GOV/0000000{code}", f"M {code}")
+    targets_version = repo.targets().version
+    snapshot_version = repo.snapshot().version
+
+    def versions(role: str) -> list[int]:
+        names = [p.name for p in repo.metadata_dir.glob(f"*.{role}.json")]
+        return sorted(int(n.split(".")[0]) for n in names if n.split(".")[0].isdigit())
+
+    assert versions("targets") == list(range(targets_version - 2, targets_version + 1))
+    assert versions("snapshot") == list(range(snapshot_version - 2, snapshot_version + 1))
+    assert versions("root") == [1]
+    documents = sorted(p.name for p in repo.targets_dir.iterdir())
+    assert len(documents) == 3
+    # A client bootstrapping from the anchor still gets the current configuration...
+    updater = Updater(
+        str(_fresh(local.directory.parent / "client")),
+        f"{local.repo().metadata_dir.as_uri()}/",
+        str(_fresh(local.directory.parent / "client-targets")),
+        f"{local.repo().targets_dir.as_uri()}/",
+        bootstrap=json.dumps(local.repo().root_json()).encode(),
+        fetcher=_FileFetcher(),
+    )
+    updater.refresh()
+    info = updater.get_targetinfo(TARGET_NAME)
+    assert info is not None
+    conf = GlobalConf.from_bytes(Path(updater.download_target(info)).read_bytes())
+    assert conf == local.current()
+    # ...and the document of the oldest kept targets version is still there.
+    oldest = Metadata[Targets].from_bytes(
+        (repo.metadata_dir / f"{targets_version - 2}.targets.json").read_bytes()
+    )
+    digest = oldest.signed.targets[TARGET_NAME].hashes["sha256"]
+    assert f"{digest}.{TARGET_NAME}" in documents
+
+
+def _fresh(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class _FileFetcher(FetcherInterface):
+    """ngclient over ``file://`` URLs: the repository directory as a mirror would serve it."""
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        path = Path(urlsplit(url).path)
+        if not path.exists():
+            raise DownloadHTTPError(f"{path.name} not found", 404)
+        return iter([path.read_bytes()])

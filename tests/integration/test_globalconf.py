@@ -12,17 +12,25 @@ from __future__ import annotations
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from gateway.conf.globalconf import CaEntry, MemberEntry, NodeEntry
+from gateway.core.ids import NodeId
 from gateway.localnet import City, LocalNet, ServiceSpec
+from gateway.pki.files import init_ca, issue_from_csr, new_key_and_csr
+from gateway.pki.keys import fingerprint_sha256, load_certificate
+from gateway.pki.profiles import CertKind
 from tests.integration.conftest import RecordingRegistry
 
 SOEST = City("Stadt Soest", "05974040", ("gewerbeamt",))
@@ -237,3 +245,162 @@ def test_a_wrong_anchor_refuses_to_start(gnet: LocalNet, tmp_path: Path) -> None
     assert "Traceback" not in result.stderr
     assert "UnsignedMetadataError" in result.stderr
     assert "does not start" in result.stderr
+
+
+class _Stub(BaseHTTPRequestHandler):
+    """A provider node's TLS endpoint that records calls and answers nonsense."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        _Stub.seen.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"no")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def test_a_newly_approved_ca_is_trusted_for_tls_after_one_refresh(
+    gnet: LocalNet, tmp_path: Path
+) -> None:
+    """A node whose auth certificate comes from a second CA: refused in both directions
+    while the configuration does not approve that CA, accepted once it does; the nodes'
+    TLS server and client contexts are swapped without a restart."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    init_ca(tmp_path / "ca2", "Second CA DE-NRW", now)
+    node2 = NodeId(ISERLOHN.member.instance, "GOV", ISERLOHN.ags, "ss2")
+    key, csr, cert = tmp_path / "auth.key", tmp_path / "auth.csr", tmp_path / "auth.pem"
+    new_key_and_csr(CertKind.AUTH, node2, key, csr, ISERLOHN.name)
+    issue_from_csr(tmp_path / "ca2", csr, CertKind.AUTH, cert, now, ip_addresses=("127.0.0.1",))
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    stub = ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
+    stub.socket = server_ctx.wrap_socket(stub.socket, server_side=True)
+    threading.Thread(target=stub.serve_forever, daemon=True).start()
+    repo = gnet.tuf
+    assert repo is not None
+    base = gnet.globalconf([SOEST.ags, LIPPSTADT.ags])
+    registered = replace(
+        base,
+        members=(*base.members, MemberEntry(ISERLOHN.member, ISERLOHN.name, (BUERGERBUERO,))),
+        nodes=(
+            *base.nodes,
+            NodeEntry(
+                node2,
+                f"https://127.0.0.1:{stub.server_address[1]}",
+                (fingerprint_sha256(load_certificate(cert)),),
+                (ISERLOHN.member, BUERGERBUERO),
+            ),
+        ),
+    )
+    service = BUERGERBUERO.service("auskunft")
+
+    def consumer() -> httpx.Response:  # Soest's client context meets the CA2 server
+        url = f"{gnet.nodes[SOEST.ags].consumer_url}/r1/{service}"
+        return httpx.get(url, headers={"X-Road-Client": str(GEWERBEAMT)}, timeout=30)
+
+    def provider() -> str:  # Lippstadt's server context meets a CA2 client
+        ctx = ssl.create_default_context(cafile=str(gnet.ca_cert))
+        ctx.check_hostname = False
+        ctx.load_cert_chain(cert, key)
+        url = f"{gnet.nodes[LIPPSTADT.ags].peer_url}/gw/v1/exchange"
+        try:
+            with httpx.Client(verify=ctx, timeout=30) as client:
+                return code(client.post(url, content=b"")) or "no error"
+        except httpx.HTTPError as exc:
+            return f"TLS refused: {type(exc).__name__}"
+
+    try:
+        repo.publish(registered.to_bytes())  # the node is listed, its CA is not approved
+        until(consumer, "server.clientproxy.ssl_authentication_failed", "Soest refusing CA2")
+        assert provider().startswith("TLS refused"), "Lippstadt accepted a CA2 client"
+        assert _Stub.seen == []
+        approved = replace(
+            registered,
+            serial=registered.serial + 1,
+            cas=(*registered.cas, CaEntry(load_certificate(tmp_path / "ca2" / "ca.pem"), ())),
+        )
+        gnet.serial = approved.serial
+        repo.publish(approved.to_bytes())
+        response = until(consumer, "server.clientproxy.invalid_message", "Soest trusting CA2")
+        assert _Stub.seen, response.text  # the handshake succeeded, the request went out
+        deadline = time.monotonic() + DEADLINE
+        while (verdict := provider()).startswith("TLS refused"):
+            assert time.monotonic() < deadline, "Lippstadt still refuses the CA2 client"
+            time.sleep(0.2)
+        assert verdict == "server.serverproxy.cert_validation"  # past TLS, to OCSP
+    finally:
+        stub.shutdown()
+        stub.server_close()
+        gnet.publish_globalconf([SOEST.ags, LIPPSTADT.ags])
+
+
+def test_iserlohn_joins_through_the_central_while_others_exchange(
+    tmp_path: Path, registry: RecordingRegistry
+) -> None:
+    """The partner-city flow against a real central authority (``gateway central serve``):
+    Soest keeps querying Lippstadt throughout, without a single failure; Lippstadt
+    refuses Iserlohn's node until the operator approves its registration, and accepts it
+    one refresh after."""
+    net = LocalNet.create(tmp_path, [SOEST, LIPPSTADT, ISERLOHN], datetime.now(UTC), central=True)
+    net.add_service(
+        ServiceSpec(
+            id=SERVICE,
+            url=f"{registry.url}/personen",
+            openapi_url=None,
+            allowed=(GEWERBEAMT, BUERGERBUERO),
+        )
+    )
+    failures: list[str] = []
+    exchanges = 0
+    stop = threading.Event()
+
+    def keep_exchanging() -> None:
+        nonlocal exchanges
+        while not stop.is_set():
+            try:
+                response = query(net, SOEST, str(GEWERBEAMT))
+            except httpx.HTTPError as exc:
+                failures.append(f"{type(exc).__name__}: {exc}")
+                continue
+            if response.status_code != 200:
+                failures.append(response.text)
+            exchanges += 1
+
+    traffic = threading.Thread(target=keep_exchanging, daemon=True)
+    try:
+        net.start_trust()
+        net.start_central()
+        for city in (SOEST, LIPPSTADT):
+            net.join(city.ags, datetime.now(UTC))
+        net.write_configs(globalconf_refresh_seconds=1)
+        net.start_node(SOEST.ags)
+        net.start_node(LIPPSTADT.ags)
+        traffic.start()
+        pending = net.join(ISERLOHN.ags, datetime.now(UTC), approve=False)
+        assert [r["status"] for r in pending.requests] == ["pending", "pending"]
+        assert code(peer_probe(net, ISERLOHN)) == "server.serverproxy.ssl_authentication_failed"
+        for request in pending.requests:  # the node first, then its client
+            net.central_admin("POST", f"/requests/{request['id']}/approve")
+        until(
+            lambda: peer_probe(net, ISERLOHN),
+            "server.serverproxy.cert_validation",  # past the lookup: registered
+            "Lippstadt accepting Iserlohn after the approval",
+        )
+        net.start_node(ISERLOHN.ags)
+        until(lambda: query(net, ISERLOHN, str(BUERGERBUERO)), None, "Iserlohn's first query")
+        before = exchanges
+        deadline = time.monotonic() + DEADLINE
+        while exchanges == before:  # at least one more exchange after Iserlohn started
+            assert time.monotonic() < deadline, failures
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        if traffic.is_alive():
+            traffic.join(timeout=60)
+        net.stop()
+    assert failures == []
+    assert exchanges > 0

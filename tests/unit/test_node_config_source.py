@@ -1,4 +1,4 @@
-"""A node's file names exactly one source of routing and trust, and says so if not."""
+"""A node's file takes routing and trust from [globalconf] only, and says so if not."""
 
 from __future__ import annotations
 
@@ -32,11 +32,22 @@ refresh_seconds = 1
 """
 
 
-@pytest.mark.parametrize("sections", ["", DIRECTORY + GLOBALCONF], ids=["neither", "both"])
-def test_exactly_one_source(tmp_path: Path, sections: str) -> None:
+def test_static_directory_is_refused_with_what_to_write_instead(tmp_path: Path) -> None:
     path = tmp_path / "node.toml"
-    path.write_text(NODE + sections, "utf-8")
-    with pytest.raises(ConfigError, match=r"exactly one of \[globalconf\].*or \[directory\]"):
+    path.write_text(NODE + DIRECTORY + GLOBALCONF, "utf-8")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    message = str(refused.value)
+    assert str(path) in message
+    assert "[directory] section is no longer supported" in message
+    assert '[globalconf] anchor = "anchor.json"' in message
+    assert "gateway central anchor" in message
+
+
+def test_globalconf_is_required(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(NODE, "utf-8")
+    with pytest.raises(ConfigError, match=r"a \[globalconf\] section is required"):
         load_config(path)
 
 
@@ -55,9 +66,9 @@ def test_state_dir_defaults_next_to_the_file(tmp_path: Path) -> None:
     path = tmp_path / "node.toml"
     path.write_text(NODE + GLOBALCONF, "utf-8")
     config = load_config(path)
-    assert config.globalconf is not None
     assert config.globalconf.state_dir == tmp_path.resolve() / "globalconf"
     assert config.globalconf.refresh_seconds == 1
+    assert config.globalconf.fetch_timeout_seconds == 30
 
 
 def test_anchor_of_another_instance_is_refused(tmp_path: Path) -> None:

@@ -8,15 +8,23 @@ authority uses the cache only while its metadata still names the persisted docum
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from tuf.api import exceptions as tuf_errors
 
 from gateway.conf.directory import StaticDirectory
 from gateway.conf.globalconf import CaEntry, GlobalConf, MemberEntry
-from gateway.conf.tufclient import ConfigClient, GlobalConfSource, GlobalConfUnavailable
+from gateway.conf.tufclient import (
+    ConfigClient,
+    DeadlineFetcher,
+    GlobalConfSource,
+    GlobalConfUnavailable,
+)
 from gateway.conf.tufdev import DevRepository
 from gateway.core.ids import MemberId
 from gateway.pki.files import init_ca
@@ -220,6 +228,35 @@ def test_unreachable_without_cache_refuses_to_start(
     source = GlobalConfSource(ConfigClient(anchor, tmp_path / "state"), lambda c: c.directory())
     with pytest.raises(GlobalConfUnavailable, match="no configuration was ever applied"):
         source.bootstrap()
+
+
+def test_a_repository_that_never_answers_is_given_up_on(
+    repo: DevRepository, make_doc: MakeDoc, tmp_path: Path
+) -> None:
+    """The first fetch blocks start-up: it must end, with a reason, not hang."""
+    repo.publish(make_doc(1))
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # connections complete in the kernel; nothing is ever sent back
+    try:
+        base = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        anchor = replace(repo.anchor(), metadata_url=f"{base}/m/", targets_url=f"{base}/t/")
+        client = ConfigClient(anchor, tmp_path / "state", fetch_timeout=0.3)
+        source = GlobalConfSource(client, lambda c: c.directory())
+        with pytest.raises(GlobalConfUnavailable) as refused:
+            source.bootstrap()
+    finally:
+        silent.close()
+    message = str(refused.value)
+    assert "SlowRetrievalError" in message, message
+    assert "0.3 s" in message, message
+    assert "no configuration was ever applied" in message
+
+
+def test_the_fetch_deadline_covers_all_downloads_of_one_refresh() -> None:
+    fetcher = DeadlineFetcher(0.0)
+    with pytest.raises(tuf_errors.SlowRetrievalError, match="longer than 0 s"):
+        fetcher.fetch("http://127.0.0.1:1/metadata/timestamp.json")
 
 
 def test_restart_offline_uses_the_cache_while_it_names_the_document(
