@@ -32,9 +32,11 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/gateway demo --serve
 
-# The exchange path against its baselines; writes bench/results/bench-*.json.
+# The exchange path against its baselines (writes bench/results/bench-*.json), then the
+# offline audit verifier's entries per second (docs/audit-bundle.md section 6).
 bench: $(STAMP)
 	$(BIN)/gateway bench --out bench/results
+	$(BIN)/gateway audit bench --entries 20000
 
 bench-quick: $(STAMP)
 	$(BIN)/gateway bench --levels 1,64 --repeats 1 --large-bodies 65536 --soak 0 --out bench/results

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from cryptography import x509
@@ -39,7 +41,8 @@ from gateway.core.envelope import (
 )
 from gateway.core.ids import MemberId, ServiceId, parse_client
 from gateway.core.logtree import tree_head_document
-from gateway.node.messagelog import LogRecord, MessageLog, TreeHeadRecord
+from gateway.core.treehead import sign_sth, sth_document
+from gateway.node.messagelog import LogRecord, MessageLog, SignedHeadRecord, TreeHeadRecord
 from gateway.pki.ca import (
     create_root_ca,
     issue_certificate,
@@ -61,6 +64,8 @@ from gateway.pki.tsa import (
 __all__ = ["BenchResult", "SyntheticLog", "build_log", "run_bench"]
 
 NODE = "DE-NRW/GOV/05974028/ss1"
+WITNESS = "DE-NRW/GOV/05974040/ss1"
+"""The consumer's node, which co-signs every tree head of the synthetic log."""
 CLIENT = "DE-NRW/GOV/05974040/gewerbeamt"
 SERVICE = "DE-NRW/GOV/05974028/melderegister/einfacheAuskunft"
 START = datetime(2025, 6, 1, 8, 0, 0, tzinfo=UTC)
@@ -105,6 +110,7 @@ def build_log(
     head_every: int = 1000,
     body: bytes = b'{"familienname":"Schmidt","vornamen":"Anna"}',
     step: timedelta = timedelta(milliseconds=10),
+    body_policy: Callable[[LogRecord], str] | None = None,
 ) -> SyntheticLog:
     """Write ``entries`` signed entries (request/response pairs) and stamped tree heads."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -139,6 +145,7 @@ def build_log(
             provider_ocsp,
             tsa_cert,
             tsa_key,
+            body_policy,
         )
     )
     return SyntheticLog(db, Anchor((ca,), (tsa_cert,)), anchor_path, ca, tsa_cert, tsa_key, entries)
@@ -168,6 +175,7 @@ async def _write(
     provider_ocsp: bytes,
     tsa_cert: x509.Certificate,
     tsa_key: ec.EllipticCurvePrivateKey,
+    body_policy: Callable[[LogRecord], str] | None = None,
 ) -> None:
     clock = _Clock(START)
     client = parse_client(CLIENT)
@@ -179,7 +187,7 @@ async def _write(
         provider.cert_ref: (provider.cert_der, provider.jws_header),
     }
     ocsp = {consumer_ref: consumer_ocsp, provider_ref: provider_ocsp}
-    async with MessageLog(db, clock=clock) as log:
+    async with MessageLog(db, clock=clock, body_policy=body_policy) as log:
         written = 0
         serial = 0
         batch: list[LogRecord] = []
@@ -258,6 +266,10 @@ async def _write(
                 serial += 1
                 if snapshot.tree_size > log.backlog().stamped_size:
                     document = tree_head_document(NODE, snapshot.tree_size, snapshot.root_hash)
+                    # Signed by the provider (the node's member) over the TSA's time, and
+                    # co-signed by the consumer's node as a witness.
+                    sth = sth_document(NODE, snapshot.tree_size, snapshot.root_hash, clock.now)
+                    owner_signature = sign_sth(provider, sth)
                     await log.append_tree_head(
                         TreeHeadRecord(
                             snapshot.tree_size,
@@ -268,8 +280,37 @@ async def _write(
                             stamp(document, tsa_cert, tsa_key, clock.now, serial),
                             "Audit Bench TSA",
                             tsa_cert.public_bytes(Encoding.DER),
+                            SignedHeadRecord(
+                                sth,
+                                owner_signature,
+                                provider.cert_ref,
+                                provider.cert_der,
+                                provider.jws_header,
+                                provider_ref,
+                                provider_ocsp,
+                            ),
                         )
                     )
+                    row = (
+                        NODE,
+                        WITNESS,
+                        snapshot.tree_size,
+                        sth,
+                        owner_signature,
+                        sign_sth(consumer, sth),
+                        consumer.cert_ref,
+                        consumer_ref,
+                        format_time(clock.now),
+                    )
+                    await log.write(partial(_insert_cosignature, row=row))
+
+
+def _insert_cosignature(conn: sqlite3.Connection, row: tuple[object, ...]) -> None:
+    conn.execute(
+        "INSERT INTO cosignature (log_node, witness, tree_size, document, signature,"
+        " cosignature, cert_ref, ocsp_ref, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        row,
+    )
 
 
 @dataclass(frozen=True)

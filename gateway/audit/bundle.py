@@ -28,10 +28,13 @@ __all__ = [
     "Bundle",
     "BundleFormatError",
     "CertificateItem",
+    "ConfigItem",
+    "CosignItem",
     "EntryItem",
     "HeadItem",
     "Manifest",
     "OcspItem",
+    "SignedItem",
     "encode_bundle",
     "encode_record",
     "leaf_ranges",
@@ -70,6 +73,40 @@ class Manifest:
     """The entries' leaf indexes as inclusive ranges, in order."""
     certificates: int
     ocsp_responses: int
+    signed_heads: tuple[int, ...] = ()
+    """The sizes of the tree heads that carry the member key's signature."""
+    cosignatures: int = 0
+    """How many witness co-signatures the tree heads carry in all."""
+    configuration: tuple[str, ...] = ()
+    """The names of the configuration snapshot's files, in order (none: no snapshot)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigItem:
+    """One file of the global configuration snapshot (``gateway.audit.configuration``)."""
+
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SignedItem:
+    """The log owner's signed tree head (``gateway.core.treehead``) for one tree head."""
+
+    document: bytes
+    signature: str
+    cert_ref: str
+    ocsp_ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class CosignItem:
+    """A witness's co-signature over the same signed tree head document."""
+
+    witness: str
+    cosignature: str
+    cert_ref: str
+    ocsp_ref: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +140,8 @@ class HeadItem:
     consistency_from: int | None
     """Size of the previous tree head in the bundle; None for the first."""
     consistency: tuple[bytes, ...]
+    signed: SignedItem | None = None
+    cosignatures: tuple[CosignItem, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +193,7 @@ class Bundle:
     manifest: Manifest
     certificates: list[CertificateItem] = field(default_factory=list)
     ocsp: list[OcspItem] = field(default_factory=list)
+    configuration: list[ConfigItem] = field(default_factory=list)
     heads: list[HeadItem] = field(default_factory=list)
     entries: list[EntryItem] = field(default_factory=list)
 
@@ -176,7 +216,9 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _record(item: Manifest | CertificateItem | OcspItem | HeadItem | EntryItem) -> dict[str, Any]:
+def _record(
+    item: Manifest | CertificateItem | OcspItem | ConfigItem | HeadItem | EntryItem,
+) -> dict[str, Any]:
     if isinstance(item, Manifest):
         return {
             "type": "manifest",
@@ -189,13 +231,18 @@ def _record(item: Manifest | CertificateItem | OcspItem | HeadItem | EntryItem) 
             "entries": [list(r) for r in item.entries],
             "certificates": item.certificates,
             "ocsp_responses": item.ocsp_responses,
+            "signed_heads": list(item.signed_heads),
+            "cosignatures": item.cosignatures,
+            "configuration": list(item.configuration),
         }
     if isinstance(item, CertificateItem):
         return {"type": "certificate", "ref": item.ref, "role": item.role, "der": _b64(item.der)}
     if isinstance(item, OcspItem):
         return {"type": "ocsp", "ref": item.ref, "der": _b64(item.der)}
+    if isinstance(item, ConfigItem):
+        return {"type": "configuration", "name": item.name, "data": _b64(item.data)}
     if isinstance(item, HeadItem):
-        return {
+        head: dict[str, Any] = {
             "type": "tree_head",
             "tree_size": item.tree_size,
             "root_hash": item.root_hash.hex(),
@@ -207,6 +254,24 @@ def _record(item: Manifest | CertificateItem | OcspItem | HeadItem | EntryItem) 
             if item.consistency_from is None
             else {"from_size": item.consistency_from, "proof": [p.hex() for p in item.consistency]},
         }
+        if item.signed is not None:
+            head["signed"] = {
+                "document": item.signed.document.decode("ascii"),
+                "signature": item.signed.signature,
+                "cert_ref": item.signed.cert_ref,
+                "ocsp_ref": item.signed.ocsp_ref,
+            }
+        if item.cosignatures:
+            head["cosignatures"] = [
+                {
+                    "witness": c.witness,
+                    "cosignature": c.cosignature,
+                    "cert_ref": c.cert_ref,
+                    "ocsp_ref": c.ocsp_ref,
+                }
+                for c in item.cosignatures
+            ]
+        return head
     record: dict[str, Any] = {
         "type": "entry",
         "id": item.id,
@@ -232,7 +297,9 @@ def _record(item: Manifest | CertificateItem | OcspItem | HeadItem | EntryItem) 
     return record
 
 
-def encode_record(item: Manifest | CertificateItem | OcspItem | HeadItem | EntryItem) -> bytes:
+def encode_record(
+    item: Manifest | CertificateItem | OcspItem | ConfigItem | HeadItem | EntryItem,
+) -> bytes:
     """One line: compact JSON with sorted keys, ASCII only, ending in a newline."""
     return json.dumps(_record(item), sort_keys=True, separators=(",", ":")).encode() + b"\n"
 
@@ -240,7 +307,13 @@ def encode_record(item: Manifest | CertificateItem | OcspItem | HeadItem | Entry
 def encode_bundle(bundle: Bundle) -> Iterator[bytes]:
     """The bundle's lines in their fixed order: manifest, certificates, OCSP, heads, entries."""
     yield encode_record(bundle.manifest)
-    for group in (bundle.certificates, bundle.ocsp, bundle.heads, bundle.entries):
+    for group in (
+        bundle.certificates,
+        bundle.ocsp,
+        bundle.configuration,
+        bundle.heads,
+        bundle.entries,
+    ):
         for item in group:
             yield encode_record(item)
 
@@ -324,6 +397,7 @@ def _manifest(obj: dict[str, Any]) -> Manifest:
             "certificates",
             "ocsp_responses",
         },
+        ("signed_heads", "cosignatures", "configuration"),
     )
     if obj["format"] != FORMAT:
         raise _Bad(f"format {obj['format']!r} is not {FORMAT}")
@@ -354,7 +428,58 @@ def _manifest(obj: dict[str, Any]) -> Manifest:
         entries=tuple(ranges),
         certificates=_int(obj, "certificates"),
         ocsp_responses=_int(obj, "ocsp_responses"),
+        signed_heads=_sizes(obj.get("signed_heads", []), "signed_heads"),
+        cosignatures=_int(obj, "cosignatures") if "cosignatures" in obj else 0,
+        configuration=_names(obj.get("configuration", [])),
     )
+
+
+def _names(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+        raise _Bad("configuration must list file names")
+    return tuple(value)
+
+
+def _sizes(value: object, what: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(h, int) and not isinstance(h, bool) for h in value
+    ):
+        raise _Bad(f"{what} must list tree sizes")
+    return tuple(value)
+
+
+def _signed(value: object) -> SignedItem:
+    if not isinstance(value, dict):
+        raise _Bad("signed must be an object")
+    _keys(value, {"document", "signature", "cert_ref", "ocsp_ref"})
+    document = _str(value, "document")
+    if not document.isascii():
+        raise _Bad("the signed document must be ASCII")
+    return SignedItem(
+        document.encode("ascii"),
+        _str(value, "signature"),
+        _ref(value, "cert_ref"),
+        _ref(value, "ocsp_ref", empty=True),
+    )
+
+
+def _cosignatures(value: object) -> tuple[CosignItem, ...]:
+    if not isinstance(value, list) or not value:
+        raise _Bad("cosignatures must be a non-empty list")
+    items = []
+    for c in value:
+        if not isinstance(c, dict):
+            raise _Bad("a co-signature must be an object")
+        _keys(c, {"witness", "cosignature", "cert_ref", "ocsp_ref"})
+        items.append(
+            CosignItem(
+                _str(c, "witness"),
+                _str(c, "cosignature"),
+                _ref(c, "cert_ref"),
+                _ref(c, "ocsp_ref", empty=True),
+            )
+        )
+    return tuple(items)
 
 
 def _head(obj: dict[str, Any]) -> HeadItem:
@@ -370,6 +495,7 @@ def _head(obj: dict[str, Any]) -> HeadItem:
             "tsa_cert_ref",
             "consistency",
         },
+        ("signed", "cosignatures"),
     )
     document = _str(obj, "document")
     if not document.isascii():
@@ -391,6 +517,8 @@ def _head(obj: dict[str, Any]) -> HeadItem:
         tsa_cert_ref=_ref(obj, "tsa_cert_ref"),
         consistency_from=start,
         consistency=proof,
+        signed=_signed(obj["signed"]) if "signed" in obj else None,
+        cosignatures=_cosignatures(obj["cosignatures"]) if "cosignatures" in obj else (),
     )
 
 
@@ -456,7 +584,7 @@ def parse_entry_line(raw: bytes, number: int) -> EntryItem:
         raise BundleFormatError(number, str(exc), int(found.group(1)) if found else None) from None
 
 
-_ORDER: Final = {"certificate": 1, "ocsp": 2, "tree_head": 3, "entry": 4}
+_ORDER: Final = {"certificate": 1, "ocsp": 2, "configuration": 3, "tree_head": 4, "entry": 5}
 
 
 def read_bundle(lines: Iterable[bytes]) -> Bundle:
@@ -496,6 +624,9 @@ def read_bundle(lines: Iterable[bytes]) -> Bundle:
             elif kind == "ocsp":
                 _keys(obj, {"type", "ref", "der"})
                 bundle.ocsp.append(OcspItem(_ref(obj, "ref"), _bytes(obj, "der")))
+            elif kind == "configuration":
+                _keys(obj, {"type", "name", "data"})
+                bundle.configuration.append(ConfigItem(_str(obj, "name"), _bytes(obj, "data")))
             elif kind == "tree_head":
                 bundle.heads.append(_head(obj))
             else:

@@ -30,6 +30,16 @@ def _time(text: str) -> datetime:
     return moment
 
 
+def _globalconf(args: argparse.Namespace) -> Path | None:
+    """``--globalconf``, else the node's default state directory next to its log."""
+    if args.globalconf == "":
+        return None
+    if args.globalconf is not None:
+        return Path(args.globalconf)
+    default = Path(args.db).parent / "globalconf"
+    return default if (default / "globalconf.json").is_file() else None
+
+
 def cmd_audit_export(args: argparse.Namespace) -> None:
     from gateway.audit.export import ExportError, Selection, export_bundle
     from gateway.pki.keys import load_certificate
@@ -52,6 +62,7 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
             extra_tsa=load_certificate(Path(args.tsa_cert)) if args.tsa_cert else None,
             extra_ca=load_certificate(Path(args.ca)) if args.ca else None,
             bodies=not args.no_bodies,
+            globalconf=_globalconf(args),
         )
     except ExportError as exc:
         print(f"gateway: cannot export: {exc}", file=sys.stderr)
@@ -62,6 +73,8 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
     )
     if result.pending:
         print(f"left out {result.pending} selected entries not yet covered by a tree head")
+    if result.archived:
+        print(f"left out {result.archived} archived entries (their archive bundle holds them)")
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> None:
@@ -92,6 +105,17 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
         print(
             f"     {report.tree_heads} tree heads, timestamped {report.first_gen_time.isoformat()}"
             f" .. {report.last_gen_time.isoformat()}, each consistent with the one before"
+        )
+    if report.configuration is not None:
+        c = report.configuration
+        print(
+            f"     global configuration serial {c.serial} of {c.instance} (TUF targets "
+            f"v{c.targets_version}, root v{c.root_version} sha256 {c.root_sha256[:16]}…) verifies"
+        )
+    if report.signed_heads:
+        print(
+            f"     {report.signed_heads} tree heads signed by the member at their genTime, "
+            f"{report.cosignatures} witness co-signatures"
         )
     print(
         f"     {report.certificates} certificates, {report.ocsp_responses} OCSP responses; "
@@ -124,6 +148,78 @@ def cmd_audit_bench(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_log_witness(args: argparse.Namespace) -> None:
+    """What witnessing recorded: split views and refused heads first, then co-signatures.
+
+    Exits 1 when any alert is recorded, so a monitoring script can run it as a check.
+    """
+    from gateway.core.treehead import parse_sth
+    from gateway.node.logproofs import read_cosignatures, read_witness_alerts, signed_heads
+
+    db = Path(args.db)
+    alerts = read_witness_alerts(db)
+    for alert in alerts:
+        print(f"ALERT {alert.detected_at} {alert.peer}: {alert.code}: {alert.detail}")
+    heads = signed_heads(db)
+    if heads:
+        latest = parse_sth(heads[-1].document)
+        print(
+            f"own signed tree heads: {len(heads)}, the latest of size {latest.tree_size} "
+            f"at {latest.timestamp.isoformat()}"
+        )
+    for row in read_cosignatures(db):
+        print(f"cosigned {row.log_node} size {row.tree_size} by {row.witness} ({row.stored_at})")
+    if alerts:
+        raise SystemExit(1)
+
+
+def cmd_log_archive(args: argparse.Namespace) -> None:
+    from gateway.audit.anchor import load_anchor
+    from gateway.audit.archive import ArchiveError, archive_before
+    from gateway.audit.verify import AuditError
+
+    out = Path(args.out)
+    if out.exists():
+        raise ValueError(f"{out} exists; an archive is never overwritten")
+    anchor = load_anchor(Path(args.anchor)) if args.anchor else None
+    try:
+        result = archive_before(
+            Path(args.db), _time(args.before), out, now=datetime.now(UTC), anchor=anchor
+        )
+    except (ArchiveError, AuditError) as exc:
+        print(f"gateway: nothing archived: {exc}", file=sys.stderr)
+        sys.exit(1)
+    if not result.entries:
+        print(f"nothing to archive before {args.before} (only timestamped entries are)")
+        return
+    print(
+        f"archived {result.entries} entries (leaves {result.first_leaf}..{result.last_leaf}) "
+        f"to {out}, {result.bytes} bytes{', verified' if result.verified else ''}; their "
+        "header, body and signature are pruned from the log, their leaf hashes kept"
+    )
+
+
+def add_log_commands(logs: Subparsers, add: AddFn) -> None:
+    """Register ``gateway log witness`` and ``gateway log archive``."""
+    p = add(
+        logs,
+        "archive",
+        cmd_log_archive,
+        "move entries logged before a date to an audit bundle and prune them from the log",
+    )
+    p.add_argument("--db", required=True)
+    p.add_argument("--before", required=True, help="RFC 3339 with a zone")
+    p.add_argument("--out", required=True, help="the archive bundle to write")
+    p.add_argument("--anchor", default=None, help="verify the bundle before pruning")
+    p = add(
+        logs,
+        "witness",
+        cmd_log_witness,
+        "list witness alerts (split views; exit 1 if any), signed tree heads and co-signatures",
+    )
+    p.add_argument("--db", required=True)
+
+
 def add_commands(sub: Subparsers, add: AddFn) -> None:
     """Register ``gateway audit ...``."""
     audit = sub.add_parser("audit", help="export and verify audit bundles").add_subparsers(
@@ -139,6 +235,12 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     p.add_argument("--tsa-cert", default=None, help="also include this TSA certificate (PEM)")
     p.add_argument("--ca", default=None, help="also include this CA certificate (PEM)")
     p.add_argument("--no-bodies", action="store_true", help="body digests only, no bodies")
+    p.add_argument(
+        "--globalconf",
+        default=None,
+        help="the node's global configuration state directory, whose signed snapshot the "
+        "bundle carries (default: globalconf/ next to the log, if there; '' for none)",
+    )
     p = add(audit, "verify", cmd_audit_verify, "verify an audit bundle offline")
     p.add_argument("bundle")
     p.add_argument("--anchor", required=True, help="trusted CA and TSA certificates")

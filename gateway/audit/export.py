@@ -31,13 +31,17 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from gateway.audit.bundle import (
     Bundle,
     CertificateItem,
+    ConfigItem,
+    CosignItem,
     EntryItem,
     HeadItem,
     Manifest,
     OcspItem,
+    SignedItem,
     encode_bundle,
     leaf_ranges,
 )
+from gateway.audit.configuration import SnapshotError, read_snapshot
 from gateway.audit.proofs import TreeLevels
 from gateway.core.envelope import b64url_decode, format_time
 from gateway.core.logtree import parse_tree_head_document
@@ -80,6 +84,8 @@ class ExportResult:
     """Selected entries left out because no tree head covers them yet."""
     tree_heads: int
     bytes: int
+    archived: int = 0
+    """Selected entries left out because they were archived (their bundle holds them)."""
 
 
 @contextlib.contextmanager
@@ -96,8 +102,10 @@ def _reader(path: Path) -> Iterator[sqlite3.Connection]:
 _ENTRY_COLUMNS = (
     "SELECT id, leaf_index, CAST(leaf_hash AS BLOB), logged_at, role, kind, message_id,"
     " xroad_id, client, service, created, CAST(header AS BLOB), CAST(body AS BLOB),"
-    " signature, cert_ref, ocsp_ref FROM message_log"
+    " signature, cert_ref, ocsp_ref, {digest_columns} FROM message_log"
 )
+_DIGEST_COLUMNS = "body_sha256, body_omitted"
+_NO_DIGEST_COLUMNS = "NULL, ''"  # a log file from before digest-only bodies
 
 
 def _der(cert: x509.Certificate) -> bytes:
@@ -119,13 +127,34 @@ def export_bundle(
     extra_tsa: x509.Certificate | None = None,
     extra_ca: x509.Certificate | None = None,
     bodies: bool = True,
+    globalconf: Path | None = None,
 ) -> ExportResult:
-    """Write the bundle for ``selection`` of the log ``db`` to ``out``."""
+    """Write the bundle for ``selection`` of the log ``db`` to ``out``.
+
+    ``globalconf``: the node's global configuration state directory, whose signed
+    configuration snapshot the bundle then carries (``gateway.audit.configuration``).
+    """
+    try:
+        snapshot = read_snapshot(globalconf) if globalconf is not None else []
+    except (SnapshotError, OSError) as exc:
+        raise ExportError(f"configuration snapshot: {exc}") from None
     heads = read_tree_heads(db)
     covered = heads[-1].tree_size if heads else 0
     with _reader(db) as conn:
         where, params = _where(selection)
-        rows = conn.execute(f"{_ENTRY_COLUMNS} WHERE {where} ORDER BY id", params).fetchall()
+        present = {str(c[1]) for c in conn.execute("PRAGMA table_info(message_log)")}
+        columns = _DIGEST_COLUMNS if "body_omitted" in present else _NO_DIGEST_COLUMNS
+        select = _ENTRY_COLUMNS.format(digest_columns=columns)
+        rows = conn.execute(f"{select} WHERE {where} ORDER BY id", params).fetchall()
+        # Archived entries live in their archive bundle; their leaves still prove.
+        archived = sum(1 for r in rows if r[17] == "archived")
+        rows = [r for r in rows if r[17] != "archived"]
+        archived_before = 0
+        if "body_omitted" in present:
+            (archived_before,) = conn.execute(
+                "SELECT COALESCE(MAX(leaf_index) + 1, 0) FROM message_log"
+                " WHERE body_omitted = 'archived'"
+            ).fetchone()
         pending = sum(1 for r in rows if r[1] is None or int(r[1]) >= covered)
         rows = [r for r in rows if r[1] is not None and int(r[1]) < covered]
         leaves: list[bytes] = []
@@ -139,8 +168,17 @@ def export_bundle(
             leaves.append(leaf)
         if len(leaves) != covered:
             raise ExportError(f"the last tree head covers {covered} leaves, {db} has {len(leaves)}")
-        cert_refs = sorted({str(r[14]) for r in rows})
-        ocsp_refs = sorted({str(r[15]) for r in rows if r[15]})
+        signed, cosigned = _head_signatures(conn)
+        cert_refs = sorted(
+            {str(r[14]) for r in rows}
+            | {s.cert_ref for s in signed.values()}
+            | {c.cert_ref for cs in cosigned.values() for c in cs}
+        )
+        ocsp_refs = sorted(
+            {str(r[15]) for r in rows if r[15]}
+            | {s.ocsp_ref for s in signed.values() if s.ocsp_ref}
+            | {c.ocsp_ref for cs in cosigned.values() for c in cs if c.ocsp_ref}
+        )
         signer_rows = {
             str(ref): (bytes(der), str(jws))
             for ref, der, jws in conn.execute(
@@ -178,6 +216,8 @@ def export_bundle(
                 consistency=()
                 if previous is None
                 else tuple(levels.consistency(previous, head.tree_size)),
+                signed=signed.get(head.tree_size),
+                cosignatures=tuple(cosigned.get(head.tree_size, ())),
             )
         )
     sizes = [h.tree_size for h in chosen]
@@ -186,6 +226,7 @@ def export_bundle(
         index = int(row[1])
         proof_size = next(s for s in sizes if s > index)
         body = bytes(row[12])
+        omitted = bool(row[17])
         entries.append(
             EntryItem(
                 id=int(row[0]),
@@ -200,8 +241,8 @@ def export_bundle(
                 service=str(row[9]),
                 created=str(row[10]),
                 header=bytes(row[11]),
-                body=body if bodies else None,
-                body_sha256=hashlib.sha256(body).hexdigest(),
+                body=body if bodies and not omitted else None,
+                body_sha256=str(row[16]) if omitted else hashlib.sha256(body).hexdigest(),
                 signature=str(row[13]),
                 cert_ref=str(row[14]),
                 ocsp_ref=str(row[15]),
@@ -238,15 +279,21 @@ def export_bundle(
         Manifest(
             node=node,
             exported_at=format_time(now),
-            selection=selection.as_json(),
+            selection={**selection.as_json(), "archived_before_leaf": int(archived_before)}
+            if selection.all and archived_before
+            else selection.as_json(),
             log_size=covered,
             tree_heads=tuple(sizes),
             entries=leaf_ranges(e.leaf_index for e in entries),
             certificates=len(certificates),
             ocsp_responses=len(ocsp_refs),
+            signed_heads=tuple(h.tree_size for h in head_items if h.signed is not None),
+            cosignatures=sum(len(h.cosignatures) for h in head_items),
+            configuration=tuple(name for name, _ in snapshot),
         ),
         certificates=list(certificates.values()),
         ocsp=[OcspItem(ref, ocsp_rows[ref]) for ref in ocsp_refs],
+        configuration=[ConfigItem(name, data) for name, data in snapshot],
         heads=head_items,
         entries=entries,
     )
@@ -262,7 +309,38 @@ def export_bundle(
         temporary.replace(out)
     finally:
         temporary.unlink(missing_ok=True)
-    return ExportResult(len(entries), pending, len(head_items), written)
+    return ExportResult(len(entries), pending, len(head_items), written, archived)
+
+
+def _head_signatures(
+    conn: sqlite3.Connection,
+) -> tuple[dict[int, SignedItem], dict[int, list[CosignItem]]]:
+    """The member key's signatures over tree heads, and the witnesses' co-signatures
+    collected for them (none in a log written before signed tree heads existed)."""
+    try:
+        signed = {
+            int(size): SignedItem(bytes(document), str(sig), str(cert), str(ocsp))
+            for size, document, sig, cert, ocsp in conn.execute(
+                "SELECT tree_size, CAST(document AS BLOB), signature, cert_ref, ocsp_ref"
+                " FROM signed_tree_head"
+            )
+        }
+        cosigned: dict[int, list[CosignItem]] = {}
+        for size, document, witness, cosig, cert, ocsp in conn.execute(
+            "SELECT c.tree_size, CAST(c.document AS BLOB), c.witness, c.cosignature,"
+            " c.cert_ref, c.ocsp_ref FROM cosignature c"
+            " JOIN signed_tree_head s ON s.tree_size = c.tree_size"
+            " WHERE c.log_node = (SELECT json_extract(CAST(document AS TEXT), '$.node')"
+            " FROM signed_tree_head LIMIT 1) ORDER BY c.tree_size, c.witness"
+        ):
+            own = signed.get(int(size))
+            if own is not None and own.document == bytes(document):
+                cosigned.setdefault(int(size), []).append(
+                    CosignItem(str(witness), str(cosig), str(cert), str(ocsp))
+                )
+    except sqlite3.OperationalError:  # a log file from before signed tree heads
+        return {}, {}
+    return signed, cosigned
 
 
 def _where(selection: Selection) -> tuple[str, tuple[object, ...]]:

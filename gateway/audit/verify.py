@@ -41,11 +41,26 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.utils import CryptographyDeprecationWarning
 
 from gateway.audit.bundle import Bundle, EntryItem, HeadItem, leaf_ranges
-from gateway.core.envelope import EnvelopeError, b64url, b64url_decode, parse_time
-from gateway.core.ids import InvalidIdentifierError, MemberId, ServiceId, parse_client
+from gateway.audit.configuration import ConfigSnapshot, SnapshotError, verify_snapshot
+from gateway.core.envelope import (
+    EnvelopeError,
+    SignatureVerifier,
+    VerifiedSignature,
+    b64url,
+    b64url_decode,
+    parse_time,
+)
+from gateway.core.ids import InvalidIdentifierError, MemberId, NodeId, ServiceId, parse_client
 from gateway.core.logtree import ProofError, encode_leaf, parse_tree_head_document
 from gateway.core.merkle import HASH_SIZE, MerkleError, leaf_hash, node_hash, verify_consistency
-from gateway.pki.ocsp import DEFAULT_FRESHNESS, DEFAULT_SKEW, OcspError, verify_ocsp_response
+from gateway.core.treehead import TreeHeadError, parse_sth, verify_sth_signature
+from gateway.pki.ocsp import (
+    DEFAULT_FRESHNESS,
+    DEFAULT_SKEW,
+    OcspError,
+    OcspFailure,
+    verify_ocsp_response,
+)
 from gateway.pki.ocsp import VerifiedStatus as OcspStatus
 from gateway.pki.profiles import CertificateError
 from gateway.pki.tsa import TimestampError, TimestampFailure, verify_timestamp_token
@@ -112,6 +127,15 @@ class AuditFailure(StrEnum):
     """The JWS does not verify over the header."""
     OCSP = "ocsp"
     """No OCSP response, or it does not show the signer good at the signing time."""
+    HEAD_SIGNATURE = "head_signature"
+    """A signed tree head is not the member's signature, valid at the head's genTime
+    with good OCSP status, over this node, size, root and genTime."""
+    CONFIGURATION = "configuration"
+    """The global configuration snapshot is incomplete, or its TUF metadata does not
+    verify (signatures, thresholds, versions, hashes), or the document is not the target."""
+    COSIGNATURE = "cosignature"
+    """A witness co-signature does not verify, is by the log's own member, or lacks a
+    good OCSP status from after the head's genTime."""
 
 
 class AuditError(Exception):
@@ -147,6 +171,9 @@ class AuditReport:
     last_gen_time: datetime | None
     first_leaf: int | None
     last_leaf: int | None
+    signed_heads: int = 0
+    cosignatures: int = 0
+    configuration: ConfigSnapshot | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,6 +383,15 @@ class _Verifier:
                 f"lists {m.certificates} certificates and {m.ocsp_responses} OCSP responses, "
                 f"the bundle holds {len(b.certificates)} and {len(b.ocsp)}",
             )
+        signed = tuple(h.tree_size for h in b.heads if h.signed is not None)
+        cosigned = sum(len(h.cosignatures) for h in b.heads)
+        if signed != m.signed_heads or cosigned != m.cosignatures:
+            raise AuditError(
+                AuditFailure.MANIFEST_MISMATCH,
+                "signed tree heads",
+                f"the manifest lists signed heads {list(m.signed_heads)} and "
+                f"{m.cosignatures} co-signatures, the bundle holds {list(signed)} and {cosigned}",
+            )
 
     def listing(self, keys: Sequence[tuple[int, int]]) -> None:
         """The entries, as (leaf index, id) in bundle order, against the manifest: the
@@ -385,12 +421,19 @@ class _Verifier:
                     "entries are out of order",
                 )
         if m.selection.get("all") is True:
+            # Leaves below archived_before_leaf were archived (gateway log archive) to
+            # an earlier bundle; everything from there to the last head must be here.
+            first = m.selection.get("archived_before_leaf", 0)
+            if not isinstance(first, int) or isinstance(first, bool) or first < 0:
+                raise AuditError(
+                    AuditFailure.MALFORMED, "manifest", "archived_before_leaf is not a leaf index"
+                )
             covered = self.head_sizes[-1] if self.head_sizes else 0
-            if len(leaves) != covered or (leaves and leaves[-1] != covered - 1):
+            if len(leaves) != covered - first or (leaves and leaves[-1] != covered - 1):
                 raise AuditError(
                     AuditFailure.INCOMPLETE,
                     "entries",
-                    f"a whole-log bundle must hold leaves 0 to {covered - 1}, "
+                    f"a whole-log bundle must hold leaves {first} to {covered - 1}, "
                     f"it holds {len(leaves)} entries",
                 )
 
@@ -495,6 +538,14 @@ class _Verifier:
                     )
                 except MerkleError as exc:
                     raise AuditError(AuditFailure.CONSISTENCY, piece, str(exc)) from None
+            if head.signed is not None:
+                check_head_signatures(
+                    head, self.bundle.manifest.node, stamp.gen_time, self.anchor, self.ocsp, piece
+                )
+            elif head.cosignatures:
+                raise AuditError(
+                    AuditFailure.COSIGNATURE, piece, "co-signatures of an unsigned tree head"
+                )
             previous = (head, stamp.gen_time)
             self.heads[head.tree_size] = previous
             self.head_sizes.append(head.tree_size)
@@ -721,6 +772,145 @@ class _Verifier:
             raise AuditError(AuditFailure.OCSP, piece, f"{problem} at {e.created}")
 
 
+def check_head_signatures(
+    head: HeadItem,
+    node: str,
+    gen_time: datetime,
+    anchor: Anchor,
+    ocsp_by_ref: dict[str, bytes],
+    piece: str,
+) -> None:
+    """The owner's signed tree head and every witness co-signature of one tree head.
+
+    The signed document must name the bundle's node and this head's size and root, with
+    the token's genTime as its time; the owner's JWS must be its member's, with a chain
+    valid at genTime and an OCSP response good at genTime (the rules entries follow).
+    A co-signature must verify over the same bytes, be made by the witness node's
+    member (never the owner's: a log cannot witness itself), with a chain valid at
+    genTime and an OCSP response good no earlier than genTime - F, since a witness signs
+    some time after the head was made.
+    """
+    signed = head.signed
+    assert signed is not None
+    try:
+        sth = parse_sth(signed.document)
+    except TreeHeadError as exc:
+        raise AuditError(AuditFailure.HEAD_SIGNATURE, piece, exc.detail) from None
+    if (sth.node, sth.tree_size, sth.root_hash, sth.timestamp) != (
+        node,
+        head.tree_size,
+        head.root_hash,
+        gen_time,
+    ):
+        raise AuditError(
+            AuditFailure.HEAD_SIGNATURE,
+            piece,
+            f"the signed document names node {sth.node}, size {sth.tree_size}, root "
+            f"{sth.root_hash.hex()[:16]}…, time {sth.timestamp.isoformat()}",
+        )
+    verifier = SignatureVerifier(anchor.cas)
+    owner = sth.member
+    checked = _head_jws(
+        verifier,
+        signed.document,
+        signed.signature,
+        gen_time,
+        owner,
+        AuditFailure.HEAD_SIGNATURE,
+        piece,
+    )
+    if checked.cert_ref != signed.cert_ref:
+        raise AuditError(AuditFailure.HEAD_SIGNATURE, piece, "cert_ref is not the JWS's")
+    _head_ocsp(
+        checked,
+        signed.ocsp_ref,
+        ocsp_by_ref,
+        gen_time,
+        anchor,
+        AuditFailure.HEAD_SIGNATURE,
+        piece,
+        cosigned=False,
+    )
+    witnesses: set[str] = set()
+    for c in head.cosignatures:
+        where = f"{piece}, co-signature of {c.witness}"
+        try:
+            witness = NodeId.parse(c.witness)
+        except InvalidIdentifierError as exc:
+            raise AuditError(AuditFailure.COSIGNATURE, where, exc.message) from None
+        if witness.owner == owner or c.witness in witnesses:
+            raise AuditError(
+                AuditFailure.COSIGNATURE, where, "by the log's own member, or listed twice"
+            )
+        witnesses.add(c.witness)
+        verified = _head_jws(
+            verifier,
+            signed.document,
+            c.cosignature,
+            gen_time,
+            witness.owner,
+            AuditFailure.COSIGNATURE,
+            where,
+        )
+        if verified.cert_ref != c.cert_ref:
+            raise AuditError(AuditFailure.COSIGNATURE, where, "cert_ref is not the JWS's")
+        _head_ocsp(
+            verified,
+            c.ocsp_ref,
+            ocsp_by_ref,
+            gen_time,
+            anchor,
+            AuditFailure.COSIGNATURE,
+            where,
+            cosigned=True,
+        )
+
+
+def _head_jws(
+    verifier: SignatureVerifier,
+    document: bytes,
+    jws: str,
+    at: datetime,
+    member: MemberId,
+    reason: AuditFailure,
+    piece: str,
+) -> VerifiedSignature:
+    try:
+        _, verified = verify_sth_signature(verifier, document, jws, at, signer=member)
+    except TreeHeadError as exc:
+        raise AuditError(reason, piece, f"{exc.reason.value}: {exc.detail}") from None
+    return verified
+
+
+def _head_ocsp(
+    verified: VerifiedSignature,
+    ref: str,
+    ocsp_by_ref: dict[str, bytes],
+    at: datetime,
+    anchor: Anchor,
+    reason: AuditFailure,
+    piece: str,
+    *,
+    cosigned: bool,
+) -> None:
+    der = ocsp_by_ref.get(ref) if ref else None
+    if der is None:
+        raise AuditError(reason, piece, "no OCSP response for the signer in the bundle")
+    cert = verified.certificate
+    try:
+        issuer = _issuer_of(cert, [*_parse_chain(verified.jws_header)[1:], *anchor.cas])
+        when = at
+        if cosigned:
+            # Checked at the response's own thisUpdate, which must not lie before the
+            # head's genTime minus F: the witness was good when it co-signed.
+            when = x509.ocsp.load_der_ocsp_response(der).this_update_utc
+            if when < at - anchor.ocsp_freshness:
+                raise OcspError(OcspFailure.STALE, f"thisUpdate {when.isoformat()}")
+        verify_ocsp_response(der, cert, issuer, when, anchor.ocsp_freshness)
+    except (OcspError, CertificateError, ValueError, EnvelopeError) as exc:
+        raise AuditError(reason, piece, f"OCSP: {exc}") from None
+
+
 def _check_token_shape(token: bytes, tsa_der: bytes) -> None:
     """Refuse any byte of the token that its signature does not cover and that could
     differ without changing what it proves: a bundle holds exactly one spelling of it.
@@ -817,6 +1007,7 @@ def prepare(bundle: Bundle, anchor: Anchor) -> EntryContext:
     verifier = _Verifier(bundle, anchor, _SerialChecker())
     verifier.manifest()
     verifier.references()
+    snapshot = check_configuration(bundle)
     verifier.tree_heads()
     return EntryContext(
         bundle=Bundle(bundle.manifest, heads=list(bundle.heads)),
@@ -825,7 +1016,28 @@ def prepare(bundle: Bundle, anchor: Anchor) -> EntryContext:
         ocsp_freshness=anchor.ocsp_freshness,
         ocsp=dict(verifier.ocsp),
         heads=[verifier.heads[size] for size in verifier.head_sizes],
+        configuration=snapshot,
     )
+
+
+def check_configuration(bundle: Bundle) -> ConfigSnapshot | None:
+    """The bundle's configuration snapshot, as the manifest lists it, verified offline."""
+    names = tuple(c.name for c in bundle.configuration)
+    if names != bundle.manifest.configuration:
+        raise AuditError(
+            AuditFailure.MANIFEST_MISMATCH,
+            "configuration",
+            f"the manifest lists {list(bundle.manifest.configuration)}, the bundle {list(names)}",
+        )
+    if not names:
+        return None
+    files = {c.name: c.data for c in bundle.configuration}
+    if len(files) != len(names):
+        raise AuditError(AuditFailure.CONFIGURATION, "configuration", "a file is listed twice")
+    try:
+        return verify_snapshot(files)
+    except SnapshotError as exc:
+        raise AuditError(AuditFailure.CONFIGURATION, "configuration", str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -839,6 +1051,7 @@ class EntryContext:
     ocsp_freshness: timedelta
     ocsp: dict[str, bytes]
     heads: list[tuple[HeadItem, datetime]]
+    configuration: ConfigSnapshot | None = None
 
     def verifier(self) -> _Verifier:
         anchor = Anchor(
@@ -904,6 +1117,9 @@ def finish(context: EntryContext, outcomes: Sequence[ChunkOutcome], anchor: Anch
         last_gen_time=times[-1] if times else None,
         first_leaf=keys[0][0] if keys else None,
         last_leaf=keys[-1][0] if keys else None,
+        signed_heads=len(m.signed_heads),
+        cosignatures=m.cosignatures,
+        configuration=context.configuration,
     )
 
 

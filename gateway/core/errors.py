@@ -50,6 +50,9 @@ class Code(StrEnum):
     SP_UNKNOWN_SERVICE = "server.serverproxy.unknown_service"
     SP_SERVICE_DISABLED = "server.serverproxy.service_disabled"
     SP_ACCESS_DENIED = "server.serverproxy.access_denied"
+    SP_MISSING_ISSUE = "server.serverproxy.missing_issue"
+    SP_MISSING_USER_ID = "server.serverproxy.missing_user_id"
+    SP_INVALID_DATA_SUBJECT = "server.serverproxy.service_failed.invalid_data_subject"
     SP_REQUEST_TOO_LARGE = "server.serverproxy.request_too_large"
     SP_SERVICE_TIMEOUT = "server.serverproxy.service_failed.timeout"
     SP_SERVICE_NETWORK_ERROR = "server.serverproxy.service_failed.network_error"
@@ -60,6 +63,11 @@ class Code(StrEnum):
     SP_OCSP_UNAVAILABLE = "server.serverproxy.ocsp_unavailable"
     SP_GLOBAL_CONF_OUTDATED = "server.serverproxy.global_conf_outdated"
     SP_INTERNAL_ERROR = "server.serverproxy.internal_error"
+
+    AUDIT_ACCESS_DENIED = "client.audit_access_denied"
+    AUDIT_NOT_FOUND = "client.audit_not_found"
+    WITNESS_SPLIT_VIEW = "server.clientproxy.witness_split_view"
+    WITNESS_PEER_FAILED = "server.clientproxy.witness_failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +139,17 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
     Code.SP_UNKNOWN_SERVICE: ErrorSpec(500, "The service is not provided by this node."),
     Code.SP_SERVICE_DISABLED: ErrorSpec(500, "The service is disabled."),
     Code.SP_ACCESS_DENIED: ErrorSpec(500, "The client has no access right to this service."),
+    Code.SP_MISSING_ISSUE: ErrorSpec(
+        500, "The service requires a case number (X-Road-Issue) and the request has none."
+    ),
+    Code.SP_MISSING_USER_ID: ErrorSpec(
+        500, "The service requires the end user (X-Road-UserId) and the request names none."
+    ),
+    Code.SP_INVALID_DATA_SUBJECT: ErrorSpec(
+        500,
+        "The registry's X-Data-Subject header is malformed, so the answer's data subjects "
+        "cannot be recorded; nothing is returned.",
+    ),
     Code.SP_REQUEST_TOO_LARGE: ErrorSpec(500, "The request body exceeds the provider's limit."),
     Code.SP_SERVICE_TIMEOUT: ErrorSpec(500, "The registry did not answer within the timeout."),
     Code.SP_SERVICE_NETWORK_ERROR: ErrorSpec(500, "The registry could not be reached."),
@@ -157,6 +176,20 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
         "expired and no fresh one could be fetched), so it answers nothing.",
     ),
     Code.SP_INTERNAL_ERROR: ErrorSpec(500, "Internal error on the provider's node."),
+    Code.AUDIT_ACCESS_DENIED: ErrorSpec(
+        400,
+        "The log's auditor API needs an auditor certificate, the admin token, or (for its "
+        "own exchanges only) a client hosted at this node.",
+    ),
+    Code.AUDIT_NOT_FOUND: ErrorSpec(
+        400, "No such log entry, tree size or signed tree head in this node's log."
+    ),
+    Code.WITNESS_SPLIT_VIEW: ErrorSpec(
+        500, "A peer signed two tree heads that cannot both belong to one append-only log."
+    ),
+    Code.WITNESS_PEER_FAILED: ErrorSpec(
+        500, "A peer's signed tree head or consistency proof could not be fetched or verified."
+    ),
 }
 
 

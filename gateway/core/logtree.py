@@ -127,10 +127,15 @@ class LoggedEntry:
     signature: str
     cert_ref: str
     ocsp_ref: str
+    body_digest: str | None = None
+    """The body's SHA-256 (hex) when the log keeps the digest only (metadata logging
+    mode, a body above the logged size limit, or an archived entry): the leaf commits to
+    the digest either way, so it is the same leaf whether or not the body is kept."""
 
 
 def entry_leaf(entry: LoggedEntry) -> bytes:
-    """The leaf data of a stored entry, recomputed from its bytes."""
+    """The leaf data of a stored entry, recomputed from its bytes (and from
+    ``body_digest`` instead of the body when the log keeps the digest only)."""
     return encode_leaf(
         role=entry.role,
         kind=entry.kind,
@@ -141,7 +146,7 @@ def entry_leaf(entry: LoggedEntry) -> bytes:
         created=entry.created,
         logged_at=entry.logged_at,
         header_sha256=_sha256_hex(entry.header),
-        body_sha256=_sha256_hex(entry.body),
+        body_sha256=entry.body_digest if entry.body_digest is not None else _sha256_hex(entry.body),
         signature_sha256=_sha256_hex(entry.signature.encode("utf-8")),
         cert_ref=entry.cert_ref,
         ocsp_ref=entry.ocsp_ref,

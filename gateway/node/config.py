@@ -1,24 +1,22 @@
 """A node's configuration file (TOML), validated before anything starts.
 
 Relative paths are resolved against the file's own directory, so a deployment folder can
-move as a whole. Routing and trust come from exactly one of two sections: ``[globalconf]``
-(signed global configuration fetched with TUF from the central authority, see
-gateway/conf/tufclient.py) or the static ``[directory]`` (for tests and small set-ups);
-everything else is the node's own business.
+move as a whole. Routing and trust come only from ``[globalconf]``: signed global
+configuration fetched with TUF from the central authority (gateway/conf/tufclient.py).
+The static ``[directory]`` section of early versions is refused with a message saying
+what to write instead: a second, unsigned source of trust could silently disagree with
+the instance's. Everything else in the file is the node's own business.
 """
 
 from __future__ import annotations
 
 import tomllib
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.conf.anchor import Anchor, load_anchor
-from gateway.conf.directory import MemberInfo, NodeInfo, StaticDirectory, TrustParameters, TsaInfo
 from gateway.core.ids import (
     ClientId,
     GroupId,
@@ -26,11 +24,9 @@ from gateway.core.ids import (
     NodeId,
     ServiceId,
     SubsystemId,
-    check_part,
     parse_client,
 )
 from gateway.core.policy import Grant
-from gateway.pki.keys import load_certificates
 
 
 class ConfigError(Exception):
@@ -120,6 +116,10 @@ class ServiceSection(_Model):
     enabled: bool = True
     openapi_url: str | None = None
     endpoints: list[Endpoint] = Field(default_factory=list)
+    require_issue: bool = False
+    """Purpose binding: refuse requests without ``X-Road-Issue`` (a case number)."""
+    require_user_id: bool = False
+    """Purpose binding: refuse requests without ``X-Road-UserId`` (the end user)."""
 
     @field_validator("id")
     @classmethod
@@ -158,66 +158,6 @@ class AccessSection(_Model):
         )
 
 
-class DirectoryMember(_Model):
-    id: str
-    name: str
-    subsystems: list[str] = Field(default_factory=list)
-
-
-class DirectoryNode(_Model):
-    id: str
-    address: str
-    auth_cert_sha256: list[str]
-    clients: list[str]
-
-
-class DirectoryGroup(_Model):
-    id: str
-    members: list[str]
-
-
-class DirectoryOcspResponder(_Model):
-    """An OCSP responder for the certificates one of ``ca_certs`` issued."""
-
-    ca_cert: Path
-    url: str
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _http_url(value)
-
-
-class DirectoryTsa(_Model):
-    name: str
-    url: str
-    cert: Path
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _http_url(value)
-
-
-class DirectorySection(_Model):
-    instance: str
-    ocsp_freshness_seconds: int = Field(default=3600, gt=0)
-    timestamping_interval_seconds: int = Field(default=60, gt=0, le=3600)
-    ocsp_responders: list[DirectoryOcspResponder] = Field(default_factory=list)
-    tsas: list[DirectoryTsa] = Field(default_factory=list)
-
-    @field_validator("instance")
-    @classmethod
-    def _instance(cls, value: str) -> str:
-        check_part(value, "instance")
-        return value
-
-    ca_certs: list[Path]
-    members: list[DirectoryMember] = Field(default_factory=list)
-    nodes: list[DirectoryNode] = Field(default_factory=list)
-    groups: list[DirectoryGroup] = Field(default_factory=list)
-
-
 class GlobalConfSection(_Model):
     """Where signed global configuration comes from and where its cache lives."""
 
@@ -227,6 +167,86 @@ class GlobalConfSection(_Model):
     """TUF metadata cache and the last applied document (survives restarts)."""
     refresh_seconds: float = Field(default=60, gt=0)
     """How often the node asks the central authority for a newer configuration."""
+    fetch_timeout_seconds: float = Field(default=30, gt=0)
+    """The longest one attempt to fetch the configuration may take, all downloads
+    together; the first fetch blocks start-up, so an unreachable central authority
+    stops the node after this long with a message instead of hanging it."""
+
+
+class SubsystemLogging(_Model):
+    """One local subsystem's logging mode (X-Road's per-subsystem message log setting)."""
+
+    id: str
+    mode: str = "full"
+
+    @field_validator("id")
+    @classmethod
+    def _subsystem(cls, value: str) -> str:
+        SubsystemId.parse(value)
+        return value
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        if value not in ("full", "metadata"):
+            raise ValueError(f"mode must be full or metadata, not {value!r}")
+        return value
+
+
+class LoggingSection(_Model):
+    """What the message log keeps of each body (gateway/node/logpolicy.py)."""
+
+    max_body_bytes: int | None = Field(default=None, ge=0)
+    """Bodies larger than this are logged as their SHA-256 only; none: no limit."""
+    subsystems: list[SubsystemLogging] = Field(default_factory=list)
+
+    def metadata_only(self) -> frozenset[str]:
+        return frozenset(s.id for s in self.subsystems if s.mode == "metadata")
+
+
+class AuditSection(_Model):
+    """Who may read this node's log, and how it witnesses its peers (docs/message-log.md)."""
+
+    auditor_cert_sha256: list[str] = Field(default_factory=list)
+    """SHA-256 fingerprints (hex) of auditors' TLS client certificates: full read access
+    to the log on the peer port (the certificate must also chain to an instance CA)."""
+    admin_token_file: Path | None = None
+    """A file holding the bearer token that gives full read access on the consumer port."""
+    witness_interval_seconds: float = Field(default=300, ge=0)
+    """How often this node fetches, checks and co-signs its peers' tree heads; 0: never."""
+    witness_peers: list[str] = Field(default_factory=list)
+    """Node ids to witness; empty: every other node of the global configuration."""
+
+    @field_validator("auditor_cert_sha256")
+    @classmethod
+    def _fingerprints(cls, value: list[str]) -> list[str]:
+        for fp in value:
+            if len(fp) != 64 or fp != fp.lower() or any(c not in "0123456789abcdef" for c in fp):
+                raise ValueError(f"{fp!r} is not a lowercase hex SHA-256 fingerprint")
+        return value
+
+    @field_validator("witness_peers")
+    @classmethod
+    def _peers(cls, value: list[str]) -> list[str]:
+        for peer in value:
+            NodeId.parse(peer)
+        return value
+
+
+class TrackerSection(_Model):
+    """The data tracker's provider policy (docs/data-tracker.md); who may *call* it is an
+    ordinary ``[[access]]`` grant on ``{subsystem}/findUsage``."""
+
+    hidden_clients: list[str] = Field(default_factory=list)
+    """Client or member ids whose reads ``findUsage`` never shows (e.g. security
+    authorities); a member id hides all its subsystems."""
+
+    @field_validator("hidden_clients")
+    @classmethod
+    def _clients(cls, value: list[str]) -> list[str]:
+        for client in value:
+            parse_client(client)
+        return value
 
 
 class NodeConfig(_Model):
@@ -234,23 +254,16 @@ class NodeConfig(_Model):
     signing: list[SigningKey]
     services: list[ServiceSection] = Field(default_factory=list)
     access: list[AccessSection] = Field(default_factory=list)
-    directory: DirectorySection | None = None
-    globalconf: GlobalConfSection | None = None
+    globalconf: GlobalConfSection
+    audit: AuditSection = Field(default_factory=AuditSection)
+    logging: LoggingSection = Field(default_factory=LoggingSection)
+    tracker: TrackerSection = Field(default_factory=TrackerSection)
 
     def grants(self) -> list[Grant]:
         return [a.grant() for a in self.access]
 
-    def check_source(self) -> None:
-        """Exactly one source of routing and trust: two could disagree, none is nothing."""
-        if (self.directory is None) == (self.globalconf is None):
-            raise ValueError(
-                "exactly one of [globalconf] (signed global configuration) or [directory] "
-                "(static routing and trust) must be present"
-            )
-
     def load_anchor(self) -> Anchor:
         """The anchor ``[globalconf]`` names, checked against this node's instance."""
-        assert self.globalconf is not None
         anchor = load_anchor(self.globalconf.anchor)
         if anchor.instance != self.node.node_id.instance:
             raise ValueError(
@@ -259,65 +272,19 @@ class NodeConfig(_Model):
             )
         return anchor
 
-    def ocsp_refresh(self) -> timedelta:
-        """The OCSP refresh interval, checked against the directory's freshness window."""
-        if self.directory is None:
-            # Global configuration sets the window; the node checks it once loaded.
-            refresh_seconds = self.node.ocsp_refresh_seconds
-            return timedelta(seconds=refresh_seconds or 1200)
-        freshness = self.directory.ocsp_freshness_seconds
-        refresh = self.node.ocsp_refresh_seconds
-        if refresh is None:
-            return timedelta(seconds=freshness / 3)
-        if refresh >= freshness:
-            raise ValueError(
-                f"node.ocsp_refresh_seconds ({refresh:g}) must be shorter than "
-                f"directory.ocsp_freshness_seconds ({freshness}): a status must be refetched "
-                "before it goes stale"
-            )
-        return timedelta(seconds=refresh)
 
-    def build_directory(self) -> StaticDirectory:
-        d = self.directory
-        if d is None:
-            raise ValueError("this node takes routing and trust from [globalconf]")
-        roots = [c for path in d.ca_certs for c in load_certificates(path)]
-        members = [
-            MemberInfo(
-                MemberId.parse(m.id),
-                m.name,
-                tuple(MemberId.parse(m.id).subsystem(s) for s in m.subsystems),
-            )
-            for m in d.members
-        ]
-        nodes = [
-            NodeInfo(
-                NodeId.parse(n.id),
-                n.address.rstrip("/"),
-                frozenset(fp.lower().replace(":", "") for fp in n.auth_cert_sha256),
-                frozenset(parse_client(c) for c in n.clients),
-            )
-            for n in d.nodes
-        ]
-        groups = {
-            GroupId.parse(g.id): frozenset(parse_client(c) for c in g.members) for g in d.groups
-        }
-        root_ders = {c.public_bytes(Encoding.DER) for c in roots}
-        ocsp: dict[bytes, list[str]] = {}
-        for responder in d.ocsp_responders:
-            for ca in load_certificates(responder.ca_cert):
-                der = ca.public_bytes(Encoding.DER)
-                if der not in root_ders:
-                    raise ValueError(
-                        f"OCSP responder {responder.url} is for {responder.ca_cert}, "
-                        "which is not one of directory.ca_certs"
-                    )
-                ocsp.setdefault(der, []).append(responder.url.rstrip("/"))
-        tsas = [TsaInfo(t.name, t.url.rstrip("/"), load_certificates(t.cert)[0]) for t in d.tsas]
-        parameters = TrustParameters(d.ocsp_freshness_seconds, d.timestamping_interval_seconds)
-        return StaticDirectory(
-            d.instance, roots, members, nodes, groups, ocsp=ocsp, tsas=tsas, parameters=parameters
-        )
+STATIC_DIRECTORY_REMOVED = (
+    "the static [directory] section is no longer supported: routing and trust come only "
+    "from the instance's signed global configuration; replace the section with "
+    '[globalconf] anchor = "anchor.json" (the anchor file the central authority\'s '
+    "operator writes with gateway central anchor) and register the node with the central "
+    "authority (gateway join ...; see docs/global-configuration.md)"
+)
+MISSING_GLOBALCONF = (
+    "a [globalconf] section is required: routing and trust come from the instance's "
+    'signed global configuration ([globalconf] anchor = "anchor.json", the anchor the '
+    "central authority's operator hands out with gateway central anchor)"
+)
 
 
 def _resolve(data: dict[str, Any], base: Path) -> None:
@@ -330,21 +297,15 @@ def _resolve(data: dict[str, Any], base: Path) -> None:
         for key in ("cert", "key"):
             if key in entry:
                 entry[key] = str(base / entry[key])
+    audit = data.get("audit", {})
+    if "admin_token_file" in audit:
+        audit["admin_token_file"] = str(base / audit["admin_token_file"])
     globalconf = data.get("globalconf", {})
     for key in ("anchor", "state_dir"):
         if key in globalconf:
             globalconf[key] = str(base / globalconf[key])
     if "globalconf" in data and "state_dir" not in globalconf:
         globalconf["state_dir"] = str(base / "globalconf")
-    directory = data.get("directory", {})
-    if "ca_certs" in directory:
-        directory["ca_certs"] = [str(base / p) for p in directory["ca_certs"]]
-    for entry in directory.get("ocsp_responders", []):
-        if "ca_cert" in entry:
-            entry["ca_cert"] = str(base / entry["ca_cert"])
-    for entry in directory.get("tsas", []):
-        if "cert" in entry:
-            entry["cert"] = str(base / entry["cert"])
 
 
 def load_config(path: Path) -> NodeConfig:
@@ -355,16 +316,15 @@ def load_config(path: Path) -> NodeConfig:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    if "directory" in data:
+        raise ConfigError(f"{path}: {STATIC_DIRECTORY_REMOVED}")
+    if "globalconf" not in data:
+        raise ConfigError(f"{path}: {MISSING_GLOBALCONF}")
     _resolve(data, path.parent.resolve())
     try:
         config = NodeConfig.model_validate(data)
-        config.check_source()
         config.grants()
-        if config.directory is not None:
-            config.build_directory()
-        else:
-            config.load_anchor()
-        config.ocsp_refresh()
+        config.load_anchor()
     except (ValidationError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except OSError as exc:

@@ -17,16 +17,28 @@ from pathlib import Path
 from cryptography import x509
 
 from gateway.core.logtree import LoggedEntry, ProvenTime, StampedTreeHead, verify_entry_time
-from gateway.core.merkle import inclusion_proof
+from gateway.core.merkle import consistency_proof, inclusion_proof
 
 __all__ = [
+    "CosignatureRow",
     "EntryProof",
     "NotProvableError",
+    "SignedHead",
     "StoredTreeHead",
     "TimestampStatus",
+    "WitnessAlertRow",
+    "consistency",
     "entry_proof",
+    "inclusion",
+    "latest_signed_head",
+    "leaf_hashes",
+    "log_entries",
     "prove_entry",
+    "read_cosignatures",
+    "read_ocsp",
     "read_tree_heads",
+    "read_witness_alerts",
+    "signed_heads",
     "timestamp_status",
 ]
 
@@ -143,13 +155,18 @@ def entry_proof(path: Path, entry_id: int) -> EntryProof:
         row = conn.execute(
             "SELECT logged_at, role, kind, message_id, xroad_id, client, service, created,"
             " CAST(header AS BLOB), CAST(body AS BLOB), signature, cert_ref, ocsp_ref,"
-            " leaf_index FROM message_log"
+            " leaf_index, body_sha256, body_omitted FROM message_log"
             " WHERE id = ?",
             (entry_id,),
         ).fetchone()
         if row is None:
             raise NotProvableError(f"the log has no entry {entry_id}")
         leaf_index = row[13]
+        if row[15] == "archived":
+            raise NotProvableError(
+                f"entry {entry_id} was archived: its proof is in the archive bundle "
+                "(gateway log archive; verify it with gateway audit verify)"
+            )
         if leaf_index is None:
             raise NotProvableError(
                 f"entry {entry_id} has no leaf yet (a log from before the Merkle tree; "
@@ -193,6 +210,7 @@ def entry_proof(path: Path, entry_id: int) -> EntryProof:
         signature=str(row[10]),
         cert_ref=str(row[11]),
         ocsp_ref=str(row[12]),
+        body_digest=str(row[14]) if row[15] else None,
     )
     return EntryProof(
         entry_id,
@@ -225,3 +243,202 @@ def prove_entry(
         issuer=issuer,
     )
     return proof, proven
+
+
+# -- signed tree heads, proofs for the auditor API and witnesses ----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SignedHead:
+    """One row of ``signed_tree_head``: the member key's signature over a tree head."""
+
+    tree_size: int
+    document: bytes
+    signature: str
+    cert_ref: str
+    ocsp_ref: str
+
+
+_SIGNED_COLUMNS = (
+    "SELECT tree_size, CAST(document AS BLOB), signature, cert_ref, ocsp_ref FROM signed_tree_head"
+)
+
+
+def _signed(row: tuple[object, ...]) -> SignedHead:
+    size, document, signature, cert_ref, ocsp_ref = row
+    assert isinstance(document, bytes)
+    return SignedHead(int(str(size)), document, str(signature), str(cert_ref), str(ocsp_ref))
+
+
+def signed_heads(path: Path) -> list[SignedHead]:
+    """Every signed tree head, smallest first."""
+    with _reader(path) as conn:
+        return [_signed(r) for r in conn.execute(_SIGNED_COLUMNS + " ORDER BY tree_size")]
+
+
+def latest_signed_head(path: Path) -> SignedHead | None:
+    """The largest signed tree head, or None before the first one."""
+    with _reader(path) as conn:
+        row = conn.execute(_SIGNED_COLUMNS + " ORDER BY tree_size DESC LIMIT 1").fetchone()
+    return None if row is None else _signed(row)
+
+
+def leaf_hashes(path: Path, size: int) -> list[bytes]:
+    """The first ``size`` stored leaf hashes, refusing gaps (entries removed)."""
+    leaves: list[bytes] = []
+    with _reader(path) as conn:
+        for index, leaf in conn.execute(
+            "SELECT leaf_index, CAST(leaf_hash AS BLOB) FROM message_log"
+            " WHERE leaf_index IS NOT NULL ORDER BY id LIMIT ?",
+            (size,),
+        ):
+            if index != len(leaves) or not isinstance(leaf, bytes):
+                raise NotProvableError(f"leaf {len(leaves)} is missing or out of order")
+            leaves.append(leaf)
+    if len(leaves) != size:
+        raise NotProvableError(f"the log holds {len(leaves)} leaves, not {size}")
+    return leaves
+
+
+def consistency(path: Path, first: int, second: int) -> list[bytes]:
+    """RFC 9162 PROOF(first, D[second]) from the stored leaf hashes."""
+    if not 0 <= first <= second:
+        raise NotProvableError(f"no consistency proof from size {first} to size {second}")
+    return consistency_proof(first, second, leaf_hashes(path, second))
+
+
+def inclusion(path: Path, leaf_index: int, tree_size: int) -> tuple[bytes, list[bytes]]:
+    """The leaf hash at ``leaf_index`` and its RFC 9162 PATH in the tree of ``tree_size``."""
+    if not 0 <= leaf_index < tree_size:
+        raise NotProvableError(f"leaf {leaf_index} is not in a tree of size {tree_size}")
+    leaves = leaf_hashes(path, tree_size)
+    return leaves[leaf_index], inclusion_proof(leaf_index, tree_size, leaves)
+
+
+_ENTRY_KEYS = (
+    "id",
+    "leaf_index",
+    "leaf_hash",
+    "logged_at",
+    "role",
+    "kind",
+    "message_id",
+    "xroad_id",
+    "client",
+    "service",
+    "created",
+    "header",
+    "body",
+    "signature",
+    "cert_ref",
+    "ocsp_ref",
+    "body_sha256",
+    "body_omitted",
+)
+
+
+def log_entries(
+    path: Path,
+    *,
+    after: int = 0,
+    limit: int = 100,
+    message_id: str | None = None,
+    party: str | None = None,
+    leaf_index: int | None = None,
+) -> list[dict[str, object]]:
+    """Entries (id order, ids above ``after``) as plain values; ``party`` keeps only the
+    exchanges a client took part in: as the client, or as the provider subsystem."""
+    query = (
+        "SELECT id, leaf_index, CAST(leaf_hash AS BLOB), logged_at, role, kind, message_id,"
+        " xroad_id, client, service, created, CAST(header AS BLOB), CAST(body AS BLOB),"
+        " signature, cert_ref, ocsp_ref, body_sha256, body_omitted FROM message_log WHERE id > ?"
+    )
+    params: list[object] = [after]
+    if message_id is not None:
+        query += " AND message_id = ?"
+        params.append(message_id)
+    if leaf_index is not None:
+        query += " AND leaf_index = ?"
+        params.append(leaf_index)
+    if party is not None:
+        query += " AND (client = ? OR substr(service, 1, ?) = ?)"
+        params += [party, len(party) + 1, party + "/"]
+    query += " ORDER BY id LIMIT ?"
+    params.append(limit)
+    with _reader(path) as conn:
+        return [dict(zip(_ENTRY_KEYS, row, strict=True)) for row in conn.execute(query, params)]
+
+
+@dataclass(frozen=True, slots=True)
+class CosignatureRow:
+    """One row of ``cosignature`` (see ``gateway.store.models.Cosignature``)."""
+
+    log_node: str
+    witness: str
+    tree_size: int
+    document: bytes
+    signature: str
+    cosignature: str
+    cert_ref: str
+    ocsp_ref: str
+    stored_at: str
+
+
+def read_cosignatures(
+    path: Path, *, log_node: str | None = None, witness: str | None = None
+) -> list[CosignatureRow]:
+    """Co-signatures, by log node and tree size; optionally of one log or one witness."""
+    query = (
+        "SELECT log_node, witness, tree_size, CAST(document AS BLOB), signature, cosignature,"
+        " cert_ref, ocsp_ref, stored_at FROM cosignature WHERE 1 = 1"
+    )
+    params: list[object] = []
+    if log_node is not None:
+        query += " AND log_node = ?"
+        params.append(log_node)
+    if witness is not None:
+        query += " AND witness = ?"
+        params.append(witness)
+    query += " ORDER BY log_node, tree_size, witness"
+    with _reader(path) as conn:
+        return [
+            CosignatureRow(str(a), str(b), int(c), bytes(d), str(e), str(f), str(g), str(h), str(i))
+            for a, b, c, d, e, f, g, h, i in conn.execute(query, params)
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessAlertRow:
+    """One row of ``witness_alert``."""
+
+    id: int
+    peer: str
+    code: str
+    detail: str
+    evidence: str
+    detected_at: str
+
+
+def read_witness_alerts(path: Path) -> list[WitnessAlertRow]:
+    """Every split view or refused peer head this node has recorded, oldest first."""
+    with _reader(path) as conn:
+        return [
+            WitnessAlertRow(int(a), str(b), str(c), str(d), str(e), str(f))
+            for a, b, c, d, e, f in conn.execute(
+                "SELECT id, peer, code, detail, evidence, detected_at FROM witness_alert"
+                " ORDER BY id"
+            )
+        ]
+
+
+def read_ocsp(path: Path, refs: set[str]) -> dict[str, bytes]:
+    """The stored OCSP responses (DER) with these refs."""
+    found: dict[str, bytes] = {}
+    with _reader(path) as conn:
+        for ref in sorted(refs):
+            row = conn.execute(
+                "SELECT CAST(der AS BLOB) FROM ocsp_response WHERE ocsp_ref = ?", (ref,)
+            ).fetchone()
+            if row is not None:
+                found[ref] = bytes(row[0])
+    return found

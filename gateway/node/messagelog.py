@@ -32,11 +32,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Self
+from typing import Any, Final, Self
 
 from sqlalchemy import Engine, func
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
+from gateway.core.datasubject import check_subject
 from gateway.core.logtree import LoggedEntry, entry_leaf
 from gateway.core.merkle import CompactTree, MerkleError, leaf_hash
 from gateway.store.models import KINDS, ROLES, LogEntry, schema_tables
@@ -47,6 +48,7 @@ __all__ = [
     "MessageLog",
     "MessageLogError",
     "ReplayError",
+    "SignedHeadRecord",
     "TimestampBacklog",
     "TreeHeadRecord",
     "TreeSnapshot",
@@ -61,8 +63,8 @@ _BUSY_TIMEOUT_S: Final = 5.0
 
 _INSERT_ENTRY: Final = (
     "INSERT INTO message_log (logged_at, role, kind, message_id, xroad_id, client, service,"
-    " created, header, body, signature, cert_ref, ocsp_ref, leaf_index, leaf_hash)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " created, header, body, signature, cert_ref, ocsp_ref, leaf_index, leaf_hash,"
+    " body_sha256, body_omitted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SAVE_TREE: Final = (
     "UPDATE log_tree_state SET tree_size = ?, last_entry_id = ?, frontier = ? WHERE id = 1"
@@ -79,6 +81,8 @@ _UPGRADE_COLUMNS: Final = (
     ("ocsp_ref", "TEXT NOT NULL DEFAULT ''"),
     ("leaf_index", "INTEGER"),
     ("leaf_hash", "BLOB"),
+    ("body_sha256", "TEXT"),
+    ("body_omitted", "TEXT NOT NULL DEFAULT ''"),
 )
 _INSERT_OCSP: Final = "INSERT OR IGNORE INTO ocsp_response (ocsp_ref, der) VALUES (?, ?)"
 _INSERT_CERT: Final = (
@@ -87,6 +91,7 @@ _INSERT_CERT: Final = (
 _INSERT_SEEN: Final = (
     "INSERT OR IGNORE INTO seen_request (client, message_id, created) VALUES (?, ?, ?)"
 )
+_INSERT_SUBJECT: Final = "INSERT OR IGNORE INTO data_subject (entry_id, subject) VALUES (?, ?)"
 
 
 class MessageLogError(Exception):
@@ -113,6 +118,9 @@ class LogRecord:
     signature: str
     cert_ref: str
     ocsp_ref: str = ""
+    subjects: tuple[str, ...] = ()
+    """Data subjects the message disclosed (``data_subject`` rows, same transaction);
+    not part of the entry's Merkle leaf. See docs/data-tracker.md."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +167,21 @@ class TreeHeadRecord:
     token: bytes
     tsa_name: str
     tsa_cert_der: bytes
+    signed: SignedHeadRecord | None = None
+    """The member key's signature over this head, stored in the same transaction."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignedHeadRecord:
+    """A signed tree head (``gateway.core.treehead``) with its signer's evidence."""
+
+    document: bytes
+    signature: str
+    cert_ref: str
+    cert_der: bytes
+    jws_header: str
+    ocsp_ref: str = ""
+    ocsp_der: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +218,15 @@ class _HeadUnit:
     head: TreeHeadRecord
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[int]
+
+
+@dataclass(slots=True)
+class _WriteUnit:
+    """One ``write`` call: a small transaction of another component, run by the writer."""
+
+    work: Callable[[sqlite3.Connection], object]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[object]
 
 
 @dataclass(slots=True)
@@ -240,6 +272,8 @@ def _check_record(record: LogRecord) -> None:
         raise ValueError(f"role must be one of {ROLES}, not {record.role!r}")
     if record.kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {record.kind!r}")
+    for subject in record.subjects:
+        check_subject(subject)
     if not isinstance(record.header, bytes) or not isinstance(record.body, bytes):
         # sqlite would silently store a str as TEXT and the signed bytes would be lost.
         raise TypeError("header and body must be bytes")
@@ -289,7 +323,8 @@ def _upgrade_columns(conn: sqlite3.Connection) -> bool:
 
 _SELECT_ENTRIES: Final = (
     "SELECT id, logged_at, role, kind, message_id, xroad_id, client, service, created, header,"
-    " body, signature, cert_ref, ocsp_ref, leaf_index, leaf_hash FROM message_log"
+    " body, signature, cert_ref, ocsp_ref, leaf_index, leaf_hash, body_sha256, body_omitted"
+    " FROM message_log"
 )
 
 
@@ -312,6 +347,8 @@ def _logged_entry(row: Sequence[object]) -> LoggedEntry:
         signature=str(row[11]),
         cert_ref=str(row[12]),
         ocsp_ref=str(row[13]),
+        # Digest-only entries (docs/message-log.md section 1.1) commit to the stored digest.
+        body_digest=str(row[16]) if row[17] else None,
     )
 
 
@@ -329,7 +366,17 @@ def _rebuild_tree(conn: sqlite3.Connection, path: Path) -> tuple[CompactTree, in
     fill: list[tuple[int, bytes, int]] = []
     for row in conn.execute(_SELECT_ENTRIES + " ORDER BY id"):
         entry_id, stored_index, stored_leaf = int(row[0]), row[14], row[15]
-        leaf = leaf_hash(entry_leaf(_logged_entry(row)))
+        if row[17] == "archived" and stored_leaf is not None:
+            # Its header, body and signature live in an archive bundle now
+            # (gateway/audit/archive.py); the stored leaf still chains to the heads.
+            if row[9] or row[10] or row[11]:
+                raise MessageLogError(
+                    f"{path}: entry {entry_id} is marked archived but still holds content; "
+                    "the log was altered after it was written"
+                )
+            leaf = bytes(stored_leaf)
+        else:
+            leaf = leaf_hash(entry_leaf(_logged_entry(row)))
         if stored_leaf is not None and bytes(stored_leaf) != leaf:
             raise MessageLogError(
                 f"{path}: entry {entry_id} no longer matches its leaf hash; the log was "
@@ -371,6 +418,18 @@ def _rebuild_tree(conn: sqlite3.Connection, path: Path) -> tuple[CompactTree, in
     return tree, last_id
 
 
+def _store_signed_head(conn: sqlite3.Connection, size: int, signed: SignedHeadRecord) -> None:
+    """Insert a tree head's signature and its evidence (inside the head's transaction)."""
+    conn.execute(_INSERT_CERT, (signed.cert_ref, signed.cert_der, signed.jws_header))
+    if signed.ocsp_ref:
+        conn.execute(_INSERT_OCSP, (signed.ocsp_ref, signed.ocsp_der))
+    conn.execute(
+        "INSERT INTO signed_tree_head (tree_size, document, signature, cert_ref, ocsp_ref)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (size, signed.document, signed.signature, signed.cert_ref, signed.ocsp_ref),
+    )
+
+
 def _engine(path: Path) -> Engine:
     return create_engine(f"sqlite:///{path}")
 
@@ -381,7 +440,7 @@ def _failure(reason: str, cause: BaseException) -> MessageLogError:
     return error
 
 
-def _resolve_head(future: asyncio.Future[int], outcome: int | BaseException) -> None:
+def _resolve_head(future: asyncio.Future[Any], outcome: object) -> None:
     if future.done():
         return
     if isinstance(outcome, BaseException):
@@ -409,13 +468,23 @@ class MessageLog:
     while the writer commits).
     """
 
-    def __init__(self, path: Path, *, clock: Callable[[], datetime], max_batch: int = 512) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], datetime],
+        max_batch: int = 512,
+        body_policy: Callable[[LogRecord], str] | None = None,
+    ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        self._body_policy = body_policy
+        """Returns why a record's body is logged as its digest only ("" keeps it):
+        ``gateway.node.logpolicy``."""
         self._path = path
         self._clock = clock
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Unit | _HeadUnit | _Stop] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Unit | _HeadUnit | _WriteUnit | _Stop] = queue.SimpleQueue()
         self._counters = _Counters()
         self._state_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -710,6 +779,33 @@ class MessageLog:
             self._queue.put(_HeadUnit(head, loop, future))
         return await future
 
+    async def write(self, work: Callable[[sqlite3.Connection], object]) -> object:
+        """Run ``work`` in its own transaction on the writer thread; return its result.
+
+        For the log's side tables (witness co-signatures and alerts): they get the same
+        durability as entries and never compete with the writer for the database lock.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[object] = loop.create_future()
+        with self._state_lock:
+            if self._closed:
+                raise MessageLogError("the message log is closed")
+            if self._thread is None:
+                raise MessageLogError("the message log is not started")
+            self._queue.put(_WriteUnit(work, loop, future))
+        return await future
+
+    def _commit_write(self, unit: _WriteUnit) -> object:
+        """Writer thread: one ``write`` unit in its own transaction."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            result = unit.work(self._conn)
+            self._conn.execute("COMMIT")
+        except Exception as exc:
+            self._rollback()
+            return _failure(f"message log side write failed: {type(exc).__name__}: {exc}", exc)
+        return result
+
     # -- writer thread ------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -739,6 +835,11 @@ class MessageLog:
                         outcome = self._commit_head(head.head)
                         with contextlib.suppress(RuntimeError):  # that loop is closed
                             head.loop.call_soon_threadsafe(_resolve_head, head.future, outcome)
+                for side in items:
+                    if isinstance(side, _WriteUnit):
+                        result = self._commit_write(side)
+                        with contextlib.suppress(RuntimeError):  # that loop is closed
+                            side.loop.call_soon_threadsafe(_resolve_head, side.future, result)
         finally:
             self._conn.close()
 
@@ -778,6 +879,8 @@ class MessageLog:
                         new_ocsp.add(ref)
                 ids: list[int] = []
                 for r in unit.records:
+                    omitted = self._body_policy(r) if self._body_policy is not None else ""
+                    digest = hashlib.sha256(r.body).hexdigest()
                     # The entry's Merkle leaf, from the same bytes the row stores: one
                     # SHA-256 over header and body each, then O(log n) to extend the tree.
                     leaf = leaf_hash(
@@ -796,6 +899,7 @@ class MessageLog:
                                 r.signature,
                                 r.cert_ref,
                                 r.ocsp_ref,
+                                digest,
                             )
                         )
                     )
@@ -811,18 +915,24 @@ class MessageLog:
                             r.service,
                             r.created,
                             r.header,
-                            r.body,
+                            b"" if omitted else r.body,
                             r.signature,
                             r.cert_ref,
                             r.ocsp_ref,
                             tree.size,
                             leaf,
+                            digest,
+                            omitted,
                         ),
                     )
                     assert cur.lastrowid is not None
                     ids.append(cur.lastrowid)
                     tree.append(leaf)
                     last_id = cur.lastrowid
+                    if r.subjects:  # data tracker index, committed with the entry
+                        conn.executemany(
+                            _INSERT_SUBJECT, [(cur.lastrowid, subject) for subject in r.subjects]
+                        )
                 outcomes.append(ids)
             if tree.size != before.size:
                 conn.execute(_SAVE_TREE, (tree.size, last_id, tree.to_bytes()))
@@ -892,6 +1002,8 @@ class MessageLog:
             )
             assert cur.lastrowid is not None
             head_id = cur.lastrowid
+            if head.signed is not None:
+                _store_signed_head(conn, head.tree_size, head.signed)
             oldest = (
                 self._first_logged_after(conn, head.last_entry_id)
                 if self._tree.size > head.tree_size

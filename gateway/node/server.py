@@ -29,6 +29,7 @@ from multidict import CIMultiDict
 from gateway.conf.directory import Directory, MemberInfo, NodeInfo, TrustParameters, TsaInfo
 from gateway.conf.globalconf import GlobalConf
 from gateway.conf.tufclient import ConfigClient, Current, GlobalConfSource, GlobalConfUnavailable
+from gateway.core.datasubject import DATA_SUBJECT_HEADER, DataSubjectError, split_data_subjects
 from gateway.core.envelope import (
     EnvelopeError,
     RequestHeader,
@@ -61,13 +62,16 @@ from gateway.core.ids import (
     parse_client,
 )
 from gateway.core.policy import AccessPolicy
+from gateway.node.auditor import Auditor
 from gateway.node.clock import Clock, SystemClock
 from gateway.node.config import ConfigError, NodeConfig, ServiceSection
+from gateway.node.logpolicy import body_policy
 from gateway.node.messagelog import LogRecord, MessageLog, MessageLogError, ReplayError
 from gateway.node.ocsp import OwnCertificate, OwnOcsp, OwnStatusUnavailable
 from gateway.node.replay import ReplayGuard
 from gateway.node.timestamper import Timestamper
 from gateway.node.tls import client_context, peer_fingerprint, server_context
+from gateway.node.tracker import FIND_USAGE, Tracker, check_purpose, required_headers
 from gateway.node.transport import (
     MAX_HEADER_FIELD,
     PeerClient,
@@ -75,6 +79,7 @@ from gateway.node.transport import (
     Reply,
     read_limited,
 )
+from gateway.node.witness import Witness, head_signer
 from gateway.pki.keys import load_certificates, load_private_key
 from gateway.pki.ocsp import OcspError, OcspFailure
 from gateway.pki.ocsp_cache import OcspCache, OcspEvidence, find_issuer
@@ -89,7 +94,7 @@ SIGN_OCSP_HEADER = "X-Gw-Sign-Ocsp"
 """OCSP response (base64url DER) for the certificate that signed this message."""
 AUTH_OCSP_HEADER = "X-Gw-Auth-Ocsp"
 """OCSP response (base64url DER) for the sending node's TLS authentication certificate."""
-METADATA_SERVICES = frozenset({"listMethods", "allowedMethods", "getOpenAPI"})
+METADATA_SERVICES = frozenset({"listMethods", "allowedMethods", "getOpenAPI", FIND_USAGE})
 _PRINTABLE = frozenset(chr(c) for c in range(0x20, 0x7F))
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -226,15 +231,20 @@ class Node:
         self.config = config
         self.id = config.node.node_id
         self.clock = clock or SystemClock()
-        # Routing and trust: a static directory, or signed global configuration that a
-        # background task refreshes; either way read only through ``self._trust``.
+        # Routing and trust: signed global configuration that a background task
+        # refreshes (``directory`` fixes one instead, for tests that run a node in
+        # process); either way read only through ``self._trust``.
         self.globalconf: GlobalConfSource[TrustState] | None = None
-        if directory is None and config.globalconf is not None:
+        if directory is None:
             try:
                 anchor = config.load_anchor()
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
-            client = ConfigClient(anchor, config.globalconf.state_dir)
+            client = ConfigClient(
+                anchor,
+                config.globalconf.state_dir,
+                fetch_timeout=config.globalconf.fetch_timeout_seconds,
+            )
             self.globalconf = GlobalConfSource(client, self._derive_from)
             try:
                 self._trust = self.globalconf.bootstrap().state
@@ -245,9 +255,10 @@ class Node:
                     f"{anchor.fingerprint()}) and that {anchor.metadata_url} is reachable"
                 ) from None
         else:
-            self._trust = self._derive(directory or config.build_directory())
+            self._trust = self._derive(directory)
         self.policy = AccessPolicy(config.grants())
         self.services: dict[ServiceId, ServiceSection] = {s.service_id: s for s in config.services}
+        self.tracker = Tracker(config.node.messagelog, config.tracker.hidden_clients)
         self.window = timedelta(seconds=config.node.message_window_seconds)
         self.max_body = config.node.max_body_bytes
         roots = self.directory.trust_roots()
@@ -310,7 +321,11 @@ class Node:
         self._server_ssl = self._trust.server_ssl
         if self.globalconf is not None:
             self._server_ssl.sni_callback = self._select_server_context
-        self.log = MessageLog(config.node.messagelog, clock=self.clock.now)
+        self.log = MessageLog(
+            config.node.messagelog,
+            clock=self.clock.now,
+            body_policy=body_policy(config.logging.metadata_only(), config.logging.max_body_bytes),
+        )
         self.timestamper = Timestamper(
             self.log,
             LiveDirectory(self),
@@ -319,7 +334,10 @@ class Node:
             batch_size=config.node.timestamp_batch_size,
             tolerated_outage=timedelta(seconds=config.node.timestamp_failure_tolerance_seconds),
             timeout_seconds=config.node.timestamp_timeout_seconds,
+            sign_head=head_signer(self),
         )
+        self.auditor = Auditor(self)  # the log's auditor API (gateway/node/auditor.py)
+        self.witness = Witness(self)  # co-signs peers' tree heads (gateway/node/witness.py)
         self.replay = ReplayGuard(self.window)
         self.replay.preload(
             (client, message_id, parse_time(created))
@@ -449,8 +467,8 @@ class Node:
             raise ConfigError(
                 f"the directory lists no OCSP responder for {issuer.subject.rfc4514_string()}, "
                 f"the CA that issued this node's {label}; without one the node cannot show "
-                "its certificates are valid, so it does not start (add a "
-                "[[directory.ocsp_responders]] entry for that CA)"
+                "its certificates are valid, so it does not start (the central authority "
+                "must list an OCSP responder for that CA)"
             )
         return OwnCertificate(label, cert, issuer, responders)
 
@@ -474,6 +492,7 @@ class Node:
         consumer = await self._listen(self.consumer_app(), self.config.node.consumer_listen, None)
         peer = await self._listen(self.peer_app(), self.config.node.peer_listen, self._server_ssl)
         self.endpoints = Endpoints(f"http://{consumer}", f"https://{peer}")
+        await self.witness.start()
         log.info("node %s: consumer %s, peers %s", self.id, consumer, peer)
         return self.endpoints
 
@@ -506,6 +525,7 @@ class Node:
             await self._peer.close()
         if self._registry is not None:
             await self._registry.close()
+        await self.witness.stop()
         await self.timestamper.stop()
         await self.log.close()
 
@@ -516,12 +536,14 @@ class Node:
         app.router.add_route("*", "/r1/{tail:.*}", self._guarded(self.handle_consumer, False))
         app.router.add_get("/listClients", self._guarded(self.handle_list_clients, False))
         app.router.add_get("/health", self.handle_health)
+        self.auditor.add_consumer_routes(app)
         app.router.add_route("*", "/{tail:.*}", self._guarded(self.handle_not_r1, False))
         return app
 
     def peer_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/gw/v1/exchange", self._guarded(self.handle_exchange, True))
+        self.auditor.add_peer_routes(app)
         return app
 
     def _guarded(self, handler: Handler, provider: bool) -> Handler:
@@ -780,6 +802,7 @@ class Node:
         # The provider signed these, but only end-to-end headers reach the client: framing
         # and protocol headers are this hop's business, whatever a provider signs.
         out = CIMultiDict(end_to_end_headers(response.headers))
+        out.popall(DATA_SUBJECT_HEADER, None)  # the provider's business, never the client's
         out["X-Road-Id"] = header.xroad_id
         out["X-Road-Request-Id"] = header.message_id
         out["X-Road-Request-Hash"] = response.request_hash
@@ -809,6 +832,7 @@ class Node:
             raise GatewayError(
                 Code.CP_INVALID_MESSAGE, "the provider's node sent a malformed error"
             )
+        log.warning("%s relayed the provider's refusal (%s): %s", self.id, doc.get("detail"), code)
         return web.Response(
             status=status,
             body=body,
@@ -959,6 +983,8 @@ class Node:
         if service.service_code in METADATA_SERVICES:
             if service.service_code == "getOpenAPI":
                 section = self._openapi_target(header, client, groups)
+            elif service.service_code == FIND_USAGE:  # a provider policy, like any service
+                self.policy.check(client, groups, service, header.method, header.path)
         else:
             section = self.services.get(service)
             if section is None:
@@ -966,6 +992,7 @@ class Node:
             if not section.enabled:
                 raise GatewayError(Code.SP_SERVICE_DISABLED, f"{service} is disabled")
             self.policy.check(client, groups, service, header.method, header.path)
+            check_purpose(section, header)
         body = await self._read_body(request, Code.SP_REQUEST_TOO_LARGE)
         try:
             check_body(header.body_sha256, header.body_length, body)
@@ -990,6 +1017,7 @@ class Node:
             ocsp_ref=client_status.ref,
         )
 
+        subjects: tuple[str, ...] = ()
         try:
             if service.service_code in METADATA_SERVICES:
                 status, headers, reply_body = await self._metadata(
@@ -1002,7 +1030,15 @@ class Node:
                     header.method, url, list(header.headers), body, section.timeout_seconds
                 )
                 status = reply.status
-                headers = end_to_end_headers(reply.headers.items())
+                # The data subjects are for this node's log only: recorded, never signed.
+                try:
+                    kept, subjects = split_data_subjects(reply.headers.items())
+                except DataSubjectError as exc:
+                    raise GatewayError(
+                        Code.SP_INVALID_DATA_SUBJECT,
+                        f"the registry of {service} sent a malformed X-Data-Subject: {exc}",
+                    ) from None
+                headers = end_to_end_headers(kept)
                 reply_body = reply.body
         except GatewayError:
             # The registry may have acted on the request: log it and make its id durable,
@@ -1020,6 +1056,7 @@ class Node:
             status,
             headers,
             reply_body,
+            subjects,
         )
 
     async def _log_unanswered(
@@ -1047,6 +1084,7 @@ class Node:
         status: int,
         headers: list[tuple[str, str]],
         body: bytes,
+        subjects: tuple[str, ...] = (),
     ) -> web.Response:
         """Sign the response and log request and response in one durable commit.
 
@@ -1087,6 +1125,7 @@ class Node:
                         signature=signature,
                         cert_ref=signer.cert_ref,
                         ocsp_ref=own_sign.ref,
+                        subjects=subjects,
                     ),
                 ],
                 certs=self._certs(verified, signer),
@@ -1141,6 +1180,8 @@ class Node:
         header: RequestHeader,
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         json_type = [("content-type", "application/json")]
+        if service.service_code == FIND_USAGE:
+            return await self.tracker.answer(header)
         if service.service_code == "getOpenAPI":
             assert section is not None and section.openapi_url is not None
             assert self._registry is not None
@@ -1166,8 +1207,10 @@ class Node:
                         for g in grants
                     )
                 ]
+            required = required_headers(sec)
             listed.append(
                 {
+                    **({"required_headers": required} if required else {}),
                     "xroad_instance": sid.instance,
                     "member_class": sid.member_class,
                     "member_code": sid.member_code,

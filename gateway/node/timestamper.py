@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -33,8 +34,16 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from gateway.conf.directory import Directory, TsaInfo
 from gateway.core.errors import Code, GatewayError
 from gateway.core.logtree import tree_head_document
+from gateway.core.treehead import sth_document
 from gateway.node.clock import Clock
-from gateway.node.messagelog import MessageLog, MessageLogError, TreeHeadRecord
+from gateway.node.messagelog import (
+    MessageLog,
+    MessageLogError,
+    SignedHeadRecord,
+    TimestampBacklog,
+    TreeHeadRecord,
+    TreeSnapshot,
+)
 from gateway.node.transport import read_limited
 from gateway.pki.tsa import (
     DEFAULT_SKEW,
@@ -84,6 +93,7 @@ class Timestamper:
         batch_size: int = 10_000,
         tolerated_outage: timedelta = timedelta(hours=4),
         timeout_seconds: float = 20.0,
+        sign_head: Callable[[bytes], SignedHeadRecord | None] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -94,6 +104,7 @@ class Timestamper:
         self._batch_size = batch_size
         self._tolerated = tolerated_outage
         self._timeout = timeout_seconds
+        self._sign_head = sign_head
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None
@@ -101,7 +112,9 @@ class Timestamper:
         self._last_error = ""
         self._refusing = False
         self.attempts = 0
-        """Attempts made (successful or not); for tests and monitoring."""
+        """Attempts completed (successful or not), counted once the outcome is recorded,
+        so whoever sees the count grow also sees that attempt's outcome (``failing``,
+        ``last_error``); for tests and monitoring."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -223,7 +236,12 @@ class Timestamper:
         backlog = self._log.backlog()
         if snapshot.tree_size <= backlog.stamped_size:
             return True
-        self.attempts += 1
+        try:
+            return await self._attempt(snapshot, backlog)
+        finally:
+            self.attempts += 1
+
+    async def _attempt(self, snapshot: TreeSnapshot, backlog: TimestampBacklog) -> bool:
         document = tree_head_document(self._node_id, snapshot.tree_size, snapshot.root_hash)
         imprint = message_imprint(document, "sha256")
         tsas = list(self._directory.timestamping_services())
@@ -236,6 +254,13 @@ class Timestamper:
             except _TsaFailure as exc:
                 reasons.append(f"{tsa.name} ({tsa.url}): {exc}")
                 continue
+            signed = None
+            if self._sign_head is not None:
+                # The signed tree head carries the TSA's genTime, so its time is the
+                # TSA's word, and is stored with the head in one transaction.
+                signed = self._sign_head(
+                    sth_document(self._node_id, snapshot.tree_size, snapshot.root_hash, gen_time)
+                )
             head = TreeHeadRecord(
                 tree_size=snapshot.tree_size,
                 root_hash=snapshot.root_hash,
@@ -245,6 +270,7 @@ class Timestamper:
                 token=token,
                 tsa_name=tsa.name,
                 tsa_cert_der=tsa.cert.public_bytes(Encoding.DER),
+                signed=signed,
             )
             try:
                 await self._log.append_tree_head(head)

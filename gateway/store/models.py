@@ -59,6 +59,12 @@ class LogEntry(SQLModel, table=True):
     NULL only in a log written before the tree existed, until the next start fills it."""
     leaf_hash: bytes | None = None
     """RFC 9162 leaf hash of the entry's leaf data (``gateway.core.logtree``)."""
+    body_sha256: str | None = None
+    """SHA-256 (hex) of the message body; NULL in rows written before it was kept."""
+    body_omitted: str = ""
+    """Why ``body`` is empty though the message had one: ``metadata`` (the subsystem's
+    logging mode), ``size`` (above the logged body limit) or ``archived`` (header, body
+    and signature moved to an archive bundle); the leaf commits to ``body_sha256``."""
 
 
 class SignerCertificate(SQLModel, table=True):
@@ -139,6 +145,66 @@ class TsaCertificate(SQLModel, table=True):
     der: bytes
 
 
+class SignedTreeHeadRow(SQLModel, table=True):
+    """The member key's signature over a timestamped tree head (docs/message-log.md 4).
+
+    Stored in the same transaction as its ``tree_head`` row. ``document`` is the exact
+    signed ``gateway-signed-tree-head/v1`` bytes; the signer certificate and the OCSP
+    response relied on live in ``signer_certificate`` and ``ocsp_response``.
+    """
+
+    __tablename__ = "signed_tree_head"
+
+    tree_size: int = Field(primary_key=True)
+    document: bytes
+    signature: str
+    """Compact JWS with detached payload, ES256, the signer's chain in ``x5c``."""
+    cert_ref: str
+    ocsp_ref: str = ""
+
+
+class Cosignature(SQLModel, table=True):
+    """A witness's co-signature over a node's signed tree head (gateway/node/witness.py).
+
+    One table for both directions: rows where ``witness`` is this node are co-signatures
+    it made over a peer's head (its witness log); rows where ``log_node`` is this node
+    are co-signatures peers made over its own heads, collected for audit bundles.
+    """
+
+    __tablename__ = "cosignature"
+
+    log_node: str = Field(primary_key=True)
+    witness: str = Field(primary_key=True)
+    tree_size: int = Field(primary_key=True)
+    document: bytes
+    signature: str
+    """The log owner's JWS over ``document``."""
+    cosignature: str
+    """The witness's JWS over the same ``document``."""
+    cert_ref: str
+    """SHA-256 of the witness's signing certificate (DER in ``signer_certificate``)."""
+    ocsp_ref: str = ""
+    stored_at: str
+
+
+class WitnessAlert(SQLModel, table=True):
+    """A peer caught showing two histories, or a head a witness could not accept.
+
+    ``evidence`` is JSON with both signed documents and signatures: a split view is
+    provable to anyone, since the peer signed both.
+    """
+
+    __tablename__ = "witness_alert"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: int | None = Field(default=None, primary_key=True)
+    peer: str = Field(index=True)
+    code: str
+    detail: str
+    evidence: str
+    detected_at: str
+
+
 class SeenRequest(SQLModel, table=True):
     """A request id already accepted from a client.
 
@@ -152,6 +218,23 @@ class SeenRequest(SQLModel, table=True):
     client: str = Field(primary_key=True)
     message_id: str = Field(primary_key=True)
     created: str
+
+
+class DataSubject(SQLModel, table=True):
+    """A natural person whose data a provider-side log entry disclosed (data tracker).
+
+    One row per person named in the registry's ``X-Data-Subject`` header, written in the
+    same transaction as the response entry it belongs to, so an answer that reached a
+    consumer always has its subjects on disk. An index for the tracker, not evidence:
+    the row is not a Merkle leaf (docs/adr/0012-data-subjects-recorded-and-stripped.md).
+    """
+
+    __tablename__ = "data_subject"
+
+    entry_id: int = Field(primary_key=True, foreign_key="message_log.id")
+    """``message_log.id`` of the provider-side response entry."""
+    subject: str = Field(primary_key=True, index=True)
+    """The register-local pseudonym the registry named (gateway.core.datasubject)."""
 
 
 def schema_tables() -> list[Table]:
@@ -169,6 +252,10 @@ def schema_tables() -> list[Table]:
         LogTreeState,
         TreeHead,
         TsaCertificate,
+        SignedTreeHeadRow,
+        Cosignature,
+        WitnessAlert,
+        DataSubject,
     ):
         table = inspect(model).local_table
         if not isinstance(table, Table):

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.conf.directory import TrustParameters
 from gateway.localnet import LocalNet, ServiceSpec
 from gateway.node.logproofs import timestamp_status
 from tests.integration.conftest import GEWERBEAMT, LIPPSTADT, SERVICE, SOEST, RecordingRegistry
@@ -39,7 +40,7 @@ def auditnet(
             id=SERVICE, url=f"{registry.url}/personen", openapi_url=None, allowed=(GEWERBEAMT,)
         )
     )
-    federation.write_configs(directory_extra={"timestamping_interval_seconds": 1})
+    federation.write_configs(parameters=TrustParameters(timestamping_interval_seconds=1))
     try:
         federation.start_node(SOEST.ags)
         federation.start_node(LIPPSTADT.ags)

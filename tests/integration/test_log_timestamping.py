@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.conf.directory import TrustParameters
 from gateway.localnet import LocalNet, ServiceSpec
 from gateway.node.logproofs import read_tree_heads, timestamp_status
 from gateway.node.messagelog import count_entries
@@ -55,7 +56,7 @@ def tsnet(
     key = "timestamp_failure_tolerance_seconds"
     federation.write_configs(
         extra={key: PROVIDER_TOLERANCE},
-        directory_extra={"timestamping_interval_seconds": 1},
+        parameters=TrustParameters(timestamping_interval_seconds=1),
     )
     soest_config = federation.nodes[SOEST.ags].config
     text = soest_config.read_text("utf-8")

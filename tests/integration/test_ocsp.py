@@ -20,6 +20,7 @@ import httpx
 import pytest
 from cryptography import x509
 
+from gateway.conf.directory import TrustParameters
 from gateway.core.envelope import SignatureVerifier, b64url, parse_time
 from gateway.localnet import LocalNet, ServiceSpec
 from gateway.node.messagelog import read_entries
@@ -62,7 +63,7 @@ def ocspnet(
     federation.trust.ocsp_validity_seconds = FRESHNESS
     federation.write_configs(
         extra={"ocsp_refresh_seconds": REFRESH},
-        directory_extra={"ocsp_freshness_seconds": FRESHNESS},
+        parameters=TrustParameters(ocsp_freshness_seconds=FRESHNESS),
     )
     try:
         federation.start_node(SOEST.ags)

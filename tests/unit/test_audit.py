@@ -235,20 +235,61 @@ def test_an_untrusted_tsa_is_refused(log: SyntheticLog, pristine: Bundle) -> Non
 
 def test_an_untrusted_ca_is_refused(log: SyntheticLog, pristine: Bundle) -> None:
     other = create_root_ca("Other CA", generate_key(), START - timedelta(days=1))
+    # Tree heads are checked before entries: the first signed head's chain fails first.
     error = refused(pristine, Anchor((other,), log.anchor.tsas))
+    assert error.reason is AuditFailure.HEAD_SIGNATURE
+    assert error.piece == f"tree head {pristine.heads[0].tree_size}"
+    error = refused(_unsigned(pristine), Anchor((other,), log.anchor.tsas))
     assert error.reason is AuditFailure.CERTIFICATE
     assert error.piece.startswith(f"entry {pristine.entries[0].id} ")
 
 
 def test_ocsp_must_be_fresh_at_the_signing_time(log: SyntheticLog, pristine: Bundle) -> None:
-    # thisUpdate is one minute before the first entry was signed
-    error = refused(pristine, dataclasses.replace(log.anchor, ocsp_freshness=timedelta(seconds=30)))
+    # thisUpdate is one minute before the first entry (and the first head) was signed
+    strict = dataclasses.replace(log.anchor, ocsp_freshness=timedelta(seconds=30))
+    error = refused(pristine, strict)
+    assert error.reason is AuditFailure.HEAD_SIGNATURE
+    assert "stale" in error.detail
+    error = refused(_unsigned(pristine), strict)
     assert error.reason is AuditFailure.OCSP
     assert "stale" in error.detail
 
 
-def test_a_missing_ocsp_response_is_refused(log: SyntheticLog, pristine: Bundle) -> None:
+def _unsigned(bundle: Bundle) -> Bundle:
+    """The bundle as a log from before signed tree heads would give it."""
+    unsigned = fresh(bundle)
+    unsigned.heads[:] = [
+        dataclasses.replace(h, signed=None, cosignatures=()) for h in unsigned.heads
+    ]
+    unsigned.manifest = dataclasses.replace(unsigned.manifest, signed_heads=(), cosignatures=0)
+    return unsigned
+
+
+def test_signed_heads_and_cosignatures_are_checked(log: SyntheticLog, pristine: Bundle) -> None:
+    report = verify_bundle(pristine, log.anchor)
+    assert report.signed_heads == len(pristine.heads) == report.cosignatures
+    assert verify_bundle(_unsigned(pristine), log.anchor).signed_heads == 0
     bad = fresh(pristine)
+    head = bad.heads[1]
+    assert head.signed is not None and bad.heads[0].signed is not None
+    # The owner's signature over the previous head does not sign this one.
+    bad.heads[1] = dataclasses.replace(
+        head, signed=dataclasses.replace(head.signed, signature=bad.heads[0].signed.signature)
+    )
+    error = refused(bad, log.anchor)
+    assert (error.reason, error.piece) == (
+        AuditFailure.HEAD_SIGNATURE,
+        f"tree head {head.tree_size}",
+    )
+    # A witness co-signature made with the log owner's own key is no witness.
+    bad = fresh(pristine)
+    witness = dataclasses.replace(head.cosignatures[0], cosignature=head.signed.signature)
+    bad.heads[1] = dataclasses.replace(head, cosignatures=(witness,))
+    assert refused(bad, log.anchor).reason is AuditFailure.COSIGNATURE
+
+
+def test_a_missing_ocsp_response_is_refused(log: SyntheticLog, pristine: Bundle) -> None:
+    bad = _unsigned(pristine)
     bad.ocsp = bad.ocsp[:1]
     bad.manifest = dataclasses.replace(bad.manifest, ocsp_responses=1)
     error = refused(bad, log.anchor)
@@ -272,7 +313,7 @@ def test_a_head_stamped_before_its_entries_were_logged_is_refused(
     # through a log written with tree heads stamped an hour early instead
     from gateway.audit.bench import stamp
 
-    bad = fresh(pristine)
+    bad = _unsigned(pristine)  # a signed head would also have to name that early time
     head = bad.heads[0]
     early = START - timedelta(hours=1)
     token = stamp(head.document, log.tsa_cert, log.tsa_key, early, 99)
@@ -393,6 +434,24 @@ def test_a_jose_library_verifies_the_detached_jws(pristine: Bundle) -> None:
             f"{protected}.{payload}.{signature}", key, algorithms=["ES256"]
         )
         assert decoded["payload"] == entry.header
+
+
+def test_a_jose_library_verifies_signed_tree_heads_and_cosignatures(pristine: Bundle) -> None:
+    """The same JWS form as messages: the payload is the signed tree-head document."""
+    from cryptography import x509
+
+    head = pristine.heads[0]
+    assert head.signed is not None and head.cosignatures
+    for jws in (head.signed.signature, *(c.cosignature for c in head.cosignatures)):
+        protected, _, signature = jws.split(".")
+        header = json.loads(base64.urlsafe_b64decode(protected + "=="))
+        key = x509.load_der_x509_certificate(base64.b64decode(header["x5c"][0])).public_key()
+        assert isinstance(key, ec.EllipticCurvePublicKey)
+        payload = base64.urlsafe_b64encode(head.signed.document).rstrip(b"=").decode()
+        decoded = jwt.api_jws.PyJWS().decode_complete(
+            f"{protected}.{payload}.{signature}", key, algorithms=["ES256"]
+        )
+        assert json.loads(decoded["payload"])["tree_size"] == head.tree_size
 
 
 # -- proofs -----------------------------------------------------------------------------
@@ -564,6 +623,37 @@ def _mutate_head(bundle: Bundle, draw: Callable[..., int], kind: str) -> None:
     elif kind == "head_swap":
         j = (i + 1) % len(bundle.heads)
         bundle.heads[i], bundle.heads[j] = bundle.heads[j], bundle.heads[i]
+    elif kind == "sth_signature" and h.signed is not None:
+        # Another signature by the same key (a neighbour head's), or a flipped byte.
+        j = (i + 1) % len(bundle.heads)
+        other = bundle.heads[j].signed  # None if an earlier mutation stripped it
+        signature = (
+            other.signature
+            if n % 2 and other is not None and j != i
+            else _other_text(h.signed.signature, n)
+        )
+        bundle.heads[i] = dataclasses.replace(
+            h, signed=dataclasses.replace(h.signed, signature=signature)
+        )
+    elif kind == "sth_document" and h.signed is not None:
+        document = h.signed.document.replace(b'"tree_size":', b'"tree_size":1', 1)
+        bundle.heads[i] = dataclasses.replace(
+            h, signed=dataclasses.replace(h.signed, document=document)
+        )
+    elif kind == "sth_strip":
+        bundle.heads[i] = dataclasses.replace(h, signed=None, cosignatures=())
+    elif kind == "cosignature" and h.cosignatures:
+        c = h.cosignatures[0]
+        changed = (
+            dataclasses.replace(c, cosignature=_other_text(c.cosignature, n))
+            if n % 3 == 0
+            else dataclasses.replace(c, witness="DE-NRW/GOV/05974028/ss2")
+            if n % 3 == 1
+            else dataclasses.replace(c, cosignature=h.signed.signature if h.signed else "")
+        )
+        bundle.heads[i] = dataclasses.replace(h, cosignatures=(changed, *h.cosignatures[1:]))
+    elif kind == "cosignature_copy" and h.cosignatures:
+        bundle.heads[i] = dataclasses.replace(h, cosignatures=h.cosignatures * 2)
 
 
 ENTRY_MUTATIONS = (
@@ -585,6 +675,11 @@ HEAD_MUTATIONS = (
     "head_consistency",
     "head_delete",
     "head_swap",
+    "sth_signature",
+    "sth_document",
+    "sth_strip",
+    "cosignature",
+    "cosignature_copy",
 )
 
 

@@ -1,0 +1,199 @@
+"""The provider side of the citizen's data tracker, and purpose binding.
+
+A registry names the persons each answer discloses (``X-Data-Subject``,
+gateway/core/datasubject.py); the provider's node stores those pseudonyms with its
+response log entry. ``findUsage`` is a built-in service of every provider subsystem, like
+X-Road's metadata services, answered from this node's own provider-side log: for one
+pseudonym, who read it, through which service, for which case, when, under which message
+id. It reads the log, not a separate audit table, so it can only show what the log holds
+as evidence, and it shows every such read except those of clients the provider hides by
+policy (``[tracker] hidden_clients``). Who may call it is an ordinary access right on
+``{subsystem}/findUsage``. See docs/data-tracker.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Final
+from urllib.parse import parse_qs
+
+from gateway.core.datasubject import DataSubjectError, check_subject
+from gateway.core.envelope import EnvelopeError, RequestHeader, ResponseHeader
+from gateway.core.errors import Code, GatewayError
+from gateway.core.ids import ClientId, InvalidIdentifierError, ServiceId, SubsystemId, parse_client
+from gateway.node.config import ServiceSection
+
+FIND_USAGE: Final = "findUsage"
+"""The reserved service code of the data tracker on every provider subsystem."""
+
+ISSUE_HEADER: Final = "X-Road-Issue"
+USER_ID_HEADER: Final = "X-Road-UserId"
+
+_USAGE_QUERY: Final = """
+SELECT resp.id, resp.logged_at, resp.client, resp.service, resp.message_id, resp.xroad_id,
+       resp.header, req.header
+FROM data_subject AS ds
+JOIN message_log AS resp ON resp.id = ds.entry_id
+JOIN message_log AS req
+  ON req.message_id = resp.message_id AND req.client = resp.client
+ AND req.role = 'provider' AND req.kind = 'request'
+WHERE ds.subject = ? AND resp.role = 'provider' AND resp.kind = 'response'
+ORDER BY resp.id
+"""
+
+
+# ---------------------------------------------------------------------- purpose binding
+
+
+def required_headers(section: ServiceSection) -> list[str]:
+    """The X-Road headers ``section`` requires, as advertised in ``listMethods``."""
+    required = []
+    if section.require_issue:
+        required.append(ISSUE_HEADER)
+    if section.require_user_id:
+        required.append(USER_ID_HEADER)
+    return required
+
+
+def check_purpose(section: ServiceSection, header: RequestHeader) -> None:
+    """Refuse a request that lacks the case number or end user its service requires.
+
+    Checked on the signed header, so what the provider relied on is exactly what both
+    logs hold. A value of only blanks counts as missing: it names no case and no one.
+    """
+    if section.require_issue and not (header.issue or "").strip():
+        raise GatewayError(
+            Code.SP_MISSING_ISSUE,
+            f"{header.service} requires a case number in {ISSUE_HEADER}",
+        )
+    if section.require_user_id and not (header.user_id or "").strip():
+        raise GatewayError(
+            Code.SP_MISSING_USER_ID,
+            f"{header.service} requires the end user in {USER_ID_HEADER}",
+        )
+
+
+# ---------------------------------------------------------------------- data tracker
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """One read of a data subject's data, as the provider's log shows it."""
+
+    time: str
+    """When the provider's node logged its response (its own clock, RFC 3339 UTC)."""
+    client: str
+    service: str
+    method: str
+    path: str
+    status: int
+    """The registry's HTTP status (a 404 can name a person too, if the register says so)."""
+    user_id: str | None
+    issue: str | None
+    message_id: str
+    xroad_id: str
+
+
+class Tracker:
+    """Answers ``findUsage`` from one node's message log (read-only connection)."""
+
+    def __init__(self, messagelog: Path, hidden_clients: Iterable[str]) -> None:
+        self._path = messagelog
+        self._hidden = frozenset(parse_client(c) for c in hidden_clients)
+
+    def is_hidden(self, client: ClientId) -> bool:
+        """Whether reads by ``client`` are withheld (the client or its member is listed)."""
+        if client in self._hidden:
+            return True
+        return isinstance(client, SubsystemId) and client.member in self._hidden
+
+    def find_usage(self, provider: SubsystemId, subject: str) -> list[Usage]:
+        """Every logged read of ``subject`` from ``provider``'s services, oldest first.
+
+        Blocking (SQLite); the node calls it in a worker thread. The signed headers are
+        parsed again from the log rather than trusted from extra columns: the tracker
+        shows what the evidence says.
+        """
+        check_subject(subject)
+        uri = f"{self._path.resolve().as_uri()}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True)
+        try:
+            rows = conn.execute(_USAGE_QUERY, (subject,)).fetchall()
+        finally:
+            conn.close()
+        found: list[Usage] = []
+        for _id, logged_at, client, service, message_id, xroad_id, resp_raw, req_raw in rows:
+            try:
+                service_id = ServiceId.parse(str(service))
+                if service_id.provider != provider:
+                    continue
+                if self.is_hidden(parse_client(str(client))):
+                    continue
+                request = RequestHeader.from_bytes(bytes(req_raw))
+                response = ResponseHeader.from_bytes(bytes(resp_raw))
+            except (EnvelopeError, InvalidIdentifierError) as exc:
+                # The log only holds headers this node verified or signed; one that no
+                # longer parses was altered, and hiding that would be the worst answer.
+                raise GatewayError(
+                    Code.SP_INTERNAL_ERROR, f"log entry {_id} does not parse: {exc}"
+                ) from None
+            found.append(
+                Usage(
+                    time=str(logged_at),
+                    client=str(client),
+                    service=str(service),
+                    method=request.method,
+                    path=request.path or "/",
+                    status=response.status,
+                    user_id=request.user_id,
+                    issue=request.issue,
+                    message_id=str(message_id),
+                    xroad_id=str(xroad_id),
+                )
+            )
+        return found
+
+    async def answer(self, header: RequestHeader) -> tuple[int, list[tuple[str, str]], bytes]:
+        """The ``findUsage`` response (status, headers, body) to sign and log.
+
+        Bad input gets a signed 400 answer like any registry's, not a node refusal: the
+        caller was allowed to call, it just asked wrongly.
+        """
+        json_type = [("content-type", "application/json")]
+        provider = header.service.provider
+        try:
+            subject = _subject_of(header)
+        except ValueError as exc:
+            body = {"error": "bad_request", "message": str(exc)}
+            return 400, json_type, json.dumps(body, sort_keys=True).encode()
+        usage = await asyncio.to_thread(self.find_usage, provider, subject)
+        document = {
+            "subject": subject,
+            "provider": str(provider),
+            "usage": [asdict(u) for u in usage],
+        }
+        return 200, json_type, json.dumps(document, sort_keys=True).encode()
+
+
+def _subject_of(header: RequestHeader) -> str:
+    """The one ``subject`` query parameter of a ``findUsage`` call; ValueError if not."""
+    if header.method != "GET":
+        raise ValueError("findUsage is called with GET")
+    if header.path not in ("", "/"):
+        raise ValueError("findUsage takes no path")
+    params = parse_qs(header.query, keep_blank_values=True)
+    unknown = set(params) - {"subject"}
+    if unknown:
+        raise ValueError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    values = params.get("subject", [])
+    if len(values) != 1:
+        raise ValueError("findUsage needs exactly one subject parameter")
+    try:
+        return check_subject(values[0])
+    except DataSubjectError as exc:
+        raise ValueError(str(exc)) from None

@@ -1,0 +1,422 @@
+"""Witnessing: nodes check and co-sign each other's signed tree heads.
+
+A node alone could keep two versions of its log and show each to a different party;
+timestamps and its own signature would not reveal that. So every node is also a
+**witness** for its peers: every ``witness_interval_seconds`` it fetches each peer's
+latest signed tree head over the node-to-node mutual TLS channel, checks the peer's
+signature, checks (RFC 9162 consistency proof, fetched from the peer) that the head
+extends the last one it saw from that peer, and co-signs the same document with its own
+member key. Co-signatures go into the witness's own message log database (table
+``cosignature``, through the log's single writer), and the witness serves them, so the
+log owner collects the co-signatures over its heads for audit bundles.
+
+A peer whose heads cannot all be true (two roots for one size, a larger tree that does
+not extend the smaller, or a tree that shrank) has shown a split view: the witness does
+not co-sign, logs an error with ``server.clientproxy.witness_split_view`` and records
+both signed heads as evidence in ``witness_alert`` (``gateway log witness``). A head
+that does not verify is recorded with ``server.clientproxy.witness_failed``; an
+unreachable peer is only logged (it is tried again next round).
+
+Everything is driven by :meth:`Witness.witness_once` (the periodic task just calls it),
+so tests run one round at a time without sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final
+
+import aiohttp
+
+from gateway.core.envelope import Signer
+from gateway.core.errors import Code
+from gateway.core.ids import NodeId
+from gateway.core.treehead import (
+    SignedTreeHead,
+    TreeHeadError,
+    TreeHeadFailure,
+    check_extends,
+    parse_sth,
+    sign_sth,
+    verify_sth_signature,
+)
+from gateway.node.logproofs import CosignatureRow, read_cosignatures, signed_heads
+from gateway.node.messagelog import SignedHeadRecord
+from gateway.node.ocsp import OwnStatusUnavailable
+from gateway.node.transport import PinnedConnector, read_limited
+
+if TYPE_CHECKING:
+    from gateway.node.server import Node
+
+__all__ = [
+    "CONSISTENCY_PATH",
+    "COSIGNATURES_PATH",
+    "STH_PATH",
+    "PeerOutcome",
+    "Witness",
+    "head_signer",
+]
+
+log = logging.getLogger(__name__)
+
+STH_PATH: Final = "/gw/v1/log/sth"
+CONSISTENCY_PATH: Final = "/gw/v1/log/consistency"
+COSIGNATURES_PATH: Final = "/gw/v1/witness/cosignatures"
+MAX_REPLY: Final = 4 * 1024 * 1024
+"""An STH is ~1 KiB and a proof ~2 KiB; co-signature lists of a long-lived log more."""
+
+
+def _own_signer(node: Node) -> Signer | None:
+    """The key of the member that owns the node: it signs and co-signs tree heads."""
+    return node.signers.get(node.id.owner)
+
+
+def _ocsp(node: Node, signer: Signer) -> tuple[str, bytes]:
+    """The signer's current OCSP evidence, or nothing (logged) if there is none now."""
+    try:
+        evidence = node.own_ocsp.evidence(signer.cert_ref, node.clock.now())
+    except OwnStatusUnavailable as exc:
+        log.warning("node %s signs a tree head without OCSP evidence: %s", node.id, exc)
+        return "", b""
+    return evidence.ref, evidence.der
+
+
+def head_signer(node: Node) -> Callable[[bytes], SignedHeadRecord | None]:
+    """What the timestamper calls to sign each tree head with the node's member key."""
+
+    def sign(document: bytes) -> SignedHeadRecord | None:
+        signer = _own_signer(node)
+        if signer is None:
+            log.warning(
+                "node %s holds no signing key of %s: tree heads stay unsigned",
+                node.id,
+                node.id.owner,
+            )
+            return None
+        ocsp_ref, ocsp_der = _ocsp(node, signer)
+        return SignedHeadRecord(
+            document=document,
+            signature=sign_sth(signer, document),
+            cert_ref=signer.cert_ref,
+            cert_der=signer.cert_der,
+            jws_header=signer.jws_header,
+            ocsp_ref=ocsp_ref,
+            ocsp_der=ocsp_der,
+        )
+
+    return sign
+
+
+@dataclass(frozen=True, slots=True)
+class PeerOutcome:
+    """What one round did for one peer: ``code`` is None when the head was co-signed."""
+
+    peer: str
+    tree_size: int | None
+    code: Code | None
+    detail: str
+
+
+class _PeerFailure(Exception):
+    """A peer could not be asked or answered nonsense; transient, only logged."""
+
+
+class Witness:
+    """Witnesses the node's peers and collects co-signatures over the node's own heads."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self._session: aiohttp.ClientSession | None = None
+        self._connector: PinnedConnector | None = None
+        self._context: object = None
+        self._task: asyncio.Task[None] | None = None
+        self.last_round: list[PeerOutcome] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Run ``witness_once`` every ``witness_interval_seconds`` (0: not at all)."""
+        interval = self._node.config.audit.witness_interval_seconds
+        if interval > 0 and self._task is None:
+            self._task = asyncio.create_task(self._run(interval), name=f"witness:{self._node.id}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def _run(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.witness_once()
+            except Exception:  # the schedule must outlive any bug
+                log.exception("witness of node %s: unexpected error", self._node.id)
+
+    async def _http(self) -> tuple[aiohttp.ClientSession, PinnedConnector]:
+        """A pool on the node's current TLS client context (renewed when global
+        configuration brings other trust roots)."""
+        context = self._node._trust.client_ssl
+        if self._session is not None and self._context is not context:
+            await self._session.close()
+            self._session = None
+        if self._session is None or self._connector is None:
+            self._connector = PinnedConnector(context)
+            self._session = aiohttp.ClientSession(connector=self._connector)
+            self._context = context
+        return self._session, self._connector
+
+    # ------------------------------------------------------------------ one round
+
+    def peers(self) -> list[NodeId]:
+        """The configured peers, or every other node the global configuration lists."""
+        configured = self._node.config.audit.witness_peers
+        if configured:
+            return [NodeId.parse(p) for p in configured]
+        found: dict[str, NodeId] = {}
+        directory = self._node.directory
+        for member in directory.members():
+            for info in directory.nodes_hosting(member.id):
+                if info.id != self._node.id:
+                    found[str(info.id)] = info.id
+        return [found[k] for k in sorted(found)]
+
+    async def witness_once(self) -> list[PeerOutcome]:
+        """Witness every peer once, then collect co-signatures over this node's heads."""
+        outcomes = []
+        for peer in self.peers():
+            outcomes.append(await self._witness(peer))
+            await self._collect(peer)
+        self.last_round = outcomes
+        return outcomes
+
+    async def _get(self, peer: NodeId, path: str, params: dict[str, str]) -> Any:
+        info = self._node.directory.node(peer)
+        if info is None:
+            raise _PeerFailure(f"{peer} is not in the global configuration")
+        session, connector = await self._http()
+        connector.pin(info.address, info.auth_cert_sha256)
+        timeout = aiohttp.ClientTimeout(total=self._node.config.node.peer_timeout_seconds)
+        try:
+            async with session.get(
+                info.address.rstrip("/") + path, params=params, timeout=timeout
+            ) as response:
+                body = await read_limited(response.content, MAX_REPLY)
+                if response.status != 200 or body is None:
+                    raise _PeerFailure(
+                        f"{path} answered HTTP {response.status} "
+                        f"{response.headers.get('X-Road-Error', '')}".rstrip()
+                    )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise _PeerFailure(f"{path}: {type(exc).__name__}: {exc}") from None
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise _PeerFailure(f"{path} did not answer JSON") from None
+
+    async def _witness(self, peer: NodeId) -> PeerOutcome:
+        node = self._node
+        try:
+            reply = await self._get(peer, STH_PATH, {})
+            document = base64.b64decode(str(reply["document"]), validate=True)
+            signature = str(reply["signature"])
+        except _PeerFailure as exc:
+            log.warning("witness %s: peer %s: %s", node.id, peer, exc)
+            return PeerOutcome(str(peer), None, Code.WITNESS_PEER_FAILED, str(exc))
+        except (KeyError, TypeError, ValueError) as exc:
+            return await self._alert(peer, Code.WITNESS_PEER_FAILED, f"malformed STH: {exc}", {})
+        now = node.clock.now()
+        try:
+            head, _ = verify_sth_signature(
+                node.verifier, document, signature, now, signer=peer.owner
+            )
+            if head.node != str(peer):
+                raise TreeHeadError(
+                    TreeHeadFailure.SIGNER, f"the head is for {head.node}, asked {peer}"
+                )
+        except TreeHeadError as exc:
+            evidence: dict[str, Any] = {
+                "document": document.decode("utf-8", "replace"),
+                "signature": signature,
+            }
+            return await self._alert(peer, Code.WITNESS_PEER_FAILED, str(exc), evidence)
+        last = await asyncio.to_thread(self._last_seen, str(peer))
+        proof: list[bytes] = []
+        if last is not None:
+            old = parse_sth(last.document)
+            if head.tree_size > old.tree_size:
+                try:
+                    reply = await self._get(
+                        peer,
+                        CONSISTENCY_PATH,
+                        {"first": str(old.tree_size), "second": str(head.tree_size)},
+                    )
+                    proof = [bytes.fromhex(str(h)) for h in reply["proof"]]
+                except _PeerFailure as exc:
+                    log.warning("witness %s: peer %s: %s", node.id, peer, exc)
+                    return PeerOutcome(str(peer), None, Code.WITNESS_PEER_FAILED, str(exc))
+                except (KeyError, TypeError, ValueError) as exc:
+                    # Not evidence of a fork by itself: the peer failed to answer.
+                    return await self._alert(
+                        peer, Code.WITNESS_PEER_FAILED, f"malformed consistency proof: {exc}", {}
+                    )
+            try:
+                check_extends(old, head, proof)
+            except TreeHeadError as exc:
+                evidence = {
+                    "earlier": {
+                        "document": last.document.decode("ascii"),
+                        "signature": last.signature,
+                    },
+                    "later": {"document": document.decode("ascii"), "signature": signature},
+                    "consistency": [p.hex() for p in proof],
+                }
+                return await self._alert(peer, Code.WITNESS_SPLIT_VIEW, exc.detail, evidence)
+            if head.tree_size == old.tree_size:
+                return PeerOutcome(str(peer), head.tree_size, None, "already co-signed")
+        await self._cosign(peer, head, document, signature)
+        return PeerOutcome(str(peer), head.tree_size, None, "co-signed")
+
+    def _last_seen(self, peer: str) -> CosignatureRow | None:
+        rows = read_cosignatures(self._node.log.path, log_node=peer, witness=str(self._node.id))
+        return max(rows, key=lambda r: r.tree_size) if rows else None
+
+    async def _cosign(
+        self, peer: NodeId, head: SignedTreeHead, document: bytes, signature: str
+    ) -> None:
+        node = self._node
+        signer = _own_signer(node)
+        if signer is None:
+            log.warning("witness %s holds no key of %s: cannot co-sign", node.id, node.id.owner)
+            return
+        cosignature = sign_sth(signer, document)
+        ocsp_ref, ocsp_der = _ocsp(node, signer)
+        stored_at = node.clock.now().isoformat()
+        row = (
+            str(peer),
+            str(node.id),
+            head.tree_size,
+            document,
+            signature,
+            cosignature,
+            signer.cert_ref,
+            ocsp_ref,
+            stored_at,
+        )
+        cert = (signer.cert_ref, signer.cert_der, signer.jws_header)
+        await node.log.write(
+            partial(_insert_cosignature, row=row, cert=cert, ocsp_ref=ocsp_ref, ocsp_der=ocsp_der)
+        )
+        log.info("witness %s co-signed %s's tree head of size %d", node.id, peer, head.tree_size)
+
+    async def _alert(
+        self, peer: NodeId, code: Code, detail: str, evidence: dict[str, Any]
+    ) -> PeerOutcome:
+        node = self._node
+        log.error("witness %s: peer %s: %s: %s", node.id, peer, code.value, detail)
+        row = (
+            str(peer),
+            code.value,
+            detail,
+            json.dumps(evidence, sort_keys=True),
+            node.clock.now().isoformat(),
+        )
+        await node.log.write(
+            lambda conn: conn.execute(
+                "INSERT INTO witness_alert (peer, code, detail, evidence, detected_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                row,
+            )
+        )
+        return PeerOutcome(str(peer), None, code, detail)
+
+    # ------------------------------------------------------------------ collecting
+
+    async def _collect(self, peer: NodeId) -> None:
+        """Fetch the co-signatures ``peer`` made over this node's heads and keep the
+        ones that verify over a document this node really signed."""
+        node = self._node
+        try:
+            reply = await self._get(peer, COSIGNATURES_PATH, {"node": str(node.id)})
+            items = list(reply["cosignatures"])
+        except (_PeerFailure, KeyError, TypeError) as exc:
+            log.warning("node %s: collecting co-signatures from %s: %s", node.id, peer, exc)
+            return
+        mine = {h.tree_size: h for h in await asyncio.to_thread(signed_heads, node.log.path)}
+        have = {
+            r.tree_size
+            for r in await asyncio.to_thread(
+                read_cosignatures, node.log.path, log_node=str(node.id), witness=str(peer)
+            )
+        }
+        now = node.clock.now()
+        for item in items:
+            try:
+                document = base64.b64decode(str(item["document"]), validate=True)
+                cosignature = str(item["cosignature"])
+                head = parse_sth(document)
+                own = mine.get(head.tree_size)
+                if own is None or own.document != document or head.tree_size in have:
+                    continue
+                _, verified = verify_sth_signature(
+                    node.verifier, document, cosignature, now, signer=peer.owner
+                )
+                ocsp_der = base64.b64decode(str(item.get("ocsp", "")), validate=True)
+            except (KeyError, TypeError, ValueError, TreeHeadError) as exc:
+                log.warning("node %s: a co-signature from %s is refused: %s", node.id, peer, exc)
+                continue
+            ocsp_ref = hashlib.sha256(ocsp_der).hexdigest() if ocsp_der else ""
+            row = (
+                str(node.id),
+                str(peer),
+                head.tree_size,
+                document,
+                own.signature,
+                cosignature,
+                verified.cert_ref,
+                ocsp_ref,
+                now.isoformat(),
+            )
+            cert = (verified.cert_ref, verified.cert_der, verified.jws_header)
+            await node.log.write(
+                partial(
+                    _insert_cosignature, row=row, cert=cert, ocsp_ref=ocsp_ref, ocsp_der=ocsp_der
+                )
+            )
+
+
+def _insert_cosignature(
+    conn: sqlite3.Connection,
+    row: tuple[object, ...],
+    cert: tuple[str, bytes, str],
+    ocsp_ref: str,
+    ocsp_der: bytes,
+) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO signer_certificate (cert_ref, der, jws_header) VALUES (?, ?, ?)",
+        cert,
+    )
+    if ocsp_ref and ocsp_der:
+        conn.execute(
+            "INSERT OR IGNORE INTO ocsp_response (ocsp_ref, der) VALUES (?, ?)",
+            (ocsp_ref, ocsp_der),
+        )
+    conn.execute(
+        "INSERT OR IGNORE INTO cosignature (log_node, witness, tree_size, document, signature,"
+        " cosignature, cert_ref, ocsp_ref, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        row,
+    )

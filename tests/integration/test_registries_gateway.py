@@ -1,0 +1,305 @@
+"""Lippstadt's Melderegister behind its node: data subjects recorded and stripped, purpose
+binding, the data tracker (findUsage), access rights, and Auskunftssperre through the
+gateway. Real node processes, the real Melderegister app, loopback only."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+
+from gateway.core.envelope import RequestHeader, ResponseHeader
+from gateway.localnet import City, LocalNet, ServiceSpec, free_port
+from gateway.node.messagelog import read_entries
+from registries.melderegister.idnr import is_idnr
+
+pytestmark = pytest.mark.integration
+
+SOEST = City("Stadt Soest", "05974040", ("gewerbeamt", "ordnungsamt", "portal", "bibliothek"))
+LIPPSTADT = City("Stadt Lippstadt", "05974028", ("melderegister",))
+MELDEREGISTER = LIPPSTADT.subsystem("melderegister")
+AUSKUNFT = MELDEREGISTER.service("einfacheAuskunft")
+FIND_USAGE = MELDEREGISTER.service("findUsage")
+BROKEN = MELDEREGISTER.service("kaputt")
+"""Served by a registry that names its data subject wrongly (a name, not an identifier)."""
+GEWERBEAMT = SOEST.subsystem("gewerbeamt")
+ORDNUNGSAMT = SOEST.subsystem("ordnungsamt")
+"""A security authority in this test: its reads are hidden from the tracker."""
+PORTAL = SOEST.subsystem("portal")
+"""The only client allowed to call findUsage."""
+BIBLIOTHEK = SOEST.subsystem("bibliothek")
+"""A subsystem without any access right."""
+
+ANNA = {"familienname": "Schmidt", "vornamen": "Anna", "geburtsdatum": "1988-03-14"}
+HOFFMANN = {"familienname": "Hoffmann", "vornamen": "Thomas", "geburtsdatum": "1962-11-23"}
+BLOCKED = {"familienname": "Krüger", "vornamen": "Bernd", "geburtsdatum": "1975-07-02"}
+UNKNOWN = {"familienname": "Krüger", "vornamen": "Bernd", "geburtsdatum": "1975-07-03"}
+ANNA_IDNR = "52693074139"
+UNKNOWN_IDNR = "49397162589"
+"""A valid IDNr that no seeded resident has."""
+
+
+@dataclass
+class Federation:
+    net: LocalNet
+    registry_url: str
+
+    def idnr(self, person: dict[str, str]) -> str:
+        """The person's IDNr as the register names them (asked directly, not via a node)."""
+        answer = httpx.get(f"{self.registry_url}/personen", params=person, timeout=10)
+        assert answer.status_code == 200, answer.text
+        subject = answer.headers["X-Data-Subject"]
+        assert is_idnr(subject), subject
+        return subject
+
+    @property
+    def provider_log(self) -> Path:
+        return self.net.nodes[LIPPSTADT.ags].messagelog
+
+    @property
+    def consumer_log(self) -> Path:
+        return self.net.nodes[SOEST.ags].messagelog
+
+
+class _BrokenRegistry(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        payload = b'{"person": {"familienname": "Schmidt"}}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("X-Data-Subject", "Anna Schmidt")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@pytest.fixture(scope="module")
+def broken_registry() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _BrokenRegistry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory: pytest.TempPathFactory, broken_registry: str) -> Iterator[Federation]:
+    root: Path = tmp_path_factory.mktemp("registries")
+    net = LocalNet.create(root, [SOEST, LIPPSTADT], datetime.now(UTC))
+    net.add_service(
+        ServiceSpec(id=BROKEN, url=broken_registry, openapi_url=None, allowed=(GEWERBEAMT,))
+    )
+    port = free_port()
+    registry_url = f"http://127.0.0.1:{port}"
+    net.add_service(
+        ServiceSpec(
+            id=AUSKUNFT,
+            url=f"{registry_url}/personen",
+            openapi_url=f"{registry_url}/openapi.json",
+            allowed=(GEWERBEAMT, ORDNUNGSAMT),
+            require_issue=True,
+            require_user_id=True,
+        )
+    )
+    net.write_configs()
+    # The tracker's provider policy: who may ask it, and whose reads it never shows.
+    config = net.nodes[LIPPSTADT.ags].config
+    config.write_text(
+        config.read_text("utf-8")
+        + "\n".join(
+            [
+                "",
+                "[[access]]",
+                f'service = "{FIND_USAGE}"',
+                f'client = "{PORTAL}"',
+                'methods = ["GET"]',
+                "",
+                "[tracker]",
+                f'hidden_clients = ["{ORDNUNGSAMT}"]',
+                "",
+            ]
+        ),
+        "utf-8",
+    )
+    try:
+        net.start_melderegister(port)
+        net.start_node(SOEST.ags)
+        net.start_node(LIPPSTADT.ags)
+        yield Federation(net, registry_url)
+    finally:
+        net.stop()
+
+
+def call(
+    fed: Federation,
+    client: str,
+    service: str,
+    query: dict[str, str] | None = None,
+    *,
+    user_id: str | None = "sachbearbeiterin-12",
+    issue: str | None = "GEW-2026-0815",
+) -> httpx.Response:
+    headers = {"X-Road-Client": client}
+    if user_id is not None:
+        headers["X-Road-UserId"] = user_id
+    if issue is not None:
+        headers["X-Road-Issue"] = issue
+    url = f"{fed.net.nodes[SOEST.ags].consumer_url}/r1/{service}"
+    if query:
+        url += "?" + urlencode(query)
+    return httpx.get(url, headers=headers, timeout=30)
+
+
+def assert_error(response: httpx.Response, code: str) -> None:
+    assert response.status_code == 500, response.text
+    assert response.headers["X-Road-Error"] == code
+    assert response.json()["type"] == code
+
+
+def subject_rows(path: Path) -> list[tuple[str, str]]:
+    """(message id, subject) of every data subject the provider log holds."""
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(
+            "SELECT m.message_id, d.subject FROM data_subject d"
+            " JOIN message_log m ON m.id = d.entry_id ORDER BY d.entry_id"
+        ).fetchall()
+    return [(str(m), str(s)) for m, s in rows]
+
+
+def test_subject_recorded_at_provider_and_never_reaches_consumer(fed: Federation) -> None:
+    idnr = fed.idnr(ANNA)
+    assert idnr == ANNA_IDNR
+    response = call(fed, str(GEWERBEAMT), str(AUSKUNFT), ANNA)
+    assert response.status_code == 200, response.text
+    assert response.json()["person"]["familienname"] == "Schmidt"
+    assert "X-Data-Subject" not in response.headers
+    assert idnr not in response.text
+    message_id = response.headers["X-Road-Request-Id"]
+
+    assert (message_id, idnr) in subject_rows(fed.provider_log)
+    provider = read_entries(fed.provider_log, message_id=message_id)
+    consumer = read_entries(fed.consumer_log, message_id=message_id)
+    assert [e.kind for e in provider] == [e.kind for e in consumer] == ["request", "response"]
+    # Not in what the provider signed, so in neither log's response entry either.
+    for entries in (provider, consumer):
+        signed = ResponseHeader.from_bytes(entries[1].header)
+        assert all(name != "x-data-subject" for name, _ in signed.headers)
+        assert idnr.encode() not in entries[1].header + entries[1].body
+        request = RequestHeader.from_bytes(entries[0].header)
+        assert (request.user_id, request.issue) == ("sachbearbeiterin-12", "GEW-2026-0815")
+    # The consumer's node keeps no data subjects (its log has the table, but no rows).
+    assert subject_rows(fed.consumer_log) == []
+
+
+def test_purpose_binding_refuses_before_the_registry(fed: Federation) -> None:
+    before = len(read_entries(fed.provider_log))
+    refused = call(fed, str(GEWERBEAMT), str(AUSKUNFT), ANNA, issue=None)
+    assert_error(refused, "server.serverproxy.missing_issue")
+    # Both nodes log the refusal under the id the client got.
+    detail = refused.json()["detail"]
+    for ags in (SOEST.ags, LIPPSTADT.ags):
+        node_log = (fed.net.root / "logs" / f"node-{ags}.log").read_text("utf-8")
+        assert f"({detail})" in node_log, ags
+    assert_error(
+        call(fed, str(GEWERBEAMT), str(AUSKUNFT), ANNA, user_id=None),
+        "server.serverproxy.missing_user_id",
+    )
+    assert_error(
+        call(fed, str(GEWERBEAMT), str(AUSKUNFT), ANNA, issue=""),
+        "server.serverproxy.missing_issue",
+    )
+    # Refused before the registry was called: nothing disclosed, nothing to log.
+    assert len(read_entries(fed.provider_log)) == before
+    # Advertised in the service metadata.
+    listed = call(fed, str(GEWERBEAMT), f"{MELDEREGISTER}/listMethods")
+    assert listed.status_code == 200, listed.text
+    (entry,) = [s for s in listed.json()["service"] if s["service_code"] == "einfacheAuskunft"]
+    assert entry["required_headers"] == ["X-Road-Issue", "X-Road-UserId"]
+
+
+def test_subsystem_without_rights_cannot_read(fed: Federation) -> None:
+    before = subject_rows(fed.provider_log)
+    assert_error(
+        call(fed, str(BIBLIOTHEK), str(AUSKUNFT), ANNA), "server.serverproxy.access_denied"
+    )
+    assert subject_rows(fed.provider_log) == before
+
+
+def test_blocked_person_is_indistinguishable_from_unknown(fed: Federation) -> None:
+    before = subject_rows(fed.provider_log)
+    blocked = call(fed, str(GEWERBEAMT), str(AUSKUNFT), BLOCKED)
+    unknown = call(fed, str(GEWERBEAMT), str(AUSKUNFT), UNKNOWN)
+    assert blocked.status_code == unknown.status_code == 404
+    assert blocked.content == unknown.content
+    per_call = {"x-road-id", "x-road-request-id", "x-road-request-hash", "date"}
+    assert {(k, v) for k, v in blocked.headers.items() if k not in per_call} == {
+        (k, v) for k, v in unknown.headers.items() if k not in per_call
+    }
+    # Neither answer names anyone, so the tracker holds no record of the blocked person.
+    assert subject_rows(fed.provider_log) == before
+
+
+def test_tracker_shows_exactly_the_reads_that_happened(fed: Federation) -> None:
+    idnr = fed.idnr(HOFFMANN)
+    reads = []
+    for issue in ("GEW-2026-1001", "GEW-2026-1002"):
+        answer = call(fed, str(GEWERBEAMT), str(AUSKUNFT), HOFFMANN, issue=issue)
+        assert answer.status_code == 200, answer.text
+        reads.append((answer.headers["X-Road-Request-Id"], answer.headers["X-Road-Id"], issue))
+    hidden = call(fed, str(ORDNUNGSAMT), str(AUSKUNFT), HOFFMANN, issue="OWI-17")
+    assert hidden.status_code == 200, hidden.text
+    assert_error(
+        call(fed, str(BIBLIOTHEK), str(AUSKUNFT), HOFFMANN), "server.serverproxy.access_denied"
+    )
+
+    found = call(fed, str(PORTAL), str(FIND_USAGE), {"subject": idnr}, issue=None)
+    assert found.status_code == 200, found.text
+    document = found.json()
+    assert document["subject"] == idnr
+    assert document["provider"] == str(MELDEREGISTER)
+    usage = document["usage"]
+    assert len(usage) == len(reads)
+    for entry, (message_id, xroad_id, issue) in zip(usage, reads, strict=True):
+        assert entry["message_id"] == message_id
+        assert entry["xroad_id"] == xroad_id
+        assert entry["client"] == str(GEWERBEAMT)
+        assert entry["service"] == str(AUSKUNFT)
+        assert entry["issue"] == issue
+        assert entry["user_id"] == "sachbearbeiterin-12"
+        assert (entry["method"], entry["path"], entry["status"]) == ("GET", "/", 200)
+        datetime.fromisoformat(entry["time"].replace("Z", "+00:00"))
+    # The hidden read is still in the provider's log, only not shown.
+    hidden_id = hidden.headers["X-Road-Request-Id"]
+    assert (hidden_id, idnr) in subject_rows(fed.provider_log)
+    assert hidden_id not in json.dumps(document)
+
+    # Only the portal may ask; bad input gets a clear 400 answer.
+    assert_error(
+        call(fed, str(GEWERBEAMT), str(FIND_USAGE), {"subject": idnr}),
+        "server.serverproxy.access_denied",
+    )
+    bad = call(fed, str(PORTAL), str(FIND_USAGE), {"subject": "Thomas Hoffmann"})
+    assert bad.status_code == 400 and bad.json()["error"] == "bad_request"
+    nobody = call(fed, str(PORTAL), str(FIND_USAGE), {"subject": UNKNOWN_IDNR})
+    assert nobody.status_code == 200 and nobody.json()["usage"] == []
+
+
+def test_malformed_data_subject_fails_closed(fed: Federation) -> None:
+    before = [(e.kind, e.message_id) for e in read_entries(fed.provider_log)]
+    response = call(fed, str(GEWERBEAMT), str(BROKEN))
+    assert_error(response, "server.serverproxy.service_failed.invalid_data_subject")
+    assert "Schmidt" not in response.text
+    # The registry was called, so the request is logged; no response left the node.
+    after = [(e.kind, e.message_id) for e in read_entries(fed.provider_log)]
+    assert [kind for kind, _ in after[len(before) :]] == ["request"]

@@ -1,0 +1,304 @@
+"""Data subjects: the header format, durable recording with the log entry, findUsage
+over a real message log, and purpose binding on the signed header."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.core.datasubject import (
+    MAX_SUBJECTS,
+    DataSubjectError,
+    parse_data_subjects,
+    split_data_subjects,
+)
+from gateway.core.envelope import RequestHeader, ResponseHeader, format_time, request_hash
+from gateway.core.errors import Code, GatewayError
+from gateway.core.ids import ClientId, MemberId, ServiceId, parse_client
+from gateway.node.config import ServiceSection, TrackerSection
+from gateway.node.messagelog import LogRecord, MessageLog
+from gateway.node.tracker import Tracker, check_purpose, required_headers
+
+NOW = datetime(2026, 5, 4, 9, 30, 0, tzinfo=UTC)
+PROVIDER = "DE-NRW/GOV/05974028/melderegister"
+SERVICE = ServiceId.parse(f"{PROVIDER}/einfacheAuskunft")
+OTHER_SUBSYSTEM = ServiceId.parse("DE-NRW/GOV/05974028/kfz/halter")
+GEWERBEAMT = parse_client("DE-NRW/GOV/05974040/gewerbeamt")
+POLIZEI = parse_client("DE-NRW/GOV/05962024/polizei")
+ANNA = "3f0e1c9a-6b7d-4a53-9a55-0c6f1b2d8e41"
+BERND = "9a8b7c6d-0000-4000-8000-000000000002"
+
+
+def clock() -> datetime:
+    return NOW
+
+
+# ---------------------------------------------------------------------- header format
+
+
+def test_parse_single_list_and_several_fields() -> None:
+    assert parse_data_subjects([]) == ()
+    assert parse_data_subjects([ANNA]) == (ANNA,)
+    assert parse_data_subjects([f"{ANNA}, {BERND}"]) == (ANNA, BERND)
+    assert parse_data_subjects([ANNA, f"{BERND},{ANNA}"]) == (ANNA, BERND)  # distinct, ordered
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", " ", f"{ANNA},", f"{ANNA},,{BERND}", "Anna Schmidt", "a/b", "ä", "x" * 129, "a;b"],
+)
+def test_malformed_values_are_refused_as_a_whole(value: str) -> None:
+    with pytest.raises(DataSubjectError):
+        parse_data_subjects([value])
+
+
+def test_too_many_subjects_are_refused() -> None:
+    ids = ",".join(f"p{i}" for i in range(MAX_SUBJECTS))
+    assert len(parse_data_subjects([ids])) == MAX_SUBJECTS
+    with pytest.raises(DataSubjectError):
+        parse_data_subjects([ids + ",one-more"])
+
+
+def test_split_removes_the_header_in_any_case() -> None:
+    headers = [
+        ("Content-Type", "application/json"),
+        ("x-data-subject", ANNA),
+        ("X-DATA-SUBJECT", BERND),
+        ("Cache-Control", "no-store"),
+    ]
+    kept, subjects = split_data_subjects(headers)
+    assert kept == [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+    assert subjects == (ANNA, BERND)
+
+
+# ---------------------------------------------------------------------- purpose binding
+
+
+def section(**flags: bool) -> ServiceSection:
+    return ServiceSection(id=str(SERVICE), url="http://127.0.0.1:1/personen", **flags)
+
+
+def request_header(
+    client: ClientId = GEWERBEAMT,
+    service: ServiceId = SERVICE,
+    *,
+    user_id: str | None = "clerk-07",
+    issue: str | None = "GEW-2026-0815",
+    query: str = "familienname=Schmidt",
+) -> RequestHeader:
+    return RequestHeader(
+        message_id=str(uuid.uuid4()),
+        xroad_id=f"DE-NRW-{uuid.uuid4()}",
+        client=client,
+        service=service,
+        method="GET",
+        path="",
+        query=query,
+        headers=(),
+        user_id=user_id,
+        issue=issue,
+        created=format_time(NOW),
+        body_sha256="47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU",
+        body_length=0,
+    )
+
+
+def test_purpose_binding_refuses_missing_or_blank_values() -> None:
+    check_purpose(section(), request_header(user_id=None, issue=None))
+    both = section(require_issue=True, require_user_id=True)
+    check_purpose(both, request_header())
+    for header, code in [
+        (request_header(issue=None), Code.SP_MISSING_ISSUE),
+        (request_header(issue="  "), Code.SP_MISSING_ISSUE),
+        (request_header(user_id=None), Code.SP_MISSING_USER_ID),
+        (request_header(user_id=""), Code.SP_MISSING_USER_ID),
+    ]:
+        with pytest.raises(GatewayError) as caught:
+            check_purpose(both, header)
+        assert caught.value.code is code
+    check_purpose(section(require_issue=True), request_header(user_id=None))
+    assert required_headers(both) == ["X-Road-Issue", "X-Road-UserId"]
+    assert required_headers(section()) == []
+
+
+# ---------------------------------------------------------------------- log and tracker
+
+
+def exchange(
+    request: RequestHeader, subjects: tuple[str, ...], status: int = 200
+) -> list[LogRecord]:
+    """The two provider-side records of one exchange, as the node writes them."""
+    request_bytes = request.to_bytes()
+    response = ResponseHeader(
+        message_id=request.message_id,
+        xroad_id=request.xroad_id,
+        client=request.client,
+        service=request.service,
+        request_hash=request_hash(request_bytes),
+        status=status,
+        headers=(("content-type", "application/json"),),
+        created=format_time(NOW),
+        body_sha256="47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU",
+        body_length=0,
+    )
+    common = {
+        "role": "provider",
+        "message_id": request.message_id,
+        "xroad_id": request.xroad_id,
+        "client": str(request.client),
+        "service": str(request.service),
+        "body": b"",
+        "signature": "sig",
+        "cert_ref": "",
+    }
+    return [
+        LogRecord(kind="request", created=request.created, header=request_bytes, **common),  # type: ignore[arg-type]
+        LogRecord(
+            kind="response",
+            created=response.created,
+            header=response.to_bytes(),
+            subjects=subjects,
+            **common,  # type: ignore[arg-type]
+        ),
+    ]
+
+
+def write(path: Path, exchanges: list[list[LogRecord]]) -> None:
+    async def scenario() -> None:
+        async with MessageLog(path, clock=clock) as log:
+            for records in exchanges:
+                await log.append(records)
+
+    asyncio.run(scenario())
+
+
+def test_subjects_are_stored_with_the_response_entry(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    records = exchange(request_header(), (ANNA, BERND))
+    write(path, [records])
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(
+            "SELECT m.kind, m.message_id, d.subject FROM data_subject d"
+            " JOIN message_log m ON m.id = d.entry_id ORDER BY d.subject"
+        ).fetchall()
+    assert rows == [
+        ("response", records[0].message_id, ANNA),
+        ("response", records[0].message_id, BERND),
+    ]
+
+
+def test_an_invalid_subject_fails_only_its_caller(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+
+    async def scenario() -> None:
+        async with MessageLog(path, clock=clock) as log:
+            with pytest.raises(DataSubjectError):
+                await log.append(exchange(request_header(), ("not valid",)))
+            await log.append(exchange(request_header(), (ANNA,)))
+
+    asyncio.run(scenario())
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM message_log").fetchone() == (2,)
+        assert conn.execute("SELECT subject FROM data_subject").fetchall() == [(ANNA,)]
+
+
+def test_find_usage_shows_exactly_the_reads_of_one_subject(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    first = request_header()
+    second = request_header(user_id=None, issue="GEW-2026-0999", query="familienname=Kr%C3%BCger")
+    hidden = request_header(client=POLIZEI, issue="Ermittlung 17")
+    elsewhere = request_header(service=OTHER_SUBSYSTEM)
+    nobody = request_header()
+    write(
+        path,
+        [
+            exchange(first, (ANNA,)),
+            exchange(second, (BERND, ANNA), status=200),
+            exchange(hidden, (ANNA,)),
+            exchange(elsewhere, (ANNA,)),
+            exchange(nobody, (), status=404),
+        ],
+    )
+    tracker = Tracker(path, [str(POLIZEI.member)])
+    provider = SERVICE.provider
+    usage = tracker.find_usage(provider, ANNA)
+    assert [u.message_id for u in usage] == [first.message_id, second.message_id]
+    one = usage[0]
+    assert (one.client, one.service, one.method, one.path, one.status) == (
+        str(GEWERBEAMT),
+        str(SERVICE),
+        "GET",
+        "/",
+        200,
+    )
+    assert (one.user_id, one.issue, one.xroad_id) == ("clerk-07", "GEW-2026-0815", first.xroad_id)
+    assert one.time == "2026-05-04T09:30:00.000Z"
+    assert (usage[1].user_id, usage[1].issue) == (None, "GEW-2026-0999")
+    assert [u.message_id for u in tracker.find_usage(provider, BERND)] == [second.message_id]
+    assert tracker.find_usage(provider, "unknown-person") == []
+    # Without the hiding policy the security authority's read is there.
+    everything = Tracker(path, []).find_usage(provider, ANNA)
+    assert [u.client for u in everything] == [str(GEWERBEAMT)] * 2 + [str(POLIZEI)]
+    assert [u.message_id for u in Tracker(path, []).find_usage(OTHER_SUBSYSTEM.provider, ANNA)] == [
+        elsewhere.message_id
+    ]
+
+
+def test_hidden_clients_match_subsystem_or_member() -> None:
+    tracker = Tracker(Path("unused.sqlite"), [str(POLIZEI), "DE-NRW/GOV/05958004"])
+    assert tracker.is_hidden(POLIZEI)
+    assert not tracker.is_hidden(POLIZEI.member)  # a subsystem entry does not hide its member
+    assert tracker.is_hidden(parse_client("DE-NRW/GOV/05958004/lka"))
+    assert tracker.is_hidden(MemberId.parse("DE-NRW/GOV/05958004"))
+    assert not tracker.is_hidden(GEWERBEAMT)
+
+
+def test_find_usage_answer_document_and_bad_input(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    read = request_header()
+    write(path, [exchange(read, (ANNA,))])
+    tracker = Tracker(path, [])
+    call = request_header(
+        client=parse_client("DE-NRW/GOV/05974040/portal"),
+        service=SERVICE.provider.service("findUsage"),
+        query=f"subject={ANNA}",
+    )
+    status, headers, body = asyncio.run(tracker.answer(call))
+    assert status == 200 and headers == [("content-type", "application/json")]
+    document = json.loads(body)
+    assert document["subject"] == ANNA and document["provider"] == PROVIDER
+    assert document["usage"] == [
+        {
+            "time": "2026-05-04T09:30:00.000Z",
+            "client": str(GEWERBEAMT),
+            "service": str(SERVICE),
+            "method": "GET",
+            "path": "/",
+            "status": 200,
+            "user_id": "clerk-07",
+            "issue": "GEW-2026-0815",
+            "message_id": read.message_id,
+            "xroad_id": read.xroad_id,
+        }
+    ]
+    for query in ["", "subject=a&subject=b", "subject=Anna%20Schmidt", f"subject={ANNA}&x=1"]:
+        status, _, body = asyncio.run(tracker.answer(replace(call, query=query)))
+        assert status == 400, query
+        assert json.loads(body)["error"] == "bad_request"
+
+
+def test_tracker_config_refuses_an_invalid_client_id() -> None:
+    assert TrackerSection().hidden_clients == []
+    assert TrackerSection(hidden_clients=[str(POLIZEI)]).hidden_clients == [str(POLIZEI)]
+    with pytest.raises(ValidationError):
+        TrackerSection(hidden_clients=["DE-NRW/GOV"])
+    with pytest.raises(ValidationError):
+        ServiceSection(id=str(SERVICE), url="http://127.0.0.1:1", require_issue="sometimes")
