@@ -13,6 +13,19 @@ from pathlib import Path
 Serve = Callable[[Path, str, int], None]
 
 
+def parser_for(prog: str, description: str, default_port: int) -> argparse.ArgumentParser:
+    """The options every registry has: ``--db``, ``--host``, ``--port``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument(
+        "--db", type=Path, required=True, help="SQLite file; created (and seeded) if new."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, default=default_port, help=f"TCP port (default {default_port})"
+    )
+    return parser
+
+
 def run(
     serve: Serve,
     *,
@@ -22,15 +35,7 @@ def run(
     argv: Sequence[str] | None = None,
 ) -> None:
     """Parse ``argv`` (default: ``sys.argv[1:]``) and serve until interrupted."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument(
-        "--db", type=Path, required=True, help="SQLite file; created (and seeded) if new."
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    parser.add_argument(
-        "--port", type=int, default=default_port, help=f"TCP port (default {default_port})"
-    )
-    args = parser.parse_args(argv)
+    args = parser_for(prog, description, default_port).parse_args(argv)
     db: Path = args.db
     host: str = args.host
     port: int = args.port

@@ -2,18 +2,20 @@
 
 from collections.abc import Sequence
 
+from registries.gewerberegister import outbox
 from registries.gewerberegister.app import serve
-from registries.standalone import run
+from registries.standalone import parser_for
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    run(
-        serve,
-        prog="python -m registries.gewerberegister",
-        description="Gewerberegister Soest (Gewerbeanzeigen nach § 14 GewO).",
-        default_port=8002,
-        argv=argv,
+    parser = parser_for(
+        "python -m registries.gewerberegister",
+        "Gewerberegister Soest (Gewerbeanzeigen nach § 14 GewO).",
+        8002,
     )
+    outbox.add_arguments(parser)
+    args = parser.parse_args(argv)
+    serve(args.db, args.host, args.port, outbox.target_from(args))
 
 
 if __name__ == "__main__":

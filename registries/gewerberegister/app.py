@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 from uuid import UUID, uuid4
 
+import httpx
 import uvicorn
 from fastapi import Body, Depends, FastAPI, Query, Request, Response
 from fastapi import Path as PathParam
@@ -54,6 +55,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import registry
 from sqlmodel import Field as SQLField
 from sqlmodel import Session, SQLModel, col, create_engine, select
+
+from registries.gewerberegister.outbox import IhkTarget, OutboxDeliverer, create_tables, enqueue
 
 __all__ = [
     "AKTENZEICHEN_PATTERN",
@@ -938,24 +941,36 @@ def create_app(
     seed: bool = True,
     gemeinde_schluessel: str = GEMEINDESCHLUESSEL_SOEST,
     clock: Clock | None = None,
+    ihk: IhkTarget | None = None,
+    ihk_transport: httpx.BaseTransport | None = None,
 ) -> FastAPI:
     """Build the Gewerberegister app on the SQLite database at ``db_path``.
 
     ``clock`` returns the current time (aware, UTC); it stamps receipts and bounds how far
     in the future ``gueltigAb`` may lie. The engine is disposed when the lifespan ends.
+    With ``ihk`` every filed Anzeige is also queued for the IHK in the same transaction
+    and delivered through the gateway in the background while the app runs
+    (:mod:`registries.gewerberegister.outbox`); ``ihk_transport`` is an httpx transport
+    for tests.
     """
     now: Clock = clock or (lambda: datetime.now(UTC))
     db_path.parent.mkdir(parents=True, exist_ok=True)
     engine = _create_engine(db_path)
     _GewerberegisterBase.metadata.create_all(engine)
+    create_tables(engine)
     if seed:
         _seed_if_empty(engine, gemeinde_schluessel)
+    deliverer = None if ihk is None else OutboxDeliverer(engine, ihk, now, transport=ihk_transport)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if deliverer is not None:
+            deliverer.start()
         try:
             yield
         finally:
+            if deliverer is not None:
+                deliverer.stop()
             engine.dispose()
 
     app = FastAPI(
@@ -966,6 +981,7 @@ def create_app(
         lifespan=lifespan,
     )
 
+    app.state.ihk_outbox = deliverer  # for operators' tools and tests; None if not notifying
     write_lock = threading.Lock()
 
     @app.post(
@@ -990,7 +1006,9 @@ def create_app(
 
         Writes are serialised by ``write_lock``: an Ummeldung reads the Betrieb's state and
         writes the merged state back, and two concurrent ones must not lose an update. The
-        receipt names no person, so it carries no ``X-Data-Subject``.
+        receipt names no person, so it carries no ``X-Data-Subject``. The IHK notification
+        is queued in the same transaction and sent afterwards, so the IHK's availability
+        never decides whether an Anzeige is accepted.
         """
         received = now().astimezone(UTC)
         _check_dates(anzeige, received.date())
@@ -1000,8 +1018,12 @@ def create_app(
             except _Konflikt as conflict:
                 session.rollback()
                 return _json(Fehler(fehler="betrieb_abgemeldet", detail=conflict.detail), 409)
-            session.commit()
             satz = Gewerbemeldung.model_validate(record.satz)
+            if deliverer is not None:
+                enqueue(session, ihk_benachrichtigung(satz), received)
+            session.commit()
+        if deliverer is not None:
+            deliverer.wake()
         receipt = Eingangsbestaetigung(
             aktenzeichen=satz.aktenzeichen,
             anzeigeart=anzeige.anzeigeart,
@@ -1157,6 +1179,6 @@ def create_app(
     return app
 
 
-def serve(db_path: Path, host: str, port: int) -> None:
+def serve(db_path: Path, host: str, port: int, ihk: IhkTarget | None = None) -> None:
     """Run the Gewerberegister with uvicorn until interrupted (used by the ``gateway`` CLI)."""
-    uvicorn.run(create_app(db_path), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(db_path, ihk=ihk), host=host, port=port, log_level="warning")

@@ -1,5 +1,7 @@
-"""Lippstadt's population register (Melderegister) as a sample service provider.
+"""A municipal population register (Melderegister) as a sample service provider.
 
-It answers the automated *einfache Behördenauskunft* of BMG § 38 and nothing more; see
-:func:`registries.melderegister.app.create_app`.
+It answers the automated *einfache Behördenauskunft* of BMG § 38 and the § 34
+Datenübermittlung; one app serves Lippstadt or Iserlohn (``city``), see
+:func:`registries.melderegister.app.create_app`. :mod:`registries.melderegister.idnr`
+checks the steuerliche Identifikationsnummer that names data subjects.
 """

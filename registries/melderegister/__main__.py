@@ -1,19 +1,25 @@
-"""Run the Melderegister Lippstadt on its own: ``python -m registries.melderegister --db PATH``."""
+"""Run a Melderegister on its own: ``python -m registries.melderegister --db PATH [--city C]``."""
 
 from collections.abc import Sequence
 
-from registries.melderegister.app import serve
-from registries.standalone import run
+from registries.melderegister.app import CITIES, serve
+from registries.standalone import parser_for
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    run(
-        serve,
-        prog="python -m registries.melderegister",
-        description="Melderegister Lippstadt (einfache Behördenauskunft nach § 38 BMG).",
-        default_port=8001,
-        argv=argv,
+    parser = parser_for(
+        "python -m registries.melderegister",
+        "Melderegister (einfache Behördenauskunft nach § 38 BMG, Datenübermittlung nach § 34).",
+        8001,
     )
+    parser.add_argument(
+        "--city",
+        choices=sorted(CITIES),
+        default="lippstadt",
+        help="whose register, i.e. which residents a new database is seeded with",
+    )
+    args = parser.parse_args(argv)
+    serve(args.db, args.host, args.port, args.city)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Melderegister Lippstadt: a sample population register for BMG § 38 and § 34 queries.
+"""Melderegister of Lippstadt or Iserlohn: a sample population register for BMG § 38 and § 34.
 
 The app stands in for the municipality's real registration software (the *service provider
 information system* in X-Road terms). The gateway node calls it over plain HTTP on
@@ -29,16 +29,22 @@ Design choices, and why:
   gesetzlicher Vertreter is blocked, are filtered out in the same SQL query that finds
   candidates, and both outcomes return one shared, precomputed response. Nothing in status,
   headers, body or code path differs.
-* **The data subject is named by a pseudonym.** Every answer that discloses a person carries
-  ``X-Data-Subject: <kennung>``, a random UUID stored with the person, so the gateway's
-  data tracker can tell the citizen who read their data without the log holding a name.
+* **The data subject is named by the IDNr.** Every answer that discloses a person carries
+  ``X-Data-Subject: <idnr>``, the person's steuerliche Identifikationsnummer, so the
+  gateway's data tracker can tell the citizen who read their data, and the citizen can ask
+  every city's tracker with the one number her eID sign-in supplies
+  (docs/adr/0014-idnr-as-data-subject.md). The IDNr itself is never part of a § 38 or § 34
+  answer: neither paragraph lists it.
+* **One app, one seed per city.** ``city`` picks the residents (:data:`CITIES`): Lippstadt's
+  and Iserlohn's registers are the same software with their own database, as two
+  municipalities buying the same product would run it.
 """
 
 import re
 import unicodedata
-import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, TypedDict
@@ -53,12 +59,16 @@ from sqlalchemy.orm import aliased, registry
 from sqlmodel import Field as SQLField
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
+from registries.melderegister.idnr import check_idnr
+
 __all__ = [
+    "CITIES",
     "DATA_SUBJECT_HEADER",
     "GEMEINDESCHLUESSEL_ISERLOHN",
     "GEMEINDESCHLUESSEL_LIPPSTADT",
     "SEARCH_KEYS",
     "Anschrift",
+    "City",
     "Gefunden",
     "GefundenUebermittlung",
     "GesetzlicheVertretung",
@@ -75,10 +85,10 @@ GEMEINDESCHLUESSEL_LIPPSTADT: Final = "05974028"
 """Amtlicher Gemeindeschlüssel (AGS) of Lippstadt, Kreis Soest, NRW."""
 
 GEMEINDESCHLUESSEL_ISERLOHN: Final = "05962024"
-"""AGS of Iserlohn, Märkischer Kreis, NRW (where one seeded resident moved to)."""
+"""AGS of Iserlohn, Märkischer Kreis, NRW."""
 
 DATA_SUBJECT_HEADER: Final = "X-Data-Subject"
-"""Response header naming the disclosed person by their register-local pseudonym."""
+"""Response header naming the disclosed person by IDNr (format: gateway/core/datasubject.py)."""
 
 MAX_NAME_LENGTH: Final = 100
 """Upper bound for name query parameters and name columns; longer input is a client error."""
@@ -100,19 +110,15 @@ class _MelderegisterBase(SQLModel, registry=registry()):
     """Abstract base binding the table models to this module's own metadata."""
 
 
-def _new_kennung() -> str:
-    return str(uuid.uuid4())
-
-
 class Person(_MelderegisterBase, table=True):
     """One registered resident (a subset of BMG § 3(1)).
 
     ``vornamen`` is kept as one space-separated string in register order, because § 38
     queries match either all given names or the first one, never an arbitrary one.
     The current address columns hold the Wegzugsanschrift once ``wegzugsdatum`` is set
-    (the person moved out of Lippstadt; § 38(1) Nr. 8 still lets the register tell it).
-    ``kennung`` is the person's pseudonym for ``X-Data-Subject``: random, so it reveals
-    nothing, and stored, so it is stable across restarts.
+    (the person moved out of the municipality; § 38(1) Nr. 8 still lets the register tell
+    it). ``idnr`` is the steuerliche Identifikationsnummer (BMG § 3 Abs. 2, § 139b AO): the
+    register uses it only to name the person in ``X-Data-Subject`` and never returns it.
     """
 
     __table_args__ = (
@@ -120,10 +126,13 @@ class Person(_MelderegisterBase, table=True):
         CheckConstraint(
             "wohnungsstatus IN ('hauptwohnung', 'nebenwohnung')", name="ck_person_wohnungsstatus"
         ),
+        CheckConstraint(
+            "length(idnr) = 11 AND idnr NOT GLOB '*[^0-9]*'", name="ck_person_idnr_format"
+        ),
     )
 
     id: int | None = SQLField(default=None, primary_key=True)
-    kennung: str = SQLField(default_factory=_new_kennung, unique=True, max_length=36)
+    idnr: str = SQLField(unique=True, max_length=11)
     familienname: str = SQLField(index=True, max_length=MAX_NAME_LENGTH)
     fruehere_namen: list[str] = SQLField(default_factory=list, sa_column=Column(JSON))
     vornamen: str = SQLField(max_length=MAX_NAME_LENGTH)
@@ -184,7 +193,7 @@ def _lippstadt(strasse: str, hausnummer: str, postleitzahl: str = "59555") -> _S
     }
 
 
-def _demo_persons() -> list[Person]:
+def _lippstadt_persons() -> list[Person]:
     """The seeded residents of Lippstadt.
 
     Anna Schmidt is the demo's citizen. The set also covers the cases the query logic has
@@ -196,6 +205,7 @@ def _demo_persons() -> list[Person]:
     """
     return [
         Person(
+            idnr="52693074139",
             familienname="Schmidt",
             vornamen="Anna",
             geburtsdatum=date(1988, 3, 14),
@@ -206,6 +216,7 @@ def _demo_persons() -> list[Person]:
             familienstand="ledig",
         ),
         Person(
+            idnr="94620851368",
             familienname="Krüger",
             vornamen="Bernd",
             geburtsdatum=date(1975, 7, 2),
@@ -216,6 +227,7 @@ def _demo_persons() -> list[Person]:
             auskunftssperre=True,
         ),
         Person(
+            idnr="90375416128",
             familienname="Hoffmann",
             vornamen="Thomas Johannes",
             gebraeuchlicher_vorname="Thomas",
@@ -230,6 +242,7 @@ def _demo_persons() -> list[Person]:
             eheschliessung_ort="Paderborn",
         ),
         Person(
+            idnr="43251078069",
             familienname="Becker",
             fruehere_namen=["Schulte"],
             vornamen="Maria Elisabeth",
@@ -244,6 +257,7 @@ def _demo_persons() -> list[Person]:
             eheschliessung_ort="Lippstadt",
         ),
         Person(
+            idnr="42189372062",
             familienname="Wagner",
             vornamen="Jonas",
             geburtsdatum=date(2001, 9, 9),
@@ -255,6 +269,7 @@ def _demo_persons() -> list[Person]:
             bedingter_sperrvermerk=True,
         ),
         Person(
+            idnr="18852763496",
             familienname="Yılmaz",  # noqa: RUF001 (Turkish dotless i, on purpose)
             vornamen="Leyla Derya",
             gebraeuchlicher_vorname="Leyla",
@@ -266,6 +281,7 @@ def _demo_persons() -> list[Person]:
             staatsangehoerigkeiten=["DE", "TR"],
         ),
         Person(
+            idnr="42710523891",
             familienname="Neumann",
             vornamen="Kim",
             geburtsdatum=date(1999, 12, 1),
@@ -275,6 +291,7 @@ def _demo_persons() -> list[Person]:
             einzugsdatum=date(2022, 2, 15),
         ),
         Person(
+            idnr="75242038612",
             familienname="Müller",
             vornamen="Peter",
             geburtsdatum=date(1970, 1, 1),
@@ -284,6 +301,7 @@ def _demo_persons() -> list[Person]:
             einzugsdatum=date(1998, 5, 1),
         ),
         Person(
+            idnr="69701347257",
             familienname="Müller",
             vornamen="Peter",
             geburtsdatum=date(1970, 1, 1),
@@ -293,6 +311,7 @@ def _demo_persons() -> list[Person]:
             einzugsdatum=date(2005, 7, 1),
         ),
         Person(
+            idnr="84662531072",
             familienname="Brandt",
             vornamen="Lukas",
             geburtsdatum=date(1990, 4, 18),
@@ -317,6 +336,7 @@ def _demo_persons() -> list[Person]:
             familienstand="ledig",
         ),
         Person(
+            idnr="39084120579",
             familienname="Lange",
             vornamen="Heinrich",
             geburtsdatum=date(1931, 2, 11),
@@ -329,6 +349,7 @@ def _demo_persons() -> list[Person]:
             sterbeort="Lippstadt",
         ),
         Person(
+            idnr="85917400620",
             familienname="Schmidt",
             vornamen="Mia Sophie",
             gebraeuchlicher_vorname="Mia",
@@ -340,6 +361,7 @@ def _demo_persons() -> list[Person]:
             familienstand="ledig",
         ),
         Person(
+            idnr="61745308429",
             familienname="Winter",
             vornamen="Claudia",
             geburtsdatum=date(1984, 10, 5),
@@ -350,6 +372,7 @@ def _demo_persons() -> list[Person]:
             auskunftssperre=True,
         ),
         Person(
+            idnr="14507649289",
             familienname="Winter",
             vornamen="Paul",
             geburtsdatum=date(2017, 2, 2),
@@ -362,11 +385,137 @@ def _demo_persons() -> list[Person]:
     ]
 
 
-_DEMO_VERTRETUNG: Final = (
+_LIPPSTADT_VERTRETUNG: Final = (
     (("Schmidt", date(2015, 6, 20)), ("Schmidt", date(1988, 3, 14))),
     (("Winter", date(2017, 2, 2)), ("Winter", date(1984, 10, 5))),
 )
 """(minor, gesetzlicher Vertreter) pairs, by Familienname and Geburtsdatum."""
+
+
+def _iserlohn(strasse: str, hausnummer: str, postleitzahl: str = "58636") -> _Strassenanschrift:
+    """An Iserlohn street address."""
+    return {
+        "strasse": strasse,
+        "hausnummer": hausnummer,
+        "postleitzahl": postleitzahl,
+        "wohnort": "Iserlohn",
+    }
+
+
+def _iserlohn_persons() -> list[Person]:
+    """The seeded residents of Iserlohn, a register of its own.
+
+    Two of them are also in Lippstadt's register, with the same IDNr, as people who moved
+    would be: Anna Schmidt lived in Iserlohn while studying and moved to Lippstadt in 2012
+    (so Iserlohn keeps her with the Wegzugsanschrift, § 38(1) Nr. 8, and may be asked about
+    her), and Lukas Brandt moved the other way in 2024. Sabine Vogel and Murat Demir are
+    Iserlohn-only residents; Greta Schulz has an Auskunftssperre.
+    """
+    return [
+        Person(
+            idnr="52693074139",
+            familienname="Schmidt",
+            vornamen="Anna",
+            geburtsdatum=date(1988, 3, 14),
+            geburtsort="Soest",
+            geschlecht="w",
+            **_lippstadt("Bahnhofstraße", "20"),
+            gemeindeschluessel=GEMEINDESCHLUESSEL_LIPPSTADT,
+            einzugsdatum=date(2012, 4, 1),
+            wegzugsdatum=date(2012, 3, 31),
+            fruehere_anschriften=[
+                {
+                    **_iserlohn("Frauenstuhlweg", "31", "58644"),
+                    "gemeindeschluessel": GEMEINDESCHLUESSEL_ISERLOHN,
+                    "wohnungsstatus": "hauptwohnung",
+                    "einzugsdatum": "2008-10-01",
+                    "auszugsdatum": "2012-03-31",
+                }
+            ],
+            familienstand="ledig",
+        ),
+        Person(
+            idnr="84662531072",
+            familienname="Brandt",
+            vornamen="Lukas",
+            geburtsdatum=date(1990, 4, 18),
+            geburtsort="Lippstadt",
+            geschlecht="m",
+            **_iserlohn("Theodor-Heuss-Ring", "12"),
+            gemeindeschluessel=GEMEINDESCHLUESSEL_ISERLOHN,
+            einzugsdatum=date(2024, 10, 1),
+            fruehere_anschriften=[
+                {
+                    **_lippstadt("Bahnhofstraße", "3"),
+                    "gemeindeschluessel": GEMEINDESCHLUESSEL_LIPPSTADT,
+                    "wohnungsstatus": "hauptwohnung",
+                    "einzugsdatum": "2012-01-01",
+                    "auszugsdatum": "2024-09-30",
+                }
+            ],
+            familienstand="ledig",
+        ),
+        Person(
+            idnr="13869524876",
+            familienname="Vogel",
+            vornamen="Sabine",
+            geburtsdatum=date(1979, 8, 22),
+            geburtsort="Iserlohn",
+            geschlecht="w",
+            **_iserlohn("Wermingser Straße", "15"),
+            gemeindeschluessel=GEMEINDESCHLUESSEL_ISERLOHN,
+            einzugsdatum=date(2003, 5, 1),
+            familienstand="verheiratet",
+            eheschliessung_datum=date(2002, 6, 8),
+            eheschliessung_ort="Iserlohn",
+        ),
+        Person(
+            idnr="17836220541",
+            familienname="Demir",
+            vornamen="Murat",
+            geburtsdatum=date(1985, 2, 11),
+            geburtsort="Hagen",
+            geschlecht="m",
+            **_iserlohn("Hohler Weg", "8", "58638"),
+            gemeindeschluessel=GEMEINDESCHLUESSEL_ISERLOHN,
+            einzugsdatum=date(2015, 9, 1),
+            staatsangehoerigkeiten=["DE", "TR"],
+        ),
+        Person(
+            idnr="72014986597",
+            familienname="Schulz",
+            vornamen="Greta",
+            geburtsdatum=date(2000, 12, 24),
+            geburtsort="Iserlohn",
+            geschlecht="w",
+            **_iserlohn("Am Dicken Turm", "2"),
+            gemeindeschluessel=GEMEINDESCHLUESSEL_ISERLOHN,
+            einzugsdatum=date(2021, 1, 15),
+            auskunftssperre=True,
+        ),
+    ]
+
+
+Vertretung = tuple[tuple[str, date], tuple[str, date]]
+
+
+@dataclass(frozen=True, slots=True)
+class City:
+    """One municipality running this register: its name, AGS and seeded residents."""
+
+    name: str
+    gemeindeschluessel: str
+    persons: Callable[[], list[Person]]
+    vertretung: tuple[Vertretung, ...] = ()
+
+
+CITIES: Final[dict[str, City]] = {
+    "lippstadt": City(
+        "Lippstadt", GEMEINDESCHLUESSEL_LIPPSTADT, _lippstadt_persons, _LIPPSTADT_VERTRETUNG
+    ),
+    "iserlohn": City("Iserlohn", GEMEINDESCHLUESSEL_ISERLOHN, _iserlohn_persons),
+}
+"""The cities whose register the app can run, by the ``city`` argument of :func:`create_app`."""
 
 
 def _create_engine(db_path: Path) -> Engine:
@@ -379,7 +528,7 @@ def _create_engine(db_path: Path) -> Engine:
     return create_engine(url, connect_args={"check_same_thread": False})
 
 
-def _seed_if_empty(engine: Engine) -> None:
+def _seed_if_empty(engine: Engine, city: City) -> None:
     """Insert the demo persons unless the table already holds anyone.
 
     Checking for emptiness (rather than for the demo rows) makes seeding idempotent across
@@ -389,11 +538,13 @@ def _seed_if_empty(engine: Engine) -> None:
         count = session.exec(select(func.count()).select_from(Person)).one()
         if count != 0:
             return
-        persons = _demo_persons()
+        persons = city.persons()
+        for person in persons:
+            check_idnr(person.idnr)  # a typo in the seed must not name somebody else
         session.add_all(persons)
         session.flush()
         by_key = {(p.familienname, p.geburtsdatum): p for p in persons}
-        for minor, vertreter in _DEMO_VERTRETUNG:
+        for minor, vertreter in city.vertretung:
             person_id, vertreter_id = by_key[minor].id, by_key[vertreter].id
             assert person_id is not None and vertreter_id is not None
             session.add(GesetzlicheVertretung(person_id=person_id, vertreter_id=vertreter_id))
@@ -480,7 +631,7 @@ class PersonAuskunft(_Frozen):
     wegzugsanschrift: bool = Field(
         description=_doc(
             "§ 38 Abs. 1 Nr. 8",
-            "true, wenn die Person aus Lippstadt weggezogen ist und `anschrift` die "
+            "true, wenn die Person aus der Gemeinde weggezogen ist und `anschrift` die "
             "Wegzugsanschrift ist.",
         )
     )
@@ -506,7 +657,7 @@ class PersonUebermittlung(PersonAuskunft):
         description=_doc("§ 34 Abs. 1 Nr. 7", "Einzugsdatum der derzeitigen Anschrift.")
     )
     wegzugsdatum: date | None = Field(
-        description=_doc("§ 34 Abs. 1 Nr. 7", "Datum des Wegzugs aus Lippstadt.")
+        description=_doc("§ 34 Abs. 1 Nr. 7", "Datum des Wegzugs aus der Gemeinde.")
     )
     gesetzlicheVertreter: list[Vertreter] = Field(description=_doc("§ 34 Abs. 1 Nr. 10"))
     staatsangehoerigkeiten: list[str] = Field(
@@ -635,8 +786,8 @@ def _ambiguous() -> Response:
 
 
 def _found(body: BaseModel, person: Person) -> Response:
-    """A 200 answer disclosing ``person``, named in ``X-Data-Subject`` by pseudonym only."""
-    headers = {**_NO_STORE, DATA_SUBJECT_HEADER: person.kennung}
+    """A 200 answer disclosing ``person``, named in ``X-Data-Subject`` by IDNr only."""
+    headers = {**_NO_STORE, DATA_SUBJECT_HEADER: person.idnr}
     return Response(
         body.model_dump_json().encode(), status_code=200, media_type=_JSON, headers=headers
     )
@@ -848,7 +999,7 @@ def _matches(person: Person, suche: _Suche) -> bool:
 # --------------------------------------------------------------------------- app
 
 _DESCRIPTION: Final = """\
-Auskünfte aus dem Melderegister der Stadt Lippstadt (AGS 05974028) als Dienste hinter
+Auskünfte aus dem Melderegister der Stadt {stadt} (AGS {ags}) als Dienste hinter
 dem Once-only-Gateway, nach dem **Bundesmeldegesetz** (Paragrafen in der Fassung vom
 1. November 2016).
 
@@ -879,9 +1030,11 @@ Jedes Feld der Antwortschemata nennt seine Nummer im Gesetz.
 * **Mehrdeutigkeit:** passen mehrere Personen, antwortet der Dienst mit 409 statt mit
   einer Trefferliste.
 * **Betroffene Person:** jede Antwort, die eine Person offenlegt (200), trägt die
-  Kopfzeile `X-Data-Subject` mit einer zufälligen, dauerhaften Kennung dieser Person im
-  Register (UUID, nie der Name), damit der Datencockpit-Dienst des Gateways der Person
-  zeigen kann, wer ihre Daten abgerufen hat. Antworten ohne Person tragen sie nicht.
+  Kopfzeile `X-Data-Subject` mit der steuerlichen Identifikationsnummer (IDNr, § 139b AO)
+  dieser Person, damit der Datencockpit-Dienst des Gateways der Person zeigen kann, wer
+  ihre Daten abgerufen hat. Der Gateway-Knoten protokolliert sie und entfernt die
+  Kopfzeile; der Abrufende erhält die IDNr weder dort noch im Inhalt (weder § 38 Abs. 1
+  noch § 34 Abs. 1 nennen sie). Antworten ohne Person tragen sie nicht.
 
 Zugriffskontrolle und Protokollierung nach § 40 BMG übernimmt der Gateway-Knoten, über
 den dieser Dienst ausschließlich erreichbar ist.
@@ -889,8 +1042,11 @@ den dieser Dienst ausschließlich erreichbar ist.
 
 _DATA_SUBJECT_DOC: Final = {
     DATA_SUBJECT_HEADER: {
-        "description": "Pseudonyme Kennung (UUID) der offengelegten Person in diesem Register.",
-        "schema": {"type": "string", "format": "uuid"},
+        "description": (
+            "Steuerliche Identifikationsnummer (IDNr) der offengelegten Person; nur für den "
+            "Gateway-Knoten, der sie protokolliert und entfernt."
+        ),
+        "schema": {"type": "string", "pattern": "^[1-9][0-9]{10}$"},
     }
 }
 
@@ -911,18 +1067,21 @@ _ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
 }
 
 
-def create_app(db_path: Path, *, seed: bool = True) -> FastAPI:
-    """Build the Melderegister app on the SQLite database at ``db_path``.
+def create_app(db_path: Path, *, seed: bool = True, city: str = "lippstadt") -> FastAPI:
+    """Build the Melderegister of ``city`` (a key of :data:`CITIES`) on ``db_path``.
 
     Creates the file and tables if needed and, when ``seed`` is true and the person table
-    is empty, inserts the demo residents. The engine lives as long as the app: it is
+    is empty, inserts the city's demo residents. The engine lives as long as the app: it is
     disposed when the ASGI lifespan ends.
     """
+    if city not in CITIES:
+        raise ValueError(f"unknown city {city!r}; known: {', '.join(sorted(CITIES))}")
+    stadt = CITIES[city]
     db_path.parent.mkdir(parents=True, exist_ok=True)
     engine = _create_engine(db_path)
     _MelderegisterBase.metadata.create_all(engine)
     if seed:
-        _seed_if_empty(engine)
+        _seed_if_empty(engine, stadt)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -932,10 +1091,12 @@ def create_app(db_path: Path, *, seed: bool = True) -> FastAPI:
             engine.dispose()
 
     app = FastAPI(
-        title="Melderegister Lippstadt",
-        version="1.1.0",
+        title=f"Melderegister {stadt.name}",
+        version="1.2.0",
         summary="Einfache Behördenauskunft (§ 38 BMG) und Datenübermittlung (§ 34 BMG)",
-        description=_DESCRIPTION,
+        description=_DESCRIPTION.replace("{stadt}", stadt.name).replace(
+            "{ags}", stadt.gemeindeschluessel
+        ),
         lifespan=lifespan,
         openapi_tags=[
             {"name": "Melderegister", "description": "Auskünfte aus dem Melderegister."},
@@ -1045,6 +1206,6 @@ def create_app(db_path: Path, *, seed: bool = True) -> FastAPI:
     return app
 
 
-def serve(db_path: Path, host: str, port: int) -> None:
-    """Run the Melderegister with uvicorn until interrupted (used by the ``gateway`` CLI)."""
-    uvicorn.run(create_app(db_path), host=host, port=port, log_level="warning")
+def serve(db_path: Path, host: str, port: int, city: str = "lippstadt") -> None:
+    """Run ``city``'s Melderegister with uvicorn until interrupted (``gateway`` CLI)."""
+    uvicorn.run(create_app(db_path, city=city), host=host, port=port, log_level="warning")

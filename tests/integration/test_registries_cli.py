@@ -13,19 +13,20 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize(
-    ("registry", "title", "path"),
+    ("registry", "options", "title", "path"),
     [
-        ("melderegister", "Melderegister Lippstadt", "/datenuebermittlung/personen"),
-        ("gewerberegister", "Gewerberegister Soest", "/gewerbeanzeigen"),
-        ("ihk", "IHK Benachrichtigungen", "/benachrichtigungen"),
+        ("melderegister", [], "Melderegister Lippstadt", "/datenuebermittlung/personen"),
+        ("melderegister", ["--city", "iserlohn"], "Melderegister Iserlohn", "/personen"),
+        ("gewerberegister", [], "Gewerberegister Soest", "/gewerbeanzeigen"),
+        ("ihk", [], "IHK Benachrichtigungen", "/benachrichtigungen"),
     ],
 )
 def test_registry_serves_health_and_openapi(
-    tmp_path: Path, registry: str, title: str, path: str
+    tmp_path: Path, registry: str, options: list[str], title: str, path: str
 ) -> None:
     port = free_port()
     db = tmp_path / f"{registry}.sqlite"
-    command = [sys.executable, "-m", "gateway", "registry", registry, "--db", str(db)]
+    command = [sys.executable, "-m", "gateway", "registry", registry, "--db", str(db), *options]
     proc = subprocess.Popen(
         [*command, "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.PIPE,

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from registries.gewerberegister import __main__ as gewerberegister_main
 from registries.gewerberegister.app import create_app
+from registries.gewerberegister.outbox import IhkTarget
 
 with warnings.catch_warnings():
     warnings.filterwarnings(
@@ -481,16 +482,21 @@ def test_seeding_happens_once(db_path: Path) -> None:
 
 
 def test_main_passes_arguments_to_serve(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[Path, str, int]] = []
+    calls: list[tuple[Path, str, int, object]] = []
 
-    def fake_serve(db_path: Path, host: str, port: int) -> None:
-        calls.append((db_path, host, port))
+    def fake_serve(db_path: Path, host: str, port: int, ihk: object = None) -> None:
+        calls.append((db_path, host, port, ihk))
 
     monkeypatch.setattr(gewerberegister_main, "serve", fake_serve)
 
     gewerberegister_main.main(["--db", "g.db", "--port", "9002"])
+    gewerberegister_main.main(["--db", "g.db", "--ihk-consumer-url", "http://127.0.0.1:8080"])
 
-    assert calls == [(Path("g.db"), "127.0.0.1", 9002)]
+    assert calls[0] == (Path("g.db"), "127.0.0.1", 9002, None)  # no IHK: nothing queued
+    target = calls[1][3]
+    assert isinstance(target, IhkTarget)
+    assert target.consumer_url == "http://127.0.0.1:8080"
+    assert str(target.service) == "DE-NRW/GOV/IHK-ARNSBERG/kammer/gewerbemeldungen"
 
 
 # --------------------------------------------------------------------------- properties

@@ -7,7 +7,6 @@ runs and the engine is disposed (pytest turns unclosed-resource warnings into er
 
 import sqlite3
 import unicodedata
-import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import closing
@@ -18,16 +17,20 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, create_engine
 
+from gateway.core.datasubject import parse_data_subjects
 from registries.melderegister import __main__ as melderegister_main
 from registries.melderegister.app import (
+    CITIES,
     GEMEINDESCHLUESSEL_ISERLOHN,
     GEMEINDESCHLUESSEL_LIPPSTADT,
     SEARCH_KEYS,
     Person,
     create_app,
 )
+from registries.melderegister.idnr import is_idnr
 
 with warnings.catch_warnings():
     # Starlette >= 1.x warns at import time when it finds ``httpx`` instead of ``httpx2``;
@@ -80,8 +83,9 @@ def _insert(db_path: Path, *persons: Person) -> None:
         engine.dispose()
 
 
-def _person(*, vornamen: str, strasse: str, auskunftssperre: bool) -> Person:
+def _person(*, idnr: str, vornamen: str, strasse: str, auskunftssperre: bool) -> Person:
     return Person(
+        idnr=idnr,
         familienname="Lehmann",
         vornamen=vornamen,
         geburtsdatum=date(1980, 6, 6),
@@ -194,8 +198,10 @@ def test_blocked_namesake_neither_leaks_nor_makes_the_hit_ambiguous(db_path: Pat
     app = create_app(db_path, seed=False)
     _insert(
         db_path,
-        _person(vornamen="Julia", strasse="Cappelstraße", auskunftssperre=False),
-        _person(vornamen="Julia", strasse="Poststraße", auskunftssperre=True),
+        _person(
+            idnr="63847520515", vornamen="Julia", strasse="Cappelstraße", auskunftssperre=False
+        ),
+        _person(idnr="35765824099", vornamen="Julia", strasse="Poststraße", auskunftssperre=True),
     )
     params = {"familienname": "Lehmann", "vornamen": "Julia", "geburtsdatum": "1980-06-06"}
 
@@ -334,17 +340,24 @@ def test_health(client: TestClient) -> None:
 
 
 def test_main_passes_arguments_to_serve(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    calls: list[tuple[Path, str, int]] = []
+    calls: list[tuple[Path, str, int, str]] = []
 
-    def fake_serve(db_path: Path, host: str, port: int) -> None:
-        calls.append((db_path, host, port))
+    def fake_serve(db_path: Path, host: str, port: int, city: str) -> None:
+        calls.append((db_path, host, port, city))
 
     monkeypatch.setattr(melderegister_main, "serve", fake_serve)
 
     melderegister_main.main(["--db", str(tmp_path / "a.db")])
-    melderegister_main.main(["--db", "b.db", "--host", "127.0.0.2", "--port", "9001"])
+    melderegister_main.main(
+        ["--db", "b.db", "--host", "127.0.0.2", "--port", "9001", "--city", "iserlohn"]
+    )
 
-    assert calls == [(tmp_path / "a.db", "127.0.0.1", 8001), (Path("b.db"), "127.0.0.2", 9001)]
+    assert calls == [
+        (tmp_path / "a.db", "127.0.0.1", 8001, "lippstadt"),
+        (Path("b.db"), "127.0.0.2", 9001, "iserlohn"),
+    ]
+    with pytest.raises(SystemExit):
+        melderegister_main.main(["--db", "c.db", "--city", "soest"])
 
 
 # --------------------------------------------------------------------------- § 38 vs § 34
@@ -560,7 +573,11 @@ def test_every_block_is_byte_identical_to_unknown(
     assert "x-data-subject" not in {k for k, _ in _headers(answer)}
 
 
-def test_data_subject_header_is_a_stable_pseudonym(db_path: Path) -> None:
+ANNA_IDNR = "52693074139"
+"""Anna's fictional IDNr in the seed of both registers."""
+
+
+def test_data_subject_header_is_the_persons_idnr(db_path: Path) -> None:
     with TestClient(create_app(db_path)) as client:
         anna = client.get("/personen", params=ANNA)
         anna_34 = client.get(UEBERMITTLUNG, params=ANNA)
@@ -568,12 +585,80 @@ def test_data_subject_header_is_a_stable_pseudonym(db_path: Path) -> None:
     with TestClient(create_app(db_path)) as client:
         anna_again = client.get("/personen", params=ANNA)
 
-    kennung = anna.headers["X-Data-Subject"]
-    assert str(uuid.UUID(kennung)) == kennung
-    assert anna_34.headers["X-Data-Subject"] == anna_again.headers["X-Data-Subject"] == kennung
-    assert hoffmann.headers["X-Data-Subject"] != kennung
-    assert "Schmidt" not in kennung and "Anna" not in kennung
-    assert kennung not in anna.text  # the pseudonym is a header, not part of the § 38 data
+    idnr = anna.headers["X-Data-Subject"]
+    assert idnr == ANNA_IDNR and is_idnr(idnr)
+    assert parse_data_subjects([idnr]) == (idnr,)  # the node's header format accepts it
+    assert anna_34.headers["X-Data-Subject"] == anna_again.headers["X-Data-Subject"] == idnr
+    assert is_idnr(hoffmann.headers["X-Data-Subject"])
+    assert hoffmann.headers["X-Data-Subject"] != idnr
+    # Neither § 38(1) nor § 34(1) lists the IDNr: it is a header for the node, never data.
+    assert idnr not in anna.text and idnr not in anna_34.text
+    assert "idnr" not in anna_34.text.lower()
+
+
+def test_every_seeded_resident_has_a_valid_unique_idnr(tmp_path: Path) -> None:
+    by_city: dict[str, dict[tuple[str, str, str], str]] = {}
+    for city in CITIES:
+        db = tmp_path / f"{city}.db"
+        with TestClient(create_app(db, city=city)):
+            pass
+        with closing(sqlite3.connect(db)) as conn:
+            rows = conn.execute("SELECT idnr, familienname, vornamen, geburtsdatum FROM person")
+            by_city[city] = {(f, v, g): i for i, f, v, g in rows}
+        idnrs = list(by_city[city].values())
+        assert all(is_idnr(i) for i in idnrs), idnrs
+        assert len(set(idnrs)) == len(idnrs)
+    lippstadt, iserlohn = by_city["lippstadt"], by_city["iserlohn"]
+    # A person in both registers has the same IDNr there; different people never share one.
+    shared = lippstadt.keys() & iserlohn.keys()
+    assert ("Schmidt", "Anna", "1988-03-14") in shared
+    assert all(lippstadt[k] == iserlohn[k] for k in shared)
+    only = {lippstadt[k] for k in lippstadt.keys() - shared}
+    assert only.isdisjoint(iserlohn[k] for k in iserlohn.keys() - shared)
+
+
+def test_the_database_refuses_a_malformed_idnr(db_path: Path) -> None:
+    with TestClient(create_app(db_path, seed=False)):
+        pass
+    bad = _person(idnr="1234567890", vornamen="Eva", strasse="Markt", auskunftssperre=False)
+    with pytest.raises(IntegrityError):
+        _insert(db_path, bad)
+
+
+def test_iserlohn_has_its_own_residents_and_anna_moved_out(tmp_path: Path) -> None:
+    with TestClient(create_app(tmp_path / "iserlohn.db", city="iserlohn")) as client:
+        document = client.get("/openapi.json").json()
+        anna = client.get("/personen", params=ANNA)
+        anna_34 = client.get(UEBERMITTLUNG, params=ANNA)
+        lukas = client.get("/personen", params=LUKAS)
+        hoffmann = client.get("/personen", params=HOFFMANN)
+        greta_blocked = client.get(
+            "/personen",
+            params={"familienname": "Schulz", "vornamen": "Greta", "geburtsdatum": "2000-12-24"},
+        )
+
+    assert document["info"]["title"] == "Melderegister Iserlohn"
+    assert "Iserlohn (AGS 05962024)" in document["info"]["description"]
+    assert hoffmann.status_code == 404  # a Lippstadt resident, unknown here
+    assert greta_blocked.status_code == 404
+    # Anna: moved out of Iserlohn to Lippstadt; the answer is the Wegzugsanschrift.
+    assert anna.status_code == 200
+    person = anna.json()["person"]
+    assert person["wegzugsanschrift"] is True
+    assert person["anschrift"]["wohnort"] == "Lippstadt"
+    assert person["anschrift"]["gemeindeschluessel"] == GEMEINDESCHLUESSEL_LIPPSTADT
+    assert anna.headers["X-Data-Subject"] == ANNA_IDNR
+    former = anna_34.json()["person"]["fruehereAnschriften"]
+    assert [a["gemeindeschluessel"] for a in former] == [GEMEINDESCHLUESSEL_ISERLOHN]
+    assert anna_34.json()["person"]["wegzugsdatum"] == "2012-03-31"
+    # Lukas moved the other way: in Iserlohn he is a current resident.
+    assert lukas.json()["person"]["wegzugsanschrift"] is False
+    assert lukas.json()["person"]["anschrift"]["wohnort"] == "Iserlohn"
+
+
+def test_unknown_city_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown city"):
+        create_app(tmp_path / "x.db", city="soest")
 
 
 @pytest.mark.parametrize(
