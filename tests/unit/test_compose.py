@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from compose_spec import PyOptions
+from cryptography import x509
 
 from gateway.cli import build_parser
 
@@ -56,3 +57,120 @@ def test_one_image_and_state_on_named_volumes() -> None:
         for mount in service["volumes"]:
             source = mount.split(":", 1)[0]
             assert source in named, f"{name} mounts {source}, not a named volume"
+
+
+# --- the one-shot `setup` service ---------------------------------------------------------
+
+
+def _state_paths(service: dict[str, Any]) -> list[str]:
+    """The /state paths a service's command names (its volume is mounted at /state)."""
+    return [a for a in service["command"] if a == "/state" or a.startswith("/state/")]
+
+
+def test_setup_is_a_one_shot_gateway_setup_for_compose_hosts() -> None:
+    from gateway.setup_cli import cmd_setup
+
+    setup = _doc()["services"]["setup"]
+    args = build_parser().parse_args(setup["command"])
+    assert args.func is cmd_setup
+    assert (args.state, args.hosts) == ("/state", "compose")
+    assert setup["restart"] == "no"  # restarting a finished one-shot would loop
+
+
+def test_every_other_service_starts_only_after_setup_succeeded() -> None:
+    services = _doc()["services"]
+    for name, service in services.items():
+        if name == "setup":
+            continue
+        depends = service["depends_on"]
+        assert depends["setup"] == {"condition": "service_completed_successfully"}, name
+        if name.startswith("node-"):
+            assert depends["central"] == {"condition": "service_healthy"}, name
+            assert depends["trust"] == {"condition": "service_healthy"}, name
+    for needed in ("central", "trust"):
+        assert "healthcheck" in services[needed]
+
+
+def test_setup_mounts_every_volume_where_gateway_setup_expects_it() -> None:
+    from gateway.setup import VOLUMES
+
+    doc = _doc()
+    assert set(doc["volumes"]) == set(VOLUMES)
+    assert set(doc["services"]["setup"]["volumes"]) == {f"{v}:/state/{v}" for v in VOLUMES}
+    # The image has each mount point, owned by the gateway user (see Dockerfile).
+    dockerfile = (ROOT / "Dockerfile").read_text("utf-8")
+    for volume in VOLUMES:
+        assert f"/state/{volume} " in dockerfile or f"/state/{volume}\n" in dockerfile, volume
+
+
+def test_the_fixed_ports_are_the_ones_the_services_listen_on() -> None:
+    from gateway.setup import COMPOSE_PORTS
+
+    for name, service in _doc()["services"].items():
+        command = service["command"]
+        if "--port" in command:
+            assert int(command[command.index("--port") + 1]) == COMPOSE_PORTS[name], name
+
+
+@pytest.fixture(scope="module")
+def compose_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``gateway setup --hosts compose`` for real, into a directory per volume."""
+    from datetime import UTC, datetime
+
+    from gateway.setup import compose_addresses, prepare
+
+    state = tmp_path_factory.mktemp("compose-state")
+    prepare(state, compose_addresses(), datetime.now(UTC))
+    return state
+
+
+def test_setup_writes_every_file_the_services_commands_name(compose_state: Path) -> None:
+    for name, service in _doc()["services"].items():
+        if name == "setup":
+            continue
+        (mount,) = service["volumes"]
+        volume = compose_state / mount.split(":", 1)[0]
+        command = service["command"]
+        for path in _state_paths(service):
+            local = volume / path.removeprefix("/state").lstrip("/")
+            if command[command.index(path) - 1] == "--db":
+                assert local.parent.is_dir(), f"{name}: {path}"  # the registry creates it
+            else:
+                assert local.exists(), f"{name}: {path} is not on volume {volume.name}"
+
+
+def test_node_configurations_name_compose_hosts_that_serve_them(compose_state: Path) -> None:
+    import tomllib
+    from urllib.parse import urlsplit
+
+    from gateway.conf.anchor import load_anchor
+    from gateway.pki.keys import load_certificate
+    from gateway.setup import NODES
+
+    services = _doc()["services"]
+
+    def served(url: str) -> None:
+        parts = urlsplit(url)
+        assert parts.hostname in services, url
+        command = services[parts.hostname]["command"]
+        if "--port" in command:
+            assert str(parts.port) == command[command.index("--port") + 1], url
+
+    for node in NODES:
+        volume = compose_state / node.volume
+        config = tomllib.loads((volume / "node.toml").read_text("utf-8"))
+        assert config["node"]["consumer_listen"] == "0.0.0.0:8080"
+        assert config["node"]["peer_listen"] == "0.0.0.0:8443"
+        assert config["globalconf"]["anchor"] == "anchor.json"
+        for spec in config.get("services", []):
+            served(spec["url"])
+        anchor = load_anchor(volume / config["globalconf"]["anchor"])
+        assert anchor.metadata_url == "http://central:8100/tuf/metadata/"
+        cert = load_certificate(volume / "auth.pem")
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert node.service in san.get_values_for_type(x509.DNSName)
+    for name in ("gewerberegister", "portal"):
+        command = services[name]["command"]
+        for option in ("--ihk-consumer-url", "--consumer-url", "--gewerberegister-url"):
+            if option in command:
+                served(command[command.index(option) + 1])
