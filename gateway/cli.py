@@ -268,26 +268,36 @@ def cmd_log_prove(args: argparse.Namespace) -> None:
 
 
 def cmd_errors(args: argparse.Namespace) -> None:
-    for code, spec in ERROR_TABLE.items():
+    from gateway.central.errors import CENTRAL_ERROR_TABLE
+
+    # Message exchange codes first, then the central authority's (admin, registration).
+    for code, spec in [*ERROR_TABLE.items(), *CENTRAL_ERROR_TABLE.items()]:
         print(f"{spec.status}  {code.value:<55} {spec.meaning}")
 
 
 def cmd_registry_melderegister(args: argparse.Namespace) -> None:
     from registries.melderegister.app import serve
 
-    serve(Path(args.db), args.host, args.port)
+    serve(Path(args.db), args.host, args.port, args.city)
 
 
 def cmd_registry_gewerberegister(args: argparse.Namespace) -> None:
     from registries.gewerberegister.app import serve
+    from registries.gewerberegister.outbox import target_from
 
-    serve(Path(args.db), args.host, args.port)
+    serve(Path(args.db), args.host, args.port, target_from(args))
 
 
 def cmd_registry_ihk(args: argparse.Namespace) -> None:
     from registries.ihk.app import serve
 
     serve(Path(args.db), args.host, args.port)
+
+
+def cmd_registry_portal(args: argparse.Namespace) -> None:
+    from registries.portal.cli import run
+
+    run(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -418,6 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tsa-cert", required=True, help="the TSA certificate to trust (PEM)")
     p.add_argument("--ca", default=None, help="also require the TSA certificate from this CA")
     p.add_argument("--export", default=None, help="write the proof's files to this directory")
+    from gateway.audit.cli import add_log_commands
+
+    add_log_commands(logs, add)
 
     trust = sub.add_parser("trust", help="run the OCSP responder and TSA").add_subparsers(
         dest="trust_command", required=True, metavar="TRUST_COMMAND"
@@ -448,21 +461,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_audit_commands(sub, add)
 
+    from gateway.setup_cli import add_commands as add_setup_commands
+
+    add_setup_commands(sub, add)
+
     registry = sub.add_parser("registry", help="run a sample registry").add_subparsers(
         dest="registry_command", required=True, metavar="REGISTRY"
     )
-    p = add(registry, "melderegister", cmd_registry_melderegister, "Lippstadt's Melderegister")
+    p = add(registry, "melderegister", cmd_registry_melderegister, "a city's Melderegister")
     p.add_argument("--db", required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8001)
+    # Literal list (not imported from the app) so `gateway --help` stays import-light.
+    p.add_argument(
+        "--city",
+        choices=["iserlohn", "lippstadt"],
+        default="lippstadt",
+        help="whose residents a new database is seeded with (default lippstadt)",
+    )
     p = add(registry, "gewerberegister", cmd_registry_gewerberegister, "Soest's Gewerberegister")
     p.add_argument("--db", required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8002)
+    from registries.gewerberegister.outbox import add_arguments as add_ihk_arguments
+
+    add_ihk_arguments(p)
     p = add(registry, "ihk", cmd_registry_ihk, "the IHK's Gewerbeanzeige inbox")
     p.add_argument("--db", required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8003)
+    from registries.portal.cli import add_arguments as add_portal_arguments
+
+    p = add(registry, "portal", cmd_registry_portal, "Soest's online trade office (portal)")
+    add_portal_arguments(p)
 
     p = add(sub, "bench", cmd_bench, "measure the exchange path against baselines")
     p.add_argument("--levels", default="1,16,64", help="comma-separated concurrency levels")

@@ -32,6 +32,9 @@ from gateway.pki.profiles import CertKind, ServiceKind
 
 INSTANCE = "DE-NRW"
 HOST = "127.0.0.1"
+DEFAULT_GLOBALCONF_REFRESH = 2.0
+"""How often LocalNet's nodes refresh global configuration (seconds): short, so tests
+that publish a change see it applied within a few seconds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,10 @@ class NodeFiles:
     directory: Path
     consumer_port: int
     peer_port: int
+    host: str = HOST
+    """The name peers and clients reach this node by (a compose service name, say)."""
+    listen_host: str = HOST
+    """The address the node binds (``0.0.0.0`` in a container)."""
 
     @property
     def config(self) -> Path:
@@ -94,11 +101,11 @@ class NodeFiles:
 
     @property
     def consumer_url(self) -> str:
-        return f"http://{HOST}:{self.consumer_port}"
+        return f"http://{self.host}:{self.consumer_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"https://{HOST}:{self.peer_port}"
+        return f"https://{self.host}:{self.peer_port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +119,10 @@ class ServiceSpec:
     methods: tuple[str, ...] = ("GET",)
     timeout_seconds: float = 10.0
     enabled: bool = True
+    require_issue: bool = False
+    """Purpose binding: the provider refuses calls without ``X-Road-Issue``."""
+    require_user_id: bool = False
+    """Purpose binding: the provider refuses calls without ``X-Road-UserId``."""
 
 
 @dataclass
@@ -124,10 +135,11 @@ class TrustFiles:
     ocsp_validity_seconds: int = 3600
     """nextUpdate - thisUpdate of OCSP answers; tests with a short freshness window
     shorten it to match (see ``gateway trust serve --ocsp-validity``)."""
+    host: str = HOST
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def ocsp_url(self) -> str:
@@ -150,10 +162,11 @@ class CentralFiles:
     port: int
     refresh_seconds: float | None = None
     """How often the central re-signs its timestamp metadata (default: expiry/3)."""
+    host: str = HOST
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def token(self) -> str:
@@ -193,9 +206,12 @@ class LocalNet:
     tuf: DevRepository | None = None
     """The development TUF repository of ``enable_globalconf`` (signed configuration)."""
     serial: int = 0
+    parameters: TrustParameters = field(default_factory=TrustParameters)
+    """The instance-wide settings the development publisher signs into every version."""
     central: CentralFiles | None = None
     """Set by ``create(..., central=True)``: a real central authority runs the federation
-    and the cities join it (``join``) instead of being listed in ``[directory]``."""
+    and the cities join it (``join``) instead of being published by the development
+    publisher."""
     central_process: subprocess.Popen[bytes] | None = None
 
     # ---------------------------------------------------------------- building
@@ -323,7 +339,7 @@ class LocalNet:
                     load_certificate(self.trust.tsa_cert),
                 ),
             ),
-            parameters=parameters or TrustParameters(),
+            parameters=parameters or self.parameters,
         )
 
     def publish_globalconf(
@@ -343,61 +359,46 @@ class LocalNet:
         self,
         *,
         extra: dict[str, Any] | None = None,
-        directory_extra: dict[str, Any] | None = None,
-        globalconf_refresh_seconds: float | None = None,
+        parameters: TrustParameters | None = None,
+        globalconf_refresh_seconds: float = DEFAULT_GLOBALCONF_REFRESH,
+        anchor: str | None = None,
+        only_missing: bool = False,
     ) -> None:
-        """One TOML file per node; the directory section is the same for all.
+        """One TOML file per node, each taking routing and trust from ``[globalconf]``.
 
-        ``extra`` adds keys to each ``[node]`` section, ``directory_extra`` to
-        ``[directory]`` (e.g. ``ocsp_freshness_seconds``). With
-        ``globalconf_refresh_seconds`` the nodes take routing and trust from signed
-        global configuration instead (``[globalconf]``, see ``enable_globalconf``).
+        ``extra`` adds keys to each ``[node]`` section. Without a central authority the
+        federation's configuration is published by the in-process development publisher
+        (``enable_globalconf``), all cities registered, unless a test published a
+        version of its own first; ``parameters`` (e.g. a short OCSP freshness window or
+        timestamping interval) become the instance-wide settings of that and every later
+        version. With a central authority, ``start_central`` writes the anchor and
+        ``join`` registers the cities; settings go through its admin API.
+
+        ``anchor`` is the path written into ``[globalconf]`` (default: the shared
+        ``anchor.json`` at the root; ``gateway setup`` gives each node its own copy, a
+        relative path); ``only_missing`` leaves existing files alone (set-up reruns).
         """
-        from gateway.pki.keys import load_certificate
-
-        directory_lines = [
-            "[directory]",
-            f'instance = "{INSTANCE}"',
-            f'ca_certs = ["{self.ca_cert.resolve()}"]',
-        ]
-        for key, value in (directory_extra or {}).items():
-            directory_lines.append(f"{key} = {json.dumps(value)}")
-        directory_lines += [
-            "",
-            "[[directory.ocsp_responders]]",
-            f'ca_cert = "{self.ca_cert.resolve()}"',
-            f'url = "{self.trust.ocsp_url}"',
-            "",
-            "[[directory.tsas]]",
-            'name = "Development TSA DE-NRW"',
-            f'url = "{self.trust.tsa_url}"',
-            f'cert = "{self.trust.tsa_cert.resolve()}"',
+        if parameters is not None:
+            self.parameters = parameters
+        if self.central is None:
+            self.enable_globalconf()
+            if self.serial == 0:
+                self.publish_globalconf()
+        source = [
+            "[globalconf]",
+            f'anchor = "{anchor or self.anchor_path}"',
+            'state_dir = "globalconf"',
+            f"refresh_seconds = {globalconf_refresh_seconds}",
         ]
         for files in self.nodes.values():
-            city = files.city
-            subsystems = ", ".join(f'"{s}"' for s in city.subsystems)
-            fingerprint = fingerprint_sha256(load_certificate(files.auth_cert))
-            clients = ", ".join(f'"{city.subsystem(s)}"' for s in city.subsystems)
-            directory_lines += [
-                "",
-                "[[directory.members]]",
-                f'id = "{city.member}"',
-                f'name = "{city.name}"',
-                f"subsystems = [{subsystems}]",
-                "",
-                "[[directory.nodes]]",
-                f'id = "{city.node}"',
-                f'address = "{files.peer_url}"',
-                f'auth_cert_sha256 = ["{fingerprint}"]',
-                f'clients = ["{city.member}", {clients}]',
-            ]
-        for files in self.nodes.values():
+            if only_missing and files.config.exists():
+                continue
             lines = [
                 "# Generated by gateway.localnet for a loopback federation.",
                 "[node]",
                 f'id = "{files.city.node}"',
-                f'consumer_listen = "{HOST}:{files.consumer_port}"',
-                f'peer_listen = "{HOST}:{files.peer_port}"',
+                f'consumer_listen = "{files.listen_host}:{files.consumer_port}"',
+                f'peer_listen = "{files.listen_host}:{files.peer_port}"',
                 'messagelog = "messagelog.sqlite"',
                 'auth_cert = "auth.pem"',
                 'auth_key = "auth.key"',
@@ -421,6 +422,8 @@ class LocalNet:
                     f'url = "{spec.url}"',
                     f"timeout_seconds = {spec.timeout_seconds}",
                     f"enabled = {str(spec.enabled).lower()}",
+                    f"require_issue = {str(spec.require_issue).lower()}",
+                    f"require_user_id = {str(spec.require_user_id).lower()}",
                 ]
                 if spec.openapi_url:
                     lines.append(f'openapi_url = "{spec.openapi_url}"')
@@ -435,16 +438,6 @@ class LocalNet:
                         f'client = "{subject}"',
                         f"methods = [{methods}]",
                     ]
-            source = directory_lines
-            if globalconf_refresh_seconds is not None:
-                if self.central is None:
-                    self.enable_globalconf()
-                source = [
-                    "[globalconf]",
-                    f'anchor = "{self.anchor_path}"',
-                    'state_dir = "globalconf"',
-                    f"refresh_seconds = {globalconf_refresh_seconds}",
-                ]
             files.config.write_text("\n".join([*lines, "", *source, ""]), "utf-8")
 
     # ---------------------------------------------------------------- central authority
@@ -454,28 +447,37 @@ class LocalNet:
             raise RuntimeError("this federation has no central; use create(..., central=True)")
         return self.central
 
+    def init_central(self) -> None:
+        """``gateway central init`` with this federation's CA, OCSP responder and TSA,
+        published at the central's URL; nothing if the directory already holds one."""
+        from gateway.central.service import DB_NAME, Central, InitOptions
+        from gateway.pki.keys import load_certificate
+
+        files = self._central()
+        if (files.directory / DB_NAME).exists():
+            return
+        Central.init(
+            files.directory,
+            InitOptions(
+                instance=INSTANCE,
+                ca_cert=load_certificate(self.ca_cert),
+                ocsp_urls=(self.trust.ocsp_url,),
+                public_url=files.url,
+                tsa_name="Development TSA DE-NRW",
+                tsa_url=self.trust.tsa_url,
+                tsa_cert=load_certificate(self.trust.tsa_cert),
+            ),
+        )
+
     def start_central(self, settings: dict[str, str] | None = None) -> Anchor:
         """``gateway central init`` with the LocalNet CA, OCSP responder and TSA (once),
         then ``gateway central serve`` as a process; writes the nodes' anchor and
         returns it. ``settings`` go through the admin API (e.g. a short
         ``timestamping_interval_seconds``)."""
-        from gateway.central.service import DB_NAME, Central, InitOptions
-        from gateway.pki.keys import load_certificate
+        from gateway.central.service import Central
 
         files = self._central()
-        if not (files.directory / DB_NAME).exists():
-            Central.init(
-                files.directory,
-                InitOptions(
-                    instance=INSTANCE,
-                    ca_cert=load_certificate(self.ca_cert),
-                    ocsp_urls=(self.trust.ocsp_url,),
-                    public_url=files.url,
-                    tsa_name="Development TSA DE-NRW",
-                    tsa_url=self.trust.tsa_url,
-                    tsa_cert=load_certificate(self.trust.tsa_cert),
-                ),
-            )
+        self.init_central()
         if self.central_process is None or self.central_process.poll() is not None:
             args = ["central", "serve", "--dir", str(files.directory)]
             args += ["--host", HOST, "--port", str(files.port)]
@@ -503,7 +505,7 @@ class LocalNet:
             raise RuntimeError(f"central {method} {path}: {response.status_code} {response.text}")
         return response.json() if response.content else None
 
-    def join(self, ags: str, now: datetime) -> JoinResult:
+    def join(self, ags: str, now: datetime, *, approve: bool = True) -> JoinResult:
         """Take one city through the partner-city flow against the running central.
 
         The operator registers the member; the city makes its keys and CSRs
@@ -511,6 +513,8 @@ class LocalNet:
         the city imports them (``gateway join import``) and sends its registration
         requests signed with both keys (``gateway join register``); the operator
         approves each (``gateway central approve``), which publishes a new serial.
+        With ``approve=False`` the requests stay pending (``requests`` as submitted,
+        no ``serials``), for tests of what peers do before the approval.
         """
         from gateway.central.join import import_certs, make_keys, register
 
@@ -536,6 +540,8 @@ class LocalNet:
         )
         approved: list[dict[str, Any]] = []
         serials: list[int] = []
+        if not approve:
+            return JoinResult(city, auth_fp, sign_fp, tuple(submitted), (), member_serial)
         for r in submitted:  # the node first, then its clients
             approved.append(self.central_admin("POST", f"/requests/{r['id']}/approve"))
             serials.append(int(self.central_admin("GET", "/configuration")["serial"]))
@@ -556,12 +562,13 @@ class LocalNet:
         self.processes.append(proc)
         return proc
 
-    def start_melderegister(self, port: int) -> subprocess.Popen[bytes]:
-        db = self.root / "registries" / "melderegister.sqlite"
+    def start_melderegister(self, port: int, city: str = "lippstadt") -> subprocess.Popen[bytes]:
+        """``city``'s Melderegister; Lippstadt's keeps the plain file and log names."""
+        name = "melderegister" if city == "lippstadt" else f"melderegister-{city}"
+        db = self.root / "registries" / f"{name}.sqlite"
         db.parent.mkdir(parents=True, exist_ok=True)
-        proc = self._spawn(
-            ["registry", "melderegister", "--db", str(db), "--port", str(port)], "melderegister"
-        )
+        args = ["registry", "melderegister", "--db", str(db), "--port", str(port)]
+        proc = self._spawn([*args, "--city", city], name)
         wait_http(f"http://{HOST}:{port}/health", proc)
         return proc
 

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import re
-import signal
 import stat
 import subprocess
 import sys
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
+from gateway.central.errors import CENTRAL_ERROR_TABLE, CentralCode
+from gateway.conf.anchor import save_anchor
+from gateway.conf.tufdev import DevRepository
 from gateway.core.errors import ERROR_TABLE, Code
 from gateway.localnet import LIPPSTADT, SOEST, LocalNet
 
@@ -141,18 +136,28 @@ CONFIG_PROBLEMS = {
         'peer_listen = "127.0.0.1:', 'peer_listen = "127.0.0.1:9', ("peer_listen", "HOST:PORT")
     ),
     "typo-section": Broken("[[signing]]", "[[signer]]", ("signer", "signing")),
-    "ocsp-refresh-too-long": Broken(
-        'auth_key = "auth.key"',
-        'auth_key = "auth.key"\nocsp_refresh_seconds = 3600',
-        ("ocsp_refresh_seconds (3600)", "must be shorter", "ocsp_freshness_seconds (3600)"),
+    "static-directory": Broken(
+        "[globalconf]",
+        '[directory]\ninstance = "DE-NRW"\n\n[globalconf]',
+        ("[directory] section is no longer supported", "[globalconf]", "gateway central anchor"),
+    ),
+    "no-globalconf": Broken(
+        "[globalconf]", "[globalconfig]", ("a [globalconf] section is required",)
     ),
 }
 OCSP_PROBLEMS = {
-    # The responder entry becomes a second TSA entry: still a valid file, no responder.
+    # ``{anchor}`` is the federation's anchor; ``{no_ocsp_anchor}`` one of a repository
+    # whose configuration lists the same CA without any OCSP responder.
     "no-ocsp-responder": Broken(
-        "[[directory.ocsp_responders]]\nca_cert =",
-        '[[directory.tsas]]\nname = "not a responder"\ncert =',
-        ("lists no OCSP responder", "does not start", "[[directory.ocsp_responders]]"),
+        'anchor = "{anchor}"',
+        'anchor = "{no_ocsp_anchor}"',
+        ("lists no OCSP responder", "does not start", "must list an OCSP responder"),
+    ),
+    # The window comes from the global configuration (3600 s), the interval from the file.
+    "ocsp-refresh-too-long": Broken(
+        'auth_key = "auth.key"',
+        'auth_key = "auth.key"\nocsp_refresh_seconds = 3600',
+        ("OCSP refresh interval (3600 s)", "shorter than the freshness window (3600 s)"),
     ),
 }
 KEY_PROBLEMS = {
@@ -175,15 +180,30 @@ def checks(tmp_path_factory: pytest.TempPathFactory) -> Checked:
 
     The checks run concurrently: each one pays the interpreter's start-up and imports.
     """
-    net = LocalNet.create(tmp_path_factory.mktemp("cli"), [SOEST, LIPPSTADT], datetime.now(UTC))
+    root = tmp_path_factory.mktemp("cli")
+    net = LocalNet.create(root, [SOEST, LIPPSTADT], datetime.now(UTC))
     net.write_configs()
+    no_ocsp = DevRepository(root / "tuf-no-ocsp", "DE-NRW")
+    no_ocsp.serve()
+    conf = net.globalconf()
+    conf = replace(conf, cas=tuple(replace(ca, ocsp_urls=()) for ca in conf.cas))
+    no_ocsp.publish(conf.to_bytes())
+    save_anchor(root / "anchor-no-ocsp.json", no_ocsp.anchor())
+    places = {"anchor": str(net.anchor_path), "no_ocsp_anchor": str(root / "anchor-no-ocsp.json")}
     files = net.nodes[SOEST.ags]
     text = files.config.read_text("utf-8")
     configs = {"valid": files.config}
-    for name, case in {**CONFIG_PROBLEMS, **KEY_PROBLEMS, **OCSP_PROBLEMS}.items():
+    cases = {**CONFIG_PROBLEMS, **KEY_PROBLEMS}
+    cases |= {
+        name: Broken(case.original.format(**places), case.broken.format(**places), case.mentions)
+        for name, case in OCSP_PROBLEMS.items()
+    }
+    for name, case in cases.items():
         assert case.original in text, name
+        # Checks run concurrently: each keeps its own TUF cache.
+        variant = text.replace('state_dir = "globalconf"', f'state_dir = "globalconf-{name}"')
         configs[name] = files.directory / f"broken-{name}.toml"
-        configs[name].write_text(text.replace(case.original, case.broken, 1), "utf-8")
+        configs[name].write_text(variant.replace(case.original, case.broken, 1), "utf-8")
     procs: dict[str, subprocess.Popen[str]] = {}
     results: Checked = {}
     net.start_trust()  # 'node check' asks the OCSP responder about the node's certificates
@@ -206,6 +226,7 @@ def checks(tmp_path_factory: pytest.TempPathFactory) -> Checked:
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
+        no_ocsp.shutdown()
         net.stop()
     return results
 
@@ -255,132 +276,6 @@ def test_errors_lists_every_code() -> None:
     for line in result.stdout.splitlines():
         status, code, *_ = line.split()
         listed[code] = int(status)
-    assert set(listed) == {c.value for c in Code}
-    assert listed == {c.value: ERROR_TABLE[c].status for c in Code}
-
-
-# ---------------------------------------------------------------- demo
-
-
-def _wait_for_topology(path: Path, proc: subprocess.Popen[bytes], log: Path) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"demo exited with {proc.returncode}:\n{log.read_text()}")
-        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
-            topology: dict[str, Any] = json.loads(path.read_text("utf-8"))
-            return topology
-        time.sleep(0.1)
-    pytest.fail(f"{path} did not appear within 60 s:\n{log.read_text()}")
-
-
-def test_demo_serve(tmp_path: Path) -> None:
-    state, log = tmp_path / "state", tmp_path / "demo.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "demo", "--serve", "--dir", str(state)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    try:
-        topology = _wait_for_topology(state / "topology.json", proc, log)
-
-        assert topology["instance"] == "DE-NRW"
-        assert Path(topology["ca_certificate"]).is_file()
-        # The federation is run by a real central authority the nodes bootstrap from.
-        assert topology["central_url"].startswith("http://127.0.0.1:")
-        assert Path(topology["anchor"]).is_file()
-        timestamp = httpx.get(f"{topology['central_url']}/tuf/metadata/timestamp.json")
-        assert timestamp.status_code == 200, timestamp.text
-        nodes = {n["name"]: n for n in topology["nodes"]}
-        assert set(nodes) == {"Stadt Soest", "Stadt Lippstadt"}
-        soest, lippstadt = nodes["Stadt Soest"], nodes["Stadt Lippstadt"]
-        assert soest["id"] == "DE-NRW/GOV/05974040/ss1"
-        assert lippstadt["id"] == "DE-NRW/GOV/05974028/ss1"
-        assert soest["clients"] == [GEWERBEAMT_ID]
-        assert lippstadt["clients"] == ["DE-NRW/GOV/05974028/melderegister"]
-        for node in (soest, lippstadt):
-            assert node["consumer_url"].startswith("http://127.0.0.1:")
-            assert node["peer_url"].startswith("https://127.0.0.1:")
-            assert Path(node["messagelog"]).is_file()
-            assert Path(node["config"]).is_file()
-        (service,) = topology["services"]
-        assert service["id"] == SERVICE_ID
-        assert service["allowed_clients"] == [GEWERBEAMT_ID]
-        assert "GET" in service["methods"]
-
-        # The README's call, made from the topology file.
-        response = httpx.get(
-            f"{soest['consumer_url']}/r1/{SERVICE_ID}?{ANNA_QUERY}",
-            headers={"X-Road-Client": GEWERBEAMT_ID},
-            timeout=30,
-        )
-        assert response.status_code == 200, response.text
-        assert response.headers["X-Road-Service"] == SERVICE_ID
-        person = response.json()["person"]
-        assert (person["familienname"], person["vornamen"]) == ("Schmidt", "Anna")
-        address = person["anschrift"]
-        assert (address["strasse"], address["postleitzahl"], address["wohnort"]) == (
-            "Lange Straße",
-            "59555",
-            "Lippstadt",
-        )
-
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0, log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    # The demo stopped the nodes it started.
-    for node in (soest, lippstadt):
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(f"{node['consumer_url']}/health", timeout=5)
-
-
-def test_demo_runs_once_and_explains_both_logs(tmp_path: Path) -> None:
-    result = gateway("demo", "--dir", str(tmp_path / "state"), timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    out = result.stdout
-    assert "Message logs" in out
-    for city, role in (("Soest", "consumer"), ("Lippstadt", "provider")):
-        for kind in ("request", "response"):
-            assert any(line.split()[:3] == [city, role, kind] for line in out.splitlines()), (
-                f"no {city} {role} {kind} line in:\n{out}"
-            )
-    assert "result: OK, both nodes logged request and response" in out
-    assert "Lange Straße" in out
-    # The central authority runs the federation and both cities join through it.
-    assert re.search(
-        r"central authority up at http://127\.0\.0\.1:\d+, anchor root fingerprint [0-9a-f]{64}",
-        out,
-    ), out
-    approvals = re.findall(
-        r"registration request #[0-9a-f]+ (auth-cert|client) (DE-NRW/GOV/\d+(?:/\w+)?) "
-        r"signed with (?:both keys|the member key), approved → configuration serial (\d+)",
-        out,
-    )
-    assert [(kind, who) for kind, who, _ in approvals] == [
-        ("auth-cert", "DE-NRW/GOV/05974028/ss1"),
-        ("client", "DE-NRW/GOV/05974028/melderegister"),
-        ("auth-cert", "DE-NRW/GOV/05974040/ss1"),
-        ("client", "DE-NRW/GOV/05974040/gewerbeamt"),
-    ], out
-    serials = [int(serial) for _, _, serial in approvals]
-    assert serials == sorted(set(serials)), out  # every approval publishes a new serial
-    for city in ("Lippstadt", "Soest"):
-        assert f"{city} joins: keys, CSR, certificates" in out
-    assert f"Nodes started on the signed global configuration, serial {serials[-1]}" in out
-    # OCSP status of all four certificates, verified by the demo itself.
-    assert len(re.findall(r"(auth|sign) serial [0-9a-f]+: good, thisUpdate", out)) == 4, out
-    # Every entry of the exchange proven against a timestamped tree head, on both nodes.
-    proven = re.findall(
-        r"(consumer|provider) +(request|response) +#\d+: leaf \d+ of tree head", out
-    )
-    assert sorted(proven) == [
-        ("consumer", "request"),
-        ("consumer", "response"),
-        ("provider", "request"),
-        ("provider", "response"),
-    ], out
+    expected = {c.value: ERROR_TABLE[c].status for c in Code}
+    expected |= {c.value: CENTRAL_ERROR_TABLE[c].status for c in CentralCode}
+    assert listed == expected

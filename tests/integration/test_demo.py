@@ -1,0 +1,159 @@
+"""``gateway demo --serve``: the three-city story end to end, then the federation it leaves
+running, checked from its topology file and through the portal, as a user would."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+SERVICE_ID = "DE-NRW/GOV/05974028/melderegister/einfacheAuskunft"
+GEWERBEAMT_ID = "DE-NRW/GOV/05974040/gewerbeamt"
+ANNA_QUERY = "familienname=Schmidt&vornamen=Anna&geburtsdatum=1988-03-14"
+
+
+def _wait_for_topology(path: Path, proc: subprocess.Popen[bytes], log: Path) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"demo exited with {proc.returncode}:\n{log.read_text()}")
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+            topology: dict[str, Any] = json.loads(path.read_text("utf-8"))
+            return topology
+        time.sleep(0.2)
+    pytest.fail(f"{path} did not appear within 120 s:\n{log.read_text()}")
+
+
+def _check_story(out: str) -> None:
+    """The printed story: joins, Iserlohn joining late, Anna's journey, logs, proofs."""
+    assert re.search(r"anchor root fingerprint\s+[0-9a-f]{64}", out), out
+    approvals = re.findall(
+        r"registration request #[0-9a-f]+ (auth-cert|client) (DE-NRW/GOV/[\w-]+(?:/\w+)?) "
+        r"signed with (?:both keys|the member key): approved → configuration serial (\d+)",
+        out,
+    )
+    assert [(kind, who) for kind, who, _ in approvals] == [
+        ("auth-cert", "DE-NRW/GOV/05974028/ss1"),
+        ("client", "DE-NRW/GOV/05974028/melderegister"),
+        ("auth-cert", "DE-NRW/GOV/05974040/ss1"),
+        ("client", "DE-NRW/GOV/05974040/gewerbeamt"),
+        ("auth-cert", "DE-NRW/GOV/IHK-ARNSBERG/ss1"),
+        ("client", "DE-NRW/GOV/IHK-ARNSBERG/kammer"),
+    ], out
+    serials = [int(serial) for _, _, serial in approvals]
+    assert serials == sorted(set(serials)), out  # every approval publishes a new serial
+    # Iserlohn joins while the federation runs: pending, refused, approved, reached.
+    assert re.search(r"DE-NRW/GOV/05962024/ss1 signed with both keys: pending", out), out
+    assert "cannot route to Iserlohn:\n     HTTP 500 server.clientproxy." in out, out
+    assert re.search(r"Iserlohn's node and Melderegister started; Soest's node reached it", out)
+    # All six certificates of the first three members are good at the responder.
+    assert len(re.findall(r"(auth|sign) serial [0-9a-f]+: good", out)) == 6, out
+    # Anna's journey: data read through the gateway for a case, confirmed, registered.
+    case = re.search(r"Vorgang \(X-Road-Issue\)\s+(GA-\d{4}-\d+)", out)
+    assert case is not None, out
+    assert re.search(r"Anschrift\s+Lange Straße 12, 59555 Lippstadt", out), out
+    aktenzeichen = re.search(r"Aktenzeichen im Gewerberegister\s+(GEW-\d{4}-\d+)", out)
+    assert aktenzeichen is not None, out
+    # The signed header carries the case and the portal as user.
+    assert f'"issue": "{case.group(1)}"' in out
+    assert '"user_id": "portal-gewerbeamt-soest"' in out
+    for city, role in (("Soest", "consumer"), ("Lippstadt", "provider")):
+        for kind in ("request", "response"):
+            assert any(line.split()[:3] == [city, role, kind] for line in out.splitlines()), (
+                f"no {city} {role} {kind} log line in:\n{out}"
+            )
+    assert f"IHK inbox: 1 notification(s) for {aktenzeichen.group(1)}" in out, out
+    # The tracker lists exactly the one read, naming Soest's trade office and the case.
+    tracker = re.findall(r"Zugriff \d+\s+(.*)", out)
+    assert len(tracker) == 1, out
+    assert "Stadt Lippstadt" in tracker[0] and "Stadt Soest (gewerbeamt)" in tracker[0]
+    assert case.group(1) in tracker[0]
+    # Every entry of the exchange proven against a timestamped tree head, on both nodes.
+    proven = re.findall(r"(consumer|provider) +(request|response) +#\d+: leaf \d+ of tree", out)
+    assert sorted(proven) == [
+        ("consumer", "request"),
+        ("consumer", "response"),
+        ("provider", "request"),
+        ("provider", "response"),
+    ], out
+    # Partner nodes co-signed Lippstadt's signed tree head, and nobody saw a split view.
+    witnesses = re.findall(r"(DE-NRW/GOV/[\w-]+/ss1) co-signed Lippstadt's head", out)
+    assert len(set(witnesses)) >= 2, out
+    assert "split views detected by any witness: 0" in out, out
+    # The closing offline audit of Lippstadt's log, co-signatures included.
+    assert re.search(r"OK: \d+ entries with \d+ signatures", out), out
+    cosigned = re.search(r"(\d+) co-signatures by witnesses", out)
+    assert cosigned is not None and int(cosigned.group(1)) >= 2, out
+
+
+def test_demo_tells_the_story_and_keeps_the_federation_running(tmp_path: Path) -> None:
+    state, log = tmp_path / "state", tmp_path / "demo.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "demo", "--serve", "--dir", str(state)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        topology = _wait_for_topology(state / "topology.json", proc, log)
+        _check_story(log.read_text("utf-8"))
+
+        assert topology["instance"] == "DE-NRW"
+        assert Path(topology["ca_certificate"]).is_file()
+        assert topology["central_url"].startswith("http://127.0.0.1:")
+        assert Path(topology["anchor"]).is_file()
+        timestamp = httpx.get(f"{topology['central_url']}/tuf/metadata/timestamp.json")
+        assert timestamp.status_code == 200, timestamp.text
+        nodes = {n["name"]: n for n in topology["nodes"]}
+        assert set(nodes) == {"Stadt Soest", "Stadt Lippstadt", "Stadt Iserlohn", "IHK Arnsberg"}
+        soest = nodes["Stadt Soest"]
+        assert soest["id"] == "DE-NRW/GOV/05974040/ss1"
+        assert soest["clients"] == [GEWERBEAMT_ID]
+        for node in nodes.values():
+            assert node["consumer_url"].startswith("http://127.0.0.1:")
+            assert node["peer_url"].startswith("https://127.0.0.1:")
+            assert Path(node["messagelog"]).is_file()
+        services = {s["id"]: s for s in topology["services"]}
+        assert services[SERVICE_ID]["allowed_clients"] == [GEWERBEAMT_ID]
+
+        # The README's call, made from the topology file (the service needs a case).
+        response = httpx.get(
+            f"{soest['consumer_url']}/r1/{SERVICE_ID}?{ANNA_QUERY}",
+            headers={
+                "X-Road-Client": GEWERBEAMT_ID,
+                "X-Road-Issue": "GA-2026-999999",
+                "X-Road-UserId": "test",
+            },
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        assert "X-Data-Subject" not in response.headers
+        person = response.json()["person"]
+        assert (person["familienname"], person["vornamen"]) == ("Schmidt", "Anna")
+        # The portal stays up for a browser.
+        portal = httpx.get(topology["portal_url"], timeout=10)
+        assert portal.status_code == 200
+        assert "Digitales Gewerbeamt" in portal.text
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "result: OK" in log.read_text("utf-8")
+    # The demo stopped what it started.
+    for node in nodes.values():
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{node['consumer_url']}/health", timeout=5)
