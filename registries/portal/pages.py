@@ -297,6 +297,20 @@ class TrackerSource:
     count: int = 0
 
 
+SERVICE_LABELS: Mapping[str, str] = {
+    "einfacheAuskunft": "Meldedaten: Name, Geburtsdaten, Anschrift (§ 38 BMG)",
+    "datenuebermittlung": "Meldedaten für eine öffentliche Stelle (§ 34 BMG)",
+}
+"""What a citizen reads in place of a service code; unknown codes are shown as they are."""
+
+
+def _what(service: str) -> str:
+    """The data a read concerned, in words where the service is known, with its id."""
+    label = SERVICE_LABELS.get(service.rsplit("/", 1)[-1])
+    code = f"<small><code>{e(service)}</code></small>"
+    return f"{e(label)}<br>{code}" if label else code
+
+
 def _organisation(client: str, names: Mapping[str, str]) -> str:
     """ "Stadt Soest (gewerbeamt)" for a subsystem id whose member has a registered name."""
     parts = client.split("/")
@@ -334,7 +348,7 @@ def tracker_page(
             "<tr>"
             f"<td>{e(u.time)}</td><td>{e(by_service.get(u.provider_service, u.provider_service))}"
             f"</td><td>{e(_organisation(u.client, names))}</td>"
-            f"<td><code>{e(u.service)}</code></td><td>{e(u.issue)}</td>"
+            f"<td>{_what(u.service)}</td><td>{e(u.issue)}</td>"
             f"<td>{e(u.user_id)}</td></tr>"
             for u in entries
         )

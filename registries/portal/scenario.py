@@ -100,7 +100,7 @@ def _rows(page: str, table_id: str) -> list[list[str]]:
     for row in re.findall(r"<tr>(.*?)</tr>", found.group(1), re.S):
         cells = re.findall(r"<td>(.*?)</td>", row, re.S)
         if cells:
-            out.append([unescape(re.sub(r"<[^>]+>", "", c)) for c in cells])
+            out.append([unescape(" ".join(re.sub(r"<[^>]+>", " ", c).split())) for c in cells])
     return out
 
 

@@ -135,7 +135,10 @@ def test_anna_applies_through_the_gateway_and_the_ihk_is_notified(fed: Federatio
     assert len(mine) == 1, story.tracker
     assert mine[0]["Register"] == "Stadt Lippstadt"
     assert mine[0]["Wer"] == "Stadt Soest (gewerbeamt)"
-    assert mine[0]["Welche Daten"] == "DE-NRW/GOV/05974028/melderegister/einfacheAuskunft"
+    assert mine[0]["Welche Daten"] == (
+        "Meldedaten: Name, Geburtsdaten, Anschrift (§ 38 BMG) "
+        "DE-NRW/GOV/05974028/melderegister/einfacheAuskunft"
+    )
     assert mine[0]["Bearbeitung"] == "portal-gewerbeamt-soest"
     assert story.tracker_problems == ""
 
@@ -298,7 +301,7 @@ def test_meine_daten_spans_both_cities_and_shows_exactly_the_reads(fed: Federati
     assert iserlohn[0]["Vorgang"] == issue
     assert iserlohn[0]["Wer"] == "Stadt Soest (gewerbeamt)"
     assert iserlohn[0]["Bearbeitung"] == "sachbearbeiter-7"
-    assert iserlohn[0]["Welche Daten"] == str(ISERLOHN_MELDEREGISTER_SERVICE)
+    assert iserlohn[0]["Welche Daten"].endswith(f" {ISERLOHN_MELDEREGISTER_SERVICE}")
     # Lippstadt's part did not change, and the merged view is in time order.
     assert by_register(rows, "Stadt Lippstadt") == by_register(story.tracker, "Stadt Lippstadt")
     times = [datetime.fromisoformat(r["Zeitpunkt"]) for r in rows]

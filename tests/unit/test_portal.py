@@ -287,3 +287,14 @@ def test_meine_daten_without_any_answer_is_not_an_empty_all_clear(tmp_path: Path
     assert "Keine Zugriffe gemeldet von den erreichbaren Registern" in page
     # No names from listClients either: the member id stands in, nothing is invented.
     assert "DE-NRW/GOV/05974028: nicht erreichbar" in page
+
+
+def test_meine_daten_names_known_services_in_words_and_keeps_the_id() -> None:
+    from registries.portal.pages import _what
+
+    known = _what("DE-NRW/GOV/05974028/melderegister/einfacheAuskunft")
+    assert known.startswith("Meldedaten: Name, Geburtsdaten, Anschrift (§ 38 BMG)<br>")
+    assert "<code>DE-NRW/GOV/05974028/melderegister/einfacheAuskunft</code>" in known
+    # An unknown service is shown by its id alone, escaped, never guessed at.
+    unknown = _what("DE-NRW/GOV/1/x/<b>")
+    assert unknown == "<small><code>DE-NRW/GOV/1/x/&lt;b&gt;</code></small>"
