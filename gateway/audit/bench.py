@@ -69,6 +69,8 @@ WITNESS = "DE-NRW/GOV/05974040/ss1"
 CLIENT = "DE-NRW/GOV/05974040/gewerbeamt"
 SERVICE = "DE-NRW/GOV/05974028/melderegister/einfacheAuskunft"
 START = datetime(2025, 6, 1, 8, 0, 0, tzinfo=UTC)
+SUBJECT = "52693074139"
+"""The IDNr every synthetic answer names, so responses carry a data-subject commitment."""
 
 
 @dataclass(frozen=True)
@@ -253,6 +255,7 @@ async def _write(
                         provider.sign(response),
                         provider.cert_ref,
                         provider_ref,
+                        subjects=(SUBJECT,),
                     )
                 )
                 written += 1

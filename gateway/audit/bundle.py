@@ -169,6 +169,10 @@ class EntryItem:
     proof_size: int
     """Tree size of the head the inclusion proof leads to."""
     inclusion: tuple[bytes, ...]
+    subjects_sha256: str | None = None
+    """The entry's salted commitment to its data subjects (version 2 leaf); None for an
+    entry logged before commitments existed (version 1 leaf). Neither the subjects nor
+    the salt are exported: the auditor needs the digest to recompute the leaf only."""
 
     def logged_entry(self) -> LoggedEntry:
         return LoggedEntry(
@@ -185,6 +189,7 @@ class EntryItem:
             signature=self.signature,
             cert_ref=self.cert_ref,
             ocsp_ref=self.ocsp_ref,
+            subjects_sha256=self.subjects_sha256,
         )
 
 
@@ -294,6 +299,8 @@ def _record(
     }
     if item.body is not None:
         record["body"] = _b64(item.body)
+    if item.subjects_sha256 is not None:
+        record["subjects_sha256"] = item.subjects_sha256
     return record
 
 
@@ -545,7 +552,7 @@ _ENTRY_KEYS: Final = {
 
 
 def _entry(obj: dict[str, Any]) -> EntryItem:
-    _keys(obj, _ENTRY_KEYS, ("body",))
+    _keys(obj, _ENTRY_KEYS, ("body", "subjects_sha256"))
     inclusion = obj["inclusion"]
     if not isinstance(inclusion, dict) or set(inclusion) != {"tree_size", "path"}:
         raise _Bad("inclusion must be {tree_size, path}")
@@ -569,6 +576,7 @@ def _entry(obj: dict[str, Any]) -> EntryItem:
         ocsp_ref=_ref(obj, "ocsp_ref", empty=True),
         proof_size=_int(inclusion, "tree_size"),
         inclusion=_path(inclusion["path"], "inclusion path"),
+        subjects_sha256=_ref(obj, "subjects_sha256") if "subjects_sha256" in obj else None,
     )
 
 

@@ -199,8 +199,52 @@ def cmd_log_archive(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_log_check_subjects(args: argparse.Namespace) -> None:
+    """Recompute every entry's data-subject commitment from its rows (exit 1 on a mismatch).
+
+    One JSON line per mismatching entry, then a summary; made to run from monitoring, as
+    ``log witness`` is, because a removed row shows nowhere else on the node.
+    """
+    import json
+
+    from gateway.audit.subjects import SubjectsCheckError, check_subjects
+
+    try:
+        report = check_subjects(Path(args.db))
+    except SubjectsCheckError as exc:
+        raise ValueError(str(exc)) from None
+    for bad in report.mismatches:
+        print(
+            json.dumps(
+                {
+                    "entry_id": bad.entry_id,
+                    "leaf_index": bad.leaf_index,
+                    "message_id": bad.message_id,
+                    "reason": bad.reason,
+                    "rows": bad.rows,
+                }
+            )
+        )
+    print(
+        f"checked {report.checked} entries ({report.with_subjects} with data subjects), "
+        f"{len(report.mismatches)} mismatching; {report.unchecked_rows} data-subject rows "
+        "of entries logged before subject commitments are not covered",
+        file=sys.stderr,
+    )
+    if report.mismatches:
+        raise SystemExit(1)
+
+
 def add_log_commands(logs: Subparsers, add: AddFn) -> None:
-    """Register ``gateway log witness`` and ``gateway log archive``."""
+    """Register ``gateway log witness``, ``archive`` and ``check-subjects``."""
+    p = add(
+        logs,
+        "check-subjects",
+        cmd_log_check_subjects,
+        "recompute each entry's data-subject commitment from the data_subject rows and "
+        "report entries whose rows were removed or altered (exit 1 if any)",
+    )
+    p.add_argument("--db", required=True)
     p = add(
         logs,
         "archive",

@@ -106,6 +106,8 @@ _ENTRY_COLUMNS = (
 )
 _DIGEST_COLUMNS = "body_sha256, body_omitted"
 _NO_DIGEST_COLUMNS = "NULL, ''"  # a log file from before digest-only bodies
+_SUBJECTS_COLUMN = ", subjects_sha256"
+_NO_SUBJECTS_COLUMN = ", NULL"  # a log file from before subject commitments
 
 
 def _der(cert: x509.Certificate) -> bytes:
@@ -144,6 +146,7 @@ def export_bundle(
         where, params = _where(selection)
         present = {str(c[1]) for c in conn.execute("PRAGMA table_info(message_log)")}
         columns = _DIGEST_COLUMNS if "body_omitted" in present else _NO_DIGEST_COLUMNS
+        columns += _SUBJECTS_COLUMN if "subjects_sha256" in present else _NO_SUBJECTS_COLUMN
         select = _ENTRY_COLUMNS.format(digest_columns=columns)
         rows = conn.execute(f"{select} WHERE {where} ORDER BY id", params).fetchall()
         # Archived entries live in their archive bundle; their leaves still prove.
@@ -248,6 +251,7 @@ def export_bundle(
                 ocsp_ref=str(row[15]),
                 proof_size=proof_size,
                 inclusion=tuple(levels.inclusion(index, proof_size)),
+                subjects_sha256=None if row[18] is None else str(row[18]),
             )
         )
 

@@ -581,6 +581,7 @@ class _Verifier:
             signature_sha256=hashlib.sha256(e.signature.encode()).hexdigest(),
             cert_ref=e.cert_ref,
             ocsp_ref=e.ocsp_ref,
+            subjects_sha256=e.subjects_sha256,
         )
         if leaf_hash(leaf) != e.leaf_hash:
             raise AuditError(

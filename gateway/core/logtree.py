@@ -6,7 +6,10 @@ heads, witnesses, audit bundles), documented in docs/message-log.md:
 * the **leaf** of a log entry: canonical JSON of the entry's fields, with SHA-256
   digests in place of the header, body and signature. Digests rather than the bytes
   keep leaves small and let a future metadata-only or pruning mode drop the blobs while
-  every proof stays valid;
+  every proof stays valid. Version 2 (``gateway-log-leaf/v2``) adds
+  ``subjects_sha256``, a salted commitment to the entry's data subjects
+  (:func:`subjects_commitment`), so the data tracker's index cannot lose a row
+  unnoticed; an entry logged before it keeps its version 1 leaf;
 * the **tree-head document**: canonical JSON naming the node, the tree size and the root
   hash. Its SHA-256 is what the TSA timestamps (and what the member key will sign);
 * :func:`verify_entry_time`: recompute an entry's leaf, check its inclusion in a tree
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -36,6 +39,9 @@ from gateway.pki.tsa import TimestampError, verify_timestamp_token
 
 __all__ = [
     "LEAF_TYPE",
+    "LEAF_TYPE_V2",
+    "SUBJECTS_SALT_SIZE",
+    "SUBJECTS_TYPE",
     "TREE_HEAD_TYPE",
     "LoggedEntry",
     "ProofError",
@@ -46,11 +52,18 @@ __all__ = [
     "encode_leaf",
     "entry_leaf",
     "parse_tree_head_document",
+    "subjects_commitment",
     "tree_head_document",
     "verify_entry_time",
 ]
 
 LEAF_TYPE: Final = "gateway-log-leaf/v1"
+LEAF_TYPE_V2: Final = "gateway-log-leaf/v2"
+"""A leaf that also commits to the entry's data subjects (``subjects_sha256``)."""
+SUBJECTS_TYPE: Final = "gateway-log-subjects/v1"
+SUBJECTS_SALT_SIZE: Final = 16
+"""Bytes of per-entry salt: enough that no one can test a guessed identifier (an IDNr
+has only 10^11 values) against a commitment without the salt."""
 TREE_HEAD_TYPE: Final = "gateway-tree-head/v1"
 
 
@@ -73,8 +86,14 @@ def encode_leaf(
     signature_sha256: str,
     cert_ref: str,
     ocsp_ref: str,
+    subjects_sha256: str | None = None,
 ) -> bytes:
     """The leaf data of one log entry (hashed with ``merkle.leaf_hash`` to a leaf hash).
+
+    ``subjects_sha256`` None gives the version 1 leaf, as every entry logged before
+    subject commitments had; a string (from :func:`subjects_commitment`) gives version 2,
+    which has that one field more. The ``type`` names the version, so a leaf of one
+    version can never be read as the other.
 
     Every digest is lowercase hex SHA-256: of the signed header bytes, of the body bytes,
     and of the signature string's UTF-8 bytes (a JWS is ASCII). ``cert_ref`` and
@@ -85,24 +104,44 @@ def encode_leaf(
     the bytes are produced directly with the same encoding: an audit recomputes one leaf
     per entry, and the generic walk cost as much as the rest of the leaf.
     """
-    return _leaf_json(
-        {
-            "type": LEAF_TYPE,
-            "role": role,
-            "kind": kind,
-            "message_id": message_id,
-            "xroad_id": xroad_id,
-            "client": client,
-            "service": service,
-            "created": created,
-            "logged_at": logged_at,
-            "header_sha256": header_sha256,
-            "body_sha256": body_sha256,
-            "signature_sha256": signature_sha256,
-            "cert_ref": cert_ref,
-            "ocsp_ref": ocsp_ref,
-        }
+    fields = {
+        "type": LEAF_TYPE if subjects_sha256 is None else LEAF_TYPE_V2,
+        "role": role,
+        "kind": kind,
+        "message_id": message_id,
+        "xroad_id": xroad_id,
+        "client": client,
+        "service": service,
+        "created": created,
+        "logged_at": logged_at,
+        "header_sha256": header_sha256,
+        "body_sha256": body_sha256,
+        "signature_sha256": signature_sha256,
+        "cert_ref": cert_ref,
+        "ocsp_ref": ocsp_ref,
+    }
+    if subjects_sha256 is not None:
+        fields["subjects_sha256"] = subjects_sha256
+    return _leaf_json(fields)
+
+
+def subjects_commitment(salt: bytes, subjects: Iterable[str]) -> str:
+    """SHA-256 (lowercase hex) committing to an entry's data subjects, hiding them.
+
+    The digest is over the canonical JSON ``{"type", "salt" (hex), "subjects" (sorted,
+    distinct)}``: sorted and deduplicated because the ``data_subject`` rows it is
+    recomputed from are an unordered set; salted because the leaf goes to every auditor
+    and an unsalted digest of one IDNr could be found by trying all of them. An entry
+    with no subjects commits to the empty list under its own salt, so an auditor cannot
+    tell which entries disclosed a person, and deleting every row of an entry shows just
+    as deleting one does.
+    """
+    if len(salt) != SUBJECTS_SALT_SIZE:
+        raise ValueError(f"a subjects salt has {SUBJECTS_SALT_SIZE} bytes, not {len(salt)}")
+    document = canonical_json(
+        {"type": SUBJECTS_TYPE, "salt": salt.hex(), "subjects": sorted(set(subjects))}
     )
+    return _sha256_hex(document)
 
 
 def _leaf_json(fields: dict[str, str]) -> bytes:
@@ -131,6 +170,9 @@ class LoggedEntry:
     """The body's SHA-256 (hex) when the log keeps the digest only (metadata logging
     mode, a body above the logged size limit, or an archived entry): the leaf commits to
     the digest either way, so it is the same leaf whether or not the body is kept."""
+    subjects_sha256: str | None = None
+    """The entry's :func:`subjects_commitment` (version 2 leaf); None for an entry logged
+    before subject commitments, whose leaf stays version 1."""
 
 
 def entry_leaf(entry: LoggedEntry) -> bytes:
@@ -150,6 +192,7 @@ def entry_leaf(entry: LoggedEntry) -> bytes:
         signature_sha256=_sha256_hex(entry.signature.encode("utf-8")),
         cert_ref=entry.cert_ref,
         ocsp_ref=entry.ocsp_ref,
+        subjects_sha256=entry.subjects_sha256,
     )
 
 

@@ -155,7 +155,7 @@ def entry_proof(path: Path, entry_id: int) -> EntryProof:
         row = conn.execute(
             "SELECT logged_at, role, kind, message_id, xroad_id, client, service, created,"
             " CAST(header AS BLOB), CAST(body AS BLOB), signature, cert_ref, ocsp_ref,"
-            " leaf_index, body_sha256, body_omitted FROM message_log"
+            " leaf_index, body_sha256, body_omitted, subjects_sha256 FROM message_log"
             " WHERE id = ?",
             (entry_id,),
         ).fetchone()
@@ -211,6 +211,7 @@ def entry_proof(path: Path, entry_id: int) -> EntryProof:
         cert_ref=str(row[11]),
         ocsp_ref=str(row[12]),
         body_digest=str(row[14]) if row[15] else None,
+        subjects_sha256=None if row[16] is None else str(row[16]),
     )
     return EntryProof(
         entry_id,
@@ -334,6 +335,7 @@ _ENTRY_KEYS = (
     "ocsp_ref",
     "body_sha256",
     "body_omitted",
+    "subjects_sha256",
 )
 
 
@@ -351,7 +353,8 @@ def log_entries(
     query = (
         "SELECT id, leaf_index, CAST(leaf_hash AS BLOB), logged_at, role, kind, message_id,"
         " xroad_id, client, service, created, CAST(header AS BLOB), CAST(body AS BLOB),"
-        " signature, cert_ref, ocsp_ref, body_sha256, body_omitted FROM message_log WHERE id > ?"
+        " signature, cert_ref, ocsp_ref, body_sha256, body_omitted, subjects_sha256"
+        " FROM message_log WHERE id > ?"
     )
     params: list[object] = [after]
     if message_id is not None:

@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import logging
 import queue
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -38,7 +39,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from gateway.core.datasubject import check_subject
-from gateway.core.logtree import LoggedEntry, entry_leaf
+from gateway.core.logtree import SUBJECTS_SALT_SIZE, LoggedEntry, entry_leaf, subjects_commitment
 from gateway.core.merkle import CompactTree, MerkleError, leaf_hash
 from gateway.store.models import KINDS, ROLES, LogEntry, schema_tables
 
@@ -64,7 +65,8 @@ _BUSY_TIMEOUT_S: Final = 5.0
 _INSERT_ENTRY: Final = (
     "INSERT INTO message_log (logged_at, role, kind, message_id, xroad_id, client, service,"
     " created, header, body, signature, cert_ref, ocsp_ref, leaf_index, leaf_hash,"
-    " body_sha256, body_omitted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " body_sha256, body_omitted, subjects_salt, subjects_sha256)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SAVE_TREE: Final = (
     "UPDATE log_tree_state SET tree_size = ?, last_entry_id = ?, frontier = ? WHERE id = 1"
@@ -83,6 +85,9 @@ _UPGRADE_COLUMNS: Final = (
     ("leaf_hash", "BLOB"),
     ("body_sha256", "TEXT"),
     ("body_omitted", "TEXT NOT NULL DEFAULT ''"),
+    # NULL in entries logged before subject commitments: their leaves stay version 1.
+    ("subjects_salt", "TEXT"),
+    ("subjects_sha256", "TEXT"),
 )
 _INSERT_OCSP: Final = "INSERT OR IGNORE INTO ocsp_response (ocsp_ref, der) VALUES (?, ?)"
 _INSERT_CERT: Final = (
@@ -120,7 +125,8 @@ class LogRecord:
     ocsp_ref: str = ""
     subjects: tuple[str, ...] = ()
     """Data subjects the message disclosed (``data_subject`` rows, same transaction);
-    not part of the entry's Merkle leaf. See docs/data-tracker.md."""
+    the entry's leaf commits to them through a salted digest (``subjects_sha256``), so
+    a removed or altered row is detectable. See docs/data-tracker.md."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,8 +329,8 @@ def _upgrade_columns(conn: sqlite3.Connection) -> bool:
 
 _SELECT_ENTRIES: Final = (
     "SELECT id, logged_at, role, kind, message_id, xroad_id, client, service, created, header,"
-    " body, signature, cert_ref, ocsp_ref, leaf_index, leaf_hash, body_sha256, body_omitted"
-    " FROM message_log"
+    " body, signature, cert_ref, ocsp_ref, leaf_index, leaf_hash, body_sha256, body_omitted,"
+    " subjects_sha256 FROM message_log"
 )
 
 
@@ -349,6 +355,7 @@ def _logged_entry(row: Sequence[object]) -> LoggedEntry:
         ocsp_ref=str(row[13]),
         # Digest-only entries (docs/message-log.md section 1.1) commit to the stored digest.
         body_digest=str(row[16]) if row[17] else None,
+        subjects_sha256=None if row[18] is None else str(row[18]),
     )
 
 
@@ -475,9 +482,12 @@ class MessageLog:
         clock: Callable[[], datetime],
         max_batch: int = 512,
         body_policy: Callable[[LogRecord], str] | None = None,
+        salts: Callable[[], bytes] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        self._salts = salts or (lambda: secrets.token_bytes(SUBJECTS_SALT_SIZE))
+        """Draws each entry's data-subject salt; injectable so tests can compare leaves."""
         self._body_policy = body_policy
         """Returns why a record's body is logged as its digest only ("" keeps it):
         ``gateway.node.logpolicy``."""
@@ -881,6 +891,10 @@ class MessageLog:
                 for r in unit.records:
                     omitted = self._body_policy(r) if self._body_policy is not None else ""
                     digest = hashlib.sha256(r.body).hexdigest()
+                    # Every new entry gets a salt, with subjects or without, so the leaf
+                    # does not tell an auditor which entries disclosed a person.
+                    salt = self._salts()
+                    subjects_sha256 = subjects_commitment(salt, r.subjects)
                     # The entry's Merkle leaf, from the same bytes the row stores: one
                     # SHA-256 over header and body each, then O(log n) to extend the tree.
                     leaf = leaf_hash(
@@ -900,6 +914,7 @@ class MessageLog:
                                 r.cert_ref,
                                 r.ocsp_ref,
                                 digest,
+                                subjects_sha256,
                             )
                         )
                     )
@@ -923,6 +938,8 @@ class MessageLog:
                             leaf,
                             digest,
                             omitted,
+                            salt.hex(),
+                            subjects_sha256,
                         ),
                     )
                     assert cur.lastrowid is not None

@@ -36,7 +36,7 @@ USER_ID_HEADER: Final = "X-Road-UserId"
 
 _USAGE_QUERY: Final = """
 SELECT resp.id, resp.logged_at, resp.client, resp.service, resp.message_id, resp.xroad_id,
-       resp.header, req.header
+       resp.header, req.header, resp.leaf_index
 FROM data_subject AS ds
 JOIN message_log AS resp ON resp.id = ds.entry_id
 JOIN message_log AS req
@@ -97,6 +97,11 @@ class Usage:
     issue: str | None
     message_id: str
     xroad_id: str
+    leaf_index: int | None
+    """The provider's response entry's position in this node's Merkle tree, so the read
+    can be checked against a signed tree head: an auditor's inclusion proof for that
+    leaf shows the entry exists and, through its ``subjects_sha256``, that its subjects
+    were committed when it was logged (docs/data-tracker.md, section 5)."""
 
 
 class Tracker:
@@ -127,7 +132,8 @@ class Tracker:
         finally:
             conn.close()
         found: list[Usage] = []
-        for _id, logged_at, client, service, message_id, xroad_id, resp_raw, req_raw in rows:
+        for row in rows:
+            _id, logged_at, client, service, message_id, xroad_id, resp_raw, req_raw, leaf = row
             try:
                 service_id = ServiceId.parse(str(service))
                 if service_id.provider != provider:
@@ -154,6 +160,7 @@ class Tracker:
                     issue=request.issue,
                     message_id=str(message_id),
                     xroad_id=str(xroad_id),
+                    leaf_index=None if leaf is None else int(leaf),
                 )
             )
         return found

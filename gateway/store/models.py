@@ -65,6 +65,12 @@ class LogEntry(SQLModel, table=True):
     """Why ``body`` is empty though the message had one: ``metadata`` (the subsystem's
     logging mode), ``size`` (above the logged body limit) or ``archived`` (header, body
     and signature moved to an archive bundle); the leaf commits to ``body_sha256``."""
+    subjects_salt: str | None = None
+    """Per-entry random salt (hex) of the entry's data-subject commitment; NULL in
+    entries logged before the commitment existed (their leaf is version 1)."""
+    subjects_sha256: str | None = None
+    """``gateway.core.logtree.subjects_commitment(salt, data_subject rows)``, which the
+    entry's version 2 leaf commits to; ``gateway log check-subjects`` recomputes it."""
 
 
 class SignerCertificate(SQLModel, table=True):
@@ -225,8 +231,9 @@ class DataSubject(SQLModel, table=True):
 
     One row per person named in the registry's ``X-Data-Subject`` header, written in the
     same transaction as the response entry it belongs to, so an answer that reached a
-    consumer always has its subjects on disk. An index for the tracker, not evidence:
-    the row is not a Merkle leaf (docs/adr/0012-data-subjects-recorded-and-stripped.md).
+    consumer always has its subjects on disk. Not a Merkle leaf itself, but the entry's
+    leaf commits to its rows through ``LogEntry.subjects_sha256``, so a removed or altered
+    row is detectable (docs/adr/0012-data-subjects-recorded-and-stripped.md).
     """
 
     __tablename__ = "data_subject"

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
+from gateway.audit.subjects import check_subjects
 from gateway.core.envelope import RequestHeader, ResponseHeader
 from gateway.localnet import City, LocalNet, ServiceSpec, free_port
 from gateway.node.messagelog import read_entries
@@ -278,6 +279,8 @@ def test_tracker_shows_exactly_the_reads_that_happened(fed: Federation) -> None:
         assert entry["issue"] == issue
         assert entry["user_id"] == "sachbearbeiterin-12"
         assert (entry["method"], entry["path"], entry["status"]) == ("GET", "/", 200)
+        leaf = [e.leaf_index for e in read_entries(fed.provider_log, message_id=message_id)]
+        assert entry["leaf_index"] in leaf  # the provider's response entry, in its tree
         datetime.fromisoformat(entry["time"].replace("Z", "+00:00"))
     # The hidden read is still in the provider's log, only not shown.
     hidden_id = hidden.headers["X-Road-Request-Id"]
@@ -293,6 +296,9 @@ def test_tracker_shows_exactly_the_reads_that_happened(fed: Federation) -> None:
     assert bad.status_code == 400 and bad.json()["error"] == "bad_request"
     nobody = call(fed, str(PORTAL), str(FIND_USAGE), {"subject": UNKNOWN_IDNR})
     assert nobody.status_code == 200 and nobody.json()["usage"] == []
+    # Every subject row the real exchanges wrote matches its entry's leaf commitment.
+    report = check_subjects(fed.provider_log)
+    assert report.clean and report.with_subjects >= len(reads) + 1
 
 
 def test_malformed_data_subject_fails_closed(fed: Federation) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import ssl
 import subprocess
@@ -32,6 +33,7 @@ from gateway.conf.directory import TrustParameters
 from gateway.core.envelope import Signer
 from gateway.core.errors import Code
 from gateway.core.ids import NodeId
+from gateway.core.logtree import encode_leaf
 from gateway.core.merkle import consistency_proof, leaf_hash, tree_hash, verify_inclusion
 from gateway.core.treehead import parse_sth, sign_sth, sth_document, verify_sth_signature
 from gateway.localnet import LocalNet, ServiceSpec
@@ -206,6 +208,26 @@ async def _signed_heads_witnessing_and_auditor_api(net: LocalNet) -> None:
                 [bytes.fromhex(p) for p in proof["path"]],
                 sth.root_hash,
             )
+            # The entries answer carries every leaf field, the subjects commitment too.
+            e = entries[1]
+            assert e["subjects_sha256"] is not None
+            leaf = encode_leaf(
+                role=e["role"],
+                kind=e["kind"],
+                message_id=e["message_id"],
+                xroad_id=e["xroad_id"],
+                client=e["client"],
+                service=e["service"],
+                created=e["created"],
+                logged_at=e["logged_at"],
+                header_sha256=hashlib.sha256(base64.b64decode(e["header"])).hexdigest(),
+                body_sha256=e["body_sha256"],
+                signature_sha256=hashlib.sha256(e["signature"].encode()).hexdigest(),
+                cert_ref=e["cert_ref"],
+                ocsp_ref=e["ocsp_ref"],
+                subjects_sha256=e["subjects_sha256"],
+            )
+            assert leaf_hash(leaf).hex() == proof["leaf_hash"] == e["leaf_hash"]
             missing = await auditor.get(
                 f"{peer_url}/gw/v1/log/inclusion", params={"leaf": 1, "tree_size": 99}
             )

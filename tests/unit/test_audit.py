@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 from collections.abc import Callable
 from datetime import timedelta
@@ -29,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.audit.anchor import AnchorError, anchor_json, load_anchor
-from gateway.audit.bench import START, SyntheticLog, build_log
+from gateway.audit.bench import START, SUBJECT, SyntheticLog, build_log
 from gateway.audit.bundle import (
     Bundle,
     BundleFormatError,
@@ -52,7 +53,7 @@ from gateway.audit.verify import (
 )
 from gateway.core import merkle
 from gateway.core.canonical import canonical_json
-from gateway.core.logtree import LEAF_TYPE, encode_leaf
+from gateway.core.logtree import LEAF_TYPE, encode_leaf, subjects_commitment
 from gateway.pki.ca import create_root_ca, issue_service_certificate, make_service_csr
 from gateway.pki.keys import generate_key
 from gateway.pki.profiles import ServiceKind
@@ -566,6 +567,16 @@ def _mutate_entry(bundle: Bundle, draw: Callable[..., int], kind: str) -> None:
         bundle.entries[i] = dataclasses.replace(e, **bytes_changes)
     elif kind == "leaf_index":
         bundle.entries[i] = dataclasses.replace(e, leaf_index=e.leaf_index + 1 + n % 3)
+    elif kind == "subjects":
+        # Another commitment (as if subjects were added or removed) or none at all (as if
+        # the entry were passed off as one logged before commitments existed).
+        if e.subjects_sha256 is None:
+            changed_digest: str | None = "0" * 64
+        elif n % 2:
+            changed_digest = _other_text(e.subjects_sha256, n)
+        else:
+            changed_digest = None
+        bundle.entries[i] = dataclasses.replace(e, subjects_sha256=changed_digest)
     elif kind == "proof":
         if not e.inclusion or n % 4 == 0:
             bundle.entries[i] = dataclasses.replace(e, inclusion=(*e.inclusion, bytes(32)))
@@ -658,6 +669,7 @@ def _mutate_head(bundle: Bundle, draw: Callable[..., int], kind: str) -> None:
 
 ENTRY_MUTATIONS = (
     "text",
+    "subjects",
     "bytes",
     "leaf_index",
     "proof",
@@ -712,9 +724,85 @@ def test_entry_items_keep_the_leaf_fields(pristine: Bundle) -> None:
     # the leaf covers every field the mutations edit, except the row id (informational)
     covered = {f.name for f in dataclasses.fields(EntryItem)} - {"id"}
     assert (
-        set(_ENTRY_TEXT) | {"header", "body", "leaf_hash", "leaf_index", "inclusion", "proof_size"}
+        set(_ENTRY_TEXT)
+        | {"header", "body", "leaf_hash", "leaf_index", "inclusion", "proof_size"}
+        | {"subjects_sha256"}
         == covered
     )
+
+
+# -- data-subject commitments ----------------------------------------------------------
+
+
+def test_entries_carry_the_subjects_commitment_but_not_subjects_or_salt(
+    log: SyntheticLog, bundle_file: Path, pristine: Bundle
+) -> None:
+    with sqlite3.connect(log.db) as conn:
+        salts = dict(conn.execute("SELECT id, subjects_salt FROM message_log").fetchall())
+    text = bundle_file.read_text("utf-8")
+    assert SUBJECT not in text
+    assert not any(salt in text for salt in salts.values())
+    for entry in pristine.entries:
+        named = [SUBJECT] if entry.kind == "response" else []
+        salt = bytes.fromhex(salts[entry.id])
+        assert entry.subjects_sha256 == subjects_commitment(salt, named)
+    assert '"subjects_sha256":' in text.splitlines()[-1]
+
+
+@pytest.mark.parametrize("change", ["other", "absent"])
+def test_a_changed_subjects_commitment_is_refused(
+    log: SyntheticLog, pristine: Bundle, change: str
+) -> None:
+    bundle = fresh(pristine)
+    e = bundle.entries[3]
+    assert e.subjects_sha256 is not None
+    digest = None if change == "absent" else _other_text(e.subjects_sha256, 5)
+    bundle.entries[3] = dataclasses.replace(e, subjects_sha256=digest)
+    error = refused(bundle, log.anchor)
+    assert error.reason is AuditFailure.LEAF_MISMATCH
+
+
+def test_a_bundle_record_with_a_malformed_commitment_is_refused(bundle_file: Path) -> None:
+    lines = bundle_file.read_bytes().splitlines(keepends=True)
+    record = json.loads(lines[-1])
+    record["subjects_sha256"] = "XYZ"
+    lines[-1] = json.dumps(record).encode() + b"\n"
+    with pytest.raises(BundleFormatError, match="subjects_sha256"):
+        read_bundle(lines)
+
+
+def test_a_log_from_before_subject_commitments_exports_and_verifies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entries with version 1 leaves (no salt, no commitment) still verify."""
+    from gateway.core.logtree import LoggedEntry
+    from gateway.node import messagelog
+
+    # The writer as it was: a version 1 leaf and no salt or commitment stored.
+    monkeypatch.setattr(messagelog, "LoggedEntry", lambda *fields: LoggedEntry(*fields[:14]))
+    monkeypatch.setattr(
+        messagelog,
+        "_INSERT_ENTRY",
+        messagelog._INSERT_ENTRY.replace(
+            "?, ?)", "(CASE WHEN ? IS NULL THEN 1 END), (CASE WHEN ? IS NULL THEN 1 END))"
+        ),
+    )
+    old = build_log(tmp_path, 6, head_every=4)
+    monkeypatch.undo()
+    with sqlite3.connect(old.db) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM message_log WHERE subjects_salt IS NULL"
+            " AND subjects_sha256 IS NULL"
+        ).fetchone() == (6,)
+    out = tmp_path / "old.jsonl"
+    export_bundle(old.db, out, Selection(all=True), now=START + timedelta(days=1))
+    assert b"subjects_sha256" not in out.read_bytes()
+    with out.open("rb") as handle:
+        bundle = read_bundle(handle)
+    assert verify_bundle(bundle, old.anchor).entries == 6
+    # Claiming a commitment for an old entry changes its leaf version: refused.
+    bundle.entries[1] = dataclasses.replace(bundle.entries[1], subjects_sha256="0" * 64)
+    assert refused(bundle, old.anchor).reason is AuditFailure.LEAF_MISMATCH
 
 
 # -- the command line -------------------------------------------------------------------

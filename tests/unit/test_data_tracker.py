@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from gateway.audit.subjects import check_subjects
 from gateway.core.datasubject import (
     MAX_SUBJECTS,
     DataSubjectError,
@@ -23,8 +24,10 @@ from gateway.core.datasubject import (
 from gateway.core.envelope import RequestHeader, ResponseHeader, format_time, request_hash
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import ClientId, MemberId, ServiceId, parse_client
+from gateway.core.logtree import LoggedEntry, entry_leaf, subjects_commitment
+from gateway.core.merkle import leaf_hash
 from gateway.node.config import ServiceSection, TrackerSection
-from gateway.node.messagelog import LogRecord, MessageLog
+from gateway.node.messagelog import LogRecord, MessageLog, read_entries
 from gateway.node.tracker import Tracker, check_purpose, required_headers
 
 NOW = datetime(2026, 5, 4, 9, 30, 0, tzinfo=UTC)
@@ -287,6 +290,7 @@ def test_find_usage_answer_document_and_bad_input(tmp_path: Path) -> None:
             "issue": "GEW-2026-0815",
             "message_id": read.message_id,
             "xroad_id": read.xroad_id,
+            "leaf_index": 1,
         }
     ]
     for query in ["", "subject=a&subject=b", "subject=Anna%20Schmidt", f"subject={ANNA}&x=1"]:
@@ -302,3 +306,130 @@ def test_tracker_config_refuses_an_invalid_client_id() -> None:
         TrackerSection(hidden_clients=["DE-NRW/GOV"])
     with pytest.raises(ValidationError):
         ServiceSection(id=str(SERVICE), url="http://127.0.0.1:1", require_issue="sometimes")
+
+
+# ---------------------------------------------------------------------- tamper evidence
+
+
+def test_each_entry_commits_to_its_subjects_in_its_leaf(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    write(path, [exchange(request_header(), (ANNA, BERND)), exchange(request_header(), ())])
+    entries = read_entries(path)
+    salts = {e.subjects_salt for e in entries}
+    assert None not in salts and len(salts) == len(entries)  # one fresh salt per entry
+    for e, named in zip(entries, [(), (BERND, ANNA), (), ()], strict=True):
+        assert e.subjects_salt is not None
+        assert e.subjects_sha256 == subjects_commitment(bytes.fromhex(e.subjects_salt), named)
+        fields = LoggedEntry(
+            e.role,
+            e.kind,
+            e.message_id,
+            e.xroad_id,
+            e.client,
+            e.service,
+            e.created,
+            e.logged_at,
+            e.header,
+            e.body,
+            e.signature,
+            e.cert_ref,
+            e.ocsp_ref,
+            subjects_sha256=e.subjects_sha256,
+        )
+        assert e.leaf_hash == leaf_hash(entry_leaf(fields))
+        assert b'"type":"gateway-log-leaf/v2"' in entry_leaf(fields)
+
+
+def tampered_log(tmp_path: Path) -> tuple[Path, list[list[LogRecord]]]:
+    path = tmp_path / "log.sqlite"
+    exchanges = [
+        exchange(request_header(), (ANNA, BERND)),
+        exchange(request_header(), (ANNA,)),
+        exchange(request_header(), (), status=404),
+    ]
+    write(path, exchanges)
+    return path, exchanges
+
+
+def sql(path: Path, statement: str, *args: object) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute(statement, args)
+
+
+def test_check_subjects_is_clean_on_an_untouched_log(tmp_path: Path) -> None:
+    path, _ = tampered_log(tmp_path)
+    report = check_subjects(path)
+    assert report.clean and report.checked == 6 and report.with_subjects == 2
+    assert report.unchecked_rows == 0
+
+
+@pytest.mark.parametrize(
+    ("statement", "value", "entry_id", "reason", "rows"),
+    [
+        # A read hidden from Anna's tracker: her row of the second answer deleted.
+        ("DELETE FROM data_subject WHERE entry_id = 4 AND subject = ?", ANNA, 4, "rows", 0),
+        # One of two subjects removed, or swapped for someone else.
+        ("DELETE FROM data_subject WHERE entry_id = 2 AND subject = ?", BERND, 2, "rows", 1),
+        ("UPDATE data_subject SET subject = 'someone' WHERE subject = ?", BERND, 2, "rows", 2),
+        # A read invented for an answer that named nobody.
+        ("INSERT INTO data_subject VALUES (6, ?)", ANNA, 6, "rows", 1),
+        # Covering up by changing the salt or the digest: caught by the salt and the leaf.
+        ("UPDATE message_log SET subjects_salt = ? WHERE id = 2", "zz", 2, "salt", 2),
+        (
+            "UPDATE message_log SET subjects_sha256 = ? WHERE id = 4",
+            "0" * 64,
+            4,
+            "rows",
+            1,
+        ),
+        # Rows that point at no entry at all.
+        ("INSERT INTO data_subject VALUES (99, ?)", ANNA, 99, "orphan", 1),
+    ],
+)
+def test_check_subjects_finds_removed_and_altered_rows(
+    tmp_path: Path, statement: str, value: str, entry_id: int, reason: str, rows: int
+) -> None:
+    path, exchanges = tampered_log(tmp_path)
+    sql(path, statement, value)
+    report = check_subjects(path)
+    assert [(m.entry_id, m.reason, m.rows) for m in report.mismatches] == [(entry_id, reason, rows)]
+    if reason != "orphan":
+        assert report.mismatches[0].leaf_index == entry_id - 1
+        assert report.mismatches[0].message_id in {r[0].message_id for r in exchanges}
+
+
+def test_check_subjects_catches_a_digest_recomputed_to_cover_a_deletion(tmp_path: Path) -> None:
+    path, _ = tampered_log(tmp_path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM data_subject WHERE entry_id = 4 AND subject = ?", (ANNA,))
+        (salt,) = conn.execute("SELECT subjects_salt FROM message_log WHERE id = 4").fetchone()
+        forged = subjects_commitment(bytes.fromhex(salt), [])
+        conn.execute("UPDATE message_log SET subjects_sha256 = ? WHERE id = 4", (forged,))
+    assert [(m.entry_id, m.reason) for m in check_subjects(path).mismatches] == [(4, "leaf")]
+
+
+def test_check_subjects_counts_rows_of_older_entries_as_unchecked(tmp_path: Path) -> None:
+    path, _ = tampered_log(tmp_path)
+    sql(path, "UPDATE message_log SET subjects_salt = NULL, subjects_sha256 = NULL WHERE id < 4")
+    report = check_subjects(path)
+    assert report.clean and report.checked == 3 and report.unchecked_rows == 2
+
+
+def test_the_check_subjects_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.cli import main
+
+    path, _ = tampered_log(tmp_path)
+    main(["log", "check-subjects", "--db", str(path)])
+    captured = capsys.readouterr()
+    assert captured.out == "" and "checked 6 entries (2 with data subjects), 0 mismatching" in (
+        captured.err
+    )
+    sql(path, "DELETE FROM data_subject WHERE entry_id = 4 AND subject = ?", ANNA)
+    with pytest.raises(SystemExit) as exit_status:
+        main(["log", "check-subjects", "--db", str(path)])
+    assert exit_status.value.code == 1
+    line = json.loads(capsys.readouterr().out)
+    assert (line["entry_id"], line["leaf_index"], line["reason"]) == (4, 3, "rows")
+    with pytest.raises(SystemExit) as exit_status:
+        main(["log", "check-subjects", "--db", str(tmp_path / "missing.sqlite")])
+    assert exit_status.value.code == 2

@@ -10,16 +10,19 @@ import logging
 import sqlite3
 import uuid
 from contextlib import closing
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from gateway.core.logtree import (
+    SUBJECTS_SALT_SIZE,
     LoggedEntry,
     ProofError,
     entry_leaf,
     parse_tree_head_document,
+    subjects_commitment,
     tree_head_document,
 )
 from gateway.core.merkle import CompactTree, leaf_hash, tree_hash
@@ -86,6 +89,7 @@ def recomputed_leaves(path: Path) -> list[bytes]:
                     e.signature,
                     e.cert_ref,
                     e.ocsp_ref,
+                    subjects_sha256=e.subjects_sha256,
                 )
             )
         )
@@ -147,6 +151,55 @@ def test_leaf_encoding_is_pinned() -> None:
         b'"type":"gateway-log-leaf/v1",'
         b'"xroad_id":"DE-NRW-5c7e"}'
     )
+
+
+def test_version_2_leaf_and_subjects_commitment_are_pinned() -> None:
+    # docs/message-log.md shows this example too.
+    salt = bytes(range(SUBJECTS_SALT_SIZE))
+    commitment = subjects_commitment(salt, ["52693074139", "3f0e1c9a"])
+    assert (
+        commitment
+        == hashlib.sha256(
+            b'{"salt":"000102030405060708090a0b0c0d0e0f",'
+            b'"subjects":["3f0e1c9a","52693074139"],"type":"gateway-log-subjects/v1"}'
+        ).hexdigest()
+    )
+    entry = LoggedEntry(
+        role="provider",
+        kind="response",
+        message_id="m",
+        xroad_id="x",
+        client="c",
+        service="s",
+        created="t0",
+        logged_at="t1",
+        header=b"h",
+        body=b"b",
+        signature="sig",
+        cert_ref="ab" * 32,
+        ocsp_ref="",
+        subjects_sha256=commitment,
+    )
+    data = entry_leaf(entry)
+    assert data.startswith(b'{"body_sha256":')
+    assert b'"subjects_sha256":"' + commitment.encode() + b'","type":"gateway-log-leaf/v2"' in data
+    # Without a commitment the same entry has its version 1 leaf: the field is absent.
+    v1 = entry_leaf(replace(entry, subjects_sha256=None))
+    assert b"subjects_sha256" not in v1 and b'"type":"gateway-log-leaf/v1"' in v1
+
+
+def test_subjects_commitment_is_a_set_hidden_by_its_salt() -> None:
+    salt, other = b"\x01" * SUBJECTS_SALT_SIZE, b"\x02" * SUBJECTS_SALT_SIZE
+    both = subjects_commitment(salt, ["b", "a"])
+    assert both == subjects_commitment(salt, ["a", "b", "a"])  # order and repeats
+    assert both != subjects_commitment(salt, ["a"])  # one removed
+    assert both != subjects_commitment(salt, ["a", "c"])  # one altered
+    assert both != subjects_commitment(other, ["a", "b"])  # the salt matters
+    # No subjects: well defined, and still salted (an auditor cannot tell it apart).
+    assert subjects_commitment(salt, []) == subjects_commitment(salt, ())
+    assert subjects_commitment(salt, []) != subjects_commitment(other, [])
+    with pytest.raises(ValueError, match="salt"):
+        subjects_commitment(b"short", ["a"])
 
 
 def test_tree_head_document_is_pinned_and_parsed_strictly() -> None:
@@ -258,6 +311,61 @@ def test_an_older_log_gets_its_leaves(tmp_path: Path) -> None:
     leaves = recomputed_leaves(path)
     assert tree_hash(leaves[:8]) == root
     assert again.tree_snapshot().root_hash == tree_hash(leaves)
+
+
+def test_entries_from_before_subject_commitments_keep_their_leaves(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    asyncio.run(append_all(path, [[record(), record("response")] for _ in range(3)]))
+    # As a log file written before subject commitments (and the tree) existed.
+    execute(
+        path,
+        "ALTER TABLE message_log DROP COLUMN subjects_salt",
+        "ALTER TABLE message_log DROP COLUMN subjects_sha256",
+        "ALTER TABLE message_log DROP COLUMN leaf_index",
+        "ALTER TABLE message_log DROP COLUMN leaf_hash",
+        "DROP TABLE log_tree_state",
+    )
+    upgraded = asyncio.run(append_all(path, [[record()]]))  # rebuilds: version 1 leaves
+    stored = rows(path, "SELECT leaf_hash FROM message_log ORDER BY id")
+    leaves = [h for (h,) in stored if isinstance(h, bytes)]
+    assert len(leaves) == len(stored) == 7
+    old = read_entries(path)[:6]
+    assert all(e.subjects_salt is None and e.subjects_sha256 is None for e in old)
+    assert read_entries(path)[6].subjects_sha256 is not None  # the new entry: version 2
+    assert leaves == recomputed_leaves(path)
+    assert b'"type":"gateway-log-leaf/v1"' in entry_leaf(
+        LoggedEntry(*[getattr(old[0], f) for f in LEAF_FIELDS])
+    )
+    # A restart with a lost frontier rehashes both kinds and accepts them.
+    execute(path, "DELETE FROM log_tree_state")
+    again = reopened(path)
+    assert again.tree_snapshot().root_hash == upgraded.tree_snapshot().root_hash
+    assert again.tree_snapshot().root_hash == tree_hash(leaves)
+    # Passing a new entry off as an old one (dropping its commitment) is refused.
+    execute(
+        path,
+        "UPDATE message_log SET subjects_salt = NULL, subjects_sha256 = NULL WHERE id = 7",
+        "DELETE FROM log_tree_state",
+    )
+    with pytest.raises(MessageLogError, match="no longer matches its leaf hash"):
+        reopened(path)
+
+
+LEAF_FIELDS = (
+    "role",
+    "kind",
+    "message_id",
+    "xroad_id",
+    "client",
+    "service",
+    "created",
+    "logged_at",
+    "header",
+    "body",
+    "signature",
+    "cert_ref",
+    "ocsp_ref",
+)
 
 
 def test_an_altered_entry_stops_a_rebuild(tmp_path: Path) -> None:
