@@ -459,7 +459,23 @@ def audit_lippstadt(net: LocalNet) -> bool:
     files = net.nodes[LIPPSTADT.ags]
     ok, text = audit_log(files.messagelog, net.ca_cert, net.trust.tsa_cert, net.root / "audit")
     _say("10. An auditor exports Lippstadt's log and verifies it offline", text)
-    return ok
+    return check_tracker_records(net) and ok
+
+
+def check_tracker_records(net: LocalNet) -> bool:
+    """The tracker's person records match what each log leaf committed to."""
+    from gateway.audit.subjects import check_subjects
+
+    files = net.nodes[LIPPSTADT.ags]
+    report = check_subjects(files.messagelog)
+    _say(
+        "10b. The data tracker's records are covered by the log",
+        f"gateway log check-subjects --db {files.messagelog}\n"
+        f"  {report.checked} entries checked, {report.with_subjects} naming a person, "
+        f"{len(report.mismatches)} mismatches: every leaf commits to a salted digest of\n"
+        "  the persons its answer disclosed, so a deleted tracker record would show here",
+    )
+    return report.checked > 0 and report.with_subjects > 0 and not report.mismatches
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

@@ -94,6 +94,8 @@ def _check_story(out: str) -> None:
     assert re.search(r"OK: \d+ entries with \d+ signatures", out), out
     cosigned = re.search(r"(\d+) co-signatures by witnesses", out)
     assert cosigned is not None and int(cosigned.group(1)) >= 2, out
+    subjects = re.search(r"(\d+) entries checked, (\d+) naming a person, 0 mismatches", out)
+    assert subjects is not None and int(subjects.group(2)) >= 1, out
 
 
 def test_demo_tells_the_story_and_keeps_the_federation_running(tmp_path: Path) -> None:
