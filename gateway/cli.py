@@ -173,7 +173,7 @@ def cmd_node_check(args: argparse.Namespace) -> None:
         )
     own = node.own_ocsp
     print(
-        f"OCSP: freshness window {own.cache.freshness.total_seconds():g} s (directory), "
+        f"OCSP: freshness window {own.cache.freshness.total_seconds():g} s (global configuration), "
         f"refresh every {own.refresh_interval.total_seconds():g} s (node)"
     )
 

@@ -236,7 +236,7 @@ def test_node_check_accepts_a_generated_config(checks: Checked) -> None:
     assert result.returncode == 0, result.stderr
     assert f"valid for node {SOEST.node}" in result.stdout
     assert result.stderr == ""
-    assert "OCSP: freshness window 3600 s (directory), refresh every 1200 s (node)" in (
+    assert "OCSP: freshness window 3600 s (global configuration), refresh every 1200 s (node)" in (
         result.stdout
     )
     for certificate in (f"authentication certificate of {SOEST.node}", f"of {SOEST.member}"):
