@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
+from gateway.core.envelope import b64url
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import InvalidIdentifierError, parse_client
 from gateway.node.config import ConfigError
@@ -235,10 +236,17 @@ class Auditor:
         head = await asyncio.to_thread(latest_signed_head, self._node.log.path)
         if head is None:
             raise GatewayError(Code.AUDIT_NOT_FOUND, "no signed tree head yet")
+        ocsp = b""
+        if head.ocsp_ref:
+            found = await asyncio.to_thread(read_ocsp, self._node.log.path, {head.ocsp_ref})
+            ocsp = found.get(head.ocsp_ref, b"")
         return {
             "tree_size": head.tree_size,
             "document": base64.b64encode(head.document).decode("ascii"),
             "signature": head.signature,
+            # The signer certificate's OCSP status when the head was signed (base64url
+            # DER, as in X-Gw-Sign-Ocsp), so a witness never co-signs a revoked key's head.
+            "ocsp": b64url(ocsp) if ocsp else None,
         }
 
     async def consistency(

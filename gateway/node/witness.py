@@ -4,7 +4,7 @@ A node alone could keep two versions of its log and show each to a different par
 timestamps and its own signature would not reveal that. So every node is also a
 **witness** for its peers: every ``witness_interval_seconds`` it fetches each peer's
 latest signed tree head over the node-to-node mutual TLS channel, checks the peer's
-signature, checks (RFC 9162 consistency proof, fetched from the peer) that the head
+signature and its certificate's OCSP status at the head's time, checks (RFC 9162 consistency proof, fetched from the peer) that the head
 extends the last one it saw from that peer, and co-signs the same document with its own
 member key. Co-signatures go into the witness's own message log database (table
 ``cosignature``, through the log's single writer), and the witness serves them, so the
@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
 
-from gateway.core.envelope import Signer
-from gateway.core.errors import Code
+from gateway.core.envelope import Signer, VerifiedSignature
+from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import NodeId
 from gateway.core.treehead import (
     SignedTreeHead,
@@ -241,13 +241,14 @@ class Witness:
             return await self._alert(peer, Code.WITNESS_PEER_FAILED, f"malformed STH: {exc}", {})
         now = node.clock.now()
         try:
-            head, _ = verify_sth_signature(
+            head, verified = verify_sth_signature(
                 node.verifier, document, signature, now, signer=peer.owner
             )
             if head.node != str(peer):
                 raise TreeHeadError(
                     TreeHeadFailure.SIGNER, f"the head is for {head.node}, asked {peer}"
                 )
+            self._check_signer_status(reply.get("ocsp"), verified, head)
         except TreeHeadError as exc:
             evidence: dict[str, Any] = {
                 "document": document.decode("utf-8", "replace"),
@@ -290,6 +291,28 @@ class Witness:
                 return PeerOutcome(str(peer), head.tree_size, None, "already co-signed")
         await self._cosign(peer, head, document, signature)
         return PeerOutcome(str(peer), head.tree_size, None, "co-signed")
+
+    def _check_signer_status(
+        self, encoded: object, verified: VerifiedSignature, head: SignedTreeHead
+    ) -> None:
+        """The head's signer certificate was good when the head was signed.
+
+        Judged at the head's time (the TSA's genTime it names), as an auditor judges
+        it later: a peer whose log has been idle for days still gets its last head
+        co-signed, but never one signed with a key already revoked by then.
+        """
+        try:
+            self._node._peer_status(
+                encoded if isinstance(encoded, str) and encoded else None,
+                "the tree head's ocsp field",
+                verified.cert_ref,
+                lambda: verified.certificate,
+                lambda: f"the signing certificate of {head.node}'s tree head",
+                Code.WITNESS_PEER_FAILED,
+                head.timestamp,
+            )
+        except GatewayError as exc:
+            raise TreeHeadError(TreeHeadFailure.SIGNATURE, exc.message) from None
 
     def _last_seen(self, peer: str) -> CosignatureRow | None:
         rows = read_cosignatures(self._node.log.path, log_node=peer, witness=str(self._node.id))

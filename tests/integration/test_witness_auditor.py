@@ -30,7 +30,7 @@ from gateway.audit.export import Selection, export_bundle
 from gateway.audit.parallel import verify_file
 from gateway.audit.verify import AuditError, AuditFailure
 from gateway.conf.directory import TrustParameters
-from gateway.core.envelope import Signer
+from gateway.core.envelope import Signer, b64url
 from gateway.core.errors import Code
 from gateway.core.ids import NodeId
 from gateway.core.logtree import encode_leaf
@@ -52,6 +52,7 @@ from gateway.pki.keys import (
     load_certificates,
     load_private_key,
 )
+from gateway.pki.ocsp import build_ocsp_request
 from gateway.pki.profiles import CertKind
 from tests.integration.conftest import (
     GEWERBEAMT,
@@ -380,6 +381,8 @@ class FakeLippstadt:
         )
         self.leaves: list[bytes] = []
         self.runner: web.AppRunner | None = None
+        self.ocsp: str | None = _ocsp_status(net, files.sign_cert)
+        """What the head carries as its signer's OCSP status (base64url DER, or none)."""
 
     def show(self, leaves: list[bytes]) -> None:
         self.leaves = leaves
@@ -393,6 +396,7 @@ class FakeLippstadt:
                 "tree_size": len(self.leaves),
                 "document": base64.b64encode(document).decode(),
                 "signature": sign_sth(self.signer, document),
+                "ocsp": self.ocsp,
             }
         )
 
@@ -422,6 +426,19 @@ class FakeLippstadt:
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
+
+
+def _ocsp_status(net: LocalNet, cert_path: Path) -> str:
+    """The CA responder's current answer for ``cert_path``, as a node sends it."""
+    cert, ca = load_certificate(cert_path), load_certificate(net.ca_cert)
+    reply = httpx.post(
+        net.trust.ocsp_url,
+        content=build_ocsp_request(cert, ca),
+        headers={"Content-Type": "application/ocsp-request"},
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
+    return b64url(reply.content)
 
 
 def _history(n: int, fork: int | None = None) -> list[bytes]:
@@ -497,6 +514,16 @@ async def _split_view(net: LocalNet, tmp: Path) -> None:
         assert shown.returncode == 1, shown.stderr
         assert shown.stdout.count(f"{LIPPSTADT.node}: {Code.WITNESS_SPLIT_VIEW.value}") == 3
         assert f"cosigned {LIPPSTADT.node} size 4 by {SOEST.node}" in shown.stdout
+
+        # A head whose signer shows no valid OCSP status is not co-signed, whatever its
+        # history: none at all, or the status of another certificate.
+        fake.show(_history(8))
+        for status in (None, _ocsp_status(net, net.nodes[SOEST.ags].sign_cert)):
+            fake.ocsp = status
+            outcome = await soest.witness.witness_once()
+            assert [(o.tree_size, o.code) for o in outcome] == [(None, Code.WITNESS_PEER_FAILED)]
+            assert "OCSP" in outcome[0].detail
+        assert [r.tree_size for r in read_cosignatures(db)] == [2, 4]
     finally:
         await soest.stop()
         await fake.stop()
