@@ -444,8 +444,8 @@ def show_witnesses(net: LocalNet, timeout: float = 30) -> bool:
         for witness, size in sorted(rows)
     ]
     lines.append(
-        "each witness checked the head's signature and its consistency with the last head\n"
-        f"it saw; split views detected by any witness: {alerts}\n"
+        "each witness checked the head's signature, its signer's OCSP status and its\n"
+        f"consistency with the last head it saw; split views detected: {alerts}\n"
         f"(gateway log witness --db {files.messagelog})"
     )
     _say("9b. Partner nodes witness Lippstadt's log", "\n".join(lines))
