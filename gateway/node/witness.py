@@ -4,11 +4,12 @@ A node alone could keep two versions of its log and show each to a different par
 timestamps and its own signature would not reveal that. So every node is also a
 **witness** for its peers: every ``witness_interval_seconds`` it fetches each peer's
 latest signed tree head over the node-to-node mutual TLS channel, checks the peer's
-signature and its certificate's OCSP status at the head's time, checks (RFC 9162 consistency proof, fetched from the peer) that the head
-extends the last one it saw from that peer, and co-signs the same document with its own
-member key. Co-signatures go into the witness's own message log database (table
-``cosignature``, through the log's single writer), and the witness serves them, so the
-log owner collects the co-signatures over its heads for audit bundles.
+signature and its certificate's OCSP status at the head's time, checks (RFC 9162
+consistency proof, fetched from the peer) that the head extends the last one it saw
+from that peer, and co-signs the same document with its own member key. Co-signatures
+go into the witness's own message log database (table ``cosignature``, through the
+log's single writer), and the witness serves them, so the log owner collects the
+co-signatures over its heads for audit bundles.
 
 A peer whose heads cannot all be true (two roots for one size, a larger tree that does
 not extend the smaller, or a tree that shrank) has shown a split view: the witness does
