@@ -29,6 +29,7 @@ __all__ = [
     "BundleFormatError",
     "CertificateItem",
     "ConfigItem",
+    "ConfigVersion",
     "CosignItem",
     "EntryItem",
     "HeadItem",
@@ -78,15 +79,31 @@ class Manifest:
     cosignatures: int = 0
     """How many witness co-signatures the tree heads carry in all."""
     configuration: tuple[str, ...] = ()
-    """The names of the configuration snapshot's files, in order (none: no snapshot)."""
+    """The names of the configuration snapshot's files, in order (none: no snapshot).
+    A bundle from before configuration history; one with it lists ``configurations``."""
+    configurations: tuple[ConfigVersion, ...] = ()
+    """The configuration versions in force over the entries, in the order applied."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigVersion:
+    """What the manifest claims of one carried configuration version."""
+
+    serial: int
+    applied_at: str
+    """When the node applied it (RFC 3339 UTC, ms; the log clock, like ``logged_at``)."""
+    files: tuple[str, ...]
+    """The names of its ``configuration`` records, in order."""
 
 
 @dataclass(frozen=True, slots=True)
 class ConfigItem:
-    """One file of the global configuration snapshot (``gateway.audit.configuration``)."""
+    """One file of a global configuration version (``gateway.audit.configuration``)."""
 
     name: str
     data: bytes
+    version: int | None = None
+    """Index into the manifest's ``configurations``; None in a single-snapshot bundle."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +242,7 @@ def _record(
     item: Manifest | CertificateItem | OcspItem | ConfigItem | HeadItem | EntryItem,
 ) -> dict[str, Any]:
     if isinstance(item, Manifest):
-        return {
+        manifest: dict[str, Any] = {
             "type": "manifest",
             "format": FORMAT,
             "node": item.node,
@@ -240,12 +257,25 @@ def _record(
             "cosignatures": item.cosignatures,
             "configuration": list(item.configuration),
         }
+        if item.configurations:
+            manifest["configurations"] = [
+                {"serial": v.serial, "applied_at": v.applied_at, "files": list(v.files)}
+                for v in item.configurations
+            ]
+        return manifest
     if isinstance(item, CertificateItem):
         return {"type": "certificate", "ref": item.ref, "role": item.role, "der": _b64(item.der)}
     if isinstance(item, OcspItem):
         return {"type": "ocsp", "ref": item.ref, "der": _b64(item.der)}
     if isinstance(item, ConfigItem):
-        return {"type": "configuration", "name": item.name, "data": _b64(item.data)}
+        config: dict[str, Any] = {
+            "type": "configuration",
+            "name": item.name,
+            "data": _b64(item.data),
+        }
+        if item.version is not None:
+            config["version"] = item.version
+        return config
     if isinstance(item, HeadItem):
         head: dict[str, Any] = {
             "type": "tree_head",
@@ -404,7 +434,7 @@ def _manifest(obj: dict[str, Any]) -> Manifest:
             "certificates",
             "ocsp_responses",
         },
-        ("signed_heads", "cosignatures", "configuration"),
+        ("signed_heads", "cosignatures", "configuration", "configurations"),
     )
     if obj["format"] != FORMAT:
         raise _Bad(f"format {obj['format']!r} is not {FORMAT}")
@@ -438,7 +468,20 @@ def _manifest(obj: dict[str, Any]) -> Manifest:
         signed_heads=_sizes(obj.get("signed_heads", []), "signed_heads"),
         cosignatures=_int(obj, "cosignatures") if "cosignatures" in obj else 0,
         configuration=_names(obj.get("configuration", [])),
+        configurations=_versions(obj["configurations"]) if "configurations" in obj else (),
     )
+
+
+def _versions(value: object) -> tuple[ConfigVersion, ...]:
+    if not isinstance(value, list) or not value:
+        raise _Bad("configurations must be a non-empty list")
+    versions = []
+    for v in value:
+        if not isinstance(v, dict):
+            raise _Bad("a configuration version must be an object")
+        _keys(v, {"serial", "applied_at", "files"})
+        versions.append(ConfigVersion(_int(v, "serial"), _str(v, "applied_at"), _names(v["files"])))
+    return tuple(versions)
 
 
 def _names(value: object) -> tuple[str, ...]:
@@ -633,8 +676,14 @@ def read_bundle(lines: Iterable[bytes]) -> Bundle:
                 _keys(obj, {"type", "ref", "der"})
                 bundle.ocsp.append(OcspItem(_ref(obj, "ref"), _bytes(obj, "der")))
             elif kind == "configuration":
-                _keys(obj, {"type", "name", "data"})
-                bundle.configuration.append(ConfigItem(_str(obj, "name"), _bytes(obj, "data")))
+                _keys(obj, {"type", "name", "data"}, ("version",))
+                bundle.configuration.append(
+                    ConfigItem(
+                        _str(obj, "name"),
+                        _bytes(obj, "data"),
+                        _int(obj, "version") if "version" in obj else None,
+                    )
+                )
             elif kind == "tree_head":
                 bundle.heads.append(_head(obj))
             else:

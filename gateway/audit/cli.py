@@ -81,7 +81,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
     from gateway.audit.anchor import load_anchor
     from gateway.audit.bundle import BundleFormatError
     from gateway.audit.parallel import default_jobs, verify_file
-    from gateway.audit.verify import AuditError
+    from gateway.audit.verify import AuditError, describe_in_force
 
     anchor = load_anchor(Path(args.anchor))
     started = time.perf_counter()
@@ -106,7 +106,17 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
             f"     {report.tree_heads} tree heads, timestamped {report.first_gen_time.isoformat()}"
             f" .. {report.last_gen_time.isoformat()}, each consistent with the one before"
         )
-    if report.configuration is not None:
+    if report.configurations:
+        print(f"     {len(report.configurations)} global configuration versions verify:")
+        for v in report.configurations:
+            c = v.snapshot
+            print(
+                f"       serial {c.serial} of {c.instance} applied {v.applied_at.isoformat()} "
+                f"(TUF targets v{c.targets_version}, root v{c.root_version} "
+                f"sha256 {c.root_sha256[:16]}…)"
+            )
+        print(f"     in force: {describe_in_force(report)}")
+    elif report.configuration is not None:
         c = report.configuration
         print(
             f"     global configuration serial {c.serial} of {c.instance} (TUF targets "

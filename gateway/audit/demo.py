@@ -14,7 +14,7 @@ from gateway.audit.anchor import load_anchor
 from gateway.audit.bundle import BundleFormatError
 from gateway.audit.export import ExportError, Selection, export_bundle
 from gateway.audit.parallel import verify_file
-from gateway.audit.verify import AuditError
+from gateway.audit.verify import AuditError, describe_in_force
 from gateway.pki.keys import load_certificate
 
 __all__ = ["audit_log"]
@@ -52,7 +52,14 @@ def audit_log(db: Path, ca_cert: Path, tsa_cert: Path, out_dir: Path) -> tuple[b
         f"  {report.signed_heads} tree heads signed with the node's member key, "
         f"{report.cosignatures} co-signatures by witnesses",
     ]
-    if report.configuration is not None:
+    if report.configurations:
+        serials = ", ".join(str(v.snapshot.serial) for v in report.configurations)
+        lines += [
+            f"  the global configuration versions in force (serials {serials}) verify with "
+            "their TUF metadata",
+            f"  in force: {describe_in_force(report)}",
+        ]
+    elif report.configuration is not None:
         lines.append(
             f"  the signed global configuration in force (serial {report.configuration.serial}) "
             "verifies with its TUF metadata"

@@ -32,6 +32,7 @@ from gateway.audit.bundle import (
     Bundle,
     CertificateItem,
     ConfigItem,
+    ConfigVersion,
     CosignItem,
     EntryItem,
     HeadItem,
@@ -41,10 +42,11 @@ from gateway.audit.bundle import (
     encode_bundle,
     leaf_ranges,
 )
-from gateway.audit.configuration import SnapshotError, read_snapshot
+from gateway.audit.configuration import SnapshotError, read_snapshot, select_versions
 from gateway.audit.proofs import TreeLevels
 from gateway.core.envelope import b64url_decode, format_time
 from gateway.core.logtree import parse_tree_head_document
+from gateway.node.confhistory import StoredVersion, read_versions
 from gateway.node.logproofs import read_tree_heads
 
 __all__ = ["ExportError", "ExportResult", "Selection", "export_bundle"]
@@ -133,13 +135,11 @@ def export_bundle(
 ) -> ExportResult:
     """Write the bundle for ``selection`` of the log ``db`` to ``out``.
 
-    ``globalconf``: the node's global configuration state directory, whose signed
-    configuration snapshot the bundle then carries (``gateway.audit.configuration``).
+    The bundle carries the configuration versions in force over the exported entries
+    from the log's history (``gateway.node.confhistory``). A log without history falls
+    back to ``globalconf``, the node's global configuration state directory: the
+    bundle then carries the one snapshot applied last (``gateway.audit.configuration``).
     """
-    try:
-        snapshot = read_snapshot(globalconf) if globalconf is not None else []
-    except (SnapshotError, OSError) as exc:
-        raise ExportError(f"configuration snapshot: {exc}") from None
     heads = read_tree_heads(db)
     covered = heads[-1].tree_size if heads else 0
     with _reader(db) as conn:
@@ -198,6 +198,14 @@ def export_bundle(
             str(ref): bytes(der)
             for ref, der in conn.execute("SELECT cert_ref, CAST(der AS BLOB) FROM tsa_certificate")
         }
+        history = read_versions(conn)
+    versions = _in_force(history, rows, selection)
+    snapshot: list[tuple[str, bytes]] = []
+    try:
+        if not history and globalconf is not None:
+            snapshot = read_snapshot(globalconf)
+    except (SnapshotError, OSError) as exc:
+        raise ExportError(f"configuration snapshot: {exc}") from None
     chosen = [h for h in heads if h.tree_size > min((int(r[1]) for r in rows), default=covered)]
     if selection.all:
         chosen = heads
@@ -294,10 +302,19 @@ def export_bundle(
             signed_heads=tuple(h.tree_size for h in head_items if h.signed is not None),
             cosignatures=sum(len(h.cosignatures) for h in head_items),
             configuration=tuple(name for name, _ in snapshot),
+            configurations=tuple(
+                ConfigVersion(v.serial, v.applied_at, tuple(name for name, _ in v.files))
+                for v in versions
+            ),
         ),
         certificates=list(certificates.values()),
         ocsp=[OcspItem(ref, ocsp_rows[ref]) for ref in ocsp_refs],
-        configuration=[ConfigItem(name, data) for name, data in snapshot],
+        configuration=[ConfigItem(name, data) for name, data in snapshot]
+        + [
+            ConfigItem(name, data, position)
+            for position, v in enumerate(versions)
+            for name, data in v.files
+        ],
         heads=head_items,
         entries=entries,
     )
@@ -314,6 +331,21 @@ def export_bundle(
     finally:
         temporary.unlink(missing_ok=True)
     return ExportResult(len(entries), pending, len(head_items), written, archived)
+
+
+def _in_force(
+    history: list[StoredVersion], rows: list[Any], selection: Selection
+) -> list[StoredVersion]:
+    """The recorded versions in force over the exported rows (all of them for ``--all``)."""
+    if selection.all or not history:
+        return history
+    try:
+        applied = [datetime.fromisoformat(v.applied_at) for v in history]
+        logged = [datetime.fromisoformat(str(r[3])) for r in rows]
+    except ValueError as exc:
+        raise ExportError(f"configuration history: {exc}") from None
+    chosen = select_versions(applied, min(logged, default=None), max(logged, default=None))
+    return history[chosen]
 
 
 def _head_signatures(

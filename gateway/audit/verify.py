@@ -24,6 +24,7 @@ import base64
 import bisect
 import hashlib
 import json
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,13 +42,23 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.utils import CryptographyDeprecationWarning
 
 from gateway.audit.bundle import Bundle, EntryItem, HeadItem, leaf_ranges
-from gateway.audit.configuration import ConfigSnapshot, SnapshotError, verify_snapshot
+from gateway.audit.configuration import (
+    ConfigSnapshot,
+    InForce,
+    InForceRun,
+    SnapshotError,
+    in_force_runs,
+    merge_runs,
+    verify_snapshot,
+    verify_versions,
+)
 from gateway.core.envelope import (
     EnvelopeError,
     SignatureVerifier,
     VerifiedSignature,
     b64url,
     b64url_decode,
+    format_time,
     parse_time,
 )
 from gateway.core.ids import InvalidIdentifierError, MemberId, NodeId, ServiceId, parse_client
@@ -174,6 +185,12 @@ class AuditReport:
     signed_heads: int = 0
     cosignatures: int = 0
     configuration: ConfigSnapshot | None = None
+    """The single snapshot, or the version applied last of ``configurations``."""
+    configurations: tuple[InForce, ...] = ()
+    """Every configuration version carried, verified, in the order applied."""
+    in_force: tuple[InForceRun, ...] = ()
+    """Which version each run of entries was logged under (index into
+    ``configurations``; None before the first one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1008,7 +1025,8 @@ def prepare(bundle: Bundle, anchor: Anchor) -> EntryContext:
     verifier = _Verifier(bundle, anchor, _SerialChecker())
     verifier.manifest()
     verifier.references()
-    snapshot = check_configuration(bundle)
+    versions = check_versions(bundle)
+    snapshot = versions[-1].snapshot if versions else check_configuration(bundle)
     verifier.tree_heads()
     return EntryContext(
         bundle=Bundle(bundle.manifest, heads=list(bundle.heads)),
@@ -1018,7 +1036,45 @@ def prepare(bundle: Bundle, anchor: Anchor) -> EntryContext:
         ocsp=dict(verifier.ocsp),
         heads=[verifier.heads[size] for size in verifier.head_sizes],
         configuration=snapshot,
+        versions=versions,
     )
+
+
+def check_versions(bundle: Bundle) -> tuple[InForce, ...]:
+    """The bundle's configuration versions, as the manifest lists them, verified offline
+    one by one and as a sequence (``gateway.audit.configuration.verify_versions``).
+    None for a bundle from before configuration history (see ``check_configuration``)."""
+    claimed = bundle.manifest.configurations
+    if not claimed:
+        return ()
+    if bundle.manifest.configuration:
+        raise AuditError(
+            AuditFailure.MANIFEST_MISMATCH,
+            "configuration",
+            "the manifest lists both a single snapshot and configuration versions",
+        )
+    listed = [(position, name) for position, v in enumerate(claimed) for name in v.files]
+    carried = [(c.version, c.name) for c in bundle.configuration]
+    if carried != listed:
+        raise AuditError(
+            AuditFailure.MANIFEST_MISMATCH,
+            "configuration",
+            f"the manifest lists {listed}, the bundle {carried}",
+        )
+    versions: list[tuple[int, str, dict[str, bytes]]] = []
+    for position, v in enumerate(claimed):
+        files = {c.name: c.data for c in bundle.configuration if c.version == position}
+        if len(files) != len(v.files):
+            raise AuditError(
+                AuditFailure.CONFIGURATION,
+                f"configuration version {position}",
+                "a file is listed twice",
+            )
+        versions.append((v.serial, v.applied_at, files))
+    try:
+        return verify_versions(versions)
+    except SnapshotError as exc:
+        raise AuditError(AuditFailure.CONFIGURATION, "configuration", str(exc)) from None
 
 
 def check_configuration(bundle: Bundle) -> ConfigSnapshot | None:
@@ -1030,6 +1086,12 @@ def check_configuration(bundle: Bundle) -> ConfigSnapshot | None:
             "configuration",
             f"the manifest lists {list(bundle.manifest.configuration)}, the bundle {list(names)}",
         )
+    if any(c.version is not None for c in bundle.configuration):
+        raise AuditError(
+            AuditFailure.MANIFEST_MISMATCH,
+            "configuration",
+            "a configuration record names a version the manifest does not list",
+        )
     if not names:
         return None
     files = {c.name: c.data for c in bundle.configuration}
@@ -1039,6 +1101,9 @@ def check_configuration(bundle: Bundle) -> ConfigSnapshot | None:
         return verify_snapshot(files)
     except SnapshotError as exc:
         raise AuditError(AuditFailure.CONFIGURATION, "configuration", str(exc)) from None
+
+
+_CANONICAL_TIME: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
 @dataclass(frozen=True)
@@ -1053,6 +1118,28 @@ class EntryContext:
     ocsp: dict[str, bytes]
     heads: list[tuple[HeadItem, datetime]]
     configuration: ConfigSnapshot | None = None
+    versions: tuple[InForce, ...] = ()
+
+    def in_force(self, entries: Sequence[EntryItem]) -> list[InForceRun]:
+        """Which carried version each of ``entries`` was logged under (none carried:
+        no runs). Per entry one bisect over the few versions' applied-times, on the
+        canonical text (a ``logged_at`` in another spelling is parsed first)."""
+        if not self.versions:
+            return []
+        applied = [format_time(v.applied_at) for v in self.versions]
+        canonical = _CANONICAL_TIME.fullmatch
+        return in_force_runs(
+            applied,
+            (
+                (
+                    e.id,
+                    e.logged_at
+                    if canonical(e.logged_at)
+                    else format_time(datetime.fromisoformat(e.logged_at)),
+                )
+                for e in entries
+            ),
+        )
 
     def verifier(self) -> _Verifier:
         anchor = Anchor(
@@ -1076,6 +1163,8 @@ class ChunkOutcome:
     signatures: int
     error: tuple[str, str, str] | None
     """(reason, piece, detail) of the chunk's first failure."""
+    in_force: list[InForceRun] = field(default_factory=list)
+    """The chunk's runs of entries under one configuration version."""
 
 
 def verify_chunk(
@@ -1090,6 +1179,7 @@ def verify_chunk(
         [(e.leaf_index, e.id) for e in entries],
         verifier.signatures - before,
         None if error is None else (error.reason.value, error.piece, error.detail),
+        [] if error is not None else context.in_force(entries),
     )
 
 
@@ -1121,6 +1211,8 @@ def finish(context: EntryContext, outcomes: Sequence[ChunkOutcome], anchor: Anch
         signed_heads=len(m.signed_heads),
         cosignatures=m.cosignatures,
         configuration=context.configuration,
+        configurations=context.versions,
+        in_force=tuple(merge_runs(run for o in outcomes for run in o.in_force)),
     )
 
 
@@ -1147,6 +1239,26 @@ def verify_bundle(
     if error is not None:
         raise error
     outcome = ChunkOutcome(
-        [(e.leaf_index, e.id) for e in bundle.entries], verifier.signatures, None
+        [(e.leaf_index, e.id) for e in bundle.entries],
+        verifier.signatures,
+        None,
+        context.in_force(bundle.entries),
     )
     return finish(context, [outcome], anchor)
+
+
+def describe_in_force(report: AuditReport) -> str:
+    """One line for people: which configuration serial each run of entries was logged
+    under, e.g. ``entries 1-40 under serial 12, 41-97 under serial 14``."""
+    if not report.in_force:
+        return "no entries"
+    parts = []
+    for position, run in enumerate(report.in_force):
+        ids = f"{run.first_id}-{run.last_id}" if run.first_id != run.last_id else f"{run.first_id}"
+        under = (
+            "before the first configuration carried"
+            if run.version is None
+            else f"under serial {report.configurations[run.version].snapshot.serial}"
+        )
+        parts.append(f"{'entries ' if position == 0 else ''}{ids} {under}")
+    return ", ".join(parts)

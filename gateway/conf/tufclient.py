@@ -53,6 +53,16 @@ T = TypeVar("T")
 
 _TOP_LEVEL = ("root", "timestamp", "snapshot", "targets")
 
+SIGNED_FILES = (
+    "metadata/root.json",
+    "metadata/timestamp.json",
+    "metadata/snapshot.json",
+    "metadata/targets.json",
+    "globalconf.json",
+)
+"""The names of an applied version's signed files (:attr:`Fetched.files`), relative to
+the state directory: what an audit bundle carries to prove the version offline."""
+
 
 class GlobalConfUnavailable(Exception):
     """No verified configuration can be obtained; the message says why (for operators)."""
@@ -65,6 +75,9 @@ class Fetched:
     data: bytes
     valid_until: datetime
     targets_version: int
+    files: tuple[tuple[str, bytes], ...] = ()
+    """The exact TUF metadata that verified ``data``, and ``data`` itself, named as in
+    :data:`SIGNED_FILES`: the node records them so the version stays provable later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +88,8 @@ class Current(Generic[T]):
     state: T
     valid_until: datetime
     sha256: str
+    files: tuple[tuple[str, bytes], ...] = ()
+    """:attr:`Fetched.files` of the applied version."""
 
 
 def describe(exc: BaseException) -> str:
@@ -225,7 +240,8 @@ class ConfigClient:
         if info is None:
             raise tuf_errors.RepositoryError(f"the repository publishes no {TARGET_NAME}")
         path = updater.find_cached_target(info) or updater.download_target(info)
-        return Fetched(Path(path).read_bytes(), self._valid_until(), self._targets_version())
+        data = Path(path).read_bytes()
+        return Fetched(data, self._valid_until(), self._targets_version(), self._files(data))
 
     def fetch_cached(self) -> Fetched:
         """The persisted document, if the cached metadata (re-verified now) still names it."""
@@ -238,7 +254,16 @@ class ConfigClient:
             raise GlobalConfUnavailable(
                 f"{self.applied_path} is not the configuration the cached metadata names"
             )
-        return Fetched(self.applied_path.read_bytes(), self._valid_until(), self._targets_version())
+        data = self.applied_path.read_bytes()
+        return Fetched(data, self._valid_until(), self._targets_version(), self._files(data))
+
+    def _files(self, data: bytes) -> tuple[tuple[str, bytes], ...]:
+        """The metadata ngclient just verified, read before anything can replace it."""
+        metadata = tuple(
+            (f"metadata/{r}.json", (self.metadata_dir / f"{r}.json").read_bytes())
+            for r in _TOP_LEVEL
+        )
+        return (*metadata, ("globalconf.json", data))
 
     def _valid_until(self) -> datetime:
         """The earliest expiry among the top-level metadata ngclient just verified."""
@@ -307,7 +332,13 @@ class GlobalConfSource(Generic[T]):
                 f"the anchor for {self.client.anchor.instance}"
             )
         state = self._build(conf)
-        return Current(conf, state, fetched.valid_until, hashlib.sha256(fetched.data).hexdigest())
+        return Current(
+            conf,
+            state,
+            fetched.valid_until,
+            hashlib.sha256(fetched.data).hexdigest(),
+            fetched.files,
+        )
 
     def bootstrap(self) -> Current[T]:
         """Blocking: from the repository, else from a cache that still verifies; or refuse."""
@@ -341,7 +372,9 @@ class GlobalConfSource(Generic[T]):
             fetched = self.client.fetch()
             digest = hashlib.sha256(fetched.data).hexdigest()
             if digest == old.sha256:
-                self._current = Current(old.conf, old.state, fetched.valid_until, old.sha256)
+                self._current = Current(
+                    old.conf, old.state, fetched.valid_until, old.sha256, old.files
+                )
                 self.last_success, self.last_failure = now, None
                 return None
             candidate = self._prepare(fetched)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -64,6 +65,7 @@ from gateway.core.ids import (
 from gateway.core.policy import AccessPolicy
 from gateway.node.auditor import Auditor
 from gateway.node.clock import Clock, SystemClock
+from gateway.node.confhistory import record_version
 from gateway.node.config import ConfigError, NodeConfig, ServiceSection
 from gateway.node.logpolicy import body_policy
 from gateway.node.messagelog import LogRecord, MessageLog, MessageLogError, ReplayError
@@ -426,6 +428,40 @@ class Node:
                 self.ocsp_cache.freshness.total_seconds(),
             )
 
+    async def _record_configuration(self, current: Current[TrustState]) -> bool:
+        """Durably add ``current`` to the log's configuration history before it is
+        installed, so every entry logged under it can be shown its signed version
+        (gateway.node.confhistory). False if that failed: the caller keeps the old one."""
+        if not current.files:
+            return True
+        try:
+            await self.log.write(
+                functools.partial(
+                    record_version,
+                    files=current.files,
+                    serial=current.conf.serial,
+                    applied_at=format_time(self.clock.now()),
+                )
+            )
+        except MessageLogError:
+            log.exception(
+                "%s: cannot record global configuration serial %d; not applying it",
+                self.id,
+                current.conf.serial,
+            )
+            return False
+        return True
+
+    async def refresh_globalconf_once(self) -> bool:
+        """One refresh: fetch and prepare in a thread, record it in the configuration
+        history, install it on the loop. True if a new version was installed."""
+        assert self.globalconf is not None
+        candidate = await asyncio.to_thread(self.globalconf.refresh_blocking, self.clock.now())
+        if candidate is None or not await self._record_configuration(candidate):
+            return False
+        self._install(candidate)
+        return True
+
     async def _refresh_globalconf(self) -> None:
         """Every ``refresh_seconds``: fetch and prepare in a thread, install on the loop."""
         assert self.globalconf is not None and self.config.globalconf is not None
@@ -433,11 +469,7 @@ class Node:
         while True:
             await asyncio.sleep(interval)
             try:
-                candidate = await asyncio.to_thread(
-                    self.globalconf.refresh_blocking, self.clock.now()
-                )
-                if candidate is not None:
-                    self._install(candidate)
+                await self.refresh_globalconf_once()
             except Exception:
                 # The loop must outlive any bug: without it the node would expire.
                 log.exception("%s: global configuration refresh crashed", self.id)
@@ -476,6 +508,10 @@ class Node:
 
     async def start(self) -> Endpoints:
         self.log.start()
+        if self.globalconf is not None and not await self._record_configuration(
+            self.globalconf.current
+        ):
+            raise MessageLogError("the configuration in force could not be recorded")
         await self.timestamper.start()
         # Before listening: the first fetch decides whether the node can serve at once.
         # It starts either way and fails closed until a status arrives.

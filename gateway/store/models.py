@@ -244,6 +244,33 @@ class DataSubject(SQLModel, table=True):
     """The register-local pseudonym the registry named (gateway.core.datasubject)."""
 
 
+class ConfigurationVersion(SQLModel, table=True):
+    """A global configuration version this node applied, exactly as signed.
+
+    One row per version, in the order applied (at start-up and on each refresh that
+    changed the document), written through the log's writer before the node installs the
+    version, so every entry logged under it finds its row (docs/message-log.md 8.1).
+    Audit bundles carry the rows in force over the exported entries
+    (gateway.audit.configuration). The TUF metadata files are the ones that verified
+    ``document``, byte for byte; they are kept whole per row (a few kB) so each version
+    checks on its own.
+    """
+
+    __tablename__ = "configuration_version"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: int | None = Field(default=None, primary_key=True)
+    serial: int
+    applied_at: str
+    """RFC 3339 UTC with milliseconds, the log clock, like ``message_log.logged_at``."""
+    document_sha256: str = Field(index=True)
+    root: bytes
+    timestamp: bytes
+    snapshot: bytes
+    targets: bytes
+    document: bytes
+
+
 def schema_tables() -> list[Table]:
     """This schema's tables.
 
@@ -263,6 +290,7 @@ def schema_tables() -> list[Table]:
         Cosignature,
         WitnessAlert,
         DataSubject,
+        ConfigurationVersion,
     ):
         table = inspect(model).local_table
         if not isinstance(table, Table):
