@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from gateway.core.logtree import SUBJECTS_SALT_SIZE, LoggedEntry, entry_leaf, subjects_commitment
+from gateway.core.logtree import SUBJECTS_SALT_SIZE, entry_leaf, subjects_commitment
 from gateway.core.merkle import leaf_hash
+from gateway.node.messagelog import MessageLogError, logged_entry
 
 __all__ = ["SubjectsCheckError", "SubjectsMismatch", "SubjectsReport", "check_subjects"]
 
@@ -72,10 +73,12 @@ class SubjectsReport:
         return not self.mismatches
 
 
+# The first 19 columns are the message log's own entry columns, in its order, so
+# ``logged_entry`` recomputes the leaf exactly as the node does; the salt comes last.
 _ENTRIES: Final = (
     "SELECT id, logged_at, role, kind, message_id, xroad_id, client, service, created,"
     " CAST(header AS BLOB), CAST(body AS BLOB), signature, cert_ref, ocsp_ref, leaf_index,"
-    " CAST(leaf_hash AS BLOB), body_sha256, body_omitted, subjects_salt, subjects_sha256"
+    " CAST(leaf_hash AS BLOB), body_sha256, body_omitted, subjects_sha256, subjects_salt"
     " FROM message_log ORDER BY id"
 )
 
@@ -101,28 +104,13 @@ def _salt(text: object) -> bytes | None:
     return salt if len(salt) == SUBJECTS_SALT_SIZE and salt.hex() == text else None
 
 
-def _leaf_matches(row: tuple[object, ...], subjects_sha256: str) -> bool:
+def _leaf_matches(row: tuple[object, ...]) -> bool:
     """Whether the entry's stored fields recompute to its stored leaf hash."""
-    header, body, stored = row[9], row[10], row[15]
-    if not isinstance(header, bytes) or not isinstance(body, bytes):
+    try:
+        entry = logged_entry(row)
+    except MessageLogError:
         return False
-    entry = LoggedEntry(
-        role=str(row[2]),
-        kind=str(row[3]),
-        message_id=str(row[4]),
-        xroad_id=str(row[5]),
-        client=str(row[6]),
-        service=str(row[7]),
-        created=str(row[8]),
-        logged_at=str(row[1]),
-        header=header,
-        body=body,
-        signature=str(row[11]),
-        cert_ref=str(row[12]),
-        ocsp_ref=str(row[13]),
-        body_digest=str(row[16]) if row[17] else None,
-        subjects_sha256=subjects_sha256,
-    )
+    stored = row[15]
     return isinstance(stored, bytes) and leaf_hash(entry_leaf(entry)) == stored
 
 
@@ -146,7 +134,7 @@ def check_subjects(path: Path) -> SubjectsReport:
                 entry_id = int(row[0])
                 seen.add(entry_id)
                 rows = subjects.get(entry_id, [])
-                salt_text, stored = row[18], row[19]
+                stored, salt_text = row[18], row[19]
                 if salt_text is None and stored is None:
                     report.unchecked_rows += len(rows)
                     continue
@@ -159,7 +147,7 @@ def check_subjects(path: Path) -> SubjectsReport:
                     reason = "salt"
                 elif subjects_commitment(salt, rows) != stored:
                     reason = "rows"
-                elif row[17] != "archived" and not _leaf_matches(row, stored):
+                elif row[17] != "archived" and not _leaf_matches(row):
                     reason = "leaf"
                 if reason is not None:
                     index = None if row[14] is None else int(row[14])

@@ -334,8 +334,9 @@ _SELECT_ENTRIES: Final = (
 )
 
 
-def _logged_entry(row: Sequence[object]) -> LoggedEntry:
-    """The leaf-relevant fields of a ``_SELECT_ENTRIES`` row (the id is row[0])."""
+def logged_entry(row: Sequence[object]) -> LoggedEntry:
+    """The leaf-relevant fields of a ``_SELECT_ENTRIES`` row (the id is row[0]); also
+    used by ``gateway log check-subjects``, which selects the same columns first."""
     header, body = row[9], row[10]
     if not isinstance(header, bytes) or not isinstance(body, bytes):
         raise MessageLogError(f"entry {row[0]}: header and body must be stored as BLOBs")
@@ -383,7 +384,7 @@ def _rebuild_tree(conn: sqlite3.Connection, path: Path) -> tuple[CompactTree, in
                 )
             leaf = bytes(stored_leaf)
         else:
-            leaf = leaf_hash(entry_leaf(_logged_entry(row)))
+            leaf = leaf_hash(entry_leaf(logged_entry(row)))
         if stored_leaf is not None and bytes(stored_leaf) != leaf:
             raise MessageLogError(
                 f"{path}: entry {entry_id} no longer matches its leaf hash; the log was "
