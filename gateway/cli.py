@@ -468,10 +468,10 @@ def build_parser() -> argparse.ArgumentParser:
     registry = sub.add_parser("registry", help="run a sample registry").add_subparsers(
         dest="registry_command", required=True, metavar="REGISTRY"
     )
+    from registries.standalone import add_server_arguments
+
     p = add(registry, "melderegister", cmd_registry_melderegister, "a city's Melderegister")
-    p.add_argument("--db", required=True)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8001)
+    add_server_arguments(p, 8001)
     # Literal list (not imported from the app) so `gateway --help` stays import-light.
     p.add_argument(
         "--city",
@@ -480,16 +480,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="whose residents a new database is seeded with (default lippstadt)",
     )
     p = add(registry, "gewerberegister", cmd_registry_gewerberegister, "Soest's Gewerberegister")
-    p.add_argument("--db", required=True)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8002)
+    add_server_arguments(p, 8002)
     from registries.gewerberegister.outbox import add_arguments as add_ihk_arguments
 
     add_ihk_arguments(p)
     p = add(registry, "ihk", cmd_registry_ihk, "the IHK's Gewerbeanzeige inbox")
-    p.add_argument("--db", required=True)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8003)
+    add_server_arguments(p, 8003)
     from registries.portal.cli import add_arguments as add_portal_arguments
 
     p = add(registry, "portal", cmd_registry_portal, "Soest's online trade office (portal)")

@@ -54,9 +54,9 @@ from registries.portal.scenario import AnnaStory, run_anna_scenario
 
 DEMO_STAMP_INTERVAL = 2
 DEMO_GLOBALCONF_REFRESH = 2
+"""Seconds between the nodes' global configuration refreshes (X-Road: 60)."""
 DEMO_WITNESS_INTERVAL = 2
 """Seconds between the nodes' witnessing rounds (default 300)."""
-"""Seconds between the nodes' global configuration refreshes (X-Road: 60)."""
 FIRST_CITIES = (LIPPSTADT, SOEST, IHK)
 
 
@@ -364,8 +364,7 @@ def show_ihk(demo: Demo, story: AnnaStory, timeout: float = 30) -> bool:
             timeout=10,
         )
         if reply.status_code == 200:
-            body = reply.json()
-            received = body if isinstance(body, list) else list(body.get("benachrichtigungen", []))
+            received = reply.json()["benachrichtigungen"]
             if received:
                 break
         time.sleep(0.3)

@@ -266,8 +266,8 @@ def _pki(net: LocalNet, now: datetime, report: Report) -> None:
 
 
 def _central(net: LocalNet, report: Report) -> Central:
-    from gateway.central.service import ANCHOR_NAME, DB_NAME, Central, cert_sha256
-    from gateway.pki.keys import load_certificate
+    from gateway.central.service import ANCHOR_NAME, DB_NAME, Central
+    from gateway.pki.keys import fingerprint_sha256, load_certificate
 
     assert net.central is not None
     directory = net.central.directory
@@ -287,7 +287,7 @@ def _central(net: LocalNet, report: Report) -> Central:
             )
         from gateway.central import registry
 
-        ca = cert_sha256(load_certificate(net.ca_cert))
+        ca = fingerprint_sha256(load_certificate(net.ca_cert))
         if ca not in {c["sha256"] for c in registry.list_cas(central)}:
             raise SetupError(
                 f"the central in {directory} does not approve the CA in {net.trust.ca_dir} "

@@ -14,8 +14,14 @@ Serve = Callable[[Path, str, int], None]
 
 
 def parser_for(prog: str, description: str, default_port: int) -> argparse.ArgumentParser:
-    """The options every registry has: ``--db``, ``--host``, ``--port``."""
+    """A parser with the options every registry has: ``--db``, ``--host``, ``--port``."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_server_arguments(parser, default_port)
+    return parser
+
+
+def add_server_arguments(parser: argparse.ArgumentParser, default_port: int) -> None:
+    """Add ``--db``, ``--host`` and ``--port`` (also used by ``gateway registry``)."""
     parser.add_argument(
         "--db", type=Path, required=True, help="SQLite file; created (and seeded) if new."
     )
@@ -23,7 +29,6 @@ def parser_for(prog: str, description: str, default_port: int) -> argparse.Argum
     parser.add_argument(
         "--port", type=int, default=default_port, help=f"TCP port (default {default_port})"
     )
-    return parser
 
 
 def run(

@@ -192,6 +192,7 @@ class EntryItem:
     the salt are exported: the auditor needs the digest to recompute the leaf only."""
 
     def logged_entry(self) -> LoggedEntry:
+        """The fields its leaf is computed from (the leaf commits to ``body_sha256``)."""
         return LoggedEntry(
             role=self.role,
             kind=self.kind,
@@ -206,6 +207,7 @@ class EntryItem:
             signature=self.signature,
             cert_ref=self.cert_ref,
             ocsp_ref=self.ocsp_ref,
+            body_digest=self.body_sha256,
             subjects_sha256=self.subjects_sha256,
         )
 

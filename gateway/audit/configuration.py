@@ -37,6 +37,7 @@ from typing import Final, TypeVar
 
 from gateway.conf.globalconf import TARGET_NAME, GlobalConf, GlobalConfError
 from gateway.conf.tufclient import SIGNED_FILES
+from gateway.core.envelope import format_time
 
 __all__ = [
     "SNAPSHOT_FILES",
@@ -155,15 +156,9 @@ def parse_applied_at(text: str) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise SnapshotError(f"applied_at {text!r} is not RFC 3339") from None
-    if moment.utcoffset() is None or _format(moment) != text:
+    if moment.utcoffset() is None or format_time(moment) != text:
         raise SnapshotError(f"applied_at {text!r} is not RFC 3339 UTC with milliseconds")
     return moment
-
-
-def _format(moment: datetime) -> str:
-    from gateway.core.envelope import format_time
-
-    return format_time(moment)
 
 
 def verify_versions(versions: Sequence[tuple[int, str, dict[str, bytes]]]) -> tuple[InForce, ...]:

@@ -47,7 +47,7 @@ from gateway.audit.proofs import TreeLevels
 from gateway.core.envelope import b64url_decode, format_time
 from gateway.core.logtree import parse_tree_head_document
 from gateway.node.confhistory import StoredVersion, read_versions
-from gateway.node.logproofs import read_tree_heads
+from gateway.node.logproofs import NotProvableError, leaf_hashes, read_tree_heads
 
 __all__ = ["ExportError", "ExportResult", "Selection", "export_bundle"]
 
@@ -142,6 +142,10 @@ def export_bundle(
     """
     heads = read_tree_heads(db)
     covered = heads[-1].tree_size if heads else 0
+    try:
+        leaves = leaf_hashes(db, covered)
+    except NotProvableError as exc:
+        raise ExportError(f"{db}: {exc}") from None
     with _reader(db) as conn:
         where, params = _where(selection)
         present = {str(c[1]) for c in conn.execute("PRAGMA table_info(message_log)")}
@@ -160,17 +164,6 @@ def export_bundle(
             ).fetchone()
         pending = sum(1 for r in rows if r[1] is None or int(r[1]) >= covered)
         rows = [r for r in rows if r[1] is not None and int(r[1]) < covered]
-        leaves: list[bytes] = []
-        for index, leaf in conn.execute(
-            "SELECT leaf_index, CAST(leaf_hash AS BLOB) FROM message_log"
-            " WHERE leaf_index IS NOT NULL AND leaf_index < ? ORDER BY id",
-            (covered,),
-        ):
-            if index != len(leaves) or not isinstance(leaf, bytes):
-                raise ExportError(f"leaf {len(leaves)} is missing or out of order in {db}")
-            leaves.append(leaf)
-        if len(leaves) != covered:
-            raise ExportError(f"the last tree head covers {covered} leaves, {db} has {len(leaves)}")
         signed, cosigned = _head_signatures(conn)
         cert_refs = sorted(
             {str(r[14]) for r in rows}

@@ -62,7 +62,7 @@ from gateway.core.envelope import (
     parse_time,
 )
 from gateway.core.ids import InvalidIdentifierError, MemberId, NodeId, ServiceId, parse_client
-from gateway.core.logtree import ProofError, encode_leaf, parse_tree_head_document
+from gateway.core.logtree import ProofError, entry_leaf, parse_tree_head_document
 from gateway.core.merkle import HASH_SIZE, MerkleError, leaf_hash, node_hash, verify_consistency
 from gateway.core.treehead import TreeHeadError, parse_sth, verify_sth_signature
 from gateway.pki.ocsp import (
@@ -581,26 +581,9 @@ class _Verifier:
                 f"covering leaf {e.leaf_index} is {first}",
             )
         head, gen_time = self.heads[e.proof_size]
-        body_digest = e.body_sha256
-        if e.body is not None and hashlib.sha256(e.body).hexdigest() != body_digest:
+        if e.body is not None and hashlib.sha256(e.body).hexdigest() != e.body_sha256:
             raise AuditError(AuditFailure.BODY_MISMATCH, piece, "the body is not body_sha256")
-        leaf = encode_leaf(
-            role=e.role,
-            kind=e.kind,
-            message_id=e.message_id,
-            xroad_id=e.xroad_id,
-            client=e.client,
-            service=e.service,
-            created=e.created,
-            logged_at=e.logged_at,
-            header_sha256=hashlib.sha256(e.header).hexdigest(),
-            body_sha256=body_digest,
-            signature_sha256=hashlib.sha256(e.signature.encode()).hexdigest(),
-            cert_ref=e.cert_ref,
-            ocsp_ref=e.ocsp_ref,
-            subjects_sha256=e.subjects_sha256,
-        )
-        if leaf_hash(leaf) != e.leaf_hash:
+        if leaf_hash(entry_leaf(e.logged_entry())) != e.leaf_hash:
             raise AuditError(
                 AuditFailure.LEAF_MISMATCH,
                 piece,
@@ -938,7 +921,7 @@ def _check_token_shape(token: bytes, tsa_der: bytes) -> None:
     set, CRLs, unsigned attributes, version numbers and the digest algorithm set. Here
     they must be exactly what a TSA issuing for the pinned certificate writes (and
     algorithm parameters absent or NULL), so that an altered token byte is always a
-    refusal, never a silent pass (tests flip every bit of a token).
+    refusal, never a silent pass (the tests flip bytes throughout a token).
     """
     try:
         info = cms.ContentInfo.load(token, strict=True)

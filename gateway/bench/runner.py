@@ -417,13 +417,14 @@ def _profile(
 
 
 def _memory(processes: dict[str, subprocess.Popen[bytes]]) -> dict[str, Any]:
-    return {
-        name: {
-            "rss": round(usage(p.pid).rss_bytes / 2**20, 1),
-            "peak_rss": round(usage(p.pid).peak_rss_bytes / 2**20, 1),
+    memory = {}
+    for name, p in processes.items():
+        u = usage(p.pid)
+        memory[name] = {
+            "rss": round(u.rss_bytes / 2**20, 1),
+            "peak_rss": round(u.peak_rss_bytes / 2**20, 1),
         }
-        for name, p in processes.items()
-    }
+    return memory
 
 
 def gateway_p(level: dict[str, Any], key: str) -> float:
@@ -473,13 +474,15 @@ def _print_tail(report: dict[str, Any]) -> None:
             f"\nsoak: {soak['ok']} exchanges at concurrency 64 in {soak['wall_s']} s "
             f"({soak['exchanges_per_s']:.0f} ex/s), {soak['errors']} errors"
         )
-    print("memory after the soak:")
-    for name, mem in report["memory_mb"].items():
-        print(f"  {name:<9} RSS {mem['rss']} MB, peak {mem['peak_rss']} MB")
-    if "memory_after_large_bodies_mb" in report:
-        print("memory after the large bodies:")
-        for name, mem in report["memory_after_large_bodies_mb"].items():
-            print(f"  {name:<9} RSS {mem['rss']} MB, peak {mem['peak_rss']} MB")
+    after_soak = "the soak" if "soak" in report else "the levels"
+    for key, when in (
+        ("memory_mb", after_soak),
+        ("memory_after_large_bodies_mb", "the large bodies"),
+    ):
+        if key in report:
+            print(f"memory after {when}:")
+            for name, mem in report[key].items():
+                print(f"  {name:<9} RSS {mem['rss']} MB, peak {mem['peak_rss']} MB")
     check = report["log_check"]
     print(
         f"\nlog check: {check['successes_counted']} successes counted; missing in consumer log "

@@ -157,6 +157,19 @@ def _document(doc: Any, kind: str, fields: set[str], instance: str, now: datetim
         raise _err(CentralCode.REG_MALFORMED, str(exc)) from None
 
 
+def _signing_member(
+    signature: Any, payload: bytes, roots: Sequence[x509.Certificate], now: datetime
+) -> MemberId:
+    """The member whose signing certificate made ``signature`` over ``payload``."""
+    leaf = _verify_detached(signature, payload, roots, now, "member signature")
+    try:
+        return member_id_of(leaf)
+    except CertificateError as exc:
+        raise _err(
+            CentralCode.REG_MISMATCH, f"member signature: not a signing certificate: {exc}"
+        ) from None
+
+
 def verify_auth_cert_request(
     doc: Any,
     auth_signature: Any,
@@ -192,13 +205,7 @@ def verify_auth_cert_request(
         ) from None
     if cert_node != node:
         raise _err(CentralCode.REG_MISMATCH, f"auth_cert belongs to {cert_node}, not {node}")
-    member_leaf = _verify_detached(member_signature, payload, roots, now, "member signature")
-    try:
-        member = member_id_of(member_leaf)
-    except CertificateError as exc:
-        raise _err(
-            CentralCode.REG_MISMATCH, f"member signature: not a signing certificate: {exc}"
-        ) from None
+    member = _signing_member(member_signature, payload, roots, now)
     if member != node.owner:
         raise _err(
             CentralCode.REG_MISMATCH, f"node {node} is owned by {node.owner}, signed by {member}"
@@ -221,13 +228,7 @@ def verify_client_request(
         client = parse_client(doc["client_id"])
     except InvalidIdentifierError as exc:
         raise _err(CentralCode.REG_MALFORMED, str(exc)) from None
-    leaf = _verify_detached(member_signature, payload, roots, now, "member signature")
-    try:
-        member = member_id_of(leaf)
-    except CertificateError as exc:
-        raise _err(
-            CentralCode.REG_MISMATCH, f"member signature: not a signing certificate: {exc}"
-        ) from None
+    member = _signing_member(member_signature, payload, roots, now)
     owner = client.member
     if member != owner:
         raise _err(

@@ -30,12 +30,12 @@ from gateway.central.service import (
     DEFAULT_SETTINGS,
     INT_SETTINGS,
     Central,
-    cert_sha256,
     load_pem,
     parse_id,
     pem_text,
 )
 from gateway.core.ids import GroupId, MemberId, NodeId, SubsystemId, parse_client
+from gateway.pki.keys import fingerprint_sha256
 
 
 def _check_instance(central: Central, s: Session, instance: str) -> None:
@@ -169,7 +169,7 @@ def put_node(
     s.add(row)
     if auth_cert_pem:
         cert = load_pem(auth_cert_pem, "auth_cert")
-        fp = cert_sha256(cert)
+        fp = fingerprint_sha256(cert)
         existing = s.get(NodeCert, fp)
         if existing is not None and existing.node_id != str(node):
             raise CentralError(CentralCode.CONFLICT, f"certificate {fp} belongs to another node")
@@ -326,7 +326,7 @@ def add_ca(
     central: Central, actor: str, cert_pem: str, ocsp_urls: tuple[str, ...]
 ) -> dict[str, Any]:
     cert = load_pem(cert_pem, "cert")
-    fp = cert_sha256(cert)
+    fp = fingerprint_sha256(cert)
     with central.change(actor, "ca.add", fp) as (s, record):
         if s.get(ApprovedCa, fp) is not None:
             raise CentralError(CentralCode.CONFLICT, f"CA {fp} is already approved")

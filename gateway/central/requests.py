@@ -12,14 +12,13 @@ import json
 import uuid
 from typing import Any
 
-from cryptography.hazmat.primitives.serialization import Encoding
 from sqlmodel import Session, col, select
 
 from gateway.central.errors import CentralCode, CentralError
 from gateway.central.models import ApprovedCa, Member, Node, RegistrationRequest, Subsystem
 from gateway.central.registration import verify_auth_cert_request, verify_client_request
 from gateway.central.registry import add_node_client, put_node
-from gateway.central.service import Central, load_pem, time_text
+from gateway.central.service import Central, load_pem, pem_text, time_text
 
 
 def request_json(r: RegistrationRequest) -> dict[str, Any]:
@@ -81,7 +80,7 @@ def submit_auth_cert(central: Central, body: Any) -> dict[str, Any]:
             body["document"], body["auth_signature"], body["member_signature"],
             central.instance, _roots(s), central.now(),
         )  # fmt: skip
-        auth_cert_pem = req.auth_cert.public_bytes(Encoding.PEM).decode("ascii")
+        auth_cert_pem = pem_text(req.auth_cert)
         same = _same_request(
             s, "auth-cert", str(req.node_id), body, address=req.address, auth_cert_pem=auth_cert_pem
         )

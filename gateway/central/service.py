@@ -20,7 +20,6 @@ Layout of a central directory::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -75,6 +74,7 @@ from gateway.core.ids import (
     SubsystemId,
     parse_client,
 )
+from gateway.pki.keys import fingerprint_sha256
 
 DB_NAME = "central.sqlite"
 TOKEN_NAME = "admin.token"  # noqa: S105 - a file name, not a secret
@@ -104,10 +104,6 @@ def time_text(now: datetime) -> str:
 
 def pem_text(cert: x509.Certificate) -> str:
     return cert.public_bytes(Encoding.PEM).decode("ascii")
-
-
-def cert_sha256(cert: x509.Certificate) -> str:
-    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
 
 
 def load_pem(text: str, what: str) -> x509.Certificate:
@@ -200,7 +196,7 @@ class Central:
                 s.add(MemberClass(code=code))
             s.add(
                 ApprovedCa(
-                    fingerprint=cert_sha256(options.ca_cert),
+                    fingerprint=fingerprint_sha256(options.ca_cert),
                     cert_pem=pem_text(options.ca_cert),
                     ocsp_urls=json.dumps(list(options.ocsp_urls)),
                 )
@@ -228,10 +224,7 @@ class Central:
 
     def setting(self, key: str) -> str:
         with Session(self.engine) as s:
-            row = s.get(Setting, key)
-            if row is None:
-                raise CentralError(CentralCode.NOT_FOUND, f"no setting {key!r}")
-            return row.value
+            return _setting(s, key)
 
     def int_setting(self, key: str) -> int:
         return int(self.setting(key))
@@ -240,23 +233,26 @@ class Central:
     def instance(self) -> str:
         return self.setting("instance")
 
-    def expiry(self) -> Expiry:
-        return Expiry(
-            root=timedelta(seconds=self.int_setting("root_expiry_seconds")),
-            targets=timedelta(seconds=self.int_setting("targets_expiry_seconds")),
-            snapshot=timedelta(seconds=self.int_setting("snapshot_expiry_seconds")),
-            timestamp=timedelta(seconds=self.int_setting("timestamp_expiry_seconds")),
-        )
-
     def repo(self) -> TufRepository:
+        """The TUF repository with the expiry and retention the settings hold now."""
         with Session(self.engine) as s:
+
+            def seconds(key: str) -> timedelta:
+                return timedelta(seconds=int(_setting(s, key)))
+
+            expiry = Expiry(
+                root=seconds("root_expiry_seconds"),
+                targets=seconds("targets_expiry_seconds"),
+                snapshot=seconds("snapshot_expiry_seconds"),
+                timestamp=seconds("timestamp_expiry_seconds"),
+            )
             # A directory made before the setting existed keeps the default.
             row = s.get(Setting, "tuf_keep_versions")
             keep = int(row.value) if row is not None else DEFAULT_KEEP_VERSIONS
         return TufRepository(
             self.directory / "repo",
             KeyStore(self.directory / "keys"),
-            self.expiry(),
+            expiry,
             self.now,
             keep_versions=keep,
         )

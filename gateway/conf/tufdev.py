@@ -130,11 +130,7 @@ class DevRepository:
 
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve ``root_dir`` over plain HTTP in a daemon thread; returns the base URL."""
-        handler = partial(_QuietHandler, directory=str(self.dir))
-        self._server = ThreadingHTTPServer((host, port), handler)
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
+        self._server = serve_directory(self.dir, host, port)
         self.base_url = f"http://{host}:{self._server.server_address[1]}"
         return self.base_url
 
@@ -151,6 +147,16 @@ class DevRepository:
     @property
     def targets_url(self) -> str:
         return f"{self.base_url}/targets/"
+
+
+def serve_directory(directory: Path, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+    """Serve ``directory`` as static files over plain HTTP in a daemon thread; the caller
+    stops it with ``shutdown()`` and ``server_close()``."""
+    server = ThreadingHTTPServer((host, port), partial(_QuietHandler, directory=str(directory)))
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
+    return server
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

@@ -18,16 +18,9 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["StoredVersion", "read_versions", "record_version"]
+from gateway.conf.tufclient import SIGNED_FILES
 
-_COLUMNS = ("root", "timestamp", "snapshot", "targets", "document")
-_NAMES = (
-    "metadata/root.json",
-    "metadata/timestamp.json",
-    "metadata/snapshot.json",
-    "metadata/targets.json",
-    "globalconf.json",
-)
+__all__ = ["StoredVersion", "read_versions", "record_version"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +47,8 @@ def record_version(
     document is a new row (fresher timestamp metadata alone is not a new version).
     """
     by_name = dict(files)
-    if tuple(by_name) != _NAMES:
-        raise ValueError(f"a configuration version is exactly {', '.join(_NAMES)}")
+    if tuple(by_name) != SIGNED_FILES:
+        raise ValueError(f"a configuration version is exactly {', '.join(SIGNED_FILES)}")
     digest = hashlib.sha256(by_name["globalconf.json"]).hexdigest()
     last = conn.execute(
         "SELECT document_sha256 FROM configuration_version ORDER BY id DESC LIMIT 1"
@@ -65,7 +58,7 @@ def record_version(
     conn.execute(
         "INSERT INTO configuration_version (serial, applied_at, document_sha256, root,"
         " timestamp, snapshot, targets, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (serial, applied_at, digest, *(by_name[n] for n in _NAMES)),
+        (serial, applied_at, digest, *(by_name[n] for n in SIGNED_FILES)),
     )
     return True
 
@@ -85,7 +78,7 @@ def read_versions(conn: sqlite3.Connection) -> list[StoredVersion]:
             int(r[0]),
             int(r[1]),
             str(r[2]),
-            tuple((name, bytes(data)) for name, data in zip(_NAMES, r[3:], strict=True)),
+            tuple((name, bytes(data)) for name, data in zip(SIGNED_FILES, r[3:], strict=True)),
         )
         for r in rows
     ]

@@ -738,6 +738,15 @@ class MessageLog:
     ) -> None:
         await self.close()
 
+    def _enqueue(self, unit: _Unit | _HeadUnit | _WriteUnit) -> None:
+        """Hand ``unit`` to the writer thread, or refuse if the log is not running."""
+        with self._state_lock:
+            if self._closed:
+                raise MessageLogError("the message log is closed")
+            if self._thread is None:
+                raise MessageLogError("the message log is not started")
+            self._queue.put(unit)
+
     async def append(
         self,
         records: Sequence[LogRecord],
@@ -766,12 +775,7 @@ class MessageLog:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[int]] = loop.create_future()
         unit = _Unit(tuple(records), checked_certs, checked_ocsp, replay_key, loop, future)
-        with self._state_lock:
-            if self._closed:
-                raise MessageLogError("the message log is closed")
-            if self._thread is None:
-                raise MessageLogError("the message log is not started")
-            self._queue.put(unit)
+        self._enqueue(unit)
         return await future
 
     async def append_tree_head(self, head: TreeHeadRecord) -> int:
@@ -782,12 +786,7 @@ class MessageLog:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
-        with self._state_lock:
-            if self._closed:
-                raise MessageLogError("the message log is closed")
-            if self._thread is None:
-                raise MessageLogError("the message log is not started")
-            self._queue.put(_HeadUnit(head, loop, future))
+        self._enqueue(_HeadUnit(head, loop, future))
         return await future
 
     async def write(self, work: Callable[[sqlite3.Connection], object]) -> object:
@@ -798,12 +797,7 @@ class MessageLog:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[object] = loop.create_future()
-        with self._state_lock:
-            if self._closed:
-                raise MessageLogError("the message log is closed")
-            if self._thread is None:
-                raise MessageLogError("the message log is not started")
-            self._queue.put(_WriteUnit(work, loop, future))
+        self._enqueue(_WriteUnit(work, loop, future))
         return await future
 
     def _commit_write(self, unit: _WriteUnit) -> object:
@@ -839,18 +833,18 @@ class MessageLog:
                 batch = [u for u in items if isinstance(u, _Unit)]
                 if batch:
                     self._deliver(batch, self._commit_batch(batch))
-                # Tree heads are rare and get their own transaction, so a refused head
-                # can never fail the exchanges that happened to be queued with it.
-                for head in items:
-                    if isinstance(head, _HeadUnit):
-                        outcome = self._commit_head(head.head)
-                        with contextlib.suppress(RuntimeError):  # that loop is closed
-                            head.loop.call_soon_threadsafe(_resolve_head, head.future, outcome)
-                for side in items:
-                    if isinstance(side, _WriteUnit):
-                        result = self._commit_write(side)
-                        with contextlib.suppress(RuntimeError):  # that loop is closed
-                            side.loop.call_soon_threadsafe(_resolve_head, side.future, result)
+                # Tree heads and side writes are rare and get their own transaction each,
+                # so a refused one can never fail the exchanges queued with it.
+                for item in items:
+                    outcome: object
+                    if isinstance(item, _HeadUnit):
+                        outcome = self._commit_head(item.head)
+                    elif isinstance(item, _WriteUnit):
+                        outcome = self._commit_write(item)
+                    else:
+                        continue
+                    with contextlib.suppress(RuntimeError):  # that loop is closed
+                        item.loop.call_soon_threadsafe(_resolve_head, item.future, outcome)
         finally:
             self._conn.close()
 

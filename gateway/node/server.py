@@ -16,7 +16,7 @@ import logging
 import signal
 import ssl
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,7 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from multidict import CIMultiDict
 
-from gateway.conf.directory import Directory, MemberInfo, NodeInfo, TrustParameters, TsaInfo
+from gateway.conf.directory import Directory, NodeInfo
 from gateway.conf.globalconf import GlobalConf
 from gateway.conf.tufclient import ConfigClient, Current, GlobalConfSource, GlobalConfUnavailable
 from gateway.core.datasubject import DATA_SUBJECT_HEADER, DataSubjectError, split_data_subjects
@@ -54,10 +54,8 @@ from gateway.core.errors import ERROR_TABLE, Code, GatewayError
 from gateway.core.headers import end_to_end_headers
 from gateway.core.ids import (
     ClientId,
-    GroupId,
     InvalidIdentifierError,
     MemberId,
-    NodeId,
     ServiceId,
     SubsystemId,
     parse_client,
@@ -165,51 +163,6 @@ class TrustState:
     roots_der: frozenset[bytes]
     server_ssl: ssl.SSLContext
     client_ssl: ssl.SSLContext
-
-
-class LiveDirectory:
-    """A :class:`Directory` that always answers from the node's current trust state.
-
-    For components built once at start (the timestamper) that must still see the TSA
-    list and parameters of the configuration applied last.
-    """
-
-    def __init__(self, node: Node) -> None:
-        self._node = node
-
-    @property
-    def instance(self) -> str:
-        return self._node.directory.instance
-
-    def trust_roots(self) -> Sequence[x509.Certificate]:
-        return self._node.directory.trust_roots()
-
-    def node(self, node_id: NodeId) -> NodeInfo | None:
-        return self._node.directory.node(node_id)
-
-    def node_by_auth_cert(self, sha256_hex: str) -> NodeInfo | None:
-        return self._node.directory.node_by_auth_cert(sha256_hex)
-
-    def nodes_hosting(self, client: ClientId) -> Sequence[NodeInfo]:
-        return self._node.directory.nodes_hosting(client)
-
-    def is_known_client(self, client: ClientId) -> bool:
-        return self._node.directory.is_known_client(client)
-
-    def groups_of(self, client: ClientId) -> frozenset[GroupId]:
-        return self._node.directory.groups_of(client)
-
-    def members(self) -> Sequence[MemberInfo]:
-        return self._node.directory.members()
-
-    def ocsp_responders(self, issuer: x509.Certificate) -> Sequence[str]:
-        return self._node.directory.ocsp_responders(issuer)
-
-    def timestamping_services(self) -> Sequence[TsaInfo]:
-        return self._node.directory.timestamping_services()
-
-    def parameters(self) -> TrustParameters:
-        return self._node.directory.parameters()
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,7 +283,7 @@ class Node:
         )
         self.timestamper = Timestamper(
             self.log,
-            LiveDirectory(self),
+            lambda: self._trust.directory,
             str(self.id),
             self.clock,
             batch_size=config.node.timestamp_batch_size,

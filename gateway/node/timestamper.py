@@ -86,7 +86,7 @@ class Timestamper:
     def __init__(
         self,
         log: MessageLog,
-        directory: Directory,
+        directory: Callable[[], Directory],
         node_id: str,
         clock: Clock,
         *,
@@ -99,6 +99,8 @@ class Timestamper:
             raise ValueError("batch_size must be at least 1")
         self._log = log
         self._directory = directory
+        """Returns the directory in force, read per attempt: the TSA list and the
+        interval follow the global configuration applied last."""
         self._node_id = node_id
         self._clock = clock
         self._batch_size = batch_size
@@ -193,7 +195,7 @@ class Timestamper:
     # ------------------------------------------------------------------ schedule
 
     def _interval(self) -> timedelta:
-        return timedelta(seconds=self._directory.parameters().timestamping_interval_seconds)
+        return timedelta(seconds=self._directory().parameters().timestamping_interval_seconds)
 
     async def _run(self) -> None:
         assert self._wakeup is not None
@@ -244,7 +246,7 @@ class Timestamper:
     async def _attempt(self, snapshot: TreeSnapshot, backlog: TimestampBacklog) -> bool:
         document = tree_head_document(self._node_id, snapshot.tree_size, snapshot.root_hash)
         imprint = message_imprint(document, "sha256")
-        tsas = list(self._directory.timestamping_services())
+        tsas = list(self._directory().timestamping_services())
         if not tsas:
             return self._failed(backlog.pending, "no TSA is configured in the directory")
         reasons = []

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.core.ids import MemberId, NodeId
+from gateway.pki.keys import public_key_der, signature_hash
 from gateway.pki.profiles import (
     MAX_COMMON_NAME_LENGTH,
     CertificateError,
@@ -43,22 +43,6 @@ IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 def _require_aware(now: datetime) -> None:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be a timezone-aware datetime")
-
-
-def _hash_for(key: ec.EllipticCurvePrivateKey) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512:
-    """Pair the digest with the curve's strength, as RFC 5480 recommends."""
-    if key.curve.key_size <= 256:
-        return hashes.SHA256()
-    if key.curve.key_size <= 384:
-        return hashes.SHA384()
-    return hashes.SHA512()
-
-
-def _public_der(key: ec.EllipticCurvePrivateKey | x509.Certificate) -> bytes:
-    public = key.public_key()
-    return public.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
 
 
 def create_root_ca(
@@ -97,7 +81,7 @@ def create_root_ca(
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
         )
-        .sign(key, _hash_for(key))
+        .sign(key, signature_hash(key))
     )
 
 
@@ -118,7 +102,7 @@ def make_csr(
             x509.SubjectAlternativeName([x509.UniformResourceIdentifier(owner_uri(owner))]),
             critical=False,
         )
-        .sign(key, _hash_for(key))
+        .sign(key, signature_hash(key))
     )
 
 
@@ -163,7 +147,7 @@ def _single_subject_value(
 def _check_issuer(
     ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, now: datetime
 ) -> None:
-    if _public_der(ca_key) != _public_der(ca_cert):
+    if public_key_der(ca_key) != public_key_der(ca_cert):
         raise CertificateError("the CA key does not belong to the CA certificate")
     try:
         constraints = ca_cert.extensions.get_extension_for_class(x509.BasicConstraints).value
@@ -271,7 +255,7 @@ def issue_certificate(
             ),
             critical=False,
         )
-    return builder.sign(ca_key, _hash_for(ca_key))
+    return builder.sign(ca_key, signature_hash(ca_key))
 
 
 def default_service_name(kind: ServiceKind, ca_cert: x509.Certificate) -> str:
@@ -294,7 +278,7 @@ def make_service_csr(
     return (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .sign(key, _hash_for(key))
+        .sign(key, signature_hash(key))
     )
 
 
@@ -352,6 +336,6 @@ def issue_service_certificate(
     )
     if kind is ServiceKind.OCSP:
         builder = builder.add_extension(x509.OCSPNoCheck(), critical=False)
-    cert = builder.sign(ca_key, _hash_for(ca_key))
+    cert = builder.sign(ca_key, signature_hash(ca_key))
     check_service_profile(kind, cert)
     return cert

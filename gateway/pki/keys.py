@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.fsutil import replace_atomically
@@ -115,3 +115,21 @@ def load_csr(path: Path) -> x509.CertificateSigningRequest:
 def fingerprint_sha256(cert: x509.Certificate) -> str:
     """Lowercase hex SHA-256 of the DER, the form operators compare and configs pin."""
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def public_key_der(obj: ec.EllipticCurvePrivateKey | x509.Certificate) -> bytes:
+    """SubjectPublicKeyInfo DER of the public key: equal for a key and its certificate."""
+    return obj.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def signature_hash(
+    key: ec.EllipticCurvePrivateKey,
+) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512:
+    """Pair the digest with the curve's strength, as RFC 5480 recommends."""
+    if key.curve.key_size <= 256:
+        return hashes.SHA256()
+    if key.curve.key_size <= 384:
+        return hashes.SHA384()
+    return hashes.SHA512()

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509 import ocsp
 
+from gateway.pki.keys import public_key_der, signature_hash
 from gateway.pki.profiles import CertificateError, check_ocsp_responder_profile
 from gateway.pki.revocation import CertStatus, Good, Revoked, Unknown
 
@@ -193,20 +194,6 @@ def parse_ocsp_request(der: bytes) -> CertId:
     return cert_id
 
 
-def _public_der(obj: x509.Certificate | ec.EllipticCurvePrivateKey) -> bytes:
-    return obj.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
-def _signing_hash(key: ec.EllipticCurvePrivateKey) -> hashes.HashAlgorithm:
-    if key.curve.key_size <= 256:
-        return hashes.SHA256()
-    if key.curve.key_size <= 384:
-        return hashes.SHA384()
-    return hashes.SHA512()
-
-
 def build_ocsp_response(
     cert_id: CertId,
     status: CertStatus,
@@ -230,9 +217,9 @@ def build_ocsp_response(
         _require_aware(next_update)
         if next_update < this_update:
             raise ValueError("next_update must not be before this_update")
-    if _public_der(responder_key) != _public_der(responder_cert):
+    if public_key_der(responder_key) != public_key_der(responder_cert):
         raise ValueError("the responder key does not belong to the responder certificate")
-    if _public_der(responder_cert) != _public_der(issuer_cert):
+    if public_key_der(responder_cert) != public_key_der(issuer_cert):
         try:
             check_ocsp_responder_profile(responder_cert)
             responder_cert.verify_directly_issued_by(issuer_cert)
@@ -270,7 +257,7 @@ def build_ocsp_response(
         .responder_id(responder_id, responder_cert)
         .certificates([responder_cert])
     )
-    response = builder.sign(responder_key, _signing_hash(responder_key))
+    response = builder.sign(responder_key, signature_hash(responder_key))
     return response.public_bytes(serialization.Encoding.DER)
 
 
@@ -327,7 +314,7 @@ def _delegation_of(
     responder id does not name it."""
     if not _matches_responder_id(response, candidate):
         return None
-    if _public_der(candidate) == _public_der(issuer):
+    if public_key_der(candidate) == public_key_der(issuer):
         return issuer
     name = candidate.subject.rfc4514_string() or "<empty subject>"
     if candidate.issuer != issuer.subject:

@@ -27,6 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from gateway.pki.keys import public_key_der, signature_hash
 from gateway.pki.profiles import CertificateError, check_tsa_profile
 
 HashName = Literal["sha256", "sha384", "sha512"]
@@ -197,20 +198,6 @@ def _asn1_cert(cert: x509.Certificate) -> asn1_x509.Certificate:
     return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
 
 
-def _public_der(obj: x509.Certificate | ec.EllipticCurvePrivateKey) -> bytes:
-    return obj.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
-def _signature_hash(key: ec.EllipticCurvePrivateKey) -> HashName:
-    if key.curve.key_size <= 256:
-        return "sha256"
-    if key.curve.key_size <= 384:
-        return "sha384"
-    return "sha512"
-
-
 def _signed_attributes(
     tst_der: bytes, tsa: asn1_x509.Certificate, gen_time: datetime, digest_name: HashName
 ) -> cms.CMSAttributes:
@@ -272,7 +259,7 @@ def build_timestamp_response(
         raise ValueError("gen_time must be a timezone-aware datetime")
     if not 0 < serial < 2**159:
         raise ValueError("serial must be positive and fit in 160 bits (RFC 3161)")
-    if _public_der(tsa_key) != _public_der(tsa_cert):
+    if public_key_der(tsa_key) != public_key_der(tsa_cert):
         raise ValueError("the TSA key does not belong to the TSA certificate")
     check_tsa_profile(tsa_cert)
     if not tsa_cert.not_valid_before_utc <= gen_time <= tsa_cert.not_valid_after_utc:
@@ -311,7 +298,7 @@ def build_timestamp_response(
         tst_fields["nonce"] = request.nonce
     tst_der: bytes = tsp.TSTInfo(tst_fields).dump()
 
-    digest_name = _signature_hash(tsa_key)
+    digest_name = _hash_name(signature_hash(tsa_key).name)
     attrs = _signed_attributes(tst_der, tsa, gen_time.astimezone(UTC), digest_name)
     # The signature covers the attributes' DER as a SET OF (tag 0x31), not as the [0]
     # IMPLICIT field they become inside SignerInfo (RFC 5652 section 5.4).

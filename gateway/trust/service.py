@@ -35,12 +35,11 @@ from urllib.parse import unquote
 from aiohttp import web
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp as x509_ocsp
 
 from gateway.pki.files import CA_CERT_NAME
-from gateway.pki.keys import load_certificate, load_private_key
+from gateway.pki.keys import load_certificate, load_private_key, public_key_der
 from gateway.pki.ocsp import (
     OcspError,
     build_error_response,
@@ -109,12 +108,6 @@ class TrustSettings:
     clock: Clock = field(default_factory=SystemClock)
 
 
-def _public_der(obj: x509.Certificate | ec.EllipticCurvePrivateKey) -> bytes:
-    return obj.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
 def _check_valid_now(cert: x509.Certificate, path: Path, now: datetime) -> None:
     """Every answer signed with an expired certificate would be refused by its verifier,
     so a service that starts with one only fails later and less clearly."""
@@ -162,9 +155,9 @@ def load_settings(
         issuer = load_certificate(ca_dir / CA_CERT_NAME)
         cert = load_certificate(ocsp_cert)
         key = load_private_key(ocsp_key)
-        if _public_der(key) != _public_der(cert):
+        if public_key_der(key) != public_key_der(cert):
             raise ValueError(f"{ocsp_key} does not belong to {ocsp_cert}")
-        if _public_der(cert) != _public_der(issuer):
+        if public_key_der(cert) != public_key_der(issuer):
             try:
                 cert.verify_directly_issued_by(issuer)
             except (InvalidSignature, ValueError, TypeError):
@@ -179,7 +172,7 @@ def load_settings(
     if tsa_cert is not None and tsa_key is not None:
         cert = load_certificate(tsa_cert)
         key = load_private_key(tsa_key)
-        if _public_der(key) != _public_der(cert):
+        if public_key_der(key) != public_key_der(cert):
             raise ValueError(f"{tsa_key} does not belong to {tsa_cert}")
         check_tsa_profile(cert)
         _check_valid_now(cert, tsa_cert, now)

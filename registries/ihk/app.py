@@ -18,7 +18,6 @@ Design choices, and why:
 * **No module-level state; time injected** (:func:`create_app` takes a clock).
 """
 
-import json
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -195,10 +194,6 @@ def _create_engine(db_path: Path) -> Engine:
     return create_engine(url, connect_args={"check_same_thread": False})
 
 
-def _canonical(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 def _eintrag(row: Notification) -> Eintrag:
     assert row.id is not None
     received = row.empfangen_am
@@ -265,7 +260,7 @@ def create_app(db_path: Path, *, clock: Clock | None = None) -> FastAPI:
         ).first()
 
     def replay(row: Notification, inhalt: dict[str, Any]) -> Response:
-        if _canonical(row.inhalt) != _canonical(inhalt):
+        if row.inhalt != inhalt:  # both JSON-shaped: strings, integers, None, objects
             return _json(
                 Fehler(
                     fehler="abweichender_inhalt",

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.core.ids import ServiceId, SubsystemId
-from registries.portal.app import PortalSettings, serve
+
+if TYPE_CHECKING:
+    from registries.portal.app import PortalSettings
 
 DEFAULT_CLIENT = "DE-NRW/GOV/05974040/gewerbeamt"
 DEFAULT_MELDEREGISTER = "DE-NRW/GOV/05974028/melderegister/einfacheAuskunft"
@@ -44,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from(args: argparse.Namespace) -> PortalSettings:
     """Parse the identifiers now, so a typo fails at start-up rather than per request."""
+    # Imported here, not at the top: ``gateway --help`` adds these options without
+    # loading the web application.
+    from registries.portal.app import PortalSettings
+
     return PortalSettings(
         db_path=Path(args.db),
         consumer_url=args.consumer_url,
@@ -56,6 +63,8 @@ def settings_from(args: argparse.Namespace) -> PortalSettings:
 
 
 def run(args: argparse.Namespace) -> None:
+    from registries.portal.app import serve
+
     serve(settings_from(args), args.host, args.port)
 
 

@@ -219,20 +219,7 @@ class XRoadClient:
             )
         try:
             person = body["person"]
-            anschrift = person["anschrift"]
-            return MeldeDaten(
-                familienname=str(person["familienname"]),
-                vornamen=str(person["vornamen"]),
-                doktorgrad=person.get("doktorgrad"),
-                geschlecht=str(person["geschlecht"]),
-                geburtsdatum=date.fromisoformat(str(person["geburtsdatum"])),
-                geburtsort=str(person["geburtsort"]),
-                geburtsstaat=person.get("geburtsstaat"),
-                strasse=str(anschrift["strasse"]),
-                hausnummer=str(anschrift["hausnummer"]),
-                postleitzahl=str(anschrift["postleitzahl"]),
-                wohnort=str(anschrift["wohnort"]),
-            )
+            return MeldeDaten.from_dict({**person, **person["anschrift"]})
         except (KeyError, TypeError, ValueError) as exc:
             raise GatewayCallError(
                 UPSTREAM_INVALID, "Die Antwort des Melderegisters ist unvollständig."

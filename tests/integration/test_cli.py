@@ -279,3 +279,16 @@ def test_errors_lists_every_code() -> None:
     expected = {c.value: ERROR_TABLE[c].status for c in Code}
     expected |= {c.value: CENTRAL_ERROR_TABLE[c].status for c in CentralCode}
     assert listed == expected
+
+
+def test_parser_does_not_load_the_registry_apps() -> None:
+    """Every command builds the whole parser; the sample web apps load only when run."""
+    probe = (
+        "import sys, gateway.cli; gateway.cli.build_parser(); "
+        "print(sorted(m for m in sys.modules if m == 'fastapi' or m.endswith('.app')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -150,6 +150,15 @@ def test_export_needs_a_selection(log: SyntheticLog, tmp_path: Path) -> None:
         export_bundle(log.db, tmp_path / "x.jsonl", Selection(), now=START)
 
 
+def test_export_refuses_a_log_with_a_missing_leaf(log: SyntheticLog, tmp_path: Path) -> None:
+    copy = tmp_path / "gap.sqlite"
+    with sqlite3.connect(log.db) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+        target.execute("DELETE FROM message_log WHERE leaf_index = 3")
+    with pytest.raises(ExportError, match="leaf 3 is missing"):
+        export_bundle(copy, tmp_path / "x.jsonl", Selection(all=True), now=START)
+
+
 def test_chunks_in_worker_processes_give_the_same_verdict(
     log: SyntheticLog, pristine: Bundle, bundle_file: Path, tmp_path: Path
 ) -> None:

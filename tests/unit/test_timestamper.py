@@ -199,9 +199,10 @@ async def rig(
     tsa = FakeTsa(pki, clock)
     async with tsa.serving() as tsa_url:
         log = MessageLog(path, clock=clock.now)
+        tsas = directory(pki, url or tsa_url)
         stamper = Timestamper(
             log,
-            directory(pki, url or tsa_url),
+            lambda: tsas,
             NODE,
             clock,
             batch_size=batch_size,

@@ -7,13 +7,9 @@ after the node bootstrapped from the old root.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,13 +17,9 @@ from gateway.central.repo import KeyStore, TufRepository
 from gateway.conf.anchor import Anchor
 from gateway.conf.globalconf import TARGET_NAME, CaEntry, GlobalConf
 from gateway.conf.tufclient import ConfigClient, GlobalConfSource
+from gateway.conf.tufdev import serve_directory
 from gateway.pki.files import init_ca
 from gateway.pki.keys import load_certificate
-
-
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        return
 
 
 @pytest.fixture
@@ -36,10 +28,7 @@ def served(tmp_path: Path) -> Iterator[tuple[TufRepository, str]]:
     repo = TufRepository(repo_dir, KeyStore(tmp_path / "keys"))
     repo.initialise()
     repo_dir.mkdir(exist_ok=True)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(repo_dir)))
-    threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    ).start()
+    server = serve_directory(repo_dir)
     yield repo, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
