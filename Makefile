@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: all test lint fmt demo serve bench bench-quick profile clean
+.PHONY: all test lint fmt demo serve bench bench-quick profile clean system-packages
 
 all: test
 
@@ -14,7 +14,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# Debian packages the tests use, as FILE=PACKAGE: each is installed only when FILE is missing.
+SYSTEM_PACKAGES := /usr/bin/chromium=chromium /usr/bin/openssl=openssl
+
+system-packages:
+	scripts/system-packages $(SYSTEM_PACKAGES)
+
+test: $(STAMP) system-packages
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
