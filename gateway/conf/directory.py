@@ -89,7 +89,11 @@ class Directory(Protocol):
 
 
 class StaticDirectory:
-    """A directory fixed at start-up, read from the node's configuration file."""
+    """One immutable snapshot of routing and trust, built from a verified global configuration.
+
+    The node swaps in a new snapshot atomically when a newer configuration is applied;
+    tests may build one directly.
+    """
 
     def __init__(
         self,

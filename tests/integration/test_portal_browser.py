@@ -2,8 +2,8 @@
 its own Melderegister, the IHK's node, Soest's Gewerberegister and the portal, all as
 processes on loopback.
 
-One test drives the portal in headless Chromium (Playwright, Debian's chromium; CI
-installs it in .ci/run); the others drive it by plain HTTP through
+One test drives the portal in headless Chromium (Playwright, Debian's chromium,
+which `make test` installs); the others drive it by plain HTTP through
 :func:`registries.portal.scenario.run_anna_scenario`, as the demo does.
 """
 
@@ -197,7 +197,7 @@ def test_an_unknown_person_gets_a_clear_message_and_nothing_is_filed(fed: Federa
 
 def test_anna_in_a_real_browser(fed: Federation) -> None:
     if not CHROMIUM.exists():
-        pytest.fail("/usr/bin/chromium is missing: .ci/run installs Debian's chromium")
+        pytest.fail("/usr/bin/chromium is missing: `make test` installs Debian's chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
