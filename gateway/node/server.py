@@ -486,9 +486,16 @@ class Node:
         return self.endpoints
 
     async def _listen(self, app: web.Application, hostport: str, ssl: Any) -> str:
+        """Bind one port. Bodies are read as sent (``auto_decompress=False``): a body
+        with ``Content-Encoding`` is signed, logged, limited and relayed in the coding
+        the client chose, so the evidence is the bytes that were actually received."""
         host, _, port = hostport.rpartition(":")
         runner = web.AppRunner(
-            app, access_log=None, max_field_size=MAX_HEADER_FIELD, handle_signals=False
+            app,
+            access_log=None,
+            max_field_size=MAX_HEADER_FIELD,
+            handle_signals=False,
+            auto_decompress=False,
         )
         await runner.setup()
         site = web.TCPSite(runner, host, int(port), ssl_context=ssl, backlog=1024)

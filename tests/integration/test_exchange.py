@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
 import uuid
@@ -19,6 +20,7 @@ from gateway.pki.keys import load_certificate
 from tests.integration.conftest import (
     DISABLED,
     GEWERBEAMT,
+    GZIP_ANSWER,
     LIPPSTADT,
     ORDNUNGSAMT,
     SERVICE,
@@ -323,3 +325,61 @@ def test_redirects_are_not_followed(net: LocalNet, registry: RecordingRegistry) 
     assert response.status_code == 302
     assert response.headers["Location"] == "http://127.0.0.1:1/elsewhere"
     assert registry.count() == before + 1
+
+
+def _logged_bodies(net: LocalNet, message_id: str) -> dict[tuple[str, str], bytes]:
+    """(role, kind) to the body logged for one exchange, on both nodes."""
+    return {
+        (e.role, e.kind): e.body
+        for ags in (SOEST.ags, LIPPSTADT.ags)
+        for e in read_entries(net.nodes[ags].messagelog, message_id=message_id)
+    }
+
+
+def test_a_compressed_request_is_signed_relayed_and_logged_as_sent(
+    net: LocalNet, registry: RecordingRegistry
+) -> None:
+    """``Content-Encoding: gzip`` is the client's business: the nodes neither unzip nor
+    re-zip, so the signed digest and both logs hold the bytes the client sent."""
+    sent = gzip.compress(b'{"familienname":"Schmidt","vornamen":"Anna"}', mtime=0)
+    before = registry.count()
+    response = call(
+        net,
+        f"/r1/{SERVICE}/komprimiert",
+        method="POST",
+        headers={
+            "X-Road-Client": str(GEWERBEAMT),
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+        },
+        content=sent,
+    )
+    assert response.status_code == 200, response.text
+    assert registry.count() == before + 1
+    got = registry.calls[-1]
+    assert got.body == sent
+    assert got.headers["content-encoding"] == "gzip"
+    assert got.headers["content-length"] == str(len(sent))
+    message_id = response.headers["X-Road-Request-Id"]
+    bodies = _logged_bodies(net, message_id)
+    assert bodies[("consumer", "request")] == bodies[("provider", "request")] == sent
+    header = json.loads(
+        read_entries(net.nodes[SOEST.ags].messagelog, message_id=message_id)[0].header
+    )
+    assert header["body_length"] == len(sent)
+    assert ["content-encoding", "gzip"] in header["headers"]
+
+
+def test_a_compressed_response_reaches_the_client_as_the_registry_sent_it(
+    net: LocalNet, registry: RecordingRegistry
+) -> None:
+    url = f"{net.nodes[SOEST.ags].consumer_url}/r1/{SERVICE}/gzip"
+    headers = {"X-Road-Client": str(GEWERBEAMT), "Accept-Encoding": "gzip"}
+    with httpx.stream("GET", url, headers=headers, timeout=30) as response:
+        raw = b"".join(response.iter_raw())  # the bytes on the wire, not decoded
+    assert response.status_code == 200
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert raw == GZIP_ANSWER
+    assert registry.calls[-1].headers["accept-encoding"] == "gzip"
+    bodies = _logged_bodies(net, response.headers["X-Road-Request-Id"])
+    assert bodies[("consumer", "response")] == bodies[("provider", "response")] == GZIP_ANSWER
