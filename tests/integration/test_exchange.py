@@ -13,9 +13,16 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from gateway.core.envelope import SignatureVerifier, request_hash
+from gateway.core.envelope import (
+    MAX_ENVELOPE,
+    MAX_HEADER_VALUE,
+    MAX_PATH,
+    MAX_QUERY,
+    SignatureVerifier,
+    request_hash,
+)
 from gateway.localnet import LocalNet
-from gateway.node.messagelog import read_entries
+from gateway.node.messagelog import count_entries, read_entries
 from gateway.pki.keys import load_certificate
 from tests.integration.conftest import (
     DISABLED,
@@ -383,3 +390,32 @@ def test_a_compressed_response_reaches_the_client_as_the_registry_sent_it(
     assert registry.calls[-1].headers["accept-encoding"] == "gzip"
     bodies = _logged_bodies(net, response.headers["X-Road-Request-Id"])
     assert bodies[("consumer", "response")] == bodies[("provider", "response")] == GZIP_ANSWER
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "limit"),
+    [
+        pytest.param("?q=" + "a" * (MAX_QUERY - 1), {}, MAX_QUERY, id="query"),
+        pytest.param("/" + "a" * MAX_PATH, {}, MAX_PATH, id="sub-path"),
+        pytest.param(
+            "", {"X-Gross": "a" * (MAX_HEADER_VALUE + 1)}, MAX_HEADER_VALUE, id="header-value"
+        ),
+        pytest.param(
+            "", {f"X-Gross-{i}": "a" * 4096 for i in range(16)}, MAX_ENVELOPE, id="envelope"
+        ),
+    ],
+)
+def test_an_oversize_request_is_the_callers_mistake(
+    net: LocalNet, registry: RecordingRegistry, path: str, headers: dict[str, str], limit: int
+) -> None:
+    """Refused by the consumer's node before signing, naming the limit; nothing is sent
+    to the provider's node, called or logged."""
+    logs = [net.nodes[ags].messagelog for ags in (SOEST.ags, LIPPSTADT.ags)]
+    before, calls = [count_entries(p) for p in logs], registry.count()
+    response = call(
+        net, f"/r1/{SERVICE}{path}", headers={"X-Road-Client": str(GEWERBEAMT), **headers}
+    )
+    assert_error(response, 400, "client.bad_request")
+    assert f"over the limit of {limit}" in response.json()["message"]
+    assert registry.count() == calls
+    assert [count_entries(p) for p in logs] == before
