@@ -42,7 +42,32 @@ from gateway.pki.validation import verify_signing_certificate
 
 PROTOCOL_VERSION = 1
 JWS_ALGORITHM = "ES256"
+
+# The limits of a signed header, in one place. The receiving node refuses a header over
+# any of them (``from_bytes``); the sending node checks the same constants before it
+# signs (``check_path``, ``check_query``, ``check_headers``,
+# ``RequestHeader.checked_bytes``), so a caller's oversize request is refused as the
+# caller's mistake.
 MAX_TEXT = 1024
+"""Longest client id, service id and ``X-Road-Issue`` (characters)."""
+MAX_SHORT_TEXT = 255
+"""Longest ``X-Road-Id`` and ``X-Road-UserId`` (characters)."""
+MAX_PATH = 4096
+"""Longest path after the service id (characters, still percent-encoded)."""
+MAX_QUERY = 4096
+"""Longest query string (characters, without the ``?``)."""
+MAX_HEADERS = 100
+"""Most end-to-end headers one message carries."""
+MAX_HEADER_NAME = 256
+"""Longest end-to-end header name (characters)."""
+MAX_HEADER_VALUE = 8192
+"""Longest end-to-end header value (characters)."""
+MAX_HEADER_FIELD = 64 * 1024
+"""Longest HTTP header field (name and value) a node reads on either of its ports and
+from a peer or a registry; the signed header travels in one such field."""
+MAX_ENVELOPE = MAX_HEADER_FIELD - 64
+"""Longest base64url of a signed header (the ``X-Gw-Envelope`` value): one header field,
+less room for the field's name and separator."""
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
@@ -87,11 +112,15 @@ def b64url_decode(text: str) -> bytes:
 
 def check_path(path: str) -> str:
     """A REST path as forwarded: empty or ``/``-led, RFC 3986 path characters only,
-    and no dot segments, in plain or percent-encoded form.
+    and no dot segments, in plain or percent-encoded form, at most ``MAX_PATH`` long.
 
     Access rights match this exact string and the registry receives it unchanged; an
     HTTP client that resolved ``..`` afterwards would reach a path no right covered.
     """
+    if len(path) > MAX_PATH:
+        raise EnvelopeError(
+            "malformed", f"path is {len(path)} characters, over the limit of {MAX_PATH}"
+        )
     if path and (not path.startswith("/") or not _PATH.fullmatch(path)):
         raise EnvelopeError("malformed", "path must be empty or '/' followed by path characters")
     for segment in path.split("/"):
@@ -101,6 +130,11 @@ def check_path(path: str) -> str:
 
 
 def check_query(query: str) -> str:
+    """A query string as forwarded: RFC 3986 query characters, at most ``MAX_QUERY``."""
+    if len(query) > MAX_QUERY:
+        raise EnvelopeError(
+            "malformed", f"query is {len(query)} characters, over the limit of {MAX_QUERY}"
+        )
     if not _QUERY.fullmatch(query):
         raise EnvelopeError("malformed", "query has characters outside RFC 3986")
     return query
@@ -136,7 +170,11 @@ def request_hash(header_bytes: bytes) -> str:
 def _text(value: Any, what: str, *, optional: bool = False, limit: int = MAX_TEXT) -> Any:
     if value is None and optional:
         return None
-    if not isinstance(value, str) or len(value) > limit or not _PRINTABLE.fullmatch(value):
+    if isinstance(value, str) and len(value) > limit:
+        raise EnvelopeError(
+            "malformed", f"{what} is {len(value)} characters, over the limit of {limit}"
+        )
+    if not isinstance(value, str) or not _PRINTABLE.fullmatch(value):
         raise EnvelopeError("malformed", f"{what} must be printable ASCII up to {limit} chars")
     return value
 
@@ -148,9 +186,15 @@ def _int(value: Any, what: str, low: int, high: int) -> int:
 
 
 def check_headers(value: Any) -> tuple[tuple[str, str], ...]:
-    """Header names must be lower-case tokens and values free of CR, LF and NUL."""
-    if not isinstance(value, list) or len(value) > 100:
-        raise EnvelopeError("malformed", "headers must be a list of at most 100 pairs")
+    """Header names must be lower-case tokens and values free of CR, LF and NUL, within
+    the count and length limits; each refusal says which rule the header broke."""
+    if not isinstance(value, list):
+        raise EnvelopeError("malformed", "headers must be a list of [name, value] pairs")
+    if len(value) > MAX_HEADERS:
+        raise EnvelopeError(
+            "malformed",
+            f"{len(value)} end-to-end headers, over the limit of {MAX_HEADERS}",
+        )
     result = []
     for pair in value:
         if (
@@ -160,12 +204,38 @@ def check_headers(value: Any) -> tuple[tuple[str, str], ...]:
         ):
             raise EnvelopeError("malformed", "each header must be a [name, value] pair")
         name, val = pair
-        if not _TOKEN.fullmatch(name) or len(name) > 256:
+        if len(name) > MAX_HEADER_NAME:
+            raise EnvelopeError(
+                "malformed",
+                f"header name {name[:64]!r}... is {len(name)} characters, "
+                f"over the limit of {MAX_HEADER_NAME}",
+            )
+        if not _TOKEN.fullmatch(name):
             raise EnvelopeError("malformed", f"header name {name!r} is not a lower-case token")
-        if not _FIELD_VALUE.fullmatch(val) or len(val) > 8192:
+        if len(val) > MAX_HEADER_VALUE:
+            raise EnvelopeError(
+                "malformed",
+                f"header {name!r} is {len(val)} characters long, "
+                f"over the limit of {MAX_HEADER_VALUE}",
+            )
+        if not _FIELD_VALUE.fullmatch(val):
             raise EnvelopeError("malformed", f"header {name!r} has a forbidden character")
         result.append((name, val))
     return tuple(result)
+
+
+def check_envelope_size(header_bytes: bytes) -> None:
+    """The signed header must fit one HTTP header field once encoded (``MAX_ENVELOPE``):
+    a longer one is refused by the receiving node's HTTP parser, before that node can
+    answer in X-Road's error format."""
+    encoded = (4 * len(header_bytes) + 2) // 3  # base64url without padding
+    if encoded > MAX_ENVELOPE:
+        raise EnvelopeError(
+            "malformed",
+            f"the signed header would be {encoded} characters of base64url, over the limit "
+            f"of {MAX_ENVELOPE} (one {MAX_HEADER_FIELD // 1024} KiB header field); "
+            "send fewer or shorter headers, a shorter path or a shorter query",
+        )
 
 
 def check_message_id(value: Any) -> str:
@@ -259,6 +329,26 @@ class RequestHeader:
             }
         )
 
+    def checked_bytes(self) -> bytes:
+        """``to_bytes()``, or ``EnvelopeError`` if the provider's node would refuse the
+        header for one of its limits.
+
+        The sending node calls this before it signs: the same constants as
+        ``from_bytes``, named as the caller knows them, so an oversize request is the
+        caller's ``client.bad_request`` instead of a refusal from the provider's node.
+        """
+        _text(self.xroad_id, "X-Road-Id", limit=MAX_SHORT_TEXT)
+        _text(str(self.client), "the client id")
+        _text(str(self.service), "the service id")
+        check_path(self.path)
+        check_query(self.query)
+        check_headers([list(h) for h in self.headers])
+        _text(self.user_id, "X-Road-UserId", optional=True, limit=MAX_SHORT_TEXT)
+        _text(self.issue, "X-Road-Issue", optional=True)
+        data = self.to_bytes()
+        check_envelope_size(data)
+        return data
+
     @classmethod
     def from_bytes(cls, data: bytes) -> RequestHeader:
         obj = _load(data, "request", cls.FIELDS)
@@ -266,18 +356,18 @@ class RequestHeader:
         method = obj["method"]
         if not isinstance(method, str) or not _METHOD.fullmatch(method):
             raise EnvelopeError("malformed", "method must be an upper-case HTTP method")
-        path = check_path(_text(obj["path"], "path", limit=4096))
+        path = check_path(_text(obj["path"], "path", limit=MAX_PATH))
         parse_time(_text(obj["created"], "created"))
         return cls(
             message_id=check_message_id(obj["id"]),
-            xroad_id=_text(obj["xroad_id"], "xroad_id", limit=255),
+            xroad_id=_text(obj["xroad_id"], "xroad_id", limit=MAX_SHORT_TEXT),
             client=client,
             service=service,
             method=method,
             path=path,
-            query=check_query(_text(obj["query"], "query", limit=4096)),
+            query=check_query(_text(obj["query"], "query", limit=MAX_QUERY)),
             headers=check_headers(obj["headers"]),
-            user_id=_text(obj["user_id"], "user_id", optional=True, limit=255),
+            user_id=_text(obj["user_id"], "user_id", optional=True, limit=MAX_SHORT_TEXT),
             issue=_text(obj["issue"], "issue", optional=True),
             created=obj["created"],
             body_sha256=_text(obj["body_sha256"], "body_sha256", limit=64),
@@ -342,7 +432,7 @@ class ResponseHeader:
         parse_time(_text(obj["created"], "created"))
         return cls(
             message_id=check_message_id(obj["id"]),
-            xroad_id=_text(obj["xroad_id"], "xroad_id", limit=255),
+            xroad_id=_text(obj["xroad_id"], "xroad_id", limit=MAX_SHORT_TEXT),
             client=client,
             service=service,
             request_hash=_text(obj["request_hash"], "request_hash", limit=128),

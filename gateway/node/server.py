@@ -32,6 +32,7 @@ from gateway.conf.globalconf import GlobalConf
 from gateway.conf.tufclient import ConfigClient, Current, GlobalConfSource, GlobalConfUnavailable
 from gateway.core.datasubject import DATA_SUBJECT_HEADER, DataSubjectError, split_data_subjects
 from gateway.core.envelope import (
+    MAX_HEADER_FIELD,
     EnvelopeError,
     RequestHeader,
     ResponseHeader,
@@ -72,13 +73,7 @@ from gateway.node.replay import ReplayGuard
 from gateway.node.timestamper import Timestamper
 from gateway.node.tls import client_context, peer_fingerprint, server_context
 from gateway.node.tracker import FIND_USAGE, Tracker, check_purpose, required_headers
-from gateway.node.transport import (
-    MAX_HEADER_FIELD,
-    PeerClient,
-    RegistryClient,
-    Reply,
-    read_limited,
-)
+from gateway.node.transport import PeerClient, RegistryClient, Reply, read_limited
 from gateway.node.witness import Witness, head_signer
 from gateway.pki.keys import load_certificates, load_private_key
 from gateway.pki.ocsp import OcspError, OcspFailure
@@ -486,9 +481,16 @@ class Node:
         return self.endpoints
 
     async def _listen(self, app: web.Application, hostport: str, ssl: Any) -> str:
+        """Bind one port. Bodies are read as sent (``auto_decompress=False``): a body
+        with ``Content-Encoding`` is signed, logged, limited and relayed in the coding
+        the client chose, so the evidence is the bytes that were actually received."""
         host, _, port = hostport.rpartition(":")
         runner = web.AppRunner(
-            app, access_log=None, max_field_size=MAX_HEADER_FIELD, handle_signals=False
+            app,
+            access_log=None,
+            max_field_size=MAX_HEADER_FIELD,
+            handle_signals=False,
+            auto_decompress=False,
         )
         await runner.setup()
         site = web.TCPSite(runner, host, int(port), ssl_context=ssl, backlog=1024)
@@ -732,7 +734,10 @@ class Node:
             body_sha256=body_sha256(body),
             body_length=len(body),
         )
-        header_bytes = header.to_bytes()
+        try:
+            header_bytes = header.checked_bytes()  # every limit the provider applies
+        except EnvelopeError as exc:
+            raise GatewayError(Code.BAD_REQUEST, exc.message) from None
         signature = signer.sign(header_bytes)
         assert self._peer is not None
         reply = await self._peer.post(

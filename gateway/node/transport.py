@@ -19,9 +19,8 @@ from aiohttp.connector import Connection
 from multidict import CIMultiDict
 from yarl import URL
 
+from gateway.core.envelope import MAX_HEADER_FIELD
 from gateway.core.errors import Code, GatewayError
-
-MAX_HEADER_FIELD = 64 * 1024
 
 
 class _AnyOf(Fingerprint):

@@ -8,6 +8,7 @@ in the test process that records every call, so tests can assert it was *not* ca
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 from collections.abc import Iterator
@@ -38,6 +39,8 @@ ORDNUNGSAMT = SOEST.subsystem("ordnungsamt")
 SLOW = LIPPSTADT.subsystem("melderegister").service("langsam")
 """A service whose registry path (``/langsam``) answers only after ``SLOW_SECONDS``."""
 SLOW_SECONDS = 3.0
+GZIP_ANSWER = gzip.compress(b'{"ergebnis":"gefunden","komprimiert":true}', mtime=0)
+"""What the registry answers, with ``Content-Encoding: gzip``, on any ``/gzip`` path."""
 
 
 def fetch_ocsp(net: LocalNet, cert: x509.Certificate) -> bytes:
@@ -168,7 +171,12 @@ def _handler(registry: RecordingRegistry) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            if "/fail" in self.path:
+            if "/gzip" in self.path:
+                # A registry that compresses its answer: the client must get these bytes.
+                payload = GZIP_ANSWER
+                self.send_response(200)
+                self.send_header("Content-Encoding", "gzip")
+            elif "/fail" in self.path:
                 payload = b'{"registry":"error"}'
                 self.send_response(503)
             else:

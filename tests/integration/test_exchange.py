@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
 import uuid
@@ -12,13 +13,21 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from gateway.core.envelope import SignatureVerifier, request_hash
+from gateway.core.envelope import (
+    MAX_ENVELOPE,
+    MAX_HEADER_VALUE,
+    MAX_PATH,
+    MAX_QUERY,
+    SignatureVerifier,
+    request_hash,
+)
 from gateway.localnet import LocalNet
-from gateway.node.messagelog import read_entries
+from gateway.node.messagelog import count_entries, read_entries
 from gateway.pki.keys import load_certificate
 from tests.integration.conftest import (
     DISABLED,
     GEWERBEAMT,
+    GZIP_ANSWER,
     LIPPSTADT,
     ORDNUNGSAMT,
     SERVICE,
@@ -323,3 +332,90 @@ def test_redirects_are_not_followed(net: LocalNet, registry: RecordingRegistry) 
     assert response.status_code == 302
     assert response.headers["Location"] == "http://127.0.0.1:1/elsewhere"
     assert registry.count() == before + 1
+
+
+def _logged_bodies(net: LocalNet, message_id: str) -> dict[tuple[str, str], bytes]:
+    """(role, kind) to the body logged for one exchange, on both nodes."""
+    return {
+        (e.role, e.kind): e.body
+        for ags in (SOEST.ags, LIPPSTADT.ags)
+        for e in read_entries(net.nodes[ags].messagelog, message_id=message_id)
+    }
+
+
+def test_a_compressed_request_is_signed_relayed_and_logged_as_sent(
+    net: LocalNet, registry: RecordingRegistry
+) -> None:
+    """``Content-Encoding: gzip`` is the client's business: the nodes neither unzip nor
+    re-zip, so the signed digest and both logs hold the bytes the client sent."""
+    sent = gzip.compress(b'{"familienname":"Schmidt","vornamen":"Anna"}', mtime=0)
+    before = registry.count()
+    response = call(
+        net,
+        f"/r1/{SERVICE}/komprimiert",
+        method="POST",
+        headers={
+            "X-Road-Client": str(GEWERBEAMT),
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+        },
+        content=sent,
+    )
+    assert response.status_code == 200, response.text
+    assert registry.count() == before + 1
+    got = registry.calls[-1]
+    assert got.body == sent
+    assert got.headers["content-encoding"] == "gzip"
+    assert got.headers["content-length"] == str(len(sent))
+    message_id = response.headers["X-Road-Request-Id"]
+    bodies = _logged_bodies(net, message_id)
+    assert bodies[("consumer", "request")] == bodies[("provider", "request")] == sent
+    header = json.loads(
+        read_entries(net.nodes[SOEST.ags].messagelog, message_id=message_id)[0].header
+    )
+    assert header["body_length"] == len(sent)
+    assert ["content-encoding", "gzip"] in header["headers"]
+
+
+def test_a_compressed_response_reaches_the_client_as_the_registry_sent_it(
+    net: LocalNet, registry: RecordingRegistry
+) -> None:
+    url = f"{net.nodes[SOEST.ags].consumer_url}/r1/{SERVICE}/gzip"
+    headers = {"X-Road-Client": str(GEWERBEAMT), "Accept-Encoding": "gzip"}
+    with httpx.stream("GET", url, headers=headers, timeout=30) as response:
+        raw = b"".join(response.iter_raw())  # the bytes on the wire, not decoded
+    assert response.status_code == 200
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert raw == GZIP_ANSWER
+    assert registry.calls[-1].headers["accept-encoding"] == "gzip"
+    bodies = _logged_bodies(net, response.headers["X-Road-Request-Id"])
+    assert bodies[("consumer", "response")] == bodies[("provider", "response")] == GZIP_ANSWER
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "limit"),
+    [
+        pytest.param("?q=" + "a" * (MAX_QUERY - 1), {}, MAX_QUERY, id="query"),
+        pytest.param("/" + "a" * MAX_PATH, {}, MAX_PATH, id="sub-path"),
+        pytest.param(
+            "", {"X-Gross": "a" * (MAX_HEADER_VALUE + 1)}, MAX_HEADER_VALUE, id="header-value"
+        ),
+        pytest.param(
+            "", {f"X-Gross-{i}": "a" * 4096 for i in range(16)}, MAX_ENVELOPE, id="envelope"
+        ),
+    ],
+)
+def test_an_oversize_request_is_the_callers_mistake(
+    net: LocalNet, registry: RecordingRegistry, path: str, headers: dict[str, str], limit: int
+) -> None:
+    """Refused by the consumer's node before signing, naming the limit; nothing is sent
+    to the provider's node, called or logged."""
+    logs = [net.nodes[ags].messagelog for ags in (SOEST.ags, LIPPSTADT.ags)]
+    before, calls = [count_entries(p) for p in logs], registry.count()
+    response = call(
+        net, f"/r1/{SERVICE}{path}", headers={"X-Road-Client": str(GEWERBEAMT), **headers}
+    )
+    assert_error(response, 400, "client.bad_request")
+    assert f"over the limit of {limit}" in response.json()["message"]
+    assert registry.count() == calls
+    assert [count_entries(p) for p in logs] == before

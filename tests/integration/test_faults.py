@@ -6,6 +6,7 @@ an oversize request. Real node processes; every fault must reach the client as i
 from __future__ import annotations
 
 import contextlib
+import gzip
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -39,11 +40,12 @@ def call(
     *,
     method: str = "GET",
     content: bytes | Iterator[bytes] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     return httpx.request(
         method,
         f"{net.nodes[SOEST.ags].consumer_url}/r1/{service}",
-        headers={"X-Road-Client": str(GEWERBEAMT)},
+        headers={"X-Road-Client": str(GEWERBEAMT), **(headers or {})},
         content=content,
         timeout=30,
     )
@@ -221,6 +223,32 @@ def test_body_over_the_limit(limited: LocalNet, registry: RecordingRegistry, fra
     body = b"a" * (MAX_BODY + 1)
     content = body if framing == "content-length" else iter([body[:600], body[600:]])
     response = call(limited, method="POST", content=content)
+    assert_error(response, 413, "client.request_too_large")
+    assert registry.count() == calls
+    assert _counts(limited) == before
+
+
+def test_the_limit_counts_compressed_bytes_as_received(
+    limited: LocalNet, registry: RecordingRegistry
+) -> None:
+    """A gzip body is neither unzipped nor measured unzipped: 8 KiB of text compressed to
+    a few dozen bytes is within a 1 KiB limit and reaches the registry as sent."""
+    body = gzip.compress(b"a" * 8 * MAX_BODY, mtime=0)
+    assert len(body) < MAX_BODY
+    before, calls = _counts(limited), registry.count()
+    response = call(limited, method="POST", content=body, headers={"Content-Encoding": "gzip"})
+    assert response.status_code == 200, response.text
+    assert registry.count() == calls + 1
+    assert registry.calls[-1].body == body
+    assert _counts(limited) == (before[0] + 2, before[1] + 2)
+
+
+def test_compressed_bytes_over_the_limit_are_refused(
+    limited: LocalNet, registry: RecordingRegistry
+) -> None:
+    before, calls = _counts(limited), registry.count()
+    body = bytes(range(256)) * (MAX_BODY // 256) + b"!"  # the node never looks inside
+    response = call(limited, method="POST", content=body, headers={"Content-Encoding": "gzip"})
     assert_error(response, 413, "client.request_too_large")
     assert registry.count() == calls
     assert _counts(limited) == before

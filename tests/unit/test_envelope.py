@@ -21,6 +21,11 @@ from jwt.algorithms import ECAlgorithm
 
 from gateway.core.canonical import canonical_json
 from gateway.core.envelope import (
+    MAX_ENVELOPE,
+    MAX_HEADER_VALUE,
+    MAX_HEADERS,
+    MAX_PATH,
+    MAX_QUERY,
     EnvelopeError,
     RequestHeader,
     ResponseHeader,
@@ -32,6 +37,7 @@ from gateway.core.envelope import (
     cert_ref,
     check_body,
     check_created,
+    check_headers,
     format_time,
     parse_time,
     request_hash,
@@ -290,6 +296,100 @@ def test_from_bytes_needs_canonical_json(data: Any) -> None:
 def test_request_path_with_dot_segments_is_refused(path: str) -> None:
     with pytest.raises(EnvelopeError):
         RequestHeader.from_bytes(_with(_request().to_bytes(), path=path))
+
+
+LONG_SERVICE = MemberId("EE", "C" * 255, "1" * 255).subsystem("a" * 255).service("b" * 255)
+
+
+@pytest.mark.parametrize(
+    ("changes", "limit"),
+    [
+        pytest.param({"path": "/" + "a" * MAX_PATH}, MAX_PATH, id="path"),
+        pytest.param({"query": "a" * (MAX_QUERY + 1)}, MAX_QUERY, id="query"),
+        pytest.param({"headers": (("a", "b"),) * (MAX_HEADERS + 1)}, MAX_HEADERS, id="headers"),
+        pytest.param({"headers": (("a", "x" * 8193),)}, MAX_HEADER_VALUE, id="header-value"),
+        pytest.param({"headers": (("a" * 257, "x"),)}, 256, id="header-name"),
+        pytest.param({"xroad_id": "x" * 256}, 255, id="xroad-id"),
+        pytest.param({"user_id": "x" * 256}, 255, id="user-id"),
+        pytest.param({"issue": "x" * 1025}, 1024, id="issue"),
+        pytest.param({"service": LONG_SERVICE}, 1024, id="service-id"),
+    ],
+)
+def test_the_sender_refuses_what_the_receiver_would_and_names_the_limit(
+    changes: dict[str, Any], limit: int
+) -> None:
+    """One set of limits: the sender checks them before it signs, and says which."""
+    header = _request(**changes)
+    with pytest.raises(EnvelopeError) as sent:
+        header.checked_bytes()
+    assert sent.value.reason == "malformed"
+    assert f"over the limit of {limit}" in sent.value.message
+    assert "forbidden character" not in sent.value.message
+    with pytest.raises(EnvelopeError) as received:
+        RequestHeader.from_bytes(header.to_bytes())
+    assert received.value.reason == "malformed"
+    assert f"over the limit of {limit}" in received.value.message
+
+
+def test_the_sender_refuses_an_envelope_over_one_header_field() -> None:
+    """16 headers of 4 KiB are each within limits, but their envelope is not: the
+    receiving node's HTTP parser would refuse it before the node could answer."""
+    header = _request(headers=(("x-big", "a" * 4096),) * 16)
+    assert len(b64url(header.to_bytes())) > MAX_ENVELOPE
+    with pytest.raises(EnvelopeError) as sent:
+        header.checked_bytes()
+    assert sent.value.reason == "malformed"
+    assert f"over the limit of {MAX_ENVELOPE}" in sent.value.message
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({"path": "/" + "a" * (MAX_PATH - 1)}, id="path"),
+        pytest.param({"query": "a" * MAX_QUERY}, id="query"),
+        pytest.param({"headers": (("a", "b"),) * MAX_HEADERS}, id="headers"),
+        pytest.param({"headers": (("a", "x" * MAX_HEADER_VALUE),)}, id="header-value"),
+        pytest.param({"xroad_id": "x" * 255, "user_id": "y" * 255, "issue": "z" * 1024}, id="ids"),
+    ],
+)
+def test_a_header_at_every_limit_is_sent_and_received(changes: dict[str, Any]) -> None:
+    header = _request(**changes)
+    data = header.checked_bytes()
+    assert data == header.to_bytes()
+    assert RequestHeader.from_bytes(data) == header
+
+
+def test_the_largest_envelope_the_sender_accepts_fits_one_header_field() -> None:
+    """Grow the headers a byte at a time: the last header the sender accepts encodes to
+    at most ``MAX_ENVELOPE`` characters (within one base64 quantum), the next is over."""
+    base = len(b64url(_request(headers=()).to_bytes()))
+    room = (MAX_ENVELOPE - base) * 3 // 4 - 200  # bytes left, less the JSON around values
+    full = (("a", "x" * MAX_HEADER_VALUE),) * (room // MAX_HEADER_VALUE)
+    rest = room - len(full) * MAX_HEADER_VALUE
+    accepted = b""
+    while True:
+        header = _request(headers=(*full, ("b", "y" * rest)))
+        try:
+            accepted = header.checked_bytes()
+        except EnvelopeError:
+            break
+        rest += 1
+    assert accepted, "the first guess must fit"
+    assert MAX_ENVELOPE - 2 <= len(b64url(accepted)) <= MAX_ENVELOPE
+    assert len(b64url(header.to_bytes())) > MAX_ENVELOPE
+    assert RequestHeader.from_bytes(accepted).headers[-1] == ("b", "y" * (rest - 1))
+
+
+def test_a_long_header_value_is_called_too_long() -> None:
+    with pytest.raises(EnvelopeError) as caught:
+        check_headers([["x-big", "a" * (MAX_HEADER_VALUE + 1)]])
+    assert caught.value.message == (
+        f"header 'x-big' is {MAX_HEADER_VALUE + 1} characters long, "
+        f"over the limit of {MAX_HEADER_VALUE}"
+    )
+    with pytest.raises(EnvelopeError) as caught:
+        check_headers([["x-bad", "a\x00"]])
+    assert caught.value.message == "header 'x-bad' has a forbidden character"
 
 
 @pytest.mark.parametrize("client", ["EE/GOV/%370000001", " EE/GOV/70000001", "EE/GOV/7000000%31"])
