@@ -29,9 +29,9 @@ import httpx
 from cryptography.x509.oid import NameOID
 
 from gateway.localnet import LIPPSTADT, SOEST, JoinResult, LocalNet, free_port, wait_http
-from gateway.node.messagelog import read_entries
+from gateway.messagelog.schema import LogEntry
+from gateway.messagelog.writer import read_entries
 from gateway.pki.keys import fingerprint_sha256, load_certificate
-from gateway.store.models import LogEntry
 from registries.portal.federation import (
     IHK,
     IHK_SERVICE,
@@ -385,7 +385,7 @@ def show_ihk(demo: Demo, story: AnnaStory, timeout: float = 30) -> bool:
 
 def show_timestamps(net: LocalNet, message_id: str, timeout: float = 30) -> bool:
     """Wait for the batch holding the exchange to be timestamped, then prove each entry."""
-    from gateway.node.logproofs import NotProvableError, prove_entry
+    from gateway.messagelog.proofs import NotProvableError, prove_entry
 
     title = "9. Timestamped log batches (RFC 3161 token over an RFC 9162 tree head)"
     tsa_cert = load_certificate(net.trust.tsa_cert)

@@ -42,7 +42,7 @@ from gateway.core.envelope import (
 from gateway.core.ids import MemberId, ServiceId, parse_client
 from gateway.core.logtree import tree_head_document
 from gateway.core.treehead import sign_sth, sth_document
-from gateway.node.messagelog import LogRecord, MessageLog, SignedHeadRecord, TreeHeadRecord
+from gateway.messagelog.writer import LogRecord, MessageLog, SignedHeadRecord, TreeHeadRecord
 from gateway.pki.ca import (
     create_root_ca,
     issue_certificate,

@@ -46,8 +46,8 @@ from gateway.audit.configuration import SnapshotError, read_snapshot, select_ver
 from gateway.audit.proofs import TreeLevels
 from gateway.core.envelope import b64url_decode, format_time
 from gateway.core.logtree import parse_tree_head_document
-from gateway.node.confhistory import StoredVersion, read_versions
-from gateway.node.logproofs import NotProvableError, leaf_hashes, read_tree_heads
+from gateway.messagelog.confhistory import StoredVersion, read_versions
+from gateway.messagelog.proofs import NotProvableError, leaf_hashes, read_tree_heads
 
 __all__ = ["ExportError", "ExportResult", "Selection", "export_bundle"]
 
@@ -136,7 +136,7 @@ def export_bundle(
     """Write the bundle for ``selection`` of the log ``db`` to ``out``.
 
     The bundle carries the configuration versions in force over the exported entries
-    from the log's history (``gateway.node.confhistory``). A log without history falls
+    from the log's history (``gateway.messagelog.confhistory``). A log without history falls
     back to ``globalconf``, the node's global configuration state directory: the
     bundle then carries the one snapshot applied last (``gateway.audit.configuration``).
     """

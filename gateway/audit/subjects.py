@@ -31,7 +31,7 @@ from typing import Final
 
 from gateway.core.logtree import SUBJECTS_SALT_SIZE, entry_leaf, subjects_commitment
 from gateway.core.merkle import leaf_hash
-from gateway.node.messagelog import MessageLogError, logged_entry
+from gateway.messagelog.writer import MessageLogError, logged_entry
 
 __all__ = ["SubjectsCheckError", "SubjectsMismatch", "SubjectsReport", "check_subjects"]
 

@@ -62,19 +62,19 @@ from gateway.core.ids import (
     parse_client,
 )
 from gateway.core.policy import AccessPolicy
-from gateway.node.auditor import Auditor
+from gateway.messagelog.auditor import Auditor
+from gateway.messagelog.confhistory import record_version
+from gateway.messagelog.policy import body_policy
+from gateway.messagelog.timestamper import Timestamper
+from gateway.messagelog.tracker import FIND_USAGE, Tracker, check_purpose, required_headers
+from gateway.messagelog.witness import Witness, head_signer
+from gateway.messagelog.writer import LogRecord, MessageLog, MessageLogError, ReplayError
 from gateway.node.clock import Clock, SystemClock
-from gateway.node.confhistory import record_version
 from gateway.node.config import ConfigError, NodeConfig, ServiceSection
-from gateway.node.logpolicy import body_policy
-from gateway.node.messagelog import LogRecord, MessageLog, MessageLogError, ReplayError
 from gateway.node.ocsp import OwnCertificate, OwnOcsp, OwnStatusUnavailable
 from gateway.node.replay import ReplayGuard
-from gateway.node.timestamper import Timestamper
 from gateway.node.tls import client_context, peer_fingerprint, server_context
-from gateway.node.tracker import FIND_USAGE, Tracker, check_purpose, required_headers
 from gateway.node.transport import PeerClient, RegistryClient, Reply, read_limited
-from gateway.node.witness import Witness, head_signer
 from gateway.pki.keys import load_certificates, load_private_key
 from gateway.pki.ocsp import OcspError, OcspFailure
 from gateway.pki.ocsp_cache import OcspCache, OcspEvidence, find_issuer
@@ -286,8 +286,8 @@ class Node:
             timeout_seconds=config.node.timestamp_timeout_seconds,
             sign_head=head_signer(self),
         )
-        self.auditor = Auditor(self)  # the log's auditor API (gateway/node/auditor.py)
-        self.witness = Witness(self)  # co-signs peers' tree heads (gateway/node/witness.py)
+        self.auditor = Auditor(self)  # the log's auditor API (gateway/messagelog/auditor.py)
+        self.witness = Witness(self)  # co-signs peers' tree heads (gateway/messagelog/witness.py)
         self.replay = ReplayGuard(self.window)
         self.replay.preload(
             (client, message_id, parse_time(created))
@@ -379,7 +379,7 @@ class Node:
     async def _record_configuration(self, current: Current[TrustState]) -> bool:
         """Durably add ``current`` to the log's configuration history before it is
         installed, so every entry logged under it can be shown its signed version
-        (gateway.node.confhistory). False if that failed: the caller keeps the old one."""
+        (gateway.messagelog.confhistory). False if that failed: the caller keeps the old one."""
         if not current.files:
             return True
         try:

@@ -22,7 +22,7 @@ import pytest
 
 from gateway.conf.directory import TrustParameters
 from gateway.localnet import LocalNet, ServiceSpec
-from gateway.node.logproofs import timestamp_status
+from gateway.messagelog.proofs import timestamp_status
 from tests.integration.conftest import GEWERBEAMT, LIPPSTADT, SERVICE, SOEST, RecordingRegistry
 
 pytestmark = pytest.mark.integration

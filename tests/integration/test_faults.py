@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from gateway.localnet import LocalNet, ServiceSpec, free_port
-from gateway.node.messagelog import count_entries, read_entries
+from gateway.messagelog.writer import count_entries, read_entries
 from tests.integration.conftest import (
     GEWERBEAMT,
     LIPPSTADT,

@@ -37,12 +37,12 @@ from gateway.core.logtree import encode_leaf
 from gateway.core.merkle import consistency_proof, leaf_hash, tree_hash, verify_inclusion
 from gateway.core.treehead import parse_sth, sign_sth, sth_document, verify_sth_signature
 from gateway.localnet import LocalNet, ServiceSpec
-from gateway.node.config import NodeConfig, load_config
-from gateway.node.logproofs import (
+from gateway.messagelog.proofs import (
     latest_signed_head,
     read_cosignatures,
     read_witness_alerts,
 )
+from gateway.node.config import NodeConfig, load_config
 from gateway.node.server import Node
 from gateway.node.tls import server_context
 from gateway.pki.files import issue_from_csr, new_key_and_csr

@@ -26,7 +26,7 @@ from gateway.core.logtree import (
     tree_head_document,
 )
 from gateway.core.merkle import CompactTree, leaf_hash, tree_hash
-from gateway.node.messagelog import (
+from gateway.messagelog.writer import (
     LogRecord,
     MessageLog,
     MessageLogError,

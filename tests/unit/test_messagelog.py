@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.node.messagelog import (
+from gateway.messagelog.writer import (
     LogRecord,
     MessageLog,
     MessageLogError,

@@ -22,10 +22,10 @@ from gateway.audit.archive import archive_before
 from gateway.audit.bench import START, SyntheticLog, build_log
 from gateway.audit.export import Selection, export_bundle
 from gateway.audit.parallel import verify_file
+from gateway.messagelog.policy import METADATA, SIZE, body_policy, local_subsystem
+from gateway.messagelog.proofs import NotProvableError, prove_entry
+from gateway.messagelog.writer import LogRecord, MessageLog, MessageLogError
 from gateway.node.config import NodeConfig
-from gateway.node.logpolicy import METADATA, SIZE, body_policy, local_subsystem
-from gateway.node.logproofs import NotProvableError, prove_entry
-from gateway.node.messagelog import LogRecord, MessageLog, MessageLogError
 
 ENTRIES = 24
 HEAD_EVERY = 6

@@ -35,15 +35,15 @@ from gateway.core.logtree import (
 )
 from gateway.core.merkle import leaf_hash, tree_hash
 from gateway.localnet import free_port
-from gateway.node.logproofs import (
+from gateway.messagelog.proofs import (
     NotProvableError,
     entry_proof,
     prove_entry,
     read_tree_heads,
     timestamp_status,
 )
-from gateway.node.messagelog import LogRecord, MessageLog
-from gateway.node.timestamper import TSA_REPLY_TYPE, Timestamper
+from gateway.messagelog.timestamper import TSA_REPLY_TYPE, Timestamper
+from gateway.messagelog.writer import LogRecord, MessageLog
 from gateway.pki.files import init_ca, issue_service
 from gateway.pki.keys import load_certificate, load_private_key
 from gateway.pki.profiles import ServiceKind

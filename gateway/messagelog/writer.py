@@ -14,7 +14,7 @@ and awaits a future the writer resolves.
 Every entry is also a leaf of an RFC 9162 Merkle tree (docs/message-log.md): the writer
 computes the leaf hash, stores it with the entry and extends the tree's compact frontier
 in the same transaction, so the tree can never disagree with the entries on disk. Tree
-heads timestamped by the TSA (``gateway.node.timestamper``) are stored through the same
+heads timestamped by the TSA (``gateway.messagelog.timestamper``) are stored through the same
 writer thread.
 """
 
@@ -41,7 +41,7 @@ from sqlmodel import Session, SQLModel, col, create_engine, select
 from gateway.core.datasubject import check_subject
 from gateway.core.logtree import SUBJECTS_SALT_SIZE, LoggedEntry, entry_leaf, subjects_commitment
 from gateway.core.merkle import CompactTree, MerkleError, leaf_hash
-from gateway.store.models import KINDS, ROLES, LogEntry, schema_tables
+from gateway.messagelog.schema import KINDS, ROLES, LogEntry, schema_tables
 
 __all__ = [
     "LogRecord",
@@ -491,7 +491,7 @@ class MessageLog:
         """Draws each entry's data-subject salt; injectable so tests can compare leaves."""
         self._body_policy = body_policy
         """Returns why a record's body is logged as its digest only ("" keeps it):
-        ``gateway.node.logpolicy``."""
+        ``gateway.messagelog.policy``."""
         self._path = path
         self._clock = clock
         self._max_batch = max_batch

@@ -3,7 +3,7 @@
 An audit bundle must show which configuration (members, nodes, CAs, TSAs) each logged
 entry was judged against, years later. The state directory holds only the version
 applied last, so the node records every version it applies in the
-``configuration_version`` table (gateway.store.models.ConfigurationVersion), through
+``configuration_version`` table (gateway.messagelog.schema.ConfigurationVersion), through
 the log's writer thread (``MessageLog.write``) and *before* installing it: an entry
 logged under a version never exists without that version's row.
 

@@ -50,8 +50,8 @@ from gateway.core.treehead import (
     sign_sth,
     verify_sth_signature,
 )
-from gateway.node.logproofs import CosignatureRow, read_cosignatures, signed_heads
-from gateway.node.messagelog import SignedHeadRecord
+from gateway.messagelog.proofs import CosignatureRow, read_cosignatures, signed_heads
+from gateway.messagelog.writer import SignedHeadRecord
 from gateway.node.ocsp import OwnStatusUnavailable
 from gateway.node.transport import PinnedConnector, read_limited
 

@@ -35,8 +35,7 @@ from gateway.conf.directory import Directory, TsaInfo
 from gateway.core.errors import Code, GatewayError
 from gateway.core.logtree import tree_head_document
 from gateway.core.treehead import sth_document
-from gateway.node.clock import Clock
-from gateway.node.messagelog import (
+from gateway.messagelog.writer import (
     MessageLog,
     MessageLogError,
     SignedHeadRecord,
@@ -44,6 +43,7 @@ from gateway.node.messagelog import (
     TreeHeadRecord,
     TreeSnapshot,
 )
+from gateway.node.clock import Clock
 from gateway.node.transport import read_limited
 from gateway.pki.tsa import (
     DEFAULT_SKEW,

@@ -3,7 +3,7 @@
 These classes are the single source of truth for the database layout: the message log
 creates its tables from this metadata at startup, and the read tools query through them.
 The hot write path uses raw SQL against the same tables, so column names here are a
-contract with ``gateway.node.messagelog``.
+contract with ``gateway.messagelog.writer``.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ class SignedTreeHeadRow(SQLModel, table=True):
 
 
 class Cosignature(SQLModel, table=True):
-    """A witness's co-signature over a node's signed tree head (gateway/node/witness.py).
+    """A witness's co-signature over a node's signed tree head (gateway/messagelog/witness.py).
 
     One table for both directions: rows where ``witness`` is this node are co-signatures
     it made over a peer's head (its witness log); rows where ``log_node`` is this node

@@ -36,8 +36,7 @@ from aiohttp import web
 from gateway.core.envelope import b64url
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import InvalidIdentifierError, parse_client
-from gateway.node.config import ConfigError
-from gateway.node.logproofs import (
+from gateway.messagelog.proofs import (
     NotProvableError,
     consistency,
     inclusion,
@@ -47,8 +46,9 @@ from gateway.node.logproofs import (
     read_ocsp,
     read_witness_alerts,
 )
+from gateway.messagelog.witness import CONSISTENCY_PATH, COSIGNATURES_PATH, STH_PATH
+from gateway.node.config import ConfigError
 from gateway.node.tls import peer_fingerprint
-from gateway.node.witness import CONSISTENCY_PATH, COSIGNATURES_PATH, STH_PATH
 
 if TYPE_CHECKING:
     from gateway.node.server import Node

@@ -374,7 +374,7 @@ def log_entries(
 
 @dataclass(frozen=True, slots=True)
 class CosignatureRow:
-    """One row of ``cosignature`` (see ``gateway.store.models.Cosignature``)."""
+    """One row of ``cosignature`` (see ``gateway.messagelog.schema.Cosignature``)."""
 
     log_node: str
     witness: str
