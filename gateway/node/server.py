@@ -1116,7 +1116,16 @@ class Node:
             body_sha256=body_sha256(body),
             body_length=len(body),
         )
-        response_bytes = response.to_bytes()
+        try:
+            response_bytes = response.checked_bytes()  # every limit the consumer applies
+        except EnvelopeError as exc:
+            # Nothing is signed; the registry was called, so the request is logged as in
+            # a failed registry call (protocol.md section 9, step 14b).
+            await self._log_unanswered(request_record, verified, client_status)
+            raise GatewayError(
+                Code.SP_INVALID_RESPONSE,
+                f"the registry's answer for {request.service} cannot be signed: {exc.message}",
+            ) from None
         signature = signer.sign(response_bytes)
         try:
             await self.log.append(
