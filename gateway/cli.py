@@ -195,7 +195,7 @@ def cmd_node_check(args: argparse.Namespace) -> None:
 
 
 def cmd_log_show(args: argparse.Namespace) -> None:
-    from gateway.messagelog.writer import read_entries
+    from gateway.messagelog import read_entries
 
     for entry in read_entries(Path(args.db), message_id=args.message_id):
         row = {
@@ -215,7 +215,7 @@ def cmd_log_show(args: argparse.Namespace) -> None:
 
 
 def cmd_log_timestamps(args: argparse.Namespace) -> None:
-    from gateway.messagelog.proofs import read_tree_heads, timestamp_status
+    from gateway.messagelog import read_tree_heads, timestamp_status
 
     path = Path(args.db)
     heads = read_tree_heads(path)
@@ -230,7 +230,7 @@ def cmd_log_timestamps(args: argparse.Namespace) -> None:
 def cmd_log_prove(args: argparse.Namespace) -> None:
     from gateway.core.logtree import ProofError, entry_leaf
     from gateway.core.merkle import leaf_hash
-    from gateway.messagelog.proofs import NotProvableError, prove_entry
+    from gateway.messagelog import NotProvableError, prove_entry
     from gateway.pki.keys import load_certificate
 
     tsa_cert = load_certificate(Path(args.tsa_cert))

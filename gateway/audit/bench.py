@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 
 from cryptography import x509
@@ -42,7 +40,15 @@ from gateway.core.envelope import (
 from gateway.core.ids import MemberId, ServiceId, parse_client
 from gateway.core.logtree import tree_head_document
 from gateway.core.treehead import sign_sth, sth_document
-from gateway.messagelog.writer import LogRecord, MessageLog, SignedHeadRecord, TreeHeadRecord
+from gateway.messagelog import (
+    CosignatureRow,
+    Kind,
+    LogRecord,
+    MessageLog,
+    Role,
+    SignedHeadRecord,
+    TreeHeadRecord,
+)
 from gateway.pki.ca import (
     create_root_ca,
     issue_certificate,
@@ -213,8 +219,8 @@ async def _write(
             ).to_bytes()
             batch.append(
                 LogRecord(
-                    "provider",
-                    "request",
+                    Role.PROVIDER,
+                    Kind.REQUEST,
                     message_id,
                     f"DE-NRW-{message_id[:8]}",
                     CLIENT,
@@ -243,8 +249,8 @@ async def _write(
                 ).to_bytes()
                 batch.append(
                     LogRecord(
-                        "provider",
-                        "response",
+                        Role.PROVIDER,
+                        Kind.RESPONSE,
                         message_id,
                         f"DE-NRW-{message_id[:8]}",
                         CLIENT,
@@ -294,7 +300,7 @@ async def _write(
                             ),
                         )
                     )
-                    row = (
+                    row = CosignatureRow(
                         NODE,
                         WITNESS,
                         snapshot.tree_size,
@@ -305,15 +311,8 @@ async def _write(
                         consumer_ref,
                         format_time(clock.now),
                     )
-                    await log.write(partial(_insert_cosignature, row=row))
-
-
-def _insert_cosignature(conn: sqlite3.Connection, row: tuple[object, ...]) -> None:
-    conn.execute(
-        "INSERT INTO cosignature (log_node, witness, tree_size, document, signature,"
-        " cosignature, cert_ref, ocsp_ref, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        row,
-    )
+                    cert = (consumer.cert_ref, consumer.cert_der, consumer.jws_header)
+                    await log.add_cosignature(row, cert, consumer_ocsp)
 
 
 @dataclass(frozen=True)

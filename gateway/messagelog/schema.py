@@ -1,21 +1,40 @@
-"""The node's durable schema, defined once as SQLModel tables.
+"""The message log's schema, defined once: its tables and the enums of its columns.
 
-These classes are the single source of truth for the database layout: the message log
-creates its tables from this metadata at startup, and the read tools query through them.
-The hot write path uses raw SQL against the same tables, so column names here are a
-contract with ``gateway.messagelog.writer``.
+These classes are the single source of truth for the database layout: the SQLite
+backend (``gateway.messagelog.sqlite`` for reads and side writes,
+``gateway.messagelog.writer`` for the group-commit write path) creates its tables from
+this metadata at startup and names the same columns in its statements. ``Role`` and
+``Kind`` are the only values ``message_log.role`` and ``message_log.kind`` take; they
+are ``StrEnum``s so the stored text stays exactly what it always was.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sqlalchemy import CheckConstraint, Table, inspect
 from sqlmodel import Field, SQLModel
 
-ROLES = ("consumer", "provider")
-"""Which side of an exchange this node played."""
 
-KINDS = ("request", "response")
-"""Which half of an exchange a log entry records."""
+class Role(StrEnum):
+    """Which side of an exchange this node played."""
+
+    CONSUMER = "consumer"
+    PROVIDER = "provider"
+
+
+class Kind(StrEnum):
+    """Which half of an exchange a log entry records."""
+
+    REQUEST = "request"
+    RESPONSE = "response"
+
+
+ROLES: tuple[str, ...] = tuple(role.value for role in Role)
+"""The stored values of ``Role``, for the table's CHECK constraint."""
+
+KINDS: tuple[str, ...] = tuple(kind.value for kind in Kind)
+"""The stored values of ``Kind``, for the table's CHECK constraint."""
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:

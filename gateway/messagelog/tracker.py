@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +25,8 @@ from gateway.core.datasubject import DataSubjectError, check_subject
 from gateway.core.envelope import EnvelopeError, RequestHeader, ResponseHeader
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import ClientId, InvalidIdentifierError, ServiceId, SubsystemId, parse_client
+from gateway.messagelog.proofs import open_store
+from gateway.messagelog.store import LogStore
 from gateway.node.config import ServiceSection
 
 FIND_USAGE: Final = "findUsage"
@@ -33,19 +34,6 @@ FIND_USAGE: Final = "findUsage"
 
 ISSUE_HEADER: Final = "X-Road-Issue"
 USER_ID_HEADER: Final = "X-Road-UserId"
-
-_USAGE_QUERY: Final = """
-SELECT resp.id, resp.logged_at, resp.client, resp.service, resp.message_id, resp.xroad_id,
-       resp.header, req.header, resp.leaf_index
-FROM data_subject AS ds
-JOIN message_log AS resp ON resp.id = ds.entry_id
-JOIN message_log AS req
-  ON req.message_id = resp.message_id AND req.client = resp.client
- AND req.role = 'provider' AND req.kind = 'request'
-WHERE ds.subject = ? AND resp.role = 'provider' AND resp.kind = 'response'
-ORDER BY resp.id
-"""
-
 
 # ---------------------------------------------------------------------- purpose binding
 
@@ -105,10 +93,10 @@ class Usage:
 
 
 class Tracker:
-    """Answers ``findUsage`` from one node's message log (read-only connection)."""
+    """Answers ``findUsage`` from one node's message log (its ``LogStore``)."""
 
-    def __init__(self, messagelog: Path, hidden_clients: Iterable[str]) -> None:
-        self._path = messagelog
+    def __init__(self, messagelog: LogStore | Path, hidden_clients: Iterable[str]) -> None:
+        self._store = open_store(messagelog)
         self._hidden = frozenset(parse_client(c) for c in hidden_clients)
 
     def is_hidden(self, client: ClientId) -> bool:
@@ -120,47 +108,40 @@ class Tracker:
     def find_usage(self, provider: SubsystemId, subject: str) -> list[Usage]:
         """Every logged read of ``subject`` from ``provider``'s services, oldest first.
 
-        Blocking (SQLite); the node calls it in a worker thread. The signed headers are
-        parsed again from the log rather than trusted from extra columns: the tracker
-        shows what the evidence says.
+        Blocking (it reads the log); the node calls it in a worker thread. The signed
+        headers are parsed again from the log rather than trusted from extra columns: the
+        tracker shows what the evidence says.
         """
         check_subject(subject)
-        uri = f"{self._path.resolve().as_uri()}?mode=ro"
-        conn = sqlite3.connect(uri, uri=True)
-        try:
-            rows = conn.execute(_USAGE_QUERY, (subject,)).fetchall()
-        finally:
-            conn.close()
         found: list[Usage] = []
-        for row in rows:
-            _id, logged_at, client, service, message_id, xroad_id, resp_raw, req_raw, leaf = row
+        for row in self._store.usage(subject):
             try:
-                service_id = ServiceId.parse(str(service))
+                service_id = ServiceId.parse(row.service)
                 if service_id.provider != provider:
                     continue
-                if self.is_hidden(parse_client(str(client))):
+                if self.is_hidden(parse_client(row.client)):
                     continue
-                request = RequestHeader.from_bytes(bytes(req_raw))
-                response = ResponseHeader.from_bytes(bytes(resp_raw))
+                request = RequestHeader.from_bytes(row.request_header)
+                response = ResponseHeader.from_bytes(row.response_header)
             except (EnvelopeError, InvalidIdentifierError) as exc:
                 # The log only holds headers this node verified or signed; one that no
                 # longer parses was altered, and hiding that would be the worst answer.
                 raise GatewayError(
-                    Code.SP_INTERNAL_ERROR, f"log entry {_id} does not parse: {exc}"
+                    Code.SP_INTERNAL_ERROR, f"log entry {row.entry_id} does not parse: {exc}"
                 ) from None
             found.append(
                 Usage(
-                    time=str(logged_at),
-                    client=str(client),
-                    service=str(service),
+                    time=row.logged_at,
+                    client=row.client,
+                    service=row.service,
                     method=request.method,
                     path=request.path or "/",
                     status=response.status,
                     user_id=request.user_id,
                     issue=request.issue,
-                    message_id=str(message_id),
-                    xroad_id=str(xroad_id),
-                    leaf_index=None if leaf is None else int(leaf),
+                    message_id=row.message_id,
+                    xroad_id=row.xroad_id,
+                    leaf_index=row.leaf_index,
                 )
             )
         return found

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import queue
@@ -35,13 +36,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
-from sqlalchemy import Engine, func
-from sqlmodel import Session, SQLModel, col, create_engine, select
+from sqlalchemy import Engine
+from sqlmodel import SQLModel, create_engine
 
 from gateway.core.datasubject import check_subject
 from gateway.core.logtree import SUBJECTS_SALT_SIZE, LoggedEntry, entry_leaf, subjects_commitment
 from gateway.core.merkle import CompactTree, MerkleError, leaf_hash
-from gateway.messagelog.schema import KINDS, ROLES, LogEntry, schema_tables
+from gateway.messagelog import sqlite as side
+from gateway.messagelog.schema import KINDS, ROLES, Kind, Role, schema_tables
+from gateway.messagelog.sqlite import SqliteLogStore
+from gateway.messagelog.store import CosignatureRow, StoredStatus
 
 __all__ = [
     "LogRecord",
@@ -53,8 +57,6 @@ __all__ = [
     "TimestampBacklog",
     "TreeHeadRecord",
     "TreeSnapshot",
-    "count_entries",
-    "read_entries",
 ]
 
 _log = logging.getLogger(__name__)
@@ -109,10 +111,11 @@ class ReplayError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class LogRecord:
-    """One message to log: a ``LogEntry`` without the fields the log assigns itself."""
+    """One message to log: an entry without the fields the log assigns itself (its id,
+    ``logged_at``, leaf and digests); read back, it is a ``StoredEntry``."""
 
-    role: str
-    kind: str
+    role: Role
+    kind: Kind
     message_id: str
     xroad_id: str
     client: str
@@ -493,6 +496,7 @@ class MessageLog:
         """Returns why a record's body is logged as its digest only ("" keeps it):
         ``gateway.messagelog.policy``."""
         self._path = path
+        self._store = SqliteLogStore(path)
         self._clock = clock
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Unit | _HeadUnit | _WriteUnit | _Stop] = queue.SimpleQueue()
@@ -666,6 +670,11 @@ class MessageLog:
         return self._path
 
     @property
+    def store(self) -> SqliteLogStore:
+        """The read side of this log (its own read-only connections, never the writer's)."""
+        return self._store
+
+    @property
     def journal_mode(self) -> str:
         """The writer connection's journal mode, as read back after setting it."""
         return self._journal_mode
@@ -792,13 +801,57 @@ class MessageLog:
     async def write(self, work: Callable[[sqlite3.Connection], object]) -> object:
         """Run ``work`` in its own transaction on the writer thread; return its result.
 
-        For the log's side tables (witness co-signatures and alerts): they get the same
-        durability as entries and never compete with the writer for the database lock.
+        For the log's side tables (configuration history, own OCSP answers, witness
+        co-signatures and alerts; the typed methods above and ``gateway.messagelog.sqlite``):
+        they get the same durability as entries and never compete with the writer for the
+        database lock. SQLite-specific: ``work`` receives the writer's connection.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[object] = loop.create_future()
         self._enqueue(_WriteUnit(work, loop, future))
         return await future
+
+    async def record_configuration(
+        self, files: Sequence[tuple[str, bytes]], serial: int, applied_at: str
+    ) -> bool:
+        """Durably add a configuration version to the log's history unless it is the one
+        recorded last; True if it was added (docs/message-log.md 8.1)."""
+        return bool(
+            await self.write(
+                functools.partial(
+                    side.record_version, files=files, serial=serial, applied_at=applied_at
+                )
+            )
+        )
+
+    async def keep_own_status(self, ref: str, status: StoredStatus | None) -> None:
+        """Keep a good OCSP answer for one of the node's own certificates for the next
+        start-up, or forget the kept one (``None``: the certificate was revoked)."""
+        await self.write(functools.partial(side.store_status, ref=ref, status=status))
+
+    async def add_cosignature(
+        self, row: CosignatureRow, cert: tuple[str, bytes, str], ocsp_der: bytes
+    ) -> None:
+        """Store a witness co-signature with the certificate ``(ref, DER, JWS header)``
+        and OCSP response it relies on (ignored if that co-signature is already kept)."""
+        await self.write(
+            functools.partial(side.insert_cosignature, row=row, cert=cert, ocsp_der=ocsp_der)
+        )
+
+    async def add_witness_alert(
+        self, peer: str, code: str, detail: str, evidence: str, detected_at: str
+    ) -> None:
+        """Record a peer's split view or refused tree head with its evidence."""
+        await self.write(
+            functools.partial(
+                side.insert_alert,
+                peer=peer,
+                code=code,
+                detail=detail,
+                evidence=evidence,
+                detected_at=detected_at,
+            )
+        )
 
     def _commit_write(self, unit: _WriteUnit) -> object:
         """Writer thread: one ``write`` unit in its own transaction."""
@@ -1053,33 +1106,3 @@ class MessageLog:
             # One wake-up per loop per batch, not per unit.
             with contextlib.suppress(RuntimeError):  # that loop is already closed
                 loop.call_soon_threadsafe(_resolve, pairs)
-
-
-# -- read side (off the hot path) ---------------------------------------------------------
-
-
-def read_entries(path: Path, *, message_id: str | None = None) -> list[LogEntry]:
-    """Log entries in the order they were written, optionally for one exchange."""
-    if not path.exists():
-        raise FileNotFoundError(path)
-    engine = _engine(path)
-    try:
-        with Session(engine) as session:
-            query = select(LogEntry).order_by(col(LogEntry.id))
-            if message_id is not None:
-                query = query.where(col(LogEntry.message_id) == message_id)
-            return list(session.exec(query).all())
-    finally:
-        engine.dispose()
-
-
-def count_entries(path: Path) -> int:
-    """How many log entries the file holds."""
-    if not path.exists():
-        raise FileNotFoundError(path)
-    engine = _engine(path)
-    try:
-        with Session(engine) as session:
-            return session.exec(select(func.count()).select_from(LogEntry)).one()
-    finally:
-        engine.dispose()

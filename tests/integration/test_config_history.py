@@ -27,7 +27,7 @@ from gateway.audit.parallel import verify_file
 from gateway.audit.verify import AuditError, AuditFailure, describe_in_force
 from gateway.conf.directory import TrustParameters
 from gateway.localnet import LocalNet, ServiceSpec
-from gateway.messagelog.confhistory import read_versions
+from gateway.messagelog.sqlite import read_versions
 from gateway.node.config import load_config
 from gateway.node.server import Node
 from tests.integration.conftest import (

@@ -36,7 +36,7 @@ from gateway.core.envelope import (
     request_hash,
 )
 from gateway.localnet import LocalNet
-from gateway.messagelog.writer import count_entries, read_entries
+from gateway.messagelog import count_entries, read_entries
 from gateway.node.config import NodeConfig, load_config
 from gateway.node.server import (
     AUTH_OCSP_HEADER,

@@ -22,7 +22,7 @@ from gateway.core.envelope import (
     request_hash,
 )
 from gateway.localnet import LocalNet
-from gateway.messagelog.writer import count_entries, read_entries
+from gateway.messagelog import count_entries, read_entries
 from gateway.pki.keys import load_certificate
 from tests.integration.conftest import (
     DISABLED,

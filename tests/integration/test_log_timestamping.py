@@ -25,8 +25,8 @@ import pytest
 
 from gateway.conf.directory import TrustParameters
 from gateway.localnet import LocalNet, ServiceSpec
+from gateway.messagelog import count_entries
 from gateway.messagelog.proofs import read_tree_heads, timestamp_status
-from gateway.messagelog.writer import count_entries
 from tests.integration.conftest import (
     GEWERBEAMT,
     LIPPSTADT,

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from gateway.localnet import LIPPSTADT, SOEST, LocalNet, free_port
-from gateway.messagelog.writer import read_entries
+from gateway.messagelog import read_entries
 from registries.portal.federation import (
     IHK,
     ISERLOHN,

@@ -20,7 +20,7 @@ import pytest
 from gateway.audit.subjects import check_subjects
 from gateway.core.envelope import RequestHeader, ResponseHeader
 from gateway.localnet import City, LocalNet, ServiceSpec, free_port
-from gateway.messagelog.writer import read_entries
+from gateway.messagelog import read_entries
 from registries.melderegister.idnr import is_idnr
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,7 @@ import pytest
 from gateway.central import registry
 from gateway.central.service import Central
 from gateway.localnet import LIPPSTADT, SOEST, wait_http
-from gateway.messagelog.writer import read_entries
+from gateway.messagelog import read_entries
 from gateway.setup import (
     ACTOR,
     MELDEREGISTER_SERVICES,

@@ -22,9 +22,9 @@ from gateway.audit.archive import archive_before
 from gateway.audit.bench import START, SyntheticLog, build_log
 from gateway.audit.export import Selection, export_bundle
 from gateway.audit.parallel import verify_file
+from gateway.messagelog import Kind, LogRecord, MessageLog, MessageLogError, Role
 from gateway.messagelog.policy import METADATA, SIZE, body_policy, local_subsystem
 from gateway.messagelog.proofs import NotProvableError, prove_entry
-from gateway.messagelog.writer import LogRecord, MessageLog, MessageLogError
 from gateway.node.config import NodeConfig
 
 ENTRIES = 24
@@ -67,8 +67,8 @@ def full(tmp_path_factory: pytest.TempPathFactory) -> SyntheticLog:
 
 def _record(role: str, body: bytes, client: str = "DE-NRW/GOV/05974040/gewerbeamt") -> LogRecord:
     return LogRecord(
-        role=role,
-        kind="request",
+        role=Role(role),
+        kind=Kind.REQUEST,
         message_id="m",
         xroad_id="x",
         client=client,

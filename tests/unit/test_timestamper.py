@@ -35,6 +35,7 @@ from gateway.core.logtree import (
 )
 from gateway.core.merkle import leaf_hash, tree_hash
 from gateway.localnet import free_port
+from gateway.messagelog import Kind, LogRecord, MessageLog, Role, SignedHeadRecord
 from gateway.messagelog.proofs import (
     NotProvableError,
     entry_proof,
@@ -43,7 +44,6 @@ from gateway.messagelog.proofs import (
     timestamp_status,
 )
 from gateway.messagelog.timestamper import TSA_REPLY_TYPE, HeadNotSignable, Timestamper
-from gateway.messagelog.writer import LogRecord, MessageLog, SignedHeadRecord
 from gateway.pki.files import init_ca, issue_service
 from gateway.pki.keys import load_certificate, load_private_key
 from gateway.pki.profiles import ServiceKind
@@ -142,8 +142,8 @@ class FakeTsa:
 
 def record(kind: str = "request", body: bytes = b'{"q": 1}') -> LogRecord:
     return LogRecord(
-        role="provider",
-        kind=kind,
+        role=Role.PROVIDER,
+        kind=Kind(kind),
         message_id=str(uuid.uuid4()),
         xroad_id=f"DE-NRW-{uuid.uuid4()}",
         client="DE-NRW/GOV/05974040/gewerbeamt",

@@ -1,0 +1,354 @@
+"""The message log's storage boundary: what is read back, and from what.
+
+Everything outside the package reads the log through a :class:`LogStore` and the record
+types below, never through SQL: the node's auditor API, witness and data tracker, the
+proof and time-stamp tools, audit bundle export, archiving and the configuration history.
+Today one backend implements it (``gateway.messagelog.sqlite.SqliteLogStore`` over the
+node's SQLite file, next to the group-commit writer in ``gateway.messagelog.writer``). A
+second backend (PostgreSQL) implements the same protocol and a writer with the same
+methods, and :func:`gateway.messagelog.open_log` / :func:`gateway.messagelog.open_store`
+choose it: the node, ``gateway.audit`` and the CLI do not change
+(docs/adr/0018-message-log-package.md).
+
+Two record types describe an entry: ``LogRecord`` (``gateway.messagelog.writer``) is what
+the node hands in, without what the log assigns itself; :class:`StoredEntry` is what is
+read back, every column. ``gateway.core.logtree.LoggedEntry`` is not a third shape of the
+log but the Merkle leaf's input (pure, in core), which :meth:`StoredEntry.leaf_entry`
+derives; the audit bundle's ``EntryItem`` is that file format's record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from gateway.core.logtree import LoggedEntry, StampedTreeHead
+from gateway.messagelog.schema import Kind, Role
+
+__all__ = [
+    "ARCHIVED",
+    "ArchivedEntry",
+    "CosignatureRow",
+    "EntrySelection",
+    "ExportEvidence",
+    "LogNotFoundError",
+    "LogStore",
+    "LogStoreError",
+    "NotProvableError",
+    "SignedHead",
+    "StoredEntry",
+    "StoredStatus",
+    "StoredTreeHead",
+    "StoredVersion",
+    "TimestampStatus",
+    "UsageRow",
+    "WitnessAlertRow",
+]
+
+ARCHIVED = "archived"
+"""``body_omitted`` of an entry whose header, body and signature moved to an archive
+bundle (``gateway log archive``)."""
+
+
+class LogStoreError(Exception):
+    """The log file is missing, is not a message log, or cannot be read or written."""
+
+
+class LogNotFoundError(LogStoreError, FileNotFoundError):
+    """There is no log where one was named."""
+
+
+class NotProvableError(Exception):
+    """No proof (of time, inclusion or consistency) can be built; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """One ``message_log`` row as read back: every column, in the table's order.
+
+    ``role`` and ``kind`` are the enums; they compare equal to the stored strings.
+    ``body`` is empty when ``body_omitted`` says why (``metadata``, ``size``,
+    ``archived``); ``leaf_index`` and ``leaf_hash`` are None only in a log written
+    before the Merkle tree, until a node opens it once.
+    """
+
+    id: int
+    logged_at: str
+    role: Role
+    kind: Kind
+    message_id: str
+    xroad_id: str
+    client: str
+    service: str
+    created: str
+    header: bytes
+    body: bytes
+    signature: str
+    cert_ref: str
+    ocsp_ref: str = ""
+    leaf_index: int | None = None
+    leaf_hash: bytes | None = None
+    body_sha256: str | None = None
+    body_omitted: str = ""
+    subjects_salt: str | None = None
+    subjects_sha256: str | None = None
+
+    def leaf_entry(self) -> LoggedEntry:
+        """The fields the entry's Merkle leaf commits to (``gateway.core.logtree``).
+
+        A digest-only entry (docs/message-log.md section 1.1) commits to its stored
+        body digest instead of the (empty) body.
+        """
+        return LoggedEntry(
+            role=str(self.role),
+            kind=str(self.kind),
+            message_id=self.message_id,
+            xroad_id=self.xroad_id,
+            client=self.client,
+            service=self.service,
+            created=self.created,
+            logged_at=self.logged_at,
+            header=self.header,
+            body=self.body,
+            signature=self.signature,
+            cert_ref=self.cert_ref,
+            ocsp_ref=self.ocsp_ref,
+            body_digest=self.body_sha256 if self.body_omitted else None,
+            subjects_sha256=self.subjects_sha256,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTreeHead:
+    """One row of ``tree_head``: a tree head the TSA timestamped."""
+
+    id: int
+    tree_size: int
+    root_hash: bytes
+    last_entry_id: int
+    document: bytes
+    gen_time: str
+    token: bytes
+    tsa_name: str
+    tsa_cert_ref: str
+    stored_at: str
+
+    def stamped(self) -> StampedTreeHead:
+        return StampedTreeHead(self.tree_size, self.root_hash, self.document, self.token)
+
+
+@dataclass(frozen=True, slots=True)
+class TimestampStatus:
+    """Entries in the log versus entries covered by its latest tree head."""
+
+    tree_size: int
+    stamped_size: int
+    oldest_pending: str | None
+
+    @property
+    def pending(self) -> int:
+        return self.tree_size - self.stamped_size
+
+
+@dataclass(frozen=True, slots=True)
+class SignedHead:
+    """One row of ``signed_tree_head``: the member key's signature over a tree head."""
+
+    tree_size: int
+    document: bytes
+    signature: str
+    cert_ref: str
+    ocsp_ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class CosignatureRow:
+    """One row of ``cosignature`` (see ``gateway.messagelog.schema.Cosignature``)."""
+
+    log_node: str
+    witness: str
+    tree_size: int
+    document: bytes
+    signature: str
+    cosignature: str
+    cert_ref: str
+    ocsp_ref: str
+    stored_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessAlertRow:
+    """One row of ``witness_alert``."""
+
+    id: int
+    peer: str
+    code: str
+    detail: str
+    evidence: str
+    detected_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """One applied configuration version: its serial, when it was applied, and its
+    signed files (named as ``gateway.conf.tufclient.SIGNED_FILES``)."""
+
+    id: int
+    serial: int
+    applied_at: str
+    files: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredStatus:
+    """A good OCSP response for one of this node's certificates, as the log keeps it."""
+
+    cert_ref: str
+    der: bytes
+    fetched_at: datetime
+    fetched_from: str
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """One provider-side response entry that named a data subject, with its request's
+    signed header (the data tracker parses both again)."""
+
+    entry_id: int
+    logged_at: str
+    client: str
+    service: str
+    message_id: str
+    xroad_id: str
+    response_header: bytes
+    request_header: bytes
+    leaf_index: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedEntry:
+    """An entry an archive bundle holds: its id, leaf hash and body digest there."""
+
+    entry_id: int
+    leaf_hash_hex: str
+    body_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class EntrySelection:
+    """Which entries an export reads: all, one exchange, or a ``logged_at`` range
+    (RFC 3339 text with milliseconds, both ends inclusive, either open)."""
+
+    all: bool = False
+    message_id: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExportEvidence:
+    """Everything an audit bundle carries besides tree heads and leaves, in one read."""
+
+    entries: list[StoredEntry]
+    """The selected entries (archived ones included), id order."""
+    archived_before: int
+    """One past the largest archived leaf index (0 when nothing was archived)."""
+    signed: dict[int, SignedHead]
+    cosigned: dict[int, list[CosignatureRow]]
+    """Co-signatures over this node's own signed heads, by tree size."""
+    signer_certificates: dict[str, tuple[bytes, str]]
+    """cert_ref -> (DER, JWS protected header)."""
+    ocsp: dict[str, bytes]
+    tsa_certificates: dict[str, bytes]
+    versions: list[StoredVersion] = field(default_factory=list)
+
+
+@runtime_checkable
+class LogStore(Protocol):
+    """Reads (and the few maintenance writes) of one node's message log.
+
+    Each call is self-contained and blocking (the node runs them in a worker thread);
+    none ever goes through the node's writer, so they can run beside it. Errors are
+    :class:`LogStoreError` (no log, unreadable) and :class:`NotProvableError` (the log
+    holds no proof of what was asked).
+    """
+
+    @property
+    def location(self) -> str:
+        """Where the log is, for messages."""
+        ...
+
+    # -- entries ----------------------------------------------------------------------
+
+    def entries(
+        self,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        message_id: str | None = None,
+        party: str | None = None,
+        leaf_index: int | None = None,
+    ) -> list[StoredEntry]:
+        """Entries in id order with ids above ``after``; ``party`` keeps the exchanges
+        a client took part in (as the client, or as the provider subsystem)."""
+        ...
+
+    def entry(self, entry_id: int) -> StoredEntry | None: ...
+
+    def count_entries(self) -> int: ...
+
+    def leaves_through(self, last_entry_id: int) -> list[tuple[object, object]]:
+        """``(leaf_index, leaf_hash)`` as stored for every entry up to an id, id order."""
+        ...
+
+    def leaf_hashes(self, size: int) -> list[bytes]:
+        """The first ``size`` leaf hashes, refusing gaps (``NotProvableError``)."""
+        ...
+
+    def data_subjects(self) -> dict[int, list[str]]:
+        """Every ``data_subject`` row, by entry id."""
+        ...
+
+    def usage(self, subject: str) -> list[UsageRow]:
+        """Provider-side responses that named ``subject``, oldest first."""
+        ...
+
+    # -- tree heads, signatures, witnessing ---------------------------------------------
+
+    def tree_heads(self) -> list[StoredTreeHead]: ...
+
+    def first_head_covering(self, leaf_index: int) -> StoredTreeHead | None: ...
+
+    def timestamp_status(self) -> TimestampStatus: ...
+
+    def signed_heads(self) -> list[SignedHead]: ...
+
+    def latest_signed_head(self) -> SignedHead | None: ...
+
+    def cosignatures(
+        self, *, log_node: str | None = None, witness: str | None = None
+    ) -> list[CosignatureRow]: ...
+
+    def witness_alerts(self) -> list[WitnessAlertRow]: ...
+
+    def ocsp_responses(self, refs: Iterable[str]) -> dict[str, bytes]: ...
+
+    # -- export, archive, configuration history, own OCSP -------------------------------
+
+    def export_evidence(self, selection: EntrySelection) -> ExportEvidence:
+        """The selected entries with every certificate, OCSP response, signature and
+        configuration version a bundle may need, read over one connection."""
+        ...
+
+    def archive(self, entries: Iterable[ArchivedEntry]) -> list[int]:
+        """Drop the header, body and signature of entries an archive bundle holds; their
+        leaf indexes. All or nothing: an entry whose leaf changed fails the whole call."""
+        ...
+
+    def configuration_versions(self) -> list[StoredVersion]: ...
+
+    def own_statuses(self) -> list[StoredStatus]: ...
+
+    def witness_alert_count(self) -> int: ...
