@@ -887,6 +887,7 @@ def test_the_verifier_is_pure() -> None:
     forbidden = (
         "gateway.node",
         "gateway.store",
+        "gateway.messagelog",
         "gateway.conf",
         "sqlite3",
         "sqlmodel",

@@ -23,6 +23,7 @@ FORBIDDEN_MODULES = (
     "gateway.node",
     "gateway.conf",
     "gateway.store",
+    "gateway.messagelog",
     "gateway.localnet",
     "gateway.demo",
     "gateway.cli",
