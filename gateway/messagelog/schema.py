@@ -48,6 +48,9 @@ class LogEntry(SQLModel, table=True):
     Kept byte-exact (``header`` and ``body`` are the signed bytes) so the signature can be
     verified again later from the log alone; ``AUTOINCREMENT`` keeps ids from ever being
     reused, so an id handed out as evidence always names the same entry.
+
+    This declares the table only: entries are written as ``LogRecord`` and read back as
+    ``StoredEntry`` (``gateway.messagelog.store``).
     """
 
     __tablename__ = "message_log"

@@ -338,8 +338,8 @@ _SELECT_ENTRIES: Final = (
 
 
 def logged_entry(row: Sequence[object]) -> LoggedEntry:
-    """The leaf-relevant fields of a ``_SELECT_ENTRIES`` row (the id is row[0]); also
-    used by ``gateway log check-subjects``, which selects the same columns first."""
+    """The leaf-relevant fields of a ``_SELECT_ENTRIES`` row (the id is row[0]), for the
+    start-up rebuild; readers use ``StoredEntry.leaf_entry``."""
     header, body = row[9], row[10]
     if not isinstance(header, bytes) or not isinstance(body, bytes):
         raise MessageLogError(f"entry {row[0]}: header and body must be stored as BLOBs")
@@ -948,8 +948,8 @@ class MessageLog:
                     leaf = leaf_hash(
                         entry_leaf(
                             LoggedEntry(
-                                r.role,
-                                r.kind,
+                                str(r.role),
+                                str(r.kind),
                                 r.message_id,
                                 r.xroad_id,
                                 r.client,
@@ -970,8 +970,8 @@ class MessageLog:
                         _INSERT_ENTRY,
                         (
                             logged_at,
-                            r.role,
-                            r.kind,
+                            str(r.role),
+                            str(r.kind),
                             r.message_id,
                             r.xroad_id,
                             r.client,
