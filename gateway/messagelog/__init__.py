@@ -4,7 +4,8 @@ The modules, and what each may do (docs/message-log.md, section 0):
 
 * ``schema``: the tables and the ``Role``/``Kind`` enums; the only definition of the
   layout;
-* ``store``: the storage boundary, the ``LogStore`` protocol and the records read back;
+* ``store``: the storage boundary, the ``LogWriter`` and ``LogStore`` protocols and the
+  records written and read back;
 * ``sqlite``: the SQLite backend's reads and side writes, and ``writer``: its
   group-commit write path; the only modules of ``gateway`` that speak SQL to the log;
 * ``proofs``: tree heads, inclusion and consistency proofs, proofs of time;
@@ -49,29 +50,28 @@ from gateway.messagelog.store import (
     EntrySelection,
     ExportEvidence,
     LogNotFoundError,
+    LogRecord,
+    LogStats,
     LogStore,
     LogStoreError,
+    LogWriter,
+    MessageLogError,
     NotProvableError,
+    ReplayError,
     SignedHead,
+    SignedHeadRecord,
     StoredEntry,
     StoredStatus,
     StoredTreeHead,
     StoredVersion,
+    TimestampBacklog,
     TimestampStatus,
+    TreeHeadRecord,
+    TreeSnapshot,
     UsageRow,
     WitnessAlertRow,
 )
-from gateway.messagelog.writer import (
-    LogRecord,
-    LogStats,
-    MessageLog,
-    MessageLogError,
-    ReplayError,
-    SignedHeadRecord,
-    TimestampBacklog,
-    TreeHeadRecord,
-    TreeSnapshot,
-)
+from gateway.messagelog.writer import MessageLog
 
 __all__ = [
     "ARCHIVED",
@@ -86,6 +86,7 @@ __all__ = [
     "LogStats",
     "LogStore",
     "LogStoreError",
+    "LogWriter",
     "MessageLog",
     "MessageLogError",
     "NotProvableError",
@@ -131,7 +132,8 @@ def open_log(
     body_policy: Callable[[LogRecord], str] | None = None,
 ) -> MessageLog:
     """The node's log writer (not started) over the log at ``path``; its read side is
-    ``.store``. The one place the node's backend is chosen."""
+    ``.store``. The one place the node's backend is chosen: the node and its services
+    use it as a ``LogWriter``."""
     return MessageLog(path, clock=clock, body_policy=body_policy)
 
 

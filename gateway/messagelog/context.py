@@ -22,7 +22,7 @@ from gateway.conf.directory import Directory
 from gateway.core.envelope import SignatureVerifier, Signer
 from gateway.core.errors import Code
 from gateway.core.ids import ClientId, NodeId
-from gateway.messagelog.writer import MessageLog
+from gateway.messagelog.store import LogWriter
 from gateway.node.clock import Clock
 from gateway.node.config import AuditSection
 from gateway.pki.ocsp_cache import OcspEvidence
@@ -52,7 +52,7 @@ class LogContext:
     """One node's view for the auditor API and the witness."""
 
     node_id: NodeId
-    log: MessageLog
+    log: LogWriter
     """The writer (side writes) and, through ``log.store``, the read side."""
     clock: Clock
     audit: AuditSection

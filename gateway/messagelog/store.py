@@ -1,14 +1,14 @@
-"""The message log's storage boundary: what is read back, and from what.
+"""The message log's storage boundary: what is written, what is read back, and by what.
 
-Everything outside the package reads the log through a :class:`LogStore` and the record
-types below, never through SQL: the node's auditor API, witness and data tracker, the
-proof and time-stamp tools, audit bundle export, archiving and the configuration history.
-Today one backend implements it (``gateway.messagelog.sqlite.SqliteLogStore`` over the
-node's SQLite file, next to the group-commit writer in ``gateway.messagelog.writer``). A
-second backend (PostgreSQL) implements the same protocol and a writer with the same
-methods, and :func:`gateway.messagelog.open_log` / :func:`gateway.messagelog.open_store`
-choose it: the node, ``gateway.audit`` and the CLI do not change
-(docs/adr/0018-message-log-package.md).
+Everything outside the package writes the log through a :class:`LogWriter` and reads it
+through a :class:`LogStore`, with the record types below, never through SQL: the node,
+its timestamper, witness, auditor API and data tracker, the proof and time-stamp tools,
+audit bundle export, archiving and the configuration history. Today one backend
+implements both (``gateway.messagelog.writer.MessageLog``, group commit on the node's
+SQLite file, and ``gateway.messagelog.sqlite.SqliteLogStore``). A second backend
+(PostgreSQL) implements the same two protocols, and :func:`gateway.messagelog.open_log`
+/ :func:`gateway.messagelog.open_store` choose it: the node, ``gateway.audit`` and the
+CLI do not change (docs/adr/0018-message-log-package.md).
 
 Two record types describe an entry: ``LogRecord`` (``gateway.messagelog.writer``) is what
 the node hands in, without what the log assigns itself; :class:`StoredEntry` is what is
@@ -19,7 +19,7 @@ derives; the audit bundle's ``EntryItem`` is that file format's record.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -34,15 +34,24 @@ __all__ = [
     "EntrySelection",
     "ExportEvidence",
     "LogNotFoundError",
+    "LogRecord",
+    "LogStats",
     "LogStore",
     "LogStoreError",
+    "LogWriter",
+    "MessageLogError",
     "NotProvableError",
+    "ReplayError",
     "SignedHead",
+    "SignedHeadRecord",
     "StoredEntry",
     "StoredStatus",
     "StoredTreeHead",
     "StoredVersion",
+    "TimestampBacklog",
     "TimestampStatus",
+    "TreeHeadRecord",
+    "TreeSnapshot",
     "UsageRow",
     "WitnessAlertRow",
 ]
@@ -62,6 +71,119 @@ class LogNotFoundError(LogStoreError, FileNotFoundError):
 
 class NotProvableError(Exception):
     """No proof (of time, inclusion or consistency) can be built; the message says why."""
+
+
+# -- what is written ----------------------------------------------------------------------
+
+
+class MessageLogError(Exception):
+    """The log entry could not be made durable, so the exchange must not succeed."""
+
+
+class ReplayError(Exception):
+    """The client already sent a request with this id; nothing was written for it."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One message to log: an entry without the fields the log assigns itself (its id,
+    ``logged_at``, leaf and digests); read back, it is a ``StoredEntry``."""
+
+    role: Role
+    kind: Kind
+    message_id: str
+    xroad_id: str
+    client: str
+    service: str
+    created: str
+    header: bytes
+    body: bytes
+    signature: str
+    cert_ref: str
+    ocsp_ref: str = ""
+    subjects: tuple[str, ...] = ()
+    """Data subjects the message disclosed (``data_subject`` rows, same transaction);
+    the entry's leaf commits to them through a salted digest (``subjects_sha256``), so
+    a removed or altered row is detectable. See docs/data-tracker.md."""
+
+
+@dataclass(frozen=True, slots=True)
+class TreeSnapshot:
+    """The Merkle tree over every committed entry: what a tree head is made from."""
+
+    tree_size: int
+    root_hash: bytes
+    last_entry_id: int
+    """Id of the entry at leaf ``tree_size - 1`` (0 for the empty tree)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimestampBacklog:
+    """How far timestamping lags behind the log, for the timestamper's decisions."""
+
+    tree_size: int
+    stamped_size: int
+    """Size of the latest timestamped tree head (0 if there is none)."""
+    oldest_pending: datetime | None
+    """When the first entry not covered by a tree head was logged; None if all are."""
+    last_stamp: datetime | None
+    """genTime of the latest tree head."""
+
+    @property
+    def pending(self) -> int:
+        return self.tree_size - self.stamped_size
+
+
+@dataclass(frozen=True, slots=True)
+class TreeHeadRecord:
+    """A tree head the TSA has timestamped, ready to store.
+
+    ``tree_size``, ``root_hash`` and ``last_entry_id`` must come from a
+    :meth:`LogWriter.tree_snapshot` of this log; ``document`` is the exact byte string
+    whose SHA-256 the token's imprint is.
+    """
+
+    tree_size: int
+    root_hash: bytes
+    last_entry_id: int
+    document: bytes
+    gen_time: datetime
+    token: bytes
+    tsa_name: str
+    tsa_cert_der: bytes
+    signed: SignedHeadRecord | None = None
+    """The member key's signature over this head, stored in the same transaction."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignedHeadRecord:
+    """A signed tree head (``gateway.core.treehead``) with its signer's evidence."""
+
+    document: bytes
+    signature: str
+    cert_ref: str
+    cert_der: bytes
+    jws_header: str
+    ocsp_ref: str = ""
+    ocsp_der: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class LogStats:
+    """Counters that show whether group commit is actually sharing commits.
+
+    ``units`` counts appends whose records were committed (replays excluded);
+    ``largest_batch`` is the most units handled in one transaction.
+    """
+
+    commits: int = 0
+    units: int = 0
+    rows: int = 0
+    largest_batch: int = 0
+    failed_batches: int = 0
+
+
+# -- what is read back ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,3 +474,67 @@ class LogStore(Protocol):
     def own_statuses(self) -> list[StoredStatus]: ...
 
     def witness_alert_count(self) -> int: ...
+
+
+@runtime_checkable
+class LogWriter(Protocol):
+    """The one writer of a node's log, as the node and its services use it.
+
+    Every write is durable when its coroutine returns and raises ``MessageLogError``
+    otherwise; entries, their leaves and the tree's frontier commit together, so the
+    tree never disagrees with the entries. Created by ``gateway.messagelog.open_log``.
+    """
+
+    @property
+    def store(self) -> LogStore:
+        """The read side of the same log."""
+        ...
+
+    def start(self) -> None: ...
+
+    async def close(self) -> None:
+        """Finish every write already accepted, then stop."""
+        ...
+
+    def seen_since(self, created_after: str) -> list[tuple[str, str, str]]:
+        """(client, message id, created) of requests created after a time; before
+        ``start()``, to rebuild the replay guard."""
+        ...
+
+    async def append(
+        self,
+        records: Sequence[LogRecord],
+        *,
+        certs: Mapping[str, tuple[bytes, str]] | None = None,
+        ocsp: Mapping[str, bytes] | None = None,
+        replay_key: tuple[str, str, str] | None = None,
+    ) -> list[int]:
+        """Log ``records`` (with the certificates and OCSP responses they refer to) in
+        one commit and return their ids; ``ReplayError`` if ``replay_key`` was seen."""
+        ...
+
+    # -- the tree and its time stamps (the timestamper) ----------------------------------
+
+    def tree_snapshot(self) -> TreeSnapshot: ...
+
+    def backlog(self) -> TimestampBacklog: ...
+
+    def notify_when_pending(self, threshold: int, callback: Callable[[], None]) -> None: ...
+
+    async def append_tree_head(self, head: TreeHeadRecord) -> int: ...
+
+    # -- side tables ----------------------------------------------------------------------
+
+    async def record_configuration(
+        self, files: Sequence[tuple[str, bytes]], serial: int, applied_at: str
+    ) -> bool: ...
+
+    async def keep_own_status(self, ref: str, status: StoredStatus | None) -> None: ...
+
+    async def add_cosignature(
+        self, row: CosignatureRow, cert: tuple[str, bytes, str], ocsp_der: bytes
+    ) -> None: ...
+
+    async def add_witness_alert(
+        self, peer: str, code: str, detail: str, evidence: str, detected_at: str
+    ) -> None: ...

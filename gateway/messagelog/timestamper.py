@@ -35,8 +35,8 @@ from gateway.conf.directory import Directory, TsaInfo
 from gateway.core.errors import Code, GatewayError
 from gateway.core.logtree import tree_head_document
 from gateway.core.treehead import sth_document
-from gateway.messagelog.writer import (
-    MessageLog,
+from gateway.messagelog.store import (
+    LogWriter,
     MessageLogError,
     SignedHeadRecord,
     TimestampBacklog,
@@ -91,7 +91,7 @@ class Timestamper:
 
     def __init__(
         self,
-        log: MessageLog,
+        log: LogWriter,
         directory: Callable[[], Directory],
         node_id: str,
         clock: Clock,

@@ -43,9 +43,20 @@ from gateway.core.datasubject import check_subject
 from gateway.core.logtree import SUBJECTS_SALT_SIZE, LoggedEntry, entry_leaf, subjects_commitment
 from gateway.core.merkle import CompactTree, MerkleError, leaf_hash
 from gateway.messagelog import sqlite as side
-from gateway.messagelog.schema import KINDS, ROLES, Kind, Role, schema_tables
+from gateway.messagelog.schema import KINDS, ROLES, schema_tables
 from gateway.messagelog.sqlite import SqliteLogStore
-from gateway.messagelog.store import CosignatureRow, StoredStatus
+from gateway.messagelog.store import (
+    CosignatureRow,
+    LogRecord,
+    LogStats,
+    MessageLogError,
+    ReplayError,
+    SignedHeadRecord,
+    StoredStatus,
+    TimestampBacklog,
+    TreeHeadRecord,
+    TreeSnapshot,
+)
 
 __all__ = [
     "LogRecord",
@@ -99,113 +110,6 @@ _INSERT_SEEN: Final = (
     "INSERT OR IGNORE INTO seen_request (client, message_id, created) VALUES (?, ?, ?)"
 )
 _INSERT_SUBJECT: Final = "INSERT OR IGNORE INTO data_subject (entry_id, subject) VALUES (?, ?)"
-
-
-class MessageLogError(Exception):
-    """The log entry could not be made durable, so the exchange must not succeed."""
-
-
-class ReplayError(Exception):
-    """The client already sent a request with this id; nothing was written for it."""
-
-
-@dataclass(frozen=True, slots=True)
-class LogRecord:
-    """One message to log: an entry without the fields the log assigns itself (its id,
-    ``logged_at``, leaf and digests); read back, it is a ``StoredEntry``."""
-
-    role: Role
-    kind: Kind
-    message_id: str
-    xroad_id: str
-    client: str
-    service: str
-    created: str
-    header: bytes
-    body: bytes
-    signature: str
-    cert_ref: str
-    ocsp_ref: str = ""
-    subjects: tuple[str, ...] = ()
-    """Data subjects the message disclosed (``data_subject`` rows, same transaction);
-    the entry's leaf commits to them through a salted digest (``subjects_sha256``), so
-    a removed or altered row is detectable. See docs/data-tracker.md."""
-
-
-@dataclass(frozen=True, slots=True)
-class TreeSnapshot:
-    """The Merkle tree over every committed entry: what a tree head is made from."""
-
-    tree_size: int
-    root_hash: bytes
-    last_entry_id: int
-    """Id of the entry at leaf ``tree_size - 1`` (0 for the empty tree)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TimestampBacklog:
-    """How far timestamping lags behind the log, for the timestamper's decisions."""
-
-    tree_size: int
-    stamped_size: int
-    """Size of the latest timestamped tree head (0 if there is none)."""
-    oldest_pending: datetime | None
-    """When the first entry not covered by a tree head was logged; None if all are."""
-    last_stamp: datetime | None
-    """genTime of the latest tree head."""
-
-    @property
-    def pending(self) -> int:
-        return self.tree_size - self.stamped_size
-
-
-@dataclass(frozen=True, slots=True)
-class TreeHeadRecord:
-    """A tree head the TSA has timestamped, ready to store.
-
-    ``tree_size``, ``root_hash`` and ``last_entry_id`` must come from a
-    :meth:`MessageLog.tree_snapshot` of this log; ``document`` is the exact byte string
-    whose SHA-256 the token's imprint is.
-    """
-
-    tree_size: int
-    root_hash: bytes
-    last_entry_id: int
-    document: bytes
-    gen_time: datetime
-    token: bytes
-    tsa_name: str
-    tsa_cert_der: bytes
-    signed: SignedHeadRecord | None = None
-    """The member key's signature over this head, stored in the same transaction."""
-
-
-@dataclass(frozen=True, slots=True)
-class SignedHeadRecord:
-    """A signed tree head (``gateway.core.treehead``) with its signer's evidence."""
-
-    document: bytes
-    signature: str
-    cert_ref: str
-    cert_der: bytes
-    jws_header: str
-    ocsp_ref: str = ""
-    ocsp_der: bytes = b""
-
-
-@dataclass(frozen=True, slots=True)
-class LogStats:
-    """Counters that show whether group commit is actually sharing commits.
-
-    ``units`` counts appends whose records were committed (replays excluded);
-    ``largest_batch`` is the most units handled in one transaction.
-    """
-
-    commits: int = 0
-    units: int = 0
-    rows: int = 0
-    largest_batch: int = 0
-    failed_batches: int = 0
 
 
 @dataclass(slots=True)

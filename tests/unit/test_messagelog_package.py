@@ -28,6 +28,7 @@ from gateway.messagelog import (
     Kind,
     LogRecord,
     LogStore,
+    LogWriter,
     MessageLog,
     Role,
     SqliteLogStore,
@@ -205,6 +206,14 @@ def test_the_cycle_check_finds_a_cycle() -> None:
 # ---------------------------------------------------------------- the boundary and the enums
 
 
+def _writer_conforms(log: MessageLog) -> LogWriter:
+    return log  # mypy checks the SQLite writer against the writer protocol
+
+
+def _store_conforms(store: SqliteLogStore) -> LogStore:
+    return store  # and its read side against the store protocol
+
+
 def test_role_and_kind_are_enums_stored_as_the_same_strings(tmp_path: Path) -> None:
     path = tmp_path / "messagelog.sqlite"
     assert [str(r) for r in Role] == ["consumer", "provider"]
@@ -212,7 +221,7 @@ def test_role_and_kind_are_enums_stored_as_the_same_strings(tmp_path: Path) -> N
 
     async def scenario() -> None:
         async with MessageLog(path, clock=lambda: NOW) as log:
-            assert isinstance(log.store, LogStore)
+            assert isinstance(log, LogWriter) and isinstance(log.store, LogStore)
             await log.append(
                 [
                     LogRecord(
