@@ -172,6 +172,7 @@ def cmd_node_check(args: argparse.Namespace) -> None:
             f"{current.valid_until.isoformat(timespec='seconds')}"
         )
     own = node.own_ocsp
+    own.persist = None  # a check probes the responders; it keeps nothing for a restart
     print(
         f"OCSP: freshness window {own.cache.freshness.total_seconds():g} s (global configuration), "
         f"refresh every {own.refresh_interval.total_seconds():g} s (node)"
