@@ -71,7 +71,13 @@ from gateway.node.ocsp import OwnCertificate, OwnOcsp, OwnStatusUnavailable
 from gateway.node.replay import ReplayGuard
 from gateway.node.timestamper import Timestamper
 from gateway.node.tls import client_context, peer_fingerprint, server_context
-from gateway.node.tracker import FIND_USAGE, Tracker, check_purpose, required_headers
+from gateway.node.tracker import (
+    FIND_USAGE,
+    Tracker,
+    check_purpose,
+    details_of,
+    required_headers,
+)
 from gateway.node.transport import (
     MAX_HEADER_FIELD,
     PeerClient,
@@ -1115,6 +1121,7 @@ class Node:
                         cert_ref=signer.cert_ref,
                         ocsp_ref=own_sign.ref,
                         subjects=subjects,
+                        read=details_of(request, status) if subjects else None,
                     ),
                 ],
                 certs=self._certs(verified, signer),

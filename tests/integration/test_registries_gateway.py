@@ -201,6 +201,14 @@ def test_subject_recorded_at_provider_and_never_reaches_consumer(fed: Federation
         assert (request.user_id, request.issue) == ("sachbearbeiterin-12", "GEW-2026-0815")
     # The consumer's node keeps no data subjects (its log has the table, but no rows).
     assert subject_rows(fed.consumer_log) == []
+    # What the tracker needs once archiving empties the headers is kept with the entry.
+    with sqlite3.connect(fed.provider_log) as conn:
+        kept = conn.execute(
+            "SELECT r.method, r.path, r.status, r.user_id, r.issue FROM data_subject_read r"
+            " JOIN message_log m ON m.id = r.entry_id WHERE m.message_id = ?",
+            (message_id,),
+        ).fetchall()
+    assert kept == [("GET", "/", 200, "sachbearbeiterin-12", "GEW-2026-0815")]
 
 
 def test_purpose_binding_refuses_before_the_registry(fed: Federation) -> None:
