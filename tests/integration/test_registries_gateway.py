@@ -317,3 +317,54 @@ def test_malformed_data_subject_fails_closed(fed: Federation) -> None:
     # The registry was called, so the request is logged; no response left the node.
     after = [(e.kind, e.message_id) for e in read_entries(fed.provider_log)]
     assert [kind for kind, _ in after[len(before) :]] == ["request"]
+
+
+# ---------------------------------------------------------------------- getOpenAPI
+
+GET_OPENAPI = MELDEREGISTER.service("getOpenAPI")
+
+
+def get_openapi(fed: Federation, query: str, client: str = str(GEWERBEAMT)) -> httpx.Response:
+    """``getOpenAPI`` through Soest's node, with a raw query (to send none, or two)."""
+    url = f"{fed.net.nodes[SOEST.ags].consumer_url}/r1/{GET_OPENAPI}"
+    if query:
+        url += "?" + query
+    return httpx.get(url, headers={"X-Road-Client": client}, timeout=30)
+
+
+def test_get_openapi_returns_the_registrys_description(fed: Federation) -> None:
+    response = get_openapi(fed, "serviceCode=einfacheAuskunft")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    own = httpx.get(f"{fed.registry_url}/openapi.json", timeout=10)
+    assert own.status_code == 200
+    assert response.json() == own.json()
+    assert response.json()["openapi"].startswith("3.")
+    # A signed exchange like any other, logged by both nodes under the id the client got.
+    message_id = response.headers["X-Road-Request-Id"]
+    for path in (fed.provider_log, fed.consumer_log):
+        entries = read_entries(path, message_id=message_id)
+        assert [(e.kind, e.service) for e in entries] == [
+            ("request", str(GET_OPENAPI)),
+            ("response", str(GET_OPENAPI)),
+        ]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "serviceCode=gibtEsNicht",  # no such service
+        "",  # no serviceCode at all
+        "serviceCode=einfacheAuskunft&serviceCode=einfacheAuskunft",  # not exactly one
+        "serviceCode=",  # not a service code
+        "serviceCode=kaputt",  # a service without an OpenAPI description
+        "servicecode=einfacheAuskunft",  # parameter names are case-sensitive
+    ],
+)
+def test_get_openapi_refuses_what_it_cannot_describe(fed: Federation, query: str) -> None:
+    assert_error(get_openapi(fed, query), "server.serverproxy.unknown_service")
+
+
+def test_get_openapi_needs_an_access_right_to_the_service(fed: Federation) -> None:
+    refused = get_openapi(fed, "serviceCode=einfacheAuskunft", client=str(BIBLIOTHEK))
+    assert_error(refused, "server.serverproxy.access_denied")
