@@ -79,7 +79,13 @@ from gateway.node.ocsp import (
 from gateway.node.replay import ReplayGuard
 from gateway.node.timestamper import Timestamper
 from gateway.node.tls import client_context, peer_fingerprint, server_context
-from gateway.node.tracker import FIND_USAGE, Tracker, check_purpose, required_headers
+from gateway.node.tracker import (
+    FIND_USAGE,
+    Tracker,
+    check_purpose,
+    details_of,
+    required_headers,
+)
 from gateway.node.transport import PeerClient, RegistryClient, Reply, read_limited
 from gateway.node.witness import Witness, head_signer
 from gateway.pki.keys import load_certificates, load_private_key
@@ -1145,6 +1151,7 @@ class Node:
                         cert_ref=signer.cert_ref,
                         ocsp_ref=own_sign.ref,
                         subjects=subjects,
+                        read=details_of(request, status) if subjects else None,
                     ),
                 ],
                 certs=self._certs(verified, signer),
