@@ -197,7 +197,10 @@ class GatewayError(Exception):
     """A refusal with a stable code; rendered to callers as X-Road's error format.
 
     ``detail`` is the log-correlation id X-Road puts in the same field, so an operator can
-    find the node's log line for a refusal a client reports.
+    find the node's log line for a refusal a client reports. ``headers`` go out with the
+    refusal: the consumer's node adds the exchange's ``X-Road-Id`` and
+    ``X-Road-Request-Id`` once it has made the message, so a caller can match a refused
+    exchange with what the provider's node may have logged.
     """
 
     def __init__(self, code: Code, message: str, *, detail: str | None = None) -> None:
@@ -205,6 +208,7 @@ class GatewayError(Exception):
         self.code = code
         self.message = message
         self.detail = detail or str(uuid.uuid4())
+        self.headers: dict[str, str] = {}
 
     @property
     def status(self) -> int:

@@ -102,7 +102,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def error_response(err: GatewayError, accept: str | None = None) -> web.Response:
     """X-Road's error format: ``X-Road-Error`` plus JSON (or XML if asked for)."""
-    headers = {"X-Road-Error": err.code.value}
+    headers = {**err.headers, "X-Road-Error": err.code.value}
     wants_xml = accept is not None and "xml" in accept and "json" not in accept
     if wants_xml:
         body = (
@@ -681,7 +681,31 @@ class Node:
         return service, path, query
 
     async def handle_consumer(self, request: web.Request) -> web.Response:
-        """Sign, relay, verify, log both messages, answer: X-Road REST ``r1``."""
+        """Sign, relay, verify, log both messages, answer: X-Road REST ``r1``.
+
+        Every refusal made once the exchange has its ids carries them (``X-Road-Id``,
+        and ``X-Road-Request-Id`` once the message exists): the provider's node may
+        already have logged the exchange, and the caller must be able to name it.
+        """
+        ids: dict[str, str] = {}
+        try:
+            response = await self._consume(request, ids)
+        except GatewayError as refusal:
+            refusal.headers.update(ids)
+            raise
+        except Exception:
+            if not ids:
+                raise
+            failure = GatewayError(Code.CP_INTERNAL_ERROR, "unexpected error; see the node's log")
+            log.exception("%s internal error (%s)", self.id, failure.detail)
+            failure.headers.update(ids)
+            raise failure from None
+        if "X-Road-Error" in response.headers:  # the provider's refusal, relayed
+            response.headers.update(ids)
+        return response
+
+    async def _consume(self, request: web.Request, ids: dict[str, str]) -> web.Response:
+        """The exchange of ``handle_consumer``; records the exchange's ids in ``ids``."""
         self._check_globalconf(Code.CP_GLOBAL_CONF_OUTDATED)
         self.timestamper.check(provider=False)  # before any work: the log cannot be stamped
         service, path, query = self._parse_r1(request)
@@ -700,6 +724,7 @@ class Node:
         xroad_id = _optional_text(request, "X-Road-Id", 255) or (
             f"{self.directory.instance}-{uuid.uuid4()}"
         )
+        ids["X-Road-Id"] = xroad_id
         user_id = _optional_text(request, "X-Road-UserId", 255)
         issue = _optional_text(request, "X-Road-Issue", 1024)
         try:
@@ -732,6 +757,7 @@ class Node:
             body_sha256=body_sha256(body),
             body_length=len(body),
         )
+        ids["X-Road-Request-Id"] = header.message_id
         header_bytes = header.to_bytes()
         signature = signer.sign(header_bytes)
         assert self._peer is not None
