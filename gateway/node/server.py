@@ -23,6 +23,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from aiohttp import web
+from aiohttp.http import HttpVersion
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from multidict import CIMultiDict
@@ -61,6 +62,7 @@ from gateway.core.ids import (
     parse_client,
 )
 from gateway.core.policy import AccessPolicy
+from gateway.httpversion import http1_only
 from gateway.node.auditor import Auditor
 from gateway.node.clock import Clock, SystemClock
 from gateway.node.confhistory import record_version
@@ -117,6 +119,16 @@ def error_response(err: GatewayError, accept: str | None = None) -> web.Response
         body=json.dumps(err.body()).encode(),
         content_type="application/json",
         headers=headers,
+    )
+
+
+def _version_refusal(version: HttpVersion) -> web.StreamResponse:
+    """505 in X-Road's error format for a request line that is not HTTP/1.x."""
+    return error_response(
+        GatewayError(
+            Code.HTTP_VERSION_NOT_SUPPORTED,
+            f"HTTP/{version.major}.{version.minor} is not supported; use HTTP/1.1",
+        )
     )
 
 
@@ -522,6 +534,7 @@ class Node:
 
     def consumer_app(self) -> web.Application:
         app = web.Application()
+        app.middlewares.append(http1_only(_version_refusal))
         app.router.add_route("*", "/r1/{tail:.*}", self._guarded(self.handle_consumer, False))
         app.router.add_get("/listClients", self._guarded(self.handle_list_clients, False))
         app.router.add_get("/health", self.handle_health)
@@ -531,6 +544,7 @@ class Node:
 
     def peer_app(self) -> web.Application:
         app = web.Application()
+        app.middlewares.append(http1_only(_version_refusal))
         app.router.add_post("/gw/v1/exchange", self._guarded(self.handle_exchange, True))
         self.auditor.add_peer_routes(app)
         return app
