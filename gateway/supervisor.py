@@ -85,11 +85,11 @@ class Supervisor:
     report: Callable[[str], None] = print
     clock: Callable[[], float] = time.monotonic
     exit_on_failure: bool = False
-    restarts: dict[str, int] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict, init=False)
     """Restarts made so far, by process name."""
-    _started: dict[int, float] = field(default_factory=dict)
-    _delays: dict[str, float] = field(default_factory=dict)
-    _pending: list[_Pending] = field(default_factory=list)
+    _started: dict[int, float] = field(default_factory=dict, init=False, repr=False)
+    _delays: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    _pending: list[_Pending] = field(default_factory=list, init=False, repr=False)
 
     def poll(self) -> bool:
         """One round: report dead processes, schedule and make due restarts.

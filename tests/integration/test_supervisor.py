@@ -143,8 +143,7 @@ def test_a_killed_node_is_reported_and_restarted_while_the_other_answers(
     death = _kill_and_watch(supervised, name)
     assert "killed by signal SIGKILL (9)" in death, death
     assert "  | " in death, death  # the node's own last log lines
-    # Soest's node kept running and answers its clients (the refusal names the
-    # message it made for the dead provider), then exchanges resume.
+    # Soest's node kept running and answers its clients; exchanges resume.
     assert httpx.get(f"{soest.consumer_url}/health", timeout=10).is_success
     _eventually(lambda: _answers(net), "Lippstadt's restarted node answers exchanges")
 
