@@ -304,7 +304,8 @@ def cmd_registry_portal(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from gateway.demo import run_demo
 
-    sys.exit(run_demo(Path(args.dir) if args.dir else None, serve=args.serve))
+    directory = Path(args.dir) if args.dir else None
+    sys.exit(run_demo(directory, serve=args.serve, exit_on_failure=args.exit_on_failure))
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -509,6 +510,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(sub, "demo", cmd_demo, "run the three-city federation on loopback: Anna's story")
     p.add_argument("--serve", action="store_true", help="keep the federation running")
+    p.add_argument(
+        "--exit-on-failure",
+        action="store_true",
+        help="with --serve: stop the federation when one of its processes dies "
+        "(default: report it and restart it with backoff)",
+    )
     p.add_argument("--dir", default=None, help="state directory (default: a temporary one)")
     return parser
 
