@@ -61,6 +61,7 @@ from gateway.core.ids import (
     parse_client,
 )
 from gateway.core.policy import AccessPolicy
+from gateway.net.guard import GuardSettings, guarded_site
 from gateway.node.auditor import Auditor
 from gateway.node.clock import Clock, SystemClock
 from gateway.node.confhistory import record_version
@@ -491,7 +492,17 @@ class Node:
             app, access_log=None, max_field_size=MAX_HEADER_FIELD, handle_signals=False
         )
         await runner.setup()
-        site = web.TCPSite(runner, host, int(port), ssl_context=ssl, backlog=1024)
+        node = self.config.node
+        limits = GuardSettings(
+            header_timeout=node.header_timeout_seconds,
+            body_timeout=node.body_timeout_seconds,
+            max_connections=node.max_connections,
+            max_connections_per_ip=node.max_connections_per_ip,
+        )
+        name = f"{self.id} {'peer' if ssl is not None else 'consumer'} port"
+        site = guarded_site(
+            runner, host, int(port), limits, ssl_context=ssl, backlog=1024, name=name
+        )
         await site.start()
         self._runners.append(runner)
         server = site._server

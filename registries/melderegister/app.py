@@ -49,7 +49,6 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, TypedDict
 
-import uvicorn
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
@@ -1208,4 +1207,6 @@ def create_app(db_path: Path, *, seed: bool = True, city: str = "lippstadt") -> 
 
 def serve(db_path: Path, host: str, port: int, city: str = "lippstadt") -> None:
     """Run ``city``'s Melderegister with uvicorn until interrupted (``gateway`` CLI)."""
-    uvicorn.run(create_app(db_path, city=city), host=host, port=port, log_level="warning")
+    from registries.serving import serve_app
+
+    serve_app(create_app(db_path, city=city), host, port)

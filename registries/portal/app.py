@@ -43,7 +43,6 @@ from typing import Annotated, Any, Final, Literal
 from urllib.parse import parse_qsl
 
 import httpx
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import (
@@ -720,4 +719,6 @@ def create_app(settings: PortalSettings) -> FastAPI:
 
 def serve(settings: PortalSettings, host: str, port: int) -> None:
     """Run the portal with uvicorn until interrupted (used by ``gateway registry portal``)."""
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    from registries.serving import serve_app
+
+    serve_app(create_app(settings), host, port)
