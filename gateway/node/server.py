@@ -584,7 +584,12 @@ class Node:
     async def _read_body(self, request: web.Request, code: Code) -> bytes:
         if request.content_length is not None and request.content_length > self.max_body:
             raise GatewayError(code, f"body of {request.content_length} bytes exceeds the limit")
-        body = await read_limited(request.content, self.max_body)
+        try:
+            body = await read_limited(request.content, self.max_body)
+        except ConnectionResetError:
+            # The client went away, or stalled and the connection guard closed it: nobody
+            # is left to answer, and it is not the node's fault (no internal error).
+            raise web.HTTPBadRequest(text="the connection closed within the body") from None
         if body is None:
             raise GatewayError(code, f"body exceeds the limit of {self.max_body} bytes")
         return body

@@ -259,13 +259,18 @@ async def _size_limit(request: web.Request, handler: _Handler) -> web.StreamResp
     """Refuse a declared body over the limit before reading any of it, on every route.
 
     ``client_max_size`` alone stops a body only once that much has been read, and only
-    on the routes that read one; a chunked body is still counted by it.
+    on the routes that read one; a chunked body is still counted by it. A connection
+    lost within the body (the client left, or stalled and the connection guard closed
+    it) is nobody's internal error: there is no one left to answer.
     """
     if request.content_length is not None and request.content_length > MAX_REQUEST_BYTES:
         raise web.HTTPRequestEntityTooLarge(
             max_size=MAX_REQUEST_BYTES, actual_size=request.content_length
         )
-    return await handler(request)
+    try:
+        return await handler(request)
+    except ConnectionResetError:
+        raise web.HTTPBadRequest(text="the connection closed within the body\n") from None
 
 
 def create_app(settings: TrustSettings) -> web.Application:

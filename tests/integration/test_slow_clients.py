@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -53,6 +54,8 @@ class Port:
     tls: ssl.SSLContext | None = None
     probe: str = "/health"
     """A path answered 200 to a GET."""
+    body_headers: tuple[str, ...] = ()
+    """What a request needs for the server to start reading its body."""
 
     def connect(self) -> socket.socket:
         sock = socket.create_connection((self.host, self.port), timeout=5)
@@ -68,10 +71,10 @@ class Servers:
     central_url: str
 
 
-def _port(url: str, body_path: str, body_type: str = "application/json") -> Port:
+def _port(url: str, body_path: str, **more: Any) -> Port:
     parts = urlsplit(url)
     assert parts.hostname is not None and parts.port is not None
-    return Port(parts.hostname, parts.port, body_path, body_type)
+    return Port(parts.hostname, parts.port, body_path, **more)
 
 
 def _spawn(net: LocalNet, args: list[str], name: str) -> subprocess.Popen[bytes]:
@@ -135,9 +138,15 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         peer_tls.load_cert_chain(files.auth_cert, files.directory / "auth.key")
         peer = _port(files.peer_url, "/gw/v1/exchange")
         ports = {
-            "consumer": _port(files.consumer_url, "/r1/DE-NRW/GOV/05974028/melderegister/x"),
+            "consumer": _port(
+                files.consumer_url,
+                f"/r1/{SOEST.subsystem('gewerbeamt')}/x",
+                body_headers=(f"X-Road-Client: {SOEST.subsystem('gewerbeamt')}",),
+            ),
             "peer": Port(peer.host, peer.port, peer.body_path, tls=peer_tls),
-            "trust": _port(f"http://127.0.0.1:{trust_port}", "/ocsp", "application/ocsp-request"),
+            "trust": _port(
+                f"http://127.0.0.1:{trust_port}", "/ocsp", body_type="application/ocsp-request"
+            ),
             "central": Port(
                 "127.0.0.1", central_port, "/registration/v1/client", probe="/openapi.json"
             ),
@@ -216,7 +225,7 @@ def test_a_body_shorter_than_its_content_length_is_closed(servers: Servers, name
     sock = port.connect()
     sock.sendall(
         _head(port, "POST", port.body_path, f"Content-Type: {port.body_type}",
-              "Content-Length: 1000")
+              "Content-Length: 1000", *port.body_headers)
         + b"{" * 10
     )  # fmt: skip
     _closed([sock], BODY_TIMEOUT + SLACK)
@@ -228,7 +237,7 @@ def test_an_unfinished_chunked_body_is_closed(servers: Servers, name: str) -> No
     sock = port.connect()
     sock.sendall(
         _head(port, "POST", port.body_path, f"Content-Type: {port.body_type}",
-              "Transfer-Encoding: chunked")
+              "Transfer-Encoding: chunked", *port.body_headers)
         + b"5\r\n{{{{{\r\n"
     )  # fmt: skip
     _closed([sock], BODY_TIMEOUT + SLACK)
@@ -397,3 +406,9 @@ def test_the_guard_is_documented() -> None:
         "central.request_too_large",
     ):  # fmt: skip
         assert key in doc, key
+
+
+def test_no_server_logged_a_traceback(servers: Servers) -> None:
+    """Connections closed by the guard are not internal errors of the servers (run last)."""
+    for log in sorted((servers.net.root / "logs").glob("*.log")):
+        assert "Traceback" not in log.read_text(), log.name
