@@ -13,7 +13,8 @@ head and the body end (``Content-Length`` or chunked), and:
 
 - closes a connection whose request head is not complete ``header_timeout`` seconds after
   the connection was accepted, or after the head's first byte for a later request on a
-  kept-alive connection (answering ``408`` first when nothing else was sent on it);
+  kept-alive connection (answering ``408`` first when part of a head arrived and nothing
+  else was sent on it);
 - closes a connection whose request body receives no byte for ``body_timeout`` seconds,
   unless the server itself stopped reading (flow control: then the stall is the server's);
 - answers ``503`` and closes a connection over ``max_connections`` open connections on
@@ -408,8 +409,10 @@ class GuardedProtocol(asyncio.Protocol):
         else:
             what = f"request body stalled for {self.guard.settings.body_timeout:g} s"
         log.info("%s: closing the connection from %s: %s", self.guard.name, self.ip, what)
-        if head and self.framing.completed == 0:
+        if head and self.framing.completed == 0 and self.framing.head_started:
             # Nothing was answered on this connection yet, so a 408 cannot interleave.
+            # A connection that sent nothing at all (a browser's preconnect) is closed
+            # silently, as nginx does: a 408 there would be shown for its next request.
             transport.write(_TIMEOUT_RESPONSE)
         transport.close()
 

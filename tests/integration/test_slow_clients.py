@@ -212,6 +212,16 @@ def test_heads_sent_byte_by_byte_are_closed(servers: Servers, name: str) -> None
         assert data == b"" or data.startswith(b"HTTP/1.1 408 "), data[:100]
 
 
+@pytest.mark.parametrize("name", ["consumer", "trust", "central", "registry"])
+def test_a_connection_that_sends_nothing_is_closed_without_an_answer(
+    servers: Servers, name: str
+) -> None:
+    """Like a browser's unused preconnect: closed at the head timeout, with no 408 that
+    the browser could show for the request it later sends."""
+    port = servers.ports[name]
+    assert _closed([port.connect()], HEADER_TIMEOUT + SLACK) == [b""]
+
+
 def test_a_silent_tls_handshake_is_closed(servers: Servers) -> None:
     """On the peer port the head timeout also bounds the TLS handshake."""
     port = servers.ports["peer"]
