@@ -324,6 +324,8 @@ class GuardedProtocol(asyncio.Protocol):
         self.admitted = False
         self.timer: asyncio.TimerHandle | None = None
         self.timing_head = False
+        self.last_data = 0.0
+        """Loop time of the last piece of a request body."""
 
     # -- asyncio.Protocol
 
@@ -349,7 +351,11 @@ class GuardedProtocol(asyncio.Protocol):
         before = framing.completed
         framing.feed(data)
         if framing.in_body:
-            self._arm(self.guard.settings.body_timeout, head=False)
+            # Re-arming a timer per piece of a large body would cost more than the
+            # check: note the time, and let the timer find out how long it was idle.
+            self.last_data = asyncio.get_running_loop().time()
+            if self.timer is None or self.timing_head:
+                self._arm(self.guard.settings.body_timeout, head=False)
         elif framing.completed == 0:
             pass  # the first head: timed from the connection's start
         elif framing.head_started:
@@ -399,6 +405,11 @@ class GuardedProtocol(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         head = self.timing_head
+        if not head:
+            idle = asyncio.get_running_loop().time() - self.last_data
+            if idle < self.guard.settings.body_timeout:
+                self._arm(self.guard.settings.body_timeout - idle, head=False)
+                return
         if not transport.is_reading():
             # The server paused reading (flow control, or busy with the previous request
             # of a kept-alive connection): the client is not the one stalling.

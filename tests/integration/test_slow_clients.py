@@ -241,6 +241,25 @@ def test_a_body_shorter_than_its_content_length_is_closed(servers: Servers, name
     _closed([sock], BODY_TIMEOUT + SLACK)
 
 
+@pytest.mark.parametrize(("name", "status"), [("trust", b"200"), ("central", b"400")])
+def test_a_slow_but_steady_body_is_served(servers: Servers, name: str, status: bytes) -> None:
+    """The body timeout is the longest pause, not a deadline for the whole body: eight
+    bytes 0.3 s apart take twice the timeout and are answered."""
+    port = servers.ports[name]
+    sock = port.connect()
+    try:
+        sock.sendall(
+            _head(port, "POST", port.body_path, f"Content-Type: {port.body_type}",
+                  "Content-Length: 8", "Connection: close")
+        )  # fmt: skip
+        for byte in b"{}      ":
+            time.sleep(0.3)
+            sock.sendall(bytes([byte]))
+        assert _status(sock).startswith(b"HTTP/1.1 " + status)
+    finally:
+        sock.close()
+
+
 @pytest.mark.parametrize("name", LISTENERS)
 def test_an_unfinished_chunked_body_is_closed(servers: Servers, name: str) -> None:
     port = servers.ports[name]
