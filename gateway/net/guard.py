@@ -153,38 +153,35 @@ class Framing:
         return self.phase != Phase.HEAD
 
     def feed(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = self._step(view)
+        # Offsets into ``data``, not slices: a large piece of body is never copied.
+        pos, end = 0, len(data)
+        while pos < end:
+            pos = self._step(data, pos)
 
-    def _step(self, view: memoryview) -> memoryview:
+    def _step(self, data: bytes, pos: int) -> int:
         phase = self.phase
         if phase == Phase.OPAQUE:
-            return view[len(view) :]
+            return len(data)
         if phase == Phase.HEAD:
-            return self._head(view)
-        if phase == Phase.LENGTH:
-            taken = min(self.remaining, len(view))
+            return self._head(data, pos)
+        if phase == Phase.LENGTH or phase == Phase.CHUNK_DATA:
+            taken = min(self.remaining, len(data) - pos)
             self.remaining -= taken
             if self.remaining == 0:
-                self._done()
-            return view[taken:]
-        if phase == Phase.CHUNK_DATA:
-            taken = min(self.remaining, len(view))
-            self.remaining -= taken
-            if self.remaining == 0:
-                self.phase = Phase.CHUNK_END
-            return view[taken:]
+                if phase == Phase.LENGTH:
+                    self._done()
+                else:
+                    self.phase = Phase.CHUNK_END
+            return pos + taken
         # CHUNK_SIZE, CHUNK_END, TRAILER: line by line.
-        end = bytes(view).find(b"\n")
-        if end < 0:
-            self.line += view
+        newline = data.find(b"\n", pos)
+        if newline < 0:
+            self.line += data[pos:]
             if len(self.line) > CHUNK_LINE_LIMIT:
                 self.phase = Phase.OPAQUE
-            return view[len(view) :]
-        line = bytes(self.line + view[:end]).rstrip(b"\r")
+            return len(data)
+        line = (bytes(self.line) + data[pos:newline]).rstrip(b"\r")
         self.line.clear()
-        rest = view[end + 1 :]
         if phase == Phase.CHUNK_END:
             self.phase = Phase.CHUNK_SIZE
         elif phase == Phase.CHUNK_SIZE:
@@ -192,7 +189,7 @@ class Framing:
                 size = int(line.split(b";", 1)[0].strip(), 16)
             except ValueError:
                 self.phase = Phase.OPAQUE
-                return rest
+                return newline + 1
             if size == 0:
                 self.phase = Phase.TRAILER
             else:
@@ -200,27 +197,32 @@ class Framing:
                 self.phase = Phase.CHUNK_DATA
         elif not line:  # the empty line that ends the trailer section
             self._done()
-        return rest
+        return newline + 1
 
-    def _head(self, view: memoryview) -> memoryview:
+    def _head(self, data: bytes, pos: int) -> int:
         if not self.head:
             # RFC 9112 §2.2: a server should ignore empty lines before a request line.
-            data = bytes(view).lstrip(b"\r\n")
-            if not data:
-                return view[len(view) :]
-            view = view[len(view) - len(data) :]
-        start = max(0, len(self.head) - 3)
-        self.head += view
-        match = _HEAD_END.search(self.head, start)
-        if match is None:
-            if len(self.head) > HEAD_LIMIT:
+            while pos < len(data) and data[pos] in b"\r\n":
+                pos += 1
+            if pos == len(data):
+                return pos
+            match = _HEAD_END.search(data, pos)
+            if match is not None:  # the usual case: a whole head in one piece
+                self._framing(data[pos : match.start()])
+                return match.end()
+            self.head += data[pos:]
+        else:
+            seen = len(self.head)
+            self.head += data[pos:]
+            match = _HEAD_END.search(self.head, max(0, seen - 3))
+            if match is not None:
+                self._framing(bytes(self.head[: match.start()]))
                 self.head.clear()
-                self.phase = Phase.OPAQUE
-            return view[len(view) :]
-        used = match.end() - (len(self.head) - len(view))
-        self._framing(bytes(self.head[: match.start()]))
-        self.head.clear()
-        return view[used:]
+                return pos + match.end() - seen
+        if len(self.head) > HEAD_LIMIT:
+            self.head.clear()
+            self.phase = Phase.OPAQUE
+        return len(data)
 
     def _framing(self, head: bytes) -> None:
         lines = head.replace(b"\r\n", b"\n").split(b"\n")
