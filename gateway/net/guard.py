@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -284,6 +285,9 @@ class ConnectionGuard:
         self.name = name
         self.open = 0
         self.per_ip: dict[str, int] = {}
+        self.refused = 0
+        """Refusals since the last warning."""
+        self.warned_at = float("-inf")
 
     def wrap(self, factory: Callable[..., asyncio.BaseProtocol]) -> Callable[..., GuardedProtocol]:
         """A protocol factory that puts every connection of ``factory`` under this guard."""
@@ -295,15 +299,23 @@ class ConnectionGuard:
 
     def admit(self, ip: str) -> bool:
         if self.open >= self.settings.max_connections:
-            log.warning("%s: %d connections open, refusing one from %s", self.name, self.open, ip)
-            return False
+            return self._refuse(f"{self.open} connections open, the last refused from {ip}")
         count = self.per_ip.get(ip, 0)
         if count >= self.settings.max_connections_per_ip:
-            log.warning("%s: %d connections open from %s, refusing another", self.name, count, ip)
-            return False
+            return self._refuse(f"{count} connections open from {ip}")
         self.open += 1
         self.per_ip[ip] = count + 1
         return True
+
+    def _refuse(self, why: str) -> bool:
+        """Count a refusal; warn at most once a second, so a flood cannot flood the log."""
+        self.refused += 1
+        now = time.monotonic()
+        if now - self.warned_at >= 1.0:
+            log.warning("%s: refused %d connection(s): %s", self.name, self.refused, why)
+            self.refused = 0
+            self.warned_at = now
+        return False
 
     def release(self, ip: str) -> None:
         self.open -= 1
