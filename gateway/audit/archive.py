@@ -12,6 +12,9 @@ row keeps its leaf index and leaf hash, so
   from the same stored leaf hashes as before (nothing is rehashed);
 * the node's start-up check accepts an archived row by its stored leaf hash, and still
   checks that the leaves reproduce every timestamped tree head;
+* the data tracker keeps answering for the archived reads: before blanking, each
+  response entry with data subjects gets its ``data_subject_read`` row (the node writes
+  it with the entry; older entries get it here), and archiving refuses if one cannot;
 * the archived entries are proven from the archive bundle alone (``gateway audit
   verify``), which holds their signatures, chains, OCSP responses, tree heads and
   proofs; a later whole-log bundle says from which leaf on it is complete.

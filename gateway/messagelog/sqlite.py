@@ -20,9 +20,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.schema import CreateTable
+
 from gateway.conf.tufclient import SIGNED_FILES
-from gateway.core.envelope import format_time, parse_time
-from gateway.messagelog.schema import Kind, Role
+from gateway.core.envelope import EnvelopeError, format_time, parse_time
+from gateway.messagelog.schema import DataSubjectRead, Kind, Role, schema_tables
 from gateway.messagelog.store import (
     ARCHIVED,
     ArchivedEntry,
@@ -32,6 +35,7 @@ from gateway.messagelog.store import (
     LogNotFoundError,
     LogStoreError,
     NotProvableError,
+    ReadDetails,
     SignedHead,
     StoredEntry,
     StoredStatus,
@@ -40,6 +44,7 @@ from gateway.messagelog.store import (
     TimestampStatus,
     UsageRow,
     WitnessAlertRow,
+    read_details,
 )
 
 __all__ = [
@@ -47,7 +52,10 @@ __all__ = [
     "insert_alert",
     "insert_cosignature",
     "read_versions",
+    "record_missing_reads",
+    "record_read",
     "record_version",
+    "store_read",
     "store_status",
 ]
 
@@ -181,15 +189,68 @@ def _cosignature(row: tuple[object, ...]) -> CosignatureRow:
 
 _USAGE_QUERY: Final = """
 SELECT resp.id, resp.logged_at, resp.client, resp.service, resp.message_id, resp.xroad_id,
-       resp.header, req.header, resp.leaf_index
+       resp.header, req.header, resp.leaf_index,
+       resp.body_omitted = 'archived' OR req.body_omitted = 'archived',
+       r.method, r.path, r.status, r.user_id, r.issue
 FROM data_subject AS ds
 JOIN message_log AS resp ON resp.id = ds.entry_id
 JOIN message_log AS req
   ON req.message_id = resp.message_id AND req.client = resp.client
  AND req.role = 'provider' AND req.kind = 'request'
+LEFT JOIN data_subject_read AS r ON r.entry_id = resp.id
 WHERE ds.subject = ? AND resp.role = 'provider' AND resp.kind = 'response'
 ORDER BY resp.id
 """
+
+_READ_SOURCE: Final = """
+SELECT CAST(req.header AS BLOB), CAST(resp.header AS BLOB)
+FROM message_log AS resp
+JOIN message_log AS req
+  ON req.message_id = resp.message_id AND req.client = resp.client
+ AND req.role = 'provider' AND req.kind = 'request'
+WHERE resp.id = ? AND resp.role = 'provider' AND resp.kind = 'response'
+  AND resp.body_omitted != 'archived' AND req.body_omitted != 'archived'
+ORDER BY req.id
+LIMIT 1
+"""
+_UNRECORDED: Final = (
+    "SELECT DISTINCT ds.entry_id FROM data_subject AS ds WHERE NOT EXISTS"
+    " (SELECT 1 FROM data_subject_read AS r WHERE r.entry_id = ds.entry_id) ORDER BY ds.entry_id"
+)
+_INSERT_READ: Final = (
+    "INSERT OR IGNORE INTO data_subject_read (entry_id, method, path, status, user_id, issue)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+_CREATE_READS: Final = str(
+    CreateTable(
+        next(t for t in schema_tables() if t.name == DataSubjectRead.__tablename__),
+        if_not_exists=True,
+    ).compile(dialect=sqlite_dialect.dialect())
+)
+"""The table's DDL from the schema itself, for a log file no current node has opened."""
+_REQUEST_OF: Final = (
+    "SELECT CAST(header AS BLOB), body_omitted FROM message_log WHERE message_id = ?"
+    " AND client = ? AND role = 'provider' AND kind = 'request' ORDER BY id LIMIT 1"
+)
+
+
+def _stored_details(columns: Sequence[object]) -> ReadDetails | None:
+    """The ``data_subject_read`` columns of a read; None if it has no row.
+
+    No row means the read was archived before the log kept its details apart: who,
+    when, which service and which exchange are still known from the entry's columns,
+    the rest only from the archive bundle.
+    """
+    method, path, status, user_id, issue = columns
+    if method is None:
+        return None
+    return ReadDetails(
+        str(method),
+        str(path),
+        int(str(status)),
+        None if user_id is None else str(user_id),
+        None if issue is None else str(issue),
+    )
 
 
 class SqliteLogStore:
@@ -308,9 +369,36 @@ class SqliteLogStore:
                 bytes(r[6]),
                 bytes(r[7]),
                 None if r[8] is None else int(r[8]),
+                bool(r[9]),
+                _stored_details(r[10:]),
             )
             for r in rows
         ]
+
+    def data_subject_reads(self) -> dict[int, ReadDetails] | None:
+        with self._reader() as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'data_subject_read'"
+            ).fetchone()
+            if exists is None:
+                return None
+            return {
+                int(e): ReadDetails(
+                    str(m),
+                    str(p),
+                    int(s),
+                    None if u is None else str(u),
+                    None if i is None else str(i),
+                )
+                for e, m, p, s, u, i in conn.execute(
+                    "SELECT entry_id, method, path, status, user_id, issue FROM data_subject_read"
+                )
+            }
+
+    def provider_request(self, message_id: str, client: str) -> tuple[bytes, str] | None:
+        with self._reader() as conn:
+            row = conn.execute(_REQUEST_OF, (message_id, client)).fetchone()
+        return None if row is None else (bytes(row[0]), str(row[1] or ""))
 
     # -- tree heads, signatures, witnessing ---------------------------------------------
 
@@ -433,7 +521,7 @@ class SqliteLogStore:
             versions=versions,
         )
 
-    def archive(self, entries: Iterable[ArchivedEntry]) -> list[int]:
+    def archive(self, entries: Sequence[ArchivedEntry]) -> list[int]:
         # A second writer next to a running node: WAL lets both in turn, and the node's
         # writer waits for this short transaction (its busy timeout).
         if not self._path.exists():
@@ -443,6 +531,14 @@ class SqliteLogStore:
             conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left
             conn.execute("BEGIN IMMEDIATE")
             try:
+                # The data tracker must still answer for these reads once their headers
+                # are gone: every one gets its read details first, or nothing is pruned.
+                unrecorded = set(record_missing_reads(conn)) & {e.entry_id for e in entries}
+                if unrecorded:
+                    raise LogStoreError(
+                        f"the data-subject reads of entries {sorted(unrecorded)} cannot be"
+                        " recorded for the data tracker; nothing was pruned"
+                    )
                 leaves = []
                 for item in entries:
                     row = conn.execute(
@@ -649,3 +745,44 @@ def insert_alert(
         " VALUES (?, ?, ?, ?, ?)",
         (peer, code, detail, evidence, detected_at),
     )
+
+
+def record_read(conn: sqlite3.Connection, entry_id: int) -> bool:
+    """Store the read details of provider response entry ``entry_id`` from its headers.
+
+    Runs inside the caller's transaction (the log's writer, or archiving before it
+    blanks the headers). False if they cannot be taken: no request entry, headers
+    already archived, or headers that do not parse; the caller decides what that means.
+    """
+    source = conn.execute(_READ_SOURCE, (entry_id,)).fetchone()
+    if source is None:
+        return False
+    try:
+        details = read_details(bytes(source[0]), bytes(source[1]))
+    except EnvelopeError:
+        return False
+    store_read(conn, entry_id, details)
+    return True
+
+
+def store_read(conn: sqlite3.Connection, entry_id: int, details: ReadDetails) -> None:
+    """Store ``details`` as the ``data_subject_read`` row of entry ``entry_id``."""
+    conn.execute(
+        _INSERT_READ,
+        (entry_id, details.method, details.path, details.status, details.user_id, details.issue),
+    )
+
+
+def record_missing_reads(conn: sqlite3.Connection) -> list[int]:
+    """Fill in ``data_subject_read`` for entries with data subjects that have no row yet.
+
+    For log files written before the table existed. Creates the table if it is missing
+    (archiving may open a file no current node has). Returns the entries that still have
+    no row (their headers are archived already or do not parse), oldest first.
+    """
+    conn.execute(_CREATE_READS)
+    missing = []
+    for (entry_id,) in conn.execute(_UNRECORDED).fetchall():
+        if not record_read(conn, int(entry_id)):
+            missing.append(int(entry_id))
+    return missing

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from gateway.core.envelope import RequestHeader, ResponseHeader
 from gateway.core.logtree import LoggedEntry, StampedTreeHead
 from gateway.messagelog.schema import Kind, Role
 
@@ -41,6 +42,7 @@ __all__ = [
     "LogWriter",
     "MessageLogError",
     "NotProvableError",
+    "ReadDetails",
     "ReplayError",
     "SignedHead",
     "SignedHeadRecord",
@@ -54,6 +56,8 @@ __all__ = [
     "TreeSnapshot",
     "UsageRow",
     "WitnessAlertRow",
+    "details_of",
+    "read_details",
 ]
 
 ARCHIVED = "archived"
@@ -85,6 +89,31 @@ class ReplayError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class ReadDetails:
+    """What the data tracker shows of one read beyond the log row's own columns.
+
+    Taken from the signed request and response headers; stored as a
+    ``data_subject_read`` row so it outlives the headers when they are archived.
+    """
+
+    method: str
+    path: str
+    status: int
+    user_id: str | None
+    issue: str | None
+
+
+def details_of(request: RequestHeader, status: int) -> ReadDetails:
+    """The tracker's view of one exchange: its signed request and the registry's status."""
+    return ReadDetails(request.method, request.path or "/", status, request.user_id, request.issue)
+
+
+def read_details(request: bytes, response: bytes) -> ReadDetails:
+    """The tracker's view of one exchange from its signed header bytes (EnvelopeError)."""
+    return details_of(RequestHeader.from_bytes(request), ResponseHeader.from_bytes(response).status)
+
+
+@dataclass(frozen=True, slots=True)
 class LogRecord:
     """One message to log: an entry without the fields the log assigns itself (its id,
     ``logged_at``, leaf and digests); read back, it is a ``StoredEntry``."""
@@ -105,6 +134,10 @@ class LogRecord:
     """Data subjects the message disclosed (``data_subject`` rows, same transaction);
     the entry's leaf commits to them through a salted digest (``subjects_sha256``), so
     a removed or altered row is detectable. See docs/data-tracker.md."""
+    read: ReadDetails | None = None
+    """What the data tracker shows of the read (a response with ``subjects``), as the
+    caller took it from the headers it signed; stored as a ``data_subject_read`` row so
+    it survives archiving. None: taken from the stored headers instead (slower)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,7 +369,7 @@ class StoredStatus:
 @dataclass(frozen=True, slots=True)
 class UsageRow:
     """One provider-side response entry that named a data subject, with its request's
-    signed header (the data tracker parses both again)."""
+    signed header (the data tracker parses both again while they are in the log)."""
 
     entry_id: int
     logged_at: str
@@ -347,6 +380,11 @@ class UsageRow:
     response_header: bytes
     request_header: bytes
     leaf_index: int | None
+    archived: bool
+    """The response's or the request's content moved to an archive bundle."""
+    stored: ReadDetails | None
+    """The entry's ``data_subject_read`` row; None if it has none (a read archived
+    before the log kept its details apart from the headers)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,6 +475,15 @@ class LogStore(Protocol):
         """Provider-side responses that named ``subject``, oldest first."""
         ...
 
+    def data_subject_reads(self) -> dict[int, ReadDetails] | None:
+        """Every ``data_subject_read`` row by entry id; None in a log without the table."""
+        ...
+
+    def provider_request(self, message_id: str, client: str) -> tuple[bytes, str] | None:
+        """The signed header and ``body_omitted`` of the provider-side request entry of
+        an exchange, or None if the log has none."""
+        ...
+
     # -- tree heads, signatures, witnessing ---------------------------------------------
 
     def tree_heads(self) -> list[StoredTreeHead]: ...
@@ -464,9 +511,11 @@ class LogStore(Protocol):
         configuration version a bundle may need, read over one connection."""
         ...
 
-    def archive(self, entries: Iterable[ArchivedEntry]) -> list[int]:
+    def archive(self, entries: Sequence[ArchivedEntry]) -> list[int]:
         """Drop the header, body and signature of entries an archive bundle holds; their
-        leaf indexes. All or nothing: an entry whose leaf changed fails the whole call."""
+        leaf indexes. First every read with data subjects gets its ``data_subject_read``
+        row, so the data tracker keeps answering. All or nothing: an entry whose leaf
+        changed, or whose read cannot be recorded, fails the whole call."""
         ...
 
     def configuration_versions(self) -> list[StoredVersion]: ...

@@ -7,8 +7,10 @@ X-Road's metadata services, answered from this node's own provider-side log: for
 pseudonym, who read it, through which service, for which case, when, under which message
 id. It reads the log, not a separate audit table, so it can only show what the log holds
 as evidence, and it shows every such read except those of clients the provider hides by
-policy (``[tracker] hidden_clients``). Who may call it is an ordinary access right on
-``{subsystem}/findUsage``. See docs/data-tracker.md.
+policy (``[tracker] hidden_clients``). Archiving empties old entries' signed headers, so
+what the tracker shows of a read is also kept, at write time, in ``data_subject_read``;
+it answers from that row only once the headers are archived. Who may call it is an
+ordinary access right on ``{subsystem}/findUsage``. See docs/data-tracker.md.
 """
 
 from __future__ import annotations
@@ -22,12 +24,25 @@ from typing import Final
 from urllib.parse import parse_qs
 
 from gateway.core.datasubject import DataSubjectError, check_subject
-from gateway.core.envelope import EnvelopeError, RequestHeader, ResponseHeader
+from gateway.core.envelope import EnvelopeError, RequestHeader
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import ClientId, InvalidIdentifierError, ServiceId, SubsystemId, parse_client
 from gateway.messagelog.proofs import open_store
-from gateway.messagelog.store import LogStore
+from gateway.messagelog.store import LogStore, ReadDetails, details_of, read_details
 from gateway.node.config import ServiceSection
+
+__all__ = [
+    "FIND_USAGE",
+    "ISSUE_HEADER",
+    "USER_ID_HEADER",
+    "ReadDetails",
+    "Tracker",
+    "Usage",
+    "check_purpose",
+    "details_of",
+    "read_details",
+    "required_headers",
+]
 
 FIND_USAGE: Final = "findUsage"
 """The reserved service code of the data tracker on every provider subsystem."""
@@ -77,10 +92,12 @@ class Usage:
     """When the provider's node logged its response (its own clock, RFC 3339 UTC)."""
     client: str
     service: str
-    method: str
-    path: str
-    status: int
-    """The registry's HTTP status (a 404 can name a person too, if the register says so)."""
+    method: str | None
+    path: str | None
+    status: int | None
+    """The registry's HTTP status (a 404 can name a person too, if the register says so).
+    ``method``, ``path``, ``status``, ``user_id`` and ``issue`` are None only for a read
+    archived before the log kept them apart from the headers (see ``archived``)."""
     user_id: str | None
     issue: str | None
     message_id: str
@@ -90,6 +107,10 @@ class Usage:
     can be checked against a signed tree head: an auditor's inclusion proof for that
     leaf shows the entry exists and, through its ``subjects_sha256``, that its subjects
     were committed when it was logged (docs/data-tracker.md, section 5)."""
+    archived: bool
+    """The entries' content (signed headers, body, signature) has moved from this node's
+    log to an archive bundle (``gateway log archive``); the fields above are what the log
+    kept of the read, and the bundle holds the signed evidence."""
 
 
 class Tracker:
@@ -108,9 +129,10 @@ class Tracker:
     def find_usage(self, provider: SubsystemId, subject: str) -> list[Usage]:
         """Every logged read of ``subject`` from ``provider``'s services, oldest first.
 
-        Blocking (it reads the log); the node calls it in a worker thread. The signed
-        headers are parsed again from the log rather than trusted from extra columns: the
-        tracker shows what the evidence says.
+        Blocking (it reads the log); the node calls it in a worker thread. While an exchange's
+        signed headers are in the log they are parsed again rather than trusted from the
+        ``data_subject_read`` row: the tracker shows what the evidence says. Once they are
+        archived, that row (written with the entry) is what the log has left.
         """
         check_subject(subject)
         found: list[Usage] = []
@@ -121,8 +143,10 @@ class Tracker:
                     continue
                 if self.is_hidden(parse_client(row.client)):
                     continue
-                request = RequestHeader.from_bytes(row.request_header)
-                response = ResponseHeader.from_bytes(row.response_header)
+                if row.archived:
+                    details = row.stored
+                else:
+                    details = read_details(row.request_header, row.response_header)
             except (EnvelopeError, InvalidIdentifierError) as exc:
                 # The log only holds headers this node verified or signed; one that no
                 # longer parses was altered, and hiding that would be the worst answer.
@@ -134,14 +158,15 @@ class Tracker:
                     time=row.logged_at,
                     client=row.client,
                     service=row.service,
-                    method=request.method,
-                    path=request.path or "/",
-                    status=response.status,
-                    user_id=request.user_id,
-                    issue=request.issue,
+                    method=None if details is None else details.method,
+                    path=None if details is None else details.path,
+                    status=None if details is None else details.status,
+                    user_id=None if details is None else details.user_id,
+                    issue=None if details is None else details.issue,
                     message_id=row.message_id,
                     xroad_id=row.xroad_id,
                     leaf_index=row.leaf_index,
+                    archived=row.archived,
                 )
             )
         return found

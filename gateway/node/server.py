@@ -22,6 +22,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from aiohttp import web
+from aiohttp.http import HttpVersion
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from multidict import CIMultiDict
@@ -61,6 +62,7 @@ from gateway.core.ids import (
     parse_client,
 )
 from gateway.core.policy import AccessPolicy
+from gateway.httpversion import http1_only
 from gateway.messagelog import (
     Kind,
     LogRecord,
@@ -74,8 +76,15 @@ from gateway.messagelog.auditor import Auditor
 from gateway.messagelog.context import LogContext
 from gateway.messagelog.policy import body_policy
 from gateway.messagelog.timestamper import Timestamper
-from gateway.messagelog.tracker import FIND_USAGE, Tracker, check_purpose, required_headers
+from gateway.messagelog.tracker import (
+    FIND_USAGE,
+    Tracker,
+    check_purpose,
+    details_of,
+    required_headers,
+)
 from gateway.messagelog.witness import Witness, head_signer
+from gateway.net.guard import GuardSettings, guarded_site
 from gateway.node.clock import Clock, SystemClock
 from gateway.node.config import ConfigError, NodeConfig, ServiceSection
 from gateway.node.ocsp import OwnCertificate, OwnOcsp, OwnStatusUnavailable
@@ -104,7 +113,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def error_response(err: GatewayError, accept: str | None = None) -> web.Response:
     """X-Road's error format: ``X-Road-Error`` plus JSON (or XML if asked for)."""
-    headers = {"X-Road-Error": err.code.value}
+    headers = {**err.headers, "X-Road-Error": err.code.value}
     wants_xml = accept is not None and "xml" in accept and "json" not in accept
     if wants_xml:
         body = (
@@ -119,6 +128,16 @@ def error_response(err: GatewayError, accept: str | None = None) -> web.Response
         body=json.dumps(err.body()).encode(),
         content_type="application/json",
         headers=headers,
+    )
+
+
+def _version_refusal(version: HttpVersion) -> web.StreamResponse:
+    """505 in X-Road's error format for a request line that is not HTTP/1.x."""
+    return error_response(
+        GatewayError(
+            Code.HTTP_VERSION_NOT_SUPPORTED,
+            f"HTTP/{version.major}.{version.minor} is not supported; use HTTP/1.1",
+        )
     )
 
 
@@ -506,7 +525,17 @@ class Node:
             auto_decompress=False,
         )
         await runner.setup()
-        site = web.TCPSite(runner, host, int(port), ssl_context=ssl, backlog=1024)
+        node = self.config.node
+        limits = GuardSettings(
+            header_timeout=node.header_timeout_seconds,
+            body_timeout=node.body_timeout_seconds,
+            max_connections=node.max_connections,
+            max_connections_per_ip=node.max_connections_per_ip,
+        )
+        name = f"{self.id} {'peer' if ssl is not None else 'consumer'} port"
+        site = guarded_site(
+            runner, host, int(port), limits, ssl_context=ssl, backlog=1024, name=name
+        )
         await site.start()
         self._runners.append(runner)
         server = site._server
@@ -537,6 +566,7 @@ class Node:
 
     def consumer_app(self) -> web.Application:
         app = web.Application()
+        app.middlewares.append(http1_only(_version_refusal))
         app.router.add_route("*", "/r1/{tail:.*}", self._guarded(self.handle_consumer, False))
         app.router.add_get("/listClients", self._guarded(self.handle_list_clients, False))
         app.router.add_get("/health", self.handle_health)
@@ -546,6 +576,7 @@ class Node:
 
     def peer_app(self) -> web.Application:
         app = web.Application()
+        app.middlewares.append(http1_only(_version_refusal))
         app.router.add_post("/gw/v1/exchange", self._guarded(self.handle_exchange, True))
         self.auditor.add_peer_routes(app)
         return app
@@ -605,7 +636,12 @@ class Node:
     async def _read_body(self, request: web.Request, code: Code) -> bytes:
         if request.content_length is not None and request.content_length > self.max_body:
             raise GatewayError(code, f"body of {request.content_length} bytes exceeds the limit")
-        body = await read_limited(request.content, self.max_body)
+        try:
+            body = await read_limited(request.content, self.max_body)
+        except ConnectionResetError:
+            # The client went away, or stalled and the connection guard closed it: nobody
+            # is left to answer, and it is not the node's fault (no internal error).
+            raise web.HTTPBadRequest(text="the connection closed within the body") from None
         if body is None:
             raise GatewayError(code, f"body exceeds the limit of {self.max_body} bytes")
         return body
@@ -713,7 +749,31 @@ class Node:
         return service, path, query
 
     async def handle_consumer(self, request: web.Request) -> web.Response:
-        """Sign, relay, verify, log both messages, answer: X-Road REST ``r1``."""
+        """Sign, relay, verify, log both messages, answer: X-Road REST ``r1``.
+
+        Every refusal made once the exchange has its ids carries them (``X-Road-Id``,
+        and ``X-Road-Request-Id`` once the message exists): the provider's node may
+        already have logged the exchange, and the caller must be able to name it.
+        """
+        ids: dict[str, str] = {}
+        try:
+            response = await self._consume(request, ids)
+        except GatewayError as refusal:
+            refusal.headers.update(ids)
+            raise
+        except Exception:
+            if not ids:
+                raise
+            failure = GatewayError(Code.CP_INTERNAL_ERROR, "unexpected error; see the node's log")
+            log.exception("%s internal error (%s)", self.id, failure.detail)
+            failure.headers.update(ids)
+            raise failure from None
+        if "X-Road-Error" in response.headers:  # the provider's refusal, relayed
+            response.headers.update(ids)
+        return response
+
+    async def _consume(self, request: web.Request, ids: dict[str, str]) -> web.Response:
+        """The exchange of ``handle_consumer``; records the exchange's ids in ``ids``."""
         self._check_globalconf(Code.CP_GLOBAL_CONF_OUTDATED)
         self.timestamper.check(provider=False)  # before any work: the log cannot be stamped
         service, path, query = self._parse_r1(request)
@@ -732,6 +792,7 @@ class Node:
         xroad_id = _optional_text(request, "X-Road-Id", 255) or (
             f"{self.directory.instance}-{uuid.uuid4()}"
         )
+        ids["X-Road-Id"] = xroad_id
         user_id = _optional_text(request, "X-Road-UserId", 255)
         issue = _optional_text(request, "X-Road-Issue", 1024)
         try:
@@ -768,6 +829,7 @@ class Node:
             header_bytes = header.checked_bytes()  # every limit the provider applies
         except EnvelopeError as exc:
             raise GatewayError(Code.BAD_REQUEST, exc.message) from None
+        ids["X-Road-Request-Id"] = header.message_id
         signature = signer.sign(header_bytes)
         assert self._peer is not None
         reply = await self._peer.post(
@@ -1159,6 +1221,7 @@ class Node:
                         cert_ref=signer.cert_ref,
                         ocsp_ref=own_sign.ref,
                         subjects=subjects,
+                        read=details_of(request, status) if subjects else None,
                     ),
                 ],
                 certs=self._certs(verified, signer),
