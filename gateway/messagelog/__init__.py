@@ -6,8 +6,8 @@ The modules, and what each may do (docs/message-log.md, section 0):
   layout;
 * ``store``: the storage boundary, the ``LogWriter`` and ``LogStore`` protocols and the
   records written and read back;
-* ``sqlite``: the SQLite backend's reads and side writes, and ``writer``: its
-  group-commit write path; the only modules of ``gateway`` that speak SQL to the log;
+* ``sqlite`` (reads), ``sqlite_writes`` (side writes) and ``writer`` (group commit): the
+  SQLite backend, the only modules of ``gateway`` that speak SQL to the log;
 * ``proofs``: tree heads, inclusion and consistency proofs, proofs of time;
 * ``policy``: which bodies are logged as their digest only;
 * ``timestamper``, ``witness``, ``auditor`` (the auditor API) and ``tracker`` (the data

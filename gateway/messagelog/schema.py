@@ -1,7 +1,7 @@
 """The message log's schema, defined once: its tables and the enums of its columns.
 
 These classes are the single source of truth for the database layout: the SQLite
-backend (``gateway.messagelog.sqlite`` for reads and side writes,
+backend (``gateway.messagelog.sqlite`` for reads, ``sqlite_writes`` for side writes,
 ``gateway.messagelog.writer`` for the group-commit write path) creates its tables from
 this metadata at startup and names the same columns in its statements. ``Role`` and
 ``Kind`` are the only values ``message_log.role`` and ``message_log.kind`` take; they

@@ -42,7 +42,7 @@ from sqlmodel import SQLModel, create_engine
 from gateway.core.datasubject import check_subject
 from gateway.core.logtree import SUBJECTS_SALT_SIZE, LoggedEntry, entry_leaf, subjects_commitment
 from gateway.core.merkle import CompactTree, MerkleError, leaf_hash
-from gateway.messagelog import sqlite as side
+from gateway.messagelog import sqlite_writes as side
 from gateway.messagelog.schema import KINDS, ROLES, schema_tables
 from gateway.messagelog.sqlite import SqliteLogStore
 from gateway.messagelog.store import (
@@ -731,7 +731,7 @@ class MessageLog:
         """Run ``work`` in its own transaction on the writer thread; return its result.
 
         For the log's side tables (configuration history, own OCSP answers, witness
-        co-signatures and alerts; the typed methods above and ``gateway.messagelog.sqlite``):
+        co-signatures and alerts; the typed methods above and ``gateway.messagelog.sqlite_writes``):
         they get the same durability as entries and never compete with the writer for the
         database lock. SQLite-specific: ``work`` receives the writer's connection.
         """

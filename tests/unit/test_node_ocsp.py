@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 
 from gateway.messagelog import MessageLog, StoredStatus, load_statuses
-from gateway.messagelog.sqlite import store_status
+from gateway.messagelog.sqlite_writes import store_status
 from gateway.node.ocsp import FetchError, OwnCertificate, OwnOcsp, OwnStatusUnavailable
 from gateway.pki.ocsp import build_ocsp_response, parse_ocsp_request
 from gateway.pki.ocsp_cache import OcspCache
