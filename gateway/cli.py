@@ -228,6 +228,7 @@ def cmd_log_timestamps(args: argparse.Namespace) -> None:
 
 
 def cmd_log_prove(args: argparse.Namespace) -> None:
+    from gateway.core.encoding import format_time
     from gateway.core.logtree import ProofError, entry_leaf
     from gateway.core.merkle import leaf_hash
     from gateway.node.logproofs import NotProvableError, prove_entry
@@ -240,7 +241,7 @@ def cmd_log_prove(args: argparse.Namespace) -> None:
     except (NotProvableError, ProofError) as exc:
         print(f"gateway: cannot prove entry {args.id}: {exc}", file=sys.stderr)
         sys.exit(1)
-    gen_time = proven.gen_time.isoformat().replace("+00:00", "Z")
+    gen_time = format_time(proven.gen_time, "auto")
     print(f"entry {proof.entry_id} existed at {gen_time}")
     print(f"  leaf        {proven.leaf_index} of the tree head of size {proven.tree_size}")
     print(f"  root_hash   {proven.root_hash.hex()}")
@@ -506,7 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also sample both nodes with py-spy during one extra run; stacks go to DIR",
     )
 
-    p = add(sub, "demo", cmd_demo, "run the three-city federation on loopback and tell Anna's story")
+    p = add(
+        sub, "demo", cmd_demo, "run the three-city federation on loopback and tell Anna's story"
+    )
     p.add_argument("--serve", action="store_true", help="keep the federation running")
     p.add_argument("--dir", default=None, help="state directory (default: a temporary one)")
     return parser

@@ -31,14 +31,8 @@ from gateway.audit.anchor import anchor_json
 from gateway.audit.export import Selection, export_bundle
 from gateway.audit.parallel import default_jobs, verify_file
 from gateway.audit.verify import Anchor, AuditReport
-from gateway.core.envelope import (
-    RequestHeader,
-    ResponseHeader,
-    Signer,
-    body_sha256,
-    format_time,
-    request_hash,
-)
+from gateway.core.encoding import format_time
+from gateway.core.envelope import RequestHeader, ResponseHeader, Signer, body_sha256, request_hash
 from gateway.core.ids import MemberId, ServiceId, parse_client
 from gateway.core.logtree import tree_head_document
 from gateway.core.treehead import sign_sth, sth_document

@@ -52,15 +52,8 @@ from gateway.audit.configuration import (
     verify_snapshot,
     verify_versions,
 )
-from gateway.core.envelope import (
-    EnvelopeError,
-    SignatureVerifier,
-    VerifiedSignature,
-    b64url,
-    b64url_decode,
-    format_time,
-    parse_time,
-)
+from gateway.core.encoding import EncodingError, b64url, b64url_decode, format_time
+from gateway.core.envelope import EnvelopeError, SignatureVerifier, VerifiedSignature, parse_time
 from gateway.core.ids import InvalidIdentifierError, MemberId, NodeId, ServiceId, parse_client
 from gateway.core.logtree import ProofError, entry_leaf, parse_tree_head_document
 from gateway.core.merkle import HASH_SIZE, MerkleError, leaf_hash, node_hash, verify_consistency
@@ -719,7 +712,7 @@ class _Verifier:
         segment, _, encoded = e.signature.split(".")
         try:
             signature = b64url_decode(encoded)
-        except EnvelopeError:
+        except EncodingError:
             raise AuditError(AuditFailure.SIGNATURE, piece, "not canonical base64url") from None
         if len(signature) != 64:
             raise AuditError(AuditFailure.SIGNATURE, piece, "an ES256 signature has 64 bytes")

@@ -65,6 +65,7 @@ from gateway.conf.globalconf import (
     NodeEntry,
     TsaEntry,
 )
+from gateway.core.encoding import format_time
 from gateway.core.ids import (
     ClientId,
     GroupId,
@@ -96,10 +97,6 @@ DEFAULT_SETTINGS: dict[str, str] = {
 INT_SETTINGS = frozenset(
     k for k in DEFAULT_SETTINGS if k.endswith("_seconds") or k == "tuf_keep_versions"
 )
-
-
-def time_text(now: datetime) -> str:
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def pem_text(cert: x509.Certificate) -> str:
@@ -310,7 +307,7 @@ class Central:
         conf = GlobalConf(
             instance=instance,
             serial=serial,
-            generated=time_text(self.now()),
+            generated=format_time(self.now(), "seconds"),
             members=members,
             nodes=tuple(nodes),
             groups=groups,
@@ -455,7 +452,7 @@ def _audit(
 ) -> None:
     s.add(
         AuditEntry(
-            at=time_text(now),
+            at=format_time(now, "seconds"),
             actor=actor,
             action=action,
             object=obj,

@@ -23,7 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from gateway.core.envelope import b64url
+from gateway.core.encoding import b64url
 from gateway.localnet import City, LocalNet, ServiceSpec
 from gateway.node.server import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
 from gateway.pki.keys import load_certificate, load_private_key

@@ -25,16 +25,8 @@ import pytest
 from aiohttp import web
 from cryptography.x509 import ocsp
 
-from gateway.core.envelope import (
-    RequestHeader,
-    ResponseHeader,
-    Signer,
-    b64url,
-    b64url_decode,
-    body_sha256,
-    format_time,
-    request_hash,
-)
+from gateway.core.encoding import b64url, b64url_decode, format_time
+from gateway.core.envelope import RequestHeader, ResponseHeader, Signer, body_sha256, request_hash
 from gateway.localnet import LocalNet
 from gateway.node.config import NodeConfig, load_config
 from gateway.node.messagelog import count_entries, read_entries

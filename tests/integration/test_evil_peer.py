@@ -22,15 +22,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509 import ocsp
 
-from gateway.core.envelope import (
-    EnvelopeError,
-    RequestHeader,
-    Signer,
-    b64url,
-    b64url_decode,
-    body_sha256,
-    format_time,
-)
+from gateway.core.encoding import b64url, b64url_decode, format_time
+from gateway.core.envelope import EnvelopeError, RequestHeader, Signer, body_sha256
 from gateway.core.ids import ClientId, ServiceId
 from gateway.localnet import LocalNet
 from gateway.node.messagelog import read_entries

@@ -30,7 +30,8 @@ from gateway.audit.export import Selection, export_bundle
 from gateway.audit.parallel import verify_file
 from gateway.audit.verify import AuditError, AuditFailure
 from gateway.conf.directory import TrustParameters
-from gateway.core.envelope import Signer, b64url
+from gateway.core.encoding import b64url
+from gateway.core.envelope import Signer
 from gateway.core.errors import Code
 from gateway.core.ids import NodeId
 from gateway.core.logtree import encode_leaf
