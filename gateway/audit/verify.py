@@ -54,6 +54,7 @@ from gateway.audit.configuration import (
 )
 from gateway.core.encoding import EncodingError, b64url, b64url_decode, format_time
 from gateway.core.envelope import EnvelopeError, SignatureVerifier, VerifiedSignature, parse_time
+from gateway.core.errors import ReasonedError
 from gateway.core.ids import InvalidIdentifierError, MemberId, NodeId, ServiceId, parse_client
 from gateway.core.logtree import ProofError, entry_leaf, parse_tree_head_document
 from gateway.core.merkle import HASH_SIZE, MerkleError, leaf_hash, node_hash, verify_consistency
@@ -142,14 +143,17 @@ class AuditFailure(StrEnum):
     good OCSP status from after the head's genTime."""
 
 
-class AuditError(Exception):
-    """A refused bundle: ``reason`` for programs, ``piece`` and ``detail`` for people."""
+class AuditError(ReasonedError[AuditFailure]):
+    """A refused bundle: ``reason`` for programs, ``piece`` and ``detail`` for people.
+
+    The message leads with the piece (``"<piece>: <reason>: <detail>"``) so an auditor
+    finds the record the refusal is about.
+    """
 
     def __init__(self, reason: AuditFailure, piece: str, detail: str) -> None:
-        super().__init__(f"{piece}: {reason.value}: {detail}")
-        self.reason = reason
+        super().__init__(reason, detail)
+        self.args = (f"{piece}: {self.args[0]}",)
         self.piece = piece
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)

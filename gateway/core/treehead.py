@@ -33,6 +33,7 @@ from typing import Final
 from gateway.core.canonical import NotCanonicalError, canonical_json, parse_canonical
 from gateway.core.encoding import format_time
 from gateway.core.envelope import EnvelopeError, SignatureVerifier, Signer, VerifiedSignature
+from gateway.core.errors import ReasonedError
 from gateway.core.ids import MemberId, NodeId
 from gateway.core.merkle import HASH_SIZE, MerkleError, verify_consistency
 
@@ -64,13 +65,8 @@ class TreeHeadFailure(StrEnum):
     """Two heads signed by one node cannot both describe one append-only log."""
 
 
-class TreeHeadError(Exception):
+class TreeHeadError(ReasonedError[TreeHeadFailure]):
     """A refused tree head: ``reason`` for programs, ``detail`` for people."""
-
-    def __init__(self, reason: TreeHeadFailure, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
