@@ -29,9 +29,10 @@ import httpx
 from cryptography.x509.oid import NameOID
 
 from gateway.core.encoding import format_time
+from gateway.keys.files import load_certificate
 from gateway.localnet import LIPPSTADT, SOEST, JoinResult, LocalNet, free_port, wait_http
 from gateway.node.messagelog import read_entries
-from gateway.pki.keys import fingerprint_sha256, load_certificate
+from gateway.pki.keys import fingerprint_sha256
 from gateway.store.models import LogEntry
 from registries.portal.federation import (
     IHK,

@@ -26,9 +26,10 @@ from gateway.conf.directory import TrustParameters
 from gateway.conf.globalconf import CaEntry, GlobalConf, MemberEntry, NodeEntry, TsaEntry
 from gateway.conf.tufdev import DevRepository
 from gateway.core.ids import MemberId, NodeId, ServiceId, SubsystemId
-from gateway.pki.files import init_ca, issue_from_csr, issue_service, new_key_and_csr
+from gateway.keys.files import new_key_and_csr
 from gateway.pki.keys import fingerprint_sha256
 from gateway.pki.profiles import CertKind, ServiceKind
+from gateway.trust.ca_store import init_ca, issue_from_csr, issue_service
 
 INSTANCE = "DE-NRW"
 HOST = "127.0.0.1"
@@ -306,7 +307,7 @@ class LocalNet:
     ) -> GlobalConf:
         """The federation as a global configuration document; ``nodes`` (AGS codes) limits
         which cities are registered (default: all), to test joining and removal."""
-        from gateway.pki.keys import load_certificate
+        from gateway.keys.files import load_certificate
 
         self.serial += 1
         cities = [f for ags, f in self.nodes.items() if nodes is None or ags in nodes]
@@ -451,7 +452,7 @@ class LocalNet:
         """``gateway central init`` with this federation's CA, OCSP responder and TSA,
         published at the central's URL; nothing if the directory already holds one."""
         from gateway.central.service import DB_NAME, Central, InitOptions
-        from gateway.pki.keys import load_certificate
+        from gateway.keys.files import load_certificate
 
         files = self._central()
         if (files.directory / DB_NAME).exists():

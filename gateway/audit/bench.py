@@ -47,7 +47,7 @@ from gateway.pki.ca import (
 from gateway.pki.keys import generate_key
 from gateway.pki.ocsp import build_ocsp_response, cert_id_for
 from gateway.pki.profiles import CertKind, ServiceKind
-from gateway.pki.revocation import Good
+from gateway.pki.status import Good
 from gateway.pki.tsa import (
     build_timestamp_request,
     build_timestamp_response,

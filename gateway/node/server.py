@@ -61,6 +61,7 @@ from gateway.core.ids import (
     parse_client,
 )
 from gateway.core.policy import AccessPolicy
+from gateway.keys.files import load_certificates, load_private_key
 from gateway.node.auditor import Auditor
 from gateway.node.clock import Clock, SystemClock
 from gateway.node.confhistory import record_version
@@ -74,7 +75,6 @@ from gateway.node.tls import client_context, peer_fingerprint, server_context
 from gateway.node.tracker import FIND_USAGE, Tracker, check_purpose, required_headers
 from gateway.node.transport import PeerClient, RegistryClient, Reply, read_limited
 from gateway.node.witness import Witness, head_signer
-from gateway.pki.keys import load_certificates, load_private_key
 from gateway.pki.ocsp import OcspError, OcspFailure
 from gateway.pki.ocsp_cache import OcspCache, OcspEvidence, find_issuer
 from gateway.pki.profiles import CertificateError, node_id_of

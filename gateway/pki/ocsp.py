@@ -29,7 +29,7 @@ from cryptography.x509 import ocsp
 from gateway.core.errors import ReasonedError
 from gateway.pki.keys import public_key_der, signature_hash
 from gateway.pki.profiles import CertificateError, check_ocsp_responder_profile
-from gateway.pki.revocation import CertStatus, Good, Revoked, Unknown
+from gateway.pki.status import CertStatus, Good, Revoked, Unknown
 
 # X-Road's ocspFreshnessSeconds: a response older than this is stale.
 DEFAULT_FRESHNESS = timedelta(seconds=3600)

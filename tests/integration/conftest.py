@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from gateway.core.encoding import b64url
+from gateway.keys.files import load_certificate, load_private_key
 from gateway.localnet import City, LocalNet, ServiceSpec
 from gateway.node.server import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
-from gateway.pki.keys import load_certificate, load_private_key
 from gateway.pki.ocsp import build_ocsp_request
 
 SOEST = City("Stadt Soest", "05974040", ("gewerbeamt", "ordnungsamt"))

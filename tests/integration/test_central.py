@@ -37,9 +37,9 @@ from gateway.conf.anchor import Anchor, load_anchor
 from gateway.conf.globalconf import TARGET_NAME, GlobalConf
 from gateway.core.canonical import canonical_json
 from gateway.core.ids import MemberId, NodeId
-from gateway.pki.files import init_ca, issue_from_csr, new_key_and_csr
-from gateway.pki.keys import load_certificate, load_private_key
+from gateway.keys.files import load_certificate, load_private_key, new_key_and_csr
 from gateway.pki.profiles import CertKind
+from gateway.trust.ca_store import init_ca, issue_from_csr
 
 pytestmark = pytest.mark.integration
 

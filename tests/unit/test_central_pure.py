@@ -27,9 +27,9 @@ from gateway.central.repo import Expiry, KeyStore, RepoError, TufRepository
 from gateway.conf.anchor import Anchor, AnchorError, load_anchor, root_fingerprint, save_anchor
 from gateway.core.canonical import canonical_json
 from gateway.core.ids import MemberId, NodeId
-from gateway.pki.files import init_ca, issue_from_csr, new_key_and_csr
-from gateway.pki.keys import load_certificate, load_private_key
+from gateway.keys.files import load_certificate, load_private_key, new_key_and_csr
 from gateway.pki.profiles import CertKind
+from gateway.trust.ca_store import init_ca, issue_from_csr
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 NODE = NodeId.parse("DE-NRW/GOV/05962024/ss1")

@@ -37,7 +37,7 @@ from gateway.pki.ocsp import (
 )
 from gateway.pki.ocsp_cache import OcspCache, OcspEvidence, find_issuer
 from gateway.pki.profiles import CertKind, ServiceKind
-from gateway.pki.revocation import GOOD, UNKNOWN, CertStatus, Revoked
+from gateway.pki.status import GOOD, UNKNOWN, CertStatus, Revoked
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 F = timedelta(seconds=3600)

@@ -18,8 +18,8 @@ from gateway.conf.anchor import Anchor
 from gateway.conf.globalconf import TARGET_NAME, CaEntry, GlobalConf
 from gateway.conf.tufclient import ConfigClient, GlobalConfSource
 from gateway.conf.tufdev import serve_directory
-from gateway.pki.files import init_ca
-from gateway.pki.keys import load_certificate
+from gateway.keys.files import load_certificate
+from gateway.trust.ca_store import init_ca
 
 
 @pytest.fixture
