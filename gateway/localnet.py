@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from gateway.conf.anchor import Anchor, save_anchor
+from gateway.conf.anchor import ConfigurationAnchor, save_anchor
 from gateway.conf.directory import TrustParameters
 from gateway.conf.globalconf import CaEntry, GlobalConf, MemberEntry, NodeEntry, TsaEntry
 from gateway.conf.tufdev import DevRepository
@@ -470,7 +470,7 @@ class LocalNet:
             ),
         )
 
-    def start_central(self, settings: dict[str, str] | None = None) -> Anchor:
+    def start_central(self, settings: dict[str, str] | None = None) -> ConfigurationAnchor:
         """``gateway central init`` with the LocalNet CA, OCSP responder and TSA (once),
         then ``gateway central serve`` as a process; writes the nodes' anchor and
         returns it. ``settings`` go through the admin API (e.g. a short

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from gateway.audit.anchor import anchor_json
 from gateway.audit.export import Selection, export_bundle
 from gateway.audit.parallel import default_jobs, verify_file
-from gateway.audit.verify import Anchor, AuditReport
+from gateway.audit.verify import AuditReport, AuditTrustAnchor
 from gateway.core.encoding import format_time
 from gateway.core.envelope import RequestHeader, ResponseHeader, Signer, body_sha256, request_hash
 from gateway.core.ids import MemberId, ServiceId, parse_client
@@ -70,7 +70,7 @@ SUBJECT = "52693074139"
 @dataclass(frozen=True)
 class SyntheticLog:
     db: Path
-    anchor: Anchor
+    anchor: AuditTrustAnchor
     anchor_path: Path
     ca: x509.Certificate
     tsa_cert: x509.Certificate
@@ -144,7 +144,9 @@ def build_log(
             body_policy,
         )
     )
-    return SyntheticLog(db, Anchor((ca,), (tsa_cert,)), anchor_path, ca, tsa_cert, tsa_key, entries)
+    return SyntheticLog(
+        db, AuditTrustAnchor((ca,), (tsa_cert,)), anchor_path, ca, tsa_cert, tsa_key, entries
+    )
 
 
 def stamp(

@@ -72,10 +72,10 @@ from gateway.pki.tsa import TimestampError, TimestampFailure, verify_timestamp_t
 from gateway.pki.validation import verify_signing_certificate
 
 __all__ = [
-    "Anchor",
     "AuditError",
     "AuditFailure",
     "AuditReport",
+    "AuditTrustAnchor",
     "ChunkOutcome",
     "EntryContext",
     "InclusionChecker",
@@ -157,7 +157,7 @@ class AuditError(ReasonedError[AuditFailure]):
 
 
 @dataclass(frozen=True, slots=True)
-class Anchor:
+class AuditTrustAnchor:
     """What the auditor trusts: CA certificates, TSA certificates, the OCSP window."""
 
     cas: tuple[x509.Certificate, ...]
@@ -362,7 +362,7 @@ def _parse_chain(header_segment: str) -> list[x509.Certificate]:
 
 
 class _Verifier:
-    def __init__(self, bundle: Bundle, anchor: Anchor, checker: SignatureChecker) -> None:
+    def __init__(self, bundle: Bundle, anchor: AuditTrustAnchor, checker: SignatureChecker) -> None:
         self.bundle = bundle
         self.anchor = anchor
         self.checker = checker
@@ -774,7 +774,7 @@ def check_head_signatures(
     head: HeadItem,
     node: str,
     gen_time: datetime,
-    anchor: Anchor,
+    anchor: AuditTrustAnchor,
     ocsp_by_ref: dict[str, bytes],
     piece: str,
 ) -> None:
@@ -885,7 +885,7 @@ def _head_ocsp(
     ref: str,
     ocsp_by_ref: dict[str, bytes],
     at: datetime,
-    anchor: Anchor,
+    anchor: AuditTrustAnchor,
     reason: AuditFailure,
     piece: str,
     *,
@@ -996,7 +996,7 @@ def _check_entries(
     return scan_error
 
 
-def prepare(bundle: Bundle, anchor: Anchor) -> EntryContext:
+def prepare(bundle: Bundle, anchor: AuditTrustAnchor) -> EntryContext:
     """Check everything but the entries: the manifest's counts, references, tree heads.
 
     Returns what verifying entries needs, picklable, so that chunks of entries can be
@@ -1122,7 +1122,7 @@ class EntryContext:
         )
 
     def verifier(self) -> _Verifier:
-        anchor = Anchor(
+        anchor = AuditTrustAnchor(
             tuple(x509.load_der_x509_certificate(d) for d in self.ca_ders),
             tuple(x509.load_der_x509_certificate(d) for d in self.tsa_ders),
             self.ocsp_freshness,
@@ -1163,7 +1163,9 @@ def verify_chunk(
     )
 
 
-def finish(context: EntryContext, outcomes: Sequence[ChunkOutcome], anchor: Anchor) -> AuditReport:
+def finish(
+    context: EntryContext, outcomes: Sequence[ChunkOutcome], anchor: AuditTrustAnchor
+) -> AuditReport:
     """Combine chunk outcomes in bundle order: the listing first, then the first failure."""
     verifier = _Verifier(context.bundle, anchor, _SerialChecker())
     for head, gen_time in context.heads:
@@ -1198,7 +1200,7 @@ def finish(context: EntryContext, outcomes: Sequence[ChunkOutcome], anchor: Anch
 
 def verify_bundle(
     bundle: Bundle,
-    anchor: Anchor,
+    anchor: AuditTrustAnchor,
     *,
     checker: SignatureChecker | None = None,
 ) -> AuditReport:

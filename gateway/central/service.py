@@ -54,7 +54,7 @@ from gateway.central.models import (
 )
 from gateway.central.repo import DEFAULT_KEEP_VERSIONS, Expiry, KeyStore, TufRepository
 from gateway.central.undo import UndoLog
-from gateway.conf.anchor import Anchor, save_anchor
+from gateway.conf.anchor import ConfigurationAnchor, save_anchor
 from gateway.conf.directory import TrustParameters
 from gateway.conf.globalconf import (
     TARGET_NAME,
@@ -254,16 +254,16 @@ class Central:
             keep_versions=keep,
         )
 
-    def anchor(self, public_url: str | None = None) -> Anchor:
+    def anchor(self, public_url: str | None = None) -> ConfigurationAnchor:
         base = (public_url or self.setting("public_url")).rstrip("/")
-        return Anchor(
+        return ConfigurationAnchor(
             instance=self.instance,
             metadata_url=f"{base}/tuf/metadata/",
             targets_url=f"{base}/tuf/targets/",
             root=self.repo().root_json(),
         )
 
-    def write_anchor(self, path: Path, public_url: str | None = None) -> Anchor:
+    def write_anchor(self, path: Path, public_url: str | None = None) -> ConfigurationAnchor:
         anchor = self.anchor(public_url)
         save_anchor(path, anchor)
         return anchor
