@@ -25,6 +25,7 @@ from gateway.conf.anchor import ConfigurationAnchor, save_anchor
 from gateway.conf.directory import TrustParameters
 from gateway.conf.globalconf import CaEntry, GlobalConf, MemberEntry, NodeEntry, TsaEntry
 from gateway.conf.tufdev import DevRepository
+from gateway.core.encoding import format_time
 from gateway.core.ids import MemberId, NodeId, ServiceId, SubsystemId
 from gateway.keys.files import new_key_and_csr
 from gateway.pki.keys import fingerprint_sha256
@@ -314,7 +315,7 @@ class LocalNet:
         return GlobalConf(
             instance=INSTANCE,
             serial=self.serial,
-            generated=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            generated=format_time(datetime.now(UTC), "seconds"),
             members=tuple(
                 MemberEntry(
                     f.city.member,
