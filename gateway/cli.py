@@ -508,9 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also sample both nodes with py-spy during one extra run; stacks go to DIR",
     )
 
-    p = add(
-        sub, "demo", cmd_demo, "run the three-city federation on loopback and tell Anna's story"
-    )
+    p = add(sub, "demo", cmd_demo, "run the three-city federation on loopback: Anna's story")
     p.add_argument("--serve", action="store_true", help="keep the federation running")
     p.add_argument("--dir", default=None, help="state directory (default: a temporary one)")
     return parser

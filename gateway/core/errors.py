@@ -59,6 +59,7 @@ class Code(StrEnum):
     SP_SERVICE_TIMEOUT = "server.serverproxy.service_failed.timeout"
     SP_SERVICE_NETWORK_ERROR = "server.serverproxy.service_failed.network_error"
     SP_RESPONSE_TOO_LARGE = "server.serverproxy.service_failed.response_too_large"
+    SP_INVALID_RESPONSE = "server.serverproxy.service_failed.invalid_response"
     SP_MESSAGELOG_FAILED = "server.serverproxy.messagelog_failed"
     SP_TIMESTAMPING_FAILED = "server.serverproxy.timestamping_failed"
     SP_CERT_VALIDATION = "server.serverproxy.cert_validation"
@@ -156,6 +157,12 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
     Code.SP_SERVICE_TIMEOUT: ErrorSpec(500, "The registry did not answer within the timeout."),
     Code.SP_SERVICE_NETWORK_ERROR: ErrorSpec(500, "The registry could not be reached."),
     Code.SP_RESPONSE_TOO_LARGE: ErrorSpec(500, "The registry's response exceeds the limit."),
+    Code.SP_INVALID_RESPONSE: ErrorSpec(
+        500,
+        "The registry's response breaks a limit of the signed response header (status, "
+        "number, length or characters of its headers, or their total size), so the "
+        "provider's node signs and returns nothing.",
+    ),
     Code.SP_MESSAGELOG_FAILED: ErrorSpec(500, "The exchange could not be logged durably."),
     Code.SP_TIMESTAMPING_FAILED: ErrorSpec(
         500, "The provider's node could not timestamp its message log for too long."

@@ -68,7 +68,14 @@ from gateway.node.confhistory import record_version
 from gateway.node.config import ConfigError, NodeConfig, ServiceSection
 from gateway.node.logpolicy import body_policy
 from gateway.node.messagelog import LogRecord, MessageLog, MessageLogError, ReplayError
-from gateway.node.ocsp import OwnCertificate, OwnOcsp, OwnStatusUnavailable
+from gateway.node.ocsp import (
+    OwnCertificate,
+    OwnOcsp,
+    OwnStatusUnavailable,
+    StoredStatus,
+    load_statuses,
+    store_status,
+)
 from gateway.node.replay import ReplayGuard
 from gateway.node.timestamper import Timestamper
 from gateway.node.tls import client_context, peer_fingerprint, server_context
@@ -261,6 +268,7 @@ class Node:
                 self.clock,
                 refresh,
                 fetch_timeout=config.node.peer_connect_timeout_seconds,
+                persist=self._keep_own_status,
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
@@ -453,16 +461,24 @@ class Node:
 
     # ------------------------------------------------------------------ lifecycle
 
+    async def _keep_own_status(self, ref: str, status: StoredStatus | None) -> None:
+        """Keep a good own OCSP answer in the log for the next start-up (or forget it)."""
+        await self.log.write(functools.partial(store_status, ref=ref, status=status))
+
     async def start(self) -> Endpoints:
         self.log.start()
         if self.globalconf is not None and not await self._record_configuration(
             self.globalconf.current
         ):
             raise MessageLogError("the configuration in force could not be recorded")
-        await self.timestamper.start()
-        # Before listening: the first fetch decides whether the node can serve at once.
-        # It starts either way and fails closed until a status arrives.
+        # Before listening: the answers kept before a restart, while still fresh, and
+        # then the first fetch decide whether the node can serve at once. It starts
+        # either way and fails closed until a status arrives.
+        self.own_ocsp.restore(load_statuses(self.log.path), self.clock.now())
         await self.own_ocsp.start()
+        # Only then the timestamper: entries left pending before a restart are stamped
+        # at once, and their signed tree head needs this node's OCSP evidence.
+        await self.timestamper.start()
         if self.globalconf is not None:
             self._refresher = asyncio.create_task(self._refresh_globalconf())
         self._peer = PeerClient(
@@ -1099,7 +1115,16 @@ class Node:
             body_sha256=body_sha256(body),
             body_length=len(body),
         )
-        response_bytes = response.to_bytes()
+        try:
+            response_bytes = response.checked_bytes()  # every limit the consumer applies
+        except EnvelopeError as exc:
+            # Nothing is signed; the registry was called, so the request is logged as in
+            # a failed registry call (protocol.md section 9, step 14b).
+            await self._log_unanswered(request_record, verified, client_status)
+            raise GatewayError(
+                Code.SP_INVALID_RESPONSE,
+                f"the registry's answer for {request.service} cannot be signed: {exc.message}",
+            ) from None
         signature = signer.sign(response_bytes)
         try:
             await self.log.append(

@@ -271,6 +271,28 @@ class ConfigurationVersion(SQLModel, table=True):
     document: bytes
 
 
+class OwnOcspStatus(SQLModel, table=True):
+    """The last good OCSP response this node fetched for one of its own certificates.
+
+    Written through the log's writer on every good fetch (the DER goes to
+    ``ocsp_response``), read once at start-up: a node restarted while its responder is
+    down keeps serving, and signing tree heads, with a response that is still inside the
+    freshness window instead of refusing everything until the responder answers
+    (docs/message-log.md 4.1).
+    """
+
+    __tablename__ = "own_ocsp_status"
+
+    cert_ref: str = Field(primary_key=True)
+    """SHA-256 (hex) of the node's certificate (authentication or signing)."""
+    ocsp_ref: str
+    """SHA-256 (hex) of the response's DER, kept in ``ocsp_response``."""
+    fetched_at: str
+    """RFC 3339 UTC with milliseconds, the node clock."""
+    fetched_from: str
+    """The responder URL that answered."""
+
+
 def schema_tables() -> list[Table]:
     """This schema's tables.
 
@@ -291,6 +313,7 @@ def schema_tables() -> list[Table]:
         WitnessAlert,
         DataSubject,
         ConfigurationVersion,
+        OwnOcspStatus,
     ):
         table = inspect(model).local_table
         if not isinstance(table, Table):

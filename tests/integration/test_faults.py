@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.core.envelope import MAX_ENVELOPE, MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_HEADERS
 from gateway.localnet import LocalNet, ServiceSpec, free_port
 from gateway.node.messagelog import count_entries, read_entries
 from tests.integration.conftest import (
@@ -202,6 +203,33 @@ def test_registry_down(limited: LocalNet, registry: RecordingRegistry) -> None:
     assert_error(response, 500, "server.serverproxy.service_failed.network_error")
     assert registry.count() == calls
     _unanswered_request_logged(limited, before)
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        pytest.param("/viele-header", f"over the limit of {MAX_HEADERS}", id="count"),
+        pytest.param("/langer-name", f"over the limit of {MAX_HEADER_NAME}", id="name"),
+        pytest.param("/langer-wert", f"over the limit of {MAX_HEADER_VALUE}", id="value"),
+        pytest.param("/grosse-header", f"over the limit of {MAX_ENVELOPE}", id="envelope"),
+        pytest.param("/euro-zeichen", "has a forbidden character", id="character"),
+    ],
+)
+def test_registry_headers_the_signed_response_cannot_carry(
+    net: LocalNet, registry: RecordingRegistry, path: str, reason: str
+) -> None:
+    """The provider's node checks the response header against the receiver's limits
+    before it signs: the registry's fault is the provider's refusal naming the limit,
+    not a signed and logged response the consumer's node cannot open."""
+    before, calls = _counts(net), registry.count()
+    response = call(net, f"{SERVICE}{path}")
+    assert_error(response, 500, "server.serverproxy.service_failed.invalid_response")
+    message = response.json()["message"]
+    assert str(SERVICE) in message
+    assert reason in message
+    assert registry.count() == calls + 1
+    assert registry.calls[-1].path == f"/personen{path}"
+    _unanswered_request_logged(net, before)
 
 
 def test_body_at_the_limit_reaches_the_registry(
