@@ -35,7 +35,6 @@ from gateway.core.envelope import (
     format_time,
     request_hash,
 )
-from gateway.localnet import LocalNet
 from gateway.node.config import NodeConfig, load_config
 from gateway.node.messagelog import count_entries, read_entries
 from gateway.node.server import (
@@ -49,6 +48,7 @@ from gateway.node.tls import server_context
 from gateway.pki.ca import create_root_ca, issue_certificate, make_csr
 from gateway.pki.keys import generate_key, load_certificate, load_certificates, load_private_key
 from gateway.pki.profiles import CertKind
+from gateway.sandbox.localnet import LocalNet
 from tests.integration.conftest import (
     GEWERBEAMT,
     ISERLOHN,

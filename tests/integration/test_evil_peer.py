@@ -32,7 +32,6 @@ from gateway.core.envelope import (
     format_time,
 )
 from gateway.core.ids import ClientId, ServiceId
-from gateway.localnet import LocalNet
 from gateway.node.messagelog import read_entries
 from gateway.node.server import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
 from gateway.pki.ca import (
@@ -50,6 +49,7 @@ from gateway.pki.keys import (
     write_private_key,
 )
 from gateway.pki.profiles import CertKind, ServiceKind
+from gateway.sandbox.localnet import LocalNet
 from tests.integration.conftest import (
     GEWERBEAMT,
     ISERLOHN,

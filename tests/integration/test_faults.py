@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.localnet import LocalNet, ServiceSpec, free_port
 from gateway.node.messagelog import count_entries, read_entries
+from gateway.sandbox.localnet import LocalNet, ServiceSpec, free_port
 from tests.integration.conftest import (
     GEWERBEAMT,
     LIPPSTADT,

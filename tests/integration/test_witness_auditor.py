@@ -36,7 +36,6 @@ from gateway.core.ids import NodeId
 from gateway.core.logtree import encode_leaf
 from gateway.core.merkle import consistency_proof, leaf_hash, tree_hash, verify_inclusion
 from gateway.core.treehead import parse_sth, sign_sth, sth_document, verify_sth_signature
-from gateway.localnet import LocalNet, ServiceSpec
 from gateway.node.config import NodeConfig, load_config
 from gateway.node.logproofs import (
     latest_signed_head,
@@ -54,6 +53,7 @@ from gateway.pki.keys import (
 )
 from gateway.pki.ocsp import build_ocsp_request
 from gateway.pki.profiles import CertKind
+from gateway.sandbox.localnet import LocalNet, ServiceSpec
 from tests.integration.conftest import (
     GEWERBEAMT,
     LIPPSTADT,

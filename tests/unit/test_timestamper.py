@@ -34,7 +34,6 @@ from gateway.core.logtree import (
     tree_head_document,
 )
 from gateway.core.merkle import leaf_hash, tree_hash
-from gateway.localnet import free_port
 from gateway.node.logproofs import (
     NotProvableError,
     entry_proof,
@@ -48,6 +47,7 @@ from gateway.pki.files import init_ca, issue_service
 from gateway.pki.keys import load_certificate, load_private_key
 from gateway.pki.profiles import ServiceKind
 from gateway.pki.tsa import build_rejection, build_timestamp_response, verify_timestamp_token
+from gateway.sandbox.localnet import free_port
 
 NODE = "DE-NRW/GOV/05974028/ss1"
 TSA_NAME = "Test TSA DE-NRW"

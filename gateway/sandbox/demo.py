@@ -28,18 +28,20 @@ from typing import Any
 import httpx
 from cryptography.x509.oid import NameOID
 
-from gateway.localnet import LIPPSTADT, SOEST, JoinResult, LocalNet, free_port, wait_http
 from gateway.node.messagelog import read_entries
 from gateway.pki.keys import fingerprint_sha256, load_certificate
-from gateway.store.models import LogEntry
-from registries.portal.federation import (
+from gateway.sandbox.cities import (
     IHK,
     IHK_SERVICE,
     ISERLOHN,
     ISERLOHN_TRACKER,
+    LIPPSTADT,
     MELDEREGISTER_SERVICE,
+    SOEST,
     TRACKERS,
     TRADE_OFFICE,
+)
+from gateway.sandbox.federation import (
     Portal,
     allow_tracker,
     ihk_service,
@@ -50,6 +52,8 @@ from registries.portal.federation import (
     start_nodes,
     start_portal,
 )
+from gateway.sandbox.localnet import JoinResult, LocalNet, free_port, wait_http
+from gateway.store.models import LogEntry
 from registries.portal.scenario import AnnaStory, run_anna_scenario
 
 DEMO_STAMP_INTERVAL = 2
@@ -453,7 +457,7 @@ def show_witnesses(net: LocalNet, timeout: float = 30) -> bool:
 
 def audit_lippstadt(net: LocalNet) -> bool:
     """An auditor exports Lippstadt's whole log and verifies it offline."""
-    from gateway.audit.demo import audit_log
+    from gateway.sandbox.demo_audit import audit_log
 
     files = net.nodes[LIPPSTADT.ags]
     ok, text = audit_log(files.messagelog, net.ca_cert, net.trust.tsa_cert, net.root / "audit")
