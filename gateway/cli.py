@@ -172,6 +172,7 @@ def cmd_node_check(args: argparse.Namespace) -> None:
             f"{current.valid_until.isoformat(timespec='seconds')}"
         )
     own = node.own_ocsp
+    own.persist = None  # a check probes the responders; it keeps nothing for a restart
     print(
         f"OCSP: freshness window {own.cache.freshness.total_seconds():g} s (global configuration), "
         f"refresh every {own.refresh_interval.total_seconds():g} s (node)"
@@ -303,7 +304,8 @@ def cmd_registry_portal(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from gateway.sandbox.demo import run_demo
 
-    sys.exit(run_demo(Path(args.dir) if args.dir else None, serve=args.serve))
+    directory = Path(args.dir) if args.dir else None
+    sys.exit(run_demo(directory, serve=args.serve, exit_on_failure=args.exit_on_failure))
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -524,10 +526,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also sample both nodes with py-spy during one extra run; stacks go to DIR",
     )
 
-    p = add(
-        sub, "demo", cmd_demo, "run the three-city federation on loopback and tell Anna's story"
-    )
+    p = add(sub, "demo", cmd_demo, "run the three-city federation on loopback: Anna's story")
     p.add_argument("--serve", action="store_true", help="keep the federation running")
+    p.add_argument(
+        "--exit-on-failure",
+        action="store_true",
+        help="with --serve: stop the federation when one of its processes dies "
+        "(default: report it and restart it with backoff)",
+    )
     p.add_argument("--dir", default=None, help="state directory (default: a temporary one)")
     return parser
 

@@ -8,7 +8,8 @@
   are the authentication.
 
 A background task re-signs the timestamp every third of its expiry so nodes never see
-stale metadata while the central runs.
+stale metadata while the central runs; at start-up, before the first request, it
+re-signs one that expired or fell due while the central was stopped.
 """
 
 import asyncio
@@ -16,6 +17,7 @@ import contextlib
 import hmac
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
@@ -28,6 +30,10 @@ from gateway.central.errors import CentralCode, CentralError
 from gateway.central.service import Central
 
 log = logging.getLogger(__name__)
+
+MIN_REFRESH_WAIT = 0.5
+"""Seconds between scheduler rounds at the least, so a clock or setting that makes the
+timestamp look due forever cannot turn the scheduler into a busy loop."""
 
 
 class MemberClassIn(BaseModel):
@@ -94,18 +100,29 @@ def create_app(central: Central, refresh_seconds: float | None = None) -> FastAP
 
     Actor = Annotated[str, Depends(admin)]
 
-    async def refresher() -> None:
+    def period() -> timedelta:
+        seconds = refresh_seconds or central.int_setting("timestamp_expiry_seconds") / 3
+        return timedelta(seconds=seconds)
+
+    async def refresh_due() -> float:
+        """Re-sign what is due; seconds until the next round."""
+        try:
+            wait = await asyncio.to_thread(central.refresh_if_due, period())
+        except Exception:  # keep trying: a missed round only shortens the margin
+            log.exception("re-signing the timestamp failed")
+            wait = period()
+        return max(wait.total_seconds(), MIN_REFRESH_WAIT)
+
+    async def refresher(wait: float) -> None:
         while True:
-            period = refresh_seconds or central.int_setting("timestamp_expiry_seconds") / 3
-            await asyncio.sleep(period)
-            try:
-                await asyncio.to_thread(central.refresh)
-            except Exception:  # keep trying: a missed round only shortens the margin
-                log.exception("re-signing the timestamp failed")
+            await asyncio.sleep(wait)
+            wait = await refresh_due()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(refresher())
+        # Before the first request: a timestamp that expired or fell due while the
+        # central was stopped is re-signed now, not a scheduler period later.
+        task = asyncio.create_task(refresher(await refresh_due()))
         try:
             yield
         finally:

@@ -289,6 +289,18 @@ class TufRepository(Repository):
                 self.do_snapshot(force=True)
             self.do_timestamp(force=True)
 
+    def timestamp_due_in(self, period: timedelta) -> timedelta:
+        """How long until the timestamp is due for re-signing (zero or less: now).
+
+        Due once it is ``period`` old (the scheduler's period), and at the latest when it
+        expires. The signing time is read back from the file (expiry minus the configured
+        lifetime), so a server started after a stop learns at once that the timestamp it
+        finds is due or already expired, instead of serving it until its first round.
+        """
+        expires = self.timestamp().expires
+        due = min(expires - self.expiry.timestamp + period, expires)
+        return due - self.now()
+
     def rotate_root(
         self,
         add: int = 0,

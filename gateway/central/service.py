@@ -391,6 +391,16 @@ class Central:
         with self._lock:
             self.repo().refresh()
 
+    def refresh_if_due(self, period: timedelta) -> timedelta:
+        """Re-sign if the timestamp is expired or ``period`` old; return the time until
+        it is due next. Run at start-up before serving, so a central that was stopped
+        longer than the timestamp's lifetime never serves an expired one."""
+        with self._lock:
+            repo = self.repo()
+            if repo.timestamp_due_in(period) <= timedelta(0):
+                repo.refresh()
+            return repo.timestamp_due_in(period)
+
     @contextmanager
     def change(
         self, actor: str, action: str, obj: str, *, publish: bool = True

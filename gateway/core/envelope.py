@@ -46,8 +46,8 @@ JWS_ALGORITHM = "ES256"
 # The limits of a signed header, in one place. The receiving node refuses a header over
 # any of them (``from_bytes``); the sending node checks the same constants before it
 # signs (``check_path``, ``check_query``, ``check_headers``,
-# ``RequestHeader.checked_bytes``), so a caller's oversize request is refused as the
-# caller's mistake.
+# ``RequestHeader.checked_bytes``, ``ResponseHeader.checked_bytes``), so an oversize
+# request is refused as the caller's mistake and an oversize answer as the service's.
 MAX_TEXT = 1024
 """Longest client id, service id and ``X-Road-Issue`` (characters)."""
 MAX_SHORT_TEXT = 255
@@ -224,17 +224,20 @@ def check_headers(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(result)
 
 
-def check_envelope_size(header_bytes: bytes) -> None:
+def check_envelope_size(
+    header_bytes: bytes,
+    *,
+    advice: str = "send fewer or shorter headers, a shorter path or a shorter query",
+) -> None:
     """The signed header must fit one HTTP header field once encoded (``MAX_ENVELOPE``):
     a longer one is refused by the receiving node's HTTP parser, before that node can
-    answer in X-Road's error format."""
+    answer in X-Road's error format. ``advice`` tells whoever can shorten it how."""
     encoded = (4 * len(header_bytes) + 2) // 3  # base64url without padding
     if encoded > MAX_ENVELOPE:
         raise EnvelopeError(
             "malformed",
             f"the signed header would be {encoded} characters of base64url, over the limit "
-            f"of {MAX_ENVELOPE} (one {MAX_HEADER_FIELD // 1024} KiB header field); "
-            "send fewer or shorter headers, a shorter path or a shorter query",
+            f"of {MAX_ENVELOPE} (one {MAX_HEADER_FIELD // 1024} KiB header field); {advice}",
         )
 
 
@@ -424,6 +427,26 @@ class ResponseHeader:
                 "body_length": self.body_length,
             }
         )
+
+    def checked_bytes(self) -> bytes:
+        """``to_bytes()``, or ``EnvelopeError`` if the consumer's node would refuse the
+        header for one of its limits.
+
+        The provider's node calls this before it signs, with the same constants as
+        ``from_bytes``: a registry answer with a status, header count, header name or
+        value, or total header size that a response header cannot carry is then the
+        service's refusal by the provider's node, instead of a signed and logged response
+        the consumer's node cannot open.
+        """
+        _text(self.xroad_id, "X-Road-Id", limit=MAX_SHORT_TEXT)
+        _text(str(self.client), "the client id")
+        _text(str(self.service), "the service id")
+        _text(self.request_hash, "request_hash", limit=128)
+        _int(self.status, "status", 100, 599)
+        check_headers([list(h) for h in self.headers])
+        data = self.to_bytes()
+        check_envelope_size(data, advice="the registry must send fewer or shorter headers")
+        return data
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ResponseHeader:

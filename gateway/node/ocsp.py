@@ -14,21 +14,31 @@ Fetching runs in background tasks, one per certificate: every ``refresh`` (X-Roa
 response goes stale), and after a failure again with a growing delay. Each answer is
 verified with the same cache peers use (:class:`gateway.pki.ocsp_cache.OcspCache`),
 so a node never relies on, or hands out, a response its peers would refuse.
+
+Every good answer is also kept in the node's message log (table ``own_ocsp_status``,
+the DER in ``ocsp_response``), and read back at start-up before the first fetch: a node
+restarted while its responder is briefly down goes on serving, and signing its tree
+heads, with the response it already had for as long as that stays fresh, instead of
+refusing everything until the responder answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import aiohttp
 from cryptography import x509
 
-from gateway.core.envelope import cert_ref
+from gateway.core.envelope import cert_ref, format_time, parse_time
 from gateway.node.clock import Clock
 from gateway.node.transport import read_limited
 from gateway.pki.ocsp import OcspError, OcspFailure, build_ocsp_request
@@ -45,6 +55,56 @@ MAX_RETRY_BASE = 60.0
 
 Fetch = Callable[[str, bytes], Awaitable[bytes]]
 """POST a DER OCSP request to a responder URL and return the DER response."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredStatus:
+    """A good response for one of this node's certificates, as the message log keeps it."""
+
+    cert_ref: str
+    der: bytes
+    fetched_at: datetime
+    fetched_from: str
+
+
+Persist = Callable[[str, StoredStatus | None], Awaitable[None]]
+"""Durably keep a good response as the last one for a certificate (by its ref), or
+forget the one kept (``None``: the certificate was reported revoked)."""
+
+
+def store_status(conn: sqlite3.Connection, ref: str, status: StoredStatus | None) -> None:
+    """Keep ``status`` as certificate ``ref``'s last good response, or forget the kept
+    one when ``status`` is None (on the log's writer).
+
+    The DER goes to ``ocsp_response`` like every response the log relies on, so a tree
+    head signed with it after a restart refers to a row that is already there. A
+    revoked certificate's row is deleted, so no restart brings back its good answer.
+    """
+    if status is None:
+        conn.execute("DELETE FROM own_ocsp_status WHERE cert_ref = ?", (ref,))
+        return
+    ocsp_ref = hashlib.sha256(status.der).hexdigest()
+    conn.execute(
+        "INSERT OR IGNORE INTO ocsp_response (ocsp_ref, der) VALUES (?, ?)", (ocsp_ref, status.der)
+    )
+    conn.execute(
+        "INSERT OR REPLACE INTO own_ocsp_status (cert_ref, ocsp_ref, fetched_at, fetched_from)"
+        " VALUES (?, ?, ?, ?)",
+        (ref, ocsp_ref, format_time(status.fetched_at), status.fetched_from),
+    )
+
+
+def load_statuses(path: Path) -> list[StoredStatus]:
+    """The last good response kept for each of this node's certificates (read-only)."""
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        rows = conn.execute(
+            "SELECT s.cert_ref, CAST(r.der AS BLOB), s.fetched_at, s.fetched_from"
+            " FROM own_ocsp_status s JOIN ocsp_response r ON r.ocsp_ref = s.ocsp_ref"
+        ).fetchall()
+    return [
+        StoredStatus(str(ref), bytes(der), parse_time(str(at)), str(url))
+        for ref, der, at, url in rows
+    ]
 
 
 class FetchError(Exception):
@@ -137,6 +197,7 @@ class OwnOcsp:
         *,
         fetch: Fetch | None = None,
         fetch_timeout: float = 10.0,
+        persist: Persist | None = None,
     ) -> None:
         if not timedelta(0) < refresh < cache.freshness:
             raise ValueError(
@@ -155,6 +216,9 @@ class OwnOcsp:
             self._http = HttpFetcher(min(fetch_timeout, refresh.total_seconds()))
             fetch = self._http
         self._fetch = fetch
+        # Where good answers are kept for a restart; None keeps nothing (a probe such as
+        # `gateway node check`, whose message log is not running).
+        self.persist = persist
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -235,6 +299,7 @@ class OwnOcsp:
             except OcspError as exc:
                 if exc.reason is OcspFailure.REVOKED:
                     self._revoked(own, url, exc.detail)
+                    await self._keep(own.cert_ref, None)
                     return True
                 errors.append(f"{url} answered a response this node refuses: {exc}")
                 continue
@@ -246,9 +311,12 @@ class OwnOcsp:
                     url,
                     _iso(evidence.this_update),
                 )
+            kept = own.evidence
             own.evidence, own.fetched_at, own.fetched_from = evidence, now, url
             own.revoked = own.revoked_by = own.last_error = None
             own.failures = 0
+            if self.persist is not None and (kept is None or kept.ref != evidence.ref):
+                await self._keep(own.cert_ref, StoredStatus(own.cert_ref, evidence.der, now, url))
             return True
         own.failures += 1
         own.last_error = "; ".join(errors) or "no responder is listed"
@@ -264,6 +332,58 @@ class OwnOcsp:
             else "refuses exchanges that need this certificate until a responder answers",
         )
         return False
+
+    async def _keep(self, ref: str, status: StoredStatus | None) -> None:
+        """Persist a good answer (or forget it on revocation); failing to is logged,
+        never fatal: the answer is in use already, only a restart during a responder
+        outage would miss it."""
+        if self.persist is None:
+            return
+        try:
+            await self.persist(ref, status)
+        except Exception as exc:
+            log.warning(
+                "node %s: could not keep its OCSP response for a restart: %s", self.node, exc
+            )
+
+    def restore(self, stored: Iterable[StoredStatus], now: datetime) -> None:
+        """Take back the responses kept before a restart, before the first fetch.
+
+        Each is checked exactly as a fresh answer would be (signature, certificate, and
+        the freshness window at ``now``), so one that went stale while the node was down
+        is not used; only certificates that have no status yet take one.
+        """
+        for status in stored:
+            own = self._by_ref.get(status.cert_ref)
+            if own is None or own.evidence is not None or own.revoked is not None:
+                continue
+            try:
+                evidence = self.cache.remember(own.cert_ref, status.der, own.cert, own.issuer, now)
+            except OcspError as exc:
+                log.info(
+                    "node %s: the OCSP response kept for its %s (fetched at %s) is not reused: "
+                    "%s: %s",
+                    self.node,
+                    own.label,
+                    _iso(status.fetched_at),
+                    exc.reason.value,
+                    exc.detail,
+                )
+                continue
+            own.evidence, own.fetched_at, own.fetched_from = (
+                evidence,
+                status.fetched_at,
+                status.fetched_from,
+            )
+            log.info(
+                "node %s: reuses the OCSP response for its %s fetched from %s at %s "
+                "(thisUpdate %s) until a responder answers again",
+                self.node,
+                own.label,
+                status.fetched_from,
+                _iso(status.fetched_at),
+                _iso(evidence.this_update),
+            )
 
     def _revoked(self, own: OwnCertificate, url: str, detail: str) -> None:
         if own.revoked is None:
@@ -318,13 +438,14 @@ class OwnOcsp:
     async def start(self) -> None:
         """Fetch every status once, then keep refreshing in the background.
 
-        A failed first fetch does not stop the node: it runs and refuses exchanges
-        (fail closed) until a retry succeeds, so it recovers without a restart.
+        A failed first fetch does not stop the node: it runs on a fresh answer taken
+        back by :meth:`restore`, or refuses exchanges (fail closed) until a retry
+        succeeds, so it recovers without a restart.
         """
         owns = self.certificates
         results = await asyncio.gather(*(self.refresh(own) for own in owns))
         for own, ok in zip(owns, results, strict=True):
-            if not ok:
+            if not ok and own.evidence is None:
                 log.warning(
                     "node %s starts without an OCSP status for its %s; it refuses "
                     "exchanges that need it until a responder answers",

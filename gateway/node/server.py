@@ -23,6 +23,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from aiohttp import web
+from aiohttp.http import HttpVersion
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from multidict import CIMultiDict
@@ -62,17 +63,31 @@ from gateway.core.ids import (
     parse_client,
 )
 from gateway.core.policy import AccessPolicy
+from gateway.httpversion import http1_only
 from gateway.node.auditor import Auditor
 from gateway.node.clock import Clock, SystemClock
 from gateway.node.confhistory import record_version
 from gateway.node.config import ConfigError, NodeConfig, ServiceSection
 from gateway.node.logpolicy import body_policy
 from gateway.node.messagelog import LogRecord, MessageLog, MessageLogError, ReplayError
-from gateway.node.ocsp import OwnCertificate, OwnOcsp, OwnStatusUnavailable
+from gateway.node.ocsp import (
+    OwnCertificate,
+    OwnOcsp,
+    OwnStatusUnavailable,
+    StoredStatus,
+    load_statuses,
+    store_status,
+)
 from gateway.node.replay import ReplayGuard
 from gateway.node.timestamper import Timestamper
 from gateway.node.tls import client_context, peer_fingerprint, server_context
-from gateway.node.tracker import FIND_USAGE, Tracker, check_purpose, required_headers
+from gateway.node.tracker import (
+    FIND_USAGE,
+    Tracker,
+    check_purpose,
+    details_of,
+    required_headers,
+)
 from gateway.node.transport import PeerClient, RegistryClient, Reply, read_limited
 from gateway.node.witness import Witness, head_signer
 from gateway.pki.keys import load_certificates, load_private_key
@@ -97,7 +112,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def error_response(err: GatewayError, accept: str | None = None) -> web.Response:
     """X-Road's error format: ``X-Road-Error`` plus JSON (or XML if asked for)."""
-    headers = {"X-Road-Error": err.code.value}
+    headers = {**err.headers, "X-Road-Error": err.code.value}
     wants_xml = accept is not None and "xml" in accept and "json" not in accept
     if wants_xml:
         body = (
@@ -112,6 +127,16 @@ def error_response(err: GatewayError, accept: str | None = None) -> web.Response
         body=json.dumps(err.body()).encode(),
         content_type="application/json",
         headers=headers,
+    )
+
+
+def _version_refusal(version: HttpVersion) -> web.StreamResponse:
+    """505 in X-Road's error format for a request line that is not HTTP/1.x."""
+    return error_response(
+        GatewayError(
+            Code.HTTP_VERSION_NOT_SUPPORTED,
+            f"HTTP/{version.major}.{version.minor} is not supported; use HTTP/1.1",
+        )
     )
 
 
@@ -262,6 +287,7 @@ class Node:
                 self.clock,
                 refresh,
                 fetch_timeout=config.node.peer_connect_timeout_seconds,
+                persist=self._keep_own_status,
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
@@ -454,16 +480,24 @@ class Node:
 
     # ------------------------------------------------------------------ lifecycle
 
+    async def _keep_own_status(self, ref: str, status: StoredStatus | None) -> None:
+        """Keep a good own OCSP answer in the log for the next start-up (or forget it)."""
+        await self.log.write(functools.partial(store_status, ref=ref, status=status))
+
     async def start(self) -> Endpoints:
         self.log.start()
         if self.globalconf is not None and not await self._record_configuration(
             self.globalconf.current
         ):
             raise MessageLogError("the configuration in force could not be recorded")
-        await self.timestamper.start()
-        # Before listening: the first fetch decides whether the node can serve at once.
-        # It starts either way and fails closed until a status arrives.
+        # Before listening: the answers kept before a restart, while still fresh, and
+        # then the first fetch decide whether the node can serve at once. It starts
+        # either way and fails closed until a status arrives.
+        self.own_ocsp.restore(load_statuses(self.log.path), self.clock.now())
         await self.own_ocsp.start()
+        # Only then the timestamper: entries left pending before a restart are stamped
+        # at once, and their signed tree head needs this node's OCSP evidence.
+        await self.timestamper.start()
         if self.globalconf is not None:
             self._refresher = asyncio.create_task(self._refresh_globalconf())
         self._peer = PeerClient(
@@ -524,6 +558,7 @@ class Node:
 
     def consumer_app(self) -> web.Application:
         app = web.Application()
+        app.middlewares.append(http1_only(_version_refusal))
         app.router.add_route("*", "/r1/{tail:.*}", self._guarded(self.handle_consumer, False))
         app.router.add_get("/listClients", self._guarded(self.handle_list_clients, False))
         app.router.add_get("/health", self.handle_health)
@@ -533,6 +568,7 @@ class Node:
 
     def peer_app(self) -> web.Application:
         app = web.Application()
+        app.middlewares.append(http1_only(_version_refusal))
         app.router.add_post("/gw/v1/exchange", self._guarded(self.handle_exchange, True))
         self.auditor.add_peer_routes(app)
         return app
@@ -683,7 +719,31 @@ class Node:
         return service, path, query
 
     async def handle_consumer(self, request: web.Request) -> web.Response:
-        """Sign, relay, verify, log both messages, answer: X-Road REST ``r1``."""
+        """Sign, relay, verify, log both messages, answer: X-Road REST ``r1``.
+
+        Every refusal made once the exchange has its ids carries them (``X-Road-Id``,
+        and ``X-Road-Request-Id`` once the message exists): the provider's node may
+        already have logged the exchange, and the caller must be able to name it.
+        """
+        ids: dict[str, str] = {}
+        try:
+            response = await self._consume(request, ids)
+        except GatewayError as refusal:
+            refusal.headers.update(ids)
+            raise
+        except Exception:
+            if not ids:
+                raise
+            failure = GatewayError(Code.CP_INTERNAL_ERROR, "unexpected error; see the node's log")
+            log.exception("%s internal error (%s)", self.id, failure.detail)
+            failure.headers.update(ids)
+            raise failure from None
+        if "X-Road-Error" in response.headers:  # the provider's refusal, relayed
+            response.headers.update(ids)
+        return response
+
+    async def _consume(self, request: web.Request, ids: dict[str, str]) -> web.Response:
+        """The exchange of ``handle_consumer``; records the exchange's ids in ``ids``."""
         self._check_globalconf(Code.CP_GLOBAL_CONF_OUTDATED)
         self.timestamper.check(provider=False)  # before any work: the log cannot be stamped
         service, path, query = self._parse_r1(request)
@@ -702,6 +762,7 @@ class Node:
         xroad_id = _optional_text(request, "X-Road-Id", 255) or (
             f"{self.directory.instance}-{uuid.uuid4()}"
         )
+        ids["X-Road-Id"] = xroad_id
         user_id = _optional_text(request, "X-Road-UserId", 255)
         issue = _optional_text(request, "X-Road-Issue", 1024)
         try:
@@ -738,6 +799,7 @@ class Node:
             header_bytes = header.checked_bytes()  # every limit the provider applies
         except EnvelopeError as exc:
             raise GatewayError(Code.BAD_REQUEST, exc.message) from None
+        ids["X-Road-Request-Id"] = header.message_id
         signature = signer.sign(header_bytes)
         assert self._peer is not None
         reply = await self._peer.post(
@@ -1100,7 +1162,16 @@ class Node:
             body_sha256=body_sha256(body),
             body_length=len(body),
         )
-        response_bytes = response.to_bytes()
+        try:
+            response_bytes = response.checked_bytes()  # every limit the consumer applies
+        except EnvelopeError as exc:
+            # Nothing is signed; the registry was called, so the request is logged as in
+            # a failed registry call (protocol.md section 9, step 14b).
+            await self._log_unanswered(request_record, verified, client_status)
+            raise GatewayError(
+                Code.SP_INVALID_RESPONSE,
+                f"the registry's answer for {request.service} cannot be signed: {exc.message}",
+            ) from None
         signature = signer.sign(response_bytes)
         try:
             await self.log.append(
@@ -1120,6 +1191,7 @@ class Node:
                         cert_ref=signer.cert_ref,
                         ocsp_ref=own_sign.ref,
                         subjects=subjects,
+                        read=details_of(request, status) if subjects else None,
                     ),
                 ],
                 certs=self._certs(verified, signer),

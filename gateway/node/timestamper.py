@@ -54,7 +54,7 @@ from gateway.pki.tsa import (
     verify_timestamp_response,
 )
 
-__all__ = ["TSA_QUERY_TYPE", "TSA_REPLY_TYPE", "Timestamper"]
+__all__ = ["TSA_QUERY_TYPE", "TSA_REPLY_TYPE", "HeadNotSignable", "Timestamper"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,12 @@ MAX_REPLY_BYTES: Final = 64 * 1024
 """A reply is a token of a few KiB; anything far larger is not one."""
 FIRST_RETRY: Final = timedelta(seconds=2)
 """The first retry after a failure; doubled per failure, capped at the interval."""
+
+
+class HeadNotSignable(Exception):
+    """The node cannot sign a tree head with everything a verifier needs (its member's
+    OCSP evidence, above all); the message says why. The head is then not stored at
+    all: the entries stay pending and the next attempt covers them."""
 
 
 class _TsaFailure(Exception):
@@ -259,10 +265,17 @@ class Timestamper:
             signed = None
             if self._sign_head is not None:
                 # The signed tree head carries the TSA's genTime, so its time is the
-                # TSA's word, and is stored with the head in one transaction.
-                signed = self._sign_head(
-                    sth_document(self._node_id, snapshot.tree_size, snapshot.root_hash, gen_time)
-                )
+                # TSA's word, and is stored with the head in one transaction. A head
+                # that could only be signed without the evidence an auditor checks is
+                # not stored: it would fail every later audit of this log.
+                try:
+                    signed = self._sign_head(
+                        sth_document(
+                            self._node_id, snapshot.tree_size, snapshot.root_hash, gen_time
+                        )
+                    )
+                except HeadNotSignable as exc:
+                    return self._failed(backlog.pending, f"the tree head cannot be signed: {exc}")
             head = TreeHeadRecord(
                 tree_size=snapshot.tree_size,
                 root_hash=snapshot.root_hash,

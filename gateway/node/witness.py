@@ -53,6 +53,7 @@ from gateway.core.treehead import (
 from gateway.node.logproofs import CosignatureRow, read_cosignatures, signed_heads
 from gateway.node.messagelog import SignedHeadRecord
 from gateway.node.ocsp import OwnStatusUnavailable
+from gateway.node.timestamper import HeadNotSignable
 from gateway.node.transport import PinnedConnector, read_limited
 
 if TYPE_CHECKING:
@@ -82,17 +83,21 @@ def _own_signer(node: Node) -> Signer | None:
 
 
 def _ocsp(node: Node, signer: Signer) -> tuple[str, bytes]:
-    """The signer's current OCSP evidence, or nothing (logged) if there is none now."""
+    """The signer's current OCSP evidence; without it no head is signed, since an
+    auditor (and every witness) refuses a signed tree head it cannot check."""
     try:
         evidence = node.own_ocsp.evidence(signer.cert_ref, node.clock.now())
     except OwnStatusUnavailable as exc:
-        log.warning("node %s signs a tree head without OCSP evidence: %s", node.id, exc)
-        return "", b""
+        raise HeadNotSignable(str(exc)) from None
     return evidence.ref, evidence.der
 
 
 def head_signer(node: Node) -> Callable[[bytes], SignedHeadRecord | None]:
-    """What the timestamper calls to sign each tree head with the node's member key."""
+    """What the timestamper calls to sign each tree head with the node's member key.
+
+    Raises :class:`HeadNotSignable` while the key's OCSP evidence is missing or stale:
+    the timestamper then stores no head and retries.
+    """
 
     def sign(document: bytes) -> SignedHeadRecord | None:
         signer = _own_signer(node)
@@ -119,7 +124,8 @@ def head_signer(node: Node) -> Callable[[bytes], SignedHeadRecord | None]:
 
 @dataclass(frozen=True, slots=True)
 class PeerOutcome:
-    """What one round did for one peer: ``code`` is None when the head was co-signed."""
+    """What one round did for one peer: ``code`` is None unless the peer failed (the head
+    was co-signed, or this witness could not co-sign it now and says why in ``detail``)."""
 
     peer: str
     tree_size: int | None
@@ -290,7 +296,9 @@ class Witness:
                 return await self._alert(peer, Code.WITNESS_SPLIT_VIEW, exc.detail, evidence)
             if head.tree_size == old.tree_size:
                 return PeerOutcome(str(peer), head.tree_size, None, "already co-signed")
-        await self._cosign(peer, head, document, signature)
+        unsigned = await self._cosign(peer, head, document, signature)
+        if unsigned is not None:
+            return PeerOutcome(str(peer), head.tree_size, None, f"not co-signed: {unsigned}")
         return PeerOutcome(str(peer), head.tree_size, None, "co-signed")
 
     def _check_signer_status(
@@ -321,14 +329,21 @@ class Witness:
 
     async def _cosign(
         self, peer: NodeId, head: SignedTreeHead, document: bytes, signature: str
-    ) -> None:
+    ) -> str | None:
+        """Co-sign and store; or say why this witness cannot now (its own key or OCSP
+        evidence is missing: a co-signature without it would fail the peer's audits,
+        so none is made and the next round tries again)."""
         node = self._node
         signer = _own_signer(node)
         if signer is None:
             log.warning("witness %s holds no key of %s: cannot co-sign", node.id, node.id.owner)
-            return
+            return f"this witness holds no key of {node.id.owner}"
+        try:
+            ocsp_ref, ocsp_der = _ocsp(node, signer)
+        except HeadNotSignable as exc:
+            log.warning("witness %s does not co-sign %s's tree head now: %s", node.id, peer, exc)
+            return str(exc)
         cosignature = sign_sth(signer, document)
-        ocsp_ref, ocsp_der = _ocsp(node, signer)
         stored_at = node.clock.now().isoformat()
         row = (
             str(peer),
@@ -346,6 +361,7 @@ class Witness:
             partial(_insert_cosignature, row=row, cert=cert, ocsp_ref=ocsp_ref, ocsp_der=ocsp_der)
         )
         log.info("witness %s co-signed %s's tree head of size %d", node.id, peer, head.tree_size)
+        return None
 
     async def _alert(
         self, peer: NodeId, code: Code, detail: str, evidence: dict[str, Any]

@@ -2,7 +2,8 @@
 
 A loopback federation in real processes (:mod:`~gateway.sandbox.localnet`) with the demo
 cities (:mod:`~gateway.sandbox.cities`) and the portal's processes
-(:mod:`~gateway.sandbox.federation`), the demo (``gateway demo``), the compose set-up
+(:mod:`~gateway.sandbox.federation`), the demo (``gateway demo``, whose ``--serve``
+restarts a process that dies: :mod:`~gateway.sandbox.supervisor`), the compose set-up
 (``gateway setup``) and the benchmarks (``gateway bench``, ``gateway audit bench``).
 
 The sandbox may import the product and ``registries/``; no product package imports the

@@ -244,6 +244,32 @@ class DataSubject(SQLModel, table=True):
     """The register-local pseudonym the registry named (gateway.core.datasubject)."""
 
 
+class DataSubjectRead(SQLModel, table=True):
+    """What the data tracker shows of one read, kept apart from the signed headers.
+
+    One row per provider-side response entry that has ``data_subject`` rows, derived
+    from that entry's and its request's signed headers when they are logged (same
+    transaction). ``gateway log archive`` blanks those headers; this row is what lets
+    ``findUsage`` still tell the person who read, for which case and user, and with what
+    result (docs/data-tracker.md, section 3). The tracker reads it only for entries
+    whose headers are archived; while the headers are on disk it reads them.
+    """
+
+    __tablename__ = "data_subject_read"
+
+    entry_id: int = Field(primary_key=True, foreign_key="message_log.id")
+    """``message_log.id`` of the provider-side response entry."""
+    method: str
+    path: str
+    """The request's path, ``/`` for none (as the tracker shows it)."""
+    status: int
+    """The registry's HTTP status, from the signed response header."""
+    user_id: str | None = None
+    """``X-Road-UserId`` of the signed request, if any."""
+    issue: str | None = None
+    """``X-Road-Issue`` of the signed request, if any."""
+
+
 class ConfigurationVersion(SQLModel, table=True):
     """A global configuration version this node applied, exactly as signed.
 
@@ -271,6 +297,28 @@ class ConfigurationVersion(SQLModel, table=True):
     document: bytes
 
 
+class OwnOcspStatus(SQLModel, table=True):
+    """The last good OCSP response this node fetched for one of its own certificates.
+
+    Written through the log's writer on every good fetch (the DER goes to
+    ``ocsp_response``), read once at start-up: a node restarted while its responder is
+    down keeps serving, and signing tree heads, with a response that is still inside the
+    freshness window instead of refusing everything until the responder answers
+    (docs/message-log.md 4.1).
+    """
+
+    __tablename__ = "own_ocsp_status"
+
+    cert_ref: str = Field(primary_key=True)
+    """SHA-256 (hex) of the node's certificate (authentication or signing)."""
+    ocsp_ref: str
+    """SHA-256 (hex) of the response's DER, kept in ``ocsp_response``."""
+    fetched_at: str
+    """RFC 3339 UTC with milliseconds, the node clock."""
+    fetched_from: str
+    """The responder URL that answered."""
+
+
 def schema_tables() -> list[Table]:
     """This schema's tables.
 
@@ -290,7 +338,9 @@ def schema_tables() -> list[Table]:
         Cosignature,
         WitnessAlert,
         DataSubject,
+        DataSubjectRead,
         ConfigurationVersion,
+        OwnOcspStatus,
     ):
         table = inspect(model).local_table
         if not isinstance(table, Table):

@@ -38,6 +38,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp as x509_ocsp
 
+from gateway.httpversion import http1_only
 from gateway.pki.files import CA_CERT_NAME
 from gateway.pki.keys import load_certificate, load_private_key, public_key_der
 from gateway.pki.ocsp import (
@@ -256,6 +257,7 @@ def create_app(settings: TrustSettings) -> web.Application:
     if settings.ocsp is None and settings.tsa is None:
         raise ValueError("configure the OCSP responder, the TSA, or both")
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    app.middlewares.append(http1_only())
     clock = settings.clock
 
     async def health(request: web.Request) -> web.Response:

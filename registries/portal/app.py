@@ -17,9 +17,11 @@ Design choices, and why:
   shows; the confirmation is accepted only with the digest of the stored data, so a
   citizen never confirms something she was not shown.
 * **Session in the portal's own SQLite, cookie holds a random token** (``HttpOnly``,
-  ``SameSite=Lax``); every state-changing form carries a per-session CSRF token.
+  ``SameSite=Lax``); every state-changing form carries a per-session CSRF token. The
+  tables are :mod:`registries.portal.storage`.
 * **Form bodies are parsed by hand** (``application/x-www-form-urlencoded`` only), which
-  avoids a multipart dependency for a portal that never uploads files.
+  avoids a multipart dependency for a portal that never uploads files
+  (:mod:`registries.portal.forms`, with the two forms' models).
 * **The citizen is known to the data tracker by her IDNr.** The sign-in (an eID/BundID
   in production, a form in the demo) supplies the steuerliche Identifikationsnummer,
   checked with its check digit before anything is stored; "Meine Daten" asks every
@@ -34,41 +36,26 @@ import json
 import re
 import secrets
 import threading
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
-from urllib.parse import parse_qsl
+from typing import Any, Final
 
 import httpx
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-)
-from sqlalchemy import JSON, Column, Engine
-from sqlalchemy.engine import URL
-from sqlalchemy.orm import registry
-from sqlmodel import Field as SQLField
-from sqlmodel import Session, SQLModel, col, create_engine, select
+from pydantic import ValidationError
+from sqlmodel import Session, col, select
 
 from gateway.core.ids import ServiceId, SubsystemId
-from registries.melderegister.idnr import check_idnr
+from registries.common import Clock, disposing_lifespan, sqlite_engine
 from registries.portal import pages
+from registries.portal.forms import Anmeldung, Antrag, BadForm, messages, read_form
+from registries.portal.storage import Sitzung, Vorgang, create_tables, utc
 from registries.portal.xroad import GatewayCallError, MeldeDaten, UsageEntry, XRoadClient
 
 __all__ = ["PortalSettings", "create_app", "serve"]
-
-Clock = Callable[[], datetime]
 
 SESSION_COOKIE: Final = "gewerbeamt_sitzung"
 CASE_PATTERN: Final = r"^GA-[0-9]{4}-[0-9]{6}$"
@@ -100,61 +87,6 @@ class PortalSettings:
     """Injected httpx transport for unit tests; ``None`` uses the network."""
 
 
-# --------------------------------------------------------------------------- storage
-
-
-class _PortalBase(SQLModel, registry=registry()):
-    """Binds the portal's tables to its own metadata (several apps share a process)."""
-
-
-class Sitzung(_PortalBase, table=True):
-    """A signed-in citizen; the cookie holds the token, the table only its hash."""
-
-    id: int | None = SQLField(default=None, primary_key=True)
-    token_sha256: str = SQLField(unique=True, max_length=64)
-    csrf: str = SQLField(max_length=64)
-    familienname: str = SQLField(max_length=100)
-    vornamen: str = SQLField(max_length=100)
-    geburtsdatum: date
-    idnr: str = SQLField(max_length=11)
-    """The citizen's steuerliche Identifikationsnummer from the sign-in: what the data
-    trackers are asked about (docs/portal.md, "Meine Daten")."""
-    angemeldet_am: datetime
-
-
-class Vorgang(_PortalBase, table=True):
-    """One application (case) and everything recorded about it."""
-
-    id: int | None = SQLField(default=None, primary_key=True)
-    nummer: str = SQLField(unique=True, max_length=40)
-    sitzung_id: int = SQLField(index=True)
-    familienname: str = SQLField(max_length=100)
-    vornamen: str = SQLField(max_length=100)
-    geburtsdatum: date
-    stand: str = SQLField(max_length=20)  # abruf_fehlgeschlagen, zur_pruefung, eingereicht
-    angelegt_am: datetime
-    antrag: dict[str, Any] = SQLField(sa_column=Column(JSON, nullable=False))
-    meldedaten: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON))
-    abgerufen_am: datetime | None = None
-    abruf_fehler: str | None = SQLField(default=None, max_length=500)
-    bestaetigt_am: datetime | None = None
-    bestaetigung: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON))
-    quittung: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON))
-
-
-def _engine(db_path: Path) -> Engine:
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    url = URL.create("sqlite", database=str(db_path))
-    return create_engine(url, connect_args={"check_same_thread": False})
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """SQLite drops the zone; everything stored is UTC."""
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _instant(text: str) -> datetime:
     """A tracker's ISO 8601 time as an aware instant, so entries from nodes that write
     different offsets still sort by when they happened; unparseable times sort first."""
@@ -166,111 +98,8 @@ def _instant(text: str) -> datetime:
 
 
 def _show(value: datetime | None) -> str:
-    shown = _utc(value)
+    shown = utc(value)
     return "-" if shown is None else shown.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-# --------------------------------------------------------------------------- input
-
-Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-
-
-class _Form(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-
-def _without_spaces(value: object) -> object:
-    """The IDNr is printed in groups ("52 693 074 139"); accept it as typed from a letter."""
-    return "".join(value.split()) if isinstance(value, str) else value
-
-
-Idnr = Annotated[str, BeforeValidator(_without_spaces), AfterValidator(check_idnr)]
-"""An IDNr with valid check digit; a typo is refused rather than asked about."""
-
-
-class Anmeldung(_Form):
-    """The sign-in assertion (what an eID/BundID sign-in would provide)."""
-
-    familienname: Short
-    vornamen: Short
-    geburtsdatum: date
-    idnr: Idnr
-
-
-class Antrag(_Form):
-    """The business data the citizen enters; everything personal comes from the register."""
-
-    geschaeftsbezeichnung: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
-    strasse: Short
-    hausnummer: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20)
-    ]
-    plz: Annotated[str, StringConstraints(pattern=r"^[0-9]{5}$")]
-    ort: Short
-    taetigkeit: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500)
-    ]
-    wz: Annotated[str, StringConstraints(pattern=r"^[0-9]{5}$")]
-    betriebArt: Literal["industrie", "handwerk", "handel", "sonstiges"]
-    beginn: date
-    vollzeit: Annotated[int, Field(ge=0, le=100_000)]
-    teilzeit: Annotated[int, Field(ge=0, le=100_000)]
-
-
-_LABELS: Final = {
-    "familienname": "Familienname",
-    "vornamen": "Vornamen",
-    "geburtsdatum": "Geburtsdatum",
-    "idnr": "Steuerliche Identifikationsnummer",
-    "geschaeftsbezeichnung": "Geschäftsbezeichnung",
-    "strasse": "Straße",
-    "hausnummer": "Hausnummer",
-    "plz": "Postleitzahl (fünf Ziffern)",
-    "ort": "Ort",
-    "taetigkeit": "Tätigkeit (mindestens drei Zeichen)",
-    "wz": "Wirtschaftszweig (fünf Ziffern)",
-    "betriebArt": "Art des Betriebs",
-    "beginn": "Beginn der Tätigkeit",
-    "vollzeit": "Vollzeitbeschäftigte",
-    "teilzeit": "Teilzeitbeschäftigte",
-}
-
-
-def _messages(exc: ValidationError) -> list[str]:
-    """One readable line per invalid field, named as on the form."""
-    out = []
-    for err in exc.errors():
-        name = str(err["loc"][0]) if err["loc"] else ""
-        if err["type"] == "value_error":  # our own checks speak German already
-            reason = str(err["ctx"]["error"]) if "ctx" in err else err["msg"]
-        else:
-            reason = err["msg"]
-        out.append(f"{_LABELS.get(name, name)}: bitte prüfen ({reason}).")
-    return out
-
-
-class _BadForm(Exception):
-    pass
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """The URL-encoded form fields; a repeated field or another content type is refused."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
-        raise _BadForm("Formular erwartet (application/x-www-form-urlencoded).")
-    body = await request.body()
-    if len(body) > 64_000:
-        raise _BadForm("Formular zu groß.")
-    try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
-    except UnicodeDecodeError as exc:
-        raise _BadForm("Formular ist nicht UTF-8.") from exc
-    fields: dict[str, str] = {}
-    for key, value in pairs:
-        if key in fields:
-            raise _BadForm(f"Feld {key!r} mehrfach angegeben.")
-        fields[key] = value
-    return fields
 
 
 def _digest(meldedaten: dict[str, Any], antrag: dict[str, Any]) -> str:
@@ -352,8 +181,8 @@ def _register_refusal(response: httpx.Response) -> list[str]:
 
 def create_app(settings: PortalSettings) -> FastAPI:
     """Build the portal on its own SQLite database (created on first use)."""
-    engine = _engine(settings.db_path)
-    _PortalBase.metadata.create_all(engine)
+    engine = sqlite_engine(settings.db_path)
+    create_tables(engine)
     now = settings.clock
     xroad = XRoadClient(
         settings.consumer_url,
@@ -364,18 +193,11 @@ def create_app(settings: PortalSettings) -> FastAPI:
     )
     case_lock = threading.Lock()
 
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            engine.dispose()
-
     app = FastAPI(
         title="Digitales Gewerbeamt Soest",
         version="1.0.0",
         summary="Once-only-Gewerbeanmeldung und Datencockpit",
-        lifespan=lifespan,
+        lifespan=disposing_lifespan(engine),
         docs_url=None,
         redoc_url=None,
     )
@@ -447,12 +269,12 @@ def create_app(settings: PortalSettings) -> FastAPI:
     async def anmelden(request: Request) -> Response:
         """Demo sign-in: accept the stated identity (an eID does this in production)."""
         try:
-            fields = await _form(request)
+            fields = await read_form(request)
             identity = Anmeldung.model_validate(fields)
-        except _BadForm as exc:
+        except BadForm as exc:
             return bad_request(str(exc))
         except ValidationError as exc:
-            return html(pages.sign_in_page(_messages(exc), fields), 422)
+            return html(pages.sign_in_page(messages(exc), fields), 422)
         token = secrets.token_urlsafe(32)
         with Session(engine) as session:
             session.add(
@@ -472,9 +294,9 @@ def create_app(settings: PortalSettings) -> FastAPI:
         return response
 
     async def checked_form(request: Request, s: Sitzung) -> dict[str, str]:
-        fields = await _form(request)
+        fields = await read_form(request)
         if not secrets.compare_digest(fields.get("csrf", ""), s.csrf):
-            raise _BadForm("Sicherheitsmerkmal des Formulars fehlt oder ist abgelaufen.")
+            raise BadForm("Sicherheitsmerkmal des Formulars fehlt oder ist abgelaufen.")
         return fields
 
     @app.post("/abmelden")
@@ -484,7 +306,7 @@ def create_app(settings: PortalSettings) -> FastAPI:
             return to_sign_in()
         try:
             await checked_form(request, s)
-        except _BadForm as exc:
+        except BadForm as exc:
             return bad_request(str(exc))
         with Session(engine) as session:
             row = session.get(Sitzung, s.id)
@@ -510,12 +332,12 @@ def create_app(settings: PortalSettings) -> FastAPI:
             return to_sign_in()
         try:
             fields = await checked_form(request, s)
-        except _BadForm as exc:
+        except BadForm as exc:
             return bad_request(str(exc))
         try:
             antrag = Antrag.model_validate(fields)
         except ValidationError as exc:
-            return html(pages.application_page(who(s), s.csrf, _messages(exc), fields), 422)
+            return html(pages.application_page(who(s), s.csrf, messages(exc), fields), 422)
         today = now().astimezone(UTC).date()
         if antrag.beginn < s.geburtsdatum or (antrag.beginn - today).days > 365:
             return html(
@@ -618,7 +440,7 @@ def create_app(settings: PortalSettings) -> FastAPI:
             return to_sign_in()
         try:
             fields = await checked_form(request, s)
-        except _BadForm as exc:
+        except BadForm as exc:
             return bad_request(str(exc))
         v = load_case(s, nummer)
         if v is None:

@@ -23,7 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from gateway.core.envelope import b64url
+from gateway.core.envelope import MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_HEADERS, b64url
 from gateway.node.server import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
 from gateway.pki.keys import load_certificate, load_private_key
 from gateway.pki.ocsp import build_ocsp_request
@@ -42,6 +42,16 @@ SLOW = LIPPSTADT.subsystem("melderegister").service("langsam")
 SLOW_SECONDS = 3.0
 GZIP_ANSWER = gzip.compress(b'{"ergebnis":"gefunden","komprimiert":true}', mtime=0)
 """What the registry answers, with ``Content-Encoding: gzip``, on any ``/gzip`` path."""
+OVERSIZE_HEADERS: dict[str, list[tuple[str, str]]] = {
+    "/viele-header": [(f"X-Viel-{i}", "1") for i in range(MAX_HEADERS + 1)],
+    "/langer-name": [("X-" + "n" * (MAX_HEADER_NAME - 1), "1")],
+    "/langer-wert": [("X-Lang", "a" * (MAX_HEADER_VALUE + 1))],
+    "/grosse-header": [(f"X-Gross-{i}", "a" * 4096) for i in range(16)],
+    "/euro-zeichen": [("X-Waehrung", "\xe2\x82\xac")],  # sent as the UTF-8 bytes of '€'
+}
+"""Extra response headers the registry sends on these paths, each set breaking one rule
+of the signed response header: too many, a long name, a long value, too large together,
+a character outside Latin-1."""
 
 
 def fetch_ocsp(net: LocalNet, cert: x509.Certificate) -> bytes:
@@ -180,6 +190,11 @@ def _handler(registry: RecordingRegistry) -> type[BaseHTTPRequestHandler]:
             elif "/fail" in self.path:
                 payload = b'{"registry":"error"}'
                 self.send_response(503)
+            elif self.path[self.path.rfind("/") :] in OVERSIZE_HEADERS:
+                payload = b'{"ergebnis":"gefunden"}'
+                self.send_response(200)
+                for name, value in OVERSIZE_HEADERS[self.path[self.path.rfind("/") :]]:
+                    self.send_header(name, value)
             else:
                 payload = json.dumps(
                     {"ergebnis": "gefunden", "path": self.path, "echo": body.decode("latin-1")}

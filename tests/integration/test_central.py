@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -594,3 +594,64 @@ class _FileFetcher(FetcherInterface):
         if not path.exists():
             raise DownloadHTTPError(f"{path.name} not found", 404)
         return iter([path.read_bytes()])
+
+
+# ---------------------------------------------------------------- restart
+
+
+@pytest.mark.parametrize(
+    "signed_ago",
+    [pytest.param(700, id="expired"), pytest.param(300, id="due")],
+)
+def test_a_restarted_central_serves_a_fresh_timestamp_at_once(
+    tmp_path: Path, signed_ago: int
+) -> None:
+    """A central stopped for longer than a scheduler period finds a timestamp that is
+    expired (signed 700 s ago, lifetime 600 s) or due (300 s ago, period 200 s); its first
+    answer after the restart is already a freshly signed one, which TUF's client takes."""
+    ca = tmp_path / "ca"
+    ca.mkdir()
+    init_ca(ca, "Test CA", datetime.now(UTC))
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    directory = tmp_path / "c"
+    gateway(
+        "central", "init", "--dir", str(directory), "--instance", INSTANCE,
+        "--ca-cert", str(ca / "ca.pem"), "--ocsp-url", "http://127.0.0.1:8090/ocsp",
+        "--url", url,
+    )  # fmt: skip
+    # The timestamp as the scheduler left it when the central stopped, signed_ago s ago.
+    stopped = (datetime.now(UTC) - timedelta(seconds=signed_ago)).replace(microsecond=0)
+    CentralService(directory, now=lambda: stopped).refresh()
+    left = (
+        Metadata[Timestamp]
+        .from_bytes((directory / "repo" / "metadata" / "timestamp.json").read_bytes())
+        .signed
+    )
+    assert left.expires == stopped + timedelta(seconds=600)
+
+    started = datetime.now(UTC).replace(microsecond=0)  # TUF expiry has whole seconds
+    with (tmp_path / "serve.log").open("w") as out:
+        proc = subprocess.Popen(
+            [*GATEWAY, "central", "serve", "--dir", str(directory), "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                served = httpx.get(f"{url}/tuf/metadata/timestamp.json", timeout=1)
+                served.raise_for_status()
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+                assert time.monotonic() < deadline, "central did not start"
+                time.sleep(0.1)
+        first = Metadata[Timestamp].from_bytes(served.content).signed
+        assert first.version > left.version
+        assert first.expires >= started + timedelta(seconds=600)
+        conf = Client(load_anchor(directory / "anchor.json"), tmp_path / "node").fetch()
+        assert conf.instance == INSTANCE
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

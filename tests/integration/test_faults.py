@@ -16,10 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.core.envelope import MAX_ENVELOPE, MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_HEADERS
 from gateway.node.messagelog import count_entries, read_entries
 from gateway.sandbox.localnet import LocalNet, ServiceSpec, free_port
 from tests.integration.conftest import (
     GEWERBEAMT,
+    ISERLOHN,
     LIPPSTADT,
     SERVICE,
     SLOW,
@@ -51,14 +53,26 @@ def call(
     )
 
 
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
+def assert_error(
+    response: httpx.Response, status: int, code: str, *, message_made: bool = True
+) -> None:
+    """A refusal in X-Road's format; once the consumer's node has made the message, the
+    refusal names it (``X-Road-Request-Id``, ``X-Road-Id``) so the caller can match it
+    with what the provider's node logged."""
     assert response.status_code == status, response.text
     assert response.headers["X-Road-Error"] == code
     document = response.json()
     assert document["type"] == code
     assert document["message"]
     uuid.UUID(document["detail"])
-    assert "X-Road-Request-Id" not in response.headers
+    if message_made:
+        assert (
+            str(uuid.UUID(response.headers["X-Road-Request-Id"]))
+            == (response.headers["X-Road-Request-Id"])
+        )
+        assert response.headers["X-Road-Id"].startswith("DE-NRW-")
+    else:
+        assert "X-Road-Request-Id" not in response.headers
 
 
 @contextlib.contextmanager
@@ -122,6 +136,8 @@ def test_consumer_messagelog_failure(net: LocalNet, registry: RecordingRegistry)
         ("provider", "response"),
     ]
     assert provider_side[0].message_id == provider_side[1].message_id
+    # The caller can name the exchange the provider logged.
+    assert provider_side[0].message_id == response.headers["X-Road-Request-Id"]
     assert logged_kinds(net, SOEST.ags, provider_side[0].message_id) == []
 
     recovered = call(net)
@@ -130,6 +146,18 @@ def test_consumer_messagelog_failure(net: LocalNet, registry: RecordingRegistry)
         ("consumer", "request"),
         ("consumer", "response"),
     ]
+
+
+def test_provider_node_down(net: LocalNet) -> None:
+    """Iserlohn is registered but its node does not run: the refusal says which node
+    address failed and why, with no object reprs, and names the message it made."""
+    iserlohn = net.nodes[ISERLOHN.ags]
+    response = call(net, ISERLOHN.subsystem("buergerbuero").service("auskunft"))
+    assert_error(response, 500, "server.clientproxy.network_error")
+    message = response.json()["message"]
+    assert iserlohn.peer_url in message, message
+    assert "connection refused" in message, message
+    assert "object at 0x" not in message and "SSLContext" not in message, message
 
 
 # ---------------------------------------------------------------- registry faults, limits
@@ -170,13 +198,18 @@ def limited(
         federation.stop()
 
 
-def _unanswered_request_logged(net: LocalNet, before: tuple[int, int]) -> None:
-    """Section 8, step 14: a failed registry call still logs the provider's request."""
+def _unanswered_request_logged(
+    net: LocalNet, before: tuple[int, int], response: httpx.Response
+) -> None:
+    """Section 8, step 14: a failed registry call still logs the provider's request,
+    under the message id the refusal gave the caller."""
     soest, lippstadt = net.nodes[SOEST.ags].messagelog, net.nodes[LIPPSTADT.ags].messagelog
     assert count_entries(soest) == before[0]
     assert count_entries(lippstadt) == before[1] + 1
     (entry,) = read_entries(lippstadt)[-1:]
     assert (entry.role, entry.kind) == ("provider", "request")
+    assert entry.message_id == response.headers["X-Road-Request-Id"]
+    assert entry.xroad_id == response.headers["X-Road-Id"]
     assert logged_kinds(net, SOEST.ags, entry.message_id) == []
 
 
@@ -193,7 +226,7 @@ def test_registry_timeout(limited: LocalNet, registry: RecordingRegistry) -> Non
     assert_error(response, 500, "server.serverproxy.service_failed.timeout")
     assert registry.count() == calls + 1
     assert registry.calls[-1].path.startswith("/langsam")
-    _unanswered_request_logged(limited, before)
+    _unanswered_request_logged(limited, before, response)
 
 
 def test_registry_down(limited: LocalNet, registry: RecordingRegistry) -> None:
@@ -201,7 +234,34 @@ def test_registry_down(limited: LocalNet, registry: RecordingRegistry) -> None:
     response = call(limited, UNREACHABLE)
     assert_error(response, 500, "server.serverproxy.service_failed.network_error")
     assert registry.count() == calls
-    _unanswered_request_logged(limited, before)
+    _unanswered_request_logged(limited, before, response)
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        pytest.param("/viele-header", f"over the limit of {MAX_HEADERS}", id="count"),
+        pytest.param("/langer-name", f"over the limit of {MAX_HEADER_NAME}", id="name"),
+        pytest.param("/langer-wert", f"over the limit of {MAX_HEADER_VALUE}", id="value"),
+        pytest.param("/grosse-header", f"over the limit of {MAX_ENVELOPE}", id="envelope"),
+        pytest.param("/euro-zeichen", "has a forbidden character", id="character"),
+    ],
+)
+def test_registry_headers_the_signed_response_cannot_carry(
+    net: LocalNet, registry: RecordingRegistry, path: str, reason: str
+) -> None:
+    """The provider's node checks the response header against the receiver's limits
+    before it signs: the registry's fault is the provider's refusal naming the limit,
+    not a signed and logged response the consumer's node cannot open."""
+    before, calls = _counts(net), registry.count()
+    response = call(net, f"{SERVICE}{path}")
+    assert_error(response, 500, "server.serverproxy.service_failed.invalid_response")
+    message = response.json()["message"]
+    assert str(SERVICE) in message
+    assert reason in message
+    assert registry.count() == calls + 1
+    assert registry.calls[-1].path == f"/personen{path}"
+    _unanswered_request_logged(net, before, response)
 
 
 def test_body_at_the_limit_reaches_the_registry(
@@ -214,7 +274,7 @@ def test_body_at_the_limit_reaches_the_registry(
     assert_error(response, 500, "server.serverproxy.service_failed.response_too_large")
     assert registry.count() == calls + 1
     assert registry.calls[-1].body == b"a" * MAX_BODY
-    _unanswered_request_logged(limited, before)
+    _unanswered_request_logged(limited, before, response)
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
@@ -223,7 +283,7 @@ def test_body_over_the_limit(limited: LocalNet, registry: RecordingRegistry, fra
     body = b"a" * (MAX_BODY + 1)
     content = body if framing == "content-length" else iter([body[:600], body[600:]])
     response = call(limited, method="POST", content=content)
-    assert_error(response, 413, "client.request_too_large")
+    assert_error(response, 413, "client.request_too_large", message_made=False)
     assert registry.count() == calls
     assert _counts(limited) == before
 
@@ -249,6 +309,6 @@ def test_compressed_bytes_over_the_limit_are_refused(
     before, calls = _counts(limited), registry.count()
     body = bytes(range(256)) * (MAX_BODY // 256) + b"!"  # the node never looks inside
     response = call(limited, method="POST", content=body, headers={"Content-Encoding": "gzip"})
-    assert_error(response, 413, "client.request_too_large")
+    assert_error(response, 413, "client.request_too_large", message_made=False)
     assert registry.count() == calls
     assert _counts(limited) == before

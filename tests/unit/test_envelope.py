@@ -22,6 +22,7 @@ from jwt.algorithms import ECAlgorithm
 from gateway.core.canonical import canonical_json
 from gateway.core.envelope import (
     MAX_ENVELOPE,
+    MAX_HEADER_NAME,
     MAX_HEADER_VALUE,
     MAX_HEADERS,
     MAX_PATH,
@@ -378,6 +379,71 @@ def test_the_largest_envelope_the_sender_accepts_fits_one_header_field() -> None
     assert MAX_ENVELOPE - 2 <= len(b64url(accepted)) <= MAX_ENVELOPE
     assert len(b64url(header.to_bytes())) > MAX_ENVELOPE
     assert RequestHeader.from_bytes(accepted).headers[-1] == ("b", "y" * (rest - 1))
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        pytest.param(
+            {"headers": (("a", "b"),) * (MAX_HEADERS + 1)},
+            f"over the limit of {MAX_HEADERS}",
+            id="headers",
+        ),
+        pytest.param(
+            {"headers": (("a" * 257, "x"),)}, f"over the limit of {MAX_HEADER_NAME}", id="name"
+        ),
+        pytest.param(
+            {"headers": (("a", "x" * (MAX_HEADER_VALUE + 1)),)},
+            f"over the limit of {MAX_HEADER_VALUE}",
+            id="value",
+        ),
+        pytest.param(
+            {"headers": (("x-euro", "\u20ac"),)}, "has a forbidden character", id="character"
+        ),
+        pytest.param({"status": 600}, "status must be an integer in [100, 599]", id="status"),
+    ],
+)
+def test_the_provider_refuses_to_sign_what_the_consumer_would_refuse(
+    changes: dict[str, Any], reason: str
+) -> None:
+    """The response side of the same limits: the provider checks them before it signs,
+    and the consumer's ``from_bytes`` refuses the same header for the same reason."""
+    header = _response(**changes)
+    with pytest.raises(EnvelopeError) as sent:
+        header.checked_bytes()
+    assert sent.value.reason == "malformed"
+    assert reason in sent.value.message
+    with pytest.raises(EnvelopeError) as received:
+        ResponseHeader.from_bytes(header.to_bytes())
+    assert reason in received.value.message
+
+
+def test_an_oversize_response_envelope_blames_the_registry() -> None:
+    """Within every per-header limit but over one header field together (the consumer's
+    HTTP parser would refuse it): the advice is for the registry, not the caller."""
+    header = _response(headers=(("x-big", "a" * 4096),) * 16)
+    assert len(b64url(header.to_bytes())) > MAX_ENVELOPE
+    with pytest.raises(EnvelopeError) as sent:
+        header.checked_bytes()
+    assert f"over the limit of {MAX_ENVELOPE}" in sent.value.message
+    assert sent.value.message.endswith("the registry must send fewer or shorter headers")
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({"headers": (("a", "b"),) * MAX_HEADERS}, id="headers"),
+        pytest.param({"headers": (("a" * MAX_HEADER_NAME, "x"),)}, id="name"),
+        pytest.param({"headers": (("a", "x" * MAX_HEADER_VALUE),)}, id="value"),
+        pytest.param({"headers": (("x-big", "a" * 4096),) * 11}, id="envelope"),
+        pytest.param({"status": 599}, id="status"),
+    ],
+)
+def test_a_response_at_every_limit_is_signed_and_received(changes: dict[str, Any]) -> None:
+    header = _response(**changes)
+    data = header.checked_bytes()
+    assert data == header.to_bytes()
+    assert ResponseHeader.from_bytes(data) == header
 
 
 def test_a_long_header_value_is_called_too_long() -> None:

@@ -8,11 +8,22 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
+from pathlib import Path
 
 import pytest
 from cryptography import x509
 
-from gateway.node.ocsp import FetchError, OwnCertificate, OwnOcsp, OwnStatusUnavailable
+from gateway.node.messagelog import MessageLog
+from gateway.node.ocsp import (
+    FetchError,
+    OwnCertificate,
+    OwnOcsp,
+    OwnStatusUnavailable,
+    StoredStatus,
+    load_statuses,
+    store_status,
+)
 from gateway.pki.ocsp import build_ocsp_response, parse_ocsp_request
 from gateway.pki.ocsp_cache import OcspCache
 from gateway.pki.revocation import GOOD, CertStatus, Revoked
@@ -209,3 +220,86 @@ def test_background_refresh_recovers_after_a_failed_start() -> None:
             await s.manager.stop()
 
     asyncio.run(scenario())
+
+
+def kept_run(path: Path, clock: Clock, responder: Responder) -> None:
+    """One run of a node whose good answers go to the message log at ``path``."""
+
+    async def run() -> None:
+        log = MessageLog(path, clock=clock.now)
+        log.start()
+
+        async def persist(ref: str, status: StoredStatus | None) -> None:
+            await log.write(partial(store_status, ref=ref, status=status))
+
+        try:
+            auth = own(pki().other, "authentication certificate")
+            sign = own(pki().leaf, "signing certificate")
+            manager = OwnOcsp(
+                "node", [auth, sign], OcspCache(F), clock, timedelta(seconds=1200),
+                fetch=responder, persist=persist,
+            )  # fmt: skip
+            await manager.refresh(auth)
+            await manager.refresh(sign)
+        finally:
+            await log.close()
+
+    asyncio.run(run())
+
+
+def restarted(
+    path: Path, clock: Clock, responder: Responder, at: datetime
+) -> tuple[OwnOcsp, OwnCertificate, OwnCertificate]:
+    """A new ``OwnOcsp`` on the same log at ``at``: restore, then the first fetch round."""
+    clock.value = at
+    auth = own(pki().other, "authentication certificate")
+    sign = own(pki().leaf, "signing certificate")
+    manager = OwnOcsp(
+        "node", [auth, sign], OcspCache(F), clock, timedelta(seconds=1200), fetch=responder
+    )
+    manager.restore(load_statuses(path), at)
+
+    async def first_round() -> None:
+        await manager.start()
+        await manager.stop()
+
+    asyncio.run(first_round())
+    return manager, auth, sign
+
+
+def test_answers_kept_in_the_log_are_reused_after_a_restart_while_fresh(tmp_path: Path) -> None:
+    """Good answers go to the message log; a restarted node (a new ``OwnOcsp`` on the
+    same file) takes them back while fresh, with the responder down, and not once stale."""
+    path = tmp_path / "messagelog.sqlite"
+    clock = Clock()
+    responder = Responder(clock)
+    kept_run(path, clock, responder)
+    responder.down.add(URL)
+
+    manager, auth, sign = restarted(path, clock, responder, NOW + F / 2)
+    for certificate in (auth, sign):
+        evidence = manager.evidence(certificate.cert_ref, clock.now())
+        assert evidence.this_update == NOW
+        assert certificate.fetched_at == NOW and certificate.fetched_from == URL
+
+    manager, auth, sign = restarted(path, clock, responder, NOW + F + timedelta(seconds=1))
+    for certificate in (auth, sign):
+        assert "no good OCSP status" in unavailable(manager, certificate, clock.now())
+
+
+def test_a_revocation_forgets_the_kept_answer(tmp_path: Path) -> None:
+    """Once a responder said *revoked*, no restart brings back the good answer before it."""
+    path = tmp_path / "messagelog.sqlite"
+    clock = Clock()
+    responder = Responder(clock)
+    kept_run(path, clock, responder)
+    clock.value = NOW + timedelta(seconds=60)
+    responder.statuses[pki().leaf.serial_number] = Revoked(
+        NOW + timedelta(seconds=30), x509.ReasonFlags.key_compromise
+    )
+    kept_run(path, clock, responder)
+    responder.down.add(URL)
+
+    manager, auth, sign = restarted(path, clock, responder, NOW + timedelta(seconds=120))
+    assert manager.evidence(auth.cert_ref, clock.now()).this_update == NOW + timedelta(seconds=60)
+    assert "no good OCSP status" in unavailable(manager, sign, clock.now())

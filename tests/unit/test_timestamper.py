@@ -41,8 +41,8 @@ from gateway.node.logproofs import (
     read_tree_heads,
     timestamp_status,
 )
-from gateway.node.messagelog import LogRecord, MessageLog
-from gateway.node.timestamper import TSA_REPLY_TYPE, Timestamper
+from gateway.node.messagelog import LogRecord, MessageLog, SignedHeadRecord
+from gateway.node.timestamper import TSA_REPLY_TYPE, HeadNotSignable, Timestamper
 from gateway.pki.files import init_ca, issue_service
 from gateway.pki.keys import load_certificate, load_private_key
 from gateway.pki.profiles import ServiceKind
@@ -194,6 +194,7 @@ async def rig(
     batch_size: int = 10_000,
     tolerated: float = 3600,
     url: str | None = None,
+    sign_head: Callable[[bytes], SignedHeadRecord | None] | None = None,
 ) -> AsyncIterator[Rig]:
     clock = FakeClock(START)
     tsa = FakeTsa(pki, clock)
@@ -208,6 +209,7 @@ async def rig(
             batch_size=batch_size,
             tolerated_outage=timedelta(seconds=tolerated),
             timeout_seconds=5,
+            sign_head=sign_head,
         )
         log.start()
         try:
@@ -300,6 +302,35 @@ def test_a_backlog_found_at_start_is_stamped_at_once(pki: Pki, tmp_path: Path) -
             await until(lambda: r.log.backlog().stamped_size == 2, "the backlog's tree head")
 
     asyncio.run(scenario())
+
+
+def test_no_tree_head_is_stored_while_it_cannot_be_signed(pki: Pki, tmp_path: Path) -> None:
+    """Without the OCSP evidence for its signature (e.g. just after a restart) the node
+    stores no tree head at all, rather than one every audit would refuse; the entries
+    stay pending and the next attempt that can sign covers them all."""
+    missing = "this node has no good OCSP status for its signing certificate yet"
+    signable = False
+
+    def sign_head(document: bytes) -> SignedHeadRecord | None:
+        if not signable:
+            raise HeadNotSignable(missing)
+        return None  # stored unsigned, as by a node without its member's key
+
+    async def scenario() -> None:
+        nonlocal signable
+        async with rig(pki, tmp_path / "log.db", sign_head=sign_head) as r:
+            await r.log.append([record(), record("response")])
+            assert not await r.stamper.stamp_once()
+            assert r.stamper.failing
+            assert r.stamper.last_error == f"the tree head cannot be signed: {missing}"
+            assert r.log.backlog().stamped_size == 0 and r.log.backlog().pending == 2
+            signable = True
+            assert await r.stamper.stamp_once()
+            assert not r.stamper.failing
+            assert r.log.backlog().stamped_size == 2
+
+    asyncio.run(scenario())
+    assert [h.tree_size for h in read_tree_heads(tmp_path / "log.db")] == [2]
 
 
 # ---------------------------------------------------------------- outage

@@ -1,0 +1,165 @@
+"""What every sample registry shares: the error and health models, the database, the lifespan.
+
+Each registry (and the portal) is its own FastAPI app with its own SQLite file; the parts
+below were identical in all of them, and keeping one copy means a change to, say, how the
+engine is opened or which cache header answers carry reaches every app at once.
+
+* :class:`Strict` is the base of every request and response model: frozen, and unknown
+  fields are refused, so a client that sends more than a schema allows learns it (422)
+  instead of having the surplus silently dropped.
+* :func:`sqlite_engine` and :func:`disposing_lifespan`: an app owns its engine from
+  :func:`create_app <registries.melderegister.app.create_app>` until its ASGI lifespan
+  ends, so tests and the demo can run several registries in one process.
+* :func:`add_health` registers ``GET /health`` outside the OpenAPI document, because that
+  document is what the gateway publishes as the service description and a probe is not
+  a service.
+* :func:`load_seed` reads a registry's seed data from its package's ``data/`` directory
+  through :mod:`importlib.resources`, so an installed wheel finds the files too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import date, datetime
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+from fastapi import FastAPI, Response
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+from sqlmodel import create_engine
+
+__all__ = [
+    "NO_STORE",
+    "Clock",
+    "Datum",
+    "Fehler",
+    "Health",
+    "Strict",
+    "add_health",
+    "disposing_lifespan",
+    "json_response",
+    "load_seed",
+    "sqlite_engine",
+]
+
+Clock = Callable[[], datetime]
+"""Returns the current time (aware, UTC); injected so tests can pin "now"."""
+
+NO_STORE: Final = {"Cache-Control": "no-store"}
+"""Answers carry personal data, which must not linger in intermediary caches."""
+
+_JSON: Final = "application/json"
+_ISO_DATE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+EARLIEST: Final = date(1900, 1, 1)
+"""Dates before this are typing errors, not history a sample register could hold."""
+
+
+class Strict(BaseModel):
+    """Base of request and response models: immutable, and extra fields are an error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Fehler(Strict):
+    """A refusal that is not a field validation error."""
+
+    fehler: str
+    detail: str
+
+
+class Health(Strict):
+    """The body of ``GET /health``."""
+
+    status: Literal["ok"] = "ok"
+
+
+def _require_iso_date(value: object) -> object:
+    """Accept only ``YYYY-MM-DD`` strings; pydantic would also take epoch numbers."""
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+        raise ValueError("Datum im Format YYYY-MM-DD erwartet")
+    return value
+
+
+def _not_before_1900(value: date) -> date:
+    if value < EARLIEST:
+        raise ValueError("Datum vor 1900-01-01 ist nicht plausibel")
+    return value
+
+
+Datum = Annotated[date, BeforeValidator(_require_iso_date), AfterValidator(_not_before_1900)]
+"""A calendar date in a JSON body: ``YYYY-MM-DD`` only, and not before 1900."""
+
+
+def sqlite_engine(db_path: Path) -> Engine:
+    """A SQLite engine for ``db_path``, creating its directory if needed.
+
+    ``check_same_thread`` is off because FastAPI runs sync endpoints in a thread pool; each
+    request still uses its own pooled connection, never one shared across threads.
+    """
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    url = URL.create("sqlite", database=str(db_path))
+    return create_engine(url, connect_args={"check_same_thread": False})
+
+
+def disposing_lifespan(
+    engine: Engine,
+    *,
+    on_start: Callable[[], None] | None = None,
+    on_stop: Callable[[], None] | None = None,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """An ASGI lifespan that runs ``on_start``, and on shutdown ``on_stop``, then disposes.
+
+    The engine is disposed even if ``on_stop`` fails, so a stopped app never keeps its
+    SQLite file open.
+    """
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if on_start is not None:
+            on_start()
+        try:
+            yield
+        finally:
+            try:
+                if on_stop is not None:
+                    on_stop()
+            finally:
+                engine.dispose()
+
+    return lifespan
+
+
+def add_health(app: FastAPI) -> None:
+    """Register ``GET /health``, the liveness probe of the node and the demo runner."""
+
+    @app.get("/health", include_in_schema=False)
+    def health() -> Health:
+        """Liveness probe; hidden from OpenAPI because a probe is not a service."""
+        return Health()
+
+
+def json_response(
+    body: BaseModel, status: int, headers: Mapping[str, str] | None = None
+) -> Response:
+    """``body`` as a JSON answer with ``Cache-Control: no-store`` and any ``headers``."""
+    return Response(
+        body.model_dump_json().encode(),
+        status_code=status,
+        media_type=_JSON,
+        headers={**NO_STORE, **(headers or {})},
+    )
+
+
+def load_seed(package: str, name: str) -> Any:
+    """The parsed JSON file ``data/<name>`` of ``package`` (e.g. ``registries.ihk``).
+
+    Read through :mod:`importlib.resources`, so the file is found in a checkout and in an
+    installed wheel alike (``pyproject.toml`` lists ``data/*.json`` as package data).
+    """
+    return json.loads((files(package) / "data" / name).read_text(encoding="utf-8"))
