@@ -19,6 +19,7 @@ from cryptography import x509
 
 from gateway.core.errors import ERROR_TABLE, GatewayError
 from gateway.core.ids import MemberId, NodeId
+from gateway.net.guard import GuardSettings, add_guard_arguments
 from gateway.pki.profiles import CertificateError, CertKind
 
 
@@ -103,6 +104,7 @@ def cmd_pki_issue_service(args: argparse.Namespace) -> None:
 def cmd_trust_serve(args: argparse.Namespace) -> None:
     from datetime import timedelta
 
+    from gateway.net.guard import settings_from_args
     from gateway.pki.tsa import DEFAULT_POLICY_OID
     from gateway.trust.service import OCSP_PATH, TSA_PATH, load_settings, run_trust
 
@@ -128,7 +130,8 @@ def cmd_trust_serve(args: argparse.Namespace) -> None:
         print(f"trust services ready: {', '.join(services)}", flush=True)
 
     try:
-        _run(run_trust(settings, args.host, args.port, ready=ready))
+        limits = settings_from_args(args)
+        _run(run_trust(settings, args.host, args.port, ready=ready, limits=limits))
     except OSError as exc:
         # Binding is the only I/O left after load_settings; a busy port is an operator's
         # mistake and deserves one line, not a traceback.
@@ -466,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds from thisUpdate to nextUpdate (default: X-Road's freshness window)",
     )
     p.add_argument("--policy", default=None, help="TSA policy OID (default: the built-in one)")
+    add_guard_arguments(p, GuardSettings())
 
     add(sub, "errors", cmd_errors, "list every error code with its HTTP status")
 

@@ -64,6 +64,7 @@ from gateway.core.ids import (
 )
 from gateway.core.policy import AccessPolicy
 from gateway.httpversion import http1_only
+from gateway.net.guard import GuardSettings, guarded_site
 from gateway.node.auditor import Auditor
 from gateway.node.clock import Clock, SystemClock
 from gateway.node.confhistory import record_version
@@ -527,7 +528,17 @@ class Node:
             auto_decompress=False,
         )
         await runner.setup()
-        site = web.TCPSite(runner, host, int(port), ssl_context=ssl, backlog=1024)
+        node = self.config.node
+        limits = GuardSettings(
+            header_timeout=node.header_timeout_seconds,
+            body_timeout=node.body_timeout_seconds,
+            max_connections=node.max_connections,
+            max_connections_per_ip=node.max_connections_per_ip,
+        )
+        name = f"{self.id} {'peer' if ssl is not None else 'consumer'} port"
+        site = guarded_site(
+            runner, host, int(port), limits, ssl_context=ssl, backlog=1024, name=name
+        )
         await site.start()
         self._runners.append(runner)
         server = site._server
@@ -611,7 +622,12 @@ class Node:
     async def _read_body(self, request: web.Request, code: Code) -> bytes:
         if request.content_length is not None and request.content_length > self.max_body:
             raise GatewayError(code, f"body of {request.content_length} bytes exceeds the limit")
-        body = await read_limited(request.content, self.max_body)
+        try:
+            body = await read_limited(request.content, self.max_body)
+        except ConnectionResetError:
+            # The client went away, or stalled and the connection guard closed it: nobody
+            # is left to answer, and it is not the node's fault (no internal error).
+            raise web.HTTPBadRequest(text="the connection closed within the body") from None
         if body is None:
             raise GatewayError(code, f"body exceeds the limit of {self.max_body} bytes")
         return body
