@@ -331,6 +331,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_audit_bench(args: argparse.Namespace) -> None:
+    """``gateway audit bench``: the sandbox's measurement of the verifier on a synthetic
+    log, registered here rather than by :mod:`gateway.audit.cli` so that the audit package
+    imports no sandbox code."""
     import tempfile
 
     from gateway.sandbox.bench.audit import run_bench
