@@ -1,4 +1,5 @@
-"""``gateway audit export|verify|anchor|bench``.
+"""``gateway audit export|verify|anchor`` (``gateway audit bench``, a measurement on a
+synthetic log, is the sandbox's and registered by :mod:`gateway.cli`).
 
 Exit status of ``verify``: 0 when every piece verified, 1 when one did not (the first
 bad piece and the reason code are printed), 2 when the bundle or anchor cannot be read
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -42,7 +42,7 @@ def _globalconf(args: argparse.Namespace) -> Path | None:
 
 def cmd_audit_export(args: argparse.Namespace) -> None:
     from gateway.audit.export import ExportError, Selection, export_bundle
-    from gateway.pki.keys import load_certificate
+    from gateway.keys.files import load_certificate
 
     chosen = sum(bool(x) for x in (args.message_id, args.all, args.since or args.until))
     if chosen != 1:
@@ -137,25 +137,13 @@ def cmd_audit_anchor(args: argparse.Namespace) -> None:
     from datetime import timedelta
 
     from gateway.audit.anchor import anchor_json
-    from gateway.pki.keys import load_certificates
+    from gateway.keys.files import load_certificates
 
     cas = [c for path in args.ca for c in load_certificates(Path(path))]
     tsas = [c for path in args.tsa_cert for c in load_certificates(Path(path))]
     data = anchor_json(cas, tsas, timedelta(seconds=args.ocsp_freshness_seconds))
     Path(args.out).write_bytes(data)
     print(f"wrote {args.out}: {len(cas)} CA and {len(tsas)} TSA certificates")
-
-
-def cmd_audit_bench(args: argparse.Namespace) -> None:
-    from gateway.audit.bench import run_bench
-
-    with tempfile.TemporaryDirectory(prefix="audit-bench-") as scratch:
-        result = run_bench(Path(args.dir or scratch), args.entries, jobs=args.jobs)
-    print(
-        f"verified the bundle file in {result.verify_seconds:.2f} s "
-        f"for {result.entries} entries with {result.jobs} signature process(es): "
-        f"{result.per_second:.0f} entries/s"
-    )
 
 
 def cmd_log_witness(args: argparse.Namespace) -> None:
@@ -275,8 +263,9 @@ def add_log_commands(logs: Subparsers, add: AddFn) -> None:
     p.add_argument("--db", required=True)
 
 
-def add_commands(sub: Subparsers, add: AddFn) -> None:
-    """Register ``gateway audit ...``."""
+def add_commands(sub: Subparsers, add: AddFn) -> Subparsers:
+    """Register ``gateway audit ...``; returns the ``audit`` subcommands, to which the
+    entry point adds the sandbox's ``bench``."""
     audit = sub.add_parser("audit", help="export and verify audit bundles").add_subparsers(
         dest="audit_command", required=True, metavar="AUDIT_COMMAND"
     )
@@ -305,7 +294,4 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     p.add_argument("--tsa-cert", action="append", required=True, help="trusted TSA (PEM)")
     p.add_argument("--ocsp-freshness-seconds", type=int, default=3600)
     p.add_argument("--out", required=True)
-    p = add(audit, "bench", cmd_audit_bench, "measure verify speed on a synthetic log")
-    p.add_argument("--entries", type=int, default=20000)
-    p.add_argument("--jobs", type=int, default=None, help="signature processes (default: CPUs)")
-    p.add_argument("--dir", default=None, help="keep the log and bundle here")
+    return audit

@@ -42,7 +42,7 @@ from gateway.audit.bundle import (
 )
 from gateway.audit.configuration import SnapshotError, read_snapshot, select_versions
 from gateway.audit.proofs import TreeLevels
-from gateway.core.envelope import b64url_decode, format_time
+from gateway.core.encoding import b64url_decode, format_time
 from gateway.core.logtree import parse_tree_head_document
 from gateway.messagelog import (
     ARCHIVED,

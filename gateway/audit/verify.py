@@ -52,15 +52,9 @@ from gateway.audit.configuration import (
     verify_snapshot,
     verify_versions,
 )
-from gateway.core.envelope import (
-    EnvelopeError,
-    SignatureVerifier,
-    VerifiedSignature,
-    b64url,
-    b64url_decode,
-    format_time,
-    parse_time,
-)
+from gateway.core.encoding import EncodingError, b64url, b64url_decode, format_time
+from gateway.core.envelope import EnvelopeError, SignatureVerifier, VerifiedSignature, parse_time
+from gateway.core.errors import ReasonedError
 from gateway.core.ids import InvalidIdentifierError, MemberId, NodeId, ServiceId, parse_client
 from gateway.core.logtree import ProofError, entry_leaf, parse_tree_head_document
 from gateway.core.merkle import HASH_SIZE, MerkleError, leaf_hash, node_hash, verify_consistency
@@ -78,10 +72,10 @@ from gateway.pki.tsa import TimestampError, TimestampFailure, verify_timestamp_t
 from gateway.pki.validation import verify_signing_certificate
 
 __all__ = [
-    "Anchor",
     "AuditError",
     "AuditFailure",
     "AuditReport",
+    "AuditTrustAnchor",
     "ChunkOutcome",
     "EntryContext",
     "InclusionChecker",
@@ -149,18 +143,21 @@ class AuditFailure(StrEnum):
     good OCSP status from after the head's genTime."""
 
 
-class AuditError(Exception):
-    """A refused bundle: ``reason`` for programs, ``piece`` and ``detail`` for people."""
+class AuditError(ReasonedError[AuditFailure]):
+    """A refused bundle: ``reason`` for programs, ``piece`` and ``detail`` for people.
+
+    The message leads with the piece (``"<piece>: <reason>: <detail>"``) so an auditor
+    finds the record the refusal is about.
+    """
 
     def __init__(self, reason: AuditFailure, piece: str, detail: str) -> None:
-        super().__init__(f"{piece}: {reason.value}: {detail}")
-        self.reason = reason
+        super().__init__(reason, detail)
+        self.args = (f"{piece}: {self.args[0]}",)
         self.piece = piece
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
-class Anchor:
+class AuditTrustAnchor:
     """What the auditor trusts: CA certificates, TSA certificates, the OCSP window."""
 
     cas: tuple[x509.Certificate, ...]
@@ -365,7 +362,7 @@ def _parse_chain(header_segment: str) -> list[x509.Certificate]:
 
 
 class _Verifier:
-    def __init__(self, bundle: Bundle, anchor: Anchor, checker: SignatureChecker) -> None:
+    def __init__(self, bundle: Bundle, anchor: AuditTrustAnchor, checker: SignatureChecker) -> None:
         self.bundle = bundle
         self.anchor = anchor
         self.checker = checker
@@ -719,7 +716,7 @@ class _Verifier:
         segment, _, encoded = e.signature.split(".")
         try:
             signature = b64url_decode(encoded)
-        except EnvelopeError:
+        except EncodingError:
             raise AuditError(AuditFailure.SIGNATURE, piece, "not canonical base64url") from None
         if len(signature) != 64:
             raise AuditError(AuditFailure.SIGNATURE, piece, "an ES256 signature has 64 bytes")
@@ -777,7 +774,7 @@ def check_head_signatures(
     head: HeadItem,
     node: str,
     gen_time: datetime,
-    anchor: Anchor,
+    anchor: AuditTrustAnchor,
     ocsp_by_ref: dict[str, bytes],
     piece: str,
 ) -> None:
@@ -888,7 +885,7 @@ def _head_ocsp(
     ref: str,
     ocsp_by_ref: dict[str, bytes],
     at: datetime,
-    anchor: Anchor,
+    anchor: AuditTrustAnchor,
     reason: AuditFailure,
     piece: str,
     *,
@@ -999,7 +996,7 @@ def _check_entries(
     return scan_error
 
 
-def prepare(bundle: Bundle, anchor: Anchor) -> EntryContext:
+def prepare(bundle: Bundle, anchor: AuditTrustAnchor) -> EntryContext:
     """Check everything but the entries: the manifest's counts, references, tree heads.
 
     Returns what verifying entries needs, picklable, so that chunks of entries can be
@@ -1125,7 +1122,7 @@ class EntryContext:
         )
 
     def verifier(self) -> _Verifier:
-        anchor = Anchor(
+        anchor = AuditTrustAnchor(
             tuple(x509.load_der_x509_certificate(d) for d in self.ca_ders),
             tuple(x509.load_der_x509_certificate(d) for d in self.tsa_ders),
             self.ocsp_freshness,
@@ -1166,7 +1163,9 @@ def verify_chunk(
     )
 
 
-def finish(context: EntryContext, outcomes: Sequence[ChunkOutcome], anchor: Anchor) -> AuditReport:
+def finish(
+    context: EntryContext, outcomes: Sequence[ChunkOutcome], anchor: AuditTrustAnchor
+) -> AuditReport:
     """Combine chunk outcomes in bundle order: the listing first, then the first failure."""
     verifier = _Verifier(context.bundle, anchor, _SerialChecker())
     for head, gen_time in context.heads:
@@ -1201,7 +1200,7 @@ def finish(context: EntryContext, outcomes: Sequence[ChunkOutcome], anchor: Anch
 
 def verify_bundle(
     bundle: Bundle,
-    anchor: Anchor,
+    anchor: AuditTrustAnchor,
     *,
     checker: SignatureChecker | None = None,
 ) -> AuditReport:

@@ -20,7 +20,8 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.schema import CreateTable
 
 from gateway.conf.tufclient import SIGNED_FILES
-from gateway.core.envelope import EnvelopeError, format_time
+from gateway.core.encoding import format_time
+from gateway.core.envelope import EnvelopeError
 from gateway.messagelog.schema import DataSubjectRead, schema_tables
 from gateway.messagelog.store import CosignatureRow, ReadDetails, StoredStatus, read_details
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gateway.conf.anchor import Anchor, load_anchor
+from gateway.conf.anchor import ConfigurationAnchor, load_anchor
 from gateway.core.ids import (
     ClientId,
     GroupId,
@@ -203,7 +203,7 @@ class SubsystemLogging(_Model):
 
 
 class LoggingSection(_Model):
-    """What the message log keeps of each body (gateway/node/logpolicy.py)."""
+    """What the message log keeps of each body (gateway/messagelog/policy.py)."""
 
     max_body_bytes: int | None = Field(default=None, ge=0)
     """Bodies larger than this are logged as their SHA-256 only; none: no limit."""
@@ -271,7 +271,7 @@ class NodeConfig(_Model):
     def grants(self) -> list[Grant]:
         return [a.grant() for a in self.access]
 
-    def load_anchor(self) -> Anchor:
+    def load_anchor(self) -> ConfigurationAnchor:
         """The anchor ``[globalconf]`` names, checked against this node's instance."""
         anchor = load_anchor(self.globalconf.anchor)
         if anchor.instance != self.node.node_id.instance:

@@ -31,6 +31,7 @@ from gateway.conf.directory import Directory, NodeInfo
 from gateway.conf.globalconf import GlobalConf
 from gateway.conf.tufclient import ConfigClient, Current, GlobalConfSource, GlobalConfUnavailable
 from gateway.core.datasubject import DATA_SUBJECT_HEADER, DataSubjectError, split_data_subjects
+from gateway.core.encoding import b64url, b64url_decode, format_time
 from gateway.core.envelope import (
     MAX_HEADER_FIELD,
     EnvelopeError,
@@ -39,15 +40,13 @@ from gateway.core.envelope import (
     SignatureVerifier,
     Signer,
     VerifiedSignature,
-    b64url,
-    b64url_decode,
     body_sha256,
     check_body,
     check_created,
     check_headers,
     check_path,
     check_query,
-    format_time,
+    decode_segment,
     parse_time,
     request_hash,
 )
@@ -63,6 +62,7 @@ from gateway.core.ids import (
 )
 from gateway.core.policy import AccessPolicy
 from gateway.httpversion import http1_only
+from gateway.keys.files import load_certificates, load_private_key
 from gateway.messagelog import (
     Kind,
     LogRecord,
@@ -91,7 +91,6 @@ from gateway.node.ocsp import OwnCertificate, OwnOcsp, OwnStatusUnavailable
 from gateway.node.replay import ReplayGuard
 from gateway.node.tls import client_context, peer_fingerprint, server_context
 from gateway.node.transport import PeerClient, RegistryClient, Reply, read_limited
-from gateway.pki.keys import load_certificates, load_private_key
 from gateway.pki.ocsp import OcspError, OcspFailure
 from gateway.pki.ocsp_cache import OcspCache, OcspEvidence, find_issuer
 from gateway.pki.profiles import CertificateError, node_id_of
@@ -952,7 +951,7 @@ class Node:
             now,
         )
         try:
-            response_bytes = b64url_decode(envelope)
+            response_bytes = decode_segment(envelope)
             verified = self.verifier.verify(signature, response_bytes, now)
             response = ResponseHeader.from_bytes(response_bytes)
             if verified.signer != request.service.member:
@@ -1028,7 +1027,7 @@ class Node:
         if envelope is None or signature is None:
             raise GatewayError(Code.SP_INVALID_MESSAGE, "envelope or signature header missing")
         try:
-            header_bytes = b64url_decode(envelope)
+            header_bytes = decode_segment(envelope)
             header = RequestHeader.from_bytes(header_bytes)
         except EnvelopeError as exc:
             raise _map_envelope(exc, provider=True) from None

@@ -25,17 +25,9 @@ import pytest
 from aiohttp import web
 from cryptography.x509 import ocsp
 
-from gateway.core.envelope import (
-    RequestHeader,
-    ResponseHeader,
-    Signer,
-    b64url,
-    b64url_decode,
-    body_sha256,
-    format_time,
-    request_hash,
-)
-from gateway.localnet import LocalNet
+from gateway.core.encoding import b64url, b64url_decode, format_time
+from gateway.core.envelope import RequestHeader, ResponseHeader, Signer, body_sha256, request_hash
+from gateway.keys.files import load_certificate, load_certificates, load_private_key
 from gateway.messagelog import count_entries, read_entries
 from gateway.node.config import NodeConfig, load_config
 from gateway.node.server import (
@@ -47,8 +39,9 @@ from gateway.node.server import (
 )
 from gateway.node.tls import server_context
 from gateway.pki.ca import create_root_ca, issue_certificate, make_csr
-from gateway.pki.keys import generate_key, load_certificate, load_certificates, load_private_key
+from gateway.pki.keys import generate_key
 from gateway.pki.profiles import CertKind
+from gateway.sandbox.localnet import LocalNet
 from tests.integration.conftest import (
     GEWERBEAMT,
     ISERLOHN,

@@ -21,12 +21,13 @@ import pytest
 from cryptography import x509
 
 from gateway.conf.directory import TrustParameters
-from gateway.core.envelope import SignatureVerifier, b64url, parse_time
-from gateway.localnet import LocalNet, ServiceSpec
+from gateway.core.encoding import b64url
+from gateway.core.envelope import SignatureVerifier, parse_time
+from gateway.keys.files import load_certificate
 from gateway.messagelog import read_entries
 from gateway.node.server import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
-from gateway.pki.keys import load_certificate
 from gateway.pki.ocsp import verify_ocsp_response
+from gateway.sandbox.localnet import LocalNet, ServiceSpec
 from tests.integration.conftest import (
     GEWERBEAMT,
     ISERLOHN,

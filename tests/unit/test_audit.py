@@ -2,7 +2,7 @@
 
 The log is written through the node's own ``MessageLog`` with really signed headers,
 real OCSP responses and tree heads stamped by an in-process RFC 3161 TSA
-(``gateway.audit.bench.build_log``). Property tests mutate the parsed bundle (entries,
+(``gateway.sandbox.bench.audit.build_log``). Property tests mutate the parsed bundle (entries,
 proofs, tree heads) at random and require a refusal every time; the untouched bundle
 must always pass. Third-party checks: ``openssl ts -verify`` on the exported tokens,
 ``openssl ocsp`` on the OCSP responses, PyJWT on the detached JWS.
@@ -29,8 +29,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.audit.anchor import AnchorError, anchor_json, load_anchor
-from gateway.audit.bench import START, SUBJECT, SyntheticLog, build_log
+from gateway.audit.anchor import AuditAnchorError, anchor_json, load_anchor
 from gateway.audit.bundle import (
     Bundle,
     BundleFormatError,
@@ -43,9 +42,9 @@ from gateway.audit.export import ExportError, Selection, export_bundle
 from gateway.audit.parallel import verify_file
 from gateway.audit.proofs import TreeLevels
 from gateway.audit.verify import (
-    Anchor,
     AuditError,
     AuditFailure,
+    AuditTrustAnchor,
     InclusionChecker,
     SignatureTask,
     check_signatures_serial,
@@ -57,6 +56,7 @@ from gateway.core.logtree import LEAF_TYPE, encode_leaf, subjects_commitment
 from gateway.pki.ca import create_root_ca, issue_service_certificate, make_service_csr
 from gateway.pki.keys import generate_key
 from gateway.pki.profiles import ServiceKind
+from gateway.sandbox.bench.audit import START, SUBJECT, SyntheticLog, build_log
 
 ENTRIES = 30
 HEAD_EVERY = 8
@@ -90,7 +90,7 @@ def fresh(bundle: Bundle) -> Bundle:
     )
 
 
-def refused(bundle: Bundle, anchor: Anchor) -> AuditError:
+def refused(bundle: Bundle, anchor: AuditTrustAnchor) -> AuditError:
     with pytest.raises(AuditError) as caught:
         verify_bundle(bundle, anchor)
     return caught.value
@@ -238,7 +238,7 @@ def test_an_untrusted_tsa_is_refused(log: SyntheticLog, pristine: Bundle) -> Non
         other_ca,
         START - timedelta(days=1),
     )
-    error = refused(pristine, Anchor(log.anchor.cas, (other,)))
+    error = refused(pristine, AuditTrustAnchor(log.anchor.cas, (other,)))
     assert error.reason is AuditFailure.UNTRUSTED_TSA
     assert error.piece == f"tree head {pristine.heads[0].tree_size}"
 
@@ -246,10 +246,10 @@ def test_an_untrusted_tsa_is_refused(log: SyntheticLog, pristine: Bundle) -> Non
 def test_an_untrusted_ca_is_refused(log: SyntheticLog, pristine: Bundle) -> None:
     other = create_root_ca("Other CA", generate_key(), START - timedelta(days=1))
     # Tree heads are checked before entries: the first signed head's chain fails first.
-    error = refused(pristine, Anchor((other,), log.anchor.tsas))
+    error = refused(pristine, AuditTrustAnchor((other,), log.anchor.tsas))
     assert error.reason is AuditFailure.HEAD_SIGNATURE
     assert error.piece == f"tree head {pristine.heads[0].tree_size}"
-    error = refused(_unsigned(pristine), Anchor((other,), log.anchor.tsas))
+    error = refused(_unsigned(pristine), AuditTrustAnchor((other,), log.anchor.tsas))
     assert error.reason is AuditFailure.CERTIFICATE
     assert error.piece.startswith(f"entry {pristine.entries[0].id} ")
 
@@ -321,7 +321,7 @@ def test_a_head_stamped_before_its_entries_were_logged_is_refused(
 ) -> None:
     # entries claim a later logged_at: the leaf changes, so make the claim consistently
     # through a log written with tree heads stamped an hour early instead
-    from gateway.audit.bench import stamp
+    from gateway.sandbox.bench.audit import stamp
 
     bad = _unsigned(pristine)  # a signed head would also have to name that early time
     head = bad.heads[0]
@@ -376,7 +376,7 @@ def test_the_anchor_file_forms(log: SyntheticLog, tmp_path: Path) -> None:
     assert loaded.cas == (log.ca,) and loaded.tsas == (log.tsa_cert,)
     only_ca = tmp_path / "ca.json"
     only_ca.write_bytes(anchor_json([log.ca], []))
-    with pytest.raises(AnchorError):
+    with pytest.raises(AuditAnchorError):
         load_anchor(only_ca)
 
 

@@ -19,7 +19,7 @@ from gateway.messagelog.sqlite_writes import store_status
 from gateway.node.ocsp import FetchError, OwnCertificate, OwnOcsp, OwnStatusUnavailable
 from gateway.pki.ocsp import build_ocsp_response, parse_ocsp_request
 from gateway.pki.ocsp_cache import OcspCache
-from gateway.pki.revocation import GOOD, CertStatus, Revoked
+from gateway.pki.status import GOOD, CertStatus, Revoked
 from tests.unit.test_ocsp_cache import NOW, F, forged, pki
 
 URL = "http://ocsp.example/ocsp"

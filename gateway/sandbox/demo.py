@@ -26,7 +26,8 @@ from typing import Any
 import httpx
 from cryptography.x509.oid import NameOID
 
-from gateway.localnet import LIPPSTADT, SOEST, JoinResult, LocalNet, free_port, wait_http
+from gateway.core.encoding import format_time
+from gateway.keys.files import load_certificate
 from gateway.messagelog import (
     Kind,
     Role,
@@ -35,16 +36,19 @@ from gateway.messagelog import (
     read_entries,
     read_witness_alerts,
 )
-from gateway.pki.keys import fingerprint_sha256, load_certificate
-from gateway.supervisor import Supervisor
-from registries.portal.federation import (
+from gateway.pki.keys import fingerprint_sha256
+from gateway.sandbox.cities import (
     IHK,
     IHK_SERVICE,
     ISERLOHN,
     ISERLOHN_TRACKER,
+    LIPPSTADT,
     MELDEREGISTER_SERVICE,
+    SOEST,
     TRACKERS,
     TRADE_OFFICE,
+)
+from gateway.sandbox.federation import (
     Portal,
     allow_tracker,
     ihk_service,
@@ -55,6 +59,8 @@ from registries.portal.federation import (
     start_nodes,
     start_portal,
 )
+from gateway.sandbox.localnet import JoinResult, LocalNet, free_port, wait_http
+from gateway.sandbox.supervisor import Supervisor
 from registries.portal.scenario import AnnaStory, run_anna_scenario
 
 DEMO_STAMP_INTERVAL = 2
@@ -410,7 +416,7 @@ def show_timestamps(net: LocalNet, message_id: str, timeout: float = 30) -> bool
                 f"{_name(files.city.name):<10} {entry.role:<8} {entry.kind:<8} #{entry.id}: "
                 f"leaf {proven.leaf_index} of tree size {proven.tree_size}, root "
                 f"{proven.root_hash.hex()[:16]}..., stamped "
-                f"{proven.gen_time.isoformat().replace('+00:00', 'Z')}"
+                f"{format_time(proven.gen_time, 'auto')}"
             )
     lines.append(
         f"batches every {DEMO_STAMP_INTERVAL} s here (60 s by default); each tree head is\n"
@@ -453,7 +459,7 @@ def show_witnesses(net: LocalNet, timeout: float = 30) -> bool:
 
 def audit_lippstadt(net: LocalNet) -> bool:
     """An auditor exports Lippstadt's whole log and verifies it offline."""
-    from gateway.audit.demo import audit_log
+    from gateway.sandbox.demo_audit import audit_log
 
     files = net.nodes[LIPPSTADT.ags]
     ok, text = audit_log(files.messagelog, net.ca_cert, net.trust.tsa_cert, net.root / "audit")
@@ -484,7 +490,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 def _serve(demo: Demo, directory: Path, *, exit_on_failure: bool = False) -> bool:
     """Keep the federation up until Ctrl-C/SIGTERM; ``False`` if it stopped because a
     process died under ``exit_on_failure``. Otherwise a process that dies is reported
-    and restarted with backoff while the others keep running (``gateway.supervisor``)."""
+    and restarted with backoff while the others keep running (``gateway.sandbox.supervisor``)."""
     # Handler first: a SIGTERM while the topology is being written still stops the
     # federation cleanly.
     signal.signal(signal.SIGTERM, _raise_interrupt)
