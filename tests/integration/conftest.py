@@ -25,7 +25,7 @@ from cryptography.x509 import ocsp
 
 from gateway.core.envelope import MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_HEADERS, b64url
 from gateway.localnet import City, LocalNet, ServiceSpec
-from gateway.node.server import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
+from gateway.node.wire import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
 from gateway.pki.keys import load_certificate, load_private_key
 from gateway.pki.ocsp import build_ocsp_request
 

@@ -34,7 +34,7 @@ from gateway.core.envelope import (
 from gateway.core.ids import ClientId, ServiceId
 from gateway.localnet import LocalNet
 from gateway.node.messagelog import read_entries
-from gateway.node.server import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
+from gateway.node.wire import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
 from gateway.pki.ca import (
     create_root_ca,
     issue_certificate,
