@@ -20,12 +20,10 @@ a deferred signature failure at or before the scan's first failure wins.
 
 from __future__ import annotations
 
-import base64
 import bisect
 import hashlib
 import json
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,7 +37,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from cryptography.utils import CryptographyDeprecationWarning
 
 from gateway.audit.bundle import Bundle, EntryItem, HeadItem, leaf_ranges
 from gateway.audit.configuration import (
@@ -58,12 +55,14 @@ from gateway.core.envelope import (
     VerifiedSignature,
     b64url,
     b64url_decode,
+    cert_ref,
     format_time,
+    parse_jws_chain,
     parse_time,
 )
 from gateway.core.ids import InvalidIdentifierError, MemberId, NodeId, ServiceId, parse_client
 from gateway.core.logtree import ProofError, entry_leaf, parse_tree_head_document
-from gateway.core.merkle import HASH_SIZE, MerkleError, leaf_hash, node_hash, verify_consistency
+from gateway.core.merkle import InclusionChecker, MerkleError, leaf_hash, verify_consistency
 from gateway.core.treehead import TreeHeadError, parse_sth, verify_sth_signature
 from gateway.pki.ocsp import (
     DEFAULT_FRESHNESS,
@@ -73,6 +72,7 @@ from gateway.pki.ocsp import (
     verify_ocsp_response,
 )
 from gateway.pki.ocsp import VerifiedStatus as OcspStatus
+from gateway.pki.ocsp_cache import find_issuer
 from gateway.pki.profiles import CertificateError
 from gateway.pki.tsa import TimestampError, TimestampFailure, verify_timestamp_token
 from gateway.pki.validation import verify_signing_certificate
@@ -84,7 +84,6 @@ __all__ = [
     "AuditReport",
     "ChunkOutcome",
     "EntryContext",
-    "InclusionChecker",
     "SignatureTask",
     "check_signatures_serial",
     "finish",
@@ -243,76 +242,6 @@ class _SerialChecker:
         return self._first
 
 
-# -- inclusion proofs with shared work ----------------------------------------------------
-
-
-class InclusionChecker:
-    """RFC 9162 inclusion verification that reuses nodes authenticated by earlier proofs.
-
-    After a proof into a tree of size n verified, every node it computed on the way
-    (identified by RFC 9162's (fn, sn) pair, which fixes level and position) is known to
-    be that tree's. A later proof into the same tree stops at the first such node: its
-    hash must equal the authenticated one and the rest of its path must equal the
-    authenticated path byte for byte. Consecutive entries then cost about two hashes
-    instead of log2(n), and every proof is still checked in full.
-    """
-
-    MAX_NODES: Final = 1 << 16
-
-    def __init__(self) -> None:
-        self._known: dict[int, dict[tuple[int, int], tuple[bytes, tuple[bytes, ...], int]]] = {}
-
-    def verify(
-        self, leaf: bytes, index: int, size: int, proof: tuple[bytes, ...], root: bytes
-    ) -> None:
-        if not 0 <= index < size:
-            raise MerkleError(f"leaf index {index} is not in a tree of size {size}")
-        known = self._known.setdefault(size, {})
-        fn, sn = index, size - 1
-        r = leaf
-        seen: list[tuple[tuple[int, int], bytes, int]] = []
-        for i, p in enumerate(proof):
-            hit = known.get((fn, sn))
-            if hit is not None:
-                value, path, start = hit
-                if value != r:
-                    raise MerkleError(f"leaf {index} is not in the tree of size {size}")
-                if path[start:] != proof[i:]:
-                    raise MerkleError(f"the proof for leaf {index} differs from the tree's path")
-                self._remember(known, seen, proof)
-                return
-            if len(p) != HASH_SIZE:
-                raise MerkleError(f"proof element {i} has {len(p)} bytes")
-            if sn == 0:
-                raise MerkleError(f"the proof has {len(proof)} elements, more than the tree needs")
-            seen.append(((fn, sn), r, i))
-            if fn & 1 or fn == sn:
-                r = node_hash(p, r)
-                while not fn & 1 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
-            else:
-                r = node_hash(r, p)
-            fn >>= 1
-            sn >>= 1
-        if sn != 0:
-            raise MerkleError(f"the proof has {len(proof)} elements, fewer than the tree needs")
-        if r != root:
-            raise MerkleError(f"leaf {index} is not in the tree of size {size} with that root")
-        self._remember(known, seen, proof)
-
-    def _remember(
-        self,
-        known: dict[tuple[int, int], tuple[bytes, tuple[bytes, ...], int]],
-        seen: list[tuple[tuple[int, int], bytes, int]],
-        proof: tuple[bytes, ...],
-    ) -> None:
-        if len(known) > self.MAX_NODES:
-            known.clear()  # only a cache: the next proof just hashes further up
-        for key, value, start in seen:
-            known[key] = (value, proof, start)
-
-
 # -- per-certificate and per-response caches ------------------------------------------------
 
 
@@ -339,29 +268,6 @@ def _member_of(kind: str, client: str, service: str) -> MemberId:
     if kind == "request":
         return parse_client(client).member
     return ServiceId.parse(service).member
-
-
-def _parse_chain(header_segment: str) -> list[x509.Certificate]:
-    header = json.loads(b64url_decode(header_segment))
-    if (
-        not isinstance(header, dict)
-        or header.get("alg") != "ES256"
-        or set(header)
-        != {
-            "alg",
-            "x5c",
-        }
-    ):
-        raise ValueError("the JWS header must be exactly alg=ES256 and x5c")
-    x5c = header["x5c"]
-    if not isinstance(x5c, list) or not 1 <= len(x5c) <= 4:
-        raise ValueError("x5c must list 1 to 4 certificates")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", CryptographyDeprecationWarning)
-        chain = [x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in x5c]
-        for cert in chain:
-            cert.serial_number  # noqa: B018 - parsing it is the check
-    return chain
 
 
 class _Verifier:
@@ -682,14 +588,8 @@ class _Verifier:
 
     def _new_signer(self, piece: str, segment: str, at: datetime) -> _Signer:
         try:
-            chain = _parse_chain(segment)
-        except (
-            ValueError,
-            TypeError,
-            EnvelopeError,
-            x509.InvalidVersion,
-            CryptographyDeprecationWarning,
-        ) as exc:
+            chain = parse_jws_chain(segment)
+        except EnvelopeError as exc:
             raise AuditError(AuditFailure.SIGNATURE, piece, f"JWS header: {exc}") from None
         try:
             member = verify_signing_certificate(chain[0], chain[1:], self.anchor.cas, at)
@@ -708,7 +608,7 @@ class _Verifier:
         return _Signer(
             member,
             chain[0],
-            _ref(chain[0]),
+            cert_ref(chain[0]),
             issuer,
             key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint),
             max(c.not_valid_before_utc for c in path),
@@ -899,7 +799,7 @@ def _head_ocsp(
         raise AuditError(reason, piece, "no OCSP response for the signer in the bundle")
     cert = verified.certificate
     try:
-        issuer = _issuer_of(cert, [*_parse_chain(verified.jws_header)[1:], *anchor.cas])
+        issuer = _issuer_of(cert, [*parse_jws_chain(verified.jws_header)[1:], *anchor.cas])
         when = at
         if cosigned:
             # Checked at the response's own thisUpdate, which must not lie before the
@@ -957,18 +857,10 @@ def _check_token_shape(token: bytes, tsa_der: bytes) -> None:
 
 def _issuer_of(cert: x509.Certificate, candidates: Sequence[x509.Certificate]) -> x509.Certificate:
     """The candidate whose key signed ``cert`` (two CAs may share a name in a rollover)."""
-    for candidate in candidates:
-        if candidate.subject == cert.issuer:
-            try:
-                cert.verify_directly_issued_by(candidate)
-            except (InvalidSignature, ValueError, TypeError):
-                continue
-            return candidate
-    raise CertificateError("the issuer of the signer certificate is not in the chain")
-
-
-def _ref(cert: x509.Certificate) -> str:
-    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
+    issuer = find_issuer(cert, candidates)
+    if issuer is None:
+        raise CertificateError("the issuer of the signer certificate is not in the chain")
+    return issuer
 
 
 def _name(e: EntryItem) -> str:

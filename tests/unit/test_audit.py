@@ -46,7 +46,6 @@ from gateway.audit.verify import (
     Anchor,
     AuditError,
     AuditFailure,
-    InclusionChecker,
     SignatureTask,
     check_signatures_serial,
     verify_bundle,
@@ -486,7 +485,7 @@ def test_the_shared_inclusion_checker_agrees_with_merkle(
 ) -> None:
     leaves = [os.urandom(32) for _ in range(size)]
     root = merkle.tree_hash(leaves)
-    checker = InclusionChecker()
+    checker = merkle.InclusionChecker()
     for pick in picks:
         index = pick % size
         proof = tuple(merkle.inclusion_proof(index, size, leaves))
