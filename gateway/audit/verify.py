@@ -16,6 +16,12 @@ pluggable checker. Entries can be verified in chunks in other processes with the
 verdict (:func:`prepare`, :func:`verify_chunk`, :func:`finish`, driven by
 ``gateway.audit.parallel``). Checks run in bundle order and stop at the first failure;
 a deferred signature failure at or before the scan's first failure wins.
+
+This module checks the manifest, the references and the entries; the tree heads are
+checked in ``heads.py``, the batched signatures in ``signatures.py``, and the verdict's
+types live in ``verdict.py`` (re-exported here, the verifier's public interface). A
+signed header's JWS chain is parsed by ``gateway.core.envelope.parse_jws_chain`` and an
+inclusion proof checked by ``gateway.core.merkle.InclusionChecker``, as on the node.
 """
 
 from __future__ import annotations
@@ -27,15 +33,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
-from asn1crypto import cms  # type: ignore[import-untyped]  # ships no type information
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.audit.bundle import Bundle, EntryItem, HeadItem, leaf_ranges
@@ -49,10 +51,17 @@ from gateway.audit.configuration import (
     verify_snapshot,
     verify_versions,
 )
+from gateway.audit.heads import check_tree_heads
+from gateway.audit.signatures import (
+    SerialChecker,
+    SignatureChecker,
+    SignatureTask,
+    check_signatures_serial,
+    issuer_of,
+)
+from gateway.audit.verdict import Anchor, AuditError, AuditFailure, AuditReport
 from gateway.core.envelope import (
     EnvelopeError,
-    SignatureVerifier,
-    VerifiedSignature,
     b64url,
     b64url_decode,
     cert_ref,
@@ -60,21 +69,16 @@ from gateway.core.envelope import (
     parse_jws_chain,
     parse_time,
 )
-from gateway.core.ids import InvalidIdentifierError, MemberId, NodeId, ServiceId, parse_client
-from gateway.core.logtree import ProofError, entry_leaf, parse_tree_head_document
-from gateway.core.merkle import InclusionChecker, MerkleError, leaf_hash, verify_consistency
-from gateway.core.treehead import TreeHeadError, parse_sth, verify_sth_signature
+from gateway.core.ids import InvalidIdentifierError, MemberId, ServiceId, parse_client
+from gateway.core.logtree import entry_leaf
+from gateway.core.merkle import InclusionChecker, MerkleError, leaf_hash
 from gateway.pki.ocsp import (
-    DEFAULT_FRESHNESS,
     DEFAULT_SKEW,
     OcspError,
-    OcspFailure,
     verify_ocsp_response,
 )
 from gateway.pki.ocsp import VerifiedStatus as OcspStatus
-from gateway.pki.ocsp_cache import find_issuer
 from gateway.pki.profiles import CertificateError
-from gateway.pki.tsa import TimestampError, TimestampFailure, verify_timestamp_token
 from gateway.pki.validation import verify_signing_certificate
 
 __all__ = [
@@ -93,153 +97,6 @@ __all__ = [
 ]
 
 _ECDSA_SHA256: Final = ec.ECDSA(hashes.SHA256())
-
-
-class AuditFailure(StrEnum):
-    """Why a bundle was refused. Never rename a value: scripts match on it."""
-
-    MALFORMED = "malformed"
-    """A record does not parse, or a value is not the shape the format requires."""
-    MANIFEST_MISMATCH = "manifest_mismatch"
-    """The records differ from what the manifest lists (missing, extra or moved)."""
-    INCOMPLETE = "incomplete"
-    """A bundle of the whole log lacks entries its last tree head covers."""
-    REFERENCE = "reference"
-    """A certificate or OCSP response is not the SHA-256 its reference names."""
-    HEAD_DOCUMENT = "head_document"
-    """The tree-head document is not canonical, or names another node, size or root."""
-    HEAD_ORDER = "head_order"
-    """Tree heads do not grow in size, or a later one has an earlier genTime."""
-    UNTRUSTED_TSA = "untrusted_tsa"
-    """The tree head's TSA certificate is not one the anchor trusts."""
-    TIMESTAMP = "timestamp"
-    """The token is not the trusted TSA's time stamp over the tree-head document."""
-    CONSISTENCY = "consistency"
-    """A tree head does not extend the previous one (the log was rewritten)."""
-    NO_TREE_HEAD = "no_tree_head"
-    """The entry's proof does not lead into the first tree head in the bundle covering it."""
-    LEAF_MISMATCH = "leaf_mismatch"
-    """The entry's fields do not recompute to the leaf hash the proof is for."""
-    NOT_INCLUDED = "not_included"
-    """The inclusion proof does not lead from the leaf to the tree head's root."""
-    LOGGED_AFTER_HEAD = "logged_after_head"
-    """The covering tree head's genTime is before the entry's logged_at."""
-    BODY_MISMATCH = "body_mismatch"
-    """The body (or its digest) is not the one the signed header names."""
-    HEADER_MISMATCH = "header_mismatch"
-    """The entry's columns disagree with its signed header."""
-    CERTIFICATE = "certificate"
-    """The signer's chain does not verify to a trusted CA at the signing time, or is not
-    the certificate the entry's cert_ref names."""
-    SIGNER = "signer"
-    """The certificate belongs to another member than the one that had to sign."""
-    SIGNATURE = "signature"
-    """The JWS does not verify over the header."""
-    OCSP = "ocsp"
-    """No OCSP response, or it does not show the signer good at the signing time."""
-    HEAD_SIGNATURE = "head_signature"
-    """A signed tree head is not the member's signature, valid at the head's genTime
-    with good OCSP status, over this node, size, root and genTime."""
-    CONFIGURATION = "configuration"
-    """The global configuration snapshot is incomplete, or its TUF metadata does not
-    verify (signatures, thresholds, versions, hashes), or the document is not the target."""
-    COSIGNATURE = "cosignature"
-    """A witness co-signature does not verify, is by the log's own member, or lacks a
-    good OCSP status from after the head's genTime."""
-
-
-class AuditError(Exception):
-    """A refused bundle: ``reason`` for programs, ``piece`` and ``detail`` for people."""
-
-    def __init__(self, reason: AuditFailure, piece: str, detail: str) -> None:
-        super().__init__(f"{piece}: {reason.value}: {detail}")
-        self.reason = reason
-        self.piece = piece
-        self.detail = detail
-
-
-@dataclass(frozen=True, slots=True)
-class Anchor:
-    """What the auditor trusts: CA certificates, TSA certificates, the OCSP window."""
-
-    cas: tuple[x509.Certificate, ...]
-    tsas: tuple[x509.Certificate, ...]
-    ocsp_freshness: timedelta = DEFAULT_FRESHNESS
-
-
-@dataclass(frozen=True, slots=True)
-class AuditReport:
-    """A bundle that verified completely."""
-
-    node: str
-    entries: int
-    tree_heads: int
-    signatures: int
-    certificates: int
-    ocsp_responses: int
-    first_gen_time: datetime | None
-    last_gen_time: datetime | None
-    first_leaf: int | None
-    last_leaf: int | None
-    signed_heads: int = 0
-    cosignatures: int = 0
-    configuration: ConfigSnapshot | None = None
-    """The single snapshot, or the version applied last of ``configurations``."""
-    configurations: tuple[InForce, ...] = ()
-    """Every configuration version carried, verified, in the order applied."""
-    in_force: tuple[InForceRun, ...] = ()
-    """Which version each run of entries was logged under (index into
-    ``configurations``; None before the first one)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SignatureTask:
-    """One ES256 verification: ``position`` in the bundle's entries, the signer's P-256
-    key as an uncompressed point, the JWS signing input and the raw (r || s) signature."""
-
-    position: int
-    public_key: bytes
-    signing_input: bytes
-    signature: bytes
-
-
-class SignatureChecker(Protocol):
-    """Verifies tasks and reports the first failing position (tasks arrive in order)."""
-
-    def submit(self, tasks: list[SignatureTask]) -> None: ...
-
-    def first_failure(self) -> int | None: ...
-
-
-_KEYS: dict[bytes, ec.EllipticCurvePublicKey] = {}
-
-
-def check_signatures_serial(tasks: Sequence[SignatureTask]) -> int | None:
-    """The position of the first task whose signature does not verify, else None."""
-    for task in tasks:
-        key = _KEYS.get(task.public_key)
-        if key is None:
-            key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), task.public_key)
-            _KEYS[task.public_key] = key
-        r = int.from_bytes(task.signature[:32], "big")
-        s = int.from_bytes(task.signature[32:], "big")
-        try:
-            key.verify(encode_dss_signature(r, s), task.signing_input, _ECDSA_SHA256)
-        except InvalidSignature:
-            return task.position
-    return None
-
-
-class _SerialChecker:
-    def __init__(self) -> None:
-        self._first: int | None = None
-
-    def submit(self, tasks: list[SignatureTask]) -> None:
-        if self._first is None:
-            self._first = check_signatures_serial(tasks)
-
-    def first_failure(self) -> int | None:
-        return self._first
 
 
 # -- per-certificate and per-response caches ------------------------------------------------
@@ -275,9 +132,6 @@ class _Verifier:
         self.bundle = bundle
         self.anchor = anchor
         self.checker = checker
-        self.tsas = {
-            hashlib.sha256(c.public_bytes(Encoding.DER)).hexdigest(): c for c in anchor.tsas
-        }
         self.signers: dict[str, _Signer] = {}
         self.ocsp: dict[str, bytes] = {}
         self.ocsp_ok: dict[tuple[str, str], _Ocsp] = {}
@@ -384,93 +238,8 @@ class _Verifier:
     # -- tree heads ----------------------------------------------------------------------
 
     def tree_heads(self) -> None:
-        previous: tuple[HeadItem, datetime] | None = None
-        for head in self.bundle.heads:
-            piece = f"tree head {head.tree_size}"
-            if previous is not None and head.tree_size <= previous[0].tree_size:
-                raise AuditError(AuditFailure.HEAD_ORDER, piece, "tree heads must grow in size")
-            try:
-                document = parse_tree_head_document(head.document)
-            except ProofError as exc:
-                raise AuditError(AuditFailure.HEAD_DOCUMENT, piece, exc.detail) from None
-            if (document.node, document.tree_size, document.root_hash) != (
-                self.bundle.manifest.node,
-                head.tree_size,
-                head.root_hash,
-            ):
-                raise AuditError(
-                    AuditFailure.HEAD_DOCUMENT,
-                    piece,
-                    f"the timestamped document is node {document.node}, size "
-                    f"{document.tree_size}, root {document.root_hash.hex()}",
-                )
-            tsa = self.tsas.get(head.tsa_cert_ref)
-            if tsa is None:
-                raise AuditError(
-                    AuditFailure.UNTRUSTED_TSA,
-                    piece,
-                    f"TSA certificate {head.tsa_cert_ref[:16]}… is not in the anchor",
-                )
-            try:
-                stamp = verify_timestamp_token(
-                    head.token, tsa, hashlib.sha256(head.document).digest(), "sha256"
-                )
-                _check_token_shape(head.token, tsa.public_bytes(Encoding.DER))
-            except TimestampError as exc:
-                raise AuditError(AuditFailure.TIMESTAMP, piece, str(exc)) from None
-            try:
-                stated = datetime.fromisoformat(head.gen_time)
-            except ValueError:
-                raise AuditError(
-                    AuditFailure.MALFORMED, piece, "gen_time is not RFC 3339"
-                ) from None
-            if stated != stamp.gen_time:
-                raise AuditError(
-                    AuditFailure.TIMESTAMP,
-                    piece,
-                    f"gen_time {head.gen_time} is not the token's {stamp.gen_time.isoformat()}",
-                )
-            if previous is None:
-                if head.consistency_from is not None or head.consistency:
-                    raise AuditError(
-                        AuditFailure.CONSISTENCY, piece, "the first tree head has no predecessor"
-                    )
-            else:
-                old, old_time = previous
-                if stamp.gen_time < old_time:
-                    raise AuditError(
-                        AuditFailure.HEAD_ORDER,
-                        piece,
-                        f"genTime {stamp.gen_time.isoformat()} is before that of tree head "
-                        f"{old.tree_size}",
-                    )
-                if head.consistency_from != old.tree_size:
-                    raise AuditError(
-                        AuditFailure.CONSISTENCY,
-                        piece,
-                        f"the consistency proof starts at size {head.consistency_from}, "
-                        f"the previous tree head is {old.tree_size}",
-                    )
-                try:
-                    verify_consistency(
-                        old.tree_size,
-                        head.tree_size,
-                        old.root_hash,
-                        head.root_hash,
-                        head.consistency,
-                    )
-                except MerkleError as exc:
-                    raise AuditError(AuditFailure.CONSISTENCY, piece, str(exc)) from None
-            if head.signed is not None:
-                check_head_signatures(
-                    head, self.bundle.manifest.node, stamp.gen_time, self.anchor, self.ocsp, piece
-                )
-            elif head.cosignatures:
-                raise AuditError(
-                    AuditFailure.COSIGNATURE, piece, "co-signatures of an unsigned tree head"
-                )
-            previous = (head, stamp.gen_time)
-            self.heads[head.tree_size] = previous
+        for head, gen_time in check_tree_heads(self.bundle, self.anchor, self.ocsp):
+            self.heads[head.tree_size] = (head, gen_time)
             self.head_sizes.append(head.tree_size)
 
     # -- entries -------------------------------------------------------------------------
@@ -601,7 +370,7 @@ class _Verifier:
         ):
             raise AuditError(AuditFailure.CERTIFICATE, piece, "ES256 needs a P-256 key")
         try:
-            issuer = _issuer_of(chain[0], [*chain[1:], *self.anchor.cas])
+            issuer = issuer_of(chain[0], [*chain[1:], *self.anchor.cas])
         except CertificateError as exc:
             raise AuditError(AuditFailure.CERTIFICATE, piece, str(exc)) from None
         path = [*chain, *(r for r in self.anchor.cas if r.subject == chain[-1].issuer)]
@@ -673,196 +442,6 @@ class _Verifier:
             raise AuditError(AuditFailure.OCSP, piece, f"{problem} at {e.created}")
 
 
-def check_head_signatures(
-    head: HeadItem,
-    node: str,
-    gen_time: datetime,
-    anchor: Anchor,
-    ocsp_by_ref: dict[str, bytes],
-    piece: str,
-) -> None:
-    """The owner's signed tree head and every witness co-signature of one tree head.
-
-    The signed document must name the bundle's node and this head's size and root, with
-    the token's genTime as its time; the owner's JWS must be its member's, with a chain
-    valid at genTime and an OCSP response good at genTime (the rules entries follow).
-    A co-signature must verify over the same bytes, be made by the witness node's
-    member (never the owner's: a log cannot witness itself), with a chain valid at
-    genTime and an OCSP response good no earlier than genTime - F, since a witness signs
-    some time after the head was made.
-    """
-    signed = head.signed
-    assert signed is not None
-    try:
-        sth = parse_sth(signed.document)
-    except TreeHeadError as exc:
-        raise AuditError(AuditFailure.HEAD_SIGNATURE, piece, exc.detail) from None
-    if (sth.node, sth.tree_size, sth.root_hash, sth.timestamp) != (
-        node,
-        head.tree_size,
-        head.root_hash,
-        gen_time,
-    ):
-        raise AuditError(
-            AuditFailure.HEAD_SIGNATURE,
-            piece,
-            f"the signed document names node {sth.node}, size {sth.tree_size}, root "
-            f"{sth.root_hash.hex()[:16]}…, time {sth.timestamp.isoformat()}",
-        )
-    verifier = SignatureVerifier(anchor.cas)
-    owner = sth.member
-    checked = _head_jws(
-        verifier,
-        signed.document,
-        signed.signature,
-        gen_time,
-        owner,
-        AuditFailure.HEAD_SIGNATURE,
-        piece,
-    )
-    if checked.cert_ref != signed.cert_ref:
-        raise AuditError(AuditFailure.HEAD_SIGNATURE, piece, "cert_ref is not the JWS's")
-    _head_ocsp(
-        checked,
-        signed.ocsp_ref,
-        ocsp_by_ref,
-        gen_time,
-        anchor,
-        AuditFailure.HEAD_SIGNATURE,
-        piece,
-        cosigned=False,
-    )
-    witnesses: set[str] = set()
-    for c in head.cosignatures:
-        where = f"{piece}, co-signature of {c.witness}"
-        try:
-            witness = NodeId.parse(c.witness)
-        except InvalidIdentifierError as exc:
-            raise AuditError(AuditFailure.COSIGNATURE, where, exc.message) from None
-        if witness.owner == owner or c.witness in witnesses:
-            raise AuditError(
-                AuditFailure.COSIGNATURE, where, "by the log's own member, or listed twice"
-            )
-        witnesses.add(c.witness)
-        verified = _head_jws(
-            verifier,
-            signed.document,
-            c.cosignature,
-            gen_time,
-            witness.owner,
-            AuditFailure.COSIGNATURE,
-            where,
-        )
-        if verified.cert_ref != c.cert_ref:
-            raise AuditError(AuditFailure.COSIGNATURE, where, "cert_ref is not the JWS's")
-        _head_ocsp(
-            verified,
-            c.ocsp_ref,
-            ocsp_by_ref,
-            gen_time,
-            anchor,
-            AuditFailure.COSIGNATURE,
-            where,
-            cosigned=True,
-        )
-
-
-def _head_jws(
-    verifier: SignatureVerifier,
-    document: bytes,
-    jws: str,
-    at: datetime,
-    member: MemberId,
-    reason: AuditFailure,
-    piece: str,
-) -> VerifiedSignature:
-    try:
-        _, verified = verify_sth_signature(verifier, document, jws, at, signer=member)
-    except TreeHeadError as exc:
-        raise AuditError(reason, piece, f"{exc.reason.value}: {exc.detail}") from None
-    return verified
-
-
-def _head_ocsp(
-    verified: VerifiedSignature,
-    ref: str,
-    ocsp_by_ref: dict[str, bytes],
-    at: datetime,
-    anchor: Anchor,
-    reason: AuditFailure,
-    piece: str,
-    *,
-    cosigned: bool,
-) -> None:
-    der = ocsp_by_ref.get(ref) if ref else None
-    if der is None:
-        raise AuditError(reason, piece, "no OCSP response for the signer in the bundle")
-    cert = verified.certificate
-    try:
-        issuer = _issuer_of(cert, [*parse_jws_chain(verified.jws_header)[1:], *anchor.cas])
-        when = at
-        if cosigned:
-            # Checked at the response's own thisUpdate, which must not lie before the
-            # head's genTime minus F: the witness was good when it co-signed.
-            when = x509.ocsp.load_der_ocsp_response(der).this_update_utc
-            if when < at - anchor.ocsp_freshness:
-                raise OcspError(OcspFailure.STALE, f"thisUpdate {when.isoformat()}")
-        verify_ocsp_response(der, cert, issuer, when, anchor.ocsp_freshness)
-    except (OcspError, CertificateError, ValueError, EnvelopeError) as exc:
-        raise AuditError(reason, piece, f"OCSP: {exc}") from None
-
-
-def _check_token_shape(token: bytes, tsa_der: bytes) -> None:
-    """Refuse any byte of the token that its signature does not cover and that could
-    differ without changing what it proves: a bundle holds exactly one spelling of it.
-
-    ``verify_timestamp_token`` checks what RFC 3161 makes a token mean (TSTInfo,
-    signed attributes, signature). CMS also carries unsigned parts: the certificate
-    set, CRLs, unsigned attributes, version numbers and the digest algorithm set. Here
-    they must be exactly what a TSA issuing for the pinned certificate writes (and
-    algorithm parameters absent or NULL), so that an altered token byte is always a
-    refusal, never a silent pass (the tests flip bytes throughout a token).
-    """
-    try:
-        info = cms.ContentInfo.load(token, strict=True)
-        signed = info["content"]
-        signer = signed["signer_infos"][0]
-        algorithm = signer["digest_algorithm"]["algorithm"].native
-        certificates = signed["certificates"]
-        ders = [] if certificates.native is None else [c.dump() for c in certificates]
-        identifiers = [
-            *signed["digest_algorithms"],
-            signer["digest_algorithm"],
-            signer["signature_algorithm"],
-        ]
-        problems = [
-            any(a["parameters"].dump() not in (b"", b"\x05\x00") for a in identifiers)
-            and "algorithm parameters",
-            signed["version"].native != "v3" and "SignedData version",
-            [d["algorithm"].native for d in signed["digest_algorithms"]] != [algorithm]
-            and "digest algorithms",
-            signed["crls"].native is not None and "CRLs",
-            any(d != tsa_der for d in ders) and "a certificate other than the TSA's",
-            signer["unsigned_attrs"].native is not None and "unsigned attributes",
-            signer["version"].native
-            != ("v1" if signer["sid"].name == "issuer_and_serial_number" else "v3")
-            and "SignerInfo version",
-        ]
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
-        raise TimestampError(TimestampFailure.MALFORMED, f"token: {exc}") from None
-    found = [p for p in problems if p]
-    if found:
-        raise TimestampError(TimestampFailure.MALFORMED, f"token carries unexpected {found[0]}")
-
-
-def _issuer_of(cert: x509.Certificate, candidates: Sequence[x509.Certificate]) -> x509.Certificate:
-    """The candidate whose key signed ``cert`` (two CAs may share a name in a rollover)."""
-    issuer = find_issuer(cert, candidates)
-    if issuer is None:
-        raise CertificateError("the issuer of the signer certificate is not in the chain")
-    return issuer
-
-
 def _name(e: EntryItem) -> str:
     return f"entry {e.id} (leaf {e.leaf_index}, {e.kind} {e.message_id})"
 
@@ -897,7 +476,7 @@ def prepare(bundle: Bundle, anchor: Anchor) -> EntryContext:
     Returns what verifying entries needs, picklable, so that chunks of entries can be
     verified in other processes (``gateway.audit.parallel``).
     """
-    verifier = _Verifier(bundle, anchor, _SerialChecker())
+    verifier = _Verifier(bundle, anchor, SerialChecker())
     verifier.manifest()
     verifier.references()
     versions = check_versions(bundle)
@@ -1022,7 +601,7 @@ class EntryContext:
             tuple(x509.load_der_x509_certificate(d) for d in self.tsa_ders),
             self.ocsp_freshness,
         )
-        verifier = _Verifier(self.bundle, anchor, _SerialChecker())
+        verifier = _Verifier(self.bundle, anchor, SerialChecker())
         verifier.ocsp = dict(self.ocsp)
         for head, gen_time in self.heads:
             verifier.heads[head.tree_size] = (head, gen_time)
@@ -1048,7 +627,7 @@ def verify_chunk(
     """Verify one chunk of entries against ``context`` (in this or a worker process)."""
     verifier = verifier or context.verifier()
     before = verifier.signatures
-    verifier.checker = _SerialChecker()
+    verifier.checker = SerialChecker()
     error = _check_entries(verifier, start, entries)
     return ChunkOutcome(
         [(e.leaf_index, e.id) for e in entries],
@@ -1060,7 +639,7 @@ def verify_chunk(
 
 def finish(context: EntryContext, outcomes: Sequence[ChunkOutcome], anchor: Anchor) -> AuditReport:
     """Combine chunk outcomes in bundle order: the listing first, then the first failure."""
-    verifier = _Verifier(context.bundle, anchor, _SerialChecker())
+    verifier = _Verifier(context.bundle, anchor, SerialChecker())
     for head, gen_time in context.heads:
         verifier.heads[head.tree_size] = (head, gen_time)
         verifier.head_sizes.append(head.tree_size)
@@ -1109,7 +688,7 @@ def verify_bundle(
     context = prepare(bundle, anchor)
     verifier = context.verifier()
     verifier.listing([(e.leaf_index, e.id) for e in bundle.entries])
-    verifier.checker = checker or _SerialChecker()
+    verifier.checker = checker or SerialChecker()
     error = _check_entries(verifier, 0, bundle.entries)
     if error is not None:
         raise error
