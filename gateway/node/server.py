@@ -102,6 +102,9 @@ class Node:
         # process); either way read only through ``self.context.trust``.
         self.globalconf: GlobalConfSource[TrustState] | None = None
         trust = self._bootstrap(directory)
+        policy = AccessPolicy(config.grants())
+        services = {s.service_id: s for s in config.services}
+        tracker = Tracker(config.node.messagelog, config.tracker.hidden_clients)
         now = self.clock.now()
         signers, signing_chains = _load_signers(config, trust.verifier, now)
         auth_chain = _check_auth_certificate(config, self.id, trust.directory, now)
@@ -164,9 +167,9 @@ class Node:
                 sign_head=head_signer(self),
             ),
             replay=_preloaded_replay_guard(message_log, limits.window, now),
-            policy=AccessPolicy(config.grants()),
-            services={s.service_id: s for s in config.services},
-            tracker=Tracker(config.node.messagelog, config.tracker.hidden_clients),
+            policy=policy,
+            services=services,
+            tracker=tracker,
             limits=limits,
         )
         self.auditor = Auditor(self)  # the log's auditor API (gateway/node/auditor.py)
