@@ -19,6 +19,7 @@ from cryptography import x509
 
 from gateway.core.errors import ERROR_TABLE, GatewayError
 from gateway.core.ids import MemberId, NodeId
+from gateway.net.guard import GuardSettings, add_guard_arguments
 from gateway.pki.profiles import CertificateError, CertKind
 
 
@@ -103,6 +104,7 @@ def cmd_pki_issue_service(args: argparse.Namespace) -> None:
 def cmd_trust_serve(args: argparse.Namespace) -> None:
     from datetime import timedelta
 
+    from gateway.net.guard import settings_from_args
     from gateway.pki.tsa import DEFAULT_POLICY_OID
     from gateway.trust.service import OCSP_PATH, TSA_PATH, load_settings, run_trust
 
@@ -128,7 +130,8 @@ def cmd_trust_serve(args: argparse.Namespace) -> None:
         print(f"trust services ready: {', '.join(services)}", flush=True)
 
     try:
-        _run(run_trust(settings, args.host, args.port, ready=ready))
+        limits = settings_from_args(args)
+        _run(run_trust(settings, args.host, args.port, ready=ready, limits=limits))
     except OSError as exc:
         # Binding is the only I/O left after load_settings; a busy port is an operator's
         # mistake and deserves one line, not a traceback.
@@ -172,6 +175,7 @@ def cmd_node_check(args: argparse.Namespace) -> None:
             f"{current.valid_until.isoformat(timespec='seconds')}"
         )
     own = node.own_ocsp
+    own.persist = None  # a check probes the responders; it keeps nothing for a restart
     print(
         f"OCSP: freshness window {own.cache.freshness.total_seconds():g} s (global configuration), "
         f"refresh every {own.refresh_interval.total_seconds():g} s (node)"
@@ -303,7 +307,8 @@ def cmd_registry_portal(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from gateway.demo import run_demo
 
-    sys.exit(run_demo(Path(args.dir) if args.dir else None, serve=args.serve))
+    directory = Path(args.dir) if args.dir else None
+    sys.exit(run_demo(directory, serve=args.serve, exit_on_failure=args.exit_on_failure))
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -450,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds from thisUpdate to nextUpdate (default: X-Road's freshness window)",
     )
     p.add_argument("--policy", default=None, help="TSA policy OID (default: the built-in one)")
+    add_guard_arguments(p, GuardSettings())
 
     add(sub, "errors", cmd_errors, "list every error code with its HTTP status")
 
@@ -508,6 +514,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(sub, "demo", cmd_demo, "run the three-city federation on loopback: Anna's story")
     p.add_argument("--serve", action="store_true", help="keep the federation running")
+    p.add_argument(
+        "--exit-on-failure",
+        action="store_true",
+        help="with --serve: stop the federation when one of its processes dies "
+        "(default: report it and restart it with backoff)",
+    )
     p.add_argument("--dir", default=None, help="state directory (default: a temporary one)")
     return parser
 

@@ -32,6 +32,7 @@ from gateway.localnet import LIPPSTADT, SOEST, JoinResult, LocalNet, free_port, 
 from gateway.node.messagelog import read_entries
 from gateway.pki.keys import fingerprint_sha256, load_certificate
 from gateway.store.models import LogEntry
+from gateway.supervisor import Supervisor
 from registries.portal.federation import (
     IHK,
     IHK_SERVICE,
@@ -481,7 +482,10 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _serve(demo: Demo, directory: Path) -> None:
+def _serve(demo: Demo, directory: Path, *, exit_on_failure: bool = False) -> bool:
+    """Keep the federation up until Ctrl-C/SIGTERM; ``False`` if it stopped because a
+    process died under ``exit_on_failure``. Otherwise a process that dies is reported
+    and restarted with backoff while the others keep running (``gateway.supervisor``)."""
     # Handler first: a SIGTERM while the topology is being written still stops the
     # federation cleanly.
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -498,17 +502,30 @@ def _serve(demo: Demo, directory: Path) -> None:
         f"curl -s -H 'X-Road-Client: {TRADE_OFFICE}' -H 'X-Road-Issue: GA-2026-4711' \\\n"
         "  -H 'X-Road-UserId: sachbearbeitung-07' \\\n"
         f"  '{demo.net.nodes[SOEST.ags].consumer_url}/r1/{MELDEREGISTER_SERVICE}"
-        "?familienname=Schmidt&vornamen=Anna&geburtsdatum=1988-03-14'",
+        "?familienname=Schmidt&vornamen=Anna&geburtsdatum=1988-03-14'\n"
+        + (
+            "a process that dies stops the federation (--exit-on-failure)"
+            if exit_on_failure
+            else "a process that dies is reported here and restarted; the others keep running"
+        ),
     )
+    supervisor = Supervisor(demo.net, report=_supervisor_report, exit_on_failure=exit_on_failure)
     try:
-        while all(p.poll() is None for p in demo.net.processes):
-            time.sleep(0.5)
+        supervisor.run()
     except KeyboardInterrupt:
-        pass
+        return True
+    return False
 
 
-def run_demo(directory: Path | None, *, serve: bool = False) -> int:
-    """Run the demo; with ``serve`` keep the federation up and write ``topology.json``."""
+def _supervisor_report(text: str) -> None:
+    """Supervisor reports in the story's style, marked so they stand out in the output."""
+    lines = text.splitlines()
+    print(f"\n!! {lines[0]}", *(f"   {line}" for line in lines[1:]), sep="\n", flush=True)
+
+
+def run_demo(directory: Path | None, *, serve: bool = False, exit_on_failure: bool = False) -> int:
+    """Run the demo; with ``serve`` keep the federation up and write ``topology.json``
+    (``exit_on_failure``: stop it, exit status 1, when one of its processes dies)."""
     tmp = None
     if directory is None:
         tmp = tempfile.TemporaryDirectory(prefix="gateway-demo-")
@@ -540,7 +557,7 @@ def run_demo(directory: Path | None, *, serve: bool = False) -> int:
         ok = show_witnesses(net) and ok
         ok = audit_lippstadt(net) and ok
         if serve:
-            _serve(demo, directory)
+            ok = _serve(demo, directory, exit_on_failure=exit_on_failure) and ok
         print(
             "\nresult:",
             "OK: read once through the gateway, confirmed, registered, the IHK notified, "

@@ -192,6 +192,18 @@ class JoinResult:
         return self.serials[-1]
 
 
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """How one process of the federation was started, to start it again the same way."""
+
+    name: str
+    """The process's name in reports and its log's file name (``node-05974040``)."""
+    args: tuple[str, ...]
+    """The ``gateway`` command line after ``python -m gateway``."""
+    log: Path
+    """The file its stdout and stderr go to (appended across restarts)."""
+
+
 @dataclass
 class LocalNet:
     """The files of a federation; ``start_*`` run its processes."""
@@ -213,6 +225,8 @@ class LocalNet:
     and the cities join it (``join``) instead of being published by the development
     publisher."""
     central_process: subprocess.Popen[bytes] | None = None
+    launches: dict[int, Launch] = field(default_factory=dict)
+    """How each running process was started, by pid (``gateway.supervisor`` restarts)."""
 
     # ---------------------------------------------------------------- building
 
@@ -551,15 +565,45 @@ class LocalNet:
 
     def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
         log_path = self.root / "logs" / f"{log_name}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as out:
+        return self._launch(Launch(log_name, tuple(args), log_path))
+
+    def _launch(self, launch: Launch) -> subprocess.Popen[bytes]:
+        launch.log.parent.mkdir(parents=True, exist_ok=True)
+        with launch.log.open("ab") as out:
             proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "gateway", *args],
+                [sys.executable, "-m", "gateway", *launch.args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         self.processes.append(proc)
+        self.launches[proc.pid] = launch
+        return proc
+
+    def launch_of(self, proc: subprocess.Popen[bytes]) -> Launch | None:
+        """How ``proc`` was started, if this federation started it."""
+        return self.launches.get(proc.pid)
+
+    def forget(self, proc: subprocess.Popen[bytes]) -> None:
+        """Drop a process that has ended from the ones this federation runs."""
+        if proc in self.processes:
+            self.processes.remove(proc)
+        self.launches.pop(proc.pid, None)
+        if proc is self.trust_process:
+            self.trust_process = None
+        if proc is self.central_process:
+            self.central_process = None
+
+    def respawn(self, launch: Launch) -> subprocess.Popen[bytes]:
+        """Start a process again as it was first started (same command, ports, log).
+
+        Does not wait for it to answer: a restart must not hold up watching the others.
+        """
+        proc = self._launch(launch)
+        if launch.name == "trust":
+            self.trust_process = proc
+        elif launch.name == "central":
+            self.central_process = proc
         return proc
 
     def start_melderegister(self, port: int, city: str = "lippstadt") -> subprocess.Popen[bytes]:
@@ -617,6 +661,7 @@ class LocalNet:
                 proc.kill()
                 proc.wait()
         self.processes.remove(proc)
+        self.launches.pop(proc.pid, None)
         self.trust_process = None
 
     def start_node(self, ags: str) -> subprocess.Popen[bytes]:
@@ -635,6 +680,7 @@ class LocalNet:
                 proc.terminate()
                 proc.wait(timeout=10)
                 self.processes.remove(proc)
+                self.launches.pop(proc.pid, None)
 
     def stop(self) -> None:
         if self.tuf is not None:
@@ -650,6 +696,7 @@ class LocalNet:
                 proc.kill()
                 proc.wait()
         self.processes.clear()
+        self.launches.clear()
         self.trust_process = None
         self.central_process = None
 

@@ -10,6 +10,8 @@ import argparse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from registries.serving import add_guard_flags
+
 Serve = Callable[[Path, str, int], None]
 
 
@@ -21,7 +23,8 @@ def parser_for(prog: str, description: str, default_port: int) -> argparse.Argum
 
 
 def add_server_arguments(parser: argparse.ArgumentParser, default_port: int) -> None:
-    """Add ``--db``, ``--host`` and ``--port`` (also used by ``gateway registry``)."""
+    """Add ``--db``, ``--host``, ``--port`` and the connection guard's flags (also used by
+    ``gateway registry``; see registries/serving.py)."""
     parser.add_argument(
         "--db", type=Path, required=True, help="SQLite file; created (and seeded) if new."
     )
@@ -29,6 +32,7 @@ def add_server_arguments(parser: argparse.ArgumentParser, default_port: int) -> 
     parser.add_argument(
         "--port", type=int, default=default_port, help=f"TCP port (default {default_port})"
     )
+    add_guard_flags(parser)
 
 
 def run(

@@ -12,6 +12,9 @@ row keeps its leaf index and leaf hash, so
   from the same stored leaf hashes as before (nothing is rehashed);
 * the node's start-up check accepts an archived row by its stored leaf hash, and still
   checks that the leaves reproduce every timestamped tree head;
+* the data tracker keeps answering for the archived reads: before blanking, each
+  response entry with data subjects gets its ``data_subject_read`` row (the node writes
+  it with the entry; older entries get it here), and archiving refuses if one cannot;
 * the archived entries are proven from the archive bundle alone (``gateway audit
   verify``), which holds their signatures, chains, OCSP responses, tree heads and
   proofs; a later whole-log bundle says from which leaf on it is complete.
@@ -33,6 +36,7 @@ from pathlib import Path
 from gateway.audit.export import ExportError, Selection, export_bundle
 from gateway.audit.parallel import verify_file
 from gateway.audit.verify import Anchor
+from gateway.node.tracker import record_missing_reads
 
 __all__ = ["ArchiveError", "ArchiveResult", "archive_before"]
 
@@ -106,6 +110,14 @@ def archive_before(
     with _writer(db) as conn:
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # The data tracker must still answer for these reads once their headers are
+            # gone: every one gets its read details first, or nothing is pruned.
+            unrecorded = set(record_missing_reads(conn)) & {e[0] for e in entries}
+            if unrecorded:
+                raise ArchiveError(
+                    f"the data-subject reads of entries {sorted(unrecorded)} cannot be"
+                    " recorded for the data tracker; nothing was pruned"
+                )
             leaves = []
             for entry_id, leaf_hex, digest in entries:
                 row = conn.execute(

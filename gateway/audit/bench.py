@@ -43,6 +43,7 @@ from gateway.core.ids import MemberId, ServiceId, parse_client
 from gateway.core.logtree import tree_head_document
 from gateway.core.treehead import sign_sth, sth_document
 from gateway.node.messagelog import LogRecord, MessageLog, SignedHeadRecord, TreeHeadRecord
+from gateway.node.tracker import details_of
 from gateway.pki.ca import (
     create_root_ca,
     issue_certificate,
@@ -113,8 +114,13 @@ def build_log(
     body: bytes = b'{"familienname":"Schmidt","vornamen":"Anna"}',
     step: timedelta = timedelta(milliseconds=10),
     body_policy: Callable[[LogRecord], str] | None = None,
+    user_id: str | None = None,
+    issue: str | None = None,
 ) -> SyntheticLog:
-    """Write ``entries`` signed entries (request/response pairs) and stamped tree heads."""
+    """Write ``entries`` signed entries (request/response pairs) and stamped tree heads.
+
+    ``user_id`` and ``issue`` go into every request header, as a clerk's reads carry them.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = generate_key()
     ca = create_root_ca("Audit Bench CA", ca_key, START - timedelta(days=2), days=7300)
@@ -148,6 +154,8 @@ def build_log(
             tsa_cert,
             tsa_key,
             body_policy,
+            user_id,
+            issue,
         )
     )
     return SyntheticLog(db, Anchor((ca,), (tsa_cert,)), anchor_path, ca, tsa_cert, tsa_key, entries)
@@ -178,6 +186,8 @@ async def _write(
     tsa_cert: x509.Certificate,
     tsa_key: ec.EllipticCurvePrivateKey,
     body_policy: Callable[[LogRecord], str] | None = None,
+    user_id: str | None = None,
+    issue: str | None = None,
 ) -> None:
     clock = _Clock(START)
     client = parse_client(CLIENT)
@@ -196,7 +206,7 @@ async def _write(
         while written < entries:
             created = format_time(clock.now)
             message_id = str(uuid.uuid4())
-            request = RequestHeader(
+            signed_request = RequestHeader(
                 message_id=message_id,
                 xroad_id=f"DE-NRW-{message_id[:8]}",
                 client=client,
@@ -205,12 +215,13 @@ async def _write(
                 path="",
                 query="familienname=Schmidt",
                 headers=(),
-                user_id=None,
-                issue=None,
+                user_id=user_id,
+                issue=issue,
                 created=created,
                 body_sha256=body_sha256(b""),
                 body_length=0,
-            ).to_bytes()
+            )
+            request = signed_request.to_bytes()
             batch.append(
                 LogRecord(
                     "provider",
@@ -256,6 +267,7 @@ async def _write(
                         provider.cert_ref,
                         provider_ref,
                         subjects=(SUBJECT,),
+                        read=details_of(signed_request, 200),
                     )
                 )
                 written += 1

@@ -252,7 +252,8 @@ def add_log_commands(logs: Subparsers, add: AddFn) -> None:
         "check-subjects",
         cmd_log_check_subjects,
         "recompute each entry's data-subject commitment from the data_subject rows and "
-        "report entries whose rows were removed or altered (exit 1 if any)",
+        "report entries whose rows were removed or altered, or whose data tracker details "
+        "differ from the signed headers (exit 1 if any)",
     )
     p.add_argument("--db", required=True)
     p = add(

@@ -9,7 +9,9 @@ Merkle leaf (version 2) commits to that digest, which the timestamped, signed an
 witnessed tree heads fix. This module recomputes the commitment of every such entry from
 its rows and its salt, and the leaf from the entry's stored fields, and reports each
 entry where either no longer matches: a row was removed, added or altered, or the stored
-digest was changed to cover that up.
+digest was changed to cover that up. It also compares each entry's ``data_subject_read``
+row, which the tracker shows once archiving has emptied the headers, with the signed
+headers while they are still in the log.
 
 What it cannot see: an entry logged before the commitments (salt NULL, version 1 leaf);
 its rows are counted as unchecked. An archived entry's leaf cannot be recomputed here
@@ -29,9 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from gateway.core.envelope import EnvelopeError
 from gateway.core.logtree import SUBJECTS_SALT_SIZE, entry_leaf, subjects_commitment
 from gateway.core.merkle import leaf_hash
 from gateway.node.messagelog import MessageLogError, logged_entry
+from gateway.node.tracker import ReadDetails, read_details
 
 __all__ = ["SubjectsCheckError", "SubjectsMismatch", "SubjectsReport", "check_subjects"]
 
@@ -50,8 +54,10 @@ class SubjectsMismatch:
     reason: str
     """``rows`` (the rows do not recompute to the stored digest: removed, added or
     altered), ``leaf`` (the stored digest or another field no longer recomputes to the
-    stored leaf hash), ``salt`` (a malformed salt or digest column), or ``orphan``
-    (rows that point at no version 2 entry)."""
+    stored leaf hash), ``salt`` (a malformed salt or digest column), ``read`` (the
+    entry's ``data_subject_read`` row, which the tracker shows once the headers are
+    archived, is missing or differs from its signed headers), or ``orphan`` (rows that
+    point at no version 2 entry)."""
     rows: int
     """How many ``data_subject`` rows the entry has now."""
 
@@ -80,6 +86,12 @@ _ENTRIES: Final = (
     " CAST(header AS BLOB), CAST(body AS BLOB), signature, cert_ref, ocsp_ref, leaf_index,"
     " CAST(leaf_hash AS BLOB), body_sha256, body_omitted, subjects_sha256, subjects_salt"
     " FROM message_log ORDER BY id"
+)
+
+
+_REQUEST_OF: Final = (
+    "SELECT CAST(header AS BLOB), body_omitted FROM message_log WHERE message_id = ?"
+    " AND client = ? AND role = 'provider' AND kind = 'request' ORDER BY id LIMIT 1"
 )
 
 
@@ -114,6 +126,46 @@ def _leaf_matches(row: tuple[object, ...]) -> bool:
     return isinstance(stored, bytes) and leaf_hash(entry_leaf(entry)) == stored
 
 
+def _stored_reads(conn: sqlite3.Connection) -> dict[int, ReadDetails] | None:
+    """Every ``data_subject_read`` row by entry id; None in a file without the table."""
+    if (
+        conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'data_subject_read'"
+        ).fetchone()
+        is None
+    ):
+        return None
+    return {
+        int(e): ReadDetails(str(m), str(p), int(s), u, i)
+        for e, m, p, s, u, i in conn.execute(
+            "SELECT entry_id, method, path, status, user_id, issue FROM data_subject_read"
+        )
+    }
+
+
+def _read_matches(
+    conn: sqlite3.Connection, row: tuple[object, ...], reads: dict[int, ReadDetails]
+) -> bool:
+    """Whether an entry's ``data_subject_read`` row says what its signed headers say.
+
+    Checkable only while the headers are in the log: once archived, the row stands for
+    them (docs/data-tracker.md, section 3) and the archive bundle holds the originals.
+    """
+    if row[17] == "archived":
+        return True
+    request = conn.execute(_REQUEST_OF, (row[4], row[6])).fetchone()
+    if request is None or request[1] == "archived":
+        return True  # nothing left on the node to compare with
+    response = row[9]
+    if not isinstance(response, bytes):
+        return False
+    try:
+        expected = read_details(bytes(request[0]), response)
+    except EnvelopeError:
+        return False
+    return reads.get(int(str(row[0]))) == expected
+
+
 def check_subjects(path: Path) -> SubjectsReport:
     """Recompute every entry's subjects commitment from its rows; report mismatches."""
     report = SubjectsReport()
@@ -129,6 +181,7 @@ def check_subjects(path: Path) -> SubjectsReport:
                 # A log file no node has opened since the commitments existed.
                 report.unchecked_rows = sum(len(v) for v in subjects.values())
                 return report
+            reads = _stored_reads(conn)
             seen: set[int] = set()
             for row in conn.execute(_ENTRIES):
                 entry_id = int(row[0])
@@ -149,6 +202,8 @@ def check_subjects(path: Path) -> SubjectsReport:
                     reason = "rows"
                 elif row[17] != "archived" and not _leaf_matches(row):
                     reason = "leaf"
+                elif rows and reads is not None and not _read_matches(conn, row, reads):
+                    reason = "read"
                 if reason is not None:
                     index = None if row[14] is None else int(row[14])
                     report.mismatches.append(

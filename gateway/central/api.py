@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -34,6 +34,75 @@ log = logging.getLogger(__name__)
 MIN_REFRESH_WAIT = 0.5
 """Seconds between scheduler rounds at the least, so a clock or setting that makes the
 timestamp look due forever cannot turn the scheduler into a busy loop."""
+
+MAX_BODY_BYTES = 256 * 1024
+"""Default limit of a request body on every endpoint: registrations and admin calls are a
+few kilobytes (certificates and signatures); anything near this is not one of them."""
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
+
+
+class BodyLimit:
+    """ASGI middleware: refuse a body over ``limit`` with 413 before reading it in full.
+
+    The registration API is unauthenticated, so the body size must be checked before
+    anything else: a declared ``Content-Length`` over the limit is refused without
+    reading a byte of it, and a streamed (chunked) body is counted as it arrives and
+    refused as soon as it passes the limit. A body within the limit is buffered here and
+    handed on unchanged, so the application never sees a partial one.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            declared = value.strip()
+            if (
+                name.lower() == b"content-length"
+                and declared.isdigit()
+                and int(declared) > self.limit
+            ):
+                await self._refuse(scope, receive, send, f"{int(declared)} bytes declared")
+                return
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break  # the client went away; the app sees the disconnect
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                await self._refuse(scope, receive, send, f"more than {size - 1} bytes sent")
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(
+        self, scope: MutableMapping[str, Any], receive: Receive, send: Send, what: str
+    ) -> None:
+        log.warning("refused a request body to %s: %s", scope.get("path"), what)
+        error = CentralError(
+            CentralCode.TOO_LARGE,
+            f"the request body exceeds the limit of {self.limit} bytes ({what})",
+        )
+        response = JSONResponse(
+            error.to_json(), status_code=error.status, headers={"Connection": "close"}
+        )
+        await response(scope, receive, send)
 
 
 class MemberClassIn(BaseModel):
@@ -84,8 +153,13 @@ class RejectIn(BaseModel):
     reason: str
 
 
-def create_app(central: Central, refresh_seconds: float | None = None) -> FastAPI:
-    """The app for one central directory; ``refresh_seconds`` overrides expiry/3."""
+def create_app(
+    central: Central,
+    refresh_seconds: float | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    """The app for one central directory; ``refresh_seconds`` overrides expiry/3, and
+    ``max_body_bytes`` limits every request body (:class:`BodyLimit`)."""
     token = central.admin_token().encode()
 
     def admin(
@@ -131,6 +205,7 @@ def create_app(central: Central, refresh_seconds: float | None = None) -> FastAP
                 await task
 
     app = FastAPI(title="Once-only gateway central authority", lifespan=lifespan)
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
 
     @app.exception_handler(CentralError)
     async def central_error(_: Request, exc: CentralError) -> JSONResponse:

@@ -9,7 +9,6 @@ decision is audited and published by the one process that owns the repository.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+
+from gateway.net.guard import GuardSettings, add_guard_arguments
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -55,15 +56,18 @@ def cmd_central_init(args: argparse.Namespace) -> None:
 
 
 def cmd_central_serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
     from gateway.central.api import create_app
     from gateway.central.service import Central
+    from gateway.net.guard import run_asgi, settings_from_args
 
-    app = create_app(Central(Path(args.dir)), refresh_seconds=args.refresh_seconds)
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
+    limits = settings_from_args(args)
+    app = create_app(
+        Central(Path(args.dir)),
+        refresh_seconds=args.refresh_seconds,
+        max_body_bytes=args.max_body_bytes,
+    )
     print(f"central serving http://{args.host}:{args.port} (TUF at /tuf/)", flush=True)
-    asyncio.run(uvicorn.Server(config).serve())
+    run_asgi(app, args.host, args.port, limits, name="central")
 
 
 def cmd_central_anchor(args: argparse.Namespace) -> None:
@@ -182,6 +186,13 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8070)
     p.add_argument("--refresh-seconds", type=float, default=None, help="default: expiry/3")
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=256 * 1024,
+        help="largest request body accepted on any endpoint (default 262144); larger: 413",
+    )
+    add_guard_arguments(p, GuardSettings())
     p = add(central, "anchor", cmd_central_anchor, "write the anchor file for nodes")
     p.add_argument("--dir", required=True)
     p.add_argument("--out", required=True)

@@ -21,6 +21,7 @@ class CentralCode(StrEnum):
     CONFLICT = "central.conflict"
     INVALID = "central.invalid"
     PUBLISH_FAILED = "central.publish_failed"
+    TOO_LARGE = "central.request_too_large"
     REG_MALFORMED = "registration.malformed"
     REG_SIGNATURE = "registration.bad_signature"
     REG_CERTIFICATE = "registration.untrusted_certificate"
@@ -47,6 +48,11 @@ CENTRAL_ERROR_TABLE: dict[CentralCode, ErrorSpec] = {
         500,
         "The change was stored but its configuration could not be published, so it was "
         "undone; nothing changed and the call may be repeated.",
+    ),
+    CentralCode.TOO_LARGE: ErrorSpec(
+        413,
+        "The request body is larger than the central accepts (`--max-body-bytes`, default "
+        "256 KiB); it is refused before it is read in full, on every endpoint.",
     ),
     CentralCode.REG_MALFORMED: ErrorSpec(
         400,

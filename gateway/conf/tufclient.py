@@ -99,6 +99,17 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+def _connect_failure(exc: urllib3.exceptions.NewConnectionError) -> str:
+    """``connection refused`` (the errno's text) rather than urllib3's text, which starts
+    with the connection object."""
+    if isinstance(exc, urllib3.exceptions.NameResolutionError):
+        return "the host name does not resolve"
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, OSError) and cause.errno:
+        return os.strerror(cause.errno).lower()
+    return str(cause) if cause is not None else "the connection failed"
+
+
 class CacheFetcher(FetcherInterface):
     """Serves ngclient the metadata it cached, so it can re-verify it with no network.
 
@@ -153,9 +164,19 @@ class DeadlineFetcher(FetcherInterface):
                 preload_content=False,
                 timeout=urllib3.Timeout(connect=remaining, read=remaining),
             )
+        except urllib3.exceptions.NewConnectionError as exc:
+            # urllib3 derives this from its connect *timeout* error, but a refused or
+            # unroutable connection fails at once: say so, not that time ran out.
+            raise tuf_errors.DownloadError(
+                f"cannot connect to {url}: {_connect_failure(exc)}"
+            ) from exc
+        except urllib3.exceptions.ConnectTimeoutError as exc:
+            raise tuf_errors.SlowRetrievalError(
+                f"no connection to {url} within {round(remaining, 1):g} s"
+            ) from exc
         except urllib3.exceptions.TimeoutError as exc:
             raise tuf_errors.SlowRetrievalError(
-                f"no answer from {url} within {self.timeout:g} s"
+                f"no answer from {url} within {round(remaining, 1):g} s"
             ) from exc
         except urllib3.exceptions.HTTPError as exc:
             raise tuf_errors.DownloadError(f"{url}: {exc}") from exc

@@ -4,8 +4,8 @@ Codes follow X-Road's dotted snake-case style (7.8+): ``client.*`` for what the 
 wrong, ``server.clientproxy.*`` for failures on the consumer's node and
 ``server.serverproxy.*`` for refusals by the provider's node. X-Road answers ``client.*``
 with 400 and ``server.*`` with 500; a few codes use a more specific status where HTTP
-has one (413 for oversize bodies), which X-Road clients still see as an error because
-the ``X-Road-Error`` header is set.
+has one (413 for oversize bodies, 505 for a request line that is not HTTP/1.x), which
+X-Road clients still see as an error because the ``X-Road-Error`` header is set.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ class Code(StrEnum):
     INVALID_CLIENT_IDENTIFIER = "client.invalid_client_identifier"
     INVALID_SERVICE_IDENTIFIER = "client.invalid_service_identifier"
     UNKNOWN_CLIENT = "client.unknown_member"
+    HTTP_VERSION_NOT_SUPPORTED = "client.http_version_not_supported"
     REQUEST_TOO_LARGE = "client.request_too_large"
 
     CP_UNKNOWN_MEMBER = "server.clientproxy.unknown_member"
@@ -88,6 +89,9 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
         400, "The service identifier in the request path is not valid."
     ),
     Code.UNKNOWN_CLIENT: ErrorSpec(400, "X-Road-Client is not a client registered at this node."),
+    Code.HTTP_VERSION_NOT_SUPPORTED: ErrorSpec(
+        505, "The request line names an HTTP version other than 1.0 or 1.1."
+    ),
     Code.REQUEST_TOO_LARGE: ErrorSpec(413, "The request body exceeds the node's limit."),
     Code.CP_UNKNOWN_MEMBER: ErrorSpec(500, "No node is known that hosts the service's provider."),
     Code.CP_NETWORK_ERROR: ErrorSpec(500, "The provider's node could not be reached in time."),
@@ -204,7 +208,10 @@ class GatewayError(Exception):
     """A refusal with a stable code; rendered to callers as X-Road's error format.
 
     ``detail`` is the log-correlation id X-Road puts in the same field, so an operator can
-    find the node's log line for a refusal a client reports.
+    find the node's log line for a refusal a client reports. ``headers`` go out with the
+    refusal: the consumer's node adds the exchange's ``X-Road-Id`` and
+    ``X-Road-Request-Id`` once it has made the message, so a caller can match a refused
+    exchange with what the provider's node may have logged.
     """
 
     def __init__(self, code: Code, message: str, *, detail: str | None = None) -> None:
@@ -212,6 +219,7 @@ class GatewayError(Exception):
         self.code = code
         self.message = message
         self.detail = detail or str(uuid.uuid4())
+        self.headers: dict[str, str] = {}
 
     @property
     def status(self) -> int:

@@ -89,14 +89,41 @@ class ClientProxy:
         self._peer = peer
 
     async def handle_consumer(self, request: web.Request) -> web.Response:
-        """Sign, relay, verify, log both messages, answer: X-Road REST ``r1``."""
+        """Sign, relay, verify, log both messages, answer: X-Road REST ``r1``.
+
+        Every refusal made once the exchange has its ids carries them (``X-Road-Id``,
+        and ``X-Road-Request-Id`` once the message exists): the provider's node may
+        already have logged the exchange, and the caller must be able to name it.
+        """
+        ids: dict[str, str] = {}
+        try:
+            response = await self._exchange(request, ids)
+        except GatewayError as refused:
+            refused.headers.update(ids)
+            raise
+        except web.HTTPException:
+            raise
+        except Exception:
+            if not ids:
+                raise
+            failure = GatewayError(Code.CP_INTERNAL_ERROR, "unexpected error; see the node's log")
+            log.exception("%s internal error (%s)", self._ctx.id, failure.detail)
+            failure.headers.update(ids)
+            raise failure from None
+        if "X-Road-Error" in response.headers:  # the provider's refusal, relayed
+            response.headers.update(ids)
+        return response
+
+    async def _exchange(self, request: web.Request, ids: dict[str, str]) -> web.Response:
+        """The exchange of ``handle_consumer``; records the exchange's ids in ``ids``."""
         ctx = self._ctx
         ctx.check_globalconf(Code.CP_GLOBAL_CONF_OUTDATED)
         ctx.timestamper.check(provider=False)  # before any work: the log cannot be stamped
-        call = self._read_call(request)
+        call = self._read_call(request, ids)
         body = await read_body(request, ctx.limits.max_body, Code.REQUEST_TOO_LARGE)
         target = self._route(call.service)
         sent = self._sign(call, request.method, body)
+        ids["X-Road-Request-Id"] = sent.header.message_id
         reply = await self._send(target, call, sent)
         if "X-Road-Error" in reply.headers:
             return self._relay_provider_error(reply.status, reply.headers, reply.body)
@@ -104,9 +131,10 @@ class ClientProxy:
         await self._log(call, sent, opened, reply.body)
         return self._to_client(call, sent, opened, reply.body)
 
-    def _read_call(self, request: web.Request) -> Call:
+    def _read_call(self, request: web.Request, ids: dict[str, str]) -> Call:
         """Section 11: the service from the path, the client this node must host and
-        hold a key for, this node's OCSP evidence, and every limit of section 5.1."""
+        hold a key for, this node's OCSP evidence, and every limit of section 5.1.
+        Records the exchange's ``X-Road-Id`` in ``ids`` as soon as it is known."""
         ctx = self._ctx
         service, path, query = _parse_r1(request)
         client_values = request.headers.getall("X-Road-Client", [])
@@ -124,6 +152,7 @@ class ClientProxy:
         xroad_id = optional_text(request, "X-Road-Id", 255) or (
             f"{ctx.directory.instance}-{uuid.uuid4()}"
         )
+        ids["X-Road-Id"] = xroad_id
         user_id = optional_text(request, "X-Road-UserId", 255)
         issue = optional_text(request, "X-Road-Issue", 1024)
         try:

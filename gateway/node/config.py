@@ -75,6 +75,15 @@ class NodeSection(_Model):
     """How often the node refetches the OCSP status of its own certificates; default a
     third of the directory's freshness window (X-Road: 1200 s of 3600 s), so two
     refreshes may fail before a status goes stale. Must be shorter than the window."""
+    header_timeout_seconds: float = Field(default=10, gt=0)
+    """Seconds a client has to finish a TLS handshake and send a request head, on the
+    consumer and the peer port (gateway/net/guard.py); a slower one is closed."""
+    body_timeout_seconds: float = Field(default=30, gt=0)
+    """Longest pause within a request body before the connection is closed."""
+    max_connections: int = Field(default=1024, gt=0)
+    """Open connections each of the two ports accepts; more are answered 503."""
+    max_connections_per_ip: int = Field(default=512, gt=0)
+    """Open connections each port accepts from one address (peers pool up to 256)."""
 
     @field_validator("id")
     @classmethod

@@ -35,12 +35,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, func, inspect
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from gateway.core.datasubject import check_subject
 from gateway.core.logtree import SUBJECTS_SALT_SIZE, LoggedEntry, entry_leaf, subjects_commitment
 from gateway.core.merkle import CompactTree, MerkleError, leaf_hash
+from gateway.node.tracker import ReadDetails, record_missing_reads, record_read, store_read
 from gateway.store.models import KINDS, ROLES, LogEntry, schema_tables
 
 __all__ = [
@@ -127,6 +128,10 @@ class LogRecord:
     """Data subjects the message disclosed (``data_subject`` rows, same transaction);
     the entry's leaf commits to them through a salted digest (``subjects_sha256``), so
     a removed or altered row is detectable. See docs/data-tracker.md."""
+    read: ReadDetails | None = None
+    """What the data tracker shows of the read (a response with ``subjects``), as the
+    caller took it from the headers it signed; stored as a ``data_subject_read`` row so
+    it survives archiving. None: taken from the stored headers instead (slower)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,6 +522,8 @@ class MessageLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         engine = _engine(path)
         try:
+            # A log file from before the tracker kept read details gets them filled in.
+            older_reads = not inspect(engine).has_table("data_subject_read")
             SQLModel.metadata.create_all(engine, tables=schema_tables())
         finally:
             engine.dispose()
@@ -535,6 +542,8 @@ class MessageLog:
                 ref for (ref,) in conn.execute("SELECT ocsp_ref FROM ocsp_response")
             }
             self._open_tree(conn)
+            if older_reads:
+                self._record_older_reads(conn)
         except BaseException:
             conn.close()
             raise
@@ -595,6 +604,27 @@ class MessageLog:
             self._stamped_size, self._stamped_last_id = int(head[0]), int(head[1])
             self._last_stamp = _parse_time(str(head[2]))
         self._oldest_pending = self._first_logged_after(conn, self._stamped_last_id)
+
+    def _record_older_reads(self, conn: sqlite3.Connection) -> None:
+        """Give every entry logged before ``data_subject_read`` existed its row, once.
+
+        Entries archived before then have no headers left to take them from: the tracker
+        shows those reads without the details (docs/data-tracker.md, section 3).
+        """
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            missing = record_missing_reads(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        if missing:
+            _log.warning(
+                "%s: %d read(s) with data subjects have no headers left to record their"
+                " details from (archived earlier)",
+                self._path,
+                len(missing),
+            )
 
     @staticmethod
     def _first_logged_after(conn: sqlite3.Connection, entry_id: int) -> datetime | None:
@@ -945,6 +975,11 @@ class MessageLog:
                         conn.executemany(
                             _INSERT_SUBJECT, [(cur.lastrowid, subject) for subject in r.subjects]
                         )
+                        # What the tracker must still show once the headers are archived.
+                        if r.read is None:
+                            record_read(conn, cur.lastrowid)
+                        else:
+                            store_read(conn, cur.lastrowid, r.read)
                 outcomes.append(ids)
             if tree.size != before.size:
                 conn.execute(_SAVE_TREE, (tree.size, last_id, tree.to_bytes()))

@@ -216,7 +216,9 @@ class OwnOcsp:
             self._http = HttpFetcher(min(fetch_timeout, refresh.total_seconds()))
             fetch = self._http
         self._fetch = fetch
-        self._persist = persist
+        # Where good answers are kept for a restart; None keeps nothing (a probe such as
+        # `gateway node check`, whose message log is not running).
+        self.persist = persist
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -313,7 +315,7 @@ class OwnOcsp:
             own.evidence, own.fetched_at, own.fetched_from = evidence, now, url
             own.revoked = own.revoked_by = own.last_error = None
             own.failures = 0
-            if self._persist is not None and (kept is None or kept.ref != evidence.ref):
+            if self.persist is not None and (kept is None or kept.ref != evidence.ref):
                 await self._keep(own.cert_ref, StoredStatus(own.cert_ref, evidence.der, now, url))
             return True
         own.failures += 1
@@ -335,10 +337,10 @@ class OwnOcsp:
         """Persist a good answer (or forget it on revocation); failing to is logged,
         never fatal: the answer is in use already, only a restart during a responder
         outage would miss it."""
-        if self._persist is None:
+        if self.persist is None:
             return
         try:
-            await self._persist(ref, status)
+            await self.persist(ref, status)
         except Exception as exc:
             log.warning(
                 "node %s: could not keep its OCSP response for a restart: %s", self.node, exc

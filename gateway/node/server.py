@@ -44,6 +44,8 @@ from gateway.core.envelope import (
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import ClientId, MemberId, NodeId
 from gateway.core.policy import AccessPolicy
+from gateway.httpversion import http1_only
+from gateway.net.guard import GuardSettings, guarded_site
 from gateway.node.auditor import Auditor
 from gateway.node.clientproxy import ClientProxy
 from gateway.node.clock import Clock, SystemClock
@@ -66,7 +68,7 @@ from gateway.node.timestamper import Timestamper
 from gateway.node.tls import client_context, server_context
 from gateway.node.tracker import Tracker
 from gateway.node.transport import PeerClient, RegistryClient
-from gateway.node.wire import guarded
+from gateway.node.wire import guarded, version_refusal
 from gateway.node.witness import Witness, head_signer
 from gateway.pki.keys import load_certificates, load_private_key
 from gateway.pki.ocsp_cache import OcspCache, OcspEvidence, find_issuer
@@ -421,7 +423,17 @@ class Node:
             auto_decompress=False,
         )
         await runner.setup()
-        site = web.TCPSite(runner, host, int(port), ssl_context=ssl, backlog=1024)
+        node = self.config.node
+        limits = GuardSettings(
+            header_timeout=node.header_timeout_seconds,
+            body_timeout=node.body_timeout_seconds,
+            max_connections=node.max_connections,
+            max_connections_per_ip=node.max_connections_per_ip,
+        )
+        name = f"{self.id} {'peer' if ssl is not None else 'consumer'} port"
+        site = guarded_site(
+            runner, host, int(port), limits, ssl_context=ssl, backlog=1024, name=name
+        )
         await site.start()
         self._runners.append(runner)
         server = site._server
@@ -453,6 +465,7 @@ class Node:
     def _consumer_app(self, proxy: ClientProxy, metadata: MetadataServices) -> web.Application:
         who = str(self.id)
         app = web.Application()
+        app.middlewares.append(http1_only(version_refusal))
         app.router.add_route(
             "*", "/r1/{tail:.*}", guarded(proxy.handle_consumer, provider=False, who=who)
         )
@@ -468,6 +481,7 @@ class Node:
 
     def _peer_app(self, proxy: ServerProxy) -> web.Application:
         app = web.Application()
+        app.middlewares.append(http1_only(version_refusal))
         app.router.add_post(
             "/gw/v1/exchange", guarded(proxy.handle_exchange, provider=True, who=str(self.id))
         )

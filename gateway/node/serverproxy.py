@@ -38,6 +38,7 @@ from gateway.node.context import NodeContext, certs, signing_certificate
 from gateway.node.messagelog import LogRecord, MessageLogError, ReplayError
 from gateway.node.metadata import Answer, MetadataServices, is_metadata
 from gateway.node.tls import peer_fingerprint
+from gateway.node.tracker import details_of
 from gateway.node.transport import RegistryClient
 from gateway.node.wire import (
     AUTH_OCSP_HEADER,
@@ -306,6 +307,7 @@ class ServerProxy:
                         cert_ref=signer.cert_ref,
                         ocsp_ref=own_sign.ref,
                         subjects=subjects,
+                        read=details_of(request, status) if subjects else None,
                     ),
                 ],
                 certs=certs(opened.signature, signer),

@@ -8,6 +8,8 @@ of the node never touches the library directly.
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,49 @@ from yarl import URL
 
 from gateway.core.envelope import MAX_HEADER_FIELD
 from gateway.core.errors import Code, GatewayError
+
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def describe_failure(exc: BaseException, timeout: float) -> str:
+    """What went wrong on a connection, in words an operator can act on.
+
+    aiohttp's own texts name the SSL context by its ``repr`` (``ssl:<ssl.SSLContext
+    object at 0x...>``) and a timeout of the whole call has no text at all; the errno
+    of a failed connect (refused, unreachable, reset) is what tells a dead peer from a
+    slow one. ``timeout`` is the limit that applied, for the timeout case.
+    """
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"cannot resolve {exc.host}"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"the TLS handshake with {exc.host}:{exc.port} failed: {_os_reason(exc.os_error)}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect to {exc.host}:{exc.port}: {_os_reason(exc.os_error)}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the connection was closed before a complete answer arrived"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return f"no connection within {timeout:g} s"
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return f"the connection stalled (no data within {timeout:g} s)"
+    if isinstance(exc, TimeoutError):
+        return f"no complete answer within {timeout:g} s"
+    if isinstance(exc, aiohttp.ClientOSError):
+        return f"connection failed: {_os_reason(exc)}"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "the answer's body was cut off"
+    text = _OBJECT_REPR.sub("", str(exc)).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _os_reason(error: OSError) -> str:
+    """``connection refused`` rather than asyncio's ``Connect call failed ('h', p)``."""
+    if isinstance(error, ssl.SSLCertVerificationError) and error.verify_message:
+        return str(error.verify_message)
+    if isinstance(error, ssl.SSLError):
+        return str(error.reason or error.strerror or type(error).__name__).lower()
+    if error.errno:
+        return os.strerror(error.errno).lower()
+    return _OBJECT_REPR.sub("", str(error)).strip() or type(error).__name__
 
 
 class _AnyOf(Fingerprint):
@@ -132,6 +177,7 @@ class PeerClient:
             response_class=_PeerCertResponse,
         )
         self._max_body = max_body
+        self._timeout = total_timeout
 
     async def post(
         self,
@@ -169,12 +215,13 @@ class PeerClient:
             ) from None
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
             raise GatewayError(
-                Code.CP_SSL_AUTHENTICATION_FAILED, f"TLS with {address} failed: {exc}"
+                Code.CP_SSL_AUTHENTICATION_FAILED,
+                f"TLS with {address} failed: {describe_failure(exc, self._timeout)}",
             ) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise GatewayError(
                 Code.CP_NETWORK_ERROR,
-                f"cannot reach {address}: {type(exc).__name__} {exc}".strip(),
+                f"the provider's node at {address} failed: {describe_failure(exc, self._timeout)}",
             ) from None
 
     async def close(self) -> None:
@@ -226,7 +273,8 @@ class RegistryClient:
             ) from None
         except aiohttp.ClientError as exc:
             raise GatewayError(
-                Code.SP_SERVICE_NETWORK_ERROR, f"the registry failed: {type(exc).__name__} {exc}"
+                Code.SP_SERVICE_NETWORK_ERROR,
+                f"the registry at {url} failed: {describe_failure(exc, timeout)}",
             ) from None
 
     async def get_json_document(self, url: str, timeout: float) -> bytes:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from xml.sax.saxutils import escape
 
 from aiohttp import web
+from aiohttp.http import HttpVersion
 
 from gateway.core.errors import Code, GatewayError
 from gateway.core.protocol import ProtocolError, Reason
@@ -57,7 +58,7 @@ def refusal(exc: ProtocolError, *, provider: bool) -> GatewayError:
 
 def error_response(err: GatewayError, accept: str | None = None) -> web.Response:
     """X-Road's error format: ``X-Road-Error`` plus JSON (or XML if asked for)."""
-    headers = {"X-Road-Error": err.code.value}
+    headers = {**err.headers, "X-Road-Error": err.code.value}
     wants_xml = accept is not None and "xml" in accept and "json" not in accept
     if wants_xml:
         body = (
@@ -72,6 +73,16 @@ def error_response(err: GatewayError, accept: str | None = None) -> web.Response
         body=json.dumps(err.body()).encode(),
         content_type="application/json",
         headers=headers,
+    )
+
+
+def version_refusal(version: HttpVersion) -> web.StreamResponse:
+    """505 in X-Road's error format for a request line that is not HTTP/1.x."""
+    return error_response(
+        GatewayError(
+            Code.HTTP_VERSION_NOT_SUPPORTED,
+            f"HTTP/{version.major}.{version.minor} is not supported; use HTTP/1.1",
+        )
     )
 
 
@@ -117,7 +128,12 @@ async def read_body(request: web.Request, limit: int, code: Code) -> bytes:
     """The request body as sent, or refuse with ``code`` if it is over ``limit`` bytes."""
     if request.content_length is not None and request.content_length > limit:
         raise GatewayError(code, f"body of {request.content_length} bytes exceeds the limit")
-    body = await read_limited(request.content, limit)
+    try:
+        body = await read_limited(request.content, limit)
+    except ConnectionResetError:
+        # The client went away, or stalled and the connection guard closed it: nobody
+        # is left to answer, and it is not the node's fault (no internal error).
+        raise web.HTTPBadRequest(text="the connection closed within the body") from None
     if body is None:
         raise GatewayError(code, f"body exceeds the limit of {limit} bytes")
     return body

@@ -244,6 +244,32 @@ class DataSubject(SQLModel, table=True):
     """The register-local pseudonym the registry named (gateway.core.datasubject)."""
 
 
+class DataSubjectRead(SQLModel, table=True):
+    """What the data tracker shows of one read, kept apart from the signed headers.
+
+    One row per provider-side response entry that has ``data_subject`` rows, derived
+    from that entry's and its request's signed headers when they are logged (same
+    transaction). ``gateway log archive`` blanks those headers; this row is what lets
+    ``findUsage`` still tell the person who read, for which case and user, and with what
+    result (docs/data-tracker.md, section 3). The tracker reads it only for entries
+    whose headers are archived; while the headers are on disk it reads them.
+    """
+
+    __tablename__ = "data_subject_read"
+
+    entry_id: int = Field(primary_key=True, foreign_key="message_log.id")
+    """``message_log.id`` of the provider-side response entry."""
+    method: str
+    path: str
+    """The request's path, ``/`` for none (as the tracker shows it)."""
+    status: int
+    """The registry's HTTP status, from the signed response header."""
+    user_id: str | None = None
+    """``X-Road-UserId`` of the signed request, if any."""
+    issue: str | None = None
+    """``X-Road-Issue`` of the signed request, if any."""
+
+
 class ConfigurationVersion(SQLModel, table=True):
     """A global configuration version this node applied, exactly as signed.
 
@@ -312,6 +338,7 @@ def schema_tables() -> list[Table]:
         Cosignature,
         WitnessAlert,
         DataSubject,
+        DataSubjectRead,
         ConfigurationVersion,
         OwnOcspStatus,
     ):

@@ -25,7 +25,7 @@ import base64
 import binascii
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +38,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp as x509_ocsp
 
+from gateway.httpversion import http1_only
+from gateway.net.guard import GuardSettings, guarded_site
 from gateway.pki.files import CA_CERT_NAME
 from gateway.pki.keys import load_certificate, load_private_key, public_key_der
 from gateway.pki.ocsp import (
@@ -64,6 +66,8 @@ DEFAULT_OCSP_VALIDITY = timedelta(seconds=3600)
 
 # Both requests are a few hundred bytes; anything near this is not a query.
 MAX_REQUEST_BYTES = 16 * 1024
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Clock(Protocol):
@@ -251,11 +255,32 @@ def _tsa_answer(settings: TsaSettings, clock: Clock, der: bytes) -> bytes:
 # --- application --------------------------------------------------------------------------
 
 
+@web.middleware
+async def _size_limit(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """Refuse a declared body over the limit before reading any of it, on every route.
+
+    ``client_max_size`` alone stops a body only once that much has been read, and only
+    on the routes that read one; a chunked body is still counted by it. A connection
+    lost within the body (the client left, or stalled and the connection guard closed
+    it) is nobody's internal error: there is no one left to answer.
+    """
+    if request.content_length is not None and request.content_length > MAX_REQUEST_BYTES:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=MAX_REQUEST_BYTES, actual_size=request.content_length
+        )
+    try:
+        return await handler(request)
+    except ConnectionResetError:
+        raise web.HTTPBadRequest(text="the connection closed within the body\n") from None
+
+
 def create_app(settings: TrustSettings) -> web.Application:
     """The HTTP application for the configured services; no state outside ``settings``."""
     if settings.ocsp is None and settings.tsa is None:
         raise ValueError("configure the OCSP responder, the TSA, or both")
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    app = web.Application(
+        client_max_size=MAX_REQUEST_BYTES, middlewares=[http1_only(), _size_limit]
+    )
     clock = settings.clock
 
     async def health(request: web.Request) -> web.Response:
@@ -308,12 +333,17 @@ async def run_trust(
     port: int,
     *,
     ready: Callable[[str], None] | None = None,
+    limits: GuardSettings | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM; ``ready`` gets the base URL once the socket is bound."""
+    """Serve until SIGINT/SIGTERM; ``ready`` gets the base URL once the socket is bound.
+
+    ``limits`` bounds slow and numerous clients (gateway/net/guard.py; default settings
+    when not given).
+    """
     runner = web.AppRunner(create_app(settings), access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = guarded_site(runner, host, port, limits or GuardSettings(), name="trust services")
         await site.start()
         bound_host, bound_port = runner.addresses[0][:2]
         if ready is not None:

@@ -27,7 +27,6 @@ from typing import Annotated, Final, Literal
 from uuid import UUID
 
 import httpx
-import uvicorn
 from fastapi import Body, Depends, FastAPI, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
@@ -423,4 +422,6 @@ def create_app(
 
 def serve(db_path: Path, host: str, port: int, ihk: IhkTarget | None = None) -> None:
     """Run the Gewerberegister with uvicorn until interrupted (used by the ``gateway`` CLI)."""
-    uvicorn.run(create_app(db_path, ihk=ihk), host=host, port=port, log_level="warning")
+    from registries.serving import serve_app
+
+    serve_app(create_app(db_path, ihk=ihk), host, port)

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 from uuid import UUID
 
-import uvicorn
 from fastapi import Body, FastAPI, Query, Response
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -170,4 +169,6 @@ def create_app(db_path: Path, *, clock: Clock | None = None) -> FastAPI:
 
 def serve(db_path: Path, host: str, port: int) -> None:
     """Run the IHK endpoint with uvicorn until interrupted (used by the ``gateway`` CLI)."""
-    uvicorn.run(create_app(db_path), host=host, port=port, log_level="warning")
+    from registries.serving import serve_app
+
+    serve_app(create_app(db_path), host, port)

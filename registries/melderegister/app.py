@@ -42,7 +42,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Final
 
-import uvicorn
 from fastapi import Depends, FastAPI, Response
 from pydantic import BaseModel
 from sqlalchemy import exists
@@ -378,4 +377,6 @@ def create_app(db_path: Path, *, seed: bool = True, city: str = "lippstadt") -> 
 
 def serve(db_path: Path, host: str, port: int, city: str = "lippstadt") -> None:
     """Run ``city``'s Melderegister with uvicorn until interrupted (``gateway`` CLI)."""
-    uvicorn.run(create_app(db_path, city=city), host=host, port=port, log_level="warning")
+    from registries.serving import serve_app
+
+    serve_app(create_app(db_path, city=city), host, port)

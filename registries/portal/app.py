@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import httpx
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
@@ -542,4 +541,6 @@ def create_app(settings: PortalSettings) -> FastAPI:
 
 def serve(settings: PortalSettings, host: str, port: int) -> None:
     """Run the portal with uvicorn until interrupted (used by ``gateway registry portal``)."""
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    from registries.serving import serve_app
+
+    serve_app(create_app(settings), host, port)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.core.ids import ServiceId, SubsystemId
+from registries.serving import add_guard_flags
 
 if TYPE_CHECKING:
     from registries.portal.app import PortalSettings
@@ -21,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", required=True, help="SQLite file (created if new)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8004)
+    add_guard_flags(parser)
     parser.add_argument(
         "--consumer-url", required=True, help="Soest's node, consumer edge (X-Road REST r1)"
     )

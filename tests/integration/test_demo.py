@@ -34,6 +34,30 @@ def _wait_for_topology(path: Path, proc: subprocess.Popen[bytes], log: Path) -> 
     pytest.fail(f"{path} did not appear within 120 s:\n{log.read_text()}")
 
 
+def _pid_of(args: tuple[str, ...]) -> int:
+    """The pid of the one process whose command line holds ``args`` in this order."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            joined = "\0".join(argv)
+            if "\0".join(args) in joined:
+                found.append(int(entry.name))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def _wait_for_line(log: Path, text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in log.read_text("utf-8"):
+            return
+        time.sleep(0.2)
+    pytest.fail(f"{text!r} not in the demo's output within {timeout} s:\n{log.read_text()}")
+
+
 def _check_story(out: str) -> None:
     """The printed story: joins, Iserlohn joining late, Anna's journey, logs, proofs."""
     assert re.search(r"anchor root fingerprint\s+[0-9a-f]{64}", out), out
@@ -152,6 +176,23 @@ def test_demo_tells_the_story_and_keeps_the_federation_running(tmp_path: Path) -
         portal = httpx.get(topology["portal_url"], timeout=10)
         assert portal.status_code == 200
         assert "Digitales Gewerbeamt" in portal.text
+
+        # A fault tried by hand: kill -9 Lippstadt's Melderegister. The demo reports it
+        # and restarts it; everything else keeps running and the call works again.
+        lippstadt_db = state / "registries" / "melderegister.sqlite"
+        victim = _pid_of(("registry", "melderegister", "--db", str(lippstadt_db)))
+        os.kill(victim, signal.SIGKILL)
+        _wait_for_line(log, f"process melderegister (pid {victim}) killed by signal SIGKILL")
+        _wait_for_line(log, "restarted melderegister as pid")
+        assert proc.poll() is None, log.read_text()
+        assert httpx.get(topology["portal_url"], timeout=10).status_code == 200
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            again = httpx.get(response.request.url, headers=response.request.headers, timeout=30)
+            if again.status_code == 200:
+                break
+            time.sleep(0.5)
+        assert again.status_code == 200, again.text
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, log.read_text()

@@ -21,6 +21,7 @@ from gateway.localnet import LocalNet, ServiceSpec, free_port
 from gateway.node.messagelog import count_entries, read_entries
 from tests.integration.conftest import (
     GEWERBEAMT,
+    ISERLOHN,
     LIPPSTADT,
     SERVICE,
     SLOW,
@@ -52,14 +53,26 @@ def call(
     )
 
 
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
+def assert_error(
+    response: httpx.Response, status: int, code: str, *, message_made: bool = True
+) -> None:
+    """A refusal in X-Road's format; once the consumer's node has made the message, the
+    refusal names it (``X-Road-Request-Id``, ``X-Road-Id``) so the caller can match it
+    with what the provider's node logged."""
     assert response.status_code == status, response.text
     assert response.headers["X-Road-Error"] == code
     document = response.json()
     assert document["type"] == code
     assert document["message"]
     uuid.UUID(document["detail"])
-    assert "X-Road-Request-Id" not in response.headers
+    if message_made:
+        assert (
+            str(uuid.UUID(response.headers["X-Road-Request-Id"]))
+            == (response.headers["X-Road-Request-Id"])
+        )
+        assert response.headers["X-Road-Id"].startswith("DE-NRW-")
+    else:
+        assert "X-Road-Request-Id" not in response.headers
 
 
 @contextlib.contextmanager
@@ -123,6 +136,8 @@ def test_consumer_messagelog_failure(net: LocalNet, registry: RecordingRegistry)
         ("provider", "response"),
     ]
     assert provider_side[0].message_id == provider_side[1].message_id
+    # The caller can name the exchange the provider logged.
+    assert provider_side[0].message_id == response.headers["X-Road-Request-Id"]
     assert logged_kinds(net, SOEST.ags, provider_side[0].message_id) == []
 
     recovered = call(net)
@@ -131,6 +146,18 @@ def test_consumer_messagelog_failure(net: LocalNet, registry: RecordingRegistry)
         ("consumer", "request"),
         ("consumer", "response"),
     ]
+
+
+def test_provider_node_down(net: LocalNet) -> None:
+    """Iserlohn is registered but its node does not run: the refusal says which node
+    address failed and why, with no object reprs, and names the message it made."""
+    iserlohn = net.nodes[ISERLOHN.ags]
+    response = call(net, ISERLOHN.subsystem("buergerbuero").service("auskunft"))
+    assert_error(response, 500, "server.clientproxy.network_error")
+    message = response.json()["message"]
+    assert iserlohn.peer_url in message, message
+    assert "connection refused" in message, message
+    assert "object at 0x" not in message and "SSLContext" not in message, message
 
 
 # ---------------------------------------------------------------- registry faults, limits
@@ -171,13 +198,18 @@ def limited(
         federation.stop()
 
 
-def _unanswered_request_logged(net: LocalNet, before: tuple[int, int]) -> None:
-    """Section 8, step 14: a failed registry call still logs the provider's request."""
+def _unanswered_request_logged(
+    net: LocalNet, before: tuple[int, int], response: httpx.Response
+) -> None:
+    """Section 8, step 14: a failed registry call still logs the provider's request,
+    under the message id the refusal gave the caller."""
     soest, lippstadt = net.nodes[SOEST.ags].messagelog, net.nodes[LIPPSTADT.ags].messagelog
     assert count_entries(soest) == before[0]
     assert count_entries(lippstadt) == before[1] + 1
     (entry,) = read_entries(lippstadt)[-1:]
     assert (entry.role, entry.kind) == ("provider", "request")
+    assert entry.message_id == response.headers["X-Road-Request-Id"]
+    assert entry.xroad_id == response.headers["X-Road-Id"]
     assert logged_kinds(net, SOEST.ags, entry.message_id) == []
 
 
@@ -194,7 +226,7 @@ def test_registry_timeout(limited: LocalNet, registry: RecordingRegistry) -> Non
     assert_error(response, 500, "server.serverproxy.service_failed.timeout")
     assert registry.count() == calls + 1
     assert registry.calls[-1].path.startswith("/langsam")
-    _unanswered_request_logged(limited, before)
+    _unanswered_request_logged(limited, before, response)
 
 
 def test_registry_down(limited: LocalNet, registry: RecordingRegistry) -> None:
@@ -202,7 +234,7 @@ def test_registry_down(limited: LocalNet, registry: RecordingRegistry) -> None:
     response = call(limited, UNREACHABLE)
     assert_error(response, 500, "server.serverproxy.service_failed.network_error")
     assert registry.count() == calls
-    _unanswered_request_logged(limited, before)
+    _unanswered_request_logged(limited, before, response)
 
 
 @pytest.mark.parametrize(
@@ -229,7 +261,7 @@ def test_registry_headers_the_signed_response_cannot_carry(
     assert reason in message
     assert registry.count() == calls + 1
     assert registry.calls[-1].path == f"/personen{path}"
-    _unanswered_request_logged(net, before)
+    _unanswered_request_logged(net, before, response)
 
 
 def test_body_at_the_limit_reaches_the_registry(
@@ -242,7 +274,7 @@ def test_body_at_the_limit_reaches_the_registry(
     assert_error(response, 500, "server.serverproxy.service_failed.response_too_large")
     assert registry.count() == calls + 1
     assert registry.calls[-1].body == b"a" * MAX_BODY
-    _unanswered_request_logged(limited, before)
+    _unanswered_request_logged(limited, before, response)
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
@@ -251,7 +283,7 @@ def test_body_over_the_limit(limited: LocalNet, registry: RecordingRegistry, fra
     body = b"a" * (MAX_BODY + 1)
     content = body if framing == "content-length" else iter([body[:600], body[600:]])
     response = call(limited, method="POST", content=content)
-    assert_error(response, 413, "client.request_too_large")
+    assert_error(response, 413, "client.request_too_large", message_made=False)
     assert registry.count() == calls
     assert _counts(limited) == before
 
@@ -277,6 +309,6 @@ def test_compressed_bytes_over_the_limit_are_refused(
     before, calls = _counts(limited), registry.count()
     body = bytes(range(256)) * (MAX_BODY // 256) + b"!"  # the node never looks inside
     response = call(limited, method="POST", content=body, headers={"Content-Encoding": "gzip"})
-    assert_error(response, 413, "client.request_too_large")
+    assert_error(response, 413, "client.request_too_large", message_made=False)
     assert registry.count() == calls
     assert _counts(limited) == before

@@ -404,3 +404,66 @@ def test_iserlohn_joins_through_the_central_while_others_exchange(
         net.stop()
     assert failures == []
     assert exchanges > 0
+
+
+def test_a_global_group_from_the_central_decides_access_within_one_refresh(
+    tmp_path: Path, registry: RecordingRegistry
+) -> None:
+    """A global group defined at a real central authority, used as the subject of a
+    provider's access right: a client is allowed once the operator adds it to the group
+    and refused again once removed, each one configuration refresh after the change."""
+    net = LocalNet.create(tmp_path, [SOEST, LIPPSTADT], datetime.now(UTC), central=True)
+    # No access right for any client by name: only the group's grant below.
+    net.add_service(
+        ServiceSpec(id=SERVICE, url=f"{registry.url}/personen", openapi_url=None, allowed=())
+    )
+    group = "DE-NRW/meldeauskunft"
+
+    def set_members(*members: str) -> int:
+        """Replace the group's members at the central; the serial that published it."""
+        answer = net.central_admin(
+            "PUT",
+            f"/groups/{group}",
+            {"description": "Behörden mit einfacher Melderegisterauskunft", "members": members},
+        )
+        assert answer["members"] == sorted(members)
+        return int(net.central_admin("GET", "/configuration")["serial"])
+
+    def serial_at_lippstadt() -> int:
+        health = httpx.get(f"{net.nodes[LIPPSTADT.ags].consumer_url}/health", timeout=10)
+        return int(health.json()["globalconf"]["serial"])
+
+    try:
+        net.start_trust()
+        net.start_central()
+        for city in (SOEST, LIPPSTADT):
+            net.join(city.ags, datetime.now(UTC))
+        set_members()  # the group exists, with nobody in it yet
+        net.write_configs(globalconf_refresh_seconds=1)
+        config = net.nodes[LIPPSTADT.ags].config
+        config.write_text(
+            config.read_text("utf-8")
+            + "\n".join(["", "[[access]]", f'service = "{SERVICE}"', f'group = "{group}"', ""]),
+            "utf-8",
+        )
+        net.start_node(SOEST.ags)
+        net.start_node(LIPPSTADT.ags)
+        calls = registry.count()
+        refused = query(net, SOEST, str(GEWERBEAMT))
+        assert code(refused) == "server.serverproxy.access_denied", refused.text
+
+        added = set_members(str(GEWERBEAMT))
+        allowed = until(lambda: query(net, SOEST, str(GEWERBEAMT)), None, "member of the group")
+        assert allowed.json()["ergebnis"] == "gefunden"
+        assert serial_at_lippstadt() >= added  # decided on the version with the member
+        assert registry.count() > calls
+
+        removed = set_members()
+        until(
+            lambda: query(net, SOEST, str(GEWERBEAMT)),
+            "server.serverproxy.access_denied",
+            "removed from the group",
+        )
+        assert serial_at_lippstadt() >= removed
+    finally:
+        net.stop()

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,8 +21,10 @@ import httpx
 import pytest
 
 from gateway.audit.subjects import check_subjects
+from gateway.conf.directory import TrustParameters
 from gateway.core.envelope import RequestHeader, ResponseHeader
 from gateway.localnet import City, LocalNet, ServiceSpec, free_port
+from gateway.node.logproofs import timestamp_status
 from gateway.node.messagelog import read_entries
 from registries.melderegister.idnr import is_idnr
 
@@ -113,7 +118,8 @@ def fed(tmp_path_factory: pytest.TempPathFactory, broken_registry: str) -> Itera
             require_user_id=True,
         )
     )
-    net.write_configs()
+    # Tree heads every second, so the last test can archive what the others logged.
+    net.write_configs(parameters=TrustParameters(timestamping_interval_seconds=1))
     # The tracker's provider policy: who may ask it, and whose reads it never shows.
     config = net.nodes[LIPPSTADT.ags].config
     config.write_text(
@@ -201,6 +207,14 @@ def test_subject_recorded_at_provider_and_never_reaches_consumer(fed: Federation
         assert (request.user_id, request.issue) == ("sachbearbeiterin-12", "GEW-2026-0815")
     # The consumer's node keeps no data subjects (its log has the table, but no rows).
     assert subject_rows(fed.consumer_log) == []
+    # What the tracker needs once archiving empties the headers is kept with the entry.
+    with sqlite3.connect(fed.provider_log) as conn:
+        kept = conn.execute(
+            "SELECT r.method, r.path, r.status, r.user_id, r.issue FROM data_subject_read r"
+            " JOIN message_log m ON m.id = r.entry_id WHERE m.message_id = ?",
+            (message_id,),
+        ).fetchall()
+    assert kept == [("GET", "/", 200, "sachbearbeiterin-12", "GEW-2026-0815")]
 
 
 def test_purpose_binding_refuses_before_the_registry(fed: Federation) -> None:
@@ -309,3 +323,124 @@ def test_malformed_data_subject_fails_closed(fed: Federation) -> None:
     # The registry was called, so the request is logged; no response left the node.
     after = [(e.kind, e.message_id) for e in read_entries(fed.provider_log)]
     assert [kind for kind, _ in after[len(before) :]] == ["request"]
+
+
+# ---------------------------------------------------------------------- getOpenAPI
+
+GET_OPENAPI = MELDEREGISTER.service("getOpenAPI")
+
+
+def get_openapi(fed: Federation, query: str, client: str = str(GEWERBEAMT)) -> httpx.Response:
+    """``getOpenAPI`` through Soest's node, with a raw query (to send none, or two)."""
+    url = f"{fed.net.nodes[SOEST.ags].consumer_url}/r1/{GET_OPENAPI}"
+    if query:
+        url += "?" + query
+    return httpx.get(url, headers={"X-Road-Client": client}, timeout=30)
+
+
+def test_get_openapi_returns_the_registrys_description(fed: Federation) -> None:
+    response = get_openapi(fed, "serviceCode=einfacheAuskunft")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    own = httpx.get(f"{fed.registry_url}/openapi.json", timeout=10)
+    assert own.status_code == 200
+    assert response.json() == own.json()
+    assert response.json()["openapi"].startswith("3.")
+    # A signed exchange like any other, logged by both nodes under the id the client got.
+    message_id = response.headers["X-Road-Request-Id"]
+    for path in (fed.provider_log, fed.consumer_log):
+        entries = read_entries(path, message_id=message_id)
+        assert [(e.kind, e.service) for e in entries] == [
+            ("request", str(GET_OPENAPI)),
+            ("response", str(GET_OPENAPI)),
+        ]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "serviceCode=gibtEsNicht",  # no such service
+        "",  # no serviceCode at all
+        "serviceCode=einfacheAuskunft&serviceCode=einfacheAuskunft",  # not exactly one
+        "serviceCode=",  # not a service code
+        "serviceCode=kaputt",  # a service without an OpenAPI description
+        "servicecode=einfacheAuskunft",  # parameter names are case-sensitive
+    ],
+)
+def test_get_openapi_refuses_what_it_cannot_describe(fed: Federation, query: str) -> None:
+    assert_error(get_openapi(fed, query), "server.serverproxy.unknown_service")
+
+
+def test_get_openapi_needs_an_access_right_to_the_service(fed: Federation) -> None:
+    refused = get_openapi(fed, "serviceCode=einfacheAuskunft", client=str(BIBLIOTHEK))
+    assert_error(refused, "server.serverproxy.access_denied")
+
+
+# ---------------------------------------------------------------------- archiving (last)
+
+
+def test_the_tracker_still_shows_reads_after_the_log_is_archived(
+    fed: Federation, tmp_path: Path
+) -> None:
+    """``gateway log archive`` next to the running provider node empties the entries'
+    headers; Anna's tracker still lists every read with who, when, case and user, now
+    marked as archived. Runs last: it archives what the other tests logged."""
+    idnr = fed.idnr(ANNA)
+    read = call(fed, str(GEWERBEAMT), str(AUSKUNFT), ANNA, issue="GEW-2026-2001")
+    assert read.status_code == 200, read.text
+    before = call(fed, str(PORTAL), str(FIND_USAGE), {"subject": idnr}, issue=None)
+    assert before.status_code == 200, before.text
+    shown = before.json()["usage"]
+    assert shown[-1]["message_id"] == read.headers["X-Road-Request-Id"]
+    assert not any(u["archived"] for u in shown)
+
+    db = fed.provider_log
+    deadline = time.monotonic() + 30
+    while (status := timestamp_status(db)).pending or status.tree_size == 0:
+        assert time.monotonic() < deadline, "no tree head covered Lippstadt's entries"
+        time.sleep(0.1)
+    anchor = tmp_path / "anchor.pem"
+    anchor.write_bytes(fed.net.ca_cert.read_bytes() + fed.net.trust.tsa_cert.read_bytes())
+    archived = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "log",
+            "archive",
+            "--db",
+            str(db),
+            "--before",
+            datetime.now(UTC).isoformat(),
+            "--out",
+            str(tmp_path / "archive.jsonl"),
+            "--anchor",
+            str(anchor),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert archived.returncode == 0, archived.stdout + archived.stderr
+    assert "verified" in archived.stdout
+    with sqlite3.connect(db) as conn:
+        (emptied,) = conn.execute(
+            "SELECT count(*) FROM message_log WHERE body_omitted = 'archived' AND header = x''"
+            " AND message_id = ?",
+            (read.headers["X-Road-Request-Id"],),
+        ).fetchone()
+    assert emptied == 2  # the read's request and response are gone from the log
+
+    after = call(fed, str(PORTAL), str(FIND_USAGE), {"subject": idnr}, issue=None)
+    assert after.status_code == 200, after.text
+    usage = after.json()["usage"]
+    assert [u["archived"] for u in usage] == [True] * len(shown)
+    assert [{**u, "archived": False} for u in usage] == shown
+    last = usage[-1]
+    assert (last["issue"], last["user_id"], last["status"]) == (
+        "GEW-2026-2001",
+        "sachbearbeiterin-12",
+        200,
+    )
+    assert check_subjects(db).clean

@@ -8,7 +8,7 @@ import json
 import sqlite3
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -291,6 +291,7 @@ def test_find_usage_answer_document_and_bad_input(tmp_path: Path) -> None:
             "message_id": read.message_id,
             "xroad_id": read.xroad_id,
             "leaf_index": 1,
+            "archived": False,
         }
     ]
     for query in ["", "subject=a&subject=b", "subject=Anna%20Schmidt", f"subject={ANNA}&x=1"]:
@@ -384,6 +385,10 @@ def test_check_subjects_is_clean_on_an_untouched_log(tmp_path: Path) -> None:
         ),
         # Rows that point at no entry at all.
         ("INSERT INTO data_subject VALUES (99, ?)", ANNA, 99, "orphan", 1),
+        # The details the tracker shows once the headers are archived, altered or removed
+        # while the signed headers can still tell.
+        ("UPDATE data_subject_read SET issue = ? WHERE entry_id = 4", "other case", 4, "read", 1),
+        ("DELETE FROM data_subject_read WHERE entry_id = 2 AND method = ?", "GET", 2, "read", 2),
     ],
 )
 def test_check_subjects_finds_removed_and_altered_rows(
@@ -433,3 +438,141 @@ def test_the_check_subjects_command(tmp_path: Path, capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit) as exit_status:
         main(["log", "check-subjects", "--db", str(tmp_path / "missing.sqlite")])
     assert exit_status.value.code == 2
+
+
+# ---------------------------------------------------------------------- archiving
+
+
+def archived_log(tmp_path: Path) -> tuple[Path, int]:
+    """A signed, timestamped log of 6 reads of ``bench.SUBJECT`` by a clerk, the first 3
+    archived with ``gateway log archive``'s function; returns the file and the count."""
+    from gateway.audit.archive import archive_before
+    from gateway.audit.bench import START, build_log
+
+    log = build_log(tmp_path / "log", 12, head_every=2, user_id="clerk-07", issue="GEW-2026-0815")
+    with sqlite3.connect(log.db) as conn:
+        (cut,) = conn.execute("SELECT logged_at FROM message_log WHERE id = 7").fetchone()
+    result = archive_before(
+        log.db,
+        datetime.fromisoformat(cut.replace("Z", "+00:00")),
+        tmp_path / "archive.jsonl",
+        now=START + timedelta(days=1),
+        anchor=log.anchor,
+    )
+    return log.db, result.entries
+
+
+def test_find_usage_still_answers_for_archived_reads(tmp_path: Path) -> None:
+    from gateway.audit.bench import SERVICE as BENCH_SERVICE
+    from gateway.audit.bench import SUBJECT
+
+    db, archived = archived_log(tmp_path)
+    assert archived == 6
+    provider = ServiceId.parse(BENCH_SERVICE).provider
+    usage = Tracker(db, []).find_usage(provider, SUBJECT)
+    assert [u.leaf_index for u in usage] == [1, 3, 5, 7, 9, 11]
+    assert [u.archived for u in usage] == [True] * 3 + [False] * 3
+    # Who, when, which service, which case and user, and the result: the same for an
+    # archived read as for one whose headers are still in the log.
+    for u in usage:
+        assert (u.method, u.path, u.status, u.user_id, u.issue) == (
+            "GET",
+            "/",
+            200,
+            "clerk-07",
+            "GEW-2026-0815",
+        )
+        assert u.client == "DE-NRW/GOV/05974040/gewerbeamt" and u.service == BENCH_SERVICE
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT id, logged_at, message_id FROM message_log WHERE kind = 'response' ORDER BY id"
+        ).fetchall()
+        assert conn.execute(
+            "SELECT count(*) FROM message_log WHERE body_omitted = 'archived' AND header = x''"
+        ).fetchone() == (6,)
+    assert [(u.time, u.message_id) for u in usage] == [(r[1], r[2]) for r in rows]
+    # The answer says where the content went; the rows still match their commitments.
+    call = request_header(
+        client=parse_client("DE-NRW/GOV/05974040/portal"),
+        service=provider.service("findUsage"),
+        query=f"subject={SUBJECT}",
+    )
+    status, _, body = asyncio.run(Tracker(db, []).answer(call))
+    assert status == 200
+    assert [u["archived"] for u in json.loads(body)["usage"]] == [True] * 3 + [False] * 3
+    assert check_subjects(db).clean
+
+
+def test_reads_archived_without_their_details_are_still_shown(tmp_path: Path) -> None:
+    from gateway.audit.bench import SERVICE as BENCH_SERVICE
+    from gateway.audit.bench import SUBJECT
+
+    db, _ = archived_log(tmp_path)
+    # As a log archived before the details were kept apart: the headers are gone and
+    # there is no row to take them from.
+    sql(db, "DELETE FROM data_subject_read")
+    usage = Tracker(db, []).find_usage(ServiceId.parse(BENCH_SERVICE).provider, SUBJECT)
+    assert len(usage) == 6
+    for u in usage[:3]:
+        assert u.archived and (u.method, u.path, u.status, u.user_id, u.issue) == (None,) * 5
+        assert u.client == "DE-NRW/GOV/05974040/gewerbeamt" and u.service == BENCH_SERVICE
+    assert [(u.archived, u.status, u.issue) for u in usage[3:]] == [
+        (False, 200, "GEW-2026-0815")
+    ] * 3
+
+
+def test_an_older_log_gets_its_read_details_at_start_and_before_archiving(
+    tmp_path: Path,
+) -> None:
+    from gateway.audit.archive import archive_before
+    from gateway.audit.bench import SERVICE as BENCH_SERVICE
+    from gateway.audit.bench import START, SUBJECT, build_log
+
+    def details(db: Path) -> list[tuple[object, ...]]:
+        with sqlite3.connect(db) as conn:
+            return conn.execute(
+                "SELECT entry_id, method, path, status, user_id, issue FROM data_subject_read"
+                " ORDER BY entry_id"
+            ).fetchall()
+
+    expected = [(i, "GET", "/", 200, "clerk-07", None) for i in (2, 4, 6, 8)]
+    # A log file written before the table existed: the node fills it in at start.
+    started = build_log(tmp_path / "started", 8, head_every=4, user_id="clerk-07")
+    assert details(started.db) == expected
+    sql(started.db, "DROP TABLE data_subject_read")
+    asyncio.run(MessageLog(started.db, clock=clock).close())
+    assert details(started.db) == expected
+    # Archived by an operator before any current node opened the file: archiving fills
+    # it in before it blanks the headers.
+    archived = build_log(tmp_path / "archived", 8, head_every=4, user_id="clerk-07")
+    sql(archived.db, "DROP TABLE data_subject_read")
+    result = archive_before(
+        archived.db,
+        START + timedelta(days=1),
+        tmp_path / "all.jsonl",
+        now=START + timedelta(days=1),
+        anchor=archived.anchor,
+    )
+    assert result.entries == 8
+    assert details(archived.db) == expected
+    usage = Tracker(archived.db, []).find_usage(ServiceId.parse(BENCH_SERVICE).provider, SUBJECT)
+    assert [(u.archived, u.user_id, u.status) for u in usage] == [(True, "clerk-07", 200)] * 4
+
+
+def test_archiving_refuses_reads_whose_details_cannot_be_taken(tmp_path: Path) -> None:
+    from gateway.audit.archive import ArchiveError, archive_before
+    from gateway.audit.bench import START, build_log
+
+    log = build_log(tmp_path / "log", 4, head_every=4)
+    sql(log.db, "DROP TABLE data_subject_read")
+    # A request header that no longer parses: the read's details cannot be recorded, so
+    # emptying the entries would lose them for good.
+    sql(log.db, "UPDATE message_log SET header = ? WHERE id = 1", b"{}")
+    with pytest.raises(ArchiveError, match=r"entries \[2\] cannot be recorded"):
+        archive_before(
+            log.db, START + timedelta(days=1), tmp_path / "all.jsonl", now=START + timedelta(days=1)
+        )
+    with sqlite3.connect(log.db) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM message_log WHERE body_omitted = 'archived'"
+        ).fetchone() == (0,)

@@ -36,17 +36,20 @@ def test_code_is_dotted_lower_snake_case(code: Code) -> None:
 @pytest.mark.parametrize("code", list(Code), ids=lambda c: c.value)
 def test_status_follows_the_prefix(code: Code) -> None:
     status = ERROR_TABLE[code].status
-    if code.value.startswith("client."):
+    if code is Code.HTTP_VERSION_NOT_SUPPORTED:
+        assert status == 505  # HTTP's own answer to the caller's protocol version
+    elif code.value.startswith("client."):
         assert 400 <= status < 500
     else:
         assert code.value.startswith(("server.clientproxy.", "server.serverproxy."))
         assert 500 <= status < 600
 
 
-def test_statuses_are_x_roads_except_request_too_large() -> None:
+def test_statuses_are_x_roads_except_where_http_has_one() -> None:
     odd = {c for c, spec in ERROR_TABLE.items() if spec.status not in (400, 500)}
-    assert odd == {Code.REQUEST_TOO_LARGE}
+    assert odd == {Code.REQUEST_TOO_LARGE, Code.HTTP_VERSION_NOT_SUPPORTED}
     assert ERROR_TABLE[Code.REQUEST_TOO_LARGE].status == 413
+    assert ERROR_TABLE[Code.HTTP_VERSION_NOT_SUPPORTED].status == 505
 
 
 @pytest.mark.parametrize(

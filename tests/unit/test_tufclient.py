@@ -315,3 +315,22 @@ def test_a_crash_while_persisting_keeps_the_old_file_and_configuration(
     assert source.current.conf.serial == 1
     assert (tmp_path / "state" / "globalconf.json").read_bytes() == make_doc(1)
     assert source.last_failure is not None and "disk gone" in source.last_failure
+
+
+def test_a_refused_connection_is_reported_as_refused_not_slow(
+    repo: DevRepository, make_doc: MakeDoc, tmp_path: Path
+) -> None:
+    """Nothing listens at the repository's address: the reason says so at once, and
+    does not claim a timeout that never ran out."""
+    repo.publish(make_doc(1))
+    anchor = repo.anchor()
+    repo.shutdown()
+    client = ConfigClient(anchor, tmp_path / "state", fetch_timeout=30)
+    source = GlobalConfSource(client, lambda c: c.directory())
+    with pytest.raises(GlobalConfUnavailable) as refused:
+        source.bootstrap()
+    message = str(refused.value)
+    assert "connection refused" in message, message
+    assert anchor.metadata_url.rstrip("/") in message, message
+    assert "SlowRetrievalError" not in message and "30 s" not in message, message
+    assert "object at 0x" not in message and "HTTPConnection(" not in message, message

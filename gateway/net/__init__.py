@@ -1,0 +1,1 @@
+"""What every listening port shares: the connection guard (gateway/net/guard.py)."""

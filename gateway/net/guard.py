@@ -1,0 +1,499 @@
+"""One connection guard for every listening port: read timeouts and connection caps.
+
+Neither aiohttp (the node's consumer and peer ports, the trust services) nor uvicorn (the
+central, the registries, the portal) bounds how long a client may take to send a request
+head, or how long a request body may stall: a client sending its head one byte at a time,
+or declaring a ``Content-Length`` it never sends, holds a connection (and a file
+descriptor) for as long as it likes, and a few hundred such clients exhaust a process.
+
+The guard wraps the server's ``asyncio.Protocol`` factory, so it sits below either
+framework and sees the decrypted bytes of a TLS connection exactly as the HTTP parser
+does. It follows the HTTP/1.1 framing of each request just far enough to know where the
+head and the body end (``Content-Length`` or chunked), and:
+
+- closes a connection whose request head is not complete ``header_timeout`` seconds after
+  the connection was accepted, or after the head's first byte for a later request on a
+  kept-alive connection (answering ``408`` first when part of a head arrived and nothing
+  else was sent on it);
+- closes a connection whose request body receives no byte for ``body_timeout`` seconds,
+  unless the server itself stopped reading (flow control: then the stall is the server's);
+- answers ``503`` and closes a connection over ``max_connections`` open connections on
+  the port, or over ``max_connections_per_ip`` from one address.
+
+Between requests, a kept-alive connection is the server's business (its keep-alive
+timeout closes it), and so is a request being processed: the guard only times what the
+client owes. The TLS handshake is bounded by ``header_timeout`` as well (the listeners
+pass it as ``ssl_handshake_timeout``). Defaults and settings: docs/deployment.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from ssl import SSLContext
+
+    from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+HEAD_LIMIT = 64 * 1024
+"""A head longer than this is refused by every server behind the guard; stop buffering."""
+CHUNK_LINE_LIMIT = 4096
+REFUSED_LINGER_SECONDS = 0.5
+"""How long a refused connection is drained before it is closed, so the client reads the
+503 instead of a reset caused by the request bytes it already sent."""
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    """The limits of one listening port; see docs/deployment.md for the defaults' reasons."""
+
+    header_timeout: float = 10.0
+    """Seconds a client has to send a complete request head (and finish a TLS handshake)."""
+    body_timeout: float = 30.0
+    """Longest pause, in seconds, between two pieces of a request body."""
+    max_connections: int = 1024
+    """Open connections the port accepts; more are answered 503 and closed."""
+    max_connections_per_ip: int = 512
+    """Open connections the port accepts from one address."""
+
+    def __post_init__(self) -> None:
+        if not self.header_timeout > 0 or not self.body_timeout > 0:
+            raise ValueError("the header and body timeouts must be positive")
+        if self.max_connections < 1 or self.max_connections_per_ip < 1:
+            raise ValueError("the connection caps must be at least 1")
+
+
+def add_guard_arguments(parser: argparse.ArgumentParser, defaults: GuardSettings) -> None:
+    """The four guard flags every server command offers (``settings_from_args`` reads them)."""
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=defaults.header_timeout,
+        help=f"seconds a client has to send a request head (default {defaults.header_timeout:g})",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=defaults.body_timeout,
+        help=f"longest pause within a request body, seconds (default {defaults.body_timeout:g})",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=defaults.max_connections,
+        help=f"open connections accepted (default {defaults.max_connections})",
+    )
+    parser.add_argument(
+        "--max-connections-per-ip",
+        type=int,
+        default=defaults.max_connections_per_ip,
+        help=f"open connections accepted from one address (default "
+        f"{defaults.max_connections_per_ip})",
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> GuardSettings:
+    """The settings given by the flags of :func:`add_guard_arguments`."""
+    return GuardSettings(
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        max_connections=args.max_connections,
+        max_connections_per_ip=args.max_connections_per_ip,
+    )
+
+
+# --- request framing ----------------------------------------------------------------------
+
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+
+
+class Phase:
+    """Where in a request the client is; plain constants keep the hot path cheap."""
+
+    HEAD = 0
+    LENGTH = 1
+    CHUNK_SIZE = 2
+    CHUNK_DATA = 3
+    CHUNK_END = 4
+    TRAILER = 5
+    OPAQUE = 6
+    """A framing the guard does not follow (invalid length, unknown coding, oversized
+    head): only the body stall timeout applies, and the server will refuse it anyway."""
+
+
+class Framing:
+    """Follows HTTP/1.1 request framing over the bytes of one connection.
+
+    Only the boundaries matter: the server behind parses (and validates) the request
+    itself, so anything unusual here falls back to ``Phase.OPAQUE`` rather than failing.
+    """
+
+    def __init__(self) -> None:
+        self.phase = Phase.HEAD
+        self.head = bytearray()
+        self.remaining = 0
+        self.line = bytearray()
+        self.completed = 0
+        """Requests whose head and body were received in full."""
+
+    @property
+    def head_started(self) -> bool:
+        return self.phase == Phase.HEAD and bool(self.head)
+
+    @property
+    def in_body(self) -> bool:
+        return self.phase != Phase.HEAD
+
+    def feed(self, data: bytes) -> None:
+        # Offsets into ``data``, not slices: a large piece of body is never copied.
+        pos, end = 0, len(data)
+        while pos < end:
+            pos = self._step(data, pos)
+
+    def _step(self, data: bytes, pos: int) -> int:
+        phase = self.phase
+        if phase == Phase.OPAQUE:
+            return len(data)
+        if phase == Phase.HEAD:
+            return self._head(data, pos)
+        if phase == Phase.LENGTH or phase == Phase.CHUNK_DATA:
+            taken = min(self.remaining, len(data) - pos)
+            self.remaining -= taken
+            if self.remaining == 0:
+                if phase == Phase.LENGTH:
+                    self._done()
+                else:
+                    self.phase = Phase.CHUNK_END
+            return pos + taken
+        # CHUNK_SIZE, CHUNK_END, TRAILER: line by line.
+        newline = data.find(b"\n", pos)
+        if newline < 0:
+            self.line += data[pos:]
+            if len(self.line) > CHUNK_LINE_LIMIT:
+                self.phase = Phase.OPAQUE
+            return len(data)
+        line = (bytes(self.line) + data[pos:newline]).rstrip(b"\r")
+        self.line.clear()
+        if phase == Phase.CHUNK_END:
+            self.phase = Phase.CHUNK_SIZE
+        elif phase == Phase.CHUNK_SIZE:
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                self.phase = Phase.OPAQUE
+                return newline + 1
+            if size == 0:
+                self.phase = Phase.TRAILER
+            else:
+                self.remaining = size
+                self.phase = Phase.CHUNK_DATA
+        elif not line:  # the empty line that ends the trailer section
+            self._done()
+        return newline + 1
+
+    def _head(self, data: bytes, pos: int) -> int:
+        if not self.head:
+            # RFC 9112 §2.2: a server should ignore empty lines before a request line.
+            while pos < len(data) and data[pos] in b"\r\n":
+                pos += 1
+            if pos == len(data):
+                return pos
+            match = _HEAD_END.search(data, pos)
+            if match is not None:  # the usual case: a whole head in one piece
+                self._framing(data[pos : match.start()])
+                return match.end()
+            self.head += data[pos:]
+        else:
+            seen = len(self.head)
+            self.head += data[pos:]
+            match = _HEAD_END.search(self.head, max(0, seen - 3))
+            if match is not None:
+                self._framing(bytes(self.head[: match.start()]))
+                self.head.clear()
+                return pos + match.end() - seen
+        if len(self.head) > HEAD_LIMIT:
+            self.head.clear()
+            self.phase = Phase.OPAQUE
+        return len(data)
+
+    def _framing(self, head: bytes) -> None:
+        lines = head.replace(b"\r\n", b"\n").split(b"\n")
+        length: int | None = None
+        chunked = False
+        other_coding = False
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep:
+                continue
+            key = name.strip().lower()
+            if key == b"content-length":
+                text = value.strip()
+                if not text.isdigit() or (length is not None and length != int(text)):
+                    self.phase = Phase.OPAQUE
+                    return
+                length = int(text)
+            elif key == b"transfer-encoding":
+                codings = [c.strip().lower() for c in value.split(b",") if c.strip()]
+                chunked = bool(codings) and codings[-1] == b"chunked"
+                other_coding = not chunked
+        if other_coding or lines[0].upper().startswith(b"CONNECT "):
+            self.phase = Phase.OPAQUE
+        elif chunked:
+            self.phase = Phase.CHUNK_SIZE
+        elif length:
+            self.remaining = length
+            self.phase = Phase.LENGTH
+        else:
+            self._done()
+
+    def _done(self) -> None:
+        self.completed += 1
+        self.phase = Phase.HEAD
+
+
+# --- the guard ----------------------------------------------------------------------------
+
+
+def _plain(status: str, text: str, *extra: str) -> bytes:
+    """A complete ``Connection: close`` response, written by the guard itself."""
+    body = text.encode() + b"\r\n"
+    head = [f"HTTP/1.1 {status}", "Connection: close", *extra, "Content-Type: text/plain"]
+    head.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+_TIMEOUT_RESPONSE = _plain("408 Request Timeout", "the request head did not arrive in time")
+_BUSY_RESPONSE = _plain(
+    "503 Service Unavailable", "too many connections; try again later", "Retry-After: 1"
+)
+
+
+class ConnectionGuard:
+    """The connection counts and limits of one listening port."""
+
+    def __init__(self, settings: GuardSettings, name: str = "server") -> None:
+        self.settings = settings
+        self.name = name
+        self.open = 0
+        self.per_ip: dict[str, int] = {}
+        self.refused = 0
+        """Refusals since the last warning."""
+        self.warned_at = float("-inf")
+
+    def wrap(self, factory: Callable[..., asyncio.BaseProtocol]) -> Callable[..., GuardedProtocol]:
+        """A protocol factory that puts every connection of ``factory`` under this guard."""
+
+        def guarded(*args: Any, **kwargs: Any) -> GuardedProtocol:
+            return GuardedProtocol(self, cast(asyncio.Protocol, factory(*args, **kwargs)))
+
+        return guarded
+
+    def admit(self, ip: str) -> bool:
+        if self.open >= self.settings.max_connections:
+            return self._refuse(f"{self.open} connections open, the last refused from {ip}")
+        count = self.per_ip.get(ip, 0)
+        if count >= self.settings.max_connections_per_ip:
+            return self._refuse(f"{count} connections open from {ip}")
+        self.open += 1
+        self.per_ip[ip] = count + 1
+        return True
+
+    def _refuse(self, why: str) -> bool:
+        """Count a refusal; warn at most once a second, so a flood cannot flood the log."""
+        self.refused += 1
+        now = time.monotonic()
+        if now - self.warned_at >= 1.0:
+            log.warning("%s: refused %d connection(s): %s", self.name, self.refused, why)
+            self.refused = 0
+            self.warned_at = now
+        return False
+
+    def release(self, ip: str) -> None:
+        self.open -= 1
+        left = self.per_ip[ip] - 1
+        if left:
+            self.per_ip[ip] = left
+        else:
+            del self.per_ip[ip]
+
+
+class GuardedProtocol(asyncio.Protocol):
+    """Forwards everything to the server's protocol, timing what the client owes."""
+
+    def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
+        self.guard = guard
+        self.inner = inner
+        self.framing = Framing()
+        self.transport: asyncio.Transport | None = None
+        self.ip = ""
+        self.admitted = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.timing_head = False
+        self.last_data = 0.0
+        """Loop time of the last piece of a request body."""
+
+    # -- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.ip = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+        if not self.guard.admit(self.ip):
+            self.transport.write(_BUSY_RESPONSE)
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            loop = asyncio.get_running_loop()
+            self.timer = loop.call_later(REFUSED_LINGER_SECONDS, self.transport.close)
+            return
+        self.admitted = True
+        self._time_head()
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.admitted:
+            return  # a refused connection: drained until it is closed
+        framing = self.framing
+        before = framing.completed
+        framing.feed(data)
+        if framing.in_body:
+            # Re-arming a timer per piece of a large body would cost more than the
+            # check: note the time, and let the timer find out how long it was idle.
+            self.last_data = asyncio.get_running_loop().time()
+            if self.timer is None or self.timing_head:
+                self._arm(self.guard.settings.body_timeout, head=False)
+        elif framing.completed == 0:
+            pass  # the first head: timed from the connection's start
+        elif framing.head_started:
+            if not self.timing_head or framing.completed != before:
+                self._time_head()  # a later head: timed from its first byte
+        elif self.timer is not None:
+            # Between requests: the server's keep-alive timeout applies.
+            self.timer.cancel()
+            self.timer = None
+            self.timing_head = False
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if not self.admitted:
+            return False
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.admitted:
+            self.admitted = False
+            self.guard.release(self.ip)
+            self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    # -- timers
+
+    def _time_head(self) -> None:
+        self._arm(self.guard.settings.header_timeout, head=True)
+
+    def _arm(self, seconds: float, *, head: bool) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timing_head = head
+        self.timer = asyncio.get_running_loop().call_later(seconds, self._expired)
+
+    def _expired(self) -> None:
+        self.timer = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        head = self.timing_head
+        if not head:
+            idle = asyncio.get_running_loop().time() - self.last_data
+            if idle < self.guard.settings.body_timeout:
+                self._arm(self.guard.settings.body_timeout - idle, head=False)
+                return
+        if not transport.is_reading():
+            # The server paused reading (flow control, or busy with the previous request
+            # of a kept-alive connection): the client is not the one stalling.
+            self._arm(self.guard.settings.body_timeout, head=head)
+            return
+        if head:
+            what = f"request head not complete within {self.guard.settings.header_timeout:g} s"
+        else:
+            what = f"request body stalled for {self.guard.settings.body_timeout:g} s"
+        log.info("%s: closing the connection from %s: %s", self.guard.name, self.ip, what)
+        if head and self.framing.completed == 0 and self.framing.head_started:
+            # Nothing was answered on this connection yet, so a 408 cannot interleave.
+            # A connection that sent nothing at all (a browser's preconnect) is closed
+            # silently, as nginx does: a 408 there would be shown for its next request.
+            transport.write(_TIMEOUT_RESPONSE)
+        transport.close()
+
+
+# --- adapters -----------------------------------------------------------------------------
+
+
+def guarded_site(
+    runner: web.AppRunner,
+    host: str,
+    port: int,
+    settings: GuardSettings,
+    *,
+    ssl_context: SSLContext | None = None,
+    backlog: int = 128,
+    name: str = "server",
+) -> web.BaseSite:
+    """An aiohttp site like ``web.TCPSite``, with every connection under a guard."""
+    from aiohttp import web
+
+    guard = ConnectionGuard(settings, name)
+
+    class GuardedSite(web.BaseSite):
+        @property
+        def name(self) -> str:
+            scheme = "https" if ssl_context is not None else "http"
+            return f"{scheme}://{host}:{port}"
+
+        async def start(self) -> None:
+            await super().start()
+            server = runner.server
+            assert server is not None
+            self._server = await asyncio.get_running_loop().create_server(
+                guard.wrap(server),
+                host,
+                port,
+                ssl=ssl_context,
+                backlog=backlog,
+                ssl_handshake_timeout=settings.header_timeout if ssl_context else None,
+            )
+
+    return GuardedSite(runner, ssl_context=ssl_context, backlog=backlog)
+
+
+def run_asgi(
+    app: Any, host: str, port: int, settings: GuardSettings, *, name: str = "server"
+) -> None:
+    """Serve an ASGI app with uvicorn until interrupted, every connection under a guard."""
+    import uvicorn
+
+    # ws="none": a WebSocket upgrade would hand the transport to another protocol,
+    # out of the guard's sight; no app here uses WebSockets.
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", ws="none")
+    config.load()
+    guard = ConnectionGuard(settings, name)
+    config.http_protocol_class = cast(
+        "type[asyncio.Protocol]", guard.wrap(config.http_protocol_class)
+    )
+    uvicorn.Server(config).run()

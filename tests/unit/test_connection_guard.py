@@ -1,0 +1,98 @@
+"""The connection guard's view of HTTP/1.1 framing, and its caps, without a network.
+
+The guard times what a client owes; it must agree with the server behind it on where a
+head and a body end, in whatever pieces the bytes arrive, or it would close a good
+connection (a wrong end) or let a slow one live (no end).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.net.guard import ConnectionGuard, Framing, GuardSettings, Phase
+
+GET = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+POST = b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+CHUNKED = (
+    b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+    b"5;ext=1\r\nhello\r\n10\r\n" + b"x" * 16 + b"\r\n0\r\nX-Trailer: 1\r\n\r\n"
+)
+
+
+def _fed(data: bytes, piece: int) -> Framing:
+    framing = Framing()
+    for start in range(0, len(data), piece):
+        framing.feed(data[start : start + piece])
+    return framing
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 7, 1000])
+def test_pipelined_requests_end_where_the_server_ends_them(piece: int) -> None:
+    framing = _fed(b"\r\n" + GET + POST + CHUNKED + GET, piece)
+    assert framing.completed == 4
+    assert framing.phase == Phase.HEAD and not framing.head_started
+
+
+@pytest.mark.parametrize(
+    ("data", "phase"),
+    [
+        (b"GET /a HTTP/1.1\r\nHo", Phase.HEAD),
+        (POST[:-1], Phase.LENGTH),
+        (CHUNKED[:-2], Phase.TRAILER),
+        (CHUNKED[: CHUNKED.index(b"hello") + 2], Phase.CHUNK_DATA),
+        (CHUNKED[: CHUNKED.index(b"10\r\n") + 1], Phase.CHUNK_SIZE),
+    ],
+)
+def test_an_unfinished_request_is_still_owed(data: bytes, phase: int) -> None:
+    for piece in (1, len(data)):
+        framing = _fed(data, piece)
+        assert framing.completed == 0
+        assert framing.phase == phase
+
+
+def test_bare_line_feeds_end_a_head() -> None:
+    framing = _fed(b"GET /a HTTP/1.1\nHost: x\n\nPOST /b HTTP/1.1\nContent-Length: 2\n\nok", 1)
+    assert framing.completed == 2
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST / HTTP/1.1\r\nContent-Length: 5x\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GET / HTTP/1.1\r\nX: " + b"a" * 70_000,
+    ],
+)
+def test_a_framing_the_server_will_refuse_is_only_timed(head: bytes) -> None:
+    """Not followed, never completed: the body stall timeout ends it if the server
+    does not refuse it first."""
+    framing = _fed(head + GET, 4096)
+    assert framing.phase == Phase.OPAQUE
+    assert framing.completed == 0
+
+
+def test_caps_count_per_address_and_in_total() -> None:
+    guard = ConnectionGuard(GuardSettings(max_connections=3, max_connections_per_ip=2))
+    assert guard.admit("10.0.0.1") and guard.admit("10.0.0.1")
+    assert not guard.admit("10.0.0.1")
+    assert guard.admit("10.0.0.2")
+    assert not guard.admit("10.0.0.3")  # three open in total
+    guard.release("10.0.0.1")
+    assert guard.admit("10.0.0.3")
+    assert guard.per_ip == {"10.0.0.1": 1, "10.0.0.2": 1, "10.0.0.3": 1}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"header_timeout": 0},
+        {"body_timeout": -1},
+        {"max_connections": 0},
+        {"max_connections_per_ip": 0},
+    ],
+)
+def test_settings_refuse_limits_that_would_refuse_everything(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        GuardSettings(**bad)  # type: ignore[arg-type]
