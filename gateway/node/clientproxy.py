@@ -102,6 +102,8 @@ class ClientProxy:
             refused.headers.update(ids)
             raise
         except web.HTTPException:
+            # Not a refusal: e.g. the client closed the connection within the body
+            # (wire.read_body); nobody is left to answer, and it is no internal error.
             raise
         except Exception:
             if not ids:
