@@ -32,14 +32,14 @@ def _owner(kind: CertKind, text: str) -> NodeId | MemberId:
 
 
 def cmd_pki_init(args: argparse.Namespace) -> None:
-    from gateway.pki.files import init_ca
+    from gateway.trust.ca_store import init_ca
 
     cert = init_ca(Path(args.dir), args.name, _now(), days=args.days)
     print(f"created CA {cert.subject.rfc4514_string()} in {args.dir} (ca.pem, ca.key 0600)")
 
 
 def cmd_pki_request(args: argparse.Namespace) -> None:
-    from gateway.pki.files import new_key_and_csr
+    from gateway.keys.files import new_key_and_csr
 
     kind = CertKind(args.kind)
     new_key_and_csr(kind, _owner(kind, args.id), Path(args.key), Path(args.csr), args.org)
@@ -47,8 +47,8 @@ def cmd_pki_request(args: argparse.Namespace) -> None:
 
 
 def cmd_pki_issue(args: argparse.Namespace) -> None:
-    from gateway.pki.files import issue_from_csr
     from gateway.pki.keys import fingerprint_sha256
+    from gateway.trust.ca_store import issue_from_csr
 
     cert = issue_from_csr(
         Path(args.ca),
@@ -67,8 +67,9 @@ def cmd_pki_issue(args: argparse.Namespace) -> None:
 
 
 def cmd_pki_revoke(args: argparse.Namespace) -> None:
-    from gateway.pki.keys import load_certificate
-    from gateway.pki.revocation import parse_reason, parse_serial, revoke, serial_hex
+    from gateway.keys.files import load_certificate
+    from gateway.pki.status import parse_reason, parse_serial, serial_hex
+    from gateway.trust.revocation import revoke
 
     target: int | x509.Certificate = (
         parse_serial(args.serial) if args.serial else load_certificate(Path(args.cert))
@@ -82,9 +83,9 @@ def cmd_pki_revoke(args: argparse.Namespace) -> None:
 
 
 def cmd_pki_issue_service(args: argparse.Namespace) -> None:
-    from gateway.pki.files import issue_service
     from gateway.pki.keys import fingerprint_sha256
     from gateway.pki.profiles import ServiceKind
+    from gateway.trust.ca_store import issue_service
 
     issued = issue_service(
         Path(args.ca),
@@ -232,10 +233,11 @@ def cmd_log_timestamps(args: argparse.Namespace) -> None:
 
 
 def cmd_log_prove(args: argparse.Namespace) -> None:
+    from gateway.core.encoding import format_time
     from gateway.core.logtree import ProofError, entry_leaf
     from gateway.core.merkle import leaf_hash
+    from gateway.keys.files import load_certificate
     from gateway.node.logproofs import NotProvableError, prove_entry
-    from gateway.pki.keys import load_certificate
 
     tsa_cert = load_certificate(Path(args.tsa_cert))
     issuer = load_certificate(Path(args.ca)) if args.ca else None
@@ -244,7 +246,7 @@ def cmd_log_prove(args: argparse.Namespace) -> None:
     except (NotProvableError, ProofError) as exc:
         print(f"gateway: cannot prove entry {args.id}: {exc}", file=sys.stderr)
         sys.exit(1)
-    gen_time = proven.gen_time.isoformat().replace("+00:00", "Z")
+    gen_time = format_time(proven.gen_time, "auto")
     print(f"entry {proof.entry_id} existed at {gen_time}")
     print(f"  leaf        {proven.leaf_index} of the tree head of size {proven.tree_size}")
     print(f"  root_hash   {proven.root_hash.hex()}")

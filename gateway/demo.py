@@ -28,9 +28,11 @@ from typing import Any
 import httpx
 from cryptography.x509.oid import NameOID
 
+from gateway.core.encoding import format_time
+from gateway.keys.files import load_certificate
 from gateway.localnet import LIPPSTADT, SOEST, JoinResult, LocalNet, free_port, wait_http
 from gateway.node.messagelog import read_entries
-from gateway.pki.keys import fingerprint_sha256, load_certificate
+from gateway.pki.keys import fingerprint_sha256
 from gateway.store.models import LogEntry
 from gateway.supervisor import Supervisor
 from registries.portal.federation import (
@@ -411,7 +413,7 @@ def show_timestamps(net: LocalNet, message_id: str, timeout: float = 30) -> bool
                 f"{_name(files.city.name):<10} {entry.role:<8} {entry.kind:<8} #{entry.id}: "
                 f"leaf {proven.leaf_index} of tree size {proven.tree_size}, root "
                 f"{proven.root_hash.hex()[:16]}..., stamped "
-                f"{proven.gen_time.isoformat().replace('+00:00', 'Z')}"
+                f"{format_time(proven.gen_time, 'auto')}"
             )
     lines.append(
         f"batches every {DEMO_STAMP_INTERVAL} s here (60 s by default); each tree head is\n"

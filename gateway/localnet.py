@@ -21,14 +21,16 @@ from typing import Any
 
 import httpx
 
-from gateway.conf.anchor import Anchor, save_anchor
+from gateway.conf.anchor import ConfigurationAnchor, save_anchor
 from gateway.conf.directory import TrustParameters
 from gateway.conf.globalconf import CaEntry, GlobalConf, MemberEntry, NodeEntry, TsaEntry
 from gateway.conf.tufdev import DevRepository
+from gateway.core.encoding import format_time
 from gateway.core.ids import MemberId, NodeId, ServiceId, SubsystemId
-from gateway.pki.files import init_ca, issue_from_csr, issue_service, new_key_and_csr
+from gateway.keys.files import new_key_and_csr
 from gateway.pki.keys import fingerprint_sha256
 from gateway.pki.profiles import CertKind, ServiceKind
+from gateway.trust.ca_store import init_ca, issue_from_csr, issue_service
 
 INSTANCE = "DE-NRW"
 HOST = "127.0.0.1"
@@ -320,14 +322,14 @@ class LocalNet:
     ) -> GlobalConf:
         """The federation as a global configuration document; ``nodes`` (AGS codes) limits
         which cities are registered (default: all), to test joining and removal."""
-        from gateway.pki.keys import load_certificate
+        from gateway.keys.files import load_certificate
 
         self.serial += 1
         cities = [f for ags, f in self.nodes.items() if nodes is None or ags in nodes]
         return GlobalConf(
             instance=INSTANCE,
             serial=self.serial,
-            generated=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            generated=format_time(datetime.now(UTC), "seconds"),
             members=tuple(
                 MemberEntry(
                     f.city.member,
@@ -465,7 +467,7 @@ class LocalNet:
         """``gateway central init`` with this federation's CA, OCSP responder and TSA,
         published at the central's URL; nothing if the directory already holds one."""
         from gateway.central.service import DB_NAME, Central, InitOptions
-        from gateway.pki.keys import load_certificate
+        from gateway.keys.files import load_certificate
 
         files = self._central()
         if (files.directory / DB_NAME).exists():
@@ -483,7 +485,7 @@ class LocalNet:
             ),
         )
 
-    def start_central(self, settings: dict[str, str] | None = None) -> Anchor:
+    def start_central(self, settings: dict[str, str] | None = None) -> ConfigurationAnchor:
         """``gateway central init`` with the LocalNet CA, OCSP responder and TSA (once),
         then ``gateway central serve`` as a process; writes the nodes' anchor and
         returns it. ``settings`` go through the admin API (e.g. a short

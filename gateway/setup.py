@@ -9,7 +9,7 @@ its anchor, services and access rights, and the registries' directories.
 
 The steps are the ones a real federation goes through, run by the same code:
 
-- the CA and its service certificates come from :mod:`gateway.pki.files`;
+- the CA and its service certificates come from :mod:`gateway.trust.ca_store`;
 - the central is initialised by :meth:`LocalNet.init_central` (``Central.init``);
 - each node makes its keys and CSRs on its own volume (``gateway join keys`` logic,
   :func:`gateway.central.join.make_keys`), the CA issues the certificates, the node
@@ -239,8 +239,8 @@ def prepare(
 
 
 def _pki(net: LocalNet, now: datetime, report: Report) -> None:
-    from gateway.pki.files import init_ca, issue_service
     from gateway.pki.profiles import ServiceKind
+    from gateway.trust.ca_store import init_ca, issue_service
 
     ca_dir = net.trust.ca_dir
     if net.ca_cert.exists():
@@ -267,7 +267,8 @@ def _pki(net: LocalNet, now: datetime, report: Report) -> None:
 
 def _central(net: LocalNet, report: Report) -> Central:
     from gateway.central.service import ANCHOR_NAME, DB_NAME, Central
-    from gateway.pki.keys import fingerprint_sha256, load_certificate
+    from gateway.keys.files import load_certificate
+    from gateway.pki.keys import fingerprint_sha256
 
     assert net.central is not None
     directory = net.central.directory
@@ -318,8 +319,8 @@ def _members(central: Central, report: Report) -> None:
 def _node_keys(net: LocalNet, files: NodeFiles, now: datetime, report: Report) -> None:
     """Keys and CSRs on the node's own volume, certificates from the CA, imported."""
     from gateway.central.join import STATE, import_certs, make_keys
-    from gateway.pki.files import issue_from_csr
     from gateway.pki.profiles import CertKind
+    from gateway.trust.ca_store import issue_from_csr
 
     d, city = files.directory, files.city
     if not (d / STATE).exists():
@@ -360,7 +361,8 @@ def _registration(central: Central, files: NodeFiles, now: datetime, report: Rep
     from gateway.central.registration import auth_cert_document, client_document, sign_detached
     from gateway.core.canonical import canonical_json
     from gateway.core.ids import parse_client
-    from gateway.pki.keys import fingerprint_sha256, load_certificate, load_private_key
+    from gateway.keys.files import load_certificate, load_private_key
+    from gateway.pki.keys import fingerprint_sha256
 
     city, d = files.city, files.directory
     node = city.node

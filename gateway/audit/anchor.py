@@ -21,15 +21,15 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from gateway.audit.verify import Anchor
+from gateway.audit.verify import AuditTrustAnchor
 from gateway.pki.ocsp import DEFAULT_FRESHNESS
 
-__all__ = ["ANCHOR_TYPE", "AnchorError", "anchor_json", "load_anchor"]
+__all__ = ["ANCHOR_TYPE", "AuditAnchorError", "anchor_json", "load_anchor"]
 
 ANCHOR_TYPE = "gateway-audit-anchor/v1"
 
 
-class AnchorError(ValueError):
+class AuditAnchorError(ValueError):
     """The anchor file cannot be used; the message says why."""
 
 
@@ -50,24 +50,24 @@ def _is_tsa(cert: x509.Certificate) -> bool:
 
 def _pems(values: object, what: str) -> tuple[x509.Certificate, ...]:
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise AnchorError(f"{what} must be a list of PEM strings")
+        raise AuditAnchorError(f"{what} must be a list of PEM strings")
     certs: list[x509.Certificate] = []
     for value in values:
         certs.extend(x509.load_pem_x509_certificates(value.encode("ascii")))
     return tuple(certs)
 
 
-def load_anchor(path: Path) -> Anchor:
+def load_anchor(path: Path) -> AuditTrustAnchor:
     data = path.read_bytes()
     try:
         if data.lstrip().startswith(b"{"):
             obj = json.loads(data)
             if not isinstance(obj, dict) or obj.get("type") != ANCHOR_TYPE:
-                raise AnchorError(f"{path} is not a {ANCHOR_TYPE} document")
+                raise AuditAnchorError(f"{path} is not a {ANCHOR_TYPE} document")
             freshness = obj.get("ocsp_freshness_seconds", int(DEFAULT_FRESHNESS.total_seconds()))
             if not isinstance(freshness, int) or isinstance(freshness, bool) or freshness <= 0:
-                raise AnchorError("ocsp_freshness_seconds must be a positive integer")
-            anchor = Anchor(
+                raise AuditAnchorError("ocsp_freshness_seconds must be a positive integer")
+            anchor = AuditTrustAnchor(
                 _pems(obj.get("ca_certificates", []), "ca_certificates"),
                 _pems(obj.get("tsa_certificates", []), "tsa_certificates"),
                 timedelta(seconds=freshness),
@@ -76,18 +76,18 @@ def load_anchor(path: Path) -> Anchor:
             certs = x509.load_pem_x509_certificates(data)
             others = [c for c in certs if not _is_ca(c) and not _is_tsa(c)]
             if others:
-                raise AnchorError(
+                raise AuditAnchorError(
                     f"{others[0].subject.rfc4514_string()} is neither a CA nor a TSA certificate"
                 )
-            anchor = Anchor(
+            anchor = AuditTrustAnchor(
                 tuple(c for c in certs if _is_ca(c)), tuple(c for c in certs if _is_tsa(c))
             )
     except (ValueError, UnicodeDecodeError) as exc:
-        if isinstance(exc, AnchorError):
+        if isinstance(exc, AuditAnchorError):
             raise
-        raise AnchorError(f"{path}: {exc}") from None
+        raise AuditAnchorError(f"{path}: {exc}") from None
     if not anchor.cas or not anchor.tsas:
-        raise AnchorError(f"{path} must name at least one CA and one TSA certificate")
+        raise AuditAnchorError(f"{path} must name at least one CA and one TSA certificate")
     return anchor
 
 

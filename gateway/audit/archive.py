@@ -35,7 +35,7 @@ from pathlib import Path
 
 from gateway.audit.export import ExportError, Selection, export_bundle
 from gateway.audit.parallel import verify_file
-from gateway.audit.verify import Anchor
+from gateway.audit.verify import AuditTrustAnchor
 from gateway.node.tracker import record_missing_reads
 
 __all__ = ["ArchiveError", "ArchiveResult", "archive_before"]
@@ -86,7 +86,7 @@ def archive_before(
     out: Path,
     *,
     now: datetime,
-    anchor: Anchor | None = None,
+    anchor: AuditTrustAnchor | None = None,
 ) -> ArchiveResult:
     """Archive the entries logged before ``before`` to the bundle ``out``, then prune them.
 

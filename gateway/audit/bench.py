@@ -30,15 +30,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from gateway.audit.anchor import anchor_json
 from gateway.audit.export import Selection, export_bundle
 from gateway.audit.parallel import default_jobs, verify_file
-from gateway.audit.verify import Anchor, AuditReport
-from gateway.core.envelope import (
-    RequestHeader,
-    ResponseHeader,
-    Signer,
-    body_sha256,
-    format_time,
-    request_hash,
-)
+from gateway.audit.verify import AuditReport, AuditTrustAnchor
+from gateway.core.encoding import format_time
+from gateway.core.envelope import RequestHeader, ResponseHeader, Signer, body_sha256, request_hash
 from gateway.core.ids import MemberId, ServiceId, parse_client
 from gateway.core.logtree import tree_head_document
 from gateway.core.treehead import sign_sth, sth_document
@@ -54,7 +48,7 @@ from gateway.pki.ca import (
 from gateway.pki.keys import generate_key
 from gateway.pki.ocsp import build_ocsp_response, cert_id_for
 from gateway.pki.profiles import CertKind, ServiceKind
-from gateway.pki.revocation import Good
+from gateway.pki.status import Good
 from gateway.pki.tsa import (
     build_timestamp_request,
     build_timestamp_response,
@@ -77,7 +71,7 @@ SUBJECT = "52693074139"
 @dataclass(frozen=True)
 class SyntheticLog:
     db: Path
-    anchor: Anchor
+    anchor: AuditTrustAnchor
     anchor_path: Path
     ca: x509.Certificate
     tsa_cert: x509.Certificate
@@ -158,7 +152,9 @@ def build_log(
             issue,
         )
     )
-    return SyntheticLog(db, Anchor((ca,), (tsa_cert,)), anchor_path, ca, tsa_cert, tsa_key, entries)
+    return SyntheticLog(
+        db, AuditTrustAnchor((ca,), (tsa_cert,)), anchor_path, ca, tsa_cert, tsa_key, entries
+    )
 
 
 def stamp(

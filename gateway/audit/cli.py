@@ -42,7 +42,7 @@ def _globalconf(args: argparse.Namespace) -> Path | None:
 
 def cmd_audit_export(args: argparse.Namespace) -> None:
     from gateway.audit.export import ExportError, Selection, export_bundle
-    from gateway.pki.keys import load_certificate
+    from gateway.keys.files import load_certificate
 
     chosen = sum(bool(x) for x in (args.message_id, args.all, args.since or args.until))
     if chosen != 1:
@@ -137,7 +137,7 @@ def cmd_audit_anchor(args: argparse.Namespace) -> None:
     from datetime import timedelta
 
     from gateway.audit.anchor import anchor_json
-    from gateway.pki.keys import load_certificates
+    from gateway.keys.files import load_certificates
 
     cas = [c for path in args.ca for c in load_certificates(Path(path))]
     tsas = [c for path in args.tsa_cert for c in load_certificates(Path(path))]

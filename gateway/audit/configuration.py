@@ -37,7 +37,7 @@ from typing import Final, TypeVar
 
 from gateway.conf.globalconf import TARGET_NAME, GlobalConf, GlobalConfError
 from gateway.conf.tufclient import SIGNED_FILES
-from gateway.core.envelope import format_time
+from gateway.core.encoding import format_time
 
 __all__ = [
     "SNAPSHOT_FILES",

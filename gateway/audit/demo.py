@@ -15,7 +15,7 @@ from gateway.audit.bundle import BundleFormatError
 from gateway.audit.export import ExportError, Selection, export_bundle
 from gateway.audit.parallel import verify_file
 from gateway.audit.verify import AuditError, describe_in_force
-from gateway.pki.keys import load_certificate
+from gateway.keys.files import load_certificate
 
 __all__ = ["audit_log"]
 

@@ -29,15 +29,9 @@ from gateway.audit.signatures import (
     SignatureTask,
     issuer_of,
 )
-from gateway.audit.verdict import Anchor, AuditError, AuditFailure
-from gateway.core.envelope import (
-    EnvelopeError,
-    b64url,
-    b64url_decode,
-    cert_ref,
-    parse_jws_chain,
-    parse_time,
-)
+from gateway.audit.verdict import AuditError, AuditFailure, AuditTrustAnchor
+from gateway.core.encoding import EncodingError, b64url, b64url_decode
+from gateway.core.envelope import EnvelopeError, cert_ref, parse_jws_chain, parse_time
 from gateway.core.ids import InvalidIdentifierError, MemberId, ServiceId, parse_client
 from gateway.core.logtree import entry_leaf
 from gateway.core.merkle import InclusionChecker, MerkleError, leaf_hash
@@ -86,7 +80,7 @@ class EntryVerifier:
     tree heads (from :func:`gateway.audit.heads.check_tree_heads`) entries prove into.
     """
 
-    def __init__(self, bundle: Bundle, anchor: Anchor, checker: SignatureChecker) -> None:
+    def __init__(self, bundle: Bundle, anchor: AuditTrustAnchor, checker: SignatureChecker) -> None:
         self.bundle = bundle
         self.anchor = anchor
         self.checker = checker
@@ -346,7 +340,7 @@ class EntryVerifier:
         segment, _, encoded = e.signature.split(".")
         try:
             signature = b64url_decode(encoded)
-        except EnvelopeError:
+        except EncodingError:
             raise AuditError(AuditFailure.SIGNATURE, piece, "not canonical base64url") from None
         if len(signature) != 64:
             raise AuditError(AuditFailure.SIGNATURE, piece, "an ES256 signature has 64 bytes")

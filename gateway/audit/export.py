@@ -44,7 +44,7 @@ from gateway.audit.bundle import (
 )
 from gateway.audit.configuration import SnapshotError, read_snapshot, select_versions
 from gateway.audit.proofs import TreeLevels
-from gateway.core.envelope import b64url_decode, format_time
+from gateway.core.encoding import b64url_decode, format_time
 from gateway.core.logtree import parse_tree_head_document
 from gateway.node.confhistory import StoredVersion, read_versions
 from gateway.node.logproofs import NotProvableError, leaf_hashes, read_tree_heads

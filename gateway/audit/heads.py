@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.audit.bundle import Bundle, HeadItem
 from gateway.audit.signatures import issuer_of
-from gateway.audit.verdict import Anchor, AuditError, AuditFailure
+from gateway.audit.verdict import AuditError, AuditFailure, AuditTrustAnchor
 from gateway.core.envelope import (
     EnvelopeError,
     SignatureVerifier,
@@ -35,7 +35,7 @@ from gateway.pki.tsa import TimestampError, TimestampFailure, verify_timestamp_t
 
 
 def check_tree_heads(
-    bundle: Bundle, anchor: Anchor, ocsp_by_ref: dict[str, bytes]
+    bundle: Bundle, anchor: AuditTrustAnchor, ocsp_by_ref: dict[str, bytes]
 ) -> list[tuple[HeadItem, datetime]]:
     """Every tree head of ``bundle`` in order, each with its token's genTime, or the
     first bad one as :class:`AuditError`: the timestamped document names the bundle's
@@ -136,7 +136,7 @@ def check_head_signatures(
     head: HeadItem,
     node: str,
     gen_time: datetime,
-    anchor: Anchor,
+    anchor: AuditTrustAnchor,
     ocsp_by_ref: dict[str, bytes],
     piece: str,
 ) -> None:
@@ -247,7 +247,7 @@ def _head_ocsp(
     ref: str,
     ocsp_by_ref: dict[str, bytes],
     at: datetime,
-    anchor: Anchor,
+    anchor: AuditTrustAnchor,
     reason: AuditFailure,
     piece: str,
     *,

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from gateway.audit.bundle import BundleFormatError, EntryItem, parse_entry_line, read_bundle
 from gateway.audit.verify import (
-    Anchor,
     AuditReport,
+    AuditTrustAnchor,
     ChunkOutcome,
     EntryContext,
     finish,
@@ -64,7 +64,9 @@ def default_jobs() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 
 
-def verify_file(path: Path, anchor: Anchor, *, jobs: int = 1, chunk: int = CHUNK) -> AuditReport:
+def verify_file(
+    path: Path, anchor: AuditTrustAnchor, *, jobs: int = 1, chunk: int = CHUNK
+) -> AuditReport:
     """Verify the bundle at ``path``; raise ``BundleFormatError`` or ``AuditError``."""
     lines = path.read_bytes().splitlines(keepends=True)
     first = next((i for i, line in enumerate(lines) if b'"type":"entry"' in line), len(lines))

@@ -14,6 +14,7 @@ from enum import StrEnum
 from cryptography import x509
 
 from gateway.audit.configuration import ConfigSnapshot, InForce, InForceRun
+from gateway.core.errors import ReasonedError
 from gateway.pki.ocsp import DEFAULT_FRESHNESS
 
 
@@ -70,18 +71,21 @@ class AuditFailure(StrEnum):
     good OCSP status from after the head's genTime."""
 
 
-class AuditError(Exception):
-    """A refused bundle: ``reason`` for programs, ``piece`` and ``detail`` for people."""
+class AuditError(ReasonedError[AuditFailure]):
+    """A refused bundle: ``reason`` for programs, ``piece`` and ``detail`` for people.
+
+    The message leads with the piece (``"<piece>: <reason>: <detail>"``) so an auditor
+    finds the record the refusal is about.
+    """
 
     def __init__(self, reason: AuditFailure, piece: str, detail: str) -> None:
-        super().__init__(f"{piece}: {reason.value}: {detail}")
-        self.reason = reason
+        super().__init__(reason, detail)
+        self.args = (f"{piece}: {self.args[0]}",)
         self.piece = piece
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
-class Anchor:
+class AuditTrustAnchor:
     """What the auditor trusts: CA certificates, TSA certificates, the OCSP window."""
 
     cas: tuple[x509.Certificate, ...]

@@ -55,16 +55,14 @@ from gateway.audit.signatures import (
     SignatureTask,
     check_signatures_serial,
 )
-from gateway.audit.verdict import Anchor, AuditError, AuditFailure, AuditReport
-from gateway.core.envelope import (
-    format_time,
-)
+from gateway.audit.verdict import AuditError, AuditFailure, AuditReport, AuditTrustAnchor
+from gateway.core.encoding import format_time
 
 __all__ = [
-    "Anchor",
     "AuditError",
     "AuditFailure",
     "AuditReport",
+    "AuditTrustAnchor",
     "ChunkOutcome",
     "EntryContext",
     "SignatureTask",
@@ -78,7 +76,7 @@ __all__ = [
 _ECDSA_SHA256: Final = ec.ECDSA(hashes.SHA256())
 
 
-def prepare(bundle: Bundle, anchor: Anchor) -> EntryContext:
+def prepare(bundle: Bundle, anchor: AuditTrustAnchor) -> EntryContext:
     """Check everything but the entries: the manifest's counts, references, tree heads.
 
     Returns what verifying entries needs, picklable, so that chunks of entries can be
@@ -204,7 +202,7 @@ class EntryContext:
         )
 
     def verifier(self) -> EntryVerifier:
-        anchor = Anchor(
+        anchor = AuditTrustAnchor(
             tuple(x509.load_der_x509_certificate(d) for d in self.ca_ders),
             tuple(x509.load_der_x509_certificate(d) for d in self.tsa_ders),
             self.ocsp_freshness,
@@ -245,7 +243,9 @@ def verify_chunk(
     )
 
 
-def finish(context: EntryContext, outcomes: Sequence[ChunkOutcome], anchor: Anchor) -> AuditReport:
+def finish(
+    context: EntryContext, outcomes: Sequence[ChunkOutcome], anchor: AuditTrustAnchor
+) -> AuditReport:
     """Combine chunk outcomes in bundle order: the listing first, then the first failure."""
     verifier = EntryVerifier(context.bundle, anchor, SerialChecker())
     for head, gen_time in context.heads:
@@ -280,7 +280,7 @@ def finish(context: EntryContext, outcomes: Sequence[ChunkOutcome], anchor: Anch
 
 def verify_bundle(
     bundle: Bundle,
-    anchor: Anchor,
+    anchor: AuditTrustAnchor,
     *,
     checker: SignatureChecker | None = None,
 ) -> AuditReport:

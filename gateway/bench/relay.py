@@ -17,8 +17,8 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.core.headers import end_to_end_headers
+from gateway.keys.files import load_certificates
 from gateway.node.tls import client_context, server_context
-from gateway.pki.keys import load_certificates
 
 
 def create_app(upstream: str, client_ssl: ssl.SSLContext | None) -> web.Application:

@@ -32,7 +32,7 @@ def _now() -> datetime:
 
 def cmd_central_init(args: argparse.Namespace) -> None:
     from gateway.central.service import ANCHOR_NAME, Central, InitOptions
-    from gateway.pki.keys import load_certificate
+    from gateway.keys.files import load_certificate
 
     tsa_cert = load_certificate(Path(args.tsa_cert)) if args.tsa_cert else None
     options = InitOptions(

@@ -26,8 +26,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from gateway.central.registration import auth_cert_document, client_document, sign_detached
 from gateway.core.canonical import canonical_json
 from gateway.core.ids import NodeId, parse_client
-from gateway.pki.files import new_key_and_csr
-from gateway.pki.keys import load_certificate, load_private_key, write_certificate
+from gateway.keys.files import (
+    load_certificate,
+    load_private_key,
+    new_key_and_csr,
+    write_certificate,
+)
 from gateway.pki.profiles import CertKind, member_id_of, node_id_of
 
 STATE = "join.json"

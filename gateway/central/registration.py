@@ -32,7 +32,8 @@ from jwt.algorithms import ECAlgorithm
 
 from gateway.central.errors import CentralCode, CentralError
 from gateway.core.canonical import NotCanonicalError, canonical_json, parse_canonical
-from gateway.core.envelope import EnvelopeError, b64url, b64url_decode, format_time, parse_time
+from gateway.core.encoding import EncodingError, b64url, b64url_decode, format_time
+from gateway.core.envelope import EnvelopeError, parse_time
 from gateway.core.ids import ClientId, InvalidIdentifierError, MemberId, NodeId, parse_client
 from gateway.pki.profiles import CertificateError, member_id_of, node_id_of
 from gateway.pki.validation import verify_chain
@@ -66,7 +67,7 @@ def _verify_detached(
     try:
         header = parse_canonical(b64url_decode(parts[0]))
         signature = b64url_decode(parts[2])
-    except (NotCanonicalError, EnvelopeError) as exc:
+    except (NotCanonicalError, EncodingError) as exc:
         raise _err(CentralCode.REG_MALFORMED, f"{what}: bad JWS encoding: {exc}") from None
     if header.get("alg") != "ES256" or set(header) != {"alg", "x5c"}:
         raise _err(CentralCode.REG_MALFORMED, f"{what}: JWS header must be alg=ES256 and x5c")

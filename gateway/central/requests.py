@@ -18,7 +18,8 @@ from gateway.central.errors import CentralCode, CentralError
 from gateway.central.models import ApprovedCa, Member, Node, RegistrationRequest, Subsystem
 from gateway.central.registration import verify_auth_cert_request, verify_client_request
 from gateway.central.registry import add_node_client, put_node
-from gateway.central.service import Central, load_pem, pem_text, time_text
+from gateway.central.service import Central, load_pem, pem_text
+from gateway.core.encoding import format_time
 
 
 def request_json(r: RegistrationRequest) -> dict[str, Any]:
@@ -89,7 +90,7 @@ def submit_auth_cert(central: Central, body: Any) -> dict[str, Any]:
         row = RegistrationRequest(
             id=uuid.uuid4().hex,
             kind="auth-cert",
-            created=time_text(central.now()),
+            created=format_time(central.now(), "seconds"),
             node_id=str(req.node_id),
             address=req.address,
             auth_cert_pem=auth_cert_pem,
@@ -115,7 +116,7 @@ def submit_client(central: Central, body: Any) -> dict[str, Any]:
         row = RegistrationRequest(
             id=uuid.uuid4().hex,
             kind="client",
-            created=time_text(central.now()),
+            created=format_time(central.now(), "seconds"),
             node_id=str(req.node_id),
             client_id=str(req.client_id),
             document=json.dumps(body, sort_keys=True),
@@ -171,7 +172,7 @@ def approve(central: Central, actor: str, request_id: str) -> dict[str, Any]:
             add_node_client(s, row.node_id, row.client_id)
         before = request_json(row)
         row.status = "approved"
-        row.decided_at = time_text(central.now())
+        row.decided_at = format_time(central.now(), "seconds")
         s.add(row)
         record(before, request_json(row))
     return get_request(central, request_id)
@@ -186,7 +187,7 @@ def reject(central: Central, actor: str, request_id: str, reason: str) -> dict[s
         before = request_json(row)
         row.status = "rejected"
         row.reason = reason
-        row.decided_at = time_text(central.now())
+        row.decided_at = format_time(central.now(), "seconds")
         s.add(row)
         record(before, request_json(row))
     return get_request(central, request_id)

@@ -54,7 +54,7 @@ from gateway.central.models import (
 )
 from gateway.central.repo import DEFAULT_KEEP_VERSIONS, Expiry, KeyStore, TufRepository
 from gateway.central.undo import UndoLog
-from gateway.conf.anchor import Anchor, save_anchor
+from gateway.conf.anchor import ConfigurationAnchor, save_anchor
 from gateway.conf.directory import TrustParameters
 from gateway.conf.globalconf import (
     TARGET_NAME,
@@ -65,6 +65,7 @@ from gateway.conf.globalconf import (
     NodeEntry,
     TsaEntry,
 )
+from gateway.core.encoding import format_time
 from gateway.core.ids import (
     ClientId,
     GroupId,
@@ -96,10 +97,6 @@ DEFAULT_SETTINGS: dict[str, str] = {
 INT_SETTINGS = frozenset(
     k for k in DEFAULT_SETTINGS if k.endswith("_seconds") or k == "tuf_keep_versions"
 )
-
-
-def time_text(now: datetime) -> str:
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def pem_text(cert: x509.Certificate) -> str:
@@ -257,16 +254,16 @@ class Central:
             keep_versions=keep,
         )
 
-    def anchor(self, public_url: str | None = None) -> Anchor:
+    def anchor(self, public_url: str | None = None) -> ConfigurationAnchor:
         base = (public_url or self.setting("public_url")).rstrip("/")
-        return Anchor(
+        return ConfigurationAnchor(
             instance=self.instance,
             metadata_url=f"{base}/tuf/metadata/",
             targets_url=f"{base}/tuf/targets/",
             root=self.repo().root_json(),
         )
 
-    def write_anchor(self, path: Path, public_url: str | None = None) -> Anchor:
+    def write_anchor(self, path: Path, public_url: str | None = None) -> ConfigurationAnchor:
         anchor = self.anchor(public_url)
         save_anchor(path, anchor)
         return anchor
@@ -310,7 +307,7 @@ class Central:
         conf = GlobalConf(
             instance=instance,
             serial=serial,
-            generated=time_text(self.now()),
+            generated=format_time(self.now(), "seconds"),
             members=members,
             nodes=tuple(nodes),
             groups=groups,
@@ -465,7 +462,7 @@ def _audit(
 ) -> None:
     s.add(
         AuditEntry(
-            at=time_text(now),
+            at=format_time(now, "seconds"),
             actor=actor,
             action=action,
             object=obj,

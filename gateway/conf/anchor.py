@@ -25,12 +25,12 @@ from gateway.core.canonical import NotCanonicalError, canonical_json
 ANCHOR_FILE_NAME = "anchor.json"
 
 
-class AnchorError(ValueError):
+class ConfigurationAnchorError(ValueError):
     """The anchor file is missing fields or does not hold a TUF root."""
 
 
 @dataclass(frozen=True)
-class Anchor:
+class ConfigurationAnchor:
     """The instance name, where the TUF repository lives and its trusted root.
 
     ``root`` is the full ``root.json`` object (``signed`` and ``signatures``) exactly as
@@ -58,25 +58,25 @@ class Anchor:
         }
 
     @classmethod
-    def from_json(cls, doc: Any) -> Anchor:
+    def from_json(cls, doc: Any) -> ConfigurationAnchor:
         if not isinstance(doc, dict):
-            raise AnchorError("the anchor must be a JSON object")
+            raise ConfigurationAnchorError("the anchor must be a JSON object")
         missing = {"instance", "metadata_url", "targets_url", "root"} - set(doc)
         if missing:
-            raise AnchorError(f"the anchor lacks {sorted(missing)}")
+            raise ConfigurationAnchorError(f"the anchor lacks {sorted(missing)}")
         for name in ("instance", "metadata_url", "targets_url"):
             if not isinstance(doc[name], str) or not doc[name]:
-                raise AnchorError(f"anchor.{name} must be a non-empty string")
+                raise ConfigurationAnchorError(f"anchor.{name} must be a non-empty string")
         for name in ("metadata_url", "targets_url"):
             if not doc[name].startswith(("http://", "https://")):
-                raise AnchorError(f"anchor.{name} must be an http(s) URL")
+                raise ConfigurationAnchorError(f"anchor.{name} must be an http(s) URL")
         root = doc["root"]
         if (
             not isinstance(root, dict)
             or not isinstance(root.get("signed"), dict)
             or root["signed"].get("_type") != "root"
         ):
-            raise AnchorError("anchor.root must be a TUF root metadata object")
+            raise ConfigurationAnchorError("anchor.root must be a TUF root metadata object")
         return cls(
             instance=doc["instance"],
             metadata_url=_slash(doc["metadata_url"]),
@@ -98,19 +98,19 @@ def root_fingerprint(root: dict[str, Any]) -> str:
     try:
         return hashlib.sha256(canonical_json(root)).hexdigest()
     except NotCanonicalError as exc:
-        raise AnchorError(f"anchor.root cannot be canonicalised: {exc}") from None
+        raise ConfigurationAnchorError(f"anchor.root cannot be canonicalised: {exc}") from None
 
 
-def load_anchor(path: Path) -> Anchor:
+def load_anchor(path: Path) -> ConfigurationAnchor:
     """Read and check an anchor file (the signatures are TUF's job, at bootstrap)."""
     try:
         doc = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
-        raise AnchorError(f"cannot read anchor {path}: {exc}") from None
-    return Anchor.from_json(doc)
+        raise ConfigurationAnchorError(f"cannot read anchor {path}: {exc}") from None
+    return ConfigurationAnchor.from_json(doc)
 
 
-def save_anchor(path: Path, anchor: Anchor) -> None:
+def save_anchor(path: Path, anchor: ConfigurationAnchor) -> None:
     """Write atomically (temp file and rename) so a reader never sees half an anchor."""
     data = json.dumps(anchor.to_json(), indent=2, sort_keys=True).encode() + b"\n"
     tmp = path.with_name(path.name + ".tmp")

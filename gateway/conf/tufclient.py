@@ -44,7 +44,7 @@ from tuf.api.metadata import Metadata
 from tuf.ngclient import Updater
 from tuf.ngclient.fetcher import FetcherInterface
 
-from gateway.conf.anchor import Anchor
+from gateway.conf.anchor import ConfigurationAnchor
 from gateway.conf.globalconf import TARGET_NAME, GlobalConf, GlobalConfError
 
 log = logging.getLogger("gateway.conf.tufclient")
@@ -213,7 +213,7 @@ class ConfigClient:
 
     def __init__(
         self,
-        anchor: Anchor,
+        anchor: ConfigurationAnchor,
         state_dir: Path,
         *,
         fetcher: FetcherInterface | None = None,

@@ -32,7 +32,7 @@ from tuf.api.metadata import (
 )
 from tuf.api.serialization.json import JSONSerializer
 
-from gateway.conf.anchor import Anchor
+from gateway.conf.anchor import ConfigurationAnchor
 from gateway.conf.globalconf import TARGET_NAME
 
 ROLES = ("root", "timestamp", "snapshot", "targets")
@@ -78,10 +78,10 @@ class DevRepository:
     def _write_root(self) -> None:
         self._write(f"{self.root.signed.version}.root.json", self.root, "root")
 
-    def anchor(self) -> Anchor:
+    def anchor(self) -> ConfigurationAnchor:
         """The anchor a node bootstraps from (the current root)."""
         root = json.loads(self.root.to_bytes(JSONSerializer()))
-        return Anchor(self.instance, self.metadata_url, self.targets_url, root)
+        return ConfigurationAnchor(self.instance, self.metadata_url, self.targets_url, root)
 
     def publish(
         self,

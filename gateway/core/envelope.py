@@ -18,7 +18,7 @@ import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import unquote
 
@@ -29,6 +29,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 from jwt.algorithms import ECAlgorithm
 
 from gateway.core.canonical import NotCanonicalError, canonical_json, parse_canonical
+from gateway.core.encoding import EncodingError, b64url, b64url_decode, format_time
 from gateway.core.errors import Code
 from gateway.core.ids import (
     ClientId,
@@ -74,7 +75,6 @@ _PRINTABLE = re.compile(r"[\x20-\x7e]*")
 _METHOD = re.compile(r"[A-Z]{1,16}")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 _ES256 = ECAlgorithm(ECAlgorithm.SHA256)
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _PCHAR = r"A-Za-z0-9\-._~!$&'()*+,;=:@%"
 _PATH = re.compile(f"[{_PCHAR}/]*")
 _QUERY = re.compile(f"[{_PCHAR}/?]*")
@@ -92,22 +92,16 @@ class EnvelopeError(Exception):
         self.message = message
 
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+def decode_segment(text: str) -> bytes:
+    """A base64url field of the wire format (:func:`b64url_decode`), refused as malformed.
 
-
-def b64url_decode(text: str) -> bytes:
-    """Strict base64url without padding: exactly one spelling per byte string.
-
-    Lenient decoders ignore the unused low bits of the last character, which would let
-    several spellings of one signature verify.
+    The envelope, its JWS segments and the OCSP headers travel base64url-encoded; a
+    spelling that is not the one canonical form is a malformed message.
     """
-    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
-        raise EnvelopeError("malformed", "not base64url")
-    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if b64url(data) != text:
-        raise EnvelopeError("malformed", "not canonical base64url")
-    return data
+    try:
+        return b64url_decode(text)
+    except EncodingError as exc:
+        raise EnvelopeError("malformed", str(exc)) from None
 
 
 def check_path(path: str) -> str:
@@ -138,12 +132,6 @@ def check_query(query: str) -> str:
     if not _QUERY.fullmatch(query):
         raise EnvelopeError("malformed", "query has characters outside RFC 3986")
     return query
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 UTC with milliseconds: one spelling per instant, so it can be signed."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def parse_time(text: str) -> datetime:
@@ -524,7 +512,7 @@ def parse_jws_chain(header_segment: str) -> list[x509.Certificate]:
     validate the chain against their own roots at their own time.
     """
     try:
-        header = parse_canonical(b64url_decode(header_segment))
+        header = parse_canonical(decode_segment(header_segment))
     except NotCanonicalError as exc:
         raise EnvelopeError("malformed", f"JWS header is not canonical JSON: {exc}") from None
     if header.get("alg") != JWS_ALGORITHM or set(header) != {"alg", "x5c"}:
@@ -629,7 +617,7 @@ class SignatureVerifier:
         signer = self._signer(header_segment, now)
         try:
             signature = b64url_decode(signature_segment)
-        except EnvelopeError:
+        except EncodingError:
             raise EnvelopeError("signature", "signature is not canonical base64url") from None
         signing_input = f"{header_segment}.{b64url(payload)}".encode("ascii")
         if len(signature) != 64 or not _ES256.verify(signing_input, signer.public_key, signature):

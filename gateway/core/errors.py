@@ -13,7 +13,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+R = TypeVar("R", bound=StrEnum)
 
 
 class Code(StrEnum):
@@ -228,3 +230,19 @@ class GatewayError(Exception):
     def body(self) -> dict[str, Any]:
         """X-Road's JSON error document."""
         return {"type": self.code.value, "message": self.message, "detail": self.detail}
+
+
+class ReasonedError(Exception, Generic[R]):
+    """A refusal that names why: ``reason`` for programs, ``detail`` for people.
+
+    The checks of certificates, OCSP responses, time stamps, proofs and tree heads each
+    refuse with a value of their own failure enum, whose values are stable because
+    callers and scripts match on them; the message is ``"<reason>: <detail>"``. Each
+    check subclasses this once (``class OcspError(ReasonedError[OcspFailure])``) so a
+    caller catches one check's refusals by name and reads ``reason`` with its enum type.
+    """
+
+    def __init__(self, reason: R, detail: str) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason: R = reason
+        self.detail = detail

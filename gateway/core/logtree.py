@@ -34,6 +34,7 @@ from typing import Final
 from cryptography import x509
 
 from gateway.core.canonical import NotCanonicalError, canonical_json, parse_canonical
+from gateway.core.errors import ReasonedError
 from gateway.core.merkle import HASH_SIZE, MerkleError, leaf_hash, verify_inclusion
 from gateway.pki.tsa import TimestampError, verify_timestamp_token
 
@@ -235,13 +236,8 @@ class ProofFailure(StrEnum):
     """The token is not the pinned TSA's time stamp over the tree-head document."""
 
 
-class ProofError(Exception):
+class ProofError(ReasonedError[ProofFailure]):
     """A refused proof of time: ``reason`` for programs, ``detail`` for people."""
-
-    def __init__(self, reason: ProofFailure, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 def parse_tree_head_document(data: bytes) -> TreeHeadDocument:

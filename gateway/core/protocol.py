@@ -80,11 +80,12 @@ from gateway.core.envelope import (
     ResponseHeader,
     SignatureVerifier,
     VerifiedSignature,
-    b64url_decode,
     check_body,
     check_created,
+    decode_segment,
     request_hash,
 )
+from gateway.core.errors import ReasonedError
 
 T = TypeVar("T")
 
@@ -108,12 +109,12 @@ class Reason(StrEnum):
     """A response that does not answer the request that was sent."""
 
 
-class ProtocolError(Exception):
-    """A message that must be refused: ``reason`` selects the error code per side."""
+class ProtocolError(ReasonedError[Reason]):
+    """A message that must be refused: ``reason`` selects the error code per side;
+    ``message`` (the detail) is what the refusal tells the caller."""
 
     def __init__(self, reason: Reason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+        super().__init__(reason, message)
         self.message = message
 
 
@@ -172,7 +173,7 @@ def open_request(
     if envelope is None or signature is None:
         raise ProtocolError(Reason.MALFORMED, "envelope or signature header missing")
     try:
-        header_bytes = b64url_decode(envelope)
+        header_bytes = decode_segment(envelope)
         header = RequestHeader.from_bytes(header_bytes)
     except EnvelopeError as exc:
         raise _refused(exc) from None
@@ -208,7 +209,7 @@ def open_response(
     """Open the response to ``request`` (sent as ``request_bytes``) as the consumer's
     node receives it (steps 1 to 7 above)."""
     try:
-        response_bytes = b64url_decode(envelope)
+        response_bytes = decode_segment(envelope)
         verified = verifier.verify(signature, response_bytes, now)
         response = ResponseHeader.from_bytes(response_bytes)
     except EnvelopeError as exc:

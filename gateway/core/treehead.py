@@ -31,7 +31,9 @@ from enum import StrEnum
 from typing import Final
 
 from gateway.core.canonical import NotCanonicalError, canonical_json, parse_canonical
+from gateway.core.encoding import format_time
 from gateway.core.envelope import EnvelopeError, SignatureVerifier, Signer, VerifiedSignature
+from gateway.core.errors import ReasonedError
 from gateway.core.ids import MemberId, NodeId
 from gateway.core.merkle import HASH_SIZE, MerkleError, verify_consistency
 
@@ -41,7 +43,6 @@ __all__ = [
     "TreeHeadError",
     "TreeHeadFailure",
     "check_extends",
-    "format_timestamp",
     "parse_sth",
     "sign_sth",
     "sth_document",
@@ -64,20 +65,8 @@ class TreeHeadFailure(StrEnum):
     """Two heads signed by one node cannot both describe one append-only log."""
 
 
-class TreeHeadError(Exception):
+class TreeHeadError(ReasonedError[TreeHeadFailure]):
     """A refused tree head: ``reason`` for programs, ``detail`` for people."""
-
-    def __init__(self, reason: TreeHeadFailure, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-def format_timestamp(moment: datetime) -> str:
-    """RFC 3339 in UTC with microseconds and ``Z``: one spelling per instant."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError("a tree head's time must be timezone-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +96,7 @@ def sth_document(node: str, tree_size: int, root_hash: bytes, timestamp: datetim
             "node": node,
             "tree_size": tree_size,
             "root_hash": root_hash.hex(),
-            "timestamp": format_timestamp(timestamp),
+            "timestamp": format_time(timestamp, "microseconds"),
         }
     )
 
@@ -139,7 +128,7 @@ def parse_sth(data: bytes) -> SignedTreeHead:
         raise TreeHeadError(TreeHeadFailure.MALFORMED, f"STH document: {exc}") from None
     if len(root_hash) != HASH_SIZE or root != root_hash.hex():
         raise TreeHeadError(TreeHeadFailure.MALFORMED, "root_hash is not 32 bytes of lowercase hex")
-    if format_timestamp(moment) != stamp:
+    if format_time(moment, "microseconds") != stamp:
         raise TreeHeadError(TreeHeadFailure.MALFORMED, "timestamp is not in its one spelling")
     return SignedTreeHead(node, size, root_hash, moment)
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
-from gateway.core.envelope import b64url
+from gateway.core.encoding import b64url
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import InvalidIdentifierError, parse_client
 from gateway.node.config import ConfigError

@@ -21,17 +21,16 @@ from multidict import CIMultiDict
 
 from gateway.conf.directory import NodeInfo
 from gateway.core.datasubject import DATA_SUBJECT_HEADER
+from gateway.core.encoding import b64url, format_time
 from gateway.core.envelope import (
     EnvelopeError,
     RequestHeader,
     Signer,
     VerifiedSignature,
-    b64url,
     body_sha256,
     check_headers,
     check_path,
     check_query,
-    format_time,
 )
 from gateway.core.errors import ERROR_TABLE, Code, GatewayError
 from gateway.core.headers import end_to_end_headers

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gateway.conf.anchor import Anchor, load_anchor
+from gateway.conf.anchor import ConfigurationAnchor, load_anchor
 from gateway.core.ids import (
     ClientId,
     GroupId,
@@ -271,7 +271,7 @@ class NodeConfig(_Model):
     def grants(self) -> list[Grant]:
         return [a.grant() for a in self.access]
 
-    def load_anchor(self) -> Anchor:
+    def load_anchor(self) -> ConfigurationAnchor:
         """The anchor ``[globalconf]`` names, checked against this node's instance."""
         anchor = load_anchor(self.globalconf.anchor)
         if anchor.instance != self.node.node_id.instance:

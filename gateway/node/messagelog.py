@@ -30,7 +30,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
@@ -39,6 +39,7 @@ from sqlalchemy import Engine, func, inspect
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from gateway.core.datasubject import check_subject
+from gateway.core.encoding import format_time
 from gateway.core.logtree import SUBJECTS_SALT_SIZE, LoggedEntry, entry_leaf, subjects_commitment
 from gateway.core.merkle import CompactTree, MerkleError, leaf_hash
 from gateway.node.tracker import ReadDetails, record_missing_reads, record_read, store_read
@@ -256,12 +257,6 @@ class _Counters:
     largest_batch: int = 0
     failed_batches: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def _rfc3339_ms(moment: datetime) -> str:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError("the log clock returned a naive datetime; it must be timezone-aware")
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 _LEAF_TEXT_FIELDS: Final = (
@@ -887,7 +882,7 @@ class MessageLog:
         before = tree.copy()  # O(log n): restored if the transaction rolls back
         last_id = self._published[2]
         try:
-            logged_at = _rfc3339_ms(self._clock())
+            logged_at = format_time(self._clock())
             # IMMEDIATE takes the write lock up front, so a competing writer shows up as a
             # bounded wait here rather than as a failure halfway through the batch.
             conn.execute("BEGIN IMMEDIATE")
@@ -1040,11 +1035,11 @@ class MessageLog:
                     head.root_hash,
                     head.last_entry_id,
                     head.document,
-                    head.gen_time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+                    format_time(head.gen_time, "auto"),
                     head.token,
                     head.tsa_name,
                     cert_ref,
-                    _rfc3339_ms(self._clock()),
+                    format_time(self._clock()),
                 ),
             )
             assert cur.lastrowid is not None

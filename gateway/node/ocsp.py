@@ -38,7 +38,8 @@ from pathlib import Path
 import aiohttp
 from cryptography import x509
 
-from gateway.core.envelope import cert_ref, format_time, parse_time
+from gateway.core.encoding import format_time
+from gateway.core.envelope import cert_ref, parse_time
 from gateway.node.clock import Clock
 from gateway.node.transport import read_limited
 from gateway.pki.ocsp import OcspError, OcspFailure, build_ocsp_request

@@ -33,18 +33,19 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from gateway.conf.directory import Directory
 from gateway.conf.globalconf import GlobalConf
 from gateway.conf.tufclient import ConfigClient, Current, GlobalConfSource, GlobalConfUnavailable
+from gateway.core.encoding import format_time
 from gateway.core.envelope import (
     MAX_HEADER_FIELD,
     EnvelopeError,
     SignatureVerifier,
     Signer,
-    format_time,
     parse_time,
 )
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import ClientId, MemberId, NodeId
 from gateway.core.policy import AccessPolicy
 from gateway.httpversion import http1_only
+from gateway.keys.files import load_certificates, load_private_key
 from gateway.net.guard import GuardSettings, guarded_site
 from gateway.node.auditor import Auditor
 from gateway.node.clientproxy import ClientProxy
@@ -70,7 +71,6 @@ from gateway.node.tracker import Tracker
 from gateway.node.transport import PeerClient, RegistryClient
 from gateway.node.wire import guarded, version_refusal
 from gateway.node.witness import Witness, head_signer
-from gateway.pki.keys import load_certificates, load_private_key
 from gateway.pki.ocsp_cache import OcspCache, OcspEvidence, find_issuer
 from gateway.pki.profiles import CertificateError, node_id_of
 from gateway.pki.validation import verify_auth_certificate

@@ -19,15 +19,14 @@ from cryptography import x509
 
 from gateway.conf.directory import NodeInfo
 from gateway.core.datasubject import DataSubjectError, split_data_subjects
+from gateway.core.encoding import b64url, format_time
 from gateway.core.envelope import (
     EnvelopeError,
     RequestHeader,
     ResponseHeader,
     Signer,
     VerifiedSignature,
-    b64url,
     body_sha256,
-    format_time,
     request_hash,
 )
 from gateway.core.errors import Code, GatewayError

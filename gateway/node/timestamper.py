@@ -32,6 +32,7 @@ import aiohttp
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.conf.directory import Directory, TsaInfo
+from gateway.core.encoding import format_time
 from gateway.core.errors import Code, GatewayError
 from gateway.core.logtree import tree_head_document
 from gateway.core.treehead import sth_document
@@ -79,7 +80,7 @@ class _TsaFailure(Exception):
 def _rfc3339(moment: datetime | None) -> str:
     if moment is None:
         return "never"
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return format_time(moment, "seconds")
 
 
 class Timestamper:

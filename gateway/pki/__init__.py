@@ -1,1 +1,4 @@
-"""Development PKI: keys, CSRs, a file-based CA and chain checks, with no clock of its own."""
+"""Development PKI: keys, CSRs, CA issuing, chain checks, OCSP and time stamps as objects.
+
+Pure: no files and no clock of its own; it uses only core's base modules (ADR 0016).
+"""

@@ -26,9 +26,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509 import ocsp
 
+from gateway.core.errors import ReasonedError
 from gateway.pki.keys import public_key_der, signature_hash
 from gateway.pki.profiles import CertificateError, check_ocsp_responder_profile
-from gateway.pki.revocation import CertStatus, Good, Revoked, Unknown
+from gateway.pki.status import CertStatus, Good, Revoked, Unknown
 
 # X-Road's ocspFreshnessSeconds: a response older than this is stale.
 DEFAULT_FRESHNESS = timedelta(seconds=3600)
@@ -67,13 +68,8 @@ class OcspFailure(StrEnum):
     """thisUpdate lies further in the future than the allowed skew."""
 
 
-class OcspError(Exception):
+class OcspError(ReasonedError[OcspFailure]):
     """A refused OCSP response: ``reason`` for programs, ``detail`` for operators."""
-
-    def __init__(self, reason: OcspFailure, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from gateway.core.envelope import EnvelopeError, b64url, b64url_decode
+from gateway.core.encoding import EncodingError, b64url, b64url_decode
 from gateway.pki.ocsp import (
     DEFAULT_FRESHNESS,
     DEFAULT_SKEW,
@@ -206,7 +206,7 @@ class OcspCache:
             raise OcspError(OcspFailure.MALFORMED, "the OCSP response is too long")
         try:
             der = b64url_decode(encoded)
-        except EnvelopeError:
+        except EncodingError:
             entry = _Refusal(OcspFailure.MALFORMED, "the OCSP response is not canonical base64url")
         else:
             cert, issuer = subject()

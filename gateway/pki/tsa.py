@@ -27,6 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from gateway.core.errors import ReasonedError
 from gateway.pki.keys import public_key_der, signature_hash
 from gateway.pki.profiles import CertificateError, check_tsa_profile
 
@@ -64,13 +65,8 @@ class TimestampFailure(StrEnum):
     """genTime lies outside the TSA certificate's validity or ahead of the clock."""
 
 
-class TimestampError(Exception):
+class TimestampError(ReasonedError[TimestampFailure]):
     """A refused time stamp: ``reason`` for programs, ``detail`` for operators."""
-
-    def __init__(self, reason: TimestampFailure, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 class _TimeStampResp(core.Sequence):  # type: ignore[misc]

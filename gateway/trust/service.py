@@ -39,9 +39,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp as x509_ocsp
 
 from gateway.httpversion import http1_only
+from gateway.keys.files import load_certificate, load_private_key
 from gateway.net.guard import GuardSettings, guarded_site
-from gateway.pki.files import CA_CERT_NAME
-from gateway.pki.keys import load_certificate, load_private_key, public_key_der
+from gateway.pki.keys import public_key_der
 from gateway.pki.ocsp import (
     OcspError,
     build_error_response,
@@ -49,8 +49,10 @@ from gateway.pki.ocsp import (
     parse_ocsp_request,
 )
 from gateway.pki.profiles import CertificateError, check_ocsp_responder_profile, check_tsa_profile
-from gateway.pki.revocation import UNKNOWN, CertStatus, RevocationError, serial_hex, status_of
+from gateway.pki.status import UNKNOWN, CertStatus, RevocationError, serial_hex
 from gateway.pki.tsa import DEFAULT_POLICY_OID, build_rejection, build_timestamp_response
+from gateway.trust.ca_store import CA_CERT_NAME
+from gateway.trust.revocation import status_of
 
 log = logging.getLogger(__name__)
 

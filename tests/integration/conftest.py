@@ -23,10 +23,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from gateway.core.envelope import MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_HEADERS, b64url
+from gateway.core.encoding import b64url
+from gateway.core.envelope import MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_HEADERS
+from gateway.keys.files import load_certificate, load_private_key
 from gateway.localnet import City, LocalNet, ServiceSpec
 from gateway.node.wire import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
-from gateway.pki.keys import load_certificate, load_private_key
 from gateway.pki.ocsp import build_ocsp_request
 
 SOEST = City("Stadt Soest", "05974040", ("gewerbeamt", "ordnungsamt"))

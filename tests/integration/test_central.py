@@ -33,13 +33,13 @@ from gateway.central.models import Member, Setting
 from gateway.central.registration import auth_cert_document, client_document, sign_detached
 from gateway.central.service import DB_NAME, InitOptions
 from gateway.central.service import Central as CentralService
-from gateway.conf.anchor import Anchor, load_anchor
+from gateway.conf.anchor import ConfigurationAnchor, load_anchor
 from gateway.conf.globalconf import TARGET_NAME, GlobalConf
 from gateway.core.canonical import canonical_json
 from gateway.core.ids import MemberId, NodeId
-from gateway.pki.files import init_ca, issue_from_csr, new_key_and_csr
-from gateway.pki.keys import load_certificate, load_private_key
+from gateway.keys.files import load_certificate, load_private_key, new_key_and_csr
 from gateway.pki.profiles import CertKind
+from gateway.trust.ca_store import init_ca, issue_from_csr
 
 pytestmark = pytest.mark.integration
 
@@ -126,7 +126,7 @@ class Client:
     from the root the client already trusts.
     """
 
-    def __init__(self, anchor: Anchor, where: Path) -> None:
+    def __init__(self, anchor: ConfigurationAnchor, where: Path) -> None:
         self.anchor = anchor
         self.metadata = where / "metadata"
         self.targets = where / "targets"

@@ -25,16 +25,9 @@ import pytest
 from aiohttp import web
 from cryptography.x509 import ocsp
 
-from gateway.core.envelope import (
-    RequestHeader,
-    ResponseHeader,
-    Signer,
-    b64url,
-    b64url_decode,
-    body_sha256,
-    format_time,
-    request_hash,
-)
+from gateway.core.encoding import b64url, b64url_decode, format_time
+from gateway.core.envelope import RequestHeader, ResponseHeader, Signer, body_sha256, request_hash
+from gateway.keys.files import load_certificate, load_certificates, load_private_key
 from gateway.localnet import LocalNet
 from gateway.node.config import NodeConfig, load_config
 from gateway.node.messagelog import count_entries, read_entries
@@ -47,7 +40,7 @@ from gateway.node.wire import (
     SIGNATURE_HEADER,
 )
 from gateway.pki.ca import create_root_ca, issue_certificate, make_csr
-from gateway.pki.keys import generate_key, load_certificate, load_certificates, load_private_key
+from gateway.pki.keys import generate_key
 from gateway.pki.profiles import CertKind
 from tests.integration.conftest import (
     GEWERBEAMT,

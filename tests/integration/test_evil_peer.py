@@ -22,16 +22,15 @@ import pytest
 from cryptography import x509
 from cryptography.x509 import ocsp
 
-from gateway.core.envelope import (
-    EnvelopeError,
-    RequestHeader,
-    Signer,
-    b64url,
-    b64url_decode,
-    body_sha256,
-    format_time,
-)
+from gateway.core.encoding import b64url, b64url_decode, format_time
+from gateway.core.envelope import EnvelopeError, RequestHeader, Signer, body_sha256
 from gateway.core.ids import ClientId, ServiceId
+from gateway.keys.files import (
+    load_certificate,
+    load_private_key,
+    write_certificate,
+    write_private_key,
+)
 from gateway.localnet import LocalNet
 from gateway.node.messagelog import read_entries
 from gateway.node.wire import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
@@ -42,13 +41,7 @@ from gateway.pki.ca import (
     make_csr,
     make_service_csr,
 )
-from gateway.pki.keys import (
-    generate_key,
-    load_certificate,
-    load_private_key,
-    write_certificate,
-    write_private_key,
-)
+from gateway.pki.keys import generate_key
 from gateway.pki.profiles import CertKind, ServiceKind
 from tests.integration.conftest import (
     GEWERBEAMT,

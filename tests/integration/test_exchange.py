@@ -21,9 +21,9 @@ from gateway.core.envelope import (
     SignatureVerifier,
     request_hash,
 )
+from gateway.keys.files import load_certificate
 from gateway.localnet import LocalNet
 from gateway.node.messagelog import count_entries, read_entries
-from gateway.pki.keys import load_certificate
 from tests.integration.conftest import (
     DISABLED,
     GEWERBEAMT,

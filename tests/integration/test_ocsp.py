@@ -21,11 +21,12 @@ import pytest
 from cryptography import x509
 
 from gateway.conf.directory import TrustParameters
-from gateway.core.envelope import SignatureVerifier, b64url, parse_time
+from gateway.core.encoding import b64url
+from gateway.core.envelope import SignatureVerifier, parse_time
+from gateway.keys.files import load_certificate
 from gateway.localnet import LocalNet, ServiceSpec
 from gateway.node.messagelog import read_entries
 from gateway.node.wire import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
-from gateway.pki.keys import load_certificate
 from gateway.pki.ocsp import verify_ocsp_response
 from tests.integration.conftest import (
     GEWERBEAMT,

@@ -32,24 +32,25 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.core.ids import NodeId
-from gateway.pki.ca import create_root_ca
-from gateway.pki.files import issue_from_csr, new_key_and_csr
-from gateway.pki.keys import (
-    generate_key,
+from gateway.keys.files import (
     load_certificate,
     load_private_key,
+    new_key_and_csr,
     write_certificate,
     write_private_key,
 )
+from gateway.pki.ca import create_root_ca
+from gateway.pki.keys import generate_key
 from gateway.pki.ocsp import issuer_hashes, verify_ocsp_response
 from gateway.pki.profiles import CertKind
-from gateway.pki.revocation import load_revocations
 from gateway.pki.tsa import (
     DEFAULT_POLICY_OID,
     message_imprint,
     parse_timestamp_request,
     verify_timestamp_response,
 )
+from gateway.trust.ca_store import issue_from_csr
+from gateway.trust.revocation import load_revocations
 
 pytestmark = [
     pytest.mark.integration,

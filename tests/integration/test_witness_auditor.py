@@ -30,12 +30,19 @@ from gateway.audit.export import Selection, export_bundle
 from gateway.audit.parallel import verify_file
 from gateway.audit.verify import AuditError, AuditFailure
 from gateway.conf.directory import TrustParameters
-from gateway.core.envelope import Signer, b64url
+from gateway.core.encoding import b64url
+from gateway.core.envelope import Signer
 from gateway.core.errors import Code
 from gateway.core.ids import NodeId
 from gateway.core.logtree import encode_leaf
 from gateway.core.merkle import consistency_proof, leaf_hash, tree_hash, verify_inclusion
 from gateway.core.treehead import parse_sth, sign_sth, sth_document, verify_sth_signature
+from gateway.keys.files import (
+    load_certificate,
+    load_certificates,
+    load_private_key,
+    new_key_and_csr,
+)
 from gateway.localnet import LocalNet, ServiceSpec
 from gateway.node.config import NodeConfig, load_config
 from gateway.node.logproofs import (
@@ -45,15 +52,10 @@ from gateway.node.logproofs import (
 )
 from gateway.node.server import Node
 from gateway.node.tls import server_context
-from gateway.pki.files import issue_from_csr, new_key_and_csr
-from gateway.pki.keys import (
-    fingerprint_sha256,
-    load_certificate,
-    load_certificates,
-    load_private_key,
-)
+from gateway.pki.keys import fingerprint_sha256
 from gateway.pki.ocsp import build_ocsp_request
 from gateway.pki.profiles import CertKind
+from gateway.trust.ca_store import issue_from_csr
 from tests.integration.conftest import (
     GEWERBEAMT,
     LIPPSTADT,

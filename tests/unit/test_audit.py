@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.audit.anchor import AnchorError, anchor_json, load_anchor
+from gateway.audit.anchor import AuditAnchorError, anchor_json, load_anchor
 from gateway.audit.bench import START, SUBJECT, SyntheticLog, build_log
 from gateway.audit.bundle import (
     Bundle,
@@ -43,9 +43,9 @@ from gateway.audit.export import ExportError, Selection, export_bundle
 from gateway.audit.parallel import verify_file
 from gateway.audit.proofs import TreeLevels
 from gateway.audit.verify import (
-    Anchor,
     AuditError,
     AuditFailure,
+    AuditTrustAnchor,
     SignatureTask,
     check_signatures_serial,
     verify_bundle,
@@ -89,7 +89,7 @@ def fresh(bundle: Bundle) -> Bundle:
     )
 
 
-def refused(bundle: Bundle, anchor: Anchor) -> AuditError:
+def refused(bundle: Bundle, anchor: AuditTrustAnchor) -> AuditError:
     with pytest.raises(AuditError) as caught:
         verify_bundle(bundle, anchor)
     return caught.value
@@ -237,7 +237,7 @@ def test_an_untrusted_tsa_is_refused(log: SyntheticLog, pristine: Bundle) -> Non
         other_ca,
         START - timedelta(days=1),
     )
-    error = refused(pristine, Anchor(log.anchor.cas, (other,)))
+    error = refused(pristine, AuditTrustAnchor(log.anchor.cas, (other,)))
     assert error.reason is AuditFailure.UNTRUSTED_TSA
     assert error.piece == f"tree head {pristine.heads[0].tree_size}"
 
@@ -245,10 +245,10 @@ def test_an_untrusted_tsa_is_refused(log: SyntheticLog, pristine: Bundle) -> Non
 def test_an_untrusted_ca_is_refused(log: SyntheticLog, pristine: Bundle) -> None:
     other = create_root_ca("Other CA", generate_key(), START - timedelta(days=1))
     # Tree heads are checked before entries: the first signed head's chain fails first.
-    error = refused(pristine, Anchor((other,), log.anchor.tsas))
+    error = refused(pristine, AuditTrustAnchor((other,), log.anchor.tsas))
     assert error.reason is AuditFailure.HEAD_SIGNATURE
     assert error.piece == f"tree head {pristine.heads[0].tree_size}"
-    error = refused(_unsigned(pristine), Anchor((other,), log.anchor.tsas))
+    error = refused(_unsigned(pristine), AuditTrustAnchor((other,), log.anchor.tsas))
     assert error.reason is AuditFailure.CERTIFICATE
     assert error.piece.startswith(f"entry {pristine.entries[0].id} ")
 
@@ -375,7 +375,7 @@ def test_the_anchor_file_forms(log: SyntheticLog, tmp_path: Path) -> None:
     assert loaded.cas == (log.ca,) and loaded.tsas == (log.tsa_cert,)
     only_ca = tmp_path / "ca.json"
     only_ca.write_bytes(anchor_json([log.ca], []))
-    with pytest.raises(AnchorError):
+    with pytest.raises(AuditAnchorError):
         load_anchor(only_ca)
 
 

@@ -24,12 +24,18 @@ from gateway.central.registration import (
     verify_client_request,
 )
 from gateway.central.repo import Expiry, KeyStore, RepoError, TufRepository
-from gateway.conf.anchor import Anchor, AnchorError, load_anchor, root_fingerprint, save_anchor
+from gateway.conf.anchor import (
+    ConfigurationAnchor,
+    ConfigurationAnchorError,
+    load_anchor,
+    root_fingerprint,
+    save_anchor,
+)
 from gateway.core.canonical import canonical_json
 from gateway.core.ids import MemberId, NodeId
-from gateway.pki.files import init_ca, issue_from_csr, new_key_and_csr
-from gateway.pki.keys import load_certificate, load_private_key
+from gateway.keys.files import load_certificate, load_private_key, new_key_and_csr
 from gateway.pki.profiles import CertKind
+from gateway.trust.ca_store import init_ca, issue_from_csr
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 NODE = NodeId.parse("DE-NRW/GOV/05962024/ss1")
@@ -106,7 +112,9 @@ def test_repository_refuses_a_second_initialise(tmp_path: Path) -> None:
 
 def test_anchor_round_trip_and_fingerprint(tmp_path: Path) -> None:
     repo = _repo(tmp_path, Clock())
-    anchor = Anchor("DE-NRW", "http://c/tuf/metadata", "http://c/tuf/targets/", repo.root_json())
+    anchor = ConfigurationAnchor(
+        "DE-NRW", "http://c/tuf/metadata", "http://c/tuf/targets/", repo.root_json()
+    )
     save_anchor(tmp_path / "anchor.json", anchor)
     loaded = load_anchor(tmp_path / "anchor.json")
     assert loaded.metadata_url == "http://c/tuf/metadata/"
@@ -114,7 +122,7 @@ def test_anchor_round_trip_and_fingerprint(tmp_path: Path) -> None:
     Metadata[Root].from_bytes(loaded.root_bytes())  # TUF accepts the bootstrap bytes
     for broken in ({}, {**anchor.to_json(), "root": {"signed": {"_type": "targets"}}}):
         (tmp_path / "bad.json").write_text(json.dumps(broken))
-        with pytest.raises(AnchorError):
+        with pytest.raises(ConfigurationAnchorError):
             load_anchor(tmp_path / "bad.json")
 
 

@@ -144,7 +144,7 @@ def test_node_configurations_name_compose_hosts_that_serve_them(compose_state: P
     from urllib.parse import urlsplit
 
     from gateway.conf.anchor import load_anchor
-    from gateway.pki.keys import load_certificate
+    from gateway.keys.files import load_certificate
     from gateway.setup import NODES
 
     services = _doc()["services"]

@@ -21,7 +21,8 @@ from gateway.core.datasubject import (
     parse_data_subjects,
     split_data_subjects,
 )
-from gateway.core.envelope import RequestHeader, ResponseHeader, format_time, request_hash
+from gateway.core.encoding import format_time
+from gateway.core.envelope import RequestHeader, ResponseHeader, request_hash
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import ClientId, MemberId, ServiceId, parse_client
 from gateway.core.logtree import LoggedEntry, entry_leaf, subjects_commitment

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from jwt.algorithms import ECAlgorithm
 
 from gateway.core.canonical import canonical_json
+from gateway.core.encoding import b64url, b64url_decode, format_time
 from gateway.core.envelope import (
     MAX_ENVELOPE,
     MAX_HEADER_NAME,
@@ -32,14 +33,12 @@ from gateway.core.envelope import (
     ResponseHeader,
     SignatureVerifier,
     Signer,
-    b64url,
-    b64url_decode,
     body_sha256,
     cert_ref,
     check_body,
     check_created,
     check_headers,
-    format_time,
+    decode_segment,
     parse_jws_chain,
     parse_time,
     request_hash,
@@ -707,14 +706,14 @@ def test_every_flipped_bit_in_the_protected_header_raises_envelope_error() -> No
 @pytest.mark.parametrize("segment", ["A", "AAAAA", "x" * 87])
 def test_base64url_of_impossible_length_is_malformed(segment: str) -> None:
     with pytest.raises(EnvelopeError) as caught:
-        b64url_decode(segment)
+        decode_segment(segment)
     assert caught.value.reason == "malformed"
 
 
 @pytest.mark.parametrize("segment", ["a+b", "a/b", "ab==", "a b", "é"])
 def test_base64url_alphabet_only(segment: str) -> None:
     with pytest.raises(EnvelopeError) as caught:
-        b64url_decode(segment)
+        decode_segment(segment)
     assert caught.value.reason == "malformed"
 
 

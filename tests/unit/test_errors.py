@@ -5,10 +5,17 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from enum import StrEnum
+from typing import Any
 
 import pytest
 
-from gateway.core.errors import ERROR_TABLE, Code, ErrorSpec, GatewayError
+from gateway.audit.verify import AuditError, AuditFailure
+from gateway.core.errors import ERROR_TABLE, Code, ErrorSpec, GatewayError, ReasonedError
+from gateway.core.logtree import ProofError, ProofFailure
+from gateway.core.treehead import TreeHeadError, TreeHeadFailure
+from gateway.pki.ocsp import OcspError, OcspFailure
+from gateway.pki.tsa import TimestampError, TimestampFailure
 
 _DOTTED_SNAKE = re.compile(r"[a-z]+(?:_[a-z]+)*(?:\.[a-z]+(?:_[a-z]+)*)+")
 
@@ -114,3 +121,39 @@ def test_protocol_document_lists_codes_with_their_status_and_meaning() -> None:
     assert {code: table.get(code) for code in rows} == rows, "a documented row is stale"
     missing = sorted(code for code in table if code not in rows)
     assert not missing, f"codes without a row in docs/protocol.md: {missing}"
+
+
+# ------------------------------------------------ one base for refusals with a reason
+
+
+@pytest.mark.parametrize(
+    ("error", "failure"),
+    [
+        (OcspError, OcspFailure.STALE),
+        (TimestampError, TimestampFailure.NONCE_MISMATCH),
+        (ProofError, ProofFailure.NOT_INCLUDED),
+        (TreeHeadError, TreeHeadFailure.SPLIT_VIEW),
+    ],
+)
+def test_every_check_refuses_through_the_one_base(
+    error: type[ReasonedError[Any]], failure: StrEnum
+) -> None:
+    refusal = error(failure, "what went wrong")
+    assert isinstance(refusal, ReasonedError)
+    assert refusal.reason is failure
+    assert refusal.detail == "what went wrong"
+    assert str(refusal) == f"{failure.value}: what went wrong"
+    with pytest.raises(ReasonedError) as caught:
+        raise refusal
+    assert caught.value is refusal
+
+
+def test_an_audit_refusal_names_its_piece_first() -> None:
+    refusal = AuditError(AuditFailure.LEAF_MISMATCH, "entries.jsonl:7", "leaf differs")
+    assert isinstance(refusal, ReasonedError)
+    assert (refusal.reason, refusal.piece, refusal.detail) == (
+        AuditFailure.LEAF_MISMATCH,
+        "entries.jsonl:7",
+        "leaf differs",
+    )
+    assert str(refusal) == "entries.jsonl:7: leaf_mismatch: leaf differs"

@@ -27,6 +27,9 @@ FORBIDDEN_MODULES = (
     "gateway.demo",
     "gateway.cli",
     "gateway.bench",
+    "gateway.keys",
+    "gateway.trust",
+    "gateway.fsutil",
     "aiohttp",
     "fastapi",
     "starlette",
@@ -224,3 +227,162 @@ def test_checker_flags(source: str) -> None:
 )
 def test_checker_allows(source: str) -> None:
     assert violations(source, "gateway.core.example") == [], source
+
+
+# ---------------------------------------------------------------- core and pki one way
+#
+# ``gateway.core``'s protocol modules (the envelope, the log tree, tree heads) use
+# ``gateway.pki`` to check certificates, OCSP responses and time stamps; ``gateway.pki``
+# uses only core's base modules, which in turn use nothing but each other. So the two
+# packages never import each other in a circle. And ``gateway.pki`` is pure in the
+# stronger sense of docs/adr/0016: no file or OS I/O; key, certificate and CSR files
+# are ``gateway.keys``, the CA directory and revocation database ``gateway.trust``.
+
+CORE_BASE_MODULES = ("gateway.core.ids", "gateway.core.errors", "gateway.core.encoding")
+IO_MODULES = ("os", "fcntl", "pathlib", "shutil", "tempfile", "glob")
+IO_CALLS = frozenset({"open", "io.open", "os.open", "os.fdopen"})
+IO_METHODS = frozenset(
+    {"read_bytes", "read_text", "write_bytes", "write_text", "mkdir", "unlink", "touch"}
+)
+
+
+def _is_under(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(f"{p}.") for p in prefixes)
+
+
+def _gateway_imports(tree: ast.AST, module: str, is_package: bool) -> list[tuple[int, str]]:
+    """Every ``gateway`` module or object one module's source imports, by line."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if _is_under(a.name, ("gateway",))]
+        elif isinstance(node, ast.ImportFrom):
+            target = _absolute(node, module, is_package)
+            if _is_under(target, ("gateway",)):
+                found += [(node.lineno, f"{target}.{a.name}") for a in node.names]
+    return found
+
+
+def pki_violations(source: str, module: str, *, is_package: bool = False) -> list[Violation]:
+    """Imports of core's protocol modules or other gateway code, and file or OS I/O."""
+    tree = ast.parse(source)
+    allowed = ("gateway.pki", *CORE_BASE_MODULES)
+    found = [
+        Violation(line, f"imports {name}")
+        for line, name in _gateway_imports(tree, module, is_package)
+        if not _is_under(name, allowed)
+    ]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [
+                Violation(node.lineno, f"import {a.name}")
+                for a in node.names
+                if _is_under(a.name, IO_MODULES)
+            ]
+        elif isinstance(node, ast.ImportFrom):
+            target = _absolute(node, module, is_package)
+            if _is_under(target, IO_MODULES):
+                found.append(Violation(node.lineno, f"from {target} import ..."))
+        elif isinstance(node, ast.Call):
+            name = _dotted(node.func)
+            if name in IO_CALLS:
+                found.append(Violation(node.lineno, f"calls {name}()"))
+            elif isinstance(node.func, ast.Attribute) and node.func.attr in IO_METHODS:
+                found.append(Violation(node.lineno, f"calls .{node.func.attr}()"))
+    return found
+
+
+def core_base_violations(source: str, module: str) -> list[Violation]:
+    """A base module of core imports only other base modules: no pki, no protocol."""
+    tree = ast.parse(source)
+    return [
+        Violation(line, f"imports {name}")
+        for line, name in _gateway_imports(tree, module, False)
+        if not _is_under(name, CORE_BASE_MODULES)
+    ]
+
+
+def pki_modules() -> list[Path]:
+    return sorted((PACKAGE_ROOT / "pki").rglob("*.py"))
+
+
+def test_core_has_its_base_modules() -> None:
+    names = {_module_name(p) for p in pure_modules()}
+    assert set(CORE_BASE_MODULES) <= names
+
+
+@pytest.mark.parametrize(
+    "path", pki_modules(), ids=lambda p: str(p.relative_to(PACKAGE_ROOT.parent))
+)
+def test_pki_uses_only_core_base_modules_and_no_io(path: Path) -> None:
+    found = pki_violations(
+        path.read_text("utf-8"), _module_name(path), is_package=path.name == "__init__.py"
+    )
+    assert not found, f"{path.relative_to(PACKAGE_ROOT.parent)}: " + "; ".join(map(str, found))
+
+
+@pytest.mark.parametrize("module", CORE_BASE_MODULES)
+def test_core_base_modules_import_no_pki_and_no_protocol(module: str) -> None:
+    path = PACKAGE_ROOT.parent.joinpath(*module.split(".")).with_suffix(".py")
+    found = core_base_violations(path.read_text("utf-8"), module)
+    assert not found, f"{module}: " + "; ".join(map(str, found))
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from gateway.core.envelope import b64url",
+        "from gateway.core import envelope",
+        "from ..core.treehead import TreeHeadError",
+        "import gateway.core.logtree",
+        "from gateway.fsutil import replace_atomically",
+        "from gateway.keys.files import load_certificate",
+        "from gateway.trust.revocation import status_of",
+        "import os",
+        "import fcntl",
+        "from pathlib import Path",
+        "import tempfile",
+        "data = open('ca.pem', 'rb').read()",
+        "def f(path):\n    return path.read_bytes()",
+        "def f(path, pem):\n    path.write_bytes(pem)",
+        "def f(path):\n    path.parent.mkdir(parents=True)",
+    ],
+)
+def test_pki_checker_flags(source: str) -> None:
+    assert pki_violations(source, "gateway.pki.example"), source
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from gateway.core.encoding import b64url, b64url_decode",
+        "from gateway.core.errors import ReasonedError",
+        "from gateway.core.ids import MemberId, NodeId",
+        "from gateway.core import ids",
+        "from gateway.pki.profiles import CertificateError",
+        "from .ocsp import OcspError",
+        "from cryptography import x509\nimport hashlib",
+        "x = cert.public_bytes(serialization.Encoding.PEM)",
+        "moment = now.replace(microsecond=0)",
+    ],
+)
+def test_pki_checker_allows(source: str) -> None:
+    assert pki_violations(source, "gateway.pki.example") == [], source
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from gateway.pki.profiles import CertificateError",
+        "from gateway.core.envelope import EnvelopeError",
+        "from gateway.core.canonical import canonical_json",
+        "import gateway.pki.ocsp",
+    ],
+)
+def test_core_base_checker_flags(source: str) -> None:
+    assert core_base_violations(source, "gateway.core.example"), source
+
+
+def test_core_base_checker_allows_the_base() -> None:
+    source = "from gateway.core.errors import Code\nfrom gateway.core.encoding import b64url"
+    assert core_base_violations(source, "gateway.core.example") == []

@@ -59,10 +59,12 @@ def test_missing_anchor_is_named(tmp_path: Path) -> None:
 
 
 def test_state_dir_defaults_next_to_the_file(tmp_path: Path) -> None:
-    from gateway.conf.anchor import Anchor, save_anchor
+    from gateway.conf.anchor import ConfigurationAnchor, save_anchor
 
     root = {"signed": {"_type": "root"}, "signatures": []}
-    save_anchor(tmp_path / "anchor.json", Anchor("DE-NRW", "http://x/m/", "http://x/t/", root))
+    save_anchor(
+        tmp_path / "anchor.json", ConfigurationAnchor("DE-NRW", "http://x/m/", "http://x/t/", root)
+    )
     path = tmp_path / "node.toml"
     path.write_text(NODE + GLOBALCONF, "utf-8")
     config = load_config(path)
@@ -72,10 +74,12 @@ def test_state_dir_defaults_next_to_the_file(tmp_path: Path) -> None:
 
 
 def test_anchor_of_another_instance_is_refused(tmp_path: Path) -> None:
-    from gateway.conf.anchor import Anchor, save_anchor
+    from gateway.conf.anchor import ConfigurationAnchor, save_anchor
 
     root = {"signed": {"_type": "root"}, "signatures": []}
-    save_anchor(tmp_path / "anchor.json", Anchor("DE-BY", "http://x/m/", "http://x/t/", root))
+    save_anchor(
+        tmp_path / "anchor.json", ConfigurationAnchor("DE-BY", "http://x/m/", "http://x/t/", root)
+    )
     path = tmp_path / "node.toml"
     path.write_text(NODE + GLOBALCONF, "utf-8")
     with pytest.raises(ConfigError, match="instance DE-BY"):

@@ -26,7 +26,7 @@ from gateway.node.ocsp import (
 )
 from gateway.pki.ocsp import build_ocsp_response, parse_ocsp_request
 from gateway.pki.ocsp_cache import OcspCache
-from gateway.pki.revocation import GOOD, CertStatus, Revoked
+from gateway.pki.status import GOOD, CertStatus, Revoked
 from tests.unit.test_ocsp_cache import NOW, F, forged, pki
 
 URL = "http://ocsp.example/ocsp"

@@ -25,6 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.core.ids import NodeId
+from gateway.keys.files import load_certificate, new_key_and_csr
 from gateway.pki.ca import (
     create_root_ca,
     issue_certificate,
@@ -32,8 +33,7 @@ from gateway.pki.ca import (
     make_csr,
     make_service_csr,
 )
-from gateway.pki.files import init_ca, issue_from_csr, issue_service, new_key_and_csr
-from gateway.pki.keys import generate_key, load_certificate
+from gateway.pki.keys import generate_key
 from gateway.pki.ocsp import (
     DEFAULT_FRESHNESS,
     DEFAULT_SKEW,
@@ -53,18 +53,9 @@ from gateway.pki.profiles import (
     check_ocsp_responder_profile,
     node_id_of,
 )
-from gateway.pki.revocation import (
-    GOOD,
-    REVOKED_DB_NAME,
-    UNKNOWN,
-    RevocationError,
-    Revoked,
-    load_revocations,
-    parse_reason,
-    parse_serial,
-    revoke,
-    status_of,
-)
+from gateway.pki.status import GOOD, UNKNOWN, RevocationError, Revoked, parse_reason, parse_serial
+from gateway.trust.ca_store import init_ca, issue_from_csr, issue_service
+from gateway.trust.revocation import REVOKED_DB_NAME, load_revocations, revoke, status_of
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 NODE = NodeId("DE-NRW", "GOV", "05974040", "ss1")

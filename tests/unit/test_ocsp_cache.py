@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
-from gateway.core.envelope import b64url, cert_ref
+from gateway.core.encoding import b64url
+from gateway.core.envelope import cert_ref
 from gateway.core.ids import MemberId, NodeId
 from gateway.pki.ca import (
     create_root_ca,
@@ -36,7 +37,7 @@ from gateway.pki.ocsp import (
 )
 from gateway.pki.ocsp_cache import OcspCache, OcspEvidence, find_issuer
 from gateway.pki.profiles import CertKind, ServiceKind
-from gateway.pki.revocation import GOOD, UNKNOWN, CertStatus, Revoked
+from gateway.pki.status import GOOD, UNKNOWN, CertStatus, Revoked
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 F = timedelta(seconds=3600)

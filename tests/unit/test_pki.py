@@ -18,17 +18,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.core.ids import MemberId, NodeId
-from gateway.pki.ca import create_root_ca, issue_certificate, make_csr
-from gateway.pki.files import init_ca, issue_from_csr, new_key_and_csr
-from gateway.pki.keys import (
-    fingerprint_sha256,
-    generate_key,
+from gateway.keys.files import (
     load_certificate,
     load_certificates,
     load_private_key,
+    new_key_and_csr,
     write_certificate,
     write_private_key,
 )
+from gateway.pki.ca import create_root_ca, issue_certificate, make_csr
+from gateway.pki.keys import fingerprint_sha256, generate_key
 from gateway.pki.profiles import (
     MEMBER_URI_PREFIX,
     NODE_URI_PREFIX,
@@ -42,6 +41,7 @@ from gateway.pki.validation import (
     verify_chain,
     verify_signing_certificate,
 )
+from gateway.trust.ca_store import init_ca, issue_from_csr
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 NODE = NodeId("EE", "GOV", "70000001", "ss1")

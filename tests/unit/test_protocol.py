@@ -13,13 +13,12 @@ from typing import Any
 
 import pytest
 
+from gateway.core.encoding import b64url, format_time
 from gateway.core.envelope import (
     RequestHeader,
     ResponseHeader,
     VerifiedSignature,
-    b64url,
     body_sha256,
-    format_time,
     request_hash,
 )
 from gateway.core.errors import ERROR_TABLE, Code

@@ -34,6 +34,7 @@ from gateway.core.logtree import (
     tree_head_document,
 )
 from gateway.core.merkle import leaf_hash, tree_hash
+from gateway.keys.files import load_certificate, load_private_key
 from gateway.localnet import free_port
 from gateway.node.logproofs import (
     NotProvableError,
@@ -44,10 +45,9 @@ from gateway.node.logproofs import (
 )
 from gateway.node.messagelog import LogRecord, MessageLog, SignedHeadRecord
 from gateway.node.timestamper import TSA_REPLY_TYPE, HeadNotSignable, Timestamper
-from gateway.pki.files import init_ca, issue_service
-from gateway.pki.keys import load_certificate, load_private_key
 from gateway.pki.profiles import ServiceKind
 from gateway.pki.tsa import build_rejection, build_timestamp_response, verify_timestamp_token
+from gateway.trust.ca_store import init_ca, issue_service
 
 NODE = "DE-NRW/GOV/05974028/ss1"
 TSA_NAME = "Test TSA DE-NRW"

@@ -27,8 +27,8 @@ from gateway.conf.tufclient import (
 )
 from gateway.conf.tufdev import DevRepository
 from gateway.core.ids import MemberId
-from gateway.pki.files import init_ca
-from gateway.pki.keys import load_certificate
+from gateway.keys.files import load_certificate
+from gateway.trust.ca_store import init_ca
 
 INSTANCE = "DE-NRW"
 

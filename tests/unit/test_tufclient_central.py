@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from gateway.central.repo import KeyStore, TufRepository
-from gateway.conf.anchor import Anchor
+from gateway.conf.anchor import ConfigurationAnchor
 from gateway.conf.globalconf import TARGET_NAME, CaEntry, GlobalConf
 from gateway.conf.tufclient import ConfigClient, GlobalConfSource
 from gateway.conf.tufdev import serve_directory
-from gateway.pki.files import init_ca
-from gateway.pki.keys import load_certificate
+from gateway.keys.files import load_certificate
+from gateway.trust.ca_store import init_ca
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_client_follows_the_central_repository(
         return GlobalConf("DE-NRW", serial, "2026-11-24T00:00:00Z", cas=(ca,)).to_bytes()
 
     repo.publish(TARGET_NAME, doc(1))
-    anchor = Anchor("DE-NRW", f"{url}/metadata/", f"{url}/targets/", repo.root_json(1))
+    anchor = ConfigurationAnchor("DE-NRW", f"{url}/metadata/", f"{url}/targets/", repo.root_json(1))
     source = GlobalConfSource(ConfigClient(anchor, tmp_path / "state"), lambda c: c.directory())
     assert source.bootstrap().conf.serial == 1
     repo.rotate_root(add=1)  # a new root version, signed by old and new keys

@@ -21,14 +21,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.core.canonical import NotCanonicalError, canonical_json, parse_canonical
+from gateway.core.encoding import b64url, b64url_decode
 from gateway.core.envelope import (
     EnvelopeError,
     RequestHeader,
     ResponseHeader,
     SignatureVerifier,
     Signer,
-    b64url,
-    b64url_decode,
     body_sha256,
     check_body,
     check_created,

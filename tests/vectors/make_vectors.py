@@ -33,14 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.core.canonical import canonical_json
-from gateway.core.envelope import (
-    JWS_ALGORITHM,
-    PROTOCOL_VERSION,
-    b64url,
-    body_sha256,
-    format_time,
-    request_hash,
-)
+from gateway.core.encoding import b64url, format_time
+from gateway.core.envelope import JWS_ALGORITHM, PROTOCOL_VERSION, body_sha256, request_hash
 from gateway.core.ids import MemberId, NodeId
 from gateway.pki.ca import create_root_ca, issue_certificate, make_csr
 from gateway.pki.profiles import CertKind

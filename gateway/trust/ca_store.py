@@ -1,7 +1,10 @@
-"""File-level operations behind ``gateway pki ...``: a CA directory and key/CSR files.
+"""The CA directory behind ``gateway pki ...``: the CA's key, its certificate, what it issued.
 
 A CA directory holds ``ca.pem``, ``ca.key`` (0600) and ``issued/``, where every issued
-certificate is kept by serial so an operator can see what the CA has ever signed.
+certificate is kept by serial so an operator can see what the CA has ever signed; the
+revocation database (``gateway.trust.revocation``) sits beside them. The issuing logic
+itself is ``gateway.pki.ca`` and works on objects; this module is its file side, run by
+the party that operates the CA and its trust services (docs/adr/0016).
 """
 
 from __future__ import annotations
@@ -13,26 +16,23 @@ from pathlib import Path
 
 from cryptography import x509
 
-from gateway.core.ids import MemberId, NodeId
+from gateway.keys.files import (
+    load_certificate,
+    load_csr,
+    load_private_key,
+    write_certificate,
+    write_private_key,
+)
 from gateway.pki.ca import (
     IpAddress,
     create_root_ca,
     default_service_name,
     issue_certificate,
     issue_service_certificate,
-    make_csr,
     make_service_csr,
 )
-from gateway.pki.keys import (
-    generate_key,
-    load_certificate,
-    load_csr,
-    load_private_key,
-    write_certificate,
-    write_csr,
-    write_private_key,
-)
-from gateway.pki.profiles import CertKind, ServiceKind, check_owner_kind
+from gateway.pki.keys import generate_key
+from gateway.pki.profiles import CertKind, ServiceKind
 
 CA_CERT_NAME = "ca.pem"
 CA_KEY_NAME = "ca.key"
@@ -55,24 +55,6 @@ def init_ca(directory: Path, name: str, now: datetime, days: int = 3650) -> x509
     write_certificate(cert_path, cert)
     (directory / ISSUED_DIR_NAME).mkdir(exist_ok=True)
     return cert
-
-
-def new_key_and_csr(
-    kind: CertKind,
-    owner: NodeId | MemberId,
-    key_out: Path,
-    csr_out: Path,
-    organisation: str | None = None,
-    *,
-    country: str | None = None,
-) -> x509.CertificateSigningRequest:
-    """Generate a key (0600, never overwritten) and a CSR for ``owner``."""
-    check_owner_kind(kind, owner)
-    key = generate_key()
-    csr = make_csr(key, kind, owner, organisation, country=country)
-    write_private_key(key_out, key)
-    write_csr(csr_out, csr)
-    return csr
 
 
 def issue_from_csr(

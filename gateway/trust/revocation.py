@@ -11,7 +11,8 @@ Statuses follow RFC 6960: *good* means "issued by this CA and not revoked", *rev
 carries the time and reason, and *unknown* means "this CA never issued that serial";
 the ``issued/`` copies the CA writes at issuance are the record of what it issued.
 A damaged database raises :class:`RevocationError` rather than reading as empty, so a
-responder answers ``internalError`` instead of calling a revoked certificate good.
+responder answers ``internalError`` instead of calling a revoked certificate good. The
+statuses themselves are ``gateway.pki.status``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import fcntl
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,71 +29,21 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from gateway.fsutil import replace_atomically
-from gateway.pki.files import CA_CERT_NAME, ISSUED_DIR_NAME
-from gateway.pki.keys import load_certificate
+from gateway.keys.files import load_certificate
+from gateway.pki.status import (
+    GOOD,
+    REVOCATION_REASONS,
+    UNKNOWN,
+    CertStatus,
+    RevocationError,
+    Revoked,
+    serial_hex,
+)
+from gateway.trust.ca_store import CA_CERT_NAME, ISSUED_DIR_NAME
 
 REVOKED_DB_NAME = "revoked.json"
 _LOCK_NAME = ".revoked.lock"
 _FORMAT = 1
-
-# RFC 5280 section 5.3.1: removeFromCRL only un-holds a delta-CRL entry; it is no reason
-# to revoke, so it cannot be chosen.
-REVOCATION_REASONS: tuple[x509.ReasonFlags, ...] = tuple(
-    r for r in x509.ReasonFlags if r is not x509.ReasonFlags.remove_from_crl
-)
-
-
-class RevocationError(ValueError):
-    """A revocation that cannot be recorded, or a database that cannot be trusted."""
-
-
-@dataclass(frozen=True)
-class Good:
-    """Issued by this CA and not revoked."""
-
-
-@dataclass(frozen=True)
-class Revoked:
-    """Revoked at ``time`` (whole seconds, UTC, as OCSP carries it) for ``reason``."""
-
-    time: datetime
-    reason: x509.ReasonFlags
-
-
-@dataclass(frozen=True)
-class Unknown:
-    """Not issued by this CA, so the CA can say nothing about it."""
-
-
-CertStatus = Good | Revoked | Unknown
-GOOD = Good()
-UNKNOWN = Unknown()
-
-
-def serial_hex(serial: int) -> str:
-    """The name the CA files an issued certificate under: lowercase hex, no padding."""
-    return f"{serial:x}"
-
-
-def parse_serial(text: str) -> int:
-    """Read a serial as an operator copies it: hex, with or without ``0x`` or colons."""
-    cleaned = text.strip().lower().removeprefix("0x").replace(":", "")
-    try:
-        serial = int(cleaned, 16)
-    except ValueError:
-        raise RevocationError(f"{text!r} is not a hexadecimal serial number") from None
-    if serial <= 0:
-        raise RevocationError(f"serial numbers are positive, got {text!r}")
-    return serial
-
-
-def parse_reason(text: str) -> x509.ReasonFlags:
-    """Accept the RFC 5280 name (``keyCompromise``) or the Python one (``key_compromise``)."""
-    for reason in REVOCATION_REASONS:
-        if text in (reason.value, reason.name):
-            return reason
-    names = ", ".join(r.value for r in REVOCATION_REASONS)
-    raise RevocationError(f"unknown revocation reason {text!r}; use one of {names}")
 
 
 def _issued_path(ca_dir: Path, serial: int) -> Path:

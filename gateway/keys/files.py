@@ -1,0 +1,133 @@
+"""Key, certificate and CSR files: where a member's, node's or CA's keys are kept today.
+
+Private keys are created with ``O_EXCL`` at mode 0600, so there is never a moment when a
+key is world-readable and an existing key is never replaced by accident: losing a CA or
+node key silently is worse than an error the operator has to read. Certificates and
+CSRs are public and replaced atomically, so a reader never sees half a file.
+
+This package is the one place that reads and writes key material; ``gateway.pki``
+works on the objects only (docs/adr/0016), so a later key store (a hardware token) plugs
+in here without touching the certificate logic.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from gateway.core.ids import MemberId, NodeId
+from gateway.fsutil import replace_atomically
+from gateway.pki.ca import make_csr
+from gateway.pki.keys import generate_key
+from gateway.pki.profiles import CertKind, check_owner_kind
+
+KEY_FILE_MODE = 0o600
+CERT_FILE_MODE = 0o644
+
+
+def write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    """Write ``key`` as unencrypted PKCS#8 PEM to a new file that only the owner can read.
+
+    The mode is set on the open descriptor as well as at creation so a permissive umask
+    cannot loosen it, and a half-written file is removed rather than left as a broken key.
+    """
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, KEY_FILE_MODE)
+    except FileExistsError:
+        raise FileExistsError(
+            f"refusing to overwrite existing private key file {path}; "
+            "move it away first if you really mean to replace it"
+        ) from None
+    try:
+        os.fchmod(fd, KEY_FILE_MODE)
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    """Load an unencrypted PEM key; anything but an EC key is refused by name."""
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path} is not an unencrypted PEM private key: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(
+            f"{path} holds a {type(key).__name__}; the gateway uses EC (P-256) keys only"
+        )
+    return key
+
+
+def _write_public_pem(path: Path, pem: bytes) -> None:
+    """Replace ``path`` atomically so a reader never sees a truncated certificate."""
+    replace_atomically(path, pem, CERT_FILE_MODE)
+
+
+def write_certificate(path: Path, cert: x509.Certificate) -> None:
+    """Write one certificate as PEM, replacing any previous file at ``path``."""
+    _write_public_pem(path, cert.public_bytes(serialization.Encoding.PEM))
+
+
+def load_certificate(path: Path) -> x509.Certificate:
+    """Load a PEM file that must hold exactly one certificate.
+
+    A bundle where one certificate is expected is refused, not cut to its first entry:
+    silently picking one would hide a mixed-up file until a handshake fails.
+    """
+    certs = load_certificates(path)
+    if len(certs) != 1:
+        raise ValueError(f"{path} holds {len(certs)} certificates; expected exactly one")
+    return certs[0]
+
+
+def load_certificates(path: Path) -> list[x509.Certificate]:
+    """Load a PEM bundle (for example a set of trusted roots) in file order."""
+    try:
+        return x509.load_pem_x509_certificates(path.read_bytes())
+    except ValueError as exc:
+        raise ValueError(f"{path} is not a PEM certificate file: {exc}") from None
+
+
+def write_csr(path: Path, csr: x509.CertificateSigningRequest) -> None:
+    """Write a CSR as PEM, replacing any previous file at ``path``."""
+    _write_public_pem(path, csr.public_bytes(serialization.Encoding.PEM))
+
+
+def load_csr(path: Path) -> x509.CertificateSigningRequest:
+    """Load a PEM CSR; its signature is checked at issuance, not here."""
+    try:
+        return x509.load_pem_x509_csr(path.read_bytes())
+    except ValueError as exc:
+        raise ValueError(f"{path} is not a PEM certificate signing request: {exc}") from None
+
+
+def new_key_and_csr(
+    kind: CertKind,
+    owner: NodeId | MemberId,
+    key_out: Path,
+    csr_out: Path,
+    organisation: str | None = None,
+    *,
+    country: str | None = None,
+) -> x509.CertificateSigningRequest:
+    """Generate a key (0600, never overwritten) and a CSR for ``owner``."""
+    check_owner_kind(kind, owner)
+    key = generate_key()
+    csr = make_csr(key, kind, owner, organisation, country=country)
+    write_private_key(key_out, key)
+    write_csr(csr_out, csr)
+    return csr
