@@ -9,7 +9,7 @@ data as JSON, shipped as package data) and ``app.py`` (the routes); what they al
 
 The registry apps use nothing from :mod:`gateway`. The parts that act as X-Road *clients*
 take the identifier types from :mod:`gateway.core.ids`: the Gewerberegister's IHK outbox
-and the portal. :mod:`registries.portal.federation`, which starts the demo cities, builds
-on the demo's local network (:mod:`gateway.localnet`). In the other direction, the
-``gateway`` CLI, demo and compose set-up start these apps.
+and the portal. Nothing here imports the sandbox (:mod:`gateway.sandbox`, which starts the
+demo cities' registers and portal), and no product package imports the registries: only
+the entry point :mod:`gateway.cli` starts them (tests/unit/test_layering.py).
 """

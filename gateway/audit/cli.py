@@ -1,4 +1,5 @@
-"""``gateway audit export|verify|anchor|bench``.
+"""``gateway audit export|verify|anchor`` (``gateway audit bench``, a measurement on a
+synthetic log, is the sandbox's and registered by :mod:`gateway.cli`).
 
 Exit status of ``verify``: 0 when every piece verified, 1 when one did not (the first
 bad piece and the reason code are printed), 2 when the bundle or anchor cannot be read
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -146,18 +146,6 @@ def cmd_audit_anchor(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}: {len(cas)} CA and {len(tsas)} TSA certificates")
 
 
-def cmd_audit_bench(args: argparse.Namespace) -> None:
-    from gateway.audit.bench import run_bench
-
-    with tempfile.TemporaryDirectory(prefix="audit-bench-") as scratch:
-        result = run_bench(Path(args.dir or scratch), args.entries, jobs=args.jobs)
-    print(
-        f"verified the bundle file in {result.verify_seconds:.2f} s "
-        f"for {result.entries} entries with {result.jobs} signature process(es): "
-        f"{result.per_second:.0f} entries/s"
-    )
-
-
 def cmd_log_witness(args: argparse.Namespace) -> None:
     """What witnessing recorded: split views and refused heads first, then co-signatures.
 
@@ -275,8 +263,9 @@ def add_log_commands(logs: Subparsers, add: AddFn) -> None:
     p.add_argument("--db", required=True)
 
 
-def add_commands(sub: Subparsers, add: AddFn) -> None:
-    """Register ``gateway audit ...``."""
+def add_commands(sub: Subparsers, add: AddFn) -> Subparsers:
+    """Register ``gateway audit ...``; returns the ``audit`` subcommands, to which the
+    entry point adds the sandbox's ``bench``."""
     audit = sub.add_parser("audit", help="export and verify audit bundles").add_subparsers(
         dest="audit_command", required=True, metavar="AUDIT_COMMAND"
     )
@@ -305,7 +294,4 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     p.add_argument("--tsa-cert", action="append", required=True, help="trusted TSA (PEM)")
     p.add_argument("--ocsp-freshness-seconds", type=int, default=3600)
     p.add_argument("--out", required=True)
-    p = add(audit, "bench", cmd_audit_bench, "measure verify speed on a synthetic log")
-    p.add_argument("--entries", type=int, default=20000)
-    p.add_argument("--jobs", type=int, default=None, help="signature processes (default: CPUs)")
-    p.add_argument("--dir", default=None, help="keep the log and bundle here")
+    return audit

@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from gateway.conf.directory import TrustParameters
-from gateway.localnet import LocalNet, ServiceSpec
 from gateway.node.logproofs import timestamp_status
+from gateway.sandbox.localnet import LocalNet, ServiceSpec
 from tests.integration.conftest import GEWERBEAMT, LIPPSTADT, SERVICE, SOEST, RecordingRegistry
 
 pytestmark = pytest.mark.integration

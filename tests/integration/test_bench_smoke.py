@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.bench.runner import run_bench
+from gateway.sandbox.bench.runner import run_bench
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,8 @@ from gateway.central.errors import CENTRAL_ERROR_TABLE, CentralCode
 from gateway.conf.anchor import save_anchor
 from gateway.conf.tufdev import DevRepository
 from gateway.core.errors import ERROR_TABLE, Code
-from gateway.localnet import LIPPSTADT, SOEST, LocalNet
+from gateway.sandbox.cities import LIPPSTADT, SOEST
+from gateway.sandbox.localnet import LocalNet
 
 pytestmark = pytest.mark.integration
 

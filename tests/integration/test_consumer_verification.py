@@ -28,7 +28,6 @@ from cryptography.x509 import ocsp
 from gateway.core.encoding import b64url, b64url_decode, format_time
 from gateway.core.envelope import RequestHeader, ResponseHeader, Signer, body_sha256, request_hash
 from gateway.keys.files import load_certificate, load_certificates, load_private_key
-from gateway.localnet import LocalNet
 from gateway.node.config import NodeConfig, load_config
 from gateway.node.messagelog import count_entries, read_entries
 from gateway.node.server import Node
@@ -42,6 +41,7 @@ from gateway.node.wire import (
 from gateway.pki.ca import create_root_ca, issue_certificate, make_csr
 from gateway.pki.keys import generate_key
 from gateway.pki.profiles import CertKind
+from gateway.sandbox.localnet import LocalNet
 from tests.integration.conftest import (
     GEWERBEAMT,
     ISERLOHN,

@@ -31,7 +31,6 @@ from gateway.keys.files import (
     write_certificate,
     write_private_key,
 )
-from gateway.localnet import LocalNet
 from gateway.node.messagelog import read_entries
 from gateway.node.wire import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
 from gateway.pki.ca import (
@@ -43,6 +42,7 @@ from gateway.pki.ca import (
 )
 from gateway.pki.keys import generate_key
 from gateway.pki.profiles import CertKind, ServiceKind
+from gateway.sandbox.localnet import LocalNet
 from tests.integration.conftest import (
     GEWERBEAMT,
     ISERLOHN,

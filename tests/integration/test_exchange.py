@@ -22,8 +22,8 @@ from gateway.core.envelope import (
     request_hash,
 )
 from gateway.keys.files import load_certificate
-from gateway.localnet import LocalNet
 from gateway.node.messagelog import count_entries, read_entries
+from gateway.sandbox.localnet import LocalNet
 from tests.integration.conftest import (
     DISABLED,
     GEWERBEAMT,

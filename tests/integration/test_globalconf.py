@@ -28,9 +28,10 @@ import pytest
 from gateway.conf.globalconf import CaEntry, MemberEntry, NodeEntry
 from gateway.core.ids import NodeId
 from gateway.keys.files import load_certificate, new_key_and_csr
-from gateway.localnet import City, LocalNet, ServiceSpec
 from gateway.pki.keys import fingerprint_sha256
 from gateway.pki.profiles import CertKind
+from gateway.sandbox.cities import City
+from gateway.sandbox.localnet import LocalNet, ServiceSpec
 from gateway.trust.ca_store import init_ca, issue_from_csr
 from tests.integration.conftest import RecordingRegistry
 

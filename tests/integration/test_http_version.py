@@ -13,7 +13,7 @@ import ssl
 
 import pytest
 
-from gateway.localnet import LocalNet
+from gateway.sandbox.localnet import LocalNet
 from tests.integration.conftest import LIPPSTADT, SOEST
 
 pytestmark = pytest.mark.integration

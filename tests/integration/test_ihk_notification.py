@@ -16,14 +16,14 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.localnet import SOEST, LocalNet, free_port
-from registries.portal.federation import (
-    IHK,
+from gateway.sandbox.cities import IHK, SOEST
+from gateway.sandbox.federation import (
     ihk_service,
     start_gewerberegister,
     start_ihk,
     start_nodes,
 )
+from gateway.sandbox.localnet import LocalNet, free_port
 
 pytestmark = pytest.mark.integration
 

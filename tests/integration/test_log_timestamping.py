@@ -24,9 +24,9 @@ import httpx
 import pytest
 
 from gateway.conf.directory import TrustParameters
-from gateway.localnet import LocalNet, ServiceSpec
 from gateway.node.logproofs import read_tree_heads, timestamp_status
 from gateway.node.messagelog import count_entries
+from gateway.sandbox.localnet import LocalNet, ServiceSpec
 from tests.integration.conftest import (
     GEWERBEAMT,
     LIPPSTADT,

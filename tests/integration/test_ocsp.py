@@ -24,10 +24,10 @@ from gateway.conf.directory import TrustParameters
 from gateway.core.encoding import b64url
 from gateway.core.envelope import SignatureVerifier, parse_time
 from gateway.keys.files import load_certificate
-from gateway.localnet import LocalNet, ServiceSpec
 from gateway.node.messagelog import read_entries
 from gateway.node.wire import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
 from gateway.pki.ocsp import verify_ocsp_response
+from gateway.sandbox.localnet import LocalNet, ServiceSpec
 from tests.integration.conftest import (
     GEWERBEAMT,
     ISERLOHN,

@@ -20,14 +20,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.localnet import LIPPSTADT, SOEST, LocalNet, free_port
 from gateway.node.messagelog import read_entries
-from registries.portal.federation import (
+from gateway.sandbox.cities import (
     IHK,
     ISERLOHN,
     ISERLOHN_MELDEREGISTER_SERVICE,
+    LIPPSTADT,
+    SOEST,
     TRACKERS,
     TRADE_OFFICE,
+)
+from gateway.sandbox.federation import (
     Portal,
     allow_tracker,
     ihk_service,
@@ -38,6 +41,7 @@ from registries.portal.federation import (
     start_nodes,
     start_portal,
 )
+from gateway.sandbox.localnet import LocalNet, free_port
 from registries.portal.scenario import ANNA, ANNA_IDNR, read_tracker, run_anna_scenario
 from registries.portal.xroad import r1_path
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.localnet import free_port, wait_http
+from gateway.sandbox.localnet import free_port, wait_http
 
 pytestmark = pytest.mark.integration
 

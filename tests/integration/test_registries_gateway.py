@@ -23,9 +23,10 @@ import pytest
 from gateway.audit.subjects import check_subjects
 from gateway.conf.directory import TrustParameters
 from gateway.core.envelope import RequestHeader, ResponseHeader
-from gateway.localnet import City, LocalNet, ServiceSpec, free_port
 from gateway.node.logproofs import timestamp_status
 from gateway.node.messagelog import read_entries
+from gateway.sandbox.cities import City
+from gateway.sandbox.localnet import LocalNet, ServiceSpec, free_port
 from registries.melderegister.idnr import is_idnr
 
 pytestmark = pytest.mark.integration

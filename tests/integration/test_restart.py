@@ -25,8 +25,8 @@ import httpx
 import pytest
 
 from gateway.conf.directory import TrustParameters
-from gateway.localnet import LocalNet, ServiceSpec, wait_http
 from gateway.node.logproofs import timestamp_status
+from gateway.sandbox.localnet import LocalNet, ServiceSpec, wait_http
 from tests.integration.conftest import GEWERBEAMT, LIPPSTADT, SERVICE, SOEST, RecordingRegistry
 
 pytestmark = pytest.mark.integration

@@ -20,15 +20,16 @@ import pytest
 
 from gateway.central import registry
 from gateway.central.service import Central
-from gateway.localnet import LIPPSTADT, SOEST, wait_http
 from gateway.node.messagelog import read_entries
-from gateway.setup import (
+from gateway.sandbox.cities import IHK, ISERLOHN, LIPPSTADT, SOEST, TRADE_OFFICE
+from gateway.sandbox.federation import start_nodes
+from gateway.sandbox.localnet import wait_http
+from gateway.sandbox.setup import (
     ACTOR,
     MELDEREGISTER_SERVICES,
     federation,
     loopback_addresses,
 )
-from registries.portal.federation import IHK, ISERLOHN, TRADE_OFFICE, start_nodes
 
 
 def gateway_setup(state: Path) -> subprocess.CompletedProcess[str]:

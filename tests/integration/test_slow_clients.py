@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from gateway.localnet import LocalNet, free_port, wait_http
+from gateway.sandbox.localnet import LocalNet, free_port, wait_http
 from tests.integration.conftest import SOEST
 
 pytestmark = pytest.mark.integration

@@ -19,8 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.localnet import HOST, LIPPSTADT, SOEST, LocalNet, ServiceSpec, free_port
-from gateway.supervisor import Backoff, Supervisor
+from gateway.sandbox.cities import LIPPSTADT, SOEST
+from gateway.sandbox.localnet import HOST, LocalNet, ServiceSpec, free_port
+from gateway.sandbox.supervisor import Backoff, Supervisor
 
 pytestmark = pytest.mark.integration
 

@@ -43,7 +43,6 @@ from gateway.keys.files import (
     load_private_key,
     new_key_and_csr,
 )
-from gateway.localnet import LocalNet, ServiceSpec
 from gateway.node.config import NodeConfig, load_config
 from gateway.node.logproofs import (
     latest_signed_head,
@@ -55,6 +54,7 @@ from gateway.node.tls import server_context
 from gateway.pki.keys import fingerprint_sha256
 from gateway.pki.ocsp import build_ocsp_request
 from gateway.pki.profiles import CertKind
+from gateway.sandbox.localnet import LocalNet, ServiceSpec
 from gateway.trust.ca_store import issue_from_csr
 from tests.integration.conftest import (
     GEWERBEAMT,

@@ -2,7 +2,7 @@
 
 The log is written through the node's own ``MessageLog`` with really signed headers,
 real OCSP responses and tree heads stamped by an in-process RFC 3161 TSA
-(``gateway.audit.bench.build_log``). Property tests mutate the parsed bundle (entries,
+(``gateway.sandbox.bench.audit.build_log``). Property tests mutate the parsed bundle (entries,
 proofs, tree heads) at random and require a refusal every time; the untouched bundle
 must always pass. Third-party checks: ``openssl ts -verify`` on the exported tokens,
 ``openssl ocsp`` on the OCSP responses, PyJWT on the detached JWS.
@@ -30,7 +30,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.audit.anchor import AuditAnchorError, anchor_json, load_anchor
-from gateway.audit.bench import START, SUBJECT, SyntheticLog, build_log
 from gateway.audit.bundle import (
     Bundle,
     BundleFormatError,
@@ -56,6 +55,7 @@ from gateway.core.logtree import LEAF_TYPE, encode_leaf, subjects_commitment
 from gateway.pki.ca import create_root_ca, issue_service_certificate, make_service_csr
 from gateway.pki.keys import generate_key
 from gateway.pki.profiles import ServiceKind
+from gateway.sandbox.bench.audit import START, SUBJECT, SyntheticLog, build_log
 
 ENTRIES = 30
 HEAD_EVERY = 8
@@ -320,7 +320,7 @@ def test_a_head_stamped_before_its_entries_were_logged_is_refused(
 ) -> None:
     # entries claim a later logged_at: the leaf changes, so make the claim consistently
     # through a log written with tree heads stamped an hour early instead
-    from gateway.audit.bench import stamp
+    from gateway.sandbox.bench.audit import stamp
 
     bad = _unsigned(pristine)  # a signed head would also have to name that early time
     head = bad.heads[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.bench.profile import bucket_of, render, summarise
+from gateway.sandbox.bench.profile import bucket_of, render, summarise
 
 SIGN = "sign (gateway/core/envelope.py:410)"
 VERIFY = "verify (gateway/core/envelope.py:505)"

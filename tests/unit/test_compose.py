@@ -68,7 +68,7 @@ def _state_paths(service: dict[str, Any]) -> list[str]:
 
 
 def test_setup_is_a_one_shot_gateway_setup_for_compose_hosts() -> None:
-    from gateway.setup_cli import cmd_setup
+    from gateway.sandbox.setup_cli import cmd_setup
 
     setup = _doc()["services"]["setup"]
     args = build_parser().parse_args(setup["command"])
@@ -92,7 +92,7 @@ def test_every_other_service_starts_only_after_setup_succeeded() -> None:
 
 
 def test_setup_mounts_every_volume_where_gateway_setup_expects_it() -> None:
-    from gateway.setup import VOLUMES
+    from gateway.sandbox.setup import VOLUMES
 
     doc = _doc()
     assert set(doc["volumes"]) == set(VOLUMES)
@@ -104,7 +104,7 @@ def test_setup_mounts_every_volume_where_gateway_setup_expects_it() -> None:
 
 
 def test_the_fixed_ports_are_the_ones_the_services_listen_on() -> None:
-    from gateway.setup import COMPOSE_PORTS
+    from gateway.sandbox.setup import COMPOSE_PORTS
 
     for name, service in _doc()["services"].items():
         command = service["command"]
@@ -117,7 +117,7 @@ def compose_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``gateway setup --hosts compose`` for real, into a directory per volume."""
     from datetime import UTC, datetime
 
-    from gateway.setup import compose_addresses, prepare
+    from gateway.sandbox.setup import compose_addresses, prepare
 
     state = tmp_path_factory.mktemp("compose-state")
     prepare(state, compose_addresses(), datetime.now(UTC))
@@ -145,7 +145,7 @@ def test_node_configurations_name_compose_hosts_that_serve_them(compose_state: P
 
     from gateway.conf.anchor import load_anchor
     from gateway.keys.files import load_certificate
-    from gateway.setup import NODES
+    from gateway.sandbox.setup import NODES
 
     services = _doc()["services"]
 

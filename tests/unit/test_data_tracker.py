@@ -448,7 +448,7 @@ def archived_log(tmp_path: Path) -> tuple[Path, int]:
     """A signed, timestamped log of 6 reads of ``bench.SUBJECT`` by a clerk, the first 3
     archived with ``gateway log archive``'s function; returns the file and the count."""
     from gateway.audit.archive import archive_before
-    from gateway.audit.bench import START, build_log
+    from gateway.sandbox.bench.audit import START, build_log
 
     log = build_log(tmp_path / "log", 12, head_every=2, user_id="clerk-07", issue="GEW-2026-0815")
     with sqlite3.connect(log.db) as conn:
@@ -464,8 +464,8 @@ def archived_log(tmp_path: Path) -> tuple[Path, int]:
 
 
 def test_find_usage_still_answers_for_archived_reads(tmp_path: Path) -> None:
-    from gateway.audit.bench import SERVICE as BENCH_SERVICE
-    from gateway.audit.bench import SUBJECT
+    from gateway.sandbox.bench.audit import SERVICE as BENCH_SERVICE
+    from gateway.sandbox.bench.audit import SUBJECT
 
     db, archived = archived_log(tmp_path)
     assert archived == 6
@@ -505,8 +505,8 @@ def test_find_usage_still_answers_for_archived_reads(tmp_path: Path) -> None:
 
 
 def test_reads_archived_without_their_details_are_still_shown(tmp_path: Path) -> None:
-    from gateway.audit.bench import SERVICE as BENCH_SERVICE
-    from gateway.audit.bench import SUBJECT
+    from gateway.sandbox.bench.audit import SERVICE as BENCH_SERVICE
+    from gateway.sandbox.bench.audit import SUBJECT
 
     db, _ = archived_log(tmp_path)
     # As a log archived before the details were kept apart: the headers are gone and
@@ -526,8 +526,8 @@ def test_an_older_log_gets_its_read_details_at_start_and_before_archiving(
     tmp_path: Path,
 ) -> None:
     from gateway.audit.archive import archive_before
-    from gateway.audit.bench import SERVICE as BENCH_SERVICE
-    from gateway.audit.bench import START, SUBJECT, build_log
+    from gateway.sandbox.bench.audit import SERVICE as BENCH_SERVICE
+    from gateway.sandbox.bench.audit import START, SUBJECT, build_log
 
     def details(db: Path) -> list[tuple[object, ...]]:
         with sqlite3.connect(db) as conn:
@@ -562,7 +562,7 @@ def test_an_older_log_gets_its_read_details_at_start_and_before_archiving(
 
 def test_archiving_refuses_reads_whose_details_cannot_be_taken(tmp_path: Path) -> None:
     from gateway.audit.archive import ArchiveError, archive_before
-    from gateway.audit.bench import START, build_log
+    from gateway.sandbox.bench.audit import START, build_log
 
     log = build_log(tmp_path / "log", 4, head_every=4)
     sql(log.db, "DROP TABLE data_subject_read")

@@ -19,13 +19,13 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.audit.archive import archive_before
-from gateway.audit.bench import START, SyntheticLog, build_log
 from gateway.audit.export import Selection, export_bundle
 from gateway.audit.parallel import verify_file
 from gateway.node.config import NodeConfig
 from gateway.node.logpolicy import METADATA, SIZE, body_policy, local_subsystem
 from gateway.node.logproofs import NotProvableError, prove_entry
 from gateway.node.messagelog import LogRecord, MessageLog, MessageLogError
+from gateway.sandbox.bench.audit import START, SyntheticLog, build_log
 
 ENTRIES = 24
 HEAD_EVERY = 6

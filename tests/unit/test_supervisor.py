@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from gateway.supervisor import Backoff, describe_exit, log_tail
+from gateway.sandbox.supervisor import Backoff, describe_exit, log_tail
 
 
 def test_backoff_doubles_for_quick_deaths_up_to_the_maximum() -> None:

@@ -35,7 +35,6 @@ from gateway.core.logtree import (
 )
 from gateway.core.merkle import leaf_hash, tree_hash
 from gateway.keys.files import load_certificate, load_private_key
-from gateway.localnet import free_port
 from gateway.node.logproofs import (
     NotProvableError,
     entry_proof,
@@ -47,6 +46,7 @@ from gateway.node.messagelog import LogRecord, MessageLog, SignedHeadRecord
 from gateway.node.timestamper import TSA_REPLY_TYPE, HeadNotSignable, Timestamper
 from gateway.pki.profiles import ServiceKind
 from gateway.pki.tsa import build_rejection, build_timestamp_response, verify_timestamp_token
+from gateway.sandbox.localnet import free_port
 from gateway.trust.ca_store import init_ca, issue_service
 
 NODE = "DE-NRW/GOV/05974028/ss1"

@@ -30,18 +30,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from gateway.bench.procs import usage
-from gateway.localnet import (
-    LIPPSTADT,
-    SOEST,
+from gateway.sandbox.bench.procs import usage
+from gateway.sandbox.cities import BENCH_SERVICE, LIPPSTADT, SOEST
+from gateway.sandbox.cities import TRADE_OFFICE as CLIENT
+from gateway.sandbox.localnet import (
     LocalNet,
     ServiceSpec,
     free_port,
     wait_http,
 )
-
-BENCH_SERVICE = LIPPSTADT.subsystem("melderegister").service("echo")
-CLIENT = SOEST.subsystem("gewerbeamt")
 
 
 @dataclass
@@ -95,14 +92,16 @@ def start_topology(root: Path) -> Topology:
     # production default so configuration polling stays out of the measured CPU time.
     net.write_configs(globalconf_refresh_seconds=60)
     topo = Topology(net)
-    stub = _spawn("gateway.bench.stub", ["--port", str(stub_port)], root / "logs" / "stub.log")
+    stub = _spawn(
+        "gateway.sandbox.bench.stub", ["--port", str(stub_port)], root / "logs" / "stub.log"
+    )
     topo.extra.append(stub)
     wait_http(f"{stub_url}/health", stub)
 
     soest, lippstadt = net.nodes[SOEST.ags], net.nodes[LIPPSTADT.ags]
     back_port, front_port = free_port(), free_port()
     back = _spawn(
-        "gateway.bench.relay",
+        "gateway.sandbox.bench.relay",
         [
             "--port", str(back_port), "--upstream", stub_url, "--tls-in",
             "--cert", str(lippstadt.auth_cert), "--key", str(lippstadt.directory / "auth.key"),
@@ -111,7 +110,7 @@ def start_topology(root: Path) -> Topology:
         root / "logs" / "relay-back.log",
     )  # fmt: skip
     front = _spawn(
-        "gateway.bench.relay",
+        "gateway.sandbox.bench.relay",
         [
             "--port", str(front_port), "--upstream", f"https://127.0.0.1:{back_port}",
             "--cert", str(soest.auth_cert), "--key", str(soest.directory / "auth.key"),
@@ -155,7 +154,7 @@ def drive(
     before = {name: usage(p.pid).cpu_seconds for name, p in scenario.processes.items()}
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     args = [
-        sys.executable, "-m", "gateway.bench.loadgen", "--url", scenario.url,
+        sys.executable, "-m", "gateway.sandbox.bench.loadgen", "--url", scenario.url,
         "--concurrency", str(concurrency), "--duration", str(duration),
         "--body-bytes", str(body_bytes),
     ]  # fmt: skip
@@ -390,7 +389,7 @@ def run_bench(
 def _profile(
     topo: Topology, out: Path, concurrency: int, duration: float, body_bytes: int
 ) -> dict[str, Any]:
-    from gateway.bench import profile
+    from gateway.sandbox.bench import profile
 
     out.mkdir(parents=True, exist_ok=True)
     scenario = topo.scenarios["gateway"]

@@ -1,11 +1,10 @@
-"""The portal's part of a loopback federation: the IHK as a member, Iserlohn with its own
+"""The portal's part of a loopback federation: the services of the IHK and the
 Melderegister, and the processes of the registers, the IHK endpoint and the portal, for
 the tests and the demo.
 
-The IHK (chamber of commerce) is not a city and not part of any city's administration,
-so it is its own member with its own node, ``DE-NRW/GOV/IHK-ARNSBERG`` (the chamber for
-Soest, Lippstadt and Iserlohn is the IHK Arnsberg, Hellweg-Sauerland), subsystem
-``kammer``, service ``gewerbemeldungen`` (docs/adr/0013-portal-and-ihk-notification.md).
+The members themselves (the IHK, ``DE-NRW/GOV/IHK-ARNSBERG``, subsystem ``kammer``,
+service ``gewerbemeldungen``; Iserlohn with its own Melderegister) are in
+:mod:`gateway.sandbox.cities` (docs/adr/0013-portal-and-ihk-notification.md).
 """
 
 from __future__ import annotations
@@ -15,18 +14,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.core.ids import ServiceId, SubsystemId
-from gateway.localnet import HOST, LIPPSTADT, SOEST, City, LocalNet, ServiceSpec, wait_http
+from gateway.sandbox.cities import (
+    IHK_SERVICE,
+    LIPPSTADT,
+    MELDEREGISTER_SERVICE,
+    SOEST,
+    TRADE_OFFICE,
+    City,
+)
+from gateway.sandbox.localnet import HOST, LocalNet, ServiceSpec, wait_http
 from registries.portal.cli import DEFAULT_CLIENT
 
-IHK = City("IHK Arnsberg", "IHK-ARNSBERG", ("kammer",))
-IHK_SERVICE = IHK.subsystem("kammer").service("gewerbemeldungen")
-TRADE_OFFICE = SOEST.subsystem("gewerbeamt")
-MELDEREGISTER_SERVICE = LIPPSTADT.subsystem("melderegister").service("einfacheAuskunft")
 assert str(TRADE_OFFICE) == DEFAULT_CLIENT
-
-ISERLOHN = City("Stadt Iserlohn", "05962024", ("melderegister",))
-"""The third city: its node serves its own Melderegister (``--city iserlohn``)."""
-ISERLOHN_MELDEREGISTER_SERVICE = ISERLOHN.subsystem("melderegister").service("einfacheAuskunft")
 
 
 def ihk_service(ihk_port: int) -> ServiceSpec:
@@ -114,14 +113,6 @@ def start_nodes(net: LocalNet, cities: Sequence[str]) -> None:
     with ThreadPoolExecutor(max_workers=len(cities) or 1) as pool:
         for future in [pool.submit(net.start_node, ags) for ags in cities]:
             future.result()
-
-
-MELDEREGISTER_TRACKER = LIPPSTADT.subsystem("melderegister").service("findUsage")
-"""Lippstadt's data tracker for the Melderegister (built into its node)."""
-ISERLOHN_TRACKER = ISERLOHN.subsystem("melderegister").service("findUsage")
-"""Iserlohn's data tracker for its Melderegister (built into its node)."""
-TRACKERS = (MELDEREGISTER_TRACKER, ISERLOHN_TRACKER)
-"""Every tracker "Meine Daten" asks in the three-city federation."""
 
 
 def start_iserlohn_melderegister(net: LocalNet, port: int) -> subprocess.Popen[bytes]:

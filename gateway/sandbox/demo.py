@@ -30,19 +30,20 @@ from cryptography.x509.oid import NameOID
 
 from gateway.core.encoding import format_time
 from gateway.keys.files import load_certificate
-from gateway.localnet import LIPPSTADT, SOEST, JoinResult, LocalNet, free_port, wait_http
 from gateway.node.messagelog import read_entries
 from gateway.pki.keys import fingerprint_sha256
-from gateway.store.models import LogEntry
-from gateway.supervisor import Supervisor
-from registries.portal.federation import (
+from gateway.sandbox.cities import (
     IHK,
     IHK_SERVICE,
     ISERLOHN,
     ISERLOHN_TRACKER,
+    LIPPSTADT,
     MELDEREGISTER_SERVICE,
+    SOEST,
     TRACKERS,
     TRADE_OFFICE,
+)
+from gateway.sandbox.federation import (
     Portal,
     allow_tracker,
     ihk_service,
@@ -53,6 +54,9 @@ from registries.portal.federation import (
     start_nodes,
     start_portal,
 )
+from gateway.sandbox.localnet import JoinResult, LocalNet, free_port, wait_http
+from gateway.sandbox.supervisor import Supervisor
+from gateway.store.models import LogEntry
 from registries.portal.scenario import AnnaStory, run_anna_scenario
 
 DEMO_STAMP_INTERVAL = 2
@@ -456,7 +460,7 @@ def show_witnesses(net: LocalNet, timeout: float = 30) -> bool:
 
 def audit_lippstadt(net: LocalNet) -> bool:
     """An auditor exports Lippstadt's whole log and verifies it offline."""
-    from gateway.audit.demo import audit_log
+    from gateway.sandbox.demo_audit import audit_log
 
     files = net.nodes[LIPPSTADT.ags]
     ok, text = audit_log(files.messagelog, net.ca_cert, net.trust.tsa_cert, net.root / "audit")
@@ -487,7 +491,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 def _serve(demo: Demo, directory: Path, *, exit_on_failure: bool = False) -> bool:
     """Keep the federation up until Ctrl-C/SIGTERM; ``False`` if it stopped because a
     process died under ``exit_on_failure``. Otherwise a process that dies is reported
-    and restarted with backoff while the others keep running (``gateway.supervisor``)."""
+    and restarted with backoff while the others keep running (``gateway.sandbox.supervisor``)."""
     # Handler first: a SIGTERM while the topology is being written still stops the
     # federation cleanly.
     signal.signal(signal.SIGTERM, _raise_interrupt)

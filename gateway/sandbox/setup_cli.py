@@ -1,6 +1,6 @@
-"""``gateway setup``: the subcommand, hooked into gateway.cli (logic in gateway.setup).
+"""``gateway setup``: the subcommand, hooked into gateway.cli (logic in gateway.sandbox.setup).
 
-Kept apart from :mod:`gateway.setup` so building the parser imports nothing heavy.
+Kept apart from :mod:`gateway.sandbox.setup` so building the parser imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def cmd_setup(args: argparse.Namespace) -> None:
-    from gateway.setup import compose_addresses, loopback_addresses, prepare
+    from gateway.sandbox.setup import compose_addresses, loopback_addresses, prepare
 
     state = Path(args.state)
     addresses = compose_addresses() if args.hosts == "compose" else loopback_addresses(state)

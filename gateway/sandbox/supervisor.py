@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.localnet import Launch, LocalNet
+from gateway.sandbox.localnet import Launch, LocalNet
 
 TAIL_LINES = 10
 """Lines of a dead process's log shown in its report."""

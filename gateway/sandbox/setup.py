@@ -40,28 +40,28 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.localnet import (
-    HOST,
+from gateway.sandbox.cities import (
+    IHK,
+    IHK_SERVICE,
     INSTANCE,
+    ISERLOHN,
+    ISERLOHN_MELDEREGISTER_SERVICE,
     LIPPSTADT,
+    MELDEREGISTER_SERVICE,
     SOEST,
-    CentralFiles,
+    TRACKERS,
+    TRADE_OFFICE,
     City,
+)
+from gateway.sandbox.federation import allow_tracker
+from gateway.sandbox.localnet import (
+    HOST,
+    CentralFiles,
     LocalNet,
     NodeFiles,
     ServiceSpec,
     TrustFiles,
     free_port,
-)
-from registries.portal.federation import (
-    IHK,
-    IHK_SERVICE,
-    ISERLOHN,
-    ISERLOHN_MELDEREGISTER_SERVICE,
-    MELDEREGISTER_SERVICE,
-    TRACKERS,
-    TRADE_OFFICE,
-    allow_tracker,
 )
 
 if TYPE_CHECKING:
