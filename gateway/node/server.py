@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import json
 import logging
@@ -64,33 +63,34 @@ from gateway.core.ids import (
 from gateway.core.policy import AccessPolicy
 from gateway.httpversion import http1_only
 from gateway.keys.files import load_certificates, load_private_key
-from gateway.net.guard import GuardSettings, guarded_site
-from gateway.node.auditor import Auditor
-from gateway.node.clock import Clock, SystemClock
-from gateway.node.confhistory import record_version
-from gateway.node.config import ConfigError, NodeConfig, ServiceSection
-from gateway.node.logpolicy import body_policy
-from gateway.node.messagelog import LogRecord, MessageLog, MessageLogError, ReplayError
-from gateway.node.ocsp import (
-    OwnCertificate,
-    OwnOcsp,
-    OwnStatusUnavailable,
+from gateway.messagelog import (
+    Kind,
+    LogRecord,
+    MessageLogError,
+    ReplayError,
+    Role,
     StoredStatus,
-    load_statuses,
-    store_status,
+    open_log,
 )
-from gateway.node.replay import ReplayGuard
-from gateway.node.timestamper import Timestamper
-from gateway.node.tls import client_context, peer_fingerprint, server_context
-from gateway.node.tracker import (
+from gateway.messagelog.auditor import Auditor
+from gateway.messagelog.context import LogContext
+from gateway.messagelog.policy import body_policy
+from gateway.messagelog.timestamper import Timestamper
+from gateway.messagelog.tracker import (
     FIND_USAGE,
     Tracker,
     check_purpose,
     details_of,
     required_headers,
 )
+from gateway.messagelog.witness import Witness, head_signer
+from gateway.net.guard import GuardSettings, guarded_site
+from gateway.node.clock import Clock, SystemClock
+from gateway.node.config import ConfigError, NodeConfig, ServiceSection
+from gateway.node.ocsp import OwnCertificate, OwnOcsp, OwnStatusUnavailable
+from gateway.node.replay import ReplayGuard
+from gateway.node.tls import client_context, peer_fingerprint, server_context
 from gateway.node.transport import PeerClient, RegistryClient, Reply, read_limited
-from gateway.node.witness import Witness, head_signer
 from gateway.pki.ocsp import OcspError, OcspFailure
 from gateway.pki.ocsp_cache import OcspCache, OcspEvidence, find_issuer
 from gateway.pki.profiles import CertificateError, node_id_of
@@ -233,7 +233,6 @@ class Node:
             self._trust = self._derive(directory)
         self.policy = AccessPolicy(config.grants())
         self.services: dict[ServiceId, ServiceSection] = {s.service_id: s for s in config.services}
-        self.tracker = Tracker(config.node.messagelog, config.tracker.hidden_clients)
         self.window = timedelta(seconds=config.node.message_window_seconds)
         self.max_body = config.node.max_body_bytes
         roots = self.directory.trust_roots()
@@ -297,11 +296,13 @@ class Node:
         self._server_ssl = self._trust.server_ssl
         if self.globalconf is not None:
             self._server_ssl.sni_callback = self._select_server_context
-        self.log = MessageLog(
+        self.log = open_log(
             config.node.messagelog,
             clock=self.clock.now,
             body_policy=body_policy(config.logging.metadata_only(), config.logging.max_body_bytes),
         )
+        self.tracker = Tracker(self.log.store, config.tracker.hidden_clients)
+        context = self._log_context()
         self.timestamper = Timestamper(
             self.log,
             lambda: self._trust.directory,
@@ -310,10 +311,11 @@ class Node:
             batch_size=config.node.timestamp_batch_size,
             tolerated_outage=timedelta(seconds=config.node.timestamp_failure_tolerance_seconds),
             timeout_seconds=config.node.timestamp_timeout_seconds,
-            sign_head=head_signer(self),
+            sign_head=head_signer(context),
         )
-        self.auditor = Auditor(self)  # the log's auditor API (gateway/node/auditor.py)
-        self.witness = Witness(self)  # co-signs peers' tree heads (gateway/node/witness.py)
+        # Co-signs peers' tree heads, and serves the log's auditor API (gateway/messagelog/).
+        self.witness = Witness(context)
+        self.auditor = Auditor(context, self.witness)
         self.replay = ReplayGuard(self.window)
         self.replay.preload(
             (client, message_id, parse_time(created))
@@ -405,17 +407,12 @@ class Node:
     async def _record_configuration(self, current: Current[TrustState]) -> bool:
         """Durably add ``current`` to the log's configuration history before it is
         installed, so every entry logged under it can be shown its signed version
-        (gateway.node.confhistory). False if that failed: the caller keeps the old one."""
+        (docs/message-log.md 8.1). False if that failed: the caller keeps the old one."""
         if not current.files:
             return True
         try:
-            await self.log.write(
-                functools.partial(
-                    record_version,
-                    files=current.files,
-                    serial=current.conf.serial,
-                    applied_at=format_time(self.clock.now()),
-                )
+            await self.log.record_configuration(
+                current.files, current.conf.serial, format_time(self.clock.now())
             )
         except MessageLogError:
             log.exception(
@@ -482,7 +479,7 @@ class Node:
 
     async def _keep_own_status(self, ref: str, status: StoredStatus | None) -> None:
         """Keep a good own OCSP answer in the log for the next start-up (or forget it)."""
-        await self.log.write(functools.partial(store_status, ref=ref, status=status))
+        await self.log.keep_own_status(ref, status)
 
     async def start(self) -> Endpoints:
         self.log.start()
@@ -493,7 +490,7 @@ class Node:
         # Before listening: the answers kept before a restart, while still fresh, and
         # then the first fetch decide whether the node can serve at once. It starts
         # either way and fails closed until a status arrives.
-        self.own_ocsp.restore(load_statuses(self.log.path), self.clock.now())
+        self.own_ocsp.restore(self.log.store.own_statuses(), self.clock.now())
         await self.own_ocsp.start()
         # Only then the timestamper: entries left pending before a restart are stamped
         # at once, and their signed tree head needs this node's OCSP evidence.
@@ -617,6 +614,23 @@ class Node:
     def hosts(self, client: ClientId) -> bool:
         me = self._self_info()
         return me is not None and client in me.clients
+
+    def _log_context(self) -> LogContext:
+        """What the log's services (witness, auditor API, head signer) use of this node."""
+        return LogContext(
+            node_id=self.id,
+            log=self.log,
+            clock=self.clock,
+            audit=self.config.audit,
+            peer_timeout_seconds=self.config.node.peer_timeout_seconds,
+            directory=lambda: self._trust.directory,
+            verifier=lambda: self._trust.verifier,
+            client_ssl=lambda: self._trust.client_ssl,
+            own_signer=lambda: self.signers.get(self.id.owner),
+            own_evidence=self.own_ocsp.evidence,
+            peer_status=self._peer_status,
+            hosts=self.hosts,
+        )
 
     async def _read_body(self, request: web.Request, code: Code) -> bytes:
         if request.content_length is not None and request.content_length > self.max_body:
@@ -837,8 +851,8 @@ class Node:
             await self.log.append(
                 [
                     LogRecord(
-                        role="consumer",
-                        kind="request",
+                        role=Role.CONSUMER,
+                        kind=Kind.REQUEST,
                         message_id=header.message_id,
                         xroad_id=header.xroad_id,
                         client=str(client),
@@ -851,8 +865,8 @@ class Node:
                         ocsp_ref=own_sign.ref,
                     ),
                     LogRecord(
-                        role="consumer",
-                        kind="response",
+                        role=Role.CONSUMER,
+                        kind=Kind.RESPONSE,
                         message_id=header.message_id,
                         xroad_id=header.xroad_id,
                         client=str(client),
@@ -1074,8 +1088,8 @@ class Node:
                 Code.SP_REPLAY_DETECTED, f"message {header.message_id} from {client} seen before"
             )
         request_record = LogRecord(
-            role="provider",
-            kind="request",
+            role=Role.PROVIDER,
+            kind=Kind.REQUEST,
             message_id=header.message_id,
             xroad_id=header.xroad_id,
             client=str(client),
@@ -1193,8 +1207,8 @@ class Node:
                 [
                     request_record,
                     LogRecord(
-                        role="provider",
-                        kind="response",
+                        role=Role.PROVIDER,
+                        kind=Kind.RESPONSE,
                         message_id=request.message_id,
                         xroad_id=request.xroad_id,
                         client=str(request.client),
