@@ -200,7 +200,7 @@ def cmd_node_check(args: argparse.Namespace) -> None:
 
 
 def cmd_log_show(args: argparse.Namespace) -> None:
-    from gateway.node.messagelog import read_entries
+    from gateway.messagelog import read_entries
 
     for entry in read_entries(Path(args.db), message_id=args.message_id):
         row = {
@@ -220,7 +220,7 @@ def cmd_log_show(args: argparse.Namespace) -> None:
 
 
 def cmd_log_timestamps(args: argparse.Namespace) -> None:
-    from gateway.node.logproofs import read_tree_heads, timestamp_status
+    from gateway.messagelog import read_tree_heads, timestamp_status
 
     path = Path(args.db)
     heads = read_tree_heads(path)
@@ -237,7 +237,7 @@ def cmd_log_prove(args: argparse.Namespace) -> None:
     from gateway.core.logtree import ProofError, entry_leaf
     from gateway.core.merkle import leaf_hash
     from gateway.keys.files import load_certificate
-    from gateway.node.logproofs import NotProvableError, prove_entry
+    from gateway.messagelog import NotProvableError, prove_entry
 
     tsa_cert = load_certificate(Path(args.tsa_cert))
     issuer = load_certificate(Path(args.ca)) if args.ca else None

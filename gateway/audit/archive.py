@@ -25,10 +25,7 @@ entries covered by a tree head can be archived.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -36,11 +33,9 @@ from pathlib import Path
 from gateway.audit.export import ExportError, Selection, export_bundle
 from gateway.audit.parallel import verify_file
 from gateway.audit.verify import AuditTrustAnchor
-from gateway.node.tracker import record_missing_reads
+from gateway.messagelog import ArchivedEntry, LogStore, LogStoreError, open_store
 
 __all__ = ["ArchiveError", "ArchiveResult", "archive_before"]
-
-ARCHIVED = "archived"
 
 
 class ArchiveError(Exception):
@@ -57,31 +52,23 @@ class ArchiveResult:
     """Whether the bundle was verified against an anchor before pruning."""
 
 
-@contextlib.contextmanager
-def _writer(db: Path) -> Iterator[sqlite3.Connection]:
-    # A second writer next to a running node: WAL lets both in turn, and the node's
-    # writer waits for this short transaction (its busy timeout).
-    conn = sqlite3.connect(db, timeout=30, isolation_level=None)
-    try:
-        conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left
-        yield conn
-    finally:
-        conn.close()
-
-
-def _bundle_entries(path: Path) -> list[tuple[int, str, str]]:
-    """(id, leaf hash hex, body digest) of every entry record in a bundle file."""
+def _bundle_entries(path: Path) -> list[ArchivedEntry]:
+    """Id, leaf hash (hex) and body digest of every entry record in a bundle file."""
     found = []
     with path.open("rb") as handle:
         for line in handle:
             if b'"type":"entry"' in line:
                 record = json.loads(line)
-                found.append((int(record["id"]), record["leaf_hash"], record["body_sha256"]))
+                found.append(
+                    ArchivedEntry(
+                        int(record["id"]), str(record["leaf_hash"]), str(record["body_sha256"])
+                    )
+                )
     return found
 
 
 def archive_before(
-    db: Path,
+    db: LogStore | Path,
     before: datetime,
     out: Path,
     *,
@@ -107,35 +94,8 @@ def archive_before(
         return ArchiveResult(0, None, None, 0, False)
     if anchor is not None:
         verify_file(out, anchor)  # raises AuditError: nothing pruned
-    with _writer(db) as conn:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # The data tracker must still answer for these reads once their headers are
-            # gone: every one gets its read details first, or nothing is pruned.
-            unrecorded = set(record_missing_reads(conn)) & {e[0] for e in entries}
-            if unrecorded:
-                raise ArchiveError(
-                    f"the data-subject reads of entries {sorted(unrecorded)} cannot be"
-                    " recorded for the data tracker; nothing was pruned"
-                )
-            leaves = []
-            for entry_id, leaf_hex, digest in entries:
-                row = conn.execute(
-                    "SELECT leaf_index, CAST(leaf_hash AS BLOB) FROM message_log WHERE id = ?",
-                    (entry_id,),
-                ).fetchone()
-                if row is None or bytes(row[1]).hex() != leaf_hex:
-                    raise ArchiveError(
-                        f"entry {entry_id} changed while it was archived; nothing was pruned"
-                    )
-                leaves.append(int(row[0]))
-                conn.execute(
-                    "UPDATE message_log SET header = x'', body = x'', signature = '',"
-                    " body_sha256 = ?, body_omitted = ? WHERE id = ?",
-                    (digest, ARCHIVED, entry_id),
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+    try:
+        leaves = open_store(db).archive(entries)
+    except LogStoreError as exc:
+        raise ArchiveError(str(exc)) from None
     return ArchiveResult(len(entries), min(leaves), max(leaves), exported.bytes, anchor is not None)

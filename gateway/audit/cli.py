@@ -152,7 +152,7 @@ def cmd_log_witness(args: argparse.Namespace) -> None:
     Exits 1 when any alert is recorded, so a monitoring script can run it as a check.
     """
     from gateway.core.treehead import parse_sth
-    from gateway.node.logproofs import read_cosignatures, read_witness_alerts, signed_heads
+    from gateway.messagelog import read_cosignatures, read_witness_alerts, signed_heads
 
     db = Path(args.db)
     alerts = read_witness_alerts(db)

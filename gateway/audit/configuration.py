@@ -16,7 +16,7 @@ What it cannot say by itself is that the root is the instance's: compare
 authority's operator publishes (``gateway node check`` prints the same for a node).
 
 A bundle exported from a node that keeps a configuration history
-(``gateway.node.confhistory``) carries every version in force over its entries, each
+(``gateway.messagelog.confhistory``) carries every version in force over its entries, each
 with its serial and the time the node applied it. :func:`verify_versions` checks each
 like a single snapshot, and the sequence: serials and applied-times strictly
 increasing, one instance, and a changed root signed by the previous root's keys

@@ -1,6 +1,7 @@
-"""Write an audit bundle from a node's message log file.
+"""Write an audit bundle from a node's message log.
 
-Reads the SQLite log read-only (WAL lets a running node keep writing), selects entries,
+Reads the log through its ``LogStore`` (``gateway.messagelog``; for a SQLite file,
+read-only beside a running node's writer), selects entries,
 and writes every piece an auditor needs to check them offline: the entries' bytes,
 their signers' certificate chains and OCSP responses, every tree head covering them
 with its token and TSA certificate, an inclusion proof per entry into the first tree
@@ -14,12 +15,9 @@ one. Format: ``gateway.audit.bundle``, docs/audit-bundle.md.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import os
-import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -46,8 +44,15 @@ from gateway.audit.configuration import SnapshotError, read_snapshot, select_ver
 from gateway.audit.proofs import TreeLevels
 from gateway.core.encoding import b64url_decode, format_time
 from gateway.core.logtree import parse_tree_head_document
-from gateway.node.confhistory import StoredVersion, read_versions
-from gateway.node.logproofs import NotProvableError, leaf_hashes, read_tree_heads
+from gateway.messagelog import (
+    ARCHIVED,
+    EntrySelection,
+    LogStore,
+    NotProvableError,
+    StoredEntry,
+    StoredVersion,
+    open_store,
+)
 
 __all__ = ["ExportError", "ExportResult", "Selection", "export_bundle"]
 
@@ -90,28 +95,6 @@ class ExportResult:
     """Selected entries left out because they were archived (their bundle holds them)."""
 
 
-@contextlib.contextmanager
-def _reader(path: Path) -> Iterator[sqlite3.Connection]:
-    if not path.exists():
-        raise ExportError(f"{path} does not exist")
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
-_ENTRY_COLUMNS = (
-    "SELECT id, leaf_index, CAST(leaf_hash AS BLOB), logged_at, role, kind, message_id,"
-    " xroad_id, client, service, created, CAST(header AS BLOB), CAST(body AS BLOB),"
-    " signature, cert_ref, ocsp_ref, {digest_columns} FROM message_log"
-)
-_DIGEST_COLUMNS = "body_sha256, body_omitted"
-_NO_DIGEST_COLUMNS = "NULL, ''"  # a log file from before digest-only bodies
-_SUBJECTS_COLUMN = ", subjects_sha256"
-_NO_SUBJECTS_COLUMN = ", NULL"  # a log file from before subject commitments
-
-
 def _der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(Encoding.DER)
 
@@ -123,7 +106,7 @@ def _chain(jws_header: str) -> list[bytes]:
 
 
 def export_bundle(
-    db: Path,
+    db: LogStore | Path,
     out: Path,
     selection: Selection,
     *,
@@ -133,73 +116,66 @@ def export_bundle(
     bodies: bool = True,
     globalconf: Path | None = None,
 ) -> ExportResult:
-    """Write the bundle for ``selection`` of the log ``db`` to ``out``.
+    """Write the bundle for ``selection`` of the log ``db`` (a store, or the path of a
+    SQLite log file) to ``out``.
 
     The bundle carries the configuration versions in force over the exported entries
-    from the log's history (``gateway.node.confhistory``). A log without history falls
-    back to ``globalconf``, the node's global configuration state directory: the
-    bundle then carries the one snapshot applied last (``gateway.audit.configuration``).
+    from the log's configuration history. A log without history falls back to
+    ``globalconf``, the node's global configuration state directory: the bundle then
+    carries the one snapshot applied last (``gateway.audit.configuration``).
     """
-    heads = read_tree_heads(db)
+    store = open_store(db)
+    heads = store.tree_heads()
     covered = heads[-1].tree_size if heads else 0
     try:
-        leaves = leaf_hashes(db, covered)
+        leaves = store.leaf_hashes(covered)
     except NotProvableError as exc:
-        raise ExportError(f"{db}: {exc}") from None
-    with _reader(db) as conn:
-        where, params = _where(selection)
-        present = {str(c[1]) for c in conn.execute("PRAGMA table_info(message_log)")}
-        columns = _DIGEST_COLUMNS if "body_omitted" in present else _NO_DIGEST_COLUMNS
-        columns += _SUBJECTS_COLUMN if "subjects_sha256" in present else _NO_SUBJECTS_COLUMN
-        select = _ENTRY_COLUMNS.format(digest_columns=columns)
-        rows = conn.execute(f"{select} WHERE {where} ORDER BY id", params).fetchall()
-        # Archived entries live in their archive bundle; their leaves still prove.
-        archived = sum(1 for r in rows if r[17] == "archived")
-        rows = [r for r in rows if r[17] != "archived"]
-        archived_before = 0
-        if "body_omitted" in present:
-            (archived_before,) = conn.execute(
-                "SELECT COALESCE(MAX(leaf_index) + 1, 0) FROM message_log"
-                " WHERE body_omitted = 'archived'"
-            ).fetchone()
-        pending = sum(1 for r in rows if r[1] is None or int(r[1]) >= covered)
-        rows = [r for r in rows if r[1] is not None and int(r[1]) < covered]
-        signed, cosigned = _head_signatures(conn)
-        cert_refs = sorted(
-            {str(r[14]) for r in rows}
-            | {s.cert_ref for s in signed.values()}
-            | {c.cert_ref for cs in cosigned.values() for c in cs}
-        )
-        ocsp_refs = sorted(
-            {str(r[15]) for r in rows if r[15]}
-            | {s.ocsp_ref for s in signed.values() if s.ocsp_ref}
-            | {c.ocsp_ref for cs in cosigned.values() for c in cs if c.ocsp_ref}
-        )
-        signer_rows = {
-            str(ref): (bytes(der), str(jws))
-            for ref, der, jws in conn.execute(
-                "SELECT cert_ref, CAST(der AS BLOB), jws_header FROM signer_certificate"
-            )
-            if ref in cert_refs
-        }
-        ocsp_rows = {
-            str(ref): bytes(der)
-            for ref, der in conn.execute("SELECT ocsp_ref, CAST(der AS BLOB) FROM ocsp_response")
-            if ref in ocsp_refs
-        }
-        tsa_rows = {
-            str(ref): bytes(der)
-            for ref, der in conn.execute("SELECT cert_ref, CAST(der AS BLOB) FROM tsa_certificate")
-        }
-        history = read_versions(conn)
-    versions = _in_force(history, rows, selection)
+        raise ExportError(f"{store.location}: {exc}") from None
+    evidence = store.export_evidence(_entry_selection(selection))
+    rows = evidence.entries
+    # Archived entries live in their archive bundle; their leaves still prove.
+    archived = sum(1 for r in rows if r.body_omitted == ARCHIVED)
+    rows = [r for r in rows if r.body_omitted != ARCHIVED]
+    archived_before = evidence.archived_before
+    pending = sum(1 for r in rows if r.leaf_index is None or r.leaf_index >= covered)
+    proven = [r for r in rows if r.leaf_index is not None and r.leaf_index < covered]
+    signed = {
+        size: SignedItem(h.document, h.signature, h.cert_ref, h.ocsp_ref)
+        for size, h in evidence.signed.items()
+    }
+    cosigned = {
+        size: [CosignItem(c.witness, c.cosignature, c.cert_ref, c.ocsp_ref) for c in cs]
+        for size, cs in evidence.cosigned.items()
+    }
+    cert_refs = sorted(
+        {r.cert_ref for r in proven}
+        | {s.cert_ref for s in signed.values()}
+        | {c.cert_ref for cs in cosigned.values() for c in cs}
+    )
+    ocsp_refs = sorted(
+        {r.ocsp_ref for r in proven if r.ocsp_ref}
+        | {s.ocsp_ref for s in signed.values() if s.ocsp_ref}
+        | {c.ocsp_ref for cs in cosigned.values() for c in cs if c.ocsp_ref}
+    )
+    signer_rows = {
+        ref: value for ref, value in evidence.signer_certificates.items() if ref in cert_refs
+    }
+    ocsp_rows = {ref: der for ref, der in evidence.ocsp.items() if ref in ocsp_refs}
+    tsa_rows = evidence.tsa_certificates
+    history = evidence.versions
+    versions = _in_force(history, proven, selection)
     snapshot: list[tuple[str, bytes]] = []
     try:
         if not history and globalconf is not None:
             snapshot = read_snapshot(globalconf)
     except (SnapshotError, OSError) as exc:
         raise ExportError(f"configuration snapshot: {exc}") from None
-    chosen = [h for h in heads if h.tree_size > min((int(r[1]) for r in rows), default=covered)]
+    chosen = [
+        h
+        for h in heads
+        if h.tree_size
+        > min((r.leaf_index for r in proven if r.leaf_index is not None), default=covered)
+    ]
     if selection.all:
         chosen = heads
     node = parse_tree_head_document(heads[0].document).node if heads else ""
@@ -226,33 +202,36 @@ def export_bundle(
         )
     sizes = [h.tree_size for h in chosen]
     entries: list[EntryItem] = []
-    for row in rows:
-        index = int(row[1])
+    for row in proven:
+        index = row.leaf_index
+        if index is None or row.leaf_hash is None:
+            raise ExportError(f"entry {row.id} has a leaf index but no leaf hash")
         proof_size = next(s for s in sizes if s > index)
-        body = bytes(row[12])
-        omitted = bool(row[17])
+        omitted = bool(row.body_omitted)
         entries.append(
             EntryItem(
-                id=int(row[0]),
+                id=row.id,
                 leaf_index=index,
-                leaf_hash=bytes(row[2]),
-                logged_at=str(row[3]),
-                role=str(row[4]),
-                kind=str(row[5]),
-                message_id=str(row[6]),
-                xroad_id=str(row[7]),
-                client=str(row[8]),
-                service=str(row[9]),
-                created=str(row[10]),
-                header=bytes(row[11]),
-                body=body if bodies and not omitted else None,
-                body_sha256=str(row[16]) if omitted else hashlib.sha256(body).hexdigest(),
-                signature=str(row[13]),
-                cert_ref=str(row[14]),
-                ocsp_ref=str(row[15]),
+                leaf_hash=row.leaf_hash,
+                logged_at=row.logged_at,
+                role=str(row.role),
+                kind=str(row.kind),
+                message_id=row.message_id,
+                xroad_id=row.xroad_id,
+                client=row.client,
+                service=row.service,
+                created=row.created,
+                header=row.header,
+                body=row.body if bodies and not omitted else None,
+                body_sha256=str(row.body_sha256)
+                if omitted
+                else hashlib.sha256(row.body).hexdigest(),
+                signature=row.signature,
+                cert_ref=row.cert_ref,
+                ocsp_ref=row.ocsp_ref,
                 proof_size=proof_size,
                 inclusion=tuple(levels.inclusion(index, proof_size)),
-                subjects_sha256=None if row[18] is None else str(row[18]),
+                subjects_sha256=row.subjects_sha256,
             )
         )
 
@@ -327,63 +306,28 @@ def export_bundle(
 
 
 def _in_force(
-    history: list[StoredVersion], rows: list[Any], selection: Selection
+    history: list[StoredVersion], rows: list[StoredEntry], selection: Selection
 ) -> list[StoredVersion]:
     """The recorded versions in force over the exported rows (all of them for ``--all``)."""
     if selection.all or not history:
         return history
     try:
         applied = [datetime.fromisoformat(v.applied_at) for v in history]
-        logged = [datetime.fromisoformat(str(r[3])) for r in rows]
+        logged = [datetime.fromisoformat(r.logged_at) for r in rows]
     except ValueError as exc:
         raise ExportError(f"configuration history: {exc}") from None
     chosen = select_versions(applied, min(logged, default=None), max(logged, default=None))
     return history[chosen]
 
 
-def _head_signatures(
-    conn: sqlite3.Connection,
-) -> tuple[dict[int, SignedItem], dict[int, list[CosignItem]]]:
-    """The member key's signatures over tree heads, and the witnesses' co-signatures
-    collected for them (none in a log written before signed tree heads existed)."""
-    try:
-        signed = {
-            int(size): SignedItem(bytes(document), str(sig), str(cert), str(ocsp))
-            for size, document, sig, cert, ocsp in conn.execute(
-                "SELECT tree_size, CAST(document AS BLOB), signature, cert_ref, ocsp_ref"
-                " FROM signed_tree_head"
-            )
-        }
-        cosigned: dict[int, list[CosignItem]] = {}
-        for size, document, witness, cosig, cert, ocsp in conn.execute(
-            "SELECT c.tree_size, CAST(c.document AS BLOB), c.witness, c.cosignature,"
-            " c.cert_ref, c.ocsp_ref FROM cosignature c"
-            " JOIN signed_tree_head s ON s.tree_size = c.tree_size"
-            " WHERE c.log_node = (SELECT json_extract(CAST(document AS TEXT), '$.node')"
-            " FROM signed_tree_head LIMIT 1) ORDER BY c.tree_size, c.witness"
-        ):
-            own = signed.get(int(size))
-            if own is not None and own.document == bytes(document):
-                cosigned.setdefault(int(size), []).append(
-                    CosignItem(str(witness), str(cosig), str(cert), str(ocsp))
-                )
-    except sqlite3.OperationalError:  # a log file from before signed tree heads
-        return {}, {}
-    return signed, cosigned
-
-
-def _where(selection: Selection) -> tuple[str, tuple[object, ...]]:
+def _entry_selection(selection: Selection) -> EntrySelection:
     if selection.all:
-        return "1 = 1", ()
+        return EntrySelection(all=True)
     if selection.message_id is not None:
-        return "message_id = ?", (selection.message_id,)
-    clauses, params = [], []
-    if selection.since is not None:
-        clauses.append("logged_at >= ?")
-        params.append(format_time(selection.since))
-    if selection.until is not None:
-        clauses.append("logged_at <= ?")
-        params.append(format_time(selection.until))
-    if not clauses:
+        return EntrySelection(message_id=selection.message_id)
+    if selection.since is None and selection.until is None:
         raise ExportError("select entries with --message-id, --from/--to or --all")
-    return " AND ".join(clauses), tuple(params)
+    return EntrySelection(
+        since=None if selection.since is None else format_time(selection.since),
+        until=None if selection.until is None else format_time(selection.until),
+    )

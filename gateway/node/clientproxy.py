@@ -36,8 +36,8 @@ from gateway.core.errors import ERROR_TABLE, Code, GatewayError
 from gateway.core.headers import end_to_end_headers
 from gateway.core.ids import ClientId, ServiceId, parse_client
 from gateway.core.protocol import OpenedResponse, ProtocolError, open_response
+from gateway.messagelog import Kind, LogRecord, MessageLogError, Role
 from gateway.node.context import NodeContext, certs, signing_certificate
-from gateway.node.messagelog import LogRecord, MessageLogError
 from gateway.node.transport import PeerClient, Reply
 from gateway.node.wire import (
     AUTH_OCSP_HEADER,
@@ -320,8 +320,8 @@ class ClientProxy:
             await self._ctx.log.append(
                 [
                     LogRecord(
-                        role="consumer",
-                        kind="request",
+                        role=Role.CONSUMER,
+                        kind=Kind.REQUEST,
                         message_id=header.message_id,
                         xroad_id=header.xroad_id,
                         client=str(call.client),
@@ -334,8 +334,8 @@ class ClientProxy:
                         ocsp_ref=own_sign.ref,
                     ),
                     LogRecord(
-                        role="consumer",
-                        kind="response",
+                        role=Role.CONSUMER,
+                        kind=Kind.RESPONSE,
                         message_id=header.message_id,
                         xroad_id=header.xroad_id,
                         client=str(call.client),

@@ -203,7 +203,7 @@ class SubsystemLogging(_Model):
 
 
 class LoggingSection(_Model):
-    """What the message log keeps of each body (gateway/node/logpolicy.py)."""
+    """What the message log keeps of each body (gateway/messagelog/policy.py)."""
 
     max_body_bytes: int | None = Field(default=None, ge=0)
     """Bodies larger than this are logged as their SHA-256 only; none: no limit."""

@@ -24,13 +24,14 @@ from gateway.core.envelope import SignatureVerifier, Signer, VerifiedSignature
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import ClientId, MemberId, NodeId, ServiceId
 from gateway.core.policy import AccessPolicy
+from gateway.messagelog import MessageLog
+from gateway.messagelog.context import LogContext
+from gateway.messagelog.timestamper import Timestamper
+from gateway.messagelog.tracker import Tracker
 from gateway.node.clock import Clock
 from gateway.node.config import NodeConfig, ServiceSection
-from gateway.node.messagelog import MessageLog
 from gateway.node.ocsp import OwnOcsp, OwnStatusUnavailable
 from gateway.node.replay import ReplayGuard
-from gateway.node.timestamper import Timestamper
-from gateway.node.tracker import Tracker
 from gateway.pki.ocsp import OcspError, OcspFailure
 from gateway.pki.ocsp_cache import OcspCache, OcspEvidence, find_issuer
 
@@ -114,6 +115,24 @@ class NodeContext:
         """Whether the directory lists ``client`` as hosted on this node."""
         me = self.directory.node(self.id)
         return me is not None and client in me.clients
+
+    def log_context(self) -> LogContext:
+        """What the log's services (witness, auditor API, head signer) use of this node:
+        the same parts, read through this context, so they follow a new configuration."""
+        return LogContext(
+            node_id=self.id,
+            log=self.log,
+            clock=self.clock,
+            audit=self.config.audit,
+            peer_timeout_seconds=self.config.node.peer_timeout_seconds,
+            directory=lambda: self.trust.directory,
+            verifier=lambda: self.trust.verifier,
+            client_ssl=lambda: self.trust.client_ssl,
+            own_signer=lambda: self.signers.get(self.id.owner),
+            own_evidence=self.own_ocsp.evidence,
+            peer_status=self.peer_status,
+            hosts=self.hosts,
+        )
 
     def check_globalconf(self, code: Code) -> None:
         """Refuse every exchange while the configuration is expired (X-Road does too)."""

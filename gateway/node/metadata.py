@@ -19,9 +19,9 @@ from aiohttp import web
 from gateway.core.envelope import RequestHeader
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import ClientId, InvalidIdentifierError, MemberId, ServiceId, SubsystemId
+from gateway.messagelog.tracker import FIND_USAGE, check_purpose, required_headers
 from gateway.node.config import ServiceSection
 from gateway.node.context import NodeContext
-from gateway.node.tracker import FIND_USAGE, check_purpose, required_headers
 from gateway.node.transport import RegistryClient
 
 METADATA_SERVICES = frozenset({"listMethods", "allowedMethods", "getOpenAPI", FIND_USAGE})

@@ -26,20 +26,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import aiohttp
 from cryptography import x509
 
-from gateway.core.encoding import format_time
-from gateway.core.envelope import cert_ref, parse_time
+from gateway.core.envelope import cert_ref
+from gateway.messagelog import StoredStatus
 from gateway.node.clock import Clock
 from gateway.node.transport import read_limited
 from gateway.pki.ocsp import OcspError, OcspFailure, build_ocsp_request
@@ -57,55 +53,9 @@ MAX_RETRY_BASE = 60.0
 Fetch = Callable[[str, bytes], Awaitable[bytes]]
 """POST a DER OCSP request to a responder URL and return the DER response."""
 
-
-@dataclass(frozen=True, slots=True)
-class StoredStatus:
-    """A good response for one of this node's certificates, as the message log keeps it."""
-
-    cert_ref: str
-    der: bytes
-    fetched_at: datetime
-    fetched_from: str
-
-
 Persist = Callable[[str, StoredStatus | None], Awaitable[None]]
 """Durably keep a good response as the last one for a certificate (by its ref), or
 forget the one kept (``None``: the certificate was reported revoked)."""
-
-
-def store_status(conn: sqlite3.Connection, ref: str, status: StoredStatus | None) -> None:
-    """Keep ``status`` as certificate ``ref``'s last good response, or forget the kept
-    one when ``status`` is None (on the log's writer).
-
-    The DER goes to ``ocsp_response`` like every response the log relies on, so a tree
-    head signed with it after a restart refers to a row that is already there. A
-    revoked certificate's row is deleted, so no restart brings back its good answer.
-    """
-    if status is None:
-        conn.execute("DELETE FROM own_ocsp_status WHERE cert_ref = ?", (ref,))
-        return
-    ocsp_ref = hashlib.sha256(status.der).hexdigest()
-    conn.execute(
-        "INSERT OR IGNORE INTO ocsp_response (ocsp_ref, der) VALUES (?, ?)", (ocsp_ref, status.der)
-    )
-    conn.execute(
-        "INSERT OR REPLACE INTO own_ocsp_status (cert_ref, ocsp_ref, fetched_at, fetched_from)"
-        " VALUES (?, ?, ?, ?)",
-        (ref, ocsp_ref, format_time(status.fetched_at), status.fetched_from),
-    )
-
-
-def load_statuses(path: Path) -> list[StoredStatus]:
-    """The last good response kept for each of this node's certificates (read-only)."""
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
-        rows = conn.execute(
-            "SELECT s.cert_ref, CAST(r.der AS BLOB), s.fetched_at, s.fetched_from"
-            " FROM own_ocsp_status s JOIN ocsp_response r ON r.ocsp_ref = s.ocsp_ref"
-        ).fetchall()
-    return [
-        StoredStatus(str(ref), bytes(der), parse_time(str(at)), str(url))
-        for ref, der, at, url in rows
-    ]
 
 
 class FetchError(Exception):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import signal
 import ssl
@@ -42,36 +41,35 @@ from gateway.core.envelope import (
     parse_time,
 )
 from gateway.core.errors import Code, GatewayError
-from gateway.core.ids import ClientId, MemberId, NodeId
+from gateway.core.ids import MemberId, NodeId
 from gateway.core.policy import AccessPolicy
 from gateway.httpversion import http1_only
 from gateway.keys.files import load_certificates, load_private_key
+from gateway.messagelog import (
+    MessageLog,
+    MessageLogError,
+    SignedHeadRecord,
+    StoredStatus,
+    open_log,
+)
+from gateway.messagelog.auditor import Auditor
+from gateway.messagelog.policy import body_policy
+from gateway.messagelog.timestamper import Timestamper
+from gateway.messagelog.tracker import Tracker
+from gateway.messagelog.witness import Witness, head_signer
 from gateway.net.guard import GuardSettings, guarded_site
-from gateway.node.auditor import Auditor
 from gateway.node.clientproxy import ClientProxy
 from gateway.node.clock import Clock, SystemClock
-from gateway.node.confhistory import record_version
 from gateway.node.config import ConfigError, NodeConfig
 from gateway.node.context import Limits, NodeContext, TrustState
-from gateway.node.logpolicy import body_policy
-from gateway.node.messagelog import MessageLog, MessageLogError
 from gateway.node.metadata import MetadataServices
-from gateway.node.ocsp import (
-    OwnCertificate,
-    OwnOcsp,
-    StoredStatus,
-    load_statuses,
-    store_status,
-)
+from gateway.node.ocsp import OwnCertificate, OwnOcsp
 from gateway.node.replay import ReplayGuard
 from gateway.node.serverproxy import ServerProxy
-from gateway.node.timestamper import Timestamper
 from gateway.node.tls import client_context, server_context
-from gateway.node.tracker import Tracker
 from gateway.node.transport import PeerClient, RegistryClient
 from gateway.node.wire import guarded, version_refusal
-from gateway.node.witness import Witness, head_signer
-from gateway.pki.ocsp_cache import OcspCache, OcspEvidence, find_issuer
+from gateway.pki.ocsp_cache import OcspCache, find_issuer
 from gateway.pki.profiles import CertificateError, node_id_of
 from gateway.pki.validation import verify_auth_certificate
 
@@ -106,7 +104,6 @@ class Node:
         trust = self._bootstrap(directory)
         policy = AccessPolicy(config.grants())
         services = {s.service_id: s for s in config.services}
-        tracker = Tracker(config.node.messagelog, config.tracker.hidden_clients)
         now = self.clock.now()
         signers, signing_chains = _load_signers(config, trust.verifier, now)
         auth_chain = _check_auth_certificate(config, self.id, trust.directory, now)
@@ -139,11 +136,12 @@ class Node:
         self._server_ssl = trust.server_ssl
         if self.globalconf is not None:
             self._server_ssl.sni_callback = self._select_server_context
-        message_log = MessageLog(
+        message_log = open_log(
             config.node.messagelog,
             clock=self.clock.now,
             body_policy=body_policy(config.logging.metadata_only(), config.logging.max_body_bytes),
         )
+        tracker = Tracker(message_log.store, config.tracker.hidden_clients)
         limits = Limits(
             window=timedelta(seconds=config.node.message_window_seconds),
             max_body=config.node.max_body_bytes,
@@ -166,7 +164,7 @@ class Node:
                 batch_size=config.node.timestamp_batch_size,
                 tolerated_outage=timedelta(seconds=config.node.timestamp_failure_tolerance_seconds),
                 timeout_seconds=config.node.timestamp_timeout_seconds,
-                sign_head=head_signer(self),
+                sign_head=self._sign_head,
             ),
             replay=_preloaded_replay_guard(message_log, limits.window, now),
             policy=policy,
@@ -174,8 +172,12 @@ class Node:
             tracker=tracker,
             limits=limits,
         )
-        self.auditor = Auditor(self)  # the log's auditor API (gateway/node/auditor.py)
-        self.witness = Witness(self)  # co-signs peers' tree heads (gateway/node/witness.py)
+        # The log's services in the node (gateway/messagelog/): the head signer the
+        # timestamper calls, the witness of peers' tree heads and the auditor API.
+        log_context = self.context.log_context()
+        self._head_signer = head_signer(log_context)
+        self.witness = Witness(log_context)
+        self.auditor = Auditor(log_context, self.witness)
         self._runners: list[web.AppRunner] = []
         self._refresher: asyncio.Task[None] | None = None
         self._peer: PeerClient | None = None
@@ -194,14 +196,6 @@ class Node:
         return self.context.trust.verifier
 
     @property
-    def _trust(self) -> TrustState:
-        return self.context.trust
-
-    @property
-    def signers(self) -> dict[MemberId, Signer]:
-        return self.context.signers
-
-    @property
     def own_ocsp(self) -> OwnOcsp:
         return self.context.own_ocsp
 
@@ -213,21 +207,10 @@ class Node:
     def timestamper(self) -> Timestamper:
         return self.context.timestamper
 
-    def hosts(self, client: ClientId) -> bool:
-        return self.context.hosts(client)
-
-    def _peer_status(
-        self,
-        encoded: str | None,
-        header: str,
-        ref: str,
-        certificate: Callable[[], x509.Certificate],
-        what: Callable[[], str],
-        code: Code,
-        now: datetime,
-    ) -> OcspEvidence:
-        """:meth:`NodeContext.peer_status`, for the witness."""
-        return self.context.peer_status(encoded, header, ref, certificate, what, code, now)
+    def _sign_head(self, document: bytes) -> SignedHeadRecord | None:
+        """The timestamper's signer of tree heads (``head_signer`` over the log context,
+        which exists once the node's context does)."""
+        return self._head_signer(document)
 
     # ------------------------------------------------------------------ routing and trust
 
@@ -327,17 +310,12 @@ class Node:
     async def _record_configuration(self, current: Current[TrustState]) -> bool:
         """Durably add ``current`` to the log's configuration history before it is
         installed, so every entry logged under it can be shown its signed version
-        (gateway.node.confhistory). False if that failed: the caller keeps the old one."""
+        (docs/message-log.md 8.1). False if that failed: the caller keeps the old one."""
         if not current.files:
             return True
         try:
-            await self.log.write(
-                functools.partial(
-                    record_version,
-                    files=current.files,
-                    serial=current.conf.serial,
-                    applied_at=format_time(self.clock.now()),
-                )
+            await self.log.record_configuration(
+                current.files, current.conf.serial, format_time(self.clock.now())
             )
         except MessageLogError:
             log.exception(
@@ -374,7 +352,7 @@ class Node:
 
     async def _keep_own_status(self, ref: str, status: StoredStatus | None) -> None:
         """Keep a good own OCSP answer in the log for the next start-up (or forget it)."""
-        await self.log.write(functools.partial(store_status, ref=ref, status=status))
+        await self.log.keep_own_status(ref, status)
 
     async def start(self) -> Endpoints:
         self.log.start()
@@ -385,7 +363,7 @@ class Node:
         # Before listening: the answers kept before a restart, while still fresh, and
         # then the first fetch decide whether the node can serve at once. It starts
         # either way and fails closed until a status arrives.
-        self.own_ocsp.restore(load_statuses(self.log.path), self.clock.now())
+        self.own_ocsp.restore(self.log.store.own_statuses(), self.clock.now())
         await self.own_ocsp.start()
         # Only then the timestamper: entries left pending before a restart are stamped
         # at once, and their signed tree head needs this node's OCSP evidence.

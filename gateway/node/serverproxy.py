@@ -32,12 +32,12 @@ from gateway.core.envelope import (
 from gateway.core.errors import Code, GatewayError
 from gateway.core.headers import end_to_end_headers
 from gateway.core.protocol import OpenedRequest, ProtocolError, open_request
+from gateway.messagelog import Kind, LogRecord, MessageLogError, ReplayError, Role
+from gateway.messagelog.tracker import details_of
 from gateway.node.config import ServiceSection
 from gateway.node.context import NodeContext, certs, signing_certificate
-from gateway.node.messagelog import LogRecord, MessageLogError, ReplayError
 from gateway.node.metadata import Answer, MetadataServices, is_metadata
 from gateway.node.tls import peer_fingerprint
-from gateway.node.tracker import details_of
 from gateway.node.transport import RegistryClient
 from gateway.node.wire import (
     AUTH_OCSP_HEADER,
@@ -182,8 +182,8 @@ class ServerProxy:
     def _request_record(opened: OpenedRequest[OcspEvidence], body: bytes) -> LogRecord:
         header = opened.header
         return LogRecord(
-            role="provider",
-            kind="request",
+            role=Role.PROVIDER,
+            kind=Kind.REQUEST,
             message_id=header.message_id,
             xroad_id=header.xroad_id,
             client=str(header.client),
@@ -293,8 +293,8 @@ class ServerProxy:
                 [
                     accepted.record,
                     LogRecord(
-                        role="provider",
-                        kind="response",
+                        role=Role.PROVIDER,
+                        kind=Kind.RESPONSE,
                         message_id=request.message_id,
                         xroad_id=request.xroad_id,
                         client=str(request.client),

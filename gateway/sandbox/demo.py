@@ -13,11 +13,9 @@ logged, the timestamped proofs of those entries, and an offline audit of Lippsta
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import sqlite3
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -30,7 +28,14 @@ from cryptography.x509.oid import NameOID
 
 from gateway.core.encoding import format_time
 from gateway.keys.files import load_certificate
-from gateway.node.messagelog import read_entries
+from gateway.messagelog import (
+    Kind,
+    Role,
+    StoredEntry,
+    read_cosignatures,
+    read_entries,
+    read_witness_alerts,
+)
 from gateway.pki.keys import fingerprint_sha256
 from gateway.sandbox.cities import (
     IHK,
@@ -56,7 +61,6 @@ from gateway.sandbox.federation import (
 )
 from gateway.sandbox.localnet import JoinResult, LocalNet, free_port, wait_http
 from gateway.sandbox.supervisor import Supervisor
-from gateway.store.models import LogEntry
 from registries.portal.scenario import AnnaStory, run_anna_scenario
 
 DEMO_STAMP_INTERVAL = 2
@@ -296,7 +300,7 @@ def anna_applies(demo: Demo) -> AnnaStory:
     return story
 
 
-def _entries_for_case(path: Path, case: str, service: str) -> list[LogEntry]:
+def _entries_for_case(path: Path, case: str, service: str) -> list[StoredEntry]:
     """The log entries of the exchanges made for ``case`` with ``service``."""
     ids = set()
     entries = read_entries(path)
@@ -317,7 +321,7 @@ def explain(net: LocalNet, story: AnnaStory) -> tuple[bool, str]:
     consumer = _entries_for_case(soest.messagelog, story.case, service)
     provider = _entries_for_case(lippstadt.messagelog, story.case, service)
     by_kind = {(e.role, e.kind): e for e in [*consumer, *provider]}
-    request_entry = by_kind.get(("consumer", "request"))
+    request_entry = by_kind.get((Role.CONSUMER, Kind.REQUEST))
     if request_entry is None:
         _say("7. No log entry for the case in Soest's log")
         return False, ""
@@ -351,12 +355,7 @@ def explain(net: LocalNet, story: AnnaStory) -> tuple[bool, str]:
             for e in entries
         ),
     )
-    complete = {
-        ("consumer", "request"),
-        ("consumer", "response"),
-        ("provider", "request"),
-        ("provider", "response"),
-    } <= set(by_kind)
+    complete = {(role, kind) for role in Role for kind in Kind} <= set(by_kind)
     return complete, request_entry.message_id
 
 
@@ -392,7 +391,7 @@ def show_ihk(demo: Demo, story: AnnaStory, timeout: float = 30) -> bool:
 
 def show_timestamps(net: LocalNet, message_id: str, timeout: float = 30) -> bool:
     """Wait for the batch holding the exchange to be timestamped, then prove each entry."""
-    from gateway.node.logproofs import NotProvableError, prove_entry
+    from gateway.messagelog import NotProvableError, prove_entry
 
     title = "9. Timestamped log batches (RFC 3161 token over an RFC 9162 tree head)"
     tsa_cert = load_certificate(net.trust.tsa_cert)
@@ -431,20 +430,20 @@ def show_timestamps(net: LocalNet, message_id: str, timeout: float = 30) -> bool
 def show_witnesses(net: LocalNet, timeout: float = 30) -> bool:
     """Wait until two peers have co-signed one of Lippstadt's signed tree heads."""
     files = net.nodes[LIPPSTADT.ags]
-    query = "SELECT witness, MAX(tree_size) FROM cosignature WHERE log_node = ? GROUP BY witness"
     deadline = time.monotonic() + timeout
     rows: list[tuple[str, int]] = []
     alerts = 0
     while time.monotonic() < deadline:
-        with contextlib.closing(sqlite3.connect(files.messagelog)) as conn:
-            rows = conn.execute(query, (str(files.city.node),)).fetchall()
+        latest: dict[str, int] = {}
+        for row in read_cosignatures(files.messagelog, log_node=str(files.city.node)):
+            latest[row.witness] = max(latest.get(row.witness, 0), row.tree_size)
+        rows = list(latest.items())
         if len(rows) >= 2:
             break
         time.sleep(0.3)
     for node in net.nodes.values():
         if node.messagelog.exists():
-            with contextlib.closing(sqlite3.connect(node.messagelog)) as conn:
-                alerts += conn.execute("SELECT COUNT(*) FROM witness_alert").fetchone()[0]
+            alerts += len(read_witness_alerts(node.messagelog))
     lines = [
         f"{witness} co-signed Lippstadt's head of tree size {size}"
         for witness, size in sorted(rows)

@@ -26,7 +26,7 @@ from gateway.audit.export import Selection, export_bundle
 from gateway.audit.parallel import verify_file
 from gateway.audit.verify import AuditError, AuditFailure, describe_in_force
 from gateway.conf.directory import TrustParameters
-from gateway.node.confhistory import read_versions
+from gateway.messagelog.sqlite import read_versions
 from gateway.node.config import load_config
 from gateway.node.server import Node
 from gateway.sandbox.localnet import LocalNet, ServiceSpec

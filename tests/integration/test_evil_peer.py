@@ -31,7 +31,7 @@ from gateway.keys.files import (
     write_certificate,
     write_private_key,
 )
-from gateway.node.messagelog import read_entries
+from gateway.messagelog import read_entries
 from gateway.node.wire import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
 from gateway.pki.ca import (
     create_root_ca,

@@ -22,7 +22,7 @@ from gateway.core.envelope import (
     request_hash,
 )
 from gateway.keys.files import load_certificate
-from gateway.node.messagelog import count_entries, read_entries
+from gateway.messagelog import count_entries, read_entries
 from gateway.sandbox.localnet import LocalNet
 from tests.integration.conftest import (
     DISABLED,

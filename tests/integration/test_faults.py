@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from gateway.core.envelope import MAX_ENVELOPE, MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_HEADERS
-from gateway.node.messagelog import count_entries, read_entries
+from gateway.messagelog import count_entries, read_entries
 from gateway.sandbox.localnet import LocalNet, ServiceSpec, free_port
 from tests.integration.conftest import (
     GEWERBEAMT,

@@ -24,8 +24,8 @@ import httpx
 import pytest
 
 from gateway.conf.directory import TrustParameters
-from gateway.node.logproofs import read_tree_heads, timestamp_status
-from gateway.node.messagelog import count_entries
+from gateway.messagelog import count_entries
+from gateway.messagelog.proofs import read_tree_heads, timestamp_status
 from gateway.sandbox.localnet import LocalNet, ServiceSpec
 from tests.integration.conftest import (
     GEWERBEAMT,

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.node.messagelog import read_entries
+from gateway.messagelog import read_entries
 from gateway.sandbox.cities import (
     IHK,
     ISERLOHN,

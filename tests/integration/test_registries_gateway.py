@@ -23,8 +23,8 @@ import pytest
 from gateway.audit.subjects import check_subjects
 from gateway.conf.directory import TrustParameters
 from gateway.core.envelope import RequestHeader, ResponseHeader
-from gateway.node.logproofs import timestamp_status
-from gateway.node.messagelog import read_entries
+from gateway.messagelog import read_entries
+from gateway.messagelog.proofs import timestamp_status
 from gateway.sandbox.cities import City
 from gateway.sandbox.localnet import LocalNet, ServiceSpec, free_port
 from registries.melderegister.idnr import is_idnr

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from gateway.conf.directory import TrustParameters
-from gateway.node.logproofs import timestamp_status
+from gateway.messagelog.proofs import timestamp_status
 from gateway.sandbox.localnet import LocalNet, ServiceSpec, wait_http
 from tests.integration.conftest import GEWERBEAMT, LIPPSTADT, SERVICE, SOEST, RecordingRegistry
 

@@ -20,7 +20,7 @@ import pytest
 
 from gateway.central import registry
 from gateway.central.service import Central
-from gateway.node.messagelog import read_entries
+from gateway.messagelog import read_entries
 from gateway.sandbox.cities import IHK, ISERLOHN, LIPPSTADT, SOEST, TRADE_OFFICE
 from gateway.sandbox.federation import start_nodes
 from gateway.sandbox.localnet import wait_http

@@ -43,12 +43,12 @@ from gateway.keys.files import (
     load_private_key,
     new_key_and_csr,
 )
-from gateway.node.config import NodeConfig, load_config
-from gateway.node.logproofs import (
+from gateway.messagelog.proofs import (
     latest_signed_head,
     read_cosignatures,
     read_witness_alerts,
 )
+from gateway.node.config import NodeConfig, load_config
 from gateway.node.server import Node
 from gateway.node.tls import server_context
 from gateway.pki.keys import fingerprint_sha256

@@ -10,7 +10,7 @@ SIGN = "sign (gateway/core/envelope.py:410)"
 VERIFY = "verify (gateway/core/envelope.py:505)"
 HANDLER = "handle_consumer (gateway/node/server.py:380)"
 LOOP = "run_forever (asyncio/base_events.py:600)"
-COMMIT = "_commit_batch (gateway/node/messagelog.py:400)"
+COMMIT = "_commit_batch (gateway/messagelog/writer.py:400)"
 
 
 def test_innermost_known_frame_decides() -> None:

@@ -39,8 +39,9 @@ from gateway.audit.configuration import (
 )
 from gateway.audit.verify import AuditError, AuditFailure, check_configuration, check_versions
 from gateway.conf.tufdev import DevRepository
-from gateway.node.confhistory import read_versions, record_version
-from gateway.store.models import schema_tables
+from gateway.messagelog.schema import schema_tables
+from gateway.messagelog.sqlite import read_versions
+from gateway.messagelog.sqlite_writes import record_version
 from tests.unit.test_configuration_snapshot import _document, _snapshot
 
 T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)

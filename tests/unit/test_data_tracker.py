@@ -27,9 +27,9 @@ from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import ClientId, MemberId, ServiceId, parse_client
 from gateway.core.logtree import LoggedEntry, entry_leaf, subjects_commitment
 from gateway.core.merkle import leaf_hash
+from gateway.messagelog import Kind, LogRecord, MessageLog, read_entries
+from gateway.messagelog.tracker import Tracker, check_purpose, required_headers
 from gateway.node.config import ServiceSection, TrackerSection
-from gateway.node.messagelog import LogRecord, MessageLog, read_entries
-from gateway.node.tracker import Tracker, check_purpose, required_headers
 
 NOW = datetime(2026, 5, 4, 9, 30, 0, tzinfo=UTC)
 PROVIDER = "DE-NRW/GOV/05974028/melderegister"
@@ -164,9 +164,9 @@ def exchange(
         "cert_ref": "",
     }
     return [
-        LogRecord(kind="request", created=request.created, header=request_bytes, **common),  # type: ignore[arg-type]
+        LogRecord(kind=Kind.REQUEST, created=request.created, header=request_bytes, **common),  # type: ignore[arg-type]
         LogRecord(
-            kind="response",
+            kind=Kind.RESPONSE,
             created=response.created,
             header=response.to_bytes(),
             subjects=subjects,

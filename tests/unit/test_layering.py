@@ -29,6 +29,7 @@ FORBIDDEN_MODULES = (
     "gateway.node",
     "gateway.conf",
     "gateway.store",
+    "gateway.messagelog",
     "gateway.cli",
     "gateway.keys",
     "gateway.trust",
@@ -413,16 +414,6 @@ REGISTRIES = "registries"
 ENTRY_POINTS = frozenset({"gateway.cli", "gateway.__main__"})
 OUTSIDE_THE_PRODUCT = (SANDBOX, REGISTRIES)
 
-KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset(
-    {
-        # The node's auditor and witness are handed the whole Node (issue 13, item 1,
-        # removes this). It is the only cycle tolerated, exactly as it stands: a module
-        # joining it, or any other cycle, fails. Empty this set when it is gone;
-        # test_the_known_cycles_are_still_there says so.
-        frozenset({"gateway.node.auditor", "gateway.node.server", "gateway.node.witness"}),
-    }
-)
-
 
 @dataclass(frozen=True)
 class Import:
@@ -594,14 +585,8 @@ def test_the_product_never_imports_the_sandbox_or_the_registries() -> None:
 def test_no_import_cycle_in_gateway() -> None:
     graph = import_graph(_all_imports(PACKAGE_ROOT, _known_modules()))
     assert len(graph) > 50, "the walk found too few modules"
-    cycles = [describe_cycle(graph, c) for c in strongly_connected(graph) if c not in KNOWN_CYCLES]
+    cycles = [describe_cycle(graph, c) for c in strongly_connected(graph)]
     assert not cycles, "import cycles in gateway/:\n" + "\n".join(cycles)
-
-
-def test_the_known_cycles_are_still_there() -> None:
-    components = set(strongly_connected(import_graph(_all_imports(PACKAGE_ROOT, _known_modules()))))
-    gone = [sorted(c) for c in KNOWN_CYCLES if c not in components]
-    assert not gone, f"no longer a cycle, remove it from KNOWN_CYCLES: {gone}"
 
 
 # ---------------------------------------------------------------- the layering checkers

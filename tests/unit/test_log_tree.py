@@ -26,11 +26,13 @@ from gateway.core.logtree import (
     tree_head_document,
 )
 from gateway.core.merkle import CompactTree, leaf_hash, tree_hash
-from gateway.node.messagelog import (
+from gateway.messagelog import (
+    Kind,
     LogRecord,
     MessageLog,
     MessageLogError,
     ReplayError,
+    Role,
     TreeHeadRecord,
     read_entries,
 )
@@ -44,8 +46,8 @@ def clock() -> datetime:
 
 def record(kind: str = "request", body: bytes = b"{}") -> LogRecord:
     return LogRecord(
-        role="consumer",
-        kind=kind,
+        role=Role.CONSUMER,
+        kind=Kind(kind),
         message_id=str(uuid.uuid4()),
         xroad_id=f"DE-NRW-{uuid.uuid4()}",
         client="DE-NRW/GOV/05974040/gewerbeamt",

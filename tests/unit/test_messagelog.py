@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.node.messagelog import (
+from gateway.messagelog import (
+    Kind,
     LogRecord,
     MessageLog,
     MessageLogError,
     ReplayError,
+    Role,
     count_entries,
     read_entries,
 )
@@ -37,8 +39,8 @@ def record(
     message_id: str | None = None, *, kind: str = "request", body: bytes = b"{}"
 ) -> LogRecord:
     return LogRecord(
-        role="provider",
-        kind=kind,
+        role=Role.PROVIDER,
+        kind=Kind(kind),
         message_id=message_id or str(uuid.uuid4()),
         xroad_id="EE/GOV/70000001/tartu/" + str(uuid.uuid4()),
         client=CLIENT,
@@ -324,7 +326,7 @@ def test_certificate_ref_must_be_the_der_hash(tmp_path: Path) -> None:
 
 
 def test_invalid_record_is_refused_before_it_can_fail_a_batch(tmp_path: Path) -> None:
-    bad = dataclasses.replace(record(), role="middleman")
+    bad = dataclasses.replace(record(), role="middleman")  # type: ignore[arg-type]
 
     async def scenario() -> None:
         async with MessageLog(tmp_path / "messagelog.db", clock=clock) as log:

@@ -14,16 +14,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from gateway.node.messagelog import MessageLog
-from gateway.node.ocsp import (
-    FetchError,
-    OwnCertificate,
-    OwnOcsp,
-    OwnStatusUnavailable,
-    StoredStatus,
-    load_statuses,
-    store_status,
-)
+from gateway.messagelog import MessageLog, StoredStatus, load_statuses
+from gateway.messagelog.sqlite_writes import store_status
+from gateway.node.ocsp import FetchError, OwnCertificate, OwnOcsp, OwnStatusUnavailable
 from gateway.pki.ocsp import build_ocsp_response, parse_ocsp_request
 from gateway.pki.ocsp_cache import OcspCache
 from gateway.pki.status import GOOD, CertStatus, Revoked

@@ -21,10 +21,10 @@ from pydantic import ValidationError
 from gateway.audit.archive import archive_before
 from gateway.audit.export import Selection, export_bundle
 from gateway.audit.parallel import verify_file
+from gateway.messagelog import Kind, LogRecord, MessageLog, MessageLogError, Role
+from gateway.messagelog.policy import METADATA, SIZE, body_policy, local_subsystem
+from gateway.messagelog.proofs import NotProvableError, prove_entry
 from gateway.node.config import NodeConfig
-from gateway.node.logpolicy import METADATA, SIZE, body_policy, local_subsystem
-from gateway.node.logproofs import NotProvableError, prove_entry
-from gateway.node.messagelog import LogRecord, MessageLog, MessageLogError
 from gateway.sandbox.bench.audit import START, SyntheticLog, build_log
 
 ENTRIES = 24
@@ -67,8 +67,8 @@ def full(tmp_path_factory: pytest.TempPathFactory) -> SyntheticLog:
 
 def _record(role: str, body: bytes, client: str = "DE-NRW/GOV/05974040/gewerbeamt") -> LogRecord:
     return LogRecord(
-        role=role,
-        kind="request",
+        role=Role(role),
+        kind=Kind.REQUEST,
         message_id="m",
         xroad_id="x",
         client=client,

@@ -35,15 +35,15 @@ from gateway.core.logtree import (
 )
 from gateway.core.merkle import leaf_hash, tree_hash
 from gateway.keys.files import load_certificate, load_private_key
-from gateway.node.logproofs import (
+from gateway.messagelog import Kind, LogRecord, MessageLog, Role, SignedHeadRecord
+from gateway.messagelog.proofs import (
     NotProvableError,
     entry_proof,
     prove_entry,
     read_tree_heads,
     timestamp_status,
 )
-from gateway.node.messagelog import LogRecord, MessageLog, SignedHeadRecord
-from gateway.node.timestamper import TSA_REPLY_TYPE, HeadNotSignable, Timestamper
+from gateway.messagelog.timestamper import TSA_REPLY_TYPE, HeadNotSignable, Timestamper
 from gateway.pki.profiles import ServiceKind
 from gateway.pki.tsa import build_rejection, build_timestamp_response, verify_timestamp_token
 from gateway.sandbox.localnet import free_port
@@ -142,8 +142,8 @@ class FakeTsa:
 
 def record(kind: str = "request", body: bytes = b'{"q": 1}') -> LogRecord:
     return LogRecord(
-        role="provider",
-        kind=kind,
+        role=Role.PROVIDER,
+        kind=Kind(kind),
         message_id=str(uuid.uuid4()),
         xroad_id=f"DE-NRW-{uuid.uuid4()}",
         client="DE-NRW/GOV/05974040/gewerbeamt",

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 
 from cryptography import x509
@@ -36,8 +34,16 @@ from gateway.core.envelope import RequestHeader, ResponseHeader, Signer, body_sh
 from gateway.core.ids import MemberId, ServiceId, parse_client
 from gateway.core.logtree import tree_head_document
 from gateway.core.treehead import sign_sth, sth_document
-from gateway.node.messagelog import LogRecord, MessageLog, SignedHeadRecord, TreeHeadRecord
-from gateway.node.tracker import details_of
+from gateway.messagelog import (
+    CosignatureRow,
+    Kind,
+    LogRecord,
+    MessageLog,
+    Role,
+    SignedHeadRecord,
+    TreeHeadRecord,
+)
+from gateway.messagelog.tracker import details_of
 from gateway.pki.ca import (
     create_root_ca,
     issue_certificate,
@@ -220,8 +226,8 @@ async def _write(
             request = signed_request.to_bytes()
             batch.append(
                 LogRecord(
-                    "provider",
-                    "request",
+                    Role.PROVIDER,
+                    Kind.REQUEST,
                     message_id,
                     f"DE-NRW-{message_id[:8]}",
                     CLIENT,
@@ -250,8 +256,8 @@ async def _write(
                 ).to_bytes()
                 batch.append(
                     LogRecord(
-                        "provider",
-                        "response",
+                        Role.PROVIDER,
+                        Kind.RESPONSE,
                         message_id,
                         f"DE-NRW-{message_id[:8]}",
                         CLIENT,
@@ -302,7 +308,7 @@ async def _write(
                             ),
                         )
                     )
-                    row = (
+                    row = CosignatureRow(
                         NODE,
                         WITNESS,
                         snapshot.tree_size,
@@ -313,15 +319,8 @@ async def _write(
                         consumer_ref,
                         format_time(clock.now),
                     )
-                    await log.write(partial(_insert_cosignature, row=row))
-
-
-def _insert_cosignature(conn: sqlite3.Connection, row: tuple[object, ...]) -> None:
-    conn.execute(
-        "INSERT INTO cosignature (log_node, witness, tree_size, document, signature,"
-        " cosignature, cert_ref, ocsp_ref, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        row,
-    )
+                    cert = (consumer.cert_ref, consumer.cert_der, consumer.jws_header)
+                    await log.add_cosignature(row, cert, consumer_ocsp)
 
 
 @dataclass(frozen=True)

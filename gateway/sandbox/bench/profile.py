@@ -27,14 +27,14 @@ from pathlib import Path
 BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ES256 sign", ("sign (gateway/core/envelope.py",)),
     ("ES256 verify + x5c", ("verify (gateway/core/envelope.py", "_signer (gateway/core")),
-    ("SQLite commit (writer thread)", ("_commit_batch (", "_run (gateway/node/messagelog")),
+    ("SQLite commit (writer thread)", ("_commit_batch (", "_run (gateway/messagelog/writer")),
     ("body digests", ("body_sha256 (", "check_body (")),
     ("canonical JSON / envelope", ("canonical.py", "envelope.py", "json/")),
     ("TLS (ssl module)", ("ssl.py", "sslproto.py")),
     ("aiohttp client", ("aiohttp/client", "aiohttp/connector", "node/transport.py")),
     ("aiohttp server", ("aiohttp/web", "aiohttp/http_", "aiohttp/base_protocol")),
     ("ids, headers, policy", ("core/ids.py", "core/headers.py", "core/policy.py")),
-    ("gateway node logic", ("gateway/node/",)),
+    ("gateway node logic", ("gateway/node/", "gateway/messagelog/")),
     ("asyncio / event loop", ("asyncio/", "uvloop")),
 )
 

@@ -30,6 +30,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from gateway.messagelog import read_entries
 from gateway.sandbox.bench.procs import usage
 from gateway.sandbox.cities import BENCH_SERVICE, LIPPSTADT, SOEST
 from gateway.sandbox.cities import TRADE_OFFICE as CLIENT
@@ -207,14 +208,10 @@ def check_logs(net: LocalNet, ids_files: Sequence[Path]) -> dict[str, int]:
     report = {"successes_counted": len(wanted)}
     for label, ags in (("consumer", SOEST.ags), ("provider", LIPPSTADT.ags)):
         db = net.nodes[ags].messagelog
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-            rows = conn.execute(
-                "SELECT message_id, kind FROM message_log WHERE role = ?", (label,)
-            ).fetchall()
-        conn.close()
         logged: dict[str, set[str]] = {}
-        for message_id, kind in rows:
-            logged.setdefault(message_id, set()).add(kind)
+        for entry in read_entries(db):
+            if entry.role == label:
+                logged.setdefault(entry.message_id, set()).add(str(entry.kind))
         missing = [m for m in wanted if logged.get(m) != {"request", "response"}]
         report[f"{label}_missing"] = len(missing)
     return report

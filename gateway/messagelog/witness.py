@@ -30,11 +30,9 @@ import contextlib
 import hashlib
 import json
 import logging
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import aiohttp
 
@@ -50,14 +48,12 @@ from gateway.core.treehead import (
     sign_sth,
     verify_sth_signature,
 )
-from gateway.node.logproofs import CosignatureRow, read_cosignatures, signed_heads
-from gateway.node.messagelog import SignedHeadRecord
+from gateway.messagelog.context import LogContext
+from gateway.messagelog.store import CosignatureRow
+from gateway.messagelog.timestamper import HeadNotSignable
+from gateway.messagelog.writer import SignedHeadRecord
 from gateway.node.ocsp import OwnStatusUnavailable
-from gateway.node.timestamper import HeadNotSignable
 from gateway.node.transport import PinnedConnector, read_limited
-
-if TYPE_CHECKING:
-    from gateway.node.server import Node
 
 __all__ = [
     "CONSISTENCY_PATH",
@@ -77,22 +73,17 @@ MAX_REPLY: Final = 4 * 1024 * 1024
 """An STH is ~1 KiB and a proof ~2 KiB; co-signature lists of a long-lived log more."""
 
 
-def _own_signer(node: Node) -> Signer | None:
-    """The key of the member that owns the node: it signs and co-signs tree heads."""
-    return node.signers.get(node.id.owner)
-
-
-def _ocsp(node: Node, signer: Signer) -> tuple[str, bytes]:
+def _ocsp(node: LogContext, signer: Signer) -> tuple[str, bytes]:
     """The signer's current OCSP evidence; without it no head is signed, since an
     auditor (and every witness) refuses a signed tree head it cannot check."""
     try:
-        evidence = node.own_ocsp.evidence(signer.cert_ref, node.clock.now())
+        evidence = node.own_evidence(signer.cert_ref, node.clock.now())
     except OwnStatusUnavailable as exc:
         raise HeadNotSignable(str(exc)) from None
     return evidence.ref, evidence.der
 
 
-def head_signer(node: Node) -> Callable[[bytes], SignedHeadRecord | None]:
+def head_signer(node: LogContext) -> Callable[[bytes], SignedHeadRecord | None]:
     """What the timestamper calls to sign each tree head with the node's member key.
 
     Raises :class:`HeadNotSignable` while the key's OCSP evidence is missing or stale:
@@ -100,12 +91,12 @@ def head_signer(node: Node) -> Callable[[bytes], SignedHeadRecord | None]:
     """
 
     def sign(document: bytes) -> SignedHeadRecord | None:
-        signer = _own_signer(node)
+        signer = node.own_signer()
         if signer is None:
             log.warning(
                 "node %s holds no signing key of %s: tree heads stay unsigned",
-                node.id,
-                node.id.owner,
+                node.node_id,
+                node.node_id.owner,
             )
             return None
         ocsp_ref, ocsp_der = _ocsp(node, signer)
@@ -140,7 +131,7 @@ class _PeerFailure(Exception):
 class Witness:
     """Witnesses the node's peers and collects co-signatures over the node's own heads."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: LogContext) -> None:
         self._node = node
         self._session: aiohttp.ClientSession | None = None
         self._connector: PinnedConnector | None = None
@@ -152,9 +143,11 @@ class Witness:
 
     async def start(self) -> None:
         """Run ``witness_once`` every ``witness_interval_seconds`` (0: not at all)."""
-        interval = self._node.config.audit.witness_interval_seconds
+        interval = self._node.audit.witness_interval_seconds
         if interval > 0 and self._task is None:
-            self._task = asyncio.create_task(self._run(interval), name=f"witness:{self._node.id}")
+            self._task = asyncio.create_task(
+                self._run(interval), name=f"witness:{self._node.node_id}"
+            )
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -172,12 +165,12 @@ class Witness:
             try:
                 await self.witness_once()
             except Exception:  # the schedule must outlive any bug
-                log.exception("witness of node %s: unexpected error", self._node.id)
+                log.exception("witness of node %s: unexpected error", self._node.node_id)
 
     async def _http(self) -> tuple[aiohttp.ClientSession, PinnedConnector]:
         """A pool on the node's current TLS client context (renewed when global
         configuration brings other trust roots)."""
-        context = self._node._trust.client_ssl
+        context = self._node.client_ssl()
         if self._session is not None and self._context is not context:
             await self._session.close()
             self._session = None
@@ -191,14 +184,14 @@ class Witness:
 
     def peers(self) -> list[NodeId]:
         """The configured peers, or every other node the global configuration lists."""
-        configured = self._node.config.audit.witness_peers
+        configured = self._node.audit.witness_peers
         if configured:
             return [NodeId.parse(p) for p in configured]
         found: dict[str, NodeId] = {}
-        directory = self._node.directory
+        directory = self._node.directory()
         for member in directory.members():
             for info in directory.nodes_hosting(member.id):
-                if info.id != self._node.id:
+                if info.id != self._node.node_id:
                     found[str(info.id)] = info.id
         return [found[k] for k in sorted(found)]
 
@@ -212,12 +205,12 @@ class Witness:
         return outcomes
 
     async def _get(self, peer: NodeId, path: str, params: dict[str, str]) -> Any:
-        info = self._node.directory.node(peer)
+        info = self._node.directory().node(peer)
         if info is None:
             raise _PeerFailure(f"{peer} is not in the global configuration")
         session, connector = await self._http()
         connector.pin(info.address, info.auth_cert_sha256)
-        timeout = aiohttp.ClientTimeout(total=self._node.config.node.peer_timeout_seconds)
+        timeout = aiohttp.ClientTimeout(total=self._node.peer_timeout_seconds)
         try:
             async with session.get(
                 info.address.rstrip("/") + path, params=params, timeout=timeout
@@ -242,14 +235,14 @@ class Witness:
             document = base64.b64decode(str(reply["document"]), validate=True)
             signature = str(reply["signature"])
         except _PeerFailure as exc:
-            log.warning("witness %s: peer %s: %s", node.id, peer, exc)
+            log.warning("witness %s: peer %s: %s", node.node_id, peer, exc)
             return PeerOutcome(str(peer), None, Code.WITNESS_PEER_FAILED, str(exc))
         except (KeyError, TypeError, ValueError) as exc:
             return await self._alert(peer, Code.WITNESS_PEER_FAILED, f"malformed STH: {exc}", {})
         now = node.clock.now()
         try:
             head, verified = verify_sth_signature(
-                node.verifier, document, signature, now, signer=peer.owner
+                node.verifier(), document, signature, now, signer=peer.owner
             )
             if head.node != str(peer):
                 raise TreeHeadError(
@@ -275,7 +268,7 @@ class Witness:
                     )
                     proof = [bytes.fromhex(str(h)) for h in reply["proof"]]
                 except _PeerFailure as exc:
-                    log.warning("witness %s: peer %s: %s", node.id, peer, exc)
+                    log.warning("witness %s: peer %s: %s", node.node_id, peer, exc)
                     return PeerOutcome(str(peer), None, Code.WITNESS_PEER_FAILED, str(exc))
                 except (KeyError, TypeError, ValueError) as exc:
                     # Not evidence of a fork by itself: the peer failed to answer.
@@ -311,7 +304,7 @@ class Witness:
         co-signed, but never one signed with a key already revoked by then.
         """
         try:
-            self._node._peer_status(
+            self._node.peer_status(
                 encoded if isinstance(encoded, str) and encoded else None,
                 "the tree head's ocsp field",
                 verified.cert_ref,
@@ -324,7 +317,7 @@ class Witness:
             raise TreeHeadError(TreeHeadFailure.SIGNATURE, exc.message) from None
 
     def _last_seen(self, peer: str) -> CosignatureRow | None:
-        rows = read_cosignatures(self._node.log.path, log_node=peer, witness=str(self._node.id))
+        rows = self._node.log.store.cosignatures(log_node=peer, witness=str(self._node.node_id))
         return max(rows, key=lambda r: r.tree_size) if rows else None
 
     async def _cosign(
@@ -334,20 +327,24 @@ class Witness:
         evidence is missing: a co-signature without it would fail the peer's audits,
         so none is made and the next round tries again)."""
         node = self._node
-        signer = _own_signer(node)
+        signer = node.own_signer()
         if signer is None:
-            log.warning("witness %s holds no key of %s: cannot co-sign", node.id, node.id.owner)
-            return f"this witness holds no key of {node.id.owner}"
+            log.warning(
+                "witness %s holds no key of %s: cannot co-sign", node.node_id, node.node_id.owner
+            )
+            return f"this witness holds no key of {node.node_id.owner}"
         try:
             ocsp_ref, ocsp_der = _ocsp(node, signer)
         except HeadNotSignable as exc:
-            log.warning("witness %s does not co-sign %s's tree head now: %s", node.id, peer, exc)
+            log.warning(
+                "witness %s does not co-sign %s's tree head now: %s", node.node_id, peer, exc
+            )
             return str(exc)
         cosignature = sign_sth(signer, document)
         stored_at = node.clock.now().isoformat()
-        row = (
+        row = CosignatureRow(
             str(peer),
-            str(node.id),
+            str(node.node_id),
             head.tree_size,
             document,
             signature,
@@ -357,30 +354,23 @@ class Witness:
             stored_at,
         )
         cert = (signer.cert_ref, signer.cert_der, signer.jws_header)
-        await node.log.write(
-            partial(_insert_cosignature, row=row, cert=cert, ocsp_ref=ocsp_ref, ocsp_der=ocsp_der)
+        await node.log.add_cosignature(row, cert, ocsp_der)
+        log.info(
+            "witness %s co-signed %s's tree head of size %d", node.node_id, peer, head.tree_size
         )
-        log.info("witness %s co-signed %s's tree head of size %d", node.id, peer, head.tree_size)
         return None
 
     async def _alert(
         self, peer: NodeId, code: Code, detail: str, evidence: dict[str, Any]
     ) -> PeerOutcome:
         node = self._node
-        log.error("witness %s: peer %s: %s: %s", node.id, peer, code.value, detail)
-        row = (
+        log.error("witness %s: peer %s: %s: %s", node.node_id, peer, code.value, detail)
+        await node.log.add_witness_alert(
             str(peer),
             code.value,
             detail,
             json.dumps(evidence, sort_keys=True),
             node.clock.now().isoformat(),
-        )
-        await node.log.write(
-            lambda conn: conn.execute(
-                "INSERT INTO witness_alert (peer, code, detail, evidence, detected_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                row,
-            )
         )
         return PeerOutcome(str(peer), None, code, detail)
 
@@ -391,16 +381,17 @@ class Witness:
         ones that verify over a document this node really signed."""
         node = self._node
         try:
-            reply = await self._get(peer, COSIGNATURES_PATH, {"node": str(node.id)})
+            reply = await self._get(peer, COSIGNATURES_PATH, {"node": str(node.node_id)})
             items = list(reply["cosignatures"])
         except (_PeerFailure, KeyError, TypeError) as exc:
-            log.warning("node %s: collecting co-signatures from %s: %s", node.id, peer, exc)
+            log.warning("node %s: collecting co-signatures from %s: %s", node.node_id, peer, exc)
             return
-        mine = {h.tree_size: h for h in await asyncio.to_thread(signed_heads, node.log.path)}
+        store = node.log.store
+        mine = {h.tree_size: h for h in await asyncio.to_thread(store.signed_heads)}
         have = {
             r.tree_size
             for r in await asyncio.to_thread(
-                read_cosignatures, node.log.path, log_node=str(node.id), witness=str(peer)
+                store.cosignatures, log_node=str(node.node_id), witness=str(peer)
             )
         }
         now = node.clock.now()
@@ -413,15 +404,17 @@ class Witness:
                 if own is None or own.document != document or head.tree_size in have:
                     continue
                 _, verified = verify_sth_signature(
-                    node.verifier, document, cosignature, now, signer=peer.owner
+                    node.verifier(), document, cosignature, now, signer=peer.owner
                 )
                 ocsp_der = base64.b64decode(str(item.get("ocsp", "")), validate=True)
             except (KeyError, TypeError, ValueError, TreeHeadError) as exc:
-                log.warning("node %s: a co-signature from %s is refused: %s", node.id, peer, exc)
+                log.warning(
+                    "node %s: a co-signature from %s is refused: %s", node.node_id, peer, exc
+                )
                 continue
             ocsp_ref = hashlib.sha256(ocsp_der).hexdigest() if ocsp_der else ""
-            row = (
-                str(node.id),
+            row = CosignatureRow(
+                str(node.node_id),
                 str(peer),
                 head.tree_size,
                 document,
@@ -432,31 +425,4 @@ class Witness:
                 now.isoformat(),
             )
             cert = (verified.cert_ref, verified.cert_der, verified.jws_header)
-            await node.log.write(
-                partial(
-                    _insert_cosignature, row=row, cert=cert, ocsp_ref=ocsp_ref, ocsp_der=ocsp_der
-                )
-            )
-
-
-def _insert_cosignature(
-    conn: sqlite3.Connection,
-    row: tuple[object, ...],
-    cert: tuple[str, bytes, str],
-    ocsp_ref: str,
-    ocsp_der: bytes,
-) -> None:
-    conn.execute(
-        "INSERT OR IGNORE INTO signer_certificate (cert_ref, der, jws_header) VALUES (?, ?, ?)",
-        cert,
-    )
-    if ocsp_ref and ocsp_der:
-        conn.execute(
-            "INSERT OR IGNORE INTO ocsp_response (ocsp_ref, der) VALUES (?, ?)",
-            (ocsp_ref, ocsp_der),
-        )
-    conn.execute(
-        "INSERT OR IGNORE INTO cosignature (log_node, witness, tree_size, document, signature,"
-        " cosignature, cert_ref, ocsp_ref, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        row,
-    )
+            await node.log.add_cosignature(row, cert, ocsp_der)

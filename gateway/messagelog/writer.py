@@ -14,7 +14,7 @@ and awaits a future the writer resolves.
 Every entry is also a leaf of an RFC 9162 Merkle tree (docs/message-log.md): the writer
 computes the leaf hash, stores it with the entry and extends the tree's compact frontier
 in the same transaction, so the tree can never disagree with the entries on disk. Tree
-heads timestamped by the TSA (``gateway.node.timestamper``) are stored through the same
+heads timestamped by the TSA (``gateway.messagelog.timestamper``) are stored through the same
 writer thread.
 """
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import queue
@@ -35,15 +36,28 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
-from sqlalchemy import Engine, func, inspect
-from sqlmodel import Session, SQLModel, col, create_engine, select
+from sqlalchemy import Engine, inspect
+from sqlmodel import SQLModel, create_engine
 
 from gateway.core.datasubject import check_subject
 from gateway.core.encoding import format_time
 from gateway.core.logtree import SUBJECTS_SALT_SIZE, LoggedEntry, entry_leaf, subjects_commitment
 from gateway.core.merkle import CompactTree, MerkleError, leaf_hash
-from gateway.node.tracker import ReadDetails, record_missing_reads, record_read, store_read
-from gateway.store.models import KINDS, ROLES, LogEntry, schema_tables
+from gateway.messagelog import sqlite_writes as side
+from gateway.messagelog.schema import KINDS, ROLES, schema_tables
+from gateway.messagelog.sqlite import SqliteLogStore
+from gateway.messagelog.store import (
+    CosignatureRow,
+    LogRecord,
+    LogStats,
+    MessageLogError,
+    ReplayError,
+    SignedHeadRecord,
+    StoredStatus,
+    TimestampBacklog,
+    TreeHeadRecord,
+    TreeSnapshot,
+)
 
 __all__ = [
     "LogRecord",
@@ -55,8 +69,6 @@ __all__ = [
     "TimestampBacklog",
     "TreeHeadRecord",
     "TreeSnapshot",
-    "count_entries",
-    "read_entries",
 ]
 
 _log = logging.getLogger(__name__)
@@ -99,116 +111,6 @@ _INSERT_SEEN: Final = (
     "INSERT OR IGNORE INTO seen_request (client, message_id, created) VALUES (?, ?, ?)"
 )
 _INSERT_SUBJECT: Final = "INSERT OR IGNORE INTO data_subject (entry_id, subject) VALUES (?, ?)"
-
-
-class MessageLogError(Exception):
-    """The log entry could not be made durable, so the exchange must not succeed."""
-
-
-class ReplayError(Exception):
-    """The client already sent a request with this id; nothing was written for it."""
-
-
-@dataclass(frozen=True, slots=True)
-class LogRecord:
-    """One message to log: a ``LogEntry`` without the fields the log assigns itself."""
-
-    role: str
-    kind: str
-    message_id: str
-    xroad_id: str
-    client: str
-    service: str
-    created: str
-    header: bytes
-    body: bytes
-    signature: str
-    cert_ref: str
-    ocsp_ref: str = ""
-    subjects: tuple[str, ...] = ()
-    """Data subjects the message disclosed (``data_subject`` rows, same transaction);
-    the entry's leaf commits to them through a salted digest (``subjects_sha256``), so
-    a removed or altered row is detectable. See docs/data-tracker.md."""
-    read: ReadDetails | None = None
-    """What the data tracker shows of the read (a response with ``subjects``), as the
-    caller took it from the headers it signed; stored as a ``data_subject_read`` row so
-    it survives archiving. None: taken from the stored headers instead (slower)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TreeSnapshot:
-    """The Merkle tree over every committed entry: what a tree head is made from."""
-
-    tree_size: int
-    root_hash: bytes
-    last_entry_id: int
-    """Id of the entry at leaf ``tree_size - 1`` (0 for the empty tree)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TimestampBacklog:
-    """How far timestamping lags behind the log, for the timestamper's decisions."""
-
-    tree_size: int
-    stamped_size: int
-    """Size of the latest timestamped tree head (0 if there is none)."""
-    oldest_pending: datetime | None
-    """When the first entry not covered by a tree head was logged; None if all are."""
-    last_stamp: datetime | None
-    """genTime of the latest tree head."""
-
-    @property
-    def pending(self) -> int:
-        return self.tree_size - self.stamped_size
-
-
-@dataclass(frozen=True, slots=True)
-class TreeHeadRecord:
-    """A tree head the TSA has timestamped, ready to store.
-
-    ``tree_size``, ``root_hash`` and ``last_entry_id`` must come from a
-    :meth:`MessageLog.tree_snapshot` of this log; ``document`` is the exact byte string
-    whose SHA-256 the token's imprint is.
-    """
-
-    tree_size: int
-    root_hash: bytes
-    last_entry_id: int
-    document: bytes
-    gen_time: datetime
-    token: bytes
-    tsa_name: str
-    tsa_cert_der: bytes
-    signed: SignedHeadRecord | None = None
-    """The member key's signature over this head, stored in the same transaction."""
-
-
-@dataclass(frozen=True, slots=True)
-class SignedHeadRecord:
-    """A signed tree head (``gateway.core.treehead``) with its signer's evidence."""
-
-    document: bytes
-    signature: str
-    cert_ref: str
-    cert_der: bytes
-    jws_header: str
-    ocsp_ref: str = ""
-    ocsp_der: bytes = b""
-
-
-@dataclass(frozen=True, slots=True)
-class LogStats:
-    """Counters that show whether group commit is actually sharing commits.
-
-    ``units`` counts appends whose records were committed (replays excluded);
-    ``largest_batch`` is the most units handled in one transaction.
-    """
-
-    commits: int = 0
-    units: int = 0
-    rows: int = 0
-    largest_batch: int = 0
-    failed_batches: int = 0
 
 
 @dataclass(slots=True)
@@ -335,8 +237,8 @@ _SELECT_ENTRIES: Final = (
 
 
 def logged_entry(row: Sequence[object]) -> LoggedEntry:
-    """The leaf-relevant fields of a ``_SELECT_ENTRIES`` row (the id is row[0]); also
-    used by ``gateway log check-subjects``, which selects the same columns first."""
+    """The leaf-relevant fields of a ``_SELECT_ENTRIES`` row (the id is row[0]), for the
+    start-up rebuild; readers use ``StoredEntry.leaf_entry``."""
     header, body = row[9], row[10]
     if not isinstance(header, bytes) or not isinstance(body, bytes):
         raise MessageLogError(f"entry {row[0]}: header and body must be stored as BLOBs")
@@ -491,8 +393,9 @@ class MessageLog:
         """Draws each entry's data-subject salt; injectable so tests can compare leaves."""
         self._body_policy = body_policy
         """Returns why a record's body is logged as its digest only ("" keeps it):
-        ``gateway.node.logpolicy``."""
+        ``gateway.messagelog.policy``."""
         self._path = path
+        self._store = SqliteLogStore(path)
         self._clock = clock
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Unit | _HeadUnit | _WriteUnit | _Stop] = queue.SimpleQueue()
@@ -608,7 +511,7 @@ class MessageLog:
         """
         conn.execute("BEGIN IMMEDIATE")
         try:
-            missing = record_missing_reads(conn)
+            missing = side.record_missing_reads(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -689,6 +592,11 @@ class MessageLog:
     @property
     def path(self) -> Path:
         return self._path
+
+    @property
+    def store(self) -> SqliteLogStore:
+        """The read side of this log (its own read-only connections, never the writer's)."""
+        return self._store
 
     @property
     def journal_mode(self) -> str:
@@ -817,13 +725,57 @@ class MessageLog:
     async def write(self, work: Callable[[sqlite3.Connection], object]) -> object:
         """Run ``work`` in its own transaction on the writer thread; return its result.
 
-        For the log's side tables (witness co-signatures and alerts): they get the same
-        durability as entries and never compete with the writer for the database lock.
+        For the log's side tables (configuration history, own OCSP answers, witness
+        co-signatures and alerts; the typed methods above and ``gateway.messagelog.sqlite_writes``):
+        they get the same durability as entries and never compete with the writer for the
+        database lock. SQLite-specific: ``work`` receives the writer's connection.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[object] = loop.create_future()
         self._enqueue(_WriteUnit(work, loop, future))
         return await future
+
+    async def record_configuration(
+        self, files: Sequence[tuple[str, bytes]], serial: int, applied_at: str
+    ) -> bool:
+        """Durably add a configuration version to the log's history unless it is the one
+        recorded last; True if it was added (docs/message-log.md 8.1)."""
+        return bool(
+            await self.write(
+                functools.partial(
+                    side.record_version, files=files, serial=serial, applied_at=applied_at
+                )
+            )
+        )
+
+    async def keep_own_status(self, ref: str, status: StoredStatus | None) -> None:
+        """Keep a good OCSP answer for one of the node's own certificates for the next
+        start-up, or forget the kept one (``None``: the certificate was revoked)."""
+        await self.write(functools.partial(side.store_status, ref=ref, status=status))
+
+    async def add_cosignature(
+        self, row: CosignatureRow, cert: tuple[str, bytes, str], ocsp_der: bytes
+    ) -> None:
+        """Store a witness co-signature with the certificate ``(ref, DER, JWS header)``
+        and OCSP response it relies on (ignored if that co-signature is already kept)."""
+        await self.write(
+            functools.partial(side.insert_cosignature, row=row, cert=cert, ocsp_der=ocsp_der)
+        )
+
+    async def add_witness_alert(
+        self, peer: str, code: str, detail: str, evidence: str, detected_at: str
+    ) -> None:
+        """Record a peer's split view or refused tree head with its evidence."""
+        await self.write(
+            functools.partial(
+                side.insert_alert,
+                peer=peer,
+                code=code,
+                detail=detail,
+                evidence=evidence,
+                detected_at=detected_at,
+            )
+        )
 
     def _commit_write(self, unit: _WriteUnit) -> object:
         """Writer thread: one ``write`` unit in its own transaction."""
@@ -920,8 +872,8 @@ class MessageLog:
                     leaf = leaf_hash(
                         entry_leaf(
                             LoggedEntry(
-                                r.role,
-                                r.kind,
+                                str(r.role),
+                                str(r.kind),
                                 r.message_id,
                                 r.xroad_id,
                                 r.client,
@@ -942,8 +894,8 @@ class MessageLog:
                         _INSERT_ENTRY,
                         (
                             logged_at,
-                            r.role,
-                            r.kind,
+                            str(r.role),
+                            str(r.kind),
                             r.message_id,
                             r.xroad_id,
                             r.client,
@@ -972,9 +924,9 @@ class MessageLog:
                         )
                         # What the tracker must still show once the headers are archived.
                         if r.read is None:
-                            record_read(conn, cur.lastrowid)
+                            side.record_read(conn, cur.lastrowid)
                         else:
-                            store_read(conn, cur.lastrowid, r.read)
+                            side.store_read(conn, cur.lastrowid, r.read)
                 outcomes.append(ids)
             if tree.size != before.size:
                 conn.execute(_SAVE_TREE, (tree.size, last_id, tree.to_bytes()))
@@ -1083,33 +1035,3 @@ class MessageLog:
             # One wake-up per loop per batch, not per unit.
             with contextlib.suppress(RuntimeError):  # that loop is already closed
                 loop.call_soon_threadsafe(_resolve, pairs)
-
-
-# -- read side (off the hot path) ---------------------------------------------------------
-
-
-def read_entries(path: Path, *, message_id: str | None = None) -> list[LogEntry]:
-    """Log entries in the order they were written, optionally for one exchange."""
-    if not path.exists():
-        raise FileNotFoundError(path)
-    engine = _engine(path)
-    try:
-        with Session(engine) as session:
-            query = select(LogEntry).order_by(col(LogEntry.id))
-            if message_id is not None:
-                query = query.where(col(LogEntry.message_id) == message_id)
-            return list(session.exec(query).all())
-    finally:
-        engine.dispose()
-
-
-def count_entries(path: Path) -> int:
-    """How many log entries the file holds."""
-    if not path.exists():
-        raise FileNotFoundError(path)
-    engine = _engine(path)
-    try:
-        with Session(engine) as session:
-            return session.exec(select(func.count()).select_from(LogEntry)).one()
-    finally:
-        engine.dispose()

@@ -1,21 +1,40 @@
-"""The node's durable schema, defined once as SQLModel tables.
+"""The message log's schema, defined once: its tables and the enums of its columns.
 
-These classes are the single source of truth for the database layout: the message log
-creates its tables from this metadata at startup, and the read tools query through them.
-The hot write path uses raw SQL against the same tables, so column names here are a
-contract with ``gateway.node.messagelog``.
+These classes are the single source of truth for the database layout: the SQLite
+backend (``gateway.messagelog.sqlite`` for reads, ``sqlite_writes`` for side writes,
+``gateway.messagelog.writer`` for the group-commit write path) creates its tables from
+this metadata at startup and names the same columns in its statements. ``Role`` and
+``Kind`` are the only values ``message_log.role`` and ``message_log.kind`` take; they
+are ``StrEnum``s so the stored text stays exactly what it always was.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sqlalchemy import CheckConstraint, Table, inspect
 from sqlmodel import Field, SQLModel
 
-ROLES = ("consumer", "provider")
-"""Which side of an exchange this node played."""
 
-KINDS = ("request", "response")
-"""Which half of an exchange a log entry records."""
+class Role(StrEnum):
+    """Which side of an exchange this node played."""
+
+    CONSUMER = "consumer"
+    PROVIDER = "provider"
+
+
+class Kind(StrEnum):
+    """Which half of an exchange a log entry records."""
+
+    REQUEST = "request"
+    RESPONSE = "response"
+
+
+ROLES: tuple[str, ...] = tuple(role.value for role in Role)
+"""The stored values of ``Role``, for the table's CHECK constraint."""
+
+KINDS: tuple[str, ...] = tuple(kind.value for kind in Kind)
+"""The stored values of ``Kind``, for the table's CHECK constraint."""
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
@@ -29,6 +48,9 @@ class LogEntry(SQLModel, table=True):
     Kept byte-exact (``header`` and ``body`` are the signed bytes) so the signature can be
     verified again later from the log alone; ``AUTOINCREMENT`` keeps ids from ever being
     reused, so an id handed out as evidence always names the same entry.
+
+    This declares the table only: entries are written as ``LogRecord`` and read back as
+    ``StoredEntry`` (``gateway.messagelog.store``).
     """
 
     __tablename__ = "message_log"
@@ -170,7 +192,7 @@ class SignedTreeHeadRow(SQLModel, table=True):
 
 
 class Cosignature(SQLModel, table=True):
-    """A witness's co-signature over a node's signed tree head (gateway/node/witness.py).
+    """A witness's co-signature over a node's signed tree head (gateway/messagelog/witness.py).
 
     One table for both directions: rows where ``witness`` is this node are co-signatures
     it made over a peer's head (its witness log); rows where ``log_node`` is this node

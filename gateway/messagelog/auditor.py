@@ -16,8 +16,8 @@ Two doors, because the callers authenticate differently:
   their inclusion proofs.
 
 Refusals are X-Road error documents with ``client.audit_access_denied`` and
-``client.audit_not_found`` (docs/message-log.md section 10). Reads open their own
-read-only SQLite connection in a thread (WAL), never the writer's.
+``client.audit_not_found`` (docs/message-log.md section 10). Reads go through the log's
+``LogStore`` in a worker thread, never through the writer.
 """
 
 from __future__ import annotations
@@ -29,29 +29,19 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from aiohttp import web
 
 from gateway.core.encoding import b64url
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import InvalidIdentifierError, parse_client
+from gateway.messagelog.context import LogContext
+from gateway.messagelog.proofs import consistency, inclusion
+from gateway.messagelog.store import NotProvableError, StoredEntry
+from gateway.messagelog.witness import CONSISTENCY_PATH, COSIGNATURES_PATH, STH_PATH, Witness
 from gateway.node.config import ConfigError
-from gateway.node.logproofs import (
-    NotProvableError,
-    consistency,
-    inclusion,
-    latest_signed_head,
-    log_entries,
-    read_cosignatures,
-    read_ocsp,
-    read_witness_alerts,
-)
 from gateway.node.tls import peer_fingerprint
-from gateway.node.witness import CONSISTENCY_PATH, COSIGNATURES_PATH, STH_PATH
-
-if TYPE_CHECKING:
-    from gateway.node.server import Node
 
 __all__ = ["MAX_ENTRIES", "Access", "Auditor"]
 
@@ -82,27 +72,45 @@ def _int(request: web.Request, name: str, default: int | None = None) -> int:
     return int(raw)
 
 
-def _b64(data: object) -> str:
-    assert isinstance(data, bytes)
+def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _entry_json(row: dict[str, object]) -> dict[str, object]:
-    out = dict(row)
-    for key in ("header", "body"):
-        out[key] = _b64(row[key])
-    leaf = row["leaf_hash"]
-    out["leaf_hash"] = leaf.hex() if isinstance(leaf, bytes) else None
-    return out
+def _entry_json(entry: StoredEntry) -> dict[str, object]:
+    """An entry as the API shows it: every column but the subjects salt (which would
+    let a reader test guesses of who an entry disclosed), bytes in base64."""
+    return {
+        "id": entry.id,
+        "leaf_index": entry.leaf_index,
+        "leaf_hash": None if entry.leaf_hash is None else entry.leaf_hash.hex(),
+        "logged_at": entry.logged_at,
+        "role": str(entry.role),
+        "kind": str(entry.kind),
+        "message_id": entry.message_id,
+        "xroad_id": entry.xroad_id,
+        "client": entry.client,
+        "service": entry.service,
+        "created": entry.created,
+        "header": _b64(entry.header),
+        "body": _b64(entry.body),
+        "signature": entry.signature,
+        "cert_ref": entry.cert_ref,
+        "ocsp_ref": entry.ocsp_ref,
+        "body_sha256": entry.body_sha256,
+        "body_omitted": entry.body_omitted,
+        "subjects_sha256": entry.subjects_sha256,
+    }
 
 
 class Auditor:
     """Routes of the auditor API for one node; ``add_*_routes`` mount them."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: LogContext, witness: Witness) -> None:
         self._node = node
+        self._witness = witness
+        self._store = node.log.store
         self._token: bytes | None = None
-        token_file = node.config.audit.admin_token_file
+        token_file = node.audit.admin_token_file
         if token_file is not None:
             try:
                 token = token_file.read_text("utf-8").strip().encode()
@@ -111,7 +119,7 @@ class Auditor:
             if len(token) < 16:
                 raise ConfigError(f"{token_file}: an admin token needs at least 16 characters")
             self._token = token
-        self._auditors = frozenset(node.config.audit.auditor_cert_sha256)
+        self._auditors = frozenset(node.audit.auditor_cert_sha256)
 
     # ------------------------------------------------------------------ mounting
 
@@ -142,7 +150,7 @@ class Auditor:
         fingerprint = peer_fingerprint(ssl_object)
         if fingerprint is not None and fingerprint in self._auditors:
             return Access.FULL
-        if fingerprint is not None and self._node.directory.node_by_auth_cert(fingerprint):
+        if fingerprint is not None and self._node.directory().node_by_auth_cert(fingerprint):
             return Access.PEER
         raise GatewayError(
             Code.AUDIT_ACCESS_DENIED,
@@ -171,7 +179,7 @@ class Auditor:
             raise GatewayError(Code.INVALID_CLIENT_IDENTIFIER, str(exc)) from None
         if not self._node.hosts(client):
             raise GatewayError(
-                Code.AUDIT_ACCESS_DENIED, f"{client} is not a client hosted at {self._node.id}"
+                Code.AUDIT_ACCESS_DENIED, f"{client} is not a client hosted at {self._node.node_id}"
             )
         return Access.CLIENT, str(client)
 
@@ -186,7 +194,7 @@ class Auditor:
                 return web.json_response(await handler(request, access, party))
             except GatewayError as refusal:
                 log.warning(
-                    "%s auditor API refused (%s): %s", self._node.id, refusal.detail, refusal
+                    "%s auditor API refused (%s): %s", self._node.node_id, refusal.detail, refusal
                 )
                 return web.json_response(
                     refusal.body(),
@@ -195,7 +203,9 @@ class Auditor:
                 )
             except Exception:
                 failure = GatewayError(Code.SP_INTERNAL_ERROR, "unexpected error")
-                log.exception("%s auditor API internal error (%s)", self._node.id, failure.detail)
+                log.exception(
+                    "%s auditor API internal error (%s)", self._node.node_id, failure.detail
+                )
                 return web.json_response(
                     failure.body(),
                     status=failure.status,
@@ -233,12 +243,12 @@ class Auditor:
 
     async def sth(self, request: web.Request, access: Access, party: str | None) -> dict[str, Any]:
         """The latest signed tree head: the document and the owner's JWS."""
-        head = await asyncio.to_thread(latest_signed_head, self._node.log.path)
+        head = await asyncio.to_thread(self._store.latest_signed_head)
         if head is None:
             raise GatewayError(Code.AUDIT_NOT_FOUND, "no signed tree head yet")
         ocsp = b""
         if head.ocsp_ref:
-            found = await asyncio.to_thread(read_ocsp, self._node.log.path, {head.ocsp_ref})
+            found = await asyncio.to_thread(self._store.ocsp_responses, {head.ocsp_ref})
             ocsp = found.get(head.ocsp_ref, b"")
         return {
             "tree_size": head.tree_size,
@@ -256,7 +266,7 @@ class Auditor:
         self._full_only(access, "consistency proofs")
         first, second = _int(request, "first"), _int(request, "second")
         try:
-            proof = await asyncio.to_thread(consistency, self._node.log.path, first, second)
+            proof = await asyncio.to_thread(consistency, self._store, first, second)
         except NotProvableError as exc:
             raise GatewayError(Code.AUDIT_NOT_FOUND, str(exc)) from None
         return {"first": first, "second": second, "proof": [p.hex() for p in proof]}
@@ -266,15 +276,15 @@ class Auditor:
     ) -> dict[str, Any]:
         """RFC 9162 PATH(leaf, D[tree_size]); a client only for a leaf of its own."""
         leaf, size = _int(request, "leaf"), _int(request, "tree_size")
-        path = self._node.log.path
+        store = self._store
         if access is Access.CLIENT:
-            own = await asyncio.to_thread(log_entries, path, leaf_index=leaf, party=party, limit=1)
+            own = await asyncio.to_thread(store.entries, leaf_index=leaf, party=party, limit=1)
             if not own:
                 raise GatewayError(
                     Code.AUDIT_ACCESS_DENIED, f"leaf {leaf} is not an entry of {party}"
                 )
         try:
-            leaf_hash, proof = await asyncio.to_thread(inclusion, path, leaf, size)
+            leaf_hash, proof = await asyncio.to_thread(inclusion, store, leaf, size)
         except NotProvableError as exc:
             raise GatewayError(Code.AUDIT_NOT_FOUND, str(exc)) from None
         return {
@@ -292,8 +302,7 @@ class Auditor:
         limit = min(_int(request, "limit", 100), MAX_ENTRIES)
         message_id = request.query.get("message_id")
         rows = await asyncio.to_thread(
-            log_entries,
-            self._node.log.path,
+            self._store.entries,
             after=after,
             limit=limit,
             message_id=message_id,
@@ -307,7 +316,7 @@ class Auditor:
             )
         return {
             "entries": [_entry_json(r) for r in rows],
-            "next": rows[-1]["id"] if len(rows) == limit else None,
+            "next": rows[-1].id if len(rows) == limit else None,
         }
 
     async def witness(
@@ -316,7 +325,7 @@ class Auditor:
         """What witnessing found: recorded alerts (split views first of all) and the
         outcome of the last round per peer."""
         self._full_only(access, "witness alerts")
-        alerts = await asyncio.to_thread(read_witness_alerts, self._node.log.path)
+        alerts = await asyncio.to_thread(self._store.witness_alerts)
         return {
             "alerts": [
                 {
@@ -336,7 +345,7 @@ class Auditor:
                     "code": None if o.code is None else o.code.value,
                     "detail": o.detail,
                 }
-                for o in self._node.witness.last_round
+                for o in self._witness.last_round
             ],
         }
 
@@ -348,13 +357,13 @@ class Auditor:
         if not log_node:
             raise GatewayError(Code.BAD_REQUEST, "query parameter node is required")
         rows = await asyncio.to_thread(
-            read_cosignatures, self._node.log.path, log_node=log_node, witness=str(self._node.id)
+            self._store.cosignatures, log_node=log_node, witness=str(self._node.node_id)
         )
         ocsp = await asyncio.to_thread(
-            read_ocsp, self._node.log.path, {r.ocsp_ref for r in rows if r.ocsp_ref}
+            self._store.ocsp_responses, {r.ocsp_ref for r in rows if r.ocsp_ref}
         )
         return {
-            "witness": str(self._node.id),
+            "witness": str(self._node.node_id),
             "cosignatures": [
                 {
                     "tree_size": r.tree_size,

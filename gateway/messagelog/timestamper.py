@@ -36,15 +36,15 @@ from gateway.core.encoding import format_time
 from gateway.core.errors import Code, GatewayError
 from gateway.core.logtree import tree_head_document
 from gateway.core.treehead import sth_document
-from gateway.node.clock import Clock
-from gateway.node.messagelog import (
-    MessageLog,
+from gateway.messagelog.store import (
+    LogWriter,
     MessageLogError,
     SignedHeadRecord,
     TimestampBacklog,
     TreeHeadRecord,
     TreeSnapshot,
 )
+from gateway.node.clock import Clock
 from gateway.node.transport import read_limited
 from gateway.pki.tsa import (
     DEFAULT_SKEW,
@@ -92,7 +92,7 @@ class Timestamper:
 
     def __init__(
         self,
-        log: MessageLog,
+        log: LogWriter,
         directory: Callable[[], Directory],
         node_id: str,
         clock: Clock,

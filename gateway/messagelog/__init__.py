@@ -1,0 +1,154 @@
+"""The message log: the node's durable evidence of every exchange, in one package.
+
+The modules, and what each may do (docs/message-log.md, section 0):
+
+* ``schema``: the tables and the ``Role``/``Kind`` enums; the only definition of the
+  layout;
+* ``store``: the storage boundary, the ``LogWriter`` and ``LogStore`` protocols and the
+  records written and read back;
+* ``sqlite`` (reads), ``sqlite_writes`` (side writes) and ``writer`` (group commit): the
+  SQLite backend, the only modules of ``gateway`` that speak SQL to the log;
+* ``proofs``: tree heads, inclusion and consistency proofs, proofs of time;
+* ``policy``: which bodies are logged as their digest only;
+* ``timestamper``, ``witness``, ``auditor`` (the auditor API) and ``tracker`` (the data
+  tracker): the log's services in the node, handed a small ``LogContext``
+  (``gateway.messagelog.context``) rather than the node itself.
+
+The node, ``gateway.audit`` and the CLI use what this module exports and those service
+modules; :func:`open_log` and :func:`open_store` choose the backend, so another one
+(PostgreSQL) plugs in here without touching them (docs/adr/0018-message-log-package.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from gateway.messagelog.proofs import (
+    EntryProof,
+    consistency,
+    entry_proof,
+    inclusion,
+    latest_signed_head,
+    leaf_hashes,
+    open_store,
+    prove_entry,
+    read_cosignatures,
+    read_ocsp,
+    read_tree_heads,
+    read_witness_alerts,
+    signed_heads,
+    timestamp_status,
+)
+from gateway.messagelog.schema import Kind, Role
+from gateway.messagelog.sqlite import SqliteLogStore
+from gateway.messagelog.store import (
+    ARCHIVED,
+    ArchivedEntry,
+    CosignatureRow,
+    EntrySelection,
+    ExportEvidence,
+    LogNotFoundError,
+    LogRecord,
+    LogStats,
+    LogStore,
+    LogStoreError,
+    LogWriter,
+    MessageLogError,
+    NotProvableError,
+    ReadDetails,
+    ReplayError,
+    SignedHead,
+    SignedHeadRecord,
+    StoredEntry,
+    StoredStatus,
+    StoredTreeHead,
+    StoredVersion,
+    TimestampBacklog,
+    TimestampStatus,
+    TreeHeadRecord,
+    TreeSnapshot,
+    UsageRow,
+    WitnessAlertRow,
+)
+from gateway.messagelog.writer import MessageLog
+
+__all__ = [
+    "ARCHIVED",
+    "ArchivedEntry",
+    "CosignatureRow",
+    "EntryProof",
+    "EntrySelection",
+    "ExportEvidence",
+    "Kind",
+    "LogNotFoundError",
+    "LogRecord",
+    "LogStats",
+    "LogStore",
+    "LogStoreError",
+    "LogWriter",
+    "MessageLog",
+    "MessageLogError",
+    "NotProvableError",
+    "ReadDetails",
+    "ReplayError",
+    "Role",
+    "SignedHead",
+    "SignedHeadRecord",
+    "SqliteLogStore",
+    "StoredEntry",
+    "StoredStatus",
+    "StoredTreeHead",
+    "StoredVersion",
+    "TimestampBacklog",
+    "TimestampStatus",
+    "TreeHeadRecord",
+    "TreeSnapshot",
+    "UsageRow",
+    "WitnessAlertRow",
+    "consistency",
+    "count_entries",
+    "entry_proof",
+    "inclusion",
+    "latest_signed_head",
+    "leaf_hashes",
+    "load_statuses",
+    "open_log",
+    "open_store",
+    "prove_entry",
+    "read_cosignatures",
+    "read_entries",
+    "read_ocsp",
+    "read_tree_heads",
+    "read_witness_alerts",
+    "signed_heads",
+    "timestamp_status",
+]
+
+
+def open_log(
+    path: Path,
+    *,
+    clock: Callable[[], datetime],
+    body_policy: Callable[[LogRecord], str] | None = None,
+) -> MessageLog:
+    """The node's log writer (not started) over the log at ``path``; its read side is
+    ``.store``. The one place the node's backend is chosen: the node and its services
+    use it as a ``LogWriter``."""
+    return MessageLog(path, clock=clock, body_policy=body_policy)
+
+
+def read_entries(source: LogStore | Path, *, message_id: str | None = None) -> list[StoredEntry]:
+    """Log entries in the order they were written, optionally for one exchange."""
+    return open_store(source).entries(message_id=message_id)
+
+
+def count_entries(source: LogStore | Path) -> int:
+    """How many log entries the log holds."""
+    return open_store(source).count_entries()
+
+
+def load_statuses(source: LogStore | Path) -> list[StoredStatus]:
+    """The last good OCSP response kept for each of the node's own certificates."""
+    return open_store(source).own_statuses()

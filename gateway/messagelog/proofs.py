@@ -1,0 +1,200 @@
+"""Read side of the log's Merkle tree: tree heads, the backlog, and proofs.
+
+Off the hot path (CLI, audits, the auditor API, witnesses): everything is read through a
+``LogStore`` (``gateway.messagelog.store``), which reads beside the node's writer. Each
+function takes that store, or the path of a SQLite log file for the tools that are given
+one. Proofs are built from the stored leaf hashes and checked with the pure
+``gateway.core.logtree.verify_entry_time``: the entry itself is always rehashed from its
+stored bytes, never taken from its leaf hash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from gateway.core.logtree import LoggedEntry, ProvenTime, verify_entry_time
+from gateway.core.merkle import consistency_proof, inclusion_proof
+from gateway.messagelog.sqlite import SqliteLogStore
+from gateway.messagelog.store import (
+    ARCHIVED,
+    CosignatureRow,
+    LogStore,
+    NotProvableError,
+    SignedHead,
+    StoredTreeHead,
+    TimestampStatus,
+    WitnessAlertRow,
+)
+
+__all__ = [
+    "CosignatureRow",
+    "EntryProof",
+    "NotProvableError",
+    "SignedHead",
+    "StoredTreeHead",
+    "TimestampStatus",
+    "WitnessAlertRow",
+    "consistency",
+    "entry_proof",
+    "inclusion",
+    "latest_signed_head",
+    "leaf_hashes",
+    "open_store",
+    "prove_entry",
+    "read_cosignatures",
+    "read_ocsp",
+    "read_tree_heads",
+    "read_witness_alerts",
+    "signed_heads",
+    "timestamp_status",
+]
+
+
+def open_store(source: LogStore | Path) -> LogStore:
+    """``source`` itself, or the store over the SQLite log file at that path."""
+    return SqliteLogStore(source) if isinstance(source, Path) else source
+
+
+@dataclass(frozen=True, slots=True)
+class EntryProof:
+    """Everything needed to prove when one entry existed, short of the trusted TSA cert."""
+
+    entry_id: int
+    leaf_index: int
+    entry: LoggedEntry
+    head: StoredTreeHead
+    inclusion: list[bytes]
+
+
+def read_tree_heads(source: LogStore | Path) -> list[StoredTreeHead]:
+    """Every timestamped tree head, smallest first."""
+    return open_store(source).tree_heads()
+
+
+def timestamp_status(source: LogStore | Path) -> TimestampStatus:
+    """How many entries the log holds, how many are timestamped, since when others wait."""
+    return open_store(source).timestamp_status()
+
+
+def entry_proof(source: LogStore | Path, entry_id: int) -> EntryProof:
+    """The entry, the first tree head covering it, and its inclusion proof in that head."""
+    store = open_store(source)
+    stored = store.entry(entry_id)
+    if stored is None:
+        raise NotProvableError(f"the log has no entry {entry_id}")
+    leaf_index = stored.leaf_index
+    if stored.body_omitted == ARCHIVED:
+        raise NotProvableError(
+            f"entry {entry_id} was archived: its proof is in the archive bundle "
+            "(gateway log archive; verify it with gateway audit verify)"
+        )
+    if leaf_index is None:
+        raise NotProvableError(
+            f"entry {entry_id} has no leaf yet (a log from before the Merkle tree; "
+            "start the node once to add it)"
+        )
+    head = store.first_head_covering(leaf_index)
+    if head is None:
+        raise NotProvableError(
+            f"entry {entry_id} (leaf {leaf_index}) is not covered by a timestamped tree "
+            "head yet; it is pending until the node's next successful time stamp"
+        )
+    leaves: list[bytes] = []
+    for index, leaf in store.leaves_through(head.last_entry_id):
+        if index != len(leaves) or not isinstance(leaf, bytes):
+            raise NotProvableError(
+                f"leaf {len(leaves)} of the tree head of size {head.tree_size} is missing "
+                "or out of order; entries were removed from the log"
+            )
+        leaves.append(leaf)
+    if len(leaves) != head.tree_size:
+        raise NotProvableError(
+            f"the tree head of size {head.tree_size} covers {len(leaves)} stored leaves"
+        )
+    return EntryProof(
+        entry_id,
+        leaf_index,
+        stored.leaf_entry(),
+        head,
+        inclusion_proof(leaf_index, head.tree_size, leaves),
+    )
+
+
+def prove_entry(
+    source: LogStore | Path,
+    entry_id: int,
+    tsa_cert: x509.Certificate,
+    *,
+    issuer: x509.Certificate | None = None,
+) -> tuple[EntryProof, ProvenTime]:
+    """Build the entry's proof of time and verify it against the pinned TSA certificate.
+
+    Raises ``NotProvableError`` if no proof can be built, ``ProofError`` if one can but
+    does not verify (the entry, the tree or the token was altered, or another TSA).
+    """
+    proof = entry_proof(source, entry_id)
+    proven = verify_entry_time(
+        proof.entry,
+        proof.leaf_index,
+        proof.inclusion,
+        proof.head.stamped(),
+        tsa_cert,
+        issuer=issuer,
+    )
+    return proof, proven
+
+
+# -- signed tree heads, proofs for the auditor API and witnesses ----------------------------
+
+
+def signed_heads(source: LogStore | Path) -> list[SignedHead]:
+    """Every signed tree head, smallest first."""
+    return open_store(source).signed_heads()
+
+
+def latest_signed_head(source: LogStore | Path) -> SignedHead | None:
+    """The largest signed tree head, or None before the first one."""
+    return open_store(source).latest_signed_head()
+
+
+def leaf_hashes(source: LogStore | Path, size: int) -> list[bytes]:
+    """The first ``size`` stored leaf hashes, refusing gaps (entries removed)."""
+    return open_store(source).leaf_hashes(size)
+
+
+def consistency(source: LogStore | Path, first: int, second: int) -> list[bytes]:
+    """RFC 9162 PROOF(first, D[second]) from the stored leaf hashes."""
+    if not 0 <= first <= second:
+        raise NotProvableError(f"no consistency proof from size {first} to size {second}")
+    return consistency_proof(first, second, leaf_hashes(source, second))
+
+
+def inclusion(
+    source: LogStore | Path, leaf_index: int, tree_size: int
+) -> tuple[bytes, list[bytes]]:
+    """The leaf hash at ``leaf_index`` and its RFC 9162 PATH in the tree of ``tree_size``."""
+    if not 0 <= leaf_index < tree_size:
+        raise NotProvableError(f"leaf {leaf_index} is not in a tree of size {tree_size}")
+    leaves = leaf_hashes(source, tree_size)
+    return leaves[leaf_index], inclusion_proof(leaf_index, tree_size, leaves)
+
+
+def read_cosignatures(
+    source: LogStore | Path, *, log_node: str | None = None, witness: str | None = None
+) -> list[CosignatureRow]:
+    """Co-signatures, by log node and tree size; optionally of one log or one witness."""
+    return open_store(source).cosignatures(log_node=log_node, witness=witness)
+
+
+def read_witness_alerts(source: LogStore | Path) -> list[WitnessAlertRow]:
+    """Every split view or refused peer head this node has recorded, oldest first."""
+    return open_store(source).witness_alerts()
+
+
+def read_ocsp(source: LogStore | Path, refs: Iterable[str]) -> dict[str, bytes]:
+    """The stored OCSP responses (DER) with these refs."""
+    return open_store(source).ocsp_responses(refs)

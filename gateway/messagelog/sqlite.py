@@ -1,0 +1,605 @@
+"""The SQLite backend's reads: every query against the log's file.
+
+:class:`SqliteLogStore` implements ``gateway.messagelog.store.LogStore`` over the node's
+log file; each call opens its own read-only connection (WAL lets it read while the
+node's writer commits), except :meth:`SqliteLogStore.archive`, a short second writer.
+The side writes the node's writer thread runs are in ``gateway.messagelog.sqlite_writes``,
+the group-commit write path (entries, the tree frontier, tree heads) in
+``gateway.messagelog.writer``. Outside these three modules nothing in ``gateway`` speaks
+SQL to the log (tests/unit/test_messagelog_package.py checks it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Final
+
+from gateway.conf.tufclient import SIGNED_FILES
+from gateway.core.envelope import parse_time
+from gateway.messagelog.schema import Kind, Role
+from gateway.messagelog.sqlite_writes import record_missing_reads
+from gateway.messagelog.store import (
+    ARCHIVED,
+    ArchivedEntry,
+    CosignatureRow,
+    EntrySelection,
+    ExportEvidence,
+    LogNotFoundError,
+    LogStoreError,
+    NotProvableError,
+    ReadDetails,
+    SignedHead,
+    StoredEntry,
+    StoredStatus,
+    StoredTreeHead,
+    StoredVersion,
+    TimestampStatus,
+    UsageRow,
+    WitnessAlertRow,
+)
+
+__all__ = ["SqliteLogStore", "read_versions"]
+
+# -- entries ------------------------------------------------------------------------------
+
+_ENTRY_COLUMNS: Final = (
+    # (column, expression, fallback for a log file written before the column existed).
+    # Blobs are cast so that a value someone rewrote as TEXT still reads (and fails to
+    # verify) instead of failing to decode.
+    ("id", "id", None),
+    ("logged_at", "logged_at", None),
+    ("role", "role", None),
+    ("kind", "kind", None),
+    ("message_id", "message_id", None),
+    ("xroad_id", "xroad_id", None),
+    ("client", "client", None),
+    ("service", "service", None),
+    ("created", "created", None),
+    ("header", "CAST(header AS BLOB)", None),
+    ("body", "CAST(body AS BLOB)", None),
+    ("signature", "signature", None),
+    ("cert_ref", "cert_ref", None),
+    ("ocsp_ref", "ocsp_ref", "''"),
+    ("leaf_index", "leaf_index", "NULL"),
+    ("leaf_hash", "CAST(leaf_hash AS BLOB)", "NULL"),
+    ("body_sha256", "body_sha256", "NULL"),
+    ("body_omitted", "body_omitted", "''"),
+    ("subjects_salt", "subjects_salt", "NULL"),
+    ("subjects_sha256", "subjects_sha256", "NULL"),
+)
+
+
+def _select_entries(conn: sqlite3.Connection) -> str:
+    """``SELECT <every entry column> FROM message_log``, older files' missing columns
+    read as their defaults."""
+    present = {str(c[1]) for c in conn.execute("PRAGMA table_info(message_log)")}
+    if not present:
+        raise LogStoreError("the file holds no message log")
+    parts = [
+        expression if name in present or fallback is None else fallback
+        for name, expression, fallback in _ENTRY_COLUMNS
+    ]
+    return f"SELECT {', '.join(parts)} FROM message_log"  # noqa: S608 (constant names)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _entry(row: Sequence[object]) -> StoredEntry:
+    (entry_id, logged_at, role, kind, message_id, xroad_id, client, service, created) = row[:9]
+    header, body, leaf_index, leaf_hash = row[9], row[10], row[14], row[15]
+    assert isinstance(header, bytes) and isinstance(body, bytes)
+    try:
+        typed_role, typed_kind = Role(str(role)), Kind(str(kind))
+    except ValueError as exc:
+        raise LogStoreError(f"entry {entry_id}: {exc}") from None
+    return StoredEntry(
+        id=int(str(entry_id)),
+        logged_at=str(logged_at),
+        role=typed_role,
+        kind=typed_kind,
+        message_id=str(message_id),
+        xroad_id=str(xroad_id),
+        client=str(client),
+        service=str(service),
+        created=str(created),
+        header=header,
+        body=body,
+        signature=str(row[11]),
+        cert_ref=str(row[12]),
+        ocsp_ref=str(row[13]),
+        leaf_index=None if leaf_index is None else int(str(leaf_index)),
+        leaf_hash=leaf_hash if isinstance(leaf_hash, bytes) else None,
+        body_sha256=_text(row[16]),
+        body_omitted=str(row[17] or ""),
+        subjects_salt=_text(row[18]),
+        subjects_sha256=_text(row[19]),
+    )
+
+
+# -- tree heads and signatures --------------------------------------------------------------
+
+_HEAD_COLUMNS: Final = (
+    "SELECT id, tree_size, CAST(root_hash AS BLOB), last_entry_id, CAST(document AS BLOB),"
+    " gen_time, CAST(token AS BLOB), tsa_name, tsa_cert_ref, stored_at FROM tree_head"
+)
+
+
+def _head(row: tuple[object, ...]) -> StoredTreeHead:
+    (head_id, size, root, last_id, document, gen_time, token, tsa, cert_ref, stored_at) = row
+    assert isinstance(root, bytes) and isinstance(document, bytes) and isinstance(token, bytes)
+    return StoredTreeHead(
+        int(str(head_id)),
+        int(str(size)),
+        root,
+        int(str(last_id)),
+        document,
+        str(gen_time),
+        token,
+        str(tsa),
+        str(cert_ref),
+        str(stored_at),
+    )
+
+
+_SIGNED_COLUMNS: Final = (
+    "SELECT tree_size, CAST(document AS BLOB), signature, cert_ref, ocsp_ref FROM signed_tree_head"
+)
+
+
+def _signed(row: tuple[object, ...]) -> SignedHead:
+    size, document, signature, cert_ref, ocsp_ref = row
+    assert isinstance(document, bytes)
+    return SignedHead(int(str(size)), document, str(signature), str(cert_ref), str(ocsp_ref))
+
+
+_COSIGNATURE_COLUMNS: Final = (
+    "SELECT log_node, witness, tree_size, CAST(document AS BLOB), signature, cosignature,"
+    " cert_ref, ocsp_ref, stored_at FROM cosignature"
+)
+
+
+def _cosignature(row: tuple[object, ...]) -> CosignatureRow:
+    a, b, c, d, e, f, g, h, i = row
+    assert isinstance(d, bytes)
+    return CosignatureRow(str(a), str(b), int(str(c)), d, str(e), str(f), str(g), str(h), str(i))
+
+
+# -- the data tracker ---------------------------------------------------------------------
+
+_USAGE_QUERY: Final = """
+SELECT resp.id, resp.logged_at, resp.client, resp.service, resp.message_id, resp.xroad_id,
+       resp.header, req.header, resp.leaf_index,
+       resp.body_omitted = 'archived' OR req.body_omitted = 'archived',
+       r.method, r.path, r.status, r.user_id, r.issue
+FROM data_subject AS ds
+JOIN message_log AS resp ON resp.id = ds.entry_id
+JOIN message_log AS req
+  ON req.message_id = resp.message_id AND req.client = resp.client
+ AND req.role = 'provider' AND req.kind = 'request'
+LEFT JOIN data_subject_read AS r ON r.entry_id = resp.id
+WHERE ds.subject = ? AND resp.role = 'provider' AND resp.kind = 'response'
+ORDER BY resp.id
+"""
+
+_REQUEST_OF: Final = (
+    "SELECT CAST(header AS BLOB), body_omitted FROM message_log WHERE message_id = ?"
+    " AND client = ? AND role = 'provider' AND kind = 'request' ORDER BY id LIMIT 1"
+)
+
+
+def _stored_details(columns: Sequence[object]) -> ReadDetails | None:
+    """The ``data_subject_read`` columns of a read; None if it has no row.
+
+    No row means the read was archived before the log kept its details apart: who,
+    when, which service and which exchange are still known from the entry's columns,
+    the rest only from the archive bundle.
+    """
+    method, path, status, user_id, issue = columns
+    if method is None:
+        return None
+    return ReadDetails(
+        str(method),
+        str(path),
+        int(str(status)),
+        None if user_id is None else str(user_id),
+        None if issue is None else str(issue),
+    )
+
+
+class SqliteLogStore:
+    """``LogStore`` over one node's SQLite log file (read-only connections)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def location(self) -> str:
+        return str(self._path)
+
+    def __repr__(self) -> str:
+        return f"SqliteLogStore({str(self._path)!r})"
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        if not self._path.exists():
+            raise LogNotFoundError(f"{self._path} does not exist")
+        conn = sqlite3.connect(f"{self._path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            yield conn
+        except sqlite3.DatabaseError as exc:
+            raise LogStoreError(f"{self._path}: {exc}") from None
+        finally:
+            conn.close()
+
+    # -- entries ----------------------------------------------------------------------
+
+    def entries(
+        self,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        message_id: str | None = None,
+        party: str | None = None,
+        leaf_index: int | None = None,
+    ) -> list[StoredEntry]:
+        with self._reader() as conn:
+            query = _select_entries(conn) + " WHERE id > ?"
+            params: list[object] = [after]
+            if message_id is not None:
+                query += " AND message_id = ?"
+                params.append(message_id)
+            if leaf_index is not None:
+                query += " AND leaf_index = ?"
+                params.append(leaf_index)
+            if party is not None:
+                query += " AND (client = ? OR substr(service, 1, ?) = ?)"
+                params += [party, len(party) + 1, party + "/"]
+            query += " ORDER BY id"
+            if limit is not None:
+                query += " LIMIT ?"
+                params.append(limit)
+            return [_entry(row) for row in conn.execute(query, params)]
+
+    def entry(self, entry_id: int) -> StoredEntry | None:
+        with self._reader() as conn:
+            row = conn.execute(_select_entries(conn) + " WHERE id = ?", (entry_id,)).fetchone()
+        return None if row is None else _entry(row)
+
+    def count_entries(self) -> int:
+        with self._reader() as conn:
+            (count,) = conn.execute("SELECT COUNT(*) FROM message_log").fetchone()
+        return int(count)
+
+    def leaf_hashes(self, size: int) -> list[bytes]:
+        leaves: list[bytes] = []
+        with self._reader() as conn:
+            for index, leaf in conn.execute(
+                "SELECT leaf_index, CAST(leaf_hash AS BLOB) FROM message_log"
+                " WHERE leaf_index IS NOT NULL ORDER BY id LIMIT ?",
+                (size,),
+            ):
+                if index != len(leaves) or not isinstance(leaf, bytes):
+                    raise NotProvableError(f"leaf {len(leaves)} is missing or out of order")
+                leaves.append(leaf)
+        if len(leaves) != size:
+            raise NotProvableError(f"the log holds {len(leaves)} leaves, not {size}")
+        return leaves
+
+    def leaves_through(self, last_entry_id: int) -> list[tuple[object, object]]:
+        """(leaf_index, leaf_hash) of every entry up to ``last_entry_id``, id order, as
+        stored (the caller refuses gaps with the message it needs)."""
+        with self._reader() as conn:
+            return list(
+                conn.execute(
+                    "SELECT leaf_index, CAST(leaf_hash AS BLOB) FROM message_log"
+                    " WHERE id <= ? ORDER BY id",
+                    (last_entry_id,),
+                )
+            )
+
+    def data_subjects(self) -> dict[int, list[str]]:
+        found: dict[int, list[str]] = {}
+        with self._reader() as conn:
+            for entry_id, subject in conn.execute("SELECT entry_id, subject FROM data_subject"):
+                found.setdefault(int(entry_id), []).append(str(subject))
+        return found
+
+    def usage(self, subject: str) -> list[UsageRow]:
+        with self._reader() as conn:
+            rows = conn.execute(_USAGE_QUERY, (subject,)).fetchall()
+        return [
+            UsageRow(
+                int(r[0]),
+                str(r[1]),
+                str(r[2]),
+                str(r[3]),
+                str(r[4]),
+                str(r[5]),
+                bytes(r[6]),
+                bytes(r[7]),
+                None if r[8] is None else int(r[8]),
+                bool(r[9]),
+                _stored_details(r[10:]),
+            )
+            for r in rows
+        ]
+
+    def data_subject_reads(self) -> dict[int, ReadDetails] | None:
+        with self._reader() as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'data_subject_read'"
+            ).fetchone()
+            if exists is None:
+                return None
+            return {
+                int(e): ReadDetails(
+                    str(m),
+                    str(p),
+                    int(s),
+                    None if u is None else str(u),
+                    None if i is None else str(i),
+                )
+                for e, m, p, s, u, i in conn.execute(
+                    "SELECT entry_id, method, path, status, user_id, issue FROM data_subject_read"
+                )
+            }
+
+    def provider_request(self, message_id: str, client: str) -> tuple[bytes, str] | None:
+        with self._reader() as conn:
+            row = conn.execute(_REQUEST_OF, (message_id, client)).fetchone()
+        return None if row is None else (bytes(row[0]), str(row[1] or ""))
+
+    # -- tree heads, signatures, witnessing ---------------------------------------------
+
+    def tree_heads(self) -> list[StoredTreeHead]:
+        with self._reader() as conn:
+            return [_head(row) for row in conn.execute(_HEAD_COLUMNS + " ORDER BY tree_size")]
+
+    def first_head_covering(self, leaf_index: int) -> StoredTreeHead | None:
+        with self._reader() as conn:
+            row = conn.execute(
+                _HEAD_COLUMNS + " WHERE tree_size > ? ORDER BY tree_size LIMIT 1", (leaf_index,)
+            ).fetchone()
+        return None if row is None else _head(row)
+
+    def timestamp_status(self) -> TimestampStatus:
+        with self._reader() as conn:
+            last = conn.execute(
+                "SELECT leaf_index FROM message_log ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            size = 0 if last is None or last[0] is None else int(last[0]) + 1
+            head = conn.execute(
+                "SELECT tree_size, last_entry_id FROM tree_head ORDER BY tree_size DESC LIMIT 1"
+            ).fetchone()
+            stamped, last_id = (0, 0) if head is None else (int(head[0]), int(head[1]))
+            oldest = conn.execute(
+                "SELECT logged_at FROM message_log WHERE id > ? ORDER BY id LIMIT 1", (last_id,)
+            ).fetchone()
+        return TimestampStatus(size, stamped, None if oldest is None else str(oldest[0]))
+
+    def signed_heads(self) -> list[SignedHead]:
+        with self._reader() as conn:
+            return [_signed(r) for r in conn.execute(_SIGNED_COLUMNS + " ORDER BY tree_size")]
+
+    def latest_signed_head(self) -> SignedHead | None:
+        with self._reader() as conn:
+            row = conn.execute(_SIGNED_COLUMNS + " ORDER BY tree_size DESC LIMIT 1").fetchone()
+        return None if row is None else _signed(row)
+
+    def cosignatures(
+        self, *, log_node: str | None = None, witness: str | None = None
+    ) -> list[CosignatureRow]:
+        query = _COSIGNATURE_COLUMNS + " WHERE 1 = 1"
+        params: list[object] = []
+        if log_node is not None:
+            query += " AND log_node = ?"
+            params.append(log_node)
+        if witness is not None:
+            query += " AND witness = ?"
+            params.append(witness)
+        query += " ORDER BY log_node, tree_size, witness"
+        with self._reader() as conn:
+            return [_cosignature(row) for row in conn.execute(query, params)]
+
+    def witness_alerts(self) -> list[WitnessAlertRow]:
+        with self._reader() as conn:
+            return [
+                WitnessAlertRow(int(a), str(b), str(c), str(d), str(e), str(f))
+                for a, b, c, d, e, f in conn.execute(
+                    "SELECT id, peer, code, detail, evidence, detected_at FROM witness_alert"
+                    " ORDER BY id"
+                )
+            ]
+
+    def ocsp_responses(self, refs: Iterable[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        with self._reader() as conn:
+            for ref in sorted(set(refs)):
+                row = conn.execute(
+                    "SELECT CAST(der AS BLOB) FROM ocsp_response WHERE ocsp_ref = ?", (ref,)
+                ).fetchone()
+                if row is not None:
+                    found[ref] = bytes(row[0])
+        return found
+
+    # -- export, archive, configuration history, own OCSP -------------------------------
+
+    def export_evidence(self, selection: EntrySelection) -> ExportEvidence:
+        with self._reader() as conn:
+            where, params = _where(selection)
+            select = _select_entries(conn)
+            entries = [
+                _entry(row) for row in conn.execute(f"{select} WHERE {where} ORDER BY id", params)
+            ]
+            present = {str(c[1]) for c in conn.execute("PRAGMA table_info(message_log)")}
+            archived_before = 0
+            if "body_omitted" in present:
+                (archived_before,) = conn.execute(
+                    "SELECT COALESCE(MAX(leaf_index) + 1, 0) FROM message_log"
+                    " WHERE body_omitted = ?",
+                    (ARCHIVED,),
+                ).fetchone()
+            signed, cosigned = _head_signatures(conn)
+            signer_certificates = {
+                str(ref): (bytes(der), str(jws))
+                for ref, der, jws in conn.execute(
+                    "SELECT cert_ref, CAST(der AS BLOB), jws_header FROM signer_certificate"
+                )
+            }
+            ocsp = {
+                str(ref): bytes(der)
+                for ref, der in conn.execute(
+                    "SELECT ocsp_ref, CAST(der AS BLOB) FROM ocsp_response"
+                )
+            }
+            tsa_certificates = {
+                str(ref): bytes(der)
+                for ref, der in conn.execute(
+                    "SELECT cert_ref, CAST(der AS BLOB) FROM tsa_certificate"
+                )
+            }
+            versions = read_versions(conn)
+        return ExportEvidence(
+            entries=entries,
+            archived_before=int(archived_before),
+            signed=signed,
+            cosigned=cosigned,
+            signer_certificates=signer_certificates,
+            ocsp=ocsp,
+            tsa_certificates=tsa_certificates,
+            versions=versions,
+        )
+
+    def archive(self, entries: Sequence[ArchivedEntry]) -> list[int]:
+        # A second writer next to a running node: WAL lets both in turn, and the node's
+        # writer waits for this short transaction (its busy timeout).
+        if not self._path.exists():
+            raise LogNotFoundError(f"{self._path} does not exist")
+        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
+        try:
+            conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # The data tracker must still answer for these reads once their headers
+                # are gone: every one gets its read details first, or nothing is pruned.
+                unrecorded = set(record_missing_reads(conn)) & {e.entry_id for e in entries}
+                if unrecorded:
+                    raise LogStoreError(
+                        f"the data-subject reads of entries {sorted(unrecorded)} cannot be"
+                        " recorded for the data tracker; nothing was pruned"
+                    )
+                leaves = []
+                for item in entries:
+                    row = conn.execute(
+                        "SELECT leaf_index, CAST(leaf_hash AS BLOB) FROM message_log WHERE id = ?",
+                        (item.entry_id,),
+                    ).fetchone()
+                    if row is None or bytes(row[1]).hex() != item.leaf_hash_hex:
+                        raise LogStoreError(
+                            f"entry {item.entry_id} changed while it was archived; "
+                            "nothing was pruned"
+                        )
+                    leaves.append(int(row[0]))
+                    conn.execute(
+                        "UPDATE message_log SET header = x'', body = x'', signature = '',"
+                        " body_sha256 = ?, body_omitted = ? WHERE id = ?",
+                        (item.body_sha256, ARCHIVED, item.entry_id),
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        finally:
+            conn.close()
+        return leaves
+
+    def configuration_versions(self) -> list[StoredVersion]:
+        with self._reader() as conn:
+            return read_versions(conn)
+
+    def own_statuses(self) -> list[StoredStatus]:
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT s.cert_ref, CAST(r.der AS BLOB), s.fetched_at, s.fetched_from"
+                " FROM own_ocsp_status s JOIN ocsp_response r ON r.ocsp_ref = s.ocsp_ref"
+            ).fetchall()
+        return [
+            StoredStatus(str(ref), bytes(der), parse_time(str(at)), str(url))
+            for ref, der, at, url in rows
+        ]
+
+    def witness_alert_count(self) -> int:
+        with self._reader() as conn:
+            (count,) = conn.execute("SELECT COUNT(*) FROM witness_alert").fetchone()
+        return int(count)
+
+
+def _where(selection: EntrySelection) -> tuple[str, tuple[object, ...]]:
+    if selection.all:
+        return "1 = 1", ()
+    if selection.message_id is not None:
+        return "message_id = ?", (selection.message_id,)
+    clauses, params = [], []
+    if selection.since is not None:
+        clauses.append("logged_at >= ?")
+        params.append(selection.since)
+    if selection.until is not None:
+        clauses.append("logged_at <= ?")
+        params.append(selection.until)
+    if not clauses:
+        raise ValueError("an entry selection needs a message id, a time range or all")
+    return " AND ".join(clauses), tuple(params)
+
+
+def _head_signatures(
+    conn: sqlite3.Connection,
+) -> tuple[dict[int, SignedHead], dict[int, list[CosignatureRow]]]:
+    """The member key's signatures over tree heads, and the witnesses' co-signatures
+    collected for them (none in a log written before signed tree heads existed)."""
+    try:
+        signed = {head.tree_size: head for head in map(_signed, conn.execute(_SIGNED_COLUMNS))}
+        cosigned: dict[int, list[CosignatureRow]] = {}
+        for row in conn.execute(
+            "SELECT c.log_node, c.witness, c.tree_size, CAST(c.document AS BLOB), c.signature,"
+            " c.cosignature, c.cert_ref, c.ocsp_ref, c.stored_at FROM cosignature c"
+            " JOIN signed_tree_head s ON s.tree_size = c.tree_size"
+            " WHERE c.log_node = (SELECT json_extract(CAST(document AS TEXT), '$.node')"
+            " FROM signed_tree_head LIMIT 1) ORDER BY c.tree_size, c.witness"
+        ):
+            cosignature = _cosignature(row)
+            own = signed.get(cosignature.tree_size)
+            if own is not None and own.document == cosignature.document:
+                cosigned.setdefault(cosignature.tree_size, []).append(cosignature)
+    except sqlite3.OperationalError:  # a log file from before signed tree heads
+        return {}, {}
+    return signed, cosigned
+
+
+def read_versions(conn: sqlite3.Connection) -> list[StoredVersion]:
+    """Every recorded version in the order applied; none for a log from before history."""
+    try:
+        rows = conn.execute(
+            "SELECT id, serial, applied_at, CAST(root AS BLOB), CAST(timestamp AS BLOB),"
+            " CAST(snapshot AS BLOB), CAST(targets AS BLOB), CAST(document AS BLOB)"
+            " FROM configuration_version ORDER BY id"
+        ).fetchall()
+    except sqlite3.OperationalError:  # no such table: a log file from before history
+        return []
+    return [
+        StoredVersion(
+            int(r[0]),
+            int(r[1]),
+            str(r[2]),
+            tuple((name, bytes(data)) for name, data in zip(SIGNED_FILES, r[3:], strict=True)),
+        )
+        for r in rows
+    ]

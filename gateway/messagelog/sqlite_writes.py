@@ -1,0 +1,201 @@
+"""The SQLite backend's side writes: what the writer thread runs besides entries.
+
+Each function runs on the writer's connection inside a transaction the caller owns:
+``MessageLog.write`` (its typed methods) for the configuration history, the node's own
+OCSP answers, witness co-signatures and alerts, and the data tracker's read details,
+which the group commit also writes with each response entry; and
+``SqliteLogStore.archive``, which records missing read details before it blanks
+headers. With ``gateway.messagelog.sqlite`` (reads) and ``gateway.messagelog.writer``
+(group commit) the only SQL against the log (docs/adr/0018-message-log-package.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Sequence
+from typing import Final
+
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.schema import CreateTable
+
+from gateway.conf.tufclient import SIGNED_FILES
+from gateway.core.encoding import format_time
+from gateway.core.envelope import EnvelopeError
+from gateway.messagelog.schema import DataSubjectRead, schema_tables
+from gateway.messagelog.store import CosignatureRow, ReadDetails, StoredStatus, read_details
+
+__all__ = [
+    "insert_alert",
+    "insert_cosignature",
+    "record_missing_reads",
+    "record_read",
+    "record_version",
+    "store_read",
+    "store_status",
+]
+
+_READ_SOURCE: Final = """
+SELECT CAST(req.header AS BLOB), CAST(resp.header AS BLOB)
+FROM message_log AS resp
+JOIN message_log AS req
+  ON req.message_id = resp.message_id AND req.client = resp.client
+ AND req.role = 'provider' AND req.kind = 'request'
+WHERE resp.id = ? AND resp.role = 'provider' AND resp.kind = 'response'
+  AND resp.body_omitted != 'archived' AND req.body_omitted != 'archived'
+ORDER BY req.id
+LIMIT 1
+"""
+_UNRECORDED: Final = (
+    "SELECT DISTINCT ds.entry_id FROM data_subject AS ds WHERE NOT EXISTS"
+    " (SELECT 1 FROM data_subject_read AS r WHERE r.entry_id = ds.entry_id) ORDER BY ds.entry_id"
+)
+_INSERT_READ: Final = (
+    "INSERT OR IGNORE INTO data_subject_read (entry_id, method, path, status, user_id, issue)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+_CREATE_READS: Final = str(
+    CreateTable(
+        next(t for t in schema_tables() if t.name == DataSubjectRead.__tablename__),
+        if_not_exists=True,
+    ).compile(dialect=sqlite_dialect.dialect())
+)
+"""The table's DDL from the schema itself, for a log file no current node has opened."""
+
+
+def record_version(
+    conn: sqlite3.Connection,
+    files: Sequence[tuple[str, bytes]],
+    serial: int,
+    applied_at: str,
+) -> bool:
+    """Store a configuration version unless it is the one recorded last; True if a row
+    was added.
+
+    Deduplicated on the document's digest against the latest row only: a restart or a
+    refresh that re-applies the version in force adds nothing, while every change of
+    document is a new row (fresher timestamp metadata alone is not a new version).
+    """
+    by_name = dict(files)
+    if tuple(by_name) != SIGNED_FILES:
+        raise ValueError(f"a configuration version is exactly {', '.join(SIGNED_FILES)}")
+    digest = hashlib.sha256(by_name["globalconf.json"]).hexdigest()
+    last = conn.execute(
+        "SELECT document_sha256 FROM configuration_version ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    if last is not None and last[0] == digest:
+        return False
+    conn.execute(
+        "INSERT INTO configuration_version (serial, applied_at, document_sha256, root,"
+        " timestamp, snapshot, targets, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (serial, applied_at, digest, *(by_name[n] for n in SIGNED_FILES)),
+    )
+    return True
+
+
+def store_status(conn: sqlite3.Connection, ref: str, status: StoredStatus | None) -> None:
+    """Keep ``status`` as certificate ``ref``'s last good response, or forget the kept
+    one when ``status`` is None (on the log's writer).
+
+    The DER goes to ``ocsp_response`` like every response the log relies on, so a tree
+    head signed with it after a restart refers to a row that is already there. A
+    revoked certificate's row is deleted, so no restart brings back its good answer.
+    """
+    if status is None:
+        conn.execute("DELETE FROM own_ocsp_status WHERE cert_ref = ?", (ref,))
+        return
+    ocsp_ref = hashlib.sha256(status.der).hexdigest()
+    conn.execute(
+        "INSERT OR IGNORE INTO ocsp_response (ocsp_ref, der) VALUES (?, ?)", (ocsp_ref, status.der)
+    )
+    conn.execute(
+        "INSERT OR REPLACE INTO own_ocsp_status (cert_ref, ocsp_ref, fetched_at, fetched_from)"
+        " VALUES (?, ?, ?, ?)",
+        (ref, ocsp_ref, format_time(status.fetched_at), status.fetched_from),
+    )
+
+
+def insert_cosignature(
+    conn: sqlite3.Connection,
+    row: CosignatureRow,
+    cert: tuple[str, bytes, str],
+    ocsp_der: bytes,
+) -> None:
+    """A co-signature with the witness's certificate ``(ref, DER, JWS header)`` and the
+    OCSP response it relied on (kept once each, like an entry's)."""
+    conn.execute(
+        "INSERT OR IGNORE INTO signer_certificate (cert_ref, der, jws_header) VALUES (?, ?, ?)",
+        cert,
+    )
+    if row.ocsp_ref and ocsp_der:
+        conn.execute(
+            "INSERT OR IGNORE INTO ocsp_response (ocsp_ref, der) VALUES (?, ?)",
+            (row.ocsp_ref, ocsp_der),
+        )
+    conn.execute(
+        "INSERT OR IGNORE INTO cosignature (log_node, witness, tree_size, document, signature,"
+        " cosignature, cert_ref, ocsp_ref, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            row.log_node,
+            row.witness,
+            row.tree_size,
+            row.document,
+            row.signature,
+            row.cosignature,
+            row.cert_ref,
+            row.ocsp_ref,
+            row.stored_at,
+        ),
+    )
+
+
+def insert_alert(
+    conn: sqlite3.Connection, peer: str, code: str, detail: str, evidence: str, detected_at: str
+) -> None:
+    """A witness alert (a split view or a refused head) with its evidence."""
+    conn.execute(
+        "INSERT INTO witness_alert (peer, code, detail, evidence, detected_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (peer, code, detail, evidence, detected_at),
+    )
+
+
+def record_read(conn: sqlite3.Connection, entry_id: int) -> bool:
+    """Store the read details of provider response entry ``entry_id`` from its headers.
+
+    Runs inside the caller's transaction (the log's writer, or archiving before it
+    blanks the headers). False if they cannot be taken: no request entry, headers
+    already archived, or headers that do not parse; the caller decides what that means.
+    """
+    source = conn.execute(_READ_SOURCE, (entry_id,)).fetchone()
+    if source is None:
+        return False
+    try:
+        details = read_details(bytes(source[0]), bytes(source[1]))
+    except EnvelopeError:
+        return False
+    store_read(conn, entry_id, details)
+    return True
+
+
+def store_read(conn: sqlite3.Connection, entry_id: int, details: ReadDetails) -> None:
+    """Store ``details`` as the ``data_subject_read`` row of entry ``entry_id``."""
+    conn.execute(
+        _INSERT_READ,
+        (entry_id, details.method, details.path, details.status, details.user_id, details.issue),
+    )
+
+
+def record_missing_reads(conn: sqlite3.Connection) -> list[int]:
+    """Fill in ``data_subject_read`` for entries with data subjects that have no row yet.
+
+    For log files written before the table existed. Creates the table if it is missing
+    (archiving may open a file no current node has). Returns the entries that still have
+    no row (their headers are archived already or do not parse), oldest first.
+    """
+    conn.execute(_CREATE_READS)
+    missing = []
+    for (entry_id,) in conn.execute(_UNRECORDED).fetchall():
+        if not record_read(conn, int(entry_id)):
+            missing.append(int(entry_id))
+    return missing
