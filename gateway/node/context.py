@@ -6,7 +6,8 @@ whole :class:`~gateway.node.server.Node`: they read the trust state, the signing
 the OCSP evidence, the message log, the replay guard, the access policy and the limits
 from here, and nothing else. The node (``server.py``) builds it once and is the only
 writer of :attr:`NodeContext.trust`, which a configuration refresh replaces as one
-reference.
+reference. The message log's services in the node (witness, auditor API, head signer)
+get the narrower ``LogContext`` it derives (:meth:`NodeContext.log_context`).
 """
 
 from __future__ import annotations
