@@ -16,32 +16,28 @@ pluggable checker. Entries can be verified in chunks in other processes with the
 verdict (:func:`prepare`, :func:`verify_chunk`, :func:`finish`, driven by
 ``gateway.audit.parallel``). Checks run in bundle order and stop at the first failure;
 a deferred signature failure at or before the scan's first failure wins.
+
+This module checks the manifest, the references and the entries; the tree heads are
+checked in ``heads.py``, the batched signatures in ``signatures.py``, and the verdict's
+types live in ``verdict.py`` (re-exported here, the verifier's public interface). A
+signed header's JWS chain is parsed by ``gateway.core.envelope.parse_jws_chain`` and an
+inclusion proof checked by ``gateway.core.merkle.InclusionChecker``, as on the node.
 """
 
 from __future__ import annotations
 
-import base64
-import bisect
-import hashlib
-import json
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Any, Final, Protocol
+from typing import Final
 
-from asn1crypto import cms  # type: ignore[import-untyped]  # ships no type information
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from cryptography.utils import CryptographyDeprecationWarning
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from gateway.audit.bundle import Bundle, EntryItem, HeadItem, leaf_ranges
+from gateway.audit.bundle import Bundle, EntryItem, HeadItem
 from gateway.audit.configuration import (
     ConfigSnapshot,
     InForce,
@@ -52,24 +48,15 @@ from gateway.audit.configuration import (
     verify_snapshot,
     verify_versions,
 )
-from gateway.core.encoding import EncodingError, b64url, b64url_decode, format_time
-from gateway.core.envelope import EnvelopeError, SignatureVerifier, VerifiedSignature, parse_time
-from gateway.core.errors import ReasonedError
-from gateway.core.ids import InvalidIdentifierError, MemberId, NodeId, ServiceId, parse_client
-from gateway.core.logtree import ProofError, entry_leaf, parse_tree_head_document
-from gateway.core.merkle import HASH_SIZE, MerkleError, leaf_hash, node_hash, verify_consistency
-from gateway.core.treehead import TreeHeadError, parse_sth, verify_sth_signature
-from gateway.pki.ocsp import (
-    DEFAULT_FRESHNESS,
-    DEFAULT_SKEW,
-    OcspError,
-    OcspFailure,
-    verify_ocsp_response,
+from gateway.audit.entries import EntryVerifier, check_entries
+from gateway.audit.signatures import (
+    SerialChecker,
+    SignatureChecker,
+    SignatureTask,
+    check_signatures_serial,
 )
-from gateway.pki.ocsp import VerifiedStatus as OcspStatus
-from gateway.pki.profiles import CertificateError
-from gateway.pki.tsa import TimestampError, TimestampFailure, verify_timestamp_token
-from gateway.pki.validation import verify_signing_certificate
+from gateway.audit.verdict import AuditError, AuditFailure, AuditReport, AuditTrustAnchor
+from gateway.core.encoding import format_time
 
 __all__ = [
     "AuditError",
@@ -78,7 +65,6 @@ __all__ = [
     "AuditTrustAnchor",
     "ChunkOutcome",
     "EntryContext",
-    "InclusionChecker",
     "SignatureTask",
     "check_signatures_serial",
     "finish",
@@ -90,919 +76,13 @@ __all__ = [
 _ECDSA_SHA256: Final = ec.ECDSA(hashes.SHA256())
 
 
-class AuditFailure(StrEnum):
-    """Why a bundle was refused. Never rename a value: scripts match on it."""
-
-    MALFORMED = "malformed"
-    """A record does not parse, or a value is not the shape the format requires."""
-    MANIFEST_MISMATCH = "manifest_mismatch"
-    """The records differ from what the manifest lists (missing, extra or moved)."""
-    INCOMPLETE = "incomplete"
-    """A bundle of the whole log lacks entries its last tree head covers."""
-    REFERENCE = "reference"
-    """A certificate or OCSP response is not the SHA-256 its reference names."""
-    HEAD_DOCUMENT = "head_document"
-    """The tree-head document is not canonical, or names another node, size or root."""
-    HEAD_ORDER = "head_order"
-    """Tree heads do not grow in size, or a later one has an earlier genTime."""
-    UNTRUSTED_TSA = "untrusted_tsa"
-    """The tree head's TSA certificate is not one the anchor trusts."""
-    TIMESTAMP = "timestamp"
-    """The token is not the trusted TSA's time stamp over the tree-head document."""
-    CONSISTENCY = "consistency"
-    """A tree head does not extend the previous one (the log was rewritten)."""
-    NO_TREE_HEAD = "no_tree_head"
-    """The entry's proof does not lead into the first tree head in the bundle covering it."""
-    LEAF_MISMATCH = "leaf_mismatch"
-    """The entry's fields do not recompute to the leaf hash the proof is for."""
-    NOT_INCLUDED = "not_included"
-    """The inclusion proof does not lead from the leaf to the tree head's root."""
-    LOGGED_AFTER_HEAD = "logged_after_head"
-    """The covering tree head's genTime is before the entry's logged_at."""
-    BODY_MISMATCH = "body_mismatch"
-    """The body (or its digest) is not the one the signed header names."""
-    HEADER_MISMATCH = "header_mismatch"
-    """The entry's columns disagree with its signed header."""
-    CERTIFICATE = "certificate"
-    """The signer's chain does not verify to a trusted CA at the signing time, or is not
-    the certificate the entry's cert_ref names."""
-    SIGNER = "signer"
-    """The certificate belongs to another member than the one that had to sign."""
-    SIGNATURE = "signature"
-    """The JWS does not verify over the header."""
-    OCSP = "ocsp"
-    """No OCSP response, or it does not show the signer good at the signing time."""
-    HEAD_SIGNATURE = "head_signature"
-    """A signed tree head is not the member's signature, valid at the head's genTime
-    with good OCSP status, over this node, size, root and genTime."""
-    CONFIGURATION = "configuration"
-    """The global configuration snapshot is incomplete, or its TUF metadata does not
-    verify (signatures, thresholds, versions, hashes), or the document is not the target."""
-    COSIGNATURE = "cosignature"
-    """A witness co-signature does not verify, is by the log's own member, or lacks a
-    good OCSP status from after the head's genTime."""
-
-
-class AuditError(ReasonedError[AuditFailure]):
-    """A refused bundle: ``reason`` for programs, ``piece`` and ``detail`` for people.
-
-    The message leads with the piece (``"<piece>: <reason>: <detail>"``) so an auditor
-    finds the record the refusal is about.
-    """
-
-    def __init__(self, reason: AuditFailure, piece: str, detail: str) -> None:
-        super().__init__(reason, detail)
-        self.args = (f"{piece}: {self.args[0]}",)
-        self.piece = piece
-
-
-@dataclass(frozen=True, slots=True)
-class AuditTrustAnchor:
-    """What the auditor trusts: CA certificates, TSA certificates, the OCSP window."""
-
-    cas: tuple[x509.Certificate, ...]
-    tsas: tuple[x509.Certificate, ...]
-    ocsp_freshness: timedelta = DEFAULT_FRESHNESS
-
-
-@dataclass(frozen=True, slots=True)
-class AuditReport:
-    """A bundle that verified completely."""
-
-    node: str
-    entries: int
-    tree_heads: int
-    signatures: int
-    certificates: int
-    ocsp_responses: int
-    first_gen_time: datetime | None
-    last_gen_time: datetime | None
-    first_leaf: int | None
-    last_leaf: int | None
-    signed_heads: int = 0
-    cosignatures: int = 0
-    configuration: ConfigSnapshot | None = None
-    """The single snapshot, or the version applied last of ``configurations``."""
-    configurations: tuple[InForce, ...] = ()
-    """Every configuration version carried, verified, in the order applied."""
-    in_force: tuple[InForceRun, ...] = ()
-    """Which version each run of entries was logged under (index into
-    ``configurations``; None before the first one)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SignatureTask:
-    """One ES256 verification: ``position`` in the bundle's entries, the signer's P-256
-    key as an uncompressed point, the JWS signing input and the raw (r || s) signature."""
-
-    position: int
-    public_key: bytes
-    signing_input: bytes
-    signature: bytes
-
-
-class SignatureChecker(Protocol):
-    """Verifies tasks and reports the first failing position (tasks arrive in order)."""
-
-    def submit(self, tasks: list[SignatureTask]) -> None: ...
-
-    def first_failure(self) -> int | None: ...
-
-
-_KEYS: dict[bytes, ec.EllipticCurvePublicKey] = {}
-
-
-def check_signatures_serial(tasks: Sequence[SignatureTask]) -> int | None:
-    """The position of the first task whose signature does not verify, else None."""
-    for task in tasks:
-        key = _KEYS.get(task.public_key)
-        if key is None:
-            key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), task.public_key)
-            _KEYS[task.public_key] = key
-        r = int.from_bytes(task.signature[:32], "big")
-        s = int.from_bytes(task.signature[32:], "big")
-        try:
-            key.verify(encode_dss_signature(r, s), task.signing_input, _ECDSA_SHA256)
-        except InvalidSignature:
-            return task.position
-    return None
-
-
-class _SerialChecker:
-    def __init__(self) -> None:
-        self._first: int | None = None
-
-    def submit(self, tasks: list[SignatureTask]) -> None:
-        if self._first is None:
-            self._first = check_signatures_serial(tasks)
-
-    def first_failure(self) -> int | None:
-        return self._first
-
-
-# -- inclusion proofs with shared work ----------------------------------------------------
-
-
-class InclusionChecker:
-    """RFC 9162 inclusion verification that reuses nodes authenticated by earlier proofs.
-
-    After a proof into a tree of size n verified, every node it computed on the way
-    (identified by RFC 9162's (fn, sn) pair, which fixes level and position) is known to
-    be that tree's. A later proof into the same tree stops at the first such node: its
-    hash must equal the authenticated one and the rest of its path must equal the
-    authenticated path byte for byte. Consecutive entries then cost about two hashes
-    instead of log2(n), and every proof is still checked in full.
-    """
-
-    MAX_NODES: Final = 1 << 16
-
-    def __init__(self) -> None:
-        self._known: dict[int, dict[tuple[int, int], tuple[bytes, tuple[bytes, ...], int]]] = {}
-
-    def verify(
-        self, leaf: bytes, index: int, size: int, proof: tuple[bytes, ...], root: bytes
-    ) -> None:
-        if not 0 <= index < size:
-            raise MerkleError(f"leaf index {index} is not in a tree of size {size}")
-        known = self._known.setdefault(size, {})
-        fn, sn = index, size - 1
-        r = leaf
-        seen: list[tuple[tuple[int, int], bytes, int]] = []
-        for i, p in enumerate(proof):
-            hit = known.get((fn, sn))
-            if hit is not None:
-                value, path, start = hit
-                if value != r:
-                    raise MerkleError(f"leaf {index} is not in the tree of size {size}")
-                if path[start:] != proof[i:]:
-                    raise MerkleError(f"the proof for leaf {index} differs from the tree's path")
-                self._remember(known, seen, proof)
-                return
-            if len(p) != HASH_SIZE:
-                raise MerkleError(f"proof element {i} has {len(p)} bytes")
-            if sn == 0:
-                raise MerkleError(f"the proof has {len(proof)} elements, more than the tree needs")
-            seen.append(((fn, sn), r, i))
-            if fn & 1 or fn == sn:
-                r = node_hash(p, r)
-                while not fn & 1 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
-            else:
-                r = node_hash(r, p)
-            fn >>= 1
-            sn >>= 1
-        if sn != 0:
-            raise MerkleError(f"the proof has {len(proof)} elements, fewer than the tree needs")
-        if r != root:
-            raise MerkleError(f"leaf {index} is not in the tree of size {size} with that root")
-        self._remember(known, seen, proof)
-
-    def _remember(
-        self,
-        known: dict[tuple[int, int], tuple[bytes, tuple[bytes, ...], int]],
-        seen: list[tuple[tuple[int, int], bytes, int]],
-        proof: tuple[bytes, ...],
-    ) -> None:
-        if len(known) > self.MAX_NODES:
-            known.clear()  # only a cache: the next proof just hashes further up
-        for key, value, start in seen:
-            known[key] = (value, proof, start)
-
-
-# -- per-certificate and per-response caches ------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Signer:
-    member: MemberId
-    certificate: x509.Certificate
-    ref: str
-    issuer: x509.Certificate
-    public_point: bytes
-    valid_from: datetime
-    valid_until: datetime
-    allowed: set[str] = field(default_factory=set)
-    """Client or service strings already checked to belong to ``member``."""
-
-
-@dataclass(slots=True)
-class _Ocsp:
-    status: OcspStatus
-    delegated: bool
-
-
-def _member_of(kind: str, client: str, service: str) -> MemberId:
-    if kind == "request":
-        return parse_client(client).member
-    return ServiceId.parse(service).member
-
-
-def _parse_chain(header_segment: str) -> list[x509.Certificate]:
-    header = json.loads(b64url_decode(header_segment))
-    if (
-        not isinstance(header, dict)
-        or header.get("alg") != "ES256"
-        or set(header)
-        != {
-            "alg",
-            "x5c",
-        }
-    ):
-        raise ValueError("the JWS header must be exactly alg=ES256 and x5c")
-    x5c = header["x5c"]
-    if not isinstance(x5c, list) or not 1 <= len(x5c) <= 4:
-        raise ValueError("x5c must list 1 to 4 certificates")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", CryptographyDeprecationWarning)
-        chain = [x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in x5c]
-        for cert in chain:
-            cert.serial_number  # noqa: B018 - parsing it is the check
-    return chain
-
-
-class _Verifier:
-    def __init__(self, bundle: Bundle, anchor: AuditTrustAnchor, checker: SignatureChecker) -> None:
-        self.bundle = bundle
-        self.anchor = anchor
-        self.checker = checker
-        self.tsas = {
-            hashlib.sha256(c.public_bytes(Encoding.DER)).hexdigest(): c for c in anchor.tsas
-        }
-        self.signers: dict[str, _Signer] = {}
-        self.ocsp: dict[str, bytes] = {}
-        self.ocsp_ok: dict[tuple[str, str], _Ocsp] = {}
-        self.inclusion = InclusionChecker()
-        self.head_sizes: list[int] = []
-        self.heads: dict[int, tuple[HeadItem, datetime]] = {}
-        self.pending: list[SignatureTask] = []
-        self.signatures = 0
-
-    # -- manifest ------------------------------------------------------------------------
-
-    def manifest(self) -> None:
-        """The tree heads and the certificate and OCSP counts the manifest lists."""
-        m, b = self.bundle.manifest, self.bundle
-        sizes = tuple(h.tree_size for h in b.heads)
-        if sizes != m.tree_heads:
-            raise AuditError(
-                AuditFailure.MANIFEST_MISMATCH,
-                "tree heads",
-                f"the manifest lists sizes {list(m.tree_heads)}, the bundle holds {list(sizes)}",
-            )
-        if len(b.certificates) != m.certificates or len(b.ocsp) != m.ocsp_responses:
-            raise AuditError(
-                AuditFailure.MANIFEST_MISMATCH,
-                "manifest",
-                f"lists {m.certificates} certificates and {m.ocsp_responses} OCSP responses, "
-                f"the bundle holds {len(b.certificates)} and {len(b.ocsp)}",
-            )
-        signed = tuple(h.tree_size for h in b.heads if h.signed is not None)
-        cosigned = sum(len(h.cosignatures) for h in b.heads)
-        if signed != m.signed_heads or cosigned != m.cosignatures:
-            raise AuditError(
-                AuditFailure.MANIFEST_MISMATCH,
-                "signed tree heads",
-                f"the manifest lists signed heads {list(m.signed_heads)} and "
-                f"{m.cosignatures} co-signatures, the bundle holds {list(signed)} and {cosigned}",
-            )
-
-    def listing(self, keys: Sequence[tuple[int, int]]) -> None:
-        """The entries, as (leaf index, id) in bundle order, against the manifest: the
-        same leaves, increasing, and for a whole-log bundle every leaf the heads cover."""
-        m = self.bundle.manifest
-        leaves = [leaf for leaf, _ in keys]
-        if leaf_ranges(leaves) != m.entries:
-            expected = [i for first, last in m.entries for i in range(first, last + 1)]
-            for position, (leaf, entry_id) in enumerate(keys):
-                if position >= len(expected) or leaf != expected[position]:
-                    want = f"leaf {expected[position]}" if position < len(expected) else "nothing"
-                    raise AuditError(
-                        AuditFailure.MANIFEST_MISMATCH,
-                        f"entry {entry_id} (leaf {leaf})",
-                        f"the manifest lists {want} at position {position}",
-                    )
-            raise AuditError(
-                AuditFailure.MANIFEST_MISMATCH,
-                "entries",
-                f"the manifest lists {len(expected)} entries, the bundle holds {len(keys)}",
-            )
-        for previous, (leaf, entry_id) in zip(leaves, keys[1:], strict=False):
-            if leaf <= previous:
-                raise AuditError(
-                    AuditFailure.MANIFEST_MISMATCH,
-                    f"entry {entry_id} (leaf {leaf})",
-                    "entries are out of order",
-                )
-        if m.selection.get("all") is True:
-            # Leaves below archived_before_leaf were archived (gateway log archive) to
-            # an earlier bundle; everything from there to the last head must be here.
-            first = m.selection.get("archived_before_leaf", 0)
-            if not isinstance(first, int) or isinstance(first, bool) or first < 0:
-                raise AuditError(
-                    AuditFailure.MALFORMED, "manifest", "archived_before_leaf is not a leaf index"
-                )
-            covered = self.head_sizes[-1] if self.head_sizes else 0
-            if len(leaves) != covered - first or (leaves and leaves[-1] != covered - 1):
-                raise AuditError(
-                    AuditFailure.INCOMPLETE,
-                    "entries",
-                    f"a whole-log bundle must hold leaves {first} to {covered - 1}, "
-                    f"it holds {len(leaves)} entries",
-                )
-
-    def references(self) -> None:
-        seen: set[str] = set()
-        for cert in self.bundle.certificates:
-            if hashlib.sha256(cert.der).hexdigest() != cert.ref or cert.ref in seen:
-                raise AuditError(
-                    AuditFailure.REFERENCE,
-                    f"certificate {cert.ref[:16]}",
-                    "not the SHA-256 of its DER, or listed twice",
-                )
-            seen.add(cert.ref)
-        for response in self.bundle.ocsp:
-            if hashlib.sha256(response.der).hexdigest() != response.ref or (
-                response.ref in self.ocsp
-            ):
-                raise AuditError(
-                    AuditFailure.REFERENCE,
-                    f"OCSP response {response.ref[:16]}",
-                    "not the SHA-256 of its DER, or listed twice",
-                )
-            self.ocsp[response.ref] = response.der
-
-    # -- tree heads ----------------------------------------------------------------------
-
-    def tree_heads(self) -> None:
-        previous: tuple[HeadItem, datetime] | None = None
-        for head in self.bundle.heads:
-            piece = f"tree head {head.tree_size}"
-            if previous is not None and head.tree_size <= previous[0].tree_size:
-                raise AuditError(AuditFailure.HEAD_ORDER, piece, "tree heads must grow in size")
-            try:
-                document = parse_tree_head_document(head.document)
-            except ProofError as exc:
-                raise AuditError(AuditFailure.HEAD_DOCUMENT, piece, exc.detail) from None
-            if (document.node, document.tree_size, document.root_hash) != (
-                self.bundle.manifest.node,
-                head.tree_size,
-                head.root_hash,
-            ):
-                raise AuditError(
-                    AuditFailure.HEAD_DOCUMENT,
-                    piece,
-                    f"the timestamped document is node {document.node}, size "
-                    f"{document.tree_size}, root {document.root_hash.hex()}",
-                )
-            tsa = self.tsas.get(head.tsa_cert_ref)
-            if tsa is None:
-                raise AuditError(
-                    AuditFailure.UNTRUSTED_TSA,
-                    piece,
-                    f"TSA certificate {head.tsa_cert_ref[:16]}… is not in the anchor",
-                )
-            try:
-                stamp = verify_timestamp_token(
-                    head.token, tsa, hashlib.sha256(head.document).digest(), "sha256"
-                )
-                _check_token_shape(head.token, tsa.public_bytes(Encoding.DER))
-            except TimestampError as exc:
-                raise AuditError(AuditFailure.TIMESTAMP, piece, str(exc)) from None
-            try:
-                stated = datetime.fromisoformat(head.gen_time)
-            except ValueError:
-                raise AuditError(
-                    AuditFailure.MALFORMED, piece, "gen_time is not RFC 3339"
-                ) from None
-            if stated != stamp.gen_time:
-                raise AuditError(
-                    AuditFailure.TIMESTAMP,
-                    piece,
-                    f"gen_time {head.gen_time} is not the token's {stamp.gen_time.isoformat()}",
-                )
-            if previous is None:
-                if head.consistency_from is not None or head.consistency:
-                    raise AuditError(
-                        AuditFailure.CONSISTENCY, piece, "the first tree head has no predecessor"
-                    )
-            else:
-                old, old_time = previous
-                if stamp.gen_time < old_time:
-                    raise AuditError(
-                        AuditFailure.HEAD_ORDER,
-                        piece,
-                        f"genTime {stamp.gen_time.isoformat()} is before that of tree head "
-                        f"{old.tree_size}",
-                    )
-                if head.consistency_from != old.tree_size:
-                    raise AuditError(
-                        AuditFailure.CONSISTENCY,
-                        piece,
-                        f"the consistency proof starts at size {head.consistency_from}, "
-                        f"the previous tree head is {old.tree_size}",
-                    )
-                try:
-                    verify_consistency(
-                        old.tree_size,
-                        head.tree_size,
-                        old.root_hash,
-                        head.root_hash,
-                        head.consistency,
-                    )
-                except MerkleError as exc:
-                    raise AuditError(AuditFailure.CONSISTENCY, piece, str(exc)) from None
-            if head.signed is not None:
-                check_head_signatures(
-                    head, self.bundle.manifest.node, stamp.gen_time, self.anchor, self.ocsp, piece
-                )
-            elif head.cosignatures:
-                raise AuditError(
-                    AuditFailure.COSIGNATURE, piece, "co-signatures of an unsigned tree head"
-                )
-            previous = (head, stamp.gen_time)
-            self.heads[head.tree_size] = previous
-            self.head_sizes.append(head.tree_size)
-
-    # -- entries -------------------------------------------------------------------------
-
-    def entry(self, position: int, e: EntryItem) -> None:
-        piece = _name(e)
-        index = bisect.bisect_right(self.head_sizes, e.leaf_index)
-        if index == len(self.head_sizes) or self.head_sizes[index] != e.proof_size:
-            first = self.head_sizes[index] if index < len(self.head_sizes) else None
-            raise AuditError(
-                AuditFailure.NO_TREE_HEAD,
-                piece,
-                f"the proof leads into tree head {e.proof_size}; the first one in the bundle "
-                f"covering leaf {e.leaf_index} is {first}",
-            )
-        head, gen_time = self.heads[e.proof_size]
-        if e.body is not None and hashlib.sha256(e.body).hexdigest() != e.body_sha256:
-            raise AuditError(AuditFailure.BODY_MISMATCH, piece, "the body is not body_sha256")
-        if leaf_hash(entry_leaf(e.logged_entry())) != e.leaf_hash:
-            raise AuditError(
-                AuditFailure.LEAF_MISMATCH,
-                piece,
-                "the entry does not recompute to its leaf hash: it was altered",
-            )
-        try:
-            self.inclusion.verify(
-                e.leaf_hash, e.leaf_index, head.tree_size, e.inclusion, head.root_hash
-            )
-        except MerkleError as exc:
-            raise AuditError(AuditFailure.NOT_INCLUDED, piece, str(exc)) from None
-        try:
-            logged_at = datetime.fromisoformat(e.logged_at)
-        except ValueError:
-            raise AuditError(AuditFailure.MALFORMED, piece, "logged_at is not RFC 3339") from None
-        if gen_time < logged_at:
-            raise AuditError(
-                AuditFailure.LOGGED_AFTER_HEAD,
-                piece,
-                f"logged at {e.logged_at}, after tree head {head.tree_size}'s genTime "
-                f"{gen_time.isoformat()}",
-            )
-        signed_at = self._header(piece, e)
-        signer = self._signer(piece, e, signed_at)
-        self._signature(piece, position, e, signer)
-        self._ocsp(piece, e, signer, signed_at)
-
-    def _header(self, piece: str, e: EntryItem) -> datetime:
-        try:
-            header: Any = json.loads(e.header)
-        except ValueError:
-            raise AuditError(AuditFailure.HEADER_MISMATCH, piece, "header is not JSON") from None
-        if not isinstance(header, dict):
-            raise AuditError(AuditFailure.HEADER_MISMATCH, piece, "header is not an object")
-        expected = {
-            "type": e.kind,
-            "id": e.message_id,
-            "xroad_id": e.xroad_id,
-            "client": e.client,
-            "service": e.service,
-            "created": e.created,
-        }
-        for key, value in expected.items():
-            if header.get(key) != value:
-                raise AuditError(
-                    AuditFailure.HEADER_MISMATCH,
-                    piece,
-                    f"the signed header's {key} is {header.get(key)!r}, the entry's {value!r}",
-                )
-        digest = b64url(bytes.fromhex(e.body_sha256))
-        if header.get("body_sha256") != digest or (
-            e.body is not None and header.get("body_length") != len(e.body)
-        ):
-            raise AuditError(
-                AuditFailure.BODY_MISMATCH, piece, "the body is not the one the header signs"
-            )
-        try:
-            return parse_time(e.created)
-        except EnvelopeError as exc:
-            raise AuditError(AuditFailure.MALFORMED, piece, exc.message) from None
-
-    def _signer(self, piece: str, e: EntryItem, at: datetime) -> _Signer:
-        parts = e.signature.split(".")
-        if len(parts) != 3 or parts[1] != "":
-            raise AuditError(
-                AuditFailure.SIGNATURE, piece, "not a compact JWS with detached payload"
-            )
-        signer = self.signers.get(parts[0])
-        if signer is None:
-            signer = self._new_signer(piece, parts[0], at)
-            self.signers[parts[0]] = signer
-        elif not signer.valid_from <= at <= signer.valid_until:
-            raise AuditError(
-                AuditFailure.CERTIFICATE,
-                piece,
-                f"the signer's chain is not valid at the signing time {e.created}",
-            )
-        if e.cert_ref != signer.ref:
-            raise AuditError(
-                AuditFailure.CERTIFICATE, piece, "cert_ref does not name the JWS's certificate"
-            )
-        owner = e.client if e.kind == "request" else e.service
-        if owner not in signer.allowed:
-            try:
-                expected = _member_of(e.kind, e.client, e.service)
-            except InvalidIdentifierError as exc:
-                raise AuditError(AuditFailure.MALFORMED, piece, exc.message) from None
-            if expected != signer.member:
-                raise AuditError(
-                    AuditFailure.SIGNER,
-                    piece,
-                    f"signed by {signer.member}, but a {e.kind} must be signed by {expected}",
-                )
-            signer.allowed.add(owner)
-        return signer
-
-    def _new_signer(self, piece: str, segment: str, at: datetime) -> _Signer:
-        try:
-            chain = _parse_chain(segment)
-        except (
-            ValueError,
-            TypeError,
-            EnvelopeError,
-            x509.InvalidVersion,
-            CryptographyDeprecationWarning,
-        ) as exc:
-            raise AuditError(AuditFailure.SIGNATURE, piece, f"JWS header: {exc}") from None
-        try:
-            member = verify_signing_certificate(chain[0], chain[1:], self.anchor.cas, at)
-        except (CertificateError, ValueError) as exc:
-            raise AuditError(AuditFailure.CERTIFICATE, piece, str(exc)) from None
-        key = chain[0].public_key()
-        if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(
-            key.curve, ec.SECP256R1
-        ):
-            raise AuditError(AuditFailure.CERTIFICATE, piece, "ES256 needs a P-256 key")
-        try:
-            issuer = _issuer_of(chain[0], [*chain[1:], *self.anchor.cas])
-        except CertificateError as exc:
-            raise AuditError(AuditFailure.CERTIFICATE, piece, str(exc)) from None
-        path = [*chain, *(r for r in self.anchor.cas if r.subject == chain[-1].issuer)]
-        return _Signer(
-            member,
-            chain[0],
-            _ref(chain[0]),
-            issuer,
-            key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint),
-            max(c.not_valid_before_utc for c in path),
-            min(c.not_valid_after_utc for c in path),
-        )
-
-    def _signature(self, piece: str, position: int, e: EntryItem, signer: _Signer) -> None:
-        segment, _, encoded = e.signature.split(".")
-        try:
-            signature = b64url_decode(encoded)
-        except EncodingError:
-            raise AuditError(AuditFailure.SIGNATURE, piece, "not canonical base64url") from None
-        if len(signature) != 64:
-            raise AuditError(AuditFailure.SIGNATURE, piece, "an ES256 signature has 64 bytes")
-        signing_input = f"{segment}.{b64url(e.header)}".encode("ascii")
-        self.pending.append(SignatureTask(position, signer.public_point, signing_input, signature))
-        self.signatures += 1
-        if len(self.pending) >= 1024:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.pending:
-            self.checker.submit(self.pending)
-            self.pending = []
-
-    def _ocsp(self, piece: str, e: EntryItem, signer: _Signer, at: datetime) -> None:
-        if not e.ocsp_ref:
-            raise AuditError(AuditFailure.OCSP, piece, "the entry names no OCSP response")
-        key = (e.ocsp_ref, e.cert_ref)
-        cached = self.ocsp_ok.get(key)
-        if cached is None:
-            der = self.ocsp.get(e.ocsp_ref)
-            if der is None:
-                raise AuditError(
-                    AuditFailure.OCSP,
-                    piece,
-                    f"OCSP response {e.ocsp_ref[:16]}… is not in the bundle",
-                )
-            try:
-                status = verify_ocsp_response(
-                    der, signer.certificate, signer.issuer, at, self.anchor.ocsp_freshness
-                )
-            except OcspError as exc:
-                raise AuditError(AuditFailure.OCSP, piece, str(exc)) from None
-            self.ocsp_ok[key] = _Ocsp(status, status.responder is not signer.issuer)
-            return
-        status = cached.status
-        # Signature, responder and certificate were checked on first use; only the times
-        # (verify_ocsp_response's step 5, and a delegated responder's validity) remain.
-        problem = None
-        if status.this_update > at + DEFAULT_SKEW:
-            problem = f"not_yet_valid: thisUpdate {status.this_update.isoformat()}"
-        elif status.this_update < at - self.anchor.ocsp_freshness:
-            problem = f"stale: thisUpdate {status.this_update.isoformat()}"
-        elif status.next_update is not None and status.next_update < at:
-            problem = f"expired: nextUpdate {status.next_update.isoformat()}"
-        elif cached.delegated and not (
-            status.responder.not_valid_before_utc <= at <= status.responder.not_valid_after_utc
-        ):
-            problem = "unauthorised_responder: the responder certificate is not valid then"
-        if problem is not None:
-            raise AuditError(AuditFailure.OCSP, piece, f"{problem} at {e.created}")
-
-
-def check_head_signatures(
-    head: HeadItem,
-    node: str,
-    gen_time: datetime,
-    anchor: AuditTrustAnchor,
-    ocsp_by_ref: dict[str, bytes],
-    piece: str,
-) -> None:
-    """The owner's signed tree head and every witness co-signature of one tree head.
-
-    The signed document must name the bundle's node and this head's size and root, with
-    the token's genTime as its time; the owner's JWS must be its member's, with a chain
-    valid at genTime and an OCSP response good at genTime (the rules entries follow).
-    A co-signature must verify over the same bytes, be made by the witness node's
-    member (never the owner's: a log cannot witness itself), with a chain valid at
-    genTime and an OCSP response good no earlier than genTime - F, since a witness signs
-    some time after the head was made.
-    """
-    signed = head.signed
-    assert signed is not None
-    try:
-        sth = parse_sth(signed.document)
-    except TreeHeadError as exc:
-        raise AuditError(AuditFailure.HEAD_SIGNATURE, piece, exc.detail) from None
-    if (sth.node, sth.tree_size, sth.root_hash, sth.timestamp) != (
-        node,
-        head.tree_size,
-        head.root_hash,
-        gen_time,
-    ):
-        raise AuditError(
-            AuditFailure.HEAD_SIGNATURE,
-            piece,
-            f"the signed document names node {sth.node}, size {sth.tree_size}, root "
-            f"{sth.root_hash.hex()[:16]}…, time {sth.timestamp.isoformat()}",
-        )
-    verifier = SignatureVerifier(anchor.cas)
-    owner = sth.member
-    checked = _head_jws(
-        verifier,
-        signed.document,
-        signed.signature,
-        gen_time,
-        owner,
-        AuditFailure.HEAD_SIGNATURE,
-        piece,
-    )
-    if checked.cert_ref != signed.cert_ref:
-        raise AuditError(AuditFailure.HEAD_SIGNATURE, piece, "cert_ref is not the JWS's")
-    _head_ocsp(
-        checked,
-        signed.ocsp_ref,
-        ocsp_by_ref,
-        gen_time,
-        anchor,
-        AuditFailure.HEAD_SIGNATURE,
-        piece,
-        cosigned=False,
-    )
-    witnesses: set[str] = set()
-    for c in head.cosignatures:
-        where = f"{piece}, co-signature of {c.witness}"
-        try:
-            witness = NodeId.parse(c.witness)
-        except InvalidIdentifierError as exc:
-            raise AuditError(AuditFailure.COSIGNATURE, where, exc.message) from None
-        if witness.owner == owner or c.witness in witnesses:
-            raise AuditError(
-                AuditFailure.COSIGNATURE, where, "by the log's own member, or listed twice"
-            )
-        witnesses.add(c.witness)
-        verified = _head_jws(
-            verifier,
-            signed.document,
-            c.cosignature,
-            gen_time,
-            witness.owner,
-            AuditFailure.COSIGNATURE,
-            where,
-        )
-        if verified.cert_ref != c.cert_ref:
-            raise AuditError(AuditFailure.COSIGNATURE, where, "cert_ref is not the JWS's")
-        _head_ocsp(
-            verified,
-            c.ocsp_ref,
-            ocsp_by_ref,
-            gen_time,
-            anchor,
-            AuditFailure.COSIGNATURE,
-            where,
-            cosigned=True,
-        )
-
-
-def _head_jws(
-    verifier: SignatureVerifier,
-    document: bytes,
-    jws: str,
-    at: datetime,
-    member: MemberId,
-    reason: AuditFailure,
-    piece: str,
-) -> VerifiedSignature:
-    try:
-        _, verified = verify_sth_signature(verifier, document, jws, at, signer=member)
-    except TreeHeadError as exc:
-        raise AuditError(reason, piece, f"{exc.reason.value}: {exc.detail}") from None
-    return verified
-
-
-def _head_ocsp(
-    verified: VerifiedSignature,
-    ref: str,
-    ocsp_by_ref: dict[str, bytes],
-    at: datetime,
-    anchor: AuditTrustAnchor,
-    reason: AuditFailure,
-    piece: str,
-    *,
-    cosigned: bool,
-) -> None:
-    der = ocsp_by_ref.get(ref) if ref else None
-    if der is None:
-        raise AuditError(reason, piece, "no OCSP response for the signer in the bundle")
-    cert = verified.certificate
-    try:
-        issuer = _issuer_of(cert, [*_parse_chain(verified.jws_header)[1:], *anchor.cas])
-        when = at
-        if cosigned:
-            # Checked at the response's own thisUpdate, which must not lie before the
-            # head's genTime minus F: the witness was good when it co-signed.
-            when = x509.ocsp.load_der_ocsp_response(der).this_update_utc
-            if when < at - anchor.ocsp_freshness:
-                raise OcspError(OcspFailure.STALE, f"thisUpdate {when.isoformat()}")
-        verify_ocsp_response(der, cert, issuer, when, anchor.ocsp_freshness)
-    except (OcspError, CertificateError, ValueError, EnvelopeError) as exc:
-        raise AuditError(reason, piece, f"OCSP: {exc}") from None
-
-
-def _check_token_shape(token: bytes, tsa_der: bytes) -> None:
-    """Refuse any byte of the token that its signature does not cover and that could
-    differ without changing what it proves: a bundle holds exactly one spelling of it.
-
-    ``verify_timestamp_token`` checks what RFC 3161 makes a token mean (TSTInfo,
-    signed attributes, signature). CMS also carries unsigned parts: the certificate
-    set, CRLs, unsigned attributes, version numbers and the digest algorithm set. Here
-    they must be exactly what a TSA issuing for the pinned certificate writes (and
-    algorithm parameters absent or NULL), so that an altered token byte is always a
-    refusal, never a silent pass (the tests flip bytes throughout a token).
-    """
-    try:
-        info = cms.ContentInfo.load(token, strict=True)
-        signed = info["content"]
-        signer = signed["signer_infos"][0]
-        algorithm = signer["digest_algorithm"]["algorithm"].native
-        certificates = signed["certificates"]
-        ders = [] if certificates.native is None else [c.dump() for c in certificates]
-        identifiers = [
-            *signed["digest_algorithms"],
-            signer["digest_algorithm"],
-            signer["signature_algorithm"],
-        ]
-        problems = [
-            any(a["parameters"].dump() not in (b"", b"\x05\x00") for a in identifiers)
-            and "algorithm parameters",
-            signed["version"].native != "v3" and "SignedData version",
-            [d["algorithm"].native for d in signed["digest_algorithms"]] != [algorithm]
-            and "digest algorithms",
-            signed["crls"].native is not None and "CRLs",
-            any(d != tsa_der for d in ders) and "a certificate other than the TSA's",
-            signer["unsigned_attrs"].native is not None and "unsigned attributes",
-            signer["version"].native
-            != ("v1" if signer["sid"].name == "issuer_and_serial_number" else "v3")
-            and "SignerInfo version",
-        ]
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
-        raise TimestampError(TimestampFailure.MALFORMED, f"token: {exc}") from None
-    found = [p for p in problems if p]
-    if found:
-        raise TimestampError(TimestampFailure.MALFORMED, f"token carries unexpected {found[0]}")
-
-
-def _issuer_of(cert: x509.Certificate, candidates: Sequence[x509.Certificate]) -> x509.Certificate:
-    """The candidate whose key signed ``cert`` (two CAs may share a name in a rollover)."""
-    for candidate in candidates:
-        if candidate.subject == cert.issuer:
-            try:
-                cert.verify_directly_issued_by(candidate)
-            except (InvalidSignature, ValueError, TypeError):
-                continue
-            return candidate
-    raise CertificateError("the issuer of the signer certificate is not in the chain")
-
-
-def _ref(cert: x509.Certificate) -> str:
-    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
-
-
-def _name(e: EntryItem) -> str:
-    return f"entry {e.id} (leaf {e.leaf_index}, {e.kind} {e.message_id})"
-
-
-def _check_entries(
-    verifier: _Verifier, start: int, entries: Sequence[EntryItem]
-) -> AuditError | None:
-    """Verify ``entries`` (at positions ``start``…) in order; the first failure, if any.
-
-    A signature the checker finds bad wins if it lies at or before the scan's failure.
-    """
-    scan_error: AuditError | None = None
-    scan_position = start + len(entries)
-    for offset, entry in enumerate(entries):
-        try:
-            verifier.entry(start + offset, entry)
-        except AuditError as exc:
-            scan_error, scan_position = exc, start + offset
-            break
-    verifier.flush()
-    bad = verifier.checker.first_failure()
-    if bad is not None and bad <= scan_position:
-        return AuditError(
-            AuditFailure.SIGNATURE, _name(entries[bad - start]), "the JWS does not verify"
-        )
-    return scan_error
-
-
 def prepare(bundle: Bundle, anchor: AuditTrustAnchor) -> EntryContext:
     """Check everything but the entries: the manifest's counts, references, tree heads.
 
     Returns what verifying entries needs, picklable, so that chunks of entries can be
     verified in other processes (``gateway.audit.parallel``).
     """
-    verifier = _Verifier(bundle, anchor, _SerialChecker())
+    verifier = EntryVerifier(bundle, anchor, SerialChecker())
     verifier.manifest()
     verifier.references()
     versions = check_versions(bundle)
@@ -1121,13 +201,13 @@ class EntryContext:
             ),
         )
 
-    def verifier(self) -> _Verifier:
+    def verifier(self) -> EntryVerifier:
         anchor = AuditTrustAnchor(
             tuple(x509.load_der_x509_certificate(d) for d in self.ca_ders),
             tuple(x509.load_der_x509_certificate(d) for d in self.tsa_ders),
             self.ocsp_freshness,
         )
-        verifier = _Verifier(self.bundle, anchor, _SerialChecker())
+        verifier = EntryVerifier(self.bundle, anchor, SerialChecker())
         verifier.ocsp = dict(self.ocsp)
         for head, gen_time in self.heads:
             verifier.heads[head.tree_size] = (head, gen_time)
@@ -1148,13 +228,13 @@ class ChunkOutcome:
 
 
 def verify_chunk(
-    context: EntryContext, verifier: _Verifier | None, start: int, entries: Sequence[EntryItem]
+    context: EntryContext, verifier: EntryVerifier | None, start: int, entries: Sequence[EntryItem]
 ) -> ChunkOutcome:
     """Verify one chunk of entries against ``context`` (in this or a worker process)."""
     verifier = verifier or context.verifier()
     before = verifier.signatures
-    verifier.checker = _SerialChecker()
-    error = _check_entries(verifier, start, entries)
+    verifier.checker = SerialChecker()
+    error = check_entries(verifier, start, entries)
     return ChunkOutcome(
         [(e.leaf_index, e.id) for e in entries],
         verifier.signatures - before,
@@ -1167,7 +247,7 @@ def finish(
     context: EntryContext, outcomes: Sequence[ChunkOutcome], anchor: AuditTrustAnchor
 ) -> AuditReport:
     """Combine chunk outcomes in bundle order: the listing first, then the first failure."""
-    verifier = _Verifier(context.bundle, anchor, _SerialChecker())
+    verifier = EntryVerifier(context.bundle, anchor, SerialChecker())
     for head, gen_time in context.heads:
         verifier.heads[head.tree_size] = (head, gen_time)
         verifier.head_sizes.append(head.tree_size)
@@ -1216,8 +296,8 @@ def verify_bundle(
     context = prepare(bundle, anchor)
     verifier = context.verifier()
     verifier.listing([(e.leaf_index, e.id) for e in bundle.entries])
-    verifier.checker = checker or _SerialChecker()
-    error = _check_entries(verifier, 0, bundle.entries)
+    verifier.checker = checker or SerialChecker()
+    error = check_entries(verifier, 0, bundle.entries)
     if error is not None:
         raise error
     outcome = ChunkOutcome(

@@ -503,6 +503,43 @@ class Signer:
         return f"{self.jws_header}..{b64url(_ES256.sign(signing_input, self._key))}"
 
 
+def parse_jws_chain(header_segment: str) -> list[x509.Certificate]:
+    """The certificate chain (``x5c``) of a JWS protected header, leaf first.
+
+    The header must be canonical JSON of exactly ``alg`` = ES256 and ``x5c`` (1 to 4
+    certificates). Only parsed, not validated: the node's :class:`SignatureVerifier`
+    and the offline audit verifier (``gateway.audit.verify``) both start here and then
+    validate the chain against their own roots at their own time.
+    """
+    try:
+        header = parse_canonical(decode_segment(header_segment))
+    except NotCanonicalError as exc:
+        raise EnvelopeError("malformed", f"JWS header is not canonical JSON: {exc}") from None
+    if header.get("alg") != JWS_ALGORITHM or set(header) != {"alg", "x5c"}:
+        raise EnvelopeError("signature", f"JWS header must be exactly alg={JWS_ALGORITHM} and x5c")
+    x5c = header["x5c"]
+    if not isinstance(x5c, list) or not 1 <= len(x5c) <= 4:
+        raise EnvelopeError("malformed", "x5c must list 1 to 4 certificates")
+    try:
+        # Certificates cryptography only warns about (e.g. a non-positive serial)
+        # are refused outright: they will not parse in a future release.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CryptographyDeprecationWarning)
+            chain = [
+                x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in x5c
+            ]
+            for cert in chain:
+                cert.serial_number  # noqa: B018 - parsing it is the check
+    except (
+        ValueError,
+        TypeError,
+        x509.InvalidVersion,
+        CryptographyDeprecationWarning,
+    ) as exc:
+        raise EnvelopeError("malformed", f"x5c certificate does not parse: {exc}") from None
+    return chain
+
+
 @dataclass(frozen=True, slots=True)
 class VerifiedSignature:
     """A signature that verified, and who made it."""
@@ -545,34 +582,7 @@ class SignatureVerifier:
             if not cached.valid_from <= now <= cached.valid_until:
                 raise EnvelopeError("certificate", "signing certificate chain not valid now")
             return cached
-        try:
-            header = parse_canonical(decode_segment(header_segment))
-        except NotCanonicalError as exc:
-            raise EnvelopeError("malformed", f"JWS header is not canonical JSON: {exc}") from None
-        if header.get("alg") != JWS_ALGORITHM or set(header) != {"alg", "x5c"}:
-            raise EnvelopeError(
-                "signature", f"JWS header must be exactly alg={JWS_ALGORITHM} and x5c"
-            )
-        x5c = header["x5c"]
-        if not isinstance(x5c, list) or not 1 <= len(x5c) <= 4:
-            raise EnvelopeError("malformed", "x5c must list 1 to 4 certificates")
-        try:
-            # Certificates cryptography only warns about (e.g. a non-positive serial)
-            # are refused outright: they will not parse in a future release.
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", CryptographyDeprecationWarning)
-                chain = [
-                    x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in x5c
-                ]
-                for cert in chain:
-                    cert.serial_number  # noqa: B018 - parsing it is the check
-        except (
-            ValueError,
-            TypeError,
-            x509.InvalidVersion,
-            CryptographyDeprecationWarning,
-        ) as exc:
-            raise EnvelopeError("malformed", f"x5c certificate does not parse: {exc}") from None
+        chain = parse_jws_chain(header_segment)
         try:
             member = verify_signing_certificate(chain[0], chain[1:], self._roots, now)
         except (CertificateError, ValueError) as exc:

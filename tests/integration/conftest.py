@@ -26,7 +26,7 @@ from cryptography.x509 import ocsp
 from gateway.core.encoding import b64url
 from gateway.core.envelope import MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_HEADERS
 from gateway.keys.files import load_certificate, load_private_key
-from gateway.node.server import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
+from gateway.node.wire import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
 from gateway.pki.ocsp import build_ocsp_request
 from gateway.sandbox.cities import City
 from gateway.sandbox.localnet import LocalNet, ServiceSpec

@@ -30,14 +30,14 @@ from gateway.core.envelope import RequestHeader, ResponseHeader, Signer, body_sh
 from gateway.keys.files import load_certificate, load_certificates, load_private_key
 from gateway.messagelog import count_entries, read_entries
 from gateway.node.config import NodeConfig, load_config
-from gateway.node.server import (
+from gateway.node.server import Node
+from gateway.node.tls import server_context
+from gateway.node.wire import (
     AUTH_OCSP_HEADER,
     ENVELOPE_HEADER,
     SIGN_OCSP_HEADER,
     SIGNATURE_HEADER,
-    Node,
 )
-from gateway.node.tls import server_context
 from gateway.pki.ca import create_root_ca, issue_certificate, make_csr
 from gateway.pki.keys import generate_key
 from gateway.pki.profiles import CertKind

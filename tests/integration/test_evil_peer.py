@@ -32,7 +32,7 @@ from gateway.keys.files import (
     write_private_key,
 )
 from gateway.messagelog import read_entries
-from gateway.node.server import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
+from gateway.node.wire import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
 from gateway.pki.ca import (
     create_root_ca,
     issue_certificate,

@@ -25,7 +25,7 @@ from gateway.core.encoding import b64url
 from gateway.core.envelope import SignatureVerifier, parse_time
 from gateway.keys.files import load_certificate
 from gateway.messagelog import read_entries
-from gateway.node.server import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
+from gateway.node.wire import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
 from gateway.pki.ocsp import verify_ocsp_response
 from gateway.sandbox.localnet import LocalNet, ServiceSpec
 from tests.integration.conftest import (

@@ -39,6 +39,7 @@ from gateway.core.envelope import (
     check_created,
     check_headers,
     decode_segment,
+    parse_jws_chain,
     parse_time,
     request_hash,
 )
@@ -896,3 +897,51 @@ def test_verifier_with_other_roots_refuses() -> None:
 
 
 _VERIFIER = _verifier()
+
+
+# --------------------------------------------------------------------------- the JWS chain
+
+
+def _protected(header: dict[str, Any], *, canonical: bool = True) -> str:
+    return b64url(json.dumps(header, separators=(",", ":"), sort_keys=canonical).encode())
+
+
+def test_parse_jws_chain_gives_the_x5c_chain_leaf_first() -> None:
+    leaf, root = _member()[1], _ca()[1]
+    assert parse_jws_chain(_signer().jws_header) == [leaf]
+    assert parse_jws_chain(_protected({"alg": "ES256", "x5c": _x5c(leaf, root)})) == [leaf, root]
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        ({"alg": "ES256", "x5c": "LEAF", "kid": "1"}, "signature"),
+        ({"alg": "RS256", "x5c": "LEAF"}, "signature"),
+        ({"alg": "ES256", "x5c": []}, "malformed"),
+        ({"alg": "ES256", "x5c": "LEAF" * 5}, "malformed"),
+        ({"alg": "ES256", "x5c": ["not base64!"]}, "malformed"),
+        ({"alg": "ES256", "x5c": [base64.b64encode(b"not DER").decode()]}, "malformed"),
+    ],
+)
+def test_parse_jws_chain_refuses(header: dict[str, Any], reason: str) -> None:
+    """The node's verifier and the offline audit verifier parse a protected header with
+    this one function, so they refuse the same headers for the same reason."""
+    leaf = _x5c(_member()[1])[0]
+    values = {
+        k: [leaf] * (len(v) // 4) if isinstance(v, str) and "LEAF" in v else v
+        for k, v in header.items()
+    }
+    segment = _protected(values)
+    with pytest.raises(EnvelopeError) as caught:
+        parse_jws_chain(segment)
+    assert caught.value.reason == reason
+    with pytest.raises(EnvelopeError) as verified:
+        _verifier().verify(f"{segment}..{b64url(bytes(64))}", b"payload", NOW)
+    assert verified.value.reason == reason
+
+
+def test_parse_jws_chain_needs_canonical_json() -> None:
+    segment = _protected({"x5c": _x5c(_member()[1]), "alg": "ES256"}, canonical=False)
+    with pytest.raises(EnvelopeError) as caught:
+        parse_jws_chain(segment)
+    assert caught.value.reason == "malformed"

@@ -414,10 +414,6 @@ REGISTRIES = "registries"
 ENTRY_POINTS = frozenset({"gateway.cli", "gateway.__main__"})
 OUTSIDE_THE_PRODUCT = (SANDBOX, REGISTRIES)
 
-KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset()
-"""Import cycles tolerated as they stand: none. (The auditor API and the witness, once
-handed the whole Node, get a ``LogContext`` in ``gateway.messagelog``; ADR 0018.)"""
-
 
 @dataclass(frozen=True)
 class Import:
@@ -589,14 +585,8 @@ def test_the_product_never_imports_the_sandbox_or_the_registries() -> None:
 def test_no_import_cycle_in_gateway() -> None:
     graph = import_graph(_all_imports(PACKAGE_ROOT, _known_modules()))
     assert len(graph) > 50, "the walk found too few modules"
-    cycles = [describe_cycle(graph, c) for c in strongly_connected(graph) if c not in KNOWN_CYCLES]
+    cycles = [describe_cycle(graph, c) for c in strongly_connected(graph)]
     assert not cycles, "import cycles in gateway/:\n" + "\n".join(cycles)
-
-
-def test_the_known_cycles_are_still_there() -> None:
-    components = set(strongly_connected(import_graph(_all_imports(PACKAGE_ROOT, _known_modules()))))
-    gone = [sorted(c) for c in KNOWN_CYCLES if c not in components]
-    assert not gone, f"no longer a cycle, remove it from KNOWN_CYCLES: {gone}"
 
 
 # ---------------------------------------------------------------- the layering checkers

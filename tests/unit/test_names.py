@@ -39,4 +39,4 @@ def test_the_two_anchors_say_what_they_are() -> None:
     assert "Anchor" not in classes
     assert "AnchorError" not in classes
     assert classes["ConfigurationAnchor"] == ["gateway/conf/anchor.py"]
-    assert classes["AuditTrustAnchor"] == ["gateway/audit/verify.py"]
+    assert classes["AuditTrustAnchor"] == ["gateway/audit/verdict.py"]
