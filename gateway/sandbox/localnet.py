@@ -99,6 +99,9 @@ class ServiceSpec:
     """Purpose binding: the provider refuses calls without ``X-Road-Issue``."""
     require_user_id: bool = False
     """Purpose binding: the provider refuses calls without ``X-Road-UserId``."""
+    tls: tuple[tuple[str, str | tuple[str, ...]], ...] = ()
+    """TLS settings for an ``https://`` registry (``tls_ca``, ``tls_pin_sha256``,
+    ``tls_client_cert``, ``tls_client_key``), written into the service's section."""
 
 
 @dataclass
@@ -417,6 +420,8 @@ class LocalNet:
                 ]
                 if spec.openapi_url:
                     lines.append(f'openapi_url = "{spec.openapi_url}"')
+                for key, value in spec.tls:
+                    lines.append(f"{key} = {json.dumps(value)}")
                 for method in spec.methods:
                     lines += ["[[services.endpoints]]", f'method = "{method}"', 'path = "/**"']
                 for subject in spec.allowed:
