@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -587,12 +588,23 @@ class LocalNet:
             self.central_process = proc
         return proc
 
+    def melderegister_token_file(self, city: str = "lippstadt") -> Path:
+        """The file with the operator token of ``city``'s Melderegister (``GET
+        /protokoll``), written when the register is first started."""
+        name = "melderegister" if city == "lippstadt" else f"melderegister-{city}"
+        return self.root / "registries" / f"{name}.operator-token"
+
     def start_melderegister(self, port: int, city: str = "lippstadt") -> subprocess.Popen[bytes]:
         """``city``'s Melderegister; Lippstadt's keeps the plain file and log names."""
         name = "melderegister" if city == "lippstadt" else f"melderegister-{city}"
         db = self.root / "registries" / f"{name}.sqlite"
         db.parent.mkdir(parents=True, exist_ok=True)
+        token = self.melderegister_token_file(city)
+        if not token.exists():
+            token.write_text(secrets.token_urlsafe(32), "utf-8")
+            token.chmod(0o600)
         args = ["registry", "melderegister", "--db", str(db), "--port", str(port)]
+        args += ["--operator-token-file", str(token)]
         proc = self._spawn([*args, "--city", city], name)
         wait_http(f"http://{HOST}:{port}/health", proc)
         return proc
