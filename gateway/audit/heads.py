@@ -18,14 +18,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from gateway.audit.bundle import Bundle, HeadItem
 from gateway.audit.signatures import issuer_of
 from gateway.audit.verdict import AuditError, AuditFailure, AuditTrustAnchor
-from gateway.core.envelope import (
-    EnvelopeError,
-    SignatureVerifier,
-    VerifiedSignature,
-    cert_ref,
-    parse_jws_chain,
-)
+from gateway.core.envelope import EnvelopeError
 from gateway.core.ids import InvalidIdentifierError, MemberId, NodeId
+from gateway.core.jws import SignatureVerifier, VerifiedSignature, cert_ref, parse_jws_chain
 from gateway.core.logtree import ProofError, parse_tree_head_document
 from gateway.core.merkle import MerkleError, verify_consistency
 from gateway.core.treehead import TreeHeadError, parse_sth, verify_sth_signature

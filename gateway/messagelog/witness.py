@@ -36,9 +36,9 @@ from typing import Any, Final
 
 import aiohttp
 
-from gateway.core.envelope import Signer, VerifiedSignature
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import NodeId
+from gateway.core.jws import Signer, VerifiedSignature
 from gateway.core.treehead import (
     SignedTreeHead,
     TreeHeadError,

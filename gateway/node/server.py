@@ -33,15 +33,10 @@ from gateway.conf.directory import Directory
 from gateway.conf.globalconf import GlobalConf
 from gateway.conf.tufclient import ConfigClient, Current, GlobalConfSource, GlobalConfUnavailable
 from gateway.core.encoding import format_time
-from gateway.core.envelope import (
-    MAX_HEADER_FIELD,
-    EnvelopeError,
-    SignatureVerifier,
-    Signer,
-    parse_time,
-)
+from gateway.core.envelope import MAX_HEADER_FIELD, EnvelopeError, parse_time
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import MemberId, NodeId, ServiceId
+from gateway.core.jws import SignatureVerifier, Signer
 from gateway.core.policy import AccessPolicy
 from gateway.keys.files import load_certificates, load_private_key
 from gateway.messagelog import (

@@ -30,8 +30,9 @@ from gateway.audit.export import Selection, export_bundle
 from gateway.audit.parallel import default_jobs, verify_file
 from gateway.audit.verify import AuditReport, AuditTrustAnchor
 from gateway.core.encoding import format_time
-from gateway.core.envelope import RequestHeader, ResponseHeader, Signer, body_sha256, request_hash
+from gateway.core.envelope import RequestHeader, ResponseHeader, body_sha256, request_hash
 from gateway.core.ids import MemberId, ServiceId, parse_client
+from gateway.core.jws import Signer
 from gateway.core.logtree import tree_head_document
 from gateway.core.treehead import sign_sth, sth_document
 from gateway.messagelog import (
