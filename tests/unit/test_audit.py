@@ -784,7 +784,7 @@ def test_a_log_from_before_subject_commitments_exports_and_verifies(
 ) -> None:
     """Entries with version 1 leaves (no salt, no commitment) still verify."""
     from gateway.core.logtree import LoggedEntry
-    from gateway.messagelog import writer as messagelog
+    from gateway.messagelog import sqlite_commit as messagelog
 
     # The writer as it was: a version 1 leaf and no salt or commitment stored.
     monkeypatch.setattr(messagelog, "LoggedEntry", lambda *fields: LoggedEntry(*fields[:14]))

@@ -27,7 +27,10 @@ from pathlib import Path
 BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ES256 sign", ("sign (gateway/core/jws.py",)),
     ("ES256 verify + x5c", ("verify (gateway/core/jws.py", "_signer (gateway/core")),
-    ("SQLite commit (writer thread)", ("_commit_batch (", "_run (gateway/messagelog/writer")),
+    (
+        "SQLite commit (writer thread)",
+        ("gateway/messagelog/sqlite_commit", "_commit_batch (", "_run (gateway/messagelog/writer"),
+    ),
     ("body digests", ("body_sha256 (", "check_body (")),
     ("canonical JSON / envelope", ("canonical.py", "envelope.py", "json/")),
     ("TLS (ssl module)", ("ssl.py", "sslproto.py")),
