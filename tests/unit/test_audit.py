@@ -30,14 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.audit.anchor import AuditAnchorError, anchor_json, load_anchor
-from gateway.audit.bundle import (
-    Bundle,
-    BundleFormatError,
-    EntryItem,
-    HeadItem,
-    encode_bundle,
-    read_bundle,
-)
+from gateway.audit.bundle import Bundle, BundleFormatError, EntryItem, HeadItem, encode_bundle
+from gateway.audit.bundle_read import read_bundle
 from gateway.audit.export import ExportError, Selection, export_bundle
 from gateway.audit.parallel import verify_file
 from gateway.audit.proofs import TreeLevels
