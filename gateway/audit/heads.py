@@ -26,7 +26,8 @@ from gateway.core.merkle import MerkleError, verify_consistency
 from gateway.core.treehead import TreeHeadError, parse_sth, verify_sth_signature
 from gateway.pki.ocsp import OcspError, OcspFailure, verify_ocsp_response
 from gateway.pki.profiles import CertificateError
-from gateway.pki.tsa import TimestampError, TimestampFailure, verify_timestamp_token
+from gateway.pki.tsa import TimestampError, TimestampFailure
+from gateway.pki.tsa_verify import verify_timestamp_token
 
 
 def check_tree_heads(

@@ -56,12 +56,8 @@ from gateway.pki.keys import generate_key
 from gateway.pki.ocsp import build_ocsp_response, cert_id_for
 from gateway.pki.profiles import CertKind, ServiceKind
 from gateway.pki.status import Good
-from gateway.pki.tsa import (
-    build_timestamp_request,
-    build_timestamp_response,
-    message_imprint,
-    timestamp_token_of,
-)
+from gateway.pki.tsa import build_timestamp_request, build_timestamp_response, message_imprint
+from gateway.pki.tsa_verify import timestamp_token_of
 
 __all__ = ["BenchResult", "SyntheticLog", "build_log", "run_bench"]
 
