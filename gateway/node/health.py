@@ -25,9 +25,10 @@ from gateway.messagelog import MessageLogError
 from gateway.node.context import NodeContext
 from gateway.node.ocsp import OwnStatusUnavailable
 
-LOG_PROBE_TIMEOUT_SECONDS = 5.0
-"""How long readiness waits for the log's probe write (SQLite's busy timeout): a writer
-that answers slower than this would make exchanges wait as long."""
+LOG_PROBE_TIMEOUT_SECONDS = 10.0
+"""How long readiness waits for the log's probe write: longer than the writer's wait for
+a database lock (5 s), so a locked database is reported with the log's own error; a
+writer that answers slower than this would hold every exchange as long."""
 
 
 @dataclass(frozen=True, slots=True)

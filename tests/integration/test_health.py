@@ -12,6 +12,7 @@ deadline that only keeps a broken build from hanging.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -89,7 +90,7 @@ def ready(net: LocalNet, ags: str = SOEST.ags) -> httpx.Response:
     asked alongside and must hold."""
     live = httpx.get(f"{consumer(net, ags)}/health/live", timeout=10)
     assert live.status_code == 200 and live.json()["alive"] is True, live.text
-    return httpx.get(f"{consumer(net, ags)}/health/ready", timeout=10)
+    return httpx.get(f"{consumer(net, ags)}/health/ready", timeout=30)
 
 
 def checks(response: httpx.Response) -> dict[str, dict[str, Any]]:
@@ -179,6 +180,27 @@ def test_readiness_fails_while_the_own_ocsp_status_is_stale_then_recovers(
         assert "OCSP status for its authentication certificate" in refused.json()["message"]
     finally:
         hnet.start_trust()
+    recovered, _ = poll_ready(hnet, lambda r: r.status_code == 200)
+    assert failing(recovered) == set()
+
+
+def test_readiness_fails_while_the_message_log_cannot_be_written_then_recovers(
+    hnet: LocalNet,
+) -> None:
+    poll_ready(hnet, lambda r: r.status_code == 200)
+    # Another process holds the log's write lock for longer than the writer waits for it.
+    conn = sqlite3.connect(hnet.nodes[SOEST.ags].messagelog, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        unready = ready(hnet)
+        assert unready.status_code == 503, unready.text
+        assert failing(unready) == {"messagelog"}, unready.text
+        detail = checks(unready)["messagelog"]["detail"]
+        assert detail.startswith("the message log cannot be written:"), detail
+        assert "database is locked" in detail, detail
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()
     recovered, _ = poll_ready(hnet, lambda r: r.status_code == 200)
     assert failing(recovered) == set()
 
