@@ -6,9 +6,9 @@ accept an exchange now: 200 when it would, 503 with the reasons while it would r
 every exchange, so a load balancer stops sending it work that could only fail.
 
 Each readiness check calls the function the exchange path calls, so the two cannot
-disagree: the configuration's expiry (:meth:`NodeContext.check_globalconf`), this node's
-own OCSP evidence (:meth:`NodeContext.own_status`), the timestamping outage
-(:meth:`Timestamper.check`) and the message log's writer (:meth:`MessageLog.probe`, a
+disagree: the configuration's expiry (:meth:`NodeContext.check_globalconf`), the
+timestamping outage (:meth:`Timestamper.check`), this node's own OCSP evidence
+(:meth:`NodeContext.own_status`) and the message log's writer (:meth:`MessageLog.probe`, a
 durable write through the same thread and transaction as an exchange's entries). A
 check that fails carries the message the exchange would be refused with.
 """
@@ -116,7 +116,7 @@ class Health:
 
     async def checks(self) -> list[Check]:
         """Every readiness check, in the order an exchange meets them."""
-        return [self.globalconf(), self.ocsp(), self.timestamping(), await self.messagelog()]
+        return [self.globalconf(), self.timestamping(), self.ocsp(), await self.messagelog()]
 
     async def handle_ready(self, request: web.Request) -> web.Response:
         checks = await self.checks()
