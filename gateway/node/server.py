@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import ssl
@@ -57,6 +58,7 @@ from gateway.node.clientproxy import ClientProxy
 from gateway.node.clock import Clock, SystemClock
 from gateway.node.config import ConfigError, NodeConfig, ServiceSection
 from gateway.node.context import Limits, NodeContext, TrustState
+from gateway.node.health import Health
 from gateway.node.metadata import MetadataServices
 from gateway.node.ocsp import OwnCertificate, OwnOcsp
 from gateway.node.replay import ReplayGuard
@@ -179,6 +181,8 @@ class Node:
         self._peer: PeerClient | None = None
         self._registry: RegistryClient | None = None
         self.endpoints: Endpoints | None = None
+        self.bound: dict[str, list[tuple[str, int]]] = {}
+        """The addresses each listener's sockets are bound to, by port name, once started."""
 
     # ------------------------------------------------------------------ shared parts
 
@@ -404,7 +408,8 @@ class Node:
             max_connections=node.max_connections,
             max_connections_per_ip=node.max_connections_per_ip,
         )
-        name = f"{self.id} {'peer' if ssl is not None else 'consumer'} port"
+        port_name = "peer" if ssl is not None else "consumer"
+        name = f"{self.id} {port_name} port"
         site = guarded_site(
             runner, host, int(port), limits, ssl_context=ssl, backlog=1024, name=name
         )
@@ -413,7 +418,18 @@ class Node:
         server = site._server
         assert server is not None
         sockets = getattr(server, "sockets", None) or []
-        bound_port = sockets[0].getsockname()[1] if sockets else int(port)
+        bound = [(str(s.getsockname()[0]), int(s.getsockname()[1])) for s in sockets]
+        self.bound[port_name] = bound
+        if ssl is None and not all(_loopback(a) for a, _ in bound):
+            # Whoever reaches the consumer port can call in the name of the clients this
+            # node hosts; docs/deployment.md says which network it belongs on.
+            log.warning(
+                "%s listens on %s, beyond this host's loopback interface: only the "
+                "information systems' network may reach it",
+                name,
+                ", ".join(f"{a}:{p}" for a, p in bound),
+            )
+        bound_port = bound[0][1] if bound else int(port)
         return f"{host}:{bound_port}"
 
     async def stop(self) -> None:
@@ -446,7 +462,10 @@ class Node:
         app.router.add_get(
             "/listClients", guarded(metadata.handle_list_clients, provider=False, who=who)
         )
+        health = Health(self.context)
         app.router.add_get("/health", self.handle_health)
+        app.router.add_get("/health/live", health.handle_live)
+        app.router.add_get("/health/ready", health.handle_ready)
         self.auditor.add_consumer_routes(app)
         app.router.add_route(
             "*", "/{tail:.*}", guarded(self.handle_not_r1, provider=False, who=who)
@@ -466,6 +485,8 @@ class Node:
         raise GatewayError(Code.BAD_REQUEST, f"{request.path} is not an X-Road REST r1 path")
 
     async def handle_health(self, request: web.Request) -> web.Response:
+        """The node and its global configuration's state, always 200: for operators.
+        Load balancers ask ``/health/ready`` (``gateway/node/health.py``)."""
         body: dict[str, Any] = {"status": "ok", "node": str(self.id)}
         if self.globalconf is not None:
             body["globalconf"] = self.globalconf.status(self.clock.now())
@@ -473,6 +494,11 @@ class Node:
 
 
 # ---------------------------------------------------------------------- start-up checks
+
+
+def _loopback(address: str) -> bool:
+    """Whether a bound socket address is on the loopback interface only."""
+    return ipaddress.ip_address(address.partition("%")[0]).is_loopback
 
 
 def _registry_contexts(services: list[ServiceSection]) -> dict[ServiceId, RegistryContext]:
