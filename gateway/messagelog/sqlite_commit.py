@@ -261,6 +261,13 @@ def record_older_reads(conn: sqlite3.Connection, path: Path) -> None:
         )
 
 
+def rewrite_user_version(conn: sqlite3.Connection) -> None:
+    """The readiness probe's write (``MessageLog.probe``): a real page write through the
+    writer's transaction and fsync, with no change to any entry, tree or side table."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    conn.execute(f"PRAGMA user_version = {int(version)}")
+
+
 def stored_refs(conn: sqlite3.Connection) -> tuple[set[str], set[str]]:
     """The certificate and OCSP references already stored, so a batch inserts each once."""
     certs = {str(ref) for (ref,) in conn.execute("SELECT cert_ref FROM signer_certificate")}

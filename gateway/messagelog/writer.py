@@ -48,25 +48,13 @@ from gateway.messagelog.store import (
     LogRecord,
     LogStats,
     MessageLogError,
-    ReplayError,
-    SignedHeadRecord,
     StoredStatus,
     TimestampBacklog,
     TreeHeadRecord,
     TreeSnapshot,
 )
 
-__all__ = [
-    "LogRecord",
-    "LogStats",
-    "MessageLog",
-    "MessageLogError",
-    "ReplayError",
-    "SignedHeadRecord",
-    "TimestampBacklog",
-    "TreeHeadRecord",
-    "TreeSnapshot",
-]
+__all__ = ["MessageLog"]
 
 _log = logging.getLogger(__name__)
 
@@ -120,12 +108,6 @@ def _failure(reason: str, cause: BaseException) -> MessageLogError:
     error = MessageLogError(reason)
     error.__cause__ = cause
     return error
-
-
-def _rewrite_user_version(conn: sqlite3.Connection) -> None:
-    """The probe's write (:meth:`MessageLog.probe`): a real page write, no content change."""
-    (version,) = conn.execute("PRAGMA user_version").fetchone()
-    conn.execute(f"PRAGMA user_version = {int(version)}")
 
 
 def _resolve_head(future: asyncio.Future[Any], outcome: object) -> None:
@@ -420,7 +402,7 @@ class MessageLog:
         database header's ``user_version`` with its own value, so no entry, tree or side
         table changes. Raises ``MessageLogError`` when that cannot be made durable.
         """
-        await self.write(_rewrite_user_version)
+        await self.write(commit.rewrite_user_version)
 
     async def record_configuration(
         self, files: Sequence[tuple[str, bytes]], serial: int, applied_at: str
