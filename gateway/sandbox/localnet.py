@@ -34,7 +34,7 @@ from gateway.pki.keys import fingerprint_sha256
 from gateway.pki.profiles import CertKind, ServiceKind
 from gateway.sandbox.cities import INSTANCE, City
 from gateway.trust.ca_store import init_ca, issue_from_csr, issue_service
-from registries.common import EdgeTls
+from registries.edgetls import EdgeTls
 
 HOST = "127.0.0.1"
 DEFAULT_GLOBALCONF_REFRESH = 2.0

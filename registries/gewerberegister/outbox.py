@@ -42,7 +42,7 @@ from sqlmodel import Field as SQLField
 from sqlmodel import Session, SQLModel, col, select
 
 from gateway.core.ids import ServiceId, SubsystemId
-from registries.common import EdgeTls
+from registries.edgetls import EdgeTls
 
 __all__ = ["IhkOutbox", "IhkTarget", "OutboxDeliverer", "backoff", "enqueue"]
 

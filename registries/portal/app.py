@@ -48,7 +48,8 @@ from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
 from gateway.core.ids import ServiceId, SubsystemId
-from registries.common import Clock, EdgeTls, disposing_lifespan, sqlite_engine
+from registries.common import Clock, disposing_lifespan, sqlite_engine
+from registries.edgetls import EdgeTls
 from registries.portal import pages
 from registries.portal.forms import Anmeldung, Antrag, BadForm, messages, read_form
 from registries.portal.storage import Sitzung, Vorgang, create_tables, utc

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.core.ids import ServiceId, SubsystemId
-from registries.common import EdgeTls
+from registries.edgetls import EdgeTls
 from registries.serving import add_guard_flags
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from gateway.core.ids import ServiceId, SubsystemId
-from registries.common import EdgeTls
+from registries.edgetls import EdgeTls
 
 __all__ = [
     "GatewayCallError",
