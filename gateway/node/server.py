@@ -43,7 +43,6 @@ from gateway.core.envelope import (
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import MemberId, NodeId
 from gateway.core.policy import AccessPolicy
-from gateway.httpversion import http1_only
 from gateway.keys.files import load_certificates, load_private_key
 from gateway.messagelog import (
     MessageLog,
@@ -58,6 +57,7 @@ from gateway.messagelog.timestamper import Timestamper
 from gateway.messagelog.tracker import Tracker
 from gateway.messagelog.witness import Witness, head_signer
 from gateway.net.guard import GuardSettings, guarded_site
+from gateway.net.httpversion import http1_only
 from gateway.node.clientauth import ClientCertStore, ConsumerTls
 from gateway.node.clientproxy import ClientProxy
 from gateway.node.clock import Clock, SystemClock
