@@ -350,6 +350,12 @@ def _failure(reason: str, cause: BaseException) -> MessageLogError:
     return error
 
 
+def _rewrite_user_version(conn: sqlite3.Connection) -> None:
+    """The probe's write (:meth:`MessageLog.probe`): a real page write, no content change."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    conn.execute(f"PRAGMA user_version = {int(version)}")
+
+
 def _resolve_head(future: asyncio.Future[Any], outcome: object) -> None:
     if future.done():
         return
@@ -734,6 +740,18 @@ class MessageLog:
         future: asyncio.Future[object] = loop.create_future()
         self._enqueue(_WriteUnit(work, loop, future))
         return await future
+
+    async def probe(self) -> None:
+        """Commit one write the way an exchange's entries are committed, or raise.
+
+        The node's readiness check (``gateway/node/health.py``) asks the log itself
+        rather than guessing from the file: the probe goes through :meth:`write`, so it
+        meets the same refusals an ``append`` meets (closed, not started) and the same
+        writer thread, ``BEGIN IMMEDIATE``, ``COMMIT`` and fsync. It rewrites the
+        database header's ``user_version`` with its own value, so no entry, tree or side
+        table changes. Raises ``MessageLogError`` when that cannot be made durable.
+        """
+        await self.write(_rewrite_user_version)
 
     async def record_configuration(
         self, files: Sequence[tuple[str, bytes]], serial: int, applied_at: str

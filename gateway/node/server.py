@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import ssl
@@ -41,7 +42,7 @@ from gateway.core.envelope import (
     parse_time,
 )
 from gateway.core.errors import Code, GatewayError
-from gateway.core.ids import MemberId, NodeId
+from gateway.core.ids import MemberId, NodeId, ServiceId
 from gateway.core.policy import AccessPolicy
 from gateway.keys.files import load_certificates, load_private_key
 from gateway.messagelog import (
@@ -61,13 +62,14 @@ from gateway.net.httpversion import http1_only
 from gateway.node.clientauth import ClientCertStore, ConsumerTls
 from gateway.node.clientproxy import ClientProxy
 from gateway.node.clock import Clock, SystemClock
-from gateway.node.config import ConfigError, NodeConfig
+from gateway.node.config import ConfigError, NodeConfig, ServiceSection
 from gateway.node.context import Limits, NodeContext, TrustState
+from gateway.node.health import Health
 from gateway.node.metadata import MetadataServices
 from gateway.node.ocsp import OwnCertificate, OwnOcsp
 from gateway.node.replay import ReplayGuard
 from gateway.node.serverproxy import ServerProxy
-from gateway.node.tls import client_context, server_context
+from gateway.node.tls import RegistryContext, client_context, registry_context, server_context
 from gateway.node.transport import PeerClient, RegistryClient
 from gateway.node.wire import guarded, version_refusal
 from gateway.pki.ocsp_cache import OcspCache, find_issuer
@@ -112,6 +114,7 @@ class Node:
         trust = self._bootstrap(directory)
         policy = AccessPolicy(config.grants())
         services = {s.service_id: s for s in config.services}
+        self._registry_tls = _registry_contexts(config.services)
         now = self.clock.now()
         signers, signing_chains = _load_signers(config, trust.verifier, now)
         auth_chain = _check_auth_certificate(config, self.id, trust.directory, now)
@@ -203,6 +206,8 @@ class Node:
         self._peer: PeerClient | None = None
         self._registry: RegistryClient | None = None
         self.endpoints: Endpoints | None = None
+        self.bound: dict[str, list[tuple[str, int]]] = {}
+        """The addresses each listener's sockets are bound to, by port name, once started."""
 
     # ------------------------------------------------------------------ shared parts
 
@@ -397,7 +402,7 @@ class Node:
             total_timeout=self.config.node.peer_timeout_seconds,
             max_body=max_body,
         )
-        self._registry = RegistryClient(max_body=max_body)
+        self._registry = RegistryClient(max_body=max_body, tls=self._registry_tls)
         metadata = MetadataServices(self.context, self._registry)
         client_proxy = ClientProxy(self.context, self._peer)
         node = self.config.node
@@ -407,7 +412,7 @@ class Node:
         if self._consumer_tls is not None:
             app = self._consumer_app(client_proxy, metadata)
             bound = await self._listen(
-                app, node.consumer_tls_listen, self._consumer_tls.context, "consumer TLS port"
+                app, node.consumer_tls_listen, self._consumer_tls.context, "consumer_tls"
             )
             tls_url = f"https://{bound}"
         if self.config.serves_plain_http():
@@ -432,6 +437,8 @@ class Node:
     async def _listen(
         self, app: web.Application, hostport: str, ssl: Any, what: str | None = None
     ) -> str:
+        # ``what``: the port's name in ``bound`` and the log ("consumer_tls"); default
+        # "peer" with a TLS context, "consumer" without.
         """Bind one port. Bodies are read as sent (``auto_decompress=False``): a body
         with ``Content-Encoding`` is signed, logged, limited and relayed in the coding
         the client chose, so the evidence is the bytes that were actually received."""
@@ -451,7 +458,8 @@ class Node:
             max_connections=node.max_connections,
             max_connections_per_ip=node.max_connections_per_ip,
         )
-        name = f"{self.id} {what or ('peer port' if ssl is not None else 'consumer port')}"
+        port_name = what or ("peer" if ssl is not None else "consumer")
+        name = f"{self.id} {port_name.replace('_', ' ')} port"
         site = guarded_site(
             runner, host, int(port), limits, ssl_context=ssl, backlog=1024, name=name
         )
@@ -460,7 +468,19 @@ class Node:
         server = site._server
         assert server is not None
         sockets = getattr(server, "sockets", None) or []
-        bound_port = sockets[0].getsockname()[1] if sockets else int(port)
+        bound = [(str(s.getsockname()[0]), int(s.getsockname()[1])) for s in sockets]
+        self.bound[port_name] = bound
+        if port_name.startswith("consumer") and not all(_loopback(a) for a, _ in bound):
+            # Whoever reaches a consumer port can call in the name of the clients this
+            # node hosts that need no certificate (http, https-no-auth), and read
+            # metadata; docs/deployment.md says which network it belongs on.
+            log.warning(
+                "%s listens on %s, beyond this host's loopback interface: only the "
+                "information systems' network may reach it",
+                name,
+                ", ".join(f"{a}:{p}" for a, p in bound),
+            )
+        bound_port = bound[0][1] if bound else int(port)
         return f"{host}:{bound_port}"
 
     async def stop(self) -> None:
@@ -493,7 +513,10 @@ class Node:
         app.router.add_get(
             "/listClients", guarded(metadata.handle_list_clients, provider=False, who=who)
         )
+        health = Health(self.context)
         app.router.add_get("/health", self.handle_health)
+        app.router.add_get("/health/live", health.handle_live)
+        app.router.add_get("/health/ready", health.handle_ready)
         self.auditor.add_consumer_routes(app)
         app.router.add_route(
             "*", "/{tail:.*}", guarded(self.handle_not_r1, provider=False, who=who)
@@ -513,6 +536,8 @@ class Node:
         raise GatewayError(Code.BAD_REQUEST, f"{request.path} is not an X-Road REST r1 path")
 
     async def handle_health(self, request: web.Request) -> web.Response:
+        """The node and its global configuration's state, always 200: for operators.
+        Load balancers ask ``/health/ready`` (``gateway/node/health.py``)."""
         body: dict[str, Any] = {"status": "ok", "node": str(self.id)}
         if self.globalconf is not None:
             body["globalconf"] = self.globalconf.status(self.clock.now())
@@ -520,6 +545,31 @@ class Node:
 
 
 # ---------------------------------------------------------------------- start-up checks
+
+
+def _loopback(address: str) -> bool:
+    """Whether a bound socket address is on the loopback interface only."""
+    return ipaddress.ip_address(address.partition("%")[0]).is_loopback
+
+
+def _registry_contexts(services: list[ServiceSection]) -> dict[ServiceId, RegistryContext]:
+    """The TLS context of every service with TLS settings (an ``https://`` registry),
+    built at start-up so an unreadable CA, certificate or key stops the node with its
+    service named, rather than failing the first exchange."""
+    contexts: dict[ServiceId, RegistryContext] = {}
+    for section in services:
+        if section.tls_ca is None and not section.tls_pin_sha256:
+            continue
+        try:
+            contexts[section.service_id] = registry_context(
+                ca=section.tls_ca,
+                pins=section.tls_pin_sha256,
+                client_cert=section.tls_client_cert,
+                client_key=section.tls_client_key,
+            )
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise ConfigError(f"service {section.id}: cannot set up TLS: {exc}") from None
+    return contexts
 
 
 def _load_signers(
