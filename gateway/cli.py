@@ -149,7 +149,7 @@ def cmd_node_serve(args: argparse.Namespace) -> None:
     def ready(endpoints: Endpoints) -> None:
         print(
             f"node {config.node.id} ready: consumer {endpoints.consumer_url}, "
-            f"peers {endpoints.peer_url}",
+            f"consumer TLS {endpoints.consumer_tls_url or '-'}, peers {endpoints.peer_url}",
             flush=True,
         )
 
