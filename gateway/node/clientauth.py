@@ -133,7 +133,10 @@ class ClientCertStore:
             if not isinstance(entries, dict):
                 raise ClientCertError(f"{self.path}: {client}: not an object of certificates")
             for fp, pem in entries.items():
-                cert = x509.load_pem_x509_certificate(str(pem).encode("ascii"))
+                try:
+                    cert = x509.load_pem_x509_certificate(str(pem).encode("ascii"))
+                except ValueError as exc:
+                    raise ClientCertError(f"{self.path}: {client}: {fp}: {exc}") from None
                 if _fingerprint(cert) != fp:
                     raise ClientCertError(f"{self.path}: {client}: {fp} is not its certificate")
                 found[fp] = RegisteredCert(client, fp, cert)
