@@ -149,7 +149,7 @@ def cmd_node_serve(args: argparse.Namespace) -> None:
     def ready(endpoints: Endpoints) -> None:
         print(
             f"node {config.node.id} ready: consumer {endpoints.consumer_url}, "
-            f"peers {endpoints.peer_url}",
+            f"consumer TLS {endpoints.consumer_tls_url or '-'}, peers {endpoints.peer_url}",
             flush=True,
         )
 
@@ -197,6 +197,66 @@ def cmd_node_check(args: argparse.Namespace) -> None:
     revoked = [c.label for c in own.certificates if c.revoked is not None]
     if revoked:
         raise CertificateError(f"revoked: {'; '.join(revoked)}; the node would refuse to work")
+
+
+def _client_cert_store(args: argparse.Namespace) -> Any:
+    from gateway.node.clientauth import ClientCertStore
+    from gateway.node.config import load_config
+
+    return ClientCertStore(load_config(Path(args.config)).node.client_certs)
+
+
+def cmd_node_client_cert_add(args: argparse.Namespace) -> None:
+    from gateway.core.ids import parse_client
+    from gateway.keys.files import load_certificate
+
+    client = parse_client(args.client)
+    entry = _client_cert_store(args).add(client, load_certificate(Path(args.cert)))
+    print(
+        f"registered {entry.sha256} ({entry.subject}, valid until {entry.not_after}) for {client}"
+    )
+
+
+def cmd_node_client_cert_remove(args: argparse.Namespace) -> None:
+    from gateway.core.ids import parse_client
+
+    client = parse_client(args.client)
+    entry = _client_cert_store(args).remove(client, args.sha256)
+    print(f"removed {entry.sha256} ({entry.subject}) from {client}")
+
+
+def cmd_node_client_cert_list(args: argparse.Namespace) -> None:
+    from gateway.core.ids import parse_client
+
+    client = parse_client(args.client) if args.client else None
+    for entry in _client_cert_store(args).entries(client):
+        print(
+            json.dumps(
+                {
+                    "client": entry.client,
+                    "sha256": entry.sha256,
+                    "subject": entry.subject,
+                    "not_after": entry.not_after.isoformat(),
+                }
+            )
+        )
+
+
+def cmd_node_internal_cert(args: argparse.Namespace) -> None:
+    from gateway.keys.files import new_self_signed
+    from gateway.pki.keys import fingerprint_sha256
+
+    cert = new_self_signed(
+        Path(args.cert),
+        Path(args.key),
+        args.name,
+        _now(),
+        days=args.days,
+        hosts=args.host,
+        server=not args.client,
+        client=args.client,
+    )
+    print(f"wrote {args.cert} and {args.key}; SHA-256 {fingerprint_sha256(cert)}")
 
 
 def cmd_log_show(args: argparse.Namespace) -> None:
@@ -432,6 +492,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True)
     p = add(node, "check", cmd_node_check, "validate a node configuration, keys and certificates")
     p.add_argument("--config", required=True)
+    certs = node.add_parser(
+        "client-cert", help="information-system certificates registered per subsystem"
+    ).add_subparsers(dest="client_cert_command", required=True, metavar="CLIENT_CERT_COMMAND")
+    p = add(certs, "add", cmd_node_client_cert_add, "register a certificate for a subsystem")
+    p.add_argument("--config", required=True)
+    p.add_argument("client", help="the subsystem, INSTANCE/CLASS/MEMBER/SUBSYSTEM")
+    p.add_argument("cert", help="the information system's certificate (PEM)")
+    p = add(certs, "remove", cmd_node_client_cert_remove, "unregister a certificate")
+    p.add_argument("--config", required=True)
+    p.add_argument("client")
+    p.add_argument("sha256", help="the certificate's SHA-256 fingerprint (hex), as listed")
+    p = add(certs, "list", cmd_node_client_cert_list, "list registered certificates (JSON lines)")
+    p.add_argument("--config", required=True)
+    p.add_argument("client", nargs="?", default=None)
+    p = add(
+        node,
+        "tls-cert",
+        cmd_node_internal_cert,
+        "make a self-signed TLS certificate: the node's internal one for its consumer TLS "
+        "port, or (--client) one for an information system",
+    )
+    p.add_argument("--cert", required=True, help="certificate file to write (PEM)")
+    p.add_argument("--key", required=True, help="private key file to create (PEM, 0600)")
+    p.add_argument("--name", required=True, help="subject CN")
+    p.add_argument("--host", action="append", default=[], help="a DNS name or IP; repeatable")
+    p.add_argument("--days", type=int, default=825)
+    p.add_argument("--client", action="store_true", help="an information system's certificate")
 
     logs = sub.add_parser("log", help="read a node's message log").add_subparsers(
         dest="log_command", required=True, metavar="LOG_COMMAND"

@@ -70,3 +70,6 @@ class LogContext:
     peer_status: PeerStatusCheck
     hosts: Callable[[ClientId], bool]
     """Whether an information system is a client hosted at this node."""
+    authenticate_client: Callable[[object, ClientId], None]
+    """Raises ``GatewayError`` unless the connection (an aiohttp transport) presented a
+    TLS client certificate registered for the client and valid now."""

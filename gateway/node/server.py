@@ -53,6 +53,7 @@ from gateway.messagelog.tracker import Tracker
 from gateway.messagelog.witness import Witness, head_signer
 from gateway.net.guard import GuardSettings, guarded_site
 from gateway.net.httpversion import http1_only
+from gateway.node.clientauth import ClientCertStore, ConsumerTls
 from gateway.node.clientproxy import ClientProxy
 from gateway.node.clock import Clock, SystemClock
 from gateway.node.config import ConfigError, NodeConfig
@@ -82,7 +83,11 @@ class Endpoints:
     """Where a started node listens (ports may have been chosen by the OS)."""
 
     consumer_url: str
+    """The plain consumer port if it is served (some client uses ``http``), else the
+    consumer TLS port."""
     peer_url: str
+    consumer_tls_url: str | None = None
+    """The consumer TLS port, if the internal TLS certificate is configured."""
 
 
 class Node:
@@ -97,6 +102,9 @@ class Node:
     ) -> None:
         self.config = config
         self.id: NodeId = config.node.node_id
+        problem = config.consumer_ports_problem()
+        if problem is not None:
+            raise ConfigError(f"node {self.id}: {problem}")
         self.clock = clock or SystemClock()
         # Routing and trust: signed global configuration that a background task
         # refreshes (``directory`` fixes one instead, for tests that run a node in
@@ -144,6 +152,17 @@ class Node:
             body_policy=body_policy(config.logging.metadata_only(), config.logging.max_body_bytes),
         )
         tracker = Tracker(message_log.store, config.tracker.hidden_clients)
+        try:
+            client_certs = ClientCertStore(config.node.client_certs)
+            self._consumer_tls = (
+                None
+                if config.node.internal_tls_cert is None or config.node.internal_tls_key is None
+                else ConsumerTls(
+                    config.node.internal_tls_cert, config.node.internal_tls_key, client_certs
+                )
+            )
+        except (ValueError, OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"the consumer TLS port cannot be set up: {exc}") from None
         limits = Limits(
             window=timedelta(seconds=config.node.message_window_seconds),
             max_body=config.node.max_body_bytes,
@@ -173,6 +192,7 @@ class Node:
             services=services,
             tracker=tracker,
             limits=limits,
+            client_certs=client_certs,
         )
         # The log's services in the node (gateway/messagelog/): the head signer the
         # timestamper calls, the witness of peers' tree heads and the auditor API.
@@ -383,16 +403,41 @@ class Node:
         )
         self._registry = RegistryClient(max_body=max_body, tls=self._registry_tls)
         metadata = MetadataServices(self.context, self._registry)
-        consumer_app = self._consumer_app(ClientProxy(self.context, self._peer), metadata)
+        client_proxy = ClientProxy(self.context, self._peer)
+        node = self.config.node
+        # The consumer edge: the TLS port with the internal certificate, and the plain
+        # port only if some hosted subsystem's connection type is http.
+        tls_url = plain_url = None
+        if self._consumer_tls is not None:
+            app = self._consumer_app(client_proxy, metadata)
+            bound = await self._listen(
+                app, node.consumer_tls_listen, self._consumer_tls.context, "consumer_tls"
+            )
+            tls_url = f"https://{bound}"
+        if self.config.serves_plain_http():
+            app = self._consumer_app(client_proxy, metadata)
+            plain_url = f"http://{await self._listen(app, node.consumer_listen, None)}"
         peer_app = self._peer_app(ServerProxy(self.context, self._registry, metadata))
-        consumer = await self._listen(consumer_app, self.config.node.consumer_listen, None)
-        peer = await self._listen(peer_app, self.config.node.peer_listen, self._server_ssl)
-        self.endpoints = Endpoints(f"http://{consumer}", f"https://{peer}")
+        peer = await self._listen(peer_app, node.peer_listen, self._server_ssl)
+        consumer_url = plain_url or tls_url
+        if consumer_url is None:
+            raise ConfigError(f"node {self.id} serves its information systems on no port")
+        self.endpoints = Endpoints(consumer_url, f"https://{peer}", tls_url)
         await self.witness.start()
-        log.info("node %s: consumer %s, peers %s", self.id, consumer, peer)
+        log.info(
+            "node %s: consumer %s, consumer TLS %s, peers %s",
+            self.id,
+            plain_url or "-",
+            tls_url or "-",
+            peer,
+        )
         return self.endpoints
 
-    async def _listen(self, app: web.Application, hostport: str, ssl: Any) -> str:
+    async def _listen(
+        self, app: web.Application, hostport: str, ssl: Any, what: str | None = None
+    ) -> str:
+        # ``what``: the port's name in ``bound`` and the log ("consumer_tls"); default
+        # "peer" with a TLS context, "consumer" without.
         """Bind one port. Bodies are read as sent (``auto_decompress=False``): a body
         with ``Content-Encoding`` is signed, logged, limited and relayed in the coding
         the client chose, so the evidence is the bytes that were actually received."""
@@ -412,8 +457,8 @@ class Node:
             max_connections=node.max_connections,
             max_connections_per_ip=node.max_connections_per_ip,
         )
-        port_name = "peer" if ssl is not None else "consumer"
-        name = f"{self.id} {port_name} port"
+        port_name = what or ("peer" if ssl is not None else "consumer")
+        name = f"{self.id} {port_name.replace('_', ' ')} port"
         site = guarded_site(
             runner, host, int(port), limits, ssl_context=ssl, backlog=1024, name=name
         )
@@ -424,9 +469,10 @@ class Node:
         sockets = getattr(server, "sockets", None) or []
         bound = [(str(s.getsockname()[0]), int(s.getsockname()[1])) for s in sockets]
         self.bound[port_name] = bound
-        if ssl is None and not all(_loopback(a) for a, _ in bound):
-            # Whoever reaches the consumer port can call in the name of the clients this
-            # node hosts; docs/deployment.md says which network it belongs on.
+        if port_name.startswith("consumer") and not all(_loopback(a) for a, _ in bound):
+            # Whoever reaches a consumer port can call in the name of the clients this
+            # node hosts that need no certificate (http, https-no-auth), and read
+            # metadata; docs/deployment.md says which network it belongs on.
             log.warning(
                 "%s listens on %s, beyond this host's loopback interface: only the "
                 "information systems' network may reach it",

@@ -124,7 +124,12 @@ def soest_config(net: LocalNet, **node_changes: Any) -> NodeConfig:
     """Soest's generated configuration, listening on OS-chosen ports."""
     config = load_config(net.nodes[SOEST.ags].config)
     node = config.node.model_copy(
-        update={"consumer_listen": "127.0.0.1:0", "peer_listen": "127.0.0.1:0", **node_changes}
+        update={
+            "consumer_listen": "127.0.0.1:0",
+            "consumer_tls_listen": "127.0.0.1:0",
+            "peer_listen": "127.0.0.1:0",
+            **node_changes,
+        }
     )
     return config.model_copy(update={"node": node})
 
