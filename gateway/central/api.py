@@ -185,7 +185,7 @@ def route_permissions(router: APIRouter) -> dict[tuple[str, str], CentralPermiss
             continue
         for dep in route.dependant.dependencies:
             if isinstance(dep.call, Need):
-                for method in route.methods:
+                for method in route.methods or ():
                     found[(method, route.path)] = dep.call.permission
     return found
 
