@@ -103,7 +103,8 @@ def create_key(
         )
     parsed = _role(role)
     now = central.now()
-    if expires is not None and (expires.tzinfo is None or expires <= now):
+    # Stored to the second: judged as stored, so a key is never born expired.
+    if expires is not None and (expires.tzinfo is None or expires.replace(microsecond=0) <= now):
         raise CentralError(
             CentralCode.INVALID, "expires must be a time with a zone offset, in the future"
         )

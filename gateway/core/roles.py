@@ -19,6 +19,7 @@ import secrets
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
+from typing import TypeVar
 
 
 class Role(StrEnum):
@@ -66,10 +67,13 @@ CENTRAL_ROLE_PERMISSIONS: Mapping[Role, frozenset[CentralPermission]] = {
 and what each may do; the one source of truth, documented in docs/global-configuration.md."""
 
 
-def permits(
-    table: Mapping[Role, frozenset[CentralPermission]], role: str, needed: CentralPermission
-) -> bool:
-    """Whether ``role`` holds ``needed`` in ``table``; an unknown role holds nothing."""
+P = TypeVar("P", bound=StrEnum)
+
+
+def permits(table: Mapping[Role, frozenset[P]], role: str, needed: P) -> bool:
+    """Whether ``role`` holds ``needed`` in ``table`` (the central's, or another API's
+    own permissions over the same roles); an unknown role, or one the table does not
+    list, holds nothing."""
     try:
         return needed in table.get(Role(role), frozenset())
     except ValueError:
