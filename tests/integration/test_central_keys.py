@@ -23,8 +23,10 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.central import apikeys
 from gateway.central.api import admin_permissions, create_app
-from gateway.central.service import DB_NAME
+from gateway.central.errors import CentralCode, CentralError
+from gateway.central.service import DB_NAME, InitOptions
 from gateway.central.service import Central as CentralService
 from gateway.core.roles import CENTRAL_ROLE_PERMISSIONS, CentralPermission, Role, permits
 from gateway.trust.ca_store import init_ca
@@ -293,3 +295,27 @@ def test_cli_creates_lists_and_revokes_keys(served: Served, tmp_path: Path) -> N
     assert "central.forbidden" in refused.stderr
     gateway("central", "keys", "revoke", "--dir", str(served.dir), key_id.group(1))
     assert served.call(key, "GET", "/members").status_code == 401
+
+
+def test_a_central_from_before_keys_keeps_its_token_as_the_admin_key(tmp_path: Path) -> None:
+    """An upgraded directory: no key table, the old shared ``admin.token``. Serving it
+    adopts the token as the ``admin`` system administrator key, and nothing else works."""
+    ca = init_ca(tmp_path / "ca", "Test CA", datetime.now(UTC))
+    options = InitOptions(instance=INSTANCE, ca_cert=ca, ocsp_urls=(), public_url="http://x")
+    central = CentralService.init(tmp_path / "c", options)
+    (tmp_path / "c" / "admin.key").unlink()
+    with sqlite3.connect(tmp_path / "c" / DB_NAME) as db:
+        db.execute("DROP TABLE api_key")
+    (tmp_path / "c" / "admin.token").write_text("old-shared-token-0123456789abcdef\n")
+    create_app(central)
+    actor = apikeys.authenticate(
+        central, "Bearer old-shared-token-0123456789abcdef", CentralPermission.KEYS_MANAGE
+    )
+    (listed,) = apikeys.list_keys(central)
+    assert actor == f"key:{listed['id']}:admin"
+    assert listed["role"] == "system_administrator"
+    with pytest.raises(CentralError) as refused:
+        apikeys.authenticate(central, "Bearer another", CentralPermission.READ)
+    assert refused.value.code is CentralCode.UNAUTHORIZED
+    create_app(central)  # a second start adopts nothing more
+    assert len(apikeys.list_keys(central)) == 1
