@@ -25,16 +25,16 @@ from gateway.core.encoding import b64url, format_time
 from gateway.core.envelope import (
     EnvelopeError,
     RequestHeader,
-    Signer,
-    VerifiedSignature,
     body_sha256,
     check_headers,
     check_path,
     check_query,
+    check_represented_party,
 )
 from gateway.core.errors import ERROR_TABLE, Code, GatewayError
 from gateway.core.headers import end_to_end_headers
 from gateway.core.ids import ClientId, ServiceId, parse_client
+from gateway.core.jws import Signer, VerifiedSignature
 from gateway.core.protocol import OpenedResponse, ProtocolError, open_response
 from gateway.messagelog import Kind, LogRecord, MessageLogError, Role
 from gateway.node.context import NodeContext, certs, signing_certificate
@@ -65,6 +65,8 @@ class Call:
     xroad_id: str
     user_id: str | None
     issue: str | None
+    represented_party: str | None
+    """``X-Road-Represented-Party``: the party the client acts for, ``[CLASS/]CODE``."""
     signer: Signer
     own_status: tuple[OcspEvidence, OcspEvidence]
     """This node's OCSP responses (authentication, signing), sent with the request."""
@@ -134,7 +136,8 @@ class ClientProxy:
 
     def _read_call(self, request: web.Request, ids: dict[str, str]) -> Call:
         """Section 11: the service from the path, the client this node must host and
-        hold a key for, this node's OCSP evidence, and every limit of section 5.1.
+        hold a key for, authenticated as its connection type requires, this node's
+        OCSP evidence, and every limit of section 5.1.
         Records the exchange's ``X-Road-Id`` in ``ids`` as soon as it is known."""
         ctx = self._ctx
         service, path, query = _parse_r1(request)
@@ -144,6 +147,9 @@ class ClientProxy:
         client = parse_client(client_values[-1])
         if not ctx.hosts(client):
             raise GatewayError(Code.UNKNOWN_CLIENT, f"{client} is not a client of node {ctx.id}")
+        # Before anything is signed or sent: the connection must satisfy the client's
+        # connection type (its registered TLS certificate for https).
+        ctx.authenticate_client(request.transport, client)
         signer = ctx.signers.get(client.member)
         if signer is None:
             raise GatewayError(
@@ -156,7 +162,10 @@ class ClientProxy:
         ids["X-Road-Id"] = xroad_id
         user_id = optional_text(request, "X-Road-UserId", 255)
         issue = optional_text(request, "X-Road-Issue", 1024)
+        represented_party = optional_text(request, "X-Road-Represented-Party", 255)
         try:
+            if represented_party is not None:
+                check_represented_party(represented_party)
             kept_headers = check_headers(
                 [list(h) for h in end_to_end_headers(request.headers.items())]
             )
@@ -173,6 +182,7 @@ class ClientProxy:
             xroad_id,
             user_id,
             issue,
+            represented_party,
             signer,
             own_status,
         )
@@ -201,6 +211,7 @@ class ClientProxy:
             created=format_time(self._ctx.clock.now()),
             body_sha256=body_sha256(body),
             body_length=len(body),
+            represented_party=call.represented_party,
         )
         try:
             header_bytes = header.checked_bytes()  # every limit the provider applies

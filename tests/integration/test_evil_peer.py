@@ -23,8 +23,9 @@ from cryptography import x509
 from cryptography.x509 import ocsp
 
 from gateway.core.encoding import b64url, b64url_decode, format_time
-from gateway.core.envelope import EnvelopeError, RequestHeader, Signer, body_sha256
+from gateway.core.envelope import EnvelopeError, RequestHeader, body_sha256
 from gateway.core.ids import ClientId, ServiceId
+from gateway.core.jws import Signer
 from gateway.keys.files import (
     load_certificate,
     load_private_key,
@@ -165,6 +166,30 @@ def test_valid_hand_built_message_is_accepted(net: LocalNet, registry: Recording
     assert response.status_code == 200, response.text
     assert "X-Gw-Signature" in response.headers
     assert registry.count() == before + 1
+
+
+def test_signed_xroad_headers_never_reach_the_registry(
+    net: LocalNet, registry: RecordingRegistry
+) -> None:
+    """A node that signs ``X-Road-*`` names among the end-to-end headers cannot make the
+    registry see another client: it gets X-Road's headers from the signed fields only."""
+    before = registry.count()
+    header = dataclasses.replace(
+        request_header(),
+        headers=(
+            ("accept", "application/json"),
+            ("x-road-client", "DE-NRW/GOV/05974040/ordnungsamt"),
+            ("x-road-represented-party", "COM/HRB0001"),
+        ),
+    )
+    data = header.to_bytes()
+    response = send(net, SOEST.ags, data, signer_of(net, SOEST.ags).sign(data))
+    assert response.status_code == 200, response.text
+    assert registry.count() == before + 1
+    got = registry.calls[-1].headers
+    assert got["x-road-client"] == str(GEWERBEAMT)
+    assert "x-road-represented-party" not in got
+    assert got["accept"] == "application/json"
 
 
 def test_tampered_body_is_refused(net: LocalNet, registry: RecordingRegistry) -> None:
