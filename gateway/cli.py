@@ -284,7 +284,8 @@ def cmd_errors(args: argparse.Namespace) -> None:
 def cmd_registry_melderegister(args: argparse.Namespace) -> None:
     from registries.melderegister.app import serve
 
-    serve(Path(args.db), args.host, args.port, args.city)
+    token_file = Path(args.operator_token_file) if args.operator_token_file else None
+    serve(Path(args.db), args.host, args.port, args.city, token_file)
 
 
 def cmd_registry_gewerberegister(args: argparse.Namespace) -> None:
@@ -507,6 +508,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["iserlohn", "lippstadt"],
         default="lippstadt",
         help="whose residents a new database is seeded with (default lippstadt)",
+    )
+    p.add_argument(
+        "--operator-token-file",
+        default=None,
+        help="file holding the bearer token that opens GET /protokoll, the protocol of "
+        "automated retrievals (without it the protocol is closed)",
     )
     p = add(registry, "gewerberegister", cmd_registry_gewerberegister, "Soest's Gewerberegister")
     add_server_arguments(p, 8002)

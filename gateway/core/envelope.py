@@ -52,7 +52,7 @@ JWS_ALGORITHM = "ES256"
 MAX_TEXT = 1024
 """Longest client id, service id and ``X-Road-Issue`` (characters)."""
 MAX_SHORT_TEXT = 255
-"""Longest ``X-Road-Id`` and ``X-Road-UserId`` (characters)."""
+"""Longest ``X-Road-Id``, ``X-Road-UserId`` and ``X-Road-Represented-Party`` (characters)."""
 MAX_PATH = 4096
 """Longest path after the service id (characters, still percent-encoded)."""
 MAX_QUERY = 4096
@@ -78,6 +78,8 @@ _ES256 = ECAlgorithm(ECAlgorithm.SHA256)
 _PCHAR = r"A-Za-z0-9\-._~!$&'()*+,;=:@%"
 _PATH = re.compile(f"[{_PCHAR}/]*")
 _QUERY = re.compile(f"[{_PCHAR}/?]*")
+_ID_PART = r"[A-Za-z0-9'()+,\-.=?]{1,255}"
+_REPRESENTED_PARTY = re.compile(f"(?:{_ID_PART}/)?{_ID_PART}")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 Reason = Literal["malformed", "signature", "certificate", "expired"]
@@ -229,6 +231,27 @@ def check_envelope_size(
         )
 
 
+def check_represented_party(value: Any) -> str:
+    """``X-Road-Represented-Party``: ``[CLASS/]CODE``, each part in X-Road's identifier
+    characters (letters, digits and ``'()+,-.=?``), at most ``MAX_SHORT_TEXT`` in all.
+
+    The registry receives it as a header and may record it as the party a request was
+    made for; anything that could be read as another header or a second party is
+    refused rather than cleaned up.
+    """
+    if (
+        not isinstance(value, str)
+        or len(value) > MAX_SHORT_TEXT
+        or not _REPRESENTED_PARTY.fullmatch(value)
+    ):
+        raise EnvelopeError(
+            "malformed",
+            "X-Road-Represented-Party must be [CLASS/]CODE, each part letters, digits or "
+            f"'()+,-.=? only, at most {MAX_SHORT_TEXT} characters",
+        )
+    return value
+
+
 def check_message_id(value: Any) -> str:
     if isinstance(value, str) and _UUID.fullmatch(value):
         return value
@@ -249,15 +272,20 @@ def _ids(data: dict[str, Any]) -> tuple[ClientId, ServiceId]:
     return client, service
 
 
-def _load(data: bytes, kind: str, keys: frozenset[str]) -> dict[str, Any]:
+def _load(
+    data: bytes, kind: str, keys: frozenset[str], optional: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     try:
         obj = parse_canonical(data)
     except NotCanonicalError as exc:
         raise EnvelopeError("malformed", f"header is not canonical JSON: {exc}") from None
     if obj.get("v") != PROTOCOL_VERSION or obj.get("type") != kind:
         raise EnvelopeError("malformed", f"not a version {PROTOCOL_VERSION} {kind} header")
-    if set(obj) != keys:
-        raise EnvelopeError("malformed", f"{kind} header fields must be exactly {sorted(keys)}")
+    if not keys <= set(obj) <= keys | optional:
+        extra = f", and optionally {sorted(optional)}" if optional else ""
+        raise EnvelopeError(
+            "malformed", f"{kind} header fields must be exactly {sorted(keys)}{extra}"
+        )
     return obj
 
 
@@ -278,6 +306,12 @@ class RequestHeader:
     created: str
     body_sha256: str
     body_length: int
+    represented_party: str | None = None
+    """``X-Road-Represented-Party``; absent from the signed header when not given, so
+    a header without it is byte for byte what it was before the field existed."""
+
+    OPTIONAL_FIELDS = frozenset({"represented_party"})
+    """Fields a request header carries only when set (never as ``null``)."""
 
     FIELDS = frozenset(
         {
@@ -300,8 +334,14 @@ class RequestHeader:
     )
 
     def to_bytes(self) -> bytes:
+        optional = (
+            {"represented_party": self.represented_party}
+            if self.represented_party is not None
+            else {}
+        )
         return canonical_json(
             {
+                **optional,
                 "v": PROTOCOL_VERSION,
                 "type": "request",
                 "id": self.message_id,
@@ -336,13 +376,15 @@ class RequestHeader:
         check_headers([list(h) for h in self.headers])
         _text(self.user_id, "X-Road-UserId", optional=True, limit=MAX_SHORT_TEXT)
         _text(self.issue, "X-Road-Issue", optional=True)
+        if self.represented_party is not None:
+            check_represented_party(self.represented_party)
         data = self.to_bytes()
         check_envelope_size(data)
         return data
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RequestHeader:
-        obj = _load(data, "request", cls.FIELDS)
+        obj = _load(data, "request", cls.FIELDS, cls.OPTIONAL_FIELDS)
         client, service = _ids(obj)
         method = obj["method"]
         if not isinstance(method, str) or not _METHOD.fullmatch(method):
@@ -363,6 +405,11 @@ class RequestHeader:
             created=obj["created"],
             body_sha256=_text(obj["body_sha256"], "body_sha256", limit=64),
             body_length=_int(obj["body_length"], "body_length", 0, 2**53),
+            represented_party=(
+                check_represented_party(obj["represented_party"])
+                if "represented_party" in obj
+                else None
+            ),
         )
 
 

@@ -59,6 +59,7 @@ class Code(StrEnum):
     SP_REQUEST_TOO_LARGE = "server.serverproxy.request_too_large"
     SP_SERVICE_TIMEOUT = "server.serverproxy.service_failed.timeout"
     SP_SERVICE_NETWORK_ERROR = "server.serverproxy.service_failed.network_error"
+    SP_SERVICE_SSL_FAILED = "server.serverproxy.service_failed.ssl_authentication_failed"
     SP_RESPONSE_TOO_LARGE = "server.serverproxy.service_failed.response_too_large"
     SP_INVALID_RESPONSE = "server.serverproxy.service_failed.invalid_response"
     SP_MESSAGELOG_FAILED = "server.serverproxy.messagelog_failed"
@@ -160,6 +161,12 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
     Code.SP_REQUEST_TOO_LARGE: ErrorSpec(500, "The request body exceeds the provider's limit."),
     Code.SP_SERVICE_TIMEOUT: ErrorSpec(500, "The registry did not answer within the timeout."),
     Code.SP_SERVICE_NETWORK_ERROR: ErrorSpec(500, "The registry could not be reached."),
+    Code.SP_SERVICE_SSL_FAILED: ErrorSpec(
+        500,
+        "TLS with the service's https:// registry failed: its certificate matches neither "
+        "the service's pinned fingerprint nor its configured CA (or the handshake failed), "
+        "so the registry was sent nothing.",
+    ),
     Code.SP_RESPONSE_TOO_LARGE: ErrorSpec(500, "The registry's response exceeds the limit."),
     Code.SP_INVALID_RESPONSE: ErrorSpec(
         500,

@@ -39,11 +39,11 @@ from typing import Any, Final, Self
 from sqlalchemy import Engine, inspect
 from sqlmodel import SQLModel, create_engine
 
+import gateway.messagelog.sqlite_writes as side
 from gateway.core.datasubject import check_subject
 from gateway.core.encoding import format_time
 from gateway.core.logtree import SUBJECTS_SALT_SIZE, LoggedEntry, entry_leaf, subjects_commitment
 from gateway.core.merkle import CompactTree, MerkleError, leaf_hash
-from gateway.messagelog import sqlite_writes as side
 from gateway.messagelog.schema import KINDS, ROLES, schema_tables
 from gateway.messagelog.sqlite import SqliteLogStore
 from gateway.messagelog.store import (

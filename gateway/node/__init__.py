@@ -1,1 +1,2 @@
-"""The security server: consumer edge, node-to-node transport, provider side, message log."""
+"""The security server: consumer side (client proxy), provider side (server proxy), metadata
+services, the node-to-node transport, and the wiring that starts and refreshes them."""

@@ -31,6 +31,7 @@ from gateway.core.envelope import (
     check_headers,
     check_path,
     check_query,
+    check_represented_party,
 )
 from gateway.core.errors import ERROR_TABLE, Code, GatewayError
 from gateway.core.headers import end_to_end_headers
@@ -65,6 +66,8 @@ class Call:
     xroad_id: str
     user_id: str | None
     issue: str | None
+    represented_party: str | None
+    """``X-Road-Represented-Party``: the party the client acts for, ``[CLASS/]CODE``."""
     signer: Signer
     own_status: tuple[OcspEvidence, OcspEvidence]
     """This node's OCSP responses (authentication, signing), sent with the request."""
@@ -156,7 +159,10 @@ class ClientProxy:
         ids["X-Road-Id"] = xroad_id
         user_id = optional_text(request, "X-Road-UserId", 255)
         issue = optional_text(request, "X-Road-Issue", 1024)
+        represented_party = optional_text(request, "X-Road-Represented-Party", 255)
         try:
+            if represented_party is not None:
+                check_represented_party(represented_party)
             kept_headers = check_headers(
                 [list(h) for h in end_to_end_headers(request.headers.items())]
             )
@@ -173,6 +179,7 @@ class ClientProxy:
             xroad_id,
             user_id,
             issue,
+            represented_party,
             signer,
             own_status,
         )
@@ -201,6 +208,7 @@ class ClientProxy:
             created=format_time(self._ctx.clock.now()),
             body_sha256=body_sha256(body),
             body_length=len(body),
+            represented_party=call.represented_party,
         )
         try:
             header_bytes = header.checked_bytes()  # every limit the provider applies

@@ -14,7 +14,14 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.conf.anchor import ConfigurationAnchor, load_anchor
 from gateway.core.ids import (
@@ -129,6 +136,44 @@ class ServiceSection(_Model):
     """Purpose binding: refuse requests without ``X-Road-Issue`` (a case number)."""
     require_user_id: bool = False
     """Purpose binding: refuse requests without ``X-Road-UserId`` (the end user)."""
+    tls_ca: Path | None = None
+    """For an ``https://`` registry: the CA certificate(s) (PEM) its certificate must
+    chain to, with the URL's host name checked against the certificate."""
+    tls_pin_sha256: list[str] = Field(default_factory=list)
+    """For an ``https://`` registry: SHA-256 fingerprints (hex) of the certificates it
+    may present; several during a rotation. With ``tls_ca`` as well, both must hold."""
+    tls_client_cert: Path | None = None
+    """The node's internal TLS client certificate (PEM) presented to the registry."""
+    tls_client_key: Path | None = None
+    """The key of ``tls_client_cert``."""
+
+    @field_validator("tls_pin_sha256")
+    @classmethod
+    def _pins(cls, value: list[str]) -> list[str]:
+        pins = [pin.replace(":", "").lower() for pin in value]
+        for pin in pins:
+            if len(pin) != 64 or not all(c in "0123456789abcdef" for c in pin):
+                raise ValueError(f"{pin!r} is not a SHA-256 fingerprint (64 hex digits)")
+        return pins
+
+    @model_validator(mode="after")
+    def _tls(self) -> ServiceSection:
+        """Fail closed: an ``https://`` registry is only called with a trust anchor for
+        it, and TLS settings on a plain ``http://`` service are a mistake, not a no-op."""
+        https = any(
+            u is not None and u.startswith("https://") for u in (self.url, self.openapi_url)
+        )
+        if https and self.tls_ca is None and not self.tls_pin_sha256:
+            raise ValueError(
+                f"service {self.id} calls an https:// registry: set tls_ca (the CA of the "
+                "registry's certificate) or tls_pin_sha256 (its fingerprint)"
+            )
+        tls_set = self.tls_ca or self.tls_pin_sha256 or self.tls_client_cert or self.tls_client_key
+        if not https and tls_set:
+            raise ValueError(f"service {self.id} has TLS settings but no https:// URL")
+        if (self.tls_client_cert is None) != (self.tls_client_key is None):
+            raise ValueError(f"service {self.id}: set both tls_client_cert and tls_client_key")
+        return self
 
     @field_validator("id")
     @classmethod
@@ -306,6 +351,10 @@ def _resolve(data: dict[str, Any], base: Path) -> None:
         for key in ("cert", "key"):
             if key in entry:
                 entry[key] = str(base / entry[key])
+    for service in data.get("services", []):
+        for key in ("tls_ca", "tls_client_cert", "tls_client_key"):
+            if isinstance(service, dict) and key in service:
+                service[key] = str(base / service[key])
     audit = data.get("audit", {})
     if "admin_token_file" in audit:
         audit["admin_token_file"] = str(base / audit["admin_token_file"])

@@ -129,7 +129,7 @@ class MetadataServices:
         if service.service_code == "getOpenAPI":
             assert section is not None and section.openapi_url is not None
             document = await self._registry.get_json_document(
-                section.openapi_url, section.timeout_seconds
+                section.openapi_url, section.timeout_seconds, service=section.service_id
             )
             return 200, json_type, document
         only_allowed = service.service_code == "allowedMethods"

@@ -41,9 +41,8 @@ from gateway.core.envelope import (
     parse_time,
 )
 from gateway.core.errors import Code, GatewayError
-from gateway.core.ids import MemberId, NodeId
+from gateway.core.ids import MemberId, NodeId, ServiceId
 from gateway.core.policy import AccessPolicy
-from gateway.httpversion import http1_only
 from gateway.keys.files import load_certificates, load_private_key
 from gateway.messagelog import (
     MessageLog,
@@ -58,15 +57,16 @@ from gateway.messagelog.timestamper import Timestamper
 from gateway.messagelog.tracker import Tracker
 from gateway.messagelog.witness import Witness, head_signer
 from gateway.net.guard import GuardSettings, guarded_site
+from gateway.net.httpversion import http1_only
 from gateway.node.clientproxy import ClientProxy
 from gateway.node.clock import Clock, SystemClock
-from gateway.node.config import ConfigError, NodeConfig
+from gateway.node.config import ConfigError, NodeConfig, ServiceSection
 from gateway.node.context import Limits, NodeContext, TrustState
 from gateway.node.metadata import MetadataServices
 from gateway.node.ocsp import OwnCertificate, OwnOcsp
 from gateway.node.replay import ReplayGuard
 from gateway.node.serverproxy import ServerProxy
-from gateway.node.tls import client_context, server_context
+from gateway.node.tls import RegistryContext, client_context, registry_context, server_context
 from gateway.node.transport import PeerClient, RegistryClient
 from gateway.node.wire import guarded, version_refusal
 from gateway.pki.ocsp_cache import OcspCache, find_issuer
@@ -104,6 +104,7 @@ class Node:
         trust = self._bootstrap(directory)
         policy = AccessPolicy(config.grants())
         services = {s.service_id: s for s in config.services}
+        self._registry_tls = _registry_contexts(config.services)
         now = self.clock.now()
         signers, signing_chains = _load_signers(config, trust.verifier, now)
         auth_chain = _check_auth_certificate(config, self.id, trust.directory, now)
@@ -377,7 +378,7 @@ class Node:
             total_timeout=self.config.node.peer_timeout_seconds,
             max_body=max_body,
         )
-        self._registry = RegistryClient(max_body=max_body)
+        self._registry = RegistryClient(max_body=max_body, tls=self._registry_tls)
         metadata = MetadataServices(self.context, self._registry)
         consumer_app = self._consumer_app(ClientProxy(self.context, self._peer), metadata)
         peer_app = self._peer_app(ServerProxy(self.context, self._registry, metadata))
@@ -477,6 +478,26 @@ class Node:
 
 
 # ---------------------------------------------------------------------- start-up checks
+
+
+def _registry_contexts(services: list[ServiceSection]) -> dict[ServiceId, RegistryContext]:
+    """The TLS context of every service with TLS settings (an ``https://`` registry),
+    built at start-up so an unreadable CA, certificate or key stops the node with its
+    service named, rather than failing the first exchange."""
+    contexts: dict[ServiceId, RegistryContext] = {}
+    for section in services:
+        if section.tls_ca is None and not section.tls_pin_sha256:
+            continue
+        try:
+            contexts[section.service_id] = registry_context(
+                ca=section.tls_ca,
+                pins=section.tls_pin_sha256,
+                client_cert=section.tls_client_cert,
+                client_key=section.tls_client_key,
+            )
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise ConfigError(f"service {section.id}: cannot set up TLS: {exc}") from None
+    return contexts
 
 
 def _load_signers(

@@ -67,6 +67,29 @@ class Accepted:
     """This node's OCSP responses (authentication, signing), sent with the answer."""
 
 
+def registry_headers(header: RequestHeader) -> list[tuple[str, str]]:
+    """What the registry receives: the signed end-to-end headers, then X-Road's headers
+    from the signed header's own fields, as X-Road's provider side passes them on.
+
+    ``X-Road-*`` names inside the signed header list are dropped: an honest consumer's
+    node never signs them (``end_to_end_headers`` at its edge), and a registry must be
+    able to trust that ``X-Road-Client`` is the one the signature vouches for.
+    """
+    out = end_to_end_headers(header.headers)
+    out += [
+        ("X-Road-Client", str(header.client)),
+        ("X-Road-Id", header.xroad_id),
+        ("X-Road-Request-Id", header.message_id),
+    ]
+    if header.user_id is not None:
+        out.append(("X-Road-UserId", header.user_id))
+    if header.issue is not None:
+        out.append(("X-Road-Issue", header.issue))
+    if header.represented_party is not None:
+        out.append(("X-Road-Represented-Party", header.represented_party))
+    return out
+
+
 class ServerProxy:
     """Answers ``POST /gw/v1/exchange`` from peer nodes."""
 
@@ -215,7 +238,12 @@ class ServerProxy:
                 assert section is not None
                 url = section.url + header.path + (f"?{header.query}" if header.query else "")
                 reply = await self._registry.call(
-                    header.method, url, list(header.headers), body, section.timeout_seconds
+                    header.method,
+                    url,
+                    registry_headers(header),
+                    body,
+                    section.timeout_seconds,
+                    service=service,
                 )
                 # The data subjects are for this node's log only: recorded, never signed.
                 try:

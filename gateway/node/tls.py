@@ -46,3 +46,47 @@ def peer_fingerprint(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | 
         return None
     der = ssl_object.getpeercert(binary_form=True)
     return hashlib.sha256(der).hexdigest() if der else None
+
+
+class RegistryContext(ssl.SSLContext):
+    """A TLS client context for one service's registry (an ``https://`` service URL).
+
+    ``pins`` are the SHA-256 digests of the certificates the registry may present;
+    :class:`gateway.node.transport.RegistryClient` checks them after the handshake and
+    before a byte of the request is written. Empty when only a CA is configured.
+    """
+
+    pins: frozenset[bytes] = frozenset()
+
+
+def registry_context(
+    *,
+    ca: Path | None,
+    pins: Sequence[str],
+    client_cert: Path | None,
+    client_key: Path | None,
+) -> RegistryContext:
+    """The context a node calls one registry with; raises ``OSError``/``ssl.SSLError``
+    for unreadable files, so a node does not start with a service it cannot call.
+
+    With ``ca``, the registry's chain and host name are verified against it (the
+    system's roots are never used: a registry's trust is configured, not assumed).
+    With pins alone, the chain is not verified and the pin is the whole check, as for a
+    self-signed registry certificate. TLS 1.2 is the floor: registries are existing
+    systems, not nodes.
+    """
+    if ca is None and not pins:
+        raise ValueError("an https:// registry needs a CA or a pinned certificate")
+    ctx = RegistryContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca is not None:
+        ctx.check_hostname = True
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cafile=str(ca))
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if client_cert is not None and client_key is not None:
+        ctx.load_cert_chain(client_cert, client_key)
+    ctx.pins = frozenset(bytes.fromhex(pin) for pin in pins)
+    return ctx

@@ -11,6 +11,7 @@ import asyncio
 import os
 import re
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +24,8 @@ from yarl import URL
 
 from gateway.core.envelope import MAX_HEADER_FIELD
 from gateway.core.errors import Code, GatewayError
+from gateway.core.ids import ServiceId
+from gateway.node.tls import RegistryContext
 
 _OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
@@ -228,16 +231,44 @@ class PeerClient:
         await self._session.close()
 
 
+class _RegistryConnector(aiohttp.TCPConnector):
+    """Checks a registry's pinned certificates (``RegistryContext.pins``) right after
+    the handshake, before the request is written: a registry that presents another
+    certificate never sees the request. The pins travel with the request's context, so
+    two services on one host may pin different certificates."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._checks: dict[frozenset[bytes], _AnyOf] = {}
+
+    def _get_fingerprint(self, req: ClientRequest) -> Fingerprint | None:
+        context = req.ssl
+        if not isinstance(context, RegistryContext) or not context.pins:
+            return None
+        check = self._checks.get(context.pins)
+        if check is None:
+            check = self._checks[context.pins] = _AnyOf(
+                frozenset(pin.hex() for pin in context.pins)
+            )
+        return check
+
+
 class RegistryClient:
     """Calls registries (service providers' information systems) without altering bytes.
 
-    No redirects are followed, nothing is decompressed and no headers are added, so the
-    registry sees exactly the signed request and the client exactly the signed reply.
+    No redirects are followed, nothing is decompressed and no headers are added beyond
+    X-Road's own, so the registry sees exactly the signed request and the client exactly
+    the signed reply. An ``https://`` registry is called with its service's context
+    (``tls``: CA, pins, client certificate from the service's section); a service
+    without one is never called over TLS (fail closed).
     """
 
-    def __init__(self, *, max_body: int) -> None:
+    def __init__(
+        self, *, max_body: int, tls: Mapping[ServiceId, RegistryContext] | None = None
+    ) -> None:
+        self._tls = dict(tls or {})
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, limit_per_host=256),
+            connector=_RegistryConnector(limit=0, limit_per_host=256),
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
             max_field_size=MAX_HEADER_FIELD,
@@ -251,7 +282,20 @@ class RegistryClient:
         headers: list[tuple[str, str]],
         body: bytes,
         timeout: float,
+        *,
+        service: ServiceId,
     ) -> Reply:
+        """Call ``service``'s registry at ``url``; refusals name the service."""
+        context: ssl.SSLContext | bool = True
+        if url.startswith("https://"):
+            tls = self._tls.get(service)
+            if tls is None:
+                raise GatewayError(
+                    Code.SP_SERVICE_SSL_FAILED,
+                    f"the registry of {service} has no TLS trust configured "
+                    "(tls_ca or tls_pin_sha256)",
+                )
+            context = tls
         try:
             async with self._session.request(
                 method,
@@ -260,6 +304,7 @@ class RegistryClient:
                 data=body if body or method not in ("GET", "HEAD") else None,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout),
+                ssl=context,
             ) as resp:
                 data = await read_limited(resp.content, self._max_body)
                 if data is None:
@@ -271,14 +316,27 @@ class RegistryClient:
             raise GatewayError(
                 Code.SP_SERVICE_TIMEOUT, f"the registry did not answer within {timeout:g} s"
             ) from None
+        except aiohttp.ServerFingerprintMismatch as exc:
+            raise GatewayError(
+                Code.SP_SERVICE_SSL_FAILED,
+                f"the registry of {service} at {exc.host}:{exc.port} presented a "
+                "certificate that matches none of the service's tls_pin_sha256",
+            ) from None
+        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+            raise GatewayError(
+                Code.SP_SERVICE_SSL_FAILED,
+                f"TLS with the registry of {service} failed: {describe_failure(exc, timeout)}",
+            ) from None
         except aiohttp.ClientError as exc:
             raise GatewayError(
                 Code.SP_SERVICE_NETWORK_ERROR,
                 f"the registry at {url} failed: {describe_failure(exc, timeout)}",
             ) from None
 
-    async def get_json_document(self, url: str, timeout: float) -> bytes:
-        reply = await self.call("GET", url, [("accept", "application/json")], b"", timeout)
+    async def get_json_document(self, url: str, timeout: float, *, service: ServiceId) -> bytes:
+        reply = await self.call(
+            "GET", url, [("accept", "application/json")], b"", timeout, service=service
+        )
         if reply.status != 200:
             raise GatewayError(
                 Code.SP_SERVICE_NETWORK_ERROR, f"{url} answered {reply.status}, not 200"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -99,6 +100,9 @@ class ServiceSpec:
     """Purpose binding: the provider refuses calls without ``X-Road-Issue``."""
     require_user_id: bool = False
     """Purpose binding: the provider refuses calls without ``X-Road-UserId``."""
+    tls: tuple[tuple[str, str | tuple[str, ...]], ...] = ()
+    """TLS settings for an ``https://`` registry (``tls_ca``, ``tls_pin_sha256``,
+    ``tls_client_cert``, ``tls_client_key``), written into the service's section."""
 
 
 @dataclass
@@ -417,6 +421,8 @@ class LocalNet:
                 ]
                 if spec.openapi_url:
                     lines.append(f'openapi_url = "{spec.openapi_url}"')
+                for key, value in spec.tls:
+                    lines.append(f"{key} = {json.dumps(value)}")
                 for method in spec.methods:
                     lines += ["[[services.endpoints]]", f'method = "{method}"', 'path = "/**"']
                 for subject in spec.allowed:
@@ -582,12 +588,23 @@ class LocalNet:
             self.central_process = proc
         return proc
 
+    def melderegister_token_file(self, city: str = "lippstadt") -> Path:
+        """The file with the operator token of ``city``'s Melderegister (``GET
+        /protokoll``), written when the register is first started."""
+        name = "melderegister" if city == "lippstadt" else f"melderegister-{city}"
+        return self.root / "registries" / f"{name}.operator-token"
+
     def start_melderegister(self, port: int, city: str = "lippstadt") -> subprocess.Popen[bytes]:
         """``city``'s Melderegister; Lippstadt's keeps the plain file and log names."""
         name = "melderegister" if city == "lippstadt" else f"melderegister-{city}"
         db = self.root / "registries" / f"{name}.sqlite"
         db.parent.mkdir(parents=True, exist_ok=True)
+        token = self.melderegister_token_file(city)
+        if not token.exists():
+            token.write_text(secrets.token_urlsafe(32), "utf-8")
+            token.chmod(0o600)
         args = ["registry", "melderegister", "--db", str(db), "--port", str(port)]
+        args += ["--operator-token-file", str(token)]
         proc = self._spawn([*args, "--city", city], name)
         wait_http(f"http://{HOST}:{port}/health", proc)
         return proc

@@ -38,9 +38,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp as x509_ocsp
 
-from gateway.httpversion import http1_only
 from gateway.keys.files import load_certificate, load_private_key
 from gateway.net.guard import GuardSettings, guarded_site
+from gateway.net.httpversion import http1_only
 from gateway.pki.keys import public_key_der
 from gateway.pki.ocsp import (
     OcspError,

@@ -1,6 +1,7 @@
 """Run a Melderegister on its own: ``python -m registries.melderegister --db PATH [--city C]``."""
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from registries.melderegister.app import CITIES, serve
 from registries.standalone import parser_for
@@ -18,8 +19,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         default="lippstadt",
         help="whose register, i.e. which residents a new database is seeded with",
     )
+    parser.add_argument(
+        "--operator-token-file",
+        type=Path,
+        default=None,
+        help="file holding the bearer token for GET /protokoll (without it: closed)",
+    )
     args = parser.parse_args(argv)
-    serve(args.db, args.host, args.port, args.city)
+    serve(args.db, args.host, args.port, args.city, args.operator_token_file)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Melderegister of Lippstadt or Iserlohn: a sample population register for BMG § 38 and § 34.
 
 The app stands in for the municipality's real registration software (the *service provider
-information system* in X-Road terms). The gateway node calls it over plain HTTP on
-127.0.0.1, so it does no authentication, authorisation or § 40 logging itself: the node
-decides who may ask and records every request in its message log.
+information system* in X-Road terms). The gateway node calls it on 127.0.0.1, so it does
+no authentication or authorisation itself: the node decides who may ask and records every
+request in its message log. The register keeps its own § 40 protocol of automated
+retrievals from the X-Road headers the node passes on (see below).
 
 Paragraph numbers follow the BMG as amended on 1 November 2016 (the version the project's
 reference notes use): § 38(1) lists the data of the automated *einfache Behördenauskunft*,
@@ -33,16 +34,26 @@ Design choices, and why:
   every city's tracker with the one number her eID sign-in supplies
   (docs/adr/0014-idnr-as-data-subject.md). The IDNr itself is never part of a § 38 or § 34
   answer: neither paragraph lists it.
+* **Every automated retrieval is protocolled.** Each § 38 and § 34 answer writes a row
+  of ``abrufprotokoll`` (:class:`registries.melderegister.storage.Abruf`) in the same
+  transaction that read the person, from the X-Road headers the provider's node passes
+  on: the requesting authority (``X-Road-Client``), its case number (``X-Road-Issue``),
+  the end user, the represented party, the message ids, the time and the disclosed
+  person's IDNr. ``GET /protokoll`` shows it to the register's operator only (a bearer
+  token read from a file at start-up); it is not in the OpenAPI document the node
+  publishes, and without a configured token it answers nobody.
 * **One app, one seed per city.** ``city`` picks the residents (``CITIES``): Lippstadt's
   and Iserlohn's registers are the same software with their own database, as two
   municipalities buying the same product would run it.
 """
 
-from collections.abc import Iterable, Sequence
+import hmac
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final
 
-from fastapi import Depends, FastAPI, Response
+from fastapi import Depends, FastAPI, Header, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import exists
 from sqlalchemy.orm import aliased
@@ -50,6 +61,7 @@ from sqlmodel import Session, col, select
 
 from registries.common import (
     NO_STORE,
+    Fehler,
     add_health,
     disposing_lifespan,
     json_response,
@@ -66,10 +78,13 @@ from registries.melderegister.models import (
     NichtGefunden,
     PersonAuskunft,
     PersonUebermittlung,
+    Protokoll,
+    Protokolleintrag,
 )
 from registries.melderegister.search import SEARCH_KEYS, Suche, matches, suche_aus_query
 from registries.melderegister.storage import (
     CITIES,
+    Abruf,
     City,
     GesetzlicheVertretung,
     Person,
@@ -220,8 +235,11 @@ Jedes Feld der Antwortschemata nennt seine Nummer im Gesetz.
   Kopfzeile; der Abrufende erhält die IDNr weder dort noch im Inhalt (weder § 38 Abs. 1
   noch § 34 Abs. 1 nennen sie). Antworten ohne Person tragen sie nicht.
 
-Zugriffskontrolle und Protokollierung nach § 40 BMG übernimmt der Gateway-Knoten, über
-den dieser Dienst ausschließlich erreichbar ist.
+Die Zugriffskontrolle übernimmt der Gateway-Knoten, über den dieser Dienst ausschließlich
+erreichbar ist. Jeden Abruf protokolliert das Melderegister zusätzlich selbst (§ 40 BMG):
+abrufende Stelle (`X-Road-Client`), Aktenzeichen (`X-Road-Issue`), Benutzer
+(`X-Road-UserId`), vertretene Stelle (`X-Road-Represented-Party`), Zeitpunkt und
+offengelegte Person.
 """
 
 _DATA_SUBJECT_DOC: Final = {
@@ -251,13 +269,77 @@ _ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
 }
 
 
-def create_app(db_path: Path, *, seed: bool = True, city: str = "lippstadt") -> FastAPI:
+def _zeitpunkt(moment: datetime) -> str:
+    """``moment`` in UTC as ``YYYY-MM-DDTHH:MM:SS.mmmZ``, the protocol's one spelling."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def _abruf(
+    request: Request, rechtsgrundlage: str, hit: Person | Response, moment: datetime
+) -> Abruf:
+    """The protocol row for one answer: who asked (the X-Road headers as the provider's
+    node passed them on), when, on which basis, and whom the answer disclosed."""
+    headers = request.headers
+    if isinstance(hit, Person):
+        ergebnis, idnr = "gefunden", hit.idnr
+    else:
+        ergebnis, idnr = ("nicht_eindeutig" if hit.status_code == 409 else "nicht_gefunden"), None
+    return Abruf(
+        zeitpunkt=_zeitpunkt(moment),
+        rechtsgrundlage=rechtsgrundlage,
+        abrufende_stelle=headers.get("X-Road-Client"),
+        aktenzeichen=headers.get("X-Road-Issue"),
+        benutzer=headers.get("X-Road-UserId"),
+        vertretene_stelle=headers.get("X-Road-Represented-Party"),
+        nachrichten_id=headers.get("X-Road-Id"),
+        anfrage_id=headers.get("X-Road-Request-Id"),
+        ergebnis=ergebnis,
+        idnr=idnr,
+    )
+
+
+def _eintrag(row: Abruf) -> Protokolleintrag:
+    assert row.id is not None
+    return Protokolleintrag.model_validate(
+        {
+            "id": row.id,
+            "zeitpunkt": row.zeitpunkt,
+            "rechtsgrundlage": row.rechtsgrundlage,
+            "abrufendeStelle": row.abrufende_stelle,
+            "aktenzeichen": row.aktenzeichen,
+            "benutzer": row.benutzer,
+            "vertreteneStelle": row.vertretene_stelle,
+            "nachrichtenId": row.nachrichten_id,
+            "anfrageId": row.anfrage_id,
+            "ergebnis": row.ergebnis,
+            "idnr": row.idnr,
+        }
+    )
+
+
+def _refusal(status: int, fehler: str, detail: str) -> Response:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    return json_response(Fehler(fehler=fehler, detail=detail), status, headers)
+
+
+def create_app(
+    db_path: Path,
+    *,
+    seed: bool = True,
+    city: str = "lippstadt",
+    operator_token: str | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> FastAPI:
     """Build the Melderegister of ``city`` (a key of :data:`CITIES`) on ``db_path``.
 
     Creates the file and tables if needed and, when ``seed`` is true and the person table
     is empty, inserts the city's demo residents. The engine lives as long as the app: it is
-    disposed when the ASGI lifespan ends.
+    disposed when the ASGI lifespan ends. ``operator_token`` opens ``GET /protokoll`` to
+    whoever presents it as a bearer token (nobody without one); ``clock`` gives the
+    protocol's time (default: the system clock).
     """
+    now = clock or (lambda: datetime.now(UTC))
     if city not in CITIES:
         raise ValueError(f"unknown city {city!r}; known: {', '.join(sorted(CITIES))}")
     stadt = CITIES[city]
@@ -329,10 +411,12 @@ def create_app(db_path: Path, *, seed: bool = True, city: str = "lippstadt") -> 
             **_ERROR_RESPONSES,
         },
     )
-    def personen(suche: Annotated[Suche, Depends(suche_aus_query)]) -> Response:
+    def personen(suche: Annotated[Suche, Depends(suche_aus_query)], request: Request) -> Response:
         """Answer a § 38 query with the § 38(1) data of the one matching person."""
         with Session(engine) as session:
             hit = find(session, suche)
+            session.add(_abruf(request, "§ 38 BMG", hit, now()))
+            session.commit()
             if isinstance(hit, Response):
                 return hit
             return _found(Gefunden(person=_auskunft(hit)), hit)
@@ -353,10 +437,14 @@ def create_app(db_path: Path, *, seed: bool = True, city: str = "lippstadt") -> 
             **_ERROR_RESPONSES,
         },
     )
-    def datenuebermittlung(suche: Annotated[Suche, Depends(suche_aus_query)]) -> Response:
+    def datenuebermittlung(
+        suche: Annotated[Suche, Depends(suche_aus_query)], request: Request
+    ) -> Response:
         """Answer a § 34 request with the § 34(1) data of the one matching person."""
         with Session(engine) as session:
             hit = find(session, suche)
+            session.add(_abruf(request, "§ 34 BMG", hit, now()))
+            session.commit()
             if isinstance(hit, Response):
                 return hit
             vertreter = session.exec(
@@ -370,13 +458,53 @@ def create_app(db_path: Path, *, seed: bool = True, city: str = "lippstadt") -> 
             ).all()
             return _found(GefundenUebermittlung(person=_uebermittlung(hit, vertreter)), hit)
 
+    @app.get("/protokoll", include_in_schema=False)
+    def protokoll(authorization: Annotated[str | None, Header()] = None) -> Response:
+        """The protocol of automated retrievals, for the register's operator only.
+
+        Hidden from the OpenAPI document (the node publishes that to consumers) and
+        closed unless a token was configured; the token is compared in constant time.
+        """
+        if operator_token is None:
+            return _refusal(
+                403,
+                "kein_betreiberzugang",
+                "Kein Betreiber-Token konfiguriert (--operator-token-file).",
+            )
+        expected = f"Bearer {operator_token}".encode()
+        if authorization is None or not hmac.compare_digest(authorization.encode(), expected):
+            return _refusal(
+                401,
+                "nicht_angemeldet",
+                "Authorization: Bearer <Betreiber-Token> fehlt oder ist falsch.",
+            )
+        with Session(engine) as session:
+            rows = session.exec(select(Abruf).order_by(col(Abruf.id))).all()
+            return json_response(Protokoll(eintraege=[_eintrag(r) for r in rows]), 200)
+
     add_health(app)
 
     return app
 
 
-def serve(db_path: Path, host: str, port: int, city: str = "lippstadt") -> None:
+def read_operator_token(path: Path) -> str:
+    """The operator token in ``path`` (surrounding whitespace ignored); refuses an empty
+    or short one, so a truncated file never opens the protocol to a guessable token."""
+    token = path.read_text("utf-8").strip()
+    if len(token) < 16 or not token.isprintable() or " " in token:
+        raise ValueError(f"{path}: the operator token must be at least 16 printable characters")
+    return token
+
+
+def serve(
+    db_path: Path,
+    host: str,
+    port: int,
+    city: str = "lippstadt",
+    operator_token_file: Path | None = None,
+) -> None:
     """Run ``city``'s Melderegister with uvicorn until interrupted (``gateway`` CLI)."""
     from registries.serving import serve_app
 
-    serve_app(create_app(db_path, city=city), host, port)
+    token = read_operator_token(operator_token_file) if operator_token_file else None
+    serve_app(create_app(db_path, city=city, operator_token=token), host, port)

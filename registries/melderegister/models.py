@@ -30,6 +30,8 @@ __all__ = [
     "NichtGefunden",
     "PersonAuskunft",
     "PersonUebermittlung",
+    "Protokoll",
+    "Protokolleintrag",
     "Vertreter",
     "Wohnungsstatus",
 ]
@@ -190,3 +192,29 @@ class NichtEindeutig(Strict):
     """More than one disclosable person matched the search keys."""
 
     ergebnis: Literal["nicht_eindeutig"] = "nicht_eindeutig"
+
+
+class Protokolleintrag(Strict):
+    """One automated retrieval as the register protocolled it (``GET /protokoll``)."""
+
+    id: int
+    zeitpunkt: str = Field(description="Zeitpunkt der Antwort, UTC (YYYY-MM-DDTHH:MM:SS.mmmZ).")
+    rechtsgrundlage: Literal["§ 38 BMG", "§ 34 BMG"]
+    abrufendeStelle: str | None = Field(description="X-Road-Client: die abrufende Stelle.")
+    aktenzeichen: str | None = Field(description="X-Road-Issue: das Aktenzeichen.")
+    benutzer: str | None = Field(description="X-Road-UserId: wer bei der Stelle abrief.")
+    vertreteneStelle: str | None = Field(
+        description="X-Road-Represented-Party: für wen die Stelle abrief."
+    )
+    nachrichtenId: str | None = Field(description="X-Road-Id des Abrufs.")
+    anfrageId: str | None = Field(description="X-Road-Request-Id des Abrufs.")
+    ergebnis: Literal["gefunden", "nicht_gefunden", "nicht_eindeutig"]
+    idnr: str | None = Field(
+        description="IDNr der offengelegten Person; leer, wenn niemand offengelegt wurde."
+    )
+
+
+class Protokoll(Strict):
+    """The register's protocol of automated retrievals, oldest first."""
+
+    eintraege: list[Protokolleintrag]

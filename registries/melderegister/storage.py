@@ -32,6 +32,7 @@ from registries.melderegister.models import (
 
 __all__ = [
     "CITIES",
+    "Abruf",
     "City",
     "GesetzlicheVertretung",
     "Person",
@@ -111,6 +112,33 @@ class GesetzlicheVertretung(_MelderegisterBase, table=True):
 
     person_id: int = SQLField(foreign_key="person.id", primary_key=True)
     vertreter_id: int = SQLField(foreign_key="person.id", primary_key=True)
+
+
+class Abruf(_MelderegisterBase, table=True):
+    """One automated retrieval (§ 38 or § 34 answer), as the Melderecht asks the register
+    to protocol it: who asked, for which case, when, and whom it disclosed.
+
+    The X-Road columns are the headers the requesting authority's own node signed and
+    the provider's node passed on (``X-Road-Client``, ``X-Road-Issue``, ...); a call that
+    reached the register without them (an operator's direct test) keeps them empty.
+    ``idnr`` is set only when the answer disclosed a person: a miss and a blocked person
+    are protocolled alike, as they are answered alike (§ 38(2)).
+    """
+
+    __tablename__ = "abrufprotokoll"
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    zeitpunkt: str = SQLField(index=True, max_length=24)
+    """When the register answered, ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (UTC)."""
+    rechtsgrundlage: str = SQLField(max_length=10)
+    abrufende_stelle: str | None = SQLField(default=None, index=True)
+    aktenzeichen: str | None = SQLField(default=None)
+    benutzer: str | None = SQLField(default=None)
+    vertretene_stelle: str | None = SQLField(default=None)
+    nachrichten_id: str | None = SQLField(default=None)
+    anfrage_id: str | None = SQLField(default=None)
+    ergebnis: str = SQLField(max_length=20)
+    idnr: str | None = SQLField(default=None, max_length=11)
 
 
 def current_address(person: Person) -> dict[str, str]:

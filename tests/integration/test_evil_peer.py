@@ -167,6 +167,30 @@ def test_valid_hand_built_message_is_accepted(net: LocalNet, registry: Recording
     assert registry.count() == before + 1
 
 
+def test_signed_xroad_headers_never_reach_the_registry(
+    net: LocalNet, registry: RecordingRegistry
+) -> None:
+    """A node that signs ``X-Road-*`` names among the end-to-end headers cannot make the
+    registry see another client: it gets X-Road's headers from the signed fields only."""
+    before = registry.count()
+    header = dataclasses.replace(
+        request_header(),
+        headers=(
+            ("accept", "application/json"),
+            ("x-road-client", "DE-NRW/GOV/05974040/ordnungsamt"),
+            ("x-road-represented-party", "COM/HRB0001"),
+        ),
+    )
+    data = header.to_bytes()
+    response = send(net, SOEST.ags, data, signer_of(net, SOEST.ags).sign(data))
+    assert response.status_code == 200, response.text
+    assert registry.count() == before + 1
+    got = registry.calls[-1].headers
+    assert got["x-road-client"] == str(GEWERBEAMT)
+    assert "x-road-represented-party" not in got
+    assert got["accept"] == "application/json"
+
+
 def test_tampered_body_is_refused(net: LocalNet, registry: RecordingRegistry) -> None:
     before = registry.count()
     body = b'{"query": "Anna"}'

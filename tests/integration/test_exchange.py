@@ -100,7 +100,14 @@ def test_success_path_headers_passthrough_and_both_logs(
     assert got.headers["x-custom"] == "kept"
     assert got.headers["content-type"] == "application/json"
     assert "x-drop-me" not in got.headers
-    assert not any(h.startswith("x-road-") for h in got.headers)
+    # X-Road's headers, from the signed header's fields, and no other X-Road header.
+    assert {h: v for h, v in got.headers.items() if h.startswith("x-road-")} == {
+        "x-road-client": str(GEWERBEAMT),
+        "x-road-id": "soest-portal-4711",
+        "x-road-request-id": response.headers["X-Road-Request-Id"],
+        "x-road-userid": "clerk-07",
+        "x-road-issue": "GEW-2026-0815",
+    }
 
     # Both logs hold both messages, the same signed bytes on each side.
     consumer = read_entries(net.nodes[SOEST.ags].messagelog, message_id=message_id)
@@ -276,6 +283,64 @@ def test_non_ascii_user_id_is_refused(net: LocalNet) -> None:
         ],
     )
     assert_error(response, 400, "client.bad_request")
+
+
+def test_xroad_headers_reach_the_registry_exactly_as_sent(
+    net: LocalNet, registry: RecordingRegistry
+) -> None:
+    """X-Road's six headers reach the provider's information system as the client sent
+    them (the request id as the consumer's node made it), signed and logged on both
+    sides; a client's other ``X-Road-*`` headers do not."""
+    sent = {
+        "X-Road-Client": str(GEWERBEAMT),
+        "X-Road-Id": "soest-gewerbe-2026-0007",
+        "X-Road-UserId": "DE/sachbearbeiterin-3",
+        "X-Road-Issue": "GA-2026/0815 (Ummeldung)",
+        "X-Road-Represented-Party": "COM/HRB4711",
+    }
+    before = registry.count()
+    response = call(
+        net,
+        f"/r1/{SERVICE}?familienname=Schmidt",
+        headers={**sent, "X-Road-Something-Else": "not forwarded"},
+    )
+    assert response.status_code == 200, response.text
+    message_id = response.headers["X-Road-Request-Id"]
+    assert registry.count() == before + 1
+    got = registry.calls[-1].headers
+    assert {h: v for h, v in got.items() if h.startswith("x-road-")} == {
+        **{name.lower(): value for name, value in sent.items()},
+        "x-road-request-id": message_id,
+    }
+    consumer = read_entries(net.nodes[SOEST.ags].messagelog, message_id=message_id)
+    provider = read_entries(net.nodes[LIPPSTADT.ags].messagelog, message_id=message_id)
+    assert consumer[0].header == provider[0].header
+    assert json.loads(provider[0].header)["represented_party"] == "COM/HRB4711"
+
+
+@pytest.mark.parametrize(
+    "party",
+    [
+        "COM/HRB 4711",
+        "COM/HRB4711/extra",
+        "COM/",
+        "/HRB4711",
+        "COM/HRB4711\tX-Road-Client: x",
+        "COM/" + "1" * 300,
+    ],
+)
+def test_bad_represented_party_is_refused_at_the_consumer_edge(
+    net: LocalNet, registry: RecordingRegistry, party: str
+) -> None:
+    before = registry.count()
+    response = call(
+        net,
+        f"/r1/{SERVICE}",
+        headers={"X-Road-Client": str(GEWERBEAMT), "X-Road-Represented-Party": party},
+    )
+    assert_error(response, 400, "client.bad_request")
+    assert "X-Road-Represented-Party" in response.json()["message"]
+    assert registry.count() == before
 
 
 def test_error_as_xml_when_asked(net: LocalNet) -> None:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlencode
@@ -216,6 +216,51 @@ def test_subject_recorded_at_provider_and_never_reaches_consumer(fed: Federation
             (message_id,),
         ).fetchall()
     assert kept == [("GET", "/", 200, "sachbearbeiterin-12", "GEW-2026-0815")]
+
+
+def test_the_melderegister_protocols_a_read_through_the_gateway(fed: Federation) -> None:
+    """The register's Abrufprotokoll names the requesting authority, its case number,
+    user and represented party, the time and the person, from the headers Lippstadt's
+    node passed on; only the register's operator can read it."""
+    url = f"{fed.net.nodes[SOEST.ags].consumer_url}/r1/{AUSKUNFT}?" + urlencode(ANNA)
+    before = datetime.now(UTC)
+    response = httpx.get(
+        url,
+        headers={
+            "X-Road-Client": str(GEWERBEAMT),
+            "X-Road-Id": "soest-gewerbe-protokoll-1",
+            "X-Road-UserId": "sachbearbeiterin-12",
+            "X-Road-Issue": "GEW-2026-0815",
+            "X-Road-Represented-Party": "COM/HRB4711",
+        },
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    message_id = response.headers["X-Road-Request-Id"]
+    token = fed.net.melderegister_token_file().read_text("utf-8")
+    assert httpx.get(f"{fed.registry_url}/protokoll", timeout=10).status_code == 401
+    answer = httpx.get(
+        f"{fed.registry_url}/protokoll",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    rows = [e for e in answer.json()["eintraege"] if e["anfrageId"] == message_id]
+    assert len(rows) == 1
+    row = rows[0]
+    assert {k: v for k, v in row.items() if k not in ("id", "zeitpunkt")} == {
+        "rechtsgrundlage": "§ 38 BMG",
+        "abrufendeStelle": str(GEWERBEAMT),
+        "aktenzeichen": "GEW-2026-0815",
+        "benutzer": "sachbearbeiterin-12",
+        "vertreteneStelle": "COM/HRB4711",
+        "nachrichtenId": "soest-gewerbe-protokoll-1",
+        "anfrageId": message_id,
+        "ergebnis": "gefunden",
+        "idnr": ANNA_IDNR,
+    }
+    moment = datetime.fromisoformat(row["zeitpunkt"])
+    assert before - timedelta(seconds=1) <= moment <= datetime.now(UTC)
 
 
 def test_purpose_binding_refuses_before_the_registry(fed: Federation) -> None:

@@ -10,7 +10,7 @@ import unicodedata
 import warnings
 from collections.abc import Iterator
 from contextlib import closing
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from registries.melderegister.app import (
     SEARCH_KEYS,
     Person,
     create_app,
+    read_operator_token,
 )
 from registries.melderegister.idnr import is_idnr
 
@@ -340,21 +341,24 @@ def test_health(client: TestClient) -> None:
 
 
 def test_main_passes_arguments_to_serve(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    calls: list[tuple[Path, str, int, str]] = []
+    calls: list[tuple[Path, str, int, str, Path | None]] = []
 
-    def fake_serve(db_path: Path, host: str, port: int, city: str) -> None:
-        calls.append((db_path, host, port, city))
+    def fake_serve(db_path: Path, host: str, port: int, city: str, token_file: Path | None) -> None:
+        calls.append((db_path, host, port, city, token_file))
 
     monkeypatch.setattr(melderegister_main, "serve", fake_serve)
 
     melderegister_main.main(["--db", str(tmp_path / "a.db")])
     melderegister_main.main(
-        ["--db", "b.db", "--host", "127.0.0.2", "--port", "9001", "--city", "iserlohn"]
+        [
+            *("--db", "b.db", "--host", "127.0.0.2", "--port", "9001", "--city", "iserlohn"),
+            *("--operator-token-file", "token"),
+        ]
     )
 
     assert calls == [
-        (tmp_path / "a.db", "127.0.0.1", 8001, "lippstadt"),
-        (Path("b.db"), "127.0.0.2", 9001, "iserlohn"),
+        (tmp_path / "a.db", "127.0.0.1", 8001, "lippstadt", None),
+        (Path("b.db"), "127.0.0.2", 9001, "iserlohn", Path("token")),
     ]
     with pytest.raises(SystemExit):
         melderegister_main.main(["--db", "c.db", "--city", "soest"])
@@ -697,3 +701,90 @@ def test_arbitrary_queries_never_500_and_header_iff_person(
 
     assert response.status_code in {200, 404, 409, 422}
     assert ("X-Data-Subject" in response.headers) == (response.status_code == 200)
+
+
+# --------------------------------------------------------------------------- Abrufprotokoll
+
+OPERATOR_TOKEN = "betreiber-token-0123456789"
+AM = datetime(2026, 3, 2, 9, 30, 15, 123456, tzinfo=UTC)
+XROAD = {
+    "X-Road-Client": "DE-NRW/GOV/05974040/gewerbeamt",
+    "X-Road-Id": "soest-gewerbe-0007",
+    "X-Road-Request-Id": "6f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d5e",
+    "X-Road-UserId": "sachbearbeiterin-3",
+    "X-Road-Issue": "GA-2026/0815",
+    "X-Road-Represented-Party": "COM/HRB4711",
+}
+
+
+@pytest.fixture
+def operated(db_path: Path) -> Iterator[TestClient]:
+    """The register with an operator token and a fixed clock."""
+    app = create_app(db_path, operator_token=OPERATOR_TOKEN, clock=lambda: AM)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def _protokoll(client: TestClient) -> list[dict[str, Any]]:
+    answer = client.get("/protokoll", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+    assert answer.status_code == 200, answer.text
+    eintraege: list[dict[str, Any]] = answer.json()["eintraege"]
+    return eintraege
+
+
+def test_every_automated_retrieval_is_protocolled_with_the_xroad_headers(
+    operated: TestClient,
+) -> None:
+    assert operated.get("/personen", params=ANNA, headers=XROAD).status_code == 200
+    assert operated.get(UEBERMITTLUNG, params=NOBODY, headers=XROAD).status_code == 404
+    assert operated.get("/personen", params=BERND_BLOCKED).status_code == 404
+    eintraege = _protokoll(operated)
+    assert eintraege[0] == {
+        "id": 1,
+        "zeitpunkt": "2026-03-02T09:30:15.123Z",
+        "rechtsgrundlage": "§ 38 BMG",
+        "abrufendeStelle": "DE-NRW/GOV/05974040/gewerbeamt",
+        "aktenzeichen": "GA-2026/0815",
+        "benutzer": "sachbearbeiterin-3",
+        "vertreteneStelle": "COM/HRB4711",
+        "nachrichtenId": "soest-gewerbe-0007",
+        "anfrageId": "6f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d5e",
+        "ergebnis": "gefunden",
+        "idnr": "52693074139",
+    }
+    assert (eintraege[1]["rechtsgrundlage"], eintraege[1]["ergebnis"]) == (
+        "§ 34 BMG",
+        "nicht_gefunden",
+    )
+    assert eintraege[1]["idnr"] is None
+    # A blocked person is protocolled like a miss, and a call without X-Road headers
+    # (the operator's own test) keeps them empty.
+    assert eintraege[2]["ergebnis"] == "nicht_gefunden"
+    assert eintraege[2]["idnr"] is None
+    assert eintraege[2]["abrufendeStelle"] is None
+    assert len(eintraege) == 3
+
+
+def test_the_protocol_is_for_the_operator_only(operated: TestClient, db_path: Path) -> None:
+    for headers in ({}, {"Authorization": "Bearer falsch"}, {"Authorization": OPERATOR_TOKEN}):
+        answer = operated.get("/protokoll", headers=headers)
+        assert answer.status_code == 401, answer.text
+        assert answer.headers["WWW-Authenticate"] == "Bearer"
+        assert answer.json()["fehler"] == "nicht_angemeldet"
+    assert "/protokoll" not in operated.get("/openapi.json").json()["paths"]
+
+
+def test_without_a_token_the_protocol_answers_nobody(client: TestClient) -> None:
+    client.get("/personen", params=ANNA, headers=XROAD)
+    answer = client.get("/protokoll", headers={"Authorization": "Bearer "})
+    assert answer.status_code == 403
+    assert answer.json()["fehler"] == "kein_betreiberzugang"
+
+
+def test_operator_token_file_must_hold_a_real_token(tmp_path: Path) -> None:
+    good, short = tmp_path / "good", tmp_path / "short"
+    good.write_text(f"  {OPERATOR_TOKEN}\n", "utf-8")
+    short.write_text("kurz\n", "utf-8")
+    assert read_operator_token(good) == OPERATOR_TOKEN
+    with pytest.raises(ValueError, match="at least 16"):
+        read_operator_token(short)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from gateway.node.config import ConfigError, load_config
+from gateway.node.config import ConfigError, ServiceSection, load_config
 
 NODE = """
 [node]
@@ -84,3 +86,62 @@ def test_anchor_of_another_instance_is_refused(tmp_path: Path) -> None:
     path.write_text(NODE + GLOBALCONF, "utf-8")
     with pytest.raises(ConfigError, match="instance DE-BY"):
         load_config(path)
+
+
+SERVICE_ID = "DE-NRW/GOV/05974040/gewerbeamt/auskunft"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"url": "https://registry:8443"}, "set tls_ca"),
+        ({"url": "http://registry", "openapi_url": "https://registry/openapi"}, "set tls_ca"),
+        ({"url": "http://registry", "tls_ca": "ca.pem"}, "no https:// URL"),
+        ({"url": "http://registry", "tls_client_cert": "c.pem"}, "no https:// URL"),
+        (
+            {"url": "https://registry", "tls_ca": "ca.pem", "tls_client_cert": "c.pem"},
+            "set both tls_client_cert and tls_client_key",
+        ),
+        ({"url": "https://registry", "tls_pin_sha256": ["ab" * 31]}, "64 hex digits"),
+    ],
+)
+def test_service_tls_settings_fail_closed(fields: dict[str, Any], message: str) -> None:
+    """An https:// registry needs a trust anchor; TLS settings without https are refused."""
+    with pytest.raises(ValidationError, match=message):
+        ServiceSection(id=SERVICE_ID, **fields)
+
+
+def test_service_tls_paths_are_resolved_and_pins_normalised(tmp_path: Path) -> None:
+    from gateway.conf.anchor import ConfigurationAnchor, save_anchor
+
+    root = {"signed": {"_type": "root"}, "signatures": []}
+    save_anchor(
+        tmp_path / "anchor.json", ConfigurationAnchor("DE-NRW", "http://x/m/", "http://x/t/", root)
+    )
+    pin = "AB:" * 31 + "AB"
+    services = f"""
+[[services]]
+id = "{SERVICE_ID}"
+url = "https://127.0.0.1:8443/auskunft"
+tls_ca = "registry-ca.pem"
+tls_pin_sha256 = ["{pin}"]
+tls_client_cert = "internal.pem"
+tls_client_key = "internal.key"
+"""
+    path = tmp_path / "node.toml"
+    path.write_text(NODE + services + GLOBALCONF, "utf-8")
+    section = load_config(path).services[0]
+    assert section.tls_ca == tmp_path.resolve() / "registry-ca.pem"
+    assert section.tls_client_cert == tmp_path.resolve() / "internal.pem"
+    assert section.tls_client_key == tmp_path.resolve() / "internal.key"
+    assert section.tls_pin_sha256 == ["ab" * 32]
+
+
+def test_an_unreadable_registry_ca_stops_the_node_naming_the_service(tmp_path: Path) -> None:
+    from gateway.node.server import _registry_contexts
+
+    section = ServiceSection(
+        id=SERVICE_ID, url="https://registry", tls_ca=tmp_path / "missing-ca.pem"
+    )
+    with pytest.raises(ConfigError, match=f"service {SERVICE_ID}: cannot set up TLS"):
+        _registry_contexts([section])

@@ -197,6 +197,7 @@ def test_request_header(case: dict[str, Any]) -> None:
         created=fields["created"],
         body_sha256=body_sha256(body),
         body_length=len(body),
+        represented_party=fields.get("represented_party"),
     )
     assert built.to_bytes() == data
     parsed = RequestHeader.from_bytes(data)

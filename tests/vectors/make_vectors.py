@@ -308,8 +308,11 @@ def request_fields(
     issue: str | None,
     created: str,
     body: bytes,
+    represented_party: str | None = None,
 ) -> dict[str, Any]:
+    optional = {} if represented_party is None else {"represented_party": represented_party}
     return {
+        **optional,
         "v": PROTOCOL_VERSION,
         "type": "request",
         "id": message_id,
@@ -385,6 +388,25 @@ def request_cases() -> dict[str, tuple[dict[str, Any], bytes, str]]:
             BODY_EMPTY,
             "A member (three-part) client, an empty path, and id parts with every "
             "punctuation character X-Road allows ('?' percent-encoded as %3F).",
+        ),
+        "represented-party": (
+            request_fields(
+                "3e2d1c0b-9a8f-4e7d-8c6b-5a4f3e2d1c0b",
+                "DE-NRW/GOV/05974040/gewerbeamt",
+                "DE-NRW/GOV/05974028/melderegister/einfacheAuskunft",
+                "GET",
+                "/auskunft",
+                "familienname=Schmidt&vornamen=Anna&geburtsdatum=1988-03-14",
+                [["accept", "application/json"]],
+                "sachbearbeiter-17",
+                "GA-2025-0042",
+                "2025-06-01T11:59:58.500Z",
+                BODY_EMPTY,
+                represented_party="COM/HRB4711",
+            ),
+            BODY_EMPTY,
+            "A request made on behalf of a third party (X-Road-Represented-Party, "
+            "[CLASS/]CODE): the optional field is present only when set.",
         ),
     }
 
@@ -481,6 +503,24 @@ def header_cases(
     bad: list[tuple[str, str, dict[str, Any], str]] = [
         ("unknown-field", "request", changed(base_req, extra=1), "An extra field."),
         ("missing-field", "request", changed(base_req, issue=_DROP), "'issue' is absent."),
+        (
+            "represented-party-null",
+            "request",
+            changed(base_req, represented_party=None),
+            "An optional field is absent when not set, never null.",
+        ),
+        (
+            "represented-party-three-parts",
+            "request",
+            changed(base_req, represented_party="COM/HRB4711/extra"),
+            "X-Road-Represented-Party is [CLASS/]CODE: at most two parts.",
+        ),
+        (
+            "represented-party-space",
+            "request",
+            changed(base_req, represented_party="COM/HRB 4711"),
+            "Only X-Road's identifier characters: letters, digits and '()+,-.=?.",
+        ),
         ("wrong-version", "request", changed(base_req, v=2), "Only v=1 exists."),
         ("type-response-as-request", "request", changed(base_req, type="response"), ""),
         ("type-request-as-response", "response", changed(base_resp, type="request"), ""),
@@ -668,6 +708,16 @@ def message_cases(
         post_bytes,
         jws(consumer, post_bytes, pki.consumer_key),
         post_body,
+        ok(CONSUMER),
+    )
+    party_fields, party_body, _ = requests["represented-party"]
+    party_bytes = canonical_json(party_fields)
+    add(
+        "request-represented-party",
+        "A request that names the party it is made for; the field is signed like any other.",
+        party_bytes,
+        jws(consumer, party_bytes, pki.consumer_key),
+        party_body,
         ok(CONSUMER),
     )
     get(
