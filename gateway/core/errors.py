@@ -27,6 +27,7 @@ class Code(StrEnum):
     UNKNOWN_CLIENT = "client.unknown_member"
     HTTP_VERSION_NOT_SUPPORTED = "client.http_version_not_supported"
     REQUEST_TOO_LARGE = "client.request_too_large"
+    CLIENT_SSL_AUTHENTICATION_FAILED = "client.ssl_authentication_failed"
 
     CP_UNKNOWN_MEMBER = "server.clientproxy.unknown_member"
     CP_NETWORK_ERROR = "server.clientproxy.network_error"
@@ -96,6 +97,12 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
         505, "The request line names an HTTP version other than 1.0 or 1.1."
     ),
     Code.REQUEST_TOO_LARGE: ErrorSpec(413, "The request body exceeds the node's limit."),
+    Code.CLIENT_SSL_AUTHENTICATION_FAILED: ErrorSpec(
+        400,
+        "The connection does not satisfy the connection type of the client it names "
+        "(plain HTTP for an https or https-no-auth client; no TLS client certificate, "
+        "or one not registered for that client or not valid now, for an https client).",
+    ),
     Code.CP_UNKNOWN_MEMBER: ErrorSpec(500, "No node is known that hosts the service's provider."),
     Code.CP_NETWORK_ERROR: ErrorSpec(500, "The provider's node could not be reached in time."),
     Code.CP_SSL_AUTHENTICATION_FAILED: ErrorSpec(
@@ -199,7 +206,8 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
     Code.AUDIT_ACCESS_DENIED: ErrorSpec(
         400,
         "The log's auditor API needs an auditor certificate, the admin token, or (for its "
-        "own exchanges only) a client hosted at this node.",
+        "own exchanges only) a client hosted at this node that presents its registered "
+        "TLS client certificate.",
     ),
     Code.AUDIT_NOT_FOUND: ErrorSpec(
         400, "No such log entry, tree size or signed tree head in this node's log."

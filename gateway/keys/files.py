@@ -13,6 +13,8 @@ in here without touching the certificate logic.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
@@ -24,6 +26,7 @@ from gateway.fsutil import replace_atomically
 from gateway.pki.ca import make_csr
 from gateway.pki.keys import generate_key
 from gateway.pki.profiles import CertKind, check_owner_kind
+from gateway.pki.tlscert import self_signed_tls
 
 KEY_FILE_MODE = 0o600
 CERT_FILE_MODE = 0o644
@@ -113,6 +116,28 @@ def load_csr(path: Path) -> x509.CertificateSigningRequest:
         return x509.load_pem_x509_csr(path.read_bytes())
     except ValueError as exc:
         raise ValueError(f"{path} is not a PEM certificate signing request: {exc}") from None
+
+
+def new_self_signed(
+    cert_out: Path,
+    key_out: Path,
+    common_name: str,
+    now: datetime,
+    *,
+    days: int,
+    hosts: Sequence[str] = (),
+    server: bool = False,
+    client: bool = False,
+) -> x509.Certificate:
+    """Generate a key (0600, never overwritten) and a self-signed TLS certificate: the
+    node's internal TLS certificate (``server``) or an information system's (``client``)."""
+    key = generate_key()
+    cert = self_signed_tls(
+        key, common_name, now, days=days, hosts=hosts, server=server, client=client
+    )
+    write_private_key(key_out, key)
+    write_certificate(cert_out, cert)
+    return cert
 
 
 def new_key_and_csr(

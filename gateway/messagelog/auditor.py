@@ -10,10 +10,11 @@ Two doors, because the callers authenticate differently:
   signed tree head, consistency proofs, and the co-signatures this node made;
 * the **consumer port** (the local network of the member's information systems,
   ``/audit/v1/...``): ``Authorization: Bearer <token>`` with the token of
-  ``[audit] admin_token_file`` reads everything; an information system identified by
-  ``X-Road-Client`` as on the consumer side (a client hosted at this node) reads only
-  the entries of exchanges it took part in (as client or as provider subsystem) and
-  their inclusion proofs.
+  ``[audit] admin_token_file`` reads everything; an information system that names a
+  client hosted at this node in ``X-Road-Client`` *and* presents, on the consumer TLS
+  port, a TLS client certificate registered for that client (gateway/node/clientauth.py)
+  reads only the entries of exchanges it took part in (as client or as provider
+  subsystem) and their inclusion proofs. The header alone reads nothing.
 
 Refusals are X-Road error documents with ``client.audit_access_denied`` and
 ``client.audit_not_found`` (docs/message-log.md section 10). Reads go through the log's
@@ -181,6 +182,17 @@ class Auditor:
             raise GatewayError(
                 Code.AUDIT_ACCESS_DENIED, f"{client} is not a client hosted at {self._node.node_id}"
             )
+        # The header names the client; only its registered TLS certificate proves it,
+        # whatever its connection type: the entries hold the exchanged bodies.
+        try:
+            self._node.authenticate_client(request.transport, client)
+        except GatewayError as exc:
+            raise GatewayError(
+                Code.AUDIT_ACCESS_DENIED,
+                f"X-Road-Client alone does not authenticate: {exc.message}; connect to the "
+                "consumer TLS port with a certificate registered for the client, or send "
+                "the admin bearer token",
+            ) from None
         return Access.CLIENT, str(client)
 
     def _wrap(

@@ -25,8 +25,6 @@ from gateway.core.encoding import b64url, format_time
 from gateway.core.envelope import (
     EnvelopeError,
     RequestHeader,
-    Signer,
-    VerifiedSignature,
     body_sha256,
     check_headers,
     check_path,
@@ -36,6 +34,7 @@ from gateway.core.envelope import (
 from gateway.core.errors import ERROR_TABLE, Code, GatewayError
 from gateway.core.headers import end_to_end_headers
 from gateway.core.ids import ClientId, ServiceId, parse_client
+from gateway.core.jws import Signer, VerifiedSignature
 from gateway.core.protocol import OpenedResponse, ProtocolError, open_response
 from gateway.messagelog import Kind, LogRecord, MessageLogError, Role
 from gateway.node.context import NodeContext, certs, signing_certificate
@@ -137,7 +136,8 @@ class ClientProxy:
 
     def _read_call(self, request: web.Request, ids: dict[str, str]) -> Call:
         """Section 11: the service from the path, the client this node must host and
-        hold a key for, this node's OCSP evidence, and every limit of section 5.1.
+        hold a key for, authenticated as its connection type requires, this node's
+        OCSP evidence, and every limit of section 5.1.
         Records the exchange's ``X-Road-Id`` in ``ids`` as soon as it is known."""
         ctx = self._ctx
         service, path, query = _parse_r1(request)
@@ -147,6 +147,9 @@ class ClientProxy:
         client = parse_client(client_values[-1])
         if not ctx.hosts(client):
             raise GatewayError(Code.UNKNOWN_CLIENT, f"{client} is not a client of node {ctx.id}")
+        # Before anything is signed or sent: the connection must satisfy the client's
+        # connection type (its registered TLS certificate for https).
+        ctx.authenticate_client(request.transport, client)
         signer = ctx.signers.get(client.member)
         if signer is None:
             raise GatewayError(

@@ -34,6 +34,7 @@ from gateway.core.ids import (
     parse_client,
 )
 from gateway.core.policy import Grant
+from gateway.node.clientauth import ConnectionType
 
 
 class ConfigError(Exception):
@@ -63,6 +64,16 @@ def _http_url(value: str) -> str:
 class NodeSection(_Model):
     id: str
     consumer_listen: HostPort = "127.0.0.1:8080"
+    """The plain-HTTP consumer port; bound only if some ``[[clients]]`` entry is ``http``."""
+    consumer_tls_listen: HostPort = "127.0.0.1:8443"
+    """The consumer TLS port (``https`` and ``https-no-auth`` clients); bound when the
+    internal TLS certificate is configured."""
+    internal_tls_cert: Path | None = None
+    """The certificate the consumer TLS port presents to information systems (PEM),
+    separate from the authentication certificate peers see."""
+    internal_tls_key: Path | None = None
+    client_certs: Path = Path("client-certs.json")
+    """The registered information-system certificates (``gateway node client-cert``)."""
     peer_listen: HostPort = "127.0.0.1:5500"
     messagelog: Path
     auth_cert: Path
@@ -98,7 +109,7 @@ class NodeSection(_Model):
         NodeId.parse(value)
         return value
 
-    @field_validator("consumer_listen", "peer_listen")
+    @field_validator("consumer_listen", "consumer_tls_listen", "peer_listen")
     @classmethod
     def _listen(cls, value: str) -> str:
         return _hostport(value)
@@ -303,6 +314,19 @@ class TrackerSection(_Model):
         return value
 
 
+class ClientSection(_Model):
+    """One hosted subsystem's connection type (X-Road's IS connection type)."""
+
+    id: str
+    connection_type: ConnectionType = ConnectionType.HTTPS
+
+    @field_validator("id")
+    @classmethod
+    def _subsystem(cls, value: str) -> str:
+        SubsystemId.parse(value)
+        return value
+
+
 class NodeConfig(_Model):
     node: NodeSection
     signing: list[SigningKey]
@@ -312,6 +336,30 @@ class NodeConfig(_Model):
     audit: AuditSection = Field(default_factory=AuditSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
     tracker: TrackerSection = Field(default_factory=TrackerSection)
+    clients: list[ClientSection] = Field(default_factory=list)
+    """Connection types of hosted subsystems; a subsystem not listed is ``https``."""
+
+    def connection_type(self, client: ClientId) -> ConnectionType:
+        """How ``client``'s information systems must connect (default ``https``)."""
+        for entry in self.clients:
+            if entry.id == str(client):
+                return entry.connection_type
+        return ConnectionType.HTTPS
+
+    def consumer_ports_problem(self) -> str | None:
+        """Why the node would serve its information systems on no port, if it would."""
+        if self.node.internal_tls_cert is None and not self.serves_plain_http():
+            return (
+                "the node would serve its information systems on no port: set [node] "
+                "internal_tls_cert and internal_tls_key (the consumer TLS port's certificate, "
+                "e.g. from gateway node tls-cert) or give a subsystem "
+                'connection_type = "http" in [[clients]]'
+            )
+        return None
+
+    def serves_plain_http(self) -> bool:
+        """Whether the plain consumer port is needed: some client uses ``http``."""
+        return any(c.connection_type is ConnectionType.HTTP for c in self.clients)
 
     def grants(self) -> list[Grant]:
         return [a.grant() for a in self.access]
@@ -344,9 +392,11 @@ MISSING_GLOBALCONF = (
 def _resolve(data: dict[str, Any], base: Path) -> None:
     """Make every path field absolute relative to the config file's directory."""
     node = data.get("node", {})
-    for key in ("messagelog", "auth_cert", "auth_key"):
+    for key in ("messagelog", "auth_cert", "auth_key", "internal_tls_cert", "internal_tls_key"):
         if key in node:
             node[key] = str(base / node[key])
+    if isinstance(node, dict):
+        node["client_certs"] = str(base / node.get("client_certs", "client-certs.json"))
     for entry in data.get("signing", []):
         for key in ("cert", "key"):
             if key in entry:
@@ -366,6 +416,18 @@ def _resolve(data: dict[str, Any], base: Path) -> None:
         globalconf["state_dir"] = str(base / "globalconf")
 
 
+def _check_consumer_ports(config: NodeConfig) -> None:
+    """The internal certificate comes with its key, and a subsystem is not listed twice
+    with two connection types. (That the node serves some consumer port at all is
+    checked when a node is built from the file: ``gateway.node.server.Node``.)"""
+    node = config.node
+    if (node.internal_tls_cert is None) != (node.internal_tls_key is None):
+        raise ValueError("[node] internal_tls_cert and internal_tls_key go together")
+    ids = [c.id for c in config.clients]
+    if len(ids) != len(set(ids)):
+        raise ValueError("[[clients]] lists a subsystem twice")
+
+
 def load_config(path: Path) -> NodeConfig:
     """Read and validate; every problem is reported with its location."""
     try:
@@ -383,6 +445,7 @@ def load_config(path: Path) -> NodeConfig:
         config = NodeConfig.model_validate(data)
         config.grants()
         config.load_anchor()
+        _check_consumer_ports(config)
     except (ValidationError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except OSError as exc:

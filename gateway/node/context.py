@@ -21,14 +21,20 @@ from cryptography import x509
 
 from gateway.conf.directory import Directory
 from gateway.conf.tufclient import GlobalConfSource
-from gateway.core.envelope import SignatureVerifier, Signer, VerifiedSignature
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import ClientId, MemberId, NodeId, ServiceId
+from gateway.core.jws import SignatureVerifier, Signer, VerifiedSignature
 from gateway.core.policy import AccessPolicy
 from gateway.messagelog import MessageLog
 from gateway.messagelog.context import LogContext
 from gateway.messagelog.timestamper import Timestamper
 from gateway.messagelog.tracker import Tracker
+from gateway.node.clientauth import (
+    ClientCertStore,
+    ConnectionType,
+    authenticate_client,
+    tls_peer,
+)
 from gateway.node.clock import Clock
 from gateway.node.config import NodeConfig, ServiceSection
 from gateway.node.ocsp import OwnOcsp, OwnStatusUnavailable
@@ -83,6 +89,7 @@ class NodeContext:
         services: dict[ServiceId, ServiceSection],
         tracker: Tracker,
         limits: Limits,
+        client_certs: ClientCertStore,
     ) -> None:
         self.id: NodeId = config.node.node_id
         self.config = config
@@ -102,6 +109,8 @@ class NodeContext:
         self.services = services
         self.tracker = tracker
         self.limits = limits
+        self.client_certs = client_certs
+        """The registered information-system certificates (reread when the file changes)."""
 
     @property
     def directory(self) -> Directory:
@@ -116,6 +125,23 @@ class NodeContext:
         """Whether the directory lists ``client`` as hosted on this node."""
         me = self.directory.node(self.id)
         return me is not None and client in me.clients
+
+    def authenticate_client(
+        self, transport: object, client: ClientId, connection: ConnectionType | None = None
+    ) -> None:
+        """Refuse with ``client.ssl_authentication_failed`` unless the connection
+        ``transport`` carries satisfies ``connection`` (default: the client's own
+        connection type in ``[[clients]]``); the certificate comes from the TLS
+        connection only."""
+        tls, peer_der = tls_peer(transport)
+        authenticate_client(
+            client,
+            connection or self.config.connection_type(client),
+            tls=tls,
+            peer_der=peer_der,
+            store=self.client_certs,
+            now=self.clock.now(),
+        )
 
     def log_context(self) -> LogContext:
         """What the log's services (witness, auditor API, head signer) use of this node:
@@ -133,6 +159,9 @@ class NodeContext:
             own_evidence=self.own_ocsp.evidence,
             peer_status=self.peer_status,
             hosts=self.hosts,
+            authenticate_client=lambda transport, client: self.authenticate_client(
+                transport, client, ConnectionType.HTTPS
+            ),
         )
 
     def check_globalconf(self, code: Code) -> None:

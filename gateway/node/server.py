@@ -5,8 +5,9 @@ proxy (``clientproxy.py``) answers its own information systems on the consumer p
 the server proxy (``serverproxy.py``) answers peer nodes on the mutual-TLS port, and
 both share the metadata services (``metadata.py``) and the wire format (``wire.py``).
 The protocol's checks themselves are in ``gateway.core.protocol``. This module builds
-the context at start-up (refusing keys and certificates peers would refuse), installs
-new global configuration, and starts and stops the listeners and background tasks.
+the context at start-up (the checks that refuse keys and certificates peers would
+refuse are in ``startup.py``), installs new global configuration, and starts and stops
+the listeners and background tasks.
 
 Both ports run on aiohttp's server because it hands the application the TLS peer
 certificate (the transport's ``ssl_object``); the provider decides who is talking from
@@ -17,33 +18,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.conf.directory import Directory
 from gateway.conf.globalconf import GlobalConf
 from gateway.conf.tufclient import ConfigClient, Current, GlobalConfSource, GlobalConfUnavailable
 from gateway.core.encoding import format_time
-from gateway.core.envelope import (
-    MAX_HEADER_FIELD,
-    EnvelopeError,
-    SignatureVerifier,
-    Signer,
-    parse_time,
-)
+from gateway.core.envelope import MAX_HEADER_FIELD
 from gateway.core.errors import Code, GatewayError
-from gateway.core.ids import MemberId, NodeId, ServiceId
+from gateway.core.ids import NodeId
+from gateway.core.jws import SignatureVerifier
 from gateway.core.policy import AccessPolicy
-from gateway.keys.files import load_certificates, load_private_key
 from gateway.messagelog import (
     MessageLog,
     MessageLogError,
@@ -58,20 +53,27 @@ from gateway.messagelog.tracker import Tracker
 from gateway.messagelog.witness import Witness, head_signer
 from gateway.net.guard import GuardSettings, guarded_site
 from gateway.net.httpversion import http1_only
+from gateway.node.clientauth import ClientCertStore, ConsumerTls
 from gateway.node.clientproxy import ClientProxy
 from gateway.node.clock import Clock, SystemClock
-from gateway.node.config import ConfigError, NodeConfig, ServiceSection
+from gateway.node.config import ConfigError, NodeConfig
 from gateway.node.context import Limits, NodeContext, TrustState
+from gateway.node.health import Health
 from gateway.node.metadata import MetadataServices
-from gateway.node.ocsp import OwnCertificate, OwnOcsp
-from gateway.node.replay import ReplayGuard
+from gateway.node.ocsp import OwnOcsp
 from gateway.node.serverproxy import ServerProxy
-from gateway.node.tls import RegistryContext, client_context, registry_context, server_context
+from gateway.node.startup import (
+    check_auth_certificate,
+    load_signers,
+    own_certificate,
+    preloaded_replay_guard,
+    registry_contexts,
+)
+from gateway.node.tls import client_context, server_context
 from gateway.node.transport import PeerClient, RegistryClient
 from gateway.node.wire import guarded, version_refusal
-from gateway.pki.ocsp_cache import OcspCache, find_issuer
-from gateway.pki.profiles import CertificateError, node_id_of
-from gateway.pki.validation import verify_auth_certificate
+from gateway.pki.ocsp_cache import OcspCache
+from gateway.pki.profiles import CertificateError
 
 log = logging.getLogger("gateway.node")
 
@@ -81,7 +83,11 @@ class Endpoints:
     """Where a started node listens (ports may have been chosen by the OS)."""
 
     consumer_url: str
+    """The plain consumer port if it is served (some client uses ``http``), else the
+    consumer TLS port."""
     peer_url: str
+    consumer_tls_url: str | None = None
+    """The consumer TLS port, if the internal TLS certificate is configured."""
 
 
 class Node:
@@ -96,6 +102,9 @@ class Node:
     ) -> None:
         self.config = config
         self.id: NodeId = config.node.node_id
+        problem = config.consumer_ports_problem()
+        if problem is not None:
+            raise ConfigError(f"node {self.id}: {problem}")
         self.clock = clock or SystemClock()
         # Routing and trust: signed global configuration that a background task
         # refreshes (``directory`` fixes one instead, for tests that run a node in
@@ -104,17 +113,17 @@ class Node:
         trust = self._bootstrap(directory)
         policy = AccessPolicy(config.grants())
         services = {s.service_id: s for s in config.services}
-        self._registry_tls = _registry_contexts(config.services)
+        self._registry_tls = registry_contexts(config.services)
         now = self.clock.now()
-        signers, signing_chains = _load_signers(config, trust.verifier, now)
-        auth_chain = _check_auth_certificate(config, self.id, trust.directory, now)
+        signers, signing_chains = load_signers(config, trust.verifier, now)
+        auth_chain = check_auth_certificate(config, self.id, trust.directory, now)
         # OCSP: peers' responses are checked through one bounded cache; this node's own
         # statuses are fetched in the background (started in start()).
         freshness = timedelta(seconds=trust.directory.parameters().ocsp_freshness_seconds)
         ocsp_cache = OcspCache(freshness)
-        own = [_own_certificate(f"authentication certificate of {self.id}", auth_chain, trust)]
+        own = [own_certificate(f"authentication certificate of {self.id}", auth_chain, trust)]
         for member, chain in signing_chains.items():
-            own.append(_own_certificate(f"signing certificate of {member}", chain, trust))
+            own.append(own_certificate(f"signing certificate of {member}", chain, trust))
         # The default follows the freshness window this node actually applies (the
         # directory's), not the one written in its own configuration file.
         refresh_seconds = config.node.ocsp_refresh_seconds
@@ -143,6 +152,17 @@ class Node:
             body_policy=body_policy(config.logging.metadata_only(), config.logging.max_body_bytes),
         )
         tracker = Tracker(message_log.store, config.tracker.hidden_clients)
+        try:
+            client_certs = ClientCertStore(config.node.client_certs)
+            self._consumer_tls = (
+                None
+                if config.node.internal_tls_cert is None or config.node.internal_tls_key is None
+                else ConsumerTls(
+                    config.node.internal_tls_cert, config.node.internal_tls_key, client_certs
+                )
+            )
+        except (ValueError, OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"the consumer TLS port cannot be set up: {exc}") from None
         limits = Limits(
             window=timedelta(seconds=config.node.message_window_seconds),
             max_body=config.node.max_body_bytes,
@@ -167,11 +187,12 @@ class Node:
                 timeout_seconds=config.node.timestamp_timeout_seconds,
                 sign_head=self._sign_head,
             ),
-            replay=_preloaded_replay_guard(message_log, limits.window, now),
+            replay=preloaded_replay_guard(message_log, limits.window, now),
             policy=policy,
             services=services,
             tracker=tracker,
             limits=limits,
+            client_certs=client_certs,
         )
         # The log's services in the node (gateway/messagelog/): the head signer the
         # timestamper calls, the witness of peers' tree heads and the auditor API.
@@ -184,6 +205,8 @@ class Node:
         self._peer: PeerClient | None = None
         self._registry: RegistryClient | None = None
         self.endpoints: Endpoints | None = None
+        self.bound: dict[str, list[tuple[str, int]]] = {}
+        """The addresses each listener's sockets are bound to, by port name, once started."""
 
     # ------------------------------------------------------------------ shared parts
 
@@ -380,16 +403,41 @@ class Node:
         )
         self._registry = RegistryClient(max_body=max_body, tls=self._registry_tls)
         metadata = MetadataServices(self.context, self._registry)
-        consumer_app = self._consumer_app(ClientProxy(self.context, self._peer), metadata)
+        client_proxy = ClientProxy(self.context, self._peer)
+        node = self.config.node
+        # The consumer edge: the TLS port with the internal certificate, and the plain
+        # port only if some hosted subsystem's connection type is http.
+        tls_url = plain_url = None
+        if self._consumer_tls is not None:
+            app = self._consumer_app(client_proxy, metadata)
+            bound = await self._listen(
+                app, node.consumer_tls_listen, self._consumer_tls.context, "consumer_tls"
+            )
+            tls_url = f"https://{bound}"
+        if self.config.serves_plain_http():
+            app = self._consumer_app(client_proxy, metadata)
+            plain_url = f"http://{await self._listen(app, node.consumer_listen, None)}"
         peer_app = self._peer_app(ServerProxy(self.context, self._registry, metadata))
-        consumer = await self._listen(consumer_app, self.config.node.consumer_listen, None)
-        peer = await self._listen(peer_app, self.config.node.peer_listen, self._server_ssl)
-        self.endpoints = Endpoints(f"http://{consumer}", f"https://{peer}")
+        peer = await self._listen(peer_app, node.peer_listen, self._server_ssl)
+        consumer_url = plain_url or tls_url
+        if consumer_url is None:
+            raise ConfigError(f"node {self.id} serves its information systems on no port")
+        self.endpoints = Endpoints(consumer_url, f"https://{peer}", tls_url)
         await self.witness.start()
-        log.info("node %s: consumer %s, peers %s", self.id, consumer, peer)
+        log.info(
+            "node %s: consumer %s, consumer TLS %s, peers %s",
+            self.id,
+            plain_url or "-",
+            tls_url or "-",
+            peer,
+        )
         return self.endpoints
 
-    async def _listen(self, app: web.Application, hostport: str, ssl: Any) -> str:
+    async def _listen(
+        self, app: web.Application, hostport: str, ssl: Any, what: str | None = None
+    ) -> str:
+        # ``what``: the port's name in ``bound`` and the log ("consumer_tls"); default
+        # "peer" with a TLS context, "consumer" without.
         """Bind one port. Bodies are read as sent (``auto_decompress=False``): a body
         with ``Content-Encoding`` is signed, logged, limited and relayed in the coding
         the client chose, so the evidence is the bytes that were actually received."""
@@ -409,7 +457,8 @@ class Node:
             max_connections=node.max_connections,
             max_connections_per_ip=node.max_connections_per_ip,
         )
-        name = f"{self.id} {'peer' if ssl is not None else 'consumer'} port"
+        port_name = what or ("peer" if ssl is not None else "consumer")
+        name = f"{self.id} {port_name.replace('_', ' ')} port"
         site = guarded_site(
             runner, host, int(port), limits, ssl_context=ssl, backlog=1024, name=name
         )
@@ -418,7 +467,19 @@ class Node:
         server = site._server
         assert server is not None
         sockets = getattr(server, "sockets", None) or []
-        bound_port = sockets[0].getsockname()[1] if sockets else int(port)
+        bound = [(str(s.getsockname()[0]), int(s.getsockname()[1])) for s in sockets]
+        self.bound[port_name] = bound
+        if port_name.startswith("consumer") and not all(_loopback(a) for a, _ in bound):
+            # Whoever reaches a consumer port can call in the name of the clients this
+            # node hosts that need no certificate (http, https-no-auth), and read
+            # metadata; docs/deployment.md says which network it belongs on.
+            log.warning(
+                "%s listens on %s, beyond this host's loopback interface: only the "
+                "information systems' network may reach it",
+                name,
+                ", ".join(f"{a}:{p}" for a, p in bound),
+            )
+        bound_port = bound[0][1] if bound else int(port)
         return f"{host}:{bound_port}"
 
     async def stop(self) -> None:
@@ -451,7 +512,10 @@ class Node:
         app.router.add_get(
             "/listClients", guarded(metadata.handle_list_clients, provider=False, who=who)
         )
+        health = Health(self.context)
         app.router.add_get("/health", self.handle_health)
+        app.router.add_get("/health/live", health.handle_live)
+        app.router.add_get("/health/ready", health.handle_ready)
         self.auditor.add_consumer_routes(app)
         app.router.add_route(
             "*", "/{tail:.*}", guarded(self.handle_not_r1, provider=False, who=who)
@@ -471,6 +535,8 @@ class Node:
         raise GatewayError(Code.BAD_REQUEST, f"{request.path} is not an X-Road REST r1 path")
 
     async def handle_health(self, request: web.Request) -> web.Response:
+        """The node and its global configuration's state, always 200: for operators.
+        Load balancers ask ``/health/ready`` (``gateway/node/health.py``)."""
         body: dict[str, Any] = {"status": "ok", "node": str(self.id)}
         if self.globalconf is not None:
             body["globalconf"] = self.globalconf.status(self.clock.now())
@@ -480,101 +546,9 @@ class Node:
 # ---------------------------------------------------------------------- start-up checks
 
 
-def _registry_contexts(services: list[ServiceSection]) -> dict[ServiceId, RegistryContext]:
-    """The TLS context of every service with TLS settings (an ``https://`` registry),
-    built at start-up so an unreadable CA, certificate or key stops the node with its
-    service named, rather than failing the first exchange."""
-    contexts: dict[ServiceId, RegistryContext] = {}
-    for section in services:
-        if section.tls_ca is None and not section.tls_pin_sha256:
-            continue
-        try:
-            contexts[section.service_id] = registry_context(
-                ca=section.tls_ca,
-                pins=section.tls_pin_sha256,
-                client_cert=section.tls_client_cert,
-                client_key=section.tls_client_key,
-            )
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            raise ConfigError(f"service {section.id}: cannot set up TLS: {exc}") from None
-    return contexts
-
-
-def _load_signers(
-    config: NodeConfig, verifier: SignatureVerifier, now: datetime
-) -> tuple[dict[MemberId, Signer], dict[MemberId, list[x509.Certificate]]]:
-    """The members' signing keys, each tested against the trusted roots: refuse to
-    start with a key that peers would refuse (fail at boot, not per call)."""
-    signers: dict[MemberId, Signer] = {}
-    chains: dict[MemberId, list[x509.Certificate]] = {}
-    for entry in config.signing:
-        member = MemberId.parse(entry.member)
-        chain = load_certificates(entry.cert)
-        signer = Signer(member, load_private_key(entry.key), chain)
-        try:
-            tested = verifier.verify(signer.sign(b"self-test"), b"self-test", now)
-        except EnvelopeError as exc:
-            raise CertificateError(
-                f"signing key {entry.key} does not work with {entry.cert}: {exc.message}"
-            ) from None
-        if tested.signer != member:
-            raise CertificateError(f"signing certificate {entry.cert} is not for {member}")
-        signers[member] = signer
-        chains[member] = chain
-    return signers, chains
-
-
-def _check_auth_certificate(
-    config: NodeConfig, node_id: NodeId, directory: Directory, now: datetime
-) -> list[x509.Certificate]:
-    """The node's TLS authentication chain: valid now, for this node, with its key."""
-    auth_chain = load_certificates(config.node.auth_cert)
-    auth_owner = verify_auth_certificate(
-        auth_chain[0], auth_chain[1:], directory.trust_roots(), now
-    )
-    if auth_owner != node_id or node_id_of(auth_chain[0]) != node_id:
-        raise CertificateError(f"authentication certificate is for {auth_owner}, not {node_id}")
-    auth_key = load_private_key(config.node.auth_key)
-    spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    if auth_key.public_key().public_bytes(*spki) != auth_chain[0].public_key().public_bytes(*spki):
-        raise CertificateError(f"{config.node.auth_key} is not the key of {config.node.auth_cert}")
-    return auth_chain
-
-
-def _own_certificate(
-    label: str, chain: list[x509.Certificate], trust: TrustState
-) -> OwnCertificate:
-    """One of this node's certificates with its issuer and the responders to ask.
-
-    A node that cannot learn its own status could never send or answer anything, so
-    a directory without a responder for the issuing CA stops it here, at start-up.
-    """
-    cert = chain[0]
-    label = f"{label} (serial {cert.serial_number:x})"
-    issuer = find_issuer(cert, [*chain[1:], *trust.directory.trust_roots()])
-    if issuer is None:
-        raise CertificateError(f"no trusted CA certificate issued this node's {label}")
-    responders = tuple(trust.directory.ocsp_responders(issuer))
-    if not responders:
-        raise ConfigError(
-            f"the directory lists no OCSP responder for {issuer.subject.rfc4514_string()}, "
-            f"the CA that issued this node's {label}; without one the node cannot show "
-            "its certificates are valid, so it does not start (the central authority "
-            "must list an OCSP responder for that CA)"
-        )
-    return OwnCertificate(label, cert, issuer, responders)
-
-
-def _preloaded_replay_guard(
-    message_log: MessageLog, window: timedelta, now: datetime
-) -> ReplayGuard:
-    """The replay guard, holding every message id the log saw within the window."""
-    replay = ReplayGuard(window)
-    replay.preload(
-        (client, message_id, parse_time(created))
-        for client, message_id, created in message_log.seen_since(format_time(now - window))
-    )
-    return replay
+def _loopback(address: str) -> bool:
+    """Whether a bound socket address is on the loopback interface only."""
+    return ipaddress.ip_address(address.partition("%")[0]).is_loopback
 
 
 async def run_node(config: NodeConfig, *, ready: Callable[[Endpoints], None] | None = None) -> None:

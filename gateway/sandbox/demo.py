@@ -106,6 +106,10 @@ def _name(city_name: str) -> str:
 def build(root: Path) -> Demo:
     """The federation's files, its central authority and the first three members, up."""
     net = LocalNet.create(root, [*FIRST_CITIES, ISERLOHN], datetime.now(UTC), central=True)
+    for files in net.nodes.values():
+        # X-Road's default: each information system authenticates to its node with the
+        # certificate LocalNet issued and registered for its subsystem (mutual TLS).
+        files.connection_type = "https"
     ports = {name: free_port() for name in ("melde", "melde-iserlohn", "gewerbe", "ihk", "portal")}
     # Purpose binding: the registers answer only for a named case and end user.
     for spec in (
@@ -196,7 +200,7 @@ def show_running(demo: Demo) -> None:
             continue
         lines.append(
             f"{_name(files.city.name):<16} node {files.city.node}  consumer "
-            f"{files.consumer_url}  peers {files.peer_url}"
+            f"{files.client_url}  peers {files.peer_url}"
         )
     lines += [
         f"{'Lippstadt':<16} Melderegister  http://127.0.0.1:{demo.ports['melde']}",
@@ -242,11 +246,14 @@ def show_ocsp(net: LocalNet) -> bool:
 
 
 def _find_usage(net: LocalNet, tracker: Any) -> httpx.Response:
+    soest = net.nodes[SOEST.ags]
+    tls = soest.edge_tls(TRADE_OFFICE.subsystem_code)
     return httpx.get(
-        f"{net.nodes[SOEST.ags].consumer_url}/r1/{tracker}",
+        f"{soest.client_url}/r1/{tracker}",
         params={"subject": "00000000000"},
         headers={"X-Road-Client": str(TRADE_OFFICE)},
         timeout=30,
+        verify=True if tls is None else tls.context(),
     )
 
 
@@ -498,15 +505,19 @@ def _serve(demo: Demo, directory: Path, *, exit_on_failure: bool = False) -> boo
     partial = topology.with_suffix(".json.tmp")
     data = demo.net.topology()
     data["portal_url"] = demo.portal.url
+    soest, code = demo.net.nodes[SOEST.ags], TRADE_OFFICE.subsystem_code
     partial.write_text(json.dumps(data, indent=2), "utf-8")
     os.replace(partial, topology)
     _say(
         "The federation keeps running (Ctrl-C stops it)",
         f"topology: {topology}\nportal: {demo.portal.url}  (open it in a browser)\n"
-        "or ask the register yourself through Soest's node:\n"
-        f"curl -s -H 'X-Road-Client: {TRADE_OFFICE}' -H 'X-Road-Issue: GA-2026-4711' \\\n"
+        "or ask the register yourself through Soest's node, as the trade office's "
+        "information system (its registered certificate, the node's internal one):\n"
+        f"curl -s --cert {soest.client_cert(code)} --key {soest.client_key(code)} \\\n"
+        f"  --cacert {soest.internal_cert} \\\n"
+        f"  -H 'X-Road-Client: {TRADE_OFFICE}' -H 'X-Road-Issue: GA-2026-4711' \\\n"
         "  -H 'X-Road-UserId: sachbearbeitung-07' \\\n"
-        f"  '{demo.net.nodes[SOEST.ags].consumer_url}/r1/{MELDEREGISTER_SERVICE}"
+        f"  '{soest.consumer_tls_url}/r1/{MELDEREGISTER_SERVICE}"
         "?familienname=Schmidt&vornamen=Anna&geburtsdatum=1988-03-14'\n"
         + (
             "a process that dies stops the federation (--exit-on-failure)"

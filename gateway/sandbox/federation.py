@@ -49,6 +49,18 @@ def melderegister_service(port: int, city: City = LIPPSTADT) -> ServiceSpec:
     )
 
 
+def _edge_args(net: LocalNet, prefix: str = "") -> list[str]:
+    """The options that let the trade office's information systems call Soest's node
+    as its connection type requires (none for ``http``)."""
+    tls = net.nodes[SOEST.ags].edge_tls(TRADE_OFFICE.subsystem_code)
+    if tls is None:
+        return []
+    args = [f"--{prefix}consumer-ca", str(tls.ca)]
+    if tls.cert is not None and tls.key is not None:
+        args += [f"--{prefix}client-cert", str(tls.cert), f"--{prefix}client-key", str(tls.key)]
+    return args
+
+
 def _start(net: LocalNet, args: list[str], name: str, port: int) -> subprocess.Popen[bytes]:
     proc = net._spawn(args, name)
     wait_http(f"http://{HOST}:{port}/health", proc)
@@ -71,7 +83,7 @@ def start_gewerberegister(
     db.parent.mkdir(parents=True, exist_ok=True)
     args = ["registry", "gewerberegister", "--db", str(db), "--host", HOST, "--port", str(port)]
     if notify_ihk:
-        args += ["--ihk-consumer-url", net.nodes[SOEST.ags].consumer_url]
+        args += ["--ihk-consumer-url", net.nodes[SOEST.ags].client_url, *_edge_args(net, "ihk-")]
         args += ["--ihk-client", str(TRADE_OFFICE), "--ihk-service", str(IHK_SERVICE)]
         args += ["--ihk-retry-seconds", str(retry_seconds)]
         args += ["--ihk-retry-max-seconds", str(max(retry_seconds, 1.0))]
@@ -94,7 +106,7 @@ def start_portal(
     db = net.root / "registries" / "portal.sqlite"
     db.parent.mkdir(parents=True, exist_ok=True)
     args = ["registry", "portal", "--db", str(db), "--host", HOST, "--port", str(port)]
-    args += ["--consumer-url", net.nodes[SOEST.ags].consumer_url]
+    args += ["--consumer-url", net.nodes[SOEST.ags].client_url, *_edge_args(net)]
     args += ["--client", str(TRADE_OFFICE)]
     args += ["--melderegister-service", str(MELDEREGISTER_SERVICE)]
     args += ["--gewerberegister-url", f"http://{HOST}:{gewerberegister_port}"]

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -28,11 +29,13 @@ from gateway.conf.globalconf import CaEntry, GlobalConf, MemberEntry, NodeEntry,
 from gateway.conf.tufdev import DevRepository
 from gateway.core.encoding import format_time
 from gateway.core.ids import ServiceId, SubsystemId
-from gateway.keys.files import new_key_and_csr
+from gateway.keys.files import new_key_and_csr, new_self_signed
+from gateway.node.clientauth import ClientCertStore
 from gateway.pki.keys import fingerprint_sha256
 from gateway.pki.profiles import CertKind, ServiceKind
 from gateway.sandbox.cities import INSTANCE, City
 from gateway.trust.ca_store import init_ca, issue_from_csr, issue_service
+from registries.edgetls import EdgeTls
 
 HOST = "127.0.0.1"
 DEFAULT_GLOBALCONF_REFRESH = 2.0
@@ -47,6 +50,17 @@ def free_port() -> int:
         return port
 
 
+def _listen_note(listen_host: str) -> list[str]:
+    """The comment a node.toml carries when it binds beyond loopback, saying why."""
+    if listen_host == HOST:
+        return []
+    return [
+        "# In a container the ports listen on the container's interface: the portal, the",
+        "# registries and the other nodes reach them over the compose network. The host",
+        "# publishes the consumer port on its loopback at most (docs/deployment.md).",
+    ]
+
+
 @dataclass
 class NodeFiles:
     """Where one city's node keeps its keys, certificates, configuration and log."""
@@ -59,10 +73,87 @@ class NodeFiles:
     """The name peers and clients reach this node by (a compose service name, say)."""
     listen_host: str = HOST
     """The address the node binds (``0.0.0.0`` in a container)."""
+    consumer_tls_port: int = field(default_factory=free_port)
+    connection_type: str = "http"
+    """The connection type written for every subsystem of the city (``[[clients]]``):
+    ``http`` for the tests that are not about it, ``https`` in the demo."""
+    connection_types: dict[str, str] = field(default_factory=dict)
+    """Per subsystem code, a connection type other than ``connection_type``."""
+
+    def connection_type_of(self, subsystem: str) -> str:
+        return self.connection_types.get(subsystem, self.connection_type)
 
     @property
     def config(self) -> Path:
         return self.directory / "node.toml"
+
+    @property
+    def internal_cert(self) -> Path:
+        """The consumer TLS port's certificate: what a client of this node trusts."""
+        return self.directory / "internal-tls.pem"
+
+    @property
+    def internal_key(self) -> Path:
+        return self.directory / "internal-tls.key"
+
+    @property
+    def client_certs(self) -> Path:
+        """The node's store of registered information-system certificates."""
+        return self.directory / "client-certs.json"
+
+    def client_cert(self, subsystem: str) -> Path:
+        """The certificate the information systems of ``subsystem`` present."""
+        return self.directory / "information-systems" / f"{subsystem}.pem"
+
+    def client_key(self, subsystem: str) -> Path:
+        return self.directory / "information-systems" / f"{subsystem}.key"
+
+    @property
+    def consumer_tls_url(self) -> str:
+        return f"https://{self.host}:{self.consumer_tls_port}"
+
+    @property
+    def client_url(self) -> str:
+        """Where this city's information systems call: the plain port for ``http``."""
+        return self.consumer_url if self.connection_type == "http" else self.consumer_tls_url
+
+    def edge_tls(self, subsystem: str) -> EdgeTls | None:
+        """How ``subsystem``'s information systems connect (None: plain HTTP)."""
+        connection = self.connection_type_of(subsystem)
+        if connection == "http":
+            return None
+        if connection == "https-no-auth":
+            return EdgeTls(self.internal_cert)
+        return EdgeTls(self.internal_cert, self.client_cert(subsystem), self.client_key(subsystem))
+
+    def issue_consumer_tls(self, now: datetime) -> None:
+        """The node's internal TLS certificate and a certificate for each subsystem's
+        information systems, registered in the node's store; keeps existing files."""
+        if not self.internal_cert.exists():
+            hosts = tuple(dict.fromkeys((self.host, HOST, "localhost")))
+            new_self_signed(
+                self.internal_cert,
+                self.internal_key,
+                f"{self.city.node} internal TLS",
+                now,
+                days=825,
+                hosts=hosts,
+                server=True,
+            )
+        store = ClientCertStore(self.client_certs)
+        for code in self.city.subsystems:
+            if self.client_cert(code).exists():
+                continue
+            client = self.city.subsystem(code)
+            cert = new_self_signed(
+                self.client_cert(code),
+                self.client_key(code),
+                str(client),
+                now,
+                days=825,
+                client=True,
+            )
+            store.add(client, cert)
 
     @property
     def messagelog(self) -> Path:
@@ -150,7 +241,8 @@ class CentralFiles:
 
     @property
     def token(self) -> str:
-        return (self.directory / "admin.token").read_text().strip()
+        """The system administrator's API key ``gateway central init`` wrote."""
+        return (self.directory / "admin.key").read_text().strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +329,7 @@ class LocalNet:
             files = NodeFiles(city, root / city.ags, free_port(), free_port())
             files.directory.mkdir(parents=True, exist_ok=True)
             nodes[city.ags] = files
+            files.issue_consumer_tls(now)
             if central:
                 continue
             new_key_and_csr(
@@ -391,12 +484,20 @@ class LocalNet:
                 "# Generated by gateway.sandbox.localnet for a loopback federation.",
                 "[node]",
                 f'id = "{files.city.node}"',
+                *_listen_note(files.listen_host),
                 f'consumer_listen = "{files.listen_host}:{files.consumer_port}"',
                 f'peer_listen = "{files.listen_host}:{files.peer_port}"',
                 'messagelog = "messagelog.sqlite"',
                 'auth_cert = "auth.pem"',
                 'auth_key = "auth.key"',
             ]
+            if files.internal_cert.exists():
+                lines += [
+                    f'consumer_tls_listen = "{files.listen_host}:{files.consumer_tls_port}"',
+                    f'internal_tls_cert = "{files.internal_cert.name}"',
+                    f'internal_tls_key = "{files.internal_key.name}"',
+                    f'client_certs = "{files.client_certs.name}"',
+                ]
             for key, value in (extra or {}).items():
                 lines.append(f"{key} = {json.dumps(value)}")
             lines += [
@@ -406,6 +507,13 @@ class LocalNet:
                 'cert = "sign.pem"',
                 'key = "sign.key"',
             ]
+            for code in files.city.subsystems:
+                lines += [
+                    "",
+                    "[[clients]]",
+                    f'id = "{files.city.subsystem(code)}"',
+                    f'connection_type = "{files.connection_type_of(code)}"',
+                ]
             for spec in self.services:
                 if spec.id.member != files.city.member:
                     continue
@@ -488,13 +596,13 @@ class LocalNet:
         return anchor
 
     def central_admin(self, method: str, path: str, body: Any = None) -> Any:
-        """One call to the running central's admin API with its bearer token."""
+        """One call to the running central's admin API with the init's API key."""
         files = self._central()
         response = httpx.request(
             method,
             f"{files.url}/admin/v1{path}",
             json=body,
-            headers={"Authorization": f"Bearer {files.token}", "X-Admin-User": "localnet"},
+            headers={"Authorization": f"Bearer {files.token}"},
             timeout=30,
         )
         if response.status_code >= 400:
@@ -662,7 +770,12 @@ class LocalNet:
         self.start_trust()
         files = self.nodes[ags]
         proc = self._spawn(["node", "serve", "--config", str(files.config)], f"node-{ags}")
-        wait_http(f"{files.consumer_url}/health", proc)
+        plain = any(files.connection_type_of(c) == "http" for c in files.city.subsystems)
+        if plain:
+            wait_http(f"{files.consumer_url}/health", proc)
+        else:
+            tls = EdgeTls(files.internal_cert)
+            wait_http(f"{files.consumer_tls_url}/health", proc, verify=tls.context())
         return proc
 
     def stop_node(self, ags: str) -> None:
@@ -705,9 +818,20 @@ class LocalNet:
                     "id": str(files.city.node),
                     "member": str(files.city.member),
                     "name": files.city.name,
-                    "consumer_url": files.consumer_url,
+                    "consumer_url": files.client_url,
+                    "consumer_tls_url": files.consumer_tls_url,
+                    "consumer_tls_ca": str(files.internal_cert),
                     "peer_url": files.peer_url,
                     "clients": [str(files.city.subsystem(s)) for s in files.city.subsystems],
+                    "client_credentials": [
+                        {
+                            "client": str(files.city.subsystem(s)),
+                            "connection_type": files.connection_type_of(s),
+                            "certificate": str(files.client_cert(s)),
+                            "key": str(files.client_key(s)),
+                        }
+                        for s in files.city.subsystems
+                    ],
                     "messagelog": str(files.messagelog),
                     "config": str(files.config),
                 }
@@ -729,15 +853,22 @@ class LocalNet:
         return topology
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20) -> None:
-    """Poll until ``url`` answers 200; fail early if the process died."""
+def wait_http(
+    url: str,
+    proc: subprocess.Popen[bytes] | None = None,
+    timeout: float = 20,
+    *,
+    verify: ssl.SSLContext | bool = True,
+) -> None:
+    """Poll until ``url`` answers 200; fail early if the process died. ``verify``: the
+    TLS context for an ``https`` URL (trusting a node's internal TLS certificate)."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process for {url} exited with code {proc.returncode}")
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
+            if httpx.get(url, timeout=1, verify=verify).status_code == 200:
                 return
         except httpx.HTTPError as exc:
             last = exc

@@ -137,7 +137,12 @@ class Addresses:
 
 
 def compose_addresses() -> Addresses:
-    """Compose service names as hosts, docker-compose.yml's ports, nodes bind 0.0.0.0."""
+    """Compose service names as hosts, docker-compose.yml's ports, nodes bind 0.0.0.0.
+
+    A node's default, 127.0.0.1, would be the container's own loopback, which the portal
+    and Gewerberegister containers cannot reach; so compose nodes bind every interface
+    of their container explicitly, and docker-compose.yml decides what reaches the host
+    (the consumer port on the host's loopback at most, docs/deployment.md)."""
     return Addresses("compose", dict(COMPOSE_PORTS), "0.0.0.0")  # noqa: S104 - a container
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from sqlmodel import Field as SQLField
 from sqlmodel import Session, SQLModel, col, select
 
 from gateway.core.ids import ServiceId, SubsystemId
+from registries.edgetls import EdgeTls
 
 __all__ = ["IhkOutbox", "IhkTarget", "OutboxDeliverer", "backoff", "enqueue"]
 
@@ -65,6 +67,9 @@ class IhkTarget:
     timeout_seconds: float = 15.0
     retry_initial_seconds: float = 2.0
     retry_max_seconds: float = 600.0
+    tls: EdgeTls | None = None
+    """The node's consumer TLS port: its certificate to trust and the trade office's
+    registered certificate; None for a plain-HTTP consumer URL."""
 
 
 def backoff(attempts: int, initial: float, maximum: float) -> float:
@@ -183,8 +188,11 @@ class OutboxDeliverer:
                 .order_by(col(IhkOutbox.id))
             ).all()
             if due:
+                verify: ssl.SSLContext | bool = (
+                    True if self.target.tls is None else self.target.tls.context()
+                )
                 with httpx.Client(
-                    timeout=self.target.timeout_seconds, transport=self.transport
+                    timeout=self.target.timeout_seconds, transport=self.transport, verify=verify
                 ) as http:
                     for row in due:
                         status, reason = self._send(http, row)
@@ -247,6 +255,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ihk-retry-max-seconds", type=float, default=600.0, help="longest retry delay"
     )
+    EdgeTls.add_arguments(parser, "ihk-")
 
 
 DEFAULT_IHK_SERVICE: Final = "DE-NRW/GOV/IHK-ARNSBERG/kammer/gewerbemeldungen"
@@ -261,4 +270,5 @@ def target_from(args: argparse.Namespace) -> IhkTarget | None:
         service=ServiceId.parse(args.ihk_service),
         retry_initial_seconds=args.ihk_retry_seconds,
         retry_max_seconds=args.ihk_retry_max_seconds,
+        tls=EdgeTls.from_args(args, "ihk-"),
     )

@@ -49,6 +49,7 @@ from sqlmodel import Session, col, select
 
 from gateway.core.ids import ServiceId, SubsystemId
 from registries.common import Clock, disposing_lifespan, sqlite_engine
+from registries.edgetls import EdgeTls
 from registries.portal import pages
 from registries.portal.forms import Anmeldung, Antrag, BadForm, messages, read_form
 from registries.portal.storage import Sitzung, Vorgang, create_tables, utc
@@ -84,6 +85,8 @@ class PortalSettings:
     clock: Clock = field(default=lambda: datetime.now(UTC))
     transport: httpx.BaseTransport | None = None
     """Injected httpx transport for unit tests; ``None`` uses the network."""
+    tls: EdgeTls | None = None
+    """How the portal authenticates to the node's consumer TLS port as ``client``."""
 
 
 def _instant(text: str) -> datetime:
@@ -189,6 +192,7 @@ def create_app(settings: PortalSettings) -> FastAPI:
         settings.user_id,
         settings.timeout_seconds,
         settings.transport,
+        settings.tls,
     )
     case_lock = threading.Lock()
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.core.ids import ServiceId, SubsystemId
+from registries.edgetls import EdgeTls
 from registries.serving import add_guard_flags
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a provider node's data tracker service; repeat for every provider",
     )
     parser.add_argument("--user-id", default="portal-gewerbeamt-soest", help="X-Road-UserId")
+    EdgeTls.add_arguments(parser)
 
 
 def settings_from(args: argparse.Namespace) -> PortalSettings:
@@ -61,6 +63,7 @@ def settings_from(args: argparse.Namespace) -> PortalSettings:
         gewerberegister_url=args.gewerberegister_url,
         tracker_services=tuple(ServiceId.parse(s) for s in args.tracker_service),
         user_id=args.user_id,
+        tls=EdgeTls.from_args(args),
     )
 
 

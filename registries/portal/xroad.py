@@ -11,6 +11,7 @@ pages only render what it returns.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final
@@ -19,6 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from gateway.core.ids import ServiceId, SubsystemId
+from registries.edgetls import EdgeTls
 
 __all__ = [
     "GatewayCallError",
@@ -144,6 +146,13 @@ class XRoadClient:
     user_id: str
     timeout_seconds: float = 15.0
     transport: httpx.BaseTransport | None = None
+    tls: EdgeTls | None = None
+    """The node's consumer TLS port: its certificate to trust and the client's own
+    registered certificate; None for a plain-HTTP consumer URL."""
+
+    def _http(self) -> httpx.Client:
+        verify: ssl.SSLContext | bool = True if self.tls is None else self.tls.context()
+        return httpx.Client(timeout=self.timeout_seconds, transport=self.transport, verify=verify)
 
     def _get(
         self, service: ServiceId, params: dict[str, str], issue: str, request_id: str
@@ -157,7 +166,7 @@ class XRoadClient:
         }
         url = self.consumer_url.rstrip("/") + r1_path(service)
         try:
-            with httpx.Client(timeout=self.timeout_seconds, transport=self.transport) as http:
+            with self._http() as http:
                 return http.get(url, params=params, headers=headers)
         except httpx.HTTPError as exc:
             raise GatewayCallError(
@@ -273,7 +282,7 @@ class XRoadClient:
         """
         url = self.consumer_url.rstrip("/") + "/listClients"
         try:
-            with httpx.Client(timeout=self.timeout_seconds, transport=self.transport) as http:
+            with self._http() as http:
                 response = http.get(url, headers={"Accept": "application/json"})
             members = response.json()["member"] if response.status_code == 200 else []
             names: dict[str, str] = {}

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -152,22 +153,38 @@ def test_demo_tells_the_story_and_keeps_the_federation_running(tmp_path: Path) -
         assert soest["id"] == "DE-NRW/GOV/05974040/ss1"
         assert soest["clients"] == [GEWERBEAMT_ID]
         for node in nodes.values():
-            assert node["consumer_url"].startswith("http://127.0.0.1:")
+            # Every subsystem is https: the TLS port only, and the credentials to use it.
+            assert node["consumer_url"] == node["consumer_tls_url"]
+            assert node["consumer_tls_url"].startswith("https://127.0.0.1:")
+            assert Path(node["consumer_tls_ca"]).is_file()
+            assert [c["client"] for c in node["client_credentials"]] == node["clients"]
+            for credential in node["client_credentials"]:
+                assert credential["connection_type"] == "https"
+                assert Path(credential["certificate"]).is_file()
+                assert Path(credential["key"]).is_file()
             assert node["peer_url"].startswith("https://127.0.0.1:")
             assert Path(node["messagelog"]).is_file()
         services = {s["id"]: s for s in topology["services"]}
         assert services[SERVICE_ID]["allowed_clients"] == [GEWERBEAMT_ID]
 
-        # The README's call, made from the topology file (the service needs a case).
-        response = httpx.get(
-            f"{soest['consumer_url']}/r1/{SERVICE_ID}?{ANNA_QUERY}",
-            headers={
+        # The README's call, made from the topology file (the service needs a case):
+        # curl --cert/--key (the trade office's registered certificate) --cacert (the
+        # node's internal TLS certificate). Without the certificate it is refused.
+        credential = soest["client_credentials"][0]
+        edge = ssl.create_default_context(cafile=soest["consumer_tls_ca"])
+        anonymous = ssl.create_default_context(cafile=soest["consumer_tls_ca"])
+        edge.load_cert_chain(credential["certificate"], credential["key"])
+        call = (
+            f"{soest['consumer_tls_url']}/r1/{SERVICE_ID}?{ANNA_QUERY}",
+            {
                 "X-Road-Client": GEWERBEAMT_ID,
                 "X-Road-Issue": "GA-2026-999999",
                 "X-Road-UserId": "test",
             },
-            timeout=30,
         )
+        refused = httpx.get(call[0], headers=call[1], verify=anonymous, timeout=30)
+        assert refused.headers.get("X-Road-Error") == "client.ssl_authentication_failed"
+        response = httpx.get(call[0], headers=call[1], verify=edge, timeout=30)
         assert response.status_code == 200, response.text
         assert "X-Data-Subject" not in response.headers
         person = response.json()["person"]
@@ -188,7 +205,7 @@ def test_demo_tells_the_story_and_keeps_the_federation_running(tmp_path: Path) -
         assert httpx.get(topology["portal_url"], timeout=10).status_code == 200
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            again = httpx.get(response.request.url, headers=response.request.headers, timeout=30)
+            again = httpx.get(call[0], headers=call[1], verify=edge, timeout=30)
             if again.status_code == 200:
                 break
             time.sleep(0.5)
@@ -204,4 +221,4 @@ def test_demo_tells_the_story_and_keeps_the_federation_running(tmp_path: Path) -
     # The demo stopped what it started.
     for node in nodes.values():
         with pytest.raises(httpx.ConnectError):
-            httpx.get(f"{node['consumer_url']}/health", timeout=5)
+            httpx.get(f"{node['consumer_url']}/health", verify=anonymous, timeout=5)

@@ -31,9 +31,9 @@ from gateway.audit.parallel import verify_file
 from gateway.audit.verify import AuditError, AuditFailure
 from gateway.conf.directory import TrustParameters
 from gateway.core.encoding import b64url
-from gateway.core.envelope import Signer
 from gateway.core.errors import Code
 from gateway.core.ids import NodeId
+from gateway.core.jws import Signer
 from gateway.core.logtree import encode_leaf
 from gateway.core.merkle import consistency_proof, leaf_hash, tree_hash, verify_inclusion
 from gateway.core.treehead import parse_sth, sign_sth, sth_document, verify_sth_signature
@@ -120,6 +120,16 @@ def _config(net: LocalNet, ags: str, **node_changes: Any) -> NodeConfig:
 def _tls(net: LocalNet, cert: Path, key: Path) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=str(net.ca_cert))
     ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def _edge(net: LocalNet, subsystem: str | None) -> ssl.SSLContext:
+    """Soest's consumer TLS port as ``subsystem``'s information system (its registered
+    certificate), or with no client certificate."""
+    files = net.nodes[SOEST.ags]
+    ctx = ssl.create_default_context(cafile=str(files.internal_cert))
+    if subsystem is not None:
+        ctx.load_cert_chain(files.client_cert(subsystem), files.client_key(subsystem))
     return ctx
 
 
@@ -243,9 +253,34 @@ async def _signed_heads_witnessing_and_auditor_api(net: LocalNet) -> None:
             assert (await peer.get(f"{peer_url}/gw/v1/log/sth")).status_code == 200
             _refused(await peer.get(f"{peer_url}/gw/v1/log/entries"), Code.AUDIT_ACCESS_DENIED)
 
-        # 4. The consumer port: the admin token reads all, a client its own exchanges.
-        consumer = soest.endpoints.consumer_url + "/audit/v1"
-        async with httpx.AsyncClient(timeout=30) as local:
+        # 4. The consumer port: the admin token reads all, a client its own exchanges
+        # when it presents its registered certificate on the TLS port; the header alone
+        # reads nothing.
+        assert soest.endpoints.consumer_tls_url is not None
+        consumer = soest.endpoints.consumer_tls_url + "/audit/v1"
+        bare = soest.endpoints.consumer_url + "/audit/v1"
+        async with httpx.AsyncClient(timeout=30) as plain:
+            _refused(
+                await plain.get(f"{bare}/entries", headers={"X-Road-Client": str(GEWERBEAMT)}),
+                Code.AUDIT_ACCESS_DENIED,
+            )
+        async with (
+            httpx.AsyncClient(timeout=30, verify=_edge(net, "gewerbeamt")) as local,
+            httpx.AsyncClient(timeout=30, verify=_edge(net, "ordnungsamt")) as ordnungsamt,
+            httpx.AsyncClient(timeout=30, verify=_edge(net, None)) as anonymous,
+        ):
+            _refused(
+                await anonymous.get(
+                    f"{consumer}/entries", headers={"X-Road-Client": str(GEWERBEAMT)}
+                ),
+                Code.AUDIT_ACCESS_DENIED,
+            )
+            _refused(
+                await ordnungsamt.get(
+                    f"{consumer}/entries", headers={"X-Road-Client": str(GEWERBEAMT)}
+                ),
+                Code.AUDIT_ACCESS_DENIED,
+            )
             admin = await local.get(
                 f"{consumer}/entries", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
             )
@@ -261,12 +296,12 @@ async def _signed_heads_witnessing_and_auditor_api(net: LocalNet) -> None:
             )
             assert mine.status_code == 200, mine.text
             assert mine.json()["leaf_hash"] == own.json()["entries"][0]["leaf_hash"]
-            other = await local.get(
+            other = await ordnungsamt.get(
                 f"{consumer}/entries", headers={"X-Road-Client": str(ORDNUNGSAMT)}
             )
             assert other.json()["entries"] == []
             _refused(
-                await local.get(
+                await ordnungsamt.get(
                     f"{consumer}/entries",
                     params={"message_id": message_id},
                     headers={"X-Road-Client": str(ORDNUNGSAMT)},
@@ -274,7 +309,7 @@ async def _signed_heads_witnessing_and_auditor_api(net: LocalNet) -> None:
                 Code.AUDIT_NOT_FOUND,
             )
             _refused(
-                await local.get(
+                await ordnungsamt.get(
                     f"{consumer}/inclusion",
                     params={"leaf": 0, "tree_size": 4},
                     headers={"X-Road-Client": str(ORDNUNGSAMT)},
@@ -456,6 +491,7 @@ async def _split_view(net: LocalNet, tmp: Path) -> None:
             SOEST.ags,
             messagelog=tmp / "soest.sqlite",
             consumer_listen="127.0.0.1:0",
+            consumer_tls_listen="127.0.0.1:0",
             peer_listen="127.0.0.1:0",
         )
     )

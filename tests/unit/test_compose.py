@@ -174,3 +174,74 @@ def test_node_configurations_name_compose_hosts_that_serve_them(compose_state: P
         for option in ("--ihk-consumer-url", "--consumer-url", "--gewerberegister-url"):
             if option in command:
                 served(command[command.index(option) + 1])
+
+
+# --- what reaches the host, and the nodes' healthchecks -----------------------------------
+
+
+def _published(service: dict[str, Any]) -> list[tuple[str | None, int, int]]:
+    """``(host address or None for every interface, host port, container port)`` of each
+    entry of a service's ``ports`` (the short syntax ``[HOST_IP:]HOST_PORT:CONTAINER_PORT``)."""
+    published = []
+    for entry in service.get("ports", []):
+        assert isinstance(entry, str), f"only the short syntax is checked here: {entry!r}"
+        parts = entry.split(":")
+        assert len(parts) in (2, 3), entry
+        address = parts[0] if len(parts) == 3 else None
+        published.append((address, int(parts[-2]), int(parts[-1])))
+    return published
+
+
+def test_only_the_portal_is_published_on_every_host_interface() -> None:
+    from gateway.sandbox.setup import COMPOSE_PORTS
+
+    for name, service in _doc()["services"].items():
+        for address, _, container in _published(service):
+            if name == "portal":
+                assert container == COMPOSE_PORTS["portal"], name
+            else:
+                # Anything else on the host is for the host's own operator: loopback.
+                assert address == "127.0.0.1", f"{name} publishes {container} on {address}"
+
+
+def test_a_nodes_consumer_port_is_published_at_most_on_the_hosts_loopback() -> None:
+    from gateway.sandbox.setup import COMPOSE_PORTS
+
+    for name, service in _doc()["services"].items():
+        if not name.startswith("node-"):
+            continue
+        consumer = COMPOSE_PORTS[f"{name}:consumer"]
+        for address, _, container in _published(service):
+            assert container == consumer, f"{name} publishes {container}"
+            assert address == "127.0.0.1", f"{name} publishes its consumer port on {address}"
+
+
+def test_no_trust_service_central_or_registry_port_is_published() -> None:
+    for name, service in _doc()["services"].items():
+        if name == "portal" or name.startswith("node-"):
+            continue
+        assert not service.get("ports"), f"{name} is reached over the compose network only"
+
+
+def test_every_node_is_healthy_only_while_ready() -> None:
+    from gateway.sandbox.setup import COMPOSE_PORTS
+
+    services = _doc()["services"]
+    for name, service in services.items():
+        if not name.startswith("node-"):
+            continue
+        test = service["healthcheck"]["test"]
+        consumer = COMPOSE_PORTS[f"{name}:consumer"]
+        assert f"http://127.0.0.1:{consumer}/health/ready" in " ".join(test), name
+    # The portal calls Soest's node: it starts once that node would accept exchanges.
+    assert services["portal"]["depends_on"]["node-soest"] == {"condition": "service_healthy"}
+
+
+def test_the_compose_node_configuration_says_why_it_binds_every_interface(
+    compose_state: Path,
+) -> None:
+    from gateway.sandbox.setup import NODES
+
+    for node in NODES:
+        text = (compose_state / node.volume / "node.toml").read_text("utf-8")
+        assert "listen on the container's interface" in text, node.service

@@ -364,3 +364,39 @@ def test_append_before_start_is_refused(tmp_path: Path) -> None:
             await log.close()
 
     asyncio.run(scenario())
+
+
+def test_probe_commits_a_write_that_changes_no_content(tmp_path: Path) -> None:
+    """Readiness asks the log to commit a write (gateway/node/health.py): it must reach
+    the database file like an append does, and leave entries and tree as they were."""
+    path = tmp_path / "messagelog.db"
+
+    async def scenario() -> None:
+        async with MessageLog(path, clock=clock) as log:
+            await log.append([record()])
+            snapshot = log.tree_snapshot()
+            with other_connection(path) as conn:
+                (before,) = conn.execute("PRAGMA data_version").fetchone()
+                (version,) = conn.execute("PRAGMA user_version").fetchone()
+                await log.probe()
+                (after,) = conn.execute("PRAGMA data_version").fetchone()
+                assert after != before, "the probe committed nothing"
+                assert conn.execute("PRAGMA user_version").fetchone() == (version,)
+            assert log.tree_snapshot() == snapshot
+
+    asyncio.run(scenario())
+    assert count_entries(path) == 1
+
+
+def test_probe_is_refused_like_an_append_when_the_log_does_not_run(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        log = MessageLog(tmp_path / "messagelog.db", clock=clock)
+        with pytest.raises(MessageLogError, match="not started"):
+            await log.probe()
+        log.start()
+        await log.probe()
+        await log.close()
+        with pytest.raises(MessageLogError, match="closed"):
+            await log.probe()
+
+    asyncio.run(scenario())
