@@ -318,13 +318,13 @@ class LocalNet:
         return anchor
 
     def central_admin(self, method: str, path: str, body: Any = None) -> Any:
-        """One call to the running central's admin API with its bearer token."""
+        """One call to the running central's admin API with the init's API key."""
         files = self._central()
         response = httpx.request(
             method,
             f"{files.url}/admin/v1{path}",
             json=body,
-            headers={"Authorization": f"Bearer {files.token}", "X-Admin-User": "localnet"},
+            headers={"Authorization": f"Bearer {files.token}"},
             timeout=30,
         )
         if response.status_code >= 400:

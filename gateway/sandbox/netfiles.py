@@ -194,7 +194,8 @@ class CentralFiles:
 
     @property
     def token(self) -> str:
-        return (self.directory / "admin.token").read_text().strip()
+        """The system administrator's API key ``gateway central init`` wrote."""
+        return (self.directory / "admin.key").read_text().strip()
 
 
 def node_toml(
