@@ -33,7 +33,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -497,15 +497,3 @@ def run_asgi(
         "type[asyncio.Protocol]", guard.wrap(config.http_protocol_class)
     )
     uvicorn.Server(config).run()
-
-
-def run_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Run a process's aiohttp servers (``main``, say a node's or the trust services')
-    to the end on uvloop where it is installed, else on asyncio's loop; ``run_asgi`` is
-    the same for the uvicorn ones."""
-    try:
-        import uvloop
-
-        uvloop.run(main)
-    except ImportError:
-        asyncio.run(main)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.net.guard import run_loop
+from gateway.net.loop import run as _run
 from gateway.pki.profiles import CertificateError
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def cmd_node_serve(args: argparse.Namespace) -> None:
             flush=True,
         )
 
-    run_loop(run_node(config, ready=ready))
+    _run(run_node(config, ready=ready))
 
 
 def cmd_node_check(args: argparse.Namespace) -> None:
@@ -83,7 +83,7 @@ def cmd_node_check(args: argparse.Namespace) -> None:
         finally:
             await own.stop()
 
-    run_loop(probe())
+    _run(probe())
     now = _now()
     for certificate in own.certificates:
         print(f"OCSP: {own.describe(certificate, now)}")

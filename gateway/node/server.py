@@ -5,9 +5,9 @@ proxy (``clientproxy.py``) answers its own information systems on the consumer p
 the server proxy (``serverproxy.py``) answers peer nodes on the mutual-TLS port, and
 both share the metadata services (``metadata.py``) and the wire format (``wire.py``).
 The protocol's checks themselves are in ``gateway.core.protocol``. This module builds
-the context at start-up (refusing, through ``startup.py``, keys and certificates peers
-would refuse), installs new global configuration, switches the TLS context per
-handshake, and starts and stops the listeners and background tasks.
+the context at start-up (the checks that refuse keys and certificates peers would
+refuse are in ``startup.py``), installs new global configuration, and starts and stops
+the listeners and background tasks.
 
 Both ports run on aiohttp's server because it hands the application the TLS peer
 certificate (the transport's ``ssl_object``); the provider decides who is talking from
@@ -34,9 +34,10 @@ from gateway.conf.directory import Directory
 from gateway.conf.globalconf import GlobalConf
 from gateway.conf.tufclient import ConfigClient, Current, GlobalConfSource, GlobalConfUnavailable
 from gateway.core.encoding import format_time
-from gateway.core.envelope import MAX_HEADER_FIELD, SignatureVerifier
+from gateway.core.envelope import MAX_HEADER_FIELD
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import NodeId
+from gateway.core.jws import SignatureVerifier
 from gateway.core.policy import AccessPolicy
 from gateway.messagelog import (
     MessageLog,
@@ -52,6 +53,7 @@ from gateway.messagelog.tracker import Tracker
 from gateway.messagelog.witness import Witness, head_signer
 from gateway.net.guard import GuardSettings, guarded_site
 from gateway.net.httpversion import http1_only
+from gateway.node.clientauth import ClientCertStore, ConsumerTls
 from gateway.node.clientproxy import ClientProxy
 from gateway.node.clock import Clock, SystemClock
 from gateway.node.config import ConfigError, NodeConfig
@@ -62,7 +64,6 @@ from gateway.node.ocsp import OwnOcsp
 from gateway.node.serverproxy import ServerProxy
 from gateway.node.startup import (
     check_auth_certificate,
-    consumer_edge,
     load_signers,
     own_certificate,
     preloaded_replay_guard,
@@ -151,7 +152,17 @@ class Node:
             body_policy=body_policy(config.logging.metadata_only(), config.logging.max_body_bytes),
         )
         tracker = Tracker(message_log.store, config.tracker.hidden_clients)
-        client_certs, self._consumer_tls = consumer_edge(config)
+        try:
+            client_certs = ClientCertStore(config.node.client_certs)
+            self._consumer_tls = (
+                None
+                if config.node.internal_tls_cert is None or config.node.internal_tls_key is None
+                else ConsumerTls(
+                    config.node.internal_tls_cert, config.node.internal_tls_key, client_certs
+                )
+            )
+        except (ValueError, OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"the consumer TLS port cannot be set up: {exc}") from None
         limits = Limits(
             window=timedelta(seconds=config.node.message_window_seconds),
             max_body=config.node.max_body_bytes,
@@ -532,7 +543,7 @@ class Node:
         return web.json_response(body)
 
 
-# ---------------------------------------------------------------------- listening and running
+# ---------------------------------------------------------------------- start-up checks
 
 
 def _loopback(address: str) -> bool:

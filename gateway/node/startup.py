@@ -1,13 +1,11 @@
-"""What a node checks and loads before it serves: keys, certificates and TLS settings.
+"""What a node checks and loads before it listens: keys, certificates, TLS, replay ids.
 
-A node refuses to start with anything its peers or its registries would refuse later:
-a signing key that does not verify against the trusted roots, an authentication
-certificate that is not this node's or not valid now, a CA without an OCSP responder,
-an unreadable TLS file of a registry or of the consumer TLS port. These checks run once,
-in :class:`~gateway.node.server.Node`'s constructor (and so in ``gateway node check``);
-they are module functions here so that ``server.py`` keeps only wiring, configuration
-refresh, the TLS switch and start/stop, and so that each check can be read and tested
-on its own. Time is passed in.
+A key or certificate that peers would refuse must stop the node at start-up, with the
+file or service named, rather than fail every exchange later. These functions are the
+start-up steps ``gateway.node.server.Node`` runs in order: the registries' TLS contexts,
+the members' signing keys (each signs and verifies a self-test against the trusted
+roots), the node's authentication chain and key, the issuer and OCSP responders of each
+of its own certificates, and the replay guard refilled from the log's recent requests.
 """
 
 from __future__ import annotations
@@ -20,11 +18,11 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.conf.directory import Directory
 from gateway.core.encoding import format_time
-from gateway.core.envelope import EnvelopeError, SignatureVerifier, Signer, parse_time
+from gateway.core.envelope import EnvelopeError, parse_time
 from gateway.core.ids import MemberId, NodeId, ServiceId
+from gateway.core.jws import SignatureVerifier, Signer
 from gateway.keys.files import load_certificates, load_private_key
 from gateway.messagelog import MessageLog
-from gateway.node.clientauth import ClientCertStore, ConsumerTls
 from gateway.node.config import ConfigError, NodeConfig, ServiceSection
 from gateway.node.context import TrustState
 from gateway.node.ocsp import OwnCertificate
@@ -33,6 +31,14 @@ from gateway.node.tls import RegistryContext, registry_context
 from gateway.pki.ocsp_cache import find_issuer
 from gateway.pki.profiles import CertificateError, node_id_of
 from gateway.pki.validation import verify_auth_certificate
+
+__all__ = [
+    "check_auth_certificate",
+    "load_signers",
+    "own_certificate",
+    "preloaded_replay_guard",
+    "registry_contexts",
+]
 
 
 def registry_contexts(services: list[ServiceSection]) -> dict[ServiceId, RegistryContext]:
@@ -128,20 +134,3 @@ def preloaded_replay_guard(
         for client, message_id, created in message_log.seen_since(format_time(now - window))
     )
     return replay
-
-
-def consumer_edge(config: NodeConfig) -> tuple[ClientCertStore, ConsumerTls | None]:
-    """The store of registered information-system certificates and the consumer TLS
-    port's context (None without an internal TLS certificate); an unreadable store,
-    certificate or key stops the node with the consumer TLS port named."""
-    node = config.node
-    try:
-        client_certs = ClientCertStore(node.client_certs)
-        tls = (
-            None
-            if node.internal_tls_cert is None or node.internal_tls_key is None
-            else ConsumerTls(node.internal_tls_cert, node.internal_tls_key, client_certs)
-        )
-    except (ValueError, OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"the consumer TLS port cannot be set up: {exc}") from None
-    return client_certs, tls
