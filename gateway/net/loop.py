@@ -1,7 +1,7 @@
 """Running a server's event loop: uvloop where it is installed, asyncio otherwise.
 
 The node and the trust services are started from different command modules
-(``gateway.cli``, ``gateway.trust.cli``); both run their loop the same way, from here.
+(``gateway.node.cli``, ``gateway.trust.cli``); both run their loop the same way, from here.
 """
 
 from __future__ import annotations

@@ -3,18 +3,20 @@
 The demo, the integration tests and the benchmark all stand up the same topology through
 this module, so what the tests check is what the demo shows. Everything listens on
 127.0.0.1 only; ports are chosen by the OS.
+
+:class:`LocalNet` holds the story: make the PKI, publish or join the configuration,
+write the nodes' files, start and stop the processes. Its parts have their own modules:
+where each process keeps its files and what a node's ``node.toml`` says
+(``netfiles.py``), every certificate the federation issues (``localpki.py``), and how
+one ``gateway`` process is started, awaited and ended (``processes.py``). Their names a
+caller needs beside ``LocalNet`` are re-exported here (``__all__``), so a test imports
+the federation from one place.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
-import socket
-import ssl
 import subprocess
-import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,221 +30,43 @@ from gateway.conf.directory import TrustParameters
 from gateway.conf.globalconf import CaEntry, GlobalConf, MemberEntry, NodeEntry, TsaEntry
 from gateway.conf.tufdev import DevRepository
 from gateway.core.encoding import format_time
-from gateway.core.ids import ServiceId, SubsystemId
-from gateway.keys.files import new_key_and_csr, new_self_signed
-from gateway.node.clientauth import ClientCertStore
 from gateway.pki.keys import fingerprint_sha256
-from gateway.pki.profiles import CertKind, ServiceKind
 from gateway.sandbox.cities import INSTANCE, City
-from gateway.trust.ca_store import init_ca, issue_from_csr, issue_service
+from gateway.sandbox.localpki import (
+    issue_ca,
+    issue_consumer_tls,
+    issue_joined_certificates,
+    issue_node_certificates,
+)
+from gateway.sandbox.netfiles import (
+    HOST,
+    CentralFiles,
+    NodeFiles,
+    ServiceSpec,
+    TrustFiles,
+    free_port,
+    node_toml,
+)
+from gateway.sandbox.processes import Launch, end, spawn, wait_http
 from registries.edgetls import EdgeTls
 
-HOST = "127.0.0.1"
+__all__ = [
+    "DEFAULT_GLOBALCONF_REFRESH",
+    "HOST",
+    "CentralFiles",
+    "JoinResult",
+    "Launch",
+    "LocalNet",
+    "NodeFiles",
+    "ServiceSpec",
+    "TrustFiles",
+    "free_port",
+    "wait_http",
+]
+
 DEFAULT_GLOBALCONF_REFRESH = 2.0
 """How often LocalNet's nodes refresh global configuration (seconds): short, so tests
 that publish a change see it applied within a few seconds."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _listen_note(listen_host: str) -> list[str]:
-    """The comment a node.toml carries when it binds beyond loopback, saying why."""
-    if listen_host == HOST:
-        return []
-    return [
-        "# In a container the ports listen on the container's interface: the portal, the",
-        "# registries and the other nodes reach them over the compose network. The host",
-        "# publishes the consumer port on its loopback at most (docs/deployment.md).",
-    ]
-
-
-@dataclass
-class NodeFiles:
-    """Where one city's node keeps its keys, certificates, configuration and log."""
-
-    city: City
-    directory: Path
-    consumer_port: int
-    peer_port: int
-    host: str = HOST
-    """The name peers and clients reach this node by (a compose service name, say)."""
-    listen_host: str = HOST
-    """The address the node binds (``0.0.0.0`` in a container)."""
-    consumer_tls_port: int = field(default_factory=free_port)
-    connection_type: str = "http"
-    """The connection type written for every subsystem of the city (``[[clients]]``):
-    ``http`` for the tests that are not about it, ``https`` in the demo."""
-    connection_types: dict[str, str] = field(default_factory=dict)
-    """Per subsystem code, a connection type other than ``connection_type``."""
-
-    def connection_type_of(self, subsystem: str) -> str:
-        return self.connection_types.get(subsystem, self.connection_type)
-
-    @property
-    def config(self) -> Path:
-        return self.directory / "node.toml"
-
-    @property
-    def internal_cert(self) -> Path:
-        """The consumer TLS port's certificate: what a client of this node trusts."""
-        return self.directory / "internal-tls.pem"
-
-    @property
-    def internal_key(self) -> Path:
-        return self.directory / "internal-tls.key"
-
-    @property
-    def client_certs(self) -> Path:
-        """The node's store of registered information-system certificates."""
-        return self.directory / "client-certs.json"
-
-    def client_cert(self, subsystem: str) -> Path:
-        """The certificate the information systems of ``subsystem`` present."""
-        return self.directory / "information-systems" / f"{subsystem}.pem"
-
-    def client_key(self, subsystem: str) -> Path:
-        return self.directory / "information-systems" / f"{subsystem}.key"
-
-    @property
-    def consumer_tls_url(self) -> str:
-        return f"https://{self.host}:{self.consumer_tls_port}"
-
-    @property
-    def client_url(self) -> str:
-        """Where this city's information systems call: the plain port for ``http``."""
-        return self.consumer_url if self.connection_type == "http" else self.consumer_tls_url
-
-    def edge_tls(self, subsystem: str) -> EdgeTls | None:
-        """How ``subsystem``'s information systems connect (None: plain HTTP)."""
-        connection = self.connection_type_of(subsystem)
-        if connection == "http":
-            return None
-        if connection == "https-no-auth":
-            return EdgeTls(self.internal_cert)
-        return EdgeTls(self.internal_cert, self.client_cert(subsystem), self.client_key(subsystem))
-
-    def issue_consumer_tls(self, now: datetime) -> None:
-        """The node's internal TLS certificate and a certificate for each subsystem's
-        information systems, registered in the node's store; keeps existing files."""
-        if not self.internal_cert.exists():
-            hosts = tuple(dict.fromkeys((self.host, HOST, "localhost")))
-            new_self_signed(
-                self.internal_cert,
-                self.internal_key,
-                f"{self.city.node} internal TLS",
-                now,
-                days=825,
-                hosts=hosts,
-                server=True,
-            )
-        store = ClientCertStore(self.client_certs)
-        for code in self.city.subsystems:
-            if self.client_cert(code).exists():
-                continue
-            client = self.city.subsystem(code)
-            cert = new_self_signed(
-                self.client_cert(code),
-                self.client_key(code),
-                str(client),
-                now,
-                days=825,
-                client=True,
-            )
-            store.add(client, cert)
-
-    @property
-    def messagelog(self) -> Path:
-        return self.directory / "messagelog.sqlite"
-
-    @property
-    def auth_cert(self) -> Path:
-        return self.directory / "auth.pem"
-
-    @property
-    def sign_cert(self) -> Path:
-        return self.directory / "sign.pem"
-
-    @property
-    def consumer_url(self) -> str:
-        return f"http://{self.host}:{self.consumer_port}"
-
-    @property
-    def peer_url(self) -> str:
-        return f"https://{self.host}:{self.peer_port}"
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceSpec:
-    """A service a city provides, and who may call it."""
-
-    id: ServiceId
-    url: str
-    openapi_url: str | None
-    allowed: tuple[SubsystemId, ...]
-    methods: tuple[str, ...] = ("GET",)
-    timeout_seconds: float = 10.0
-    enabled: bool = True
-    require_issue: bool = False
-    """Purpose binding: the provider refuses calls without ``X-Road-Issue``."""
-    require_user_id: bool = False
-    """Purpose binding: the provider refuses calls without ``X-Road-UserId``."""
-    tls: tuple[tuple[str, str | tuple[str, ...]], ...] = ()
-    """TLS settings for an ``https://`` registry (``tls_ca``, ``tls_pin_sha256``,
-    ``tls_client_cert``, ``tls_client_key``), written into the service's section."""
-
-
-@dataclass
-class TrustFiles:
-    """The CA's OCSP responder and TSA: one ``gateway trust serve`` process."""
-
-    ca_dir: Path
-    directory: Path
-    port: int
-    ocsp_validity_seconds: int = 3600
-    """nextUpdate - thisUpdate of OCSP answers; tests with a short freshness window
-    shorten it to match (see ``gateway trust serve --ocsp-validity``)."""
-    host: str = HOST
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def ocsp_url(self) -> str:
-        return f"{self.url}/ocsp"
-
-    @property
-    def tsa_url(self) -> str:
-        return f"{self.url}/tsa"
-
-    @property
-    def tsa_cert(self) -> Path:
-        return self.directory / "tsa.pem"
-
-
-@dataclass
-class CentralFiles:
-    """The federation's central authority: one ``gateway central serve`` process."""
-
-    directory: Path
-    port: int
-    refresh_seconds: float | None = None
-    """How often the central re-signs its timestamp metadata (default: expiry/3)."""
-    host: str = HOST
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def token(self) -> str:
-        """The system administrator's API key ``gateway central init`` wrote."""
-        return (self.directory / "admin.key").read_text().strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,18 +86,6 @@ class JoinResult:
     @property
     def serial(self) -> int:
         return self.serials[-1]
-
-
-@dataclass(frozen=True, slots=True)
-class Launch:
-    """How one process of the federation was started, to start it again the same way."""
-
-    name: str
-    """The process's name in reports and its log's file name (``node-05974040``)."""
-    args: tuple[str, ...]
-    """The ``gateway`` command line after ``python -m gateway``."""
-    log: Path
-    """The file its stdout and stderr go to (appended across restarts)."""
 
 
 @dataclass
@@ -319,44 +131,16 @@ class LocalNet:
         # certificate would end a fraction of a second after the 3650-day CA.
         now = now.replace(microsecond=0)
         ca_dir = root / "ca"
-        init_ca(ca_dir, "Development CA DE-NRW", now)
         trust = TrustFiles(ca_dir, root / "trust", free_port())
-        trust.directory.mkdir(parents=True, exist_ok=True)
-        issue_service(ca_dir, ServiceKind.OCSP, trust.directory, now)
-        issue_service(ca_dir, ServiceKind.TSA, trust.directory, now, days=1825)
+        issue_ca(trust, now)
         nodes: dict[str, NodeFiles] = {}
         for city in cities:
             files = NodeFiles(city, root / city.ags, free_port(), free_port())
             files.directory.mkdir(parents=True, exist_ok=True)
             nodes[city.ags] = files
-            files.issue_consumer_tls(now)
-            if central:
-                continue
-            new_key_and_csr(
-                CertKind.AUTH,
-                city.node,
-                files.directory / "auth.key",
-                files.directory / "auth.csr",
-                city.name,
-            )
-            issue_from_csr(
-                ca_dir,
-                files.directory / "auth.csr",
-                CertKind.AUTH,
-                files.auth_cert,
-                now,
-                ip_addresses=(HOST,),
-            )
-            new_key_and_csr(
-                CertKind.SIGN,
-                city.member,
-                files.directory / "sign.key",
-                files.directory / "sign.csr",
-                city.name,
-            )
-            issue_from_csr(
-                ca_dir, files.directory / "sign.csr", CertKind.SIGN, files.sign_cert, now
-            )
+            issue_consumer_tls(files, now)
+            if not central:
+                issue_node_certificates(ca_dir, files, now)
         net = cls(root, nodes, ca_dir / "ca.pem", trust)
         if central:
             net.central = CentralFiles(root / "central", free_port())
@@ -480,69 +264,7 @@ class LocalNet:
         for files in self.nodes.values():
             if only_missing and files.config.exists():
                 continue
-            lines = [
-                "# Generated by gateway.sandbox.localnet for a loopback federation.",
-                "[node]",
-                f'id = "{files.city.node}"',
-                *_listen_note(files.listen_host),
-                f'consumer_listen = "{files.listen_host}:{files.consumer_port}"',
-                f'peer_listen = "{files.listen_host}:{files.peer_port}"',
-                'messagelog = "messagelog.sqlite"',
-                'auth_cert = "auth.pem"',
-                'auth_key = "auth.key"',
-            ]
-            if files.internal_cert.exists():
-                lines += [
-                    f'consumer_tls_listen = "{files.listen_host}:{files.consumer_tls_port}"',
-                    f'internal_tls_cert = "{files.internal_cert.name}"',
-                    f'internal_tls_key = "{files.internal_key.name}"',
-                    f'client_certs = "{files.client_certs.name}"',
-                ]
-            for key, value in (extra or {}).items():
-                lines.append(f"{key} = {json.dumps(value)}")
-            lines += [
-                "",
-                "[[signing]]",
-                f'member = "{files.city.member}"',
-                'cert = "sign.pem"',
-                'key = "sign.key"',
-            ]
-            for code in files.city.subsystems:
-                lines += [
-                    "",
-                    "[[clients]]",
-                    f'id = "{files.city.subsystem(code)}"',
-                    f'connection_type = "{files.connection_type_of(code)}"',
-                ]
-            for spec in self.services:
-                if spec.id.member != files.city.member:
-                    continue
-                lines += [
-                    "",
-                    "[[services]]",
-                    f'id = "{spec.id}"',
-                    f'url = "{spec.url}"',
-                    f"timeout_seconds = {spec.timeout_seconds}",
-                    f"enabled = {str(spec.enabled).lower()}",
-                    f"require_issue = {str(spec.require_issue).lower()}",
-                    f"require_user_id = {str(spec.require_user_id).lower()}",
-                ]
-                if spec.openapi_url:
-                    lines.append(f'openapi_url = "{spec.openapi_url}"')
-                for key, value in spec.tls:
-                    lines.append(f"{key} = {json.dumps(value)}")
-                for method in spec.methods:
-                    lines += ["[[services.endpoints]]", f'method = "{method}"', 'path = "/**"']
-                for subject in spec.allowed:
-                    methods = ", ".join(f'"{m}"' for m in spec.methods)
-                    lines += [
-                        "",
-                        "[[access]]",
-                        f'service = "{spec.id}"',
-                        f'client = "{subject}"',
-                        f"methods = [{methods}]",
-                    ]
-            files.config.write_text("\n".join([*lines, "", *source, ""]), "utf-8")
+            files.config.write_text(node_toml(files, self.services, extra, source), "utf-8")
 
     # ---------------------------------------------------------------- central authority
 
@@ -632,14 +354,10 @@ class LocalNet:
             self.central_admin("POST", "/members", {"id": str(city.member), "name": city.name})
             member_serial = int(self.central_admin("GET", "/configuration")["serial"])
         auth_csr, sign_csr = make_keys(files.directory, city.node, city.name)
-        issued = self.root / "issued" / ags
-        issued.mkdir(parents=True, exist_ok=True)
-        ca_dir = self.trust.ca_dir
-        issue_from_csr(
-            ca_dir, auth_csr, CertKind.AUTH, issued / "auth.pem", now, ip_addresses=(HOST,)
+        auth, sign = issue_joined_certificates(
+            self.trust.ca_dir, auth_csr, sign_csr, self.root / "issued" / ags, now
         )
-        issue_from_csr(ca_dir, sign_csr, CertKind.SIGN, issued / "sign.pem", now)
-        auth_fp, sign_fp = import_certs(files.directory, issued / "auth.pem", issued / "sign.pem")
+        auth_fp, sign_fp = import_certs(files.directory, auth, sign)
         submitted = register(
             files.directory, central.url, files.peer_url, list(city.subsystems), now
         )
@@ -659,14 +377,7 @@ class LocalNet:
         return self._launch(Launch(log_name, tuple(args), log_path))
 
     def _launch(self, launch: Launch) -> subprocess.Popen[bytes]:
-        launch.log.parent.mkdir(parents=True, exist_ok=True)
-        with launch.log.open("ab") as out:
-            proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "gateway", *launch.args],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+        proc = spawn(launch)
         self.processes.append(proc)
         self.launches[proc.pid] = launch
         return proc
@@ -755,13 +466,7 @@ class LocalNet:
         proc = self.trust_process
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        end(proc)
         self.processes.remove(proc)
         self.launches.pop(proc.pid, None)
         self.trust_process = None
@@ -852,26 +557,3 @@ class LocalNet:
             topology["central_url"] = self.central.url
             topology["anchor"] = str(self.anchor_path)
         return topology
-
-
-def wait_http(
-    url: str,
-    proc: subprocess.Popen[bytes] | None = None,
-    timeout: float = 20,
-    *,
-    verify: ssl.SSLContext | bool = True,
-) -> None:
-    """Poll until ``url`` answers 200; fail early if the process died. ``verify``: the
-    TLS context for an ``https`` URL (trusting a node's internal TLS certificate)."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process for {url} exited with code {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1, verify=verify).status_code == 200:
-                return
-        except httpx.HTTPError as exc:
-            last = exc
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} did not come up within {timeout} s: {last}")

@@ -1,0 +1,190 @@
+"""``gateway node ...``: the security server's subcommands, hooked into gateway.cli.
+
+Kept here so the node's commands live next to its code, as the central's and the
+auditor's do (``gateway/central/cli.py``, ``gateway/audit/cli.py``); ``gateway.cli``
+only calls :func:`add_commands`. ``serve`` runs a node, ``check`` builds one from its
+configuration (every start-up check) and asks the OCSP responders once without serving,
+``client-cert`` keeps the store of registered information-system certificates and
+``tls-cert`` makes the self-signed certificates of the consumer TLS port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gateway.net.loop import run as _run
+from gateway.pki.profiles import CertificateError
+
+if TYPE_CHECKING:
+    from gateway.node.clientauth import ClientCertStore
+
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+    AddFn = Callable[
+        [Subparsers, str, Callable[[argparse.Namespace], None], str], argparse.ArgumentParser
+    ]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def cmd_node_serve(args: argparse.Namespace) -> None:
+    from gateway.node.config import load_config
+    from gateway.node.server import Endpoints, run_node
+
+    config = load_config(Path(args.config))
+
+    def ready(endpoints: Endpoints) -> None:
+        print(
+            f"node {config.node.id} ready: consumer {endpoints.consumer_url}, "
+            f"consumer TLS {endpoints.consumer_tls_url or '-'}, peers {endpoints.peer_url}",
+            flush=True,
+        )
+
+    _run(run_node(config, ready=ready))
+
+
+def cmd_node_check(args: argparse.Namespace) -> None:
+    from gateway.node.config import load_config
+    from gateway.node.server import Node
+
+    config = load_config(Path(args.config))
+    if config.globalconf is not None:
+        # Printed before anything is fetched: compare it out of band with the value the
+        # central authority's operator reads out (gateway central anchor).
+        anchor = config.load_anchor()
+        print(f"anchor {config.globalconf.anchor}: instance {anchor.instance}")
+        print(f"anchor root fingerprint (SHA-256): {anchor.fingerprint()}")
+    node = Node(config)
+    print(f"{args.config}: valid for node {config.node.id}")
+    if node.globalconf is not None:
+        current = node.globalconf.current
+        print(
+            f"global configuration: serial {current.conf.serial}, valid until "
+            f"{current.valid_until.isoformat(timespec='seconds')}"
+        )
+    own = node.own_ocsp
+    own.persist = None  # a check probes the responders; it keeps nothing for a restart
+    print(
+        f"OCSP: freshness window {own.cache.freshness.total_seconds():g} s (global configuration), "
+        f"refresh every {own.refresh_interval.total_seconds():g} s (node)"
+    )
+
+    async def probe() -> None:
+        # One fetch per certificate, as the node does at start; nothing is served.
+        try:
+            for certificate in own.certificates:
+                await own.refresh(certificate)
+        finally:
+            await own.stop()
+
+    _run(probe())
+    now = _now()
+    for certificate in own.certificates:
+        print(f"OCSP: {own.describe(certificate, now)}")
+    revoked = [c.label for c in own.certificates if c.revoked is not None]
+    if revoked:
+        raise CertificateError(f"revoked: {'; '.join(revoked)}; the node would refuse to work")
+
+
+def _client_cert_store(args: argparse.Namespace) -> ClientCertStore:
+    from gateway.node.clientauth import ClientCertStore
+    from gateway.node.config import load_config
+
+    return ClientCertStore(load_config(Path(args.config)).node.client_certs)
+
+
+def cmd_node_client_cert_add(args: argparse.Namespace) -> None:
+    from gateway.core.ids import parse_client
+    from gateway.keys.files import load_certificate
+
+    client = parse_client(args.client)
+    entry = _client_cert_store(args).add(client, load_certificate(Path(args.cert)))
+    print(
+        f"registered {entry.sha256} ({entry.subject}, valid until {entry.not_after}) for {client}"
+    )
+
+
+def cmd_node_client_cert_remove(args: argparse.Namespace) -> None:
+    from gateway.core.ids import parse_client
+
+    client = parse_client(args.client)
+    entry = _client_cert_store(args).remove(client, args.sha256)
+    print(f"removed {entry.sha256} ({entry.subject}) from {client}")
+
+
+def cmd_node_client_cert_list(args: argparse.Namespace) -> None:
+    from gateway.core.ids import parse_client
+
+    client = parse_client(args.client) if args.client else None
+    for entry in _client_cert_store(args).entries(client):
+        print(
+            json.dumps(
+                {
+                    "client": entry.client,
+                    "sha256": entry.sha256,
+                    "subject": entry.subject,
+                    "not_after": entry.not_after.isoformat(),
+                }
+            )
+        )
+
+
+def cmd_node_internal_cert(args: argparse.Namespace) -> None:
+    from gateway.keys.files import new_self_signed
+    from gateway.pki.keys import fingerprint_sha256
+
+    cert = new_self_signed(
+        Path(args.cert),
+        Path(args.key),
+        args.name,
+        _now(),
+        days=args.days,
+        hosts=args.host,
+        server=not args.client,
+        client=args.client,
+    )
+    print(f"wrote {args.cert} and {args.key}; SHA-256 {fingerprint_sha256(cert)}")
+
+
+def add_commands(sub: Subparsers, add: AddFn) -> None:
+    """Register ``node`` and its subcommands under the top-level ``gateway`` parser."""
+    node = sub.add_parser("node", help="run a security server").add_subparsers(
+        dest="node_command", required=True, metavar="NODE_COMMAND"
+    )
+    p = add(node, "serve", cmd_node_serve, "run a node from its configuration file")
+    p.add_argument("--config", required=True)
+    p = add(node, "check", cmd_node_check, "validate a node configuration, keys and certificates")
+    p.add_argument("--config", required=True)
+    certs = node.add_parser(
+        "client-cert", help="information-system certificates registered per subsystem"
+    ).add_subparsers(dest="client_cert_command", required=True, metavar="CLIENT_CERT_COMMAND")
+    p = add(certs, "add", cmd_node_client_cert_add, "register a certificate for a subsystem")
+    p.add_argument("--config", required=True)
+    p.add_argument("client", help="the subsystem, INSTANCE/CLASS/MEMBER/SUBSYSTEM")
+    p.add_argument("cert", help="the information system's certificate (PEM)")
+    p = add(certs, "remove", cmd_node_client_cert_remove, "unregister a certificate")
+    p.add_argument("--config", required=True)
+    p.add_argument("client")
+    p.add_argument("sha256", help="the certificate's SHA-256 fingerprint (hex), as listed")
+    p = add(certs, "list", cmd_node_client_cert_list, "list registered certificates (JSON lines)")
+    p.add_argument("--config", required=True)
+    p.add_argument("client", nargs="?", default=None)
+    p = add(
+        node,
+        "tls-cert",
+        cmd_node_internal_cert,
+        "make a self-signed TLS certificate: the node's internal one for its consumer TLS "
+        "port, or (--client) one for an information system",
+    )
+    p.add_argument("--cert", required=True, help="certificate file to write (PEM)")
+    p.add_argument("--key", required=True, help="private key file to create (PEM, 0600)")
+    p.add_argument("--name", required=True, help="subject CN")
+    p.add_argument("--host", action="append", default=[], help="a DNS name or IP; repeatable")
+    p.add_argument("--days", type=int, default=825)
+    p.add_argument("--client", action="store_true", help="an information system's certificate")

@@ -1,0 +1,273 @@
+"""Where each process of the loopback federation keeps its files, where it listens, and
+what its node's ``node.toml`` says.
+
+:class:`~gateway.sandbox.localnet.LocalNet` runs the federation; the classes here are
+the plain layout it runs from (a node's keys, certificates, configuration and log; the
+trust services' and the central's directories and ports; the services a city provides),
+apart so that ``gateway setup`` can lay out a compose deployment with the same classes
+and so that a reader finds a file's path in one place. Everything listens on
+127.0.0.1 unless a set-up says otherwise; ports are chosen by the OS.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.core.ids import ServiceId, SubsystemId
+from gateway.sandbox.cities import City
+from registries.edgetls import EdgeTls
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _listen_note(listen_host: str) -> list[str]:
+    """The comment a node.toml carries when it binds beyond loopback, saying why."""
+    if listen_host == HOST:
+        return []
+    return [
+        "# In a container the ports listen on the container's interface: the portal, the",
+        "# registries and the other nodes reach them over the compose network. The host",
+        "# publishes the consumer port on its loopback at most (docs/deployment.md).",
+    ]
+
+
+@dataclass
+class NodeFiles:
+    """Where one city's node keeps its keys, certificates, configuration and log."""
+
+    city: City
+    directory: Path
+    consumer_port: int
+    peer_port: int
+    host: str = HOST
+    """The name peers and clients reach this node by (a compose service name, say)."""
+    listen_host: str = HOST
+    """The address the node binds (``0.0.0.0`` in a container)."""
+    consumer_tls_port: int = field(default_factory=free_port)
+    connection_type: str = "http"
+    """The connection type written for every subsystem of the city (``[[clients]]``):
+    ``http`` for the tests that are not about it, ``https`` in the demo."""
+    connection_types: dict[str, str] = field(default_factory=dict)
+    """Per subsystem code, a connection type other than ``connection_type``."""
+
+    def connection_type_of(self, subsystem: str) -> str:
+        return self.connection_types.get(subsystem, self.connection_type)
+
+    @property
+    def config(self) -> Path:
+        return self.directory / "node.toml"
+
+    @property
+    def internal_cert(self) -> Path:
+        """The consumer TLS port's certificate: what a client of this node trusts."""
+        return self.directory / "internal-tls.pem"
+
+    @property
+    def internal_key(self) -> Path:
+        return self.directory / "internal-tls.key"
+
+    @property
+    def client_certs(self) -> Path:
+        """The node's store of registered information-system certificates."""
+        return self.directory / "client-certs.json"
+
+    def client_cert(self, subsystem: str) -> Path:
+        """The certificate the information systems of ``subsystem`` present."""
+        return self.directory / "information-systems" / f"{subsystem}.pem"
+
+    def client_key(self, subsystem: str) -> Path:
+        return self.directory / "information-systems" / f"{subsystem}.key"
+
+    @property
+    def consumer_tls_url(self) -> str:
+        return f"https://{self.host}:{self.consumer_tls_port}"
+
+    @property
+    def client_url(self) -> str:
+        """Where this city's information systems call: the plain port for ``http``."""
+        return self.consumer_url if self.connection_type == "http" else self.consumer_tls_url
+
+    def edge_tls(self, subsystem: str) -> EdgeTls | None:
+        """How ``subsystem``'s information systems connect (None: plain HTTP)."""
+        connection = self.connection_type_of(subsystem)
+        if connection == "http":
+            return None
+        if connection == "https-no-auth":
+            return EdgeTls(self.internal_cert)
+        return EdgeTls(self.internal_cert, self.client_cert(subsystem), self.client_key(subsystem))
+
+    @property
+    def messagelog(self) -> Path:
+        return self.directory / "messagelog.sqlite"
+
+    @property
+    def auth_cert(self) -> Path:
+        return self.directory / "auth.pem"
+
+    @property
+    def sign_cert(self) -> Path:
+        return self.directory / "sign.pem"
+
+    @property
+    def consumer_url(self) -> str:
+        return f"http://{self.host}:{self.consumer_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"https://{self.host}:{self.peer_port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """A service a city provides, and who may call it."""
+
+    id: ServiceId
+    url: str
+    openapi_url: str | None
+    allowed: tuple[SubsystemId, ...]
+    methods: tuple[str, ...] = ("GET",)
+    timeout_seconds: float = 10.0
+    enabled: bool = True
+    require_issue: bool = False
+    """Purpose binding: the provider refuses calls without ``X-Road-Issue``."""
+    require_user_id: bool = False
+    """Purpose binding: the provider refuses calls without ``X-Road-UserId``."""
+    tls: tuple[tuple[str, str | tuple[str, ...]], ...] = ()
+    """TLS settings for an ``https://`` registry (``tls_ca``, ``tls_pin_sha256``,
+    ``tls_client_cert``, ``tls_client_key``), written into the service's section."""
+
+
+@dataclass
+class TrustFiles:
+    """The CA's OCSP responder and TSA: one ``gateway trust serve`` process."""
+
+    ca_dir: Path
+    directory: Path
+    port: int
+    ocsp_validity_seconds: int = 3600
+    """nextUpdate - thisUpdate of OCSP answers; tests with a short freshness window
+    shorten it to match (see ``gateway trust serve --ocsp-validity``)."""
+    host: str = HOST
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ocsp_url(self) -> str:
+        return f"{self.url}/ocsp"
+
+    @property
+    def tsa_url(self) -> str:
+        return f"{self.url}/tsa"
+
+    @property
+    def tsa_cert(self) -> Path:
+        return self.directory / "tsa.pem"
+
+
+@dataclass
+class CentralFiles:
+    """The federation's central authority: one ``gateway central serve`` process."""
+
+    directory: Path
+    port: int
+    refresh_seconds: float | None = None
+    """How often the central re-signs its timestamp metadata (default: expiry/3)."""
+    host: str = HOST
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def token(self) -> str:
+        """The system administrator's API key ``gateway central init`` wrote."""
+        return (self.directory / "admin.key").read_text().strip()
+
+
+def node_toml(
+    files: NodeFiles,
+    services: Sequence[ServiceSpec],
+    extra: dict[str, Any] | None,
+    source: Sequence[str],
+) -> str:
+    """The text of one node's ``node.toml``: its ports and files, ``extra`` keys in its
+    ``[node]`` section, its clients, the ``services`` its city provides with their
+    access rights, and ``source``, the ``[globalconf]`` section it takes routing and
+    trust from (see :meth:`~gateway.sandbox.localnet.LocalNet.write_configs`)."""
+    lines = [
+        "# Generated by gateway.sandbox.localnet for a loopback federation.",
+        "[node]",
+        f'id = "{files.city.node}"',
+        *_listen_note(files.listen_host),
+        f'consumer_listen = "{files.listen_host}:{files.consumer_port}"',
+        f'peer_listen = "{files.listen_host}:{files.peer_port}"',
+        'messagelog = "messagelog.sqlite"',
+        'auth_cert = "auth.pem"',
+        'auth_key = "auth.key"',
+    ]
+    if files.internal_cert.exists():
+        lines += [
+            f'consumer_tls_listen = "{files.listen_host}:{files.consumer_tls_port}"',
+            f'internal_tls_cert = "{files.internal_cert.name}"',
+            f'internal_tls_key = "{files.internal_key.name}"',
+            f'client_certs = "{files.client_certs.name}"',
+        ]
+    for key, value in (extra or {}).items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    lines += [
+        "",
+        "[[signing]]",
+        f'member = "{files.city.member}"',
+        'cert = "sign.pem"',
+        'key = "sign.key"',
+    ]
+    for code in files.city.subsystems:
+        lines += [
+            "",
+            "[[clients]]",
+            f'id = "{files.city.subsystem(code)}"',
+            f'connection_type = "{files.connection_type_of(code)}"',
+        ]
+    for spec in services:
+        if spec.id.member != files.city.member:
+            continue
+        lines += [
+            "",
+            "[[services]]",
+            f'id = "{spec.id}"',
+            f'url = "{spec.url}"',
+            f"timeout_seconds = {spec.timeout_seconds}",
+            f"enabled = {str(spec.enabled).lower()}",
+            f"require_issue = {str(spec.require_issue).lower()}",
+            f"require_user_id = {str(spec.require_user_id).lower()}",
+        ]
+        if spec.openapi_url:
+            lines.append(f'openapi_url = "{spec.openapi_url}"')
+        for key, value in spec.tls:
+            lines.append(f"{key} = {json.dumps(value)}")
+        for method in spec.methods:
+            lines += ["[[services.endpoints]]", f'method = "{method}"', 'path = "/**"']
+        for subject in spec.allowed:
+            methods = ", ".join(f'"{m}"' for m in spec.methods)
+            lines += [
+                "",
+                "[[access]]",
+                f'service = "{spec.id}"',
+                f'client = "{subject}"',
+                f"methods = [{methods}]",
+            ]
+    return "\n".join([*lines, "", *source, ""])

@@ -1,0 +1,81 @@
+"""How the sandbox runs one ``gateway`` process: its command line, its log file, the
+wait until it answers, and its end.
+
+Every process of the loopback federation (trust services, central, nodes, registries,
+the portal) is ``python -m gateway ...`` with its output appended to one log file; a
+:class:`Launch` records how it was started so that the demo's supervisor
+(``supervisor.py``) can start it again the same way. Which processes run, and their
+bookkeeping, are :class:`~gateway.sandbox.localnet.LocalNet`'s.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """How one process of the federation was started, to start it again the same way."""
+
+    name: str
+    """The process's name in reports and its log's file name (``node-05974040``)."""
+    args: tuple[str, ...]
+    """The ``gateway`` command line after ``python -m gateway``."""
+    log: Path
+    """The file its stdout and stderr go to (appended across restarts)."""
+
+
+def spawn(launch: Launch) -> subprocess.Popen[bytes]:
+    """Start ``python -m gateway`` with ``launch.args``, stdout and stderr appended to
+    ``launch.log``, unbuffered so the log is current when a test reads it."""
+    launch.log.parent.mkdir(parents=True, exist_ok=True)
+    with launch.log.open("ab") as out:
+        return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "gateway", *launch.args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+def end(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """Stop ``proc`` if it runs: SIGTERM (a node drains and closes its log), SIGKILL if
+    it has not ended within ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_http(
+    url: str,
+    proc: subprocess.Popen[bytes] | None = None,
+    timeout: float = 20,
+    *,
+    verify: ssl.SSLContext | bool = True,
+) -> None:
+    """Poll until ``url`` answers 200; fail early if the process died. ``verify``: the
+    TLS context for an ``https`` URL (trusting a node's internal TLS certificate)."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with code {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1, verify=verify).status_code == 200:
+                return
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up within {timeout} s: {last}")
