@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import sys
@@ -149,7 +150,8 @@ def cmd_node_serve(args: argparse.Namespace) -> None:
     def ready(endpoints: Endpoints) -> None:
         print(
             f"node {config.node.id} ready: consumer {endpoints.consumer_url}, "
-            f"consumer TLS {endpoints.consumer_tls_url or '-'}, peers {endpoints.peer_url}",
+            f"consumer TLS {endpoints.consumer_tls_url or '-'}, peers {endpoints.peer_url}, "
+            f"metrics {endpoints.metrics_url or '-'}",
             flush=True,
         )
 
@@ -197,6 +199,21 @@ def cmd_node_check(args: argparse.Namespace) -> None:
     revoked = [c.label for c in own.certificates if c.revoked is not None]
     if revoked:
         raise CertificateError(f"revoked: {'; '.join(revoked)}; the node would refuse to work")
+
+
+def cmd_node_opdata(args: argparse.Namespace) -> None:
+    """The node's operational monitoring records as JSON lines, read from its database
+    (read-only, so it works while the node runs and while it is stopped)."""
+    from gateway.messagelog import SqliteLogStore
+    from gateway.node.config import load_config
+    from gateway.node.monitoring import query_bound
+
+    config = load_config(Path(args.config))
+    since = None if args.since is None else query_bound("--since", args.since)
+    until = None if args.until is None else query_bound("--until", args.until)
+    store = SqliteLogStore(config.node.messagelog)
+    for record in store.operational_records(since=since, until=until, client=args.client):
+        print(json.dumps(dataclasses.asdict(record)))
 
 
 def _client_cert_store(args: argparse.Namespace) -> Any:
@@ -492,6 +509,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True)
     p = add(node, "check", cmd_node_check, "validate a node configuration, keys and certificates")
     p.add_argument("--config", required=True)
+    p = add(
+        node,
+        "opdata",
+        cmd_node_opdata,
+        "print the node's operational monitoring records (JSON lines, oldest first)",
+    )
+    p.add_argument("--config", required=True)
+    p.add_argument("--since", default=None, help="from this RFC 3339 time (inclusive)")
+    p.add_argument("--until", default=None, help="to this RFC 3339 time (exclusive)")
+    p.add_argument("--client", default=None, help="only this client subsystem's records")
     certs = node.add_parser(
         "client-cert", help="information-system certificates registered per subsystem"
     ).add_subparsers(dest="client_cert_command", required=True, metavar="CLIENT_CERT_COMMAND")

@@ -15,14 +15,15 @@ import contextlib
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from gateway.conf.tufclient import SIGNED_FILES
 from gateway.core.envelope import parse_time
 from gateway.messagelog.schema import Kind, Role
-from gateway.messagelog.sqlite_writes import record_missing_reads
+from gateway.messagelog.sqlite_writes import OPERATIONAL_COLUMNS, record_missing_reads
 from gateway.messagelog.store import (
     ARCHIVED,
+    MAX_OPERATIONAL_ROWS,
     ArchivedEntry,
     CosignatureRow,
     EntrySelection,
@@ -30,6 +31,7 @@ from gateway.messagelog.store import (
     LogNotFoundError,
     LogStoreError,
     NotProvableError,
+    OpRecord,
     ReadDetails,
     SignedHead,
     StoredEntry,
@@ -541,6 +543,38 @@ class SqliteLogStore:
         with self._reader() as conn:
             (count,) = conn.execute("SELECT COUNT(*) FROM witness_alert").fetchone()
         return int(count)
+
+    def operational_records(
+        self,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        client: str | None = None,
+        limit: int = MAX_OPERATIONAL_ROWS,
+    ) -> list[OpRecord]:
+        clauses: list[str] = []
+        params: list[object] = []
+        for clause, value in (
+            ("request_in >= ?", since),
+            ("request_in < ?", until),
+            ("client = ?", client),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        where = " AND ".join(clauses) or "1 = 1"
+        query = (
+            f"SELECT {', '.join(OPERATIONAL_COLUMNS)} FROM operational_data "  # noqa: S608
+            f"WHERE {where} ORDER BY request_in, id LIMIT ?"
+        )
+        with self._reader() as conn:
+            rows = conn.execute(query, (*params, limit)).fetchall()
+        records = []
+        for row in rows:
+            values: dict[str, Any] = dict(zip(OPERATIONAL_COLUMNS, row, strict=True))
+            values["succeeded"] = bool(values["succeeded"])
+            records.append(OpRecord(**values))
+        return records
 
 
 def _where(selection: EntrySelection) -> tuple[str, tuple[object, ...]]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 from gateway.core.envelope import RequestHeader, ResponseHeader
 from gateway.core.logtree import LoggedEntry, StampedTreeHead
@@ -425,6 +425,37 @@ class ExportEvidence:
     versions: list[StoredVersion] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class OpRecord:
+    """One exchange as operational monitoring records it: X-Road's fields, no payload.
+
+    A row of ``operational_data`` without its id. A success's record is committed with
+    the exchange's entries (``MessageLog.append(..., operational=...)``), so the records
+    of successes match the log one to one; a refusal's is written best effort, in
+    batches (``MessageLog.record_operational``). Outside the Merkle tree, pruned after
+    the node's retention period (``MessageLog.prune_operational``).
+    """
+
+    side: str
+    node: str
+    peer_node: str
+    client: str
+    service: str
+    message_id: str
+    xroad_id: str
+    request_in: str
+    response_out: str
+    request_size: int
+    response_size: int
+    status: int
+    succeeded: bool
+    error_code: str
+
+
+MAX_OPERATIONAL_ROWS: Final = 10_000
+"""The most operational records one query returns (narrow ``since`` for more)."""
+
+
 @runtime_checkable
 class LogStore(Protocol):
     """Reads (and the few maintenance writes) of one node's message log.
@@ -523,6 +554,19 @@ class LogStore(Protocol):
     def own_statuses(self) -> list[StoredStatus]: ...
 
     def witness_alert_count(self) -> int: ...
+
+    def operational_records(
+        self,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        client: str | None = None,
+        limit: int = MAX_OPERATIONAL_ROWS,
+    ) -> list[OpRecord]:
+        """Operational records whose request came in within ``[since, until)`` (RFC 3339
+        as the log stores times; either bound open), of ``client`` if given, oldest
+        first, at most ``limit``."""
+        ...
 
 
 @runtime_checkable

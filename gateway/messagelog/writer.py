@@ -51,6 +51,7 @@ from gateway.messagelog.store import (
     LogRecord,
     LogStats,
     MessageLogError,
+    OpRecord,
     ReplayError,
     SignedHeadRecord,
     StoredStatus,
@@ -123,6 +124,8 @@ class _Unit:
     replay_key: tuple[str, str, str] | None
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[list[int]]
+    operational: tuple[OpRecord, ...] = ()
+    """Operational monitoring records committed with the entries."""
 
 
 @dataclass(slots=True)
@@ -605,6 +608,11 @@ class MessageLog:
         return self._store
 
     @property
+    def queue_depth(self) -> int:
+        """Units waiting for the writer thread (approximate; for the node's metrics)."""
+        return self._queue.qsize()
+
+    @property
     def journal_mode(self) -> str:
         """The writer connection's journal mode, as read back after setting it."""
         return self._journal_mode
@@ -693,6 +701,7 @@ class MessageLog:
         certs: Mapping[str, tuple[bytes, str]] | None = None,
         ocsp: Mapping[str, bytes] | None = None,
         replay_key: tuple[str, str, str] | None = None,
+        operational: Sequence[OpRecord] = (),
     ) -> list[int]:
         """Log ``records`` durably and return their new ids, in order.
 
@@ -700,6 +709,8 @@ class MessageLog:
         caller may report success exactly when this returns. ``replay_key`` is
         ``(client, message_id, created)``; it is recorded in the same transaction, and if
         the pair was seen before nothing is written and ``ReplayError`` is raised.
+        ``operational`` are the exchange's operational monitoring records, written in
+        the same transaction (so they exist exactly when the entries do).
         ``certs`` maps cert_ref to ``(der, jws_header)`` for the signers the records
         refer to, ``ocsp`` maps ocsp_ref to the DER of the OCSP responses they rely on.
         Raises ``MessageLogError`` if the entry could not be made durable.
@@ -713,7 +724,15 @@ class MessageLog:
         checked_ocsp = _check_ocsp(ocsp) if ocsp else ()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[int]] = loop.create_future()
-        unit = _Unit(tuple(records), checked_certs, checked_ocsp, replay_key, loop, future)
+        unit = _Unit(
+            tuple(records),
+            checked_certs,
+            checked_ocsp,
+            replay_key,
+            loop,
+            future,
+            tuple(operational),
+        )
         self._enqueue(unit)
         return await future
 
@@ -794,6 +813,15 @@ class MessageLog:
                 detected_at=detected_at,
             )
         )
+
+    async def record_operational(self, records: Sequence[OpRecord]) -> None:
+        """Write a batch of operational records (refusals: no entry to commit them with)."""
+        await self.write(functools.partial(side.insert_operational, records=records))
+
+    async def prune_operational(self, before: str) -> int:
+        """Delete the operational records whose request came in before ``before``."""
+        removed = await self.write(functools.partial(side.prune_operational, before=before))
+        return removed if isinstance(removed, int) else 0
 
     def _commit_write(self, unit: _WriteUnit) -> object:
         """Writer thread: one ``write`` unit in its own transaction."""
@@ -945,6 +973,8 @@ class MessageLog:
                             side.record_read(conn, cur.lastrowid)
                         else:
                             side.store_read(conn, cur.lastrowid, r.read)
+                if unit.operational:
+                    side.insert_operational(conn, unit.operational)
                 outcomes.append(ids)
             if tree.size != before.size:
                 conn.execute(_SAVE_TREE, (tree.size, last_id, tree.to_bytes()))

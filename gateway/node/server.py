@@ -59,6 +59,7 @@ from gateway.messagelog.tracker import Tracker
 from gateway.messagelog.witness import Witness, head_signer
 from gateway.net.guard import GuardSettings, guarded_site
 from gateway.net.httpversion import http1_only
+from gateway.node.admin import Admin
 from gateway.node.clientauth import ClientCertStore, ConsumerTls
 from gateway.node.clientproxy import ClientProxy
 from gateway.node.clock import Clock, SystemClock
@@ -66,6 +67,7 @@ from gateway.node.config import ConfigError, NodeConfig, ServiceSection
 from gateway.node.context import Limits, NodeContext, TrustState
 from gateway.node.health import Health
 from gateway.node.metadata import MetadataServices
+from gateway.node.monitoring import Monitoring
 from gateway.node.ocsp import OwnCertificate, OwnOcsp
 from gateway.node.replay import ReplayGuard
 from gateway.node.serverproxy import ServerProxy
@@ -89,6 +91,8 @@ class Endpoints:
     peer_url: str
     consumer_tls_url: str | None = None
     """The consumer TLS port, if the internal TLS certificate is configured."""
+    metrics_url: str | None = None
+    """The admin listener (``/metrics``, ``/operational``), unless ``metrics_listen`` is ""."""
 
 
 class Node:
@@ -194,6 +198,12 @@ class Node:
             tracker=tracker,
             limits=limits,
             client_certs=client_certs,
+            monitoring=Monitoring(
+                str(self.id),
+                self.clock,
+                message_log,
+                retention=timedelta(days=config.node.opdata_retention_days),
+            ),
         )
         # The log's services in the node (gateway/messagelog/): the head signer the
         # timestamper calls, the witness of peers' tree heads and the auditor API.
@@ -406,6 +416,11 @@ class Node:
         metadata = MetadataServices(self.context, self._registry)
         client_proxy = ClientProxy(self.context, self._peer)
         node = self.config.node
+        # The admin listener first: once a consumer port answers, it answers too.
+        metrics_url = None
+        if node.metrics_listen:
+            admin = await self._listen(self._admin_app(), node.metrics_listen, None, "admin")
+            metrics_url = f"http://{admin}"
         # The consumer edge: the TLS port with the internal certificate, and the plain
         # port only if some hosted subsystem's connection type is http.
         tls_url = plain_url = None
@@ -423,7 +438,8 @@ class Node:
         consumer_url = plain_url or tls_url
         if consumer_url is None:
             raise ConfigError(f"node {self.id} serves its information systems on no port")
-        self.endpoints = Endpoints(consumer_url, f"https://{peer}", tls_url)
+        self.endpoints = Endpoints(consumer_url, f"https://{peer}", tls_url, metrics_url)
+        self.context.monitoring.start()
         await self.witness.start()
         log.info(
             "node %s: consumer %s, consumer TLS %s, peers %s",
@@ -498,6 +514,7 @@ class Node:
         if self._registry is not None:
             await self._registry.close()
         await self.witness.stop()
+        await self.context.monitoring.stop()  # its buffered records, before the log closes
         await self.timestamper.stop()
         await self.log.close()
 
@@ -520,6 +537,18 @@ class Node:
         self.auditor.add_consumer_routes(app)
         app.router.add_route(
             "*", "/{tail:.*}", guarded(self.handle_not_r1, provider=False, who=who)
+        )
+        return app
+
+    def _admin_app(self) -> web.Application:
+        """The admin listener: ``/metrics`` and ``/operational`` (gateway/node/admin.py)."""
+        admin = Admin(self.context, self.context.monitoring)
+        app = web.Application()
+        app.middlewares.append(http1_only(version_refusal))
+        who = str(self.id)
+        app.router.add_get("/metrics", guarded(admin.handle_metrics, provider=False, who=who))
+        app.router.add_get(
+            "/operational", guarded(admin.handle_operational, provider=False, who=who)
         )
         return app
 
