@@ -496,6 +496,14 @@ class Node:
                 name,
                 ", ".join(f"{a}:{p}" for a, p in bound),
             )
+        if port_name == "admin" and not all(_loopback(a) for a, _ in bound):
+            # Anyone who reaches it reads the node's traffic records and metrics.
+            log.warning(
+                "%s listens on %s, beyond this host's loopback interface: only the "
+                "operator's monitoring network may reach it",
+                name,
+                ", ".join(f"{a}:{p}" for a, p in bound),
+            )
         bound_port = bound[0][1] if bound else int(port)
         return f"{host}:{bound_port}"
 
