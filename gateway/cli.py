@@ -6,139 +6,22 @@ Errors are printed as one line and exit with status 2; ``--verbose`` shows trace
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import logging
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-
 from gateway.core.errors import ERROR_TABLE, GatewayError
-from gateway.core.ids import MemberId, NodeId
-from gateway.net.guard import GuardSettings, add_guard_arguments
-from gateway.pki.profiles import CertificateError, CertKind
+from gateway.net.loop import run as _run
+from gateway.pki.profiles import CertificateError
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _owner(kind: CertKind, text: str) -> NodeId | MemberId:
-    return NodeId.parse(text) if kind is CertKind.AUTH else MemberId.parse(text)
-
-
-def cmd_pki_init(args: argparse.Namespace) -> None:
-    from gateway.trust.ca_store import init_ca
-
-    cert = init_ca(Path(args.dir), args.name, _now(), days=args.days)
-    print(f"created CA {cert.subject.rfc4514_string()} in {args.dir} (ca.pem, ca.key 0600)")
-
-
-def cmd_pki_request(args: argparse.Namespace) -> None:
-    from gateway.keys.files import new_key_and_csr
-
-    kind = CertKind(args.kind)
-    new_key_and_csr(kind, _owner(kind, args.id), Path(args.key), Path(args.csr), args.org)
-    print(f"wrote key {args.key} (0600) and {kind.value} CSR {args.csr} for {args.id}")
-
-
-def cmd_pki_issue(args: argparse.Namespace) -> None:
-    from gateway.pki.keys import fingerprint_sha256
-    from gateway.trust.ca_store import issue_from_csr
-
-    cert = issue_from_csr(
-        Path(args.ca),
-        Path(args.csr),
-        CertKind(args.kind),
-        Path(args.out),
-        _now(),
-        days=args.days,
-        dns_names=tuple(args.dns or ()),
-        ip_addresses=tuple(args.ip or ()),
-    )
-    print(f"issued {args.kind} certificate {args.out}")
-    print(f"  subject  {cert.subject.rfc4514_string()}")
-    print(f"  serial   {cert.serial_number:x}")
-    print(f"  sha256   {fingerprint_sha256(cert)}")
-
-
-def cmd_pki_revoke(args: argparse.Namespace) -> None:
-    from gateway.keys.files import load_certificate
-    from gateway.pki.status import parse_reason, parse_serial, serial_hex
-    from gateway.trust.revocation import revoke
-
-    target: int | x509.Certificate = (
-        parse_serial(args.serial) if args.serial else load_certificate(Path(args.cert))
-    )
-    entry = revoke(Path(args.ca), target, parse_reason(args.reason), _now())
-    serial = target if isinstance(target, int) else target.serial_number
-    print(
-        f"revoked serial {serial_hex(serial)} at {entry.time.isoformat()} "
-        f"({entry.reason.value}); the OCSP responder reports it from its next answer"
-    )
-
-
-def cmd_pki_issue_service(args: argparse.Namespace) -> None:
-    from gateway.pki.keys import fingerprint_sha256
-    from gateway.pki.profiles import ServiceKind
-    from gateway.trust.ca_store import issue_service
-
-    issued = issue_service(
-        Path(args.ca),
-        ServiceKind(args.kind),
-        Path(args.out_dir),
-        _now(),
-        days=args.days,
-        common_name=args.name,
-    )
-    cert = issued.certificate
-    print(f"issued {args.kind} certificate {issued.cert} with key {issued.key} (0600)")
-    print(f"  subject  {cert.subject.rfc4514_string()}")
-    print(f"  serial   {cert.serial_number:x}")
-    print(f"  sha256   {fingerprint_sha256(cert)}")
-
-
-def cmd_trust_serve(args: argparse.Namespace) -> None:
-    from datetime import timedelta
-
-    from gateway.net.guard import settings_from_args
-    from gateway.pki.tsa import DEFAULT_POLICY_OID
-    from gateway.trust.service import OCSP_PATH, TSA_PATH, load_settings, run_trust
-
-    def optional(value: str | None) -> Path | None:
-        return Path(value) if value else None
-
-    settings = load_settings(
-        ca_dir=optional(args.ca),
-        ocsp_cert=optional(args.ocsp_cert),
-        ocsp_key=optional(args.ocsp_key),
-        tsa_cert=optional(args.tsa_cert),
-        tsa_key=optional(args.tsa_key),
-        ocsp_validity=timedelta(seconds=args.ocsp_validity),
-        policy_oid=args.policy or DEFAULT_POLICY_OID,
-    )
-
-    def ready(url: str) -> None:
-        services = []
-        if settings.ocsp is not None:
-            services.append(f"OCSP {url}{OCSP_PATH}")
-        if settings.tsa is not None:
-            services.append(f"TSA {url}{TSA_PATH}")
-        print(f"trust services ready: {', '.join(services)}", flush=True)
-
-    try:
-        limits = settings_from_args(args)
-        _run(run_trust(settings, args.host, args.port, ready=ready, limits=limits))
-    except OSError as exc:
-        # Binding is the only I/O left after load_settings; a busy port is an operator's
-        # mistake and deserves one line, not a traceback.
-        reason = exc.strerror or exc
-        raise ValueError(f"cannot serve on {args.host}:{args.port}: {reason}") from None
 
 
 def cmd_node_serve(args: argparse.Namespace) -> None:
@@ -427,15 +310,6 @@ def cmd_audit_bench(args: argparse.Namespace) -> None:
     )
 
 
-def _run(coro: Coroutine[Any, Any, None]) -> None:
-    try:
-        import uvloop
-
-        uvloop.run(coro)
-    except ImportError:
-        asyncio.run(coro)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     parser.add_argument("--verbose", "-v", action="store_true", help="show tracebacks")
@@ -451,56 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    pki = sub.add_parser("pki", help="development certificate authority").add_subparsers(
-        dest="pki_command", required=True, metavar="PKI_COMMAND"
-    )
-    p = add(pki, "init", cmd_pki_init, "create a root CA in DIR (ca.pem, ca.key)")
-    p.add_argument("dir")
-    p.add_argument("--name", default="Development CA DE-NRW")
-    p.add_argument("--days", type=int, default=3650)
-    p = add(pki, "request", cmd_pki_request, "generate a key and a CSR for a node or member")
-    p.add_argument("--kind", choices=[k.value for k in CertKind], required=True)
-    p.add_argument("--id", required=True, help="node id (auth) or member id (sign)")
-    p.add_argument("--key", required=True, help="private key output (written 0600)")
-    p.add_argument("--csr", required=True, help="CSR output (PEM)")
-    p.add_argument("--org", default=None, help="organisation name for the subject")
-    p = add(pki, "issue", cmd_pki_issue, "turn a CSR into an auth or signing certificate")
-    p.add_argument("--ca", required=True, help="CA directory from 'pki init'")
-    p.add_argument("--csr", required=True)
-    p.add_argument("--kind", choices=[k.value for k in CertKind], required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--days", type=int, default=365)
-    p.add_argument("--dns", action="append", help="extra DNS name (auth only)")
-    p.add_argument("--ip", action="append", help="extra IP address (auth only)")
+    from gateway.trust.cli import add_pki_commands, add_trust_commands
 
-    p = add(pki, "revoke", cmd_pki_revoke, "revoke a certificate this CA issued")
-    p.add_argument("--ca", required=True, help="CA directory from 'pki init'")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--serial", help="serial number in hex, as 'pki issue' printed it")
-    which.add_argument("--cert", help="the certificate file (PEM)")
-    p.add_argument(
-        "--reason",
-        required=True,
-        choices=[r.value for r in x509.ReasonFlags if r is not x509.ReasonFlags.remove_from_crl],
-        help="RFC 5280 reason, e.g. keyCompromise",
-    )
-    p = add(
-        pki,
-        "issue-service",
-        cmd_pki_issue_service,
-        "generate a key and an OCSP responder or TSA certificate (<kind>.key, <kind>.pem)",
-    )
-    p.add_argument("--ca", required=True, help="CA directory from 'pki init'")
-    p.add_argument("--kind", choices=["ocsp", "tsa"], required=True)
-    p.add_argument("--out-dir", required=True, help="directory for <kind>.key and <kind>.pem")
-    p.add_argument(
-        "--days",
-        type=int,
-        default=90,
-        help="validity in days (default 90: an OCSP responder certificate is never "
-        "revocation-checked, so keep it short-lived)",
-    )
-    p.add_argument("--name", default=None, help="subject CN (default: '<CA name> <service>')")
+    add_pki_commands(sub, add)
 
     node = sub.add_parser("node", help="run a security server").add_subparsers(
         dest="node_command", required=True, metavar="NODE_COMMAND"
@@ -571,25 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_log_commands(logs, add)
 
-    trust = sub.add_parser("trust", help="run the OCSP responder and TSA").add_subparsers(
-        dest="trust_command", required=True, metavar="TRUST_COMMAND"
-    )
-    p = add(trust, "serve", cmd_trust_serve, "serve OCSP at /ocsp and time stamps at /tsa")
-    p.add_argument("--ca", default=None, help="CA directory (needed for OCSP)")
-    p.add_argument("--ocsp-cert", default=None, help="OCSP responder certificate (or the CA's)")
-    p.add_argument("--ocsp-key", default=None)
-    p.add_argument("--tsa-cert", default=None)
-    p.add_argument("--tsa-key", default=None)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8090)
-    p.add_argument(
-        "--ocsp-validity",
-        type=int,
-        default=3600,
-        help="seconds from thisUpdate to nextUpdate (default: X-Road's freshness window)",
-    )
-    p.add_argument("--policy", default=None, help="TSA policy OID (default: the built-in one)")
-    add_guard_arguments(p, GuardSettings())
+    add_trust_commands(sub, add)
 
     add(sub, "errors", cmd_errors, "list every error code with its HTTP status")
 

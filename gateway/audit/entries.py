@@ -31,8 +31,9 @@ from gateway.audit.signatures import (
 )
 from gateway.audit.verdict import AuditError, AuditFailure, AuditTrustAnchor
 from gateway.core.encoding import EncodingError, b64url, b64url_decode
-from gateway.core.envelope import EnvelopeError, cert_ref, parse_jws_chain, parse_time
+from gateway.core.envelope import EnvelopeError, parse_time
 from gateway.core.ids import InvalidIdentifierError, MemberId, ServiceId, parse_client
+from gateway.core.jws import cert_ref, parse_jws_chain
 from gateway.core.logtree import entry_leaf
 from gateway.core.merkle import InclusionChecker, MerkleError, leaf_hash
 from gateway.pki.ocsp import (

@@ -18,20 +18,16 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from gateway.audit.bundle import Bundle, HeadItem
 from gateway.audit.signatures import issuer_of
 from gateway.audit.verdict import AuditError, AuditFailure, AuditTrustAnchor
-from gateway.core.envelope import (
-    EnvelopeError,
-    SignatureVerifier,
-    VerifiedSignature,
-    cert_ref,
-    parse_jws_chain,
-)
+from gateway.core.envelope import EnvelopeError
 from gateway.core.ids import InvalidIdentifierError, MemberId, NodeId
+from gateway.core.jws import SignatureVerifier, VerifiedSignature, cert_ref, parse_jws_chain
 from gateway.core.logtree import ProofError, parse_tree_head_document
 from gateway.core.merkle import MerkleError, verify_consistency
 from gateway.core.treehead import TreeHeadError, parse_sth, verify_sth_signature
 from gateway.pki.ocsp import OcspError, OcspFailure, verify_ocsp_response
 from gateway.pki.profiles import CertificateError
-from gateway.pki.tsa import TimestampError, TimestampFailure, verify_timestamp_token
+from gateway.pki.tsa import TimestampError, TimestampFailure
+from gateway.pki.tsa_verify import verify_timestamp_token
 
 
 def check_tree_heads(

@@ -14,7 +14,8 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from gateway.audit.bundle import BundleFormatError, EntryItem, parse_entry_line, read_bundle
+from gateway.audit.bundle import BundleFormatError, EntryItem
+from gateway.audit.bundle_read import parse_entry_line, read_bundle
 from gateway.audit.verify import (
     AuditReport,
     AuditTrustAnchor,

@@ -2,8 +2,9 @@
 
 - ``/tuf/metadata/`` and ``/tuf/targets/``: the TUF repository, read-only static files
   (nodes trust signatures, not this server, so plain HTTP is enough);
-- ``/admin/v1/...``: the operator's API, bearer token compared in constant time; every
-  change is audited and republished before the call returns;
+- ``/admin/v1/...``: the operator's API; each endpoint needs an API key whose role holds
+  the endpoint's permission (:mod:`gateway.core.roles`), and the audit trail names that
+  key; every change is audited and republished before the call returns;
 - ``/registration/v1/...``: what joining nodes call; the signatures inside the request
   are the authentication.
 
@@ -14,20 +15,21 @@ re-signs one that expired or fell due while the central was stopped.
 
 import asyncio
 import contextlib
-import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from gateway.central import registry, requests
+from gateway.central import apikeys, registry, requests
 from gateway.central.errors import CentralCode, CentralError
 from gateway.central.service import Central
+from gateway.core.roles import CentralPermission
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +155,48 @@ class RejectIn(BaseModel):
     reason: str
 
 
+class ApiKeyIn(BaseModel):
+    name: str
+    role: str = Field(description="system_administrator, security_officer, ...")
+    expires: datetime | None = Field(
+        default=None, description="RFC 3339 with offset; none: the key does not expire"
+    )
+
+
+class Need:
+    """The dependency of one admin endpoint: a usable API key whose role holds
+    ``permission``; yields the audit actor named after that key. Any ``X-Admin-User``
+    header is ignored: the actor comes from the key alone."""
+
+    def __init__(self, central: Central, permission: CentralPermission) -> None:
+        self.central = central
+        self.permission = permission
+
+    def __call__(self, authorization: Annotated[str | None, Header()] = None) -> str:
+        return apikeys.authenticate(self.central, authorization, self.permission)
+
+
+def route_permissions(router: APIRouter) -> dict[tuple[str, str], CentralPermission]:
+    """Each route's ``(METHOD, path)`` and the permission its :class:`Need` asks for,
+    read from the routes themselves, so the table cannot drift from the code."""
+    found: dict[tuple[str, str], CentralPermission] = {}
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        for dep in route.dependant.dependencies:
+            if isinstance(dep.call, Need):
+                for method in route.methods or ():
+                    found[(method, route.path)] = dep.call.permission
+    return found
+
+
+def admin_permissions(app: FastAPI) -> dict[tuple[str, str], CentralPermission]:
+    """The admin endpoints of an app made by :func:`create_app` and their permissions
+    (for the documentation test and the role matrix)."""
+    table: dict[tuple[str, str], CentralPermission] = app.state.admin_permissions
+    return table
+
+
 def create_app(
     central: Central,
     refresh_seconds: float | None = None,
@@ -160,19 +204,14 @@ def create_app(
 ) -> FastAPI:
     """The app for one central directory; ``refresh_seconds`` overrides expiry/3, and
     ``max_body_bytes`` limits every request body (:class:`BodyLimit`)."""
-    token = central.admin_token().encode()
-
-    def admin(
-        authorization: Annotated[str | None, Header()] = None,
-        x_admin_user: Annotated[str | None, Header()] = None,
-    ) -> str:
-        """The acting operator, once the bearer token matches (constant time)."""
-        scheme, _, given = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token):
-            raise CentralError(CentralCode.UNAUTHORIZED, "a valid admin bearer token is required")
-        return f"admin:{x_admin_user or 'token'}"
-
-    Actor = Annotated[str, Depends(admin)]
+    apikeys.ensure_table(central)
+    P = CentralPermission
+    Reader = Annotated[str, Depends(Need(central, P.READ))]
+    Registrar = Annotated[str, Depends(Need(central, P.REGISTRY_WRITE))]
+    Decider = Annotated[str, Depends(Need(central, P.REQUESTS_DECIDE))]
+    Trust = Annotated[str, Depends(Need(central, P.TRUST_WRITE))]
+    Settings = Annotated[str, Depends(Need(central, P.SETTINGS_WRITE))]
+    KeyAdmin = Annotated[str, Depends(Need(central, P.KEYS_MANAGE))]
 
     def period() -> timedelta:
         seconds = refresh_seconds or central.int_setting("timestamp_expiry_seconds") / 3
@@ -218,118 +257,132 @@ def create_app(
     a = APIRouter(prefix="/admin/v1", tags=["admin"])
 
     @a.get("/member-classes")
-    def member_classes(_: Actor) -> list[dict[str, str]]:
+    def member_classes(_: Reader) -> list[dict[str, str]]:
         return registry.list_member_classes(central)
 
     @a.post("/member-classes", status_code=201)
-    def add_member_class(body: MemberClassIn, actor: Actor) -> dict[str, str]:
+    def add_member_class(body: MemberClassIn, actor: Registrar) -> dict[str, str]:
         return registry.add_member_class(central, actor, body.code, body.description)
 
     @a.get("/members")
-    def members(_: Actor) -> list[dict[str, Any]]:
+    def members(_: Reader) -> list[dict[str, Any]]:
         return registry.list_members(central)
 
     @a.post("/members", status_code=201)
-    def add_member(body: MemberIn, actor: Actor) -> dict[str, Any]:
+    def add_member(body: MemberIn, actor: Registrar) -> dict[str, Any]:
         return registry.add_member(central, actor, body.id, body.name)
 
     @a.delete("/members/{member_id:path}", status_code=204)
-    def delete_member(member_id: str, actor: Actor) -> None:
+    def delete_member(member_id: str, actor: Registrar) -> None:
         registry.delete_member(central, actor, member_id)
 
     @a.post("/subsystems", status_code=201)
-    def add_subsystem(body: SubsystemIn, actor: Actor) -> dict[str, Any]:
+    def add_subsystem(body: SubsystemIn, actor: Registrar) -> dict[str, Any]:
         return registry.add_subsystem(central, actor, body.id)
 
     @a.delete("/subsystems/{subsystem_id:path}", status_code=204)
-    def delete_subsystem(subsystem_id: str, actor: Actor) -> None:
+    def delete_subsystem(subsystem_id: str, actor: Registrar) -> None:
         registry.delete_subsystem(central, actor, subsystem_id)
 
     @a.get("/nodes")
-    def nodes(_: Actor) -> list[dict[str, Any]]:
+    def nodes(_: Reader) -> list[dict[str, Any]]:
         return registry.list_nodes(central)
 
     @a.post("/nodes", status_code=201)
-    def add_node(body: NodeIn, actor: Actor) -> dict[str, Any]:
+    def add_node(body: NodeIn, actor: Registrar) -> dict[str, Any]:
         return registry.add_node(
             central, actor, body.id, body.address, body.auth_cert, tuple(body.clients)
         )
 
     @a.patch("/nodes/{node_id:path}")
-    def patch_node(node_id: str, body: NodePatch, actor: Actor) -> dict[str, Any]:
+    def patch_node(node_id: str, body: NodePatch, actor: Registrar) -> dict[str, Any]:
         return registry.update_node(
             central, actor, node_id, body.address, body.enabled,
             tuple(body.add_clients), tuple(body.remove_clients),
         )  # fmt: skip
 
     @a.delete("/nodes/{node_id:path}", status_code=204)
-    def delete_node(node_id: str, actor: Actor) -> None:
+    def delete_node(node_id: str, actor: Registrar) -> None:
         registry.delete_node(central, actor, node_id)
 
     @a.get("/groups")
-    def groups(_: Actor) -> list[dict[str, Any]]:
+    def groups(_: Reader) -> list[dict[str, Any]]:
         return registry.list_groups(central)
 
     @a.put("/groups/{group_id:path}")
-    def put_group(group_id: str, body: GroupIn, actor: Actor) -> dict[str, Any]:
+    def put_group(group_id: str, body: GroupIn, actor: Registrar) -> dict[str, Any]:
         return registry.put_group(central, actor, group_id, body.description, tuple(body.members))
 
     @a.delete("/groups/{group_id:path}", status_code=204)
-    def delete_group(group_id: str, actor: Actor) -> None:
+    def delete_group(group_id: str, actor: Registrar) -> None:
         registry.delete_group(central, actor, group_id)
 
     @a.get("/cas")
-    def cas(_: Actor) -> list[dict[str, Any]]:
+    def cas(_: Reader) -> list[dict[str, Any]]:
         return registry.list_cas(central)
 
     @a.post("/cas", status_code=201)
-    def add_ca(body: CaIn, actor: Actor) -> dict[str, Any]:
+    def add_ca(body: CaIn, actor: Trust) -> dict[str, Any]:
         return registry.add_ca(central, actor, body.cert, tuple(body.ocsp_urls))
 
     @a.delete("/cas/{sha256}", status_code=204)
-    def delete_ca(sha256: str, actor: Actor) -> None:
+    def delete_ca(sha256: str, actor: Trust) -> None:
         registry.delete_ca(central, actor, sha256)
 
     @a.get("/tsas")
-    def tsas(_: Actor) -> list[dict[str, Any]]:
+    def tsas(_: Reader) -> list[dict[str, Any]]:
         return registry.list_tsas(central)
 
     @a.post("/tsas", status_code=201)
-    def add_tsa(body: TsaIn, actor: Actor) -> dict[str, Any]:
+    def add_tsa(body: TsaIn, actor: Trust) -> dict[str, Any]:
         return registry.add_tsa(central, actor, body.name, body.url, body.cert)
 
     @a.delete("/tsas/{name}", status_code=204)
-    def delete_tsa(name: str, actor: Actor) -> None:
+    def delete_tsa(name: str, actor: Trust) -> None:
         registry.delete_tsa(central, actor, name)
 
     @a.get("/settings")
-    def settings(_: Actor) -> dict[str, str]:
+    def settings(_: Reader) -> dict[str, str]:
         return registry.get_settings(central)
 
     @a.patch("/settings")
-    def patch_settings(body: dict[str, str], actor: Actor) -> dict[str, str]:
+    def patch_settings(body: dict[str, str], actor: Settings) -> dict[str, str]:
         return registry.put_settings(central, actor, body)
 
     @a.get("/configuration")
-    def configuration(_: Actor) -> dict[str, Any]:
+    def configuration(_: Reader) -> dict[str, Any]:
         """The last published document, as nodes receive it."""
         return central.current().to_json()
 
     @a.get("/audit")
-    def audit(_: Actor, limit: int = 100) -> list[dict[str, Any]]:
+    def audit(_: Reader, limit: int = 100) -> list[dict[str, Any]]:
         return central.audit(limit)
 
     @a.get("/requests")
-    def list_requests(_: Actor, status: str | None = None) -> list[dict[str, Any]]:
+    def list_requests(_: Reader, status: str | None = None) -> list[dict[str, Any]]:
         return requests.list_requests(central, status)
 
     @a.post("/requests/{request_id}/approve")
-    def approve(request_id: str, actor: Actor) -> dict[str, Any]:
+    def approve(request_id: str, actor: Decider) -> dict[str, Any]:
         return requests.approve(central, actor, request_id)
 
     @a.post("/requests/{request_id}/reject")
-    def reject(request_id: str, body: RejectIn, actor: Actor) -> dict[str, Any]:
+    def reject(request_id: str, body: RejectIn, actor: Decider) -> dict[str, Any]:
         return requests.reject(central, actor, request_id, body.reason)
+
+    @a.get("/api-keys")
+    def list_keys(_: KeyAdmin) -> list[dict[str, Any]]:
+        return apikeys.list_keys(central)
+
+    @a.post("/api-keys", status_code=201)
+    def create_key(body: ApiKeyIn, actor: KeyAdmin) -> dict[str, Any]:
+        """A new key; ``key`` in the answer is its secret, shown this once only."""
+        return apikeys.create_key(central, actor, body.name, body.role, body.expires)
+
+    @a.delete("/api-keys/{key_id}")
+    def revoke_key(key_id: str, actor: KeyAdmin) -> dict[str, Any]:
+        """Revoke a key at once; it stays listed, marked with the time."""
+        return apikeys.revoke_key(central, actor, key_id)
 
     r = APIRouter(prefix="/registration/v1", tags=["registration"])
 
@@ -347,6 +400,7 @@ def create_app(
     def request_status(request_id: str) -> dict[str, Any]:
         return requests.get_request(central, request_id)
 
+    app.state.admin_permissions = route_permissions(a)
     app.include_router(a)
     app.include_router(r)
     return app

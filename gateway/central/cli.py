@@ -1,22 +1,25 @@
 """``gateway central ...`` and ``gateway join ...``: the subcommands, hooked into gateway.cli.
 
 Kept here so the central's commands live next to its code; ``gateway.cli`` only calls
-:func:`add_commands`. Operator decisions (``requests``, ``approve``, ``reject``) go
-through the running central's admin API with the token from ``DIR/admin.token``, so a
-decision is audited and published by the one process that owns the repository.
+:func:`add_commands`. Operator decisions (``requests``, ``approve``, ``reject``) and API
+key management (``keys create|list|revoke``) go through the running central's admin API
+with an API key (``--key-file``, default ``DIR/admin.key``), so a decision is audited
+under that key and published by the one process that owns the repository.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from gateway.core.roles import CENTRAL_ROLE_PERMISSIONS
 from gateway.net.guard import GuardSettings, add_guard_arguments
 
 if TYPE_CHECKING:
@@ -52,7 +55,7 @@ def cmd_central_init(args: argparse.Namespace) -> None:
     print(f"created central authority for {args.instance} in {args.dir}")
     print(f"  anchor       {Path(args.dir) / ANCHOR_NAME}")
     print(f"  root sha256  {anchor.fingerprint()}")
-    print(f"  admin token  {Path(args.dir) / 'admin.token'} (0600)")
+    print(f"  admin key    {Path(args.dir) / 'admin.key'} (0600, role system_administrator)")
 
 
 def cmd_central_serve(args: argparse.Namespace) -> None:
@@ -96,22 +99,76 @@ def cmd_central_rotate_root(args: argparse.Namespace) -> None:
 
 
 def _admin(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
-    from gateway.central.service import TOKEN_NAME, Central
+    """One admin API call with the key in ``--key-file``; the central names that key, not
+    the caller, in its audit trail."""
+    from gateway.central.apikeys import KEY_FILE_NAME
+    from gateway.central.service import Central
 
     directory = Path(args.dir)
     url = args.url or Central(directory).setting("public_url")
-    token = (directory / TOKEN_NAME).read_text().strip()
+    key_file = Path(args.key_file) if args.key_file else directory / KEY_FILE_NAME
+    try:
+        key = key_file.read_text("utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read the API key file {key_file}: {exc}") from None
     response = httpx.request(
         method,
         url.rstrip("/") + "/admin/v1" + path,
         json=body,
-        headers={"Authorization": f"Bearer {token}", "X-Admin-User": args.user},
+        headers={"Authorization": f"Bearer {key}"},
         timeout=30,
     )
     data = response.json() if response.content else None
     if response.status_code >= 400:
         raise ValueError(f"{data.get('type')}: {data.get('message')}" if data else response.text)
     return data
+
+
+DURATION = re.compile(r"(\d+)([dhms])")
+UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def parse_expires(text: str, now: datetime) -> datetime:
+    """``--expires``: a duration from ``now`` (``90d``, ``12h``, ``30m``, ``45s``) or an
+    ISO 8601 time with a zone offset."""
+    match = DURATION.fullmatch(text.strip())
+    if match:
+        return now + timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ValueError(
+            f"--expires {text!r}: give a duration (90d, 12h, 30m, 45s) or an ISO 8601 time "
+            "with a zone offset"
+        )
+    return moment
+
+
+def cmd_central_keys_create(args: argparse.Namespace) -> None:
+    from gateway.central.service import write_secret
+
+    body: dict[str, Any] = {"name": args.name, "role": args.role}
+    if args.expires:
+        body["expires"] = parse_expires(args.expires, _now()).isoformat()
+    made = _admin(args, "POST", "/api-keys", body)
+    secret = made.pop("key")
+    if args.out:
+        write_secret(Path(args.out), secret.encode("ascii") + b"\n")
+        print(f"wrote the key to {args.out} (0600)")
+    else:
+        print(secret)
+    print(json.dumps(made, sort_keys=True))
+
+
+def cmd_central_keys_list(args: argparse.Namespace) -> None:
+    for k in _admin(args, "GET", "/api-keys"):
+        print(json.dumps(k, sort_keys=True))
+
+
+def cmd_central_keys_revoke(args: argparse.Namespace) -> None:
+    print(json.dumps(_admin(args, "DELETE", f"/api-keys/{args.id}"), sort_keys=True))
 
 
 def cmd_central_requests(args: argparse.Namespace) -> None:
@@ -164,6 +221,15 @@ def cmd_join_status(args: argparse.Namespace) -> None:
         print(f"request {r.get('id')} {r.get('kind')} {what}: {r.get('status')}{reason}")
 
 
+def _key_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of a command that calls the running central's admin API."""
+    p.add_argument("--dir", required=True)
+    p.add_argument("--url", default=None, help="central URL (default: the one given at init)")
+    p.add_argument(
+        "--key-file", default=None, help="file holding the API key (default: DIR/admin.key)"
+    )
+
+
 def add_commands(sub: Subparsers, add: AddFn) -> None:
     """Register ``central`` and ``join`` under the top-level ``gateway`` parser."""
     central = sub.add_parser("central", help="run the central authority").add_subparsers(
@@ -209,15 +275,28 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
         ("reject", cmd_central_reject, "reject a registration request with a reason"),
     ):
         p = add(central, name, func, text + " (via the running central's admin API)")
-        p.add_argument("--dir", required=True)
-        p.add_argument("--url", default=None, help="central URL (default: the one given at init)")
-        p.add_argument("--user", default="cli", help="recorded in the audit trail")
+        _key_arguments(p)
         if name == "requests":
             p.add_argument("--status", choices=["pending", "approved", "rejected"])
         else:
             p.add_argument("id")
         if name == "reject":
             p.add_argument("--reason", required=True)
+
+    keys = central.add_parser(
+        "keys", help="create, list, revoke admin API keys (via the running central's admin API)"
+    ).add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
+    p = add(keys, "create", cmd_central_keys_create, "create a key; prints it once")
+    _key_arguments(p)
+    p.add_argument("--name", required=True, help="shown in the audit trail as key:ID:NAME")
+    p.add_argument("--role", required=True, choices=[r.value for r in CENTRAL_ROLE_PERMISSIONS])
+    p.add_argument("--expires", default=None, help="90d, 12h, 30m, 45s or an ISO 8601 time")
+    p.add_argument("--out", default=None, help="write the key to this new file (0600)")
+    p = add(keys, "list", cmd_central_keys_list, "list keys (never their secrets)")
+    _key_arguments(p)
+    p = add(keys, "revoke", cmd_central_keys_revoke, "revoke a key at once")
+    _key_arguments(p)
+    p.add_argument("id")
 
     join = sub.add_parser("join", help="join an instance as a partner city").add_subparsers(
         dest="join_command", required=True, metavar="JOIN_COMMAND"

@@ -17,6 +17,7 @@ class CentralCode(StrEnum):
     """Stable codes; clients match on them, so never rename a value."""
 
     UNAUTHORIZED = "central.unauthorized"
+    FORBIDDEN = "central.forbidden"
     NOT_FOUND = "central.not_found"
     CONFLICT = "central.conflict"
     INVALID = "central.invalid"
@@ -31,7 +32,14 @@ class CentralCode(StrEnum):
 
 CENTRAL_ERROR_TABLE: dict[CentralCode, ErrorSpec] = {
     CentralCode.UNAUTHORIZED: ErrorSpec(
-        401, "The admin API needs the central authority's bearer token."
+        401,
+        "The admin API needs `Authorization: Bearer <API key>` with a key the central "
+        "issued that is neither expired nor revoked.",
+    ),
+    CentralCode.FORBIDDEN: ErrorSpec(
+        403,
+        "The API key is valid but its role may not make this call (see the permission "
+        "table in docs/global-configuration.md).",
     ),
     CentralCode.NOT_FOUND: ErrorSpec(
         404, "No such member, subsystem, node, group, CA, TSA, setting or request."

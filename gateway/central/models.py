@@ -115,3 +115,21 @@ class RegistrationRequest(SQLModel, table=True):
     document: str = ""  # the signed request document, as received
     reason: str = ""
     decided_at: str = ""
+
+
+class ApiKey(SQLModel, table=True):
+    """An admin API key: its role, validity, and the SHA-256 of its secret (never the secret).
+
+    Revoked keys stay on record (``revoked`` set) so the audit trail's ``key:ID:NAME``
+    keeps naming a known key.
+    """
+
+    __tablename__ = "api_key"
+    id: str = Field(primary_key=True)
+    name: str
+    role: str
+    digest: str = Field(unique=True, index=True)  # SHA-256 hex of the key's text
+    created: str
+    created_by: str
+    expires: str = ""  # RFC 3339 or empty: no expiry
+    revoked: str = ""  # RFC 3339 or empty

@@ -14,7 +14,8 @@ Layout of a central directory::
     keys/               TUF private keys (0600), named by key id
     repo/metadata/      TUF metadata, served at /tuf/metadata/
     repo/targets/       published documents, served at /tuf/targets/
-    admin.token         the admin API bearer token (0600)
+    admin.key           the first system administrator's API key (0600); the database
+                        keeps only its SHA-256 (gateway.central.apikeys)
     anchor.json         the anchor for nodes
 """
 
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,6 +38,7 @@ from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from gateway.central.errors import CentralCode, CentralError
 from gateway.central.models import (
+    ApiKey,
     ApprovedCa,
     ApprovedTsa,
     AuditEntry,
@@ -79,6 +80,7 @@ from gateway.pki.keys import fingerprint_sha256
 
 DB_NAME = "central.sqlite"
 TOKEN_NAME = "admin.token"  # noqa: S105 - a file name, not a secret
+"""The shared bearer token of centrals made before API keys; adopted as a key on upgrade."""
 ANCHOR_NAME = "anchor.json"
 
 DEFAULT_SETTINGS: dict[str, str] = {
@@ -169,7 +171,8 @@ class Central:
 
     @classmethod
     def init(cls, directory: Path, options: InitOptions) -> Self:
-        """Create the database, keys, token, the first published document and the anchor."""
+        """Create the database, TUF keys, the first system administrator's API key
+        (``admin.key``), the first published document and the anchor."""
         if not 1 <= options.root_threshold <= options.root_keys:
             raise CentralError(
                 CentralCode.INVALID, "the root threshold must be between 1 and --root-keys"
@@ -180,7 +183,6 @@ class Central:
         parse_id(MemberId.parse, f"{options.instance}/GOV/x")  # checks the instance code
         central = cls(directory, must_exist=False)
         SQLModel.metadata.create_all(central.engine, tables=_tables())
-        write_secret(directory / TOKEN_NAME, secrets.token_urlsafe(32).encode() + b"\n")
         with Session(central.engine) as s:
             for key, value in {
                 **DEFAULT_SETTINGS,
@@ -210,14 +212,14 @@ class Central:
                 s, central.now(), "init", "init", "central", None, {"instance": options.instance}
             )
             s.commit()
+        from gateway.central.apikeys import KEY_FILE_NAME, bootstrap_key
+
+        bootstrap_key(central, directory / KEY_FILE_NAME)
         repo = central.repo()
         repo.initialise(options.root_keys, options.root_threshold, options.key_scheme)
         central.republish()
         central.write_anchor(directory / ANCHOR_NAME)
         return central
-
-    def admin_token(self) -> str:
-        return (self.directory / TOKEN_NAME).read_text().strip()
 
     def setting(self, key: str) -> str:
         with Session(self.engine) as s:
@@ -446,6 +448,7 @@ def _tables() -> list[Any]:
         for t in (
             MemberClass, Member, Subsystem, Node, NodeCert, NodeClient, GlobalGroup,
             GroupMember, ApprovedCa, ApprovedTsa, Setting, AuditEntry, RegistrationRequest,
+            ApiKey,
         )
     ]  # fmt: skip
 

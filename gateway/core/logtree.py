@@ -36,7 +36,8 @@ from cryptography import x509
 from gateway.core.canonical import NotCanonicalError, canonical_json, parse_canonical
 from gateway.core.errors import ReasonedError
 from gateway.core.merkle import HASH_SIZE, MerkleError, leaf_hash, verify_inclusion
-from gateway.pki.tsa import TimestampError, verify_timestamp_token
+from gateway.pki.tsa import TimestampError
+from gateway.pki.tsa_verify import verify_timestamp_token
 
 __all__ = [
     "LEAF_TYPE",

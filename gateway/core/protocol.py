@@ -78,14 +78,13 @@ from gateway.core.envelope import (
     EnvelopeError,
     RequestHeader,
     ResponseHeader,
-    SignatureVerifier,
-    VerifiedSignature,
     check_body,
     check_created,
     decode_segment,
     request_hash,
 )
 from gateway.core.errors import ReasonedError
+from gateway.core.jws import SignatureVerifier, VerifiedSignature
 
 T = TypeVar("T")
 

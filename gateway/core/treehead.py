@@ -32,9 +32,10 @@ from typing import Final
 
 from gateway.core.canonical import NotCanonicalError, canonical_json, parse_canonical
 from gateway.core.encoding import format_time
-from gateway.core.envelope import EnvelopeError, SignatureVerifier, Signer, VerifiedSignature
+from gateway.core.envelope import EnvelopeError
 from gateway.core.errors import ReasonedError
 from gateway.core.ids import MemberId, NodeId
+from gateway.core.jws import SignatureVerifier, Signer, VerifiedSignature
 from gateway.core.merkle import HASH_SIZE, MerkleError, verify_consistency
 
 __all__ = [

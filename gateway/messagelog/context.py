@@ -19,9 +19,9 @@ from typing import Protocol
 from cryptography import x509
 
 from gateway.conf.directory import Directory
-from gateway.core.envelope import SignatureVerifier, Signer
 from gateway.core.errors import Code
 from gateway.core.ids import ClientId, NodeId
+from gateway.core.jws import SignatureVerifier, Signer
 from gateway.messagelog.store import LogWriter
 from gateway.node.clock import Clock
 from gateway.node.config import AuditSection

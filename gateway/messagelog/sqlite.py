@@ -3,10 +3,10 @@
 :class:`SqliteLogStore` implements ``gateway.messagelog.store.LogStore`` over the node's
 log file; each call opens its own read-only connection (WAL lets it read while the
 node's writer commits), except :meth:`SqliteLogStore.archive`, a short second writer.
-The side writes the node's writer thread runs are in ``gateway.messagelog.sqlite_writes``,
-the group-commit write path (entries, the tree frontier, tree heads) in
-``gateway.messagelog.writer``. Outside these three modules nothing in ``gateway`` speaks
-SQL to the log (tests/unit/test_messagelog_package.py checks it).
+The side writes (and the archive's pruning) are in ``gateway.messagelog.sqlite_writes``,
+the group-commit transactions (entries, the tree frontier, tree heads) in
+``gateway.messagelog.sqlite_commit``. Outside these three modules nothing in ``gateway``
+speaks SQL to the log (tests/unit/test_messagelog_package.py checks it).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, Final
 from gateway.conf.tufclient import SIGNED_FILES
 from gateway.core.envelope import parse_time
 from gateway.messagelog.schema import Kind, Role
-from gateway.messagelog.sqlite_writes import OPERATIONAL_COLUMNS, record_missing_reads
+from gateway.messagelog.sqlite_writes import OPERATIONAL_COLUMNS, prune_entries
 from gateway.messagelog.store import (
     ARCHIVED,
     MAX_OPERATIONAL_ROWS,
@@ -491,31 +491,7 @@ class SqliteLogStore:
             conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left
             conn.execute("BEGIN IMMEDIATE")
             try:
-                # The data tracker must still answer for these reads once their headers
-                # are gone: every one gets its read details first, or nothing is pruned.
-                unrecorded = set(record_missing_reads(conn)) & {e.entry_id for e in entries}
-                if unrecorded:
-                    raise LogStoreError(
-                        f"the data-subject reads of entries {sorted(unrecorded)} cannot be"
-                        " recorded for the data tracker; nothing was pruned"
-                    )
-                leaves = []
-                for item in entries:
-                    row = conn.execute(
-                        "SELECT leaf_index, CAST(leaf_hash AS BLOB) FROM message_log WHERE id = ?",
-                        (item.entry_id,),
-                    ).fetchone()
-                    if row is None or bytes(row[1]).hex() != item.leaf_hash_hex:
-                        raise LogStoreError(
-                            f"entry {item.entry_id} changed while it was archived; "
-                            "nothing was pruned"
-                        )
-                    leaves.append(int(row[0]))
-                    conn.execute(
-                        "UPDATE message_log SET header = x'', body = x'', signature = '',"
-                        " body_sha256 = ?, body_omitted = ? WHERE id = ?",
-                        (item.body_sha256, ARCHIVED, item.entry_id),
-                    )
+                leaves = prune_entries(conn, entries)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

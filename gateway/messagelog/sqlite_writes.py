@@ -4,9 +4,10 @@ Each function runs on the writer's connection inside a transaction the caller ow
 ``MessageLog.write`` (its typed methods) for the configuration history, the node's own
 OCSP answers, witness co-signatures and alerts, and the data tracker's read details,
 which the group commit also writes with each response entry; and
-``SqliteLogStore.archive``, which records missing read details before it blanks
-headers. With ``gateway.messagelog.sqlite`` (reads) and ``gateway.messagelog.writer``
-(group commit) the only SQL against the log (docs/adr/0018-message-log-package.md).
+``SqliteLogStore.archive``, which records missing read details before it blanks the
+archived entries' content (``prune_entries``). With ``gateway.messagelog.sqlite``
+(reads) and ``gateway.messagelog.sqlite_commit`` (the group commit's transactions) the
+only SQL against the log (docs/adr/0018-message-log-package.md).
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ from gateway.core.encoding import format_time
 from gateway.core.envelope import EnvelopeError
 from gateway.messagelog.schema import DataSubjectRead, schema_tables
 from gateway.messagelog.store import (
+    ARCHIVED,
+    ArchivedEntry,
     CosignatureRow,
+    LogStoreError,
     OpRecord,
     ReadDetails,
     StoredStatus,
@@ -37,6 +41,7 @@ __all__ = [
     "insert_alert",
     "insert_cosignature",
     "insert_operational",
+    "prune_entries",
     "prune_operational",
     "record_missing_reads",
     "record_read",
@@ -226,3 +231,37 @@ def record_missing_reads(conn: sqlite3.Connection) -> list[int]:
         if not record_read(conn, int(entry_id)):
             missing.append(int(entry_id))
     return missing
+
+
+def prune_entries(conn: sqlite3.Connection, entries: Sequence[ArchivedEntry]) -> list[int]:
+    """Blank the content of entries now kept in an archive bundle; their leaf indexes.
+
+    Runs in ``SqliteLogStore.archive``'s transaction, which rolls back on any error: an
+    entry whose leaf changed since the bundle was written, or whose data-subject read
+    cannot be recorded for the data tracker, prunes nothing.
+    """
+    # The data tracker must still answer for these reads once their headers
+    # are gone: every one gets its read details first, or nothing is pruned.
+    unrecorded = set(record_missing_reads(conn)) & {e.entry_id for e in entries}
+    if unrecorded:
+        raise LogStoreError(
+            f"the data-subject reads of entries {sorted(unrecorded)} cannot be"
+            " recorded for the data tracker; nothing was pruned"
+        )
+    leaves = []
+    for item in entries:
+        row = conn.execute(
+            "SELECT leaf_index, CAST(leaf_hash AS BLOB) FROM message_log WHERE id = ?",
+            (item.entry_id,),
+        ).fetchone()
+        if row is None or bytes(row[1]).hex() != item.leaf_hash_hex:
+            raise LogStoreError(
+                f"entry {item.entry_id} changed while it was archived; nothing was pruned"
+            )
+        leaves.append(int(row[0]))
+        conn.execute(
+            "UPDATE message_log SET header = x'', body = x'', signature = '',"
+            " body_sha256 = ?, body_omitted = ? WHERE id = ?",
+            (item.body_sha256, ARCHIVED, item.entry_id),
+        )
+    return leaves

@@ -46,14 +46,8 @@ from gateway.messagelog.store import (
 )
 from gateway.node.clock import Clock
 from gateway.node.transport import read_limited
-from gateway.pki.tsa import (
-    DEFAULT_SKEW,
-    TimestampError,
-    build_timestamp_request,
-    message_imprint,
-    timestamp_token_of,
-    verify_timestamp_response,
-)
+from gateway.pki.tsa import DEFAULT_SKEW, TimestampError, build_timestamp_request, message_imprint
+from gateway.pki.tsa_verify import timestamp_token_of, verify_timestamp_response
 
 __all__ = ["TSA_QUERY_TYPE", "TSA_REPLY_TYPE", "HeadNotSignable", "Timestamper"]
 

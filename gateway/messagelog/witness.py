@@ -36,9 +36,9 @@ from typing import Any, Final
 
 import aiohttp
 
-from gateway.core.envelope import Signer, VerifiedSignature
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import NodeId
+from gateway.core.jws import Signer, VerifiedSignature
 from gateway.core.treehead import (
     SignedTreeHead,
     TreeHeadError,
@@ -49,9 +49,8 @@ from gateway.core.treehead import (
     verify_sth_signature,
 )
 from gateway.messagelog.context import LogContext
-from gateway.messagelog.store import CosignatureRow
+from gateway.messagelog.store import CosignatureRow, SignedHeadRecord
 from gateway.messagelog.timestamper import HeadNotSignable
-from gateway.messagelog.writer import SignedHeadRecord
 from gateway.node.ocsp import OwnStatusUnavailable
 from gateway.node.transport import PinnedConnector, read_limited
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import logging
 import queue
 import secrets
@@ -36,96 +35,41 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
-from sqlalchemy import Engine, inspect
-from sqlmodel import SQLModel, create_engine
-
+import gateway.messagelog.sqlite_commit as commit
 import gateway.messagelog.sqlite_writes as side
-from gateway.core.datasubject import check_subject
 from gateway.core.encoding import format_time
-from gateway.core.logtree import SUBJECTS_SALT_SIZE, LoggedEntry, entry_leaf, subjects_commitment
-from gateway.core.merkle import CompactTree, MerkleError, leaf_hash
-from gateway.messagelog.schema import KINDS, ROLES, schema_tables
+from gateway.core.logtree import SUBJECTS_SALT_SIZE
+from gateway.core.merkle import CompactTree
+from gateway.messagelog.admission import Append
 from gateway.messagelog.sqlite import SqliteLogStore
+from gateway.messagelog.sqlite_commit import Outcome
 from gateway.messagelog.store import (
     CosignatureRow,
     LogRecord,
     LogStats,
     MessageLogError,
     OpRecord,
-    ReplayError,
-    SignedHeadRecord,
     StoredStatus,
     TimestampBacklog,
     TreeHeadRecord,
     TreeSnapshot,
 )
 
-__all__ = [
-    "LogRecord",
-    "LogStats",
-    "MessageLog",
-    "MessageLogError",
-    "ReplayError",
-    "SignedHeadRecord",
-    "TimestampBacklog",
-    "TreeHeadRecord",
-    "TreeSnapshot",
-]
+__all__ = ["MessageLog"]
 
 _log = logging.getLogger(__name__)
 
 _BUSY_TIMEOUT_S: Final = 5.0
 """How long the writer waits for a lock held by another connection before failing."""
 
-_INSERT_ENTRY: Final = (
-    "INSERT INTO message_log (logged_at, role, kind, message_id, xroad_id, client, service,"
-    " created, header, body, signature, cert_ref, ocsp_ref, leaf_index, leaf_hash,"
-    " body_sha256, body_omitted, subjects_salt, subjects_sha256)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_SAVE_TREE: Final = (
-    "UPDATE log_tree_state SET tree_size = ?, last_entry_id = ?, frontier = ? WHERE id = 1"
-)
-_INSERT_TREE_HEAD: Final = (
-    "INSERT INTO tree_head (tree_size, root_hash, last_entry_id, document, gen_time, token,"
-    " tsa_name, tsa_cert_ref, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_TSA_CERT: Final = "INSERT OR IGNORE INTO tsa_certificate (cert_ref, der) VALUES (?, ?)"
-_FIRST_AFTER: Final = "SELECT logged_at FROM message_log WHERE id > ? ORDER BY id LIMIT 1"
-_UPGRADE_COLUMNS: Final = (
-    # Columns added after the first release, so an older log file can still be opened;
-    # leaf_index and leaf_hash are then filled in by the tree rebuild at start-up.
-    ("ocsp_ref", "TEXT NOT NULL DEFAULT ''"),
-    ("leaf_index", "INTEGER"),
-    ("leaf_hash", "BLOB"),
-    ("body_sha256", "TEXT"),
-    ("body_omitted", "TEXT NOT NULL DEFAULT ''"),
-    # NULL in entries logged before subject commitments: their leaves stay version 1.
-    ("subjects_salt", "TEXT"),
-    ("subjects_sha256", "TEXT"),
-)
-_INSERT_OCSP: Final = "INSERT OR IGNORE INTO ocsp_response (ocsp_ref, der) VALUES (?, ?)"
-_INSERT_CERT: Final = (
-    "INSERT OR IGNORE INTO signer_certificate (cert_ref, der, jws_header) VALUES (?, ?, ?)"
-)
-_INSERT_SEEN: Final = (
-    "INSERT OR IGNORE INTO seen_request (client, message_id, created) VALUES (?, ?, ?)"
-)
-_INSERT_SUBJECT: Final = "INSERT OR IGNORE INTO data_subject (entry_id, subject) VALUES (?, ?)"
-
 
 @dataclass(slots=True)
 class _Unit:
     """One ``append`` call on its way to the writer thread."""
 
-    records: tuple[LogRecord, ...]
-    certs: tuple[tuple[str, bytes, str], ...]
-    ocsp: tuple[tuple[str, bytes], ...]
-    replay_key: tuple[str, str, str] | None
+    append: Append
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[list[int]]
-    operational: tuple[OpRecord, ...] = ()
-    """Operational monitoring records committed with the entries."""
 
 
 @dataclass(slots=True)
@@ -151,9 +95,6 @@ class _Stop:
     """Queue sentinel: everything queued before it is written, then the writer exits."""
 
 
-_Outcome = list[int] | BaseException
-
-
 @dataclass(slots=True)
 class _Counters:
     commits: int = 0
@@ -164,199 +105,10 @@ class _Counters:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-_LEAF_TEXT_FIELDS: Final = (
-    "message_id",
-    "xroad_id",
-    "client",
-    "service",
-    "created",
-    "signature",
-    "cert_ref",
-    "ocsp_ref",
-)
-
-
-def _check_record(record: LogRecord) -> None:
-    # Checked before queuing: a value the schema rejects would otherwise fail the whole
-    # batch, taking other callers' appends down with it.
-    if record.role not in ROLES:
-        raise ValueError(f"role must be one of {ROLES}, not {record.role!r}")
-    if record.kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, not {record.kind!r}")
-    for subject in record.subjects:
-        check_subject(subject)
-    if not isinstance(record.header, bytes) or not isinstance(record.body, bytes):
-        # sqlite would silently store a str as TEXT and the signed bytes would be lost.
-        raise TypeError("header and body must be bytes")
-    for name in _LEAF_TEXT_FIELDS:
-        value = getattr(record, name)
-        # The writer encodes these into the entry's Merkle leaf (UTF-8 JSON); a value
-        # that cannot be encoded must fail this caller, not the batch it would join.
-        if not isinstance(value, str):
-            raise TypeError(f"{name} must be a str")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"{name} is not valid Unicode text") from None
-
-
-def _check_certs(certs: Mapping[str, tuple[bytes, str]]) -> tuple[tuple[str, bytes, str], ...]:
-    checked = []
-    for ref, (der, jws_header) in certs.items():
-        if hashlib.sha256(der).hexdigest() != ref:
-            raise ValueError(f"cert_ref {ref!r} is not the SHA-256 of the certificate DER")
-        checked.append((ref, bytes(der), jws_header))
-    return tuple(checked)
-
-
-def _check_ocsp(ocsp: Mapping[str, bytes]) -> tuple[tuple[str, bytes], ...]:
-    checked = []
-    for ref, der in ocsp.items():
-        if hashlib.sha256(der).hexdigest() != ref:
-            raise ValueError(f"ocsp_ref {ref!r} is not the SHA-256 of the OCSP response DER")
-        checked.append((ref, bytes(der)))
-    return tuple(checked)
-
-
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _upgrade_columns(conn: sqlite3.Connection) -> bool:
-    """Add columns an older log file lacks; True if any was added (the tree is rebuilt)."""
-    present = {str(row[1]) for row in conn.execute("PRAGMA table_info(message_log)")}
-    missing = [(name, ddl) for name, ddl in _UPGRADE_COLUMNS if name not in present]
-    for name, ddl in missing:
-        _log.warning("message log: adding column %s to an older log file", name)
-        conn.execute(f"ALTER TABLE message_log ADD COLUMN {name} {ddl}")
-    return bool(missing)
-
-
-_SELECT_ENTRIES: Final = (
-    "SELECT id, logged_at, role, kind, message_id, xroad_id, client, service, created, header,"
-    " body, signature, cert_ref, ocsp_ref, leaf_index, leaf_hash, body_sha256, body_omitted,"
-    " subjects_sha256 FROM message_log"
-)
-
-
-def logged_entry(row: Sequence[object]) -> LoggedEntry:
-    """The leaf-relevant fields of a ``_SELECT_ENTRIES`` row (the id is row[0]), for the
-    start-up rebuild; readers use ``StoredEntry.leaf_entry``."""
-    header, body = row[9], row[10]
-    if not isinstance(header, bytes) or not isinstance(body, bytes):
-        raise MessageLogError(f"entry {row[0]}: header and body must be stored as BLOBs")
-    return LoggedEntry(
-        role=str(row[2]),
-        kind=str(row[3]),
-        message_id=str(row[4]),
-        xroad_id=str(row[5]),
-        client=str(row[6]),
-        service=str(row[7]),
-        created=str(row[8]),
-        logged_at=str(row[1]),
-        header=header,
-        body=body,
-        signature=str(row[11]),
-        cert_ref=str(row[12]),
-        ocsp_ref=str(row[13]),
-        # Digest-only entries (docs/message-log.md section 1.1) commit to the stored digest.
-        body_digest=str(row[16]) if row[17] else None,
-        subjects_sha256=None if row[18] is None else str(row[18]),
-    )
-
-
-def _rebuild_tree(conn: sqlite3.Connection, path: Path) -> tuple[CompactTree, int]:
-    """Rehash every entry into a new tree, fill in missing leaves, save the frontier.
-
-    Refuses (``MessageLogError``) when an entry no longer matches the leaf hash stored
-    for it or a timestamped tree head no longer matches the entries: the log was altered
-    after it was written, and extending it would hide that.
-    """
-    rows = conn.execute("SELECT tree_size, root_hash FROM tree_head").fetchall()
-    heads = {int(size): bytes(root) for size, root in rows}
-    tree = CompactTree()
-    last_id = 0
-    fill: list[tuple[int, bytes, int]] = []
-    for row in conn.execute(_SELECT_ENTRIES + " ORDER BY id"):
-        entry_id, stored_index, stored_leaf = int(row[0]), row[14], row[15]
-        if row[17] == "archived" and stored_leaf is not None:
-            # Its header, body and signature live in an archive bundle now
-            # (gateway/audit/archive.py); the stored leaf still chains to the heads.
-            if row[9] or row[10] or row[11]:
-                raise MessageLogError(
-                    f"{path}: entry {entry_id} is marked archived but still holds content; "
-                    "the log was altered after it was written"
-                )
-            leaf = bytes(stored_leaf)
-        else:
-            leaf = leaf_hash(entry_leaf(logged_entry(row)))
-        if stored_leaf is not None and bytes(stored_leaf) != leaf:
-            raise MessageLogError(
-                f"{path}: entry {entry_id} no longer matches its leaf hash; the log was "
-                "altered after it was written"
-            )
-        if stored_index is not None and stored_index != tree.size:
-            raise MessageLogError(
-                f"{path}: entry {entry_id} has leaf index {stored_index}, expected "
-                f"{tree.size}; entries were removed or reordered"
-            )
-        if stored_leaf is None or stored_index is None:
-            fill.append((tree.size, leaf, entry_id))
-        tree.append(leaf)
-        last_id = entry_id
-        expected = heads.get(tree.size)
-        if expected is not None and expected != tree.root():
-            raise MessageLogError(
-                f"{path}: the entries no longer match the timestamped tree head of size "
-                f"{tree.size}; the log was altered after it was timestamped"
-            )
-    beyond = [size for size in heads if size > tree.size]
-    if beyond:
-        raise MessageLogError(
-            f"{path}: tree heads of size {max(beyond)} cover entries that are not in the log"
-        )
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.executemany("UPDATE message_log SET leaf_index = ?, leaf_hash = ? WHERE id = ?", fill)
-        conn.execute(
-            "INSERT OR REPLACE INTO log_tree_state (id, tree_size, last_entry_id, frontier)"
-            " VALUES (1, ?, ?, ?)",
-            (tree.size, last_id, tree.to_bytes()),
-        )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    _log.info("%s: Merkle tree rebuilt over %d entries", path, tree.size)
-    return tree, last_id
-
-
-def _store_signed_head(conn: sqlite3.Connection, size: int, signed: SignedHeadRecord) -> None:
-    """Insert a tree head's signature and its evidence (inside the head's transaction)."""
-    conn.execute(_INSERT_CERT, (signed.cert_ref, signed.cert_der, signed.jws_header))
-    if signed.ocsp_ref:
-        conn.execute(_INSERT_OCSP, (signed.ocsp_ref, signed.ocsp_der))
-    conn.execute(
-        "INSERT INTO signed_tree_head (tree_size, document, signature, cert_ref, ocsp_ref)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (size, signed.document, signed.signature, signed.cert_ref, signed.ocsp_ref),
-    )
-
-
-def _engine(path: Path) -> Engine:
-    return create_engine(f"sqlite:///{path}")
-
-
 def _failure(reason: str, cause: BaseException) -> MessageLogError:
     error = MessageLogError(reason)
     error.__cause__ = cause
     return error
-
-
-def _rewrite_user_version(conn: sqlite3.Connection) -> None:
-    """The probe's write (:meth:`MessageLog.probe`): a real page write, no content change."""
-    (version,) = conn.execute("PRAGMA user_version").fetchone()
-    conn.execute(f"PRAGMA user_version = {int(version)}")
 
 
 def _resolve_head(future: asyncio.Future[Any], outcome: object) -> None:
@@ -368,7 +120,7 @@ def _resolve_head(future: asyncio.Future[Any], outcome: object) -> None:
         future.set_result(outcome)
 
 
-def _resolve(outcomes: list[tuple[asyncio.Future[list[int]], _Outcome]]) -> None:
+def _resolve(outcomes: list[tuple[asyncio.Future[list[int]], Outcome]]) -> None:
     for future, outcome in outcomes:
         if future.done():  # the awaiting task was cancelled; the entry is still durable
             continue
@@ -427,13 +179,7 @@ class MessageLog:
         self._pending_signalled = False
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        engine = _engine(path)
-        try:
-            # A log file from before the tracker kept read details gets them filled in.
-            older_reads = not inspect(engine).has_table("data_subject_read")
-            SQLModel.metadata.create_all(engine, tables=schema_tables())
-        finally:
-            engine.dispose()
+        older_reads = commit.create_tables(path)
 
         # isolation_level=None: the writer issues BEGIN/COMMIT itself, so a batch is
         # exactly one transaction and nothing is committed behind its back.
@@ -441,16 +187,11 @@ class MessageLog:
             path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
         try:
-            self._journal_mode, self._synchronous = self._configure(conn)
-            self._stored_certs: set[str] = {
-                ref for (ref,) in conn.execute("SELECT cert_ref FROM signer_certificate")
-            }
-            self._stored_ocsp: set[str] = {
-                ref for (ref,) in conn.execute("SELECT ocsp_ref FROM ocsp_response")
-            }
+            self._journal_mode, self._synchronous = commit.configure(conn)
+            self._stored_certs, self._stored_ocsp = commit.stored_refs(conn)
             self._open_tree(conn)
             if older_reads:
-                self._record_older_reads(conn)
+                commit.record_older_reads(conn, path)
         except BaseException:
             conn.close()
             raise
@@ -459,84 +200,13 @@ class MessageLog:
     # -- Merkle tree state ----------------------------------------------------------------
 
     def _open_tree(self, conn: sqlite3.Connection) -> None:
-        """Load the tree's frontier and the timestamping state; rebuild the tree if needed.
-
-        The frontier is saved in every batch's transaction, so normally it matches the
-        last entry exactly (checked in O(log n)). A log from before the tree existed, or
-        one whose saved state is missing or does not match, is rehashed from its entries.
-        """
-        upgraded = _upgrade_columns(conn)
-        state = conn.execute(
-            "SELECT tree_size, last_entry_id, frontier FROM log_tree_state WHERE id = 1"
-        ).fetchone()
-        last = conn.execute(
-            "SELECT id, leaf_index FROM message_log ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-        tree: CompactTree | None = None
-        last_id = 0
-        if state is not None and not upgraded:
-            size, last_id, frontier = state
-            try:
-                tree = CompactTree.from_bytes(frontier)
-            except MerkleError as exc:
-                _log.warning("%s: saved Merkle frontier unreadable (%s)", self._path, exc)
-            matches = (
-                tree is not None
-                and tree.size == size
-                and (
-                    (last is None and size == 0 and last_id == 0)
-                    or (last is not None and tuple(last) == (last_id, size - 1))
-                )
-            )
-            if not matches:
-                _log.warning(
-                    "%s: saved Merkle frontier (size %s, last entry %s) does not match the "
-                    "log's last entry %s; rebuilding the tree from the entries",
-                    self._path,
-                    size,
-                    last_id,
-                    None if last is None else tuple(last),
-                )
-                tree = None
-        if tree is None:
-            tree, last_id = _rebuild_tree(conn, self._path)
-        self._tree = tree
-        self._published = (tree.size, tree.hashes, last_id)
-
-        head = conn.execute(
-            "SELECT tree_size, last_entry_id, gen_time FROM tree_head"
-            " ORDER BY tree_size DESC LIMIT 1"
-        ).fetchone()
-        if head is not None:
-            self._stamped_size, self._stamped_last_id = int(head[0]), int(head[1])
-            self._last_stamp = _parse_time(str(head[2]))
-        self._oldest_pending = self._first_logged_after(conn, self._stamped_last_id)
-
-    def _record_older_reads(self, conn: sqlite3.Connection) -> None:
-        """Give every entry logged before ``data_subject_read`` existed its row, once.
-
-        Entries archived before then have no headers left to take them from: the tracker
-        shows those reads without the details (docs/data-tracker.md, section 3).
-        """
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            missing = side.record_missing_reads(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        if missing:
-            _log.warning(
-                "%s: %d read(s) with data subjects have no headers left to record their"
-                " details from (archived earlier)",
-                self._path,
-                len(missing),
-            )
-
-    @staticmethod
-    def _first_logged_after(conn: sqlite3.Connection, entry_id: int) -> datetime | None:
-        row = conn.execute(_FIRST_AFTER, (entry_id,)).fetchone()
-        return None if row is None else _parse_time(str(row[0]))
+        """Take over the tree and timestamping state checked (or rebuilt) at start-up."""
+        state = commit.open_tree(conn, self._path)
+        self._tree = state.tree
+        self._published = (state.tree.size, state.tree.hashes, state.last_id)
+        self._stamped_size, self._stamped_last_id = state.stamped_size, state.stamped_last_id
+        self._last_stamp = state.last_stamp
+        self._oldest_pending = state.oldest_pending
 
     def tree_snapshot(self) -> TreeSnapshot:
         """The tree over every committed entry (never over an uncommitted one)."""
@@ -584,20 +254,6 @@ class MessageLog:
             except Exception:
                 _log.exception("pending-entries callback failed")
 
-    @staticmethod
-    def _configure(conn: sqlite3.Connection) -> tuple[str, int]:
-        # WAL lets readers (CLI, other processes) read while the writer commits, and with
-        # synchronous=FULL every commit is fsynced before it is reported: the durability
-        # promise of ``append`` depends on both, so refuse to run without them.
-        (journal_mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
-        if str(journal_mode).lower() != "wal":
-            raise MessageLogError(f"could not enable WAL journal mode (got {journal_mode!r})")
-        conn.execute("PRAGMA synchronous=FULL")
-        (synchronous,) = conn.execute("PRAGMA synchronous").fetchone()
-        if synchronous != 2:
-            raise MessageLogError(f"could not set synchronous=FULL (got {synchronous!r})")
-        return "wal", 2
-
     @property
     def path(self) -> Path:
         return self._path
@@ -636,11 +292,7 @@ class MessageLog:
         with self._state_lock:
             if self._thread is not None:
                 raise MessageLogError("seen_since is only available before start()")
-        rows = self._conn.execute(
-            "SELECT client, message_id, created FROM seen_request WHERE created > ?",
-            (created_after,),
-        ).fetchall()
-        return [(str(c), str(m), str(t)) for c, m, t in rows]
+        return commit.seen_since(self._conn, created_after)
 
     def start(self) -> None:
         """Start the writer thread; appends are refused until this has been called."""
@@ -718,21 +370,10 @@ class MessageLog:
         If the awaiting task is cancelled, the unit is still written: it may already be
         part of a transaction in progress.
         """
-        for record in records:
-            _check_record(record)
-        checked_certs = _check_certs(certs) if certs else ()
-        checked_ocsp = _check_ocsp(ocsp) if ocsp else ()
+        checked = Append.checked(records, certs, ocsp, replay_key, operational)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[int]] = loop.create_future()
-        unit = _Unit(
-            tuple(records),
-            checked_certs,
-            checked_ocsp,
-            replay_key,
-            loop,
-            future,
-            tuple(operational),
-        )
+        unit = _Unit(checked, loop, future)
         self._enqueue(unit)
         return await future
 
@@ -770,7 +411,7 @@ class MessageLog:
         database header's ``user_version`` with its own value, so no entry, tree or side
         table changes. Raises ``MessageLogError`` when that cannot be made durable.
         """
-        await self.write(_rewrite_user_version)
+        await self.write(commit.rewrite_user_version)
 
     async def record_configuration(
         self, files: Sequence[tuple[str, bytes]], serial: int, applied_at: str
@@ -871,114 +512,24 @@ class MessageLog:
         finally:
             self._conn.close()
 
-    def _commit_batch(self, batch: list[_Unit]) -> list[_Outcome]:
-        conn = self._conn
-        new_certs: set[str] = set()
-        new_ocsp: set[str] = set()
-        outcomes: list[_Outcome] = []
+    def _commit_batch(self, batch: list[_Unit]) -> list[Outcome]:
+        """Writer thread: one batch in one transaction; publish the tree only once it
+        is durable, restore it if the transaction rolls back."""
         tree = self._tree
         before = tree.copy()  # O(log n): restored if the transaction rolls back
-        last_id = self._published[2]
         try:
             logged_at = format_time(self._clock())
-            # IMMEDIATE takes the write lock up front, so a competing writer shows up as a
-            # bounded wait here rather than as a failure halfway through the batch.
-            conn.execute("BEGIN IMMEDIATE")
-            for unit in batch:
-                if unit.replay_key is not None:
-                    client, message_id, created = unit.replay_key
-                    cur = conn.execute(_INSERT_SEEN, (client, message_id, created))
-                    if cur.rowcount == 0:
-                        # Seen before, possibly earlier in this very batch (the transaction
-                        # sees its own inserts). Checked first, so a replay writes nothing.
-                        outcomes.append(
-                            ReplayError(
-                                f"request {message_id!r} from {client!r} was already received"
-                            )
-                        )
-                        continue
-                for ref, der, jws_header in unit.certs:
-                    if ref not in self._stored_certs and ref not in new_certs:
-                        conn.execute(_INSERT_CERT, (ref, der, jws_header))
-                        new_certs.add(ref)
-                for ref, der in unit.ocsp:
-                    if ref not in self._stored_ocsp and ref not in new_ocsp:
-                        conn.execute(_INSERT_OCSP, (ref, der))
-                        new_ocsp.add(ref)
-                ids: list[int] = []
-                for r in unit.records:
-                    omitted = self._body_policy(r) if self._body_policy is not None else ""
-                    digest = hashlib.sha256(r.body).hexdigest()
-                    # Every new entry gets a salt, with subjects or without, so the leaf
-                    # does not tell an auditor which entries disclosed a person.
-                    salt = self._salts()
-                    subjects_sha256 = subjects_commitment(salt, r.subjects)
-                    # The entry's Merkle leaf, from the same bytes the row stores: one
-                    # SHA-256 over header and body each, then O(log n) to extend the tree.
-                    leaf = leaf_hash(
-                        entry_leaf(
-                            LoggedEntry(
-                                str(r.role),
-                                str(r.kind),
-                                r.message_id,
-                                r.xroad_id,
-                                r.client,
-                                r.service,
-                                r.created,
-                                logged_at,
-                                r.header,
-                                r.body,
-                                r.signature,
-                                r.cert_ref,
-                                r.ocsp_ref,
-                                digest,
-                                subjects_sha256,
-                            )
-                        )
-                    )
-                    cur = conn.execute(
-                        _INSERT_ENTRY,
-                        (
-                            logged_at,
-                            str(r.role),
-                            str(r.kind),
-                            r.message_id,
-                            r.xroad_id,
-                            r.client,
-                            r.service,
-                            r.created,
-                            r.header,
-                            b"" if omitted else r.body,
-                            r.signature,
-                            r.cert_ref,
-                            r.ocsp_ref,
-                            tree.size,
-                            leaf,
-                            digest,
-                            omitted,
-                            salt.hex(),
-                            subjects_sha256,
-                        ),
-                    )
-                    assert cur.lastrowid is not None
-                    ids.append(cur.lastrowid)
-                    tree.append(leaf)
-                    last_id = cur.lastrowid
-                    if r.subjects:  # data tracker index, committed with the entry
-                        conn.executemany(
-                            _INSERT_SUBJECT, [(cur.lastrowid, subject) for subject in r.subjects]
-                        )
-                        # What the tracker must still show once the headers are archived.
-                        if r.read is None:
-                            side.record_read(conn, cur.lastrowid)
-                        else:
-                            side.store_read(conn, cur.lastrowid, r.read)
-                if unit.operational:
-                    side.insert_operational(conn, unit.operational)
-                outcomes.append(ids)
-            if tree.size != before.size:
-                conn.execute(_SAVE_TREE, (tree.size, last_id, tree.to_bytes()))
-            conn.execute("COMMIT")
+            done = commit.insert_batch(
+                self._conn,
+                [unit.append for unit in batch],
+                tree=tree,
+                last_id=self._published[2],
+                logged_at=logged_at,
+                stored_certs=self._stored_certs,
+                stored_ocsp=self._stored_ocsp,
+                body_policy=self._body_policy,
+                salts=self._salts,
+            )
         except Exception as exc:
             self._rollback()
             self._tree = before
@@ -993,22 +544,22 @@ class MessageLog:
             return [_failure(reason, exc) for _ in batch]
         # Only now are the certificates known to be on disk; remembering them earlier
         # would skip them forever after a rolled-back batch.
-        self._stored_certs |= new_certs
-        self._stored_ocsp |= new_ocsp
+        self._stored_certs |= done.new_certs
+        self._stored_ocsp |= done.new_ocsp
         if tree.size != before.size:
             with self._tree_lock:
                 if before.size == self._stamped_size:  # the first entry waiting for a stamp
-                    self._oldest_pending = _parse_time(logged_at)
-                self._published = (tree.size, tree.hashes, last_id)
+                    self._oldest_pending = commit.parse_time(logged_at)
+                self._published = (tree.size, tree.hashes, done.last_id)
             self._signal_if_pending()
-        written = [o for o in outcomes if not isinstance(o, BaseException)]
+        written = [o for o in done.outcomes if not isinstance(o, BaseException)]
         c = self._counters
         with c.lock:
             c.commits += 1
             c.units += len(written)
             c.rows += sum(len(ids) for ids in written)
             c.largest_batch = max(c.largest_batch, len(batch))
-        return outcomes
+        return done.outcomes
 
     def _commit_head(self, head: TreeHeadRecord) -> int | BaseException:
         """Writer thread: store one timestamped tree head in its own transaction."""
@@ -1023,35 +574,10 @@ class MessageLog:
             return MessageLogError(
                 f"the tree head of size {head.tree_size} is not a snapshot of this log"
             )
-        conn = self._conn
         try:
-            cert_ref = hashlib.sha256(head.tsa_cert_der).hexdigest()
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(_INSERT_TSA_CERT, (cert_ref, head.tsa_cert_der))
-            cur = conn.execute(
-                _INSERT_TREE_HEAD,
-                (
-                    head.tree_size,
-                    head.root_hash,
-                    head.last_entry_id,
-                    head.document,
-                    format_time(head.gen_time, "auto"),
-                    head.token,
-                    head.tsa_name,
-                    cert_ref,
-                    format_time(self._clock()),
-                ),
+            head_id, oldest = commit.insert_tree_head(
+                self._conn, head, stored_at=format_time(self._clock()), tree_size=self._tree.size
             )
-            assert cur.lastrowid is not None
-            head_id = cur.lastrowid
-            if head.signed is not None:
-                _store_signed_head(conn, head.tree_size, head.signed)
-            oldest = (
-                self._first_logged_after(conn, head.last_entry_id)
-                if self._tree.size > head.tree_size
-                else None
-            )
-            conn.execute("COMMIT")
         except Exception as exc:
             self._rollback()
             reason = f"could not store the tree head of size {head.tree_size}: {exc}"
@@ -1074,8 +600,8 @@ class MessageLog:
                 self._conn.execute("ROLLBACK")
 
     @staticmethod
-    def _deliver(batch: list[_Unit], outcomes: list[_Outcome]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[int]], _Outcome]]]
+    def _deliver(batch: list[_Unit], outcomes: list[Outcome]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[int]], Outcome]]]
         by_loop = {}
         for unit, outcome in zip(batch, outcomes, strict=True):
             by_loop.setdefault(unit.loop, []).append((unit.future, outcome))

@@ -25,8 +25,6 @@ from gateway.core.encoding import b64url, format_time
 from gateway.core.envelope import (
     EnvelopeError,
     RequestHeader,
-    Signer,
-    VerifiedSignature,
     body_sha256,
     check_headers,
     check_path,
@@ -36,6 +34,7 @@ from gateway.core.envelope import (
 from gateway.core.errors import ERROR_TABLE, Code, GatewayError
 from gateway.core.headers import end_to_end_headers
 from gateway.core.ids import ClientId, ServiceId, parse_client
+from gateway.core.jws import Signer, VerifiedSignature
 from gateway.core.protocol import OpenedResponse, ProtocolError, open_response
 from gateway.messagelog import Kind, LogRecord, MessageLogError, Role
 from gateway.node.context import NodeContext, certs, signing_certificate

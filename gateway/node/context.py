@@ -21,9 +21,9 @@ from cryptography import x509
 
 from gateway.conf.directory import Directory
 from gateway.conf.tufclient import GlobalConfSource
-from gateway.core.envelope import SignatureVerifier, Signer, VerifiedSignature
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import ClientId, MemberId, NodeId, ServiceId
+from gateway.core.jws import SignatureVerifier, Signer, VerifiedSignature
 from gateway.core.policy import AccessPolicy
 from gateway.messagelog import MessageLog
 from gateway.messagelog.context import LogContext

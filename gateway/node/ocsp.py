@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 import aiohttp
 from cryptography import x509
 
-from gateway.core.envelope import cert_ref
+from gateway.core.jws import cert_ref
 from gateway.messagelog import StoredStatus
 from gateway.node.clock import Clock
 from gateway.node.transport import read_limited

@@ -5,8 +5,9 @@ proxy (``clientproxy.py``) answers its own information systems on the consumer p
 the server proxy (``serverproxy.py``) answers peer nodes on the mutual-TLS port, and
 both share the metadata services (``metadata.py``) and the wire format (``wire.py``).
 The protocol's checks themselves are in ``gateway.core.protocol``. This module builds
-the context at start-up (refusing keys and certificates peers would refuse), installs
-new global configuration, and starts and stops the listeners and background tasks.
+the context at start-up (the checks that refuse keys and certificates peers would
+refuse are in ``startup.py``), installs new global configuration, and starts and stops
+the listeners and background tasks.
 
 Both ports run on aiohttp's server because it hands the application the TLS peer
 certificate (the transport's ``ssl_object``); the provider decides who is talking from
@@ -23,28 +24,21 @@ import signal
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.conf.directory import Directory
 from gateway.conf.globalconf import GlobalConf
 from gateway.conf.tufclient import ConfigClient, Current, GlobalConfSource, GlobalConfUnavailable
 from gateway.core.encoding import format_time
-from gateway.core.envelope import (
-    MAX_HEADER_FIELD,
-    EnvelopeError,
-    SignatureVerifier,
-    Signer,
-    parse_time,
-)
+from gateway.core.envelope import MAX_HEADER_FIELD
 from gateway.core.errors import Code, GatewayError
-from gateway.core.ids import MemberId, NodeId, ServiceId
+from gateway.core.ids import NodeId
+from gateway.core.jws import SignatureVerifier
 from gateway.core.policy import AccessPolicy
-from gateway.keys.files import load_certificates, load_private_key
 from gateway.messagelog import (
     MessageLog,
     MessageLogError,
@@ -63,20 +57,25 @@ from gateway.node.admin import Admin
 from gateway.node.clientauth import ClientCertStore, ConsumerTls
 from gateway.node.clientproxy import ClientProxy
 from gateway.node.clock import Clock, SystemClock
-from gateway.node.config import ConfigError, NodeConfig, ServiceSection
+from gateway.node.config import ConfigError, NodeConfig
 from gateway.node.context import Limits, NodeContext, TrustState
 from gateway.node.health import Health
 from gateway.node.metadata import MetadataServices
 from gateway.node.monitoring import Monitoring
-from gateway.node.ocsp import OwnCertificate, OwnOcsp
-from gateway.node.replay import ReplayGuard
+from gateway.node.ocsp import OwnOcsp
 from gateway.node.serverproxy import ServerProxy
-from gateway.node.tls import RegistryContext, client_context, registry_context, server_context
+from gateway.node.startup import (
+    check_auth_certificate,
+    load_signers,
+    own_certificate,
+    preloaded_replay_guard,
+    registry_contexts,
+)
+from gateway.node.tls import client_context, server_context
 from gateway.node.transport import PeerClient, RegistryClient
 from gateway.node.wire import guarded, version_refusal
-from gateway.pki.ocsp_cache import OcspCache, find_issuer
-from gateway.pki.profiles import CertificateError, node_id_of
-from gateway.pki.validation import verify_auth_certificate
+from gateway.pki.ocsp_cache import OcspCache
+from gateway.pki.profiles import CertificateError
 
 log = logging.getLogger("gateway.node")
 
@@ -118,17 +117,17 @@ class Node:
         trust = self._bootstrap(directory)
         policy = AccessPolicy(config.grants())
         services = {s.service_id: s for s in config.services}
-        self._registry_tls = _registry_contexts(config.services)
+        self._registry_tls = registry_contexts(config.services)
         now = self.clock.now()
-        signers, signing_chains = _load_signers(config, trust.verifier, now)
-        auth_chain = _check_auth_certificate(config, self.id, trust.directory, now)
+        signers, signing_chains = load_signers(config, trust.verifier, now)
+        auth_chain = check_auth_certificate(config, self.id, trust.directory, now)
         # OCSP: peers' responses are checked through one bounded cache; this node's own
         # statuses are fetched in the background (started in start()).
         freshness = timedelta(seconds=trust.directory.parameters().ocsp_freshness_seconds)
         ocsp_cache = OcspCache(freshness)
-        own = [_own_certificate(f"authentication certificate of {self.id}", auth_chain, trust)]
+        own = [own_certificate(f"authentication certificate of {self.id}", auth_chain, trust)]
         for member, chain in signing_chains.items():
-            own.append(_own_certificate(f"signing certificate of {member}", chain, trust))
+            own.append(own_certificate(f"signing certificate of {member}", chain, trust))
         # The default follows the freshness window this node actually applies (the
         # directory's), not the one written in its own configuration file.
         refresh_seconds = config.node.ocsp_refresh_seconds
@@ -192,7 +191,7 @@ class Node:
                 timeout_seconds=config.node.timestamp_timeout_seconds,
                 sign_head=self._sign_head,
             ),
-            replay=_preloaded_replay_guard(message_log, limits.window, now),
+            replay=preloaded_replay_guard(message_log, limits.window, now),
             policy=policy,
             services=services,
             tracker=tracker,
@@ -587,103 +586,6 @@ class Node:
 def _loopback(address: str) -> bool:
     """Whether a bound socket address is on the loopback interface only."""
     return ipaddress.ip_address(address.partition("%")[0]).is_loopback
-
-
-def _registry_contexts(services: list[ServiceSection]) -> dict[ServiceId, RegistryContext]:
-    """The TLS context of every service with TLS settings (an ``https://`` registry),
-    built at start-up so an unreadable CA, certificate or key stops the node with its
-    service named, rather than failing the first exchange."""
-    contexts: dict[ServiceId, RegistryContext] = {}
-    for section in services:
-        if section.tls_ca is None and not section.tls_pin_sha256:
-            continue
-        try:
-            contexts[section.service_id] = registry_context(
-                ca=section.tls_ca,
-                pins=section.tls_pin_sha256,
-                client_cert=section.tls_client_cert,
-                client_key=section.tls_client_key,
-            )
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            raise ConfigError(f"service {section.id}: cannot set up TLS: {exc}") from None
-    return contexts
-
-
-def _load_signers(
-    config: NodeConfig, verifier: SignatureVerifier, now: datetime
-) -> tuple[dict[MemberId, Signer], dict[MemberId, list[x509.Certificate]]]:
-    """The members' signing keys, each tested against the trusted roots: refuse to
-    start with a key that peers would refuse (fail at boot, not per call)."""
-    signers: dict[MemberId, Signer] = {}
-    chains: dict[MemberId, list[x509.Certificate]] = {}
-    for entry in config.signing:
-        member = MemberId.parse(entry.member)
-        chain = load_certificates(entry.cert)
-        signer = Signer(member, load_private_key(entry.key), chain)
-        try:
-            tested = verifier.verify(signer.sign(b"self-test"), b"self-test", now)
-        except EnvelopeError as exc:
-            raise CertificateError(
-                f"signing key {entry.key} does not work with {entry.cert}: {exc.message}"
-            ) from None
-        if tested.signer != member:
-            raise CertificateError(f"signing certificate {entry.cert} is not for {member}")
-        signers[member] = signer
-        chains[member] = chain
-    return signers, chains
-
-
-def _check_auth_certificate(
-    config: NodeConfig, node_id: NodeId, directory: Directory, now: datetime
-) -> list[x509.Certificate]:
-    """The node's TLS authentication chain: valid now, for this node, with its key."""
-    auth_chain = load_certificates(config.node.auth_cert)
-    auth_owner = verify_auth_certificate(
-        auth_chain[0], auth_chain[1:], directory.trust_roots(), now
-    )
-    if auth_owner != node_id or node_id_of(auth_chain[0]) != node_id:
-        raise CertificateError(f"authentication certificate is for {auth_owner}, not {node_id}")
-    auth_key = load_private_key(config.node.auth_key)
-    spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    if auth_key.public_key().public_bytes(*spki) != auth_chain[0].public_key().public_bytes(*spki):
-        raise CertificateError(f"{config.node.auth_key} is not the key of {config.node.auth_cert}")
-    return auth_chain
-
-
-def _own_certificate(
-    label: str, chain: list[x509.Certificate], trust: TrustState
-) -> OwnCertificate:
-    """One of this node's certificates with its issuer and the responders to ask.
-
-    A node that cannot learn its own status could never send or answer anything, so
-    a directory without a responder for the issuing CA stops it here, at start-up.
-    """
-    cert = chain[0]
-    label = f"{label} (serial {cert.serial_number:x})"
-    issuer = find_issuer(cert, [*chain[1:], *trust.directory.trust_roots()])
-    if issuer is None:
-        raise CertificateError(f"no trusted CA certificate issued this node's {label}")
-    responders = tuple(trust.directory.ocsp_responders(issuer))
-    if not responders:
-        raise ConfigError(
-            f"the directory lists no OCSP responder for {issuer.subject.rfc4514_string()}, "
-            f"the CA that issued this node's {label}; without one the node cannot show "
-            "its certificates are valid, so it does not start (the central authority "
-            "must list an OCSP responder for that CA)"
-        )
-    return OwnCertificate(label, cert, issuer, responders)
-
-
-def _preloaded_replay_guard(
-    message_log: MessageLog, window: timedelta, now: datetime
-) -> ReplayGuard:
-    """The replay guard, holding every message id the log saw within the window."""
-    replay = ReplayGuard(window)
-    replay.preload(
-        (client, message_id, parse_time(created))
-        for client, message_id, created in message_log.seen_since(format_time(now - window))
-    )
-    return replay
 
 
 async def run_node(config: NodeConfig, *, ready: Callable[[Endpoints], None] | None = None) -> None:

@@ -24,13 +24,12 @@ from gateway.core.envelope import (
     EnvelopeError,
     RequestHeader,
     ResponseHeader,
-    Signer,
-    VerifiedSignature,
     body_sha256,
     request_hash,
 )
 from gateway.core.errors import Code, GatewayError
 from gateway.core.headers import end_to_end_headers
+from gateway.core.jws import Signer, VerifiedSignature
 from gateway.core.protocol import OpenedRequest, ProtocolError, open_request
 from gateway.messagelog import Kind, LogRecord, MessageLogError, ReplayError, Role
 from gateway.messagelog.tracker import details_of

@@ -247,7 +247,8 @@ class CentralFiles:
 
     @property
     def token(self) -> str:
-        return (self.directory / "admin.token").read_text().strip()
+        """The system administrator's API key ``gateway central init`` wrote."""
+        return (self.directory / "admin.key").read_text().strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -602,13 +603,13 @@ class LocalNet:
         return anchor
 
     def central_admin(self, method: str, path: str, body: Any = None) -> Any:
-        """One call to the running central's admin API with its bearer token."""
+        """One call to the running central's admin API with the init's API key."""
         files = self._central()
         response = httpx.request(
             method,
             f"{files.url}/admin/v1{path}",
             json=body,
-            headers={"Authorization": f"Bearer {files.token}", "X-Admin-User": "localnet"},
+            headers={"Authorization": f"Bearer {files.token}"},
             timeout=30,
         )
         if response.status_code >= 400:

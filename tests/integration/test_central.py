@@ -76,7 +76,7 @@ class Central:
             method,
             f"{self.url}/admin/v1{path}",
             json=body,
-            headers={"Authorization": f"Bearer {self.token}", "X-Admin-User": "tester"},
+            headers={"Authorization": f"Bearer {self.token}"},
             timeout=30,
         )
 
@@ -102,7 +102,7 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     deadline = time.monotonic() + 20
-    token = (base / "c" / "admin.token").read_text().strip()
+    token = (base / "c" / "admin.key").read_text().strip()
     try:
         while True:
             try:
@@ -155,7 +155,8 @@ def test_anchor_bootstraps_updater(central: Central, tmp_path: Path) -> None:
     assert conf.instance == INSTANCE
     assert conf.serial >= 1
     assert len(conf.cas) == 1
-    assert oct((central.dir / "admin.token").stat().st_mode & 0o777) == "0o600"
+    assert oct((central.dir / "admin.key").stat().st_mode & 0o777) == "0o600"
+    assert not (central.dir / "admin.token").exists()
     for key in (central.dir / "keys").iterdir():
         assert key.stat().st_mode & 0o077 == 0
 
@@ -211,7 +212,8 @@ def test_audit_trail_records_who_what_before_after(central: Central) -> None:
     entries = central.admin("GET", "/audit").json()
     latest = entries[0]
     assert latest["action"] == "settings.update"
-    assert latest["actor"] == "admin:tester"
+    (admin,) = [k for k in central.admin("GET", "/api-keys").json() if k["created_by"] == "init"]
+    assert latest["actor"] == f"key:{admin['id']}:admin"
     assert latest["before"] == {"ocsp_freshness_seconds": "3600"}
     assert latest["after"] == {"ocsp_freshness_seconds": "1800"}
     assert any(e["action"] == "member.add" and e["object"] == str(SOEST) for e in entries)

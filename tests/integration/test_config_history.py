@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from gateway.audit.anchor import load_anchor
-from gateway.audit.bundle import read_bundle
+from gateway.audit.bundle_read import read_bundle
 from gateway.audit.export import Selection, export_bundle
 from gateway.audit.parallel import verify_file
 from gateway.audit.verify import AuditError, AuditFailure, describe_in_force

@@ -26,7 +26,8 @@ from aiohttp import web
 from cryptography.x509 import ocsp
 
 from gateway.core.encoding import b64url, b64url_decode, format_time
-from gateway.core.envelope import RequestHeader, ResponseHeader, Signer, body_sha256, request_hash
+from gateway.core.envelope import RequestHeader, ResponseHeader, body_sha256, request_hash
+from gateway.core.jws import Signer
 from gateway.keys.files import load_certificate, load_certificates, load_private_key
 from gateway.messagelog import count_entries, read_entries
 from gateway.node.config import NodeConfig, load_config

@@ -23,8 +23,9 @@ from cryptography import x509
 from cryptography.x509 import ocsp
 
 from gateway.core.encoding import b64url, b64url_decode, format_time
-from gateway.core.envelope import EnvelopeError, RequestHeader, Signer, body_sha256
+from gateway.core.envelope import EnvelopeError, RequestHeader, body_sha256
 from gateway.core.ids import ClientId, ServiceId
+from gateway.core.jws import Signer
 from gateway.keys.files import (
     load_certificate,
     load_private_key,

@@ -13,14 +13,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from gateway.core.envelope import (
-    MAX_ENVELOPE,
-    MAX_HEADER_VALUE,
-    MAX_PATH,
-    MAX_QUERY,
-    SignatureVerifier,
-    request_hash,
-)
+from gateway.core.envelope import MAX_ENVELOPE, MAX_HEADER_VALUE, MAX_PATH, MAX_QUERY, request_hash
+from gateway.core.jws import SignatureVerifier
 from gateway.keys.files import load_certificate
 from gateway.messagelog import count_entries, read_entries
 from gateway.sandbox.localnet import LocalNet

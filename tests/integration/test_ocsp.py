@@ -22,7 +22,8 @@ from cryptography import x509
 
 from gateway.conf.directory import TrustParameters
 from gateway.core.encoding import b64url
-from gateway.core.envelope import SignatureVerifier, parse_time
+from gateway.core.envelope import parse_time
+from gateway.core.jws import SignatureVerifier
 from gateway.keys.files import load_certificate
 from gateway.messagelog import read_entries
 from gateway.node.wire import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER

@@ -43,12 +43,8 @@ from gateway.pki.ca import create_root_ca
 from gateway.pki.keys import generate_key
 from gateway.pki.ocsp import issuer_hashes, verify_ocsp_response
 from gateway.pki.profiles import CertKind
-from gateway.pki.tsa import (
-    DEFAULT_POLICY_OID,
-    message_imprint,
-    parse_timestamp_request,
-    verify_timestamp_response,
-)
+from gateway.pki.tsa import DEFAULT_POLICY_OID, message_imprint, parse_timestamp_request
+from gateway.pki.tsa_verify import verify_timestamp_response
 from gateway.trust.ca_store import issue_from_csr
 from gateway.trust.revocation import load_revocations
 

@@ -31,9 +31,9 @@ from gateway.audit.parallel import verify_file
 from gateway.audit.verify import AuditError, AuditFailure
 from gateway.conf.directory import TrustParameters
 from gateway.core.encoding import b64url
-from gateway.core.envelope import Signer
 from gateway.core.errors import Code
 from gateway.core.ids import NodeId
+from gateway.core.jws import Signer
 from gateway.core.logtree import encode_leaf
 from gateway.core.merkle import consistency_proof, leaf_hash, tree_hash, verify_inclusion
 from gateway.core.treehead import parse_sth, sign_sth, sth_document, verify_sth_signature

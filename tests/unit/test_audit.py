@@ -30,14 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.audit.anchor import AuditAnchorError, anchor_json, load_anchor
-from gateway.audit.bundle import (
-    Bundle,
-    BundleFormatError,
-    EntryItem,
-    HeadItem,
-    encode_bundle,
-    read_bundle,
-)
+from gateway.audit.bundle import Bundle, BundleFormatError, EntryItem, HeadItem, encode_bundle
+from gateway.audit.bundle_read import read_bundle
 from gateway.audit.export import ExportError, Selection, export_bundle
 from gateway.audit.parallel import verify_file
 from gateway.audit.proofs import TreeLevels
@@ -784,7 +778,7 @@ def test_a_log_from_before_subject_commitments_exports_and_verifies(
 ) -> None:
     """Entries with version 1 leaves (no salt, no commitment) still verify."""
     from gateway.core.logtree import LoggedEntry
-    from gateway.messagelog import writer as messagelog
+    from gateway.messagelog import sqlite_commit as messagelog
 
     # The writer as it was: a version 1 leaf and no salt or commitment stored.
     monkeypatch.setattr(messagelog, "LoggedEntry", lambda *fields: LoggedEntry(*fields[:14]))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from gateway.sandbox.bench.profile import bucket_of, render, summarise
 
-SIGN = "sign (gateway/core/envelope.py:410)"
-VERIFY = "verify (gateway/core/envelope.py:505)"
+SIGN = "sign (gateway/core/jws.py:64)"
+VERIFY = "verify (gateway/core/jws.py:175)"
 HANDLER = "handle_consumer (gateway/node/server.py:380)"
 LOOP = "run_forever (asyncio/base_events.py:600)"
 COMMIT = "_commit_batch (gateway/messagelog/writer.py:400)"

@@ -20,14 +20,8 @@ from securesystemslib.signer import CryptoSigner
 from sqlmodel import SQLModel, create_engine
 from tuf.api.serialization.json import JSONSerializer
 
-from gateway.audit.bundle import (
-    Bundle,
-    ConfigItem,
-    ConfigVersion,
-    Manifest,
-    encode_bundle,
-    read_bundle,
-)
+from gateway.audit.bundle import Bundle, ConfigItem, ConfigVersion, Manifest, encode_bundle
+from gateway.audit.bundle_read import read_bundle
 from gateway.audit.configuration import (
     SNAPSHOT_FILES,
     InForceRun,

@@ -31,19 +31,16 @@ from gateway.core.envelope import (
     EnvelopeError,
     RequestHeader,
     ResponseHeader,
-    SignatureVerifier,
-    Signer,
     body_sha256,
-    cert_ref,
     check_body,
     check_created,
     check_headers,
     decode_segment,
-    parse_jws_chain,
     parse_time,
     request_hash,
 )
 from gateway.core.ids import MemberId, NodeId, SubsystemId
+from gateway.core.jws import SignatureVerifier, Signer, cert_ref, parse_jws_chain
 from gateway.pki.ca import create_root_ca, issue_certificate, make_csr
 from gateway.pki.keys import generate_key
 from gateway.pki.profiles import CertKind

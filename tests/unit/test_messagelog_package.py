@@ -1,7 +1,8 @@
 """The message log is one package behind one storage boundary (docs/adr/0018).
 
 * Only the SQLite backend's modules (``gateway/messagelog/sqlite.py`` for reads,
-  ``sqlite_writes.py`` for side writes, ``writer.py`` for group commit) hold SQL against
+  ``sqlite_writes.py`` for side writes, ``sqlite_commit.py`` for the writer thread's
+  transactions) hold SQL against
   the log's tables; the node, ``gateway.audit``, the CLI, the demo and the benchmarks read and
   write through the package.
 * Outside the package, code imports the package's public API only: ``gateway.messagelog``
@@ -41,8 +42,8 @@ PACKAGE_ROOT = Path(gateway.__file__).resolve().parent
 SQL_MODULES = frozenset(
     {
         "gateway/messagelog/sqlite.py",
+        "gateway/messagelog/sqlite_commit.py",
         "gateway/messagelog/sqlite_writes.py",
-        "gateway/messagelog/writer.py",
     }
 )
 """The SQLite backend: the only modules that may speak SQL to the log."""

@@ -138,7 +138,7 @@ tls_client_key = "internal.key"
 
 
 def test_an_unreadable_registry_ca_stops_the_node_naming_the_service(tmp_path: Path) -> None:
-    from gateway.node.server import _registry_contexts
+    from gateway.node.startup import registry_contexts as _registry_contexts
 
     section = ServiceSection(
         id=SERVICE_ID, url="https://registry", tls_ca=tmp_path / "missing-ca.pem"

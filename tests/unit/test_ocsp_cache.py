@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
 from gateway.core.encoding import b64url
-from gateway.core.envelope import cert_ref
 from gateway.core.ids import MemberId, NodeId
+from gateway.core.jws import cert_ref
 from gateway.pki.ca import (
     create_root_ca,
     issue_certificate,

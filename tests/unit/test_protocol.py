@@ -14,15 +14,10 @@ from typing import Any
 import pytest
 
 from gateway.core.encoding import b64url, format_time
-from gateway.core.envelope import (
-    RequestHeader,
-    ResponseHeader,
-    VerifiedSignature,
-    body_sha256,
-    request_hash,
-)
+from gateway.core.envelope import RequestHeader, ResponseHeader, body_sha256, request_hash
 from gateway.core.errors import ERROR_TABLE, Code
 from gateway.core.ids import MemberId
+from gateway.core.jws import VerifiedSignature
 from gateway.core.protocol import (
     OpenedRequest,
     OpenedResponse,

@@ -45,7 +45,8 @@ from gateway.messagelog.proofs import (
 )
 from gateway.messagelog.timestamper import TSA_REPLY_TYPE, HeadNotSignable, Timestamper
 from gateway.pki.profiles import ServiceKind
-from gateway.pki.tsa import build_rejection, build_timestamp_response, verify_timestamp_token
+from gateway.pki.tsa import build_rejection, build_timestamp_response
+from gateway.pki.tsa_verify import verify_timestamp_token
 from gateway.sandbox.localnet import free_port
 from gateway.trust.ca_store import init_ca, issue_service
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.core.envelope import SignatureVerifier, Signer
 from gateway.core.ids import MemberId, NodeId
+from gateway.core.jws import SignatureVerifier, Signer
 from gateway.core.merkle import consistency_proof, leaf_hash, tree_hash
 from gateway.core.treehead import (
     STH_TYPE,

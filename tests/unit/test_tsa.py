@@ -41,6 +41,8 @@ from gateway.pki.tsa import (
     build_timestamp_response,
     message_imprint,
     parse_timestamp_request,
+)
+from gateway.pki.tsa_verify import (
     timestamp_token_of,
     verify_timestamp_response,
     verify_timestamp_token,

@@ -26,8 +26,6 @@ from gateway.core.envelope import (
     EnvelopeError,
     RequestHeader,
     ResponseHeader,
-    SignatureVerifier,
-    Signer,
     body_sha256,
     check_body,
     check_created,
@@ -35,6 +33,7 @@ from gateway.core.envelope import (
     request_hash,
 )
 from gateway.core.ids import MemberId, ServiceId, parse_client
+from gateway.core.jws import SignatureVerifier, Signer
 
 VECTORS_DIR = Path(__file__).resolve().parents[1] / "vectors"
 VECTORS_FILE = VECTORS_DIR / "envelope.json"

@@ -34,8 +34,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.core.canonical import canonical_json
 from gateway.core.encoding import b64url, format_time
-from gateway.core.envelope import JWS_ALGORITHM, PROTOCOL_VERSION, body_sha256, request_hash
+from gateway.core.envelope import PROTOCOL_VERSION, body_sha256, request_hash
 from gateway.core.ids import MemberId, NodeId
+from gateway.core.jws import JWS_ALGORITHM
 from gateway.pki.ca import create_root_ca, issue_certificate, make_csr
 from gateway.pki.profiles import CertKind
 

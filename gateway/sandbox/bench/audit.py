@@ -30,8 +30,9 @@ from gateway.audit.export import Selection, export_bundle
 from gateway.audit.parallel import default_jobs, verify_file
 from gateway.audit.verify import AuditReport, AuditTrustAnchor
 from gateway.core.encoding import format_time
-from gateway.core.envelope import RequestHeader, ResponseHeader, Signer, body_sha256, request_hash
+from gateway.core.envelope import RequestHeader, ResponseHeader, body_sha256, request_hash
 from gateway.core.ids import MemberId, ServiceId, parse_client
+from gateway.core.jws import Signer
 from gateway.core.logtree import tree_head_document
 from gateway.core.treehead import sign_sth, sth_document
 from gateway.messagelog import (
@@ -55,12 +56,8 @@ from gateway.pki.keys import generate_key
 from gateway.pki.ocsp import build_ocsp_response, cert_id_for
 from gateway.pki.profiles import CertKind, ServiceKind
 from gateway.pki.status import Good
-from gateway.pki.tsa import (
-    build_timestamp_request,
-    build_timestamp_response,
-    message_imprint,
-    timestamp_token_of,
-)
+from gateway.pki.tsa import build_timestamp_request, build_timestamp_response, message_imprint
+from gateway.pki.tsa_verify import timestamp_token_of
 
 __all__ = ["BenchResult", "SyntheticLog", "build_log", "run_bench"]
 

@@ -25,9 +25,12 @@ from pathlib import Path
 # (bucket, substrings of a frame "function (file:line)"); first match from the innermost
 # frame outwards wins, so specific buckets come before general ones.
 BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("ES256 sign", ("sign (gateway/core/envelope.py",)),
-    ("ES256 verify + x5c", ("verify (gateway/core/envelope.py", "_signer (gateway/core")),
-    ("SQLite commit (writer thread)", ("_commit_batch (", "_run (gateway/messagelog/writer")),
+    ("ES256 sign", ("sign (gateway/core/jws.py",)),
+    ("ES256 verify + x5c", ("verify (gateway/core/jws.py", "_signer (gateway/core")),
+    (
+        "SQLite commit (writer thread)",
+        ("gateway/messagelog/sqlite_commit", "_commit_batch (", "_run (gateway/messagelog/writer"),
+    ),
     ("body digests", ("body_sha256 (", "check_body (")),
     ("canonical JSON / envelope", ("canonical.py", "envelope.py", "json/")),
     ("TLS (ssl module)", ("ssl.py", "sslproto.py")),

@@ -1,0 +1,106 @@
+"""What one ``append`` may hand the message log, checked before it is queued.
+
+The writer commits many callers' appends in one transaction (group commit, ADR 0006),
+so a value the schema or the Merkle leaf encoding rejects would fail every caller of
+its batch. Each append is therefore checked here, in the caller's task, and a bad one
+fails alone with ``ValueError`` or ``TypeError``: a role or kind outside the enums, a
+malformed data subject, a header or body that is not bytes, a leaf field that is not
+UTF-8 text, a certificate or OCSP reference that is not the SHA-256 of its DER.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, Self
+
+from gateway.core.datasubject import check_subject
+from gateway.messagelog.schema import KINDS, ROLES
+from gateway.messagelog.store import LogRecord, OpRecord
+
+_LEAF_TEXT_FIELDS: Final = (
+    "message_id",
+    "xroad_id",
+    "client",
+    "service",
+    "created",
+    "signature",
+    "cert_ref",
+    "ocsp_ref",
+)
+
+
+def check_record(record: LogRecord) -> None:
+    # Checked before queuing: a value the schema rejects would otherwise fail the whole
+    # batch, taking other callers' appends down with it.
+    if record.role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, not {record.role!r}")
+    if record.kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {record.kind!r}")
+    for subject in record.subjects:
+        check_subject(subject)
+    if not isinstance(record.header, bytes) or not isinstance(record.body, bytes):
+        # sqlite would silently store a str as TEXT and the signed bytes would be lost.
+        raise TypeError("header and body must be bytes")
+    for name in _LEAF_TEXT_FIELDS:
+        value = getattr(record, name)
+        # The writer encodes these into the entry's Merkle leaf (UTF-8 JSON); a value
+        # that cannot be encoded must fail this caller, not the batch it would join.
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a str")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{name} is not valid Unicode text") from None
+
+
+def check_certs(certs: Mapping[str, tuple[bytes, str]]) -> tuple[tuple[str, bytes, str], ...]:
+    checked = []
+    for ref, (der, jws_header) in certs.items():
+        if hashlib.sha256(der).hexdigest() != ref:
+            raise ValueError(f"cert_ref {ref!r} is not the SHA-256 of the certificate DER")
+        checked.append((ref, bytes(der), jws_header))
+    return tuple(checked)
+
+
+def check_ocsp(ocsp: Mapping[str, bytes]) -> tuple[tuple[str, bytes], ...]:
+    checked = []
+    for ref, der in ocsp.items():
+        if hashlib.sha256(der).hexdigest() != ref:
+            raise ValueError(f"ocsp_ref {ref!r} is not the SHA-256 of the OCSP response DER")
+        checked.append((ref, bytes(der)))
+    return tuple(checked)
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One ``append`` call's content, checked before it joins a batch."""
+
+    records: tuple[LogRecord, ...]
+    certs: tuple[tuple[str, bytes, str], ...]
+    ocsp: tuple[tuple[str, bytes], ...]
+    replay_key: tuple[str, str, str] | None
+    operational: tuple[OpRecord, ...] = ()
+    """Operational monitoring records committed with the entries (none for a replay)."""
+
+    @classmethod
+    def checked(
+        cls,
+        records: Sequence[LogRecord],
+        certs: Mapping[str, tuple[bytes, str]] | None,
+        ocsp: Mapping[str, bytes] | None,
+        replay_key: tuple[str, str, str] | None,
+        operational: Sequence[OpRecord] = (),
+    ) -> Self:
+        """Check every record and reference; raise ``ValueError``/``TypeError`` for this
+        caller alone rather than failing the batch the append would join."""
+        for record in records:
+            check_record(record)
+        return cls(
+            tuple(records),
+            check_certs(certs) if certs else (),
+            check_ocsp(ocsp) if ocsp else (),
+            replay_key,
+            tuple(operational),
+        )

@@ -1,0 +1,541 @@
+"""The SQLite side of the message log's writer: what one transaction writes and checks.
+
+``gateway.messagelog.writer`` owns the writer thread, its queue and the callers' futures;
+this module owns what that thread does to the database, so the SQL of the write path is
+read in one place: a batch of entries with their leaves, replay keys, certificates and
+data subjects (``insert_batch``), a timestamped tree head (``insert_tree_head``), the
+connection's durability settings (``configure``) and, at start-up, the upgrade of an
+older file and the check or rebuild of the Merkle tree against the stored entries
+(``open_tree``). What reaches it was checked before it was queued
+(``gateway.messagelog.admission``).
+
+The functions take the connection and the tree state as arguments and return what
+changed; the writer decides when to publish it, so a rolled-back transaction never
+leaves state behind. Together with ``sqlite.py`` (reads) and ``sqlite_writes.py`` (side
+writes) this is the SQLite backend (docs/adr/0018).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Final
+
+from sqlalchemy import inspect
+from sqlmodel import SQLModel, create_engine
+
+import gateway.messagelog.sqlite_writes as side
+from gateway.core.encoding import format_time
+from gateway.core.logtree import LoggedEntry, entry_leaf, subjects_commitment
+from gateway.core.merkle import CompactTree, MerkleError, leaf_hash
+from gateway.messagelog.admission import Append
+from gateway.messagelog.schema import schema_tables
+from gateway.messagelog.store import (
+    LogRecord,
+    MessageLogError,
+    ReplayError,
+    SignedHeadRecord,
+    TreeHeadRecord,
+)
+
+_log = logging.getLogger(__name__)
+
+Outcome = list[int] | BaseException
+"""One append's result: its entry ids, or the error its caller gets."""
+
+_INSERT_ENTRY: Final = (
+    "INSERT INTO message_log (logged_at, role, kind, message_id, xroad_id, client, service,"
+    " created, header, body, signature, cert_ref, ocsp_ref, leaf_index, leaf_hash,"
+    " body_sha256, body_omitted, subjects_salt, subjects_sha256)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SAVE_TREE: Final = (
+    "UPDATE log_tree_state SET tree_size = ?, last_entry_id = ?, frontier = ? WHERE id = 1"
+)
+_INSERT_TREE_HEAD: Final = (
+    "INSERT INTO tree_head (tree_size, root_hash, last_entry_id, document, gen_time, token,"
+    " tsa_name, tsa_cert_ref, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_TSA_CERT: Final = "INSERT OR IGNORE INTO tsa_certificate (cert_ref, der) VALUES (?, ?)"
+_FIRST_AFTER: Final = "SELECT logged_at FROM message_log WHERE id > ? ORDER BY id LIMIT 1"
+_UPGRADE_COLUMNS: Final = (
+    # Columns added after the first release, so an older log file can still be opened;
+    # leaf_index and leaf_hash are then filled in by the tree rebuild at start-up.
+    ("ocsp_ref", "TEXT NOT NULL DEFAULT ''"),
+    ("leaf_index", "INTEGER"),
+    ("leaf_hash", "BLOB"),
+    ("body_sha256", "TEXT"),
+    ("body_omitted", "TEXT NOT NULL DEFAULT ''"),
+    # NULL in entries logged before subject commitments: their leaves stay version 1.
+    ("subjects_salt", "TEXT"),
+    ("subjects_sha256", "TEXT"),
+)
+_INSERT_OCSP: Final = "INSERT OR IGNORE INTO ocsp_response (ocsp_ref, der) VALUES (?, ?)"
+_INSERT_CERT: Final = (
+    "INSERT OR IGNORE INTO signer_certificate (cert_ref, der, jws_header) VALUES (?, ?, ?)"
+)
+_INSERT_SEEN: Final = (
+    "INSERT OR IGNORE INTO seen_request (client, message_id, created) VALUES (?, ?, ?)"
+)
+_INSERT_SUBJECT: Final = "INSERT OR IGNORE INTO data_subject (entry_id, subject) VALUES (?, ?)"
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def upgrade_columns(conn: sqlite3.Connection) -> bool:
+    """Add columns an older log file lacks; True if any was added (the tree is rebuilt)."""
+    present = {str(row[1]) for row in conn.execute("PRAGMA table_info(message_log)")}
+    missing = [(name, ddl) for name, ddl in _UPGRADE_COLUMNS if name not in present]
+    for name, ddl in missing:
+        _log.warning("message log: adding column %s to an older log file", name)
+        conn.execute(f"ALTER TABLE message_log ADD COLUMN {name} {ddl}")
+    return bool(missing)
+
+
+_SELECT_ENTRIES: Final = (
+    "SELECT id, logged_at, role, kind, message_id, xroad_id, client, service, created, header,"
+    " body, signature, cert_ref, ocsp_ref, leaf_index, leaf_hash, body_sha256, body_omitted,"
+    " subjects_sha256 FROM message_log"
+)
+
+
+def logged_entry(row: Sequence[object]) -> LoggedEntry:
+    """The leaf-relevant fields of a ``_SELECT_ENTRIES`` row (the id is row[0]), for the
+    start-up rebuild; readers use ``StoredEntry.leaf_entry``."""
+    header, body = row[9], row[10]
+    if not isinstance(header, bytes) or not isinstance(body, bytes):
+        raise MessageLogError(f"entry {row[0]}: header and body must be stored as BLOBs")
+    return LoggedEntry(
+        role=str(row[2]),
+        kind=str(row[3]),
+        message_id=str(row[4]),
+        xroad_id=str(row[5]),
+        client=str(row[6]),
+        service=str(row[7]),
+        created=str(row[8]),
+        logged_at=str(row[1]),
+        header=header,
+        body=body,
+        signature=str(row[11]),
+        cert_ref=str(row[12]),
+        ocsp_ref=str(row[13]),
+        # Digest-only entries (docs/message-log.md section 1.1) commit to the stored digest.
+        body_digest=str(row[16]) if row[17] else None,
+        subjects_sha256=None if row[18] is None else str(row[18]),
+    )
+
+
+def rebuild_tree(conn: sqlite3.Connection, path: Path) -> tuple[CompactTree, int]:
+    """Rehash every entry into a new tree, fill in missing leaves, save the frontier.
+
+    Refuses (``MessageLogError``) when an entry no longer matches the leaf hash stored
+    for it or a timestamped tree head no longer matches the entries: the log was altered
+    after it was written, and extending it would hide that.
+    """
+    rows = conn.execute("SELECT tree_size, root_hash FROM tree_head").fetchall()
+    heads = {int(size): bytes(root) for size, root in rows}
+    tree = CompactTree()
+    last_id = 0
+    fill: list[tuple[int, bytes, int]] = []
+    for row in conn.execute(_SELECT_ENTRIES + " ORDER BY id"):
+        entry_id, stored_index, stored_leaf = int(row[0]), row[14], row[15]
+        if row[17] == "archived" and stored_leaf is not None:
+            # Its header, body and signature live in an archive bundle now
+            # (gateway/audit/archive.py); the stored leaf still chains to the heads.
+            if row[9] or row[10] or row[11]:
+                raise MessageLogError(
+                    f"{path}: entry {entry_id} is marked archived but still holds content; "
+                    "the log was altered after it was written"
+                )
+            leaf = bytes(stored_leaf)
+        else:
+            leaf = leaf_hash(entry_leaf(logged_entry(row)))
+        if stored_leaf is not None and bytes(stored_leaf) != leaf:
+            raise MessageLogError(
+                f"{path}: entry {entry_id} no longer matches its leaf hash; the log was "
+                "altered after it was written"
+            )
+        if stored_index is not None and stored_index != tree.size:
+            raise MessageLogError(
+                f"{path}: entry {entry_id} has leaf index {stored_index}, expected "
+                f"{tree.size}; entries were removed or reordered"
+            )
+        if stored_leaf is None or stored_index is None:
+            fill.append((tree.size, leaf, entry_id))
+        tree.append(leaf)
+        last_id = entry_id
+        expected = heads.get(tree.size)
+        if expected is not None and expected != tree.root():
+            raise MessageLogError(
+                f"{path}: the entries no longer match the timestamped tree head of size "
+                f"{tree.size}; the log was altered after it was timestamped"
+            )
+    beyond = [size for size in heads if size > tree.size]
+    if beyond:
+        raise MessageLogError(
+            f"{path}: tree heads of size {max(beyond)} cover entries that are not in the log"
+        )
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany("UPDATE message_log SET leaf_index = ?, leaf_hash = ? WHERE id = ?", fill)
+        conn.execute(
+            "INSERT OR REPLACE INTO log_tree_state (id, tree_size, last_entry_id, frontier)"
+            " VALUES (1, ?, ?, ?)",
+            (tree.size, last_id, tree.to_bytes()),
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    _log.info("%s: Merkle tree rebuilt over %d entries", path, tree.size)
+    return tree, last_id
+
+
+def store_signed_head(conn: sqlite3.Connection, size: int, signed: SignedHeadRecord) -> None:
+    """Insert a tree head's signature and its evidence (inside the head's transaction)."""
+    conn.execute(_INSERT_CERT, (signed.cert_ref, signed.cert_der, signed.jws_header))
+    if signed.ocsp_ref:
+        conn.execute(_INSERT_OCSP, (signed.ocsp_ref, signed.ocsp_der))
+    conn.execute(
+        "INSERT INTO signed_tree_head (tree_size, document, signature, cert_ref, ocsp_ref)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (size, signed.document, signed.signature, signed.cert_ref, signed.ocsp_ref),
+    )
+
+
+def configure(conn: sqlite3.Connection) -> tuple[str, int]:
+    """Put the writer's connection in WAL mode with ``synchronous=FULL``, or refuse.
+
+    WAL lets readers (CLI, other processes) read while the writer commits, and with
+    synchronous=FULL every commit is fsynced before it is reported: the durability
+    promise of ``append`` depends on both, so the log refuses to run without them.
+    """
+    (journal_mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+    if str(journal_mode).lower() != "wal":
+        raise MessageLogError(f"could not enable WAL journal mode (got {journal_mode!r})")
+    conn.execute("PRAGMA synchronous=FULL")
+    (synchronous,) = conn.execute("PRAGMA synchronous").fetchone()
+    if synchronous != 2:
+        raise MessageLogError(f"could not set synchronous=FULL (got {synchronous!r})")
+    return "wal", 2
+
+
+def create_tables(path: Path) -> bool:
+    """Create the log's tables that a file lacks; True if it predates ``data_subject_read``
+    (its reads then get their rows once, ``record_older_reads``)."""
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        older_reads = not inspect(engine).has_table("data_subject_read")
+        SQLModel.metadata.create_all(engine, tables=schema_tables())
+    finally:
+        engine.dispose()
+    return older_reads
+
+
+def record_older_reads(conn: sqlite3.Connection, path: Path) -> None:
+    """Give every entry logged before ``data_subject_read`` existed its row, once.
+
+    Entries archived before then have no headers left to take them from: the tracker
+    shows those reads without the details (docs/data-tracker.md, section 3).
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        missing = side.record_missing_reads(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    if missing:
+        _log.warning(
+            "%s: %d read(s) with data subjects have no headers left to record their"
+            " details from (archived earlier)",
+            path,
+            len(missing),
+        )
+
+
+def rewrite_user_version(conn: sqlite3.Connection) -> None:
+    """The readiness probe's write (``MessageLog.probe``): a real page write through the
+    writer's transaction and fsync, with no change to any entry, tree or side table."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    conn.execute(f"PRAGMA user_version = {int(version)}")
+
+
+def stored_refs(conn: sqlite3.Connection) -> tuple[set[str], set[str]]:
+    """The certificate and OCSP references already stored, so a batch inserts each once."""
+    certs = {str(ref) for (ref,) in conn.execute("SELECT cert_ref FROM signer_certificate")}
+    ocsp = {str(ref) for (ref,) in conn.execute("SELECT ocsp_ref FROM ocsp_response")}
+    return certs, ocsp
+
+
+def seen_since(conn: sqlite3.Connection, created_after: str) -> list[tuple[str, str, str]]:
+    """Replay keys (client, message id, created) of requests created after a time."""
+    rows = conn.execute(
+        "SELECT client, message_id, created FROM seen_request WHERE created > ?",
+        (created_after,),
+    ).fetchall()
+    return [(str(c), str(m), str(t)) for c, m, t in rows]
+
+
+def first_logged_after(conn: sqlite3.Connection, entry_id: int) -> datetime | None:
+    """When the first entry after ``entry_id`` was logged (the oldest awaiting a stamp)."""
+    row = conn.execute(_FIRST_AFTER, (entry_id,)).fetchone()
+    return None if row is None else parse_time(str(row[0]))
+
+
+@dataclass(frozen=True, slots=True)
+class TreeState:
+    """The Merkle tree and timestamping state the writer starts from."""
+
+    tree: CompactTree
+    last_id: int
+    stamped_size: int
+    stamped_last_id: int
+    last_stamp: datetime | None
+    oldest_pending: datetime | None
+
+
+def open_tree(conn: sqlite3.Connection, path: Path) -> TreeState:
+    """Load the tree's frontier and the timestamping state; rebuild the tree if needed.
+
+    The frontier is saved in every batch's transaction, so normally it matches the
+    last entry exactly (checked in O(log n)). A log from before the tree existed, or
+    one whose saved state is missing or does not match, is rehashed from its entries.
+    """
+    upgraded = upgrade_columns(conn)
+    state = conn.execute(
+        "SELECT tree_size, last_entry_id, frontier FROM log_tree_state WHERE id = 1"
+    ).fetchone()
+    last = conn.execute(
+        "SELECT id, leaf_index FROM message_log ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    tree: CompactTree | None = None
+    last_id = 0
+    if state is not None and not upgraded:
+        size, last_id, frontier = state
+        try:
+            tree = CompactTree.from_bytes(frontier)
+        except MerkleError as exc:
+            _log.warning("%s: saved Merkle frontier unreadable (%s)", path, exc)
+        matches = (
+            tree is not None
+            and tree.size == size
+            and (
+                (last is None and size == 0 and last_id == 0)
+                or (last is not None and tuple(last) == (last_id, size - 1))
+            )
+        )
+        if not matches:
+            _log.warning(
+                "%s: saved Merkle frontier (size %s, last entry %s) does not match the "
+                "log's last entry %s; rebuilding the tree from the entries",
+                path,
+                size,
+                last_id,
+                None if last is None else tuple(last),
+            )
+            tree = None
+    if tree is None:
+        tree, last_id = rebuild_tree(conn, path)
+
+    stamped_size = stamped_last_id = 0
+    last_stamp: datetime | None = None
+    head = conn.execute(
+        "SELECT tree_size, last_entry_id, gen_time FROM tree_head ORDER BY tree_size DESC LIMIT 1"
+    ).fetchone()
+    if head is not None:
+        stamped_size, stamped_last_id = int(head[0]), int(head[1])
+        last_stamp = parse_time(str(head[2]))
+    return TreeState(
+        tree,
+        last_id,
+        stamped_size,
+        stamped_last_id,
+        last_stamp,
+        first_logged_after(conn, stamped_last_id),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What one committed batch changed: each append's outcome, the references it
+    stored for the first time and the id of the last entry it wrote."""
+
+    outcomes: list[Outcome]
+    new_certs: set[str]
+    new_ocsp: set[str]
+    last_id: int
+
+
+def insert_batch(
+    conn: sqlite3.Connection,
+    appends: Sequence[Append],
+    *,
+    tree: CompactTree,
+    last_id: int,
+    logged_at: str,
+    stored_certs: set[str],
+    stored_ocsp: set[str],
+    body_policy: Callable[[LogRecord], str] | None,
+    salts: Callable[[], bytes],
+) -> BatchResult:
+    """Write a batch of appends in one transaction and extend ``tree`` with their leaves.
+
+    A replayed request writes nothing and gets a ``ReplayError`` as its outcome. On any
+    other failure this raises with the transaction open; the caller rolls it back and
+    restores the tree it passed in (which this function has extended in place).
+    """
+    new_certs: set[str] = set()
+    new_ocsp: set[str] = set()
+    outcomes: list[Outcome] = []
+    size_before = tree.size
+    # IMMEDIATE takes the write lock up front, so a competing writer shows up as a
+    # bounded wait here rather than as a failure halfway through the batch.
+    conn.execute("BEGIN IMMEDIATE")
+    for unit in appends:
+        if unit.replay_key is not None:
+            client, message_id, created = unit.replay_key
+            cur = conn.execute(_INSERT_SEEN, (client, message_id, created))
+            if cur.rowcount == 0:
+                # Seen before, possibly earlier in this very batch (the transaction
+                # sees its own inserts). Checked first, so a replay writes nothing.
+                outcomes.append(
+                    ReplayError(f"request {message_id!r} from {client!r} was already received")
+                )
+                continue
+        for ref, der, jws_header in unit.certs:
+            if ref not in stored_certs and ref not in new_certs:
+                conn.execute(_INSERT_CERT, (ref, der, jws_header))
+                new_certs.add(ref)
+        for ref, der in unit.ocsp:
+            if ref not in stored_ocsp and ref not in new_ocsp:
+                conn.execute(_INSERT_OCSP, (ref, der))
+                new_ocsp.add(ref)
+        ids: list[int] = []
+        for r in unit.records:
+            entry_id = _insert_entry(conn, r, tree, logged_at, body_policy, salts)
+            ids.append(entry_id)
+            last_id = entry_id
+        if unit.operational:  # the exchange's monitoring record, with its entries
+            side.insert_operational(conn, unit.operational)
+        outcomes.append(ids)
+    if tree.size != size_before:
+        conn.execute(_SAVE_TREE, (tree.size, last_id, tree.to_bytes()))
+    conn.execute("COMMIT")
+    return BatchResult(outcomes, new_certs, new_ocsp, last_id)
+
+
+def _insert_entry(
+    conn: sqlite3.Connection,
+    r: LogRecord,
+    tree: CompactTree,
+    logged_at: str,
+    body_policy: Callable[[LogRecord], str] | None,
+    salts: Callable[[], bytes],
+) -> int:
+    """Insert one entry with its leaf and data subjects; append the leaf to ``tree``."""
+    omitted = body_policy(r) if body_policy is not None else ""
+    digest = hashlib.sha256(r.body).hexdigest()
+    # Every new entry gets a salt, with subjects or without, so the leaf
+    # does not tell an auditor which entries disclosed a person.
+    salt = salts()
+    subjects_sha256 = subjects_commitment(salt, r.subjects)
+    # The entry's Merkle leaf, from the same bytes the row stores: one
+    # SHA-256 over header and body each, then O(log n) to extend the tree.
+    leaf = leaf_hash(
+        entry_leaf(
+            LoggedEntry(
+                str(r.role),
+                str(r.kind),
+                r.message_id,
+                r.xroad_id,
+                r.client,
+                r.service,
+                r.created,
+                logged_at,
+                r.header,
+                r.body,
+                r.signature,
+                r.cert_ref,
+                r.ocsp_ref,
+                digest,
+                subjects_sha256,
+            )
+        )
+    )
+    cur = conn.execute(
+        _INSERT_ENTRY,
+        (
+            logged_at,
+            str(r.role),
+            str(r.kind),
+            r.message_id,
+            r.xroad_id,
+            r.client,
+            r.service,
+            r.created,
+            r.header,
+            b"" if omitted else r.body,
+            r.signature,
+            r.cert_ref,
+            r.ocsp_ref,
+            tree.size,
+            leaf,
+            digest,
+            omitted,
+            salt.hex(),
+            subjects_sha256,
+        ),
+    )
+    assert cur.lastrowid is not None
+    tree.append(leaf)
+    if r.subjects:  # data tracker index, committed with the entry
+        conn.executemany(_INSERT_SUBJECT, [(cur.lastrowid, subject) for subject in r.subjects])
+        # What the tracker must still show once the headers are archived.
+        if r.read is None:
+            side.record_read(conn, cur.lastrowid)
+        else:
+            side.store_read(conn, cur.lastrowid, r.read)
+    return cur.lastrowid
+
+
+def insert_tree_head(
+    conn: sqlite3.Connection, head: TreeHeadRecord, *, stored_at: str, tree_size: int
+) -> tuple[int, datetime | None]:
+    """Store a timestamped tree head (and its signature) in one transaction.
+
+    Returns the head's id and when the oldest entry it does not cover was logged (None
+    if the tree, of ``tree_size`` leaves, has none). Raises with the transaction open on
+    failure; the caller rolls it back.
+    """
+    cert_ref = hashlib.sha256(head.tsa_cert_der).hexdigest()
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(_INSERT_TSA_CERT, (cert_ref, head.tsa_cert_der))
+    cur = conn.execute(
+        _INSERT_TREE_HEAD,
+        (
+            head.tree_size,
+            head.root_hash,
+            head.last_entry_id,
+            head.document,
+            format_time(head.gen_time, "auto"),
+            head.token,
+            head.tsa_name,
+            cert_ref,
+            stored_at,
+        ),
+    )
+    assert cur.lastrowid is not None
+    head_id = cur.lastrowid
+    if head.signed is not None:
+        store_signed_head(conn, head.tree_size, head.signed)
+    oldest = first_logged_after(conn, head.last_entry_id) if tree_size > head.tree_size else None
+    conn.execute("COMMIT")
+    return head_id, oldest

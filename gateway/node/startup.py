@@ -1,0 +1,136 @@
+"""What a node checks and loads before it listens: keys, certificates, TLS, replay ids.
+
+A key or certificate that peers would refuse must stop the node at start-up, with the
+file or service named, rather than fail every exchange later. These functions are the
+start-up steps ``gateway.node.server.Node`` runs in order: the registries' TLS contexts,
+the members' signing keys (each signs and verifies a self-test against the trusted
+roots), the node's authentication chain and key, the issuer and OCSP responders of each
+of its own certificates, and the replay guard refilled from the log's recent requests.
+"""
+
+from __future__ import annotations
+
+import ssl
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from gateway.conf.directory import Directory
+from gateway.core.encoding import format_time
+from gateway.core.envelope import EnvelopeError, parse_time
+from gateway.core.ids import MemberId, NodeId, ServiceId
+from gateway.core.jws import SignatureVerifier, Signer
+from gateway.keys.files import load_certificates, load_private_key
+from gateway.messagelog import MessageLog
+from gateway.node.config import ConfigError, NodeConfig, ServiceSection
+from gateway.node.context import TrustState
+from gateway.node.ocsp import OwnCertificate
+from gateway.node.replay import ReplayGuard
+from gateway.node.tls import RegistryContext, registry_context
+from gateway.pki.ocsp_cache import find_issuer
+from gateway.pki.profiles import CertificateError, node_id_of
+from gateway.pki.validation import verify_auth_certificate
+
+__all__ = [
+    "check_auth_certificate",
+    "load_signers",
+    "own_certificate",
+    "preloaded_replay_guard",
+    "registry_contexts",
+]
+
+
+def registry_contexts(services: list[ServiceSection]) -> dict[ServiceId, RegistryContext]:
+    """The TLS context of every service with TLS settings (an ``https://`` registry),
+    built at start-up so an unreadable CA, certificate or key stops the node with its
+    service named, rather than failing the first exchange."""
+    contexts: dict[ServiceId, RegistryContext] = {}
+    for section in services:
+        if section.tls_ca is None and not section.tls_pin_sha256:
+            continue
+        try:
+            contexts[section.service_id] = registry_context(
+                ca=section.tls_ca,
+                pins=section.tls_pin_sha256,
+                client_cert=section.tls_client_cert,
+                client_key=section.tls_client_key,
+            )
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise ConfigError(f"service {section.id}: cannot set up TLS: {exc}") from None
+    return contexts
+
+
+def load_signers(
+    config: NodeConfig, verifier: SignatureVerifier, now: datetime
+) -> tuple[dict[MemberId, Signer], dict[MemberId, list[x509.Certificate]]]:
+    """The members' signing keys, each tested against the trusted roots: refuse to
+    start with a key that peers would refuse (fail at boot, not per call)."""
+    signers: dict[MemberId, Signer] = {}
+    chains: dict[MemberId, list[x509.Certificate]] = {}
+    for entry in config.signing:
+        member = MemberId.parse(entry.member)
+        chain = load_certificates(entry.cert)
+        signer = Signer(member, load_private_key(entry.key), chain)
+        try:
+            tested = verifier.verify(signer.sign(b"self-test"), b"self-test", now)
+        except EnvelopeError as exc:
+            raise CertificateError(
+                f"signing key {entry.key} does not work with {entry.cert}: {exc.message}"
+            ) from None
+        if tested.signer != member:
+            raise CertificateError(f"signing certificate {entry.cert} is not for {member}")
+        signers[member] = signer
+        chains[member] = chain
+    return signers, chains
+
+
+def check_auth_certificate(
+    config: NodeConfig, node_id: NodeId, directory: Directory, now: datetime
+) -> list[x509.Certificate]:
+    """The node's TLS authentication chain: valid now, for this node, with its key."""
+    auth_chain = load_certificates(config.node.auth_cert)
+    auth_owner = verify_auth_certificate(
+        auth_chain[0], auth_chain[1:], directory.trust_roots(), now
+    )
+    if auth_owner != node_id or node_id_of(auth_chain[0]) != node_id:
+        raise CertificateError(f"authentication certificate is for {auth_owner}, not {node_id}")
+    auth_key = load_private_key(config.node.auth_key)
+    spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    if auth_key.public_key().public_bytes(*spki) != auth_chain[0].public_key().public_bytes(*spki):
+        raise CertificateError(f"{config.node.auth_key} is not the key of {config.node.auth_cert}")
+    return auth_chain
+
+
+def own_certificate(label: str, chain: list[x509.Certificate], trust: TrustState) -> OwnCertificate:
+    """One of this node's certificates with its issuer and the responders to ask.
+
+    A node that cannot learn its own status could never send or answer anything, so
+    a directory without a responder for the issuing CA stops it here, at start-up.
+    """
+    cert = chain[0]
+    label = f"{label} (serial {cert.serial_number:x})"
+    issuer = find_issuer(cert, [*chain[1:], *trust.directory.trust_roots()])
+    if issuer is None:
+        raise CertificateError(f"no trusted CA certificate issued this node's {label}")
+    responders = tuple(trust.directory.ocsp_responders(issuer))
+    if not responders:
+        raise ConfigError(
+            f"the directory lists no OCSP responder for {issuer.subject.rfc4514_string()}, "
+            f"the CA that issued this node's {label}; without one the node cannot show "
+            "its certificates are valid, so it does not start (the central authority "
+            "must list an OCSP responder for that CA)"
+        )
+    return OwnCertificate(label, cert, issuer, responders)
+
+
+def preloaded_replay_guard(
+    message_log: MessageLog, window: timedelta, now: datetime
+) -> ReplayGuard:
+    """The replay guard, holding every message id the log saw within the window."""
+    replay = ReplayGuard(window)
+    replay.preload(
+        (client, message_id, parse_time(created))
+        for client, message_id, created in message_log.seen_since(format_time(now - window))
+    )
+    return replay
