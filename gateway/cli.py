@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,39 @@ def cmd_node_opdata(args: argparse.Namespace) -> None:
     store = SqliteLogStore(config.node.messagelog)
     for record in store.operational_records(since=since, until=until, client=args.client):
         print(json.dumps(dataclasses.asdict(record)))
+
+
+def cmd_node_status(args: argparse.Namespace) -> None:
+    """One screen from the running node's admin listener: diagnostics and the last
+    minutes' traffic."""
+    import httpx
+
+    from gateway.core.encoding import format_time
+    from gateway.node.config import load_config
+    from gateway.node.status import render
+
+    config = load_config(Path(args.config))
+    listen = config.node.metrics_listen
+    if not listen:
+        raise ValueError(f'{args.config} sets metrics_listen = "": the node serves no status')
+    host, _, port = listen.rpartition(":")
+    if host in ("0.0.0.0", "::", "[::]"):  # noqa: S104 (the wildcard a node binds: ask loopback)
+        host = "127.0.0.1"
+    base = f"http://{host}:{port}"
+    now = _now()
+    since = format_time(now - timedelta(minutes=args.minutes))
+    try:
+        metrics = httpx.get(f"{base}/metrics", timeout=10)
+        records = httpx.get(f"{base}/operational", params={"since": since}, timeout=30)
+    except httpx.HTTPError as exc:
+        raise ValueError(f"node {config.node.id} does not answer on {base}: {exc}") from None
+    for response in (metrics, records):
+        if response.status_code != 200:
+            raise ValueError(f"{response.url} answered {response.status_code}: {response.text}")
+    for line in render(
+        config.node.id, metrics.text, records.json()["records"], now=now, minutes=args.minutes
+    ):
+        print(line)
 
 
 def _client_cert_store(args: argparse.Namespace) -> Any:
@@ -346,6 +379,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", default=None, help="from this RFC 3339 time (inclusive)")
     p.add_argument("--until", default=None, help="to this RFC 3339 time (exclusive)")
     p.add_argument("--client", default=None, help="only this client subsystem's records")
+    p = add(
+        node,
+        "status",
+        cmd_node_status,
+        "one screen of a running node: diagnostics and the last minutes' traffic",
+    )
+    p.add_argument("--config", required=True)
+    p.add_argument("--minutes", type=float, default=15, help="traffic window (default 15)")
     certs = node.add_parser(
         "client-cert", help="information-system certificates registered per subsystem"
     ).add_subparsers(dest="client_cert_command", required=True, metavar="CLIENT_CERT_COMMAND")

@@ -295,3 +295,50 @@ def test_the_dashboard_names_only_exported_metrics(mnet: LocalNet) -> None:
     }
     shown = {n.removesuffix(s) for n in named for s in _SUFFIXES if n.endswith(s)} | named
     assert families <= shown, sorted(families - shown)
+
+
+def test_node_status_shows_diagnostics_and_recent_traffic(mnet: LocalNet) -> None:
+    assert call(mnet, str(GEWERBEAMT)).status_code == 200
+    _, samples = scrape(mnet, SOEST.ags)
+    serial = int(value(samples, "gateway_globalconf_serial"))
+    status = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "node",
+            "status",
+            "--config",
+            str(mnet.nodes[SOEST.ags].config),
+            "--minutes",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert status.returncode == 0, status.stderr
+    screen = status.stdout
+    assert screen.startswith(f"node {SOEST.node} at ")
+    assert f"global configuration: serial {serial}," in screen
+    assert "authentication certificate of" in screen and "signing certificate of" in screen
+    assert "maintenance mode: off" in screen
+    # The traffic lines agree with the node's own records of the same window.
+    records = _operational(mnet, SOEST.ags)
+    ok = sum(1 for r in records if r["succeeded"])
+    assert re.search(rf"consumer +ok +{ok}\n", screen), screen
+    assert f"{GEWERBEAMT} -> {SERVICE}  ok: {ok}" in screen
+
+
+def test_node_status_of_a_node_that_does_not_answer(mnet: LocalNet) -> None:
+    config = mnet.nodes[ISERLOHN.ags].config  # Iserlohn's node is not running here
+    status = subprocess.run(
+        [sys.executable, "-m", "gateway", "node", "status", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert status.returncode != 0
+    assert f"node {ISERLOHN.node} does not answer on http://127.0.0.1:" in status.stderr
