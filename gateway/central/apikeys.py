@@ -16,13 +16,13 @@ from sqlmodel import Session, SQLModel, col, select
 
 from gateway.central.errors import CentralCode, CentralError
 from gateway.central.models import ApiKey
-from gateway.central.service import TOKEN_NAME, Central, write_secret
+from gateway.central.service import TOKEN_NAME, Central, InitOptions, write_secret
 from gateway.core.encoding import format_time
 from gateway.core.roles import (
     CENTRAL_ROLE_PERMISSIONS,
     KEY_NAME,
+    ApiRole,
     CentralPermission,
-    Role,
     key_actor,
     key_digest,
     key_refusal,
@@ -53,7 +53,7 @@ def ensure_table(central: Central) -> None:
         row = ApiKey(
             id=new_key_id(),
             name=BOOTSTRAP_NAME,
-            role=Role.SYSTEM_ADMINISTRATOR.value,
+            role=ApiRole.SYSTEM_ADMINISTRATOR.value,
             digest=key_digest(token),
             created=now,
             created_by="upgrade from admin.token",
@@ -62,9 +62,9 @@ def ensure_table(central: Central) -> None:
         s.commit()
 
 
-def _role(role: str) -> Role:
+def _role(role: str) -> ApiRole:
     try:
-        parsed = Role(role)
+        parsed = ApiRole(role)
     except ValueError:
         parsed = None
     if parsed is None or parsed not in CENTRAL_ROLE_PERMISSIONS:
@@ -148,9 +148,18 @@ def revoke_key(central: Central, actor: str, key_id: str) -> dict[str, Any]:
     return after
 
 
+def init_central(directory: Path, options: InitOptions) -> Central:
+    """``gateway central init``: the directory with its first configuration, and the first
+    system administrator key in ``admin.key``. Kept here, not in ``Central.init``, so the
+    service does not depend on the key model built on top of it."""
+    central = Central.init(directory, options)
+    bootstrap_key(central, directory / KEY_FILE_NAME)
+    return central
+
+
 def bootstrap_key(central: Central, path: Path) -> str:
     """At init: the first system administrator key, its secret written 0600 to ``path``."""
-    made = create_key(central, "init", BOOTSTRAP_NAME, Role.SYSTEM_ADMINISTRATOR.value, None)
+    made = create_key(central, "init", BOOTSTRAP_NAME, ApiRole.SYSTEM_ADMINISTRATOR.value, None)
     write_secret(path, made["key"].encode("ascii") + b"\n")
     return str(made["id"])
 

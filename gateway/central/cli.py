@@ -34,7 +34,8 @@ def _now() -> datetime:
 
 
 def cmd_central_init(args: argparse.Namespace) -> None:
-    from gateway.central.service import ANCHOR_NAME, Central, InitOptions
+    from gateway.central.apikeys import init_central
+    from gateway.central.service import ANCHOR_NAME, InitOptions
     from gateway.keys.files import load_certificate
 
     tsa_cert = load_certificate(Path(args.tsa_cert)) if args.tsa_cert else None
@@ -50,7 +51,7 @@ def cmd_central_init(args: argparse.Namespace) -> None:
         root_threshold=args.root_threshold,
         key_scheme=args.key_scheme,
     )
-    central = Central.init(Path(args.dir), options)
+    central = init_central(Path(args.dir), options)
     anchor = central.anchor()
     print(f"created central authority for {args.instance} in {args.dir}")
     print(f"  anchor       {Path(args.dir) / ANCHOR_NAME}")

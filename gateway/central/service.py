@@ -212,9 +212,6 @@ class Central:
                 s, central.now(), "init", "init", "central", None, {"instance": options.instance}
             )
             s.commit()
-        from gateway.central.apikeys import KEY_FILE_NAME, bootstrap_key
-
-        bootstrap_key(central, directory / KEY_FILE_NAME)
         repo = central.repo()
         repo.initialise(options.root_keys, options.root_threshold, options.key_scheme)
         central.republish()

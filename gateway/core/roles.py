@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import TypeVar
 
 
-class Role(StrEnum):
+class ApiRole(StrEnum):
     """X-Road's administrative roles; stable values, stored with each key."""
 
     SYSTEM_ADMINISTRATOR = "system_administrator"
@@ -49,19 +49,19 @@ class CentralPermission(StrEnum):
     """Create, list and revoke API keys."""
 
 
-CENTRAL_ROLE_PERMISSIONS: Mapping[Role, frozenset[CentralPermission]] = {
-    Role.SYSTEM_ADMINISTRATOR: frozenset(CentralPermission),
-    Role.SECURITY_OFFICER: frozenset(
+CENTRAL_ROLE_PERMISSIONS: Mapping[ApiRole, frozenset[CentralPermission]] = {
+    ApiRole.SYSTEM_ADMINISTRATOR: frozenset(CentralPermission),
+    ApiRole.SECURITY_OFFICER: frozenset(
         {CentralPermission.READ, CentralPermission.TRUST_WRITE, CentralPermission.SETTINGS_WRITE}
     ),
-    Role.REGISTRATION_OFFICER: frozenset(
+    ApiRole.REGISTRATION_OFFICER: frozenset(
         {
             CentralPermission.READ,
             CentralPermission.REGISTRY_WRITE,
             CentralPermission.REQUESTS_DECIDE,
         }
     ),
-    Role.OBSERVER: frozenset({CentralPermission.READ}),
+    ApiRole.OBSERVER: frozenset({CentralPermission.READ}),
 }
 """The central authority's roles (X-Road's central server has no service administrator)
 and what each may do; the one source of truth, documented in docs/global-configuration.md."""
@@ -70,12 +70,12 @@ and what each may do; the one source of truth, documented in docs/global-configu
 P = TypeVar("P", bound=StrEnum)
 
 
-def permits(table: Mapping[Role, frozenset[P]], role: str, needed: P) -> bool:
+def permits(table: Mapping[ApiRole, frozenset[P]], role: str, needed: P) -> bool:
     """Whether ``role`` holds ``needed`` in ``table`` (the central's, or another API's
     own permissions over the same roles); an unknown role, or one the table does not
     list, holds nothing."""
     try:
-        return needed in table.get(Role(role), frozenset())
+        return needed in table.get(ApiRole(role), frozenset())
     except ValueError:
         return False
 

@@ -561,13 +561,14 @@ class LocalNet:
     def init_central(self) -> None:
         """``gateway central init`` with this federation's CA, OCSP responder and TSA,
         published at the central's URL; nothing if the directory already holds one."""
-        from gateway.central.service import DB_NAME, Central, InitOptions
+        from gateway.central.apikeys import init_central
+        from gateway.central.service import DB_NAME, InitOptions
         from gateway.keys.files import load_certificate
 
         files = self._central()
         if (files.directory / DB_NAME).exists():
             return
-        Central.init(
+        init_central(
             files.directory,
             InitOptions(
                 instance=INSTANCE,

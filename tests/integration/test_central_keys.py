@@ -28,7 +28,7 @@ from gateway.central.api import admin_permissions, create_app
 from gateway.central.errors import CentralCode, CentralError
 from gateway.central.service import DB_NAME, InitOptions
 from gateway.central.service import Central as CentralService
-from gateway.core.roles import CENTRAL_ROLE_PERMISSIONS, CentralPermission, Role, permits
+from gateway.core.roles import CENTRAL_ROLE_PERMISSIONS, ApiRole, CentralPermission, permits
 from gateway.trust.ca_store import init_ca
 from tests.integration.test_central import INSTANCE, _free_port, gateway
 
@@ -147,9 +147,9 @@ def _request(method: str, path: str) -> tuple[str, Any]:
 
 
 def test_role_matrix(served: Served) -> None:
-    keys = {role: served.new_key(role.value, f"matrix-{role.value}")["key"] for role in Role
+    keys = {role: served.new_key(role.value, f"matrix-{role.value}")["key"] for role in ApiRole
             if role in CENTRAL_ROLE_PERMISSIONS}  # fmt: skip
-    outcomes: dict[tuple[Role, str, str], int] = {}
+    outcomes: dict[tuple[ApiRole, str, str], int] = {}
     for (method, path), needed in sorted(_routes(served).items()):
         concrete, body = _request(method, path)
         for role, key in keys.items():
@@ -164,8 +164,8 @@ def test_role_matrix(served: Served) -> None:
     # X-Road's division of duties, spelled out rather than read back from the table.
     refused = {k for k, status in outcomes.items() if status == 403}
     sa, so, ro, ob = (
-        Role.SYSTEM_ADMINISTRATOR, Role.SECURITY_OFFICER, Role.REGISTRATION_OFFICER,
-        Role.OBSERVER,
+        ApiRole.SYSTEM_ADMINISTRATOR, ApiRole.SECURITY_OFFICER, ApiRole.REGISTRATION_OFFICER,
+        ApiRole.OBSERVER,
     )  # fmt: skip
     assert not {k for k in refused if k[0] is sa}
     for role in (so, ro, ob):
@@ -302,8 +302,8 @@ def test_a_central_from_before_keys_keeps_its_token_as_the_admin_key(tmp_path: P
     adopts the token as the ``admin`` system administrator key, and nothing else works."""
     ca = init_ca(tmp_path / "ca", "Test CA", datetime.now(UTC))
     options = InitOptions(instance=INSTANCE, ca_cert=ca, ocsp_urls=(), public_url="http://x")
-    central = CentralService.init(tmp_path / "c", options)
-    (tmp_path / "c" / "admin.key").unlink()
+    central = CentralService.init(tmp_path / "c", options)  # as before keys: no admin.key
+    assert not (tmp_path / "c" / "admin.key").exists()
     with sqlite3.connect(tmp_path / "c" / DB_NAME) as db:
         db.execute("DROP TABLE api_key")
     (tmp_path / "c" / "admin.token").write_text("old-shared-token-0123456789abcdef\n")

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from gateway.core.roles import (
     CENTRAL_ROLE_PERMISSIONS,
     KEY_NAME,
+    ApiRole,
     CentralPermission,
-    Role,
     key_actor,
     key_digest,
     key_refusal,
@@ -21,24 +21,24 @@ NOW = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
 
 
 def test_roles_keep_x_roads_names() -> None:
-    assert {r.value for r in Role} == {
+    assert {r.value for r in ApiRole} == {
         "system_administrator", "security_officer", "registration_officer",
         "service_administrator", "observer",
     }  # fmt: skip
     # X-Road's central server has no service administrator.
-    assert Role.SERVICE_ADMINISTRATOR not in CENTRAL_ROLE_PERMISSIONS
+    assert ApiRole.SERVICE_ADMINISTRATOR not in CENTRAL_ROLE_PERMISSIONS
 
 
 def test_only_the_system_administrator_manages_keys_and_everyone_reads() -> None:
     for role in CENTRAL_ROLE_PERMISSIONS:
         assert permits(CENTRAL_ROLE_PERMISSIONS, role, CentralPermission.READ)
         assert permits(CENTRAL_ROLE_PERMISSIONS, role, CentralPermission.KEYS_MANAGE) is (
-            role is Role.SYSTEM_ADMINISTRATOR
+            role is ApiRole.SYSTEM_ADMINISTRATOR
         )
 
 
 def test_an_unknown_or_unlisted_role_holds_nothing() -> None:
-    for role in ("root", "", "SYSTEM_ADMINISTRATOR", Role.SERVICE_ADMINISTRATOR.value):
+    for role in ("root", "", "SYSTEM_ADMINISTRATOR", ApiRole.SERVICE_ADMINISTRATOR.value):
         assert not permits(CENTRAL_ROLE_PERMISSIONS, role, CentralPermission.READ)
 
 
