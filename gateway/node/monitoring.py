@@ -32,7 +32,7 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from gateway.core.encoding import format_time
-from gateway.core.errors import GatewayError
+from gateway.core.errors import Code, GatewayError
 from gateway.messagelog import MessageLog, MessageLogError, OpRecord
 from gateway.node.clock import Clock
 
@@ -47,6 +47,9 @@ UNKNOWN: Final = ""
 MAX_LABEL_PAIRS: Final = 2_000
 """Distinct (client, service) label pairs kept per node: a caller can name any client
 and service in a refused request, and every pair would otherwise be a new time series."""
+CODES: Final = frozenset(code.value for code in Code)
+"""The outcome codes counted as themselves; any other (a peer's relayed refusal may say
+anything) is counted as ``other``, so a peer cannot create series either."""
 FLUSH_SECONDS: Final = 1.0
 """How often buffered refusal records are written."""
 MAX_BUFFERED: Final = 10_000
@@ -170,7 +173,7 @@ class Monitoring:
     def refused(self, ex: Exchange, code: str, status: int, response_size: int = 0) -> None:
         """A refusal (this node's, or the provider's relayed): counted, and its record
         buffered for the next batch."""
-        self._count(ex, code)
+        self._count(ex, code if code in CODES else OTHER)
         record = ex.record(
             self.node,
             self.clock.now(),

@@ -132,6 +132,14 @@ def test_label_pairs_are_capped(tmp_path: Path) -> None:
         {"side": "consumer", "client": OTHER, "service": OTHER, "code": "ok"},
     )
     assert other == 5
+    # A peer's relayed refusal names its own code: only the documented ones are labels.
+    ex = monitoring.begin(Side.CONSUMER)
+    monitoring.refused(ex, "server.serverproxy.made_up_1", 500)
+    made_up = monitoring.registry.get_sample_value(
+        "gateway_exchanges_total",
+        {"side": "consumer", "client": OTHER, "service": OTHER, "code": OTHER},
+    )
+    assert made_up == 1
 
 
 def test_query_bounds() -> None:
