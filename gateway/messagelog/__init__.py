@@ -41,9 +41,7 @@ from gateway.messagelog.proofs import (
     signed_heads,
     timestamp_status,
 )
-from gateway.messagelog.schema import Kind, Role
-from gateway.messagelog.sqlite import SqliteLogStore
-from gateway.messagelog.store import (
+from gateway.messagelog.records import (
     ARCHIVED,
     ArchivedEntry,
     CosignatureRow,
@@ -52,11 +50,10 @@ from gateway.messagelog.store import (
     LogNotFoundError,
     LogRecord,
     LogStats,
-    LogStore,
     LogStoreError,
-    LogWriter,
     MessageLogError,
     NotProvableError,
+    OpRecord,
     ReadDetails,
     ReplayError,
     SignedHead,
@@ -72,6 +69,9 @@ from gateway.messagelog.store import (
     UsageRow,
     WitnessAlertRow,
 )
+from gateway.messagelog.schema import Kind, Role
+from gateway.messagelog.sqlite import SqliteLogStore
+from gateway.messagelog.store import LogStore, LogWriter
 from gateway.messagelog.writer import MessageLog
 
 __all__ = [
@@ -91,6 +91,7 @@ __all__ = [
     "MessageLog",
     "MessageLogError",
     "NotProvableError",
+    "OpRecord",
     "ReadDetails",
     "ReplayError",
     "Role",

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Final, Self
 
 from gateway.core.datasubject import check_subject
+from gateway.messagelog.records import LogRecord, OpRecord
 from gateway.messagelog.schema import KINDS, ROLES
-from gateway.messagelog.store import LogRecord
 
 _LEAF_TEXT_FIELDS: Final = (
     "message_id",
@@ -81,6 +81,8 @@ class Append:
     certs: tuple[tuple[str, bytes, str], ...]
     ocsp: tuple[tuple[str, bytes], ...]
     replay_key: tuple[str, str, str] | None
+    operational: tuple[OpRecord, ...] = ()
+    """Operational monitoring records committed with the entries (none for a replay)."""
 
     @classmethod
     def checked(
@@ -89,6 +91,7 @@ class Append:
         certs: Mapping[str, tuple[bytes, str]] | None,
         ocsp: Mapping[str, bytes] | None,
         replay_key: tuple[str, str, str] | None,
+        operational: Sequence[OpRecord] = (),
     ) -> Self:
         """Check every record and reference; raise ``ValueError``/``TypeError`` for this
         caller alone rather than failing the batch the append would join."""
@@ -99,4 +102,5 @@ class Append:
             check_certs(certs) if certs else (),
             check_ocsp(ocsp) if ocsp else (),
             replay_key,
+            tuple(operational),
         )

@@ -39,7 +39,7 @@ from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import InvalidIdentifierError, parse_client
 from gateway.messagelog.context import LogContext
 from gateway.messagelog.proofs import consistency, inclusion
-from gateway.messagelog.store import NotProvableError, StoredEntry
+from gateway.messagelog.records import NotProvableError, StoredEntry
 from gateway.messagelog.witness import CONSISTENCY_PATH, COSIGNATURES_PATH, STH_PATH, Witness
 from gateway.node.config import ConfigError
 from gateway.node.tls import peer_fingerprint

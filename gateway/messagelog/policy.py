@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Final
 
 from gateway.core.ids import InvalidIdentifierError, ServiceId
-from gateway.messagelog.store import LogRecord
+from gateway.messagelog.records import LogRecord
 
 __all__ = ["METADATA", "SIZE", "body_policy", "local_subsystem"]
 

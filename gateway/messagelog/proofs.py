@@ -18,17 +18,17 @@ from cryptography import x509
 
 from gateway.core.logtree import LoggedEntry, ProvenTime, verify_entry_time
 from gateway.core.merkle import consistency_proof, inclusion_proof
-from gateway.messagelog.sqlite import SqliteLogStore
-from gateway.messagelog.store import (
+from gateway.messagelog.records import (
     ARCHIVED,
     CosignatureRow,
-    LogStore,
     NotProvableError,
     SignedHead,
     StoredTreeHead,
     TimestampStatus,
     WitnessAlertRow,
 )
+from gateway.messagelog.sqlite import SqliteLogStore
+from gateway.messagelog.store import LogStore
 
 __all__ = [
     "CosignatureRow",

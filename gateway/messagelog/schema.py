@@ -341,6 +341,42 @@ class OwnOcspStatus(SQLModel, table=True):
     """The responder URL that answered."""
 
 
+class OperationalData(SQLModel, table=True):
+    """One exchange as operational monitoring sees it: X-Road's fields, never a payload.
+
+    Written for every exchange this node took part in, on either side: a success in the
+    same transaction as its log entries, a refusal best effort in a batch of its own
+    (``gateway.messagelog.store.OpRecord``). Not part of the Merkle tree: rows are pruned after
+    the node's retention period (``opdata_retention_days``), entries are not.
+    """
+
+    __tablename__ = "operational_data"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: int | None = Field(default=None, primary_key=True)
+    side: str
+    """``consumer`` or ``provider``: which side of the exchange this node played."""
+    node: str
+    """This node's id."""
+    peer_node: str
+    """The other node's id, when known ("" otherwise)."""
+    client: str = Field(index=True)
+    service: str
+    message_id: str
+    xroad_id: str
+    request_in: str = Field(index=True)
+    """RFC 3339 UTC with milliseconds: when the request reached this node."""
+    response_out: str
+    """When this node answered (or refused)."""
+    request_size: int
+    response_size: int
+    status: int
+    """The HTTP status this node answered with."""
+    succeeded: bool
+    error_code: str
+    """X-Road's error code of a refusal ("" for a success)."""
+
+
 def schema_tables() -> list[Table]:
     """This schema's tables.
 
@@ -363,6 +399,7 @@ def schema_tables() -> list[Table]:
         DataSubjectRead,
         ConfigurationVersion,
         OwnOcspStatus,
+        OperationalData,
     ):
         table = inspect(model).local_table
         if not isinstance(table, Table):

@@ -15,14 +15,13 @@ import contextlib
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from gateway.conf.tufclient import SIGNED_FILES
 from gateway.core.envelope import parse_time
-from gateway.messagelog.schema import Kind, Role
-from gateway.messagelog.sqlite_writes import prune_entries
-from gateway.messagelog.store import (
+from gateway.messagelog.records import (
     ARCHIVED,
+    MAX_OPERATIONAL_ROWS,
     ArchivedEntry,
     CosignatureRow,
     EntrySelection,
@@ -30,6 +29,7 @@ from gateway.messagelog.store import (
     LogNotFoundError,
     LogStoreError,
     NotProvableError,
+    OpRecord,
     ReadDetails,
     SignedHead,
     StoredEntry,
@@ -40,10 +40,57 @@ from gateway.messagelog.store import (
     UsageRow,
     WitnessAlertRow,
 )
+from gateway.messagelog.sqlite_rows import (
+    cosignature_row,
+    signed_head,
+    stored_details,
+    stored_entry,
+    stored_tree_head,
+)
+from gateway.messagelog.sqlite_writes import OPERATIONAL_COLUMNS, prune_entries
 
 __all__ = ["SqliteLogStore", "read_versions"]
 
 # -- entries ------------------------------------------------------------------------------
+
+_USAGE_QUERY: Final = """
+SELECT resp.id, resp.logged_at, resp.client, resp.service, resp.message_id, resp.xroad_id,
+       resp.header, req.header, resp.leaf_index,
+       resp.body_omitted = 'archived' OR req.body_omitted = 'archived',
+       r.method, r.path, r.status, r.user_id, r.issue
+FROM data_subject AS ds
+JOIN message_log AS resp ON resp.id = ds.entry_id
+JOIN message_log AS req
+  ON req.message_id = resp.message_id AND req.client = resp.client
+ AND req.role = 'provider' AND req.kind = 'request'
+LEFT JOIN data_subject_read AS r ON r.entry_id = resp.id
+WHERE ds.subject = ? AND resp.role = 'provider' AND resp.kind = 'response'
+ORDER BY resp.id
+"""
+
+
+_REQUEST_OF: Final = (
+    "SELECT CAST(header AS BLOB), body_omitted FROM message_log WHERE message_id = ?"
+    " AND client = ? AND role = 'provider' AND kind = 'request' ORDER BY id LIMIT 1"
+)
+
+
+_HEAD_COLUMNS: Final = (
+    "SELECT id, tree_size, CAST(root_hash AS BLOB), last_entry_id, CAST(document AS BLOB),"
+    " gen_time, CAST(token AS BLOB), tsa_name, tsa_cert_ref, stored_at FROM tree_head"
+)
+
+
+_SIGNED_COLUMNS: Final = (
+    "SELECT tree_size, CAST(document AS BLOB), signature, cert_ref, ocsp_ref FROM signed_tree_head"
+)
+
+
+_COSIGNATURE_COLUMNS: Final = (
+    "SELECT log_node, witness, tree_size, CAST(document AS BLOB), signature, cosignature,"
+    " cert_ref, ocsp_ref, stored_at FROM cosignature"
+)
+
 
 _ENTRY_COLUMNS: Final = (
     # (column, expression, fallback for a log file written before the column existed).
@@ -83,132 +130,6 @@ def _select_entries(conn: sqlite3.Connection) -> str:
         for name, expression, fallback in _ENTRY_COLUMNS
     ]
     return f"SELECT {', '.join(parts)} FROM message_log"  # noqa: S608 (constant names)
-
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
-def _entry(row: Sequence[object]) -> StoredEntry:
-    (entry_id, logged_at, role, kind, message_id, xroad_id, client, service, created) = row[:9]
-    header, body, leaf_index, leaf_hash = row[9], row[10], row[14], row[15]
-    assert isinstance(header, bytes) and isinstance(body, bytes)
-    try:
-        typed_role, typed_kind = Role(str(role)), Kind(str(kind))
-    except ValueError as exc:
-        raise LogStoreError(f"entry {entry_id}: {exc}") from None
-    return StoredEntry(
-        id=int(str(entry_id)),
-        logged_at=str(logged_at),
-        role=typed_role,
-        kind=typed_kind,
-        message_id=str(message_id),
-        xroad_id=str(xroad_id),
-        client=str(client),
-        service=str(service),
-        created=str(created),
-        header=header,
-        body=body,
-        signature=str(row[11]),
-        cert_ref=str(row[12]),
-        ocsp_ref=str(row[13]),
-        leaf_index=None if leaf_index is None else int(str(leaf_index)),
-        leaf_hash=leaf_hash if isinstance(leaf_hash, bytes) else None,
-        body_sha256=_text(row[16]),
-        body_omitted=str(row[17] or ""),
-        subjects_salt=_text(row[18]),
-        subjects_sha256=_text(row[19]),
-    )
-
-
-# -- tree heads and signatures --------------------------------------------------------------
-
-_HEAD_COLUMNS: Final = (
-    "SELECT id, tree_size, CAST(root_hash AS BLOB), last_entry_id, CAST(document AS BLOB),"
-    " gen_time, CAST(token AS BLOB), tsa_name, tsa_cert_ref, stored_at FROM tree_head"
-)
-
-
-def _head(row: tuple[object, ...]) -> StoredTreeHead:
-    (head_id, size, root, last_id, document, gen_time, token, tsa, cert_ref, stored_at) = row
-    assert isinstance(root, bytes) and isinstance(document, bytes) and isinstance(token, bytes)
-    return StoredTreeHead(
-        int(str(head_id)),
-        int(str(size)),
-        root,
-        int(str(last_id)),
-        document,
-        str(gen_time),
-        token,
-        str(tsa),
-        str(cert_ref),
-        str(stored_at),
-    )
-
-
-_SIGNED_COLUMNS: Final = (
-    "SELECT tree_size, CAST(document AS BLOB), signature, cert_ref, ocsp_ref FROM signed_tree_head"
-)
-
-
-def _signed(row: tuple[object, ...]) -> SignedHead:
-    size, document, signature, cert_ref, ocsp_ref = row
-    assert isinstance(document, bytes)
-    return SignedHead(int(str(size)), document, str(signature), str(cert_ref), str(ocsp_ref))
-
-
-_COSIGNATURE_COLUMNS: Final = (
-    "SELECT log_node, witness, tree_size, CAST(document AS BLOB), signature, cosignature,"
-    " cert_ref, ocsp_ref, stored_at FROM cosignature"
-)
-
-
-def _cosignature(row: tuple[object, ...]) -> CosignatureRow:
-    a, b, c, d, e, f, g, h, i = row
-    assert isinstance(d, bytes)
-    return CosignatureRow(str(a), str(b), int(str(c)), d, str(e), str(f), str(g), str(h), str(i))
-
-
-# -- the data tracker ---------------------------------------------------------------------
-
-_USAGE_QUERY: Final = """
-SELECT resp.id, resp.logged_at, resp.client, resp.service, resp.message_id, resp.xroad_id,
-       resp.header, req.header, resp.leaf_index,
-       resp.body_omitted = 'archived' OR req.body_omitted = 'archived',
-       r.method, r.path, r.status, r.user_id, r.issue
-FROM data_subject AS ds
-JOIN message_log AS resp ON resp.id = ds.entry_id
-JOIN message_log AS req
-  ON req.message_id = resp.message_id AND req.client = resp.client
- AND req.role = 'provider' AND req.kind = 'request'
-LEFT JOIN data_subject_read AS r ON r.entry_id = resp.id
-WHERE ds.subject = ? AND resp.role = 'provider' AND resp.kind = 'response'
-ORDER BY resp.id
-"""
-
-_REQUEST_OF: Final = (
-    "SELECT CAST(header AS BLOB), body_omitted FROM message_log WHERE message_id = ?"
-    " AND client = ? AND role = 'provider' AND kind = 'request' ORDER BY id LIMIT 1"
-)
-
-
-def _stored_details(columns: Sequence[object]) -> ReadDetails | None:
-    """The ``data_subject_read`` columns of a read; None if it has no row.
-
-    No row means the read was archived before the log kept its details apart: who,
-    when, which service and which exchange are still known from the entry's columns,
-    the rest only from the archive bundle.
-    """
-    method, path, status, user_id, issue = columns
-    if method is None:
-        return None
-    return ReadDetails(
-        str(method),
-        str(path),
-        int(str(status)),
-        None if user_id is None else str(user_id),
-        None if issue is None else str(issue),
-    )
 
 
 class SqliteLogStore:
@@ -267,12 +188,12 @@ class SqliteLogStore:
             if limit is not None:
                 query += " LIMIT ?"
                 params.append(limit)
-            return [_entry(row) for row in conn.execute(query, params)]
+            return [stored_entry(row) for row in conn.execute(query, params)]
 
     def entry(self, entry_id: int) -> StoredEntry | None:
         with self._reader() as conn:
             row = conn.execute(_select_entries(conn) + " WHERE id = ?", (entry_id,)).fetchone()
-        return None if row is None else _entry(row)
+        return None if row is None else stored_entry(row)
 
     def count_entries(self) -> int:
         with self._reader() as conn:
@@ -328,7 +249,7 @@ class SqliteLogStore:
                 bytes(r[7]),
                 None if r[8] is None else int(r[8]),
                 bool(r[9]),
-                _stored_details(r[10:]),
+                stored_details(r[10:]),
             )
             for r in rows
         ]
@@ -362,14 +283,16 @@ class SqliteLogStore:
 
     def tree_heads(self) -> list[StoredTreeHead]:
         with self._reader() as conn:
-            return [_head(row) for row in conn.execute(_HEAD_COLUMNS + " ORDER BY tree_size")]
+            return [
+                stored_tree_head(row) for row in conn.execute(_HEAD_COLUMNS + " ORDER BY tree_size")
+            ]
 
     def first_head_covering(self, leaf_index: int) -> StoredTreeHead | None:
         with self._reader() as conn:
             row = conn.execute(
                 _HEAD_COLUMNS + " WHERE tree_size > ? ORDER BY tree_size LIMIT 1", (leaf_index,)
             ).fetchone()
-        return None if row is None else _head(row)
+        return None if row is None else stored_tree_head(row)
 
     def timestamp_status(self) -> TimestampStatus:
         with self._reader() as conn:
@@ -388,12 +311,12 @@ class SqliteLogStore:
 
     def signed_heads(self) -> list[SignedHead]:
         with self._reader() as conn:
-            return [_signed(r) for r in conn.execute(_SIGNED_COLUMNS + " ORDER BY tree_size")]
+            return [signed_head(r) for r in conn.execute(_SIGNED_COLUMNS + " ORDER BY tree_size")]
 
     def latest_signed_head(self) -> SignedHead | None:
         with self._reader() as conn:
             row = conn.execute(_SIGNED_COLUMNS + " ORDER BY tree_size DESC LIMIT 1").fetchone()
-        return None if row is None else _signed(row)
+        return None if row is None else signed_head(row)
 
     def cosignatures(
         self, *, log_node: str | None = None, witness: str | None = None
@@ -408,7 +331,7 @@ class SqliteLogStore:
             params.append(witness)
         query += " ORDER BY log_node, tree_size, witness"
         with self._reader() as conn:
-            return [_cosignature(row) for row in conn.execute(query, params)]
+            return [cosignature_row(row) for row in conn.execute(query, params)]
 
     def witness_alerts(self) -> list[WitnessAlertRow]:
         with self._reader() as conn:
@@ -438,7 +361,8 @@ class SqliteLogStore:
             where, params = _where(selection)
             select = _select_entries(conn)
             entries = [
-                _entry(row) for row in conn.execute(f"{select} WHERE {where} ORDER BY id", params)
+                stored_entry(row)
+                for row in conn.execute(f"{select} WHERE {where} ORDER BY id", params)
             ]
             present = {str(c[1]) for c in conn.execute("PRAGMA table_info(message_log)")}
             archived_before = 0
@@ -518,6 +442,38 @@ class SqliteLogStore:
             (count,) = conn.execute("SELECT COUNT(*) FROM witness_alert").fetchone()
         return int(count)
 
+    def operational_records(
+        self,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        client: str | None = None,
+        limit: int = MAX_OPERATIONAL_ROWS,
+    ) -> list[OpRecord]:
+        clauses: list[str] = []
+        params: list[object] = []
+        for clause, value in (
+            ("request_in >= ?", since),
+            ("request_in < ?", until),
+            ("client = ?", client),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        where = " AND ".join(clauses) or "1 = 1"
+        query = (
+            f"SELECT {', '.join(OPERATIONAL_COLUMNS)} FROM operational_data "  # noqa: S608
+            f"WHERE {where} ORDER BY request_in, id LIMIT ?"
+        )
+        with self._reader() as conn:
+            rows = conn.execute(query, (*params, limit)).fetchall()
+        records = []
+        for row in rows:
+            values: dict[str, Any] = dict(zip(OPERATIONAL_COLUMNS, row, strict=True))
+            values["succeeded"] = bool(values["succeeded"])
+            records.append(OpRecord(**values))
+        return records
+
 
 def _where(selection: EntrySelection) -> tuple[str, tuple[object, ...]]:
     if selection.all:
@@ -542,7 +498,7 @@ def _head_signatures(
     """The member key's signatures over tree heads, and the witnesses' co-signatures
     collected for them (none in a log written before signed tree heads existed)."""
     try:
-        signed = {head.tree_size: head for head in map(_signed, conn.execute(_SIGNED_COLUMNS))}
+        signed = {head.tree_size: head for head in map(signed_head, conn.execute(_SIGNED_COLUMNS))}
         cosigned: dict[int, list[CosignatureRow]] = {}
         for row in conn.execute(
             "SELECT c.log_node, c.witness, c.tree_size, CAST(c.document AS BLOB), c.signature,"
@@ -551,7 +507,7 @@ def _head_signatures(
             " WHERE c.log_node = (SELECT json_extract(CAST(document AS TEXT), '$.node')"
             " FROM signed_tree_head LIMIT 1) ORDER BY c.tree_size, c.witness"
         ):
-            cosignature = _cosignature(row)
+            cosignature = cosignature_row(row)
             own = signed.get(cosignature.tree_size)
             if own is not None and own.document == cosignature.document:
                 cosigned.setdefault(cosignature.tree_size, []).append(cosignature)

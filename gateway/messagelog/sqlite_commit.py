@@ -34,14 +34,14 @@ from gateway.core.encoding import format_time
 from gateway.core.logtree import LoggedEntry, entry_leaf, subjects_commitment
 from gateway.core.merkle import CompactTree, MerkleError, leaf_hash
 from gateway.messagelog.admission import Append
-from gateway.messagelog.schema import schema_tables
-from gateway.messagelog.store import (
+from gateway.messagelog.records import (
     LogRecord,
     MessageLogError,
     ReplayError,
     SignedHeadRecord,
     TreeHeadRecord,
 )
+from gateway.messagelog.schema import schema_tables
 
 _log = logging.getLogger(__name__)
 
@@ -423,6 +423,8 @@ def insert_batch(
             entry_id = _insert_entry(conn, r, tree, logged_at, body_policy, salts)
             ids.append(entry_id)
             last_id = entry_id
+        if unit.operational:  # the exchange's monitoring record, with its entries
+            side.insert_operational(conn, unit.operational)
         outcomes.append(ids)
     if tree.size != size_before:
         conn.execute(_SAVE_TREE, (tree.size, last_id, tree.to_bytes()))

@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import astuple
+from dataclasses import fields as dataclass_fields
 from typing import Final
 
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -23,21 +25,24 @@ from sqlalchemy.schema import CreateTable
 from gateway.conf.tufclient import SIGNED_FILES
 from gateway.core.encoding import format_time
 from gateway.core.envelope import EnvelopeError
-from gateway.messagelog.schema import DataSubjectRead, schema_tables
-from gateway.messagelog.store import (
+from gateway.messagelog.records import (
     ARCHIVED,
     ArchivedEntry,
     CosignatureRow,
     LogStoreError,
+    OpRecord,
     ReadDetails,
     StoredStatus,
     read_details,
 )
+from gateway.messagelog.schema import DataSubjectRead, schema_tables
 
 __all__ = [
     "insert_alert",
     "insert_cosignature",
+    "insert_operational",
     "prune_entries",
+    "prune_operational",
     "record_missing_reads",
     "record_read",
     "record_version",
@@ -71,6 +76,23 @@ _CREATE_READS: Final = str(
     ).compile(dialect=sqlite_dialect.dialect())
 )
 """The table's DDL from the schema itself, for a log file no current node has opened."""
+OPERATIONAL_COLUMNS: Final = tuple(f.name for f in dataclass_fields(OpRecord))
+_INSERT_OPERATIONAL: Final = (
+    f"INSERT INTO operational_data ({', '.join(OPERATIONAL_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' for _ in OPERATIONAL_COLUMNS)})"
+)
+
+
+def insert_operational(conn: sqlite3.Connection, records: Sequence[OpRecord]) -> int:
+    """Write operational monitoring records in the caller's transaction; their count."""
+    conn.executemany(_INSERT_OPERATIONAL, [astuple(r) for r in records])
+    return len(records)
+
+
+def prune_operational(conn: sqlite3.Connection, before: str) -> int:
+    """Delete the operational records whose request came in before ``before`` (RFC 3339
+    as the log stores times, which sort as text); how many were deleted."""
+    return conn.execute("DELETE FROM operational_data WHERE request_in < ?", (before,)).rowcount
 
 
 def record_version(

@@ -36,14 +36,14 @@ from gateway.core.encoding import format_time
 from gateway.core.errors import Code, GatewayError
 from gateway.core.logtree import tree_head_document
 from gateway.core.treehead import sth_document
-from gateway.messagelog.store import (
-    LogWriter,
+from gateway.messagelog.records import (
     MessageLogError,
     SignedHeadRecord,
     TimestampBacklog,
     TreeHeadRecord,
     TreeSnapshot,
 )
+from gateway.messagelog.store import LogWriter
 from gateway.node.clock import Clock
 from gateway.node.transport import read_limited
 from gateway.pki.tsa import DEFAULT_SKEW, TimestampError, build_timestamp_request, message_imprint

@@ -28,7 +28,8 @@ from gateway.core.envelope import EnvelopeError, RequestHeader
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import ClientId, InvalidIdentifierError, ServiceId, SubsystemId, parse_client
 from gateway.messagelog.proofs import open_store
-from gateway.messagelog.store import LogStore, ReadDetails, details_of, read_details
+from gateway.messagelog.records import ReadDetails, details_of, read_details
+from gateway.messagelog.store import LogStore
 from gateway.node.config import ServiceSection
 
 __all__ = [

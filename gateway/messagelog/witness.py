@@ -49,7 +49,7 @@ from gateway.core.treehead import (
     verify_sth_signature,
 )
 from gateway.messagelog.context import LogContext
-from gateway.messagelog.store import CosignatureRow, SignedHeadRecord
+from gateway.messagelog.records import CosignatureRow, SignedHeadRecord
 from gateway.messagelog.timestamper import HeadNotSignable
 from gateway.node.ocsp import OwnStatusUnavailable
 from gateway.node.transport import PinnedConnector, read_limited

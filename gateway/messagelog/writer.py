@@ -29,11 +29,10 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Final, Self
 
 import gateway.messagelog.sqlite_commit as commit
 import gateway.messagelog.sqlite_writes as side
@@ -41,17 +40,27 @@ from gateway.core.encoding import format_time
 from gateway.core.logtree import SUBJECTS_SALT_SIZE
 from gateway.core.merkle import CompactTree
 from gateway.messagelog.admission import Append
-from gateway.messagelog.sqlite import SqliteLogStore
-from gateway.messagelog.sqlite_commit import Outcome
-from gateway.messagelog.store import (
+from gateway.messagelog.records import (
     CosignatureRow,
     LogRecord,
     LogStats,
     MessageLogError,
+    OpRecord,
     StoredStatus,
     TimestampBacklog,
     TreeHeadRecord,
     TreeSnapshot,
+)
+from gateway.messagelog.sqlite import SqliteLogStore
+from gateway.messagelog.sqlite_commit import Outcome
+from gateway.messagelog.writer_queue import (
+    Counters,
+    HeadUnit,
+    Stop,
+    Unit,
+    WriteUnit,
+    resolve,
+    resolve_head,
 )
 
 __all__ = ["MessageLog"]
@@ -62,71 +71,10 @@ _BUSY_TIMEOUT_S: Final = 5.0
 """How long the writer waits for a lock held by another connection before failing."""
 
 
-@dataclass(slots=True)
-class _Unit:
-    """One ``append`` call on its way to the writer thread."""
-
-    append: Append
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[list[int]]
-
-
-@dataclass(slots=True)
-class _HeadUnit:
-    """One ``append_tree_head`` call on its way to the writer thread."""
-
-    head: TreeHeadRecord
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[int]
-
-
-@dataclass(slots=True)
-class _WriteUnit:
-    """One ``write`` call: a small transaction of another component, run by the writer."""
-
-    work: Callable[[sqlite3.Connection], object]
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[object]
-
-
-@dataclass(slots=True)
-class _Stop:
-    """Queue sentinel: everything queued before it is written, then the writer exits."""
-
-
-@dataclass(slots=True)
-class _Counters:
-    commits: int = 0
-    units: int = 0
-    rows: int = 0
-    largest_batch: int = 0
-    failed_batches: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
 def _failure(reason: str, cause: BaseException) -> MessageLogError:
     error = MessageLogError(reason)
     error.__cause__ = cause
     return error
-
-
-def _resolve_head(future: asyncio.Future[Any], outcome: object) -> None:
-    if future.done():
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
-
-
-def _resolve(outcomes: list[tuple[asyncio.Future[list[int]], Outcome]]) -> None:
-    for future, outcome in outcomes:
-        if future.done():  # the awaiting task was cancelled; the entry is still durable
-            continue
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
 
 
 class MessageLog:
@@ -158,8 +106,8 @@ class MessageLog:
         self._store = SqliteLogStore(path)
         self._clock = clock
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Unit | _HeadUnit | _WriteUnit | _Stop] = queue.SimpleQueue()
-        self._counters = _Counters()
+        self._queue: queue.SimpleQueue[Unit | HeadUnit | WriteUnit | Stop] = queue.SimpleQueue()
+        self._counters = Counters()
         self._state_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -263,6 +211,11 @@ class MessageLog:
         return self._store
 
     @property
+    def queue_depth(self) -> int:
+        """Units waiting for the writer thread (approximate; for the node's metrics)."""
+        return self._queue.qsize()
+
+    @property
     def journal_mode(self) -> str:
         """The writer connection's journal mode, as read back after setting it."""
         return self._journal_mode
@@ -313,7 +266,7 @@ class MessageLog:
                 self._closed = True
                 thread = self._thread
                 if thread is not None:
-                    self._queue.put(_Stop())
+                    self._queue.put(Stop())
         if thread is None:
             self._conn.close()
             return
@@ -331,7 +284,7 @@ class MessageLog:
     ) -> None:
         await self.close()
 
-    def _enqueue(self, unit: _Unit | _HeadUnit | _WriteUnit) -> None:
+    def _enqueue(self, unit: Unit | HeadUnit | WriteUnit) -> None:
         """Hand ``unit`` to the writer thread, or refuse if the log is not running."""
         with self._state_lock:
             if self._closed:
@@ -347,6 +300,7 @@ class MessageLog:
         certs: Mapping[str, tuple[bytes, str]] | None = None,
         ocsp: Mapping[str, bytes] | None = None,
         replay_key: tuple[str, str, str] | None = None,
+        operational: Sequence[OpRecord] = (),
     ) -> list[int]:
         """Log ``records`` durably and return their new ids, in order.
 
@@ -354,6 +308,8 @@ class MessageLog:
         caller may report success exactly when this returns. ``replay_key`` is
         ``(client, message_id, created)``; it is recorded in the same transaction, and if
         the pair was seen before nothing is written and ``ReplayError`` is raised.
+        ``operational`` are the exchange's operational monitoring records, written in
+        the same transaction (so they exist exactly when the entries do).
         ``certs`` maps cert_ref to ``(der, jws_header)`` for the signers the records
         refer to, ``ocsp`` maps ocsp_ref to the DER of the OCSP responses they rely on.
         Raises ``MessageLogError`` if the entry could not be made durable.
@@ -361,10 +317,10 @@ class MessageLog:
         If the awaiting task is cancelled, the unit is still written: it may already be
         part of a transaction in progress.
         """
-        checked = Append.checked(records, certs, ocsp, replay_key)
+        checked = Append.checked(records, certs, ocsp, replay_key, operational)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[int]] = loop.create_future()
-        unit = _Unit(checked, loop, future)
+        unit = Unit(checked, loop, future)
         self._enqueue(unit)
         return await future
 
@@ -376,7 +332,7 @@ class MessageLog:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
-        self._enqueue(_HeadUnit(head, loop, future))
+        self._enqueue(HeadUnit(head, loop, future))
         return await future
 
     async def write(self, work: Callable[[sqlite3.Connection], object]) -> object:
@@ -389,7 +345,7 @@ class MessageLog:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[object] = loop.create_future()
-        self._enqueue(_WriteUnit(work, loop, future))
+        self._enqueue(WriteUnit(work, loop, future))
         return await future
 
     async def probe(self) -> None:
@@ -446,7 +402,16 @@ class MessageLog:
             )
         )
 
-    def _commit_write(self, unit: _WriteUnit) -> object:
+    async def record_operational(self, records: Sequence[OpRecord]) -> None:
+        """Write a batch of operational records (refusals: no entry to commit them with)."""
+        await self.write(functools.partial(side.insert_operational, records=records))
+
+    async def prune_operational(self, before: str) -> int:
+        """Delete the operational records whose request came in before ``before``."""
+        removed = await self.write(functools.partial(side.prune_operational, before=before))
+        return removed if isinstance(removed, int) else 0
+
+    def _commit_write(self, unit: WriteUnit) -> object:
         """Writer thread: one ``write`` unit in its own transaction."""
         try:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -464,7 +429,7 @@ class MessageLog:
             stopping = False
             while not stopping:
                 first = self._queue.get()
-                if isinstance(first, _Stop):
+                if isinstance(first, Stop):
                     break
                 items = [first]
                 while len(items) < self._max_batch:
@@ -472,29 +437,29 @@ class MessageLog:
                         item = self._queue.get_nowait()
                     except queue.Empty:
                         break
-                    if isinstance(item, _Stop):
+                    if isinstance(item, Stop):
                         stopping = True
                         break
                     items.append(item)
-                batch = [u for u in items if isinstance(u, _Unit)]
+                batch = [u for u in items if isinstance(u, Unit)]
                 if batch:
                     self._deliver(batch, self._commit_batch(batch))
                 # Tree heads and side writes are rare and get their own transaction each,
                 # so a refused one can never fail the exchanges queued with it.
                 for item in items:
                     outcome: object
-                    if isinstance(item, _HeadUnit):
+                    if isinstance(item, HeadUnit):
                         outcome = self._commit_head(item.head)
-                    elif isinstance(item, _WriteUnit):
+                    elif isinstance(item, WriteUnit):
                         outcome = self._commit_write(item)
                     else:
                         continue
                     with contextlib.suppress(RuntimeError):  # that loop is closed
-                        item.loop.call_soon_threadsafe(_resolve_head, item.future, outcome)
+                        item.loop.call_soon_threadsafe(resolve_head, item.future, outcome)
         finally:
             self._conn.close()
 
-    def _commit_batch(self, batch: list[_Unit]) -> list[Outcome]:
+    def _commit_batch(self, batch: list[Unit]) -> list[Outcome]:
         """Writer thread: one batch in one transaction; publish the tree only once it
         is durable, restore it if the transaction rolls back."""
         tree = self._tree
@@ -582,7 +547,7 @@ class MessageLog:
                 self._conn.execute("ROLLBACK")
 
     @staticmethod
-    def _deliver(batch: list[_Unit], outcomes: list[Outcome]) -> None:
+    def _deliver(batch: list[Unit], outcomes: list[Outcome]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[int]], Outcome]]]
         by_loop = {}
         for unit, outcome in zip(batch, outcomes, strict=True):
@@ -590,4 +555,4 @@ class MessageLog:
         for loop, pairs in by_loop.items():
             # One wake-up per loop per batch, not per unit.
             with contextlib.suppress(RuntimeError):  # that loop is already closed
-                loop.call_soon_threadsafe(_resolve, pairs)
+                loop.call_soon_threadsafe(resolve, pairs)

@@ -11,9 +11,10 @@ configuration (every start-up check) and asks the OCSP responders once without s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,7 +43,8 @@ def cmd_node_serve(args: argparse.Namespace) -> None:
     def ready(endpoints: Endpoints) -> None:
         print(
             f"node {config.node.id} ready: consumer {endpoints.consumer_url}, "
-            f"consumer TLS {endpoints.consumer_tls_url or '-'}, peers {endpoints.peer_url}",
+            f"consumer TLS {endpoints.consumer_tls_url or '-'}, peers {endpoints.peer_url}, "
+            f"metrics {endpoints.metrics_url or '-'}",
             flush=True,
         )
 
@@ -152,6 +154,54 @@ def cmd_node_internal_cert(args: argparse.Namespace) -> None:
     print(f"wrote {args.cert} and {args.key}; SHA-256 {fingerprint_sha256(cert)}")
 
 
+def cmd_node_opdata(args: argparse.Namespace) -> None:
+    """The node's operational monitoring records as JSON lines, read from its database
+    (read-only, so it works while the node runs and while it is stopped)."""
+    from gateway.messagelog import SqliteLogStore
+    from gateway.node.config import load_config
+    from gateway.node.monitoring import query_bound
+
+    config = load_config(Path(args.config))
+    since = None if args.since is None else query_bound("--since", args.since)
+    until = None if args.until is None else query_bound("--until", args.until)
+    store = SqliteLogStore(config.node.messagelog)
+    for record in store.operational_records(since=since, until=until, client=args.client):
+        print(json.dumps(dataclasses.asdict(record)))
+
+
+def cmd_node_status(args: argparse.Namespace) -> None:
+    """One screen from the running node's admin listener: diagnostics and the last
+    minutes' traffic."""
+    import httpx
+
+    from gateway.core.encoding import format_time
+    from gateway.node.config import load_config
+    from gateway.node.status import render
+
+    config = load_config(Path(args.config))
+    listen = config.node.metrics_listen
+    if not listen:
+        raise ValueError(f'{args.config} sets metrics_listen = "": the node serves no status')
+    host, _, port = listen.rpartition(":")
+    if host in ("0.0.0.0", "::", "[::]"):  # noqa: S104 (the wildcard a node binds: ask loopback)
+        host = "127.0.0.1"
+    base = f"http://{host}:{port}"
+    now = _now()
+    since = format_time(now - timedelta(minutes=args.minutes))
+    try:
+        metrics = httpx.get(f"{base}/metrics", timeout=10)
+        records = httpx.get(f"{base}/operational", params={"since": since}, timeout=30)
+    except httpx.HTTPError as exc:
+        raise ValueError(f"node {config.node.id} does not answer on {base}: {exc}") from None
+    for response in (metrics, records):
+        if response.status_code != 200:
+            raise ValueError(f"{response.url} answered {response.status_code}: {response.text}")
+    for line in render(
+        config.node.id, metrics.text, records.json()["records"], now=now, minutes=args.minutes
+    ):
+        print(line)
+
+
 def add_commands(sub: Subparsers, add: AddFn) -> None:
     """Register ``node`` and its subcommands under the top-level ``gateway`` parser."""
     node = sub.add_parser("node", help="run a security server").add_subparsers(
@@ -161,6 +211,24 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     p.add_argument("--config", required=True)
     p = add(node, "check", cmd_node_check, "validate a node configuration, keys and certificates")
     p.add_argument("--config", required=True)
+    p = add(
+        node,
+        "opdata",
+        cmd_node_opdata,
+        "print the node's operational monitoring records (JSON lines, oldest first)",
+    )
+    p.add_argument("--config", required=True)
+    p.add_argument("--since", default=None, help="from this RFC 3339 time (inclusive)")
+    p.add_argument("--until", default=None, help="to this RFC 3339 time (exclusive)")
+    p.add_argument("--client", default=None, help="only this client subsystem's records")
+    p = add(
+        node,
+        "status",
+        cmd_node_status,
+        "one screen of a running node: diagnostics and the last minutes' traffic",
+    )
+    p.add_argument("--config", required=True)
+    p.add_argument("--minutes", type=float, default=15, help="traffic window (default 15)")
     certs = node.add_parser(
         "client-cert", help="information-system certificates registered per subsystem"
     ).add_subparsers(dest="client_cert_command", required=True, metavar="CLIENT_CERT_COMMAND")

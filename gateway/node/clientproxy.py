@@ -38,6 +38,7 @@ from gateway.core.jws import Signer, VerifiedSignature
 from gateway.core.protocol import OpenedResponse, ProtocolError, open_response
 from gateway.messagelog import Kind, LogRecord, MessageLogError, Role
 from gateway.node.context import NodeContext, certs, signing_certificate
+from gateway.node.monitoring import Exchange, Side
 from gateway.node.transport import PeerClient, Reply
 from gateway.node.wire import (
     AUTH_OCSP_HEADER,
@@ -97,41 +98,57 @@ class ClientProxy:
         already have logged the exchange, and the caller must be able to name it.
         """
         ids: dict[str, str] = {}
+        monitoring = self._ctx.monitoring
+        ex = monitoring.begin(Side.CONSUMER)
         try:
-            response = await self._exchange(request, ids)
+            response = await self._exchange(request, ids, ex)
         except GatewayError as refused:
             refused.headers.update(ids)
+            monitoring.refused_with(ex, refused)
             raise
         except web.HTTPException:
             # Not a refusal: e.g. the client closed the connection within the body
             # (wire.read_body); nobody is left to answer, and it is no internal error.
             raise
         except Exception:
+            failure = GatewayError(Code.CP_INTERNAL_ERROR, "unexpected error; see the node's log")
+            monitoring.refused_with(ex, failure)
             if not ids:
                 raise
-            failure = GatewayError(Code.CP_INTERNAL_ERROR, "unexpected error; see the node's log")
             log.exception("%s internal error (%s)", self._ctx.id, failure.detail)
             failure.headers.update(ids)
             raise failure from None
         if "X-Road-Error" in response.headers:  # the provider's refusal, relayed
             response.headers.update(ids)
+            body = response.body
+            size = len(body) if isinstance(body, bytes) else 0
+            monitoring.refused(ex, response.headers["X-Road-Error"], response.status, size)
+        else:
+            monitoring.succeeded(ex)
         return response
 
-    async def _exchange(self, request: web.Request, ids: dict[str, str]) -> web.Response:
-        """The exchange of ``handle_consumer``; records the exchange's ids in ``ids``."""
+    async def _exchange(
+        self, request: web.Request, ids: dict[str, str], ex: Exchange
+    ) -> web.Response:
+        """The exchange of ``handle_consumer``; records the exchange's ids in ``ids`` and
+        what monitoring needs in ``ex``."""
         ctx = self._ctx
         ctx.check_globalconf(Code.CP_GLOBAL_CONF_OUTDATED)
         ctx.timestamper.check(provider=False)  # before any work: the log cannot be stamped
         call = self._read_call(request, ids)
+        ex.client, ex.service, ex.xroad_id = str(call.client), str(call.service), call.xroad_id
         body = await read_body(request, ctx.limits.max_body, Code.REQUEST_TOO_LARGE)
+        ex.request_size = len(body)
         target = self._route(call.service)
+        ex.peer_node = str(target.id)
         sent = self._sign(call, request.method, body)
         ids["X-Road-Request-Id"] = sent.header.message_id
+        ex.message_id = sent.header.message_id
         reply = await self._send(target, call, sent)
         if "X-Road-Error" in reply.headers:
             return self._relay_provider_error(reply.status, reply.headers, reply.body)
         opened = self._open(sent, reply)
-        await self._log(call, sent, opened, reply.body)
+        await self._log(call, sent, opened, reply.body, ex)
         return self._to_client(call, sent, opened, reply.body)
 
     def _read_call(self, request: web.Request, ids: dict[str, str]) -> Call:
@@ -322,46 +339,56 @@ class ClientProxy:
             raise refusal(exc, provider=False) from None
 
     async def _log(
-        self, call: Call, sent: Sent, opened: OpenedResponse[OcspEvidence], body: bytes
+        self,
+        call: Call,
+        sent: Sent,
+        opened: OpenedResponse[OcspEvidence],
+        body: bytes,
+        ex: Exchange,
     ) -> None:
-        """Section 10, step 5: both messages, durably, each with its signer's OCSP."""
+        """Section 10, step 5: both messages, durably, each with its signer's OCSP, and
+        the exchange's operational record in the same commit."""
         header, response = sent.header, opened.header
         own_sign = call.own_status[1]
+        monitoring = self._ctx.monitoring
+        record = monitoring.record(ex, status=response.status, response_size=len(body))
         try:
-            await self._ctx.log.append(
-                [
-                    LogRecord(
-                        role=Role.CONSUMER,
-                        kind=Kind.REQUEST,
-                        message_id=header.message_id,
-                        xroad_id=header.xroad_id,
-                        client=str(call.client),
-                        service=str(call.service),
-                        created=header.created,
-                        header=sent.header_bytes,
-                        body=sent.body,
-                        signature=sent.signature,
-                        cert_ref=call.signer.cert_ref,
-                        ocsp_ref=own_sign.ref,
-                    ),
-                    LogRecord(
-                        role=Role.CONSUMER,
-                        kind=Kind.RESPONSE,
-                        message_id=header.message_id,
-                        xroad_id=header.xroad_id,
-                        client=str(call.client),
-                        service=str(call.service),
-                        created=response.created,
-                        header=opened.header_bytes,
-                        body=body,
-                        signature=opened.signature.jws,
-                        cert_ref=opened.signature.cert_ref,
-                        ocsp_ref=opened.status.ref,
-                    ),
-                ],
-                certs=certs(call.signer, opened.signature),
-                ocsp={own_sign.ref: own_sign.der, opened.status.ref: opened.status.der},
-            )
+            with monitoring.timing_commit():
+                await self._ctx.log.append(
+                    [
+                        LogRecord(
+                            role=Role.CONSUMER,
+                            kind=Kind.REQUEST,
+                            message_id=header.message_id,
+                            xroad_id=header.xroad_id,
+                            client=str(call.client),
+                            service=str(call.service),
+                            created=header.created,
+                            header=sent.header_bytes,
+                            body=sent.body,
+                            signature=sent.signature,
+                            cert_ref=call.signer.cert_ref,
+                            ocsp_ref=own_sign.ref,
+                        ),
+                        LogRecord(
+                            role=Role.CONSUMER,
+                            kind=Kind.RESPONSE,
+                            message_id=header.message_id,
+                            xroad_id=header.xroad_id,
+                            client=str(call.client),
+                            service=str(call.service),
+                            created=response.created,
+                            header=opened.header_bytes,
+                            body=body,
+                            signature=opened.signature.jws,
+                            cert_ref=opened.signature.cert_ref,
+                            ocsp_ref=opened.status.ref,
+                        ),
+                    ],
+                    certs=certs(call.signer, opened.signature),
+                    ocsp={own_sign.ref: own_sign.der, opened.status.ref: opened.status.der},
+                    operational=[record],
+                )
         except MessageLogError as exc:
             raise GatewayError(Code.CP_MESSAGELOG_FAILED, str(exc)) from None
 

@@ -102,6 +102,12 @@ class NodeSection(_Model):
     """Open connections each of the two ports accepts; more are answered 503."""
     max_connections_per_ip: int = Field(default=512, gt=0)
     """Open connections each port accepts from one address (peers pool up to 256)."""
+    metrics_listen: str = "127.0.0.1:9090"
+    """The admin listener: Prometheus ``/metrics`` and the owner's ``/operational``
+    records. Never on a consumer port; "" serves neither."""
+    opdata_retention_days: float = Field(default=7, gt=0)
+    """How long operational monitoring records are kept (X-Road keeps them a day by
+    default; a week covers a weekend's incident)."""
 
     @field_validator("id")
     @classmethod
@@ -113,6 +119,11 @@ class NodeSection(_Model):
     @classmethod
     def _listen(cls, value: str) -> str:
         return _hostport(value)
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_listen(cls, value: str) -> str:
+        return value if value == "" else _hostport(value)
 
     @property
     def node_id(self) -> NodeId:

@@ -37,6 +37,7 @@ from gateway.node.clientauth import (
 )
 from gateway.node.clock import Clock
 from gateway.node.config import NodeConfig, ServiceSection
+from gateway.node.monitoring import Monitoring
 from gateway.node.ocsp import OwnOcsp, OwnStatusUnavailable
 from gateway.node.replay import ReplayGuard
 from gateway.pki.ocsp import OcspError, OcspFailure
@@ -90,6 +91,7 @@ class NodeContext:
         tracker: Tracker,
         limits: Limits,
         client_certs: ClientCertStore,
+        monitoring: Monitoring,
     ) -> None:
         self.id: NodeId = config.node.node_id
         self.config = config
@@ -111,6 +113,8 @@ class NodeContext:
         self.limits = limits
         self.client_certs = client_certs
         """The registered information-system certificates (reread when the file changes)."""
+        self.monitoring = monitoring
+        """Counters, histograms and operational records of the exchanges (monitoring.py)."""
 
     @property
     def directory(self) -> Directory:

@@ -53,6 +53,7 @@ from gateway.messagelog.tracker import Tracker
 from gateway.messagelog.witness import Witness, head_signer
 from gateway.net.guard import GuardSettings, guarded_site
 from gateway.net.httpversion import http1_only
+from gateway.node.admin import admin_app
 from gateway.node.clientauth import ClientCertStore, ConsumerTls
 from gateway.node.clientproxy import ClientProxy
 from gateway.node.clock import Clock, SystemClock
@@ -60,6 +61,7 @@ from gateway.node.config import ConfigError, NodeConfig
 from gateway.node.context import Limits, NodeContext, TrustState
 from gateway.node.health import Health
 from gateway.node.metadata import MetadataServices
+from gateway.node.monitoring import Monitoring
 from gateway.node.ocsp import OwnOcsp
 from gateway.node.serverproxy import ServerProxy
 from gateway.node.startup import (
@@ -88,6 +90,8 @@ class Endpoints:
     peer_url: str
     consumer_tls_url: str | None = None
     """The consumer TLS port, if the internal TLS certificate is configured."""
+    metrics_url: str | None = None
+    """The admin listener (``/metrics``, ``/operational``), unless ``metrics_listen`` is ""."""
 
 
 class Node:
@@ -193,6 +197,12 @@ class Node:
             tracker=tracker,
             limits=limits,
             client_certs=client_certs,
+            monitoring=Monitoring(
+                str(self.id),
+                self.clock,
+                message_log,
+                retention=timedelta(days=config.node.opdata_retention_days),
+            ),
         )
         # The log's services in the node (gateway/messagelog/): the head signer the
         # timestamper calls, the witness of peers' tree heads and the auditor API.
@@ -405,6 +415,11 @@ class Node:
         metadata = MetadataServices(self.context, self._registry)
         client_proxy = ClientProxy(self.context, self._peer)
         node = self.config.node
+        # The admin listener first: once a consumer port answers, it answers too.
+        metrics_url = None
+        if node.metrics_listen:
+            admin = await self._listen(admin_app(self.context), node.metrics_listen, None, "admin")
+            metrics_url = f"http://{admin}"
         # The consumer edge: the TLS port with the internal certificate, and the plain
         # port only if some hosted subsystem's connection type is http.
         tls_url = plain_url = None
@@ -422,7 +437,8 @@ class Node:
         consumer_url = plain_url or tls_url
         if consumer_url is None:
             raise ConfigError(f"node {self.id} serves its information systems on no port")
-        self.endpoints = Endpoints(consumer_url, f"https://{peer}", tls_url)
+        self.endpoints = Endpoints(consumer_url, f"https://{peer}", tls_url, metrics_url)
+        self.context.monitoring.start()
         await self.witness.start()
         log.info(
             "node %s: consumer %s, consumer TLS %s, peers %s",
@@ -436,11 +452,11 @@ class Node:
     async def _listen(
         self, app: web.Application, hostport: str, ssl: Any, what: str | None = None
     ) -> str:
-        # ``what``: the port's name in ``bound`` and the log ("consumer_tls"); default
-        # "peer" with a TLS context, "consumer" without.
         """Bind one port. Bodies are read as sent (``auto_decompress=False``): a body
         with ``Content-Encoding`` is signed, logged, limited and relayed in the coding
-        the client chose, so the evidence is the bytes that were actually received."""
+        the client chose, so the evidence is the bytes that were actually received.
+        ``what`` names the port in ``bound`` and the log ("consumer_tls"); by default
+        "peer" with a TLS context, "consumer" without."""
         host, _, port = hostport.rpartition(":")
         runner = web.AppRunner(
             app,
@@ -479,6 +495,14 @@ class Node:
                 name,
                 ", ".join(f"{a}:{p}" for a, p in bound),
             )
+        if port_name == "admin" and not all(_loopback(a) for a, _ in bound):
+            # Anyone who reaches it reads the node's traffic records and metrics.
+            log.warning(
+                "%s listens on %s, beyond this host's loopback interface: only the "
+                "operator's monitoring network may reach it",
+                name,
+                ", ".join(f"{a}:{p}" for a, p in bound),
+            )
         bound_port = bound[0][1] if bound else int(port)
         return f"{host}:{bound_port}"
 
@@ -497,6 +521,7 @@ class Node:
         if self._registry is not None:
             await self._registry.close()
         await self.witness.stop()
+        await self.context.monitoring.stop()  # its buffered records, before the log closes
         await self.timestamper.stop()
         await self.log.close()
 

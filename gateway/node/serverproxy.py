@@ -36,6 +36,7 @@ from gateway.messagelog.tracker import details_of
 from gateway.node.config import ServiceSection
 from gateway.node.context import NodeContext, certs, signing_certificate
 from gateway.node.metadata import Answer, MetadataServices, is_metadata
+from gateway.node.monitoring import Exchange, Side
 from gateway.node.tls import peer_fingerprint
 from gateway.node.transport import RegistryClient
 from gateway.node.wire import (
@@ -100,6 +101,24 @@ class ServerProxy:
         self._metadata = metadata
 
     async def handle_exchange(self, request: web.Request) -> web.Response:
+        """One exchange from a peer node, counted and recorded for monitoring (a
+        success's record is committed with its log entries in ``_answer``)."""
+        monitoring = self._ctx.monitoring
+        ex = monitoring.begin(Side.PROVIDER)
+        try:
+            response = await self._exchange(request, ex)
+        except GatewayError as refused:
+            monitoring.refused_with(ex, refused)
+            raise
+        except web.HTTPException:
+            raise  # the peer closed the connection within the body: no answer, no count
+        except Exception:
+            monitoring.refused(ex, Code.SP_INTERNAL_ERROR.value, 500)
+            raise
+        monitoring.succeeded(ex)
+        return response
+
+    async def _exchange(self, request: web.Request, ex: Exchange) -> web.Response:
         """Checks in order, each before any later work: peer, client, signature and
         freshness, service, access, body digest, replay; then call the registry, sign,
         and log request and response in one commit before answering."""
@@ -107,8 +126,11 @@ class ServerProxy:
         ctx.check_globalconf(Code.SP_GLOBAL_CONF_OUTDATED)  # step 0
         ctx.timestamper.check(provider=True)  # step 0: the log cannot be stamped
         peer, now = self._authenticate_peer(request)  # steps 1, 1a
+        ex.peer_node = str(peer.id)
         opened = self._open(request, peer, now)  # steps 2-8
         header = opened.header
+        ex.client, ex.service = str(header.client), str(header.service)
+        ex.message_id, ex.xroad_id = header.message_id, header.xroad_id
         signer = ctx.signers.get(header.service.member)  # step 9
         if not ctx.hosts(header.service.provider) or signer is None:
             raise GatewayError(Code.SP_UNKNOWN_SERVICE, f"{header.service} is not provided here")
@@ -116,6 +138,7 @@ class ServerProxy:
         groups = ctx.directory.groups_of(header.client)
         section = self._metadata.authorize(header, groups)  # step 10
         body = await read_body(request, ctx.limits.max_body, Code.SP_REQUEST_TOO_LARGE)  # 11
+        ex.request_size = len(body)
         try:
             opened.check_body(body)  # step 12
         except ProtocolError as exc:
@@ -127,7 +150,7 @@ class ServerProxy:
             )
         accepted = Accepted(opened, self._request_record(opened, body), signer, own_status)
         answer, subjects = await self._call(accepted, groups, section, body)  # steps 14, 14a
-        return await self._answer(accepted, answer, subjects)  # steps 14b-16
+        return await self._answer(accepted, answer, subjects, ex)  # steps 14b-16
 
     def _authenticate_peer(self, request: web.Request) -> tuple[NodeInfo, datetime]:
         """Steps 1 and 1a: the TLS client certificate is a registered node's, with a
@@ -278,7 +301,7 @@ class ServerProxy:
             )
 
     async def _answer(
-        self, accepted: Accepted, answer: Answer, subjects: tuple[str, ...]
+        self, accepted: Accepted, answer: Answer, subjects: tuple[str, ...], ex: Exchange
     ) -> web.Response:
         """Sign the response and log request and response in one durable commit.
 
@@ -315,31 +338,35 @@ class ServerProxy:
                 f"the registry's answer for {request.service} cannot be signed: {exc.message}",
             ) from None
         signature = signer.sign(response_bytes)
+        monitoring = ctx.monitoring
+        record = monitoring.record(ex, status=status, response_size=len(body))
         try:
-            await ctx.log.append(
-                [
-                    accepted.record,
-                    LogRecord(
-                        role=Role.PROVIDER,
-                        kind=Kind.RESPONSE,
-                        message_id=request.message_id,
-                        xroad_id=request.xroad_id,
-                        client=str(request.client),
-                        service=str(request.service),
-                        created=response.created,
-                        header=response_bytes,
-                        body=body,
-                        signature=signature,
-                        cert_ref=signer.cert_ref,
-                        ocsp_ref=own_sign.ref,
-                        subjects=subjects,
-                        read=details_of(request, status) if subjects else None,
-                    ),
-                ],
-                certs=certs(opened.signature, signer),
-                ocsp={opened.status.ref: opened.status.der, own_sign.ref: own_sign.der},
-                replay_key=(str(request.client), request.message_id, request.created),
-            )
+            with monitoring.timing_commit():
+                await ctx.log.append(
+                    [
+                        accepted.record,
+                        LogRecord(
+                            role=Role.PROVIDER,
+                            kind=Kind.RESPONSE,
+                            message_id=request.message_id,
+                            xroad_id=request.xroad_id,
+                            client=str(request.client),
+                            service=str(request.service),
+                            created=response.created,
+                            header=response_bytes,
+                            body=body,
+                            signature=signature,
+                            cert_ref=signer.cert_ref,
+                            ocsp_ref=own_sign.ref,
+                            subjects=subjects,
+                            read=details_of(request, status) if subjects else None,
+                        ),
+                    ],
+                    certs=certs(opened.signature, signer),
+                    ocsp={opened.status.ref: opened.status.der, own_sign.ref: own_sign.der},
+                    replay_key=(str(request.client), request.message_id, request.created),
+                    operational=[record],
+                )
         except ReplayError:
             raise GatewayError(
                 Code.SP_REPLAY_DETECTED, f"message {request.message_id} seen before"

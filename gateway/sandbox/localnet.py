@@ -528,6 +528,7 @@ class LocalNet:
                     "consumer_tls_url": files.consumer_tls_url,
                     "consumer_tls_ca": str(files.internal_cert),
                     "peer_url": files.peer_url,
+                    "metrics_url": files.metrics_url,
                     "clients": [str(files.city.subsystem(s)) for s in files.city.subsystems],
                     "client_credentials": [
                         {

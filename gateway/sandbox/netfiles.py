@@ -56,6 +56,8 @@ class NodeFiles:
     listen_host: str = HOST
     """The address the node binds (``0.0.0.0`` in a container)."""
     consumer_tls_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
+    """The admin listener (``/metrics``, ``/operational``), always on loopback."""
     connection_type: str = "http"
     """The connection type written for every subsystem of the city (``[[clients]]``):
     ``http`` for the tests that are not about it, ``https`` in the demo."""
@@ -89,6 +91,10 @@ class NodeFiles:
 
     def client_key(self, subsystem: str) -> Path:
         return self.directory / "information-systems" / f"{subsystem}.key"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}"
 
     @property
     def consumer_tls_url(self) -> str:
@@ -215,6 +221,7 @@ def node_toml(
         *_listen_note(files.listen_host),
         f'consumer_listen = "{files.listen_host}:{files.consumer_port}"',
         f'peer_listen = "{files.listen_host}:{files.peer_port}"',
+        f'metrics_listen = "127.0.0.1:{files.metrics_port}"',
         'messagelog = "messagelog.sqlite"',
         'auth_cert = "auth.pem"',
         'auth_key = "auth.key"',

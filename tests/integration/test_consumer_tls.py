@@ -248,6 +248,7 @@ def test_no_plain_port_without_an_http_client(tls_net: LocalNet, tmp_path: Path)
                     "consumer_listen": "127.0.0.1:0",
                     "consumer_tls_listen": "127.0.0.1:0",
                     "peer_listen": "127.0.0.1:0",
+                    "metrics_listen": "127.0.0.1:0",
                     "messagelog": files.directory / "all-https.sqlite",
                 }
             ),

@@ -128,6 +128,7 @@ def soest_config(net: LocalNet, **node_changes: Any) -> NodeConfig:
             "consumer_listen": "127.0.0.1:0",
             "consumer_tls_listen": "127.0.0.1:0",
             "peer_listen": "127.0.0.1:0",
+            "metrics_listen": "127.0.0.1:0",
             **node_changes,
         }
     )

@@ -163,9 +163,12 @@ def test_demo_tells_the_story_and_keeps_the_federation_running(tmp_path: Path) -
                 assert Path(credential["certificate"]).is_file()
                 assert Path(credential["key"]).is_file()
             assert node["peer_url"].startswith("https://127.0.0.1:")
+            assert node["metrics_url"].startswith("http://127.0.0.1:")
             assert Path(node["messagelog"]).is_file()
         services = {s["id"]: s for s in topology["services"]}
         assert services[SERVICE_ID]["allowed_clients"] == [GEWERBEAMT_ID]
+        metrics = httpx.get(f"{soest['metrics_url']}/metrics", timeout=10)
+        assert metrics.status_code == 200 and "gateway_exchanges_total" in metrics.text
 
         # The README's call, made from the topology file (the service needs a case):
         # curl --cert/--key (the trade office's registered certificate) --cacert (the

@@ -215,7 +215,9 @@ def _without_listen(path: Path) -> NodeConfig:
     text = "".join(
         line
         for line in path.read_text("utf-8").splitlines(keepends=True)
-        if not line.startswith(("consumer_listen", "consumer_tls_listen", "peer_listen"))
+        if not line.startswith(
+            ("consumer_listen", "consumer_tls_listen", "peer_listen", "metrics_listen")
+        )
     )
     stripped = path.with_name("node-default-listen.toml")
     stripped.write_text(text, "utf-8")
@@ -237,12 +239,12 @@ def test_a_node_with_the_default_listen_addresses_binds_loopback_only(hnet: Loca
     config = _without_listen(hnet.nodes[ISERLOHN.ags].config)
     node = config.node
     # The defaults' hosts, on ports the OS chooses (the default ports may be taken here).
-    keys = ("consumer_listen", "consumer_tls_listen", "peer_listen")
+    keys = ("consumer_listen", "consumer_tls_listen", "peer_listen", "metrics_listen")
     hosts = {key: getattr(node, key).rpartition(":")[0] for key in keys}
     assert hosts == dict.fromkeys(keys, "127.0.0.1")
     ephemeral = node.model_copy(update={key: f"{host}:0" for key, host in hosts.items()})
     bound = asyncio.run(_bound(config.model_copy(update={"node": ephemeral})))
-    assert set(bound) == {"consumer", "consumer_tls", "peer"}
+    assert set(bound) == {"consumer", "consumer_tls", "peer", "admin"}
     for port, sockets in bound.items():
         assert sockets, port
         assert {address for address, _ in sockets} == {"127.0.0.1"}, (port, sockets)
@@ -257,6 +259,7 @@ def test_a_consumer_port_bound_beyond_loopback_is_warned_about(
             "consumer_listen": "0.0.0.0:0",
             "consumer_tls_listen": "127.0.0.1:0",
             "peer_listen": "127.0.0.1:0",
+            "metrics_listen": "127.0.0.1:0",
         }
     )
     with caplog.at_level("WARNING", logger="gateway.node"):

@@ -493,6 +493,7 @@ async def _split_view(net: LocalNet, tmp: Path) -> None:
             consumer_listen="127.0.0.1:0",
             consumer_tls_listen="127.0.0.1:0",
             peer_listen="127.0.0.1:0",
+            metrics_listen="127.0.0.1:0",
         )
     )
     await soest.start()
