@@ -112,6 +112,7 @@ COMPOSE_PORTS = {
     "melderegister-iserlohn": 8005,
     **{f"{n.service}:consumer": 8080 for n in NODES},
     **{f"{n.service}:peer": 8443 for n in NODES},
+    **{f"{n.service}:metrics": 9090 for n in NODES},
 }
 """The fixed ports of docker-compose.yml (tests/unit/test_compose.py checks they agree)."""
 LOOPBACK_PORTS = "loopback-ports.json"
@@ -176,6 +177,7 @@ def federation(state: Path, addresses: Addresses) -> LocalNet:
             addresses.ports[f"{n.service}:peer"],
             host=addresses.host(n.service),
             listen_host=addresses.listen_host,
+            metrics_port=addresses.ports[f"{n.service}:metrics"],
         )
         for n in NODES
     }
