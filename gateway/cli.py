@@ -100,22 +100,25 @@ def cmd_errors(args: argparse.Namespace) -> None:
 
 def cmd_registry_melderegister(args: argparse.Namespace) -> None:
     from registries.melderegister.app import serve
+    from registries.serving import limits_from
 
     token_file = Path(args.operator_token_file) if args.operator_token_file else None
-    serve(Path(args.db), args.host, args.port, args.city, token_file)
+    serve(Path(args.db), args.host, args.port, args.city, token_file, limits=limits_from(args))
 
 
 def cmd_registry_gewerberegister(args: argparse.Namespace) -> None:
     from registries.gewerberegister.app import serve
     from registries.gewerberegister.outbox import target_from
+    from registries.serving import limits_from
 
-    serve(Path(args.db), args.host, args.port, target_from(args))
+    serve(Path(args.db), args.host, args.port, target_from(args), limits=limits_from(args))
 
 
 def cmd_registry_ihk(args: argparse.Namespace) -> None:
     from registries.ihk.app import serve
+    from registries.serving import limits_from
 
-    serve(Path(args.db), args.host, args.port)
+    serve(Path(args.db), args.host, args.port, limits=limits_from(args))
 
 
 def cmd_registry_portal(args: argparse.Namespace) -> None:

@@ -7,12 +7,20 @@ own; only the local gateway node is supposed to reach it.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
-from registries.serving import add_guard_flags
+from gateway.net.guard import GuardSettings
+from registries.serving import add_guard_flags, limits_from
 
-Serve = Callable[[Path, str, int], None]
+
+class Serve(Protocol):
+    """A registry's ``serve``: its database, where to listen, the guard's limits."""
+
+    def __call__(
+        self, db_path: Path, host: str, port: int, *, limits: GuardSettings | None = None
+    ) -> None: ...
 
 
 def parser_for(prog: str, description: str, default_port: int) -> argparse.ArgumentParser:
@@ -48,4 +56,4 @@ def run(
     db: Path = args.db
     host: str = args.host
     port: int = args.port
-    serve(db, host, port)
+    serve(db, host, port, limits=limits_from(args))

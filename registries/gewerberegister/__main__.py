@@ -4,6 +4,7 @@ from collections.abc import Sequence
 
 from registries.gewerberegister import outbox
 from registries.gewerberegister.app import serve
+from registries.serving import limits_from
 from registries.standalone import parser_for
 
 
@@ -15,7 +16,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     outbox.add_arguments(parser)
     args = parser.parse_args(argv)
-    serve(args.db, args.host, args.port, outbox.target_from(args))
+    serve(args.db, args.host, args.port, outbox.target_from(args), limits=limits_from(args))
 
 
 if __name__ == "__main__":

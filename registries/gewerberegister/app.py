@@ -33,6 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
+from gateway.net.guard import GuardSettings
 from registries.common import (
     Clock,
     Fehler,
@@ -420,8 +421,15 @@ def create_app(
     return app
 
 
-def serve(db_path: Path, host: str, port: int, ihk: IhkTarget | None = None) -> None:
+def serve(
+    db_path: Path,
+    host: str,
+    port: int,
+    ihk: IhkTarget | None = None,
+    *,
+    limits: GuardSettings | None = None,
+) -> None:
     """Run the Gewerberegister with uvicorn until interrupted (used by the ``gateway`` CLI)."""
-    from registries.serving import serve_app
+    from registries.serving import DEFAULT_LIMITS, serve_app
 
-    serve_app(create_app(db_path, ihk=ihk), host, port)
+    serve_app(create_app(db_path, ihk=ihk), host, port, limits or DEFAULT_LIMITS)

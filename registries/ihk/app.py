@@ -29,6 +29,7 @@ from fastapi import Body, FastAPI, Query, Response
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from gateway.net.guard import GuardSettings
 from registries.common import (
     Clock,
     Fehler,
@@ -167,8 +168,8 @@ def create_app(db_path: Path, *, clock: Clock | None = None) -> FastAPI:
     return app
 
 
-def serve(db_path: Path, host: str, port: int) -> None:
+def serve(db_path: Path, host: str, port: int, *, limits: GuardSettings | None = None) -> None:
     """Run the IHK endpoint with uvicorn until interrupted (used by the ``gateway`` CLI)."""
-    from registries.serving import serve_app
+    from registries.serving import DEFAULT_LIMITS, serve_app
 
-    serve_app(create_app(db_path), host, port)
+    serve_app(create_app(db_path), host, port, limits or DEFAULT_LIMITS)

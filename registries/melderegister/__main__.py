@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from registries.melderegister.app import CITIES, serve
+from registries.serving import limits_from
 from registries.standalone import parser_for
 
 
@@ -26,7 +27,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="file holding the bearer token for GET /protokoll (without it: closed)",
     )
     args = parser.parse_args(argv)
-    serve(args.db, args.host, args.port, args.city, args.operator_token_file)
+    serve(
+        args.db,
+        args.host,
+        args.port,
+        args.city,
+        args.operator_token_file,
+        limits=limits_from(args),
+    )
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ from sqlalchemy import exists
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
+from gateway.net.guard import GuardSettings
 from registries.common import (
     NO_STORE,
     Fehler,
@@ -502,9 +503,13 @@ def serve(
     port: int,
     city: str = "lippstadt",
     operator_token_file: Path | None = None,
+    *,
+    limits: GuardSettings | None = None,
 ) -> None:
     """Run ``city``'s Melderegister with uvicorn until interrupted (``gateway`` CLI)."""
-    from registries.serving import serve_app
+    from registries.serving import DEFAULT_LIMITS, serve_app
 
     token = read_operator_token(operator_token_file) if operator_token_file else None
-    serve_app(create_app(db_path, city=city, operator_token=token), host, port)
+    serve_app(
+        create_app(db_path, city=city, operator_token=token), host, port, limits or DEFAULT_LIMITS
+    )

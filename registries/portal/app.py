@@ -48,6 +48,7 @@ from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
 from gateway.core.ids import ServiceId, SubsystemId
+from gateway.net.guard import GuardSettings
 from registries.common import Clock, disposing_lifespan, sqlite_engine
 from registries.edgetls import EdgeTls
 from registries.portal import pages
@@ -543,8 +544,10 @@ def create_app(settings: PortalSettings) -> FastAPI:
     return app
 
 
-def serve(settings: PortalSettings, host: str, port: int) -> None:
+def serve(
+    settings: PortalSettings, host: str, port: int, *, limits: GuardSettings | None = None
+) -> None:
     """Run the portal with uvicorn until interrupted (used by ``gateway registry portal``)."""
-    from registries.serving import serve_app
+    from registries.serving import DEFAULT_LIMITS, serve_app
 
-    serve_app(create_app(settings), host, port)
+    serve_app(create_app(settings), host, port, limits or DEFAULT_LIMITS)

@@ -69,8 +69,9 @@ def settings_from(args: argparse.Namespace) -> PortalSettings:
 
 def run(args: argparse.Namespace) -> None:
     from registries.portal.app import serve
+    from registries.serving import limits_from
 
-    serve(settings_from(args), args.host, args.port)
+    serve(settings_from(args), args.host, args.port, limits=limits_from(args))
 
 
 def main(argv: list[str] | None = None) -> None:
