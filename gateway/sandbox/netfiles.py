@@ -12,6 +12,7 @@ and so that a reader finds a file's path in one place. Everything listens on
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,11 +26,31 @@ from registries.edgetls import EdgeTls
 HOST = "127.0.0.1"
 
 
+_PORTS_BELOW_EPHEMERAL = range(20000, 32768)
+"""Where :func:`free_port` looks: below Linux's ephemeral range (32768-60999), which the
+OS hands to outgoing connections. A port the OS chose with ``bind(0)`` lies in that
+range, and between choosing it and the process that later binds it, any client socket
+on the machine may take it as its local port ("address already in use")."""
+_handed_out: set[int] = set()
+"""Ports this process has handed out, so two processes of one federation never get the
+same one (a test session starts many federations)."""
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
+    """A loopback port nothing listens on now, outside the ephemeral range, not handed
+    out before by this process."""
+    for _ in range(200):
+        port = secrets.choice(_PORTS_BELOW_EPHEMERAL)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise RuntimeError("no free port found below the ephemeral range")
 
 
 def _listen_note(listen_host: str) -> list[str]:
