@@ -18,9 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.net.guard import GuardSettings
 from registries.gewerberegister import __main__ as gewerberegister_main
 from registries.gewerberegister.app import create_app
 from registries.gewerberegister.outbox import IhkTarget
+from registries.serving import DEFAULT_LIMITS
 
 with warnings.catch_warnings():
     warnings.filterwarnings(
@@ -484,8 +486,16 @@ def test_seeding_happens_once(db_path: Path) -> None:
 def test_main_passes_arguments_to_serve(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[Path, str, int, object]] = []
 
-    def fake_serve(db_path: Path, host: str, port: int, ihk: object = None) -> None:
+    def fake_serve(
+        db_path: Path,
+        host: str,
+        port: int,
+        ihk: object = None,
+        *,
+        limits: GuardSettings | None = None,
+    ) -> None:
         calls.append((db_path, host, port, ihk))
+        assert limits == DEFAULT_LIMITS
 
     monkeypatch.setattr(gewerberegister_main, "serve", fake_serve)
 

@@ -13,10 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.net.guard import GuardSettings
 from registries.gewerberegister.app import Gewerbemeldung, ihk_benachrichtigung
 from registries.gewerberegister.app import create_app as create_gewerberegister
 from registries.ihk import __main__ as ihk_main
 from registries.ihk.app import create_app
+from registries.serving import DEFAULT_LIMITS
 
 with warnings.catch_warnings():
     warnings.filterwarnings(
@@ -226,15 +228,24 @@ def test_openapi_and_health(client: TestClient) -> None:
 
 def test_main_passes_arguments_to_serve(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[Path, str, int]] = []
+    given: list[GuardSettings | None] = []
 
-    def fake_serve(db_path: Path, host: str, port: int) -> None:
+    def fake_serve(
+        db_path: Path, host: str, port: int, *, limits: GuardSettings | None = None
+    ) -> None:
         calls.append((db_path, host, port))
+        given.append(limits)
 
     monkeypatch.setattr(ihk_main, "serve", fake_serve)
 
     ihk_main.main(["--db", "i.db"])
+    ihk_main.main(["--db", "i.db", "--header-timeout", "3", "--max-connections-per-ip", "7"])
 
-    assert calls == [(Path("i.db"), "127.0.0.1", 8003)]
+    assert calls == [(Path("i.db"), "127.0.0.1", 8003)] * 2
+    assert given == [
+        DEFAULT_LIMITS,
+        GuardSettings(header_timeout=3, max_connections=256, max_connections_per_ip=7),
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, create_engine
 
 from gateway.core.datasubject import parse_data_subjects
+from gateway.net.guard import GuardSettings
 from registries.melderegister import __main__ as melderegister_main
 from registries.melderegister.app import (
     CITIES,
@@ -32,6 +33,7 @@ from registries.melderegister.app import (
     read_operator_token,
 )
 from registries.melderegister.idnr import is_idnr
+from registries.serving import DEFAULT_LIMITS
 
 with warnings.catch_warnings():
     # Starlette >= 1.x warns at import time when it finds ``httpx`` instead of ``httpx2``;
@@ -342,9 +344,19 @@ def test_health(client: TestClient) -> None:
 
 def test_main_passes_arguments_to_serve(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls: list[tuple[Path, str, int, str, Path | None]] = []
+    received: list[GuardSettings | None] = []
 
-    def fake_serve(db_path: Path, host: str, port: int, city: str, token_file: Path | None) -> None:
+    def fake_serve(
+        db_path: Path,
+        host: str,
+        port: int,
+        city: str,
+        token_file: Path | None,
+        *,
+        limits: GuardSettings | None = None,
+    ) -> None:
         calls.append((db_path, host, port, city, token_file))
+        received.append(limits)
 
     monkeypatch.setattr(melderegister_main, "serve", fake_serve)
 
@@ -360,6 +372,7 @@ def test_main_passes_arguments_to_serve(monkeypatch: pytest.MonkeyPatch, tmp_pat
         (tmp_path / "a.db", "127.0.0.1", 8001, "lippstadt", None),
         (Path("b.db"), "127.0.0.2", 9001, "iserlohn", Path("token")),
     ]
+    assert received == [DEFAULT_LIMITS, DEFAULT_LIMITS]
     with pytest.raises(SystemExit):
         melderegister_main.main(["--db", "c.db", "--city", "soest"])
 
