@@ -55,6 +55,16 @@ of the signed response header: too many, a long name, a long value, too large to
 a character outside Latin-1."""
 
 
+def call(net: LocalNet) -> httpx.Response:
+    """Soest's trade office asks Lippstadt's Melderegister through Soest's plain port."""
+    return httpx.get(
+        f"{net.nodes[SOEST.ags].consumer_url}/r1/{SERVICE}",
+        params={"familienname": "Schmidt"},
+        headers={"X-Road-Client": str(GEWERBEAMT)},
+        timeout=30,
+    )
+
+
 def fetch_ocsp(net: LocalNet, cert: x509.Certificate) -> bytes:
     """The DER OCSP response the federation's responder gives for ``cert`` right now."""
     response = httpx.post(

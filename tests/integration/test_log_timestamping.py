@@ -33,6 +33,7 @@ from tests.integration.conftest import (
     SERVICE,
     SOEST,
     RecordingRegistry,
+    call,
 )
 
 pytestmark = pytest.mark.integration
@@ -71,15 +72,6 @@ def tsnet(
         yield federation
     finally:
         federation.stop()
-
-
-def call(net: LocalNet) -> httpx.Response:
-    return httpx.get(
-        f"{net.nodes[SOEST.ags].consumer_url}/r1/{SERVICE}",
-        params={"familienname": "Schmidt"},
-        headers={"X-Road-Client": str(GEWERBEAMT)},
-        timeout=30,
-    )
 
 
 def eventually(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:

@@ -21,13 +21,19 @@ from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
 from gateway.conf.directory import TrustParameters
 from gateway.messagelog.proofs import timestamp_status
 from gateway.sandbox.localnet import LocalNet, ServiceSpec, wait_http
-from tests.integration.conftest import GEWERBEAMT, LIPPSTADT, SERVICE, SOEST, RecordingRegistry
+from tests.integration.conftest import (
+    GEWERBEAMT,
+    LIPPSTADT,
+    SERVICE,
+    SOEST,
+    RecordingRegistry,
+    call,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -54,15 +60,6 @@ def restartnet(
         yield federation
     finally:
         federation.stop()
-
-
-def call(net: LocalNet) -> httpx.Response:
-    return httpx.get(
-        f"{net.nodes[SOEST.ags].consumer_url}/r1/{SERVICE}",
-        params={"familienname": "Schmidt"},
-        headers={"X-Road-Client": str(GEWERBEAMT)},
-        timeout=30,
-    )
 
 
 def gateway(*args: str) -> subprocess.CompletedProcess[str]:
