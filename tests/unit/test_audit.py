@@ -161,7 +161,8 @@ def test_chunks_in_worker_processes_give_the_same_verdict(
     # damage two entries in different chunks: the earlier one must be named
     for victim in (-12, -3):
         at = lines[victim].index(b'"header":"') + 30
-        lines[victim] = lines[victim][:at] + b"A" + lines[victim][at + 1 :]
+        other = b"B" if lines[victim][at : at + 1] == b"A" else b"A"
+        lines[victim] = lines[victim][:at] + other + lines[victim][at + 1 :]
     damaged = tmp_path / "damaged.jsonl"
     damaged.write_bytes(b"".join(lines))
     with damaged.open("rb") as handle:
