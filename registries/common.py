@@ -30,7 +30,7 @@ from typing import Annotated, Any, Final, Literal
 
 from fastapi import FastAPI, Response
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.engine import URL
 from sqlmodel import create_engine
 
@@ -101,10 +101,26 @@ def sqlite_engine(db_path: Path) -> Engine:
 
     ``check_same_thread`` is off because FastAPI runs sync endpoints in a thread pool; each
     request still uses its own pooled connection, never one shared across threads.
+
+    Every connection runs in WAL mode with ``synchronous=FULL``: a commit is still on disk
+    before the answer goes out (each registry's protocol of retrievals must survive a
+    crash), but it costs one append and one fsync of the log instead of a rollback
+    journal's create, two fsyncs and unlink, which was most of a lookup's time.
     """
     db_path.parent.mkdir(parents=True, exist_ok=True)
     url = URL.create("sqlite", database=str(db_path))
-    return create_engine(url, connect_args={"check_same_thread": False})
+    engine = create_engine(url, connect_args={"check_same_thread": False})
+    event.listen(engine, "connect", _wal)
+    return engine
+
+
+def _wal(dbapi_connection: Any, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+    finally:
+        cursor.close()
 
 
 def disposing_lifespan(
