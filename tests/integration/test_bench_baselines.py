@@ -8,17 +8,19 @@ refused client without a certificate, a failed next hop. Speed is ``make bench``
 
 from __future__ import annotations
 
+import json
 import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
 
-from gateway.sandbox.bench import nginx
+from gateway.sandbox.bench import nginx, wrk
 from gateway.sandbox.localnet import LocalNet, free_port, wait_http
 from tests.integration.conftest import LIPPSTADT, SOEST, RecordingRegistry
 
@@ -184,3 +186,44 @@ def test_nginx_back_requires_a_client_certificate(
     nginx_pair: tuple[str, str], certs: LocalNet
 ) -> None:
     _refuses_without_client_certificate(nginx_pair[1], certs)
+
+
+@pytest.mark.parametrize("generator", ["python", "wrk"])
+def test_both_load_generators_send_what_they_are_told(
+    generator: str, registry: RecordingRegistry, tmp_path: Path
+) -> None:
+    """A GET for the sample registry's lookups, a POST with headers and body for the
+    exchanges: each generator counts the answers it got and sends the request asked."""
+    if generator == "wrk" and wrk.executable() is None:
+        pytest.skip("wrk is not installed (Debian: apt-get install wrk)")
+    for method in ("GET", "POST"):
+        before = registry.count()
+        url = f"{registry.url}/bench-{method.lower()}"
+        if generator == "wrk":
+            result = wrk.run(
+                url,
+                concurrency=2,
+                duration=1,
+                headers={"Content-Type": "application/json", "X-Probe": "wrk"},
+                body=BODY if method == "POST" else b"",
+                method=method,
+                workdir=tmp_path,
+            )
+        else:
+            args = [
+                sys.executable, "-m", "gateway.sandbox.bench.loadgen", "--url", url,
+                "--concurrency", "2", "--duration", "0.5", "--method", method,
+                "--header", "X-Probe: python", "--body-bytes", str(len(BODY)),
+            ]  # fmt: skip
+            done = subprocess.run(args, capture_output=True, check=True, timeout=60)
+            result = json.loads(done.stdout)
+        calls = registry.calls[before:]
+        assert result["errors"] == 0, result["first_error"]
+        assert result["ok"] > 0
+        assert len(calls) >= result["ok"]
+        assert {c.method for c in calls} == {method}
+        assert {c.headers.get("x-probe") for c in calls} == {generator}
+        if method == "POST":
+            assert all(c.body.startswith(b'{"pad":') and len(c.body) > 3000 for c in calls)
+        else:
+            assert all(c.body == b"" for c in calls)
