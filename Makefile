@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian packages the tests use, as FILE=PACKAGE: each is installed only when FILE is missing.
-SYSTEM_PACKAGES := /usr/bin/chromium=chromium /usr/bin/openssl=openssl
+SYSTEM_PACKAGES := /usr/bin/chromium=chromium /usr/bin/openssl=openssl /usr/lib/postgresql=postgresql
 
 system-packages:
 	scripts/system-packages $(SYSTEM_PACKAGES)

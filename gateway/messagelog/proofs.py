@@ -18,6 +18,7 @@ from cryptography import x509
 
 from gateway.core.logtree import LoggedEntry, ProvenTime, verify_entry_time
 from gateway.core.merkle import consistency_proof, inclusion_proof
+from gateway.messagelog.postgres_schema import is_postgres_url
 from gateway.messagelog.records import (
     ARCHIVED,
     CosignatureRow,
@@ -54,8 +55,15 @@ __all__ = [
 ]
 
 
-def open_store(source: LogStore | Path) -> LogStore:
-    """``source`` itself, or the store over the SQLite log file at that path."""
+def open_store(source: LogStore | Path | str) -> LogStore:
+    """``source`` itself, the store over a PostgreSQL log given its ``postgresql://``
+    URL, or the store over the SQLite log file at that path."""
+    if isinstance(source, str):
+        if is_postgres_url(source):
+            from gateway.messagelog.postgres import PostgresLogStore
+
+            return PostgresLogStore(source)
+        return SqliteLogStore(Path(source))
     return SqliteLogStore(source) if isinstance(source, Path) else source
 
 

@@ -1,10 +1,11 @@
 """The message log is one package behind one storage boundary (docs/adr/0018).
 
-* Only the SQLite backend's modules (``gateway/messagelog/sqlite.py`` for reads,
-  ``sqlite_writes.py`` for side writes, ``sqlite_commit.py`` for the writer thread's
-  transactions) hold SQL against
-  the log's tables; the node, ``gateway.audit``, the CLI, the demo and the benchmarks read and
-  write through the package.
+* Only the backends' modules hold SQL against the log's tables: SQLite's
+  (``gateway/messagelog/sqlite*.py``: ``sqlite.py`` for reads, ``sqlite_writes.py`` for
+  side writes, ``sqlite_commit.py`` for the writer thread's transactions) and
+  PostgreSQL's (``gateway/messagelog/postgres*.py``, docs/adr/0035); the node,
+  ``gateway.audit``, the CLI, the demo and the benchmarks read and write through the
+  package.
 * Outside the package, code imports the package's public API only: ``gateway.messagelog``
   and its service modules, never the backend modules.
 * No import cycle runs through the log's or the node's modules (the auditor API and the
@@ -44,9 +45,14 @@ SQL_MODULES = frozenset(
         "gateway/messagelog/sqlite.py",
         "gateway/messagelog/sqlite_commit.py",
         "gateway/messagelog/sqlite_writes.py",
+        "gateway/messagelog/postgres.py",
+        "gateway/messagelog/postgres_commit.py",
+        "gateway/messagelog/postgres_writes.py",
     }
 )
-"""The SQLite backend: the only modules that may speak SQL to the log."""
+"""The two backends: the only modules that may speak SQL to the log."""
+SQL_MODULE_NAMES = re.compile(r"gateway/messagelog/(sqlite|postgres)\w*\.py")
+"""Where a backend module may be added; nothing else may ever join ``SQL_MODULES``."""
 PUBLIC = frozenset(
     {
         "gateway.messagelog",
@@ -155,6 +161,10 @@ def test_only_the_backend_speaks_sql_to_the_log(path: Path) -> None:
         return
     found = sql_against_the_log(path.read_text("utf-8"))
     assert not found, f"{_relative(path)} holds SQL against the message log: {found}"
+
+
+def test_only_backend_modules_may_hold_sql() -> None:
+    assert all(SQL_MODULE_NAMES.fullmatch(m) for m in SQL_MODULES)
 
 
 def test_the_backend_does_hold_the_sql() -> None:
