@@ -103,7 +103,9 @@ class PgCluster:
 
     def stop(self) -> None:
         try:
-            self._run([str(self._bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"])
+            self._run(
+                [str(self._bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"]
+            )
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 

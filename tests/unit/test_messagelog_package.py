@@ -37,7 +37,11 @@ from gateway.messagelog import (
     StoredEntry,
     read_entries,
 )
+from gateway.messagelog.postgres import PostgresLogStore
+from gateway.messagelog.postgres_commit import PostgresWriterDb
 from gateway.messagelog.schema import schema_tables
+from gateway.messagelog.sqlite_writer import SqliteWriterDb
+from gateway.messagelog.writer_queue import WriterDb
 
 PACKAGE_ROOT = Path(gateway.__file__).resolve().parent
 SQL_MODULES = frozenset(
@@ -229,6 +233,14 @@ def _writer_conforms(log: MessageLog) -> LogWriter:
 
 def _store_conforms(store: SqliteLogStore) -> LogStore:
     return store  # and its read side against the store protocol
+
+
+def _postgres_store_conforms(store: PostgresLogStore) -> LogStore:
+    return store  # the PostgreSQL reads too
+
+
+def _writer_dbs_conform(lite: SqliteWriterDb, pg: PostgresWriterDb) -> list[WriterDb]:
+    return [lite, pg]  # and both backends' transactions against what the writer drives
 
 
 def test_role_and_kind_are_enums_stored_as_the_same_strings(tmp_path: Path) -> None:

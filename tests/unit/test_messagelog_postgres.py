@@ -16,7 +16,7 @@ import sqlite3
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -264,3 +264,54 @@ def test_upgrade_makes_the_same_tables_on_both_backends(pg_url: str, tmp_path: P
     )
     assert {t for t, _ in pg} >= {"message_log", "log_tree_state", "seen_request"}
     assert lite - {("sqlite_sequence", "name"), ("sqlite_sequence", "seq")} == pg
+
+
+def test_a_lost_connection_fails_the_batch_and_the_writer_reconnects(pg_url: str) -> None:
+    async def scenario() -> None:
+        async with MessageLog(pg_url, clock=clock) as log:
+            await log.append([record("a")])
+            row = await log.write(lambda conn: conn.execute("SELECT pg_backend_pid()").fetchone())
+            assert isinstance(row, tuple)
+            sql(pg_url, f"SELECT pg_terminate_backend({int(row[0])})")
+            with pytest.raises(MessageLogError):
+                await log.append([record("lost")])
+            assert len(await log.append([record("b")])) == 1
+
+    asyncio.run(scenario())
+    entries = read_entries(pg_url)
+    assert [e.body for e in entries] == [b"a", b"b"]
+    verified_sequence(entries)
+
+
+def test_a_log_in_postgresql_exports_verifies_and_archives(pg_url: str, tmp_path: Path) -> None:
+    from gateway.audit.archive import archive_before
+    from gateway.audit.export import Selection, export_bundle
+    from gateway.audit.parallel import verify_file
+    from gateway.messagelog import NotProvableError, prove_entry
+    from gateway.sandbox.bench.audit import START, build_log
+
+    log = build_log(tmp_path / "log", 24, head_every=6, database_url=pg_url)
+    store = open_store(pg_url)
+    assert not log.db.exists()  # every row went to PostgreSQL
+    whole = tmp_path / "whole.jsonl"
+    export_bundle(store, whole, Selection(all=True), now=START + timedelta(days=1))
+    assert verify_file(whole, log.anchor).entries == 24
+
+    cut = store.entries(message_id=None)[12].logged_at
+    before = datetime.fromisoformat(cut.replace("Z", "+00:00"))
+    archive = tmp_path / "archive.jsonl"
+    result = archive_before(
+        store, before, archive, now=START + timedelta(days=1), anchor=log.anchor
+    )
+    assert result.verified and result.first_leaf == 0 and result.entries >= 1
+    pruned = store.entries()[: result.entries]
+    assert {(e.body_omitted, e.header, e.body) for e in pruned} == {("archived", b"", b"")}
+    rest = tmp_path / "rest.jsonl"
+    exported = export_bundle(store, rest, Selection(all=True), now=START + timedelta(days=1))
+    assert exported.archived == result.entries
+    assert verify_file(rest, log.anchor).entries == 24 - result.entries
+    with pytest.raises(NotProvableError, match="archived"):
+        prove_entry(store, pruned[0].id, log.tsa_cert)
+    proof, _ = prove_entry(store, store.entries()[-1].id, log.tsa_cert)
+    assert proof.leaf_index == 23
+    asyncio.run(MessageLog(pg_url, clock=clock).close())  # the node still starts on it

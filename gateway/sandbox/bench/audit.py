@@ -74,12 +74,20 @@ SUBJECT = "52693074139"
 @dataclass(frozen=True)
 class SyntheticLog:
     db: Path
+    """The SQLite file, or the directory's would-be file when the log is in PostgreSQL."""
     anchor: AuditTrustAnchor
     anchor_path: Path
     ca: x509.Certificate
     tsa_cert: x509.Certificate
     tsa_key: ec.EllipticCurvePrivateKey
     entries: int
+    database_url: str | None = None
+    """The PostgreSQL database holding the log, if it is not the SQLite file."""
+
+    @property
+    def location(self) -> Path | str:
+        """Where the log is, for ``open_store``: the database URL or the file."""
+        return self.database_url or self.db
 
 
 class _Clock:
@@ -113,10 +121,13 @@ def build_log(
     body_policy: Callable[[LogRecord], str] | None = None,
     user_id: str | None = None,
     issue: str | None = None,
+    database_url: str | None = None,
 ) -> SyntheticLog:
     """Write ``entries`` signed entries (request/response pairs) and stamped tree heads.
 
     ``user_id`` and ``issue`` go into every request header, as a clerk's reads carry them.
+    With ``database_url`` the log is written to that PostgreSQL database (its schema made
+    by ``gateway db upgrade``) instead of a SQLite file in ``directory``.
     """
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = generate_key()
@@ -139,7 +150,7 @@ def build_log(
     db = directory / "messagelog.sqlite"
     asyncio.run(
         _write(
-            db,
+            database_url or db,
             entries,
             head_every,
             body,
@@ -156,7 +167,14 @@ def build_log(
         )
     )
     return SyntheticLog(
-        db, AuditTrustAnchor((ca,), (tsa_cert,)), anchor_path, ca, tsa_cert, tsa_key, entries
+        db,
+        AuditTrustAnchor((ca,), (tsa_cert,)),
+        anchor_path,
+        ca,
+        tsa_cert,
+        tsa_key,
+        entries,
+        database_url,
     )
 
 
@@ -173,7 +191,7 @@ def stamp(
 
 
 async def _write(
-    db: Path,
+    db: Path | str,
     entries: int,
     head_every: int,
     body: bytes,
