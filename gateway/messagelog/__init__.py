@@ -122,6 +122,7 @@ __all__ = [
     "latest_signed_head",
     "leaf_hashes",
     "load_statuses",
+    "log_source",
     "open_log",
     "open_store",
     "prove_entry",
@@ -160,6 +161,11 @@ def upgrade_schema(location: Path | str) -> str:
 def is_database_url(location: object) -> bool:
     """True if ``location`` names a PostgreSQL database rather than a SQLite file."""
     return is_postgres_url(location)
+
+
+def log_source(text: str) -> Path | str:
+    """What a command's ``--db`` names: a ``postgresql://`` URL as it is, else a file."""
+    return text if is_postgres_url(text) else Path(text)
 
 
 def read_entries(

@@ -283,7 +283,9 @@ def test_a_lost_connection_fails_the_batch_and_the_writer_reconnects(pg_url: str
     verified_sequence(entries)
 
 
-def test_a_log_in_postgresql_exports_verifies_and_archives(pg_url: str, tmp_path: Path) -> None:
+def test_a_log_in_postgresql_exports_verifies_and_archives(
+    pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from gateway.audit.archive import archive_before
     from gateway.audit.export import Selection, export_bundle
     from gateway.audit.parallel import verify_file
@@ -296,6 +298,12 @@ def test_a_log_in_postgresql_exports_verifies_and_archives(pg_url: str, tmp_path
     whole = tmp_path / "whole.jsonl"
     export_bundle(store, whole, Selection(all=True), now=START + timedelta(days=1))
     assert verify_file(whole, log.anchor).entries == 24
+    # The commands take the database's URL where they take a log file.
+    main(["log", "show", "--db", pg_url])
+    assert len(capsys.readouterr().out.splitlines()) == 24
+    by_cli = tmp_path / "cli.jsonl"
+    main(["audit", "export", "--db", pg_url, "--all", "--out", str(by_cli)])
+    assert verify_file(by_cli, log.anchor).entries == 24
 
     cut = store.entries(message_id=None)[12].logged_at
     before = datetime.fromisoformat(cut.replace("Z", "+00:00"))
