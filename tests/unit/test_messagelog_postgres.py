@@ -323,3 +323,25 @@ def test_a_log_in_postgresql_exports_verifies_and_archives(
     proof, _ = prove_entry(store, store.entries()[-1].id, log.tsa_cert)
     assert proof.leaf_index == 23
     asyncio.run(MessageLog(pg_url, clock=clock).close())  # the node still starts on it
+
+
+def test_the_node_names_its_log_by_file_or_by_database_url() -> None:
+    from pydantic import ValidationError
+
+    from gateway.node.config import NodeConfig
+
+    node = {"id": "DE-NRW/GOV/05974028/ss1", "auth_cert": "a.pem", "auth_key": "a.key"}
+
+    def config(**log: str) -> NodeConfig:
+        return NodeConfig.model_validate(
+            {"node": {**node, **log}, "signing": [], "globalconf": {"anchor": "anchor.json"}}
+        )
+
+    url = "postgresql://gateway@db.example.org/lippstadt"
+    assert config(database_url=url).node.log_location == url
+    assert config(messagelog="log.sqlite").node.log_location == Path("log.sqlite")
+    for wrong in ({}, {"messagelog": "log.sqlite", "database_url": url}):
+        with pytest.raises(ValidationError, match="exactly one of messagelog"):
+            config(**wrong)
+    with pytest.raises(ValidationError, match="postgresql://"):
+        config(database_url="mysql://db/lippstadt")
