@@ -8,6 +8,7 @@ node owner's key after every few exchanges through ``MessageLog.append_admin``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import json
@@ -16,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.audit.bundle import Bundle
 from gateway.audit.bundle_read import read_bundle
@@ -23,7 +25,11 @@ from gateway.audit.export import ExportError, Selection, export_bundle
 from gateway.audit.parallel import verify_file
 from gateway.audit.verify import AuditError, AuditFailure, verify_bundle
 from gateway.core.adminrecord import AdminRecord
-from gateway.sandbox.bench.audit import START, SyntheticLog, build_log
+from gateway.core.logtree import entry_leaf, tree_head_document
+from gateway.core.merkle import leaf_hash
+from gateway.core.roles import ApiRole, key_actor
+from gateway.messagelog import MessageLog, SqliteLogStore, TreeHeadRecord
+from gateway.sandbox.bench.audit import NODE, SERVICE, START, SyntheticLog, build_log, stamp
 
 EXCHANGE_ENTRIES = 20
 ADMIN_EVERY = 5
@@ -114,9 +120,6 @@ def test_an_admin_record_rewritten_with_its_leaf_is_not_included(
     pristine: Bundle, log: SyntheticLog
 ) -> None:
     # The forger recomputes the leaf hash too: the tree heads still hold the old one.
-    from gateway.core.logtree import entry_leaf
-    from gateway.core.merkle import leaf_hash
-
     position = admin_positions(pristine)[1]
     original = pristine.entries[position]
     record = AdminRecord.from_bytes(original.header)
@@ -173,3 +176,113 @@ def test_a_time_range_of_admin_records_verifies(
     assert 0 < len(expected) < ADMIN_ENTRIES
     assert [e.id for e in bundle.entries if e.kind == "admin"] == expected
     assert verify_bundle(bundle, log.anchor).admin_records == len(expected)
+
+
+# -- what only an admin entry's own checks catch ---------------------------------------------
+
+LATER = START + timedelta(seconds=30)
+"""When the extra admin records below are made: after the log's last tree head, while
+the owner's OCSP answer is still fresh."""
+
+
+def _copy(log: SyntheticLog, tmp_path: Path) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    copy = tmp_path / "messagelog.sqlite"
+    with sqlite3.connect(log.db) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    return copy
+
+
+def _stamp_and_export(log: SyntheticLog, db: Path, out: Path) -> Bundle:
+    """Time-stamp the copy's tree as it is now (the TSA of the log), export it whole."""
+
+    async def stamp_head() -> None:
+        async with MessageLog(db, clock=lambda: LATER) as writer:
+            snapshot = writer.tree_snapshot()
+            document = tree_head_document(NODE, snapshot.tree_size, snapshot.root_hash)
+            await writer.append_tree_head(
+                TreeHeadRecord(
+                    snapshot.tree_size,
+                    snapshot.root_hash,
+                    snapshot.last_entry_id,
+                    document,
+                    LATER,
+                    stamp(document, log.tsa_cert, log.tsa_key, LATER, 99),
+                    "Audit Bench TSA",
+                    log.tsa_cert.public_bytes(Encoding.DER),
+                )
+            )
+
+    asyncio.run(stamp_head())
+    export_bundle(db, out, Selection(all=True), now=LATER)
+    with out.open("rb") as handle:
+        return read_bundle(handle)
+
+
+def _late_change() -> AdminRecord:
+    return AdminRecord(
+        at=LATER,
+        actor=key_actor("0123456789ab", "mallory"),
+        role=ApiRole.SYSTEM_ADMINISTRATOR.value,
+        action="access.grant",
+        target=SERVICE,
+        before=None,
+        after={"subjects": ["DE-NRW/GOV/05974040/gewerbeamt"]},
+    )
+
+
+def test_an_admin_record_must_be_signed_by_the_nodes_owner(
+    log: SyntheticLog, tmp_path: Path
+) -> None:
+    db = _copy(log, tmp_path)
+    assert log.consumer is not None  # a member in good standing, but not this node's owner
+
+    async def log_change() -> int:
+        async with MessageLog(db, clock=lambda: LATER) as writer:
+            assert log.consumer is not None
+            return (await writer.append_admin(_late_change(), log.consumer)).entry_id
+
+    entry_id = asyncio.run(log_change())
+    bundle = _stamp_and_export(log, db, tmp_path / "foreign.jsonl")
+    error = refused(bundle, log)
+    assert error.reason is AuditFailure.SIGNER
+    assert error.piece.startswith(f"entry {entry_id} ")
+    assert "DE-NRW/GOV/05974028" in error.detail
+
+
+def test_an_admin_entry_must_carry_its_records_fields(log: SyntheticLog, tmp_path: Path) -> None:
+    # A node that wrote the entry's columns other than its signed record says: the leaf
+    # and the tree are consistent with the row, only the record contradicts it.
+    db = _copy(log, tmp_path)
+
+    async def log_change() -> int:
+        async with MessageLog(db, clock=lambda: LATER) as writer:
+            assert log.owner is not None
+            return (await writer.append_admin(_late_change(), log.owner)).entry_id
+
+    entry_id = asyncio.run(log_change())
+    entry = SqliteLogStore(db).entry(entry_id)
+    assert entry is not None
+    claimed = dataclasses.replace(entry, service="DE-NRW/GOV/05974028/other/service")
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "UPDATE message_log SET service = ?, leaf_hash = ? WHERE id = ?",
+            (claimed.service, leaf_hash(entry_leaf(claimed.leaf_entry())), entry_id),
+        )
+        conn.execute("DELETE FROM log_tree_state")  # the node rebuilds its tree at start
+    bundle = _stamp_and_export(log, db, tmp_path / "claimed.jsonl")
+    error = refused(bundle, log)
+    assert error.reason is AuditFailure.HEADER_MISMATCH
+    assert error.piece.startswith(f"entry {entry_id} ")
+    assert "service" in error.detail
+    # the same change as the node really logged it verifies, with its OCSP answer
+    honest = _copy(log, tmp_path / "honest")
+
+    async def log_honestly() -> None:
+        async with MessageLog(honest, clock=lambda: LATER) as writer:
+            assert log.owner is not None
+            await writer.append_admin(_late_change(), log.owner)
+
+    asyncio.run(log_honestly())
+    report = verify_bundle(_stamp_and_export(log, honest, tmp_path / "honest.jsonl"), log.anchor)
+    assert report.admin_records == ADMIN_ENTRIES + 1

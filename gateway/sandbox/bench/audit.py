@@ -83,6 +83,10 @@ class SyntheticLog:
     tsa_cert: x509.Certificate
     tsa_key: ec.EllipticCurvePrivateKey
     entries: int
+    owner: Signer | None = None
+    """The node owner's (the provider's) signer, for tests that log more."""
+    consumer: Signer | None = None
+    """The consumer's signer: a member other than the node's owner."""
 
 
 class _Clock:
@@ -163,7 +167,15 @@ def build_log(
         )
     )
     return SyntheticLog(
-        db, AuditTrustAnchor((ca,), (tsa_cert,)), anchor_path, ca, tsa_cert, tsa_key, entries
+        db,
+        AuditTrustAnchor((ca,), (tsa_cert,)),
+        anchor_path,
+        ca,
+        tsa_cert,
+        tsa_key,
+        entries,
+        provider,
+        consumer,
     )
 
 
