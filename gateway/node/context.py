@@ -37,6 +37,7 @@ from gateway.node.clientauth import (
 )
 from gateway.node.clock import Clock
 from gateway.node.config import NodeConfig, ServiceSection
+from gateway.node.failover import PeerBackoff, PeerHealth
 from gateway.node.monitoring import Monitoring
 from gateway.node.ocsp import OwnOcsp, OwnStatusUnavailable
 from gateway.node.replay import ReplayGuard
@@ -115,6 +116,11 @@ class NodeContext:
         """The registered information-system certificates (reread when the file changes)."""
         self.monitoring = monitoring
         """Counters, histograms and operational records of the exchanges (monitoring.py)."""
+        self.peers = PeerHealth(
+            PeerBackoff(config.node.peer_backoff_seconds, config.node.peer_backoff_max_seconds)
+        )
+        """Which peer nodes could be reached lately, and how fast (failover.py); the
+        client proxy orders a provider's nodes by it, the metrics show it."""
 
     @property
     def directory(self) -> Directory:
