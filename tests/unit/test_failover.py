@@ -6,10 +6,14 @@ is exercised without waiting.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from pydantic import ValidationError
 
 from gateway.conf.directory import NodeInfo
 from gateway.core.ids import NodeId
+from gateway.node.config import NodeSection
 from gateway.node.failover import PeerBackoff, PeerHealth
 
 A, B, C = (
@@ -132,3 +136,24 @@ def test_snapshot_for_the_metrics() -> None:
 def test_a_backoff_must_be_positive_and_ordered(initial: float, maximum: float) -> None:
     with pytest.raises(ValueError, match="backoff"):
         PeerBackoff(initial, maximum)
+
+
+def _section(**backoff: float) -> NodeSection:
+    return NodeSection(
+        id="DE-NRW/GOV/05974040/ss1",
+        messagelog=Path("log.sqlite"),
+        auth_cert=Path("auth.pem"),
+        auth_key=Path("auth.key"),
+        **backoff,
+    )
+
+
+def test_the_backoff_settings_of_node_toml() -> None:
+    default = _section()
+    assert (default.peer_backoff_seconds, default.peer_backoff_max_seconds) == (5, 60)
+    chosen = _section(peer_backoff_seconds=0.5, peer_backoff_max_seconds=2)
+    assert (chosen.peer_backoff_seconds, chosen.peer_backoff_max_seconds) == (0.5, 2)
+    with pytest.raises(ValidationError, match="peer_backoff_max_seconds"):
+        _section(peer_backoff_seconds=10, peer_backoff_max_seconds=5)
+    with pytest.raises(ValidationError, match="peer_backoff_seconds"):
+        _section(peer_backoff_seconds=0)
