@@ -41,6 +41,7 @@ class Code(StrEnum):
     CP_CERT_VALIDATION = "server.clientproxy.cert_validation"
     CP_OCSP_UNAVAILABLE = "server.clientproxy.ocsp_unavailable"
     CP_GLOBAL_CONF_OUTDATED = "server.clientproxy.global_conf_outdated"
+    CP_MAINTENANCE_MODE = "server.clientproxy.maintenance_mode"
     CP_INTERNAL_ERROR = "server.clientproxy.internal_error"
 
     SP_UNKNOWN_MEMBER = "server.serverproxy.unknown_member"
@@ -68,12 +69,30 @@ class Code(StrEnum):
     SP_CERT_VALIDATION = "server.serverproxy.cert_validation"
     SP_OCSP_UNAVAILABLE = "server.serverproxy.ocsp_unavailable"
     SP_GLOBAL_CONF_OUTDATED = "server.serverproxy.global_conf_outdated"
+    SP_MAINTENANCE_MODE = "server.serverproxy.maintenance_mode"
     SP_INTERNAL_ERROR = "server.serverproxy.internal_error"
 
     AUDIT_ACCESS_DENIED = "client.audit_access_denied"
     AUDIT_NOT_FOUND = "client.audit_not_found"
     WITNESS_SPLIT_VIEW = "server.clientproxy.witness_split_view"
     WITNESS_PEER_FAILED = "server.clientproxy.witness_failed"
+    SP_INVALID_OPERATIONAL_QUERY = "server.serverproxy.invalid_operational_query"
+
+    # The node's management functions (service descriptions, keys and certificates):
+    # refusals an operator gets, never an exchange's.
+    DESCRIPTION_UNREACHABLE = "client.service_description.unreachable"
+    DESCRIPTION_TOO_LARGE = "client.service_description.too_large"
+    DESCRIPTION_NOT_JSON = "client.service_description.not_json"
+    DESCRIPTION_NOT_OPENAPI = "client.service_description.not_openapi"
+    DESCRIPTION_NO_PATHS = "client.service_description.no_paths"
+    KEY_NOT_FOUND = "client.key.not_found"
+    KEY_EXISTS = "client.key.exists"
+    CERT_INVALID = "client.certificate.invalid"
+    CERT_NO_MATCHING_KEY = "client.certificate.no_matching_key"
+    CERT_UNTRUSTED = "client.certificate.untrusted"
+    CERT_EXPIRED = "client.certificate.expired"
+    CERT_WRONG_USAGE = "client.certificate.wrong_usage"
+    CERT_ALREADY_INSTALLED = "client.certificate.already_installed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +154,11 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
         500,
         "The consumer's node holds no valid global configuration (its signed metadata "
         "expired and no fresh one could be fetched), so it sends nothing.",
+    ),
+    Code.CP_MAINTENANCE_MODE: ErrorSpec(
+        500,
+        "The consumer's node is in maintenance mode: it finishes the exchanges in flight "
+        "and starts no new one; send the request to another node of the member, or later.",
     ),
     Code.CP_INTERNAL_ERROR: ErrorSpec(500, "Internal error on the consumer's node."),
     Code.SP_UNKNOWN_MEMBER: ErrorSpec(500, "The client is not known in this instance."),
@@ -202,6 +226,11 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
         "The provider's node holds no valid global configuration (its signed metadata "
         "expired and no fresh one could be fetched), so it answers nothing.",
     ),
+    Code.SP_MAINTENANCE_MODE: ErrorSpec(
+        500,
+        "The provider's node is in maintenance mode: it finishes the exchanges in flight "
+        "and accepts no new one; the registry was not called.",
+    ),
     Code.SP_INTERNAL_ERROR: ErrorSpec(500, "Internal error on the provider's node."),
     Code.AUDIT_ACCESS_DENIED: ErrorSpec(
         400,
@@ -217,6 +246,62 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
     ),
     Code.WITNESS_PEER_FAILED: ErrorSpec(
         500, "A peer's signed tree head or consistency proof could not be fetched or verified."
+    ),
+    Code.SP_INVALID_OPERATIONAL_QUERY: ErrorSpec(
+        500,
+        "getSecurityServerOperationalData needs since and until (RFC 3339 with a zone, "
+        "since before until) and at most one of each; nothing is returned otherwise.",
+    ),
+    Code.DESCRIPTION_UNREACHABLE: ErrorSpec(
+        400,
+        "The service description's URL could not be fetched: no connection, a TLS "
+        "failure, no answer within the timeout, or an answer other than HTTP 200.",
+    ),
+    Code.DESCRIPTION_TOO_LARGE: ErrorSpec(
+        400, "The service description is larger than the node reads (max_bytes)."
+    ),
+    Code.DESCRIPTION_NOT_JSON: ErrorSpec(
+        400, "The service description is not a JSON object (UTF-8)."
+    ),
+    Code.DESCRIPTION_NOT_OPENAPI: ErrorSpec(
+        400,
+        "The service description is not an OpenAPI 3 document: no openapi field of 3.x, "
+        "no info with a title and version, or a paths member that is not an object of "
+        "path items.",
+    ),
+    Code.DESCRIPTION_NO_PATHS: ErrorSpec(
+        400, "The OpenAPI document describes no operation (no path with an HTTP method)."
+    ),
+    Code.KEY_NOT_FOUND: ErrorSpec(
+        400,
+        "The node holds no key for that owner: not this node's id, a member without a "
+        "[[signing]] entry, or a key file that does not exist.",
+    ),
+    Code.KEY_EXISTS: ErrorSpec(
+        400,
+        "A new key was asked for but a key file (or a pending new key) already exists at "
+        "its path; key files are never overwritten.",
+    ),
+    Code.CERT_INVALID: ErrorSpec(
+        400,
+        "The certificate is not PEM, does not follow the profile, or names another owner "
+        "than the key it belongs to.",
+    ),
+    Code.CERT_NO_MATCHING_KEY: ErrorSpec(
+        400, "The certificate's public key is not the public key of any key the node holds."
+    ),
+    Code.CERT_UNTRUSTED: ErrorSpec(
+        400,
+        "The certificate does not chain to a CA the global configuration trusts.",
+    ),
+    Code.CERT_EXPIRED: ErrorSpec(400, "The certificate is expired or not yet valid."),
+    Code.CERT_WRONG_USAGE: ErrorSpec(
+        400,
+        "The certificate's key usage does not fit the key it belongs to: a signing key "
+        "needs a signing certificate, the authentication key an authentication one.",
+    ),
+    Code.CERT_ALREADY_INSTALLED: ErrorSpec(
+        400, "The certificate is already the one installed for its key."
     ),
 }
 

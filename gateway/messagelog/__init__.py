@@ -49,6 +49,7 @@ from gateway.messagelog.proofs import (
 )
 from gateway.messagelog.records import (
     ARCHIVED,
+    AdminReceipt,
     ArchivedEntry,
     CosignatureRow,
     EntrySelection,
@@ -64,7 +65,9 @@ from gateway.messagelog.records import (
     ReplayError,
     SignedHead,
     SignedHeadRecord,
+    StoredAdminRecord,
     StoredEntry,
+    StoredSettings,
     StoredStatus,
     StoredTreeHead,
     StoredVersion,
@@ -82,6 +85,7 @@ from gateway.messagelog.writer import MessageLog
 
 __all__ = [
     "ARCHIVED",
+    "AdminReceipt",
     "ArchivedEntry",
     "CosignatureRow",
     "EntryProof",
@@ -104,7 +108,9 @@ __all__ = [
     "SignedHead",
     "SignedHeadRecord",
     "SqliteLogStore",
+    "StoredAdminRecord",
     "StoredEntry",
+    "StoredSettings",
     "StoredStatus",
     "StoredTreeHead",
     "StoredVersion",

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import psycopg
 
+import gateway.messagelog.postgres_admin as admin
 from gateway.conf.tufclient import SIGNED_FILES
 from gateway.core.envelope import parse_time
 from gateway.messagelog.postgres_schema import connect, redacted
@@ -32,7 +33,9 @@ from gateway.messagelog.records import (
     OpRecord,
     ReadDetails,
     SignedHead,
+    StoredAdminRecord,
     StoredEntry,
+    StoredSettings,
     StoredStatus,
     StoredTreeHead,
     StoredVersion,
@@ -131,7 +134,8 @@ class PostgresLogStore:
             query += " AND leaf_index = %s"
             params.append(leaf_index)
         if party is not None:
-            query += " AND (client = %s OR substr(service, 1, %s) = %s)"
+            # An admin entry is no exchange of a party's, whatever it names.
+            query += " AND kind != 'admin' AND (client = %s OR substr(service, 1, %s) = %s)"
             params += [party, len(party) + 1, party + "/"]
         query += " ORDER BY id"
         if limit is not None:
@@ -385,6 +389,7 @@ class PostgresLogStore:
         since: str | None = None,
         until: str | None = None,
         client: str | None = None,
+        party: str | None = None,
         limit: int = MAX_OPERATIONAL_ROWS,
     ) -> list[OpRecord]:
         clauses: list[str] = []
@@ -397,6 +402,10 @@ class PostgresLogStore:
             if value is not None:
                 clauses.append(clause)
                 params.append(value)
+        if party is not None:
+            prefix = party + "/"
+            clauses.append("(client = %s OR substr(service, 1, %s) = %s)")
+            params.extend((party, len(prefix), prefix))
         where = " AND ".join(clauses) or "1 = 1"
         query = (
             f"SELECT {', '.join(OPERATIONAL_COLUMNS)} FROM operational_data "  # noqa: S608
@@ -405,6 +414,18 @@ class PostgresLogStore:
         with self._reader() as conn:
             rows = conn.execute(query, (*params, limit)).fetchall()
         return [OpRecord(**dict(zip(OPERATIONAL_COLUMNS, row, strict=True))) for row in rows]
+
+    # -- the admin audit trail and the node's settings ---------------------------------
+
+    def latest_settings(self) -> StoredSettings | None:
+        with self._reader() as conn:
+            return admin.latest_settings(conn)
+
+    def admin_records(
+        self, since: str | None = None, limit: int | None = None
+    ) -> list[StoredAdminRecord]:
+        with self._reader() as conn:
+            return admin.admin_records(conn, since, limit)
 
 
 def _where(selection: EntrySelection) -> tuple[str, tuple[object, ...]]:

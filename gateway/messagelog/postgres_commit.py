@@ -20,6 +20,7 @@ disk; only then does the writer answer its callers.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from typing import Any, Final
 
 import psycopg
 
+import gateway.messagelog.postgres_admin as admin
 import gateway.messagelog.postgres_writes as side
 from gateway.core.encoding import format_time
 from gateway.core.logtree import LoggedEntry, entry_leaf, subjects_commitment
@@ -254,8 +256,15 @@ class PostgresWriterDb:
                     new_ocsp.add(ref)
             ids: list[int] = []
             for r in unit.records:
-                last_id = _insert_entry(conn, r, tree, logged_at, body_policy, salts)
+                if unit.admin and not r.ocsp_ref:
+                    r = dataclasses.replace(r, ocsp_ref=admin.kept_ocsp_ref(conn, r.cert_ref))
+                policy = None if unit.admin else body_policy
+                last_id = _insert_entry(conn, r, tree, logged_at, policy, salts)
                 ids.append(last_id)
+            if unit.admin:  # [entry id, leaf index(, settings version)]
+                ids.append(tree.size - 1)
+                if unit.settings is not None:
+                    ids.append(admin.insert_settings(conn, unit.settings, logged_at, ids[0]))
             if unit.operational:
                 side.insert_operational(conn, unit.operational)
             outcomes.append(ids)

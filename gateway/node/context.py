@@ -3,11 +3,12 @@
 :class:`NodeContext` is handed to the client proxy (``clientproxy.py``), the server
 proxy (``serverproxy.py``) and the metadata services (``metadata.py``) instead of the
 whole :class:`~gateway.node.server.Node`: they read the trust state, the signing keys,
-the OCSP evidence, the message log, the replay guard, the access policy and the limits
-from here, and nothing else. The node (``server.py``) builds it once and is the only
-writer of :attr:`NodeContext.trust`, which a configuration refresh replaces as one
-reference. The message log's services in the node (witness, auditor API, head signer)
-get the narrower ``LogContext`` it derives (:meth:`NodeContext.log_context`).
+the OCSP evidence, the message log, the replay guard, the access policy, the limits and
+the maintenance mode from here, and nothing else. The node (``server.py``) builds it
+once and is the only writer of :attr:`NodeContext.trust`, which a configuration refresh
+replaces as one reference. The message log's services in the node (witness, auditor
+API, head signer) get the narrower ``LogContext`` it derives
+(:meth:`NodeContext.log_context`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from gateway.node.clientauth import (
 )
 from gateway.node.clock import Clock
 from gateway.node.config import NodeConfig, ServiceSection
+from gateway.node.failover import PeerBackoff, PeerHealth
+from gateway.node.maintenance import Maintenance
 from gateway.node.monitoring import Monitoring
 from gateway.node.ocsp import OwnOcsp, OwnStatusUnavailable
 from gateway.node.replay import ReplayGuard
@@ -115,6 +118,14 @@ class NodeContext:
         """The registered information-system certificates (reread when the file changes)."""
         self.monitoring = monitoring
         """Counters, histograms and operational records of the exchanges (monitoring.py)."""
+        self.maintenance = Maintenance()
+        """Maintenance mode and the exchanges in flight (maintenance.py); every exchange
+        of either side is admitted through it. Not persisted: a node starts admitting."""
+        self.peers = PeerHealth(
+            PeerBackoff(config.node.peer_backoff_seconds, config.node.peer_backoff_max_seconds)
+        )
+        """Which peer nodes could be reached lately, and how fast (failover.py); the
+        client proxy orders a provider's nodes by it, the metrics show it."""
 
     @property
     def directory(self) -> Directory:

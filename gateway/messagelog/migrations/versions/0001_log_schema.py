@@ -55,8 +55,8 @@ def upgrade() -> None:
         sa.Column("body_omitted", sa.String(), nullable=False),
         sa.Column("subjects_salt", sa.String(), nullable=True),
         sa.Column("subjects_sha256", sa.String(), nullable=True),
-        sa.CheckConstraint("kind IN ('request', 'response')", name="ck_message_log_kind"),
-        sa.CheckConstraint("role IN ('consumer', 'provider')", name="ck_message_log_role"),
+        sa.CheckConstraint("kind IN ('request', 'response', 'admin')", name="ck_message_log_kind"),
+        sa.CheckConstraint("role IN ('consumer', 'provider', 'node')", name="ck_message_log_role"),
         sa.PrimaryKeyConstraint("id"),
         sqlite_autoincrement=True,
     )
@@ -220,6 +220,19 @@ def upgrade() -> None:
     )
     _index("ix_operational_data_client", "operational_data", ["client"], unique=False)
     _index("ix_operational_data_request_in", "operational_data", ["request_in"], unique=False)
+    _table(
+        "node_settings",
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("document", sa.LargeBinary(), nullable=False),
+        sa.Column("changed_at", sa.String(), nullable=False),
+        sa.Column("entry_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["entry_id"],
+            ["message_log.id"],
+        ),
+        sa.PrimaryKeyConstraint("version"),
+        sqlite_autoincrement=True,
+    )
 
 
 def downgrade() -> None:
