@@ -311,9 +311,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"gateway: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:
+        from gateway.messagelog import LogStoreError, MessageLogError
         from gateway.node.config import ConfigError
 
-        if isinstance(exc, ConfigError) and not args.verbose:
+        # A log the node cannot open (no schema yet, unreachable): one line, as for a
+        # bad configuration.
+        if isinstance(exc, ConfigError | LogStoreError | MessageLogError) and not args.verbose:
             print(f"gateway: error: {exc}", file=sys.stderr)
             sys.exit(2)
         raise

@@ -109,8 +109,12 @@ class PostgresLogStore:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             yield conn
             conn.rollback()
+        except psycopg.errors.UndefinedTable:
+            raise LogStoreError(
+                f"{self.location} holds no message log: run `gateway db upgrade` first"
+            ) from None
         except psycopg.Error as exc:
-            raise LogStoreError(f"{self.location}: {exc}") from None
+            raise LogStoreError(f"{self.location}: {_first_line(exc)}") from None
         finally:
             conn.close()
 
@@ -357,7 +361,7 @@ class PostgresLogStore:
             conn.commit()
         except psycopg.Error as exc:
             conn.rollback()
-            raise LogStoreError(f"{self.location}: {exc}") from None
+            raise LogStoreError(f"{self.location}: {_first_line(exc)}") from None
         except BaseException:
             conn.rollback()
             raise
@@ -426,6 +430,11 @@ class PostgresLogStore:
     ) -> list[StoredAdminRecord]:
         with self._reader() as conn:
             return admin.admin_records(conn, since, limit)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The server's message without the statement excerpt psycopg appends."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _where(selection: EntrySelection) -> tuple[str, tuple[object, ...]]:

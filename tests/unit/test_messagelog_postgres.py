@@ -200,6 +200,15 @@ def test_a_database_without_the_schema_is_refused_until_upgraded(
     url = pg_cluster.fresh_database(empty=True)
     with pytest.raises(MessageLogError, match="gateway db upgrade"):
         open_log(url, clock=clock)
+    # The commands say so in one line rather than a trace.
+    for command in (["log", "show", "--db", url], ["db", "upgrade", pg_cluster.url("nowhere")]):
+        args = command if command[0] == "log" else ["db", "upgrade", "--database-url", command[2]]
+        with pytest.raises(SystemExit) as exited:
+            main(args)
+        assert exited.value.code == 2
+        (line,) = capsys.readouterr().err.splitlines()
+        assert line.startswith("gateway: error: ")
+        assert "holds no message log" in line or 'database "nowhere" does not exist' in line
     main(["db", "upgrade", "--database-url", url])
     assert capsys.readouterr().out.strip() == f"message log schema at revision {HEAD}"
     assert upgrade_schema(url) == HEAD  # a second run changes nothing

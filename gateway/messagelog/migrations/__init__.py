@@ -42,6 +42,9 @@ def upgrade(location: Path | str, revision: str = "head") -> str:
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
     from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
+
+    from gateway.messagelog.records import LogStoreError
 
     if not isinstance(location, str) or not location.startswith(("postgresql:", "postgres:")):
         Path(location).parent.mkdir(parents=True, exist_ok=True)
@@ -54,6 +57,10 @@ def upgrade(location: Path | str, revision: str = "head") -> str:
             command.upgrade(config, revision)
         with engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
+    except OperationalError as exc:
+        # Unreachable, refused, no such database: the server's one line, not a trace.
+        reason = str(exc.orig).strip().splitlines()[-1] if exc.orig else str(exc)
+        raise LogStoreError(f"cannot upgrade the log's schema: {reason}") from None
     finally:
         engine.dispose()
     return current or ""
