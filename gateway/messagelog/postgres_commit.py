@@ -38,6 +38,7 @@ from gateway.messagelog.admission import Append
 from gateway.messagelog.postgres_schema import check_schema, connect
 from gateway.messagelog.records import (
     LogRecord,
+    LogStoreError,
     MessageLogError,
     ReplayError,
     SignedHeadRecord,
@@ -134,21 +135,43 @@ class PostgresWriterDb:
             self._reconnect()
 
     def _reconnect(self) -> None:
-        """After the server went away, the next batch runs on a new connection."""
+        """After the server went away, the next batch runs on a new connection.
+
+        Never raises: it runs in the writer thread's error path, and a writer thread
+        that died would leave every later append waiting. While the server refuses, the
+        old (closed) connection stays; the next batch fails on it and comes back here.
+        """
+        self._conn.close()
         try:
-            self._conn.close()
-            self._conn = connect(self._url)
-            self._durability()
-        except psycopg.Error as exc:
+            conn = connect(self._url)
+        except LogStoreError as exc:
             _log.warning("message log: cannot reconnect to PostgreSQL yet: %s", exc)
+            return
+        old, self._conn = self._conn, conn
+        try:
+            self._durability()
+        except Exception as exc:  # refused settings: the next batch fails again, loudly
+            _log.warning("message log: reconnected connection refused: %s", exc)
+            self._conn.close()
+            self._conn = old
+
+    def _live(self) -> psycopg.Connection[tuple[Any, ...]]:
+        """The connection, opened again first if a failed batch left it closed: the
+        batch after an outage runs as soon as the server accepts connections."""
+        if self._conn.closed:
+            self._reconnect()
+            if self._conn.closed:
+                raise MessageLogError("PostgreSQL does not accept connections")
+        return self._conn
 
     def close(self) -> None:
         self._conn.close()
 
     def run(self, work: Callable[[Any], object]) -> object:
         """One side write (``MessageLog.write``) in its own transaction."""
-        result = work(self._conn)
-        self._conn.commit()
+        conn = self._live()
+        result = work(conn)
+        conn.commit()
         return result
 
     def probe_work(self) -> Callable[[Any], object]:
@@ -229,7 +252,7 @@ class PostgresWriterDb:
         the database wins when another writer committed since. The result's ``tree`` is
         the tree after this batch.
         """
-        conn = self._conn
+        conn = self._live()
         size, stored_last, frontier = _locked_frontier(conn)
         if size != tree.size or stored_last != last_id:
             tree = CompactTree.from_bytes(frontier)  # another writer appended meanwhile
@@ -278,7 +301,7 @@ class PostgresWriterDb:
     ) -> tuple[int, datetime | None]:
         """Store a timestamped tree head (and its signature) in one transaction, refusing
         one that does not extend the latest head any writer stored."""
-        conn = self._conn
+        conn = self._live()
         size, _, _ = _locked_frontier(conn)
         latest = conn.execute(_LATEST_HEAD).fetchone()
         if latest is not None and int(latest[0]) >= head.tree_size:

@@ -285,10 +285,26 @@ def test_a_lost_connection_fails_the_batch_and_the_writer_reconnects(pg_url: str
             with pytest.raises(MessageLogError):
                 await log.append([record("lost")])
             assert len(await log.append([record("b")])) == 1
+            # The server refuses new connections for a while: appends fail meanwhile,
+            # and the writer carries on once it accepts them again.
+            database = psycopg.conninfo.conninfo_to_dict(pg_url)["dbname"]
+            row = await log.write(lambda conn: conn.execute("SELECT pg_backend_pid()").fetchone())
+            assert isinstance(row, tuple)
+            admin = pg_url.replace(f"/{database}?", "/postgres?")
+            sql(admin, f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")
+            sql(admin, f"SELECT pg_terminate_backend({int(row[0])})")
+            for _ in range(3):
+                with pytest.raises(MessageLogError):
+                    await log.append([record("refused")])
+            sql(
+                admin,
+                f"ALTER DATABASE {database} ALLOW_CONNECTIONS true",
+            )
+            assert len(await log.append([record("c")])) == 1
 
     asyncio.run(scenario())
     entries = read_entries(pg_url)
-    assert [e.body for e in entries] == [b"a", b"b"]
+    assert [e.body for e in entries] == [b"a", b"b", b"c"]
     verified_sequence(entries)
 
 
