@@ -16,6 +16,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import ValidationError
 
 from gateway.cli import main
 from gateway.core.envelope import EnvelopeError
@@ -29,6 +30,7 @@ from gateway.keys.pkcs11 import (
     load_token_key,
     read_pin,
 )
+from gateway.node.config import SigningKey
 from gateway.pki.ca import create_root_ca, issue_certificate
 from gateway.pki.csr import make_csr_signed_by
 from gateway.pki.keys import generate_key
@@ -196,3 +198,17 @@ def test_csr_from_a_signer_that_is_not_the_key_is_refused() -> None:
     )
     assert good.is_signature_valid
     assert good.subject.rfc4514_string() == f"CN={MEMBER},O=Stadt Lippstadt"
+
+
+def test_a_signing_entry_names_a_key_file_or_a_token_never_both() -> None:
+    token = {"module": str(SOFTHSM_MODULE), "label": "t", "key_label": "k", "pin_env": "PIN"}
+    entry = SigningKey.model_validate({"member": str(MEMBER), "cert": "s.pem", "token": token})
+    assert entry.key is None and entry.token is not None
+    assert entry.key_source() == "key 'k' in token 't'"
+    for fields in ({"key": "s.key", "token": token}, {}):
+        with pytest.raises(ValidationError, match="exactly one of key"):
+            SigningKey.model_validate({"member": str(MEMBER), "cert": "s.pem", **fields})
+    with pytest.raises(ValidationError, match="pin_file or pin_env, not both"):
+        SigningKey.model_validate(
+            {"member": str(MEMBER), "cert": "s.pem", "token": {**token, "pin_file": "p"}}
+        )
