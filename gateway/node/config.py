@@ -82,6 +82,11 @@ class NodeSection(_Model):
     message_window_seconds: int = Field(default=300, gt=0)
     peer_connect_timeout_seconds: float = Field(default=10, gt=0)
     peer_timeout_seconds: float = Field(default=60, gt=0)
+    peer_backoff_seconds: float = Field(default=5, gt=0)
+    """How long a provider's node that could not be connected to is passed over when
+    another node hosts the provider too; doubles with each further failure."""
+    peer_backoff_max_seconds: float = Field(default=60, gt=0)
+    """The longest it is passed over before an exchange tries it again."""
     timestamp_batch_size: int = Field(default=10_000, gt=0)
     """Timestamp the log's tree head early once this many entries wait (X-Road's batch)."""
     timestamp_failure_tolerance_seconds: int = Field(default=14_400, ge=0)
@@ -124,6 +129,12 @@ class NodeSection(_Model):
     @classmethod
     def _metrics_listen(cls, value: str) -> str:
         return value if value == "" else _hostport(value)
+
+    @model_validator(mode="after")
+    def _backoff(self) -> NodeSection:
+        if self.peer_backoff_max_seconds < self.peer_backoff_seconds:
+            raise ValueError("peer_backoff_max_seconds must not be below peer_backoff_seconds")
+        return self
 
     @property
     def node_id(self) -> NodeId:
