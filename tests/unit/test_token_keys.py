@@ -212,3 +212,28 @@ def test_a_signing_entry_names_a_key_file_or_a_token_never_both() -> None:
         SigningKey.model_validate(
             {"member": str(MEMBER), "cert": "s.pem", "token": {**token, "pin_file": "p"}}
         )
+
+
+def test_the_management_api_points_a_token_key_to_init_key() -> None:
+    from gateway.core.errors import Code, GatewayError
+    from gateway.node.config import NodeConfig
+    from gateway.node.keyadmin import make_csr
+
+    token = {"module": str(SOFTHSM_MODULE), "label": "t", "key_label": "k", "pin_env": "PIN"}
+    config = NodeConfig.model_validate(
+        {
+            "node": {
+                "id": f"{MEMBER}/ss1",
+                "messagelog": "log.sqlite",
+                "auth_cert": "auth.pem",
+                "auth_key": "auth.key",
+            },
+            "signing": [{"member": str(MEMBER), "cert": "sign.pem", "token": token}],
+            "globalconf": {"anchor": "anchor.json"},
+        }
+    )
+    with pytest.raises(GatewayError) as refused:
+        make_csr(config, MEMBER, new_key=True)
+    assert refused.value.code is Code.KEY_NOT_FOUND
+    assert "key 'k' in token 't'" in str(refused.value)
+    assert "gateway node token init-key" in str(refused.value)
