@@ -102,6 +102,8 @@ class PgCluster:
         )
 
     def stop(self) -> None:
+        """Stop without a shutdown checkpoint (``immediate``): the cluster is deleted
+        next, and flushing every test database first would only cost time."""
         try:
             self._run(
                 [str(self._bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"]
