@@ -35,7 +35,7 @@ from gateway.core.encoding import format_time
 from gateway.core.logtree import LoggedEntry, entry_leaf, subjects_commitment
 from gateway.core.merkle import CompactTree, MerkleError, leaf_hash
 from gateway.messagelog.admission import Append
-from gateway.messagelog.postgres_schema import check_schema, connect
+from gateway.messagelog.postgres_schema import check_schema, connect, redacted
 from gateway.messagelog.records import (
     LogRecord,
     LogStoreError,
@@ -125,7 +125,7 @@ class PostgresWriterDb:
 
     @property
     def location(self) -> str:
-        return self._url
+        return redacted(self._url)
 
     def rollback(self) -> None:
         try:
@@ -139,7 +139,7 @@ class PostgresWriterDb:
 
         Never raises: it runs in the writer thread's error path, and a writer thread
         that died would leave every later append waiting. While the server refuses, the
-        old (closed) connection stays; the next batch fails on it and comes back here.
+        connection stays closed and the next batch tries again (``_live``).
         """
         self._conn.close()
         try:
