@@ -103,8 +103,12 @@ class NodeSection(_Model):
     max_connections_per_ip: int = Field(default=512, gt=0)
     """Open connections each port accepts from one address (peers pool up to 256)."""
     metrics_listen: str = "127.0.0.1:9090"
-    """The admin listener: Prometheus ``/metrics`` and the owner's ``/operational``
-    records. Never on a consumer port; "" serves neither."""
+    """The admin listener: Prometheus ``/metrics`` (open), the management API
+    ``/api/v1`` and ``/operational`` (API key). Never on a consumer port; "" serves none."""
+    api_keys: Path = Path("api-keys.json")
+    """The management API's keys, stored hashed (``gateway node keys``; ADR 0031)."""
+    admin_key: Path = Path("admin.key")
+    """The first system administrator key, written 0600 when the key store is created."""
     opdata_retention_days: float = Field(default=7, gt=0)
     """How long operational monitoring records are kept (X-Road keeps them a day by
     default; a week covers a weekend's incident)."""
@@ -408,6 +412,8 @@ def _resolve(data: dict[str, Any], base: Path) -> None:
             node[key] = str(base / node[key])
     if isinstance(node, dict):
         node["client_certs"] = str(base / node.get("client_certs", "client-certs.json"))
+        node["api_keys"] = str(base / node.get("api_keys", "api-keys.json"))
+        node["admin_key"] = str(base / node.get("admin_key", "admin.key"))
     for entry in data.get("signing", []):
         for key in ("cert", "key"):
             if key in entry:

@@ -1,0 +1,360 @@
+"""The node management API (``/api/v1``) and its keys, against real nodes.
+
+Soest and Lippstadt run as ``gateway node serve`` processes; each made its key store
+and its first system administrator key (``admin.key``) at start. Keys of every role
+are added to the store on disk while the nodes run, as ``gateway node keys`` does, and
+the nodes pick them up on the next call. Iserlohn's node is started in process once, to
+hold its served OpenAPI document to the routes its admin application really has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.core.roles import NODE_ROLE_PERMISSIONS, ApiRole, NodePermission
+from gateway.node.apikeys import NodeKeyStore
+from gateway.node.config import load_config
+from gateway.node.server import Node
+from gateway.sandbox.localnet import LocalNet, ServiceSpec
+from tests.integration.conftest import (
+    GEWERBEAMT,
+    ISERLOHN,
+    LIPPSTADT,
+    SERVICE,
+    SOEST,
+    RecordingRegistry,
+)
+
+pytestmark = pytest.mark.integration
+
+API = "/api/v1"
+ALL = frozenset(ApiRole)
+SYS, SEC, REG, SRV, OBS = (
+    ApiRole.SYSTEM_ADMINISTRATOR,
+    ApiRole.SECURITY_OFFICER,
+    ApiRole.REGISTRATION_OFFICER,
+    ApiRole.SERVICE_ADMINISTRATOR,
+    ApiRole.OBSERVER,
+)
+X_ROAD: dict[NodePermission, frozenset[ApiRole]] = {
+    NodePermission.READ: ALL,
+    NodePermission.CLIENTS_WRITE: frozenset({SYS, REG}),
+    NodePermission.CONNECTION_WRITE: frozenset({SYS, SRV}),
+    NodePermission.SERVICES_WRITE: frozenset({SYS, SRV}),
+    NodePermission.ACCESS_WRITE: frozenset({SYS, SRV}),
+    NodePermission.GROUPS_WRITE: frozenset({SYS, SRV}),
+    NodePermission.MAINTENANCE: frozenset({SYS}),
+    NodePermission.KEYS_MANAGE: frozenset({SYS}),
+}
+"""Who may do what on X-Road's security server, written out apart from the code's table."""
+
+
+class Keys:
+    """The API keys of one running node, by role, made on its files."""
+
+    def __init__(self, net: LocalNet, ags: str) -> None:
+        directory = net.nodes[ags].directory
+        self.url = net.nodes[ags].metrics_url
+        self.config = net.nodes[ags].config
+        self.store = NodeKeyStore(directory / "api-keys.json", directory / "admin.key")
+        self.admin = (directory / "admin.key").read_text().strip()
+        now = datetime.now(UTC)
+        self.by_role = {
+            role: self.store.create("test", f"test-{role.value}", role.value, None, now)[1]
+            for role in ApiRole
+        }
+
+    def get(self, path: str, key: str | None, **params: str) -> httpx.Response:
+        headers = {} if key is None else {"Authorization": f"Bearer {key}"}
+        return httpx.get(f"{self.url}{path}", params=params, headers=headers, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def anet(
+    tmp_path_factory: pytest.TempPathFactory, registry: RecordingRegistry
+) -> Iterator[LocalNet]:
+    federation = LocalNet.create(
+        tmp_path_factory.mktemp("admin"), [SOEST, LIPPSTADT, ISERLOHN], datetime.now(UTC)
+    )
+    federation.add_service(
+        ServiceSpec(
+            id=SERVICE, url=f"{registry.url}/personen", openapi_url=None, allowed=(GEWERBEAMT,)
+        )
+    )
+    federation.write_configs()
+    try:
+        federation.start_node(SOEST.ags)
+        federation.start_node(LIPPSTADT.ags)
+        yield federation
+    finally:
+        federation.stop()
+
+
+@pytest.fixture(scope="module")
+def keys(anet: LocalNet) -> Keys:
+    return Keys(anet, LIPPSTADT.ags)
+
+
+def _document(keys: Keys) -> dict[str, Any]:
+    response = keys.get(f"{API}/openapi.json", keys.admin)
+    assert response.status_code == 200, response.text
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def _operations(document: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(method, path, permission) of every operation the document describes."""
+    return [
+        (method.upper(), path, operation["x-permission"])
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    ]
+
+
+# ---------------------------------------------------------------------- keys
+
+
+def test_the_node_made_its_first_key_at_start(anet: LocalNet) -> None:
+    path = anet.nodes[SOEST.ags].directory / "admin.key"
+    assert path.stat().st_mode & 0o777 == 0o600
+    store = anet.nodes[SOEST.ags].directory / "api-keys.json"
+    assert store.stat().st_mode & 0o777 == 0o600
+    listed = json.loads(store.read_text())["keys"]
+    assert [(k["name"], k["role"]) for k in listed] == [("admin", "system_administrator")]
+    # Only the digest is stored, never the key.
+    assert path.read_text().strip() not in store.read_text()
+
+
+def test_metrics_stay_open_but_operational_data_needs_a_key(keys: Keys) -> None:
+    assert keys.get("/metrics", None).status_code == 200
+    for path in ("/operational", f"{API}/operational", f"{API}/diagnostics"):
+        for header in (None, "Basic YWRtaW46YWRtaW4=", "Bearer gwk_not-a-key-of-this-node"):
+            response = httpx.get(
+                f"{keys.url}{path}",
+                headers={} if header is None else {"Authorization": header},
+                timeout=30,
+            )
+            assert response.status_code == 401, (path, header, response.text)
+            assert response.json()["type"] == "admin.unauthorized"
+            assert "records" not in response.json()
+    assert keys.get("/operational", keys.admin).json()["node"] == str(LIPPSTADT.node)
+
+
+def test_an_expired_key_is_refused(keys: Keys) -> None:
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+    _, key = keys.store.create("test", "short-lived", "observer", expires, datetime.now(UTC))
+    assert keys.get(f"{API}/certificates", key).status_code == 200
+    deadline = time.monotonic() + 30
+    while (response := keys.get(f"{API}/certificates", key)).status_code == 200:
+        assert time.monotonic() < deadline, "the key was still accepted after its expiry"
+        time.sleep(0.5)
+    assert datetime.now(UTC) >= expires
+    assert response.status_code == 401
+    assert response.json()["type"] == "admin.unauthorized"
+    assert "expired" in response.json()["message"]
+
+
+def _gateway(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+
+def test_keys_made_and_revoked_with_the_cli_work_at_once(keys: Keys) -> None:
+    made = _gateway(
+        "node",
+        "keys",
+        "create",
+        "--config",
+        str(keys.config),
+        "--name",
+        "ops",
+        "--role",
+        "observer",
+    )
+    assert made.returncode == 0, made.stderr
+    created = json.loads(made.stdout)
+    assert created["role"] == "observer" and created["active"] is True
+    assert keys.get(f"{API}/certificates", created["key"]).status_code == 200
+    listed = _gateway("node", "keys", "list", "--config", str(keys.config))
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert {r["id"]: r["name"] for r in rows}[created["id"]] == "ops"
+    assert all("key" not in r and "digest" not in r for r in rows)
+
+    revoked = _gateway("node", "keys", "revoke", "--config", str(keys.config), created["id"])
+    assert revoked.returncode == 0, revoked.stderr
+    assert json.loads(revoked.stdout)["active"] is False
+    response = keys.get(f"{API}/certificates", created["key"])
+    assert response.status_code == 401
+    assert response.json()["type"] == "admin.unauthorized"
+    assert "revoked" in response.json()["message"]
+    again = _gateway("node", "keys", "revoke", "--config", str(keys.config), created["id"])
+    assert again.returncode == 2 and "already revoked" in again.stderr
+    bad = _gateway(
+        "node",
+        "keys",
+        "create",
+        "--config",
+        str(keys.config),
+        "--name",
+        "x y",
+        "--role",
+        "observer",
+    )
+    assert bad.returncode == 2 and "key name" in bad.stderr
+
+
+def test_keys_over_the_api_are_the_system_administrators(keys: Keys) -> None:
+    auth = {"Authorization": f"Bearer {keys.admin}"}
+    made = httpx.post(
+        f"{keys.url}{API}/api-keys",
+        json={"name": "made-over-api", "role": "service_administrator"},
+        headers=auth,
+        timeout=30,
+    )
+    assert made.status_code == 201, made.text
+    body = made.json()
+    assert body["created_by"].startswith("key:") and body["created_by"].endswith(":admin")
+    assert keys.get(f"{API}/diagnostics", body["key"]).status_code == 200
+    gone = httpx.delete(f"{keys.url}{API}/api-keys/{body['id']}", headers=auth, timeout=30)
+    assert gone.status_code == 200 and gone.json()["active"] is False
+    assert keys.get(f"{API}/diagnostics", body["key"]).status_code == 401
+    bad = httpx.post(
+        f"{keys.url}{API}/api-keys", json={"name": "x", "role": "king"}, headers=auth, timeout=30
+    )
+    assert bad.status_code == 400 and bad.json()["type"] == "admin.invalid"
+
+
+# ---------------------------------------------------------------------- roles
+
+
+def test_the_node_table_is_x_roads() -> None:
+    held = {p: frozenset(r for r, ps in NODE_ROLE_PERMISSIONS.items() if p in ps) for p in X_ROAD}
+    assert held == X_ROAD
+    assert set(X_ROAD) == set(NodePermission)
+
+
+def test_every_permission_guards_some_route(keys: Keys) -> None:
+    used = {permission for _, _, permission in _operations(_document(keys))}
+    assert used == {p.value for p in NodePermission}
+
+
+@pytest.mark.parametrize("role", list(ApiRole), ids=lambda r: r.value)
+@pytest.mark.parametrize("permission", list(NodePermission), ids=lambda p: p.value)
+def test_each_role_is_allowed_and_refused_as_x_road_does(
+    keys: Keys, permission: NodePermission, role: ApiRole
+) -> None:
+    """Every route needing ``permission``, called with ``role``'s key: refused with 403
+    where X-Road refuses the role, let through where it allows it. Changes are sent
+    with an empty body or unknown names, so a call let through changes nothing."""
+    routes = [(m, p) for m, p, perm in _operations(_document(keys)) if perm == permission.value]
+    assert routes, f"no route needs {permission.value}"
+    key = keys.by_role[role]
+    for method, path in routes:
+        url = keys.url + path.replace("{", "no-such-").replace("}", "")
+        body: dict[str, Any] | None = None if method == "GET" else {}
+        response = httpx.request(
+            method, url, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        )
+        if role in X_ROAD[permission]:
+            assert response.status_code not in (401, 403), (method, path, response.text)
+            if method == "GET":
+                assert response.status_code == 200, (method, path, response.text)
+        else:
+            assert response.status_code == 403, (method, path, response.text)
+            assert response.json()["type"] == "admin.forbidden"
+            assert role.value in response.json()["message"]
+
+
+# ---------------------------------------------------------------------- reads
+
+
+def test_diagnostics_and_certificates_describe_the_node(anet: LocalNet, keys: Keys) -> None:
+    observer = keys.by_role[OBS]
+    diagnostics = keys.get(f"{API}/diagnostics", observer).json()
+    assert diagnostics["node"] == str(LIPPSTADT.node) and diagnostics["ready"] is True
+    assert {c["check"] for c in diagnostics["checks"]} >= {"globalconf", "ocsp", "messagelog"}
+    assert diagnostics["globalconf"]["serial"] >= 1
+    assert [o["status"] for o in diagnostics["ocsp"]] == ["good", "good"]
+    assert diagnostics["messagelog"]["queue_depth"] >= 0
+    # Soest runs and answers on its peer port; Iserlohn's node is not running.
+    peers = {p["node"]: p["reachable"] for p in diagnostics["peers"]}
+    assert peers == {str(SOEST.node): True, str(ISERLOHN.node): False}
+
+    listed = keys.get(f"{API}/certificates", observer).json()["certificates"]
+    assert {(c["role"], c["owner"]) for c in listed} == {
+        ("authentication", str(LIPPSTADT.node)),
+        ("signing", str(LIPPSTADT.member)),
+    }
+    for certificate in listed:
+        assert 0 < certificate["days_left"] < 3 * 366
+        assert certificate["ocsp"]["status"] == "good"
+        assert certificate["ocsp"]["age_seconds"] >= 0
+
+
+def test_a_malformed_bound_is_refused_with_its_code(keys: Keys) -> None:
+    for path in ("/operational", f"{API}/operational"):
+        response = keys.get(path, keys.admin, since="yesterday")
+        assert response.status_code == 400
+        assert response.json()["type"] == "admin.invalid"
+        assert "since" in response.json()["message"]
+
+
+def test_an_unknown_path_is_not_found(keys: Keys) -> None:
+    response = keys.get(f"{API}/no-such-thing", keys.admin)
+    assert response.status_code == 404 and response.json()["type"] == "admin.not_found"
+
+
+async def _routes_and_document(net: LocalNet) -> tuple[set[tuple[str, str]], dict[str, Any]]:
+    """Iserlohn's node, started in process: its admin app's routes and served document."""
+    node = Node(load_config(net.nodes[ISERLOHN.ags].config))
+    await node.start()
+    try:
+        assert node.endpoints is not None and node.endpoints.metrics_url is not None
+        app = node._runners[0].app  # the admin listener is bound first
+        routes = {
+            (route.method, route.resource.canonical)
+            for route in app.router.routes()
+            if route.method != "HEAD" and route.resource is not None
+        }
+        key = (net.nodes[ISERLOHN.ags].directory / "admin.key").read_text().strip()
+        async with httpx.AsyncClient() as client:
+            response = await client.get(
+                f"{node.endpoints.metrics_url}{API}/openapi.json",
+                headers={"Authorization": f"Bearer {key}"},
+            )
+        assert response.status_code == 200, response.text
+        document: dict[str, Any] = response.json()
+        return routes, document
+    finally:
+        await node.stop()
+
+
+def test_the_openapi_document_describes_every_route(anet: LocalNet) -> None:
+    routes, document = asyncio.run(_routes_and_document(anet))
+    assert document["openapi"].startswith("3.")
+    described = {(m, p) for m, p, _ in _operations(document)}
+    api = {(m, p) for m, p in routes if p.startswith(API + "/") and m != "*"}
+    assert api == described
+    # Beside the API: the open metrics, the older alias and the API's catch-all.
+    assert routes - api == {("GET", "/metrics"), ("GET", "/operational"), ("*", API + "/{tail}")}
+    for item in document["paths"].values():
+        for operation in item.values():
+            assert operation["summary"] and operation["x-permission"] in {
+                p.value for p in NodePermission
+            }
