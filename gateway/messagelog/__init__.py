@@ -43,6 +43,7 @@ from gateway.messagelog.proofs import (
 )
 from gateway.messagelog.records import (
     ARCHIVED,
+    AdminReceipt,
     ArchivedEntry,
     CosignatureRow,
     EntrySelection,
@@ -58,7 +59,9 @@ from gateway.messagelog.records import (
     ReplayError,
     SignedHead,
     SignedHeadRecord,
+    StoredAdminRecord,
     StoredEntry,
+    StoredSettings,
     StoredStatus,
     StoredTreeHead,
     StoredVersion,
@@ -76,6 +79,7 @@ from gateway.messagelog.writer import MessageLog
 
 __all__ = [
     "ARCHIVED",
+    "AdminReceipt",
     "ArchivedEntry",
     "CosignatureRow",
     "EntryProof",
@@ -98,7 +102,9 @@ __all__ = [
     "SignedHead",
     "SignedHeadRecord",
     "SqliteLogStore",
+    "StoredAdminRecord",
     "StoredEntry",
+    "StoredSettings",
     "StoredStatus",
     "StoredTreeHead",
     "StoredVersion",

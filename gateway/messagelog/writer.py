@@ -36,11 +36,14 @@ from typing import Final, Self
 
 import gateway.messagelog.sqlite_commit as commit
 import gateway.messagelog.sqlite_writes as side
+from gateway.core.adminrecord import AdminRecord
 from gateway.core.encoding import format_time
+from gateway.core.jws import Signer
 from gateway.core.logtree import SUBJECTS_SALT_SIZE
 from gateway.core.merkle import CompactTree
-from gateway.messagelog.admission import Append
+from gateway.messagelog.admission import Append, admin_append
 from gateway.messagelog.records import (
+    AdminReceipt,
     CosignatureRow,
     LogRecord,
     LogStats,
@@ -324,6 +327,27 @@ class MessageLog:
         self._enqueue(unit)
         return await future
 
+    async def append_admin(
+        self, record: AdminRecord, signer: Signer, settings: bytes | None = None
+    ) -> AdminReceipt:
+        """Log one admin change as its own leaf, signed by ``signer`` (the node owner's
+        signing key), and store ``settings`` as the node's new settings version in the
+        same transaction; return once both are durable.
+
+        The entry's header is ``record.to_bytes()``, its signature a detached JWS over
+        it, like a message's; it names the OCSP response the node kept for the signing
+        certificate (``keep_own_status``), if any, as its evidence that the key was good.
+        It shares the group commit with exchanges, so it costs them no extra fsync.
+        Raises ``MessageLogError`` if the change could not be made durable: the caller
+        must then not apply it (docs/message-log.md 11).
+        """
+        checked = admin_append(record, signer, settings)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[int]] = loop.create_future()
+        self._enqueue(Unit(checked, loop, future))
+        ids = await future
+        return AdminReceipt(ids[0], ids[1], ids[2] if settings is not None else None)
+
     async def append_tree_head(self, head: TreeHeadRecord) -> int:
         """Store a timestamped tree head durably (through the writer) and return its id.
 
@@ -499,12 +523,16 @@ class MessageLog:
                     self._oldest_pending = commit.parse_time(logged_at)
                 self._published = (tree.size, tree.hashes, done.last_id)
             self._signal_if_pending()
-        written = [o for o in done.outcomes if not isinstance(o, BaseException)]
+        written = [
+            len(unit.append.records)
+            for unit, outcome in zip(batch, done.outcomes, strict=True)
+            if not isinstance(outcome, BaseException)
+        ]
         c = self._counters
         with c.lock:
             c.commits += 1
             c.units += len(written)
-            c.rows += sum(len(ids) for ids in written)
+            c.rows += sum(written)
             c.largest_batch = max(c.largest_batch, len(batch))
         return done.outcomes
 

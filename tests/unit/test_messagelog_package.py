@@ -42,6 +42,7 @@ PACKAGE_ROOT = Path(gateway.__file__).resolve().parent
 SQL_MODULES = frozenset(
     {
         "gateway/messagelog/sqlite.py",
+        "gateway/messagelog/sqlite_admin.py",
         "gateway/messagelog/sqlite_commit.py",
         "gateway/messagelog/sqlite_writes.py",
     }
@@ -223,8 +224,8 @@ def _store_conforms(store: SqliteLogStore) -> LogStore:
 
 def test_role_and_kind_are_enums_stored_as_the_same_strings(tmp_path: Path) -> None:
     path = tmp_path / "messagelog.sqlite"
-    assert [str(r) for r in Role] == ["consumer", "provider"]
-    assert [str(k) for k in Kind] == ["request", "response"]
+    assert [str(r) for r in Role] == ["consumer", "provider", "node"]
+    assert [str(k) for k in Kind] == ["request", "response", "admin"]
 
     async def scenario() -> None:
         async with MessageLog(path, clock=lambda: NOW) as log:
