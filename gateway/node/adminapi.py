@@ -148,6 +148,15 @@ class ReadApi:
                 query=OPERATIONAL_QUERY,
                 tags=("monitoring",),
             ),
+            ApiRoute(
+                "GET",
+                f"{PREFIX}/audit",
+                read,
+                "The admin audit records (leaves of the node's message log), oldest first.",
+                self.audit,
+                query=AUDIT_QUERY,
+                tags=("audit",),
+            ),
         ]
 
     # ------------------------------------------------------------------ diagnostics
@@ -295,7 +304,48 @@ class ReadApi:
             {"node": str(self._ctx.id), "records": [asdict(r) for r in records]}
         )
 
+    # ------------------------------------------------------------------ audit
 
+    async def audit(self, request: web.Request, holder: KeyHolder) -> web.Response:
+        """Who changed what, from the log's admin leaves; ``since`` RFC 3339 (inclusive),
+        ``limit`` the most to return (default and cap 10 000)."""
+        since = request.query.get("since")
+        if since is not None:
+            try:
+                since = query_bound("since", since)
+            except ValueError as exc:
+                raise AdminError(AdminCode.INVALID, str(exc)) from None
+        text = request.query.get("limit", str(AUDIT_LIMIT))
+        if not text.isdigit() or not 0 < int(text) <= AUDIT_LIMIT:
+            raise AdminError(AdminCode.INVALID, f"limit must be 1 to {AUDIT_LIMIT}")
+        try:
+            stored = await asyncio.to_thread(self._ctx.log.store.admin_records, since, int(text))
+        except LogStoreError as exc:
+            raise AdminError(AdminCode.UNAVAILABLE, f"cannot read the records: {exc}") from None
+        records = [
+            {
+                "entry_id": s.entry_id,
+                "leaf_index": s.leaf_index,
+                "logged_at": s.logged_at,
+                "at": format_time(s.record.at),
+                "actor": s.record.actor,
+                "role": s.record.role,
+                "action": s.record.action,
+                "target": s.record.target,
+                "before": s.record.before,
+                "after": s.record.after,
+                "cert_ref": s.cert_ref,
+            }
+            for s in stored
+        ]
+        return web.json_response({"node": str(self._ctx.id), "records": records})
+
+
+AUDIT_LIMIT = 10_000
+AUDIT_QUERY = (
+    ("since", "From this RFC 3339 time (inclusive)."),
+    ("limit", f"At most this many records (1 to {AUDIT_LIMIT}, the default)."),
+)
 OPERATIONAL_QUERY = (
     ("since", "From this RFC 3339 time (inclusive)."),
     ("until", "To this RFC 3339 time (exclusive)."),

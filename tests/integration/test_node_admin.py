@@ -358,3 +358,51 @@ def test_the_openapi_document_describes_every_route(anet: LocalNet) -> None:
             assert operation["summary"] and operation["x-permission"] in {
                 p.value for p in NodePermission
             }
+
+
+# ---------------------------------------------------------------------- the CLI
+
+
+def _admin(keys: Keys, *args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``gateway node admin`` as an operator runs it: the node's URL and key from its
+    node.toml and admin.key, or the key given in the environment."""
+    import os
+
+    env = dict(os.environ)
+    env.pop("GATEWAY_ADMIN_KEY", None)
+    if key is not None:
+        env["GATEWAY_ADMIN_KEY"] = key
+    return _gateway("node", "admin", "--config", str(keys.config), *args, env=env)
+
+
+def test_the_cli_reads_through_the_api(keys: Keys) -> None:
+    diagnostics = _admin(keys, "--json", "diagnostics")
+    assert diagnostics.returncode == 0, diagnostics.stderr
+    assert json.loads(diagnostics.stdout)["node"] == str(LIPPSTADT.node)
+    table = _admin(keys, "certificates")
+    assert table.returncode == 0, table.stderr
+    assert "authentication" in table.stdout and "signing" in table.stdout
+    assert str(LIPPSTADT.member) in table.stdout
+    opdata = _admin(keys, "--json", "opdata", "--since", "2020-01-01T00:00:00Z")
+    assert opdata.returncode == 0 and "records" in json.loads(opdata.stdout)
+
+
+def test_the_cli_says_why_and_exits_by_kind_of_failure(keys: Keys) -> None:
+    refused = _admin(keys, "opdata", "--since", "yesterday", key=keys.by_role[OBS])
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("gateway: refused: admin.invalid: since")
+    assert len(refused.stderr.strip().splitlines()) == 1
+    unknown = _admin(keys, "diagnostics", key="gwk_unknown")
+    assert unknown.returncode == 1 and "admin.unauthorized" in unknown.stderr
+    nobody = _gateway(
+        "node",
+        "admin",
+        "--url",
+        "http://127.0.0.1:9",
+        "--key-file",
+        str(keys.config),
+        "diagnostics",
+    )
+    assert nobody.returncode == 2 and "no answer from http://127.0.0.1:9" in nobody.stderr
+    usage = _admin(keys, "no-such-command")
+    assert usage.returncode == 2
