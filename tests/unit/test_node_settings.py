@@ -45,7 +45,7 @@ def _allowed(settings: NodeSettings, client: SubsystemId, method: str = "GET") -
     return True
 
 
-def _refused(code: SettingsCode) -> pytest.RaisesContext[SettingsError]:
+def _refused(code: SettingsCode) -> pytest.RaisesExc[SettingsError]:
     return pytest.raises(SettingsError, match=f"^{code.value}: ")
 
 
@@ -264,3 +264,14 @@ def test_settings_are_immutable() -> None:
     settings = _base()
     with pytest.raises(AttributeError):
         settings.access = ()  # type: ignore[misc]
+
+
+def test_revoke_all_of_a_clients_rights_on_a_service() -> None:
+    settings = m.grant_access(_base(), str(SERVICE), client=str(CLIENT), paths=["/a"])
+    settings = m.grant_access(settings, str(SERVICE), client=str(SECOND))
+    kept = m.revoke_all_access(settings, str(SERVICE), client=str(CLIENT))
+    assert [a.client for a in kept.access] == [str(SECOND)]
+    with _refused(SettingsCode.UNKNOWN_ACCESS):
+        m.revoke_all_access(kept, str(SERVICE), client=str(CLIENT))
+    with _refused(SettingsCode.INVALID):
+        m.revoke_all_access(kept, str(SERVICE), client="no client")

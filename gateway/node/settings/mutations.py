@@ -11,7 +11,7 @@ refused one changes nothing. The new settings are checked as a whole as well
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -27,6 +27,9 @@ from gateway.node.config import (
 )
 from gateway.node.settings.errors import SettingsCode, SettingsError
 from gateway.node.settings.model import NodeSettings, section_of
+
+SettingsChange = Callable[[NodeSettings], NodeSettings]
+"""What ``SettingsManager.change`` applies: the settings in force to the new ones."""
 
 SERVICE_FIELDS = frozenset(ServiceSection.model_fields) - {"id"}
 """What ``update_service`` may change."""
@@ -258,8 +261,13 @@ def revoke_access(
 
 
 def revoke_all_access(settings: NodeSettings, service: str, *, client: str) -> NodeSettings:
-    """Take back every access right naming ``client`` directly on ``service``."""
-    service, client = _service_id(service), str(parse_client(client))
+    """Take back every access right naming ``client`` directly on ``service``, whatever
+    methods and paths each narrows to."""
+    service = _service_id(service)
+    try:
+        client = str(parse_client(client))
+    except InvalidIdentifierError as exc:
+        raise SettingsError(SettingsCode.INVALID, exc.message) from None
     kept = tuple(a for a in settings.access if not (a.service == service and a.client == client))
     if len(kept) == len(settings.access):
         raise SettingsError(
