@@ -31,10 +31,13 @@ from gateway.node.adminapi import (
     authorized,
     error_json,
 )
+from gateway.node.adminchanges import ChangeApi
+from gateway.node.adminmaintenance import MaintenanceApi
 from gateway.node.apikeys import KeyHolder, NodeKeyStore
 from gateway.node.context import NodeContext
 from gateway.node.monitoring import Monitoring
 from gateway.node.openapi import openapi_document
+from gateway.node.settings.manager import SettingsManager
 from gateway.node.wire import guarded, version_refusal
 
 log = logging.getLogger("gateway.node.admin")
@@ -143,11 +146,12 @@ class Admin:
         return response
 
 
-def admin_app(context: NodeContext) -> web.Application:
+def admin_app(context: NodeContext, settings: SettingsManager | None = None) -> web.Application:
     """The admin listener's application, on a port apart from the consumer edge (bound
     to loopback by default): ``/metrics`` open to Prometheus; the management API
-    ``/api/v1`` and its older alias ``/operational`` only with an API key. Creates the
-    key store with its first system administrator key (``admin.key``) if there is none."""
+    ``/api/v1`` and its older alias ``/operational`` only with an API key; the settings
+    routes when given the node's ``settings`` manager. Creates the key store with its
+    first system administrator key (``admin.key``) if there is none."""
     admin = Admin(context, context.monitoring)
     node = context.config.node
     store = NodeKeyStore(node.api_keys, node.admin_key)
@@ -163,7 +167,12 @@ def admin_app(context: NodeContext) -> web.Application:
     who = str(context.id)
     app.router.add_get("/metrics", guarded(admin.handle_metrics, provider=False, who=who))
     reads = ReadApi(context)
-    routes = [*reads.routes(), *KeysApi(context, store).routes()]
+    routes = [
+        *reads.routes(),
+        *KeysApi(context, store).routes(),
+        *MaintenanceApi(context).routes(),
+        *(ChangeApi(settings).routes() if settings is not None else []),
+    ]
     document: list[dict[str, Any]] = []
 
     async def openapi(request: web.Request, holder: KeyHolder) -> web.Response:
