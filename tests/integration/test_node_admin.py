@@ -30,6 +30,7 @@ from tests.integration.conftest import (
     GEWERBEAMT,
     ISERLOHN,
     LIPPSTADT,
+    ORDNUNGSAMT,
     SERVICE,
     SOEST,
     RecordingRegistry,
@@ -38,6 +39,7 @@ from tests.integration.conftest import (
 pytestmark = pytest.mark.integration
 
 API = "/api/v1"
+DENIED = "server.serverproxy.access_denied"
 ALL = frozenset(ApiRole)
 SYS, SEC, REG, SRV, OBS = (
     ApiRole.SYSTEM_ADMINISTRATOR,
@@ -406,3 +408,162 @@ def test_the_cli_says_why_and_exits_by_kind_of_failure(keys: Keys) -> None:
     assert nobody.returncode == 2 and "no answer from http://127.0.0.1:9" in nobody.stderr
     usage = _admin(keys, "no-such-command")
     assert usage.returncode == 2
+
+
+# ---------------------------------------------------------------------- changes
+
+
+def _ask(net: LocalNet, client: str) -> httpx.Response:
+    """One of Soest's offices asks Lippstadt's register, through Soest's node."""
+    return httpx.get(
+        f"{net.nodes[SOEST.ags].consumer_url}/r1/{SERVICE}",
+        params={"familienname": "Schmidt"},
+        headers={"X-Road-Client": client},
+        timeout=30,
+    )
+
+
+def _audit(keys: Keys) -> list[dict[str, Any]]:
+    response = keys.get(f"{API}/audit", keys.by_role[OBS])
+    assert response.status_code == 200, response.text
+    records: list[dict[str, Any]] = response.json()["records"]
+    return records
+
+
+def test_grant_and_revoke_with_the_cli_while_the_nodes_run(anet: LocalNet, keys: Keys) -> None:
+    office = str(ORDNUNGSAMT)
+    refused = _ask(anet, office)
+    assert refused.headers.get("X-Road-Error") == DENIED, refused.text
+    # The observer may read but not grant: refused by the API, nothing changed.
+    observer = _admin(
+        keys, "access", "grant", str(SERVICE), "--client", office, key=keys.by_role[OBS]
+    )
+    assert observer.returncode == 1
+    assert observer.stderr.startswith("gateway: refused: admin.forbidden: role observer")
+    assert _ask(anet, office).headers.get("X-Road-Error") == DENIED
+
+    granted = _admin(keys, "access", "grant", str(SERVICE), "--client", office)
+    assert granted.returncode == 0, granted.stderr
+    assert f"access.grant {SERVICE}: done" in granted.stdout
+    allowed = _ask(anet, office)  # no restart: the next exchange is under the grant
+    assert allowed.status_code == 200, allowed.text
+    listed = _admin(keys, "--json", "access", "list")
+    assert {"service": str(SERVICE), "client": office} in [
+        {k: a[k] for k in ("service", "client")} for a in json.loads(listed.stdout)["access"]
+    ]
+
+    revoked = _admin(keys, "access", "revoke", str(SERVICE), "--client", office)
+    assert revoked.returncode == 0, revoked.stderr
+    assert _ask(anet, office).headers.get("X-Road-Error") == DENIED
+    again = _admin(keys, "access", "revoke", str(SERVICE), "--client", office)
+    assert again.returncode == 1 and "admin.not_found" in again.stderr
+
+    # Both changes are in the node's admin trail, named by the key that made them.
+    trail = [r for r in _audit(keys) if r["action"].startswith("access.")]
+    admin_id = next(k.id for k in keys.store.listed() if k.name == "admin")
+    assert [(r["action"], r["actor"], r["target"]) for r in trail[-2:]] == [
+        ("access.grant", f"key:{admin_id}:admin", str(SERVICE)),
+        ("access.revoke", f"key:{admin_id}:admin", str(SERVICE)),
+    ]
+    assert trail[-2]["leaf_index"] < trail[-1]["leaf_index"]
+    cli = _admin(keys, "audit")
+    assert cli.returncode == 0 and "access.revoke" in cli.stdout
+
+
+def test_subsystems_services_and_local_groups_over_the_api(anet: LocalNet, keys: Keys) -> None:
+    service_admin = {"Authorization": f"Bearer {keys.by_role[SRV]}"}
+    registration = {"Authorization": f"Bearer {keys.by_role[REG]}"}
+    melderegister = str(LIPPSTADT.subsystem("melderegister")).replace("/", ":")
+
+    def send(method: str, path: str, headers: dict[str, str], body: Any = None) -> httpx.Response:
+        return httpx.request(
+            method, f"{keys.url}{API}{path}", json=body, headers=headers, timeout=30
+        )
+
+    # A subsystem: the registration officer adds it, the service administrator sets
+    # its connection type; the answers carry the new state and the audit entry.
+    added = send("POST", "/subsystems", registration, {"id": f"{LIPPSTADT.member}/archiv"})
+    assert added.status_code == 200, added.text
+    assert added.json()["entry_id"] > 0
+    assert {"id": f"{LIPPSTADT.member}/archiv", "connection_type": "https"} in added.json()[
+        "clients"
+    ]
+    archiv = f"{LIPPSTADT.member}/archiv".replace("/", ":")
+    typed = send(
+        "PUT", f"/subsystems/{archiv}/connection-type", service_admin, {"connection_type": "http"}
+    )
+    assert typed.status_code == 200, typed.text
+    assert {"id": f"{LIPPSTADT.member}/archiv", "connection_type": "http"} in typed.json()[
+        "clients"
+    ]
+    twice = send("POST", "/subsystems", registration, {"id": f"{LIPPSTADT.member}/archiv"})
+    assert twice.status_code == 409 and twice.json()["type"] == "admin.conflict"
+    bad = send(
+        "PUT", f"/subsystems/{archiv}/connection-type", service_admin, {"connection_type": "ftp"}
+    )
+    assert bad.status_code == 400 and bad.json()["type"] == "admin.invalid"
+    gone = send("DELETE", f"/subsystems/{archiv}", registration)
+    assert gone.status_code == 200
+    assert all(c["id"] != f"{LIPPSTADT.member}/archiv" for c in gone.json()["clients"])
+    unknown = send("DELETE", f"/subsystems/{archiv}", registration)
+    assert unknown.status_code == 404 and unknown.json()["type"] == "admin.not_found"
+
+    # A local group of the register's subsystem, granted the service: Soest's
+    # Ordnungsamt, a member, may then read it; removed from the group, it may not.
+    office = str(ORDNUNGSAMT)
+    made = send(
+        "POST",
+        "/local-groups",
+        service_admin,
+        {
+            "owner": str(LIPPSTADT.subsystem("melderegister")),
+            "code": "pruefer",
+            "members": [office],
+        },
+    )
+    assert made.status_code == 200, made.text
+    grant = {"service": str(SERVICE), "local_group": "pruefer"}
+    assert send("POST", "/access", service_admin, grant).status_code == 200
+    assert _ask(anet, office).status_code == 200
+    group = f"{melderegister}:pruefer"
+    out = send("DELETE", f"/local-groups/{group}/members", service_admin, {"members": [office]})
+    assert out.status_code == 200, out.text
+    assert _ask(anet, office).headers.get("X-Road-Error") == DENIED
+    in_use = send("DELETE", f"/local-groups/{group}", service_admin)
+    assert in_use.status_code == 409 and in_use.json()["type"] == "admin.conflict"
+    assert send("DELETE", "/access", service_admin, grant).status_code == 200
+    assert send("DELETE", f"/local-groups/{group}", service_admin).status_code == 200
+
+    # A service disabled and enabled again by PATCH, as X-Road's administrator does.
+    service = str(SERVICE).replace("/", ":")
+    off = send("PATCH", f"/services/{service}", service_admin, {"enabled": False})
+    assert off.status_code == 200 and off.json()["action"] == "service.disable"
+    disabled = _ask(anet, str(GEWERBEAMT))
+    assert disabled.headers.get("X-Road-Error") == "server.serverproxy.service_disabled"
+    on = send("PATCH", f"/services/{service}", service_admin, {"enabled": True})
+    assert on.status_code == 200 and on.json()["action"] == "service.enable"
+    assert _ask(anet, str(GEWERBEAMT)).status_code == 200
+    nofield = send("PATCH", f"/services/{service}", service_admin, {"colour": "blue"})
+    assert nofield.status_code == 400 and "colour" in nofield.json()["message"]
+
+
+def test_maintenance_mode_through_the_cli(anet: LocalNet, keys: Keys) -> None:
+    service_admin = keys.by_role[SRV]
+    forbidden = _admin(keys, "maintenance", "on", key=service_admin)
+    assert forbidden.returncode == 1 and "admin.forbidden" in forbidden.stderr
+    on = _admin(keys, "maintenance", "on", "--reason", "Datenbankwartung")
+    assert on.returncode == 0, on.stderr
+    try:
+        status = _admin(keys, "maintenance", "status", key=keys.by_role[OBS])
+        assert status.returncode == 0 and "maintenance mode on since" in status.stdout
+        assert "Datenbankwartung" in status.stdout
+        refused = _ask(anet, str(GEWERBEAMT))
+        assert refused.headers.get("X-Road-Error") == "server.serverproxy.maintenance_mode"
+        twice = _admin(keys, "maintenance", "on")
+        assert twice.returncode == 1 and "admin.conflict" in twice.stderr
+    finally:
+        off = _admin(keys, "maintenance", "off")
+    assert off.returncode == 0, off.stderr
+    assert _ask(anet, str(GEWERBEAMT)).status_code == 200
+    actions = [r["action"] for r in _audit(keys) if r["action"].startswith("maintenance.")]
+    assert actions[-2:] == ["maintenance.enter", "maintenance.leave"]
