@@ -41,6 +41,7 @@ class Code(StrEnum):
     CP_CERT_VALIDATION = "server.clientproxy.cert_validation"
     CP_OCSP_UNAVAILABLE = "server.clientproxy.ocsp_unavailable"
     CP_GLOBAL_CONF_OUTDATED = "server.clientproxy.global_conf_outdated"
+    CP_MAINTENANCE_MODE = "server.clientproxy.maintenance_mode"
     CP_INTERNAL_ERROR = "server.clientproxy.internal_error"
 
     SP_UNKNOWN_MEMBER = "server.serverproxy.unknown_member"
@@ -68,6 +69,7 @@ class Code(StrEnum):
     SP_CERT_VALIDATION = "server.serverproxy.cert_validation"
     SP_OCSP_UNAVAILABLE = "server.serverproxy.ocsp_unavailable"
     SP_GLOBAL_CONF_OUTDATED = "server.serverproxy.global_conf_outdated"
+    SP_MAINTENANCE_MODE = "server.serverproxy.maintenance_mode"
     SP_INTERNAL_ERROR = "server.serverproxy.internal_error"
 
     AUDIT_ACCESS_DENIED = "client.audit_access_denied"
@@ -136,6 +138,11 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
         "The consumer's node holds no valid global configuration (its signed metadata "
         "expired and no fresh one could be fetched), so it sends nothing.",
     ),
+    Code.CP_MAINTENANCE_MODE: ErrorSpec(
+        500,
+        "The consumer's node is in maintenance mode: it finishes the exchanges in flight "
+        "and starts no new one; send the request to another node of the member, or later.",
+    ),
     Code.CP_INTERNAL_ERROR: ErrorSpec(500, "Internal error on the consumer's node."),
     Code.SP_UNKNOWN_MEMBER: ErrorSpec(500, "The client is not known in this instance."),
     Code.SP_SSL_AUTHENTICATION_FAILED: ErrorSpec(
@@ -201,6 +208,11 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
         500,
         "The provider's node holds no valid global configuration (its signed metadata "
         "expired and no fresh one could be fetched), so it answers nothing.",
+    ),
+    Code.SP_MAINTENANCE_MODE: ErrorSpec(
+        500,
+        "The provider's node is in maintenance mode: it finishes the exchanges in flight "
+        "and accepts no new one; the registry was not called.",
     ),
     Code.SP_INTERNAL_ERROR: ErrorSpec(500, "Internal error on the provider's node."),
     Code.AUDIT_ACCESS_DENIED: ErrorSpec(

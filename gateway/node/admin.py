@@ -26,10 +26,6 @@ from gateway.node.context import NodeContext
 from gateway.node.monitoring import Monitoring, query_bound
 from gateway.node.wire import guarded, version_refusal
 
-MAINTENANCE_MODE: float = 0.0
-"""No maintenance mode exists yet: the gauge is exported as 0 so dashboards and alerts
-can be written against it now."""
-
 
 class NodeCollector(Collector):
     """The node's gauges, computed per scrape from its current state."""
@@ -108,8 +104,14 @@ class NodeCollector(Collector):
         )
         yield GaugeMetricFamily(
             "gateway_maintenance_mode",
-            "1 while the node refuses new exchanges for maintenance (not yet: always 0).",
-            value=MAINTENANCE_MODE,
+            "1 while the node refuses new exchanges for maintenance, else 0.",
+            value=1.0 if ctx.maintenance.enabled else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "gateway_exchanges_in_flight",
+            "Exchanges admitted and not yet answered, both sides together (what a node in "
+            "maintenance mode still has to finish).",
+            value=ctx.maintenance.in_flight,
         )
 
 

@@ -101,7 +101,10 @@ class ClientProxy:
         monitoring = self._ctx.monitoring
         ex = monitoring.begin(Side.CONSUMER)
         try:
-            response = await self._exchange(request, ids, ex)
+            # First of all: a node in maintenance starts nothing new, and one it
+            # admitted is counted in flight until it is answered.
+            with self._ctx.maintenance.admit(Code.CP_MAINTENANCE_MODE):
+                response = await self._exchange(request, ids, ex)
         except GatewayError as refused:
             refused.headers.update(ids)
             monitoring.refused_with(ex, refused)

@@ -4,12 +4,12 @@
 proxy (``serverproxy.py``) and the metadata services (``metadata.py``) instead of the
 whole :class:`~gateway.node.server.Node`: they read the trust state, the signing keys,
 the OCSP evidence, the message log, the replay guard, the settings in force (access
-policy, services, connection types) and the limits from here, and nothing else. The
-node (``server.py``) builds it once and is the only writer of :attr:`NodeContext.trust`,
-which a configuration refresh replaces as one reference; :attr:`NodeContext.settings` is
-likewise one reference, replaced only by the node's ``SettingsManager``. The message
-log's services in the node (witness, auditor API, head signer) get the narrower
-``LogContext`` it derives (:meth:`NodeContext.log_context`).
+policy, services, connection types), the limits and the maintenance mode from here, and
+nothing else. The node (``server.py``) builds it once and is the only writer of
+:attr:`NodeContext.trust`, which a configuration refresh replaces as one reference;
+:attr:`NodeContext.settings` is likewise one reference, replaced only by the node's
+``SettingsManager``. The message log's services in the node (witness, auditor API, head
+signer) get the narrower ``LogContext`` it derives (:meth:`NodeContext.log_context`).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from gateway.node.clientauth import (
 )
 from gateway.node.clock import Clock
 from gateway.node.config import NodeConfig
+from gateway.node.maintenance import Maintenance
 from gateway.node.monitoring import Monitoring
 from gateway.node.ocsp import OwnOcsp, OwnStatusUnavailable
 from gateway.node.replay import ReplayGuard
@@ -119,6 +120,9 @@ class NodeContext:
         """The registered information-system certificates (reread when the file changes)."""
         self.monitoring = monitoring
         """Counters, histograms and operational records of the exchanges (monitoring.py)."""
+        self.maintenance = Maintenance()
+        """Maintenance mode and the exchanges in flight (maintenance.py); every exchange
+        of either side is admitted through it. Not persisted: a node starts admitting."""
 
     @property
     def directory(self) -> Directory:

@@ -6,8 +6,11 @@ accept an exchange now: 200 when it would, 503 with the reasons while it would r
 every exchange, so a load balancer stops sending it work that could only fail.
 
 Each readiness check calls the function the exchange path calls, so the two cannot
-disagree: the configuration's expiry (:meth:`NodeContext.check_globalconf`), the
-timestamping outage (:meth:`Timestamper.check`), this node's own OCSP evidence
+disagree: maintenance mode (:class:`~gateway.node.maintenance.Maintenance`, unready for
+as long as it refuses new exchanges, while liveness stays 200: the node is finishing
+its exchanges in flight and must not be restarted for it), the configuration's expiry
+(:meth:`NodeContext.check_globalconf`), the timestamping outage
+(:meth:`Timestamper.check`), this node's own OCSP evidence
 (:meth:`NodeContext.own_status`) and the message log's writer (:meth:`MessageLog.probe`, a
 durable write through the same thread and transaction as an exchange's entries). A
 check that fails carries the message the exchange would be refused with.
@@ -46,6 +49,15 @@ class Health:
     def __init__(self, context: NodeContext) -> None:
         self._context = context
         self._probe: asyncio.Task[None] | None = None
+
+    def maintenance(self) -> Check:
+        """Maintenance mode: new exchanges are refused while those in flight finish."""
+        state = self._context.maintenance
+        if not state.enabled:
+            return Check("maintenance", True, state.describe())
+        return Check(
+            "maintenance", False, f"{state.describe()}; {state.in_flight} exchanges in flight"
+        )
 
     def globalconf(self) -> Check:
         """Expired global configuration: every exchange is refused (X-Road does too)."""
@@ -116,7 +128,13 @@ class Health:
 
     async def checks(self) -> list[Check]:
         """Every readiness check, in the order an exchange meets them."""
-        return [self.globalconf(), self.timestamping(), self.ocsp(), await self.messagelog()]
+        return [
+            self.maintenance(),
+            self.globalconf(),
+            self.timestamping(),
+            self.ocsp(),
+            await self.messagelog(),
+        ]
 
     async def handle_ready(self, request: web.Request) -> web.Response:
         checks = await self.checks()

@@ -109,7 +109,10 @@ class ServerProxy:
         monitoring = self._ctx.monitoring
         ex = monitoring.begin(Side.PROVIDER)
         try:
-            response = await self._exchange(request, ex)
+            # Before any check or work: a node in maintenance accepts no new exchange
+            # (metadata services included), and finishes those it admitted.
+            with self._ctx.maintenance.admit(Code.SP_MAINTENANCE_MODE):
+                response = await self._exchange(request, ex)
         except GatewayError as refused:
             monitoring.refused_with(ex, refused)
             raise
