@@ -101,6 +101,11 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
         f"     {report.entries} entries (leaves {report.first_leaf}..{report.last_leaf}), "
         f"{report.signatures} signatures with chains and OCSP at signing time"
     )
+    if report.admin_records:
+        print(
+            f"     {report.admin_records} of them admin records, signed by the node's owner "
+            "and included in the tree like every exchange"
+        )
     if report.first_gen_time is not None and report.last_gen_time is not None:
         print(
             f"     {report.tree_heads} tree heads, timestamped {report.first_gen_time.isoformat()}"

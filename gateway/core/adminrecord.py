@@ -1,4 +1,4 @@
-"""One administrative change of a node, as its Merkle log records it (docs/message-log.md 11).
+"""One administrative change of a node, as its Merkle log records it (docs/message-log.md 13).
 
 Who changed what, with which key and role, from which value to which, and when: an
 ``AdminRecord``. Its canonical JSON (:meth:`AdminRecord.to_bytes`) is what the node's

@@ -119,7 +119,7 @@ class Append:
 def admin_append(record: AdminRecord, signer: Signer, settings: bytes | None) -> Append:
     """The one-entry append of ``MessageLog.append_admin``: the record as the entry's
     header, signed like a message header, its fields in the columns an exchange's id,
-    parties and time take (docs/message-log.md 11)."""
+    parties and time take (docs/message-log.md 13)."""
     if settings is not None and not isinstance(settings, bytes):
         raise TypeError("settings must be bytes")
     data = record.to_bytes()

@@ -27,7 +27,7 @@ class Role(StrEnum):
 
 class Kind(StrEnum):
     """Which half of an exchange a log entry records, or ``admin``: a change to the
-    node's settings (``gateway.core.adminrecord``, docs/message-log.md 11)."""
+    node's settings (``gateway.core.adminrecord``, docs/message-log.md 13)."""
 
     REQUEST = "request"
     RESPONSE = "response"

@@ -339,7 +339,7 @@ class MessageLog:
         certificate (``keep_own_status``), if any, as its evidence that the key was good.
         It shares the group commit with exchanges, so it costs them no extra fsync.
         Raises ``MessageLogError`` if the change could not be made durable: the caller
-        must then not apply it (docs/message-log.md 11).
+        must then not apply it (docs/message-log.md 13).
         """
         checked = admin_append(record, signer, settings)
         loop = asyncio.get_running_loop()

@@ -179,6 +179,24 @@ async def _grant_in_force_for_the_next_exchange(net: LocalNet, log: Path) -> Non
             assert refused.value.code is SettingsCode.UNKNOWN_ACCESS
             assert lipp.settings.current.version == 4
             assert len(lipp.log.store.admin_records()) == 4
+
+            # A timeout of 2.5 s: the signed record carries it as text (no floats in
+            # canonical JSON), the settings document and the service as the number.
+            timed = await lipp.settings.change(
+                actor=ADMIN,
+                role=ApiRole.SERVICE_ADMINISTRATOR,
+                action="service.update",
+                target=str(SERVICE),
+                mutate=lambda s: mutations.set_service_timeout(s, str(SERVICE), 2.5),
+            )
+            assert [s["timeout_seconds"] for s in timed.before["services"]] == [10]
+            assert [s["timeout_seconds"] for s in timed.after["services"]] == [2.5]
+            record = lipp.log.store.admin_records()[-1].record
+            assert isinstance(record.after, dict)
+            assert [s["timeout_seconds"] for s in record.after["services"]] == ["2.5"]
+            assert lipp.settings.current.services[SERVICE].timeout_seconds == 2.5
+            reply = await _call(http, soest, GEWERBEAMT)
+            assert reply.status_code == 200, reply.text
     finally:
         await soest.stop()
         await lipp.stop()
@@ -186,6 +204,29 @@ async def _grant_in_force_for_the_next_exchange(net: LocalNet, log: Path) -> Non
 
 def test_a_grant_is_in_force_for_the_next_exchange(snet: LocalNet, tmp_path: Path) -> None:
     asyncio.run(_grant_in_force_for_the_next_exchange(snet, tmp_path / "lipp.sqlite"))
+
+
+async def _unrecorded_change_not_in_force(net: LocalNet, log: Path) -> None:
+    node = Node(_lippstadt(net, log))  # built, its log not started: nothing can be recorded
+    try:
+        before = node.settings.current
+        with pytest.raises(SettingsError) as refused:
+            await node.settings.change(
+                actor=ADMIN,
+                role=ApiRole.SERVICE_ADMINISTRATOR,
+                action="access.grant",
+                target=str(SERVICE),
+                mutate=_grant(ORDNUNGSAMT),
+            )
+        assert refused.value.code is SettingsCode.PERSIST_FAILED
+        assert node.settings.current is before
+        assert not before.policy.grants_for(ORDNUNGSAMT, frozenset(), SERVICE)
+    finally:
+        await node.log.close()
+
+
+def test_a_change_the_log_cannot_record_is_not_in_force(snet: LocalNet, tmp_path: Path) -> None:
+    asyncio.run(_unrecorded_change_not_in_force(snet, tmp_path / "lipp.sqlite"))
 
 
 async def _revoke_during_exchanges(net: LocalNet, log: Path, registry: RecordingRegistry) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import json
 import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -361,3 +362,23 @@ def test_a_log_file_from_before_admin_entries_opens_and_takes_them(
     )
     # and the upgraded file opens again, its tree checking out, and takes more
     assert asyncio.run(reopen()) == (10, 5, 2)
+
+
+def test_gateway_log_show_lists_admin_entries_beside_exchanges(
+    tmp_path: Path, signer: Signer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli import main
+
+    path = tmp_path / "messagelog.sqlite"
+
+    async def scenario() -> None:
+        async with MessageLog(path, clock=lambda: NOW) as log:
+            await log.append([exchange(Kind.REQUEST, "m-1")])
+            await log.append_admin(change(), signer)
+
+    asyncio.run(scenario())
+    main(["log", "show", "--db", str(path)])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["role"], r["kind"]) for r in rows] == [("provider", "request"), ("node", "admin")]
+    assert rows[1]["header"]["action"] == "access.grant"
+    assert rows[1]["client"] == key_actor("a1b2c3d4e5f6", "anna")

@@ -275,3 +275,9 @@ def test_revoke_all_of_a_clients_rights_on_a_service() -> None:
         m.revoke_all_access(kept, str(SERVICE), client=str(CLIENT))
     with _refused(SettingsCode.INVALID):
         m.revoke_all_access(kept, str(SERVICE), client="no client")
+
+
+@pytest.mark.parametrize("code", list(SettingsCode), ids=lambda c: c.value)
+def test_every_refusal_code_is_documented(code: SettingsCode) -> None:
+    deployment = Path(__file__).resolve().parents[2] / "docs" / "deployment.md"
+    assert f"`{code.value}`" in deployment.read_text("utf-8")
