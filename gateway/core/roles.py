@@ -76,6 +76,9 @@ class NodePermission(StrEnum):
     READ = "read"
     """Subsystems, services, access rights, local groups, certificates, diagnostics,
     operational data and the admin audit records: every role (X-Road's observer)."""
+    CERTIFICATES_WRITE = "certificates.write"
+    """CSRs for the node's keys and importing the certificates issued (X-Road: the
+    security officer's)."""
     CLIENTS_WRITE = "clients.write"
     """Add and remove hosted subsystems (X-Road: the registration officer's)."""
     CONNECTION_WRITE = "clients.connection"
@@ -94,7 +97,7 @@ class NodePermission(StrEnum):
 
 NODE_ROLE_PERMISSIONS: Mapping[ApiRole, frozenset[NodePermission]] = {
     ApiRole.SYSTEM_ADMINISTRATOR: frozenset(NodePermission),
-    ApiRole.SECURITY_OFFICER: frozenset({NodePermission.READ}),
+    ApiRole.SECURITY_OFFICER: frozenset({NodePermission.READ, NodePermission.CERTIFICATES_WRITE}),
     ApiRole.REGISTRATION_OFFICER: frozenset({NodePermission.READ, NodePermission.CLIENTS_WRITE}),
     ApiRole.SERVICE_ADMINISTRATOR: frozenset(
         {

@@ -31,6 +31,7 @@ from gateway.node.adminapi import (
     authorized,
     error_json,
 )
+from gateway.node.admincerts import CertificatesApi
 from gateway.node.adminchanges import ChangeApi
 from gateway.node.adminmaintenance import MaintenanceApi
 from gateway.node.apikeys import KeyHolder, NodeKeyStore
@@ -171,6 +172,7 @@ def admin_app(context: NodeContext, settings: SettingsManager | None = None) -> 
         *reads.routes(),
         *KeysApi(context, store).routes(),
         *MaintenanceApi(context).routes(),
+        *CertificatesApi(context).routes(),
         *(ChangeApi(settings).routes() if settings is not None else []),
     ]
     document: list[dict[str, Any]] = []

@@ -24,11 +24,12 @@ from typing import Any
 from aiohttp import web
 
 from gateway.conf.directory import NodeInfo
+from gateway.core.adminrecord import AdminRecord
 from gateway.core.encoding import format_time
 from gateway.core.errors import AdminCode, AdminError, GatewayError
 from gateway.core.ids import MemberId, SubsystemId
 from gateway.core.roles import NodePermission
-from gateway.messagelog import LogStoreError
+from gateway.messagelog import LogStoreError, MessageLogError
 from gateway.node.apikeys import KeyHolder, NodeKeyStore
 from gateway.node.context import NodeContext
 from gateway.node.health import Health
@@ -78,9 +79,9 @@ def authorized(
         except AdminError as refused:
             log.warning("%s %s refused (%s): %s", ctx.id, request.path, refused.detail, refused)
             return error_json(refused)
-        except GatewayError as refused:  # a check shared with the exchange path
-            err = AdminError(AdminCode.INVALID, refused.message)
-            return error_json(err)
+        except GatewayError as refused:  # a node function's own documented code
+            log.warning("%s %s refused (%s): %s", ctx.id, request.path, refused.detail, refused)
+            return web.json_response(refused.body(), status=refused.status)
         except web.HTTPException:
             raise
         except Exception:
@@ -105,6 +106,36 @@ async def json_body(request: web.Request, limit: int = 64 * 1024) -> dict[str, A
     if not isinstance(body, dict):
         raise AdminError(AdminCode.INVALID, "the body must be a JSON object")
     return body
+
+
+async def record_admin(
+    ctx: NodeContext,
+    holder: KeyHolder,
+    action: str,
+    target: str,
+    before: object | None,
+    after: object | None,
+) -> int:
+    """Append one admin record (not a settings change) to the node's log, signed with
+    the owner's key, and return its entry id once durable; ``admin.unavailable`` if it
+    could not be written."""
+    signer = ctx.signers.get(ctx.id.owner) or next(iter(ctx.signers.values()), None)
+    if signer is None:
+        raise AdminError(AdminCode.UNAVAILABLE, "the node holds no key to sign the record")
+    record = AdminRecord(
+        at=ctx.clock.now(),
+        actor=holder.actor,
+        role=holder.role,
+        action=action,
+        target=target,
+        before=before,
+        after=after,
+    )
+    try:
+        receipt = await ctx.log.append_admin(record, signer)
+    except MessageLogError as exc:
+        raise AdminError(AdminCode.UNAVAILABLE, f"the record could not be logged: {exc}") from None
+    return receipt.entry_id
 
 
 def _seconds(now: datetime, then: datetime | None) -> float | None:

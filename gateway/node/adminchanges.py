@@ -15,6 +15,7 @@ subsystem and its code (``DE-NRW:GOV:05974040:gewerbeamt:pruefer``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from aiohttp import web
@@ -24,10 +25,22 @@ from gateway.core.roles import NodePermission
 from gateway.node.adminapi import PREFIX, ApiRoute, json_body
 from gateway.node.apikeys import KeyHolder
 from gateway.node.clientauth import ConnectionType
+from gateway.node.config import Endpoint
+from gateway.node.servicedesc import config_endpoints, diff_endpoints, fetch_description
 from gateway.node.settings import mutations as m
 from gateway.node.settings.errors import SettingsCode, SettingsError
 from gateway.node.settings.manager import ChangeResult, SettingsManager
 from gateway.node.settings.model import NodeSettings
+
+DESCRIPTION_TIMEOUT = 30.0
+"""How long fetching a service's OpenAPI document may take."""
+DESCRIPTION_MAX_BYTES = 4 * 1024 * 1024
+"""The largest OpenAPI document the node reads."""
+
+
+def config_endpoints_of(endpoints: list[dict[str, Any]]) -> list[Endpoint]:
+    return [Endpoint(**e) for e in endpoints]
+
 
 _STATUS_OF: dict[SettingsCode, AdminCode] = {
     SettingsCode.INVALID: AdminCode.INVALID,
@@ -177,6 +190,15 @@ class ChangeApi:
                 tags=("services",),
             ),
             ApiRoute(
+                "POST",
+                svc + "/{service}/refresh",
+                NodePermission.SERVICES_WRITE,
+                "Refetch the service's description (openapi_url) and set its endpoints to "
+                "the operations it lists; the answer names those added and removed.",
+                self.refresh_service,
+                tags=("services",),
+            ),
+            ApiRoute(
                 "DELETE",
                 svc + "/{service}",
                 NodePermission.SERVICES_WRITE,
@@ -274,8 +296,16 @@ class ChangeApi:
         return section
 
     async def _change(
-        self, holder: KeyHolder, action: str, target: str, mutate: Mutation, section: str
+        self,
+        holder: KeyHolder,
+        action: str,
+        target: str,
+        mutate: Mutation,
+        section: str,
+        **extra: Any,
     ) -> web.Response:
+        """One change through the manager; the answer is the changed ``section`` as it
+        now is, the version, what changed, the audit entry, and ``extra``."""
         try:
             result: ChangeResult = await self._manager.change(
                 actor=holder.actor, role=holder.role, action=action, target=target, mutate=mutate
@@ -291,6 +321,7 @@ class ChangeApi:
                 "before": result.before,
                 "after": result.after,
                 section: self._section(section),
+                **extra,
             }
         )
 
@@ -338,9 +369,27 @@ class ChangeApi:
     async def services(self, request: web.Request, holder: KeyHolder) -> web.Response:
         return web.json_response({"services": self._section("services")})
 
+    async def _describe(self, url: object, service: str) -> list[dict[str, Any]]:
+        """The endpoints of the OpenAPI document at ``url``, as a service lists them;
+        an ``https://`` document is fetched with the service's registry TLS settings."""
+        if not isinstance(url, str) or not url:
+            raise AdminError(AdminCode.INVALID, f"{service} has no openapi_url to describe it")
+        tls = None
+        if url.startswith("https://"):
+            for sid, context in self._manager.current.registry_tls.items():
+                if str(sid) == service:
+                    tls = context
+        description = await fetch_description(
+            url, timeout=DESCRIPTION_TIMEOUT, max_bytes=DESCRIPTION_MAX_BYTES, ssl=tls
+        )
+        return [e.model_dump() for e in config_endpoints(description)]
+
     async def add_service(self, request: web.Request, holder: KeyHolder) -> web.Response:
         body = await json_body(request)
         target = str(body.get("id", ""))
+        if body.pop("from_openapi", False) is True:
+            # X-Road's REST service description: the endpoints come from the document.
+            body["endpoints"] = await self._describe(body.get("openapi_url"), target)
         return await self._change(
             holder, "service.add", target, lambda s: m.add_service(s, body), "services"
         )
@@ -358,6 +407,23 @@ class ChangeApi:
             action = "service.enable" if changes["enabled"] else "service.disable"
         return await self._change(
             holder, action, service, lambda s: m.update_service(s, service, **changes), "services"
+        )
+
+    async def refresh_service(self, request: web.Request, holder: KeyHolder) -> web.Response:
+        service = path_id(request.match_info["service"])
+        section = self._manager.current.settings.service(service)
+        if section is None:
+            raise AdminError(AdminCode.NOT_FOUND, f"{service} is not provided here")
+        endpoints = await self._describe(section.openapi_url, service)
+        diff = diff_endpoints(section.endpoints, config_endpoints_of(endpoints))
+        return await self._change(
+            holder,
+            "service.refresh",
+            service,
+            lambda s: m.update_service(s, service, endpoints=endpoints),
+            "services",
+            added=[asdict(e) for e in diff.added],
+            removed=[asdict(e) for e in diff.removed],
         )
 
     async def remove_service(self, request: web.Request, holder: KeyHolder) -> web.Response:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.node.admincli import API, AdminClient, emit, run_api, show_table
@@ -34,6 +35,9 @@ def _changed(answer: dict[str, Any]) -> None:
         + (f", settings version {answer['version']}" if "version" in answer else "")
         + (f", audit entry {entry}" if entry is not None else "")
     )
+    for name in ("added", "removed"):
+        for endpoint in answer.get(name, []):
+            print(f"  {name} {endpoint['method']} {endpoint['path']}")
 
 
 def _change(
@@ -110,6 +114,41 @@ def _maintenance_status(args: argparse.Namespace, api: AdminClient) -> None:
         )
 
     emit(args, api.call("GET", f"{API}/maintenance"), render)
+
+
+def _new_service(args: argparse.Namespace) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": args.id, "url": args.service_url, **_fields(args.set)}
+    if args.from_openapi:
+        body.update(openapi_url=args.from_openapi, from_openapi=True)
+    return body
+
+
+def _csr(args: argparse.Namespace, api: AdminClient) -> None:
+    answer = api.call(
+        "POST", f"{API}/certificates/csr", body={"owner": args.owner, "new_key": args.new_key}
+    )
+
+    def render(d: dict[str, Any]) -> None:
+        if args.out:
+            Path(args.out).write_text(d["csr"], "ascii")
+            print(f"wrote {args.out}: {d['role']} key of {d['owner']} ({d['key_path']})")
+        else:
+            print(d["csr"], end="")
+
+    emit(args, answer, render)
+
+
+def _import_cert(args: argparse.Namespace, api: AdminClient) -> None:
+    try:
+        pem = Path(args.file).read_text("ascii")
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read {args.file}: {exc}") from None
+
+    def render(d: dict[str, Any]) -> None:
+        when = "in use now" if d["installed"] else "in use after a restart"
+        print(f"imported the {d['role']} certificate {d['serial']} of {d['owner']}: {when}")
+
+    emit(args, api.call("POST", f"{API}/certificates", body={"pem": pem}), render)
 
 
 def add_change_commands(sub: Subparsers, add: AddFn) -> None:
@@ -189,13 +228,19 @@ def add_change_commands(sub: Subparsers, add: AddFn) -> None:
             _change(
                 "POST",
                 lambda a: f"{API}/services",
-                lambda a: {"id": a.id, "url": a.url, **_fields(a.set)},
+                _new_service,
             )
         ),
         "provide a service",
     )
     p.add_argument("id")
-    p.add_argument("url")
+    p.add_argument("service_url", metavar="URL", help="the registry's URL of the service")
+    p.add_argument(
+        "--from-openapi",
+        default=None,
+        metavar="URL",
+        help="the service description: its endpoints are read from this OpenAPI document",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -236,6 +281,15 @@ def add_change_commands(sub: Subparsers, add: AddFn) -> None:
     )
     p.add_argument("id")
     p.add_argument("fields", nargs="+", metavar="FIELD=VALUE")
+    p = add(
+        services,
+        "refresh",
+        run_api(
+            _change("POST", lambda a: f"{API}/services/{_in_path(a.id)}/refresh", lambda a: None)
+        ),
+        "reread the service's OpenAPI document and set its endpoints from it",
+    )
+    p.add_argument("id")
 
     access = sub.add_parser("access", help="access rights").add_subparsers(
         dest="what", required=True, metavar="ACCESS_COMMAND"
@@ -356,6 +410,13 @@ def add_change_commands(sub: Subparsers, add: AddFn) -> None:
         run_api(_maintenance_status),
         "whether the node is in maintenance mode",
     )
+
+    p = add(sub, "csr", run_api(_csr), "a CSR for the node's or a member's key (PEM)")
+    p.add_argument("owner", help="this node's id (authentication) or a member id (signing)")
+    p.add_argument("--new-key", action="store_true", help="make a new key for it")
+    p.add_argument("--out", default=None, help="write the CSR here instead of stdout")
+    p = add(sub, "import-cert", run_api(_import_cert), "import an issued certificate (PEM)")
+    p.add_argument("file")
 
     p = add(sub, "audit", run_api(_audit), "the admin audit records")
     p.add_argument("--since", default=None)

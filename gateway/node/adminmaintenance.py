@@ -13,12 +13,10 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.core.adminrecord import AdminRecord
 from gateway.core.encoding import format_time
 from gateway.core.errors import AdminCode, AdminError
 from gateway.core.roles import NodePermission
-from gateway.messagelog import MessageLogError
-from gateway.node.adminapi import PREFIX, ApiRoute, json_body
+from gateway.node.adminapi import PREFIX, ApiRoute, json_body, record_admin
 from gateway.node.apikeys import KeyHolder
 from gateway.node.context import NodeContext
 
@@ -87,36 +85,25 @@ class MaintenanceApi:
                     AdminCode.CONFLICT,
                     f"maintenance mode is already {'on' if enabled else 'off'}",
                 )
-            signer = ctx.signers.get(ctx.id.owner) or next(iter(ctx.signers.values()), None)
-            if signer is None:
-                raise AdminError(AdminCode.UNAVAILABLE, "the node holds no key to sign the change")
             now = ctx.clock.now()
-            after = {"enabled": enabled, "reason": reason if enabled else None}
-            record = AdminRecord(
-                at=now,
-                actor=holder.actor,
-                role=holder.role,
-                action="maintenance.enter" if enabled else "maintenance.leave",
-                target=str(ctx.id),
-                before={"enabled": before["enabled"], "reason": before["reason"]},
-                after=after,
+            action = "maintenance.enter" if enabled else "maintenance.leave"
+            entry_id = await record_admin(
+                ctx,
+                holder,
+                action,
+                str(ctx.id),
+                {"enabled": before["enabled"], "reason": before["reason"]},
+                {"enabled": enabled, "reason": reason if enabled else None},
             )
-            try:
-                receipt = await ctx.log.append_admin(record, signer)
-            except MessageLogError as exc:
-                raise AdminError(
-                    AdminCode.UNAVAILABLE,
-                    f"the change could not be logged, so it was not made: {exc}",
-                ) from None
             if enabled:
                 ctx.maintenance.enter(reason, now)
             else:
                 ctx.maintenance.leave()
         return web.json_response(
             {
-                "action": record.action,
-                "target": record.target,
-                "entry_id": receipt.entry_id,
+                "action": action,
+                "target": str(ctx.id),
+                "entry_id": entry_id,
                 "node": str(ctx.id),
                 **self._state(),
             }

@@ -13,15 +13,19 @@ import asyncio
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from gateway.core.roles import NODE_ROLE_PERMISSIONS, ApiRole, NodePermission
+from gateway.keys.files import load_certificate
 from gateway.node.apikeys import NodeKeyStore
 from gateway.node.config import load_config
 from gateway.node.server import Node
@@ -50,6 +54,7 @@ SYS, SEC, REG, SRV, OBS = (
 )
 X_ROAD: dict[NodePermission, frozenset[ApiRole]] = {
     NodePermission.READ: ALL,
+    NodePermission.CERTIFICATES_WRITE: frozenset({SYS, SEC}),
     NodePermission.CLIENTS_WRITE: frozenset({SYS, REG}),
     NodePermission.CONNECTION_WRITE: frozenset({SYS, SRV}),
     NodePermission.SERVICES_WRITE: frozenset({SYS, SRV}),
@@ -567,3 +572,103 @@ def test_maintenance_mode_through_the_cli(anet: LocalNet, keys: Keys) -> None:
     assert _ask(anet, str(GEWERBEAMT)).status_code == 200
     actions = [r["action"] for r in _audit(keys) if r["action"].startswith("maintenance.")]
     assert actions[-2:] == ["maintenance.enter", "maintenance.leave"]
+
+
+# ---------------------------------------------------------------------- certificates
+
+
+def test_the_security_officer_asks_for_a_certificate(anet: LocalNet, keys: Keys) -> None:
+    officer = {"Authorization": f"Bearer {keys.by_role[SEC]}"}
+    url = f"{keys.url}{API}/certificates"
+    csr = httpx.post(f"{url}/csr", json={"owner": str(LIPPSTADT.member)}, headers=officer)
+    assert csr.status_code == 200, csr.text
+    body = csr.json()
+    assert body["csr"].startswith("-----BEGIN CERTIFICATE REQUEST-----")
+    assert (body["role"], body["new_key"]) == ("signing", False)
+    trail = _audit(keys)
+    assert (trail[-1]["action"], trail[-1]["entry_id"]) == ("certificate.csr", body["entry_id"])
+    # A refusal of the key functions keeps its own documented code.
+    bad = httpx.post(url, json={"pem": "not a certificate"}, headers=officer)
+    assert bad.status_code == 400 and bad.json()["type"] == "client.certificate.invalid"
+    mine = load_certificate(anet.nodes[LIPPSTADT.ags].sign_cert)
+    pem = mine.public_bytes(serialization.Encoding.PEM).decode()
+    again = httpx.post(url, json={"pem": pem}, headers=officer)
+    assert again.status_code == 400
+    assert again.json()["type"] == "client.certificate.already_installed"
+    # The service administrator does not manage certificates.
+    srv = {"Authorization": f"Bearer {keys.by_role[SRV]}"}
+    assert (
+        httpx.post(f"{url}/csr", json={"owner": str(LIPPSTADT.member)}, headers=srv).status_code
+        == 403
+    )
+    cli = _admin(keys, "csr", str(LIPPSTADT.node), key=keys.by_role[SEC])
+    assert cli.returncode == 0, cli.stderr
+    assert cli.stdout.startswith("-----BEGIN CERTIFICATE REQUEST-----")
+
+
+# ---------------------------------------------------------------------- service descriptions
+
+
+class _Described:
+    """A registry's OpenAPI document on a real loopback HTTP server; ``paths`` may be
+    changed between fetches."""
+
+    def __init__(self) -> None:
+        self.paths: dict[str, Any] = {"/personen": {"get": {}}, "/personen/{id}": {"get": {}}}
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                doc = {"openapi": "3.0.3", "info": {"title": "Archiv", "version": "1"}}
+                payload = json.dumps({**doc, "paths": outer.paths}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/openapi.json"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_service_described_by_its_openapi_document(keys: Keys) -> None:
+    described = _Described()
+    try:
+        service = str(LIPPSTADT.subsystem("melderegister").service("archiv"))
+        added = _admin(
+            keys,
+            "--json",
+            "services",
+            "add",
+            service,
+            "http://127.0.0.1:9/archiv",
+            "--from-openapi",
+            described.url,
+            key=keys.by_role[SRV],
+        )
+        assert added.returncode == 0, added.stderr
+        section = next(s for s in json.loads(added.stdout)["services"] if s["id"] == service)
+        assert {(e["method"], e["path"]) for e in section["endpoints"]} == {
+            ("GET", "/personen"),
+            ("GET", "/personen/*"),
+        }
+        described.paths = {"/personen": {"get": {}, "post": {}}}
+        refreshed = _admin(keys, "services", "refresh", service, key=keys.by_role[SRV])
+        assert refreshed.returncode == 0, refreshed.stderr
+        assert "added POST /personen" in refreshed.stdout
+        assert "removed GET /personen/*" in refreshed.stdout
+        described.paths = {}
+        empty = _admin(keys, "services", "refresh", service, key=keys.by_role[SRV])
+        assert empty.returncode == 1
+        assert "client.service_description.no_paths" in empty.stderr
+    finally:
+        described.close()
+        _admin(keys, "services", "remove", service)
