@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -672,3 +673,13 @@ def test_a_service_described_by_its_openapi_document(keys: Keys) -> None:
     finally:
         described.close()
         _admin(keys, "services", "remove", service)
+
+
+def test_the_topology_names_each_node_s_api_and_key(anet: LocalNet) -> None:
+    nodes = {n["id"]: n for n in anet.topology()["nodes"]}
+    lippstadt = nodes[str(LIPPSTADT.node)]
+    key = Path(lippstadt["admin_key"]).read_text().strip()
+    response = httpx.get(
+        f"{lippstadt['admin_url']}/api-keys", headers={"Authorization": f"Bearer {key}"}
+    )
+    assert response.status_code == 200, response.text  # the system administrator's
