@@ -449,9 +449,15 @@ class KeysApi:
         row, secret = await asyncio.to_thread(
             self._store.create, holder.actor, name, role, when, now
         )
-        return web.json_response({**row.listed(now), "key": secret}, status=201)
+        listed = row.listed(now)
+        entry_id = await record_admin(self._ctx, holder, "api_key.create", row.id, None, listed)
+        return web.json_response({**listed, "key": secret, "entry_id": entry_id}, status=201)
 
     async def revoke(self, request: web.Request, holder: KeyHolder) -> web.Response:
         now = self._ctx.clock.now()
         row = await asyncio.to_thread(self._store.revoke, request.match_info["key_id"], now)
-        return web.json_response(row.listed(now))
+        after = row.listed(now)
+        entry_id = await record_admin(
+            self._ctx, holder, "api_key.revoke", row.id, {"revoked": None}, {"revoked": row.revoked}
+        )
+        return web.json_response({**after, "entry_id": entry_id})

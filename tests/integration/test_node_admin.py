@@ -238,9 +238,16 @@ def test_keys_over_the_api_are_the_system_administrators(keys: Keys) -> None:
     assert made.status_code == 201, made.text
     body = made.json()
     assert body["created_by"].startswith("key:") and body["created_by"].endswith(":admin")
+    assert _audit(keys)[-1]["entry_id"] == body["entry_id"]
+    assert _audit(keys)[-1]["action"] == "api_key.create"
+    assert body["key"] not in json.dumps(_audit(keys)[-1])  # never the secret
     assert keys.get(f"{API}/diagnostics", body["key"]).status_code == 200
     gone = httpx.delete(f"{keys.url}{API}/api-keys/{body['id']}", headers=auth, timeout=30)
     assert gone.status_code == 200 and gone.json()["active"] is False
+    assert (_audit(keys)[-1]["action"], _audit(keys)[-1]["target"]) == (
+        "api_key.revoke",
+        body["id"],
+    )
     assert keys.get(f"{API}/diagnostics", body["key"]).status_code == 401
     bad = httpx.post(
         f"{keys.url}{API}/api-keys", json={"name": "x", "role": "king"}, headers=auth, timeout=30
