@@ -100,6 +100,12 @@ class NodeCollector(Collector):
             if source.last_success is not None:
                 conf_age = (now - source.last_success).total_seconds()
         yield GaugeMetricFamily(
+            "gateway_settings_version",
+            "Version of the node's settings in force (clients, services, access rights), "
+            "as its log records them.",
+            value=ctx.settings.version,
+        )
+        yield GaugeMetricFamily(
             "gateway_globalconf_serial",
             "Serial of the global configuration in force (NaN with a fixed directory).",
             value=serial,

@@ -389,8 +389,6 @@ class Node:
 
     async def start(self) -> Endpoints:
         self.log.start()
-        if await self.settings.bootstrap() is not None:
-            log.info("%s: settings taken from node.toml, recorded as version 1", self.id)
         if self.globalconf is not None and not await self._record_configuration(
             self.globalconf.current
         ):
@@ -403,6 +401,11 @@ class Node:
         # Only then the timestamper: entries left pending before a restart are stamped
         # at once, and their signed tree head needs this node's OCSP evidence.
         await self.timestamper.start()
+        # A new log records the settings node.toml bootstraps as version 1, under the
+        # configuration just recorded and with the own OCSP evidence just fetched; it
+        # waits for the next time-stamp like any entry.
+        if await self.settings.bootstrap() is not None:
+            log.info("%s: settings taken from node.toml, recorded as version 1", self.id)
         if self.globalconf is not None:
             self._refresher = asyncio.create_task(self._refresh_globalconf())
         max_body = self.context.limits.max_body

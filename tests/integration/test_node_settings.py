@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -143,6 +144,9 @@ async def _grant_in_force_for_the_next_exchange(net: LocalNet, log: Path) -> Non
             # In force for the very next exchange, with no restart.
             reply = await _call(http, soest, ORDNUNGSAMT)
             assert reply.status_code == 200, reply.text
+            assert lipp.endpoints is not None and lipp.endpoints.metrics_url is not None
+            metrics = (await http.get(f"{lipp.endpoints.metrics_url}/metrics")).text
+            assert "\ngateway_settings_version 2.0\n" in metrics
 
             # Concurrent changes are serialised: each gets its own version, none is lost.
             first, second = await asyncio.gather(
@@ -372,6 +376,22 @@ def test_export_diff_and_import_on_a_stopped_node(
     gewerbeamt, ordnungsamt = asyncio.run(exchange_both())
     assert _denied(gewerbeamt)
     assert ordnungsamt.status_code == 200, ordnungsamt.text
+
+    # While something answers on the node's peer port, import refuses: one log, one writer.
+    peer = load_config(config_path).node.peer_listen
+    host, _, port = peer.rpartition(":")
+    with socket.create_server((host, int(port))), pytest.raises(ValueError, match="is running"):
+        main(
+            [
+                "--verbose",
+                "node",
+                "settings",
+                "import",
+                "--config",
+                str(config_path),
+                str(edited),
+            ]
+        )
 
     bad = tmp_path / "bad.toml"
     bad.write_text("[[acess]]\nservice = 'x'\n", "utf-8")
