@@ -278,7 +278,6 @@ def cmd_node_settings_import(args: argparse.Namespace) -> None:
     async def apply() -> None:
         node.log.start()
         try:
-            await node.settings.bootstrap()
             result = await node.settings.change(
                 actor=f"cli:{getpass.getuser()}",
                 role=ApiRole.SYSTEM_ADMINISTRATOR,

@@ -73,17 +73,22 @@ class SettingsManager:
         """At the first start of a log: record the settings taken from ``node.toml`` as
         version 1 (actor ``bootstrap``). Nothing when the log already holds a version."""
         async with self._lock:
-            current = self._ctx.settings
-            if current.version > 0:
-                return None
-            return await self._persist(
-                current,
-                current.settings,
-                actor=BOOTSTRAP_ACTOR,
-                role=ApiRole.SYSTEM_ADMINISTRATOR,
-                action="settings.bootstrap",
-                target=str(self._ctx.id),
-            )
+            return await self._bootstrap()
+
+    async def _bootstrap(self) -> ChangeResult | None:
+        current = self._ctx.settings
+        if current.version > 0:
+            return None
+        document = current.settings.to_document()
+        return await self._persist(
+            current,
+            current.settings,
+            ({}, {k: document[k] for k in SECTIONS if document.get(k)}),
+            actor=BOOTSTRAP_ACTOR,
+            role=ApiRole.SYSTEM_ADMINISTRATOR,
+            action="settings.bootstrap",
+            target=str(self._ctx.id),
+        )
 
     async def change(
         self,
@@ -100,40 +105,43 @@ class SettingsManager:
         exchange admitted from then on. Raises :class:`SettingsError` (nothing changed)
         for a refused change or one that could not be made durable."""
         async with self._lock:
+            # A change is always relative to a recorded version: node.toml's first.
+            await self._bootstrap()
             current = self._ctx.settings
             new = mutate(current.settings)
             if not isinstance(new, NodeSettings):
                 raise TypeError("a settings change must return NodeSettings")
             if new == current.settings:
                 return ChangeResult(current.version, {}, {}, None)
+            changed = changed_parts(current.settings, new)
             return await self._persist(
-                current, new, actor=actor, role=role, action=action, target=target
+                current, new, changed, actor=actor, role=role, action=action, target=target
             )
 
     async def _persist(
         self,
         current: SettingsSnapshot,
         new: NodeSettings,
+        changed: tuple[Changed, Changed],
         *,
         actor: str,
         role: str,
         action: str,
         target: str,
     ) -> ChangeResult:
+        """Record ``new`` (``changed``: what differs, before and after) and put it in
+        force; nothing changes if it cannot be derived, signed or recorded."""
         ctx = self._ctx
         snapshot = build_snapshot(new, current.version + 1, current)
-        before: Changed
-        after: Changed
-        if current.version == 0:  # the bootstrap: everything is new
-            document = new.to_document()
-            before, after = {}, {k: document[k] for k in SECTIONS if document.get(k)}
-        else:
-            before, after = changed_parts(current.settings, new)
-        signer = ctx.signers.get(ctx.id.owner) or next(iter(ctx.signers.values()), None)
+        before, after = changed
+        # The node owner's key signs the record: an auditor checks admin records
+        # against the owner of the node whose log holds them.
+        signer = ctx.signers.get(ctx.id.owner)
         if signer is None:
             raise SettingsError(
                 SettingsCode.PERSIST_FAILED,
-                f"node {ctx.id} holds no signing key to sign the change",
+                f"node {ctx.id} holds no signing key of its owner {ctx.id.owner} to sign "
+                "the change with",
             )
         try:
             record = AdminRecord(
