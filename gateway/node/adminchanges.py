@@ -387,7 +387,10 @@ class ChangeApi:
     async def add_service(self, request: web.Request, holder: KeyHolder) -> web.Response:
         body = await json_body(request)
         target = str(body.get("id", ""))
-        if body.pop("from_openapi", False) is True:
+        from_openapi = body.pop("from_openapi", False)
+        if not isinstance(from_openapi, bool):
+            raise AdminError(AdminCode.INVALID, "from_openapi must be true or false")
+        if from_openapi:
             # X-Road's REST service description: the endpoints come from the document.
             body["endpoints"] = await self._describe(body.get("openapi_url"), target)
         return await self._change(
