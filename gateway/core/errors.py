@@ -76,6 +76,23 @@ class Code(StrEnum):
     AUDIT_NOT_FOUND = "client.audit_not_found"
     WITNESS_SPLIT_VIEW = "server.clientproxy.witness_split_view"
     WITNESS_PEER_FAILED = "server.clientproxy.witness_failed"
+    SP_INVALID_OPERATIONAL_QUERY = "server.serverproxy.invalid_operational_query"
+
+    # The node's management functions (service descriptions, keys and certificates):
+    # refusals an operator gets, never an exchange's.
+    DESCRIPTION_UNREACHABLE = "client.service_description.unreachable"
+    DESCRIPTION_TOO_LARGE = "client.service_description.too_large"
+    DESCRIPTION_NOT_JSON = "client.service_description.not_json"
+    DESCRIPTION_NOT_OPENAPI = "client.service_description.not_openapi"
+    DESCRIPTION_NO_PATHS = "client.service_description.no_paths"
+    KEY_NOT_FOUND = "client.key.not_found"
+    KEY_EXISTS = "client.key.exists"
+    CERT_INVALID = "client.certificate.invalid"
+    CERT_NO_MATCHING_KEY = "client.certificate.no_matching_key"
+    CERT_UNTRUSTED = "client.certificate.untrusted"
+    CERT_EXPIRED = "client.certificate.expired"
+    CERT_WRONG_USAGE = "client.certificate.wrong_usage"
+    CERT_ALREADY_INSTALLED = "client.certificate.already_installed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +246,63 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
     ),
     Code.WITNESS_PEER_FAILED: ErrorSpec(
         500, "A peer's signed tree head or consistency proof could not be fetched or verified."
+    ),
+    Code.SP_INVALID_OPERATIONAL_QUERY: ErrorSpec(
+        500,
+        "getSecurityServerOperationalData needs since and until (RFC 3339 with a zone, "
+        "since before until) and at most one of each; nothing is returned otherwise.",
+    ),
+    Code.DESCRIPTION_UNREACHABLE: ErrorSpec(
+        400,
+        "The service description's URL could not be fetched: no connection, a TLS "
+        "failure, no answer within the timeout, or an answer other than HTTP 200.",
+    ),
+    Code.DESCRIPTION_TOO_LARGE: ErrorSpec(
+        400, "The service description is larger than the node reads (max_bytes)."
+    ),
+    Code.DESCRIPTION_NOT_JSON: ErrorSpec(
+        400, "The service description is not a JSON object (UTF-8)."
+    ),
+    Code.DESCRIPTION_NOT_OPENAPI: ErrorSpec(
+        400,
+        "The service description is not an OpenAPI 3 document: no openapi field of 3.x, "
+        "no info with a title and version, or a paths member that is not an object of "
+        "path items.",
+    ),
+    Code.DESCRIPTION_NO_PATHS: ErrorSpec(
+        400, "The OpenAPI document describes no operation (no path with an HTTP method)."
+    ),
+    Code.KEY_NOT_FOUND: ErrorSpec(
+        400,
+        "The node holds no key file for that owner: not this node's id, a member without "
+        "a [[signing]] entry, a key file that does not exist, or a signing key in a "
+        "PKCS#11 token (made on the token with gateway node token init-key).",
+    ),
+    Code.KEY_EXISTS: ErrorSpec(
+        400,
+        "A new key was asked for but a key file (or a pending new key) already exists at "
+        "its path; key files are never overwritten.",
+    ),
+    Code.CERT_INVALID: ErrorSpec(
+        400,
+        "The certificate is not PEM, does not follow the profile, or names another owner "
+        "than the key it belongs to.",
+    ),
+    Code.CERT_NO_MATCHING_KEY: ErrorSpec(
+        400, "The certificate's public key is not the public key of any key the node holds."
+    ),
+    Code.CERT_UNTRUSTED: ErrorSpec(
+        400,
+        "The certificate does not chain to a CA the global configuration trusts.",
+    ),
+    Code.CERT_EXPIRED: ErrorSpec(400, "The certificate is expired or not yet valid."),
+    Code.CERT_WRONG_USAGE: ErrorSpec(
+        400,
+        "The certificate's key usage does not fit the key it belongs to: a signing key "
+        "needs a signing certificate, the authentication key an authentication one.",
+    ),
+    Code.CERT_ALREADY_INSTALLED: ErrorSpec(
+        400, "The certificate is already the one installed for its key."
     ),
 }
 

@@ -85,6 +85,46 @@ def write_certificate(path: Path, cert: x509.Certificate) -> None:
     _write_public_pem(path, cert.public_bytes(serialization.Encoding.PEM))
 
 
+def write_certificate_chain(path: Path, chain: Sequence[x509.Certificate]) -> None:
+    """Write a leaf and its intermediates as one PEM file, replacing ``path`` atomically."""
+    _write_public_pem(path, b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain))
+
+
+PENDING_KEY_SUFFIX = ".new"
+"""A second key generated for an owner that has one (a rotation) waits beside the key in
+use under this suffix until its certificate is imported."""
+
+
+def pending_key_path(key: Path) -> Path:
+    """Where a new key for the owner of ``key`` waits for its certificate."""
+    return key.with_name(key.name + PENDING_KEY_SUFFIX)
+
+
+def keep_backup(path: Path, stamp: str) -> Path:
+    """Keep the current ``path`` as ``<name>.<stamp>.bak`` (a hard link, so a key keeps
+    its mode and no byte is copied) before ``path`` is replaced; an existing backup is
+    never overwritten (a counter is added instead)."""
+    for n in range(1000):
+        backup = path.with_name(f"{path.name}.{stamp}{'' if n == 0 else f'-{n}'}.bak")
+        try:
+            os.link(path, backup)
+        except FileExistsError:
+            continue
+        return backup
+    raise FileExistsError(f"no free backup name for {path}")
+
+
+def promote_pending_key(pending: Path, key: Path) -> None:
+    """Make the waiting key ``pending`` the key at ``key``; the caller has kept the old
+    one with :func:`keep_backup` first, so no key is ever lost."""
+    os.replace(pending, key)
+    dir_fd = os.open(key.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 def load_certificate(path: Path) -> x509.Certificate:
     """Load a PEM file that must hold exactly one certificate.
 

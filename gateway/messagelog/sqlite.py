@@ -452,6 +452,7 @@ class SqliteLogStore:
         since: str | None = None,
         until: str | None = None,
         client: str | None = None,
+        party: str | None = None,
         limit: int = MAX_OPERATIONAL_ROWS,
     ) -> list[OpRecord]:
         clauses: list[str] = []
@@ -464,6 +465,10 @@ class SqliteLogStore:
             if value is not None:
                 clauses.append(clause)
                 params.append(value)
+        if party is not None:
+            prefix = party + "/"
+            clauses.append("(client = ? OR substr(service, 1, ?) = ?)")
+            params.extend((party, len(prefix), prefix))
         where = " AND ".join(clauses) or "1 = 1"
         query = (
             f"SELECT {', '.join(OPERATIONAL_COLUMNS)} FROM operational_data "  # noqa: S608

@@ -153,11 +153,14 @@ class LogStore(Protocol):
         since: str | None = None,
         until: str | None = None,
         client: str | None = None,
+        party: str | None = None,
         limit: int = MAX_OPERATIONAL_ROWS,
     ) -> list[OpRecord]:
         """Operational records whose request came in within ``[since, until)`` (RFC 3339
         as the log stores times; either bound open), of ``client`` if given, oldest
-        first, at most ``limit``."""
+        first, at most ``limit``. ``party`` keeps the records a client or provider
+        subsystem took part in: its own calls (``client == party``) and calls of its
+        services (``service`` starts with ``party + "/"``)."""
         ...
 
     # -- the admin audit trail and the node's settings ----------------------------------

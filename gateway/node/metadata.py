@@ -1,8 +1,9 @@
 """X-Road's metadata services (docs/protocol.md section 12).
 
 ``listClients`` is answered by the consumer's node from its directory; ``listMethods``,
-``allowedMethods``, ``getOpenAPI`` and the built-in ``findUsage`` travel like any
-service and are answered by the provider's node: routed here by
+``allowedMethods``, ``getOpenAPI``, the built-in ``findUsage`` and
+``getSecurityServerOperationalData`` (``opdata.py``) travel like any service and are
+answered by the provider's node: routed here by
 :class:`~gateway.node.serverproxy.ServerProxy` after the same signature, freshness and
 replay checks as an ordinary service, so they are logged like one.
 """
@@ -22,10 +23,13 @@ from gateway.core.ids import ClientId, InvalidIdentifierError, MemberId, Service
 from gateway.messagelog.tracker import FIND_USAGE, check_purpose, required_headers
 from gateway.node.config import ServiceSection
 from gateway.node.context import NodeContext
+from gateway.node.opdata import OPDATA_SERVICE, operational_data
 from gateway.node.settings.snapshot import SettingsSnapshot
 from gateway.node.transport import RegistryClient
 
-METADATA_SERVICES = frozenset({"listMethods", "allowedMethods", "getOpenAPI", FIND_USAGE})
+METADATA_SERVICES = frozenset(
+    {"listMethods", "allowedMethods", "getOpenAPI", FIND_USAGE, OPDATA_SERVICE}
+)
 """Service codes a provider's node answers itself, whatever member they are called on."""
 
 Answer = tuple[int, list[tuple[str, str]], bytes]
@@ -89,6 +93,8 @@ class MetadataServices:
                 return self._openapi_target(header, client, groups, settings)
             if service.service_code == FIND_USAGE:  # a provider policy, like any service
                 settings.policy.check(client, groups, service, header.method, header.path)
+            # getSecurityServerOperationalData needs no grant: it answers only the
+            # caller's own records (opdata.py).
             return None
         section = settings.services.get(service)
         if section is None:
@@ -134,6 +140,8 @@ class MetadataServices:
         json_type = [("content-type", "application/json")]
         if service.service_code == FIND_USAGE:
             return await ctx.tracker.answer(header)
+        if service.service_code == OPDATA_SERVICE:
+            return await operational_data(ctx.log.store, ctx.id, client, header.query)
         if service.service_code == "getOpenAPI":
             assert section is not None and section.openapi_url is not None
             document = await self._registry.get_json_document(

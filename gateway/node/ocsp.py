@@ -118,6 +118,9 @@ class OwnCertificate:
     """The responder's revocation detail (time, reason), once a responder said so."""
     revoked_by: str | None = None
     last_error: str | None = None
+    refused: OcspFailure | None = None
+    """Why the last answer was refused (``unknown``: the CA does not know the
+    certificate), until a good one arrives."""
     failures: int = 0
     """Consecutive failed refresh rounds; drives the retry delay."""
     cert_ref: str = field(init=False)
@@ -170,7 +173,9 @@ class OwnOcsp:
         # Where good answers are kept for a restart; None keeps nothing (a probe such as
         # `gateway node check`, whose message log is not running).
         self.persist = persist
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._retired: dict[str, OwnCertificate] = {}
+        self._started = False
 
     @property
     def certificates(self) -> list[OwnCertificate]:
@@ -187,7 +192,9 @@ class OwnOcsp:
         Raises :class:`OwnStatusUnavailable` when the certificate is revoked, has never
         had a good status, or its last good status has left the freshness window.
         """
-        own = self._by_ref[ref]
+        own = self._by_ref.get(ref) or self._retired.get(ref)
+        if own is None:
+            raise OwnStatusUnavailable(f"certificate {ref} is not one of this node's")
         if own.revoked is not None:
             raise OwnStatusUnavailable(
                 f"this node's {own.label} is revoked according to {own.revoked_by} "
@@ -252,6 +259,7 @@ class OwnOcsp:
                     self._revoked(own, url, exc.detail)
                     await self._keep(own.cert_ref, None)
                     return True
+                own.refused = exc.reason
                 errors.append(f"{url} answered a response this node refuses: {exc}")
                 continue
             if own.evidence is None or own.failures or own.revoked is not None:
@@ -264,7 +272,7 @@ class OwnOcsp:
                 )
             kept = own.evidence
             own.evidence, own.fetched_at, own.fetched_from = evidence, now, url
-            own.revoked = own.revoked_by = own.last_error = None
+            own.revoked = own.revoked_by = own.last_error = own.refused = None
             own.failures = 0
             if self.persist is not None and (kept is None or kept.ref != evidence.ref):
                 await self._keep(own.cert_ref, StoredStatus(own.cert_ref, evidence.der, now, url))
@@ -403,14 +411,39 @@ class OwnOcsp:
                     self.node,
                     own.label,
                 )
-            self._tasks.append(asyncio.create_task(self._keep_fresh(own, ok)))
+            self._tasks[own.cert_ref] = asyncio.create_task(self._keep_fresh(own, ok))
+        self._started = True
+
+    async def add(self, own: OwnCertificate) -> bool:
+        """Take in a certificate installed at run time: fetch its status once and, if
+        the node runs, keep it fresh from then on. Returns what :meth:`refresh` did."""
+        self._by_ref[own.cert_ref] = own
+        ok = await self.refresh(own)
+        if self._started and own.cert_ref not in self._tasks:
+            self._tasks[own.cert_ref] = asyncio.create_task(self._keep_fresh(own, ok))
+        return ok
+
+    async def retire(self, ref: str) -> None:
+        """Stop refreshing a certificate that another replaced. An exchange that took
+        it up just before keeps its last status until that leaves the freshness window;
+        it is no longer listed in :attr:`certificates`."""
+        own = self._by_ref.pop(ref, None)
+        if own is not None:
+            self._retired[ref] = own
+        task = self._tasks.pop(ref, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = list(self._tasks.values())
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        self._started = False
         if self._http is not None:
             await self._http.close()

@@ -17,9 +17,9 @@ from cryptography import x509
 from gateway.messagelog import MessageLog, StoredStatus, load_statuses
 from gateway.messagelog.sqlite_writes import store_status
 from gateway.node.ocsp import FetchError, OwnCertificate, OwnOcsp, OwnStatusUnavailable
-from gateway.pki.ocsp import build_ocsp_response, parse_ocsp_request
+from gateway.pki.ocsp import OcspFailure, build_ocsp_response, parse_ocsp_request
 from gateway.pki.ocsp_cache import OcspCache
-from gateway.pki.status import GOOD, CertStatus, Revoked
+from gateway.pki.status import GOOD, UNKNOWN, CertStatus, Revoked
 from tests.unit.test_ocsp_cache import NOW, F, forged, pki
 
 URL = "http://ocsp.example/ocsp"
@@ -296,3 +296,37 @@ def test_a_revocation_forgets_the_kept_answer(tmp_path: Path) -> None:
     manager, auth, sign = restarted(path, clock, responder, NOW + timedelta(seconds=120))
     assert manager.evidence(auth.cert_ref, clock.now()).this_update == NOW + timedelta(seconds=60)
     assert "no good OCSP status" in unavailable(manager, sign, clock.now())
+
+
+def test_a_certificate_added_at_run_time_is_kept_fresh_and_the_one_it_replaces_retired() -> None:
+    clock = Clock()
+    responder = Responder(clock)
+    old = own(pki().other, "signing certificate (old)")
+    new = own(pki().leaf, "signing certificate (new)")
+    manager = OwnOcsp("node", [old], OcspCache(F), clock, timedelta(seconds=1200), fetch=responder)
+
+    async def run() -> None:
+        await manager.start()
+        try:
+            assert await manager.add(new)
+            await manager.retire(old.cert_ref)
+            assert manager.certificates == [new]
+            assert set(manager._tasks) == {new.cert_ref}  # only the new one is refreshed
+        finally:
+            await manager.stop()
+
+    asyncio.run(run())
+    assert manager.evidence(new.cert_ref, clock.now()).this_update == NOW
+    # An exchange that took the old certificate just before still finds its status.
+    assert manager.evidence(old.cert_ref, clock.now()).this_update == NOW
+    assert "not one of this node's" in unavailable(manager, own(pki().ca, "x"), clock.now())
+
+
+def test_an_unknown_answer_is_remembered_until_a_good_one() -> None:
+    s = setup()
+    s.responder.statuses[s.sign.cert.serial_number] = UNKNOWN
+    assert not asyncio.run(s.manager.refresh(s.sign))
+    assert s.sign.refused is OcspFailure.UNKNOWN
+    del s.responder.statuses[s.sign.cert.serial_number]
+    assert asyncio.run(s.manager.refresh(s.sign))
+    assert s.sign.refused is None
