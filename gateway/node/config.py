@@ -454,7 +454,9 @@ class NodeConfig(_Model):
     force (gateway/node/settings/)."""
 
     def connection_type(self, client: ClientId) -> ConnectionType:
-        """How ``client``'s information systems must connect (default ``https``)."""
+        """How ``client``'s information systems must connect (default ``https``) by this
+        file's ``[[clients]]``: the bootstrap only; a running node reads the settings in
+        force (``NodeContext.settings``)."""
         for entry in self.clients:
             if entry.id == str(client):
                 return entry.connection_type
