@@ -23,7 +23,7 @@ from gateway.net.loop import run as _run
 from gateway.pki.profiles import CertificateError
 
 if TYPE_CHECKING:
-    from gateway.messagelog.records import StoredSettings
+    from gateway.messagelog import StoredSettings
     from gateway.node.clientauth import ClientCertStore
     from gateway.node.config import NodeConfig
 
