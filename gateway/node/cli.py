@@ -204,17 +204,6 @@ def cmd_node_status(args: argparse.Namespace) -> None:
         print(line)
 
 
-def _stored_settings(config: NodeConfig) -> StoredSettings | None:
-    """The newest settings version in the node's log (SQLite file or PostgreSQL), or
-    None before the log holds one (or before a SQLite log file exists)."""
-    from gateway.messagelog import open_store
-
-    location = config.node.log_location
-    if isinstance(location, Path) and not location.exists():
-        return None
-    return open_store(location).latest_settings()
-
-
 def cmd_node_settings_export(args: argparse.Namespace) -> None:
     """The settings in force as TOML on stdout: the log's newest version (read-only,
     so it works while the node runs), or ``node.toml``'s before the first start."""
@@ -302,6 +291,16 @@ def cmd_node_settings_import(args: argparse.Namespace) -> None:
         print(f"settings version {result.version} recorded (log entry {result.entry_id})")
 
     _run(apply())
+
+
+def _stored_settings(config: NodeConfig) -> StoredSettings | None:
+    """The log's newest settings version, read-only (works while the node runs)."""
+    from gateway.messagelog import open_store
+
+    location = config.node.log_location
+    if isinstance(location, Path) and not location.exists():
+        return None
+    return open_store(location).latest_settings()
 
 
 def _refuse_if_running(peer_listen: str, node_id: str) -> None:

@@ -36,6 +36,7 @@ from gateway.core.ids import (
 from gateway.core.policy import Grant, LocalGroupId
 from gateway.node.clientauth import ConnectionType
 from gateway.node.config_log import AuditSection, LoggingSection, SubsystemLogging, TrackerSection
+from gateway.node.localgroup import LocalGroupSection
 
 
 class ConfigError(Exception):
@@ -326,47 +327,6 @@ class AccessSection(_Model):
         )
 
 
-class LocalGroupSection(_Model):
-    """X-Road's local group: clients a hosted subsystem names once and grants access to
-    together (``local_group = CODE`` in ``[[access]]`` of that subsystem's services)."""
-
-    owner: str
-    code: str
-    description: str = ""
-    members: list[str] = Field(default_factory=list)
-
-    @field_validator("owner")
-    @classmethod
-    def _owner(cls, value: str) -> str:
-        SubsystemId.parse(value)
-        return value
-
-    @field_validator("code")
-    @classmethod
-    def _code(cls, value: str) -> str:
-        if (
-            not value
-            or not value.isprintable()
-            or any(c in value for c in "/#")
-            or value != value.strip()
-        ):
-            raise ValueError(f"local group code {value!r} must be printable, without '/' or '#'")
-        return value
-
-    @field_validator("members")
-    @classmethod
-    def _members(cls, value: list[str]) -> list[str]:
-        for member in value:
-            parse_client(member)
-        if len(set(value)) != len(value):
-            raise ValueError("a local group lists a member twice")
-        return value
-
-    @property
-    def group_id(self) -> LocalGroupId:
-        return LocalGroupId(SubsystemId.parse(self.owner), self.code)
-
-
 class GlobalConfSection(_Model):
     """Where signed global configuration comes from and where its cache lives."""
 
@@ -412,7 +372,8 @@ class NodeConfig(_Model):
     force (gateway/node/settings/)."""
 
     def connection_type(self, client: ClientId) -> ConnectionType:
-        """How ``client``'s information systems must connect (default ``https``)."""
+        """How ``client``'s information systems must connect by this file (default
+        ``https``): the bootstrap; a running node reads ``NodeContext.settings``."""
         for entry in self.clients:
             if entry.id == str(client):
                 return entry.connection_type

@@ -22,13 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gateway.core.ids import ClientId, InvalidIdentifierError, parse_client
 from gateway.core.policy import AccessPolicy, Grant, LocalGroupId
 from gateway.node.clientauth import ConnectionType
-from gateway.node.config import (
-    AccessSection,
-    ClientSection,
-    LocalGroupSection,
-    NodeConfig,
-    ServiceSection,
-)
+from gateway.node.config import AccessSection, ClientSection, NodeConfig, ServiceSection
+from gateway.node.localgroup import LocalGroupSection
 from gateway.node.settings.errors import SettingsCode, SettingsError
 from gateway.node.settings.toml import dump_toml, load_toml
 

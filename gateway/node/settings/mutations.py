@@ -18,13 +18,8 @@ from typing import Any
 from gateway.core.ids import InvalidIdentifierError, ServiceId, SubsystemId, parse_client
 from gateway.messagelog.tracker import FIND_USAGE
 from gateway.node.clientauth import ConnectionType
-from gateway.node.config import (
-    AccessSection,
-    ClientSection,
-    Endpoint,
-    LocalGroupSection,
-    ServiceSection,
-)
+from gateway.node.config import AccessSection, ClientSection, Endpoint, ServiceSection
+from gateway.node.localgroup import LocalGroupSection
 from gateway.node.settings.errors import SettingsCode, SettingsError
 from gateway.node.settings.model import NodeSettings, section_of
 
