@@ -225,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_central_commands(sub, add)
 
+    from gateway.console.cli import add_commands as add_console_commands
+
+    add_console_commands(sub, add)
+
     from gateway.audit.cli import add_commands as add_audit_commands
 
     audit = add_audit_commands(sub, add)
