@@ -92,9 +92,12 @@ def cmd_log_prove(args: argparse.Namespace) -> None:
 
 def cmd_errors(args: argparse.Namespace) -> None:
     from gateway.central.errors import CENTRAL_ERROR_TABLE
+    from gateway.console.errors import CONSOLE_ERROR_TABLE
 
-    # Message exchange codes first, then the central authority's (admin, registration).
-    for code, spec in [*ERROR_TABLE.items(), *CENTRAL_ERROR_TABLE.items()]:
+    # Message exchange codes first, then the central authority's (admin, registration),
+    # then the console's.
+    tables = [*ERROR_TABLE.items(), *CENTRAL_ERROR_TABLE.items(), *CONSOLE_ERROR_TABLE.items()]
+    for code, spec in tables:
         print(f"{spec.status}  {code.value:<55} {spec.meaning}")
 
 
