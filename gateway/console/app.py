@@ -18,17 +18,18 @@ from importlib import resources
 
 from aiohttp import web
 
-from gateway.console import central_pages
+from gateway.console import central_pages, node_pages
 from gateway.console.apiclient import ApiClient, ApiRefusal
 from gateway.console.auditor import verify_upload
 from gateway.console.errors import ConsoleCode, ConsoleError
 from gateway.console.frame import (
     CENTRAL,
     CONFIG,
+    NODE,
     STORE,
     TEMPLATES,
     ConsoleConfig,
-    central_client,
+    api_client,
     console_error_page,
     render,
     render_error,
@@ -115,35 +116,56 @@ async def language(request: web.Request) -> web.StreamResponse:
     return see_other(safe_next(request.query.get("next")))
 
 
+SIGN_IN_CHECK = {"central": "/whoami", "node": "/maintenance"}
+"""The call that proves a key at sign-in: the central's ``whoami`` names the key and its
+permissions; the node's API has none, so a cheap read shows the key may read, and names
+the node."""
+LANDING = {"central": "/central/members", "node": "/node/diagnostics"}
+
+
+def _api(request: web.Request, given: object) -> str:
+    """The API a sign-in is for: the one named if configured, else the first configured."""
+    config = request.app[CONFIG]
+    configured = [a for a, url in (("central", config.central_url), ("node", config.node_url))
+                  if url is not None]  # fmt: skip
+    if not configured:
+        raise ConsoleError(ConsoleCode.NOT_CONFIGURED, "this console has no API to sign in to")
+    return given if isinstance(given, str) and given in configured else configured[0]
+
+
 async def sign_in_form(request: web.Request) -> web.StreamResponse:
-    central_client(request)
-    return render(request, "signin.html", "sign_in", next=safe_next(request.query.get("next")))
+    api = _api(request, request.query.get("api"))
+    target = safe_next(request.query.get("next"), LANDING[api])
+    return render(request, "signin.html", "sign_in", api=api, next=target)
 
 
 async def sign_in(request: web.Request) -> web.StreamResponse:
-    """Sign in with an API key: the API's ``GET /whoami`` must accept it; the session
-    gets a new id, and the key stays in it, server-side."""
-    client = central_client(request)
+    """Sign in with an API key: the API must accept it; the session gets a new id, and
+    the key stays in it, server-side."""
     form = await request.post()
-    key = form.get("central_key")
-    target = safe_next(str(form.get("next", "")), "/central/members")
+    api = _api(request, form.get("api"))
+    client = api_client(request, api)
+    key = form.get("key")
+    target = safe_next(str(form.get("next", "")), LANDING[api])
     given = key.strip() if isinstance(key, str) else ""
     try:
         if not given:
             raise ApiRefusal(401, ConsoleCode.SIGN_IN_REFUSED.value, "no key given")
-        who = await client.call("GET", "/whoami", given)
+        who = await client.call("GET", SIGN_IN_CHECK[api], given)
     except ApiRefusal as refusal:
         return render(
             request,
             "signin.html",
             "sign_in",
             status=401,
+            api=api,
             next=target,
             refusal=f"{ConsoleCode.SIGN_IN_REFUSED.value}: {refusal.code}: {refusal.message}",
         )
     session = request.app[STORE].renew(session_of(request), time.monotonic())
-    session.central_key = given
-    session.who = {k: who.get(k) for k in ("id", "name", "role", "permissions")}
+    session.keys[api] = given
+    fields = ("id", "name", "role", "permissions", "node")
+    session.who[api] = {k: who.get(k) for k in fields if isinstance(who, dict) and k in who}
     request["session"] = session
     return see_other(target)
 
@@ -182,14 +204,17 @@ def create_app(config: ConsoleConfig, idle_seconds: float = IDLE_SECONDS) -> web
     app[STORE] = SessionStore(idle_seconds)
     app[TEMPLATES] = templates()
 
-    async def central_api(app: web.Application) -> AsyncIterator[None]:
+    async def api_clients(app: web.Application) -> AsyncIterator[None]:
         if config.central_url is not None:
             app[CENTRAL] = ApiClient(config.central_url, "/admin/v1")
+        if config.node_url is not None:
+            app[NODE] = ApiClient(config.node_url, "/api/v1")
         yield
-        if CENTRAL in app:
-            await app[CENTRAL].close()
+        for key in (CENTRAL, NODE):
+            if key in app:
+                await app[key].close()
 
-    app.cleanup_ctx.append(central_api)
+    app.cleanup_ctx.append(api_clients)
     app.router.add_get("/", start)
     app.router.add_get("/language/{language}", language)
     app.router.add_get("/signin", sign_in_form)
@@ -199,6 +224,7 @@ def create_app(config: ConsoleConfig, idle_seconds: float = IDLE_SECONDS) -> web
     app.router.add_post("/audit", audit_verify)
     app.router.add_get("/static/console.css", stylesheet)
     central_pages.add_routes(app)
+    node_pages.add_routes(app)
     return app
 
 

@@ -12,39 +12,15 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from gateway.console.apiclient import ApiRefusal
-from gateway.console.errors import ConsoleCode, ConsoleError
-from gateway.console.frame import (
-    central_client,
-    language_of,
-    render,
-    render_error,
-    see_other,
-    session_of,
-)
+from gateway.console.frame import change_api, language_of, read_api, render, session_of
 from gateway.console.i18n import translate
 
 AUDIT_LIMIT = 200
-
-
-async def _read(request: web.Request, *paths: str) -> list[Any] | web.Response:
-    """The answers of the GET calls ``paths`` with the session's key, or the page to show
-    instead: sign-in when not signed in, the API's refusal when it refused."""
-    client = central_client(request)
-    session = session_of(request)
-    if session.central_key is None:
-        return see_other(f"/signin?next={quote(request.path)}")
-    answers: list[Any] = []
-    for path in paths:
-        try:
-            answers.append(await client.call("GET", path, session.central_key))
-        except ApiRefusal as refusal:
-            return render_error(request, refusal.code, refusal.message, refusal.status)
-    return answers
+API = "central"
 
 
 async def members(request: web.Request) -> web.StreamResponse:
-    read = await _read(request, "/members", "/nodes")
+    read = await read_api(request, API, "/members", "/nodes")
     if isinstance(read, web.Response):
         return read
     member_list, node_list = read
@@ -54,7 +30,7 @@ async def members(request: web.Request) -> web.StreamResponse:
 
 async def requests(request: web.Request) -> web.StreamResponse:
     show_all = request.query.get("status") == "all"
-    read = await _read(request, "/requests" if show_all else "/requests?status=pending")
+    read = await read_api(request, API, "/requests" if show_all else "/requests?status=pending")
     if isinstance(read, web.Response):
         return read
     (listed,) = read
@@ -65,48 +41,36 @@ async def requests(request: web.Request) -> web.StreamResponse:
         "requests",
         requests=listed,
         show_all=show_all,
-        may_decide=session_of(request).may("requests.decide"),
+        may_decide=session_of(request).may(API, "requests.decide"),
     )
 
 
 async def groups(request: web.Request) -> web.StreamResponse:
-    read = await _read(request, "/groups")
+    read = await read_api(request, API, "/groups")
     if isinstance(read, web.Response):
         return read
     return render(request, "central_groups.html", "groups", groups=read[0])
 
 
 async def configuration(request: web.Request) -> web.StreamResponse:
-    read = await _read(request, "/configuration/versions")
+    read = await read_api(request, API, "/configuration/versions")
     if isinstance(read, web.Response):
         return read
     return render(request, "central_configuration.html", "configuration", info=read[0])
 
 
 async def audit(request: web.Request) -> web.StreamResponse:
-    read = await _read(request, f"/audit?limit={AUDIT_LIMIT}")
+    read = await read_api(request, API, f"/audit?limit={AUDIT_LIMIT}")
     if isinstance(read, web.Response):
         return read
     return render(request, "central_audit.html", "audit_trail", entries=read[0])
 
 
-async def _decide(request: web.Request, verb: str, body: Any, done: str) -> web.StreamResponse:
-    client = central_client(request)
-    session = session_of(request)
-    if session.central_key is None:
-        raise ConsoleError(ConsoleCode.NOT_SIGNED_IN, "sign in to decide requests")
+async def _decide(request: web.Request, verb: str, body: Any, done: str) -> web.Response:
     request_id = request.match_info["request_id"]
     path = f"/requests/{quote(request_id, safe='')}/{verb}"
-    language = language_of(request)
-    try:
-        await client.call("POST", path, session.central_key, body)
-    except ApiRefusal as refusal:
-        session.notices.append(
-            ("error", f"{translate('refused', language)}: {refusal.code}: {refusal.message}")
-        )
-    else:
-        session.notices.append(("ok", f"{translate(done, language)}: {request_id}"))
-    return see_other("/central/requests")
+    text = f"{translate(done, language_of(request))}: {request_id}"
+    return await change_api(request, API, "POST", path, body, text, "/central/requests")
 
 
 async def approve(request: web.Request) -> web.StreamResponse:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from aiohttp import web
 
-from gateway.console.apiclient import ApiClient
+from gateway.console.apiclient import ApiClient, ApiRefusal
 from gateway.console.errors import CONSOLE_ERROR_TABLE, ConsoleCode, ConsoleError
 from gateway.console.i18n import negotiate, translate
 from gateway.console.sessions import ConsoleSession, SessionStore
@@ -31,6 +32,9 @@ CONFIG = web.AppKey("config", ConsoleConfig)
 STORE = web.AppKey("store", SessionStore)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 CENTRAL = web.AppKey("central", ApiClient)
+NODE = web.AppKey("node", ApiClient)
+APIS = {"central": CENTRAL, "node": NODE}
+"""The APIs a console can sit on, by the name sessions and forms use."""
 
 
 def templates() -> jinja2.Environment:
@@ -69,6 +73,7 @@ def render(
             heading=translate(heading, language),
             session=session,
             central=request.app[CONFIG].central_url is not None,
+            node=request.app[CONFIG].node_url is not None,
             path=request.path,
             notices=notices,
             **context,
@@ -97,10 +102,52 @@ def see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
-def central_client(request: web.Request) -> ApiClient:
-    client = request.app.get(CENTRAL)
+def api_client(request: web.Request, api: str) -> ApiClient:
+    """The client of ``api`` (``central`` or ``node``); ``console.not_configured`` when the
+    console was started without its URL."""
+    key = APIS.get(api)
+    client = None if key is None else request.app.get(key)
     if client is None:
         raise ConsoleError(
-            ConsoleCode.NOT_CONFIGURED, "this console was started without --central-url"
+            ConsoleCode.NOT_CONFIGURED, f"this console was started without --{api}-url"
         )
     return client
+
+
+async def read_api(request: web.Request, api: str, *paths: str) -> list[Any] | web.Response:
+    """The answers of the GET calls ``paths`` to ``api`` with the session's key, or the
+    page to show instead: sign-in when not signed in there, the API's refusal if it
+    refused."""
+    client = api_client(request, api)
+    key = session_of(request).keys.get(api)
+    if key is None:
+        return see_other(f"/signin?api={api}&next={quote(request.path)}")
+    answers: list[Any] = []
+    for path in paths:
+        try:
+            answers.append(await client.call("GET", path, key))
+        except ApiRefusal as refusal:
+            return render_error(request, refusal.code, refusal.message, refusal.status)
+    return answers
+
+
+async def change_api(
+    request: web.Request, api: str, method: str, path: str, body: Any, done: str, back: str
+) -> web.Response:
+    """One change through ``api``; the outcome (``done``, or the API's refusal with its
+    code) is a notice on the page at ``back``, where the browser is sent."""
+    client = api_client(request, api)
+    session = session_of(request)
+    key = session.keys.get(api)
+    if key is None:
+        raise ConsoleError(ConsoleCode.NOT_SIGNED_IN, f"sign in to the {api} first")
+    language = language_of(request)
+    try:
+        await client.call(method, path, key, body)
+    except ApiRefusal as refusal:
+        session.notices.append(
+            ("error", f"{translate('refused', language)}: {refusal.code}: {refusal.message}")
+        )
+    else:
+        session.notices.append(("ok", done))
+    return see_other(back)

@@ -23,26 +23,27 @@ store is bounded: past this many, the least recently used session is dropped."""
 
 @dataclass
 class ConsoleSession:
-    """One browser's session; ``central_key`` is set by sign-in only."""
+    """One browser's session; ``keys`` are set by sign-in only, one per API."""
 
     id: str
     csrf: str
     seen: float
     language: str | None = None
-    central_key: str | None = None
-    who: dict[str, Any] = field(default_factory=dict)
-    """The signed-in key as the API's ``GET /whoami`` described it (never the secret)."""
+    keys: dict[str, str] = field(default_factory=dict)
+    """The signed-in API keys by API (``central``, ``node``); never sent to the browser."""
+    who: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per API, who the key is as the API described it at sign-in (never the secret)."""
     notices: list[tuple[str, str]] = field(default_factory=list)
     """Messages for the next page shown (kind, text), then dropped."""
 
     @property
     def signed_in(self) -> bool:
-        return self.central_key is not None
+        return bool(self.keys)
 
-    def may(self, permission: str) -> bool:
+    def may(self, api: str, permission: str) -> bool:
         """Whether the API said the key's role holds ``permission``: only to decide which
         forms a page offers; the API still decides every call."""
-        return permission in self.who.get("permissions", ())
+        return permission in self.who.get(api, {}).get("permissions", ())
 
     def csrf_matches(self, given: str | None) -> bool:
         return given is not None and hmac.compare_digest(given.encode(), self.csrf.encode())
@@ -84,9 +85,11 @@ class SessionStore:
 
     def renew(self, old: ConsoleSession, now: float) -> ConsoleSession:
         """A fresh id and CSRF token for a session that changes privilege (sign-in), so an
-        id someone planted or saw before cannot ride on it."""
+        id someone planted or saw before cannot ride on it; keys already signed in stay."""
         self.drop(old.id)
-        return self.new(now, old.language)
+        session = self.new(now, old.language)
+        session.keys, session.who = dict(old.keys), dict(old.who)
+        return session
 
     def drop(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)

@@ -162,7 +162,7 @@ def sign_in(stack: Stack, role: str) -> tuple[httpx.Client, str]:
     """A client signed in with ``role``'s key, and its session's CSRF token."""
     client = stack.browser()
     form = client.get("/signin")
-    page = client.post("/signin", data={"csrf": csrf_of(form), "central_key": stack.keys[role]})
+    page = client.post("/signin", data={"csrf": csrf_of(form), "key": stack.keys[role]})
     assert page.status_code == 200, page.text
     assert f'id="role">{role}<' in page.text
     return client, csrf_of(page)
@@ -184,11 +184,11 @@ def tampered(bundle: Path, where: Path) -> tuple[Path, int]:
 def test_a_form_without_the_sessions_csrf_token_is_refused(stack: Stack) -> None:
     key = stack.keys["registration_officer"]
     # no session at all
-    r = httpx.post(f"{stack.console}/signin", data={"central_key": key}, timeout=30)
+    r = httpx.post(f"{stack.console}/signin", data={"key": key}, timeout=30)
     assert r.status_code == 403 and "console.csrf" in r.text
     with stack.browser() as client:
         token = csrf_of(client.get("/signin"))
-        for data in ({"central_key": key}, {"central_key": key, "csrf": token + "x"}):
+        for data in ({"key": key}, {"key": key, "csrf": token + "x"}):
             r = client.post("/signin", data=data)
             assert r.status_code == 403, r.text
             assert 'id="error-code">console.csrf<' in r.text
@@ -215,7 +215,7 @@ def test_the_session_cookie_is_strict_and_the_key_never_in_a_page(stack: Stack) 
         assert "Secure" not in cookie  # plain HTTP here; over TLS it is set
         before = client.cookies["gw_console"]
         key = stack.keys["observer"]
-        pages = [client.post("/signin", data={"csrf": csrf_of(first), "central_key": key})]
+        pages = [client.post("/signin", data={"csrf": csrf_of(first), "key": key})]
         assert client.cookies["gw_console"] != before, "the session id must change at sign-in"
         for path in ("/", "/central/members", "/central/requests", "/central/groups",
                      "/central/configuration", "/central/audit", "/audit"):  # fmt: skip
@@ -237,9 +237,7 @@ def test_a_key_the_api_refuses_does_not_sign_in(stack: Stack) -> None:
     stack.admin("DELETE", f"/api-keys/{revoked['id']}").raise_for_status()
     with stack.browser() as client:
         for key in ("gwk_not-a-key", revoked["key"], ""):
-            page = client.post(
-                "/signin", data={"csrf": csrf_of(client.get("/signin")), "central_key": key}
-            )
+            page = client.post("/signin", data={"csrf": csrf_of(client.get("/signin")), "key": key})
             assert page.status_code == 401, key
             assert "console.sign_in_refused" in page.text and 'id="role"' not in page.text
         assert client.get("/central/requests").url.path == "/signin"

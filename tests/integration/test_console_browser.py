@@ -39,8 +39,8 @@ def test_an_operators_day_in_the_console(stack: Stack, tmp_path: Path) -> None:
 
     def sign_in(page: Page, role: str) -> None:
         page.goto(f"{stack.console}/signin")
-        page.fill("#central_key", stack.keys[role])
-        page.press("#central_key", "Enter")  # the form is sent from the keyboard
+        page.fill("#key", stack.keys[role])
+        page.press("#key", "Enter")  # the form is sent from the keyboard
         assert page.inner_text("#role") == role
 
     with sync_playwright() as pw:

@@ -192,6 +192,22 @@ def test_demo_tells_the_story_and_keeps_the_federation_running(tmp_path: Path) -
         assert "X-Data-Subject" not in response.headers
         person = response.json()["person"]
         assert (person["familienname"], person["vornamen"]) == ("Schmidt", "Anna")
+        # The console runs over the central; a demo key of each role signs in.
+        console = topology["console"]
+        roles = {c["role"]: c for c in console["credentials"]}
+        assert set(roles) == {"system_administrator", "registration_officer", "observer"}
+        for credential in roles.values():
+            key_file = Path(credential["api_key_file"])
+            assert key_file.stat().st_mode & 0o077 == 0
+            with httpx.Client(base_url=console["url"], timeout=30) as browser:
+                form = browser.get("/signin").text
+                token = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+                key = key_file.read_text("ascii").strip()
+                signed_in = browser.post(
+                    "/signin", data={"csrf": token, "key": key}, follow_redirects=True
+                )
+                assert f'id="role">{credential["role"]}<' in signed_in.text
+                assert "Stadt Iserlohn" in signed_in.text  # the members page
         # The portal stays up for a browser.
         portal = httpx.get(topology["portal_url"], timeout=10)
         assert portal.status_code == 200

@@ -56,8 +56,10 @@ def test_a_session_ends_when_idle_and_is_renewed_at_sign_in() -> None:
     assert store.get(session.id, now=179.0) is None
     assert store.get(session.id, now=180.0) is None and len(store) == 0
     old = store.new(now=200.0, language="de")
+    old.keys["node"] = "gwk_node"
     new = store.renew(old, now=201.0)
     assert (new.id, new.csrf) != (old.id, old.csrf) and new.language == "de"
+    assert new.keys == {"node": "gwk_node"}, "a second sign-in keeps the first"
     assert store.get(old.id, now=202.0) is None and store.get(new.id, now=202.0) is new
     assert store.get(None, now=202.0) is None and store.get("", now=202.0) is None
 
@@ -77,9 +79,10 @@ def test_the_csrf_token_must_be_the_sessions_own() -> None:
     assert one.csrf_matches(one.csrf)
     assert not one.csrf_matches(two.csrf)
     assert not one.csrf_matches(None) and not one.csrf_matches("")
-    assert not one.signed_in and not one.may("read")
-    one.central_key, one.who = "gwk_x", {"permissions": ["read"]}
-    assert one.signed_in and one.may("read") and not one.may("requests.decide")
+    assert not one.signed_in and not one.may("central", "read")
+    one.keys["central"], one.who["central"] = "gwk_x", {"permissions": ["read"]}
+    assert one.signed_in and one.may("central", "read")
+    assert not one.may("central", "requests.decide") and not one.may("node", "read")
 
 
 @pytest.mark.parametrize(
@@ -97,3 +100,31 @@ def test_the_csrf_token_must_be_the_sessions_own() -> None:
 )
 def test_redirects_stay_on_the_console(target: str | None, expected: str) -> None:
     assert safe_next(target) == expected
+
+
+def test_traffic_counts_records_per_hour_service_and_error() -> None:
+    from datetime import UTC, datetime
+
+    from gateway.console.traffic import since, traffic
+
+    now = datetime(2026, 3, 2, 14, 25, tzinfo=UTC)
+    assert since(now, 3) == datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    records = [
+        {"request_in": "2026-03-02T12:00:00.000Z", "service": "A", "succeeded": True},
+        {"request_in": "2026-03-02T12:59:59.999Z", "service": "A", "succeeded": False,
+         "error_code": "server.serverproxy.access_denied"},
+        {"request_in": "2026-03-02T14:10:00.000Z", "service": "B", "succeeded": True},
+        {"request_in": "2026-03-02T14:11:00.000Z", "service": "B", "succeeded": True},
+        {"request_in": "2026-03-02T11:59:59.999Z", "service": "A", "succeeded": True},  # before
+        {"request_in": "not a time", "service": "A", "succeeded": True},
+        {"request_in": "2026-03-02T13:00:00", "service": "A", "succeeded": True},  # no zone
+    ]  # fmt: skip
+    counted = traffic(records, now, hours=3)
+    assert [(h.start.hour, h.succeeded, h.failed) for h in counted.hours] == [
+        (12, 1, 1),
+        (13, 0, 0),
+        (14, 2, 0),
+    ]
+    assert counted.peak == 2
+    assert counted.by_service == [("A", 1, 1), ("B", 2, 0)]
+    assert counted.errors == [("server.serverproxy.access_denied", 1)]
