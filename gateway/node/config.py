@@ -33,7 +33,7 @@ from gateway.core.ids import (
     SubsystemId,
     parse_client,
 )
-from gateway.core.policy import Grant
+from gateway.core.policy import Grant, LocalGroupId
 from gateway.node.clientauth import ConnectionType
 
 
@@ -108,8 +108,12 @@ class NodeSection(_Model):
     max_connections_per_ip: int = Field(default=512, gt=0)
     """Open connections each port accepts from one address (peers pool up to 256)."""
     metrics_listen: str = "127.0.0.1:9090"
-    """The admin listener: Prometheus ``/metrics`` and the owner's ``/operational``
-    records. Never on a consumer port; "" serves neither."""
+    """The admin listener: Prometheus ``/metrics`` (open), the management API
+    ``/api/v1`` and ``/operational`` (API key). Never on a consumer port; "" serves none."""
+    api_keys: Path = Path("api-keys.json")
+    """The management API's keys, stored hashed (``gateway node keys``; ADR 0031)."""
+    admin_key: Path = Path("admin.key")
+    """The first system administrator key, written 0600 when the key store is created."""
     opdata_retention_days: float = Field(default=7, gt=0)
     """How long operational monitoring records are kept (X-Road keeps them a day by
     default; a week covers a weekend's incident)."""
@@ -266,21 +270,71 @@ class AccessSection(_Model):
     service: str
     client: str | None = None
     group: str | None = None
+    """A global group (``INSTANCE/CODE``) of the global configuration."""
+    local_group: str | None = None
+    """The code of a local group of the service's own subsystem (``[[local_groups]]``)."""
     methods: list[str] | None = None
     paths: list[str] | None = None
 
     def grant(self) -> Grant:
-        if (self.client is None) == (self.group is None):
-            raise ValueError("an access right names exactly one of client or group")
-        subject: ClientId | GroupId = (
-            parse_client(self.client) if self.client is not None else GroupId.parse(str(self.group))
-        )
+        named = [s for s in (self.client, self.group, self.local_group) if s is not None]
+        if len(named) != 1:
+            raise ValueError("an access right names exactly one of client, group or local_group")
+        service = ServiceId.parse(self.service)
+        subject: ClientId | GroupId | LocalGroupId
+        if self.client is not None:
+            subject = parse_client(self.client)
+        elif self.group is not None:
+            subject = GroupId.parse(self.group)
+        else:
+            subject = LocalGroupId(service.provider, str(self.local_group))
         return Grant(
-            service=ServiceId.parse(self.service),
+            service=service,
             subject=subject,
             methods=frozenset(m.upper() for m in self.methods) if self.methods else None,
             paths=tuple(self.paths) if self.paths else None,
         )
+
+
+class LocalGroupSection(_Model):
+    """X-Road's local group: clients a hosted subsystem names once and grants access to
+    together (``local_group = CODE`` in ``[[access]]`` of that subsystem's services)."""
+
+    owner: str
+    code: str
+    description: str = ""
+    members: list[str] = Field(default_factory=list)
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, value: str) -> str:
+        SubsystemId.parse(value)
+        return value
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, value: str) -> str:
+        if (
+            not value
+            or not value.isprintable()
+            or any(c in value for c in "/#")
+            or value != value.strip()
+        ):
+            raise ValueError(f"local group code {value!r} must be printable, without '/' or '#'")
+        return value
+
+    @field_validator("members")
+    @classmethod
+    def _members(cls, value: list[str]) -> list[str]:
+        for member in value:
+            parse_client(member)
+        if len(set(value)) != len(value):
+            raise ValueError("a local group lists a member twice")
+        return value
+
+    @property
+    def group_id(self) -> LocalGroupId:
+        return LocalGroupId(SubsystemId.parse(self.owner), self.code)
 
 
 class GlobalConfSection(_Model):
@@ -398,6 +452,10 @@ class NodeConfig(_Model):
     tracker: TrackerSection = Field(default_factory=TrackerSection)
     clients: list[ClientSection] = Field(default_factory=list)
     """Connection types of hosted subsystems; a subsystem not listed is ``https``."""
+    local_groups: list[LocalGroupSection] = Field(default_factory=list)
+    """``[[services]]``, ``[[access]]``, ``[[clients]]`` and ``[[local_groups]]`` are the
+    bootstrap of the node's settings: once its log holds a settings version, that is in
+    force (gateway/node/settings/)."""
 
     def connection_type(self, client: ClientId) -> ConnectionType:
         """How ``client``'s information systems must connect (default ``https``)."""
@@ -406,9 +464,13 @@ class NodeConfig(_Model):
                 return entry.connection_type
         return ConnectionType.HTTPS
 
-    def consumer_ports_problem(self) -> str | None:
-        """Why the node would serve its information systems on no port, if it would."""
-        if self.node.internal_tls_cert is None and not self.serves_plain_http():
+    def consumer_ports_problem(self, plain_http: bool | None = None) -> str | None:
+        """Why the node would serve its information systems on no port, if it would;
+        ``plain_http``: whether the settings in force have an ``http`` client (default:
+        this file's ``[[clients]]``)."""
+        if plain_http is None:
+            plain_http = self.serves_plain_http()
+        if self.node.internal_tls_cert is None and not plain_http:
             return (
                 "the node would serve its information systems on no port: set [node] "
                 "internal_tls_cert and internal_tls_key (the consumer TLS port's certificate, "
@@ -457,6 +519,8 @@ def _resolve(data: dict[str, Any], base: Path) -> None:
             node[key] = str(base / node[key])
     if isinstance(node, dict):
         node["client_certs"] = str(base / node.get("client_certs", "client-certs.json"))
+        node["api_keys"] = str(base / node.get("api_keys", "api-keys.json"))
+        node["admin_key"] = str(base / node.get("admin_key", "admin.key"))
     for entry in data.get("signing", []):
         for key in ("cert", "key"):
             if key in entry:
