@@ -10,6 +10,7 @@ out of caches, frames and other origins' scripts.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import ssl
 import time
@@ -41,6 +42,8 @@ from gateway.console.frame import (
 from gateway.console.i18n import LANGUAGES
 from gateway.console.sessions import IDLE_SECONDS, SessionStore
 from gateway.net.guard import GuardSettings, guarded_site
+
+log = logging.getLogger("gateway.console")
 
 COOKIE = "gw_console"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
@@ -93,6 +96,13 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPMethodNotAllowed as exc:
         response = render_error(request, ConsoleCode.NOT_FOUND.value, request.path, 405)
         response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("console: %s %s failed", request.method, request.path)
+        response = console_error_page(
+            request, ConsoleError(ConsoleCode.INTERNAL, "the page could not be shown")
+        )
     current = session_of(request)
     if store.get(current.id, now) is None:
         response.del_cookie(COOKIE, path="/")

@@ -61,10 +61,14 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
         console,
         "serve",
         cmd_console_serve,
-        "serve the web console over the central's admin API (and the auditor page)",
+        "serve the web console over the central's and a node's admin APIs, and the auditor page",
     )
     p.add_argument("--central-url", default=None, help="the central authority's base URL")
-    p.add_argument("--node-url", default=None, help="a node's management API base URL (reserved)")
+    p.add_argument(
+        "--node-url",
+        default=None,
+        help="a node's admin listener (where /api/v1 is), e.g. http://127.0.0.1:9090",
+    )
     p.add_argument("--listen", default="127.0.0.1:8400", help="HOST:PORT (default %(default)s)")
     p.add_argument("--tls-cert", default=None, help="serve HTTPS with this certificate (PEM)")
     p.add_argument("--tls-key", default=None, help="the certificate's key (PEM)")

@@ -23,6 +23,7 @@ class ConsoleCode(StrEnum):
     API_UNREACHABLE = "console.api_unreachable"
     BAD_UPLOAD = "console.bad_upload"
     NOT_FOUND = "console.not_found"
+    INTERNAL = "console.internal_error"
 
 
 CONSOLE_ERROR_TABLE: dict[ConsoleCode, ErrorSpec] = {
@@ -55,6 +56,11 @@ CONSOLE_ERROR_TABLE: dict[ConsoleCode, ErrorSpec] = {
         "upload limit, and an anchor the verifier can read.",
     ),
     ConsoleCode.NOT_FOUND: ErrorSpec(404, "No such page."),
+    ConsoleCode.INTERNAL: ErrorSpec(
+        500,
+        "The console failed to show an answer of the API (its log has the details); a "
+        "change the API confirmed is done, one it did not is not.",
+    ),
 }
 
 

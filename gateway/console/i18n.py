@@ -116,6 +116,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "Anfragen der letzten Stunden, aus den Betriebsdaten des Knotens.",
     ),
     "error_codes": ("Error codes", "Fehlercodes"),
+    "by_service": ("Per service", "Je Dienst"),
     "count": ("Count", "Anzahl"),
     "node_signed_in": ("Node", "Knoten"),
     "id": ("Identifier", "Kennung"),

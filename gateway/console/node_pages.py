@@ -58,11 +58,24 @@ async def services(request: web.Request) -> web.StreamResponse:
     for service in listed:
         rights = []
         for right in access:
-            if right.get("service") != service["id"]:
+            if right.get("service") != service.get("id"):
                 continue
             kind = next((k for k in SUBJECTS if right.get(k)), "client")
-            rights.append({**right, "kind": kind, "subject": right.get(kind)})
-        rows.append({"service": service, "rights": rights})
+            rights.append(
+                {
+                    "kind": kind,
+                    "subject": right.get(kind),
+                    "methods": right.get("methods") or [],
+                    "paths": right.get("paths") or [],
+                }
+            )
+        shown = {
+            "id": service.get("id"),
+            "url": service.get("url", ""),
+            "enabled": service.get("enabled", True),
+            "endpoints": service.get("endpoints") or [],
+        }
+        rows.append({"service": shown, "rights": rights})
     return render(request, "node_services.html", "services", rows=rows, subjects=SUBJECTS)
 
 

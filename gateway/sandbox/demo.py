@@ -363,7 +363,9 @@ def explain(net: LocalNet, story: AnnaStory) -> tuple[bool, str]:
             for e in entries
         ),
     )
-    complete = {(role, kind) for role in Role for kind in Kind} <= set(by_kind)
+    # Both halves on both sides; the nodes' own admin records belong to no exchange.
+    sides, halves = (Role.CONSUMER, Role.PROVIDER), (Kind.REQUEST, Kind.RESPONSE)
+    complete = {(role, kind) for role in sides for kind in halves} <= set(by_kind)
     return complete, request_entry.message_id
 
 
@@ -506,7 +508,7 @@ def _serve(demo: Demo, directory: Path, *, exit_on_failure: bool = False) -> boo
     partial = topology.with_suffix(".json.tmp")
     data = demo.net.topology()
     data["portal_url"] = demo.portal.url
-    data["console"] = start_console(demo.net)
+    data["console"] = start_console(demo.net, node=SOEST.ags)
     officer = data["console"]["credentials"][1]
     soest, code = demo.net.nodes[SOEST.ags], TRADE_OFFICE.subsystem_code
     partial.write_text(json.dumps(data, indent=2), "utf-8")
