@@ -356,3 +356,70 @@ def test_the_auditor_page_reports_as_the_cli_prints(stack: Stack, tmp_path: Path
             files={"bundle": stack.bundle.read_bytes(), "anchor": b"{}"},
         )
         assert bad_anchor.status_code == 400 and "console.bad_upload" in bad_anchor.text
+
+
+def test_over_tls_the_session_cookie_is_secure(tmp_path: Path) -> None:
+    """``--tls-cert``/``--tls-key``: the console serves HTTPS and marks its cookie Secure."""
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "console test (test fixture)")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "console.pem", tmp_path / "console.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    port = _free_port()
+    log = tmp_path / "console.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*GATEWAY, "console", "serve", "--listen", f"127.0.0.1:{port}",
+             "--tls-cert", str(cert_path), "--tls-key", str(key_path)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        trust = ssl.create_default_context(cafile=str(cert_path))
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                page = httpx.get(f"https://127.0.0.1:{port}/audit", verify=trust, timeout=5)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "the console did not start"
+                time.sleep(0.1)
+        assert page.status_code == 200
+        cookie = page.headers["set-cookie"]
+        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        # no central configured: its pages say so, with the code
+        missing = httpx.get(f"https://127.0.0.1:{port}/central/members", verify=trust, timeout=5)
+        assert missing.status_code == 404 and "console.not_configured" in missing.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
