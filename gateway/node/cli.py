@@ -23,7 +23,9 @@ from gateway.net.loop import run as _run
 from gateway.pki.profiles import CertificateError
 
 if TYPE_CHECKING:
+    from gateway.messagelog import StoredSettings
     from gateway.node.clientauth import ClientCertStore
+    from gateway.node.config import NodeConfig
 
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
     AddFn = Callable[
@@ -158,14 +160,14 @@ def cmd_node_internal_cert(args: argparse.Namespace) -> None:
 def cmd_node_opdata(args: argparse.Namespace) -> None:
     """The node's operational monitoring records as JSON lines, read from its database
     (read-only, so it works while the node runs and while it is stopped)."""
-    from gateway.messagelog import SqliteLogStore
+    from gateway.messagelog import open_store
     from gateway.node.config import load_config
     from gateway.node.monitoring import query_bound
 
     config = load_config(Path(args.config))
     since = None if args.since is None else query_bound("--since", args.since)
     until = None if args.until is None else query_bound("--until", args.until)
-    store = SqliteLogStore(config.node.messagelog)
+    store = open_store(config.node.log_location)
     for record in store.operational_records(since=since, until=until, client=args.client):
         print(json.dumps(dataclasses.asdict(record)))
 
@@ -202,19 +204,27 @@ def cmd_node_status(args: argparse.Namespace) -> None:
         print(line)
 
 
+def _stored_settings(config: NodeConfig) -> StoredSettings | None:
+    """The newest settings version in the node's log (SQLite file or PostgreSQL), or
+    None before the log holds one (or before a SQLite log file exists)."""
+    from gateway.messagelog import open_store
+
+    location = config.node.log_location
+    if isinstance(location, Path) and not location.exists():
+        return None
+    return open_store(location).latest_settings()
+
+
 def cmd_node_settings_export(args: argparse.Namespace) -> None:
     """The settings in force as TOML on stdout: the log's newest version (read-only,
     so it works while the node runs), or ``node.toml``'s before the first start."""
     import sys
 
-    from gateway.messagelog import SqliteLogStore
     from gateway.node.config import load_config
     from gateway.node.settings.model import NodeSettings
 
     config = load_config(Path(args.config))
-    stored = None
-    if config.node.messagelog.exists():
-        stored = SqliteLogStore(config.node.messagelog).latest_settings()
+    stored = _stored_settings(config)
     if stored is None:
         print(f"# the log holds no settings yet: {args.config}'s, the bootstrap", file=sys.stderr)
         settings = NodeSettings.from_config(config)
@@ -229,15 +239,12 @@ def cmd_node_settings_diff(args: argparse.Namespace) -> None:
     the settings in force; exit status 1 if anything differs."""
     import sys
 
-    from gateway.messagelog import SqliteLogStore
     from gateway.node.config import load_config
     from gateway.node.settings.model import NodeSettings
     from gateway.node.settings.source import changed_parts, describe_changes
 
     config = load_config(Path(args.config))
-    stored = None
-    if config.node.messagelog.exists():
-        stored = SqliteLogStore(config.node.messagelog).latest_settings()
+    stored = _stored_settings(config)
     if stored is None:
         print("the log holds no settings yet: node.toml's are the bootstrap")
         return
@@ -316,6 +323,25 @@ def _refuse_if_running(peer_listen: str, node_id: str) -> None:
     )
 
 
+def cmd_db_upgrade(args: argparse.Namespace) -> None:
+    """``gateway db upgrade``: create or upgrade the message log's schema, on PostgreSQL
+    (which a node never does by itself) or on a SQLite file."""
+    from gateway.messagelog import upgrade_schema
+    from gateway.node.config import load_config
+
+    location: Path | str
+    if args.database_url is not None:
+        location = args.database_url
+    elif args.config is not None:
+        location = load_config(Path(args.config)).node.log_location
+    else:
+        raise SystemExit("gateway db upgrade: give --database-url URL or a node.toml")
+    if isinstance(location, str) and location.startswith("sqlite:///"):
+        location = Path(location.removeprefix("sqlite:///"))
+    revision = upgrade_schema(location)
+    print(f"message log schema at revision {revision}")
+
+
 def cmd_node_token_init_key(args: argparse.Namespace) -> None:
     """A member signing key generated on a PKCS#11 token, and its CSR signed by the token
     (docs/deployment.md, "Signing keys in a token")."""
@@ -338,7 +364,22 @@ def cmd_node_token_init_key(args: argparse.Namespace) -> None:
 
 
 def add_commands(sub: Subparsers, add: AddFn) -> None:
-    """Register ``node`` and its subcommands under the top-level ``gateway`` parser."""
+    """Register ``node`` and its subcommands, and ``db``, under the top-level parser."""
+    db = sub.add_parser("db", help="the message log's database schema").add_subparsers(
+        dest="db_command", required=True, metavar="DB_COMMAND"
+    )
+    p = add(
+        db,
+        "upgrade",
+        cmd_db_upgrade,
+        "create or upgrade the message log's schema (PostgreSQL or a SQLite file)",
+    )
+    p.add_argument("config", nargs="?", default=None, help="a node.toml: its log")
+    p.add_argument(
+        "--database-url",
+        default=None,
+        help="postgresql://... or sqlite:///PATH (instead of a node.toml)",
+    )
     node = sub.add_parser("node", help="run a security server").add_subparsers(
         dest="node_command", required=True, metavar="NODE_COMMAND"
     )

@@ -35,6 +35,7 @@ from gateway.core.ids import (
 )
 from gateway.core.policy import Grant, LocalGroupId
 from gateway.node.clientauth import ConnectionType
+from gateway.node.config_log import AuditSection, LoggingSection, SubsystemLogging, TrackerSection
 
 
 class ConfigError(Exception):
@@ -75,7 +76,12 @@ class NodeSection(_Model):
     client_certs: Path = Path("client-certs.json")
     """The registered information-system certificates (``gateway node client-cert``)."""
     peer_listen: HostPort = "127.0.0.1:5500"
-    messagelog: Path
+    messagelog: Path | None = None
+    """The message log's SQLite file; or, instead, ``database_url``."""
+    database_url: str | None = None
+    """A ``postgresql://`` URL (libpq's form; a password may come from ``PGPASSWORD`` or
+    ``~/.pgpass`` instead): the message log lives in that PostgreSQL database, whose schema
+    ``gateway db upgrade`` made (docs/deployment.md, PostgreSQL)."""
     auth_cert: Path
     auth_key: Path
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
@@ -123,6 +129,30 @@ class NodeSection(_Model):
     def _id(cls, value: str) -> str:
         NodeId.parse(value)
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("database_url must be a postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_log(self) -> NodeSection:
+        if (self.messagelog is None) == (self.database_url is None):
+            raise ValueError(
+                "[node] needs exactly one of messagelog (a SQLite file) and database_url"
+                " (a postgresql:// URL)"
+            )
+        return self
+
+    @property
+    def log_location(self) -> Path | str:
+        """Where the message log is: the SQLite file or the PostgreSQL URL."""
+        if self.database_url is not None:
+            return self.database_url
+        assert self.messagelog is not None
+        return self.messagelog
 
     @field_validator("consumer_listen", "consumer_tls_listen", "peer_listen")
     @classmethod
@@ -352,82 +382,6 @@ class GlobalConfSection(_Model):
     stops the node after this long with a message instead of hanging it."""
 
 
-class SubsystemLogging(_Model):
-    """One local subsystem's logging mode (X-Road's per-subsystem message log setting)."""
-
-    id: str
-    mode: str = "full"
-
-    @field_validator("id")
-    @classmethod
-    def _subsystem(cls, value: str) -> str:
-        SubsystemId.parse(value)
-        return value
-
-    @field_validator("mode")
-    @classmethod
-    def _mode(cls, value: str) -> str:
-        if value not in ("full", "metadata"):
-            raise ValueError(f"mode must be full or metadata, not {value!r}")
-        return value
-
-
-class LoggingSection(_Model):
-    """What the message log keeps of each body (gateway/messagelog/policy.py)."""
-
-    max_body_bytes: int | None = Field(default=None, ge=0)
-    """Bodies larger than this are logged as their SHA-256 only; none: no limit."""
-    subsystems: list[SubsystemLogging] = Field(default_factory=list)
-
-    def metadata_only(self) -> frozenset[str]:
-        return frozenset(s.id for s in self.subsystems if s.mode == "metadata")
-
-
-class AuditSection(_Model):
-    """Who may read this node's log, and how it witnesses its peers (docs/message-log.md)."""
-
-    auditor_cert_sha256: list[str] = Field(default_factory=list)
-    """SHA-256 fingerprints (hex) of auditors' TLS client certificates: full read access
-    to the log on the peer port (the certificate must also chain to an instance CA)."""
-    admin_token_file: Path | None = None
-    """A file holding the bearer token that gives full read access on the consumer port."""
-    witness_interval_seconds: float = Field(default=300, ge=0)
-    """How often this node fetches, checks and co-signs its peers' tree heads; 0: never."""
-    witness_peers: list[str] = Field(default_factory=list)
-    """Node ids to witness; empty: every other node of the global configuration."""
-
-    @field_validator("auditor_cert_sha256")
-    @classmethod
-    def _fingerprints(cls, value: list[str]) -> list[str]:
-        for fp in value:
-            if len(fp) != 64 or fp != fp.lower() or any(c not in "0123456789abcdef" for c in fp):
-                raise ValueError(f"{fp!r} is not a lowercase hex SHA-256 fingerprint")
-        return value
-
-    @field_validator("witness_peers")
-    @classmethod
-    def _peers(cls, value: list[str]) -> list[str]:
-        for peer in value:
-            NodeId.parse(peer)
-        return value
-
-
-class TrackerSection(_Model):
-    """The data tracker's provider policy (docs/data-tracker.md); who may *call* it is an
-    ordinary ``[[access]]`` grant on ``{subsystem}/findUsage``."""
-
-    hidden_clients: list[str] = Field(default_factory=list)
-    """Client or member ids whose reads ``findUsage`` never shows (e.g. security
-    authorities); a member id hides all its subsystems."""
-
-    @field_validator("hidden_clients")
-    @classmethod
-    def _clients(cls, value: list[str]) -> list[str]:
-        for client in value:
-            parse_client(client)
-        return value
-
-
 class ClientSection(_Model):
     """One hosted subsystem's connection type (X-Road's IS connection type)."""
 
@@ -581,4 +535,13 @@ def load_config(path: Path) -> NodeConfig:
     return config
 
 
-__all__ = ["ConfigError", "NodeConfig", "SubsystemId", "load_config"]
+__all__ = [
+    "AuditSection",
+    "ConfigError",
+    "LoggingSection",
+    "NodeConfig",
+    "SubsystemId",
+    "SubsystemLogging",
+    "TrackerSection",
+    "load_config",
+]

@@ -363,9 +363,10 @@ def explain(net: LocalNet, story: AnnaStory) -> tuple[bool, str]:
             for e in entries
         ),
     )
-    # Both halves on both sides; the nodes' own admin records belong to no exchange.
-    sides, halves = (Role.CONSUMER, Role.PROVIDER), (Kind.REQUEST, Kind.RESPONSE)
-    complete = {(role, kind) for role in sides for kind in halves} <= set(by_kind)
+    exchange = {
+        (r, k) for r in (Role.CONSUMER, Role.PROVIDER) for k in (Kind.REQUEST, Kind.RESPONSE)
+    }
+    complete = exchange <= set(by_kind)  # an exchange's four entries (admin ones are not)
     return complete, request_entry.message_id
 
 
