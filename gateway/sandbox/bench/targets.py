@@ -24,7 +24,7 @@ RELAY_CPU_MS = 0.25
 
 
 @dataclass(frozen=True)
-class Verdict:
+class TargetVerdict:
     """One target: what it asks, what this run measured, and whether that meets it."""
 
     target: str
@@ -42,9 +42,9 @@ def per_proxy(cpu: dict[str, float], names: tuple[str, str]) -> float:
     return (cpu[names[0]] + cpu[names[1]]) / 2
 
 
-def judge(report: dict[str, Any]) -> list[Verdict]:
+def judge(report: dict[str, Any]) -> list[TargetVerdict]:
     levels: dict[str, Any] = report["levels"]
-    verdicts: list[Verdict] = []
+    verdicts: list[TargetVerdict] = []
     for key in sorted(levels, key=int):
         if key not in ("1", "64"):
             continue
@@ -54,7 +54,7 @@ def judge(report: dict[str, Any]) -> list[Verdict]:
         for node in ("consumer", "provider"):
             ratio = gateway_cpu[node] / relay if relay else float("inf")
             verdicts.append(
-                Verdict(
+                TargetVerdict(
                     f"{node} node CPU per exchange <= {NODE_TO_RELAY_CPU:g}x lean relay's "
                     f"per proxy, concurrency {key}",
                     f"{gateway_cpu[node]:.3f} ms vs {relay:.3f} ms = {ratio:.2f}x",
@@ -65,7 +65,7 @@ def judge(report: dict[str, Any]) -> list[Verdict]:
     if top is not None:
         rate = top["gateway"]["exchanges_per_s"] / max(top["relay"]["exchanges_per_s"], 1e-9)
         verdicts.append(
-            Verdict(
+            TargetVerdict(
                 f"throughput at concurrency 64 >= {RATE_TO_RELAY:g} of the lean relay pair",
                 f"{top['gateway']['exchanges_per_s']:.0f} vs {top['relay']['exchanges_per_s']:.0f}"
                 f" ex/s = {rate:.2f}",
@@ -73,12 +73,12 @@ def judge(report: dict[str, Any]) -> list[Verdict]:
             )
         )
     else:
-        verdicts.append(Verdict("throughput at concurrency 64", "level 64 not run", None))
+        verdicts.append(TargetVerdict("throughput at concurrency 64", "level 64 not run", None))
     single = levels.get("1")
     if single is not None and "added_latency_ms" in single:
         added = single["added_latency_ms"]
         verdicts.append(
-            Verdict(
+            TargetVerdict(
                 f"added latency over direct at concurrency 1 <= {ADDED_P50_MS:g} ms p50, "
                 f"<= {ADDED_P99_MS:g} ms p99",
                 f"p50 {added['p50']:.2f} ms, p99 {added['p99']:.2f} ms",
@@ -86,13 +86,13 @@ def judge(report: dict[str, Any]) -> list[Verdict]:
             )
         )
     else:
-        verdicts.append(Verdict("added latency at concurrency 1", "level 1 not run", None))
+        verdicts.append(TargetVerdict("added latency at concurrency 1", "level 1 not run", None))
     soak = report.get("soak")
     memory = report.get("memory_mb")
     if soak is not None and memory is not None and soak["ok"] >= SOAK_FOR_RSS:
         rss = max(memory["consumer"]["rss"], memory["provider"]["rss"])
         verdicts.append(
-            Verdict(
+            TargetVerdict(
                 f"node RSS <= {NODE_RSS_MB:g} MB after {SOAK_FOR_RSS:,} exchanges",
                 f"{rss:.1f} MB after {soak['ok']:,}",
                 rss <= NODE_RSS_MB,
@@ -100,20 +100,22 @@ def judge(report: dict[str, Any]) -> list[Verdict]:
         )
     else:
         verdicts.append(
-            Verdict(f"node RSS after {SOAK_FOR_RSS:,} exchanges", "no soak of that size", None)
+            TargetVerdict(
+                f"node RSS after {SOAK_FOR_RSS:,} exchanges", "no soak of that size", None
+            )
         )
     registry = report.get("registry")
     if registry is not None:
         worst = max(level["cpu_ms_per_lookup"] for level in registry["levels"].values())
         verdicts.append(
-            Verdict(
+            TargetVerdict(
                 f"sample registry <= {REGISTRY_CPU_MS:g} ms CPU per lookup",
                 f"{worst:.3f} ms (the highest of its levels)",
                 worst <= REGISTRY_CPU_MS,
             )
         )
     else:
-        verdicts.append(Verdict("sample registry CPU per lookup", "not run", None))
+        verdicts.append(TargetVerdict("sample registry CPU per lookup", "not run", None))
     relays = [
         per_proxy(level["relay"]["cpu_ms_per_exchange"], ("front", "back"))
         for key, level in levels.items()
@@ -121,14 +123,14 @@ def judge(report: dict[str, Any]) -> list[Verdict]:
     ]
     if relays:
         verdicts.append(
-            Verdict(
+            TargetVerdict(
                 f"lean relay <= {RELAY_CPU_MS:g} ms CPU per proxy under load",
                 ", ".join(f"{r:.3f} ms" for r in relays),
                 max(relays) <= RELAY_CPU_MS,
             )
         )
     verdicts.append(
-        Verdict(
+        TargetVerdict(
             "offline audit verification >= 0.6 of signatures alone",
             "measured by `gateway audit bench` (make bench runs it)",
             None,
@@ -137,5 +139,5 @@ def judge(report: dict[str, Any]) -> list[Verdict]:
     return verdicts
 
 
-def render(verdicts: list[Verdict]) -> str:
+def render(verdicts: list[TargetVerdict]) -> str:
     return "\n".join(["\ntargets (issue 17 item 2)", *(v.line() for v in verdicts)])
