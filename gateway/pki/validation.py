@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtensionOID
 
@@ -101,7 +101,8 @@ def _check_link(child: x509.Certificate, issuer: x509.Certificate) -> None:
             f"signature on {_describe(child)} does not verify with the key of "
             f"{_describe(issuer)}: forged, or issued by another CA with the same name"
         ) from None
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        # UnsupportedAlgorithm: an issuer key on a curve cryptography does not know.
         raise CertificateError(
             f"{_describe(child)} is not issued by {_describe(issuer)}: {exc}"
         ) from None
