@@ -36,6 +36,8 @@ from cryptography.x509 import ocsp
 
 from gateway.audit.bundle import BundleFormatError
 from gateway.audit.bundle_read import parse_entry_line, read_bundle
+from gateway.central.errors import CentralError
+from gateway.central.registration import client_document, sign_detached, verify_client_request
 from gateway.conf.anchor import ConfigurationAnchorError, parse_anchor
 from gateway.conf.globalconf import (
     CaEntry,
@@ -290,6 +292,8 @@ def _jws_seeds() -> list[bytes]:
 @dataclass(frozen=True)
 class _Pki:
     ca: x509.Certificate
+    member_signature: str
+    """A member's registration signature (``sign_detached``) over ``CLIENT_REQUEST``."""
     leaf: x509.Certificate
     responses: tuple[bytes, ...]
     requests: tuple[bytes, ...]
@@ -299,6 +303,12 @@ class _Pki:
 
 
 IMPRINT = message_imprint(b"tree head 42 of DE-NRW/GOV/05974040/ss1")
+CLIENT_REQUEST = client_document(
+    "DE-NRW",
+    NodeId("DE-NRW", "GOV", "05974040", "ss1"),
+    SubsystemId("DE-NRW", "GOV", "05974040", "gewerbeamt"),
+    NOW,
+)
 
 
 @functools.cache
@@ -355,7 +365,13 @@ def _pki() -> _Pki:
         build_timestamp_response(r, tsa, tsa_key, [ca], NOW, serial)
         for serial, r in enumerate(ts_requests, start=1)
     )
-    return _Pki(ca, leaf, (good, by_ca, error), requests, tsa, ts_responses, ts_requests)
+    sign_key = generate_key()
+    member = MemberId("DE-NRW", "GOV", "05974040")
+    sign_cert = issue_certificate(
+        make_csr(sign_key, CertKind.SIGN, member), CertKind.SIGN, ca_key, ca, issued
+    )
+    signature = sign_detached(canonical_json(CLIENT_REQUEST), sign_key, [sign_cert, ca])
+    return _Pki(ca, signature, leaf, (good, by_ca, error), requests, tsa, ts_responses, ts_requests)
 
 
 def run_ocsp(data: bytes) -> None:
@@ -378,6 +394,12 @@ def run_timestamp(data: bytes) -> None:
 def run_timestamp_request(data: bytes) -> None:
     """``parse_timestamp_request``, as the TSA reads a query."""
     parse_timestamp_request(data)
+
+
+def run_registration(data: bytes) -> None:
+    """``verify_client_request`` with the input as the member's signature, as the
+    central authority checks a registration request (the JWS and its ``x5c``)."""
+    verify_client_request(CLIENT_REQUEST, _text(data), "DE-NRW", [_pki().ca], NOW)
 
 
 def run_revocation_input(data: bytes) -> None:
@@ -715,6 +737,13 @@ TARGETS: dict[str, Target] = {
             (TimestampError,),
             lambda: list(_pki().timestamp_requests),
             lambda: _plain(run_timestamp_request),
+        ),
+        Target(
+            "registration",
+            "verify_client_request of the central authority on a member's signature",
+            (CentralError,),
+            lambda: [_pki().member_signature.encode()],
+            lambda: _plain(run_registration),
         ),
         Target(
             "revocation_input",

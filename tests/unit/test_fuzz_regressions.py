@@ -14,16 +14,24 @@ from cryptography.x509 import ocsp
 
 from gateway.audit.bundle import BundleFormatError
 from gateway.audit.bundle_read import parse_entry_line, read_bundle
+from gateway.central.errors import CentralCode, CentralError
+from gateway.central.registration import (
+    auth_cert_document,
+    verify_auth_cert_request,
+    verify_client_request,
+)
 from gateway.conf.anchor import ConfigurationAnchorError, load_anchor, parse_anchor
 from gateway.conf.globalconf import GlobalConf, GlobalConfError
 from gateway.core.canonical import canonical_json
 from gateway.core.encoding import b64url
 from gateway.core.envelope import EnvelopeError
 from gateway.core.errors import Code, GatewayError
+from gateway.core.ids import NodeId
 from gateway.core.openapi import parse_openapi
 from gateway.pki.ocsp import OcspError, OcspFailure, verify_ocsp_response
 from tests.fuzz import targets
 
+NODE = NodeId("DE-NRW", "GOV", "05974040", "ss1")
 DEEP_ARRAY = b"[" * 100_000
 DEEP_OBJECT = b'{"a":' * 50_000
 
@@ -135,11 +143,43 @@ def test_a_certificate_of_an_unknown_version_is_an_invalid_configuration() -> No
     other than v1 or v3 raised cryptography's InvalidVersion, which is no ValueError, so
     the node's configuration client did not count it as a refused document."""
     doc = json.loads(targets._globalconf())
-    der = bytearray(base64.b64decode("".join(doc["cas"][0]["cert"].splitlines()[1:-1])))
-    v3 = bytes.fromhex("a003020102")
-    at = der.index(v3)
-    der[at + 4] = 0x12
-    body = base64.encodebytes(bytes(der)).decode("ascii")
+    der = base64.b64decode("".join(doc["cas"][0]["cert"].splitlines()[1:-1]))
+    body = base64.encodebytes(_version_18(der)).decode("ascii")
     doc["cas"][0]["cert"] = f"-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n"
     with pytest.raises(GlobalConfError, match=r"cas\[0\]\.cert: not a PEM certificate"):
         GlobalConf.from_bytes(canonical_json(doc))
+
+
+def _version_18(der: bytes) -> bytes:
+    v3 = bytes.fromhex("a003020102")
+    at = der.index(v3)
+    return der[: at + 4] + b"\x12" + der[at + 5 :]
+
+
+def test_a_registration_signed_with_a_certificate_of_an_unknown_version_is_malformed() -> None:
+    """Found by the registration target: the central authority's check of a member's
+    signature let cryptography's InvalidVersion out of an ``x5c`` certificate."""
+    header_segment, _, signature = targets._pki().member_signature.partition("..")
+    header = json.loads(base64.urlsafe_b64decode(header_segment + "=" * (-len(header_segment) % 4)))
+    leaf = _version_18(base64.b64decode(header["x5c"][0]))
+    header["x5c"][0] = base64.b64encode(leaf).decode("ascii")
+    damaged = f"{b64url(canonical_json(header))}..{signature}"
+    with pytest.raises(CentralError) as info:
+        verify_client_request(
+            targets.CLIENT_REQUEST, damaged, "DE-NRW", [targets._pki().ca], targets.NOW
+        )
+    assert info.value.code is CentralCode.REG_MALFORMED
+    assert "x5c does not parse" in info.value.message
+
+
+def test_an_auth_cert_of_an_unknown_version_is_malformed() -> None:
+    """The same load of the registration's ``auth_cert`` PEM, refused before any
+    signature is looked at."""
+    pki = targets._pki()
+    doc = auth_cert_document("DE-NRW", NODE, "https://127.0.0.1:8443", pki.leaf, targets.NOW)
+    body = base64.encodebytes(_version_18(pki.leaf.public_bytes(Encoding.DER))).decode()
+    doc["auth_cert"] = f"-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n"
+    with pytest.raises(CentralError) as info:
+        verify_auth_cert_request(doc, "", "", "DE-NRW", [pki.ca], targets.NOW)
+    assert info.value.code is CentralCode.REG_MALFORMED
+    assert "auth_cert is not PEM" in info.value.message
