@@ -16,7 +16,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -30,9 +30,10 @@ from gateway.audit.signatures import (
     issuer_of,
 )
 from gateway.audit.verdict import AuditError, AuditFailure, AuditTrustAnchor
+from gateway.core.adminrecord import AdminRecord, AdminRecordError, admin_message_id
 from gateway.core.encoding import EncodingError, b64url, b64url_decode
 from gateway.core.envelope import EnvelopeError, parse_time
-from gateway.core.ids import InvalidIdentifierError, MemberId, ServiceId, parse_client
+from gateway.core.ids import InvalidIdentifierError, MemberId, NodeId, ServiceId, parse_client
 from gateway.core.jws import cert_ref, parse_jws_chain
 from gateway.core.logtree import entry_leaf
 from gateway.core.merkle import InclusionChecker, MerkleError, leaf_hash
@@ -67,6 +68,11 @@ class _Ocsp:
     delegated: bool
 
 
+ADMIN: Final = "admin"
+"""The kind of an admin entry: the node's owner signs it, not a party to an exchange."""
+_EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest()
+
+
 def _member_of(kind: str, client: str, service: str) -> MemberId:
     if kind == "request":
         return parse_client(client).member
@@ -93,6 +99,8 @@ class EntryVerifier:
         self.heads: dict[int, tuple[HeadItem, datetime]] = {}
         self.pending: list[SignatureTask] = []
         self.signatures = 0
+        self.admin_records = 0
+        """Admin entries (``gateway.core.adminrecord``) verified so far."""
 
     # -- manifest ------------------------------------------------------------------------
 
@@ -234,10 +242,44 @@ class EntryVerifier:
                 f"logged at {e.logged_at}, after tree head {head.tree_size}'s genTime "
                 f"{gen_time.isoformat()}",
             )
+        if e.kind == ADMIN:
+            signed_at = self._admin_header(piece, e)
+            signer = self._signer(piece, e, signed_at)
+            self._signature(piece, position, e, signer)
+            if e.ocsp_ref:  # the node kept no OCSP answer when it logged the change
+                self._ocsp(piece, e, signer, signed_at)
+            self.admin_records += 1
+            return
         signed_at = self._header(piece, e)
         signer = self._signer(piece, e, signed_at)
         self._signature(piece, position, e, signer)
         self._ocsp(piece, e, signer, signed_at)
+
+    def _admin_header(self, piece: str, e: EntryItem) -> datetime:
+        """An admin entry's header is the signed record; its columns must be the
+        record's, as ``MessageLog.append_admin`` wrote them (docs/message-log.md 13)."""
+        try:
+            record = AdminRecord.from_bytes(e.header)
+        except AdminRecordError as exc:
+            raise AuditError(AuditFailure.HEADER_MISMATCH, piece, str(exc)) from None
+        expected = {
+            "role": (e.role, "node"),
+            "message_id": (e.message_id, admin_message_id(e.header)),
+            "xroad_id": (e.xroad_id, record.action),
+            "client": (e.client, record.actor),
+            "service": (e.service, record.target),
+            "created": (e.created, record.created),
+        }
+        for name, (column, value) in expected.items():
+            if column != value:
+                raise AuditError(
+                    AuditFailure.HEADER_MISMATCH,
+                    piece,
+                    f"the entry's {name} is {column!r}, the signed record's {value!r}",
+                )
+        if e.body_sha256 != _EMPTY_SHA256 or e.body:
+            raise AuditError(AuditFailure.BODY_MISMATCH, piece, "an admin entry has no body")
+        return record.at
 
     def _header(self, piece: str, e: EntryItem) -> datetime:
         try:
@@ -294,9 +336,11 @@ class EntryVerifier:
                 AuditFailure.CERTIFICATE, piece, "cert_ref does not name the JWS's certificate"
             )
         owner = e.client if e.kind == "request" else e.service
+        if e.kind == ADMIN:
+            owner = f"node {self.bundle.manifest.node}"
         if owner not in signer.allowed:
             try:
-                expected = _member_of(e.kind, e.client, e.service)
+                expected = self._member_of(e)
             except InvalidIdentifierError as exc:
                 raise AuditError(AuditFailure.MALFORMED, piece, exc.message) from None
             if expected != signer.member:
@@ -307,6 +351,13 @@ class EntryVerifier:
                 )
             signer.allowed.add(owner)
         return signer
+
+    def _member_of(self, e: EntryItem) -> MemberId:
+        """Who had to sign ``e``: the client's member for a request, the service's for
+        a response, the node's owner (whose tree heads these are) for an admin entry."""
+        if e.kind == ADMIN:
+            return NodeId.parse(self.bundle.manifest.node).owner
+        return _member_of(e.kind, e.client, e.service)
 
     def _new_signer(self, piece: str, segment: str, at: datetime) -> _Signer:
         try:

@@ -116,3 +116,6 @@ class AuditReport:
     in_force: tuple[InForceRun, ...] = ()
     """Which version each run of entries was logged under (index into
     ``configurations``; None before the first one)."""
+    admin_records: int = 0
+    """How many of ``entries`` are the node's admin records (docs/message-log.md 13),
+    each signed by the node's owner and included like every other entry."""

@@ -225,6 +225,8 @@ class ChunkOutcome:
     """(reason, piece, detail) of the chunk's first failure."""
     in_force: list[InForceRun] = field(default_factory=list)
     """The chunk's runs of entries under one configuration version."""
+    admin_records: int = 0
+    """How many of the chunk's entries are admin records."""
 
 
 def verify_chunk(
@@ -232,7 +234,7 @@ def verify_chunk(
 ) -> ChunkOutcome:
     """Verify one chunk of entries against ``context`` (in this or a worker process)."""
     verifier = verifier or context.verifier()
-    before = verifier.signatures
+    before, admin_before = verifier.signatures, verifier.admin_records
     verifier.checker = SerialChecker()
     error = check_entries(verifier, start, entries)
     return ChunkOutcome(
@@ -240,6 +242,7 @@ def verify_chunk(
         verifier.signatures - before,
         None if error is None else (error.reason.value, error.piece, error.detail),
         [] if error is not None else context.in_force(entries),
+        verifier.admin_records - admin_before,
     )
 
 
@@ -275,6 +278,7 @@ def finish(
         configuration=context.configuration,
         configurations=context.versions,
         in_force=tuple(merge_runs(run for o in outcomes for run in o.in_force)),
+        admin_records=sum(o.admin_records for o in outcomes),
     )
 
 
@@ -305,6 +309,7 @@ def verify_bundle(
         verifier.signatures,
         None,
         context.in_force(bundle.entries),
+        verifier.admin_records,
     )
     return finish(context, [outcome], anchor)
 

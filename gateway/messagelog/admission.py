@@ -15,9 +15,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Self
 
+from gateway.core.adminrecord import AdminRecord, admin_message_id
 from gateway.core.datasubject import check_subject
+from gateway.core.jws import Signer
 from gateway.messagelog.records import LogRecord, OpRecord
-from gateway.messagelog.schema import KINDS, ROLES
+from gateway.messagelog.schema import KINDS, ROLES, Kind, Role
 
 _LEAF_TEXT_FIELDS: Final = (
     "message_id",
@@ -83,6 +85,12 @@ class Append:
     replay_key: tuple[str, str, str] | None
     operational: tuple[OpRecord, ...] = ()
     """Operational monitoring records committed with the entries (none for a replay)."""
+    admin: bool = False
+    """One ``admin`` entry (``MessageLog.append_admin``): its outcome is ``[entry id,
+    leaf index]``, followed by the settings version when ``settings`` is given, and
+    it names the OCSP response kept for its signer's certificate, if one is."""
+    settings: bytes | None = None
+    """The node's new settings document, stored with the admin entry."""
 
     @classmethod
     def checked(
@@ -97,6 +105,8 @@ class Append:
         caller alone rather than failing the batch the append would join."""
         for record in records:
             check_record(record)
+            if record.kind == Kind.ADMIN or record.role == Role.NODE:
+                raise ValueError("admin entries are logged with append_admin, not append")
         return cls(
             tuple(records),
             check_certs(certs) if certs else (),
@@ -104,3 +114,34 @@ class Append:
             replay_key,
             tuple(operational),
         )
+
+
+def admin_append(record: AdminRecord, signer: Signer, settings: bytes | None) -> Append:
+    """The one-entry append of ``MessageLog.append_admin``: the record as the entry's
+    header, signed like a message header, its fields in the columns an exchange's id,
+    parties and time take (docs/message-log.md 13)."""
+    if settings is not None and not isinstance(settings, bytes):
+        raise TypeError("settings must be bytes")
+    data = record.to_bytes()
+    entry = LogRecord(
+        role=Role.NODE,
+        kind=Kind.ADMIN,
+        message_id=admin_message_id(data),
+        xroad_id=record.action,
+        client=record.actor,
+        service=record.target,
+        created=record.created,
+        header=data,
+        body=b"",
+        signature=signer.sign(data),
+        cert_ref=signer.cert_ref,
+    )
+    check_record(entry)
+    return Append(
+        (entry,),
+        check_certs({signer.cert_ref: (signer.cert_der, signer.jws_header)}),
+        (),
+        None,
+        admin=True,
+        settings=None if settings is None else bytes(settings),
+    )

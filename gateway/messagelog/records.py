@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
+from gateway.core.adminrecord import AdminRecord
 from gateway.core.envelope import RequestHeader, ResponseHeader
 from gateway.core.logtree import LoggedEntry, StampedTreeHead
 from gateway.messagelog.schema import Kind, Role
@@ -23,6 +24,7 @@ from gateway.messagelog.schema import Kind, Role
 __all__ = [
     "ARCHIVED",
     "MAX_OPERATIONAL_ROWS",
+    "AdminReceipt",
     "ArchivedEntry",
     "CosignatureRow",
     "EntrySelection",
@@ -38,7 +40,9 @@ __all__ = [
     "ReplayError",
     "SignedHead",
     "SignedHeadRecord",
+    "StoredAdminRecord",
     "StoredEntry",
+    "StoredSettings",
     "StoredStatus",
     "StoredTreeHead",
     "StoredVersion",
@@ -447,3 +451,40 @@ class OpRecord:
 
 MAX_OPERATIONAL_ROWS: Final = 10_000
 """The most operational records one query returns (narrow ``since`` for more)."""
+
+
+# -- the node's admin audit trail and settings -----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AdminReceipt:
+    """What ``MessageLog.append_admin`` returns once the change is durable: the entry
+    recording it, its leaf in the Merkle tree, and the settings version it stored (None
+    when the change came without a settings document)."""
+
+    entry_id: int
+    leaf_index: int
+    settings_version: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSettings:
+    """The node's settings as the newest ``node_settings`` row holds them."""
+
+    version: int
+    document: bytes
+    changed_at: str
+    """``logged_at`` of the admin entry that recorded the change."""
+    entry_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAdminRecord:
+    """An ``admin`` entry read back: where it is in the log and the record it signs."""
+
+    entry_id: int
+    leaf_index: int | None
+    logged_at: str
+    record: AdminRecord
+    cert_ref: str
+    """SHA-256 of the signing certificate (the node owner's) whose key signed it."""

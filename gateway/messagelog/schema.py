@@ -17,17 +17,21 @@ from sqlmodel import Field, SQLModel
 
 
 class Role(StrEnum):
-    """Which side of an exchange this node played."""
+    """Which side of an exchange this node played; ``node`` for the node's own records
+    (its admin audit trail), which belong to no exchange."""
 
     CONSUMER = "consumer"
     PROVIDER = "provider"
+    NODE = "node"
 
 
 class Kind(StrEnum):
-    """Which half of an exchange a log entry records."""
+    """Which half of an exchange a log entry records, or ``admin``: a change to the
+    node's settings (``gateway.core.adminrecord``, docs/message-log.md 13)."""
 
     REQUEST = "request"
     RESPONSE = "response"
+    ADMIN = "admin"
 
 
 ROLES: tuple[str, ...] = tuple(role.value for role in Role)
@@ -341,6 +345,28 @@ class OwnOcspStatus(SQLModel, table=True):
     """The responder URL that answered."""
 
 
+class NodeSettings(SQLModel, table=True):
+    """One version of the node's management settings, as an admin change left them.
+
+    Written in the same transaction as the ``admin`` log entry that records the change
+    (``MessageLog.append_admin``), so the settings in force always have their record in
+    the Merkle log; the newest row is what the node runs with after a restart. Not a leaf
+    itself: the entry's signed record carries the change's before and after.
+    """
+
+    __tablename__ = "node_settings"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    version: int | None = Field(default=None, primary_key=True)
+    """1, 2, 3, …: never reused, so a version named in a receipt is always the same."""
+    document: bytes
+    """The settings document exactly as the node handed it in."""
+    changed_at: str
+    """``message_log.logged_at`` of the entry recording the change."""
+    entry_id: int = Field(foreign_key="message_log.id")
+    """``message_log.id`` of that ``admin`` entry."""
+
+
 class OperationalData(SQLModel, table=True):
     """One exchange as operational monitoring sees it: X-Road's fields, never a payload.
 
@@ -400,6 +426,7 @@ def schema_tables() -> list[Table]:
         ConfigurationVersion,
         OwnOcspStatus,
         OperationalData,
+        NodeSettings,
     ):
         table = inspect(model).local_table
         if not isinstance(table, Table):

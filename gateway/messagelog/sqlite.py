@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+import gateway.messagelog.sqlite_admin as admin
 from gateway.conf.tufclient import SIGNED_FILES
 from gateway.core.envelope import parse_time
 from gateway.messagelog.records import (
@@ -32,7 +33,9 @@ from gateway.messagelog.records import (
     OpRecord,
     ReadDetails,
     SignedHead,
+    StoredAdminRecord,
     StoredEntry,
+    StoredSettings,
     StoredStatus,
     StoredTreeHead,
     StoredVersion,
@@ -182,7 +185,8 @@ class SqliteLogStore:
                 query += " AND leaf_index = ?"
                 params.append(leaf_index)
             if party is not None:
-                query += " AND (client = ? OR substr(service, 1, ?) = ?)"
+                # An admin entry is no exchange of a party's, whatever it names.
+                query += " AND kind != 'admin' AND (client = ? OR substr(service, 1, ?) = ?)"
                 params += [party, len(party) + 1, party + "/"]
             query += " ORDER BY id"
             if limit is not None:
@@ -478,6 +482,18 @@ class SqliteLogStore:
             values["succeeded"] = bool(values["succeeded"])
             records.append(OpRecord(**values))
         return records
+
+    # -- the admin audit trail and the node's settings ---------------------------------
+
+    def latest_settings(self) -> StoredSettings | None:
+        with self._reader() as conn:
+            return admin.latest_settings(conn)
+
+    def admin_records(
+        self, since: str | None = None, limit: int | None = None
+    ) -> list[StoredAdminRecord]:
+        with self._reader() as conn:
+            return admin.admin_records(conn, since, limit)
 
 
 def _where(selection: EntrySelection) -> tuple[str, tuple[object, ...]]:

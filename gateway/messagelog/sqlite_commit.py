@@ -17,6 +17,7 @@ writes) this is the SQLite backend (docs/adr/0018).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import sqlite3
@@ -29,6 +30,7 @@ from typing import Final
 from sqlalchemy import inspect
 from sqlmodel import SQLModel, create_engine
 
+import gateway.messagelog.sqlite_admin as admin
 import gateway.messagelog.sqlite_writes as side
 from gateway.core.encoding import format_time
 from gateway.core.logtree import LoggedEntry, entry_leaf, subjects_commitment
@@ -310,6 +312,7 @@ def open_tree(conn: sqlite3.Connection, path: Path) -> TreeState:
     one whose saved state is missing or does not match, is rehashed from its entries.
     """
     upgraded = upgrade_columns(conn)
+    admin.widen_checks(conn, path)
     state = conn.execute(
         "SELECT tree_size, last_entry_id, frontier FROM log_tree_state WHERE id = 1"
     ).fetchone()
@@ -366,12 +369,15 @@ def open_tree(conn: sqlite3.Connection, path: Path) -> TreeState:
 @dataclass(frozen=True, slots=True)
 class BatchResult:
     """What one committed batch changed: each append's outcome, the references it
-    stored for the first time and the id of the last entry it wrote."""
+    stored for the first time, the id of the last entry it wrote and the tree after it
+    (another object than the one passed in when a backend shared by several writers
+    extended the frontier stored by another)."""
 
     outcomes: list[Outcome]
     new_certs: set[str]
     new_ocsp: set[str]
     last_id: int
+    tree: CompactTree
 
 
 def insert_batch(
@@ -420,16 +426,23 @@ def insert_batch(
                 new_ocsp.add(ref)
         ids: list[int] = []
         for r in unit.records:
-            entry_id = _insert_entry(conn, r, tree, logged_at, body_policy, salts)
+            if unit.admin and not r.ocsp_ref:
+                r = dataclasses.replace(r, ocsp_ref=admin.kept_ocsp_ref(conn, r.cert_ref))
+            policy = None if unit.admin else body_policy
+            entry_id = _insert_entry(conn, r, tree, logged_at, policy, salts)
             ids.append(entry_id)
             last_id = entry_id
+        if unit.admin:  # [entry id, leaf index(, settings version)]
+            ids.append(tree.size - 1)
+            if unit.settings is not None:
+                ids.append(admin.insert_settings(conn, unit.settings, logged_at, ids[0]))
         if unit.operational:  # the exchange's monitoring record, with its entries
             side.insert_operational(conn, unit.operational)
         outcomes.append(ids)
     if tree.size != size_before:
         conn.execute(_SAVE_TREE, (tree.size, last_id, tree.to_bytes()))
     conn.execute("COMMIT")
-    return BatchResult(outcomes, new_certs, new_ocsp, last_id)
+    return BatchResult(outcomes, new_certs, new_ocsp, last_id, tree)
 
 
 def _insert_entry(

@@ -18,8 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
+from gateway.core.adminrecord import AdminRecord
+from gateway.core.jws import Signer
 from gateway.messagelog.records import (
     MAX_OPERATIONAL_ROWS,
+    AdminReceipt,
     ArchivedEntry,
     CosignatureRow,
     EntrySelection,
@@ -28,7 +31,9 @@ from gateway.messagelog.records import (
     OpRecord,
     ReadDetails,
     SignedHead,
+    StoredAdminRecord,
     StoredEntry,
+    StoredSettings,
     StoredStatus,
     StoredTreeHead,
     StoredVersion,
@@ -158,6 +163,20 @@ class LogStore(Protocol):
         services (``service`` starts with ``party + "/"``)."""
         ...
 
+    # -- the admin audit trail and the node's settings ----------------------------------
+
+    def latest_settings(self) -> StoredSettings | None:
+        """The node's newest settings version (``MessageLog.append_admin``), or None."""
+        ...
+
+    def admin_records(
+        self, since: str | None = None, limit: int | None = None
+    ) -> list[StoredAdminRecord]:
+        """Admin entries logged at or after ``since`` (RFC 3339 as the log stores times),
+        oldest first, at most ``limit``; archived ones are in their archive bundle.
+        ``LogStoreError`` if a stored record does not parse."""
+        ...
+
 
 @runtime_checkable
 class LogWriter(Protocol):
@@ -205,6 +224,15 @@ class LogWriter(Protocol):
     def notify_when_pending(self, threshold: int, callback: Callable[[], None]) -> None: ...
 
     async def append_tree_head(self, head: TreeHeadRecord) -> int: ...
+
+    # -- the admin audit trail -------------------------------------------------------------
+
+    async def append_admin(
+        self, record: AdminRecord, signer: Signer, settings: bytes | None = None
+    ) -> AdminReceipt:
+        """Log one admin change as its own signed leaf and store ``settings`` as the new
+        settings version in the same commit; ``MessageLogError`` if not durable."""
+        ...
 
     # -- side tables ----------------------------------------------------------------------
 

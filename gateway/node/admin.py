@@ -102,6 +102,22 @@ class NodeCollector(Collector):
             "Split views and refused tree heads of peers this node's witness recorded.",
             value=alerts,
         )
+        up = GaugeMetricFamily(
+            "gateway_peer_node_up",
+            "1 while a peer node this node sent to is reachable, 0 while it is passed "
+            "over after a failed connection.",
+            labels=["node"],
+        )
+        latency = GaugeMetricFamily(
+            "gateway_peer_node_latency_seconds",
+            "Smoothed time from sending a message to a peer node to its reply.",
+            labels=["node"],
+        )
+        for node, reachable, seconds in ctx.peers.snapshot():
+            up.add_metric([str(node)], 1.0 if reachable else 0.0)
+            latency.add_metric([str(node)], math.nan if seconds is None else seconds)
+        yield up
+        yield latency
         yield GaugeMetricFamily(
             "gateway_maintenance_mode",
             "1 while the node refuses new exchanges for maintenance, else 0.",

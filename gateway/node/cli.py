@@ -5,7 +5,8 @@ auditor's do (``gateway/central/cli.py``, ``gateway/audit/cli.py``); ``gateway.c
 only calls :func:`add_commands`. ``serve`` runs a node, ``check`` builds one from its
 configuration (every start-up check) and asks the OCSP responders once without serving,
 ``client-cert`` keeps the store of registered information-system certificates and
-``tls-cert`` makes the self-signed certificates of the consumer TLS port.
+``tls-cert`` makes the self-signed certificates of the consumer TLS port, ``token
+init-key`` a member signing key on a PKCS#11 token with its CSR.
 """
 
 from __future__ import annotations
@@ -157,14 +158,14 @@ def cmd_node_internal_cert(args: argparse.Namespace) -> None:
 def cmd_node_opdata(args: argparse.Namespace) -> None:
     """The node's operational monitoring records as JSON lines, read from its database
     (read-only, so it works while the node runs and while it is stopped)."""
-    from gateway.messagelog import SqliteLogStore
+    from gateway.messagelog import open_store
     from gateway.node.config import load_config
     from gateway.node.monitoring import query_bound
 
     config = load_config(Path(args.config))
     since = None if args.since is None else query_bound("--since", args.since)
     until = None if args.until is None else query_bound("--until", args.until)
-    store = SqliteLogStore(config.node.messagelog)
+    store = open_store(config.node.log_location)
     for record in store.operational_records(since=since, until=until, client=args.client):
         print(json.dumps(dataclasses.asdict(record)))
 
@@ -202,8 +203,63 @@ def cmd_node_status(args: argparse.Namespace) -> None:
         print(line)
 
 
+def cmd_db_upgrade(args: argparse.Namespace) -> None:
+    """``gateway db upgrade``: create or upgrade the message log's schema, on PostgreSQL
+    (which a node never does by itself) or on a SQLite file."""
+    from gateway.messagelog import upgrade_schema
+    from gateway.node.config import load_config
+
+    location: Path | str
+    if args.database_url is not None:
+        location = args.database_url
+    elif args.config is not None:
+        location = load_config(Path(args.config)).node.log_location
+    else:
+        raise SystemExit("gateway db upgrade: give --database-url URL or a node.toml")
+    if isinstance(location, str) and location.startswith("sqlite:///"):
+        location = Path(location.removeprefix("sqlite:///"))
+    revision = upgrade_schema(location)
+    print(f"message log schema at revision {revision}")
+
+
+def cmd_node_token_init_key(args: argparse.Namespace) -> None:
+    """A member signing key generated on a PKCS#11 token, and its CSR signed by the token
+    (docs/deployment.md, "Signing keys in a token")."""
+    from gateway.core.ids import MemberId
+    from gateway.keys.pkcs11 import TokenKeyRef, new_token_key_and_csr, read_pin
+
+    member = MemberId.parse(args.member)
+    ref = TokenKeyRef(
+        module=Path(args.module),
+        token=args.token,
+        key_label=args.key_label,
+        pin_file=Path(args.pin_file) if args.pin_file else None,
+        pin_env=args.pin_env,
+    )
+    new_token_key_and_csr(ref, read_pin(ref), member, Path(args.csr), args.org)
+    print(
+        f"generated {ref.describe()} for {member}; wrote its signing CSR {args.csr} "
+        "(signed by the token)"
+    )
+
+
 def add_commands(sub: Subparsers, add: AddFn) -> None:
-    """Register ``node`` and its subcommands under the top-level ``gateway`` parser."""
+    """Register ``node`` and its subcommands, and ``db``, under the top-level parser."""
+    db = sub.add_parser("db", help="the message log's database schema").add_subparsers(
+        dest="db_command", required=True, metavar="DB_COMMAND"
+    )
+    p = add(
+        db,
+        "upgrade",
+        cmd_db_upgrade,
+        "create or upgrade the message log's schema (PostgreSQL or a SQLite file)",
+    )
+    p.add_argument("config", nargs="?", default=None, help="a node.toml: its log")
+    p.add_argument(
+        "--database-url",
+        default=None,
+        help="postgresql://... or sqlite:///PATH (instead of a node.toml)",
+    )
     node = sub.add_parser("node", help="run a security server").add_subparsers(
         dest="node_command", required=True, metavar="NODE_COMMAND"
     )
@@ -256,3 +312,21 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     p.add_argument("--host", action="append", default=[], help="a DNS name or IP; repeatable")
     p.add_argument("--days", type=int, default=825)
     p.add_argument("--client", action="store_true", help="an information system's certificate")
+    token = node.add_parser("token", help="member signing keys in a PKCS#11 token").add_subparsers(
+        dest="token_command", required=True, metavar="TOKEN_COMMAND"
+    )
+    p = add(
+        token,
+        "init-key",
+        cmd_node_token_init_key,
+        "generate a member signing key on a PKCS#11 token and write its CSR, signed by the token",
+    )
+    p.add_argument("--module", required=True, help="the PKCS#11 library (.so)")
+    p.add_argument("--token", required=True, help="the token's label")
+    p.add_argument("--key-label", required=True, help="the new key's label (must be unused)")
+    p.add_argument("--member", required=True, help="the member id, INSTANCE/CLASS/CODE")
+    p.add_argument("--csr", required=True, help="CSR output (PEM)")
+    p.add_argument("--org", default=None, help="organisation name for the subject")
+    pin = p.add_mutually_exclusive_group()
+    pin.add_argument("--pin-file", default=None, help="a file holding the PIN")
+    pin.add_argument("--pin-env", default=None, help="an environment variable holding the PIN")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -39,7 +40,7 @@ from gateway.core.protocol import OpenedResponse, ProtocolError, open_response
 from gateway.messagelog import Kind, LogRecord, MessageLogError, Role
 from gateway.node.context import NodeContext, certs, signing_certificate
 from gateway.node.monitoring import Exchange, Side
-from gateway.node.transport import PeerClient, Reply
+from gateway.node.transport import PeerClient, PeerUnreachable, Reply
 from gateway.node.wire import (
     AUTH_OCSP_HEADER,
     ENVELOPE_HEADER,
@@ -142,12 +143,11 @@ class ClientProxy:
         ex.client, ex.service, ex.xroad_id = str(call.client), str(call.service), call.xroad_id
         body = await read_body(request, ctx.limits.max_body, Code.REQUEST_TOO_LARGE)
         ex.request_size = len(body)
-        target = self._route(call.service)
-        ex.peer_node = str(target.id)
+        targets = self._route(call.service)
         sent = self._sign(call, request.method, body)
         ids["X-Road-Request-Id"] = sent.header.message_id
         ex.message_id = sent.header.message_id
-        reply = await self._send(target, call, sent)
+        reply = await self._deliver(targets, call, sent, ex)
         if "X-Road-Error" in reply.headers:
             return self._relay_provider_error(reply.status, reply.headers, reply.body)
         opened = self._open(sent, reply)
@@ -207,12 +207,13 @@ class ClientProxy:
             own_status,
         )
 
-    def _route(self, service: ServiceId) -> NodeInfo:
-        """The node to send to: the first the directory lists for the provider."""
+    def _route(self, service: ServiceId) -> list[NodeInfo]:
+        """The nodes hosting the provider, in the order to try them: reachable and fast
+        first (``PeerHealth.order``, gateway/node/failover.py)."""
         providers = self._ctx.directory.nodes_hosting(service.provider)
         if not providers:
             raise GatewayError(Code.CP_UNKNOWN_MEMBER, f"no node hosts {service.provider}")
-        return providers[0]
+        return self._ctx.peers.order(providers, time.monotonic())
 
     def _sign(self, call: Call, method: str, body: bytes) -> Sent:
         """Section 10, step 1: the request header, checked against every limit the
@@ -238,6 +239,43 @@ class ClientProxy:
         except EnvelopeError as exc:
             raise GatewayError(Code.BAD_REQUEST, exc.message) from None
         return Sent(header, header_bytes, call.signer.sign(header_bytes), body)
+
+    async def _deliver(
+        self, targets: list[NodeInfo], call: Call, sent: Sent, ex: Exchange
+    ) -> Reply:
+        """Section 10, step 2, over the provider's nodes in turn.
+
+        The next node is tried only when no connection to this one could be made
+        (``PeerUnreachable``): nothing of the message was sent, so it is executed at
+        most once. Any failure once a connection exists is refused as it is, never
+        sent again: the node may have called its registry already.
+        """
+        peers, monitoring = self._ctx.peers, self._ctx.monitoring
+        missed: list[tuple[NodeInfo, PeerUnreachable]] = []
+        for target in targets:
+            ex.peer_node = str(target.id)
+            started = time.monotonic()
+            try:
+                reply = await self._send(target, call, sent)
+            except PeerUnreachable as failure:
+                pause = peers.unreachable(target.id, time.monotonic())
+                missed.append((target, failure))
+                if target is not targets[-1]:
+                    monitoring.failovers.labels(str(target.id)).inc()
+                log.warning(
+                    "%s: %s (%s); passed over for %.1f s",
+                    self._ctx.id,
+                    target.id,
+                    failure.message,
+                    pause,
+                )
+                continue
+            except GatewayError:
+                peers.connected(target.id)
+                raise
+            peers.connected(target.id, time.monotonic() - started)
+            return reply
+        raise _unreachable(call.service, missed)
 
     async def _send(self, target: NodeInfo, call: Call, sent: Sent) -> Reply:
         """Section 10, step 2: POST over pinned mTLS with this node's OCSP evidence."""
@@ -411,6 +449,23 @@ class ClientProxy:
         out["X-Road-Client"] = str(call.client)
         out["X-Road-Service"] = str(call.service)
         return web.Response(status=opened.header.status, body=body, headers=out)
+
+
+def _unreachable(
+    service: ServiceId, missed: list[tuple[NodeInfo, PeerUnreachable]]
+) -> GatewayError:
+    """The refusal once no node of the provider could be reached, naming each node
+    tried and why: ``ssl_authentication_failed`` if every one failed its TLS
+    authentication, ``network_error`` otherwise."""
+    codes = {failure.code for _, failure in missed}
+    code = codes.pop() if len(codes) == 1 else Code.CP_NETWORK_ERROR
+    tried = "; ".join(f"{node.id}: {failure.message}" for node, failure in missed)
+    if len(missed) == 1:
+        return GatewayError(code, tried)
+    return GatewayError(
+        code,
+        f"none of the {len(missed)} nodes hosting {service.provider} could be reached: {tried}",
+    )
 
 
 def parse_r1(raw_target: str) -> tuple[ServiceId, str, str]:

@@ -75,13 +75,23 @@ class NodeSection(_Model):
     client_certs: Path = Path("client-certs.json")
     """The registered information-system certificates (``gateway node client-cert``)."""
     peer_listen: HostPort = "127.0.0.1:5500"
-    messagelog: Path
+    messagelog: Path | None = None
+    """The message log's SQLite file; or, instead, ``database_url``."""
+    database_url: str | None = None
+    """A ``postgresql://`` URL (libpq's form; a password may come from ``PGPASSWORD`` or
+    ``~/.pgpass`` instead): the message log lives in that PostgreSQL database, whose schema
+    ``gateway db upgrade`` made (docs/deployment.md, PostgreSQL)."""
     auth_cert: Path
     auth_key: Path
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     message_window_seconds: int = Field(default=300, gt=0)
     peer_connect_timeout_seconds: float = Field(default=10, gt=0)
     peer_timeout_seconds: float = Field(default=60, gt=0)
+    peer_backoff_seconds: float = Field(default=5, gt=0)
+    """How long a provider's node that could not be connected to is passed over when
+    another node hosts the provider too; doubles with each further failure."""
+    peer_backoff_max_seconds: float = Field(default=60, gt=0)
+    """The longest it is passed over before an exchange tries it again."""
     timestamp_batch_size: int = Field(default=10_000, gt=0)
     """Timestamp the log's tree head early once this many entries wait (X-Road's batch)."""
     timestamp_failure_tolerance_seconds: int = Field(default=14_400, ge=0)
@@ -115,6 +125,30 @@ class NodeSection(_Model):
         NodeId.parse(value)
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("database_url must be a postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_log(self) -> NodeSection:
+        if (self.messagelog is None) == (self.database_url is None):
+            raise ValueError(
+                "[node] needs exactly one of messagelog (a SQLite file) and database_url"
+                " (a postgresql:// URL)"
+            )
+        return self
+
+    @property
+    def log_location(self) -> Path | str:
+        """Where the message log is: the SQLite file or the PostgreSQL URL."""
+        if self.database_url is not None:
+            return self.database_url
+        assert self.messagelog is not None
+        return self.messagelog
+
     @field_validator("consumer_listen", "consumer_tls_listen", "peer_listen")
     @classmethod
     def _listen(cls, value: str) -> str:
@@ -125,21 +159,65 @@ class NodeSection(_Model):
     def _metrics_listen(cls, value: str) -> str:
         return value if value == "" else _hostport(value)
 
+    @model_validator(mode="after")
+    def _backoff(self) -> NodeSection:
+        if self.peer_backoff_max_seconds < self.peer_backoff_seconds:
+            raise ValueError("peer_backoff_max_seconds must not be below peer_backoff_seconds")
+        return self
+
     @property
     def node_id(self) -> NodeId:
         return NodeId.parse(self.id)
 
 
+class TokenSection(_Model):
+    """A signing key in a PKCS#11 token (docs/deployment.md, "Signing keys in a token")."""
+
+    module: Path
+    """The token's PKCS#11 library, e.g. ``/usr/lib/softhsm/libsofthsm2.so``."""
+    label: str
+    """The token's label."""
+    key_label: str
+    """The key's label on the token (``gateway node token init-key --key-label``)."""
+    pin_file: Path | None = None
+    """A file holding the PIN (mode 0600); else ``pin_env``, else a prompt at start."""
+    pin_env: str | None = None
+    """An environment variable holding the PIN."""
+
+    @model_validator(mode="after")
+    def _one_pin_source(self) -> TokenSection:
+        if self.pin_file is not None and self.pin_env is not None:
+            raise ValueError("a token takes its PIN from pin_file or pin_env, not both")
+        return self
+
+
 class SigningKey(_Model):
     member: str
     cert: Path
-    key: Path
+    key: Path | None = None
+    """A key file (PEM); or ``token``, a key in a PKCS#11 token."""
+    token: TokenSection | None = None
 
     @field_validator("member")
     @classmethod
     def _member(cls, value: str) -> str:
         MemberId.parse(value)
         return value
+
+    @model_validator(mode="after")
+    def _one_key(self) -> SigningKey:
+        if (self.key is None) == (self.token is None):
+            raise ValueError(
+                f"[[signing]] {self.member}: give exactly one of key (a key file) or "
+                "token (a key in a PKCS#11 token)"
+            )
+        return self
+
+    def key_source(self) -> str:
+        """Where the key is, for messages."""
+        if self.token is not None:
+            return f"key {self.token.key_label!r} in token {self.token.label!r}"
+        return f"signing key {self.key}"
 
 
 class Endpoint(_Model):
@@ -412,6 +490,10 @@ def _resolve(data: dict[str, Any], base: Path) -> None:
         for key in ("cert", "key"):
             if key in entry:
                 entry[key] = str(base / entry[key])
+        token = entry.get("token")
+        for key in ("module", "pin_file"):
+            if isinstance(token, dict) and key in token:
+                token[key] = str(base / token[key])
     for service in data.get("services", []):
         for key in ("tls_ca", "tls_client_cert", "tls_client_key"):
             if isinstance(service, dict) and key in service:

@@ -38,6 +38,7 @@ from gateway.node.clientauth import (
 )
 from gateway.node.clock import Clock
 from gateway.node.config import NodeConfig, ServiceSection
+from gateway.node.failover import PeerBackoff, PeerHealth
 from gateway.node.maintenance import Maintenance
 from gateway.node.monitoring import Monitoring
 from gateway.node.ocsp import OwnOcsp, OwnStatusUnavailable
@@ -120,6 +121,11 @@ class NodeContext:
         self.maintenance = Maintenance()
         """Maintenance mode and the exchanges in flight (maintenance.py); every exchange
         of either side is admitted through it. Not persisted: a node starts admitting."""
+        self.peers = PeerHealth(
+            PeerBackoff(config.node.peer_backoff_seconds, config.node.peer_backoff_max_seconds)
+        )
+        """Which peer nodes could be reached lately, and how fast (failover.py); the
+        client proxy orders a provider's nodes by it, the metrics show it."""
 
     @property
     def directory(self) -> Directory:

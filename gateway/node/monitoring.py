@@ -143,6 +143,13 @@ class Monitoring:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.failovers = Counter(
+            "gateway_failovers",
+            "Times an exchange went on to another node of the provider because no "
+            "connection to this one could be made (nothing of the request was sent).",
+            ["node"],
+            registry=self.registry,
+        )
         self._pairs: set[tuple[str, str]] = set()
         self._buffer = _Buffer()
         self._tasks: list[asyncio.Task[None]] = []

@@ -119,6 +119,11 @@ class PinnedConnector(aiohttp.TCPConnector):
         return pin
 
 
+class PeerUnreachable(GatewayError):
+    """No connection to a peer node could be made; not a byte of the request left this
+    node, so the client proxy may send the message to another node of the provider."""
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     status: int
@@ -181,6 +186,7 @@ class PeerClient:
         )
         self._max_body = max_body
         self._timeout = total_timeout
+        self._connect_timeout = connect_timeout
 
     async def post(
         self,
@@ -191,6 +197,10 @@ class PeerClient:
         body: bytes,
     ) -> Reply:
         """POST one message; map transport failures to the client proxy's error codes.
+
+        :class:`PeerUnreachable` when no connection could be made (refused, timed out,
+        TLS handshake or pin failed): nothing of the message was sent. Every other
+        failure is a plain :class:`GatewayError`: the message may have arrived.
 
         ``ssl_context`` carries the trust roots of the configuration applied now; pooled
         connections are keyed by it, so a changed set of roots takes new connections.
@@ -211,16 +221,27 @@ class PeerClient:
                         Code.CP_INVALID_MESSAGE, "the provider's reply exceeds the size limit"
                     )
                 return Reply(resp.status, CIMultiDict(resp.headers), data, peer_cert)
+        # aiohttp raises these three from its connector, before the request is
+        # written (the pin is checked right after the handshake, PinnedConnector):
+        # the provider's node saw nothing of the message.
         except aiohttp.ServerFingerprintMismatch:
-            raise GatewayError(
+            raise PeerUnreachable(
                 Code.CP_SSL_AUTHENTICATION_FAILED,
                 f"{address} presented a certificate not registered for the provider's node",
             ) from None
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
-            raise GatewayError(
+            raise PeerUnreachable(
                 Code.CP_SSL_AUTHENTICATION_FAILED,
-                f"TLS with {address} failed: {describe_failure(exc, self._timeout)}",
+                f"TLS with {address} failed: {describe_failure(exc, self._connect_timeout)}",
             ) from None
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise PeerUnreachable(
+                Code.CP_NETWORK_ERROR,
+                f"the provider's node at {address} failed: "
+                f"{describe_failure(exc, self._connect_timeout)}",
+            ) from None
+        # Anything else may have come after bytes of the request were written, even on
+        # a pooled connection the peer had closed: the node may have acted on it.
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise GatewayError(
                 Code.CP_NETWORK_ERROR,

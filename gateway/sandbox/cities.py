@@ -14,7 +14,7 @@ configuration (docs/adr/0017-product-apart-from-its-sandbox.md).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.core.ids import MemberId, NodeId, SubsystemId
 
@@ -40,6 +40,17 @@ class City:
 
     def subsystem(self, code: str) -> SubsystemId:
         return self.member.subsystem(code)
+
+    @property
+    def key(self) -> str:
+        """The federation's name for this node (``LocalNet.nodes``, its directory): the
+        AGS, with the server code for a member's further nodes (``05974028-ss2``)."""
+        return self.ags if self.server_code == "ss1" else f"{self.ags}-{self.server_code}"
+
+    def on_server(self, server_code: str) -> City:
+        """The same member on another node of its own: listed beside this one, it makes
+        the federation host the member (its subsystems and services) on both."""
+        return replace(self, server_code=server_code)
 
 
 SOEST = City("Stadt Soest", "05974040", ("gewerbeamt",))

@@ -30,6 +30,7 @@ from gateway.conf.directory import TrustParameters
 from gateway.conf.globalconf import CaEntry, GlobalConf, MemberEntry, NodeEntry, TsaEntry
 from gateway.conf.tufdev import DevRepository
 from gateway.core.encoding import format_time
+from gateway.core.ids import MemberId
 from gateway.pki.keys import fingerprint_sha256
 from gateway.sandbox.cities import INSTANCE, City
 from gateway.sandbox.localpki import (
@@ -121,6 +122,10 @@ class LocalNet:
         """Make a CA with its OCSP responder and TSA certificates and, per city, a node
         authentication and a member signing certificate.
 
+        A city listed again with another server code (``LIPPSTADT.on_server("ss2")``)
+        is a second node of the same member: it hosts the same subsystems and serves
+        the same services, under ``nodes[city.key]``, with keys of its own.
+
         With ``central`` the cities get no keys here: ``start_central`` runs a central
         authority and ``join`` takes each city through the partner-city flow (keys and
         CSRs, certificates from the CA, signed registration, approval).
@@ -135,9 +140,9 @@ class LocalNet:
         issue_ca(trust, now)
         nodes: dict[str, NodeFiles] = {}
         for city in cities:
-            files = NodeFiles(city, root / city.ags, free_port(), free_port())
+            files = NodeFiles(city, root / city.key, free_port(), free_port())
             files.directory.mkdir(parents=True, exist_ok=True)
-            nodes[city.ags] = files
+            nodes[city.key] = files
             issue_consumer_tls(files, now)
             if not central:
                 issue_node_certificates(ca_dir, files, now)
@@ -175,23 +180,27 @@ class LocalNet:
         *,
         parameters: TrustParameters | None = None,
     ) -> GlobalConf:
-        """The federation as a global configuration document; ``nodes`` (AGS codes) limits
-        which cities are registered (default: all), to test joining and removal."""
+        """The federation as a global configuration document; ``nodes`` (keys of
+        ``self.nodes``, the AGS codes) limits which nodes are registered (default: all),
+        to test joining and removal. A member with two nodes is listed once."""
         from gateway.keys.files import load_certificate
 
         self.serial += 1
-        cities = [f for ags, f in self.nodes.items() if nodes is None or ags in nodes]
+        cities = [f for key, f in self.nodes.items() if nodes is None or key in nodes]
+        members: dict[MemberId, City] = {}
+        for f in cities:
+            members.setdefault(f.city.member, f.city)
         return GlobalConf(
             instance=INSTANCE,
             serial=self.serial,
             generated=format_time(datetime.now(UTC), "seconds"),
             members=tuple(
                 MemberEntry(
-                    f.city.member,
-                    f.city.name,
-                    tuple(f.city.subsystem(s) for s in f.city.subsystems),
+                    city.member,
+                    city.name,
+                    tuple(city.subsystem(s) for s in city.subsystems),
                 )
-                for f in cities
+                for city in members.values()
             ),
             nodes=tuple(
                 NodeEntry(
@@ -484,12 +493,16 @@ class LocalNet:
             wait_http(f"{files.consumer_tls_url}/health", proc, verify=tls.context())
         return proc
 
-    def stop_node(self, ags: str) -> None:
-        """Stop one city's node (SIGTERM: it drains and closes its log)."""
+    def stop_node(self, ags: str, *, kill: bool = False) -> None:
+        """Stop one city's node (SIGTERM: it drains and closes its log); with ``kill``,
+        SIGKILL, as a crash or ``kill -9`` ends it."""
         files = self.nodes[ags]
         for proc in list(self.processes):
             if proc.args[-1] == str(files.config) and proc.poll() is None:  # type: ignore[index]
-                proc.terminate()
+                if kill:
+                    proc.kill()
+                else:
+                    proc.terminate()
                 proc.wait(timeout=10)
                 self.processes.remove(proc)
                 self.launches.pop(proc.pid, None)

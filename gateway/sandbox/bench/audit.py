@@ -29,11 +29,13 @@ from gateway.audit.anchor import anchor_json
 from gateway.audit.export import Selection, export_bundle
 from gateway.audit.parallel import default_jobs, verify_file
 from gateway.audit.verify import AuditReport, AuditTrustAnchor
+from gateway.core.adminrecord import AdminRecord
 from gateway.core.encoding import format_time
 from gateway.core.envelope import RequestHeader, ResponseHeader, body_sha256, request_hash
 from gateway.core.ids import MemberId, ServiceId, parse_client
 from gateway.core.jws import Signer
 from gateway.core.logtree import tree_head_document
+from gateway.core.roles import ApiRole, key_actor
 from gateway.core.treehead import sign_sth, sth_document
 from gateway.messagelog import (
     CosignatureRow,
@@ -42,6 +44,7 @@ from gateway.messagelog import (
     MessageLog,
     Role,
     SignedHeadRecord,
+    StoredStatus,
     TreeHeadRecord,
 )
 from gateway.messagelog.tracker import details_of
@@ -74,12 +77,24 @@ SUBJECT = "52693074139"
 @dataclass(frozen=True)
 class SyntheticLog:
     db: Path
+    """The SQLite file, or the directory's would-be file when the log is in PostgreSQL."""
     anchor: AuditTrustAnchor
     anchor_path: Path
     ca: x509.Certificate
     tsa_cert: x509.Certificate
     tsa_key: ec.EllipticCurvePrivateKey
     entries: int
+    owner: Signer | None = None
+    """The node owner's (the provider's) signer, for tests that log more."""
+    consumer: Signer | None = None
+    """The consumer's signer: a member other than the node's owner."""
+    database_url: str | None = None
+    """The PostgreSQL database holding the log, if it is not the SQLite file."""
+
+    @property
+    def location(self) -> Path | str:
+        """Where the log is, for ``open_store``: the database URL or the file."""
+        return self.database_url or self.db
 
 
 class _Clock:
@@ -113,10 +128,16 @@ def build_log(
     body_policy: Callable[[LogRecord], str] | None = None,
     user_id: str | None = None,
     issue: str | None = None,
+    admin_every: int = 0,
+    database_url: str | None = None,
 ) -> SyntheticLog:
     """Write ``entries`` signed entries (request/response pairs) and stamped tree heads.
 
     ``user_id`` and ``issue`` go into every request header, as a clerk's reads carry them.
+    ``admin_every`` > 0 adds an admin record (signed by the node's owner, the provider)
+    after every that many entries, beyond ``entries``.
+    With ``database_url`` the log is written to that PostgreSQL database (its schema made
+    by ``gateway db upgrade``) instead of a SQLite file in ``directory``.
     """
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = generate_key()
@@ -139,7 +160,7 @@ def build_log(
     db = directory / "messagelog.sqlite"
     asyncio.run(
         _write(
-            db,
+            database_url or db,
             entries,
             head_every,
             body,
@@ -153,10 +174,20 @@ def build_log(
             body_policy,
             user_id,
             issue,
+            admin_every,
         )
     )
     return SyntheticLog(
-        db, AuditTrustAnchor((ca,), (tsa_cert,)), anchor_path, ca, tsa_cert, tsa_key, entries
+        db,
+        AuditTrustAnchor((ca,), (tsa_cert,)),
+        anchor_path,
+        ca,
+        tsa_cert,
+        tsa_key,
+        entries,
+        provider,
+        consumer,
+        database_url,
     )
 
 
@@ -173,7 +204,7 @@ def stamp(
 
 
 async def _write(
-    db: Path,
+    db: Path | str,
     entries: int,
     head_every: int,
     body: bytes,
@@ -187,6 +218,7 @@ async def _write(
     body_policy: Callable[[LogRecord], str] | None = None,
     user_id: str | None = None,
     issue: str | None = None,
+    admin_every: int = 0,
 ) -> None:
     clock = _Clock(START)
     client = parse_client(CLIENT)
@@ -201,7 +233,11 @@ async def _write(
     async with MessageLog(db, clock=clock, body_policy=body_policy) as log:
         written = 0
         serial = 0
+        admins = 0
         batch: list[LogRecord] = []
+        if admin_every:  # the node's own OCSP answer, which its admin entries name
+            status = StoredStatus(provider.cert_ref, provider_ocsp, START, "http://ocsp.bench")
+            await log.keep_own_status(provider.cert_ref, status)
         while written < entries:
             created = format_time(clock.now)
             message_id = str(uuid.uuid4())
@@ -272,9 +308,13 @@ async def _write(
                 written += 1
             clock.now += step
             due = written // head_every > serial or written >= entries
-            if len(batch) >= 256 or due:
+            admin_due = admin_every > 0 and written // admin_every > admins
+            if len(batch) >= 256 or due or admin_due:
                 await log.append(batch, certs=certs, ocsp=ocsp)
                 batch = []
+            if admin_due:
+                admins += 1
+                await log.append_admin(_admin_change(clock.now, admins), provider, b"{}")
             if due:
                 snapshot = log.tree_snapshot()
                 serial += 1
@@ -318,6 +358,20 @@ async def _write(
                     )
                     cert = (consumer.cert_ref, consumer.cert_der, consumer.jws_header)
                     await log.add_cosignature(row, cert, consumer_ocsp)
+
+
+def _admin_change(at: datetime, serial: int) -> AdminRecord:
+    """An access right granted (odd serials) or removed again (even ones)."""
+    right = {"subjects": [CLIENT]}
+    return AdminRecord(
+        at=at,
+        actor=key_actor(f"{serial:012x}", "bench"),
+        role=ApiRole.SERVICE_ADMINISTRATOR.value,
+        action="access.grant" if serial % 2 else "access.revoke",
+        target=SERVICE,
+        before=None if serial % 2 else right,
+        after=right if serial % 2 else None,
+    )
 
 
 @dataclass(frozen=True)
