@@ -183,3 +183,21 @@ def test_an_auth_cert_of_an_unknown_version_is_malformed() -> None:
         verify_auth_cert_request(doc, "", "", "DE-NRW", [pki.ca], targets.NOW)
     assert info.value.code is CentralCode.REG_MALFORMED
     assert "auth_cert is not PEM" in info.value.message
+
+
+def test_an_unreadable_issuer_in_x5c_is_a_malformed_message() -> None:
+    """Found by atheris: an ``x5c`` that validates through its leaf but ends in a
+    certificate whose issuer name cannot be decoded raised ValueError when the verifier
+    computed how long to cache the chain."""
+    pem = targets.vectors()["trust"]["ca_cert_pem"].encode()
+    root = x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+    name = b"\x0c\x13Throwaway Test Root"
+    assert root.count(name) == 2  # issuer, then subject
+    unreadable_issuer = root.replace(name, b"\x0c\x13" + b"\xff" * 19, 1)
+    signer = targets.vectors()["signers"][0]
+    leaf = x509.load_pem_x509_certificate(signer["cert_pem"].encode()).public_bytes(Encoding.DER)
+    x5c = [base64.b64encode(d).decode() for d in (leaf, unreadable_issuer)]
+    header = b64url(canonical_json({"alg": "ES256", "x5c": x5c}))
+    with pytest.raises(EnvelopeError) as info:
+        targets._verifier().verify(f"{header}..{'A' * 86}", b"{}", targets.NOW)
+    assert info.value.reason == "malformed"
