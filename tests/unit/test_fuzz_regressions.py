@@ -201,3 +201,21 @@ def test_an_unreadable_issuer_in_x5c_is_a_malformed_message() -> None:
     with pytest.raises(EnvelopeError) as info:
         targets._verifier().verify(f"{header}..{'A' * 86}", b"{}", targets.NOW)
     assert info.value.reason == "malformed"
+
+
+def test_a_registration_certificate_with_an_unreadable_issuer_is_not_approved() -> None:
+    """Found by atheris: the chain check read the issuer name of a leaf the central
+    authority was given, and a name that cannot be decoded escaped as ValueError."""
+    header_segment, _, signature = targets._pki().member_signature.partition("..")
+    header = json.loads(base64.urlsafe_b64decode(header_segment + "=" * (-len(header_segment) % 4)))
+    leaf = base64.b64decode(header["x5c"][0])
+    name = b"\x0c\x0eFuzz CA DE-NRW"
+    assert leaf.count(name) == 1  # the issuer: the subject is the member
+    header["x5c"][0] = base64.b64encode(leaf.replace(name, b"\x0c\x0e" + b"\xff" * 14)).decode()
+    damaged = f"{b64url(canonical_json(header))}..{signature}"
+    with pytest.raises(CentralError) as info:
+        verify_client_request(
+            targets.CLIENT_REQUEST, damaged, "DE-NRW", [targets._pki().ca], targets.NOW
+        )
+    assert info.value.code is CentralCode.REG_CERTIFICATE
+    assert "cannot be read" in info.value.message
