@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
+import pytest
+
 POSTGRESQL_ROOT = Path("/usr/lib/postgresql")
 _TEMPLATE = "gateway_template"
 
@@ -137,3 +139,17 @@ class PgCluster:
         template = "template0" if empty else _TEMPLATE
         self._admin(f"CREATE DATABASE {name} TEMPLATE {template}")
         return self.url(name)
+
+
+CENTRAL_BACKENDS = ("sqlite", "postgresql")
+"""The params of a fixture that makes a central authority, once per registry backend."""
+
+
+def central_database(request: pytest.FixtureRequest) -> str | None:
+    """For a fixture parametrized by :data:`CENTRAL_BACKENDS`: None (the central keeps its
+    registry in ``central.sqlite``) or a new empty PostgreSQL database, which ``gateway
+    central init --database-url`` migrates."""
+    if request.param == "sqlite":
+        return None
+    cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    return cluster.fresh_database(empty=True)

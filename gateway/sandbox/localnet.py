@@ -286,11 +286,12 @@ class LocalNet:
         """``gateway central init`` with this federation's CA, OCSP responder and TSA,
         published at the central's URL; nothing if the directory already holds one."""
         from gateway.central.apikeys import init_central
-        from gateway.central.service import DB_NAME, InitOptions
+        from gateway.central.db import DB_NAME, URL_FILE
+        from gateway.central.service import InitOptions
         from gateway.keys.files import load_certificate
 
         files = self._central()
-        if (files.directory / DB_NAME).exists():
+        if (files.directory / DB_NAME).exists() or (files.directory / URL_FILE).exists():
             return
         init_central(
             files.directory,
@@ -303,6 +304,7 @@ class LocalNet:
                 tsa_url=self.trust.tsa_url,
                 tsa_cert=load_certificate(self.trust.tsa_cert),
             ),
+            files.database_url,
         )
 
     def start_central(self, settings: dict[str, str] | None = None) -> ConfigurationAnchor:
