@@ -217,7 +217,9 @@ def test_a_federation_whose_central_runs_on_postgresql(
     with psycopg.connect(url) as conn:
         nodes = {row[0] for row in conn.execute("SELECT id FROM node")}
         decided = {row[0] for row in conn.execute("SELECT status FROM registration_request")}
-        (serial,) = conn.execute("SELECT value FROM setting WHERE key = 'serial'").fetchone()
+        row = conn.execute("SELECT value FROM setting WHERE key = 'serial'").fetchone()
+    assert row is not None
+    (serial,) = row
     assert {n.split("/")[2] for n in nodes} == {SOEST.ags, LIPPSTADT.ags}
     assert decided == {"approved"}
     assert int(serial) == joined[-1].serial
