@@ -59,6 +59,7 @@ from gateway.node.clientproxy import ClientProxy
 from gateway.node.clock import Clock, SystemClock
 from gateway.node.config import ConfigError, NodeConfig
 from gateway.node.context import Limits, NodeContext, TrustState
+from gateway.node.federation import Federation
 from gateway.node.health import Health
 from gateway.node.metadata import MetadataServices
 from gateway.node.monitoring import Monitoring
@@ -114,6 +115,7 @@ class Node:
         # refreshes (``directory`` fixes one instead, for tests that run a node in
         # process); either way read only through ``self.context.trust``.
         self.globalconf: GlobalConfSource[TrustState] | None = None
+        self.federation: Federation | None = None  # the federated instances' sources
         trust = self._bootstrap(directory)
         policy = AccessPolicy(config.grants())
         services = {s.service_id: s for s in config.services}
@@ -197,6 +199,7 @@ class Node:
             tracker=tracker,
             limits=limits,
             client_certs=client_certs,
+            federation=self.federation,
             monitoring=Monitoring(
                 str(self.id),
                 self.clock,
@@ -263,6 +266,7 @@ class Node:
             config.globalconf.state_dir,
             fetch_timeout=config.globalconf.fetch_timeout_seconds,
         )
+        self.federation = Federation(client.state_dir, client.fetch_timeout, self.clock.now)
         self.globalconf = GlobalConfSource(client, self._derive_from)
         try:
             return self.globalconf.bootstrap().state
@@ -293,7 +297,7 @@ class Node:
         )
 
     def _derive_from(self, conf: GlobalConf) -> TrustState:
-        directory = conf.directory()
+        directory = self.federation.view(conf) if self.federation else conf.directory()
         if directory.node(self.id) is None:
             # Applied all the same: the instance decides; this node then serves nobody.
             log.error("global configuration serial %d does not list node %s", conf.serial, self.id)
@@ -365,6 +369,9 @@ class Node:
         history, install it on the loop. True if a new version was installed."""
         assert self.globalconf is not None
         candidate = await asyncio.to_thread(self.globalconf.refresh_blocking, self.clock.now())
+        if candidate is None and self.federation is not None:  # a federated instance's
+            refederate = self.federation.refederate
+            candidate = await asyncio.to_thread(refederate, self.globalconf, self._derive_from)
         if candidate is None or not await self._record_configuration(candidate):
             return False
         self._install(candidate)
