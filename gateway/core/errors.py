@@ -310,8 +310,9 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
     ),
     Code.KEY_NOT_FOUND: ErrorSpec(
         400,
-        "The node holds no key for that owner: not this node's id, a member without a "
-        "[[signing]] entry, or a key file that does not exist.",
+        "The node holds no key file for that owner: not this node's id, a member without "
+        "a [[signing]] entry, a key file that does not exist, or a signing key in a "
+        "PKCS#11 token (made on the token with gateway node token init-key).",
     ),
     Code.KEY_EXISTS: ErrorSpec(
         400,

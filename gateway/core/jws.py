@@ -15,12 +15,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 from jwt.algorithms import ECAlgorithm
@@ -41,20 +43,49 @@ def cert_ref(cert: x509.Certificate) -> str:
     return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
 
 
+class ExternalSigningKey(Protocol):
+    """A P-256 key whose private half this process never holds: a key in a PKCS#11 token
+    (``gateway.keys.pkcs11``). ``sign`` returns the DER ECDSA signature over the SHA-256
+    of ``data``, as X.509 wants it (the same key signs its CSR); the JWS turns it into
+    the raw ``r || s`` of RFC 7518.
+    """
+
+    def public_key(self) -> ec.EllipticCurvePublicKey: ...
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+def _raw_es256(der: bytes) -> bytes:
+    """RFC 7518 section 3.4: the two 32-byte big-endian integers, not DER."""
+    r, s = decode_dss_signature(der)
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
 class Signer:
     """Signs headers with one member's key; the protected header is fixed per certificate.
 
     Everything per message lives in the payload, so the JWS protected header (algorithm
-    and chain) is encoded once and the log can store it once per certificate.
+    and chain) is encoded once and the log can store it once per certificate. The key is
+    a key file's ``cryptography`` key (signed in process, as always) or a key held in a
+    token (:class:`ExternalSigningKey`, docs/adr/0038-member-signing-keys-in-pkcs11-tokens.md).
     """
 
     def __init__(
-        self, member: MemberId, key: ec.EllipticCurvePrivateKey, chain: Sequence[x509.Certificate]
+        self,
+        member: MemberId,
+        key: ec.EllipticCurvePrivateKey | ExternalSigningKey,
+        chain: Sequence[x509.Certificate],
     ) -> None:
-        if not isinstance(key.curve, ec.SECP256R1):
+        if not isinstance(key.public_key().curve, ec.SECP256R1):
             raise ValueError("ES256 needs a P-256 key")
         self.member = member
-        self._key = key
+        self._sign: Callable[[bytes], bytes]
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            file_key = key
+            self._sign = lambda data: _ES256.sign(data, file_key)
+        else:
+            external = key
+            self._sign = lambda data: _raw_es256(external.sign(data))
         self.certificate = chain[0]
         self.cert_ref = cert_ref(chain[0])
         self.cert_der = chain[0].public_bytes(Encoding.DER)
@@ -64,7 +95,7 @@ class Signer:
     def sign(self, payload: bytes) -> str:
         """Compact JWS with detached payload: ``header..signature``."""
         signing_input = f"{self.jws_header}.{b64url(payload)}".encode("ascii")
-        return f"{self.jws_header}..{b64url(_ES256.sign(signing_input, self._key))}"
+        return f"{self.jws_header}..{b64url(self._sign(signing_input))}"
 
 
 def parse_jws_chain(header_segment: str) -> list[x509.Certificate]:

@@ -5,7 +5,8 @@ auditor's do (``gateway/central/cli.py``, ``gateway/audit/cli.py``); ``gateway.c
 only calls :func:`add_commands`. ``serve`` runs a node, ``check`` builds one from its
 configuration (every start-up check) and asks the OCSP responders once without serving,
 ``client-cert`` keeps the store of registered information-system certificates and
-``tls-cert`` makes the self-signed certificates of the consumer TLS port.
+``tls-cert`` makes the self-signed certificates of the consumer TLS port, ``token
+init-key`` a member signing key on a PKCS#11 token with its CSR.
 """
 
 from __future__ import annotations
@@ -202,6 +203,27 @@ def cmd_node_status(args: argparse.Namespace) -> None:
         print(line)
 
 
+def cmd_node_token_init_key(args: argparse.Namespace) -> None:
+    """A member signing key generated on a PKCS#11 token, and its CSR signed by the token
+    (docs/deployment.md, "Signing keys in a token")."""
+    from gateway.core.ids import MemberId
+    from gateway.keys.pkcs11 import TokenKeyRef, new_token_key_and_csr, read_pin
+
+    member = MemberId.parse(args.member)
+    ref = TokenKeyRef(
+        module=Path(args.module),
+        token=args.token,
+        key_label=args.key_label,
+        pin_file=Path(args.pin_file) if args.pin_file else None,
+        pin_env=args.pin_env,
+    )
+    new_token_key_and_csr(ref, read_pin(ref), member, Path(args.csr), args.org)
+    print(
+        f"generated {ref.describe()} for {member}; wrote its signing CSR {args.csr} "
+        "(signed by the token)"
+    )
+
+
 def add_commands(sub: Subparsers, add: AddFn) -> None:
     """Register ``node`` and its subcommands under the top-level ``gateway`` parser."""
     node = sub.add_parser("node", help="run a security server").add_subparsers(
@@ -256,3 +278,21 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     p.add_argument("--host", action="append", default=[], help="a DNS name or IP; repeatable")
     p.add_argument("--days", type=int, default=825)
     p.add_argument("--client", action="store_true", help="an information system's certificate")
+    token = node.add_parser("token", help="member signing keys in a PKCS#11 token").add_subparsers(
+        dest="token_command", required=True, metavar="TOKEN_COMMAND"
+    )
+    p = add(
+        token,
+        "init-key",
+        cmd_node_token_init_key,
+        "generate a member signing key on a PKCS#11 token and write its CSR, signed by the token",
+    )
+    p.add_argument("--module", required=True, help="the PKCS#11 library (.so)")
+    p.add_argument("--token", required=True, help="the token's label")
+    p.add_argument("--key-label", required=True, help="the new key's label (must be unused)")
+    p.add_argument("--member", required=True, help="the member id, INSTANCE/CLASS/CODE")
+    p.add_argument("--csr", required=True, help="CSR output (PEM)")
+    p.add_argument("--org", default=None, help="organisation name for the subject")
+    pin = p.add_mutually_exclusive_group()
+    pin.add_argument("--pin-file", default=None, help="a file holding the PIN")
+    pin.add_argument("--pin-env", default=None, help="an environment variable holding the PIN")

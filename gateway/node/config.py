@@ -141,16 +141,54 @@ class NodeSection(_Model):
         return NodeId.parse(self.id)
 
 
+class TokenSection(_Model):
+    """A signing key in a PKCS#11 token (docs/deployment.md, "Signing keys in a token")."""
+
+    module: Path
+    """The token's PKCS#11 library, e.g. ``/usr/lib/softhsm/libsofthsm2.so``."""
+    label: str
+    """The token's label."""
+    key_label: str
+    """The key's label on the token (``gateway node token init-key --key-label``)."""
+    pin_file: Path | None = None
+    """A file holding the PIN (mode 0600); else ``pin_env``, else a prompt at start."""
+    pin_env: str | None = None
+    """An environment variable holding the PIN."""
+
+    @model_validator(mode="after")
+    def _one_pin_source(self) -> TokenSection:
+        if self.pin_file is not None and self.pin_env is not None:
+            raise ValueError("a token takes its PIN from pin_file or pin_env, not both")
+        return self
+
+
 class SigningKey(_Model):
     member: str
     cert: Path
-    key: Path
+    key: Path | None = None
+    """A key file (PEM); or ``token``, a key in a PKCS#11 token."""
+    token: TokenSection | None = None
 
     @field_validator("member")
     @classmethod
     def _member(cls, value: str) -> str:
         MemberId.parse(value)
         return value
+
+    @model_validator(mode="after")
+    def _one_key(self) -> SigningKey:
+        if (self.key is None) == (self.token is None):
+            raise ValueError(
+                f"[[signing]] {self.member}: give exactly one of key (a key file) or "
+                "token (a key in a PKCS#11 token)"
+            )
+        return self
+
+    def key_source(self) -> str:
+        """Where the key is, for messages."""
+        if self.token is not None:
+            return f"key {self.token.key_label!r} in token {self.token.label!r}"
+        return f"signing key {self.key}"
 
 
 class Endpoint(_Model):
@@ -423,6 +461,10 @@ def _resolve(data: dict[str, Any], base: Path) -> None:
         for key in ("cert", "key"):
             if key in entry:
                 entry[key] = str(base / entry[key])
+        token = entry.get("token")
+        for key in ("module", "pin_file"):
+            if isinstance(token, dict) and key in token:
+                token[key] = str(base / token[key])
     for service in data.get("services", []):
         for key in ("tls_ca", "tls_client_cert", "tls_client_key"):
             if isinstance(service, dict) and key in service:

@@ -149,13 +149,24 @@ class _KeySlot:
 
 
 def _slots(config: NodeConfig) -> list[_KeySlot]:
+    """The key files; a signing key in a PKCS#11 token is made and rotated on the token
+    (``gateway node token init-key``), not here (docs/adr/0038)."""
     node = config.node
     slots = [_KeySlot(CertRole.AUTH, node.node_id, node.auth_key, node.auth_cert)]
     for entry in config.signing:
-        slots.append(
-            _KeySlot(CertRole.SIGNING, MemberId.parse(entry.member), entry.key, entry.cert)
-        )
+        if entry.key is not None:
+            slots.append(
+                _KeySlot(CertRole.SIGNING, MemberId.parse(entry.member), entry.key, entry.cert)
+            )
     return slots
+
+
+def _token_entry(config: NodeConfig, owner: NodeId | MemberId) -> str | None:
+    """Where ``owner``'s signing key is, if it is in a token rather than a file."""
+    for entry in config.signing:
+        if entry.token is not None and MemberId.parse(entry.member) == owner:
+            return entry.key_source()
+    return None
 
 
 # ---------------------------------------------------------------------------- listing
@@ -227,6 +238,14 @@ def make_csr(
     already waiting there is refused (``client.key.exists``), never replaced.
     """
     slot = next((s for s in _slots(config) if s.owner == owner), None)
+    in_token = _token_entry(config, owner)
+    if in_token is not None:
+        raise GatewayError(
+            Code.KEY_NOT_FOUND,
+            f"the signing key of {owner} is the {in_token}: this API makes CSRs for key "
+            "files only; make a new key and its CSR on the token with gateway node token "
+            "init-key",
+        )
     if slot is None:
         raise GatewayError(
             Code.KEY_NOT_FOUND,

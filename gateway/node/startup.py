@@ -14,6 +14,7 @@ import ssl
 from datetime import datetime, timedelta
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.conf.directory import Directory
@@ -22,8 +23,9 @@ from gateway.core.envelope import EnvelopeError, parse_time
 from gateway.core.ids import MemberId, NodeId, ServiceId
 from gateway.core.jws import SignatureVerifier, Signer
 from gateway.keys.files import load_certificates, load_private_key
+from gateway.keys.pkcs11 import TokenKeyRef, TokenSigningKey, load_token_key, read_pin
 from gateway.messagelog import MessageLog
-from gateway.node.config import ConfigError, NodeConfig, ServiceSection
+from gateway.node.config import ConfigError, NodeConfig, ServiceSection, SigningKey
 from gateway.node.context import TrustState
 from gateway.node.ocsp import OwnCertificate
 from gateway.node.replay import ReplayGuard
@@ -61,6 +63,21 @@ def registry_contexts(services: list[ServiceSection]) -> dict[ServiceId, Registr
     return contexts
 
 
+def _signing_key(entry: SigningKey) -> ec.EllipticCurvePrivateKey | TokenSigningKey:
+    """The key file's key, or the token's key logged in with its PIN (docs/adr/0038)."""
+    if entry.token is None:
+        assert entry.key is not None  # the configuration gives exactly one
+        return load_private_key(entry.key)
+    ref = TokenKeyRef(
+        module=entry.token.module,
+        token=entry.token.label,
+        key_label=entry.token.key_label,
+        pin_file=entry.token.pin_file,
+        pin_env=entry.token.pin_env,
+    )
+    return load_token_key(ref, read_pin(ref))
+
+
 def load_signers(
     config: NodeConfig, verifier: SignatureVerifier, now: datetime
 ) -> tuple[dict[MemberId, Signer], dict[MemberId, list[x509.Certificate]]]:
@@ -71,12 +88,12 @@ def load_signers(
     for entry in config.signing:
         member = MemberId.parse(entry.member)
         chain = load_certificates(entry.cert)
-        signer = Signer(member, load_private_key(entry.key), chain)
+        signer = Signer(member, _signing_key(entry), chain)
         try:
             tested = verifier.verify(signer.sign(b"self-test"), b"self-test", now)
         except EnvelopeError as exc:
             raise CertificateError(
-                f"signing key {entry.key} does not work with {entry.cert}: {exc.message}"
+                f"{entry.key_source()} does not work with {entry.cert}: {exc.message}"
             ) from None
         if tested.signer != member:
             raise CertificateError(f"signing certificate {entry.cert} is not for {member}")
