@@ -26,7 +26,8 @@ from gateway.core.jws import Signer
 from gateway.keys.files import load_certificate, load_private_key
 from gateway.messagelog import read_entries
 from gateway.node.wire import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
-from gateway.sandbox.cities import EE_INSTANCE, RIK, City
+from gateway.sandbox.cities import ARIREGISTER_SERVICE, EE_INSTANCE, RIK, City
+from gateway.sandbox.estonia import ariregister_service, create_estonia, federate, start_ariregister
 from gateway.sandbox.localnet import LocalNet, NodeFiles, ServiceSpec, free_port
 from gateway.sandbox.localpki import issue_node_certificates
 from gateway.trust.ca_store import init_ca
@@ -42,7 +43,7 @@ from tests.integration.test_evil_peer import refused, tls_context
 
 pytestmark = pytest.mark.integration
 
-COMPANY = RIK.subsystem("ariregister").service("ettevotted")
+COMPANY = ARIREGISTER_SERVICE
 REGISTRIOSAKOND = RIK.subsystem("registriosakond")
 ROGUE = City("Petturite OÜ", "99999999", ("pettus",), instance=EE_INSTANCE)
 """An EE-TEST member whose node's certificates were issued by DE-NRW's CA."""
@@ -55,21 +56,20 @@ def two(
     root = tmp_path_factory.mktemp("federation")
     now = datetime.now(UTC)
     de = LocalNet.create(root / "de", [SOEST, LIPPSTADT], now)
-    ee = LocalNet.create(root / "ee", [RIK], now, instance=EE_INSTANCE)
+    ee = create_estonia(root / "ee", now)
     rogue = NodeFiles(ROGUE, ee.root / ROGUE.key, free_port(), free_port())
     rogue.directory.mkdir(parents=True)
     issue_node_certificates(de.trust.ca_dir, rogue, now.replace(microsecond=0))
     ee.nodes[ROGUE.key] = rogue
-    de.federated = [ee.enable_globalconf().anchor()]
-    ee.federated = [de.enable_globalconf().anchor()]
-    ee.add_service(
-        ServiceSpec(COMPANY, f"{registry.url}/ettevotted", None, (GEWERBEAMT,), require_issue=True)
-    )
+    federate(de, ee)
+    register_port = free_port()
+    ee.add_service(ariregister_service(register_port))
     # Lippstadt grants its Melderegister to the Estonian registration department only.
     de.add_service(ServiceSpec(SERVICE, f"{registry.url}/personen", None, (REGISTRIOSAKOND,)))
     de.write_configs()
     ee.write_configs()
     try:
+        start_ariregister(ee, register_port)
         de.start_node(SOEST.ags)
         de.start_node(LIPPSTADT.ags)
         ee.start_node(RIK.ags)
@@ -88,21 +88,20 @@ def _get(files: NodeFiles, service: object, client: object, **headers: str) -> h
 
 
 def test_soest_reads_an_estonian_company_through_both_instances(
-    two: tuple[LocalNet, LocalNet], registry: RecordingRegistry
+    two: tuple[LocalNet, LocalNet],
 ) -> None:
+    """The e-resident's company opens a branch in Soest: the trade office reads its
+    registry card from the Estonian register, with the registration's case number."""
     de, ee = two
-    before = registry.count()
-    response = _get(
-        de.nodes[SOEST.ags], f"{COMPANY}/12345678", GEWERBEAMT, **{"X-Road-Issue": "GA-2026-0815"}
-    )
+    soest = de.nodes[SOEST.ags]
+    response = _get(soest, f"{COMPANY}/16543210", GEWERBEAMT, **{"X-Road-Issue": "GA-2026-0815"})
     assert response.status_code == 200, response.text
-    assert registry.count() == before + 1
-    call = registry.calls[-1]
-    assert call.path == "/ettevotted/12345678"
-    assert call.headers["x-road-client"] == str(GEWERBEAMT)
-    assert call.headers["x-road-issue"] == "GA-2026-0815"
+    company = response.json()
+    assert (company["nimi"], company["ariregistri_kood"]) == ("Nordlicht Digital OÜ", "16543210")
+    assert company["aadress"]["linn"] == "Tallinn"
+    assert [p["nimi"] for p in company["kaardile_kantud_isikud"]] == ["Jonas Becker"]
     message_id = response.headers["X-Road-Request-Id"]
-    consumer = read_entries(de.nodes[SOEST.ags].messagelog, message_id=message_id)
+    consumer = read_entries(soest.messagelog, message_id=message_id)
     provider = read_entries(ee.nodes[RIK.ags].messagelog, message_id=message_id)
     assert [(e.role, e.kind) for e in consumer] == [
         ("consumer", "request"),
@@ -113,6 +112,9 @@ def test_soest_reads_an_estonian_company_through_both_instances(
         ("provider", "response"),
     ]
     assert consumer[0].header == provider[0].header  # the same signed bytes on both sides
+    assert b"GA-2026-0815" in provider[0].header
+    # Without a case number RIK's node refuses before its register is asked.
+    refused(_get(soest, f"{COMPANY}/16543210", GEWERBEAMT), "server.serverproxy.missing_issue")
 
 
 def test_an_estonian_agency_reads_lippstadt_only_where_granted(
