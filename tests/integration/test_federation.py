@@ -20,7 +20,7 @@ import pytest
 
 from gateway.central.service import Central
 from gateway.conf.anchor import load_anchor
-from gateway.core.encoding import b64url
+from gateway.core.encoding import b64url, format_time
 from gateway.core.envelope import RequestHeader, body_sha256
 from gateway.core.jws import Signer
 from gateway.keys.files import load_certificate, load_private_key
@@ -64,8 +64,10 @@ def two(
     federate(de, ee)
     register_port = free_port()
     ee.add_service(ariregister_service(register_port))
-    # Lippstadt grants its Melderegister to the Estonian registration department only.
-    de.add_service(ServiceSpec(SERVICE, f"{registry.url}/personen", None, (REGISTRIOSAKOND,)))
+    # Lippstadt grants its Melderegister to the Estonian registration department, and to
+    # the rogue member (so that only the CA check stands between it and the register).
+    allowed = (REGISTRIOSAKOND, ROGUE.subsystem("pettus"))
+    de.add_service(ServiceSpec(SERVICE, f"{registry.url}/personen", None, allowed))
     de.write_configs()
     ee.write_configs()
     try:
@@ -169,7 +171,7 @@ def test_a_node_with_a_certificate_from_the_wrong_instances_ca_is_refused(
         headers=(),
         user_id=None,
         issue=None,
-        created=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        created=format_time(datetime.now(UTC)),
         body_sha256=body_sha256(b""),
         body_length=0,
     )
