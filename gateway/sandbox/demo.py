@@ -48,6 +48,7 @@ from gateway.sandbox.cities import (
     TRACKERS,
     TRADE_OFFICE,
 )
+from gateway.sandbox.demo_federation import chapter_ok, estonian_branch
 from gateway.sandbox.federation import (
     Portal,
     allow_tracker,
@@ -78,6 +79,8 @@ class Demo:
     net: LocalNet
     portal: Portal
     ports: dict[str, int]
+    estonia: LocalNet | None = None
+    """EE-TEST, the federated instance of the last chapter, once it runs."""
 
     @property
     def ihk_url(self) -> str:
@@ -362,7 +365,9 @@ def explain(net: LocalNet, story: AnnaStory) -> tuple[bool, str]:
             for e in entries
         ),
     )
-    complete = {(role, kind) for role in Role for kind in Kind} <= set(by_kind)
+    # Both sides' request and response (the node's own admin records are no exchange's).
+    sides, halves = (Role.CONSUMER, Role.PROVIDER), (Kind.REQUEST, Kind.RESPONSE)
+    complete = {(role, kind) for role in sides for kind in halves} <= set(by_kind)
     return complete, request_entry.message_id
 
 
@@ -505,6 +510,7 @@ def _serve(demo: Demo, directory: Path, *, exit_on_failure: bool = False) -> boo
     partial = topology.with_suffix(".json.tmp")
     data = demo.net.topology()
     data["portal_url"] = demo.portal.url
+    data["federated_instances"] = [demo.estonia.topology()] if demo.estonia else []
     soest, code = demo.net.nodes[SOEST.ags], TRADE_OFFICE.subsystem_code
     partial.write_text(json.dumps(data, indent=2), "utf-8")
     os.replace(partial, topology)
@@ -572,6 +578,8 @@ def run_demo(directory: Path | None, *, serve: bool = False, exit_on_failure: bo
         ok = show_timestamps(net, message_id) and ok
         ok = show_witnesses(net) and ok
         ok = audit_lippstadt(net) and ok
+        demo.estonia = estonian_branch(net, directory / "ee", _say, DEMO_GLOBALCONF_REFRESH)
+        ok = chapter_ok(net, demo.estonia, _say) and ok
         if serve:
             ok = _serve(demo, directory, exit_on_failure=exit_on_failure) and ok
         print(
@@ -584,5 +592,7 @@ def run_demo(directory: Path | None, *, serve: bool = False, exit_on_failure: bo
         return 0 if ok else 1
     finally:
         net.stop()
+        if demo.estonia is not None:
+            demo.estonia.stop()
         if tmp is not None:
             tmp.cleanup()
