@@ -145,6 +145,11 @@ class Federation:
         if reach is Reach.UNAVAILABLE or reason is not None:
             raise GatewayError(codes.unavailable, reason or f"{instance} is not available")
 
+    def with_own(self, own: GlobalConfSource[T], now: datetime) -> dict[str, object]:
+        """``GET /health``'s ``globalconf``: the own configuration's status, and under
+        ``federated`` each federated instance's (serial, validity, last failure)."""
+        return {**own.status(now), "federated": self.status(now)}
+
     def status(self, now: datetime) -> dict[str, object]:
         """Per federated instance: the applied serial and validity, or the failure."""
         out: dict[str, object] = {}

@@ -570,8 +570,8 @@ class Node:
         """The node and its global configuration's state, always 200: for operators.
         Load balancers ask ``/health/ready`` (``gateway/node/health.py``)."""
         body: dict[str, Any] = {"status": "ok", "node": str(self.id)}
-        if self.globalconf is not None:
-            body["globalconf"] = self.globalconf.status(self.clock.now())
+        if self.globalconf is not None and self.federation is not None:
+            body["globalconf"] = self.federation.with_own(self.globalconf, self.clock.now())
         return web.json_response(body)
 
 

@@ -146,6 +146,17 @@ def test_metadata_lists_the_federated_instances_members(two: tuple[LocalNet, Loc
     assert all(m["id"]["xroad_instance"] == EE_INSTANCE for m in response.json()["member"])
 
 
+def test_health_shows_each_federated_instances_configuration(
+    two: tuple[LocalNet, LocalNet],
+) -> None:
+    de, ee = two
+    health = httpx.get(f"{de.nodes[SOEST.ags].consumer_url}/health", timeout=30).json()
+    federated = health["globalconf"]["federated"]
+    assert set(federated) == {EE_INSTANCE}
+    assert federated[EE_INSTANCE]["serial"] == ee.serial
+    assert federated[EE_INSTANCE]["outdated"] is False
+
+
 def test_an_instance_not_federated_is_refused(two: tuple[LocalNet, LocalNet]) -> None:
     de, _ = two
     response = _get(de.nodes[SOEST.ags], "FI-TEST/GOV/0245437-2/rekisteri/haku", GEWERBEAMT)
