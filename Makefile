@@ -15,9 +15,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian packages the tests use, as FILE=PACKAGE: each is installed only when FILE is missing.
-# SoftHSM2 is the PKCS#11 token the key-store tests sign through (docs/adr/0038).
+# SoftHSM2 is the PKCS#11 token the key-store tests sign through (docs/adr/0038); the
+# PostgreSQL server binaries start the tests' throwaway cluster (tests/pg.py).
 SYSTEM_PACKAGES := /usr/bin/chromium=chromium /usr/bin/openssl=openssl \
-	/usr/lib/softhsm/libsofthsm2.so=softhsm2 /usr/bin/softhsm2-util=softhsm2
+	/usr/lib/softhsm/libsofthsm2.so=softhsm2 /usr/bin/softhsm2-util=softhsm2 \
+	/usr/lib/postgresql=postgresql
 
 system-packages:
 	scripts/system-packages $(SYSTEM_PACKAGES)

@@ -17,9 +17,9 @@ from gateway.pki.profiles import CertificateError
 
 
 def cmd_log_show(args: argparse.Namespace) -> None:
-    from gateway.messagelog import read_entries
+    from gateway.messagelog import log_source, read_entries
 
-    for entry in read_entries(Path(args.db), message_id=args.message_id):
+    for entry in read_entries(log_source(args.db), message_id=args.message_id):
         row = {
             "id": entry.id,
             "logged_at": entry.logged_at,
@@ -37,9 +37,9 @@ def cmd_log_show(args: argparse.Namespace) -> None:
 
 
 def cmd_log_timestamps(args: argparse.Namespace) -> None:
-    from gateway.messagelog import read_tree_heads, timestamp_status
+    from gateway.messagelog import log_source, read_tree_heads, timestamp_status
 
-    path = Path(args.db)
+    path = log_source(args.db)
     heads = read_tree_heads(path)
     print(f"{'tree_size':>10}  {'gen_time':<27}  {'root_hash':<64}  tsa")
     for head in heads:
@@ -54,12 +54,12 @@ def cmd_log_prove(args: argparse.Namespace) -> None:
     from gateway.core.logtree import ProofError, entry_leaf
     from gateway.core.merkle import leaf_hash
     from gateway.keys.files import load_certificate
-    from gateway.messagelog import NotProvableError, prove_entry
+    from gateway.messagelog import NotProvableError, log_source, prove_entry
 
     tsa_cert = load_certificate(Path(args.tsa_cert))
     issuer = load_certificate(Path(args.ca)) if args.ca else None
     try:
-        proof, proven = prove_entry(Path(args.db), args.id, tsa_cert, issuer=issuer)
+        proof, proven = prove_entry(log_source(args.db), args.id, tsa_cert, issuer=issuer)
     except (NotProvableError, ProofError) as exc:
         print(f"gateway: cannot prove entry {args.id}: {exc}", file=sys.stderr)
         sys.exit(1)
@@ -320,9 +320,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"gateway: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:
+        from gateway.messagelog import LogStoreError, MessageLogError
         from gateway.node.config import ConfigError
 
-        if isinstance(exc, ConfigError) and not args.verbose:
+        # A log the node cannot open (no schema yet, unreachable): one line, as for a
+        # bad configuration.
+        if isinstance(exc, ConfigError | LogStoreError | MessageLogError) and not args.verbose:
             print(f"gateway: error: {exc}", file=sys.stderr)
             sys.exit(2)
         raise

@@ -36,6 +36,10 @@ def _globalconf(args: argparse.Namespace) -> Path | None:
         return None
     if args.globalconf is not None:
         return Path(args.globalconf)
+    from gateway.messagelog import is_database_url
+
+    if is_database_url(args.db):
+        return None
     default = Path(args.db).parent / "globalconf"
     return default if (default / "globalconf.json").is_file() else None
 
@@ -43,6 +47,7 @@ def _globalconf(args: argparse.Namespace) -> Path | None:
 def cmd_audit_export(args: argparse.Namespace) -> None:
     from gateway.audit.export import ExportError, Selection, export_bundle
     from gateway.keys.files import load_certificate
+    from gateway.messagelog import log_source
 
     chosen = sum(bool(x) for x in (args.message_id, args.all, args.since or args.until))
     if chosen != 1:
@@ -55,7 +60,7 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
     )
     try:
         result = export_bundle(
-            Path(args.db),
+            log_source(args.db),
             Path(args.out),
             selection,
             now=datetime.now(UTC),
@@ -157,9 +162,14 @@ def cmd_log_witness(args: argparse.Namespace) -> None:
     Exits 1 when any alert is recorded, so a monitoring script can run it as a check.
     """
     from gateway.core.treehead import parse_sth
-    from gateway.messagelog import read_cosignatures, read_witness_alerts, signed_heads
+    from gateway.messagelog import (
+        log_source,
+        read_cosignatures,
+        read_witness_alerts,
+        signed_heads,
+    )
 
-    db = Path(args.db)
+    db = log_source(args.db)
     alerts = read_witness_alerts(db)
     for alert in alerts:
         print(f"ALERT {alert.detected_at} {alert.peer}: {alert.code}: {alert.detail}")
@@ -180,6 +190,7 @@ def cmd_log_archive(args: argparse.Namespace) -> None:
     from gateway.audit.anchor import load_anchor
     from gateway.audit.archive import ArchiveError, archive_before
     from gateway.audit.verify import AuditError
+    from gateway.messagelog import log_source
 
     out = Path(args.out)
     if out.exists():
@@ -187,7 +198,7 @@ def cmd_log_archive(args: argparse.Namespace) -> None:
     anchor = load_anchor(Path(args.anchor)) if args.anchor else None
     try:
         result = archive_before(
-            Path(args.db), _time(args.before), out, now=datetime.now(UTC), anchor=anchor
+            log_source(args.db), _time(args.before), out, now=datetime.now(UTC), anchor=anchor
         )
     except (ArchiveError, AuditError) as exc:
         print(f"gateway: nothing archived: {exc}", file=sys.stderr)
@@ -211,9 +222,10 @@ def cmd_log_check_subjects(args: argparse.Namespace) -> None:
     import json
 
     from gateway.audit.subjects import SubjectsCheckError, check_subjects
+    from gateway.messagelog import log_source
 
     try:
-        report = check_subjects(Path(args.db))
+        report = check_subjects(log_source(args.db))
     except SubjectsCheckError as exc:
         raise ValueError(str(exc)) from None
     for bad in report.mismatches:
@@ -275,7 +287,9 @@ def add_commands(sub: Subparsers, add: AddFn) -> Subparsers:
         dest="audit_command", required=True, metavar="AUDIT_COMMAND"
     )
     p = add(audit, "export", cmd_audit_export, "write an audit bundle from a message log")
-    p.add_argument("--db", required=True, help="the node's messagelog.sqlite")
+    p.add_argument(
+        "--db", required=True, help="the node's messagelog.sqlite, or its postgresql:// URL"
+    )
     p.add_argument("--out", required=True, help="the bundle file to write (JSON Lines)")
     p.add_argument("--message-id", default=None, help="one message: its request and response")
     p.add_argument("--from", dest="since", default=None, help="logged_at from (RFC 3339)")

@@ -158,14 +158,14 @@ def cmd_node_internal_cert(args: argparse.Namespace) -> None:
 def cmd_node_opdata(args: argparse.Namespace) -> None:
     """The node's operational monitoring records as JSON lines, read from its database
     (read-only, so it works while the node runs and while it is stopped)."""
-    from gateway.messagelog import SqliteLogStore
+    from gateway.messagelog import open_store
     from gateway.node.config import load_config
     from gateway.node.monitoring import query_bound
 
     config = load_config(Path(args.config))
     since = None if args.since is None else query_bound("--since", args.since)
     until = None if args.until is None else query_bound("--until", args.until)
-    store = SqliteLogStore(config.node.messagelog)
+    store = open_store(config.node.log_location)
     for record in store.operational_records(since=since, until=until, client=args.client):
         print(json.dumps(dataclasses.asdict(record)))
 
@@ -203,6 +203,25 @@ def cmd_node_status(args: argparse.Namespace) -> None:
         print(line)
 
 
+def cmd_db_upgrade(args: argparse.Namespace) -> None:
+    """``gateway db upgrade``: create or upgrade the message log's schema, on PostgreSQL
+    (which a node never does by itself) or on a SQLite file."""
+    from gateway.messagelog import upgrade_schema
+    from gateway.node.config import load_config
+
+    location: Path | str
+    if args.database_url is not None:
+        location = args.database_url
+    elif args.config is not None:
+        location = load_config(Path(args.config)).node.log_location
+    else:
+        raise SystemExit("gateway db upgrade: give --database-url URL or a node.toml")
+    if isinstance(location, str) and location.startswith("sqlite:///"):
+        location = Path(location.removeprefix("sqlite:///"))
+    revision = upgrade_schema(location)
+    print(f"message log schema at revision {revision}")
+
+
 def cmd_node_token_init_key(args: argparse.Namespace) -> None:
     """A member signing key generated on a PKCS#11 token, and its CSR signed by the token
     (docs/deployment.md, "Signing keys in a token")."""
@@ -225,7 +244,22 @@ def cmd_node_token_init_key(args: argparse.Namespace) -> None:
 
 
 def add_commands(sub: Subparsers, add: AddFn) -> None:
-    """Register ``node`` and its subcommands under the top-level ``gateway`` parser."""
+    """Register ``node`` and its subcommands, and ``db``, under the top-level parser."""
+    db = sub.add_parser("db", help="the message log's database schema").add_subparsers(
+        dest="db_command", required=True, metavar="DB_COMMAND"
+    )
+    p = add(
+        db,
+        "upgrade",
+        cmd_db_upgrade,
+        "create or upgrade the message log's schema (PostgreSQL or a SQLite file)",
+    )
+    p.add_argument("config", nargs="?", default=None, help="a node.toml: its log")
+    p.add_argument(
+        "--database-url",
+        default=None,
+        help="postgresql://... or sqlite:///PATH (instead of a node.toml)",
+    )
     node = sub.add_parser("node", help="run a security server").add_subparsers(
         dest="node_command", required=True, metavar="NODE_COMMAND"
     )

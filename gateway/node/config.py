@@ -75,7 +75,12 @@ class NodeSection(_Model):
     client_certs: Path = Path("client-certs.json")
     """The registered information-system certificates (``gateway node client-cert``)."""
     peer_listen: HostPort = "127.0.0.1:5500"
-    messagelog: Path
+    messagelog: Path | None = None
+    """The message log's SQLite file; or, instead, ``database_url``."""
+    database_url: str | None = None
+    """A ``postgresql://`` URL (libpq's form; a password may come from ``PGPASSWORD`` or
+    ``~/.pgpass`` instead): the message log lives in that PostgreSQL database, whose schema
+    ``gateway db upgrade`` made (docs/deployment.md, PostgreSQL)."""
     auth_cert: Path
     auth_key: Path
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
@@ -119,6 +124,30 @@ class NodeSection(_Model):
     def _id(cls, value: str) -> str:
         NodeId.parse(value)
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("database_url must be a postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_log(self) -> NodeSection:
+        if (self.messagelog is None) == (self.database_url is None):
+            raise ValueError(
+                "[node] needs exactly one of messagelog (a SQLite file) and database_url"
+                " (a postgresql:// URL)"
+            )
+        return self
+
+    @property
+    def log_location(self) -> Path | str:
+        """Where the message log is: the SQLite file or the PostgreSQL URL."""
+        if self.database_url is not None:
+            return self.database_url
+        assert self.messagelog is not None
+        return self.messagelog
 
     @field_validator("consumer_listen", "consumer_tls_listen", "peer_listen")
     @classmethod

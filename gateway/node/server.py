@@ -153,7 +153,7 @@ class Node:
         if self.globalconf is not None:
             self._server_ssl.sni_callback = self._select_server_context
         message_log = open_log(
-            config.node.messagelog,
+            config.node.log_location,
             clock=self.clock.now,
             body_policy=body_policy(config.logging.metadata_only(), config.logging.max_body_bytes),
         )
