@@ -210,6 +210,21 @@ def test_a_node_with_a_certificate_from_the_wrong_instances_ca_is_refused(
     assert registry.count() == before
 
 
+def test_a_node_with_another_instances_certificate_does_not_start(
+    two: tuple[LocalNet, LocalNet],
+) -> None:
+    """The rogue node's own check refuses what its peers would refuse: an authentication
+    certificate from a CA of another instance than its own."""
+    _, ee = two
+    config = str(ee.nodes[ROGUE.key].config)
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "node", "check", "--config", config],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "issued by 'CN=Development CA DE-NRW', which is not a trusted root" in result.stderr
+
+
 def _until(condition: str, check: object, timeout: float = 30.0) -> httpx.Response:
     deadline = time.monotonic() + timeout
     while True:
