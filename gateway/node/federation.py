@@ -62,18 +62,15 @@ class Federation:
         """Follow ``conf``'s list of federated instances and refresh each one's
         configuration; True if what the node acts on changed (an instance added,
         removed, or a new foreign version applied)."""
-        changed = False
         self._synced = conf.federated
         wanted = {a.instance: a for a in conf.federated}
-        for instance in list(self._sources):
-            if wanted.get(instance) != self._sources[instance].client.anchor:
-                del self._sources[instance]  # removed, or its anchor replaced
-                changed = True
-        for instance in list(self._failures):
-            if instance not in wanted:
-                del self._failures[instance]
+        # Built aside and swapped in as one reference: the event loop reads the sources
+        # (``check``, ``status``) while this runs in a worker thread.
+        sources = {i: s for i, s in self._sources.items() if wanted.get(i) == s.client.anchor}
+        failures = {i: f for i, f in self._failures.items() if i in wanted}
+        changed = len(sources) != len(self._sources)  # removed, or an anchor replaced
         fresh: set[str] = set()
-        for instance in sorted(set(wanted) - set(self._sources)):
+        for instance in sorted(set(wanted) - set(sources)):
             # A replaced anchor starts from a clean cache (ConfigClient's anchor marker).
             client = ConfigClient(
                 wanted[instance], self.root / instance, fetch_timeout=self.fetch_timeout
@@ -82,21 +79,22 @@ class Federation:
             try:
                 source.bootstrap()
             except GlobalConfUnavailable as exc:
-                self._failures[instance] = str(exc)
+                failures[instance] = str(exc)
                 log.error("federated instance %s: %s", instance, exc)
                 continue
             source.last_success = now
-            self._sources[instance] = source
-            self._failures.pop(instance, None)
+            sources[instance] = source
+            failures.pop(instance, None)
             fresh.add(instance)
             changed = True
-        for instance, source in self._sources.items():
+        for instance, source in sources.items():
             if instance in fresh:
                 continue
             candidate = source.refresh_blocking(now)
             if candidate is not None:
                 source.install(candidate)
                 changed = True
+        self._sources, self._failures = sources, failures
         return changed
 
     def view(self, conf: GlobalConf) -> FederatedDirectory:
