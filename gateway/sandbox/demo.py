@@ -48,6 +48,7 @@ from gateway.sandbox.cities import (
     TRACKERS,
     TRADE_OFFICE,
 )
+from gateway.sandbox.console import start_console
 from gateway.sandbox.demo_federation import chapter_ok, estonian_branch
 from gateway.sandbox.federation import (
     Portal,
@@ -79,8 +80,6 @@ class Demo:
     net: LocalNet
     portal: Portal
     ports: dict[str, int]
-    estonia: LocalNet | None = None
-    """EE-TEST, the federated instance of the last chapter, once it runs."""
 
     @property
     def ihk_url(self) -> str:
@@ -365,9 +364,10 @@ def explain(net: LocalNet, story: AnnaStory) -> tuple[bool, str]:
             for e in entries
         ),
     )
-    # Both sides' request and response (the node's own admin records are no exchange's).
-    sides, halves = (Role.CONSUMER, Role.PROVIDER), (Kind.REQUEST, Kind.RESPONSE)
-    complete = {(role, kind) for role in sides for kind in halves} <= set(by_kind)
+    exchange = {
+        (r, k) for r in (Role.CONSUMER, Role.PROVIDER) for k in (Kind.REQUEST, Kind.RESPONSE)
+    }
+    complete = exchange <= set(by_kind)  # an exchange's four entries (admin ones are not)
     return complete, request_entry.message_id
 
 
@@ -510,13 +510,16 @@ def _serve(demo: Demo, directory: Path, *, exit_on_failure: bool = False) -> boo
     partial = topology.with_suffix(".json.tmp")
     data = demo.net.topology()
     data["portal_url"] = demo.portal.url
-    data["federated_instances"] = [demo.estonia.topology()] if demo.estonia else []
+    data["console"] = start_console(demo.net, node=SOEST.ags)
+    officer = data["console"]["credentials"][1]
     soest, code = demo.net.nodes[SOEST.ags], TRADE_OFFICE.subsystem_code
     partial.write_text(json.dumps(data, indent=2), "utf-8")
     os.replace(partial, topology)
     _say(
         "The federation keeps running (Ctrl-C stops it)",
         f"topology: {topology}\nportal: {demo.portal.url}  (open it in a browser)\n"
+        f"console: {data['console']['url']}  (sign in with the {officer['role']}'s API key "
+        f"in {officer['api_key_file']}; more roles in topology.json)\n"
         "or ask the register yourself through Soest's node, as the trade office's "
         "information system (its registered certificate, the node's internal one):\n"
         f"curl -s --cert {soest.client_cert(code)} --key {soest.client_key(code)} \\\n"
@@ -578,8 +581,8 @@ def run_demo(directory: Path | None, *, serve: bool = False, exit_on_failure: bo
         ok = show_timestamps(net, message_id) and ok
         ok = show_witnesses(net) and ok
         ok = audit_lippstadt(net) and ok
-        demo.estonia = estonian_branch(net, directory / "ee", _say, DEMO_GLOBALCONF_REFRESH)
-        ok = chapter_ok(net, demo.estonia, _say) and ok
+        estonia = estonian_branch(net, directory / "ee", _say, DEMO_GLOBALCONF_REFRESH)
+        ok = chapter_ok(net, estonia, _say) and ok
         if serve:
             ok = _serve(demo, directory, exit_on_failure=exit_on_failure) and ok
         print(
@@ -592,7 +595,5 @@ def run_demo(directory: Path | None, *, serve: bool = False, exit_on_failure: bo
         return 0 if ok else 1
     finally:
         net.stop()
-        if demo.estonia is not None:
-            demo.estonia.stop()
         if tmp is not None:
             tmp.cleanup()

@@ -96,15 +96,12 @@ def _ask_company(de: LocalNet, timeout: float) -> httpx.Response:
 
 
 def estonian_branch(de: LocalNet, root: Path, say: Say, refresh_seconds: float) -> LocalNet:
-    """EE-TEST up and federated with DE-NRW; returns it for the caller to stop (and to
-    pass to :func:`chapter_ok`, which tells whether the story held)."""
+    """EE-TEST up and federated with DE-NRW, as ``de``'s partner (stopped with it, in its
+    topology); returns it for :func:`chapter_ok`, which tells whether the story held."""
     ee = create_estonia(root, datetime.now(UTC))
-    try:
-        start_estonia(de, ee, refresh_seconds)
-        serial, fingerprint = federate_de(de, ee)
-    except BaseException:
-        ee.stop()
-        raise
+    de.partners.append(ee)  # from here on, de.stop() ends EE-TEST's processes too
+    start_estonia(de, ee, refresh_seconds)
+    serial, fingerprint = federate_de(de, ee)
     say(
         "11. Estonia federates: a second instance, EE-TEST",
         f"EE-TEST runs its own CA, OCSP responder, TSA and signed configuration; RIK's\n"

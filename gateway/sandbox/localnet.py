@@ -115,6 +115,8 @@ class LocalNet:
     instance: str = INSTANCE
     federated: list[ConfigurationAnchor] = field(default_factory=list)
     """The anchors of the instances this one federates with, signed into every version."""
+    partners: list[LocalNet] = field(default_factory=list)
+    """Federated instances run beside this one: stopped with it, listed in its topology."""
 
     # ---------------------------------------------------------------- building
 
@@ -518,6 +520,8 @@ class LocalNet:
                 self.launches.pop(proc.pid, None)
 
     def stop(self) -> None:
+        for partner in self.partners:
+            partner.stop()
         if self.tuf is not None:
             self.tuf.shutdown()
             self.tuf = None
@@ -552,6 +556,8 @@ class LocalNet:
                     "consumer_tls_ca": str(files.internal_cert),
                     "peer_url": files.peer_url,
                     "metrics_url": files.metrics_url,
+                    "admin_url": f"{files.metrics_url}/api/v1",
+                    "admin_key": str(files.directory / "admin.key"),
                     "clients": [str(files.city.subsystem(s)) for s in files.city.subsystems],
                     "client_credentials": [
                         {
@@ -577,6 +583,8 @@ class LocalNet:
                 for spec in self.services
             ],
         }
+        if self.partners:
+            topology["federated_instances"] = [p.topology() for p in self.partners]
         if self.central is not None:
             topology["central_url"] = self.central.url
             topology["anchor"] = str(self.anchor_path)
