@@ -40,7 +40,7 @@ from gateway.node.clientauth import (
 from gateway.node.clock import Clock
 from gateway.node.config import NodeConfig
 from gateway.node.failover import PeerBackoff, PeerHealth
-from gateway.node.federation import Federation, Refusals
+from gateway.node.federation import FederatedSource, Refusals
 from gateway.node.maintenance import Maintenance
 from gateway.node.monitoring import Monitoring
 from gateway.node.ocsp import OwnOcsp, OwnStatusUnavailable
@@ -105,7 +105,6 @@ class NodeContext:
         limits: Limits,
         client_certs: ClientCertStore,
         monitoring: Monitoring,
-        federation: Federation | None = None,
     ) -> None:
         self.id: NodeId = config.node.node_id
         self.config = config
@@ -131,9 +130,6 @@ class NodeContext:
         self.client_certs = client_certs
         """The registered information-system certificates (reread when the file changes)."""
         self.monitoring = monitoring
-        self.federation = federation
-        """The federated instances' configurations (federation.py), with the own
-        configuration's source; None for a node given a fixed directory."""
         """Counters, histograms and operational records of the exchanges (monitoring.py)."""
         self.maintenance = Maintenance()
         """Maintenance mode and the exchanges in flight (maintenance.py); every exchange
@@ -209,10 +205,10 @@ class NodeContext:
         """Refuse an exchange with an owner of another instance unless that instance is
         federated and its configuration is valid now (a foreign configuration that
         expired stops that instance only)."""
-        directory = self.directory
-        if self.federation is None or not isinstance(directory, FederatedDirectory):
-            return
-        self.federation.check(directory, instance, self.clock.now(), codes)
+        directory, source = self.directory, self.globalconf
+        if not isinstance(source, FederatedSource) or not isinstance(directory, FederatedDirectory):
+            return  # a fixed directory (tests): no federation
+        source.federation.check(directory, instance, self.clock.now(), codes)
 
     def own_status(self, signer: Signer, code: Code) -> tuple[OcspEvidence, OcspEvidence]:
         """This node's OCSP responses (auth, signing) to send now, or refuse with ``code``."""

@@ -143,11 +143,6 @@ class Federation:
         if reach is Reach.UNAVAILABLE or reason is not None:
             raise GatewayError(codes.unavailable, reason or f"{instance} is not available")
 
-    def with_own(self, own: GlobalConfSource[T], now: datetime) -> dict[str, object]:
-        """``GET /health``'s ``globalconf``: the own configuration's status, and under
-        ``federated`` each federated instance's (serial, validity, last failure)."""
-        return {**own.status(now), "federated": self.status(now)}
-
     def status(self, now: datetime) -> dict[str, object]:
         """Per federated instance: the applied serial and validity, or the failure."""
         out: dict[str, object] = {}
@@ -156,6 +151,37 @@ class Federation:
         for instance, failure in sorted(self._failures.items()):
             out.setdefault(instance, {"failure": failure})
         return out
+
+
+class FederatedSource(GlobalConfSource[T]):
+    """The own configuration's source with the federated instances' beside it.
+
+    A refresh that finds the own document unchanged refreshes each federated instance's
+    and, if one changed, returns the same own version with its state built anew (a new
+    union view); ``status`` (``GET /health``) lists each federated instance's under
+    ``federated``.
+    """
+
+    def __init__(
+        self, client: ConfigClient, build: Callable[[GlobalConf], T], clock: Callable[[], datetime]
+    ) -> None:
+        super().__init__(client, build)
+        self.build_state = build
+        self.federation = Federation(client.state_dir, client.fetch_timeout, clock)
+
+    def refresh_blocking(self, now: datetime) -> Current[T] | None:
+        candidate = super().refresh_blocking(now)
+        if candidate is not None:
+            return candidate
+        try:
+            return self.federation.refederate(self, self.build_state)
+        except Exception:
+            # Like a failed own refresh: keep what is in force, say why, try again later.
+            log.exception("federated configuration refresh failed, keeping the one in force")
+            return None
+
+    def status(self, now: datetime) -> dict[str, object]:
+        return {**super().status(now), "federated": self.federation.status(now)}
 
 
 def _directory(conf: GlobalConf) -> StaticDirectory:

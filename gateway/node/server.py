@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.conf.directory import Directory
 from gateway.conf.globalconf import GlobalConf
-from gateway.conf.tufclient import ConfigClient, Current, GlobalConfSource, GlobalConfUnavailable
+from gateway.conf.tufclient import ConfigClient, Current, GlobalConfUnavailable
 from gateway.core.encoding import format_time
 from gateway.core.envelope import MAX_HEADER_FIELD
 from gateway.core.errors import Code, GatewayError
@@ -58,7 +58,7 @@ from gateway.node.clientproxy import ClientProxy
 from gateway.node.clock import Clock, SystemClock
 from gateway.node.config import ConfigError, NodeConfig
 from gateway.node.context import Limits, NodeContext, TrustState
-from gateway.node.federation import Federation
+from gateway.node.federation import FederatedSource
 from gateway.node.health import Health
 from gateway.node.metadata import MetadataServices
 from gateway.node.monitoring import Monitoring
@@ -111,8 +111,7 @@ class Node:
         # Routing and trust: signed global configuration that a background task
         # refreshes (``directory`` fixes one instead, for tests that run a node in
         # process); either way read only through ``self.context.trust``.
-        self.globalconf: GlobalConfSource[TrustState] | None = None
-        self.federation: Federation | None = None  # the federated instances' sources
+        self.globalconf: FederatedSource[TrustState] | None = None
         trust = self._bootstrap(directory)
         now = self.clock.now()
         signers, signing_chains = load_signers(config, trust.verifier, now)
@@ -196,7 +195,6 @@ class Node:
             tracker=tracker,
             limits=limits,
             client_certs=client_certs,
-            federation=self.federation,
             monitoring=Monitoring(
                 str(self.id),
                 self.clock,
@@ -265,8 +263,7 @@ class Node:
             config.globalconf.state_dir,
             fetch_timeout=config.globalconf.fetch_timeout_seconds,
         )
-        self.federation = Federation(client.state_dir, client.fetch_timeout, self.clock.now)
-        self.globalconf = GlobalConfSource(client, self._derive_from)
+        self.globalconf = FederatedSource(client, self._derive_from, self.clock.now)
         try:
             return self.globalconf.bootstrap().state
         except GlobalConfUnavailable as exc:
@@ -296,7 +293,7 @@ class Node:
         )
 
     def _derive_from(self, conf: GlobalConf) -> TrustState:
-        directory = self.federation.view(conf) if self.federation else conf.directory()
+        directory = self.globalconf.federation.view(conf) if self.globalconf else conf.directory()
         if directory.node(self.id) is None:
             # Applied all the same: the instance decides; this node then serves nobody.
             log.error("global configuration serial %d does not list node %s", conf.serial, self.id)
@@ -368,9 +365,6 @@ class Node:
         history, install it on the loop. True if a new version was installed."""
         assert self.globalconf is not None
         candidate = await asyncio.to_thread(self.globalconf.refresh_blocking, self.clock.now())
-        if candidate is None and self.federation is not None:  # a federated instance's
-            refederate = self.federation.refederate
-            candidate = await asyncio.to_thread(refederate, self.globalconf, self._derive_from)
         if candidate is None or not await self._record_configuration(candidate):
             return False
         self._install(candidate)
@@ -575,8 +569,8 @@ class Node:
         """The node and its global configuration's state, always 200: for operators.
         Load balancers ask ``/health/ready`` (``gateway/node/health.py``)."""
         body: dict[str, Any] = {"status": "ok", "node": str(self.id)}
-        if self.globalconf is not None and self.federation is not None:
-            body["globalconf"] = self.federation.with_own(self.globalconf, self.clock.now())
+        if self.globalconf is not None:
+            body["globalconf"] = self.globalconf.status(self.clock.now())
         return web.json_response(body)
 
 
