@@ -49,6 +49,7 @@ from gateway.sandbox.cities import (
     TRADE_OFFICE,
 )
 from gateway.sandbox.console import start_console
+from gateway.sandbox.demo_grant import TRADE_OFFICE_CODE, operator_grants
 from gateway.sandbox.federation import (
     Portal,
     allow_tracker,
@@ -70,6 +71,7 @@ DEMO_GLOBALCONF_REFRESH = 2
 DEMO_WITNESS_INTERVAL = 2
 """Seconds between the nodes' witnessing rounds (default 300)."""
 FIRST_CITIES = (LIPPSTADT, SOEST, IHK)
+IS_DEMO = replace(ISERLOHN, subsystems=(*ISERLOHN.subsystems, TRADE_OFFICE_CODE))
 
 
 @dataclass
@@ -106,7 +108,7 @@ def _name(city_name: str) -> str:
 
 def build(root: Path) -> Demo:
     """The federation's files, its central authority and the first three members, up."""
-    net = LocalNet.create(root, [*FIRST_CITIES, ISERLOHN], datetime.now(UTC), central=True)
+    net = LocalNet.create(root, [*FIRST_CITIES, IS_DEMO], datetime.now(UTC), central=True)
     for files in net.nodes.values():
         # X-Road's default: each information system authenticates to its node with the
         # certificate LocalNet issued and registered for its subsystem (mutual TLS).
@@ -197,7 +199,7 @@ def show_running(demo: Demo) -> None:
     serial = net.central_admin("GET", "/configuration")["serial"]
     lines = [f"global configuration serial {serial}; every node runs on it"]
     for files in net.nodes.values():
-        if files.city is ISERLOHN:
+        if files.city is IS_DEMO:
             continue
         lines.append(
             f"{_name(files.city.name):<16} node {files.city.node}  consumer "
@@ -271,7 +273,7 @@ def iserlohn_joins(demo: Demo, timeout: float = 60) -> bool:
     for request in result.requests:  # the node first, then its client
         net.central_admin("POST", f"/requests/{request['id']}/approve")
     serial = net.central_admin("GET", "/configuration")["serial"]
-    lines.append(f"the operator approves both requests → configuration serial {serial}")
+    lines.append(f"the operator approves the requests → configuration serial {serial}")
     start_iserlohn_melderegister(net, demo.ports["melde-iserlohn"])
     start_nodes(net, [ISERLOHN.ags])
     started = time.monotonic()
@@ -580,6 +582,7 @@ def run_demo(directory: Path | None, *, serve: bool = False, exit_on_failure: bo
         ok = show_timestamps(net, message_id) and ok
         ok = show_witnesses(net) and ok
         ok = audit_lippstadt(net) and ok
+        ok = operator_grants(net, IS_DEMO, _say) and ok
         if serve:
             ok = _serve(demo, directory, exit_on_failure=exit_on_failure) and ok
         print(
