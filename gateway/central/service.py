@@ -41,6 +41,7 @@ from sqlmodel import Session, col, select
 from gateway.central import db
 from gateway.central.db import DB_NAME
 from gateway.central.errors import CentralCode, CentralError
+from gateway.central.federation import federated_anchors
 from gateway.central.models import (
     ApiKey,
     ApprovedCa,
@@ -342,6 +343,7 @@ class Central:
                 int(_setting(s, "ocsp_freshness_seconds")),
                 int(_setting(s, "timestamping_interval_seconds")),
             ),
+            federated=federated_anchors(self.directory),
         )
         # The node's own parser is the judge of what may be published.
         try:
