@@ -12,20 +12,25 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gateway.sandbox.faults.run import FULL, SHORT, Harness
+from gateway.sandbox.faults.run import DISK, FULL, SHORT, Harness
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="fault harness over a loopback federation")
-    parser.add_argument("--scenario", choices=("short", "full"), default="full")
+    parser.add_argument("--scenario", choices=("short", "full", "disk"), default="full")
     parser.add_argument("--soak-minutes", type=float, default=None)
     parser.add_argument("--out", type=Path, default=Path("bench/results/faults"))
     parser.add_argument("--keep", action="store_true", help="keep the federation's files")
+    parser.add_argument(
+        "--no-disk-full",
+        action="store_true",
+        help="do not mount a tmpfs under a provider node (mounting needs root)",
+    )
     args = parser.parse_args(argv)
     out: Path = args.out.resolve()
     with tempfile.TemporaryDirectory(prefix="gw-faults-") as tmp:
         root = out / "federation" if args.keep else Path(tmp)
-        harness = Harness(root)
+        harness = Harness(root, small_disk=not args.no_disk_full)
         try:
             harness.start()
             if args.soak_minutes is not None:
@@ -35,7 +40,8 @@ def main(argv: list[str] | None = None) -> None:
                 passed = bool(result["passed"])
                 print(json.dumps(result["summary"], indent=2))
             else:
-                report = harness.run(SHORT if args.scenario == "short" else FULL, out)
+                scenario = {"short": SHORT, "full": FULL, "disk": DISK}[args.scenario]
+                report = harness.run(scenario, out)
                 passed = report.findings.passed
                 print(json.dumps(report.to_json(), indent=2))
         finally:

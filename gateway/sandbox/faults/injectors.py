@@ -10,9 +10,11 @@ consumer's node and one provider node through the harness's TCP proxy.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
@@ -46,6 +48,8 @@ class Injectors:
     """The consumer node's key in ``net.nodes``."""
     providers: tuple[str, str]
     """The provider's two nodes; the second is reached through ``proxy``."""
+    small_disk: Path | None = None
+    """The consumer node's directory, if the harness put it on a small tmpfs."""
 
     def catalogue(self) -> dict[str, Callable[[float], None]]:
         first, second = self.providers
@@ -62,6 +66,7 @@ class Injectors:
             "registry-never": lambda hold: self.registry_mode("never", hold),
             "partition-drop": lambda hold: self.partition("drop", hold),
             "partition-stall": lambda hold: self.partition("stall", hold),
+            **({"disk-full": self.disk_full} if self.small_disk is not None else {}),
         }
 
     def wait_ready(self, key: str) -> None:
@@ -125,3 +130,19 @@ class Injectors:
         self.proxy.set_mode(mode)
         time.sleep(hold)
         self.proxy.set_mode("pass")
+
+    def disk_full(self, hold: float) -> None:
+        """Fill the consumer node's tmpfs to the last byte, hold, free it: the node, on
+        the path of every exchange, must refuse (its log cannot be written) and resume
+        by itself."""
+        if self.small_disk is None:
+            raise RuntimeError("no small disk under a node")
+        filler = self.small_disk / "filler"
+        with filler.open("wb") as out, contextlib.suppress(OSError):
+            chunk = b"\0" * (1 << 20)
+            while True:
+                out.write(chunk)
+                out.flush()
+        time.sleep(hold)
+        filler.unlink()
+        self.wait_ready(self.consumer)

@@ -71,7 +71,7 @@ SHORT = FaultScenario(
 
 FULL = FaultScenario(
     "full",
-    230.0,
+    250.0,
     tuple(
         FaultSpec(5.0 + 17.0 * i, name, hold)
         for i, (name, hold) in enumerate(
@@ -88,11 +88,16 @@ FULL = FaultScenario(
                 ("registry-never", 3.0),
                 ("partition-drop", 5.0),
                 ("partition-stall", 5.0),
+                ("disk-full", 5.0),
             ]
         )
     ),
 )
 """``make faults``: every fault of ``Injectors.catalogue`` once, one after another."""
+
+
+DISK = FaultScenario("disk", 20.0, (FaultSpec(3.0, "disk-full", 5.0),), workers=3)
+"""The full disk alone (``--scenario disk``): it needs root to mount the tmpfs."""
 
 
 @dataclass
@@ -117,6 +122,8 @@ class RunReport:
     requests: int
     findings: Findings
     faults: list[FaultCost] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    """Faults of the scenario this harness cannot inject (``disk-full`` without root)."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -152,8 +159,17 @@ def costs(events: list[FaultEvent], history: list[Outcome]) -> list[FaultCost]:
 class Harness:
     """The federation of one run under ``root``; ``run`` a scenario, ``close`` at the end."""
 
-    def __init__(self, root: Path, *, database_urls: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        database_urls: dict[str, str] | None = None,
+        small_disk: bool = False,
+    ) -> None:
         self.root = root
+        self.small_disk: Path | None = None
+        if small_disk:
+            self.small_disk = mount_small_disk(root / SOEST.key)
         self.net = LocalNet.create(root, [SOEST, LIPPSTADT, LIPPSTADT_2], datetime.now(UTC))
         for key, url in (database_urls or {}).items():
             self.net.nodes[key].database_url = url
@@ -220,7 +236,7 @@ class Harness:
 
     def injectors(self) -> Injectors:
         handle = FaultRegistryHandle(self.registry_url, self.kill_registry, self.start_registry)
-        return Injectors(self.net, handle, self.proxy, CONSUMER, PROVIDERS)
+        return Injectors(self.net, handle, self.proxy, CONSUMER, PROVIDERS, self.small_disk)
 
     def target(self) -> Target:
         files = self.net.nodes[CONSUMER]
@@ -238,7 +254,10 @@ class Harness:
             big_every=scenario.big_every,
             rate=scenario.rate,
         )
-        schedule = Schedule(scenario.faults, self.injectors().catalogue())
+        catalogue = self.injectors().catalogue()
+        skipped = [s.name for s in scenario.faults if s.name not in catalogue]
+        specs = [s for s in scenario.faults if s.name in catalogue]
+        schedule = Schedule(specs, catalogue)
         t0 = time.monotonic()
         load.start(t0)
         schedule.start(t0)
@@ -248,6 +267,7 @@ class Harness:
         history.write(out / "history.jsonl")
         report = self.check(scenario.name, history.outcomes, events, out)
         report.duration_s = round(time.monotonic() - t0, 1)
+        report.skipped = skipped
         (out / "report.json").write_text(json.dumps(report.to_json(), indent=2), "utf-8")
         return report
 
@@ -294,3 +314,20 @@ class Harness:
         self.proxy.close()
         self.kill_registry()
         self.net.stop()
+        if self.small_disk is not None:
+            subprocess.run(["umount", str(self.small_disk)], check=False)  # noqa: S603, S607
+
+
+SMALL_DISK = "64m"
+
+
+def mount_small_disk(directory: Path) -> Path | None:
+    """A ``SMALL_DISK`` tmpfs at ``directory`` (the node's files and log), so that
+    ``disk-full`` can fill it; None where mounting is not allowed (not root)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(  # noqa: S603
+        ["mount", "-t", "tmpfs", "-o", f"size={SMALL_DISK}", "tmpfs", str(directory)],  # noqa: S607
+        capture_output=True,
+        check=False,
+    )
+    return directory if done.returncode == 0 else None

@@ -140,11 +140,13 @@ def soak(harness: Harness, minutes: float, out: Path) -> dict[str, Any]:
     measured = sum(1 for o in history.outcomes if o.ok) / CALIBRATE_SECONDS
     duration = minutes * 60
     started = time.monotonic() - t0
-    specs = random_schedule(SOAK_FAULTS, started + duration, first=started + 30)
+    catalogue = harness.injectors().catalogue()
+    names = [name for name in SOAK_FAULTS if name in catalogue]
+    specs = random_schedule(names, started + duration, first=started + 30)
     load = ClosedLoop(
         harness.target(), history, workers=WORKERS, big_every=BIG_EVERY, rate=measured / 2
     )
-    schedule = Schedule(specs, harness.injectors().catalogue())
+    schedule = Schedule(specs, catalogue)
     load.start(t0)
     schedule.start(t0)
     time.sleep(max(0.0, started + duration - (time.monotonic() - t0)))
