@@ -30,8 +30,7 @@ from pathlib import Path
 
 from gateway.audit.subjects import check_subjects
 from gateway.core.errors import Code
-from gateway.messagelog import Kind, Role, StoredEntry, read_entries
-from gateway.messagelog.proofs import read_witness_alerts
+from gateway.messagelog import Kind, Role, StoredEntry, read_entries, read_witness_alerts
 from gateway.sandbox.faults.history import Outcome
 from gateway.sandbox.faults.schedule import FaultEvent
 

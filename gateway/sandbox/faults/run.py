@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.conf.directory import TrustParameters
-from gateway.messagelog.proofs import timestamp_status
+from gateway.messagelog import timestamp_status
 from gateway.sandbox.cities import LIPPSTADT, MELDEREGISTER_SERVICE, SOEST, TRADE_OFFICE
 from gateway.sandbox.faults.checker import (
     Findings,
