@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> None:
     out: Path = args.out.resolve()
     with tempfile.TemporaryDirectory(prefix="gw-faults-") as tmp:
         root = out / "federation" if args.keep else Path(tmp)
-        harness = Harness(root, small_disk=not args.no_disk_full)
+        # The soak's 1 MiB bodies would fill the small disk by themselves: no tmpfs there.
+        small_disk = args.soak_minutes is None and not args.no_disk_full
+        harness = Harness(root, small_disk=small_disk)
         try:
             harness.start()
             if args.soak_minutes is not None:

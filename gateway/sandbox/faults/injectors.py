@@ -84,10 +84,15 @@ class Injectors:
         for key in self.providers:
             self.net.stop_node(key, kill=True)
         time.sleep(hold)
-        for key in self.providers:
-            self.net.start_node(key, timeout=READY_TIMEOUT)
-        for key in self.providers:
-            self.wait_ready(key)
+        failed: list[str] = []
+        for key in self.providers:  # both, even if the first will not start
+            try:
+                self.net.start_node(key, timeout=READY_TIMEOUT)
+                self.wait_ready(key)
+            except RuntimeError as exc:
+                failed.append(f"{key}: {exc}")
+        if failed:
+            raise RuntimeError("; ".join(failed))
 
     def kill_trust(self, hold: float) -> None:
         """``kill -9`` the OCSP responder and TSA; the nodes live on their cached OCSP

@@ -64,8 +64,8 @@ class TcpProxy:
                 threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        src.settimeout(0.2)
         try:
+            src.settimeout(0.2)
             while True:
                 if self.mode == "stall":
                     time.sleep(0.05)

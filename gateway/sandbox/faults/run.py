@@ -271,16 +271,21 @@ class Harness:
         (out / "report.json").write_text(json.dumps(report.to_json(), indent=2), "utf-8")
         return report
 
-    def settle(self) -> None:
-        """Every node ready and every entry under a tree head, before the checks."""
+    def settle(self, findings: Findings) -> None:
+        """Every node ready and every entry under a tree head, before the checks; a node
+        that does not get there is a finding, and the checks still read every log."""
         inj = self.injectors()
         for key in self.net.nodes:
-            inj.wait_ready(key)
+            try:
+                inj.wait_ready(key)
+            except RuntimeError as exc:
+                findings.problems.append(f"{key}: not ready after the run: {exc}")
         deadline = time.monotonic() + SETTLE_TIMEOUT
         for files in self.net.nodes.values():
             while timestamp_status(files.log_location).pending:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"{files.city.key}: entries still not timestamped")
+                    findings.problems.append(f"{files.city.key}: entries not timestamped")
+                    break
                 time.sleep(0.2)
         time.sleep(5)  # two witness rounds over the final heads
 
@@ -291,7 +296,7 @@ class Harness:
         for e in events:
             if e.error:
                 findings.problems.append(f"fault {e.name} at {e.started:.1f} s: {e.error}")
-        self.settle()
+        self.settle(findings)
         logs = {
             key: check_node_log(key, files.log_location, findings)
             for key, files in self.net.nodes.items()
