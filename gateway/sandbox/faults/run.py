@@ -201,14 +201,8 @@ class Harness:
         repo.publish(replace(conf, nodes=nodes).to_bytes())
         net.write_configs(extra={"peer_backoff_seconds": 0.5, "peer_backoff_max_seconds": 1.0})
         for files in net.nodes.values():
-            # A member's nodes do not witness each other: ``gateway audit verify``
-            # refuses a co-signature by the log's own member (docs/reliability.md).
-            peers = [
-                str(f.city.node) for f in net.nodes.values() if f.city.member != files.city.member
-            ]
             with files.config.open("a", encoding="utf-8") as out:
                 out.write("\n[audit]\nwitness_interval_seconds = 2\n")
-                out.write(f"witness_peers = {json.dumps(peers)}\n")
         net.start_trust()
         with ThreadPoolExecutor(max_workers=3) as pool:
             for future in [
