@@ -49,10 +49,13 @@ from gateway.messagelog.proofs import (
 )
 from gateway.messagelog.records import (
     ARCHIVED,
+    DELETED,
+    GONE,
     AdminReceipt,
     ArchivedEntry,
     CosignatureRow,
     EntrySelection,
+    Expired,
     ExportEvidence,
     LogNotFoundError,
     LogRecord,
@@ -85,11 +88,14 @@ from gateway.messagelog.writer import MessageLog
 
 __all__ = [
     "ARCHIVED",
+    "DELETED",
+    "GONE",
     "AdminReceipt",
     "ArchivedEntry",
     "CosignatureRow",
     "EntryProof",
     "EntrySelection",
+    "Expired",
     "ExportEvidence",
     "Kind",
     "LogNotFoundError",

@@ -100,7 +100,7 @@ def admin_records(
     (``LogStoreError``): the trail is evidence, and a silently dropped record is what
     it exists to rule out.
     """
-    query = _ADMIN_ENTRIES + " AND body_omitted != 'archived'"
+    query = _ADMIN_ENTRIES + " AND body_omitted NOT IN ('archived', 'deleted')"
     params: list[object] = []
     if since is not None:
         query += " AND logged_at >= ?"
