@@ -108,9 +108,14 @@ class RetentionSection(_Model):
     """
 
     archive_every_hours: float = Field(default=6, ge=0)
-    """How often the node writes its timestamped entries to a new archive bundle in
-    ``archive_dir`` and blanks their content in the log (X-Road archives every six hours
-    by default); 0: no archiving, only deletion."""
+    """How often the node writes its timestamped entries logged more than
+    ``archive_after_days`` ago to a new archive bundle in ``archive_dir`` and blanks their
+    content in the log (X-Road archives every six hours by default); 0: no archiving,
+    only deletion."""
+    archive_after_days: float = Field(default=30, ge=0)
+    """How long entries stay whole in the log before they are archived: the auditor API,
+    ``gateway log prove`` and exports read them from the log until then (X-Road keeps
+    archived records 30 days in its database by default)."""
     archive_dir: Path | None = None
     """Where the bundles go; relative to node.toml; default ``archive/`` beside it."""
     entries_keep_days: float = Field(default=366, gt=0)

@@ -5,7 +5,8 @@ protocol data under the Bundesmeldegesetz (§ 40: kept twelve months, then delet
 not depend on that. So the node runs one pass every ``[retention] check_every_seconds``:
 
 * when ``archive_every_hours`` have passed since the last bundle, the timestamped
-  entries are written to a new bundle in ``archive_dir`` (``gateway.audit.archive``,
+  entries logged more than ``archive_after_days`` ago are written to a new bundle in
+  ``archive_dir`` (``gateway.audit.archive``,
   the command's own function: same bundle, same checks) and their content is blanked;
 * entries logged more than ``entries_keep_days`` ago lose their content, marked
   ``deleted``; the data-tracker rows of deleted entries logged more than
@@ -142,7 +143,8 @@ class RetentionJob:
         if self._archive_due(now):
             self.archive_dir.mkdir(parents=True, exist_ok=True)
             out = self.archive_dir / f"archive-{now.astimezone(UTC).strftime(_STAMP)}.jsonl"
-            result = archive_before(self.store, now, out, now=now, seal=self.seal)
+            before = now - timedelta(days=self.section.archive_after_days)
+            result = archive_before(self.store, before, out, now=now, seal=self.seal)
             if result.entries:
                 bundle, archived = out, result.entries
                 self.last_bundle.set(now.timestamp())

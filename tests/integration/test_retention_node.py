@@ -35,6 +35,7 @@ pytestmark = pytest.mark.integration
 RETENTION = """
 [retention]
 archive_every_hours = 0.0005
+archive_after_days = 0
 entries_keep_days = 0.0001
 tracker_keep_days = 0.0001
 check_every_seconds = 0.5

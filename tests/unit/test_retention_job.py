@@ -167,6 +167,7 @@ def test_a_failing_seal_prunes_nothing(tmp_path: Path, log_location: Path | str)
 def test_the_retention_section() -> None:
     defaults = RetentionSection()
     assert (defaults.archive_every_hours, defaults.entries_keep_days) == (6, 366)
+    assert defaults.archive_after_days == 30
     assert defaults.tracker_keep_days == 366
     with pytest.raises(ValidationError, match="tracker_keep_days must be at least"):
         RetentionSection(entries_keep_days=30, tracker_keep_days=7)
@@ -188,3 +189,18 @@ def test_the_retention_section() -> None:
     )
     assert config.retention.archive_dir == Path("/var/lib/gateway/archive")
     assert config.retention.archive_every_hours == 0
+
+
+def test_entries_younger_than_archive_after_days_stay_whole(
+    tmp_path: Path, log_location: Path | str
+) -> None:
+    log = _log(tmp_path, log_location)
+    section = RetentionSection(
+        archive_every_hours=1,
+        archive_after_days=401,
+        entries_keep_days=1000,
+        tracker_keep_days=1000,
+    )
+    done = _job(log, section, tmp_path / "archive").run_once(LATER)
+    assert (done.bundle, done.archived, done.expired) == (None, 0, Expired(0, 0))
+    assert {e.body_omitted for e in open_store(log.location).entries()} == {""}
