@@ -270,6 +270,33 @@ def cmd_join_status(args: argparse.Namespace) -> None:
         print(f"request {r.get('id')} {r.get('kind')} {what}: {r.get('status')}{reason}")
 
 
+def cmd_central_backup(args: argparse.Namespace) -> None:
+    from gateway.backupfile import BackupError
+    from gateway.central.backup import backup_central
+
+    try:
+        done = backup_central(
+            Path(args.dir), Path(args.out), Path(args.recipient), now=datetime.now(UTC)
+        )
+    except BackupError as exc:
+        raise ValueError(str(exc)) from None
+    print(f"wrote {args.out}: {done.files} files, {done.bytes} bytes, encrypted and signed")
+    print(f"  signer sha256  {done.signer_sha256}   (restore --signer pins it)")
+
+
+def cmd_central_restore(args: argparse.Namespace) -> None:
+    from gateway.backupfile import BackupError
+    from gateway.central.backup import restore_central
+
+    try:
+        header, files = restore_central(
+            Path(args.backup), Path(args.to), Path(args.key), signer_sha256=args.signer
+        )
+    except BackupError as exc:
+        raise ValueError(f"{args.backup}: {exc}") from None
+    print(f"restored {files} files of the central backup of {header.get('created')} to {args.to}")
+
+
 def _key_arguments(p: argparse.ArgumentParser) -> None:
     """The options of a command that calls the running central's admin API."""
     p.add_argument("--dir", required=True)
@@ -336,6 +363,15 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     p.add_argument("--remove-key", action="append", help="key id to remove (repeatable)")
     p.add_argument("--threshold", type=int, default=None)
     p.add_argument("--key-scheme", choices=["ecdsa", "ed25519"], default="ecdsa")
+    p = add(central, "backup", cmd_central_backup, "write a signed, encrypted backup")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--recipient", required=True, help="the backup key's .pub to encrypt to")
+    p.add_argument("out", help="the backup file to write (never overwritten)")
+    p = add(central, "restore", cmd_central_restore, "restore a backup into a fresh directory")
+    p.add_argument("backup")
+    p.add_argument("--to", required=True, help="an empty or new directory")
+    p.add_argument("--key", required=True, help="the backup key (private)")
+    p.add_argument("--signer", default=None, help="refuse unless signed by this key (SHA-256)")
     federate = central.add_parser(
         "federate", help="add, remove, list the instances this one federates with"
     ).add_subparsers(dest="federate_command", required=True, metavar="FEDERATE_COMMAND")

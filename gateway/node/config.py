@@ -35,7 +35,13 @@ from gateway.core.ids import (
 )
 from gateway.core.policy import Grant, LocalGroupId
 from gateway.node.clientauth import ConnectionType
-from gateway.node.config_log import AuditSection, LoggingSection, SubsystemLogging, TrackerSection
+from gateway.node.config_log import (
+    AuditSection,
+    LoggingSection,
+    RetentionSection,
+    SubsystemLogging,
+    TrackerSection,
+)
 from gateway.node.localgroup import LocalGroupSection
 
 
@@ -364,6 +370,7 @@ class NodeConfig(_Model):
     audit: AuditSection = Field(default_factory=AuditSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
     tracker: TrackerSection = Field(default_factory=TrackerSection)
+    retention: RetentionSection = Field(default_factory=RetentionSection)
     clients: list[ClientSection] = Field(default_factory=list)
     """Connection types of hosted subsystems; a subsystem not listed is ``https``."""
     local_groups: list[LocalGroupSection] = Field(default_factory=list)
@@ -451,6 +458,9 @@ def _resolve(data: dict[str, Any], base: Path) -> None:
     audit = data.get("audit", {})
     if "admin_token_file" in audit:
         audit["admin_token_file"] = str(base / audit["admin_token_file"])
+    retention = data.setdefault("retention", {})
+    if isinstance(retention, dict):
+        retention["archive_dir"] = str(base / retention.get("archive_dir", "archive"))
     globalconf = data.get("globalconf", {})
     for key in ("anchor", "state_dir"):
         if key in globalconf:
@@ -501,6 +511,7 @@ __all__ = [
     "ConfigError",
     "LoggingSection",
     "NodeConfig",
+    "RetentionSection",
     "SubsystemId",
     "SubsystemLogging",
     "TrackerSection",

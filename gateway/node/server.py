@@ -63,6 +63,7 @@ from gateway.node.health import Health
 from gateway.node.metadata import MetadataServices
 from gateway.node.monitoring import Monitoring
 from gateway.node.ocsp import OwnOcsp
+from gateway.node.retention import RetentionJob
 from gateway.node.serverproxy import ServerProxy
 from gateway.node.settings.manager import SettingsManager
 from gateway.node.settings.source import settings_in_force
@@ -202,14 +203,13 @@ class Node:
                 retention=timedelta(days=config.node.opdata_retention_days),
             ),
         )
-        # The log's services in the node (gateway/messagelog/): the head signer the
-        # timestamper calls, the witness of peers' tree heads and the auditor API.
         log_context = self.context.log_context()
         self._head_signer = head_signer(log_context)
         self.settings = SettingsManager(self.context)
         """The one writer of the settings in force (clients, services, access rights)."""
         self.witness = Witness(log_context)
         self.auditor = Auditor(log_context, self.witness)
+        self.retention = RetentionJob.for_node(self.context, config)  # ADR 0046
         self._runners: list[web.AppRunner] = []
         self._refresher: asyncio.Task[None] | None = None
         self._peer: PeerClient | None = None
@@ -445,6 +445,7 @@ class Node:
             raise ConfigError(f"node {self.id} serves its information systems on no port")
         self.endpoints = Endpoints(consumer_url, f"https://{peer}", tls_url, metrics_url)
         self.context.monitoring.start()
+        self.retention.start()
         await self.witness.start()
         log.info(
             "node %s: consumer %s, consumer TLS %s, peers %s",
@@ -527,6 +528,7 @@ class Node:
         if self._registry is not None:
             await self._registry.close()
         await self.witness.stop()
+        await self.retention.stop()
         await self.context.monitoring.stop()  # its buffered records, before the log closes
         await self.timestamper.stop()
         await self.log.close()
