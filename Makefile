@@ -56,7 +56,7 @@ bench-packages:
 # verifier's entries per second (docs/audit-bundle.md section 6). docs/performance.md.
 bench: $(STAMP)
 	-scripts/system-packages $(BENCH_PACKAGES)
-	$(BIN)/gateway bench --out bench/results
+	$(BIN)/gateway bench --levels 1,4,16,64 --out bench/results --plot docs/img/performance-concurrency.svg
 	$(BIN)/gateway audit bench --entries 20000
 
 bench-quick: $(STAMP)

@@ -159,6 +159,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
         repeats=args.repeats,
         body_bytes=args.body_bytes,
         large_bodies=[int(x) for x in args.large_bodies.split(",") if x],
+        large_concurrency=args.large_concurrency,
+        plot_path=Path(args.plot) if args.plot else None,
         soak=args.soak,
         out_dir=Path(args.out) if args.out else None,
         profile_dir=Path(args.profile) if args.profile else None,
@@ -299,7 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=5.0, help="seconds per measured run")
     p.add_argument("--repeats", type=int, default=3, help="runs per scenario and level")
     p.add_argument("--body-bytes", type=int, default=1024)
-    p.add_argument("--large-bodies", default="65536,1048576", help="extra body sizes")
+    p.add_argument(
+        "--large-bodies", default="1048576,10485760", help="large body sizes (bytes), each way"
+    )
+    p.add_argument(
+        "--large-concurrency", type=int, default=4, help="concurrency of the large bodies"
+    )
+    p.add_argument("--plot", default=None, help="also write the SVG of throughput and p99 here")
     p.add_argument("--soak", type=int, default=100_000, help="exchanges before reading RSS")
     p.add_argument("--out", default="bench/results", help="directory for the JSON report")
     p.add_argument(

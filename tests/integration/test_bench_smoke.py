@@ -6,6 +6,7 @@ No figure is asserted here: speed is measured by ``make bench``, never in a test
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ def test_bench_runs_and_every_counted_success_is_logged(tmp_path: Path) -> None:
         repeats=1,
         body_bytes=1024,
         large_bodies=(65536,),
+        large_concurrency=2,
         soak=200,
         out_dir=tmp_path / "results",
         state_dir=tmp_path / "state",
@@ -46,13 +48,27 @@ def test_bench_runs_and_every_counted_success_is_logged(tmp_path: Path) -> None:
     assert set(registry) == {"1", "16"}
     assert all(r["errors"] == 0 and r["cpu_ms_per_lookup"] > 0 for r in registry.values())
     assert report["soak"]["ok"] == 200
-    assert report["large_bodies"]["65536"]["gateway"]["errors"] == 0
+    large = report["large_bodies"]
+    assert large["concurrency"] == 2
+    sized = large["sizes"]["65536"]
+    for scenario in ("direct", "relay", "gateway"):
+        assert sized[scenario]["ok"] > 0, scenario
+        assert sized[scenario]["errors"] == 0, sized[scenario]["first_error"]
+        assert sized[scenario]["time_ms"] > 0
+    assert sized["ratio_gateway_to_relay_time"] > 0
+    for node in ("consumer", "provider"):
+        memory = sized["memory"]["nodes"][node]
+        assert memory["peak_rss_mb"] >= memory["rss_before_mb"] > 0
+        assert memory["bound_mb"] > memory["rss_before_mb"]
     check = report["log_check"]
     assert check["successes_counted"] >= 200 + level["gateway"]["ok"]
     assert check["consumer_missing"] == 0
     assert check["provider_missing"] == 0
     written = list((tmp_path / "results").glob("bench-*.json"))
     assert len(written) == 1
+    figure = ET.parse(written[0].with_suffix(".svg")).getroot()  # noqa: S314 - our own output
+    lines = {line.get("data-name") for line in figure.iter("{http://www.w3.org/2000/svg}polyline")}
+    assert lines == set(scenarios)
     saved = json.loads(written[0].read_text())
     assert saved["machine"]["cores"] >= 1
     assert saved["machine"]["libraries"]["aiohttp"]

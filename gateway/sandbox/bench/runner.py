@@ -39,10 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from gateway.messagelog import read_entries
+from gateway.sandbox.bench import large, wrk
 from gateway.sandbox.bench import registry as sample_registry
-from gateway.sandbox.bench import wrk
+from gateway.sandbox.bench.plot import plot_report
 from gateway.sandbox.bench.procs import usage
-from gateway.sandbox.bench.tables import print_level, print_sized, print_tail, ratios
+from gateway.sandbox.bench.tables import print_level, print_tail, ratios
 from gateway.sandbox.bench.topology import Scenario, Topology, start_topology
 from gateway.sandbox.cities import LIPPSTADT, SOEST
 from gateway.sandbox.localnet import LocalNet
@@ -206,7 +207,8 @@ def run_bench(
     duration: float = 5.0,
     repeats: int = 3,
     body_bytes: int = 1024,
-    large_bodies: Sequence[int] = (65536, 1048576),
+    large_bodies: Sequence[int] = (1048576, 10485760),
+    large_concurrency: int = 4,
     soak: int = 100_000,
     out_dir: Path | None = None,
     state_dir: Path | None = None,
@@ -214,6 +216,7 @@ def run_bench(
     loadgen: str = "auto",
     with_nginx: bool = True,
     registry_levels: Sequence[int] = (1, 16),
+    plot_path: Path | None = None,
 ) -> dict[str, Any]:
     """Run everything, print the table, write the JSON; return the report.
 
@@ -221,7 +224,10 @@ def run_bench(
     py-spy on both nodes; it is not part of the figures above it. ``loadgen`` is
     ``wrk``, ``python`` or ``auto`` (wrk when installed); ``with_nginx`` starts the nginx
     pair when nginx is installed; ``registry_levels`` are the concurrency levels of the
-    sample registry's measurement (none: skipped).
+    sample registry's measurement (none: skipped). ``large_bodies`` run at
+    ``large_concurrency`` (:mod:`gateway.sandbox.bench.large`); the figure of throughput
+    and p99 against concurrency is written beside the JSON and, with ``plot_path``, there
+    too.
     """
     use_wrk = _use_wrk(loadgen)
     tmp = None
@@ -320,29 +326,24 @@ def run_bench(
         # a long run of ordinary exchanges, and the allocator keeps the high-water mark
         # of megabyte bodies mapped afterwards, which is reported separately.
         report["memory_mb"] = _memory(processes)
-        report["large_bodies"] = {}
-        for size in large_bodies:
-            sized: dict[str, Any] = {}
-            for name in ("relay", "gateway"):
-                ids = None
-                if name == "gateway":
-                    n += 1
-                    ids = state_dir / f"ids-{n}.txt"
-                    ids_files.append(ids)
-                sized[name] = drive(
-                    topo.scenarios[name],
-                    concurrency=16,
-                    duration=duration,
-                    body_bytes=size,
-                    ids_out=ids,
-                    use_wrk=use_wrk,
-                )
-            sized["ratio_gateway_to_relay"] = round(
-                sized["gateway"]["exchanges_per_s"] / max(sized["relay"]["exchanges_per_s"], 1e-9),
-                3,
+        if large_bodies:
+            states = state_dir
+
+            def next_ids() -> Path:
+                ids_files.append(states / f"ids-large-{len(ids_files)}.txt")
+                return ids_files[-1]
+
+            report["large_bodies"] = large.measure(
+                topo.scenarios,
+                large_bodies,
+                drive=drive,
+                concurrency=large_concurrency,
+                duration=duration,
+                repeats=repeats,
+                use_wrk=use_wrk,
+                ids_file=next_ids,
             )
-            report["large_bodies"][str(size)] = sized
-            print_sized(size, sized)
+            print(large.render(report["large_bodies"]))
 
         if large_bodies:
             report["memory_after_large_bodies_mb"] = _memory(processes)
@@ -358,6 +359,13 @@ def run_bench(
         path = out_dir / f"bench-{stamp}.json"
         path.write_text(json.dumps(report, indent=2), "utf-8")
         print(f"\nwrote {path}")
+        figure = out_dir / f"bench-{stamp}.svg"
+        figure.write_text(plot_report(report), "utf-8")
+        print(f"wrote {figure}")
+    if plot_path is not None:
+        plot_path.parent.mkdir(parents=True, exist_ok=True)
+        plot_path.write_text(plot_report(report), "utf-8")
+        print(f"wrote {plot_path}")
     return report
 
 

@@ -80,16 +80,6 @@ def print_level(concurrency: int, level: dict[str, Any]) -> None:
         print(f"  added latency over direct: p50 {added['p50']:.2f} ms, p99 {added['p99']:.2f} ms")
 
 
-def print_sized(size: int, sized: dict[str, Any]) -> None:
-    print(f"\nbody {size // 1024} KiB, concurrency 16")
-    for name in ("relay", "gateway"):
-        r = sized[name]
-        print(
-            f"  {name:<9} {r['exchanges_per_s']:>8.0f} ex/s  p50 {r['p50_ms']:.2f} ms  "
-            f"p99 {r['p99_ms']:.2f} ms  errors {r['errors']}"
-        )
-
-
 def print_tail(report: dict[str, Any]) -> None:
     if "soak" in report:
         soak = report["soak"]
