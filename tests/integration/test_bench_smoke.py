@@ -55,7 +55,7 @@ def test_bench_runs_and_every_counted_success_is_logged(tmp_path: Path) -> None:
         assert sized[scenario]["ok"] > 0, scenario
         assert sized[scenario]["errors"] == 0, sized[scenario]["first_error"]
         assert sized[scenario]["time_ms"] > 0
-    assert sized["ratio_gateway_to_relay_time"] > 0
+    assert sized["ratio_gateway_to_relay_time"] > 0  # None when a scenario failed
     for node in ("consumer", "provider"):
         memory = sized["memory"]["nodes"][node]
         assert memory["peak_rss_mb"] >= memory["rss_before_mb"] > 0

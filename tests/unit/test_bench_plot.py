@@ -83,3 +83,11 @@ def test_memory_bound_holds_within_the_copies_and_not_beyond() -> None:
     assert consumer["bodies_in_flight"] == COPIES
     assert consumer["bound_mb"] == 100 + COPIES * 4
     assert provider["holds"] is False
+
+
+def test_request_body_is_exactly_the_size_asked() -> None:
+    """A 10 MiB body must be 10 MiB, not a byte more: the node's default limit is 10 MiB."""
+    from gateway.sandbox.bench.runner import _request_body
+
+    for size in (1024, 65536, 10 * 2**20):
+        assert len(_request_body(size)) == size

@@ -121,7 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     headers = dict(h.split(": ", 1) for h in args.header)
     headers.setdefault("Content-Type", "application/json")
-    filler = max(0, args.body_bytes - len('{"pad":""}'))
+    filler = max(0, args.body_bytes - len(json.dumps({"pad": ""})))  # exactly --body-bytes
     body = json.dumps({"pad": "x" * filler}).encode() if args.method != "GET" else b""
     work = run(
         args.url,

@@ -59,7 +59,8 @@ def svg_levels(title: str, panels: Sequence[tuple[str, Sequence[Series]]]) -> st
             'fill="none" stroke="#999"/>'
         )
         out.append(f'<text x="{LEFT}" y="{top - 6}">{escape(label)}</text>')
-        out.append(f'<text x="{LEFT - 6}" y="{top + 10}" text-anchor="end">{y1:.4g}</text>')
+        top_label = f"{y1:,.0f}" if y1 >= 10 else f"{y1:.3g}"
+        out.append(f'<text x="{LEFT - 6}" y="{top + 10}" text-anchor="end">{top_label}</text>')
         out.append(f'<text x="{LEFT - 6}" y="{top + PANEL_HEIGHT}" text-anchor="end">0</text>')
         for x in xs:
             out.append(

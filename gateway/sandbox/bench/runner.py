@@ -87,8 +87,9 @@ def drive(
 
 
 def _request_body(body_bytes: int) -> bytes:
-    """The same JSON body ``loadgen`` sends."""
-    return json.dumps({"pad": "x" * max(0, body_bytes - len('{"pad":""}'))}).encode()
+    """The same JSON body ``loadgen`` sends: exactly ``body_bytes`` long (from 11 bytes up),
+    so a 10 MiB body is within a node's default ``max_body_bytes`` of 10 MiB."""
+    return json.dumps({"pad": "x" * max(0, body_bytes - len(json.dumps({"pad": ""})))}).encode()
 
 
 def _drive_wrk(
