@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -95,6 +95,7 @@ class Timestamper:
         tolerated_outage: timedelta = timedelta(hours=4),
         timeout_seconds: float = 20.0,
         sign_head: Callable[[bytes], SignedHeadRecord | None] | None = None,
+        sync: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -108,6 +109,9 @@ class Timestamper:
         self._tolerated = tolerated_outage
         self._timeout = timeout_seconds
         self._sign_head = sign_head
+        self._sync = sync
+        """Takes up what the other processes of a cluster committed before each attempt
+        (``MessageLog.follow``), so the leader stamps the shared log's tree."""
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None
@@ -235,6 +239,12 @@ class Timestamper:
         True if there was nothing to stamp or a tree head was stored; False (with the
         reason logged and kept in ``last_error``) if every TSA failed.
         """
+        if self._sync is not None:
+            try:
+                await self._sync()
+            except MessageLogError as exc:
+                self.attempts += 1
+                return self._failed(self._log.backlog().pending, f"cannot read the log: {exc}")
         snapshot = self._log.tree_snapshot()
         backlog = self._log.backlog()
         if snapshot.tree_size <= backlog.stamped_size:

@@ -64,6 +64,7 @@ PUBLIC = frozenset(
         "gateway.messagelog",
         "gateway.messagelog.auditor",
         "gateway.messagelog.context",
+        "gateway.messagelog.leader",
         "gateway.messagelog.policy",
         "gateway.messagelog.schema",
         "gateway.messagelog.timestamper",
