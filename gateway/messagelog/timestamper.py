@@ -175,7 +175,11 @@ class Timestamper:
         the TSA keeps failing: an idle node or a TSA that just came back refuses nothing.
         A tolerated outage of 0 disables refusing (as in X-Road).
         """
-        if self._failing_since is None or not self._tolerated:
+        # A follower of a node cluster (not running, its log following the database)
+        # does not see the leader's failures, only the shared backlog's age: that alone
+        # decides, so no process keeps accepting what the leader cannot stamp.
+        follower = self._task is None and self._sync is not None
+        if (self._failing_since is None and not follower) or not self._tolerated:
             return
         backlog = self._log.backlog()
         oldest = backlog.oldest_pending
@@ -183,9 +187,13 @@ class Timestamper:
         if oldest is None or now - oldest <= self._tolerated:
             return
         # The last error names every TSA tried and what each answered.
+        failure = (
+            f"has failed since {_rfc3339(self._failing_since)}: {self._last_error}"
+            if self._failing_since is not None
+            else "is behind in the node cluster's leader"
+        )
         message = (
-            f"timestamping of the message log has failed since "
-            f"{_rfc3339(self._failing_since)}: {self._last_error}; last successful time "
+            f"timestamping of the message log {failure}; last successful time "
             f"stamp {_rfc3339(backlog.last_stamp)}; {backlog.pending} log entries wait since "
             f"{_rfc3339(oldest)}, longer than the tolerated "
             f"{int(self._tolerated.total_seconds())} s"

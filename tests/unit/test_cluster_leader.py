@@ -12,13 +12,17 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from gateway.conf.directory import Directory
+from gateway.core.errors import Code, GatewayError
 from gateway.messagelog import MessageLog, TreeHeadRecord
 from gateway.messagelog.leader import Leadership, cluster_leader_pid
+from gateway.messagelog.timestamper import Timestamper
 from tests.unit.test_messagelog_postgres import NOW, clock, record
 
 NODE = "DE-NRW/GOV/05974028/node1"
@@ -192,3 +196,53 @@ def test_the_poll_interval_must_be_positive(tmp_path: Path, poll: float) -> None
             on_lead=events.lead,
             on_follow=events.follow,
         )
+
+
+class MovableClock:
+    def __init__(self) -> None:
+        self.at = NOW
+
+    def now(self) -> datetime:
+        return self.at
+
+
+def no_directory() -> Directory:
+    raise AssertionError("a follower's check reads no directory")
+
+
+def test_a_follower_refuses_once_the_clusters_backlog_is_older_than_tolerated(
+    pg_url: str,
+) -> None:
+    node_clock = MovableClock()
+
+    async def scenario() -> None:
+        async with MessageLog(pg_url, clock=node_clock.now) as writer:
+            await writer.append([record("a")])  # committed by another process, unstamped
+            log = MessageLog(pg_url, clock=node_clock.now)
+            log.start()
+            try:
+                stamper = Timestamper(
+                    log,
+                    no_directory,
+                    NODE,
+                    node_clock,
+                    tolerated_outage=timedelta(seconds=60),
+                    sync=log.follow,
+                )
+                single = Timestamper(
+                    log, no_directory, NODE, node_clock, tolerated_outage=timedelta(seconds=60)
+                )
+                await log.follow()
+                node_clock.at = NOW + timedelta(seconds=30)
+                stamper.check(provider=True)  # within the tolerated outage
+                node_clock.at = NOW + timedelta(seconds=61)
+                with pytest.raises(GatewayError) as refused:
+                    stamper.check(provider=True)
+                assert refused.value.code is Code.SP_TIMESTAMPING_FAILED
+                assert "node cluster's leader" in refused.value.message
+                # A process that is no cluster's follower refuses only on its own failures.
+                single.check(provider=True)
+            finally:
+                await log.close()
+
+    run(scenario)
