@@ -131,7 +131,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from gateway.sandbox.demo import run_demo
 
     directory = Path(args.dir) if args.dir else None
-    sys.exit(run_demo(directory, serve=args.serve, exit_on_failure=args.exit_on_failure))
+    sys.exit(
+        run_demo(
+            directory,
+            serve=args.serve,
+            exit_on_failure=args.exit_on_failure,
+            database_url=args.database_url,
+        )
+    )
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -293,6 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: report it and restart it with backoff)",
     )
     p.add_argument("--dir", default=None, help="state directory (default: a temporary one)")
+    p.add_argument(
+        "--database-url",
+        default=None,
+        metavar="URL",
+        help="keep the nodes' logs in PostgreSQL: a database per node on this server "
+        "(created, and dropped at the end; default: SQLite files)",
+    )
     return parser
 
 

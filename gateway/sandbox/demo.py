@@ -48,6 +48,7 @@ from gateway.sandbox.cities import (
     TRACKERS,
     TRADE_OFFICE,
 )
+from gateway.sandbox.demo_db import place_logs, release_logs
 from gateway.sandbox.federation import (
     Portal,
     allow_tracker,
@@ -103,9 +104,10 @@ def _name(city_name: str) -> str:
 # ------------------------------------------------------------------------- building
 
 
-def build(root: Path) -> Demo:
+def build(root: Path, database_url: str | None = None) -> Demo:
     """The federation's files, its central authority and the first three members, up."""
     net = LocalNet.create(root, [*FIRST_CITIES, ISERLOHN], datetime.now(UTC), central=True)
+    place_logs(net, database_url)
     for files in net.nodes.values():
         # X-Road's default: each information system authenticates to its node with the
         # certificate LocalNet issued and registered for its subsystem (mutual TLS).
@@ -307,7 +309,7 @@ def anna_applies(demo: Demo) -> AnnaStory:
     return story
 
 
-def _entries_for_case(path: Path, case: str, service: str) -> list[StoredEntry]:
+def _entries_for_case(path: Path | str, case: str, service: str) -> list[StoredEntry]:
     """The log entries of the exchanges made for ``case`` with ``service``."""
     ids = set()
     entries = read_entries(path)
@@ -325,8 +327,8 @@ def explain(net: LocalNet, story: AnnaStory) -> tuple[bool, str]:
     """
     soest, lippstadt = net.nodes[SOEST.ags], net.nodes[LIPPSTADT.ags]
     service = str(MELDEREGISTER_SERVICE)
-    consumer = _entries_for_case(soest.messagelog, story.case, service)
-    provider = _entries_for_case(lippstadt.messagelog, story.case, service)
+    consumer = _entries_for_case(soest.log_location, story.case, service)
+    provider = _entries_for_case(lippstadt.log_location, story.case, service)
     by_kind = {(e.role, e.kind): e for e in [*consumer, *provider]}
     request_entry = by_kind.get((Role.CONSUMER, Kind.REQUEST))
     if request_entry is None:
@@ -383,7 +385,7 @@ def show_ihk(demo: Demo, story: AnnaStory, timeout: float = 30) -> bool:
         time.sleep(0.3)
     ihk_log = [
         e
-        for e in read_entries(demo.net.nodes[IHK.ags].messagelog)
+        for e in read_entries(demo.net.nodes[IHK.ags].log_location)
         if e.role == "provider" and e.kind == "request"
     ]
     lines = [
@@ -407,11 +409,11 @@ def show_timestamps(net: LocalNet, message_id: str, timeout: float = 30) -> bool
     lines: list[str] = []
     for ags in (SOEST.ags, LIPPSTADT.ags):
         files = net.nodes[ags]
-        for entry in read_entries(files.messagelog, message_id=message_id):
+        for entry in read_entries(files.log_location, message_id=message_id):
             assert entry.id is not None
             while True:
                 try:
-                    _, proven = prove_entry(files.messagelog, entry.id, tsa_cert, issuer=ca)
+                    _, proven = prove_entry(files.log_location, entry.id, tsa_cert, issuer=ca)
                     break
                 except NotProvableError:
                     if time.monotonic() > deadline:
@@ -442,15 +444,15 @@ def show_witnesses(net: LocalNet, timeout: float = 30) -> bool:
     alerts = 0
     while time.monotonic() < deadline:
         latest: dict[str, int] = {}
-        for row in read_cosignatures(files.messagelog, log_node=str(files.city.node)):
+        for row in read_cosignatures(files.log_location, log_node=str(files.city.node)):
             latest[row.witness] = max(latest.get(row.witness, 0), row.tree_size)
         rows = list(latest.items())
         if len(rows) >= 2:
             break
         time.sleep(0.3)
     for node in net.nodes.values():
-        if node.messagelog.exists():
-            alerts += len(read_witness_alerts(node.messagelog))
+        if node.database_url is not None or node.messagelog.exists():
+            alerts += len(read_witness_alerts(node.log_location))
     lines = [
         f"{witness} co-signed Lippstadt's head of tree size {size}"
         for witness, size in sorted(rows)
@@ -458,7 +460,7 @@ def show_witnesses(net: LocalNet, timeout: float = 30) -> bool:
     lines.append(
         "each witness checked the head's signature, its signer's OCSP status and its\n"
         f"consistency with the last head it saw; split views detected: {alerts}\n"
-        f"(gateway log witness --db {files.messagelog})"
+        f"(gateway log witness --db {files.log_location})"
     )
     _say("9b. Partner nodes witness Lippstadt's log", "\n".join(lines))
     return len(rows) >= 2 and alerts == 0
@@ -469,7 +471,9 @@ def audit_lippstadt(net: LocalNet) -> bool:
     from gateway.sandbox.demo_audit import audit_log
 
     files = net.nodes[LIPPSTADT.ags]
-    ok, text = audit_log(files.messagelog, net.ca_cert, net.trust.tsa_cert, net.root / "audit")
+    ok, text = audit_log(
+        files.log_location, net.ca_cert, net.trust.tsa_cert, net.root / "audit", files.directory
+    )
     _say("10. An auditor exports Lippstadt's log and verifies it offline", text)
     return check_tracker_records(net) and ok
 
@@ -479,10 +483,10 @@ def check_tracker_records(net: LocalNet) -> bool:
     from gateway.audit.subjects import check_subjects
 
     files = net.nodes[LIPPSTADT.ags]
-    report = check_subjects(files.messagelog)
+    report = check_subjects(files.log_location)
     _say(
         "10b. The data tracker's records are covered by the log",
-        f"gateway log check-subjects --db {files.messagelog}\n"
+        f"gateway log check-subjects --db {files.log_location}\n"
         f"  {report.checked} entries checked, {report.with_subjects} naming a person, "
         f"{len(report.mismatches)} mismatches: every leaf commits to a salted digest of\n"
         "  the persons its answer disclosed, so a deleted tracker record would show here",
@@ -539,7 +543,13 @@ def _supervisor_report(text: str) -> None:
     print(f"\n!! {lines[0]}", *(f"   {line}" for line in lines[1:]), sep="\n", flush=True)
 
 
-def run_demo(directory: Path | None, *, serve: bool = False, exit_on_failure: bool = False) -> int:
+def run_demo(
+    directory: Path | None,
+    *,
+    serve: bool = False,
+    exit_on_failure: bool = False,
+    database_url: str | None = None,
+) -> int:
     """Run the demo; with ``serve`` keep the federation up and write ``topology.json``
     (``exit_on_failure``: stop it, exit status 1, when one of its processes dies)."""
     tmp = None
@@ -551,7 +561,7 @@ def run_demo(directory: Path | None, *, serve: bool = False, exit_on_failure: bo
         "Soest and never types her data twice"
     )
     print(f"state directory: {directory}")
-    demo = build(directory)
+    demo = build(directory, database_url)
     net = demo.net
     try:
         show_running(demo)
@@ -584,5 +594,6 @@ def run_demo(directory: Path | None, *, serve: bool = False, exit_on_failure: bo
         return 0 if ok else 1
     finally:
         net.stop()
+        release_logs(net, database_url)
         if tmp is not None:
             tmp.cleanup()

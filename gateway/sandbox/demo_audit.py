@@ -20,15 +20,20 @@ from gateway.keys.files import load_certificate
 __all__ = ["audit_log"]
 
 
-def audit_log(db: Path, ca_cert: Path, tsa_cert: Path, out_dir: Path) -> tuple[bool, str]:
+def audit_log(
+    db: Path | str, ca_cert: Path, tsa_cert: Path, out_dir: Path, home: Path | None = None
+) -> tuple[bool, str]:
     """Export every timestamped entry of the log at ``db`` to ``out_dir/audit.jsonl`` and
-    verify the bundle against an anchor of ``ca_cert`` and ``tsa_cert`` alone.
+    verify the bundle against an anchor of ``ca_cert`` and ``tsa_cert`` alone. The
+    node's ``globalconf`` directory is looked for in ``home`` (default: beside a
+    SQLite file).
 
     Returns whether it verified and a few lines saying what was checked (or why not).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     bundle, anchor = out_dir / "audit.jsonl", out_dir / "anchor.pem"
     anchor.write_bytes(ca_cert.read_bytes() + tsa_cert.read_bytes())
+    conf = (home or Path(db).parent) / "globalconf"
     try:
         exported = export_bundle(
             db,
@@ -37,7 +42,7 @@ def audit_log(db: Path, ca_cert: Path, tsa_cert: Path, out_dir: Path) -> tuple[b
             now=datetime.now(UTC),
             extra_tsa=load_certificate(tsa_cert),
             extra_ca=load_certificate(ca_cert),
-            globalconf=db.parent / "globalconf" if (db.parent / "globalconf").is_dir() else None,
+            globalconf=conf if conf.is_dir() else None,
         )
         report = verify_file(bundle, load_anchor(anchor), jobs=1)
     except (ExportError, BundleFormatError, AuditError) as exc:

@@ -3,7 +3,8 @@
 Real PostgreSQL (``tests/pg.py``): two ``Leadership`` objects of one node id share a
 database, as two processes of a cluster do; one leads, the other takes over when the
 leader stops or its session dies. On SQLite the one process leads from the start. A
-follower's log takes up what the other writers committed and stamped (``follow``).
+follower's log takes up what the other writers committed and stamped (``follow``), and
+refuses exchanges once the cluster's backlog is older than the tolerated outage.
 """
 
 from __future__ import annotations
