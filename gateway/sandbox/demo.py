@@ -355,8 +355,9 @@ def explain(net: LocalNet, story: AnnaStory) -> tuple[bool, str]:
         "(X-Data-Subject); Lippstadt's node recorded that for the data tracker and\n"
         "removed it from the answer.",
     )
+    store = "SQLite, WAL, synchronous=FULL" if soest.database_url is None else "PostgreSQL"
     _say(
-        "7c. Message logs (SQLite, WAL, synchronous=FULL; written before answering)",
+        f"7c. Message logs ({store}; written before answering)",
         "\n".join(
             f"{name:<10} {e.role:<8} {e.kind:<8} #{e.id} logged {e.logged_at} "
             f"header {len(e.header)} B, body {len(e.body)} B"
