@@ -92,9 +92,18 @@ def cmd_log_prove(args: argparse.Namespace) -> None:
 
 def cmd_errors(args: argparse.Namespace) -> None:
     from gateway.central.errors import CENTRAL_ERROR_TABLE
+    from gateway.console.errors import CONSOLE_ERROR_TABLE
+    from gateway.core.errors import ADMIN_ERROR_TABLE
 
-    # Message exchange codes first, then the central authority's (admin, registration).
-    for code, spec in [*ERROR_TABLE.items(), *CENTRAL_ERROR_TABLE.items()]:
+    # Message exchange codes first, then the central authority's (admin, registration),
+    # then the node management API's, then the console's.
+    tables = [
+        *ERROR_TABLE.items(),
+        *CENTRAL_ERROR_TABLE.items(),
+        *ADMIN_ERROR_TABLE.items(),
+        *CONSOLE_ERROR_TABLE.items(),
+    ]
+    for code, spec in tables:
         print(f"{spec.status}  {code.value:<55} {spec.meaning}")
 
 
@@ -136,7 +145,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
             directory,
             serve=args.serve,
             exit_on_failure=args.exit_on_failure,
-            database_url=args.database_url,
+            db=args.database_url,
         )
     )
 
@@ -231,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.central.cli import add_commands as add_central_commands
 
     add_central_commands(sub, add)
+
+    from gateway.console.cli import add_commands as add_console_commands
+
+    add_console_commands(sub, add)
 
     from gateway.audit.cli import add_commands as add_audit_commands
 

@@ -38,7 +38,6 @@ from gateway.core.envelope import MAX_HEADER_FIELD
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import NodeId
 from gateway.core.jws import SignatureVerifier
-from gateway.core.policy import AccessPolicy
 from gateway.messagelog import (
     MessageLog,
     MessageLogError,
@@ -66,12 +65,13 @@ from gateway.node.metadata import MetadataServices
 from gateway.node.monitoring import Monitoring
 from gateway.node.ocsp import OwnOcsp
 from gateway.node.serverproxy import ServerProxy
+from gateway.node.settings.manager import SettingsManager
+from gateway.node.settings.source import settings_in_force
 from gateway.node.startup import (
     check_auth_certificate,
     load_signers,
     own_certificate,
     preloaded_replay_guard,
-    registry_contexts,
 )
 from gateway.node.tls import client_context, server_context
 from gateway.node.transport import PeerClient, RegistryClient
@@ -110,18 +110,12 @@ class Node:
         self.config = config
         self._sockets = dict(sockets or {})  # bound by the parent of ``--workers``
         self.id: NodeId = config.node.node_id
-        problem = config.consumer_ports_problem()
-        if problem is not None:
-            raise ConfigError(f"node {self.id}: {problem}")
         self.clock = clock or SystemClock()
         # Routing and trust: signed global configuration that a background task
         # refreshes (``directory`` fixes one instead, for tests that run a node in
         # process); either way read only through ``self.context.trust``.
         self.globalconf: GlobalConfSource[TrustState] | None = None
         trust = self._bootstrap(directory)
-        policy = AccessPolicy(config.grants())
-        services = {s.service_id: s for s in config.services}
-        self._registry_tls = registry_contexts(config.services)
         now = self.clock.now()
         signers, signing_chains = load_signers(config, trust.verifier, now)
         auth_chain = check_auth_certificate(config, self.id, trust.directory, now)
@@ -160,6 +154,10 @@ class Node:
             body_policy=body_policy(config.logging.metadata_only(), config.logging.max_body_bytes),
         )
         tracker = Tracker(message_log.store, config.tracker.hidden_clients)
+        settings = settings_in_force(config, message_log)
+        problem = config.consumer_ports_problem(settings.settings.serves_plain_http())
+        if problem is not None:
+            raise ConfigError(f"node {self.id}: {problem}")
         try:
             client_certs = ClientCertStore(config.node.client_certs)
             self._consumer_tls = (
@@ -197,8 +195,7 @@ class Node:
                 sync=message_log.follow if Leadership.elects(config.node.log_location) else None,
             ),
             replay=preloaded_replay_guard(message_log, limits.window, now),
-            policy=policy,
-            services=services,
+            settings=settings,
             tracker=tracker,
             limits=limits,
             client_certs=client_certs,
@@ -213,6 +210,8 @@ class Node:
         # timestamper calls, the witness of peers' tree heads and the auditor API.
         log_context = self.context.log_context()
         self._head_signer = head_signer(log_context)
+        self.settings = SettingsManager(self.context)
+        """The one writer of the settings in force (clients, services, access rights)."""
         self.witness = Witness(log_context)
         self.auditor = Auditor(log_context, self.witness)
         self.cluster = NodeCluster(self.context, self.witness)
@@ -408,6 +407,11 @@ class Node:
         # Only then the timestamper and witness (in a cluster's leader): a backlog is
         # stamped at once, and its signed tree head needs this node's OCSP evidence.
         await self.cluster.start()
+        # A new log records the settings node.toml bootstraps as version 1, under the
+        # configuration just recorded and with the own OCSP evidence just fetched; it
+        # waits for the next time-stamp like any entry.
+        if await self.settings.bootstrap() is not None:
+            log.info("%s: settings taken from node.toml, recorded as version 1", self.id)
         if self.globalconf is not None:
             self._refresher = asyncio.create_task(self._refresh_globalconf())
         max_body = self.context.limits.max_body
@@ -417,14 +421,15 @@ class Node:
             total_timeout=self.config.node.peer_timeout_seconds,
             max_body=max_body,
         )
-        self._registry = RegistryClient(max_body=max_body, tls=self._registry_tls)
+        self._registry = RegistryClient(max_body=max_body)
         metadata = MetadataServices(self.context, self._registry)
         client_proxy = ClientProxy(self.context, self._peer)
         node = self.config.node
         # The admin listener first: once a consumer port answers, it answers too.
         metrics_url = None
         if node.metrics_listen:
-            admin = await self._listen(admin_app(self.context), node.metrics_listen, None, "admin")
+            admin_api = admin_app(self.context, self.settings)
+            admin = await self._listen(admin_api, node.metrics_listen, None, "admin")
             metrics_url = f"http://{admin}"
         # The consumer edge: the TLS port with the internal certificate, and the plain
         # port only if some hosted subsystem's connection type is http.
@@ -435,7 +440,7 @@ class Node:
                 app, node.consumer_tls_listen, self._consumer_tls.context, "consumer_tls"
             )
             tls_url = f"https://{bound}"
-        if self.config.serves_plain_http():
+        if self.context.settings.settings.serves_plain_http():
             app = self._consumer_app(client_proxy, metadata)
             plain_url = f"http://{await self._listen(app, node.consumer_listen, None)}"
         peer_app = self._peer_app(ServerProxy(self.context, self._registry, metadata))

@@ -10,7 +10,6 @@ of its own certificates, and the replay guard refilled from the log's recent req
 
 from __future__ import annotations
 
-import ssl
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -29,7 +28,9 @@ from gateway.node.config import ConfigError, NodeConfig, ServiceSection, Signing
 from gateway.node.context import TrustState
 from gateway.node.ocsp import OwnCertificate
 from gateway.node.replay import ReplayGuard
-from gateway.node.tls import RegistryContext, registry_context
+from gateway.node.settings.errors import SettingsError
+from gateway.node.settings.snapshot import service_tls
+from gateway.node.tls import RegistryContext
 from gateway.pki.ocsp_cache import find_issuer
 from gateway.pki.profiles import CertificateError, node_id_of
 from gateway.pki.validation import verify_auth_certificate
@@ -47,20 +48,10 @@ def registry_contexts(services: list[ServiceSection]) -> dict[ServiceId, Registr
     """The TLS context of every service with TLS settings (an ``https://`` registry),
     built at start-up so an unreadable CA, certificate or key stops the node with its
     service named, rather than failing the first exchange."""
-    contexts: dict[ServiceId, RegistryContext] = {}
-    for section in services:
-        if section.tls_ca is None and not section.tls_pin_sha256:
-            continue
-        try:
-            contexts[section.service_id] = registry_context(
-                ca=section.tls_ca,
-                pins=section.tls_pin_sha256,
-                client_cert=section.tls_client_cert,
-                client_key=section.tls_client_key,
-            )
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            raise ConfigError(f"service {section.id}: cannot set up TLS: {exc}") from None
-    return contexts
+    try:
+        return service_tls(services)
+    except SettingsError as exc:
+        raise ConfigError(exc.detail) from None
 
 
 def _signing_key(entry: SigningKey) -> ec.EllipticCurvePrivateKey | TokenSigningKey:

@@ -31,7 +31,6 @@ from gateway.keys.files import load_certificate
 from gateway.messagelog import (
     Kind,
     Role,
-    StoredEntry,
     read_cosignatures,
     read_entries,
     read_witness_alerts,
@@ -48,6 +47,8 @@ from gateway.sandbox.cities import (
     TRACKERS,
     TRADE_OFFICE,
 )
+from gateway.sandbox.console import start_console
+from gateway.sandbox.demo_audit import entries_for_case
 from gateway.sandbox.demo_db import place_logs, release_logs
 from gateway.sandbox.federation import (
     Portal,
@@ -309,17 +310,6 @@ def anna_applies(demo: Demo) -> AnnaStory:
     return story
 
 
-def _entries_for_case(path: Path | str, case: str, service: str) -> list[StoredEntry]:
-    """The log entries of the exchanges made for ``case`` with ``service``."""
-    ids = set()
-    entries = read_entries(path)
-    for e in entries:
-        header = json.loads(e.header)
-        if e.kind == "request" and header.get("issue") == case and e.service == service:
-            ids.add(e.message_id)
-    return [e for e in entries if e.message_id in ids]
-
-
 def explain(net: LocalNet, story: AnnaStory) -> tuple[bool, str]:
     """What the nodes signed, checked and logged for the Melderegister read of the case.
 
@@ -327,8 +317,8 @@ def explain(net: LocalNet, story: AnnaStory) -> tuple[bool, str]:
     """
     soest, lippstadt = net.nodes[SOEST.ags], net.nodes[LIPPSTADT.ags]
     service = str(MELDEREGISTER_SERVICE)
-    consumer = _entries_for_case(soest.log_location, story.case, service)
-    provider = _entries_for_case(lippstadt.log_location, story.case, service)
+    consumer = entries_for_case(soest.log_location, story.case, service)
+    provider = entries_for_case(lippstadt.log_location, story.case, service)
     by_kind = {(e.role, e.kind): e for e in [*consumer, *provider]}
     request_entry = by_kind.get((Role.CONSUMER, Kind.REQUEST))
     if request_entry is None:
@@ -365,7 +355,10 @@ def explain(net: LocalNet, story: AnnaStory) -> tuple[bool, str]:
             for e in entries
         ),
     )
-    complete = {(role, kind) for role in Role for kind in Kind} <= set(by_kind)
+    exchange = {
+        (r, k) for r in (Role.CONSUMER, Role.PROVIDER) for k in (Kind.REQUEST, Kind.RESPONSE)
+    }
+    complete = exchange <= set(by_kind)  # an exchange's four entries (admin ones are not)
     return complete, request_entry.message_id
 
 
@@ -481,18 +474,11 @@ def audit_lippstadt(net: LocalNet) -> bool:
 
 def check_tracker_records(net: LocalNet) -> bool:
     """The tracker's person records match what each log leaf committed to."""
-    from gateway.audit.subjects import check_subjects
+    from gateway.sandbox.demo_audit import subjects_report
 
-    files = net.nodes[LIPPSTADT.ags]
-    report = check_subjects(files.log_location)
-    _say(
-        "10b. The data tracker's records are covered by the log",
-        f"gateway log check-subjects --db {files.log_location}\n"
-        f"  {report.checked} entries checked, {report.with_subjects} naming a person, "
-        f"{len(report.mismatches)} mismatches: every leaf commits to a salted digest of\n"
-        "  the persons its answer disclosed, so a deleted tracker record would show here",
-    )
-    return report.checked > 0 and report.with_subjects > 0 and not report.mismatches
+    ok, text = subjects_report(net.nodes[LIPPSTADT.ags].log_location)
+    _say("10b. The data tracker's records are covered by the log", text)
+    return ok
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -510,12 +496,16 @@ def _serve(demo: Demo, directory: Path, *, exit_on_failure: bool = False) -> boo
     partial = topology.with_suffix(".json.tmp")
     data = demo.net.topology()
     data["portal_url"] = demo.portal.url
+    data["console"] = start_console(demo.net, node=SOEST.ags)
+    officer = data["console"]["credentials"][1]
     soest, code = demo.net.nodes[SOEST.ags], TRADE_OFFICE.subsystem_code
     partial.write_text(json.dumps(data, indent=2), "utf-8")
     os.replace(partial, topology)
     _say(
         "The federation keeps running (Ctrl-C stops it)",
         f"topology: {topology}\nportal: {demo.portal.url}  (open it in a browser)\n"
+        f"console: {data['console']['url']}  (sign in with the {officer['role']}'s API key "
+        f"in {officer['api_key_file']}; more roles in topology.json)\n"
         "or ask the register yourself through Soest's node, as the trade office's "
         "information system (its registered certificate, the node's internal one):\n"
         f"curl -s --cert {soest.client_cert(code)} --key {soest.client_key(code)} \\\n"
@@ -549,10 +539,11 @@ def run_demo(
     *,
     serve: bool = False,
     exit_on_failure: bool = False,
-    database_url: str | None = None,
+    db: str | None = None,
 ) -> int:
     """Run the demo; with ``serve`` keep the federation up and write ``topology.json``
-    (``exit_on_failure``: stop it, exit status 1, when one of its processes dies)."""
+    (``exit_on_failure``: stop it, exit status 1, when one of its processes dies); ``db``
+    a PostgreSQL server's URL for the nodes' logs (``demo_db.py``), else SQLite files."""
     tmp = None
     if directory is None:
         tmp = tempfile.TemporaryDirectory(prefix="gateway-demo-")
@@ -562,7 +553,7 @@ def run_demo(
         "Soest and never types her data twice"
     )
     print(f"state directory: {directory}")
-    demo = build(directory, database_url)
+    demo = build(directory, db)
     net = demo.net
     try:
         show_running(demo)
@@ -595,6 +586,6 @@ def run_demo(
         return 0 if ok else 1
     finally:
         net.stop()
-        release_logs(net, database_url)
+        release_logs(net, db)
         if tmp is not None:
             tmp.cleanup()

@@ -2,11 +2,13 @@
 
 The demo ends with it (Lippstadt's log). Kept here rather than in the demo so the step
 is exactly what an auditor runs (``gateway audit export --all`` then ``gateway audit
-verify`` against the CA and TSA certificates), only in-process.
+verify`` against the CA and TSA certificates), only in-process; with it, the demo's
+other reads of a log (a case's entries, the data-subject check).
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,10 +16,12 @@ from gateway.audit.anchor import load_anchor
 from gateway.audit.bundle import BundleFormatError
 from gateway.audit.export import ExportError, Selection, export_bundle
 from gateway.audit.parallel import verify_file
+from gateway.audit.subjects import check_subjects
 from gateway.audit.verify import AuditError, describe_in_force
 from gateway.keys.files import load_certificate
+from gateway.messagelog import StoredEntry, read_entries
 
-__all__ = ["audit_log"]
+__all__ = ["audit_log", "entries_for_case", "subjects_report"]
 
 
 def audit_log(
@@ -70,3 +74,28 @@ def audit_log(
             "verifies with its TUF metadata"
         )
     return True, "\n".join(lines)
+
+
+def subjects_report(db: Path | str) -> tuple[bool, str]:
+    """``gateway log check-subjects`` on the log at ``db``: whether every entry's
+    subjects commitment matches its rows (and some entry names a person), and what to
+    show."""
+    report = check_subjects(db)
+    text = (
+        f"gateway log check-subjects --db {db}\n"
+        f"  {report.checked} entries checked, {report.with_subjects} naming a person, "
+        f"{len(report.mismatches)} mismatches: every leaf commits to a salted digest of\n"
+        "  the persons its answer disclosed, so a deleted tracker record would show here"
+    )
+    return report.checked > 0 and report.with_subjects > 0 and not report.mismatches, text
+
+
+def entries_for_case(path: Path | str, case: str, service: str) -> list[StoredEntry]:
+    """The log entries of the exchanges made for ``case`` with ``service``."""
+    ids = set()
+    entries = read_entries(path)
+    for e in entries:
+        header = json.loads(e.header)
+        if e.kind == "request" and header.get("issue") == case and e.service == service:
+            ids.add(e.message_id)
+    return [e for e in entries if e.message_id in ids]

@@ -89,7 +89,11 @@ def test_an_exchange_is_logged_in_postgresql_and_audits(pgnet: LocalNet, tmp_pat
         assert files.database_url is not None
         assert not files.messagelog.exists()
         entries = read_entries(files.database_url)
-        assert [(e.role, e.kind) for e in entries] == [(role, Kind.REQUEST), (role, Kind.RESPONSE)]
+        assert [(e.role, e.kind) for e in entries] == [
+            (Role.NODE, Kind.ADMIN),  # the settings' first version, recorded at start
+            (role, Kind.REQUEST),
+            (role, Kind.RESPONSE),
+        ]
     ready = httpx.get(f"{soest.consumer_url}/health/ready", timeout=30)
     assert ready.status_code == 200, ready.text  # the readiness probe commits on PostgreSQL
 
