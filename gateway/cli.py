@@ -162,9 +162,14 @@ def cmd_bench(args: argparse.Namespace) -> None:
         soak=args.soak,
         out_dir=Path(args.out) if args.out else None,
         profile_dir=Path(args.profile) if args.profile else None,
+        workers=args.workers,
+        database_url=args.database_url,
     )
-    check = report["log_check"]
-    if check["consumer_missing"] or check["provider_missing"]:
+    checks = [report["log_check"]] + [
+        c["log_check"] for c in report.get("workers", {}).get("configurations", {}).values()
+        if "log_check" in c
+    ]  # fmt: skip
+    if any(c["consumer_missing"] or c["provider_missing"] for c in checks):
         print("gateway: error: some counted successes are missing from a log", file=sys.stderr)
         sys.exit(1)
 
@@ -302,6 +307,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="DIR",
         help="also sample both nodes with py-spy during one extra run; stacks go to DIR",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="also compare one node with 1 and this many worker processes (default 2 "
+        "when --database-url is given), on SQLite and PostgreSQL, as ratios",
+    )
+    p.add_argument(
+        "--database-url",
+        default=None,
+        metavar="URL",
+        help="a PostgreSQL server for that comparison (a database per node, dropped after)",
     )
 
     p = add(sub, "demo", cmd_demo, "run the three-city federation on loopback: Anna's story")

@@ -207,7 +207,7 @@ def check_logs(net: LocalNet, ids_files: Sequence[Path]) -> dict[str, int]:
         wanted.update(text.split("\n") if text else [])
     report = {"successes_counted": len(wanted)}
     for label, ags in (("consumer", SOEST.ags), ("provider", LIPPSTADT.ags)):
-        db = net.nodes[ags].messagelog
+        db = net.nodes[ags].log_location
         logged: dict[str, set[str]] = {}
         for entry in read_entries(db):
             if entry.role == label:
@@ -255,11 +255,15 @@ def run_bench(
     out_dir: Path | None = None,
     state_dir: Path | None = None,
     profile_dir: Path | None = None,
+    workers: int | None = None,
+    database_url: str | None = None,
 ) -> dict[str, Any]:
     """Run everything, print the table, write the JSON; return the report.
 
     With ``profile_dir``, one extra gateway run at the highest level is sampled with
-    py-spy on both nodes; it is not part of the figures above it.
+    py-spy on both nodes; it is not part of the figures above it. With ``workers`` or
+    ``database_url``, a last section compares one node by log backend and worker
+    processes (``bench/workers.py``), on nodes of its own.
     """
     tmp = None
     if state_dir is None:
@@ -370,6 +374,19 @@ def run_bench(
             report["memory_after_large_bodies_mb"] = _memory(processes)
         report["log_check"] = check_logs(topo.net, ids_files)
         _print_tail(report)
+        if workers is not None or database_url is not None:
+            from gateway.sandbox.bench.workers import run_workers
+
+            topo.stop()  # the section starts nodes of its own; these would only add noise
+            report["workers"] = run_workers(
+                state_dir,
+                workers=workers or 2,
+                database_url=database_url,
+                concurrency=max(levels),
+                duration=duration,
+                repeats=repeats,
+                body_bytes=body_bytes,
+            )
     finally:
         topo.stop()
         if tmp is not None:
