@@ -63,12 +63,12 @@ def _start(root: Path, setup: _Setup, database_url: str | None) -> None:
         setup.databases = tuple(made.values())
     net.write_configs(globalconf_refresh_seconds=60)
     setup.net = net
-    log = (root / "stub.log").open("ab")
-    setup.stub = subprocess.Popen(  # noqa: S603 - our interpreter, our module
-        [sys.executable, "-m", "gateway.sandbox.bench.stub", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    with (root / "stub.log").open("ab") as log:  # the child keeps its own descriptor
+        setup.stub = subprocess.Popen(  # noqa: S603 - our interpreter, our module
+            [sys.executable, "-m", "gateway.sandbox.bench.stub", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     wait_http(f"http://127.0.0.1:{port}/health", setup.stub)
     for ags in (LIPPSTADT.ags, SOEST.ags):
         net.start_node(ags, workers=setup.workers)
