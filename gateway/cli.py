@@ -162,6 +162,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
         soak=args.soak,
         out_dir=Path(args.out) if args.out else None,
         profile_dir=Path(args.profile) if args.profile else None,
+        loadgen=args.loadgen,
+        with_nginx=not args.no_nginx,
+        registry_levels=[int(x) for x in args.registry_levels.split(",") if x],
         workers=args.workers,
         database_url=args.database_url,
     )
@@ -307,6 +310,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="DIR",
         help="also sample both nodes with py-spy during one extra run; stacks go to DIR",
+    )
+    p.add_argument(
+        "--loadgen",
+        choices=["auto", "wrk", "python"],
+        default="auto",
+        help="load generator: wrk (C, cheap on CPU), the Python one, or wrk when installed",
+    )
+    p.add_argument(
+        "--no-nginx", action="store_true", help="leave out the nginx pair even when installed"
+    )
+    p.add_argument(
+        "--registry-levels",
+        default="1,16",
+        help="concurrency levels of the sample Melderegister's CPU per lookup ('' to skip)",
     )
     p.add_argument(
         "--workers",

@@ -25,7 +25,7 @@ from gateway.sandbox.cities import TRADE_OFFICE as CLIENT
 from gateway.sandbox.localnet import LocalNet, ServiceSpec, free_port, wait_http
 
 if TYPE_CHECKING:
-    from gateway.sandbox.bench.runner import Scenario
+    from gateway.sandbox.bench.topology import Scenario
 
 __all__ = ["run_workers"]
 
@@ -156,7 +156,7 @@ def run_workers(
 def _scenario(setup: _Setup) -> Scenario:
     """The gateway scenario of one configuration: Soest's consumer port, no CPU figures
     (a parent and its workers are several processes)."""
-    from gateway.sandbox.bench.runner import Scenario
+    from gateway.sandbox.bench.topology import Scenario
 
     assert setup.net is not None
     soest = setup.net.nodes[SOEST.ags]
