@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from gateway.sandbox.bench.runner import check_logs, drive
 from gateway.sandbox.bench.workers import run_workers
 from tests.pg import PgCluster
 
@@ -24,6 +25,8 @@ def test_one_node_by_backend_and_workers_every_success_logged(
     server = pg_cluster.url("postgres")
     section = run_workers(
         tmp_path,
+        drive=drive,
+        check_logs=check_logs,
         workers=2,
         database_url=server,
         concurrency=4,

@@ -358,6 +358,8 @@ def run_bench(
             topo.stop()  # the section starts nodes of its own; these would only add noise
             report["workers"] = run_workers(
                 state_dir,
+                drive=drive,
+                check_logs=check_logs,
                 workers=workers or 2,
                 database_url=database_url,
                 concurrency=max(levels),

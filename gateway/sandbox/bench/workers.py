@@ -15,6 +15,7 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,9 +87,17 @@ def _stop(setup: _Setup, database_url: str | None) -> None:
         drop_databases(database_url, setup.databases)
 
 
+Drive = Callable[..., dict[str, Any]]
+"""``runner.drive``: one load-generator run against a scenario."""
+CheckLogs = Callable[[LocalNet, Sequence[Path]], dict[str, int]]
+"""``runner.check_logs``: every counted success in both logs."""
+
+
 def run_workers(
     root: Path,
     *,
+    drive: Drive,
+    check_logs: CheckLogs,
     workers: int,
     database_url: str | None,
     concurrency: int,
@@ -96,9 +105,8 @@ def run_workers(
     repeats: int,
     body_bytes: int,
 ) -> dict[str, Any]:
-    """Measure each configuration; the section of the report (``workers``)."""
-    from gateway.sandbox.bench.runner import check_logs, drive
-
+    """Measure each configuration; the section of the report (``workers``). ``drive``
+    and ``check_logs`` are the runner's, handed in (the runner calls this module)."""
     setups = [_Setup(f"sqlite x{n}", "sqlite", n) for n in sorted({1, workers})]
     if database_url is not None:
         setups += [_Setup(f"postgresql x{n}", "postgresql", n) for n in sorted({1, workers})]
