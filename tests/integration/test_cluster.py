@@ -43,7 +43,7 @@ from tests.integration.conftest import (
 from tests.integration.test_postgres_node import eventually, gateway
 from tests.pg import PgCluster, server_binaries
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]  # real restarts, under load
 
 POLL = 0.5
 """``leader_poll_seconds`` of both nodes: a dead leader is replaced within about this."""
