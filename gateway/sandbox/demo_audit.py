@@ -9,6 +9,8 @@ other reads of a log (a case's entries, the data-subject check).
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,9 +21,11 @@ from gateway.audit.parallel import verify_file
 from gateway.audit.subjects import check_subjects
 from gateway.audit.verify import AuditError, describe_in_force
 from gateway.keys.files import load_certificate
-from gateway.messagelog import StoredEntry, read_entries
+from gateway.messagelog import StoredEntry, read_cosignatures, read_entries, read_witness_alerts
+from gateway.sandbox.cities import LIPPSTADT
+from gateway.sandbox.localnet import LocalNet
 
-__all__ = ["audit_log", "entries_for_case", "subjects_report"]
+__all__ = ["audit_log", "entries_for_case", "show_witnesses", "subjects_report"]
 
 
 def audit_log(
@@ -99,3 +103,33 @@ def entries_for_case(path: Path | str, case: str, service: str) -> list[StoredEn
         if e.kind == "request" and header.get("issue") == case and e.service == service:
             ids.add(e.message_id)
     return [e for e in entries if e.message_id in ids]
+
+
+def show_witnesses(net: LocalNet, say: Callable[[str, str], None], timeout: float = 30) -> bool:
+    """Wait until two peers have co-signed one of Lippstadt's signed tree heads."""
+    files = net.nodes[LIPPSTADT.ags]
+    deadline = time.monotonic() + timeout
+    rows: list[tuple[str, int]] = []
+    alerts = 0
+    while time.monotonic() < deadline:
+        latest: dict[str, int] = {}
+        for row in read_cosignatures(files.log_location, log_node=str(files.city.node)):
+            latest[row.witness] = max(latest.get(row.witness, 0), row.tree_size)
+        rows = list(latest.items())
+        if len(rows) >= 2:
+            break
+        time.sleep(0.3)
+    for node in net.nodes.values():
+        if node.database_url is not None or node.messagelog.exists():
+            alerts += len(read_witness_alerts(node.log_location))
+    lines = [
+        f"{witness} co-signed Lippstadt's head of tree size {size}"
+        for witness, size in sorted(rows)
+    ]
+    lines.append(
+        "each witness checked the head's signature, its signer's OCSP status and its\n"
+        f"consistency with the last head it saw; split views detected: {alerts}\n"
+        f"(gateway log witness --db {files.log_location})"
+    )
+    say("9b. Partner nodes witness Lippstadt's log", "\n".join(lines))
+    return len(rows) >= 2 and alerts == 0
