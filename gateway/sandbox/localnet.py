@@ -492,19 +492,23 @@ class LocalNet:
         self.launches.pop(proc.pid, None)
         self.trust_process = None
 
-    def start_node(self, ags: str, *, workers: int = 1) -> subprocess.Popen[bytes]:
+    def start_node(
+        self, ags: str, *, workers: int = 1, timeout: float = 20
+    ) -> subprocess.Popen[bytes]:
         """Run one city's node (``workers`` worker processes under one parent, on a
-        PostgreSQL log); the trust services are started first if they are not up."""
+        PostgreSQL log); the trust services are started first if they are not up.
+        ``timeout``: the seconds it may take to answer (the fault harness, on a loaded
+        machine, waits longer)."""
         self.start_trust()
         files = self.nodes[ags]
         spread = ["--workers", str(workers)] if workers != 1 else []
         proc = self._spawn(["node", "serve", *spread, "--config", str(files.config)], f"node-{ags}")
         plain = any(files.connection_type_of(c) == "http" for c in files.city.subsystems)
         if plain:
-            wait_http(f"{files.consumer_url}/health", proc)
+            wait_http(f"{files.consumer_url}/health", proc, timeout)
         else:
             tls = EdgeTls(files.internal_cert)
-            wait_http(f"{files.consumer_tls_url}/health", proc, verify=tls.context())
+            wait_http(f"{files.consumer_tls_url}/health", proc, timeout, verify=tls.context())
         return proc
 
     def stop_node(self, ags: str, *, kill: bool = False) -> None:
