@@ -494,13 +494,17 @@ class LocalNet:
         self.launches.pop(proc.pid, None)
         self.trust_process = None
 
-    def start_node(self, ags: str, *, timeout: float = 20) -> subprocess.Popen[bytes]:
-        """Run one city's node; the trust services are started first if they are not up.
+    def start_node(
+        self, ags: str, *, workers: int = 1, timeout: float = 20
+    ) -> subprocess.Popen[bytes]:
+        """Run one city's node (``workers`` worker processes under one parent, on a
+        PostgreSQL log); the trust services are started first if they are not up.
         ``timeout``: the seconds it may take to answer (the fault harness, on a loaded
         machine, waits longer)."""
         self.start_trust()
         files = self.nodes[ags]
-        proc = self._spawn(["node", "serve", "--config", str(files.config)], f"node-{ags}")
+        spread = ["--workers", str(workers)] if workers != 1 else []
+        proc = self._spawn(["node", "serve", *spread, "--config", str(files.config)], f"node-{ags}")
         plain = any(files.connection_type_of(c) == "http" for c in files.city.subsystems)
         if plain:
             wait_http(f"{files.consumer_url}/health", proc, timeout)
