@@ -180,12 +180,6 @@ class PostgresWriterDb:
 
     # -- start-up ---------------------------------------------------------------------
 
-    def stored_refs(self) -> tuple[set[str], set[str]]:
-        certs = {str(r) for (r,) in self._conn.execute("SELECT cert_ref FROM signer_certificate")}
-        ocsp = {str(r) for (r,) in self._conn.execute("SELECT ocsp_ref FROM ocsp_response")}
-        self._conn.commit()
-        return certs, ocsp
-
     def seen_since(self, created_after: str) -> list[tuple[str, str, str]]:
         rows = self._conn.execute(
             "SELECT client, message_id, created FROM seen_request WHERE created > %s",

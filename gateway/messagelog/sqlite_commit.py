@@ -273,13 +273,6 @@ def rewrite_user_version(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA user_version = {int(version)}")
 
 
-def stored_refs(conn: sqlite3.Connection) -> tuple[set[str], set[str]]:
-    """The certificate and OCSP references already stored, so a batch inserts each once."""
-    certs = {str(ref) for (ref,) in conn.execute("SELECT cert_ref FROM signer_certificate")}
-    ocsp = {str(ref) for (ref,) in conn.execute("SELECT ocsp_ref FROM ocsp_response")}
-    return certs, ocsp
-
-
 def seen_since(conn: sqlite3.Connection, created_after: str) -> list[tuple[str, str, str]]:
     """Replay keys (client, message id, created) of requests created after a time."""
     rows = conn.execute(
