@@ -213,3 +213,14 @@ def test_a_proof_is_one_bounded_read_at_any_log_size(log_location: Path | str) -
         consistency(store, size // 3, size)  # type: ignore[arg-type]
         assert store.calls == ["subtrees"]
         assert store.rows <= 2 * size.bit_length() ** 2
+
+
+def test_the_log_bench_reads_log_n_rows_per_proof_and_n_the_old_way(tmp_path: Path) -> None:
+    from gateway.sandbox.bench.logsize import run_log_bench
+
+    results = run_log_bench(tmp_path / "log.db", [64, 1000], samples=3, progress=lambda _: None)
+    for r in results:
+        assert r.inclusion.rows <= 2 * r.entries.bit_length() ** 2
+        assert r.consistency.rows <= 2 * r.entries.bit_length() ** 2
+        assert r.inclusion_all_leaves is not None
+        assert r.inclusion_all_leaves.rows == r.entries
