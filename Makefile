@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: all test lint fmt demo serve bench bench-quick profile clean system-packages
+.PHONY: all test lint fmt demo serve bench bench-quick bench-packages profile fuzz clean system-packages
 
 all: test
 
@@ -42,18 +42,39 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/gateway demo --serve
 
-# The exchange path against its baselines (writes bench/results/bench-*.json), then the
-# offline audit verifier's entries per second (docs/audit-bundle.md section 6).
+# Debian packages of the bench's baselines, as FILE=PACKAGE: nginx (the nginx pair) and
+# wrk (the load generator). Each is optional: the bench and the bench targets try to
+# install them (as root or through sudo) and, where that fails, the bench says what it
+# left out (the nginx row) or falls back (the Python load generator).
+BENCH_PACKAGES := /usr/sbin/nginx=nginx /usr/bin/wrk=wrk
+
+bench-packages:
+	scripts/system-packages $(BENCH_PACKAGES)
+
+# The exchange path against its baselines, the sample Melderegister's CPU per lookup and
+# the targets of issue 17 (writes bench/results/bench-*.json), then the offline audit
+# verifier's entries per second (docs/audit-bundle.md section 6). docs/performance.md.
 bench: $(STAMP)
+	-scripts/system-packages $(BENCH_PACKAGES)
 	$(BIN)/gateway bench --out bench/results
 	$(BIN)/gateway audit bench --entries 20000
 
 bench-quick: $(STAMP)
+	-scripts/system-packages $(BENCH_PACKAGES)
 	$(BIN)/gateway bench --levels 1,64 --repeats 1 --large-bodies 65536 --soak 0 --out bench/results
 
 # Where a node's time goes: py-spy samples both nodes under load (docs/performance.md).
 profile: $(STAMP)
 	$(BIN)/gateway bench --levels 64 --repeats 1 --large-bodies '' --soak 0 --profile bench/results/profile --out bench/results
 
+# Every parser that takes outside bytes, coverage-guided with atheris for FUZZ_SECONDS
+# each (targets in tests/fuzz/targets.py); crashing inputs land in crashes/. Not in CI
+# (docs/reliability.md, "Fuzzing"). FUZZ_TARGETS narrows it: make fuzz FUZZ_TARGETS="jws ocsp"
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,fuzz]' || echo "atheris did not install: fuzzing without coverage guidance"
+	$(BIN)/python -m tests.fuzz.run --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache .fuzz

@@ -92,9 +92,18 @@ def cmd_log_prove(args: argparse.Namespace) -> None:
 
 def cmd_errors(args: argparse.Namespace) -> None:
     from gateway.central.errors import CENTRAL_ERROR_TABLE
+    from gateway.console.errors import CONSOLE_ERROR_TABLE
+    from gateway.core.errors import ADMIN_ERROR_TABLE
 
-    # Message exchange codes first, then the central authority's (admin, registration).
-    for code, spec in [*ERROR_TABLE.items(), *CENTRAL_ERROR_TABLE.items()]:
+    # Message exchange codes first, then the central authority's (admin, registration),
+    # then the node management API's, then the console's.
+    tables = [
+        *ERROR_TABLE.items(),
+        *CENTRAL_ERROR_TABLE.items(),
+        *ADMIN_ERROR_TABLE.items(),
+        *CONSOLE_ERROR_TABLE.items(),
+    ]
+    for code, spec in tables:
         print(f"{spec.status}  {code.value:<55} {spec.meaning}")
 
 
@@ -146,6 +155,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
         soak=args.soak,
         out_dir=Path(args.out) if args.out else None,
         profile_dir=Path(args.profile) if args.profile else None,
+        loadgen=args.loadgen,
+        with_nginx=not args.no_nginx,
+        registry_levels=[int(x) for x in args.registry_levels.split(",") if x],
     )
     check = report["log_check"]
     if check["consumer_missing"] or check["provider_missing"]:
@@ -257,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_central_commands(sub, add)
 
+    from gateway.console.cli import add_commands as add_console_commands
+
+    add_console_commands(sub, add)
+
     from gateway.audit.cli import add_commands as add_audit_commands
 
     audit = add_audit_commands(sub, add)
@@ -314,6 +330,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="DIR",
         help="also sample both nodes with py-spy during one extra run; stacks go to DIR",
+    )
+    p.add_argument(
+        "--loadgen",
+        choices=["auto", "wrk", "python"],
+        default="auto",
+        help="load generator: wrk (C, cheap on CPU), the Python one, or wrk when installed",
+    )
+    p.add_argument(
+        "--no-nginx", action="store_true", help="leave out the nginx pair even when installed"
+    )
+    p.add_argument(
+        "--registry-levels",
+        default="1,16",
+        help="concurrency levels of the sample Melderegister's CPU per lookup ('' to skip)",
     )
 
     p = add(sub, "demo", cmd_demo, "run the three-city federation on loopback: Anna's story")

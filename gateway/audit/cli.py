@@ -86,61 +86,19 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
     from gateway.audit.anchor import load_anchor
     from gateway.audit.bundle import BundleFormatError
     from gateway.audit.parallel import default_jobs, verify_file
-    from gateway.audit.verify import AuditError, describe_in_force
+    from gateway.audit.report import failure_line, report_lines
+    from gateway.audit.verify import AuditError
 
     anchor = load_anchor(Path(args.anchor))
     started = time.perf_counter()
     jobs = default_jobs() if args.jobs is None else args.jobs
     try:
         report = verify_file(Path(args.bundle), anchor, jobs=jobs)
-    except BundleFormatError as exc:
-        piece = f"entry {exc.entry_id}" if exc.entry_id is not None else f"line {exc.line}"
-        print(f"FAIL {piece}: malformed: {exc}", file=sys.stderr)
+    except (BundleFormatError, AuditError) as exc:
+        print(failure_line(exc).text, file=sys.stderr)
         sys.exit(1)
-    except AuditError as exc:
-        print(f"FAIL {exc.piece}: {exc.reason.value}: {exc.detail}", file=sys.stderr)
-        sys.exit(1)
-    seconds = time.perf_counter() - started
-    print(f"OK   bundle of node {report.node}")
-    print(
-        f"     {report.entries} entries (leaves {report.first_leaf}..{report.last_leaf}), "
-        f"{report.signatures} signatures with chains and OCSP at signing time"
-    )
-    if report.admin_records:
-        print(
-            f"     {report.admin_records} of them admin records, signed by the node's owner "
-            "and included in the tree like every exchange"
-        )
-    if report.first_gen_time is not None and report.last_gen_time is not None:
-        print(
-            f"     {report.tree_heads} tree heads, timestamped {report.first_gen_time.isoformat()}"
-            f" .. {report.last_gen_time.isoformat()}, each consistent with the one before"
-        )
-    if report.configurations:
-        print(f"     {len(report.configurations)} global configuration versions verify:")
-        for v in report.configurations:
-            c = v.snapshot
-            print(
-                f"       serial {c.serial} of {c.instance} applied {v.applied_at.isoformat()} "
-                f"(TUF targets v{c.targets_version}, root v{c.root_version} "
-                f"sha256 {c.root_sha256[:16]}…)"
-            )
-        print(f"     in force: {describe_in_force(report)}")
-    elif report.configuration is not None:
-        c = report.configuration
-        print(
-            f"     global configuration serial {c.serial} of {c.instance} (TUF targets "
-            f"v{c.targets_version}, root v{c.root_version} sha256 {c.root_sha256[:16]}…) verifies"
-        )
-    if report.signed_heads:
-        print(
-            f"     {report.signed_heads} tree heads signed by the member at their genTime, "
-            f"{report.cosignatures} witness co-signatures"
-        )
-    print(
-        f"     {report.certificates} certificates, {report.ocsp_responses} OCSP responses; "
-        f"{seconds:.2f} s ({report.entries / seconds if seconds else 0:.0f} entries/s)"
-    )
+    for line in report_lines(report, time.perf_counter() - started):
+        print(line)
 
 
 def cmd_audit_anchor(args: argparse.Namespace) -> None:

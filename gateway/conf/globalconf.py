@@ -194,7 +194,7 @@ def _cert(text: Any, where: str) -> x509.Certificate:
         raise GlobalConfError(f"{where}: certificate must be a PEM string")
     try:
         return x509.load_pem_x509_certificate(text.encode("ascii"))
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion: not v1 or v3
         raise GlobalConfError(f"{where}: not a PEM certificate: {exc}") from None
 
 

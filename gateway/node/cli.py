@@ -178,22 +178,21 @@ def cmd_node_status(args: argparse.Namespace) -> None:
     import httpx
 
     from gateway.core.encoding import format_time
+    from gateway.node.admincli import admin_url, read_key
     from gateway.node.config import load_config
     from gateway.node.status import render
 
     config = load_config(Path(args.config))
-    listen = config.node.metrics_listen
-    if not listen:
-        raise ValueError(f'{args.config} sets metrics_listen = "": the node serves no status')
-    host, _, port = listen.rpartition(":")
-    if host in ("0.0.0.0", "::", "[::]"):  # noqa: S104 (the wildcard a node binds: ask loopback)
-        host = "127.0.0.1"
-    base = f"http://{host}:{port}"
+    base = admin_url(config)
     now = _now()
     since = format_time(now - timedelta(minutes=args.minutes))
     try:
         metrics = httpx.get(f"{base}/metrics", timeout=10)
-        records = httpx.get(f"{base}/operational", params={"since": since}, timeout=30)
+        # The records need an API key (the node's admin.key, --key-file or the environment).
+        auth = {"Authorization": f"Bearer {read_key(args.key_file, config)}"}
+        records = httpx.get(
+            f"{base}/api/v1/operational", params={"since": since}, headers=auth, timeout=30
+        )
     except httpx.HTTPError as exc:
         raise ValueError(f"node {config.node.id} does not answer on {base}: {exc}") from None
     for response in (metrics, records):
@@ -405,6 +404,12 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     )
     p.add_argument("--config", required=True)
     p.add_argument("--minutes", type=float, default=15, help="traffic window (default 15)")
+    p.add_argument("--key-file", default=None, help="API key file (default: admin.key)")
+    from gateway.node.admincli import add_admin_commands, add_key_commands
+    from gateway.node.admincli_changes import add_change_commands
+
+    add_key_commands(node, add)
+    add_change_commands(add_admin_commands(node, add), add)
     settings = node.add_parser(
         "settings", help="the node's clients, services, access rights and local groups"
     ).add_subparsers(dest="settings_command", required=True, metavar="SETTINGS_COMMAND")

@@ -160,7 +160,7 @@ class ClientProxy:
         OCSP evidence, and every limit of section 5.1.
         Records the exchange's ``X-Road-Id`` in ``ids`` as soon as it is known."""
         ctx = self._ctx
-        service, path, query = _parse_r1(request)
+        service, path, query = parse_r1(request.raw_path)
         client_values = request.headers.getall("X-Road-Client", [])
         if not client_values:
             raise GatewayError(Code.INVALID_CLIENT_IDENTIFIER, "X-Road-Client header is missing")
@@ -470,8 +470,10 @@ def _unreachable(
     )
 
 
-def _parse_r1(request: web.Request) -> tuple[ServiceId, str, str]:
-    raw_path, _, query = request.raw_path.partition("?")
+def parse_r1(raw_target: str) -> tuple[ServiceId, str, str]:
+    """The service, the path after it and the query of an ``/r1/`` request target, as
+    the request line spells it (still percent-encoded); refuses with ``GatewayError``."""
+    raw_path, _, query = raw_target.partition("?")
     segments = raw_path.split("/")
     if len(segments) < 7:
         raise GatewayError(

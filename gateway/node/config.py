@@ -35,6 +35,7 @@ from gateway.core.ids import (
 )
 from gateway.core.policy import Grant, LocalGroupId
 from gateway.node.clientauth import ConnectionType
+from gateway.node.config_log import AuditSection, LoggingSection, SubsystemLogging, TrackerSection
 from gateway.node.localgroup import LocalGroupSection
 
 
@@ -114,8 +115,12 @@ class NodeSection(_Model):
     max_connections_per_ip: int = Field(default=512, gt=0)
     """Open connections each port accepts from one address (peers pool up to 256)."""
     metrics_listen: str = "127.0.0.1:9090"
-    """The admin listener: Prometheus ``/metrics`` and the owner's ``/operational``
-    records. Never on a consumer port; "" serves neither."""
+    """The admin listener: Prometheus ``/metrics`` (open), the management API
+    ``/api/v1`` and ``/operational`` (API key). Never on a consumer port; "" serves none."""
+    api_keys: Path = Path("api-keys.json")
+    """The management API's keys, stored hashed (``gateway node keys``; ADR 0031)."""
+    admin_key: Path = Path("admin.key")
+    """The first system administrator key, written 0600 when the key store is created."""
     opdata_retention_days: float = Field(default=7, gt=0)
     """How long operational monitoring records are kept (X-Road keeps them a day by
     default; a week covers a weekend's incident)."""
@@ -337,82 +342,6 @@ class GlobalConfSection(_Model):
     stops the node after this long with a message instead of hanging it."""
 
 
-class SubsystemLogging(_Model):
-    """One local subsystem's logging mode (X-Road's per-subsystem message log setting)."""
-
-    id: str
-    mode: str = "full"
-
-    @field_validator("id")
-    @classmethod
-    def _subsystem(cls, value: str) -> str:
-        SubsystemId.parse(value)
-        return value
-
-    @field_validator("mode")
-    @classmethod
-    def _mode(cls, value: str) -> str:
-        if value not in ("full", "metadata"):
-            raise ValueError(f"mode must be full or metadata, not {value!r}")
-        return value
-
-
-class LoggingSection(_Model):
-    """What the message log keeps of each body (gateway/messagelog/policy.py)."""
-
-    max_body_bytes: int | None = Field(default=None, ge=0)
-    """Bodies larger than this are logged as their SHA-256 only; none: no limit."""
-    subsystems: list[SubsystemLogging] = Field(default_factory=list)
-
-    def metadata_only(self) -> frozenset[str]:
-        return frozenset(s.id for s in self.subsystems if s.mode == "metadata")
-
-
-class AuditSection(_Model):
-    """Who may read this node's log, and how it witnesses its peers (docs/message-log.md)."""
-
-    auditor_cert_sha256: list[str] = Field(default_factory=list)
-    """SHA-256 fingerprints (hex) of auditors' TLS client certificates: full read access
-    to the log on the peer port (the certificate must also chain to an instance CA)."""
-    admin_token_file: Path | None = None
-    """A file holding the bearer token that gives full read access on the consumer port."""
-    witness_interval_seconds: float = Field(default=300, ge=0)
-    """How often this node fetches, checks and co-signs its peers' tree heads; 0: never."""
-    witness_peers: list[str] = Field(default_factory=list)
-    """Node ids to witness; empty: every other node of the global configuration."""
-
-    @field_validator("auditor_cert_sha256")
-    @classmethod
-    def _fingerprints(cls, value: list[str]) -> list[str]:
-        for fp in value:
-            if len(fp) != 64 or fp != fp.lower() or any(c not in "0123456789abcdef" for c in fp):
-                raise ValueError(f"{fp!r} is not a lowercase hex SHA-256 fingerprint")
-        return value
-
-    @field_validator("witness_peers")
-    @classmethod
-    def _peers(cls, value: list[str]) -> list[str]:
-        for peer in value:
-            NodeId.parse(peer)
-        return value
-
-
-class TrackerSection(_Model):
-    """The data tracker's provider policy (docs/data-tracker.md); who may *call* it is an
-    ordinary ``[[access]]`` grant on ``{subsystem}/findUsage``."""
-
-    hidden_clients: list[str] = Field(default_factory=list)
-    """Client or member ids whose reads ``findUsage`` never shows (e.g. security
-    authorities); a member id hides all its subsystems."""
-
-    @field_validator("hidden_clients")
-    @classmethod
-    def _clients(cls, value: list[str]) -> list[str]:
-        for client in value:
-            parse_client(client)
-        return value
-
-
 class ClientSection(_Model):
     """One hosted subsystem's connection type (X-Road's IS connection type)."""
 
@@ -505,6 +434,8 @@ def _resolve(data: dict[str, Any], base: Path) -> None:
             node[key] = str(base / node[key])
     if isinstance(node, dict):
         node["client_certs"] = str(base / node.get("client_certs", "client-certs.json"))
+        node["api_keys"] = str(base / node.get("api_keys", "api-keys.json"))
+        node["admin_key"] = str(base / node.get("admin_key", "admin.key"))
     for entry in data.get("signing", []):
         for key in ("cert", "key"):
             if key in entry:
@@ -565,4 +496,13 @@ def load_config(path: Path) -> NodeConfig:
     return config
 
 
-__all__ = ["ConfigError", "NodeConfig", "SubsystemId", "load_config"]
+__all__ = [
+    "AuditSection",
+    "ConfigError",
+    "LoggingSection",
+    "NodeConfig",
+    "SubsystemId",
+    "SubsystemLogging",
+    "TrackerSection",
+    "load_config",
+]

@@ -422,7 +422,8 @@ class Node:
         # The admin listener first: once a consumer port answers, it answers too.
         metrics_url = None
         if node.metrics_listen:
-            admin = await self._listen(admin_app(self.context), node.metrics_listen, None, "admin")
+            admin_api = admin_app(self.context, self.settings)
+            admin = await self._listen(admin_api, node.metrics_listen, None, "admin")
             metrics_url = f"http://{admin}"
         # The consumer edge: the TLS port with the internal certificate, and the plain
         # port only if some hosted subsystem's connection type is http.
