@@ -178,7 +178,7 @@ def consistency(source: LogStore | Path | str, first: int, second: int) -> list[
     # The last leaf is read with the rest: a tree larger than the log misses it.
     hashes = open_store(source).subtrees(consistency_subtrees(first, second) | {(0, second - 1)})
     if (0, second - 1) not in hashes:
-        raise NotProvableError(f"the log holds fewer than {second} leaves")
+        raise NotProvableError(_missing(second))
     try:
         return consistency_from_subtrees(first, second, hashes)
     except MerkleError as exc:
@@ -197,12 +197,19 @@ def inclusion(
     return _inclusion(open_store(source), leaf_index, tree_size)
 
 
+def _missing(size: int) -> str:
+    return (
+        f"the log holds fewer than {size} leaves, or their subtrees are not stored yet "
+        "(a log from before them gets them at the node's next start)"
+    )
+
+
 def _inclusion(store: LogStore, leaf_index: int, tree_size: int) -> tuple[bytes, list[bytes]]:
     # The last leaf is read with the rest: a tree larger than the log misses it.
     names = inclusion_subtrees(leaf_index, tree_size) | {(0, tree_size - 1)}
     hashes = store.subtrees(names)
     if (0, tree_size - 1) not in hashes:
-        raise NotProvableError(f"the log holds fewer than {tree_size} leaves")
+        raise NotProvableError(_missing(tree_size))
     try:
         return inclusion_from_subtrees(leaf_index, tree_size, hashes)
     except MerkleError as exc:

@@ -225,6 +225,11 @@ class SqliteLogStore:
             return {}
         wanted = json.dumps([[level, position] for level, position in names])
         with self._reader() as conn:
+            present = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'merkle_subtree'"
+            ).fetchone()
+            if present is None:
+                return {}  # a file from before the subtrees, not opened by a node since
             rows = conn.execute(
                 "SELECT s.level, s.position, CAST(s.hash AS BLOB) FROM json_each(?) AS w"
                 " JOIN merkle_subtree AS s ON s.level = json_extract(w.value, '$[0]')"

@@ -224,3 +224,14 @@ def test_the_log_bench_reads_log_n_rows_per_proof_and_n_the_old_way(tmp_path: Pa
         assert r.consistency.rows <= 2 * r.entries.bit_length() ** 2
         assert r.inclusion_all_leaves is not None
         assert r.inclusion_all_leaves.rows == r.entries
+
+
+def test_an_older_file_not_opened_since_is_refused_with_the_remedy(tmp_path: Path) -> None:
+    location = tmp_path / "log.db"
+    asyncio.run(append_all(location, 3))
+    with closing(sqlite3.connect(location, isolation_level=None)) as conn:
+        conn.execute("DROP TABLE merkle_subtree")
+    with pytest.raises(NotProvableError, match="node's next start"):
+        inclusion(location, 1, 6)
+    asyncio.run(append_all(location, 1))
+    all_proofs_match(location, 8)
