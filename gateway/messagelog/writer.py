@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Self
 
 import gateway.messagelog.sqlite_commit as commit
 from gateway.core.adminrecord import AdminRecord
@@ -67,6 +67,7 @@ from gateway.messagelog.writer_queue import (
     Unit,
     WriterDb,
     WriteUnit,
+    remember_refs,
     resolve,
     resolve_head,
 )
@@ -74,17 +75,6 @@ from gateway.messagelog.writer_queue import (
 __all__ = ["MessageLog"]
 
 _log = logging.getLogger(__name__)
-
-_KNOWN_REFS: Final = 4096
-"""How many stored certificate or OCSP references a writer remembers: a node signs with
-a few certificates whose OCSP responses change a few times an hour."""
-
-
-def _remember(known: set[str], new: set[str]) -> set[str]:
-    """``known`` with ``new`` added, started over from ``new`` past ``_KNOWN_REFS``: a
-    forgotten reference costs one idempotent insert, never a wrong skip."""
-    known |= new
-    return known if len(known) <= _KNOWN_REFS else set(new)
 
 
 def _failure(reason: str, cause: BaseException) -> MessageLogError:
@@ -153,9 +143,7 @@ class MessageLog:
         self._pending_signalled = False
         try:
             self._journal_mode, self._synchronous = self._db.durability
-            # References this writer knows are stored, so a batch skips their insert;
-            # not preloaded (the inserts are idempotent), so start-up does not read
-            # every OCSP reference a large log holds, and bounded (``_remember``).
+            # Stored references a batch skips; not preloaded, bounded (remember_refs).
             self._stored_certs: set[str] = set()
             self._stored_ocsp: set[str] = set()
             self._open_tree()
@@ -539,8 +527,8 @@ class MessageLog:
             return [_failure(reason, exc) for _ in batch]
         # Only now are the certificates known to be on disk; remembering them earlier
         # would skip them forever after a rolled-back batch.
-        self._stored_certs = _remember(self._stored_certs, done.new_certs)
-        self._stored_ocsp = _remember(self._stored_ocsp, done.new_ocsp)
+        self._stored_certs = remember_refs(self._stored_certs, done.new_certs)
+        self._stored_ocsp = remember_refs(self._stored_ocsp, done.new_ocsp)
         tree = self._tree = done.tree  # another writer of a shared database may have appended
         if tree.size != before.size:
             with self._tree_lock:

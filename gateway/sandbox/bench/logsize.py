@@ -32,9 +32,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.core.merkle import consistency_proof, inclusion_proof
-from gateway.messagelog import Kind, LogRecord, MessageLog, Role, consistency, inclusion
-from gateway.messagelog.proofs import open_store
-from gateway.messagelog.store import LogStore
+from gateway.messagelog import (
+    Kind,
+    LogRecord,
+    LogStore,
+    MessageLog,
+    Role,
+    consistency,
+    inclusion,
+    open_store,
+)
 
 __all__ = ["LogSizeResult", "run_log_bench"]
 
