@@ -39,6 +39,7 @@ from gateway.core.jws import Signer, VerifiedSignature
 from gateway.core.protocol import OpenedResponse, ProtocolError, open_response
 from gateway.messagelog import Kind, LogRecord, MessageLogError, Role
 from gateway.node.context import NodeContext, certs, signing_certificate
+from gateway.node.federation import CONSUMER
 from gateway.node.monitoring import Exchange, Side
 from gateway.node.transport import PeerClient, PeerUnreachable, Reply
 from gateway.node.wire import (
@@ -212,6 +213,7 @@ class ClientProxy:
     def _route(self, service: ServiceId) -> list[NodeInfo]:
         """The nodes hosting the provider, in the order to try them: reachable and fast
         first (``PeerHealth.order``, gateway/node/failover.py)."""
+        self._ctx.check_instance(service.provider.instance, CONSUMER)  # federation
         providers = self._ctx.directory.nodes_hosting(service.provider)
         if not providers:
             raise GatewayError(Code.CP_UNKNOWN_MEMBER, f"no node hosts {service.provider}")

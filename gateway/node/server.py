@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.conf.directory import Directory
 from gateway.conf.globalconf import GlobalConf
-from gateway.conf.tufclient import ConfigClient, Current, GlobalConfSource, GlobalConfUnavailable
+from gateway.conf.tufclient import ConfigClient, Current, GlobalConfUnavailable
 from gateway.core.encoding import format_time
 from gateway.core.envelope import MAX_HEADER_FIELD
 from gateway.core.errors import Code, GatewayError
@@ -58,6 +58,7 @@ from gateway.node.clientproxy import ClientProxy
 from gateway.node.clock import Clock, SystemClock
 from gateway.node.config import ConfigError, NodeConfig
 from gateway.node.context import Limits, NodeContext, TrustState
+from gateway.node.federation import FederatedSource
 from gateway.node.health import Health
 from gateway.node.metadata import MetadataServices
 from gateway.node.monitoring import Monitoring
@@ -110,7 +111,7 @@ class Node:
         # Routing and trust: signed global configuration that a background task
         # refreshes (``directory`` fixes one instead, for tests that run a node in
         # process); either way read only through ``self.context.trust``.
-        self.globalconf: GlobalConfSource[TrustState] | None = None
+        self.globalconf: FederatedSource[TrustState] | None = None
         trust = self._bootstrap(directory)
         now = self.clock.now()
         signers, signing_chains = load_signers(config, trust.verifier, now)
@@ -262,7 +263,7 @@ class Node:
             config.globalconf.state_dir,
             fetch_timeout=config.globalconf.fetch_timeout_seconds,
         )
-        self.globalconf = GlobalConfSource(client, self._derive_from)
+        self.globalconf = FederatedSource(client, self._derive_from, self.clock.now)
         try:
             return self.globalconf.bootstrap().state
         except GlobalConfUnavailable as exc:
@@ -292,7 +293,7 @@ class Node:
         )
 
     def _derive_from(self, conf: GlobalConf) -> TrustState:
-        directory = conf.directory()
+        directory = self.globalconf.federation.view(conf) if self.globalconf else conf.directory()
         if directory.node(self.id) is None:
             # Applied all the same: the instance decides; this node then serves nobody.
             log.error("global configuration serial %d does not list node %s", conf.serial, self.id)

@@ -96,11 +96,11 @@ def load_signers(
 def check_auth_certificate(
     config: NodeConfig, node_id: NodeId, directory: Directory, now: datetime
 ) -> list[x509.Certificate]:
-    """The node's TLS authentication chain: valid now, for this node, with its key."""
+    """The node's TLS authentication chain: valid now, for this node, with its key, from
+    a CA of the node's own instance (a federated instance's CA is refused by peers)."""
     auth_chain = load_certificates(config.node.auth_cert)
-    auth_owner = verify_auth_certificate(
-        auth_chain[0], auth_chain[1:], directory.trust_roots(), now
-    )
+    roots = directory.trust_roots_for(node_id.instance)
+    auth_owner = verify_auth_certificate(auth_chain[0], auth_chain[1:], roots, now)
     if auth_owner != node_id or node_id_of(auth_chain[0]) != node_id:
         raise CertificateError(f"authentication certificate is for {auth_owner}, not {node_id}")
     auth_key = load_private_key(config.node.auth_key)
