@@ -70,6 +70,7 @@ from gateway.node.startup import (
     own_certificate,
     preloaded_replay_guard,
     registry_contexts,
+    unlock_keys,
 )
 from gateway.node.tls import client_context, server_context
 from gateway.node.transport import PeerClient, RegistryClient
@@ -114,13 +115,14 @@ class Node:
         # refreshes (``directory`` fixes one instead, for tests that run a node in
         # process); either way read only through ``self.context.trust``.
         self.globalconf: GlobalConfSource[TrustState] | None = None
+        self._passphrase = unlock_keys(config)  # docs/adr/0041: encrypted key files
         trust = self._bootstrap(directory)
         policy = AccessPolicy(config.grants())
         services = {s.service_id: s for s in config.services}
-        self._registry_tls = registry_contexts(config.services)
+        self._registry_tls = registry_contexts(config.services, self._passphrase)
         now = self.clock.now()
-        signers, signing_chains = load_signers(config, trust.verifier, now)
-        auth_chain = check_auth_certificate(config, self.id, trust.directory, now)
+        signers, signing_chains = load_signers(config, trust.verifier, now, self._passphrase)
+        auth_chain = check_auth_certificate(config, self.id, trust.directory, now, self._passphrase)
         # OCSP: peers' responses are checked through one bounded cache; this node's own
         # statuses are fetched in the background (started in start()).
         freshness = timedelta(seconds=trust.directory.parameters().ocsp_freshness_seconds)
@@ -162,7 +164,10 @@ class Node:
                 None
                 if config.node.internal_tls_cert is None or config.node.internal_tls_key is None
                 else ConsumerTls(
-                    config.node.internal_tls_cert, config.node.internal_tls_key, client_certs
+                    config.node.internal_tls_cert,
+                    config.node.internal_tls_key,
+                    client_certs,
+                    self._passphrase,
                 )
             )
         except (ValueError, OSError, ssl.SSLError) as exc:
@@ -197,6 +202,7 @@ class Node:
             tracker=tracker,
             limits=limits,
             client_certs=client_certs,
+            key_passphrase=self._passphrase,
             monitoring=Monitoring(
                 str(self.id),
                 self.clock,
@@ -278,8 +284,8 @@ class Node:
         roots = directory.trust_roots()
         cert, key = self.config.node.auth_cert, self.config.node.auth_key
         try:
-            server_ssl = server_context(cert, key, roots)
-            client_ssl = client_context(cert, key, roots)
+            server_ssl = server_context(cert, key, roots, self._passphrase)
+            client_ssl = client_context(cert, key, roots, self._passphrase)
         except (OSError, ssl.SSLError) as exc:
             raise CertificateError(
                 f"cannot use the authentication certificate {cert} with the key {key}: {exc}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ssl
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -22,7 +23,13 @@ from gateway.core.encoding import format_time
 from gateway.core.envelope import EnvelopeError, parse_time
 from gateway.core.ids import MemberId, NodeId, ServiceId
 from gateway.core.jws import SignatureVerifier, Signer
-from gateway.keys.files import load_certificates, load_private_key
+from gateway.keys.files import (
+    KeyFileError,
+    is_encrypted_key_file,
+    load_certificates,
+    load_private_key,
+)
+from gateway.keys.passphrase import PassphraseError, resolve_passphrase
 from gateway.keys.pkcs11 import TokenKeyRef, TokenSigningKey, load_token_key, read_pin
 from gateway.messagelog import MessageLog
 from gateway.node.config import ConfigError, NodeConfig, ServiceSection, SigningKey
@@ -40,10 +47,56 @@ __all__ = [
     "own_certificate",
     "preloaded_replay_guard",
     "registry_contexts",
+    "unlock_keys",
 ]
 
 
-def registry_contexts(services: list[ServiceSection]) -> dict[ServiceId, RegistryContext]:
+def private_key_files(config: NodeConfig) -> list[Path]:
+    """Every private key file the node opens: authentication, internal TLS, member
+    signing keys (not those in a token) and registries' TLS client keys."""
+    paths = [config.node.auth_key]
+    if config.node.internal_tls_key is not None:
+        paths.append(config.node.internal_tls_key)
+    paths += [entry.key for entry in config.signing if entry.key is not None]
+    paths += [s.tls_client_key for s in config.services if s.tls_client_key is not None]
+    return list(dict.fromkeys(paths))
+
+
+def unlock_keys(config: NodeConfig) -> bytes | None:
+    """The passphrase of the node's key files, checked against each of them.
+
+    An unencrypted key stops the node unless ``[node] development = true``; the
+    passphrase is asked for only if some key is encrypted, and a wrong one stops the
+    node naming the file, never the passphrase (docs/adr/0041).
+    """
+    encrypted: list[Path] = []
+    for path in private_key_files(config):
+        try:
+            locked = is_encrypted_key_file(path)
+        except OSError as exc:
+            raise ConfigError(f"cannot read the private key {path}: {exc.strerror}") from None
+        if locked:
+            encrypted.append(path)
+        elif not config.node.development:
+            raise ConfigError(
+                f"{path} is an unencrypted private key; encrypt it with "
+                f"'gateway keys encrypt {path}' (or, for a development set-up only, set "
+                "development = true in [node])"
+            )
+    if not encrypted:
+        return None
+    try:
+        passphrase = resolve_passphrase(config.node.key_passphrase_file)
+        for path in encrypted:
+            load_private_key(path, passphrase)
+    except (PassphraseError, KeyFileError) as exc:
+        raise ConfigError(str(exc)) from None
+    return passphrase
+
+
+def registry_contexts(
+    services: list[ServiceSection], passphrase: bytes | None = None
+) -> dict[ServiceId, RegistryContext]:
     """The TLS context of every service with TLS settings (an ``https://`` registry),
     built at start-up so an unreadable CA, certificate or key stops the node with its
     service named, rather than failing the first exchange."""
@@ -57,17 +110,20 @@ def registry_contexts(services: list[ServiceSection]) -> dict[ServiceId, Registr
                 pins=section.tls_pin_sha256,
                 client_cert=section.tls_client_cert,
                 client_key=section.tls_client_key,
+                passphrase=passphrase,
             )
         except (OSError, ssl.SSLError, ValueError) as exc:
             raise ConfigError(f"service {section.id}: cannot set up TLS: {exc}") from None
     return contexts
 
 
-def _signing_key(entry: SigningKey) -> ec.EllipticCurvePrivateKey | TokenSigningKey:
+def _signing_key(
+    entry: SigningKey, passphrase: bytes | None
+) -> ec.EllipticCurvePrivateKey | TokenSigningKey:
     """The key file's key, or the token's key logged in with its PIN (docs/adr/0038)."""
     if entry.token is None:
         assert entry.key is not None  # the configuration gives exactly one
-        return load_private_key(entry.key)
+        return load_private_key(entry.key, passphrase)
     ref = TokenKeyRef(
         module=entry.token.module,
         token=entry.token.label,
@@ -79,7 +135,7 @@ def _signing_key(entry: SigningKey) -> ec.EllipticCurvePrivateKey | TokenSigning
 
 
 def load_signers(
-    config: NodeConfig, verifier: SignatureVerifier, now: datetime
+    config: NodeConfig, verifier: SignatureVerifier, now: datetime, passphrase: bytes | None = None
 ) -> tuple[dict[MemberId, Signer], dict[MemberId, list[x509.Certificate]]]:
     """The members' signing keys, each tested against the trusted roots: refuse to
     start with a key that peers would refuse (fail at boot, not per call)."""
@@ -88,7 +144,7 @@ def load_signers(
     for entry in config.signing:
         member = MemberId.parse(entry.member)
         chain = load_certificates(entry.cert)
-        signer = Signer(member, _signing_key(entry), chain)
+        signer = Signer(member, _signing_key(entry, passphrase), chain)
         try:
             tested = verifier.verify(signer.sign(b"self-test"), b"self-test", now)
         except EnvelopeError as exc:
@@ -103,7 +159,11 @@ def load_signers(
 
 
 def check_auth_certificate(
-    config: NodeConfig, node_id: NodeId, directory: Directory, now: datetime
+    config: NodeConfig,
+    node_id: NodeId,
+    directory: Directory,
+    now: datetime,
+    passphrase: bytes | None = None,
 ) -> list[x509.Certificate]:
     """The node's TLS authentication chain: valid now, for this node, with its key."""
     auth_chain = load_certificates(config.node.auth_cert)
@@ -112,7 +172,7 @@ def check_auth_certificate(
     )
     if auth_owner != node_id or node_id_of(auth_chain[0]) != node_id:
         raise CertificateError(f"authentication certificate is for {auth_owner}, not {node_id}")
-    auth_key = load_private_key(config.node.auth_key)
+    auth_key = load_private_key(config.node.auth_key, passphrase)
     spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     if auth_key.public_key().public_bytes(*spki) != auth_chain[0].public_key().public_bytes(*spki):
         raise CertificateError(f"{config.node.auth_key} is not the key of {config.node.auth_cert}")
