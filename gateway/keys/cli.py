@@ -38,6 +38,31 @@ def _new_passphrase(args: argparse.Namespace) -> bytes:
     return first.encode("utf-8")
 
 
+def add_new_key_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of a command that writes a new private key: encrypted by default."""
+    p.add_argument(
+        "--passphrase-file",
+        default=None,
+        help="file (0600) with the key's passphrase (else GATEWAY_KEY_PASSPHRASE or a prompt)",
+    )
+    p.add_argument(
+        "--insecure-plain-keys",
+        action="store_true",
+        help="write the key unencrypted (a development set-up only: a node refuses it "
+        "unless [node] development = true)",
+    )
+
+
+def new_key_passphrase(args: argparse.Namespace, what: str) -> bytes | None:
+    """The passphrase a new key is written with, or None for ``--insecure-plain-keys``."""
+    from gateway.keys.passphrase import resolve_passphrase
+
+    if args.insecure_plain_keys:
+        return None
+    file = Path(args.passphrase_file) if args.passphrase_file else None
+    return resolve_passphrase(file, what=what, file_option="--passphrase-file")
+
+
 def cmd_keys_encrypt(args: argparse.Namespace) -> None:
     from gateway.keys.files import encrypt_key_file
 
