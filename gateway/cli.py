@@ -17,9 +17,9 @@ from gateway.pki.profiles import CertificateError
 
 
 def cmd_log_show(args: argparse.Namespace) -> None:
-    from gateway.messagelog import read_entries
+    from gateway.messagelog import log_source, read_entries
 
-    for entry in read_entries(Path(args.db), message_id=args.message_id):
+    for entry in read_entries(log_source(args.db), message_id=args.message_id):
         row = {
             "id": entry.id,
             "logged_at": entry.logged_at,
@@ -37,9 +37,9 @@ def cmd_log_show(args: argparse.Namespace) -> None:
 
 
 def cmd_log_timestamps(args: argparse.Namespace) -> None:
-    from gateway.messagelog import read_tree_heads, timestamp_status
+    from gateway.messagelog import log_source, read_tree_heads, timestamp_status
 
-    path = Path(args.db)
+    path = log_source(args.db)
     heads = read_tree_heads(path)
     print(f"{'tree_size':>10}  {'gen_time':<27}  {'root_hash':<64}  tsa")
     for head in heads:
@@ -54,12 +54,12 @@ def cmd_log_prove(args: argparse.Namespace) -> None:
     from gateway.core.logtree import ProofError, entry_leaf
     from gateway.core.merkle import leaf_hash
     from gateway.keys.files import load_certificate
-    from gateway.messagelog import NotProvableError, prove_entry
+    from gateway.messagelog import NotProvableError, log_source, prove_entry
 
     tsa_cert = load_certificate(Path(args.tsa_cert))
     issuer = load_certificate(Path(args.ca)) if args.ca else None
     try:
-        proof, proven = prove_entry(Path(args.db), args.id, tsa_cert, issuer=issuer)
+        proof, proven = prove_entry(log_source(args.db), args.id, tsa_cert, issuer=issuer)
     except (NotProvableError, ProofError) as exc:
         print(f"gateway: cannot prove entry {args.id}: {exc}", file=sys.stderr)
         sys.exit(1)
@@ -92,9 +92,18 @@ def cmd_log_prove(args: argparse.Namespace) -> None:
 
 def cmd_errors(args: argparse.Namespace) -> None:
     from gateway.central.errors import CENTRAL_ERROR_TABLE
+    from gateway.console.errors import CONSOLE_ERROR_TABLE
+    from gateway.core.errors import ADMIN_ERROR_TABLE
 
-    # Message exchange codes first, then the central authority's (admin, registration).
-    for code, spec in [*ERROR_TABLE.items(), *CENTRAL_ERROR_TABLE.items()]:
+    # Message exchange codes first, then the central authority's (admin, registration),
+    # then the node management API's, then the console's.
+    tables = [
+        *ERROR_TABLE.items(),
+        *CENTRAL_ERROR_TABLE.items(),
+        *ADMIN_ERROR_TABLE.items(),
+        *CONSOLE_ERROR_TABLE.items(),
+    ]
+    for code, spec in tables:
         print(f"{spec.status}  {code.value:<55} {spec.meaning}")
 
 
@@ -146,6 +155,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
         soak=args.soak,
         out_dir=Path(args.out) if args.out else None,
         profile_dir=Path(args.profile) if args.profile else None,
+        loadgen=args.loadgen,
+        with_nginx=not args.no_nginx,
+        registry_levels=[int(x) for x in args.registry_levels.split(",") if x],
     )
     check = report["log_check"]
     if check["consumer_missing"] or check["provider_missing"]:
@@ -229,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_central_commands(sub, add)
 
+    from gateway.console.cli import add_commands as add_console_commands
+
+    add_console_commands(sub, add)
+
     from gateway.audit.cli import add_commands as add_audit_commands
 
     audit = add_audit_commands(sub, add)
@@ -287,6 +303,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="also sample both nodes with py-spy during one extra run; stacks go to DIR",
     )
+    p.add_argument(
+        "--loadgen",
+        choices=["auto", "wrk", "python"],
+        default="auto",
+        help="load generator: wrk (C, cheap on CPU), the Python one, or wrk when installed",
+    )
+    p.add_argument(
+        "--no-nginx", action="store_true", help="leave out the nginx pair even when installed"
+    )
+    p.add_argument(
+        "--registry-levels",
+        default="1,16",
+        help="concurrency levels of the sample Melderegister's CPU per lookup ('' to skip)",
+    )
 
     p = add(sub, "demo", cmd_demo, "run the three-city federation on loopback: Anna's story")
     p.add_argument("--serve", action="store_true", help="keep the federation running")
@@ -315,9 +345,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"gateway: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:
+        from gateway.messagelog import LogStoreError, MessageLogError
         from gateway.node.config import ConfigError
 
-        if isinstance(exc, ConfigError) and not args.verbose:
+        # A log the node cannot open (no schema yet, unreachable): one line, as for a
+        # bad configuration.
+        if isinstance(exc, ConfigError | LogStoreError | MessageLogError) and not args.verbose:
             print(f"gateway: error: {exc}", file=sys.stderr)
             sys.exit(2)
         raise

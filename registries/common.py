@@ -19,18 +19,22 @@ engine is opened or which cache header answers carry reaches every app at once.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import queue
 import re
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Generic, Literal, TypeVar
 
 from fastapi import FastAPI, Response
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import URL
 from sqlmodel import create_engine
 
@@ -39,6 +43,7 @@ __all__ = [
     "Clock",
     "Datum",
     "Fehler",
+    "GroupCommit",
     "Health",
     "Strict",
     "add_health",
@@ -101,10 +106,26 @@ def sqlite_engine(db_path: Path) -> Engine:
 
     ``check_same_thread`` is off because FastAPI runs sync endpoints in a thread pool; each
     request still uses its own pooled connection, never one shared across threads.
+
+    Every connection runs in WAL mode with ``synchronous=FULL``: a commit is still on disk
+    before the answer goes out (each registry's protocol of retrievals must survive a
+    crash), but it costs one append and one fsync of the log instead of a rollback
+    journal's create, two fsyncs and unlink, which was most of a lookup's time.
     """
     db_path.parent.mkdir(parents=True, exist_ok=True)
     url = URL.create("sqlite", database=str(db_path))
-    return create_engine(url, connect_args={"check_same_thread": False})
+    engine = create_engine(url, connect_args={"check_same_thread": False})
+    event.listen(engine, "connect", _wal)
+    return engine
+
+
+def _wal(dbapi_connection: Any, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+    finally:
+        cursor.close()
 
 
 def disposing_lifespan(
@@ -163,3 +184,104 @@ def load_seed(package: str, name: str) -> Any:
     installed wheel alike (``pyproject.toml`` lists ``data/*.json`` as package data).
     """
     return json.loads((files(package) / "data" / name).read_text(encoding="utf-8"))
+
+
+class GroupCommit:
+    """One thread that runs a registry's write transactions, several to one commit.
+
+    A lookup that protocols itself is a read, an INSERT and a durable commit; run each in
+    its own thread-pool thread and every lookup pays its own fsync, plus the hand-off
+    between many threads contending for SQLite's one write lock and the GIL. Here each
+    job is a function of an open connection; the thread takes the jobs waiting (up to
+    ``max_batch``), runs them one after another in one transaction, commits once, and
+    only then hands each caller its result, so an answer never leaves before its
+    protocol row is on disk. If a job raises (or the commit fails), nothing of the batch
+    was committed, and each of its jobs runs again alone, so only the job that fails
+    fails.
+
+    The thread starts with the first job (apps under test without a lifespan work too)
+    and ends with :meth:`stop`, which the app's lifespan calls before disposing the
+    engine.
+    """
+
+    def __init__(self, engine: Engine, *, max_batch: int = 64) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    async def run(self, job: Callable[[Connection], T]) -> T:
+        """Run ``job`` in the next transaction; return its result once it is committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._ensure_started()
+        self._jobs.put(_Job(job, loop, future))
+        return await future
+
+    def stop(self) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._jobs.put(None)
+            thread.join()
+
+    def _ensure_started(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._serve, name="registry-group-commit", daemon=True
+                )
+                self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            first = self._jobs.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._jobs.put(None)  # stop after this batch
+                    break
+                batch.append(more)
+            self._run_batch(batch)
+
+    def _run_batch(self, batch: list[_Job[Any]]) -> None:
+        try:
+            with self._engine.connect() as conn:
+                results = [job.work(conn) for job in batch]
+                conn.commit()
+        except Exception as exc:  # nothing of the batch was committed
+            if len(batch) == 1:
+                job = batch[0]
+                job.loop.call_soon_threadsafe(_settle, job.future, False, exc)
+                return
+            for job in batch:  # alone, so only the job that fails fails
+                self._run_batch([job])
+            return
+        for job, result in zip(batch, results, strict=True):
+            job.loop.call_soon_threadsafe(_settle, job.future, True, result)
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Job(Generic[T]):
+    work: Callable[[Connection], T]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[T]
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():  # the caller went away
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)

@@ -68,7 +68,7 @@ def _bundle_entries(path: Path) -> list[ArchivedEntry]:
 
 
 def archive_before(
-    db: LogStore | Path,
+    db: LogStore | Path | str,
     before: datetime,
     out: Path,
     *,

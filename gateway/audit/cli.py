@@ -36,6 +36,10 @@ def _globalconf(args: argparse.Namespace) -> Path | None:
         return None
     if args.globalconf is not None:
         return Path(args.globalconf)
+    from gateway.messagelog import is_database_url
+
+    if is_database_url(args.db):
+        return None
     default = Path(args.db).parent / "globalconf"
     return default if (default / "globalconf.json").is_file() else None
 
@@ -43,6 +47,7 @@ def _globalconf(args: argparse.Namespace) -> Path | None:
 def cmd_audit_export(args: argparse.Namespace) -> None:
     from gateway.audit.export import ExportError, Selection, export_bundle
     from gateway.keys.files import load_certificate
+    from gateway.messagelog import log_source
 
     chosen = sum(bool(x) for x in (args.message_id, args.all, args.since or args.until))
     if chosen != 1:
@@ -55,7 +60,7 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
     )
     try:
         result = export_bundle(
-            Path(args.db),
+            log_source(args.db),
             Path(args.out),
             selection,
             now=datetime.now(UTC),
@@ -81,61 +86,19 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
     from gateway.audit.anchor import load_anchor
     from gateway.audit.bundle import BundleFormatError
     from gateway.audit.parallel import default_jobs, verify_file
-    from gateway.audit.verify import AuditError, describe_in_force
+    from gateway.audit.report import failure_line, report_lines
+    from gateway.audit.verify import AuditError
 
     anchor = load_anchor(Path(args.anchor))
     started = time.perf_counter()
     jobs = default_jobs() if args.jobs is None else args.jobs
     try:
         report = verify_file(Path(args.bundle), anchor, jobs=jobs)
-    except BundleFormatError as exc:
-        piece = f"entry {exc.entry_id}" if exc.entry_id is not None else f"line {exc.line}"
-        print(f"FAIL {piece}: malformed: {exc}", file=sys.stderr)
+    except (BundleFormatError, AuditError) as exc:
+        print(failure_line(exc).text, file=sys.stderr)
         sys.exit(1)
-    except AuditError as exc:
-        print(f"FAIL {exc.piece}: {exc.reason.value}: {exc.detail}", file=sys.stderr)
-        sys.exit(1)
-    seconds = time.perf_counter() - started
-    print(f"OK   bundle of node {report.node}")
-    print(
-        f"     {report.entries} entries (leaves {report.first_leaf}..{report.last_leaf}), "
-        f"{report.signatures} signatures with chains and OCSP at signing time"
-    )
-    if report.admin_records:
-        print(
-            f"     {report.admin_records} of them admin records, signed by the node's owner "
-            "and included in the tree like every exchange"
-        )
-    if report.first_gen_time is not None and report.last_gen_time is not None:
-        print(
-            f"     {report.tree_heads} tree heads, timestamped {report.first_gen_time.isoformat()}"
-            f" .. {report.last_gen_time.isoformat()}, each consistent with the one before"
-        )
-    if report.configurations:
-        print(f"     {len(report.configurations)} global configuration versions verify:")
-        for v in report.configurations:
-            c = v.snapshot
-            print(
-                f"       serial {c.serial} of {c.instance} applied {v.applied_at.isoformat()} "
-                f"(TUF targets v{c.targets_version}, root v{c.root_version} "
-                f"sha256 {c.root_sha256[:16]}…)"
-            )
-        print(f"     in force: {describe_in_force(report)}")
-    elif report.configuration is not None:
-        c = report.configuration
-        print(
-            f"     global configuration serial {c.serial} of {c.instance} (TUF targets "
-            f"v{c.targets_version}, root v{c.root_version} sha256 {c.root_sha256[:16]}…) verifies"
-        )
-    if report.signed_heads:
-        print(
-            f"     {report.signed_heads} tree heads signed by the member at their genTime, "
-            f"{report.cosignatures} witness co-signatures"
-        )
-    print(
-        f"     {report.certificates} certificates, {report.ocsp_responses} OCSP responses; "
-        f"{seconds:.2f} s ({report.entries / seconds if seconds else 0:.0f} entries/s)"
-    )
+    for line in report_lines(report, time.perf_counter() - started):
+        print(line)
 
 
 def cmd_audit_anchor(args: argparse.Namespace) -> None:
@@ -157,9 +120,14 @@ def cmd_log_witness(args: argparse.Namespace) -> None:
     Exits 1 when any alert is recorded, so a monitoring script can run it as a check.
     """
     from gateway.core.treehead import parse_sth
-    from gateway.messagelog import read_cosignatures, read_witness_alerts, signed_heads
+    from gateway.messagelog import (
+        log_source,
+        read_cosignatures,
+        read_witness_alerts,
+        signed_heads,
+    )
 
-    db = Path(args.db)
+    db = log_source(args.db)
     alerts = read_witness_alerts(db)
     for alert in alerts:
         print(f"ALERT {alert.detected_at} {alert.peer}: {alert.code}: {alert.detail}")
@@ -180,6 +148,7 @@ def cmd_log_archive(args: argparse.Namespace) -> None:
     from gateway.audit.anchor import load_anchor
     from gateway.audit.archive import ArchiveError, archive_before
     from gateway.audit.verify import AuditError
+    from gateway.messagelog import log_source
 
     out = Path(args.out)
     if out.exists():
@@ -187,7 +156,7 @@ def cmd_log_archive(args: argparse.Namespace) -> None:
     anchor = load_anchor(Path(args.anchor)) if args.anchor else None
     try:
         result = archive_before(
-            Path(args.db), _time(args.before), out, now=datetime.now(UTC), anchor=anchor
+            log_source(args.db), _time(args.before), out, now=datetime.now(UTC), anchor=anchor
         )
     except (ArchiveError, AuditError) as exc:
         print(f"gateway: nothing archived: {exc}", file=sys.stderr)
@@ -211,9 +180,10 @@ def cmd_log_check_subjects(args: argparse.Namespace) -> None:
     import json
 
     from gateway.audit.subjects import SubjectsCheckError, check_subjects
+    from gateway.messagelog import log_source
 
     try:
-        report = check_subjects(Path(args.db))
+        report = check_subjects(log_source(args.db))
     except SubjectsCheckError as exc:
         raise ValueError(str(exc)) from None
     for bad in report.mismatches:
@@ -275,7 +245,9 @@ def add_commands(sub: Subparsers, add: AddFn) -> Subparsers:
         dest="audit_command", required=True, metavar="AUDIT_COMMAND"
     )
     p = add(audit, "export", cmd_audit_export, "write an audit bundle from a message log")
-    p.add_argument("--db", required=True, help="the node's messagelog.sqlite")
+    p.add_argument(
+        "--db", required=True, help="the node's messagelog.sqlite, or its postgresql:// URL"
+    )
     p.add_argument("--out", required=True, help="the bundle file to write (JSON Lines)")
     p.add_argument("--message-id", default=None, help="one message: its request and response")
     p.add_argument("--from", dest="since", default=None, help="logged_at from (RFC 3339)")

@@ -106,7 +106,7 @@ def _chain(jws_header: str) -> list[bytes]:
 
 
 def export_bundle(
-    db: LogStore | Path,
+    db: LogStore | Path | str,
     out: Path,
     selection: Selection,
     *,
@@ -116,8 +116,8 @@ def export_bundle(
     bodies: bool = True,
     globalconf: Path | None = None,
 ) -> ExportResult:
-    """Write the bundle for ``selection`` of the log ``db`` (a store, or the path of a
-    SQLite log file) to ``out``.
+    """Write the bundle for ``selection`` of the log ``db`` (a store, a PostgreSQL URL or
+    the path of a SQLite log file) to ``out``.
 
     The bundle carries the configuration versions in force over the exported entries
     from the log's configuration history. A log without history falls back to

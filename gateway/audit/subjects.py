@@ -117,7 +117,7 @@ def _read_matches(store: LogStore, entry: StoredEntry, reads: dict[int, ReadDeta
     return reads.get(entry.id) == expected
 
 
-def check_subjects(path: LogStore | Path) -> SubjectsReport:
+def check_subjects(path: LogStore | Path | str) -> SubjectsReport:
     """Recompute every entry's subjects commitment from its rows; report mismatches."""
     report = SubjectsReport()
     store = open_store(path)

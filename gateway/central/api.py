@@ -26,7 +26,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from gateway.central import apikeys, registry, requests
+from gateway.central import apikeys, registry, requests, versions
 from gateway.central.errors import CentralCode, CentralError
 from gateway.central.service import Central
 from gateway.core.roles import CentralPermission
@@ -354,6 +354,11 @@ def create_app(
         """The last published document, as nodes receive it."""
         return central.current().to_json()
 
+    @a.get("/configuration/versions")
+    def configuration_versions(_: Reader) -> dict[str, Any]:
+        """The versions nodes can still fetch, their serials and expiry, and the root."""
+        return versions.configuration_versions(central)
+
     @a.get("/audit")
     def audit(_: Reader, limit: int = 100) -> list[dict[str, Any]]:
         return central.audit(limit)
@@ -369,6 +374,12 @@ def create_app(
     @a.post("/requests/{request_id}/reject")
     def reject(request_id: str, body: RejectIn, actor: Decider) -> dict[str, Any]:
         return requests.reject(central, actor, request_id, body.reason)
+
+    @a.get("/whoami")
+    def whoami(actor: Reader) -> dict[str, Any]:
+        """The calling key (never its secret) and what its role may do, so a client such as
+        the console can offer only what the key permits."""
+        return apikeys.whoami(central, actor)
 
     @a.get("/api-keys")
     def list_keys(_: KeyAdmin) -> list[dict[str, Any]]:

@@ -131,6 +131,20 @@ def list_keys(central: Central) -> list[dict[str, Any]]:
         return [key_json(k, now) for k in s.exec(select(ApiKey).order_by(col(ApiKey.created)))]
 
 
+def whoami(central: Central, actor: str) -> dict[str, Any]:
+    """The key behind ``actor`` (as :func:`authenticate` names it), listed as
+    :func:`list_keys` lists it, with the permissions its role holds."""
+    key_id = actor.split(":", 2)[1]
+    with Session(central.engine) as s:
+        row = s.get(ApiKey, key_id)
+    if row is None:
+        raise CentralError(CentralCode.UNAUTHORIZED, "unknown API key")
+    held = sorted(
+        p.value for p in CentralPermission if permits(CENTRAL_ROLE_PERMISSIONS, row.role, p)
+    )
+    return {**key_json(row, central.now()), "permissions": held}
+
+
 def revoke_key(central: Central, actor: str, key_id: str) -> dict[str, Any]:
     """Mark a key revoked from now on; it stays listed. Revoking twice is a conflict."""
     now = central.now()

@@ -307,6 +307,70 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
 }
 
 
+class AdminCode(StrEnum):
+    """Refusals of a node's management API (``/api/v1`` on its admin listener). Apart
+    from :class:`Code`: they answer an operator, never an X-Road message exchange, so
+    they use HTTP's own statuses (401, 403, 404, 409). Never rename a value."""
+
+    UNAUTHORIZED = "admin.unauthorized"
+    FORBIDDEN = "admin.forbidden"
+    NOT_FOUND = "admin.not_found"
+    INVALID = "admin.invalid"
+    CONFLICT = "admin.conflict"
+    UNAVAILABLE = "admin.unavailable"
+    INTERNAL = "admin.internal_error"
+
+
+ADMIN_ERROR_TABLE: dict[AdminCode, ErrorSpec] = {
+    AdminCode.UNAUTHORIZED: ErrorSpec(
+        401,
+        "The node's management API needs `Authorization: Bearer <API key>` with a key of "
+        "this node that is neither expired nor revoked.",
+    ),
+    AdminCode.FORBIDDEN: ErrorSpec(
+        403,
+        "The API key is valid but its role may not make this call (see the permission "
+        "table in docs/node-admin.md).",
+    ),
+    AdminCode.NOT_FOUND: ErrorSpec(
+        404, "No such path, subsystem, service, access right, local group or API key."
+    ),
+    AdminCode.INVALID: ErrorSpec(
+        400,
+        "The input is malformed (not JSON, a field missing or of the wrong type, an "
+        "identifier or time that does not parse) or the change is not valid; nothing "
+        "changed.",
+    ),
+    AdminCode.CONFLICT: ErrorSpec(
+        409, "The object already exists, or is already in the state asked for."
+    ),
+    AdminCode.UNAVAILABLE: ErrorSpec(
+        503,
+        "The node cannot do this now (its message log cannot be read, or the "
+        "feature is not available on this node).",
+    ),
+    AdminCode.INTERNAL: ErrorSpec(500, "Internal error of the management API; see the node's log."),
+}
+
+
+class AdminError(Exception):
+    """A refusal of the management API, answered as ``{"type", "message", "detail"}``
+    like X-Road's errors so one client reads both."""
+
+    def __init__(self, code: AdminCode, message: str) -> None:
+        super().__init__(f"{code.value}: {message}")
+        self.code = code
+        self.message = message
+        self.detail = str(uuid.uuid4())
+
+    @property
+    def status(self) -> int:
+        return ADMIN_ERROR_TABLE[self.code].status
+
+    def body(self) -> dict[str, Any]:
+        return {"type": self.code.value, "message": self.message, "detail": self.detail}
+
+
 class GatewayError(Exception):
     """A refusal with a stable code; rendered to callers as X-Road's error format.
 

@@ -67,6 +67,53 @@ CENTRAL_ROLE_PERMISSIONS: Mapping[ApiRole, frozenset[CentralPermission]] = {
 and what each may do; the one source of truth, documented in docs/global-configuration.md."""
 
 
+class NodePermission(StrEnum):
+    """What a call of a node's management API (``/api/v1``) needs; each route names one.
+
+    Cut along the duties X-Road's security server gives its roles, so an operator who
+    knows X-Road finds the same division (docs/node-admin.md has the table)."""
+
+    READ = "read"
+    """Subsystems, services, access rights, local groups, certificates, diagnostics,
+    operational data and the admin audit records: every role (X-Road's observer)."""
+    CERTIFICATES_WRITE = "certificates.write"
+    """CSRs for the node's keys and importing the certificates issued (X-Road: the
+    security officer's)."""
+    CLIENTS_WRITE = "clients.write"
+    """Add and remove hosted subsystems (X-Road: the registration officer's)."""
+    CONNECTION_WRITE = "clients.connection"
+    """A subsystem's connection type (X-Road: the service administrator's)."""
+    SERVICES_WRITE = "services.write"
+    """Add, remove, change, enable and disable services and their endpoints."""
+    ACCESS_WRITE = "access.write"
+    """Grant and revoke access rights."""
+    GROUPS_WRITE = "groups.write"
+    """Local groups and their members."""
+    MAINTENANCE = "maintenance"
+    """Enter and leave maintenance mode (X-Road: the system administrator's)."""
+    KEYS_MANAGE = "keys.manage"
+    """Create, list and revoke the node's API keys (X-Road: the system administrator's)."""
+
+
+NODE_ROLE_PERMISSIONS: Mapping[ApiRole, frozenset[NodePermission]] = {
+    ApiRole.SYSTEM_ADMINISTRATOR: frozenset(NodePermission),
+    ApiRole.SECURITY_OFFICER: frozenset({NodePermission.READ, NodePermission.CERTIFICATES_WRITE}),
+    ApiRole.REGISTRATION_OFFICER: frozenset({NodePermission.READ, NodePermission.CLIENTS_WRITE}),
+    ApiRole.SERVICE_ADMINISTRATOR: frozenset(
+        {
+            NodePermission.READ,
+            NodePermission.CONNECTION_WRITE,
+            NodePermission.SERVICES_WRITE,
+            NodePermission.ACCESS_WRITE,
+            NodePermission.GROUPS_WRITE,
+        }
+    ),
+    ApiRole.OBSERVER: frozenset({NodePermission.READ}),
+}
+"""A node's roles and what each may do on its management API; the one source of truth,
+documented in docs/node-admin.md (a test holds the document to it)."""
+
+
 P = TypeVar("P", bound=StrEnum)
 
 

@@ -6,8 +6,13 @@ The modules, and what each may do (docs/message-log.md, section 0):
   layout;
 * ``store``: the storage boundary, the ``LogWriter`` and ``LogStore`` protocols and the
   records written and read back;
-* ``sqlite`` (reads), ``sqlite_writes`` (side writes) and ``writer`` (group commit): the
-  SQLite backend, the only modules of ``gateway`` that speak SQL to the log;
+* ``sqlite`` (reads), ``sqlite_writes`` (side writes), ``sqlite_commit`` and
+  ``sqlite_writer`` (the group commit's transactions): the SQLite backend;
+  ``postgres``, ``postgres_writes``, ``postgres_commit`` and ``postgres_schema``: the
+  PostgreSQL backend (docs/adr/0035-postgresql-backend.md); these are the only modules
+  of ``gateway`` that speak SQL to the log; ``migrations``: the schema's Alembic
+  revisions (``gateway db upgrade``);
+* ``writer``: the group commit, the same on both backends;
 * ``proofs``: tree heads, inclusion and consistency proofs, proofs of time;
 * ``policy``: which bodies are logged as their digest only;
 * ``timestamper``, ``witness``, ``auditor`` (the auditor API) and ``tracker`` (the data
@@ -25,6 +30,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from gateway.messagelog.postgres_schema import is_postgres_url
 from gateway.messagelog.proofs import (
     EntryProof,
     consistency,
@@ -118,9 +124,11 @@ __all__ = [
     "count_entries",
     "entry_proof",
     "inclusion",
+    "is_database_url",
     "latest_signed_head",
     "leaf_hashes",
     "load_statuses",
+    "log_source",
     "open_log",
     "open_store",
     "prove_entry",
@@ -131,31 +139,53 @@ __all__ = [
     "read_witness_alerts",
     "signed_heads",
     "timestamp_status",
+    "upgrade_schema",
 ]
 
 
 def open_log(
-    path: Path,
+    location: Path | str,
     *,
     clock: Callable[[], datetime],
     body_policy: Callable[[LogRecord], str] | None = None,
 ) -> MessageLog:
-    """The node's log writer (not started) over the log at ``path``; its read side is
-    ``.store``. The one place the node's backend is chosen: the node and its services
-    use it as a ``LogWriter``."""
-    return MessageLog(path, clock=clock, body_policy=body_policy)
+    """The node's log writer (not started) over the log at ``location``: a SQLite file,
+    or a PostgreSQL database given as a ``postgresql://`` URL (its schema made by
+    ``gateway db upgrade``); its read side is ``.store``. The one place the node's
+    backend is chosen: the node and its services use it as a ``LogWriter``."""
+    return MessageLog(location, clock=clock, body_policy=body_policy)
 
 
-def read_entries(source: LogStore | Path, *, message_id: str | None = None) -> list[StoredEntry]:
+def upgrade_schema(location: Path | str) -> str:
+    """Create or upgrade the log's schema at ``location`` (``gateway db upgrade``); the
+    revision it is at afterwards (docs/deployment.md)."""
+    from gateway.messagelog.migrations import upgrade
+
+    return upgrade(location)
+
+
+def is_database_url(location: object) -> bool:
+    """True if ``location`` names a PostgreSQL database rather than a SQLite file."""
+    return is_postgres_url(location)
+
+
+def log_source(text: str) -> Path | str:
+    """What a command's ``--db`` names: a ``postgresql://`` URL as it is, else a file."""
+    return text if is_postgres_url(text) else Path(text)
+
+
+def read_entries(
+    source: LogStore | Path | str, *, message_id: str | None = None
+) -> list[StoredEntry]:
     """Log entries in the order they were written, optionally for one exchange."""
     return open_store(source).entries(message_id=message_id)
 
 
-def count_entries(source: LogStore | Path) -> int:
+def count_entries(source: LogStore | Path | str) -> int:
     """How many log entries the log holds."""
     return open_store(source).count_entries()
 
 
-def load_statuses(source: LogStore | Path) -> list[StoredStatus]:
+def load_statuses(source: LogStore | Path | str) -> list[StoredStatus]:
     """The last good OCSP response kept for each of the node's own certificates."""
     return open_store(source).own_statuses()

@@ -18,6 +18,7 @@ from cryptography import x509
 
 from gateway.core.logtree import LoggedEntry, ProvenTime, verify_entry_time
 from gateway.core.merkle import consistency_proof, inclusion_proof
+from gateway.messagelog.postgres_schema import is_postgres_url
 from gateway.messagelog.records import (
     ARCHIVED,
     CosignatureRow,
@@ -54,8 +55,15 @@ __all__ = [
 ]
 
 
-def open_store(source: LogStore | Path) -> LogStore:
-    """``source`` itself, or the store over the SQLite log file at that path."""
+def open_store(source: LogStore | Path | str) -> LogStore:
+    """``source`` itself, the store over a PostgreSQL log given its ``postgresql://``
+    URL, or the store over the SQLite log file at that path."""
+    if isinstance(source, str):
+        if is_postgres_url(source):
+            from gateway.messagelog.postgres import PostgresLogStore
+
+            return PostgresLogStore(source)
+        return SqliteLogStore(Path(source))
     return SqliteLogStore(source) if isinstance(source, Path) else source
 
 
@@ -70,17 +78,17 @@ class EntryProof:
     inclusion: list[bytes]
 
 
-def read_tree_heads(source: LogStore | Path) -> list[StoredTreeHead]:
+def read_tree_heads(source: LogStore | Path | str) -> list[StoredTreeHead]:
     """Every timestamped tree head, smallest first."""
     return open_store(source).tree_heads()
 
 
-def timestamp_status(source: LogStore | Path) -> TimestampStatus:
+def timestamp_status(source: LogStore | Path | str) -> TimestampStatus:
     """How many entries the log holds, how many are timestamped, since when others wait."""
     return open_store(source).timestamp_status()
 
 
-def entry_proof(source: LogStore | Path, entry_id: int) -> EntryProof:
+def entry_proof(source: LogStore | Path | str, entry_id: int) -> EntryProof:
     """The entry, the first tree head covering it, and its inclusion proof in that head."""
     store = open_store(source)
     stored = store.entry(entry_id)
@@ -125,7 +133,7 @@ def entry_proof(source: LogStore | Path, entry_id: int) -> EntryProof:
 
 
 def prove_entry(
-    source: LogStore | Path,
+    source: LogStore | Path | str,
     entry_id: int,
     tsa_cert: x509.Certificate,
     *,
@@ -151,22 +159,22 @@ def prove_entry(
 # -- signed tree heads, proofs for the auditor API and witnesses ----------------------------
 
 
-def signed_heads(source: LogStore | Path) -> list[SignedHead]:
+def signed_heads(source: LogStore | Path | str) -> list[SignedHead]:
     """Every signed tree head, smallest first."""
     return open_store(source).signed_heads()
 
 
-def latest_signed_head(source: LogStore | Path) -> SignedHead | None:
+def latest_signed_head(source: LogStore | Path | str) -> SignedHead | None:
     """The largest signed tree head, or None before the first one."""
     return open_store(source).latest_signed_head()
 
 
-def leaf_hashes(source: LogStore | Path, size: int) -> list[bytes]:
+def leaf_hashes(source: LogStore | Path | str, size: int) -> list[bytes]:
     """The first ``size`` stored leaf hashes, refusing gaps (entries removed)."""
     return open_store(source).leaf_hashes(size)
 
 
-def consistency(source: LogStore | Path, first: int, second: int) -> list[bytes]:
+def consistency(source: LogStore | Path | str, first: int, second: int) -> list[bytes]:
     """RFC 9162 PROOF(first, D[second]) from the stored leaf hashes."""
     if not 0 <= first <= second:
         raise NotProvableError(f"no consistency proof from size {first} to size {second}")
@@ -174,7 +182,7 @@ def consistency(source: LogStore | Path, first: int, second: int) -> list[bytes]
 
 
 def inclusion(
-    source: LogStore | Path, leaf_index: int, tree_size: int
+    source: LogStore | Path | str, leaf_index: int, tree_size: int
 ) -> tuple[bytes, list[bytes]]:
     """The leaf hash at ``leaf_index`` and its RFC 9162 PATH in the tree of ``tree_size``."""
     if not 0 <= leaf_index < tree_size:
@@ -184,17 +192,17 @@ def inclusion(
 
 
 def read_cosignatures(
-    source: LogStore | Path, *, log_node: str | None = None, witness: str | None = None
+    source: LogStore | Path | str, *, log_node: str | None = None, witness: str | None = None
 ) -> list[CosignatureRow]:
     """Co-signatures, by log node and tree size; optionally of one log or one witness."""
     return open_store(source).cosignatures(log_node=log_node, witness=witness)
 
 
-def read_witness_alerts(source: LogStore | Path) -> list[WitnessAlertRow]:
+def read_witness_alerts(source: LogStore | Path | str) -> list[WitnessAlertRow]:
     """Every split view or refused peer head this node has recorded, oldest first."""
     return open_store(source).witness_alerts()
 
 
-def read_ocsp(source: LogStore | Path, refs: Iterable[str]) -> dict[str, bytes]:
+def read_ocsp(source: LogStore | Path | str, refs: Iterable[str]) -> dict[str, bytes]:
     """The stored OCSP responses (DER) with these refs."""
     return open_store(source).ocsp_responses(refs)

@@ -345,7 +345,7 @@ class OwnOcspStatus(SQLModel, table=True):
     """The responder URL that answered."""
 
 
-class NodeSettings(SQLModel, table=True):
+class NodeSettingsRow(SQLModel, table=True):
     """One version of the node's management settings, as an admin change left them.
 
     Written in the same transaction as the ``admin`` log entry that records the change
@@ -426,7 +426,7 @@ def schema_tables() -> list[Table]:
         ConfigurationVersion,
         OwnOcspStatus,
         OperationalData,
-        NodeSettings,
+        NodeSettingsRow,
     ):
         table = inspect(model).local_table
         if not isinstance(table, Table):

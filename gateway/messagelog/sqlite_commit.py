@@ -369,12 +369,15 @@ def open_tree(conn: sqlite3.Connection, path: Path) -> TreeState:
 @dataclass(frozen=True, slots=True)
 class BatchResult:
     """What one committed batch changed: each append's outcome, the references it
-    stored for the first time and the id of the last entry it wrote."""
+    stored for the first time, the id of the last entry it wrote and the tree after it
+    (another object than the one passed in when a backend shared by several writers
+    extended the frontier stored by another)."""
 
     outcomes: list[Outcome]
     new_certs: set[str]
     new_ocsp: set[str]
     last_id: int
+    tree: CompactTree
 
 
 def insert_batch(
@@ -439,7 +442,7 @@ def insert_batch(
     if tree.size != size_before:
         conn.execute(_SAVE_TREE, (tree.size, last_id, tree.to_bytes()))
     conn.execute("COMMIT")
-    return BatchResult(outcomes, new_certs, new_ocsp, last_id)
+    return BatchResult(outcomes, new_certs, new_ocsp, last_id, tree)
 
 
 def _insert_entry(

@@ -2,8 +2,11 @@
 
 A security server may only report an exchange as successful once its log entry is on
 disk: the log is the evidence both parties rely on later. ``append`` therefore returns
-only after the SQLite transaction holding the entry has committed with
-``synchronous=FULL`` in WAL mode, and raises instead if that cannot be guaranteed.
+only after the transaction holding the entry has committed (SQLite with
+``synchronous=FULL`` in WAL mode, or PostgreSQL with ``synchronous_commit = on``), and
+raises instead if that cannot be guaranteed. The database work of either backend is
+behind a ``WriterDb`` (``sqlite_writer.py``, ``postgres_commit.py``); this module is the
+same group commit on both.
 
 An fsync per request would cap throughput at the disk's sync rate, so one writer thread
 collects whatever units are waiting and commits them together in a single transaction
@@ -26,22 +29,21 @@ import functools
 import logging
 import queue
 import secrets
-import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Self
+from typing import Any, Self
 
 import gateway.messagelog.sqlite_commit as commit
-import gateway.messagelog.sqlite_writes as side
 from gateway.core.adminrecord import AdminRecord
 from gateway.core.encoding import format_time
 from gateway.core.jws import Signer
 from gateway.core.logtree import SUBJECTS_SALT_SIZE
 from gateway.core.merkle import CompactTree
 from gateway.messagelog.admission import Append, admin_append
+from gateway.messagelog.postgres_schema import is_postgres_url
 from gateway.messagelog.records import (
     AdminReceipt,
     CosignatureRow,
@@ -56,11 +58,14 @@ from gateway.messagelog.records import (
 )
 from gateway.messagelog.sqlite import SqliteLogStore
 from gateway.messagelog.sqlite_commit import Outcome
+from gateway.messagelog.sqlite_writer import SqliteWriterDb
+from gateway.messagelog.store import LogStore
 from gateway.messagelog.writer_queue import (
     Counters,
     HeadUnit,
     Stop,
     Unit,
+    WriterDb,
     WriteUnit,
     resolve,
     resolve_head,
@@ -69,9 +74,6 @@ from gateway.messagelog.writer_queue import (
 __all__ = ["MessageLog"]
 
 _log = logging.getLogger(__name__)
-
-_BUSY_TIMEOUT_S: Final = 5.0
-"""How long the writer waits for a lock held by another connection before failing."""
 
 
 def _failure(reason: str, cause: BaseException) -> MessageLogError:
@@ -84,14 +86,15 @@ class MessageLog:
     """Append-only durable log of signed messages for one node.
 
     Create it, ``start()`` it (or use ``async with``), ``await append(...)`` from the event
-    loop, and ``await close()`` at shutdown. One instance owns the database's only writer
-    connection; readers may open their own connections at any time (WAL lets them read
-    while the writer commits).
+    loop, and ``await close()`` at shutdown. ``location`` is the SQLite file, or a
+    ``postgresql://`` URL. On SQLite one instance owns the file's only writer connection;
+    on PostgreSQL several instances (the processes of a node cluster) may write one
+    database, the database ordering their batches. Readers may read at any time.
     """
 
     def __init__(
         self,
-        path: Path,
+        location: Path | str,
         *,
         clock: Callable[[], datetime],
         max_batch: int = 512,
@@ -105,8 +108,18 @@ class MessageLog:
         self._body_policy = body_policy
         """Returns why a record's body is logged as its digest only ("" keeps it):
         ``gateway.messagelog.policy``."""
-        self._path = path
-        self._store = SqliteLogStore(path)
+        self._db: WriterDb
+        self._store: LogStore
+        if is_postgres_url(location):
+            from gateway.messagelog.postgres import PostgresLogStore
+            from gateway.messagelog.postgres_commit import PostgresWriterDb
+
+            url = str(location)
+            self._path = Path(PostgresLogStore(url).location)
+            self._db, self._store = PostgresWriterDb(url), PostgresLogStore(url)
+        else:
+            self._path = Path(location)
+            self._db, self._store = SqliteWriterDb(self._path), SqliteLogStore(self._path)
         self._clock = clock
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Unit | HeadUnit | WriteUnit | Stop] = queue.SimpleQueue()
@@ -127,31 +140,19 @@ class MessageLog:
         self._pending_threshold = 0
         self._pending_callback: Callable[[], None] | None = None
         self._pending_signalled = False
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        older_reads = commit.create_tables(path)
-
-        # isolation_level=None: the writer issues BEGIN/COMMIT itself, so a batch is
-        # exactly one transaction and nothing is committed behind its back.
-        conn = sqlite3.connect(
-            path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
         try:
-            self._journal_mode, self._synchronous = commit.configure(conn)
-            self._stored_certs, self._stored_ocsp = commit.stored_refs(conn)
-            self._open_tree(conn)
-            if older_reads:
-                commit.record_older_reads(conn, path)
+            self._journal_mode, self._synchronous = self._db.durability
+            self._stored_certs, self._stored_ocsp = self._db.stored_refs()
+            self._open_tree()
         except BaseException:
-            conn.close()
+            self._db.close()
             raise
-        self._conn = conn
 
     # -- Merkle tree state ----------------------------------------------------------------
 
-    def _open_tree(self, conn: sqlite3.Connection) -> None:
+    def _open_tree(self) -> None:
         """Take over the tree and timestamping state checked (or rebuilt) at start-up."""
-        state = commit.open_tree(conn, self._path)
+        state = self._db.open_tree()
         self._tree = state.tree
         self._published = (state.tree.size, state.tree.hashes, state.last_id)
         self._stamped_size, self._stamped_last_id = state.stamped_size, state.stamped_last_id
@@ -206,10 +207,16 @@ class MessageLog:
 
     @property
     def path(self) -> Path:
+        """The SQLite file (for a PostgreSQL log: its URL without the password)."""
         return self._path
 
     @property
-    def store(self) -> SqliteLogStore:
+    def location(self) -> str:
+        """Where the log is, for messages (a PostgreSQL URL without its password)."""
+        return self._store.location
+
+    @property
+    def store(self) -> LogStore:
         """The read side of this log (its own read-only connections, never the writer's)."""
         return self._store
 
@@ -242,7 +249,7 @@ class MessageLog:
         with self._state_lock:
             if self._thread is not None:
                 raise MessageLogError("seen_since is only available before start()")
-        return commit.seen_since(self._conn, created_after)
+        return self._db.seen_since(created_after)
 
     def start(self) -> None:
         """Start the writer thread; appends are refused until this has been called."""
@@ -271,7 +278,7 @@ class MessageLog:
                 if thread is not None:
                     self._queue.put(Stop())
         if thread is None:
-            self._conn.close()
+            self._db.close()
             return
         await asyncio.to_thread(thread.join)
 
@@ -359,13 +366,14 @@ class MessageLog:
         self._enqueue(HeadUnit(head, loop, future))
         return await future
 
-    async def write(self, work: Callable[[sqlite3.Connection], object]) -> object:
+    async def write(self, work: Callable[[Any], object]) -> object:
         """Run ``work`` in its own transaction on the writer thread; return its result.
 
         For the log's side tables (configuration history, own OCSP answers, witness
         co-signatures and alerts; the typed methods above and ``gateway.messagelog.sqlite_writes``):
         they get the same durability as entries and never compete with the writer for the
-        database lock. SQLite-specific: ``work`` receives the writer's connection.
+        database lock. ``work`` receives the writer's connection of the backend (sqlite3
+        or psycopg): the backend's own tool, not part of the ``LogWriter`` protocol.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[object] = loop.create_future()
@@ -382,7 +390,7 @@ class MessageLog:
         database header's ``user_version`` with its own value, so no entry, tree or side
         table changes. Raises ``MessageLogError`` when that cannot be made durable.
         """
-        await self.write(commit.rewrite_user_version)
+        await self.write(self._db.probe_work())
 
     async def record_configuration(
         self, files: Sequence[tuple[str, bytes]], serial: int, applied_at: str
@@ -392,7 +400,7 @@ class MessageLog:
         return bool(
             await self.write(
                 functools.partial(
-                    side.record_version, files=files, serial=serial, applied_at=applied_at
+                    self._db.side.record_version, files=files, serial=serial, applied_at=applied_at
                 )
             )
         )
@@ -400,7 +408,7 @@ class MessageLog:
     async def keep_own_status(self, ref: str, status: StoredStatus | None) -> None:
         """Keep a good OCSP answer for one of the node's own certificates for the next
         start-up, or forget the kept one (``None``: the certificate was revoked)."""
-        await self.write(functools.partial(side.store_status, ref=ref, status=status))
+        await self.write(functools.partial(self._db.side.store_status, ref=ref, status=status))
 
     async def add_cosignature(
         self, row: CosignatureRow, cert: tuple[str, bytes, str], ocsp_der: bytes
@@ -408,7 +416,9 @@ class MessageLog:
         """Store a witness co-signature with the certificate ``(ref, DER, JWS header)``
         and OCSP response it relies on (ignored if that co-signature is already kept)."""
         await self.write(
-            functools.partial(side.insert_cosignature, row=row, cert=cert, ocsp_der=ocsp_der)
+            functools.partial(
+                self._db.side.insert_cosignature, row=row, cert=cert, ocsp_der=ocsp_der
+            )
         )
 
     async def add_witness_alert(
@@ -417,7 +427,7 @@ class MessageLog:
         """Record a peer's split view or refused tree head with its evidence."""
         await self.write(
             functools.partial(
-                side.insert_alert,
+                self._db.side.insert_alert,
                 peer=peer,
                 code=code,
                 detail=detail,
@@ -428,19 +438,19 @@ class MessageLog:
 
     async def record_operational(self, records: Sequence[OpRecord]) -> None:
         """Write a batch of operational records (refusals: no entry to commit them with)."""
-        await self.write(functools.partial(side.insert_operational, records=records))
+        await self.write(functools.partial(self._db.side.insert_operational, records=records))
 
     async def prune_operational(self, before: str) -> int:
         """Delete the operational records whose request came in before ``before``."""
-        removed = await self.write(functools.partial(side.prune_operational, before=before))
+        removed = await self.write(
+            functools.partial(self._db.side.prune_operational, before=before)
+        )
         return removed if isinstance(removed, int) else 0
 
     def _commit_write(self, unit: WriteUnit) -> object:
         """Writer thread: one ``write`` unit in its own transaction."""
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            result = unit.work(self._conn)
-            self._conn.execute("COMMIT")
+            result = self._db.run(unit.work)
         except Exception as exc:
             self._rollback()
             return _failure(f"message log side write failed: {type(exc).__name__}: {exc}", exc)
@@ -481,7 +491,7 @@ class MessageLog:
                     with contextlib.suppress(RuntimeError):  # that loop is closed
                         item.loop.call_soon_threadsafe(resolve_head, item.future, outcome)
         finally:
-            self._conn.close()
+            self._db.close()
 
     def _commit_batch(self, batch: list[Unit]) -> list[Outcome]:
         """Writer thread: one batch in one transaction; publish the tree only once it
@@ -490,8 +500,7 @@ class MessageLog:
         before = tree.copy()  # O(log n): restored if the transaction rolls back
         try:
             logged_at = format_time(self._clock())
-            done = commit.insert_batch(
-                self._conn,
+            done = self._db.insert_batch(
                 [unit.append for unit in batch],
                 tree=tree,
                 last_id=self._published[2],
@@ -517,6 +526,7 @@ class MessageLog:
         # would skip them forever after a rolled-back batch.
         self._stored_certs |= done.new_certs
         self._stored_ocsp |= done.new_ocsp
+        tree = self._tree = done.tree  # another writer of a shared database may have appended
         if tree.size != before.size:
             with self._tree_lock:
                 if before.size == self._stamped_size:  # the first entry waiting for a stamp
@@ -550,8 +560,8 @@ class MessageLog:
                 f"the tree head of size {head.tree_size} is not a snapshot of this log"
             )
         try:
-            head_id, oldest = commit.insert_tree_head(
-                self._conn, head, stored_at=format_time(self._clock()), tree_size=self._tree.size
+            head_id, oldest = self._db.insert_tree_head(
+                head, stored_at=format_time(self._clock()), tree_size=self._tree.size
             )
         except Exception as exc:
             self._rollback()
@@ -568,11 +578,7 @@ class MessageLog:
         return head_id
 
     def _rollback(self) -> None:
-        if self._conn.in_transaction:
-            # sqlite may already have rolled back on its own (e.g. after an I/O error);
-            # the batch is failed either way.
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.execute("ROLLBACK")
+        self._db.rollback()
 
     @staticmethod
     def _deliver(batch: list[Unit], outcomes: list[Outcome]) -> None:

@@ -10,17 +10,79 @@ its own page.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from types import ModuleType
+from typing import Any, Protocol
 
+from gateway.core.merkle import CompactTree
 from gateway.messagelog.admission import Append
-from gateway.messagelog.records import TreeHeadRecord
-from gateway.messagelog.sqlite_commit import Outcome
+from gateway.messagelog.records import LogRecord, TreeHeadRecord
+from gateway.messagelog.sqlite_commit import BatchResult, Outcome, TreeState
 
-__all__ = ["Counters", "HeadUnit", "Stop", "Unit", "WriteUnit", "resolve", "resolve_head"]
+__all__ = [
+    "Counters",
+    "HeadUnit",
+    "Stop",
+    "Unit",
+    "WriteUnit",
+    "WriterDb",
+    "resolve",
+    "resolve_head",
+]
+
+
+class WriterDb(Protocol):
+    """What the writer thread does to its database, on either backend.
+
+    ``SqliteWriterDb`` (``sqlite_writer.py``) and ``PostgresWriterDb``
+    (``postgres_commit.py``) implement it; the writer holds one and never speaks SQL
+    itself. Writing methods commit before they return or raise with the transaction
+    open; the writer then calls ``rollback``. ``side`` is the backend's module of side
+    writes (``sqlite_writes`` or ``postgres_writes``: the same functions).
+    """
+
+    @property
+    def side(self) -> ModuleType: ...
+
+    @property
+    def durability(self) -> tuple[str, int]: ...
+
+    @property
+    def location(self) -> str: ...
+
+    def stored_refs(self) -> tuple[set[str], set[str]]: ...
+
+    def seen_since(self, created_after: str) -> list[tuple[str, str, str]]: ...
+
+    def open_tree(self) -> TreeState: ...
+
+    def insert_batch(
+        self,
+        appends: Sequence[Append],
+        *,
+        tree: CompactTree,
+        last_id: int,
+        logged_at: str,
+        stored_certs: set[str],
+        stored_ocsp: set[str],
+        body_policy: Callable[[LogRecord], str] | None,
+        salts: Callable[[], bytes],
+    ) -> BatchResult: ...
+
+    def insert_tree_head(
+        self, head: TreeHeadRecord, *, stored_at: str, tree_size: int
+    ) -> tuple[int, datetime | None]: ...
+
+    def run(self, work: Callable[[Any], object]) -> object: ...
+
+    def probe_work(self) -> Callable[[Any], object]: ...
+
+    def rollback(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -45,7 +107,7 @@ class HeadUnit:
 class WriteUnit:
     """One ``write`` call: a small transaction of another component, run by the writer."""
 
-    work: Callable[[sqlite3.Connection], object]
+    work: Callable[[Any], object]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[object]
 

@@ -1,4 +1,4 @@
-"""The node's admin listener: Prometheus ``/metrics`` and the owner's ``/operational``.
+"""The node's admin listener: Prometheus ``/metrics`` and the management API ``/api/v1``.
 
 Served on its own port (``metrics_listen``, loopback by default), never on the consumer
 edge: information systems reach the consumer ports, and what the node's traffic looks
@@ -9,22 +9,39 @@ move per exchange are in ``gateway.node.monitoring``.
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import math
 from collections.abc import Iterator
-from dataclasses import asdict
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gateway.core.errors import Code, GatewayError
+from gateway.core.errors import AdminCode, AdminError
+from gateway.core.roles import NodePermission
 from gateway.messagelog import LogStoreError
 from gateway.net.httpversion import http1_only
+from gateway.node.adminapi import (
+    PREFIX,
+    ApiRoute,
+    KeysApi,
+    ReadApi,
+    authorized,
+    error_json,
+)
+from gateway.node.admincerts import CertificatesApi
+from gateway.node.adminchanges import ChangeApi
+from gateway.node.adminmaintenance import MaintenanceApi
+from gateway.node.apikeys import KeyHolder, NodeKeyStore
 from gateway.node.context import NodeContext
-from gateway.node.monitoring import Monitoring, query_bound
+from gateway.node.monitoring import Monitoring
+from gateway.node.openapi import openapi_document
+from gateway.node.settings.manager import SettingsManager
 from gateway.node.wire import guarded, version_refusal
+
+log = logging.getLogger("gateway.node.admin")
 
 
 class NodeCollector(Collector):
@@ -82,6 +99,12 @@ class NodeCollector(Collector):
             serial = float(source.current.conf.serial)
             if source.last_success is not None:
                 conf_age = (now - source.last_success).total_seconds()
+        yield GaugeMetricFamily(
+            "gateway_settings_version",
+            "Version of the node's settings in force (clients, services, access rights), "
+            "as its log records them.",
+            value=ctx.settings.version,
+        )
         yield GaugeMetricFamily(
             "gateway_globalconf_serial",
             "Serial of the global configuration in force (NaN with a fixed directory).",
@@ -145,42 +168,61 @@ class Admin:
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 
-    async def handle_operational(self, request: web.Request) -> web.Response:
-        """``GET /operational?since=&until=&client=``: the node's operational records,
-        oldest first (``since`` and ``until`` RFC 3339, ``until`` exclusive)."""
-        query = request.query
-        bounds: dict[str, str | None] = {}
-        for name in ("since", "until"):
-            value = query.get(name)
-            if value is not None:
-                try:
-                    value = query_bound(name, value)
-                except ValueError as exc:
-                    raise GatewayError(Code.BAD_REQUEST, str(exc)) from None
-            bounds[name] = value
-        client = query.get("client")
-        store = self._ctx.log.store
-        try:
-            records = await asyncio.to_thread(
-                store.operational_records,
-                since=bounds["since"],
-                until=bounds["until"],
-                client=client,
-            )
-        except LogStoreError as exc:
-            raise GatewayError(Code.CP_INTERNAL_ERROR, f"cannot read the records: {exc}") from None
-        return web.json_response(
-            {"node": str(self._ctx.id), "records": [asdict(r) for r in records]}
-        )
 
-
-def admin_app(context: NodeContext) -> web.Application:
-    """The admin listener's application: ``/metrics`` and ``/operational``, on a port
-    apart from the consumer edge (bound to loopback by default)."""
+def admin_app(context: NodeContext, settings: SettingsManager | None = None) -> web.Application:
+    """The admin listener's application, on a port apart from the consumer edge (bound
+    to loopback by default): ``/metrics`` open to Prometheus; the management API
+    ``/api/v1`` and its older alias ``/operational`` only with an API key; the settings
+    routes when given the node's ``settings`` manager. Creates the key store with its
+    first system administrator key (``admin.key``) if there is none."""
     admin = Admin(context, context.monitoring)
+    node = context.config.node
+    store = NodeKeyStore(node.api_keys, node.admin_key)
+    if store.ensure(context.clock.now()) is not None:
+        log.warning(
+            "%s: created the API key store %s and its first key in %s",
+            context.id,
+            node.api_keys,
+            node.admin_key,
+        )
     app = web.Application()
     app.middlewares.append(http1_only(version_refusal))
     who = str(context.id)
     app.router.add_get("/metrics", guarded(admin.handle_metrics, provider=False, who=who))
-    app.router.add_get("/operational", guarded(admin.handle_operational, provider=False, who=who))
+    reads = ReadApi(context)
+    routes = [
+        *reads.routes(),
+        *KeysApi(context, store).routes(),
+        *MaintenanceApi(context).routes(),
+        *CertificatesApi(context).routes(),
+        *(ChangeApi(settings).routes() if settings is not None else []),
+    ]
+    document: list[dict[str, Any]] = []
+
+    async def openapi(request: web.Request, holder: KeyHolder) -> web.Response:
+        return web.json_response(document[0])
+
+    routes.append(
+        ApiRoute(
+            "GET",
+            f"{PREFIX}/openapi.json",
+            NodePermission.READ,
+            "This document.",
+            openapi,
+            tags=("meta",),
+        )
+    )
+    document.append(openapi_document(routes, who))
+    for route in routes:
+        app.router.add_route(route.method, route.path, authorized(store, context, route))
+    operational = next(r for r in routes if r.path == f"{PREFIX}/operational")
+    app.router.add_get("/operational", authorized(store, context, operational))
+    app.router.add_route("*", PREFIX + "/{tail:.*}", not_found)
     return app
+
+
+async def not_found(request: web.Request) -> web.Response:
+    """A path or method the API does not have: ``admin.not_found``, as JSON."""
+    return error_json(
+        AdminError(AdminCode.NOT_FOUND, f"no {request.method} {request.path} in this API")
+    )

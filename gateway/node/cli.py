@@ -23,7 +23,9 @@ from gateway.net.loop import run as _run
 from gateway.pki.profiles import CertificateError
 
 if TYPE_CHECKING:
+    from gateway.messagelog import StoredSettings
     from gateway.node.clientauth import ClientCertStore
+    from gateway.node.config import NodeConfig
 
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
     AddFn = Callable[
@@ -164,14 +166,14 @@ def cmd_node_internal_cert(args: argparse.Namespace) -> None:
 def cmd_node_opdata(args: argparse.Namespace) -> None:
     """The node's operational monitoring records as JSON lines, read from its database
     (read-only, so it works while the node runs and while it is stopped)."""
-    from gateway.messagelog import SqliteLogStore
+    from gateway.messagelog import open_store
     from gateway.node.config import load_config
     from gateway.node.monitoring import query_bound
 
     config = load_config(Path(args.config))
     since = None if args.since is None else query_bound("--since", args.since)
     until = None if args.until is None else query_bound("--until", args.until)
-    store = SqliteLogStore(config.node.messagelog)
+    store = open_store(config.node.log_location)
     for record in store.operational_records(since=since, until=until, client=args.client):
         print(json.dumps(dataclasses.asdict(record)))
 
@@ -182,22 +184,21 @@ def cmd_node_status(args: argparse.Namespace) -> None:
     import httpx
 
     from gateway.core.encoding import format_time
+    from gateway.node.admincli import admin_url, read_key
     from gateway.node.config import load_config
     from gateway.node.status import render
 
     config = load_config(Path(args.config))
-    listen = config.node.metrics_listen
-    if not listen:
-        raise ValueError(f'{args.config} sets metrics_listen = "": the node serves no status')
-    host, _, port = listen.rpartition(":")
-    if host in ("0.0.0.0", "::", "[::]"):  # noqa: S104 (the wildcard a node binds: ask loopback)
-        host = "127.0.0.1"
-    base = f"http://{host}:{port}"
+    base = admin_url(config)
     now = _now()
     since = format_time(now - timedelta(minutes=args.minutes))
     try:
         metrics = httpx.get(f"{base}/metrics", timeout=10)
-        records = httpx.get(f"{base}/operational", params={"since": since}, timeout=30)
+        # The records need an API key (the node's admin.key, --key-file or the environment).
+        auth = {"Authorization": f"Bearer {read_key(args.key_file, config)}"}
+        records = httpx.get(
+            f"{base}/api/v1/operational", params={"since": since}, headers=auth, timeout=30
+        )
     except httpx.HTTPError as exc:
         raise ValueError(f"node {config.node.id} does not answer on {base}: {exc}") from None
     for response in (metrics, records):
@@ -207,6 +208,143 @@ def cmd_node_status(args: argparse.Namespace) -> None:
         config.node.id, metrics.text, records.json()["records"], now=now, minutes=args.minutes
     ):
         print(line)
+
+
+def cmd_node_settings_export(args: argparse.Namespace) -> None:
+    """The settings in force as TOML on stdout: the log's newest version (read-only,
+    so it works while the node runs), or ``node.toml``'s before the first start."""
+    import sys
+
+    from gateway.node.config import load_config
+    from gateway.node.settings.model import NodeSettings
+
+    config = load_config(Path(args.config))
+    stored = _stored_settings(config)
+    if stored is None:
+        print(f"# the log holds no settings yet: {args.config}'s, the bootstrap", file=sys.stderr)
+        settings = NodeSettings.from_config(config)
+    else:
+        settings = NodeSettings.from_document(stored.document)
+        print(f"# settings version {stored.version}, changed {stored.changed_at}", file=sys.stderr)
+    sys.stdout.write(settings.to_toml())
+
+
+def cmd_node_settings_diff(args: argparse.Namespace) -> None:
+    """What the settings sections of ``node.toml`` (or ``--file``) say differently from
+    the settings in force; exit status 1 if anything differs."""
+    import sys
+
+    from gateway.node.config import load_config
+    from gateway.node.settings.model import NodeSettings
+    from gateway.node.settings.source import changed_parts, describe_changes
+
+    config = load_config(Path(args.config))
+    stored = _stored_settings(config)
+    if stored is None:
+        print("the log holds no settings yet: node.toml's are the bootstrap")
+        return
+    in_force = NodeSettings.from_document(stored.document)
+    other = (
+        NodeSettings.read_toml(Path(args.file)) if args.file else NodeSettings.from_config(config)
+    )
+    lines = describe_changes(*changed_parts(in_force, other))
+    name = args.file or args.config
+    if not lines:
+        print(f"{name} has the settings in force (version {stored.version})")
+        return
+    print(f"- settings version {stored.version} in force, + {name}")
+    for line in lines:
+        print(line)
+    sys.exit(1)
+
+
+def cmd_node_settings_import(args: argparse.Namespace) -> None:
+    """Replace the settings in force with a file's, validated, as one recorded change.
+
+    The node must be stopped: its log has one writer, the running node, which takes a
+    change through its management API instead. The change is in force at the next
+    start."""
+    import getpass
+
+    from gateway.core.roles import ApiRole
+    from gateway.node.config import load_config
+    from gateway.node.server import Node
+    from gateway.node.settings.model import NodeSettings
+    from gateway.node.settings.source import describe_changes
+
+    config = load_config(Path(args.config))
+    imported = NodeSettings.read_toml(Path(args.file))
+    _refuse_if_running(config.node.peer_listen, str(config.node.id))
+    node = Node(config)
+
+    async def apply() -> None:
+        node.log.start()
+        try:
+            result = await node.settings.change(
+                actor=f"cli:{getpass.getuser()}",
+                role=ApiRole.SYSTEM_ADMINISTRATOR,
+                action="settings.import",
+                target=str(Path(args.file).resolve()),
+                mutate=lambda _: imported,
+            )
+        finally:
+            await node.log.close()
+        if result.entry_id is None:
+            print(f"{args.file}: the settings in force already (version {result.version})")
+            return
+        for line in describe_changes(result.before, result.after):
+            print(line)
+        print(f"settings version {result.version} recorded (log entry {result.entry_id})")
+
+    _run(apply())
+
+
+def _stored_settings(config: NodeConfig) -> StoredSettings | None:
+    """The log's newest settings version, read-only (works while the node runs)."""
+    from gateway.messagelog import open_store
+
+    location = config.node.log_location
+    if isinstance(location, Path) and not location.exists():
+        return None
+    return open_store(location).latest_settings()
+
+
+def _refuse_if_running(peer_listen: str, node_id: str) -> None:
+    """Refuse while something answers on the node's peer port: two writers of one log
+    would fork its Merkle tree."""
+    import socket
+
+    host, _, port = peer_listen.rpartition(":")
+    if host in ("0.0.0.0", "::", "[::]"):  # noqa: S104 (the wildcard a node binds: ask loopback)
+        host = "127.0.0.1"
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=2):
+            pass
+    except OSError:
+        return
+    raise ValueError(
+        f"node {node_id} is running (its peer port {peer_listen} answers): stop it before "
+        "importing, or change its settings through its management API"
+    )
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> None:
+    """``gateway db upgrade``: create or upgrade the message log's schema, on PostgreSQL
+    (which a node never does by itself) or on a SQLite file."""
+    from gateway.messagelog import upgrade_schema
+    from gateway.node.config import load_config
+
+    location: Path | str
+    if args.database_url is not None:
+        location = args.database_url
+    elif args.config is not None:
+        location = load_config(Path(args.config)).node.log_location
+    else:
+        raise SystemExit("gateway db upgrade: give --database-url URL or a node.toml")
+    if isinstance(location, str) and location.startswith("sqlite:///"):
+        location = Path(location.removeprefix("sqlite:///"))
+    revision = upgrade_schema(location)
+    print(f"message log schema at revision {revision}")
 
 
 def cmd_node_token_init_key(args: argparse.Namespace) -> None:
@@ -231,9 +369,24 @@ def cmd_node_token_init_key(args: argparse.Namespace) -> None:
 
 
 def add_commands(sub: Subparsers, add: AddFn) -> None:
-    """Register ``node`` and its subcommands under the top-level ``gateway`` parser."""
+    """Register ``node`` and its subcommands, and ``db``, under the top-level parser."""
     from gateway.keys.cli import add_new_key_arguments
 
+    db = sub.add_parser("db", help="the message log's database schema").add_subparsers(
+        dest="db_command", required=True, metavar="DB_COMMAND"
+    )
+    p = add(
+        db,
+        "upgrade",
+        cmd_db_upgrade,
+        "create or upgrade the message log's schema (PostgreSQL or a SQLite file)",
+    )
+    p.add_argument("config", nargs="?", default=None, help="a node.toml: its log")
+    p.add_argument(
+        "--database-url",
+        default=None,
+        help="postgresql://... or sqlite:///PATH (instead of a node.toml)",
+    )
     node = sub.add_parser("node", help="run a security server").add_subparsers(
         dest="node_command", required=True, metavar="NODE_COMMAND"
     )
@@ -259,6 +412,33 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     )
     p.add_argument("--config", required=True)
     p.add_argument("--minutes", type=float, default=15, help="traffic window (default 15)")
+    p.add_argument("--key-file", default=None, help="API key file (default: admin.key)")
+    from gateway.node.admincli import add_admin_commands, add_key_commands
+    from gateway.node.admincli_changes import add_change_commands
+
+    add_key_commands(node, add)
+    add_change_commands(add_admin_commands(node, add), add)
+    settings = node.add_parser(
+        "settings", help="the node's clients, services, access rights and local groups"
+    ).add_subparsers(dest="settings_command", required=True, metavar="SETTINGS_COMMAND")
+    p = add(settings, "export", cmd_node_settings_export, "print the settings in force as TOML")
+    p.add_argument("--config", required=True)
+    p = add(
+        settings,
+        "diff",
+        cmd_node_settings_diff,
+        "show how node.toml's (or --file's) settings differ from those in force",
+    )
+    p.add_argument("--config", required=True)
+    p.add_argument("--file", default=None, help="a settings TOML file instead of node.toml")
+    p = add(
+        settings,
+        "import",
+        cmd_node_settings_import,
+        "replace the settings with a TOML file's, as one recorded change (node stopped)",
+    )
+    p.add_argument("--config", required=True)
+    p.add_argument("file", help="settings TOML (an export, or a node.toml)")
     certs = node.add_parser(
         "client-cert", help="information-system certificates registered per subsystem"
     ).add_subparsers(dest="client_cert_command", required=True, metavar="CLIENT_CERT_COMMAND")

@@ -168,8 +168,10 @@ class ClientProxy:
         if not ctx.hosts(client):
             raise GatewayError(Code.UNKNOWN_CLIENT, f"{client} is not a client of node {ctx.id}")
         # Before anything is signed or sent: the connection must satisfy the client's
-        # connection type (its registered TLS certificate for https).
-        ctx.authenticate_client(request.transport, client)
+        # connection type (its registered TLS certificate for https) in the settings in
+        # force now; the rest of this exchange needs nothing else of them.
+        connection = ctx.settings.connection_type(client)
+        ctx.authenticate_client(request.transport, client, connection)
         signer = ctx.signers.get(client.member)
         if signer is None:
             raise GatewayError(

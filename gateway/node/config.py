@@ -33,8 +33,10 @@ from gateway.core.ids import (
     SubsystemId,
     parse_client,
 )
-from gateway.core.policy import Grant
+from gateway.core.policy import Grant, LocalGroupId
 from gateway.node.clientauth import ConnectionType
+from gateway.node.config_log import AuditSection, LoggingSection, SubsystemLogging, TrackerSection
+from gateway.node.localgroup import LocalGroupSection
 
 
 class ConfigError(Exception):
@@ -75,7 +77,12 @@ class NodeSection(_Model):
     client_certs: Path = Path("client-certs.json")
     """The registered information-system certificates (``gateway node client-cert``)."""
     peer_listen: HostPort = "127.0.0.1:5500"
-    messagelog: Path
+    messagelog: Path | None = None
+    """The message log's SQLite file; or, instead, ``database_url``."""
+    database_url: str | None = None
+    """A ``postgresql://`` URL (libpq's form; a password may come from ``PGPASSWORD`` or
+    ``~/.pgpass`` instead): the message log lives in that PostgreSQL database, whose schema
+    ``gateway db upgrade`` made (docs/deployment.md, PostgreSQL)."""
     auth_cert: Path
     auth_key: Path
     key_passphrase_file: Path | None = None
@@ -114,8 +121,12 @@ class NodeSection(_Model):
     max_connections_per_ip: int = Field(default=512, gt=0)
     """Open connections each port accepts from one address (peers pool up to 256)."""
     metrics_listen: str = "127.0.0.1:9090"
-    """The admin listener: Prometheus ``/metrics`` and the owner's ``/operational``
-    records. Never on a consumer port; "" serves neither."""
+    """The admin listener: Prometheus ``/metrics`` (open), the management API
+    ``/api/v1`` and ``/operational`` (API key). Never on a consumer port; "" serves none."""
+    api_keys: Path = Path("api-keys.json")
+    """The management API's keys, stored hashed (``gateway node keys``; ADR 0031)."""
+    admin_key: Path = Path("admin.key")
+    """The first system administrator key, written 0600 when the key store is created."""
     opdata_retention_days: float = Field(default=7, gt=0)
     """How long operational monitoring records are kept (X-Road keeps them a day by
     default; a week covers a weekend's incident)."""
@@ -125,6 +136,30 @@ class NodeSection(_Model):
     def _id(cls, value: str) -> str:
         NodeId.parse(value)
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("database_url must be a postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_log(self) -> NodeSection:
+        if (self.messagelog is None) == (self.database_url is None):
+            raise ValueError(
+                "[node] needs exactly one of messagelog (a SQLite file) and database_url"
+                " (a postgresql:// URL)"
+            )
+        return self
+
+    @property
+    def log_location(self) -> Path | str:
+        """Where the message log is: the SQLite file or the PostgreSQL URL."""
+        if self.database_url is not None:
+            return self.database_url
+        assert self.messagelog is not None
+        return self.messagelog
 
     @field_validator("consumer_listen", "consumer_tls_listen", "peer_listen")
     @classmethod
@@ -272,17 +307,26 @@ class AccessSection(_Model):
     service: str
     client: str | None = None
     group: str | None = None
+    """A global group (``INSTANCE/CODE``) of the global configuration."""
+    local_group: str | None = None
+    """The code of a local group of the service's own subsystem (``[[local_groups]]``)."""
     methods: list[str] | None = None
     paths: list[str] | None = None
 
     def grant(self) -> Grant:
-        if (self.client is None) == (self.group is None):
-            raise ValueError("an access right names exactly one of client or group")
-        subject: ClientId | GroupId = (
-            parse_client(self.client) if self.client is not None else GroupId.parse(str(self.group))
-        )
+        named = [s for s in (self.client, self.group, self.local_group) if s is not None]
+        if len(named) != 1:
+            raise ValueError("an access right names exactly one of client, group or local_group")
+        service = ServiceId.parse(self.service)
+        subject: ClientId | GroupId | LocalGroupId
+        if self.client is not None:
+            subject = parse_client(self.client)
+        elif self.group is not None:
+            subject = GroupId.parse(self.group)
+        else:
+            subject = LocalGroupId(service.provider, str(self.local_group))
         return Grant(
-            service=ServiceId.parse(self.service),
+            service=service,
             subject=subject,
             methods=frozenset(m.upper() for m in self.methods) if self.methods else None,
             paths=tuple(self.paths) if self.paths else None,
@@ -302,82 +346,6 @@ class GlobalConfSection(_Model):
     """The longest one attempt to fetch the configuration may take, all downloads
     together; the first fetch blocks start-up, so an unreachable central authority
     stops the node after this long with a message instead of hanging it."""
-
-
-class SubsystemLogging(_Model):
-    """One local subsystem's logging mode (X-Road's per-subsystem message log setting)."""
-
-    id: str
-    mode: str = "full"
-
-    @field_validator("id")
-    @classmethod
-    def _subsystem(cls, value: str) -> str:
-        SubsystemId.parse(value)
-        return value
-
-    @field_validator("mode")
-    @classmethod
-    def _mode(cls, value: str) -> str:
-        if value not in ("full", "metadata"):
-            raise ValueError(f"mode must be full or metadata, not {value!r}")
-        return value
-
-
-class LoggingSection(_Model):
-    """What the message log keeps of each body (gateway/messagelog/policy.py)."""
-
-    max_body_bytes: int | None = Field(default=None, ge=0)
-    """Bodies larger than this are logged as their SHA-256 only; none: no limit."""
-    subsystems: list[SubsystemLogging] = Field(default_factory=list)
-
-    def metadata_only(self) -> frozenset[str]:
-        return frozenset(s.id for s in self.subsystems if s.mode == "metadata")
-
-
-class AuditSection(_Model):
-    """Who may read this node's log, and how it witnesses its peers (docs/message-log.md)."""
-
-    auditor_cert_sha256: list[str] = Field(default_factory=list)
-    """SHA-256 fingerprints (hex) of auditors' TLS client certificates: full read access
-    to the log on the peer port (the certificate must also chain to an instance CA)."""
-    admin_token_file: Path | None = None
-    """A file holding the bearer token that gives full read access on the consumer port."""
-    witness_interval_seconds: float = Field(default=300, ge=0)
-    """How often this node fetches, checks and co-signs its peers' tree heads; 0: never."""
-    witness_peers: list[str] = Field(default_factory=list)
-    """Node ids to witness; empty: every other node of the global configuration."""
-
-    @field_validator("auditor_cert_sha256")
-    @classmethod
-    def _fingerprints(cls, value: list[str]) -> list[str]:
-        for fp in value:
-            if len(fp) != 64 or fp != fp.lower() or any(c not in "0123456789abcdef" for c in fp):
-                raise ValueError(f"{fp!r} is not a lowercase hex SHA-256 fingerprint")
-        return value
-
-    @field_validator("witness_peers")
-    @classmethod
-    def _peers(cls, value: list[str]) -> list[str]:
-        for peer in value:
-            NodeId.parse(peer)
-        return value
-
-
-class TrackerSection(_Model):
-    """The data tracker's provider policy (docs/data-tracker.md); who may *call* it is an
-    ordinary ``[[access]]`` grant on ``{subsystem}/findUsage``."""
-
-    hidden_clients: list[str] = Field(default_factory=list)
-    """Client or member ids whose reads ``findUsage`` never shows (e.g. security
-    authorities); a member id hides all its subsystems."""
-
-    @field_validator("hidden_clients")
-    @classmethod
-    def _clients(cls, value: list[str]) -> list[str]:
-        for client in value:
-            parse_client(client)
-        return value
 
 
 class ClientSection(_Model):
@@ -404,17 +372,26 @@ class NodeConfig(_Model):
     tracker: TrackerSection = Field(default_factory=TrackerSection)
     clients: list[ClientSection] = Field(default_factory=list)
     """Connection types of hosted subsystems; a subsystem not listed is ``https``."""
+    local_groups: list[LocalGroupSection] = Field(default_factory=list)
+    """``[[services]]``, ``[[access]]``, ``[[clients]]`` and ``[[local_groups]]`` are the
+    bootstrap of the node's settings: once its log holds a settings version, that is in
+    force (gateway/node/settings/)."""
 
     def connection_type(self, client: ClientId) -> ConnectionType:
-        """How ``client``'s information systems must connect (default ``https``)."""
+        """How ``client``'s information systems must connect by this file (default
+        ``https``): the bootstrap; a running node reads ``NodeContext.settings``."""
         for entry in self.clients:
             if entry.id == str(client):
                 return entry.connection_type
         return ConnectionType.HTTPS
 
-    def consumer_ports_problem(self) -> str | None:
-        """Why the node would serve its information systems on no port, if it would."""
-        if self.node.internal_tls_cert is None and not self.serves_plain_http():
+    def consumer_ports_problem(self, plain_http: bool | None = None) -> str | None:
+        """Why the node would serve its information systems on no port, if it would;
+        ``plain_http``: whether the settings in force have an ``http`` client (default:
+        this file's ``[[clients]]``)."""
+        if plain_http is None:
+            plain_http = self.serves_plain_http()
+        if self.node.internal_tls_cert is None and not plain_http:
             return (
                 "the node would serve its information systems on no port: set [node] "
                 "internal_tls_cert and internal_tls_key (the consumer TLS port's certificate, "
@@ -470,6 +447,8 @@ def _resolve(data: dict[str, Any], base: Path) -> None:
             node[key] = str(base / node[key])
     if isinstance(node, dict):
         node["client_certs"] = str(base / node.get("client_certs", "client-certs.json"))
+        node["api_keys"] = str(base / node.get("api_keys", "api-keys.json"))
+        node["admin_key"] = str(base / node.get("admin_key", "admin.key"))
     for entry in data.get("signing", []):
         for key in ("cert", "key"):
             if key in entry:
@@ -530,4 +509,13 @@ def load_config(path: Path) -> NodeConfig:
     return config
 
 
-__all__ = ["ConfigError", "NodeConfig", "SubsystemId", "load_config"]
+__all__ = [
+    "AuditSection",
+    "ConfigError",
+    "LoggingSection",
+    "NodeConfig",
+    "SubsystemId",
+    "SubsystemLogging",
+    "TrackerSection",
+    "load_config",
+]

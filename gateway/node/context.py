@@ -3,12 +3,13 @@
 :class:`NodeContext` is handed to the client proxy (``clientproxy.py``), the server
 proxy (``serverproxy.py``) and the metadata services (``metadata.py``) instead of the
 whole :class:`~gateway.node.server.Node`: they read the trust state, the signing keys,
-the OCSP evidence, the message log, the replay guard, the access policy, the limits and
-the maintenance mode from here, and nothing else. The node (``server.py``) builds it
-once and is the only writer of :attr:`NodeContext.trust`, which a configuration refresh
-replaces as one reference. The message log's services in the node (witness, auditor
-API, head signer) get the narrower ``LogContext`` it derives
-(:meth:`NodeContext.log_context`).
+the OCSP evidence, the message log, the replay guard, the settings in force (access
+policy, services, connection types), the limits and the maintenance mode from here, and
+nothing else. The node (``server.py``) builds it once and is the only writer of
+:attr:`NodeContext.trust`, which a configuration refresh replaces as one reference;
+:attr:`NodeContext.settings` is likewise one reference, replaced only by the node's
+``SettingsManager``. The message log's services in the node (witness, auditor API, head
+signer) get the narrower ``LogContext`` it derives (:meth:`NodeContext.log_context`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ from cryptography import x509
 from gateway.conf.directory import Directory
 from gateway.conf.tufclient import GlobalConfSource
 from gateway.core.errors import Code, GatewayError
-from gateway.core.ids import ClientId, MemberId, NodeId, ServiceId
+from gateway.core.ids import ClientId, MemberId, NodeId
 from gateway.core.jws import SignatureVerifier, Signer, VerifiedSignature
-from gateway.core.policy import AccessPolicy
 from gateway.messagelog import MessageLog
 from gateway.messagelog.context import LogContext
 from gateway.messagelog.timestamper import Timestamper
@@ -37,12 +37,13 @@ from gateway.node.clientauth import (
     tls_peer,
 )
 from gateway.node.clock import Clock
-from gateway.node.config import NodeConfig, ServiceSection
+from gateway.node.config import NodeConfig
 from gateway.node.failover import PeerBackoff, PeerHealth
 from gateway.node.maintenance import Maintenance
 from gateway.node.monitoring import Monitoring
 from gateway.node.ocsp import OwnOcsp, OwnStatusUnavailable
 from gateway.node.replay import ReplayGuard
+from gateway.node.settings.snapshot import SettingsSnapshot
 from gateway.pki.ocsp import OcspError, OcspFailure
 from gateway.pki.ocsp_cache import OcspCache, OcspEvidence, find_issuer
 
@@ -89,8 +90,7 @@ class NodeContext:
         log: MessageLog,
         timestamper: Timestamper,
         replay: ReplayGuard,
-        policy: AccessPolicy,
-        services: dict[ServiceId, ServiceSection],
+        settings: SettingsSnapshot,
         tracker: Tracker,
         limits: Limits,
         client_certs: ClientCertStore,
@@ -114,8 +114,11 @@ class NodeContext:
         self.log = log
         self.timestamper = timestamper
         self.replay = replay
-        self.policy = policy
-        self.services = services
+        self.settings = settings
+        """The settings in force (clients, services, access rights, local groups). An
+        exchange reads it once, at admission, and keeps that snapshot to its end: only
+        the node's ``SettingsManager`` replaces it, as one reference, after the new
+        version is durable in the log."""
         self.tracker = tracker
         self.limits = limits
         self.client_certs = client_certs
@@ -146,16 +149,16 @@ class NodeContext:
         return me is not None and client in me.clients
 
     def authenticate_client(
-        self, transport: object, client: ClientId, connection: ConnectionType | None = None
+        self, transport: object, client: ClientId, connection: ConnectionType
     ) -> None:
         """Refuse with ``client.ssl_authentication_failed`` unless the connection
-        ``transport`` carries satisfies ``connection`` (default: the client's own
-        connection type in ``[[clients]]``); the certificate comes from the TLS
-        connection only."""
+        ``transport`` carries satisfies ``connection`` (the client's connection type in
+        the exchange's settings snapshot); the certificate comes from the TLS connection
+        only."""
         tls, peer_der = tls_peer(transport)
         authenticate_client(
             client,
-            connection or self.config.connection_type(client),
+            connection,
             tls=tls,
             peer_der=peer_der,
             store=self.client_certs,

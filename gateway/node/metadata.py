@@ -24,6 +24,7 @@ from gateway.messagelog.tracker import FIND_USAGE, check_purpose, required_heade
 from gateway.node.config import ServiceSection
 from gateway.node.context import NodeContext
 from gateway.node.opdata import OPDATA_SERVICE, operational_data
+from gateway.node.settings.snapshot import SettingsSnapshot
 from gateway.node.transport import RegistryClient
 
 METADATA_SERVICES = frozenset(
@@ -80,31 +81,36 @@ class MetadataServices:
 
     # ------------------------------------------------------------------ provider side
 
-    def authorize(self, header: RequestHeader, groups: frozenset[Any]) -> ServiceSection | None:
+    def authorize(
+        self, header: RequestHeader, groups: frozenset[Any], settings: SettingsSnapshot
+    ) -> ServiceSection | None:
         """Protocol.md section 9, steps 10a to 10d and the metadata services (section
         12): the section of the service the request may call (for ``getOpenAPI``, the
-        described service), or refuse."""
-        ctx = self._ctx
+        described service), or refuse. ``settings`` is the exchange's snapshot."""
         client, service = header.client, header.service
         if service.service_code in METADATA_SERVICES:
             if service.service_code == "getOpenAPI":
-                return self._openapi_target(header, client, groups)
+                return self._openapi_target(header, client, groups, settings)
             if service.service_code == FIND_USAGE:  # a provider policy, like any service
-                ctx.policy.check(client, groups, service, header.method, header.path)
+                settings.policy.check(client, groups, service, header.method, header.path)
             # getSecurityServerOperationalData needs no grant: it answers only the
             # caller's own records (opdata.py).
             return None
-        section = ctx.services.get(service)
+        section = settings.services.get(service)
         if section is None:
             raise GatewayError(Code.SP_UNKNOWN_SERVICE, f"{service} is not provided here")
         if not section.enabled:
             raise GatewayError(Code.SP_SERVICE_DISABLED, f"{service} is disabled")
-        ctx.policy.check(client, groups, service, header.method, header.path)
+        settings.policy.check(client, groups, service, header.method, header.path)
         check_purpose(section, header)
         return section
 
     def _openapi_target(
-        self, header: RequestHeader, client: ClientId, groups: frozenset[Any]
+        self,
+        header: RequestHeader,
+        client: ClientId,
+        groups: frozenset[Any],
+        settings: SettingsSnapshot,
     ) -> ServiceSection:
         codes = parse_qs(header.query).get("serviceCode", [])
         if len(codes) != 1:
@@ -113,10 +119,10 @@ class MetadataServices:
             target = header.service.provider.service(codes[0])
         except InvalidIdentifierError as exc:
             raise GatewayError(Code.SP_UNKNOWN_SERVICE, exc.message) from None
-        section = self._ctx.services.get(target)
+        section = settings.services.get(target)
         if section is None or section.openapi_url is None:
             raise GatewayError(Code.SP_UNKNOWN_SERVICE, f"{target} has no OpenAPI description")
-        if not self._ctx.policy.grants_for(client, groups, target):
+        if not settings.policy.grants_for(client, groups, target):
             raise GatewayError(Code.SP_ACCESS_DENIED, f"{client} has no access right to {target}")
         return section
 
@@ -125,8 +131,10 @@ class MetadataServices:
         header: RequestHeader,
         groups: frozenset[Any],
         section: ServiceSection | None,
+        settings: SettingsSnapshot,
     ) -> Answer:
-        """The answer of the metadata service ``header`` calls (already authorized)."""
+        """The answer of the metadata service ``header`` calls (already authorized),
+        from the exchange's settings snapshot."""
         ctx = self._ctx
         service, client = header.service, header.client
         json_type = [("content-type", "application/json")]
@@ -137,15 +145,18 @@ class MetadataServices:
         if service.service_code == "getOpenAPI":
             assert section is not None and section.openapi_url is not None
             document = await self._registry.get_json_document(
-                section.openapi_url, section.timeout_seconds, service=section.service_id
+                section.openapi_url,
+                section.timeout_seconds,
+                service=section.service_id,
+                tls=settings.registry_tls.get(section.service_id),
             )
             return 200, json_type, document
         only_allowed = service.service_code == "allowedMethods"
         listed = []
-        for sid, sec in ctx.services.items():
+        for sid, sec in settings.services.items():
             if sid.provider != service.provider:
                 continue
-            grants = ctx.policy.grants_for(client, groups, sid)
+            grants = settings.policy.grants_for(client, groups, sid)
             if only_allowed and not grants:
                 continue
             endpoints = [{"method": e.method, "path": e.path} for e in sec.endpoints]

@@ -38,7 +38,6 @@ from gateway.core.envelope import MAX_HEADER_FIELD
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import NodeId
 from gateway.core.jws import SignatureVerifier
-from gateway.core.policy import AccessPolicy
 from gateway.messagelog import (
     MessageLog,
     MessageLogError,
@@ -64,12 +63,13 @@ from gateway.node.metadata import MetadataServices
 from gateway.node.monitoring import Monitoring
 from gateway.node.ocsp import OwnOcsp
 from gateway.node.serverproxy import ServerProxy
+from gateway.node.settings.manager import SettingsManager
+from gateway.node.settings.source import settings_in_force
 from gateway.node.startup import (
     check_auth_certificate,
     load_signers,
     own_certificate,
     preloaded_replay_guard,
-    registry_contexts,
     unlock_keys,
 )
 from gateway.node.tls import client_context, server_context
@@ -107,22 +107,16 @@ class Node:
     ) -> None:
         self.config = config
         self.id: NodeId = config.node.node_id
-        problem = config.consumer_ports_problem()
-        if problem is not None:
-            raise ConfigError(f"node {self.id}: {problem}")
         self.clock = clock or SystemClock()
         # Routing and trust: signed global configuration that a background task
         # refreshes (``directory`` fixes one instead, for tests that run a node in
         # process); either way read only through ``self.context.trust``.
         self.globalconf: GlobalConfSource[TrustState] | None = None
-        self._passphrase = unlock_keys(config)  # docs/adr/0041: encrypted key files
+        self._passphrase = pw = unlock_keys(config)  # of the key files (docs/adr/0041)
         trust = self._bootstrap(directory)
-        policy = AccessPolicy(config.grants())
-        services = {s.service_id: s for s in config.services}
-        self._registry_tls = registry_contexts(config.services, self._passphrase)
         now = self.clock.now()
-        signers, signing_chains = load_signers(config, trust.verifier, now, self._passphrase)
-        auth_chain = check_auth_certificate(config, self.id, trust.directory, now, self._passphrase)
+        signers, signing_chains = load_signers(config, trust.verifier, now, pw)
+        auth_chain = check_auth_certificate(config, self.id, trust.directory, now, pw)
         # OCSP: peers' responses are checked through one bounded cache; this node's own
         # statuses are fetched in the background (started in start()).
         freshness = timedelta(seconds=trust.directory.parameters().ocsp_freshness_seconds)
@@ -153,21 +147,22 @@ class Node:
         if self.globalconf is not None:
             self._server_ssl.sni_callback = self._select_server_context
         message_log = open_log(
-            config.node.messagelog,
+            config.node.log_location,
             clock=self.clock.now,
             body_policy=body_policy(config.logging.metadata_only(), config.logging.max_body_bytes),
         )
         tracker = Tracker(message_log.store, config.tracker.hidden_clients)
+        settings = settings_in_force(config, message_log)
+        problem = config.consumer_ports_problem(settings.settings.serves_plain_http())
+        if problem is not None:
+            raise ConfigError(f"node {self.id}: {problem}")
         try:
             client_certs = ClientCertStore(config.node.client_certs)
             self._consumer_tls = (
                 None
                 if config.node.internal_tls_cert is None or config.node.internal_tls_key is None
                 else ConsumerTls(
-                    config.node.internal_tls_cert,
-                    config.node.internal_tls_key,
-                    client_certs,
-                    self._passphrase,
+                    config.node.internal_tls_cert, config.node.internal_tls_key, client_certs, pw
                 )
             )
         except (ValueError, OSError, ssl.SSLError) as exc:
@@ -197,12 +192,11 @@ class Node:
                 sign_head=self._sign_head,
             ),
             replay=preloaded_replay_guard(message_log, limits.window, now),
-            policy=policy,
-            services=services,
+            settings=settings,
             tracker=tracker,
             limits=limits,
             client_certs=client_certs,
-            key_passphrase=self._passphrase,
+            key_passphrase=pw,
             monitoring=Monitoring(
                 str(self.id),
                 self.clock,
@@ -214,6 +208,8 @@ class Node:
         # timestamper calls, the witness of peers' tree heads and the auditor API.
         log_context = self.context.log_context()
         self._head_signer = head_signer(log_context)
+        self.settings = SettingsManager(self.context)
+        """The one writer of the settings in force (clients, services, access rights)."""
         self.witness = Witness(log_context)
         self.auditor = Auditor(log_context, self.witness)
         self._runners: list[web.AppRunner] = []
@@ -408,6 +404,11 @@ class Node:
         # Only then the timestamper: entries left pending before a restart are stamped
         # at once, and their signed tree head needs this node's OCSP evidence.
         await self.timestamper.start()
+        # A new log records the settings node.toml bootstraps as version 1, under the
+        # configuration just recorded and with the own OCSP evidence just fetched; it
+        # waits for the next time-stamp like any entry.
+        if await self.settings.bootstrap() is not None:
+            log.info("%s: settings taken from node.toml, recorded as version 1", self.id)
         if self.globalconf is not None:
             self._refresher = asyncio.create_task(self._refresh_globalconf())
         max_body = self.context.limits.max_body
@@ -417,14 +418,15 @@ class Node:
             total_timeout=self.config.node.peer_timeout_seconds,
             max_body=max_body,
         )
-        self._registry = RegistryClient(max_body=max_body, tls=self._registry_tls)
+        self._registry = RegistryClient(max_body=max_body)
         metadata = MetadataServices(self.context, self._registry)
         client_proxy = ClientProxy(self.context, self._peer)
         node = self.config.node
         # The admin listener first: once a consumer port answers, it answers too.
         metrics_url = None
         if node.metrics_listen:
-            admin = await self._listen(admin_app(self.context), node.metrics_listen, None, "admin")
+            admin_api = admin_app(self.context, self.settings)
+            admin = await self._listen(admin_api, node.metrics_listen, None, "admin")
             metrics_url = f"http://{admin}"
         # The consumer edge: the TLS port with the internal certificate, and the plain
         # port only if some hosted subsystem's connection type is http.
@@ -435,7 +437,7 @@ class Node:
                 app, node.consumer_tls_listen, self._consumer_tls.context, "consumer_tls"
             )
             tls_url = f"https://{bound}"
-        if self.config.serves_plain_http():
+        if self.context.settings.settings.serves_plain_http():
             app = self._consumer_app(client_proxy, metadata)
             plain_url = f"http://{await self._listen(app, node.consumer_listen, None)}"
         peer_app = self._peer_app(ServerProxy(self.context, self._registry, metadata))

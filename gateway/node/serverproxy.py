@@ -37,6 +37,7 @@ from gateway.node.config import ServiceSection
 from gateway.node.context import NodeContext, certs, signing_certificate
 from gateway.node.metadata import Answer, MetadataServices, is_metadata
 from gateway.node.monitoring import Exchange, Side
+from gateway.node.settings.snapshot import SettingsSnapshot
 from gateway.node.tls import peer_fingerprint
 from gateway.node.transport import RegistryClient
 from gateway.node.wire import (
@@ -65,6 +66,8 @@ class Accepted:
     """The service member's key this node answers with."""
     own_status: tuple[OcspEvidence, OcspEvidence]
     """This node's OCSP responses (authentication, signing), sent with the answer."""
+    settings: SettingsSnapshot
+    """The settings in force when the exchange was admitted, used to its end."""
 
 
 def registry_headers(header: RequestHeader) -> list[tuple[str, str]]:
@@ -139,7 +142,10 @@ class ServerProxy:
             raise GatewayError(Code.SP_UNKNOWN_SERVICE, f"{header.service} is not provided here")
         own_status = ctx.own_status(signer, Code.SP_OCSP_UNAVAILABLE)  # step 9a
         groups = ctx.directory.groups_of(header.client)
-        section = self._metadata.authorize(header, groups)  # step 10
+        # Admission: this exchange runs to its end under the settings in force now, so
+        # a right revoked from here on does not break it (docs/adr/0030).
+        settings = ctx.settings
+        section = self._metadata.authorize(header, groups, settings)  # step 10
         body = await read_body(request, ctx.limits.max_body, Code.SP_REQUEST_TOO_LARGE)  # 11
         ex.request_size = len(body)
         try:
@@ -151,7 +157,8 @@ class ServerProxy:
                 Code.SP_REPLAY_DETECTED,
                 f"message {header.message_id} from {header.client} seen before",
             )
-        accepted = Accepted(opened, self._request_record(opened, body), signer, own_status)
+        record = self._request_record(opened, body)
+        accepted = Accepted(opened, record, signer, own_status, settings)
         answer, subjects = await self._call(accepted, groups, section, body)  # steps 14, 14a
         return await self._answer(accepted, answer, subjects, ex)  # steps 14b-16
 
@@ -258,7 +265,7 @@ class ServerProxy:
         subjects: tuple[str, ...] = ()
         try:
             if is_metadata(service):
-                answer = await self._metadata.answer(header, groups, section)
+                answer = await self._metadata.answer(header, groups, section, accepted.settings)
             else:
                 assert section is not None
                 url = section.url + header.path + (f"?{header.query}" if header.query else "")
@@ -269,6 +276,7 @@ class ServerProxy:
                     body,
                     section.timeout_seconds,
                     service=service,
+                    tls=accepted.settings.registry_tls.get(service),
                 )
                 # The data subjects are for this node's log only: recorded, never signed.
                 try:

@@ -10,7 +10,6 @@ of its own certificates, and the replay guard refilled from the log's recent req
 
 from __future__ import annotations
 
-import ssl
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -36,7 +35,9 @@ from gateway.node.config import ConfigError, NodeConfig, ServiceSection, Signing
 from gateway.node.context import TrustState
 from gateway.node.ocsp import OwnCertificate
 from gateway.node.replay import ReplayGuard
-from gateway.node.tls import RegistryContext, registry_context
+from gateway.node.settings.errors import SettingsError
+from gateway.node.settings.snapshot import service_tls
+from gateway.node.tls import RegistryContext
 from gateway.pki.ocsp_cache import find_issuer
 from gateway.pki.profiles import CertificateError, node_id_of
 from gateway.pki.validation import verify_auth_certificate
@@ -52,13 +53,13 @@ __all__ = [
 
 
 def private_key_files(config: NodeConfig) -> list[Path]:
-    """Every private key file the node opens: authentication, internal TLS, member
-    signing keys (not those in a token) and registries' TLS client keys."""
+    """Every private key file the node opens at start-up: authentication, internal TLS,
+    member signing keys (not those in a token). A registry's TLS client key belongs to
+    the run-time settings (``[[services]]``) and is not covered yet (docs/adr/0041)."""
     paths = [config.node.auth_key]
     if config.node.internal_tls_key is not None:
         paths.append(config.node.internal_tls_key)
     paths += [entry.key for entry in config.signing if entry.key is not None]
-    paths += [s.tls_client_key for s in config.services if s.tls_client_key is not None]
     return list(dict.fromkeys(paths))
 
 
@@ -94,27 +95,14 @@ def unlock_keys(config: NodeConfig) -> bytes | None:
     return passphrase
 
 
-def registry_contexts(
-    services: list[ServiceSection], passphrase: bytes | None = None
-) -> dict[ServiceId, RegistryContext]:
+def registry_contexts(services: list[ServiceSection]) -> dict[ServiceId, RegistryContext]:
     """The TLS context of every service with TLS settings (an ``https://`` registry),
     built at start-up so an unreadable CA, certificate or key stops the node with its
     service named, rather than failing the first exchange."""
-    contexts: dict[ServiceId, RegistryContext] = {}
-    for section in services:
-        if section.tls_ca is None and not section.tls_pin_sha256:
-            continue
-        try:
-            contexts[section.service_id] = registry_context(
-                ca=section.tls_ca,
-                pins=section.tls_pin_sha256,
-                client_cert=section.tls_client_cert,
-                client_key=section.tls_client_key,
-                passphrase=passphrase,
-            )
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            raise ConfigError(f"service {section.id}: cannot set up TLS: {exc}") from None
-    return contexts
+    try:
+        return service_tls(services)
+    except SettingsError as exc:
+        raise ConfigError(exc.detail) from None
 
 
 def _signing_key(

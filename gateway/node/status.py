@@ -1,8 +1,9 @@
 """``gateway node status``: one screen of a running node's diagnostics and recent traffic.
 
 Built only from what the node's admin listener serves (``/metrics`` and
-``/operational``), so the screen shows what Prometheus and the dashboard see, and the
-command needs no access to the node's files beyond its ``node.toml``. Rendering is pure
+``/api/v1/operational``), so the screen shows what Prometheus and the dashboard see, and
+the command needs no access to the node's files beyond its ``node.toml`` and an API key
+(its ``admin.key`` by default). Rendering is pure
 (text, records and ``now`` in, lines out) so it is tested without a clock.
 """
 

@@ -11,7 +11,6 @@ import asyncio
 import os
 import re
 import ssl
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -280,14 +279,11 @@ class RegistryClient:
     No redirects are followed, nothing is decompressed and no headers are added beyond
     X-Road's own, so the registry sees exactly the signed request and the client exactly
     the signed reply. An ``https://`` registry is called with its service's context
-    (``tls``: CA, pins, client certificate from the service's section); a service
-    without one is never called over TLS (fail closed).
+    (``tls``: CA, pins, client certificate from the service's section in the exchange's
+    settings snapshot); a service without one is never called over TLS (fail closed).
     """
 
-    def __init__(
-        self, *, max_body: int, tls: Mapping[ServiceId, RegistryContext] | None = None
-    ) -> None:
-        self._tls = dict(tls or {})
+    def __init__(self, *, max_body: int) -> None:
         self._session = aiohttp.ClientSession(
             connector=_RegistryConnector(limit=0, limit_per_host=256),
             auto_decompress=False,
@@ -305,11 +301,12 @@ class RegistryClient:
         timeout: float,
         *,
         service: ServiceId,
+        tls: RegistryContext | None,
     ) -> Reply:
-        """Call ``service``'s registry at ``url``; refusals name the service."""
+        """Call ``service``'s registry at ``url`` over ``tls`` (its context, if it has
+        TLS settings); refusals name the service."""
         context: ssl.SSLContext | bool = True
         if url.startswith("https://"):
-            tls = self._tls.get(service)
             if tls is None:
                 raise GatewayError(
                     Code.SP_SERVICE_SSL_FAILED,
@@ -354,9 +351,11 @@ class RegistryClient:
                 f"the registry at {url} failed: {describe_failure(exc, timeout)}",
             ) from None
 
-    async def get_json_document(self, url: str, timeout: float, *, service: ServiceId) -> bytes:
+    async def get_json_document(
+        self, url: str, timeout: float, *, service: ServiceId, tls: RegistryContext | None
+    ) -> bytes:
         reply = await self.call(
-            "GET", url, [("accept", "application/json")], b"", timeout, service=service
+            "GET", url, [("accept", "application/json")], b"", timeout, service=service, tls=tls
         )
         if reply.status != 200:
             raise GatewayError(

@@ -48,6 +48,7 @@ from gateway.sandbox.cities import (
     TRACKERS,
     TRADE_OFFICE,
 )
+from gateway.sandbox.console import start_console
 from gateway.sandbox.federation import (
     Portal,
     allow_tracker,
@@ -362,7 +363,10 @@ def explain(net: LocalNet, story: AnnaStory) -> tuple[bool, str]:
             for e in entries
         ),
     )
-    complete = {(role, kind) for role in Role for kind in Kind} <= set(by_kind)
+    exchange = {
+        (r, k) for r in (Role.CONSUMER, Role.PROVIDER) for k in (Kind.REQUEST, Kind.RESPONSE)
+    }
+    complete = exchange <= set(by_kind)  # an exchange's four entries (admin ones are not)
     return complete, request_entry.message_id
 
 
@@ -505,12 +509,16 @@ def _serve(demo: Demo, directory: Path, *, exit_on_failure: bool = False) -> boo
     partial = topology.with_suffix(".json.tmp")
     data = demo.net.topology()
     data["portal_url"] = demo.portal.url
+    data["console"] = start_console(demo.net, node=SOEST.ags)
+    officer = data["console"]["credentials"][1]
     soest, code = demo.net.nodes[SOEST.ags], TRADE_OFFICE.subsystem_code
     partial.write_text(json.dumps(data, indent=2), "utf-8")
     os.replace(partial, topology)
     _say(
         "The federation keeps running (Ctrl-C stops it)",
         f"topology: {topology}\nportal: {demo.portal.url}  (open it in a browser)\n"
+        f"console: {data['console']['url']}  (sign in with the {officer['role']}'s API key "
+        f"in {officer['api_key_file']}; more roles in topology.json)\n"
         "or ask the register yourself through Soest's node, as the trade office's "
         "information system (its registered certificate, the node's internal one):\n"
         f"curl -s --cert {soest.client_cert(code)} --key {soest.client_key(code)} \\\n"

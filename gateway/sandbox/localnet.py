@@ -547,6 +547,8 @@ class LocalNet:
                     "consumer_tls_ca": str(files.internal_cert),
                     "peer_url": files.peer_url,
                     "metrics_url": files.metrics_url,
+                    "admin_url": f"{files.metrics_url}/api/v1",
+                    "admin_key": str(files.directory / "admin.key"),
                     "clients": [str(files.city.subsystem(s)) for s in files.city.subsystems],
                     "client_credentials": [
                         {

@@ -85,6 +85,9 @@ class NodeFiles:
     ``http`` for the tests that are not about it, ``https`` in the demo."""
     connection_types: dict[str, str] = field(default_factory=dict)
     """Per subsystem code, a connection type other than ``connection_type``."""
+    database_url: str | None = None
+    """A PostgreSQL database for the node's log (``[node] database_url``) instead of
+    ``messagelog.sqlite``; its schema made with ``gateway db upgrade``."""
 
     def connection_type_of(self, subsystem: str) -> str:
         return self.connection_types.get(subsystem, self.connection_type)
@@ -154,6 +157,11 @@ class NodeFiles:
     @property
     def messagelog(self) -> Path:
         return self.directory / "messagelog.sqlite"
+
+    @property
+    def log_location(self) -> Path | str:
+        """Where the node's log is: its database URL, else its SQLite file."""
+        return self.database_url or self.messagelog
 
     @property
     def auth_cert(self) -> Path:
@@ -259,7 +267,11 @@ def node_toml(
         f'consumer_listen = "{files.listen_host}:{files.consumer_port}"',
         f'peer_listen = "{files.listen_host}:{files.peer_port}"',
         f'metrics_listen = "127.0.0.1:{files.metrics_port}"',
-        'messagelog = "messagelog.sqlite"',
+        (
+            'messagelog = "messagelog.sqlite"'
+            if files.database_url is None
+            else f"database_url = {json.dumps(files.database_url)}"
+        ),
         'auth_cert = "auth.pem"',
         'auth_key = "auth.key"',
     ]

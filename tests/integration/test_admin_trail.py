@@ -94,9 +94,14 @@ def test_an_admin_record_in_a_real_nodes_log_is_exported_and_verified(
         after={"subjects": [str(GEWERBEAMT)]},
     )
 
+    # The settings document the node runs with after the restart: a valid one (the
+    # version its first start recorded), or it would refuse to start.
+    in_force = SqliteLogStore(db).latest_settings()
+    assert in_force is not None and in_force.version == 1
+
     async def log_change() -> int:
         async with MessageLog(db, clock=lambda: datetime.now(UTC)) as log:
-            receipt = await log.append_admin(record, signer, b'{"access":{}}')
+            receipt = await log.append_admin(record, signer, in_force.document)
         return receipt.leaf_index
 
     leaf = asyncio.run(log_change())
@@ -108,10 +113,11 @@ def test_an_admin_record_in_a_real_nodes_log_is_exported_and_verified(
         assert time.monotonic() < deadline, "the restarted node did not stamp its backlog"
         time.sleep(0.2)
     store = SqliteLogStore(db)
-    (stored,) = store.admin_records()
+    bootstrap, stored = store.admin_records()  # the settings' first version, then ours
+    assert bootstrap.record.action == "settings.bootstrap"
     assert stored.record == record and stored.leaf_index == leaf
     assert stored.cert_ref == signer.cert_ref
-    (entry,) = [e for e in store.entries() if e.kind == "admin"]
+    entry = [e for e in store.entries() if e.kind == "admin"][-1]
     assert entry.ocsp_ref  # the node's kept OCSP answer for its signing key
 
     bundle = tmp_path / "lippstadt.jsonl"
@@ -124,4 +130,4 @@ def test_an_admin_record_in_a_real_nodes_log_is_exported_and_verified(
     anchor.write_bytes(adminnet.ca_cert.read_bytes() + adminnet.trust.tsa_cert.read_bytes())
     verified = gateway("audit", "verify", str(bundle), "--anchor", str(anchor))
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert "1 of them admin records" in verified.stdout
+    assert "2 of them admin records" in verified.stdout

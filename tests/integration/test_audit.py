@@ -73,7 +73,7 @@ def test_export_and_verify_lippstadts_log_then_a_flipped_byte_names_the_entry(
     db = auditnet.nodes[LIPPSTADT.ags].messagelog
     deadline = time.monotonic() + 20
     while not (
-        (status := timestamp_status(db)).tree_size >= 6 and status.pending == 0
+        (status := timestamp_status(db)).tree_size >= 7 and status.pending == 0
     ):  # a deadline, not a timing claim
         assert time.monotonic() < deadline, "no tree head covered Lippstadt's entries"
         time.sleep(0.1)
@@ -93,14 +93,14 @@ def test_export_and_verify_lippstadts_log_then_a_flipped_byte_names_the_entry(
         str(auditnet.ca_cert),
     )
     assert exported.returncode == 0, exported.stderr
-    assert "6 entries" in exported.stdout
+    assert "7 entries" in exported.stdout  # the settings' bootstrap record, 3 exchanges
 
     anchor = tmp_path / "anchor.pem"
     anchor.write_bytes(auditnet.ca_cert.read_bytes() + auditnet.trust.tsa_cert.read_bytes())
     verified = gateway("audit", "verify", str(bundle), "--anchor", str(anchor))
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert verified.stdout.startswith("OK ")
-    assert "6 entries" in verified.stdout
+    assert "7 entries" in verified.stdout
 
     # One byte of the third entry's signed header changes (to another base64 letter):
     # the file still parses, the verifier names that entry.

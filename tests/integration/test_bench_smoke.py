@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.sandbox.bench import nginx, wrk
 from gateway.sandbox.bench.runner import run_bench
 
 pytestmark = pytest.mark.integration
@@ -27,11 +28,23 @@ def test_bench_runs_and_every_counted_success_is_logged(tmp_path: Path) -> None:
         state_dir=tmp_path / "state",
     )
     level = report["levels"]["4"]
-    for scenario in ("direct", "relay", "gateway"):
+    scenarios = ["direct", "relay", "gateway"]
+    if nginx.executable() is not None:
+        scenarios.append("nginx")
+    else:
+        assert any("nginx baseline skipped" in note for note in report["notes"])
+    assert sorted(report["settings"]["scenarios"]) == sorted(scenarios)
+    assert report["settings"]["loadgen"] == ("wrk" if wrk.executable() else "python")
+    for scenario in scenarios:
         assert level[scenario]["ok"] > 0, scenario
         assert level[scenario]["errors"] == 0, level[scenario]["first_error"]
         assert set(level[scenario]["cpu_ms_per_exchange"]) >= {"registry", "loadgen"}
     assert set(level["gateway"]["cpu_ms_per_exchange"]) >= {"consumer", "provider"}
+    for key in ("relay_cpu_ms_per_proxy", "consumer_cpu_to_relay_proxy"):
+        assert level["ratios"][key] > 0
+    registry = report["registry"]["levels"]
+    assert set(registry) == {"1", "16"}
+    assert all(r["errors"] == 0 and r["cpu_ms_per_lookup"] > 0 for r in registry.values())
     assert report["soak"]["ok"] == 200
     assert report["large_bodies"]["65536"]["gateway"]["errors"] == 0
     check = report["log_check"]

@@ -9,6 +9,7 @@ header naming someone else is ignored), and the database never holds a key in cl
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import sqlite3
 import subprocess
@@ -28,6 +29,7 @@ from gateway.central.api import admin_permissions, create_app
 from gateway.central.errors import CentralCode, CentralError
 from gateway.central.service import DB_NAME, InitOptions
 from gateway.central.service import Central as CentralService
+from gateway.conf.anchor import root_fingerprint
 from gateway.core.roles import CENTRAL_ROLE_PERMISSIONS, ApiRole, CentralPermission, permits
 from gateway.trust.ca_store import init_ca
 from tests.integration.test_central import INSTANCE, _free_port, gateway
@@ -107,7 +109,7 @@ def test_every_admin_endpoint_needs_a_permission(served: Served) -> None:
     }
     routes = {(m, p.replace(":path", "")) for m, p in admin_permissions(app)}
     assert published == routes, "an admin endpoint without a permission"
-    assert len(routes) == 30
+    assert len(routes) == 32
     assert set(admin_permissions(app).values()) == set(CentralPermission)
 
 
@@ -319,3 +321,32 @@ def test_a_central_from_before_keys_keeps_its_token_as_the_admin_key(tmp_path: P
     assert refused.value.code is CentralCode.UNAUTHORIZED
     create_app(central)  # a second start adopts nothing more
     assert len(apikeys.list_keys(central)) == 1
+
+
+def test_whoami_names_the_calling_key_and_its_permissions(served: Served) -> None:
+    made = served.new_key(ApiRole.REGISTRATION_OFFICER.value, "whoami-officer")
+    r = served.call(made["key"], "GET", "/whoami")
+    assert r.status_code == 200, r.text
+    me = r.json()
+    assert (me["id"], me["name"], me["role"]) == (made["id"], "whoami-officer", made["role"])
+    held = CENTRAL_ROLE_PERMISSIONS[ApiRole.REGISTRATION_OFFICER]
+    assert me["permissions"] == sorted(p.value for p in held)
+    assert made["key"] not in r.text and "digest" not in me
+    assert served.call("gwk_unknown", "GET", "/whoami").status_code == 401
+
+
+def test_configuration_versions_list_serials_and_the_root(served: Served) -> None:
+    before = served.call(served.admin_key, "GET", "/configuration/versions").json()
+    serial = served.call(served.admin_key, "GET", "/configuration").json()["serial"]
+    assert before["versions"][0]["serial"] == serial
+    r = served.call(served.admin_key, "PUT", "/groups/DE-NRW/versions-test", {"description": "v"})
+    assert r.status_code == 200, r.text
+    after = served.call(served.admin_key, "GET", "/configuration/versions").json()
+    newest, previous = after["versions"][0], after["versions"][1]
+    assert newest["serial"] == serial + 1 and previous["serial"] == serial
+    assert newest["targets_version"] == previous["targets_version"] + 1
+    assert newest["sha256"] != previous["sha256"]
+    root = json.loads((served.dir / "repo" / "metadata" / "root.json").read_bytes())
+    assert after["root"]["sha256"] == root_fingerprint(root)
+    assert after["root"]["version"] == root["signed"]["version"]
+    assert after["instance"] == INSTANCE

@@ -14,7 +14,8 @@ import pytest
 from gateway.central.errors import CENTRAL_ERROR_TABLE, CentralCode
 from gateway.conf.anchor import save_anchor
 from gateway.conf.tufdev import DevRepository
-from gateway.core.errors import ERROR_TABLE, Code
+from gateway.console.errors import CONSOLE_ERROR_TABLE, ConsoleCode
+from gateway.core.errors import ADMIN_ERROR_TABLE, ERROR_TABLE, Code
 from gateway.sandbox.cities import LIPPSTADT, SOEST
 from gateway.sandbox.localnet import LocalNet
 
@@ -284,6 +285,8 @@ def test_errors_lists_every_code() -> None:
         listed[code] = int(status)
     expected = {c.value: ERROR_TABLE[c].status for c in Code}
     expected |= {c.value: CENTRAL_ERROR_TABLE[c].status for c in CentralCode}
+    expected |= {c.value: spec.status for c, spec in ADMIN_ERROR_TABLE.items()}
+    expected |= {c.value: CONSOLE_ERROR_TABLE[c].status for c in ConsoleCode}
     assert listed == expected
 
 

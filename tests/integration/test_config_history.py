@@ -117,10 +117,11 @@ def test_a_bundle_carries_every_configuration_version_in_force(hnet: LocalNet) -
     report = verify_file(bundle, anchor)
     assert [v.snapshot.serial for v in report.configurations] == [1, 2]
     assert report.configuration is not None and report.configuration.serial == 2
-    assert [(r.version, r.count) for r in report.in_force] == [(0, 2), (1, 2)]
+    # Serial 1: the settings' bootstrap record (version 1) and the first exchange.
+    assert [(r.version, r.count) for r in report.in_force] == [(0, 3), (1, 2)]
     ids = [e.id for e in read_bundle(bundle.read_bytes().splitlines()).entries]
     assert describe_in_force(report) == (
-        f"entries {ids[0]}-{ids[1]} under serial 1, {ids[2]}-{ids[3]} under serial 2"
+        f"entries {ids[0]}-{ids[2]} under serial 1, {ids[3]}-{ids[4]} under serial 2"
     )
 
     later = out / "later.jsonl"

@@ -236,12 +236,13 @@ async def _exchange(
     seen: list[Seen] = []
     node = Node(soest_config(net, **node_changes))
     log_path = net.nodes[SOEST.ags].messagelog
-    log_before = count_entries(log_path)
     evil = None
     if tls_as is not None:
         evil = await start_evil_provider(net, responder, seen, tls_as, ocsp)
     try:
         endpoints = await node.start()
+        # Counted once started: the first start of a log records the settings (an entry).
+        log_before = count_entries(log_path)
         try:
             async with (
                 aiohttp.ClientSession() as session,

@@ -164,8 +164,9 @@ async def _signed_heads_witnessing_and_auditor_api(net: LocalNet) -> None:
         assert await lipp.timestamper.stamp_once() and await soest.timestamper.stamp_once()
 
         # 1. Every timestamped head is signed with the member key, over the TSA's time.
+        # Leaf 0 of each log is the settings' bootstrap record, then the exchanges.
         head = latest_signed_head(lipp_db)
-        assert head is not None and head.tree_size == 2
+        assert head is not None and head.tree_size == 3
         parsed, verified = verify_sth_signature(
             lipp.verifier,
             head.document,
@@ -178,18 +179,18 @@ async def _signed_heads_witnessing_and_auditor_api(net: LocalNet) -> None:
 
         # 2. Witnessing: each co-signs the other's head; the owner collects them.
         first = await soest.witness.witness_once()
-        assert [(o.peer, o.tree_size, o.code) for o in first] == [(str(LIPPSTADT.node), 2, None)]
+        assert [(o.peer, o.tree_size, o.code) for o in first] == [(str(LIPPSTADT.node), 3, None)]
         await _exchange(soest)
         assert await lipp.timestamper.stamp_once()
-        second = await soest.witness.witness_once()  # 2 -> 4, with a consistency proof
-        assert [(o.tree_size, o.code) for o in second] == [(4, None)]
+        second = await soest.witness.witness_once()  # 3 -> 5, with a consistency proof
+        assert [(o.tree_size, o.code) for o in second] == [(5, None)]
         await lipp.witness.witness_once()
         made = read_cosignatures(soest_db, log_node=str(LIPPSTADT.node))
-        assert [r.tree_size for r in made] == [2, 4]
+        assert [r.tree_size for r in made] == [3, 5]
         collected = read_cosignatures(lipp_db, log_node=str(LIPPSTADT.node))
         assert [(r.witness, r.tree_size) for r in collected] == [
-            (str(SOEST.node), 2),
-            (str(SOEST.node), 4),
+            (str(SOEST.node), 3),
+            (str(SOEST.node), 5),
         ]
         for row in collected:
             verify_sth_signature(
@@ -203,10 +204,10 @@ async def _signed_heads_witnessing_and_auditor_api(net: LocalNet) -> None:
         peer_url = lipp.endpoints.peer_url
         async with httpx.AsyncClient(verify=_auditor_tls(net), timeout=30) as auditor:
             entries = (await auditor.get(f"{peer_url}/gw/v1/log/entries")).json()["entries"]
-            assert [e["leaf_index"] for e in entries] == [0, 1, 2, 3]
+            assert [e["leaf_index"] for e in entries] == [0, 1, 2, 3, 4]
             proof = (
                 await auditor.get(
-                    f"{peer_url}/gw/v1/log/inclusion", params={"leaf": 1, "tree_size": 4}
+                    f"{peer_url}/gw/v1/log/inclusion", params={"leaf": 2, "tree_size": 5}
                 )
             ).json()
             sth = parse_sth(
@@ -216,13 +217,13 @@ async def _signed_heads_witnessing_and_auditor_api(net: LocalNet) -> None:
             )
             verify_inclusion(
                 bytes.fromhex(proof["leaf_hash"]),
-                1,
-                4,
+                2,
+                5,
                 [bytes.fromhex(p) for p in proof["path"]],
                 sth.root_hash,
             )
             # The entries answer carries every leaf field, the subjects commitment too.
-            e = entries[1]
+            e = entries[2]  # the first exchange's response
             assert e["subjects_sha256"] is not None
             leaf = encode_leaf(
                 role=e["role"],
@@ -289,14 +290,14 @@ async def _signed_heads_witnessing_and_auditor_api(net: LocalNet) -> None:
             admin = await local.get(
                 f"{consumer}/entries", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
             )
-            assert len(admin.json()["entries"]) == 4
-            message_id = admin.json()["entries"][0]["message_id"]
+            assert len(admin.json()["entries"]) == 5  # the bootstrap record, 2 exchanges
+            message_id = admin.json()["entries"][1]["message_id"]
             own = await local.get(f"{consumer}/entries", headers={"X-Road-Client": str(GEWERBEAMT)})
             assert {e["client"] for e in own.json()["entries"]} == {str(GEWERBEAMT)}
             assert len(own.json()["entries"]) == 4
             mine = await local.get(
                 f"{consumer}/inclusion",
-                params={"leaf": 0, "tree_size": 4},
+                params={"leaf": 1, "tree_size": 5},
                 headers={"X-Road-Client": str(GEWERBEAMT)},
             )
             assert mine.status_code == 200, mine.text
@@ -316,7 +317,7 @@ async def _signed_heads_witnessing_and_auditor_api(net: LocalNet) -> None:
             _refused(
                 await ordnungsamt.get(
                     f"{consumer}/inclusion",
-                    params={"leaf": 0, "tree_size": 4},
+                    params={"leaf": 1, "tree_size": 5},
                     headers={"X-Road-Client": str(ORDNUNGSAMT)},
                 ),
                 Code.AUDIT_ACCESS_DENIED,

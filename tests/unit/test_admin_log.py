@@ -37,6 +37,7 @@ from gateway.messagelog import (
     SqliteLogStore,
     StoredStatus,
     inclusion,
+    open_store,
 )
 from gateway.pki.ca import create_root_ca, issue_certificate, make_csr
 from gateway.pki.keys import generate_key
@@ -154,9 +155,9 @@ def test_an_admin_change_is_durable_signed_and_read_back(
 
 
 def test_settings_versions_grow_and_a_change_without_settings_keeps_them(
-    tmp_path: Path, signer: Signer
+    log_location: Path | str, signer: Signer
 ) -> None:
-    path = tmp_path / "messagelog.sqlite"
+    path = log_location
 
     async def scenario() -> list[tuple[int, int, int | None]]:
         async with MessageLog(path, clock=lambda: NOW) as log:
@@ -169,13 +170,15 @@ def test_settings_versions_grow_and_a_change_without_settings_keeps_them(
         return [(r.entry_id, r.leaf_index, r.settings_version) for r in receipts]
 
     assert asyncio.run(scenario()) == [(1, 0, 1), (2, 1, None), (3, 2, 2)]
-    settings = SqliteLogStore(path).latest_settings()
+    settings = open_store(path).latest_settings()
     assert settings is not None and (settings.version, settings.document) == (2, b"v2")
     assert settings.entry_id == 3
 
 
-def test_the_trail_reads_since_a_time_and_up_to_a_limit(tmp_path: Path, signer: Signer) -> None:
-    path = tmp_path / "messagelog.sqlite"
+def test_the_trail_reads_since_a_time_and_up_to_a_limit(
+    log_location: Path | str, signer: Signer
+) -> None:
+    path = log_location
     clock = [NOW]
 
     async def scenario() -> None:
@@ -186,7 +189,7 @@ def test_the_trail_reads_since_a_time_and_up_to_a_limit(tmp_path: Path, signer: 
                 await log.append([exchange(Kind.REQUEST, str(uuid.uuid4()))])
 
     asyncio.run(scenario())
-    store = SqliteLogStore(path)
+    store = open_store(path)
     assert [r.record.action for r in store.admin_records()] == [
         "service.add",
         "access.grant",
@@ -215,8 +218,8 @@ def test_a_damaged_stored_record_fails_the_read_naming_the_entry(
         SqliteLogStore(path).admin_records()
 
 
-def test_exchanges_do_not_notice_admin_leaves(tmp_path: Path, signer: Signer) -> None:
-    path = tmp_path / "messagelog.sqlite"
+def test_exchanges_do_not_notice_admin_leaves(log_location: Path | str, signer: Signer) -> None:
+    path = log_location
     ids = [str(uuid.uuid4()) for _ in range(3)]
 
     async def scenario() -> list[int]:
@@ -238,7 +241,7 @@ def test_exchanges_do_not_notice_admin_leaves(tmp_path: Path, signer: Signer) ->
 
     admin_leaves = asyncio.run(scenario())
     assert admin_leaves == [2, 5, 8]
-    store = SqliteLogStore(path)
+    store = open_store(path)
     # The data tracker sees the reads, the operational records the exchanges, and a
     # party's view of the log (gateway log, the auditor API's client access) holds
     # its exchanges only, though the admin entries name its service as their target.
@@ -250,8 +253,7 @@ def test_exchanges_do_not_notice_admin_leaves(tmp_path: Path, signer: Signer) ->
     assert [e.kind for e in store.entries()].count(Kind.ADMIN) == 3
     # Inclusion proofs of an exchange's entry and of an admin entry, recomputed from the
     # stored bytes, lead to the same root.
-    leaves = [h for (h,) in raw(path, "SELECT leaf_hash FROM message_log ORDER BY id")]
-    root = tree_hash([bytes(h) for h in leaves if isinstance(h, bytes)])
+    root = tree_hash([e.leaf_hash for e in store.entries() if e.leaf_hash is not None])
     for entry in (store.entries(message_id=ids[1])[1], store.entry(6)):
         assert entry is not None and entry.leaf_index is not None
         leaf, path_ = inclusion(store, entry.leaf_index, 9)
@@ -261,8 +263,10 @@ def test_exchanges_do_not_notice_admin_leaves(tmp_path: Path, signer: Signer) ->
     assert sixth is not None and sixth.kind == "admin"
 
 
-def test_the_entry_names_the_ocsp_response_the_node_kept(tmp_path: Path, signer: Signer) -> None:
-    path = tmp_path / "messagelog.sqlite"
+def test_the_entry_names_the_ocsp_response_the_node_kept(
+    log_location: Path | str, signer: Signer
+) -> None:
+    path = log_location
 
     async def scenario() -> None:
         async with MessageLog(path, clock=lambda: NOW) as log:
@@ -273,7 +277,7 @@ def test_the_entry_names_the_ocsp_response_the_node_kept(tmp_path: Path, signer:
             await log.append_admin(change("access.revoke"), signer)
 
     asyncio.run(scenario())
-    refs = [e.ocsp_ref for e in SqliteLogStore(path).entries()]
+    refs = [e.ocsp_ref for e in open_store(path).entries()]
     assert refs == ["", hashlib.sha256(OCSP_DER).hexdigest()]
 
 

@@ -27,7 +27,7 @@ from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import ClientId, MemberId, ServiceId, parse_client
 from gateway.core.logtree import LoggedEntry, entry_leaf, subjects_commitment
 from gateway.core.merkle import leaf_hash
-from gateway.messagelog import Kind, LogRecord, MessageLog, read_entries
+from gateway.messagelog import Kind, LogRecord, MessageLog, open_store, read_entries
 from gateway.messagelog.tracker import Tracker, check_purpose, required_headers
 from gateway.node.config import ServiceSection, TrackerSection
 
@@ -175,7 +175,7 @@ def exchange(
     ]
 
 
-def write(path: Path, exchanges: list[list[LogRecord]]) -> None:
+def write(path: Path | str, exchanges: list[list[LogRecord]]) -> None:
     async def scenario() -> None:
         async with MessageLog(path, clock=clock) as log:
             for records in exchanges:
@@ -214,15 +214,16 @@ def test_an_invalid_subject_fails_only_its_caller(tmp_path: Path) -> None:
         assert conn.execute("SELECT subject FROM data_subject").fetchall() == [(ANNA,)]
 
 
-def test_find_usage_shows_exactly_the_reads_of_one_subject(tmp_path: Path) -> None:
-    path = tmp_path / "log.sqlite"
+def test_find_usage_shows_exactly_the_reads_of_one_subject(log_location: Path | str) -> None:
+    path = open_store(log_location)
+    location = log_location
     first = request_header()
     second = request_header(user_id=None, issue="GEW-2026-0999", query="familienname=Kr%C3%BCger")
     hidden = request_header(client=POLIZEI, issue="Ermittlung 17")
     elsewhere = request_header(service=OTHER_SUBSYSTEM)
     nobody = request_header()
     write(
-        path,
+        location,
         [
             exchange(first, (ANNA,)),
             exchange(second, (BERND, ANNA), status=200),
@@ -265,10 +266,11 @@ def test_hidden_clients_match_subsystem_or_member() -> None:
     assert not tracker.is_hidden(GEWERBEAMT)
 
 
-def test_find_usage_answer_document_and_bad_input(tmp_path: Path) -> None:
-    path = tmp_path / "log.sqlite"
+def test_find_usage_answer_document_and_bad_input(log_location: Path | str) -> None:
+    path = open_store(log_location)
+    location = log_location
     read = request_header()
-    write(path, [exchange(read, (ANNA,))])
+    write(location, [exchange(read, (ANNA,))])
     tracker = Tracker(path, [])
     call = request_header(
         client=parse_client("DE-NRW/GOV/05974040/portal"),

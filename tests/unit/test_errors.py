@@ -115,8 +115,15 @@ def test_protocol_document_lists_codes_with_their_status_and_meaning() -> None:
         for m in re.finditer(r"^\| `([a-z_.]+)` \| (\d{3}) \| (.+) \|$", doc, re.MULTILINE)
     }
     from gateway.central.errors import CENTRAL_ERROR_TABLE
+    from gateway.console.errors import CONSOLE_ERROR_TABLE
+    from gateway.core.errors import ADMIN_ERROR_TABLE
 
-    specs = [*ERROR_TABLE.items(), *CENTRAL_ERROR_TABLE.items()]
+    specs = [
+        *ERROR_TABLE.items(),
+        *CENTRAL_ERROR_TABLE.items(),
+        *ADMIN_ERROR_TABLE.items(),
+        *CONSOLE_ERROR_TABLE.items(),
+    ]
     table = {c.value: (s.status, s.meaning) for c, s in specs}
     assert {code: table.get(code) for code in rows} == rows, "a documented row is stale"
     missing = sorted(code for code in table if code not in rows)

@@ -658,3 +658,50 @@ def test_cycle_finder() -> None:
     assert cycle == "gateway.a (line 1) -> gateway.b (line 2) -> gateway.c (line 3) -> gateway.a"
     acyclic = {k: v for k, v in graph.items() if k != "gateway.c"}
     assert strongly_connected(acyclic) == []
+
+
+# ---------------------------------------------------------------- the console over the APIs
+#
+# ``gateway.console`` holds no logic of its own: every page is a call of a management API
+# over HTTP, so it never imports the central's, the node's or the log's code (which would
+# let it read their databases or bypass their role checks). It may use core (identifiers,
+# roles, errors), the network layer, and the offline verifier, which is pure
+# (docs/adr/0039-console-sign-in-with-an-api-key.md).
+
+CONSOLE = "gateway.console"
+CONSOLE_MAY_USE = ("gateway.console", "gateway.core", "gateway.net", "gateway.audit")
+
+
+def console_violations(imports: list[Import]) -> list[str]:
+    return [
+        f"{i.importer} line {i.line}: imports {i.target} (the console goes through the APIs)"
+        for i in imports
+        if _within(i.importer, CONSOLE)
+        and _within(i.target, "gateway")
+        and not any(_within(i.target, allowed) for allowed in CONSOLE_MAY_USE)
+    ]
+
+
+def test_the_console_reaches_the_central_and_node_only_over_http() -> None:
+    imports = _all_imports(PACKAGE_ROOT / "console", _known_modules())
+    assert any(_within(i.target, "gateway.audit") for i in imports), "the walk found nothing"
+    found = console_violations(imports)
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from gateway.central.apikeys import authenticate",
+        "from gateway.node.settings import SettingsManager",
+        "import gateway.messagelog",
+        "def f() -> None:\n    from gateway.central import registry",
+    ],
+)
+def test_console_checker_flags(source: str) -> None:
+    assert console_violations(_imports({"gateway.console.app": source})), source
+
+
+def test_console_checker_allows() -> None:
+    source = "from gateway.audit.report import report_lines\nfrom gateway.core.roles import ApiRole"
+    assert console_violations(_imports({"gateway.console.app": source})) == []

@@ -34,6 +34,7 @@ from gateway.messagelog import (
     ReplayError,
     Role,
     TreeHeadRecord,
+    open_store,
     read_entries,
 )
 
@@ -72,7 +73,7 @@ def execute(path: Path, *statements: str) -> None:
             conn.execute(sql)
 
 
-def recomputed_leaves(path: Path) -> list[bytes]:
+def recomputed_leaves(path: Path | str) -> list[bytes]:
     """Leaf hashes recomputed from the stored entries, independently of the writer."""
     return [
         leaf_hash(
@@ -99,7 +100,7 @@ def recomputed_leaves(path: Path) -> list[bytes]:
     ]
 
 
-async def append_all(path: Path, batches: list[list[LogRecord]]) -> MessageLog:
+async def append_all(path: Path | str, batches: list[list[LogRecord]]) -> MessageLog:
     log = MessageLog(path, clock=clock)
     log.start()
     try:
@@ -109,7 +110,7 @@ async def append_all(path: Path, batches: list[list[LogRecord]]) -> MessageLog:
     return log
 
 
-def reopened(path: Path) -> MessageLog:
+def reopened(path: Path | str) -> MessageLog:
     """Open the log as a restarted node would, and close it again (state stays readable)."""
     log = MessageLog(path, clock=clock)
     asyncio.run(log.close())
@@ -275,8 +276,8 @@ def test_replays_and_failed_batches_take_no_leaf(tmp_path: Path) -> None:
     assert reopened(path).tree_snapshot().root_hash == tree_hash(recomputed_leaves(path))
 
 
-def test_frontier_survives_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "log.db"
+def test_frontier_survives_a_restart(log_location: Path | str) -> None:
+    path = log_location
     asyncio.run(append_all(path, [[record()] for _ in range(5)]))
     again = asyncio.run(append_all(path, [[record(), record("response")] for _ in range(3)]))
     assert again.tree_snapshot().tree_size == 11
@@ -401,8 +402,8 @@ def head_of(log: MessageLog, **changes: object) -> TreeHeadRecord:
     return TreeHeadRecord(**fields)  # type: ignore[arg-type]
 
 
-def test_tree_heads_must_describe_this_log_and_grow(tmp_path: Path) -> None:
-    path = tmp_path / "log.db"
+def test_tree_heads_must_describe_this_log_and_grow(log_location: Path | str) -> None:
+    path = log_location
 
     async def scenario() -> None:
         async with MessageLog(path, clock=clock) as log:
@@ -424,7 +425,7 @@ def test_tree_heads_must_describe_this_log_and_grow(tmp_path: Path) -> None:
             assert backlog.oldest_pending == datetime(2025, 6, 1, 8, 0, 0, 123000, tzinfo=UTC)
 
     asyncio.run(scenario())
-    assert rows(path, "SELECT tree_size, tsa_name, gen_time FROM tree_head") == [
+    assert [(h.tree_size, h.tsa_name, h.gen_time) for h in open_store(path).tree_heads()] == [
         (2, "TSA", "2025-06-01T08:00:00.123456Z")
     ]
     # Reopened: the timestamping state is read back from the file.

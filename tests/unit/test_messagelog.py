@@ -143,8 +143,8 @@ def test_append_is_visible_to_another_connection_byte_exact(tmp_path: Path) -> N
     assert count_entries(path) == 2
 
 
-def test_concurrent_appends_share_commits(tmp_path: Path) -> None:
-    path = tmp_path / "messagelog.db"
+def test_concurrent_appends_share_commits(log_location: Path | str) -> None:
+    path = log_location
 
     async def scenario() -> None:
         async with MessageLog(path, clock=clock) as log:
@@ -249,8 +249,8 @@ def test_replay_within_one_batch_lets_exactly_one_through(tmp_path: Path) -> Non
     assert count_entries(path) == 3
 
 
-def test_replay_is_detected_after_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "messagelog.db"
+def test_replay_is_detected_after_a_restart(log_location: Path | str) -> None:
+    path = log_location
     first = record()
     key = (CLIENT, first.message_id, first.created)
 
@@ -316,20 +316,20 @@ def test_certificate_is_stored_once(tmp_path: Path) -> None:
     ]
 
 
-def test_certificate_ref_must_be_the_der_hash(tmp_path: Path) -> None:
+def test_certificate_ref_must_be_the_der_hash(log_location: Path | str) -> None:
     async def scenario() -> None:
-        async with MessageLog(tmp_path / "messagelog.db", clock=clock) as log:
+        async with MessageLog(log_location, clock=clock) as log:
             with pytest.raises(ValueError, match="SHA-256"):
                 await log.append([record()], certs={"00" * 32: (CERT_DER, "")})
 
     asyncio.run(scenario())
 
 
-def test_invalid_record_is_refused_before_it_can_fail_a_batch(tmp_path: Path) -> None:
+def test_invalid_record_is_refused_before_it_can_fail_a_batch(log_location: Path | str) -> None:
     bad = dataclasses.replace(record(), role="middleman")  # type: ignore[arg-type]
 
     async def scenario() -> None:
-        async with MessageLog(tmp_path / "messagelog.db", clock=clock) as log:
+        async with MessageLog(log_location, clock=clock) as log:
             with pytest.raises(ValueError, match="role"):
                 await log.append([bad])
             assert log.stats.failed_batches == 0
@@ -337,8 +337,8 @@ def test_invalid_record_is_refused_before_it_can_fail_a_batch(tmp_path: Path) ->
     asyncio.run(scenario())
 
 
-def test_close_waits_for_queued_appends(tmp_path: Path) -> None:
-    path = tmp_path / "messagelog.db"
+def test_close_waits_for_queued_appends(log_location: Path | str) -> None:
+    path = log_location
 
     async def scenario() -> None:
         log = MessageLog(path, clock=clock)
@@ -354,9 +354,9 @@ def test_close_waits_for_queued_appends(tmp_path: Path) -> None:
     assert count_entries(path) == 50
 
 
-def test_append_before_start_is_refused(tmp_path: Path) -> None:
+def test_append_before_start_is_refused(log_location: Path | str) -> None:
     async def scenario() -> None:
-        log = MessageLog(tmp_path / "messagelog.db", clock=clock)
+        log = MessageLog(log_location, clock=clock)
         try:
             with pytest.raises(MessageLogError, match="not started"):
                 await log.append([record()])
@@ -388,9 +388,11 @@ def test_probe_commits_a_write_that_changes_no_content(tmp_path: Path) -> None:
     assert count_entries(path) == 1
 
 
-def test_probe_is_refused_like_an_append_when_the_log_does_not_run(tmp_path: Path) -> None:
+def test_probe_is_refused_like_an_append_when_the_log_does_not_run(
+    log_location: Path | str,
+) -> None:
     async def scenario() -> None:
-        log = MessageLog(tmp_path / "messagelog.db", clock=clock)
+        log = MessageLog(log_location, clock=clock)
         with pytest.raises(MessageLogError, match="not started"):
             await log.probe()
         log.start()

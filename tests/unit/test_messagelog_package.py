@@ -1,10 +1,11 @@
 """The message log is one package behind one storage boundary (docs/adr/0018).
 
-* Only the SQLite backend's modules (``gateway/messagelog/sqlite.py`` for reads,
-  ``sqlite_writes.py`` for side writes, ``sqlite_commit.py`` for the writer thread's
-  transactions) hold SQL against
-  the log's tables; the node, ``gateway.audit``, the CLI, the demo and the benchmarks read and
-  write through the package.
+* Only the backends' modules hold SQL against the log's tables: SQLite's
+  (``gateway/messagelog/sqlite*.py``: ``sqlite.py`` for reads, ``sqlite_writes.py`` for
+  side writes, ``sqlite_commit.py`` for the writer thread's transactions) and
+  PostgreSQL's (``gateway/messagelog/postgres*.py``, docs/adr/0035); the node,
+  ``gateway.audit``, the CLI, the demo and the benchmarks read and write through the
+  package.
 * Outside the package, code imports the package's public API only: ``gateway.messagelog``
   and its service modules, never the backend modules.
 * No import cycle runs through the log's or the node's modules (the auditor API and the
@@ -36,7 +37,11 @@ from gateway.messagelog import (
     StoredEntry,
     read_entries,
 )
+from gateway.messagelog.postgres import PostgresLogStore
+from gateway.messagelog.postgres_commit import PostgresWriterDb
 from gateway.messagelog.schema import schema_tables
+from gateway.messagelog.sqlite_writer import SqliteWriterDb
+from gateway.messagelog.writer_queue import WriterDb
 
 PACKAGE_ROOT = Path(gateway.__file__).resolve().parent
 SQL_MODULES = frozenset(
@@ -45,9 +50,15 @@ SQL_MODULES = frozenset(
         "gateway/messagelog/sqlite_admin.py",
         "gateway/messagelog/sqlite_commit.py",
         "gateway/messagelog/sqlite_writes.py",
+        "gateway/messagelog/postgres.py",
+        "gateway/messagelog/postgres_admin.py",
+        "gateway/messagelog/postgres_commit.py",
+        "gateway/messagelog/postgres_writes.py",
     }
 )
-"""The SQLite backend: the only modules that may speak SQL to the log."""
+"""The two backends: the only modules that may speak SQL to the log."""
+SQL_MODULE_NAMES = re.compile(r"gateway/messagelog/(sqlite|postgres)\w*\.py")
+"""Where a backend module may be added; nothing else may ever join ``SQL_MODULES``."""
 PUBLIC = frozenset(
     {
         "gateway.messagelog",
@@ -158,6 +169,10 @@ def test_only_the_backend_speaks_sql_to_the_log(path: Path) -> None:
     assert not found, f"{_relative(path)} holds SQL against the message log: {found}"
 
 
+def test_only_backend_modules_may_hold_sql() -> None:
+    assert all(SQL_MODULE_NAMES.fullmatch(m) for m in SQL_MODULES)
+
+
 def test_the_backend_does_hold_the_sql() -> None:
     """The scan finds what it looks for (it would pass vacuously otherwise)."""
     for relative in SQL_MODULES:
@@ -220,6 +235,14 @@ def _writer_conforms(log: MessageLog) -> LogWriter:
 
 def _store_conforms(store: SqliteLogStore) -> LogStore:
     return store  # and its read side against the store protocol
+
+
+def _postgres_store_conforms(store: PostgresLogStore) -> LogStore:
+    return store  # the PostgreSQL reads too
+
+
+def _writer_dbs_conform(lite: SqliteWriterDb, pg: PostgresWriterDb) -> list[WriterDb]:
+    return [lite, pg]  # and both backends' transactions against what the writer drives
 
 
 def test_role_and_kind_are_enums_stored_as_the_same_strings(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import GroupId, MemberId, ServiceId, SubsystemId
-from gateway.core.policy import AccessPolicy, Grant, path_matches
+from gateway.core.policy import AccessPolicy, Grant, LocalGroupId, path_matches
 
 CLIENT = SubsystemId("EE", "GOV", "70000001", "population-app")
 OTHER = SubsystemId("EE", "GOV", "70000003", "tax-app")
@@ -172,3 +172,13 @@ def test_any_of_several_patterns() -> None:
 
 def test_empty_pattern_list_allows_nothing() -> None:
     assert not _allowed(AccessPolicy([Grant(SERVICE, CLIENT, paths=())]))
+
+
+def test_a_local_group_grant_follows_the_groups_members() -> None:
+    group = LocalGroupId(PROVIDER, "trusted")
+    grant = Grant(SERVICE, group)
+    assert _allowed(AccessPolicy([grant], {group: frozenset({CLIENT})}))
+    assert not _allowed(AccessPolicy([grant], {group: frozenset({OTHER})}))
+    assert not _allowed(AccessPolicy([grant]))  # a group the policy does not know: nobody
+    other_owner = LocalGroupId(OTHER, "trusted")  # the same code, another subsystem's group
+    assert not _allowed(AccessPolicy([grant], {other_owner: frozenset({CLIENT})}))

@@ -35,7 +35,14 @@ from gateway.core.logtree import (
 )
 from gateway.core.merkle import leaf_hash, tree_hash
 from gateway.keys.files import load_certificate, load_private_key
-from gateway.messagelog import Kind, LogRecord, MessageLog, Role, SignedHeadRecord
+from gateway.messagelog import (
+    Kind,
+    LogRecord,
+    MessageLog,
+    Role,
+    SignedHeadRecord,
+    read_entries,
+)
 from gateway.messagelog.proofs import (
     NotProvableError,
     entry_proof,
@@ -184,13 +191,13 @@ class Rig:
     tsa: FakeTsa
     log: MessageLog
     stamper: Timestamper
-    path: Path
+    path: Path | str
 
 
 @asynccontextmanager
 async def rig(
     pki: Pki,
-    path: Path,
+    path: Path | str,
     *,
     batch_size: int = 10_000,
     tolerated: float = 3600,
@@ -223,9 +230,8 @@ async def rig(
             await log.close()
 
 
-def stored_leaves(path: Path) -> list[bytes]:
-    with closing(sqlite3.connect(path)) as conn:
-        return [bytes(h) for (h,) in conn.execute("SELECT leaf_hash FROM message_log ORDER BY id")]
+def stored_leaves(path: Path | str) -> list[bytes]:
+    return [e.leaf_hash or b"" for e in read_entries(path)]
 
 
 def tamper(path: Path, sql: str, *params: object) -> None:
@@ -236,9 +242,11 @@ def tamper(path: Path, sql: str, *params: object) -> None:
 # ---------------------------------------------------------------- schedule
 
 
-def test_tree_head_is_stamped_after_the_interval_and_verifies(pki: Pki, tmp_path: Path) -> None:
+def test_tree_head_is_stamped_after_the_interval_and_verifies(
+    pki: Pki, log_location: Path | str
+) -> None:
     async def scenario() -> None:
-        async with rig(pki, tmp_path / "log.db") as r:
+        async with rig(pki, log_location) as r:
             await r.log.append([record(), record("response")])
             await r.log.append([record()])
             await asyncio.sleep(0.05)
@@ -260,8 +268,8 @@ def test_tree_head_is_stamped_after_the_interval_and_verifies(pki: Pki, tmp_path
             assert r.tsa.calls == 1
 
     asyncio.run(scenario())
-    (head,) = read_tree_heads(tmp_path / "log.db")
-    root = tree_hash(stored_leaves(tmp_path / "log.db"))
+    (head,) = read_tree_heads(log_location)
+    root = tree_hash(stored_leaves(log_location))
     assert (head.tree_size, head.root_hash, head.tsa_name) == (3, root, TSA_NAME)
     assert head.document == tree_head_document(NODE, 3, root)
     assert head.tsa_cert_ref == hashlib.sha256(pki.tsa_cert.public_bytes(Encoding.DER)).hexdigest()
@@ -272,9 +280,9 @@ def test_tree_head_is_stamped_after_the_interval_and_verifies(pki: Pki, tmp_path
     assert head.gen_time == "2025-06-01T08:01:01Z"
 
 
-def test_a_full_batch_is_stamped_before_the_interval(pki: Pki, tmp_path: Path) -> None:
+def test_a_full_batch_is_stamped_before_the_interval(pki: Pki, log_location: Path | str) -> None:
     async def scenario() -> None:
-        async with rig(pki, tmp_path / "log.db", batch_size=5) as r:
+        async with rig(pki, log_location, batch_size=5) as r:
             await r.log.append([record() for _ in range(4)])
             await asyncio.sleep(0.05)
             assert r.tsa.calls == 0, "stamped before the batch was full"
@@ -286,7 +294,7 @@ def test_a_full_batch_is_stamped_before_the_interval(pki: Pki, tmp_path: Path) -
             await until(lambda: r.log.backlog().stamped_size == 10, "the second batch")
 
     asyncio.run(scenario())
-    assert [h.tree_size for h in read_tree_heads(tmp_path / "log.db")] == [5, 10]
+    assert [h.tree_size for h in read_tree_heads(log_location)] == [5, 10]
 
 
 def test_a_backlog_found_at_start_is_stamped_at_once(pki: Pki, tmp_path: Path) -> None:
@@ -428,10 +436,8 @@ def test_bad_answers_store_nothing(pki: Pki, tmp_path: Path, mode: str, reason: 
 # ---------------------------------------------------------------- proofs
 
 
-@pytest.fixture
-def stamped_log(pki: Pki, tmp_path: Path) -> Iterator[Path]:
-    """A log of five entries, the first four covered by a tree head, the fifth pending."""
-    path = tmp_path / "log.db"
+def stamp_five(pki: Pki, path: Path | str) -> None:
+    """Five entries, the first four covered by a tree head, the fifth pending."""
 
     async def scenario() -> None:
         async with rig(pki, path) as r:
@@ -443,10 +449,19 @@ def stamped_log(pki: Pki, tmp_path: Path) -> Iterator[Path]:
             await r.log.append([record()])
 
     asyncio.run(scenario())
+
+
+@pytest.fixture
+def stamped_log(pki: Pki, tmp_path: Path) -> Iterator[Path]:
+    """A SQLite log of five entries, the first four covered by a tree head."""
+    path = tmp_path / "log.db"
+    stamp_five(pki, path)
     yield path
 
 
-def test_every_covered_entry_is_proven(pki: Pki, stamped_log: Path) -> None:
+def test_every_covered_entry_is_proven(pki: Pki, log_location: Path | str) -> None:
+    stamp_five(pki, log_location)
+    stamped_log = log_location
     for entry_id in range(1, 5):
         proof, proven = prove_entry(stamped_log, entry_id, pki.tsa_cert, issuer=pki.ca)
         assert proven.leaf_index == entry_id - 1

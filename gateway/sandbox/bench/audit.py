@@ -77,6 +77,7 @@ SUBJECT = "52693074139"
 @dataclass(frozen=True)
 class SyntheticLog:
     db: Path
+    """The SQLite file, or the directory's would-be file when the log is in PostgreSQL."""
     anchor: AuditTrustAnchor
     anchor_path: Path
     ca: x509.Certificate
@@ -87,6 +88,13 @@ class SyntheticLog:
     """The node owner's (the provider's) signer, for tests that log more."""
     consumer: Signer | None = None
     """The consumer's signer: a member other than the node's owner."""
+    database_url: str | None = None
+    """The PostgreSQL database holding the log, if it is not the SQLite file."""
+
+    @property
+    def location(self) -> Path | str:
+        """Where the log is, for ``open_store``: the database URL or the file."""
+        return self.database_url or self.db
 
 
 class _Clock:
@@ -121,12 +129,15 @@ def build_log(
     user_id: str | None = None,
     issue: str | None = None,
     admin_every: int = 0,
+    database_url: str | None = None,
 ) -> SyntheticLog:
     """Write ``entries`` signed entries (request/response pairs) and stamped tree heads.
 
     ``user_id`` and ``issue`` go into every request header, as a clerk's reads carry them.
     ``admin_every`` > 0 adds an admin record (signed by the node's owner, the provider)
     after every that many entries, beyond ``entries``.
+    With ``database_url`` the log is written to that PostgreSQL database (its schema made
+    by ``gateway db upgrade``) instead of a SQLite file in ``directory``.
     """
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = generate_key()
@@ -149,7 +160,7 @@ def build_log(
     db = directory / "messagelog.sqlite"
     asyncio.run(
         _write(
-            db,
+            database_url or db,
             entries,
             head_every,
             body,
@@ -176,6 +187,7 @@ def build_log(
         entries,
         provider,
         consumer,
+        database_url,
     )
 
 
@@ -192,7 +204,7 @@ def stamp(
 
 
 async def _write(
-    db: Path,
+    db: Path | str,
     entries: int,
     head_every: int,
     body: bytes,

@@ -46,6 +46,7 @@ async def run(
     headers: dict[str, str],
     body: bytes,
     ids_out: Path | None,
+    method: str = "POST",
 ) -> LoadResult:
     latencies: list[float] = []
     errors = 0
@@ -68,7 +69,9 @@ async def run(
                     return
                 start = time.perf_counter()
                 try:
-                    async with session.post(url, data=body, headers=headers) as resp:
+                    async with session.request(
+                        method, url, data=body or None, headers=headers
+                    ) as resp:
                         await resp.read()
                         ok = resp.status == 200
                         if ok:
@@ -114,12 +117,22 @@ def main() -> None:
     parser.add_argument("--header", action="append", default=[], help="NAME: VALUE")
     parser.add_argument("--body-bytes", type=int, default=1024)
     parser.add_argument("--ids-out", type=Path, default=None)
+    parser.add_argument("--method", default="POST", help="GET sends no body")
     args = parser.parse_args()
     headers = dict(h.split(": ", 1) for h in args.header)
     headers.setdefault("Content-Type", "application/json")
     filler = max(0, args.body_bytes - len('{"pad":""}'))
-    body = json.dumps({"pad": "x" * filler}).encode()
-    work = run(args.url, args.concurrency, args.duration, args.count, headers, body, args.ids_out)
+    body = json.dumps({"pad": "x" * filler}).encode() if args.method != "GET" else b""
+    work = run(
+        args.url,
+        args.concurrency,
+        args.duration,
+        args.count,
+        headers,
+        body,
+        args.ids_out,
+        args.method,
+    )
     try:
         import uvloop
     except ImportError:  # pragma: no cover

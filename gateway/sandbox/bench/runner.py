@@ -1,11 +1,19 @@
 """``gateway bench``: the exchange path against its baselines, in one run, on one machine.
 
-Scenarios, all driven by the same load generator in its own process:
+Scenarios, all driven by the same load generator in its own process (``wrk`` when
+installed, else :mod:`gateway.sandbox.bench.loadgen`):
 
 - ``direct``: the registry stub called directly (baseline a);
-- ``relay``: two plain reverse proxies with mutual TLS between them (baseline b);
+- ``relay``: two lean Python reverse proxies with mutual TLS between them (baseline b,
+  :mod:`gateway.sandbox.bench.relay`);
+- ``nginx``: two nginx reverse proxies with mutual TLS between them (baseline c, when
+  nginx is installed: :mod:`gateway.sandbox.bench.nginx`);
 - ``gateway``: consumer node -> provider node -> registry, each exchange signed,
   verified and durably logged on both nodes, exactly as in production.
+
+The sample Melderegister's CPU per lookup is measured on its own after the levels
+(:mod:`gateway.sandbox.bench.registry`), and the targets of issue 17 are judged against
+the baselines of the same run (:mod:`gateway.sandbox.bench.targets`).
 
 Scenarios are interleaved per concurrency level and repeated; figures are medians of the
 repeats. Afterwards every exchange the load generator counted as a success is looked up
@@ -17,6 +25,7 @@ from __future__ import annotations
 import json
 import platform
 import resource
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -24,122 +33,19 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from gateway.messagelog import read_entries
+from gateway.sandbox.bench import registry as sample_registry
+from gateway.sandbox.bench import wrk
 from gateway.sandbox.bench.procs import usage
-from gateway.sandbox.cities import BENCH_SERVICE, LIPPSTADT, SOEST
-from gateway.sandbox.cities import TRADE_OFFICE as CLIENT
-from gateway.sandbox.localnet import (
-    LocalNet,
-    ServiceSpec,
-    free_port,
-    wait_http,
-)
-
-
-@dataclass
-class Scenario:
-    name: str
-    url: str
-    headers: dict[str, str]
-    processes: dict[str, subprocess.Popen[bytes]]
-
-
-@dataclass
-class Topology:
-    net: LocalNet
-    scenarios: dict[str, Scenario] = field(default_factory=dict)
-    extra: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def stop(self) -> None:
-        for proc in self.extra:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.extra:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        self.net.stop()
-
-
-def _spawn(module: str, args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        return subprocess.Popen(  # noqa: S603 - our interpreter, our module
-            [sys.executable, "-m", module, *args], stdout=out, stderr=subprocess.STDOUT
-        )
-
-
-def start_topology(root: Path) -> Topology:
-    net = LocalNet.create(root, [SOEST, LIPPSTADT], datetime.now(UTC))
-    stub_port = free_port()
-    stub_url = f"http://127.0.0.1:{stub_port}"
-    net.add_service(
-        ServiceSpec(
-            id=BENCH_SERVICE,
-            url=f"{stub_url}/echo",
-            openapi_url=None,
-            allowed=(CLIENT,),
-            methods=("POST",),
-        )
-    )
-    # Signed global configuration from LocalNet's in-process publisher; refreshed at the
-    # production default so configuration polling stays out of the measured CPU time.
-    net.write_configs(globalconf_refresh_seconds=60)
-    topo = Topology(net)
-    stub = _spawn(
-        "gateway.sandbox.bench.stub", ["--port", str(stub_port)], root / "logs" / "stub.log"
-    )
-    topo.extra.append(stub)
-    wait_http(f"{stub_url}/health", stub)
-
-    soest, lippstadt = net.nodes[SOEST.ags], net.nodes[LIPPSTADT.ags]
-    back_port, front_port = free_port(), free_port()
-    back = _spawn(
-        "gateway.sandbox.bench.relay",
-        [
-            "--port", str(back_port), "--upstream", stub_url, "--tls-in",
-            "--cert", str(lippstadt.auth_cert), "--key", str(lippstadt.directory / "auth.key"),
-            "--ca", str(net.ca_cert),
-        ],
-        root / "logs" / "relay-back.log",
-    )  # fmt: skip
-    front = _spawn(
-        "gateway.sandbox.bench.relay",
-        [
-            "--port", str(front_port), "--upstream", f"https://127.0.0.1:{back_port}",
-            "--cert", str(soest.auth_cert), "--key", str(soest.directory / "auth.key"),
-            "--ca", str(net.ca_cert),
-        ],
-        root / "logs" / "relay-front.log",
-    )  # fmt: skip
-    topo.extra += [back, front]
-    wait_http(f"http://127.0.0.1:{front_port}/health", front)
-
-    consumer = net.start_node(SOEST.ags)
-    provider = net.start_node(LIPPSTADT.ags)
-    topo.scenarios = {
-        "direct": Scenario("direct", f"{stub_url}/echo", {}, {"registry": stub}),
-        "relay": Scenario(
-            "relay",
-            f"http://127.0.0.1:{front_port}/echo",
-            {},
-            {"front": front, "back": back, "registry": stub},
-        ),
-        "gateway": Scenario(
-            "gateway",
-            f"{soest.consumer_url}/r1/{BENCH_SERVICE}",
-            {"X-Road-Client": str(CLIENT)},
-            {"consumer": consumer, "provider": provider, "registry": stub},
-        ),
-    }
-    return topo
+from gateway.sandbox.bench.tables import print_level, print_sized, print_tail, ratios
+from gateway.sandbox.bench.topology import Scenario, Topology, start_topology
+from gateway.sandbox.cities import LIPPSTADT, SOEST
+from gateway.sandbox.localnet import LocalNet
 
 
 def drive(
@@ -150,25 +56,20 @@ def drive(
     body_bytes: int,
     count: int | None = None,
     ids_out: Path | None = None,
+    use_wrk: bool = False,
 ) -> dict[str, Any]:
-    """One load-generator run; returns its result plus CPU seconds per exchange per process."""
+    """One load-generator run; returns its result plus CPU seconds per exchange per process.
+
+    With ``use_wrk`` (and no fixed ``count``, which wrk cannot do) the load comes from
+    wrk; its CPU is counted as the load generator's all the same.
+    """
     before = {name: usage(p.pid).cpu_seconds for name, p in scenario.processes.items()}
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    args = [
-        sys.executable, "-m", "gateway.sandbox.bench.loadgen", "--url", scenario.url,
-        "--concurrency", str(concurrency), "--duration", str(duration),
-        "--body-bytes", str(body_bytes),
-    ]  # fmt: skip
-    if count is not None:
-        args += ["--count", str(count)]
-    if ids_out is not None:
-        args += ["--ids-out", str(ids_out)]
-    for name, value in scenario.headers.items():
-        args += ["--header", f"{name}: {value}"]
-    done = subprocess.run(args, capture_output=True, check=True, timeout=duration + 600)  # noqa: S603
+    if use_wrk and count is None:
+        result = _drive_wrk(scenario, concurrency, duration, body_bytes, ids_out)
+    else:
+        result = _drive_python(scenario, concurrency, duration, body_bytes, count, ids_out)
     children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result: dict[str, Any] = json.loads(done.stdout)
-    result.pop("pid", None)
     ok = max(result["ok"], 1)
     cpu = {
         name: (usage(p.pid).cpu_seconds - before[name]) / ok
@@ -181,6 +82,61 @@ def drive(
         - children_before.ru_stime
     ) / ok
     result["cpu_ms_per_exchange"] = {k: round(v * 1000, 4) for k, v in cpu.items()}
+    return result
+
+
+def _request_body(body_bytes: int) -> bytes:
+    """The same JSON body ``loadgen`` sends."""
+    return json.dumps({"pad": "x" * max(0, body_bytes - len('{"pad":""}'))}).encode()
+
+
+def _drive_wrk(
+    scenario: Scenario,
+    concurrency: int,
+    duration: float,
+    body_bytes: int,
+    ids_out: Path | None,
+) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json", **scenario.headers}
+    workdir = Path(tempfile.mkdtemp(prefix="wrk-"))
+    try:
+        return wrk.run(
+            scenario.url,
+            concurrency=concurrency,
+            duration=duration,
+            headers=headers,
+            body=_request_body(body_bytes),
+            method="POST",
+            workdir=workdir,
+            ids_out=ids_out,
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _drive_python(
+    scenario: Scenario,
+    concurrency: int,
+    duration: float,
+    body_bytes: int,
+    count: int | None,
+    ids_out: Path | None,
+) -> dict[str, Any]:
+    args = [
+        sys.executable, "-m", "gateway.sandbox.bench.loadgen", "--url", scenario.url,
+        "--concurrency", str(concurrency), "--duration", str(duration),
+        "--body-bytes", str(body_bytes),
+    ]  # fmt: skip
+    if count is not None:
+        args += ["--count", str(count)]
+    if ids_out is not None:
+        args += ["--ids-out", str(ids_out)]
+    for name, value in scenario.headers.items():
+        args += ["--header", f"{name}: {value}"]
+    done = subprocess.run(args, capture_output=True, check=True, timeout=duration + 600)  # noqa: S603
+    result: dict[str, Any] = json.loads(done.stdout)
+    result.pop("pid", None)
+    result["loadgen"] = "python"
     return result
 
 
@@ -204,7 +160,7 @@ def check_logs(net: LocalNet, ids_files: Sequence[Path]) -> dict[str, int]:
     wanted: set[str] = set()
     for path in ids_files:
         text = path.read_text("ascii")
-        wanted.update(text.split("\n") if text else [])
+        wanted.update(line for line in text.splitlines() if line)
     report = {"successes_counted": len(wanted)}
     for label, ags in (("consumer", SOEST.ags), ("provider", LIPPSTADT.ags)):
         db = net.nodes[ags].messagelog
@@ -255,17 +211,26 @@ def run_bench(
     out_dir: Path | None = None,
     state_dir: Path | None = None,
     profile_dir: Path | None = None,
+    loadgen: str = "auto",
+    with_nginx: bool = True,
+    registry_levels: Sequence[int] = (1, 16),
 ) -> dict[str, Any]:
     """Run everything, print the table, write the JSON; return the report.
 
     With ``profile_dir``, one extra gateway run at the highest level is sampled with
-    py-spy on both nodes; it is not part of the figures above it.
+    py-spy on both nodes; it is not part of the figures above it. ``loadgen`` is
+    ``wrk``, ``python`` or ``auto`` (wrk when installed); ``with_nginx`` starts the nginx
+    pair when nginx is installed; ``registry_levels`` are the concurrency levels of the
+    sample registry's measurement (none: skipped).
     """
+    use_wrk = _use_wrk(loadgen)
     tmp = None
     if state_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="gateway-bench-")
         state_dir = Path(tmp.name)
-    topo = start_topology(state_dir)
+    topo = start_topology(state_dir, with_nginx=with_nginx)
+    for note in topo.notes:
+        print(note)
     ids_files: list[Path] = []
     report: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -277,7 +242,10 @@ def run_bench(
             "body_bytes": body_bytes,
             "sqlite_synchronous": "FULL",
             "signature": "ES256 (P-256)",
+            "loadgen": "wrk" if use_wrk else "python",
+            "scenarios": list(topo.scenarios),
         },
+        "notes": topo.notes,
         "levels": {},
     }
     try:
@@ -285,7 +253,13 @@ def run_bench(
         for concurrency in levels:
             runs: dict[str, list[dict[str, Any]]] = {name: [] for name in topo.scenarios}
             for scenario in topo.scenarios.values():  # warm-up, not counted
-                drive(scenario, concurrency=concurrency, duration=1.0, body_bytes=body_bytes)
+                drive(
+                    scenario,
+                    concurrency=concurrency,
+                    duration=1.0,
+                    body_bytes=body_bytes,
+                    use_wrk=use_wrk,
+                )
             for _ in range(repeats):
                 for name, scenario in topo.scenarios.items():
                     ids = None
@@ -300,25 +274,28 @@ def run_bench(
                             duration=duration,
                             body_bytes=body_bytes,
                             ids_out=ids,
+                            use_wrk=use_wrk,
                         )
                     )
             level = {name: _median_run(r) for name, r in runs.items()}
-            gateway = level["gateway"]["exchanges_per_s"]
-            level["ratios"] = {
-                "gateway_to_direct": round(gateway / level["direct"]["exchanges_per_s"], 3),
-                "gateway_to_relay": round(gateway / level["relay"]["exchanges_per_s"], 3),
-                "gateway_to_relay_per_run": [
-                    round(g["exchanges_per_s"] / r["exchanges_per_s"], 3)
-                    for g, r in zip(runs["gateway"], runs["relay"], strict=True)
-                ],
-            }
+            level["ratios"] = ratios(level, runs)
             if concurrency == 1:
                 level["added_latency_ms"] = {
                     "p50": round(gateway_p(level, "p50_ms"), 3),
                     "p99": round(gateway_p(level, "p99_ms"), 3),
                 }
             report["levels"][str(concurrency)] = level
-            _print_level(concurrency, level)
+            print_level(concurrency, level)
+
+        if registry_levels:
+            report["registry"] = sample_registry.measure(
+                state_dir / "melderegister",
+                _get_driver(use_wrk, state_dir),
+                levels=registry_levels,
+                duration=duration,
+                repeats=repeats,
+            )
+            print(sample_registry.render(report["registry"]))
 
         if profile_dir is not None:
             report["profile"] = _profile(topo, profile_dir, max(levels), duration, body_bytes)
@@ -358,18 +335,19 @@ def run_bench(
                     duration=duration,
                     body_bytes=size,
                     ids_out=ids,
+                    use_wrk=use_wrk,
                 )
             sized["ratio_gateway_to_relay"] = round(
                 sized["gateway"]["exchanges_per_s"] / max(sized["relay"]["exchanges_per_s"], 1e-9),
                 3,
             )
             report["large_bodies"][str(size)] = sized
-            _print_sized(size, sized)
+            print_sized(size, sized)
 
         if large_bodies:
             report["memory_after_large_bodies_mb"] = _memory(processes)
         report["log_check"] = check_logs(topo.net, ids_files)
-        _print_tail(report)
+        print_tail(report)
     finally:
         topo.stop()
         if tmp is not None:
@@ -381,6 +359,39 @@ def run_bench(
         path.write_text(json.dumps(report, indent=2), "utf-8")
         print(f"\nwrote {path}")
     return report
+
+
+def _use_wrk(loadgen: str) -> bool:
+    if loadgen not in ("auto", "wrk", "python"):
+        raise ValueError(f"loadgen must be auto, wrk or python, not {loadgen!r}")
+    if loadgen == "wrk" and wrk.executable() is None:
+        raise RuntimeError("--loadgen wrk: wrk is not installed (Debian: apt-get install wrk)")
+    return loadgen == "wrk" or (loadgen == "auto" and wrk.executable() is not None)
+
+
+def _get_driver(use_wrk: bool, state_dir: Path) -> sample_registry.Driver:
+    """GET load on a URL with the run's load generator, for the sample registry."""
+
+    def run(url: str, concurrency: int, duration: float) -> dict[str, Any]:
+        if use_wrk:
+            return wrk.run(
+                url,
+                concurrency=concurrency,
+                duration=duration,
+                headers={},
+                body=b"",
+                method="GET",
+                workdir=state_dir / "wrk-registry",
+            )
+        args = [
+            sys.executable, "-m", "gateway.sandbox.bench.loadgen", "--url", url,
+            "--concurrency", str(concurrency), "--duration", str(duration), "--method", "GET",
+        ]  # fmt: skip
+        done = subprocess.run(args, capture_output=True, check=True, timeout=duration + 600)  # noqa: S603
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+    return run
 
 
 def _profile(
@@ -425,62 +436,3 @@ def _memory(processes: dict[str, subprocess.Popen[bytes]]) -> dict[str, Any]:
 
 def gateway_p(level: dict[str, Any], key: str) -> float:
     return float(level["gateway"][key]) - float(level["direct"][key])
-
-
-def _print_level(concurrency: int, level: dict[str, Any]) -> None:
-    print(f"\nconcurrency {concurrency}")
-    print(
-        f"  {'scenario':<9} {'ex/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}  "
-        "CPU ms per exchange"
-    )
-    for name in ("direct", "relay", "gateway"):
-        r = level[name]
-        cpu = "  ".join(f"{k} {v:.3f}" for k, v in r["cpu_ms_per_exchange"].items())
-        print(
-            f"  {name:<9} {r['exchanges_per_s']:>8.0f} {r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} "
-            f"{r['p99_ms']:>8.2f}  {cpu}"
-        )
-        if r["errors"]:
-            print(f"            {r['errors']} errors, first: {r['first_error']}")
-    ratios = level["ratios"]
-    per_run = ratios["gateway_to_relay_per_run"]
-    print(
-        f"  gateway/direct {ratios['gateway_to_direct']:.3f}   "
-        f"gateway/relay {ratios['gateway_to_relay']:.3f} (per run {per_run})"
-    )
-    if "added_latency_ms" in level:
-        added = level["added_latency_ms"]
-        print(f"  added latency over direct: p50 {added['p50']:.2f} ms, p99 {added['p99']:.2f} ms")
-
-
-def _print_sized(size: int, sized: dict[str, Any]) -> None:
-    print(f"\nbody {size // 1024} KiB, concurrency 16")
-    for name in ("relay", "gateway"):
-        r = sized[name]
-        print(
-            f"  {name:<9} {r['exchanges_per_s']:>8.0f} ex/s  p50 {r['p50_ms']:.2f} ms  "
-            f"p99 {r['p99_ms']:.2f} ms  errors {r['errors']}"
-        )
-
-
-def _print_tail(report: dict[str, Any]) -> None:
-    if "soak" in report:
-        soak = report["soak"]
-        print(
-            f"\nsoak: {soak['ok']} exchanges at concurrency 64 in {soak['wall_s']} s "
-            f"({soak['exchanges_per_s']:.0f} ex/s), {soak['errors']} errors"
-        )
-    after_soak = "the soak" if "soak" in report else "the levels"
-    for key, when in (
-        ("memory_mb", after_soak),
-        ("memory_after_large_bodies_mb", "the large bodies"),
-    ):
-        if key in report:
-            print(f"memory after {when}:")
-            for name, mem in report[key].items():
-                print(f"  {name:<9} RSS {mem['rss']} MB, peak {mem['peak_rss']} MB")
-    check = report["log_check"]
-    print(
-        f"\nlog check: {check['successes_counted']} successes counted; missing in consumer log "
-        f"{check['consumer_missing']}, in provider log {check['provider_missing']}"
-    )

@@ -1,0 +1,123 @@
+"""The SQLite backend as the group-commit writer drives it: one connection, its
+transactions and its durability settings.
+
+``gateway.messagelog.writer.MessageLog`` is the same thread, queue and published tree on
+either backend; it talks to the database only through an object with this class's
+methods (``PostgresWriterDb`` is the other one). This one wraps the functions of
+``gateway.messagelog.sqlite_commit`` and ``sqlite_writes`` on the node's log file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import gateway.messagelog.sqlite_commit as commit
+import gateway.messagelog.sqlite_writes as side
+from gateway.core.merkle import CompactTree
+from gateway.messagelog.admission import Append
+from gateway.messagelog.records import LogRecord, TreeHeadRecord
+from gateway.messagelog.sqlite_commit import BatchResult, TreeState
+
+__all__ = ["SqliteWriterDb"]
+
+_BUSY_TIMEOUT_S: Final = 5.0
+"""How long the writer waits for a lock held by another connection before failing."""
+
+
+class SqliteWriterDb:
+    """The writer thread's only connection to the log file (WAL, ``synchronous=FULL``)."""
+
+    side = side
+    """The side writes (``MessageLog.write`` units) of this backend."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._older_reads = commit.create_tables(path)
+        # isolation_level=None: the writer issues BEGIN/COMMIT itself, so a batch is
+        # exactly one transaction and nothing is committed behind its back.
+        conn = sqlite3.connect(
+            path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        try:
+            self._durability = commit.configure(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    @property
+    def durability(self) -> tuple[str, int]:
+        """The journal mode and ``PRAGMA synchronous`` level, as read back."""
+        return self._durability
+
+    @property
+    def location(self) -> str:
+        return str(self._path)
+
+    def stored_refs(self) -> tuple[set[str], set[str]]:
+        return commit.stored_refs(self._conn)
+
+    def seen_since(self, created_after: str) -> list[tuple[str, str, str]]:
+        return commit.seen_since(self._conn, created_after)
+
+    def open_tree(self) -> TreeState:
+        """Check (or rebuild) the tree; then give older reads their rows, once."""
+        state = commit.open_tree(self._conn, self._path)
+        if self._older_reads:
+            commit.record_older_reads(self._conn, self._path)
+        return state
+
+    def insert_batch(
+        self,
+        appends: Sequence[Append],
+        *,
+        tree: CompactTree,
+        last_id: int,
+        logged_at: str,
+        stored_certs: set[str],
+        stored_ocsp: set[str],
+        body_policy: Callable[[LogRecord], str] | None,
+        salts: Callable[[], bytes],
+    ) -> BatchResult:
+        return commit.insert_batch(
+            self._conn,
+            appends,
+            tree=tree,
+            last_id=last_id,
+            logged_at=logged_at,
+            stored_certs=stored_certs,
+            stored_ocsp=stored_ocsp,
+            body_policy=body_policy,
+            salts=salts,
+        )
+
+    def insert_tree_head(
+        self, head: TreeHeadRecord, *, stored_at: str, tree_size: int
+    ) -> tuple[int, datetime | None]:
+        return commit.insert_tree_head(self._conn, head, stored_at=stored_at, tree_size=tree_size)
+
+    def run(self, work: Callable[[Any], object]) -> object:
+        """One side write in its own transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``)."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        result = work(self._conn)
+        self._conn.execute("COMMIT")
+        return result
+
+    def probe_work(self) -> Callable[[Any], object]:
+        return commit.rewrite_user_version
+
+    def rollback(self) -> None:
+        if self._conn.in_transaction:
+            # sqlite may already have rolled back on its own (e.g. after an I/O error);
+            # the batch is failed either way.
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self._conn.close()
