@@ -82,9 +82,14 @@ def write_private_key(
         raise
 
 
+def _encrypted_pem(data: bytes) -> bool:
+    """Encrypted PKCS#8, or OpenSSL's older encrypted PEM (``Proc-Type: 4,ENCRYPTED``)."""
+    return data.lstrip().startswith(ENCRYPTED_PEM_LABEL) or b"Proc-Type: 4,ENCRYPTED" in data
+
+
 def is_encrypted_key_file(path: Path) -> bool:
-    """Whether ``path`` holds an encrypted PKCS#8 key (read from its PEM label only)."""
-    return path.read_bytes().lstrip().startswith(ENCRYPTED_PEM_LABEL)
+    """Whether ``path`` holds an encrypted key (read from its PEM headers only)."""
+    return _encrypted_pem(path.read_bytes())
 
 
 def load_private_key(path: Path, passphrase: bytes | None = None) -> ec.EllipticCurvePrivateKey:
@@ -92,7 +97,7 @@ def load_private_key(path: Path, passphrase: bytes | None = None) -> ec.Elliptic
     key is refused by name. Whether a plain key is acceptable is the caller's rule (a
     node's start-up checks, :func:`gateway.node.startup.unlock_keys`)."""
     data = path.read_bytes()
-    encrypted = data.lstrip().startswith(ENCRYPTED_PEM_LABEL)
+    encrypted = _encrypted_pem(data)
     if encrypted and passphrase is None:
         raise KeyFileError(
             f"{path} is an encrypted private key and no passphrase was given "

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from gateway.keys.files import (
     KeyFileError,
@@ -153,3 +154,19 @@ def test_gateway_keys_encrypt_round_trip(tmp_path: Path) -> None:
     )
     assert again.returncode != 0 and "already encrypted" in again.stderr
     assert PASSPHRASE.decode() not in again.stderr + again.stdout
+
+
+def test_openssls_older_encrypted_pem_counts_as_encrypted(tmp_path: Path) -> None:
+    key = generate_key()
+    path = tmp_path / "legacy.key"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.BestAvailableEncryption(PASSPHRASE),
+        )
+    )
+    assert is_encrypted_key_file(path)
+    assert public_key_der(load_private_key(path, PASSPHRASE)) == public_key_der(key)
+    with pytest.raises(KeyFileError, match="already encrypted"):
+        encrypt_key_file(path, PASSPHRASE)
