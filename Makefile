@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: all test lint fmt demo serve bench bench-quick bench-packages profile clean system-packages
+.PHONY: all test lint fmt demo serve bench bench-quick bench-packages profile fuzz faults soak clean system-packages
 
 all: test
 
@@ -67,5 +67,26 @@ bench-quick: $(STAMP)
 profile: $(STAMP)
 	$(BIN)/gateway bench --levels 64 --repeats 1 --large-bodies '' --soak 0 --profile bench/results/profile --out bench/results
 
+# The fault harness (docs/reliability.md): every fault once under recorded load, then the
+# checks of the history against every node's log; report in bench/results/faults/.
+# (`make test` runs its short lane: tests/integration/test_fault_harness.py.)
+faults: $(STAMP)
+	$(BIN)/python -m gateway.sandbox.faults --scenario full --out bench/results/faults
+
+# The soak, not in CI: SOAK_MINUTES (default 30) at half the measured maximum rate with
+# 1 MiB bodies and a random fault every 30-60 s; plot and summary in bench/results/soak/.
+SOAK_MINUTES ?= 30
+soak: $(STAMP)
+	$(BIN)/python -m gateway.sandbox.faults --soak-minutes $(SOAK_MINUTES) --out bench/results/soak
+
+# Every parser that takes outside bytes, coverage-guided with atheris for FUZZ_SECONDS
+# each (targets in tests/fuzz/targets.py); crashing inputs land in crashes/. Not in CI
+# (docs/reliability.md, "Fuzzing"). FUZZ_TARGETS narrows it: make fuzz FUZZ_TARGETS="jws ocsp"
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,fuzz]' || echo "atheris did not install: fuzzing without coverage guidance"
+	$(BIN)/python -m tests.fuzz.run --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache .fuzz

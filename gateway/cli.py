@@ -130,6 +130,13 @@ def cmd_registry_ihk(args: argparse.Namespace) -> None:
     serve(Path(args.db), args.host, args.port, limits=limits_from(args))
 
 
+def cmd_registry_ariregister(args: argparse.Namespace) -> None:
+    from registries.ariregister.app import serve
+    from registries.serving import limits_from
+
+    serve(Path(args.db), args.host, args.port, limits=limits_from(args))
+
+
 def cmd_registry_portal(args: argparse.Namespace) -> None:
     from registries.portal.cli import run
 
@@ -284,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_ihk_arguments(p)
     p = add(registry, "ihk", cmd_registry_ihk, "the IHK's Gewerbeanzeige inbox")
     add_server_arguments(p, 8003)
+    p = add(registry, "ariregister", cmd_registry_ariregister, "EE-TEST's e-Business Register")
+    add_server_arguments(p, 8004)
     from registries.portal.cli import add_arguments as add_portal_arguments
 
     p = add(registry, "portal", cmd_registry_portal, "Soest's online trade office (portal)")

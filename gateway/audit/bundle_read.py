@@ -39,7 +39,8 @@ __all__ = ["parse_entry_line", "read_bundle"]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX = re.compile(r"[0-9a-f]*")
-_ENTRY_ID = re.compile(rb'"id":\s*(\d+)')
+# At most 18 digits: a longer id is no entry's, and int() refuses over 4300 of them.
+_ENTRY_ID = re.compile(rb'"id":\s*(\d{1,18})(?!\d)')
 
 
 class _Bad(Exception):
@@ -314,7 +315,7 @@ def parse_entry_line(raw: bytes, number: int) -> EntryItem:
         if not isinstance(obj, dict) or obj.get("type") != "entry":
             raise _Bad("an entry record is expected here")
         return _entry(obj)
-    except (_Bad, ValueError, UnicodeDecodeError) as exc:
+    except (_Bad, ValueError, UnicodeDecodeError, RecursionError) as exc:
         found = _ENTRY_ID.search(raw) if b'"type":"entry"' in raw else None
         raise BundleFormatError(number, str(exc), int(found.group(1)) if found else None) from None
 
@@ -372,7 +373,7 @@ def read_bundle(lines: Iterable[bytes]) -> Bundle:
                 bundle.heads.append(_head(obj))
             else:
                 bundle.entries.append(_entry(obj))
-        except (_Bad, ValueError, UnicodeDecodeError) as exc:
+        except (_Bad, ValueError, UnicodeDecodeError, RecursionError) as exc:
             if entry_id is None:
                 found = _ENTRY_ID.search(raw) if b'"type":"entry"' in raw else None
                 entry_id = int(found.group(1)) if found else None

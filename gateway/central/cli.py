@@ -154,6 +154,41 @@ def cmd_central_root_publish(args: argparse.Namespace) -> None:
     print(f"  root sha256  {root_fingerprint(repo.root_json())}")
 
 
+def cmd_central_federate(args: argparse.Namespace) -> None:
+    """Add or remove a federated instance's anchor and publish the next serial at once;
+    if publishing fails, the anchor files are put back as they were."""
+    from gateway.central.federation import (
+        add_anchor,
+        anchor_files,
+        federated_anchors,
+        remove_anchor,
+        restore_anchor_files,
+    )
+    from gateway.central.service import Central
+
+    directory = Path(args.dir)
+    central = Central(directory)
+    if args.federate_command == "list":
+        for anchor in federated_anchors(directory):
+            print(f"{anchor.instance}  {anchor.metadata_url}  root sha256 {anchor.fingerprint()}")
+        return
+    before = anchor_files(directory)
+    try:
+        if args.federate_command == "add":
+            add_anchor(directory, central.instance, Path(args.anchor))
+        else:
+            remove_anchor(directory, args.instance)
+    except ValueError as exc:
+        raise SystemExit(f"gateway central federate: {exc}") from None
+    try:
+        serial = central.republish()
+    except Exception:
+        restore_anchor_files(directory, before)
+        raise
+    instances = ", ".join(a.instance for a in federated_anchors(directory)) or "no instance"
+    print(f"published serial {serial}: federated with {instances}")
+
+
 def _admin(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
     """One admin API call with the key in ``--key-file``; the central names that key, not
     the caller, in its audit trail."""
@@ -386,6 +421,18 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     p = add(root, "publish", cmd_central_root_publish, "publish a root signed to threshold")
     p.add_argument("--dir", required=True)
     p.add_argument("root", help="the signed root.json")
+
+    federate = central.add_parser(
+        "federate", help="add, remove, list the instances this one federates with"
+    ).add_subparsers(dest="federate_command", required=True, metavar="FEDERATE_COMMAND")
+    p = add(federate, "add", cmd_central_federate, "publish another instance's anchor")
+    p.add_argument("anchor", help="the anchor file the other instance's operator handed over")
+    p.add_argument("--dir", required=True)
+    p = add(federate, "remove", cmd_central_federate, "stop federating with an instance")
+    p.add_argument("instance")
+    p.add_argument("--dir", required=True)
+    p = add(federate, "list", cmd_central_federate, "the federated instances' anchors")
+    p.add_argument("--dir", required=True)
     for name, func, text in (
         ("requests", cmd_central_requests, "list registration requests"),
         ("approve", cmd_central_approve, "approve a registration request"),

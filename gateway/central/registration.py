@@ -76,7 +76,7 @@ def _verify_detached(
         raise _err(CentralCode.REG_MALFORMED, f"{what}: x5c must list 1 to 4 certificates")
     try:
         chain = [x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in x5c]
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, x509.InvalidVersion) as exc:
         raise _err(CentralCode.REG_MALFORMED, f"{what}: x5c does not parse: {exc}") from None
     try:
         verify_chain(chain[0], chain[1:], roots, now)
@@ -190,7 +190,7 @@ def verify_auth_cert_request(
         raise _err(CentralCode.REG_MALFORMED, "address must be an https:// URL")
     try:
         cert = x509.load_pem_x509_certificate(doc["auth_cert"].encode("ascii"))
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise _err(CentralCode.REG_MALFORMED, f"auth_cert is not PEM: {exc}") from None
     auth_leaf = _verify_detached(auth_signature, payload, roots, now, "auth signature")
     if auth_leaf != cert:

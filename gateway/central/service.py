@@ -37,6 +37,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from gateway.central.errors import CentralCode, CentralError
+from gateway.central.federation import federated_anchors
 from gateway.central.models import (
     ApiKey,
     ApprovedCa,
@@ -322,6 +323,7 @@ class Central:
                 int(_setting(s, "ocsp_freshness_seconds")),
                 int(_setting(s, "timestamping_interval_seconds")),
             ),
+            federated=federated_anchors(self.directory),
         )
         # The node's own parser is the judge of what may be published.
         try:

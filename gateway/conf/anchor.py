@@ -104,9 +104,21 @@ def root_fingerprint(root: dict[str, Any]) -> str:
 def load_anchor(path: Path) -> ConfigurationAnchor:
     """Read and check an anchor file (the signatures are TUF's job, at bootstrap)."""
     try:
-        doc = json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         raise ConfigurationAnchorError(f"cannot read anchor {path}: {exc}") from None
+    try:
+        return parse_anchor(data)
+    except ConfigurationAnchorError as exc:
+        raise ConfigurationAnchorError(f"anchor {path}: {exc}") from None
+
+
+def parse_anchor(data: bytes) -> ConfigurationAnchor:
+    """Check the bytes of an anchor file; refuses with :class:`ConfigurationAnchorError`."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
+        raise ConfigurationAnchorError(f"not JSON: {exc}") from None
     return ConfigurationAnchor.from_json(doc)
 
 

@@ -67,6 +67,11 @@ class Directory(Protocol):
 
     def trust_roots(self) -> Sequence[x509.Certificate]: ...
 
+    def trust_roots_for(self, instance: str) -> Sequence[x509.Certificate]:
+        """The CAs trusted for owners in ``instance``: an instance's CAs certify its own
+        members and nodes only, never a federated instance's."""
+        ...
+
     def node(self, node_id: NodeId) -> NodeInfo | None: ...
 
     def node_by_auth_cert(self, sha256_hex: str) -> NodeInfo | None: ...
@@ -136,6 +141,9 @@ class StaticDirectory:
 
     def trust_roots(self) -> Sequence[x509.Certificate]:
         return self._roots
+
+    def trust_roots_for(self, instance: str) -> Sequence[x509.Certificate]:
+        return self._roots if instance == self._instance else ()
 
     def node(self, node_id: NodeId) -> NodeInfo | None:
         return self._by_id.get(node_id)

@@ -20,6 +20,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from gateway.conf.anchor import ConfigurationAnchor, ConfigurationAnchorError
 from gateway.conf.directory import (
     MemberInfo,
     NodeInfo,
@@ -95,12 +96,23 @@ class GlobalConf:
     cas: tuple[CaEntry, ...] = ()
     tsas: tuple[TsaEntry, ...] = ()
     parameters: TrustParameters = field(default_factory=TrustParameters)
+    federated: tuple[ConfigurationAnchor, ...] = ()
+    """The anchors of the instances this one federates with (X-Road's federated
+    instances): a node fetches and verifies each one's own signed configuration."""
 
     def to_bytes(self) -> bytes:
         """Canonical JSON; equal documents give equal bytes."""
         return canonical_json(self.to_json())
 
     def to_json(self) -> dict[str, Any]:
+        doc = self._to_json()
+        if self.federated:
+            # Only when there is one: a document without federation keeps the bytes (and
+            # so the digest) it had before the field existed.
+            doc["federated"] = [a.to_json() for a in sorted(self.federated, key=_instance)]
+        return doc
+
+    def _to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "instance": self.instance,
@@ -185,6 +197,26 @@ class GlobalConf:
         )
 
 
+def _instance(anchor: ConfigurationAnchor) -> str:
+    return anchor.instance
+
+
+def _federated(value: Any, own: str) -> tuple[ConfigurationAnchor, ...]:
+    anchors: list[ConfigurationAnchor] = []
+    for i, doc in enumerate(_list(value, "federated")):
+        try:
+            anchor = ConfigurationAnchor.from_json(doc)
+        except ConfigurationAnchorError as exc:
+            raise GlobalConfError(f"federated[{i}]: {exc}") from None
+        check_part(anchor.instance, "instance")
+        if anchor.instance == own:
+            raise GlobalConfError(f"federated[{i}]: an instance cannot federate with itself")
+        anchors.append(anchor)
+    if len({a.instance for a in anchors}) != len(anchors):
+        raise GlobalConfError("a federated instance is listed twice")
+    return tuple(anchors)
+
+
 def _pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(Encoding.PEM).decode("ascii")
 
@@ -194,7 +226,7 @@ def _cert(text: Any, where: str) -> x509.Certificate:
         raise GlobalConfError(f"{where}: certificate must be a PEM string")
     try:
         return x509.load_pem_x509_certificate(text.encode("ascii"))
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion: not v1 or v3
         raise GlobalConfError(f"{where}: not a PEM certificate: {exc}") from None
 
 
@@ -226,8 +258,8 @@ def _parse(doc: Any) -> GlobalConf:
         "format", "instance", "serial", "generated", "members", "nodes", "groups", "cas",
         "tsas", "parameters",
     }  # fmt: skip
-    if set(doc) != expected:
-        raise GlobalConfError(f"fields must be exactly {sorted(expected)}")
+    if set(doc) - {"federated"} != expected:
+        raise GlobalConfError(f"fields must be exactly {sorted(expected)} (and federated)")
     instance = _str(doc["instance"], "instance")
     check_part(instance, "instance")
     serial = doc["serial"]
@@ -321,4 +353,5 @@ def _parse(doc: Any) -> GlobalConf:
         cas=cas,
         tsas=tsas,
         parameters=TrustParameters(freshness, interval),
+        federated=_federated(doc.get("federated", []), instance),
     )

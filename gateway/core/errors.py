@@ -43,6 +43,9 @@ class Code(StrEnum):
     CP_GLOBAL_CONF_OUTDATED = "server.clientproxy.global_conf_outdated"
     CP_MAINTENANCE_MODE = "server.clientproxy.maintenance_mode"
     CP_INTERNAL_ERROR = "server.clientproxy.internal_error"
+    CP_INSTANCE_NOT_FEDERATED = "server.clientproxy.instance_not_federated"
+    CP_FEDERATED_CONF_OUTDATED = "server.clientproxy.federated_conf_outdated"
+    CP_WRONG_INSTANCE_CA = "server.clientproxy.wrong_instance_ca"
 
     SP_UNKNOWN_MEMBER = "server.serverproxy.unknown_member"
     SP_SSL_AUTHENTICATION_FAILED = "server.serverproxy.ssl_authentication_failed"
@@ -71,6 +74,9 @@ class Code(StrEnum):
     SP_GLOBAL_CONF_OUTDATED = "server.serverproxy.global_conf_outdated"
     SP_MAINTENANCE_MODE = "server.serverproxy.maintenance_mode"
     SP_INTERNAL_ERROR = "server.serverproxy.internal_error"
+    SP_INSTANCE_NOT_FEDERATED = "server.serverproxy.instance_not_federated"
+    SP_FEDERATED_CONF_OUTDATED = "server.serverproxy.federated_conf_outdated"
+    SP_WRONG_INSTANCE_CA = "server.serverproxy.wrong_instance_ca"
 
     AUDIT_ACCESS_DENIED = "client.audit_access_denied"
     AUDIT_NOT_FOUND = "client.audit_not_found"
@@ -161,6 +167,21 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
         "and starts no new one; send the request to another node of the member, or later.",
     ),
     Code.CP_INTERNAL_ERROR: ErrorSpec(500, "Internal error on the consumer's node."),
+    Code.CP_INSTANCE_NOT_FEDERATED: ErrorSpec(
+        500,
+        "The service's provider is in an instance this node's instance does not federate with.",
+    ),
+    Code.CP_FEDERATED_CONF_OUTDATED: ErrorSpec(
+        500,
+        "The provider's instance is federated, but this node holds no valid signed "
+        "configuration of it (expired, never obtained, or only a rolled-back or otherwise"
+        " refused version offered), so it sends nothing to that instance.",
+    ),
+    Code.CP_WRONG_INSTANCE_CA: ErrorSpec(
+        500,
+        "The provider's node or signer presented a certificate issued by another "
+        "instance's CA; a CA certifies members and nodes of its own instance only.",
+    ),
     Code.SP_UNKNOWN_MEMBER: ErrorSpec(500, "The client is not known in this instance."),
     Code.SP_SSL_AUTHENTICATION_FAILED: ErrorSpec(
         500, "The sending node is not registered, or does not host the client."
@@ -232,6 +253,21 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
         "and accepts no new one; the registry was not called.",
     ),
     Code.SP_INTERNAL_ERROR: ErrorSpec(500, "Internal error on the provider's node."),
+    Code.SP_INSTANCE_NOT_FEDERATED: ErrorSpec(
+        500,
+        "The client is in an instance this node's instance does not federate with.",
+    ),
+    Code.SP_FEDERATED_CONF_OUTDATED: ErrorSpec(
+        500,
+        "The client's instance is federated, but this node holds no valid signed "
+        "configuration of it (expired, never obtained, or only a rolled-back or otherwise"
+        " refused version offered), so it answers nothing.",
+    ),
+    Code.SP_WRONG_INSTANCE_CA: ErrorSpec(
+        500,
+        "The sending node or signer presented a certificate issued by another instance's "
+        "CA; a CA certifies members and nodes of its own instance only.",
+    ),
     Code.AUDIT_ACCESS_DENIED: ErrorSpec(
         400,
         "The log's auditor API needs an auditor certificate, the admin token, or (for its "
@@ -333,7 +369,7 @@ ADMIN_ERROR_TABLE: dict[AdminCode, ErrorSpec] = {
         "table in docs/node-admin.md).",
     ),
     AdminCode.NOT_FOUND: ErrorSpec(
-        404, "No such path, subsystem, service, access right, local group or API key."
+        404, "No such path, subsystem, service, access right, local group, API key or log entry."
     ),
     AdminCode.INVALID: ErrorSpec(
         400,
@@ -342,7 +378,9 @@ ADMIN_ERROR_TABLE: dict[AdminCode, ErrorSpec] = {
         "changed.",
     ),
     AdminCode.CONFLICT: ErrorSpec(
-        409, "The object already exists, or is already in the state asked for."
+        409,
+        "The object already exists, or is already in the state asked for; or the log entry "
+        "asked for is not yet covered by a timestamped tree head.",
     ),
     AdminCode.UNAVAILABLE: ErrorSpec(
         503,

@@ -123,8 +123,14 @@ def parse_jws_chain(header_segment: str) -> list[x509.Certificate]:
             chain = [
                 x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in x5c
             ]
+            # The fields read of any certificate in the chain, decoded now (cryptography
+            # decodes them lazily), so a damaged one is refused here and nowhere later.
             for cert in chain:
                 cert.serial_number  # noqa: B018 - parsing it is the check
+                cert.issuer  # noqa: B018
+                cert.subject  # noqa: B018
+                cert.not_valid_before_utc  # noqa: B018
+                cert.not_valid_after_utc  # noqa: B018
     except (
         ValueError,
         TypeError,

@@ -96,7 +96,7 @@ def parse_openapi(document: bytes) -> ServiceDescription:
     ``client.service_description.not_json``, ``.not_openapi`` or ``.no_paths``."""
     try:
         data = json.loads(document.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # or nested too deep
         raise GatewayError(Code.DESCRIPTION_NOT_JSON, f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise GatewayError(Code.DESCRIPTION_NOT_JSON, "the document is not a JSON object")

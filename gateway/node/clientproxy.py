@@ -39,6 +39,7 @@ from gateway.core.jws import Signer, VerifiedSignature
 from gateway.core.protocol import OpenedResponse, ProtocolError, open_response
 from gateway.messagelog import Kind, LogRecord, MessageLogError, Role
 from gateway.node.context import NodeContext, certs, signing_certificate
+from gateway.node.federation import CONSUMER
 from gateway.node.monitoring import Exchange, Side
 from gateway.node.transport import PeerClient, PeerUnreachable, Reply
 from gateway.node.wire import (
@@ -160,7 +161,7 @@ class ClientProxy:
         OCSP evidence, and every limit of section 5.1.
         Records the exchange's ``X-Road-Id`` in ``ids`` as soon as it is known."""
         ctx = self._ctx
-        service, path, query = _parse_r1(request)
+        service, path, query = parse_r1(request.raw_path)
         client_values = request.headers.getall("X-Road-Client", [])
         if not client_values:
             raise GatewayError(Code.INVALID_CLIENT_IDENTIFIER, "X-Road-Client header is missing")
@@ -212,6 +213,7 @@ class ClientProxy:
     def _route(self, service: ServiceId) -> list[NodeInfo]:
         """The nodes hosting the provider, in the order to try them: reachable and fast
         first (``PeerHealth.order``, gateway/node/failover.py)."""
+        self._ctx.check_instance(service.provider.instance, CONSUMER)  # federation
         providers = self._ctx.directory.nodes_hosting(service.provider)
         if not providers:
             raise GatewayError(Code.CP_UNKNOWN_MEMBER, f"no node hosts {service.provider}")
@@ -470,8 +472,10 @@ def _unreachable(
     )
 
 
-def _parse_r1(request: web.Request) -> tuple[ServiceId, str, str]:
-    raw_path, _, query = request.raw_path.partition("?")
+def parse_r1(raw_target: str) -> tuple[ServiceId, str, str]:
+    """The service, the path after it and the query of an ``/r1/`` request target, as
+    the request line spells it (still percent-encoded); refuses with ``GatewayError``."""
+    raw_path, _, query = raw_target.partition("?")
     segments = raw_path.split("/")
     if len(segments) < 7:
         raise GatewayError(

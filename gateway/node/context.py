@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from cryptography import x509
 
 from gateway.conf.directory import Directory
+from gateway.conf.federation import FederatedDirectory
 from gateway.conf.tufclient import GlobalConfSource
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import ClientId, MemberId, NodeId
@@ -39,6 +40,7 @@ from gateway.node.clientauth import (
 from gateway.node.clock import Clock
 from gateway.node.config import NodeConfig
 from gateway.node.failover import PeerBackoff, PeerHealth
+from gateway.node.federation import FederatedSource, Refusals
 from gateway.node.maintenance import Maintenance
 from gateway.node.monitoring import Monitoring
 from gateway.node.ocsp import OwnOcsp, OwnStatusUnavailable
@@ -46,6 +48,14 @@ from gateway.node.replay import ReplayGuard
 from gateway.node.settings.snapshot import SettingsSnapshot
 from gateway.pki.ocsp import OcspError, OcspFailure
 from gateway.pki.ocsp_cache import OcspCache, OcspEvidence, find_issuer
+from gateway.pki.profiles import CertificateError, member_id_of, node_id_of
+
+_WRONG_CA = {
+    Code.SP_CERT_VALIDATION: Code.SP_WRONG_INSTANCE_CA,
+    Code.CP_CERT_VALIDATION: Code.CP_WRONG_INSTANCE_CA,
+}
+"""The code for a certificate of one instance's owner issued by another instance's CA,
+by the side's code for a certificate status that does not verify."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +205,15 @@ class NodeContext:
         if reason is not None:
             raise GatewayError(code, reason)
 
+    def check_instance(self, instance: str, codes: Refusals) -> None:
+        """Refuse an exchange with an owner of another instance unless that instance is
+        federated and its configuration is valid now (a foreign configuration that
+        expired stops that instance only)."""
+        directory, source = self.directory, self.globalconf
+        if not isinstance(source, FederatedSource) or not isinstance(directory, FederatedDirectory):
+            return  # a fixed directory (tests): no federation
+        source.federation.check(directory, instance, self.clock.now(), codes)
+
     def own_status(self, signer: Signer, code: Code) -> tuple[OcspEvidence, OcspEvidence]:
         """This node's OCSP responses (auth, signing) to send now, or refuse with ``code``."""
         now = self.clock.now()
@@ -228,9 +247,17 @@ class NodeContext:
 
         def subject() -> tuple[x509.Certificate, x509.Certificate]:
             cert = certificate()
-            issuer = find_issuer(cert, self.directory.trust_roots())
+            directory = self.directory
+            issuer = find_issuer(cert, directory.trust_roots())
             if issuer is None:
                 raise OcspError(OcspFailure.WRONG_CERTIFICATE, "no trusted CA issued it")
+            instance = owner_instance(cert)
+            if instance is not None and issuer not in directory.trust_roots_for(instance):
+                raise GatewayError(
+                    _WRONG_CA.get(code, code),
+                    f"{what()} names an owner in {instance} but was issued by "
+                    f"{issuer.subject.rfc4514_string()}, which is not a CA of {instance}",
+                )
             return cert, issuer
 
         try:
@@ -239,6 +266,17 @@ class NodeContext:
             raise GatewayError(
                 code, f"{what()} has no valid OCSP status: {exc.reason.value}: {exc.detail}"
             ) from None
+
+
+def owner_instance(cert: x509.Certificate) -> str | None:
+    """The instance of the node or member a certificate names, if it follows either
+    profile (the chain and the status are checked elsewhere)."""
+    for owner in (node_id_of, member_id_of):
+        try:
+            return owner(cert).instance
+        except (CertificateError, ValueError):
+            continue
+    return None
 
 
 def certs(*signatures: VerifiedSignature | Signer) -> dict[str, tuple[bytes, str]]:

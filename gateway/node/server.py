@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.conf.directory import Directory
 from gateway.conf.globalconf import GlobalConf
-from gateway.conf.tufclient import ConfigClient, Current, GlobalConfSource, GlobalConfUnavailable
+from gateway.conf.tufclient import ConfigClient, Current, GlobalConfUnavailable
 from gateway.core.encoding import format_time
 from gateway.core.envelope import MAX_HEADER_FIELD
 from gateway.core.errors import Code, GatewayError
@@ -53,11 +53,11 @@ from gateway.messagelog.witness import Witness, head_signer
 from gateway.net.guard import GuardSettings, guarded_site
 from gateway.net.httpversion import http1_only
 from gateway.node.admin import admin_app
-from gateway.node.clientauth import ClientCertStore, ConsumerTls
 from gateway.node.clientproxy import ClientProxy
 from gateway.node.clock import Clock, SystemClock
 from gateway.node.config import ConfigError, NodeConfig
 from gateway.node.context import Limits, NodeContext, TrustState
+from gateway.node.federation import FederatedSource
 from gateway.node.health import Health
 from gateway.node.metadata import MetadataServices
 from gateway.node.monitoring import Monitoring
@@ -67,6 +67,7 @@ from gateway.node.settings.manager import SettingsManager
 from gateway.node.settings.source import settings_in_force
 from gateway.node.startup import (
     check_auth_certificate,
+    consumer_tls,
     load_signers,
     own_certificate,
     preloaded_replay_guard,
@@ -111,7 +112,7 @@ class Node:
         # Routing and trust: signed global configuration that a background task
         # refreshes (``directory`` fixes one instead, for tests that run a node in
         # process); either way read only through ``self.context.trust``.
-        self.globalconf: GlobalConfSource[TrustState] | None = None
+        self.globalconf: FederatedSource[TrustState] | None = None
         self._passphrase = pw = unlock_keys(config)  # of the key files (docs/adr/0041)
         trust = self._bootstrap(directory)
         now = self.clock.now()
@@ -156,17 +157,7 @@ class Node:
         problem = config.consumer_ports_problem(settings.settings.serves_plain_http())
         if problem is not None:
             raise ConfigError(f"node {self.id}: {problem}")
-        try:
-            client_certs = ClientCertStore(config.node.client_certs)
-            self._consumer_tls = (
-                None
-                if config.node.internal_tls_cert is None or config.node.internal_tls_key is None
-                else ConsumerTls(
-                    config.node.internal_tls_cert, config.node.internal_tls_key, client_certs, pw
-                )
-            )
-        except (ValueError, OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"the consumer TLS port cannot be set up: {exc}") from None
+        client_certs, self._consumer_tls = consumer_tls(config, pw)
         limits = Limits(
             window=timedelta(seconds=config.node.message_window_seconds),
             max_body=config.node.max_body_bytes,
@@ -265,7 +256,7 @@ class Node:
             config.globalconf.state_dir,
             fetch_timeout=config.globalconf.fetch_timeout_seconds,
         )
-        self.globalconf = GlobalConfSource(client, self._derive_from)
+        self.globalconf = FederatedSource(client, self._derive_from, self.clock.now)
         try:
             return self.globalconf.bootstrap().state
         except GlobalConfUnavailable as exc:
@@ -295,7 +286,7 @@ class Node:
         )
 
     def _derive_from(self, conf: GlobalConf) -> TrustState:
-        directory = conf.directory()
+        directory = self.globalconf.federation.view(conf) if self.globalconf else conf.directory()
         if directory.node(self.id) is None:
             # Applied all the same: the instance decides; this node then serves nobody.
             log.error("global configuration serial %d does not list node %s", conf.serial, self.id)

@@ -35,6 +35,7 @@ from gateway.messagelog import Kind, LogRecord, MessageLogError, ReplayError, Ro
 from gateway.messagelog.tracker import details_of
 from gateway.node.config import ServiceSection
 from gateway.node.context import NodeContext, certs, signing_certificate
+from gateway.node.federation import PROVIDER
 from gateway.node.metadata import Answer, MetadataServices, is_metadata
 from gateway.node.monitoring import Exchange, Side
 from gateway.node.settings.snapshot import SettingsSnapshot
@@ -202,6 +203,7 @@ class ServerProxy:
 
         def admit(header: RequestHeader) -> None:  # steps 4 and 5
             client = header.client
+            ctx.check_instance(client.instance, PROVIDER)  # federation
             if not ctx.directory.is_known_client(client):
                 raise GatewayError(Code.SP_UNKNOWN_MEMBER, f"{client} is not known in the instance")
             if client not in peer.clients:

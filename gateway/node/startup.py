@@ -10,6 +10,7 @@ of its own certificates, and the replay guard refilled from the log's recent req
 
 from __future__ import annotations
 
+import ssl
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from gateway.keys.files import (
 from gateway.keys.passphrase import PassphraseError, resolve_passphrase
 from gateway.keys.pkcs11 import TokenKeyRef, TokenSigningKey, load_token_key, read_pin
 from gateway.messagelog import MessageLog
+from gateway.node.clientauth import ClientCertStore, ConsumerTls
 from gateway.node.config import ConfigError, NodeConfig, ServiceSection, SigningKey
 from gateway.node.context import TrustState
 from gateway.node.ocsp import OwnCertificate
@@ -44,6 +46,7 @@ from gateway.pki.validation import verify_auth_certificate
 
 __all__ = [
     "check_auth_certificate",
+    "consumer_tls",
     "load_signers",
     "own_certificate",
     "preloaded_replay_guard",
@@ -93,6 +96,22 @@ def unlock_keys(config: NodeConfig) -> bytes | None:
     except (PassphraseError, KeyFileError) as exc:
         raise ConfigError(str(exc)) from None
     return passphrase
+
+
+def consumer_tls(
+    config: NodeConfig, passphrase: bytes | None
+) -> tuple[ClientCertStore, ConsumerTls | None]:
+    """The registered information-system certificates and the consumer TLS port's
+    contexts (none without an internal TLS certificate), its key opened with the
+    node's key passphrase; an unreadable store, certificate or key stops the node."""
+    try:
+        store = ClientCertStore(config.node.client_certs)
+        cert, key = config.node.internal_tls_cert, config.node.internal_tls_key
+        if cert is None or key is None:
+            return store, None
+        return store, ConsumerTls(cert, key, store, passphrase)
+    except (ValueError, OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"the consumer TLS port cannot be set up: {exc}") from None
 
 
 def registry_contexts(services: list[ServiceSection]) -> dict[ServiceId, RegistryContext]:
@@ -153,11 +172,11 @@ def check_auth_certificate(
     now: datetime,
     passphrase: bytes | None = None,
 ) -> list[x509.Certificate]:
-    """The node's TLS authentication chain: valid now, for this node, with its key."""
+    """The node's TLS authentication chain: valid now, for this node, with its key, from
+    a CA of the node's own instance (a federated instance's CA is refused by peers)."""
     auth_chain = load_certificates(config.node.auth_cert)
-    auth_owner = verify_auth_certificate(
-        auth_chain[0], auth_chain[1:], directory.trust_roots(), now
-    )
+    roots = directory.trust_roots_for(node_id.instance)
+    auth_owner = verify_auth_certificate(auth_chain[0], auth_chain[1:], roots, now)
     if auth_owner != node_id or node_id_of(auth_chain[0]) != node_id:
         raise CertificateError(f"authentication certificate is for {auth_owner}, not {node_id}")
     auth_key = load_private_key(config.node.auth_key, passphrase)

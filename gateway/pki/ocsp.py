@@ -295,9 +295,16 @@ def _verify_signature(response: ocsp.OCSPResponse, signer: x509.Certificate) -> 
 
 
 def _matches_responder_id(response: ocsp.OCSPResponse, cert: x509.Certificate) -> bool:
-    if response.responder_key_hash is not None:
-        return response.responder_key_hash == _responder_key_hash(cert)
-    return response.responder_name == cert.subject
+    """Whether the response's ResponderID names ``cert``; the id is decoded lazily, so
+    a damaged one is refused as ``malformed`` here, not raised as the library's error."""
+    try:
+        key_hash = response.responder_key_hash
+        name = response.responder_name if key_hash is None else None
+    except (ValueError, TypeError) as exc:  # TypeError: a name attribute of a wrong type
+        raise OcspError(OcspFailure.MALFORMED, f"the responder id cannot be read: {exc}") from None
+    if key_hash is not None:
+        return key_hash == _responder_key_hash(cert)
+    return name == cert.subject
 
 
 def _delegation_of(

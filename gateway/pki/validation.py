@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtensionOID
 
@@ -93,6 +93,18 @@ def _check_ca(cert: x509.Certificate, below: int) -> None:
         )
 
 
+def _check_readable(cert: x509.Certificate) -> None:
+    """Decode the names and validity the path search reads: cryptography decodes them
+    lazily, so a damaged one given as a leaf or intermediate is refused here."""
+    try:
+        cert.issuer  # noqa: B018
+        cert.subject  # noqa: B018
+        cert.not_valid_before_utc  # noqa: B018
+        cert.not_valid_after_utc  # noqa: B018
+    except ValueError as exc:
+        raise CertificateError(f"a certificate of the chain cannot be read: {exc}") from None
+
+
 def _check_link(child: x509.Certificate, issuer: x509.Certificate) -> None:
     try:
         child.verify_directly_issued_by(issuer)
@@ -101,7 +113,8 @@ def _check_link(child: x509.Certificate, issuer: x509.Certificate) -> None:
             f"signature on {_describe(child)} does not verify with the key of "
             f"{_describe(issuer)}: forged, or issued by another CA with the same name"
         ) from None
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        # UnsupportedAlgorithm: an issuer key on a curve cryptography does not know.
         raise CertificateError(
             f"{_describe(child)} is not issued by {_describe(issuer)}: {exc}"
         ) from None
@@ -164,6 +177,8 @@ def verify_chain(
         raise ValueError("now must be a timezone-aware datetime")
     if not roots:
         raise CertificateError("no trusted roots are configured")
+    for cert in (leaf, *intermediates):
+        _check_readable(cert)
     _check_time(leaf, now, "certificate")
     _check_critical(leaf, "certificate")
     failures: list[str] = []

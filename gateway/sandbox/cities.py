@@ -19,6 +19,8 @@ from dataclasses import dataclass, replace
 from gateway.core.ids import MemberId, NodeId, SubsystemId
 
 INSTANCE = "DE-NRW"
+EE_INSTANCE = "EE-TEST"
+"""The federated Estonian test instance: its own central, CA and trust services."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,14 +31,15 @@ class City:
     ags: str
     subsystems: tuple[str, ...]
     server_code: str = "ss1"
+    instance: str = INSTANCE
 
     @property
     def member(self) -> MemberId:
-        return MemberId(INSTANCE, "GOV", self.ags)
+        return MemberId(self.instance, "GOV", self.ags)
 
     @property
     def node(self) -> NodeId:
-        return NodeId(INSTANCE, "GOV", self.ags, self.server_code)
+        return NodeId(self.instance, "GOV", self.ags, self.server_code)
 
     def subsystem(self, code: str) -> SubsystemId:
         return self.member.subsystem(code)
@@ -62,6 +65,14 @@ ISERLOHN = City("Stadt Iserlohn", "05962024", ("melderegister",))
 IHK = City("IHK Arnsberg", "IHK-ARNSBERG", ("kammer",))
 """The chamber of commerce, notified of each new trade through the gateway."""
 
+RIK = City(
+    "Registrite ja Infosüsteemide Keskus", "70000310", ("ariregister", "registriosakond"),
+    instance=EE_INSTANCE,
+)  # fmt: skip
+"""The Estonian member (Centre of Registers and Information Systems): its node serves the
+e-Business Register (``ariregister``); its registration department (``registriosakond``)
+is the Estonian agency that asks Lippstadt's Melderegister where Lippstadt granted it."""
+
 TRADE_OFFICE = SOEST.subsystem("gewerbeamt")
 """The client every exchange of the story is made as (the portal's default client)."""
 MELDEREGISTER_SERVICE = LIPPSTADT.subsystem("melderegister").service("einfacheAuskunft")
@@ -75,6 +86,9 @@ ISERLOHN_TRACKER = ISERLOHN.subsystem("melderegister").service("findUsage")
 """Iserlohn's data tracker for its Melderegister (built into its node)."""
 TRACKERS = (MELDEREGISTER_TRACKER, ISERLOHN_TRACKER)
 """Every tracker "Meine Daten" asks in the three-city federation."""
+
+ARIREGISTER_SERVICE = RIK.subsystem("ariregister").service("ettevotted")
+"""The Estonian business register's company query (``/ettevotted/{registry code}``)."""
 
 BENCH_SERVICE = LIPPSTADT.subsystem("melderegister").service("echo")
 """The benchmark's service: a stub registry that echoes, behind Lippstadt's node."""

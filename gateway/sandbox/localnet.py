@@ -112,12 +112,23 @@ class LocalNet:
     central_process: subprocess.Popen[bytes] | None = None
     launches: dict[int, Launch] = field(default_factory=dict)
     """How each running process was started, by pid (``gateway.sandbox.supervisor`` restarts)."""
+    instance: str = INSTANCE
+    federated: list[ConfigurationAnchor] = field(default_factory=list)
+    """The anchors of the instances this one federates with, signed into every version."""
+    partners: list[LocalNet] = field(default_factory=list)
+    """Federated instances run beside this one: stopped with it, listed in its topology."""
 
     # ---------------------------------------------------------------- building
 
     @classmethod
     def create(
-        cls, root: Path, cities: Sequence[City], now: datetime, *, central: bool = False
+        cls,
+        root: Path,
+        cities: Sequence[City],
+        now: datetime,
+        *,
+        central: bool = False,
+        instance: str = INSTANCE,
     ) -> LocalNet:
         """Make a CA with its OCSP responder and TSA certificates and, per city, a node
         authentication and a member signing certificate.
@@ -137,7 +148,7 @@ class LocalNet:
         now = now.replace(microsecond=0)
         ca_dir = root / "ca"
         trust = TrustFiles(ca_dir, root / "trust", free_port())
-        issue_ca(trust, now)
+        issue_ca(trust, now, f"Development CA {instance}")
         nodes: dict[str, NodeFiles] = {}
         for city in cities:
             files = NodeFiles(city, root / city.key, free_port(), free_port())
@@ -146,7 +157,7 @@ class LocalNet:
             issue_consumer_tls(files, now)
             if not central:
                 issue_node_certificates(ca_dir, files, now)
-        net = cls(root, nodes, ca_dir / "ca.pem", trust)
+        net = cls(root, nodes, ca_dir / "ca.pem", trust, instance=instance)
         if central:
             net.central = CentralFiles(root / "central", free_port())
         return net
@@ -169,7 +180,7 @@ class LocalNet:
         authority (``start_central``, used by the demo).
         """
         if self.tuf is None:
-            self.tuf = DevRepository(self.root / "tuf", INSTANCE)
+            self.tuf = DevRepository(self.root / "tuf", self.instance)
             self.tuf.serve(HOST)
             save_anchor(self.anchor_path, self.tuf.anchor())
         return self.tuf
@@ -191,7 +202,7 @@ class LocalNet:
         for f in cities:
             members.setdefault(f.city.member, f.city)
         return GlobalConf(
-            instance=INSTANCE,
+            instance=self.instance,
             serial=self.serial,
             generated=format_time(datetime.now(UTC), "seconds"),
             members=tuple(
@@ -214,12 +225,13 @@ class LocalNet:
             cas=(CaEntry(load_certificate(self.ca_cert), (self.trust.ocsp_url,)),),
             tsas=(
                 TsaEntry(
-                    "Development TSA DE-NRW",
+                    f"Development TSA {self.instance}",
                     self.trust.tsa_url,
                     load_certificate(self.trust.tsa_cert),
                 ),
             ),
             parameters=parameters or self.parameters,
+            federated=tuple(self.federated),
         )
 
     def publish_globalconf(
@@ -295,11 +307,11 @@ class LocalNet:
         init_central(
             files.directory,
             InitOptions(
-                instance=INSTANCE,
+                instance=self.instance,
                 ca_cert=load_certificate(self.ca_cert),
                 ocsp_urls=(self.trust.ocsp_url,),
                 public_url=files.url,
-                tsa_name="Development TSA DE-NRW",
+                tsa_name=f"Development TSA {self.instance}",
                 tsa_url=self.trust.tsa_url,
                 tsa_cert=load_certificate(self.trust.tsa_cert),
             ),
@@ -485,17 +497,19 @@ class LocalNet:
         self.launches.pop(proc.pid, None)
         self.trust_process = None
 
-    def start_node(self, ags: str) -> subprocess.Popen[bytes]:
-        """Run one city's node; the trust services are started first if they are not up."""
+    def start_node(self, ags: str, *, timeout: float = 20) -> subprocess.Popen[bytes]:
+        """Run one city's node; the trust services are started first if they are not up.
+        ``timeout``: the seconds it may take to answer (the fault harness, on a loaded
+        machine, waits longer)."""
         self.start_trust()
         files = self.nodes[ags]
         proc = self._spawn(["node", "serve", "--config", str(files.config)], f"node-{ags}")
         plain = any(files.connection_type_of(c) == "http" for c in files.city.subsystems)
         if plain:
-            wait_http(f"{files.consumer_url}/health", proc)
+            wait_http(f"{files.consumer_url}/health", proc, timeout)
         else:
             tls = EdgeTls(files.internal_cert)
-            wait_http(f"{files.consumer_tls_url}/health", proc, verify=tls.context())
+            wait_http(f"{files.consumer_tls_url}/health", proc, timeout, verify=tls.context())
         return proc
 
     def stop_node(self, ags: str, *, kill: bool = False) -> None:
@@ -513,6 +527,8 @@ class LocalNet:
                 self.launches.pop(proc.pid, None)
 
     def stop(self) -> None:
+        for partner in self.partners:
+            partner.stop()
         if self.tuf is not None:
             self.tuf.shutdown()
             self.tuf = None
@@ -533,7 +549,7 @@ class LocalNet:
     def topology(self) -> dict[str, Any]:
         """What a client needs to talk to this federation (see README, "topology file")."""
         topology: dict[str, Any] = {
-            "instance": INSTANCE,
+            "instance": self.instance,
             "ca_certificate": str(self.ca_cert),
             "ocsp_url": self.trust.ocsp_url,
             "tsa_url": self.trust.tsa_url,
@@ -574,6 +590,8 @@ class LocalNet:
                 for spec in self.services
             ],
         }
+        if self.partners:
+            topology["federated_instances"] = [p.topology() for p in self.partners]
         if self.central is not None:
             topology["central_url"] = self.central.url
             topology["anchor"] = str(self.anchor_path)

@@ -22,10 +22,10 @@ from gateway.trust.ca_store import init_ca, issue_from_csr, issue_service
 CA_NAME = "Development CA DE-NRW"
 
 
-def issue_ca(trust: TrustFiles, now: datetime) -> None:
+def issue_ca(trust: TrustFiles, now: datetime, name: str = CA_NAME) -> None:
     """The CA in ``trust.ca_dir`` and, in ``trust.directory``, the certificates and keys
     of its OCSP responder and of the TSA (five years)."""
-    init_ca(trust.ca_dir, CA_NAME, now)
+    init_ca(trust.ca_dir, name, now)
     trust.directory.mkdir(parents=True, exist_ok=True)
     issue_service(trust.ca_dir, ServiceKind.OCSP, trust.directory, now)
     issue_service(trust.ca_dir, ServiceKind.TSA, trust.directory, now, days=1825)
