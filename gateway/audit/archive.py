@@ -26,6 +26,7 @@ entries covered by a tree head can be archived.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -74,11 +75,14 @@ def archive_before(
     *,
     now: datetime,
     anchor: AuditTrustAnchor | None = None,
+    seal: Callable[[Path], None] | None = None,
 ) -> ArchiveResult:
     """Archive the entries logged before ``before`` to the bundle ``out``, then prune them.
 
     With ``anchor`` the bundle is verified offline first and nothing is pruned unless it
     verifies. Each pruned row must still hold the leaf hash the bundle carries for it.
+    ``seal`` then gets the bundle before anything is pruned (the node's hook for
+    encrypting bundles; if it raises, nothing is pruned).
     """
     if before.tzinfo is None:
         raise ValueError("give the archiving date with a time zone")
@@ -94,6 +98,8 @@ def archive_before(
         return ArchiveResult(0, None, None, 0, False)
     if anchor is not None:
         verify_file(out, anchor)  # raises AuditError: nothing pruned
+    if seal is not None:
+        seal(out)
     try:
         leaves = open_store(db).archive(entries)
     except LogStoreError as exc:

@@ -21,11 +21,12 @@ import gateway.messagelog.sqlite_admin as admin
 from gateway.conf.tufclient import SIGNED_FILES
 from gateway.core.envelope import parse_time
 from gateway.messagelog.records import (
-    ARCHIVED,
+    GONE,
     MAX_OPERATIONAL_ROWS,
     ArchivedEntry,
     CosignatureRow,
     EntrySelection,
+    Expired,
     ExportEvidence,
     LogNotFoundError,
     LogStoreError,
@@ -43,6 +44,7 @@ from gateway.messagelog.records import (
     UsageRow,
     WitnessAlertRow,
 )
+from gateway.messagelog.sqlite_retention import expire
 from gateway.messagelog.sqlite_rows import (
     cosignature_row,
     signed_head,
@@ -59,7 +61,9 @@ __all__ = ["SqliteLogStore", "read_versions"]
 _USAGE_QUERY: Final = """
 SELECT resp.id, resp.logged_at, resp.client, resp.service, resp.message_id, resp.xroad_id,
        resp.header, req.header, resp.leaf_index,
-       resp.body_omitted = 'archived' OR req.body_omitted = 'archived',
+       CASE WHEN resp.body_omitted = 'deleted' OR req.body_omitted = 'deleted' THEN 2
+            WHEN resp.body_omitted = 'archived' OR req.body_omitted = 'archived' THEN 1
+            ELSE 0 END,
        r.method, r.path, r.status, r.user_id, r.issue
 FROM data_subject AS ds
 JOIN message_log AS resp ON resp.id = ds.entry_id
@@ -254,6 +258,7 @@ class SqliteLogStore:
                 None if r[8] is None else int(r[8]),
                 bool(r[9]),
                 stored_details(r[10:]),
+                int(r[9]) == 2,
             )
             for r in rows
         ]
@@ -373,8 +378,8 @@ class SqliteLogStore:
             if "body_omitted" in present:
                 (archived_before,) = conn.execute(
                     "SELECT COALESCE(MAX(leaf_index) + 1, 0) FROM message_log"
-                    " WHERE body_omitted = ?",
-                    (ARCHIVED,),
+                    " WHERE body_omitted IN (?, ?)",
+                    GONE,
                 ).fetchone()
             signed, cosigned = _head_signatures(conn)
             signer_certificates = {
@@ -425,6 +430,23 @@ class SqliteLogStore:
         finally:
             conn.close()
         return leaves
+
+    def expire(self, entries_before: str, tracker_before: str) -> Expired:
+        if not self._path.exists():
+            raise LogNotFoundError(f"{self._path} does not exist")
+        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
+        try:
+            conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                expired = expire(conn, entries_before, tracker_before)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        finally:
+            conn.close()
+        return expired
 
     def configuration_versions(self) -> list[StoredVersion]:
         with self._reader() as conn:

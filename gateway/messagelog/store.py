@@ -26,6 +26,7 @@ from gateway.messagelog.records import (
     ArchivedEntry,
     CosignatureRow,
     EntrySelection,
+    Expired,
     ExportEvidence,
     LogRecord,
     OpRecord,
@@ -139,6 +140,13 @@ class LogStore(Protocol):
         leaf indexes. First every read with data subjects gets its ``data_subject_read``
         row, so the data tracker keeps answering. All or nothing: an entry whose leaf
         changed, or whose read cannot be recorded, fails the whole call."""
+        ...
+
+    def expire(self, entries_before: str, tracker_before: str) -> Expired:
+        """The node's retention: blank the header, body and signature of entries logged
+        before ``entries_before`` (RFC 3339 with milliseconds), keeping leaf index, leaf
+        hash and body digest, and mark them ``deleted``; then delete the data-tracker rows
+        of deleted entries logged before ``tracker_before``. All or nothing."""
         ...
 
     def configuration_versions(self) -> list[StoredVersion]: ...

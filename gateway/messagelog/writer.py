@@ -154,10 +154,15 @@ class MessageLog:
         """Take over the tree and timestamping state checked (or rebuilt) at start-up."""
         state = self._db.open_tree()
         self._tree = state.tree
-        self._published = (state.tree.size, state.tree.hashes, state.last_id)
-        self._stamped_size, self._stamped_last_id = state.stamped_size, state.stamped_last_id
-        self._last_stamp = state.last_stamp
-        self._oldest_pending = state.oldest_pending
+        with self._tree_lock:
+            self._published = (state.tree.size, state.tree.hashes, state.last_id)
+            self._stamped_size, self._stamped_last_id = state.stamped_size, state.stamped_last_id
+            self._last_stamp, self._oldest_pending = state.last_stamp, state.oldest_pending
+
+    async def follow(self) -> None:
+        """Take up the tree and tree heads every writer of a shared database committed,
+        so a cluster's leader stamps the whole log, not only its own process's share."""
+        await self.write(lambda _conn: self._open_tree())
 
     def tree_snapshot(self) -> TreeSnapshot:
         """The tree over every committed entry (never over an uncommitted one)."""

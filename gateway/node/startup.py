@@ -51,6 +51,7 @@ __all__ = [
     "own_certificate",
     "preloaded_replay_guard",
     "registry_contexts",
+    "signing_key",
     "unlock_keys",
 ]
 
@@ -124,8 +125,8 @@ def registry_contexts(services: list[ServiceSection]) -> dict[ServiceId, Registr
         raise ConfigError(exc.detail) from None
 
 
-def _signing_key(
-    entry: SigningKey, passphrase: bytes | None
+def signing_key(
+    entry: SigningKey, passphrase: bytes | None = None
 ) -> ec.EllipticCurvePrivateKey | TokenSigningKey:
     """The key file's key, or the token's key logged in with its PIN (docs/adr/0038)."""
     if entry.token is None:
@@ -151,7 +152,7 @@ def load_signers(
     for entry in config.signing:
         member = MemberId.parse(entry.member)
         chain = load_certificates(entry.cert)
-        signer = Signer(member, _signing_key(entry, passphrase), chain)
+        signer = Signer(member, signing_key(entry, passphrase), chain)
         try:
             tested = verifier.verify(signer.sign(b"self-test"), b"self-test", now)
         except EnvelopeError as exc:
