@@ -240,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_node_commands(sub, add)
 
+    from gateway.keys.cli import add_commands as add_keys_commands
+
+    add_keys_commands(sub, add)
+
     logs = sub.add_parser("log", help="read a node's message log").add_subparsers(
         dest="log_command", required=True, metavar="LOG_COMMAND"
     )

@@ -145,9 +145,14 @@ def cmd_node_client_cert_list(args: argparse.Namespace) -> None:
 
 
 def cmd_node_internal_cert(args: argparse.Namespace) -> None:
+    from gateway.keys.cli import new_key_passphrase
     from gateway.keys.files import new_self_signed
     from gateway.pki.keys import fingerprint_sha256
 
+    # The node's own key is encrypted like its other keys; an information system's key
+    # is the client's, handed over to it, and stays plain unless a passphrase is given.
+    plain = args.client and args.passphrase_file is None
+    passphrase = None if plain else new_key_passphrase(args, f"the new key {args.key}")
     cert = new_self_signed(
         Path(args.cert),
         Path(args.key),
@@ -157,6 +162,7 @@ def cmd_node_internal_cert(args: argparse.Namespace) -> None:
         hosts=args.host,
         server=not args.client,
         client=args.client,
+        passphrase=passphrase,
     )
     print(f"wrote {args.cert} and {args.key}; SHA-256 {fingerprint_sha256(cert)}")
 
@@ -423,6 +429,8 @@ def _backup_commands(node: Subparsers, add: AddFn) -> None:
 
 def add_commands(sub: Subparsers, add: AddFn) -> None:
     """Register ``node`` and its subcommands, and ``db``, under the top-level parser."""
+    from gateway.keys.cli import add_new_key_arguments
+
     db = sub.add_parser("db", help="the message log's database schema").add_subparsers(
         dest="db_command", required=True, metavar="DB_COMMAND"
     )
@@ -525,6 +533,7 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     p.add_argument("--host", action="append", default=[], help="a DNS name or IP; repeatable")
     p.add_argument("--days", type=int, default=825)
     p.add_argument("--client", action="store_true", help="an information system's certificate")
+    add_new_key_arguments(p)
     token = node.add_parser("token", help="member signing keys in a PKCS#11 token").add_subparsers(
         dest="token_command", required=True, metavar="TOKEN_COMMAND"
     )

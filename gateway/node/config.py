@@ -91,6 +91,12 @@ class NodeSection(_Model):
     ``gateway db upgrade`` made (docs/deployment.md, PostgreSQL)."""
     auth_cert: Path
     auth_key: Path
+    key_passphrase_file: Path | None = None
+    """The file (mode 0600) holding the passphrase of the node's encrypted key files;
+    without it, ``GATEWAY_KEY_PASSPHRASE`` or a prompt on a terminal (docs/adr/0041)."""
+    development: bool = False
+    """A development set-up: the node starts on unencrypted private key files, which it
+    otherwise refuses (``gateway keys encrypt FILE`` encrypts one in place)."""
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     message_window_seconds: int = Field(default=300, gt=0)
     peer_connect_timeout_seconds: float = Field(default=10, gt=0)
@@ -440,7 +446,14 @@ MISSING_GLOBALCONF = (
 def _resolve(data: dict[str, Any], base: Path) -> None:
     """Make every path field absolute relative to the config file's directory."""
     node = data.get("node", {})
-    for key in ("messagelog", "auth_cert", "auth_key", "internal_tls_cert", "internal_tls_key"):
+    for key in (
+        "messagelog",
+        "auth_cert",
+        "auth_key",
+        "internal_tls_cert",
+        "internal_tls_key",
+        "key_passphrase_file",
+    ):
         if key in node:
             node[key] = str(base / node[key])
     if isinstance(node, dict):

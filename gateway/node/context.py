@@ -105,8 +105,12 @@ class NodeContext:
         limits: Limits,
         client_certs: ClientCertStore,
         monitoring: Monitoring,
+        key_passphrase: bytes | None = None,
     ) -> None:
         self.id: NodeId = config.node.node_id
+        self.key_passphrase = key_passphrase
+        """What opens the node's encrypted key files (docs/adr/0041): a key made or
+        imported at run time is written and read with it."""
         self.config = config
         self.clock = clock
         self.trust = trust

@@ -54,7 +54,6 @@ from gateway.messagelog.witness import Witness, head_signer
 from gateway.net.guard import GuardSettings, guarded_site
 from gateway.net.httpversion import http1_only
 from gateway.node.admin import admin_app
-from gateway.node.clientauth import ClientCertStore, ConsumerTls
 from gateway.node.clientproxy import ClientProxy
 from gateway.node.clock import Clock, SystemClock
 from gateway.node.cluster import NodeCluster
@@ -71,9 +70,11 @@ from gateway.node.settings.manager import SettingsManager
 from gateway.node.settings.source import settings_in_force
 from gateway.node.startup import (
     check_auth_certificate,
+    consumer_tls,
     load_signers,
     own_certificate,
     preloaded_replay_guard,
+    unlock_keys,
 )
 from gateway.node.tls import client_context, server_context
 from gateway.node.transport import PeerClient, RegistryClient
@@ -117,10 +118,11 @@ class Node:
         # refreshes (``directory`` fixes one instead, for tests that run a node in
         # process); either way read only through ``self.context.trust``.
         self.globalconf: FederatedSource[TrustState] | None = None
+        self._passphrase = pw = unlock_keys(config)  # of the key files (docs/adr/0041)
         trust = self._bootstrap(directory)
         now = self.clock.now()
-        signers, signing_chains = load_signers(config, trust.verifier, now)
-        auth_chain = check_auth_certificate(config, self.id, trust.directory, now)
+        signers, signing_chains = load_signers(config, trust.verifier, now, pw)
+        auth_chain = check_auth_certificate(config, self.id, trust.directory, now, pw)
         # OCSP: peers' responses are checked through one bounded cache; this node's own
         # statuses are fetched in the background (started in start()).
         freshness = timedelta(seconds=trust.directory.parameters().ocsp_freshness_seconds)
@@ -160,17 +162,7 @@ class Node:
         problem = config.consumer_ports_problem(settings.settings.serves_plain_http())
         if problem is not None:
             raise ConfigError(f"node {self.id}: {problem}")
-        try:
-            client_certs = ClientCertStore(config.node.client_certs)
-            self._consumer_tls = (
-                None
-                if config.node.internal_tls_cert is None or config.node.internal_tls_key is None
-                else ConsumerTls(
-                    config.node.internal_tls_cert, config.node.internal_tls_key, client_certs
-                )
-            )
-        except (ValueError, OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"the consumer TLS port cannot be set up: {exc}") from None
+        client_certs, self._consumer_tls = consumer_tls(config, pw)
         limits = Limits(
             window=timedelta(seconds=config.node.message_window_seconds),
             max_body=config.node.max_body_bytes,
@@ -201,6 +193,7 @@ class Node:
             tracker=tracker,
             limits=limits,
             client_certs=client_certs,
+            key_passphrase=pw,
             monitoring=Monitoring(
                 str(self.id),
                 self.clock,
@@ -284,8 +277,8 @@ class Node:
         roots = directory.trust_roots()
         cert, key = self.config.node.auth_cert, self.config.node.auth_key
         try:
-            server_ssl = server_context(cert, key, roots)
-            client_ssl = client_context(cert, key, roots)
+            server_ssl = server_context(cert, key, roots, self._passphrase)
+            client_ssl = client_context(cert, key, roots, self._passphrase)
         except (OSError, ssl.SSLError) as exc:
             raise CertificateError(
                 f"cannot use the authentication certificate {cert} with the key {key}: {exc}"

@@ -376,14 +376,13 @@ class LocalNet:
         if str(city.member) not in known:
             self.central_admin("POST", "/members", {"id": str(city.member), "name": city.name})
             member_serial = int(self.central_admin("GET", "/configuration")["serial"])
-        auth_csr, sign_csr = make_keys(files.directory, city.node, city.name)
+        auth_csr, sign_csr = make_keys(files.directory, city.node, city.name, files.passphrase)
         auth, sign = issue_joined_certificates(
             self.trust.ca_dir, auth_csr, sign_csr, self.root / "issued" / ags, now
         )
-        auth_fp, sign_fp = import_certs(files.directory, auth, sign)
-        submitted = register(
-            files.directory, central.url, files.peer_url, list(city.subsystems), now
-        )
+        auth_fp, sign_fp = import_certs(files.directory, auth, sign, files.passphrase)
+        where, pw = (central.url, files.peer_url), files.passphrase
+        submitted = register(files.directory, *where, list(city.subsystems), now, pw)
         approved: list[dict[str, Any]] = []
         serials: list[int] = []
         if not approve:

@@ -339,7 +339,7 @@ def _node_keys(net: LocalNet, files: NodeFiles, now: datetime, report: Report) -
                     f"{d / stale} exists but {STATE} does not (interrupted key generation); "
                     f"no certificate was issued for it: remove {d}'s keys and CSRs and run again"
                 )
-        make_keys(d, city.node, city.name)
+        make_keys(d, city.node, city.name, files.passphrase)
         report(f"created keys and CSRs for {city.node} in {d}")
     else:
         joined = json.loads((d / STATE).read_text("utf-8"))["node_id"]
@@ -360,7 +360,7 @@ def _node_keys(net: LocalNet, files: NodeFiles, now: datetime, report: Report) -
         ca, d / "auth.csr", CertKind.AUTH, issued / "auth.pem", now, dns_names=dns, ip_addresses=ip
     )
     issue_from_csr(ca, d / "sign.csr", CertKind.SIGN, issued / "sign.pem", now)
-    import_certs(d, issued / "auth.pem", issued / "sign.pem")
+    import_certs(d, issued / "auth.pem", issued / "sign.pem", files.passphrase)
     report(f"created certificates of {city.node} ({', '.join((*dns, *ip))})")
 
 
@@ -376,7 +376,8 @@ def _registration(central: Central, files: NodeFiles, now: datetime, report: Rep
     city, d = files.city, files.directory
     node = city.node
     auth_cert, sign_cert = load_certificate(files.auth_cert), load_certificate(files.sign_cert)
-    auth_key, sign_key = load_private_key(d / "auth.key"), load_private_key(d / "sign.key")
+    auth_key = load_private_key(d / "auth.key", files.passphrase)
+    sign_key = load_private_key(d / "sign.key", files.passphrase)
     fingerprint = fingerprint_sha256(auth_cert)
     registered = {n["id"]: n for n in registry.list_nodes(central)}.get(str(node))
     if registered is not None and fingerprint not in registered["auth_cert_sha256"]:
