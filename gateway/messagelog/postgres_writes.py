@@ -31,6 +31,7 @@ from gateway.messagelog.records import (
     StoredStatus,
     read_details,
 )
+from gateway.messagelog.sealing import Sealer
 
 __all__ = [
     "OPERATIONAL_COLUMNS",
@@ -50,7 +51,7 @@ __all__ = [
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 _READ_SOURCE: Final = """
-SELECT req.header, resp.header
+SELECT req.header, resp.header, req.sealed, resp.sealed
 FROM message_log AS resp
 JOIN message_log AS req
   ON req.message_id = resp.message_id AND req.client = resp.client
@@ -179,17 +180,20 @@ def insert_alert(
     )
 
 
-def record_read(conn: Conn, entry_id: int) -> bool:
-    """Store the read details of provider response ``entry_id`` from its headers; False
-    if they cannot be taken (no request entry, archived, unparsable)."""
+def record_read(conn: Conn, entry_id: int, sealer: Sealer) -> bool:
+    """Store the read details of provider response ``entry_id`` from its headers (opened
+    by ``sealer``; the row sealed like its entry); False if they cannot be taken (no
+    request entry, archived, unparsable)."""
     source = conn.execute(_READ_SOURCE, (entry_id,)).fetchone()
     if source is None:
         return False
     try:
-        details = read_details(bytes(source[0]), bytes(source[1]))
+        request = sealer.open_blob(entry_id, bytes(source[0]), source[2], "header")
+        response = sealer.open_blob(entry_id, bytes(source[1]), source[3], "header")
+        details = read_details(request, response)
     except EnvelopeError:
         return False
-    store_read(conn, entry_id, details)
+    store_read(conn, entry_id, sealer.seal_read(details) if source[3] else details)
     return True
 
 
@@ -201,20 +205,20 @@ def store_read(conn: Conn, entry_id: int, details: ReadDetails) -> None:
     )
 
 
-def record_missing_reads(conn: Conn) -> list[int]:
+def record_missing_reads(conn: Conn, sealer: Sealer) -> list[int]:
     """Fill in ``data_subject_read`` for entries with data subjects that have none; the
     entries that still have none, oldest first."""
     missing = []
     for (entry_id,) in conn.execute(_UNRECORDED).fetchall():
-        if not record_read(conn, int(str(entry_id))):
+        if not record_read(conn, int(str(entry_id)), sealer):
             missing.append(int(str(entry_id)))
     return missing
 
 
-def prune_entries(conn: Conn, entries: Sequence[ArchivedEntry]) -> list[int]:
+def prune_entries(conn: Conn, entries: Sequence[ArchivedEntry], sealer: Sealer) -> list[int]:
     """Blank the content of entries now kept in an archive bundle; their leaf indexes
     (all or nothing, in ``PostgresLogStore.archive``'s transaction)."""
-    unrecorded = set(record_missing_reads(conn)) & {e.entry_id for e in entries}
+    unrecorded = set(record_missing_reads(conn, sealer)) & {e.entry_id for e in entries}
     if unrecorded:
         raise LogStoreError(
             f"the data-subject reads of entries {sorted(unrecorded)} cannot be"

@@ -43,6 +43,7 @@ from gateway.messagelog.records import (
     UsageRow,
     WitnessAlertRow,
 )
+from gateway.messagelog.sealing import Sealer
 from gateway.messagelog.sqlite_rows import (
     cosignature_row,
     signed_head,
@@ -50,7 +51,7 @@ from gateway.messagelog.sqlite_rows import (
     stored_entry,
     stored_tree_head,
 )
-from gateway.messagelog.sqlite_writes import OPERATIONAL_COLUMNS, prune_entries
+from gateway.messagelog.sqlite_writes import OPERATIONAL_COLUMNS, has_sealed_column, prune_entries
 
 __all__ = ["SqliteLogStore", "read_versions"]
 
@@ -60,20 +61,20 @@ _USAGE_QUERY: Final = """
 SELECT resp.id, resp.logged_at, resp.client, resp.service, resp.message_id, resp.xroad_id,
        resp.header, req.header, resp.leaf_index,
        resp.body_omitted = 'archived' OR req.body_omitted = 'archived',
-       r.method, r.path, r.status, r.user_id, r.issue
+       r.method, r.path, r.status, r.user_id, r.issue, {sealed}
 FROM data_subject AS ds
 JOIN message_log AS resp ON resp.id = ds.entry_id
 JOIN message_log AS req
   ON req.message_id = resp.message_id AND req.client = resp.client
  AND req.role = 'provider' AND req.kind = 'request'
 LEFT JOIN data_subject_read AS r ON r.entry_id = resp.id
-WHERE ds.subject = ? AND resp.role = 'provider' AND resp.kind = 'response'
+WHERE ds.subject IN (?, ?) AND resp.role = 'provider' AND resp.kind = 'response'
 ORDER BY resp.id
 """
 
 
 _REQUEST_OF: Final = (
-    "SELECT CAST(header AS BLOB), body_omitted FROM message_log WHERE message_id = ?"
+    "SELECT CAST(header AS BLOB), body_omitted, {sealed} FROM message_log WHERE message_id = ?"
     " AND client = ? AND role = 'provider' AND kind = 'request' ORDER BY id LIMIT 1"
 )
 
@@ -119,6 +120,7 @@ _ENTRY_COLUMNS: Final = (
     ("body_omitted", "body_omitted", "''"),
     ("subjects_salt", "subjects_salt", "NULL"),
     ("subjects_sha256", "subjects_sha256", "NULL"),
+    ("sealed", "sealed", "0"),
 )
 
 
@@ -138,8 +140,10 @@ def _select_entries(conn: sqlite3.Connection) -> str:
 class SqliteLogStore:
     """``LogStore`` over one node's SQLite log file (read-only connections)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, sealer: Sealer | None = None) -> None:
         self._path = path
+        self._sealer = sealer or Sealer()
+        """Opens the rows sealed at rest (``gateway.messagelog.sealing``)."""
 
     @property
     def path(self) -> Path:
@@ -192,12 +196,12 @@ class SqliteLogStore:
             if limit is not None:
                 query += " LIMIT ?"
                 params.append(limit)
-            return [stored_entry(row) for row in conn.execute(query, params)]
+            return [stored_entry(row, self._sealer) for row in conn.execute(query, params)]
 
     def entry(self, entry_id: int) -> StoredEntry | None:
         with self._reader() as conn:
             row = conn.execute(_select_entries(conn) + " WHERE id = ?", (entry_id,)).fetchone()
-        return None if row is None else stored_entry(row)
+        return None if row is None else stored_entry(row, self._sealer)
 
     def count_entries(self) -> int:
         with self._reader() as conn:
@@ -234,13 +238,19 @@ class SqliteLogStore:
     def data_subjects(self) -> dict[int, list[str]]:
         found: dict[int, list[str]] = {}
         with self._reader() as conn:
-            for entry_id, subject in conn.execute("SELECT entry_id, subject FROM data_subject"):
-                found.setdefault(int(entry_id), []).append(str(subject))
+            sealed = "CAST(sealed AS BLOB)" if has_sealed_column(conn, "data_subject") else "NULL"
+            query = f"SELECT entry_id, subject, {sealed} FROM data_subject"  # noqa: S608
+            for entry_id, subject, value in conn.execute(query):
+                plain = self._sealer.open_subject(entry_id, str(subject), value)
+                found.setdefault(int(entry_id), []).append(plain)
         return found
 
     def usage(self, subject: str) -> list[UsageRow]:
         with self._reader() as conn:
-            rows = conn.execute(_USAGE_QUERY, (subject,)).fetchall()
+            sealed = "resp.sealed, req.sealed" if has_sealed_column(conn) else "0, 0"
+            query = _USAGE_QUERY.format(sealed=sealed)
+            rows = conn.execute(query, self._sealer.lookup(subject)).fetchall()
+        open_blob = self._sealer.open_blob
         return [
             UsageRow(
                 int(r[0]),
@@ -249,14 +259,19 @@ class SqliteLogStore:
                 str(r[3]),
                 str(r[4]),
                 str(r[5]),
-                bytes(r[6]),
-                bytes(r[7]),
+                open_blob(r[0], bytes(r[6]), r[15], "header"),
+                open_blob(f"{r[0]}'s request", bytes(r[7]), r[16], "header"),
                 None if r[8] is None else int(r[8]),
                 bool(r[9]),
-                stored_details(r[10:]),
+                self._opened_details(r[0], stored_details(r[10:15]), r[15]),
             )
             for r in rows
         ]
+
+    def _opened_details(
+        self, entry_id: object, details: ReadDetails | None, sealed: object
+    ) -> ReadDetails | None:
+        return None if details is None else self._sealer.open_read(entry_id, details, sealed)
 
     def data_subject_reads(self) -> dict[int, ReadDetails] | None:
         with self._reader() as conn:
@@ -265,23 +280,35 @@ class SqliteLogStore:
             ).fetchone()
             if exists is None:
                 return None
+            sealed = "m.sealed" if has_sealed_column(conn) else "0"
+            query = (
+                "SELECT r.entry_id, r.method, r.path, r.status, r.user_id, r.issue,"  # noqa: S608
+                f" {sealed} FROM data_subject_read AS r"
+                " LEFT JOIN message_log AS m ON m.id = r.entry_id"
+            )
             return {
-                int(e): ReadDetails(
-                    str(m),
-                    str(p),
-                    int(s),
-                    None if u is None else str(u),
-                    None if i is None else str(i),
+                int(e): self._sealer.open_read(
+                    e,
+                    ReadDetails(
+                        str(m),
+                        str(p),
+                        int(s),
+                        None if u is None else str(u),
+                        None if i is None else str(i),
+                    ),
+                    sealed_flag,
                 )
-                for e, m, p, s, u, i in conn.execute(
-                    "SELECT entry_id, method, path, status, user_id, issue FROM data_subject_read"
-                )
+                for e, m, p, s, u, i, sealed_flag in conn.execute(query)
             }
 
     def provider_request(self, message_id: str, client: str) -> tuple[bytes, str] | None:
         with self._reader() as conn:
-            row = conn.execute(_REQUEST_OF, (message_id, client)).fetchone()
-        return None if row is None else (bytes(row[0]), str(row[1] or ""))
+            query = _REQUEST_OF.format(sealed="sealed" if has_sealed_column(conn) else "0")
+            row = conn.execute(query, (message_id, client)).fetchone()
+        if row is None:
+            return None
+        header = self._sealer.open_blob(f"{message_id}'s request", bytes(row[0]), row[2], "header")
+        return header, str(row[1] or "")
 
     # -- tree heads, signatures, witnessing ---------------------------------------------
 
@@ -365,7 +392,7 @@ class SqliteLogStore:
             where, params = _where(selection)
             select = _select_entries(conn)
             entries = [
-                stored_entry(row)
+                stored_entry(row, self._sealer)
                 for row in conn.execute(f"{select} WHERE {where} ORDER BY id", params)
             ]
             present = {str(c[1]) for c in conn.execute("PRAGMA table_info(message_log)")}
@@ -417,7 +444,7 @@ class SqliteLogStore:
             conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left
             conn.execute("BEGIN IMMEDIATE")
             try:
-                leaves = prune_entries(conn, entries)
+                leaves = prune_entries(conn, entries, self._sealer)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

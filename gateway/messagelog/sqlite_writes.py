@@ -36,8 +36,11 @@ from gateway.messagelog.records import (
     read_details,
 )
 from gateway.messagelog.schema import DataSubjectRead, schema_tables
+from gateway.messagelog.sealing import Sealer
 
 __all__ = [
+    "add_sealing_columns",
+    "has_sealed_column",
     "insert_alert",
     "insert_cosignature",
     "insert_operational",
@@ -51,7 +54,7 @@ __all__ = [
 ]
 
 _READ_SOURCE: Final = """
-SELECT CAST(req.header AS BLOB), CAST(resp.header AS BLOB)
+SELECT CAST(req.header AS BLOB), CAST(resp.header AS BLOB), {sealed}
 FROM message_log AS resp
 JOIN message_log AS req
   ON req.message_id = resp.message_id AND req.client = resp.client
@@ -192,33 +195,53 @@ def insert_alert(
     )
 
 
-def record_read(conn: sqlite3.Connection, entry_id: int) -> bool:
+def has_sealed_column(conn: sqlite3.Connection, table: str = "message_log") -> bool:
+    """Whether ``table`` has its at-rest column yet (a file no writer since opened has
+    not: all its rows are plain)."""
+    return any(str(c[1]) == "sealed" for c in conn.execute(f"PRAGMA table_info({table})"))
+
+
+def add_sealing_columns(conn: sqlite3.Connection) -> None:
+    """Give a log file written before sealing at rest its flag and sealed-subject
+    columns; its rows stay plain (flag 0, no sealed subject) and read as before."""
+    if not has_sealed_column(conn):
+        conn.execute("ALTER TABLE message_log ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0")
+    if not has_sealed_column(conn, "data_subject"):
+        conn.execute("ALTER TABLE data_subject ADD COLUMN sealed BLOB")
+
+
+def record_read(conn: sqlite3.Connection, entry_id: int, sealer: Sealer) -> bool:
     """Store the read details of provider response entry ``entry_id`` from its headers.
 
     Runs inside the caller's transaction (the log's writer, or archiving before it
     blanks the headers). False if they cannot be taken: no request entry, headers
     already archived, or headers that do not parse; the caller decides what that means.
+    Sealed headers are opened with ``sealer``, and the row is sealed like its entry.
     """
-    source = conn.execute(_READ_SOURCE, (entry_id,)).fetchone()
+    flags = "req.sealed, resp.sealed" if has_sealed_column(conn) else "0, 0"
+    source = conn.execute(_READ_SOURCE.format(sealed=flags), (entry_id,)).fetchone()
     if source is None:
         return False
     try:
-        details = read_details(bytes(source[0]), bytes(source[1]))
+        request = sealer.open_blob(entry_id, bytes(source[0]), source[2], "header")
+        response = sealer.open_blob(entry_id, bytes(source[1]), source[3], "header")
+        details = read_details(request, response)
     except EnvelopeError:
         return False
-    store_read(conn, entry_id, details)
+    store_read(conn, entry_id, sealer.seal_read(details) if source[3] else details)
     return True
 
 
 def store_read(conn: sqlite3.Connection, entry_id: int, details: ReadDetails) -> None:
-    """Store ``details`` as the ``data_subject_read`` row of entry ``entry_id``."""
+    """Store ``details`` (sealed already if its entry is) as entry ``entry_id``'s
+    ``data_subject_read`` row."""
     conn.execute(
         _INSERT_READ,
         (entry_id, details.method, details.path, details.status, details.user_id, details.issue),
     )
 
 
-def record_missing_reads(conn: sqlite3.Connection) -> list[int]:
+def record_missing_reads(conn: sqlite3.Connection, sealer: Sealer) -> list[int]:
     """Fill in ``data_subject_read`` for entries with data subjects that have no row yet.
 
     For log files written before the table existed. Creates the table if it is missing
@@ -228,12 +251,14 @@ def record_missing_reads(conn: sqlite3.Connection) -> list[int]:
     conn.execute(_CREATE_READS)
     missing = []
     for (entry_id,) in conn.execute(_UNRECORDED).fetchall():
-        if not record_read(conn, int(entry_id)):
+        if not record_read(conn, int(entry_id), sealer):
             missing.append(int(entry_id))
     return missing
 
 
-def prune_entries(conn: sqlite3.Connection, entries: Sequence[ArchivedEntry]) -> list[int]:
+def prune_entries(
+    conn: sqlite3.Connection, entries: Sequence[ArchivedEntry], sealer: Sealer
+) -> list[int]:
     """Blank the content of entries now kept in an archive bundle; their leaf indexes.
 
     Runs in ``SqliteLogStore.archive``'s transaction, which rolls back on any error: an
@@ -242,7 +267,7 @@ def prune_entries(conn: sqlite3.Connection, entries: Sequence[ArchivedEntry]) ->
     """
     # The data tracker must still answer for these reads once their headers
     # are gone: every one gets its read details first, or nothing is pruned.
-    unrecorded = set(record_missing_reads(conn)) & {e.entry_id for e in entries}
+    unrecorded = set(record_missing_reads(conn, sealer)) & {e.entry_id for e in entries}
     if unrecorded:
         raise LogStoreError(
             f"the data-subject reads of entries {sorted(unrecorded)} cannot be"

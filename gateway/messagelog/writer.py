@@ -38,6 +38,7 @@ from typing import Any, Self
 
 import gateway.messagelog.sqlite_commit as commit
 from gateway.core.adminrecord import AdminRecord
+from gateway.core.atrest import DataKey
 from gateway.core.encoding import format_time
 from gateway.core.jws import Signer
 from gateway.core.logtree import SUBJECTS_SALT_SIZE
@@ -56,6 +57,7 @@ from gateway.messagelog.records import (
     TreeHeadRecord,
     TreeSnapshot,
 )
+from gateway.messagelog.sealing import Sealer
 from gateway.messagelog.sqlite import SqliteLogStore
 from gateway.messagelog.sqlite_commit import Outcome
 from gateway.messagelog.sqlite_writer import SqliteWriterDb
@@ -100,6 +102,7 @@ class MessageLog:
         max_batch: int = 512,
         body_policy: Callable[[LogRecord], str] | None = None,
         salts: Callable[[], bytes] | None = None,
+        data_key: DataKey | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -110,16 +113,19 @@ class MessageLog:
         ``gateway.messagelog.policy``."""
         self._db: WriterDb
         self._store: LogStore
+        sealer = Sealer(data_key)  # seals new exchange rows if there is a key (ADR 0048)
         if is_postgres_url(location):
             from gateway.messagelog.postgres import PostgresLogStore
             from gateway.messagelog.postgres_commit import PostgresWriterDb
 
             url = str(location)
             self._path = Path(PostgresLogStore(url).location)
-            self._db, self._store = PostgresWriterDb(url), PostgresLogStore(url)
+            self._db = PostgresWriterDb(url, sealer)
+            self._store = PostgresLogStore(url, sealer)
         else:
             self._path = Path(location)
-            self._db, self._store = SqliteWriterDb(self._path), SqliteLogStore(self._path)
+            self._db = SqliteWriterDb(self._path, sealer)
+            self._store = SqliteLogStore(self._path, sealer)
         self._clock = clock
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Unit | HeadUnit | WriteUnit | Stop] = queue.SimpleQueue()
