@@ -17,9 +17,10 @@ from gateway.pki.profiles import CertificateError
 
 
 def cmd_log_show(args: argparse.Namespace) -> None:
-    from gateway.messagelog import log_source, read_entries
+    from gateway.audit.cli import log_store
+    from gateway.messagelog import read_entries
 
-    for entry in read_entries(log_source(args.db), message_id=args.message_id):
+    for entry in read_entries(log_store(args), message_id=args.message_id):
         row = {
             "id": entry.id,
             "logged_at": entry.logged_at,
@@ -218,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(logs, "show", cmd_log_show, "print message log entries as JSON lines")
     p.add_argument("--db", required=True)
     p.add_argument("--message-id", default=None)
+    from gateway.audit.cli import add_data_key_arguments
+
+    add_data_key_arguments(p)
     p = add(logs, "timestamps", cmd_log_timestamps, "list timestamped tree heads and the backlog")
     p.add_argument("--db", required=True)
     p = add(

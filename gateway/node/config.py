@@ -448,6 +448,10 @@ def _resolve(data: dict[str, Any], base: Path) -> None:
         for key in ("tls_ca", "tls_client_cert", "tls_client_key"):
             if isinstance(service, dict) and key in service:
                 service[key] = str(base / service[key])
+    logging = data.get("logging", {})
+    for key in ("data_key", "data_key_passphrase_file"):
+        if isinstance(logging, dict) and key in logging:
+            logging[key] = str(base / logging[key])
     audit = data.get("audit", {})
     if "admin_token_file" in audit:
         audit["admin_token_file"] = str(base / audit["admin_token_file"])

@@ -46,6 +46,11 @@ class LoggingSection(_Model):
     max_body_bytes: int | None = Field(default=None, ge=0)
     """Bodies larger than this are logged as their SHA-256 only; none: no limit."""
     subsystems: list[SubsystemLogging] = Field(default_factory=list)
+    data_key: Path | None = None
+    """The node's data key file (``gateway node data-key``): with it, exchange headers,
+    bodies and data subjects are sealed at rest (docs/message-log.md section 15)."""
+    data_key_passphrase_file: Path | None = None
+    """Its passphrase, first line; else ``GATEWAY_DATA_KEY_PASSPHRASE``."""
 
     def metadata_only(self) -> frozenset[str]:
         return frozenset(s.id for s in self.subsystems if s.mode == "metadata")

@@ -69,6 +69,7 @@ from gateway.node.settings.source import settings_in_force
 from gateway.node.startup import (
     check_auth_certificate,
     load_signers,
+    node_data_key,
     own_certificate,
     preloaded_replay_guard,
 )
@@ -149,6 +150,7 @@ class Node:
             config.node.log_location,
             clock=self.clock.now,
             body_policy=body_policy(config.logging.metadata_only(), config.logging.max_body_bytes),
+            data_key=node_data_key(config),
         )
         tracker = Tracker(message_log.store, config.tracker.hidden_clients)
         settings = settings_in_force(config, message_log)
