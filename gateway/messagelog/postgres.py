@@ -204,6 +204,10 @@ class PostgresLogStore:
 
     def usage(self, subject: str) -> list[UsageRow]:
         with self._reader() as conn:
+            if self._sealer.key is None:
+                found = conn.execute("SELECT 1 FROM data_subject WHERE sealed IS NOT NULL LIMIT 1")
+                if found.fetchone() is not None:
+                    self._sealer.lookup_sealed()  # no answer that leaves sealed reads out
             rows = conn.execute(_USAGE_QUERY, self._sealer.lookup(subject)).fetchall()
         open_blob = self._sealer.open_blob
         return [

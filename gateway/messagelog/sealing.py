@@ -109,6 +109,10 @@ class Sealer:
         except AtRestError as exc:
             raise LogStoreError(f"entry {entry_id}: {exc}") from None
 
+    def lookup_sealed(self) -> None:
+        """Refuse a data-subject search in a log with sealed subjects without the key."""
+        self._key_for("the data subjects of this log")
+
     def lookup(self, subject: str) -> tuple[str, str]:
         """The ``data_subject.subject`` values that name ``subject``: its tag under this
         key and itself (rows written before sealing). Without a key both are the plain

@@ -248,6 +248,12 @@ class SqliteLogStore:
     def usage(self, subject: str) -> list[UsageRow]:
         with self._reader() as conn:
             sealed = "resp.sealed, req.sealed" if has_sealed_column(conn) else "0, 0"
+            if self._sealer.key is None and has_sealed_column(conn, "data_subject"):
+                # A sealed subject is found by its keyed hash only: without the key an
+                # answer would silently leave out every sealed read.
+                found = conn.execute("SELECT 1 FROM data_subject WHERE sealed IS NOT NULL LIMIT 1")
+                if found.fetchone() is not None:
+                    self._sealer.lookup_sealed()
             query = _USAGE_QUERY.format(sealed=sealed)
             rows = conn.execute(query, self._sealer.lookup(subject)).fetchall()
         open_blob = self._sealer.open_blob
