@@ -37,6 +37,27 @@ class ApiClient:
     async def close(self) -> None:
         await self._client.aclose()
 
+    async def download(self, path: str, key: str) -> bytes:
+        """The raw answer of a GET made with ``key`` (a file, not JSON); refusals as
+        :meth:`call` raises them."""
+        try:
+            response = await self._client.get(
+                self.prefix + path, headers={"Authorization": f"Bearer {key}"}
+            )
+        except httpx.HTTPError as exc:
+            raise ConsoleError(
+                ConsoleCode.API_UNREACHABLE, f"{self.base_url}: {type(exc).__name__}"
+            ) from None
+        if response.is_success:
+            return response.content
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("type"), str):
+            raise ApiRefusal(response.status_code, data["type"], str(data.get("message", "")))
+        raise ApiRefusal(response.status_code, f"http.{response.status_code}", response.text)
+
     async def call(self, method: str, path: str, key: str, body: Any = None) -> Any:
         """The JSON answer of one call made with ``key``; raises :class:`ApiRefusal` for an
         error answer, ``console.api_unreachable`` when there is no usable answer."""

@@ -19,7 +19,7 @@ from importlib import resources
 
 from aiohttp import web
 
-from gateway.console import central_pages, node_pages
+from gateway.console import central_pages, node_log, node_manage, node_pages
 from gateway.console.apiclient import ApiClient, ApiRefusal
 from gateway.console.auditor import verify_upload
 from gateway.console.errors import ConsoleCode, ConsoleError
@@ -126,10 +126,9 @@ async def language(request: web.Request) -> web.StreamResponse:
     return see_other(safe_next(request.query.get("next")))
 
 
-SIGN_IN_CHECK = {"central": "/whoami", "node": "/maintenance"}
-"""The call that proves a key at sign-in: the central's ``whoami`` names the key and its
-permissions; the node's API has none, so a cheap read shows the key may read, and names
-the node."""
+SIGN_IN_CHECK = {"central": "/whoami", "node": "/whoami"}
+"""The call that proves a key at sign-in: each API's ``whoami`` names the key, its role
+and its permissions, so the pages offer only the forms the role may use."""
 LANDING = {"central": "/central/members", "node": "/node/diagnostics"}
 
 
@@ -235,6 +234,8 @@ def create_app(config: ConsoleConfig, idle_seconds: float = IDLE_SECONDS) -> web
     app.router.add_get("/static/console.css", stylesheet)
     central_pages.add_routes(app)
     node_pages.add_routes(app)
+    node_manage.add_routes(app)
+    node_log.add_routes(app)
     return app
 
 

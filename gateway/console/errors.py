@@ -53,7 +53,8 @@ CONSOLE_ERROR_TABLE: dict[ConsoleCode, ErrorSpec] = {
     ConsoleCode.BAD_UPLOAD: ErrorSpec(
         400,
         "The auditor page needs an audit bundle and an anchor file, each within the "
-        "upload limit, and an anchor the verifier can read.",
+        "upload limit, and an anchor the verifier can read; a certificate upload needs "
+        "one PEM file within the limits.",
     ),
     ConsoleCode.NOT_FOUND: ErrorSpec(404, "No such page."),
     ConsoleCode.INTERNAL: ErrorSpec(

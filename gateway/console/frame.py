@@ -76,10 +76,18 @@ def render(
             node=request.app[CONFIG].node_url is not None,
             path=request.path,
             notices=notices,
+            may=lambda permission: permission in _node_permissions(session),
             **context,
         )
     )
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+def _node_permissions(session: ConsoleSession) -> list[str]:
+    """What the node's ``whoami`` said the signed-in key may do: pages show only those
+    forms (the node still decides each call)."""
+    held = session.who.get("node", {}).get("permissions")
+    return held if isinstance(held, list) else []
 
 
 def render_error(request: web.Request, code: str, message: str, status: int) -> web.Response:

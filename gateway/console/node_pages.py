@@ -1,8 +1,10 @@
 """A node's pages: each a read of its management API (``/api/v1``), each form one call.
 
-The node's API has no ``whoami``, so every form is offered and the node decides: a role
-without the right gets the API's refusal (``admin.forbidden``) on the page. Identifiers
-go in JSON bodies, never in URLs the console builds.
+The forms shown are those the signed-in key's role may use (the node's ``whoami`` at
+sign-in names its permissions); the node still decides each call, and a refusal
+(``admin.forbidden``) is shown on the page with its code. Identifiers go in JSON bodies,
+never in URLs the console builds. The management forms are in
+:mod:`gateway.console.node_manage`, the log browser in :mod:`gateway.console.node_log`.
 """
 
 from __future__ import annotations

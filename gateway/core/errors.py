@@ -369,7 +369,7 @@ ADMIN_ERROR_TABLE: dict[AdminCode, ErrorSpec] = {
         "table in docs/node-admin.md).",
     ),
     AdminCode.NOT_FOUND: ErrorSpec(
-        404, "No such path, subsystem, service, access right, local group or API key."
+        404, "No such path, subsystem, service, access right, local group, API key or log entry."
     ),
     AdminCode.INVALID: ErrorSpec(
         400,
@@ -378,7 +378,9 @@ ADMIN_ERROR_TABLE: dict[AdminCode, ErrorSpec] = {
         "changed.",
     ),
     AdminCode.CONFLICT: ErrorSpec(
-        409, "The object already exists, or is already in the state asked for."
+        409,
+        "The object already exists, or is already in the state asked for; or the log entry "
+        "asked for is not yet covered by a timestamped tree head.",
     ),
     AdminCode.UNAVAILABLE: ErrorSpec(
         503,

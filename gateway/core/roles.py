@@ -93,11 +93,16 @@ class NodePermission(StrEnum):
     """Enter and leave maintenance mode (X-Road: the system administrator's)."""
     KEYS_MANAGE = "keys.manage"
     """Create, list and revoke the node's API keys (X-Road: the system administrator's)."""
+    LOG_BODIES = "log.bodies"
+    """The message bodies of the log (personal data): X-Road keeps its message log to
+    the system administrator and the security officer."""
 
 
 NODE_ROLE_PERMISSIONS: Mapping[ApiRole, frozenset[NodePermission]] = {
     ApiRole.SYSTEM_ADMINISTRATOR: frozenset(NodePermission),
-    ApiRole.SECURITY_OFFICER: frozenset({NodePermission.READ, NodePermission.CERTIFICATES_WRITE}),
+    ApiRole.SECURITY_OFFICER: frozenset(
+        {NodePermission.READ, NodePermission.CERTIFICATES_WRITE, NodePermission.LOG_BODIES}
+    ),
     ApiRole.REGISTRATION_OFFICER: frozenset({NodePermission.READ, NodePermission.CLIENTS_WRITE}),
     ApiRole.SERVICE_ADMINISTRATOR: frozenset(
         {

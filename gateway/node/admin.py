@@ -33,6 +33,7 @@ from gateway.node.adminapi import (
 )
 from gateway.node.admincerts import CertificatesApi
 from gateway.node.adminchanges import ChangeApi
+from gateway.node.adminlog import LogApi
 from gateway.node.adminmaintenance import MaintenanceApi
 from gateway.node.apikeys import KeyHolder, NodeKeyStore
 from gateway.node.context import NodeContext
@@ -195,6 +196,7 @@ def admin_app(context: NodeContext, settings: SettingsManager | None = None) -> 
         *KeysApi(context, store).routes(),
         *MaintenanceApi(context).routes(),
         *CertificatesApi(context).routes(),
+        *LogApi(context).routes(),
         *(ChangeApi(settings).routes() if settings is not None else []),
     ]
     document: list[dict[str, Any]] = []

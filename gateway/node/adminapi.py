@@ -28,7 +28,7 @@ from gateway.core.adminrecord import AdminRecord
 from gateway.core.encoding import format_time
 from gateway.core.errors import AdminCode, AdminError, GatewayError
 from gateway.core.ids import MemberId, SubsystemId
-from gateway.core.roles import NodePermission
+from gateway.core.roles import NODE_ROLE_PERMISSIONS, NodePermission, permits
 from gateway.messagelog import LogStoreError, MessageLogError
 from gateway.node.apikeys import KeyHolder, NodeKeyStore
 from gateway.node.context import NodeContext
@@ -154,6 +154,15 @@ class ReadApi:
         return [
             ApiRoute(
                 "GET",
+                f"{PREFIX}/whoami",
+                read,
+                "The calling key (never its secret): id, name, role and the permissions "
+                "the role holds, so a client can offer only what the key may do.",
+                self.whoami,
+                tags=("meta",),
+            ),
+            ApiRoute(
+                "GET",
                 f"{PREFIX}/diagnostics",
                 read,
                 "Global configuration, OCSP, timestamping, message log and peers, as the "
@@ -189,6 +198,19 @@ class ReadApi:
                 tags=("audit",),
             ),
         ]
+
+    async def whoami(self, request: web.Request, holder: KeyHolder) -> web.Response:
+        held = sorted(
+            p.value for p in NodePermission if permits(NODE_ROLE_PERMISSIONS, holder.role, p)
+        )
+        body = {
+            "id": holder.key_id,
+            "name": holder.name,
+            "role": holder.role,
+            "permissions": held,
+            "node": str(self._ctx.id),
+        }
+        return web.json_response(body)
 
     # ------------------------------------------------------------------ diagnostics
 

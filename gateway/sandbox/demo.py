@@ -32,9 +32,7 @@ from gateway.messagelog import (
     Kind,
     Role,
     StoredEntry,
-    read_cosignatures,
     read_entries,
-    read_witness_alerts,
 )
 from gateway.pki.keys import fingerprint_sha256
 from gateway.sandbox.cities import (
@@ -49,7 +47,9 @@ from gateway.sandbox.cities import (
     TRADE_OFFICE,
 )
 from gateway.sandbox.console import start_console
+from gateway.sandbox.demo_audit import show_witnesses
 from gateway.sandbox.demo_federation import chapter_ok, estonian_branch
+from gateway.sandbox.demo_grant import TRADE_OFFICE_CODE, operator_grants
 from gateway.sandbox.federation import (
     Portal,
     allow_tracker,
@@ -71,6 +71,7 @@ DEMO_GLOBALCONF_REFRESH = 2
 DEMO_WITNESS_INTERVAL = 2
 """Seconds between the nodes' witnessing rounds (default 300)."""
 FIRST_CITIES = (LIPPSTADT, SOEST, IHK)
+IS_DEMO = replace(ISERLOHN, subsystems=(*ISERLOHN.subsystems, TRADE_OFFICE_CODE))
 
 
 @dataclass
@@ -107,7 +108,7 @@ def _name(city_name: str) -> str:
 
 def build(root: Path) -> Demo:
     """The federation's files, its central authority and the first three members, up."""
-    net = LocalNet.create(root, [*FIRST_CITIES, ISERLOHN], datetime.now(UTC), central=True)
+    net = LocalNet.create(root, [*FIRST_CITIES, IS_DEMO], datetime.now(UTC), central=True)
     for files in net.nodes.values():
         # X-Road's default: each information system authenticates to its node with the
         # certificate LocalNet issued and registered for its subsystem (mutual TLS).
@@ -198,7 +199,7 @@ def show_running(demo: Demo) -> None:
     serial = net.central_admin("GET", "/configuration")["serial"]
     lines = [f"global configuration serial {serial}; every node runs on it"]
     for files in net.nodes.values():
-        if files.city is ISERLOHN:
+        if files.city is IS_DEMO:
             continue
         lines.append(
             f"{_name(files.city.name):<16} node {files.city.node}  consumer "
@@ -272,7 +273,7 @@ def iserlohn_joins(demo: Demo, timeout: float = 60) -> bool:
     for request in result.requests:  # the node first, then its client
         net.central_admin("POST", f"/requests/{request['id']}/approve")
     serial = net.central_admin("GET", "/configuration")["serial"]
-    lines.append(f"the operator approves both requests → configuration serial {serial}")
+    lines.append(f"the operator approves the requests → configuration serial {serial}")
     start_iserlohn_melderegister(net, demo.ports["melde-iserlohn"])
     start_nodes(net, [ISERLOHN.ags])
     started = time.monotonic()
@@ -439,36 +440,6 @@ def show_timestamps(net: LocalNet, message_id: str, timeout: float = 30) -> bool
     return True
 
 
-def show_witnesses(net: LocalNet, timeout: float = 30) -> bool:
-    """Wait until two peers have co-signed one of Lippstadt's signed tree heads."""
-    files = net.nodes[LIPPSTADT.ags]
-    deadline = time.monotonic() + timeout
-    rows: list[tuple[str, int]] = []
-    alerts = 0
-    while time.monotonic() < deadline:
-        latest: dict[str, int] = {}
-        for row in read_cosignatures(files.messagelog, log_node=str(files.city.node)):
-            latest[row.witness] = max(latest.get(row.witness, 0), row.tree_size)
-        rows = list(latest.items())
-        if len(rows) >= 2:
-            break
-        time.sleep(0.3)
-    for node in net.nodes.values():
-        if node.messagelog.exists():
-            alerts += len(read_witness_alerts(node.messagelog))
-    lines = [
-        f"{witness} co-signed Lippstadt's head of tree size {size}"
-        for witness, size in sorted(rows)
-    ]
-    lines.append(
-        "each witness checked the head's signature, its signer's OCSP status and its\n"
-        f"consistency with the last head it saw; split views detected: {alerts}\n"
-        f"(gateway log witness --db {files.messagelog})"
-    )
-    _say("9b. Partner nodes witness Lippstadt's log", "\n".join(lines))
-    return len(rows) >= 2 and alerts == 0
-
-
 def audit_lippstadt(net: LocalNet) -> bool:
     """An auditor exports Lippstadt's whole log and verifies it offline."""
     from gateway.sandbox.demo_audit import audit_log
@@ -579,8 +550,9 @@ def run_demo(directory: Path | None, *, serve: bool = False, exit_on_failure: bo
         )
         ok = len(reads) == 1 and ok
         ok = show_timestamps(net, message_id) and ok
-        ok = show_witnesses(net) and ok
+        ok = show_witnesses(net, _say) and ok
         ok = audit_lippstadt(net) and ok
+        ok = operator_grants(net, IS_DEMO, _say) and ok
         estonia = estonian_branch(net, directory / "ee", _say, DEMO_GLOBALCONF_REFRESH)
         ok = chapter_ok(net, estonia, _say) and ok
         if serve:

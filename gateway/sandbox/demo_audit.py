@@ -7,6 +7,8 @@ verify`` against the CA and TSA certificates), only in-process.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,8 +18,11 @@ from gateway.audit.export import ExportError, Selection, export_bundle
 from gateway.audit.parallel import verify_file
 from gateway.audit.verify import AuditError, describe_in_force
 from gateway.keys.files import load_certificate
+from gateway.messagelog import read_cosignatures, read_witness_alerts
+from gateway.sandbox.cities import LIPPSTADT
+from gateway.sandbox.localnet import LocalNet
 
-__all__ = ["audit_log"]
+__all__ = ["audit_log", "show_witnesses"]
 
 
 def audit_log(db: Path, ca_cert: Path, tsa_cert: Path, out_dir: Path) -> tuple[bool, str]:
@@ -65,3 +70,33 @@ def audit_log(db: Path, ca_cert: Path, tsa_cert: Path, out_dir: Path) -> tuple[b
             "verifies with its TUF metadata"
         )
     return True, "\n".join(lines)
+
+
+def show_witnesses(net: LocalNet, say: Callable[[str, str], None], timeout: float = 30) -> bool:
+    """Wait until two peers have co-signed one of Lippstadt's signed tree heads."""
+    files = net.nodes[LIPPSTADT.ags]
+    deadline = time.monotonic() + timeout
+    rows: list[tuple[str, int]] = []
+    alerts = 0
+    while time.monotonic() < deadline:
+        latest: dict[str, int] = {}
+        for row in read_cosignatures(files.messagelog, log_node=str(files.city.node)):
+            latest[row.witness] = max(latest.get(row.witness, 0), row.tree_size)
+        rows = list(latest.items())
+        if len(rows) >= 2:
+            break
+        time.sleep(0.3)
+    for node in net.nodes.values():
+        if node.messagelog.exists():
+            alerts += len(read_witness_alerts(node.messagelog))
+    lines = [
+        f"{witness} co-signed Lippstadt's head of tree size {size}"
+        for witness, size in sorted(rows)
+    ]
+    lines.append(
+        "each witness checked the head's signature, its signer's OCSP status and its\n"
+        f"consistency with the last head it saw; split views detected: {alerts}\n"
+        f"(gateway log witness --db {files.messagelog})"
+    )
+    say("9b. Partner nodes witness Lippstadt's log", "\n".join(lines))
+    return len(rows) >= 2 and alerts == 0

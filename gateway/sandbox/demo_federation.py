@@ -103,7 +103,7 @@ def estonian_branch(de: LocalNet, root: Path, say: Say, refresh_seconds: float) 
     start_estonia(de, ee, refresh_seconds)
     serial, fingerprint = federate_de(de, ee)
     say(
-        "11. Estonia federates: a second instance, EE-TEST",
+        "12. Estonia federates: a second instance, EE-TEST",
         f"EE-TEST runs its own CA, OCSP responder, TSA and signed configuration; RIK's\n"
         f"node serves the e-Business Register. DE-NRW's operator compares EE-TEST's root\n"
         f"fingerprint {fingerprint[:16]}… and runs\n"
@@ -135,7 +135,7 @@ def chapter_ok(de: LocalNet, ee: LocalNet, say: Say, timeout: float = 60) -> boo
     else:
         lines.append(f"  FAILED: {response.status_code} {response.text[:300]}")
     say(
-        "11b. Soest's trade office reads the Estonian company through both instances",
+        "12b. Soest's trade office reads the Estonian company through both instances",
         "\n".join(lines),
     )
     rik = ee.nodes[RIK.ags]
@@ -154,7 +154,7 @@ def chapter_ok(de: LocalNet, ee: LocalNet, say: Say, timeout: float = 60) -> boo
     code = refused.headers.get("X-Road-Error", str(refused.status_code))
     ok = ok and code == "server.serverproxy.access_denied"
     say(
-        "11c. An Estonian agency asks Lippstadt's Melderegister",
+        "12c. An Estonian agency asks Lippstadt's Melderegister",
         f"{RIK.subsystem('registriosakond')} -> {MELDEREGISTER_SERVICE}: {code}\n"
         f"Lippstadt granted {EE_INSTANCE} nothing: its node refuses, the register is not asked",
     )

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.conf.directory import TrustParameters
 from gateway.core.roles import ApiRole
 from gateway.sandbox.localnet import LocalNet, ServiceSpec, free_port
 from tests.integration.conftest import (
@@ -34,10 +35,22 @@ from tests.integration.conftest import (
     RecordingRegistry,
 )
 from tests.integration.test_console import _wait, csrf_of
-from tests.integration.test_node_admin import DENIED, Keys, _ask
+from tests.integration.test_node_admin import (
+    API,
+    DENIED,
+    Keys,
+    _ask,
+    _bundle,
+    _Described,
+    _gateway,
+    _logged_exchange,
+)
 from tests.integration.test_portal_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.integration
+
+UPLOAD_LIMIT = 1_000_000
+"""The console's request body limit in these tests (``--max-upload-bytes``)."""
 
 
 @dataclass
@@ -68,7 +81,8 @@ def console(
             id=SERVICE, url=f"{registry.url}/personen", openapi_url=None, allowed=(GEWERBEAMT,)
         )
     )
-    net.write_configs()
+    # Batches every 2 s, so an exchange's proof bundle can be downloaded soon after.
+    net.write_configs(parameters=TrustParameters(timestamping_interval_seconds=2))
     port = free_port()
     log = (root / "console.log").open("w")
     proc = None
@@ -78,7 +92,7 @@ def console(
         keys = Keys(net, LIPPSTADT.ags)
         proc = subprocess.Popen(
             [sys.executable, "-m", "gateway", "console", "serve", "--node-url", keys.url,
-             "--listen", f"127.0.0.1:{port}"],
+             "--listen", f"127.0.0.1:{port}", "--max-upload-bytes", str(UPLOAD_LIMIT)],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         _wait(f"http://127.0.0.1:{port}/", proc, root / "console.log")
@@ -145,11 +159,12 @@ def test_grant_and_revoke_in_the_browser(console: NodeConsole, tmp_path: Path) -
         try:
             page = browser.new_page(locale="en-GB", viewport={"width": 1200, "height": 800})
             page.set_default_timeout(15_000)
-            # An observer's grant is refused by the node's API, and nothing changes.
+            # An observer is shown its role and no form to grant with.
             sign_in(page, ApiRole.OBSERVER)
-            grant(page)
-            assert "admin.forbidden" in page.inner_text("[role=alert]")
-            assert _ask(console.net, office).headers.get("X-Road-Error") == DENIED
+            assert page.inner_text("#node-role") == "observer"
+            page.goto(f"{console.url}/node/services")
+            assert str(SERVICE) in page.inner_text("main")
+            assert page.locator("form.grant").count() == 0
             page.click("text=Sign out")
 
             # The service administrator grants it: the refused call now succeeds.
@@ -177,5 +192,123 @@ def test_grant_and_revoke_in_the_browser(console: NodeConsole, tmp_path: Path) -
             page.screenshot(path=str(shots / "console-node-diagnostics.png"), full_page=True)
             page.click("nav >> text=Node: Traffic")
             page.screenshot(path=str(shots / "console-node-traffic.png"), full_page=True)
+
+            # The log browser finds an exchange by its X-Road-Id; its proof bundle
+            # downloads and verifies offline.
+            xroad_id = _logged_exchange(console.net, "AZ-CONSOLE-0001")
+            found = console.keys.get(f"{API}/log", console.keys.admin, xroad_id=xroad_id)
+            entry = found.json()["entries"][0]["entry_id"]
+            ready = _bundle(console.keys, f"{API}/log/{entry}/bundle", console.keys.admin)
+            assert ready.status_code == 200, ready.text  # a tree head covers it now
+            page.click("nav >> text=Node: Message log")
+            page.fill("#log-xroad_id", xroad_id)
+            page.press("#log-xroad_id", "Enter")
+            rows = page.locator("#log-entries tbody tr")
+            assert rows.count() == 2 and "AZ-CONSOLE-0001" in rows.first.inner_text()
+            page.screenshot(path=str(shots / "console-node-log.png"), full_page=True)
+            with page.expect_download() as download:
+                page.locator(f"tr[data-entry='{entry}'] a.bundle").click()
+            bundle = tmp_path / "bundle.jsonl"
+            download.value.save_as(bundle)
+            anchor = tmp_path / "anchor.pem"
+            net = console.net
+            anchor.write_bytes(net.ca_cert.read_bytes() + net.trust.tsa_cert.read_bytes())
+            verified = _gateway("audit", "verify", str(bundle), "--anchor", str(anchor))
+            assert verified.returncode == 0, verified.stdout + verified.stderr
         finally:
             browser.close()
+
+
+def test_the_pages_offer_only_the_forms_the_role_may_use(console: NodeConsole) -> None:
+    forms = {
+        "/node/subsystems": 'id="add-subsystem"',
+        "/node/services": 'id="import-service"',
+        "/node/groups": 'id="add-group"',
+        "/node/certificates": 'id="upload"',
+        "/node/maintenance": 'action="/node/maintenance"',
+    }
+    with closing(console.signed_in(ApiRole.OBSERVER)) as observer:
+        assert 'id="node-role">observer<' in observer.get("/node/diagnostics").text
+        for path, form in forms.items():
+            assert form not in observer.get(path).text, path
+        # A form sent anyway is refused by the node, and the page says so.
+        page = observer.get("/node/services")
+        refused = observer.post(
+            "/node/access/grant",
+            data={"csrf": csrf_of(page), "service": str(SERVICE), "kind": "client",
+                  "subject": str(ORDNUNGSAMT)},
+        )  # fmt: skip
+        assert "admin.forbidden" in refused.text
+    with closing(console.signed_in(ApiRole.SYSTEM_ADMINISTRATOR)) as admin:
+        assert 'id="node-role">system_administrator<' in admin.get("/node/diagnostics").text
+        for path, form in forms.items():
+            assert form in admin.get(path).text, path
+
+
+def test_subsystems_groups_services_and_certificates_through_the_forms(
+    console: NodeConsole,
+) -> None:
+    archive = str(LIPPSTADT.subsystem("melderegister").service("konsole"))
+    office = str(LIPPSTADT.subsystem("ordnungsamt"))
+    described = _Described()
+    with closing(console.signed_in(ApiRole.SYSTEM_ADMINISTRATOR)) as admin:
+        token = csrf_of(admin.get("/node/subsystems"))
+        page = admin.post(
+            "/node/subsystems/add",
+            data={"csrf": token, "id": office, "connection_type": "http"},
+        )
+        assert f"<code>{office}</code>" in page.text and 'role="status"' in page.text
+        page = admin.post(
+            "/node/groups/add",
+            data={"csrf": token, "owner": office, "code": "pruefer", "description": "Prüfung"},
+        )
+        assert f"<code>{office}:pruefer</code>" in page.text, page.text
+        page = admin.post(
+            "/node/groups/members",
+            data={"csrf": token, "owner": office, "code": "pruefer", "member": str(GEWERBEAMT),
+                  "action": "add"},
+        )  # fmt: skip
+        assert f"<code>{GEWERBEAMT}</code>" in page.text, page.text
+        page = admin.post(
+            "/node/groups/remove", data={"csrf": token, "owner": office, "code": "pruefer"}
+        )
+        assert f"<code>{office}:pruefer</code>" not in page.text, page.text
+        page = admin.post("/node/subsystems/remove", data={"csrf": token, "id": office})
+        assert f"<code>{office}</code>" not in page.text, page.text
+        # A service imported from its registry's OpenAPI document, its endpoints read.
+        page = admin.post(
+            "/node/services/import",
+            data={"csrf": token, "id": archive, "url": "http://127.0.0.1:9/archiv",
+                  "openapi_url": described.url},
+        )  # fmt: skip
+        assert f"<code>{archive}</code>" in page.text and "<code>GET /personen</code>" in page.text
+        # A CSR for the node's key downloads as PEM; a file that is no certificate is
+        # refused by the node with its code.
+        csr = admin.post(
+            "/node/certificates/csr", data={"csrf": token, "owner": str(LIPPSTADT.node)}
+        )
+        assert csr.headers["Content-Disposition"].startswith("attachment;")
+        assert csr.text.startswith("-----BEGIN CERTIFICATE REQUEST-----"), csr.text
+        page = admin.post(
+            "/node/certificates/import",
+            data={"csrf": token},
+            files={"certificate": ("cert.pem", b"not a certificate", "application/x-pem-file")},
+        )
+        assert 'role="alert"' in page.text and "client.certificate." in page.text, page.text
+    described.close()
+
+
+def test_uploads_over_the_limit_are_refused(console: NodeConsole) -> None:
+    with closing(console.signed_in(ApiRole.SYSTEM_ADMINISTRATOR)) as admin:
+        token = csrf_of(admin.get("/node/certificates"))
+        for size, says in (
+            (UPLOAD_LIMIT + 1, f"larger than {UPLOAD_LIMIT} bytes"),
+            (100_000, "a certificate is at most"),
+        ):
+            page = admin.post(
+                "/node/certificates/import",
+                data={"csrf": token},
+                files={"certificate": ("big.pem", b"A" * size, "application/x-pem-file")},
+            )
+            assert page.status_code == 400, page.text
+            assert "console.bad_upload" in page.text and says in page.text

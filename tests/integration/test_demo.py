@@ -126,8 +126,22 @@ def _check_story(out: str) -> None:
     assert re.search(r"in force: entries \d+(?:-\d+)? under serial \d+", out), out
     subjects = re.search(r"(\d+) entries checked, (\d+) naming a person, 0 mismatches", out)
     assert subjects is not None and int(subjects.group(2)) >= 1, out
+    # An operator grants Iserlohn's trade office access on Lippstadt's running node with
+    # the CLI: refused before, allowed after, refused again once revoked; no restart.
+    chapter = out.split("== 11. An operator grants", 1)[1]
+    refusals = re.findall(r"HTTP 500 (server\.serverproxy\.access_denied)", chapter)
+    assert len(refusals) == 2, chapter
+    assert "gateway node admin --url http://127.0.0.1:" in chapter, chapter
+    assert re.search(
+        r"access grant DE-NRW/GOV/05974028/melderegister/einfacheAuskunft "
+        r"--client DE-NRW/GOV/05962024/gewerbeamt\n",
+        chapter,
+    ), chapter
+    assert "the same call: HTTP 200, Anna Schmidt" in chapter, chapter
+    assert chapter.count("exit status 0") == 2, chapter
 
 
+@pytest.mark.timeout(300)  # the whole story in real processes, on a shared machine
 def test_demo_tells_the_story_and_keeps_the_federation_running(tmp_path: Path) -> None:
     state, log = tmp_path / "state", tmp_path / "demo.log"
     with log.open("wb") as out:
@@ -164,6 +178,15 @@ def test_demo_tells_the_story_and_keeps_the_federation_running(tmp_path: Path) -
                 assert Path(credential["key"]).is_file()
             assert node["peer_url"].startswith("https://127.0.0.1:")
             assert node["metrics_url"].startswith("http://127.0.0.1:")
+            # The node's API and its system administrator's key file, as an operator uses them.
+            admin_key = Path(node["admin_key"]).read_text("ascii").strip()
+            who = httpx.get(
+                f"{node['admin_url']}/whoami",
+                headers={"Authorization": f"Bearer {admin_key}"},
+                timeout=10,
+            )
+            assert who.status_code == 200, who.text
+            assert (who.json()["role"], who.json()["node"]) == ("system_administrator", node["id"])
             assert Path(node["messagelog"]).is_file()
         services = {s["id"]: s for s in topology["services"]}
         assert services[SERVICE_ID]["allowed_clients"] == [GEWERBEAMT_ID]

@@ -25,6 +25,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from gateway.conf.directory import TrustParameters
 from gateway.core.roles import NODE_ROLE_PERMISSIONS, ApiRole, NodePermission
 from gateway.keys.files import load_certificate
 from gateway.node.apikeys import NodeKeyStore
@@ -63,6 +64,7 @@ X_ROAD: dict[NodePermission, frozenset[ApiRole]] = {
     NodePermission.GROUPS_WRITE: frozenset({SYS, SRV}),
     NodePermission.MAINTENANCE: frozenset({SYS}),
     NodePermission.KEYS_MANAGE: frozenset({SYS}),
+    NodePermission.LOG_BODIES: frozenset({SYS, SEC}),
 }
 """Who may do what on X-Road's security server, written out apart from the code's table."""
 
@@ -99,7 +101,8 @@ def anet(
             id=SERVICE, url=f"{registry.url}/personen", openapi_url=None, allowed=(GEWERBEAMT,)
         )
     )
-    federation.write_configs()
+    # Batches every 2 s, so an exchange's proof bundle can be downloaded soon after.
+    federation.write_configs(parameters=TrustParameters(timestamping_interval_seconds=2))
     try:
         federation.start_node(SOEST.ags)
         federation.start_node(LIPPSTADT.ags)
@@ -288,7 +291,7 @@ def test_each_role_is_allowed_and_refused_as_x_road_does(
         )
         if role in X_ROAD[permission]:
             assert response.status_code not in (401, 403), (method, path, response.text)
-            if method == "GET":
+            if method == "GET" and "{" not in path:
                 assert response.status_code == 200, (method, path, response.text)
         else:
             assert response.status_code == 403, (method, path, response.text)
@@ -690,3 +693,102 @@ def test_the_topology_names_each_node_s_api_and_key(anet: LocalNet) -> None:
         f"{lippstadt['admin_url']}/api-keys", headers={"Authorization": f"Bearer {key}"}
     )
     assert response.status_code == 200, response.text  # the system administrator's
+
+
+# ---------------------------------------------------------------------- whoami and the log
+
+
+def test_whoami_names_the_calling_key_and_what_its_role_may_do(keys: Keys) -> None:
+    for role in ApiRole:
+        response = keys.get(f"{API}/whoami", keys.by_role[role])
+        assert response.status_code == 200, response.text
+        who = response.json()
+        assert (who["name"], who["role"], who["node"]) == (
+            f"test-{role.value}",
+            role.value,
+            str(LIPPSTADT.node),
+        )
+        assert who["permissions"] == sorted(p.value for p, rs in X_ROAD.items() if role in rs)
+        assert keys.by_role[role] not in response.text
+    refused = keys.get(f"{API}/whoami", None)
+    assert refused.status_code == 401 and refused.json()["type"] == "admin.unauthorized"
+
+
+def _logged_exchange(net: LocalNet, issue: str) -> str:
+    """One exchange for case ``issue``; its X-Road-Id."""
+    answer = httpx.get(
+        f"{net.nodes[SOEST.ags].consumer_url}/r1/{SERVICE}",
+        params={"familienname": "Schmidt"},
+        headers={"X-Road-Client": str(GEWERBEAMT), "X-Road-Issue": issue},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.headers["X-Road-Id"]
+
+
+def _bundle(keys: Keys, path: str, key: str) -> httpx.Response:
+    """The bundle at ``path``, once a timestamped tree head covers the entry."""
+    deadline = time.monotonic() + 60
+    while True:
+        response = keys.get(path, key)
+        if response.status_code != 409 or time.monotonic() > deadline:
+            return response
+        assert response.json()["type"] == "admin.conflict"
+        time.sleep(0.5)
+
+
+def test_the_log_is_searched_without_bodies(anet: LocalNet, keys: Keys) -> None:
+    xroad_id = _logged_exchange(anet, "AZ-LOG-0001")
+    _logged_exchange(anet, "AZ-LOG-0002")
+    observer = keys.by_role[OBS]
+    found = keys.get(f"{API}/log", observer, xroad_id=xroad_id)
+    assert found.status_code == 200, found.text
+    entries = found.json()["entries"]
+    assert sorted((e["role"], e["kind"]) for e in entries) == [
+        ("provider", "request"),
+        ("provider", "response"),
+    ]
+    assert {(e["xroad_id"], e["issue"], e["client"], e["service"]) for e in entries} == {
+        (xroad_id, "AZ-LOG-0001", str(GEWERBEAMT), str(SERVICE))
+    }
+    assert all("body" not in e and e["body_sha256"] for e in entries)
+    by_case = keys.get(f"{API}/log", observer, issue="AZ-LOG-0001", service=str(SERVICE))
+    assert [e["entry_id"] for e in by_case.json()["entries"]] == [e["entry_id"] for e in entries]
+    by_client = keys.get(f"{API}/log", observer, client=str(GEWERBEAMT), limit="1")
+    assert len(by_client.json()["entries"]) == 1 and by_client.json()["next_after"] is not None
+    future = keys.get(f"{API}/log", observer, since="2999-01-01T00:00:00Z")
+    assert future.json()["entries"] == [] and future.json()["next_after"] is None
+    for bad in ({"since": "yesterday"}, {"limit": "0"}, {"after": "-1"}):
+        refused = keys.get(f"{API}/log", observer, **bad)
+        assert refused.status_code == 400 and refused.json()["type"] == "admin.invalid", bad
+
+
+def test_an_entry_s_bundle_verifies_and_bodies_need_their_permission(
+    anet: LocalNet, keys: Keys, tmp_path: Path
+) -> None:
+    xroad_id = _logged_exchange(anet, "AZ-LOG-0003")
+    entry = keys.get(f"{API}/log", keys.by_role[OBS], xroad_id=xroad_id).json()["entries"][0]
+    path = f"{API}/log/{entry['entry_id']}/bundle"
+    plain = _bundle(keys, path, keys.by_role[OBS])
+    assert plain.status_code == 200, plain.text
+    records = [json.loads(line) for line in plain.text.splitlines()]
+    entries = [r for r in records if r["type"] == "entry"]
+    assert {r["message_id"] for r in entries} == {entry["message_id"]} and len(entries) == 2
+    assert all("body" not in r for r in entries)  # digests only: personal data stays
+    # Bodies only for the roles X-Road gives the message log.
+    for role in (OBS, SRV, REG):
+        refused = keys.get(f"{path}-with-bodies", keys.by_role[role])
+        assert refused.status_code == 403 and refused.json()["type"] == "admin.forbidden"
+    full = _bundle(keys, f"{path}-with-bodies", keys.by_role[SEC])
+    assert full.status_code == 200, full.text
+    assert all("body" in json.loads(x) for x in full.text.splitlines() if '"entry"' in x)
+    anchor = tmp_path / "anchor.pem"
+    anchor.write_bytes(anet.ca_cert.read_bytes() + anet.trust.tsa_cert.read_bytes())
+    for name, response in (("plain", plain), ("full", full)):
+        bundle = tmp_path / f"{name}.jsonl"
+        bundle.write_bytes(response.content)
+        verified = _gateway("audit", "verify", str(bundle), "--anchor", str(anchor))
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+    for bad, status, code in (("999999", 404, "admin.not_found"), ("x1", 400, "admin.invalid")):
+        refused = keys.get(f"{API}/log/{bad}/bundle", keys.by_role[OBS])
+        assert (refused.status_code, refused.json()["type"]) == (status, code)
