@@ -26,6 +26,7 @@ entries covered by a tree head can be archived.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,10 +37,11 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from gateway.audit.bundle import BundleFormatError
 from gateway.audit.export import ExportError, Selection, export_bundle
 from gateway.audit.parallel import verify_file
+from gateway.audit.sealed import seal_bundle
 from gateway.audit.verify import AuditTrustAnchor
 from gateway.messagelog import ArchivedEntry, LogStore, LogStoreError, open_store
 
-__all__ = ["ArchiveError", "ArchiveResult", "archive_before"]
+__all__ = ["ArchiveError", "ArchiveResult", "archive_before", "seal_bundle_file"]
 
 
 class ArchiveError(Exception):
@@ -114,3 +116,20 @@ def archive_before(
     except LogStoreError as exc:
         raise ArchiveError(str(exc)) from None
     return ArchiveResult(len(entries), min(leaves), max(leaves), exported.bytes, anchor is not None)
+
+
+def seal_bundle_file(path: Path, recipients: Sequence[X25519PublicKey]) -> None:
+    """Replace the bundle at ``path`` by the same bundle sealed to ``recipients``
+    (``gateway.audit.sealed``): for a writer that has the bundle on disk already, such
+    as a retention pass's hook. Written beside it, synced and renamed over it, so the
+    file is always one or the other, never half sealed."""
+    sealed = seal_bundle(path.read_bytes(), recipients)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.sealing")
+    try:
+        with temporary.open("wb") as handle:
+            handle.write(sealed)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -75,7 +75,7 @@ def log_store(args: argparse.Namespace) -> LogStore:
 
 def add_data_key_arguments(p: argparse.ArgumentParser) -> None:
     """``--data-key`` and its passphrase file, for every command that reads a log's
-    exchanges (docs/message-log.md section 15)."""
+    exchanges (docs/message-log.md#at-rest)."""
     p.add_argument(
         "--data-key", default=None, help="the node's data key file, to read a sealed log"
     )

@@ -7,7 +7,7 @@ wrapped with HPKE (DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM) to that
 recipient's X25519 public key; then the bundle itself under AES-256-GCM with the header
 line as associated data, so no recipient entry or nonce can be swapped unnoticed.
 Opening gives back the exact bytes exported, so a decrypted bundle verifies exactly as
-an unsealed one (docs/message-log.md section 15.4,
+an unsealed one (docs/message-log.md#at-rest,
 docs/adr/0048-personal-data-sealed-at-rest.md).
 
 Pure: bytes and keys in, bytes out.

@@ -14,7 +14,7 @@ key it neither reveals the identifier nor lets anyone test a guess. The tag star
 older plaintext row can never be mistaken for each other.
 
 Pure: no files, no database; the randomness of the nonces comes from ``os.urandom``.
-See docs/message-log.md (section 15) and docs/adr/0048-personal-data-sealed-at-rest.md.
+See docs/message-log.md (#at-rest) and docs/adr/0048-personal-data-sealed-at-rest.md.
 """
 
 from __future__ import annotations

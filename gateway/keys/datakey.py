@@ -5,7 +5,7 @@ clear; its file holds it wrapped (AES-256-GCM) under a key-encryption key derive
 the operator's passphrase with scrypt, as a passphrase protects the node's other keys.
 Changing the passphrase rewraps 32 bytes and leaves the log as it is; losing both the
 file and its passphrase loses the sealed data, which is why the file belongs in the
-node's backup (docs/message-log.md section 15, docs/adr/0048-personal-data-sealed-at-rest.md).
+node's backup (docs/message-log.md#at-rest, docs/adr/0048-personal-data-sealed-at-rest.md).
 
 The file is created with ``O_EXCL`` at mode 0600 and never overwritten.
 """

@@ -156,7 +156,7 @@ def open_log(
     ``gateway db upgrade``); its read side is ``.store``. The one place the node's
     backend is chosen: the node and its services use it as a ``LogWriter``. With a
     ``data_key``, new exchange entries and data subjects are sealed at rest
-    (docs/message-log.md section 15)."""
+    (docs/message-log.md#at-rest)."""
     return MessageLog(location, clock=clock, body_policy=body_policy, data_key=data_key)
 
 

@@ -60,7 +60,7 @@ _SAVE_TREE: Final = (
 _INSERT_ENTRY: Final = (
     "INSERT INTO message_log (logged_at, role, kind, message_id, xroad_id, client, service,"
     " created, header, body, signature, cert_ref, ocsp_ref, leaf_index, leaf_hash,"
-    " body_sha256, body_omitted, subjects_salt, subjects_sha256, sealed)"
+    " body_sha256, body_omitted, sealed, subjects_salt, subjects_sha256)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
     " RETURNING id"
 )
@@ -427,9 +427,9 @@ def _insert_entry(
             leaf,
             digest,
             omitted,
+            sealed,
             salt.hex(),
             subjects_sha256,
-            sealed,
         ),
     ).fetchone()
     assert row is not None

@@ -10,7 +10,7 @@ are read as before: an older log opens and keeps growing, its new rows sealed.
 The leaf is computed from the plaintext by the caller before ``seal_entry``, so nothing
 a proof, tree head or bundle shows depends on whether a row was sealed. A sealed row
 read without the key, or with the wrong one, is an error, never ciphertext passed off
-as a message (docs/message-log.md section 15, docs/adr/0048-personal-data-sealed-at-rest.md).
+as a message (docs/message-log.md#at-rest, docs/adr/0048-personal-data-sealed-at-rest.md).
 """
 
 from __future__ import annotations

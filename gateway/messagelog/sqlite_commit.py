@@ -55,7 +55,7 @@ Outcome = list[int] | BaseException
 _INSERT_ENTRY: Final = (
     "INSERT INTO message_log (logged_at, role, kind, message_id, xroad_id, client, service,"
     " created, header, body, signature, cert_ref, ocsp_ref, leaf_index, leaf_hash,"
-    " body_sha256, body_omitted, subjects_salt, subjects_sha256, sealed)"
+    " body_sha256, body_omitted, sealed, subjects_salt, subjects_sha256)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SAVE_TREE: Final = (
@@ -518,9 +518,9 @@ def _insert_entry(
             leaf,
             digest,
             omitted,
+            sealed,
             salt.hex(),
             subjects_sha256,
-            sealed,
         ),
     )
     assert cur.lastrowid is not None

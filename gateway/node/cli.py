@@ -474,7 +474,7 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
         "data-key",
         cmd_node_data_key,
         "make the node's data key file ([logging] data_key): personal data in the log is "
-        "sealed under it (docs/message-log.md section 15)",
+        "sealed under it (docs/message-log.md#at-rest)",
     )
     p.add_argument("--out", required=True, help="the data key file to create (0600)")
     p.add_argument(

@@ -48,7 +48,7 @@ class LoggingSection(_Model):
     subsystems: list[SubsystemLogging] = Field(default_factory=list)
     data_key: Path | None = None
     """The node's data key file (``gateway node data-key``): with it, exchange headers,
-    bodies and data subjects are sealed at rest (docs/message-log.md section 15)."""
+    bodies and data subjects are sealed at rest (docs/message-log.md#at-rest)."""
     data_key_passphrase_file: Path | None = None
     """Its passphrase, first line; else ``GATEWAY_DATA_KEY_PASSPHRASE``."""
 

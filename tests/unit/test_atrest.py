@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from gateway.audit.archive import ArchiveError, archive_before
+from gateway.audit.archive import ArchiveError, archive_before, seal_bundle_file
 from gateway.audit.bundle import BundleFormatError
 from gateway.audit.export import Selection, export_bundle
 from gateway.audit.parallel import verify_file
@@ -223,6 +223,12 @@ def test_an_exported_bundle_sealed_to_a_recipient_verifies_with_its_key(
         verify_file(out, log.anchor)
     with pytest.raises(BundleFormatError, match="not one of its recipients"):
         verify_file(out, log.anchor, decrypt_key=load_recipient_key(tmp_path / "other.key"))
+    # A bundle already on disk (a retention pass's) is sealed in place to the same effect.
+    seal_bundle_file(plain, [recipient])
+    assert SUBJECT.encode() not in plain.read_bytes()
+    assert verify_file(plain, log.anchor, decrypt_key=key) == verify_file(
+        out, log.anchor, decrypt_key=key
+    )
     damaged = tmp_path / "damaged"
     damaged.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     with pytest.raises(BundleFormatError, match="altered after sealing"):
