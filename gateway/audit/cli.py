@@ -251,6 +251,15 @@ def cmd_log_archive(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_log_encrypt(args: argparse.Namespace) -> None:
+    """Seal the rows an older log holds in the clear under the node's data key."""
+    count = log_store(args).seal_rows()
+    print(
+        f"sealed {count} entries with their data subjects under the data key; leaves "
+        "unchanged (on PostgreSQL the old row versions go at the next VACUUM)"
+    )
+
+
 def cmd_log_check_subjects(args: argparse.Namespace) -> None:
     """Recompute every entry's data-subject commitment from its rows (exit 1 on a mismatch).
 
@@ -305,6 +314,15 @@ def add_log_commands(logs: Subparsers, add: AddFn) -> None:
         "recompute each entry's data-subject commitment from the data_subject rows and "
         "report entries whose rows were removed or altered, or whose data tracker details "
         "differ from the signed headers (exit 1 if any)",
+    )
+    p.add_argument("--db", required=True)
+    add_data_key_arguments(p)
+    p = add(
+        logs,
+        "encrypt",
+        cmd_log_encrypt,
+        "seal the exchanges a log holds in the clear (written before its node had a data "
+        "key) under the data key, with their data subjects; leaves and proofs unchanged",
     )
     p.add_argument("--db", required=True)
     add_data_key_arguments(p)

@@ -20,7 +20,7 @@ import gateway.messagelog.postgres_admin as admin
 from gateway.conf.tufclient import SIGNED_FILES
 from gateway.core.envelope import parse_time
 from gateway.messagelog.postgres_schema import connect, redacted
-from gateway.messagelog.postgres_writes import OPERATIONAL_COLUMNS, prune_entries
+from gateway.messagelog.postgres_writes import OPERATIONAL_COLUMNS, prune_entries, seal_plain_rows
 from gateway.messagelog.records import (
     ARCHIVED,
     MAX_OPERATIONAL_ROWS,
@@ -392,6 +392,21 @@ class PostgresLogStore:
         finally:
             conn.close()
         return leaves
+
+    def seal_rows(self) -> int:
+        conn = connect(self._url)
+        try:
+            count = seal_plain_rows(conn, self._sealer)
+            conn.commit()
+        except psycopg.Error as exc:
+            conn.rollback()
+            raise LogStoreError(f"{self.location}: {_first_line(exc)}") from None
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            conn.close()
+        return count
 
     def configuration_versions(self) -> list[StoredVersion]:
         with self._reader() as conn:

@@ -44,6 +44,7 @@ __all__ = [
     "record_missing_reads",
     "record_read",
     "record_version",
+    "seal_plain_rows",
     "store_read",
     "store_status",
 ]
@@ -241,3 +242,44 @@ def prune_entries(conn: Conn, entries: Sequence[ArchivedEntry], sealer: Sealer) 
             (item.body_sha256, ARCHIVED, item.entry_id),
         )
     return leaves
+
+
+def seal_plain_rows(conn: Conn, sealer: Sealer) -> int:
+    """Seal every exchange entry stored in the clear, with its data subjects and tracker
+    row (``gateway log encrypt``); the number sealed. In the caller's transaction; the
+    old row versions stay on disk until VACUUM reclaims them."""
+    sealer.required()
+    plain = conn.execute(
+        "SELECT id, header, body FROM message_log WHERE sealed = 0 AND kind <> 'admin'"
+        " ORDER BY id FOR UPDATE"
+    ).fetchall()
+    for entry_id, header, body in plain:
+        sealed = sealer.seal_entry(bytes(header), bytes(body), admin=False)
+        conn.execute(
+            "UPDATE message_log SET header = %s, body = %s, sealed = %s WHERE id = %s",
+            (*sealed, entry_id),
+        )
+        subjects = conn.execute(
+            "SELECT subject FROM data_subject WHERE entry_id = %s AND sealed IS NULL",
+            (entry_id,),
+        ).fetchall()
+        for (subject,) in subjects:
+            ((tag, value),) = sealer.subject_rows([str(subject)])
+            conn.execute(
+                "UPDATE data_subject SET subject = %s, sealed = %s"
+                " WHERE entry_id = %s AND subject = %s",
+                (tag, value, entry_id, subject),
+            )
+        read = conn.execute(
+            "SELECT method, path, status, user_id, issue FROM data_subject_read"
+            " WHERE entry_id = %s",
+            (entry_id,),
+        ).fetchone()
+        if read is not None:
+            details = sealer.seal_read(ReadDetails(*read))
+            conn.execute(
+                "UPDATE data_subject_read SET path = %s, user_id = %s, issue = %s"
+                " WHERE entry_id = %s",
+                (details.path, details.user_id, details.issue, entry_id),
+            )
+    return len(plain)

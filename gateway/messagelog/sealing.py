@@ -48,7 +48,8 @@ class Sealer:
         if self.key is None or admin:
             return header, body, PLAIN
         sealed_body = self.key.seal(body, _BODY) if body else b""
-        return self.key.seal(header, _HEADER), sealed_body, SEALED_V1
+        sealed_header = self.key.seal(header, _HEADER) if header else b""  # archived: empty
+        return sealed_header, sealed_body, SEALED_V1
 
     def subject_rows(self, subjects: Sequence[str]) -> list[tuple[str, bytes | None]]:
         """``(subject column, sealed column)`` of each data subject of a new entry."""
@@ -78,6 +79,11 @@ class Sealer:
         )
 
     # -- reading -------------------------------------------------------------------------
+
+    def required(self) -> None:
+        """Refuse to seal older rows without a key (``gateway log encrypt``)."""
+        if self.key is None:
+            raise LogStoreError("sealing a log's older rows needs the node's data key (--data-key)")
 
     def _key_for(self, what: str) -> DataKey:
         if self.key is None:

@@ -51,7 +51,12 @@ from gateway.messagelog.sqlite_rows import (
     stored_entry,
     stored_tree_head,
 )
-from gateway.messagelog.sqlite_writes import OPERATIONAL_COLUMNS, has_sealed_column, prune_entries
+from gateway.messagelog.sqlite_writes import (
+    OPERATIONAL_COLUMNS,
+    has_sealed_column,
+    prune_entries,
+    seal_plain_rows,
+)
 
 __all__ = ["SqliteLogStore", "read_versions"]
 
@@ -249,8 +254,7 @@ class SqliteLogStore:
         with self._reader() as conn:
             sealed = "resp.sealed, req.sealed" if has_sealed_column(conn) else "0, 0"
             if self._sealer.key is None and has_sealed_column(conn, "data_subject"):
-                # A sealed subject is found by its keyed hash only: without the key an
-                # answer would silently leave out every sealed read.
+                # Without the key an answer would silently leave out every sealed read.
                 found = conn.execute("SELECT 1 FROM data_subject WHERE sealed IS NOT NULL LIMIT 1")
                 if found.fetchone() is not None:
                     self._sealer.lookup_sealed()
@@ -458,6 +462,11 @@ class SqliteLogStore:
         finally:
             conn.close()
         return leaves
+
+    def seal_rows(self) -> int:
+        if not self._path.exists():
+            raise LogNotFoundError(f"{self._path} does not exist")
+        return seal_plain_rows(self._path, self._sealer)
 
     def configuration_versions(self) -> list[StoredVersion]:
         with self._reader() as conn:

@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import astuple
 from dataclasses import fields as dataclass_fields
+from pathlib import Path
 from typing import Final
 
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -49,6 +50,7 @@ __all__ = [
     "record_missing_reads",
     "record_read",
     "record_version",
+    "seal_plain_rows",
     "store_read",
     "store_status",
 ]
@@ -290,3 +292,63 @@ def prune_entries(
             (item.body_sha256, ARCHIVED, item.entry_id),
         )
     return leaves
+
+
+def seal_plain_rows(path: Path, sealer: Sealer) -> int:
+    """Seal every exchange entry a log file holds in the clear (``gateway log encrypt``),
+    with its data subjects and tracker row; the number of entries sealed.
+
+    One transaction next to a running node, as archiving is. Leaves, digests and ids
+    stay: only how the rows are stored changes. ``secure_delete`` zeroes the freed
+    cells and a final checkpoint empties the WAL, so the plaintext does not linger in
+    the file (a reader holding an old snapshot can keep the WAL from being truncated;
+    run it with the node stopped to be sure).
+    """
+    sealer.required()
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        add_sealing_columns(conn)
+        conn.execute("PRAGMA secure_delete = ON")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            plain = conn.execute(
+                "SELECT id, CAST(header AS BLOB), CAST(body AS BLOB) FROM message_log"
+                " WHERE sealed = 0 AND kind != 'admin' ORDER BY id"
+            ).fetchall()
+            for entry_id, header, body in plain:
+                sealed = sealer.seal_entry(bytes(header), bytes(body), admin=False)
+                conn.execute(
+                    "UPDATE message_log SET header = ?, body = ?, sealed = ? WHERE id = ?",
+                    (*sealed, entry_id),
+                )
+                subjects = conn.execute(
+                    "SELECT subject FROM data_subject WHERE entry_id = ? AND sealed IS NULL",
+                    (entry_id,),
+                ).fetchall()
+                for (subject,) in subjects:
+                    ((tag, value),) = sealer.subject_rows([str(subject)])
+                    conn.execute(
+                        "UPDATE data_subject SET subject = ?, sealed = ?"
+                        " WHERE entry_id = ? AND subject = ?",
+                        (tag, value, entry_id, subject),
+                    )
+                read = conn.execute(
+                    "SELECT method, path, status, user_id, issue FROM data_subject_read"
+                    " WHERE entry_id = ?",
+                    (entry_id,),
+                ).fetchone()
+                if read is not None:
+                    details = sealer.seal_read(ReadDetails(*read))
+                    conn.execute(
+                        "UPDATE data_subject_read SET path = ?, user_id = ?, issue = ?"
+                        " WHERE entry_id = ?",
+                        (details.path, details.user_id, details.issue, entry_id),
+                    )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    return len(plain)

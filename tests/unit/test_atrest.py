@@ -297,3 +297,32 @@ def test_the_commands_read_a_sealed_log_with_the_data_key_file(
     main([*verify, "--decrypt-key", str(tmp_path / "auditor.key")])
     assert "12" in capsys.readouterr().out
     assert os.environ["GATEWAY_DATA_KEY_PASSPHRASE"] == "node passphrase"
+
+
+def test_log_encrypt_seals_an_older_log_in_place_and_its_proofs_stay(
+    tmp_path: Path, log_location: Path | str
+) -> None:
+    log = sealed_log(tmp_path, log_location, key=None)
+    location = location_of(log)
+    plain = tmp_path / "before.jsonl"
+    export_bundle(open_store(location), plain, Selection(all=True), now=START + timedelta(days=1))
+    before = [(e.id, e.leaf_index, e.leaf_hash) for e in open_store(location).entries()]
+    with pytest.raises(LogStoreError, match="needs the node's data key"):
+        open_store(location).seal_rows()
+    assert open_store(location, KEY).seal_rows() == 12
+    assert open_store(location, KEY).seal_rows() == 0  # nothing left in the clear
+    raw = stored_bytes(location)
+    for secret in SECRETS:
+        assert secret not in raw, secret
+    store = open_store(location, KEY)
+    assert [(e.id, e.leaf_index, e.leaf_hash) for e in store.entries()] == before
+    assert len(Tracker(store, []).find_usage(PROVIDER, SUBJECT)) == 6
+    after = tmp_path / "after.jsonl"
+    export_bundle(store, after, Selection(all=True), now=START + timedelta(days=1))
+    assert verify_file(after, log.anchor) == verify_file(plain, log.anchor)
+
+    async def reopen() -> None:  # the writer's start-up check of the tree still passes
+        async with MessageLog(location, clock=lambda: START + timedelta(days=2), data_key=KEY):
+            pass
+
+    asyncio.run(reopen())
