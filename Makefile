@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: all test lint fmt demo serve bench bench-quick bench-packages profile fuzz clean system-packages
+.PHONY: all test lint fmt demo serve bench bench-quick bench-packages profile fuzz faults soak clean system-packages
 
 all: test
 
@@ -66,6 +66,18 @@ bench-quick: $(STAMP)
 # Where a node's time goes: py-spy samples both nodes under load (docs/performance.md).
 profile: $(STAMP)
 	$(BIN)/gateway bench --levels 64 --repeats 1 --large-bodies '' --soak 0 --profile bench/results/profile --out bench/results
+
+# The fault harness (docs/reliability.md): every fault once under recorded load, then the
+# checks of the history against every node's log; report in bench/results/faults/.
+# (`make test` runs its short lane: tests/integration/test_fault_harness.py.)
+faults: $(STAMP)
+	$(BIN)/python -m gateway.sandbox.faults --scenario full --out bench/results/faults
+
+# The soak, not in CI: SOAK_MINUTES (default 30) at half the measured maximum rate with
+# 1 MiB bodies and a random fault every 30-60 s; plot and summary in bench/results/soak/.
+SOAK_MINUTES ?= 30
+soak: $(STAMP)
+	$(BIN)/python -m gateway.sandbox.faults --soak-minutes $(SOAK_MINUTES) --out bench/results/soak
 
 # Every parser that takes outside bytes, coverage-guided with atheris for FUZZ_SECONDS
 # each (targets in tests/fuzz/targets.py); crashing inputs land in crashes/. Not in CI

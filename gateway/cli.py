@@ -148,7 +148,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from gateway.sandbox.demo import run_demo
 
     directory = Path(args.dir) if args.dir else None
-    sys.exit(run_demo(directory, serve=args.serve, exit_on_failure=args.exit_on_failure))
+    sys.exit(
+        run_demo(
+            directory,
+            serve=args.serve,
+            exit_on_failure=args.exit_on_failure,
+            db=args.database_url,
+        )
+    )
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -166,9 +173,14 @@ def cmd_bench(args: argparse.Namespace) -> None:
         loadgen=args.loadgen,
         with_nginx=not args.no_nginx,
         registry_levels=[int(x) for x in args.registry_levels.split(",") if x],
+        workers=args.workers,
+        database_url=args.database_url,
     )
-    check = report["log_check"]
-    if check["consumer_missing"] or check["provider_missing"]:
+    checks = [report["log_check"]] + [
+        c["log_check"] for c in report.get("workers", {}).get("configurations", {}).values()
+        if "log_check" in c
+    ]  # fmt: skip
+    if any(c["consumer_missing"] or c["provider_missing"] for c in checks):
         print("gateway: error: some counted successes are missing from a log", file=sys.stderr)
         sys.exit(1)
 
@@ -326,6 +338,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="1,16",
         help="concurrency levels of the sample Melderegister's CPU per lookup ('' to skip)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="also compare one node with 1 and this many worker processes (default 2 "
+        "when --database-url is given), on SQLite and PostgreSQL, as ratios",
+    )
+    p.add_argument(
+        "--database-url",
+        default=None,
+        metavar="URL",
+        help="a PostgreSQL server for that comparison (a database per node, dropped after)",
+    )
 
     p = add(sub, "demo", cmd_demo, "run the three-city federation on loopback: Anna's story")
     p.add_argument("--serve", action="store_true", help="keep the federation running")
@@ -336,6 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: report it and restart it with backoff)",
     )
     p.add_argument("--dir", default=None, help="state directory (default: a temporary one)")
+    p.add_argument(
+        "--database-url",
+        default=None,
+        metavar="URL",
+        help="keep the nodes' logs in PostgreSQL: a database per node on this server "
+        "(created, and dropped at the end; default: SQLite files)",
+    )
     return parser
 
 

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
+import pytest
+
 POSTGRESQL_ROOT = Path("/usr/lib/postgresql")
 _TEMPLATE = "gateway_template"
 
@@ -85,6 +87,10 @@ class PgCluster:
                 "--no-sync",
             ]
         )
+        self.start_server()
+
+    def start_server(self) -> None:
+        """Start the server on the cluster's data (again, after ``stop_server``)."""
         options = f"-c listen_addresses='' -c unix_socket_directories={self.socket_dir}"
         options += " -c max_connections=200 -c fsync=on -c synchronous_commit=on"
         self._run(
@@ -100,6 +106,11 @@ class PgCluster:
                 "start",
             ]
         )
+
+    def stop_server(self, mode: str = "fast") -> None:
+        """Stop the server, keeping the data: what an operator's restart does first
+        (``fast`` ends every session; ``immediate`` is a crash, recovered at the start)."""
+        self._run([str(self._bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"])
 
     def stop(self) -> None:
         """Stop without a shutdown checkpoint (``immediate``): the cluster is deleted
@@ -137,3 +148,17 @@ class PgCluster:
         template = "template0" if empty else _TEMPLATE
         self._admin(f"CREATE DATABASE {name} TEMPLATE {template}")
         return self.url(name)
+
+
+CENTRAL_BACKENDS = ("sqlite", "postgresql")
+"""The params of a fixture that makes a central authority, once per registry backend."""
+
+
+def central_database(request: pytest.FixtureRequest) -> str | None:
+    """For a fixture parametrized by :data:`CENTRAL_BACKENDS`: None (the central keeps its
+    registry in ``central.sqlite``) or a new empty PostgreSQL database, which ``gateway
+    central init --database-url`` migrates."""
+    if request.param == "sqlite":
+        return None
+    cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    return cluster.fresh_database(empty=True)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -82,6 +82,7 @@ def archive_before(
     anchor: AuditTrustAnchor | None = None,
     recipients: Sequence[X25519PublicKey] = (),
     decrypt_key: X25519PrivateKey | None = None,
+    seal: Callable[[Path], None] | None = None,
 ) -> ArchiveResult:
     """Archive the entries logged before ``before`` to the bundle ``out``, then prune them.
 
@@ -89,6 +90,8 @@ def archive_before(
     verifies. Each pruned row must still hold the leaf hash the bundle carries for it.
     With ``recipients`` the bundle is sealed to them (``gateway.audit.sealed``); it is
     then verified only if a recipient's ``decrypt_key`` is given as well.
+    ``seal`` then gets the bundle before anything is pruned (the node's hook for
+    encrypting bundles; if it raises, nothing is pruned).
     """
     if anchor is not None and recipients and decrypt_key is None:
         raise ArchiveError("a sealed archive is verified with a recipient's decryption key")
@@ -111,6 +114,8 @@ def archive_before(
             verify_file(out, anchor, decrypt_key=decrypt_key)  # AuditError: nothing pruned
         except BundleFormatError as exc:
             raise ArchiveError(f"the archive does not read back: {exc}") from None
+    if seal is not None:
+        seal(out)
     try:
         leaves = open_store(db).archive(entries)
     except LogStoreError as exc:

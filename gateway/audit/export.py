@@ -48,7 +48,7 @@ from gateway.audit.sealed import seal_bundle
 from gateway.core.encoding import b64url_decode, format_time
 from gateway.core.logtree import parse_tree_head_document
 from gateway.messagelog import (
-    ARCHIVED,
+    GONE,
     EntrySelection,
     LogStore,
     NotProvableError,
@@ -144,8 +144,8 @@ def export_bundle(
     evidence = store.export_evidence(_entry_selection(selection))
     rows = evidence.entries
     # Archived entries live in their archive bundle; their leaves still prove.
-    archived = sum(1 for r in rows if r.body_omitted == ARCHIVED)
-    rows = [r for r in rows if r.body_omitted != ARCHIVED]
+    archived = sum(1 for r in rows if r.body_omitted in GONE)
+    rows = [r for r in rows if r.body_omitted not in GONE]
     archived_before = evidence.archived_before
     pending = sum(1 for r in rows if r.leaf_index is None or r.leaf_index >= covered)
     proven = [r for r in rows if r.leaf_index is not None and r.leaf_index < covered]

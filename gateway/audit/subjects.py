@@ -31,7 +31,8 @@ from gateway.core.envelope import EnvelopeError
 from gateway.core.logtree import SUBJECTS_SALT_SIZE, entry_leaf, subjects_commitment
 from gateway.core.merkle import leaf_hash
 from gateway.messagelog import (
-    ARCHIVED,
+    DELETED,
+    GONE,
     LogNotFoundError,
     LogStore,
     LogStoreError,
@@ -105,10 +106,10 @@ def _read_matches(store: LogStore, entry: StoredEntry, reads: dict[int, ReadDeta
     Checkable only while the headers are in the log: once archived, the row stands for
     them (docs/data-tracker.md, section 3) and the archive bundle holds the originals.
     """
-    if entry.body_omitted == ARCHIVED:
+    if entry.body_omitted in GONE:
         return True
     request = store.provider_request(entry.message_id, entry.client)
-    if request is None or request[1] == ARCHIVED:
+    if request is None or request[1] in GONE:
         return True  # nothing left on the node to compare with
     try:
         expected = read_details(request[0], entry.header)
@@ -139,6 +140,10 @@ def check_subjects(path: LogStore | Path | str) -> SubjectsReport:
                 # Logged before the commitments (or a file no node has opened since).
                 report.unchecked_rows += len(rows)
                 continue
+            if entry.body_omitted == DELETED and not rows:
+                # The node's retention deleted its tracker rows with its content
+                # (docs/adr/0046-retention-that-runs-itself.md); the leaf is all that is left.
+                continue
 
             report.checked += 1
             report.with_subjects += bool(rows)
@@ -148,7 +153,7 @@ def check_subjects(path: LogStore | Path | str) -> SubjectsReport:
                 reason = "salt"
             elif subjects_commitment(salt, rows) != stored:
                 reason = "rows"
-            elif entry.body_omitted != ARCHIVED and not _leaf_matches(entry):
+            elif entry.body_omitted not in GONE and not _leaf_matches(entry):
                 reason = "leaf"
             elif rows and reads is not None and not _read_matches(store, entry, reads):
                 reason = "read"

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import OperationalError
 
 from gateway.central import apikeys, registry, requests, versions
 from gateway.central.errors import CentralCode, CentralError
@@ -249,6 +250,12 @@ def create_app(
     @app.exception_handler(CentralError)
     async def central_error(_: Request, exc: CentralError) -> JSONResponse:
         return JSONResponse(exc.to_json(), status_code=exc.status)
+
+    @app.exception_handler(OperationalError)
+    async def database_error(_: Request, exc: OperationalError) -> JSONResponse:
+        # The registry's server went away mid-call: the transaction was not committed.
+        error = CentralError(CentralCode.UNAVAILABLE, "the registry database is unreachable")
+        return JSONResponse(error.to_json(), status_code=error.status)
 
     repo = central.repo()
     app.mount("/tuf/metadata", StaticFiles(directory=repo.metadata_dir), name="tuf-metadata")

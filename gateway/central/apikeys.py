@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlmodel import Session, SQLModel, col, select
 
+from gateway.central import db
 from gateway.central.errors import CentralCode, CentralError
 from gateway.central.models import ApiKey
 from gateway.central.service import TOKEN_NAME, Central, InitOptions, write_secret
@@ -41,7 +42,8 @@ def ensure_table(central: Central) -> None:
     """Create the key table in a central directory made before keys existed, and adopt
     its old shared ``admin.token`` as a system administrator key (named ``admin``), so
     an upgraded central keeps its operator's access and nothing else."""
-    SQLModel.metadata.create_all(central.engine, tables=[ApiKey.__table__])  # type: ignore[attr-defined]
+    if not db.is_postgres(central.location):  # PostgreSQL's schema: migrations only
+        SQLModel.metadata.create_all(central.engine, tables=[ApiKey.__table__])  # type: ignore[attr-defined]
     legacy = central.directory / TOKEN_NAME
     with central.lock, Session(central.engine) as s:
         if s.exec(select(ApiKey).limit(1)).first() is not None or not legacy.exists():
@@ -162,11 +164,11 @@ def revoke_key(central: Central, actor: str, key_id: str) -> dict[str, Any]:
     return after
 
 
-def init_central(directory: Path, options: InitOptions) -> Central:
+def init_central(directory: Path, options: InitOptions, database_url: str | None = None) -> Central:
     """``gateway central init``: the directory with its first configuration, and the first
     system administrator key in ``admin.key``. Kept here, not in ``Central.init``, so the
     service does not depend on the key model built on top of it."""
-    central = Central.init(directory, options)
+    central = Central.init(directory, options, database_url)
     bootstrap_key(central, directory / KEY_FILE_NAME)
     return central
 

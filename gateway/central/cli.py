@@ -51,7 +51,7 @@ def cmd_central_init(args: argparse.Namespace) -> None:
         root_threshold=args.root_threshold,
         key_scheme=args.key_scheme,
     )
-    central = init_central(Path(args.dir), options)
+    central = init_central(Path(args.dir), options, args.database_url)
     anchor = central.anchor()
     print(f"created central authority for {args.instance} in {args.dir}")
     print(f"  anchor       {Path(args.dir) / ANCHOR_NAME}")
@@ -66,12 +66,25 @@ def cmd_central_serve(args: argparse.Namespace) -> None:
 
     limits = settings_from_args(args)
     app = create_app(
-        Central(Path(args.dir)),
+        Central(Path(args.dir), database_url=args.database_url),
         refresh_seconds=args.refresh_seconds,
         max_body_bytes=args.max_body_bytes,
     )
     print(f"central serving http://{args.host}:{args.port} (TUF at /tuf/)", flush=True)
     run_asgi(app, args.host, args.port, limits, name="central")
+
+
+def cmd_central_db_upgrade(args: argparse.Namespace) -> None:
+    """``gateway central db upgrade``: create or upgrade the registry's schema (PostgreSQL,
+    which a central never does by itself after init, or an older SQLite directory)."""
+    from gateway.central import db
+
+    directory = Path(args.dir)
+    location = db.database_location(directory, args.database_url)
+    if not db.is_postgres(location) and not Path(location).exists():
+        raise SystemExit(f"gateway central db upgrade: {directory} holds no central")
+    revision = db.upgrade(location)
+    print(f"central registry schema at revision {revision}")
 
 
 def cmd_central_anchor(args: argparse.Namespace) -> None:
@@ -257,6 +270,33 @@ def cmd_join_status(args: argparse.Namespace) -> None:
         print(f"request {r.get('id')} {r.get('kind')} {what}: {r.get('status')}{reason}")
 
 
+def cmd_central_backup(args: argparse.Namespace) -> None:
+    from gateway.backupfile import BackupError
+    from gateway.central.backup import backup_central
+
+    try:
+        done = backup_central(
+            Path(args.dir), Path(args.out), Path(args.recipient), now=datetime.now(UTC)
+        )
+    except BackupError as exc:
+        raise ValueError(str(exc)) from None
+    print(f"wrote {args.out}: {done.files} files, {done.bytes} bytes, encrypted and signed")
+    print(f"  signer sha256  {done.signer_sha256}   (restore --signer pins it)")
+
+
+def cmd_central_restore(args: argparse.Namespace) -> None:
+    from gateway.backupfile import BackupError
+    from gateway.central.backup import restore_central
+
+    try:
+        header, files = restore_central(
+            Path(args.backup), Path(args.to), Path(args.key), signer_sha256=args.signer
+        )
+    except BackupError as exc:
+        raise ValueError(f"{args.backup}: {exc}") from None
+    print(f"restored {files} files of the central backup of {header.get('created')} to {args.to}")
+
+
 def _key_arguments(p: argparse.ArgumentParser) -> None:
     """The options of a command that calls the running central's admin API."""
     p.add_argument("--dir", required=True)
@@ -264,6 +304,12 @@ def _key_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--key-file", default=None, help="file holding the API key (default: DIR/admin.key)"
     )
+
+
+_DATABASE_URL_HELP = (
+    "keep the registry in this PostgreSQL database (postgresql://...), recorded in "
+    "DIR/database.url; default: DIR/central.sqlite"
+)
 
 
 def add_commands(sub: Subparsers, add: AddFn) -> None:
@@ -283,8 +329,12 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     p.add_argument("--root-threshold", type=int, default=1)
     p.add_argument("--key-scheme", choices=["ecdsa", "ed25519"], default="ecdsa")
     p.add_argument("--url", default="http://127.0.0.1:8070", help="where nodes reach the central")
+    p.add_argument("--database-url", default=None, help=_DATABASE_URL_HELP)
     p = add(central, "serve", cmd_central_serve, "serve TUF, admin and registration APIs")
     p.add_argument("--dir", required=True)
+    p.add_argument(
+        "--database-url", default=None, help="the registry's postgresql://... URL (default: init's)"
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8070)
     p.add_argument("--refresh-seconds", type=float, default=None, help="default: expiry/3")
@@ -295,6 +345,14 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
         help="largest request body accepted on any endpoint (default 262144); larger: 413",
     )
     add_guard_arguments(p, GuardSettings())
+    db = central.add_parser("db", help="the registry's database schema").add_subparsers(
+        dest="central_db_command", required=True, metavar="DB_COMMAND"
+    )
+    p = add(db, "upgrade", cmd_central_db_upgrade, "create or upgrade the registry's schema")
+    p.add_argument("--dir", required=True)
+    p.add_argument(
+        "--database-url", default=None, help="postgresql://... (default: the one given at init)"
+    )
     p = add(central, "anchor", cmd_central_anchor, "write the anchor file for nodes")
     p.add_argument("--dir", required=True)
     p.add_argument("--out", required=True)
@@ -305,6 +363,15 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     p.add_argument("--remove-key", action="append", help="key id to remove (repeatable)")
     p.add_argument("--threshold", type=int, default=None)
     p.add_argument("--key-scheme", choices=["ecdsa", "ed25519"], default="ecdsa")
+    p = add(central, "backup", cmd_central_backup, "write a signed, encrypted backup")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--recipient", required=True, help="the backup key's .pub to encrypt to")
+    p.add_argument("out", help="the backup file to write (never overwritten)")
+    p = add(central, "restore", cmd_central_restore, "restore a backup into a fresh directory")
+    p.add_argument("backup")
+    p.add_argument("--to", required=True, help="an empty or new directory")
+    p.add_argument("--key", required=True, help="the backup key (private)")
+    p.add_argument("--signer", default=None, help="refuse unless signed by this key (SHA-256)")
     federate = central.add_parser(
         "federate", help="add, remove, list the instances this one federates with"
     ).add_subparsers(dest="federate_command", required=True, metavar="FEDERATE_COMMAND")

@@ -23,6 +23,7 @@ class CentralCode(StrEnum):
     INVALID = "central.invalid"
     PUBLISH_FAILED = "central.publish_failed"
     TOO_LARGE = "central.request_too_large"
+    UNAVAILABLE = "central.database_unavailable"
     REG_MALFORMED = "registration.malformed"
     REG_SIGNATURE = "registration.bad_signature"
     REG_CERTIFICATE = "registration.untrusted_certificate"
@@ -61,6 +62,11 @@ CENTRAL_ERROR_TABLE: dict[CentralCode, ErrorSpec] = {
         413,
         "The request body is larger than the central accepts (`--max-body-bytes`, default "
         "256 KiB); it is refused before it is read in full, on every endpoint.",
+    ),
+    CentralCode.UNAVAILABLE: ErrorSpec(
+        503,
+        "The registry's database cannot be reached, or is not at the schema revision this "
+        "central needs (`gateway central db upgrade`); nothing was changed, retry later.",
     ),
     CentralCode.REG_MALFORMED: ErrorSpec(
         400,

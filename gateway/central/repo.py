@@ -226,17 +226,33 @@ class TufRepository(Repository):
             for role in (Targets.type, Snapshot.type, Timestamp.type):
                 root.add_key(self.keys.generate(scheme).public_key, role)
 
-    def publish(self, name: str, data: bytes) -> None:
-        """Make ``data`` the target ``name``: new targets, snapshot and timestamp."""
+    def publish(
+        self, name: str, data: bytes, *, supersedes: Callable[[bytes], bool] | None = None
+    ) -> bool:
+        """Make ``data`` the target ``name``: new targets, snapshot and timestamp.
+
+        With ``supersedes``, the target published now is read under the writer lock and
+        ``data`` goes out only if ``supersedes(current)`` says it is newer; returns
+        whether it was published. Two writers that committed in one order may reach
+        this lock in the other; the later document already holds the earlier one's
+        change, so the earlier one is simply not published after it.
+        """
         digest = hashlib.sha256(data).hexdigest()
         self.targets_dir.mkdir(parents=True, exist_ok=True)
         with self.locked():
+            if supersedes is not None and self._path(Targets.type).exists():
+                info = self.targets().targets.get(name)
+                if info is not None:
+                    current = self.targets_dir / f"{info.hashes['sha256']}.{name}"
+                    if not supersedes(current.read_bytes()):
+                        return False
             _write_atomic(self.targets_dir / f"{digest}.{name}", data)
             with self.edit_targets() as targets:
                 targets.targets[name] = TargetFile.from_data(name, data, ["sha256"])
             self.do_snapshot()
             self.do_timestamp()
             self.prune()
+        return True
 
     def prune(self) -> list[str]:
         """Delete targets and snapshot versions older than the newest ``keep_versions``

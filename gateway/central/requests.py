@@ -77,6 +77,7 @@ def submit_auth_cert(central: Central, body: Any) -> dict[str, Any]:
         )
     # One submission at a time: the duplicate check and the insert must be one step.
     with central.lock, Session(central.engine) as s:
+        central.serialise(s)
         req = verify_auth_cert_request(
             body["document"], body["auth_signature"], body["member_signature"],
             central.instance, _roots(s), central.now(),
@@ -107,6 +108,7 @@ def submit_client(central: Central, body: Any) -> dict[str, Any]:
     if not isinstance(body, dict) or set(body) != {"document", "member_signature"}:
         raise CentralError(CentralCode.REG_MALFORMED, "body must be {document, member_signature}")
     with central.lock, Session(central.engine) as s:
+        central.serialise(s)
         req = verify_client_request(
             body["document"], body["member_signature"], central.instance, _roots(s), central.now()
         )

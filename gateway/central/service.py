@@ -10,7 +10,9 @@ fails with ``central.publish_failed``.
 
 Layout of a central directory::
 
-    central.sqlite      registry, settings, audit trail, registration requests
+    central.sqlite      registry, settings, audit trail, registration requests; or
+    database.url        (0600) the PostgreSQL database that holds them instead
+                        (``gateway central init --database-url``, gateway.central.db)
     keys/               TUF private keys (0600), named by key id
     repo/metadata/      TUF metadata, served at /tuf/metadata/
     repo/targets/       published documents, served at /tuf/targets/
@@ -34,8 +36,10 @@ from typing import Any, Self
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import Engine
-from sqlmodel import Session, SQLModel, col, create_engine, select
+from sqlmodel import Session, col, select
 
+from gateway.central import db
+from gateway.central.db import DB_NAME
 from gateway.central.errors import CentralCode, CentralError
 from gateway.central.federation import federated_anchors
 from gateway.central.models import (
@@ -79,7 +83,8 @@ from gateway.core.ids import (
 )
 from gateway.pki.keys import fingerprint_sha256
 
-DB_NAME = "central.sqlite"
+__all__ = ["DB_NAME", "Central", "InitOptions"]
+
 TOKEN_NAME = "admin.token"  # noqa: S105 - a file name, not a secret
 """The shared bearer token of centrals made before API keys; adopted as a key on upgrade."""
 ANCHOR_NAME = "anchor.json"
@@ -151,16 +156,19 @@ class Central:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         *,
         must_exist: bool = True,
+        database_url: str | None = None,
     ) -> None:
-        if must_exist and not (directory / DB_NAME).exists():
+        self.location = db.database_location(directory, database_url)
+        """The registry: the SQLite file, or the PostgreSQL URL (``gateway.central.db``)."""
+        if must_exist and not (db.is_postgres(self.location) or Path(self.location).exists()):
             raise CentralError(
                 CentralCode.NOT_FOUND, f"{directory} holds no central; run 'gateway central init'"
             )
         self.directory = directory
         self.now = now
-        self.engine: Engine = create_engine(
-            f"sqlite:///{directory / DB_NAME}", connect_args={"check_same_thread": False}
-        )
+        self.engine: Engine = db.open_engine(self.location)
+        if must_exist and db.is_postgres(self.location):
+            db.check_revision(self.engine)
         self._lock = threading.RLock()
 
     @property
@@ -168,22 +176,40 @@ class Central:
         """Held by every change and submission in this process: one writer at a time."""
         return self._lock
 
+    @staticmethod
+    def serialise(s: Session) -> None:
+        """Begin ``s``'s transaction by locking the ``serial`` setting row (``SELECT ...
+        FOR UPDATE`` on PostgreSQL; SQLite's one writer needs no more than the process
+        lock), so changes of every process sharing the registry take turns: serials
+        never repeat, each document is built from everything committed before it, and a
+        submission's duplicate check and insert are one step (ADR 0047)."""
+        s.exec(select(Setting).where(Setting.key == "serial").with_for_update()).one()
+
     # --- set-up ----------------------------------------------------------------------------
 
     @classmethod
-    def init(cls, directory: Path, options: InitOptions) -> Self:
-        """Create the database, TUF keys, the first system administrator's API key
-        (``admin.key``), the first published document and the anchor."""
+    def init(cls, directory: Path, options: InitOptions, database_url: str | None = None) -> Self:
+        """Create the database (the SQLite file, or the schema in ``database_url``'s
+        PostgreSQL database, recorded in the directory), TUF keys, the first system
+        administrator's API key (``admin.key``), the first published document and the
+        anchor."""
         if not 1 <= options.root_threshold <= options.root_keys:
             raise CentralError(
                 CentralCode.INVALID, "the root threshold must be between 1 and --root-keys"
             )
         directory.mkdir(parents=True, exist_ok=True)
-        if (directory / DB_NAME).exists():
+        if (directory / DB_NAME).exists() or (directory / db.URL_FILE).exists():
             raise CentralError(CentralCode.CONFLICT, f"{directory} already holds a central")
         parse_id(MemberId.parse, f"{options.instance}/GOV/x")  # checks the instance code
-        central = cls(directory, must_exist=False)
-        SQLModel.metadata.create_all(central.engine, tables=_tables())
+        location = db.database_location(directory, database_url)
+        db.upgrade(location)
+        central = cls(directory, must_exist=False, database_url=database_url)
+        with Session(central.engine) as s:
+            if s.exec(select(Setting).limit(1)).first() is not None:
+                raise CentralError(
+                    CentralCode.CONFLICT, "the database already holds a central's registry"
+                )
+        db.record_url(directory, location)
         with Session(central.engine) as s:
             for key, value in {
                 **DEFAULT_SETTINGS,
@@ -337,6 +363,7 @@ class Central:
     def republish(self) -> int:
         """Publish the database's state as the next serial; returns the serial."""
         with self._lock, Session(self.engine) as s:
+            self.serialise(s)
             undo = UndoLog(s)
             conf = self._next_document(s)
             s.commit()
@@ -360,8 +387,14 @@ class Central:
         return conf
 
     def publish_document(self, conf: GlobalConf) -> None:
-        """Sign and write ``conf`` into the TUF repository (a seam for fault tests)."""
-        self.repo().publish(TARGET_NAME, conf.to_bytes())
+        """Sign and write ``conf`` into the TUF repository (a seam for fault tests),
+        unless a higher serial is out already (another process sharing the registry
+        committed after this one and published first; its document holds this change)."""
+
+        def supersedes(current: bytes) -> bool:
+            return GlobalConf.from_bytes(current).serial < conf.serial
+
+        self.repo().publish(TARGET_NAME, conf.to_bytes(), supersedes=supersedes)
 
     def _publish_or_undo(self, conf: GlobalConf, undo: UndoLog, action: str, obj: str) -> None:
         """Publish a committed document; if that fails, undo the commit and say so.
@@ -410,6 +443,7 @@ class Central:
         invalid document is refused and rolled back.
         """
         with self._lock, Session(self.engine) as s:
+            self.serialise(s)
             undo = UndoLog(s)
             recorded: list[tuple[Any, Any]] = []
 
@@ -441,7 +475,8 @@ class Central:
             ]
 
 
-def _tables() -> list[Any]:
+def registry_tables() -> list[Any]:
+    """Every table of the registry, as the models declare them (the migrations' source)."""
     return [
         t.__table__  # type: ignore[union-attr]
         for t in (

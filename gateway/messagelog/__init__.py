@@ -50,10 +50,13 @@ from gateway.messagelog.proofs import (
 )
 from gateway.messagelog.records import (
     ARCHIVED,
+    DELETED,
+    GONE,
     AdminReceipt,
     ArchivedEntry,
     CosignatureRow,
     EntrySelection,
+    Expired,
     ExportEvidence,
     LogNotFoundError,
     LogRecord,
@@ -81,16 +84,20 @@ from gateway.messagelog.records import (
 )
 from gateway.messagelog.schema import Kind, Role
 from gateway.messagelog.sqlite import SqliteLogStore
+from gateway.messagelog.sqlite_admin import snapshot_file as snapshot_sqlite
 from gateway.messagelog.store import LogStore, LogWriter
 from gateway.messagelog.writer import MessageLog
 
 __all__ = [
     "ARCHIVED",
+    "DELETED",
+    "GONE",
     "AdminReceipt",
     "ArchivedEntry",
     "CosignatureRow",
     "EntryProof",
     "EntrySelection",
+    "Expired",
     "ExportEvidence",
     "Kind",
     "LogNotFoundError",
@@ -139,6 +146,7 @@ __all__ = [
     "read_tree_heads",
     "read_witness_alerts",
     "signed_heads",
+    "snapshot_sqlite",
     "timestamp_status",
     "upgrade_schema",
 ]

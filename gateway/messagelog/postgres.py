@@ -19,14 +19,16 @@ import psycopg
 import gateway.messagelog.postgres_admin as admin
 from gateway.conf.tufclient import SIGNED_FILES
 from gateway.core.envelope import parse_time
+from gateway.messagelog.postgres_retention import expire
 from gateway.messagelog.postgres_schema import connect, redacted
 from gateway.messagelog.postgres_writes import OPERATIONAL_COLUMNS, prune_entries, seal_plain_rows
 from gateway.messagelog.records import (
-    ARCHIVED,
+    GONE,
     MAX_OPERATIONAL_ROWS,
     ArchivedEntry,
     CosignatureRow,
     EntrySelection,
+    Expired,
     ExportEvidence,
     LogStoreError,
     NotProvableError,
@@ -64,7 +66,9 @@ _ENTRIES: Final = (
 _USAGE_QUERY: Final = """
 SELECT resp.id, resp.logged_at, resp.client, resp.service, resp.message_id, resp.xroad_id,
        resp.header, req.header, resp.leaf_index,
-       resp.body_omitted = 'archived' OR req.body_omitted = 'archived',
+       CASE WHEN resp.body_omitted = 'deleted' OR req.body_omitted = 'deleted' THEN 2
+            WHEN resp.body_omitted = 'archived' OR req.body_omitted = 'archived' THEN 1
+            ELSE 0 END,
        r.method, r.path, r.status, r.user_id, r.issue, resp.sealed, req.sealed
 FROM data_subject AS ds
 JOIN message_log AS resp ON resp.id = ds.entry_id
@@ -223,6 +227,7 @@ class PostgresLogStore:
                 None if r[8] is None else int(r[8]),
                 bool(r[9]),
                 self._opened_details(r[0], stored_details(r[10:15]), r[15]),
+                int(r[9]) == 2,
             )
             for r in rows
         ]
@@ -344,8 +349,9 @@ class PostgresLogStore:
                 for row in conn.execute(f"{_ENTRIES} WHERE {where} ORDER BY id", params)
             ]
             row = conn.execute(
-                "SELECT COALESCE(MAX(leaf_index) + 1, 0) FROM message_log WHERE body_omitted = %s",
-                (ARCHIVED,),
+                "SELECT COALESCE(MAX(leaf_index) + 1, 0) FROM message_log"
+                " WHERE body_omitted IN (%s, %s)",
+                GONE,
             ).fetchone()
             archived_before = 0 if row is None else int(row[0])
             signed, cosigned = _head_signatures(conn)
@@ -407,6 +413,21 @@ class PostgresLogStore:
         finally:
             conn.close()
         return count
+
+    def expire(self, entries_before: str, tracker_before: str) -> Expired:
+        conn = connect(self._url)
+        try:
+            expired = expire(conn, entries_before, tracker_before, self._sealer)
+            conn.commit()
+        except psycopg.Error as exc:
+            conn.rollback()
+            raise LogStoreError(f"{self.location}: {_first_line(exc)}") from None
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            conn.close()
+        return expired
 
     def configuration_versions(self) -> list[StoredVersion]:
         with self._reader() as conn:

@@ -22,7 +22,7 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 
 _ADMIN_ENTRIES: Final = (
     "SELECT id, leaf_index, logged_at, header, cert_ref FROM message_log"
-    " WHERE role = 'node' AND kind = 'admin' AND body_omitted != 'archived'"
+    " WHERE role = 'node' AND kind = 'admin' AND body_omitted NOT IN ('archived', 'deleted')"
 )
 
 

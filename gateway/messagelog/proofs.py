@@ -22,6 +22,7 @@ from gateway.core.merkle import consistency_proof, inclusion_proof
 from gateway.messagelog.postgres_schema import is_postgres_url
 from gateway.messagelog.records import (
     ARCHIVED,
+    DELETED,
     CosignatureRow,
     NotProvableError,
     SignedHead,
@@ -99,6 +100,11 @@ def entry_proof(source: LogStore | Path | str, entry_id: int) -> EntryProof:
     if stored is None:
         raise NotProvableError(f"the log has no entry {entry_id}")
     leaf_index = stored.leaf_index
+    if stored.body_omitted == DELETED:
+        raise NotProvableError(
+            f"entry {entry_id} was deleted by the node's retention ([retention] in node.toml):"
+            " its content is gone; an archive bundle written before holds its proof, if any"
+        )
     if stored.body_omitted == ARCHIVED:
         raise NotProvableError(
             f"entry {entry_id} was archived: its proof is in the archive bundle "

@@ -23,11 +23,14 @@ from gateway.messagelog.schema import Kind, Role
 
 __all__ = [
     "ARCHIVED",
+    "DELETED",
+    "GONE",
     "MAX_OPERATIONAL_ROWS",
     "AdminReceipt",
     "ArchivedEntry",
     "CosignatureRow",
     "EntrySelection",
+    "Expired",
     "ExportEvidence",
     "LogNotFoundError",
     "LogRecord",
@@ -60,6 +63,22 @@ __all__ = [
 ARCHIVED = "archived"
 """``body_omitted`` of an entry whose header, body and signature moved to an archive
 bundle (``gateway log archive``)."""
+
+DELETED = "deleted"
+"""``body_omitted`` of an entry whose header, body and signature the node's retention
+deleted (docs/adr/0046-retention-that-runs-itself.md): kept nowhere by the node, the
+leaf hash and body digest stay so the proofs of the entries around it still verify."""
+
+GONE: Final = (ARCHIVED, DELETED)
+"""The ``body_omitted`` values of an entry whose content the node no longer holds."""
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """What one retention pass deleted: entries' content, and data-tracker rows."""
+
+    entries: int
+    tracker_rows: int
 
 
 class LogStoreError(Exception):
@@ -382,6 +401,8 @@ class UsageRow:
     stored: ReadDetails | None
     """The entry's ``data_subject_read`` row; None if it has none (a read archived
     before the log kept its details apart from the headers)."""
+    deleted: bool = False
+    """The node's retention deleted the content (``archived`` is then true as well)."""
 
 
 @dataclass(frozen=True, slots=True)

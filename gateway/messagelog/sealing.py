@@ -21,7 +21,7 @@ from typing import Final
 from gateway.core.atrest import PLAIN, SEALED_V1, AtRestError, DataKey, is_subject_tag
 from gateway.messagelog.records import LogStoreError, ReadDetails
 
-__all__ = ["Sealer"]
+__all__ = ["DataKey", "Sealer"]
 
 _HEADER: Final = "message_log.header"
 _BODY: Final = "message_log.body"

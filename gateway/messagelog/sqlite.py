@@ -21,11 +21,12 @@ import gateway.messagelog.sqlite_admin as admin
 from gateway.conf.tufclient import SIGNED_FILES
 from gateway.core.envelope import parse_time
 from gateway.messagelog.records import (
-    ARCHIVED,
+    GONE,
     MAX_OPERATIONAL_ROWS,
     ArchivedEntry,
     CosignatureRow,
     EntrySelection,
+    Expired,
     ExportEvidence,
     LogNotFoundError,
     LogStoreError,
@@ -44,12 +45,18 @@ from gateway.messagelog.records import (
     WitnessAlertRow,
 )
 from gateway.messagelog.sealing import Sealer
+from gateway.messagelog.sqlite_retention import expire
 from gateway.messagelog.sqlite_rows import (
     cosignature_row,
     signed_head,
-    stored_details,
     stored_entry,
     stored_tree_head,
+)
+from gateway.messagelog.sqlite_sealed import (
+    check_lookup,
+    read_data_subjects,
+    read_subject_reads,
+    usage_row,
 )
 from gateway.messagelog.sqlite_writes import (
     OPERATIONAL_COLUMNS,
@@ -65,7 +72,9 @@ __all__ = ["SqliteLogStore", "read_versions"]
 _USAGE_QUERY: Final = """
 SELECT resp.id, resp.logged_at, resp.client, resp.service, resp.message_id, resp.xroad_id,
        resp.header, req.header, resp.leaf_index,
-       resp.body_omitted = 'archived' OR req.body_omitted = 'archived',
+       CASE WHEN resp.body_omitted = 'deleted' OR req.body_omitted = 'deleted' THEN 2
+            WHEN resp.body_omitted = 'archived' OR req.body_omitted = 'archived' THEN 1
+            ELSE 0 END,
        r.method, r.path, r.status, r.user_id, r.issue, {sealed}
 FROM data_subject AS ds
 JOIN message_log AS resp ON resp.id = ds.entry_id
@@ -241,75 +250,21 @@ class SqliteLogStore:
             )
 
     def data_subjects(self) -> dict[int, list[str]]:
-        found: dict[int, list[str]] = {}
         with self._reader() as conn:
-            sealed = "CAST(sealed AS BLOB)" if has_sealed_column(conn, "data_subject") else "NULL"
-            query = f"SELECT entry_id, subject, {sealed} FROM data_subject"  # noqa: S608
-            for entry_id, subject, value in conn.execute(query):
-                plain = self._sealer.open_subject(entry_id, str(subject), value)
-                found.setdefault(int(entry_id), []).append(plain)
-        return found
+            return read_data_subjects(conn, self._sealer)
 
     def usage(self, subject: str) -> list[UsageRow]:
         with self._reader() as conn:
-            sealed = "resp.sealed, req.sealed" if has_sealed_column(conn) else "0, 0"
-            if self._sealer.key is None and has_sealed_column(conn, "data_subject"):
-                # Without the key an answer would silently leave out every sealed read.
-                found = conn.execute("SELECT 1 FROM data_subject WHERE sealed IS NOT NULL LIMIT 1")
-                if found.fetchone() is not None:
-                    self._sealer.lookup_sealed()
-            query = _USAGE_QUERY.format(sealed=sealed)
+            query = _USAGE_QUERY.format(sealed=check_lookup(conn, self._sealer))
             rows = conn.execute(query, self._sealer.lookup(subject)).fetchall()
-        open_blob = self._sealer.open_blob
-        return [
-            UsageRow(
-                int(r[0]),
-                str(r[1]),
-                str(r[2]),
-                str(r[3]),
-                str(r[4]),
-                str(r[5]),
-                open_blob(r[0], bytes(r[6]), r[15], "header"),
-                open_blob(f"{r[0]}'s request", bytes(r[7]), r[16], "header"),
-                None if r[8] is None else int(r[8]),
-                bool(r[9]),
-                self._opened_details(r[0], stored_details(r[10:15]), r[15]),
-            )
-            for r in rows
-        ]
-
-    def _opened_details(
-        self, entry_id: object, details: ReadDetails | None, sealed: object
-    ) -> ReadDetails | None:
-        return None if details is None else self._sealer.open_read(entry_id, details, sealed)
+        return [usage_row(r, self._sealer) for r in rows]
 
     def data_subject_reads(self) -> dict[int, ReadDetails] | None:
         with self._reader() as conn:
             exists = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'data_subject_read'"
             ).fetchone()
-            if exists is None:
-                return None
-            sealed = "m.sealed" if has_sealed_column(conn) else "0"
-            query = (
-                "SELECT r.entry_id, r.method, r.path, r.status, r.user_id, r.issue,"  # noqa: S608
-                f" {sealed} FROM data_subject_read AS r"
-                " LEFT JOIN message_log AS m ON m.id = r.entry_id"
-            )
-            return {
-                int(e): self._sealer.open_read(
-                    e,
-                    ReadDetails(
-                        str(m),
-                        str(p),
-                        int(s),
-                        None if u is None else str(u),
-                        None if i is None else str(i),
-                    ),
-                    sealed_flag,
-                )
-                for e, m, p, s, u, i, sealed_flag in conn.execute(query)
-            }
+            return None if exists is None else read_subject_reads(conn, self._sealer)
 
     def provider_request(self, message_id: str, client: str) -> tuple[bytes, str] | None:
         with self._reader() as conn:
@@ -410,8 +365,8 @@ class SqliteLogStore:
             if "body_omitted" in present:
                 (archived_before,) = conn.execute(
                     "SELECT COALESCE(MAX(leaf_index) + 1, 0) FROM message_log"
-                    " WHERE body_omitted = ?",
-                    (ARCHIVED,),
+                    " WHERE body_omitted IN (?, ?)",
+                    GONE,
                 ).fetchone()
             signed, cosigned = _head_signatures(conn)
             signer_certificates = {
@@ -467,6 +422,23 @@ class SqliteLogStore:
         if not self._path.exists():
             raise LogNotFoundError(f"{self._path} does not exist")
         return seal_plain_rows(self._path, self._sealer)
+
+    def expire(self, entries_before: str, tracker_before: str) -> Expired:
+        if not self._path.exists():
+            raise LogNotFoundError(f"{self._path} does not exist")
+        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
+        try:
+            conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                expired = expire(conn, entries_before, tracker_before, self._sealer)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        finally:
+            conn.close()
+        return expired
 
     def configuration_versions(self) -> list[StoredVersion]:
         with self._reader() as conn:

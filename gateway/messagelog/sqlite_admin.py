@@ -21,7 +21,12 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from gateway.core.adminrecord import AdminRecord, AdminRecordError
-from gateway.messagelog.records import LogStoreError, StoredAdminRecord, StoredSettings
+from gateway.messagelog.records import (
+    LogNotFoundError,
+    LogStoreError,
+    StoredAdminRecord,
+    StoredSettings,
+)
 from gateway.messagelog.schema import KINDS, ROLES, LogEntry
 
 __all__ = [
@@ -29,6 +34,7 @@ __all__ = [
     "insert_settings",
     "kept_ocsp_ref",
     "latest_settings",
+    "snapshot_file",
     "widen_checks",
 ]
 
@@ -100,7 +106,7 @@ def admin_records(
     (``LogStoreError``): the trail is evidence, and a silently dropped record is what
     it exists to rule out.
     """
-    query = _ADMIN_ENTRIES + " AND body_omitted != 'archived'"
+    query = _ADMIN_ENTRIES + " AND body_omitted NOT IN ('archived', 'deleted')"
     params: list[object] = []
     if since is not None:
         query += " AND logged_at >= ?"
@@ -184,3 +190,20 @@ def widen_checks(conn: sqlite3.Connection, path: Path) -> bool:
         conn.execute("ROLLBACK")
         raise
     return True
+
+
+def snapshot_file(path: Path, out: Path) -> None:
+    """A consistent copy of the log file ``path`` at ``out`` (SQLite's online backup
+    API: pages copied under a read transaction, so a running node's writer may go on;
+    ``gateway node backup``)."""
+    if not path.exists():
+        raise LogNotFoundError(f"{path} does not exist")
+    source = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        target = sqlite3.connect(out)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+    finally:
+        source.close()

@@ -157,12 +157,12 @@ def rebuild_tree(conn: sqlite3.Connection, path: Path, sealer: Sealer) -> tuple[
     fill: list[tuple[int, bytes, int]] = []
     for row in conn.execute(_SELECT_ENTRIES + " ORDER BY id"):
         entry_id, stored_index, stored_leaf = int(row[0]), row[14], row[15]
-        if row[17] == "archived" and stored_leaf is not None:
+        if row[17] in ("archived", "deleted") and stored_leaf is not None:
             # Its header, body and signature live in an archive bundle now
             # (gateway/audit/archive.py); the stored leaf still chains to the heads.
             if row[9] or row[10] or row[11]:
                 raise MessageLogError(
-                    f"{path}: entry {entry_id} is marked archived but still holds content; "
+                    f"{path}: entry {entry_id} is marked {row[17]} but still holds content; "
                     "the log was altered after it was written"
                 )
             leaf = bytes(stored_leaf)

@@ -62,7 +62,8 @@ JOIN message_log AS req
   ON req.message_id = resp.message_id AND req.client = resp.client
  AND req.role = 'provider' AND req.kind = 'request'
 WHERE resp.id = ? AND resp.role = 'provider' AND resp.kind = 'response'
-  AND resp.body_omitted != 'archived' AND req.body_omitted != 'archived'
+  AND resp.body_omitted NOT IN ('archived', 'deleted')
+  AND req.body_omitted NOT IN ('archived', 'deleted')
 ORDER BY req.id
 LIMIT 1
 """

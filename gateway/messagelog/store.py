@@ -26,6 +26,7 @@ from gateway.messagelog.records import (
     ArchivedEntry,
     CosignatureRow,
     EntrySelection,
+    Expired,
     ExportEvidence,
     LogRecord,
     OpRecord,
@@ -145,6 +146,13 @@ class LogStore(Protocol):
         """Seal the exchange entries stored in the clear (a log written before its node
         had a data key) under the store's key, with their data subjects and tracker
         rows; how many. Leaves and ids do not change (``gateway log encrypt``)."""
+        ...
+
+    def expire(self, entries_before: str, tracker_before: str) -> Expired:
+        """The node's retention: blank the header, body and signature of entries logged
+        before ``entries_before`` (RFC 3339 with milliseconds), keeping leaf index, leaf
+        hash and body digest, and mark them ``deleted``; then delete the data-tracker rows
+        of deleted entries logged before ``tracker_before``. All or nothing."""
         ...
 
     def configuration_versions(self) -> list[StoredVersion]: ...

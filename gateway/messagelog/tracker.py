@@ -112,6 +112,11 @@ class Usage:
     """The entries' content (signed headers, body, signature) has moved from this node's
     log to an archive bundle (``gateway log archive``); the fields above are what the log
     kept of the read, and the bundle holds the signed evidence."""
+    deleted: bool = False
+    """The node's retention period for the content has passed and the node deleted it
+    (``[retention]`` in node.toml; ``archived`` is then true too): the fields above are
+    what it kept for the data tracker, the signed evidence is only in an archive bundle
+    written before, if any."""
 
 
 class Tracker:
@@ -168,6 +173,7 @@ class Tracker:
                     xroad_id=row.xroad_id,
                     leaf_index=row.leaf_index,
                     archived=row.archived,
+                    deleted=row.deleted,
                 )
             )
         return found

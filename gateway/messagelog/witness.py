@@ -182,15 +182,19 @@ class Witness:
     # ------------------------------------------------------------------ one round
 
     def peers(self) -> list[NodeId]:
-        """The configured peers, or every other node the global configuration lists."""
+        """The configured peers, or every other node the global configuration lists,
+        leaving out the nodes of this node's own member either way: a member's second
+        node is no independent witness of its first (the auditor refuses such a
+        co-signature, docs/message-log.md)."""
+        own = self._node.node_id.owner
         configured = self._node.audit.witness_peers
         if configured:
-            return [NodeId.parse(p) for p in configured]
+            return [p for p in (NodeId.parse(c) for c in configured) if p.owner != own]
         found: dict[str, NodeId] = {}
         directory = self._node.directory()
         for member in directory.members():
             for info in directory.nodes_hosting(member.id):
-                if info.id != self._node.node_id:
+                if info.id.owner != own:
                     found[str(info.id)] = info.id
         return [found[k] for k in sorted(found)]
 

@@ -38,7 +38,6 @@ from typing import Any, Self
 
 import gateway.messagelog.sqlite_commit as commit
 from gateway.core.adminrecord import AdminRecord
-from gateway.core.atrest import DataKey
 from gateway.core.encoding import format_time
 from gateway.core.jws import Signer
 from gateway.core.logtree import SUBJECTS_SALT_SIZE
@@ -57,7 +56,7 @@ from gateway.messagelog.records import (
     TreeHeadRecord,
     TreeSnapshot,
 )
-from gateway.messagelog.sealing import Sealer
+from gateway.messagelog.sealing import DataKey, Sealer
 from gateway.messagelog.sqlite import SqliteLogStore
 from gateway.messagelog.sqlite_commit import Outcome
 from gateway.messagelog.sqlite_writer import SqliteWriterDb
@@ -120,12 +119,10 @@ class MessageLog:
 
             url = str(location)
             self._path = Path(PostgresLogStore(url).location)
-            self._db = PostgresWriterDb(url, sealer)
-            self._store = PostgresLogStore(url, sealer)
+            self._db, self._store = PostgresWriterDb(url, sealer), PostgresLogStore(url, sealer)
         else:
-            self._path = Path(location)
-            self._db = SqliteWriterDb(self._path, sealer)
-            self._store = SqliteLogStore(self._path, sealer)
+            path = self._path = Path(location)
+            self._db, self._store = SqliteWriterDb(path, sealer), SqliteLogStore(path, sealer)
         self._clock = clock
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Unit | HeadUnit | WriteUnit | Stop] = queue.SimpleQueue()
@@ -160,10 +157,15 @@ class MessageLog:
         """Take over the tree and timestamping state checked (or rebuilt) at start-up."""
         state = self._db.open_tree()
         self._tree = state.tree
-        self._published = (state.tree.size, state.tree.hashes, state.last_id)
-        self._stamped_size, self._stamped_last_id = state.stamped_size, state.stamped_last_id
-        self._last_stamp = state.last_stamp
-        self._oldest_pending = state.oldest_pending
+        with self._tree_lock:
+            self._published = (state.tree.size, state.tree.hashes, state.last_id)
+            self._stamped_size, self._stamped_last_id = state.stamped_size, state.stamped_last_id
+            self._last_stamp, self._oldest_pending = state.last_stamp, state.oldest_pending
+
+    async def follow(self) -> None:
+        """Take up the tree and tree heads every writer of a shared database committed,
+        so a cluster's leader stamps the whole log, not only its own process's share."""
+        await self.write(lambda _conn: self._open_tree())
 
     def tree_snapshot(self) -> TreeSnapshot:
         """The tree over every committed entry (never over an uncommitted one)."""

@@ -39,9 +39,13 @@ def _now() -> datetime:
 
 def cmd_node_serve(args: argparse.Namespace) -> None:
     from gateway.node.config import load_config
-    from gateway.node.server import Endpoints, run_node
+    from gateway.node.server import Endpoints
+    from gateway.node.workers import parse_fds, run_node, supervise
 
     config = load_config(Path(args.config))
+    if args.workers != 1:
+        raise SystemExit(supervise(Path(args.config), config, args.workers))
+    sockets = parse_fds(args.listen_fds) if args.listen_fds else None
 
     def ready(endpoints: Endpoints) -> None:
         print(
@@ -51,7 +55,7 @@ def cmd_node_serve(args: argparse.Namespace) -> None:
             flush=True,
         )
 
-    _run(run_node(config, ready=ready))
+    _run(run_node(config, ready=ready, sockets=sockets))
 
 
 def cmd_node_check(args: argparse.Namespace) -> None:
@@ -373,6 +377,61 @@ def cmd_node_data_key(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}: data key {key.key_id}; back it up with its passphrase")
 
 
+def cmd_node_backup_key(args: argparse.Namespace) -> None:
+    from gateway.backupfile import spki_sha256
+    from gateway.keys.backupkeys import generate_backup_key
+
+    out = Path(args.out)
+    public = generate_backup_key(out, out.with_suffix(".pub"))
+    print(f"wrote {out} (0600: keep it off the machines it backs up) and {out.with_suffix('.pub')}")
+    print(f"  sha256  {spki_sha256(public)}")
+
+
+def cmd_node_backup(args: argparse.Namespace) -> None:
+    from gateway.backupfile import BackupError
+    from gateway.node.backup import backup_node
+
+    try:
+        done = backup_node(Path(args.config), Path(args.out), Path(args.recipient), now=_now())
+    except BackupError as exc:
+        raise ValueError(str(exc)) from None
+    print(f"wrote {args.out}: {done.files} files, {done.bytes} bytes, encrypted and signed")
+    print(f"  signer sha256  {done.signer_sha256}   (restore --signer pins it)")
+    for item in done.left_out:
+        print(f"  NOT in the backup: {item}")
+
+
+def cmd_node_restore(args: argparse.Namespace) -> None:
+    from gateway.backupfile import BackupError
+    from gateway.node.backup import restore_node
+
+    try:
+        header, files = restore_node(
+            Path(args.backup), Path(args.to), Path(args.key), signer_sha256=args.signer
+        )
+    except BackupError as exc:
+        raise ValueError(f"{args.backup}: {exc}") from None
+    print(f"restored {files} files of {header.get('of')}'s backup of {header.get('created')}")
+    print(f"  start it with: gateway node serve --config {Path(args.to) / str(header['config'])}")
+    left_out = header.get("left_out")
+    for item in left_out if isinstance(left_out, list) else []:
+        print(f"  NOT in the backup: {item}")
+
+
+def _backup_commands(node: Subparsers, add: AddFn) -> None:
+    p = add(node, "backup-key", cmd_node_backup_key, "make the key pair backups are encrypted to")
+    p.add_argument("--out", required=True, help="the private key file; the .pub goes beside it")
+    p = add(node, "backup", cmd_node_backup, "write a signed, encrypted backup of the node")
+    p.add_argument("--config", required=True)
+    p.add_argument("--recipient", required=True, help="the backup key's .pub to encrypt to")
+    p.add_argument("out", help="the backup file to write (never overwritten)")
+    p = add(node, "restore", cmd_node_restore, "restore a node backup into a fresh directory")
+    p.add_argument("backup")
+    p.add_argument("--to", required=True, help="an empty or new directory")
+    p.add_argument("--key", required=True, help="the backup key (private)")
+    p.add_argument("--signer", default=None, help="refuse unless signed by this key (SHA-256)")
+
+
 def add_commands(sub: Subparsers, add: AddFn) -> None:
     """Register ``node`` and its subcommands, and ``db``, under the top-level parser."""
     db = sub.add_parser("db", help="the message log's database schema").add_subparsers(
@@ -395,6 +454,14 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     )
     p = add(node, "serve", cmd_node_serve, "run a node from its configuration file")
     p.add_argument("--config", required=True)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the node's ports (PostgreSQL log only; default 1)",
+    )
+    p.add_argument("--listen-fds", default=None, help=argparse.SUPPRESS)
+    _backup_commands(node, add)
     p = add(node, "check", cmd_node_check, "validate a node configuration, keys and certificates")
     p.add_argument("--config", required=True)
     p = add(

@@ -35,7 +35,13 @@ from gateway.core.ids import (
 )
 from gateway.core.policy import Grant, LocalGroupId
 from gateway.node.clientauth import ConnectionType
-from gateway.node.config_log import AuditSection, LoggingSection, SubsystemLogging, TrackerSection
+from gateway.node.config_log import (
+    AuditSection,
+    LoggingSection,
+    RetentionSection,
+    SubsystemLogging,
+    TrackerSection,
+)
 from gateway.node.localgroup import LocalGroupSection
 
 
@@ -101,6 +107,10 @@ class NodeSection(_Model):
     refused (X-Road's acceptable-timestamp-failure-period, 4 h); 0 never refuses."""
     timestamp_timeout_seconds: float = Field(default=20, gt=0)
     """How long one time-stamp request to a TSA may take."""
+    leader_poll_seconds: float = Field(default=2, gt=0)
+    """With ``database_url``: how often a process of a node cluster tries to become the
+    one that runs the timestamper and the witness, and the leader checks it still is;
+    a dead leader is replaced within about this long (docs/deployment.md, Node cluster)."""
     ocsp_refresh_seconds: float | None = Field(default=None, gt=0)
     """How often the node refetches the OCSP status of its own certificates; default a
     third of the directory's freshness window (X-Road: 1200 s of 3600 s), so two
@@ -364,6 +374,7 @@ class NodeConfig(_Model):
     audit: AuditSection = Field(default_factory=AuditSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
     tracker: TrackerSection = Field(default_factory=TrackerSection)
+    retention: RetentionSection = Field(default_factory=RetentionSection)
     clients: list[ClientSection] = Field(default_factory=list)
     """Connection types of hosted subsystems; a subsystem not listed is ``https``."""
     local_groups: list[LocalGroupSection] = Field(default_factory=list)
@@ -455,6 +466,11 @@ def _resolve(data: dict[str, Any], base: Path) -> None:
     audit = data.get("audit", {})
     if "admin_token_file" in audit:
         audit["admin_token_file"] = str(base / audit["admin_token_file"])
+    retention = data.setdefault("retention", {})
+    if isinstance(retention, dict):
+        retention["archive_dir"] = str(base / retention.get("archive_dir", "archive"))
+        recipients = retention.get("archive_recipients", [])
+        retention["archive_recipients"] = [str(base / p) for p in recipients]
     globalconf = data.get("globalconf", {})
     for key in ("anchor", "state_dir"):
         if key in globalconf:
@@ -505,6 +521,7 @@ __all__ = [
     "ConfigError",
     "LoggingSection",
     "NodeConfig",
+    "RetentionSection",
     "SubsystemId",
     "SubsystemLogging",
     "TrackerSection",

@@ -1,6 +1,6 @@
 """The sections of a node's configuration about its message log: what it keeps of each
 body (``[logging]``), who may read it and whose tree heads it witnesses (``[audit]``),
-and the data tracker's policy (``[tracker]``).
+the data tracker's policy (``[tracker]``) and how long it keeps what (``[retention]``).
 
 Apart from ``config.py`` because they concern the log and its readers, not the node's
 ports, keys and settings; ``config.py`` builds ``NodeConfig`` from them and re-exports
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from gateway.core.ids import NodeId, SubsystemId, parse_client
 
@@ -98,4 +98,51 @@ class TrackerSection(_Model):
     def _clients(cls, value: list[str]) -> list[str]:
         for client in value:
             parse_client(client)
+        return value
+
+
+class RetentionSection(_Model):
+    """Archiving and deletion that run by themselves in the node (``gateway/node/
+    retention.py``; docs/adr/0046-retention-that-runs-itself.md).
+
+    The defaults follow the Bundesmeldegesetz's rule for protocol data (§ 40: kept at
+    least twelve months, deleted by the end of the following calendar year): 366 days is
+    twelve months even across a 29 February, and a pass every ``archive_every_hours``
+    deletes them a few hours later, well before the end of the following year for all
+    but an entry logged on 31 December (one day late at most, see the ADR).
+    """
+
+    archive_every_hours: float = Field(default=6, ge=0)
+    """How often the node writes its timestamped entries logged more than
+    ``archive_after_days`` ago to a new archive bundle in ``archive_dir`` and blanks their
+    content in the log (X-Road archives every six hours by default); 0: no archiving,
+    only deletion."""
+    archive_after_days: float = Field(default=30, ge=0)
+    """How long entries stay whole in the log before they are archived: the auditor API,
+    ``gateway log prove`` and exports read them from the log until then (X-Road keeps
+    archived records 30 days in its database by default)."""
+    archive_dir: Path | None = None
+    """Where the bundles go; relative to node.toml; default ``archive/`` beside it."""
+    archive_recipients: list[Path] = Field(default_factory=list)
+    """The member's archive recipients' public keys (``gateway audit recipient-key``):
+    each bundle is sealed to them before any entry is blanked; empty: bundles in the
+    clear (docs/message-log.md#at-rest)."""
+    entries_keep_days: float = Field(default=366, gt=0)
+    """Entries logged longer ago lose their header, body and signature (leaf hash and
+    body digest stay, so every proof of the entries after them still verifies)."""
+    tracker_keep_days: float = Field(default=366, gt=0)
+    """Data-tracker rows (``data_subject``, ``data_subject_read``) of deleted entries
+    logged longer ago are deleted; never before their entry's content."""
+    check_every_seconds: float = Field(default=3600, gt=0)
+    """How often the node checks whether a pass is due."""
+
+    @field_validator("tracker_keep_days")
+    @classmethod
+    def _tracker_outlives_entries(cls, value: float, info: ValidationInfo) -> float:
+        entries = info.data.get("entries_keep_days")
+        if isinstance(entries, float | int) and value < entries:
+            raise ValueError(
+                "[retention] tracker_keep_days must be at least entries_keep_days: the data"
+                " tracker answers from the entries while they hold content"
+            )
         return value

@@ -44,6 +44,7 @@ __all__ = [
     "own_certificate",
     "preloaded_replay_guard",
     "registry_contexts",
+    "signing_key",
 ]
 
 
@@ -57,7 +58,7 @@ def registry_contexts(services: list[ServiceSection]) -> dict[ServiceId, Registr
         raise ConfigError(exc.detail) from None
 
 
-def _signing_key(entry: SigningKey) -> ec.EllipticCurvePrivateKey | TokenSigningKey:
+def signing_key(entry: SigningKey) -> ec.EllipticCurvePrivateKey | TokenSigningKey:
     """The key file's key, or the token's key logged in with its PIN (docs/adr/0038)."""
     if entry.token is None:
         assert entry.key is not None  # the configuration gives exactly one
@@ -82,7 +83,7 @@ def load_signers(
     for entry in config.signing:
         member = MemberId.parse(entry.member)
         chain = load_certificates(entry.cert)
-        signer = Signer(member, _signing_key(entry), chain)
+        signer = Signer(member, signing_key(entry), chain)
         try:
             tested = verifier.verify(signer.sign(b"self-test"), b"self-test", now)
         except EnvelopeError as exc:

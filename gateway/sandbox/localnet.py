@@ -298,11 +298,12 @@ class LocalNet:
         """``gateway central init`` with this federation's CA, OCSP responder and TSA,
         published at the central's URL; nothing if the directory already holds one."""
         from gateway.central.apikeys import init_central
-        from gateway.central.service import DB_NAME, InitOptions
+        from gateway.central.db import DB_NAME, URL_FILE
+        from gateway.central.service import InitOptions
         from gateway.keys.files import load_certificate
 
         files = self._central()
-        if (files.directory / DB_NAME).exists():
+        if (files.directory / DB_NAME).exists() or (files.directory / URL_FILE).exists():
             return
         init_central(
             files.directory,
@@ -315,6 +316,7 @@ class LocalNet:
                 tsa_url=self.trust.tsa_url,
                 tsa_cert=load_certificate(self.trust.tsa_cert),
             ),
+            files.database_url,
         )
 
     def start_central(self, settings: dict[str, str] | None = None) -> ConfigurationAnchor:
@@ -492,17 +494,23 @@ class LocalNet:
         self.launches.pop(proc.pid, None)
         self.trust_process = None
 
-    def start_node(self, ags: str) -> subprocess.Popen[bytes]:
-        """Run one city's node; the trust services are started first if they are not up."""
+    def start_node(
+        self, ags: str, *, workers: int = 1, timeout: float = 20
+    ) -> subprocess.Popen[bytes]:
+        """Run one city's node (``workers`` worker processes under one parent, on a
+        PostgreSQL log); the trust services are started first if they are not up.
+        ``timeout``: the seconds it may take to answer (the fault harness, on a loaded
+        machine, waits longer)."""
         self.start_trust()
         files = self.nodes[ags]
-        proc = self._spawn(["node", "serve", "--config", str(files.config)], f"node-{ags}")
+        spread = ["--workers", str(workers)] if workers != 1 else []
+        proc = self._spawn(["node", "serve", *spread, "--config", str(files.config)], f"node-{ags}")
         plain = any(files.connection_type_of(c) == "http" for c in files.city.subsystems)
         if plain:
-            wait_http(f"{files.consumer_url}/health", proc)
+            wait_http(f"{files.consumer_url}/health", proc, timeout)
         else:
             tls = EdgeTls(files.internal_cert)
-            wait_http(f"{files.consumer_tls_url}/health", proc, verify=tls.context())
+            wait_http(f"{files.consumer_tls_url}/health", proc, timeout, verify=tls.context())
         return proc
 
     def stop_node(self, ags: str, *, kill: bool = False) -> None:

@@ -222,6 +222,9 @@ class CentralFiles:
     refresh_seconds: float | None = None
     """How often the central re-signs its timestamp metadata (default: expiry/3)."""
     host: str = HOST
+    database_url: str | None = None
+    """The registry's PostgreSQL database (``gateway central init --database-url``);
+    None: ``central.sqlite`` in the directory."""
 
     @property
     def url(self) -> str:

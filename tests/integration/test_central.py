@@ -21,18 +21,18 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from sqlmodel import Session, create_engine, select
+from sqlmodel import Session, select
 from tuf.api.exceptions import DownloadHTTPError
 from tuf.api.metadata import Metadata, Root, Targets, Timestamp
 from tuf.ngclient import Updater
 from tuf.ngclient.fetcher import FetcherInterface
 
-from gateway.central import registry
+from gateway.central import db, registry
 from gateway.central.errors import CentralCode, CentralError
 from gateway.central.models import Member, Setting
 from gateway.central.registration import auth_cert_document, client_document, sign_detached
-from gateway.central.service import DB_NAME, InitOptions
 from gateway.central.service import Central as CentralService
+from gateway.central.service import InitOptions
 from gateway.conf.anchor import ConfigurationAnchor, load_anchor
 from gateway.conf.globalconf import TARGET_NAME, GlobalConf
 from gateway.core.canonical import canonical_json
@@ -40,6 +40,7 @@ from gateway.core.ids import MemberId, NodeId
 from gateway.keys.files import load_certificate, load_private_key, new_key_and_csr
 from gateway.pki.profiles import CertKind
 from gateway.trust.ca_store import init_ca, issue_from_csr
+from tests.pg import CENTRAL_BACKENDS, central_database
 
 pytestmark = pytest.mark.integration
 
@@ -81,9 +82,14 @@ class Central:
         )
 
 
-@pytest.fixture(scope="module")
-def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
+@pytest.fixture(scope="module", params=CENTRAL_BACKENDS)
+def central(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Central]:
+    """A served central, once with its registry in SQLite and once in PostgreSQL."""
     base = tmp_path_factory.mktemp("central")
+    database_url = central_database(request)
+    on_postgres = [] if database_url is None else ["--database-url", database_url]
     ca = base / "ca"
     ca.mkdir()
     init_ca(ca, "Test CA", datetime.now(UTC))
@@ -92,7 +98,7 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
     out = gateway(
         "central", "init", "--dir", str(base / "c"), "--instance", INSTANCE,
         "--ca-cert", str(ca / "ca.pem"), "--ocsp-url", "http://127.0.0.1:8090/ocsp",
-        "--root-keys", "2", "--root-threshold", "2", "--url", url,
+        "--root-keys", "2", "--root-threshold", "2", "--url", url, *on_postgres,
     )  # fmt: skip
     assert "root sha256" in out
     log = (base / "serve.log").open("w")
@@ -466,9 +472,11 @@ def test_a_replayed_registration_is_answered_with_the_existing_request(
 # ---------------------------------------------------------------- in process
 
 
-@pytest.fixture
-def local(tmp_path: Path) -> LocalCentral:
-    """A central directory used in process (no server), to inject faults."""
+@pytest.fixture(params=CENTRAL_BACKENDS)
+def local(request: pytest.FixtureRequest, tmp_path: Path) -> LocalCentral:
+    """A central directory used in process (no server), to inject faults; its registry
+    in SQLite, then in PostgreSQL."""
+    database_url = central_database(request)
     ca = tmp_path / "ca"
     init_ca(ca, "Test CA", datetime.now(UTC))
     options = InitOptions(
@@ -477,7 +485,7 @@ def local(tmp_path: Path) -> LocalCentral:
         ocsp_urls=("http://127.0.0.1:8090/ocsp",),
         public_url="http://127.0.0.1:1",
     )
-    return LocalCentral.init(tmp_path / "c", options)
+    return LocalCentral.init(tmp_path / "c", options, database_url)
 
 
 class LocalCentral(CentralService):
@@ -488,9 +496,13 @@ class LocalCentral(CentralService):
     seen_at_publish: list[tuple[int, set[str]]]
 
     def publish_document(self, conf: GlobalConf) -> None:
-        with Session(create_engine(f"sqlite:///{self.directory / DB_NAME}")) as other:
-            serial = int(other.get(Setting, "serial").value)  # type: ignore[union-attr]
-            members = {m.id for m in other.exec(select(Member))}
+        engine = db.open_engine(self.location)
+        try:
+            with Session(engine) as other:
+                serial = int(other.get(Setting, "serial").value)  # type: ignore[union-attr]
+                members = {m.id for m in other.exec(select(Member))}
+        finally:
+            engine.dispose()
         if not hasattr(self, "seen_at_publish"):
             self.seen_at_publish = []
         self.seen_at_publish.append((serial, members))

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from gateway.central import apikeys
 from gateway.central.api import admin_permissions, create_app
@@ -33,6 +34,7 @@ from gateway.conf.anchor import root_fingerprint
 from gateway.core.roles import CENTRAL_ROLE_PERMISSIONS, ApiRole, CentralPermission, permits
 from gateway.trust.ca_store import init_ca
 from tests.integration.test_central import INSTANCE, _free_port, gateway
+from tests.pg import CENTRAL_BACKENDS, central_database
 
 pytestmark = pytest.mark.integration
 
@@ -62,15 +64,20 @@ class Served:
         return made
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+@pytest.fixture(scope="module", params=CENTRAL_BACKENDS)
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """A served central, once with its registry in SQLite and once in PostgreSQL."""
     base = tmp_path_factory.mktemp("central-keys")
+    database_url = central_database(request)
+    on_postgres = [] if database_url is None else ["--database-url", database_url]
     init_ca(base / "ca", "Test CA", datetime.now(UTC))
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     out = gateway(
         "central", "init", "--dir", str(base / "c"), "--instance", INSTANCE,
-        "--ca-cert", str(base / "ca" / "ca.pem"), "--url", url,
+        "--ca-cert", str(base / "ca" / "ca.pem"), "--url", url, *on_postgres,
     )  # fmt: skip
     assert "admin.key" in out and "system_administrator" in out
     log = (base / "serve.log").open("w")
@@ -257,14 +264,20 @@ def test_audit_names_the_key_not_a_header(served: Served) -> None:
 def test_key_secrets_are_never_stored(served: Served) -> None:
     made = served.new_key("observer", "stored")
     secrets = [served.admin_key, made["key"]]
-    raw = (served.dir / DB_NAME).read_bytes()
-    with sqlite3.connect(served.dir / DB_NAME) as db:
-        digests = {row[0] for row in db.execute("SELECT digest FROM api_key")}
-        text = "\n".join(
-            str(row)
-            for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            for row in db.execute(f"SELECT * FROM {table}")  # noqa: S608 - table names
-        )
+    sqlite_file = served.dir / DB_NAME
+    raw = sqlite_file.read_bytes() if sqlite_file.exists() else b""
+    engine = CentralService(served.dir).engine
+    try:
+        with engine.connect() as db:
+            digests = {row[0] for row in db.execute(sa.text("SELECT digest FROM api_key"))}
+            text = "\n".join(
+                str(row)
+                for table in sa.inspect(db).get_table_names()
+                for row in db.execute(sa.text(f"SELECT * FROM {table}"))  # noqa: S608 - names
+            )
+    finally:
+        engine.dispose()
+    assert len(digests) >= 2  # the rows were read: init's key and this one at least
     for secret in secrets:
         assert secret.startswith("gwk_") and len(secret) >= 4 + 43
         assert secret not in text

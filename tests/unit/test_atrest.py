@@ -11,7 +11,7 @@ import asyncio
 import os
 import sqlite3
 import stat
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -326,3 +326,43 @@ def test_log_encrypt_seals_an_older_log_in_place_and_its_proofs_stay(
             pass
 
     asyncio.run(reopen())
+
+
+def test_a_retention_pass_seals_its_bundle_to_the_archive_recipients(
+    tmp_path: Path, log_location: Path | str
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from gateway.node.config import ConfigError, RetentionSection
+    from gateway.node.retention import RetentionJob, archive_sealer
+
+    log = sealed_log(tmp_path, log_location)
+    write_recipient_key(tmp_path / "archivar.key", tmp_path / "archivar.pub")
+    with pytest.raises(ConfigError, match="archive_recipients"):
+        archive_sealer([tmp_path / "archivar.key"])  # a private key is no recipient
+    assert archive_sealer([]) is None
+    later = START + timedelta(days=60)
+
+    class Fixed:
+        def now(self) -> datetime:
+            return later
+
+    store = open_store(location_of(log), KEY)
+    job = RetentionJob(
+        "ss1",
+        Fixed(),
+        store,
+        RetentionSection(archive_every_hours=6),
+        tmp_path / "archive",
+        CollectorRegistry(),
+        seal=archive_sealer([tmp_path / "archivar.pub"]),
+    )
+    done = job.run_once(later)
+    assert done.bundle is not None and done.archived == 12
+    data = done.bundle.read_bytes()
+    for secret in SECRETS:
+        assert secret not in data, secret
+    key = load_recipient_key(tmp_path / "archivar.key")
+    assert verify_file(done.bundle, log.anchor, decrypt_key=key).entries == 12
+    usage = Tracker(store, []).find_usage(PROVIDER, SUBJECT)
+    assert [(u.archived, u.user_id) for u in usage] == [(True, USER)] * 6

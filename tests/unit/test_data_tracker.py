@@ -295,6 +295,7 @@ def test_find_usage_answer_document_and_bad_input(log_location: Path | str) -> N
             "xroad_id": read.xroad_id,
             "leaf_index": 1,
             "archived": False,
+            "deleted": False,
         }
     ]
     for query in ["", "subject=a&subject=b", "subject=Anna%20Schmidt", f"subject={ANNA}&x=1"]:

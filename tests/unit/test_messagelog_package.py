@@ -50,10 +50,12 @@ SQL_MODULES = frozenset(
         "gateway/messagelog/sqlite_admin.py",
         "gateway/messagelog/sqlite_commit.py",
         "gateway/messagelog/sqlite_writes.py",
+        "gateway/messagelog/sqlite_retention.py",
         "gateway/messagelog/postgres.py",
         "gateway/messagelog/postgres_admin.py",
         "gateway/messagelog/postgres_commit.py",
         "gateway/messagelog/postgres_writes.py",
+        "gateway/messagelog/postgres_retention.py",
     }
 )
 """The two backends: the only modules that may speak SQL to the log."""
@@ -64,6 +66,7 @@ PUBLIC = frozenset(
         "gateway.messagelog",
         "gateway.messagelog.auditor",
         "gateway.messagelog.context",
+        "gateway.messagelog.leader",
         "gateway.messagelog.policy",
         "gateway.messagelog.schema",
         "gateway.messagelog.timestamper",

@@ -7,7 +7,8 @@ after the node bootstrapped from the old root.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,3 +53,25 @@ def test_client_follows_the_central_repository(
     repo.publish(TARGET_NAME, doc(2))
     candidate = source.refresh_blocking(datetime.now(UTC))
     assert candidate is not None and candidate.conf.serial == 2, source.last_failure
+
+
+def test_an_older_document_is_not_published_over_a_newer_one(tmp_path: Path) -> None:
+    """Two writers that committed serials 2 and 3 may publish in the other order; the
+    repository keeps serial 3 out (it holds serial 2's change), and says so."""
+    repo = TufRepository(tmp_path / "repo", KeyStore(tmp_path / "keys"))
+    repo.initialise()
+
+    def doc(serial: int) -> bytes:
+        return GlobalConf("DE-NRW", serial, "2026-11-24T00:00:00Z").to_bytes()
+
+    def newer(serial: int) -> Callable[[bytes], bool]:
+        return lambda current: int(json.loads(current)["serial"]) < serial
+
+    assert repo.publish(TARGET_NAME, doc(1), supersedes=newer(1))  # nothing out yet
+    assert repo.publish(TARGET_NAME, doc(3), supersedes=newer(3))
+    version = repo.targets().version
+    assert not repo.publish(TARGET_NAME, doc(2), supersedes=newer(2))
+    assert repo.targets().version == version
+    digest = repo.targets().targets[TARGET_NAME].hashes["sha256"]
+    out = (repo.targets_dir / f"{digest}.{TARGET_NAME}").read_bytes()
+    assert json.loads(out)["serial"] == 3

@@ -1,0 +1,153 @@
+"""The faults themselves: each breaks one thing, holds, heals, and waits until ready.
+
+Every fault is a method of :class:`Injectors` taking the seconds to hold; ``catalogue``
+names them for a schedule. What they act on is real: ``kill -9`` of a node, of the
+trust services (OCSP responder and TSA) or of the registry process, the configuration
+server going away (the central's part in a loopback federation: its TUF repository),
+the registry answering slowly, with garbage or never, and a partition between the
+consumer's node and one provider node through the harness's TCP proxy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from gateway.sandbox.faults.proxy import TcpProxy
+from gateway.sandbox.localnet import HOST, LocalNet, wait_http
+
+READY_TIMEOUT = 90.0
+"""How long a healed part may take to answer its readiness check before the fault is
+reported as failed: generous, the machine may be shared."""
+
+
+class FaultRegistryHandle:
+    """What a fault needs of the misbehaving registry: its URL and a way to restart it."""
+
+    def __init__(self, url: str, kill: Callable[[], None], restart: Callable[[], None]) -> None:
+        self.url = url
+        self.kill = kill
+        self.restart = restart
+
+    def set_mode(self, mode: str) -> None:
+        response = httpx.post(f"{self.url}/_mode/{mode}", timeout=10)
+        response.raise_for_status()
+
+
+@dataclass
+class Injectors:
+    net: LocalNet
+    registry: FaultRegistryHandle
+    proxy: TcpProxy
+    consumer: str
+    """The consumer node's key in ``net.nodes``."""
+    providers: tuple[str, str]
+    """The provider's two nodes; the second is reached through ``proxy``."""
+    small_disk: Path | None = None
+    """The consumer node's directory, if the harness put it on a small tmpfs."""
+
+    def catalogue(self) -> dict[str, Callable[[float], None]]:
+        first, second = self.providers
+        return {
+            "kill-consumer": lambda hold: self.kill_node(self.consumer, hold),
+            "kill-provider": lambda hold: self.kill_node(first, hold),
+            "kill-provider-2": lambda hold: self.kill_node(second, hold),
+            "kill-both-providers": self.kill_both_providers,
+            "kill-trust": self.kill_trust,
+            "central-down": self.central_down,
+            "kill-registry": self.kill_registry,
+            "registry-slow": lambda hold: self.registry_mode("slow", hold),
+            "registry-garbage": lambda hold: self.registry_mode("garbage", hold),
+            "registry-never": lambda hold: self.registry_mode("never", hold),
+            "partition-drop": lambda hold: self.partition("drop", hold),
+            "partition-stall": lambda hold: self.partition("stall", hold),
+            **({"disk-full": self.disk_full} if self.small_disk is not None else {}),
+        }
+
+    def wait_ready(self, key: str) -> None:
+        """Until the node's ``/health/ready`` says 200 (configuration, OCSP, log)."""
+        wait_http(f"{self.net.nodes[key].consumer_url}/health/ready", timeout=READY_TIMEOUT)
+
+    def kill_node(self, key: str, hold: float) -> None:
+        """``kill -9`` the node, restart it after ``hold`` from the same files."""
+        self.net.stop_node(key, kill=True)
+        time.sleep(hold)
+        self.net.start_node(key, timeout=READY_TIMEOUT)
+        self.wait_ready(key)
+
+    def kill_both_providers(self, hold: float) -> None:
+        for key in self.providers:
+            self.net.stop_node(key, kill=True)
+        time.sleep(hold)
+        failed: list[str] = []
+        for key in self.providers:  # both, even if the first will not start
+            try:
+                self.net.start_node(key, timeout=READY_TIMEOUT)
+                self.wait_ready(key)
+            except RuntimeError as exc:
+                failed.append(f"{key}: {exc}")
+        if failed:
+            raise RuntimeError("; ".join(failed))
+
+    def kill_trust(self, hold: float) -> None:
+        """``kill -9`` the OCSP responder and TSA; the nodes live on their cached OCSP
+        evidence and queue timestamps until it is back."""
+        proc = self.net.trust_process
+        if proc is not None:
+            proc.kill()
+            proc.wait(10)
+            self.net.forget(proc)
+        time.sleep(hold)
+        self.net.start_trust()
+        for key in self.net.nodes:
+            self.wait_ready(key)
+
+    def central_down(self, hold: float) -> None:
+        """The configuration's server gone for ``hold``: the nodes keep the version in
+        force (until it expires) and fetch again when it is back, at the same address."""
+        tuf = self.net.tuf
+        if tuf is None:
+            raise RuntimeError("the federation publishes no configuration")
+        port = int(tuf.base_url.rsplit(":", 1)[1])
+        tuf.shutdown()
+        time.sleep(hold)
+        tuf.serve(HOST, port)
+        for key in self.net.nodes:
+            self.wait_ready(key)
+
+    def kill_registry(self, hold: float) -> None:
+        self.registry.kill()
+        time.sleep(hold)
+        self.registry.restart()
+
+    def registry_mode(self, mode: str, hold: float) -> None:
+        self.registry.set_mode(mode)
+        time.sleep(hold)
+        self.registry.set_mode("ok")
+
+    def partition(self, mode: str, hold: float) -> None:
+        """Cut the consumer from the second provider node (``drop`` or ``stall``)."""
+        self.proxy.set_mode(mode)
+        time.sleep(hold)
+        self.proxy.set_mode("pass")
+
+    def disk_full(self, hold: float) -> None:
+        """Fill the consumer node's tmpfs to the last byte, hold, free it: the node, on
+        the path of every exchange, must refuse (its log cannot be written) and resume
+        by itself."""
+        if self.small_disk is None:
+            raise RuntimeError("no small disk under a node")
+        filler = self.small_disk / "filler"
+        with filler.open("wb") as out, contextlib.suppress(OSError):
+            chunk = b"\0" * (1 << 20)
+            while True:
+                out.write(chunk)
+                out.flush()
+        time.sleep(hold)
+        filler.unlink()
+        self.wait_ready(self.consumer)
