@@ -2,9 +2,10 @@
 
 Every process of a cluster serves exchanges; the timestamper, the witness and the
 retention job run in the one process ``gateway.messagelog.leader.Leadership`` elects
-through the shared database (docs/adr/0042). This module starts and stops them as leadership comes and goes, and
-keeps the metric ``gateway_cluster_leader`` (``NodeContext.leader``). On SQLite the one
-process leads from the start, as a node always did.
+through the shared database (docs/adr/0042). This module starts and stops them as
+leadership comes and goes, and keeps the metric ``gateway_cluster_leader``
+(``NodeContext.leader``). On SQLite the one process leads from the start, as a node
+always did.
 """
 
 from __future__ import annotations
