@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.audit.archive import ArchiveError, archive_before, seal_bundle_file
 from gateway.audit.bundle import BundleFormatError
@@ -287,6 +288,11 @@ def test_the_commands_read_a_sealed_log_with_the_data_key_file(
         main(["log", "show", "--db", str(log.db), "--data-key", str(key_file)])
     assert "wrong passphrase" in capsys.readouterr().err
     monkeypatch.setenv("GATEWAY_DATA_KEY_PASSPHRASE", "node passphrase")
+    tsa = tmp_path / "tsa.pem"
+    tsa.write_bytes(log.tsa_cert.public_bytes(Encoding.PEM))
+    prove = ["log", "prove", "--db", str(log.db), "--id", "2", "--tsa-cert", str(tsa)]
+    main([*prove, "--data-key", str(key_file)])
+    assert "entry 2 existed at" in capsys.readouterr().out
     main(["audit", "recipient-key", "--out", str(tmp_path / "auditor")])
     bundle = tmp_path / "bundle.sealed"
     export = ["audit", "export", "--db", str(log.db), "--out", str(bundle), "--all"]
