@@ -203,6 +203,22 @@ def cmd_audit_bench(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_log_bench(args: argparse.Namespace) -> None:
+    """``gateway log bench``: proof time and memory and the log's start-up at growing log
+    sizes (docs/performance.md), from the sandbox's bench, which the log package does
+    not import."""
+    import tempfile
+
+    from gateway.sandbox.bench.logsize import run_log_bench
+
+    sizes = [int(float(size)) for size in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory(prefix="log-bench-") as scratch:
+        location: Path | str = args.database_url or Path(args.dir or scratch) / "messagelog.db"
+        if isinstance(location, Path):
+            location.parent.mkdir(parents=True, exist_ok=True)
+        run_log_bench(location, sizes, samples=args.samples, all_leaves_max=args.all_leaves_max)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     parser.add_argument("--verbose", "-v", action="store_true", help="show tracebacks")
@@ -253,6 +269,22 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.audit.cli import add_log_commands
 
     add_log_commands(logs, add)
+    p = add(
+        logs,
+        "bench",
+        cmd_log_bench,
+        "measure proof time and memory and the log's start-up as a synthetic log grows",
+    )
+    p.add_argument("--sizes", default="1e5,1e6", help="comma-separated entry counts")
+    p.add_argument("--samples", type=int, default=50, help="proofs of each kind per size")
+    p.add_argument(
+        "--all-leaves-max",
+        type=int,
+        default=1_000_000,
+        help="largest size at which proofs are also built from all leaf hashes",
+    )
+    p.add_argument("--dir", default=None, help="keep the log file here")
+    p.add_argument("--database-url", default=None, help="a PostgreSQL log instead")
 
     add_trust_commands(sub, add)
 

@@ -6,8 +6,8 @@ its keyed hash). Existing rows keep 0 and NULL and read as before
 (docs/adr/0048-personal-data-sealed-at-rest.md). A column that exists already (a SQLite
 file a node upgraded at start-up) is left as it is.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision: str | None = "0001"
+revision = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | None = None
 depends_on: str | None = None
 
