@@ -17,9 +17,10 @@ from gateway.pki.profiles import CertificateError
 
 
 def cmd_log_show(args: argparse.Namespace) -> None:
-    from gateway.messagelog import log_source, read_entries
+    from gateway.audit.cli import log_store
+    from gateway.messagelog import read_entries
 
-    for entry in read_entries(log_source(args.db), message_id=args.message_id):
+    for entry in read_entries(log_store(args), message_id=args.message_id):
         row = {
             "id": entry.id,
             "logged_at": entry.logged_at,
@@ -50,16 +51,17 @@ def cmd_log_timestamps(args: argparse.Namespace) -> None:
 
 
 def cmd_log_prove(args: argparse.Namespace) -> None:
+    from gateway.audit.cli import log_store
     from gateway.core.encoding import format_time
     from gateway.core.logtree import ProofError, entry_leaf
     from gateway.core.merkle import leaf_hash
     from gateway.keys.files import load_certificate
-    from gateway.messagelog import NotProvableError, log_source, prove_entry
+    from gateway.messagelog import NotProvableError, prove_entry
 
     tsa_cert = load_certificate(Path(args.tsa_cert))
     issuer = load_certificate(Path(args.ca)) if args.ca else None
     try:
-        proof, proven = prove_entry(log_source(args.db), args.id, tsa_cert, issuer=issuer)
+        proof, proven = prove_entry(log_store(args), args.id, tsa_cert, issuer=issuer)
     except (NotProvableError, ProofError) as exc:
         print(f"gateway: cannot prove entry {args.id}: {exc}", file=sys.stderr)
         sys.exit(1)
@@ -250,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(logs, "show", cmd_log_show, "print message log entries as JSON lines")
     p.add_argument("--db", required=True)
     p.add_argument("--message-id", default=None)
+    from gateway.audit.cli import add_data_key_arguments
+
+    add_data_key_arguments(p)
     p = add(logs, "timestamps", cmd_log_timestamps, "list timestamped tree heads and the backlog")
     p.add_argument("--db", required=True)
     p = add(
@@ -264,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tsa-cert", required=True, help="the TSA certificate to trust (PEM)")
     p.add_argument("--ca", default=None, help="also require the TSA certificate from this CA")
     p.add_argument("--export", default=None, help="write the proof's files to this directory")
+    add_data_key_arguments(p)
     from gateway.audit.cli import add_log_commands
 
     add_log_commands(logs, add)

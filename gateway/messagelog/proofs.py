@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from gateway.core.atrest import DataKey
 from gateway.core.logtree import LoggedEntry, ProvenTime, verify_entry_time
 from gateway.core.merkle import MerkleError
 from gateway.core.merkle_nodes import (
@@ -36,6 +37,7 @@ from gateway.messagelog.records import (
     TimestampStatus,
     WitnessAlertRow,
 )
+from gateway.messagelog.sealing import Sealer
 from gateway.messagelog.sqlite import SqliteLogStore
 from gateway.messagelog.store import LogStore
 
@@ -63,16 +65,18 @@ __all__ = [
 ]
 
 
-def open_store(source: LogStore | Path | str) -> LogStore:
+def open_store(source: LogStore | Path | str, data_key: DataKey | None = None) -> LogStore:
     """``source`` itself, the store over a PostgreSQL log given its ``postgresql://``
-    URL, or the store over the SQLite log file at that path."""
+    URL, or the store over the SQLite log file at that path; ``data_key`` opens the
+    rows sealed at rest (without it, reading one is a ``LogStoreError``)."""
+    sealer = Sealer(data_key)
     if isinstance(source, str):
         if is_postgres_url(source):
             from gateway.messagelog.postgres import PostgresLogStore
 
-            return PostgresLogStore(source)
-        return SqliteLogStore(Path(source))
-    return SqliteLogStore(source) if isinstance(source, Path) else source
+            return PostgresLogStore(source, sealer)
+        return SqliteLogStore(Path(source), sealer)
+    return SqliteLogStore(source, sealer) if isinstance(source, Path) else source
 
 
 @dataclass(frozen=True, slots=True)

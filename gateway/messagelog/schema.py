@@ -97,6 +97,10 @@ class LogEntry(SQLModel, table=True):
     subjects_sha256: str | None = None
     """``gateway.core.logtree.subjects_commitment(salt, data_subject rows)``, which the
     entry's version 2 leaf commits to; ``gateway log check-subjects`` recomputes it."""
+    sealed: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    """0: ``header`` and ``body`` are stored as they are (older entries, admin records);
+    1: sealed under the node's data key (``gateway.core.atrest``); its ``data_subject``
+    and ``data_subject_read`` rows are then sealed too. The leaf is over the plaintext."""
 
 
 class SignerCertificate(SQLModel, table=True):
@@ -283,7 +287,10 @@ class DataSubject(SQLModel, table=True):
     entry_id: int = Field(primary_key=True, foreign_key="message_log.id")
     """``message_log.id`` of the provider-side response entry."""
     subject: str = Field(primary_key=True, index=True)
-    """The register-local pseudonym the registry named (gateway.core.datasubject)."""
+    """The register-local pseudonym the registry named (gateway.core.datasubject), or,
+    in a sealed log, ``#`` and its keyed hash (the lookup column)."""
+    sealed: bytes | None = None
+    """The identifier sealed under the node's data key; NULL when ``subject`` is it."""
 
 
 class DataSubjectRead(SQLModel, table=True):

@@ -147,6 +147,12 @@ class LogStore(Protocol):
         changed, or whose read cannot be recorded, fails the whole call."""
         ...
 
+    def seal_rows(self) -> int:
+        """Seal the exchange entries stored in the clear (a log written before its node
+        had a data key) under the store's key, with their data subjects and tracker
+        rows; how many. Leaves and ids do not change (``gateway log encrypt``)."""
+        ...
+
     def expire(self, entries_before: str, tracker_before: str) -> Expired:
         """The node's retention: blank the header, body and signature of entries logged
         before ``entries_before`` (RFC 3339 with milliseconds), keeping leaf index, leaf

@@ -43,7 +43,7 @@ from gateway.core.jws import Signer
 from gateway.core.logtree import SUBJECTS_SALT_SIZE
 from gateway.core.merkle import CompactTree
 from gateway.messagelog.admission import Append, admin_append
-from gateway.messagelog.postgres_schema import is_postgres_url
+from gateway.messagelog.backend import open_backend
 from gateway.messagelog.records import (
     AdminReceipt,
     CosignatureRow,
@@ -56,9 +56,8 @@ from gateway.messagelog.records import (
     TreeHeadRecord,
     TreeSnapshot,
 )
-from gateway.messagelog.sqlite import SqliteLogStore
+from gateway.messagelog.sealing import DataKey
 from gateway.messagelog.sqlite_commit import Outcome
-from gateway.messagelog.sqlite_writer import SqliteWriterDb
 from gateway.messagelog.store import LogStore
 from gateway.messagelog.writer_queue import (
     Counters,
@@ -101,6 +100,7 @@ class MessageLog:
         max_batch: int = 512,
         body_policy: Callable[[LogRecord], str] | None = None,
         salts: Callable[[], bytes] | None = None,
+        data_key: DataKey | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -111,16 +111,8 @@ class MessageLog:
         ``gateway.messagelog.policy``."""
         self._db: WriterDb
         self._store: LogStore
-        if is_postgres_url(location):
-            from gateway.messagelog.postgres import PostgresLogStore
-            from gateway.messagelog.postgres_commit import PostgresWriterDb
-
-            url = str(location)
-            self._path = Path(PostgresLogStore(url).location)
-            self._db, self._store = PostgresWriterDb(url), PostgresLogStore(url)
-        else:
-            self._path = Path(location)
-            self._db, self._store = SqliteWriterDb(self._path), SqliteLogStore(self._path)
+        # The backend, its new exchange rows sealed under ``data_key`` if given (ADR 0048).
+        self._path, self._db, self._store = open_backend(location, data_key)
         self._clock = clock
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Unit | HeadUnit | WriteUnit | Stop] = queue.SimpleQueue()

@@ -59,6 +59,7 @@ def backup_node(
     left_out = []
     named = [config.node.auth_cert, config.node.auth_key, config.node.api_keys]
     named += [p for s in config.signing for p in (s.cert, s.key) if p is not None]
+    named += [config.logging.data_key] if config.logging.data_key else []  # sealed rows need it
     for path in named:
         if path is not None and base not in Path(path).resolve().parents:
             left_out.append(str(path))

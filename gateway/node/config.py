@@ -472,12 +472,18 @@ def _resolve(data: dict[str, Any], base: Path) -> None:
         for key in ("tls_ca", "tls_client_cert", "tls_client_key"):
             if isinstance(service, dict) and key in service:
                 service[key] = str(base / service[key])
+    logging = data.get("logging", {})
+    for key in ("data_key", "data_key_passphrase_file"):
+        if isinstance(logging, dict) and key in logging:
+            logging[key] = str(base / logging[key])
     audit = data.get("audit", {})
     if "admin_token_file" in audit:
         audit["admin_token_file"] = str(base / audit["admin_token_file"])
     retention = data.setdefault("retention", {})
     if isinstance(retention, dict):
         retention["archive_dir"] = str(base / retention.get("archive_dir", "archive"))
+        recipients = retention.get("archive_recipients", [])
+        retention["archive_recipients"] = [str(base / p) for p in recipients]
     globalconf = data.get("globalconf", {})
     for key in ("anchor", "state_dir"):
         if key in globalconf:

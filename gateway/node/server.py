@@ -72,6 +72,7 @@ from gateway.node.startup import (
     check_auth_certificate,
     consumer_tls,
     load_signers,
+    node_data_key,
     own_certificate,
     preloaded_replay_guard,
     unlock_keys,
@@ -156,6 +157,7 @@ class Node:
             config.node.log_location,
             clock=self.clock.now,
             body_policy=body_policy(config.logging.metadata_only(), config.logging.max_body_bytes),
+            data_key=node_data_key(config),
         )
         tracker = Tracker(message_log.store, config.tracker.hidden_clients)
         settings = settings_in_force(config, message_log)

@@ -19,10 +19,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.conf.directory import Directory
+from gateway.core.atrest import DataKey
 from gateway.core.encoding import format_time
 from gateway.core.envelope import EnvelopeError, parse_time
 from gateway.core.ids import MemberId, NodeId, ServiceId
 from gateway.core.jws import SignatureVerifier, Signer
+from gateway.keys.datakey import DataKeyError, load_data_key, read_passphrase
 from gateway.keys.files import (
     KeyFileError,
     is_encrypted_key_file,
@@ -48,6 +50,7 @@ __all__ = [
     "check_auth_certificate",
     "consumer_tls",
     "load_signers",
+    "node_data_key",
     "own_certificate",
     "preloaded_replay_guard",
     "registry_contexts",
@@ -219,3 +222,17 @@ def preloaded_replay_guard(
         for client, message_id, created in message_log.seen_since(format_time(now - window))
     )
     return replay
+
+
+def node_data_key(config: NodeConfig) -> DataKey | None:
+    """The data key the log seals personal data with (``[logging] data_key``), or None
+    when the node has none configured. A key that is configured but cannot be had (no
+    file, no or a wrong passphrase) stops the start: running on without it would write
+    personal data in the clear that the operator asked to have sealed."""
+    section = config.logging
+    if section.data_key is None:
+        return None
+    try:
+        return load_data_key(section.data_key, read_passphrase(section.data_key_passphrase_file))
+    except DataKeyError as exc:
+        raise ConfigError(f"[logging] data_key: {exc}") from None

@@ -131,6 +131,10 @@ def craft_ocsp(
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
+SUBJECT_IDNR = "47110815123"
+"""The person a ``/betroffen`` answer names in ``X-Data-Subject``."""
+
+
 @dataclass
 class Call:
     method: str
@@ -203,6 +207,11 @@ def _handler(registry: RecordingRegistry) -> type[BaseHTTPRequestHandler]:
             elif "/fail" in self.path:
                 payload = b'{"registry":"error"}'
                 self.send_response(503)
+            elif "/betroffen" in self.path:
+                # An answer that names the person it discloses (the data tracker's header).
+                payload = b'{"ergebnis":"gefunden","idnr":"' + SUBJECT_IDNR.encode() + b'"}'
+                self.send_response(200)
+                self.send_header("X-Data-Subject", SUBJECT_IDNR)
             elif self.path[self.path.rfind("/") :] in OVERSIZE_HEADERS:
                 payload = b'{"ergebnis":"gefunden"}'
                 self.send_response(200)
