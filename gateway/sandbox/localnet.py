@@ -111,6 +111,8 @@ class LocalNet:
     publisher."""
     central_process: subprocess.Popen[bytes] | None = None
     launches: dict[int, Launch] = field(default_factory=dict)
+    node_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Extra environment of a node's process, by key, kept across its restarts."""
     """How each running process was started, by pid (``gateway.sandbox.supervisor`` restarts)."""
     instance: str = INSTANCE
     federated: list[ConfigurationAnchor] = field(default_factory=list)
@@ -395,9 +397,11 @@ class LocalNet:
 
     # ---------------------------------------------------------------- processes
 
-    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, args: list[str], log_name: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log_path = self.root / "logs" / f"{log_name}.log"
-        return self._launch(Launch(log_name, tuple(args), log_path))
+        return self._launch(Launch(log_name, tuple(args), log_path, tuple((env or {}).items())))
 
     def _launch(self, launch: Launch) -> subprocess.Popen[bytes]:
         proc = spawn(launch)
@@ -500,7 +504,8 @@ class LocalNet:
         machine, waits longer)."""
         self.start_trust()
         files = self.nodes[ags]
-        proc = self._spawn(["node", "serve", "--config", str(files.config)], f"node-{ags}")
+        args = ["node", "serve", "--config", str(files.config)]
+        proc = self._spawn(args, f"node-{ags}", self.node_env.get(ags))
         plain = any(files.connection_type_of(c) == "http" for c in files.city.subsystems)
         if plain:
             wait_http(f"{files.consumer_url}/health", proc, timeout)
