@@ -147,7 +147,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from gateway.sandbox.demo import run_demo
 
     directory = Path(args.dir) if args.dir else None
-    sys.exit(run_demo(directory, serve=args.serve, exit_on_failure=args.exit_on_failure))
+    sys.exit(
+        run_demo(
+            directory,
+            serve=args.serve,
+            exit_on_failure=args.exit_on_failure,
+            db=args.database_url,
+        )
+    )
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -165,9 +172,14 @@ def cmd_bench(args: argparse.Namespace) -> None:
         loadgen=args.loadgen,
         with_nginx=not args.no_nginx,
         registry_levels=[int(x) for x in args.registry_levels.split(",") if x],
+        workers=args.workers,
+        database_url=args.database_url,
     )
-    check = report["log_check"]
-    if check["consumer_missing"] or check["provider_missing"]:
+    checks = [report["log_check"]] + [
+        c["log_check"] for c in report.get("workers", {}).get("configurations", {}).values()
+        if "log_check" in c
+    ]  # fmt: skip
+    if any(c["consumer_missing"] or c["provider_missing"] for c in checks):
         print("gateway: error: some counted successes are missing from a log", file=sys.stderr)
         sys.exit(1)
 
@@ -187,6 +199,22 @@ def cmd_audit_bench(args: argparse.Namespace) -> None:
         f"for {result.entries} entries with {result.jobs} signature process(es): "
         f"{result.per_second:.0f} entries/s"
     )
+
+
+def cmd_log_bench(args: argparse.Namespace) -> None:
+    """``gateway log bench``: proof time and memory and the log's start-up at growing log
+    sizes (docs/performance.md), from the sandbox's bench, which the log package does
+    not import."""
+    import tempfile
+
+    from gateway.sandbox.bench.logsize import run_log_bench
+
+    sizes = [int(float(size)) for size in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory(prefix="log-bench-") as scratch:
+        location: Path | str = args.database_url or Path(args.dir or scratch) / "messagelog.db"
+        if isinstance(location, Path):
+            location.parent.mkdir(parents=True, exist_ok=True)
+        run_log_bench(location, sizes, samples=args.samples, all_leaves_max=args.all_leaves_max)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,6 +263,22 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.audit.cli import add_log_commands
 
     add_log_commands(logs, add)
+    p = add(
+        logs,
+        "bench",
+        cmd_log_bench,
+        "measure proof time and memory and the log's start-up as a synthetic log grows",
+    )
+    p.add_argument("--sizes", default="1e5,1e6", help="comma-separated entry counts")
+    p.add_argument("--samples", type=int, default=50, help="proofs of each kind per size")
+    p.add_argument(
+        "--all-leaves-max",
+        type=int,
+        default=1_000_000,
+        help="largest size at which proofs are also built from all leaf hashes",
+    )
+    p.add_argument("--dir", default=None, help="keep the log file here")
+    p.add_argument("--database-url", default=None, help="a PostgreSQL log instead")
 
     add_trust_commands(sub, add)
 
@@ -322,6 +366,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="1,16",
         help="concurrency levels of the sample Melderegister's CPU per lookup ('' to skip)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="also compare one node with 1 and this many worker processes (default 2 "
+        "when --database-url is given), on SQLite and PostgreSQL, as ratios",
+    )
+    p.add_argument(
+        "--database-url",
+        default=None,
+        metavar="URL",
+        help="a PostgreSQL server for that comparison (a database per node, dropped after)",
+    )
 
     p = add(sub, "demo", cmd_demo, "run the three-city federation on loopback: Anna's story")
     p.add_argument("--serve", action="store_true", help="keep the federation running")
@@ -332,6 +389,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: report it and restart it with backoff)",
     )
     p.add_argument("--dir", default=None, help="state directory (default: a temporary one)")
+    p.add_argument(
+        "--database-url",
+        default=None,
+        metavar="URL",
+        help="keep the nodes' logs in PostgreSQL: a database per node on this server "
+        "(created, and dropped at the end; default: SQLite files)",
+    )
     return parser
 
 

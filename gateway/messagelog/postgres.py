@@ -11,7 +11,7 @@ writes are in ``postgres_writes``, the group commit's transactions in ``postgres
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any, Final
 
 import psycopg
@@ -165,6 +165,20 @@ class PostgresLogStore:
             row = conn.execute(query, params).fetchone()
         assert row is not None
         return row[0]
+
+    def subtrees(self, names: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        if not names:
+            return {}
+        levels = [level for level, _ in names]
+        positions = [position for _, position in names]
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT s.level, s.position, s.hash FROM merkle_subtree s"
+                " JOIN unnest(%s::bigint[], %s::bigint[]) AS w(level, position)"
+                " ON s.level = w.level AND s.position = w.position",
+                (levels, positions),
+            ).fetchall()
+        return {(int(level), int(position)): bytes(h) for level, position, h in rows}
 
     def leaf_hashes(self, size: int) -> list[bytes]:
         leaves: list[bytes] = []

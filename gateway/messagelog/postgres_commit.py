@@ -70,6 +70,7 @@ _INSERT_SEEN: Final = (
 _INSERT_SUBJECT: Final = (
     "INSERT INTO data_subject (entry_id, subject) VALUES (%s, %s) ON CONFLICT DO NOTHING"
 )
+_INSERT_SUBTREE: Final = "INSERT INTO merkle_subtree (level, position, hash) VALUES (%s, %s, %s)"
 _FIRST_AFTER: Final = "SELECT logged_at FROM message_log WHERE id > %s ORDER BY id LIMIT 1"
 _LATEST_HEAD: Final = (
     "SELECT tree_size, last_entry_id, gen_time FROM tree_head ORDER BY tree_size DESC LIMIT 1"
@@ -179,12 +180,6 @@ class PostgresWriterDb:
 
     # -- start-up ---------------------------------------------------------------------
 
-    def stored_refs(self) -> tuple[set[str], set[str]]:
-        certs = {str(r) for (r,) in self._conn.execute("SELECT cert_ref FROM signer_certificate")}
-        ocsp = {str(r) for (r,) in self._conn.execute("SELECT ocsp_ref FROM ocsp_response")}
-        self._conn.commit()
-        return certs, ocsp
-
     def seen_since(self, created_after: str) -> list[tuple[str, str, str]]:
         rows = self._conn.execute(
             "SELECT client, message_id, created FROM seen_request WHERE created > %s",
@@ -218,6 +213,8 @@ class PostgresWriterDb:
                 f" the log's last entry {None if last is None else tuple(last)}: the log was"
                 " altered outside the node"
             )
+        if size and not _has_subtrees(conn, size):
+            _store_subtrees(conn, tree)  # under the frontier's lock: no writer appends
         stamped_size = stamped_last_id = 0
         last_stamp: datetime | None = None
         head = conn.execute(_LATEST_HEAD).fetchone()
@@ -342,6 +339,34 @@ class PostgresWriterDb:
         return int(row[0]), oldest
 
 
+def _has_subtrees(conn: psycopg.Connection[tuple[Any, ...]], size: int) -> bool:
+    """Whether the log's subtrees are stored (the last leaf's row stands for the rest, as
+    in ``sqlite_writes.has_subtrees``)."""
+    found = conn.execute(
+        "SELECT 1 FROM merkle_subtree WHERE level = 0 AND position = %s", (size - 1,)
+    ).fetchone()
+    return found is not None
+
+
+def _store_subtrees(conn: psycopg.Connection[tuple[Any, ...]], tree: CompactTree) -> None:
+    """Write every subtree of a log from before ``merkle_subtree`` existed, once, in the
+    transaction that holds the frontier's lock, checked against the frontier."""
+    _log.warning("message log: storing the Merkle subtrees of %d entries, once", tree.size)
+    check = CompactTree()
+    subtrees: list[tuple[int, int, bytes]] = []
+    for index, leaf in conn.execute(
+        "SELECT leaf_index, leaf_hash FROM message_log WHERE leaf_index IS NOT NULL ORDER BY id"
+    ):
+        if index != check.size or not isinstance(leaf, bytes):
+            raise MessageLogError(f"leaf {check.size} is missing or out of order")
+        subtrees.extend(check.append(leaf))
+    if check != tree:
+        raise MessageLogError("the stored leaves do not match the saved frontier")
+    conn.execute("DELETE FROM merkle_subtree")
+    with conn.cursor() as cur:
+        cur.executemany(_INSERT_SUBTREE, subtrees)
+
+
 def _locked_frontier(conn: psycopg.Connection[tuple[Any, ...]]) -> tuple[int, int, bytes]:
     """Lock the frontier row for this transaction: the one order of all writers."""
     row = conn.execute(_LOCK_FRONTIER).fetchone()
@@ -424,7 +449,9 @@ def _insert_entry(
     ).fetchone()
     assert row is not None
     entry_id = int(row[0])
-    tree.append(leaf)
+    # The subtrees this leaf completes, in the entry's transaction: proofs read them.
+    with conn.cursor() as cur:
+        cur.executemany(_INSERT_SUBTREE, tree.append(leaf))
     if r.subjects:
         with conn.cursor() as cur:
             cur.executemany(_INSERT_SUBJECT, [(entry_id, subject) for subject in r.subjects])

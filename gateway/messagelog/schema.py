@@ -142,6 +142,22 @@ class LogTreeState(SQLModel, table=True):
     """``gateway.core.merkle.CompactTree.to_bytes()``."""
 
 
+class MerkleSubtree(SQLModel, table=True):
+    """One perfect subtree of the Merkle tree, written with its entry's batch.
+
+    ``level`` 0 is a leaf (``position`` its leaf index); ``level`` L covers leaves
+    ``position * 2**L`` up to ``(position + 1) * 2**L``. Any inclusion or consistency proof is
+    built from O(log n) of these rows (``gateway.core.merkle_nodes``) instead of all the
+    leaf hashes up to the tree size (docs/adr/0043).
+    """
+
+    __tablename__ = "merkle_subtree"
+
+    level: int = Field(primary_key=True)
+    position: int = Field(primary_key=True)
+    hash: bytes
+
+
 class TreeHead(SQLModel, table=True):
     """A tree head that a TSA timestamped: proof that the first ``tree_size`` entries,
     whose Merkle root is ``root_hash``, existed at ``gen_time``.
@@ -416,6 +432,7 @@ def schema_tables() -> list[Table]:
         OcspEvidence,
         SeenRequest,
         LogTreeState,
+        MerkleSubtree,
         TreeHead,
         TsaCertificate,
         SignedTreeHeadRow,

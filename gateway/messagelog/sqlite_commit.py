@@ -146,6 +146,7 @@ def rebuild_tree(conn: sqlite3.Connection, path: Path) -> tuple[CompactTree, int
     tree = CompactTree()
     last_id = 0
     fill: list[tuple[int, bytes, int]] = []
+    subtrees: list[tuple[int, int, bytes]] = []
     for row in conn.execute(_SELECT_ENTRIES + " ORDER BY id"):
         entry_id, stored_index, stored_leaf = int(row[0]), row[14], row[15]
         if row[17] in ("archived", "deleted") and stored_leaf is not None:
@@ -171,7 +172,7 @@ def rebuild_tree(conn: sqlite3.Connection, path: Path) -> tuple[CompactTree, int
             )
         if stored_leaf is None or stored_index is None:
             fill.append((tree.size, leaf, entry_id))
-        tree.append(leaf)
+        subtrees.extend(tree.append(leaf))
         last_id = entry_id
         expected = heads.get(tree.size)
         if expected is not None and expected != tree.root():
@@ -187,6 +188,8 @@ def rebuild_tree(conn: sqlite3.Connection, path: Path) -> tuple[CompactTree, int
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.executemany("UPDATE message_log SET leaf_index = ?, leaf_hash = ? WHERE id = ?", fill)
+        conn.execute("DELETE FROM merkle_subtree")
+        conn.executemany(side.INSERT_SUBTREE, subtrees)
         conn.execute(
             "INSERT OR REPLACE INTO log_tree_state (id, tree_size, last_entry_id, frontier)"
             " VALUES (1, ?, ?, ?)",
@@ -270,13 +273,6 @@ def rewrite_user_version(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA user_version = {int(version)}")
 
 
-def stored_refs(conn: sqlite3.Connection) -> tuple[set[str], set[str]]:
-    """The certificate and OCSP references already stored, so a batch inserts each once."""
-    certs = {str(ref) for (ref,) in conn.execute("SELECT cert_ref FROM signer_certificate")}
-    ocsp = {str(ref) for (ref,) in conn.execute("SELECT ocsp_ref FROM ocsp_response")}
-    return certs, ocsp
-
-
 def seen_since(conn: sqlite3.Connection, created_after: str) -> list[tuple[str, str, str]]:
     """Replay keys (client, message id, created) of requests created after a time."""
     rows = conn.execute(
@@ -347,6 +343,8 @@ def open_tree(conn: sqlite3.Connection, path: Path) -> TreeState:
             tree = None
     if tree is None:
         tree, last_id = rebuild_tree(conn, path)
+    elif not side.has_subtrees(conn, tree.size):
+        side.store_subtrees(conn, path, tree)
 
     stamped_size = stamped_last_id = 0
     last_stamp: datetime | None = None
@@ -508,7 +506,8 @@ def _insert_entry(
         ),
     )
     assert cur.lastrowid is not None
-    tree.append(leaf)
+    # The subtrees this leaf completes, in the entry's transaction: proofs read them.
+    conn.executemany(side.INSERT_SUBTREE, tree.append(leaf))
     if r.subjects:  # data tracker index, committed with the entry
         conn.executemany(_INSERT_SUBJECT, [(cur.lastrowid, subject) for subject in r.subjects])
         # What the tracker must still show once the headers are archived.

@@ -60,9 +60,6 @@ class SqliteWriterDb:
     def location(self) -> str:
         return str(self._path)
 
-    def stored_refs(self) -> tuple[set[str], set[str]]:
-        return commit.stored_refs(self._conn)
-
     def seen_since(self, created_after: str) -> list[tuple[str, str, str]]:
         return commit.seen_since(self._conn, created_after)
 

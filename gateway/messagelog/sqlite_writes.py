@@ -13,10 +13,12 @@ only SQL against the log (docs/adr/0018-message-log-package.md).
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import astuple
 from dataclasses import fields as dataclass_fields
+from pathlib import Path
 from typing import Final
 
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -25,11 +27,13 @@ from sqlalchemy.schema import CreateTable
 from gateway.conf.tufclient import SIGNED_FILES
 from gateway.core.encoding import format_time
 from gateway.core.envelope import EnvelopeError
+from gateway.core.merkle import CompactTree
 from gateway.messagelog.records import (
     ARCHIVED,
     ArchivedEntry,
     CosignatureRow,
     LogStoreError,
+    MessageLogError,
     OpRecord,
     ReadDetails,
     StoredStatus,
@@ -37,7 +41,11 @@ from gateway.messagelog.records import (
 )
 from gateway.messagelog.schema import DataSubjectRead, schema_tables
 
+_log = logging.getLogger(__name__)
+
 __all__ = [
+    "INSERT_SUBTREE",
+    "has_subtrees",
     "insert_alert",
     "insert_cosignature",
     "insert_operational",
@@ -48,6 +56,7 @@ __all__ = [
     "record_version",
     "store_read",
     "store_status",
+    "store_subtrees",
 ]
 
 _READ_SOURCE: Final = """
@@ -266,3 +275,44 @@ def prune_entries(conn: sqlite3.Connection, entries: Sequence[ArchivedEntry]) ->
             (item.body_sha256, ARCHIVED, item.entry_id),
         )
     return leaves
+
+
+INSERT_SUBTREE: Final = "INSERT INTO merkle_subtree (level, position, hash) VALUES (?, ?, ?)"
+
+
+def has_subtrees(conn: sqlite3.Connection, size: int) -> bool:
+    """Whether the log's subtrees are stored: the last leaf's row is written in the same
+    transaction as its entry, and the backfill writes all of them in one, so it stands
+    for the rest (one indexed read at start-up, at any size)."""
+    if size == 0:
+        return True
+    found = conn.execute(
+        "SELECT 1 FROM merkle_subtree WHERE level = 0 AND position = ?", (size - 1,)
+    ).fetchone()
+    return found is not None
+
+
+def store_subtrees(conn: sqlite3.Connection, path: Path, tree: CompactTree) -> None:
+    """Write every subtree of a log from before ``merkle_subtree`` existed, once, from
+    its stored leaf hashes (checked against the frontier before anything is written)."""
+    _log.warning("%s: storing the Merkle subtrees of %d entries, once", path, tree.size)
+    rows = conn.execute(
+        "SELECT leaf_index, CAST(leaf_hash AS BLOB) FROM message_log"
+        " WHERE leaf_index IS NOT NULL ORDER BY id"
+    )
+    check = CompactTree()
+    subtrees: list[tuple[int, int, bytes]] = []
+    for index, leaf in rows:
+        if index != check.size or not isinstance(leaf, bytes):
+            raise MessageLogError(f"{path}: leaf {check.size} is missing or out of order")
+        subtrees.extend(check.append(leaf))
+    if check != tree:
+        raise MessageLogError(f"{path}: the stored leaves do not match the saved frontier")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("DELETE FROM merkle_subtree")
+        conn.executemany(INSERT_SUBTREE, subtrees)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

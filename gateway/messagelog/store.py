@@ -15,7 +15,7 @@ The record types the protocols speak in are in :mod:`gateway.messagelog.records`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from gateway.core.adminrecord import AdminRecord
@@ -89,6 +89,11 @@ class LogStore(Protocol):
 
     def leaf_hashes(self, size: int) -> list[bytes]:
         """The first ``size`` leaf hashes, refusing gaps (``NotProvableError``)."""
+        ...
+
+    def subtrees(self, names: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """The stored Merkle subtrees with these ``(level, position)`` names, in one read
+        (those not stored are left out: the caller refuses the proof)."""
         ...
 
     def data_subjects(self) -> dict[int, list[str]]:

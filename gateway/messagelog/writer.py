@@ -67,6 +67,7 @@ from gateway.messagelog.writer_queue import (
     Unit,
     WriterDb,
     WriteUnit,
+    remember_refs,
     resolve,
     resolve_head,
 )
@@ -142,7 +143,9 @@ class MessageLog:
         self._pending_signalled = False
         try:
             self._journal_mode, self._synchronous = self._db.durability
-            self._stored_certs, self._stored_ocsp = self._db.stored_refs()
+            # Stored references a batch skips; not preloaded, bounded (remember_refs).
+            self._stored_certs: set[str] = set()
+            self._stored_ocsp: set[str] = set()
             self._open_tree()
         except BaseException:
             self._db.close()
@@ -154,10 +157,15 @@ class MessageLog:
         """Take over the tree and timestamping state checked (or rebuilt) at start-up."""
         state = self._db.open_tree()
         self._tree = state.tree
-        self._published = (state.tree.size, state.tree.hashes, state.last_id)
-        self._stamped_size, self._stamped_last_id = state.stamped_size, state.stamped_last_id
-        self._last_stamp = state.last_stamp
-        self._oldest_pending = state.oldest_pending
+        with self._tree_lock:
+            self._published = (state.tree.size, state.tree.hashes, state.last_id)
+            self._stamped_size, self._stamped_last_id = state.stamped_size, state.stamped_last_id
+            self._last_stamp, self._oldest_pending = state.last_stamp, state.oldest_pending
+
+    async def follow(self) -> None:
+        """Take up the tree and tree heads every writer of a shared database committed,
+        so a cluster's leader stamps the whole log, not only its own process's share."""
+        await self.write(lambda _conn: self._open_tree())
 
     def tree_snapshot(self) -> TreeSnapshot:
         """The tree over every committed entry (never over an uncommitted one)."""
@@ -524,8 +532,8 @@ class MessageLog:
             return [_failure(reason, exc) for _ in batch]
         # Only now are the certificates known to be on disk; remembering them earlier
         # would skip them forever after a rolled-back batch.
-        self._stored_certs |= done.new_certs
-        self._stored_ocsp |= done.new_ocsp
+        self._stored_certs = remember_refs(self._stored_certs, done.new_certs)
+        self._stored_ocsp = remember_refs(self._stored_ocsp, done.new_ocsp)
         tree = self._tree = done.tree  # another writer of a shared database may have appended
         if tree.size != before.size:
             with self._tree_lock:

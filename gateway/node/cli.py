@@ -39,9 +39,13 @@ def _now() -> datetime:
 
 def cmd_node_serve(args: argparse.Namespace) -> None:
     from gateway.node.config import load_config
-    from gateway.node.server import Endpoints, run_node
+    from gateway.node.server import Endpoints
+    from gateway.node.workers import parse_fds, run_node, supervise
 
     config = load_config(Path(args.config))
+    if args.workers != 1:
+        raise SystemExit(supervise(Path(args.config), config, args.workers))
+    sockets = parse_fds(args.listen_fds) if args.listen_fds else None
 
     def ready(endpoints: Endpoints) -> None:
         print(
@@ -51,7 +55,7 @@ def cmd_node_serve(args: argparse.Namespace) -> None:
             flush=True,
         )
 
-    _run(run_node(config, ready=ready))
+    _run(run_node(config, ready=ready, sockets=sockets))
 
 
 def cmd_node_check(args: argparse.Namespace) -> None:
@@ -439,6 +443,13 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     )
     p = add(node, "serve", cmd_node_serve, "run a node from its configuration file")
     p.add_argument("--config", required=True)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the node's ports (PostgreSQL log only; default 1)",
+    )
+    p.add_argument("--listen-fds", default=None, help=argparse.SUPPRESS)
     _backup_commands(node, add)
     p = add(node, "check", cmd_node_check, "validate a node configuration, keys and certificates")
     p.add_argument("--config", required=True)

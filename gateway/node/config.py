@@ -107,6 +107,10 @@ class NodeSection(_Model):
     refused (X-Road's acceptable-timestamp-failure-period, 4 h); 0 never refuses."""
     timestamp_timeout_seconds: float = Field(default=20, gt=0)
     """How long one time-stamp request to a TSA may take."""
+    leader_poll_seconds: float = Field(default=2, gt=0)
+    """With ``database_url``: how often a process of a node cluster tries to become the
+    one that runs the timestamper and the witness, and the leader checks it still is;
+    a dead leader is replaced within about this long (docs/deployment.md, Node cluster)."""
     ocsp_refresh_seconds: float | None = Field(default=None, gt=0)
     """How often the node refetches the OCSP status of its own certificates; default a
     third of the directory's freshness window (X-Road: 1200 s of 3600 s), so two

@@ -131,6 +131,10 @@ class NodeContext:
         """The registered information-system certificates (reread when the file changes)."""
         self.monitoring = monitoring
         """Counters, histograms and operational records of the exchanges (monitoring.py)."""
+        self.leader = True
+        """Whether this process runs the log's timestamper and witness: always on
+        SQLite, for one process of a cluster on PostgreSQL (``gateway.messagelog.leader``;
+        set by the node)."""
         self.maintenance = Maintenance()
         """Maintenance mode and the exchanges in flight (maintenance.py); every exchange
         of either side is admitted through it. Not persisted: a node starts admitting."""

@@ -176,7 +176,9 @@ class RetentionJob:
             await asyncio.sleep(self.section.check_every_seconds)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._running())
+        """Start the passes (again after a stop); a second start while running is none."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._running())
 
     async def stop(self) -> None:
         """Stop between passes (a pass in its worker thread finishes its transaction)."""

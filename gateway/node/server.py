@@ -20,9 +20,9 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import signal
+import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -46,6 +46,7 @@ from gateway.messagelog import (
     open_log,
 )
 from gateway.messagelog.auditor import Auditor
+from gateway.messagelog.leader import Leadership
 from gateway.messagelog.policy import body_policy
 from gateway.messagelog.timestamper import Timestamper
 from gateway.messagelog.tracker import Tracker
@@ -56,6 +57,7 @@ from gateway.node.admin import admin_app
 from gateway.node.clientauth import ClientCertStore, ConsumerTls
 from gateway.node.clientproxy import ClientProxy
 from gateway.node.clock import Clock, SystemClock
+from gateway.node.cluster import NodeCluster
 from gateway.node.config import ConfigError, NodeConfig
 from gateway.node.context import Limits, NodeContext, TrustState
 from gateway.node.federation import FederatedSource
@@ -105,8 +107,10 @@ class Node:
         *,
         clock: Clock | None = None,
         directory: Directory | None = None,
+        sockets: Mapping[str, socket.socket] | None = None,
     ) -> None:
         self.config = config
+        self._sockets = dict(sockets or {})  # bound by the parent of ``--workers``
         self.id: NodeId = config.node.node_id
         self.clock = clock or SystemClock()
         # Routing and trust: signed global configuration that a background task
@@ -190,6 +194,7 @@ class Node:
                 tolerated_outage=timedelta(seconds=config.node.timestamp_failure_tolerance_seconds),
                 timeout_seconds=config.node.timestamp_timeout_seconds,
                 sign_head=self._sign_head,
+                sync=message_log.follow if Leadership.elects(config.node.log_location) else None,
             ),
             replay=preloaded_replay_guard(message_log, limits.window, now),
             settings=settings,
@@ -210,6 +215,7 @@ class Node:
         self.witness = Witness(log_context)
         self.auditor = Auditor(log_context, self.witness)
         self.retention = RetentionJob.for_node(self.context, config)  # ADR 0046
+        self.cluster = NodeCluster(self.context, self.witness, self.retention)
         self._runners: list[web.AppRunner] = []
         self._refresher: asyncio.Task[None] | None = None
         self._peer: PeerClient | None = None
@@ -399,9 +405,9 @@ class Node:
         # either way and fails closed until a status arrives.
         self.own_ocsp.restore(self.log.store.own_statuses(), self.clock.now())
         await self.own_ocsp.start()
-        # Only then the timestamper: entries left pending before a restart are stamped
-        # at once, and their signed tree head needs this node's OCSP evidence.
-        await self.timestamper.start()
+        # Only then the timestamper and witness (in a cluster's leader): a backlog is
+        # stamped at once, and its signed tree head needs this node's OCSP evidence.
+        await self.cluster.start()
         # A new log records the settings node.toml bootstraps as version 1, under the
         # configuration just recorded and with the own OCSP evidence just fetched; it
         # waits for the next time-stamp like any entry.
@@ -445,8 +451,6 @@ class Node:
             raise ConfigError(f"node {self.id} serves its information systems on no port")
         self.endpoints = Endpoints(consumer_url, f"https://{peer}", tls_url, metrics_url)
         self.context.monitoring.start()
-        self.retention.start()
-        await self.witness.start()
         log.info(
             "node %s: consumer %s, consumer TLS %s, peers %s",
             self.id,
@@ -483,7 +487,14 @@ class Node:
         port_name = what or ("peer" if ssl is not None else "consumer")
         name = f"{self.id} {port_name.replace('_', ' ')} port"
         site = guarded_site(
-            runner, host, int(port), limits, ssl_context=ssl, backlog=1024, name=name
+            runner,
+            host,
+            int(port),
+            limits,
+            ssl_context=ssl,
+            backlog=1024,
+            name=name,
+            sock=self._sockets.get(port_name),
         )
         await site.start()
         self._runners.append(runner)
@@ -527,10 +538,8 @@ class Node:
             await self._peer.close()
         if self._registry is not None:
             await self._registry.close()
-        await self.witness.stop()
-        await self.retention.stop()
         await self.context.monitoring.stop()  # its buffered records, before the log closes
-        await self.timestamper.stop()
+        await self.cluster.stop()  # the timestamper, witness and retention, if this process led
         await self.log.close()
 
     # ------------------------------------------------------------------ apps
@@ -582,19 +591,3 @@ class Node:
 def _loopback(address: str) -> bool:
     """Whether a bound socket address is on the loopback interface only."""
     return ipaddress.ip_address(address.partition("%")[0]).is_loopback
-
-
-async def run_node(config: NodeConfig, *, ready: Callable[[Endpoints], None] | None = None) -> None:
-    """Run until SIGINT/SIGTERM, then drain and close the log."""
-    node = Node(config)
-    endpoints = await node.start()
-    if ready is not None:
-        ready(endpoints)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await node.stop()

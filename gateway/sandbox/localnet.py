@@ -48,7 +48,7 @@ from gateway.sandbox.netfiles import (
     free_port,
     node_toml,
 )
-from gateway.sandbox.processes import Launch, end, spawn, wait_http
+from gateway.sandbox.processes import Env, Launch, end, spawn, wait_http
 from registries.edgetls import EdgeTls
 
 __all__ = [
@@ -111,8 +111,6 @@ class LocalNet:
     publisher."""
     central_process: subprocess.Popen[bytes] | None = None
     launches: dict[int, Launch] = field(default_factory=dict)
-    node_env: dict[str, dict[str, str]] = field(default_factory=dict)
-    """Extra environment of a node's process, by key, kept across its restarts."""
     """How each running process was started, by pid (``gateway.sandbox.supervisor`` restarts)."""
     instance: str = INSTANCE
     federated: list[ConfigurationAnchor] = field(default_factory=list)
@@ -397,11 +395,9 @@ class LocalNet:
 
     # ---------------------------------------------------------------- processes
 
-    def _spawn(
-        self, args: list[str], log_name: str, env: dict[str, str] | None = None
-    ) -> subprocess.Popen[bytes]:
+    def _spawn(self, args: list[str], log_name: str, env: Env = ()) -> subprocess.Popen[bytes]:
         log_path = self.root / "logs" / f"{log_name}.log"
-        return self._launch(Launch(log_name, tuple(args), log_path, tuple((env or {}).items())))
+        return self._launch(Launch(log_name, tuple(args), log_path, env))
 
     def _launch(self, launch: Launch) -> subprocess.Popen[bytes]:
         proc = spawn(launch)
@@ -498,14 +494,18 @@ class LocalNet:
         self.launches.pop(proc.pid, None)
         self.trust_process = None
 
-    def start_node(self, ags: str, *, timeout: float = 20) -> subprocess.Popen[bytes]:
-        """Run one city's node; the trust services are started first if they are not up.
+    def start_node(
+        self, ags: str, *, workers: int = 1, timeout: float = 20
+    ) -> subprocess.Popen[bytes]:
+        """Run one city's node (``workers`` worker processes under one parent, on a
+        PostgreSQL log); the trust services are started first if they are not up.
         ``timeout``: the seconds it may take to answer (the fault harness, on a loaded
         machine, waits longer)."""
         self.start_trust()
         files = self.nodes[ags]
-        args = ["node", "serve", "--config", str(files.config)]
-        proc = self._spawn(args, f"node-{ags}", self.node_env.get(ags))
+        spread = ["--workers", str(workers)] if workers != 1 else []
+        args = ["node", "serve", *spread, "--config", str(files.config)]
+        proc = self._spawn(args, f"node-{ags}", files.env)
         plain = any(files.connection_type_of(c) == "http" for c in files.city.subsystems)
         if plain:
             wait_http(f"{files.consumer_url}/health", proc, timeout)

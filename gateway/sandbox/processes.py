@@ -20,6 +20,9 @@ from pathlib import Path
 
 import httpx
 
+Env = tuple[tuple[str, str], ...]
+"""Variables added to a process's environment, in order."""
+
 
 @dataclass(frozen=True, slots=True)
 class Launch:
@@ -31,7 +34,7 @@ class Launch:
     """The ``gateway`` command line after ``python -m gateway``."""
     log: Path
     """The file its stdout and stderr go to (appended across restarts)."""
-    env: tuple[tuple[str, str], ...] = ()
+    env: Env = ()
     """Variables added to the harness's environment (the fault harness's faked clock)."""
 
 

@@ -239,6 +239,8 @@ def prepare(
         _registration(central, files, now, report)
         _anchor(central, net, files, report)
     _configs(net, refresh_seconds, report)
+    if addresses.mode == "compose":
+        _cluster_config(net, report)
     return net
 
 
@@ -448,3 +450,25 @@ def _configs(net: LocalNet, refresh_seconds: float, report: Report) -> None:
             allow_tracker(net, tracker, TRADE_OFFICE)
     for ags, files in net.nodes.items():
         report(f"{'kept' if ags in existing else 'created'} node configuration {files.config}")
+
+
+CLUSTER_DATABASE_URL = "postgresql://gateway@postgres/lippstadt"
+"""The log of Lippstadt's node cluster in docker-compose.yml's ``ha`` profile (the password
+comes from ``PGPASSWORD``, set in the file)."""
+
+
+def _cluster_config(net: LocalNet, report: Report) -> None:
+    """``node-cluster.toml`` beside Lippstadt's ``node.toml``: the same node (keys,
+    certificates, ports) with its log in PostgreSQL, for the instances of the compose
+    file's ``ha`` profile (docs/deployment.md, node cluster)."""
+    files = net.nodes[LIPPSTADT.ags]
+    path = files.directory / "node-cluster.toml"
+    if path.exists():
+        report(f"kept node cluster configuration {path}")
+        return
+    single = files.config.read_text("utf-8")
+    line = 'messagelog = "messagelog.sqlite"'
+    if line not in single:
+        raise ValueError(f"{files.config} names no SQLite log to replace ({line})")
+    path.write_text(single.replace(line, f"database_url = {json.dumps(CLUSTER_DATABASE_URL)}"))
+    report(f"created node cluster configuration {path}")

@@ -66,6 +66,7 @@ PUBLIC = frozenset(
         "gateway.messagelog",
         "gateway.messagelog.auditor",
         "gateway.messagelog.context",
+        "gateway.messagelog.leader",
         "gateway.messagelog.policy",
         "gateway.messagelog.schema",
         "gateway.messagelog.timestamper",

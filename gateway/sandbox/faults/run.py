@@ -195,7 +195,7 @@ class Harness:
         self.clock: FakeClock | None = None
         if library is not None:
             self.clock = FakeClock(library, root / "clock" / f"{CONSUMER}.offset")
-            self.net.node_env[CONSUMER] = self.clock.env()
+            self.net.nodes[CONSUMER].env = tuple(self.clock.env().items())
 
     def start(self) -> None:
         net = self.net
