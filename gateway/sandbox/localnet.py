@@ -48,7 +48,7 @@ from gateway.sandbox.netfiles import (
     free_port,
     node_toml,
 )
-from gateway.sandbox.processes import Launch, end, spawn, wait_http
+from gateway.sandbox.processes import Env, Launch, end, spawn, wait_http
 from registries.edgetls import EdgeTls
 
 __all__ = [
@@ -394,9 +394,9 @@ class LocalNet:
 
     # ---------------------------------------------------------------- processes
 
-    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, args: list[str], log_name: str, env: Env = ()) -> subprocess.Popen[bytes]:
         log_path = self.root / "logs" / f"{log_name}.log"
-        return self._launch(Launch(log_name, tuple(args), log_path))
+        return self._launch(Launch(log_name, tuple(args), log_path, env))
 
     def _launch(self, launch: Launch) -> subprocess.Popen[bytes]:
         proc = spawn(launch)
@@ -503,7 +503,8 @@ class LocalNet:
         self.start_trust()
         files = self.nodes[ags]
         spread = ["--workers", str(workers)] if workers != 1 else []
-        proc = self._spawn(["node", "serve", *spread, "--config", str(files.config)], f"node-{ags}")
+        args = ["node", "serve", *spread, "--config", str(files.config)]
+        proc = self._spawn(args, f"node-{ags}", files.env)
         plain = any(files.connection_type_of(c) == "http" for c in files.city.subsystems)
         if plain:
             wait_http(f"{files.consumer_url}/health", proc, timeout)

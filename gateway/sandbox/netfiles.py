@@ -88,6 +88,9 @@ class NodeFiles:
     database_url: str | None = None
     """A PostgreSQL database for the node's log (``[node] database_url``) instead of
     ``messagelog.sqlite``; its schema made with ``gateway db upgrade``."""
+    env: tuple[tuple[str, str], ...] = ()
+    """Extra environment of the node's process, kept across its restarts (the fault
+    harness's faked clock)."""
 
     def connection_type_of(self, subsystem: str) -> str:
         return self.connection_types.get(subsystem, self.connection_type)
