@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 # PostgreSQL server binaries start the tests' throwaway cluster (tests/pg.py).
 SYSTEM_PACKAGES := /usr/bin/chromium=chromium /usr/bin/openssl=openssl \
 	/usr/lib/softhsm/libsofthsm2.so=softhsm2 /usr/bin/softhsm2-util=softhsm2 \
-	/usr/lib/postgresql=postgresql
+	/usr/lib/postgresql=postgresql /usr/bin/faketime=faketime
 
 system-packages:
 	scripts/system-packages $(SYSTEM_PACKAGES)
@@ -69,8 +69,9 @@ profile: $(STAMP)
 
 # The fault harness (docs/reliability.md): every fault once under recorded load, then the
 # checks of the history against every node's log; report in bench/results/faults/.
-# (`make test` runs its short lane: tests/integration/test_fault_harness.py.)
-faults: $(STAMP)
+# (`make test` runs its short lane, tests/integration/test_fault_harness.py, and the clock
+# faults under libfaketime, tests/integration/test_fault_clock.py.)
+faults: $(STAMP) system-packages
 	$(BIN)/python -m gateway.sandbox.faults --scenario full --out bench/results/faults
 
 # The soak, not in CI: SOAK_MINUTES (default 30) at half the measured maximum rate with

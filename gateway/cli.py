@@ -17,9 +17,10 @@ from gateway.pki.profiles import CertificateError
 
 
 def cmd_log_show(args: argparse.Namespace) -> None:
-    from gateway.messagelog import log_source, read_entries
+    from gateway.audit.cli import log_store
+    from gateway.messagelog import read_entries
 
-    for entry in read_entries(log_source(args.db), message_id=args.message_id):
+    for entry in read_entries(log_store(args), message_id=args.message_id):
         row = {
             "id": entry.id,
             "logged_at": entry.logged_at,
@@ -50,16 +51,17 @@ def cmd_log_timestamps(args: argparse.Namespace) -> None:
 
 
 def cmd_log_prove(args: argparse.Namespace) -> None:
+    from gateway.audit.cli import log_store
     from gateway.core.encoding import format_time
     from gateway.core.logtree import ProofError, entry_leaf
     from gateway.core.merkle import leaf_hash
     from gateway.keys.files import load_certificate
-    from gateway.messagelog import NotProvableError, log_source, prove_entry
+    from gateway.messagelog import NotProvableError, prove_entry
 
     tsa_cert = load_certificate(Path(args.tsa_cert))
     issuer = load_certificate(Path(args.ca)) if args.ca else None
     try:
-        proof, proven = prove_entry(log_source(args.db), args.id, tsa_cert, issuer=issuer)
+        proof, proven = prove_entry(log_store(args), args.id, tsa_cert, issuer=issuer)
     except (NotProvableError, ProofError) as exc:
         print(f"gateway: cannot prove entry {args.id}: {exc}", file=sys.stderr)
         sys.exit(1)
@@ -147,7 +149,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from gateway.sandbox.demo import run_demo
 
     directory = Path(args.dir) if args.dir else None
-    sys.exit(run_demo(directory, serve=args.serve, exit_on_failure=args.exit_on_failure))
+    sys.exit(
+        run_demo(
+            directory,
+            serve=args.serve,
+            exit_on_failure=args.exit_on_failure,
+            db=args.database_url,
+        )
+    )
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -167,9 +176,14 @@ def cmd_bench(args: argparse.Namespace) -> None:
         loadgen=args.loadgen,
         with_nginx=not args.no_nginx,
         registry_levels=[int(x) for x in args.registry_levels.split(",") if x],
+        workers=args.workers,
+        database_url=args.database_url,
     )
-    check = report["log_check"]
-    if check["consumer_missing"] or check["provider_missing"]:
+    checks = [report["log_check"]] + [
+        c["log_check"] for c in report.get("workers", {}).get("configurations", {}).values()
+        if "log_check" in c
+    ]  # fmt: skip
+    if any(c["consumer_missing"] or c["provider_missing"] for c in checks):
         print("gateway: error: some counted successes are missing from a log", file=sys.stderr)
         sys.exit(1)
 
@@ -189,6 +203,22 @@ def cmd_audit_bench(args: argparse.Namespace) -> None:
         f"for {result.entries} entries with {result.jobs} signature process(es): "
         f"{result.per_second:.0f} entries/s"
     )
+
+
+def cmd_log_bench(args: argparse.Namespace) -> None:
+    """``gateway log bench``: proof time and memory and the log's start-up at growing log
+    sizes (docs/performance.md), from the sandbox's bench, which the log package does
+    not import."""
+    import tempfile
+
+    from gateway.sandbox.bench.logsize import run_log_bench
+
+    sizes = [int(float(size)) for size in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory(prefix="log-bench-") as scratch:
+        location: Path | str = args.database_url or Path(args.dir or scratch) / "messagelog.db"
+        if isinstance(location, Path):
+            location.parent.mkdir(parents=True, exist_ok=True)
+        run_log_bench(location, sizes, samples=args.samples, all_leaves_max=args.all_leaves_max)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,12 +244,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_node_commands(sub, add)
 
+    from gateway.keys.cli import add_commands as add_keys_commands
+
+    add_keys_commands(sub, add)
+
     logs = sub.add_parser("log", help="read a node's message log").add_subparsers(
         dest="log_command", required=True, metavar="LOG_COMMAND"
     )
     p = add(logs, "show", cmd_log_show, "print message log entries as JSON lines")
     p.add_argument("--db", required=True)
     p.add_argument("--message-id", default=None)
+    from gateway.audit.cli import add_data_key_arguments
+
+    add_data_key_arguments(p)
     p = add(logs, "timestamps", cmd_log_timestamps, "list timestamped tree heads and the backlog")
     p.add_argument("--db", required=True)
     p = add(
@@ -234,9 +271,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tsa-cert", required=True, help="the TSA certificate to trust (PEM)")
     p.add_argument("--ca", default=None, help="also require the TSA certificate from this CA")
     p.add_argument("--export", default=None, help="write the proof's files to this directory")
+    add_data_key_arguments(p)
     from gateway.audit.cli import add_log_commands
 
     add_log_commands(logs, add)
+    p = add(
+        logs,
+        "bench",
+        cmd_log_bench,
+        "measure proof time and memory and the log's start-up as a synthetic log grows",
+    )
+    p.add_argument("--sizes", default="1e5,1e6", help="comma-separated entry counts")
+    p.add_argument("--samples", type=int, default=50, help="proofs of each kind per size")
+    p.add_argument(
+        "--all-leaves-max",
+        type=int,
+        default=1_000_000,
+        help="largest size at which proofs are also built from all leaf hashes",
+    )
+    p.add_argument("--dir", default=None, help="keep the log file here")
+    p.add_argument("--database-url", default=None, help="a PostgreSQL log instead")
 
     add_trust_commands(sub, add)
 
@@ -330,6 +384,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="1,16",
         help="concurrency levels of the sample Melderegister's CPU per lookup ('' to skip)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="also compare one node with 1 and this many worker processes (default 2 "
+        "when --database-url is given), on SQLite and PostgreSQL, as ratios",
+    )
+    p.add_argument(
+        "--database-url",
+        default=None,
+        metavar="URL",
+        help="a PostgreSQL server for that comparison (a database per node, dropped after)",
+    )
 
     p = add(sub, "demo", cmd_demo, "run the three-city federation on loopback: Anna's story")
     p.add_argument("--serve", action="store_true", help="keep the federation running")
@@ -340,6 +407,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: report it and restart it with backoff)",
     )
     p.add_argument("--dir", default=None, help="state directory (default: a temporary one)")
+    p.add_argument(
+        "--database-url",
+        default=None,
+        metavar="URL",
+        help="keep the nodes' logs in PostgreSQL: a database per node on this server "
+        "(created, and dropped at the end; default: SQLite files)",
+    )
     return parser
 
 

@@ -87,6 +87,10 @@ class PgCluster:
                 "--no-sync",
             ]
         )
+        self.start_server()
+
+    def start_server(self) -> None:
+        """Start the server on the cluster's data (again, after ``stop_server``)."""
         options = f"-c listen_addresses='' -c unix_socket_directories={self.socket_dir}"
         options += " -c max_connections=200 -c fsync=on -c synchronous_commit=on"
         self._run(
@@ -102,6 +106,11 @@ class PgCluster:
                 "start",
             ]
         )
+
+    def stop_server(self, mode: str = "fast") -> None:
+        """Stop the server, keeping the data: what an operator's restart does first
+        (``fast`` ends every session; ``immediate`` is a crash, recovered at the start)."""
+        self._run([str(self._bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"])
 
     def stop(self) -> None:
         """Stop without a shutdown checkpoint (``immediate``): the cluster is deleted

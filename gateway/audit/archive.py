@@ -26,17 +26,22 @@ entries covered by a tree head can be archived.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from gateway.audit.bundle import BundleFormatError
 from gateway.audit.export import ExportError, Selection, export_bundle
 from gateway.audit.parallel import verify_file
+from gateway.audit.sealed import seal_bundle
 from gateway.audit.verify import AuditTrustAnchor
 from gateway.messagelog import ArchivedEntry, LogStore, LogStoreError, open_store
 
-__all__ = ["ArchiveError", "ArchiveResult", "archive_before"]
+__all__ = ["ArchiveError", "ArchiveResult", "archive_before", "seal_bundle_file"]
 
 
 class ArchiveError(Exception):
@@ -75,29 +80,40 @@ def archive_before(
     *,
     now: datetime,
     anchor: AuditTrustAnchor | None = None,
+    recipients: Sequence[X25519PublicKey] = (),
+    decrypt_key: X25519PrivateKey | None = None,
     seal: Callable[[Path], None] | None = None,
 ) -> ArchiveResult:
     """Archive the entries logged before ``before`` to the bundle ``out``, then prune them.
 
     With ``anchor`` the bundle is verified offline first and nothing is pruned unless it
     verifies. Each pruned row must still hold the leaf hash the bundle carries for it.
+    With ``recipients`` the bundle is sealed to them (``gateway.audit.sealed``); it is
+    then verified only if a recipient's ``decrypt_key`` is given as well.
     ``seal`` then gets the bundle before anything is pruned (the node's hook for
     encrypting bundles; if it raises, nothing is pruned).
     """
+    if anchor is not None and recipients and decrypt_key is None:
+        raise ArchiveError("a sealed archive is verified with a recipient's decryption key")
     if before.tzinfo is None:
         raise ValueError("give the archiving date with a time zone")
     # logged_at has millisecond precision: "until before - 1 ms" is "before".
     selection = Selection(until=before - timedelta(milliseconds=1))
     try:
-        exported = export_bundle(db, out, selection, now=now)
+        exported = export_bundle(db, out, selection, now=now, recipients=recipients)
     except ExportError as exc:
         raise ArchiveError(f"cannot export: {exc}") from None
-    entries = _bundle_entries(out)
+    entries = (
+        [ArchivedEntry(*item) for item in exported.index] if recipients else _bundle_entries(out)
+    )
     if not entries:
         out.unlink(missing_ok=True)
         return ArchiveResult(0, None, None, 0, False)
     if anchor is not None:
-        verify_file(out, anchor)  # raises AuditError: nothing pruned
+        try:
+            verify_file(out, anchor, decrypt_key=decrypt_key)  # AuditError: nothing pruned
+        except BundleFormatError as exc:
+            raise ArchiveError(f"the archive does not read back: {exc}") from None
     if seal is not None:
         seal(out)
     try:
@@ -105,3 +121,20 @@ def archive_before(
     except LogStoreError as exc:
         raise ArchiveError(str(exc)) from None
     return ArchiveResult(len(entries), min(leaves), max(leaves), exported.bytes, anchor is not None)
+
+
+def seal_bundle_file(path: Path, recipients: Sequence[X25519PublicKey]) -> None:
+    """Replace the bundle at ``path`` by the same bundle sealed to ``recipients``
+    (``gateway.audit.sealed``): for a writer that has the bundle on disk already, such
+    as a retention pass's hook. Written beside it, synced and renamed over it, so the
+    file is always one or the other, never half sealed."""
+    sealed = seal_bundle(path.read_bytes(), recipients)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.sealing")
+    try:
+        with temporary.open("wb") as handle:
+            handle.write(sealed)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)

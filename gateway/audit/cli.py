@@ -9,6 +9,7 @@ at all (as for every ``gateway`` error).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -17,6 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+    from gateway.core.atrest import DataKey
+    from gateway.messagelog import LogStore
+
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
     AddFn = Callable[
         [Subparsers, str, Callable[[argparse.Namespace], None], str], argparse.ArgumentParser
@@ -44,10 +50,78 @@ def _globalconf(args: argparse.Namespace) -> Path | None:
     return default if (default / "globalconf.json").is_file() else None
 
 
+def data_key_of(args: argparse.Namespace) -> DataKey | None:
+    """``--data-key`` unwrapped with ``--data-key-passphrase-file`` (else the environment
+    variable ``GATEWAY_DATA_KEY_PASSPHRASE``); None without ``--data-key``."""
+    from gateway.keys.datakey import DataKeyError, load_data_key, read_passphrase
+
+    if args.data_key is None:
+        return None
+    passphrase_file = args.data_key_passphrase_file
+    try:
+        return load_data_key(
+            Path(args.data_key), read_passphrase(passphrase_file and Path(passphrase_file))
+        )
+    except DataKeyError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def log_store(args: argparse.Namespace) -> LogStore:
+    """The log ``--db`` names, its sealed rows opened with ``--data-key`` if given."""
+    from gateway.messagelog import log_source, open_store
+
+    return open_store(log_source(args.db), data_key_of(args))
+
+
+def add_data_key_arguments(p: argparse.ArgumentParser) -> None:
+    """``--data-key`` and its passphrase file, for every command that reads a log's
+    exchanges (docs/message-log.md#at-rest)."""
+    p.add_argument(
+        "--data-key", default=None, help="the node's data key file, to read a sealed log"
+    )
+    p.add_argument(
+        "--data-key-passphrase-file",
+        default=None,
+        help="its passphrase (first line; default: $GATEWAY_DATA_KEY_PASSPHRASE)",
+    )
+
+
+def _recipients(args: argparse.Namespace) -> list[X25519PublicKey]:
+    from gateway.keys.recipients import RecipientKeyError, load_recipient_public_key
+
+    try:
+        return [load_recipient_public_key(Path(p)) for p in args.encrypt_to or ()]
+    except RecipientKeyError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _decrypt_key(args: argparse.Namespace) -> X25519PrivateKey | None:
+    from gateway.keys.recipients import RecipientKeyError, load_recipient_key
+
+    if args.decrypt_key is None:
+        return None
+    passphrase = os.environ.get("GATEWAY_DECRYPT_KEY_PASSPHRASE", "").encode() or None
+    try:
+        return load_recipient_key(Path(args.decrypt_key), passphrase)
+    except RecipientKeyError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def cmd_audit_recipient_key(args: argparse.Namespace) -> None:
+    from gateway.keys.recipients import RecipientKeyError, write_recipient_key
+
+    passphrase = os.environ.get("GATEWAY_DECRYPT_KEY_PASSPHRASE", "").encode() or None
+    private, public = Path(args.out + ".key"), Path(args.out + ".pub")
+    try:
+        write_recipient_key(private, public, passphrase)
+    except RecipientKeyError as exc:
+        raise ValueError(str(exc)) from None
+    print(f"wrote {private} (keep it; it opens the bundles) and {public} (give it to the node)")
+
+
 def cmd_audit_export(args: argparse.Namespace) -> None:
     from gateway.audit.export import ExportError, Selection, export_bundle
     from gateway.keys.files import load_certificate
-    from gateway.messagelog import log_source
 
     chosen = sum(bool(x) for x in (args.message_id, args.all, args.since or args.until))
     if chosen != 1:
@@ -60,7 +134,7 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
     )
     try:
         result = export_bundle(
-            log_source(args.db),
+            log_store(args),
             Path(args.out),
             selection,
             now=datetime.now(UTC),
@@ -68,6 +142,7 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
             extra_ca=load_certificate(Path(args.ca)) if args.ca else None,
             bodies=not args.no_bodies,
             globalconf=_globalconf(args),
+            recipients=_recipients(args),
         )
     except ExportError as exc:
         print(f"gateway: cannot export: {exc}", file=sys.stderr)
@@ -93,7 +168,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     jobs = default_jobs() if args.jobs is None else args.jobs
     try:
-        report = verify_file(Path(args.bundle), anchor, jobs=jobs)
+        report = verify_file(Path(args.bundle), anchor, jobs=jobs, decrypt_key=_decrypt_key(args))
     except (BundleFormatError, AuditError) as exc:
         print(failure_line(exc).text, file=sys.stderr)
         sys.exit(1)
@@ -148,7 +223,6 @@ def cmd_log_archive(args: argparse.Namespace) -> None:
     from gateway.audit.anchor import load_anchor
     from gateway.audit.archive import ArchiveError, archive_before
     from gateway.audit.verify import AuditError
-    from gateway.messagelog import log_source
 
     out = Path(args.out)
     if out.exists():
@@ -156,7 +230,13 @@ def cmd_log_archive(args: argparse.Namespace) -> None:
     anchor = load_anchor(Path(args.anchor)) if args.anchor else None
     try:
         result = archive_before(
-            log_source(args.db), _time(args.before), out, now=datetime.now(UTC), anchor=anchor
+            log_store(args),
+            _time(args.before),
+            out,
+            now=datetime.now(UTC),
+            anchor=anchor,
+            recipients=_recipients(args),
+            decrypt_key=_decrypt_key(args),
         )
     except (ArchiveError, AuditError) as exc:
         print(f"gateway: nothing archived: {exc}", file=sys.stderr)
@@ -171,6 +251,15 @@ def cmd_log_archive(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_log_encrypt(args: argparse.Namespace) -> None:
+    """Seal the rows an older log holds in the clear under the node's data key."""
+    count = log_store(args).seal_rows()
+    print(
+        f"sealed {count} entries with their data subjects under the data key; leaves "
+        "unchanged (on PostgreSQL the old row versions go at the next VACUUM)"
+    )
+
+
 def cmd_log_check_subjects(args: argparse.Namespace) -> None:
     """Recompute every entry's data-subject commitment from its rows (exit 1 on a mismatch).
 
@@ -180,10 +269,9 @@ def cmd_log_check_subjects(args: argparse.Namespace) -> None:
     import json
 
     from gateway.audit.subjects import SubjectsCheckError, check_subjects
-    from gateway.messagelog import log_source
 
     try:
-        report = check_subjects(log_source(args.db))
+        report = check_subjects(log_store(args))
     except SubjectsCheckError as exc:
         raise ValueError(str(exc)) from None
     for bad in report.mismatches:
@@ -208,6 +296,15 @@ def cmd_log_check_subjects(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+def _add_encrypt_to(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--encrypt-to",
+        action="append",
+        default=None,
+        help="seal the bundle to this recipient's public key (PEM, repeatable)",
+    )
+
+
 def add_log_commands(logs: Subparsers, add: AddFn) -> None:
     """Register ``gateway log witness``, ``archive`` and ``check-subjects``."""
     p = add(
@@ -219,6 +316,16 @@ def add_log_commands(logs: Subparsers, add: AddFn) -> None:
         "differ from the signed headers (exit 1 if any)",
     )
     p.add_argument("--db", required=True)
+    add_data_key_arguments(p)
+    p = add(
+        logs,
+        "encrypt",
+        cmd_log_encrypt,
+        "seal the exchanges a log holds in the clear (written before its node had a data "
+        "key) under the data key, with their data subjects; leaves and proofs unchanged",
+    )
+    p.add_argument("--db", required=True)
+    add_data_key_arguments(p)
     p = add(
         logs,
         "archive",
@@ -229,6 +336,9 @@ def add_log_commands(logs: Subparsers, add: AddFn) -> None:
     p.add_argument("--before", required=True, help="RFC 3339 with a zone")
     p.add_argument("--out", required=True, help="the archive bundle to write")
     p.add_argument("--anchor", default=None, help="verify the bundle before pruning")
+    _add_encrypt_to(p)
+    p.add_argument("--decrypt-key", default=None, help="a recipient's key, to verify it sealed")
+    add_data_key_arguments(p)
     p = add(
         logs,
         "witness",
@@ -256,6 +366,8 @@ def add_commands(sub: Subparsers, add: AddFn) -> Subparsers:
     p.add_argument("--tsa-cert", default=None, help="also include this TSA certificate (PEM)")
     p.add_argument("--ca", default=None, help="also include this CA certificate (PEM)")
     p.add_argument("--no-bodies", action="store_true", help="body digests only, no bodies")
+    _add_encrypt_to(p)
+    add_data_key_arguments(p)
     p.add_argument(
         "--globalconf",
         default=None,
@@ -266,6 +378,19 @@ def add_commands(sub: Subparsers, add: AddFn) -> Subparsers:
     p.add_argument("bundle")
     p.add_argument("--anchor", required=True, help="trusted CA and TSA certificates")
     p.add_argument("--jobs", type=int, default=None, help="signature processes (default: CPUs)")
+    p.add_argument(
+        "--decrypt-key",
+        default=None,
+        help="a recipient's private key, to open a sealed bundle (passphrase, if any: "
+        "$GATEWAY_DECRYPT_KEY_PASSPHRASE)",
+    )
+    p = add(
+        audit,
+        "recipient-key",
+        cmd_audit_recipient_key,
+        "make an archive recipient's X25519 key pair: OUT.key (private, 0600) and OUT.pub",
+    )
+    p.add_argument("--out", required=True, help="the files' name without .key/.pub")
     p = add(audit, "anchor", cmd_audit_anchor, "write an anchor file from certificates")
     p.add_argument("--ca", action="append", required=True, help="trusted CA (PEM, repeatable)")
     p.add_argument("--tsa-cert", action="append", required=True, help="trusted TSA (PEM)")

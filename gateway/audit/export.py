@@ -18,12 +18,14 @@ import base64
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.audit.bundle import (
@@ -42,6 +44,7 @@ from gateway.audit.bundle import (
 )
 from gateway.audit.configuration import SnapshotError, read_snapshot, select_versions
 from gateway.audit.proofs import TreeLevels
+from gateway.audit.sealed import seal_bundle
 from gateway.core.encoding import b64url_decode, format_time
 from gateway.core.logtree import parse_tree_head_document
 from gateway.messagelog import (
@@ -93,6 +96,9 @@ class ExportResult:
     bytes: int
     archived: int = 0
     """Selected entries left out because they were archived (their bundle holds them)."""
+    index: tuple[tuple[int, str, str], ...] = ()
+    """Id, leaf hash (hex) and body digest of each exported entry: what archiving
+    prunes when the file is sealed and cannot be read back."""
 
 
 def _der(cert: x509.Certificate) -> bytes:
@@ -115,6 +121,7 @@ def export_bundle(
     extra_ca: x509.Certificate | None = None,
     bodies: bool = True,
     globalconf: Path | None = None,
+    recipients: Sequence[X25519PublicKey] = (),
 ) -> ExportResult:
     """Write the bundle for ``selection`` of the log ``db`` (a store, a PostgreSQL URL or
     the path of a SQLite log file) to ``out``.
@@ -123,6 +130,9 @@ def export_bundle(
     from the log's configuration history. A log without history falls back to
     ``globalconf``, the node's global configuration state directory: the bundle then
     carries the one snapshot applied last (``gateway.audit.configuration``).
+
+    With ``recipients`` the file is the bundle sealed to them (``gateway.audit.sealed``),
+    never written in the clear first.
     """
     store = open_store(db)
     heads = store.tree_heads()
@@ -290,11 +300,14 @@ def export_bundle(
         heads=head_items,
         entries=entries,
     )
+    lines: Iterable[bytes] = encode_bundle(bundle)
+    if recipients:
+        lines = [seal_bundle(b"".join(lines), recipients)]
     temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     written = 0
     try:
         with temporary.open("wb") as handle:
-            for line in encode_bundle(bundle):
+            for line in lines:
                 handle.write(line)
                 written += len(line)
             handle.flush()
@@ -302,7 +315,8 @@ def export_bundle(
         temporary.replace(out)
     finally:
         temporary.unlink(missing_ok=True)
-    return ExportResult(len(entries), pending, len(head_items), written, archived)
+    exported = tuple((e.id, e.leaf_hash.hex(), e.body_sha256) for e in entries)
+    return ExportResult(len(entries), pending, len(head_items), written, archived, exported)
 
 
 def _in_force(

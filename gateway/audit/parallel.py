@@ -14,8 +14,11 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 from gateway.audit.bundle import BundleFormatError, EntryItem
 from gateway.audit.bundle_read import parse_entry_line, read_bundle
+from gateway.audit.sealed import BundleSealError, is_sealed_bundle, open_bundle
 from gateway.audit.verify import (
     AuditReport,
     AuditTrustAnchor,
@@ -66,10 +69,25 @@ def default_jobs() -> int:
 
 
 def verify_file(
-    path: Path, anchor: AuditTrustAnchor, *, jobs: int = 1, chunk: int = CHUNK
+    path: Path,
+    anchor: AuditTrustAnchor,
+    *,
+    jobs: int = 1,
+    chunk: int = CHUNK,
+    decrypt_key: X25519PrivateKey | None = None,
 ) -> AuditReport:
-    """Verify the bundle at ``path``; raise ``BundleFormatError`` or ``AuditError``."""
-    lines = path.read_bytes().splitlines(keepends=True)
+    """Verify the bundle at ``path``, opening a sealed one with ``decrypt_key`` (in
+    memory only); raise ``BundleFormatError`` (a sealed bundle without or with a wrong
+    key too) or ``AuditError``."""
+    data = path.read_bytes()
+    if is_sealed_bundle(data):
+        if decrypt_key is None:
+            raise BundleFormatError(1, "the bundle is sealed: give a recipient's --decrypt-key")
+        try:
+            data = open_bundle(data, decrypt_key)
+        except BundleSealError as exc:
+            raise BundleFormatError(1, str(exc)) from None
+    lines = data.splitlines(keepends=True)
     first = next((i for i, line in enumerate(lines) if b'"type":"entry"' in line), len(lines))
     head = read_bundle(lines[:first])
     context = prepare(head, anchor)

@@ -50,6 +50,7 @@ def cmd_central_init(args: argparse.Namespace) -> None:
         root_keys=args.root_keys,
         root_threshold=args.root_threshold,
         key_scheme=args.key_scheme,
+        root_key_dirs=tuple(Path(d) for d in args.root_key_dirs or ()),
     )
     central = init_central(Path(args.dir), options, args.database_url)
     anchor = central.anchor()
@@ -57,6 +58,8 @@ def cmd_central_init(args: argparse.Namespace) -> None:
     print(f"  anchor       {Path(args.dir) / ANCHOR_NAME}")
     print(f"  root sha256  {anchor.fingerprint()}")
     print(f"  admin key    {Path(args.dir) / 'admin.key'} (0600, role system_administrator)")
+    for d in args.root_key_dirs or ():
+        print(f"  root key     in {d}: hand it to its holder, keep it off this server")
 
 
 def cmd_central_serve(args: argparse.Namespace) -> None:
@@ -109,6 +112,58 @@ def cmd_central_rotate_root(args: argparse.Namespace) -> None:
     )
     for keyid in role.keyids:
         print(f"  key {keyid}")
+    print(f"  root sha256  {root_fingerprint(repo.root_json())}")
+
+
+def cmd_central_root_prepare(args: argparse.Namespace) -> None:
+    from gateway.central.rootceremony import prepare_root, write_prepared
+    from gateway.central.service import Central
+
+    md = prepare_root(
+        Central(Path(args.dir)).repo(),
+        add_key_dirs=[Path(d) for d in args.add_key_dir or ()],
+        remove=args.remove_key or (),
+        threshold=args.threshold,
+        scheme=args.key_scheme,
+    )
+    write_prepared(md, Path(args.out))
+    role = md.signed.roles["root"]
+    print(f"wrote root version {md.signed.version} (unsigned) to {args.out}")
+    print(f"  {len(role.keyids)} root key(s), threshold {role.threshold}:")
+    for keyid in role.keyids:
+        print(f"  key {keyid}")
+    print("each key holder runs: gateway central root sign --key KEYFILE " + args.out)
+
+
+def cmd_central_root_sign(args: argparse.Namespace) -> None:
+    from gateway.central.rootceremony import load_root_key, sign_root
+    from gateway.keys.passphrase import resolve_passphrase
+
+    key_file = Path(args.key)
+    passphrase = None
+    if b"ENCRYPTED PRIVATE KEY" in key_file.read_bytes():
+        file = Path(args.passphrase_file) if args.passphrase_file else None
+        passphrase = resolve_passphrase(
+            file, what=f"the root key {key_file}", file_option="--passphrase-file"
+        )
+    keyid, count = sign_root(Path(args.root), load_root_key(key_file, passphrase))
+    print(f"signed {args.root} with root key {keyid}; it now carries {count} signature(s)")
+
+
+def cmd_central_root_publish(args: argparse.Namespace) -> None:
+    from gateway.central.rootceremony import load_prepared, publish_root
+    from gateway.central.service import ANCHOR_NAME, Central
+    from gateway.conf.anchor import root_fingerprint
+
+    central = Central(Path(args.dir))
+    repo = central.repo()
+    root = publish_root(repo, load_prepared(Path(args.root)))
+    central.write_anchor(Path(args.dir) / ANCHOR_NAME)
+    role = root.roles["root"]
+    print(
+        f"published root version {root.version}: {len(role.keyids)} key(s), "
+        f"threshold {role.threshold}"
+    )
     print(f"  root sha256  {root_fingerprint(repo.root_json())}")
 
 
@@ -235,12 +290,32 @@ def cmd_central_reject(args: argparse.Namespace) -> None:
     print(json.dumps(_admin(args, "POST", f"/requests/{args.id}/reject", body), sort_keys=True))
 
 
+def _join_passphrase(args: argparse.Namespace, *, plain_ok: bool = False) -> bytes | None:
+    """The passphrase of the join directory's keys (``--passphrase-file``, else
+    ``GATEWAY_KEY_PASSPHRASE``, else a prompt); None for plain keys."""
+    from gateway.keys.files import is_encrypted_key_file
+    from gateway.keys.passphrase import resolve_passphrase
+
+    if getattr(args, "insecure_plain_keys", False):
+        return None
+    file = Path(args.passphrase_file) if args.passphrase_file else None
+    if plain_ok and file is None:
+        keys = [Path(args.dir) / "auth.key", Path(args.dir) / "sign.key"]
+        if not any(k.exists() and is_encrypted_key_file(k) for k in keys):
+            return None
+    return resolve_passphrase(file, what=f"the keys in {args.dir}", file_option="--passphrase-file")
+
+
 def cmd_join_keys(args: argparse.Namespace) -> None:
     from gateway.central.join import make_keys
     from gateway.core.ids import NodeId
 
-    auth_csr, sign_csr = make_keys(Path(args.dir), NodeId.parse(args.node_id), args.name)
-    print(f"wrote auth.key, sign.key (0600) and the CSRs {auth_csr}, {sign_csr}")
+    passphrase = _join_passphrase(args)
+    auth_csr, sign_csr = make_keys(
+        Path(args.dir), NodeId.parse(args.node_id), args.name, passphrase
+    )
+    how = "plain, development only" if passphrase is None else "encrypted"
+    print(f"wrote auth.key, sign.key (0600, {how}) and the CSRs {auth_csr}, {sign_csr}")
     print("send both CSRs to the CA operator, who runs:")
     print(f"  gateway pki issue --ca CA --kind auth --csr {auth_csr} --out auth.pem --ip ...")
     print(f"  gateway pki issue --ca CA --kind sign --csr {sign_csr} --out sign.pem")
@@ -249,14 +324,21 @@ def cmd_join_keys(args: argparse.Namespace) -> None:
 def cmd_join_import(args: argparse.Namespace) -> None:
     from gateway.central.join import import_certs
 
-    auth_fp, sign_fp = import_certs(Path(args.dir), Path(args.auth_cert), Path(args.sign_cert))
+    auth_fp, sign_fp = import_certs(
+        Path(args.dir),
+        Path(args.auth_cert),
+        Path(args.sign_cert),
+        _join_passphrase(args, plain_ok=True),
+    )
     print(f"imported auth.pem (sha256 {auth_fp}) and sign.pem (sha256 {sign_fp})")
 
 
 def cmd_join_register(args: argparse.Namespace) -> None:
     from gateway.central.join import register
 
-    for r in register(Path(args.dir), args.central, args.address, args.subsystem or [], _now()):
+    passphrase = _join_passphrase(args, plain_ok=True)
+    subsystems = args.subsystem or []
+    for r in register(Path(args.dir), args.central, args.address, subsystems, _now(), passphrase):
         what = r["client_id"] or r["node_id"]
         print(f"request {r['id']} {r['kind']} {what}: {r['status']}")
 
@@ -306,6 +388,14 @@ def _key_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _passphrase_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--passphrase-file",
+        default=None,
+        help="file (0600) with the keys' passphrase (else GATEWAY_KEY_PASSPHRASE or a prompt)",
+    )
+
+
 _DATABASE_URL_HELP = (
     "keep the registry in this PostgreSQL database (postgresql://...), recorded in "
     "DIR/database.url; default: DIR/central.sqlite"
@@ -325,8 +415,15 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     p.add_argument("--tsa-name", default=None)
     p.add_argument("--tsa-url", default=None)
     p.add_argument("--tsa-cert", default=None)
-    p.add_argument("--root-keys", type=int, default=1)
+    p.add_argument("--root-keys", type=int, default=1, help="root keys kept in DIR/keys")
     p.add_argument("--root-threshold", type=int, default=1)
+    p.add_argument(
+        "--root-key-dirs",
+        nargs="+",
+        default=None,
+        metavar="KEYDIR",
+        help="one root key into each directory, for a different holder (offline root keys)",
+    )
     p.add_argument("--key-scheme", choices=["ecdsa", "ed25519"], default="ecdsa")
     p.add_argument("--url", default="http://127.0.0.1:8070", help="where nodes reach the central")
     p.add_argument("--database-url", default=None, help=_DATABASE_URL_HELP)
@@ -363,6 +460,26 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     p.add_argument("--remove-key", action="append", help="key id to remove (repeatable)")
     p.add_argument("--threshold", type=int, default=None)
     p.add_argument("--key-scheme", choices=["ecdsa", "ed25519"], default="ecdsa")
+    root = central.add_parser(
+        "root", help="sign a new TUF root with root keys held apart (the ceremony)"
+    ).add_subparsers(dest="root_command", required=True, metavar="ROOT_COMMAND")
+    p = add(root, "prepare", cmd_central_root_prepare, "write the next root version, unsigned")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--out", required=True, help="the file the key holders sign")
+    p.add_argument(
+        "--add-key-dir", action="append", help="a new holder's directory (a new root key)"
+    )
+    p.add_argument("--remove-key", action="append", help="root key id to remove (repeatable)")
+    p.add_argument("--threshold", type=int, default=None)
+    p.add_argument("--key-scheme", choices=["ecdsa", "ed25519"], default="ecdsa")
+    p = add(root, "sign", cmd_central_root_sign, "add one root key's signature (offline)")
+    p.add_argument("--key", required=True, help="the holder's root key file")
+    p.add_argument("--passphrase-file", default=None, help="passphrase of an encrypted key")
+    p.add_argument("root", help="the root.json that 'root prepare' wrote")
+    p = add(root, "publish", cmd_central_root_publish, "publish a root signed to threshold")
+    p.add_argument("--dir", required=True)
+    p.add_argument("root", help="the signed root.json")
+
     p = add(central, "backup", cmd_central_backup, "write a signed, encrypted backup")
     p.add_argument("--dir", required=True)
     p.add_argument("--recipient", required=True, help="the backup key's .pub to encrypt to")
@@ -419,12 +536,20 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     p.add_argument("--dir", required=True)
     p.add_argument("--node-id", required=True)
     p.add_argument("--name", required=True, help="organisation name")
+    _passphrase_argument(p)
+    p.add_argument(
+        "--insecure-plain-keys",
+        action="store_true",
+        help="write the keys unencrypted (a development set-up only)",
+    )
     p = add(join, "import", cmd_join_import, "import the issued certificates (checked)")
     p.add_argument("--dir", required=True)
     p.add_argument("--auth-cert", required=True)
     p.add_argument("--sign-cert", required=True)
+    _passphrase_argument(p)
     p = add(join, "register", cmd_join_register, "send auth-cert and client registrations")
     p.add_argument("--dir", required=True)
+    _passphrase_argument(p)
     p.add_argument("--central", required=True, help="the central's URL")
     p.add_argument("--address", required=True, help="this node's https://host:port for peers")
     p.add_argument("--subsystem", action="append", help="subsystem code to register (repeatable)")

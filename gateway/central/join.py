@@ -61,14 +61,22 @@ def _save(directory: Path, state: JoinState) -> None:
     (directory / STATE).write_text(json.dumps(doc, indent=2) + "\n")
 
 
-def make_keys(directory: Path, node_id: NodeId, name: str) -> tuple[Path, Path]:
-    """Auth key+CSR for the node, signing key+CSR for its owner; returns the CSR paths."""
+def make_keys(
+    directory: Path, node_id: NodeId, name: str, passphrase: bytes | None = None
+) -> tuple[Path, Path]:
+    """Auth key+CSR for the node, signing key+CSR for its owner, both keys encrypted
+    with ``passphrase`` (plain without one: a development set-up); returns the CSR
+    paths."""
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / STATE).exists():
         raise JoinError(f"{directory} already holds a join state")
     auth_csr, sign_csr = directory / "auth.csr", directory / "sign.csr"
-    new_key_and_csr(CertKind.AUTH, node_id, directory / "auth.key", auth_csr, name)
-    new_key_and_csr(CertKind.SIGN, node_id.owner, directory / "sign.key", sign_csr, name)
+    new_key_and_csr(
+        CertKind.AUTH, node_id, directory / "auth.key", auth_csr, name, passphrase=passphrase
+    )
+    new_key_and_csr(
+        CertKind.SIGN, node_id.owner, directory / "sign.key", sign_csr, name, passphrase=passphrase
+    )
     _save(directory, JoinState(node_id, name))
     return auth_csr, sign_csr
 
@@ -78,13 +86,17 @@ def _spki(key: Any) -> bytes:
     return data
 
 
-def import_certs(directory: Path, auth_cert: Path, sign_cert: Path) -> tuple[str, str]:
+def import_certs(
+    directory: Path, auth_cert: Path, sign_cert: Path, passphrase: bytes | None = None
+) -> tuple[str, str]:
     """Check the certificates belong to our keys and owners, then copy them in."""
     state = _load(directory)
     auth, sign = load_certificate(auth_cert), load_certificate(sign_cert)
-    if _spki(auth.public_key()) != _spki(load_private_key(directory / "auth.key").public_key()):
+    auth_key = load_private_key(directory / "auth.key", passphrase)
+    sign_key = load_private_key(directory / "sign.key", passphrase)
+    if _spki(auth.public_key()) != _spki(auth_key.public_key()):
         raise JoinError(f"{auth_cert} is not for this directory's auth.key")
-    if _spki(sign.public_key()) != _spki(load_private_key(directory / "sign.key").public_key()):
+    if _spki(sign.public_key()) != _spki(sign_key.public_key()):
         raise JoinError(f"{sign_cert} is not for this directory's sign.key")
     if node_id_of(auth) != state.node_id:
         raise JoinError(f"{auth_cert} names {node_id_of(auth)}, not {state.node_id}")
@@ -106,7 +118,12 @@ def _post(client: httpx.Client, url: str, body: dict[str, Any]) -> dict[str, Any
 
 
 def register(
-    directory: Path, central: str, address: str, subsystems: list[str], now: datetime
+    directory: Path,
+    central: str,
+    address: str,
+    subsystems: list[str],
+    now: datetime,
+    passphrase: bytes | None = None,
 ) -> list[dict[str, Any]]:
     """Send the auth-cert registration and one client registration per subsystem."""
     state = _load(directory)
@@ -115,8 +132,8 @@ def register(
         raise JoinError("no certificates yet; run 'gateway join import' first")
     auth_cert = load_certificate(directory / "auth.pem")
     sign_cert = load_certificate(directory / "sign.pem")
-    auth_key = load_private_key(directory / "auth.key")
-    sign_key = load_private_key(directory / "sign.key")
+    auth_key = load_private_key(directory / "auth.key", passphrase)
+    sign_key = load_private_key(directory / "sign.key", passphrase)
     base = central.rstrip("/") + "/registration/v1"
     results: list[dict[str, Any]] = []
     with httpx.Client(timeout=30) as client:

@@ -30,6 +30,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from securesystemslib.signer import CryptoSigner
+from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import (
     Metadata,
     MetaFile,
@@ -138,6 +139,9 @@ class TufRepository(Repository):
         self.expiry = expiry or Expiry()
         self.now = now
         self._lock_path = repo_dir / ".lock"
+        self._offline: dict[str, CryptoSigner] = {}
+        """Root keys generated into their holders' directories at ``initialise``: they
+        sign root version 1 and are never read from the server's key store."""
 
     # --- storage -------------------------------------------------------------------------
 
@@ -176,14 +180,26 @@ class TufRepository(Repository):
         if role == Root.type and self._path(Root.type).exists():
             old_root = self.root()
             keyids |= set(old_root.roles[Root.type].keyids)
-        signers = self.keys.signers()
+        signers = {**self.keys.signers(), **self._offline}
         for keyid in sorted(keyids):
             if keyid in signers:
                 md.sign(signers[keyid], append=True)
         # TUF's own threshold check, before anything is written.
-        new_root.verify_delegate(role, md.signed_bytes, md.signatures)
-        if old_root is not None:
-            old_root.verify_delegate(Root.type, md.signed_bytes, md.signatures)
+        try:
+            new_root.verify_delegate(role, md.signed_bytes, md.signatures)
+            if old_root is not None:
+                old_root.verify_delegate(Root.type, md.signed_bytes, md.signatures)
+        except UnsignedMetadataError as exc:
+            raise RepoError(
+                f"{exc}: the key store {self.keys.directory} does not hold enough of the "
+                f"{role} role's keys (root keys kept apart sign a new root through "
+                "'gateway central root prepare', 'root sign' and 'root publish')"
+            ) from None
+        self.write_signed(role, md)
+
+    def write_signed(self, role: str, md: Metadata[Any]) -> None:
+        """Write signed metadata as the role's current version (and, but for the
+        timestamp, under its version number); the caller has checked the signatures."""
         data = md.to_bytes(JSONSerializer(compact=False))
         self.metadata_dir.mkdir(parents=True, exist_ok=True)
         if role != Timestamp.type:
@@ -212,19 +228,42 @@ class TufRepository(Repository):
     # --- operations ----------------------------------------------------------------------
 
     def initialise(
-        self, root_keys: int = 1, root_threshold: int = 1, scheme: str = "ecdsa"
+        self,
+        root_keys: int = 1,
+        root_threshold: int = 1,
+        scheme: str = "ecdsa",
+        root_key_dirs: Sequence[Path] = (),
     ) -> None:
-        """Generate every role's keys and sign version 1 of each role (nothing published)."""
+        """Generate every role's keys and sign version 1 of each role (nothing published).
+
+        With ``root_key_dirs``, one root key is written into each of them, for a
+        different holder, instead of into the server's key store: root keys then live
+        offline, and a new root is signed through the ceremony of
+        :mod:`gateway.central.rootceremony` (docs/adr/0041).
+        """
         if self._path(Root.type).exists():
             raise RepoError(f"{self.metadata_dir} already holds a repository")
+        if root_key_dirs:
+            if len(set(root_key_dirs)) != len(root_key_dirs):
+                raise RepoError("each root key needs a directory of its own")
+            if self.keys.directory in root_key_dirs:
+                raise RepoError(f"{self.keys.directory} holds the online keys, not a root key")
+            root_keys = len(root_key_dirs)
         if not 1 <= root_threshold <= root_keys:
             raise RepoError("the root threshold must be between 1 and the number of root keys")
-        with self.locked(), self.edit_root() as root:
-            for _ in range(root_keys):
-                root.add_key(self.keys.generate(scheme).public_key, Root.type)
-            root.roles[Root.type].threshold = root_threshold
-            for role in (Targets.type, Snapshot.type, Timestamp.type):
-                root.add_key(self.keys.generate(scheme).public_key, role)
+        try:
+            with self.locked(), self.edit_root() as root:
+                for directory in root_key_dirs:
+                    signer = KeyStore(directory).generate(scheme)
+                    self._offline[signer.public_key.keyid] = signer
+                    root.add_key(signer.public_key, Root.type)
+                for _ in range(root_keys - len(root_key_dirs)):
+                    root.add_key(self.keys.generate(scheme).public_key, Root.type)
+                root.roles[Root.type].threshold = root_threshold
+                for role in (Targets.type, Snapshot.type, Timestamp.type):
+                    root.add_key(self.keys.generate(scheme).public_key, role)
+        finally:
+            self._offline.clear()
 
     def publish(
         self, name: str, data: bytes, *, supersedes: Callable[[bytes], bool] | None = None

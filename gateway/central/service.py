@@ -144,6 +144,8 @@ class InitOptions:
     root_keys: int = 1
     root_threshold: int = 1
     key_scheme: str = "ecdsa"
+    root_key_dirs: tuple[Path, ...] = ()
+    """One directory per root key holder; empty: the root keys stay in ``keys/``."""
     member_classes: tuple[str, ...] = ("GOV", "COM", "NGO")
 
 
@@ -193,9 +195,11 @@ class Central:
         PostgreSQL database, recorded in the directory), TUF keys, the first system
         administrator's API key (``admin.key``), the first published document and the
         anchor."""
-        if not 1 <= options.root_threshold <= options.root_keys:
+        root_keys = len(options.root_key_dirs) or options.root_keys
+        if not 1 <= options.root_threshold <= root_keys:
             raise CentralError(
-                CentralCode.INVALID, "the root threshold must be between 1 and --root-keys"
+                CentralCode.INVALID,
+                "the root threshold must be between 1 and the number of root keys",
             )
         directory.mkdir(parents=True, exist_ok=True)
         if (directory / DB_NAME).exists() or (directory / db.URL_FILE).exists():
@@ -240,7 +244,9 @@ class Central:
             )
             s.commit()
         repo = central.repo()
-        repo.initialise(options.root_keys, options.root_threshold, options.key_scheme)
+        repo.initialise(
+            options.root_keys, options.root_threshold, options.key_scheme, options.root_key_dirs
+        )
         central.republish()
         central.write_anchor(directory / ANCHOR_NAME)
         return central

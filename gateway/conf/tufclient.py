@@ -303,7 +303,8 @@ class ConfigClient:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    # One temporary file per process: the workers of one node share its state directory.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with tmp.open("wb") as out:
         out.write(data)
         out.flush()

@@ -17,7 +17,7 @@ and computing the root each cost O(log n) hashes and the node never rehashes its
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 __all__ = [
@@ -26,7 +26,9 @@ __all__ = [
     "CompactTree",
     "InclusionChecker",
     "MerkleError",
+    "consistency_path",
     "consistency_proof",
+    "inclusion_path",
     "inclusion_proof",
     "leaf_hash",
     "node_hash",
@@ -103,6 +105,15 @@ def inclusion_proof(index: int, size: int, leaf_hashes: Sequence[bytes]) -> list
         raise ValueError(f"leaf index {index} is not in a tree of size {size}")
     if len(leaf_hashes) < size:
         raise ValueError(f"need {size} leaf hashes, got {len(leaf_hashes)}")
+    return inclusion_path(index, size, lambda b, e: _range_root(leaf_hashes, b, e))
+
+
+def inclusion_path(index: int, size: int, subtree_root: Callable[[int, int], bytes]) -> list[bytes]:
+    """PATH(index, D[size]) with each sibling's hash from ``subtree_root(begin, end)``.
+
+    The walk is RFC 9162's; where the hashes come from is the caller's: all leaf hashes
+    (``inclusion_proof``), or stored complete subtrees (``gateway.core.merkle_nodes``).
+    """
     path: list[bytes] = []
     begin, end = 0, size
     # Walk down from the root, collecting the sibling of each subtree that holds the
@@ -110,10 +121,10 @@ def inclusion_proof(index: int, size: int, leaf_hashes: Sequence[bytes]) -> list
     while end - begin > 1:
         k = _split(end - begin)
         if index - begin < k:
-            path.append(_range_root(leaf_hashes, begin + k, end))
+            path.append(subtree_root(begin + k, end))
             end = begin + k
         else:
-            path.append(_range_root(leaf_hashes, begin, begin + k))
+            path.append(subtree_root(begin, begin + k))
             begin += k
     path.reverse()
     return path
@@ -234,21 +245,29 @@ def consistency_proof(old_size: int, new_size: int, leaf_hashes: Sequence[bytes]
         raise ValueError(f"need {new_size} leaf hashes, got {len(leaf_hashes)}")
     if old_size in (0, new_size):
         return []
+    return consistency_path(old_size, new_size, lambda b, e: _range_root(leaf_hashes, b, e))
+
+
+def consistency_path(
+    old_size: int, new_size: int, subtree_root: Callable[[int, int], bytes]
+) -> list[bytes]:
+    """PROOF(old_size, D[new_size]) (0 < old_size < new_size) with each hash from
+    ``subtree_root(begin, end)``, as ``inclusion_path`` does for inclusion."""
     proof: list[bytes] = []
     m, begin, end = old_size, 0, new_size
     complete = True  # SUBPROOF's b: is D[begin:begin+m] a tree the verifier already has?
     while m != end - begin:
         k = _split(end - begin)
         if m <= k:
-            proof.append(_range_root(leaf_hashes, begin + k, end))
+            proof.append(subtree_root(begin + k, end))
             end = begin + k
         else:
-            proof.append(_range_root(leaf_hashes, begin, begin + k))
+            proof.append(subtree_root(begin, begin + k))
             begin += k
             m -= k
             complete = False
     if not complete:
-        proof.append(_range_root(leaf_hashes, begin, end))
+        proof.append(subtree_root(begin, end))
     proof.reverse()
     return proof
 
@@ -349,17 +368,28 @@ class CompactTree:
         """The perfect subtree roots, leftmost first."""
         return tuple(self._hashes)
 
-    def append(self, leaf: bytes) -> None:
-        """Add one leaf hash: merge equal-sized perfect subtrees, as a binary counter carries."""
+    def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
+        """Add one leaf hash: merge equal-sized perfect subtrees, as a binary counter carries.
+
+        Returns the subtrees this leaf completes, ``(level, index, hash)`` with the leaf
+        itself first (level 0): the subtree at ``level`` and ``index`` covers leaves
+        ``index * 2**level`` up to ``(index + 1) * 2**level``. A log that stores them as
+        it appends can build any proof from O(log n) of them (``merkle_nodes``).
+        """
         _check_hash(leaf, "the leaf hash")
         hashes = self._hashes
         hashes.append(leaf)
-        n = self._size
+        position = self._size
+        done = [(0, position, leaf)]
+        n, level = position, 0
         while n & 1:
             right = hashes.pop()
             hashes[-1] = node_hash(hashes[-1], right)
             n >>= 1
+            level += 1
+            done.append((level, position >> level, hashes[-1]))
         self._size += 1
+        return done
 
     def root(self) -> bytes:
         """MTH of every leaf appended so far: fold the frontier from the right."""

@@ -32,17 +32,37 @@ KEY_FILE_MODE = 0o600
 CERT_FILE_MODE = 0o644
 
 
-def write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    """Write ``key`` as unencrypted PKCS#8 PEM to a new file that only the owner can read.
+ENCRYPTED_PEM_LABEL = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
+
+
+class KeyFileError(ValueError):
+    """A private key file cannot be used: locked, wrong passphrase, or not a key. The
+    message names the file and the fix, never a passphrase."""
+
+
+def private_key_pem(key: ec.EllipticCurvePrivateKey, passphrase: bytes | None) -> bytes:
+    """PKCS#8 PEM of ``key``: encrypted with ``passphrase`` (PBES2, AES-256-CBC, the
+    library's best available), or plain when it is None (a development set-up)."""
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.NoEncryption()
+        if passphrase is None
+        else serialization.BestAvailableEncryption(passphrase)
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+
+
+def write_private_key(
+    path: Path, key: ec.EllipticCurvePrivateKey, passphrase: bytes | None = None
+) -> None:
+    """Write ``key`` as PKCS#8 PEM, encrypted with ``passphrase`` if given, to a new file
+    that only the owner can read.
 
     The mode is set on the open descriptor as well as at creation so a permissive umask
     cannot loosen it, and a half-written file is removed rather than left as a broken key.
     """
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+    pem = private_key_pem(key, passphrase)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, KEY_FILE_MODE)
@@ -62,17 +82,70 @@ def write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         raise
 
 
-def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    """Load an unencrypted PEM key; anything but an EC key is refused by name."""
+def _encrypted_pem(data: bytes) -> bool:
+    """Encrypted PKCS#8, or OpenSSL's older encrypted PEM (``Proc-Type: 4,ENCRYPTED``)."""
+    return data.lstrip().startswith(ENCRYPTED_PEM_LABEL) or b"Proc-Type: 4,ENCRYPTED" in data
+
+
+def is_encrypted_key_file(path: Path) -> bool:
+    """Whether ``path`` holds an encrypted key (read from its PEM headers only)."""
+    return _encrypted_pem(path.read_bytes())
+
+
+def load_private_key(path: Path, passphrase: bytes | None = None) -> ec.EllipticCurvePrivateKey:
+    """Load a PEM key, opening an encrypted one with ``passphrase``; anything but an EC
+    key is refused by name. Whether a plain key is acceptable is the caller's rule (a
+    node's start-up checks, :func:`gateway.node.startup.unlock_keys`)."""
+    data = path.read_bytes()
+    encrypted = _encrypted_pem(data)
+    if encrypted and passphrase is None:
+        raise KeyFileError(
+            f"{path} is an encrypted private key and no passphrase was given "
+            "(key_passphrase_file in node.toml, GATEWAY_KEY_PASSPHRASE, or a terminal)"
+        )
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        key = serialization.load_pem_private_key(data, password=passphrase if encrypted else None)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"{path} is not an unencrypted PEM private key: {exc}") from None
+        if encrypted:
+            # The library's text is not repeated: it is generic, and no part of a
+            # passphrase may end up in a message.
+            raise KeyFileError(
+                f"the passphrase does not open the private key {path} (wrong passphrase?)"
+            ) from None
+        raise KeyFileError(f"{path} is not a PEM private key: {exc}") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ValueError(
             f"{path} holds a {type(key).__name__}; the gateway uses EC (P-256) keys only"
         )
     return key
+
+
+def encrypt_key_file(path: Path, passphrase: bytes) -> int:
+    """Encrypt the plain key file ``path`` in place with ``passphrase``, keeping 0600.
+
+    The encrypted key is written to a new 0600 file beside it and renamed over the old
+    one, so a reader sees one or the other, never a mix. No backup copy is made; the old
+    bytes are overwritten with zeros before the rename unless another hard link (a
+    ``.bak`` kept by a key rotation) shares them. Returns that number of other links, so
+    the caller can say that they still hold the plain key.
+    """
+    if is_encrypted_key_file(path):
+        raise KeyFileError(f"{path} is already encrypted")
+    key = load_private_key(path)
+    fresh = path.with_name(f".{path.name}.encrypting")
+    fresh.unlink(missing_ok=True)
+    write_private_key(fresh, key, passphrase)
+    others = os.stat(path).st_nlink - 1
+    if others == 0:
+        size = os.stat(path).st_size
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, bytes(size))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    promote_pending_key(fresh, path)
+    return others
 
 
 def _write_public_pem(path: Path, pem: bytes) -> None:
@@ -168,14 +241,16 @@ def new_self_signed(
     hosts: Sequence[str] = (),
     server: bool = False,
     client: bool = False,
+    passphrase: bytes | None = None,
 ) -> x509.Certificate:
-    """Generate a key (0600, never overwritten) and a self-signed TLS certificate: the
-    node's internal TLS certificate (``server``) or an information system's (``client``)."""
+    """Generate a key (0600, never overwritten, encrypted with ``passphrase`` if given)
+    and a self-signed TLS certificate: the node's internal TLS certificate (``server``)
+    or an information system's (``client``)."""
     key = generate_key()
     cert = self_signed_tls(
         key, common_name, now, days=days, hosts=hosts, server=server, client=client
     )
-    write_private_key(key_out, key)
+    write_private_key(key_out, key, passphrase)
     write_certificate(cert_out, cert)
     return cert
 
@@ -188,11 +263,13 @@ def new_key_and_csr(
     organisation: str | None = None,
     *,
     country: str | None = None,
+    passphrase: bytes | None = None,
 ) -> x509.CertificateSigningRequest:
-    """Generate a key (0600, never overwritten) and a CSR for ``owner``."""
+    """Generate a key (0600, never overwritten, encrypted with ``passphrase`` if given)
+    and a CSR for ``owner``."""
     check_owner_kind(kind, owner)
     key = generate_key()
     csr = make_csr(key, kind, owner, organisation, country=country)
-    write_private_key(key_out, key)
+    write_private_key(key_out, key, passphrase)
     write_csr(csr_out, csr)
     return csr

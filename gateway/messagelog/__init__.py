@@ -30,6 +30,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from gateway.core.atrest import DataKey
 from gateway.messagelog.postgres_schema import is_postgres_url
 from gateway.messagelog.proofs import (
     EntryProof,
@@ -156,12 +157,15 @@ def open_log(
     *,
     clock: Callable[[], datetime],
     body_policy: Callable[[LogRecord], str] | None = None,
+    data_key: DataKey | None = None,
 ) -> MessageLog:
     """The node's log writer (not started) over the log at ``location``: a SQLite file,
     or a PostgreSQL database given as a ``postgresql://`` URL (its schema made by
     ``gateway db upgrade``); its read side is ``.store``. The one place the node's
-    backend is chosen: the node and its services use it as a ``LogWriter``."""
-    return MessageLog(location, clock=clock, body_policy=body_policy)
+    backend is chosen: the node and its services use it as a ``LogWriter``. With a
+    ``data_key``, new exchange entries and data subjects are sealed at rest
+    (docs/message-log.md#at-rest)."""
+    return MessageLog(location, clock=clock, body_policy=body_policy, data_key=data_key)
 
 
 def upgrade_schema(location: Path | str) -> str:

@@ -11,7 +11,7 @@ writes are in ``postgres_writes``, the group commit's transactions in ``postgres
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any, Final
 
 import psycopg
@@ -21,7 +21,7 @@ from gateway.conf.tufclient import SIGNED_FILES
 from gateway.core.envelope import parse_time
 from gateway.messagelog.postgres_retention import expire
 from gateway.messagelog.postgres_schema import connect, redacted
-from gateway.messagelog.postgres_writes import OPERATIONAL_COLUMNS, prune_entries
+from gateway.messagelog.postgres_writes import OPERATIONAL_COLUMNS, prune_entries, seal_plain_rows
 from gateway.messagelog.records import (
     GONE,
     MAX_OPERATIONAL_ROWS,
@@ -45,6 +45,7 @@ from gateway.messagelog.records import (
     UsageRow,
     WitnessAlertRow,
 )
+from gateway.messagelog.sealing import Sealer
 from gateway.messagelog.sqlite_rows import (
     cosignature_row,
     signed_head,
@@ -60,7 +61,7 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 _ENTRIES: Final = (
     "SELECT id, logged_at, role, kind, message_id, xroad_id, client, service, created, header,"
     " body, signature, cert_ref, ocsp_ref, leaf_index, leaf_hash, body_sha256, body_omitted,"
-    " subjects_salt, subjects_sha256 FROM message_log"
+    " subjects_salt, subjects_sha256, sealed FROM message_log"
 )
 _USAGE_QUERY: Final = """
 SELECT resp.id, resp.logged_at, resp.client, resp.service, resp.message_id, resp.xroad_id,
@@ -68,14 +69,14 @@ SELECT resp.id, resp.logged_at, resp.client, resp.service, resp.message_id, resp
        CASE WHEN resp.body_omitted = 'deleted' OR req.body_omitted = 'deleted' THEN 2
             WHEN resp.body_omitted = 'archived' OR req.body_omitted = 'archived' THEN 1
             ELSE 0 END,
-       r.method, r.path, r.status, r.user_id, r.issue
+       r.method, r.path, r.status, r.user_id, r.issue, resp.sealed, req.sealed
 FROM data_subject AS ds
 JOIN message_log AS resp ON resp.id = ds.entry_id
 JOIN message_log AS req
   ON req.message_id = resp.message_id AND req.client = resp.client
  AND req.role = 'provider' AND req.kind = 'request'
 LEFT JOIN data_subject_read AS r ON r.entry_id = resp.id
-WHERE ds.subject = %s AND resp.role = 'provider' AND resp.kind = 'response'
+WHERE ds.subject IN (%s, %s) AND resp.role = 'provider' AND resp.kind = 'response'
 ORDER BY resp.id
 """
 _HEADS: Final = (
@@ -92,8 +93,10 @@ _COSIGNATURES: Final = (
 class PostgresLogStore:
     """``LogStore`` over one node's log in a PostgreSQL database."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, sealer: Sealer | None = None) -> None:
         self._url = url
+        self._sealer = sealer or Sealer()
+        """Opens the rows sealed at rest (``gateway.messagelog.sealing``)."""
 
     @property
     def url(self) -> str:
@@ -150,12 +153,12 @@ class PostgresLogStore:
             query += " LIMIT %s"
             params.append(limit)
         with self._reader() as conn:
-            return [stored_entry(row) for row in conn.execute(query, params)]
+            return [stored_entry(row, self._sealer) for row in conn.execute(query, params)]
 
     def entry(self, entry_id: int) -> StoredEntry | None:
         with self._reader() as conn:
             row = conn.execute(_ENTRIES + " WHERE id = %s", (entry_id,)).fetchone()
-        return None if row is None else stored_entry(row)
+        return None if row is None else stored_entry(row, self._sealer)
 
     def count_entries(self) -> int:
         return int(self._one("SELECT COUNT(*) FROM message_log"))
@@ -165,6 +168,20 @@ class PostgresLogStore:
             row = conn.execute(query, params).fetchone()
         assert row is not None
         return row[0]
+
+    def subtrees(self, names: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        if not names:
+            return {}
+        levels = [level for level, _ in names]
+        positions = [position for _, position in names]
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT s.level, s.position, s.hash FROM merkle_subtree s"
+                " JOIN unnest(%s::bigint[], %s::bigint[]) AS w(level, position)"
+                " ON s.level = w.level AND s.position = w.position",
+                (levels, positions),
+            ).fetchall()
+        return {(int(level), int(position)): bytes(h) for level, position, h in rows}
 
     def leaf_hashes(self, size: int) -> list[bytes]:
         leaves: list[bytes] = []
@@ -194,15 +211,23 @@ class PostgresLogStore:
     def data_subjects(self) -> dict[int, list[str]]:
         found: dict[int, list[str]] = {}
         with self._reader() as conn:
-            for entry_id, subject in conn.execute(
-                "SELECT entry_id, subject FROM data_subject ORDER BY entry_id, subject"
+            for entry_id, subject, value in conn.execute(
+                "SELECT entry_id, subject, sealed FROM data_subject ORDER BY entry_id, subject"
             ):
-                found.setdefault(int(entry_id), []).append(str(subject))
+                plain = self._sealer.open_subject(
+                    entry_id, str(subject), None if value is None else bytes(value)
+                )
+                found.setdefault(int(entry_id), []).append(plain)
         return found
 
     def usage(self, subject: str) -> list[UsageRow]:
         with self._reader() as conn:
-            rows = conn.execute(_USAGE_QUERY, (subject,)).fetchall()
+            if self._sealer.key is None:
+                found = conn.execute("SELECT 1 FROM data_subject WHERE sealed IS NOT NULL LIMIT 1")
+                if found.fetchone() is not None:
+                    self._sealer.lookup_sealed()  # no answer that leaves sealed reads out
+            rows = conn.execute(_USAGE_QUERY, self._sealer.lookup(subject)).fetchall()
+        open_blob = self._sealer.open_blob
         return [
             UsageRow(
                 int(r[0]),
@@ -211,39 +236,52 @@ class PostgresLogStore:
                 str(r[3]),
                 str(r[4]),
                 str(r[5]),
-                bytes(r[6]),
-                bytes(r[7]),
+                open_blob(r[0], bytes(r[6]), r[15], "header"),
+                open_blob(f"{r[0]}'s request", bytes(r[7]), r[16], "header"),
                 None if r[8] is None else int(r[8]),
                 bool(r[9]),
-                stored_details(r[10:]),
+                self._opened_details(r[0], stored_details(r[10:15]), r[15]),
                 int(r[9]) == 2,
             )
             for r in rows
         ]
 
+    def _opened_details(
+        self, entry_id: object, details: ReadDetails | None, sealed: object
+    ) -> ReadDetails | None:
+        return None if details is None else self._sealer.open_read(entry_id, details, sealed)
+
     def data_subject_reads(self) -> dict[int, ReadDetails] | None:
         with self._reader() as conn:
             return {
-                int(e): ReadDetails(
-                    str(m),
-                    str(p),
-                    int(s),
-                    None if u is None else str(u),
-                    None if i is None else str(i),
+                int(e): self._sealer.open_read(
+                    e,
+                    ReadDetails(
+                        str(m),
+                        str(p),
+                        int(s),
+                        None if u is None else str(u),
+                        None if i is None else str(i),
+                    ),
+                    sealed,
                 )
-                for e, m, p, s, u, i in conn.execute(
-                    "SELECT entry_id, method, path, status, user_id, issue FROM data_subject_read"
+                for e, m, p, s, u, i, sealed in conn.execute(
+                    "SELECT r.entry_id, r.method, r.path, r.status, r.user_id, r.issue, m.sealed"
+                    " FROM data_subject_read AS r LEFT JOIN message_log AS m ON m.id = r.entry_id"
                 )
             }
 
     def provider_request(self, message_id: str, client: str) -> tuple[bytes, str] | None:
         with self._reader() as conn:
             row = conn.execute(
-                "SELECT header, body_omitted FROM message_log WHERE message_id = %s"
+                "SELECT header, body_omitted, sealed FROM message_log WHERE message_id = %s"
                 " AND client = %s AND role = 'provider' AND kind = 'request' ORDER BY id LIMIT 1",
                 (message_id, client),
             ).fetchone()
-        return None if row is None else (bytes(row[0]), str(row[1] or ""))
+        if row is None:
+            return None
+        header = self._sealer.open_blob(f"{message_id}'s request", bytes(row[0]), row[2], "header")
+        return header, str(row[1] or "")
 
     # -- tree heads, signatures, witnessing ---------------------------------------------
 
@@ -321,7 +359,7 @@ class PostgresLogStore:
         where, params = _where(selection)
         with self._reader() as conn:
             entries = [
-                stored_entry(row)
+                stored_entry(row, self._sealer)
                 for row in conn.execute(f"{_ENTRIES} WHERE {where} ORDER BY id", params)
             ]
             row = conn.execute(
@@ -363,7 +401,7 @@ class PostgresLogStore:
         # (docs/deployment.md: archiving on PostgreSQL).
         conn = connect(self._url)
         try:
-            leaves = prune_entries(conn, entries)
+            leaves = prune_entries(conn, entries, self._sealer)
             conn.commit()
         except psycopg.Error as exc:
             conn.rollback()
@@ -375,10 +413,25 @@ class PostgresLogStore:
             conn.close()
         return leaves
 
+    def seal_rows(self) -> int:
+        conn = connect(self._url)
+        try:
+            count = seal_plain_rows(conn, self._sealer)
+            conn.commit()
+        except psycopg.Error as exc:
+            conn.rollback()
+            raise LogStoreError(f"{self.location}: {_first_line(exc)}") from None
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            conn.close()
+        return count
+
     def expire(self, entries_before: str, tracker_before: str) -> Expired:
         conn = connect(self._url)
         try:
-            expired = expire(conn, entries_before, tracker_before)
+            expired = expire(conn, entries_before, tracker_before, self._sealer)
             conn.commit()
         except psycopg.Error as exc:
             conn.rollback()

@@ -44,6 +44,7 @@ from gateway.messagelog.records import (
     SignedHeadRecord,
     TreeHeadRecord,
 )
+from gateway.messagelog.sealing import Sealer
 from gateway.messagelog.sqlite_commit import BatchResult, Outcome, TreeState, parse_time
 
 __all__ = ["PostgresWriterDb"]
@@ -59,8 +60,8 @@ _SAVE_TREE: Final = (
 _INSERT_ENTRY: Final = (
     "INSERT INTO message_log (logged_at, role, kind, message_id, xroad_id, client, service,"
     " created, header, body, signature, cert_ref, ocsp_ref, leaf_index, leaf_hash,"
-    " body_sha256, body_omitted, subjects_salt, subjects_sha256)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " body_sha256, body_omitted, sealed, subjects_salt, subjects_sha256)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
     " RETURNING id"
 )
 _INSERT_SEEN: Final = (
@@ -68,8 +69,10 @@ _INSERT_SEEN: Final = (
     " ON CONFLICT DO NOTHING"
 )
 _INSERT_SUBJECT: Final = (
-    "INSERT INTO data_subject (entry_id, subject) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+    "INSERT INTO data_subject (entry_id, subject, sealed) VALUES (%s, %s, %s)"
+    " ON CONFLICT DO NOTHING"
 )
+_INSERT_SUBTREE: Final = "INSERT INTO merkle_subtree (level, position, hash) VALUES (%s, %s, %s)"
 _FIRST_AFTER: Final = "SELECT logged_at FROM message_log WHERE id > %s ORDER BY id LIMIT 1"
 _LATEST_HEAD: Final = (
     "SELECT tree_size, last_entry_id, gen_time FROM tree_head ORDER BY tree_size DESC LIMIT 1"
@@ -86,8 +89,9 @@ class PostgresWriterDb:
     side = side
     """The side writes (``MessageLog.write`` units) of this backend."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, sealer: Sealer) -> None:
         self._url = url
+        self._sealer = sealer
         self._conn: psycopg.Connection[tuple[Any, ...]] = connect(url)
         try:
             check_schema(self._conn, url)
@@ -179,12 +183,6 @@ class PostgresWriterDb:
 
     # -- start-up ---------------------------------------------------------------------
 
-    def stored_refs(self) -> tuple[set[str], set[str]]:
-        certs = {str(r) for (r,) in self._conn.execute("SELECT cert_ref FROM signer_certificate")}
-        ocsp = {str(r) for (r,) in self._conn.execute("SELECT ocsp_ref FROM ocsp_response")}
-        self._conn.commit()
-        return certs, ocsp
-
     def seen_since(self, created_after: str) -> list[tuple[str, str, str]]:
         rows = self._conn.execute(
             "SELECT client, message_id, created FROM seen_request WHERE created > %s",
@@ -218,6 +216,8 @@ class PostgresWriterDb:
                 f" the log's last entry {None if last is None else tuple(last)}: the log was"
                 " altered outside the node"
             )
+        if size and not _has_subtrees(conn, size):
+            _store_subtrees(conn, tree)  # under the frontier's lock: no writer appends
         stamped_size = stamped_last_id = 0
         last_stamp: datetime | None = None
         head = conn.execute(_LATEST_HEAD).fetchone()
@@ -282,7 +282,9 @@ class PostgresWriterDb:
                 if unit.admin and not r.ocsp_ref:
                     r = dataclasses.replace(r, ocsp_ref=admin.kept_ocsp_ref(conn, r.cert_ref))
                 policy = None if unit.admin else body_policy
-                last_id = _insert_entry(conn, r, tree, logged_at, policy, salts)
+                last_id = _insert_entry(
+                    conn, r, tree, logged_at, policy, salts, self._sealer, unit.admin
+                )
                 ids.append(last_id)
             if unit.admin:  # [entry id, leaf index(, settings version)]
                 ids.append(tree.size - 1)
@@ -342,6 +344,34 @@ class PostgresWriterDb:
         return int(row[0]), oldest
 
 
+def _has_subtrees(conn: psycopg.Connection[tuple[Any, ...]], size: int) -> bool:
+    """Whether the log's subtrees are stored (the last leaf's row stands for the rest, as
+    in ``sqlite_writes.has_subtrees``)."""
+    found = conn.execute(
+        "SELECT 1 FROM merkle_subtree WHERE level = 0 AND position = %s", (size - 1,)
+    ).fetchone()
+    return found is not None
+
+
+def _store_subtrees(conn: psycopg.Connection[tuple[Any, ...]], tree: CompactTree) -> None:
+    """Write every subtree of a log from before ``merkle_subtree`` existed, once, in the
+    transaction that holds the frontier's lock, checked against the frontier."""
+    _log.warning("message log: storing the Merkle subtrees of %d entries, once", tree.size)
+    check = CompactTree()
+    subtrees: list[tuple[int, int, bytes]] = []
+    for index, leaf in conn.execute(
+        "SELECT leaf_index, leaf_hash FROM message_log WHERE leaf_index IS NOT NULL ORDER BY id"
+    ):
+        if index != check.size or not isinstance(leaf, bytes):
+            raise MessageLogError(f"leaf {check.size} is missing or out of order")
+        subtrees.extend(check.append(leaf))
+    if check != tree:
+        raise MessageLogError("the stored leaves do not match the saved frontier")
+    conn.execute("DELETE FROM merkle_subtree")
+    with conn.cursor() as cur:
+        cur.executemany(_INSERT_SUBTREE, subtrees)
+
+
 def _locked_frontier(conn: psycopg.Connection[tuple[Any, ...]]) -> tuple[int, int, bytes]:
     """Lock the frontier row for this transaction: the one order of all writers."""
     row = conn.execute(_LOCK_FRONTIER).fetchone()
@@ -370,9 +400,12 @@ def _insert_entry(
     logged_at: str,
     body_policy: Callable[[LogRecord], str] | None,
     salts: Callable[[], bytes],
+    sealer: Sealer,
+    is_admin: bool,
 ) -> int:
     """Insert one entry with its leaf and data subjects; append the leaf to ``tree``
-    (the leaf as ``sqlite_commit._insert_entry`` computes it)."""
+    (the leaf as ``sqlite_commit._insert_entry`` computes it, over the plaintext,
+    before ``sealer`` seals what the row stores)."""
     omitted = body_policy(r) if body_policy is not None else ""
     digest = hashlib.sha256(r.body).hexdigest()
     salt = salts()
@@ -398,6 +431,7 @@ def _insert_entry(
             )
         )
     )
+    header, body, sealed = sealer.seal_entry(r.header, b"" if omitted else r.body, admin=is_admin)
     row = conn.execute(
         _INSERT_ENTRY,
         (
@@ -409,8 +443,8 @@ def _insert_entry(
             r.client,
             r.service,
             r.created,
-            r.header,
-            b"" if omitted else r.body,
+            header,
+            body,
             r.signature,
             r.cert_ref,
             r.ocsp_ref,
@@ -418,18 +452,22 @@ def _insert_entry(
             leaf,
             digest,
             omitted,
+            sealed,
             salt.hex(),
             subjects_sha256,
         ),
     ).fetchone()
     assert row is not None
     entry_id = int(row[0])
-    tree.append(leaf)
+    # The subtrees this leaf completes, in the entry's transaction: proofs read them.
+    with conn.cursor() as cur:
+        cur.executemany(_INSERT_SUBTREE, tree.append(leaf))
     if r.subjects:
+        rows = sealer.subject_rows(r.subjects)
         with conn.cursor() as cur:
-            cur.executemany(_INSERT_SUBJECT, [(entry_id, subject) for subject in r.subjects])
+            cur.executemany(_INSERT_SUBJECT, [(entry_id, tag, value) for tag, value in rows])
         if r.read is None:
-            side.record_read(conn, entry_id)
+            side.record_read(conn, entry_id, sealer)
         else:
-            side.store_read(conn, entry_id, r.read)
+            side.store_read(conn, entry_id, sealer.seal_read(r.read) if sealed else r.read)
     return entry_id

@@ -7,6 +7,7 @@ from typing import Final
 
 from gateway.messagelog.postgres_writes import Conn, record_missing_reads
 from gateway.messagelog.records import DELETED, Expired, LogStoreError
+from gateway.messagelog.sealing import Sealer
 
 __all__ = ["expire"]
 
@@ -23,10 +24,10 @@ _TRACKER_DUE: Final = (
 )
 
 
-def expire(conn: Conn, entries_before: str, tracker_before: str) -> Expired:
+def expire(conn: Conn, entries_before: str, tracker_before: str, sealer: Sealer) -> Expired:
     """``sqlite_retention.expire`` on PostgreSQL, in the caller's transaction."""
     due = [int(str(row[0])) for row in conn.execute(_DUE, (entries_before,)).fetchall()]
-    unrecorded = set(record_missing_reads(conn)) & set(due)
+    unrecorded = set(record_missing_reads(conn, sealer)) & set(due)
     if unrecorded:
         raise LogStoreError(
             f"the data-subject reads of entries {sorted(unrecorded)} cannot be"

@@ -31,6 +31,7 @@ from gateway.messagelog.records import (
     StoredStatus,
     read_details,
 )
+from gateway.messagelog.sealing import Sealer
 
 __all__ = [
     "OPERATIONAL_COLUMNS",
@@ -43,6 +44,7 @@ __all__ = [
     "record_missing_reads",
     "record_read",
     "record_version",
+    "seal_plain_rows",
     "store_read",
     "store_status",
 ]
@@ -50,7 +52,7 @@ __all__ = [
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 _READ_SOURCE: Final = """
-SELECT req.header, resp.header
+SELECT req.header, resp.header, req.sealed, resp.sealed
 FROM message_log AS resp
 JOIN message_log AS req
   ON req.message_id = resp.message_id AND req.client = resp.client
@@ -180,17 +182,20 @@ def insert_alert(
     )
 
 
-def record_read(conn: Conn, entry_id: int) -> bool:
-    """Store the read details of provider response ``entry_id`` from its headers; False
-    if they cannot be taken (no request entry, archived, unparsable)."""
+def record_read(conn: Conn, entry_id: int, sealer: Sealer) -> bool:
+    """Store the read details of provider response ``entry_id`` from its headers (opened
+    by ``sealer``; the row sealed like its entry); False if they cannot be taken (no
+    request entry, archived, unparsable)."""
     source = conn.execute(_READ_SOURCE, (entry_id,)).fetchone()
     if source is None:
         return False
     try:
-        details = read_details(bytes(source[0]), bytes(source[1]))
+        request = sealer.open_blob(entry_id, bytes(source[0]), source[2], "header")
+        response = sealer.open_blob(entry_id, bytes(source[1]), source[3], "header")
+        details = read_details(request, response)
     except EnvelopeError:
         return False
-    store_read(conn, entry_id, details)
+    store_read(conn, entry_id, sealer.seal_read(details) if source[3] else details)
     return True
 
 
@@ -202,20 +207,20 @@ def store_read(conn: Conn, entry_id: int, details: ReadDetails) -> None:
     )
 
 
-def record_missing_reads(conn: Conn) -> list[int]:
+def record_missing_reads(conn: Conn, sealer: Sealer) -> list[int]:
     """Fill in ``data_subject_read`` for entries with data subjects that have none; the
     entries that still have none, oldest first."""
     missing = []
     for (entry_id,) in conn.execute(_UNRECORDED).fetchall():
-        if not record_read(conn, int(str(entry_id))):
+        if not record_read(conn, int(str(entry_id)), sealer):
             missing.append(int(str(entry_id)))
     return missing
 
 
-def prune_entries(conn: Conn, entries: Sequence[ArchivedEntry]) -> list[int]:
+def prune_entries(conn: Conn, entries: Sequence[ArchivedEntry], sealer: Sealer) -> list[int]:
     """Blank the content of entries now kept in an archive bundle; their leaf indexes
     (all or nothing, in ``PostgresLogStore.archive``'s transaction)."""
-    unrecorded = set(record_missing_reads(conn)) & {e.entry_id for e in entries}
+    unrecorded = set(record_missing_reads(conn, sealer)) & {e.entry_id for e in entries}
     if unrecorded:
         raise LogStoreError(
             f"the data-subject reads of entries {sorted(unrecorded)} cannot be"
@@ -238,3 +243,44 @@ def prune_entries(conn: Conn, entries: Sequence[ArchivedEntry]) -> list[int]:
             (item.body_sha256, ARCHIVED, item.entry_id),
         )
     return leaves
+
+
+def seal_plain_rows(conn: Conn, sealer: Sealer) -> int:
+    """Seal every exchange entry stored in the clear, with its data subjects and tracker
+    row (``gateway log encrypt``); the number sealed. In the caller's transaction; the
+    old row versions stay on disk until VACUUM reclaims them."""
+    sealer.required()
+    plain = conn.execute(
+        "SELECT id, header, body FROM message_log WHERE sealed = 0 AND kind <> 'admin'"
+        " ORDER BY id FOR UPDATE"
+    ).fetchall()
+    for entry_id, header, body in plain:
+        sealed = sealer.seal_entry(bytes(header), bytes(body), admin=False)
+        conn.execute(
+            "UPDATE message_log SET header = %s, body = %s, sealed = %s WHERE id = %s",
+            (*sealed, entry_id),
+        )
+        subjects = conn.execute(
+            "SELECT subject FROM data_subject WHERE entry_id = %s AND sealed IS NULL",
+            (entry_id,),
+        ).fetchall()
+        for (subject,) in subjects:
+            ((tag, value),) = sealer.subject_rows([str(subject)])
+            conn.execute(
+                "UPDATE data_subject SET subject = %s, sealed = %s"
+                " WHERE entry_id = %s AND subject = %s",
+                (tag, value, entry_id, subject),
+            )
+        read = conn.execute(
+            "SELECT method, path, status, user_id, issue FROM data_subject_read"
+            " WHERE entry_id = %s",
+            (entry_id,),
+        ).fetchone()
+        if read is not None:
+            details = sealer.seal_read(ReadDetails(*read))
+            conn.execute(
+                "UPDATE data_subject_read SET path = %s, user_id = %s, issue = %s"
+                " WHERE entry_id = %s",
+                (details.path, details.user_id, details.issue, entry_id),
+            )
+    return len(plain)

@@ -3,7 +3,8 @@
 Off the hot path (CLI, audits, the auditor API, witnesses): everything is read through a
 ``LogStore`` (``gateway.messagelog.store``), which reads beside the node's writer. Each
 function takes that store, or the path of a SQLite log file for the tools that are given
-one. Proofs are built from the stored leaf hashes and checked with the pure
+one. Proofs are built from the stored Merkle subtrees (O(log n) rows in one read, whatever
+the log's size; docs/adr/0043) and checked with the pure
 ``gateway.core.logtree.verify_entry_time``: the entry itself is always rehashed from its
 stored bytes, never taken from its leaf hash.
 """
@@ -16,8 +17,15 @@ from pathlib import Path
 
 from cryptography import x509
 
+from gateway.core.atrest import DataKey
 from gateway.core.logtree import LoggedEntry, ProvenTime, verify_entry_time
-from gateway.core.merkle import consistency_proof, inclusion_proof
+from gateway.core.merkle import MerkleError
+from gateway.core.merkle_nodes import (
+    consistency_from_subtrees,
+    consistency_subtrees,
+    inclusion_from_subtrees,
+    inclusion_subtrees,
+)
 from gateway.messagelog.postgres_schema import is_postgres_url
 from gateway.messagelog.records import (
     ARCHIVED,
@@ -29,6 +37,7 @@ from gateway.messagelog.records import (
     TimestampStatus,
     WitnessAlertRow,
 )
+from gateway.messagelog.sealing import Sealer
 from gateway.messagelog.sqlite import SqliteLogStore
 from gateway.messagelog.store import LogStore
 
@@ -56,16 +65,18 @@ __all__ = [
 ]
 
 
-def open_store(source: LogStore | Path | str) -> LogStore:
+def open_store(source: LogStore | Path | str, data_key: DataKey | None = None) -> LogStore:
     """``source`` itself, the store over a PostgreSQL log given its ``postgresql://``
-    URL, or the store over the SQLite log file at that path."""
+    URL, or the store over the SQLite log file at that path; ``data_key`` opens the
+    rows sealed at rest (without it, reading one is a ``LogStoreError``)."""
+    sealer = Sealer(data_key)
     if isinstance(source, str):
         if is_postgres_url(source):
             from gateway.messagelog.postgres import PostgresLogStore
 
-            return PostgresLogStore(source)
-        return SqliteLogStore(Path(source))
-    return SqliteLogStore(source) if isinstance(source, Path) else source
+            return PostgresLogStore(source, sealer)
+        return SqliteLogStore(Path(source), sealer)
+    return SqliteLogStore(source, sealer) if isinstance(source, Path) else source
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,25 +128,12 @@ def entry_proof(source: LogStore | Path | str, entry_id: int) -> EntryProof:
             f"entry {entry_id} (leaf {leaf_index}) is not covered by a timestamped tree "
             "head yet; it is pending until the node's next successful time stamp"
         )
-    leaves: list[bytes] = []
-    for index, leaf in store.leaves_through(head.last_entry_id):
-        if index != len(leaves) or not isinstance(leaf, bytes):
-            raise NotProvableError(
-                f"leaf {len(leaves)} of the tree head of size {head.tree_size} is missing "
-                "or out of order; entries were removed from the log"
-            )
-        leaves.append(leaf)
-    if len(leaves) != head.tree_size:
+    leaf, path = _inclusion(store, leaf_index, head.tree_size)
+    if leaf != stored.leaf_hash:
         raise NotProvableError(
-            f"the tree head of size {head.tree_size} covers {len(leaves)} stored leaves"
+            f"entry {entry_id}'s stored leaf does not match leaf {leaf_index} of the tree"
         )
-    return EntryProof(
-        entry_id,
-        leaf_index,
-        stored.leaf_entry(),
-        head,
-        inclusion_proof(leaf_index, head.tree_size, leaves),
-    )
+    return EntryProof(entry_id, leaf_index, stored.leaf_entry(), head, path)
 
 
 def prove_entry(
@@ -181,20 +179,51 @@ def leaf_hashes(source: LogStore | Path | str, size: int) -> list[bytes]:
 
 
 def consistency(source: LogStore | Path | str, first: int, second: int) -> list[bytes]:
-    """RFC 9162 PROOF(first, D[second]) from the stored leaf hashes."""
+    """RFC 9162 PROOF(first, D[second]) from the stored subtrees: one read of O(log n)
+    rows at any log size (docs/adr/0043)."""
     if not 0 <= first <= second:
         raise NotProvableError(f"no consistency proof from size {first} to size {second}")
-    return consistency_proof(first, second, leaf_hashes(source, second))
+    if second == 0:
+        return []
+    # The last leaf is read with the rest: a tree larger than the log misses it.
+    hashes = open_store(source).subtrees(consistency_subtrees(first, second) | {(0, second - 1)})
+    if (0, second - 1) not in hashes:
+        raise NotProvableError(_missing(second))
+    try:
+        return consistency_from_subtrees(first, second, hashes)
+    except MerkleError as exc:
+        raise NotProvableError(
+            f"no consistency proof from size {first} to {second}: {exc}"
+        ) from None
 
 
 def inclusion(
     source: LogStore | Path | str, leaf_index: int, tree_size: int
 ) -> tuple[bytes, list[bytes]]:
-    """The leaf hash at ``leaf_index`` and its RFC 9162 PATH in the tree of ``tree_size``."""
+    """The leaf hash at ``leaf_index`` and its RFC 9162 PATH in the tree of ``tree_size``,
+    from the stored subtrees (docs/adr/0043)."""
     if not 0 <= leaf_index < tree_size:
         raise NotProvableError(f"leaf {leaf_index} is not in a tree of size {tree_size}")
-    leaves = leaf_hashes(source, tree_size)
-    return leaves[leaf_index], inclusion_proof(leaf_index, tree_size, leaves)
+    return _inclusion(open_store(source), leaf_index, tree_size)
+
+
+def _missing(size: int) -> str:
+    return (
+        f"the log holds fewer than {size} leaves, or their subtrees are not stored yet "
+        "(a log from before them gets them at the node's next start)"
+    )
+
+
+def _inclusion(store: LogStore, leaf_index: int, tree_size: int) -> tuple[bytes, list[bytes]]:
+    # The last leaf is read with the rest: a tree larger than the log misses it.
+    names = inclusion_subtrees(leaf_index, tree_size) | {(0, tree_size - 1)}
+    hashes = store.subtrees(names)
+    if (0, tree_size - 1) not in hashes:
+        raise NotProvableError(_missing(tree_size))
+    try:
+        return inclusion_from_subtrees(leaf_index, tree_size, hashes)
+    except MerkleError as exc:
+        raise NotProvableError(f"no inclusion proof of leaf {leaf_index}: {exc}") from None
 
 
 def read_cosignatures(

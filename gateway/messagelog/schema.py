@@ -97,6 +97,10 @@ class LogEntry(SQLModel, table=True):
     subjects_sha256: str | None = None
     """``gateway.core.logtree.subjects_commitment(salt, data_subject rows)``, which the
     entry's version 2 leaf commits to; ``gateway log check-subjects`` recomputes it."""
+    sealed: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    """0: ``header`` and ``body`` are stored as they are (older entries, admin records);
+    1: sealed under the node's data key (``gateway.core.atrest``); its ``data_subject``
+    and ``data_subject_read`` rows are then sealed too. The leaf is over the plaintext."""
 
 
 class SignerCertificate(SQLModel, table=True):
@@ -140,6 +144,22 @@ class LogTreeState(SQLModel, table=True):
     last_entry_id: int
     frontier: bytes
     """``gateway.core.merkle.CompactTree.to_bytes()``."""
+
+
+class MerkleSubtree(SQLModel, table=True):
+    """One perfect subtree of the Merkle tree, written with its entry's batch.
+
+    ``level`` 0 is a leaf (``position`` its leaf index); ``level`` L covers leaves
+    ``position * 2**L`` up to ``(position + 1) * 2**L``. Any inclusion or consistency proof is
+    built from O(log n) of these rows (``gateway.core.merkle_nodes``) instead of all the
+    leaf hashes up to the tree size (docs/adr/0043).
+    """
+
+    __tablename__ = "merkle_subtree"
+
+    level: int = Field(primary_key=True)
+    position: int = Field(primary_key=True)
+    hash: bytes
 
 
 class TreeHead(SQLModel, table=True):
@@ -267,7 +287,10 @@ class DataSubject(SQLModel, table=True):
     entry_id: int = Field(primary_key=True, foreign_key="message_log.id")
     """``message_log.id`` of the provider-side response entry."""
     subject: str = Field(primary_key=True, index=True)
-    """The register-local pseudonym the registry named (gateway.core.datasubject)."""
+    """The register-local pseudonym the registry named (gateway.core.datasubject), or,
+    in a sealed log, ``#`` and its keyed hash (the lookup column)."""
+    sealed: bytes | None = None
+    """The identifier sealed under the node's data key; NULL when ``subject`` is it."""
 
 
 class DataSubjectRead(SQLModel, table=True):
@@ -416,6 +439,7 @@ def schema_tables() -> list[Table]:
         OcspEvidence,
         SeenRequest,
         LogTreeState,
+        MerkleSubtree,
         TreeHead,
         TsaCertificate,
         SignedTreeHeadRow,

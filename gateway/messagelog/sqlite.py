@@ -12,8 +12,9 @@ speaks SQL to the log (tests/unit/test_messagelog_package.py checks it).
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -44,15 +45,26 @@ from gateway.messagelog.records import (
     UsageRow,
     WitnessAlertRow,
 )
+from gateway.messagelog.sealing import Sealer
 from gateway.messagelog.sqlite_retention import expire
 from gateway.messagelog.sqlite_rows import (
     cosignature_row,
     signed_head,
-    stored_details,
     stored_entry,
     stored_tree_head,
 )
-from gateway.messagelog.sqlite_writes import OPERATIONAL_COLUMNS, prune_entries
+from gateway.messagelog.sqlite_sealed import (
+    check_lookup,
+    read_data_subjects,
+    read_subject_reads,
+    usage_row,
+)
+from gateway.messagelog.sqlite_writes import (
+    OPERATIONAL_COLUMNS,
+    has_sealed_column,
+    prune_entries,
+    seal_plain_rows,
+)
 
 __all__ = ["SqliteLogStore", "read_versions"]
 
@@ -64,20 +76,20 @@ SELECT resp.id, resp.logged_at, resp.client, resp.service, resp.message_id, resp
        CASE WHEN resp.body_omitted = 'deleted' OR req.body_omitted = 'deleted' THEN 2
             WHEN resp.body_omitted = 'archived' OR req.body_omitted = 'archived' THEN 1
             ELSE 0 END,
-       r.method, r.path, r.status, r.user_id, r.issue
+       r.method, r.path, r.status, r.user_id, r.issue, {sealed}
 FROM data_subject AS ds
 JOIN message_log AS resp ON resp.id = ds.entry_id
 JOIN message_log AS req
   ON req.message_id = resp.message_id AND req.client = resp.client
  AND req.role = 'provider' AND req.kind = 'request'
 LEFT JOIN data_subject_read AS r ON r.entry_id = resp.id
-WHERE ds.subject = ? AND resp.role = 'provider' AND resp.kind = 'response'
+WHERE ds.subject IN (?, ?) AND resp.role = 'provider' AND resp.kind = 'response'
 ORDER BY resp.id
 """
 
 
 _REQUEST_OF: Final = (
-    "SELECT CAST(header AS BLOB), body_omitted FROM message_log WHERE message_id = ?"
+    "SELECT CAST(header AS BLOB), body_omitted, {sealed} FROM message_log WHERE message_id = ?"
     " AND client = ? AND role = 'provider' AND kind = 'request' ORDER BY id LIMIT 1"
 )
 
@@ -123,6 +135,7 @@ _ENTRY_COLUMNS: Final = (
     ("body_omitted", "body_omitted", "''"),
     ("subjects_salt", "subjects_salt", "NULL"),
     ("subjects_sha256", "subjects_sha256", "NULL"),
+    ("sealed", "sealed", "0"),
 )
 
 
@@ -142,8 +155,10 @@ def _select_entries(conn: sqlite3.Connection) -> str:
 class SqliteLogStore:
     """``LogStore`` over one node's SQLite log file (read-only connections)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, sealer: Sealer | None = None) -> None:
         self._path = path
+        self._sealer = sealer or Sealer()
+        """Opens the rows sealed at rest (``gateway.messagelog.sealing``)."""
 
     @property
     def path(self) -> Path:
@@ -196,12 +211,12 @@ class SqliteLogStore:
             if limit is not None:
                 query += " LIMIT ?"
                 params.append(limit)
-            return [stored_entry(row) for row in conn.execute(query, params)]
+            return [stored_entry(row, self._sealer) for row in conn.execute(query, params)]
 
     def entry(self, entry_id: int) -> StoredEntry | None:
         with self._reader() as conn:
             row = conn.execute(_select_entries(conn) + " WHERE id = ?", (entry_id,)).fetchone()
-        return None if row is None else stored_entry(row)
+        return None if row is None else stored_entry(row, self._sealer)
 
     def count_entries(self) -> int:
         with self._reader() as conn:
@@ -223,6 +238,24 @@ class SqliteLogStore:
             raise NotProvableError(f"the log holds {len(leaves)} leaves, not {size}")
         return leaves
 
+    def subtrees(self, names: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        if not names:
+            return {}
+        wanted = json.dumps([[level, position] for level, position in names])
+        with self._reader() as conn:
+            present = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'merkle_subtree'"
+            ).fetchone()
+            if present is None:
+                return {}  # a file from before the subtrees, not opened by a node since
+            rows = conn.execute(
+                "SELECT s.level, s.position, CAST(s.hash AS BLOB) FROM json_each(?) AS w"
+                " JOIN merkle_subtree AS s ON s.level = json_extract(w.value, '$[0]')"
+                " AND s.position = json_extract(w.value, '$[1]')",
+                (wanted,),
+            ).fetchall()
+        return {(int(level), int(position)): bytes(h) for level, position, h in rows}
+
     def leaves_through(self, last_entry_id: int) -> list[tuple[object, object]]:
         """(leaf_index, leaf_hash) of every entry up to ``last_entry_id``, id order, as
         stored (the caller refuses gaps with the message it needs)."""
@@ -236,57 +269,30 @@ class SqliteLogStore:
             )
 
     def data_subjects(self) -> dict[int, list[str]]:
-        found: dict[int, list[str]] = {}
         with self._reader() as conn:
-            for entry_id, subject in conn.execute("SELECT entry_id, subject FROM data_subject"):
-                found.setdefault(int(entry_id), []).append(str(subject))
-        return found
+            return read_data_subjects(conn, self._sealer)
 
     def usage(self, subject: str) -> list[UsageRow]:
         with self._reader() as conn:
-            rows = conn.execute(_USAGE_QUERY, (subject,)).fetchall()
-        return [
-            UsageRow(
-                int(r[0]),
-                str(r[1]),
-                str(r[2]),
-                str(r[3]),
-                str(r[4]),
-                str(r[5]),
-                bytes(r[6]),
-                bytes(r[7]),
-                None if r[8] is None else int(r[8]),
-                bool(r[9]),
-                stored_details(r[10:]),
-                int(r[9]) == 2,
-            )
-            for r in rows
-        ]
+            query = _USAGE_QUERY.format(sealed=check_lookup(conn, self._sealer))
+            rows = conn.execute(query, self._sealer.lookup(subject)).fetchall()
+        return [usage_row(r, self._sealer) for r in rows]
 
     def data_subject_reads(self) -> dict[int, ReadDetails] | None:
         with self._reader() as conn:
             exists = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'data_subject_read'"
             ).fetchone()
-            if exists is None:
-                return None
-            return {
-                int(e): ReadDetails(
-                    str(m),
-                    str(p),
-                    int(s),
-                    None if u is None else str(u),
-                    None if i is None else str(i),
-                )
-                for e, m, p, s, u, i in conn.execute(
-                    "SELECT entry_id, method, path, status, user_id, issue FROM data_subject_read"
-                )
-            }
+            return None if exists is None else read_subject_reads(conn, self._sealer)
 
     def provider_request(self, message_id: str, client: str) -> tuple[bytes, str] | None:
         with self._reader() as conn:
-            row = conn.execute(_REQUEST_OF, (message_id, client)).fetchone()
-        return None if row is None else (bytes(row[0]), str(row[1] or ""))
+            query = _REQUEST_OF.format(sealed="sealed" if has_sealed_column(conn) else "0")
+            row = conn.execute(query, (message_id, client)).fetchone()
+        if row is None:
+            return None
+        header = self._sealer.open_blob(f"{message_id}'s request", bytes(row[0]), row[2], "header")
+        return header, str(row[1] or "")
 
     # -- tree heads, signatures, witnessing ---------------------------------------------
 
@@ -370,7 +376,7 @@ class SqliteLogStore:
             where, params = _where(selection)
             select = _select_entries(conn)
             entries = [
-                stored_entry(row)
+                stored_entry(row, self._sealer)
                 for row in conn.execute(f"{select} WHERE {where} ORDER BY id", params)
             ]
             present = {str(c[1]) for c in conn.execute("PRAGMA table_info(message_log)")}
@@ -422,7 +428,7 @@ class SqliteLogStore:
             conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left
             conn.execute("BEGIN IMMEDIATE")
             try:
-                leaves = prune_entries(conn, entries)
+                leaves = prune_entries(conn, entries, self._sealer)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -430,6 +436,11 @@ class SqliteLogStore:
         finally:
             conn.close()
         return leaves
+
+    def seal_rows(self) -> int:
+        if not self._path.exists():
+            raise LogNotFoundError(f"{self._path} does not exist")
+        return seal_plain_rows(self._path, self._sealer)
 
     def expire(self, entries_before: str, tracker_before: str) -> Expired:
         if not self._path.exists():
@@ -439,7 +450,7 @@ class SqliteLogStore:
             conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left
             conn.execute("BEGIN IMMEDIATE")
             try:
-                expired = expire(conn, entries_before, tracker_before)
+                expired = expire(conn, entries_before, tracker_before, self._sealer)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

@@ -38,12 +38,14 @@ from gateway.core.merkle import CompactTree, MerkleError, leaf_hash
 from gateway.messagelog.admission import Append
 from gateway.messagelog.records import (
     LogRecord,
+    LogStoreError,
     MessageLogError,
     ReplayError,
     SignedHeadRecord,
     TreeHeadRecord,
 )
 from gateway.messagelog.schema import schema_tables
+from gateway.messagelog.sealing import Sealer
 
 _log = logging.getLogger(__name__)
 
@@ -53,8 +55,8 @@ Outcome = list[int] | BaseException
 _INSERT_ENTRY: Final = (
     "INSERT INTO message_log (logged_at, role, kind, message_id, xroad_id, client, service,"
     " created, header, body, signature, cert_ref, ocsp_ref, leaf_index, leaf_hash,"
-    " body_sha256, body_omitted, subjects_salt, subjects_sha256)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " body_sha256, body_omitted, sealed, subjects_salt, subjects_sha256)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SAVE_TREE: Final = (
     "UPDATE log_tree_state SET tree_size = ?, last_entry_id = ?, frontier = ? WHERE id = 1"
@@ -84,7 +86,9 @@ _INSERT_CERT: Final = (
 _INSERT_SEEN: Final = (
     "INSERT OR IGNORE INTO seen_request (client, message_id, created) VALUES (?, ?, ?)"
 )
-_INSERT_SUBJECT: Final = "INSERT OR IGNORE INTO data_subject (entry_id, subject) VALUES (?, ?)"
+_INSERT_SUBJECT: Final = (
+    "INSERT OR IGNORE INTO data_subject (entry_id, subject, sealed) VALUES (?, ?, ?)"
+)
 
 
 def parse_time(text: str) -> datetime:
@@ -104,16 +108,21 @@ def upgrade_columns(conn: sqlite3.Connection) -> bool:
 _SELECT_ENTRIES: Final = (
     "SELECT id, logged_at, role, kind, message_id, xroad_id, client, service, created, header,"
     " body, signature, cert_ref, ocsp_ref, leaf_index, leaf_hash, body_sha256, body_omitted,"
-    " subjects_sha256 FROM message_log"
+    " subjects_sha256, sealed FROM message_log"
 )
 
 
-def logged_entry(row: Sequence[object]) -> LoggedEntry:
+def logged_entry(row: Sequence[object], sealer: Sealer) -> LoggedEntry:
     """The leaf-relevant fields of a ``_SELECT_ENTRIES`` row (the id is row[0]), for the
-    start-up rebuild; readers use ``StoredEntry.leaf_entry``."""
+    start-up rebuild, sealed rows opened; readers use ``StoredEntry.leaf_entry``."""
     header, body = row[9], row[10]
     if not isinstance(header, bytes) or not isinstance(body, bytes):
         raise MessageLogError(f"entry {row[0]}: header and body must be stored as BLOBs")
+    try:
+        header = sealer.open_blob(row[0], header, row[19], "header")
+        body = sealer.open_blob(row[0], body, row[19], "body")
+    except LogStoreError as exc:
+        raise MessageLogError(str(exc)) from None
     return LoggedEntry(
         role=str(row[2]),
         kind=str(row[3]),
@@ -134,7 +143,7 @@ def logged_entry(row: Sequence[object]) -> LoggedEntry:
     )
 
 
-def rebuild_tree(conn: sqlite3.Connection, path: Path) -> tuple[CompactTree, int]:
+def rebuild_tree(conn: sqlite3.Connection, path: Path, sealer: Sealer) -> tuple[CompactTree, int]:
     """Rehash every entry into a new tree, fill in missing leaves, save the frontier.
 
     Refuses (``MessageLogError``) when an entry no longer matches the leaf hash stored
@@ -146,6 +155,7 @@ def rebuild_tree(conn: sqlite3.Connection, path: Path) -> tuple[CompactTree, int
     tree = CompactTree()
     last_id = 0
     fill: list[tuple[int, bytes, int]] = []
+    subtrees: list[tuple[int, int, bytes]] = []
     for row in conn.execute(_SELECT_ENTRIES + " ORDER BY id"):
         entry_id, stored_index, stored_leaf = int(row[0]), row[14], row[15]
         if row[17] in ("archived", "deleted") and stored_leaf is not None:
@@ -158,7 +168,7 @@ def rebuild_tree(conn: sqlite3.Connection, path: Path) -> tuple[CompactTree, int
                 )
             leaf = bytes(stored_leaf)
         else:
-            leaf = leaf_hash(entry_leaf(logged_entry(row)))
+            leaf = leaf_hash(entry_leaf(logged_entry(row, sealer)))
         if stored_leaf is not None and bytes(stored_leaf) != leaf:
             raise MessageLogError(
                 f"{path}: entry {entry_id} no longer matches its leaf hash; the log was "
@@ -171,7 +181,7 @@ def rebuild_tree(conn: sqlite3.Connection, path: Path) -> tuple[CompactTree, int
             )
         if stored_leaf is None or stored_index is None:
             fill.append((tree.size, leaf, entry_id))
-        tree.append(leaf)
+        subtrees.extend(tree.append(leaf))
         last_id = entry_id
         expected = heads.get(tree.size)
         if expected is not None and expected != tree.root():
@@ -187,6 +197,8 @@ def rebuild_tree(conn: sqlite3.Connection, path: Path) -> tuple[CompactTree, int
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.executemany("UPDATE message_log SET leaf_index = ?, leaf_hash = ? WHERE id = ?", fill)
+        conn.execute("DELETE FROM merkle_subtree")
+        conn.executemany(side.INSERT_SUBTREE, subtrees)
         conn.execute(
             "INSERT OR REPLACE INTO log_tree_state (id, tree_size, last_entry_id, frontier)"
             " VALUES (1, ?, ?, ?)",
@@ -241,7 +253,7 @@ def create_tables(path: Path) -> bool:
     return older_reads
 
 
-def record_older_reads(conn: sqlite3.Connection, path: Path) -> None:
+def record_older_reads(conn: sqlite3.Connection, path: Path, sealer: Sealer) -> None:
     """Give every entry logged before ``data_subject_read`` existed its row, once.
 
     Entries archived before then have no headers left to take them from: the tracker
@@ -249,7 +261,7 @@ def record_older_reads(conn: sqlite3.Connection, path: Path) -> None:
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
-        missing = side.record_missing_reads(conn)
+        missing = side.record_missing_reads(conn, sealer)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -268,13 +280,6 @@ def rewrite_user_version(conn: sqlite3.Connection) -> None:
     writer's transaction and fsync, with no change to any entry, tree or side table."""
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     conn.execute(f"PRAGMA user_version = {int(version)}")
-
-
-def stored_refs(conn: sqlite3.Connection) -> tuple[set[str], set[str]]:
-    """The certificate and OCSP references already stored, so a batch inserts each once."""
-    certs = {str(ref) for (ref,) in conn.execute("SELECT cert_ref FROM signer_certificate")}
-    ocsp = {str(ref) for (ref,) in conn.execute("SELECT ocsp_ref FROM ocsp_response")}
-    return certs, ocsp
 
 
 def seen_since(conn: sqlite3.Connection, created_after: str) -> list[tuple[str, str, str]]:
@@ -304,7 +309,7 @@ class TreeState:
     oldest_pending: datetime | None
 
 
-def open_tree(conn: sqlite3.Connection, path: Path) -> TreeState:
+def open_tree(conn: sqlite3.Connection, path: Path, sealer: Sealer) -> TreeState:
     """Load the tree's frontier and the timestamping state; rebuild the tree if needed.
 
     The frontier is saved in every batch's transaction, so normally it matches the
@@ -312,6 +317,7 @@ def open_tree(conn: sqlite3.Connection, path: Path) -> TreeState:
     one whose saved state is missing or does not match, is rehashed from its entries.
     """
     upgraded = upgrade_columns(conn)
+    side.add_sealing_columns(conn)  # new rows are flagged; old ones read as they are
     admin.widen_checks(conn, path)
     state = conn.execute(
         "SELECT tree_size, last_entry_id, frontier FROM log_tree_state WHERE id = 1"
@@ -346,7 +352,9 @@ def open_tree(conn: sqlite3.Connection, path: Path) -> TreeState:
             )
             tree = None
     if tree is None:
-        tree, last_id = rebuild_tree(conn, path)
+        tree, last_id = rebuild_tree(conn, path, sealer)
+    elif not side.has_subtrees(conn, tree.size):
+        side.store_subtrees(conn, path, tree)
 
     stamped_size = stamped_last_id = 0
     last_stamp: datetime | None = None
@@ -391,6 +399,7 @@ def insert_batch(
     stored_ocsp: set[str],
     body_policy: Callable[[LogRecord], str] | None,
     salts: Callable[[], bytes],
+    sealer: Sealer,
 ) -> BatchResult:
     """Write a batch of appends in one transaction and extend ``tree`` with their leaves.
 
@@ -429,7 +438,7 @@ def insert_batch(
             if unit.admin and not r.ocsp_ref:
                 r = dataclasses.replace(r, ocsp_ref=admin.kept_ocsp_ref(conn, r.cert_ref))
             policy = None if unit.admin else body_policy
-            entry_id = _insert_entry(conn, r, tree, logged_at, policy, salts)
+            entry_id = _insert_entry(conn, r, tree, logged_at, policy, salts, sealer, unit.admin)
             ids.append(entry_id)
             last_id = entry_id
         if unit.admin:  # [entry id, leaf index(, settings version)]
@@ -452,8 +461,11 @@ def _insert_entry(
     logged_at: str,
     body_policy: Callable[[LogRecord], str] | None,
     salts: Callable[[], bytes],
+    sealer: Sealer,
+    is_admin: bool,
 ) -> int:
-    """Insert one entry with its leaf and data subjects; append the leaf to ``tree``."""
+    """Insert one entry with its leaf and data subjects; append the leaf to ``tree``.
+    The leaf is over the plaintext; ``sealer`` seals what the row stores after it."""
     omitted = body_policy(r) if body_policy is not None else ""
     digest = hashlib.sha256(r.body).hexdigest()
     # Every new entry gets a salt, with subjects or without, so the leaf
@@ -483,6 +495,7 @@ def _insert_entry(
             )
         )
     )
+    header, body, sealed = sealer.seal_entry(r.header, b"" if omitted else r.body, admin=is_admin)
     cur = conn.execute(
         _INSERT_ENTRY,
         (
@@ -494,8 +507,8 @@ def _insert_entry(
             r.client,
             r.service,
             r.created,
-            r.header,
-            b"" if omitted else r.body,
+            header,
+            body,
             r.signature,
             r.cert_ref,
             r.ocsp_ref,
@@ -503,19 +516,22 @@ def _insert_entry(
             leaf,
             digest,
             omitted,
+            sealed,
             salt.hex(),
             subjects_sha256,
         ),
     )
     assert cur.lastrowid is not None
-    tree.append(leaf)
-    if r.subjects:  # data tracker index, committed with the entry
-        conn.executemany(_INSERT_SUBJECT, [(cur.lastrowid, subject) for subject in r.subjects])
+    # The subtrees this leaf completes, in the entry's transaction: proofs read them.
+    conn.executemany(side.INSERT_SUBTREE, tree.append(leaf))
+    if r.subjects:  # data tracker index (keyed hash and sealed value), with the entry
+        rows = sealer.subject_rows(r.subjects)
+        conn.executemany(_INSERT_SUBJECT, [(cur.lastrowid, tag, value) for tag, value in rows])
         # What the tracker must still show once the headers are archived.
         if r.read is None:
-            side.record_read(conn, cur.lastrowid)
+            side.record_read(conn, cur.lastrowid, sealer)
         else:
-            side.store_read(conn, cur.lastrowid, r.read)
+            side.store_read(conn, cur.lastrowid, sealer.seal_read(r.read) if sealed else r.read)
     return cur.lastrowid
 
 

@@ -12,6 +12,7 @@ import sqlite3
 from typing import Final
 
 from gateway.messagelog.records import DELETED, Expired, LogStoreError
+from gateway.messagelog.sealing import Sealer
 from gateway.messagelog.sqlite_writes import record_missing_reads
 
 __all__ = ["expire"]
@@ -28,7 +29,9 @@ _TRACKER_DUE: Final = (
 )
 
 
-def expire(conn: sqlite3.Connection, entries_before: str, tracker_before: str) -> Expired:
+def expire(
+    conn: sqlite3.Connection, entries_before: str, tracker_before: str, sealer: Sealer
+) -> Expired:
     """Delete the content of entries logged before ``entries_before``, and the tracker
     rows of deleted entries logged before ``tracker_before``.
 
@@ -37,7 +40,7 @@ def expire(conn: sqlite3.Connection, entries_before: str, tracker_before: str) -
     data tracker must keep answering for a read as long as its rows are due to stay.
     """
     due = [int(row[0]) for row in conn.execute(_DUE, (entries_before,))]
-    unrecorded = set(record_missing_reads(conn)) & set(due)
+    unrecorded = set(record_missing_reads(conn, sealer)) & set(due)
     if unrecorded:
         raise LogStoreError(
             f"the data-subject reads of entries {sorted(unrecorded)} cannot be"

@@ -18,16 +18,21 @@ from gateway.messagelog.records import (
     StoredTreeHead,
 )
 from gateway.messagelog.schema import Kind, Role
+from gateway.messagelog.sealing import Sealer
 
 
 def text_or_none(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def stored_entry(row: Sequence[object]) -> StoredEntry:
+def stored_entry(row: Sequence[object], sealer: Sealer) -> StoredEntry:
+    """An entry from its row (``sealed`` last), its header and body opened by
+    ``sealer`` if the row is sealed (both backends select the same columns)."""
     (entry_id, logged_at, role, kind, message_id, xroad_id, client, service, created) = row[:9]
     header, body, leaf_index, leaf_hash = row[9], row[10], row[14], row[15]
     assert isinstance(header, bytes) and isinstance(body, bytes)
+    header = sealer.open_blob(entry_id, header, row[20], "header")
+    body = sealer.open_blob(entry_id, body, row[20], "body")
     try:
         typed_role, typed_kind = Role(str(role)), Kind(str(kind))
     except ValueError as exc:

@@ -21,6 +21,7 @@ import gateway.messagelog.sqlite_writes as side
 from gateway.core.merkle import CompactTree
 from gateway.messagelog.admission import Append
 from gateway.messagelog.records import LogRecord, TreeHeadRecord
+from gateway.messagelog.sealing import Sealer
 from gateway.messagelog.sqlite_commit import BatchResult, TreeState
 
 __all__ = ["SqliteWriterDb"]
@@ -35,8 +36,9 @@ class SqliteWriterDb:
     side = side
     """The side writes (``MessageLog.write`` units) of this backend."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, sealer: Sealer) -> None:
         self._path = path
+        self._sealer = sealer
         path.parent.mkdir(parents=True, exist_ok=True)
         self._older_reads = commit.create_tables(path)
         # isolation_level=None: the writer issues BEGIN/COMMIT itself, so a batch is
@@ -60,17 +62,14 @@ class SqliteWriterDb:
     def location(self) -> str:
         return str(self._path)
 
-    def stored_refs(self) -> tuple[set[str], set[str]]:
-        return commit.stored_refs(self._conn)
-
     def seen_since(self, created_after: str) -> list[tuple[str, str, str]]:
         return commit.seen_since(self._conn, created_after)
 
     def open_tree(self) -> TreeState:
         """Check (or rebuild) the tree; then give older reads their rows, once."""
-        state = commit.open_tree(self._conn, self._path)
+        state = commit.open_tree(self._conn, self._path, self._sealer)
         if self._older_reads:
-            commit.record_older_reads(self._conn, self._path)
+            commit.record_older_reads(self._conn, self._path, self._sealer)
         return state
 
     def insert_batch(
@@ -95,6 +94,7 @@ class SqliteWriterDb:
             stored_ocsp=stored_ocsp,
             body_policy=body_policy,
             salts=salts,
+            sealer=self._sealer,
         )
 
     def insert_tree_head(

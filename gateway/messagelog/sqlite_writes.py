@@ -13,10 +13,12 @@ only SQL against the log (docs/adr/0018-message-log-package.md).
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import astuple
 from dataclasses import fields as dataclass_fields
+from pathlib import Path
 from typing import Final
 
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -25,19 +27,28 @@ from sqlalchemy.schema import CreateTable
 from gateway.conf.tufclient import SIGNED_FILES
 from gateway.core.encoding import format_time
 from gateway.core.envelope import EnvelopeError
+from gateway.core.merkle import CompactTree
 from gateway.messagelog.records import (
     ARCHIVED,
     ArchivedEntry,
     CosignatureRow,
     LogStoreError,
+    MessageLogError,
     OpRecord,
     ReadDetails,
     StoredStatus,
     read_details,
 )
 from gateway.messagelog.schema import DataSubjectRead, schema_tables
+from gateway.messagelog.sealing import Sealer
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
+    "INSERT_SUBTREE",
+    "add_sealing_columns",
+    "has_sealed_column",
+    "has_subtrees",
     "insert_alert",
     "insert_cosignature",
     "insert_operational",
@@ -46,12 +57,14 @@ __all__ = [
     "record_missing_reads",
     "record_read",
     "record_version",
+    "seal_plain_rows",
     "store_read",
     "store_status",
+    "store_subtrees",
 ]
 
 _READ_SOURCE: Final = """
-SELECT CAST(req.header AS BLOB), CAST(resp.header AS BLOB)
+SELECT CAST(req.header AS BLOB), CAST(resp.header AS BLOB), {sealed}
 FROM message_log AS resp
 JOIN message_log AS req
   ON req.message_id = resp.message_id AND req.client = resp.client
@@ -193,33 +206,53 @@ def insert_alert(
     )
 
 
-def record_read(conn: sqlite3.Connection, entry_id: int) -> bool:
+def has_sealed_column(conn: sqlite3.Connection, table: str = "message_log") -> bool:
+    """Whether ``table`` has its at-rest column yet (a file no writer since opened has
+    not: all its rows are plain)."""
+    return any(str(c[1]) == "sealed" for c in conn.execute(f"PRAGMA table_info({table})"))
+
+
+def add_sealing_columns(conn: sqlite3.Connection) -> None:
+    """Give a log file written before sealing at rest its flag and sealed-subject
+    columns; its rows stay plain (flag 0, no sealed subject) and read as before."""
+    if not has_sealed_column(conn):
+        conn.execute("ALTER TABLE message_log ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0")
+    if not has_sealed_column(conn, "data_subject"):
+        conn.execute("ALTER TABLE data_subject ADD COLUMN sealed BLOB")
+
+
+def record_read(conn: sqlite3.Connection, entry_id: int, sealer: Sealer) -> bool:
     """Store the read details of provider response entry ``entry_id`` from its headers.
 
     Runs inside the caller's transaction (the log's writer, or archiving before it
     blanks the headers). False if they cannot be taken: no request entry, headers
     already archived, or headers that do not parse; the caller decides what that means.
+    Sealed headers are opened with ``sealer``, and the row is sealed like its entry.
     """
-    source = conn.execute(_READ_SOURCE, (entry_id,)).fetchone()
+    flags = "req.sealed, resp.sealed" if has_sealed_column(conn) else "0, 0"
+    source = conn.execute(_READ_SOURCE.format(sealed=flags), (entry_id,)).fetchone()
     if source is None:
         return False
     try:
-        details = read_details(bytes(source[0]), bytes(source[1]))
+        request = sealer.open_blob(entry_id, bytes(source[0]), source[2], "header")
+        response = sealer.open_blob(entry_id, bytes(source[1]), source[3], "header")
+        details = read_details(request, response)
     except EnvelopeError:
         return False
-    store_read(conn, entry_id, details)
+    store_read(conn, entry_id, sealer.seal_read(details) if source[3] else details)
     return True
 
 
 def store_read(conn: sqlite3.Connection, entry_id: int, details: ReadDetails) -> None:
-    """Store ``details`` as the ``data_subject_read`` row of entry ``entry_id``."""
+    """Store ``details`` (sealed already if its entry is) as entry ``entry_id``'s
+    ``data_subject_read`` row."""
     conn.execute(
         _INSERT_READ,
         (entry_id, details.method, details.path, details.status, details.user_id, details.issue),
     )
 
 
-def record_missing_reads(conn: sqlite3.Connection) -> list[int]:
+def record_missing_reads(conn: sqlite3.Connection, sealer: Sealer) -> list[int]:
     """Fill in ``data_subject_read`` for entries with data subjects that have no row yet.
 
     For log files written before the table existed. Creates the table if it is missing
@@ -229,12 +262,14 @@ def record_missing_reads(conn: sqlite3.Connection) -> list[int]:
     conn.execute(_CREATE_READS)
     missing = []
     for (entry_id,) in conn.execute(_UNRECORDED).fetchall():
-        if not record_read(conn, int(entry_id)):
+        if not record_read(conn, int(entry_id), sealer):
             missing.append(int(entry_id))
     return missing
 
 
-def prune_entries(conn: sqlite3.Connection, entries: Sequence[ArchivedEntry]) -> list[int]:
+def prune_entries(
+    conn: sqlite3.Connection, entries: Sequence[ArchivedEntry], sealer: Sealer
+) -> list[int]:
     """Blank the content of entries now kept in an archive bundle; their leaf indexes.
 
     Runs in ``SqliteLogStore.archive``'s transaction, which rolls back on any error: an
@@ -243,7 +278,7 @@ def prune_entries(conn: sqlite3.Connection, entries: Sequence[ArchivedEntry]) ->
     """
     # The data tracker must still answer for these reads once their headers
     # are gone: every one gets its read details first, or nothing is pruned.
-    unrecorded = set(record_missing_reads(conn)) & {e.entry_id for e in entries}
+    unrecorded = set(record_missing_reads(conn, sealer)) & {e.entry_id for e in entries}
     if unrecorded:
         raise LogStoreError(
             f"the data-subject reads of entries {sorted(unrecorded)} cannot be"
@@ -266,3 +301,104 @@ def prune_entries(conn: sqlite3.Connection, entries: Sequence[ArchivedEntry]) ->
             (item.body_sha256, ARCHIVED, item.entry_id),
         )
     return leaves
+
+
+def seal_plain_rows(path: Path, sealer: Sealer) -> int:
+    """Seal every exchange entry a log file holds in the clear (``gateway log encrypt``),
+    with its data subjects and tracker row; the number of entries sealed.
+
+    One transaction next to a running node, as archiving is. Leaves, digests and ids
+    stay: only how the rows are stored changes. ``secure_delete`` zeroes the freed
+    cells and a final checkpoint empties the WAL, so the plaintext does not linger in
+    the file (a reader holding an old snapshot can keep the WAL from being truncated;
+    run it with the node stopped to be sure).
+    """
+    sealer.required()
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        add_sealing_columns(conn)
+        conn.execute("PRAGMA secure_delete = ON")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            plain = conn.execute(
+                "SELECT id, CAST(header AS BLOB), CAST(body AS BLOB) FROM message_log"
+                " WHERE sealed = 0 AND kind != 'admin' ORDER BY id"
+            ).fetchall()
+            for entry_id, header, body in plain:
+                sealed = sealer.seal_entry(bytes(header), bytes(body), admin=False)
+                conn.execute(
+                    "UPDATE message_log SET header = ?, body = ?, sealed = ? WHERE id = ?",
+                    (*sealed, entry_id),
+                )
+                subjects = conn.execute(
+                    "SELECT subject FROM data_subject WHERE entry_id = ? AND sealed IS NULL",
+                    (entry_id,),
+                ).fetchall()
+                for (subject,) in subjects:
+                    ((tag, value),) = sealer.subject_rows([str(subject)])
+                    conn.execute(
+                        "UPDATE data_subject SET subject = ?, sealed = ?"
+                        " WHERE entry_id = ? AND subject = ?",
+                        (tag, value, entry_id, subject),
+                    )
+                read = conn.execute(
+                    "SELECT method, path, status, user_id, issue FROM data_subject_read"
+                    " WHERE entry_id = ?",
+                    (entry_id,),
+                ).fetchone()
+                if read is not None:
+                    details = sealer.seal_read(ReadDetails(*read))
+                    conn.execute(
+                        "UPDATE data_subject_read SET path = ?, user_id = ?, issue = ?"
+                        " WHERE entry_id = ?",
+                        (details.path, details.user_id, details.issue, entry_id),
+                    )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    return len(plain)
+
+
+INSERT_SUBTREE: Final = "INSERT INTO merkle_subtree (level, position, hash) VALUES (?, ?, ?)"
+
+
+def has_subtrees(conn: sqlite3.Connection, size: int) -> bool:
+    """Whether the log's subtrees are stored: the last leaf's row is written in the same
+    transaction as its entry, and the backfill writes all of them in one, so it stands
+    for the rest (one indexed read at start-up, at any size)."""
+    if size == 0:
+        return True
+    found = conn.execute(
+        "SELECT 1 FROM merkle_subtree WHERE level = 0 AND position = ?", (size - 1,)
+    ).fetchone()
+    return found is not None
+
+
+def store_subtrees(conn: sqlite3.Connection, path: Path, tree: CompactTree) -> None:
+    """Write every subtree of a log from before ``merkle_subtree`` existed, once, from
+    its stored leaf hashes (checked against the frontier before anything is written)."""
+    _log.warning("%s: storing the Merkle subtrees of %d entries, once", path, tree.size)
+    rows = conn.execute(
+        "SELECT leaf_index, CAST(leaf_hash AS BLOB) FROM message_log"
+        " WHERE leaf_index IS NOT NULL ORDER BY id"
+    )
+    check = CompactTree()
+    subtrees: list[tuple[int, int, bytes]] = []
+    for index, leaf in rows:
+        if index != check.size or not isinstance(leaf, bytes):
+            raise MessageLogError(f"{path}: leaf {check.size} is missing or out of order")
+        subtrees.extend(check.append(leaf))
+    if check != tree:
+        raise MessageLogError(f"{path}: the stored leaves do not match the saved frontier")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("DELETE FROM merkle_subtree")
+        conn.executemany(INSERT_SUBTREE, subtrees)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

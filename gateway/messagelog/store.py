@@ -15,7 +15,7 @@ The record types the protocols speak in are in :mod:`gateway.messagelog.records`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from gateway.core.adminrecord import AdminRecord
@@ -91,6 +91,11 @@ class LogStore(Protocol):
         """The first ``size`` leaf hashes, refusing gaps (``NotProvableError``)."""
         ...
 
+    def subtrees(self, names: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """The stored Merkle subtrees with these ``(level, position)`` names, in one read
+        (those not stored are left out: the caller refuses the proof)."""
+        ...
+
     def data_subjects(self) -> dict[int, list[str]]:
         """Every ``data_subject`` row, by entry id."""
         ...
@@ -140,6 +145,12 @@ class LogStore(Protocol):
         leaf indexes. First every read with data subjects gets its ``data_subject_read``
         row, so the data tracker keeps answering. All or nothing: an entry whose leaf
         changed, or whose read cannot be recorded, fails the whole call."""
+        ...
+
+    def seal_rows(self) -> int:
+        """Seal the exchange entries stored in the clear (a log written before its node
+        had a data key) under the store's key, with their data subjects and tracker
+        rows; how many. Leaves and ids do not change (``gateway log encrypt``)."""
         ...
 
     def expire(self, entries_before: str, tracker_before: str) -> Expired:

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -95,6 +95,7 @@ class Timestamper:
         tolerated_outage: timedelta = timedelta(hours=4),
         timeout_seconds: float = 20.0,
         sign_head: Callable[[bytes], SignedHeadRecord | None] | None = None,
+        sync: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -108,6 +109,9 @@ class Timestamper:
         self._tolerated = tolerated_outage
         self._timeout = timeout_seconds
         self._sign_head = sign_head
+        self._sync = sync
+        """Takes up what the other processes of a cluster committed before each attempt
+        (``MessageLog.follow``), so the leader stamps the shared log's tree."""
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None
@@ -171,7 +175,11 @@ class Timestamper:
         the TSA keeps failing: an idle node or a TSA that just came back refuses nothing.
         A tolerated outage of 0 disables refusing (as in X-Road).
         """
-        if self._failing_since is None or not self._tolerated:
+        # A follower of a node cluster (not running, its log following the database)
+        # does not see the leader's failures, only the shared backlog's age: that alone
+        # decides, so no process keeps accepting what the leader cannot stamp.
+        follower = self._task is None and self._sync is not None
+        if (self._failing_since is None and not follower) or not self._tolerated:
             return
         backlog = self._log.backlog()
         oldest = backlog.oldest_pending
@@ -179,9 +187,13 @@ class Timestamper:
         if oldest is None or now - oldest <= self._tolerated:
             return
         # The last error names every TSA tried and what each answered.
+        failure = (
+            f"has failed since {_rfc3339(self._failing_since)}: {self._last_error}"
+            if self._failing_since is not None
+            else "is behind in the node cluster's leader"
+        )
         message = (
-            f"timestamping of the message log has failed since "
-            f"{_rfc3339(self._failing_since)}: {self._last_error}; last successful time "
+            f"timestamping of the message log {failure}; last successful time "
             f"stamp {_rfc3339(backlog.last_stamp)}; {backlog.pending} log entries wait since "
             f"{_rfc3339(oldest)}, longer than the tolerated "
             f"{int(self._tolerated.total_seconds())} s"
@@ -235,6 +247,12 @@ class Timestamper:
         True if there was nothing to stamp or a tree head was stored; False (with the
         reason logged and kept in ``last_error``) if every TSA failed.
         """
+        if self._sync is not None:
+            try:
+                await self._sync()
+            except MessageLogError as exc:
+                self.attempts += 1
+                return self._failed(self._log.backlog().pending, f"cannot read the log: {exc}")
         snapshot = self._log.tree_snapshot()
         backlog = self._log.backlog()
         if snapshot.tree_size <= backlog.stamped_size:

@@ -43,7 +43,7 @@ from gateway.core.jws import Signer
 from gateway.core.logtree import SUBJECTS_SALT_SIZE
 from gateway.core.merkle import CompactTree
 from gateway.messagelog.admission import Append, admin_append
-from gateway.messagelog.postgres_schema import is_postgres_url
+from gateway.messagelog.backend import open_backend
 from gateway.messagelog.records import (
     AdminReceipt,
     CosignatureRow,
@@ -56,9 +56,8 @@ from gateway.messagelog.records import (
     TreeHeadRecord,
     TreeSnapshot,
 )
-from gateway.messagelog.sqlite import SqliteLogStore
+from gateway.messagelog.sealing import DataKey
 from gateway.messagelog.sqlite_commit import Outcome
-from gateway.messagelog.sqlite_writer import SqliteWriterDb
 from gateway.messagelog.store import LogStore
 from gateway.messagelog.writer_queue import (
     Counters,
@@ -67,6 +66,7 @@ from gateway.messagelog.writer_queue import (
     Unit,
     WriterDb,
     WriteUnit,
+    remember_refs,
     resolve,
     resolve_head,
 )
@@ -100,6 +100,7 @@ class MessageLog:
         max_batch: int = 512,
         body_policy: Callable[[LogRecord], str] | None = None,
         salts: Callable[[], bytes] | None = None,
+        data_key: DataKey | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -110,16 +111,8 @@ class MessageLog:
         ``gateway.messagelog.policy``."""
         self._db: WriterDb
         self._store: LogStore
-        if is_postgres_url(location):
-            from gateway.messagelog.postgres import PostgresLogStore
-            from gateway.messagelog.postgres_commit import PostgresWriterDb
-
-            url = str(location)
-            self._path = Path(PostgresLogStore(url).location)
-            self._db, self._store = PostgresWriterDb(url), PostgresLogStore(url)
-        else:
-            self._path = Path(location)
-            self._db, self._store = SqliteWriterDb(self._path), SqliteLogStore(self._path)
+        # The backend, its new exchange rows sealed under ``data_key`` if given (ADR 0048).
+        self._path, self._db, self._store = open_backend(location, data_key)
         self._clock = clock
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Unit | HeadUnit | WriteUnit | Stop] = queue.SimpleQueue()
@@ -142,7 +135,9 @@ class MessageLog:
         self._pending_signalled = False
         try:
             self._journal_mode, self._synchronous = self._db.durability
-            self._stored_certs, self._stored_ocsp = self._db.stored_refs()
+            # Stored references a batch skips; not preloaded, bounded (remember_refs).
+            self._stored_certs: set[str] = set()
+            self._stored_ocsp: set[str] = set()
             self._open_tree()
         except BaseException:
             self._db.close()
@@ -154,10 +149,15 @@ class MessageLog:
         """Take over the tree and timestamping state checked (or rebuilt) at start-up."""
         state = self._db.open_tree()
         self._tree = state.tree
-        self._published = (state.tree.size, state.tree.hashes, state.last_id)
-        self._stamped_size, self._stamped_last_id = state.stamped_size, state.stamped_last_id
-        self._last_stamp = state.last_stamp
-        self._oldest_pending = state.oldest_pending
+        with self._tree_lock:
+            self._published = (state.tree.size, state.tree.hashes, state.last_id)
+            self._stamped_size, self._stamped_last_id = state.stamped_size, state.stamped_last_id
+            self._last_stamp, self._oldest_pending = state.last_stamp, state.oldest_pending
+
+    async def follow(self) -> None:
+        """Take up the tree and tree heads every writer of a shared database committed,
+        so a cluster's leader stamps the whole log, not only its own process's share."""
+        await self.write(lambda _conn: self._open_tree())
 
     def tree_snapshot(self) -> TreeSnapshot:
         """The tree over every committed entry (never over an uncommitted one)."""
@@ -524,8 +524,8 @@ class MessageLog:
             return [_failure(reason, exc) for _ in batch]
         # Only now are the certificates known to be on disk; remembering them earlier
         # would skip them forever after a rolled-back batch.
-        self._stored_certs |= done.new_certs
-        self._stored_ocsp |= done.new_ocsp
+        self._stored_certs = remember_refs(self._stored_certs, done.new_certs)
+        self._stored_ocsp = remember_refs(self._stored_ocsp, done.new_ocsp)
         tree = self._tree = done.tree  # another writer of a shared database may have appended
         if tree.size != before.size:
             with self._tree_lock:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from gateway.core.merkle import CompactTree
 from gateway.messagelog.admission import Append
@@ -23,12 +23,14 @@ from gateway.messagelog.records import LogRecord, TreeHeadRecord
 from gateway.messagelog.sqlite_commit import BatchResult, Outcome, TreeState
 
 __all__ = [
+    "KNOWN_REFS",
     "Counters",
     "HeadUnit",
     "Stop",
     "Unit",
     "WriteUnit",
     "WriterDb",
+    "remember_refs",
     "resolve",
     "resolve_head",
 ]
@@ -52,8 +54,6 @@ class WriterDb(Protocol):
 
     @property
     def location(self) -> str: ...
-
-    def stored_refs(self) -> tuple[set[str], set[str]]: ...
 
     def seen_since(self, created_after: str) -> list[tuple[str, str, str]]: ...
 
@@ -144,3 +144,19 @@ def resolve(outcomes: list[tuple[asyncio.Future[list[int]], Outcome]]) -> None:
             future.set_exception(outcome)
         else:
             future.set_result(outcome)
+
+
+KNOWN_REFS: Final = 4096
+"""How many stored certificate or OCSP references a writer remembers: a node signs with
+a few certificates whose OCSP responses change a few times an hour."""
+
+
+def remember_refs(known: set[str], new: set[str]) -> set[str]:
+    """``known`` with ``new`` added, started over from ``new`` past ``KNOWN_REFS``.
+
+    The writer does not preload the references a log holds (a large log holds many, and
+    start-up would read them all); a reference it does not remember costs one idempotent
+    insert, never a wrong skip.
+    """
+    known |= new
+    return known if len(known) <= KNOWN_REFS else set(new)

@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import logging
 import re
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -454,8 +455,11 @@ def guarded_site(
     ssl_context: SSLContext | None = None,
     backlog: int = 128,
     name: str = "server",
+    sock: socket.socket | None = None,
 ) -> web.BaseSite:
-    """An aiohttp site like ``web.TCPSite``, with every connection under a guard."""
+    """An aiohttp site like ``web.TCPSite``, with every connection under a guard; on
+    ``sock`` (already bound and listening, e.g. by a parent of several worker
+    processes) instead of binding ``host:port`` itself."""
     from aiohttp import web
 
     guard = ConnectionGuard(settings, name)
@@ -470,10 +474,10 @@ def guarded_site(
             await super().start()
             server = runner.server
             assert server is not None
+            where: dict[str, Any] = {"sock": sock} if sock else {"host": host, "port": port}
             self._server = await asyncio.get_running_loop().create_server(
                 guard.wrap(server),
-                host,
-                port,
+                **where,
                 ssl=ssl_context,
                 backlog=backlog,
                 ssl_handshake_timeout=settings.header_timeout if ssl_context else None,

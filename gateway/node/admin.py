@@ -143,6 +143,12 @@ class NodeCollector(Collector):
         yield up
         yield latency
         yield GaugeMetricFamily(
+            "gateway_cluster_leader",
+            "1 while this process runs the log's timestamper and witness for its node "
+            "cluster (always on SQLite), else 0.",
+            value=1.0 if ctx.leader else 0.0,
+        )
+        yield GaugeMetricFamily(
             "gateway_maintenance_mode",
             "1 while the node refuses new exchanges for maintenance, else 0.",
             value=1.0 if ctx.maintenance.enabled else 0.0,

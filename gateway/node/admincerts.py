@@ -100,6 +100,7 @@ class CertificatesApi:
                 new_key=new_key,
                 organisation=organisation,
                 country=country,
+                passphrase=self._ctx.key_passphrase,
             )
             after = {"role": result.role.value, "new_key": result.new_key}
             entry_id = await record_admin(

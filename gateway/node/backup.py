@@ -28,7 +28,7 @@ from gateway.core.encoding import format_time
 from gateway.keys.backupkeys import load_backup_key, load_backup_recipient
 from gateway.messagelog import snapshot_sqlite
 from gateway.node.config import load_config
-from gateway.node.startup import signing_key
+from gateway.node.startup import signing_key, unlock_keys
 
 __all__ = ["BackupResult", "backup_node", "restore_node"]
 
@@ -54,11 +54,12 @@ def backup_node(
     if not config.signing:
         raise BackupError("node.toml has no [[signing]] key to sign the backup with")
     entry = config.signing[0]
-    key = signing_key(entry)
+    key = signing_key(entry, unlock_keys(config))  # an encrypted key file (docs/adr/0041)
     recipient = load_backup_recipient(recipient_path)
     left_out = []
     named = [config.node.auth_cert, config.node.auth_key, config.node.api_keys]
     named += [p for s in config.signing for p in (s.cert, s.key) if p is not None]
+    named += [config.logging.data_key] if config.logging.data_key else []  # sealed rows need it
     for path in named:
         if path is not None and base not in Path(path).resolve().parents:
             left_out.append(str(path))

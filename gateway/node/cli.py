@@ -39,9 +39,13 @@ def _now() -> datetime:
 
 def cmd_node_serve(args: argparse.Namespace) -> None:
     from gateway.node.config import load_config
-    from gateway.node.server import Endpoints, run_node
+    from gateway.node.server import Endpoints
+    from gateway.node.workers import parse_fds, run_node, supervise
 
     config = load_config(Path(args.config))
+    if args.workers != 1:
+        raise SystemExit(supervise(Path(args.config), config, args.workers))
+    sockets = parse_fds(args.listen_fds) if args.listen_fds else None
 
     def ready(endpoints: Endpoints) -> None:
         print(
@@ -51,7 +55,7 @@ def cmd_node_serve(args: argparse.Namespace) -> None:
             flush=True,
         )
 
-    _run(run_node(config, ready=ready))
+    _run(run_node(config, ready=ready, sockets=sockets))
 
 
 def cmd_node_check(args: argparse.Namespace) -> None:
@@ -141,9 +145,14 @@ def cmd_node_client_cert_list(args: argparse.Namespace) -> None:
 
 
 def cmd_node_internal_cert(args: argparse.Namespace) -> None:
+    from gateway.keys.cli import new_key_passphrase
     from gateway.keys.files import new_self_signed
     from gateway.pki.keys import fingerprint_sha256
 
+    # The node's own key is encrypted like its other keys; an information system's key
+    # is the client's, handed over to it, and stays plain unless a passphrase is given.
+    plain = args.client and args.passphrase_file is None
+    passphrase = None if plain else new_key_passphrase(args, f"the new key {args.key}")
     cert = new_self_signed(
         Path(args.cert),
         Path(args.key),
@@ -153,6 +162,7 @@ def cmd_node_internal_cert(args: argparse.Namespace) -> None:
         hosts=args.host,
         server=not args.client,
         client=args.client,
+        passphrase=passphrase,
     )
     print(f"wrote {args.cert} and {args.key}; SHA-256 {fingerprint_sha256(cert)}")
 
@@ -362,6 +372,17 @@ def cmd_node_token_init_key(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_node_data_key(args: argparse.Namespace) -> None:
+    from gateway.keys.datakey import DataKeyError, create_data_key, read_passphrase
+
+    passphrase_file = Path(args.passphrase_file) if args.passphrase_file else None
+    try:
+        key = create_data_key(Path(args.out), read_passphrase(passphrase_file))
+    except DataKeyError as exc:
+        raise ValueError(str(exc)) from None
+    print(f"wrote {args.out}: data key {key.key_id}; back it up with its passphrase")
+
+
 def cmd_node_backup_key(args: argparse.Namespace) -> None:
     from gateway.backupfile import spki_sha256
     from gateway.keys.backupkeys import generate_backup_key
@@ -419,6 +440,8 @@ def _backup_commands(node: Subparsers, add: AddFn) -> None:
 
 def add_commands(sub: Subparsers, add: AddFn) -> None:
     """Register ``node`` and its subcommands, and ``db``, under the top-level parser."""
+    from gateway.keys.cli import add_new_key_arguments
+
     db = sub.add_parser("db", help="the message log's database schema").add_subparsers(
         dest="db_command", required=True, metavar="DB_COMMAND"
     )
@@ -439,6 +462,13 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     )
     p = add(node, "serve", cmd_node_serve, "run a node from its configuration file")
     p.add_argument("--config", required=True)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the node's ports (PostgreSQL log only; default 1)",
+    )
+    p.add_argument("--listen-fds", default=None, help=argparse.SUPPRESS)
     _backup_commands(node, add)
     p = add(node, "check", cmd_node_check, "validate a node configuration, keys and certificates")
     p.add_argument("--config", required=True)
@@ -514,6 +544,20 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     p.add_argument("--host", action="append", default=[], help="a DNS name or IP; repeatable")
     p.add_argument("--days", type=int, default=825)
     p.add_argument("--client", action="store_true", help="an information system's certificate")
+    add_new_key_arguments(p)
+    p = add(
+        node,
+        "data-key",
+        cmd_node_data_key,
+        "make the node's data key file ([logging] data_key): personal data in the log is "
+        "sealed under it (docs/message-log.md#at-rest)",
+    )
+    p.add_argument("--out", required=True, help="the data key file to create (0600)")
+    p.add_argument(
+        "--passphrase-file",
+        default=None,
+        help="its passphrase (first line; default: $GATEWAY_DATA_KEY_PASSPHRASE)",
+    )
     token = node.add_parser("token", help="member signing keys in a PKCS#11 token").add_subparsers(
         dest="token_command", required=True, metavar="TOKEN_COMMAND"
     )

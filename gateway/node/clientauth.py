@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import ClientId, parse_client
 from gateway.fsutil import replace_atomically
+from gateway.node.tls import key_password
 
 __all__ = [
     "ClientCertStore",
@@ -207,9 +208,12 @@ class ConsumerTls:
     store changed, so a registration takes effect on the next handshake.
     """
 
-    def __init__(self, cert: Path, key: Path, store: ClientCertStore) -> None:
+    def __init__(
+        self, cert: Path, key: Path, store: ClientCertStore, passphrase: bytes | None = None
+    ) -> None:
         self._cert = cert
         self._key = key
+        self._passphrase = passphrase
         self._store = store
         self._version = store.version
         self._context = self._build(store.certificates())
@@ -222,7 +226,7 @@ class ConsumerTls:
     def _build(self, anchors: Iterable[x509.Certificate]) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(self._cert, self._key)
+        ctx.load_cert_chain(self._cert, self._key, password=key_password(self._passphrase))
         pems = "".join(c.public_bytes(Encoding.PEM).decode("ascii") for c in anchors)
         if pems:
             ctx.load_verify_locations(cadata=pems)

@@ -11,7 +11,8 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """Wall-clock UTC, optionally shifted (``GW_CLOCK_OFFSET`` for skew tests)."""
+    """Wall-clock UTC, optionally shifted by a fixed offset (tests pass one in; the fault
+    harness moves a running node's clock from outside, with libfaketime)."""
 
     def __init__(self, offset_seconds: float = 0.0) -> None:
         self._offset = timedelta(seconds=offset_seconds)

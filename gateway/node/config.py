@@ -91,6 +91,12 @@ class NodeSection(_Model):
     ``gateway db upgrade`` made (docs/deployment.md, PostgreSQL)."""
     auth_cert: Path
     auth_key: Path
+    key_passphrase_file: Path | None = None
+    """The file (mode 0600) holding the passphrase of the node's encrypted key files;
+    without it, ``GATEWAY_KEY_PASSPHRASE`` or a prompt on a terminal (docs/adr/0041)."""
+    development: bool = False
+    """A development set-up: the node starts on unencrypted private key files, which it
+    otherwise refuses (``gateway keys encrypt FILE`` encrypts one in place)."""
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     message_window_seconds: int = Field(default=300, gt=0)
     peer_connect_timeout_seconds: float = Field(default=10, gt=0)
@@ -107,6 +113,10 @@ class NodeSection(_Model):
     refused (X-Road's acceptable-timestamp-failure-period, 4 h); 0 never refuses."""
     timestamp_timeout_seconds: float = Field(default=20, gt=0)
     """How long one time-stamp request to a TSA may take."""
+    leader_poll_seconds: float = Field(default=2, gt=0)
+    """With ``database_url``: how often a process of a node cluster tries to become the
+    one that runs the timestamper and the witness, and the leader checks it still is;
+    a dead leader is replaced within about this long (docs/deployment.md, Node cluster)."""
     ocsp_refresh_seconds: float | None = Field(default=None, gt=0)
     """How often the node refetches the OCSP status of its own certificates; default a
     third of the directory's freshness window (X-Road: 1200 s of 3600 s), so two
@@ -436,7 +446,14 @@ MISSING_GLOBALCONF = (
 def _resolve(data: dict[str, Any], base: Path) -> None:
     """Make every path field absolute relative to the config file's directory."""
     node = data.get("node", {})
-    for key in ("messagelog", "auth_cert", "auth_key", "internal_tls_cert", "internal_tls_key"):
+    for key in (
+        "messagelog",
+        "auth_cert",
+        "auth_key",
+        "internal_tls_cert",
+        "internal_tls_key",
+        "key_passphrase_file",
+    ):
         if key in node:
             node[key] = str(base / node[key])
     if isinstance(node, dict):
@@ -455,12 +472,18 @@ def _resolve(data: dict[str, Any], base: Path) -> None:
         for key in ("tls_ca", "tls_client_cert", "tls_client_key"):
             if isinstance(service, dict) and key in service:
                 service[key] = str(base / service[key])
+    logging = data.get("logging", {})
+    for key in ("data_key", "data_key_passphrase_file"):
+        if isinstance(logging, dict) and key in logging:
+            logging[key] = str(base / logging[key])
     audit = data.get("audit", {})
     if "admin_token_file" in audit:
         audit["admin_token_file"] = str(base / audit["admin_token_file"])
     retention = data.setdefault("retention", {})
     if isinstance(retention, dict):
         retention["archive_dir"] = str(base / retention.get("archive_dir", "archive"))
+        recipients = retention.get("archive_recipients", [])
+        retention["archive_recipients"] = [str(base / p) for p in recipients]
     globalconf = data.get("globalconf", {})
     for key in ("anchor", "state_dir"):
         if key in globalconf:

@@ -46,6 +46,11 @@ class LoggingSection(_Model):
     max_body_bytes: int | None = Field(default=None, ge=0)
     """Bodies larger than this are logged as their SHA-256 only; none: no limit."""
     subsystems: list[SubsystemLogging] = Field(default_factory=list)
+    data_key: Path | None = None
+    """The node's data key file (``gateway node data-key``): with it, exchange headers,
+    bodies and data subjects are sealed at rest (docs/message-log.md#at-rest)."""
+    data_key_passphrase_file: Path | None = None
+    """Its passphrase, first line; else ``GATEWAY_DATA_KEY_PASSPHRASE``."""
 
     def metadata_only(self) -> frozenset[str]:
         return frozenset(s.id for s in self.subsystems if s.mode == "metadata")
@@ -118,6 +123,10 @@ class RetentionSection(_Model):
     archived records 30 days in its database by default)."""
     archive_dir: Path | None = None
     """Where the bundles go; relative to node.toml; default ``archive/`` beside it."""
+    archive_recipients: list[Path] = Field(default_factory=list)
+    """The member's archive recipients' public keys (``gateway audit recipient-key``):
+    each bundle is sealed to them before any entry is blanked; empty: bundles in the
+    clear (docs/message-log.md#at-rest)."""
     entries_keep_days: float = Field(default=366, gt=0)
     """Entries logged longer ago lose their header, body and signature (leaf hash and
     body digest stay, so every proof of the entries after them still verifies)."""

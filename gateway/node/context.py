@@ -105,8 +105,12 @@ class NodeContext:
         limits: Limits,
         client_certs: ClientCertStore,
         monitoring: Monitoring,
+        key_passphrase: bytes | None = None,
     ) -> None:
         self.id: NodeId = config.node.node_id
+        self.key_passphrase = key_passphrase
+        """What opens the node's encrypted key files (docs/adr/0041): a key made or
+        imported at run time is written and read with it."""
         self.config = config
         self.clock = clock
         self.trust = trust
@@ -131,6 +135,10 @@ class NodeContext:
         """The registered information-system certificates (reread when the file changes)."""
         self.monitoring = monitoring
         """Counters, histograms and operational records of the exchanges (monitoring.py)."""
+        self.leader = True
+        """Whether this process runs the log's timestamper and witness: always on
+        SQLite, for one process of a cluster on PostgreSQL (``gateway.messagelog.leader``;
+        set by the node)."""
         self.maintenance = Maintenance()
         """Maintenance mode and the exchanges in flight (maintenance.py); every exchange
         of either side is admitted through it. Not persisted: a node starts admitting."""

@@ -229,13 +229,15 @@ def make_csr(
     new_key: bool = False,
     organisation: str | None = None,
     country: str | None = None,
+    passphrase: bytes | None = None,
 ) -> CsrResult:
     """A CSR for the node's authentication key (``owner`` is this node's id) or a
     member's signing key (a member with a ``[[signing]]`` entry).
 
     With ``new_key`` a key is generated: at the configured path if no key is there yet,
     otherwise beside it as ``<key>.new``, where it waits for its certificate; a key
-    already waiting there is refused (``client.key.exists``), never replaced.
+    already waiting there is refused (``client.key.exists``), never replaced. A new key
+    is encrypted with ``passphrase``, the node's key passphrase (docs/adr/0041).
     """
     slot = next((s for s in _slots(config) if s.owner == owner), None)
     in_token = _token_entry(config, owner)
@@ -257,13 +259,13 @@ def make_csr(
         path = pending_key_path(slot.key) if slot.key.exists() else slot.key
         key = generate_key()
         try:
-            write_private_key(path, key)
+            write_private_key(path, key, passphrase)
         except FileExistsError as exc:
             raise GatewayError(Code.KEY_EXISTS, str(exc)) from None
     else:
         path = slot.key
         try:
-            key = load_private_key(path)
+            key = load_private_key(path, passphrase)
         except (OSError, ValueError) as exc:
             raise GatewayError(Code.KEY_NOT_FOUND, f"cannot use the key {path}: {exc}") from None
     csr = make_pki_csr(key, kind, owner, organisation, country=country)
@@ -286,13 +288,13 @@ class _Match:
     pending: bool
 
 
-def _matching_key(config: NodeConfig, leaf: x509.Certificate) -> _Match:
+def _matching_key(config: NodeConfig, leaf: x509.Certificate, passphrase: bytes | None) -> _Match:
     """The held key (in use, or waiting) whose public key the certificate carries."""
     wanted = public_key_der(leaf)
     for slot in _slots(config):
         for path, pending in ((slot.key, False), (pending_key_path(slot.key), True)):
             try:
-                key = load_private_key(path)
+                key = load_private_key(path, passphrase)
             except (OSError, ValueError):
                 continue
             if public_key_der(key) == wanted:
@@ -379,7 +381,7 @@ def _prepare_signer(
     tested like the node's start-up does, before any file is touched."""
     member = match.slot.owner
     assert isinstance(member, MemberId)
-    signer = Signer(member, load_private_key(match.key_path), chain)
+    signer = Signer(member, load_private_key(match.key_path, ctx.key_passphrase), chain)
     try:
         tested = ctx.verifier.verify(signer.sign(b"self-test"), b"self-test", now)
     except EnvelopeError as exc:
@@ -421,7 +423,7 @@ async def import_certificate(
     docstring for the checks and what is kept."""
     moment = now or ctx.clock.now()
     chain = _parse(pem)
-    match = _matching_key(ctx.config, chain[0])
+    match = _matching_key(ctx.config, chain[0], ctx.key_passphrase)
     _check(chain, match, ctx.directory, moment)
     slot = match.slot
     prepared = None

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,15 +32,16 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from gateway.audit.archive import ArchiveError, archive_before
+from gateway.audit.archive import ArchiveError, archive_before, seal_bundle_file
 from gateway.core.encoding import format_time
+from gateway.keys.recipients import RecipientKeyError, load_recipient_public_key
 from gateway.messagelog import Expired, LogStore, LogStoreError
 from gateway.node.clock import Clock
-from gateway.node.config import NodeConfig
+from gateway.node.config import ConfigError, NodeConfig
 from gateway.node.config_log import RetentionSection
 from gateway.node.context import NodeContext
 
-__all__ = ["BUNDLE_PATTERN", "RetentionJob", "RetentionPass", "Sealer"]
+__all__ = ["BUNDLE_PATTERN", "RetentionJob", "RetentionPass", "Sealer", "archive_sealer"]
 
 log = logging.getLogger("gateway.node.retention")
 
@@ -117,6 +119,7 @@ class RetentionJob:
             section,
             section.archive_dir or config.node.api_keys.parent / "archive",
             monitoring.registry,
+            seal=archive_sealer(section.archive_recipients),
         )
 
     def latest_bundle_time(self) -> datetime | None:
@@ -176,7 +179,9 @@ class RetentionJob:
             await asyncio.sleep(self.section.check_every_seconds)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._running())
+        """Start the passes (again after a stop); a second start while running is none."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._running())
 
     async def stop(self) -> None:
         """Stop between passes (a pass in its worker thread finishes its transaction)."""
@@ -185,3 +190,16 @@ class RetentionJob:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+def archive_sealer(recipients: Sequence[Path]) -> Sealer | None:
+    """The hook that seals each bundle to the member's archive recipients
+    (``[retention] archive_recipients``), or None without any; a recipient key that does
+    not load stops the node's start rather than archiving in the clear."""
+    if not recipients:
+        return None
+    try:
+        keys = [load_recipient_public_key(path) for path in recipients]
+    except RecipientKeyError as exc:
+        raise ConfigError(f"[retention] archive_recipients: {exc}") from None
+    return functools.partial(seal_bundle_file, recipients=keys)

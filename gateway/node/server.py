@@ -20,9 +20,9 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import signal
+import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -46,6 +46,7 @@ from gateway.messagelog import (
     open_log,
 )
 from gateway.messagelog.auditor import Auditor
+from gateway.messagelog.leader import Leadership
 from gateway.messagelog.policy import body_policy
 from gateway.messagelog.timestamper import Timestamper
 from gateway.messagelog.tracker import Tracker
@@ -53,9 +54,9 @@ from gateway.messagelog.witness import Witness, head_signer
 from gateway.net.guard import GuardSettings, guarded_site
 from gateway.net.httpversion import http1_only
 from gateway.node.admin import admin_app
-from gateway.node.clientauth import ClientCertStore, ConsumerTls
 from gateway.node.clientproxy import ClientProxy
 from gateway.node.clock import Clock, SystemClock
+from gateway.node.cluster import NodeCluster
 from gateway.node.config import ConfigError, NodeConfig
 from gateway.node.context import Limits, NodeContext, TrustState
 from gateway.node.federation import FederatedSource
@@ -69,9 +70,12 @@ from gateway.node.settings.manager import SettingsManager
 from gateway.node.settings.source import settings_in_force
 from gateway.node.startup import (
     check_auth_certificate,
+    consumer_tls,
     load_signers,
+    node_data_key,
     own_certificate,
     preloaded_replay_guard,
+    unlock_keys,
 )
 from gateway.node.tls import client_context, server_context
 from gateway.node.transport import PeerClient, RegistryClient
@@ -105,18 +109,21 @@ class Node:
         *,
         clock: Clock | None = None,
         directory: Directory | None = None,
+        sockets: Mapping[str, socket.socket] | None = None,
     ) -> None:
         self.config = config
+        self._sockets = dict(sockets or {})  # bound by the parent of ``--workers``
         self.id: NodeId = config.node.node_id
         self.clock = clock or SystemClock()
         # Routing and trust: signed global configuration that a background task
         # refreshes (``directory`` fixes one instead, for tests that run a node in
         # process); either way read only through ``self.context.trust``.
         self.globalconf: FederatedSource[TrustState] | None = None
+        self._passphrase = pw = unlock_keys(config)  # of the key files (docs/adr/0041)
         trust = self._bootstrap(directory)
         now = self.clock.now()
-        signers, signing_chains = load_signers(config, trust.verifier, now)
-        auth_chain = check_auth_certificate(config, self.id, trust.directory, now)
+        signers, signing_chains = load_signers(config, trust.verifier, now, pw)
+        auth_chain = check_auth_certificate(config, self.id, trust.directory, now, pw)
         # OCSP: peers' responses are checked through one bounded cache; this node's own
         # statuses are fetched in the background (started in start()).
         freshness = timedelta(seconds=trust.directory.parameters().ocsp_freshness_seconds)
@@ -150,23 +157,14 @@ class Node:
             config.node.log_location,
             clock=self.clock.now,
             body_policy=body_policy(config.logging.metadata_only(), config.logging.max_body_bytes),
+            data_key=node_data_key(config),
         )
         tracker = Tracker(message_log.store, config.tracker.hidden_clients)
         settings = settings_in_force(config, message_log)
         problem = config.consumer_ports_problem(settings.settings.serves_plain_http())
         if problem is not None:
             raise ConfigError(f"node {self.id}: {problem}")
-        try:
-            client_certs = ClientCertStore(config.node.client_certs)
-            self._consumer_tls = (
-                None
-                if config.node.internal_tls_cert is None or config.node.internal_tls_key is None
-                else ConsumerTls(
-                    config.node.internal_tls_cert, config.node.internal_tls_key, client_certs
-                )
-            )
-        except (ValueError, OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"the consumer TLS port cannot be set up: {exc}") from None
+        client_certs, self._consumer_tls = consumer_tls(config, pw)
         limits = Limits(
             window=timedelta(seconds=config.node.message_window_seconds),
             max_body=config.node.max_body_bytes,
@@ -190,12 +188,14 @@ class Node:
                 tolerated_outage=timedelta(seconds=config.node.timestamp_failure_tolerance_seconds),
                 timeout_seconds=config.node.timestamp_timeout_seconds,
                 sign_head=self._sign_head,
+                sync=message_log.follow if Leadership.elects(config.node.log_location) else None,
             ),
             replay=preloaded_replay_guard(message_log, limits.window, now),
             settings=settings,
             tracker=tracker,
             limits=limits,
             client_certs=client_certs,
+            key_passphrase=pw,
             monitoring=Monitoring(
                 str(self.id),
                 self.clock,
@@ -210,6 +210,7 @@ class Node:
         self.witness = Witness(log_context)
         self.auditor = Auditor(log_context, self.witness)
         self.retention = RetentionJob.for_node(self.context, config)  # ADR 0046
+        self.cluster = NodeCluster(self.context, self.witness, self.retention)
         self._runners: list[web.AppRunner] = []
         self._refresher: asyncio.Task[None] | None = None
         self._peer: PeerClient | None = None
@@ -278,8 +279,8 @@ class Node:
         roots = directory.trust_roots()
         cert, key = self.config.node.auth_cert, self.config.node.auth_key
         try:
-            server_ssl = server_context(cert, key, roots)
-            client_ssl = client_context(cert, key, roots)
+            server_ssl = server_context(cert, key, roots, self._passphrase)
+            client_ssl = client_context(cert, key, roots, self._passphrase)
         except (OSError, ssl.SSLError) as exc:
             raise CertificateError(
                 f"cannot use the authentication certificate {cert} with the key {key}: {exc}"
@@ -399,9 +400,9 @@ class Node:
         # either way and fails closed until a status arrives.
         self.own_ocsp.restore(self.log.store.own_statuses(), self.clock.now())
         await self.own_ocsp.start()
-        # Only then the timestamper: entries left pending before a restart are stamped
-        # at once, and their signed tree head needs this node's OCSP evidence.
-        await self.timestamper.start()
+        # Only then the timestamper and witness (in a cluster's leader): a backlog is
+        # stamped at once, and its signed tree head needs this node's OCSP evidence.
+        await self.cluster.start()
         # A new log records the settings node.toml bootstraps as version 1, under the
         # configuration just recorded and with the own OCSP evidence just fetched; it
         # waits for the next time-stamp like any entry.
@@ -445,8 +446,6 @@ class Node:
             raise ConfigError(f"node {self.id} serves its information systems on no port")
         self.endpoints = Endpoints(consumer_url, f"https://{peer}", tls_url, metrics_url)
         self.context.monitoring.start()
-        self.retention.start()
-        await self.witness.start()
         log.info(
             "node %s: consumer %s, consumer TLS %s, peers %s",
             self.id,
@@ -483,7 +482,14 @@ class Node:
         port_name = what or ("peer" if ssl is not None else "consumer")
         name = f"{self.id} {port_name.replace('_', ' ')} port"
         site = guarded_site(
-            runner, host, int(port), limits, ssl_context=ssl, backlog=1024, name=name
+            runner,
+            host,
+            int(port),
+            limits,
+            ssl_context=ssl,
+            backlog=1024,
+            name=name,
+            sock=self._sockets.get(port_name),
         )
         await site.start()
         self._runners.append(runner)
@@ -527,10 +533,8 @@ class Node:
             await self._peer.close()
         if self._registry is not None:
             await self._registry.close()
-        await self.witness.stop()
-        await self.retention.stop()
         await self.context.monitoring.stop()  # its buffered records, before the log closes
-        await self.timestamper.stop()
+        await self.cluster.stop()  # the timestamper, witness and retention, if this process led
         await self.log.close()
 
     # ------------------------------------------------------------------ apps
@@ -582,19 +586,3 @@ class Node:
 def _loopback(address: str) -> bool:
     """Whether a bound socket address is on the loopback interface only."""
     return ipaddress.ip_address(address.partition("%")[0]).is_loopback
-
-
-async def run_node(config: NodeConfig, *, ready: Callable[[Endpoints], None] | None = None) -> None:
-    """Run until SIGINT/SIGTERM, then drain and close the log."""
-    node = Node(config)
-    endpoints = await node.start()
-    if ready is not None:
-        ready(endpoints)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await node.stop()

@@ -8,35 +8,52 @@ from __future__ import annotations
 
 import hashlib
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 
+def key_password(passphrase: bytes | None) -> bytes | Callable[[], bytes]:
+    """What ``load_cert_chain`` gets as ``password``: the passphrase, or, without one, a
+    callable that refuses, so OpenSSL never falls back to asking on the terminal."""
+    if passphrase is not None:
+        return passphrase
+
+    def refuse() -> bytes:
+        raise ValueError("the key file is encrypted and no passphrase was given")
+
+    return refuse
+
+
 def _roots_pem(roots: Sequence[x509.Certificate]) -> str:
     return "".join(c.public_bytes(Encoding.PEM).decode("ascii") for c in roots)
 
 
-def server_context(cert: Path, key: Path, roots: Sequence[x509.Certificate]) -> ssl.SSLContext:
-    """Require a client certificate that chains to a trusted CA."""
+def server_context(
+    cert: Path, key: Path, roots: Sequence[x509.Certificate], passphrase: bytes | None = None
+) -> ssl.SSLContext:
+    """Require a client certificate that chains to a trusted CA; ``passphrase`` opens an
+    encrypted key (OpenSSL reads the encrypted PKCS#8 PEM itself)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(cadata=_roots_pem(roots))
-    ctx.load_cert_chain(cert, key)
+    ctx.load_cert_chain(cert, key, password=key_password(passphrase))
     return ctx
 
 
-def client_context(cert: Path, key: Path, roots: Sequence[x509.Certificate]) -> ssl.SSLContext:
+def client_context(
+    cert: Path, key: Path, roots: Sequence[x509.Certificate], passphrase: bytes | None = None
+) -> ssl.SSLContext:
     """Present our authentication certificate; the server's is verified by CA and pin."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.check_hostname = False  # identity is the pinned fingerprint, see PinnedConnector
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(cadata=_roots_pem(roots))
-    ctx.load_cert_chain(cert, key)
+    ctx.load_cert_chain(cert, key, password=key_password(passphrase))
     return ctx
 
 
@@ -65,6 +82,7 @@ def registry_context(
     pins: Sequence[str],
     client_cert: Path | None,
     client_key: Path | None,
+    passphrase: bytes | None = None,
 ) -> RegistryContext:
     """The context a node calls one registry with; raises ``OSError``/``ssl.SSLError``
     for unreadable files, so a node does not start with a service it cannot call.
@@ -87,6 +105,6 @@ def registry_context(
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     if client_cert is not None and client_key is not None:
-        ctx.load_cert_chain(client_cert, client_key)
+        ctx.load_cert_chain(client_cert, client_key, password=key_password(passphrase))
     ctx.pins = frozenset(bytes.fromhex(pin) for pin in pins)
     return ctx

@@ -31,7 +31,6 @@ from gateway.keys.files import load_certificate
 from gateway.messagelog import (
     Kind,
     Role,
-    StoredEntry,
     read_entries,
 )
 from gateway.pki.keys import fingerprint_sha256
@@ -47,7 +46,8 @@ from gateway.sandbox.cities import (
     TRADE_OFFICE,
 )
 from gateway.sandbox.console import start_console
-from gateway.sandbox.demo_audit import show_witnesses
+from gateway.sandbox.demo_audit import entries_for_case, show_witnesses
+from gateway.sandbox.demo_db import place_logs, release_logs
 from gateway.sandbox.demo_federation import chapter_ok, estonian_branch
 from gateway.sandbox.demo_grant import TRADE_OFFICE_CODE, operator_grants
 from gateway.sandbox.federation import (
@@ -106,9 +106,10 @@ def _name(city_name: str) -> str:
 # ------------------------------------------------------------------------- building
 
 
-def build(root: Path) -> Demo:
+def build(root: Path, database_url: str | None = None) -> Demo:
     """The federation's files, its central authority and the first three members, up."""
     net = LocalNet.create(root, [*FIRST_CITIES, IS_DEMO], datetime.now(UTC), central=True)
+    place_logs(net, database_url)
     for files in net.nodes.values():
         # X-Road's default: each information system authenticates to its node with the
         # certificate LocalNet issued and registered for its subsystem (mutual TLS).
@@ -310,17 +311,6 @@ def anna_applies(demo: Demo) -> AnnaStory:
     return story
 
 
-def _entries_for_case(path: Path, case: str, service: str) -> list[StoredEntry]:
-    """The log entries of the exchanges made for ``case`` with ``service``."""
-    ids = set()
-    entries = read_entries(path)
-    for e in entries:
-        header = json.loads(e.header)
-        if e.kind == "request" and header.get("issue") == case and e.service == service:
-            ids.add(e.message_id)
-    return [e for e in entries if e.message_id in ids]
-
-
 def explain(net: LocalNet, story: AnnaStory) -> tuple[bool, str]:
     """What the nodes signed, checked and logged for the Melderegister read of the case.
 
@@ -328,8 +318,8 @@ def explain(net: LocalNet, story: AnnaStory) -> tuple[bool, str]:
     """
     soest, lippstadt = net.nodes[SOEST.ags], net.nodes[LIPPSTADT.ags]
     service = str(MELDEREGISTER_SERVICE)
-    consumer = _entries_for_case(soest.messagelog, story.case, service)
-    provider = _entries_for_case(lippstadt.messagelog, story.case, service)
+    consumer = entries_for_case(soest.log_location, story.case, service)
+    provider = entries_for_case(lippstadt.log_location, story.case, service)
     by_kind = {(e.role, e.kind): e for e in [*consumer, *provider]}
     request_entry = by_kind.get((Role.CONSUMER, Kind.REQUEST))
     if request_entry is None:
@@ -356,8 +346,9 @@ def explain(net: LocalNet, story: AnnaStory) -> tuple[bool, str]:
         "(X-Data-Subject); Lippstadt's node recorded that for the data tracker and\n"
         "removed it from the answer.",
     )
+    store = "SQLite, WAL, synchronous=FULL" if soest.database_url is None else "PostgreSQL"
     _say(
-        "7c. Message logs (SQLite, WAL, synchronous=FULL; written before answering)",
+        f"7c. Message logs ({store}; written before answering)",
         "\n".join(
             f"{name:<10} {e.role:<8} {e.kind:<8} #{e.id} logged {e.logged_at} "
             f"header {len(e.header)} B, body {len(e.body)} B"
@@ -389,7 +380,7 @@ def show_ihk(demo: Demo, story: AnnaStory, timeout: float = 30) -> bool:
         time.sleep(0.3)
     ihk_log = [
         e
-        for e in read_entries(demo.net.nodes[IHK.ags].messagelog)
+        for e in read_entries(demo.net.nodes[IHK.ags].log_location)
         if e.role == "provider" and e.kind == "request"
     ]
     lines = [
@@ -413,11 +404,11 @@ def show_timestamps(net: LocalNet, message_id: str, timeout: float = 30) -> bool
     lines: list[str] = []
     for ags in (SOEST.ags, LIPPSTADT.ags):
         files = net.nodes[ags]
-        for entry in read_entries(files.messagelog, message_id=message_id):
+        for entry in read_entries(files.log_location, message_id=message_id):
             assert entry.id is not None
             while True:
                 try:
-                    _, proven = prove_entry(files.messagelog, entry.id, tsa_cert, issuer=ca)
+                    _, proven = prove_entry(files.log_location, entry.id, tsa_cert, issuer=ca)
                     break
                 except NotProvableError:
                     if time.monotonic() > deadline:
@@ -445,25 +436,20 @@ def audit_lippstadt(net: LocalNet) -> bool:
     from gateway.sandbox.demo_audit import audit_log
 
     files = net.nodes[LIPPSTADT.ags]
-    ok, text = audit_log(files.messagelog, net.ca_cert, net.trust.tsa_cert, net.root / "audit")
+    ok, text = audit_log(
+        files.log_location, net.ca_cert, net.trust.tsa_cert, net.root / "audit", files.directory
+    )
     _say("10. An auditor exports Lippstadt's log and verifies it offline", text)
     return check_tracker_records(net) and ok
 
 
 def check_tracker_records(net: LocalNet) -> bool:
     """The tracker's person records match what each log leaf committed to."""
-    from gateway.audit.subjects import check_subjects
+    from gateway.sandbox.demo_audit import subjects_report
 
-    files = net.nodes[LIPPSTADT.ags]
-    report = check_subjects(files.messagelog)
-    _say(
-        "10b. The data tracker's records are covered by the log",
-        f"gateway log check-subjects --db {files.messagelog}\n"
-        f"  {report.checked} entries checked, {report.with_subjects} naming a person, "
-        f"{len(report.mismatches)} mismatches: every leaf commits to a salted digest of\n"
-        "  the persons its answer disclosed, so a deleted tracker record would show here",
-    )
-    return report.checked > 0 and report.with_subjects > 0 and not report.mismatches
+    ok, text = subjects_report(net.nodes[LIPPSTADT.ags].log_location)
+    _say("10b. The data tracker's records are covered by the log", text)
+    return ok
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -519,9 +505,16 @@ def _supervisor_report(text: str) -> None:
     print(f"\n!! {lines[0]}", *(f"   {line}" for line in lines[1:]), sep="\n", flush=True)
 
 
-def run_demo(directory: Path | None, *, serve: bool = False, exit_on_failure: bool = False) -> int:
+def run_demo(
+    directory: Path | None,
+    *,
+    serve: bool = False,
+    exit_on_failure: bool = False,
+    db: str | None = None,
+) -> int:
     """Run the demo; with ``serve`` keep the federation up and write ``topology.json``
-    (``exit_on_failure``: stop it, exit status 1, when one of its processes dies)."""
+    (``exit_on_failure``: stop it, exit status 1, when one of its processes dies); ``db``
+    a PostgreSQL server's URL for the nodes' logs (``demo_db.py``), else SQLite files."""
     tmp = None
     if directory is None:
         tmp = tempfile.TemporaryDirectory(prefix="gateway-demo-")
@@ -531,7 +524,7 @@ def run_demo(directory: Path | None, *, serve: bool = False, exit_on_failure: bo
         "Soest and never types her data twice"
     )
     print(f"state directory: {directory}")
-    demo = build(directory)
+    demo = build(directory, db)
     net = demo.net
     try:
         show_running(demo)
@@ -567,5 +560,6 @@ def run_demo(directory: Path | None, *, serve: bool = False, exit_on_failure: bo
         return 0 if ok else 1
     finally:
         net.stop()
+        release_logs(net, db)
         if tmp is not None:
             tmp.cleanup()

@@ -2,11 +2,13 @@
 
 The demo ends with it (Lippstadt's log). Kept here rather than in the demo so the step
 is exactly what an auditor runs (``gateway audit export --all`` then ``gateway audit
-verify`` against the CA and TSA certificates), only in-process.
+verify`` against the CA and TSA certificates), only in-process; with it, the demo's
+other reads of a log (a case's entries, the data-subject check).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,24 +18,30 @@ from gateway.audit.anchor import load_anchor
 from gateway.audit.bundle import BundleFormatError
 from gateway.audit.export import ExportError, Selection, export_bundle
 from gateway.audit.parallel import verify_file
+from gateway.audit.subjects import check_subjects
 from gateway.audit.verify import AuditError, describe_in_force
 from gateway.keys.files import load_certificate
-from gateway.messagelog import read_cosignatures, read_witness_alerts
+from gateway.messagelog import StoredEntry, read_cosignatures, read_entries, read_witness_alerts
 from gateway.sandbox.cities import LIPPSTADT
 from gateway.sandbox.localnet import LocalNet
 
-__all__ = ["audit_log", "show_witnesses"]
+__all__ = ["audit_log", "entries_for_case", "show_witnesses", "subjects_report"]
 
 
-def audit_log(db: Path, ca_cert: Path, tsa_cert: Path, out_dir: Path) -> tuple[bool, str]:
+def audit_log(
+    db: Path | str, ca_cert: Path, tsa_cert: Path, out_dir: Path, home: Path | None = None
+) -> tuple[bool, str]:
     """Export every timestamped entry of the log at ``db`` to ``out_dir/audit.jsonl`` and
-    verify the bundle against an anchor of ``ca_cert`` and ``tsa_cert`` alone.
+    verify the bundle against an anchor of ``ca_cert`` and ``tsa_cert`` alone. The
+    node's ``globalconf`` directory is looked for in ``home`` (default: beside a
+    SQLite file).
 
     Returns whether it verified and a few lines saying what was checked (or why not).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     bundle, anchor = out_dir / "audit.jsonl", out_dir / "anchor.pem"
     anchor.write_bytes(ca_cert.read_bytes() + tsa_cert.read_bytes())
+    conf = (home or Path(db).parent) / "globalconf"
     try:
         exported = export_bundle(
             db,
@@ -42,7 +50,7 @@ def audit_log(db: Path, ca_cert: Path, tsa_cert: Path, out_dir: Path) -> tuple[b
             now=datetime.now(UTC),
             extra_tsa=load_certificate(tsa_cert),
             extra_ca=load_certificate(ca_cert),
-            globalconf=db.parent / "globalconf" if (db.parent / "globalconf").is_dir() else None,
+            globalconf=conf if conf.is_dir() else None,
         )
         report = verify_file(bundle, load_anchor(anchor), jobs=1)
     except (ExportError, BundleFormatError, AuditError) as exc:
@@ -72,6 +80,31 @@ def audit_log(db: Path, ca_cert: Path, tsa_cert: Path, out_dir: Path) -> tuple[b
     return True, "\n".join(lines)
 
 
+def subjects_report(db: Path | str) -> tuple[bool, str]:
+    """``gateway log check-subjects`` on the log at ``db``: whether every entry's
+    subjects commitment matches its rows (and some entry names a person), and what to
+    show."""
+    report = check_subjects(db)
+    text = (
+        f"gateway log check-subjects --db {db}\n"
+        f"  {report.checked} entries checked, {report.with_subjects} naming a person, "
+        f"{len(report.mismatches)} mismatches: every leaf commits to a salted digest of\n"
+        "  the persons its answer disclosed, so a deleted tracker record would show here"
+    )
+    return report.checked > 0 and report.with_subjects > 0 and not report.mismatches, text
+
+
+def entries_for_case(path: Path | str, case: str, service: str) -> list[StoredEntry]:
+    """The log entries of the exchanges made for ``case`` with ``service``."""
+    ids = set()
+    entries = read_entries(path)
+    for e in entries:
+        header = json.loads(e.header)
+        if e.kind == "request" and header.get("issue") == case and e.service == service:
+            ids.add(e.message_id)
+    return [e for e in entries if e.message_id in ids]
+
+
 def show_witnesses(net: LocalNet, say: Callable[[str, str], None], timeout: float = 30) -> bool:
     """Wait until two peers have co-signed one of Lippstadt's signed tree heads."""
     files = net.nodes[LIPPSTADT.ags]
@@ -80,15 +113,15 @@ def show_witnesses(net: LocalNet, say: Callable[[str, str], None], timeout: floa
     alerts = 0
     while time.monotonic() < deadline:
         latest: dict[str, int] = {}
-        for row in read_cosignatures(files.messagelog, log_node=str(files.city.node)):
+        for row in read_cosignatures(files.log_location, log_node=str(files.city.node)):
             latest[row.witness] = max(latest.get(row.witness, 0), row.tree_size)
         rows = list(latest.items())
         if len(rows) >= 2:
             break
         time.sleep(0.3)
     for node in net.nodes.values():
-        if node.messagelog.exists():
-            alerts += len(read_witness_alerts(node.messagelog))
+        if node.database_url is not None or node.messagelog.exists():
+            alerts += len(read_witness_alerts(node.log_location))
     lines = [
         f"{witness} co-signed Lippstadt's head of tree size {size}"
         for witness, size in sorted(rows)
@@ -96,7 +129,7 @@ def show_witnesses(net: LocalNet, say: Callable[[str, str], None], timeout: floa
     lines.append(
         "each witness checked the head's signature, its signer's OCSP status and its\n"
         f"consistency with the last head it saw; split views detected: {alerts}\n"
-        f"(gateway log witness --db {files.messagelog})"
+        f"(gateway log witness --db {files.log_location})"
     )
     say("9b. Partner nodes witness Lippstadt's log", "\n".join(lines))
     return len(rows) >= 2 and alerts == 0

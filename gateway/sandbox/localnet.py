@@ -48,7 +48,7 @@ from gateway.sandbox.netfiles import (
     free_port,
     node_toml,
 )
-from gateway.sandbox.processes import Launch, end, spawn, wait_http
+from gateway.sandbox.processes import Env, Launch, end, spawn, wait_http
 from registries.edgetls import EdgeTls
 
 __all__ = [
@@ -376,14 +376,13 @@ class LocalNet:
         if str(city.member) not in known:
             self.central_admin("POST", "/members", {"id": str(city.member), "name": city.name})
             member_serial = int(self.central_admin("GET", "/configuration")["serial"])
-        auth_csr, sign_csr = make_keys(files.directory, city.node, city.name)
+        auth_csr, sign_csr = make_keys(files.directory, city.node, city.name, files.passphrase)
         auth, sign = issue_joined_certificates(
             self.trust.ca_dir, auth_csr, sign_csr, self.root / "issued" / ags, now
         )
-        auth_fp, sign_fp = import_certs(files.directory, auth, sign)
-        submitted = register(
-            files.directory, central.url, files.peer_url, list(city.subsystems), now
-        )
+        auth_fp, sign_fp = import_certs(files.directory, auth, sign, files.passphrase)
+        where, pw = (central.url, files.peer_url), files.passphrase
+        submitted = register(files.directory, *where, list(city.subsystems), now, pw)
         approved: list[dict[str, Any]] = []
         serials: list[int] = []
         if not approve:
@@ -395,9 +394,9 @@ class LocalNet:
 
     # ---------------------------------------------------------------- processes
 
-    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, args: list[str], log_name: str, env: Env = ()) -> subprocess.Popen[bytes]:
         log_path = self.root / "logs" / f"{log_name}.log"
-        return self._launch(Launch(log_name, tuple(args), log_path))
+        return self._launch(Launch(log_name, tuple(args), log_path, env))
 
     def _launch(self, launch: Launch) -> subprocess.Popen[bytes]:
         proc = spawn(launch)
@@ -494,13 +493,18 @@ class LocalNet:
         self.launches.pop(proc.pid, None)
         self.trust_process = None
 
-    def start_node(self, ags: str, *, timeout: float = 20) -> subprocess.Popen[bytes]:
-        """Run one city's node; the trust services are started first if they are not up.
+    def start_node(
+        self, ags: str, *, workers: int = 1, timeout: float = 20
+    ) -> subprocess.Popen[bytes]:
+        """Run one city's node (``workers`` worker processes under one parent, on a
+        PostgreSQL log); the trust services are started first if they are not up.
         ``timeout``: the seconds it may take to answer (the fault harness, on a loaded
         machine, waits longer)."""
         self.start_trust()
         files = self.nodes[ags]
-        proc = self._spawn(["node", "serve", "--config", str(files.config)], f"node-{ags}")
+        spread = ["--workers", str(workers)] if workers != 1 else []
+        args = ["node", "serve", *spread, "--config", str(files.config)]
+        proc = self._spawn(args, f"node-{ags}", files.env)
         plain = any(files.connection_type_of(c) == "http" for c in files.city.subsystems)
         if plain:
             wait_http(f"{files.consumer_url}/health", proc, timeout)

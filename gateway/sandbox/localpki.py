@@ -33,7 +33,8 @@ def issue_ca(trust: TrustFiles, now: datetime, name: str = CA_NAME) -> None:
 
 def issue_node_certificates(ca_dir: Path, files: NodeFiles, now: datetime) -> None:
     """A new key, CSR and certificate for the node's authentication (for ``HOST``) and
-    for its member's signing, in the node's directory."""
+    for its member's signing, in the node's directory; the keys encrypted with the
+    node's throwaway passphrase."""
     city = files.city
     new_key_and_csr(
         CertKind.AUTH,
@@ -41,6 +42,7 @@ def issue_node_certificates(ca_dir: Path, files: NodeFiles, now: datetime) -> No
         files.directory / "auth.key",
         files.directory / "auth.csr",
         city.name,
+        passphrase=files.passphrase,
     )
     issue_from_csr(
         ca_dir,
@@ -56,6 +58,7 @@ def issue_node_certificates(ca_dir: Path, files: NodeFiles, now: datetime) -> No
         files.directory / "sign.key",
         files.directory / "sign.csr",
         city.name,
+        passphrase=files.passphrase,
     )
     issue_from_csr(ca_dir, files.directory / "sign.csr", CertKind.SIGN, files.sign_cert, now)
 
@@ -73,9 +76,10 @@ def issue_joined_certificates(
 
 
 def issue_consumer_tls(files: NodeFiles, now: datetime) -> None:
-    """The node's internal TLS certificate (its consumer TLS port's) and a certificate
-    for each subsystem's information systems, registered in the node's store; keeps
-    existing files."""
+    """The node's internal TLS certificate (its consumer TLS port's, its key encrypted)
+    and a certificate for each subsystem's information systems, registered in the
+    node's store; keeps existing files. The information systems' keys stay plain: they
+    are the clients' keys, outside the node."""
     if not files.internal_cert.exists():
         hosts = tuple(dict.fromkeys((files.host, HOST, "localhost")))
         new_self_signed(
@@ -86,6 +90,7 @@ def issue_consumer_tls(files: NodeFiles, now: datetime) -> None:
             days=825,
             hosts=hosts,
             server=True,
+            passphrase=files.passphrase,
         )
     store = ClientCertStore(files.client_certs)
     for code in files.city.subsystems:

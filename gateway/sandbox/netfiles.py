@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.core.ids import ServiceId, SubsystemId
+from gateway.fsutil import replace_atomically
 from gateway.sandbox.cities import City
 from registries.edgetls import EdgeTls
 
@@ -87,6 +88,9 @@ class NodeFiles:
     database_url: str | None = None
     """A PostgreSQL database for the node's log (``[node] database_url``) instead of
     ``messagelog.sqlite``; its schema made with ``gateway db upgrade``."""
+    env: tuple[tuple[str, str], ...] = ()
+    """Extra environment of the node's process, kept across its restarts (the fault
+    harness's faked clock)."""
 
     def connection_type_of(self, subsystem: str) -> str:
         return self.connection_types.get(subsystem, self.connection_type)
@@ -94,6 +98,21 @@ class NodeFiles:
     @property
     def config(self) -> Path:
         return self.directory / "node.toml"
+
+    @property
+    def key_passphrase_file(self) -> Path:
+        """The throwaway passphrase (0600) of this node's encrypted key files."""
+        return self.directory / "key-passphrase"
+
+    @property
+    def passphrase(self) -> bytes:
+        """The passphrase of this node's key files, made on first use (0600, random): a
+        sandbox node runs on encrypted keys as a deployed one does (docs/adr/0041)."""
+        path = self.key_passphrase_file
+        if not path.exists():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            replace_atomically(path, secrets.token_urlsafe(32).encode("ascii") + b"\n", 0o600)
+        return path.read_bytes().strip()
 
     @property
     def internal_cert(self) -> Path:
@@ -262,6 +281,8 @@ def node_toml(
         'auth_cert = "auth.pem"',
         'auth_key = "auth.key"',
     ]
+    if files.key_passphrase_file.exists():
+        lines.append(f'key_passphrase_file = "{files.key_passphrase_file.name}"')
     if files.internal_cert.exists():
         lines += [
             f'consumer_tls_listen = "{files.listen_host}:{files.consumer_tls_port}"',

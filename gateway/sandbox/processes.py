@@ -20,6 +20,9 @@ from pathlib import Path
 
 import httpx
 
+Env = tuple[tuple[str, str], ...]
+"""Variables added to a process's environment, in order."""
+
 
 @dataclass(frozen=True, slots=True)
 class Launch:
@@ -31,6 +34,8 @@ class Launch:
     """The ``gateway`` command line after ``python -m gateway``."""
     log: Path
     """The file its stdout and stderr go to (appended across restarts)."""
+    env: Env = ()
+    """Variables added to the harness's environment (the fault harness's faked clock)."""
 
 
 def spawn(launch: Launch) -> subprocess.Popen[bytes]:
@@ -42,7 +47,7 @@ def spawn(launch: Launch) -> subprocess.Popen[bytes]:
             [sys.executable, "-m", "gateway", *launch.args],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **dict(launch.env)},
         )
 
 

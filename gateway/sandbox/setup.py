@@ -239,6 +239,8 @@ def prepare(
         _registration(central, files, now, report)
         _anchor(central, net, files, report)
     _configs(net, refresh_seconds, report)
+    if addresses.mode == "compose":
+        _cluster_config(net, report)
     return net
 
 
@@ -337,7 +339,7 @@ def _node_keys(net: LocalNet, files: NodeFiles, now: datetime, report: Report) -
                     f"{d / stale} exists but {STATE} does not (interrupted key generation); "
                     f"no certificate was issued for it: remove {d}'s keys and CSRs and run again"
                 )
-        make_keys(d, city.node, city.name)
+        make_keys(d, city.node, city.name, files.passphrase)
         report(f"created keys and CSRs for {city.node} in {d}")
     else:
         joined = json.loads((d / STATE).read_text("utf-8"))["node_id"]
@@ -358,7 +360,7 @@ def _node_keys(net: LocalNet, files: NodeFiles, now: datetime, report: Report) -
         ca, d / "auth.csr", CertKind.AUTH, issued / "auth.pem", now, dns_names=dns, ip_addresses=ip
     )
     issue_from_csr(ca, d / "sign.csr", CertKind.SIGN, issued / "sign.pem", now)
-    import_certs(d, issued / "auth.pem", issued / "sign.pem")
+    import_certs(d, issued / "auth.pem", issued / "sign.pem", files.passphrase)
     report(f"created certificates of {city.node} ({', '.join((*dns, *ip))})")
 
 
@@ -374,7 +376,8 @@ def _registration(central: Central, files: NodeFiles, now: datetime, report: Rep
     city, d = files.city, files.directory
     node = city.node
     auth_cert, sign_cert = load_certificate(files.auth_cert), load_certificate(files.sign_cert)
-    auth_key, sign_key = load_private_key(d / "auth.key"), load_private_key(d / "sign.key")
+    auth_key = load_private_key(d / "auth.key", files.passphrase)
+    sign_key = load_private_key(d / "sign.key", files.passphrase)
     fingerprint = fingerprint_sha256(auth_cert)
     registered = {n["id"]: n for n in registry.list_nodes(central)}.get(str(node))
     if registered is not None and fingerprint not in registered["auth_cert_sha256"]:
@@ -448,3 +451,25 @@ def _configs(net: LocalNet, refresh_seconds: float, report: Report) -> None:
             allow_tracker(net, tracker, TRADE_OFFICE)
     for ags, files in net.nodes.items():
         report(f"{'kept' if ags in existing else 'created'} node configuration {files.config}")
+
+
+CLUSTER_DATABASE_URL = "postgresql://gateway@postgres/lippstadt"
+"""The log of Lippstadt's node cluster in docker-compose.yml's ``ha`` profile (the password
+comes from ``PGPASSWORD``, set in the file)."""
+
+
+def _cluster_config(net: LocalNet, report: Report) -> None:
+    """``node-cluster.toml`` beside Lippstadt's ``node.toml``: the same node (keys,
+    certificates, ports) with its log in PostgreSQL, for the instances of the compose
+    file's ``ha`` profile (docs/deployment.md, node cluster)."""
+    files = net.nodes[LIPPSTADT.ags]
+    path = files.directory / "node-cluster.toml"
+    if path.exists():
+        report(f"kept node cluster configuration {path}")
+        return
+    single = files.config.read_text("utf-8")
+    line = 'messagelog = "messagelog.sqlite"'
+    if line not in single:
+        raise ValueError(f"{files.config} names no SQLite log to replace ({line})")
+    path.write_text(single.replace(line, f"database_url = {json.dumps(CLUSTER_DATABASE_URL)}"))
+    report(f"created node cluster configuration {path}")

@@ -45,11 +45,15 @@ def cmd_pki_init(args: argparse.Namespace) -> None:
 
 
 def cmd_pki_request(args: argparse.Namespace) -> None:
+    from gateway.keys.cli import new_key_passphrase
     from gateway.keys.files import new_key_and_csr
 
     kind = CertKind(args.kind)
-    new_key_and_csr(kind, _owner(kind, args.id), Path(args.key), Path(args.csr), args.org)
-    print(f"wrote key {args.key} (0600) and {kind.value} CSR {args.csr} for {args.id}")
+    owner = _owner(kind, args.id)
+    passphrase = new_key_passphrase(args, f"the new key {args.key}")
+    new_key_and_csr(kind, owner, Path(args.key), Path(args.csr), args.org, passphrase=passphrase)
+    how = "plain, development only" if passphrase is None else "encrypted"
+    print(f"wrote key {args.key} (0600, {how}) and {kind.value} CSR {args.csr} for {args.id}")
 
 
 def cmd_pki_issue(args: argparse.Namespace) -> None:
@@ -148,6 +152,8 @@ def cmd_trust_serve(args: argparse.Namespace) -> None:
 
 def add_pki_commands(sub: Subparsers, add: AddFn) -> None:
     """Register ``gateway pki ...``."""
+    from gateway.keys.cli import add_new_key_arguments
+
     pki = sub.add_parser("pki", help="development certificate authority").add_subparsers(
         dest="pki_command", required=True, metavar="PKI_COMMAND"
     )
@@ -161,6 +167,7 @@ def add_pki_commands(sub: Subparsers, add: AddFn) -> None:
     p.add_argument("--key", required=True, help="private key output (written 0600)")
     p.add_argument("--csr", required=True, help="CSR output (PEM)")
     p.add_argument("--org", default=None, help="organisation name for the subject")
+    add_new_key_arguments(p)
     p = add(pki, "issue", cmd_pki_issue, "turn a CSR into an auth or signing certificate")
     p.add_argument("--ca", required=True, help="CA directory from 'pki init'")
     p.add_argument("--csr", required=True)

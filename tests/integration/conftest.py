@@ -96,11 +96,13 @@ def craft_ocsp(
     this_update: datetime | None = None,
     next_update: datetime | None = None,
     signed_by: tuple[Path, Path] | None = None,
+    passphrase: bytes | None = None,
 ) -> bytes:
     """An OCSP response about ``cert`` with chosen times and status, signed with the
     federation's real responder key, or with ``signed_by`` (certificate and key files)
-    to forge one. Built with ``cryptography`` directly: ``build_ocsp_response`` refuses
-    to sign for a responder the CA did not delegate, which is what a forger does."""
+    to forge one (``passphrase`` opens an encrypted key). Built with ``cryptography``
+    directly: ``build_ocsp_response`` refuses to sign for a responder the CA did not
+    delegate, which is what a forger does."""
     now = datetime.now(UTC).replace(microsecond=0)
     this_update = this_update or now
     next_update = next_update or this_update + timedelta(hours=1)
@@ -125,8 +127,12 @@ def craft_ocsp(
         .responder_id(ocsp.OCSPResponderEncoding.HASH, signer)
         .certificates([signer])
     )
-    key = load_private_key(key_path)
+    key = load_private_key(key_path, passphrase)
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+SUBJECT_IDNR = "47110815123"
+"""The person a ``/betroffen`` answer names in ``X-Data-Subject``."""
 
 
 @dataclass
@@ -201,6 +207,11 @@ def _handler(registry: RecordingRegistry) -> type[BaseHTTPRequestHandler]:
             elif "/fail" in self.path:
                 payload = b'{"registry":"error"}'
                 self.send_response(503)
+            elif "/betroffen" in self.path:
+                # An answer that names the person it discloses (the data tracker's header).
+                payload = b'{"ergebnis":"gefunden","idnr":"' + SUBJECT_IDNR.encode() + b'"}'
+                self.send_response(200)
+                self.send_header("X-Data-Subject", SUBJECT_IDNR)
             elif self.path[self.path.rfind("/") :] in OVERSIZE_HEADERS:
                 payload = b'{"ergebnis":"gefunden"}'
                 self.send_response(200)

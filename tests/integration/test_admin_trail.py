@@ -81,7 +81,7 @@ def test_an_admin_record_in_a_real_nodes_log_is_exported_and_verified(
     adminnet.stop_node(LIPPSTADT.ags)
     signer = Signer(
         LIPPSTADT.member,
-        load_private_key(files.directory / "sign.key"),
+        load_private_key(files.directory / "sign.key", files.passphrase),
         [load_certificate(files.sign_cert)],
     )
     record = AdminRecord(

@@ -52,6 +52,7 @@ def _relay(certs: LocalNet, ags: str, port: int, upstream: str, tls_in: bool) ->
         sys.executable, "-m", "gateway.sandbox.bench.relay", "--port", str(port),
         "--upstream", upstream, "--cert", str(node.auth_cert),
         "--key", str(node.directory / "auth.key"), "--ca", str(certs.ca_cert),
+        "--key-passphrase-file", str(node.key_passphrase_file),
     ]  # fmt: skip
     return [*args, "--tls-in"] if tls_in else args
 
@@ -87,6 +88,7 @@ def nginx_pair(
         upstream_port=registry_port,
         cert=lippstadt.auth_cert,
         key=lippstadt.directory / "auth.key",
+        password_file=lippstadt.key_passphrase_file,
         ca=certs.ca_cert,
         tls_in=True,
         tls_out=False,
@@ -97,6 +99,7 @@ def nginx_pair(
         upstream_port=back_port,
         cert=soest.auth_cert,
         key=soest.directory / "auth.key",
+        password_file=soest.key_passphrase_file,
         ca=certs.ca_cert,
         tls_in=False,
         tls_out=True,

@@ -37,7 +37,12 @@ from gateway.conf.anchor import ConfigurationAnchor, load_anchor
 from gateway.conf.globalconf import TARGET_NAME, GlobalConf
 from gateway.core.canonical import canonical_json
 from gateway.core.ids import MemberId, NodeId
-from gateway.keys.files import load_certificate, load_private_key, new_key_and_csr
+from gateway.keys.files import (
+    is_encrypted_key_file,
+    load_certificate,
+    load_private_key,
+    new_key_and_csr,
+)
 from gateway.pki.profiles import CertKind
 from gateway.trust.ca_store import init_ca, issue_from_csr
 from tests.pg import CENTRAL_BACKENDS, central_database
@@ -393,22 +398,29 @@ def test_partner_city_joins_with_the_cli(central: Central, tmp_path: Path) -> No
     node = f"{ISERLOHN}/ss1"
     central.admin("POST", "/members", {"id": str(ISERLOHN), "name": "Stadt Iserlohn"})
     city = tmp_path / "iserlohn"
-    gateway("join", "keys", "--dir", str(city), "--node-id", node, "--name", "Stadt Iserlohn")
+    secret = tmp_path / "key-passphrase"
+    secret.write_text("Iserlohner-Tropfsteinhoehle\n")
+    secret.chmod(0o600)
+    passphrase = ("--passphrase-file", str(secret))
+    gateway("join", "keys", "--dir", str(city), "--node-id", node, "--name", "Stadt Iserlohn",
+            *passphrase)  # fmt: skip
     assert (city / "auth.key").stat().st_mode & 0o077 == 0
+    assert is_encrypted_key_file(city / "auth.key") and is_encrypted_key_file(city / "sign.key")
     gateway("pki", "issue", "--ca", str(central.ca), "--csr", str(city / "auth.csr"),
             "--kind", "auth", "--out", str(tmp_path / "auth.pem"), "--ip", "127.0.0.1")  # fmt: skip
     gateway("pki", "issue", "--ca", str(central.ca), "--csr", str(city / "sign.csr"),
             "--kind", "sign", "--out", str(tmp_path / "sign.pem"))  # fmt: skip
     bad = subprocess.run(
         [*GATEWAY, "join", "import", "--dir", str(city), "--auth-cert", str(tmp_path / "sign.pem"),
-         "--sign-cert", str(tmp_path / "auth.pem")],
+         "--sign-cert", str(tmp_path / "auth.pem"), *passphrase],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert bad.returncode == 2 and "is not for this directory" in bad.stderr
     gateway("join", "import", "--dir", str(city), "--auth-cert", str(tmp_path / "auth.pem"),
-            "--sign-cert", str(tmp_path / "sign.pem"))  # fmt: skip
+            "--sign-cert", str(tmp_path / "sign.pem"), *passphrase)  # fmt: skip
     out = gateway("join", "register", "--dir", str(city), "--central", central.url,
-                  "--address", "https://127.0.0.1:5598", "--subsystem", "buergerbuero")  # fmt: skip
+                  "--address", "https://127.0.0.1:5598", "--subsystem", "buergerbuero",
+                  *passphrase)  # fmt: skip
     ids = [line.split()[1] for line in out.splitlines() if line.startswith("request ")]
     assert len(ids) == 2
     pending = gateway("central", "requests", "--dir", str(central.dir), "--status", "pending")

@@ -60,11 +60,16 @@ def test_pki_init_request_issue(tmp_path: Path) -> None:
     assert stat.S_IMODE((ca / "ca.key").stat().st_mode) == 0o600
 
     node_id = "DE-NRW/GOV/05974040/ss1"
+    secret = tmp_path / "passphrase"
+    secret.write_text("Soester-Boerde\n")
+    secret.chmod(0o600)
     result = gateway(
-        "pki", "request", "--kind", "auth", "--id", node_id, "--key", str(key), "--csr", str(csr)
-    )
+        "pki", "request", "--kind", "auth", "--id", node_id, "--key", str(key), "--csr", str(csr),
+        "--passphrase-file", str(secret),
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert key.read_text().startswith("-----BEGIN ENCRYPTED PRIVATE KEY-----")
     assert csr.read_text().startswith("-----BEGIN CERTIFICATE REQUEST-----")
 
     result = gateway(

@@ -139,7 +139,7 @@ def signer_of(net: LocalNet, ags: str) -> Signer:
     files = net.nodes[ags]
     return Signer(
         files.city.member,
-        load_private_key(files.directory / "sign.key"),
+        load_private_key(files.directory / "sign.key", files.passphrase),
         load_certificates(files.sign_cert),
     )
 
@@ -208,7 +208,10 @@ async def start_evil_provider(
 
     files = net.nodes[tls_as]
     ctx = server_context(
-        files.auth_cert, files.directory / "auth.key", [load_certificate(net.ca_cert)]
+        files.auth_cert,
+        files.directory / "auth.key",
+        [load_certificate(net.ca_cert)],
+        files.passphrase,
     )
     app = web.Application()
     app.router.add_post("/gw/v1/exchange", exchange)
@@ -436,6 +439,7 @@ def test_forged_response_ocsp_is_refused(fed: LocalNet) -> None:
         fed,
         load_certificate(fed.nodes[LIPPSTADT.ags].sign_cert),
         signed_by=(iserlohn.sign_cert, iserlohn.directory / "sign.key"),
+        passphrase=iserlohn.passphrase,
     )
     outcome = exchange(fed, _with_ocsp(fed, sign=b64url(forged)))
     assert_cert_validation(outcome, "signing certificate of", "unauthorised_responder")

@@ -58,12 +58,12 @@ from tests.integration.conftest import (
 pytestmark = pytest.mark.integration
 
 
-def tls_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
+def tls_context(cert: Path, key: Path, ca: Path, passphrase: bytes | None = None) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.check_hostname = False
     ctx.load_verify_locations(ca)
-    ctx.load_cert_chain(cert, key)
+    ctx.load_cert_chain(cert, key, password=passphrase)
     return ctx
 
 
@@ -71,7 +71,7 @@ def signer_of(net: LocalNet, ags: str) -> Signer:
     files = net.nodes[ags]
     return Signer(
         files.city.member,
-        load_private_key(files.directory / "sign.key"),
+        load_private_key(files.directory / "sign.key", files.passphrase),
         [load_certificate(files.sign_cert)],
     )
 
@@ -144,7 +144,7 @@ def send(
             headers[SIGN_OCSP_HEADER] = ocsp_of(net, cert)
     else:
         headers.update(ocsp)
-    ctx = tls_context(files.auth_cert, files.directory / "auth.key", net.ca_cert)
+    ctx = tls_context(files.auth_cert, files.directory / "auth.key", net.ca_cert, files.passphrase)
     with httpx.Client(verify=ctx, timeout=30) as client:
         return client.post(
             f"{net.nodes[LIPPSTADT.ags].peer_url}/gw/v1/exchange", headers=headers, content=body
@@ -294,7 +294,7 @@ def test_malformed_envelopes(net: LocalNet, registry: RecordingRegistry) -> None
         response = send(net, SOEST.ags, data, signer.sign(data))
         refused(response, "server.serverproxy.invalid_message")
     files = net.nodes[SOEST.ags]
-    ctx = tls_context(files.auth_cert, files.directory / "auth.key", net.ca_cert)
+    ctx = tls_context(files.auth_cert, files.directory / "auth.key", net.ca_cert, files.passphrase)
     auth_ocsp = {AUTH_OCSP_HEADER: ocsp_of(net, load_certificate(files.auth_cert))}
     with httpx.Client(verify=ctx, timeout=30) as client:
         response = client.post(
@@ -381,6 +381,7 @@ def test_forged_ocsp_is_refused(
     if forger == "member-signing-key":
         iserlohn = net.nodes[ISERLOHN.ags]
         signed_by = (iserlohn.sign_cert, iserlohn.directory / "sign.key")
+        passphrase: bytes | None = iserlohn.passphrase
     else:
         now = datetime.now(UTC)
         rogue_key, key = generate_key(), generate_key()
@@ -392,7 +393,13 @@ def test_forged_ocsp_is_refused(
         write_certificate(tmp_path / "forger.pem", cert)
         write_private_key(tmp_path / "forger.key", key)
         signed_by = (tmp_path / "forger.pem", tmp_path / "forger.key")
-    forged = craft_ocsp(net, load_certificate(net.nodes[SOEST.ags].sign_cert), signed_by=signed_by)
+        passphrase = None
+    forged = craft_ocsp(
+        net,
+        load_certificate(net.nodes[SOEST.ags].sign_cert),
+        signed_by=signed_by,
+        passphrase=passphrase,
+    )
     headers = {**honest_ocsp(net), SIGN_OCSP_HEADER: b64url(forged)}
     refused_for_ocsp(net, registry, headers, "unauthorised_responder")
 
@@ -466,8 +473,11 @@ def test_certificate_from_another_ca_fails_the_handshake(
     assert registry.count() == before
 
 
-def _s_client(net: LocalNet, cert: Path, key: Path) -> subprocess.CompletedProcess[str]:
+def _s_client(
+    net: LocalNet, cert: Path, key: Path, pass_file: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     host_port = net.nodes[LIPPSTADT.ags].peer_url.removeprefix("https://")
+    key_pass = [] if pass_file is None else ["-pass", f"file:{pass_file}"]
     return subprocess.run(
         [
             "openssl",
@@ -481,6 +491,7 @@ def _s_client(net: LocalNet, cert: Path, key: Path) -> subprocess.CompletedProce
             str(cert),
             "-key",
             str(key),
+            *key_pass,
             "-verify_return_error",
             "-ign_eof",
         ],
@@ -494,7 +505,9 @@ def _s_client(net: LocalNet, cert: Path, key: Path) -> subprocess.CompletedProce
 
 def test_openssl_s_client_sees_tls13_with_a_registered_certificate(net: LocalNet) -> None:
     files = net.nodes[SOEST.ags]
-    result = _s_client(net, files.auth_cert, files.directory / "auth.key")
+    result = _s_client(
+        net, files.auth_cert, files.directory / "auth.key", files.key_passphrase_file
+    )
     assert "Verify return code: 0 (ok)" in result.stdout, result.stdout + result.stderr
     assert "TLSv1.3" in result.stdout
     # The server's certificate is Lippstadt's registered auth certificate.
@@ -518,7 +531,7 @@ def test_tls12_is_refused(net: LocalNet) -> None:
     ctx.check_hostname = False
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_verify_locations(net.ca_cert)
-    ctx.load_cert_chain(files.auth_cert, files.directory / "auth.key")
+    ctx.load_cert_chain(files.auth_cert, files.directory / "auth.key", password=files.passphrase)
     import socket
 
     with (

@@ -162,13 +162,14 @@ class FakePeer:
     port: int
     cert: Path
     key: Path
+    passphrase: bytes | None
     requests: list[bytes] = field(default_factory=list)
     sock: socket.socket | None = None
     thread: threading.Thread | None = None
 
     def start(self) -> None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert, self.key)
+        context.load_cert_chain(self.cert, self.key, password=self.passphrase)
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((HOST, self.port))
@@ -284,7 +285,12 @@ def test_a_node_with_the_wrong_certificate_is_passed_over(
     survivor = other(victim)
     fnet.stop_node(victim, kill=True)
     wrong = fnet.nodes[survivor]  # registered, but for the other node
-    fake = FakePeer(fnet.nodes[victim].peer_port, wrong.auth_cert, wrong.directory / "auth.key")
+    fake = FakePeer(
+        fnet.nodes[victim].peer_port,
+        wrong.auth_cert,
+        wrong.directory / "auth.key",
+        wrong.passphrase,
+    )
     fake.start()
     try:
         response = call(fnet)
@@ -310,7 +316,9 @@ def test_a_failure_after_sending_is_not_sent_again(
     survivor = other(victim)
     fnet.stop_node(victim, kill=True)
     files = fnet.nodes[victim]
-    fake = FakePeer(files.peer_port, files.auth_cert, files.directory / "auth.key")
+    fake = FakePeer(
+        files.peer_port, files.auth_cert, files.directory / "auth.key", files.passphrase
+    )
     fake.start()
     calls_before = registry.count()
     try:

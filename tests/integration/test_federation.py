@@ -189,7 +189,7 @@ def test_a_node_with_a_certificate_from_the_wrong_instances_ca_is_refused(
     envelope = header.checked_bytes()
     signer = Signer(
         ROGUE.member,
-        load_private_key(rogue.directory / "sign.key"),
+        load_private_key(rogue.directory / "sign.key", rogue.passphrase),
         [load_certificate(rogue.sign_cert)],
     )
     auth = load_certificate(rogue.auth_cert)
@@ -199,7 +199,7 @@ def test_a_node_with_a_certificate_from_the_wrong_instances_ca_is_refused(
         AUTH_OCSP_HEADER: b64url(fetch_ocsp(de, auth)),
         SIGN_OCSP_HEADER: b64url(fetch_ocsp(de, load_certificate(rogue.sign_cert))),
     }
-    ctx = tls_context(rogue.auth_cert, rogue.directory / "auth.key", de.ca_cert)
+    ctx = tls_context(rogue.auth_cert, rogue.directory / "auth.key", de.ca_cert, rogue.passphrase)
     before = registry.count()
     with httpx.Client(verify=ctx, timeout=30) as http:
         response = http.post(

@@ -83,7 +83,7 @@ def peer_probe(net: LocalNet, as_city: City) -> httpx.Response:
     files = net.nodes[as_city.ags]
     ctx = ssl.create_default_context(cafile=str(net.ca_cert))
     ctx.check_hostname = False
-    ctx.load_cert_chain(files.auth_cert, files.directory / "auth.key")
+    ctx.load_cert_chain(files.auth_cert, files.directory / "auth.key", password=files.passphrase)
     with httpx.Client(verify=ctx, timeout=30) as client:
         return client.post(f"{net.nodes[LIPPSTADT.ags].peer_url}/gw/v1/exchange", content=b"")
 
@@ -233,7 +233,9 @@ def test_a_wrong_anchor_refuses_to_start(gnet: LocalNet, tmp_path: Path) -> None
         .replace('state_dir = "globalconf"', f'state_dir = "{tmp_path / "state"}"')
         .replace('messagelog = "messagelog.sqlite"', f'messagelog = "{tmp_path / "log.sqlite"}"')
         .replace('"auth.', f'"{gnet.nodes[SOEST.ags].directory}/auth.')
-        .replace('"sign.', f'"{gnet.nodes[SOEST.ags].directory}/sign.'),
+        .replace('"sign.', f'"{gnet.nodes[SOEST.ags].directory}/sign.')
+        .replace('"internal-tls.', f'"{gnet.nodes[SOEST.ags].directory}/internal-tls.')
+        .replace('"key-passphrase"', f'"{gnet.nodes[SOEST.ags].key_passphrase_file}"'),
         "utf-8",
     )
     result = subprocess.run(

@@ -38,7 +38,9 @@ def _tls(net: LocalNet, port: int, request: bytes) -> bytes:
     """Over mTLS as Soest's node: the peer port answers only registered nodes."""
     files = net.nodes[SOEST.ags]
     context = ssl.create_default_context(cafile=str(net.ca_cert))
-    context.load_cert_chain(files.auth_cert, files.directory / "auth.key")
+    context.load_cert_chain(
+        files.auth_cert, files.directory / "auth.key", password=files.passphrase
+    )
     with (
         socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
         context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,

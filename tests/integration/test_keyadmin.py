@@ -156,7 +156,7 @@ def test_bad_certificates_are_refused_with_their_code_and_nothing_is_written(
 
     async def scenario(node: Node) -> None:
         now = node.clock.now()
-        sign_key = load_private_key(files.directory / "sign.key")
+        sign_key = load_private_key(files.directory / "sign.key", files.passphrase)
         assert await refused(node, b"-----BEGIN CERTIFICATE-----\nnein\n") is Code.CERT_INVALID
         # Someone else's key.
         stranger = pki_csr(generate_key(), CertKind.SIGN, SOEST.member)
@@ -204,12 +204,12 @@ def test_a_csr_is_made_with_the_key_in_use_and_refused_for_an_owner_without_one(
         make_csr(config, LIPPSTADT.node)
     assert caught.value.code is Code.KEY_NOT_FOUND
 
-    renewal = make_csr(config, SOEST.node)
+    renewal = make_csr(config, SOEST.node, passphrase=knet.nodes[SOEST.ags].passphrase)
     csr = x509.load_pem_x509_csr(renewal.csr_pem)
     assert not renewal.new_key and renewal.key_path == config.node.auth_key
     spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     assert csr.public_key().public_bytes(*spki) == public_key_der(
-        load_private_key(renewal.key_path)
+        load_private_key(renewal.key_path, knet.nodes[SOEST.ags].passphrase)
     )
 
 
@@ -223,7 +223,7 @@ def test_a_new_signing_certificate_is_used_at_once(knet: LocalNet) -> None:
         ctx = node.context
         await exchange(node)
         # A renewal with the key in use, from a serial the CA's responder does not know.
-        renewal = make_csr(config, SOEST.member)
+        renewal = make_csr(config, SOEST.member, passphrase=knet.nodes[SOEST.ags].passphrase)
         assert not renewal.new_key
         unknown = await import_certificate(
             ctx, issue(knet, renewal.csr_pem, CertKind.SIGN, node.clock.now(), recorded=False)
@@ -237,10 +237,14 @@ def test_a_new_signing_certificate_is_used_at_once(knet: LocalNet) -> None:
         assert [(i.serial, i.ocsp) for i in listed] == [(unknown.serial, OcspState.UNKNOWN)]
         assert unknown.cert_backup is not None and unknown.cert_backup.read_bytes() == old_cert
         old_ref = ctx.signers[SOEST.member].cert_ref
-        request = make_csr(config, SOEST.member, new_key=True)
+        request = make_csr(
+            config, SOEST.member, new_key=True, passphrase=knet.nodes[SOEST.ags].passphrase
+        )
         assert request.new_key and request.key_path.name == "sign.key.new"
         with pytest.raises(GatewayError) as caught:
-            make_csr(config, SOEST.member, new_key=True)
+            make_csr(
+                config, SOEST.member, new_key=True, passphrase=knet.nodes[SOEST.ags].passphrase
+            )
         assert caught.value.code is Code.KEY_EXISTS
         pem = issue(knet, request.csr_pem, CertKind.SIGN, node.clock.now())
 
@@ -266,7 +270,7 @@ def test_a_new_signing_certificate_is_used_at_once(knet: LocalNet) -> None:
     run_soest(knet, scenario)
     assert files.sign_cert.read_bytes() != old_cert
     assert not (files.directory / "sign.key.new").exists()
-    new_key = load_private_key(files.directory / "sign.key")
+    new_key = load_private_key(files.directory / "sign.key", files.passphrase)
     assert public_key_der(new_key) == public_key_der(load_certificate(files.sign_cert))
     # A restart uses the new certificate too.
     run_soest(knet, exchange)
@@ -279,7 +283,9 @@ def test_a_new_authentication_certificate_needs_a_restart(knet: LocalNet) -> Non
     results = []
 
     async def scenario(node: Node) -> None:
-        request = make_csr(config, SOEST.node, new_key=True)
+        request = make_csr(
+            config, SOEST.node, new_key=True, passphrase=knet.nodes[SOEST.ags].passphrase
+        )
         pem = issue(knet, request.csr_pem, CertKind.AUTH, node.clock.now())
         result = await import_certificate(node.context, pem)
         results.append(result)

@@ -135,7 +135,9 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         peer_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         peer_tls.check_hostname = False
         peer_tls.verify_mode = ssl.CERT_NONE
-        peer_tls.load_cert_chain(files.auth_cert, files.directory / "auth.key")
+        peer_tls.load_cert_chain(
+            files.auth_cert, files.directory / "auth.key", password=files.passphrase
+        )
         peer = _port(files.peer_url, "/gw/v1/exchange")
         ports = {
             "consumer": _port(

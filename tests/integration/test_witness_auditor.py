@@ -117,9 +117,9 @@ def _config(net: LocalNet, ags: str, **node_changes: Any) -> NodeConfig:
     return config.model_copy(update={"node": config.node.model_copy(update=node_changes)})
 
 
-def _tls(net: LocalNet, cert: Path, key: Path) -> ssl.SSLContext:
+def _tls(net: LocalNet, cert: Path, key: Path, passphrase: bytes | None = None) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=str(net.ca_cert))
-    ctx.load_cert_chain(cert, key)
+    ctx.load_cert_chain(cert, key, password=passphrase)
     return ctx
 
 
@@ -248,7 +248,12 @@ async def _signed_heads_witnessing_and_auditor_api(net: LocalNet) -> None:
             _refused(missing, Code.AUDIT_NOT_FOUND)
         soest_files = net.nodes[SOEST.ags]
         async with httpx.AsyncClient(
-            verify=_tls(net, soest_files.auth_cert, soest_files.directory / "auth.key"),
+            verify=_tls(
+                net,
+                soest_files.auth_cert,
+                soest_files.directory / "auth.key",
+                soest_files.passphrase,
+            ),
             timeout=30,
         ) as peer:
             assert (await peer.get(f"{peer_url}/gw/v1/log/sth")).status_code == 200
@@ -414,7 +419,7 @@ class FakeLippstadt:
         self.net = net
         self.signer = Signer(
             LIPPSTADT.member,
-            load_private_key(files.directory / "sign.key"),
+            load_private_key(files.directory / "sign.key", files.passphrase),
             load_certificates(files.sign_cert),
         )
         self.leaves: list[bytes] = []
@@ -457,7 +462,10 @@ class FakeLippstadt:
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.runner.setup()
         ctx = server_context(
-            files.auth_cert, files.directory / "auth.key", [load_certificate(self.net.ca_cert)]
+            files.auth_cert,
+            files.directory / "auth.key",
+            [load_certificate(self.net.ca_cert)],
+            files.passphrase,
         )
         await web.TCPSite(self.runner, "127.0.0.1", files.peer_port, ssl_context=ctx).start()
 

@@ -377,7 +377,7 @@ def test_check_subjects_is_clean_on_an_untouched_log(tmp_path: Path) -> None:
         ("DELETE FROM data_subject WHERE entry_id = 2 AND subject = ?", BERND, 2, "rows", 1),
         ("UPDATE data_subject SET subject = 'someone' WHERE subject = ?", BERND, 2, "rows", 2),
         # A read invented for an answer that named nobody.
-        ("INSERT INTO data_subject VALUES (6, ?)", ANNA, 6, "rows", 1),
+        ("INSERT INTO data_subject (entry_id, subject) VALUES (6, ?)", ANNA, 6, "rows", 1),
         # Covering up by changing the salt or the digest: caught by the salt and the leaf.
         ("UPDATE message_log SET subjects_salt = ? WHERE id = 2", "zz", 2, "salt", 2),
         (
@@ -388,7 +388,7 @@ def test_check_subjects_is_clean_on_an_untouched_log(tmp_path: Path) -> None:
             1,
         ),
         # Rows that point at no entry at all.
-        ("INSERT INTO data_subject VALUES (99, ?)", ANNA, 99, "orphan", 1),
+        ("INSERT INTO data_subject (entry_id, subject) VALUES (99, ?)", ANNA, 99, "orphan", 1),
         # The details the tracker shows once the headers are archived, altered or removed
         # while the signed headers can still tell.
         ("UPDATE data_subject_read SET issue = ? WHERE entry_id = 4", "other case", 4, "read", 1),

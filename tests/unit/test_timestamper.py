@@ -482,8 +482,12 @@ def test_every_covered_entry_is_proven(pki: Pki, log_location: Path | str) -> No
         ("UPDATE message_log SET body = x'00' WHERE id = 2", ProofFailure.NOT_INCLUDED),
         ("UPDATE message_log SET client = 'x' WHERE id = 2", ProofFailure.NOT_INCLUDED),
         ("UPDATE message_log SET logged_at = '2020-01-01' WHERE id = 2", ProofFailure.NOT_INCLUDED),
-        # A sibling's leaf hash: the path no longer reaches the stamped root.
-        ("UPDATE message_log SET leaf_hash = zeroblob(32) WHERE id = 1", ProofFailure.NOT_INCLUDED),
+        # A sibling's stored leaf, which the path is read from (docs/adr/0043): the path
+        # no longer reaches the stamped root.
+        (
+            "UPDATE merkle_subtree SET hash = zeroblob(32) WHERE level = 0 AND position = 0",
+            ProofFailure.NOT_INCLUDED,
+        ),
         # Another root, with a document to match: the TSA never signed that document.
         (
             "UPDATE tree_head SET document = CAST(replace(CAST(document AS TEXT),"

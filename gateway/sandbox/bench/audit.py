@@ -30,6 +30,7 @@ from gateway.audit.export import Selection, export_bundle
 from gateway.audit.parallel import default_jobs, verify_file
 from gateway.audit.verify import AuditReport, AuditTrustAnchor
 from gateway.core.adminrecord import AdminRecord
+from gateway.core.atrest import DataKey
 from gateway.core.encoding import format_time
 from gateway.core.envelope import RequestHeader, ResponseHeader, body_sha256, request_hash
 from gateway.core.ids import MemberId, ServiceId, parse_client
@@ -130,6 +131,7 @@ def build_log(
     issue: str | None = None,
     admin_every: int = 0,
     database_url: str | None = None,
+    data_key: DataKey | None = None,
 ) -> SyntheticLog:
     """Write ``entries`` signed entries (request/response pairs) and stamped tree heads.
 
@@ -137,7 +139,8 @@ def build_log(
     ``admin_every`` > 0 adds an admin record (signed by the node's owner, the provider)
     after every that many entries, beyond ``entries``.
     With ``database_url`` the log is written to that PostgreSQL database (its schema made
-    by ``gateway db upgrade``) instead of a SQLite file in ``directory``.
+    by ``gateway db upgrade``) instead of a SQLite file in ``directory``. With
+    ``data_key`` the exchanges are sealed at rest, as a node with a data key writes them.
     """
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = generate_key()
@@ -175,6 +178,7 @@ def build_log(
             user_id,
             issue,
             admin_every,
+            data_key,
         )
     )
     return SyntheticLog(
@@ -219,6 +223,7 @@ async def _write(
     user_id: str | None = None,
     issue: str | None = None,
     admin_every: int = 0,
+    data_key: DataKey | None = None,
 ) -> None:
     clock = _Clock(START)
     client = parse_client(CLIENT)
@@ -230,7 +235,7 @@ async def _write(
         provider.cert_ref: (provider.cert_der, provider.jws_header),
     }
     ocsp = {consumer_ref: consumer_ocsp, provider_ref: provider_ocsp}
-    async with MessageLog(db, clock=clock, body_policy=body_policy) as log:
+    async with MessageLog(db, clock=clock, body_policy=body_policy, data_key=data_key) as log:
         written = 0
         serial = 0
         admins = 0

@@ -37,6 +37,10 @@ def executable() -> Path | None:
     return Path(found) if found else None
 
 
+def _password(directive: str, password_file: Path | None) -> str:
+    return "" if password_file is None else f" {directive} {password_file};"
+
+
 def config(
     workdir: Path,
     *,
@@ -48,19 +52,21 @@ def config(
     tls_in: bool,
     tls_out: bool,
     peer_name: str = "",
+    password_file: Path | None = None,
 ) -> str:
     """One nginx's configuration: listen on ``port``, relay to ``upstream_port``.
 
     ``tls_in``: listen with TLS 1.3 and require a client certificate chaining to ``ca``.
     ``tls_out``: reach the next hop with TLS 1.3, present ``cert``, verify the next hop's
-    certificate against ``ca`` and its name ``peer_name``.
+    certificate against ``ca`` and its name ``peer_name``. ``password_file`` opens an
+    encrypted ``key`` (the nodes' keys are encrypted, docs/adr/0041).
     """
     w = workdir
     listen = f"listen 127.0.0.1:{port}{' ssl' if tls_in else ''};"
     inbound = (
         f"""
         ssl_certificate {cert};
-        ssl_certificate_key {key};
+        ssl_certificate_key {key};{_password("ssl_password_file", password_file)}
         ssl_client_certificate {ca};
         ssl_verify_client on;
         ssl_protocols TLSv1.3;"""
@@ -70,7 +76,7 @@ def config(
     outbound = (
         f"""
             proxy_ssl_certificate {cert};
-            proxy_ssl_certificate_key {key};
+            proxy_ssl_certificate_key {key};{_password("proxy_ssl_password_file", password_file)}
             proxy_ssl_trusted_certificate {ca};
             proxy_ssl_verify on;
             proxy_ssl_name "{peer_name}";
@@ -136,6 +142,7 @@ def start(
     tls_in: bool,
     tls_out: bool,
     peer_name: str = "",
+    password_file: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Write the configuration into ``workdir`` and start nginx on it, in the foreground."""
     exe = executable()
@@ -154,6 +161,7 @@ def start(
             tls_in=tls_in,
             tls_out=tls_out,
             peer_name=peer_name,
+            password_file=password_file,
         ),
         "utf-8",
     )

@@ -29,6 +29,7 @@ import httptools
 
 from gateway.core.headers import end_to_end_headers
 from gateway.keys.files import load_certificates
+from gateway.keys.passphrase import read_passphrase_file
 from gateway.node.tls import client_context, server_context
 
 MAX_BODY = 16 * 1024 * 1024
@@ -254,12 +255,18 @@ def main() -> None:
     parser.add_argument("--key", type=Path, required=True)
     parser.add_argument("--ca", type=Path, required=True)
     parser.add_argument("--tls-in", action="store_true", help="listen with mutual TLS")
+    parser.add_argument("--key-passphrase-file", type=Path, default=None)
     args = parser.parse_args()
     roots = load_certificates(args.ca)
-    client_tls = (
-        client_context(args.cert, args.key, roots) if args.upstream.startswith("https") else None
+    pw = (
+        None if args.key_passphrase_file is None else read_passphrase_file(args.key_passphrase_file)
     )
-    server_tls = server_context(args.cert, args.key, roots) if args.tls_in else None
+    client_tls = (
+        client_context(args.cert, args.key, roots, pw)
+        if args.upstream.startswith("https")
+        else None
+    )
+    server_tls = server_context(args.cert, args.key, roots, pw) if args.tls_in else None
     work = serve(args.port, args.upstream, server_tls, client_tls)
     try:
         import uvloop

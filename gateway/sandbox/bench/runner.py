@@ -165,7 +165,7 @@ def check_logs(net: LocalNet, ids_files: Sequence[Path]) -> dict[str, int]:
         wanted.update(line for line in text.splitlines() if line)
     report = {"successes_counted": len(wanted)}
     for label, ags in (("consumer", SOEST.ags), ("provider", LIPPSTADT.ags)):
-        db = net.nodes[ags].messagelog
+        db = net.nodes[ags].log_location
         logged: dict[str, set[str]] = {}
         for entry in read_entries(db):
             if entry.role == label:
@@ -218,6 +218,8 @@ def run_bench(
     with_nginx: bool = True,
     registry_levels: Sequence[int] = (1, 16),
     plot_path: Path | None = None,
+    workers: int | None = None,
+    database_url: str | None = None,
 ) -> dict[str, Any]:
     """Run everything, print the table, write the JSON; return the report.
 
@@ -228,7 +230,8 @@ def run_bench(
     sample registry's measurement (none: skipped). ``large_bodies`` run at
     ``large_concurrency`` (:mod:`gateway.sandbox.bench.large`); the figure of throughput
     and p99 against concurrency is written beside the JSON and, with ``plot_path``, there
-    too.
+    too. With ``workers`` or ``database_url``, a last section compares one node by log
+    backend and worker processes (``bench/workers.py``), on nodes of its own.
     """
     use_wrk = _use_wrk(loadgen)
     tmp = None
@@ -350,6 +353,21 @@ def run_bench(
             report["memory_after_large_bodies_mb"] = _memory(processes)
         report["log_check"] = check_logs(topo.net, ids_files)
         print_tail(report)
+        if workers is not None or database_url is not None:
+            from gateway.sandbox.bench.workers import run_workers
+
+            topo.stop()  # the section starts nodes of its own; these would only add noise
+            report["workers"] = run_workers(
+                state_dir,
+                drive=drive,
+                check_logs=check_logs,
+                workers=workers or 2,
+                database_url=database_url,
+                concurrency=max(levels),
+                duration=duration,
+                repeats=repeats,
+                body_bytes=body_bytes,
+            )
     finally:
         topo.stop()
         if tmp is not None:

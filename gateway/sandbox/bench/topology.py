@@ -101,7 +101,7 @@ def _start_processes(topo: Topology, root: Path, stub_port: int, *, with_nginx: 
         [
             "--port", str(back_port), "--upstream", stub_url, "--tls-in",
             "--cert", str(lippstadt.auth_cert), "--key", str(lippstadt.directory / "auth.key"),
-            "--ca", str(net.ca_cert),
+            "--key-passphrase-file", str(lippstadt.key_passphrase_file), "--ca", str(net.ca_cert),
         ],
         root / "logs" / "relay-back.log",
     )  # fmt: skip
@@ -110,7 +110,7 @@ def _start_processes(topo: Topology, root: Path, stub_port: int, *, with_nginx: 
         [
             "--port", str(front_port), "--upstream", f"https://127.0.0.1:{back_port}",
             "--cert", str(soest.auth_cert), "--key", str(soest.directory / "auth.key"),
-            "--ca", str(net.ca_cert),
+            "--key-passphrase-file", str(soest.key_passphrase_file), "--ca", str(net.ca_cert),
         ],
         root / "logs" / "relay-front.log",
     )  # fmt: skip
@@ -162,6 +162,7 @@ def _start_nginx(
         upstream_port=stub_port,
         cert=lippstadt.auth_cert,
         key=lippstadt.directory / "auth.key",
+        password_file=lippstadt.key_passphrase_file,
         ca=net.ca_cert,
         tls_in=True,
         tls_out=False,
@@ -173,6 +174,7 @@ def _start_nginx(
         upstream_port=back_port,
         cert=soest.auth_cert,
         key=soest.directory / "auth.key",
+        password_file=soest.key_passphrase_file,
         ca=net.ca_cert,
         tls_in=False,
         tls_out=True,

@@ -1,4 +1,4 @@
-"""The harness's command line: ``--scenario short|full`` or ``--soak-minutes N``.
+"""The harness's command line: ``--scenario short|full|clock|disk`` or ``--soak-minutes N``.
 
 Writes the history, the report (and for a soak its samples and plot) under ``--out``
 and exits 1 if any check failed, so ``make faults`` and ``make soak`` fail with it.
@@ -12,12 +12,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gateway.sandbox.faults.run import DISK, FULL, SHORT, Harness
+from gateway.sandbox.faults.run import CLOCK, DISK, FULL, SHORT, Harness
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="fault harness over a loopback federation")
-    parser.add_argument("--scenario", choices=("short", "full", "disk"), default="full")
+    parser.add_argument("--scenario", choices=("short", "full", "disk", "clock"), default="full")
     parser.add_argument("--soak-minutes", type=float, default=None)
     parser.add_argument("--out", type=Path, default=Path("bench/results/faults"))
     parser.add_argument("--keep", action="store_true", help="keep the federation's files")
@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> None:
                 passed = bool(result["passed"])
                 print(json.dumps(result["summary"], indent=2))
             else:
-                scenario = {"short": SHORT, "full": FULL, "disk": DISK}[args.scenario]
+                scenario = {"short": SHORT, "full": FULL, "disk": DISK, "clock": CLOCK}[
+                    args.scenario
+                ]
                 report = harness.run(scenario, out)
                 passed = report.findings.passed
                 print(json.dumps(report.to_json(), indent=2))

@@ -4,8 +4,9 @@ Every fault is a method of :class:`Injectors` taking the seconds to hold; ``cata
 names them for a schedule. What they act on is real: ``kill -9`` of a node, of the
 trust services (OCSP responder and TSA) or of the registry process, the configuration
 server going away (the central's part in a loopback federation: its TUF repository),
-the registry answering slowly, with garbage or never, and a partition between the
-consumer's node and one provider node through the harness's TCP proxy.
+the registry answering slowly, with garbage or never, a partition between the
+consumer's node and one provider node through the harness's TCP proxy, and the
+consumer node's wall clock jumping forward or back (``clock.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from gateway.sandbox.faults.clock import FakeClock
 from gateway.sandbox.faults.proxy import TcpProxy
 from gateway.sandbox.localnet import HOST, LocalNet, wait_http
 
@@ -50,6 +52,10 @@ class Injectors:
     """The provider's two nodes; the second is reached through ``proxy``."""
     small_disk: Path | None = None
     """The consumer node's directory, if the harness put it on a small tmpfs."""
+    clock: FakeClock | None = None
+    """The consumer node's faked clock, if libfaketime is installed."""
+    clock_jump: int = 120
+    """Seconds the clock faults move it: beyond the harness's message window."""
 
     def catalogue(self) -> dict[str, Callable[[float], None]]:
         first, second = self.providers
@@ -67,6 +73,14 @@ class Injectors:
             "partition-drop": lambda hold: self.partition("drop", hold),
             "partition-stall": lambda hold: self.partition("stall", hold),
             **({"disk-full": self.disk_full} if self.small_disk is not None else {}),
+            **(
+                {
+                    "clock-forward": lambda hold: self.clock_skew(self.clock_jump, hold),
+                    "clock-back": lambda hold: self.clock_skew(-self.clock_jump, hold),
+                }
+                if self.clock is not None
+                else {}
+            ),
         }
 
     def wait_ready(self, key: str) -> None:
@@ -150,4 +164,16 @@ class Injectors:
                 out.flush()
         time.sleep(hold)
         filler.unlink()
+        self.wait_ready(self.consumer)
+
+    def clock_skew(self, seconds: int, hold: float) -> None:
+        """The consumer node's clock ``seconds`` off while it runs, for ``hold``, then
+        true again: what it signs is outside the providers' window and what they sign
+        outside its own, so exchanges are refused with the documented codes, and none
+        is answered 2xx unlogged."""
+        if self.clock is None:
+            raise RuntimeError("libfaketime is not installed")
+        self.clock.set(seconds)
+        time.sleep(hold)
+        self.clock.set(0)
         self.wait_ready(self.consumer)

@@ -1,0 +1,72 @@
+"""The node's part in a node cluster: the log's services run in the elected process only.
+
+Every process of a cluster serves exchanges; the timestamper, the witness and the
+retention job run in the one process ``gateway.messagelog.leader.Leadership`` elects
+through the shared database (docs/adr/0042). This module starts and stops them as
+leadership comes and goes, and keeps the metric ``gateway_cluster_leader``
+(``NodeContext.leader``). On SQLite the one process leads from the start, as a node
+always did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from gateway.messagelog import MessageLogError
+from gateway.messagelog.leader import Leadership
+from gateway.messagelog.witness import Witness
+from gateway.node.context import NodeContext
+from gateway.node.retention import RetentionJob
+
+
+class NodeCluster:
+    """Starts the timestamper, the witness and the retention job while this process
+    leads: two processes archiving and deleting the same entries would race."""
+
+    def __init__(
+        self, context: NodeContext, witness: Witness, retention: RetentionJob | None = None
+    ) -> None:
+        self._ctx = context
+        self._witness = witness
+        self._retention = retention
+        node = context.config.node
+        self.leadership = Leadership(
+            node.log_location,
+            str(context.id),
+            poll_seconds=node.leader_poll_seconds,
+            on_lead=self._lead,
+            on_follow=self._follow,
+            on_tick=self._observe,
+        )
+        context.leader = False
+
+    async def start(self) -> None:
+        """Decide once (a leader stamps a backlog before the node serves), then poll."""
+        await self.leadership.start()
+
+    async def stop(self) -> None:
+        await self.leadership.stop()
+
+    async def _lead(self) -> None:
+        if self.leadership.shared:
+            # What the previous leader stamped and the others committed, before the
+            # first attempt (each attempt takes it up again, ``Timestamper``'s sync).
+            await self._observe()
+        await self._ctx.timestamper.start()
+        await self._witness.start()
+        if self._retention is not None:
+            self._retention.start()
+        self._ctx.leader = True
+
+    async def _follow(self) -> None:
+        self._ctx.leader = False
+        if self._retention is not None:
+            await self._retention.stop()
+        await self._witness.stop()
+        await self._ctx.timestamper.stop()
+
+    async def _observe(self) -> None:
+        """A follower's view of the shared log (backlog, latest tree head) follows the
+        database, so its metrics and its refusal on a failing TSA are the cluster's."""
+        with contextlib.suppress(MessageLogError):
+            await self._ctx.log.follow()

@@ -1,0 +1,267 @@
+"""A node cluster on PostgreSQL under faults, as real processes (docs/adr/0042).
+
+Soest's node and Lippstadt's node keep their logs in a PostgreSQL cluster of this module
+alone (``tests/pg.py``), so it can be restarted without disturbing other tests.
+Lippstadt runs ``gateway node serve --workers 2``: two worker processes behind the
+parent's sockets, one of them elected to timestamp. The leader is killed with SIGKILL:
+another worker takes the timestamping over, the parent starts a new worker, and the log
+stays one sequence that ``gateway audit export`` and ``verify`` accept. The database
+is restarted under load: exchanges meanwhile are refused with the documented code,
+every one answered 2xx has its entries in both logs, and the nodes recover by
+themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.conf.directory import TrustParameters
+from gateway.core.errors import Code
+from gateway.messagelog import Role, read_entries
+from gateway.messagelog.leader import cluster_leader_pid
+from gateway.messagelog.proofs import read_tree_heads, timestamp_status
+from gateway.sandbox.localnet import LocalNet, ServiceSpec
+from tests.integration.conftest import (
+    GEWERBEAMT,
+    LIPPSTADT,
+    SERVICE,
+    SOEST,
+    RecordingRegistry,
+    call,
+)
+from tests.integration.test_postgres_node import eventually, gateway
+from tests.pg import PgCluster, server_binaries
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]  # real restarts, under load
+
+POLL = 0.5
+"""``leader_poll_seconds`` of both nodes: a dead leader is replaced within about this."""
+TAKEOVER = 10 * POLL + 5
+"""The deadline for a takeover: several poll intervals and the time a worker needs."""
+
+
+@pytest.fixture(scope="module")
+def own_pg() -> Iterator[PgCluster]:
+    binaries = server_binaries()
+    if binaries is None:
+        pytest.fail("no PostgreSQL server binaries: run `make system-packages`")
+    cluster = PgCluster(binaries)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster_net(
+    tmp_path_factory: pytest.TempPathFactory, registry: RecordingRegistry, own_pg: PgCluster
+) -> Iterator[LocalNet]:
+    federation = LocalNet.create(
+        tmp_path_factory.mktemp("cluster"), [SOEST, LIPPSTADT], datetime.now(UTC)
+    )
+    federation.add_service(
+        ServiceSpec(
+            id=SERVICE, url=f"{registry.url}/personen", openapi_url=None, allowed=(GEWERBEAMT,)
+        )
+    )
+    for files in federation.nodes.values():
+        files.database_url = own_pg.fresh_database(empty=True)
+    federation.write_configs(
+        parameters=TrustParameters(timestamping_interval_seconds=1),
+        extra={"leader_poll_seconds": POLL},
+    )
+    for files in federation.nodes.values():
+        upgraded = gateway("db", "upgrade", str(files.config))
+        assert upgraded.returncode == 0, upgraded.stderr
+    try:
+        federation.start_node(SOEST.ags)
+        federation.start_node(LIPPSTADT.ags, workers=2)
+        yield federation
+    finally:
+        federation.stop()
+
+
+def lippstadt_url(net: LocalNet) -> str:
+    url = net.nodes[LIPPSTADT.ags].database_url
+    assert url is not None
+    return url
+
+
+def leader(net: LocalNet) -> int | None:
+    return cluster_leader_pid(lippstadt_url(net), str(LIPPSTADT.node))
+
+
+def parent(net: LocalNet) -> int:
+    config = str(net.nodes[LIPPSTADT.ags].config)
+    (proc,) = [p for p in net.processes if p.args[-1] == config and p.poll() is None]  # type: ignore[index]
+    return proc.pid
+
+
+def children(pid: int) -> set[int]:
+    """The live child processes of ``pid`` (from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(entry.name))
+    return found
+
+
+def all_stamped(url: str) -> bool:
+    status = timestamp_status(url)
+    return status.pending == 0 and status.tree_size > 0
+
+
+def audit_passes(net: LocalNet, url: str, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle.jsonl"
+    exported = gateway(
+        "audit", "export", "--db", url, "--out", str(bundle), "--all",
+        "--tsa-cert", str(net.trust.tsa_cert), "--ca", str(net.ca_cert),
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    anchor = tmp_path / "anchor.pem"
+    anchor.write_bytes(net.ca_cert.read_bytes() + net.trust.tsa_cert.read_bytes())
+    verified = gateway("audit", "verify", str(bundle), "--anchor", str(anchor))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.startswith("OK ")
+    entries = read_entries(url)
+    assert [e.leaf_index for e in entries] == list(range(len(entries)))
+
+
+def test_two_workers_share_the_ports_and_one_of_them_timestamps(cluster_net: LocalNet) -> None:
+    for _ in range(6):
+        response = call(cluster_net)
+        assert response.status_code == 200, response.text
+    workers = children(parent(cluster_net))
+    assert len(workers) == 2
+    eventually(lambda: leader(cluster_net) is not None, "a leader", TAKEOVER)
+    assert leader(cluster_net) in workers
+    url = lippstadt_url(cluster_net)
+    eventually(lambda: all_stamped(url), "the cluster's tree head")
+    # Every worker answers on the one metrics port; exactly one says it leads.
+    metrics_url = cluster_net.nodes[LIPPSTADT.ags].metrics_url
+    seen: set[float] = set()
+    deadline = time.monotonic() + 30
+    while seen != {0.0, 1.0} and time.monotonic() < deadline:
+        text = httpx.get(f"{metrics_url}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            if family.name == "gateway_cluster_leader":
+                seen.add(family.samples[0].value)
+    assert seen == {0.0, 1.0}
+
+
+def test_workers_are_refused_on_a_sqlite_log(tmp_path: Path) -> None:
+    net = LocalNet.create(tmp_path, [SOEST], datetime.now(UTC))
+    net.write_configs()
+    served = gateway(
+        "node", "serve", "--workers", "2", "--config", str(net.nodes[SOEST.ags].config)
+    )
+    assert served.returncode == 2
+    assert "needs the message log in PostgreSQL" in served.stderr
+
+
+def test_the_leader_killed_timestamping_resumes_and_the_log_verifies(
+    cluster_net: LocalNet, tmp_path: Path
+) -> None:
+    url = lippstadt_url(cluster_net)
+    eventually(lambda: leader(cluster_net) is not None, "a leader", TAKEOVER)
+    old = leader(cluster_net)
+    assert old is not None
+    eventually(lambda: all_stamped(url), "the tree head before the kill")
+    heads_before = len(read_tree_heads(url))
+    os.kill(old, signal.SIGKILL)
+    killed_at = datetime.now(UTC)
+    eventually(lambda: leader(cluster_net) not in (None, old), "another leader", TAKEOVER)
+    new = leader(cluster_net)
+    assert new in children(parent(cluster_net))
+    # New exchanges after the kill (a connection to the dead worker may fail: retried).
+    answered = 0
+    deadline = time.monotonic() + 60
+    while answered < 5 and time.monotonic() < deadline:
+        if call(cluster_net).status_code == 200:
+            answered += 1
+    assert answered == 5
+    eventually(lambda: all_stamped(url), "a tree head over the entries after the kill")
+    heads = read_tree_heads(url)
+    assert len(heads) > heads_before
+    assert datetime.fromisoformat(heads[-1].stored_at) > killed_at
+    # The parent started a worker in place of the dead one.
+    eventually(lambda: len(children(parent(cluster_net))) == 2, "a second worker again")
+    audit_passes(cluster_net, url, tmp_path)
+
+
+def test_postgresql_restarted_under_load_refuses_then_recovers(
+    cluster_net: LocalNet, own_pg: PgCluster, tmp_path: Path
+) -> None:
+    results: list[tuple[int, str]] = []
+    """(status, X-Road-Request-Id or the refusal's type) of every exchange."""
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                response = call(cluster_net)
+            except httpx.HTTPError:
+                continue
+            outcome = (
+                response.headers["X-Road-Request-Id"]
+                if response.status_code == 200
+                else response.json()["type"]
+            )
+            with lock:
+                results.append((response.status_code, outcome))
+
+    def successes() -> int:
+        with lock:
+            return sum(1 for status, _ in results if status == 200)
+
+    with ThreadPoolExecutor(3) as pool:
+        for _ in range(3):
+            pool.submit(load)
+        try:
+            eventually(lambda: successes() >= 5, "exchanges before the restart")
+            own_pg.stop_server("fast")
+            with lock:
+                during = len(results)
+            eventually(lambda: len(results) >= during + 5, "exchanges during the outage")
+            own_pg.start_server()
+            after = successes()
+            eventually(lambda: successes() >= after + 10, "exchanges after the restart", 60)
+        finally:
+            stop.set()
+    refused = {outcome for status, outcome in results if status != 200}
+    assert refused, "no exchange met the outage"
+    assert refused <= {Code.CP_MESSAGELOG_FAILED.value, Code.SP_MESSAGELOG_FAILED.value}
+    assert {status for status, _ in results if status != 200} == {500}
+    # No exchange was answered without both halves in both logs.
+    answered = {outcome for status, outcome in results if status == 200}
+    for files, role in (
+        (cluster_net.nodes[SOEST.ags], Role.CONSUMER),
+        (cluster_net.nodes[LIPPSTADT.ags], Role.PROVIDER),
+    ):
+        assert files.database_url is not None
+        logged = {e.message_id for e in read_entries(files.database_url) if e.role == role}
+        assert answered <= logged, f"{len(answered - logged)} answered but not logged"
+    url = lippstadt_url(cluster_net)
+    eventually(lambda: leader(cluster_net) is not None, "a leader after the restart", TAKEOVER)
+    eventually(lambda: all_stamped(url), "timestamping after the restart", 60)
+    audit_passes(cluster_net, url, tmp_path)
