@@ -52,7 +52,7 @@ bench-packages:
 	scripts/system-packages $(BENCH_PACKAGES)
 
 # The exchange path against its baselines, the sample Melderegister's CPU per lookup and
-# the targets of issue 17 (writes bench/results/bench-*.json), then the offline audit
+# the performance targets (writes bench/results/bench-*.json), then the offline audit
 # verifier's entries per second (docs/audit-bundle.md section 6). docs/performance.md.
 bench: $(STAMP)
 	-scripts/system-packages $(BENCH_PACKAGES)

@@ -1,6 +1,6 @@
 """Which process of a node cluster runs the log's timestamper and witness.
 
-Several processes may serve one node id on one PostgreSQL database (issue 16, the
+Several processes may serve one node id on one PostgreSQL database (the
 ``--workers`` of ``gateway node serve`` or processes on several machines). Each writes
 exchanges to the shared log, the database ordering their batches (docs/adr/0035). Time
 stamps and cosignatures are per log, not per process: one process, the leader, runs

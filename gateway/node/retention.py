@@ -52,8 +52,9 @@ _STAMP: Final = "%Y%m%dT%H%M%SZ"
 
 Sealer = Callable[[Path], None]
 """What happens to a bundle after it is written and before any entry is blanked: the
-hook for encrypting archive bundles to the member's archive recipients (issue 19,
-item 4). It may replace the file in place; if it raises, nothing is pruned."""
+hook for encrypting archive bundles to the member's archive recipients
+(``[retention] archive_recipients``). It may replace the file in place; if it raises,
+nothing is pruned."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The bench judges the targets of issue 17 against the baselines of the same run, and
+"""The bench judges the performance targets against the baselines of the same run, and
 reports a target whose figure the run did not take as not measured, never as met."""
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ installed, else :mod:`gateway.sandbox.bench.loadgen`):
   verified and durably logged on both nodes, exactly as in production.
 
 The sample Melderegister's CPU per lookup is measured on its own after the levels
-(:mod:`gateway.sandbox.bench.registry`), and the targets of issue 17 are judged against
+(:mod:`gateway.sandbox.bench.registry`), and the performance targets are judged against
 the baselines of the same run (:mod:`gateway.sandbox.bench.targets`).
 
 Scenarios are interleaved per concurrency level and repeated; figures are medians of the

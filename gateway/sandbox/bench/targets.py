@@ -1,4 +1,4 @@
-"""The targets of issue 17, item 2, judged against baselines measured in the same run.
+"""The performance targets (docs/performance.md), judged against baselines measured in the same run.
 
 Machines of this class differ by a factor of two in what one signature or one proxy hop
 costs, so the binding targets are ratios to work measured in the same run: a node's CPU
@@ -140,4 +140,4 @@ def judge(report: dict[str, Any]) -> list[TargetVerdict]:
 
 
 def render(verdicts: list[TargetVerdict]) -> str:
-    return "\n".join(["\ntargets (issue 17 item 2)", *(v.line() for v in verdicts)])
+    return "\n".join(["\nperformance targets", *(v.line() for v in verdicts)])
