@@ -1,7 +1,7 @@
 """Large bodies: the time an exchange of a 1 MiB or 10 MiB body takes through the gateway,
 against the lean relay pair and the registry called directly, and what it costs in memory.
 
-Issue 17 asks for large bodies within 2x of the relay's time, with each node's peak RSS
+The target is large bodies within 2x of the relay's time, with each node's peak RSS
 bounded by concurrency times body size. Per size the three scenarios are interleaved
 and repeated, like the levels; the time per exchange is the median latency of a run
 (the stub echoes the body, so both the request and the response are that large), and
