@@ -2,7 +2,8 @@
 
 Hand-written SVG like the soak's (:mod:`gateway.sandbox.faults.plot`, whose colours and
 ``Series`` it shares): the project has no plotting dependency. Concurrency levels grow
-by powers (1, 4, 16, 64), so the x axis is logarithmic with a tick at each level.
+by powers (1, 4, 16, 64), so the x axis is logarithmic with a tick at each level, and
+the y axes are logarithmic by decades.
 """
 
 from __future__ import annotations
@@ -49,19 +50,29 @@ def svg_levels(title: str, panels: Sequence[tuple[str, Sequence[Series]]]) -> st
 
     for i, (label, series) in enumerate(panels):
         top = TOP + i * (PANEL_HEIGHT + GAP)
-        y1 = max([y for s in series for _, y in s.points] + [1e-9]) * 1.1
+        # Logarithmic in y too, by whole decades: the scenarios differ by orders of
+        # magnitude, and a linear axis flattens the gateway's line against the floor.
+        ys = [y for s in series for _, y in s.points if y > 0] or [1.0]
+        d0, d1 = math.floor(math.log10(min(ys))), math.ceil(math.log10(max(ys)))
+        d1 = max(d1, d0 + 1)
 
-        def py(y: float, top: float = top, y1: float = y1) -> float:
-            return top + PANEL_HEIGHT - y / y1 * PANEL_HEIGHT
+        def py(y: float, top: float = top, d0: int = d0, d1: int = d1) -> float:
+            frac = (math.log10(max(y, 10.0**d0)) - d0) / (d1 - d0)
+            return top + PANEL_HEIGHT - frac * PANEL_HEIGHT
 
         out.append(
             f'<rect x="{LEFT}" y="{top}" width="{plot_w}" height="{PANEL_HEIGHT}" '
             'fill="none" stroke="#999"/>'
         )
         out.append(f'<text x="{LEFT}" y="{top - 6}">{escape(label)}</text>')
-        top_label = f"{y1:,.0f}" if y1 >= 10 else f"{y1:.3g}"
-        out.append(f'<text x="{LEFT - 6}" y="{top + 10}" text-anchor="end">{top_label}</text>')
-        out.append(f'<text x="{LEFT - 6}" y="{top + PANEL_HEIGHT}" text-anchor="end">0</text>')
+        for d in range(d0, d1 + 1):
+            y = py(10.0**d)
+            out.append(
+                f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
+            )
+            out.append(
+                f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{10.0**d:,.6g}</text>'
+            )
         for x in xs:
             out.append(
                 f'<text x="{px(x):.1f}" y="{top + PANEL_HEIGHT + 14}" '
