@@ -38,6 +38,7 @@ class Code(StrEnum):
     CP_INVALID_MESSAGE = "server.clientproxy.invalid_message"
     CP_MESSAGELOG_FAILED = "server.clientproxy.messagelog_failed"
     CP_TIMESTAMPING_FAILED = "server.clientproxy.timestamping_failed"
+    CP_CLOCK_SKEW = "server.clientproxy.clock_skew"
     CP_CERT_VALIDATION = "server.clientproxy.cert_validation"
     CP_OCSP_UNAVAILABLE = "server.clientproxy.ocsp_unavailable"
     CP_GLOBAL_CONF_OUTDATED = "server.clientproxy.global_conf_outdated"
@@ -69,6 +70,7 @@ class Code(StrEnum):
     SP_INVALID_RESPONSE = "server.serverproxy.service_failed.invalid_response"
     SP_MESSAGELOG_FAILED = "server.serverproxy.messagelog_failed"
     SP_TIMESTAMPING_FAILED = "server.serverproxy.timestamping_failed"
+    SP_CLOCK_SKEW = "server.serverproxy.clock_skew"
     SP_CERT_VALIDATION = "server.serverproxy.cert_validation"
     SP_OCSP_UNAVAILABLE = "server.serverproxy.ocsp_unavailable"
     SP_GLOBAL_CONF_OUTDATED = "server.serverproxy.global_conf_outdated"
@@ -144,6 +146,11 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
     Code.CP_MESSAGELOG_FAILED: ErrorSpec(500, "The exchange could not be logged durably."),
     Code.CP_TIMESTAMPING_FAILED: ErrorSpec(
         500, "The consumer's node could not timestamp its message log for too long."
+    ),
+    Code.CP_CLOCK_SKEW: ErrorSpec(
+        500,
+        "The consumer's node's clock is further from the TSA's time than "
+        "max_clock_skew_seconds allows.",
     ),
     Code.CP_CERT_VALIDATION: ErrorSpec(
         500,
@@ -229,6 +236,11 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
     Code.SP_MESSAGELOG_FAILED: ErrorSpec(500, "The exchange could not be logged durably."),
     Code.SP_TIMESTAMPING_FAILED: ErrorSpec(
         500, "The provider's node could not timestamp its message log for too long."
+    ),
+    Code.SP_CLOCK_SKEW: ErrorSpec(
+        500,
+        "The provider's node's clock is further from the TSA's time than "
+        "max_clock_skew_seconds allows.",
     ),
     Code.SP_CERT_VALIDATION: ErrorSpec(
         500,

@@ -15,6 +15,11 @@ outage (X-Road's acceptable-timestamp-failure-period, 4 h by default), measured 
 the oldest entry still waiting, does the node refuse new exchanges with
 ``*.timestamping_failed``; it resumes by itself once a tree head is stored again.
 
+Each token also measures the node's clock against the TSA's (``clock_skew``): while the
+last one measured is further off than ``max_clock_skew``, the node refuses new exchanges
+with ``*.clock_skew``, since the entries it logs would carry times its tree heads
+contradict; a later token within bounds lifts the refusal.
+
 Every time decision uses the node's injected clock, so tests can move time.
 """
 
@@ -32,6 +37,7 @@ import aiohttp
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.conf.directory import Directory, TsaInfo
+from gateway.core.clockskew import clock_skew
 from gateway.core.encoding import format_time
 from gateway.core.errors import Code, GatewayError
 from gateway.core.logtree import tree_head_document
@@ -94,6 +100,7 @@ class Timestamper:
         batch_size: int = 10_000,
         tolerated_outage: timedelta = timedelta(hours=4),
         timeout_seconds: float = 20.0,
+        max_clock_skew: timedelta = timedelta(seconds=2),
         sign_head: Callable[[bytes], SignedHeadRecord | None] | None = None,
         sync: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -108,6 +115,10 @@ class Timestamper:
         self._batch_size = batch_size
         self._tolerated = tolerated_outage
         self._timeout = timeout_seconds
+        self._max_skew = max_clock_skew
+        self._skew: timedelta | None = None
+        """The node's time minus the genTime of the last verified token; None before one."""
+        self._measurements = 0
         self._sign_head = sign_head
         self._sync = sync
         """Takes up what the other processes of a cluster committed before each attempt
@@ -168,13 +179,31 @@ class Timestamper:
     def last_error(self) -> str:
         return self._last_error
 
+    @property
+    def clock_skew(self) -> timedelta | None:
+        """The skew the last verified token showed (node minus TSA); None before one."""
+        return self._skew
+
+    @property
+    def skewed(self) -> bool:
+        """True while the last measured skew exceeds ``max_clock_skew``."""
+        return self._skew is not None and abs(self._skew) > self._max_skew
+
     def check(self, *, provider: bool) -> None:
-        """Refuse a new exchange if timestamping has failed for longer than tolerated.
+        """Refuse a new exchange if the clock is skewed or timestamping has failed too long.
 
         Measured from the oldest entry not yet covered by a tree head, and only while
         the TSA keeps failing: an idle node or a TSA that just came back refuses nothing.
         A tolerated outage of 0 disables refusing (as in X-Road).
         """
+        if self.skewed:
+            assert self._skew is not None
+            raise GatewayError(
+                Code.SP_CLOCK_SKEW if provider else Code.CP_CLOCK_SKEW,
+                f"the node's clock is {self._skew.total_seconds():+.3f} s from the TSA's "
+                f"genTime at the last time stamp, more than the allowed "
+                f"{self._max_skew.total_seconds():g} s (max_clock_skew_seconds)",
+            )
         # A follower of a node cluster (not running, its log following the database)
         # does not see the leader's failures, only the shared backlog's age: that alone
         # decides, so no process keeps accepting what the leader cannot stamp.
@@ -256,11 +285,31 @@ class Timestamper:
         snapshot = self._log.tree_snapshot()
         backlog = self._log.backlog()
         if snapshot.tree_size <= backlog.stamped_size:
+            if self.skewed:
+                await self._probe(snapshot)
             return True
         try:
             return await self._attempt(snapshot, backlog)
         finally:
             self.attempts += 1
+
+    async def _probe(self, snapshot: TreeSnapshot) -> None:
+        """Measure the clock again with a token that is not stored.
+
+        A skewed node refuses exchanges, so it logs nothing new to stamp; without this a
+        clock set right would never be seen and the refusal would never lift.
+        """
+        document = tree_head_document(self._node_id, snapshot.tree_size, snapshot.root_hash)
+        imprint = message_imprint(document, "sha256")
+        for tsa in self._directory().timestamping_services():
+            measured = self._measurements
+            try:
+                await self._request(tsa, imprint)
+            except _TsaFailure as exc:
+                if self._measurements == measured:  # no verified token: try the next TSA
+                    log.info("node %s: clock probe at %s: %s", self._node_id, tsa.name, exc)
+                    continue
+            return
 
     async def _attempt(self, snapshot: TreeSnapshot, backlog: TimestampBacklog) -> bool:
         document = tree_head_document(self._node_id, snapshot.tree_size, snapshot.root_hash)
@@ -371,6 +420,7 @@ class Timestamper:
             token = timestamp_token_of(reply)
         except TimestampError as exc:
             raise _TsaFailure(f"the reply does not verify: {exc}") from None
+        self._measure_skew(asked_at, now, stamp.gen_time, tsa)
         earliest = asked_at - DEFAULT_SKEW
         if stamp.gen_time < earliest:
             # A genTime before the query would claim the entries existed earlier than
@@ -380,3 +430,29 @@ class Timestamper:
                 f"({_rfc3339(asked_at)})"
             )
         return token, stamp.gen_time
+
+    def _measure_skew(
+        self, asked_at: datetime, answered_at: datetime, gen_time: datetime, tsa: TsaInfo
+    ) -> None:
+        """Keep the skew this verified token shows; warn once when it crosses the bound."""
+        was_skewed = self.skewed
+        self._skew = clock_skew(asked_at, answered_at, gen_time)
+        self._measurements += 1
+        if self.skewed and not was_skewed:
+            log.warning(
+                "node %s: clock is %+.3f s from %s's genTime, more than the allowed %g s; "
+                "exchanges are refused until a later time stamp shows the clock within bounds",
+                self._node_id,
+                self._skew.total_seconds(),
+                tsa.name,
+                self._max_skew.total_seconds(),
+            )
+        elif was_skewed and not self.skewed:
+            log.warning(
+                "node %s: clock is back within %g s of %s's genTime (%+.3f s); "
+                "exchanges are accepted again",
+                self._node_id,
+                self._max_skew.total_seconds(),
+                tsa.name,
+                self._skew.total_seconds(),
+            )

@@ -72,6 +72,13 @@ class NodeCollector(Collector):
             "Age of the latest timestamped tree head (NaN before the first).",
             value=age if isinstance(age, float) else age.total_seconds(),
         )
+        skew = ctx.timestamper.clock_skew
+        yield GaugeMetricFamily(
+            "gateway_clock_skew_seconds",
+            "The node's clock minus the TSA's genTime at the last time stamp, round trip "
+            "taken out (NaN before the first).",
+            value=math.nan if skew is None else skew.total_seconds(),
+        )
         ocsp_age = GaugeMetricFamily(
             "gateway_ocsp_age_seconds",
             "Age (since thisUpdate) of the good OCSP response held for each own "

@@ -113,6 +113,11 @@ class NodeSection(_Model):
     refused (X-Road's acceptable-timestamp-failure-period, 4 h); 0 never refuses."""
     timestamp_timeout_seconds: float = Field(default=20, gt=0)
     """How long one time-stamp request to a TSA may take."""
+    max_clock_skew_seconds: float = Field(default=2, gt=0)
+    """How far the node's clock may be from the TSA's genTime (round trip taken out)
+    before exchanges are refused: an entry logged by a clock ahead of the TSA lands
+    after the tree head covering it and fails the audit. 2 s is well above what NTP
+    keeps (milliseconds) and well below the 60 s a token's genTime may differ by."""
     leader_poll_seconds: float = Field(default=2, gt=0)
     """With ``database_url``: how often a process of a node cluster tries to become the
     one that runs the timestamper and the witness, and the leader checks it still is;

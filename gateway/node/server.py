@@ -187,6 +187,7 @@ class Node:
                 batch_size=config.node.timestamp_batch_size,
                 tolerated_outage=timedelta(seconds=config.node.timestamp_failure_tolerance_seconds),
                 timeout_seconds=config.node.timestamp_timeout_seconds,
+                max_clock_skew=timedelta(seconds=config.node.max_clock_skew_seconds),
                 sign_head=self._sign_head,
                 sync=message_log.follow if Leadership.elects(config.node.log_location) else None,
             ),

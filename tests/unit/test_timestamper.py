@@ -114,6 +114,8 @@ class FakeTsa:
         self.clock = clock
         self.mode = "ok"
         self.calls = 0
+        self.offset = timedelta(0)
+        """The TSA's clock minus the node's: a node clock off by minutes, seen by the TSA."""
         self._serials = itertools.count(1)
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -129,7 +131,9 @@ class FakeTsa:
         other = self.mode == "other_tsa"
         cert = self.pki.other_cert if other else self.pki.tsa_cert
         key = self.pki.other_key if other else self.pki.tsa_key
-        when = self.clock.now() - timedelta(hours=1 if self.mode == "backdated" else 0)
+        when = (
+            self.clock.now() + self.offset - timedelta(hours=1 if self.mode == "backdated" else 0)
+        )
         reply = build_timestamp_response(query, cert, key, (), when, next(self._serials))
         return web.Response(body=reply, content_type=TSA_REPLY_TYPE)
 
@@ -529,3 +533,50 @@ def test_a_token_is_only_trusted_from_the_pinned_tsa(pki: Pki, stamped_log: Path
         prove_entry(stamped_log, 1, pki.other_cert)
     assert refused.value.reason is ProofFailure.TIMESTAMP
     assert "untrusted_tsa" in refused.value.detail
+
+
+@pytest.mark.parametrize(
+    "ahead",
+    [
+        120,  # the token is not stored (genTime before the query): its entry stays pending
+        -30,  # the token is stored: nothing is left to stamp, so a probe must measure again
+    ],
+)
+def test_a_clock_off_from_the_tsa_refuses_exchanges_until_a_token_shows_it_true(
+    pki: Pki, tmp_path: Path, ahead: int
+) -> None:
+    async def scenario() -> None:
+        async with rig(pki, tmp_path / "log.db") as r:
+            await r.log.append([record()])
+            r.clock.advance(INTERVAL + 1)
+            r.stamper.wake()
+            await until(lambda: r.log.backlog().pending == 0, "the first tree head")
+            assert r.stamper.clock_skew == timedelta(0)
+            r.stamper.check(provider=False)
+
+            # The node's clock runs ahead of (or behind) the TSA's.
+            r.tsa.offset = timedelta(seconds=-ahead)
+            await r.log.append([record()])
+            r.clock.advance(INTERVAL + 1)
+            r.stamper.wake()
+            await until(lambda: r.stamper.attempts >= 2, "a second attempt")
+            assert r.stamper.skewed
+            assert r.stamper.clock_skew == timedelta(seconds=ahead)
+            with pytest.raises(GatewayError) as consumer:
+                r.stamper.check(provider=False)
+            with pytest.raises(GatewayError) as provider:
+                r.stamper.check(provider=True)
+            assert consumer.value.code is Code.CP_CLOCK_SKEW
+            assert provider.value.code is Code.SP_CLOCK_SKEW
+            assert f"{ahead:+.3f} s" in consumer.value.message
+
+            # The clock set right: with nothing new to stamp, a probe measures it again.
+            r.tsa.offset = timedelta(0)
+            r.clock.advance(INTERVAL + 1)
+            r.stamper.wake()
+            await until(lambda: not r.stamper.skewed, "a token showing the clock true")
+            assert r.stamper.clock_skew == timedelta(0)
+            r.stamper.check(provider=False)
+            r.stamper.check(provider=True)
+
+    asyncio.run(scenario())
