@@ -21,9 +21,11 @@ WINDOW_CODES = {
     "server.serverproxy.message_expired",
     "server.clientproxy.inconsistent_response",
     "server.clientproxy.cert_validation",
+    "server.clientproxy.clock_skew",
 }
 """A message outside the window; or, in flight at the jump, the provider's certificate
-and OCSP evidence checked at the jumped time."""
+and OCSP evidence checked at the jumped time; or, once a time stamp has shown the jump,
+the node's own refusal of its skewed clock."""
 BEHIND_CODES = {*WINDOW_CODES, "server.clientproxy.ocsp_unavailable"}
 """A clock behind also sees its own OCSP evidence as issued in the future: unusable."""
 
