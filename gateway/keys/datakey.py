@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from gateway.core.atrest import DATA_KEY_BYTES, DataKey
 from gateway.core.encoding import b64url, b64url_decode
+from gateway.keys.passphrase import PassphraseError, resolve_passphrase
 
 __all__ = ["DATA_KEY_FORMAT", "DataKeyError", "create_data_key", "load_data_key", "read_passphrase"]
 
@@ -106,17 +107,17 @@ def load_data_key(path: Path, passphrase: bytes) -> DataKey:
 
 
 def read_passphrase(path: Path | None, env: str = "GATEWAY_DATA_KEY_PASSPHRASE") -> bytes:
-    """The data key's passphrase: the first line of ``path``, else the environment
-    variable ``env``; ``DataKeyError`` if neither gives one. Never logged."""
-    if path is not None:
-        try:
-            text = path.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise DataKeyError(f"cannot read the passphrase file {path}: {exc.strerror}") from None
-        if text and text[0]:
-            return text[0].encode()
-        raise DataKeyError(f"the passphrase file {path} is empty")
-    value = os.environ.get(env, "")
-    if value:
-        return value.encode()
-    raise DataKeyError(f"no passphrase for the data key: give a passphrase file or set {env}")
+    """The data key's passphrase: the first line of ``path`` (readable by its owner
+    only, as every passphrase file), else the environment variable ``env``;
+    ``DataKeyError`` if neither gives one. Never logged, never prompted for: the data
+    key is opened by services and commands that may have no terminal."""
+    try:
+        return resolve_passphrase(
+            path,
+            prompt=None,
+            what="the data key",
+            file_option="a passphrase file ([logging] data_key_passphrase_file)",
+            env_name=env,
+        )
+    except PassphraseError as exc:
+        raise DataKeyError(str(exc)) from None

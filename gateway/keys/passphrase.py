@@ -57,23 +57,27 @@ def resolve_passphrase(
     interactive: bool | None = None,
     what: str = "the node's key files",
     file_option: str = "key_passphrase_file in [node] of node.toml",
+    env_name: str = PASSPHRASE_ENV,
 ) -> bytes:
-    """The passphrase from ``file``, else ``GATEWAY_KEY_PASSPHRASE``, else a prompt on a
-    terminal; raises :class:`PassphraseError` naming the sources when there is none."""
+    """The passphrase from ``file``, else the environment variable ``env_name``
+    (``GATEWAY_KEY_PASSPHRASE`` for the key files), else a prompt on a terminal; raises
+    :class:`PassphraseError` naming the sources when there is none. Every secret that
+    opens key material (key files, the data key) is read here, under the same rules."""
     if file is not None:
         return read_passphrase_file(file)
     env = os.environ if environ is None else environ
-    from_env = env.get(PASSPHRASE_ENV)
+    from_env = env.get(env_name)
     if from_env is not None:
         if not from_env:
-            raise PassphraseError(f"the environment variable {PASSPHRASE_ENV} is empty")
+            raise PassphraseError(f"the environment variable {env_name} is empty")
         return from_env.encode("utf-8")
     if interactive is None:
         interactive = sys.stdin.isatty()
     if prompt is None or not interactive:
+        ask = "" if prompt is None else ", or run on a terminal to be asked for it"
         raise PassphraseError(
             f"no passphrase for {what}: set {file_option}, or the environment variable "
-            f"{PASSPHRASE_ENV}, or run on a terminal to be asked for it"
+            f"{env_name}{ask}"
         )
     entered = prompt(f"Passphrase of {what}: ")
     if not entered:

@@ -63,6 +63,7 @@ def with_data_key(config: Path, passphrase: str) -> Path:
     if not key.exists():
         create_data_key(key, b"lippstadt data key")
     (config.parent / "data-key.pass").write_text(passphrase + "\n")
+    (config.parent / "data-key.pass").chmod(0o600)
     text = config.read_text()
     if "[logging]" not in text:
         text += '\n[logging]\ndata_key = "data.key"\ndata_key_passphrase_file = "data-key.pass"\n'

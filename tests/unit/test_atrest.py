@@ -119,6 +119,10 @@ def test_the_data_key_file_is_wrapped_under_its_passphrase(tmp_path: Path) -> No
         load_data_key(tmp_path / "junk", b"x")
     passphrase = tmp_path / "pass"
     passphrase.write_text("from a file\n")
+    # A passphrase file others may read is refused, as for the key files' passphrase.
+    with pytest.raises(DataKeyError, match="chmod 600"):
+        read_passphrase(passphrase)
+    passphrase.chmod(0o600)
     assert read_passphrase(passphrase) == b"from a file"
 
 
