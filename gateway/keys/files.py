@@ -32,7 +32,8 @@ KEY_FILE_MODE = 0o600
 CERT_FILE_MODE = 0o644
 
 
-ENCRYPTED_PEM_LABEL = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
+ENCRYPTED_PEM_LABEL = b"ENCRYPTED PRIVATE KEY"
+"""The PEM label (RFC 7468) of encrypted PKCS#8, between ``-----BEGIN`` and ``-----``."""
 
 
 class KeyFileError(ValueError):
@@ -84,7 +85,8 @@ def write_private_key(
 
 def _encrypted_pem(data: bytes) -> bool:
     """Encrypted PKCS#8, or OpenSSL's older encrypted PEM (``Proc-Type: 4,ENCRYPTED``)."""
-    return data.lstrip().startswith(ENCRYPTED_PEM_LABEL) or b"Proc-Type: 4,ENCRYPTED" in data
+    pkcs8 = data.lstrip().startswith(b"-----BEGIN " + ENCRYPTED_PEM_LABEL + b"-----")
+    return pkcs8 or b"Proc-Type: 4,ENCRYPTED" in data
 
 
 def is_encrypted_key_file(path: Path) -> bool:
