@@ -21,7 +21,6 @@ from gateway.central.service import TOKEN_NAME, Central, InitOptions, write_secr
 from gateway.core.encoding import format_time
 from gateway.core.roles import (
     CENTRAL_ROLE_PERMISSIONS,
-    KEY_NAME,
     ApiRole,
     CentralPermission,
     key_actor,
@@ -29,6 +28,7 @@ from gateway.core.roles import (
     key_refusal,
     new_key,
     new_key_id,
+    new_key_problem,
     permits,
 )
 
@@ -98,18 +98,14 @@ def create_key(
     central: Central, actor: str, name: str, role: str, expires: datetime | None
 ) -> dict[str, Any]:
     """A new key; the answer carries the secret under ``key``, the only time it is shown."""
-    if not KEY_NAME.fullmatch(name):
-        raise CentralError(
-            CentralCode.INVALID,
-            f"key name {name!r} must be 1-64 letters, digits, '.', '_', '@' or '-'",
-        )
-    parsed = _role(role)
     now = central.now()
-    # Stored to the second: judged as stored, so a key is never born expired.
-    if expires is not None and (expires.tzinfo is None or expires.replace(microsecond=0) <= now):
-        raise CentralError(
-            CentralCode.INVALID, "expires must be a time with a zone offset, in the future"
-        )
+    problem = new_key_problem(name, None, now)
+    if problem is not None:
+        raise CentralError(CentralCode.INVALID, problem)
+    parsed = _role(role)
+    problem = new_key_problem(name, expires, now)
+    if problem is not None:
+        raise CentralError(CentralCode.INVALID, problem)
     secret = new_key()
     row = ApiKey(
         id=new_key_id(),

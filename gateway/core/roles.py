@@ -154,6 +154,17 @@ def new_key_id() -> str:
     return secrets.token_hex(6)
 
 
+def new_key_problem(name: str, expires: datetime | None, now: datetime) -> str | None:
+    """Why a key named ``name`` expiring at ``expires`` may not be created at ``now``,
+    or None: the one rule of the central's and the nodes' key stores. ``expires`` is
+    judged to the second, as it is stored, so a key is never born expired."""
+    if not KEY_NAME.fullmatch(name):
+        return f"key name {name!r} must be 1-64 letters, digits, '.', '_', '@' or '-'"
+    if expires is not None and (expires.tzinfo is None or expires.replace(microsecond=0) <= now):
+        return "expires must be a time with a zone offset, in the future"
+    return None
+
+
 def key_refusal(expires: datetime | None, revoked: datetime | None, now: datetime) -> str | None:
     """Why a known key may not be used at ``now`` (revoked, expired), or None if it may."""
     if revoked is not None:  # whatever the clocks say: fail closed

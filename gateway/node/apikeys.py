@@ -26,7 +26,6 @@ from typing import Any
 from gateway.core.encoding import format_time
 from gateway.core.errors import AdminCode, AdminError
 from gateway.core.roles import (
-    KEY_NAME,
     NODE_ROLE_PERMISSIONS,
     ApiRole,
     NodePermission,
@@ -35,6 +34,7 @@ from gateway.core.roles import (
     key_refusal,
     new_key,
     new_key_id,
+    new_key_problem,
     permits,
 )
 from gateway.fsutil import replace_atomically
@@ -204,19 +204,13 @@ class NodeKeyStore:
         self, actor: str, name: str, role: str, expires: datetime | None, now: datetime
     ) -> tuple[StoredKey, str]:
         """A new key and its secret, the only time the secret exists outside the caller."""
-        if not KEY_NAME.fullmatch(name):
-            raise AdminError(
-                AdminCode.INVALID,
-                f"key name {name!r} must be 1-64 letters, digits, '.', '_', '@' or '-'",
-            )
+        problem = new_key_problem(name, None, now)
+        if problem is not None:
+            raise AdminError(AdminCode.INVALID, problem)
         parsed = parse_role(role)
-        # Stored to the second: judged as stored, so a key is never born expired.
-        if expires is not None and (
-            expires.tzinfo is None or expires.replace(microsecond=0) <= now
-        ):
-            raise AdminError(
-                AdminCode.INVALID, "expires must be a time with a zone offset, in the future"
-            )
+        problem = new_key_problem(name, expires, now)
+        if problem is not None:
+            raise AdminError(AdminCode.INVALID, problem)
         secret = new_key()
         row = StoredKey(
             id=new_key_id(),
