@@ -182,6 +182,7 @@ class PeerClient:
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
             max_field_size=MAX_HEADER_FIELD,
             response_class=_PeerCertResponse,
+            cookie_jar=aiohttp.DummyCookieJar(),  # nothing is added to a signed message
         )
         self._max_body = max_body
         self._timeout = total_timeout
@@ -289,6 +290,10 @@ class RegistryClient:
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
             max_field_size=MAX_HEADER_FIELD,
+            # A registry's Set-Cookie goes to the client in the signed response, and is
+            # never kept: a cookie sent with a later call would be a header nobody signed,
+            # one client's session in another client's call (and a lookup per call).
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         self._max_body = max_body
 
