@@ -97,6 +97,12 @@ class _Id:
     @classmethod
     def from_parts(cls, raw_parts: list[str], code: Code = Code.BAD_REQUEST) -> Self:
         """Build from still percent-encoded parts (as split from a path)."""
+        built = _from_parts_cached(cast(Any, cls), tuple(raw_parts), code)
+        assert isinstance(built, cls)
+        return built
+
+    @classmethod
+    def _from_raw_parts(cls, raw_parts: tuple[str, ...], code: Code) -> Self:
         if len(raw_parts) != len(cls.PART_NAMES):
             raise InvalidIdentifierError(
                 f"a {cls.KIND} has {len(cls.PART_NAMES)} parts "
@@ -177,6 +183,13 @@ ClientId = MemberId | SubsystemId
 def _parse_cached(cls: Any, text: str, code: Code) -> Any:
     """Ids repeat on every message; a parse is cached (a failed one never is)."""
     return cls.from_parts(text.split("/"), code)
+
+
+@lru_cache(maxsize=4096)
+def _from_parts_cached(cls: Any, raw_parts: tuple[str, ...], code: Code) -> Any:
+    """The service of every ``/r1/`` path is built from its raw segments: cached the
+    same way (a refused one never is)."""
+    return cls._from_raw_parts(raw_parts, code)
 
 
 @lru_cache(maxsize=4096)
