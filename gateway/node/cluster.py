@@ -5,7 +5,8 @@ retention job run in the one process ``gateway.messagelog.leader.Leadership`` el
 through the shared database (docs/adr/0042). This module starts and stops them as
 leadership comes and goes, and keeps the metric ``gateway_cluster_leader``
 (``NodeContext.leader``). On SQLite the one process leads from the start, as a node
-always did.
+always did. Every process, leader or not, keeps its settings at the cluster's newest
+version (``settings/follow.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from gateway.messagelog.leader import Leadership
 from gateway.messagelog.witness import Witness
 from gateway.node.context import NodeContext
 from gateway.node.retention import RetentionJob
+from gateway.node.settings.follow import SettingsFollower
+from gateway.node.settings.manager import SettingsManager
 
 
 class NodeCluster:
@@ -24,11 +27,16 @@ class NodeCluster:
     leads: two processes archiving and deleting the same entries would race."""
 
     def __init__(
-        self, context: NodeContext, witness: Witness, retention: RetentionJob | None = None
+        self,
+        context: NodeContext,
+        witness: Witness,
+        retention: RetentionJob | None = None,
+        settings: SettingsManager | None = None,
     ) -> None:
         self._ctx = context
         self._witness = witness
         self._retention = retention
+        self._follower = None if settings is None else SettingsFollower(context, settings)
         node = context.config.node
         self.leadership = Leadership(
             node.log_location,
@@ -41,10 +49,15 @@ class NodeCluster:
         context.leader = False
 
     async def start(self) -> None:
-        """Decide once (a leader stamps a backlog before the node serves), then poll."""
+        """Decide once (a leader stamps a backlog before the node serves), then poll;
+        follow the settings versions the other processes record."""
         await self.leadership.start()
+        if self._follower is not None:
+            await self._follower.start()
 
     async def stop(self) -> None:
+        if self._follower is not None:
+            await self._follower.stop()
         await self.leadership.stop()
 
     async def _lead(self) -> None:

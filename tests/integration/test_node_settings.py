@@ -21,6 +21,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.conf.directory import TrustParameters
+from gateway.core.adminrecord import AdminRecord
 from gateway.core.errors import Code
 from gateway.core.ids import ServiceId, SubsystemId
 from gateway.core.roles import ApiRole
@@ -200,6 +201,39 @@ async def _grant_in_force_for_the_next_exchange(net: LocalNet, log: Path) -> Non
             assert [s["timeout_seconds"] for s in record.after["services"]] == ["2.5"]
             assert lipp.settings.current.services[SERVICE].timeout_seconds == 2.5
             reply = await _call(http, soest, GEWERBEAMT)
+            assert reply.status_code == 200, reply.text
+
+            # Another process of a node cluster records a version this one has not
+            # taken up yet (written here straight into the shared log). A change made
+            # here on the older version is made again on top of it: nothing is undone.
+            behind = lipp.settings.current
+            theirs = mutations.grant_access(behind.settings, str(SERVICE), client=str(ORDNUNGSAMT))
+            record = AdminRecord(
+                at=lipp.context.clock.now(),
+                actor="key:k2:other-process",
+                role=ApiRole.SERVICE_ADMINISTRATOR,
+                action="access.grant",
+                target=str(SERVICE),
+                before=None,
+                after={"access": [{"service": str(SERVICE), "client": str(ORDNUNGSAMT)}]},
+            )
+            signer = lipp.context.signers[lipp.id.owner]
+            await lipp.log.append_admin(record, signer, theirs.to_json(), base=behind.version)
+            assert lipp.settings.current is behind
+            ours = await lipp.settings.change(
+                actor=ADMIN,
+                role=ApiRole.SERVICE_ADMINISTRATOR,
+                action="access.revoke",
+                target=str(SLOW),
+                mutate=_revoke(ORDNUNGSAMT, SLOW),
+            )
+            assert ours.version == behind.version + 2
+            policy = lipp.settings.current.settings.policy()
+            assert policy.grants_for(ORDNUNGSAMT, frozenset(), SERVICE)  # theirs, kept
+            assert not policy.grants_for(ORDNUNGSAMT, frozenset(), SLOW)  # ours
+            stored = lipp.log.store.latest_settings()
+            assert stored is not None and stored.version == ours.version
+            reply = await _call(http, soest, ORDNUNGSAMT)
             assert reply.status_code == 200, reply.text
     finally:
         await soest.stop()

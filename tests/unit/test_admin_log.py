@@ -34,6 +34,7 @@ from gateway.messagelog import (
     MessageLogError,
     OpRecord,
     Role,
+    SettingsConflict,
     SqliteLogStore,
     StoredStatus,
     inclusion,
@@ -173,6 +174,35 @@ def test_settings_versions_grow_and_a_change_without_settings_keeps_them(
     settings = open_store(path).latest_settings()
     assert settings is not None and (settings.version, settings.document) == (2, b"v2")
     assert settings.entry_id == 3
+
+
+def test_a_version_derived_from_an_old_one_is_refused_and_writes_nothing(
+    log_location: Path | str, signer: Signer
+) -> None:
+    """Two processes of a cluster changed version 1 at once: the database stores the
+    first as version 2 and refuses the second, which would have undone the first."""
+    path = log_location
+
+    async def scenario() -> list[int | None]:
+        async with MessageLog(path, clock=lambda: NOW) as log:
+            first = await log.append_admin(change(), signer, b"v1", base=0)
+            won = await log.append_admin(change(), signer, b"v1+grant", base=1)
+            with pytest.raises(SettingsConflict, match="version 1 is no longer the newest"):
+                await log.append_admin(change("access.revoke"), signer, b"v1-other", base=1)
+            assert log.tree_snapshot().tree_size == 2  # no leaf for the refused one
+            # Taken up again on top of version 2, it is version 3: no gap, no loss.
+            again = await log.append_admin(change("access.revoke"), signer, b"both", base=2)
+        return [first.settings_version, won.settings_version, again.settings_version]
+
+    assert asyncio.run(scenario()) == [1, 2, 3]
+    store = open_store(path)
+    assert [r.record.action for r in store.admin_records()] == [
+        "access.grant",
+        "access.grant",
+        "access.revoke",
+    ]
+    settings = store.latest_settings()
+    assert settings is not None and (settings.version, settings.document) == (3, b"both")
 
 
 def test_the_trail_reads_since_a_time_and_up_to_a_limit(
