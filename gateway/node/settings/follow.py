@@ -69,17 +69,26 @@ class SettingsFollower:
             await self._wake.wait()
             self._wake.clear()
             if self._heard <= self._manager.current.version:
+                self._ctx.settings_behind = ""
                 continue  # this process's own change, or one already taken up
             try:
                 stored = await asyncio.to_thread(self._ctx.log.store.latest_settings)
                 if stored is not None:
                     await self._manager.adopt(stored)
+                self._ctx.settings_behind = ""
             except (LogStoreError, MessageLogError, SettingsError) as exc:
-                # The version in force stays; try again after a poll interval.
-                log.error(
-                    "%s: settings version %d of the cluster is not in force here: %s",
-                    self._ctx.id,
-                    self._heard,
-                    exc,
-                )
-                asyncio.get_running_loop().call_later(self._poll, self._wake.set)
+                self._retry(str(exc))
+            except Exception:  # the follower must outlive anything one attempt meets
+                log.exception("%s: taking up a settings version failed", self._ctx.id)
+                self._retry("see the error above")
+
+    def _retry(self, why: str) -> None:
+        """The version in force stays, readiness fails; the newest is tried again after
+        a poll interval."""
+        behind = (
+            f"settings version {self._heard} of the cluster is not in force here (version "
+            f"{self._manager.current.version} is): {why}"
+        )
+        self._ctx.settings_behind = behind
+        log.error("%s: %s", self._ctx.id, behind)
+        asyncio.get_running_loop().call_later(self._poll, self._wake.set)
