@@ -147,6 +147,9 @@ class NodeSection(_Model):
     """The management API's keys, stored hashed (``gateway node keys``; ADR 0031)."""
     admin_key: Path = Path("admin.key")
     """The first system administrator key, written 0600 when the key store is created."""
+    maintenance_file: Path = Path("maintenance.json")
+    """Present while the node is in maintenance mode; shared by the node's processes on
+    this machine and kept over a restart (docs/adr/0059)."""
     opdata_retention_days: float = Field(default=7, gt=0)
     """How long operational monitoring records are kept (X-Road keeps them a day by
     default; a week covers a weekend's incident)."""
@@ -470,6 +473,7 @@ def _resolve(data: dict[str, Any], base: Path) -> None:
         node["client_certs"] = str(base / node.get("client_certs", "client-certs.json"))
         node["api_keys"] = str(base / node.get("api_keys", "api-keys.json"))
         node["admin_key"] = str(base / node.get("admin_key", "admin.key"))
+        node["maintenance_file"] = str(base / node.get("maintenance_file", "maintenance.json"))
     for entry in data.get("signing", []):
         for key in ("cert", "key"):
             if key in entry:
