@@ -31,6 +31,12 @@ from datetime import datetime
 from pathlib import Path
 
 from gateway.core.atrest import DataKey
+from gateway.messagelog.foreign import (
+    ForeignVersion,
+    StoredForeignVersion,
+    foreign_versions,
+    record_foreign,
+)
 from gateway.messagelog.postgres_schema import is_postgres_url
 from gateway.messagelog.proofs import (
     EntryProof,
@@ -99,6 +105,7 @@ __all__ = [
     "EntrySelection",
     "Expired",
     "ExportEvidence",
+    "ForeignVersion",
     "Kind",
     "LogNotFoundError",
     "LogRecord",
@@ -118,6 +125,7 @@ __all__ = [
     "SqliteLogStore",
     "StoredAdminRecord",
     "StoredEntry",
+    "StoredForeignVersion",
     "StoredSettings",
     "StoredStatus",
     "StoredTreeHead",
@@ -131,6 +139,7 @@ __all__ = [
     "consistency",
     "count_entries",
     "entry_proof",
+    "foreign_versions",
     "inclusion",
     "is_database_url",
     "latest_signed_head",
@@ -145,6 +154,7 @@ __all__ = [
     "read_ocsp",
     "read_tree_heads",
     "read_witness_alerts",
+    "record_foreign",
     "signed_heads",
     "snapshot_sqlite",
     "timestamp_status",
