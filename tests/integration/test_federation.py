@@ -7,12 +7,17 @@ serve`` process. The registries are the recording registry of conftest.py.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import ssl
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -22,13 +27,15 @@ from gateway.central.service import Central
 from gateway.conf.anchor import load_anchor
 from gateway.core.encoding import b64url, format_time
 from gateway.core.envelope import RequestHeader, body_sha256
+from gateway.core.errors import ERROR_TABLE, Code
+from gateway.core.ids import ClientId, GroupId
 from gateway.core.jws import Signer
 from gateway.keys.files import load_certificate, load_private_key
 from gateway.messagelog import read_entries
 from gateway.node.wire import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
 from gateway.sandbox.cities import ARIREGISTER_SERVICE, EE_INSTANCE, RIK, City
 from gateway.sandbox.estonia import ariregister_service, create_estonia, federate, start_ariregister
-from gateway.sandbox.localnet import LocalNet, NodeFiles, ServiceSpec, free_port
+from gateway.sandbox.localnet import HOST, LocalNet, NodeFiles, ServiceSpec, free_port
 from gateway.sandbox.localpki import issue_node_certificates
 from gateway.trust.ca_store import init_ca
 from tests.integration.conftest import (
@@ -47,6 +54,12 @@ COMPANY = ARIREGISTER_SERVICE
 REGISTRIOSAKOND = RIK.subsystem("registriosakond")
 ROGUE = City("Petturite OÜ", "99999999", ("pettus",), instance=EE_INSTANCE)
 """An EE-TEST member whose node's certificates were issued by DE-NRW's CA."""
+STRANGER = City("Võõras OÜ", "88888888", ("voor",), instance=EE_INSTANCE)
+"""An EE-TEST member whose node's certificates come from a CA of neither instance."""
+PARTNERS = GroupId(EE_INSTANCE, "partners")
+"""A global group of EE-TEST, defined by EE-TEST's configuration alone."""
+PARTNER_SERVICE = LIPPSTADT.subsystem("melderegister").service("partnerAuskunft")
+"""Lippstadt's service granted to EE-TEST's group ``partners``, not to any client."""
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +74,11 @@ def two(
     rogue.directory.mkdir(parents=True)
     issue_node_certificates(de.trust.ca_dir, rogue, now.replace(microsecond=0))
     ee.nodes[ROGUE.key] = rogue
+    stranger = NodeFiles(STRANGER, ee.root / STRANGER.key, free_port(), free_port())
+    stranger.directory.mkdir(parents=True)
+    init_ca(root / "stranger-ca", "CA of no instance", now.replace(microsecond=0))
+    issue_node_certificates(root / "stranger-ca", stranger, now.replace(microsecond=0))
+    ee.nodes[STRANGER.key] = stranger
     federate(de, ee)
     register_port = free_port()
     ee.add_service(ariregister_service(register_port))
@@ -68,8 +86,11 @@ def two(
     # the rogue member (so that only the CA check stands between it and the register).
     allowed = (REGISTRIOSAKOND, ROGUE.subsystem("pettus"))
     de.add_service(ServiceSpec(SERVICE, f"{registry.url}/personen", None, allowed))
+    de.add_service(ServiceSpec(PARTNER_SERVICE, f"{registry.url}/personen", None, ()))
     de.write_configs()
     ee.write_configs()
+    with de.nodes[LIPPSTADT.ags].config.open("a", encoding="utf-8") as toml:
+        toml.write(f'\n[[access]]\nservice = "{PARTNER_SERVICE}"\ngroup = "{PARTNERS}"\n')
     try:
         start_ariregister(ee, register_port)
         de.start_node(SOEST.ags)
@@ -210,6 +231,73 @@ def test_a_node_with_a_certificate_from_the_wrong_instances_ca_is_refused(
     assert registry.count() == before
 
 
+class ImpostorNode:
+    """A TLS listener at an EE-TEST node's registered address presenting that node's
+    registered certificate, as a node with a wrongly issued certificate would: it
+    counts the requests that reach it and refuses each one in the provider's error
+    format, which a consumer's node would relay to its client."""
+
+    def __init__(self, files: NodeFiles) -> None:
+        self.requests = 0
+        code = Code.SP_ACCESS_DENIED
+        refusal = json.dumps({"type": code.value, "message": "no", "detail": "no"}).encode()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                outer.requests += 1
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                self.send_response(ERROR_TABLE[code].status)
+                self.send_header("X-Road-Error", code.value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(refusal)))
+                self.end_headers()
+                self.wfile.write(refusal)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(files.auth_cert, files.directory / "auth.key", files.passphrase)
+        self.server = ThreadingHTTPServer((HOST, files.peer_port), Handler)
+        self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("city", "code"),
+    [
+        (ROGUE, "server.clientproxy.wrong_instance_ca"),
+        (STRANGER, "server.clientproxy.ssl_authentication_failed"),
+    ],
+    ids=["de-nrw-ca", "no-instances-ca"],
+)
+def test_a_provider_node_with_a_certificate_from_the_wrong_ca_gets_nothing(
+    two: tuple[LocalNet, LocalNet], city: City, code: str
+) -> None:
+    """The consumer side: EE-TEST's configuration lists the node and pins its
+    certificate, but DE-NRW's CA (or a CA of neither instance) issued it. Soest's node
+    refuses right after the handshake: not a byte of the request reaches that node,
+    its refusal is not relayed, nothing is logged."""
+    de, ee = two
+    impostor = ImpostorNode(ee.nodes[city.key])
+    try:
+        service = city.subsystem(city.subsystems[0]).service("andmed")
+        response = _get(de.nodes[SOEST.ags], service, GEWERBEAMT)
+        refused(response, code)
+        assert impostor.requests == 0
+    finally:
+        impostor.close()
+    message_id = response.headers["X-Road-Request-Id"]
+    assert read_entries(de.nodes[SOEST.ags].messagelog, message_id=message_id) == []
+    if city is ROGUE:
+        assert "which is not a CA of the provider node's instance" in response.text
+
+
 def test_a_node_with_another_instances_certificate_does_not_start(
     two: tuple[LocalNet, LocalNet],
 ) -> None:
@@ -256,6 +344,81 @@ def test_an_expired_foreign_configuration_stops_that_instance_only(
     refused(_get(soest, SERVICE, GEWERBEAMT), "server.serverproxy.access_denied")
     ee.tuf.publish(ee.globalconf().to_bytes())
     _until("", company)
+
+
+def _published(ee: LocalNet, groups: dict[GroupId, tuple[ClientId, ...]]) -> int:
+    """Sign and publish EE-TEST's next version with ``groups``; its serial."""
+    assert ee.tuf is not None
+    conf = dataclasses.replace(ee.globalconf(), groups=groups)
+    ee.tuf.publish(conf.to_bytes())
+    return conf.serial
+
+
+def test_a_global_group_of_the_federated_instance_opens_a_service(
+    two: tuple[LocalNet, LocalNet], registry: RecordingRegistry
+) -> None:
+    """Lippstadt grants EE-TEST's group ``partners``; who is in it is EE-TEST's word. RIK's
+    register subsystem, put in the group at EE-TEST's central, reads the service; taken
+    out there, it is refused from Lippstadt's next refresh of EE-TEST's configuration."""
+    _, ee = two
+    rik = ee.nodes[RIK.ags]
+    member = RIK.subsystem("ariregister")
+
+    def partner_call() -> httpx.Response:
+        return _get(rik, PARTNER_SERVICE, member)
+
+    refused(partner_call(), "server.serverproxy.access_denied")  # not in the group yet
+    _published(ee, {PARTNERS: (member,)})
+    response = _until("", partner_call)
+    assert registry.calls[-1].headers["x-road-client"] == str(member)
+    assert response.headers["X-Road-Service"] == str(PARTNER_SERVICE)
+    _published(ee, {PARTNERS: (REGISTRIOSAKOND,)})
+    _until("server.serverproxy.access_denied", partner_call)
+    before = registry.count()
+    refused(partner_call(), "server.serverproxy.access_denied")
+    assert registry.count() == before
+
+
+def _history(files: NodeFiles) -> list[dict[str, object]]:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "log", "configurations", "--db", str(files.messagelog)],
+        check=True, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_the_log_records_each_foreign_configuration_version_an_exchange_rests_on(
+    two: tuple[LocalNet, LocalNet],
+) -> None:
+    """Soest's configuration history holds EE-TEST's versions beside DE-NRW's: instance,
+    serial, expiry and root fingerprint, applied before the exchange that used it."""
+    de, ee = two
+    soest = de.nodes[SOEST.ags]
+    assert ee.tuf is not None
+    serial = _published(ee, {})
+
+    def company() -> httpx.Response:
+        health = httpx.get(f"{soest.consumer_url}/health", timeout=30).json()
+        if health["globalconf"]["federated"][EE_INSTANCE]["serial"] != serial:
+            return httpx.Response(503, headers={"X-Road-Error": "not yet"})
+        return _get(soest, f"{COMPANY}/16543210", GEWERBEAMT, **{"X-Road-Issue": "GA-7"})
+
+    response = _until("", company)
+    logged = read_entries(soest.messagelog, message_id=response.headers["X-Road-Request-Id"])
+    history = _history(soest)
+    own = [row for row in history if row["own"]]
+    assert own and {row["instance"] for row in own} == {"DE-NRW"}
+    foreign = [row for row in history if not row["own"]]
+    assert {row["instance"] for row in foreign} == {EE_INSTANCE}
+    serials = [int(str(row["serial"])) for row in foreign]
+    assert serials == sorted(serials)
+    rested_on = [r for r in foreign if str(r["applied_at"]) <= logged[0].logged_at][-1]
+    assert rested_on["serial"] == serial
+    assert rested_on["root_sha256"] == ee.tuf.anchor().fingerprint()
+    expires = datetime.fromisoformat(str(rested_on["expires"]))
+    assert expires > datetime.fromisoformat(logged[0].logged_at)
+    # A version applied again (a restart, fresher timestamps) adds no row.
+    assert len({row["document_sha256"] for row in foreign}) == len(foreign)
 
 
 def test_operators_federate_two_centrals_with_the_cli(tmp_path: Path) -> None:
