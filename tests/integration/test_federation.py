@@ -25,13 +25,14 @@ import pytest
 
 from gateway.central.service import Central
 from gateway.conf.anchor import load_anchor
+from gateway.conf.directory import TrustParameters
 from gateway.core.encoding import b64url, format_time
 from gateway.core.envelope import RequestHeader, body_sha256
 from gateway.core.errors import ERROR_TABLE, Code
 from gateway.core.ids import ClientId, GroupId
 from gateway.core.jws import Signer
 from gateway.keys.files import load_certificate, load_private_key
-from gateway.messagelog import read_entries
+from gateway.messagelog import read_cosignatures, read_entries, read_tree_heads
 from gateway.node.wire import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
 from gateway.sandbox.cities import ARIREGISTER_SERVICE, EE_INSTANCE, RIK, City
 from gateway.sandbox.estonia import ariregister_service, create_estonia, federate, start_ariregister
@@ -87,8 +88,14 @@ def two(
     allowed = (REGISTRIOSAKOND, ROGUE.subsystem("pettus"))
     de.add_service(ServiceSpec(SERVICE, f"{registry.url}/personen", None, allowed))
     de.add_service(ServiceSpec(PARTNER_SERVICE, f"{registry.url}/personen", None, ()))
+    # Logs stamped within seconds, and Soest's and RIK's nodes witnessing every second
+    # (their peers include the other instance's nodes).
+    de.parameters = ee.parameters = TrustParameters(timestamping_interval_seconds=1)
     de.write_configs()
     ee.write_configs()
+    for files in (de.nodes[SOEST.ags], ee.nodes[RIK.ags]):
+        with files.config.open("a", encoding="utf-8") as toml:
+            toml.write("\n[audit]\nwitness_interval_seconds = 1\n")
     with de.nodes[LIPPSTADT.ags].config.open("a", encoding="utf-8") as toml:
         toml.write(f'\n[[access]]\nservice = "{PARTNER_SERVICE}"\ngroup = "{PARTNERS}"\n')
     try:
@@ -138,6 +145,37 @@ def test_soest_reads_an_estonian_company_through_both_instances(
     assert b"GA-2026-0815" in provider[0].header
     # Without a case number RIK's node refuses before its register is asked.
     refused(_get(soest, f"{COMPANY}/16543210", GEWERBEAMT), "server.serverproxy.missing_issue")
+
+
+def test_the_exchange_is_timestamped_and_witnessed_on_both_sides(
+    two: tuple[LocalNet, LocalNet],
+) -> None:
+    """Soest's and RIK's logs each get a time stamp from their own instance's TSA over
+    the entries of one cross-instance exchange, and each node co-signs the other's
+    signed tree head: the other instance's node is one of its witnesses."""
+    de, ee = two
+    soest, rik = de.nodes[SOEST.ags], ee.nodes[RIK.ags]
+    response = _get(soest, f"{COMPANY}/16543210", GEWERBEAMT, **{"X-Road-Issue": "GA-9"})
+    assert response.status_code == 200, response.text
+    message_id = response.headers["X-Road-Request-Id"]
+    deadline = time.monotonic() + 60
+    for files, other in ((soest, rik), (rik, soest)):
+        [*_, last] = read_entries(files.messagelog, message_id=message_id)
+        assert last.leaf_index is not None
+        while True:
+            heads = read_tree_heads(files.messagelog)
+            cosigned = {
+                row.tree_size
+                for row in read_cosignatures(
+                    files.messagelog, log_node=str(files.city.node), witness=str(other.city.node)
+                )
+            }
+            stamped = [h for h in heads if h.tree_size > last.leaf_index]
+            if stamped and any(size > last.leaf_index for size in cosigned):
+                break
+            assert time.monotonic() < deadline, (files.city.name, heads[-1:], cosigned)
+            time.sleep(0.5)
+        assert stamped[0].tsa_name == f"Development TSA {files.city.instance}"
 
 
 def test_an_estonian_agency_reads_lippstadt_only_where_granted(
