@@ -53,38 +53,13 @@ def cmd_log_timestamps(args: argparse.Namespace) -> None:
 def cmd_log_configurations(args: argparse.Namespace) -> None:
     """The configuration history as JSON lines, in the order applied: the own
     instance's versions and each federated instance's (with expiry and root)."""
-    import hashlib
     import json
 
-    from gateway.messagelog import foreign_versions, log_source, open_store
+    from gateway.messagelog import configuration_history, foreign_versions, log_source, open_store
 
     source = log_source(args.db)
-    rows: list[dict[str, object]] = []
-    for own in open_store(source).configuration_versions():
-        document = dict(own.files)["globalconf.json"]
-        rows.append(
-            {
-                "instance": json.loads(document).get("instance"),
-                "own": True,
-                "serial": own.serial,
-                "applied_at": own.applied_at,
-                "document_sha256": hashlib.sha256(document).hexdigest(),
-            }
-        )
-    for foreign in foreign_versions(source):
-        version = foreign.version
-        rows.append(
-            {
-                "instance": version.instance,
-                "own": False,
-                "serial": version.serial,
-                "applied_at": foreign.applied_at,
-                "document_sha256": foreign.document_sha256,
-                "expires": version.expires,
-                "root_sha256": version.root_sha256,
-            }
-        )
-    for row in sorted(rows, key=lambda r: str(r["applied_at"])):
+    own = open_store(source).configuration_versions()
+    for row in configuration_history(own, foreign_versions(source)):
         print(json.dumps(row, sort_keys=True))
 
 

@@ -34,6 +34,7 @@ from gateway.core.atrest import DataKey
 from gateway.messagelog.foreign import (
     ForeignVersion,
     StoredForeignVersion,
+    configuration_history,
     foreign_versions,
     record_foreign,
 )
@@ -136,6 +137,7 @@ __all__ = [
     "TreeSnapshot",
     "UsageRow",
     "WitnessAlertRow",
+    "configuration_history",
     "consistency",
     "count_entries",
     "entry_proof",

@@ -10,7 +10,10 @@ foreign version, written durably before the node acts on it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +24,17 @@ from gateway.messagelog.records import (
     LogNotFoundError,
     LogStoreError,
     StoredForeignVersion,
+    StoredVersion,
 )
 from gateway.messagelog.writer import MessageLog
 
-__all__ = ["ForeignVersion", "StoredForeignVersion", "foreign_versions", "record_foreign"]
+__all__ = [
+    "ForeignVersion",
+    "StoredForeignVersion",
+    "configuration_history",
+    "foreign_versions",
+    "record_foreign",
+]
 
 
 async def record_foreign(log: MessageLog, version: ForeignVersion, applied_at: str) -> bool:
@@ -55,3 +65,36 @@ def foreign_versions(location: Path | str) -> list[StoredForeignVersion]:
         raise LogStoreError(f"{path}: {exc}") from None
     finally:
         lite.close()
+
+
+def configuration_history(
+    own: Sequence[StoredVersion], foreign: Sequence[StoredForeignVersion]
+) -> list[dict[str, object]]:
+    """Both histories as one list in the order applied (own before foreign at the same
+    instant, as the node writes them): what ``gateway log configurations`` and the
+    node's admin API show an auditor."""
+    rows: list[dict[str, object]] = []
+    for version in own:
+        document = dict(version.files)["globalconf.json"]
+        rows.append(
+            {
+                "instance": json.loads(document).get("instance"),
+                "own": True,
+                "serial": version.serial,
+                "applied_at": version.applied_at,
+                "document_sha256": hashlib.sha256(document).hexdigest(),
+            }
+        )
+    for row in foreign:
+        rows.append(
+            {
+                "instance": row.version.instance,
+                "own": False,
+                "serial": row.version.serial,
+                "applied_at": row.applied_at,
+                "document_sha256": row.document_sha256,
+                "expires": row.version.expires,
+                "root_sha256": row.version.root_sha256,
+            }
+        )
+    return sorted(rows, key=lambda r: str(r["applied_at"]))

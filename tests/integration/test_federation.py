@@ -459,6 +459,15 @@ def test_the_log_records_each_foreign_configuration_version_an_exchange_rests_on
     assert expires > datetime.fromisoformat(logged[0].logged_at)
     # A version applied again (a restart, fresher timestamps) adds no row.
     assert len({row["document_sha256"] for row in foreign}) == len(foreign)
+    # The node's admin API shows the same history.
+    key = (soest.directory / "admin.key").read_text().strip()
+    answer = httpx.get(
+        f"{soest.metrics_url}/api/v1/log/configurations",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["versions"] == history
 
 
 def test_operators_federate_two_centrals_with_the_cli(tmp_path: Path) -> None:
