@@ -203,6 +203,14 @@ def test_metadata_lists_the_federated_instances_members(two: tuple[LocalNet, Loc
     listed = {m["id"]["member_code"] for m in response.json()["member"]}
     assert str(RIK.ags) in listed
     assert all(m["id"]["xroad_instance"] == EE_INSTANCE for m in response.json()["member"])
+    # An instance DE-NRW does not federate with: nothing of it is known, nothing listed.
+    other = httpx.get(
+        f"{de.nodes[SOEST.ags].consumer_url}/listClients",
+        params={"xRoadInstance": "FI-TEST"},
+        headers={"Accept": "application/json"},
+        timeout=30,
+    )
+    assert other.status_code == 200 and other.json() == {"member": []}
 
 
 def test_health_shows_each_federated_instances_configuration(
