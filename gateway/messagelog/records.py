@@ -32,6 +32,7 @@ __all__ = [
     "EntrySelection",
     "Expired",
     "ExportEvidence",
+    "ForeignVersion",
     "LogNotFoundError",
     "LogRecord",
     "LogStats",
@@ -46,6 +47,7 @@ __all__ = [
     "SignedHeadRecord",
     "StoredAdminRecord",
     "StoredEntry",
+    "StoredForeignVersion",
     "StoredSettings",
     "StoredStatus",
     "StoredTreeHead",
@@ -377,6 +379,29 @@ class StoredVersion:
     serial: int
     applied_at: str
     files: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignVersion:
+    """A federated instance's configuration version as the node verified it: the
+    instance, its serial, until when it is valid (RFC 3339), the fingerprint of the TUF
+    root it verified under, and its signed files (named as ``SIGNED_FILES``)."""
+
+    instance: str
+    serial: int
+    expires: str
+    root_sha256: str
+    files: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredForeignVersion:
+    """One row of the log's foreign configuration history, in the order applied."""
+
+    id: int
+    applied_at: str
+    document_sha256: str
+    version: ForeignVersion
 
 
 @dataclass(frozen=True, slots=True)
