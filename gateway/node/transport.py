@@ -196,15 +196,14 @@ class _PeerCertResponse(aiohttp.ClientResponse):
 async def read_limited(content: aiohttp.StreamReader, limit: int) -> bytes | None:
     """Read a whole body, or return ``None`` once it grows past ``limit``.
 
-    Takes what the connection has buffered as it comes (``readany``), which is the
-    bytes the transport handed over, not copied: cutting them into fixed-size pieces
-    first copied every byte of a body twice more before it was joined here. How much
-    is buffered is bounded by the stream's flow control, so the limit is still checked
-    within a buffer's size of it.
+    In pieces of at most 64 KiB. Taking whatever the stream has buffered instead
+    (``readany``) copies each byte twice less, but a node's peak memory with 1 MiB
+    bodies after a run at concurrency 64 grew by half (docs/performance.md, "A node's
+    CPU per exchange"), against a bound the bench checks.
     """
     chunks: list[bytes] = []
     size = 0
-    while chunk := await content.readany():
+    async for chunk in content.iter_chunked(64 * 1024):
         size += len(chunk)
         if size > limit:
             return None
