@@ -17,8 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from gateway.core.roles import CENTRAL_ROLE_PERMISSIONS
 from gateway.net.guard import GuardSettings, add_guard_arguments
 
@@ -205,6 +203,8 @@ def cmd_central_federate(args: argparse.Namespace) -> None:
 def _admin(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
     """One admin API call with the key in ``--key-file``; the central names that key, not
     the caller, in its audit trail."""
+    import httpx
+
     from gateway.central.apikeys import KEY_FILE_NAME
     from gateway.central.service import Central
 
