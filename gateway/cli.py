@@ -230,7 +230,12 @@ def cmd_log_bench(args: argparse.Namespace) -> None:
         location: Path | str = args.database_url or Path(args.dir or scratch) / "messagelog.db"
         if isinstance(location, Path):
             location.parent.mkdir(parents=True, exist_ok=True)
-        run_log_bench(location, sizes, samples=args.samples, all_leaves_max=args.all_leaves_max)
+        results = run_log_bench(
+            location, sizes, samples=args.samples, all_leaves_max=args.all_leaves_max
+        )
+    from gateway.sandbox.bench.targets import judge_log_sizes, render
+
+    print(render(judge_log_sizes(results)))
 
 
 def build_parser() -> argparse.ArgumentParser:
