@@ -9,9 +9,10 @@ still writing the exchange with a single commit.
 
 Memory is bounded by construction (ADR 0058): each id is kept as a 16-byte BLAKE2b
 digest in the bucket of the time slice its window ends in, and a slice's bucket is
-dropped whole once that slice is past. So the guard holds at most the ids accepted in
-one window plus one slice, at about 100 bytes each, and forgetting costs one ``del``
-per slice instead of a sweep over every id.
+dropped whole once that slice is past. So the guard holds the ids accepted in one window
+plus one slice (two windows and a slice at worst, if every message were dated as far
+ahead as the time check allows), at about 136 bytes each, and forgetting costs one
+``del`` per slice instead of a sweep over every id.
 """
 
 from __future__ import annotations
@@ -76,5 +77,6 @@ class ReplayGuard:
 
     @property
     def buckets(self) -> int:
-        """How many slices hold ids: at most ``SLICES`` + 2 while the clock is right."""
+        """How many slices hold ids: ``SLICES`` + 2 at most for messages dated when sent,
+        twice that if they are dated as far ahead as the window allows."""
         return len(self._buckets)
