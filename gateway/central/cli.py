@@ -19,6 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from gateway.central.cli_tokens import (
+    add_holder_token_arguments,
+    add_online_token_arguments,
+    add_root_token_key_command,
+    cmd_central_root_token_key,
+)
 from gateway.core.roles import CENTRAL_ROLE_PERMISSIONS
 from gateway.net.guard import GuardSettings, add_guard_arguments
 
@@ -35,6 +41,7 @@ def _now() -> datetime:
 
 def cmd_central_init(args: argparse.Namespace) -> None:
     from gateway.central.apikeys import init_central
+    from gateway.central.cli_tokens import online_token_from_args
     from gateway.central.service import ANCHOR_NAME, InitOptions
     from gateway.keys.files import load_certificate
 
@@ -51,6 +58,7 @@ def cmd_central_init(args: argparse.Namespace) -> None:
         root_threshold=args.root_threshold,
         key_scheme=args.key_scheme,
         root_key_dirs=tuple(Path(d) for d in args.root_key_dirs or ()),
+        online_token=online_token_from_args(args),
     )
     central = init_central(Path(args.dir), options, args.database_url)
     anchor = central.anchor()
@@ -118,10 +126,12 @@ def cmd_central_rotate_root(args: argparse.Namespace) -> None:
 def cmd_central_root_prepare(args: argparse.Namespace) -> None:
     from gateway.central.rootceremony import prepare_root, write_prepared
     from gateway.central.service import Central
+    from gateway.keys.tuftoken import load_public_key_document
 
     md = prepare_root(
         Central(Path(args.dir)).repo(),
         add_key_dirs=[Path(d) for d in args.add_key_dir or ()],
+        add_public_keys=[load_public_key_document(Path(f)) for f in args.add_public_key or ()],
         remove=args.remove_key or (),
         threshold=args.threshold,
         scheme=args.key_scheme,
@@ -136,9 +146,16 @@ def cmd_central_root_prepare(args: argparse.Namespace) -> None:
 
 
 def cmd_central_root_sign(args: argparse.Namespace) -> None:
+    from gateway.central.cli_tokens import sign_root_with_token
     from gateway.central.rootceremony import load_root_key, sign_root
     from gateway.keys.passphrase import resolve_passphrase
 
+    if (args.key is None) == (args.token is None):
+        raise ValueError("give the root key as --key FILE or --token (with --token-module)")
+    if args.token is not None:
+        keyid, count = sign_root_with_token(args)
+        print(f"signed {args.root} with root key {keyid}; it now carries {count} signature(s)")
+        return
     key_file = Path(args.key)
     passphrase = None
     if b"ENCRYPTED PRIVATE KEY" in key_file.read_bytes():
@@ -427,6 +444,7 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     p.add_argument("--key-scheme", choices=["ecdsa", "ed25519"], default="ecdsa")
     p.add_argument("--url", default="http://127.0.0.1:8070", help="where nodes reach the central")
     p.add_argument("--database-url", default=None, help=_DATABASE_URL_HELP)
+    add_online_token_arguments(p)
     p = add(central, "serve", cmd_central_serve, "serve TUF, admin and registration APIs")
     p.add_argument("--dir", required=True)
     p.add_argument(
@@ -469,13 +487,17 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     p.add_argument(
         "--add-key-dir", action="append", help="a new holder's directory (a new root key)"
     )
+    p.add_argument("--add-public-key", action="append", help="a holder's token key (.json)")
     p.add_argument("--remove-key", action="append", help="root key id to remove (repeatable)")
     p.add_argument("--threshold", type=int, default=None)
     p.add_argument("--key-scheme", choices=["ecdsa", "ed25519"], default="ecdsa")
     p = add(root, "sign", cmd_central_root_sign, "add one root key's signature (offline)")
-    p.add_argument("--key", required=True, help="the holder's root key file")
+    p.add_argument("--key", default=None, help="the holder's root key file")
     p.add_argument("--passphrase-file", default=None, help="passphrase of an encrypted key")
+    add_holder_token_arguments(p, required=False)
     p.add_argument("root", help="the root.json that 'root prepare' wrote")
+    p = add(root, "token-key", cmd_central_root_token_key, "a new root key in a holder's token")
+    add_root_token_key_command(p)
     p = add(root, "publish", cmd_central_root_publish, "publish a root signed to threshold")
     p.add_argument("--dir", required=True)
     p.add_argument("root", help="the signed root.json")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from securesystemslib.signer import CryptoSigner
+from securesystemslib.signer import CryptoSigner, Signer
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import (
     Metadata,
@@ -42,6 +42,8 @@ from tuf.api.metadata import (
 )
 from tuf.api.serialization.json import JSONSerializer
 from tuf.repository import Repository
+
+from gateway.keys.tuftoken import TokenKeyring
 
 ROLES = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
 KEY_SCHEMES = ("ecdsa", "ed25519")
@@ -77,17 +79,26 @@ class Expiry:
 
 
 class KeyStore:
-    """Private TUF keys as PKCS#8 PEM files ``<keyid>.pem`` (0600) in one directory.
+    """Private TUF keys as PKCS#8 PEM files ``<keyid>.pem`` (0600) in one directory, and,
+    with a ``token``, the keys in the central's online token (new keys are then made
+    there, never as files; docs/adr/0053).
 
     Which key serves which role is recorded only in the root metadata; the store just
     holds keys, so a key removed from a role stays available to sign the rotation that
     removes it.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, token: TokenKeyring | None = None) -> None:
         self.directory = directory
+        self.token = token
 
-    def generate(self, scheme: str = "ecdsa") -> CryptoSigner:
+    def generate(self, scheme: str = "ecdsa") -> Signer:
+        if self.token is not None:
+            if scheme != "ecdsa":
+                raise RepoError(
+                    f"the token {self.token.ref.token!r} holds ECDSA P-256 keys, not {scheme!r}"
+                )
+            return self.token.generate()
         if scheme == "ecdsa":
             signer = CryptoSigner.generate_ecdsa()
         elif scheme == "ed25519":
@@ -101,15 +112,22 @@ class KeyStore:
             f.write(signer.private_bytes)
         return signer
 
-    def signers(self) -> dict[str, CryptoSigner]:
-        result: dict[str, CryptoSigner] = {}
-        if not self.directory.is_dir():
-            return result
-        for path in sorted(self.directory.glob("*.pem")):
-            key = load_pem_private_key(path.read_bytes(), password=None)
-            signer = CryptoSigner(key)
-            result[signer.public_key.keyid] = signer
+    def signers(self) -> dict[str, Signer]:
+        result: dict[str, Signer] = {}
+        if self.directory.is_dir():
+            for path in sorted(self.directory.glob("*.pem")):
+                key = load_pem_private_key(path.read_bytes(), password=None)
+                signer = CryptoSigner(key)
+                result[signer.public_key.keyid] = signer
+        if self.token is not None:
+            result.update(self.token.signers())
         return result
+
+    def describe(self) -> str:
+        where = str(self.directory)
+        if self.token is not None:
+            where += f" and the token {self.token.ref.token!r}"
+        return where
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -139,7 +157,7 @@ class TufRepository(Repository):
         self.expiry = expiry or Expiry()
         self.now = now
         self._lock_path = repo_dir / ".lock"
-        self._offline: dict[str, CryptoSigner] = {}
+        self._offline: dict[str, Signer] = {}
         """Root keys generated into their holders' directories at ``initialise``: they
         sign root version 1 and are never read from the server's key store."""
 
@@ -191,7 +209,7 @@ class TufRepository(Repository):
                 old_root.verify_delegate(Root.type, md.signed_bytes, md.signatures)
         except UnsignedMetadataError as exc:
             raise RepoError(
-                f"{exc}: the key store {self.keys.directory} does not hold enough of the "
+                f"{exc}: the key store {self.keys.describe()} does not hold enough of the "
                 f"{role} role's keys (root keys kept apart sign a new root through "
                 "'gateway central root prepare', 'root sign' and 'root publish')"
             ) from None

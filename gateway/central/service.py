@@ -14,6 +14,8 @@ Layout of a central directory::
     database.url        (0600) the PostgreSQL database that holds them instead
                         (``gateway central init --database-url``, gateway.central.db)
     keys/               TUF private keys (0600), named by key id
+    online-token.toml   the PKCS#11 token of the online TUF keys instead, if they are
+                        there (gateway.central.onlinekeys, docs/adr/0053)
     repo/metadata/      TUF metadata, served at /tuf/metadata/
     repo/targets/       published documents, served at /tuf/targets/
     admin.key           the first system administrator's API key (0600); the database
@@ -58,6 +60,7 @@ from gateway.central.models import (
     Setting,
     Subsystem,
 )
+from gateway.central.onlinekeys import OnlineToken, online_keyring, write_online_token
 from gateway.central.repo import DEFAULT_KEEP_VERSIONS, Expiry, KeyStore, TufRepository
 from gateway.central.undo import UndoLog
 from gateway.conf.anchor import ConfigurationAnchor, save_anchor
@@ -147,6 +150,8 @@ class InitOptions:
     root_key_dirs: tuple[Path, ...] = ()
     """One directory per root key holder; empty: the root keys stay in ``keys/``."""
     member_classes: tuple[str, ...] = ("GOV", "COM", "NGO")
+    online_token: OnlineToken | None = None
+    """The token to generate the online keys in (``online-token.toml``); None: files."""
 
 
 class Central:
@@ -243,6 +248,8 @@ class Central:
                 s, central.now(), "init", "init", "central", None, {"instance": options.instance}
             )
             s.commit()
+        if options.online_token is not None:
+            write_online_token(directory, options.online_token)
         repo = central.repo()
         repo.initialise(
             options.root_keys, options.root_threshold, options.key_scheme, options.root_key_dirs
@@ -280,7 +287,7 @@ class Central:
             keep = int(row.value) if row is not None else DEFAULT_KEEP_VERSIONS
         return TufRepository(
             self.directory / "repo",
-            KeyStore(self.directory / "keys"),
+            KeyStore(self.directory / "keys", online_keyring(self.directory)),
             expiry,
             self.now,
             keep_versions=keep,
