@@ -38,6 +38,7 @@ from pkcs11.exceptions import (
     PinLenRange,
     PinLocked,
     PKCS11Error,
+    UserAlreadyLoggedIn,
 )
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
@@ -144,6 +145,14 @@ def _open(ref: TokenKeyRef, pin: str, *, rw: bool) -> pkcs11.Session:
         raise TokenError(f"cannot find token {ref.token!r}: {type(exc).__name__}") from None
     try:
         return token.open(user_pin=pin, rw=rw)
+    except UserAlreadyLoggedIn:
+        # PKCS#11 logs a whole process in: a second key of this process in the same
+        # token (the data key's AES key beside a signing key) shares the login, and a
+        # session without a login of its own never logs the others out when it closes.
+        try:
+            return token.open(rw=rw)
+        except PKCS11Error as exc:
+            raise TokenError(f"cannot open token {ref.token!r}: {type(exc).__name__}") from None
     except (PinIncorrect, PinLenRange):
         raise TokenError(
             f"the PIN of token {ref.token!r}{_pin_source(ref)} is wrong; the token may lock "
