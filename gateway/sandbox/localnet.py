@@ -476,6 +476,7 @@ class LocalNet:
                 str(t.port),
                 "--ocsp-validity",
                 str(t.ocsp_validity_seconds),
+                "--development",  # the sandbox's CA and services keep plain keys
             ],
             "trust",
         )

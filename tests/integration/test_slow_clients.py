@@ -104,7 +104,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         trust = _spawn(
             net,
             ["trust", "serve", "--ca", str(t.ca_dir), "--ocsp-cert", str(t.directory / "ocsp.pem"),
-             "--ocsp-key", str(t.directory / "ocsp.key"), "--host", "127.0.0.1",
+             "--ocsp-key", str(t.directory / "ocsp.key"), "--development", "--host", "127.0.0.1",
              "--port", str(trust_port), *GUARD_FLAGS],
             "trust-guarded",
         )  # fmt: skip
