@@ -19,9 +19,11 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gateway.central.onlinekeys import OnlineToken
-from gateway.keys.pkcs11 import TokenKeyRef
+if TYPE_CHECKING:  # the CLI imports this module at start: the rest is loaded when used
+    from gateway.central.onlinekeys import OnlineToken
+    from gateway.keys.pkcs11 import TokenKeyRef
 
 TOKEN_PIN_ENV = "GATEWAY_TOKEN_PIN"  # noqa: S105 (a variable name, not a secret)
 
@@ -42,6 +44,8 @@ def add_online_token_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def online_token_from_args(args: argparse.Namespace) -> OnlineToken | None:
+    from gateway.central.onlinekeys import OnlineToken
+
     if args.online_token is None:
         if args.online_token_module is not None:
             raise ValueError("--online-token-module needs --online-token")
@@ -70,6 +74,7 @@ def add_holder_token_arguments(p: argparse.ArgumentParser, *, required: bool) ->
 
 def _holder_ref(args: argparse.Namespace) -> tuple[TokenKeyRef, str]:
     from gateway.keys.passphrase import resolve_passphrase
+    from gateway.keys.pkcs11 import TokenKeyRef
 
     if not (args.token and args.token_module and args.key_label):
         raise ValueError("a key in a token needs --token, --token-module and --key-label")
@@ -121,3 +126,20 @@ def sign_root_with_token(args: argparse.Namespace) -> tuple[str, int]:
 def add_root_token_key_command(p: argparse.ArgumentParser) -> None:
     add_holder_token_arguments(p, required=True)
     p.add_argument("--out", required=True, help="the public key file to write (new)")
+
+
+def add_key_passphrase_argument(p: argparse.ArgumentParser) -> None:
+    """For a command that signs with the central's online key files (``keyfiles``)."""
+    p.add_argument(
+        "--key-passphrase-file",
+        default=None,
+        help="file (0600) with the online TUF keys' passphrase (else GATEWAY_KEY_PASSPHRASE "
+        "or a prompt)",
+    )
+
+
+def key_passphrase_of(directory: Path, args: argparse.Namespace) -> bytes | None:
+    """``gateway.central.keyfiles.key_passphrase_of``, imported when a command runs."""
+    from gateway.central.keyfiles import key_passphrase_of as of
+
+    return of(directory, args)

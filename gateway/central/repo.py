@@ -28,7 +28,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
+    Encoding,
+    PrivateFormat,
+    load_pem_private_key,
+)
 from securesystemslib.signer import CryptoSigner, Signer
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import (
@@ -88,9 +93,13 @@ class KeyStore:
     removes it.
     """
 
-    def __init__(self, directory: Path, token: TokenKeyring | None = None) -> None:
+    def __init__(
+        self, directory: Path, token: TokenKeyring | None = None, passphrase: bytes | None = None
+    ) -> None:
         self.directory = directory
         self.token = token
+        self.passphrase = passphrase
+        """Encrypts the files ``generate`` writes and opens encrypted ones (docs/adr/0053)."""
 
     def generate(self, scheme: str = "ecdsa") -> Signer:
         if self.token is not None:
@@ -107,16 +116,34 @@ class KeyStore:
             raise RepoError(f"unknown key scheme {scheme!r}; use one of {KEY_SCHEMES}")
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = self.directory / f"{signer.public_key.keyid}.pem"
+        data = signer.private_bytes
+        if self.passphrase is not None:
+            key = load_pem_private_key(data, password=None)
+            data = key.private_bytes(
+                Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(self.passphrase)
+            )
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
-            f.write(signer.private_bytes)
+            f.write(data)
         return signer
 
     def signers(self) -> dict[str, Signer]:
         result: dict[str, Signer] = {}
         if self.directory.is_dir():
             for path in sorted(self.directory.glob("*.pem")):
-                key = load_pem_private_key(path.read_bytes(), password=None)
+                data = path.read_bytes()
+                encrypted = b"ENCRYPTED PRIVATE KEY" in data
+                if encrypted and self.passphrase is None:
+                    raise RepoError(
+                        f"{path} is encrypted and no passphrase was given "
+                        "(--key-passphrase-file, GATEWAY_KEY_PASSPHRASE, or a terminal)"
+                    )
+                try:
+                    key = load_pem_private_key(data, self.passphrase if encrypted else None)
+                except (ValueError, TypeError):
+                    raise RepoError(
+                        f"{path} cannot be opened: wrong passphrase, or not a PEM private key"
+                    ) from None
                 signer = CryptoSigner(key)
                 result[signer.public_key.keyid] = signer
         if self.token is not None:

@@ -273,6 +273,18 @@ class TrustFiles:
     def tsa_cert(self) -> Path:
         return self.directory / "tsa.pem"
 
+    def serve_args(self, host: str) -> list[str]:
+        """``gateway trust serve``'s arguments for these files, listening on ``host``."""
+        d = self.directory
+        return [
+            "trust", "serve", "--ca", str(self.ca_dir),
+            "--ocsp-cert", str(d / "ocsp.pem"), "--ocsp-key", str(d / "ocsp.key"),
+            "--tsa-cert", str(d / "tsa.pem"), "--tsa-key", str(d / "tsa.key"),
+            "--host", host, "--port", str(self.port),
+            "--ocsp-validity", str(self.ocsp_validity_seconds),
+            "--development",  # the sandbox's CA and services keep plain keys
+        ]  # fmt: skip
+
 
 @dataclass
 class CentralFiles:

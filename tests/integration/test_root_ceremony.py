@@ -92,6 +92,7 @@ def only_key(directory: Path) -> Path:
     return key
 
 
+@pytest.mark.timeout(300)  # three rotations against running nodes, on a shared machine
 def test_two_key_holders_rotate_the_root_and_the_nodes_follow(
     tmp_path: Path, registry: RecordingRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:

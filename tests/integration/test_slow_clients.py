@@ -119,7 +119,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         central_url = f"http://127.0.0.1:{central_port}"
         subprocess.run(
             [sys.executable, "-m", "gateway", "central", "init", "--dir", str(root / "central"),
-             "--instance", "DE-NRW", "--ca-cert", str(net.ca_cert), "--url", central_url],
+             "--instance", "DE-NRW", "--ca-cert", str(net.ca_cert), "--url", central_url,
+             "--insecure-plain-keys"],
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
         central = _spawn(
