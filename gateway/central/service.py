@@ -13,7 +13,9 @@ Layout of a central directory::
     central.sqlite      registry, settings, audit trail, registration requests; or
     database.url        (0600) the PostgreSQL database that holds them instead
                         (``gateway central init --database-url``, gateway.central.db)
-    keys/               TUF private keys (0600), named by key id
+    keys/               TUF private keys (0600, encrypted PKCS#8), named by key id
+    development-keys    present when those files are plain: a development set-up
+                        (gateway.central.keyfiles)
     online-token.toml   the PKCS#11 token of the online TUF keys instead, if they are
                         there (gateway.central.onlinekeys, docs/adr/0053)
     repo/metadata/      TUF metadata, served at /tuf/metadata/
