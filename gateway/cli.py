@@ -50,6 +50,19 @@ def cmd_log_timestamps(args: argparse.Namespace) -> None:
     print(f"{status.tree_size} entries, {status.pending} pending a time stamp{since}")
 
 
+def cmd_log_configurations(args: argparse.Namespace) -> None:
+    """The configuration history as JSON lines, in the order applied: the own
+    instance's versions and each federated instance's (with expiry and root)."""
+    import json
+
+    from gateway.messagelog import configuration_history, foreign_versions, log_source, open_store
+
+    source = log_source(args.db)
+    own = open_store(source).configuration_versions()
+    for row in configuration_history(own, foreign_versions(source)):
+        print(json.dumps(row, sort_keys=True))
+
+
 def cmd_log_prove(args: argparse.Namespace) -> None:
     from gateway.audit.cli import log_store
     from gateway.core.encoding import format_time
@@ -258,6 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_data_key_arguments(p)
     p = add(logs, "timestamps", cmd_log_timestamps, "list timestamped tree heads and the backlog")
+    p.add_argument("--db", required=True)
+    p = add(
+        logs,
+        "configurations",
+        cmd_log_configurations,
+        "list the configuration versions the node applied, its own instance's and each "
+        "federated instance's (JSON lines)",
+    )
     p.add_argument("--db", required=True)
     p = add(
         logs,

@@ -31,6 +31,13 @@ from datetime import datetime
 from pathlib import Path
 
 from gateway.core.atrest import DataKey
+from gateway.messagelog.foreign import (
+    ForeignVersion,
+    StoredForeignVersion,
+    configuration_history,
+    foreign_versions,
+    record_foreign,
+)
 from gateway.messagelog.postgres_schema import is_postgres_url
 from gateway.messagelog.proofs import (
     EntryProof,
@@ -67,6 +74,7 @@ from gateway.messagelog.records import (
     OpRecord,
     ReadDetails,
     ReplayError,
+    SettingsConflict,
     SignedHead,
     SignedHeadRecord,
     StoredAdminRecord,
@@ -83,6 +91,7 @@ from gateway.messagelog.records import (
     WitnessAlertRow,
 )
 from gateway.messagelog.schema import Kind, Role
+from gateway.messagelog.settings_watch import SettingsWatch, watch_settings
 from gateway.messagelog.sqlite import SqliteLogStore
 from gateway.messagelog.sqlite_admin import snapshot_file as snapshot_sqlite
 from gateway.messagelog.store import LogStore, LogWriter
@@ -99,6 +108,7 @@ __all__ = [
     "EntrySelection",
     "Expired",
     "ExportEvidence",
+    "ForeignVersion",
     "Kind",
     "LogNotFoundError",
     "LogRecord",
@@ -113,11 +123,14 @@ __all__ = [
     "ReadDetails",
     "ReplayError",
     "Role",
+    "SettingsConflict",
+    "SettingsWatch",
     "SignedHead",
     "SignedHeadRecord",
     "SqliteLogStore",
     "StoredAdminRecord",
     "StoredEntry",
+    "StoredForeignVersion",
     "StoredSettings",
     "StoredStatus",
     "StoredTreeHead",
@@ -128,9 +141,11 @@ __all__ = [
     "TreeSnapshot",
     "UsageRow",
     "WitnessAlertRow",
+    "configuration_history",
     "consistency",
     "count_entries",
     "entry_proof",
+    "foreign_versions",
     "inclusion",
     "is_database_url",
     "latest_signed_head",
@@ -145,10 +160,12 @@ __all__ = [
     "read_ocsp",
     "read_tree_heads",
     "read_witness_alerts",
+    "record_foreign",
     "signed_heads",
     "snapshot_sqlite",
     "timestamp_status",
     "upgrade_schema",
+    "watch_settings",
 ]
 
 

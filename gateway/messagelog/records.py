@@ -32,6 +32,7 @@ __all__ = [
     "EntrySelection",
     "Expired",
     "ExportEvidence",
+    "ForeignVersion",
     "LogNotFoundError",
     "LogRecord",
     "LogStats",
@@ -41,10 +42,12 @@ __all__ = [
     "OpRecord",
     "ReadDetails",
     "ReplayError",
+    "SettingsConflict",
     "SignedHead",
     "SignedHeadRecord",
     "StoredAdminRecord",
     "StoredEntry",
+    "StoredForeignVersion",
     "StoredSettings",
     "StoredStatus",
     "StoredTreeHead",
@@ -102,6 +105,12 @@ class MessageLogError(Exception):
 
 class ReplayError(Exception):
     """The client already sent a request with this id; nothing was written for it."""
+
+
+class SettingsConflict(MessageLogError):
+    """A settings change was made on a version that is no longer the newest: another
+    process of the node's cluster recorded one meanwhile. Nothing was written; the
+    caller applies its change again on top of the newest version (docs/adr/0050)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,6 +379,29 @@ class StoredVersion:
     serial: int
     applied_at: str
     files: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignVersion:
+    """A federated instance's configuration version as the node verified it: the
+    instance, its serial, until when it is valid (RFC 3339), the fingerprint of the TUF
+    root it verified under, and its signed files (named as ``SIGNED_FILES``)."""
+
+    instance: str
+    serial: int
+    expires: str
+    root_sha256: str
+    files: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredForeignVersion:
+    """One row of the log's foreign configuration history, in the order applied."""
+
+    id: int
+    applied_at: str
+    document_sha256: str
+    version: ForeignVersion
 
 
 @dataclass(frozen=True, slots=True)

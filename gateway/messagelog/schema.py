@@ -346,6 +346,36 @@ class ConfigurationVersion(SQLModel, table=True):
     document: bytes
 
 
+class ForeignConfigurationVersion(SQLModel, table=True):
+    """A federated instance's configuration version this node applied, exactly as
+    signed: the foreign counterpart of :class:`ConfigurationVersion`.
+
+    One row per instance and document, written through the log's writer before the
+    node acts on the version, so an auditor can tell under which foreign configuration
+    an exchange with that instance's members was made (docs/federation.md). ``expires``
+    is the version's validity when applied (the earliest expiry of the TUF metadata
+    that vouched for it), ``root_sha256`` the fingerprint of the TUF root it verified
+    under (``gateway.conf.anchor.root_fingerprint``, the value operators compare when
+    they federate).
+    """
+
+    __tablename__ = "foreign_configuration_version"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: int | None = Field(default=None, primary_key=True)
+    instance: str = Field(index=True)
+    serial: int
+    applied_at: str
+    expires: str
+    root_sha256: str
+    document_sha256: str
+    root: bytes
+    timestamp: bytes
+    snapshot: bytes
+    targets: bytes
+    document: bytes
+
+
 class OwnOcspStatus(SQLModel, table=True):
     """The last good OCSP response this node fetched for one of its own certificates.
 
@@ -448,6 +478,7 @@ def schema_tables() -> list[Table]:
         DataSubject,
         DataSubjectRead,
         ConfigurationVersion,
+        ForeignConfigurationVersion,
         OwnOcspStatus,
         OperationalData,
         NodeSettingsRow,

@@ -123,6 +123,11 @@ class NodeSection(_Model):
     """With ``database_url``: how often a process of a node cluster tries to become the
     one that runs the timestamper and the witness, and the leader checks it still is;
     a dead leader is replaced within about this long (docs/deployment.md, Node cluster)."""
+    settings_poll_seconds: float = Field(default=5, gt=0)
+    """With ``database_url``: how often a process of a node cluster checks the newest
+    settings version besides listening for it, so a version another process recorded
+    is in force here within this long even when its notification was lost, and its
+    signing certificate files for one another process imported (docs/adr/0050)."""
     ocsp_refresh_seconds: float | None = Field(default=None, gt=0)
     """How often the node refetches the OCSP status of its own certificates; default a
     third of the directory's freshness window (X-Road: 1200 s of 3600 s), so two
@@ -143,6 +148,9 @@ class NodeSection(_Model):
     """The management API's keys, stored hashed (``gateway node keys``; ADR 0031)."""
     admin_key: Path = Path("admin.key")
     """The first system administrator key, written 0600 when the key store is created."""
+    maintenance_file: Path = Path("maintenance.json")
+    """Present while the node is in maintenance mode; shared by the node's processes on
+    this machine and kept over a restart (docs/adr/0059)."""
     opdata_retention_days: float = Field(default=7, gt=0)
     """How long operational monitoring records are kept (X-Road keeps them a day by
     default; a week covers a weekend's incident)."""
@@ -445,6 +453,7 @@ def _resolve(data: dict[str, Any], base: Path) -> None:
         node["client_certs"] = str(base / node.get("client_certs", "client-certs.json"))
         node["api_keys"] = str(base / node.get("api_keys", "api-keys.json"))
         node["admin_key"] = str(base / node.get("admin_key", "admin.key"))
+        node["maintenance_file"] = str(base / node.get("maintenance_file", "maintenance.json"))
     for entry in data.get("signing", []):
         for key in ("cert", "key"):
             if key in entry:

@@ -42,6 +42,7 @@ from gateway.node.config import NodeConfig
 from gateway.node.failover import PeerBackoff, PeerHealth
 from gateway.node.federation import FederatedSource, Refusals
 from gateway.node.maintenance import Maintenance
+from gateway.node.maintenance_file import MaintenanceFile, MaintenanceWatch
 from gateway.node.monitoring import Monitoring
 from gateway.node.ocsp import OwnOcsp, OwnStatusUnavailable
 from gateway.node.replay import ReplayGuard
@@ -139,9 +140,19 @@ class NodeContext:
         """Whether this process runs the log's timestamper and witness: always on
         SQLite, for one process of a cluster on PostgreSQL (``gateway.messagelog.leader``;
         set by the node)."""
+        self.settings_behind = ""
+        """Why a newer settings version another process of the node's cluster recorded
+        is not in force here, "" when none is: readiness fails meanwhile, so a load
+        balancer stops sending this process exchanges its old settings would admit
+        (``settings/follow.py``, set by the node)."""
         self.maintenance = Maintenance()
         """Maintenance mode and the exchanges in flight (maintenance.py); every exchange
-        of either side is admitted through it. Not persisted: a node starts admitting."""
+        of either side is admitted through it."""
+        self.maintenance_watch = MaintenanceWatch(
+            self.maintenance, MaintenanceFile(config.node.maintenance_file), clock.now
+        )
+        """Keeps ``maintenance`` at the node's maintenance file, which every process of
+        the node on this machine shares and a restart keeps (maintenance_file.py)."""
         self.peers = PeerHealth(
             PeerBackoff(config.node.peer_backoff_seconds, config.node.peer_backoff_max_seconds)
         )

@@ -19,6 +19,7 @@ check that fails carries the message the exchange would be refused with.
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import asdict, dataclass
 
 from aiohttp import web
@@ -94,6 +95,14 @@ class Health:
         count = 1 + len(ctx.signers)
         return Check("ocsp", True, f"a fresh good status for each of {count} certificates")
 
+    def settings(self) -> Check:
+        """In a node cluster: the newest settings version another process recorded is in
+        force here too (a revoke made elsewhere is not yet in force in this process)."""
+        ctx = self._context
+        if ctx.settings_behind:
+            return Check("settings", False, ctx.settings_behind)
+        return Check("settings", True, f"version {ctx.settings.version} in force")
+
     def timestamping(self) -> Check:
         """A TSA outage longer than the tolerated one (``timestamp_failure_tolerance_seconds``)."""
         try:
@@ -131,6 +140,7 @@ class Health:
         return [
             self.maintenance(),
             self.globalconf(),
+            self.settings(),
             self.timestamping(),
             self.ocsp(),
             await self.messagelog(),
@@ -142,6 +152,7 @@ class Health:
         body = {
             "ready": ready,
             "node": str(self._context.id),
+            "pid": os.getpid(),  # which of the node's worker processes answered
             "checks": [asdict(c) for c in checks],
         }
         return web.json_response(body, status=200 if ready else 503)

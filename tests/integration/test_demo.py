@@ -233,6 +233,9 @@ def test_demo_tells_the_story_and_keeps_the_federation_running(tmp_path: Path) -
         _check_story(log.read_text("utf-8"))
 
         assert topology["instance"] == "DE-NRW"
+        [estonia] = topology["federated_instances"]
+        assert estonia["instance"] == "EE-TEST"
+        assert [n["member"] for n in estonia["nodes"]] == ["EE-TEST/GOV/70000310"]
         assert Path(topology["ca_certificate"]).is_file()
         assert topology["central_url"].startswith("http://127.0.0.1:")
         assert Path(topology["anchor"]).is_file()
