@@ -38,7 +38,7 @@ from gateway.messagelog.foreign import (
     foreign_versions,
     record_foreign,
 )
-from gateway.messagelog.postgres_schema import is_postgres_url
+from gateway.messagelog.location import is_postgres_url
 from gateway.messagelog.proofs import (
     EntryProof,
     consistency,
@@ -90,7 +90,7 @@ from gateway.messagelog.records import (
     UsageRow,
     WitnessAlertRow,
 )
-from gateway.messagelog.schema import Kind, Role
+from gateway.messagelog.schema_names import Kind, Role
 from gateway.messagelog.settings_watch import SettingsWatch, watch_settings
 from gateway.messagelog.sqlite import SqliteLogStore
 from gateway.messagelog.sqlite_admin import snapshot_file as snapshot_sqlite

@@ -19,7 +19,7 @@ from gateway.core.adminrecord import AdminRecord, admin_message_id
 from gateway.core.datasubject import check_subject
 from gateway.core.jws import Signer
 from gateway.messagelog.records import LogRecord, OpRecord
-from gateway.messagelog.schema import KINDS, ROLES, Kind, Role
+from gateway.messagelog.schema_names import KINDS, ROLES, Kind, Role
 
 _LEAF_TEXT_FIELDS: Final = (
     "message_id",

@@ -19,7 +19,7 @@ from typing import Final
 from gateway.core.adminrecord import AdminRecord
 from gateway.core.envelope import RequestHeader, ResponseHeader
 from gateway.core.logtree import LoggedEntry, StampedTreeHead
-from gateway.messagelog.schema import Kind, Role
+from gateway.messagelog.schema_names import Kind, Role
 
 __all__ = [
     "ARCHIVED",

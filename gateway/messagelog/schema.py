@@ -10,35 +10,15 @@ are ``StrEnum``s so the stored text stays exactly what it always was.
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from sqlalchemy import CheckConstraint, Table, inspect
 from sqlmodel import Field, SQLModel
 
-
-class Role(StrEnum):
-    """Which side of an exchange this node played; ``node`` for the node's own records
-    (its admin audit trail), which belong to no exchange."""
-
-    CONSUMER = "consumer"
-    PROVIDER = "provider"
-    NODE = "node"
-
-
-class Kind(StrEnum):
-    """Which half of an exchange a log entry records, or ``admin``: a change to the
-    node's settings (``gateway.core.adminrecord``, docs/message-log.md 13)."""
-
-    REQUEST = "request"
-    RESPONSE = "response"
-    ADMIN = "admin"
-
-
-ROLES: tuple[str, ...] = tuple(role.value for role in Role)
-"""The stored values of ``Role``, for the table's CHECK constraint."""
-
-KINDS: tuple[str, ...] = tuple(kind.value for kind in Kind)
-"""The stored values of ``Kind``, for the table's CHECK constraint."""
+# The enums and the table names live apart so a node can run without this module
+# (gateway.messagelog.schema_names); they are part of this schema all the same.
+from gateway.messagelog.schema_names import KINDS as KINDS
+from gateway.messagelog.schema_names import ROLES as ROLES
+from gateway.messagelog.schema_names import Kind as Kind
+from gateway.messagelog.schema_names import Role as Role
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:

@@ -27,9 +27,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from sqlalchemy import inspect
-from sqlmodel import SQLModel, create_engine
-
 import gateway.messagelog.sqlite_admin as admin
 import gateway.messagelog.sqlite_writes as side
 from gateway.core.encoding import format_time
@@ -44,7 +41,7 @@ from gateway.messagelog.records import (
     SignedHeadRecord,
     TreeHeadRecord,
 )
-from gateway.messagelog.schema import schema_tables
+from gateway.messagelog.schema_names import TABLE_NAMES
 from gateway.messagelog.sealing import Sealer
 
 _log = logging.getLogger(__name__)
@@ -243,7 +240,17 @@ def configure(conn: sqlite3.Connection) -> tuple[str, int]:
 
 def create_tables(path: Path) -> bool:
     """Create the log's tables that a file lacks; True if it predates ``data_subject_read``
-    (its reads then get their rows once, ``record_older_reads``)."""
+    (its reads then get their rows once, ``record_older_reads``).
+
+    A file that has every table is left as it is without loading SQLAlchemy, which
+    creates the rest from ``gateway.messagelog.schema`` (a node's restart, mostly)."""
+    if admin.table_names(path) >= TABLE_NAMES:
+        return False
+    from sqlalchemy import inspect
+    from sqlmodel import SQLModel, create_engine
+
+    from gateway.messagelog.schema import schema_tables
+
     engine = create_engine(f"sqlite:///{path}")
     try:
         older_reads = not inspect(engine).has_table("data_subject_read")
