@@ -4,6 +4,8 @@ The modules, and what each may do (docs/message-log.md, section 0):
 
 * ``schema``: the tables and the ``Role``/``Kind`` enums; the only definition of the
   layout;
+* ``schema_names`` and ``location``: what a running node needs of the schema and of
+  the choice of backend, without SQLAlchemy or psycopg (docs/adr/0061);
 * ``store``: the storage boundary, the ``LogWriter`` and ``LogStore`` protocols and the
   records written and read back;
 * ``sqlite`` (reads), ``sqlite_writes`` (side writes), ``sqlite_commit`` and

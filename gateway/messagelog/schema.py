@@ -2,10 +2,11 @@
 
 These classes are the single source of truth for the database layout: the SQLite
 backend (``gateway.messagelog.sqlite`` for reads, ``sqlite_writes`` for side writes,
-``gateway.messagelog.writer`` for the group-commit write path) creates its tables from
-this metadata at startup and names the same columns in its statements. ``Role`` and
-``Kind`` are the only values ``message_log.role`` and ``message_log.kind`` take; they
-are ``StrEnum``s so the stored text stays exactly what it always was.
+``gateway.messagelog.writer`` for the group-commit write path) creates the tables a file
+lacks from this metadata and names the same columns in its statements; a file that has
+them all is opened without importing this module (``schema_names``, docs/adr/0061).
+``Role`` and ``Kind`` are the only values ``message_log.role`` and ``message_log.kind``
+take; they are ``StrEnum``s so the stored text stays exactly what it always was.
 """
 
 from __future__ import annotations
