@@ -14,7 +14,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Final
 
-__all__ = ["KINDS", "ROLES", "TABLE_NAMES", "Kind", "Role"]
+__all__ = ["INDEX_NAMES", "KINDS", "ROLES", "TABLE_NAMES", "Kind", "Role"]
 
 
 class Role(StrEnum):
@@ -63,5 +63,19 @@ TABLE_NAMES: Final = frozenset(
         "node_settings",
     }
 )
-"""The tables of ``schema.schema_tables()``: a SQLite file that has them all needs no
-table created, so a node opens it without loading SQLAlchemy."""
+"""The tables of ``schema.schema_tables()``."""
+
+INDEX_NAMES: Final = frozenset(
+    {
+        "ix_configuration_version_document_sha256",
+        "ix_data_subject_subject",
+        "ix_foreign_configuration_version_instance",
+        "ix_message_log_message_id",
+        "ix_operational_data_client",
+        "ix_operational_data_request_in",
+        "ix_seen_request_created",
+        "ix_witness_alert_peer",
+    }
+)
+"""The indexes of those tables. A SQLite file that has every table and index needs
+nothing created, so a node opens it without loading SQLAlchemy."""

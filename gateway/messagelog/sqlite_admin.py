@@ -34,9 +34,9 @@ __all__ = [
     "insert_settings",
     "kept_ocsp_ref",
     "latest_settings",
+    "schema_object_names",
     "settings_conflict",
     "snapshot_file",
-    "table_names",
     "widen_checks",
 ]
 
@@ -152,13 +152,15 @@ def admin_records(
 # -- the upgrade of an older file ---------------------------------------------------------
 
 
-def table_names(path: Path) -> set[str]:
-    """The tables the file at ``path`` holds (none if there is no file yet)."""
+def schema_object_names(path: Path) -> set[str]:
+    """The tables and indexes the file at ``path`` holds (none if there is no file yet)."""
     if not path.exists():
         return set()
     conn = sqlite3.connect(path)
     try:
-        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        rows = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')"
+        ).fetchall()
     finally:
         conn.close()
     return {str(name) for (name,) in rows}

@@ -41,7 +41,7 @@ from gateway.messagelog.records import (
     SignedHeadRecord,
     TreeHeadRecord,
 )
-from gateway.messagelog.schema_names import TABLE_NAMES
+from gateway.messagelog.schema_names import INDEX_NAMES, TABLE_NAMES
 from gateway.messagelog.sealing import Sealer
 
 _log = logging.getLogger(__name__)
@@ -244,9 +244,9 @@ def create_tables(path: Path) -> bool:
     """Create the log's tables that a file lacks; True if it predates ``data_subject_read``
     (its reads then get their rows once, ``record_older_reads``).
 
-    A file that has every table is left as it is without loading SQLAlchemy, which
-    creates the rest from ``gateway.messagelog.schema`` (a node's restart, mostly)."""
-    if admin.table_names(path) >= TABLE_NAMES:
+    A file that has every table and index is left as it is without loading SQLAlchemy,
+    which creates the rest from ``gateway.messagelog.schema`` (a node's restart, mostly)."""
+    if admin.schema_object_names(path) >= TABLE_NAMES | INDEX_NAMES:
         return False
     from sqlalchemy import inspect
     from sqlmodel import SQLModel, create_engine

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from gateway.messagelog import Kind, Role, open_log
 from gateway.messagelog.schema import schema_tables
-from gateway.messagelog.schema_names import TABLE_NAMES
+from gateway.messagelog.schema_names import INDEX_NAMES, TABLE_NAMES
 
 NOT_FOR_A_SQLITE_NODE = (
     "sqlalchemy",
@@ -88,10 +88,11 @@ asyncio.run(restart())
     assert loaded_by(code) == []
 
 
-def test_the_table_names_a_node_checks_are_the_schema_s_tables() -> None:
-    # A table added to the schema but not to TABLE_NAMES would never be created in an
+def test_the_names_a_node_checks_are_the_schema_s_tables_and_indexes() -> None:
+    # A table or index added to the schema but not here would never be created in an
     # existing file: the node would take the file as complete.
     assert {table.name for table in schema_tables()} == TABLE_NAMES
+    assert {i.name for table in schema_tables() for i in table.indexes} == INDEX_NAMES
 
 
 def test_the_schema_s_enums_are_the_ones_the_node_uses() -> None:
