@@ -14,6 +14,7 @@ import base64
 import binascii
 import hashlib
 import json
+from itertools import accumulate
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 from gateway.audit import entries
 from gateway.audit.bundle import EntryItem
 from gateway.audit.bundle_read import _Bad, _bytes, _path
+from gateway.audit.parallel import _line_ends
 from gateway.core.encoding import EncodingError, b64url_decode
 from gateway.core.logtree import entry_leaf
 from gateway.core.merkle import leaf_hash
@@ -190,3 +192,22 @@ def test_the_leaf_is_the_logged_entrys_leaf(
             entries._leaf_hash_of(e)
         return
     assert entries._leaf_hash_of(e) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([b"a", b"\n", b"\r", b"\r\n", b'{"type":"entry"}', b'"type":"manifest"']),
+        max_size=12,
+    )
+)
+def test_a_bundle_is_cut_where_splitlines_cuts_it(pieces: list[bytes]) -> None:
+    """The main process finds the lines' ends without splitting; the workers split each
+    chunk, so the ends must be ``splitlines``'s, and the first entry line its."""
+    data = b"".join(pieces)
+    lines = data.splitlines(keepends=True)
+    first, ends = _line_ends(data)
+    assert ends == list(accumulate(map(len, lines)))
+    assert first == next(
+        (i for i, line in enumerate(lines) if b'"type":"entry"' in line), len(lines)
+    )
