@@ -13,7 +13,6 @@ from __future__ import annotations
 import binascii
 import bisect
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.audit.bundle import Bundle, EntryItem, HeadItem, leaf_ranges
+from gateway.audit.bundle_read import json_loads
 from gateway.audit.heads import check_tree_heads
 from gateway.audit.signatures import (
     SignatureChecker,
@@ -74,6 +74,8 @@ ADMIN: Final = "admin"
 _EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest()
 
 
+_UNNAMED: Final = "the entry"
+"""The piece the entry checks raise with, replaced by the entry's name by ``entry``."""
 _HEADER_COLUMNS: Final = ("type", "id", "xroad_id", "client", "service", "created")
 """The signed header's fields an entry's columns repeat, in the order they are compared."""
 _URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
@@ -87,18 +89,6 @@ def _b64url_bytes(data: bytes) -> bytes:
 
 def _b64url(data: bytes) -> str:
     return _b64url_bytes(data).decode("ascii")
-
-
-_DECODE_JSON: Final = json.JSONDecoder().decode
-
-
-def _json_loads(data: bytes) -> Any:
-    """``json.loads(data)``: bytes that open with ``{`` (no byte order mark) and no NUL
-    after it are the UTF-8 its encoding detection picks, decoded as it decodes them,
-    without its layers per call."""
-    if data[:1] == b"{" and len(data) >= 2 and data[1]:
-        return _DECODE_JSON(data.decode("utf-8", "surrogatepass"))
-    return json.loads(data)
 
 
 def _signature_bytes(encoded: str) -> bytes:
@@ -273,7 +263,15 @@ class EntryVerifier:
     # -- entries -------------------------------------------------------------------------
 
     def entry(self, position: int, e: EntryItem) -> None:
-        piece = entry_name(e)
+        """Check one entry; a refusal names it (the name is only built for a refusal)."""
+        try:
+            self._entry(_UNNAMED, position, e)
+        except AuditError as exc:
+            if exc.piece is not _UNNAMED:
+                raise
+            raise AuditError(exc.reason, entry_name(e), exc.detail) from None
+
+    def _entry(self, piece: str, position: int, e: EntryItem) -> None:
         index = bisect.bisect_right(self.head_sizes, e.leaf_index)
         if index == len(self.head_sizes) or self.head_sizes[index] != e.proof_size:
             first = self.head_sizes[index] if index < len(self.head_sizes) else None
@@ -350,7 +348,7 @@ class EntryVerifier:
 
     def _header(self, piece: str, e: EntryItem) -> datetime:
         try:
-            header: Any = _json_loads(e.header)
+            header: Any = json_loads(e.header)
         except ValueError:
             raise AuditError(AuditFailure.HEADER_MISMATCH, piece, "header is not JSON") from None
         if not isinstance(header, dict):

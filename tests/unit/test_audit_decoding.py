@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from gateway.audit import entries
 from gateway.audit.bundle import EntryItem
-from gateway.audit.bundle_read import _Bad, _bytes, _path
+from gateway.audit.bundle_read import _Bad, _bytes, _path, json_loads
 from gateway.audit.parallel import _line_ends
 from gateway.core.encoding import EncodingError, b64url_decode
 from gateway.core.logtree import entry_leaf
@@ -144,7 +144,7 @@ def test_signed_headers_parse_as_json_loads(data: bytes) -> None:
         except ValueError as exc:
             return ("refused", type(exc).__name__)
 
-    assert reading(entries._json_loads) == reading(json.loads)
+    assert reading(json_loads) == reading(json.loads)
 
 
 _TEXT = st.text(max_size=12)
