@@ -61,6 +61,8 @@ class _Signer:
     valid_until: datetime
     allowed: set[str] = field(default_factory=set)
     """Client or service strings already checked to belong to ``member``."""
+    prefix: bytes = b""
+    """The JWS signing input's protected header and its dot, as ASCII."""
 
 
 @dataclass(slots=True)
@@ -309,15 +311,15 @@ class EntryVerifier:
             )
         if e.kind == ADMIN:
             signed_at = self._admin_header(piece, e)
-            signer = self._signer(piece, e, signed_at)
-            self._signature(piece, position, e, signer)
+            signer, encoded = self._signer(piece, e, signed_at)
+            self._signature(piece, position, e, signer, encoded)
             if e.ocsp_ref:  # the node kept no OCSP answer when it logged the change
                 self._ocsp(piece, e, signer, signed_at)
             self.admin_records += 1
             return
         signed_at = self._header(piece, e)
-        signer = self._signer(piece, e, signed_at)
-        self._signature(piece, position, e, signer)
+        signer, encoded = self._signer(piece, e, signed_at)
+        self._signature(piece, position, e, signer, encoded)
         self._ocsp(piece, e, signer, signed_at)
 
     def _admin_header(self, piece: str, e: EntryItem) -> datetime:
@@ -373,7 +375,8 @@ class EntryVerifier:
         except EnvelopeError as exc:
             raise AuditError(AuditFailure.MALFORMED, piece, exc.message) from None
 
-    def _signer(self, piece: str, e: EntryItem, at: datetime) -> _Signer:
+    def _signer(self, piece: str, e: EntryItem, at: datetime) -> tuple[_Signer, str]:
+        """The entry's signer, checked, and the JWS's signature part (split once)."""
         parts = e.signature.split(".")
         if len(parts) != 3 or parts[1] != "":
             raise AuditError(
@@ -408,7 +411,7 @@ class EntryVerifier:
                     f"signed by {signer.member}, but a {e.kind} must be signed by {expected}",
                 )
             signer.allowed.add(owner)
-        return signer
+        return signer, parts[2]
 
     def _member_of(self, e: EntryItem) -> MemberId:
         """Who had to sign ``e``: the client's member for a request, the service's for
@@ -444,17 +447,19 @@ class EntryVerifier:
             key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint),
             max(c.not_valid_before_utc for c in path),
             min(c.not_valid_after_utc for c in path),
+            prefix=segment.encode("ascii") + b".",  # base64url: parse_jws_chain took it
         )
 
-    def _signature(self, piece: str, position: int, e: EntryItem, signer: _Signer) -> None:
-        segment, _, encoded = e.signature.split(".")
+    def _signature(
+        self, piece: str, position: int, e: EntryItem, signer: _Signer, encoded: str
+    ) -> None:
         try:
             signature = _signature_bytes(encoded)
         except EncodingError:
             raise AuditError(AuditFailure.SIGNATURE, piece, "not canonical base64url") from None
         if len(signature) != 64:
             raise AuditError(AuditFailure.SIGNATURE, piece, "an ES256 signature has 64 bytes")
-        signing_input = b"%s.%s" % (segment.encode("ascii"), _b64url_bytes(e.header))
+        signing_input = signer.prefix + _b64url_bytes(e.header)
         self.pending.append(SignatureTask(position, signer.public_point, signing_input, signature))
         self.signatures += 1
         if len(self.pending) >= 1024:
