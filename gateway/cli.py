@@ -376,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = add(registry, "gewerberegister", cmd_registry_gewerberegister, "Soest's Gewerberegister")
     add_server_arguments(p, 8002)
-    from registries.gewerberegister.outbox import add_arguments as add_ihk_arguments
+    from registries.gewerberegister.outbox_args import add_arguments as add_ihk_arguments
 
     add_ihk_arguments(p)
     p = add(registry, "ihk", cmd_registry_ihk, "the IHK's Gewerbeanzeige inbox")

@@ -17,8 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from gateway.central.cli_tokens import (
     add_holder_token_arguments,
     add_key_passphrase_argument,
@@ -231,6 +229,8 @@ def cmd_central_federate(args: argparse.Namespace) -> None:
 def _admin(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
     """One admin API call with the key in ``--key-file``; the central names that key, not
     the caller, in its audit trail."""
+    import httpx
+
     from gateway.central.apikeys import KEY_FILE_NAME
     from gateway.central.service import Central
 

@@ -78,10 +78,14 @@ GONE: Final = (ARCHIVED, DELETED)
 
 @dataclass(frozen=True, slots=True)
 class Expired:
-    """What one retention pass deleted: entries' content, and data-tracker rows."""
+    """What one retention pass deleted: entries' content, data-tracker rows, and replay
+    keys past the message window."""
 
     entries: int
     tracker_rows: int
+    seen_rows: int = 0
+    """``seen_request`` rows deleted: replay keys of messages the time check refuses
+    anyway, not evidence (the log entries are)."""
 
 
 class LogStoreError(Exception):

@@ -263,13 +263,17 @@ class SeenRequest(SQLModel, table=True):
     Kept in the database rather than in memory so replay protection survives a restart,
     and written in the same transaction as the request's log entry so the two can never
     disagree.
+
+    ``created`` is indexed so the replay guard's rebuild at start-up reads only the rows
+    inside the message window, however long the log is; retention deletes the rows past
+    twice the window (migration 0005).
     """
 
     __tablename__ = "seen_request"
 
     client: str = Field(primary_key=True)
     message_id: str = Field(primary_key=True)
-    created: str
+    created: str = Field(index=True)
 
 
 class DataSubject(SQLModel, table=True):
