@@ -146,9 +146,14 @@ def subjects_commitment(salt: bytes, subjects: Iterable[str]) -> str:
     return _sha256_hex(document)
 
 
+_LEAF_ENCODER: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+"""Made once: ``json.dumps`` with these options builds a new encoder on every call, which
+cost a leaf about as much as encoding it."""
+
+
 def _leaf_json(fields: dict[str, str]) -> bytes:
     """``canonical_json`` for a flat object of strings (test_log_tree pins the bytes)."""
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _LEAF_ENCODER.encode(fields).encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,8 @@ The modules, and what each may do (docs/message-log.md, section 0):
 
 * ``schema``: the tables and the ``Role``/``Kind`` enums; the only definition of the
   layout;
+* ``schema_names`` and ``location``: what a running node needs of the schema and of
+  the choice of backend, without SQLAlchemy or psycopg (docs/adr/0061);
 * ``store``: the storage boundary, the ``LogWriter`` and ``LogStore`` protocols and the
   records written and read back;
 * ``sqlite`` (reads), ``sqlite_writes`` (side writes), ``sqlite_commit`` and
@@ -38,7 +40,7 @@ from gateway.messagelog.foreign import (
     foreign_versions,
     record_foreign,
 )
-from gateway.messagelog.postgres_schema import is_postgres_url
+from gateway.messagelog.location import is_postgres_url
 from gateway.messagelog.proofs import (
     EntryProof,
     consistency,
@@ -90,7 +92,7 @@ from gateway.messagelog.records import (
     UsageRow,
     WitnessAlertRow,
 )
-from gateway.messagelog.schema import Kind, Role
+from gateway.messagelog.schema_names import Kind, Role
 from gateway.messagelog.settings_watch import SettingsWatch, watch_settings
 from gateway.messagelog.sqlite import SqliteLogStore
 from gateway.messagelog.sqlite_admin import snapshot_file as snapshot_sqlite

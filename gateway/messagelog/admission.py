@@ -20,7 +20,7 @@ from gateway.core.adminrecord import AdminRecord, admin_message_id
 from gateway.core.datasubject import check_subject
 from gateway.core.jws import Signer
 from gateway.messagelog.records import LogRecord, OpRecord
-from gateway.messagelog.schema import KINDS, ROLES, Kind, Role
+from gateway.messagelog.schema_names import KINDS, ROLES, Kind, Role
 
 _HEX_SHA256: Final = re.compile(r"[0-9a-f]{64}")
 _LEAF_TEXT_FIELDS: Final = (

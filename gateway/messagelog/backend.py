@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.core.atrest import DataKey
-from gateway.messagelog.postgres_schema import is_postgres_url
+from gateway.messagelog.location import is_postgres_url
 from gateway.messagelog.sealing import Sealer
 from gateway.messagelog.sqlite import SqliteLogStore
 from gateway.messagelog.sqlite_writer import SqliteWriterDb

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.messagelog import postgres_foreign, sqlite_foreign
-from gateway.messagelog.postgres_schema import connect, is_postgres_url
+from gateway.messagelog import sqlite_foreign
+from gateway.messagelog.location import is_postgres_url
 from gateway.messagelog.records import (
     ForeignVersion,
     LogNotFoundError,
@@ -44,6 +44,9 @@ async def record_foreign(log: MessageLog, version: ForeignVersion, applied_at: s
     def work(conn: Any) -> bool:
         if isinstance(conn, sqlite3.Connection):
             return sqlite_foreign.record_foreign_version(conn, version, applied_at)
+        # Only a PostgreSQL log loads psycopg (docs/architecture.md, messagelog/).
+        from gateway.messagelog import postgres_foreign
+
         return postgres_foreign.record_foreign_version(conn, version, applied_at)
 
     return bool(await log.write(work))
@@ -53,6 +56,9 @@ def foreign_versions(location: Path | str) -> list[StoredForeignVersion]:
     """The foreign history of the log at ``location`` (a SQLite file or a PostgreSQL
     URL), in the order applied."""
     if is_postgres_url(location):
+        from gateway.messagelog import postgres_foreign
+        from gateway.messagelog.postgres_schema import connect
+
         with connect(str(location)) as pg:
             return postgres_foreign.read_foreign_versions(pg)
     path = Path(location)

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.messagelog.postgres_schema import is_postgres_url
+from gateway.messagelog.location import is_postgres_url
 
 if TYPE_CHECKING:
     from gateway.messagelog.postgres_leader import PostgresLeaderLock

@@ -14,18 +14,13 @@ from typing import Any
 
 import psycopg
 
+from gateway.messagelog.location import URL_SCHEMES, is_postgres_url
 from gateway.messagelog.migrations import HEAD
 from gateway.messagelog.records import LogStoreError, MessageLogError
 
 __all__ = ["URL_SCHEMES", "check_schema", "connect", "is_postgres_url", "redacted"]
 
-URL_SCHEMES = ("postgresql://", "postgres://")
 _CONNECT_TIMEOUT_S = 10
-
-
-def is_postgres_url(location: object) -> bool:
-    """True for a libpq URL (``postgresql://...``): the log lives in PostgreSQL."""
-    return isinstance(location, str) and location.startswith(URL_SCHEMES)
 
 
 def redacted(url: str) -> str:

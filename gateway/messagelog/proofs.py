@@ -26,7 +26,7 @@ from gateway.core.merkle_nodes import (
     inclusion_from_subtrees,
     inclusion_subtrees,
 )
-from gateway.messagelog.postgres_schema import is_postgres_url
+from gateway.messagelog.location import is_postgres_url
 from gateway.messagelog.records import (
     ARCHIVED,
     DELETED,

@@ -19,7 +19,7 @@ from typing import Final
 from gateway.core.adminrecord import AdminRecord
 from gateway.core.envelope import RequestHeader, ResponseHeader
 from gateway.core.logtree import LoggedEntry, StampedTreeHead
-from gateway.messagelog.schema import Kind, Role
+from gateway.messagelog.schema_names import Kind, Role
 
 __all__ = [
     "ARCHIVED",
@@ -78,10 +78,14 @@ GONE: Final = (ARCHIVED, DELETED)
 
 @dataclass(frozen=True, slots=True)
 class Expired:
-    """What one retention pass deleted: entries' content, and data-tracker rows."""
+    """What one retention pass deleted: entries' content, data-tracker rows, and replay
+    keys past the message window."""
 
     entries: int
     tracker_rows: int
+    seen_rows: int = 0
+    """``seen_request`` rows deleted: replay keys of messages the time check refuses
+    anyway, not evidence (the log entries are)."""
 
 
 class LogStoreError(Exception):

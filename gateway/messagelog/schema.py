@@ -2,43 +2,24 @@
 
 These classes are the single source of truth for the database layout: the SQLite
 backend (``gateway.messagelog.sqlite`` for reads, ``sqlite_writes`` for side writes,
-``gateway.messagelog.writer`` for the group-commit write path) creates its tables from
-this metadata at startup and names the same columns in its statements. ``Role`` and
-``Kind`` are the only values ``message_log.role`` and ``message_log.kind`` take; they
-are ``StrEnum``s so the stored text stays exactly what it always was.
+``gateway.messagelog.writer`` for the group-commit write path) creates the tables a file
+lacks from this metadata and names the same columns in its statements; a file that has
+them all is opened without importing this module (``schema_names``, docs/adr/0061).
+``Role`` and ``Kind`` are the only values ``message_log.role`` and ``message_log.kind``
+take; they are ``StrEnum``s so the stored text stays exactly what it always was.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from sqlalchemy import CheckConstraint, Table, inspect
 from sqlmodel import Field, SQLModel
 
-
-class Role(StrEnum):
-    """Which side of an exchange this node played; ``node`` for the node's own records
-    (its admin audit trail), which belong to no exchange."""
-
-    CONSUMER = "consumer"
-    PROVIDER = "provider"
-    NODE = "node"
-
-
-class Kind(StrEnum):
-    """Which half of an exchange a log entry records, or ``admin``: a change to the
-    node's settings (``gateway.core.adminrecord``, docs/message-log.md 13)."""
-
-    REQUEST = "request"
-    RESPONSE = "response"
-    ADMIN = "admin"
-
-
-ROLES: tuple[str, ...] = tuple(role.value for role in Role)
-"""The stored values of ``Role``, for the table's CHECK constraint."""
-
-KINDS: tuple[str, ...] = tuple(kind.value for kind in Kind)
-"""The stored values of ``Kind``, for the table's CHECK constraint."""
+# The enums and the table names live apart so a node can run without this module
+# (gateway.messagelog.schema_names); they are part of this schema all the same.
+from gateway.messagelog.schema_names import KINDS as KINDS
+from gateway.messagelog.schema_names import ROLES as ROLES
+from gateway.messagelog.schema_names import Kind as Kind
+from gateway.messagelog.schema_names import Role as Role
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
@@ -263,13 +244,17 @@ class SeenRequest(SQLModel, table=True):
     Kept in the database rather than in memory so replay protection survives a restart,
     and written in the same transaction as the request's log entry so the two can never
     disagree.
+
+    ``created`` is indexed so the replay guard's rebuild at start-up reads only the rows
+    inside the message window, however long the log is; retention deletes the rows past
+    twice the window (migration 0005).
     """
 
     __tablename__ = "seen_request"
 
     client: str = Field(primary_key=True)
     message_id: str = Field(primary_key=True)
-    created: str
+    created: str = Field(index=True)
 
 
 class DataSubject(SQLModel, table=True):

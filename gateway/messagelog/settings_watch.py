@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from gateway.messagelog.postgres_schema import is_postgres_url
+from gateway.messagelog.location import is_postgres_url
 
 __all__ = ["SettingsWatch", "watch_settings"]
 

@@ -14,11 +14,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from pathlib import Path
-from typing import Final
-
-from sqlalchemy import Table, inspect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.schema import CreateIndex, CreateTable
+from typing import TYPE_CHECKING, Final
 
 from gateway.core.adminrecord import AdminRecord, AdminRecordError
 from gateway.messagelog.records import (
@@ -28,13 +24,17 @@ from gateway.messagelog.records import (
     StoredAdminRecord,
     StoredSettings,
 )
-from gateway.messagelog.schema import KINDS, ROLES, LogEntry
+from gateway.messagelog.schema_names import KINDS, ROLES
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
 
 __all__ = [
     "admin_records",
     "insert_settings",
     "kept_ocsp_ref",
     "latest_settings",
+    "schema_object_names",
     "settings_conflict",
     "snapshot_file",
     "widen_checks",
@@ -152,7 +152,26 @@ def admin_records(
 # -- the upgrade of an older file ---------------------------------------------------------
 
 
+def schema_object_names(path: Path) -> set[str]:
+    """The tables and indexes the file at ``path`` holds (none if there is no file yet)."""
+    if not path.exists():
+        return set()
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')"
+        ).fetchall()
+    finally:
+        conn.close()
+    return {str(name) for (name,) in rows}
+
+
 def _entry_table() -> Table:
+    # The schema's declarations load SQLAlchemy: only for the rare rebuild below.
+    from sqlalchemy import Table, inspect
+
+    from gateway.messagelog.schema import LogEntry
+
     table = inspect(LogEntry).local_table
     if not isinstance(table, Table):
         raise TypeError("LogEntry is not mapped to a plain table")
@@ -175,6 +194,9 @@ def widen_checks(conn: sqlite3.Connection, path: Path) -> bool:
     if row is None or all(f"'{value}'" in str(row[0]) for value in (*ROLES, *KINDS)):
         return False
     _log.warning("%s: widening message_log's role and kind constraints (one-time upgrade)", path)
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
     table = _entry_table()
     dialect = sqlite_dialect.dialect()
     create = str(CreateTable(table).compile(dialect=dialect)).strip()

@@ -27,9 +27,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from sqlalchemy import inspect
-from sqlmodel import SQLModel, create_engine
-
 import gateway.messagelog.sqlite_admin as admin
 import gateway.messagelog.sqlite_writes as side
 from gateway.core.encoding import format_time
@@ -44,7 +41,7 @@ from gateway.messagelog.records import (
     SignedHeadRecord,
     TreeHeadRecord,
 )
-from gateway.messagelog.schema import schema_tables
+from gateway.messagelog.schema_names import INDEX_NAMES, TABLE_NAMES
 from gateway.messagelog.sealing import Sealer
 
 _log = logging.getLogger(__name__)
@@ -86,6 +83,8 @@ _INSERT_CERT: Final = (
 _INSERT_SEEN: Final = (
     "INSERT OR IGNORE INTO seen_request (client, message_id, created) VALUES (?, ?, ?)"
 )
+SEEN_SINCE: Final = "SELECT client, message_id, created FROM seen_request WHERE created > ?"
+"""The replay guard's rebuild: a range of ``seen_request``'s index on ``created``."""
 _INSERT_SUBJECT: Final = (
     "INSERT OR IGNORE INTO data_subject (entry_id, subject, sealed) VALUES (?, ?, ?)"
 )
@@ -243,11 +242,27 @@ def configure(conn: sqlite3.Connection) -> tuple[str, int]:
 
 def create_tables(path: Path) -> bool:
     """Create the log's tables that a file lacks; True if it predates ``data_subject_read``
-    (its reads then get their rows once, ``record_older_reads``)."""
+    (its reads then get their rows once, ``record_older_reads``).
+
+    A file that has every table and index is left as it is without loading SQLAlchemy,
+    which creates the rest from ``gateway.messagelog.schema`` (a node's restart, mostly)."""
+    if admin.schema_object_names(path) >= TABLE_NAMES | INDEX_NAMES:
+        return False
+    from sqlalchemy import inspect
+    from sqlmodel import SQLModel, create_engine
+
+    from gateway.messagelog.schema import schema_tables
+
     engine = create_engine(f"sqlite:///{path}")
     try:
         older_reads = not inspect(engine).has_table("data_subject_read")
         SQLModel.metadata.create_all(engine, tables=schema_tables())
+        # create_all skips the indexes of a table that exists: a file from before
+        # seen_request's index (migration 0005) gets it here, once.
+        for table in schema_tables():
+            if table.name == "seen_request":
+                for index in table.indexes:
+                    index.create(engine, checkfirst=True)
     finally:
         engine.dispose()
     return older_reads
@@ -284,10 +299,7 @@ def rewrite_user_version(conn: sqlite3.Connection) -> None:
 
 def seen_since(conn: sqlite3.Connection, created_after: str) -> list[tuple[str, str, str]]:
     """Replay keys (client, message id, created) of requests created after a time."""
-    rows = conn.execute(
-        "SELECT client, message_id, created FROM seen_request WHERE created > ?",
-        (created_after,),
-    ).fetchall()
+    rows = conn.execute(SEEN_SINCE, (created_after,)).fetchall()
     return [(str(c), str(m), str(t)) for c, m, t in rows]
 
 

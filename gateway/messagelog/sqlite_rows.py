@@ -17,7 +17,7 @@ from gateway.messagelog.records import (
     StoredEntry,
     StoredTreeHead,
 )
-from gateway.messagelog.schema import Kind, Role
+from gateway.messagelog.schema_names import Kind, Role
 from gateway.messagelog.sealing import Sealer
 
 

@@ -21,9 +21,6 @@ from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Final
 
-from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.schema import CreateTable
-
 from gateway.conf.tufclient import SIGNED_FILES
 from gateway.core.encoding import format_time
 from gateway.core.envelope import EnvelopeError
@@ -39,7 +36,6 @@ from gateway.messagelog.records import (
     StoredStatus,
     read_details,
 )
-from gateway.messagelog.schema import DataSubjectRead, schema_tables
 from gateway.messagelog.sealing import Sealer
 
 _log = logging.getLogger(__name__)
@@ -83,13 +79,23 @@ _INSERT_READ: Final = (
     "INSERT OR IGNORE INTO data_subject_read (entry_id, method, path, status, user_id, issue)"
     " VALUES (?, ?, ?, ?, ?, ?)"
 )
-_CREATE_READS: Final = str(
-    CreateTable(
-        next(t for t in schema_tables() if t.name == DataSubjectRead.__tablename__),
-        if_not_exists=True,
-    ).compile(dialect=sqlite_dialect.dialect())
+_HAS_READS: Final = (
+    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'data_subject_read'"
 )
-"""The table's DDL from the schema itself, for a log file no current node has opened."""
+
+
+def _create_reads() -> str:
+    """The table's DDL from the schema itself, for a log file no current node has opened
+    (SQLAlchemy is loaded for it only then)."""
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+    from sqlalchemy.schema import CreateTable
+
+    from gateway.messagelog.schema import DataSubjectRead, schema_tables
+
+    table = next(t for t in schema_tables() if t.name == DataSubjectRead.__tablename__)
+    return str(CreateTable(table, if_not_exists=True).compile(dialect=sqlite_dialect.dialect()))
+
+
 OPERATIONAL_COLUMNS: Final = tuple(f.name for f in dataclass_fields(OpRecord))
 _INSERT_OPERATIONAL: Final = (
     f"INSERT INTO operational_data ({', '.join(OPERATIONAL_COLUMNS)}) "  # noqa: S608
@@ -259,7 +265,8 @@ def record_missing_reads(conn: sqlite3.Connection, sealer: Sealer) -> list[int]:
     (archiving may open a file no current node has). Returns the entries that still have
     no row (their headers are archived already or do not parse), oldest first.
     """
-    conn.execute(_CREATE_READS)
+    if conn.execute(_HAS_READS).fetchone() is None:
+        conn.execute(_create_reads())
     missing = []
     for (entry_id,) in conn.execute(_UNRECORDED).fetchall():
         if not record_read(conn, int(entry_id), sealer):

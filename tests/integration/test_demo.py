@@ -196,6 +196,11 @@ def _check_story(out: str) -> None:
     versions = re.search(r"configuration versions in force \(serials (\d+(?:, \d+)+)\)", out)
     assert versions is not None, out
     assert re.search(r"in force: entries \d+(?:-\d+)? under serial \d+", out), out
+    # Both nodes' log files were grepped for Anna's IDNr, name and moving-in date, and
+    # hold none of them: their data keys seal what they log.
+    for city in ("Soest", "Lippstadt"):
+        assert re.search(rf"Stadt {city}: messagelog\.sqlite \(\d+ bytes\): none of them", out), out
+    assert "52693074139, Schmidt, 2016-08-01" in out, out
     subjects = re.search(r"(\d+) entries checked, (\d+) naming a person, 0 mismatches", out)
     assert subjects is not None and int(subjects.group(2)) >= 1, out
     # An operator grants Iserlohn's trade office access on Lippstadt's running node with

@@ -489,7 +489,8 @@ def test_operators_federate_two_centrals_with_the_cli(tmp_path: Path) -> None:
         dirs[instance] = tmp_path / f"central-{instance}"
         subprocess.run(
             [*gateway, "central", "init", "--dir", str(dirs[instance]), "--instance", instance,
-             "--ca-cert", str(ca / "ca.pem"), "--ocsp-url", "http://127.0.0.1:1/ocsp"],
+             "--ca-cert", str(ca / "ca.pem"), "--ocsp-url", "http://127.0.0.1:1/ocsp",
+             "--insecure-plain-keys"],
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
     anchor = tmp_path / "ee-anchor.json"
