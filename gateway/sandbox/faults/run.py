@@ -114,11 +114,11 @@ count in its window."""
 
 POSTGRES = FaultScenario(
     "postgres",
-    24.0,
+    30.0,
     (
         FaultSpec(2.0, "rotate-signing-key", 1.0),
-        FaultSpec(7.0, "revoke-signing-cert", 6.0),
-        FaultSpec(17.0, "postgres-restart", 1.0),
+        FaultSpec(12.0, "revoke-signing-cert", 6.0),
+        FaultSpec(23.0, "postgres-restart", 1.0),
     ),
     workers=3,
 )
