@@ -3,7 +3,7 @@
 For each entry, in bundle order: the covering tree head, the body, the leaf, the
 inclusion proof (``gateway.core.merkle.InclusionChecker``), logged before the head's
 genTime, the signed header against the entry's columns, the signer's chain at the
-signing time (parsed by ``gateway.core.envelope.parse_jws_chain``), the signature
+signing time (parsed by ``gateway.core.jws.parse_jws_chain``), the signature
 (batched, ``gateway.audit.signatures``) and the OCSP response at the signing time.
 Driven by ``gateway.audit.verify``; pure like it.
 """

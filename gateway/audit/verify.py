@@ -20,7 +20,7 @@ a deferred signature failure at or before the scan's first failure wins.
 This module checks the manifest, the references and the entries; the tree heads are
 checked in ``heads.py``, the batched signatures in ``signatures.py``, and the verdict's
 types live in ``verdict.py`` (re-exported here, the verifier's public interface). A
-signed header's JWS chain is parsed by ``gateway.core.envelope.parse_jws_chain`` and an
+signed header's JWS chain is parsed by ``gateway.core.jws.parse_jws_chain`` and an
 inclusion proof checked by ``gateway.core.merkle.InclusionChecker``, as on the node.
 """
 

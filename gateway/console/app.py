@@ -19,7 +19,7 @@ from importlib import resources
 
 from aiohttp import web
 
-from gateway.console import central_pages, node_log, node_manage, node_pages
+from gateway.console import central_pages, node_clients, node_log, node_manage, node_pages
 from gateway.console.apiclient import ApiClient, ApiRefusal
 from gateway.console.auditor import verify_upload
 from gateway.console.errors import ConsoleCode, ConsoleError
@@ -236,6 +236,7 @@ def create_app(config: ConsoleConfig, idle_seconds: float = IDLE_SECONDS) -> web
     node_pages.add_routes(app)
     node_manage.add_routes(app)
     node_log.add_routes(app)
+    node_clients.add_routes(app)
     return app
 
 

@@ -147,9 +147,10 @@ async def csr(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def upload_certificate(request: web.Request) -> web.StreamResponse:
-    """A certificate the CA issued, uploaded as a PEM file, imported by the node."""
-    upload = (await request.post()).get("certificate")
+def pem_upload(form: Any) -> tuple[str, str]:
+    """The PEM text and file name of the ``certificate`` file in ``form``; the console
+    only bounds it and checks it is text, the node judges the certificate."""
+    upload = form.get("certificate")
     if not isinstance(upload, web.FileField):
         raise ConsoleError(ConsoleCode.BAD_UPLOAD, "no certificate file was sent")
     data = upload.file.read(MAX_CERTIFICATE_BYTES + 1)
@@ -161,7 +162,13 @@ async def upload_certificate(request: web.Request) -> web.StreamResponse:
         pem = data.decode("ascii")
     except UnicodeDecodeError:
         raise ConsoleError(ConsoleCode.BAD_UPLOAD, "the certificate is not PEM text") from None
-    done = _done(request, "imported_msg", upload.filename or "certificate")
+    return pem, upload.filename or "certificate"
+
+
+async def upload_certificate(request: web.Request) -> web.StreamResponse:
+    """A certificate the CA issued, uploaded as a PEM file, imported by the node."""
+    pem, name = pem_upload(await request.post())
+    done = _done(request, "imported_msg", name)
     return await change_api(
         request, API, "POST", "/certificates", {"pem": pem}, done, "/node/certificates"
     )

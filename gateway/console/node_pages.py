@@ -44,13 +44,6 @@ async def certificates(request: web.Request) -> web.StreamResponse:
     return render(request, "node_certificates.html", "certificates", certs=read[0])
 
 
-async def subsystems(request: web.Request) -> web.StreamResponse:
-    read = await read_api(request, API, "/subsystems")
-    if isinstance(read, web.Response):
-        return read
-    return render(request, "node_subsystems.html", "subsystems", clients=read[0]["clients"])
-
-
 async def services(request: web.Request) -> web.StreamResponse:
     read = await read_api(request, API, "/services", "/access")
     if isinstance(read, web.Response):
@@ -74,6 +67,7 @@ async def services(request: web.Request) -> web.StreamResponse:
         shown = {
             "id": service.get("id"),
             "url": service.get("url", ""),
+            "openapi_url": service.get("openapi_url"),
             "enabled": service.get("enabled", True),
             "endpoints": service.get("endpoints") or [],
         }
@@ -143,7 +137,6 @@ async def traffic_page(request: web.Request) -> web.StreamResponse:
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/node/diagnostics", diagnostics)
     app.router.add_get("/node/certificates", certificates)
-    app.router.add_get("/node/subsystems", subsystems)
     app.router.add_get("/node/services", services)
     app.router.add_post("/node/access/grant", grant)
     app.router.add_post("/node/access/revoke", revoke)

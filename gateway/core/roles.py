@@ -82,7 +82,8 @@ class NodePermission(StrEnum):
     CLIENTS_WRITE = "clients.write"
     """Add and remove hosted subsystems (X-Road: the registration officer's)."""
     CONNECTION_WRITE = "clients.connection"
-    """A subsystem's connection type (X-Road: the service administrator's)."""
+    """A subsystem's connection type and the information-system certificates it accepts
+    (X-Road: the service administrator's)."""
     SERVICES_WRITE = "services.write"
     """Add, remove, change, enable and disable services and their endpoints."""
     ACCESS_WRITE = "access.write"

@@ -67,6 +67,7 @@ from gateway.messagelog.records import (
     OpRecord,
     ReadDetails,
     ReplayError,
+    SettingsConflict,
     SignedHead,
     SignedHeadRecord,
     StoredAdminRecord,
@@ -83,6 +84,7 @@ from gateway.messagelog.records import (
     WitnessAlertRow,
 )
 from gateway.messagelog.schema import Kind, Role
+from gateway.messagelog.settings_watch import SettingsWatch, watch_settings
 from gateway.messagelog.sqlite import SqliteLogStore
 from gateway.messagelog.sqlite_admin import snapshot_file as snapshot_sqlite
 from gateway.messagelog.store import LogStore, LogWriter
@@ -113,6 +115,8 @@ __all__ = [
     "ReadDetails",
     "ReplayError",
     "Role",
+    "SettingsConflict",
+    "SettingsWatch",
     "SignedHead",
     "SignedHeadRecord",
     "SqliteLogStore",
@@ -149,6 +153,7 @@ __all__ = [
     "snapshot_sqlite",
     "timestamp_status",
     "upgrade_schema",
+    "watch_settings",
 ]
 
 

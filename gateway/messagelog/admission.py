@@ -91,6 +91,9 @@ class Append:
     it names the OCSP response kept for its signer's certificate, if one is."""
     settings: bytes | None = None
     """The node's new settings document, stored with the admin entry."""
+    settings_base: int | None = None
+    """The settings version ``settings`` was derived from: stored only while it is
+    still the newest, else the outcome is ``SettingsConflict`` (nothing written)."""
 
     @classmethod
     def checked(
@@ -116,7 +119,9 @@ class Append:
         )
 
 
-def admin_append(record: AdminRecord, signer: Signer, settings: bytes | None) -> Append:
+def admin_append(
+    record: AdminRecord, signer: Signer, settings: bytes | None, base: int | None = None
+) -> Append:
     """The one-entry append of ``MessageLog.append_admin``: the record as the entry's
     header, signed like a message header, its fields in the columns an exchange's id,
     parties and time take (docs/message-log.md 13)."""
@@ -144,4 +149,5 @@ def admin_append(record: AdminRecord, signer: Signer, settings: bytes | None) ->
         None,
         admin=True,
         settings=None if settings is None else bytes(settings),
+        settings_base=None if settings is None else base,
     )

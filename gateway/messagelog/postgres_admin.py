@@ -14,9 +14,26 @@ from typing import Any, Final
 import psycopg
 
 from gateway.core.adminrecord import AdminRecord, AdminRecordError
-from gateway.messagelog.records import LogStoreError, StoredAdminRecord, StoredSettings
+from gateway.messagelog.records import (
+    LogStoreError,
+    SettingsConflict,
+    StoredAdminRecord,
+    StoredSettings,
+)
 
-__all__ = ["admin_records", "insert_settings", "kept_ocsp_ref", "latest_settings"]
+__all__ = [
+    "SETTINGS_CHANNEL",
+    "admin_records",
+    "insert_settings",
+    "kept_ocsp_ref",
+    "latest_settings",
+    "newest_settings_version",
+    "settings_conflict",
+]
+
+SETTINGS_CHANNEL: Final = "gateway_settings"
+"""The channel a new settings version is announced on (``NOTIFY``, sent at commit);
+every process of the node's cluster listens on it (``postgres_notify``)."""
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
@@ -34,15 +51,43 @@ def kept_ocsp_ref(conn: Conn, cert_ref: str) -> str:
     return "" if row is None else str(row[0])
 
 
+def newest_settings_version(conn: Conn) -> int:
+    """The newest settings version's number (0 before the first): one indexed row."""
+    row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM node_settings").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def settings_conflict(conn: Conn, base: int | None) -> SettingsConflict | None:
+    """Why a settings version derived from version ``base`` cannot be stored (a newer
+    one is), or None. Asked while the batch holds the log's frontier row locked, which
+    every writer of the database takes first: no other version can slip in between."""
+    if base is None:
+        return None
+    newest = newest_settings_version(conn)
+    if newest == base:
+        return None
+    return SettingsConflict(f"settings version {base} is no longer the newest ({newest} is)")
+
+
 def insert_settings(conn: Conn, document: bytes, changed_at: str, entry_id: int) -> int:
-    """Store a settings version for the admin entry ``entry_id``; its version number."""
+    """Store a settings version for the admin entry ``entry_id``; its version number.
+
+    The number is the newest one plus one, taken under the frontier lock, not from the
+    column's sequence: a rolled-back batch would leave a gap in a sequence. The
+    announcement on ``SETTINGS_CHANNEL`` is part of the transaction, so the other
+    processes hear of the version only once it is committed.
+    """
     row = conn.execute(
-        "INSERT INTO node_settings (document, changed_at, entry_id) VALUES (%s, %s, %s)"
+        "INSERT INTO node_settings (version, document, changed_at, entry_id)"
+        " SELECT COALESCE(MAX(version), 0) + 1, %s, %s, %s FROM node_settings"
         " RETURNING version",
         (document, changed_at, entry_id),
     ).fetchone()
     assert row is not None
-    return int(row[0])
+    version = int(row[0])
+    conn.execute("SELECT pg_notify(%s, %s)", (SETTINGS_CHANNEL, str(version)))
+    return version
 
 
 def latest_settings(conn: Conn) -> StoredSettings | None:

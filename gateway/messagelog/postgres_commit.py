@@ -269,6 +269,9 @@ class PostgresWriterDb:
                         ReplayError(f"request {message_id!r} from {client!r} was already received")
                     )
                     continue
+            if (stale := admin.settings_conflict(conn, unit.settings_base)) is not None:
+                outcomes.append(stale)  # changed on an old version: another process won
+                continue
             for ref, der, jws_header in unit.certs:
                 if ref not in stored_certs and ref not in new_certs:
                     conn.execute(side.INSERT_CERT, (ref, der, jws_header))

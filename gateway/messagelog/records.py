@@ -41,6 +41,7 @@ __all__ = [
     "OpRecord",
     "ReadDetails",
     "ReplayError",
+    "SettingsConflict",
     "SignedHead",
     "SignedHeadRecord",
     "StoredAdminRecord",
@@ -102,6 +103,12 @@ class MessageLogError(Exception):
 
 class ReplayError(Exception):
     """The client already sent a request with this id; nothing was written for it."""
+
+
+class SettingsConflict(MessageLogError):
+    """A settings change was made on a version that is no longer the newest: another
+    process of the node's cluster recorded one meanwhile. Nothing was written; the
+    caller applies its change again on top of the newest version (docs/adr/0050)."""
 
 
 @dataclass(frozen=True, slots=True)

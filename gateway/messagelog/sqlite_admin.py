@@ -24,6 +24,7 @@ from gateway.core.adminrecord import AdminRecord, AdminRecordError
 from gateway.messagelog.records import (
     LogNotFoundError,
     LogStoreError,
+    SettingsConflict,
     StoredAdminRecord,
     StoredSettings,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "insert_settings",
     "kept_ocsp_ref",
     "latest_settings",
+    "settings_conflict",
     "snapshot_file",
     "widen_checks",
 ]
@@ -41,8 +43,10 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 _INSERT_SETTINGS: Final = (
-    "INSERT INTO node_settings (document, changed_at, entry_id) VALUES (?, ?, ?)"
+    "INSERT INTO node_settings (version, document, changed_at, entry_id)"
+    " SELECT COALESCE(MAX(version), 0) + 1, ?, ?, ? FROM node_settings"
 )
+_NEWEST_VERSION: Final = "SELECT COALESCE(MAX(version), 0) FROM node_settings"
 _KEPT_OCSP: Final = "SELECT ocsp_ref FROM own_ocsp_status WHERE cert_ref = ?"
 _LATEST_SETTINGS: Final = (
     "SELECT version, CAST(document AS BLOB), changed_at, entry_id FROM node_settings"
@@ -72,10 +76,22 @@ def kept_ocsp_ref(conn: sqlite3.Connection, cert_ref: str) -> str:
     return "" if row is None else str(row[0])
 
 
+def settings_conflict(conn: sqlite3.Connection, base: int | None) -> SettingsConflict | None:
+    """Why a settings version derived from version ``base`` cannot be stored (a newer
+    one is), or None; checked in the write transaction, so nothing slips in between."""
+    if base is None:
+        return None
+    newest = int(conn.execute(_NEWEST_VERSION).fetchone()[0])
+    if newest == base:
+        return None
+    return SettingsConflict(f"settings version {base} is no longer the newest ({newest} is)")
+
+
 def insert_settings(
     conn: sqlite3.Connection, document: bytes, changed_at: str, entry_id: int
 ) -> int:
-    """Store a settings version for the admin entry ``entry_id``; its version number."""
+    """Store a settings version for the admin entry ``entry_id``; its version number,
+    the newest one plus one: versions are one sequence without gaps, decided here."""
     cur = conn.execute(_INSERT_SETTINGS, (document, changed_at, entry_id))
     assert cur.lastrowid is not None
     return cur.lastrowid

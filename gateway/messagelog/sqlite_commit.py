@@ -425,6 +425,9 @@ def insert_batch(
                     ReplayError(f"request {message_id!r} from {client!r} was already received")
                 )
                 continue
+        if (stale := admin.settings_conflict(conn, unit.settings_base)) is not None:
+            outcomes.append(stale)  # a settings change on an old version writes nothing
+            continue
         for ref, der, jws_header in unit.certs:
             if ref not in stored_certs and ref not in new_certs:
                 conn.execute(_INSERT_CERT, (ref, der, jws_header))

@@ -247,10 +247,15 @@ class LogWriter(Protocol):
     # -- the admin audit trail -------------------------------------------------------------
 
     async def append_admin(
-        self, record: AdminRecord, signer: Signer, settings: bytes | None = None
+        self,
+        record: AdminRecord,
+        signer: Signer,
+        settings: bytes | None = None,
+        base: int | None = None,
     ) -> AdminReceipt:
         """Log one admin change as its own signed leaf and store ``settings`` as the new
-        settings version in the same commit; ``MessageLogError`` if not durable."""
+        settings version in the same commit; ``MessageLogError`` if not durable,
+        ``SettingsConflict`` if version ``base`` is no longer the newest."""
         ...
 
     # -- side tables ----------------------------------------------------------------------

@@ -36,6 +36,7 @@ from typing import Any, Final
 
 import aiohttp
 
+from gateway.core.encoding import format_time
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import NodeId
 from gateway.core.jws import Signer, VerifiedSignature
@@ -344,7 +345,7 @@ class Witness:
             )
             return str(exc)
         cosignature = sign_sth(signer, document)
-        stored_at = node.clock.now().isoformat()
+        stored_at = format_time(node.clock.now())
         row = CosignatureRow(
             str(peer),
             str(node.node_id),
@@ -373,7 +374,7 @@ class Witness:
             code.value,
             detail,
             json.dumps(evidence, sort_keys=True),
-            node.clock.now().isoformat(),
+            format_time(node.clock.now()),
         )
         return PeerOutcome(str(peer), None, code, detail)
 
@@ -425,7 +426,7 @@ class Witness:
                 cosignature,
                 verified.cert_ref,
                 ocsp_ref,
-                now.isoformat(),
+                format_time(now),
             )
             cert = (verified.cert_ref, verified.cert_der, verified.jws_header)
             await node.log.add_cosignature(row, cert, ocsp_der)

@@ -335,7 +335,11 @@ class MessageLog:
         return await future
 
     async def append_admin(
-        self, record: AdminRecord, signer: Signer, settings: bytes | None = None
+        self,
+        record: AdminRecord,
+        signer: Signer,
+        settings: bytes | None = None,
+        base: int | None = None,
     ) -> AdminReceipt:
         """Log one admin change as its own leaf, signed by ``signer`` (the node owner's
         signing key), and store ``settings`` as the node's new settings version in the
@@ -346,9 +350,10 @@ class MessageLog:
         certificate (``keep_own_status``), if any, as its evidence that the key was good.
         It shares the group commit with exchanges, so it costs them no extra fsync.
         Raises ``MessageLogError`` if the change could not be made durable: the caller
-        must then not apply it (docs/message-log.md 13).
+        must then not apply it (docs/message-log.md 13); ``SettingsConflict`` when
+        ``base``, the version ``settings`` was derived from, is no longer the newest.
         """
-        checked = admin_append(record, signer, settings)
+        checked = admin_append(record, signer, settings, base)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[int]] = loop.create_future()
         self._enqueue(Unit(checked, loop, future))

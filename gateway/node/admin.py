@@ -33,6 +33,7 @@ from gateway.node.adminapi import (
 )
 from gateway.node.admincerts import CertificatesApi
 from gateway.node.adminchanges import ChangeApi
+from gateway.node.adminclientcerts import ClientCertsApi
 from gateway.node.adminlog import LogApi
 from gateway.node.adminmaintenance import MaintenanceApi
 from gateway.node.apikeys import KeyHolder, NodeKeyStore
@@ -209,6 +210,7 @@ def admin_app(context: NodeContext, settings: SettingsManager | None = None) -> 
         *KeysApi(context, store).routes(),
         *MaintenanceApi(context).routes(),
         *CertificatesApi(context).routes(),
+        *ClientCertsApi(context, settings).routes(),
         *LogApi(context).routes(),
         *(ChangeApi(settings).routes() if settings is not None else []),
     ]

@@ -53,6 +53,7 @@ _STATUS_OF: dict[SettingsCode, AdminCode] = {
     SettingsCode.UNKNOWN_ACCESS: AdminCode.NOT_FOUND,
     SettingsCode.UNKNOWN_MEMBER: AdminCode.NOT_FOUND,
     SettingsCode.PERSIST_FAILED: AdminCode.UNAVAILABLE,
+    SettingsCode.CONFLICT: AdminCode.CONFLICT,
 }
 """A refused settings change as the API answers it; the settings code is the reason."""
 

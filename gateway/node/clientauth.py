@@ -10,9 +10,9 @@ configuration, default ``https``):
 
 The registered information-system certificates live in a small JSON file (``[node]
 client_certs``) kept by :class:`ClientCertStore`: several per subsystem, stored by their
-SHA-256 fingerprint, added and removed with ``gateway node client-cert`` (and by the
-management API later). The node rereads the file when it changes, so a new certificate
-works from the next TLS handshake on, without a restart.
+SHA-256 fingerprint, added and removed with ``gateway node client-cert`` and by the
+management API (:mod:`gateway.node.adminclientcerts`). The node rereads the file when
+it changes, so a new certificate works from the next TLS handshake on, without a restart.
 
 The certificate comes from the TLS connection (the transport's ``ssl_object``), never
 from a header. Python's ``ssl`` module cannot accept an arbitrary client certificate

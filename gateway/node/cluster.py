@@ -5,18 +5,25 @@ retention job run in the one process ``gateway.messagelog.leader.Leadership`` el
 through the shared database (docs/adr/0042). This module starts and stops them as
 leadership comes and goes, and keeps the metric ``gateway_cluster_leader``
 (``NodeContext.leader``). On SQLite the one process leads from the start, as a node
-always did.
+always did. Every process, leader or not, keeps its settings at the cluster's newest
+version (``settings/follow.py``) and takes up a signing certificate another process
+imported into the files (``keyadmin.take_up_signing_files``), on PostgreSQL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 
 from gateway.messagelog import MessageLogError
 from gateway.messagelog.leader import Leadership
 from gateway.messagelog.witness import Witness
 from gateway.node.context import NodeContext
+from gateway.node.keyadmin import take_up_signing_files
 from gateway.node.retention import RetentionJob
+from gateway.node.settings.follow import SettingsFollower
+from gateway.node.settings.manager import SettingsManager
 
 
 class NodeCluster:
@@ -24,11 +31,18 @@ class NodeCluster:
     leads: two processes archiving and deleting the same entries would race."""
 
     def __init__(
-        self, context: NodeContext, witness: Witness, retention: RetentionJob | None = None
+        self,
+        context: NodeContext,
+        witness: Witness,
+        retention: RetentionJob | None = None,
+        settings: SettingsManager | None = None,
     ) -> None:
         self._ctx = context
         self._witness = witness
         self._retention = retention
+        self._follower = None if settings is None else SettingsFollower(context, settings)
+        self._key_files: asyncio.Task[None] | None = None
+        self._refused: set[str] = set()
         node = context.config.node
         self.leadership = Leadership(
             node.log_location,
@@ -41,11 +55,33 @@ class NodeCluster:
         context.leader = False
 
     async def start(self) -> None:
-        """Decide once (a leader stamps a backlog before the node serves), then poll."""
+        """Decide once (a leader stamps a backlog before the node serves), then poll;
+        follow the settings versions the other processes record."""
         await self.leadership.start()
+        if self._follower is not None:
+            await self._follower.start()
+        if self.leadership.shared:
+            self._key_files = asyncio.create_task(self._watch_key_files(), name="key-files")
 
     async def stop(self) -> None:
+        task, self._key_files = self._key_files, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._follower is not None:
+            await self._follower.stop()
         await self.leadership.stop()
+
+    async def _watch_key_files(self) -> None:
+        """A signing certificate imported through another process (or copied to this
+        host) is put to use here within ``settings_poll_seconds`` (docs/adr/0050)."""
+        while True:
+            await asyncio.sleep(self._ctx.config.node.settings_poll_seconds)
+            try:
+                await take_up_signing_files(self._ctx, self._refused)
+            except Exception:  # the watch must outlive any failure of one attempt
+                logging.getLogger("gateway.node").exception("%s: key files", self._ctx.id)
 
     async def _lead(self) -> None:
         if self.leadership.shared:

@@ -122,6 +122,11 @@ class NodeSection(_Model):
     """With ``database_url``: how often a process of a node cluster tries to become the
     one that runs the timestamper and the witness, and the leader checks it still is;
     a dead leader is replaced within about this long (docs/deployment.md, Node cluster)."""
+    settings_poll_seconds: float = Field(default=5, gt=0)
+    """With ``database_url``: how often a process of a node cluster checks the newest
+    settings version besides listening for it, so a version another process recorded
+    is in force here within this long even when its notification was lost, and its
+    signing certificate files for one another process imported (docs/adr/0050)."""
     ocsp_refresh_seconds: float | None = Field(default=None, gt=0)
     """How often the node refetches the OCSP status of its own certificates; default a
     third of the directory's freshness window (X-Road: 1200 s of 3600 s), so two

@@ -139,6 +139,11 @@ class NodeContext:
         """Whether this process runs the log's timestamper and witness: always on
         SQLite, for one process of a cluster on PostgreSQL (``gateway.messagelog.leader``;
         set by the node)."""
+        self.settings_behind = ""
+        """Why a newer settings version another process of the node's cluster recorded
+        is not in force here, "" when none is: readiness fails meanwhile, so a load
+        balancer stops sending this process exchanges its old settings would admit
+        (``settings/follow.py``, set by the node)."""
         self.maintenance = Maintenance()
         """Maintenance mode and the exchanges in flight (maintenance.py); every exchange
         of either side is admitted through it. Not persisted: a node starts admitting."""

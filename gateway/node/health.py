@@ -94,6 +94,14 @@ class Health:
         count = 1 + len(ctx.signers)
         return Check("ocsp", True, f"a fresh good status for each of {count} certificates")
 
+    def settings(self) -> Check:
+        """In a node cluster: the newest settings version another process recorded is in
+        force here too (a revoke made elsewhere is not yet in force in this process)."""
+        ctx = self._context
+        if ctx.settings_behind:
+            return Check("settings", False, ctx.settings_behind)
+        return Check("settings", True, f"version {ctx.settings.version} in force")
+
     def timestamping(self) -> Check:
         """A TSA outage longer than the tolerated one (``timestamp_failure_tolerance_seconds``)."""
         try:
@@ -131,6 +139,7 @@ class Health:
         return [
             self.maintenance(),
             self.globalconf(),
+            self.settings(),
             self.timestamping(),
             self.ocsp(),
             await self.messagelog(),

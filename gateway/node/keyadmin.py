@@ -21,10 +21,16 @@ fresh (:meth:`gateway.node.ocsp.OwnOcsp.add`), then the member's signer is swapp
 new signer whole. An authentication certificate is written but needs a restart: every
 TLS context (listening and connecting) is built from it when the node starts
 (``ImportResult.restart_required``).
+
+In a node cluster the other processes take a signing certificate up from the files
+(:func:`take_up_signing_files`, called every ``settings_poll_seconds``): the workers of
+one host share them at once, another host once the files are copied to it
+(docs/adr/0050).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -57,6 +63,8 @@ from gateway.pki.keys import fingerprint_sha256, generate_key, public_key_der
 from gateway.pki.ocsp import OcspFailure
 from gateway.pki.profiles import CertificateError, CertKind, member_id_of, node_id_of
 from gateway.pki.validation import verify_chain
+
+_log = logging.getLogger("gateway.node")
 
 _TLS_USAGES = frozenset({ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH})
 
@@ -433,13 +441,8 @@ async def import_certificate(
     ocsp = OcspState.NONE
     if prepared is not None:
         signer, own = prepared
-        member = signer.member
-        old = ctx.signers.get(member)
-        await ctx.own_ocsp.add(own)
-        ctx.signers = {**ctx.signers, member: signer}
-        if old is not None and old.cert_ref != signer.cert_ref:
-            await ctx.own_ocsp.retire(old.cert_ref)
-        ocsp = _info(own, ctx, {signer.cert_ref: member}, moment).ocsp
+        await _put_to_use(ctx, signer, own)
+        ocsp = _info(own, ctx, {signer.cert_ref: signer.member}, moment).ocsp
     return ImportResult(
         role=slot.role,
         owner=str(slot.owner),
@@ -451,3 +454,58 @@ async def import_certificate(
         restart_required=prepared is None,
         ocsp=ocsp,
     )
+
+
+async def _put_to_use(ctx: NodeContext, signer: Signer, own: OwnCertificate) -> None:
+    """Its OCSP status kept fresh first, then the member's signer swapped as one dict."""
+    member = signer.member
+    old = ctx.signers.get(member)
+    await ctx.own_ocsp.add(own)
+    ctx.signers = {**ctx.signers, member: signer}
+    if old is not None and old.cert_ref != signer.cert_ref:
+        await ctx.own_ocsp.retire(old.cert_ref)
+
+
+async def take_up_signing_files(
+    ctx: NodeContext, refused: set[str], now: datetime | None = None
+) -> list[MemberId]:
+    """Put to use each signing certificate in the files that this process does not use:
+    one another process of the node's cluster imported, or one copied to this host.
+
+    It is checked as an import is (the key in the file signs for it, peers would accept
+    it, its profile); one that fails, or a key and certificate caught between the two
+    writes of an import, is left for the next call. ``refused`` holds the certificates
+    already reported as unusable, so a bad file is logged once. Returns the members
+    whose signer changed.
+    """
+    moment = now or ctx.clock.now()
+    taken: list[MemberId] = []
+    for slot in _slots(ctx.config):
+        member = slot.owner
+        if slot.role is not CertRole.SIGNING or not isinstance(member, MemberId):
+            continue
+        current = ctx.signers.get(member)
+        try:
+            chain = load_certificates(slot.cert)
+        except (OSError, ValueError):
+            continue  # being written, or gone: the next call sees it whole
+        if not chain or (current is not None and chain[0] == current.certificate):
+            continue
+        try:
+            signer, own = _prepare_signer(ctx, chain, _Match(slot, slot.key, False), moment)
+        except (GatewayError, OSError, ValueError) as exc:
+            seen = fingerprint_sha256(chain[0])
+            if seen not in refused:
+                refused.add(seen)
+                _log.warning("%s: %s not taken up: %s", ctx.id, slot.cert, exc)
+            continue
+        await _put_to_use(ctx, signer, own)
+        _log.warning(
+            "%s: signing certificate of %s (serial %x) taken up from %s",
+            ctx.id,
+            member,
+            chain[0].serial_number,
+            slot.cert,
+        )
+        taken.append(member)
+    return taken

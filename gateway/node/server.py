@@ -211,7 +211,7 @@ class Node:
         self.witness = Witness(log_context)
         self.auditor = Auditor(log_context, self.witness)
         self.retention = RetentionJob.for_node(self.context, config)  # ADR 0046
-        self.cluster = NodeCluster(self.context, self.witness, self.retention)
+        self.cluster = NodeCluster(self.context, self.witness, self.retention, self.settings)
         self._runners: list[web.AppRunner] = []
         self._refresher: asyncio.Task[None] | None = None
         self._peer: PeerClient | None = None

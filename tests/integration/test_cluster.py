@@ -3,9 +3,11 @@
 Soest's node and Lippstadt's node keep their logs in a PostgreSQL cluster of this module
 alone (``tests/pg.py``), so it can be restarted without disturbing other tests.
 Lippstadt runs ``gateway node serve --workers 2``: two worker processes behind the
-parent's sockets, one of them elected to timestamp. The leader is killed with SIGKILL:
-another worker takes the timestamping over, the parent starts a new worker, and the log
-stays one sequence that ``gateway audit export`` and ``verify`` accept. The database
+parent's sockets, one of them elected to timestamp; for the settings, a third process
+of Lippstadt's node joins on ports of its own, as on a second machine, and a change
+made through any of them is in force in all. The leader is killed with SIGKILL: another
+worker takes the timestamping over, the parent starts a new worker, and the log stays
+one sequence that ``gateway audit export`` and ``verify`` accept. The database
 is restarted under load: exchanges meanwhile are refused with the documented code,
 every one answered 2xx has its entries in both logs, and the nodes recover by
 themselves.
@@ -14,6 +16,7 @@ themselves.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -32,9 +35,12 @@ from gateway.messagelog import Role, read_entries
 from gateway.messagelog.leader import cluster_leader_pid
 from gateway.messagelog.proofs import read_tree_heads, timestamp_status
 from gateway.sandbox.localnet import LocalNet, ServiceSpec
+from gateway.sandbox.netfiles import free_port
+from gateway.sandbox.processes import Launch, end, spawn, wait_http
 from tests.integration.conftest import (
     GEWERBEAMT,
     LIPPSTADT,
+    ORDNUNGSAMT,
     SERVICE,
     SOEST,
     RecordingRegistry,
@@ -49,6 +55,14 @@ POLL = 0.5
 """``leader_poll_seconds`` of both nodes: a dead leader is replaced within about this."""
 TAKEOVER = 10 * POLL + 5
 """The deadline for a takeover: several poll intervals and the time a worker needs."""
+SETTINGS_POLL = 120
+"""``settings_poll_seconds``: far beyond ``SETTLE``, so a version that is in force in
+time came by its notification, not by the periodic check."""
+SETTLE = 15
+"""The deadline for a settings version to be in force in every process: the
+notification's second (docs/deployment.md, Node cluster), with room for a loaded machine."""
+API = "/api/v1"
+DENIED = "server.serverproxy.access_denied"
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +94,7 @@ def cluster_net(
         files.database_url = own_pg.fresh_database(empty=True)
     federation.write_configs(
         parameters=TrustParameters(timestamping_interval_seconds=1),
-        extra={"leader_poll_seconds": POLL},
+        extra={"leader_poll_seconds": POLL, "settings_poll_seconds": SETTINGS_POLL},
     )
     for files in federation.nodes.values():
         upgraded = gateway("db", "upgrade", str(files.config))
@@ -166,6 +180,121 @@ def test_two_workers_share_the_ports_and_one_of_them_timestamps(cluster_net: Loc
             if family.name == "gateway_cluster_leader":
                 seen.add(family.samples[0].value)
     assert seen == {0.0, 1.0}
+
+
+def ask(net: LocalNet, client: str) -> httpx.Response:
+    """One of Soest's offices asks Lippstadt's register (served by Lippstadt's workers)."""
+    return httpx.get(
+        f"{net.nodes[SOEST.ags].consumer_url}/r1/{SERVICE}",
+        params={"familienname": "Schmidt"},
+        headers={"X-Road-Client": client},
+        timeout=30,
+    )
+
+
+def every_time(net: LocalNet, client: str, allowed: bool, times: int = 8) -> bool:
+    """Whether ``times`` exchanges in a row, spread over the workers by the kernel, are
+    all answered (``allowed``) or all refused for want of an access right."""
+    for _ in range(times):
+        reply = ask(net, client)
+        if allowed != (reply.status_code == 200):
+            return False
+        if not allowed and reply.headers.get("X-Road-Error") != DENIED:
+            return False
+    return True
+
+
+@pytest.fixture
+def second_process(cluster_net: LocalNet) -> Iterator[str]:
+    """Lippstadt's node once more, beside its workers: its own ports, the same node id,
+    database and files. Yields its admin URL; it holds the same API keys."""
+    files = cluster_net.nodes[LIPPSTADT.ags]
+    text = files.config.read_text("utf-8")
+    for key in ("consumer_listen", "peer_listen", "metrics_listen", "consumer_tls_listen"):
+        text = re.sub(rf'^{key} = "([^"]+):\d+"', rf'{key} = "\1:{free_port()}"', text, flags=re.M)
+    config = files.directory / "node-second.toml"
+    config.write_text(text, "utf-8")
+    metrics = re.search(r'^metrics_listen = "([^"]+)"', text, flags=re.M)
+    assert metrics is not None
+    proc = spawn(
+        Launch(
+            "node-second",
+            ("node", "serve", "--config", str(config)),
+            cluster_net.root / "logs" / "node-second.log",
+            files.env,
+        )
+    )
+    try:
+        wait_http(f"http://{metrics[1]}/metrics", proc, 60)
+        yield f"http://{metrics[1]}"
+    finally:
+        end(proc)
+
+
+def test_settings_changed_on_one_process_are_in_force_in_every_process(
+    cluster_net: LocalNet, second_process: str
+) -> None:
+    files = cluster_net.nodes[LIPPSTADT.ags]
+    token = (files.directory / "admin.key").read_text("utf-8").strip()
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def send(base: str, method: str, path: str, body: object = None) -> httpx.Response:
+        return httpx.request(method, f"{base}{API}{path}", json=body, headers=auth, timeout=30)
+
+    workers = files.metrics_url  # the parent's admin port: one of the two workers answers
+    office = str(ORDNUNGSAMT)
+    right = {"service": str(SERVICE), "client": office}
+    assert every_time(cluster_net, office, allowed=False)
+
+    # A grant through the second process is in force in both workers.
+    granted = send(second_process, "POST", "/access", right)
+    assert granted.status_code == 200, granted.text
+    eventually(lambda: every_time(cluster_net, office, allowed=True), "the grant", SETTLE)
+
+    # A revoke through a worker is in force in the other worker and the second process.
+    revoked = send(workers, "DELETE", "/access", right)
+    assert revoked.status_code == 200, revoked.text
+    assert revoked.json()["version"] == granted.json()["version"] + 1
+
+    def listed(base: str) -> list[dict[str, object]]:
+        reply = send(base, "GET", "/access")
+        assert reply.status_code == 200, reply.text
+        return [a for a in reply.json()["access"] if a.get("client") == office]
+
+    eventually(lambda: not listed(second_process), "the revoke in the second process", SETTLE)
+    eventually(lambda: every_time(cluster_net, office, allowed=False), "the revoke", SETTLE)
+
+    # Changes made at the same moment on two processes: each is recorded on top of the
+    # other (one sequence of versions, no gap), none undoes the other.
+    changes: list[tuple[str, str, str, dict[str, str]]] = []
+    for n in range(4):
+        changes.append((second_process, "POST", "/subsystems", {"id": f"{LIPPSTADT.member}/a{n}"}))
+        changes.append((workers, "POST", "/subsystems", {"id": f"{LIPPSTADT.member}/b{n}"}))
+    start = threading.Barrier(2)
+
+    def make(pair: list[tuple[str, str, str, dict[str, str]]]) -> list[httpx.Response]:
+        replies = []
+        for base, method, path, body in pair:
+            start.wait(timeout=30)
+            replies.append(send(base, method, path, body))
+        return replies
+
+    with ThreadPoolExecutor(2) as pool:
+        done = [pool.submit(make, changes[i::2]) for i in (0, 1)]
+        replies = [r for future in done for r in future.result()]
+    assert all(r.status_code == 200 for r in replies), [r.text for r in replies]
+    versions = sorted(int(r.json()["version"]) for r in replies)
+    first = revoked.json()["version"] + 1
+    assert versions == list(range(first, first + len(changes)))
+    wanted = {str(body["id"]) for *_, body in changes}
+
+    def subsystems(base: str) -> set[str]:
+        reply = send(base, "GET", "/subsystems")
+        assert reply.status_code == 200, reply.text
+        return {str(c["id"]) for c in reply.json()["clients"]}
+
+    for base in (second_process, workers, workers):
+        eventually(lambda b=base: wanted <= subsystems(b), "every concurrent change", SETTLE)  # type: ignore[misc]
 
 
 def test_workers_are_refused_on_a_sqlite_log(tmp_path: Path) -> None:

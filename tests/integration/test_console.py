@@ -225,9 +225,47 @@ def test_the_session_cookie_is_strict_and_the_key_never_in_a_page(stack: Stack) 
             assert key not in page.text and key not in str(page.url)
             assert page.headers["cache-control"] == "no-store"
             assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        signed_in = client.cookies["gw_console"]
         signed_out = client.post("/signout", data={"csrf": csrf_of(pages[-1])})
         assert 'id="role"' not in signed_out.text
         assert client.get("/central/members").url.path == "/signin"
+    # Sign-out ends the session itself, not only the browser's cookie: a copy of the
+    # cookie replayed afterwards is a stranger's.
+    with stack.browser() as replay:
+        replay.cookies.set("gw_console", signed_in)
+        page = replay.get("/central/members")
+        assert page.url.path == "/signin" and 'id="role"' not in page.text
+
+
+def test_a_session_lives_in_the_process_that_made_it(stack: Stack) -> None:
+    """ADR 0052: another console process (as after a restart) does not know the session;
+    it sends the browser to sign in, never to an error, and the key was never written."""
+    client, _ = sign_in(stack, "observer")
+    session = client.cookies["gw_console"]
+    port = _free_port()
+    log = stack.dir / "console-2.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*GATEWAY, "console", "serve", "--central-url", stack.central,
+             "--listen", f"127.0.0.1:{port}"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        _wait(f"http://127.0.0.1:{port}/", proc, log)
+        page = httpx.get(
+            f"http://127.0.0.1:{port}/central/members",
+            headers={"Cookie": f"gw_console={session}"},
+            timeout=30,
+        )
+        assert page.status_code == 303 and page.headers["location"].startswith("/signin?")
+        fresh = page.cookies["gw_console"]
+        assert fresh and fresh != session  # a new session, signed out
+        assert client.get("/central/members").status_code == 200  # still signed in there
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        client.close()
+    assert stack.keys["observer"] not in log.read_text()
 
 
 def test_a_key_the_api_refuses_does_not_sign_in(stack: Stack) -> None:

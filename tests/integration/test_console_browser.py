@@ -22,6 +22,22 @@ from tests.integration.test_portal_browser import CHROMIUM, CHROMIUM_ARGS
 pytestmark = pytest.mark.integration
 
 
+FORGED_FORM = """(action) => {
+    const form = document.createElement('form');
+    form.method = 'post';
+    form.action = action;
+    const csrf = document.createElement('input');
+    csrf.type = 'hidden';
+    csrf.name = 'csrf';
+    csrf.value = document.querySelector('input[name=csrf]').value;
+    form.appendChild(csrf);
+    document.body.appendChild(form);
+    form.submit();
+}"""
+"""A form the page does not offer, sent from it as a user could with the developer
+tools: the console passes it on (its CSRF token is right), the API refuses it."""
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     yield from start_stack(tmp_path_factory.mktemp("console-browser"))
@@ -79,7 +95,19 @@ def test_an_operators_day_in_the_console(stack: Stack, tmp_path: Path) -> None:
             page.goto(f"{stack.console}/central/requests")
             assert page.is_visible(f"#request-{soest}") and page.is_visible("#may-not-decide")
             assert page.query_selector(f"#request-{soest} button") is None
+            # an approval built in the page anyway (with the session's own CSRF token) is
+            # refused by the central, and the page shows its code as an alert
+            page.evaluate(FORGED_FORM, f"/central/requests/{soest}/approve")
+            page.wait_for_selector("[role=alert]")
+            assert "central.forbidden" in page.inner_text("[role=alert]")
+            assert page.is_visible(f"#request-{soest}")
             assert stack.status_of(soest) == "pending"
+            page.click("nav >> text=Global groups")
+            assert "console-group" in page.inner_text("main")
+            shot(page, "groups")
+            page.click("nav >> text=Audit trail")
+            assert "request.approve" in page.inner_text("#audit")
+            shot(page, "central-audit")
 
             # an auditor verifies a bundle, then a tampered one
             page.goto(f"{stack.console}/audit")

@@ -12,6 +12,8 @@ answers.
 from __future__ import annotations
 
 import os
+import re
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,6 +27,8 @@ import pytest
 
 from gateway.conf.directory import TrustParameters
 from gateway.core.roles import ApiRole
+from gateway.keys.files import new_self_signed
+from gateway.pki.keys import fingerprint_sha256
 from gateway.sandbox.localnet import LocalNet, ServiceSpec, free_port
 from tests.integration.conftest import (
     GEWERBEAMT,
@@ -48,6 +52,8 @@ from tests.integration.test_node_admin import (
 from tests.integration.test_portal_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.integration
+
+MELDEREGISTER = LIPPSTADT.subsystem("melderegister")
 
 UPLOAD_LIMIT = 1_000_000
 """The console's request body limit in these tests (``--max-upload-bytes``)."""
@@ -312,3 +318,248 @@ def test_uploads_over_the_limit_are_refused(console: NodeConsole) -> None:
             )
             assert page.status_code == 400, page.text
             assert "console.bad_upload" in page.text and says in page.text
+
+
+def _handshake(net: LocalNet, cert: Path) -> int:
+    """A GET of Lippstadt's consumer TLS port presenting ``cert`` (its key beside it):
+    the status, or an ``httpx.TransportError`` if the handshake refuses the certificate."""
+    files = net.nodes[LIPPSTADT.ags]
+    context = ssl.create_default_context(cafile=str(files.internal_cert))
+    context.load_cert_chain(cert, cert.with_suffix(".key"))
+    return httpx.get(
+        f"{files.consumer_tls_url}/health/live", verify=context, timeout=30
+    ).status_code
+
+
+def _melderegister_as_client(net: LocalNet) -> httpx.Response:
+    """Lippstadt's Melderegister names itself as the client on its own node's plain
+    consumer port: what its connection type allows decides the answer."""
+    return httpx.get(
+        f"{net.nodes[LIPPSTADT.ags].consumer_url}/r1/{SERVICE}",
+        headers={"X-Road-Client": str(MELDEREGISTER)},
+        timeout=30,
+    )
+
+
+def _endpoints(page: httpx.Response, service: str) -> str:
+    """The endpoint list of one service's section on the services page."""
+    found = re.search(
+        rf'<ul class="endpoints"[^>]*data-service="{re.escape(service)}">(.*?)</ul>',
+        page.text,
+        re.S,
+    )
+    assert found is not None, page.text
+    return found.group(1)
+
+
+def test_connection_types_client_certificates_and_service_descriptions(
+    console: NodeConsole, tmp_path: Path
+) -> None:
+    fresh = tmp_path / "fachverfahren.pem"
+    cert = new_self_signed(
+        fresh, fresh.with_suffix(".key"), "fachverfahren", datetime.now(UTC), days=30, client=True
+    )
+    sha256 = fingerprint_sha256(cert)
+    with pytest.raises(httpx.TransportError):
+        _handshake(console.net, fresh)  # not registered: the handshake refuses it
+    described = _Described()
+    archive = str(LIPPSTADT.subsystem("melderegister").service("archiv"))
+    with closing(console.signed_in(ApiRole.SERVICE_ADMINISTRATOR)) as admin:
+        token = csrf_of(admin.get("/node/subsystems"))
+        # The connection type, changed from the page, is what the node's edge enforces.
+        page = admin.post(
+            "/node/subsystems/connection-type",
+            data={"csrf": token, "id": str(MELDEREGISTER), "connection_type": "https-no-auth"},
+        )
+        assert '<option value="https-no-auth" selected>' in page.text, page.text
+        refused = _melderegister_as_client(console.net)
+        assert refused.headers.get("X-Road-Error") == "client.ssl_authentication_failed"
+        # An information system's certificate, uploaded, authenticates at once ...
+        page = admin.post(
+            "/node/subsystems/certificates/add",
+            data={"csrf": token, "id": str(MELDEREGISTER)},
+            files={"certificate": ("fv.pem", fresh.read_bytes(), "application/x-pem-file")},
+        )
+        assert f'data-sha256="{sha256}"' in page.text and "CN=fachverfahren" in page.text
+        assert _handshake(console.net, fresh) == 200
+        # ... twice is a conflict, a file that is no certificate is invalid ...
+        again = admin.post(
+            "/node/subsystems/certificates/add",
+            data={"csrf": token, "id": str(MELDEREGISTER)},
+            files={"certificate": ("fv.pem", fresh.read_bytes(), "application/x-pem-file")},
+        )
+        assert "admin.conflict" in again.text and 'role="alert"' in again.text
+        bad = admin.post(
+            "/node/subsystems/certificates/add",
+            data={"csrf": token, "id": str(MELDEREGISTER)},
+            files={"certificate": ("x.pem", b"no certificate", "application/x-pem-file")},
+        )
+        assert "admin.invalid" in bad.text
+        # ... and removed, the next handshake refuses it again.
+        page = admin.post(
+            "/node/subsystems/certificates/remove",
+            data={"csrf": token, "id": str(MELDEREGISTER), "sha256": sha256},
+        )
+        assert f'data-sha256="{sha256}"' not in page.text and 'role="status"' in page.text
+        with pytest.raises(httpx.TransportError):
+            _handshake(console.net, fresh)
+        admin.post(
+            "/node/subsystems/connection-type",
+            data={"csrf": token, "id": str(MELDEREGISTER), "connection_type": "http"},
+        )
+        assert _melderegister_as_client(console.net).headers.get("X-Road-Error") != (
+            "client.ssl_authentication_failed"
+        )
+
+        # A service from its OpenAPI document: refreshed after the registry changed it,
+        # an endpoint added and removed by hand, disabled and enabled.
+        page = admin.post(
+            "/node/services/import",
+            data={"csrf": token, "id": archive, "url": "http://127.0.0.1:9/archiv",
+                  "openapi_url": described.url},
+        )  # fmt: skip
+        assert "<code>GET /personen/*</code>" in _endpoints(page, archive), page.text
+        described.paths = {"/personen": {"get": {}, "post": {}}}
+        page = admin.post("/node/services/refresh", data={"csrf": token, "id": archive})
+        assert "<code>POST /personen</code>" in _endpoints(page, archive)
+        assert "<code>GET /personen/*</code>" not in _endpoints(page, archive)
+        page = admin.post(
+            "/node/services/endpoints",
+            data={"csrf": token, "id": archive, "method": "get", "path": "/akten",
+                  "action": "add"},
+        )  # fmt: skip
+        assert "<code>GET /akten</code>" in _endpoints(page, archive), page.text
+        page = admin.post(
+            "/node/services/endpoints",
+            data={"csrf": token, "id": archive, "method": "GET", "path": "/akten",
+                  "action": "remove"},
+        )  # fmt: skip
+        assert "<code>GET /akten</code>" not in _endpoints(page, archive), page.text
+        admin.post("/node/services/enabled", data={"csrf": token, "id": archive})
+        services = console.keys.get(f"{API}/services", console.keys.admin).json()["services"]
+        assert next(s for s in services if s["id"] == archive)["enabled"] is False
+        admin.post("/node/services/enabled", data={"csrf": token, "id": archive, "enabled": "on"})
+        services = console.keys.get(f"{API}/services", console.keys.admin).json()["services"]
+        assert next(s for s in services if s["id"] == archive)["enabled"] is True
+        admin.post("/node/services/remove", data={"csrf": token, "id": archive})
+    described.close()
+    trail = console.keys.get(f"{API}/audit", console.keys.admin).json()["records"]
+    actions = [r["action"] for r in trail]
+    for action in ("subsystem.connection_type", "client_certificate.add",
+                   "client_certificate.remove", "service.refresh", "service.endpoint.add",
+                   "service.endpoint.remove", "service.disable", "service.enable"):  # fmt: skip
+        assert action in actions, action
+    # The API itself: a subsystem not hosted here, a fingerprint that is none.
+    auth = {"Authorization": f"Bearer {console.keys.admin}"}
+    elsewhere = f"{console.keys.url}{API}/subsystems/DE-NRW:GOV:05974028:nirgendwo/certificates"
+    answer = httpx.post(elsewhere, json={"pem": fresh.read_text()}, headers=auth, timeout=30)
+    assert answer.status_code == 404 and answer.json()["type"] == "admin.not_found"
+    answer = httpx.delete(f"{elsewhere}/not-hex", headers=auth, timeout=30)
+    assert answer.status_code == 400 and answer.json()["type"] == "admin.invalid"
+    # The registration officer may add subsystems but not say how they connect: the page
+    # offers no such form, and one sent anyway is refused by the node.
+    with closing(console.signed_in(ApiRole.REGISTRATION_OFFICER)) as officer:
+        page = officer.get("/node/subsystems")
+        assert 'action="/node/subsystems/connection-type"' not in page.text
+        assert 'action="/node/subsystems/certificates/add"' not in page.text
+        refused = officer.post(
+            "/node/subsystems/certificates/add",
+            data={"csrf": csrf_of(page), "id": str(MELDEREGISTER)},
+            files={"certificate": ("fv.pem", fresh.read_bytes(), "application/x-pem-file")},
+        )
+        assert "admin.forbidden" in refused.text and f'data-sha256="{sha256}"' not in refused.text
+
+
+def test_an_administrators_subsystems_and_services_in_the_browser(
+    console: NodeConsole, tmp_path: Path
+) -> None:
+    """In Chromium, by keyboard where an operator would: a subsystem's connection type and
+    an information system's certificate, a service disabled (its calls refused) and
+    enabled again; then an observer's forged maintenance form, refused by the node."""
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(os.environ.get("CONSOLE_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    fresh = tmp_path / "fachverfahren.pem"
+    cert = new_self_signed(
+        fresh, fresh.with_suffix(".key"), "fachverfahren", datetime.now(UTC), days=30, client=True
+    )
+    sha256 = fingerprint_sha256(cert)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(locale="en-GB", viewport={"width": 1200, "height": 800})
+            page.set_default_timeout(15_000)
+            page.goto(f"{console.url}/signin?api=node")
+            page.fill("#key", console.keys.by_role[ApiRole.SERVICE_ADMINISTRATOR])
+            page.press("#key", "Enter")
+            page.click("nav >> text=Node: Subsystems")
+            row = page.locator(f"tr[data-subsystem='{MELDEREGISTER}']")
+            row.locator("select[name=connection_type]").select_option("https-no-auth")
+            row.locator("form.connection button").focus()
+            page.keyboard.press("Enter")
+            assert "Connection type changed" in page.inner_text("[role=status]")
+            refused = _melderegister_as_client(console.net)
+            assert refused.headers.get("X-Road-Error") == "client.ssl_authentication_failed"
+
+            row = page.locator(f"tr[data-subsystem='{MELDEREGISTER}']")
+            row.locator("input[type=file]").set_input_files(str(fresh))
+            row.locator("form.is-cert-upload button").click()
+            assert "Certificate registered" in page.inner_text("[role=status]")
+            listed = page.locator(f"li[data-sha256='{sha256}']")
+            assert "CN=fachverfahren" in listed.inner_text()
+            assert _handshake(console.net, fresh) == 200
+            page.screenshot(path=str(shots / "console-node-subsystems.png"), full_page=True)
+            listed.locator("button").click()
+            assert page.locator(f"li[data-sha256='{sha256}']").count() == 0
+            with pytest.raises(httpx.TransportError):
+                _handshake(console.net, fresh)
+            row = page.locator(f"tr[data-subsystem='{MELDEREGISTER}']")
+            row.locator("select[name=connection_type]").select_option("http")
+            row.locator("form.connection button").click()
+            assert "http" in page.inner_text("[role=status]")
+
+            # A service disabled from its section: its calls are refused until enabled.
+            assert _ask(console.net, str(GEWERBEAMT)).status_code == 200
+            page.click("nav >> text=Node: Services and access rights")
+            section = page.locator(f"section.service:has(code:text-is('{SERVICE}'))")
+            section.locator("form.toggle button").click()
+            assert "Service disabled" in page.inner_text("[role=status]")
+            disabled = _ask(console.net, str(GEWERBEAMT))
+            assert disabled.headers.get("X-Road-Error") == "server.serverproxy.service_disabled"
+            section = page.locator(f"section.service:has(code:text-is('{SERVICE}'))")
+            assert section.locator(".service-state").get_attribute("data-enabled") == "no"
+            section.locator("form.toggle button").click()
+            assert "Service enabled" in page.inner_text("[role=status]")
+            assert _ask(console.net, str(GEWERBEAMT)).status_code == 200
+            page.click("text=Sign out")
+
+            # An observer is offered no maintenance form; one built in the page anyway
+            # (with the session's own CSRF token) is refused by the node, shown as an alert.
+            page.goto(f"{console.url}/signin?api=node")
+            page.fill("#key", console.keys.by_role[ApiRole.OBSERVER])
+            page.press("#key", "Enter")
+            page.click("nav >> text=Node: Maintenance mode")
+            assert page.locator("form[action='/node/maintenance']").count() == 0
+            page.evaluate(
+                """() => {
+                    const form = document.createElement('form');
+                    form.method = 'post';
+                    form.action = '/node/maintenance';
+                    const fields = {enabled: 'on', reason: 'forged',
+                        csrf: document.querySelector('input[name=csrf]').value};
+                    for (const [name, value] of Object.entries(fields)) {
+                        const input = document.createElement('input');
+                        input.type = 'hidden'; input.name = name; input.value = value;
+                        form.appendChild(input);
+                    }
+                    document.body.appendChild(form);
+                    form.submit();
+                }"""
+            )
+            page.wait_for_selector("[role=alert]")
+            assert "admin.forbidden" in page.inner_text("[role=alert]")
+            assert page.get_attribute("#maintenance-state", "class") == "good"
+        finally:
+            browser.close()
+    assert _ask(console.net, str(GEWERBEAMT)).status_code == 200  # not in maintenance

@@ -210,10 +210,16 @@ def test_certificates_are_added_and_removed_with_the_cli_without_restart(
     assert fp in cli("list", *config, str(GEWERBEAMT))
     reply = _call(files.consumer_tls_url, str(GEWERBEAMT), _tls(tls_net, fresh))
     assert reply.status_code == 200, reply.text
+    # Several certificates per subsystem: the one registered before still serves it.
+    registered = _tls(tls_net, _cert(tls_net, "gewerbeamt"))
+    assert _call(files.consumer_tls_url, str(GEWERBEAMT), registered).status_code == 200
     cli("remove", *config, str(GEWERBEAMT), fp)
     assert fp not in cli("list", *config)
     with pytest.raises(httpx.TransportError):
         _call(files.consumer_tls_url, str(GEWERBEAMT), _tls(tls_net, fresh))
+    # Removing one certificate leaves the subsystem's others in place.
+    registered = _tls(tls_net, _cert(tls_net, "gewerbeamt"))
+    assert _call(files.consumer_tls_url, str(GEWERBEAMT), registered).status_code == 200
 
 
 def test_audit_api_refuses_a_bare_client_header(tls_net: LocalNet) -> None:

@@ -7,11 +7,13 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import signal
 import ssl
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,76 @@ import pytest
 SERVICE_ID = "DE-NRW/GOV/05974028/melderegister/einfacheAuskunft"
 GEWERBEAMT_ID = "DE-NRW/GOV/05974040/gewerbeamt"
 ANNA_QUERY = "familienname=Schmidt&vornamen=Anna&geburtsdatum=1988-03-14"
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _readme_between(start: str, end: str) -> str:
+    text = README.read_text("utf-8")
+    assert start in text, f"README.md no longer has {start!r}"
+    return text.split(start, 1)[1].split(end, 1)[0]
+
+
+def _keys(value: object) -> set[str]:
+    """Every key of every object in ``value``, at any depth."""
+    if isinstance(value, dict):
+        return set(value) | {k for v in value.values() for k in _keys(v)}
+    if isinstance(value, list):
+        return {k for v in value for k in _keys(v)}
+    return set()
+
+
+def _undocumented_keys(topology: dict[str, Any]) -> set[str]:
+    """Keys the demo writes into ``topology.json`` that README's table does not name."""
+    table = _readme_between("The topology file:", "Any X-Road REST client")
+    documented = set(re.findall(r"`([a-z_]+)(?:\[\])?`", table))
+    return _keys(topology) - documented
+
+
+def _jq(value: Any, path: str) -> Any:
+    """``path`` (``.a[0].b``, the jq paths README's example uses) applied to ``value``."""
+    steps = re.findall(r"\.(\w+)|\[(\d+)\]", path)
+    assert "".join(f".{k}" if k else f"[{i}]" for k, i in steps) == path, path
+    for key, index in steps:
+        value = value[key] if key else value[int(index)]
+    return value
+
+
+@dataclass(frozen=True)
+class ReadmeCall:
+    """README's ``curl`` example, with its ``jq`` look-ups made in a real topology."""
+
+    url: str
+    headers: dict[str, str]
+    cert: str
+    key: str
+    cacert: str
+
+
+def _readme_call(topology: dict[str, Any]) -> ReadmeCall:
+    block = _readme_between("Any X-Road REST client works against", "```\n\n")
+    block = block.split("```sh\n", 1)[1]
+    select = re.search(r"""soest='\.nodes\[\] \| select\(\.name=="([^"]+)"\)'""", block)
+    assert select is not None, block
+    (node,) = [n for n in topology["nodes"] if n["name"] == select.group(1)]
+    command = re.sub(
+        r'\$\(jq -r "\$soest([^"]+)" state/topology\.json\)',
+        lambda m: str(_jq(node, m.group(1))),
+        block.split("\n", 1)[1].replace("\\\n", " "),
+    )
+    args, options, headers, urls = shlex.split(command), {}, {}, []
+    assert args[:2] == ["curl", "-s"], args
+    rest = iter(args[2:])
+    for arg in rest:
+        if arg == "-H":
+            name, _, value = next(rest).partition(": ")
+            headers[name] = value
+        elif arg.startswith("--"):
+            options[arg] = next(rest)
+        else:
+            urls.append(arg)
+    assert set(options) == {"--cert", "--key", "--cacert"}, options
+    (url,) = urls
+    return ReadmeCall(url, headers, options["--cert"], options["--key"], options["--cacert"])
 
 
 def _wait_for_topology(path: Path, proc: subprocess.Popen[bytes], log: Path) -> dict[str, Any]:
@@ -193,21 +265,22 @@ def test_demo_tells_the_story_and_keeps_the_federation_running(tmp_path: Path) -
         metrics = httpx.get(f"{soest['metrics_url']}/metrics", timeout=10)
         assert metrics.status_code == 200 and "gateway_exchanges_total" in metrics.text
 
-        # The README's call, made from the topology file (the service needs a case):
-        # curl --cert/--key (the trade office's registered certificate) --cacert (the
-        # node's internal TLS certificate). Without the certificate it is refused.
+        # Every key of the file is in README's table, so a client can be written from it.
+        assert _undocumented_keys(topology) == set()
+        # The README's call, read from README.md and made with its jq look-ups in this
+        # topology file: curl --cert/--key (the trade office's registered certificate)
+        # --cacert (the node's internal TLS certificate). Without the certificate it is
+        # refused.
+        readme = _readme_call(topology)
         credential = soest["client_credentials"][0]
-        edge = ssl.create_default_context(cafile=soest["consumer_tls_ca"])
-        anonymous = ssl.create_default_context(cafile=soest["consumer_tls_ca"])
-        edge.load_cert_chain(credential["certificate"], credential["key"])
-        call = (
-            f"{soest['consumer_tls_url']}/r1/{SERVICE_ID}?{ANNA_QUERY}",
-            {
-                "X-Road-Client": GEWERBEAMT_ID,
-                "X-Road-Issue": "GA-2026-999999",
-                "X-Road-UserId": "test",
-            },
-        )
+        assert (readme.cert, readme.key) == (credential["certificate"], credential["key"])
+        assert readme.headers["X-Road-Client"] == credential["client"] == GEWERBEAMT_ID
+        assert readme.cacert == soest["consumer_tls_ca"]
+        assert readme.url == f"{soest['consumer_tls_url']}/r1/{SERVICE_ID}?{ANNA_QUERY}"
+        edge = ssl.create_default_context(cafile=readme.cacert)
+        anonymous = ssl.create_default_context(cafile=readme.cacert)
+        edge.load_cert_chain(readme.cert, readme.key)
+        call = (readme.url, readme.headers)
         refused = httpx.get(call[0], headers=call[1], verify=anonymous, timeout=30)
         assert refused.headers.get("X-Road-Error") == "client.ssl_authentication_failed"
         response = httpx.get(call[0], headers=call[1], verify=edge, timeout=30)

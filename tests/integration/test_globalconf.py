@@ -155,6 +155,17 @@ def test_central_authority_down_for_less_than_expiry(gnet: LocalNet) -> None:
         repo.serve(port=port or 0)
 
 
+def readiness(net: LocalNet) -> httpx.Response:
+    return httpx.get(f"{net.nodes[SOEST.ags].consumer_url}/health/ready", timeout=30)
+
+
+def globalconf_check(response: httpx.Response) -> dict[str, Any]:
+    """The ``globalconf`` entry of a ``/health/ready`` answer."""
+    (check,) = (c for c in response.json()["checks"] if c["check"] == "globalconf")
+    found: dict[str, Any] = check
+    return found
+
+
 def test_expired_configuration_refuses_every_exchange(gnet: LocalNet) -> None:
     gnet.publish_globalconf([SOEST.ags, LIPPSTADT.ags], expires_in=timedelta(seconds=3))
     # Nothing newer is published: once the metadata expires, both sides refuse.
@@ -177,8 +188,14 @@ def test_expired_configuration_refuses_every_exchange(gnet: LocalNet) -> None:
         assert time.monotonic() < deadline, health
         time.sleep(0.2)
     assert health["globalconf"]["outdated"] is True
+    # A load balancer sees it too: unready for the configuration, with the refusal's reason.
+    unready = readiness(gnet)
+    assert unready.status_code == 503, unready.text
+    assert not unready.json()["ready"]
+    assert "expired" in globalconf_check(unready)["detail"], unready.text
     gnet.publish_globalconf([SOEST.ags, LIPPSTADT.ags])  # the central authority is back
     until(lambda: query(gnet, SOEST, str(GEWERBEAMT)), None, "Soest after a fresh version")
+    assert globalconf_check(readiness(gnet))["ok"] is True
 
 
 def test_restart_without_the_central_authority_uses_the_verified_cache(gnet: LocalNet) -> None:

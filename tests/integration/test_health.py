@@ -42,7 +42,7 @@ pytestmark = pytest.mark.integration
 TOLERANCE = 2
 FRESHNESS = 10
 DEADLINE = 60
-CHECKS = ["maintenance", "globalconf", "timestamping", "ocsp", "messagelog"]
+CHECKS = ["maintenance", "globalconf", "settings", "timestamping", "ocsp", "messagelog"]
 
 
 @pytest.fixture(scope="module")

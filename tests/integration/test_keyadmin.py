@@ -19,7 +19,13 @@ from cryptography.hazmat.primitives import serialization
 
 from gateway.core.errors import Code, GatewayError
 from gateway.core.jws import cert_ref
-from gateway.keys.files import load_certificate, load_private_key, write_certificate
+from gateway.keys.files import (
+    load_certificate,
+    load_private_key,
+    promote_pending_key,
+    write_certificate,
+    write_certificate_chain,
+)
 from gateway.node.config import NodeConfig, load_config
 from gateway.node.keyadmin import (
     CertRole,
@@ -42,6 +48,7 @@ from tests.integration.conftest import (
     SOEST,
     RecordingRegistry,
 )
+from tests.pg import PgCluster
 
 pytestmark = pytest.mark.integration
 
@@ -274,6 +281,49 @@ def test_a_new_signing_certificate_is_used_at_once(knet: LocalNet) -> None:
     assert public_key_der(new_key) == public_key_der(load_certificate(files.sign_cert))
     # A restart uses the new certificate too.
     run_soest(knet, exchange)
+
+
+def test_a_cluster_process_takes_up_a_signing_certificate_from_the_files(
+    knet: LocalNet, pg_cluster: PgCluster
+) -> None:
+    """Soest's node as one process of a cluster (its log in PostgreSQL): the certificate
+    another process imported, here copied into the files as to a second host, is put
+    to use without a restart, and peers accept what it signs."""
+    files = knet.nodes[SOEST.ags]
+    config = soest_config(knet)
+    node_section = config.node.model_copy(
+        update={
+            "messagelog": None,
+            "database_url": pg_cluster.fresh_database(),
+            "settings_poll_seconds": 0.2,
+        }
+    )
+    clustered = config.model_copy(update={"node": node_section})
+
+    async def run() -> None:
+        node = Node(clustered)
+        await node.start()
+        try:
+            ctx = node.context
+            await exchange(node)
+            old_ref = ctx.signers[SOEST.member].cert_ref
+            request = make_csr(config, SOEST.member, new_key=True, passphrase=files.passphrase)
+            pem = issue(knet, request.csr_pem, CertKind.SIGN, node.clock.now())
+            # What the import on the other host wrote, arriving here: key, then chain.
+            promote_pending_key(request.key_path, files.directory / "sign.key")
+            write_certificate_chain(files.sign_cert, x509.load_pem_x509_certificates(pem))
+            for _ in range(300):
+                if ctx.signers[SOEST.member].cert_ref != old_ref:
+                    break
+                await asyncio.sleep(0.1)
+            signer = ctx.signers[SOEST.member]
+            assert signer.cert_ref != old_ref
+            assert signer.certificate == load_certificate(files.sign_cert)
+            await exchange(node)  # with the new certificate's OCSP status, fetched here
+        finally:
+            await node.stop()
+
+    asyncio.run(run())
 
 
 def test_a_new_authentication_certificate_needs_a_restart(knet: LocalNet) -> None:

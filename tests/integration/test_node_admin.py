@@ -27,10 +27,12 @@ from cryptography.hazmat.primitives import serialization
 
 from gateway.conf.directory import TrustParameters
 from gateway.core.roles import NODE_ROLE_PERMISSIONS, ApiRole, NodePermission
-from gateway.keys.files import load_certificate
+from gateway.keys.files import load_certificate, new_self_signed
 from gateway.node.apikeys import NodeKeyStore
+from gateway.node.clientauth import ClientCertStore
 from gateway.node.config import load_config
 from gateway.node.server import Node
+from gateway.pki.keys import fingerprint_sha256
 from gateway.sandbox.localnet import LocalNet, ServiceSpec
 from tests.integration.conftest import (
     GEWERBEAMT,
@@ -792,3 +794,50 @@ def test_an_entry_s_bundle_verifies_and_bodies_need_their_permission(
     for bad, status, code in (("999999", 404, "admin.not_found"), ("x1", 400, "admin.invalid")):
         refused = keys.get(f"{API}/log/{bad}/bundle", keys.by_role[OBS])
         assert (refused.status_code, refused.json()["type"]) == (status, code)
+
+
+async def _certificate_changes_without_a_log(
+    net: LocalNet, pem: str, other: str
+) -> list[httpx.Response]:
+    """Iserlohn's node in process: a certificate registered through the API, then, with
+    its message log closed, one more registered and the first removed."""
+    files = net.nodes[ISERLOHN.ags]
+    node = Node(load_config(files.config))
+    await node.start()
+    try:
+        assert node.endpoints is not None and node.endpoints.metrics_url is not None
+        key = (files.directory / "admin.key").read_text().strip()
+        path = f"{API}/subsystems/{str(ISERLOHN.subsystem('buergerbuero')).replace('/', ':')}"
+        async with httpx.AsyncClient(
+            base_url=node.endpoints.metrics_url, headers={"Authorization": f"Bearer {key}"}
+        ) as client:
+            answers = [await client.post(f"{path}/certificates", json={"pem": pem})]
+            sha256 = answers[0].json()["sha256"]
+            await node.context.log.close()
+            answers.append(await client.post(f"{path}/certificates", json={"pem": other}))
+            answers.append(await client.delete(f"{path}/certificates/{sha256}"))
+        return answers
+    finally:
+        await node.stop()
+
+
+def test_a_client_certificate_change_the_log_cannot_record_is_undone(
+    anet: LocalNet, tmp_path: Path
+) -> None:
+    """Fail closed: the certificate store is changed only as far as the log shows it."""
+    fresh, other = tmp_path / "buergerbuero-is.pem", tmp_path / "other-is.pem"
+    cert, _ = (
+        new_self_signed(path, path.with_suffix(".key"), path.stem, datetime.now(UTC), days=30,
+                        client=True)
+        for path in (fresh, other)
+    )  # fmt: skip
+    store = ClientCertStore(anet.nodes[ISERLOHN.ags].client_certs)
+    before = {e.sha256 for e in store.entries()}
+    added, refused_add, refused_remove = asyncio.run(
+        _certificate_changes_without_a_log(anet, fresh.read_text(), other.read_text())
+    )
+    assert added.status_code == 200 and added.json()["entry_id"] > 0, added.text
+    for refused in (refused_add, refused_remove):
+        assert refused.status_code == 503 and refused.json()["type"] == "admin.unavailable"
+    store.refresh()
+    assert {e.sha256 for e in store.entries()} == before | {fingerprint_sha256(cert)}

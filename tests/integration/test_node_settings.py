@@ -10,9 +10,10 @@ Lippstadt a log of its own, so each starts from node.toml's bootstrap.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,10 +22,12 @@ import pytest
 
 from gateway.cli import main
 from gateway.conf.directory import TrustParameters
+from gateway.core.adminrecord import AdminRecord
 from gateway.core.errors import Code
 from gateway.core.ids import ServiceId, SubsystemId
 from gateway.core.roles import ApiRole
 from gateway.node.config import NodeConfig, load_config
+from gateway.node.health import Health
 from gateway.node.server import Node
 from gateway.node.settings import mutations
 from gateway.node.settings.errors import SettingsCode, SettingsError
@@ -39,6 +42,7 @@ from tests.integration.conftest import (
     SOEST,
     RecordingRegistry,
 )
+from tests.pg import PgCluster
 
 pytestmark = pytest.mark.integration
 
@@ -201,6 +205,39 @@ async def _grant_in_force_for_the_next_exchange(net: LocalNet, log: Path) -> Non
             assert lipp.settings.current.services[SERVICE].timeout_seconds == 2.5
             reply = await _call(http, soest, GEWERBEAMT)
             assert reply.status_code == 200, reply.text
+
+            # Another process of a node cluster records a version this one has not
+            # taken up yet (written here straight into the shared log). A change made
+            # here on the older version is made again on top of it: nothing is undone.
+            behind = lipp.settings.current
+            theirs = mutations.grant_access(behind.settings, str(SERVICE), client=str(ORDNUNGSAMT))
+            record = AdminRecord(
+                at=lipp.context.clock.now(),
+                actor="key:k2:other-process",
+                role=ApiRole.SERVICE_ADMINISTRATOR,
+                action="access.grant",
+                target=str(SERVICE),
+                before=None,
+                after={"access": [{"service": str(SERVICE), "client": str(ORDNUNGSAMT)}]},
+            )
+            signer = lipp.context.signers[lipp.id.owner]
+            await lipp.log.append_admin(record, signer, theirs.to_json(), base=behind.version)
+            assert lipp.settings.current is behind
+            ours = await lipp.settings.change(
+                actor=ADMIN,
+                role=ApiRole.SERVICE_ADMINISTRATOR,
+                action="access.revoke",
+                target=str(SLOW),
+                mutate=_revoke(ORDNUNGSAMT, SLOW),
+            )
+            assert ours.version == behind.version + 2
+            policy = lipp.settings.current.settings.policy()
+            assert policy.grants_for(ORDNUNGSAMT, frozenset(), SERVICE)  # theirs, kept
+            assert not policy.grants_for(ORDNUNGSAMT, frozenset(), SLOW)  # ours
+            stored = lipp.log.store.latest_settings()
+            assert stored is not None and stored.version == ours.version
+            reply = await _call(http, soest, ORDNUNGSAMT)
+            assert reply.status_code == 200, reply.text
     finally:
         await soest.stop()
         await lipp.stop()
@@ -208,6 +245,72 @@ async def _grant_in_force_for_the_next_exchange(net: LocalNet, log: Path) -> Non
 
 def test_a_grant_is_in_force_for_the_next_exchange(snet: LocalNet, tmp_path: Path) -> None:
     asyncio.run(_grant_in_force_for_the_next_exchange(snet, tmp_path / "lipp.sqlite"))
+
+
+async def _takes_up_the_versions_of_other_processes(net: LocalNet, url: str) -> None:
+    config = _lippstadt(net, Path("unused"))
+    node = config.node.model_copy(
+        update={"messagelog": None, "database_url": url, "settings_poll_seconds": 3600}
+    )
+    lipp = Node(config.model_copy(update={"node": node}))
+    await lipp.start()
+    try:
+        ready = Health(lipp.context)
+        start = lipp.settings.current
+        signer = lipp.context.signers[lipp.id.owner]
+
+        async def record_elsewhere(document: bytes, base: int) -> None:
+            """What another process of the cluster records: this process's manager does
+            not see it, only its follower can (a poll is an hour away: by NOTIFY)."""
+            record = AdminRecord(
+                at=lipp.context.clock.now(),
+                actor="key:k2:other-process",
+                role=ApiRole.SERVICE_ADMINISTRATOR,
+                action="access.grant",
+                target=str(SERVICE),
+                before=None,
+                after={"access": [{"service": str(SERVICE), "client": str(ORDNUNGSAMT)}]},
+            )
+            await lipp.log.append_admin(record, signer, document, base=base)
+
+        async def until(condition: Callable[[], bool], what: str) -> None:
+            for _ in range(300):
+                if condition():
+                    return
+                await asyncio.sleep(0.1)
+            raise AssertionError(f"gave up waiting for {what}")
+
+        theirs = mutations.grant_access(start.settings, str(SERVICE), client=str(ORDNUNGSAMT))
+        await record_elsewhere(theirs.to_json(), start.version)
+        await until(lambda: lipp.settings.current.version == start.version + 1, "their grant")
+        assert lipp.settings.current.settings == theirs
+        assert lipp.settings.current.policy.grants_for(ORDNUNGSAMT, frozenset(), SERVICE)
+        assert ready.settings().ok
+
+        # A version this process cannot use: it keeps the one it has and is not ready.
+        await record_elsewhere(b'{"clients": 1}', start.version + 1)
+        await until(lambda: not ready.settings().ok, "readiness to fail")
+        assert f"settings version {start.version + 2}" in ready.settings().detail
+        assert lipp.settings.current.settings == theirs
+
+        # A usable one on top: in force, ready again; an older one is never taken up.
+        await record_elsewhere(start.settings.to_json(), start.version + 2)
+        await until(lambda: lipp.settings.current.version == start.version + 3, "the next")
+        assert ready.settings().ok
+        assert lipp.settings.current.settings == start.settings
+        older = lipp.log.store.latest_settings()
+        assert older is not None
+        old = dataclasses.replace(older, version=start.version + 1, document=theirs.to_json())
+        assert not await lipp.settings.adopt(old)
+        assert lipp.settings.current.version == start.version + 3
+    finally:
+        await lipp.stop()
+
+
+def test_a_process_takes_up_the_versions_other_processes_record(
+    snet: LocalNet, pg_cluster: PgCluster
+) -> None:
+    asyncio.run(_takes_up_the_versions_of_other_processes(snet, pg_cluster.fresh_database()))
 
 
 async def _unrecorded_change_not_in_force(net: LocalNet, log: Path) -> None:

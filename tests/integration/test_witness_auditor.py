@@ -30,7 +30,7 @@ from gateway.audit.export import Selection, export_bundle
 from gateway.audit.parallel import verify_file
 from gateway.audit.verify import AuditError, AuditFailure
 from gateway.conf.directory import TrustParameters
-from gateway.core.encoding import b64url
+from gateway.core.encoding import b64url, format_time
 from gateway.core.errors import Code
 from gateway.core.ids import NodeId
 from gateway.core.jws import Signer
@@ -196,6 +196,8 @@ async def _signed_heads_witnessing_and_auditor_api(net: LocalNet) -> None:
             verify_sth_signature(
                 lipp.verifier, row.document, row.cosignature, lipp.clock.now(), signer=SOEST.member
             )
+        for row in [*made, *collected]:  # stored in the log's one time format
+            assert row.stored_at == format_time(datetime.fromisoformat(row.stored_at))
         assert read_witness_alerts(soest_db) == []
         _bundle_carries_and_checks_signed_heads(net, lipp_db)
 
@@ -525,6 +527,9 @@ async def _split_view(net: LocalNet, tmp: Path) -> None:
         assert [r.tree_size for r in read_cosignatures(db)] == [2, 4], "forks are not co-signed"
         alerts = read_witness_alerts(db)
         assert [a.code for a in alerts] == [Code.WITNESS_SPLIT_VIEW.value] * 3
+        assert all(
+            a.detected_at == format_time(datetime.fromisoformat(a.detected_at)) for a in alerts
+        )
         evidence = json.loads(alerts[0].evidence)
         earlier = evidence["earlier"]["document"].encode()
         later = evidence["later"]["document"].encode()

@@ -12,10 +12,12 @@ import dataclasses
 import hashlib
 import json
 import sqlite3
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from cryptography import x509
 
@@ -34,14 +36,17 @@ from gateway.messagelog import (
     MessageLogError,
     OpRecord,
     Role,
+    SettingsConflict,
     SqliteLogStore,
     StoredStatus,
     inclusion,
     open_store,
+    watch_settings,
 )
 from gateway.pki.ca import create_root_ca, issue_certificate, make_csr
 from gateway.pki.keys import generate_key
 from gateway.pki.profiles import CertKind
+from tests.pg import PgCluster
 
 NOW = datetime(2026, 5, 4, 9, 30, 0, 123000, tzinfo=UTC)
 OWNER = MemberId.parse("DE-NRW/GOV/05974028")
@@ -173,6 +178,96 @@ def test_settings_versions_grow_and_a_change_without_settings_keeps_them(
     settings = open_store(path).latest_settings()
     assert settings is not None and (settings.version, settings.document) == (2, b"v2")
     assert settings.entry_id == 3
+
+
+def test_a_version_derived_from_an_old_one_is_refused_and_writes_nothing(
+    log_location: Path | str, signer: Signer
+) -> None:
+    """Two processes of a cluster changed version 1 at once: the database stores the
+    first as version 2 and refuses the second, which would have undone the first."""
+    path = log_location
+
+    async def scenario() -> list[int | None]:
+        async with MessageLog(path, clock=lambda: NOW) as log:
+            first = await log.append_admin(change(), signer, b"v1", base=0)
+            won = await log.append_admin(change(), signer, b"v1+grant", base=1)
+            with pytest.raises(SettingsConflict, match="version 1 is no longer the newest"):
+                await log.append_admin(change("access.revoke"), signer, b"v1-other", base=1)
+            assert log.tree_snapshot().tree_size == 2  # no leaf for the refused one
+            # Taken up again on top of version 2, it is version 3: no gap, no loss.
+            again = await log.append_admin(change("access.revoke"), signer, b"both", base=2)
+        return [first.settings_version, won.settings_version, again.settings_version]
+
+    assert asyncio.run(scenario()) == [1, 2, 3]
+    store = open_store(path)
+    assert [r.record.action for r in store.admin_records()] == [
+        "access.grant",
+        "access.grant",
+        "access.revoke",
+    ]
+    settings = store.latest_settings()
+    assert settings is not None and (settings.version, settings.document) == (3, b"both")
+
+
+def test_every_process_hears_of_a_new_version_even_when_its_notification_is_lost(
+    pg_cluster: PgCluster, signer: Signer
+) -> None:
+    """The watch of another process of the cluster: the version a commit announces, and
+    one stored while its listening connection was cut, which only the check finds."""
+    url = pg_cluster.fresh_database()
+    heard: list[int] = []
+    news = threading.Condition()
+
+    def on_version(version: int) -> None:
+        with news:
+            heard.append(version)
+            news.notify_all()
+
+    def until(version: int) -> None:
+        with news:
+            assert news.wait_for(lambda: version in heard, timeout=30), heard
+
+    def record(document: bytes, base: int) -> None:
+        async def write() -> None:
+            async with MessageLog(url, clock=lambda: NOW) as log:
+                await log.append_admin(change(), signer, document, base=base)
+
+        asyncio.run(write())
+
+    def cut_listener() -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            cut = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+        assert cut == [(True,)]
+
+    record(b"v1", 0)
+    slow = watch_settings(url, 3600, on_version)  # checks once at start, then hourly
+    assert slow is not None
+    slow.start()
+    try:
+        until(1)
+        record(b"v2", 1)  # announced at commit: heard long before the next check
+        until(2)
+    finally:
+        slow.stop()
+    assert heard == [1, 2]
+
+    heard.clear()
+    quick = watch_settings(url, 0.2, on_version)
+    assert quick is not None
+    quick.start()
+    try:
+        until(2)
+        cut_listener()
+        record(b"v3", 2)  # its notification goes nowhere: nobody listens just now
+        until(3)
+    finally:
+        quick.stop()
+    assert heard == [2, 3]
+    # A SQLite log has one process, which records every version itself: nothing to watch.
+    assert watch_settings(Path("messagelog.sqlite"), 1, on_version) is None
 
 
 def test_the_trail_reads_since_a_time_and_up_to_a_limit(

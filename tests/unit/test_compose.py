@@ -169,6 +169,8 @@ def test_node_configurations_name_compose_hosts_that_serve_them(compose_state: P
         config = tomllib.loads((volume / "node.toml").read_text("utf-8"))
         assert config["node"]["consumer_listen"] == "0.0.0.0:8080"
         assert config["node"]["peer_listen"] == "0.0.0.0:8443"
+        # The admin listener stays on the container's loopback (docs/deployment.md).
+        assert config["node"]["metrics_listen"].startswith("127.0.0.1:")
         assert config["globalconf"]["anchor"] == "anchor.json"
         for spec in config.get("services", []):
             served(spec["url"])

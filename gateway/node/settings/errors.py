@@ -34,6 +34,9 @@ class SettingsCode(StrEnum):
     """A service's TLS settings name files that cannot be used."""
     PERSIST_FAILED = "settings.persist_failed"
     """The change could not be made durable, so it is not in force."""
+    CONFLICT = "settings.conflict"
+    """Other processes of the node's cluster kept recording newer versions while this
+    change was applied again on top of each; nothing changed (docs/adr/0050)."""
 
 
 class SettingsError(ValueError):

@@ -7,6 +7,13 @@ TLS file that does not load), appends the admin record and the new settings docu
 the log in one transaction, and only then swaps the snapshot in: a change is never in
 force without its durable record, and a change that could not be recorded is not in
 force at all. Exchanges admitted before the swap finish under the snapshot they took.
+
+In a node cluster every process has its own manager on one shared log. A change is
+recorded only while the version it was derived from is still the newest (the database
+decides, ``SettingsConflict``); otherwise the manager takes the newer version up and
+applies the change again on top of it, so no process undoes another's change. A
+version another process recorded comes in through :meth:`SettingsManager.adopt`
+(``follow.py``), and a process never goes back to an older version (docs/adr/0050).
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ from typing import Any
 
 from gateway.core.adminrecord import AdminRecord, AdminRecordError
 from gateway.core.roles import ApiRole
-from gateway.messagelog import MessageLogError
+from gateway.messagelog import LogStoreError, MessageLogError, SettingsConflict, StoredSettings
+from gateway.messagelog.leader import Leadership
 from gateway.node.context import NodeContext
 from gateway.node.settings.errors import SettingsCode, SettingsError
 from gateway.node.settings.model import NodeSettings
@@ -31,6 +39,9 @@ log = logging.getLogger("gateway.node")
 
 BOOTSTRAP_ACTOR = "bootstrap"
 """The actor of version 1, the settings taken from ``node.toml`` at the first start."""
+CONFLICT_ATTEMPTS = 5
+"""How often a change is applied again on a newer version another process recorded
+before it is refused with ``settings.conflict`` (each attempt is one commit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +74,8 @@ class SettingsManager:
     def __init__(self, context: NodeContext) -> None:
         self._ctx = context
         self._lock = asyncio.Lock()
+        self._shared = Leadership.elects(context.config.node.log_location)
+        """Whether other processes may record versions in this log (PostgreSQL)."""
 
     @property
     def current(self) -> SettingsSnapshot:
@@ -80,15 +93,50 @@ class SettingsManager:
         if current.version > 0:
             return None
         document = current.settings.to_document()
-        return await self._persist(
-            current,
-            current.settings,
-            ({}, {k: document[k] for k in SECTIONS if document.get(k)}),
-            actor=BOOTSTRAP_ACTOR,
-            role=ApiRole.SYSTEM_ADMINISTRATOR,
-            action="settings.bootstrap",
-            target=str(self._ctx.id),
+        try:
+            return await self._persist(
+                current,
+                current.settings,
+                ({}, {k: document[k] for k in SECTIONS if document.get(k)}),
+                actor=BOOTSTRAP_ACTOR,
+                role=ApiRole.SYSTEM_ADMINISTRATOR,
+                action="settings.bootstrap",
+                target=str(self._ctx.id),
+            )
+        except SettingsConflict:  # another process of the cluster recorded it first
+            await self._catch_up()
+            return None
+
+    async def adopt(self, stored: StoredSettings) -> bool:
+        """Put ``stored``, a version another process of the cluster recorded, in force
+        if it is newer than the one in force (never an older one); whether it was.
+        Raises :class:`SettingsError` if it cannot be used here (the old one stays)."""
+        async with self._lock:
+            return self._adopt(stored)
+
+    def _adopt(self, stored: StoredSettings) -> bool:
+        current = self._ctx.settings
+        if stored.version <= current.version:
+            return False
+        settings = NodeSettings.from_document(stored.document)
+        # Derived exactly as a local change is, so both processes serve the same thing.
+        self._ctx.settings = build_snapshot(settings, stored.version, current)
+        log.info(
+            "%s: settings version %d in force (recorded by another process of the cluster)",
+            self._ctx.id,
+            stored.version,
         )
+        return True
+
+    async def _catch_up(self) -> None:
+        """The newest version in force before a change is made (or made again)."""
+        try:
+            stored = await asyncio.to_thread(self._ctx.log.store.latest_settings)
+        except LogStoreError as exc:  # the recording's own check still guards the change
+            log.warning("%s: the newest settings version could not be read: %s", self._ctx.id, exc)
+            return
+        if stored is not None:
+            self._adopt(stored)
 
     async def change(
         self,
@@ -107,15 +155,30 @@ class SettingsManager:
         async with self._lock:
             # A change is always relative to a recorded version: node.toml's first.
             await self._bootstrap()
-            current = self._ctx.settings
-            new = mutate(current.settings)
-            if not isinstance(new, NodeSettings):
-                raise TypeError("a settings change must return NodeSettings")
-            if new == current.settings:
-                return ChangeResult(current.version, {}, {}, None)
-            changed = changed_parts(current.settings, new)
-            return await self._persist(
-                current, new, changed, actor=actor, role=role, action=action, target=target
+            if self._shared:
+                # On the cluster's newest version, even one not heard of yet: a revoke
+                # of a right granted through another process a moment ago is found.
+                await self._catch_up()
+            for _ in range(CONFLICT_ATTEMPTS):
+                current = self._ctx.settings
+                new = mutate(current.settings)
+                if not isinstance(new, NodeSettings):
+                    raise TypeError("a settings change must return NodeSettings")
+                if new == current.settings:
+                    return ChangeResult(current.version, {}, {}, None)
+                changed = changed_parts(current.settings, new)
+                try:
+                    return await self._persist(
+                        current, new, changed, actor=actor, role=role, action=action, target=target
+                    )
+                except SettingsConflict:
+                    # Another process recorded a version meanwhile: the change is made
+                    # again on top of it (and refused if it no longer applies there).
+                    await self._catch_up()
+            raise SettingsError(
+                SettingsCode.CONFLICT,
+                f"other processes of the node's cluster changed the settings {CONFLICT_ATTEMPTS}"
+                " times while this change was being recorded; nothing changed, try again",
             )
 
     async def _persist(
@@ -156,7 +219,11 @@ class SettingsManager:
         except AdminRecordError as exc:
             raise SettingsError(SettingsCode.INVALID, str(exc)) from None
         try:
-            receipt = await ctx.log.append_admin(record, signer, settings=new.to_json())
+            receipt = await ctx.log.append_admin(
+                record, signer, settings=new.to_json(), base=current.version
+            )
+        except SettingsConflict:
+            raise
         except MessageLogError as exc:
             raise SettingsError(
                 SettingsCode.PERSIST_FAILED, f"the change could not be logged: {exc}"
