@@ -50,6 +50,19 @@ def cmd_log_timestamps(args: argparse.Namespace) -> None:
     print(f"{status.tree_size} entries, {status.pending} pending a time stamp{since}")
 
 
+def cmd_log_configurations(args: argparse.Namespace) -> None:
+    """The configuration history as JSON lines, in the order applied: the own
+    instance's versions and each federated instance's (with expiry and root)."""
+    import json
+
+    from gateway.messagelog import configuration_history, foreign_versions, log_source, open_store
+
+    source = log_source(args.db)
+    own = open_store(source).configuration_versions()
+    for row in configuration_history(own, foreign_versions(source)):
+        print(json.dumps(row, sort_keys=True))
+
+
 def cmd_log_prove(args: argparse.Namespace) -> None:
     from gateway.audit.cli import log_store
     from gateway.core.encoding import format_time
@@ -198,11 +211,23 @@ def cmd_audit_bench(args: argparse.Namespace) -> None:
 
     with tempfile.TemporaryDirectory(prefix="audit-bench-") as scratch:
         result = run_bench(Path(args.dir or scratch), args.entries, jobs=args.jobs)
+    from gateway.sandbox.bench.targets import judge_audit, render
+
     print(
         f"verified the bundle file in {result.verify_seconds:.2f} s "
-        f"for {result.entries} entries with {result.jobs} signature process(es): "
-        f"{result.per_second:.0f} entries/s"
+        f"({result.verify_cpu_seconds:.2f} s CPU) for {result.entries} entries with "
+        f"{result.jobs} process(es): {result.per_second:.0f} entries/s"
     )
+    sigs = result.signatures
+    print(
+        f"its {sigs.signatures} signatures alone in {sigs.seconds:.2f} s "
+        f"({sigs.cpu_seconds:.2f} s CPU) with {sigs.jobs} process(es): "
+        f"{sigs.per_second:.0f} signatures/s"
+    )
+    verdict = judge_audit(
+        result.per_second, sigs.per_second, result.verify_cpu_seconds, sigs.cpu_seconds
+    )
+    print(render([verdict]))
 
 
 def cmd_log_bench(args: argparse.Namespace) -> None:
@@ -218,7 +243,12 @@ def cmd_log_bench(args: argparse.Namespace) -> None:
         location: Path | str = args.database_url or Path(args.dir or scratch) / "messagelog.db"
         if isinstance(location, Path):
             location.parent.mkdir(parents=True, exist_ok=True)
-        run_log_bench(location, sizes, samples=args.samples, all_leaves_max=args.all_leaves_max)
+        results = run_log_bench(
+            location, sizes, samples=args.samples, all_leaves_max=args.all_leaves_max
+        )
+    from gateway.sandbox.bench.targets import judge_log_sizes, render
+
+    print(render(judge_log_sizes(results)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,6 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_data_key_arguments(p)
     p = add(logs, "timestamps", cmd_log_timestamps, "list timestamped tree heads and the backlog")
+    p.add_argument("--db", required=True)
+    p = add(
+        logs,
+        "configurations",
+        cmd_log_configurations,
+        "list the configuration versions the node applied, its own instance's and each "
+        "federated instance's (JSON lines)",
+    )
     p.add_argument("--db", required=True)
     p = add(
         logs,
@@ -338,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = add(registry, "gewerberegister", cmd_registry_gewerberegister, "Soest's Gewerberegister")
     add_server_arguments(p, 8002)
-    from registries.gewerberegister.outbox import add_arguments as add_ihk_arguments
+    from registries.gewerberegister.outbox_args import add_arguments as add_ihk_arguments
 
     add_ihk_arguments(p)
     p = add(registry, "ihk", cmd_registry_ihk, "the IHK's Gewerbeanzeige inbox")

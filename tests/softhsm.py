@@ -8,6 +8,7 @@ without it fails these tests with that instruction rather than skipping them.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -36,12 +37,9 @@ class SoftToken:
         return TokenKeyRef(SOFTHSM_MODULE, self.label, key_label, pin_file=self.pin_file)
 
 
-def make_soft_token(directory: Path, monkeypatch: pytest.MonkeyPatch, label: str) -> SoftToken:
-    """Initialise a token in ``directory`` and point ``SOFTHSM2_CONF`` at it.
-
-    The PKCS#11 library is loaded once per process and reads its configuration when it
-    initialises, so it is reinitialised here to see this token.
-    """
+def init_soft_token(directory: Path, label: str) -> SoftToken:
+    """Initialise a token in ``directory`` with its own ``softhsm2.conf``, for a process
+    started with ``SOFTHSM2_CONF`` pointing there (another holder's machine, say)."""
     util = shutil.which("softhsm2-util")
     if util is None or not SOFTHSM_MODULE.exists():
         pytest.fail("SoftHSM2 is missing: run `make system-packages` (Debian package softhsm2)")
@@ -51,15 +49,26 @@ def make_soft_token(directory: Path, monkeypatch: pytest.MonkeyPatch, label: str
     conf.write_text(
         f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n"
     )
-    monkeypatch.setenv("SOFTHSM2_CONF", str(conf))
     subprocess.run(
         [util, "--init-token", "--free", "--label", label, "--pin", TOKEN_PIN, "--so-pin", SO_PIN],
         check=True,
         capture_output=True,
         timeout=60,
+        env={**os.environ, "SOFTHSM2_CONF": str(conf)},
     )
-    pkcs11.lib(str(SOFTHSM_MODULE)).reinitialize()
     pin_file = directory / "pin"
     pin_file.write_text(TOKEN_PIN + "\n")
     pin_file.chmod(0o600)
     return SoftToken(conf, label, TOKEN_PIN, pin_file)
+
+
+def make_soft_token(directory: Path, monkeypatch: pytest.MonkeyPatch, label: str) -> SoftToken:
+    """Initialise a token in ``directory`` and point ``SOFTHSM2_CONF`` at it.
+
+    The PKCS#11 library is loaded once per process and reads its configuration when it
+    initialises, so it is reinitialised here to see this token.
+    """
+    token = init_soft_token(directory, label)
+    monkeypatch.setenv("SOFTHSM2_CONF", str(token.conf))
+    pkcs11.lib(str(SOFTHSM_MODULE)).reinitialize()
+    return token

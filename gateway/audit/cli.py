@@ -57,6 +57,23 @@ def data_key_of(args: argparse.Namespace) -> DataKey | None:
 
     if args.data_key is None:
         return None
+    from gateway.keys.datakey_token import load_token_data_key, token_of_file
+
+    in_token = token_of_file(Path(args.data_key))
+    if in_token is not None:
+        from gateway.keys.pkcs11 import TokenKeyRef, read_pin
+
+        if args.data_key_token_module is None:
+            raise ValueError(
+                f"{args.data_key} is kept by key {in_token[1]!r} in token {in_token[0]!r}: "
+                "give --data-key-token-module (and --data-key-pin-file)"
+            )
+        pin_file = args.data_key_pin_file and Path(args.data_key_pin_file)
+        ref = TokenKeyRef(Path(args.data_key_token_module), *in_token, pin_file=pin_file)
+        try:
+            return load_token_data_key(Path(args.data_key), ref, read_pin(ref))
+        except DataKeyError as exc:
+            raise ValueError(str(exc)) from None
     passphrase_file = args.data_key_passphrase_file
     try:
         return load_data_key(
@@ -84,6 +101,12 @@ def add_data_key_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="its passphrase (first line; default: $GATEWAY_DATA_KEY_PASSPHRASE)",
     )
+    p.add_argument(
+        "--data-key-token-module",
+        default=None,
+        help="for a data key kept by a PKCS#11 token: the token's library (.so)",
+    )
+    p.add_argument("--data-key-pin-file", default=None, help="that token's PIN (else a prompt)")
 
 
 def _recipients(args: argparse.Namespace) -> list[X25519PublicKey]:

@@ -17,8 +17,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
+from gateway.central.cli_tokens import (
+    add_holder_token_arguments,
+    add_key_passphrase_argument,
+    add_online_token_arguments,
+    add_root_token_key_command,
+    cmd_central_root_token_key,
+    key_passphrase_of,
+)
 from gateway.core.roles import CENTRAL_ROLE_PERMISSIONS
 from gateway.net.guard import GuardSettings, add_guard_arguments
 
@@ -35,6 +41,8 @@ def _now() -> datetime:
 
 def cmd_central_init(args: argparse.Namespace) -> None:
     from gateway.central.apikeys import init_central
+    from gateway.central.cli_tokens import online_token_from_args
+    from gateway.central.keyfiles import init_key_passphrase
     from gateway.central.service import ANCHOR_NAME, InitOptions
     from gateway.keys.files import load_certificate
 
@@ -51,6 +59,9 @@ def cmd_central_init(args: argparse.Namespace) -> None:
         root_threshold=args.root_threshold,
         key_scheme=args.key_scheme,
         root_key_dirs=tuple(Path(d) for d in args.root_key_dirs or ()),
+        online_token=online_token_from_args(args),
+        key_passphrase=init_key_passphrase(args),
+        development=args.insecure_plain_keys,
     )
     central = init_central(Path(args.dir), options, args.database_url)
     anchor = central.anchor()
@@ -69,7 +80,11 @@ def cmd_central_serve(args: argparse.Namespace) -> None:
 
     limits = settings_from_args(args)
     app = create_app(
-        Central(Path(args.dir), database_url=args.database_url),
+        Central(
+            Path(args.dir),
+            database_url=args.database_url,
+            key_passphrase=key_passphrase_of(Path(args.dir), args),
+        ),
         refresh_seconds=args.refresh_seconds,
         max_body_bytes=args.max_body_bytes,
     )
@@ -102,7 +117,7 @@ def cmd_central_rotate_root(args: argparse.Namespace) -> None:
     from gateway.central.service import ANCHOR_NAME, Central
     from gateway.conf.anchor import root_fingerprint
 
-    central = Central(Path(args.dir))
+    central = Central(Path(args.dir), key_passphrase=key_passphrase_of(Path(args.dir), args))
     repo = central.repo()
     root = repo.rotate_root(args.add_key, args.remove_key or (), args.threshold, args.key_scheme)
     central.write_anchor(Path(args.dir) / ANCHOR_NAME)
@@ -118,10 +133,12 @@ def cmd_central_rotate_root(args: argparse.Namespace) -> None:
 def cmd_central_root_prepare(args: argparse.Namespace) -> None:
     from gateway.central.rootceremony import prepare_root, write_prepared
     from gateway.central.service import Central
+    from gateway.keys.tuftoken import load_public_key_document
 
     md = prepare_root(
         Central(Path(args.dir)).repo(),
         add_key_dirs=[Path(d) for d in args.add_key_dir or ()],
+        add_public_keys=[load_public_key_document(Path(f)) for f in args.add_public_key or ()],
         remove=args.remove_key or (),
         threshold=args.threshold,
         scheme=args.key_scheme,
@@ -136,9 +153,16 @@ def cmd_central_root_prepare(args: argparse.Namespace) -> None:
 
 
 def cmd_central_root_sign(args: argparse.Namespace) -> None:
+    from gateway.central.cli_tokens import sign_root_with_token
     from gateway.central.rootceremony import load_root_key, sign_root
     from gateway.keys.passphrase import resolve_passphrase
 
+    if (args.key is None) == (args.token is None):
+        raise ValueError("give the root key as --key FILE or --token (with --token-module)")
+    if args.token is not None:
+        keyid, count = sign_root_with_token(args)
+        print(f"signed {args.root} with root key {keyid}; it now carries {count} signature(s)")
+        return
     key_file = Path(args.key)
     passphrase = None
     if b"ENCRYPTED PRIVATE KEY" in key_file.read_bytes():
@@ -180,7 +204,7 @@ def cmd_central_federate(args: argparse.Namespace) -> None:
     from gateway.central.service import Central
 
     directory = Path(args.dir)
-    central = Central(directory)
+    central = Central(directory, key_passphrase=key_passphrase_of(directory, args))
     if args.federate_command == "list":
         for anchor in federated_anchors(directory):
             print(f"{anchor.instance}  {anchor.metadata_url}  root sha256 {anchor.fingerprint()}")
@@ -205,6 +229,8 @@ def cmd_central_federate(args: argparse.Namespace) -> None:
 def _admin(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
     """One admin API call with the key in ``--key-file``; the central names that key, not
     the caller, in its audit trail."""
+    import httpx
+
     from gateway.central.apikeys import KEY_FILE_NAME
     from gateway.central.service import Central
 
@@ -427,6 +453,9 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     p.add_argument("--key-scheme", choices=["ecdsa", "ed25519"], default="ecdsa")
     p.add_argument("--url", default="http://127.0.0.1:8070", help="where nodes reach the central")
     p.add_argument("--database-url", default=None, help=_DATABASE_URL_HELP)
+    add_online_token_arguments(p)
+    add_key_passphrase_argument(p)
+    p.add_argument("--insecure-plain-keys", action="store_true", help="development only")
     p = add(central, "serve", cmd_central_serve, "serve TUF, admin and registration APIs")
     p.add_argument("--dir", required=True)
     p.add_argument(
@@ -442,6 +471,7 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
         help="largest request body accepted on any endpoint (default 262144); larger: 413",
     )
     add_guard_arguments(p, GuardSettings())
+    add_key_passphrase_argument(p)
     db = central.add_parser("db", help="the registry's database schema").add_subparsers(
         dest="central_db_command", required=True, metavar="DB_COMMAND"
     )
@@ -456,6 +486,7 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     p.add_argument("--url", default=None, help="public URL (default: the one given at init)")
     p = add(central, "rotate-root", cmd_central_rotate_root, "sign a new root version")
     p.add_argument("--dir", required=True)
+    add_key_passphrase_argument(p)
     p.add_argument("--add-key", type=int, default=0, help="number of new root keys")
     p.add_argument("--remove-key", action="append", help="key id to remove (repeatable)")
     p.add_argument("--threshold", type=int, default=None)
@@ -469,13 +500,17 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     p.add_argument(
         "--add-key-dir", action="append", help="a new holder's directory (a new root key)"
     )
+    p.add_argument("--add-public-key", action="append", help="a holder's token key (.json)")
     p.add_argument("--remove-key", action="append", help="root key id to remove (repeatable)")
     p.add_argument("--threshold", type=int, default=None)
     p.add_argument("--key-scheme", choices=["ecdsa", "ed25519"], default="ecdsa")
     p = add(root, "sign", cmd_central_root_sign, "add one root key's signature (offline)")
-    p.add_argument("--key", required=True, help="the holder's root key file")
+    p.add_argument("--key", default=None, help="the holder's root key file")
     p.add_argument("--passphrase-file", default=None, help="passphrase of an encrypted key")
+    add_holder_token_arguments(p, required=False)
     p.add_argument("root", help="the root.json that 'root prepare' wrote")
+    p = add(root, "token-key", cmd_central_root_token_key, "a new root key in a holder's token")
+    add_root_token_key_command(p)
     p = add(root, "publish", cmd_central_root_publish, "publish a root signed to threshold")
     p.add_argument("--dir", required=True)
     p.add_argument("root", help="the signed root.json")
@@ -495,9 +530,11 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     p = add(federate, "add", cmd_central_federate, "publish another instance's anchor")
     p.add_argument("anchor", help="the anchor file the other instance's operator handed over")
     p.add_argument("--dir", required=True)
+    add_key_passphrase_argument(p)
     p = add(federate, "remove", cmd_central_federate, "stop federating with an instance")
     p.add_argument("instance")
     p.add_argument("--dir", required=True)
+    add_key_passphrase_argument(p)
     p = add(federate, "list", cmd_central_federate, "the federated instances' anchors")
     p.add_argument("--dir", required=True)
     for name, func, text in (

@@ -28,8 +28,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from securesystemslib.signer import CryptoSigner
+from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
+    Encoding,
+    PrivateFormat,
+    load_pem_private_key,
+)
+from securesystemslib.signer import CryptoSigner, Signer
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import (
     Metadata,
@@ -42,6 +47,8 @@ from tuf.api.metadata import (
 )
 from tuf.api.serialization.json import JSONSerializer
 from tuf.repository import Repository
+
+from gateway.keys.tuftoken import TokenKeyring
 
 ROLES = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
 KEY_SCHEMES = ("ecdsa", "ed25519")
@@ -77,17 +84,30 @@ class Expiry:
 
 
 class KeyStore:
-    """Private TUF keys as PKCS#8 PEM files ``<keyid>.pem`` (0600) in one directory.
+    """Private TUF keys as PKCS#8 PEM files ``<keyid>.pem`` (0600) in one directory, and,
+    with a ``token``, the keys in the central's online token (new keys are then made
+    there, never as files; docs/adr/0053).
 
     Which key serves which role is recorded only in the root metadata; the store just
     holds keys, so a key removed from a role stays available to sign the rotation that
     removes it.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(
+        self, directory: Path, token: TokenKeyring | None = None, passphrase: bytes | None = None
+    ) -> None:
         self.directory = directory
+        self.token = token
+        self.passphrase = passphrase
+        """Encrypts the files ``generate`` writes and opens encrypted ones (docs/adr/0053)."""
 
-    def generate(self, scheme: str = "ecdsa") -> CryptoSigner:
+    def generate(self, scheme: str = "ecdsa") -> Signer:
+        if self.token is not None:
+            if scheme != "ecdsa":
+                raise RepoError(
+                    f"the token {self.token.ref.token!r} holds ECDSA P-256 keys, not {scheme!r}"
+                )
+            return self.token.generate()
         if scheme == "ecdsa":
             signer = CryptoSigner.generate_ecdsa()
         elif scheme == "ed25519":
@@ -96,20 +116,45 @@ class KeyStore:
             raise RepoError(f"unknown key scheme {scheme!r}; use one of {KEY_SCHEMES}")
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = self.directory / f"{signer.public_key.keyid}.pem"
+        data = signer.private_bytes
+        if self.passphrase is not None:
+            key = load_pem_private_key(data, password=None)
+            data = key.private_bytes(
+                Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(self.passphrase)
+            )
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
-            f.write(signer.private_bytes)
+            f.write(data)
         return signer
 
-    def signers(self) -> dict[str, CryptoSigner]:
-        result: dict[str, CryptoSigner] = {}
-        if not self.directory.is_dir():
-            return result
-        for path in sorted(self.directory.glob("*.pem")):
-            key = load_pem_private_key(path.read_bytes(), password=None)
-            signer = CryptoSigner(key)
-            result[signer.public_key.keyid] = signer
+    def signers(self) -> dict[str, Signer]:
+        result: dict[str, Signer] = {}
+        if self.directory.is_dir():
+            for path in sorted(self.directory.glob("*.pem")):
+                data = path.read_bytes()
+                encrypted = b"ENCRYPTED PRIVATE KEY" in data
+                if encrypted and self.passphrase is None:
+                    raise RepoError(
+                        f"{path} is encrypted and no passphrase was given "
+                        "(--key-passphrase-file, GATEWAY_KEY_PASSPHRASE, or a terminal)"
+                    )
+                try:
+                    key = load_pem_private_key(data, self.passphrase if encrypted else None)
+                except (ValueError, TypeError):
+                    raise RepoError(
+                        f"{path} cannot be opened: wrong passphrase, or not a PEM private key"
+                    ) from None
+                signer = CryptoSigner(key)
+                result[signer.public_key.keyid] = signer
+        if self.token is not None:
+            result.update(self.token.signers())
         return result
+
+    def describe(self) -> str:
+        where = str(self.directory)
+        if self.token is not None:
+            where += f" and the token {self.token.ref.token!r}"
+        return where
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -139,7 +184,7 @@ class TufRepository(Repository):
         self.expiry = expiry or Expiry()
         self.now = now
         self._lock_path = repo_dir / ".lock"
-        self._offline: dict[str, CryptoSigner] = {}
+        self._offline: dict[str, Signer] = {}
         """Root keys generated into their holders' directories at ``initialise``: they
         sign root version 1 and are never read from the server's key store."""
 
@@ -191,7 +236,7 @@ class TufRepository(Repository):
                 old_root.verify_delegate(Root.type, md.signed_bytes, md.signatures)
         except UnsignedMetadataError as exc:
             raise RepoError(
-                f"{exc}: the key store {self.keys.directory} does not hold enough of the "
+                f"{exc}: the key store {self.keys.describe()} does not hold enough of the "
                 f"{role} role's keys (root keys kept apart sign a new root through "
                 "'gateway central root prepare', 'root sign' and 'root publish')"
             ) from None

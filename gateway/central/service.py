@@ -13,7 +13,11 @@ Layout of a central directory::
     central.sqlite      registry, settings, audit trail, registration requests; or
     database.url        (0600) the PostgreSQL database that holds them instead
                         (``gateway central init --database-url``, gateway.central.db)
-    keys/               TUF private keys (0600), named by key id
+    keys/               TUF private keys (0600, encrypted PKCS#8), named by key id
+    development-keys    present when those files are plain: a development set-up
+                        (gateway.central.keyfiles)
+    online-token.toml   the PKCS#11 token of the online TUF keys instead, if they are
+                        there (gateway.central.onlinekeys, docs/adr/0053)
     repo/metadata/      TUF metadata, served at /tuf/metadata/
     repo/targets/       published documents, served at /tuf/targets/
     admin.key           the first system administrator's API key (0600); the database
@@ -42,6 +46,7 @@ from gateway.central import db
 from gateway.central.db import DB_NAME
 from gateway.central.errors import CentralCode, CentralError
 from gateway.central.federation import federated_anchors
+from gateway.central.keyfiles import check_key_files, mark_development
 from gateway.central.models import (
     ApiKey,
     ApprovedCa,
@@ -58,6 +63,7 @@ from gateway.central.models import (
     Setting,
     Subsystem,
 )
+from gateway.central.onlinekeys import OnlineToken, online_keyring, write_online_token
 from gateway.central.repo import DEFAULT_KEEP_VERSIONS, Expiry, KeyStore, TufRepository
 from gateway.central.undo import UndoLog
 from gateway.conf.anchor import ConfigurationAnchor, save_anchor
@@ -147,6 +153,12 @@ class InitOptions:
     root_key_dirs: tuple[Path, ...] = ()
     """One directory per root key holder; empty: the root keys stay in ``keys/``."""
     member_classes: tuple[str, ...] = ("GOV", "COM", "NGO")
+    online_token: OnlineToken | None = None
+    """The token to generate the online keys in (``online-token.toml``); None: files."""
+    key_passphrase: bytes | None = None
+    """Encrypts the online key files; without it (and a token) ``development`` must say
+    that plain files are meant (gateway.central.keyfiles)."""
+    development: bool = False
 
 
 class Central:
@@ -159,6 +171,7 @@ class Central:
         *,
         must_exist: bool = True,
         database_url: str | None = None,
+        key_passphrase: bytes | None = None,
     ) -> None:
         self.location = db.database_location(directory, database_url)
         """The registry: the SQLite file, or the PostgreSQL URL (``gateway.central.db``)."""
@@ -168,6 +181,8 @@ class Central:
             )
         self.directory = directory
         self.now = now
+        self.key_passphrase = key_passphrase
+        """Opens the encrypted online key files (gateway.central.keyfiles)."""
         self.engine: Engine = db.open_engine(self.location)
         if must_exist and db.is_postgres(self.location):
             db.check_revision(self.engine)
@@ -196,6 +211,13 @@ class Central:
         administrator's API key (``admin.key``), the first published document and the
         anchor."""
         root_keys = len(options.root_key_dirs) or options.root_keys
+        plain = options.online_token is None and options.key_passphrase is None
+        if plain and not options.development:
+            raise CentralError(
+                CentralCode.INVALID,
+                "the online TUF keys need a passphrase (or a token); plain key files "
+                "only in a development set-up (--insecure-plain-keys)",
+            )
         if not 1 <= options.root_threshold <= root_keys:
             raise CentralError(
                 CentralCode.INVALID,
@@ -207,7 +229,12 @@ class Central:
         parse_id(MemberId.parse, f"{options.instance}/GOV/x")  # checks the instance code
         location = db.database_location(directory, database_url)
         db.upgrade(location)
-        central = cls(directory, must_exist=False, database_url=database_url)
+        central = cls(
+            directory,
+            must_exist=False,
+            database_url=database_url,
+            key_passphrase=options.key_passphrase,
+        )
         with Session(central.engine) as s:
             if s.exec(select(Setting).limit(1)).first() is not None:
                 raise CentralError(
@@ -243,6 +270,10 @@ class Central:
                 s, central.now(), "init", "init", "central", None, {"instance": options.instance}
             )
             s.commit()
+        if options.online_token is not None:
+            write_online_token(directory, options.online_token)
+        elif options.key_passphrase is None:
+            mark_development(directory)
         repo = central.repo()
         repo.initialise(
             options.root_keys, options.root_threshold, options.key_scheme, options.root_key_dirs
@@ -278,9 +309,10 @@ class Central:
             # A directory made before the setting existed keeps the default.
             row = s.get(Setting, "tuf_keep_versions")
             keep = int(row.value) if row is not None else DEFAULT_KEEP_VERSIONS
+        check_key_files(self.directory)
         return TufRepository(
             self.directory / "repo",
-            KeyStore(self.directory / "keys"),
+            KeyStore(self.directory / "keys", online_keyring(self.directory), self.key_passphrase),
             expiry,
             self.now,
             keep_versions=keep,

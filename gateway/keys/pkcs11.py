@@ -3,8 +3,9 @@
 The private key is generated on the token and never leaves it: the node signs each
 header by asking the token for an ECDSA signature (``CKM_ECDSA`` over the SHA-256 digest
 this process computes, the one mechanism every token with EC keys offers), and the CSR
-for the key's certificate is signed the same way (``gateway.pki.csr``). Only member
-signing keys live here so far (docs/adr/0038-member-signing-keys-in-pkcs11-tokens.md).
+for the key's certificate is signed the same way (``gateway.pki.csr``). Member signing
+keys (docs/adr/0038-member-signing-keys-in-pkcs11-tokens.md) and the central's TUF keys
+(``gateway.keys.tuftoken``, docs/adr/0053-tuf-keys-and-data-key-in-tokens.md) live here.
 
 The PIN comes from a file, an environment variable or a prompt. It is held only for the
 login, never logged and never part of an error message: a message names where the PIN
@@ -37,6 +38,7 @@ from pkcs11.exceptions import (
     PinLenRange,
     PinLocked,
     PKCS11Error,
+    UserAlreadyLoggedIn,
 )
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
@@ -49,10 +51,13 @@ __all__ = [
     "TokenError",
     "TokenKeyRef",
     "TokenSigningKey",
+    "generate_in_session",
     "generate_token_key",
     "load_token_key",
     "new_token_key_and_csr",
+    "open_session",
     "read_pin",
+    "token_keys",
 ]
 
 P256_OID = "1.2.840.10045.3.1.7"
@@ -140,6 +145,14 @@ def _open(ref: TokenKeyRef, pin: str, *, rw: bool) -> pkcs11.Session:
         raise TokenError(f"cannot find token {ref.token!r}: {type(exc).__name__}") from None
     try:
         return token.open(user_pin=pin, rw=rw)
+    except UserAlreadyLoggedIn:
+        # PKCS#11 logs a whole process in: a second key of this process in the same
+        # token (the data key's AES key beside a signing key) shares the login, and a
+        # session without a login of its own never logs the others out when it closes.
+        try:
+            return token.open(rw=rw)
+        except PKCS11Error as exc:
+            raise TokenError(f"cannot open token {ref.token!r}: {type(exc).__name__}") from None
     except (PinIncorrect, PinLenRange):
         raise TokenError(
             f"the PIN of token {ref.token!r}{_pin_source(ref)} is wrong; the token may lock "
@@ -182,12 +195,14 @@ class TokenSigningKey:
         session: pkcs11.Session,
         private: pkcs11.SignMixin,
         public: ec.EllipticCurvePublicKey,
+        lock: threading.Lock | None = None,
     ) -> None:
         self.ref = ref
         self._session = session
         self._private = private
         self._public = public
-        self._lock = threading.Lock()
+        self._lock = lock or threading.Lock()
+        """Keys that share one session share its lock (``token_keys``)."""
 
     def public_key(self) -> ec.EllipticCurvePublicKey:
         return self._public
@@ -241,6 +256,18 @@ def generate_token_key(ref: TokenKeyRef, pin: str) -> TokenSigningKey:
     """
     session = _open(ref, pin, rw=True)
     try:
+        return generate_in_session(session, ref)
+    except BaseException:
+        session.close()
+        raise
+
+
+def generate_in_session(
+    session: pkcs11.Session, ref: TokenKeyRef, lock: threading.Lock | None = None
+) -> TokenSigningKey:
+    """``generate_token_key`` in a session already open read-write; the session stays
+    open (a key ring keeps one per token: a second login of the same process fails)."""
+    try:
         if any(True for _ in session.get_objects({Attribute.LABEL: ref.key_label})):
             raise TokenError(
                 f"token {ref.token!r} already holds a key labelled {ref.key_label!r}; "
@@ -261,13 +288,46 @@ def generate_token_key(ref: TokenKeyRef, pin: str) -> TokenSigningKey:
                 Attribute.SIGN: True,
             },
         )
-        return TokenSigningKey(ref, session, _signing(private, ref), _public_key(public, ref))
+        return TokenSigningKey(ref, session, _signing(private, ref), _public_key(public, ref), lock)
     except PKCS11Error as exc:
-        session.close()
         raise TokenError(f"cannot generate {ref.describe()}: {type(exc).__name__}") from None
-    except BaseException:
-        session.close()
-        raise
+
+
+def open_session(ref: TokenKeyRef, pin: str, *, rw: bool) -> pkcs11.Session:
+    """A logged-in session on ``ref``'s token (``ref.key_label`` is not used); errors
+    name the token and the PIN's source, never the PIN."""
+    return _open(ref, pin, rw=rw)
+
+
+def token_keys(
+    session: pkcs11.Session, ref: TokenKeyRef, prefix: str, lock: threading.Lock
+) -> list[TokenSigningKey]:
+    """Every key pair in the session's token whose label starts with ``prefix``, each
+    signing through ``session`` under the one ``lock``; sorted by label."""
+    found: list[TokenSigningKey] = []
+    try:
+        privates = list(session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}))
+        for private in privates:
+            label = str(private[Attribute.LABEL])
+            if not label.startswith(prefix) or not isinstance(private, pkcs11.PrivateKey):
+                continue
+            key_ref = TokenKeyRef(ref.module, ref.token, label, ref.pin_file, ref.pin_env)
+            try:
+                public = session.get_key(object_class=ObjectClass.PUBLIC_KEY, label=label)
+            except (NoSuchKey, MultipleObjectsReturned):
+                raise TokenError(
+                    f"token {ref.token!r}: key {label!r} needs exactly one public key object"
+                ) from None
+            found.append(
+                TokenSigningKey(
+                    key_ref, session, _signing(private, key_ref), _public_key(public, key_ref), lock
+                )
+            )
+    except PKCS11Error as exc:
+        raise TokenError(
+            f"cannot list the keys of token {ref.token!r}: {type(exc).__name__}"
+        ) from None
+    return sorted(found, key=lambda k: k.ref.key_label)
 
 
 def new_token_key_and_csr(

@@ -31,6 +31,13 @@ from datetime import datetime
 from pathlib import Path
 
 from gateway.core.atrest import DataKey
+from gateway.messagelog.foreign import (
+    ForeignVersion,
+    StoredForeignVersion,
+    configuration_history,
+    foreign_versions,
+    record_foreign,
+)
 from gateway.messagelog.postgres_schema import is_postgres_url
 from gateway.messagelog.proofs import (
     EntryProof,
@@ -101,6 +108,7 @@ __all__ = [
     "EntrySelection",
     "Expired",
     "ExportEvidence",
+    "ForeignVersion",
     "Kind",
     "LogNotFoundError",
     "LogRecord",
@@ -122,6 +130,7 @@ __all__ = [
     "SqliteLogStore",
     "StoredAdminRecord",
     "StoredEntry",
+    "StoredForeignVersion",
     "StoredSettings",
     "StoredStatus",
     "StoredTreeHead",
@@ -132,9 +141,11 @@ __all__ = [
     "TreeSnapshot",
     "UsageRow",
     "WitnessAlertRow",
+    "configuration_history",
     "consistency",
     "count_entries",
     "entry_proof",
+    "foreign_versions",
     "inclusion",
     "is_database_url",
     "latest_signed_head",
@@ -149,6 +160,7 @@ __all__ = [
     "read_ocsp",
     "read_tree_heads",
     "read_witness_alerts",
+    "record_foreign",
     "signed_heads",
     "snapshot_sqlite",
     "timestamp_status",

@@ -428,10 +428,12 @@ class PostgresLogStore:
             conn.close()
         return count
 
-    def expire(self, entries_before: str, tracker_before: str) -> Expired:
+    def expire(
+        self, entries_before: str, tracker_before: str, seen_before: str | None = None
+    ) -> Expired:
         conn = connect(self._url)
         try:
-            expired = expire(conn, entries_before, tracker_before, self._sealer)
+            expired = expire(conn, entries_before, tracker_before, self._sealer, seen_before)
             conn.commit()
         except psycopg.Error as exc:
             conn.rollback()

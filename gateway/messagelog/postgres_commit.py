@@ -68,6 +68,8 @@ _INSERT_SEEN: Final = (
     "INSERT INTO seen_request (client, message_id, created) VALUES (%s, %s, %s)"
     " ON CONFLICT DO NOTHING"
 )
+SEEN_SINCE: Final = "SELECT client, message_id, created FROM seen_request WHERE created > %s"
+"""The replay guard's rebuild: a range of ``seen_request``'s index on ``created``."""
 _INSERT_SUBJECT: Final = (
     "INSERT INTO data_subject (entry_id, subject, sealed) VALUES (%s, %s, %s)"
     " ON CONFLICT DO NOTHING"
@@ -184,10 +186,7 @@ class PostgresWriterDb:
     # -- start-up ---------------------------------------------------------------------
 
     def seen_since(self, created_after: str) -> list[tuple[str, str, str]]:
-        rows = self._conn.execute(
-            "SELECT client, message_id, created FROM seen_request WHERE created > %s",
-            (created_after,),
-        ).fetchall()
+        rows = self._conn.execute(SEEN_SINCE, (created_after,)).fetchall()
         self._conn.commit()
         return [(str(c), str(m), str(t)) for c, m, t in rows]
 

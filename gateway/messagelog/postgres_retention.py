@@ -24,7 +24,13 @@ _TRACKER_DUE: Final = (
 )
 
 
-def expire(conn: Conn, entries_before: str, tracker_before: str, sealer: Sealer) -> Expired:
+def expire(
+    conn: Conn,
+    entries_before: str,
+    tracker_before: str,
+    sealer: Sealer,
+    seen_before: str | None = None,
+) -> Expired:
     """``sqlite_retention.expire`` on PostgreSQL, in the caller's transaction."""
     due = [int(str(row[0])) for row in conn.execute(_DUE, (entries_before,)).fetchall()]
     unrecorded = set(record_missing_reads(conn, sealer)) & set(due)
@@ -41,4 +47,7 @@ def expire(conn: Conn, entries_before: str, tracker_before: str, sealer: Sealer)
         rows += conn.execute(
             "DELETE FROM data_subject_read WHERE entry_id = %s", (entry_id,)
         ).rowcount
-    return Expired(len(due), rows)
+    seen = 0
+    if seen_before is not None:
+        seen = conn.execute("DELETE FROM seen_request WHERE created < %s", (seen_before,)).rowcount
+    return Expired(len(due), rows, seen)

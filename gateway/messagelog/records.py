@@ -32,6 +32,7 @@ __all__ = [
     "EntrySelection",
     "Expired",
     "ExportEvidence",
+    "ForeignVersion",
     "LogNotFoundError",
     "LogRecord",
     "LogStats",
@@ -46,6 +47,7 @@ __all__ = [
     "SignedHeadRecord",
     "StoredAdminRecord",
     "StoredEntry",
+    "StoredForeignVersion",
     "StoredSettings",
     "StoredStatus",
     "StoredTreeHead",
@@ -76,10 +78,14 @@ GONE: Final = (ARCHIVED, DELETED)
 
 @dataclass(frozen=True, slots=True)
 class Expired:
-    """What one retention pass deleted: entries' content, and data-tracker rows."""
+    """What one retention pass deleted: entries' content, data-tracker rows, and replay
+    keys past the message window."""
 
     entries: int
     tracker_rows: int
+    seen_rows: int = 0
+    """``seen_request`` rows deleted: replay keys of messages the time check refuses
+    anyway, not evidence (the log entries are)."""
 
 
 class LogStoreError(Exception):
@@ -377,6 +383,29 @@ class StoredVersion:
     serial: int
     applied_at: str
     files: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignVersion:
+    """A federated instance's configuration version as the node verified it: the
+    instance, its serial, until when it is valid (RFC 3339), the fingerprint of the TUF
+    root it verified under, and its signed files (named as ``SIGNED_FILES``)."""
+
+    instance: str
+    serial: int
+    expires: str
+    root_sha256: str
+    files: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredForeignVersion:
+    """One row of the log's foreign configuration history, in the order applied."""
+
+    id: int
+    applied_at: str
+    document_sha256: str
+    version: ForeignVersion
 
 
 @dataclass(frozen=True, slots=True)

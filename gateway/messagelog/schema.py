@@ -263,13 +263,17 @@ class SeenRequest(SQLModel, table=True):
     Kept in the database rather than in memory so replay protection survives a restart,
     and written in the same transaction as the request's log entry so the two can never
     disagree.
+
+    ``created`` is indexed so the replay guard's rebuild at start-up reads only the rows
+    inside the message window, however long the log is; retention deletes the rows past
+    twice the window (migration 0005).
     """
 
     __tablename__ = "seen_request"
 
     client: str = Field(primary_key=True)
     message_id: str = Field(primary_key=True)
-    created: str
+    created: str = Field(index=True)
 
 
 class DataSubject(SQLModel, table=True):
@@ -339,6 +343,36 @@ class ConfigurationVersion(SQLModel, table=True):
     applied_at: str
     """RFC 3339 UTC with milliseconds, the log clock, like ``message_log.logged_at``."""
     document_sha256: str = Field(index=True)
+    root: bytes
+    timestamp: bytes
+    snapshot: bytes
+    targets: bytes
+    document: bytes
+
+
+class ForeignConfigurationVersion(SQLModel, table=True):
+    """A federated instance's configuration version this node applied, exactly as
+    signed: the foreign counterpart of :class:`ConfigurationVersion`.
+
+    One row per instance and document, written through the log's writer before the
+    node acts on the version, so an auditor can tell under which foreign configuration
+    an exchange with that instance's members was made (docs/federation.md). ``expires``
+    is the version's validity when applied (the earliest expiry of the TUF metadata
+    that vouched for it), ``root_sha256`` the fingerprint of the TUF root it verified
+    under (``gateway.conf.anchor.root_fingerprint``, the value operators compare when
+    they federate).
+    """
+
+    __tablename__ = "foreign_configuration_version"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: int | None = Field(default=None, primary_key=True)
+    instance: str = Field(index=True)
+    serial: int
+    applied_at: str
+    expires: str
+    root_sha256: str
+    document_sha256: str
     root: bytes
     timestamp: bytes
     snapshot: bytes
@@ -448,6 +482,7 @@ def schema_tables() -> list[Table]:
         DataSubject,
         DataSubjectRead,
         ConfigurationVersion,
+        ForeignConfigurationVersion,
         OwnOcspStatus,
         OperationalData,
         NodeSettingsRow,

@@ -442,7 +442,9 @@ class SqliteLogStore:
             raise LogNotFoundError(f"{self._path} does not exist")
         return seal_plain_rows(self._path, self._sealer)
 
-    def expire(self, entries_before: str, tracker_before: str) -> Expired:
+    def expire(
+        self, entries_before: str, tracker_before: str, seen_before: str | None = None
+    ) -> Expired:
         if not self._path.exists():
             raise LogNotFoundError(f"{self._path} does not exist")
         conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
@@ -450,7 +452,7 @@ class SqliteLogStore:
             conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left
             conn.execute("BEGIN IMMEDIATE")
             try:
-                expired = expire(conn, entries_before, tracker_before, self._sealer)
+                expired = expire(conn, entries_before, tracker_before, self._sealer, seen_before)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

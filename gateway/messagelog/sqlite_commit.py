@@ -86,6 +86,8 @@ _INSERT_CERT: Final = (
 _INSERT_SEEN: Final = (
     "INSERT OR IGNORE INTO seen_request (client, message_id, created) VALUES (?, ?, ?)"
 )
+SEEN_SINCE: Final = "SELECT client, message_id, created FROM seen_request WHERE created > ?"
+"""The replay guard's rebuild: a range of ``seen_request``'s index on ``created``."""
 _INSERT_SUBJECT: Final = (
     "INSERT OR IGNORE INTO data_subject (entry_id, subject, sealed) VALUES (?, ?, ?)"
 )
@@ -248,6 +250,12 @@ def create_tables(path: Path) -> bool:
     try:
         older_reads = not inspect(engine).has_table("data_subject_read")
         SQLModel.metadata.create_all(engine, tables=schema_tables())
+        # create_all skips the indexes of a table that exists: a file from before
+        # seen_request's index (migration 0005) gets it here, once.
+        for table in schema_tables():
+            if table.name == "seen_request":
+                for index in table.indexes:
+                    index.create(engine, checkfirst=True)
     finally:
         engine.dispose()
     return older_reads
@@ -284,10 +292,7 @@ def rewrite_user_version(conn: sqlite3.Connection) -> None:
 
 def seen_since(conn: sqlite3.Connection, created_after: str) -> list[tuple[str, str, str]]:
     """Replay keys (client, message id, created) of requests created after a time."""
-    rows = conn.execute(
-        "SELECT client, message_id, created FROM seen_request WHERE created > ?",
-        (created_after,),
-    ).fetchall()
+    rows = conn.execute(SEEN_SINCE, (created_after,)).fetchall()
     return [(str(c), str(m), str(t)) for c, m, t in rows]
 
 

@@ -30,10 +30,15 @@ _TRACKER_DUE: Final = (
 
 
 def expire(
-    conn: sqlite3.Connection, entries_before: str, tracker_before: str, sealer: Sealer
+    conn: sqlite3.Connection,
+    entries_before: str,
+    tracker_before: str,
+    sealer: Sealer,
+    seen_before: str | None = None,
 ) -> Expired:
-    """Delete the content of entries logged before ``entries_before``, and the tracker
-    rows of deleted entries logged before ``tracker_before``.
+    """Delete the content of entries logged before ``entries_before``, the tracker
+    rows of deleted entries logged before ``tracker_before``, and the replay keys of
+    requests created before ``seen_before`` (if given).
 
     Runs in the caller's transaction; all or nothing. A read whose tracker details
     cannot be recorded first (headers that no longer parse) fails the whole pass: the
@@ -54,4 +59,7 @@ def expire(
         rows += conn.execute(
             "DELETE FROM data_subject_read WHERE entry_id = ?", (entry_id,)
         ).rowcount
-    return Expired(len(due), rows)
+    seen = 0
+    if seen_before is not None:
+        seen = conn.execute("DELETE FROM seen_request WHERE created < ?", (seen_before,)).rowcount
+    return Expired(len(due), rows, seen)

@@ -153,11 +153,14 @@ class LogStore(Protocol):
         rows; how many. Leaves and ids do not change (``gateway log encrypt``)."""
         ...
 
-    def expire(self, entries_before: str, tracker_before: str) -> Expired:
+    def expire(
+        self, entries_before: str, tracker_before: str, seen_before: str | None = None
+    ) -> Expired:
         """The node's retention: blank the header, body and signature of entries logged
         before ``entries_before`` (RFC 3339 with milliseconds), keeping leaf index, leaf
         hash and body digest, and mark them ``deleted``; then delete the data-tracker rows
-        of deleted entries logged before ``tracker_before``. All or nothing."""
+        of deleted entries logged before ``tracker_before``, and the replay keys
+        (``seen_request``) of requests created before ``seen_before``. All or nothing."""
         ...
 
     def configuration_versions(self) -> list[StoredVersion]: ...

@@ -110,7 +110,8 @@ def _maintenance_status(args: argparse.Namespace, api: AdminClient) -> None:
         print(
             f"maintenance mode {state}"
             + (f" since {d['since']}: {d['reason']}" if d["enabled"] else "")
-            + f"; {d['in_flight']} exchanges in flight"
+            + f"; {d['in_flight']} exchanges in flight in the answering process"
+            + (f" (pid {d['pid']})" if "pid" in d else "")
         )
 
     emit(args, api.call("GET", f"{API}/maintenance"), render)

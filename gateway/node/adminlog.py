@@ -29,7 +29,12 @@ from aiohttp import web
 from gateway.audit.export import ExportError, Selection, export_bundle
 from gateway.core.errors import AdminCode, AdminError
 from gateway.core.roles import NodePermission
-from gateway.messagelog import LogStoreError, StoredEntry
+from gateway.messagelog import (
+    LogStoreError,
+    StoredEntry,
+    configuration_history,
+    foreign_versions,
+)
 from gateway.node.adminapi import PREFIX, ApiRoute
 from gateway.node.apikeys import KeyHolder
 from gateway.node.context import NodeContext
@@ -181,6 +186,15 @@ class LogApi:
             ),
             ApiRoute(
                 "GET",
+                f"{PREFIX}/log/configurations",
+                NodePermission.READ,
+                "The global configuration versions the node applied, oldest first: its "
+                "own instance's and each federated instance's (expiry, root fingerprint).",
+                self.configurations,
+                tags=("log",),
+            ),
+            ApiRoute(
+                "GET",
                 f"{PREFIX}/log/{{entry_id}}/bundle",
                 NodePermission.READ,
                 "The audit bundle of the entry's exchange on this node (request and "
@@ -210,6 +224,20 @@ class LogApi:
         except LogStoreError as exc:
             raise AdminError(AdminCode.UNAVAILABLE, f"cannot read the log: {exc}") from None
         return web.json_response({"node": str(self._ctx.id), **found})
+
+    async def configurations(self, request: web.Request, holder: KeyHolder) -> web.Response:
+        """Which configuration, own and foreign, each entry was logged under: the last
+        version of that instance applied before the entry's ``logged_at``."""
+        store, location = self._ctx.log.store, self._ctx.config.node.log_location
+
+        def read() -> list[dict[str, object]]:
+            return configuration_history(store.configuration_versions(), foreign_versions(location))
+
+        try:
+            versions = await asyncio.to_thread(read)
+        except LogStoreError as exc:
+            raise AdminError(AdminCode.UNAVAILABLE, f"cannot read the log: {exc}") from None
+        return web.json_response({"node": str(self._ctx.id), "versions": versions})
 
     async def bundle(self, request: web.Request, holder: KeyHolder) -> web.StreamResponse:
         return await self._bundle(request, bodies=False)

@@ -3,12 +3,18 @@
 A toggle is an admin record in the node's Merkle log like a settings change, written
 before the mode changes: the mode is never entered or left without its durable record.
 The mode itself (:class:`~gateway.node.maintenance.Maintenance`) refuses new exchanges
-with X-Road's ``maintenance_mode`` code while those in flight finish.
+with X-Road's ``maintenance_mode`` code while those in flight finish. It is the node's
+on this machine: the toggle writes the node's maintenance file under its lock, and every
+process of the node (the workers behind a shared admin port) follows the file within
+``WATCH_SECONDS`` (``maintenance_file.py``, docs/adr/0059). The status reads the file
+first, so whichever process answers reports the node's state; ``in_flight`` is that
+process's own count.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +25,7 @@ from gateway.core.roles import NodePermission
 from gateway.node.adminapi import PREFIX, ApiRoute, json_body, record_admin
 from gateway.node.apikeys import KeyHolder
 from gateway.node.context import NodeContext
+from gateway.node.maintenance_file import MaintenanceRecord
 
 MAINTENANCE_BODY: dict[str, Any] = {
     "type": "object",
@@ -58,6 +65,9 @@ class MaintenanceApi:
         ]
 
     def _state(self) -> dict[str, Any]:
+        """The node's state, as the maintenance file says now, and this process's
+        exchanges in flight (``pid`` tells which process of several answered)."""
+        self._ctx.maintenance_watch.sync()
         mode = self._ctx.maintenance
         since = mode.since
         return {
@@ -65,6 +75,7 @@ class MaintenanceApi:
             "since": None if since is None else format_time(since),
             "reason": mode.reason or None,
             "in_flight": mode.in_flight,
+            "pid": os.getpid(),
         }
 
     async def status(self, request: web.Request, holder: KeyHolder) -> web.Response:
@@ -78,7 +89,8 @@ class MaintenanceApi:
         if not isinstance(reason, str) or not 0 < len(reason) <= 200:
             raise AdminError(AdminCode.INVALID, "reason must be a text of 1 to 200 characters")
         ctx = self._ctx
-        async with self._lock:
+        watch = ctx.maintenance_watch
+        async with self._lock, watch.file.locked():
             before = self._state()
             if before["enabled"] == enabled:
                 raise AdminError(
@@ -95,10 +107,18 @@ class MaintenanceApi:
                 {"enabled": before["enabled"], "reason": before["reason"]},
                 {"enabled": enabled, "reason": reason if enabled else None},
             )
-            if enabled:
-                ctx.maintenance.enter(reason, now)
-            else:
-                ctx.maintenance.leave()
+            try:
+                if enabled:
+                    await asyncio.to_thread(watch.file.write, MaintenanceRecord(now, reason))
+                else:
+                    await asyncio.to_thread(watch.file.clear)
+            except OSError as exc:
+                raise AdminError(
+                    AdminCode.INTERNAL,
+                    f"maintenance mode recorded as {action} (entry {entry_id}) but not "
+                    f"switched: cannot write {watch.file.path}: {exc}",
+                ) from None
+            watch.sync()
         return web.json_response(
             {
                 "action": action,

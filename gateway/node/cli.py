@@ -372,17 +372,6 @@ def cmd_node_token_init_key(args: argparse.Namespace) -> None:
     )
 
 
-def cmd_node_data_key(args: argparse.Namespace) -> None:
-    from gateway.keys.datakey import DataKeyError, create_data_key, read_passphrase
-
-    passphrase_file = Path(args.passphrase_file) if args.passphrase_file else None
-    try:
-        key = create_data_key(Path(args.out), read_passphrase(passphrase_file))
-    except DataKeyError as exc:
-        raise ValueError(str(exc)) from None
-    print(f"wrote {args.out}: data key {key.key_id}; back it up with its passphrase")
-
-
 def cmd_node_backup_key(args: argparse.Namespace) -> None:
     from gateway.backupfile import spki_sha256
     from gateway.keys.backupkeys import generate_backup_key
@@ -439,6 +428,8 @@ def _backup_commands(node: Subparsers, add: AddFn) -> None:
 
 
 def add_commands(sub: Subparsers, add: AddFn) -> None:
+    from gateway.node.cli_datakey import add_data_key_command
+
     """Register ``node`` and its subcommands, and ``db``, under the top-level parser."""
     from gateway.keys.cli import add_new_key_arguments
 
@@ -545,19 +536,7 @@ def add_commands(sub: Subparsers, add: AddFn) -> None:
     p.add_argument("--days", type=int, default=825)
     p.add_argument("--client", action="store_true", help="an information system's certificate")
     add_new_key_arguments(p)
-    p = add(
-        node,
-        "data-key",
-        cmd_node_data_key,
-        "make the node's data key file ([logging] data_key): personal data in the log is "
-        "sealed under it (docs/message-log.md#at-rest)",
-    )
-    p.add_argument("--out", required=True, help="the data key file to create (0600)")
-    p.add_argument(
-        "--passphrase-file",
-        default=None,
-        help="its passphrase (first line; default: $GATEWAY_DATA_KEY_PASSPHRASE)",
-    )
+    add_data_key_command(node, add)
     token = node.add_parser("token", help="member signing keys in a PKCS#11 token").add_subparsers(
         dest="token_command", required=True, metavar="TOKEN_COMMAND"
     )

@@ -284,6 +284,8 @@ class ClientProxy:
     async def _send(self, target: NodeInfo, call: Call, sent: Sent) -> Reply:
         """Section 10, step 2: POST over pinned mTLS with this node's OCSP evidence."""
         own_auth, own_sign = call.own_status
+        # The node's certificate must come from a CA of its own instance (docs/adr/0040).
+        issuers = frozenset(self._ctx.directory.trust_roots_for(target.id.instance))
         return await self._peer.post(
             target.address,
             target.auth_cert_sha256,
@@ -296,6 +298,7 @@ class ClientProxy:
                 "Content-Type": "application/octet-stream",
             },
             sent.body,
+            issuers,
         )
 
     def _relay_provider_error(

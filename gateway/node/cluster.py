@@ -5,9 +5,10 @@ retention job run in the one process ``gateway.messagelog.leader.Leadership`` el
 through the shared database (docs/adr/0042). This module starts and stops them as
 leadership comes and goes, and keeps the metric ``gateway_cluster_leader``
 (``NodeContext.leader``). On SQLite the one process leads from the start, as a node
-always did. Every process, leader or not, keeps its settings at the cluster's newest
-version (``settings/follow.py``) and takes up a signing certificate another process
-imported into the files (``keyadmin.take_up_signing_files``), on PostgreSQL.
+always did. Every process, leader or not, follows the node's maintenance mode on this
+machine (``maintenance_file.py``) and, on PostgreSQL, keeps its settings at the
+cluster's newest version (``settings/follow.py``) and takes up a signing certificate
+another process imported into the files (``keyadmin.take_up_signing_files``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class NodeCluster:
     async def start(self) -> None:
         """Decide once (a leader stamps a backlog before the node serves), then poll;
         follow the settings versions the other processes record."""
+        self._ctx.maintenance_watch.start()  # before the node listens: a restart stays drained
         await self.leadership.start()
         if self._follower is not None:
             await self._follower.start()
@@ -72,6 +74,7 @@ class NodeCluster:
         if self._follower is not None:
             await self._follower.stop()
         await self.leadership.stop()
+        await self._ctx.maintenance_watch.stop()
 
     async def _watch_key_files(self) -> None:
         """A signing certificate imported through another process (or copied to this

@@ -40,6 +40,7 @@ from gateway.node.config_log import (
     LoggingSection,
     RetentionSection,
     SubsystemLogging,
+    TokenSection,
     TrackerSection,
 )
 from gateway.node.localgroup import LocalGroupSection
@@ -147,6 +148,9 @@ class NodeSection(_Model):
     """The management API's keys, stored hashed (``gateway node keys``; ADR 0031)."""
     admin_key: Path = Path("admin.key")
     """The first system administrator key, written 0600 when the key store is created."""
+    maintenance_file: Path = Path("maintenance.json")
+    """Present while the node is in maintenance mode; shared by the node's processes on
+    this machine and kept over a restart (docs/adr/0059)."""
     opdata_retention_days: float = Field(default=7, gt=0)
     """How long operational monitoring records are kept (X-Road keeps them a day by
     default; a week covers a weekend's incident)."""
@@ -200,27 +204,6 @@ class NodeSection(_Model):
     @property
     def node_id(self) -> NodeId:
         return NodeId.parse(self.id)
-
-
-class TokenSection(_Model):
-    """A signing key in a PKCS#11 token (docs/deployment.md, "Signing keys in a token")."""
-
-    module: Path
-    """The token's PKCS#11 library, e.g. ``/usr/lib/softhsm/libsofthsm2.so``."""
-    label: str
-    """The token's label."""
-    key_label: str
-    """The key's label on the token (``gateway node token init-key --key-label``)."""
-    pin_file: Path | None = None
-    """A file holding the PIN (mode 0600); else ``pin_env``, else a prompt at start."""
-    pin_env: str | None = None
-    """An environment variable holding the PIN."""
-
-    @model_validator(mode="after")
-    def _one_pin_source(self) -> TokenSection:
-        if self.pin_file is not None and self.pin_env is not None:
-            raise ValueError("a token takes its PIN from pin_file or pin_env, not both")
-        return self
 
 
 class SigningKey(_Model):
@@ -470,6 +453,7 @@ def _resolve(data: dict[str, Any], base: Path) -> None:
         node["client_certs"] = str(base / node.get("client_certs", "client-certs.json"))
         node["api_keys"] = str(base / node.get("api_keys", "api-keys.json"))
         node["admin_key"] = str(base / node.get("admin_key", "admin.key"))
+        node["maintenance_file"] = str(base / node.get("maintenance_file", "maintenance.json"))
     for entry in data.get("signing", []):
         for key in ("cert", "key"):
             if key in entry:
@@ -486,6 +470,10 @@ def _resolve(data: dict[str, Any], base: Path) -> None:
     for key in ("data_key", "data_key_passphrase_file"):
         if isinstance(logging, dict) and key in logging:
             logging[key] = str(base / logging[key])
+    data_key_token = logging.get("data_key_token") if isinstance(logging, dict) else None
+    for key in ("module", "pin_file"):
+        if isinstance(data_key_token, dict) and key in data_key_token:
+            data_key_token[key] = str(base / data_key_token[key])
     audit = data.get("audit", {})
     if "admin_token_file" in audit:
         audit["admin_token_file"] = str(base / audit["admin_token_file"])
@@ -547,6 +535,7 @@ __all__ = [
     "RetentionSection",
     "SubsystemId",
     "SubsystemLogging",
+    "TokenSection",
     "TrackerSection",
     "load_config",
 ]

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from gateway.core.ids import NodeId, SubsystemId, parse_client
 
@@ -40,6 +47,29 @@ class SubsystemLogging(_Model):
         return value
 
 
+class TokenSection(_Model):
+    """A key in a PKCS#11 token: a signing key (docs/deployment.md, "Signing keys in a
+    token") or the data key's AES key (``[logging] data_key_token``). Here rather than in
+    ``config.py`` as both sections use it."""
+
+    module: Path
+    """The token's PKCS#11 library, e.g. ``/usr/lib/softhsm/libsofthsm2.so``."""
+    label: str
+    """The token's label."""
+    key_label: str
+    """The key's label on the token (``gateway node token init-key --key-label``)."""
+    pin_file: Path | None = None
+    """A file holding the PIN (mode 0600); else ``pin_env``, else a prompt at start."""
+    pin_env: str | None = None
+    """An environment variable holding the PIN."""
+
+    @model_validator(mode="after")
+    def _one_pin_source(self) -> TokenSection:
+        if self.pin_file is not None and self.pin_env is not None:
+            raise ValueError("a token takes its PIN from pin_file or pin_env, not both")
+        return self
+
+
 class LoggingSection(_Model):
     """What the message log keeps of each body (gateway/messagelog/policy.py)."""
 
@@ -51,6 +81,20 @@ class LoggingSection(_Model):
     bodies and data subjects are sealed at rest (docs/message-log.md#at-rest)."""
     data_key_passphrase_file: Path | None = None
     """Its passphrase, first line; else ``GATEWAY_DATA_KEY_PASSPHRASE``."""
+    data_key_token: TokenSection | None = None
+    """The token whose AES key ``key_label`` keeps ``data_key`` instead of a passphrase
+    (``gateway node data-key --token ...``; docs/adr/0053)."""
+
+    @model_validator(mode="after")
+    def _one_protection(self) -> LoggingSection:
+        if self.data_key_token is not None:
+            if self.data_key is None:
+                raise ValueError("[logging] data_key_token needs data_key (the file it keeps)")
+            if self.data_key_passphrase_file is not None:
+                raise ValueError(
+                    "[logging] data_key is kept by data_key_token or a passphrase, not both"
+                )
+        return self
 
     def metadata_only(self) -> frozenset[str]:
         return frozenset(s.id for s in self.subsystems if s.mode == "metadata")

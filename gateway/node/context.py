@@ -42,6 +42,7 @@ from gateway.node.config import NodeConfig
 from gateway.node.failover import PeerBackoff, PeerHealth
 from gateway.node.federation import FederatedSource, Refusals
 from gateway.node.maintenance import Maintenance
+from gateway.node.maintenance_file import MaintenanceFile, MaintenanceWatch
 from gateway.node.monitoring import Monitoring
 from gateway.node.ocsp import OwnOcsp, OwnStatusUnavailable
 from gateway.node.replay import ReplayGuard
@@ -146,7 +147,12 @@ class NodeContext:
         (``settings/follow.py``, set by the node)."""
         self.maintenance = Maintenance()
         """Maintenance mode and the exchanges in flight (maintenance.py); every exchange
-        of either side is admitted through it. Not persisted: a node starts admitting."""
+        of either side is admitted through it."""
+        self.maintenance_watch = MaintenanceWatch(
+            self.maintenance, MaintenanceFile(config.node.maintenance_file), clock.now
+        )
+        """Keeps ``maintenance`` at the node's maintenance file, which every process of
+        the node on this machine shares and a restart keeps (maintenance_file.py)."""
         self.peers = PeerHealth(
             PeerBackoff(config.node.peer_backoff_seconds, config.node.peer_backoff_max_seconds)
         )

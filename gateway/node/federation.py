@@ -14,6 +14,7 @@ configuration's refresh.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -21,12 +22,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
-from gateway.conf.anchor import ConfigurationAnchor
+from gateway.conf.anchor import ConfigurationAnchor, root_fingerprint
 from gateway.conf.directory import StaticDirectory
 from gateway.conf.federation import FederatedDirectory, Reach
 from gateway.conf.globalconf import GlobalConf
 from gateway.conf.tufclient import ConfigClient, Current, GlobalConfSource, GlobalConfUnavailable
+from gateway.core.encoding import format_time
 from gateway.core.errors import Code, GatewayError
+from gateway.messagelog import ForeignVersion, MessageLog, record_foreign
 
 log = logging.getLogger("gateway.node.federation")
 
@@ -142,6 +145,33 @@ class Federation:
         reason = self.reason(instance, now)
         if reach is Reach.UNAVAILABLE or reason is not None:
             raise GatewayError(codes.unavailable, reason or f"{instance} is not available")
+
+    def held(self) -> list[ForeignVersion]:
+        """The version of each federated instance held now (what the next union view is
+        built from), as the log's foreign configuration history records it."""
+        held = []
+        for instance, source in sorted(self._sources.items()):
+            current = source.current
+            files = dict(current.files)
+            root = files.get("metadata/root.json")
+            if root is None:
+                continue  # no signed files (a fixed configuration): nothing to show
+            held.append(
+                ForeignVersion(
+                    instance,
+                    current.conf.serial,
+                    format_time(current.valid_until, "seconds"),
+                    root_fingerprint(json.loads(root)),
+                    current.files,
+                )
+            )
+        return held
+
+    async def record(self, log: MessageLog, applied_at: str) -> None:
+        """Durably record each version :meth:`held` names that is new for its instance,
+        before the node acts on it (``MessageLogError`` if that fails)."""
+        for version in self.held():
+            await record_foreign(log, version, applied_at)
 
     def status(self, now: datetime) -> dict[str, object]:
         """Per federated instance: the applied serial and validity, or the failure."""

@@ -19,6 +19,7 @@ check that fails carries the message the exchange would be refused with.
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import asdict, dataclass
 
 from aiohttp import web
@@ -151,6 +152,7 @@ class Health:
         body = {
             "ready": ready,
             "node": str(self._context.id),
+            "pid": os.getpid(),  # which of the node's worker processes answered
             "checks": [asdict(c) for c in checks],
         }
         return web.json_response(body, status=200 if ready else 503)

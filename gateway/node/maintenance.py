@@ -11,10 +11,12 @@ cutting it would leave a caller without the answer a peer may already have logge
 then be stopped without failing anyone; readiness answers 503 meanwhile
 (``gateway/node/health.py``) so a load balancer sends the work to another node.
 
-The state lives in the process only (a restarted node is out of maintenance): whoever
-switches it (the admin API) holds the one :class:`Maintenance` of the node's
-:class:`~gateway.node.context.NodeContext`. Everything here runs on the node's event
-loop; nothing is shared with other threads.
+Each process holds the one :class:`Maintenance` of its
+:class:`~gateway.node.context.NodeContext`; every process of the node on one machine
+(the workers of ``--workers N``) follows the state kept in the node's maintenance file,
+which the admin API writes and which survives a restart (``maintenance_file.py``,
+docs/adr/0059). The in-flight count is the process's own. Everything here runs on the
+node's event loop; nothing is shared with other threads.
 """
 
 from __future__ import annotations
@@ -67,6 +69,12 @@ class Maintenance:
         """Admit new exchanges again."""
         self._since = None
         self._reason = ""
+
+    def follow(self, since: datetime | None, reason: str) -> None:
+        """Take the state recorded for the whole node: in maintenance since ``since``
+        (its own start, as every process reports it), or out of it for ``None``."""
+        self._since = since
+        self._reason = reason if since is not None else ""
 
     def describe(self) -> str:
         """What a refused caller and readiness are told: since when, and why."""

@@ -10,7 +10,11 @@ not depend on that. So the node runs one pass every ``[retention] check_every_se
   the command's own function: same bundle, same checks) and their content is blanked;
 * entries logged more than ``entries_keep_days`` ago lose their content, marked
   ``deleted``; the data-tracker rows of deleted entries logged more than
-  ``tracker_keep_days`` ago are deleted (``LogStore.expire``).
+  ``tracker_keep_days`` ago are deleted (``LogStore.expire``);
+* the replay keys (``seen_request``) of requests created more than twice the message
+  window ago are deleted: the time check refuses such a message before its id is looked
+  up, so they protect nothing, and they are not evidence (the log entries are). Without
+  this the table would hold one row per exchange ever answered.
 
 Leaf hashes and body digests always stay, so every later inclusion and consistency
 proof verifies (docs/adr/0046-retention-that-runs-itself.md). A pass that fails is
@@ -49,6 +53,10 @@ BUNDLE_PATTERN: Final = re.compile(r"^archive-(\d{8}T\d{6}Z)\.jsonl$")
 """The name of a bundle the node wrote: the time of its pass, so the last one is found
 again after a restart without a record of its own."""
 _STAMP: Final = "%Y%m%dT%H%M%SZ"
+SEEN_KEPT_WINDOWS: Final = 2
+"""Replay keys are kept for this many message windows after their creation time: one
+window is all the time check admits, the second a margin for the clocks of a node
+cluster's processes, which the retention pass and the time check may read apart."""
 
 Sealer = Callable[[Path], None]
 """What happens to a bundle after it is written and before any entry is blanked: the
@@ -80,6 +88,7 @@ class RetentionJob:
         registry: CollectorRegistry,
         *,
         seal: Sealer | None = None,
+        replay_window: timedelta | None = None,
     ) -> None:
         self.node = node
         self.clock = clock
@@ -87,6 +96,8 @@ class RetentionJob:
         self.section = section
         self.archive_dir = archive_dir
         self.seal = seal
+        self.replay_window = replay_window
+        """The node's message window; None: the replay keys are kept."""
         self.last_run = Gauge(
             "gateway_retention_last_run_timestamp_seconds",
             "When the last retention pass of this node finished without error (Unix time).",
@@ -121,6 +132,7 @@ class RetentionJob:
             section.archive_dir or config.node.api_keys.parent / "archive",
             monitoring.registry,
             seal=archive_sealer(section.archive_recipients),
+            replay_window=timedelta(seconds=config.node.message_window_seconds),
         )
 
     def latest_bundle_time(self) -> datetime | None:
@@ -153,9 +165,11 @@ class RetentionJob:
                 bundle, archived = out, result.entries
                 self.last_bundle.set(now.timestamp())
         section = self.section
+        window = self.replay_window
         expired = self.store.expire(
             format_time(now - timedelta(days=section.entries_keep_days)),
             format_time(now - timedelta(days=section.tracker_keep_days)),
+            None if window is None else format_time(now - SEEN_KEPT_WINDOWS * window),
         )
         self.deleted.inc(expired.entries)
         self.last_run.set(now.timestamp())
@@ -165,15 +179,17 @@ class RetentionJob:
         while True:
             try:
                 done = await asyncio.to_thread(self.run_once, self.clock.now())
-                if done.archived or done.expired.entries or done.expired.tracker_rows:
+                expired = done.expired
+                if done.archived or expired.entries or expired.tracker_rows or expired.seen_rows:
                     log.info(
                         "%s: retention: %d entries archived to %s, content of %d deleted,"
-                        " %d data-tracker rows deleted",
+                        " %d data-tracker rows deleted, %d replay keys past the window",
                         self.node,
                         done.archived,
                         done.bundle,
-                        done.expired.entries,
-                        done.expired.tracker_rows,
+                        expired.entries,
+                        expired.tracker_rows,
+                        expired.seen_rows,
                     )
             except (ArchiveError, LogStoreError, OSError) as exc:
                 log.warning("%s: retention pass failed, tried again later: %s", self.node, exc)

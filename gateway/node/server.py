@@ -346,13 +346,15 @@ class Node:
     async def _record_configuration(self, current: Current[TrustState]) -> bool:
         """Durably add ``current`` to the log's configuration history before it is
         installed, so every entry logged under it can be shown its signed version
-        (docs/message-log.md 8.1). False if that failed: the caller keeps the old one."""
+        (docs/message-log.md 8.1), with the federated instances' versions its directory
+        holds. False if that failed: the caller keeps the old one."""
         if not current.files:
             return True
         try:
-            await self.log.record_configuration(
-                current.files, current.conf.serial, format_time(self.clock.now())
-            )
+            applied_at = format_time(self.clock.now())
+            await self.log.record_configuration(current.files, current.conf.serial, applied_at)
+            if self.globalconf is not None:  # and each federated instance's it rests on
+                await self.globalconf.federation.record(self.log, applied_at)
         except MessageLogError:
             log.exception(
                 "%s: cannot record global configuration serial %d; not applying it",

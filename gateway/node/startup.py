@@ -25,6 +25,7 @@ from gateway.core.envelope import EnvelopeError, parse_time
 from gateway.core.ids import MemberId, NodeId, ServiceId
 from gateway.core.jws import SignatureVerifier, Signer
 from gateway.keys.datakey import DataKeyError, load_data_key, read_passphrase
+from gateway.keys.datakey_token import load_token_data_key
 from gateway.keys.files import (
     KeyFileError,
     is_encrypted_key_file,
@@ -32,10 +33,16 @@ from gateway.keys.files import (
     load_private_key,
 )
 from gateway.keys.passphrase import PassphraseError, resolve_passphrase
-from gateway.keys.pkcs11 import TokenKeyRef, TokenSigningKey, load_token_key, read_pin
+from gateway.keys.pkcs11 import (
+    TokenError,
+    TokenKeyRef,
+    TokenSigningKey,
+    load_token_key,
+    read_pin,
+)
 from gateway.messagelog import MessageLog
 from gateway.node.clientauth import ClientCertStore, ConsumerTls
-from gateway.node.config import ConfigError, NodeConfig, ServiceSection, SigningKey
+from gateway.node.config import ConfigError, NodeConfig, ServiceSection, SigningKey, TokenSection
 from gateway.node.context import TrustState
 from gateway.node.ocsp import OwnCertificate
 from gateway.node.replay import ReplayGuard
@@ -135,14 +142,19 @@ def signing_key(
     if entry.token is None:
         assert entry.key is not None  # the configuration gives exactly one
         return load_private_key(entry.key, passphrase)
-    ref = TokenKeyRef(
-        module=entry.token.module,
-        token=entry.token.label,
-        key_label=entry.token.key_label,
-        pin_file=entry.token.pin_file,
-        pin_env=entry.token.pin_env,
-    )
+    ref = token_ref(entry.token)
     return load_token_key(ref, read_pin(ref))
+
+
+def token_ref(section: TokenSection) -> TokenKeyRef:
+    """Where a key in a token is, as ``node.toml`` names it."""
+    return TokenKeyRef(
+        module=section.module,
+        token=section.label,
+        key_label=section.key_label,
+        pin_file=section.pin_file,
+        pin_env=section.pin_env,
+    )
 
 
 def load_signers(
@@ -233,6 +245,9 @@ def node_data_key(config: NodeConfig) -> DataKey | None:
     if section.data_key is None:
         return None
     try:
+        if section.data_key_token is not None:
+            ref = token_ref(section.data_key_token)
+            return load_token_data_key(section.data_key, ref, read_pin(ref))
         return load_data_key(section.data_key, read_passphrase(section.data_key_passphrase_file))
-    except DataKeyError as exc:
+    except (DataKeyError, TokenError) as exc:
         raise ConfigError(f"[logging] data_key: {exc}") from None

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.client_reqrep import ClientRequest, Fingerprint
 from aiohttp.connector import Connection
+from cryptography import x509
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -25,6 +26,7 @@ from gateway.core.envelope import MAX_HEADER_FIELD
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import ServiceId
 from gateway.node.tls import RegistryContext
+from gateway.pki.ocsp_cache import find_issuer
 
 _OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
@@ -88,6 +90,34 @@ class _AnyOf(Fingerprint):
             raise aiohttp.ServerFingerprintMismatch(next(iter(self._accepted)), got, host, port)
 
 
+class WrongInstanceCa(aiohttp.ServerFingerprintMismatch):
+    """The peer presented its registered certificate, but no CA of the peer node's own
+    instance issued it (a federated instance's CA certifies that instance only)."""
+
+    def __init__(self, got: bytes, host: str, port: int, issuer: str) -> None:
+        super().__init__(b"", got, host, port)
+        self.issuer = issuer
+
+
+class _ScopedPin(_AnyOf):
+    """A peer node's pins and the CAs of its instance: the certificate must be one of
+    the pins *and* issued by one of those CAs. TLS verified the chain against every
+    instance's CAs (the handshake cannot know the peer's instance); this decides whether
+    that CA may certify this node, before a byte of the request is written."""
+
+    def __init__(self, fingerprints: frozenset[str], issuers: frozenset[x509.Certificate]) -> None:
+        super().__init__(fingerprints)
+        self.issuers = issuers
+
+    def check(self, transport: asyncio.Transport) -> None:
+        super().check(transport)
+        der = transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        cert = x509.load_der_x509_certificate(der)
+        if find_issuer(cert, self.issuers) is None:
+            host, port, *_ = transport.get_extra_info("peername")
+            raise WrongInstanceCa(der, host, port, cert.issuer.rfc4514_string())
+
+
 class PinnedConnector(aiohttp.TCPConnector):
     """A pool whose TLS connections are checked against the directory's pins.
 
@@ -101,14 +131,26 @@ class PinnedConnector(aiohttp.TCPConnector):
         super().__init__(ssl=ssl_context, **kwargs)
         self.pins: dict[tuple[str, int], _AnyOf] = {}
 
-    def pin(self, address: str, fingerprints: frozenset[str]) -> None:
+    def pin(
+        self,
+        address: str,
+        fingerprints: frozenset[str],
+        issuers: frozenset[x509.Certificate] | None = None,
+    ) -> None:
+        """Accept at ``address`` only ``fingerprints``; with ``issuers``, only a
+        certificate one of those CAs issued (the peer node's instance's CAs)."""
         parts = urlsplit(address)
         key = (parts.hostname or "", parts.port or 443)
         current = self.pins.get(key)
-        if current is None or current._accepted != frozenset(
-            bytes.fromhex(fp) for fp in fingerprints
+        scope = current.issuers if isinstance(current, _ScopedPin) else None
+        if (
+            current is None
+            or current._accepted != frozenset(bytes.fromhex(fp) for fp in fingerprints)
+            or scope != issuers
         ):
-            self.pins[key] = _AnyOf(fingerprints)
+            self.pins[key] = (
+                _AnyOf(fingerprints) if issuers is None else _ScopedPin(fingerprints, issuers)
+            )
 
     def _get_fingerprint(self, req: ClientRequest) -> Fingerprint | None:
         pin = self.pins.get((req.url.host or "", req.url.port or 443))
@@ -194,17 +236,20 @@ class PeerClient:
         ssl_context: ssl.SSLContext,
         headers: dict[str, str],
         body: bytes,
+        issuers: frozenset[x509.Certificate] | None = None,
     ) -> Reply:
         """POST one message; map transport failures to the client proxy's error codes.
 
         :class:`PeerUnreachable` when no connection could be made (refused, timed out,
-        TLS handshake or pin failed): nothing of the message was sent. Every other
-        failure is a plain :class:`GatewayError`: the message may have arrived.
+        TLS handshake or pin failed, or ``issuers``, the CAs of the peer node's
+        instance, issued none of its certificate): nothing of the message was sent.
+        Every other failure is a plain :class:`GatewayError`: the message may have
+        arrived.
 
         ``ssl_context`` carries the trust roots of the configuration applied now; pooled
         connections are keyed by it, so a changed set of roots takes new connections.
         """
-        self._connector.pin(address, pins)
+        self._connector.pin(address, pins, issuers)
         try:
             async with self._session.post(
                 URL(f"{address}/gw/v1/exchange", encoded=True),
@@ -223,6 +268,12 @@ class PeerClient:
         # aiohttp raises these three from its connector, before the request is
         # written (the pin is checked right after the handshake, PinnedConnector):
         # the provider's node saw nothing of the message.
+        except WrongInstanceCa as exc:
+            raise PeerUnreachable(
+                Code.CP_WRONG_INSTANCE_CA,
+                f"{address} presented its registered certificate, but it was issued by "
+                f"{exc.issuer}, which is not a CA of the provider node's instance",
+            ) from None
         except aiohttp.ServerFingerprintMismatch:
             raise PeerUnreachable(
                 Code.CP_SSL_AUTHENTICATION_FAILED,

@@ -129,7 +129,7 @@ def chapter_ok(de: LocalNet, ee: LocalNet, say: Say, timeout: float = 60) -> boo
         )
         message_id = response.headers["X-Road-Request-Id"]
         for name, files in (("Soest", de.nodes[SOEST.ags]), ("RIK", ee.nodes[RIK.ags])):
-            kinds = [e.kind for e in read_entries(files.log_location, message_id=message_id)]
+            kinds = [e.kind for e in read_entries(files.log_reader(), message_id=message_id)]
             ok = ok and kinds == ["request", "response"]
             lines.append(f"  {name}'s log: {' + '.join(kinds)} of {message_id}")
     else:

@@ -315,6 +315,7 @@ class LocalNet:
                 tsa_name=f"Development TSA {self.instance}",
                 tsa_url=self.trust.tsa_url,
                 tsa_cert=load_certificate(self.trust.tsa_cert),
+                development=True,  # plain online key files, as the sandbox's other keys
             ),
             files.database_url,
         )
@@ -456,29 +457,7 @@ class LocalNet:
         if self.trust_process is not None and self.trust_process.poll() is None:
             return self.trust_process
         t = self.trust
-        proc = self._spawn(
-            [
-                "trust",
-                "serve",
-                "--ca",
-                str(t.ca_dir),
-                "--ocsp-cert",
-                str(t.directory / "ocsp.pem"),
-                "--ocsp-key",
-                str(t.directory / "ocsp.key"),
-                "--tsa-cert",
-                str(t.directory / "tsa.pem"),
-                "--tsa-key",
-                str(t.directory / "tsa.key"),
-                "--host",
-                HOST,
-                "--port",
-                str(t.port),
-                "--ocsp-validity",
-                str(t.ocsp_validity_seconds),
-            ],
-            "trust",
-        )
+        proc = self._spawn(t.serve_args(HOST), "trust")
         wait_http(f"{t.url}/health", proc)
         self.trust_process = proc
         return proc

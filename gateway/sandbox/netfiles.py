@@ -19,12 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.core.atrest import DataKey
 from gateway.core.ids import ServiceId, SubsystemId
 from gateway.fsutil import replace_atomically
+from gateway.messagelog import LogStore
 from gateway.sandbox.cities import City
 from registries.edgetls import EdgeTls
 
 HOST = "127.0.0.1"
+
+_DATA_KEYS: dict[Path, DataKey] = {}
+"""The sandbox nodes' data keys this process has unwrapped (``NodeFiles.log_reader``)."""
 
 
 _PORTS_BELOW_EPHEMERAL = range(20000, 32768)
@@ -167,6 +172,43 @@ class NodeFiles:
         return self.database_url or self.messagelog
 
     @property
+    def data_key_file(self) -> Path:
+        """The node's data key, if the sandbox gave it one (``make_data_key``)."""
+        return self.directory / "data.key"
+
+    @property
+    def data_key_passphrase_file(self) -> Path:
+        return self.directory / "data-key.pass"
+
+    def make_data_key(self) -> None:
+        """A data key under a throwaway passphrase (0600, random), so the node seals the
+        personal data it logs (docs/message-log.md#at-rest); ``node_toml`` names both in
+        ``[logging]``. Nothing if the node has one already."""
+        from gateway.keys.datakey import create_data_key
+
+        if self.data_key_file.exists():
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        passphrase = secrets.token_urlsafe(32).encode("ascii")
+        replace_atomically(self.data_key_passphrase_file, passphrase + b"\n", 0o600)
+        create_data_key(self.data_key_file, passphrase)
+
+    def log_reader(self) -> LogStore | Path | str:
+        """The node's log for a reader in this process: opened with its data key when
+        it has one (sealed rows read as they were written), else where it is."""
+        if not self.data_key_file.exists():
+            return self.log_location
+        from gateway.keys.datakey import load_data_key
+        from gateway.keys.passphrase import read_passphrase_file
+        from gateway.messagelog import open_store
+
+        key = _DATA_KEYS.get(self.data_key_file)
+        if key is None:  # unwrapped once per process: scrypt is slow on purpose
+            passphrase = read_passphrase_file(self.data_key_passphrase_file)
+            key = _DATA_KEYS[self.data_key_file] = load_data_key(self.data_key_file, passphrase)
+        return open_store(self.log_location, key)
+
+    @property
     def auth_cert(self) -> Path:
         return self.directory / "auth.pem"
 
@@ -231,6 +273,18 @@ class TrustFiles:
     def tsa_cert(self) -> Path:
         return self.directory / "tsa.pem"
 
+    def serve_args(self, host: str) -> list[str]:
+        """``gateway trust serve``'s arguments for these files, listening on ``host``."""
+        d = self.directory
+        return [
+            "trust", "serve", "--ca", str(self.ca_dir),
+            "--ocsp-cert", str(d / "ocsp.pem"), "--ocsp-key", str(d / "ocsp.key"),
+            "--tsa-cert", str(d / "tsa.pem"), "--tsa-key", str(d / "tsa.key"),
+            "--host", host, "--port", str(self.port),
+            "--ocsp-validity", str(self.ocsp_validity_seconds),
+            "--development",  # the sandbox's CA and services keep plain keys
+        ]  # fmt: skip
+
 
 @dataclass
 class CentralFiles:
@@ -292,6 +346,13 @@ def node_toml(
         ]
     for key, value in (extra or {}).items():
         lines.append(f"{key} = {json.dumps(value)}")
+    if files.data_key_file.exists():
+        lines += [
+            "",
+            "[logging]",
+            f'data_key = "{files.data_key_file.name}"',
+            f'data_key_passphrase_file = "{files.data_key_passphrase_file.name}"',
+        ]
     lines += [
         "",
         "[[signing]]",

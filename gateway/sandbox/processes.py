@@ -71,16 +71,22 @@ def wait_http(
     verify: ssl.SSLContext | bool = True,
 ) -> None:
     """Poll until ``url`` answers 200; fail early if the process died. ``verify``: the
-    TLS context for an ``https`` URL (trusting a node's internal TLS certificate)."""
+    TLS context for an ``https`` URL (trusting a node's internal TLS certificate).
+
+    One client for all the polls: a new one per poll would load the trusted roots each
+    time, costing more CPU than the poll, while the process it waits for starts."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process for {url} exited with code {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1, verify=verify).status_code == 200:
-                return
-        except httpx.HTTPError as exc:
-            last = exc
-        time.sleep(0.05)
+    # A fresh connection per poll, as before: a kept-alive one could outlive a restart.
+    limits = httpx.Limits(max_keepalive_connections=0)
+    with httpx.Client(timeout=1, verify=verify, limits=limits) as client:
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"process for {url} exited with code {proc.returncode}")
+            try:
+                if client.get(url).status_code == 200:
+                    return
+            except httpx.HTTPError as exc:
+                last = exc
+            time.sleep(0.05)
     raise RuntimeError(f"{url} did not come up within {timeout} s: {last}")

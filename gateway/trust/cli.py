@@ -112,6 +112,23 @@ def cmd_pki_issue_service(args: argparse.Namespace) -> None:
     print(f"  sha256   {fingerprint_sha256(cert)}")
 
 
+def _service_passphrase(args: argparse.Namespace, *keys: Path | None) -> bytes | None:
+    """The passphrase of the services' key files, asked for only when one is encrypted
+    (``--key-passphrase-file``, else ``GATEWAY_KEY_PASSPHRASE``, else a prompt)."""
+    from gateway.keys.files import is_encrypted_key_file
+    from gateway.keys.passphrase import resolve_passphrase
+
+    encrypted = [k for k in keys if k is not None and k.exists() and is_encrypted_key_file(k)]
+    if not encrypted:
+        return None
+    file = Path(args.key_passphrase_file) if args.key_passphrase_file else None
+    return resolve_passphrase(
+        file,
+        what=f"the trust services' keys ({', '.join(str(k) for k in encrypted)})",
+        file_option="--key-passphrase-file",
+    )
+
+
 def cmd_trust_serve(args: argparse.Namespace) -> None:
     from datetime import timedelta
 
@@ -123,6 +140,8 @@ def cmd_trust_serve(args: argparse.Namespace) -> None:
         return Path(value) if value else None
 
     settings = load_settings(
+        passphrase=_service_passphrase(args, optional(args.ocsp_key), optional(args.tsa_key)),
+        development=args.development,
         ca_dir=optional(args.ca),
         ocsp_cert=optional(args.ocsp_cert),
         ocsp_key=optional(args.ocsp_key),
@@ -227,4 +246,15 @@ def add_trust_commands(sub: Subparsers, add: AddFn) -> None:
         help="seconds from thisUpdate to nextUpdate (default: X-Road's freshness window)",
     )
     p.add_argument("--policy", default=None, help="TSA policy OID (default: the built-in one)")
+    p.add_argument(
+        "--key-passphrase-file",
+        default=None,
+        help="file (0600) with the encrypted keys' passphrase (else GATEWAY_KEY_PASSPHRASE "
+        "or a prompt)",
+    )
+    p.add_argument(
+        "--development",
+        action="store_true",
+        help="accept unencrypted key files (a development set-up only)",
+    )
     add_guard_arguments(p, GuardSettings())

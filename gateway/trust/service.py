@@ -38,7 +38,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp as x509_ocsp
 
-from gateway.keys.files import load_certificate, load_private_key
+from gateway.keys.files import is_encrypted_key_file, load_certificate, load_private_key
 from gateway.net.guard import GuardSettings, guarded_site
 from gateway.net.httpversion import http1_only
 from gateway.pki.keys import public_key_der
@@ -125,6 +125,19 @@ def _check_valid_now(cert: x509.Certificate, path: Path, now: datetime) -> None:
         )
 
 
+def _service_key(
+    path: Path, passphrase: bytes | None, development: bool
+) -> ec.EllipticCurvePrivateKey:
+    """A service's key file under the node's rule: encrypted PKCS#8, or plain only in a
+    development set-up."""
+    if not development and not is_encrypted_key_file(path):
+        raise ValueError(
+            f"{path} is an unencrypted private key: encrypt it with 'gateway keys encrypt "
+            f"{path}', or start with --development for a development set-up"
+        )
+    return load_private_key(path, passphrase)
+
+
 def load_settings(
     *,
     ca_dir: Path | None = None,
@@ -135,12 +148,16 @@ def load_settings(
     ocsp_validity: timedelta = DEFAULT_OCSP_VALIDITY,
     policy_oid: str = DEFAULT_POLICY_OID,
     clock: Clock | None = None,
+    passphrase: bytes | None = None,
+    development: bool = True,
 ) -> TrustSettings:
     """Load and check keys and certificates, so a misconfiguration fails at start-up.
 
     The OCSP responder must be the CA itself or a delegated responder the CA issued;
     the TSA certificate must fit RFC 3161's profile; each key must match its certificate
-    and each certificate must be valid now.
+    and each certificate must be valid now. Encrypted key files are opened with
+    ``passphrase``; a plain one is refused unless ``development`` (the node's rule,
+    docs/adr/0041: ``gateway trust serve`` passes ``--development`` through).
     """
     if (ocsp_cert is None) != (ocsp_key is None) or (tsa_cert is None) != (tsa_key is None):
         raise ValueError("give each service's certificate together with its key")
@@ -160,7 +177,7 @@ def load_settings(
             raise ValueError("the OCSP responder needs the CA directory (--ca)")
         issuer = load_certificate(ca_dir / CA_CERT_NAME)
         cert = load_certificate(ocsp_cert)
-        key = load_private_key(ocsp_key)
+        key = _service_key(ocsp_key, passphrase, development)
         if public_key_der(key) != public_key_der(cert):
             raise ValueError(f"{ocsp_key} does not belong to {ocsp_cert}")
         if public_key_der(cert) != public_key_der(issuer):
@@ -177,7 +194,7 @@ def load_settings(
     tsa: TsaSettings | None = None
     if tsa_cert is not None and tsa_key is not None:
         cert = load_certificate(tsa_cert)
-        key = load_private_key(tsa_key)
+        key = _service_key(tsa_key, passphrase, development)
         if public_key_der(key) != public_key_der(cert):
             raise ValueError(f"{tsa_key} does not belong to {tsa_cert}")
         check_tsa_profile(cert)

@@ -43,8 +43,17 @@ from sqlmodel import Session, SQLModel, col, select
 
 from gateway.core.ids import ServiceId, SubsystemId
 from registries.edgetls import EdgeTls
+from registries.gewerberegister.outbox_args import DEFAULT_IHK_SERVICE, add_arguments
 
-__all__ = ["IhkOutbox", "IhkTarget", "OutboxDeliverer", "backoff", "enqueue"]
+__all__ = [
+    "DEFAULT_IHK_SERVICE",
+    "IhkOutbox",
+    "IhkTarget",
+    "OutboxDeliverer",
+    "add_arguments",
+    "backoff",
+    "enqueue",
+]
 
 log = logging.getLogger(__name__)
 
@@ -240,25 +249,6 @@ class OutboxDeliverer:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--ihk-*`` options: without ``--ihk-consumer-url`` the IHK is not notified."""
-    parser.add_argument(
-        "--ihk-consumer-url",
-        default=None,
-        help="the trade office's gateway node (consumer edge); enables IHK notifications",
-    )
-    parser.add_argument("--ihk-client", default="DE-NRW/GOV/05974040/gewerbeamt")
-    parser.add_argument("--ihk-service", default=DEFAULT_IHK_SERVICE)
-    parser.add_argument("--ihk-retry-seconds", type=float, default=2.0, help="first retry delay")
-    parser.add_argument(
-        "--ihk-retry-max-seconds", type=float, default=600.0, help="longest retry delay"
-    )
-    EdgeTls.add_arguments(parser, "ihk-")
-
-
-DEFAULT_IHK_SERVICE: Final = "DE-NRW/GOV/IHK-ARNSBERG/kammer/gewerbemeldungen"
 
 
 def target_from(args: argparse.Namespace) -> IhkTarget | None:

@@ -252,7 +252,10 @@ def slow_service(registry: RecordingRegistry, timeout_seconds: float = 0.5) -> S
 def registry() -> Iterator[RecordingRegistry]:
     reg = RecordingRegistry()
     reg.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(reg))
-    thread = threading.Thread(target=reg.server.serve_forever, daemon=True)
+    # A short poll: shutdown() waits for the loop's next look, 0.5 s by default.
+    thread = threading.Thread(
+        target=reg.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     yield reg
     reg.release.set()

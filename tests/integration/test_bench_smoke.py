@@ -47,7 +47,12 @@ def test_bench_runs_and_every_counted_success_is_logged(tmp_path: Path) -> None:
     registry = report["registry"]["levels"]
     assert set(registry) == {"1", "16"}
     assert all(r["errors"] == 0 and r["cpu_ms_per_lookup"] > 0 for r in registry.values())
-    assert report["soak"]["ok"] == 200
+    soak = report["soak"]
+    assert soak["ok"] == 200
+    # RSS of both nodes read before the soak and after each of its chunks.
+    readings = soak["rss_mb"]
+    assert [r["exchanges"] for r in readings] == list(range(0, 201, 20))
+    assert all(r["consumer"] > 0 and r["provider"] > 0 for r in readings)
     large = report["large_bodies"]
     assert large["concurrency"] == 2
     sized = large["sizes"]["65536"]

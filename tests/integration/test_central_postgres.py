@@ -50,7 +50,9 @@ pytestmark = pytest.mark.integration
 
 def _options(tmp_path: Path, public_url: str = "http://127.0.0.1:1") -> InitOptions:
     ca = init_ca(tmp_path / "ca", "Test CA", datetime.now(UTC))
-    return InitOptions(instance=INSTANCE, ca_cert=ca, ocsp_urls=(), public_url=public_url)
+    return InitOptions(
+        instance=INSTANCE, ca_cert=ca, ocsp_urls=(), public_url=public_url, development=True
+    )
 
 
 @pytest.mark.parametrize("backend", CENTRAL_BACKENDS)
@@ -143,7 +145,7 @@ def test_a_sqlite_central_from_before_the_revisions_is_adopted(tmp_path: Path) -
     init_ca(tmp_path / "ca", "Test CA", datetime.now(UTC))
     gateway(
         "central", "init", "--dir", str(directory), "--instance", INSTANCE,
-        "--ca-cert", str(tmp_path / "ca" / "ca.pem"), "--url", url,
+        "--ca-cert", str(tmp_path / "ca" / "ca.pem"), "--url", url, "--insecure-plain-keys",
     )  # fmt: skip
     with sqlite3.connect(directory / DB_NAME) as conn:
         conn.execute(f"DROP TABLE {db.VERSION_TABLE}")

@@ -297,6 +297,97 @@ def test_settings_changed_on_one_process_are_in_force_in_every_process(
         eventually(lambda b=base: wanted <= subsystems(b), "every concurrent change", SETTLE)  # type: ignore[misc]
 
 
+def worker_readiness(net: LocalNet) -> dict[int, tuple[int, dict[str, object]]]:
+    """Each of Lippstadt's current workers' readiness (status, its ``maintenance``
+    check), asked on new connections until every worker has answered."""
+    files = net.nodes[LIPPSTADT.ags]
+    workers = children(parent(net))
+    seen: dict[int, tuple[int, dict[str, object]]] = {}
+    deadline = time.monotonic() + 60
+    while not workers <= set(seen) and time.monotonic() < deadline:
+        reply = httpx.get(f"{files.consumer_url}/health/ready", timeout=30)
+        body = reply.json()
+        (check,) = [c for c in body["checks"] if c["check"] == "maintenance"]
+        seen[int(body["pid"])] = (reply.status_code, check)
+        workers = children(parent(net))
+    assert workers <= set(seen), f"workers {workers}, answered {set(seen)}"
+    return {pid: seen[pid] for pid in workers}
+
+
+def test_maintenance_through_the_shared_admin_port_holds_in_every_worker(
+    cluster_net: LocalNet,
+) -> None:
+    """On through the CLI (the shared admin port, one worker answers), the node is in
+    maintenance in both workers and in a worker started again meanwhile; off through
+    the API, both serve again."""
+    files = cluster_net.nodes[LIPPSTADT.ags]
+    token = (files.directory / "admin.key").read_text("utf-8").strip()
+    auth = {"Authorization": f"Bearer {token}"}
+    status_url = f"{files.metrics_url}{API}/maintenance"
+    assert every_time(cluster_net, str(GEWERBEAMT), allowed=True)
+
+    entered = gateway(
+        "node", "admin", "--config", str(files.config), "maintenance", "on", "--reason", "Umzug"
+    )  # fmt: skip
+    assert entered.returncode == 0, entered.stderr
+    try:
+        since = httpx.get(status_url, headers=auth, timeout=30).json()["since"]
+
+        def all_in_maintenance() -> bool:
+            states = worker_readiness(cluster_net).values()
+            return all(code == 503 and not check["ok"] for code, check in states)
+
+        eventually(all_in_maintenance, "maintenance in every worker", 10)
+        for _code, check in worker_readiness(cluster_net).values():
+            assert f"since {since[:19]}" in str(check["detail"]), check
+            assert "Umzug" in str(check["detail"]), check
+        # Every new exchange, whichever worker takes it, is refused: a peer's and one of
+        # Lippstadt's own information systems' (new connections each).
+        for _ in range(8):
+            relayed = call(cluster_net)
+            assert relayed.headers.get("X-Road-Error") == Code.SP_MAINTENANCE_MODE.value
+            own = httpx.get(
+                f"{files.consumer_url}/r1/{SERVICE}",
+                headers={"X-Road-Client": str(LIPPSTADT.subsystem("melderegister"))},
+                timeout=30,
+            )
+            assert own.status_code == 500, own.text
+            assert own.headers.get("X-Road-Error") == Code.CP_MAINTENANCE_MODE.value, own.text
+        # The status answers for the node whichever worker answers; a worker the parent
+        # starts again comes up drained.
+        statuses: dict[int, dict[str, object]] = {}
+        while set(statuses) != children(parent(cluster_net)):
+            body = httpx.get(status_url, headers=auth, timeout=30).json()
+            statuses[int(body["pid"])] = body
+        assert {(b["enabled"], b["since"], b["reason"]) for b in statuses.values()} == {
+            (True, since, "Umzug")
+        }
+        follower = min(children(parent(cluster_net)) - {leader(cluster_net)})
+        os.kill(follower, signal.SIGTERM)
+        eventually(
+            lambda: (
+                follower not in children(parent(cluster_net))
+                and len(children(parent(cluster_net))) == 2
+            ),
+            "a worker started again",
+        )
+        for code, check in worker_readiness(cluster_net).values():
+            assert code == 503 and not check["ok"] and "Umzug" in str(check["detail"])
+    finally:
+        left = httpx.put(status_url, json={"enabled": False}, headers=auth, timeout=30)
+    assert left.status_code == 200, left.text
+    assert left.json()["enabled"] is False
+
+    def none_in_maintenance() -> bool:
+        return all(check["ok"] for _, check in worker_readiness(cluster_net).values())
+
+    eventually(none_in_maintenance, "maintenance off in every worker", 10)
+    assert every_time(cluster_net, str(GEWERBEAMT), allowed=True)
+    trail = httpx.get(f"{files.metrics_url}{API}/audit", headers=auth, timeout=30)
+    actions = [r["action"] for r in trail.json()["records"] if r["action"].startswith("maint")]
+    assert actions[-2:] == ["maintenance.enter", "maintenance.leave"]
+
+
 def test_workers_are_refused_on_a_sqlite_log(tmp_path: Path) -> None:
     net = LocalNet.create(tmp_path, [SOEST], datetime.now(UTC))
     net.write_configs()

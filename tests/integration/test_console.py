@@ -95,7 +95,7 @@ def start_stack(base: Path) -> Iterator[Stack]:
     console = f"http://127.0.0.1:{console_port}"
     gateway(
         "central", "init", "--dir", str(base / "c"), "--instance", INSTANCE,
-        "--ca-cert", str(ca / "ca.pem"), "--url", central,
+        "--ca-cert", str(ca / "ca.pem"), "--url", central, "--insecure-plain-keys",
     )  # fmt: skip
     admin_key = (base / "c" / "admin.key").read_text().strip()
     logs = [(base / "central.log").open("w"), (base / "console.log").open("w")]

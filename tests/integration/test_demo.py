@@ -196,6 +196,11 @@ def _check_story(out: str) -> None:
     versions = re.search(r"configuration versions in force \(serials (\d+(?:, \d+)+)\)", out)
     assert versions is not None, out
     assert re.search(r"in force: entries \d+(?:-\d+)? under serial \d+", out), out
+    # Both nodes' log files were grepped for Anna's IDNr, name and moving-in date, and
+    # hold none of them: their data keys seal what they log.
+    for city in ("Soest", "Lippstadt"):
+        assert re.search(rf"Stadt {city}: messagelog\.sqlite \(\d+ bytes\): none of them", out), out
+    assert "52693074139, Schmidt, 2016-08-01" in out, out
     subjects = re.search(r"(\d+) entries checked, (\d+) naming a person, 0 mismatches", out)
     assert subjects is not None and int(subjects.group(2)) >= 1, out
     # An operator grants Iserlohn's trade office access on Lippstadt's running node with
@@ -228,6 +233,9 @@ def test_demo_tells_the_story_and_keeps_the_federation_running(tmp_path: Path) -
         _check_story(log.read_text("utf-8"))
 
         assert topology["instance"] == "DE-NRW"
+        [estonia] = topology["federated_instances"]
+        assert estonia["instance"] == "EE-TEST"
+        assert [n["member"] for n in estonia["nodes"]] == ["EE-TEST/GOV/70000310"]
         assert Path(topology["ca_certificate"]).is_file()
         assert topology["central_url"].startswith("http://127.0.0.1:")
         assert Path(topology["anchor"]).is_file()

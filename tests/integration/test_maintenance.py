@@ -81,7 +81,9 @@ class GatedRegistry:
 @pytest.fixture(scope="module")
 def gated() -> Iterator[GatedRegistry]:
     registry = GatedRegistry()
-    thread = threading.Thread(target=registry.server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=registry.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     yield registry
     registry.gate.set()

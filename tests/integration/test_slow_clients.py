@@ -104,7 +104,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         trust = _spawn(
             net,
             ["trust", "serve", "--ca", str(t.ca_dir), "--ocsp-cert", str(t.directory / "ocsp.pem"),
-             "--ocsp-key", str(t.directory / "ocsp.key"), "--host", "127.0.0.1",
+             "--ocsp-key", str(t.directory / "ocsp.key"), "--development", "--host", "127.0.0.1",
              "--port", str(trust_port), *GUARD_FLAGS],
             "trust-guarded",
         )  # fmt: skip
@@ -119,7 +119,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         central_url = f"http://127.0.0.1:{central_port}"
         subprocess.run(
             [sys.executable, "-m", "gateway", "central", "init", "--dir", str(root / "central"),
-             "--instance", "DE-NRW", "--ca-cert", str(net.ca_cert), "--url", central_url],
+             "--instance", "DE-NRW", "--ca-cert", str(net.ca_cert), "--url", central_url,
+             "--insecure-plain-keys"],
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
         central = _spawn(

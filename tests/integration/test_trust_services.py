@@ -135,8 +135,17 @@ def trust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trust]:
     ):
         result = gateway(*args)
         assert result.returncode == 0, result.stderr
+    # The services run on encrypted keys, as a deployment's must (docs/adr/0053).
+    passphrase = root / "key-passphrase"
+    passphrase.write_text("trust services passphrase\n")
+    passphrase.chmod(0o600)
+    keys = [str(services / "ocsp.key"), str(services / "tsa.key")]
+    encrypted = gateway("keys", "encrypt", "--passphrase-file", str(passphrase), *keys)
+    assert encrypted.returncode == 0, encrypted.stderr
     proc, url = start_trust(
         [
+            "--key-passphrase-file",
+            str(passphrase),
             "--port",
             "0",
             "--ca",
@@ -564,8 +573,9 @@ def test_serve_refuses_a_tsa_certificate_outside_rfc_3161(
 ) -> None:
     key, cert = _careless_tsa(trust, f"careless-tsa-{mention[:4]}", eku, critical)
     result = gateway(
-        "trust", "serve", "--port", "0", "--tsa-cert", str(cert), "--tsa-key", str(key)
-    )
+        "trust", "serve", "--port", "0", "--tsa-cert", str(cert), "--tsa-key", str(key),
+        "--development",
+    )  # fmt: skip
     assert_clean_refusal(result, "gateway: error:", "TSA certificate", mention)
     assert result.stdout == ""
 
@@ -580,13 +590,15 @@ def test_serve_refuses_an_expired_tsa_certificate_and_a_bad_policy(trust: Trust)
         valid_to=timedelta(days=-30),
     )
     expired = gateway(
-        "trust", "serve", "--port", "0", "--tsa-cert", str(cert), "--tsa-key", str(key)
-    )
+        "trust", "serve", "--port", "0", "--tsa-cert", str(cert), "--tsa-key", str(key),
+        "--development",
+    )  # fmt: skip
     assert_clean_refusal(expired, "gateway: error:", "is not valid now")
 
     bad_policy = gateway(
         "trust", "serve", "--port", "0", "--policy", "my-policy",
         "--tsa-cert", str(trust.tsa_pem), "--tsa-key", str(trust.tsa_pem.with_suffix(".key")),
+        "--key-passphrase-file", str(trust.root / "key-passphrase"),
     )  # fmt: skip
     assert_clean_refusal(bad_policy, "gateway: error:", "'my-policy' is not a dotted OID")
 
@@ -602,8 +614,33 @@ def test_serve_reports_a_busy_port_in_one_line(trust: Trust) -> None:
         str(trust.tsa_pem),
         "--tsa-key",
         str(trust.tsa_pem.with_suffix(".key")),
+        "--key-passphrase-file",
+        str(trust.root / "key-passphrase"),
     )
     assert_clean_refusal(result, "gateway: error: cannot serve on 127.0.0.1:")
+
+
+def test_serve_refuses_a_plain_key_and_a_wrong_passphrase(trust: Trust) -> None:
+    """The services' keys follow the node's rule: encrypted PKCS#8, a plain key only in
+    a development set-up, and a wrong passphrase named as such, never shown."""
+    key, cert = _careless_tsa(trust, "plain-tsa", [ExtendedKeyUsageOID.TIME_STAMPING], True)
+    plain = gateway("trust", "serve", "--port", "0", "--tsa-cert", str(cert), "--tsa-key", str(key))
+    assert_clean_refusal(
+        plain,
+        f"{key} is an unencrypted private key",
+        f"gateway keys encrypt {key}",
+        "--development",
+    )
+    wrong = trust.root / "wrong-passphrase"
+    wrong.write_text("not the passphrase\n")
+    wrong.chmod(0o600)
+    tsa_key = trust.tsa_pem.with_suffix(".key")
+    refused = gateway(
+        "trust", "serve", "--port", "0", "--tsa-cert", str(trust.tsa_pem),
+        "--tsa-key", str(tsa_key), "--key-passphrase-file", str(wrong),
+    )  # fmt: skip
+    assert_clean_refusal(refused, str(tsa_key), "passphrase")
+    assert "not the passphrase" not in refused.stderr
 
 
 def test_revoke_refusals_are_clear_and_change_nothing(trust: Trust) -> None:

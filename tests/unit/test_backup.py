@@ -71,7 +71,11 @@ def test_another_key_or_signer_is_refused_by_name() -> None:
 def test_the_central_comes_back_from_its_backup(tmp_path: Path) -> None:
     ca = init_ca(tmp_path / "ca", "Test CA", NOW)
     options = InitOptions(
-        instance="DE-NRW", ca_cert=ca, ocsp_urls=(), public_url="http://127.0.0.1:8070"
+        instance="DE-NRW",
+        ca_cert=ca,
+        ocsp_urls=(),
+        public_url="http://127.0.0.1:8070",
+        development=True,
     )
     directory = tmp_path / "central"
     init_central(directory, options)

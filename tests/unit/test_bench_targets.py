@@ -3,9 +3,13 @@ reports a target whose figure the run did not take as not measured, never as met
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
-from gateway.sandbox.bench.targets import judge
+from gateway.sandbox.bench.logsize import LogSizeResult, Timing
+from gateway.sandbox.bench.soak import growth_mb
+from gateway.sandbox.bench.targets import judge, judge_audit, judge_log_sizes, judge_rss
 
 
 def _level(node_cpu: float, relay_cpu: float, gateway_rate: float, relay_rate: float) -> Any:
@@ -43,7 +47,7 @@ def test_node_cpu_is_judged_against_the_relay_per_proxy_of_the_same_level() -> N
 def test_figures_the_run_did_not_take_are_not_measured() -> None:
     report = {"levels": {"16": _level(0.5, 0.2, 100, 200)}}
     verdicts = _verdicts(report)
-    assert verdicts["node RSS after 100,000 exchanges"] is None
+    assert verdicts["node RSS <= 150 MB after 100,000 exchanges, flat"] is None
     assert verdicts["sample registry CPU per lookup"] is None
     assert verdicts["throughput at concurrency 64"] is None
     assert verdicts["added latency at concurrency 1"] is None
@@ -59,4 +63,77 @@ def test_sample_registry_and_lean_relay_targets() -> None:
     verdicts = _verdicts(report)
     assert verdicts["sample registry <= 0.5 ms CPU per lookup"] is False  # its worst level
     assert verdicts["lean relay <= 0.25 ms CPU per proxy under load"] is False
-    assert verdicts["node RSS <= 150 MB after 100,000 exchanges"] is False
+    assert verdicts["node RSS <= 150 MB after 100,000 exchanges, flat"] is False
+
+
+def _soak(
+    consumer: Sequence[float], provider: Sequence[float], per_chunk: int = 10_000
+) -> dict[str, Any]:
+    samples = [
+        {"exchanges": i * per_chunk, "seconds": float(i), "consumer": c, "provider": p}
+        for i, (c, p) in enumerate(zip(consumer, provider, strict=True))
+    ]
+    return {"ok": samples[-1]["exchanges"], "rss_mb": samples}
+
+
+def _memory(soak: dict[str, Any]) -> dict[str, Any]:
+    last = soak["rss_mb"][-1]
+    return {node: {"rss": last[node], "peak_rss": last[node]} for node in ("consumer", "provider")}
+
+
+def test_rss_must_be_low_and_flat_over_the_second_half() -> None:
+    flat = _soak([60, 90, 95, 96, 96, 97, 97, 97, 97, 98, 98], [60, 95, 105, 110, 112] + [113] * 6)
+    verdict = judge_rss(flat, _memory(flat))
+    assert verdict.met is True
+    assert growth_mb(flat, "provider") == 0
+    assert growth_mb(flat, "consumer") == 1  # 97 at 50,000, 98 at the end
+
+    # Under the bound but still climbing after the window filled: a leak, not met.
+    rising = _soak([60] * 11, [60, 70, 80, 90, 100, 110, 118, 126, 134, 142, 149])
+    verdict = judge_rss(rising, _memory(rising))
+    assert verdict.met is False
+    assert "provider +39.0 MB" in verdict.measured
+
+    # Flat but above the bound.
+    fat = _soak([160] * 11, [60] * 11)
+    assert judge_rss(fat, _memory(fat)).met is False
+
+
+def test_rss_of_a_short_soak_or_one_reading_is_not_measured() -> None:
+    short = _soak([60] * 11, [60] * 11, per_chunk=1_000)
+    assert judge_rss(short, _memory(short)).met is None
+    assert judge_rss(None, None).met is None
+    whole = _soak([60] * 11, [60] * 11)
+    memory = _memory(whole)
+    del whole["rss_mb"]
+    assert judge_rss(whole, memory).met is None  # low, but flat unknown
+
+
+def test_audit_ratio_is_judged_on_cpu_when_given() -> None:
+    assert judge_audit(13_000, 20_000).met is True
+    assert judge_audit(11_000, 20_000).met is False
+    # The wall rates look fine on a loaded machine, the CPU per entry does not.
+    verdict = judge_audit(13_000, 20_000, verify_cpu_s=2.0, signatures_cpu_s=1.0)
+    assert verdict.met is False
+    assert "= 0.50" in verdict.measured
+
+
+def _timing(median_ms: float) -> Timing:
+    return Timing(median_ms, median_ms * 3, median_ms / 2, 12.0, 30)
+
+
+def _size(entries: int, proof_ms: float, startup_ms: float) -> LogSizeResult:
+    return LogSizeResult(entries, 1.0, startup_ms, _timing(proof_ms), _timing(proof_ms), None, None)
+
+
+def test_proofs_are_judged_only_at_ten_million_entries() -> None:
+    short = judge_log_sizes([_size(100_000, 1.4, 3.0), _size(1_000_000, 1.5, 3.2)])
+    assert [v.met for v in short] == [None, None, True]
+    full = judge_log_sizes([_size(100_000, 1.4, 3.0), _size(10_000_000, 7.6, 2.7)])
+    assert [v.met for v in full] == [True, True, True]
+    slow = judge_log_sizes([_size(100_000, 1.4, 3.0), _size(10_000_000, 12.0, 40.0)])
+    assert [v.met for v in slow] == [False, False, False]
+    # A start that reads every replay key ever logged grows with the log.
+    scan = [_size(100_000, 1.4, 3.0), _size(10_000_000, 7.6, 3.0)]
+    scan = [replace(scan[0], replay_preload_ms=300.0), replace(scan[1], replay_preload_ms=9000.0)]
+    assert judge_log_sizes(scan)[2].met is False

@@ -4,6 +4,8 @@ trust scoped per instance, and the node's TUF clients of the foreign configurati
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +20,7 @@ from gateway.conf.tufdev import DevRepository
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import GroupId, MemberId, NodeId
 from gateway.keys.files import load_certificate
+from gateway.messagelog import MessageLog, foreign_versions, open_store
 from gateway.node.federation import CONSUMER, PROVIDER, Federation
 from gateway.trust.ca_store import init_ca
 
@@ -218,13 +221,23 @@ def test_a_rolled_back_foreign_configuration_is_refused(
     own = _conf(DE, SOEST, FP_DE, cas[DE], federated=(ee_repo.anchor(),))
     federation = _federation(tmp_path)
     federation.view(own)
-    ee_repo.publish(_conf(EE, RIK, FP_EE, cas[EE], serial=2).to_bytes())
+    ee_repo.publish(
+        _conf(EE, RIK, FP_EE, cas[EE], serial=2).to_bytes(), expires_in=timedelta(hours=1)
+    )
     assert federation.sync(own, datetime.now(UTC)) is True
     ee_repo.restore(old)  # an attacker (or a broken central) serves version 1 again
     assert federation.sync(own, datetime.now(UTC)) is False
     status = federation.status(datetime.now(UTC))[EE]
     assert status["serial"] == 2  # type: ignore[index]
     assert "BadVersionNumberError" in str(status["last_failure"])  # type: ignore[index]
+    # Version 2 is kept until it expires; then EE-TEST alone is refused, naming the rollback.
+    union, later = federation.view(own), datetime.now(UTC) + timedelta(hours=2)
+    federation.check(union, DE, later, CONSUMER)
+    for codes, code in ((CONSUMER, Code.CP_FEDERATED_CONF_OUTDATED),
+                        (PROVIDER, Code.SP_FEDERATED_CONF_OUTDATED)):  # fmt: skip
+        with pytest.raises(GatewayError, match="BadVersionNumberError") as refused:
+            federation.check(union, EE, later, codes)
+        assert refused.value.code is code
 
 
 def test_a_federated_instance_never_verified_is_refused_as_unavailable(
@@ -242,3 +255,44 @@ def test_a_federated_instance_never_verified_is_refused_as_unavailable(
     ee_repo.publish(_conf(EE, RIK, FP_EE, cas[EE]).to_bytes())
     assert federation.sync(own, datetime.now(UTC)) is True
     assert federation.view(own).reach(EE) is Reach.FEDERATED
+
+
+# ---------------------------------------------------------------- the log's history
+
+
+def test_the_log_keeps_each_foreign_version_once_per_instance(
+    cas: dict[str, CaEntry], ee_repo: DevRepository, tmp_path: Path, log_location: Path | str
+) -> None:
+    """What the node records before it acts on a foreign version: the instance, serial,
+    expiry, root fingerprint and signed files; an unchanged version adds no row, and the
+    own history (what audit bundles carry) stays the own instance's alone."""
+    ee_repo.publish(_conf(EE, RIK, FP_EE, cas[EE]).to_bytes(), expires_in=timedelta(hours=1))
+    own = _conf(DE, SOEST, FP_DE, cas[DE], federated=(ee_repo.anchor(),))
+    federation = _federation(tmp_path)
+    federation.view(own)
+    [held] = federation.held()
+    assert (held.instance, held.serial) == (EE, 1)
+    assert held.root_sha256 == ee_repo.anchor().fingerprint()
+    expires = datetime.fromisoformat(held.expires)
+    assert datetime.now(UTC) < expires <= datetime.now(UTC) + timedelta(hours=1)
+
+    async def scenario() -> None:
+        async with MessageLog(log_location, clock=lambda: datetime.now(UTC)) as log:
+            await federation.record(log, "2026-12-07T10:00:00.000Z")
+            await federation.record(log, "2026-12-07T10:01:00.000Z")  # unchanged
+            ee_repo.publish(_conf(EE, RIK, FP_EE, cas[EE], serial=2).to_bytes())
+            assert federation.sync(own, datetime.now(UTC)) is True
+            await federation.record(log, "2026-12-07T10:02:00.000Z")
+
+    asyncio.run(scenario())
+    rows = foreign_versions(log_location)
+    assert [(r.version.instance, r.version.serial, r.applied_at) for r in rows] == [
+        (EE, 1, "2026-12-07T10:00:00.000Z"),
+        (EE, 2, "2026-12-07T10:02:00.000Z"),
+    ]
+    assert rows[0].version == held
+    [second] = federation.held()
+    assert rows[1].version == second
+    document = dict(second.files)["globalconf.json"]
+    assert rows[1].document_sha256 == hashlib.sha256(document).hexdigest()
+    assert open_store(log_location).configuration_versions() == []

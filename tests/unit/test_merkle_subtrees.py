@@ -224,6 +224,8 @@ def test_the_log_bench_reads_log_n_rows_per_proof_and_n_the_old_way(tmp_path: Pa
         assert r.consistency.rows <= 2 * r.entries.bit_length() ** 2
         assert r.inclusion_all_leaves is not None
         assert r.inclusion_all_leaves.rows == r.entries
+        # Each request was logged with its replay key; all are inside the window.
+        assert r.replay_preloaded == r.entries // 2
 
 
 def test_an_older_file_not_opened_since_is_refused_with_the_remedy(tmp_path: Path) -> None:

@@ -50,12 +50,14 @@ SQL_MODULES = frozenset(
         "gateway/messagelog/sqlite_admin.py",
         "gateway/messagelog/sqlite_commit.py",
         "gateway/messagelog/sqlite_writes.py",
+        "gateway/messagelog/sqlite_foreign.py",
         "gateway/messagelog/sqlite_retention.py",
         "gateway/messagelog/sqlite_sealed.py",
         "gateway/messagelog/postgres.py",
         "gateway/messagelog/postgres_admin.py",
         "gateway/messagelog/postgres_commit.py",
         "gateway/messagelog/postgres_writes.py",
+        "gateway/messagelog/postgres_foreign.py",
         "gateway/messagelog/postgres_retention.py",
     }
 )

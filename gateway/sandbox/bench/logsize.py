@@ -5,6 +5,10 @@ product's own writer to each size asked for, then measures, at that size:
 
 - the log's start-up (``MessageLog`` opened and closed, as a node's start does: the
   frontier check, the subtrees' presence check, the timestamping state);
+- the rest of a provider node's start that reads the log: its replay guard rebuilt from
+  the ``seen_request`` rows of the last window (``preloaded_replay_guard``); the filler
+  logs each request with its replay key, one exchange per append, as a provider does,
+  at 100 exchanges per second of creation time, so a window holds 30,000 of them;
 - inclusion and consistency proofs as ``gateway.messagelog.proofs`` builds them (from
   the stored subtrees, docs/adr/0043): median and worst time, peak Python memory
   (``tracemalloc``), rows read;
@@ -28,9 +32,10 @@ import tracemalloc
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from gateway.core.encoding import format_time
 from gateway.core.merkle import consistency_proof, inclusion_proof
 from gateway.messagelog import (
     Kind,
@@ -42,10 +47,15 @@ from gateway.messagelog import (
     inclusion,
     open_store,
 )
+from gateway.node.startup import preloaded_replay_guard
 
 __all__ = ["LogSizeResult", "run_log_bench"]
 
 NOW = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
+EXCHANGE_EVERY = timedelta(milliseconds=10)
+"""Creation time between two synthetic exchanges: 100 per second."""
+WINDOW = timedelta(seconds=300)
+"""The provider's default message window, whose ids a start reads back."""
 _BATCH = 2000
 _CERT_REF = hashlib.sha256(b"bench-cert").hexdigest()
 
@@ -70,6 +80,9 @@ class LogSizeResult:
     consistency: Timing
     inclusion_all_leaves: Timing | None
     consistency_all_leaves: Timing | None
+    replay_preload_ms: float = 0.0
+    """The replay guard rebuilt from the log's last window, as a provider's start does."""
+    replay_preloaded: int = 0
 
 
 class _CountingStore:
@@ -126,7 +139,7 @@ def _record(n: int) -> LogRecord:
         xroad_id=f"DE-NRW-bench-{n // 2}",
         client="DE-NRW/GOV/05974040/gewerbeamt",
         service="DE-NRW/GOV/05974028/melderegister/einfacheAuskunft",
-        created="2026-06-01T08:00:00.000Z",
+        created=_created(n),
         header=b'{"h":1}',
         body=b'{"familienname":"Schmidt"}',
         signature="eyJ9..c2ln",
@@ -135,7 +148,14 @@ def _record(n: int) -> LogRecord:
     )
 
 
+def _created(n: int) -> str:
+    return format_time(NOW + (n // 2) * EXCHANGE_EVERY)
+
+
 async def _fill(location: Path | str, start: int, end: int) -> None:
+    """Log entries ``start`` to ``end`` (even numbers, a request and its response each)
+    an exchange per append with the request's replay key, many appends in flight, so the
+    writer's group commit batches them as it does under load."""
     log = MessageLog(location, clock=lambda: NOW)
     log.start()
     try:
@@ -143,8 +163,11 @@ async def _fill(location: Path | str, start: int, end: int) -> None:
             last = min(end, first + _BATCH * 8)
             await asyncio.gather(
                 *(
-                    log.append([_record(n) for n in range(b, min(last, b + _BATCH))])
-                    for b in range(first, last, _BATCH)
+                    log.append(
+                        [_record(n), _record(n + 1)],
+                        replay_key=(_record(n).client, _record(n).message_id, _created(n)),
+                    )
+                    for n in range(first, last, 2)
                 )
             )
     finally:
@@ -181,6 +204,16 @@ def _startup_ms(location: Path | str) -> float:
     return (time.perf_counter() - began) * 1000
 
 
+def _replay_preload(location: Path | str, size: int) -> tuple[float, int]:
+    """Time to rebuild the replay guard at the last exchange's time; ids it holds."""
+    now = NOW + ((size - 1) // 2) * EXCHANGE_EVERY
+    began = time.perf_counter()
+    log = MessageLog(location, clock=lambda: now)
+    guard = preloaded_replay_guard(log, WINDOW, now)
+    asyncio.run(log.close())
+    return (time.perf_counter() - began) * 1000, len(guard)
+
+
 def run_log_bench(
     location: Path | str,
     sizes: list[int],
@@ -202,6 +235,7 @@ def run_log_bench(
         filled = size
         progress(f"{size} entries written in {fill_seconds:.1f} s")
         startup = statistics.median(_startup_ms(location) for _ in range(3))
+        preloads = [_replay_preload(location, size) for _ in range(3)]
         picks = [(rng.randrange(size), rng.randrange(1, size)) for _ in range(samples)]
         store = open_store(location)
 
@@ -216,6 +250,8 @@ def run_log_bench(
                 _measure(samples, proofs.consistency),
                 _measure(3, proofs.inclusion_from_leaves) if old else None,
                 _measure(3, proofs.consistency_from_leaves) if old else None,
+                statistics.median(ms for ms, _ in preloads),
+                preloads[0][1],
             )
         )
         progress(format_result(results[-1]))
@@ -235,7 +271,8 @@ def format_result(r: LogSizeResult) -> str:
 
     return "\n".join(
         [
-            f"{r.entries} entries: log start-up {r.startup_ms:.1f} ms",
+            f"{r.entries} entries: log start-up {r.startup_ms:.1f} ms, replay guard "
+            f"rebuilt in {r.replay_preload_ms:.1f} ms ({r.replay_preloaded} ids)",
             show("inclusion proof, stored subtrees", r.inclusion),
             show("consistency proof, stored subtrees", r.consistency),
             show("inclusion proof, all leaf hashes", r.inclusion_all_leaves),

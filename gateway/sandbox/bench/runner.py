@@ -31,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata
@@ -43,6 +42,7 @@ from gateway.sandbox.bench import large, wrk
 from gateway.sandbox.bench import registry as sample_registry
 from gateway.sandbox.bench.plot import plot_report
 from gateway.sandbox.bench.procs import usage
+from gateway.sandbox.bench.soak import run_soak
 from gateway.sandbox.bench.tables import print_level, print_tail, ratios
 from gateway.sandbox.bench.topology import Scenario, Topology, start_topology
 from gateway.sandbox.cities import LIPPSTADT, SOEST
@@ -311,20 +311,19 @@ def run_bench(
             report["profile"] = _profile(topo, profile_dir, max(levels), duration, body_bytes)
 
         if soak:
-            n += 1
-            ids = state_dir / f"ids-{n}.txt"
-            ids_files.append(ids)
-            started = time.perf_counter()
-            soak_run = drive(
+
+            def soak_ids() -> Path:
+                ids_files.append(state_dir / f"ids-soak-{len(ids_files)}.txt")
+                return ids_files[-1]
+
+            report["soak"] = run_soak(
                 topo.scenarios["gateway"],
-                concurrency=64,
-                duration=0,
+                soak,
+                drive=drive,
                 body_bytes=body_bytes,
-                count=soak,
-                ids_out=ids,
+                use_wrk=use_wrk,
+                ids_file=soak_ids,
             )
-            soak_run["wall_s"] = round(time.perf_counter() - started, 1)
-            report["soak"] = soak_run
         processes = topo.scenarios["gateway"].processes
         # Read after the 1 KiB soak and before the large bodies: the RSS target is about
         # a long run of ordinary exchanges, and the allocator keeps the high-water mark

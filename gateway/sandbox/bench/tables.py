@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.sandbox.bench import targets
+from gateway.sandbox.bench.soak import render_soak
 
 
 def ratios(level: dict[str, Any], runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -82,11 +83,7 @@ def print_level(concurrency: int, level: dict[str, Any]) -> None:
 
 def print_tail(report: dict[str, Any]) -> None:
     if "soak" in report:
-        soak = report["soak"]
-        print(
-            f"\nsoak: {soak['ok']} exchanges at concurrency 64 in {soak['wall_s']} s "
-            f"({soak['exchanges_per_s']:.0f} ex/s), {soak['errors']} errors"
-        )
+        print(render_soak(report["soak"]))
     after_soak = "the soak" if "soak" in report else "the levels"
     for key, when in (
         ("memory_mb", after_soak),
