@@ -159,3 +159,20 @@ async def change_api(
     else:
         session.notices.append(("ok", done))
     return see_other(back)
+
+
+def form_field(form: Any, name: str) -> str:
+    """A form field as text, trimmed; a missing field or a file upload reads as empty,
+    so the API, not the console, says what is wrong with it."""
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def in_path(identifier: str) -> str:
+    """An identifier as the API's path writes it: ``:`` between its parts, quoted."""
+    return quote(identifier.replace("/", ":"), safe=":")
+
+
+def done_message(request: web.Request, key: str, what: str) -> str:
+    """The confirmation shown after a change, in the page's language."""
+    return f"{translate(key, language_of(request))}: {what}"

@@ -14,26 +14,18 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from gateway.console.frame import change_api, language_of, read_api, render
-from gateway.console.i18n import translate
+from gateway.console.frame import (
+    change_api,
+    done_message,
+    form_field,
+    in_path,
+    read_api,
+    render,
+)
 from gateway.console.node_manage import pem_upload
 
 API = "node"
 CONNECTION_TYPES = ("https", "https-no-auth", "http")
-
-
-def _field(form: Any, name: str) -> str:
-    value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
-
-
-def _in_path(identifier: str) -> str:
-    """An identifier as the API's path writes it: ``:`` between its parts, quoted."""
-    return quote(identifier.replace("/", ":"), safe=":")
-
-
-def _done(request: web.Request, key: str, what: str) -> str:
-    return f"{translate(key, language_of(request))}: {what}"
 
 
 # ------------------------------------------------------------------ subsystems
@@ -58,9 +50,9 @@ async def subsystems(request: web.Request) -> web.StreamResponse:
 
 async def connection_type(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    subsystem, kind = _field(form, "id"), _field(form, "connection_type")
-    path = f"/subsystems/{_in_path(subsystem)}/connection-type"
-    done = _done(request, "connection_changed_msg", f"{subsystem}: {kind}")
+    subsystem, kind = form_field(form, "id"), form_field(form, "connection_type")
+    path = f"/subsystems/{in_path(subsystem)}/connection-type"
+    done = done_message(request, "connection_changed_msg", f"{subsystem}: {kind}")
     body = {"connection_type": kind}
     return await change_api(request, API, "PUT", path, body, done, "/node/subsystems")
 
@@ -68,18 +60,18 @@ async def connection_type(request: web.Request) -> web.StreamResponse:
 async def add_client_certificate(request: web.Request) -> web.StreamResponse:
     """An information system's TLS certificate, uploaded as PEM, registered by the node."""
     form = await request.post()
-    subsystem = _field(form, "id")
+    subsystem = form_field(form, "id")
     pem, name = pem_upload(form)
-    path = f"/subsystems/{_in_path(subsystem)}/certificates"
-    done = _done(request, "registered_msg", f"{subsystem}: {name}")
+    path = f"/subsystems/{in_path(subsystem)}/certificates"
+    done = done_message(request, "registered_msg", f"{subsystem}: {name}")
     return await change_api(request, API, "POST", path, {"pem": pem}, done, "/node/subsystems")
 
 
 async def remove_client_certificate(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    subsystem, sha256 = _field(form, "id"), _field(form, "sha256")
-    path = f"/subsystems/{_in_path(subsystem)}/certificates/{quote(sha256, safe='')}"
-    done = _done(request, "removed_msg", f"{subsystem}: {sha256[:16]}")
+    subsystem, sha256 = form_field(form, "id"), form_field(form, "sha256")
+    path = f"/subsystems/{in_path(subsystem)}/certificates/{quote(sha256, safe='')}"
+    done = done_message(request, "removed_msg", f"{subsystem}: {sha256[:16]}")
     return await change_api(request, API, "DELETE", path, None, done, "/node/subsystems")
 
 
@@ -89,9 +81,9 @@ async def remove_client_certificate(request: web.Request) -> web.StreamResponse:
 async def refresh_service(request: web.Request) -> web.StreamResponse:
     """Refetch the service's OpenAPI document; its endpoints become the operations it
     lists (the node's answer names those added and removed, the page shows the result)."""
-    service = _field(await request.post(), "id")
-    path = f"/services/{_in_path(service)}/refresh"
-    done = _done(request, "refreshed_msg", service)
+    service = form_field(await request.post(), "id")
+    path = f"/services/{in_path(service)}/refresh"
+    done = done_message(request, "refreshed_msg", service)
     return await change_api(request, API, "POST", path, None, done, "/node/services")
 
 
@@ -99,31 +91,31 @@ async def enable_service(request: web.Request) -> web.StreamResponse:
     """Enable (``enabled=on``) or disable a service: a disabled one is refused to every
     client while its access rights stay."""
     form = await request.post()
-    service, enabled = _field(form, "id"), _field(form, "enabled") == "on"
+    service, enabled = form_field(form, "id"), form_field(form, "enabled") == "on"
     key = "enabled_msg" if enabled else "disabled_msg"
-    path = f"/services/{_in_path(service)}"
+    path = f"/services/{in_path(service)}"
     body = {"enabled": enabled}
-    done = _done(request, key, service)
+    done = done_message(request, key, service)
     return await change_api(request, API, "PATCH", path, body, done, "/node/services")
 
 
 async def endpoint(request: web.Request) -> web.StreamResponse:
     """Add (``action=add``) or remove one endpoint (method and path) of a service."""
     form = await request.post()
-    service = _field(form, "id")
-    body = {"method": _field(form, "method").upper(), "path": _field(form, "path")}
-    method = "DELETE" if _field(form, "action") == "remove" else "POST"
+    service = form_field(form, "id")
+    body = {"method": form_field(form, "method").upper(), "path": form_field(form, "path")}
+    method = "DELETE" if form_field(form, "action") == "remove" else "POST"
     key = "removed_msg" if method == "DELETE" else "added_msg"
-    done = _done(request, key, f"{body['method']} {body['path']}")
-    path = f"/services/{_in_path(service)}/endpoints"
+    done = done_message(request, key, f"{body['method']} {body['path']}")
+    path = f"/services/{in_path(service)}/endpoints"
     return await change_api(request, API, method, path, body, done, "/node/services")
 
 
 async def remove_service(request: web.Request) -> web.StreamResponse:
     """Stop providing a service; the node drops its access rights with it."""
-    service = _field(await request.post(), "id")
-    path = f"/services/{_in_path(service)}"
-    done = _done(request, "removed_msg", service)
+    service = form_field(await request.post(), "id")
+    path = f"/services/{in_path(service)}"
+    done = done_message(request, "removed_msg", service)
     return await change_api(request, API, "DELETE", path, None, done, "/node/services")
 
 

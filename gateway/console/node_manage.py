@@ -10,7 +10,6 @@ shows.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 
@@ -19,6 +18,9 @@ from gateway.console.errors import ConsoleCode, ConsoleError
 from gateway.console.frame import (
     api_client,
     change_api,
+    done_message,
+    form_field,
+    in_path,
     language_of,
     read_api,
     render,
@@ -33,34 +35,20 @@ MAX_CERTIFICATE_BYTES = 64 * 1024
 limit is the same)."""
 
 
-def _field(form: Any, name: str) -> str:
-    value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
-
-
-def _in_path(identifier: str) -> str:
-    """An identifier as the API's path writes it: ``:`` between its parts, quoted."""
-    return quote(identifier.replace("/", ":"), safe=":")
-
-
-def _done(request: web.Request, key: str, what: str) -> str:
-    return f"{translate(key, language_of(request))}: {what}"
-
-
 # ------------------------------------------------------------------ subsystems
 
 
 async def add_subsystem(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    body = {"id": _field(form, "id"), "connection_type": _field(form, "connection_type")}
-    done = _done(request, "added_msg", body["id"])
+    body = {"id": form_field(form, "id"), "connection_type": form_field(form, "connection_type")}
+    done = done_message(request, "added_msg", body["id"])
     return await change_api(request, API, "POST", "/subsystems", body, done, "/node/subsystems")
 
 
 async def remove_subsystem(request: web.Request) -> web.StreamResponse:
-    subsystem = _field(await request.post(), "id")
-    path = f"/subsystems/{_in_path(subsystem)}"
-    done = _done(request, "removed_msg", subsystem)
+    subsystem = form_field(await request.post(), "id")
+    path = f"/subsystems/{in_path(subsystem)}"
+    done = done_message(request, "removed_msg", subsystem)
     return await change_api(request, API, "DELETE", path, None, done, "/node/subsystems")
 
 
@@ -72,12 +60,12 @@ async def import_service(request: web.Request) -> web.StreamResponse:
     (X-Road's REST service description)."""
     form = await request.post()
     body: dict[str, Any] = {
-        "id": _field(form, "id"),
-        "url": _field(form, "url"),
-        "openapi_url": _field(form, "openapi_url"),
+        "id": form_field(form, "id"),
+        "url": form_field(form, "url"),
+        "openapi_url": form_field(form, "openapi_url"),
         "from_openapi": True,
     }
-    done = _done(request, "added_msg", str(body["id"]))
+    done = done_message(request, "added_msg", str(body["id"]))
     return await change_api(request, API, "POST", "/services", body, done, "/node/services")
 
 
@@ -93,30 +81,30 @@ async def groups(request: web.Request) -> web.StreamResponse:
 
 async def add_group(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    body = {"owner": _field(form, "owner"), "code": _field(form, "code")}
-    if _field(form, "description"):
-        body["description"] = _field(form, "description")
-    done = _done(request, "added_msg", body["code"])
+    body = {"owner": form_field(form, "owner"), "code": form_field(form, "code")}
+    if form_field(form, "description"):
+        body["description"] = form_field(form, "description")
+    done = done_message(request, "added_msg", body["code"])
     return await change_api(request, API, "POST", "/local-groups", body, done, "/node/groups")
 
 
 async def remove_group(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    group = f"{_field(form, 'owner')}:{_field(form, 'code')}"
-    path = f"/local-groups/{_in_path(group)}"
-    done = _done(request, "removed_msg", _field(form, "code"))
+    group = f"{form_field(form, 'owner')}:{form_field(form, 'code')}"
+    path = f"/local-groups/{in_path(group)}"
+    done = done_message(request, "removed_msg", form_field(form, "code"))
     return await change_api(request, API, "DELETE", path, None, done, "/node/groups")
 
 
 async def group_members(request: web.Request) -> web.StreamResponse:
     """Add (``action=add``) or remove one member of a local group."""
     form = await request.post()
-    group = f"{_field(form, 'owner')}:{_field(form, 'code')}"
-    member = _field(form, "member")
-    method = "DELETE" if _field(form, "action") == "remove" else "POST"
-    path = f"/local-groups/{_in_path(group)}/members"
+    group = f"{form_field(form, 'owner')}:{form_field(form, 'code')}"
+    member = form_field(form, "member")
+    method = "DELETE" if form_field(form, "action") == "remove" else "POST"
+    path = f"/local-groups/{in_path(group)}/members"
     key = "removed_msg" if method == "DELETE" else "added_msg"
-    done = _done(request, key, member)
+    done = done_message(request, key, member)
     return await change_api(request, API, method, path, {"members": [member]}, done, "/node/groups")
 
 
@@ -127,7 +115,10 @@ async def csr(request: web.Request) -> web.StreamResponse:
     """A CSR from the node, handed to the browser as a ``.pem`` download; a refusal is
     a notice on the certificates page."""
     form = await request.post()
-    body: dict[str, Any] = {"owner": _field(form, "owner"), "new_key": form.get("new_key") == "on"}
+    body: dict[str, Any] = {
+        "owner": form_field(form, "owner"),
+        "new_key": form.get("new_key") == "on",
+    }
     key = session_of(request).keys.get(API)
     if key is None:
         raise ConsoleError(ConsoleCode.NOT_SIGNED_IN, "sign in to the node first")
@@ -168,7 +159,7 @@ def pem_upload(form: Any) -> tuple[str, str]:
 async def upload_certificate(request: web.Request) -> web.StreamResponse:
     """A certificate the CA issued, uploaded as a PEM file, imported by the node."""
     pem, name = pem_upload(await request.post())
-    done = _done(request, "imported_msg", name)
+    done = done_message(request, "imported_msg", name)
     return await change_api(
         request, API, "POST", "/certificates", {"pem": pem}, done, "/node/certificates"
     )

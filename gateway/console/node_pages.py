@@ -15,7 +15,13 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from gateway.console.frame import change_api, language_of, read_api, render
+from gateway.console.frame import (
+    change_api,
+    form_field,
+    language_of,
+    read_api,
+    render,
+)
 from gateway.console.i18n import translate
 from gateway.console.traffic import since, traffic
 
@@ -23,11 +29,6 @@ API = "node"
 AUDIT_LIMIT = 200
 TRAFFIC_HOURS = 6
 SUBJECTS = ("client", "group", "local_group")
-
-
-def _field(form: Any, name: str) -> str:
-    value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
 
 
 async def diagnostics(request: web.Request) -> web.StreamResponse:
@@ -77,11 +78,11 @@ async def services(request: web.Request) -> web.StreamResponse:
 
 def _right(form: Any) -> dict[str, Any]:
     """An access right from a form: the service, one subject, optional method and path."""
-    kind = _field(form, "kind")
-    body: dict[str, Any] = {"service": _field(form, "service")}
-    body[kind if kind in SUBJECTS else "client"] = _field(form, "subject")
+    kind = form_field(form, "kind")
+    body: dict[str, Any] = {"service": form_field(form, "service")}
+    body[kind if kind in SUBJECTS else "client"] = form_field(form, "subject")
     for many, one in (("methods", "method"), ("paths", "path")):
-        values = [v for v in _field(form, one).split(",") if v.strip()]
+        values = [v for v in form_field(form, one).split(",") if v.strip()]
         if values:
             body[many] = [v.strip() for v in values]
     return body
@@ -108,9 +109,9 @@ async def maintenance(request: web.Request) -> web.StreamResponse:
 
 async def set_maintenance(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    body: dict[str, Any] = {"enabled": _field(form, "enabled") == "on"}
-    if _field(form, "reason"):
-        body["reason"] = _field(form, "reason")
+    body: dict[str, Any] = {"enabled": form_field(form, "enabled") == "on"}
+    if form_field(form, "reason"):
+        body["reason"] = form_field(form, "reason")
     key = "maintenance_on" if body["enabled"] else "maintenance_off"
     done = translate(key, language_of(request))
     return await change_api(request, API, "PUT", "/maintenance", body, done, "/node/maintenance")
