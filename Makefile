@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: all test lint fmt demo serve bench bench-quick bench-packages profile fuzz faults soak clean system-packages
+.PHONY: all test lint fmt demo serve bench bench-quick bench-packages profile fuzz faults faults-postgres soak clean system-packages
 
 all: test
 
@@ -71,8 +71,13 @@ profile: $(STAMP)
 # checks of the history against every node's log; report in bench/results/faults/.
 # (`make test` runs its short lane, tests/integration/test_fault_harness.py, and the clock
 # faults under libfaketime, tests/integration/test_fault_clock.py.)
+# `make faults-postgres`: the same with every node's log in a throwaway PostgreSQL
+# cluster and `postgres-restart` among the faults; report in bench/results/faults-postgres/.
 faults: $(STAMP) system-packages
 	$(BIN)/python -m gateway.sandbox.faults --scenario full --out bench/results/faults
+
+faults-postgres: $(STAMP) system-packages
+	$(BIN)/python -m gateway.sandbox.faults --scenario full --postgres --out bench/results/faults-postgres
 
 # The soak, not in CI: SOAK_MINUTES (default 30) at half the measured maximum rate with
 # 1 MiB bodies and a random fault every 30-60 s; plot and summary in bench/results/soak/.

@@ -55,16 +55,21 @@ def _bounded_int(text: str) -> int:
 
 
 def _check_value(value: Any, depth: int) -> None:
+    # A string within the depth limit needs no check: it is skipped without a call
+    # (most of a signed header's values are strings, and this runs on every header
+    # built or read, several times per exchange).
     if depth > MAX_DEPTH:
         raise NotCanonicalError("nesting too deep")
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise NotCanonicalError("object keys must be strings")
-            _check_value(item, depth + 1)
+            if type(item) is not str or depth >= MAX_DEPTH:
+                _check_value(item, depth + 1)
     elif isinstance(value, list):
         for item in value:
-            _check_value(item, depth + 1)
+            if type(item) is not str or depth >= MAX_DEPTH:
+                _check_value(item, depth + 1)
     elif isinstance(value, float):
         raise NotCanonicalError("floats are not allowed")
     elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:

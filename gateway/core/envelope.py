@@ -137,6 +137,13 @@ def body_sha256(body: bytes) -> str:
     return b64url(hashlib.sha256(body).digest())
 
 
+def body_sha256_hex(header_digest: str) -> str:
+    """The hex form the message log stores of a signed header's ``body_sha256``: the
+    node logs a body whose digest it has just computed or checked, without hashing it
+    again."""
+    return b64url_decode(header_digest).hex()
+
+
 def request_hash(header_bytes: bytes) -> str:
     """``X-Road-Request-Hash``: base64 SHA-512 of the signed request header.
 

@@ -63,6 +63,14 @@ def encode_part(text: str) -> str:
     return quote(text, safe=_SAFE_IN_PATH)
 
 
+@lru_cache(maxsize=8192)
+def _checked_text(kind: str, names: tuple[str, ...], parts: tuple[str, ...]) -> str:
+    """The printed form of an id's parts, each checked (raises on a bad one)."""
+    for name, part in zip(names, parts, strict=True):
+        check_part(part, f"{kind} part {name}")
+    return "/".join(encode_part(p) for p in parts)
+
+
 @dataclass(frozen=True, slots=True)
 class _Id:
     """Shared parse/print logic; subclasses name their parts in order."""
@@ -77,9 +85,11 @@ class _Id:
         return tuple(getattr(self, name) for name in self.PART_NAMES)
 
     def __post_init__(self) -> None:
-        for name in self.PART_NAMES:
-            check_part(getattr(self, name), f"{self.KIND} part {name}")
-        object.__setattr__(self, "_text", "/".join(encode_part(p) for p in self.parts))
+        # Ids are built on every message (parsed, and derived: a service's provider,
+        # its member), always from the same few parts: the check and the printed form
+        # are computed once per distinct id, a refused one never cached.
+        text = _checked_text(self.KIND, self.PART_NAMES, self.parts)
+        object.__setattr__(self, "_text", text)
 
     def __str__(self) -> str:
         return self._text
@@ -87,6 +97,12 @@ class _Id:
     @classmethod
     def from_parts(cls, raw_parts: list[str], code: Code = Code.BAD_REQUEST) -> Self:
         """Build from still percent-encoded parts (as split from a path)."""
+        built = _from_parts_cached(cast(Any, cls), tuple(raw_parts), code)
+        assert isinstance(built, cls)
+        return built
+
+    @classmethod
+    def _from_raw_parts(cls, raw_parts: tuple[str, ...], code: Code) -> Self:
         if len(raw_parts) != len(cls.PART_NAMES):
             raise InvalidIdentifierError(
                 f"a {cls.KIND} has {len(cls.PART_NAMES)} parts "
@@ -152,7 +168,7 @@ class SubsystemId(_Id):
 
     @property
     def member(self) -> MemberId:
-        return MemberId(self.instance, self.member_class, self.member_code)
+        return _member_of(self)
 
     def service(self, code: str) -> ServiceId:
         return ServiceId(
@@ -167,6 +183,13 @@ ClientId = MemberId | SubsystemId
 def _parse_cached(cls: Any, text: str, code: Code) -> Any:
     """Ids repeat on every message; a parse is cached (a failed one never is)."""
     return cls.from_parts(text.split("/"), code)
+
+
+@lru_cache(maxsize=4096)
+def _from_parts_cached(cls: Any, raw_parts: tuple[str, ...], code: Code) -> Any:
+    """The service of every ``/r1/`` path is built from its raw segments: cached the
+    same way (a refused one never is)."""
+    return cls._from_raw_parts(raw_parts, code)
 
 
 @lru_cache(maxsize=4096)
@@ -204,11 +227,25 @@ class ServiceId(_Id):
 
     @property
     def provider(self) -> SubsystemId:
-        return SubsystemId(self.instance, self.member_class, self.member_code, self.subsystem_code)
+        return _provider_of(self)
 
     @property
     def member(self) -> MemberId:
-        return self.provider.member
+        return _member_of(self.provider)
+
+
+@lru_cache(maxsize=4096)
+def _provider_of(service: ServiceId) -> SubsystemId:
+    """A service's provider, one value per service (asked several times per message)."""
+    return SubsystemId(
+        service.instance, service.member_class, service.member_code, service.subsystem_code
+    )
+
+
+@lru_cache(maxsize=4096)
+def _member_of(subsystem: SubsystemId) -> MemberId:
+    """A subsystem's member, one value per subsystem."""
+    return MemberId(subsystem.instance, subsystem.member_class, subsystem.member_code)
 
 
 @dataclass(frozen=True, slots=True)

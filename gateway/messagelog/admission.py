@@ -11,6 +11,7 @@ UTF-8 text, a certificate or OCSP reference that is not the SHA-256 of its DER.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Self
@@ -21,6 +22,7 @@ from gateway.core.jws import Signer
 from gateway.messagelog.records import LogRecord, OpRecord
 from gateway.messagelog.schema_names import KINDS, ROLES, Kind, Role
 
+_HEX_SHA256: Final = re.compile(r"[0-9a-f]{64}")
 _LEAF_TEXT_FIELDS: Final = (
     "message_id",
     "xroad_id",
@@ -45,6 +47,8 @@ def check_record(record: LogRecord) -> None:
     if not isinstance(record.header, bytes) or not isinstance(record.body, bytes):
         # sqlite would silently store a str as TEXT and the signed bytes would be lost.
         raise TypeError("header and body must be bytes")
+    if record.body_sha256 is not None and not _HEX_SHA256.fullmatch(record.body_sha256):
+        raise ValueError("body_sha256 must be a lower-case hex SHA-256")
     for name in _LEAF_TEXT_FIELDS:
         value = getattr(record, name)
         # The writer encodes these into the entry's Merkle leaf (UTF-8 JSON); a value

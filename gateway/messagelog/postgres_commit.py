@@ -409,7 +409,7 @@ def _insert_entry(
     (the leaf as ``sqlite_commit._insert_entry`` computes it, over the plaintext,
     before ``sealer`` seals what the row stores)."""
     omitted = body_policy(r) if body_policy is not None else ""
-    digest = hashlib.sha256(r.body).hexdigest()
+    digest = r.body_sha256 or hashlib.sha256(r.body).hexdigest()
     salt = salts()
     subjects_sha256 = subjects_commitment(salt, r.subjects)
     leaf = leaf_hash(

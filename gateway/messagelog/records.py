@@ -167,6 +167,12 @@ class LogRecord:
     """What the data tracker shows of the read (a response with ``subjects``), as the
     caller took it from the headers it signed; stored as a ``data_subject_read`` row so
     it survives archiving. None: taken from the stored headers instead (slower)."""
+    body_sha256: str | None = None
+    """The lower-case hex SHA-256 of ``body`` when the caller has it already: the node
+    passes the digest its signed header names, which it computed from these bytes or
+    checked against them. The writer then does not hash the body a second time (for a
+    large body, the largest cost of the write after the disk's). None: the writer
+    computes it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,11 @@ A peer whose heads cannot all be true (two roots for one size, a larger tree tha
 not extend the smaller, or a tree that shrank) has shown a split view: the witness does
 not co-sign, logs an error with ``server.clientproxy.witness_split_view`` and records
 both signed heads as evidence in ``witness_alert`` (``gateway log witness``). A head
-that does not verify is recorded with ``server.clientproxy.witness_failed``; an
-unreachable peer is only logged (it is tried again next round).
+that does not verify is recorded with ``server.clientproxy.witness_failed``, and a
+peer whose registered certificate was not issued by a CA of its own instance (the client
+proxy's rule, docs/federation.md) with ``server.clientproxy.wrong_instance_ca``, before a
+byte of any request reaches it; an unreachable peer is only logged (it is tried again
+next round).
 
 Everything is driven by :meth:`Witness.witness_once` (the periodic task just calls it),
 so tests run one round at a time without sleeping.
@@ -53,7 +56,7 @@ from gateway.messagelog.context import LogContext
 from gateway.messagelog.records import CosignatureRow, SignedHeadRecord
 from gateway.messagelog.timestamper import HeadNotSignable
 from gateway.node.ocsp import OwnStatusUnavailable
-from gateway.node.transport import PinnedConnector, read_limited
+from gateway.node.transport import PinnedConnector, WrongInstanceCa, read_limited
 
 __all__ = [
     "CONSISTENCY_PATH",
@@ -126,6 +129,11 @@ class PeerOutcome:
 
 class _PeerFailure(Exception):
     """A peer could not be asked or answered nonsense; transient, only logged."""
+
+
+class _PeerRefused(Exception):
+    """The peer presented its registered certificate, but no CA of its own instance
+    issued it: not transient, recorded as an alert and never asked anything."""
 
 
 class Witness:
@@ -213,7 +221,10 @@ class Witness:
         if info is None:
             raise _PeerFailure(f"{peer} is not in the global configuration")
         session, connector = await self._http()
-        connector.pin(info.address, info.auth_cert_sha256)
+        # As the client proxy does: the peer's certificate must come from a CA of the
+        # peer node's own instance (docs/adr/0040), checked before the request is sent.
+        issuers = frozenset(self._node.directory().trust_roots_for(peer.instance))
+        connector.pin(info.address, info.auth_cert_sha256, issuers)
         timeout = aiohttp.ClientTimeout(total=self._node.peer_timeout_seconds)
         try:
             async with session.get(
@@ -225,6 +236,11 @@ class Witness:
                         f"{path} answered HTTP {response.status} "
                         f"{response.headers.get('X-Road-Error', '')}".rstrip()
                     )
+        except WrongInstanceCa as exc:
+            raise _PeerRefused(
+                f"{info.address} presented its registered certificate, but it was issued by "
+                f"{exc.issuer}, which is not a CA of {peer}'s instance {peer.instance}"
+            ) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise _PeerFailure(f"{path}: {type(exc).__name__}: {exc}") from None
         try:
@@ -241,6 +257,8 @@ class Witness:
         except _PeerFailure as exc:
             log.warning("witness %s: peer %s: %s", node.node_id, peer, exc)
             return PeerOutcome(str(peer), None, Code.WITNESS_PEER_FAILED, str(exc))
+        except _PeerRefused as exc:
+            return await self._alert(peer, Code.CP_WRONG_INSTANCE_CA, str(exc), {})
         except (KeyError, TypeError, ValueError) as exc:
             return await self._alert(peer, Code.WITNESS_PEER_FAILED, f"malformed STH: {exc}", {})
         now = node.clock.now()
@@ -274,6 +292,8 @@ class Witness:
                 except _PeerFailure as exc:
                     log.warning("witness %s: peer %s: %s", node.node_id, peer, exc)
                     return PeerOutcome(str(peer), None, Code.WITNESS_PEER_FAILED, str(exc))
+                except _PeerRefused as exc:
+                    return await self._alert(peer, Code.CP_WRONG_INSTANCE_CA, str(exc), {})
                 except (KeyError, TypeError, ValueError) as exc:
                     # Not evidence of a fork by itself: the peer failed to answer.
                     return await self._alert(
@@ -387,7 +407,7 @@ class Witness:
         try:
             reply = await self._get(peer, COSIGNATURES_PATH, {"node": str(node.node_id)})
             items = list(reply["cosignatures"])
-        except (_PeerFailure, KeyError, TypeError) as exc:
+        except (_PeerFailure, _PeerRefused, KeyError, TypeError) as exc:
             log.warning("node %s: collecting co-signatures from %s: %s", node.node_id, peer, exc)
             return
         store = node.log.store

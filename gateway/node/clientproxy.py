@@ -27,6 +27,7 @@ from gateway.core.envelope import (
     EnvelopeError,
     RequestHeader,
     body_sha256,
+    body_sha256_hex,
     check_headers,
     check_path,
     check_query,
@@ -417,6 +418,7 @@ class ClientProxy:
                             signature=sent.signature,
                             cert_ref=call.signer.cert_ref,
                             ocsp_ref=own_sign.ref,
+                            body_sha256=body_sha256_hex(header.body_sha256),
                         ),
                         LogRecord(
                             role=Role.CONSUMER,
@@ -431,6 +433,8 @@ class ClientProxy:
                             signature=opened.signature.jws,
                             cert_ref=opened.signature.cert_ref,
                             ocsp_ref=opened.status.ref,
+                            # open_response checked this digest against ``body``
+                            body_sha256=body_sha256_hex(response.body_sha256),
                         ),
                     ],
                     certs=certs(call.signer, opened.signature),

@@ -25,6 +25,7 @@ from gateway.core.envelope import (
     RequestHeader,
     ResponseHeader,
     body_sha256,
+    body_sha256_hex,
     request_hash,
 )
 from gateway.core.errors import Code, GatewayError
@@ -251,6 +252,8 @@ class ServerProxy:
             signature=opened.signature.jws,
             cert_ref=opened.signature.cert_ref,
             ocsp_ref=opened.status.ref,
+            # built only after check_body held this digest to ``body`` (step 12)
+            body_sha256=body_sha256_hex(header.body_sha256),
         )
 
     async def _call(
@@ -371,6 +374,7 @@ class ServerProxy:
                             signature=signature,
                             cert_ref=signer.cert_ref,
                             ocsp_ref=own_sign.ref,
+                            body_sha256=body_sha256_hex(response.body_sha256),
                             subjects=subjects,
                             read=details_of(request, status) if subjects else None,
                         ),

@@ -194,7 +194,13 @@ class _PeerCertResponse(aiohttp.ClientResponse):
 
 
 async def read_limited(content: aiohttp.StreamReader, limit: int) -> bytes | None:
-    """Read a whole body, or return ``None`` once it grows past ``limit``."""
+    """Read a whole body, or return ``None`` once it grows past ``limit``.
+
+    In pieces of at most 64 KiB. Taking whatever the stream has buffered instead
+    (``readany``) copies each byte twice less, but a node's peak memory with 1 MiB
+    bodies after a run at concurrency 64 grew by half (docs/performance.md, "A node's
+    CPU per exchange"), against a bound the bench checks.
+    """
     chunks: list[bytes] = []
     size = 0
     async for chunk in content.iter_chunked(64 * 1024):
@@ -224,6 +230,7 @@ class PeerClient:
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
             max_field_size=MAX_HEADER_FIELD,
             response_class=_PeerCertResponse,
+            cookie_jar=aiohttp.DummyCookieJar(),  # nothing is added to a signed message
         )
         self._max_body = max_body
         self._timeout = total_timeout
@@ -340,6 +347,10 @@ class RegistryClient:
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
             max_field_size=MAX_HEADER_FIELD,
+            # A registry's Set-Cookie goes to the client in the signed response, and is
+            # never kept: a cookie sent with a later call would be a header nobody signed,
+            # one client's session in another client's call (and a lookup per call).
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         self._max_body = max_body
 

@@ -32,7 +32,12 @@ from gateway.core.errors import ERROR_TABLE, Code
 from gateway.core.ids import ClientId, GroupId
 from gateway.core.jws import Signer
 from gateway.keys.files import load_certificate, load_private_key
-from gateway.messagelog import read_cosignatures, read_entries, read_tree_heads
+from gateway.messagelog import (
+    read_cosignatures,
+    read_entries,
+    read_tree_heads,
+    read_witness_alerts,
+)
 from gateway.node.wire import AUTH_OCSP_HEADER, SIGN_OCSP_HEADER
 from gateway.sandbox.cities import ARIREGISTER_SERVICE, EE_INSTANCE, RIK, City
 from gateway.sandbox.estonia import ariregister_service, create_estonia, federate, start_ariregister
@@ -280,8 +285,9 @@ def test_a_node_with_a_certificate_from_the_wrong_instances_ca_is_refused(
 class ImpostorNode:
     """A TLS listener at an EE-TEST node's registered address presenting that node's
     registered certificate, as a node with a wrongly issued certificate would: it
-    counts the requests that reach it and refuses each one in the provider's error
-    format, which a consumer's node would relay to its client."""
+    counts the requests that reach it (exchanges and witnesses' reads) and refuses each
+    one in the provider's error format, which a consumer's node would relay to its
+    client."""
 
     def __init__(self, files: NodeFiles) -> None:
         self.requests = 0
@@ -293,6 +299,13 @@ class ImpostorNode:
             def do_POST(self) -> None:
                 outer.requests += 1
                 self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                self.refuse()
+
+            def do_GET(self) -> None:
+                outer.requests += 1
+                self.refuse()
+
+            def refuse(self) -> None:
                 self.send_response(ERROR_TABLE[code].status)
                 self.send_header("X-Road-Error", code.value)
                 self.send_header("Content-Type", "application/json")
@@ -342,6 +355,40 @@ def test_a_provider_node_with_a_certificate_from_the_wrong_ca_gets_nothing(
     assert read_entries(de.nodes[SOEST.ags].messagelog, message_id=message_id) == []
     if city is ROGUE:
         assert "which is not a CA of the provider node's instance" in response.text
+
+
+def test_the_witness_refuses_a_peer_with_a_certificate_from_the_wrong_instances_ca(
+    two: tuple[LocalNet, LocalNet],
+) -> None:
+    """The witness side: Soest's node witnesses every node of both instances each
+    second, the rogue EE-TEST node among them. It applies the client proxy's rule, so
+    the rogue node, which presents its pinned certificate from DE-NRW's CA, is asked
+    for no tree head at all and Soest's log records the refusal naming that CA."""
+    de, ee = two
+    soest = de.nodes[SOEST.ags]
+    peer = str(ee.nodes[ROGUE.key].city.node)
+
+    def refusals() -> list[str]:
+        return [
+            a.detail
+            for a in read_witness_alerts(soest.messagelog)
+            if a.peer == peer and a.code == "server.clientproxy.wrong_instance_ca"
+        ]
+
+    before = len(refusals())
+    impostor = ImpostorNode(ee.nodes[ROGUE.key])
+    try:
+        deadline = time.monotonic() + 60
+        while len(refusals()) <= before:
+            assert time.monotonic() < deadline, read_witness_alerts(soest.messagelog)
+            time.sleep(0.5)
+        assert impostor.requests == 0
+    finally:
+        impostor.close()
+    detail = refusals()[-1]
+    assert "issued by CN=Development CA DE-NRW" in detail, detail
+    assert "which is not a CA of" in detail and "instance EE-TEST" in detail, detail
+    assert not read_cosignatures(soest.messagelog, log_node=peer)
 
 
 def test_a_node_with_another_instances_certificate_does_not_start(

@@ -190,6 +190,26 @@ def test_depth_limit() -> None:
         parse_canonical(b'{"a":' * 100_000 + b"1" + b"}" * 100_000)
 
 
+@pytest.mark.parametrize("leaf", ["text", 1, None, True])
+@pytest.mark.parametrize("in_list", [False, True])
+def test_depth_limit_is_the_same_for_every_kind_of_leaf(leaf: Any, in_list: bool) -> None:
+    """A string leaf is not checked by a call of its own, yet counts like any other."""
+
+    def nested(depth: int) -> dict[str, Any]:
+        value: Any = leaf
+        for level in range(depth - 1):
+            value = [value] if in_list and level % 2 == 0 else {"a": value}
+        return {"top": value}
+
+    deepest = nested(MAX_DEPTH)
+    assert parse_canonical(canonical_json(deepest)) == deepest
+    too_deep = nested(MAX_DEPTH + 1)
+    with pytest.raises(NotCanonicalError, match="too deep"):
+        canonical_json(too_deep)
+    with pytest.raises(NotCanonicalError, match="too deep"):
+        parse_canonical(json.dumps(too_deep, separators=(",", ":")).encode())
+
+
 def test_parser_and_serialiser_agree_on_depth() -> None:
     too_deep = json.dumps(_nested(MAX_DEPTH + 1), separators=(",", ":")).encode()
     with pytest.raises(NotCanonicalError, match="too deep"):

@@ -96,3 +96,28 @@ def test_caps_count_per_address_and_in_total() -> None:
 def test_settings_refuse_limits_that_would_refuse_everything(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         GuardSettings(**bad)  # type: ignore[arg-type]
+
+
+def test_the_end_of_a_head_is_where_the_first_empty_line_ends() -> None:
+    """Every mix of CR and LF around an empty line, with the head's own CRLFs before it
+    and a body after it (which may hold more empty lines): the end found is the first
+    match of ``\\r?\\n\\r?\\n``, the grammar's empty line with bare LFs allowed."""
+    import itertools
+    import random
+    import re
+
+    from gateway.net.guard import _head_end
+
+    grammar = re.compile(rb"\r?\n\r?\n")
+    pieces = [b"a", b"\r", b"\n", b"\r\n", b": "]
+    rng = random.Random(7)
+    samples = [b"".join(p) for n in range(1, 6) for p in itertools.product(pieces, repeat=n)]
+    samples += [
+        bytes(rng.choice(b"ab\r\n") for _ in range(rng.randint(0, 40))) for _ in range(5000)
+    ]
+    for data in samples:
+        for start in range(min(len(data), 4) + 1):
+            match = grammar.search(data, start)
+            want = None if match is None else (match.start(), match.end())
+            assert _head_end(data, start) == want, (data, start)
+            assert _head_end(bytearray(data), start) == want, (data, start)

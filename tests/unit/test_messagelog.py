@@ -337,6 +337,31 @@ def test_invalid_record_is_refused_before_it_can_fail_a_batch(log_location: Path
     asyncio.run(scenario())
 
 
+def test_a_body_digest_the_caller_has_is_not_computed_again(log_location: Path | str) -> None:
+    """The node passes the digest its signed header names (computed from the body, or
+    checked against it); the writer stores and commits to that digest as given, and
+    computes one only for a record without it. A malformed one is refused before it
+    can join a batch."""
+    given = record(body=b"x" * 4096)
+    given = dataclasses.replace(given, body_sha256=hashlib.sha256(b"y").hexdigest())
+    computed = record(given.message_id, kind="response", body=b"z" * 4096)
+
+    async def scenario() -> None:
+        async with MessageLog(log_location, clock=clock) as log:
+            await log.append([given, computed])
+            for bad in ("AB" * 32, "ab" * 31, "g" * 64):
+                with pytest.raises(ValueError, match="body_sha256"):
+                    await log.append([dataclasses.replace(record(), body_sha256=bad)])
+            assert log.stats.failed_batches == 0
+
+    asyncio.run(scenario())
+    stored = read_entries(log_location, message_id=given.message_id)
+    assert [e.body_sha256 for e in stored] == [
+        hashlib.sha256(b"y").hexdigest(),
+        hashlib.sha256(computed.body).hexdigest(),
+    ]
+
+
 def test_close_waits_for_queued_appends(log_location: Path | str) -> None:
     path = log_location
 

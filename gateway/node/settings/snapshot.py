@@ -35,9 +35,13 @@ class SettingsSnapshot:
     services: Mapping[ServiceId, ServiceSection]
     registry_tls: Mapping[ServiceId, RegistryContext]
     """The TLS context of each service with TLS settings (an ``https://`` registry)."""
+    connection_types: Mapping[str, ConnectionType]
+    """Each client's connection type by its printed id, asked on every exchange."""
 
     def connection_type(self, client: ClientId) -> ConnectionType:
-        return self.settings.connection_type(client)
+        """How ``client``'s information systems must connect (default ``https``), as
+        ``NodeSettings.connection_type`` says, by one lookup."""
+        return self.connection_types.get(str(client), ConnectionType.HTTPS)
 
 
 def build_snapshot(
@@ -63,6 +67,7 @@ def build_snapshot(
         policy=settings.policy(),
         services=MappingProxyType({s.service_id: s for s in settings.services}),
         registry_tls=MappingProxyType({**reused, **built}),
+        connection_types=MappingProxyType({c.id: c.connection_type for c in settings.clients}),
     )
 
 

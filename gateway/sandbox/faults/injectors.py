@@ -6,7 +6,9 @@ trust services (OCSP responder and TSA) or of the registry process, the configur
 server going away (the central's part in a loopback federation: its TUF repository),
 the registry answering slowly, with garbage or never, a partition between the
 consumer's node and one provider node through the harness's TCP proxy, and the
-consumer node's wall clock jumping forward or back (``clock.py``).
+consumer node's wall clock jumping forward or back (``clock.py``), a provider node's
+signing key rotated and its signing certificate revoked (``keys.py``), and the
+PostgreSQL server restarted under the nodes' logs (``--postgres``).
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from pathlib import Path
 
 import httpx
 
+from gateway.sandbox.faults import keys
 from gateway.sandbox.faults.clock import FakeClock
 from gateway.sandbox.faults.proxy import TcpProxy
 from gateway.sandbox.localnet import HOST, LocalNet, wait_http
+from gateway.sandbox.pgcluster import PgCluster
 
 READY_TIMEOUT = 90.0
 """How long a healed part may take to answer its readiness check before the fault is
@@ -56,6 +60,8 @@ class Injectors:
     """The consumer node's faked clock, if libfaketime is installed."""
     clock_jump: int = 120
     """Seconds the clock faults move it: beyond the harness's message window."""
+    postgres: PgCluster | None = None
+    """The cluster holding the nodes' logs, if the harness runs them on PostgreSQL."""
 
     def catalogue(self) -> dict[str, Callable[[float], None]]:
         first, second = self.providers
@@ -72,6 +78,9 @@ class Injectors:
             "registry-never": lambda hold: self.registry_mode("never", hold),
             "partition-drop": lambda hold: self.partition("drop", hold),
             "partition-stall": lambda hold: self.partition("stall", hold),
+            "rotate-signing-key": self.rotate_signing_key,
+            "revoke-signing-cert": self.revoke_signing_cert,
+            **({"postgres-restart": self.postgres_restart} if self.postgres is not None else {}),
             **({"disk-full": self.disk_full} if self.small_disk is not None else {}),
             **(
                 {
@@ -177,3 +186,54 @@ class Injectors:
         time.sleep(hold)
         self.clock.set(0)
         self.wait_ready(self.consumer)
+
+    def rotate_signing_key(self, hold: float) -> None:
+        """A new signing key and certificate in use on each provider node while it
+        answers: its CSR, the CA's certificate ``hold`` seconds later, the import. No
+        exchange may fail for it; the entries signed with the old keys still verify."""
+        before = {key: keys.signing_serial(self.net, key) for key in self.providers}
+        time.sleep(hold)
+        for key in self.providers:
+            after = keys.rotate_signing_key(self.net, key)
+            if keys.signing_serial(self.net, key) != after or after == before[key]:
+                raise RuntimeError(f"{key}: signing certificate {before[key]:x} still in use")
+        for key in self.providers:
+            self.wait_ready(key)
+
+    def revoke_signing_cert(self, hold: float) -> None:
+        """The CA revokes the signing certificates of the provider's nodes (the member's
+        keys compromised); from its next OCSP refresh each node answers nothing
+        (``server.serverproxy.ocsp_unavailable``) and is not ready. Both, because the
+        consumer sends to the faster node and fails over only when it cannot connect:
+        with one revoked the other might carry every exchange and show nothing. Healed
+        after ``hold`` the way an operator heals it: a new key and certificate on each
+        node through its management API."""
+        for key in self.providers:
+            keys.revoke_signing_cert(self.net, key)
+        deadline = time.monotonic() + hold
+        refused: set[str] = set()
+        while time.monotonic() < deadline:
+            for key in set(self.providers) - refused:
+                with contextlib.suppress(httpx.HTTPError):
+                    ready = httpx.get(f"{self.net.nodes[key].consumer_url}/health/ready", timeout=2)
+                    if ready.status_code != 200:
+                        refused.add(key)
+            time.sleep(0.2)
+        if refused != set(self.providers):
+            still = sorted(set(self.providers) - refused)
+            raise RuntimeError(f"{', '.join(still)}: still ready {hold} s after revocation")
+        for key in self.providers:
+            keys.rotate_signing_key(self.net, key)
+        for key in self.providers:
+            self.wait_ready(key)
+
+    def postgres_restart(self, hold: float) -> None:
+        """``pg_ctl restart -m fast`` of the server every node's log is in: every session
+        ends at once; the nodes must reconnect by themselves. ``hold``: seconds after the
+        restart before the nodes must be ready (the restart itself takes what it takes)."""
+        if self.postgres is None:
+            raise RuntimeError("the nodes' logs are not on PostgreSQL")
+        self.postgres.restart("fast")
+        time.sleep(hold)
+        for key in self.net.nodes:
+            self.wait_ready(key)

@@ -6,7 +6,10 @@ services, and the development TUF repository as the central's configuration serv
 The directory the harness publishes gives ``ss2``'s address as the harness's TCP proxy
 (``proxy.py``), so a partition between Soest and ``ss2`` is a switch on the proxy.
 Nodes timestamp every second and witness each other every two seconds, so a run's
-whole log can be exported, verified and witnessed at its end.
+whole log can be exported, verified and witnessed at its end; they refetch their own
+OCSP statuses every two seconds, so a revoked certificate is known within the fault.
+With ``postgres`` the harness starts a throwaway PostgreSQL cluster
+(``gateway/sandbox/pgcluster.py``) and puts every node's log in a database of it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from gateway.sandbox.faults.injectors import READY_TIMEOUT, FaultRegistryHandle,
 from gateway.sandbox.faults.proxy import TcpProxy
 from gateway.sandbox.faults.schedule import FaultEvent, FaultSpec, Schedule
 from gateway.sandbox.localnet import HOST, LocalNet, ServiceSpec, free_port, wait_http
+from gateway.sandbox.pgcluster import PgCluster, server_binaries
 
 LIPPSTADT_2 = LIPPSTADT.on_server("ss2")
 CONSUMER = SOEST.key
@@ -44,6 +48,8 @@ SERVICE_TIMEOUT = 5.0
 """The registry's timeout in the provider's ``node.toml``: above the slow registry's
 delay, so ``registry-slow`` costs latency and ``registry-never`` costs refusals."""
 SETTLE_TIMEOUT = 120.0
+OCSP_REFRESH = 2.0
+"""``ocsp_refresh_seconds`` of the harness's nodes: below ``revoke-signing-cert``'s hold."""
 MESSAGE_WINDOW = 60
 """``message_window_seconds`` of the harness's nodes: below the clock faults' jump of
 120 s, so a node whose clock jumped is outside its peers' window (protocol.md 5.4)."""
@@ -75,7 +81,7 @@ SHORT = FaultScenario(
 
 FULL = FaultScenario(
     "full",
-    250.0,
+    300.0,
     tuple(
         FaultSpec(5.0 + 17.0 * i, name, hold)
         for i, (name, hold) in enumerate(
@@ -87,17 +93,37 @@ FULL = FaultScenario(
                 ("kill-trust", 5.0),
                 ("central-down", 5.0),
                 ("kill-registry", 3.0),
+                ("rotate-signing-key", 3.0),
                 ("registry-slow", 5.0),
                 ("registry-garbage", 3.0),
                 ("registry-never", 3.0),
                 ("partition-drop", 5.0),
                 ("partition-stall", 5.0),
                 ("disk-full", 5.0),
+                ("revoke-signing-cert", 6.0),
+                ("postgres-restart", 2.0),
             ]
         )
     ),
 )
-"""``make faults``: every fault of ``Injectors.catalogue`` once, one after another."""
+"""``make faults``: every fault of ``Injectors.catalogue`` once, one after another
+(``postgres-restart`` with ``--postgres`` only, ``disk-full`` as root only). The
+rotation is followed by a fault that refuses nothing (``registry-slow``): a loaded
+machine can make it outlast its 17 s, and the refusals of the next fault would then
+count in its window."""
+
+POSTGRES = FaultScenario(
+    "postgres",
+    30.0,
+    (
+        FaultSpec(2.0, "rotate-signing-key", 1.0),
+        FaultSpec(12.0, "revoke-signing-cert", 6.0),
+        FaultSpec(23.0, "postgres-restart", 1.0),
+    ),
+    workers=3,
+)
+"""The PostgreSQL lane of ``make test`` (``--postgres --scenario postgres``): the
+provider's signing key rotated, its certificate revoked, the database restarted."""
 
 
 CLOCK = FaultScenario(
@@ -179,12 +205,17 @@ class Harness:
         *,
         database_urls: dict[str, str] | None = None,
         small_disk: bool = False,
+        postgres: bool = False,
     ) -> None:
         self.root = root
         self.small_disk: Path | None = None
         if small_disk:
             self.small_disk = mount_small_disk(root / SOEST.key)
         self.net = LocalNet.create(root, [SOEST, LIPPSTADT, LIPPSTADT_2], datetime.now(UTC))
+        self.postgres: PgCluster | None = None
+        if postgres:
+            self.postgres = start_postgres()
+            database_urls = {key: self.postgres.fresh_database() for key in self.net.nodes}
         for key, url in (database_urls or {}).items():
             self.net.nodes[key].database_url = url
         self.registry_port = free_port()
@@ -223,6 +254,7 @@ class Harness:
                 "peer_backoff_seconds": 0.5,
                 "peer_backoff_max_seconds": 1.0,
                 "message_window_seconds": MESSAGE_WINDOW,
+                "ocsp_refresh_seconds": OCSP_REFRESH,
             }
         )
         for files in net.nodes.values():
@@ -256,7 +288,14 @@ class Harness:
     def injectors(self) -> Injectors:
         handle = FaultRegistryHandle(self.registry_url, self.kill_registry, self.start_registry)
         return Injectors(
-            self.net, handle, self.proxy, CONSUMER, PROVIDERS, self.small_disk, self.clock
+            self.net,
+            handle,
+            self.proxy,
+            CONSUMER,
+            PROVIDERS,
+            self.small_disk,
+            self.clock,
+            postgres=self.postgres,
         )
 
     def target(self) -> Target:
@@ -340,8 +379,25 @@ class Harness:
         self.proxy.close()
         self.kill_registry()
         self.net.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
         if self.small_disk is not None:
             subprocess.run(["umount", str(self.small_disk)], check=False)  # noqa: S603, S607
+
+
+def start_postgres() -> PgCluster:
+    """A throwaway cluster with the log's schema in its template database."""
+    binaries = server_binaries()
+    if binaries is None:
+        raise RuntimeError("no PostgreSQL server under /usr/lib/postgresql (make system-packages)")
+    cluster = PgCluster(binaries)
+    try:
+        cluster.start()
+        cluster.prepare_template()
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
 
 
 SMALL_DISK = "64m"
