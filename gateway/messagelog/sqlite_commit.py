@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Final
 
 import gateway.messagelog.sqlite_admin as admin
+import gateway.messagelog.sqlite_ddl as sqlite_ddl
 import gateway.messagelog.sqlite_writes as side
 from gateway.core.encoding import format_time
 from gateway.core.logtree import LoggedEntry, entry_leaf, subjects_commitment
@@ -244,9 +245,14 @@ def create_tables(path: Path) -> bool:
     """Create the log's tables that a file lacks; True if it predates ``data_subject_read``
     (its reads then get their rows once, ``record_older_reads``).
 
-    A file that has every table and index is left as it is without loading SQLAlchemy,
-    which creates the rest from ``gateway.messagelog.schema`` (a node's restart, mostly)."""
-    if admin.schema_object_names(path) >= TABLE_NAMES | INDEX_NAMES:
+    A file that has every table and index is left as it is without loading SQLAlchemy (a
+    node's restart, mostly); a file with none gets the head schema's DDL as text
+    (``sqlite_ddl``, a node's first start); only an older file loads SQLAlchemy, which
+    creates the rest from ``gateway.messagelog.schema``."""
+    present = admin.schema_object_names(path)
+    if present >= TABLE_NAMES | INDEX_NAMES:
+        return False
+    if not present and sqlite_ddl.create_new(path):
         return False
     from sqlalchemy import inspect
     from sqlmodel import SQLModel, create_engine

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -86,6 +88,30 @@ async def restart() -> None:
 asyncio.run(restart())
 """
     assert loaded_by(code) == []
+
+
+def test_creating_a_new_sqlite_log_loads_none_of_them(tmp_path: Path) -> None:
+    # A node's first start: the writer creates every table from sqlite_ddl's text, then
+    # the log serves a write and a read as on any later start.
+    path = tmp_path / "new" / "log.sqlite"
+    code = f"""
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from gateway.messagelog import open_log
+
+async def first_start() -> None:
+    async with open_log(Path({str(path)!r}), clock=lambda: datetime.now(UTC)) as log:
+        await log.probe()
+        assert log.store.count_entries() == 0
+
+asyncio.run(first_start())
+"""
+    assert loaded_by(code) == []
+    tables = {table.name for table in schema_tables()}
+    with closing(sqlite3.connect(path)) as conn:
+        names = {str(n) for (n,) in conn.execute("SELECT name FROM sqlite_master")}
+    assert tables | INDEX_NAMES <= names
 
 
 def test_the_names_a_node_checks_are_the_schema_s_tables_and_indexes() -> None:
