@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -42,6 +42,20 @@ def _kek(passphrase: bytes, salt: bytes, n: int, r: int, p: int) -> AESGCM:
     return AESGCM(Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase))
 
 
+def write_key_document(path: Path, document: dict[str, Any]) -> None:
+    """Write a wrapped data key's document to a new owner-only file, durably: the key
+    exists only there, so a file is never overwritten and is on disk before it is used."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, _FILE_MODE)
+    except FileExistsError:
+        raise DataKeyError(f"{path} exists; a data key file is never overwritten") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(document, f, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def create_data_key(path: Path, passphrase: bytes) -> DataKey:
     """Generate a data key and write it wrapped under ``passphrase`` to a new ``path``."""
     if not passphrase:
@@ -60,15 +74,7 @@ def create_data_key(path: Path, passphrase: bytes) -> DataKey:
         "nonce": b64url(nonce),
         "wrapped_key": b64url(wrapped),
     }
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, _FILE_MODE)
-    except FileExistsError:
-        raise DataKeyError(f"{path} exists; a data key file is never overwritten") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(document, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
+    write_key_document(path, document)
     return data_key
 
 

@@ -28,7 +28,7 @@ from pkcs11.types import DecryptMixin, EncryptMixin
 
 from gateway.core.atrest import DATA_KEY_BYTES, DataKey
 from gateway.core.encoding import b64url, b64url_decode
-from gateway.keys.datakey import DataKeyError
+from gateway.keys.datakey import DataKeyError, write_key_document
 from gateway.keys.pkcs11 import TokenError, TokenKeyRef, open_session
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
 
 DATA_KEY_TOKEN_FORMAT: Final = "gateway-node-data-key/token-v1"  # noqa: S105 (a format name)
 _NONCE_BYTES: Final = 12
-_FILE_MODE: Final = 0o600
 
 
 def _aad(key_id: str) -> bytes:
@@ -126,15 +125,7 @@ def create_token_data_key(path: Path, ref: TokenKeyRef, pin: str) -> DataKey:
         "nonce": b64url(nonce),
         "wrapped_key": b64url(_one_buffer(wrapped)),
     }
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, _FILE_MODE)
-    except FileExistsError:
-        raise DataKeyError(f"{path} exists; a data key file is never overwritten") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(document, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
+    write_key_document(path, document)
     return data_key
 
 
