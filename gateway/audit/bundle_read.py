@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import operator
 import re
+import struct
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
@@ -115,7 +117,13 @@ def _path(value: object, what: str) -> tuple[bytes, ...]:
         data = b""
     if data.hex() != joined:
         raise _Bad(f"{what} must be lowercase hex")
-    return tuple(data[i : i + 32] for i in range(0, len(data), 32))
+    return _split_hashes(len(data) // 32).unpack(data)
+
+
+@functools.lru_cache(maxsize=64)
+def _split_hashes(count: int) -> struct.Struct:
+    """Cuts ``count`` 32-byte hashes apart in one C call (a path has log2(n) of them)."""
+    return struct.Struct("32s" * count)
 
 
 def _keys(obj: dict[str, Any], required: set[str], optional: Sequence[str] = ()) -> None:
