@@ -58,6 +58,7 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, Row, Table, bindparam, exists, insert
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
+from starlette.datastructures import Headers
 
 from gateway.net.guard import GuardSettings
 from registries.common import (
@@ -69,6 +70,7 @@ from registries.common import (
     json_response,
     sqlite_engine,
 )
+from registries.melderegister.fastpath import LookupFastPath
 from registries.melderegister.models import (
     DATA_SUBJECT_HEADER,
     GEMEINDESCHLUESSEL_ISERLOHN,
@@ -278,13 +280,12 @@ def _zeitpunkt(moment: datetime) -> str:
 
 
 def _abruf(
-    request: Request, rechtsgrundlage: str, hit: Person | Response, moment: datetime
+    headers: Headers, rechtsgrundlage: str, hit: Person | Response, moment: datetime
 ) -> dict[str, str | None]:
     """The protocol row for one answer, as the columns of :class:`Abruf`: who asked (the
     X-Road headers as the provider's node passed them on), when, on which basis, and whom
     the answer disclosed. A plain mapping, because building an ``Abruf`` instance only to
     read its fields back cost more CPU than the INSERT."""
-    headers = request.headers
     if not isinstance(hit, Response):
         ergebnis, idnr = "gefunden", hit.idnr
     else:
@@ -432,6 +433,41 @@ def create_app(
             return _ambiguous()
         return hits[0]
 
+    async def auskunft(suche: Suche, headers: Headers) -> Response:
+        """The § 38 answer: the route's, and the fast path's (:mod:`.fastpath`)."""
+
+        def lookup(conn: Connection) -> Person | Response:
+            hit = find(conn, suche)
+            _protocol(conn, _abruf(headers, "§ 38 BMG", hit, now()))
+            return hit
+
+        hit = await writes.run(lookup)
+        if isinstance(hit, Response):
+            return hit
+        return _found(Gefunden(person=_auskunft(hit)), hit)
+
+    async def uebermittlung(suche: Suche, headers: Headers) -> Response:
+        """The § 34 answer: the route's, and the fast path's."""
+
+        def lookup(conn: Connection) -> tuple[Person | Response, Sequence[Person]]:
+            hit = find(conn, suche)
+            _protocol(conn, _abruf(headers, "§ 34 BMG", hit, now()))
+            if isinstance(hit, Response):
+                return hit, ()
+            return hit, _rows_as_persons(conn.execute(_VERTRETER_OF, {"person_id": hit.id}).all())
+
+        hit, vertreter = await writes.run(lookup)
+        if isinstance(hit, Response):
+            return hit
+        return _found(GefundenUebermittlung(person=_uebermittlung(hit, vertreter)), hit)
+
+    # Plain GETs of the two lookups skip FastAPI's router (same handlers, same answers);
+    # the routes below stay for everything else and for the OpenAPI document.
+    app.add_middleware(
+        LookupFastPath,
+        routes={"/personen": auskunft, "/datenuebermittlung/personen": uebermittlung},
+    )
+
     @app.get(
         "/personen",
         tags=["Melderegister"],
@@ -454,16 +490,7 @@ def create_app(
         suche: Annotated[Suche, Depends(suche_aus_query)], request: Request
     ) -> Response:
         """Answer a § 38 query with the § 38(1) data of the one matching person."""
-
-        def lookup(conn: Connection) -> Person | Response:
-            hit = find(conn, suche)
-            _protocol(conn, _abruf(request, "§ 38 BMG", hit, now()))
-            return hit
-
-        hit = await writes.run(lookup)
-        if isinstance(hit, Response):
-            return hit
-        return _found(Gefunden(person=_auskunft(hit)), hit)
+        return await auskunft(suche, request.headers)
 
     @app.get(
         "/datenuebermittlung/personen",
@@ -485,18 +512,7 @@ def create_app(
         suche: Annotated[Suche, Depends(suche_aus_query)], request: Request
     ) -> Response:
         """Answer a § 34 request with the § 34(1) data of the one matching person."""
-
-        def lookup(conn: Connection) -> tuple[Person | Response, Sequence[Person]]:
-            hit = find(conn, suche)
-            _protocol(conn, _abruf(request, "§ 34 BMG", hit, now()))
-            if isinstance(hit, Response):
-                return hit, ()
-            return hit, _rows_as_persons(conn.execute(_VERTRETER_OF, {"person_id": hit.id}).all())
-
-        hit, vertreter = await writes.run(lookup)
-        if isinstance(hit, Response):
-            return hit
-        return _found(GefundenUebermittlung(person=_uebermittlung(hit, vertreter)), hit)
+        return await uebermittlung(suche, request.headers)
 
     @app.get("/protokoll", include_in_schema=False)
     def protokoll(authorization: Annotated[str | None, Header()] = None) -> Response:
