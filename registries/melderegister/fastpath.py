@@ -17,19 +17,21 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import date
-from typing import Final
+from typing import Any, Final
+from urllib.parse import parse_qsl
 
-from starlette.datastructures import Headers, QueryParams
+from fastapi import FastAPI
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from registries.melderegister.models import MAX_NAME_LENGTH
 from registries.melderegister.search import SEARCH_KEYS, Suche
 
-__all__ = ["Lookup", "LookupFastPath", "suche_or_none"]
+__all__ = ["Lookup", "LookupApp", "request_headers", "suche_or_none"]
 
-Lookup = Callable[[Suche, Headers], Awaitable[Response]]
-"""A route's handler: the validated search and the request's headers to its answer."""
+Lookup = Callable[[Suche, Mapping[str, str]], Awaitable[Response]]
+"""A route's handler: the validated search and the request's headers (lower-case names,
+:func:`request_headers`) to its answer."""
 
 _ISO_DATE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _POSTLEITZAHL: Final = re.compile(r"[0-9]{5}")
@@ -55,14 +57,12 @@ def suche_or_none(query_string: bytes) -> Suche | None:
     real, the Geschlecht one of its four letters, the Postleitzahl five digits); when in
     doubt it answers None, never a different search.
     """
-    params = QueryParams(query_string)
-    items = params.multi_items()
-    if len(items) != len(params) or len(items) > len(SEARCH_KEYS):
-        return None  # a key repeated: FastAPI's refusal
+    # Parsed as Starlette parses it for FastAPI (starlette.datastructures.QueryParams).
+    items = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
     values: dict[str, str] = {}
     for key, value in items:
-        if key not in SEARCH_KEYS or not _plainly_valid(key, value):
-            return None
+        if key in values or key not in SEARCH_KEYS or not _plainly_valid(key, value):
+            return None  # a key repeated or unknown, a value in doubt: FastAPI decides
         values[key] = value
     if any(key not in values for key in _REQUIRED):
         return None
@@ -88,20 +88,37 @@ def _plainly_valid(key: str, value: str) -> bool:
     return True
 
 
-class LookupFastPath:
-    """ASGI layer answering the lookup routes' plain GETs with their own handlers."""
+def request_headers(scope: Scope) -> dict[str, str]:
+    """The request's headers by lower-case name, the first of a repeated one winning, as
+    :class:`starlette.datastructures.Headers` reads them."""
+    headers: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+    return headers
 
-    def __init__(self, app: ASGIApp, routes: Mapping[str, Lookup]) -> None:
-        self._app = app
-        self._routes = dict(routes)
+
+class LookupApp(FastAPI):
+    """A FastAPI app that answers the plain GETs of its :attr:`lookups` paths itself.
+
+    It sits before FastAPI's whole middleware stack, which (even with no middleware of
+    the app's own) asks OpenTelemetry for its providers and wraps ``send`` on every
+    request. A handler that raises reaches uvicorn, which answers 500 and logs it, as
+    the stack's error middleware would.
+    """
+
+    lookups: dict[str, Lookup]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.lookups = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
-            handler = self._routes.get(scope["path"])
+            handler = self.lookups.get(scope["path"])
             if handler is not None:
                 suche = suche_or_none(scope["query_string"])
                 if suche is not None:
-                    response = await handler(suche, Headers(scope=scope))
+                    response = await handler(suche, request_headers(scope))
                     await response(scope, receive, send)
                     return
-        await self._app(scope, receive, send)
+        await super().__call__(scope, receive, send)
