@@ -4,8 +4,9 @@ Per entry, reading its line, recomputing its leaf, checking its proof and header
 about as much as its ES256 signature, so the whole per-entry pipeline runs in worker
 processes, not just the signatures. The main process checks the manifest, references
 and tree heads first (a few milliseconds per head), hands each worker the verified
-state once, sends it raw lines, and combines the chunk outcomes in bundle order, so the
-verdict, and the first bad piece it names, are the same as ``verify_bundle``'s.
+state and the bundle's bytes once, sends it where each chunk's lines lie, and combines
+the chunk outcomes in bundle order, so the verdict, and the first bad piece it names,
+are the same as ``verify_bundle``'s.
 """
 
 from __future__ import annotations
@@ -37,11 +38,17 @@ CHUNK = 2000
 that both workers stay busy to the end."""
 
 _context: EntryContext | None = None
+_data: bytes = b""
+"""The whole (opened) bundle: a worker takes its chunks' lines from it by offset."""
 
 
-def _init(context: EntryContext) -> None:
-    global _context
-    _context = context
+def _init(context: EntryContext, data: bytes) -> None:
+    """Keep the verified state and the bundle's bytes for the worker's chunks. Both
+    come as the pool's initargs, which a forked worker inherits without a copy
+    through a pipe: sending every chunk's bytes (as large as the bundle) cost the
+    main process and the workers about as much CPU as a worker's leaf checks."""
+    global _context, _data
+    _context, _data = context, data
 
 
 def _parse(first_line: int, lines: list[bytes]) -> list[EntryItem] | BundleFormatError:
@@ -54,11 +61,13 @@ def _parse(first_line: int, lines: list[bytes]) -> list[EntryItem] | BundleForma
     return entries
 
 
-def _chunk(start: int, first_line: int, text: bytes) -> ChunkOutcome | tuple[int, str, int | None]:
-    """One chunk, sent as the file's bytes of its lines: one buffer to pickle and pipe
-    rather than a list of thousands, split here, on the worker's core."""
+def _chunk(
+    start: int, first_line: int, begin: int, end: int
+) -> ChunkOutcome | tuple[int, str, int | None]:
+    """One chunk, sent as where its lines lie in the bundle's bytes, split here, on
+    the worker's core."""
     assert _context is not None
-    parsed = _parse(first_line, text.splitlines(keepends=True))
+    parsed = _parse(first_line, _data[begin:end].splitlines(keepends=True))
     if isinstance(parsed, BundleFormatError):
         return (parsed.line, parsed.detail, parsed.entry_id)
     return verify_chunk(_context, None, start, parsed)
@@ -119,18 +128,20 @@ def verify_file(
     tasks = []
     for start in range(0, n - first, chunk):
         begin, end = starts[first + start], starts[min(first + start + chunk, n)]
-        tasks.append((start, first + start + 1, data[begin:end]))
+        tasks.append((start, first + start + 1, begin, end))
     results: list[ChunkOutcome | tuple[int, str, int | None]]
     if jobs <= 1 or len(tasks) <= 1:
         verifier = context.verifier()
         results = []
-        for start, line, piece in tasks:
-            parsed = _parse(line, piece.splitlines(keepends=True))
+        for start, line, begin, end in tasks:
+            parsed = _parse(line, data[begin:end].splitlines(keepends=True))
             if isinstance(parsed, BundleFormatError):
                 raise parsed
             results.append(verify_chunk(context, verifier, start, parsed))
     else:
-        with ProcessPoolExecutor(max_workers=jobs, initializer=_init, initargs=(context,)) as pool:
+        with ProcessPoolExecutor(
+            max_workers=jobs, initializer=_init, initargs=(context, data)
+        ) as pool:
             futures = [pool.submit(_chunk, *task) for task in tasks]
             results = [f.result() for f in futures]
     outcomes: list[ChunkOutcome] = []

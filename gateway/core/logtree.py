@@ -106,25 +106,25 @@ def encode_leaf(
     the bytes are produced directly with the same encoding: an audit recomputes one leaf
     per entry, and the generic walk cost as much as the rest of the leaf.
     """
-    fields = {
-        "type": LEAF_TYPE if subjects_sha256 is None else LEAF_TYPE_V2,
-        "role": role,
-        "kind": kind,
-        "message_id": message_id,
-        "xroad_id": xroad_id,
-        "client": client,
-        "service": service,
-        "created": created,
-        "logged_at": logged_at,
-        "header_sha256": header_sha256,
-        "body_sha256": body_sha256,
-        "signature_sha256": signature_sha256,
-        "cert_ref": cert_ref,
-        "ocsp_ref": ocsp_ref,
-    }
-    if subjects_sha256 is not None:
-        fields["subjects_sha256"] = subjects_sha256
-    return _leaf_json(fields)
+    s = _json_string
+    values = (
+        s(body_sha256),
+        s(cert_ref),
+        s(client),
+        s(created),
+        s(header_sha256),
+        s(kind),
+        s(logged_at),
+        s(message_id),
+        s(ocsp_ref),
+        s(role),
+        s(service),
+        s(signature_sha256),
+    )
+    tail = (s(xroad_id),)
+    if subjects_sha256 is None:
+        return (_LEAF_V1 % (*values, *tail)).encode()
+    return (_LEAF_V2 % (*values, s(subjects_sha256), *tail)).encode()
 
 
 def subjects_commitment(salt: bytes, subjects: Iterable[str]) -> str:
@@ -146,14 +146,40 @@ def subjects_commitment(salt: bytes, subjects: Iterable[str]) -> str:
     return _sha256_hex(document)
 
 
-_LEAF_ENCODER: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-"""Made once: ``json.dumps`` with these options builds a new encoder on every call, which
-cost a leaf about as much as encoding it."""
+_json_string: Final = json.encoder.encode_basestring
+"""The string encoder ``json.dumps(..., ensure_ascii=False)`` uses (in C)."""
 
 
-def _leaf_json(fields: dict[str, str]) -> bytes:
-    """``canonical_json`` for a flat object of strings (test_log_tree pins the bytes)."""
-    return _LEAF_ENCODER.encode(fields).encode()
+def _leaf_template(leaf_type: str, *, subjects: bool) -> str:
+    """The canonical JSON of a leaf with a ``%s`` for each string but ``type``: keys
+    sorted as ``canonical_json`` sorts them, its separators, its string encoder for
+    the values (test_log_tree pins the bytes). Filling a fixed template costs a fifth
+    of ``JSONEncoder.encode`` of the same dict, and an audit recomputes every leaf."""
+    keys = [*_LEAF_KEYS, *(("subjects_sha256",) if subjects else ())]
+    parts = [
+        f'"{key}":{_json_string(leaf_type) if key == "type" else "%s"}' for key in sorted(keys)
+    ]
+    return "{" + ",".join(parts) + "}"
+
+
+_LEAF_KEYS: Final = (
+    "type",
+    "role",
+    "kind",
+    "message_id",
+    "xroad_id",
+    "client",
+    "service",
+    "created",
+    "logged_at",
+    "header_sha256",
+    "body_sha256",
+    "signature_sha256",
+    "cert_ref",
+    "ocsp_ref",
+)
+_LEAF_V1: Final = _leaf_template(LEAF_TYPE, subjects=False)
+_LEAF_V2: Final = _leaf_template(LEAF_TYPE_V2, subjects=True)
 
 
 @dataclass(frozen=True, slots=True)

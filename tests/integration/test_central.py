@@ -347,7 +347,19 @@ def test_registration_refuses_bad_proofs(central: Central, tmp_path: Path) -> No
     refused(auth_body(rogue), "registration.untrusted_certificate", "approved CA")
 
 
+def _soest_with_its_gewerbeamt(central: Central) -> None:
+    """What the approval test builds on: Soest as a member with its gewerbeamt. The
+    admin test adds both when the module runs in order; run alone, the test adds them."""
+    for path, body in (
+        ("/members", {"id": str(SOEST), "name": "Stadt Soest"}),
+        ("/subsystems", {"id": f"{SOEST}/gewerbeamt"}),
+    ):
+        r = central.admin("POST", path, body)
+        assert r.status_code in (201, 409), r.text
+
+
 def test_approve_adds_node_and_reject_shows_reason(central: Central, tmp_path: Path) -> None:
+    _soest_with_its_gewerbeamt(central)
     soest = party(central.ca, tmp_path / "soest", NodeId.parse(f"{SOEST}/ss1"))
     r = httpx.post(f"{central.url}/registration/v1/auth-cert", json=auth_body(soest), timeout=10)
     assert r.status_code == 202, r.text

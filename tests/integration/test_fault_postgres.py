@@ -1,7 +1,8 @@
 """The fault harness on PostgreSQL: every node's log in a throwaway cluster the harness
 starts itself (``--postgres``), under recorded load while the provider's signing keys
-are rotated through the nodes' management API, then revoked by the CA and replaced, then
-the database server restarted (``pg_ctl restart -m fast``). Every check of
+are rotated through the nodes' management API, the leader of ``ss1``'s node cluster
+(two workers on its database) is killed with SIGKILL, the signing keys are revoked by the
+CA and replaced, then the database server restarted (``pg_ctl restart -m fast``). Every check of
 ``gateway.sandbox.faults.checker`` must pass, which includes ``gateway audit export``
 and ``verify`` of each node's whole log, entries signed with the old and the revoked
 keys among them.
@@ -10,15 +11,25 @@ keys among them.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from gateway.core.jws import cert_ref
 from gateway.keys.files import load_certificate
-from gateway.messagelog import Kind, Role, read_entries
+from gateway.messagelog import Kind, Role, read_entries, read_tree_heads
 from gateway.sandbox.faults.history import History
-from gateway.sandbox.faults.run import CONSUMER, POSTGRES, PROVIDERS, FaultCost, Harness, RunReport
+from gateway.sandbox.faults.leader import TAKEOVER_S, children
+from gateway.sandbox.faults.run import (
+    CLUSTER_WORKERS,
+    CONSUMER,
+    POSTGRES,
+    PROVIDERS,
+    FaultCost,
+    Harness,
+    RunReport,
+)
 from gateway.trust.ca_store import ISSUED_DIR_NAME
 from gateway.trust.revocation import load_revocations
 
@@ -100,3 +111,32 @@ def test_a_rotation_costs_nothing_and_a_revocation_is_refused_with_its_code(
         }
     assert signed & revoked, "no entry signed with a later revoked certificate was audited"
     assert report.findings.audited[CONSUMER] > 0
+
+
+def test_the_leader_killed_under_load_is_taken_over_and_timestamping_resumes(
+    run: tuple[Harness, RunReport, Path],
+) -> None:
+    harness, report, _ = run
+    cluster = PROVIDERS[0]
+    fault = _fault(report, "kill-leader")
+    assert fault.error is None
+    (kill,) = report.leader_kills
+    assert kill.node == cluster
+    # Another worker took the lock over, within the bound; the parent started a worker
+    # in place of the dead one, which is gone.
+    assert kill.new_leader_pid is not None and kill.new_leader_pid != kill.killed_pid
+    assert kill.takeover_s is not None and kill.takeover_s <= TAKEOVER_S
+    assert kill.workers_after == CLUSTER_WORKERS
+    workers = children(harness.injectors().parent(cluster))
+    assert kill.killed_pid not in workers and len(workers) == CLUSTER_WORKERS
+    # The cluster went on logging and timestamping after the kill: the checks above
+    # (no finding) held the first tree head after it to the bound; here, that entries
+    # came after the kill and a tree head covers them.
+    location = harness.net.nodes[cluster].log_location
+    killed_at = datetime.fromisoformat(kill.killed_at)
+    after = [e for e in read_entries(location) if datetime.fromisoformat(e.logged_at) > killed_at]
+    assert after
+    heads = read_tree_heads(location)
+    assert datetime.fromisoformat(heads[-1].stored_at) > killed_at
+    assert heads[-1].tree_size > max(e.leaf_index or 0 for e in after)
+    assert fault.first_ok_after_heal_s is not None

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from gateway.core.canonical import canonical_json
 from gateway.core.logtree import (
     SUBJECTS_SALT_SIZE,
     LoggedEntry,
     ProofError,
+    encode_leaf,
     entry_leaf,
     parse_tree_head_document,
     subjects_commitment,
@@ -189,6 +191,34 @@ def test_version_2_leaf_and_subjects_commitment_are_pinned() -> None:
     # Without a commitment the same entry has its version 1 leaf: the field is absent.
     v1 = entry_leaf(replace(entry, subjects_sha256=None))
     assert b"subjects_sha256" not in v1 and b'"type":"gateway-log-leaf/v1"' in v1
+
+
+@pytest.mark.parametrize("subjects", [None, "cd" * 32])
+def test_leaf_of_any_text_is_its_canonical_json(subjects: str | None) -> None:
+    # The leaf is filled into a fixed template: values that JSON must escape, that
+    # are not ASCII or that look like the template's own placeholders come out as
+    # canonical_json writes them, and no value can add or move a field.
+    tricky = ['"q" \\ /', "tab\tnl\n\x00\x1f\x7f", "Groß-Köln ☃ 𝄞", "%s %d %%", "\u2028"]
+    fields = {
+        "role": tricky[0],
+        "kind": tricky[1],
+        "message_id": tricky[2],
+        "xroad_id": tricky[3],
+        "client": tricky[4],
+        "service": '","type":"x',
+        "created": "",
+        "logged_at": tricky[2],
+        "header_sha256": "ab" * 32,
+        "body_sha256": tricky[3],
+        "signature_sha256": tricky[0],
+        "cert_ref": tricky[1],
+        "ocsp_ref": tricky[4],
+    }
+    leaf_type = "gateway-log-leaf/v1" if subjects is None else "gateway-log-leaf/v2"
+    expected = {**fields, "type": leaf_type}
+    if subjects is not None:
+        expected["subjects_sha256"] = subjects
+    assert encode_leaf(**fields, subjects_sha256=subjects) == canonical_json(expected)
 
 
 def test_subjects_commitment_is_a_set_hidden_by_its_salt() -> None:

@@ -8,21 +8,25 @@ the registry answering slowly, with garbage or never, a partition between the
 consumer's node and one provider node through the harness's TCP proxy, and the
 consumer node's wall clock jumping forward or back (``clock.py``), a provider node's
 signing key rotated and its signing certificate revoked (``keys.py``), and the
-PostgreSQL server restarted under the nodes' logs (``--postgres``).
+PostgreSQL server restarted under the nodes' logs and the leader of the node cluster
+killed (``--postgres``, ``leader.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from gateway.sandbox.faults import keys
 from gateway.sandbox.faults.clock import FakeClock
+from gateway.sandbox.faults.leader import LeaderKill, children, kill_leader
 from gateway.sandbox.faults.proxy import TcpProxy
 from gateway.sandbox.localnet import HOST, LocalNet, wait_http
 from gateway.sandbox.pgcluster import PgCluster
@@ -62,6 +66,10 @@ class Injectors:
     """Seconds the clock faults move it: beyond the harness's message window."""
     postgres: PgCluster | None = None
     """The cluster holding the nodes' logs, if the harness runs them on PostgreSQL."""
+    workers: dict[str, int] = field(default_factory=dict)
+    """Nodes run as a node cluster: their key and number of worker processes."""
+    leader_kills: list[LeaderKill] = field(default_factory=list)
+    """What each ``kill-leader`` saw, for the checks after the run."""
 
     def catalogue(self) -> dict[str, Callable[[float], None]]:
         first, second = self.providers
@@ -81,6 +89,7 @@ class Injectors:
             "rotate-signing-key": self.rotate_signing_key,
             "revoke-signing-cert": self.revoke_signing_cert,
             **({"postgres-restart": self.postgres_restart} if self.postgres is not None else {}),
+            **({"kill-leader": self.kill_leader} if self.workers else {}),
             **({"disk-full": self.disk_full} if self.small_disk is not None else {}),
             **(
                 {
@@ -96,21 +105,58 @@ class Injectors:
         """Until the node's ``/health/ready`` says 200 (configuration, OCSP, log)."""
         wait_http(f"{self.net.nodes[key].consumer_url}/health/ready", timeout=READY_TIMEOUT)
 
+    def parent(self, key: str) -> int:
+        """The process id of the node's ``gateway node serve`` (a cluster's parent)."""
+        config = str(self.net.nodes[key].config)
+        for proc in self.net.processes:
+            if proc.args[-1] == config and proc.poll() is None:  # type: ignore[index]
+                return proc.pid
+        raise RuntimeError(f"{key}: not running")
+
+    def stop_node(self, key: str) -> None:
+        """``kill -9`` the node, a cluster's workers with their parent (as the machine's
+        crash ends them all), so that none keeps the node's ports."""
+        workers = children(self.parent(key)) if key in self.workers else set()
+        self.net.stop_node(key, kill=True)
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def start_node(self, key: str) -> None:
+        self.net.start_node(key, workers=self.workers.get(key, 1), timeout=READY_TIMEOUT)
+
     def kill_node(self, key: str, hold: float) -> None:
         """``kill -9`` the node, restart it after ``hold`` from the same files."""
-        self.net.stop_node(key, kill=True)
+        self.stop_node(key)
         time.sleep(hold)
-        self.net.start_node(key, timeout=READY_TIMEOUT)
+        self.start_node(key)
         self.wait_ready(key)
+
+    def kill_leader(self, hold: float) -> None:
+        """``kill -9`` the process of the node cluster that holds the leader lock (the
+        timestamper and witness): another worker must take the lock over and the parent
+        start a worker in place of the dead one, while the others serve. ``hold``: the
+        least time the fault lasts."""
+        started = time.monotonic()
+        for key, workers in self.workers.items():
+            url = self.net.nodes[key].database_url
+            if url is None:
+                raise RuntimeError(f"{key}: a node cluster needs a PostgreSQL log")
+            node_id = str(self.net.nodes[key].city.node)
+            kill = kill_leader(key, url, node_id, self.parent(key), workers, READY_TIMEOUT)
+            self.leader_kills.append(kill)
+        time.sleep(max(0.0, hold - (time.monotonic() - started)))
+        for key in self.workers:
+            self.wait_ready(key)
 
     def kill_both_providers(self, hold: float) -> None:
         for key in self.providers:
-            self.net.stop_node(key, kill=True)
+            self.stop_node(key)
         time.sleep(hold)
         failed: list[str] = []
         for key in self.providers:  # both, even if the first will not start
             try:
-                self.net.start_node(key, timeout=READY_TIMEOUT)
+                self.start_node(key)
                 self.wait_ready(key)
             except RuntimeError as exc:
                 failed.append(f"{key}: {exc}")

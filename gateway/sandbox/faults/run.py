@@ -9,7 +9,9 @@ Nodes timestamp every second and witness each other every two seconds, so a run'
 whole log can be exported, verified and witnessed at its end; they refetch their own
 OCSP statuses every two seconds, so a revoked certificate is known within the fault.
 With ``postgres`` the harness starts a throwaway PostgreSQL cluster
-(``gateway/sandbox/pgcluster.py``) and puts every node's log in a database of it.
+(``gateway/sandbox/pgcluster.py``) and puts every node's log in a database of it, and
+runs ``ss1`` as a node cluster of ``CLUSTER_WORKERS`` worker processes on its database,
+whose leader ``kill-leader`` kills (``leader.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.conf.directory import TrustParameters
-from gateway.messagelog import timestamp_status
+from gateway.messagelog import read_tree_heads, timestamp_status
 from gateway.sandbox.cities import LIPPSTADT, MELDEREGISTER_SERVICE, SOEST, TRADE_OFFICE
 from gateway.sandbox.faults.checker import (
     Findings,
@@ -36,6 +38,7 @@ from gateway.sandbox.faults.checker import (
 from gateway.sandbox.faults.clock import FakeClock, find_libfaketime
 from gateway.sandbox.faults.history import ClosedLoop, History, Outcome, Target
 from gateway.sandbox.faults.injectors import READY_TIMEOUT, FaultRegistryHandle, Injectors
+from gateway.sandbox.faults.leader import LEADER_POLL_S, LeaderKill, check_takeover
 from gateway.sandbox.faults.proxy import TcpProxy
 from gateway.sandbox.faults.schedule import FaultEvent, FaultSpec, Schedule
 from gateway.sandbox.localnet import HOST, LocalNet, ServiceSpec, free_port, wait_http
@@ -53,6 +56,8 @@ OCSP_REFRESH = 2.0
 MESSAGE_WINDOW = 60
 """``message_window_seconds`` of the harness's nodes: below the clock faults' jump of
 120 s, so a node whose clock jumped is outside its peers' window (protocol.md 5.4)."""
+CLUSTER_WORKERS = 2
+"""Worker processes of ``ss1`` with ``--postgres`` (``gateway node serve --workers``)."""
 
 
 @dataclass(frozen=True)
@@ -102,12 +107,13 @@ FULL = FaultScenario(
                 ("disk-full", 5.0),
                 ("revoke-signing-cert", 6.0),
                 ("postgres-restart", 2.0),
+                ("kill-leader", 3.0),
             ]
         )
     ),
 )
 """``make faults``: every fault of ``Injectors.catalogue`` once, one after another
-(``postgres-restart`` with ``--postgres`` only, ``disk-full`` as root only). The
+(``postgres-restart`` and ``kill-leader`` with ``--postgres`` only, ``disk-full`` as root only). The
 rotation is followed by a fault that refuses nothing (``registry-slow``): a loaded
 machine can make it outlast its 17 s, and the refusals of the next fault would then
 count in its window."""
@@ -117,13 +123,15 @@ POSTGRES = FaultScenario(
     30.0,
     (
         FaultSpec(2.0, "rotate-signing-key", 1.0),
+        FaultSpec(7.0, "kill-leader", 2.0),
         FaultSpec(12.0, "revoke-signing-cert", 6.0),
         FaultSpec(23.0, "postgres-restart", 1.0),
     ),
     workers=3,
 )
 """The PostgreSQL lane of ``make test`` (``--postgres --scenario postgres``): the
-provider's signing key rotated, its certificate revoked, the database restarted."""
+provider's signing key rotated, the leader of its node cluster killed, its certificate
+revoked, the database restarted."""
 
 
 CLOCK = FaultScenario(
@@ -164,6 +172,8 @@ class RunReport:
     faults: list[FaultCost] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     """Faults of the scenario this harness cannot inject (``disk-full`` without root)."""
+    leader_kills: list[LeaderKill] = field(default_factory=list)
+    """What each ``kill-leader`` saw: the killed and the new leader, the takeover."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -213,7 +223,10 @@ class Harness:
             self.small_disk = mount_small_disk(root / SOEST.key)
         self.net = LocalNet.create(root, [SOEST, LIPPSTADT, LIPPSTADT_2], datetime.now(UTC))
         self.postgres: PgCluster | None = None
+        self.workers: dict[str, int] = {}
+        self.leader_kills: list[LeaderKill] = []
         if postgres:
+            self.workers = {LIPPSTADT.key: CLUSTER_WORKERS}
             self.postgres = start_postgres()
             database_urls = {key: self.postgres.fresh_database() for key in self.net.nodes}
         for key, url in (database_urls or {}).items():
@@ -255,6 +268,7 @@ class Harness:
                 "peer_backoff_max_seconds": 1.0,
                 "message_window_seconds": MESSAGE_WINDOW,
                 "ocsp_refresh_seconds": OCSP_REFRESH,
+                "leader_poll_seconds": LEADER_POLL_S,
             }
         )
         for files in net.nodes.values():
@@ -263,7 +277,9 @@ class Harness:
         net.start_trust()
         with ThreadPoolExecutor(max_workers=3) as pool:
             for future in [
-                pool.submit(net.start_node, key, timeout=READY_TIMEOUT)
+                pool.submit(
+                    net.start_node, key, workers=self.workers.get(key, 1), timeout=READY_TIMEOUT
+                )
                 for key in (CONSUMER, *PROVIDERS)
             ]:
                 future.result()
@@ -296,6 +312,8 @@ class Harness:
             self.small_disk,
             self.clock,
             postgres=self.postgres,
+            workers=self.workers,
+            leader_kills=self.leader_kills,
         )
 
     def target(self) -> Target:
@@ -364,6 +382,9 @@ class Harness:
         consumer_faults = [e for e in events if e.name == "kill-consumer"]
         providers = {key: logs[key] for key in PROVIDERS}
         check_history(history, logs[CONSUMER], providers, consumer_faults, findings)
+        for kill in self.leader_kills:
+            location = self.net.nodes[kill.node].log_location
+            check_takeover(kill, logs[kill.node], read_tree_heads(location), findings)
         for key, files in self.net.nodes.items():
             audit_node(
                 key,
@@ -373,7 +394,9 @@ class Harness:
                 out / "audit",
                 findings,
             )
-        return RunReport(name, 0.0, len(history), findings, costs(events, history))
+        report = RunReport(name, 0.0, len(history), findings, costs(events, history))
+        report.leader_kills = list(self.leader_kills)
+        return report
 
     def close(self) -> None:
         self.proxy.close()
