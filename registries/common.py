@@ -199,25 +199,46 @@ class GroupCommit:
     was committed, and each of its jobs runs again alone, so only the job that fails
     fails.
 
-    The thread starts with the first job (apps under test without a lifespan work too)
-    and ends with :meth:`stop`, which the app's lifespan calls before disposing the
-    engine.
+    A job alone (no other job of this group commit between arrival and answer, the
+    thread idle) runs on the caller's thread instead, in its own transaction, committed
+    before :meth:`run` returns: one lookup at a time then pays no hand-off to the
+    thread and back, at the price of the event loop waiting for that one fsync when it
+    has nothing else to do (ADR 0063). ``inline=False`` sends every job to the thread.
+
+    The thread starts with the first job it gets (apps under test without a lifespan
+    work too) and ends with :meth:`stop`, which the app's lifespan calls before
+    disposing the engine.
     """
 
-    def __init__(self, engine: Engine, *, max_batch: int = 64) -> None:
+    def __init__(self, engine: Engine, *, max_batch: int = 64, inline: bool = True) -> None:
         self._engine = engine
         self._max_batch = max_batch
+        self._inline = inline
         self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._writing = threading.Lock()  # held by whoever runs a transaction
+        self._conn: Connection | None = None  # the open connection, between transactions
+        self._pending = 0  # jobs in run(), not yet answered
 
     async def run(self, job: Callable[[Connection], T]) -> T:
         """Run ``job`` in the next transaction; return its result once it is committed."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._ensure_started()
-        self._jobs.put(_Job(job, loop, future))
-        return await future
+        self._pending += 1
+        try:
+            if self._inline:
+                # One turn of the loop first, so that jobs which arrived together have
+                # all entered before this one decides it is alone.
+                await asyncio.sleep(0)
+                if self._pending == 1 and not self._writing.locked():
+                    result: T = self._commit([job])[0]
+                    return result
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[T] = loop.create_future()
+            self._ensure_started()
+            self._jobs.put(_Job(job, loop, future))
+            return await future
+        finally:
+            self._pending -= 1
 
     def stop(self) -> None:
         with self._lock:
@@ -235,27 +256,51 @@ class GroupCommit:
                 self._thread.start()
 
     def _serve(self) -> None:
-        while True:
-            first = self._jobs.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < self._max_batch:
-                try:
-                    more = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._jobs.put(None)  # stop after this batch
-                    break
-                batch.append(more)
-            self._run_batch(batch)
+        try:
+            while True:
+                first = self._jobs.get()
+                if first is None:
+                    return
+                batch = [first]
+                while len(batch) < self._max_batch:
+                    try:
+                        more = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        self._jobs.put(None)  # stop after this batch
+                        break
+                    batch.append(more)
+                self._run_batch(batch)
+        finally:
+            with self._writing:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+
+    def _commit(self, works: list[Callable[[Connection], Any]]) -> list[Any]:
+        """Run ``works`` in one transaction and commit it; their results.
+
+        One connection serves every transaction, kept open between them: checking one
+        out of the pool and resetting it on return, per transaction, cost more CPU than
+        a lone lookup's commit. After a failure it is closed (rolling back whatever it
+        held) and the next transaction starts on a fresh one.
+        """
+        with self._writing:
+            conn = self._conn or self._engine.connect()
+            self._conn = None
+            try:
+                results = [work(conn) for work in works]
+                conn.commit()
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+            return results
 
     def _run_batch(self, batch: list[_Job[Any]]) -> None:
         try:
-            with self._engine.connect() as conn:
-                results = [job.work(conn) for job in batch]
-                conn.commit()
+            results = self._commit([job.work for job in batch])
         except Exception as exc:  # nothing of the batch was committed
             if len(batch) == 1:
                 job = batch[0]

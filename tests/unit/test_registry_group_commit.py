@@ -42,7 +42,7 @@ def _insert(name: str, seen: list[list[str]], db: Path) -> Callable[[Connection]
 
 def test_results_come_after_the_commit_and_batches_share_one(db: Path) -> None:
     engine = sqlite_engine(db)
-    writes = GroupCommit(engine)
+    writes = GroupCommit(engine, inline=False)  # the blocker holds the thread
     seen: list[list[str]] = []
     gate = threading.Event()
 
@@ -71,7 +71,7 @@ def test_results_come_after_the_commit_and_batches_share_one(db: Path) -> None:
 
 def test_a_failing_job_fails_alone(db: Path) -> None:
     engine = sqlite_engine(db)
-    writes = GroupCommit(engine)
+    writes = GroupCommit(engine, inline=False)  # the blocker holds the thread
     seen: list[list[str]] = []
     gate = threading.Event()
 
@@ -101,3 +101,46 @@ def test_a_failing_job_fails_alone(db: Path) -> None:
     assert isinstance(results[2], Exception)  # the duplicate, and only it
     assert results[3] == "b"
     assert _rows(db) == ["a", "b"]
+
+
+def test_a_lone_job_commits_on_the_callers_thread_and_company_goes_to_the_thread(
+    db: Path,
+) -> None:
+    engine = sqlite_engine(db)
+    writes = GroupCommit(engine)
+    seen: list[list[str]] = []
+    threads: dict[str, str] = {}
+
+    def on(name: str) -> Callable[[Connection], str]:
+        insert = _insert(name, seen, db)
+
+        def job(conn: Connection) -> str:
+            threads[name] = threading.current_thread().name
+            return insert(conn)
+
+        return job
+
+    def failing(conn: Connection) -> str:
+        conn.execute(text("INSERT INTO t (name) VALUES ('ghost')"))
+        raise RuntimeError("refused")
+
+    async def main() -> tuple[str, str]:
+        caller = threading.current_thread().name
+        assert await writes.run(on("alone")) == "alone"
+        assert _rows(db) == ["alone"]  # committed before run() returned
+        with pytest.raises(RuntimeError):
+            await writes.run(failing)
+        assert _rows(db) == ["alone"]  # nothing of the failed job, rolled back
+        together = await asyncio.gather(*(writes.run(on(f"n{i}")) for i in range(4)))
+        assert together == ["n0", "n1", "n2", "n3"]
+        return caller, threading.current_thread().name
+
+    try:
+        caller, _ = asyncio.run(main())
+    finally:
+        writes.stop()
+        engine.dispose()
+    assert threads["alone"] == caller  # no hand-off for a lookup on its own
+    assert {threads[f"n{i}"] for i in range(4)} == {"registry-group-commit"}
+    assert seen[1:] == [["alone"]] * 4  # the four shared one transaction
+    assert _rows(db) == ["alone", "n0", "n1", "n2", "n3"]
