@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Final
 
 from gateway.central.repo import RepoError
+from gateway.keys.files import is_encrypted_key_file
 from gateway.keys.passphrase import PassphraseError, resolve_passphrase
 
 __all__ = [
@@ -28,11 +29,6 @@ __all__ = [
 ]
 
 DEVELOPMENT_NAME: Final = "development-keys"
-_ENCRYPTED_LABEL: Final = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
-
-
-def _encrypted(path: Path) -> bool:
-    return _ENCRYPTED_LABEL in path.read_bytes()
 
 
 def mark_development(directory: Path) -> None:
@@ -51,7 +47,7 @@ def check_key_files(directory: Path) -> None:
     if (directory / DEVELOPMENT_NAME).exists():
         return
     for path in sorted((directory / "keys").glob("*.pem")):
-        if not _encrypted(path):
+        if not is_encrypted_key_file(path):
             raise RepoError(
                 f"{path} is an unencrypted private key: encrypt the online keys with "
                 f"'gateway keys encrypt {directory / 'keys'}/*.pem', or mark a development "
@@ -62,7 +58,7 @@ def check_key_files(directory: Path) -> None:
 def key_passphrase_of(directory: Path, args: argparse.Namespace) -> bytes | None:
     """The passphrase of the central's encrypted key files, asked for only when one is."""
     keys = (directory / "keys").glob("*.pem")
-    if not any(_encrypted(k) for k in keys):
+    if not any(is_encrypted_key_file(k) for k in keys):
         return None
     return _resolve(args)
 
