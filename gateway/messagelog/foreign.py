@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.messagelog import sqlite_foreign
 from gateway.messagelog.location import is_postgres_url
 from gateway.messagelog.records import (
     ForeignVersion,
@@ -26,6 +25,7 @@ from gateway.messagelog.records import (
     StoredForeignVersion,
     StoredVersion,
 )
+from gateway.messagelog.sqlite_foreign import read_foreign_versions, record_foreign_version
 from gateway.messagelog.writer import MessageLog
 
 __all__ = [
@@ -43,11 +43,11 @@ async def record_foreign(log: MessageLog, version: ForeignVersion, applied_at: s
 
     def work(conn: Any) -> bool:
         if isinstance(conn, sqlite3.Connection):
-            return sqlite_foreign.record_foreign_version(conn, version, applied_at)
+            return record_foreign_version(conn, version, applied_at)
         # Only a PostgreSQL log loads psycopg (docs/architecture.md, messagelog/).
-        from gateway.messagelog import postgres_foreign
+        from gateway.messagelog.postgres_foreign import record_foreign_version as pg_record
 
-        return postgres_foreign.record_foreign_version(conn, version, applied_at)
+        return pg_record(conn, version, applied_at)
 
     return bool(await log.write(work))
 
@@ -56,17 +56,17 @@ def foreign_versions(location: Path | str) -> list[StoredForeignVersion]:
     """The foreign history of the log at ``location`` (a SQLite file or a PostgreSQL
     URL), in the order applied."""
     if is_postgres_url(location):
-        from gateway.messagelog import postgres_foreign
+        from gateway.messagelog.postgres_foreign import read_foreign_versions as pg_read
         from gateway.messagelog.postgres_schema import connect
 
         with connect(str(location)) as pg:
-            return postgres_foreign.read_foreign_versions(pg)
+            return pg_read(pg)
     path = Path(location)
     if not path.exists():
         raise LogNotFoundError(f"{path} does not exist")
     lite = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
-        return sqlite_foreign.read_foreign_versions(lite)
+        return read_foreign_versions(lite)
     except sqlite3.DatabaseError as exc:
         raise LogStoreError(f"{path}: {exc}") from None
     finally:

@@ -449,6 +449,8 @@ def imports_of(source: str, module: str, *, is_package: bool = False) -> list[Im
             found.extend(Import(module, a.name, node.lineno, in_function) for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             target = _absolute(node, module, is_package)
+            # Python runs ``X`` (a package's ``__init__``) before it looks up ``Y``.
+            found.append(Import(module, target, node.lineno, in_function))
             for alias in node.names:
                 found.append(Import(module, f"{target}.{alias.name}", node.lineno, in_function))
         inner = in_function or isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
