@@ -35,6 +35,10 @@ READY_TIMEOUT = 90.0
 """How long a healed part may take to answer its readiness check before the fault is
 reported as failed: generous, the machine may be shared."""
 
+CLUSTER_TAKE_UP_S = 6.0
+"""How long after a new signing certificate every worker of a node cluster uses it: the
+nodes' ``[node] settings_poll_seconds`` (5 s by default) and a second to spare."""
+
 REVOCATION_GRACE_S = 30.0
 """How much longer than its hold ``revoke-signing-cert`` waits for every node to stop
 answering ready: a node's OCSP refresh runs late on a loaded machine; beyond this, a
@@ -282,6 +286,11 @@ class Injectors:
             keys.rotate_signing_key(self.net, key)
         for key in self.providers:
             self.wait_ready(key)
+        if any(key in self.workers for key in self.providers):
+            # The readiness check reaches one worker of a cluster; the others take the
+            # new certificate up from the files within their poll (ADR 0050), and sign
+            # with the revoked one until then.
+            time.sleep(CLUSTER_TAKE_UP_S)
 
     def postgres_restart(self, hold: float) -> None:
         """``pg_ctl restart -m fast`` of the server every node's log is in: every session
