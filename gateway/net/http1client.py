@@ -143,8 +143,9 @@ _Key = tuple[str, int, ssl.SSLContext | None, PeerCheck | None]
 class _Connection(asyncio.Protocol):
     """One connection, one request at a time: the parser's callbacks fill the answer."""
 
-    def __init__(self, max_body: int, max_field: int) -> None:
+    def __init__(self, max_body: int, max_field: int, live: set[_Connection]) -> None:
         self.transport: asyncio.Transport | None = None
+        self._live = live
         self.peer_cert: bytes | None = None
         self.closed = False
         self.reusable = False
@@ -173,6 +174,7 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+        self._live.add(self)
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None:  # nothing asked: a server talking out of turn
@@ -198,6 +200,7 @@ class _Connection(asyncio.Protocol):
                 self._deliver()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._live.discard(self)
         self.closed = True
         self.reusable = False
         if self._waiter is None or self._waiter.done():
@@ -357,6 +360,7 @@ class Http1Client:
         self._max_field = max_field
         self._limit = limit_per_host
         self._pools: dict[_Key, _Pool] = {}
+        self._live: set[_Connection] = set()
 
     async def request(
         self,
@@ -448,7 +452,7 @@ class Http1Client:
         loop = asyncio.get_running_loop()
 
         def factory() -> _Connection:
-            return _Connection(self._max_body, self._max_field)
+            return _Connection(self._max_body, self._max_field, self._live)
 
         try:
             async with asyncio.timeout(limit):
@@ -480,10 +484,14 @@ class Http1Client:
                 del self._pools[key]
 
     async def close(self) -> None:
-        for pool in self._pools.values():
-            while pool.idle:
-                pool.idle.pop()._close()
+        """Close every connection, idle or in use, and let the loop release them."""
         self._pools.clear()
+        for conn in list(self._live):
+            conn._close()
+        for _ in range(10):  # an aborted TLS connection is lost a turn or two later
+            if not self._live:
+                break
+            await asyncio.sleep(0)
 
 
 async def _open(
