@@ -2,7 +2,7 @@
 
 Both sit on the lean HTTP/1.1 client of :mod:`gateway.net.http1client` (an
 ``asyncio.Protocol`` and httptools' parser, docs/adr/0064-lean-http-client-on-the-hot-path.md):
-aiohttp's client cost a node a third of its CPU per exchange. They sit behind two small
+aiohttp's client was 300-400 µs of a node's CPU per exchange. They sit behind two small
 classes so the rest of the node never touches a client directly. The node's other
 clients (witness, timestamper, OCSP, service descriptions) stay on aiohttp and use
 ``PinnedConnector``, ``read_limited`` and ``describe_failure`` from here.

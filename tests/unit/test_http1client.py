@@ -415,6 +415,38 @@ def test_a_refused_peer_sees_not_a_byte_of_the_request(tmp_path: Path) -> None:
     assert peer_cert is not None and hashlib.sha256(peer_cert).digest() == pin
 
 
+def test_a_connection_is_reused_only_under_the_check_it_passed(tmp_path: Path) -> None:
+    """A pin changed after a connection was pooled: the next request takes a new
+    connection, which the new check refuses, instead of the one the old check let by."""
+    server_tls, client_tls, _ = _contexts(tmp_path)
+
+    def old_pin(der: bytes | None) -> None:
+        pass
+
+    def new_pin(der: bytes | None) -> None:
+        raise ValueError("the pin changed")
+
+    async def work() -> tuple[int, int]:
+        server = await Server([fixed(OK)]).start(server_tls)
+        client = Http1Client(max_body=1000)
+        url = f"https://127.0.0.1:{server.port}/x"
+        try:
+            await client.request(
+                "GET", url, [], b"", timeout=5, ssl_context=client_tls, check=old_pin
+            )
+            with pytest.raises(PeerRejected):
+                await client.request(
+                    "GET", url, [], b"", timeout=5, ssl_context=client_tls, check=new_pin
+                )
+            await client.close()
+            await server.closed.wait()
+            return len([r for r in server.received if r])
+        finally:
+            await server.stop()
+
+    assert run(work) == 1  # the first request only
+
+
 def test_an_https_url_needs_a_context() -> None:
     async def work() -> None:
         await Http1Client(max_body=1).request("GET", "https://127.0.0.1:1/", [], b"", timeout=1)
