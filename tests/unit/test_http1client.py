@@ -426,7 +426,7 @@ def test_a_connection_is_reused_only_under_the_check_it_passed(tmp_path: Path) -
     def new_pin(der: bytes | None) -> None:
         raise ValueError("the pin changed")
 
-    async def work() -> tuple[int, int]:
+    async def work() -> int:
         server = await Server([fixed(OK)]).start(server_tls)
         client = Http1Client(max_body=1000)
         url = f"https://127.0.0.1:{server.port}/x"
