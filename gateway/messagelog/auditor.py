@@ -32,8 +32,6 @@ from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Any, Final
 
-from aiohttp import web
-
 from gateway.core.encoding import b64url
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import InvalidIdentifierError, parse_client
@@ -41,6 +39,7 @@ from gateway.messagelog.context import LogContext
 from gateway.messagelog.proofs import consistency, inclusion
 from gateway.messagelog.records import NotProvableError, StoredEntry
 from gateway.messagelog.witness import CONSISTENCY_PATH, COSIGNATURES_PATH, STH_PATH, Witness
+from gateway.net.http1server import HttpResponse, Request, Routes, json_response
 from gateway.node.config import ConfigError
 from gateway.node.tls import peer_fingerprint
 
@@ -51,7 +50,7 @@ log = logging.getLogger(__name__)
 MAX_ENTRIES: Final = 1000
 """Entries per page of ``entries``; page on with ``after`` (the last id seen)."""
 
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_Handler = Callable[[Request], Awaitable[HttpResponse]]
 
 
 class Access(Enum):
@@ -62,7 +61,7 @@ class Access(Enum):
     CLIENT = "client"  # an information system hosted here: its own exchanges only
 
 
-def _int(request: web.Request, name: str, default: int | None = None) -> int:
+def _int(request: Request, name: str, default: int | None = None) -> int:
     raw = request.query.get(name)
     if raw is None:
         if default is None:
@@ -124,15 +123,15 @@ class Auditor:
 
     # ------------------------------------------------------------------ mounting
 
-    def add_peer_routes(self, app: web.Application) -> None:
+    def add_peer_routes(self, routes: Routes) -> None:
         """The mutual-TLS door (peer port)."""
-        app.router.add_get(STH_PATH, self._on_peer(self.sth, Access.PEER))
-        app.router.add_get(CONSISTENCY_PATH, self._on_peer(self.consistency, Access.PEER))
-        app.router.add_get(COSIGNATURES_PATH, self._on_peer(self.cosignatures, Access.PEER))
-        app.router.add_get("/gw/v1/log/inclusion", self._on_peer(self.inclusion, Access.FULL))
-        app.router.add_get("/gw/v1/log/entries", self._on_peer(self.entries, Access.FULL))
+        routes.add_get(STH_PATH, self._on_peer(self.sth, Access.PEER))
+        routes.add_get(CONSISTENCY_PATH, self._on_peer(self.consistency, Access.PEER))
+        routes.add_get(COSIGNATURES_PATH, self._on_peer(self.cosignatures, Access.PEER))
+        routes.add_get("/gw/v1/log/inclusion", self._on_peer(self.inclusion, Access.FULL))
+        routes.add_get("/gw/v1/log/entries", self._on_peer(self.entries, Access.FULL))
 
-    def add_consumer_routes(self, app: web.Application) -> None:
+    def add_consumer_routes(self, routes: Routes) -> None:
         """The local door (consumer port); mount before any catch-all route."""
         for name, handler in (
             ("sth", self.sth),
@@ -141,11 +140,11 @@ class Auditor:
             ("entries", self.entries),
             ("witness", self.witness),
         ):
-            app.router.add_get(f"/audit/v1/{name}", self._on_consumer(handler))
+            routes.add_get(f"/audit/v1/{name}", self._on_consumer(handler))
 
     # ------------------------------------------------------------------ access control
 
-    def _peer_access(self, request: web.Request) -> Access:
+    def _peer_access(self, request: Request) -> Access:
         transport = request.transport
         ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
         fingerprint = peer_fingerprint(ssl_object)
@@ -158,7 +157,7 @@ class Auditor:
             "the TLS client certificate is neither an auditor's nor a registered node's",
         )
 
-    def _consumer_access(self, request: web.Request) -> tuple[Access, str | None]:
+    def _consumer_access(self, request: Request) -> tuple[Access, str | None]:
         authorization = request.headers.get("Authorization")
         if authorization is not None:
             scheme, _, token = authorization.partition(" ")
@@ -197,41 +196,37 @@ class Auditor:
 
     def _wrap(
         self,
-        handler: Callable[[web.Request, Access, str | None], Awaitable[dict[str, Any]]],
-        decide: Callable[[web.Request], tuple[Access, str | None]],
+        handler: Callable[[Request, Access, str | None], Awaitable[dict[str, Any]]],
+        decide: Callable[[Request], tuple[Access, str | None]],
     ) -> _Handler:
-        async def route(request: web.Request) -> web.StreamResponse:
+        async def route(request: Request) -> HttpResponse:
             try:
                 access, party = decide(request)
-                return web.json_response(await handler(request, access, party))
+                return json_response(await handler(request, access, party))
             except GatewayError as refusal:
                 log.warning(
                     "%s auditor API refused (%s): %s", self._node.node_id, refusal.detail, refusal
                 )
-                return web.json_response(
-                    refusal.body(),
-                    status=refusal.status,
-                    headers={"X-Road-Error": refusal.code.value},
+                return json_response(
+                    refusal.body(), refusal.status, [("X-Road-Error", refusal.code.value)]
                 )
             except Exception:
                 failure = GatewayError(Code.SP_INTERNAL_ERROR, "unexpected error")
                 log.exception(
                     "%s auditor API internal error (%s)", self._node.node_id, failure.detail
                 )
-                return web.json_response(
-                    failure.body(),
-                    status=failure.status,
-                    headers={"X-Road-Error": failure.code.value},
+                return json_response(
+                    failure.body(), failure.status, [("X-Road-Error", failure.code.value)]
                 )
 
         return route
 
     def _on_peer(
         self,
-        handler: Callable[[web.Request, Access, str | None], Awaitable[dict[str, Any]]],
+        handler: Callable[[Request, Access, str | None], Awaitable[dict[str, Any]]],
         needs: Access,
     ) -> _Handler:
-        def decide(request: web.Request) -> tuple[Access, str | None]:
+        def decide(request: Request) -> tuple[Access, str | None]:
             access = self._peer_access(request)
             if needs is Access.FULL and access is not Access.FULL:
                 raise GatewayError(Code.AUDIT_ACCESS_DENIED, f"{request.path} is for auditors only")
@@ -240,7 +235,7 @@ class Auditor:
         return self._wrap(handler, decide)
 
     def _on_consumer(
-        self, handler: Callable[[web.Request, Access, str | None], Awaitable[dict[str, Any]]]
+        self, handler: Callable[[Request, Access, str | None], Awaitable[dict[str, Any]]]
     ) -> _Handler:
         return self._wrap(handler, self._consumer_access)
 
@@ -253,7 +248,7 @@ class Auditor:
 
     # ------------------------------------------------------------------ handlers
 
-    async def sth(self, request: web.Request, access: Access, party: str | None) -> dict[str, Any]:
+    async def sth(self, request: Request, access: Access, party: str | None) -> dict[str, Any]:
         """The latest signed tree head: the document and the owner's JWS."""
         head = await asyncio.to_thread(self._store.latest_signed_head)
         if head is None:
@@ -272,7 +267,7 @@ class Auditor:
         }
 
     async def consistency(
-        self, request: web.Request, access: Access, party: str | None
+        self, request: Request, access: Access, party: str | None
     ) -> dict[str, Any]:
         """RFC 9162 PROOF(first, D[second])."""
         self._full_only(access, "consistency proofs")
@@ -284,7 +279,7 @@ class Auditor:
         return {"first": first, "second": second, "proof": [p.hex() for p in proof]}
 
     async def inclusion(
-        self, request: web.Request, access: Access, party: str | None
+        self, request: Request, access: Access, party: str | None
     ) -> dict[str, Any]:
         """RFC 9162 PATH(leaf, D[tree_size]); a client only for a leaf of its own."""
         leaf, size = _int(request, "leaf"), _int(request, "tree_size")
@@ -306,9 +301,7 @@ class Auditor:
             "path": [p.hex() for p in proof],
         }
 
-    async def entries(
-        self, request: web.Request, access: Access, party: str | None
-    ) -> dict[str, Any]:
+    async def entries(self, request: Request, access: Access, party: str | None) -> dict[str, Any]:
         """Entries in id order after ``after``, at most ``limit``; by ``message_id``."""
         after = _int(request, "after", 0)
         limit = min(_int(request, "limit", 100), MAX_ENTRIES)
@@ -331,9 +324,7 @@ class Auditor:
             "next": rows[-1].id if len(rows) == limit else None,
         }
 
-    async def witness(
-        self, request: web.Request, access: Access, party: str | None
-    ) -> dict[str, Any]:
+    async def witness(self, request: Request, access: Access, party: str | None) -> dict[str, Any]:
         """What witnessing found: recorded alerts (split views first of all) and the
         outcome of the last round per peer."""
         self._full_only(access, "witness alerts")
@@ -362,7 +353,7 @@ class Auditor:
         }
 
     async def cosignatures(
-        self, request: web.Request, access: Access, party: str | None
+        self, request: Request, access: Access, party: str | None
     ) -> dict[str, Any]:
         """The co-signatures this node made, as a witness, over ``node``'s tree heads."""
         log_node = request.query.get("node")

@@ -502,6 +502,30 @@ def guarded_site(
     return GuardedSite(runner, ssl_context=ssl_context, backlog=backlog)
 
 
+async def guarded_server(
+    factory: Callable[[], asyncio.BaseProtocol],
+    host: str,
+    port: int,
+    settings: GuardSettings,
+    *,
+    ssl_context: SSLContext | None = None,
+    backlog: int = 128,
+    name: str = "server",
+    sock: socket.socket | None = None,
+) -> asyncio.Server:
+    """Listen with any protocol factory (the lean server's), every connection under a
+    guard as in :func:`guarded_site`: the same caps, timeouts and TLS handshake limit."""
+    guard = ConnectionGuard(settings, name)
+    where: dict[str, Any] = {"sock": sock} if sock else {"host": host, "port": port}
+    return await asyncio.get_running_loop().create_server(
+        guard.wrap(factory),
+        **where,
+        ssl=ssl_context,
+        backlog=backlog,
+        ssl_handshake_timeout=settings.header_timeout if ssl_context else None,
+    )
+
+
 def run_asgi(
     app: Any, host: str, port: int, settings: GuardSettings, *, name: str = "server"
 ) -> None:

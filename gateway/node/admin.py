@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http import HttpVersion
+from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gateway.core.errors import AdminCode, AdminError
+from gateway.core.errors import AdminCode, AdminError, Code, GatewayError
 from gateway.core.roles import NodePermission
 from gateway.messagelog import LogStoreError
+from gateway.net.http1server import HttpResponse
 from gateway.net.httpversion import http1_only
 from gateway.node.adminapi import (
     PREFIX,
@@ -41,7 +44,7 @@ from gateway.node.context import NodeContext
 from gateway.node.monitoring import Monitoring
 from gateway.node.openapi import openapi_document
 from gateway.node.settings.manager import SettingsManager
-from gateway.node.wire import guarded, version_refusal
+from gateway.node.wire import error_response, version_refusal
 
 log = logging.getLogger("gateway.node.admin")
 
@@ -201,9 +204,9 @@ def admin_app(context: NodeContext, settings: SettingsManager | None = None) -> 
             node.admin_key,
         )
     app = web.Application()
-    app.middlewares.append(http1_only(version_refusal))
+    app.middlewares.append(http1_only(_version_refusal))
     who = str(context.id)
-    app.router.add_get("/metrics", guarded(admin.handle_metrics, provider=False, who=who))
+    app.router.add_get("/metrics", _guarded(admin.handle_metrics, who))
     reads = ReadApi(context)
     routes = [
         *reads.routes(),
@@ -236,6 +239,37 @@ def admin_app(context: NodeContext, settings: SettingsManager | None = None) -> 
     app.router.add_get("/operational", authorized(store, context, operational))
     app.router.add_route("*", PREFIX + "/{tail:.*}", not_found)
     return app
+
+
+def _on_aiohttp(answer: HttpResponse) -> web.Response:
+    """An answer of the node's wire format, as aiohttp's response (the admin port only)."""
+    return web.Response(status=answer.status, body=answer.body, headers=CIMultiDict(answer.headers))
+
+
+def _version_refusal(version: HttpVersion) -> web.StreamResponse:
+    return _on_aiohttp(version_refusal(f"{version.major}.{version.minor}"))
+
+
+def _guarded(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]], who: str
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """``wire.guarded`` for the admin port's aiohttp handlers: every refusal in X-Road's
+    error format, never a traceback."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except GatewayError as refused:
+            log.warning("%s refused (%s): %s", who, refused.detail, refused)
+            return _on_aiohttp(error_response(refused, request.headers.get("Accept")))
+        except web.HTTPException:
+            raise
+        except Exception:
+            failure = GatewayError(Code.CP_INTERNAL_ERROR, "unexpected error; see the node's log")
+            log.exception("%s internal error (%s)", who, failure.detail)
+            return _on_aiohttp(error_response(failure, request.headers.get("Accept")))
+
+    return wrapped
 
 
 async def not_found(request: web.Request) -> web.Response:

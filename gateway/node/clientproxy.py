@@ -16,7 +16,6 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from aiohttp import web
 from cryptography import x509
 from multidict import CIMultiDict
 
@@ -39,6 +38,7 @@ from gateway.core.ids import ClientId, ServiceId, parse_client
 from gateway.core.jws import Signer, VerifiedSignature
 from gateway.core.protocol import OpenedResponse, ProtocolError, open_response
 from gateway.messagelog import Kind, LogRecord, MessageLogError, Role
+from gateway.net.http1server import ClientGone, HttpResponse, Request
 from gateway.node.context import NodeContext, certs, signing_certificate
 from gateway.node.federation import CONSUMER
 from gateway.node.monitoring import Exchange, Side
@@ -93,7 +93,7 @@ class ClientProxy:
         self._ctx = context
         self._peer = peer
 
-    async def handle_consumer(self, request: web.Request) -> web.Response:
+    async def handle_consumer(self, request: Request) -> HttpResponse:
         """Sign, relay, verify, log both messages, answer: X-Road REST ``r1``.
 
         Every refusal made once the exchange has its ids carries them (``X-Road-Id``,
@@ -112,8 +112,8 @@ class ClientProxy:
             refused.headers.update(ids)
             monitoring.refused_with(ex, refused)
             raise
-        except web.HTTPException:
-            # Not a refusal: e.g. the client closed the connection within the body
+        except ClientGone:
+            # Not a refusal: the client closed the connection within the body
             # (wire.read_body); nobody is left to answer, and it is no internal error.
             raise
         except Exception:
@@ -124,18 +124,15 @@ class ClientProxy:
             log.exception("%s internal error (%s)", self._ctx.id, failure.detail)
             failure.headers.update(ids)
             raise failure from None
-        if "X-Road-Error" in response.headers:  # the provider's refusal, relayed
-            response.headers.update(ids)
-            body = response.body
-            size = len(body) if isinstance(body, bytes) else 0
-            monitoring.refused(ex, response.headers["X-Road-Error"], response.status, size)
+        relayed = response.header("X-Road-Error")
+        if relayed is not None:  # the provider's refusal, relayed
+            response.headers.extend(ids.items())
+            monitoring.refused(ex, relayed, response.status, len(response.body))
         else:
             monitoring.succeeded(ex)
         return response
 
-    async def _exchange(
-        self, request: web.Request, ids: dict[str, str], ex: Exchange
-    ) -> web.Response:
+    async def _exchange(self, request: Request, ids: dict[str, str], ex: Exchange) -> HttpResponse:
         """The exchange of ``handle_consumer``; records the exchange's ids in ``ids`` and
         what monitoring needs in ``ex``."""
         ctx = self._ctx
@@ -156,7 +153,7 @@ class ClientProxy:
         await self._log(call, sent, opened, reply.body, ex)
         return self._to_client(call, sent, opened, reply.body)
 
-    def _read_call(self, request: web.Request, ids: dict[str, str]) -> Call:
+    def _read_call(self, request: Request, ids: dict[str, str]) -> Call:
         """Section 11: the service from the path, the client this node must host and
         hold a key for, authenticated as its connection type requires, this node's
         OCSP evidence, and every limit of section 5.1.
@@ -304,7 +301,7 @@ class ClientProxy:
 
     def _relay_provider_error(
         self, status: int, headers: CIMultiDict[str], body: bytes
-    ) -> web.Response:
+    ) -> HttpResponse:
         """Section 10, step 3: pass the provider node's refusal on unchanged, if it is one."""
         code = headers["X-Road-Error"]
         known = {c.value: spec for c, spec in ERROR_TABLE.items()}
@@ -327,12 +324,7 @@ class ClientProxy:
         log.warning(
             "%s relayed the provider's refusal (%s): %s", self._ctx.id, doc.get("detail"), code
         )
-        return web.Response(
-            status=status,
-            body=body,
-            content_type="application/json",
-            headers={"X-Road-Error": code},
-        )
+        return HttpResponse(status, body, [("X-Road-Error", code)], "application/json")
 
     def _open(self, sent: Sent, reply: Reply) -> OpenedResponse[OcspEvidence]:
         """Section 10, step 4: a signed 200 from a node with a good status, then the
@@ -447,7 +439,7 @@ class ClientProxy:
     @staticmethod
     def _to_client(
         call: Call, sent: Sent, opened: OpenedResponse[OcspEvidence], body: bytes
-    ) -> web.Response:
+    ) -> HttpResponse:
         """Section 11: the provider's status, end-to-end headers and body, with the
         X-Road headers that name this exchange."""
         # The provider signed these, but only end-to-end headers reach the client: framing
@@ -459,7 +451,7 @@ class ClientProxy:
         out["X-Road-Request-Hash"] = opened.header.request_hash
         out["X-Road-Client"] = str(call.client)
         out["X-Road-Service"] = str(call.service)
-        return web.Response(status=opened.header.status, body=body, headers=out)
+        return HttpResponse(opened.header.status, body, out.items())
 
 
 def _unreachable(

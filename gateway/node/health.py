@@ -22,10 +22,9 @@ import asyncio
 import os
 from dataclasses import asdict, dataclass
 
-from aiohttp import web
-
 from gateway.core.errors import Code, GatewayError
 from gateway.messagelog import MessageLogError
+from gateway.net.http1server import HttpResponse, Request, json_response
 from gateway.node.context import NodeContext
 from gateway.node.ocsp import OwnStatusUnavailable
 
@@ -146,7 +145,7 @@ class Health:
             await self.messagelog(),
         ]
 
-    async def handle_ready(self, request: web.Request) -> web.Response:
+    async def handle_ready(self, request: Request) -> HttpResponse:
         checks = await self.checks()
         ready = all(c.ok for c in checks)
         body = {
@@ -155,7 +154,7 @@ class Health:
             "pid": os.getpid(),  # which of the node's worker processes answered
             "checks": [asdict(c) for c in checks],
         }
-        return web.json_response(body, status=200 if ready else 503)
+        return json_response(body, status=200 if ready else 503)
 
-    async def handle_live(self, request: web.Request) -> web.Response:
-        return web.json_response({"alive": True, "node": str(self._context.id)})
+    async def handle_live(self, request: Request) -> HttpResponse:
+        return json_response({"alive": True, "node": str(self._context.id)})

@@ -15,12 +15,11 @@ from typing import Any
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
-from aiohttp import web
-
 from gateway.core.envelope import RequestHeader
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import ClientId, InvalidIdentifierError, MemberId, ServiceId, SubsystemId
 from gateway.messagelog.tracker import FIND_USAGE, check_purpose, required_headers
+from gateway.net.http1server import HttpResponse, Request, json_response, text_response
 from gateway.node.config import ServiceSection
 from gateway.node.context import NodeContext
 from gateway.node.opdata import OPDATA_SERVICE, operational_data
@@ -45,7 +44,7 @@ class MetadataServices:
 
     # ------------------------------------------------------------------ consumer side
 
-    async def handle_list_clients(self, request: web.Request) -> web.Response:
+    async def handle_list_clients(self, request: Request) -> HttpResponse:
         """``listClients``: the instance's members and subsystems, answered locally."""
         directory = self._ctx.directory
         instance = request.query.get("xRoadInstance", directory.instance)
@@ -66,7 +65,7 @@ class MetadataServices:
                 members.append({"id": entry, "name": info.name})
         accept = request.headers.get("Accept", "")
         if "json" in accept:
-            return web.json_response({"member": members})
+            return json_response({"member": members})
         rows = "".join(
             '<member><id object_type="{}">{}</id><name>{}</name></member>'.format(
                 m["id"]["object_type"],
@@ -77,7 +76,7 @@ class MetadataServices:
             )
             for m in members
         )
-        return web.Response(text=f"<clientList>{rows}</clientList>", content_type="application/xml")
+        return text_response(f"<clientList>{rows}</clientList>", content_type="application/xml")
 
     # ------------------------------------------------------------------ provider side
 

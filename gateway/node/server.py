@@ -9,9 +9,11 @@ the context at start-up (the checks that refuse keys and certificates peers woul
 refuse are in ``startup.py``), installs new global configuration, and starts and stops
 the listeners and background tasks.
 
-Both ports run on aiohttp's server because it hands the application the TLS peer
-certificate (the transport's ``ssl_object``); the provider decides who is talking from
-that, never from a header. See docs/adr/0001-aiohttp-for-the-node.md.
+The consumer and peer ports run on the lean server (``gateway/net/http1server.py``,
+route tables in ``routes.py``), which hands each handler the connection's transport and
+so the TLS peer certificate (its ``ssl_object``); the provider decides who is talking
+from that, never from a header. The admin port runs on aiohttp. See
+docs/adr/0001-aiohttp-for-the-node.md and docs/adr/0068-lean-http-server-on-the-node-ports.md.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from gateway.conf.globalconf import GlobalConf
 from gateway.conf.tufclient import ConfigClient, Current, GlobalConfUnavailable
 from gateway.core.encoding import format_time
 from gateway.core.envelope import MAX_HEADER_FIELD
-from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import NodeId
 from gateway.core.jws import SignatureVerifier
 from gateway.messagelog import (
@@ -51,8 +52,8 @@ from gateway.messagelog.policy import body_policy
 from gateway.messagelog.timestamper import Timestamper
 from gateway.messagelog.tracker import Tracker
 from gateway.messagelog.witness import Witness, head_signer
-from gateway.net.guard import GuardSettings, guarded_site
-from gateway.net.httpversion import http1_only
+from gateway.net.guard import GuardSettings, guarded_server, guarded_site
+from gateway.net.http1server import Http1Server, Routes
 from gateway.node.admin import admin_app
 from gateway.node.clientproxy import ClientProxy
 from gateway.node.clock import Clock, SystemClock
@@ -65,6 +66,7 @@ from gateway.node.metadata import MetadataServices
 from gateway.node.monitoring import Monitoring
 from gateway.node.ocsp import OwnOcsp
 from gateway.node.retention import RetentionJob
+from gateway.node.routes import consumer_routes, peer_routes
 from gateway.node.serverproxy import ServerProxy
 from gateway.node.settings.manager import SettingsManager
 from gateway.node.settings.source import settings_in_force
@@ -79,7 +81,6 @@ from gateway.node.startup import (
 )
 from gateway.node.tls import client_context, server_context
 from gateway.node.transport import PeerClient, RegistryClient
-from gateway.node.wire import guarded, version_refusal
 from gateway.pki.ocsp_cache import OcspCache
 from gateway.pki.profiles import CertificateError
 
@@ -213,6 +214,7 @@ class Node:
         self.retention = RetentionJob.for_node(self.context, config)  # ADR 0046
         self.cluster = NodeCluster(self.context, self.witness, self.retention, self.settings)
         self._runners: list[web.AppRunner] = []
+        self._servers: list[tuple[asyncio.Server, Http1Server]] = []
         self._refresher: asyncio.Task[None] | None = None
         self._peer: PeerClient | None = None
         self._registry: RegistryClient | None = None
@@ -434,15 +436,16 @@ class Node:
         # port only if some hosted subsystem's connection type is http.
         tls_url = plain_url = None
         if self._consumer_tls is not None:
-            app = self._consumer_app(client_proxy, metadata)
+            app = self._consumer_routes(client_proxy, metadata)
             bound = await self._listen(
                 app, node.consumer_tls_listen, self._consumer_tls.context, "consumer_tls"
             )
             tls_url = f"https://{bound}"
         if self.context.settings.settings.serves_plain_http():
-            app = self._consumer_app(client_proxy, metadata)
+            app = self._consumer_routes(client_proxy, metadata)
             plain_url = f"http://{await self._listen(app, node.consumer_listen, None)}"
-        peer_app = self._peer_app(ServerProxy(self.context, self._registry, metadata))
+        server_proxy = ServerProxy(self.context, self._registry, metadata)
+        peer_app = peer_routes(str(self.id), server_proxy, self.auditor)
         peer = await self._listen(peer_app, node.peer_listen, self._server_ssl)
         consumer_url = plain_url or tls_url
         if consumer_url is None:
@@ -459,22 +462,15 @@ class Node:
         return self.endpoints
 
     async def _listen(
-        self, app: web.Application, hostport: str, ssl: Any, what: str | None = None
+        self, app: web.Application | Routes, hostport: str, ssl: Any, what: str | None = None
     ) -> str:
-        """Bind one port. Bodies are read as sent (``auto_decompress=False``): a body
-        with ``Content-Encoding`` is signed, logged, limited and relayed in the coding
-        the client chose, so the evidence is the bytes that were actually received.
-        ``what`` names the port in ``bound`` and the log ("consumer_tls"); by default
-        "peer" with a TLS context, "consumer" without."""
+        """Bind one port: the admin app on aiohttp, route tables on the lean server.
+        Bodies are read as sent (``auto_decompress=False`` on aiohttp; the lean server
+        never decodes): a body with ``Content-Encoding`` is signed, logged, limited and
+        relayed in the coding the client chose, so the evidence is the bytes that were
+        actually received. ``what`` names the port in ``bound`` and the log
+        ("consumer_tls"); by default "peer" with a TLS context, "consumer" without."""
         host, _, port = hostport.rpartition(":")
-        runner = web.AppRunner(
-            app,
-            access_log=None,
-            max_field_size=MAX_HEADER_FIELD,
-            handle_signals=False,
-            auto_decompress=False,
-        )
-        await runner.setup()
         node = self.config.node
         limits = GuardSettings(
             header_timeout=node.header_timeout_seconds,
@@ -484,20 +480,30 @@ class Node:
         )
         port_name = what or ("peer" if ssl is not None else "consumer")
         name = f"{self.id} {port_name.replace('_', ' ')} port"
-        site = guarded_site(
-            runner,
-            host,
-            int(port),
-            limits,
-            ssl_context=ssl,
-            backlog=1024,
-            name=name,
-            sock=self._sockets.get(port_name),
-        )
-        await site.start()
-        self._runners.append(runner)
-        server = site._server
-        assert server is not None
+        sock = self._sockets.get(port_name)
+        server: Any
+        if isinstance(app, Routes):
+            lean = Http1Server(app, name=name, max_field=MAX_HEADER_FIELD)
+            server = await guarded_server(
+                lean, host, int(port), limits, ssl_context=ssl, backlog=1024, name=name, sock=sock
+            )
+            self._servers.append((server, lean))
+        else:
+            runner = web.AppRunner(
+                app,
+                access_log=None,
+                max_field_size=MAX_HEADER_FIELD,
+                handle_signals=False,
+                auto_decompress=False,
+            )
+            await runner.setup()
+            site = guarded_site(
+                runner, host, int(port), limits, ssl_context=ssl, backlog=1024, name=name, sock=sock
+            )
+            await site.start()
+            self._runners.append(runner)
+            server = site._server
+            assert server is not None
         sockets = getattr(server, "sockets", None) or []
         bound = [(str(s.getsockname()[0]), int(s.getsockname()[1])) for s in sockets]
         self.bound[port_name] = bound
@@ -523,6 +529,13 @@ class Node:
         return f"{host}:{bound_port}"
 
     async def stop(self) -> None:
+        # Stop accepting on every port, then finish the requests in flight (a kept-alive
+        # idle connection is closed at once), as aiohttp's runner does for the admin port.
+        for server, _ in self._servers:
+            server.close()
+        for _, lean in reversed(self._servers):
+            await lean.shutdown()
+        self._servers.clear()
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
@@ -540,47 +553,17 @@ class Node:
         await self.cluster.stop()  # the timestamper, witness and retention, if this process led
         await self.log.close()
 
-    # ------------------------------------------------------------------ apps
+    # ------------------------------------------------------------------ routes
 
-    def _consumer_app(self, proxy: ClientProxy, metadata: MetadataServices) -> web.Application:
-        who = str(self.id)
-        app = web.Application()
-        app.middlewares.append(http1_only(version_refusal))
-        app.router.add_route(
-            "*", "/r1/{tail:.*}", guarded(proxy.handle_consumer, provider=False, who=who)
-        )
-        app.router.add_get(
-            "/listClients", guarded(metadata.handle_list_clients, provider=False, who=who)
-        )
-        health = Health(self.context)
-        app.router.add_get("/health", self.handle_health)
-        app.router.add_get("/health/live", health.handle_live)
-        app.router.add_get("/health/ready", health.handle_ready)
-        self.auditor.add_consumer_routes(app)
-        app.router.add_route(
-            "*", "/{tail:.*}", guarded(self.handle_not_r1, provider=False, who=who)
-        )
-        return app
+    def _consumer_routes(self, proxy: ClientProxy, metadata: MetadataServices) -> Routes:
+        def globalconf_status() -> dict[str, Any] | None:
+            if self.globalconf is None:
+                return None
+            return self.globalconf.status(self.clock.now())
 
-    def _peer_app(self, proxy: ServerProxy) -> web.Application:
-        app = web.Application()
-        app.middlewares.append(http1_only(version_refusal))
-        app.router.add_post(
-            "/gw/v1/exchange", guarded(proxy.handle_exchange, provider=True, who=str(self.id))
+        return consumer_routes(
+            str(self.id), proxy, metadata, Health(self.context), self.auditor, globalconf_status
         )
-        self.auditor.add_peer_routes(app)
-        return app
-
-    async def handle_not_r1(self, request: web.Request) -> web.Response:
-        raise GatewayError(Code.BAD_REQUEST, f"{request.path} is not an X-Road REST r1 path")
-
-    async def handle_health(self, request: web.Request) -> web.Response:
-        """The node and its global configuration's state, always 200: for operators.
-        Load balancers ask ``/health/ready`` (``gateway/node/health.py``)."""
-        body: dict[str, Any] = {"status": "ok", "node": str(self.id)}
-        if self.globalconf is not None:
-            body["globalconf"] = self.globalconf.status(self.clock.now())
-        return web.json_response(body)
 
 
 # ---------------------------------------------------------------------- start-up checks

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aiohttp import web
 from cryptography import x509
 
 from gateway.conf.directory import NodeInfo
@@ -34,6 +33,7 @@ from gateway.core.jws import Signer, VerifiedSignature
 from gateway.core.protocol import OpenedRequest, ProtocolError, open_request
 from gateway.messagelog import Kind, LogRecord, MessageLogError, ReplayError, Role
 from gateway.messagelog.tracker import details_of
+from gateway.net.http1server import ClientGone, HttpResponse, Request
 from gateway.node.config import ServiceSection
 from gateway.node.context import NodeContext, certs, signing_certificate
 from gateway.node.federation import PROVIDER
@@ -105,7 +105,7 @@ class ServerProxy:
         self._registry = registry
         self._metadata = metadata
 
-    async def handle_exchange(self, request: web.Request) -> web.Response:
+    async def handle_exchange(self, request: Request) -> HttpResponse:
         """One exchange from a peer node, counted and recorded for monitoring (a
         success's record is committed with its log entries in ``_answer``)."""
         monitoring = self._ctx.monitoring
@@ -118,7 +118,7 @@ class ServerProxy:
         except GatewayError as refused:
             monitoring.refused_with(ex, refused)
             raise
-        except web.HTTPException:
+        except ClientGone:
             raise  # the peer closed the connection within the body: no answer, no count
         except Exception:
             monitoring.refused(ex, Code.SP_INTERNAL_ERROR.value, 500)
@@ -126,7 +126,7 @@ class ServerProxy:
         monitoring.succeeded(ex)
         return response
 
-    async def _exchange(self, request: web.Request, ex: Exchange) -> web.Response:
+    async def _exchange(self, request: Request, ex: Exchange) -> HttpResponse:
         """Checks in order, each before any later work: peer, client, signature and
         freshness, service, access, body digest, replay; then call the registry, sign,
         and log request and response in one commit before answering."""
@@ -164,7 +164,7 @@ class ServerProxy:
         answer, subjects = await self._call(accepted, groups, section, body)  # steps 14, 14a
         return await self._answer(accepted, answer, subjects, ex)  # steps 14b-16
 
-    def _authenticate_peer(self, request: web.Request) -> tuple[NodeInfo, datetime]:
+    def _authenticate_peer(self, request: Request) -> tuple[NodeInfo, datetime]:
         """Steps 1 and 1a: the TLS client certificate is a registered node's, with a
         good status; returns that node and the time every later check uses."""
         ctx = self._ctx
@@ -196,9 +196,7 @@ class ServerProxy:
         )
         return peer, now
 
-    def _open(
-        self, request: web.Request, peer: NodeInfo, now: datetime
-    ) -> OpenedRequest[OcspEvidence]:
+    def _open(self, request: Request, peer: NodeInfo, now: datetime) -> OpenedRequest[OcspEvidence]:
         """Steps 2 to 8: the signed request, from a node that hosts its client."""
         ctx = self._ctx
 
@@ -318,7 +316,7 @@ class ServerProxy:
 
     async def _answer(
         self, accepted: Accepted, answer: Answer, subjects: tuple[str, ...], ex: Exchange
-    ) -> web.Response:
+    ) -> HttpResponse:
         """Sign the response and log request and response in one durable commit.
 
         The request's id goes into ``seen_request`` in the same transaction, so the
@@ -390,14 +388,14 @@ class ServerProxy:
             ) from None
         except MessageLogError as exc:
             raise GatewayError(Code.SP_MESSAGELOG_FAILED, str(exc)) from None
-        return web.Response(
-            status=200,
-            body=body,
-            headers={
-                ENVELOPE_HEADER: b64url(response_bytes),
-                SIGNATURE_HEADER: signature,
-                SIGN_OCSP_HEADER: own_sign.encoded,
-                AUTH_OCSP_HEADER: own_auth.encoded,
-                "Content-Type": "application/octet-stream",
-            },
+        return HttpResponse(
+            200,
+            body,
+            [
+                (ENVELOPE_HEADER, b64url(response_bytes)),
+                (SIGNATURE_HEADER, signature),
+                (SIGN_OCSP_HEADER, own_sign.encoded),
+                (AUTH_OCSP_HEADER, own_auth.encoded),
+                ("Content-Type", "application/octet-stream"),
+            ],
         )

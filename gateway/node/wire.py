@@ -13,12 +13,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from xml.sax.saxutils import escape
 
-from aiohttp import web
-from aiohttp.http import HttpVersion
-
 from gateway.core.errors import Code, GatewayError
 from gateway.core.protocol import ProtocolError, Reason
-from gateway.node.transport import read_limited
+from gateway.net.http1server import ClientGone, HttpResponse, Request
 
 log = logging.getLogger("gateway.node")
 
@@ -33,7 +30,7 @@ AUTH_OCSP_HEADER = "X-Gw-Auth-Ocsp"
 
 _PRINTABLE = frozenset(chr(c) for c in range(0x20, 0x7F))
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Handler = Callable[[Request], Awaitable[HttpResponse]]
 
 REFUSALS: dict[Reason, tuple[Code, Code]] = {
     Reason.MALFORMED: (Code.SP_INVALID_MESSAGE, Code.CP_INVALID_MESSAGE),
@@ -56,32 +53,27 @@ def refusal(exc: ProtocolError, *, provider: bool) -> GatewayError:
     return GatewayError(provider_code if provider else consumer_code, exc.message)
 
 
-def error_response(err: GatewayError, accept: str | None = None) -> web.Response:
+def error_response(err: GatewayError, accept: str | None = None) -> HttpResponse:
     """X-Road's error format: ``X-Road-Error`` plus JSON (or XML if asked for)."""
-    headers = {**err.headers, "X-Road-Error": err.code.value}
+    headers = [*err.headers.items(), ("X-Road-Error", err.code.value)]
     wants_xml = accept is not None and "xml" in accept and "json" not in accept
     if wants_xml:
         body = (
             f"<error><type>{escape(err.code.value)}</type><message>{escape(err.message)}"
             f"</message><detail>{escape(err.detail)}</detail></error>"
         )
-        return web.Response(
-            status=err.status, text=body, content_type="application/xml", headers=headers
-        )
-    return web.Response(
-        status=err.status,
-        body=json.dumps(err.body()).encode(),
-        content_type="application/json",
-        headers=headers,
-    )
+        return HttpResponse(err.status, body.encode(), headers, "application/xml; charset=utf-8")
+    return HttpResponse(err.status, json.dumps(err.body()).encode(), headers, "application/json")
 
 
-def version_refusal(version: HttpVersion) -> web.StreamResponse:
-    """505 in X-Road's error format for a request line that is not HTTP/1.x."""
+def version_refusal(version: str) -> HttpResponse:
+    """505 in X-Road's error format for a request line that is not HTTP/1.x (``version``
+    as the request line spells it after ``HTTP/``); the server answers it as HTTP/1.1
+    and closes the connection."""
     return error_response(
         GatewayError(
             Code.HTTP_VERSION_NOT_SUPPORTED,
-            f"HTTP/{version.major}.{version.minor} is not supported; use HTTP/1.1",
+            f"HTTP/{version} is not supported; use HTTP/1.1",
         )
     )
 
@@ -89,19 +81,19 @@ def version_refusal(version: HttpVersion) -> web.StreamResponse:
 def guarded(handler: Handler, *, provider: bool, who: str) -> Handler:
     """Turn every refusal into X-Road's error format; never leak a traceback.
 
-    A wrapper per route rather than a middleware: it is on the hot path, and
-    aiohttp's middleware chain costs a few percent of an exchange. ``who`` names the
-    node in its log.
+    A wrapper per route: the server has no middleware chain. ``who`` names the node in
+    its log. A request whose client went away within its body (``ClientGone``) gets no
+    answer: nobody is left to read one.
     """
     internal = Code.SP_INTERNAL_ERROR if provider else Code.CP_INTERNAL_ERROR
 
-    async def wrapped(request: web.Request) -> web.StreamResponse:
+    async def wrapped(request: Request) -> HttpResponse:
         try:
             return await handler(request)
         except GatewayError as refused:
             log.warning("%s refused (%s): %s", who, refused.detail, refused)
             return error_response(refused, request.headers.get("Accept"))
-        except web.HTTPException:
+        except ClientGone:
             raise
         except Exception:
             failure = GatewayError(internal, "unexpected error; see the node's log")
@@ -111,7 +103,7 @@ def guarded(handler: Handler, *, provider: bool, who: str) -> Handler:
     return wrapped
 
 
-def optional_text(request: web.Request, name: str, limit: int) -> str | None:
+def optional_text(request: Request, name: str, limit: int) -> str | None:
     """Last value of an optional X-Road header, refused if it could smuggle anything."""
     values = request.headers.getall(name, [])
     if not values:
@@ -124,16 +116,15 @@ def optional_text(request: web.Request, name: str, limit: int) -> str | None:
     return value
 
 
-async def read_body(request: web.Request, limit: int, code: Code) -> bytes:
-    """The request body as sent, or refuse with ``code`` if it is over ``limit`` bytes."""
+async def read_body(request: Request, limit: int, code: Code) -> bytes:
+    """The request body as sent, or refuse with ``code`` if it is over ``limit`` bytes.
+
+    A client that closes the connection within the body, or stalls until the connection
+    guard closes it, raises ``ClientGone``: nobody is left to answer, and it is not the
+    node's fault (no internal error)."""
     if request.content_length is not None and request.content_length > limit:
         raise GatewayError(code, f"body of {request.content_length} bytes exceeds the limit")
-    try:
-        body = await read_limited(request.content, limit)
-    except ConnectionResetError:
-        # The client went away, or stalled and the connection guard closed it: nobody
-        # is left to answer, and it is not the node's fault (no internal error).
-        raise web.HTTPBadRequest(text="the connection closed within the body") from None
+    body = await request.read(limit)
     if body is None:
         raise GatewayError(code, f"body exceeds the limit of {limit} bytes")
     return body
