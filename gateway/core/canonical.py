@@ -31,30 +31,31 @@ def canonical_json(value: dict[str, Any]) -> bytes:
     return _dumps(value)
 
 
-def _encoder() -> Callable[[dict[str, Any]], str]:
-    """``json.dumps`` with the canonical settings, without building an encoder per call.
+def _c_encoder() -> Callable[[dict[str, Any], int], Any] | None:
+    """CPython's C encoder with the canonical settings, made once, as ``json.dumps``
+    would make it for every call; None without it.
 
-    CPython's C encoder is made once, as ``json.dumps`` would make it for every call.
     It keeps no circular-reference markers, so threads share no state through it: every
     value it gets is acyclic (it passed ``_check_value``'s depth limit, or it was
-    parsed from JSON). Without the C encoder, ``JSONEncoder.encode`` writes the same
-    text.
+    parsed from JSON).
     """
     try:
         from _json import make_encoder
     except ImportError:  # pragma: no cover - not CPython
-        return _ENCODER.encode
-    encode = make_encoder(
+        return None
+    return make_encoder(
         None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", True, False, True
     )
-    return lambda value: "".join(encode(value, 0))
 
 
-_encode = _encoder()
+_C_ENCODE = _c_encoder()
 
 
 def _dumps(value: dict[str, Any]) -> bytes:
-    return _encode(value).encode()
+    """``json.dumps`` with the canonical settings, without an encoder made per call."""
+    if _C_ENCODE is not None:
+        return "".join(_C_ENCODE(value, 0)).encode()
+    return _ENCODER.encode(value).encode()  # pragma: no cover - not CPython
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -157,14 +157,17 @@ def request_hash(header_bytes: bytes) -> str:
 
 
 def _text(value: Any, what: str, *, optional: bool = False, limit: int = MAX_TEXT) -> Any:
+    # isascii() and isprintable() hold of exactly the strings of U+0020 to U+007E
+    # (tests/unit/test_envelope_agreement.py checks every code point): printable ASCII
+    # without a regular expression. A header has some twenty such fields to check.
+    if type(value) is str and len(value) <= limit and value.isascii() and value.isprintable():
+        return value
     if value is None and optional:
         return None
     if isinstance(value, str) and len(value) > limit:
         raise EnvelopeError(
             "malformed", f"{what} is {len(value)} characters, over the limit of {limit}"
         )
-    # isascii() and isprintable() hold of exactly the strings of U+0020 to U+007E
-    # (tests/unit/test_envelope.py checks every code point), without a regular expression.
     if not isinstance(value, str) or not (value.isascii() and value.isprintable()):
         raise EnvelopeError("malformed", f"{what} must be printable ASCII up to {limit} chars")
     return value
@@ -289,7 +292,7 @@ def _load(
     if obj.get("v") != PROTOCOL_VERSION or obj.get("type") != kind:
         raise EnvelopeError("malformed", f"not a version {PROTOCOL_VERSION} {kind} header")
     names = obj.keys()
-    if not (names >= keys and names <= (keys | optional if optional else keys)):
+    if not (names >= keys and (names <= keys or names <= keys | optional)):
         extra = f", and optionally {sorted(optional)}" if optional else ""
         raise EnvelopeError(
             "malformed", f"{kind} header fields must be exactly {sorted(keys)}{extra}"

@@ -41,10 +41,6 @@ def _pairs(headers: Any) -> str | None:
     return f"[{','.join(parts)}]"
 
 
-def _plain(*texts: Any) -> bool:
-    return all(type(t) is _str for t in texts)
-
-
 def _int(value: Any) -> bool:
     return type(value) is int and -MAX_INT <= value <= MAX_INT
 
@@ -146,8 +142,15 @@ def _quick_request(
         and party is not None
         and _int(body_length)
         and _int(version)
-        and _plain(message_id, xroad_id, client, service, method, path, query, created)
-        and _plain(body_sha256)
+        and type(message_id) is _str
+        and type(xroad_id) is _str
+        and type(client) is _str
+        and type(service) is _str
+        and type(method) is _str
+        and type(path) is _str
+        and type(query) is _str
+        and type(created) is _str
+        and type(body_sha256) is _str
     ):
         if party:
             party = f',"represented_party":{party}'
@@ -230,7 +233,13 @@ def _quick_response(
         and _int(status)
         and _int(body_length)
         and _int(version)
-        and _plain(message_id, xroad_id, client, service, request_hash, created, body_sha256)
+        and type(message_id) is _str
+        and type(xroad_id) is _str
+        and type(client) is _str
+        and type(service) is _str
+        and type(request_hash) is _str
+        and type(created) is _str
+        and type(body_sha256) is _str
     ):
         q = encode_basestring
         return (
