@@ -148,7 +148,8 @@ def test_each_exchange_counts_under_its_own_side_and_code(tmp_path: Path) -> Non
     clock = SetClock(START)
     log = open_log(tmp_path / "log.sqlite", clock=clock.now)
     monitoring = Monitoring("n", clock, log, retention=timedelta(days=7))
-    outcomes = [(Side.CONSUMER, None)] * 3 + [(Side.PROVIDER, None)] * 2
+    outcomes: list[tuple[Side, Code | None]] = [(Side.CONSUMER, None)] * 3
+    outcomes += [(Side.PROVIDER, None)] * 2
     outcomes += [(Side.PROVIDER, Code.SP_REPLAY_DETECTED)] * 4
     for side, code in outcomes:
         ex = monitoring.begin(side)
