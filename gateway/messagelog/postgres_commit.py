@@ -29,11 +29,11 @@ from typing import Any, Final
 
 import psycopg
 
+import gateway.messagelog.leaves as leaves
 import gateway.messagelog.postgres_admin as admin
 import gateway.messagelog.postgres_writes as side
 from gateway.core.encoding import format_time
-from gateway.core.logtree import LoggedEntry, entry_leaf, subjects_commitment
-from gateway.core.merkle import CompactTree, MerkleError, leaf_hash
+from gateway.core.merkle import CompactTree, MerkleError
 from gateway.messagelog.admission import Append
 from gateway.messagelog.postgres_schema import check_schema, connect, redacted
 from gateway.messagelog.records import (
@@ -411,28 +411,8 @@ def _insert_entry(
     omitted = body_policy(r) if body_policy is not None else ""
     digest = r.body_sha256 or hashlib.sha256(r.body).hexdigest()
     salt = salts()
-    subjects_sha256 = subjects_commitment(salt, r.subjects)
-    leaf = leaf_hash(
-        entry_leaf(
-            LoggedEntry(
-                str(r.role),
-                str(r.kind),
-                r.message_id,
-                r.xroad_id,
-                r.client,
-                r.service,
-                r.created,
-                logged_at,
-                r.header,
-                r.body,
-                r.signature,
-                r.cert_ref,
-                r.ocsp_ref,
-                digest,
-                subjects_sha256,
-            )
-        )
-    )
+    subjects_sha256 = leaves.commitment(salt, r.subjects)
+    leaf = leaves.new_leaf(r, logged_at, digest, subjects_sha256)
     header, body, sealed = sealer.seal_entry(r.header, b"" if omitted else r.body, admin=is_admin)
     row = conn.execute(
         _INSERT_ENTRY,
