@@ -133,6 +133,9 @@ class PostgresWriterDb:
     def location(self) -> str:
         return redacted(self._url)
 
+    def idle(self) -> None:
+        """Nothing to do: PostgreSQL checkpoints on its own."""
+
     def rollback(self) -> None:
         try:
             self._conn.rollback()
