@@ -55,9 +55,10 @@ def commitment(salt: bytes, subjects: tuple[str, ...]) -> str:
     return hashlib.sha256(before + salt.hex().encode("ascii") + after).hexdigest()
 
 
-def new_leaf(r: LogRecord, logged_at: str, body_digest: str, subjects_sha256: str) -> bytes:
+def new_leaf(r: LogRecord, logged_at: str, body_digest: str, subjects_sha256: str | None) -> bytes:
     """The leaf hash of a new entry: ``leaf_hash(entry_leaf(LoggedEntry(...)))`` over
-    the record as logged at ``logged_at``, its body committed to by ``body_digest``."""
+    the record as logged at ``logged_at``, its body committed to by ``body_digest``
+    (and, as ``encode_leaf`` has it, a version 1 leaf for ``subjects_sha256`` None)."""
     return leaf_hash(
         encode_leaf(
             role=str(r.role),
