@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Final
 
 from aiohttp import web
 from cryptography import x509
@@ -55,6 +56,9 @@ from gateway.node.wire import (
 from gateway.pki.ocsp_cache import OcspEvidence
 
 log = logging.getLogger("gateway.node")
+
+_KNOWN_CODES: Final = {c.value: spec for c, spec in ERROR_TABLE.items()}
+"""The error table by code, for checking a provider's refusal before relaying it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,9 +194,7 @@ class ClientProxy:
         try:
             if represented_party is not None:
                 check_represented_party(represented_party)
-            kept_headers = check_headers(
-                [list(h) for h in end_to_end_headers(request.headers.items())]
-            )
+            kept_headers = check_headers(end_to_end_headers(request.headers.items()))
             check_path(path)
             check_query(query)
         except EnvelopeError as exc:
@@ -307,7 +309,7 @@ class ClientProxy:
     ) -> web.Response:
         """Section 10, step 3: pass the provider node's refusal on unchanged, if it is one."""
         code = headers["X-Road-Error"]
-        known = {c.value: spec for c, spec in ERROR_TABLE.items()}
+        known = _KNOWN_CODES
         try:
             doc = json.loads(body)
             valid = (

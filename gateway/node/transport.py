@@ -1,13 +1,17 @@
 """HTTP clients on the hot path: node to node over pooled mTLS, and node to registry.
 
-Both use aiohttp's client: measured on this machine class, httpx's async client costs
-several times the CPU per proxied request. They sit behind two small classes so the rest
-of the node never touches the library directly.
+Both sit on the lean HTTP/1.1 client of :mod:`gateway.net.http1client` (an
+``asyncio.Protocol`` and httptools' parser, docs/adr/0064-lean-http-client-on-the-hot-path.md):
+aiohttp's client was 300-400 µs of a node's CPU per exchange. They sit behind two small
+classes so the rest of the node never touches a client directly. The node's other
+clients (witness, timestamper, OCSP, service descriptions) stay on aiohttp and use
+``PinnedConnector``, ``read_limited`` and ``describe_failure`` from here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import ssl
@@ -17,14 +21,21 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.client_reqrep import ClientRequest, Fingerprint
-from aiohttp.connector import Connection
 from cryptography import x509
 from multidict import CIMultiDict
-from yarl import URL
 
 from gateway.core.envelope import MAX_HEADER_FIELD
 from gateway.core.errors import Code, GatewayError
 from gateway.core.ids import ServiceId
+from gateway.net.http1client import (
+    ClientError,
+    HandshakeFailed,
+    Http1Client,
+    PeerCheck,
+    PeerRejected,
+    TimedOut,
+    TooLarge,
+)
 from gateway.node.tls import RegistryContext
 from gateway.pki.ocsp_cache import find_issuer
 
@@ -39,6 +50,8 @@ def describe_failure(exc: BaseException, timeout: float) -> str:
     of a failed connect (refused, unreachable, reset) is what tells a dead peer from a
     slow one. ``timeout`` is the limit that applied, for the timeout case.
     """
+    if isinstance(exc, ClientError):  # the lean client's own words
+        return str(exc)
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return f"cannot resolve {exc.host}"
     if isinstance(exc, aiohttp.ClientSSLError):
@@ -80,8 +93,6 @@ class _AnyOf(Fingerprint):
         self._accepted = frozenset(bytes.fromhex(fp) for fp in fingerprints)
 
     def check(self, transport: asyncio.Transport) -> None:
-        import hashlib
-
         sslobj = transport.get_extra_info("ssl_object")
         der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
         got = hashlib.sha256(der).digest() if der else b""
@@ -175,24 +186,6 @@ class Reply:
     consumer checks the OCSP status the provider sent for exactly this certificate."""
 
 
-class _PeerCertResponse(aiohttp.ClientResponse):
-    """A response that remembers the TLS certificate of the connection it came on.
-
-    Read in ``start``, when the connection is certainly still attached: aiohttp hands
-    it back to the pool as soon as a short body has arrived, often before the caller
-    sees the response.
-    """
-
-    peer_cert: bytes | None = None
-
-    async def start(self, connection: Connection) -> aiohttp.ClientResponse:
-        transport = connection.transport
-        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-        if ssl_object is not None:
-            self.peer_cert = ssl_object.getpeercert(binary_form=True) or None
-        return await super().start(connection)
-
-
 async def read_limited(content: aiohttp.StreamReader, limit: int) -> bytes | None:
     """Read a whole body, or return ``None`` once it grows past ``limit``.
 
@@ -211,8 +204,42 @@ async def read_limited(content: aiohttp.StreamReader, limit: int) -> bytes | Non
     return b"".join(chunks)
 
 
+class _PeerPin:
+    """The lean client's check of a peer node (``PeerCheck``): the certificate is one of
+    the pins and, with ``issuers``, one of those CAs issued it (see :class:`_ScopedPin`).
+    Raises what :class:`PinnedConnector` raises, so both clients word a refusal alike."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        fingerprints: frozenset[str],
+        issuers: frozenset[x509.Certificate] | None,
+    ) -> None:
+        self.host, self.port = host, port
+        self.fingerprints = fingerprints
+        self.accepted = frozenset(bytes.fromhex(fp) for fp in fingerprints)
+        self.issuers = issuers
+
+    def __call__(self, der: bytes | None) -> None:
+        got = hashlib.sha256(der).digest() if der else b""
+        if got not in self.accepted:
+            raise aiohttp.ServerFingerprintMismatch(
+                next(iter(self.accepted), b""), got, self.host, self.port
+            )
+        if self.issuers is not None:
+            assert der is not None
+            cert = x509.load_der_x509_certificate(der)
+            if find_issuer(cert, self.issuers) is None:
+                raise WrongInstanceCa(der, self.host, self.port, cert.issuer.rfc4514_string())
+
+
 class PeerClient:
-    """Sends signed messages to other nodes over a persistent mTLS pool."""
+    """Sends signed messages to other nodes over a persistent mTLS pool.
+
+    On the lean client (:mod:`gateway.net.http1client`): the peer's pins and its
+    instance's CAs are checked after the handshake and before a byte is written.
+    """
 
     def __init__(
         self,
@@ -222,19 +249,24 @@ class PeerClient:
         total_timeout: float,
         max_body: int,
     ) -> None:
-        self._connector = PinnedConnector(ssl_context, limit=0, limit_per_host=256)
-        self._session = aiohttp.ClientSession(
-            connector=self._connector,
-            timeout=aiohttp.ClientTimeout(total=total_timeout, sock_connect=connect_timeout),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-            max_field_size=MAX_HEADER_FIELD,
-            response_class=_PeerCertResponse,
-            cookie_jar=aiohttp.DummyCookieJar(),  # nothing is added to a signed message
-        )
+        self._client = Http1Client(max_body=max_body, max_field=MAX_HEADER_FIELD)
+        self._pins: dict[str, _PeerPin] = {}
         self._max_body = max_body
         self._timeout = total_timeout
         self._connect_timeout = connect_timeout
+
+    def _pin(
+        self, address: str, pins: frozenset[str], issuers: frozenset[x509.Certificate] | None
+    ) -> _PeerPin:
+        """The check for ``address``, the same object while its pins and CAs stay: the
+        pool is kept per check, so a changed pin takes new connections."""
+        current = self._pins.get(address)
+        if current is None or current.fingerprints != pins or current.issuers != issuers:
+            parts = urlsplit(address)
+            current = self._pins[address] = _PeerPin(
+                parts.hostname or "", parts.port or 443, pins, issuers
+            )
+        return current
 
     async def post(
         self,
@@ -256,103 +288,85 @@ class PeerClient:
         ``ssl_context`` carries the trust roots of the configuration applied now; pooled
         connections are keyed by it, so a changed set of roots takes new connections.
         """
-        self._connector.pin(address, pins, issuers)
         try:
-            async with self._session.post(
-                URL(f"{address}/gw/v1/exchange", encoded=True),
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-                ssl=ssl_context,
-            ) as resp:
-                peer_cert = resp.peer_cert if isinstance(resp, _PeerCertResponse) else None
-                data = await read_limited(resp.content, self._max_body)
-                if data is None:
-                    raise GatewayError(
-                        Code.CP_INVALID_MESSAGE, "the provider's reply exceeds the size limit"
-                    )
-                return Reply(resp.status, CIMultiDict(resp.headers), data, peer_cert)
-        # aiohttp raises these three from its connector, before the request is
-        # written (the pin is checked right after the handshake, PinnedConnector):
-        # the provider's node saw nothing of the message.
-        except WrongInstanceCa as exc:
-            raise PeerUnreachable(
-                Code.CP_WRONG_INSTANCE_CA,
-                f"{address} presented its registered certificate, but it was issued by "
-                f"{exc.issuer}, which is not a CA of the provider node's instance",
-            ) from None
-        except aiohttp.ServerFingerprintMismatch:
+            response = await self._client.request(
+                "POST",
+                f"{address}/gw/v1/exchange",
+                headers.items(),
+                body,
+                timeout=self._timeout,
+                connect_timeout=self._connect_timeout,
+                ssl_context=ssl_context,
+                check=self._pin(address, pins, issuers),
+            )
+        # Refused right after the handshake, before the request was written: the
+        # provider's node saw nothing of the message.
+        except PeerRejected as exc:
+            if isinstance(exc.reason, WrongInstanceCa):
+                raise PeerUnreachable(
+                    Code.CP_WRONG_INSTANCE_CA,
+                    f"{address} presented its registered certificate, but it was issued by "
+                    f"{exc.reason.issuer}, which is not a CA of the provider node's instance",
+                ) from None
             raise PeerUnreachable(
                 Code.CP_SSL_AUTHENTICATION_FAILED,
                 f"{address} presented a certificate not registered for the provider's node",
             ) from None
-        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+        except HandshakeFailed as exc:
             raise PeerUnreachable(
-                Code.CP_SSL_AUTHENTICATION_FAILED,
-                f"TLS with {address} failed: {describe_failure(exc, self._connect_timeout)}",
+                Code.CP_SSL_AUTHENTICATION_FAILED, f"TLS with {address} failed: {exc}"
             ) from None
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            raise PeerUnreachable(
-                Code.CP_NETWORK_ERROR,
-                f"the provider's node at {address} failed: "
-                f"{describe_failure(exc, self._connect_timeout)}",
-            ) from None
-        # Anything else may have come after bytes of the request were written, even on
-        # a pooled connection the peer had closed: the node may have acted on it.
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except TooLarge:
             raise GatewayError(
-                Code.CP_NETWORK_ERROR,
-                f"the provider's node at {address} failed: {describe_failure(exc, self._timeout)}",
+                Code.CP_INVALID_MESSAGE, "the provider's reply exceeds the size limit"
             ) from None
+        except (ClientError, ValueError) as exc:
+            # Anything once a byte may have been written, even on a pooled connection
+            # the peer had closed, is never sent elsewhere: the node may have acted on it.
+            error = (
+                PeerUnreachable if isinstance(exc, ClientError) and not exc.sent else GatewayError
+            )
+            raise error(
+                Code.CP_NETWORK_ERROR, f"the provider's node at {address} failed: {exc}"
+            ) from None
+        return Reply(response.status, response.headers, response.body, response.peer_cert)
 
     async def close(self) -> None:
-        await self._session.close()
-
-
-class _RegistryConnector(aiohttp.TCPConnector):
-    """Checks a registry's pinned certificates (``RegistryContext.pins``) right after
-    the handshake, before the request is written: a registry that presents another
-    certificate never sees the request. The pins travel with the request's context, so
-    two services on one host may pin different certificates."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._checks: dict[frozenset[bytes], _AnyOf] = {}
-
-    def _get_fingerprint(self, req: ClientRequest) -> Fingerprint | None:
-        context = req.ssl
-        if not isinstance(context, RegistryContext) or not context.pins:
-            return None
-        check = self._checks.get(context.pins)
-        if check is None:
-            check = self._checks[context.pins] = _AnyOf(
-                frozenset(pin.hex() for pin in context.pins)
-            )
-        return check
+        await self._client.close()
 
 
 class RegistryClient:
     """Calls registries (service providers' information systems) without altering bytes.
 
-    No redirects are followed, nothing is decompressed and no headers are added beyond
-    X-Road's own, so the registry sees exactly the signed request and the client exactly
-    the signed reply. An ``https://`` registry is called with its service's context
-    (``tls``: CA, pins, client certificate from the service's section in the exchange's
-    settings snapshot); a service without one is never called over TLS (fail closed).
+    No redirects are followed, nothing is decompressed, no cookie is kept and no headers
+    are added beyond X-Road's own (and ``Host`` and ``Content-Length``), so the registry
+    sees exactly the signed request and the client exactly the signed reply. An
+    ``https://`` registry is called with its service's context (``tls``: CA, pins,
+    client certificate from the service's section in the exchange's settings snapshot);
+    a service without one is never called over TLS (fail closed). Its pins are checked
+    after the handshake, before a byte of the request is written.
     """
 
     def __init__(self, *, max_body: int) -> None:
-        self._session = aiohttp.ClientSession(
-            connector=_RegistryConnector(limit=0, limit_per_host=256),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-            max_field_size=MAX_HEADER_FIELD,
-            # A registry's Set-Cookie goes to the client in the signed response, and is
-            # never kept: a cookie sent with a later call would be a header nobody signed,
-            # one client's session in another client's call (and a lookup per call).
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
+        self._client = Http1Client(max_body=max_body, max_field=MAX_HEADER_FIELD)
+        self._checks: dict[frozenset[bytes], PeerCheck] = {}
         self._max_body = max_body
+
+    def _check(self, context: RegistryContext) -> PeerCheck | None:
+        """One check per set of pins (the pool is kept per check)."""
+        if not context.pins:
+            return None
+        check = self._checks.get(context.pins)
+        if check is None:
+            accepted = context.pins
+
+            def check(der: bytes | None) -> None:
+                got = hashlib.sha256(der).digest() if der else b""
+                if got not in accepted:
+                    raise ValueError("no pinned certificate")
+
+            self._checks[context.pins] = check
+        return check
 
     async def call(
         self,
@@ -367,7 +381,8 @@ class RegistryClient:
     ) -> Reply:
         """Call ``service``'s registry at ``url`` over ``tls`` (its context, if it has
         TLS settings); refusals name the service."""
-        context: ssl.SSLContext | bool = True
+        context: RegistryContext | None = None
+        check: PeerCheck | None = None
         if url.startswith("https://"):
             if tls is None:
                 raise GatewayError(
@@ -375,43 +390,34 @@ class RegistryClient:
                     f"the registry of {service} has no TLS trust configured "
                     "(tls_ca or tls_pin_sha256)",
                 )
-            context = tls
+            context, check = tls, self._check(tls)
         try:
-            async with self._session.request(
-                method,
-                URL(url, encoded=True),  # forward path and query exactly as signed
-                headers=CIMultiDict(headers),
-                data=body if body or method not in ("GET", "HEAD") else None,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-                ssl=context,
-            ) as resp:
-                data = await read_limited(resp.content, self._max_body)
-                if data is None:
-                    raise GatewayError(
-                        Code.SP_RESPONSE_TOO_LARGE, "the registry's response exceeds the limit"
-                    )
-                return Reply(resp.status, CIMultiDict(resp.headers), data)
-        except TimeoutError:
+            response = await self._client.request(
+                method, url, headers, body, timeout=timeout, ssl_context=context, check=check
+            )
+        except TimedOut:
             raise GatewayError(
                 Code.SP_SERVICE_TIMEOUT, f"the registry did not answer within {timeout:g} s"
             ) from None
-        except aiohttp.ServerFingerprintMismatch as exc:
+        except PeerRejected as exc:
             raise GatewayError(
                 Code.SP_SERVICE_SSL_FAILED,
                 f"the registry of {service} at {exc.host}:{exc.port} presented a "
                 "certificate that matches none of the service's tls_pin_sha256",
             ) from None
-        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+        except HandshakeFailed as exc:
             raise GatewayError(
-                Code.SP_SERVICE_SSL_FAILED,
-                f"TLS with the registry of {service} failed: {describe_failure(exc, timeout)}",
+                Code.SP_SERVICE_SSL_FAILED, f"TLS with the registry of {service} failed: {exc}"
             ) from None
-        except aiohttp.ClientError as exc:
+        except TooLarge:
             raise GatewayError(
-                Code.SP_SERVICE_NETWORK_ERROR,
-                f"the registry at {url} failed: {describe_failure(exc, timeout)}",
+                Code.SP_RESPONSE_TOO_LARGE, "the registry's response exceeds the limit"
             ) from None
+        except (ClientError, ValueError) as exc:
+            raise GatewayError(
+                Code.SP_SERVICE_NETWORK_ERROR, f"the registry at {url} failed: {exc}"
+            ) from None
+        return Reply(response.status, response.headers, response.body)
 
     async def get_json_document(
         self, url: str, timeout: float, *, service: ServiceId, tls: RegistryContext | None
@@ -426,4 +432,4 @@ class RegistryClient:
         return reply.body
 
     async def close(self) -> None:
-        await self._session.close()
+        await self._client.close()

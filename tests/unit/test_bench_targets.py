@@ -137,3 +137,26 @@ def test_proofs_are_judged_only_at_ten_million_entries() -> None:
     scan = [_size(100_000, 1.4, 3.0), _size(10_000_000, 7.6, 3.0)]
     scan = [replace(scan[0], replay_preload_ms=300.0), replace(scan[1], replay_preload_ms=9000.0)]
     assert judge_log_sizes(scan)[2].met is False
+
+
+def test_node_cpu_verdict_names_what_the_signatures_alone_cost_against_the_relay() -> None:
+    report = {
+        "levels": {"64": _level(1.0, 0.04, 500, 1000)},
+        "floor": {"sign_ms": 0.03, "verify_ms": 0.07, "per_node_ms": 0.1, "runs": 3},
+    }
+    measured = {v.target: v.measured for v in judge(report)}
+    consumer = measured[
+        "consumer node CPU per exchange <= 3x lean relay's per proxy, concurrency 64"
+    ]
+    assert consumer == "1.000 ms vs 0.040 ms = 25.00x; signatures alone 0.100 ms = 2.50x"
+
+
+def test_signature_floor_is_measured_with_the_nodes_signer_and_verifier() -> None:
+    from gateway.sandbox.bench.floor import measure, render
+
+    floor = measure(iterations=20, runs=3)
+    assert floor.sign_ms > 0 and floor.verify_ms > 0
+    assert floor.per_node_ms == floor.sign_ms + floor.verify_ms
+    text = render(floor.as_dict(), {"64": _level(1.0, 0.05, 500, 1000)})
+    ratio = round(floor.as_dict()["per_node_ms"] / 0.05, 2)
+    assert f"concurrency 64: {ratio:.2f}x the lean relay's 0.050 ms per proxy" in text

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.messagelog import read_entries
+from gateway.sandbox.bench import floor as signature_floor
 from gateway.sandbox.bench import large, wrk
 from gateway.sandbox.bench import registry as sample_registry
 from gateway.sandbox.bench.plot import plot_report
@@ -296,6 +297,11 @@ def run_bench(
                 }
             report["levels"][str(concurrency)] = level
             print_level(concurrency, level)
+
+        # In this process, after the levels: what each node's signatures alone cost
+        # on this machine, beside the relay's CPU per proxy (bench/floor.py).
+        report["floor"] = signature_floor.measure().as_dict()
+        print(signature_floor.render(report["floor"], report["levels"]))
 
         if registry_levels:
             report["registry"] = sample_registry.measure(

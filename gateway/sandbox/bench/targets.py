@@ -58,19 +58,28 @@ def per_proxy(cpu: dict[str, float], names: tuple[str, str]) -> float:
 def judge(report: dict[str, Any]) -> list[TargetVerdict]:
     levels: dict[str, Any] = report["levels"]
     verdicts: list[TargetVerdict] = []
+    floor = report.get("floor")
     for key in sorted(levels, key=int):
         if key not in ("1", "64"):
             continue
         level = levels[key]
         relay = per_proxy(level["relay"]["cpu_ms_per_exchange"], ("front", "back"))
         gateway_cpu = level["gateway"]["cpu_ms_per_exchange"]
+        # What one signature and one verification alone cost, against the same relay:
+        # the part of the ratio that no node that signs can spend less on.
+        alone = (
+            f"; signatures alone {floor['per_node_ms']:.3f} ms = "
+            f"{floor['per_node_ms'] / relay:.2f}x"
+            if floor is not None and relay
+            else ""
+        )
         for node in ("consumer", "provider"):
             ratio = gateway_cpu[node] / relay if relay else float("inf")
             verdicts.append(
                 TargetVerdict(
                     f"{node} node CPU per exchange <= {NODE_TO_RELAY_CPU:g}x lean relay's "
                     f"per proxy, concurrency {key}",
-                    f"{gateway_cpu[node]:.3f} ms vs {relay:.3f} ms = {ratio:.2f}x",
+                    f"{gateway_cpu[node]:.3f} ms vs {relay:.3f} ms = {ratio:.2f}x{alone}",
                     ratio <= NODE_TO_RELAY_CPU,
                 )
             )
