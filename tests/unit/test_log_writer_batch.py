@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sqlite3
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,11 @@ from gateway.messagelog import (
     open_store,
 )
 from gateway.messagelog.records import OpRecord
-from gateway.messagelog.sqlite_checkpoint import BACKSTOP_FRAMES, IDLE_CHECKPOINT_FRAMES
+from gateway.messagelog.sqlite_checkpoint import (
+    BACKSTOP_FRAMES,
+    IDLE_CHECKPOINT_FRAMES,
+    IdleCheckpoint,
+)
 
 NOW = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 CERT = b"0\x82cert-of-a-rolled-back-batch"
@@ -166,3 +171,28 @@ def test_the_sqlite_writer_checkpoints_after_its_callers_not_in_their_commit(
     in_round, after = asyncio.run(run())
     assert in_round < len(body)  # the append's commit left its pages in the WAL
     assert after > 2 * len(body)  # copied into the file once the writer was idle
+
+
+def test_the_frames_waiting_are_read_from_the_wal_index_as_sqlite_counts_them(
+    tmp_path: Path,
+) -> None:
+    """The idle checkpoint's count, read from the ``-shm`` file, against the WAL file's
+    own length and SQLite's report of its checkpoint, on the SQLite this runs with."""
+    path = tmp_path / "wal.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE t (v BLOB)")
+        checkpoint = IdleCheckpoint(conn, path)
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        for n in range(40):
+            conn.execute("INSERT INTO t VALUES (?)", (b"v" * (n * 300),))
+        frames = (Path(f"{path}-wal").stat().st_size - 32) // (page_size + 24)
+        assert checkpoint.waiting_frames() == frames > 40
+        assert not checkpoint.run_if_due()  # below the threshold: nothing run
+        busy, logged, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert (busy, logged, copied) == (0, frames, frames)
+        assert checkpoint.waiting_frames() == 0
+        checkpoint.close()
+    finally:
+        conn.close()
