@@ -11,10 +11,14 @@ parties read different meanings out of one signature.
 from __future__ import annotations
 
 import json
+import json.scanner
+from collections.abc import Callable, Iterable
 from typing import Any
 
 MAX_DEPTH = 8
 MAX_INT = 2**53 - 1  # the integers every JSON implementation reads exactly
+
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 class NotCanonicalError(ValueError):
@@ -27,8 +31,31 @@ def canonical_json(value: dict[str, Any]) -> bytes:
     return _dumps(value)
 
 
+def _c_encoder() -> Callable[[dict[str, Any], int], Any] | None:
+    """CPython's C encoder with the canonical settings, made once, as ``json.dumps``
+    would make it for every call; None without it.
+
+    It keeps no circular-reference markers, so threads share no state through it: every
+    value it gets is acyclic (it passed ``_check_value``'s depth limit, or it was
+    parsed from JSON).
+    """
+    try:
+        from _json import make_encoder
+    except ImportError:  # pragma: no cover - not CPython
+        return None
+    return make_encoder(
+        None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", True, False, True
+    )
+
+
+_C_ENCODE = _c_encoder()
+
+
 def _dumps(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """``json.dumps`` with the canonical settings, without an encoder made per call."""
+    if _C_ENCODE is not None:
+        return "".join(_C_ENCODE(value, 0)).encode()
+    return _ENCODER.encode(value).encode()  # pragma: no cover - not CPython
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -78,8 +105,57 @@ def _check_value(value: Any, depth: int) -> None:
         raise NotCanonicalError(f"unsupported type {type(value).__name__}")
 
 
+# Parses one JSON value at an offset, refusing only what it cannot turn back into the
+# same text (floats, NaN, Infinity): the first try of ``parse_canonical``. The scanner
+# takes its settings from a decoder (typeshed asks for a scanner there).
+_scan = json.scanner.make_scanner(
+    json.JSONDecoder(parse_float=_reject_float, parse_constant=_reject_constant)  # type: ignore[arg-type]
+)
+
+
+def _plain(container: dict[str, Any] | list[Any], depth: int) -> bool:
+    """Whether a value parsed from JSON without floats passes ``_check_value``: every
+    integer within +-MAX_INT and nothing nested deeper than MAX_DEPTH."""
+    if depth >= MAX_DEPTH:
+        return not container
+    items: Iterable[Any] = container.values() if isinstance(container, dict) else container
+    for item in items:
+        kind = type(item)
+        if kind is str or item is None or kind is bool:
+            continue
+        if kind is int:
+            if -MAX_INT <= item <= MAX_INT:
+                continue
+            return False
+        if (kind is dict or kind is list) and _plain(item, depth + 1):
+            continue
+        return False
+    return True
+
+
 def parse_canonical(data: bytes) -> dict[str, Any]:
-    """Parse bytes that must be the canonical form of a JSON object."""
+    """Parse bytes that must be the canonical form of a JSON object.
+
+    Canonical bytes (every header an honest node sends) take one plain parse, one
+    check of integers and depth and one comparison with their serialisation. Anything
+    else goes through :func:`_parse_strict`, which names the rule it breaks, so every
+    refusal and its message is that function's. The first try accepts nothing the
+    strict parser refuses, and gives the same value: bytes equal to the serialisation
+    of what they parse to repeat no key (it names each key once) and spell every
+    number as an integer in its one form.
+    """
+    try:
+        text = data.decode("utf-8")
+        value, end = _scan(text, 0)
+        if end == len(text) and type(value) is dict and _plain(value, 0) and _dumps(value) == data:
+            return value
+    except (ValueError, RecursionError, StopIteration):
+        pass
+    return _parse_strict(data)
+
+
+def _parse_strict(data: bytes) -> dict[str, Any]:
+    """``parse_canonical`` rule by rule: raises the first rule ``data`` breaks."""
     try:
         text = data.decode("utf-8")
         value = json.loads(

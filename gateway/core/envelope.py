@@ -18,12 +18,14 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 from urllib.parse import unquote
 
-from gateway.core.canonical import NotCanonicalError, canonical_json, parse_canonical
+from gateway.core.canonical import NotCanonicalError, parse_canonical
 from gateway.core.encoding import EncodingError, b64url, b64url_decode, format_time
 from gateway.core.errors import Code
+from gateway.core.headerjson import request_json, response_json
 from gateway.core.ids import (
     ClientId,
     InvalidIdentifierError,
@@ -60,7 +62,6 @@ MAX_ENVELOPE = MAX_HEADER_FIELD - 64
 less room for the field's name and separator."""
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
-_PRINTABLE = re.compile(r"[\x20-\x7e]*")
 _METHOD = re.compile(r"[A-Z]{1,16}")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 _PCHAR = r"A-Za-z0-9\-._~!$&'()*+,;=:@%"
@@ -69,6 +70,9 @@ _QUERY = re.compile(f"[{_PCHAR}/?]*")
 _ID_PART = r"[A-Za-z0-9'()+,\-.=?]{1,255}"
 _REPRESENTED_PARTY = re.compile(f"(?:{_ID_PART}/)?{_ID_PART}")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# Header names that matched ``_TOKEN``: the same few names arrive on every message.
+_TOKENS_SEEN: set[str] = set()
+_MAX_TOKENS_SEEN = 4096
 
 Reason = Literal["malformed", "signature", "certificate", "expired"]
 
@@ -153,13 +157,18 @@ def request_hash(header_bytes: bytes) -> str:
 
 
 def _text(value: Any, what: str, *, optional: bool = False, limit: int = MAX_TEXT) -> Any:
+    # isascii() and isprintable() hold of exactly the strings of U+0020 to U+007E
+    # (tests/unit/test_envelope_agreement.py checks every code point): printable ASCII
+    # without a regular expression. A header has some twenty such fields to check.
+    if type(value) is str and len(value) <= limit and value.isascii() and value.isprintable():
+        return value
     if value is None and optional:
         return None
     if isinstance(value, str) and len(value) > limit:
         raise EnvelopeError(
             "malformed", f"{what} is {len(value)} characters, over the limit of {limit}"
         )
-    if not isinstance(value, str) or not _PRINTABLE.fullmatch(value):
+    if not isinstance(value, str) or not (value.isascii() and value.isprintable()):
         raise EnvelopeError("malformed", f"{what} must be printable ASCII up to {limit} chars")
     return value
 
@@ -182,28 +191,30 @@ def check_headers(value: Any) -> tuple[tuple[str, str], ...]:
         )
     result = []
     for pair in value:
-        if (
-            not isinstance(pair, list | tuple)
-            or len(pair) != 2
-            or not all(isinstance(p, str) for p in pair)
-        ):
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
             raise EnvelopeError("malformed", "each header must be a [name, value] pair")
         name, val = pair
+        if not isinstance(name, str) or not isinstance(val, str):
+            raise EnvelopeError("malformed", "each header must be a [name, value] pair")
         if len(name) > MAX_HEADER_NAME:
             raise EnvelopeError(
                 "malformed",
                 f"header name {name[:64]!r}... is {len(name)} characters, "
                 f"over the limit of {MAX_HEADER_NAME}",
             )
-        if not _TOKEN.fullmatch(name):
-            raise EnvelopeError("malformed", f"header name {name!r} is not a lower-case token")
+        if name not in _TOKENS_SEEN:
+            if not _TOKEN.fullmatch(name):
+                raise EnvelopeError("malformed", f"header name {name!r} is not a lower-case token")
+            if len(_TOKENS_SEEN) < _MAX_TOKENS_SEEN:
+                _TOKENS_SEEN.add(name)
         if len(val) > MAX_HEADER_VALUE:
             raise EnvelopeError(
                 "malformed",
                 f"header {name!r} is {len(val)} characters long, "
                 f"over the limit of {MAX_HEADER_VALUE}",
             )
-        if not _FIELD_VALUE.fullmatch(val):
+        # Printable ASCII is within ``_FIELD_VALUE``: most values need no regular expression.
+        if not (val.isascii() and val.isprintable()) and not _FIELD_VALUE.fullmatch(val):
             raise EnvelopeError("malformed", f"header {name!r} has a forbidden character")
         result.append((name, val))
     return tuple(result)
@@ -255,8 +266,12 @@ def check_message_id(value: Any) -> str:
 
 def _ids(data: dict[str, Any]) -> tuple[ClientId, ServiceId]:
     """Ids in a signed header must be in printed form: one spelling per id."""
-    client_text = _text(data.get("client"), "client")
-    service_text = _text(data.get("service"), "service")
+    return _printed_ids(_text(data.get("client"), "client"), _text(data.get("service"), "service"))
+
+
+@lru_cache(maxsize=4096)
+def _printed_ids(client_text: str, service_text: str) -> tuple[ClientId, ServiceId]:
+    """The ids of a signed header, once per distinct pair (a refused one never cached)."""
     try:
         client = parse_client(client_text, Code.BAD_REQUEST)
         service = ServiceId.parse(service_text)
@@ -276,7 +291,8 @@ def _load(
         raise EnvelopeError("malformed", f"header is not canonical JSON: {exc}") from None
     if obj.get("v") != PROTOCOL_VERSION or obj.get("type") != kind:
         raise EnvelopeError("malformed", f"not a version {PROTOCOL_VERSION} {kind} header")
-    if not keys <= set(obj) <= keys | optional:
+    names = obj.keys()
+    if not (names >= keys and (names <= keys or names <= keys | optional)):
         extra = f", and optionally {sorted(optional)}" if optional else ""
         raise EnvelopeError(
             "malformed", f"{kind} header fields must be exactly {sorted(keys)}{extra}"
@@ -329,30 +345,22 @@ class RequestHeader:
     )
 
     def to_bytes(self) -> bytes:
-        optional = (
-            {"represented_party": self.represented_party}
-            if self.represented_party is not None
-            else {}
-        )
-        return canonical_json(
-            {
-                **optional,
-                "v": PROTOCOL_VERSION,
-                "type": "request",
-                "id": self.message_id,
-                "xroad_id": self.xroad_id,
-                "client": str(self.client),
-                "service": str(self.service),
-                "method": self.method,
-                "path": self.path,
-                "query": self.query,
-                "headers": [list(h) for h in self.headers],
-                "user_id": self.user_id,
-                "issue": self.issue,
-                "created": self.created,
-                "body_sha256": self.body_sha256,
-                "body_length": self.body_length,
-            }
+        return request_json(
+            PROTOCOL_VERSION,
+            self.message_id,
+            self.xroad_id,
+            str(self.client),
+            str(self.service),
+            self.method,
+            self.path,
+            self.query,
+            self.headers,
+            self.user_id,
+            self.issue,
+            self.created,
+            self.body_sha256,
+            self.body_length,
+            self.represented_party,
         )
 
     def checked_bytes(self) -> bytes:
@@ -441,21 +449,18 @@ class ResponseHeader:
     )
 
     def to_bytes(self) -> bytes:
-        return canonical_json(
-            {
-                "v": PROTOCOL_VERSION,
-                "type": "response",
-                "id": self.message_id,
-                "xroad_id": self.xroad_id,
-                "client": str(self.client),
-                "service": str(self.service),
-                "request_hash": self.request_hash,
-                "status": self.status,
-                "headers": [list(h) for h in self.headers],
-                "created": self.created,
-                "body_sha256": self.body_sha256,
-                "body_length": self.body_length,
-            }
+        return response_json(
+            PROTOCOL_VERSION,
+            self.message_id,
+            self.xroad_id,
+            str(self.client),
+            str(self.service),
+            self.request_hash,
+            self.status,
+            self.headers,
+            self.created,
+            self.body_sha256,
+            self.body_length,
         )
 
     def checked_bytes(self) -> bytes:

@@ -21,11 +21,15 @@ from datetime import datetime
 from typing import Protocol
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
-from jwt.algorithms import ECAlgorithm
 
 from gateway.core.canonical import NotCanonicalError, canonical_json, parse_canonical
 from gateway.core.encoding import EncodingError, b64url, b64url_decode
@@ -35,7 +39,9 @@ from gateway.pki.profiles import CertificateError
 from gateway.pki.validation import verify_signing_certificate
 
 JWS_ALGORITHM = "ES256"
-_ES256 = ECAlgorithm(ECAlgorithm.SHA256)
+# ES256 (RFC 7518 section 3.4) on ``cryptography`` itself: ECDSA over P-256 with
+# SHA-256, the signature as raw ``r || s``. One algorithm object for every call.
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 
 
 def cert_ref(cert: x509.Certificate) -> str:
@@ -82,7 +88,7 @@ class Signer:
         self._sign: Callable[[bytes], bytes]
         if isinstance(key, ec.EllipticCurvePrivateKey):
             file_key = key
-            self._sign = lambda data: _ES256.sign(data, file_key)
+            self._sign = lambda data: _raw_es256(file_key.sign(data, _ECDSA_SHA256))
         else:
             external = key
             self._sign = lambda data: _raw_es256(external.sign(data))
@@ -211,6 +217,15 @@ class SignatureVerifier:
 
     def verify(self, jws: str, payload: bytes, now: datetime) -> VerifiedSignature:
         """Check ``jws`` over the detached ``payload``; return who signed it."""
+        return self.verify_encoded(jws, b64url(payload), now)
+
+    def verify_encoded(self, jws: str, encoded_payload: str, now: datetime) -> VerifiedSignature:
+        """:meth:`verify` of the payload whose base64url is ``encoded_payload``.
+
+        The signing input is that text: a node that received the payload as strict
+        base64url (the envelope, ``decode_segment``) passes the text it decoded, which
+        is exactly what encoding the bytes again would give, instead of encoding them.
+        """
         parts = jws.split(".")
         if len(parts) != 3 or parts[1] != "":
             raise EnvelopeError("signature", "not a compact JWS with detached payload")
@@ -220,9 +235,16 @@ class SignatureVerifier:
             signature = b64url_decode(signature_segment)
         except EncodingError:
             raise EnvelopeError("signature", "signature is not canonical base64url") from None
-        signing_input = f"{header_segment}.{b64url(payload)}".encode("ascii")
-        if len(signature) != 64 or not _ES256.verify(signing_input, signer.public_key, signature):
+        if len(signature) != 64:
             raise EnvelopeError("signature", "signature does not verify")
+        signing_input = f"{header_segment}.{encoded_payload}".encode("ascii")
+        der = encode_dss_signature(
+            int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+        )
+        try:
+            signer.public_key.verify(der, signing_input, _ECDSA_SHA256)
+        except InvalidSignature:
+            raise EnvelopeError("signature", "signature does not verify") from None
         return VerifiedSignature(
             signer.member,
             signer.certificate,

@@ -178,7 +178,8 @@ def open_request(
         raise _refused(exc) from None
     admit(header)
     try:
-        verified = verifier.verify(signature, header_bytes, now)
+        # ``envelope`` decoded strictly: it is the one base64url of ``header_bytes``.
+        verified = verifier.verify_encoded(signature, envelope, now)
     except EnvelopeError as exc:
         raise _refused(exc) from None
     if verified.signer != header.client.member:
@@ -209,7 +210,7 @@ def open_response(
     node receives it (steps 1 to 7 above)."""
     try:
         response_bytes = decode_segment(envelope)
-        verified = verifier.verify(signature, response_bytes, now)
+        verified = verifier.verify_encoded(signature, envelope, now)
         response = ResponseHeader.from_bytes(response_bytes)
     except EnvelopeError as exc:
         raise _refused(exc) from None

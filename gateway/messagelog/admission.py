@@ -49,6 +49,30 @@ def check_record(record: LogRecord) -> None:
         raise TypeError("header and body must be bytes")
     if record.body_sha256 is not None and not _HEX_SHA256.fullmatch(record.body_sha256):
         raise ValueError("body_sha256 must be a lower-case hex SHA-256")
+    # The leaf's text fields, all at once: ``str.join`` takes str values only (a str
+    # subclass too, as ``isinstance`` does) and the joined text encodes exactly when
+    # each value does (a lone surrogate stays one whatever is beside it). On any doubt
+    # the fields are read one by one, which names the first bad field, and decides.
+    try:
+        "".join(
+            (
+                record.message_id,
+                record.xroad_id,
+                record.client,
+                record.service,
+                record.created,
+                record.signature,
+                record.cert_ref,
+                record.ocsp_ref,
+            )
+        ).encode("utf-8")
+    except (TypeError, UnicodeEncodeError):
+        check_leaf_texts(record)
+
+
+def check_leaf_texts(record: LogRecord) -> None:
+    """Each of the leaf's text fields, in order: ``TypeError`` or ``ValueError`` naming
+    the first that is not UTF-8 text."""
     for name in _LEAF_TEXT_FIELDS:
         value = getattr(record, name)
         # The writer encodes these into the entry's Merkle leaf (UTF-8 JSON); a value
@@ -61,10 +85,30 @@ def check_record(record: LogRecord) -> None:
             raise ValueError(f"{name} is not valid Unicode text") from None
 
 
+_KNOWN_DER: dict[str, bytes] = {}
+"""References already checked, with the DER they were checked against: a node sends
+and receives the same few certificates and OCSP responses for many exchanges, and
+comparing the bytes costs less than hashing them again. Bounded by ``_MAX_KNOWN``."""
+_MAX_KNOWN: Final = 4_096
+
+
+def _is_sha256_of(ref: str, der: bytes) -> bool:
+    """Whether ``ref`` is the SHA-256 (hex) of ``der``; remembers a match, so the same
+    pair again is a comparison of bytes (a different ``der`` is hashed as ever)."""
+    if _KNOWN_DER.get(ref) == der:
+        return True
+    if hashlib.sha256(der).hexdigest() != ref:
+        return False
+    if len(_KNOWN_DER) >= _MAX_KNOWN:
+        _KNOWN_DER.clear()
+    _KNOWN_DER[ref] = bytes(der)
+    return True
+
+
 def check_certs(certs: Mapping[str, tuple[bytes, str]]) -> tuple[tuple[str, bytes, str], ...]:
     checked = []
     for ref, (der, jws_header) in certs.items():
-        if hashlib.sha256(der).hexdigest() != ref:
+        if not _is_sha256_of(ref, der):
             raise ValueError(f"cert_ref {ref!r} is not the SHA-256 of the certificate DER")
         checked.append((ref, bytes(der), jws_header))
     return tuple(checked)
@@ -73,7 +117,7 @@ def check_certs(certs: Mapping[str, tuple[bytes, str]]) -> tuple[tuple[str, byte
 def check_ocsp(ocsp: Mapping[str, bytes]) -> tuple[tuple[str, bytes], ...]:
     checked = []
     for ref, der in ocsp.items():
-        if hashlib.sha256(der).hexdigest() != ref:
+        if not _is_sha256_of(ref, der):
             raise ValueError(f"ocsp_ref {ref!r} is not the SHA-256 of the OCSP response DER")
         checked.append((ref, bytes(der)))
     return tuple(checked)

@@ -29,17 +29,18 @@ from typing import Any, Final
 
 import psycopg
 
+import gateway.messagelog.leaves as leaves
 import gateway.messagelog.postgres_admin as admin
 import gateway.messagelog.postgres_writes as side
 from gateway.core.encoding import format_time
-from gateway.core.logtree import LoggedEntry, entry_leaf, subjects_commitment
-from gateway.core.merkle import CompactTree, MerkleError, leaf_hash
+from gateway.core.merkle import CompactTree, MerkleError
 from gateway.messagelog.admission import Append
 from gateway.messagelog.postgres_schema import check_schema, connect, redacted
 from gateway.messagelog.records import (
     LogRecord,
     LogStoreError,
     MessageLogError,
+    OpRecord,
     ReplayError,
     SignedHeadRecord,
     TreeHeadRecord,
@@ -132,6 +133,9 @@ class PostgresWriterDb:
     @property
     def location(self) -> str:
         return redacted(self._url)
+
+    def idle(self) -> None:
+        """Nothing to do: PostgreSQL checkpoints on its own."""
 
     def rollback(self) -> None:
         try:
@@ -260,6 +264,10 @@ class PostgresWriterDb:
         new_certs: set[str] = set()
         new_ocsp: set[str] = set()
         outcomes: list[Outcome] = []
+        # Written once at the batch's end, in the order the entries produced them: one
+        # round trip each instead of one per entry and per exchange.
+        subtrees: list[tuple[int, int, bytes]] = []
+        operational: list[OpRecord] = []
         for unit in appends:
             if unit.replay_key is not None:
                 client, message_id, created = unit.replay_key
@@ -284,17 +292,23 @@ class PostgresWriterDb:
                 if unit.admin and not r.ocsp_ref:
                     r = dataclasses.replace(r, ocsp_ref=admin.kept_ocsp_ref(conn, r.cert_ref))
                 policy = None if unit.admin else body_policy
-                last_id = _insert_entry(
-                    conn, r, tree, logged_at, policy, salts, self._sealer, unit.admin
+                last_id, leaf = _insert_entry(
+                    conn, r, tree.size, logged_at, policy, salts, self._sealer, unit.admin
                 )
+                # The subtrees this leaf completes, in the entry's transaction.
+                subtrees += tree.append(leaf)
                 ids.append(last_id)
             if unit.admin:  # [entry id, leaf index(, settings version)]
                 ids.append(tree.size - 1)
                 if unit.settings is not None:
                     ids.append(admin.insert_settings(conn, unit.settings, logged_at, ids[0]))
-            if unit.operational:
-                side.insert_operational(conn, unit.operational)
+            operational += unit.operational
             outcomes.append(ids)
+        if subtrees:
+            with conn.cursor() as cur:
+                cur.executemany(_INSERT_SUBTREE, subtrees)
+        if operational:
+            side.insert_operational(conn, operational)
         if tree.size != size_before:
             conn.execute(_SAVE_TREE, (tree.size, last_id, tree.to_bytes()))
         conn.commit()
@@ -398,41 +412,22 @@ def _store_signed_head(
 def _insert_entry(
     conn: psycopg.Connection[tuple[Any, ...]],
     r: LogRecord,
-    tree: CompactTree,
+    leaf_index: int,
     logged_at: str,
     body_policy: Callable[[LogRecord], str] | None,
     salts: Callable[[], bytes],
     sealer: Sealer,
     is_admin: bool,
-) -> int:
-    """Insert one entry with its leaf and data subjects; append the leaf to ``tree``
-    (the leaf as ``sqlite_commit._insert_entry`` computes it, over the plaintext,
-    before ``sealer`` seals what the row stores)."""
+) -> tuple[int, bytes]:
+    """Insert one entry with its leaf and data subjects; return its id and leaf hash,
+    which the caller appends to the tree at ``leaf_index`` (the leaf as
+    ``sqlite_commit._insert_entry`` computes it, over the plaintext, before ``sealer``
+    seals what the row stores)."""
     omitted = body_policy(r) if body_policy is not None else ""
     digest = r.body_sha256 or hashlib.sha256(r.body).hexdigest()
     salt = salts()
-    subjects_sha256 = subjects_commitment(salt, r.subjects)
-    leaf = leaf_hash(
-        entry_leaf(
-            LoggedEntry(
-                str(r.role),
-                str(r.kind),
-                r.message_id,
-                r.xroad_id,
-                r.client,
-                r.service,
-                r.created,
-                logged_at,
-                r.header,
-                r.body,
-                r.signature,
-                r.cert_ref,
-                r.ocsp_ref,
-                digest,
-                subjects_sha256,
-            )
-        )
-    )
+    subjects_sha256 = leaves.commitment(salt, r.subjects)
+    leaf = leaves.new_leaf(r, logged_at, digest, subjects_sha256)
     header, body, sealed = sealer.seal_entry(r.header, b"" if omitted else r.body, admin=is_admin)
     row = conn.execute(
         _INSERT_ENTRY,
@@ -450,7 +445,7 @@ def _insert_entry(
             r.signature,
             r.cert_ref,
             r.ocsp_ref,
-            tree.size,
+            leaf_index,
             leaf,
             digest,
             omitted,
@@ -461,9 +456,6 @@ def _insert_entry(
     ).fetchone()
     assert row is not None
     entry_id = int(row[0])
-    # The subtrees this leaf completes, in the entry's transaction: proofs read them.
-    with conn.cursor() as cur:
-        cur.executemany(_INSERT_SUBTREE, tree.append(leaf))
     if r.subjects:
         rows = sealer.subject_rows(r.subjects)
         with conn.cursor() as cur:
@@ -472,4 +464,4 @@ def _insert_entry(
             side.record_read(conn, entry_id, sealer)
         else:
             side.store_read(conn, entry_id, sealer.seal_read(r.read) if sealed else r.read)
-    return entry_id
+    return entry_id, leaf

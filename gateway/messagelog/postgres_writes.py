@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import astuple
 from dataclasses import fields as dataclass_fields
 from typing import Any, Final
 
@@ -21,6 +20,7 @@ import psycopg
 from gateway.conf.tufclient import SIGNED_FILES
 from gateway.core.encoding import format_time
 from gateway.core.envelope import EnvelopeError
+from gateway.messagelog.leaves import op_rows
 from gateway.messagelog.records import (
     ARCHIVED,
     ArchivedEntry,
@@ -88,7 +88,7 @@ INSERT_OCSP: Final = (
 def insert_operational(conn: Conn, records: Sequence[OpRecord]) -> int:
     """Write operational monitoring records in the caller's transaction; their count."""
     with conn.cursor() as cur:
-        cur.executemany(_INSERT_OPERATIONAL, [astuple(r) for r in records])
+        cur.executemany(_INSERT_OPERATIONAL, op_rows(records))
     return len(records)
 
 

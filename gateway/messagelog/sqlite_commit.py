@@ -27,17 +27,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
+import gateway.messagelog.leaves as leaves
 import gateway.messagelog.sqlite_admin as admin
 import gateway.messagelog.sqlite_ddl as sqlite_ddl
 import gateway.messagelog.sqlite_writes as side
 from gateway.core.encoding import format_time
-from gateway.core.logtree import LoggedEntry, entry_leaf, subjects_commitment
+from gateway.core.logtree import LoggedEntry, entry_leaf
 from gateway.core.merkle import CompactTree, MerkleError, leaf_hash
 from gateway.messagelog.admission import Append
 from gateway.messagelog.records import (
     LogRecord,
     LogStoreError,
     MessageLogError,
+    OpRecord,
     ReplayError,
     SignedHeadRecord,
     TreeHeadRecord,
@@ -429,6 +431,10 @@ def insert_batch(
     new_ocsp: set[str] = set()
     outcomes: list[Outcome] = []
     size_before = tree.size
+    # Rows no statement of the batch reads back, inserted once at its end, in the order
+    # the entries produced them (the same rows and rowids as one insert per entry).
+    subtrees: list[tuple[int, int, bytes]] = []
+    operational: list[OpRecord] = []
     # IMMEDIATE takes the write lock up front, so a competing writer shows up as a
     # bounded wait here rather than as a failure halfway through the batch.
     conn.execute("BEGIN IMMEDIATE")
@@ -459,7 +465,11 @@ def insert_batch(
             if unit.admin and not r.ocsp_ref:
                 r = dataclasses.replace(r, ocsp_ref=admin.kept_ocsp_ref(conn, r.cert_ref))
             policy = None if unit.admin else body_policy
-            entry_id = _insert_entry(conn, r, tree, logged_at, policy, salts, sealer, unit.admin)
+            entry_id, leaf = _insert_entry(
+                conn, r, tree.size, logged_at, policy, salts, sealer, unit.admin
+            )
+            # The subtrees this leaf completes, in the entry's transaction: proofs read them.
+            subtrees += tree.append(leaf)
             ids.append(entry_id)
             last_id = entry_id
         if unit.admin:  # [entry id, leaf index(, settings version)]
@@ -467,8 +477,12 @@ def insert_batch(
             if unit.settings is not None:
                 ids.append(admin.insert_settings(conn, unit.settings, logged_at, ids[0]))
         if unit.operational:  # the exchange's monitoring record, with its entries
-            side.insert_operational(conn, unit.operational)
+            operational += unit.operational
         outcomes.append(ids)
+    if subtrees:
+        conn.executemany(side.INSERT_SUBTREE, subtrees)
+    if operational:
+        side.insert_operational(conn, operational)
     if tree.size != size_before:
         conn.execute(_SAVE_TREE, (tree.size, last_id, tree.to_bytes()))
     conn.execute("COMMIT")
@@ -478,44 +492,25 @@ def insert_batch(
 def _insert_entry(
     conn: sqlite3.Connection,
     r: LogRecord,
-    tree: CompactTree,
+    leaf_index: int,
     logged_at: str,
     body_policy: Callable[[LogRecord], str] | None,
     salts: Callable[[], bytes],
     sealer: Sealer,
     is_admin: bool,
-) -> int:
-    """Insert one entry with its leaf and data subjects; append the leaf to ``tree``.
+) -> tuple[int, bytes]:
+    """Insert one entry with its leaf and data subjects; return its id and leaf hash,
+    which the caller appends to the tree at ``leaf_index``.
     The leaf is over the plaintext; ``sealer`` seals what the row stores after it."""
     omitted = body_policy(r) if body_policy is not None else ""
     digest = r.body_sha256 or hashlib.sha256(r.body).hexdigest()
     # Every new entry gets a salt, with subjects or without, so the leaf
     # does not tell an auditor which entries disclosed a person.
     salt = salts()
-    subjects_sha256 = subjects_commitment(salt, r.subjects)
+    subjects_sha256 = leaves.commitment(salt, r.subjects)
     # The entry's Merkle leaf, from the same bytes the row stores: one
     # SHA-256 over header and body each, then O(log n) to extend the tree.
-    leaf = leaf_hash(
-        entry_leaf(
-            LoggedEntry(
-                str(r.role),
-                str(r.kind),
-                r.message_id,
-                r.xroad_id,
-                r.client,
-                r.service,
-                r.created,
-                logged_at,
-                r.header,
-                r.body,
-                r.signature,
-                r.cert_ref,
-                r.ocsp_ref,
-                digest,
-                subjects_sha256,
-            )
-        )
-    )
+    leaf = leaves.new_leaf(r, logged_at, digest, subjects_sha256)
     header, body, sealed = sealer.seal_entry(r.header, b"" if omitted else r.body, admin=is_admin)
     cur = conn.execute(
         _INSERT_ENTRY,
@@ -533,7 +528,7 @@ def _insert_entry(
             r.signature,
             r.cert_ref,
             r.ocsp_ref,
-            tree.size,
+            leaf_index,
             leaf,
             digest,
             omitted,
@@ -543,8 +538,6 @@ def _insert_entry(
         ),
     )
     assert cur.lastrowid is not None
-    # The subtrees this leaf completes, in the entry's transaction: proofs read them.
-    conn.executemany(side.INSERT_SUBTREE, tree.append(leaf))
     if r.subjects:  # data tracker index (keyed hash and sealed value), with the entry
         rows = sealer.subject_rows(r.subjects)
         conn.executemany(_INSERT_SUBJECT, [(cur.lastrowid, tag, value) for tag, value in rows])
@@ -553,7 +546,7 @@ def _insert_entry(
             side.record_read(conn, cur.lastrowid, sealer)
         else:
             side.store_read(conn, cur.lastrowid, sealer.seal_read(r.read) if sealed else r.read)
-    return cur.lastrowid
+    return cur.lastrowid, leaf
 
 
 def insert_tree_head(

@@ -10,6 +10,7 @@ methods (``PostgresWriterDb`` is the other one). This one wraps the functions of
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -22,9 +23,12 @@ from gateway.core.merkle import CompactTree
 from gateway.messagelog.admission import Append
 from gateway.messagelog.records import LogRecord, TreeHeadRecord
 from gateway.messagelog.sealing import Sealer
+from gateway.messagelog.sqlite_checkpoint import IdleCheckpoint
 from gateway.messagelog.sqlite_commit import BatchResult, TreeState
 
 __all__ = ["SqliteWriterDb"]
+
+_log = logging.getLogger(__name__)
 
 _BUSY_TIMEOUT_S: Final = 5.0
 """How long the writer waits for a lock held by another connection before failing."""
@@ -48,6 +52,7 @@ class SqliteWriterDb:
         )
         try:
             self._durability = commit.configure(conn)
+            self._checkpoint = IdleCheckpoint(conn, path)
         except BaseException:
             conn.close()
             raise
@@ -119,5 +124,15 @@ class SqliteWriterDb:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
 
+    def idle(self) -> None:
+        """The writer's queue is empty: copy the WAL into the file if it is due, off
+        the path of any caller (``sqlite_checkpoint``). Never raises: the writer thread
+        must go on, and SQLite's own checkpoint remains."""
+        try:
+            self._checkpoint.run_if_due()
+        except Exception:
+            _log.exception("message log: idle checkpoint failed")
+
     def close(self) -> None:
+        self._checkpoint.close()
         self._conn.close()

@@ -16,7 +16,6 @@ import hashlib
 import logging
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import astuple
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Final
@@ -25,6 +24,7 @@ from gateway.conf.tufclient import SIGNED_FILES
 from gateway.core.encoding import format_time
 from gateway.core.envelope import EnvelopeError
 from gateway.core.merkle import CompactTree
+from gateway.messagelog.leaves import op_rows
 from gateway.messagelog.records import (
     ARCHIVED,
     ArchivedEntry,
@@ -105,7 +105,7 @@ _INSERT_OPERATIONAL: Final = (
 
 def insert_operational(conn: sqlite3.Connection, records: Sequence[OpRecord]) -> int:
     """Write operational monitoring records in the caller's transaction; their count."""
-    conn.executemany(_INSERT_OPERATIONAL, [astuple(r) for r in records])
+    conn.executemany(_INSERT_OPERATIONAL, op_rows(records))
     return len(records)
 
 

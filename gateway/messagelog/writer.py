@@ -495,6 +495,8 @@ class MessageLog:
                         continue
                     with contextlib.suppress(RuntimeError):  # that loop is closed
                         item.loop.call_soon_threadsafe(resolve_head, item.future, outcome)
+                if self._queue.empty():
+                    self._db.idle()  # e.g. SQLite's checkpoint, after the callers resumed
         finally:
             self._db.close()
 

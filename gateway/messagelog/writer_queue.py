@@ -82,6 +82,9 @@ class WriterDb(Protocol):
 
     def rollback(self) -> None: ...
 
+    def idle(self) -> None:
+        """Called with the queue empty, every caller answered: deferred upkeep."""
+
     def close(self) -> None: ...
 
 

@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Final
 
 from cryptography import x509
 from multidict import CIMultiDict
@@ -55,6 +56,9 @@ from gateway.node.wire import (
 from gateway.pki.ocsp_cache import OcspEvidence
 
 log = logging.getLogger("gateway.node")
+
+_KNOWN_CODES: Final = {c.value: spec for c, spec in ERROR_TABLE.items()}
+"""The error table by code, for checking a provider's refusal before relaying it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,9 +191,7 @@ class ClientProxy:
         try:
             if represented_party is not None:
                 check_represented_party(represented_party)
-            kept_headers = check_headers(
-                [list(h) for h in end_to_end_headers(request.headers.items())]
-            )
+            kept_headers = check_headers(end_to_end_headers(request.headers.items()))
             check_path(path)
             check_query(query)
         except EnvelopeError as exc:
@@ -304,7 +306,7 @@ class ClientProxy:
     ) -> HttpResponse:
         """Section 10, step 3: pass the provider node's refusal on unchanged, if it is one."""
         code = headers["X-Road-Error"]
-        known = {c.value: spec for c, spec in ERROR_TABLE.items()}
+        known = _KNOWN_CODES
         try:
             doc = json.loads(body)
             valid = (

@@ -22,8 +22,6 @@ node's event loop; nothing is shared with other threads.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 
 from gateway.core.errors import Code, GatewayError
@@ -38,6 +36,7 @@ class Maintenance:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._admissions: dict[Code, Admission] = {}
 
     @property
     def enabled(self) -> bool:
@@ -87,24 +86,28 @@ class Maintenance:
         """The error a new exchange gets while the node is in maintenance."""
         return GatewayError(code, self.describe())
 
-    @contextmanager
-    def admit(self, code: Code) -> Iterator[None]:
-        """Count one exchange in flight for as long as the block runs, or refuse it
-        with ``code`` while the node is in maintenance.
+    def admit(self, code: Code) -> Admission:
+        """Count one exchange in flight for as long as the ``with`` block runs, or refuse
+        it with ``code`` (on entering the block) while the node is in maintenance.
 
         The check and the count are one step on the event loop (no ``await`` between
         them), so an exchange is either refused or counted before :meth:`drained` can
         see zero: maintenance never cuts an exchange it admitted."""
+        admission = self._admissions.get(code)
+        if admission is None:
+            admission = self._admissions[code] = Admission(self, code)
+        return admission
+
+    def _enter(self, code: Code) -> None:
         if self._since is not None:
             raise self.refusal(code)
         self._in_flight += 1
         self._idle.clear()
-        try:
-            yield
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
+
+    def _exit(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
 
     async def drained(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until no exchange is in flight; whether none
@@ -116,3 +119,21 @@ class Maintenance:
         except TimeoutError:
             return False
         return True
+
+
+class Admission:
+    """The ``with`` block of :meth:`Maintenance.admit`: one object per refusal code,
+    reused by every exchange, since it holds no state of its own (a generator context
+    manager would cost a generator and its frames per exchange)."""
+
+    __slots__ = ("_code", "_mode")
+
+    def __init__(self, mode: Maintenance, code: Code) -> None:
+        self._mode = mode
+        self._code = code
+
+    def __enter__(self) -> None:
+        self._mode._enter(self._code)
+
+    def __exit__(self, *exc: object) -> None:
+        self._mode._exit()

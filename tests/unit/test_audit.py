@@ -778,11 +778,16 @@ def test_a_log_from_before_subject_commitments_exports_and_verifies(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Entries with version 1 leaves (no salt, no commitment) still verify."""
-    from gateway.core.logtree import LoggedEntry
+    from gateway.messagelog import leaves
     from gateway.messagelog import sqlite_commit as messagelog
 
     # The writer as it was: a version 1 leaf and no salt or commitment stored.
-    monkeypatch.setattr(messagelog, "LoggedEntry", lambda *fields: LoggedEntry(*fields[:14]))
+    v2_leaf = leaves.new_leaf
+    monkeypatch.setattr(
+        leaves,
+        "new_leaf",
+        lambda r, logged_at, digest, _subjects: v2_leaf(r, logged_at, digest, None),
+    )
     monkeypatch.setattr(
         messagelog,
         "_INSERT_ENTRY",

@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.core.canonical import MAX_DEPTH, NotCanonicalError, canonical_json, parse_canonical
+from gateway.core.canonical import (
+    MAX_DEPTH,
+    NotCanonicalError,
+    _parse_strict,
+    canonical_json,
+    parse_canonical,
+)
 
 
 def _nested(depth: int) -> dict[str, Any]:
@@ -281,3 +287,90 @@ def test_any_inserted_space_is_refused(value: dict[str, Any], data: st.DataObjec
         return
     # Only a space inside a string can survive, and then it changes the value.
     assert parsed != value
+
+
+# ------------------------------------------------- the fast path and the strict parser
+
+
+def _outcome(parse: Any, data: bytes) -> Any:
+    try:
+        return ("value", parse(data))
+    except NotCanonicalError as exc:
+        return ("refused", str(exc))
+
+
+def _both_agree(data: bytes) -> None:
+    """``parse_canonical`` (its one-pass try first) accepts exactly what the strict
+    parser accepts, with the same value, and refuses the rest with the same message."""
+    assert _outcome(parse_canonical, data) == _outcome(_parse_strict, data)
+
+
+_out_of_range = st.integers(min_value=2**53, max_value=2**70) | st.integers(
+    max_value=-(2**53), min_value=-(2**70)
+)
+_any_scalar = _scalars | _out_of_range | st.floats() | st.text(max_size=6)
+_any_json = st.recursive(
+    _any_scalar,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_keys, inner, max_size=3),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=250, deadline=None)
+@given(st.dictionaries(_keys, _any_json, max_size=5), st.booleans())
+def test_fast_path_agrees_with_the_strict_parser_on_serialised_values(
+    value: dict[str, Any], ascii_only: bool
+) -> None:
+    """Floats, NaN, integers out of range, lone surrogates (escaped when
+    ``ascii_only``), nesting beyond the limit: each is refused as the strict parser
+    refuses it."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=ascii_only)
+    _both_agree(text.encode("utf-8", "surrogatepass"))
+
+
+@settings(max_examples=250, deadline=None)
+@given(st.dictionaries(_keys, _json, min_size=1, max_size=5), st.data())
+def test_fast_path_agrees_with_the_strict_parser_on_altered_bytes(
+    value: dict[str, Any], data: st.DataObject
+) -> None:
+    canonical = canonical_json(value) if _depth(value) <= MAX_DEPTH else b"{}"
+    at = data.draw(st.integers(min_value=0, max_value=len(canonical)))
+    cut = data.draw(st.integers(min_value=0, max_value=3))
+    insert = data.draw(
+        st.sampled_from([b"", b" ", b",", b'"a":1,', b"1.0", b"-0", b"NaN", b"\xff", b"\\u0041"])
+        | st.binary(max_size=3)
+    )
+    _both_agree(canonical[:at] + insert + canonical[at + cut :])
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a":1,"a":1}',
+        b'{"a":[{"b":1,"b":1}]}',
+        b'{"a":1.0}',
+        b'{"a":1e5}',
+        b'{"a":NaN}',
+        b'{"a":-Infinity}',
+        b'{"a":-0}',
+        b'{"a":9007199254740991}',
+        b'{"a":9007199254740992}',
+        b'{"a":-9007199254740992}',
+        b'{"a":' + b"9" * 5000 + b"}",
+        b'{"a":"\\ud800"}',
+        b'{"a":"\\u00e9"}',
+        b" {}",
+        b"{} ",
+        b"",
+        b"[]",
+        b"\xef\xbb\xbf{}",
+        b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+        json.dumps(_nested(MAX_DEPTH), separators=(",", ":")).encode(),
+        json.dumps(_nested(MAX_DEPTH + 1), separators=(",", ":")).encode(),
+        b'{"a":' * MAX_DEPTH + b"[]" + b"}" * MAX_DEPTH,
+        b'{"a":' * MAX_DEPTH + b"[1]" + b"}" * MAX_DEPTH,
+        b'{"a":' * MAX_DEPTH + b'{"b":"x"}' + b"}" * MAX_DEPTH,
+    ],
+)
+def test_fast_path_agrees_with_the_strict_parser_on_edge_cases(data: bytes) -> None:
+    _both_agree(data)

@@ -8,8 +8,10 @@ connection (a wrong end) or let a slow one live (no end).
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gateway.net.guard import ConnectionGuard, Framing, GuardSettings, Phase
+from gateway.net.guard import ConnectionGuard, Framing, GuardSettings, Phase, _head_end
 
 GET = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
 POST = b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
@@ -121,3 +123,75 @@ def test_the_end_of_a_head_is_where_the_first_empty_line_ends() -> None:
             want = None if match is None else (match.start(), match.end())
             assert _head_end(data, start) == want, (data, start)
             assert _head_end(bytearray(data), start) == want, (data, start)
+
+
+def _framing_with_crlf_folded(head: bytes) -> tuple[int, int, int]:
+    """The head's framing as read with every CRLF turned into LF first, the reading
+    ``Framing`` had before it split at LF alone: what the two make of a head must agree."""
+    framing = Framing()
+    framing._framing(head.replace(b"\r\n", b"\n"))
+    return framing.phase, framing.remaining, framing.completed
+
+
+_HEAD_PIECES = st.sampled_from(
+    [
+        b"\r\n",
+        b"\n",
+        b"\r",
+        b" ",
+        b"\t",
+        b":",
+        b",",
+        b"5",
+        b"12",
+        b"x",
+        b"Content-Length",
+        b"content-length:",
+        b"CONTENT-LENGTH : 7",
+        b"Transfer-Encoding:",
+        b"chunked",
+        b"gzip",
+        b"CONNECT ",
+        b"POST / HTTP/1.1",
+    ]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_HEAD_PIECES, max_size=24))
+def test_a_head_is_framed_alike_with_crlf_or_lf(pieces: list[bytes]) -> None:
+    head = b"".join(pieces)
+    framing = Framing()
+    framing._framing(head)
+    assert (framing.phase, framing.remaining, framing.completed) == (
+        _framing_with_crlf_folded(head)
+    )
+
+
+def _head_end_by_two_searches(buf: bytes, start: int) -> tuple[int, int] | None:
+    """The end of a head as the guard found it before one regex search: the earlier of
+    ``\\n\\n`` and ``\\n\\r\\n`` from ``start``, with a CR before it taken into the end."""
+    crlf = buf.find(b"\n\r\n", start)
+    lf = buf.find(b"\n\n", start, len(buf) if crlf < 0 else crlf + 1)
+    if lf >= 0:
+        newline, end = lf, lf + 2
+    elif crlf >= 0:
+        newline, end = crlf, crlf + 3
+    else:
+        return None
+    begin = newline - 1 if newline > start and buf[newline - 1] == 0x0D else newline
+    return begin, end
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.sampled_from([b"\r", b"\n", b"a", b"\r\n", b"\n\r"]), max_size=30),
+    st.integers(min_value=0, max_value=40),
+)
+def test_the_end_of_a_head_is_found_where_two_searches_found_it(
+    pieces: list[bytes], start: int
+) -> None:
+    buf = b"".join(pieces)
+    start = min(start, len(buf))
+    assert _head_end(buf, start) == _head_end_by_two_searches(buf, start)
+    assert _head_end(bytearray(buf), start) == _head_end_by_two_searches(buf, start)

@@ -142,6 +142,43 @@ def test_label_pairs_are_capped(tmp_path: Path) -> None:
     assert made_up == 1
 
 
+def test_each_exchange_counts_under_its_own_side_and_code(tmp_path: Path) -> None:
+    """The counter and histogram children are kept between exchanges: each exchange
+    still lands in its side's and outcome's series, every time."""
+    clock = SetClock(START)
+    log = open_log(tmp_path / "log.sqlite", clock=clock.now)
+    monitoring = Monitoring("n", clock, log, retention=timedelta(days=7))
+    outcomes: list[tuple[Side, Code | None]] = [(Side.CONSUMER, None)] * 3
+    outcomes += [(Side.PROVIDER, None)] * 2
+    outcomes += [(Side.PROVIDER, Code.SP_REPLAY_DETECTED)] * 4
+    for side, code in outcomes:
+        ex = monitoring.begin(side)
+        ex.client, ex.service = CLIENT, SERVICE
+        if code is None:
+            monitoring.succeeded(ex)
+        else:
+            monitoring.refused_with(ex, GatewayError(code, "seen"))
+    with monitoring.timing_commit():
+        pass
+
+    def count(side: str, code: str) -> float | None:
+        labels = {"side": side, "client": CLIENT, "service": SERVICE, "code": code}
+        return monitoring.registry.get_sample_value("gateway_exchanges_total", labels)
+
+    assert count("consumer", "ok") == 3
+    assert count("provider", "ok") == 2
+    assert count("provider", Code.SP_REPLAY_DETECTED.value) == 4
+    assert count("consumer", Code.SP_REPLAY_DETECTED.value) is None
+    durations = {
+        side: monitoring.registry.get_sample_value(
+            "gateway_exchange_duration_seconds_count", {"side": side}
+        )
+        for side in ("consumer", "provider")
+    }
+    assert durations == {"consumer": 3, "provider": 6}
+    assert monitoring.registry.get_sample_value("gateway_log_commit_duration_seconds_count") == 1
+
+
 def test_query_bounds() -> None:
     assert query_bound("since", "2026-03-02T10:00:00+02:00") == "2026-03-02T08:00:00.000Z"
     for bad in ("yesterday", "2026-03-02T10:00:00"):
