@@ -299,29 +299,29 @@ class _Date:
 
 def encode(response: HttpResponse, version: str, *, keep_alive: bool, head: bool) -> bytes:
     """The answer's bytes: status line in the request's version (1.0 or 1.1), the
-    handler's headers in order, ``Content-Length``, ``Date`` and ``Connection``."""
+    handler's headers in order, ``Content-Length``, ``Date`` and ``Connection``. A CR or
+    LF inside a header raises ``ValueError``: it would split the answer."""
     status = response.status
     body = response.body
+    headers = response.headers
     lines = [f"HTTP/{'1.0' if version == '1.0' else '1.1'} {status} {_REASONS.get(status, '')}"]
-    has_type = False
-    for name, value in response.headers:
-        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-            raise ValueError(f"a newline in the header {name!r}")
-        if not has_type and len(name) == 12 and name.lower() == "content-type":
-            has_type = True
-        lines.append(f"{name}: {value}")
+    lines += [f"{name}: {value}" for name, value in headers]
     if status < 200 or status in _NO_BODY_STATUS:
         body = b""
     else:
         lines.append(f"Content-Length: {len(body)}")
-        if body and not has_type:
+        if body and not any(name.lower() == "content-type" for name, _ in headers):
             lines.append("Content-Type: application/octet-stream")
     lines.append(f"Date: {_Date.now()}")
     if not keep_alive:
         lines.append("Connection: close")
     elif version == "1.0":
         lines.append("Connection: keep-alive")
-    data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    text = "\r\n".join(lines)
+    breaks = len(lines) - 1
+    if text.count("\n") != breaks or text.count("\r") != breaks:
+        raise ValueError("a CR or LF inside a header of the answer")
+    data = (text + "\r\n\r\n").encode("utf-8", "surrogateescape")
     return data if head or not body else data + body
 
 

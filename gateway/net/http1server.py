@@ -189,15 +189,19 @@ class _Connection(asyncio.Protocol):
         limit = self._server.max_field
         if len(value) > limit or len(name) > limit:
             raise _Refused(400, f"a header name or value is over {limit} bytes")
-        headers = self._raw_headers
-        headers.append((name, value))
-        if len(headers) > MAX_HEADERS:
-            raise _Refused(400, "too many header fields")
+        self._raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         parser = self._parser
-        headers = CIMultiDictProxy(CIMultiDict((_text(n), _text(v)) for n, v in self._raw_headers))
+        raw = self._raw_headers
+        if len(raw) > MAX_HEADERS:
+            raise _Refused(400, "too many header fields")
+        # llhttp admits only token characters in a name; a value is decoded as aiohttp
+        # did, so that bytes that are not UTF-8 go back out unchanged.
+        headers = CIMultiDictProxy(
+            CIMultiDict([(n.decode(), v.decode("utf-8", "surrogateescape")) for n, v in raw])
+        )
         version = parser.get_http_version()
         if version == "1.1" and "Host" not in headers:
             raise _Refused(400, "Missing 'Host' header in request.")

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.core.envelope import MAX_HEADER_FIELD
 from gateway.net.guard import GuardSettings, guarded_server
@@ -25,6 +27,7 @@ from gateway.net.http1server import (
     HttpResponse,
     Request,
     Routes,
+    encode,
     json_response,
     text_response,
 )
@@ -76,6 +79,10 @@ def _routes(seen: Seen) -> Routes:
         await asyncio.sleep(0)
         return text_response(f"hello {request.query.get('n', '')}")
 
+    async def inject(request: Request) -> HttpResponse:
+        return HttpResponse(200, b"x", [("X-Bad", "a\r\nSet-Cookie: s=1")])
+
+    routes.add_get("/inject", inject)
     routes.add(("POST",), "/echo", echo)
     routes.add(("POST",), "/refuse", refuse_first)
     routes.add_get("/slow", slow)
@@ -397,6 +404,37 @@ def test_shutdown_finishes_the_request_in_flight_and_closes_idle_connections() -
         assert not lean.connections
 
     run(test)
+
+
+def test_a_header_that_would_split_the_answer_is_never_written() -> None:
+    async def test(port: int, seen: Seen, lean: Http1Server, server: asyncio.Server) -> None:
+        reader, writer = await _connect(port)
+        writer.write(b"GET /inject HTTP/1.1\r\nHost: a\r\n\r\n")
+        answer = await _read_answer(reader)
+        assert answer.status_line == "HTTP/1.1 500 Internal Server Error"
+        assert "set-cookie" not in answer.headers
+        assert await _closed(reader)
+
+    run(test)
+
+
+_FIELD = st.text(alphabet="aZ-: \r\n\t\u00e9", max_size=8)
+
+
+@given(st.lists(st.tuples(_FIELD, _FIELD), max_size=4))
+def test_encode_refuses_exactly_the_headers_with_a_line_break(
+    headers: list[tuple[str, str]],
+) -> None:
+    breaks = any(c in field for pair in headers for field in pair for c in "\r\n")
+    response = HttpResponse(200, b"body", headers)
+    try:
+        data = encode(response, "1.1", keep_alive=True, head=False)
+    except ValueError:
+        assert breaks
+    else:
+        assert not breaks
+        head = data.split(b"\r\n\r\n", 1)[0].decode()
+        assert head.split("\r\n")[1 : 1 + len(headers)] == [f"{n}: {v}" for n, v in headers]
 
 
 # --- the same answers as aiohttp's server on the node's ports -----------------------------
