@@ -152,11 +152,15 @@ class _Connection(asyncio.Protocol):
                 self._refuse(400, f"Bad Request: {exc}")
 
     def eof_received(self) -> bool | None:
-        # Half-closed by the client: answer what was asked, then close.
+        # Half-closed by the client: answer what was asked, then close (over TLS the
+        # transport closes itself whatever is answered here).
         self._stopped = True
         current = self._current
         if current is not None and not current._done:
             current._connection_lost()
+        transport = self._transport
+        if transport is None or transport.get_extra_info("sslcontext") is not None:
+            return None
         return self._task is not None or bool(self._queue)
 
     def connection_lost(self, exc: Exception | None) -> None:
