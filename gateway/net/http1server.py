@@ -369,6 +369,12 @@ class _Connection(asyncio.Protocol):
             self._close()
 
     @property
+    def paused(self) -> bool:
+        """Whether the socket is not read (a body buffered past its mark, or a request
+        waiting its turn)."""
+        return self._paused
+
+    @property
     def idle(self) -> bool:
         return self._task is None and not self._in_head and self._current is None
 

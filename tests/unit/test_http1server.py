@@ -82,6 +82,14 @@ def _routes(seen: Seen) -> Routes:
     async def inject(request: Request) -> HttpResponse:
         return HttpResponse(200, b"x", [("X-Bad", "a\r\nSet-Cookie: s=1")])
 
+    async def later(request: Request) -> HttpResponse:
+        seen.entered.set()
+        await seen.release.wait()
+        body = await request.read(1 << 24)
+        seen.bodies.append(body)
+        return text_response(str(len(body or b"")))
+
+    routes.add(("POST",), "/later", later)
     routes.add_get("/inject", inject)
     routes.add(("POST",), "/echo", echo)
     routes.add(("POST",), "/refuse", refuse_first)
@@ -404,6 +412,62 @@ def test_shutdown_finishes_the_request_in_flight_and_closes_idle_connections() -
         assert not lean.connections
 
     run(test)
+
+
+def test_a_body_the_handler_has_not_asked_for_is_held_back_from_the_socket() -> None:
+    async def test(port: int, seen: Seen, lean: Http1Server, server: asyncio.Server) -> None:
+        reader, writer = await _connect(port)
+        size = 4 * 1024 * 1024
+        writer.write(b"POST /later HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
+        sending = asyncio.create_task(_send_body(writer, size))
+        await asyncio.wait_for(seen.entered.wait(), 5)
+        (conn,) = lean.connections
+        for _ in range(200):  # until the buffer passed its high-water mark
+            if conn.paused:
+                break
+            await asyncio.sleep(0.02)
+        assert conn.paused
+        assert not sending.done()  # the client is held back, not buffered whole
+        seen.release.set()
+        answer = await _read_answer(reader)
+        assert answer.body == str(size).encode()
+        await asyncio.wait_for(sending, 5)
+        assert seen.bodies == [b"z" * size]
+
+    run(test)
+
+
+async def _send_body(writer: asyncio.StreamWriter, size: int) -> None:
+    piece = b"z" * 65536
+    for _ in range(size // len(piece)):
+        writer.write(piece)
+        await writer.drain()
+
+
+def test_an_idle_kept_alive_connection_is_closed_after_the_keepalive_timeout() -> None:
+    async def main() -> None:
+        routes = Routes()
+
+        async def hello(request: Request) -> HttpResponse:
+            return text_response("hi")
+
+        routes.add_get("/", hello)
+        lean = Http1Server(routes, keepalive_timeout=0.3)
+        server = await guarded_server(lean, "127.0.0.1", 0, GuardSettings())
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", server.sockets[0].getsockname()[1]
+        )
+        try:
+            writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert (await _read_answer(reader)).body == b"hi"
+            assert await _closed(reader)
+            assert not lean.connections
+        finally:
+            writer.close()
+            server.close()
+            await lean.shutdown(1.0)
+
+    asyncio.run(main())
 
 
 def test_a_header_that_would_split_the_answer_is_never_written() -> None:
