@@ -140,8 +140,12 @@ class _Connection(asyncio.Protocol):
                 if self._head_size > self._server.max_head:
                     raise _Refused(431, "the request head is too large")
         except httptools.HttpParserUpgrade:
-            # CONNECT or an Upgrade: served as a plain request, then the connection closes.
+            # CONNECT or an Upgrade: served as a plain request, then the connection closes;
+            # what follows the head is another protocol's, never a body.
             self._stopped = True
+            current = self._current
+            if current is not None and not current._done:
+                current._finish()
         except _Refused as refused:
             self._refuse(refused.status, str(refused))
         except httptools.HttpParserError as exc:
