@@ -241,7 +241,8 @@ class LogStats:
     """Counters that show whether group commit is actually sharing commits.
 
     ``units`` counts appends whose records were committed (replays excluded);
-    ``largest_batch`` is the most units handled in one transaction.
+    ``largest_batch`` is the most units handled in one transaction; ``inline_commits``
+    the transactions a lone append ran on its caller's thread (``inline_commit.py``).
     """
 
     commits: int = 0
@@ -249,6 +250,7 @@ class LogStats:
     rows: int = 0
     largest_batch: int = 0
     failed_batches: int = 0
+    inline_commits: int = 0
 
 
 # -- what is read back ---------------------------------------------------------------------

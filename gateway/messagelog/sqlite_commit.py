@@ -420,6 +420,7 @@ def insert_batch(
     body_policy: Callable[[LogRecord], str] | None,
     salts: Callable[[], bytes],
     sealer: Sealer,
+    begun: bool = False,
 ) -> BatchResult:
     """Write a batch of appends in one transaction and extend ``tree`` with their leaves.
 
@@ -436,8 +437,10 @@ def insert_batch(
     subtrees: list[tuple[int, int, bytes]] = []
     operational: list[OpRecord] = []
     # IMMEDIATE takes the write lock up front, so a competing writer shows up as a
-    # bounded wait here rather than as a failure halfway through the batch.
-    conn.execute("BEGIN IMMEDIATE")
+    # bounded wait here rather than as a failure halfway through the batch. ``begun``:
+    # the caller took it already (``SqliteWriterDb.try_insert_batch``).
+    if not begun:
+        conn.execute("BEGIN IMMEDIATE")
     for unit in appends:
         if unit.replay_key is not None:
             client, message_id, created = unit.replay_key

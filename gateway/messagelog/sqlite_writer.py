@@ -21,9 +21,10 @@ import gateway.messagelog.sqlite_commit as commit
 import gateway.messagelog.sqlite_writes as side
 from gateway.core.merkle import CompactTree
 from gateway.messagelog.admission import Append
+from gateway.messagelog.inline_commit import WriterBusy
 from gateway.messagelog.records import LogRecord, TreeHeadRecord
 from gateway.messagelog.sealing import Sealer
-from gateway.messagelog.sqlite_checkpoint import IdleCheckpoint
+from gateway.messagelog.sqlite_checkpoint import IDLE_CHECKPOINT_FRAMES, IdleCheckpoint
 from gateway.messagelog.sqlite_commit import BatchResult, TreeState
 
 __all__ = ["SqliteWriterDb"]
@@ -102,6 +103,45 @@ class SqliteWriterDb:
             sealer=self._sealer,
         )
 
+    def try_insert_batch(
+        self,
+        appends: Sequence[Append],
+        *,
+        tree: CompactTree,
+        last_id: int,
+        logged_at: str,
+        stored_certs: set[str],
+        stored_ocsp: set[str],
+        body_policy: Callable[[LogRecord], str] | None,
+        salts: Callable[[], bytes],
+    ) -> BatchResult:
+        """``insert_batch`` for an inline commit on the event loop's thread: the write
+        lock is taken without waiting, and ``WriterBusy`` raised (nothing begun) if
+        another connection holds it, so the loop never sits in SQLite's busy wait."""
+        conn = self._conn
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+                raise WriterBusy(str(exc)) from exc
+            raise
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+        return commit.insert_batch(
+            conn,
+            appends,
+            tree=tree,
+            last_id=last_id,
+            logged_at=logged_at,
+            stored_certs=stored_certs,
+            stored_ocsp=stored_ocsp,
+            body_policy=body_policy,
+            salts=salts,
+            sealer=self._sealer,
+            begun=True,
+        )
+
     def insert_tree_head(
         self, head: TreeHeadRecord, *, stored_at: str, tree_size: int
     ) -> tuple[int, datetime | None]:
@@ -132,6 +172,12 @@ class SqliteWriterDb:
             self._checkpoint.run_if_due()
         except Exception:
             _log.exception("message log: idle checkpoint failed")
+
+    def idle_due(self) -> bool:
+        """Whether ``idle`` would checkpoint now: after an inline commit, the writer
+        thread is woken for it (it is not the caller's to wait for)."""
+        waiting = self._checkpoint.waiting_frames()
+        return waiting is not None and waiting >= IDLE_CHECKPOINT_FRAMES
 
     def close(self) -> None:
         self._checkpoint.close()

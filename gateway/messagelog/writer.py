@@ -11,8 +11,8 @@ same group commit on both.
 An fsync per request would cap throughput at the disk's sync rate, so one writer thread
 collects whatever units are waiting and commits them together in a single transaction
 (group commit): every caller still waits for its own durable commit, but many callers
-share one fsync. The event loop never touches SQLite on this path; it only queues work
-and awaits a future the writer resolves.
+share one fsync. The event loop queues work and awaits a future the writer resolves;
+only an append that is alone commits on the loop's thread (``inline_commit.py``).
 
 Every entry is also a leaf of an RFC 9162 Merkle tree (docs/message-log.md): the writer
 computes the leaf hash, stores it with the entry and extends the tree's compact frontier
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import queue
 import secrets
@@ -44,24 +43,25 @@ from gateway.core.logtree import SUBJECTS_SALT_SIZE
 from gateway.core.merkle import CompactTree
 from gateway.messagelog.admission import Append, admin_append
 from gateway.messagelog.backend import open_backend
+from gateway.messagelog.inline_commit import CommitGate, WriterBusy, inline_commit_setting
 from gateway.messagelog.records import (
     AdminReceipt,
-    CosignatureRow,
     LogRecord,
     LogStats,
     MessageLogError,
     OpRecord,
-    StoredStatus,
     TimestampBacklog,
     TreeHeadRecord,
     TreeSnapshot,
 )
 from gateway.messagelog.sealing import DataKey
-from gateway.messagelog.sqlite_commit import Outcome
+from gateway.messagelog.sqlite_commit import BatchResult, Outcome
+from gateway.messagelog.sqlite_writer import SqliteWriterDb
 from gateway.messagelog.store import LogStore
 from gateway.messagelog.writer_queue import (
     Counters,
     HeadUnit,
+    Idle,
     Stop,
     Unit,
     WriterDb,
@@ -70,6 +70,7 @@ from gateway.messagelog.writer_queue import (
     resolve,
     resolve_head,
 )
+from gateway.messagelog.writer_side import SideWrites
 
 __all__ = ["MessageLog"]
 
@@ -82,7 +83,7 @@ def _failure(reason: str, cause: BaseException) -> MessageLogError:
     return error
 
 
-class MessageLog:
+class MessageLog(SideWrites):
     """Append-only durable log of signed messages for one node.
 
     Create it, ``start()`` it (or use ``async with``), ``await append(...)`` from the event
@@ -101,7 +102,10 @@ class MessageLog:
         body_policy: Callable[[LogRecord], str] | None = None,
         salts: Callable[[], bytes] | None = None,
         data_key: DataKey | None = None,
+        inline_commit: bool | None = None,
     ) -> None:
+        """``inline_commit``: may a lone append commit on its caller's thread (SQLite
+        only; None: ``GATEWAY_LOG_INLINE_COMMIT``, on unless set off; ``inline_commit.py``)."""
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._salts = salts or (lambda: secrets.token_bytes(SUBJECTS_SALT_SIZE))
@@ -115,7 +119,11 @@ class MessageLog:
         self._path, self._db, self._store = open_backend(location, data_key)
         self._clock = clock
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[Unit | HeadUnit | WriteUnit | Stop] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Unit | HeadUnit | WriteUnit | Idle | Stop]
+        self._queue = queue.SimpleQueue()
+        inline = inline_commit_setting() if inline_commit is None else inline_commit
+        self._inline = self._db if inline and isinstance(self._db, SqliteWriterDb) else None
+        self._gate = CommitGate(self._inline is not None, self._queue.put)
         self._counters = Counters()
         self._state_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -239,7 +247,7 @@ class MessageLog:
     def stats(self) -> LogStats:
         c = self._counters
         with c.lock:
-            return LogStats(c.commits, c.units, c.rows, c.largest_batch, c.failed_batches)
+            return LogStats(c.commits, c.units, c.rows, c.largest_batch, c.failed_batches, c.inline)
 
     def seen_since(self, created_after: str) -> list[tuple[str, str, str]]:
         """Requests received (client, message id, created) created after a time.
@@ -270,13 +278,11 @@ class MessageLog:
         returns, so no caller is left waiting on a log that has gone away.
         """
         with self._state_lock:
-            if self._closed:
-                thread = self._thread
-            else:
-                self._closed = True
-                thread = self._thread
-                if thread is not None:
-                    self._queue.put(Stop())
+            first, self._closed, thread = not self._closed, True, self._thread
+        while self._gate.deciding:  # a lone append accepted before, one turn from its path
+            await asyncio.sleep(0.001)
+        if first and thread is not None:
+            self._queue.put(Stop())
         if thread is None:
             self._db.close()
             return
@@ -294,14 +300,22 @@ class MessageLog:
     ) -> None:
         await self.close()
 
-    def _enqueue(self, unit: Unit | HeadUnit | WriteUnit) -> None:
+    def _enter_lobby(self, unit: Unit) -> bool:
+        with self._state_lock:
+            self._check_running()
+            return self._gate.enter(unit)
+
+    def _enqueue(self, unit: Unit | HeadUnit | WriteUnit | Idle) -> None:
         """Hand ``unit`` to the writer thread, or refuse if the log is not running."""
         with self._state_lock:
-            if self._closed:
-                raise MessageLogError("the message log is closed")
-            if self._thread is None:
-                raise MessageLogError("the message log is not started")
-            self._queue.put(unit)
+            self._check_running()
+            self._gate.queue(unit)  # counted: no inline commit overtakes it
+
+    def _check_running(self) -> None:
+        if self._closed:
+            raise MessageLogError("the message log is closed")
+        if self._thread is None:
+            raise MessageLogError("the message log is not started")
 
     async def append(
         self,
@@ -325,14 +339,30 @@ class MessageLog:
         Raises ``MessageLogError`` if the entry could not be made durable.
 
         If the awaiting task is cancelled, the unit is still written: it may already be
-        part of a transaction in progress.
+        part of a transaction in progress. An append alone commits on this thread
+        (``inline_commit.py``), the same transaction the writer would run.
         """
         checked = Append.checked(records, certs, ocsp, replay_key, operational)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[int]] = loop.create_future()
-        unit = Unit(checked, loop, future)
-        self._enqueue(unit)
-        return await future
+        return await self._gate.append(Unit(checked, loop, future), self)
+
+    def _commit_inline(self, unit: Unit) -> Outcome | None:
+        """The caller's thread, holding the gate's ``writing`` lock: ``unit`` alone, in
+        its own transaction; None (nothing begun) if another connection holds the
+        file's write lock: then the writer takes it."""
+        if self._inline is None:
+            return None
+        try:
+            outcome = self._commit_batch([unit], self._inline.try_insert_batch)[0]
+        except WriterBusy:
+            return None
+        with self._counters.lock:
+            self._counters.inline += 1
+        if self._inline.idle_due():
+            with contextlib.suppress(MessageLogError):  # closed meanwhile: no upkeep
+                self._enqueue(Idle())
+        return outcome
 
     async def append_admin(
         self,
@@ -375,7 +405,7 @@ class MessageLog:
         """Run ``work`` in its own transaction on the writer thread; return its result.
 
         For the log's side tables (configuration history, own OCSP answers, witness
-        co-signatures and alerts; the typed methods above and ``gateway.messagelog.sqlite_writes``):
+        co-signatures and alerts; the typed methods of ``writer_side`` and ``sqlite_writes``):
         they get the same durability as entries and never compete with the writer for the
         database lock. ``work`` receives the writer's connection of the backend (sqlite3
         or psycopg): the backend's own tool, not part of the ``LogWriter`` protocol.
@@ -396,61 +426,6 @@ class MessageLog:
         table changes. Raises ``MessageLogError`` when that cannot be made durable.
         """
         await self.write(self._db.probe_work())
-
-    async def record_configuration(
-        self, files: Sequence[tuple[str, bytes]], serial: int, applied_at: str
-    ) -> bool:
-        """Durably add a configuration version to the log's history unless it is the one
-        recorded last; True if it was added (docs/message-log.md 8.1)."""
-        return bool(
-            await self.write(
-                functools.partial(
-                    self._db.side.record_version, files=files, serial=serial, applied_at=applied_at
-                )
-            )
-        )
-
-    async def keep_own_status(self, ref: str, status: StoredStatus | None) -> None:
-        """Keep a good OCSP answer for one of the node's own certificates for the next
-        start-up, or forget the kept one (``None``: the certificate was revoked)."""
-        await self.write(functools.partial(self._db.side.store_status, ref=ref, status=status))
-
-    async def add_cosignature(
-        self, row: CosignatureRow, cert: tuple[str, bytes, str], ocsp_der: bytes
-    ) -> None:
-        """Store a witness co-signature with the certificate ``(ref, DER, JWS header)``
-        and OCSP response it relies on (ignored if that co-signature is already kept)."""
-        await self.write(
-            functools.partial(
-                self._db.side.insert_cosignature, row=row, cert=cert, ocsp_der=ocsp_der
-            )
-        )
-
-    async def add_witness_alert(
-        self, peer: str, code: str, detail: str, evidence: str, detected_at: str
-    ) -> None:
-        """Record a peer's split view or refused tree head with its evidence."""
-        await self.write(
-            functools.partial(
-                self._db.side.insert_alert,
-                peer=peer,
-                code=code,
-                detail=detail,
-                evidence=evidence,
-                detected_at=detected_at,
-            )
-        )
-
-    async def record_operational(self, records: Sequence[OpRecord]) -> None:
-        """Write a batch of operational records (refusals: no entry to commit them with)."""
-        await self.write(functools.partial(self._db.side.insert_operational, records=records))
-
-    async def prune_operational(self, before: str) -> int:
-        """Delete the operational records whose request came in before ``before``."""
-        removed = await self.write(
-            functools.partial(self._db.side.prune_operational, before=before)
-        )
-        return removed if isinstance(removed, int) else 0
 
     def _commit_write(self, unit: WriteUnit) -> object:
         """Writer thread: one ``write`` unit in its own transaction."""
@@ -480,34 +455,42 @@ class MessageLog:
                         stopping = True
                         break
                     items.append(item)
-                batch = [u for u in items if isinstance(u, Unit)]
-                if batch:
-                    self._deliver(batch, self._commit_batch(batch))
-                # Tree heads and side writes are rare and get their own transaction each,
-                # so a refused one can never fail the exchanges queued with it.
-                for item in items:
-                    outcome: object
-                    if isinstance(item, HeadUnit):
-                        outcome = self._commit_head(item.head)
-                    elif isinstance(item, WriteUnit):
-                        outcome = self._commit_write(item)
-                    else:
-                        continue
-                    with contextlib.suppress(RuntimeError):  # that loop is closed
-                        item.loop.call_soon_threadsafe(resolve_head, item.future, outcome)
-                if self._queue.empty():
-                    self._db.idle()  # e.g. SQLite's checkpoint, after the callers resumed
+                with self._gate.writing:  # an inline commit's transaction is over
+                    self._write(items)
+                self._gate.settled(len(items))
         finally:
-            self._db.close()
+            with self._gate.writing:
+                self._db.close()
 
-    def _commit_batch(self, batch: list[Unit]) -> list[Outcome]:
-        """Writer thread: one batch in one transaction; publish the tree only once it
-        is durable, restore it if the transaction rolls back."""
+    def _write(self, items: list[Unit | HeadUnit | WriteUnit | Idle]) -> None:
+        batch = [u for u in items if isinstance(u, Unit)]
+        if batch:
+            self._deliver(batch, self._commit_batch(batch))
+        # Tree heads and side writes are rare and get their own transaction each,
+        # so a refused one can never fail the exchanges queued with it.
+        for item in items:
+            outcome: object
+            if isinstance(item, HeadUnit):
+                outcome = self._commit_head(item.head)
+            elif isinstance(item, WriteUnit):
+                outcome = self._commit_write(item)
+            else:
+                continue
+            with contextlib.suppress(RuntimeError):  # that loop is closed
+                item.loop.call_soon_threadsafe(resolve_head, item.future, outcome)
+        if self._queue.empty():
+            self._db.idle()  # e.g. SQLite's checkpoint, after the callers resumed
+
+    def _commit_batch(
+        self, batch: list[Unit], insert: Callable[..., BatchResult] | None = None
+    ) -> list[Outcome]:
+        """Writer thread (or an inline commit): one batch in one transaction; publish the
+        tree only once it is durable, restore it if the transaction rolls back."""
         tree = self._tree
         before = tree.copy()  # O(log n): restored if the transaction rolls back
         try:
             logged_at = format_time(self._clock())
-            done = self._db.insert_batch(
+            done = (insert or self._db.insert_batch)(
                 [unit.append for unit in batch],
                 tree=tree,
                 last_id=self._published[2],
@@ -517,6 +500,8 @@ class MessageLog:
                 body_policy=self._body_policy,
                 salts=self._salts,
             )
+        except WriterBusy:
+            raise  # nothing was begun: the writer thread takes the batch
         except Exception as exc:
             self._rollback()
             self._tree = before

@@ -26,6 +26,7 @@ __all__ = [
     "KNOWN_REFS",
     "Counters",
     "HeadUnit",
+    "Idle",
     "Stop",
     "Unit",
     "WriteUnit",
@@ -116,6 +117,11 @@ class WriteUnit:
 
 
 @dataclass(slots=True)
+class Idle:
+    """Queue nudge after an inline commit: let the writer run its idle upkeep."""
+
+
+@dataclass(slots=True)
 class Stop:
     """Queue sentinel: everything queued before it is written, then the writer exits."""
 
@@ -127,6 +133,7 @@ class Counters:
     rows: int = 0
     largest_batch: int = 0
     failed_batches: int = 0
+    inline: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
