@@ -484,8 +484,6 @@ def guarded_site(
     processes) instead of binding ``host:port`` itself."""
     from aiohttp import web
 
-    guard = ConnectionGuard(settings, name)
-
     class GuardedSite(web.BaseSite):
         @property
         def name(self) -> str:
@@ -496,13 +494,15 @@ def guarded_site(
             await super().start()
             server = runner.server
             assert server is not None
-            where: dict[str, Any] = {"sock": sock} if sock else {"host": host, "port": port}
-            self._server = await asyncio.get_running_loop().create_server(
-                guard.wrap(server),
-                **where,
-                ssl=ssl_context,
+            self._server = await guarded_server(
+                server,
+                host,
+                port,
+                settings,
+                ssl_context=ssl_context,
                 backlog=backlog,
-                ssl_handshake_timeout=settings.header_timeout if ssl_context else None,
+                name=name,
+                sock=sock,
             )
 
     return GuardedSite(runner, ssl_context=ssl_context, backlog=backlog)

@@ -293,7 +293,11 @@ class _Connection(asyncio.Protocol):
     def _complete(self, keep: bool) -> None:
         """The answer is whole; it is handed over once the bytes read with it parsed."""
         headers: CIMultiDict[str] = CIMultiDict(self._headers)
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        pieces, self._body = self._body, []
+        body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        # The pieces go now: a pooled connection holds no part of an answer it handed
+        # over until its next request (a megabyte body per idle connection otherwise).
+        del pieces
         self._done = Response(self._parser.get_status_code(), headers, body, self.peer_cert)
         self._keep = keep
 

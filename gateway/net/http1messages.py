@@ -23,6 +23,9 @@ from urllib.parse import parse_qsl, unquote
 
 from multidict import CIMultiDictProxy, MultiDict, MultiDictProxy
 
+BODY_SPLIT: Final = 64 * 1024
+"""An answer's body at least this long is written apart from its head, not copied onto
+it (a copy of a 1 MiB body costs more than a second write; under this, one write)."""
 HIGH_WATER: Final = 256 * 1024
 """Body bytes buffered for a handler that has not asked for them before the socket is
 no longer read (the guard then counts the stall as the server's)."""
@@ -301,6 +304,16 @@ def encode(response: HttpResponse, version: str, *, keep_alive: bool, head: bool
     """The answer's bytes: status line in the request's version (1.0 or 1.1), the
     handler's headers in order, ``Content-Length``, ``Date`` and ``Connection``. A CR or
     LF inside a header raises ``ValueError``: it would split the answer."""
+    start, body = encode_parts(response, version, keep_alive=keep_alive, head=head)
+    return start + body if body else start
+
+
+def encode_parts(
+    response: HttpResponse, version: str, *, keep_alive: bool, head: bool
+) -> tuple[bytes, bytes]:
+    """:func:`encode`'s answer as its head and its body (empty for ``HEAD``, 1xx, 204 and
+    304), the body the handler's own object: a large body is written after its head
+    rather than copied onto it (the server joins only bodies under :data:`BODY_SPLIT`)."""
     status = response.status
     body = response.body
     headers = response.headers
@@ -322,7 +335,7 @@ def encode(response: HttpResponse, version: str, *, keep_alive: bool, head: bool
     if text.count("\n") != breaks or text.count("\r") != breaks:
         raise ValueError("a CR or LF inside a header of the answer")
     data = (text + "\r\n\r\n").encode("utf-8", "surrogateescape")
-    return data if head or not body else data + body
+    return data, b"" if head else body
 
 
 def closing_answer(status: int, text: str) -> bytes:

@@ -4,8 +4,9 @@ The node's consumer and peer ports answer one kind of request each, with a head 
 few KiB and a bounded body, and their handlers build the whole answer before a byte of
 it is written (nothing leaves a node before its log commit). aiohttp's server wraps
 that in an application, a router, request and response objects, a stream reader and a
-stream writer; here a connection is a parser, a queue of requests and one
-``transport.write`` per answer (docs/adr/0068-lean-http-server-on-the-node-ports.md).
+stream writer; here a connection is a parser, a queue of requests and one write per
+answer, a large body after its head rather than copied onto it
+(docs/adr/0068-lean-http-server-on-the-node-ports.md).
 
 What it does: keep-alive (idle connections closed after ``keepalive_timeout``), pipelined
 requests answered one at a time and in order, request bodies by ``Content-Length`` or
@@ -39,6 +40,7 @@ import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.net.http1messages import (
+    BODY_SPLIT,
     HIGH_WATER,
     ClientGone,
     Handler,
@@ -48,6 +50,7 @@ from gateway.net.http1messages import (
     VersionRefusal,
     closing_answer,
     encode,
+    encode_parts,
     json_response,
     plain_version_refusal,
     text_response,
@@ -318,11 +321,17 @@ class _Connection(asyncio.Protocol):
         complete = request._done
         keep_alive = request.keep_alive and not response.close and complete and not self.closing
         try:
-            data = encode(response, version, keep_alive=keep_alive, head=request.method == "HEAD")
+            data, body = encode_parts(
+                response, version, keep_alive=keep_alive, head=request.method == "HEAD"
+            )
         except ValueError:
             log.exception("%s: cannot write the answer to %s", server.name, request.path)
-            data, keep_alive = closing_answer(500, "500 Internal Server Error"), False
-        transport.write(data)
+            data, body = closing_answer(500, "500 Internal Server Error"), b""
+            keep_alive = False
+        if len(body) >= BODY_SPLIT:
+            transport.writelines((data, body))
+        else:
+            transport.write(data + body if body else data)
         if keep_alive:
             return True
         if not complete and not request._lost and self._refusal is None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import re
 import ssl
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from gateway.net.http1client import (
     PeerRejected,
     TimedOut,
     TooLarge,
+    os_reason,
 )
 from gateway.node.tls import RegistryContext
 from gateway.pki.ocsp_cache import find_issuer
@@ -75,14 +75,8 @@ def describe_failure(exc: BaseException, timeout: float) -> str:
 
 
 def _os_reason(error: OSError) -> str:
-    """``connection refused`` rather than asyncio's ``Connect call failed ('h', p)``."""
-    if isinstance(error, ssl.SSLCertVerificationError) and error.verify_message:
-        return str(error.verify_message)
-    if isinstance(error, ssl.SSLError):
-        return str(error.reason or error.strerror or type(error).__name__).lower()
-    if error.errno:
-        return os.strerror(error.errno).lower()
-    return _OBJECT_REPR.sub("", str(error)).strip() or type(error).__name__
+    """The lean client's reading of an ``OSError``, without aiohttp's object reprs."""
+    return _OBJECT_REPR.sub("", os_reason(error)).strip() or type(error).__name__
 
 
 class _AnyOf(Fingerprint):
