@@ -33,6 +33,7 @@ from gateway.messagelog import (
     read_entries,
 )
 from gateway.messagelog.inline_commit import INLINE_COMMIT_ENV, inline_commit_setting
+from gateway.messagelog.sqlite_checkpoint import BACKSTOP_FRAMES, IDLE_CHECKPOINT_FRAMES
 
 NOW = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 CLIENT = "DE-NRW/GOV/05974040/gewerbeamt"
@@ -308,3 +309,23 @@ def test_inline_and_writer_paths_write_the_same_log_and_refuse_alike(
     assert open_store(on).leaf_hashes(count_entries(on)) == open_store(off).leaf_hashes(
         count_entries(off)
     )
+
+
+def test_after_a_large_inline_commit_the_writer_checkpoints(tmp_path: Path) -> None:
+    """The inline commit leaves the WAL's copy into the file to the writer thread, woken
+    for it (docs/adr/0067-the-log-checkpoints-when-its-writer-is-idle.md)."""
+    path = tmp_path / "log.db"
+    body = b"x" * (3 * IDLE_CHECKPOINT_FRAMES * 4096 // 4)  # past the idle threshold
+    assert len(body) * 2 < BACKSTOP_FRAMES * 4096  # and short of SQLite's own
+
+    async def scenario() -> None:
+        async with open_log(path) as log:
+            await log.append([record("big-1", body), record("big-2", body)])
+            assert log.stats.inline_commits == 1
+            for _ in range(1000):
+                if path.stat().st_size > 2 * len(body):
+                    break
+                await asyncio.sleep(0.01)
+            assert path.stat().st_size > 2 * len(body)  # copied without another append
+
+    asyncio.run(scenario())
