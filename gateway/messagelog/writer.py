@@ -456,16 +456,21 @@ class MessageLog(SideWrites):
                         break
                     items.append(item)
                 with self._gate.writing:  # an inline commit's transaction is over
-                    self._write(items)
-                self._gate.settled(len(items))
+                    settled = self._write(items)
+                self._gate.settled(len(items) - settled)
         finally:
             with self._gate.writing:
                 self._db.close()
 
-    def _write(self, items: list[Unit | HeadUnit | WriteUnit | Idle]) -> None:
+    def _write(self, items: list[Unit | HeadUnit | WriteUnit | Idle]) -> int:
+        """Write ``items``; returns how many it already counted as settled (the batch's
+        units, before their callers resume, so a caller's next lone append is not
+        counted behind a batch that is over)."""
         batch = [u for u in items if isinstance(u, Unit)]
         if batch:
-            self._deliver(batch, self._commit_batch(batch))
+            outcomes = self._commit_batch(batch)
+            self._gate.settled(len(batch))
+            self._deliver(batch, outcomes)
         # Tree heads and side writes are rare and get their own transaction each,
         # so a refused one can never fail the exchanges queued with it.
         for item in items:
@@ -480,6 +485,7 @@ class MessageLog(SideWrites):
                 item.loop.call_soon_threadsafe(resolve_head, item.future, outcome)
         if self._queue.empty():
             self._db.idle()  # e.g. SQLite's checkpoint, after the callers resumed
+        return len(batch)
 
     def _commit_batch(
         self, batch: list[Unit], insert: Callable[..., BatchResult] | None = None
