@@ -45,8 +45,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HEAD_LIMIT = 64 * 1024
-"""A head longer than this is refused by every server behind the guard; stop buffering."""
+HEAD_LIMIT = 512 * 1024
+"""A head longer than this is refused by every server behind the guard; stop buffering.
+It is the lean server's ``MAX_HEAD``: were it lower, a head between the two would turn the
+framing opaque, and that head and every later one on the connection would escape the
+head timeout (timed only as a body, a byte per ``body_timeout`` enough)."""
 CHUNK_LINE_LIMIT = 4096
 REFUSED_LINGER_SECONDS = 0.5
 """How long a refused connection is drained before it is closed, so the client reads the

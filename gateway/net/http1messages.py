@@ -26,6 +26,11 @@ from multidict import CIMultiDictProxy, MultiDict, MultiDictProxy
 BODY_SPLIT: Final = 64 * 1024
 """An answer's body at least this long is written apart from its head, not copied onto
 it (a copy of a 1 MiB body costs more than a second write; under this, one write)."""
+_PIECE_COST: Final = 64
+"""What a piece of body held costs beyond its bytes (its object, its place in the
+queue): counted toward :data:`HIGH_WATER`, so that a body of one-byte chunks pauses
+the socket at a bounded memory, not after 256 Ki objects."""
+_MANY_PIECES: Final = 64
 HIGH_WATER: Final = 256 * 1024
 """Body bytes buffered for a handler that has not asked for them before the socket is
 no longer read (the guard then counts the stall as the server's)."""
@@ -174,6 +179,7 @@ class Request:
         is not read; the connection closes after the answer). Raises
         :class:`ClientGone` if the connection closes within the body."""
         chunks: list[bytes] = []
+        whole: bytearray | None = None
         size = 0
         while True:
             while self._chunks:
@@ -183,8 +189,18 @@ class Request:
                     self._drop_buffer()
                     return None
                 chunks.append(chunk)
+            if len(chunks) > _MANY_PIECES:
+                # A body sent as tiny chunks is kept in one buffer, not as an object per
+                # chunk (some 50 bytes each, for a byte of body).
+                if whole is None:
+                    whole = bytearray()
+                whole += b"".join(chunks)
+                chunks.clear()
             self._size = 0
             if self._done:
+                if whole is not None:
+                    whole += b"".join(chunks)
+                    return bytes(whole)
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
             if self._lost:
                 raise ClientGone("the connection closed within the body")
@@ -214,7 +230,7 @@ class Request:
 
     def _feed(self, data: bytes) -> int:
         self._chunks.append(data)
-        self._size += len(data)
+        self._size += len(data) + _PIECE_COST
         self._wake()
         return self._size
 

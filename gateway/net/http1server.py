@@ -79,6 +79,10 @@ MAX_HEADERS: Final = 32768
 MAX_HEAD: Final = 512 * 1024
 """Longest request head; longer is refused with 431 (a node's own heads stay far below:
 one signed header of at most 64 KiB and two OCSP responses)."""
+MAX_PIPELINED: Final = 100
+"""Most requests queued on one connection: the next is answered 503 and the connection
+closes once those before it are answered. Parsing a read cannot stop midway, so without
+a cap one read of tiny pipelined heads would queue thousands of requests."""
 KEEPALIVE_SECONDS: Final = 75.0
 """How long a kept-alive connection may idle between requests (aiohttp's default)."""
 LINGER_SECONDS: Final = 2.0
@@ -96,8 +100,25 @@ class _Refused(Exception):
         self.status = status
 
 
+class _Stop(Exception):
+    """Parse no further: nothing after a connection's last request is read."""
+
+
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
+
+
+def _check_coding(headers: CIMultiDictProxy[str], version: str) -> None:
+    """Refuse a ``Transfer-Encoding`` other than one ``chunked`` alone.
+
+    llhttp frames ``gzip, chunked`` by its last coding and hands the body over still
+    coded, which a handler would take for the body itself; and an HTTP/1.0 request
+    with the header has a framing RFC 9112 §6.1 says to treat as faulty."""
+    if version == "1.0":
+        raise _Refused(400, "Transfer-Encoding in an HTTP/1.0 request")
+    codings = headers.getall("Transfer-Encoding")
+    if len(codings) != 1 or codings[0].strip().lower() != "chunked":
+        raise _Refused(400, "a transfer coding other than chunked")
 
 
 class _Connection(asyncio.Protocol):
@@ -110,6 +131,9 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._raw_headers: list[tuple[bytes, bytes]] = []
         self._head_size = 0
+        self._fields = 0
+        """The bytes of the header fields so far: a head whose last read also ended it is
+        held to ``max_head`` as exactly as one still arriving."""
         self._in_head = False
         self._current: Request | None = None
         """The request whose body is arriving."""
@@ -119,8 +143,12 @@ class _Connection(asyncio.Protocol):
         self._paused = False
         self._stopped = False
         """No more requests are parsed (refused, closing, or the client said close)."""
+        self._last = False
+        """The request being parsed is the connection's last: its body is still read."""
         self._discarding = False
         self._refusal: bytes | None = None
+        self._writable: asyncio.Future[None] | None = None
+        """Pending while the transport's write buffer is over its high-water mark."""
         """The answer to a malformed request, written before the connection closes."""
         self.closing = False
         """Close once the request in hand is answered (shutdown)."""
@@ -153,6 +181,8 @@ class _Connection(asyncio.Protocol):
             self._refuse(refused.status, str(refused))
         except httptools.HttpParserError as exc:
             cause = exc.__context__
+            if isinstance(cause, _Stop) or self._stopped:
+                return  # after the last request (llhttp refuses bytes after a close itself)
             if isinstance(cause, _Refused):
                 self._refuse(cause.status, str(cause))
             else:
@@ -179,10 +209,24 @@ class _Connection(asyncio.Protocol):
             self._idle = None
         for request in self._queue:
             request._connection_lost()
+        self.resume_writing()
+
+    def pause_writing(self) -> None:
+        # A client that sends requests and never reads the answers: no more answers are
+        # written (nor requests read) until it has read what is buffered.
+        if self._writable is None:
+            self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        writable, self._writable = self._writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
 
     # -- httptools callbacks
 
     def on_message_begin(self) -> None:
+        if self._stopped:
+            raise _Stop  # a request after the last one, in the same read
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
@@ -190,6 +234,7 @@ class _Connection(asyncio.Protocol):
         self._raw_headers = []
         self._in_head = True
         self._head_size = 0
+        self._fields = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -200,6 +245,9 @@ class _Connection(asyncio.Protocol):
         limit = self._server.max_field
         if len(value) > limit or len(name) > limit:
             raise _Refused(400, f"a header name or value is over {limit} bytes")
+        self._fields += len(name) + len(value) + 4
+        if self._fields > self._server.max_head:
+            raise _Refused(431, "the request head is too large")
         self._raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -214,9 +262,20 @@ class _Connection(asyncio.Protocol):
             CIMultiDict([(n.decode(), v.decode("utf-8", "surrogateescape")) for n, v in raw])
         )
         version = parser.get_http_version()
-        if version == "1.1" and "Host" not in headers:
-            raise _Refused(400, "Missing 'Host' header in request.")
+        if version == "1.1":
+            hosts = len(headers.getall("Host", ()))
+            if hosts != 1:  # RFC 9112 §3.2: none, or two that may name different hosts
+                raise _Refused(
+                    400,
+                    "Missing 'Host' header in request."
+                    if not hosts
+                    else "more than one 'Host' header",
+                )
+        if "Transfer-Encoding" in headers:
+            _check_coding(headers, version)
         has_body = "Transfer-Encoding" in headers or headers.get("Content-Length", "0") != "0"
+        if len(self._queue) >= MAX_PIPELINED:
+            raise _Refused(503, "too many pipelined requests")
         keep_alive = parser.should_keep_alive() and not self.closing
         request = Request(
             self,
@@ -229,7 +288,7 @@ class _Connection(asyncio.Protocol):
             body_done=not has_body,
         )
         if not keep_alive:
-            self._stopped = True  # nothing after this request is read
+            self._last = True  # nothing after this request is read, once its body is
         self._current = request
         self._queue.append(request)
         if self._task is None:
@@ -244,6 +303,8 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         request, self._current = self._current, None
+        if self._last:
+            self._stopped = True
         if self._discarding:
             self._close()
             return
@@ -279,6 +340,9 @@ class _Connection(asyncio.Protocol):
         """Answer the queued requests one at a time, in order."""
         try:
             while self._queue:
+                if self._writable is not None:
+                    self._pause()
+                    await self._writable
                 request = self._queue[0]
                 if not await self._answer(request):
                     return

@@ -11,7 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.net.guard import ConnectionGuard, Framing, GuardSettings, Phase, _head_end
+from gateway.net.guard import (
+    HEAD_LIMIT,
+    ConnectionGuard,
+    Framing,
+    GuardSettings,
+    Phase,
+    _head_end,
+)
 
 GET = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
 POST = b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
@@ -64,7 +71,7 @@ def test_bare_line_feeds_end_a_head() -> None:
         b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
         b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
         b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-        b"GET / HTTP/1.1\r\nX: " + b"a" * 70_000,
+        b"GET / HTTP/1.1\r\nX: " + b"a" * (HEAD_LIMIT + 5000),
     ],
 )
 def test_a_framing_the_server_will_refuse_is_only_timed(head: bytes) -> None:
