@@ -75,23 +75,24 @@ class Health:
 
     def ocsp(self) -> Check:
         """This node's own OCSP evidence for its authentication certificate and every
-        signing certificate, as each exchange it sends or answers must carry it."""
+        signing certificate, as each exchange it sends or answers must carry it.
+
+        Each certificate is asked on its own, so the detail names every one that is not
+        usable, not only the first an exchange would stop at: their statuses were fetched
+        at different moments and go stale at different moments.
+        """
         ctx = self._context
+        now = ctx.clock.now()
+        refs = [ctx.auth_ref, *(signer.cert_ref for signer in ctx.signers.values())]
         failures: list[str] = []
-        for signer in ctx.signers.values():
+        for ref in dict.fromkeys(refs):
             try:
-                ctx.own_status(signer, Code.CP_OCSP_UNAVAILABLE)
-            except GatewayError as exc:
-                failures.append(exc.message)
-        if not ctx.signers:  # no member to sign for: the authentication certificate alone
-            try:
-                ctx.own_ocsp.evidence(ctx.auth_ref, ctx.clock.now())
+                ctx.own_ocsp.evidence(ref, now)
             except OwnStatusUnavailable as exc:
                 failures.append(str(exc))
         if failures:
-            # own_status names the authentication certificate's failure once per signer.
-            return Check("ocsp", False, "; ".join(dict.fromkeys(failures)))
-        count = 1 + len(ctx.signers)
+            return Check("ocsp", False, "; ".join(failures))
+        count = len(dict.fromkeys(refs))
         return Check("ocsp", True, f"a fresh good status for each of {count} certificates")
 
     def settings(self) -> Check:
