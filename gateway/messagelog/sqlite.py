@@ -46,6 +46,7 @@ from gateway.messagelog.records import (
     WitnessAlertRow,
 )
 from gateway.messagelog.sealing import Sealer
+from gateway.messagelog.sqlite_bodies import BodyReader, blank_and_free
 from gateway.messagelog.sqlite_retention import expire
 from gateway.messagelog.sqlite_rows import (
     cosignature_row,
@@ -211,11 +212,13 @@ class SqliteLogStore:
             if limit is not None:
                 query += " LIMIT ?"
                 params.append(limit)
-            return [stored_entry(row, self._sealer) for row in conn.execute(query, params)]
+            rows = BodyReader(conn, self._path).rows(conn.execute(query, params))
+            return [stored_entry(row, self._sealer) for row in rows]
 
     def entry(self, entry_id: int) -> StoredEntry | None:
         with self._reader() as conn:
-            row = conn.execute(_select_entries(conn) + " WHERE id = ?", (entry_id,)).fetchone()
+            found = conn.execute(_select_entries(conn) + " WHERE id = ?", (entry_id,))
+            row = next(BodyReader(conn, self._path).rows(found), None)
         return None if row is None else stored_entry(row, self._sealer)
 
     def count_entries(self) -> int:
@@ -377,7 +380,9 @@ class SqliteLogStore:
             select = _select_entries(conn)
             entries = [
                 stored_entry(row, self._sealer)
-                for row in conn.execute(f"{select} WHERE {where} ORDER BY id", params)
+                for row in BodyReader(conn, self._path).rows(
+                    conn.execute(f"{select} WHERE {where} ORDER BY id", params)
+                )
             ]
             present = {str(c[1]) for c in conn.execute("PRAGMA table_info(message_log)")}
             archived_before = 0
@@ -423,19 +428,7 @@ class SqliteLogStore:
         # writer waits for this short transaction (its busy timeout).
         if not self._path.exists():
             raise LogNotFoundError(f"{self._path} does not exist")
-        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
-        try:
-            conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                leaves = prune_entries(conn, entries, self._sealer)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        finally:
-            conn.close()
-        return leaves
+        return blank_and_free(self._path, lambda conn: prune_entries(conn, entries, self._sealer))
 
     def seal_rows(self) -> int:
         if not self._path.exists():
@@ -447,19 +440,10 @@ class SqliteLogStore:
     ) -> Expired:
         if not self._path.exists():
             raise LogNotFoundError(f"{self._path} does not exist")
-        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
-        try:
-            conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                expired = expire(conn, entries_before, tracker_before, self._sealer, seen_before)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        finally:
-            conn.close()
-        return expired
+        return blank_and_free(
+            self._path,
+            lambda conn: expire(conn, entries_before, tracker_before, self._sealer, seen_before),
+        )
 
     def configuration_versions(self) -> list[StoredVersion]:
         with self._reader() as conn:

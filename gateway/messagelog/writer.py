@@ -55,6 +55,7 @@ from gateway.messagelog.records import (
     TreeSnapshot,
 )
 from gateway.messagelog.sealing import DataKey
+from gateway.messagelog.sqlite_bodies import SEGMENT_BYTES, body_file_threshold
 from gateway.messagelog.sqlite_commit import BatchResult, Outcome
 from gateway.messagelog.sqlite_writer import SqliteWriterDb
 from gateway.messagelog.store import LogStore
@@ -103,9 +104,13 @@ class MessageLog(SideWrites):
         salts: Callable[[], bytes] | None = None,
         data_key: DataKey | None = None,
         inline_commit: bool | None = None,
+        body_file_bytes: int | None = None,
+        body_segment_bytes: int = SEGMENT_BYTES,
     ) -> None:
         """``inline_commit``: may a lone append commit on its caller's thread (SQLite
-        only; None: ``GATEWAY_LOG_INLINE_COMMIT``, on unless set off; ``inline_commit.py``)."""
+        only; None: ``GATEWAY_LOG_INLINE_COMMIT``, on unless set off; ``inline_commit.py``).
+        ``body_file_bytes``: bodies this large go to segment files (SQLite only; 0: none;
+        None: ``GATEWAY_LOG_BODY_FILE_BYTES``, 64 KiB unless set; ``sqlite_bodies.py``)."""
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._salts = salts or (lambda: secrets.token_bytes(SUBJECTS_SALT_SIZE))
@@ -116,7 +121,10 @@ class MessageLog(SideWrites):
         self._db: WriterDb
         self._store: LogStore
         # The backend, its new exchange rows sealed under ``data_key`` if given (ADR 0048).
-        self._path, self._db, self._store = open_backend(location, data_key)
+        threshold = body_file_threshold() if body_file_bytes is None else body_file_bytes
+        self._path, self._db, self._store = open_backend(
+            location, data_key, threshold, body_segment_bytes
+        )
         self._clock = clock
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Unit | HeadUnit | WriteUnit | Idle | Stop]
