@@ -96,6 +96,7 @@ from gateway.messagelog.schema_names import Kind, Role
 from gateway.messagelog.settings_watch import SettingsWatch, watch_settings
 from gateway.messagelog.sqlite import SqliteLogStore
 from gateway.messagelog.sqlite_admin import snapshot_file as snapshot_sqlite
+from gateway.messagelog.sqlite_bodies import segment_dir as body_segment_dir
 from gateway.messagelog.store import LogStore, LogWriter
 from gateway.messagelog.writer import MessageLog
 
@@ -143,6 +144,7 @@ __all__ = [
     "TreeSnapshot",
     "UsageRow",
     "WitnessAlertRow",
+    "body_segment_dir",
     "configuration_history",
     "consistency",
     "count_entries",

@@ -75,6 +75,7 @@ _INSERT: Final = (
 _SELECT: Final = "SELECT segment, start, length, sha256 FROM body_file WHERE entry_id = ?"
 _ENDS: Final = "SELECT segment, MAX(start + length) FROM body_file GROUP BY segment"
 _SUFFIX: Final = ".seg"
+_FADVISE: Final = hasattr(os, "posix_fadvise")  # Linux; elsewhere the pages stay cached
 
 
 def body_file_threshold(environ: Mapping[str, str] | None = None) -> int:
@@ -225,7 +226,8 @@ class BodyFiles:
             os.fdatasync(fd)
             # Written once, rarely read again: give the clean pages back now, so the
             # next body is written into pages just freed instead of new ones.
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            if _FADVISE:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             if fd != self._fd:
                 os.close(fd)
         self._unsynced.clear()
@@ -236,7 +238,9 @@ class BodyFiles:
                 os.close(self._fd)
             self._fd = None
             self._segment += 1
-        self._dir.mkdir(mode=0o700, exist_ok=True)
+        if not self._dir.is_dir():
+            self._dir.mkdir(mode=0o700)
+            _sync_dir(self._dir.parent)
         path = _segment_path(self._dir, self._segment)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
         self._end = os.fstat(fd).st_size

@@ -2,7 +2,9 @@
 
 Lippstadt's node is backed up while it serves, then its directory is moved away and
 the backup restored in its place, as on a fresh machine: the node starts from it,
-answers, and its whole log exports and verifies with ``gateway audit verify``. A
+answers, and its whole log exports and verifies with ``gateway audit verify``. Its
+nodes keep every non-empty body in the log's segment files (a threshold of one byte), so
+the backup must carry them beside the snapshot (ADR 0071). A
 tampered backup is refused for its signature, one opened with another backup key for
 the key, each with a message saying so.
 """
@@ -21,7 +23,8 @@ import httpx
 import pytest
 
 from gateway.conf.directory import TrustParameters
-from gateway.messagelog import open_store, timestamp_status
+from gateway.messagelog import body_segment_dir, open_store, timestamp_status
+from gateway.messagelog.sqlite_bodies import BODY_FILE_ENV
 from gateway.sandbox.localnet import LocalNet, ServiceSpec
 from tests.integration.conftest import (
     GEWERBEAMT,
@@ -48,9 +51,11 @@ def bnet(
     )
     federation.write_configs(parameters=TrustParameters(timestamping_interval_seconds=1))
     try:
-        federation.start_node(SOEST.ags)
-        federation.start_node(LIPPSTADT.ags)
-        yield federation
+        with pytest.MonkeyPatch.context() as env:  # the nodes inherit it
+            env.setenv(BODY_FILE_ENV, "1")
+            federation.start_node(SOEST.ags)
+            federation.start_node(LIPPSTADT.ags)
+            yield federation
     finally:
         federation.stop()
 
@@ -89,7 +94,9 @@ def test_backup_restore_on_a_fresh_directory_serves_the_same_log(
         _exchange(bnet)
     files = bnet.nodes[LIPPSTADT.ags]
     _stamped(files.messagelog, 5)  # the settings' record and two exchanges
-    before = [(e.id, e.leaf_hash) for e in open_store(files.messagelog).entries()]
+    before = [(e.id, e.leaf_hash, e.body) for e in open_store(files.messagelog).entries()]
+    assert any(b"Schmidt" in body for *_, body in before)  # a response body, from a segment
+    assert list(body_segment_dir(files.messagelog).iterdir())
 
     made = gateway("node", "backup-key", "--out", str(tmp_path / "backup.key"))
     assert made.returncode == 0, made.stderr
@@ -157,7 +164,7 @@ def test_backup_restore_on_a_fresh_directory_serves_the_same_log(
         copy = files.directory / key.relative_to(lost)
         assert copy.read_bytes() == key.read_bytes()
         assert stat.S_IMODE(copy.stat().st_mode) == stat.S_IMODE(key.stat().st_mode)
-    assert [(e.id, e.leaf_hash) for e in open_store(files.messagelog).entries()] == before
+    assert [(e.id, e.leaf_hash, e.body) for e in open_store(files.messagelog).entries()] == before
 
     bnet.start_node(LIPPSTADT.ags)
     _exchange(bnet)
