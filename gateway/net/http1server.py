@@ -26,7 +26,8 @@ A request line of another version than 1.0 and 1.1 is handed to the route table'
 What it does not do: HTTP/2, upgrades (websockets; an ``Upgrade`` header is ignored and
 a ``CONNECT`` is routed like any method, then the connection closes), compression,
 streamed answers, cookies, multipart. The connection guard (``gateway/net/guard.py``,
-``guarded_server``) wraps this protocol's factory for the read timeouts and caps.
+``guarded_server``) wraps this protocol's factory for the read timeouts, the caps and the
+write timeout: an answer the client does not read for that long closes the connection.
 """
 
 from __future__ import annotations
@@ -427,6 +428,11 @@ class _Connection(asyncio.Protocol):
             if self._refusal is not None:
                 transport.write(self._refusal)
                 self._refusal = None
+            if transport.get_write_buffer_size():
+                # A close waits for the unsent bytes, for ever if the client never reads
+                # them. With no high-water mark left the transport counts as paused for
+                # writing, and the guard's write timeout ends it (guard.py).
+                transport.set_write_buffer_limits(high=0)
             transport.close()
 
     def _arm_idle(self) -> None:

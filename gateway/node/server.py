@@ -475,6 +475,7 @@ class Node:
         limits = GuardSettings(
             header_timeout=node.header_timeout_seconds,
             body_timeout=node.body_timeout_seconds,
+            write_timeout=node.write_timeout_seconds,
             max_connections=node.max_connections,
             max_connections_per_ip=node.max_connections_per_ip,
         )
