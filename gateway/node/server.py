@@ -159,6 +159,7 @@ class Node:
             clock=self.clock.now,
             body_policy=body_policy(config.logging.metadata_only(), config.logging.max_body_bytes),
             data_key=node_data_key(config),
+            inline_commit=config.logging.inline_commit,
         )
         tracker = Tracker(message_log.store, config.tracker.hidden_clients)
         settings = settings_in_force(config, message_log)
