@@ -28,8 +28,8 @@ head and the body end (``Content-Length`` or chunked), and:
 Between requests, a kept-alive connection is the server's business (its keep-alive
 timeout closes it), and so is a request being processed: the guard only times what the
 client owes (a request, or reading the answer to one). The TLS handshake is bounded by
-``header_timeout`` as well (the listeners pass it as ``ssl_handshake_timeout``).
-Defaults and settings: docs/deployment.md.
+``header_timeout`` and a TLS close's shutdown by ``write_timeout`` as well (the listeners
+pass them as ``ssl_handshake_timeout`` and ``ssl_shutdown_timeout``). See docs/deployment.md.
 """
 
 from __future__ import annotations
@@ -450,9 +450,8 @@ class GuardedProtocol(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self.write_paused_at = loop.time()
         if self.write_timer is None:
-            self.write_timer = loop.call_later(
-                self.guard.settings.write_timeout, self._write_expired
-            )
+            bound = self.guard.settings.write_timeout
+            self.write_timer = loop.call_later(bound, self._write_expired)
         self.inner.pause_writing()
 
     def resume_writing(self) -> None:
@@ -579,6 +578,7 @@ async def guarded_server(
         ssl=ssl_context,
         backlog=backlog,
         ssl_handshake_timeout=settings.header_timeout if ssl_context else None,
+        ssl_shutdown_timeout=settings.write_timeout if ssl_context else None,
     )
 
 

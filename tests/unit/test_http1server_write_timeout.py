@@ -4,8 +4,8 @@ A client that sends requests and never reads the answers would hold its connecti
 the answers' memory, for as long as it likes: the guard closes a connection whose
 transport stays paused for writing longer than ``write_timeout``, and the lean server
 makes a close with unsent bytes count as such a pause (gateway/net/guard.py). A client
-that does read, however slowly, is never closed by it. Each test runs on asyncio's loop
-and on uvloop's (the node's).
+that does read, however slowly, is never closed by it; over TLS, the close's shutdown
+is held to the same bound. Each test runs on asyncio's loop and on uvloop's (the node's).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ import uvloop
 
 from gateway.net.guard import GuardSettings, guarded_server
 from gateway.net.http1server import Http1Server, HttpResponse, Request, Routes
+from tests.unit.test_http1client import _contexts
 
 BIG = 1 << 20
 WRITE_TIMEOUT = 1.0
@@ -42,14 +45,18 @@ LOOPS = pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 
 
 @contextlib.asynccontextmanager
-async def _server(sndbuf: int | None = None) -> AsyncIterator[tuple[int, Http1Server]]:
+async def _server(
+    sndbuf: int | None = None, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[int, Http1Server]]:
     async def big(request: Request) -> HttpResponse:
         return HttpResponse(200, b"b" * BIG)
 
     routes = Routes()
     routes.add_get("/big", big)
     lean = Http1Server(routes, name="write-timeout")
-    server = await guarded_server(lean, "127.0.0.1", 0, SETTINGS, name="write-timeout")
+    server = await guarded_server(
+        lean, "127.0.0.1", 0, SETTINGS, ssl_context=tls, name="write-timeout"
+    )
     listener = server.sockets[0]
     if sndbuf is not None:  # accepted connections inherit the listener's buffer size
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
@@ -60,12 +67,16 @@ async def _server(sndbuf: int | None = None) -> AsyncIterator[tuple[int, Http1Se
         await lean.shutdown(1.0)
 
 
-async def _connect(port: int, rcvbuf: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _connect(
+    port: int, rcvbuf: int, tls: ssl.SSLContext | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.connect(("127.0.0.1", port))
     sock.setblocking(False)
-    return await asyncio.open_connection(sock=sock, limit=1 << 16)
+    return await asyncio.open_connection(
+        sock=sock, limit=1 << 16, ssl=tls, server_hostname="127.0.0.1" if tls else None
+    )
 
 
 async def _raw(port: int, rcvbuf: int) -> socket.socket:
@@ -150,6 +161,31 @@ def test_a_closing_answer_left_unread_below_the_high_water_mark_is_closed(loop: 
     _run(loop, main)
     assert found["unsent"], "the whole answer left the transport: nothing was tested"
     assert found["closed"] is not None, "a close with unsent bytes waited for ever"
+
+
+@LOOPS
+def test_over_tls_an_unread_closing_answer_is_closed_after_the_write_timeout(
+    loop: str, tmp_path: Path
+) -> None:
+    """A ``Connection: close`` answer over TLS, never read: the close flushes, then
+    shuts TLS down; the loop bounds that shutdown by the write timeout too (``close``
+    waited the loop's default of 30 s otherwise)."""
+    server_tls, client_tls, _ = _contexts(tmp_path)
+    found: dict[str, float | None] = {}
+
+    async def main() -> None:
+        async with _server(tls=server_tls) as (port, lean):
+            _reader, writer = await _connect(port, 16384, client_tls)
+            writer.write(b"GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            await _accepted(lean)
+            found["early"] = await _open_for(lean, WRITE_TIMEOUT / 2)
+            found["closed"] = await _open_for(lean, DEADLINE)
+            writer.transport.abort()
+
+    _run(loop, main)
+    assert found["early"] is None, "closed before the write timeout"
+    assert found["closed"] is not None, f"still open {DEADLINE} s after the write timeout"
 
 
 @LOOPS
