@@ -27,20 +27,18 @@ import hashlib
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from gateway.messagelog.records import LogStoreError
 
 __all__ = [
-    "BODY_FILE_ENV",
     "DEFAULT_THRESHOLD",
     "SEGMENT_BYTES",
     "BodyFiles",
     "BodyReader",
     "blank_and_free",
-    "body_file_threshold",
     "forget_bodies",
     "free_segments",
     "scrub",
@@ -49,10 +47,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
-
-BODY_FILE_ENV: Final = "GATEWAY_LOG_BODY_FILE_BYTES"
-"""The environment variable with the threshold in bytes; ``off`` keeps every body in
-its row."""
 
 DEFAULT_THRESHOLD: Final = 64 * 1024
 """Bodies from this size on go to a segment file: below it the row's pages cost less
@@ -76,19 +70,6 @@ _SELECT: Final = "SELECT segment, start, length, sha256 FROM body_file WHERE ent
 _ENDS: Final = "SELECT segment, MAX(start + length) FROM body_file GROUP BY segment"
 _SUFFIX: Final = ".seg"
 _FADVISE: Final = hasattr(os, "posix_fadvise")  # Linux; elsewhere the pages stay cached
-
-
-def body_file_threshold(environ: Mapping[str, str] | None = None) -> int:
-    """The threshold ``GATEWAY_LOG_BODY_FILE_BYTES`` sets (0: ``off``, every body in its
-    row); a value that is neither ``off`` nor a number of bytes is refused at start-up."""
-    value = (os.environ if environ is None else environ).get(BODY_FILE_ENV, "").strip()
-    if not value:
-        return DEFAULT_THRESHOLD
-    if value.lower() == "off":
-        return 0
-    if not value.isdigit():
-        raise ValueError(f"{BODY_FILE_ENV} must be a number of bytes or off, not {value!r}")
-    return int(value)
 
 
 def segment_dir(db_path: Path) -> Path:

@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +25,6 @@ import pytest
 
 from gateway.conf.directory import TrustParameters
 from gateway.messagelog import body_segment_dir, open_store, timestamp_status
-from gateway.messagelog.sqlite_bodies import BODY_FILE_ENV
 from gateway.sandbox.localnet import LocalNet, ServiceSpec
 from tests.integration.conftest import (
     GEWERBEAMT,
@@ -50,12 +50,14 @@ def bnet(
         )
     )
     federation.write_configs(parameters=TrustParameters(timestamping_interval_seconds=1))
+    for files in federation.nodes.values():
+        text = files.config.read_text("utf-8")
+        assert "logging" not in tomllib.loads(text)
+        files.config.write_text(text + "\n[logging]\nbody_file_bytes = 1\n", "utf-8")
     try:
-        with pytest.MonkeyPatch.context() as env:  # the nodes inherit it
-            env.setenv(BODY_FILE_ENV, "1")
-            federation.start_node(SOEST.ags)
-            federation.start_node(LIPPSTADT.ags)
-            yield federation
+        federation.start_node(SOEST.ags)
+        federation.start_node(LIPPSTADT.ags)
+        yield federation
     finally:
         federation.stop()
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from gateway.audit.bundle_read import read_bundle
 from gateway.audit.export import Selection, export_bundle
@@ -30,12 +31,8 @@ from gateway.messagelog import (
     read_entries,
 )
 from gateway.messagelog.records import LogStoreError, StoredEntry
-from gateway.messagelog.sqlite_bodies import (
-    BODY_FILE_ENV,
-    DEFAULT_THRESHOLD,
-    body_file_threshold,
-    segment_dir,
-)
+from gateway.messagelog.sqlite_bodies import DEFAULT_THRESHOLD, segment_dir
+from gateway.node.config_log import LoggingSection
 from gateway.sandbox.bench.audit import START, build_log
 
 NOW = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
@@ -98,12 +95,11 @@ def segments(path: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
 
 
-def test_the_setting_reads_a_size_or_off_and_refuses_anything_else() -> None:
-    assert body_file_threshold({}) == DEFAULT_THRESHOLD == 64 * 1024
-    assert body_file_threshold({BODY_FILE_ENV: "1048576"}) == 1048576
-    assert body_file_threshold({BODY_FILE_ENV: " OFF "}) == 0
-    with pytest.raises(ValueError, match=BODY_FILE_ENV):
-        body_file_threshold({BODY_FILE_ENV: "64k"})
+def test_the_node_toml_setting_defaults_to_the_log_s_threshold_and_refuses_a_negative() -> None:
+    assert LoggingSection().body_file_bytes == DEFAULT_THRESHOLD == 64 * 1024
+    assert LoggingSection(body_file_bytes=0).body_file_bytes == 0  # every body in its row
+    with pytest.raises(ValidationError, match="body_file_bytes"):
+        LoggingSection(body_file_bytes=-1)
 
 
 @pytest.mark.parametrize("data_key", [None, KEY], ids=["plain", "sealed"])
