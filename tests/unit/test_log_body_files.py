@@ -260,3 +260,27 @@ def test_a_batch_s_bodies_are_synced_once_before_its_rows_are_committed(
     # Four appended together (one batch), then five one at a time.
     assert seen == [0, 4, 5, 6, 7, 8]
     assert count_entries(path) == 9
+
+
+def test_the_tree_rebuilt_at_start_up_hashes_the_bodies_in_segments(tmp_path: Path) -> None:
+    """A log whose saved frontier is gone is rehashed from its entries when the writer
+    opens it: the bodies in segments are read (and checked) for their leaves, which then
+    match the stored ones; a body altered in its segment stops the start."""
+    path = tmp_path / "log.db"
+    write(path, [body_of(THRESHOLD * 2, n) for n in range(4)], THRESHOLD, data_key=KEY)
+    leaves_before = open_store(path).leaf_hashes(4)
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("DELETE FROM log_tree_state")
+        conn.commit()
+    write(path, [body_of(THRESHOLD * 2, 9)], THRESHOLD, data_key=KEY)
+    assert open_store(path).leaf_hashes(5)[:4] == leaves_before
+
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("DELETE FROM log_tree_state")
+        conn.commit()
+    (name,) = segments(path)
+    with (segment_dir(path) / name).open("r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02")
+    with pytest.raises(LogStoreError, match="entry 1: the body read from"):
+        write(path, [], THRESHOLD, data_key=KEY)
