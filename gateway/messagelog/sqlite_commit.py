@@ -30,6 +30,7 @@ from typing import Final
 import gateway.messagelog.leaves as leaves
 import gateway.messagelog.sqlite_admin as admin
 import gateway.messagelog.sqlite_ddl as sqlite_ddl
+import gateway.messagelog.sqlite_layout as layout
 import gateway.messagelog.sqlite_writes as side
 from gateway.core.encoding import format_time
 from gateway.core.logtree import LoggedEntry, entry_leaf
@@ -200,7 +201,7 @@ def rebuild_tree(conn: sqlite3.Connection, path: Path, sealer: Sealer) -> tuple[
     try:
         conn.executemany("UPDATE message_log SET leaf_index = ?, leaf_hash = ? WHERE id = ?", fill)
         conn.execute("DELETE FROM merkle_subtree")
-        conn.executemany(side.INSERT_SUBTREE, subtrees)
+        conn.executemany(side.INSERT_SUBTREE, leaves.subtree_rows(subtrees))
         conn.execute(
             "INSERT OR REPLACE INTO log_tree_state (id, tree_size, last_entry_id, frontier)"
             " VALUES (1, ?, ?, ?)",
@@ -339,6 +340,7 @@ def open_tree(conn: sqlite3.Connection, path: Path, sealer: Sealer) -> TreeState
     upgraded = upgrade_columns(conn)
     side.add_sealing_columns(conn)  # new rows are flagged; old ones read as they are
     admin.widen_checks(conn, path)
+    layout.take_up(conn, path)  # revision 0006's pages per commit (docs/adr/0072)
     state = conn.execute(
         "SELECT tree_size, last_entry_id, frontier FROM log_tree_state WHERE id = 1"
     ).fetchone()
@@ -483,7 +485,7 @@ def insert_batch(
             operational += unit.operational
         outcomes.append(ids)
     if subtrees:
-        conn.executemany(side.INSERT_SUBTREE, subtrees)
+        conn.executemany(side.INSERT_SUBTREE, leaves.subtree_rows(subtrees))
     if operational:
         side.insert_operational(conn, operational)
     if tree.size != size_before:
