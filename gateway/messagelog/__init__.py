@@ -177,14 +177,22 @@ def open_log(
     clock: Callable[[], datetime],
     body_policy: Callable[[LogRecord], str] | None = None,
     data_key: DataKey | None = None,
+    inline_commit: bool = True,
 ) -> MessageLog:
     """The node's log writer (not started) over the log at ``location``: a SQLite file,
     or a PostgreSQL database given as a ``postgresql://`` URL (its schema made by
     ``gateway db upgrade``); its read side is ``.store``. The one place the node's
     backend is chosen: the node and its services use it as a ``LogWriter``. With a
     ``data_key``, new exchange entries and data subjects are sealed at rest
-    (docs/message-log.md#at-rest)."""
-    return MessageLog(location, clock=clock, body_policy=body_policy, data_key=data_key)
+    (docs/message-log.md#at-rest). ``inline_commit``: ``[logging] inline_commit``
+    (``gateway/messagelog/inline_commit.py``)."""
+    return MessageLog(
+        location,
+        clock=clock,
+        body_policy=body_policy,
+        data_key=data_key,
+        inline_commit=inline_commit,
+    )
 
 
 def upgrade_schema(location: Path | str) -> str:

@@ -71,7 +71,8 @@ class TokenSection(_Model):
 
 
 class LoggingSection(_Model):
-    """What the message log keeps of each body (gateway/messagelog/policy.py)."""
+    """What the message log keeps of each body (gateway/messagelog/policy.py), its data
+    key, and where a lone append commits."""
 
     max_body_bytes: int | None = Field(default=None, ge=0)
     """Bodies larger than this are logged as their SHA-256 only; none: no limit."""
@@ -84,6 +85,10 @@ class LoggingSection(_Model):
     data_key_token: TokenSection | None = None
     """The token whose AES key ``key_label`` keeps ``data_key`` instead of a passphrase
     (``gateway node data-key --token ...``; docs/adr/0053)."""
+    inline_commit: bool = True
+    """Whether an append that is alone commits on the event loop's thread (a SQLite log
+    only; docs/adr/0070). Off, every append goes to the log's writer thread: the event
+    loop never waits for an fsync, at a thread hand-off per exchange."""
 
     @model_validator(mode="after")
     def _one_protection(self) -> LoggingSection:
