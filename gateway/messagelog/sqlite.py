@@ -12,7 +12,6 @@ speaks SQL to the log (tests/unit/test_messagelog_package.py checks it).
 from __future__ import annotations
 
 import contextlib
-import json
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -47,6 +46,7 @@ from gateway.messagelog.records import (
 )
 from gateway.messagelog.sealing import Sealer
 from gateway.messagelog.sqlite_bodies import BodyReader, blank_and_free
+from gateway.messagelog.sqlite_layout import read_subtrees
 from gateway.messagelog.sqlite_retention import expire
 from gateway.messagelog.sqlite_rows import (
     cosignature_row,
@@ -244,20 +244,8 @@ class SqliteLogStore:
     def subtrees(self, names: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         if not names:
             return {}
-        wanted = json.dumps([[level, position] for level, position in names])
         with self._reader() as conn:
-            present = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'merkle_subtree'"
-            ).fetchone()
-            if present is None:
-                return {}  # a file from before the subtrees, not opened by a node since
-            rows = conn.execute(
-                "SELECT s.level, s.position, CAST(s.hash AS BLOB) FROM json_each(?) AS w"
-                " JOIN merkle_subtree AS s ON s.level = json_extract(w.value, '$[0]')"
-                " AND s.position = json_extract(w.value, '$[1]')",
-                (wanted,),
-            ).fetchall()
-        return {(int(level), int(position)): bytes(h) for level, position, h in rows}
+            return read_subtrees(conn, names)
 
     def leaves_through(self, last_entry_id: int) -> list[tuple[object, object]]:
         """(leaf_index, leaf_hash) of every entry up to ``last_entry_id``, id order, as

@@ -123,11 +123,10 @@ class BodyFiles:
         return self._dir
 
     def open(self, conn: sqlite3.Connection) -> None:
-        """Create the ``body_file`` table if missing; cut each segment back to the end
-        of the last bytes a committed row names (a crash between a segment's write and
-        its batch's ``COMMIT`` leaves the rest), delete older segments no row names."""
-        for statement in _DDL:
-            conn.execute(statement)
+        """Cut each segment back to the end of the last bytes a committed row names (a
+        crash between a segment's write and its batch's ``COMMIT`` leaves the rest),
+        delete older segments no row names. The ``body_file`` table is created by the
+        first large body's transaction: a log without one looks as it always did."""
         conn.execute("BEGIN IMMEDIATE")  # archiving's or retention's freeing waits
         try:
             self._repair(conn)
@@ -135,7 +134,7 @@ class BodyFiles:
             conn.execute("ROLLBACK")
 
     def _repair(self, conn: sqlite3.Connection) -> None:
-        ends = {int(s): int(e) for s, e in conn.execute(_ENDS)}
+        ends = {int(s): int(e) for s, e in conn.execute(_ENDS)} if _has_table(conn) else {}
         files = _segments(self._dir)
         newest = max([*files, *ends], default=0)
         fresh = False
@@ -197,6 +196,8 @@ class BodyFiles:
     def link(self, conn: sqlite3.Connection, entry_id: int) -> None:
         """Name the body :meth:`put` just wrote as ``entry_id``'s, in its transaction."""
         assert self._pending is not None
+        for statement in _DDL:  # a no-op once the table exists; rolled back with the batch
+            conn.execute(statement)
         conn.execute(_INSERT, (entry_id, *self._pending))
         self._pending = None
 

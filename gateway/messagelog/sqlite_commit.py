@@ -30,6 +30,7 @@ from typing import Final
 import gateway.messagelog.leaves as leaves
 import gateway.messagelog.sqlite_admin as admin
 import gateway.messagelog.sqlite_ddl as sqlite_ddl
+import gateway.messagelog.sqlite_layout as layout
 import gateway.messagelog.sqlite_writes as side
 from gateway.core.encoding import format_time
 from gateway.core.logtree import LoggedEntry, entry_leaf
@@ -201,7 +202,7 @@ def rebuild_tree(conn: sqlite3.Connection, path: Path, sealer: Sealer) -> tuple[
     try:
         conn.executemany("UPDATE message_log SET leaf_index = ?, leaf_hash = ? WHERE id = ?", fill)
         conn.execute("DELETE FROM merkle_subtree")
-        conn.executemany(side.INSERT_SUBTREE, subtrees)
+        conn.executemany(side.INSERT_SUBTREE, leaves.subtree_rows(subtrees))
         conn.execute(
             "INSERT OR REPLACE INTO log_tree_state (id, tree_size, last_entry_id, frontier)"
             " VALUES (1, ?, ?, ?)",
@@ -340,6 +341,7 @@ def open_tree(conn: sqlite3.Connection, path: Path, sealer: Sealer) -> TreeState
     upgraded = upgrade_columns(conn)
     side.add_sealing_columns(conn)  # new rows are flagged; old ones read as they are
     admin.widen_checks(conn, path)
+    layout.take_up(conn, path)  # revision 0006's pages per commit (docs/adr/0072)
     state = conn.execute(
         "SELECT tree_size, last_entry_id, frontier FROM log_tree_state WHERE id = 1"
     ).fetchone()
@@ -429,7 +431,6 @@ def insert_batch(
     A replayed request writes nothing and gets a ``ReplayError`` as its outcome. On any
     other failure this raises with the transaction open; the caller rolls it back and
     restores the tree it passed in (which this function has extended in place).
-    Large bodies go to ``bodies``' segments, made durable before the ``COMMIT``.
     """
     new_certs: set[str] = set()
     new_ocsp: set[str] = set()
@@ -486,13 +487,13 @@ def insert_batch(
             operational += unit.operational
         outcomes.append(ids)
     if subtrees:
-        conn.executemany(side.INSERT_SUBTREE, subtrees)
+        conn.executemany(side.INSERT_SUBTREE, leaves.subtree_rows(subtrees))
     if operational:
         side.insert_operational(conn, operational)
     if tree.size != size_before:
         conn.execute(_SAVE_TREE, (tree.size, last_id, tree.to_bytes()))
     if bodies is not None:
-        bodies.sync()  # no committed row may name bytes that are not durable
+        bodies.sync()  # large bodies' segments: no committed row names bytes not durable
     conn.execute("COMMIT")
     return BatchResult(outcomes, new_certs, new_ocsp, last_id, tree)
 
@@ -548,8 +549,7 @@ def _insert_entry(
         ),
     )
     assert cur.lastrowid is not None
-    if in_file:
-        assert bodies is not None
+    if in_file and bodies is not None:  # named in the entry's transaction
         bodies.link(conn, cur.lastrowid)
     if r.subjects:  # data tracker index (keyed hash and sealed value), with the entry
         rows = sealer.subject_rows(r.subjects)

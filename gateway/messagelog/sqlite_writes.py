@@ -24,7 +24,7 @@ from gateway.conf.tufclient import SIGNED_FILES
 from gateway.core.encoding import format_time
 from gateway.core.envelope import EnvelopeError
 from gateway.core.merkle import CompactTree
-from gateway.messagelog.leaves import op_rows
+from gateway.messagelog.leaves import op_rows, subtree_key, subtree_rows
 from gateway.messagelog.records import (
     ARCHIVED,
     ArchivedEntry,
@@ -379,7 +379,10 @@ def seal_plain_rows(path: Path, sealer: Sealer) -> int:
     return len(plain)
 
 
-INSERT_SUBTREE: Final = "INSERT INTO merkle_subtree (level, position, hash) VALUES (?, ?, ?)"
+INSERT_SUBTREE: Final = (
+    "INSERT INTO merkle_subtree (node, level, position, hash) VALUES (?, ?, ?, ?)"
+)
+"""Takes ``leaves.subtree_rows`` (docs/adr/0072-fewer-pages-per-log-commit.md)."""
 
 
 def has_subtrees(conn: sqlite3.Connection, size: int) -> bool:
@@ -389,7 +392,7 @@ def has_subtrees(conn: sqlite3.Connection, size: int) -> bool:
     if size == 0:
         return True
     found = conn.execute(
-        "SELECT 1 FROM merkle_subtree WHERE level = 0 AND position = ?", (size - 1,)
+        "SELECT 1 FROM merkle_subtree WHERE node = ?", (subtree_key(0, size - 1),)
     ).fetchone()
     return found is not None
 
@@ -413,7 +416,7 @@ def store_subtrees(conn: sqlite3.Connection, path: Path, tree: CompactTree) -> N
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute("DELETE FROM merkle_subtree")
-        conn.executemany(INSERT_SUBTREE, subtrees)
+        conn.executemany(INSERT_SUBTREE, subtree_rows(subtrees))
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

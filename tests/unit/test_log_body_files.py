@@ -284,3 +284,20 @@ def test_the_tree_rebuilt_at_start_up_hashes_the_bodies_in_segments(tmp_path: Pa
         f.write(b"\x00\x01\x02")
     with pytest.raises(LogStoreError, match="entry 1: the body read from"):
         write(path, [], THRESHOLD, data_key=KEY)
+
+
+def test_a_crash_in_the_first_large_body_s_transaction_leaves_no_table_and_no_bytes(
+    tmp_path: Path,
+) -> None:
+    """The table comes with the first large body's commit: a log of small bodies has
+    none, and the bytes of a first large body whose commit never came are cut."""
+    path = tmp_path / "log.db"
+    write(path, [body_of(100, n) for n in range(2)], THRESHOLD)
+    assert not rows(path, "SELECT name FROM sqlite_master WHERE name = 'body_file'")
+    segment_dir(path).mkdir()
+    (segment_dir(path) / "00000001.seg").write_bytes(b"\xff" * 5000)  # synced, not committed
+
+    write(path, [body_of(THRESHOLD, 7)], THRESHOLD)
+    assert rows(path, "SELECT entry_id, segment, start FROM body_file") == [(3, 1, 0)]
+    assert (segment_dir(path) / "00000001.seg").stat().st_size == THRESHOLD
+    assert read_entries(path)[-1].body == body_of(THRESHOLD, 7)
