@@ -29,6 +29,15 @@ caller's thread, with the very transaction the writer would have run for it
 - only the SQLite log does this. A PostgreSQL commit is a round trip to a server that
   other processes of a node cluster write too; its stalls would be the event loop's.
 
+An append whose bodies come to :data:`INLINE_BODY_BYTES` or more is never alone in this
+sense: it goes to the writer thread. Writing and syncing a megabyte body takes the disk
+milliseconds of wall time (2 MiB appended and synced: about 3.4 ms here, 0.6 ms of it
+CPU), which on the loop's thread would stall every other exchange of the process, while
+the writer's thread waits for the disk with the GIL released and the loop goes on
+reading, hashing and encrypting the others' bodies. Against those milliseconds the
+hand-off's tens of microseconds do not count, at any concurrency
+(docs/adr/0075-a-large-append-commits-on-the-writer-thread.md).
+
 ``[logging] inline_commit = false`` in node.toml (``MessageLog(inline_commit=False)``)
 sends every append to the writer thread (docs/deployment.md).
 """
@@ -38,16 +47,27 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from gateway.messagelog.sqlite_commit import Outcome
 from gateway.messagelog.writer_queue import Unit
 
 __all__ = [
+    "INLINE_BODY_BYTES",
     "CommitGate",
     "InlineLog",
     "WriterBusy",
 ]
+
+
+INLINE_BODY_BYTES: Final = 256 * 1024
+"""An append whose records' bodies total this many bytes or more commits on the writer
+thread, never inline: the loop does not wait out the disk's sync of a large body."""
+
+
+def body_bytes(unit: Unit) -> int:
+    """The bytes of body ``unit`` writes (as given; sealing adds a few bytes per body)."""
+    return sum(len(record.body) for record in unit.append.records)
 
 
 class WriterBusy(Exception):
@@ -123,7 +143,7 @@ class CommitGate:
     async def append(self, unit: Unit, log: InlineLog) -> list[int]:
         """``unit``'s ids once durable: committed by ``log._commit_inline`` on this
         thread if the append is alone, else by the writer thread."""
-        if not self.enabled:
+        if not self.enabled or body_bytes(unit) >= INLINE_BODY_BYTES:
             log._enqueue(unit)
             return await unit.future
         if not log._enter_lobby(unit):

@@ -313,22 +313,60 @@ def test_inline_and_writer_paths_write_the_same_log_and_refuse_alike(
     )
 
 
-def test_after_a_large_inline_commit_the_writer_checkpoints(tmp_path: Path) -> None:
-    """The inline commit leaves the WAL's copy into the file to the writer thread, woken
-    for it (docs/adr/0067-the-log-checkpoints-when-its-writer-is-idle.md)."""
+def test_after_large_inline_commits_the_writer_checkpoints(tmp_path: Path) -> None:
+    """The inline commits leave the WAL's copy into the file to the writer thread, woken
+    for it (docs/adr/0067-the-log-checkpoints-when-its-writer-is-idle.md). Each append
+    stays under ``INLINE_BODY_BYTES`` (a larger one commits on the writer thread)."""
+    from gateway.messagelog.inline_commit import INLINE_BODY_BYTES
+
     path = tmp_path / "log.db"
-    body = b"x" * (3 * IDLE_CHECKPOINT_FRAMES * 4096 // 4)  # past the idle threshold
-    assert len(body) * 2 < BACKSTOP_FRAMES * 4096  # and short of SQLite's own
+    body = b"x" * (INLINE_BODY_BYTES // 2 - 1024)
+    appends = 3 * IDLE_CHECKPOINT_FRAMES * 4096 // 2 // (2 * len(body)) + 1
+    assert appends * 2 * len(body) < BACKSTOP_FRAMES * 4096  # short of SQLite's own
+    copied = IDLE_CHECKPOINT_FRAMES * 4096 // 2  # the file, once the WAL is copied in
 
     async def scenario() -> None:
         # Bodies kept in their rows: a body file would take these out of the WAL.
         async with open_log(path, body_file_bytes=0) as log:
-            await log.append([record("big-1", body), record("big-2", body)])
-            assert log.stats.inline_commits == 1
+            for n in range(appends):
+                await log.append([record(f"big-{n}-1", body), record(f"big-{n}-2", body)])
+            # Most inline: one that finds the writer checkpointing goes to it instead.
+            assert log.stats.inline_commits > appends // 2
             for _ in range(1000):
-                if path.stat().st_size > 2 * len(body):
+                if path.stat().st_size > copied:
                     break
                 await asyncio.sleep(0.01)
-            assert path.stat().st_size > 2 * len(body)  # copied without another append
+            assert path.stat().st_size > copied  # copied without another append
+
+    asyncio.run(scenario())
+
+
+def test_a_large_append_commits_on_the_writer_thread_with_the_same_result(
+    tmp_path: Path,
+) -> None:
+    """An append whose bodies total ``INLINE_BODY_BYTES`` or more goes to the writer
+    thread even when alone, so the loop does not wait out the disk's sync of a large
+    body; a byte less still commits inline. Either way the caller gets its ids only
+    once the entry is durable, and the log holds the same bytes: the same appends in
+    the other order give a log with the same bodies at the same ids."""
+    from gateway.messagelog.inline_commit import INLINE_BODY_BYTES
+
+    half = INLINE_BODY_BYTES // 2
+    small = [b"a" * (half - 1), b"b" * half]  # a byte under the bound: inline
+    large = [b"c" * half, b"d" * half]  # exactly the bound: the writer
+    threads = Threads()
+
+    async def scenario() -> None:
+        async with open_log(tmp_path / "log.db", threads) as log:
+            loop_thread = threading.get_ident()
+            for n, bodies in ((1, small), (3, large), (5, small), (7, large)):
+                mids = [str(uuid.uuid4()), str(uuid.uuid4())]
+                records = [record(m, b) for m, b in zip(mids, bodies, strict=True)]
+                assert await log.append(records) == [n, n + 1]
+                stored = read_entries(tmp_path / "log.db", message_id=mids[1])
+                assert [(e.id, e.body) for e in stored] == [(n + 1, bodies[1])]
+                assert (threads.by_id[mids[0]] == loop_thread) is (bodies is small)
+            assert log.stats.inline_commits == 2
+            assert log.stats.units == 4
 
     asyncio.run(scenario())
