@@ -30,6 +30,7 @@ from pathlib import Path
 from types import FrameType
 
 from gateway.messagelog.leader import Leadership
+from gateway.net.heap import keep_freed_pages
 from gateway.node.config import ConfigError, NodeConfig
 from gateway.node.server import Endpoints, Node
 
@@ -50,6 +51,7 @@ async def run_node(
     sockets: Mapping[str, socket.socket] | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM, then drain and close the log."""
+    keep_freed_pages()  # a large body's pages reused, not given back (gateway/net/heap.py)
     node = Node(config, sockets=sockets)
     endpoints = await node.start()
     if ready is not None:
