@@ -11,10 +11,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from gateway.net import loop as net_loop
 from gateway.net.guard import GuardSettings, guarded_server
-from gateway.net.http1client import Http1Client
+from gateway.net.http1client import Http1Client, TimedOut
 from gateway.net.http1server import Http1Server, HttpResponse, Request, Routes, text_response
+from tests.unit.test_http1client import OK, Server, fixed
+
+NEVER = lambda _request: b""  # noqa: E731 - reads the request, never answers
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 
@@ -108,3 +113,65 @@ def test_the_lean_server_and_client_sockets_send_without_delay() -> None:
 
     net_loop.run(main())
     assert options == {"server": 1, "client": 1}
+
+
+def _count_timers(loop: asyncio.AbstractEventLoop, names: set[str]) -> list[int]:
+    """Count the loop's ``call_at`` calls whose callback is one of ``names``."""
+    armed = [0]
+    call_at = loop.call_at
+
+    def counting(when: float, callback: Callable[..., Any], *args: Any) -> Any:
+        if getattr(callback, "__name__", "") in names:
+            armed[0] += 1
+        return call_at(when, callback, *args)
+
+    loop.call_at = counting  # type: ignore[method-assign,assignment]
+    return armed
+
+
+def test_the_client_keeps_one_deadline_timer_per_connection_not_one_per_request() -> None:
+    async def main() -> tuple[int, int]:
+        armed = _count_timers(asyncio.get_running_loop(), {"timed_out", "_check"})
+        server = await Server([fixed(OK)]).start()
+        client = Http1Client(max_body=1000)
+        try:
+            for _ in range(20):
+                response = await client.request("GET", server.url + "/", [], b"", timeout=30)
+                assert response.body == b"ok"
+            return armed[0], server.connections
+        finally:
+            await client.close()
+            await server.stop()
+
+    armed, connections = asyncio.run(main())
+    assert connections == 1
+    assert armed == 1  # armed by the first request, not re-armed by the next 19
+
+
+def test_a_request_on_a_kept_connection_times_out_at_its_own_deadline() -> None:
+    """Neither at the deadline of an earlier request on the same connection (still the
+    timer's), nor later than its own when that is the earlier one."""
+
+    async def main() -> tuple[float, float]:
+        server = await Server([fixed(OK), NEVER, fixed(OK), NEVER]).start()
+        client = Http1Client(max_body=1000)
+        try:
+            url = server.url + "/"
+            # Later than the timer: armed at the first request's deadline (0.6 s).
+            assert (await client.request("GET", url, [], b"", timeout=0.6)).body == b"ok"
+            await asyncio.sleep(0.3)
+            start = time.monotonic()
+            with pytest.raises(TimedOut):
+                await client.request("GET", url, [], b"", timeout=0.6)
+            later = time.monotonic() - start
+            # Earlier than the timer: a long first timeout, then a short one.
+            assert (await client.request("GET", url, [], b"", timeout=60)).body == b"ok"
+            with pytest.raises(TimedOut):
+                await asyncio.wait_for(client.request("GET", url, [], b"", timeout=0.3), 30)
+            return later, 0.6
+        finally:
+            await client.close()
+            await server.stop()
+
+    later, limit = asyncio.run(main())
+    assert later >= limit * 0.9  # not cut short by the first request's timer
