@@ -203,9 +203,11 @@ class GroupCommit:
 
     A job gets the driver's own ``sqlite3`` connection, not SQLAlchemy's: a lookup's
     statements are plain SQL text, and SQLAlchemy's execution and result set-up around
-    each cost more CPU than SQLite's running of them. The connection is in the driver's
-    default mode, in which a write opens the transaction that :meth:`run` commits (a
-    job that only reads commits nothing).
+    each cost more CPU than SQLite's running of them. Each transaction begins
+    ``IMMEDIATE``: a lookup's read and its protocol row are one transaction, its write
+    lock is taken at once (never an upgrade from a snapshot another writer of the file
+    could have made stale), and SQLite takes its file locks once per transaction instead
+    of once for the read and again for the write.
 
     A job alone (no other job of this group commit between arrival and answer, the
     thread idle) runs on the caller's thread instead, in its own transaction, committed
