@@ -31,5 +31,10 @@ def limits_from(args: argparse.Namespace) -> GuardSettings:
 
 
 def serve_app(app: Any, host: str, port: int, limits: GuardSettings = DEFAULT_LIMITS) -> None:
-    """Serve ``app`` with uvicorn until interrupted, every connection under the guard."""
-    run_asgi(app, host, port, limits, name=f"registry on {host}:{port}")
+    """Serve ``app`` with uvicorn until interrupted, every connection under the guard,
+    each answer written to the socket in one call (registries/coalesce.py)."""
+    from registries.coalesce import CoalescingHttpProtocol
+
+    run_asgi(
+        app, host, port, limits, name=f"registry on {host}:{port}", http=CoalescingHttpProtocol
+    )
