@@ -138,18 +138,23 @@ class Receipt:
                 ),
                 409,
             )
-        return json_response(_eintrag(stored), 201 if stored.new else 200)
+        return json_response(_eintrag(stored, meldung), 201 if stored.new else 200)
 
 
-def _eintrag(stored: _Stored) -> Eintrag:
-    """The entry as :func:`registries.ihk.storage.eintrag` gives it for the stored row."""
+def _eintrag(stored: _Stored, meldung: Benachrichtigung) -> Eintrag:
+    """The entry as :func:`registries.ihk.storage.eintrag` gives it for the stored row.
+
+    A row stored by this request holds ``meldung`` dumped as JSON, which validates back to
+    ``meldung`` itself, so that is taken as it is instead of validated a second time; a
+    stored row (a retry's) is validated as the ORM's reading of it was.
+    """
     received = stored.empfangen_am
     if received.tzinfo is None:  # SQLite drops the zone; only UTC is ever stored
         received = received.replace(tzinfo=UTC)
     return Eintrag(
         id=stored.id,
         empfangenAm=received,
-        benachrichtigung=Benachrichtigung.model_validate(stored.inhalt),
+        benachrichtigung=meldung if stored.new else Benachrichtigung.model_validate(stored.inhalt),
     )
 
 
