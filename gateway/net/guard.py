@@ -17,13 +17,19 @@ head and the body end (``Content-Length`` or chunked), and:
   else was sent on it);
 - closes a connection whose request body receives no byte for ``body_timeout`` seconds,
   unless the server itself stopped reading (flow control: then the stall is the server's);
+- closes a connection whose transport stayed paused for writing (unsent answer bytes
+  over the high-water mark) for ``write_timeout`` seconds on end, dropping those bytes
+  (``abort``: a ``close`` waits for them): a client that never reads its answers would
+  hold the connection and their memory for ever. A server closing with bytes unsent
+  lowers the mark to zero first, so the same bound ends that close (the lean server does);
 - answers ``503`` and closes a connection over ``max_connections`` open connections on
   the port, or over ``max_connections_per_ip`` from one address.
 
 Between requests, a kept-alive connection is the server's business (its keep-alive
 timeout closes it), and so is a request being processed: the guard only times what the
-client owes. The TLS handshake is bounded by ``header_timeout`` as well (the listeners
-pass it as ``ssl_handshake_timeout``). Defaults and settings: docs/deployment.md.
+client owes (a request, or reading the answer to one). The TLS handshake is bounded by
+``header_timeout`` and a TLS close's shutdown by ``write_timeout`` as well (the listeners
+pass them as ``ssl_handshake_timeout`` and ``ssl_shutdown_timeout``). See docs/deployment.md.
 """
 
 from __future__ import annotations
@@ -64,20 +70,23 @@ class GuardSettings:
     """Seconds a client has to send a complete request head (and finish a TLS handshake)."""
     body_timeout: float = 30.0
     """Longest pause, in seconds, between two pieces of a request body."""
+    write_timeout: float = 30.0
+    """Longest time, in seconds, the transport may stay paused for writing (a client not
+    reading its answers) before the connection is closed and the unsent bytes dropped."""
     max_connections: int = 1024
     """Open connections the port accepts; more are answered 503 and closed."""
     max_connections_per_ip: int = 512
     """Open connections the port accepts from one address."""
 
     def __post_init__(self) -> None:
-        if not self.header_timeout > 0 or not self.body_timeout > 0:
-            raise ValueError("the header and body timeouts must be positive")
+        if not self.header_timeout > 0 or not self.body_timeout > 0 or not self.write_timeout > 0:
+            raise ValueError("the header, body and write timeouts must be positive")
         if self.max_connections < 1 or self.max_connections_per_ip < 1:
             raise ValueError("the connection caps must be at least 1")
 
 
 def add_guard_arguments(parser: argparse.ArgumentParser, defaults: GuardSettings) -> None:
-    """The four guard flags every server command offers (``settings_from_args`` reads them)."""
+    """The guard flags every server command offers (``settings_from_args`` reads them)."""
     parser.add_argument(
         "--header-timeout",
         type=float,
@@ -89,6 +98,12 @@ def add_guard_arguments(parser: argparse.ArgumentParser, defaults: GuardSettings
         type=float,
         default=defaults.body_timeout,
         help=f"longest pause within a request body, seconds (default {defaults.body_timeout:g})",
+    )
+    parser.add_argument(
+        "--write-timeout",
+        type=float,
+        default=defaults.write_timeout,
+        help=f"longest wait for a client to read, seconds (default {defaults.write_timeout:g})",
     )
     parser.add_argument(
         "--max-connections",
@@ -110,6 +125,7 @@ def settings_from_args(args: argparse.Namespace) -> GuardSettings:
     return GuardSettings(
         header_timeout=args.header_timeout,
         body_timeout=args.body_timeout,
+        write_timeout=args.write_timeout,
         max_connections=args.max_connections,
         max_connections_per_ip=args.max_connections_per_ip,
     )
@@ -366,6 +382,9 @@ class GuardedProtocol(asyncio.Protocol):
         self.timing_head = False
         self.last_data = 0.0
         """Loop time of the last piece of a request body."""
+        self.write_timer: asyncio.TimerHandle | None = None
+        self.write_paused_at: float | None = None
+        """Loop time the transport last paused for writing; None while it is not paused."""
 
     # -- asyncio.Protocol
 
@@ -417,15 +436,26 @@ class GuardedProtocol(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.write_timer is not None:
+            self.write_timer.cancel()
+            self.write_timer = None
         if self.admitted:
             self.admitted = False
             self.guard.release(self.ip)
             self.inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
+        # Armed once, it looks at the pause when it fires: a large answer pauses and
+        # resumes the transport often, and re-arming a timer each time costs more.
+        loop = asyncio.get_running_loop()
+        self.write_paused_at = loop.time()
+        if self.write_timer is None:
+            bound = self.guard.settings.write_timeout
+            self.write_timer = loop.call_later(bound, self._write_expired)
         self.inner.pause_writing()
 
     def resume_writing(self) -> None:
+        self.write_paused_at = None
         self.inner.resume_writing()
 
     # -- timers
@@ -466,6 +496,22 @@ class GuardedProtocol(asyncio.Protocol):
             # silently, as nginx does: a 408 there would be shown for its next request.
             transport.write(_TIMEOUT_RESPONSE)
         transport.close()
+
+    def _write_expired(self) -> None:
+        self.write_timer = None
+        since = self.write_paused_at
+        transport = self.transport
+        if since is None or transport is None:
+            return  # resumed: the client reads; the next pause arms the timer again
+        bound = self.guard.settings.write_timeout
+        loop = asyncio.get_running_loop()
+        waited = loop.time() - since
+        if waited < bound:  # resumed and paused again since the timer was armed
+            self.write_timer = loop.call_later(bound - waited, self._write_expired)
+            return
+        what = f"answer not read for {bound:g} s"
+        log.info("%s: closing the connection from %s: %s", self.guard.name, self.ip, what)
+        transport.abort()
 
 
 # --- adapters -----------------------------------------------------------------------------
@@ -532,6 +578,7 @@ async def guarded_server(
         ssl=ssl_context,
         backlog=backlog,
         ssl_handshake_timeout=settings.header_timeout if ssl_context else None,
+        ssl_shutdown_timeout=settings.write_timeout if ssl_context else None,
     )
 
 

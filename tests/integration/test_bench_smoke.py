@@ -70,6 +70,7 @@ def test_bench_runs_and_every_counted_success_is_logged(tmp_path: Path) -> None:
         assert sized[scenario]["time_ms"] > 0
     assert sized["ratio_gateway_to_relay_time"] > 0  # None when a scenario failed
     for node in ("consumer", "provider"):
+        assert sized["gateway"]["cpu_ms_per_exchange"][node] > 0
         memory = sized["memory"]["nodes"][node]
         assert memory["peak_rss_mb"] >= memory["rss_before_mb"] > 0
         assert memory["bound_mb"] > memory["rss_before_mb"]
