@@ -583,23 +583,14 @@ async def guarded_server(
 
 
 def run_asgi(
-    app: Any,
-    host: str,
-    port: int,
-    settings: GuardSettings,
-    *,
-    name: str = "server",
-    http: type[asyncio.Protocol] | None = None,
+    app: Any, host: str, port: int, settings: GuardSettings, *, name: str = "server"
 ) -> None:
-    """Serve an ASGI app with uvicorn until interrupted, every connection under a guard
-    (``http``: uvicorn's HTTP protocol class to use instead of its default)."""
+    """Serve an ASGI app with uvicorn until interrupted, every connection under a guard."""
     import uvicorn
 
     # ws="none": a WebSocket upgrade would hand the transport to another protocol,
     # out of the guard's sight; no app here uses WebSockets.
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", ws="none", http=http or "auto"
-    )
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", ws="none")
     config.load()
     guard = ConnectionGuard(settings, name)
     config.http_protocol_class = cast(
