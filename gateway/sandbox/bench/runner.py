@@ -11,7 +11,7 @@ installed, else :mod:`gateway.sandbox.bench.loadgen`):
 - ``gateway``: consumer node -> provider node -> registry, each exchange signed,
   verified and durably logged on both nodes, exactly as in production.
 
-The sample Melderegister's CPU per lookup is measured on its own after the levels
+Each sample registry's CPU per request is measured on its own after the levels
 (:mod:`gateway.sandbox.bench.registry`), and the performance targets are judged against
 the baselines of the same run (:mod:`gateway.sandbox.bench.targets`).
 
