@@ -11,15 +11,9 @@ on (``limits=``).
 from __future__ import annotations
 
 import argparse
-import asyncio
-from typing import Any, cast
+from typing import Any
 
-from gateway.net.guard import (
-    ConnectionGuard,
-    GuardSettings,
-    add_guard_arguments,
-    settings_from_args,
-)
+from gateway.net.guard import GuardSettings, add_guard_arguments, run_asgi, settings_from_args
 
 DEFAULT_LIMITS = GuardSettings(max_connections=256, max_connections_per_ip=256)
 """A registry is reached by its own node (and a browser, for the portal) only."""
@@ -37,20 +31,9 @@ def limits_from(args: argparse.Namespace) -> GuardSettings:
 
 
 def serve_app(app: Any, host: str, port: int, limits: GuardSettings = DEFAULT_LIMITS) -> None:
-    """Serve ``app`` with uvicorn until interrupted, every connection under the guard, as
-    :func:`gateway.net.guard.run_asgi` does, but on uvicorn's protocol writing each answer
-    to the socket in one call (registries/coalesce.py)."""
-    import uvicorn
-
+    """Serve ``app`` with uvicorn until interrupted, every connection under the guard, on
+    uvicorn's protocol writing each answer to the socket in one call (registries/coalesce.py)."""
     from registries.coalesce import CoalescingHttpProtocol
 
-    # ws="none": no registry uses WebSockets, and an upgrade would leave the guard's sight.
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", ws="none", http=CoalescingHttpProtocol
-    )
-    config.load()
-    guard = ConnectionGuard(limits, f"registry on {host}:{port}")
-    config.http_protocol_class = cast(
-        "type[asyncio.Protocol]", guard.wrap(config.http_protocol_class)
-    )
-    uvicorn.Server(config).run()
+    name = f"registry on {host}:{port}"
+    run_asgi(app, host, port, limits, name=name, http=CoalescingHttpProtocol)
