@@ -4,7 +4,8 @@ Codes follow X-Road's dotted snake-case style (7.8+): ``client.*`` for what the 
 wrong, ``server.clientproxy.*`` for failures on the consumer's node and
 ``server.serverproxy.*`` for refusals by the provider's node. X-Road answers ``client.*``
 with 400 and ``server.*`` with 500; a few codes use a more specific status where HTTP
-has one (413 for oversize bodies, 505 for a request line that is not HTTP/1.x), which
+has one (413 for oversize bodies, 417 for an ``Expect`` other than ``100-continue``, 505
+for a request line that is not HTTP/1.x), which
 X-Road clients still see as an error because the ``X-Road-Error`` header is set.
 """
 
@@ -26,6 +27,7 @@ class Code(StrEnum):
     INVALID_SERVICE_IDENTIFIER = "client.invalid_service_identifier"
     UNKNOWN_CLIENT = "client.unknown_member"
     HTTP_VERSION_NOT_SUPPORTED = "client.http_version_not_supported"
+    EXPECTATION_FAILED = "client.expectation_failed"
     REQUEST_TOO_LARGE = "client.request_too_large"
     CLIENT_SSL_AUTHENTICATION_FAILED = "client.ssl_authentication_failed"
 
@@ -122,6 +124,9 @@ ERROR_TABLE: dict[Code, ErrorSpec] = {
     Code.UNKNOWN_CLIENT: ErrorSpec(400, "X-Road-Client is not a client registered at this node."),
     Code.HTTP_VERSION_NOT_SUPPORTED: ErrorSpec(
         505, "The request line names an HTTP version other than 1.0 or 1.1."
+    ),
+    Code.EXPECTATION_FAILED: ErrorSpec(
+        417, "The request's Expect header names an expectation other than 100-continue."
     ),
     Code.REQUEST_TOO_LARGE: ErrorSpec(413, "The request body exceeds the node's limit."),
     Code.CLIENT_SSL_AUTHENTICATION_FAILED: ErrorSpec(

@@ -96,6 +96,8 @@ from gateway.messagelog.schema_names import Kind, Role
 from gateway.messagelog.settings_watch import SettingsWatch, watch_settings
 from gateway.messagelog.sqlite import SqliteLogStore
 from gateway.messagelog.sqlite_admin import snapshot_file as snapshot_sqlite
+from gateway.messagelog.sqlite_bodies import DEFAULT_THRESHOLD as DEFAULT_BODY_FILE_BYTES
+from gateway.messagelog.sqlite_bodies import segment_dir as body_segment_dir
 from gateway.messagelog.store import LogStore, LogWriter
 from gateway.messagelog.writer import MessageLog
 
@@ -143,6 +145,7 @@ __all__ = [
     "TreeSnapshot",
     "UsageRow",
     "WitnessAlertRow",
+    "body_segment_dir",
     "configuration_history",
     "consistency",
     "count_entries",
@@ -177,14 +180,25 @@ def open_log(
     clock: Callable[[], datetime],
     body_policy: Callable[[LogRecord], str] | None = None,
     data_key: DataKey | None = None,
+    inline_commit: bool = True,
+    body_file_bytes: int = DEFAULT_BODY_FILE_BYTES,
 ) -> MessageLog:
     """The node's log writer (not started) over the log at ``location``: a SQLite file,
     or a PostgreSQL database given as a ``postgresql://`` URL (its schema made by
     ``gateway db upgrade``); its read side is ``.store``. The one place the node's
     backend is chosen: the node and its services use it as a ``LogWriter``. With a
     ``data_key``, new exchange entries and data subjects are sealed at rest
-    (docs/message-log.md#at-rest)."""
-    return MessageLog(location, clock=clock, body_policy=body_policy, data_key=data_key)
+    (docs/message-log.md#at-rest). ``inline_commit``: ``[logging] inline_commit``
+    (``gateway/messagelog/inline_commit.py``); ``body_file_bytes``: ``[logging]
+    body_file_bytes`` (``gateway/messagelog/sqlite_bodies.py``)."""
+    return MessageLog(
+        location,
+        clock=clock,
+        body_policy=body_policy,
+        data_key=data_key,
+        inline_commit=inline_commit,
+        body_file_bytes=body_file_bytes,
+    )
 
 
 def upgrade_schema(location: Path | str) -> str:

@@ -14,6 +14,7 @@ from gateway.core.atrest import DataKey
 from gateway.messagelog.location import is_postgres_url
 from gateway.messagelog.sealing import Sealer
 from gateway.messagelog.sqlite import SqliteLogStore
+from gateway.messagelog.sqlite_bodies import DEFAULT_THRESHOLD, SEGMENT_BYTES
 from gateway.messagelog.sqlite_writer import SqliteWriterDb
 from gateway.messagelog.store import LogStore
 from gateway.messagelog.writer_queue import WriterDb
@@ -21,9 +22,16 @@ from gateway.messagelog.writer_queue import WriterDb
 __all__ = ["open_backend"]
 
 
-def open_backend(location: Path | str, data_key: DataKey | None) -> tuple[Path, WriterDb, LogStore]:
+def open_backend(
+    location: Path | str,
+    data_key: DataKey | None,
+    body_file_bytes: int = DEFAULT_THRESHOLD,
+    segment_bytes: int = SEGMENT_BYTES,
+) -> tuple[Path, WriterDb, LogStore]:
     """``(path for messages, writer database, store)`` of the log at ``location``; new
-    exchange rows are sealed under ``data_key`` when there is one."""
+    exchange rows are sealed under ``data_key`` when there is one. On SQLite, bodies of
+    ``body_file_bytes`` or more go to segment files (``sqlite_bodies``); PostgreSQL
+    keeps every body in its row."""
     sealer = Sealer(data_key)
     if is_postgres_url(location):
         from gateway.messagelog.postgres import PostgresLogStore
@@ -33,4 +41,5 @@ def open_backend(location: Path | str, data_key: DataKey | None) -> tuple[Path, 
         path = Path(PostgresLogStore(url).location)
         return path, PostgresWriterDb(url, sealer), PostgresLogStore(url, sealer)
     path = Path(location)
-    return path, SqliteWriterDb(path, sealer), SqliteLogStore(path, sealer)
+    writer = SqliteWriterDb(path, sealer, body_file_bytes, segment_bytes)
+    return path, writer, SqliteLogStore(path, sealer)

@@ -29,55 +29,30 @@ caller's thread, with the very transaction the writer would have run for it
 - only the SQLite log does this. A PostgreSQL commit is a round trip to a server that
   other processes of a node cluster write too; its stalls would be the event loop's.
 
-``GATEWAY_LOG_INLINE_COMMIT=off`` (or ``MessageLog(inline_commit=False)``) sends every
-append to the writer thread (docs/deployment.md).
+``[logging] inline_commit = false`` in node.toml (``MessageLog(inline_commit=False)``)
+sends every append to the writer thread (docs/deployment.md).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
-from collections.abc import Callable, Mapping
-from typing import Any, Final, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from gateway.messagelog.sqlite_commit import Outcome
 from gateway.messagelog.writer_queue import Unit
 
 __all__ = [
-    "INLINE_COMMIT_ENV",
     "CommitGate",
     "InlineLog",
     "WriterBusy",
-    "inline_commit_setting",
 ]
-
-INLINE_COMMIT_ENV: Final = "GATEWAY_LOG_INLINE_COMMIT"
-"""The environment variable that turns inline commits off (``off``, ``0``, ``false``,
-``no``) or on (``on``, ``1``, ``true``, ``yes``; the default)."""
-
-_OFF: Final = frozenset({"off", "0", "false", "no"})
-_ON: Final = frozenset({"on", "1", "true", "yes", ""})
 
 
 class WriterBusy(Exception):
     """Another connection holds the log file's write lock: nothing was begun, and the
     append goes to the writer thread, which may wait for the lock."""
-
-
-def inline_commit_setting(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether a lone append may commit on the event loop, from ``INLINE_COMMIT_ENV``.
-
-    An unknown value is refused rather than guessed: a node should not start with a
-    setting its operator mistyped.
-    """
-    env = os.environ if environ is None else environ
-    value = env.get(INLINE_COMMIT_ENV, "").strip().lower()
-    if value in _OFF:
-        return False
-    if value in _ON:
-        return True
-    raise ValueError(f"{INLINE_COMMIT_ENV}={value!r}: expected on or off")
 
 
 class CommitGate:

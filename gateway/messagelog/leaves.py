@@ -18,6 +18,9 @@ once per message on each node. This module computes the same values the definiti
 
 ``tests/unit/test_messagelog_leaves.py`` compares each with the definition it stands
 for, on arbitrary values.
+
+A subtree's row is keyed by :func:`subtree_key` (``merkle_subtree.node``), so the rows a
+commit writes are the table's last keys (docs/adr/0072-fewer-pages-per-log-commit.md).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from gateway.core.logtree import SUBJECTS_SALT_SIZE, SUBJECTS_TYPE, encode_leaf,
 from gateway.core.merkle import leaf_hash
 from gateway.messagelog.records import LogRecord, OpRecord
 
-__all__ = ["commitment", "new_leaf", "op_rows"]
+__all__ = ["commitment", "new_leaf", "op_rows", "subtree_key", "subtree_rows"]
 
 
 def _empty_document() -> tuple[bytes, bytes]:
@@ -86,3 +89,21 @@ def op_rows(records: Sequence[OpRecord]) -> list[tuple[object, ...]]:
     """Each record's values in field order (the column order of ``operational_data``'s
     INSERT), as ``astuple`` gives them."""
     return [_OP_FIELDS(r) for r in records]
+
+
+def subtree_key(level: int, position: int) -> int:
+    """``merkle_subtree.node`` of the subtree at ``level`` and ``position``: the number of
+    leaves at which it is complete, ``(position + 1) << level``, times 64, plus its level.
+
+    A leaf completes its subtrees (itself, then the ones its carries close) all at one
+    leaf count, and the count only grows, so each commit's subtrees are the largest keys
+    of the table, in the order they are written: one page at the end of one B-tree per
+    commit, where a key of ``(level, position)`` put each level's rows on a page of its
+    own. One key per subtree: a level is below 64 and the count below 2**57, so the key
+    fits a signed 64-bit integer (a log of 2**57 leaves is far beyond any disk)."""
+    return (((position + 1) << level) << 6) | level
+
+
+def subtree_rows(subtrees: Sequence[tuple[int, int, bytes]]) -> list[tuple[int, int, int, bytes]]:
+    """``(node, level, position, hash)`` rows of ``CompactTree.append``'s subtrees."""
+    return [((((p + 1) << lv) << 6) | lv, lv, p, h) for lv, p, h in subtrees]

@@ -19,6 +19,7 @@ import psycopg
 import gateway.messagelog.postgres_admin as admin
 from gateway.conf.tufclient import SIGNED_FILES
 from gateway.core.envelope import parse_time
+from gateway.messagelog.leaves import subtree_key
 from gateway.messagelog.postgres_retention import expire
 from gateway.messagelog.postgres_schema import connect, redacted
 from gateway.messagelog.postgres_writes import OPERATIONAL_COLUMNS, prune_entries, seal_plain_rows
@@ -172,14 +173,12 @@ class PostgresLogStore:
     def subtrees(self, names: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         if not names:
             return {}
-        levels = [level for level, _ in names]
-        positions = [position for _, position in names]
+        keys = [subtree_key(level, position) for level, position in names]
         with self._reader() as conn:
             rows = conn.execute(
                 "SELECT s.level, s.position, s.hash FROM merkle_subtree s"
-                " JOIN unnest(%s::bigint[], %s::bigint[]) AS w(level, position)"
-                " ON s.level = w.level AND s.position = w.position",
-                (levels, positions),
+                " JOIN unnest(%s::bigint[]) AS w(node) ON s.node = w.node",
+                (keys,),
             ).fetchall()
         return {(int(level), int(position)): bytes(h) for level, position, h in rows}
 

@@ -75,7 +75,9 @@ _INSERT_SUBJECT: Final = (
     "INSERT INTO data_subject (entry_id, subject, sealed) VALUES (%s, %s, %s)"
     " ON CONFLICT DO NOTHING"
 )
-_INSERT_SUBTREE: Final = "INSERT INTO merkle_subtree (level, position, hash) VALUES (%s, %s, %s)"
+_INSERT_SUBTREE: Final = (
+    "INSERT INTO merkle_subtree (node, level, position, hash) VALUES (%s, %s, %s, %s)"
+)
 _FIRST_AFTER: Final = "SELECT logged_at FROM message_log WHERE id > %s ORDER BY id LIMIT 1"
 _LATEST_HEAD: Final = (
     "SELECT tree_size, last_entry_id, gen_time FROM tree_head ORDER BY tree_size DESC LIMIT 1"
@@ -306,7 +308,7 @@ class PostgresWriterDb:
             outcomes.append(ids)
         if subtrees:
             with conn.cursor() as cur:
-                cur.executemany(_INSERT_SUBTREE, subtrees)
+                cur.executemany(_INSERT_SUBTREE, leaves.subtree_rows(subtrees))
         if operational:
             side.insert_operational(conn, operational)
         if tree.size != size_before:
@@ -364,7 +366,7 @@ def _has_subtrees(conn: psycopg.Connection[tuple[Any, ...]], size: int) -> bool:
     """Whether the log's subtrees are stored (the last leaf's row stands for the rest, as
     in ``sqlite_writes.has_subtrees``)."""
     found = conn.execute(
-        "SELECT 1 FROM merkle_subtree WHERE level = 0 AND position = %s", (size - 1,)
+        "SELECT 1 FROM merkle_subtree WHERE node = %s", (leaves.subtree_key(0, size - 1),)
     ).fetchone()
     return found is not None
 
@@ -385,7 +387,7 @@ def _store_subtrees(conn: psycopg.Connection[tuple[Any, ...]], tree: CompactTree
         raise MessageLogError("the stored leaves do not match the saved frontier")
     conn.execute("DELETE FROM merkle_subtree")
     with conn.cursor() as cur:
-        cur.executemany(_INSERT_SUBTREE, subtrees)
+        cur.executemany(_INSERT_SUBTREE, leaves.subtree_rows(subtrees))
 
 
 def _locked_frontier(conn: psycopg.Connection[tuple[Any, ...]]) -> tuple[int, int, bytes]:

@@ -11,7 +11,7 @@ take; they are ``StrEnum``s so the stored text stays exactly what it always was.
 
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, Table, inspect
+from sqlalchemy import BigInteger, CheckConstraint, Column, Integer, Table, inspect
 from sqlmodel import Field, SQLModel
 
 # The enums and the table names live apart so a node can run without this module
@@ -134,12 +134,24 @@ class MerkleSubtree(SQLModel, table=True):
     ``position * 2**L`` up to ``(position + 1) * 2**L``. Any inclusion or consistency proof is
     built from O(log n) of these rows (``gateway.core.merkle_nodes``) instead of all the
     leaf hashes up to the tree size (docs/adr/0043).
+
+    Keyed by ``node`` (``gateway.messagelog.leaves.subtree_key``: the leaf count that
+    completes the subtree, then its level), which grows as the log grows: a commit's
+    subtrees go to the end of one B-tree (on SQLite the table itself, ``node`` being its
+    rowid), where a key of ``(level, position)`` wrote a page per level, and readers
+    find a subtree by the key computed from its level and position (revision 0006,
+    docs/adr/0072-fewer-pages-per-log-commit.md).
     """
 
     __tablename__ = "merkle_subtree"
 
-    level: int = Field(primary_key=True)
-    position: int = Field(primary_key=True)
+    node: int = Field(
+        sa_column=Column(
+            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+        )
+    )
+    level: int
+    position: int
     hash: bytes
 
 
@@ -247,10 +259,13 @@ class SeenRequest(SQLModel, table=True):
 
     ``created`` is indexed so the replay guard's rebuild at start-up reads only the rows
     inside the message window, however long the log is; retention deletes the rows past
-    twice the window (migration 0005).
+    twice the window (migration 0005). On SQLite the rows live in the primary key's own
+    B-tree (``WITHOUT ROWID``, migration 0006): the replay check's insert writes that tree
+    and the index on ``created``, not a rowid table besides (docs/adr/0072).
     """
 
     __tablename__ = "seen_request"
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
     client: str = Field(primary_key=True)
     message_id: str = Field(primary_key=True)
@@ -412,6 +427,11 @@ class OperationalData(SQLModel, table=True):
     same transaction as its log entries, a refusal best effort in a batch of its own
     (``gateway.messagelog.store.OpRecord``). Not part of the Merkle tree: rows are pruned after
     the node's retention period (``opdata_retention_days``), entries are not.
+
+    Indexed on ``request_in`` only: every read is a time range or the whole table, and
+    the retention's delete is one. ``client`` had an index of its own until revision
+    0006, written by every exchange for the admin API's occasional ``client=`` filter,
+    which reads the time range instead (docs/adr/0072).
     """
 
     __tablename__ = "operational_data"
@@ -424,7 +444,7 @@ class OperationalData(SQLModel, table=True):
     """This node's id."""
     peer_node: str
     """The other node's id, when known ("" otherwise)."""
-    client: str = Field(index=True)
+    client: str
     service: str
     message_id: str
     xroad_id: str

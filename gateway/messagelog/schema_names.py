@@ -71,7 +71,6 @@ INDEX_NAMES: Final = frozenset(
         "ix_data_subject_subject",
         "ix_foreign_configuration_version_instance",
         "ix_message_log_message_id",
-        "ix_operational_data_client",
         "ix_operational_data_request_in",
         "ix_seen_request_created",
         "ix_witness_alert_peer",

@@ -12,7 +12,6 @@ speaks SQL to the log (tests/unit/test_messagelog_package.py checks it).
 from __future__ import annotations
 
 import contextlib
-import json
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -46,6 +45,8 @@ from gateway.messagelog.records import (
     WitnessAlertRow,
 )
 from gateway.messagelog.sealing import Sealer
+from gateway.messagelog.sqlite_bodies import BodyReader, blank_and_free
+from gateway.messagelog.sqlite_layout import read_subtrees
 from gateway.messagelog.sqlite_retention import expire
 from gateway.messagelog.sqlite_rows import (
     cosignature_row,
@@ -211,11 +212,13 @@ class SqliteLogStore:
             if limit is not None:
                 query += " LIMIT ?"
                 params.append(limit)
-            return [stored_entry(row, self._sealer) for row in conn.execute(query, params)]
+            rows = BodyReader(conn, self._path).rows(conn.execute(query, params))
+            return [stored_entry(row, self._sealer) for row in rows]
 
     def entry(self, entry_id: int) -> StoredEntry | None:
         with self._reader() as conn:
-            row = conn.execute(_select_entries(conn) + " WHERE id = ?", (entry_id,)).fetchone()
+            found = conn.execute(_select_entries(conn) + " WHERE id = ?", (entry_id,))
+            row = next(BodyReader(conn, self._path).rows(found), None)
         return None if row is None else stored_entry(row, self._sealer)
 
     def count_entries(self) -> int:
@@ -241,20 +244,8 @@ class SqliteLogStore:
     def subtrees(self, names: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         if not names:
             return {}
-        wanted = json.dumps([[level, position] for level, position in names])
         with self._reader() as conn:
-            present = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'merkle_subtree'"
-            ).fetchone()
-            if present is None:
-                return {}  # a file from before the subtrees, not opened by a node since
-            rows = conn.execute(
-                "SELECT s.level, s.position, CAST(s.hash AS BLOB) FROM json_each(?) AS w"
-                " JOIN merkle_subtree AS s ON s.level = json_extract(w.value, '$[0]')"
-                " AND s.position = json_extract(w.value, '$[1]')",
-                (wanted,),
-            ).fetchall()
-        return {(int(level), int(position)): bytes(h) for level, position, h in rows}
+            return read_subtrees(conn, names)
 
     def leaves_through(self, last_entry_id: int) -> list[tuple[object, object]]:
         """(leaf_index, leaf_hash) of every entry up to ``last_entry_id``, id order, as
@@ -377,7 +368,9 @@ class SqliteLogStore:
             select = _select_entries(conn)
             entries = [
                 stored_entry(row, self._sealer)
-                for row in conn.execute(f"{select} WHERE {where} ORDER BY id", params)
+                for row in BodyReader(conn, self._path).rows(
+                    conn.execute(f"{select} WHERE {where} ORDER BY id", params)
+                )
             ]
             present = {str(c[1]) for c in conn.execute("PRAGMA table_info(message_log)")}
             archived_before = 0
@@ -423,19 +416,7 @@ class SqliteLogStore:
         # writer waits for this short transaction (its busy timeout).
         if not self._path.exists():
             raise LogNotFoundError(f"{self._path} does not exist")
-        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
-        try:
-            conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                leaves = prune_entries(conn, entries, self._sealer)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        finally:
-            conn.close()
-        return leaves
+        return blank_and_free(self._path, lambda conn: prune_entries(conn, entries, self._sealer))
 
     def seal_rows(self) -> int:
         if not self._path.exists():
@@ -447,19 +428,10 @@ class SqliteLogStore:
     ) -> Expired:
         if not self._path.exists():
             raise LogNotFoundError(f"{self._path} does not exist")
-        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
-        try:
-            conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                expired = expire(conn, entries_before, tracker_before, self._sealer, seen_before)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        finally:
-            conn.close()
-        return expired
+        return blank_and_free(
+            self._path,
+            lambda conn: expire(conn, entries_before, tracker_before, self._sealer, seen_before),
+        )
 
     def configuration_versions(self) -> list[StoredVersion]:
         with self._reader() as conn:

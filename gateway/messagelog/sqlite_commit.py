@@ -30,6 +30,7 @@ from typing import Final
 import gateway.messagelog.leaves as leaves
 import gateway.messagelog.sqlite_admin as admin
 import gateway.messagelog.sqlite_ddl as sqlite_ddl
+import gateway.messagelog.sqlite_layout as layout
 import gateway.messagelog.sqlite_writes as side
 from gateway.core.encoding import format_time
 from gateway.core.logtree import LoggedEntry, entry_leaf
@@ -46,6 +47,7 @@ from gateway.messagelog.records import (
 )
 from gateway.messagelog.schema_names import INDEX_NAMES, TABLE_NAMES
 from gateway.messagelog.sealing import Sealer
+from gateway.messagelog.sqlite_bodies import BodyFiles, BodyReader
 
 _log = logging.getLogger(__name__)
 
@@ -158,7 +160,7 @@ def rebuild_tree(conn: sqlite3.Connection, path: Path, sealer: Sealer) -> tuple[
     last_id = 0
     fill: list[tuple[int, bytes, int]] = []
     subtrees: list[tuple[int, int, bytes]] = []
-    for row in conn.execute(_SELECT_ENTRIES + " ORDER BY id"):
+    for row in BodyReader(conn, path).rows(conn.execute(_SELECT_ENTRIES + " ORDER BY id")):
         entry_id, stored_index, stored_leaf = int(row[0]), row[14], row[15]
         if row[17] in ("archived", "deleted") and stored_leaf is not None:
             # Its header, body and signature live in an archive bundle now
@@ -200,7 +202,7 @@ def rebuild_tree(conn: sqlite3.Connection, path: Path, sealer: Sealer) -> tuple[
     try:
         conn.executemany("UPDATE message_log SET leaf_index = ?, leaf_hash = ? WHERE id = ?", fill)
         conn.execute("DELETE FROM merkle_subtree")
-        conn.executemany(side.INSERT_SUBTREE, subtrees)
+        conn.executemany(side.INSERT_SUBTREE, leaves.subtree_rows(subtrees))
         conn.execute(
             "INSERT OR REPLACE INTO log_tree_state (id, tree_size, last_entry_id, frontier)"
             " VALUES (1, ?, ?, ?)",
@@ -339,6 +341,7 @@ def open_tree(conn: sqlite3.Connection, path: Path, sealer: Sealer) -> TreeState
     upgraded = upgrade_columns(conn)
     side.add_sealing_columns(conn)  # new rows are flagged; old ones read as they are
     admin.widen_checks(conn, path)
+    layout.take_up(conn, path)  # revision 0006's pages per commit (docs/adr/0072)
     state = conn.execute(
         "SELECT tree_size, last_entry_id, frontier FROM log_tree_state WHERE id = 1"
     ).fetchone()
@@ -421,6 +424,7 @@ def insert_batch(
     salts: Callable[[], bytes],
     sealer: Sealer,
     begun: bool = False,
+    bodies: BodyFiles | None = None,
 ) -> BatchResult:
     """Write a batch of appends in one transaction and extend ``tree`` with their leaves.
 
@@ -469,7 +473,7 @@ def insert_batch(
                 r = dataclasses.replace(r, ocsp_ref=admin.kept_ocsp_ref(conn, r.cert_ref))
             policy = None if unit.admin else body_policy
             entry_id, leaf = _insert_entry(
-                conn, r, tree.size, logged_at, policy, salts, sealer, unit.admin
+                conn, r, tree.size, logged_at, policy, salts, sealer, unit.admin, bodies
             )
             # The subtrees this leaf completes, in the entry's transaction: proofs read them.
             subtrees += tree.append(leaf)
@@ -483,11 +487,13 @@ def insert_batch(
             operational += unit.operational
         outcomes.append(ids)
     if subtrees:
-        conn.executemany(side.INSERT_SUBTREE, subtrees)
+        conn.executemany(side.INSERT_SUBTREE, leaves.subtree_rows(subtrees))
     if operational:
         side.insert_operational(conn, operational)
     if tree.size != size_before:
         conn.execute(_SAVE_TREE, (tree.size, last_id, tree.to_bytes()))
+    if bodies is not None:
+        bodies.sync()  # large bodies' segments: no committed row names bytes not durable
     conn.execute("COMMIT")
     return BatchResult(outcomes, new_certs, new_ocsp, last_id, tree)
 
@@ -501,6 +507,7 @@ def _insert_entry(
     salts: Callable[[], bytes],
     sealer: Sealer,
     is_admin: bool,
+    bodies: BodyFiles | None = None,
 ) -> tuple[int, bytes]:
     """Insert one entry with its leaf and data subjects; return its id and leaf hash,
     which the caller appends to the tree at ``leaf_index``.
@@ -515,6 +522,7 @@ def _insert_entry(
     # SHA-256 over header and body each, then O(log n) to extend the tree.
     leaf = leaves.new_leaf(r, logged_at, digest, subjects_sha256)
     header, body, sealed = sealer.seal_entry(r.header, b"" if omitted else r.body, admin=is_admin)
+    in_file = bodies is not None and bodies.put(body, digest if body is r.body else None)
     cur = conn.execute(
         _INSERT_ENTRY,
         (
@@ -527,7 +535,7 @@ def _insert_entry(
             r.service,
             r.created,
             header,
-            body,
+            b"" if in_file else body,
             r.signature,
             r.cert_ref,
             r.ocsp_ref,
@@ -541,6 +549,8 @@ def _insert_entry(
         ),
     )
     assert cur.lastrowid is not None
+    if in_file and bodies is not None:  # named in the entry's transaction
+        bodies.link(conn, cur.lastrowid)
     if r.subjects:  # data tracker index (keyed hash and sealed value), with the entry
         rows = sealer.subject_rows(r.subjects)
         conn.executemany(_INSERT_SUBJECT, [(cur.lastrowid, tag, value) for tag, value in rows])

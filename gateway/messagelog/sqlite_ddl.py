@@ -78,7 +78,9 @@ STATEMENTS: Final[tuple[str, ...]] = (
         "\tmessage_id VARCHAR NOT NULL, \n"
         "\tcreated VARCHAR NOT NULL, \n"
         "\tPRIMARY KEY (client, message_id)\n"
-        ")"
+        ")\n"
+        " WITHOUT ROWID\n"
+        "\n"
     ),
     "CREATE INDEX ix_seen_request_created ON seen_request (created)",
     (
@@ -92,10 +94,11 @@ STATEMENTS: Final[tuple[str, ...]] = (
     ),
     (
         "CREATE TABLE merkle_subtree (\n"
+        "\tnode INTEGER NOT NULL, \n"
         "\tlevel INTEGER NOT NULL, \n"
         "\tposition INTEGER NOT NULL, \n"
         "\thash BLOB NOT NULL, \n"
-        "\tPRIMARY KEY (level, position)\n"
+        "\tPRIMARY KEY (node)\n"
         ")"
     ),
     (
@@ -242,7 +245,6 @@ STATEMENTS: Final[tuple[str, ...]] = (
         "\terror_code VARCHAR NOT NULL\n"
         ")"
     ),
-    "CREATE INDEX ix_operational_data_client ON operational_data (client)",
     "CREATE INDEX ix_operational_data_request_in ON operational_data (request_in)",
     (
         "CREATE TABLE node_settings (\n"

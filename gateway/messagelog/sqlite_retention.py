@@ -13,6 +13,7 @@ from typing import Final
 
 from gateway.messagelog.records import DELETED, Expired, LogStoreError
 from gateway.messagelog.sealing import Sealer
+from gateway.messagelog.sqlite_bodies import forget_bodies
 from gateway.messagelog.sqlite_writes import record_missing_reads
 
 __all__ = ["expire"]
@@ -53,6 +54,7 @@ def expire(
         )
     for entry_id in due:
         conn.execute(_DELETE_CONTENT, (DELETED, entry_id))
+    forget_bodies(conn, due)  # their segments are freed after the commit
     rows = 0
     for (entry_id,) in conn.execute(_TRACKER_DUE, (tracker_before,)).fetchall():
         rows += conn.execute("DELETE FROM data_subject WHERE entry_id = ?", (entry_id,)).rowcount

@@ -24,6 +24,7 @@ from gateway.messagelog.admission import Append
 from gateway.messagelog.inline_commit import WriterBusy
 from gateway.messagelog.records import LogRecord, TreeHeadRecord
 from gateway.messagelog.sealing import Sealer
+from gateway.messagelog.sqlite_bodies import DEFAULT_THRESHOLD, SEGMENT_BYTES, BodyFiles
 from gateway.messagelog.sqlite_checkpoint import IDLE_CHECKPOINT_FRAMES, IdleCheckpoint
 from gateway.messagelog.sqlite_commit import BatchResult, TreeState
 
@@ -41,7 +42,15 @@ class SqliteWriterDb:
     side = side
     """The side writes (``MessageLog.write`` units) of this backend."""
 
-    def __init__(self, path: Path, sealer: Sealer) -> None:
+    def __init__(
+        self,
+        path: Path,
+        sealer: Sealer,
+        body_file_bytes: int = DEFAULT_THRESHOLD,
+        segment_bytes: int = SEGMENT_BYTES,
+    ) -> None:
+        """Bodies of ``body_file_bytes`` or more (0: none) go to segment files of about
+        ``segment_bytes`` beside the log (``sqlite_bodies``)."""
         self._path = path
         self._sealer = sealer
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,6 +63,10 @@ class SqliteWriterDb:
         try:
             self._durability = commit.configure(conn)
             self._checkpoint = IdleCheckpoint(conn, path)
+            self._bodies: BodyFiles | None = None
+            if body_file_bytes > 0:
+                self._bodies = BodyFiles(path, body_file_bytes, segment_bytes)
+                self._bodies.open(conn)
         except BaseException:
             conn.close()
             raise
@@ -101,6 +114,7 @@ class SqliteWriterDb:
             body_policy=body_policy,
             salts=salts,
             sealer=self._sealer,
+            bodies=self._bodies,
         )
 
     def try_insert_batch(
@@ -140,6 +154,7 @@ class SqliteWriterDb:
             salts=salts,
             sealer=self._sealer,
             begun=True,
+            bodies=self._bodies,
         )
 
     def insert_tree_head(
@@ -181,4 +196,6 @@ class SqliteWriterDb:
 
     def close(self) -> None:
         self._checkpoint.close()
+        if self._bodies is not None:
+            self._bodies.close()
         self._conn.close()

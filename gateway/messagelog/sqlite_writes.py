@@ -24,7 +24,7 @@ from gateway.conf.tufclient import SIGNED_FILES
 from gateway.core.encoding import format_time
 from gateway.core.envelope import EnvelopeError
 from gateway.core.merkle import CompactTree
-from gateway.messagelog.leaves import op_rows
+from gateway.messagelog.leaves import op_rows, subtree_key, subtree_rows
 from gateway.messagelog.records import (
     ARCHIVED,
     ArchivedEntry,
@@ -37,6 +37,7 @@ from gateway.messagelog.records import (
     read_details,
 )
 from gateway.messagelog.sealing import Sealer
+from gateway.messagelog.sqlite_bodies import BodyReader, forget_bodies, free_segments, scrub
 
 _log = logging.getLogger(__name__)
 
@@ -307,6 +308,7 @@ def prune_entries(
             " body_sha256 = ?, body_omitted = ? WHERE id = ?",
             (item.body_sha256, ARCHIVED, item.entry_id),
         )
+    forget_bodies(conn, [item.entry_id for item in entries])  # freed after the commit
     return leaves
 
 
@@ -331,7 +333,11 @@ def seal_plain_rows(path: Path, sealer: Sealer) -> int:
                 "SELECT id, CAST(header AS BLOB), CAST(body AS BLOB) FROM message_log"
                 " WHERE sealed = 0 AND kind != 'admin' ORDER BY id"
             ).fetchall()
+            bodies = BodyReader(conn, path)
             for entry_id, header, body in plain:
+                # A body in a segment file moves, sealed, into its row; its plaintext
+                # there is overwritten once this commits.
+                body = body or bodies.body(int(entry_id)) or b""
                 sealed = sealer.seal_entry(bytes(header), bytes(body), admin=False)
                 conn.execute(
                     "UPDATE message_log SET header = ?, body = ?, sealed = ? WHERE id = ?",
@@ -360,17 +366,23 @@ def seal_plain_rows(path: Path, sealer: Sealer) -> int:
                         " WHERE entry_id = ?",
                         (details.path, details.user_id, details.issue, entry_id),
                     )
+            moved = forget_bodies(conn, [int(row[0]) for row in plain])
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        scrub(path, moved)
+        free_segments(conn, path)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
     return len(plain)
 
 
-INSERT_SUBTREE: Final = "INSERT INTO merkle_subtree (level, position, hash) VALUES (?, ?, ?)"
+INSERT_SUBTREE: Final = (
+    "INSERT INTO merkle_subtree (node, level, position, hash) VALUES (?, ?, ?, ?)"
+)
+"""Takes ``leaves.subtree_rows`` (docs/adr/0072-fewer-pages-per-log-commit.md)."""
 
 
 def has_subtrees(conn: sqlite3.Connection, size: int) -> bool:
@@ -380,7 +392,7 @@ def has_subtrees(conn: sqlite3.Connection, size: int) -> bool:
     if size == 0:
         return True
     found = conn.execute(
-        "SELECT 1 FROM merkle_subtree WHERE level = 0 AND position = ?", (size - 1,)
+        "SELECT 1 FROM merkle_subtree WHERE node = ?", (subtree_key(0, size - 1),)
     ).fetchone()
     return found is not None
 
@@ -404,7 +416,7 @@ def store_subtrees(conn: sqlite3.Connection, path: Path, tree: CompactTree) -> N
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute("DELETE FROM merkle_subtree")
-        conn.executemany(INSERT_SUBTREE, subtrees)
+        conn.executemany(INSERT_SUBTREE, subtree_rows(subtrees))
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

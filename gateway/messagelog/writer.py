@@ -43,7 +43,7 @@ from gateway.core.logtree import SUBJECTS_SALT_SIZE
 from gateway.core.merkle import CompactTree
 from gateway.messagelog.admission import Append, admin_append
 from gateway.messagelog.backend import open_backend
-from gateway.messagelog.inline_commit import CommitGate, WriterBusy, inline_commit_setting
+from gateway.messagelog.inline_commit import CommitGate, WriterBusy
 from gateway.messagelog.records import (
     AdminReceipt,
     LogRecord,
@@ -55,6 +55,7 @@ from gateway.messagelog.records import (
     TreeSnapshot,
 )
 from gateway.messagelog.sealing import DataKey
+from gateway.messagelog.sqlite_bodies import DEFAULT_THRESHOLD, SEGMENT_BYTES
 from gateway.messagelog.sqlite_commit import BatchResult, Outcome
 from gateway.messagelog.sqlite_writer import SqliteWriterDb
 from gateway.messagelog.store import LogStore
@@ -102,10 +103,14 @@ class MessageLog(SideWrites):
         body_policy: Callable[[LogRecord], str] | None = None,
         salts: Callable[[], bytes] | None = None,
         data_key: DataKey | None = None,
-        inline_commit: bool | None = None,
+        inline_commit: bool = True,
+        body_file_bytes: int = DEFAULT_THRESHOLD,
+        body_segment_bytes: int = SEGMENT_BYTES,
     ) -> None:
         """``inline_commit``: may a lone append commit on its caller's thread (SQLite
-        only; None: ``GATEWAY_LOG_INLINE_COMMIT``, on unless set off; ``inline_commit.py``)."""
+        only; a node's ``[logging] inline_commit``; ``inline_commit.py``).
+        ``body_file_bytes``: bodies this large go to segment files (SQLite only; 0: none;
+        a node's ``[logging] body_file_bytes``; ``sqlite_bodies.py``)."""
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._salts = salts or (lambda: secrets.token_bytes(SUBJECTS_SALT_SIZE))
@@ -116,13 +121,15 @@ class MessageLog(SideWrites):
         self._db: WriterDb
         self._store: LogStore
         # The backend, its new exchange rows sealed under ``data_key`` if given (ADR 0048).
-        self._path, self._db, self._store = open_backend(location, data_key)
+        self._path, self._db, self._store = open_backend(
+            location, data_key, body_file_bytes, body_segment_bytes
+        )
         self._clock = clock
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Unit | HeadUnit | WriteUnit | Idle | Stop]
         self._queue = queue.SimpleQueue()
-        inline = inline_commit_setting() if inline_commit is None else inline_commit
-        self._inline = self._db if inline and isinstance(self._db, SqliteWriterDb) else None
+        db = self._db
+        self._inline = db if inline_commit and isinstance(db, SqliteWriterDb) else None
         self._gate = CommitGate(self._inline is not None, self._queue.put)
         self._counters = Counters()
         self._state_lock = threading.Lock()

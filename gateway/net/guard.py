@@ -17,13 +17,19 @@ head and the body end (``Content-Length`` or chunked), and:
   else was sent on it);
 - closes a connection whose request body receives no byte for ``body_timeout`` seconds,
   unless the server itself stopped reading (flow control: then the stall is the server's);
+- closes a connection whose transport stayed paused for writing (unsent answer bytes
+  over the high-water mark) for ``write_timeout`` seconds on end, dropping those bytes
+  (``abort``: a ``close`` waits for them): a client that never reads its answers would
+  hold the connection and their memory for ever. A server closing with bytes unsent
+  lowers the mark to zero first, so the same bound ends that close (the lean server does);
 - answers ``503`` and closes a connection over ``max_connections`` open connections on
   the port, or over ``max_connections_per_ip`` from one address.
 
 Between requests, a kept-alive connection is the server's business (its keep-alive
 timeout closes it), and so is a request being processed: the guard only times what the
-client owes. The TLS handshake is bounded by ``header_timeout`` as well (the listeners
-pass it as ``ssl_handshake_timeout``). Defaults and settings: docs/deployment.md.
+client owes (a request, or reading the answer to one). The TLS handshake is bounded by
+``header_timeout`` and a TLS close's shutdown by ``write_timeout`` as well (the listeners
+pass them as ``ssl_handshake_timeout`` and ``ssl_shutdown_timeout``). See docs/deployment.md.
 """
 
 from __future__ import annotations
@@ -31,12 +37,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import re
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, cast
+
+from gateway.net.framing import Framing
 
 if TYPE_CHECKING:
     from ssl import SSLContext
@@ -45,12 +52,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HEAD_LIMIT = 512 * 1024
-"""A head longer than this is refused by every server behind the guard; stop buffering.
-It is the lean server's ``MAX_HEAD``: were it lower, a head between the two would turn the
-framing opaque, and that head and every later one on the connection would escape the
-head timeout (timed only as a body, a byte per ``body_timeout`` enough)."""
-CHUNK_LINE_LIMIT = 4096
 REFUSED_LINGER_SECONDS = 0.5
 """How long a refused connection is drained before it is closed, so the client reads the
 503 instead of a reset caused by the request bytes it already sent."""
@@ -64,20 +65,23 @@ class GuardSettings:
     """Seconds a client has to send a complete request head (and finish a TLS handshake)."""
     body_timeout: float = 30.0
     """Longest pause, in seconds, between two pieces of a request body."""
+    write_timeout: float = 30.0
+    """Longest time, in seconds, the transport may stay paused for writing (a client not
+    reading its answers) before the connection is closed and the unsent bytes dropped."""
     max_connections: int = 1024
     """Open connections the port accepts; more are answered 503 and closed."""
     max_connections_per_ip: int = 512
     """Open connections the port accepts from one address."""
 
     def __post_init__(self) -> None:
-        if not self.header_timeout > 0 or not self.body_timeout > 0:
-            raise ValueError("the header and body timeouts must be positive")
+        if not self.header_timeout > 0 or not self.body_timeout > 0 or not self.write_timeout > 0:
+            raise ValueError("the header, body and write timeouts must be positive")
         if self.max_connections < 1 or self.max_connections_per_ip < 1:
             raise ValueError("the connection caps must be at least 1")
 
 
 def add_guard_arguments(parser: argparse.ArgumentParser, defaults: GuardSettings) -> None:
-    """The four guard flags every server command offers (``settings_from_args`` reads them)."""
+    """The guard flags every server command offers (``settings_from_args`` reads them)."""
     parser.add_argument(
         "--header-timeout",
         type=float,
@@ -89,6 +93,12 @@ def add_guard_arguments(parser: argparse.ArgumentParser, defaults: GuardSettings
         type=float,
         default=defaults.body_timeout,
         help=f"longest pause within a request body, seconds (default {defaults.body_timeout:g})",
+    )
+    parser.add_argument(
+        "--write-timeout",
+        type=float,
+        default=defaults.write_timeout,
+        help=f"longest wait for a client to read, seconds (default {defaults.write_timeout:g})",
     )
     parser.add_argument(
         "--max-connections",
@@ -110,180 +120,10 @@ def settings_from_args(args: argparse.Namespace) -> GuardSettings:
     return GuardSettings(
         header_timeout=args.header_timeout,
         body_timeout=args.body_timeout,
+        write_timeout=args.write_timeout,
         max_connections=args.max_connections,
         max_connections_per_ip=args.max_connections_per_ip,
     )
-
-
-# --- request framing ----------------------------------------------------------------------
-
-
-_EMPTY_LINE: Final = re.compile(rb"\n\r?\n")
-"""The end of a head's last line and the empty line after it. It starts with a fixed
-character, which the regex engine scans for in C; the pattern the guard had first,
-``\r?\n\r?\n``, began with an optional one and was tried at every offset."""
-
-
-def _head_end(buf: bytes | bytearray, start: int) -> tuple[int, int] | None:
-    """Where the first empty line (``\r?\n\r?\n``) after ``start`` begins and ends.
-
-    One search for ``\n\r?\n``: two substring searches for ``\n\r\n`` and ``\n\n``
-    ran CPython's general search over a node's OCSP headers (a few KiB) byte by byte,
-    and cost 11 µs of an 8 KiB peer request head.
-    """
-    found = _EMPTY_LINE.search(buf, start)
-    if found is None:
-        return None
-    newline, end = found.span()
-    begin = newline - 1 if newline > start and buf[newline - 1] == 0x0D else newline
-    return begin, end
-
-
-class Phase:
-    """Where in a request the client is; plain constants keep the hot path cheap."""
-
-    HEAD = 0
-    LENGTH = 1
-    CHUNK_SIZE = 2
-    CHUNK_DATA = 3
-    CHUNK_END = 4
-    TRAILER = 5
-    OPAQUE = 6
-    """A framing the guard does not follow (invalid length, unknown coding, oversized
-    head): only the body stall timeout applies, and the server will refuse it anyway."""
-
-
-class Framing:
-    """Follows HTTP/1.1 request framing over the bytes of one connection.
-
-    Only the boundaries matter: the server behind parses (and validates) the request
-    itself, so anything unusual here falls back to ``Phase.OPAQUE`` rather than failing.
-    """
-
-    def __init__(self) -> None:
-        self.phase = Phase.HEAD
-        self.head = bytearray()
-        self.remaining = 0
-        self.line = bytearray()
-        self.completed = 0
-        """Requests whose head and body were received in full."""
-
-    @property
-    def head_started(self) -> bool:
-        return self.phase == Phase.HEAD and bool(self.head)
-
-    @property
-    def in_body(self) -> bool:
-        return self.phase != Phase.HEAD
-
-    def feed(self, data: bytes) -> None:
-        # Offsets into ``data``, not slices: a large piece of body is never copied.
-        pos, end = 0, len(data)
-        while pos < end:
-            pos = self._step(data, pos)
-
-    def _step(self, data: bytes, pos: int) -> int:
-        phase = self.phase
-        if phase == Phase.OPAQUE:
-            return len(data)
-        if phase == Phase.HEAD:
-            return self._head(data, pos)
-        if phase == Phase.LENGTH or phase == Phase.CHUNK_DATA:
-            taken = min(self.remaining, len(data) - pos)
-            self.remaining -= taken
-            if self.remaining == 0:
-                if phase == Phase.LENGTH:
-                    self._done()
-                else:
-                    self.phase = Phase.CHUNK_END
-            return pos + taken
-        # CHUNK_SIZE, CHUNK_END, TRAILER: line by line.
-        newline = data.find(b"\n", pos)
-        if newline < 0:
-            self.line += data[pos:]
-            if len(self.line) > CHUNK_LINE_LIMIT:
-                self.phase = Phase.OPAQUE
-            return len(data)
-        line = (bytes(self.line) + data[pos:newline]).rstrip(b"\r")
-        self.line.clear()
-        if phase == Phase.CHUNK_END:
-            self.phase = Phase.CHUNK_SIZE
-        elif phase == Phase.CHUNK_SIZE:
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                self.phase = Phase.OPAQUE
-                return newline + 1
-            if size == 0:
-                self.phase = Phase.TRAILER
-            else:
-                self.remaining = size
-                self.phase = Phase.CHUNK_DATA
-        elif not line:  # the empty line that ends the trailer section
-            self._done()
-        return newline + 1
-
-    def _head(self, data: bytes, pos: int) -> int:
-        if not self.head:
-            # RFC 9112 §2.2: a server should ignore empty lines before a request line.
-            while pos < len(data) and data[pos] in b"\r\n":
-                pos += 1
-            if pos == len(data):
-                return pos
-            found = _head_end(data, pos)
-            if found is not None:  # the usual case: a whole head in one piece
-                self._framing(data[pos : found[0]])
-                return found[1]
-            self.head += data[pos:]
-        else:
-            seen = len(self.head)
-            self.head += data[pos:]
-            found = _head_end(self.head, max(0, seen - 3))
-            if found is not None:
-                self._framing(bytes(self.head[: found[0]]))
-                self.head.clear()
-                return pos + found[1] - seen
-        if len(self.head) > HEAD_LIMIT:
-            self.head.clear()
-            self.phase = Phase.OPAQUE
-        return len(data)
-
-    def _framing(self, head: bytes) -> None:
-        # Split at LF alone: a line's CR is whitespace every use below strips (names,
-        # the length, the codings), and turning a 7 KiB head's CRLFs into LFs first
-        # cost more than the rest of this method.
-        lines = head.split(b"\n")
-        length: int | None = None
-        chunked = False
-        other_coding = False
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep:
-                continue
-            key = name.strip().lower()
-            if key == b"content-length":
-                text = value.strip()
-                if not text.isdigit() or (length is not None and length != int(text)):
-                    self.phase = Phase.OPAQUE
-                    return
-                length = int(text)
-            elif key == b"transfer-encoding":
-                codings = [c.strip().lower() for c in value.split(b",") if c.strip()]
-                chunked = bool(codings) and codings[-1] == b"chunked"
-                other_coding = not chunked
-        if other_coding or lines[0].upper().startswith(b"CONNECT "):
-            self.phase = Phase.OPAQUE
-        elif chunked:
-            self.phase = Phase.CHUNK_SIZE
-        elif length:
-            self.remaining = length
-            self.phase = Phase.LENGTH
-        else:
-            self._done()
-
-    def _done(self) -> None:
-        self.completed += 1
-        self.phase = Phase.HEAD
 
 
 # --- the guard ----------------------------------------------------------------------------
@@ -366,6 +206,9 @@ class GuardedProtocol(asyncio.Protocol):
         self.timing_head = False
         self.last_data = 0.0
         """Loop time of the last piece of a request body."""
+        self.write_timer: asyncio.TimerHandle | None = None
+        self.write_paused_at: float | None = None
+        """Loop time the transport last paused for writing; None while it is not paused."""
 
     # -- asyncio.Protocol
 
@@ -417,15 +260,26 @@ class GuardedProtocol(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.write_timer is not None:
+            self.write_timer.cancel()
+            self.write_timer = None
         if self.admitted:
             self.admitted = False
             self.guard.release(self.ip)
             self.inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
+        # Armed once, it looks at the pause when it fires: a large answer pauses and
+        # resumes the transport often, and re-arming a timer each time costs more.
+        loop = asyncio.get_running_loop()
+        self.write_paused_at = loop.time()
+        if self.write_timer is None:
+            bound = self.guard.settings.write_timeout
+            self.write_timer = loop.call_later(bound, self._write_expired)
         self.inner.pause_writing()
 
     def resume_writing(self) -> None:
+        self.write_paused_at = None
         self.inner.resume_writing()
 
     # -- timers
@@ -466,6 +320,22 @@ class GuardedProtocol(asyncio.Protocol):
             # silently, as nginx does: a 408 there would be shown for its next request.
             transport.write(_TIMEOUT_RESPONSE)
         transport.close()
+
+    def _write_expired(self) -> None:
+        self.write_timer = None
+        since = self.write_paused_at
+        transport = self.transport
+        if since is None or transport is None:
+            return  # resumed: the client reads; the next pause arms the timer again
+        bound = self.guard.settings.write_timeout
+        loop = asyncio.get_running_loop()
+        waited = loop.time() - since
+        if waited < bound:  # resumed and paused again since the timer was armed
+            self.write_timer = loop.call_later(bound - waited, self._write_expired)
+            return
+        what = f"answer not read for {bound:g} s"
+        log.info("%s: closing the connection from %s: %s", self.guard.name, self.ip, what)
+        transport.abort()
 
 
 # --- adapters -----------------------------------------------------------------------------
@@ -532,18 +402,28 @@ async def guarded_server(
         ssl=ssl_context,
         backlog=backlog,
         ssl_handshake_timeout=settings.header_timeout if ssl_context else None,
+        ssl_shutdown_timeout=settings.write_timeout if ssl_context else None,
     )
 
 
 def run_asgi(
-    app: Any, host: str, port: int, settings: GuardSettings, *, name: str = "server"
+    app: Any,
+    host: str,
+    port: int,
+    settings: GuardSettings,
+    *,
+    name: str = "server",
+    http: type[asyncio.Protocol] | str = "auto",
 ) -> None:
-    """Serve an ASGI app with uvicorn until interrupted, every connection under a guard."""
+    """Serve an ASGI app with uvicorn until interrupted, every connection under a guard.
+
+    ``http`` is uvicorn's HTTP protocol (its own choice by default); a registry passes
+    one that writes each answer in one call (``registries/coalesce.py``)."""
     import uvicorn
 
     # ws="none": a WebSocket upgrade would hand the transport to another protocol,
     # out of the guard's sight; no app here uses WebSockets.
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", ws="none")
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", ws="none", http=http)
     config.load()
     guard = ConnectionGuard(settings, name)
     config.http_protocol_class = cast(

@@ -110,6 +110,7 @@ class Request:
         "_size",
         "_waiter",
         "content_length",
+        "expectation_failed",
         "headers",
         "keep_alive",
         "method",
@@ -155,11 +156,15 @@ class Request:
         self._done = body_done
         self._lost = False
         self._waiter: asyncio.Future[None] | None = None
-        self._continue = (
-            not body_done
-            and version == "1.1"
-            and headers.get("Expect", "").lower() == "100-continue"
-        )
+        expect = headers.getall("Expect", None)
+        self.expectation_failed: str | None = None
+        """The ``Expect`` field's value if it names an expectation other than
+        ``100-continue``: the request is answered 417 and no handler sees it."""
+        self._continue = False
+        if expect is not None:
+            asked, self.expectation_failed = expectations(expect)
+            # RFC 9110 §10.1.1: a 100-continue in an HTTP/1.0 request is ignored.
+            self._continue = asked and not body_done and version == "1.1"
 
     @property
     def query(self) -> MultiDictProxy[str]:
@@ -248,8 +253,24 @@ class Request:
             waiter.set_result(None)
 
 
+def expectations(values: list[str]) -> tuple[bool, str | None]:
+    """Whether the ``Expect`` fields ``values`` ask for ``100-continue`` (any case), and
+    if they name any other expectation, their value to refuse (RFC 9110 §10.1.1; empty
+    list members are ignored, RFC 9110 §5.6.1)."""
+    asked = False
+    for value in values:
+        for item in value.split(","):
+            member = item.strip().lower()
+            if member == "100-continue":
+                asked = True
+            elif member:
+                return asked, ", ".join(values)
+    return asked, None
+
+
 Handler = Callable[[Request], Awaitable[HttpResponse]]
 VersionRefusal = Callable[[str], HttpResponse]
+ExpectationRefusal = Callable[[str], HttpResponse]
 
 
 def plain_version_refusal(version: str) -> HttpResponse:
@@ -257,13 +278,29 @@ def plain_version_refusal(version: str) -> HttpResponse:
     return text_response(f"HTTP/{version} is not supported; use HTTP/1.1\n", 505)
 
 
+EXPECT_ECHO: Final = 64
+"""How much of a refused ``Expect`` value an answer repeats."""
+
+
+def plain_expectation_refusal(expect: str) -> HttpResponse:
+    """The default answer to an ``Expect`` other than ``100-continue`` (aiohttp's text)."""
+    return text_response(f"Unknown Expect: {expect[:EXPECT_ECHO]}", 417)
+
+
 class Routes:
     """Exact paths first, then prefixes in the order added; a route's methods ``None``
     means any method, and one that takes ``GET`` takes ``HEAD`` too. A path some route
-    holds under other methods only is answered 405, any other 404 (as aiohttp does)."""
+    holds under other methods only is answered 405, any other 404 (as aiohttp does).
+    ``version_refusal`` answers a request line that is not HTTP/1.x and
+    ``expectation_refusal`` an ``Expect`` other than ``100-continue``, before any route."""
 
-    def __init__(self, version_refusal: VersionRefusal = plain_version_refusal) -> None:
+    def __init__(
+        self,
+        version_refusal: VersionRefusal = plain_version_refusal,
+        expectation_refusal: ExpectationRefusal = plain_expectation_refusal,
+    ) -> None:
         self.version_refusal = version_refusal
+        self.expectation_refusal = expectation_refusal
         self._exact: dict[str, list[tuple[frozenset[str] | None, Handler]]] = {}
         self._prefixes: list[tuple[str, frozenset[str] | None, Handler]] = []
 

@@ -21,12 +21,15 @@ aiohttp applied on these ports (a request target of 8190 bytes, a header field o
 
 A request line of another version than 1.0 and 1.1 is handed to the route table's
 ``version_refusal`` before any route runs, answered as HTTP/1.1 and closed, as
-``gateway/net/httpversion.py`` does for the aiohttp listeners.
+``gateway/net/httpversion.py`` does for the aiohttp listeners. An ``Expect`` naming
+anything but ``100-continue`` is answered by its ``expectation_refusal`` (417) before
+any route runs, in HTTP/1.0 as well.
 
 What it does not do: HTTP/2, upgrades (websockets; an ``Upgrade`` header is ignored and
 a ``CONNECT`` is routed like any method, then the connection closes), compression,
 streamed answers, cookies, multipart. The connection guard (``gateway/net/guard.py``,
-``guarded_server``) wraps this protocol's factory for the read timeouts and caps.
+``guarded_server``) wraps this protocol's factory for the read timeouts, the caps and the
+write timeout: an answer the client does not read for that long closes the connection.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from gateway.net.http1messages import (
     BODY_SPLIT,
     HIGH_WATER,
     ClientGone,
+    ExpectationRefusal,
     Handler,
     HttpResponse,
     Request,
@@ -52,12 +56,14 @@ from gateway.net.http1messages import (
     encode,
     encode_parts,
     json_response,
+    plain_expectation_refusal,
     plain_version_refusal,
     text_response,
 )
 
 __all__ = [
     "ClientGone",
+    "ExpectationRefusal",
     "Handler",
     "Http1Server",
     "HttpResponse",
@@ -66,6 +72,7 @@ __all__ = [
     "VersionRefusal",
     "encode",
     "json_response",
+    "plain_expectation_refusal",
     "plain_version_refusal",
     "text_response",
 ]
@@ -363,6 +370,10 @@ class _Connection(asyncio.Protocol):
             response = server.routes.version_refusal(version)
             response.close = True
             version = "1.1"
+        elif request.expectation_failed is not None:
+            # RFC 9110 §10.1.1: an expectation the server cannot meet is answered 417,
+            # and the request goes no further (its body, if sent, is drained as unread).
+            response = server.routes.expectation_refusal(request.expectation_failed)
         else:
             found = server.routes.resolve(request.method, request.path)
             if isinstance(found, HttpResponse):
@@ -427,6 +438,11 @@ class _Connection(asyncio.Protocol):
             if self._refusal is not None:
                 transport.write(self._refusal)
                 self._refusal = None
+            if transport.get_write_buffer_size():
+                # A close waits for the unsent bytes, for ever if the client never reads
+                # them. With no high-water mark left the transport counts as paused for
+                # writing, and the guard's write timeout ends it (guard.py).
+                transport.set_write_buffer_limits(high=0)
             transport.close()
 
     def _arm_idle(self) -> None:

@@ -26,7 +26,7 @@ from gateway.backupdir import tar_directory, untar_into
 from gateway.backupfile import BackupError, open_backup, seal_backup, spki_sha256
 from gateway.core.encoding import format_time
 from gateway.keys.backupkeys import load_backup_key, load_backup_recipient
-from gateway.messagelog import snapshot_sqlite
+from gateway.messagelog import body_segment_dir, snapshot_sqlite
 from gateway.node.config import load_config
 from gateway.node.startup import signing_key, unlock_keys
 
@@ -77,6 +77,10 @@ def backup_node(
                 replaced[resolved] = snapshot
             else:
                 left_out.append(str(log_file))
+            # Large bodies live beside the file (ADR 0071); append-only, so the segments
+            # tarred after the snapshot hold every byte its rows name.
+            if base not in resolved.parents and body_segment_dir(resolved).exists():
+                left_out.append(str(body_segment_dir(resolved)))
         skip.add(Path(scratch).resolve())
         payload, count = tar_directory(base, replaced, skip)
     header = {

@@ -137,6 +137,9 @@ class NodeSection(_Model):
     consumer and the peer port (gateway/net/guard.py); a slower one is closed."""
     body_timeout_seconds: float = Field(default=30, gt=0)
     """Longest pause within a request body before the connection is closed."""
+    write_timeout_seconds: float = Field(default=30, gt=0)
+    """Longest a client may leave an answer unread (the port's transport paused for
+    writing) before the connection is closed and the unsent answer dropped."""
     max_connections: int = Field(default=1024, gt=0)
     """Open connections each of the two ports accepts; more are answered 503."""
     max_connections_per_ip: int = Field(default=512, gt=0)

@@ -71,7 +71,8 @@ class TokenSection(_Model):
 
 
 class LoggingSection(_Model):
-    """What the message log keeps of each body (gateway/messagelog/policy.py)."""
+    """What the message log keeps of each body (gateway/messagelog/policy.py), its data
+    key, where a lone append commits and where large bodies are stored."""
 
     max_body_bytes: int | None = Field(default=None, ge=0)
     """Bodies larger than this are logged as their SHA-256 only; none: no limit."""
@@ -84,6 +85,14 @@ class LoggingSection(_Model):
     data_key_token: TokenSection | None = None
     """The token whose AES key ``key_label`` keeps ``data_key`` instead of a passphrase
     (``gateway node data-key --token ...``; docs/adr/0053)."""
+    inline_commit: bool = True
+    """Whether an append that is alone commits on the event loop's thread (a SQLite log
+    only; docs/adr/0070). Off, every append goes to the log's writer thread: the event
+    loop never waits for an fsync, at a thread hand-off per exchange."""
+    body_file_bytes: int = Field(default=64 * 1024, ge=0)
+    """Bodies of this many bytes or more (as stored, sealed if sealing) are appended to
+    segment files beside a SQLite log instead of its rows; 0: every body in its row
+    (docs/adr/0071). PostgreSQL keeps every body in its rows."""
 
     @model_validator(mode="after")
     def _one_protection(self) -> LoggingSection:

@@ -2,7 +2,8 @@
 
 Each route's handler is wrapped by :func:`gateway.node.wire.guarded`, so every refusal
 is in X-Road's error format; a request line that is not HTTP/1.x is answered by
-:func:`gateway.node.wire.version_refusal` before any route runs. The admin port stays
+:func:`gateway.node.wire.version_refusal` and an ``Expect`` other than ``100-continue``
+by :func:`gateway.node.wire.expectation_refusal`, before any route runs. The admin port stays
 on aiohttp (``gateway/node/admin.py``); docs/adr/0068-lean-http-server-on-the-node-ports.md.
 """
 
@@ -18,7 +19,7 @@ from gateway.node.clientproxy import ClientProxy
 from gateway.node.health import Health
 from gateway.node.metadata import MetadataServices
 from gateway.node.serverproxy import ServerProxy
-from gateway.node.wire import guarded, version_refusal
+from gateway.node.wire import expectation_refusal, guarded, version_refusal
 
 
 def consumer_routes(
@@ -31,7 +32,7 @@ def consumer_routes(
 ) -> Routes:
     """The consumer ports (plain and TLS): X-Road REST ``r1``, ``listClients``, health,
     the auditor's local door, and a refusal in X-Road's format for any other path."""
-    routes = Routes(version_refusal)
+    routes = Routes(version_refusal, expectation_refusal)
     routes.add_prefix(None, "/r1/", guarded(proxy.handle_consumer, provider=False, who=who))
     routes.add_get("/listClients", guarded(metadata.handle_list_clients, provider=False, who=who))
 
@@ -54,7 +55,7 @@ def consumer_routes(
 
 def peer_routes(who: str, proxy: ServerProxy, auditor: Auditor) -> Routes:
     """The peer port: the exchange and the auditor's mutual-TLS door."""
-    routes = Routes(version_refusal)
+    routes = Routes(version_refusal, expectation_refusal)
     routes.add(("POST",), "/gw/v1/exchange", guarded(proxy.handle_exchange, provider=True, who=who))
     auditor.add_peer_routes(routes)
     return routes

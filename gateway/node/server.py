@@ -159,6 +159,8 @@ class Node:
             clock=self.clock.now,
             body_policy=body_policy(config.logging.metadata_only(), config.logging.max_body_bytes),
             data_key=node_data_key(config),
+            inline_commit=config.logging.inline_commit,
+            body_file_bytes=config.logging.body_file_bytes,
         )
         tracker = Tracker(message_log.store, config.tracker.hidden_clients)
         settings = settings_in_force(config, message_log)
@@ -475,6 +477,7 @@ class Node:
         limits = GuardSettings(
             header_timeout=node.header_timeout_seconds,
             body_timeout=node.body_timeout_seconds,
+            write_timeout=node.write_timeout_seconds,
             max_connections=node.max_connections,
             max_connections_per_ip=node.max_connections_per_ip,
         )

@@ -15,6 +15,7 @@ from xml.sax.saxutils import escape
 
 from gateway.core.errors import Code, GatewayError
 from gateway.core.protocol import ProtocolError, Reason
+from gateway.net.http1messages import EXPECT_ECHO
 from gateway.net.http1server import ClientGone, HttpResponse, Request
 
 log = logging.getLogger("gateway.node")
@@ -74,6 +75,17 @@ def version_refusal(version: str) -> HttpResponse:
         GatewayError(
             Code.HTTP_VERSION_NOT_SUPPORTED,
             f"HTTP/{version} is not supported; use HTTP/1.1",
+        )
+    )
+
+
+def expectation_refusal(expect: str) -> HttpResponse:
+    """417 in X-Road's error format for an ``Expect`` other than ``100-continue``
+    (RFC 9110 §10.1.1); no route runs, nothing is read, signed or logged."""
+    return error_response(
+        GatewayError(
+            Code.EXPECTATION_FAILED,
+            f"Expect: {expect[:EXPECT_ECHO]!r} cannot be met; only 100-continue is",
         )
     )
 

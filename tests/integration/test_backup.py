@@ -2,7 +2,9 @@
 
 Lippstadt's node is backed up while it serves, then its directory is moved away and
 the backup restored in its place, as on a fresh machine: the node starts from it,
-answers, and its whole log exports and verifies with ``gateway audit verify``. A
+answers, and its whole log exports and verifies with ``gateway audit verify``. Its
+nodes keep every non-empty body in the log's segment files (a threshold of one byte), so
+the backup must carry them beside the snapshot (ADR 0071). A
 tampered backup is refused for its signature, one opened with another backup key for
 the key, each with a message saying so.
 """
@@ -13,6 +15,7 @@ import stat
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +24,7 @@ import httpx
 import pytest
 
 from gateway.conf.directory import TrustParameters
-from gateway.messagelog import open_store, timestamp_status
+from gateway.messagelog import body_segment_dir, open_store, timestamp_status
 from gateway.sandbox.localnet import LocalNet, ServiceSpec
 from tests.integration.conftest import (
     GEWERBEAMT,
@@ -47,6 +50,10 @@ def bnet(
         )
     )
     federation.write_configs(parameters=TrustParameters(timestamping_interval_seconds=1))
+    for files in federation.nodes.values():
+        text = files.config.read_text("utf-8")
+        assert "logging" not in tomllib.loads(text)
+        files.config.write_text(text + "\n[logging]\nbody_file_bytes = 1\n", "utf-8")
     try:
         federation.start_node(SOEST.ags)
         federation.start_node(LIPPSTADT.ags)
@@ -89,7 +96,9 @@ def test_backup_restore_on_a_fresh_directory_serves_the_same_log(
         _exchange(bnet)
     files = bnet.nodes[LIPPSTADT.ags]
     _stamped(files.messagelog, 5)  # the settings' record and two exchanges
-    before = [(e.id, e.leaf_hash) for e in open_store(files.messagelog).entries()]
+    before = [(e.id, e.leaf_hash, e.body) for e in open_store(files.messagelog).entries()]
+    assert any(b"Schmidt" in body for *_, body in before)  # a response body, from a segment
+    assert list(body_segment_dir(files.messagelog).iterdir())
 
     made = gateway("node", "backup-key", "--out", str(tmp_path / "backup.key"))
     assert made.returncode == 0, made.stderr
@@ -157,7 +166,7 @@ def test_backup_restore_on_a_fresh_directory_serves_the_same_log(
         copy = files.directory / key.relative_to(lost)
         assert copy.read_bytes() == key.read_bytes()
         assert stat.S_IMODE(copy.stat().st_mode) == stat.S_IMODE(key.stat().st_mode)
-    assert [(e.id, e.leaf_hash) for e in open_store(files.messagelog).entries()] == before
+    assert [(e.id, e.leaf_hash, e.body) for e in open_store(files.messagelog).entries()] == before
 
     bnet.start_node(LIPPSTADT.ags)
     _exchange(bnet)

@@ -5,6 +5,9 @@ under each. The bundle of its whole log carries both versions with the times it 
 them, the verifier reports which serial each run of entries was logged under, and a
 bundle of the later entries only carries serial 2. A changed byte in a carried file,
 or versions swapped, are refused.
+
+The same pair of nodes, on logs of their own, also shows that ``[logging] inline_commit``
+of node.toml reaches the node's log, and that a value that is not a boolean stops it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import base64
 import json
 import sqlite3
+import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +31,7 @@ from gateway.audit.parallel import verify_file
 from gateway.audit.verify import AuditError, AuditFailure, describe_in_force
 from gateway.conf.directory import TrustParameters
 from gateway.messagelog.sqlite import read_versions
-from gateway.node.config import load_config
+from gateway.node.config import ConfigError, load_config
 from gateway.node.server import Node
 from gateway.sandbox.localnet import LocalNet, ServiceSpec
 from tests.integration.conftest import (
@@ -165,3 +169,48 @@ def test_a_bundle_carries_every_configuration_version_in_force(hnet: LocalNet) -
     ]
     error = refused(swapped)
     assert error.reason is AuditFailure.CONFIGURATION and "serials must increase" in error.detail
+
+
+def _own_log(config: Path, name: str, logging: str = "") -> Path:
+    """A copy of ``config`` on a log file of its own (the test above counts the entries of
+    the nodes' logs), with ``logging`` as its ``[logging]`` section."""
+    text = config.read_text("utf-8")
+    assert "logging" not in tomllib.loads(text)
+    assert text.count('messagelog = "messagelog.sqlite"') == 1
+    text = text.replace('messagelog = "messagelog.sqlite"', f'messagelog = "{name}.sqlite"')
+    copy = config.with_name(f"{name}.toml")
+    copy.write_text(text + (f"\n[logging]\n{logging}\n" if logging else ""), "utf-8")
+    return copy
+
+
+def test_inline_commit_off_in_node_toml_sends_every_append_to_the_writer(hnet: LocalNet) -> None:
+    """Soest with ``inline_commit = false``, Lippstadt with the default: one exchange at a
+    time, Lippstadt commits its lone appends on its event loop, Soest on its writer."""
+    soest_toml = _own_log(hnet.nodes[SOEST.ags].config, "inline-off", "inline_commit = false")
+    lipp_toml = _own_log(hnet.nodes[LIPPSTADT.ags].config, "inline-default")
+
+    async def run() -> tuple[int, int, int, int]:
+        lipp = Node(load_config(lipp_toml))
+        soest = Node(load_config(soest_toml))
+        await lipp.start()
+        await soest.start()
+        try:
+            for _ in range(3):
+                await _exchange(soest)
+            return (
+                soest.log.stats.inline_commits,
+                soest.log.stats.units,
+                lipp.log.stats.inline_commits,
+                lipp.log.stats.units,
+            )
+        finally:
+            await soest.stop()
+            await lipp.stop()
+
+    soest_inline, soest_units, lipp_inline, lipp_units = asyncio.run(run())
+    assert soest_units >= 3 and soest_inline == 0
+    assert lipp_units >= 3 and lipp_inline >= 1  # the default: the same exchange, inline
+
+    bad = _own_log(hnet.nodes[SOEST.ags].config, "inline-bad", 'inline_commit = "sometimes"')
+    with pytest.raises(ConfigError, match=r"logging\.inline_commit\n.*valid boolean"):
+        load_config(bad)

@@ -93,6 +93,25 @@ def test_trust_services(net: LocalNet) -> None:
     assert b"HTTP/2.0 is not supported" in answer
 
 
+def test_an_expectation_other_than_100_continue(net: LocalNet) -> None:
+    """417 in X-Road's error format on the consumer port's exchange path, before anything
+    is read or signed; the admin port (aiohttp) answers it 417 as well, in plain text."""
+    port = net.nodes[SOEST.ags].consumer_port
+    request = b"POST /r1/DE-NRW/GOV/05974028/melderegister/einfacheAuskunft HTTP/1.1\r\n"
+    request += b"Host: 127.0.0.1\r\nX-Road-Client: x\r\nExpect: 100-continue, tea\r\n"
+    answer = _plain(port, request + b"Content-Length: 5\r\nConnection: close\r\n\r\n")
+    status, headers = _status_and_headers(answer)
+    assert status == "HTTP/1.1 417 Expectation Failed", answer
+    assert headers["x-road-error"] == "client.expectation_failed"
+    assert b"100-continue, tea" in answer  # the message names what was sent
+    admin = net.nodes[SOEST.ags].metrics_port
+    answer = _plain(
+        admin,
+        b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: tea\r\nConnection: close\r\n\r\n",
+    )
+    assert _status_and_headers(answer)[0] == "HTTP/1.1 417 Expectation Failed", answer
+
+
 @pytest.mark.parametrize("version", ["HTTP/1.0", "HTTP/1.1"])
 def test_http1_still_answered(net: LocalNet, version: str) -> None:
     port = net.nodes[SOEST.ags].consumer_port

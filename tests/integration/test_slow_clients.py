@@ -434,6 +434,7 @@ def test_the_guard_is_documented() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "deployment.md").read_text("utf-8")
     for key in (
         "header_timeout_seconds", "body_timeout_seconds", "max_connections_per_ip",
+        "write_timeout_seconds", "--write-timeout",
         "--header-timeout", "--body-timeout", "--max-connections-per-ip", "--max-body-bytes",
         "central.request_too_large",
     ):  # fmt: skip

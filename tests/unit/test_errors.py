@@ -54,8 +54,13 @@ def test_status_follows_the_prefix(code: Code) -> None:
 
 def test_statuses_are_x_roads_except_where_http_has_one() -> None:
     odd = {c for c, spec in ERROR_TABLE.items() if spec.status not in (400, 500)}
-    assert odd == {Code.REQUEST_TOO_LARGE, Code.HTTP_VERSION_NOT_SUPPORTED}
+    assert odd == {
+        Code.REQUEST_TOO_LARGE,
+        Code.EXPECTATION_FAILED,
+        Code.HTTP_VERSION_NOT_SUPPORTED,
+    }
     assert ERROR_TABLE[Code.REQUEST_TOO_LARGE].status == 413
+    assert ERROR_TABLE[Code.EXPECTATION_FAILED].status == 417
     assert ERROR_TABLE[Code.HTTP_VERSION_NOT_SUPPORTED].status == 505
 
 

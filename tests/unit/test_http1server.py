@@ -542,7 +542,14 @@ EDGE_REQUESTS = {
     "body-read": b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok",
     "chunked-read": b"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
     b"2\r\nok\r\n0\r\n\r\n",
+    "expect-unknown": b"GET /x HTTP/1.1\r\nHost: a\r\nExpect: tea\r\n\r\n",
+    "expect-unknown-body": b"POST /p HTTP/1.1\r\nHost: a\r\nExpect: tea\r\n"
+    b"Content-Length: 2\r\n\r\nok",
 }
+"""Not here, as the two differ on purpose: an ``Expect`` other than ``100-continue`` in an
+HTTP/1.0 request (aiohttp ignores it, the lean server answers 417), or in a second
+``Expect`` field (aiohttp reads the first only); and a ``100 Continue`` aiohttp sends at
+once, the lean server only once the handler waits for the body."""
 
 
 async def _status_and_closed(port: int, request: bytes) -> tuple[str, bool]:

@@ -20,7 +20,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.net.guard import HEAD_LIMIT, Framing, GuardSettings, guarded_server
+from gateway.net.framing import HEAD_LIMIT, Framing
+from gateway.net.guard import GuardSettings, guarded_server
 from gateway.net.http1server import (
     MAX_HEAD,
     MAX_PIPELINED,
@@ -484,3 +485,98 @@ def test_the_body_of_a_last_request_is_read_whole_and_nothing_after_it(head: byt
 
     assert asyncio.run(main()) == ["200"]
     assert calls == [size]
+
+
+EXPECT_REFUSED = {
+    "unknown": b"GET /x HTTP/1.1\r\nHost: a\r\nExpect: tea\r\n\r\n",
+    "continue-and-more": b"POST /p HTTP/1.1\r\nHost: a\r\nExpect: 100-continue, tea\r\n"
+    b"Content-Length: 2\r\n\r\nok",
+    "second-field": b"POST /p HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nExpect: tea\r\n"
+    b"Content-Length: 2\r\n\r\nok",
+    "continue-with-value": b"GET /x HTTP/1.1\r\nHost: a\r\nExpect: 100-continue=1\r\n\r\n",
+    "http-1.0": b"GET /x HTTP/1.0\r\nConnection: keep-alive\r\nExpect: tea\r\n\r\n",
+}
+EXPECT_ACCEPTED = {
+    "case": (
+        b"POST /p HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 2\r\n\r\n",
+        1,
+    ),
+    "spaces": (
+        b"POST /p HTTP/1.1\r\nHost: a\r\nExpect:  100-CONTINUE \r\nContent-Length: 2\r\n\r\n",
+        1,
+    ),
+    "empty-members": (
+        b"POST /p HTTP/1.1\r\nHost: a\r\nExpect: ,100-continue,\r\nContent-Length: 2\r\n\r\n",
+        1,
+    ),
+    "empty": (b"POST /p HTTP/1.1\r\nHost: a\r\nExpect:\r\nContent-Length: 2\r\n\r\nok", 0),
+}
+
+
+@pytest.mark.parametrize("name", list(EXPECT_REFUSED))
+def test_an_expectation_other_than_100_continue_is_refused_417_before_any_handler(
+    name: str,
+) -> None:
+    """RFC 9110 §10.1.1: nothing of the request reaches a handler, no ``100 Continue``
+    is sent, and the connection, its framing intact, answers the next request."""
+
+    async def main() -> tuple[bytes, list[tuple[str, bytes | None]]]:
+        seen = Seen()
+        async with _server(seen) as (port, _lean):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(EXPECT_REFUSED[name] + LAST)
+            got = b""
+            with contextlib.suppress(TimeoutError, ConnectionResetError):
+                while chunk := await asyncio.wait_for(reader.read(65536), 2.0):
+                    got += chunk
+            writer.close()
+            return got, seen.calls
+
+    got, calls = asyncio.run(main())
+    assert _statuses(got) == ["417", "200"], got
+    assert b"Expectation Failed" in got and b"Unknown Expect: " in got
+    assert b" 100 Continue" not in got
+    assert calls == [("x", None)]  # only the request after it
+
+
+@pytest.mark.parametrize("name", list(EXPECT_ACCEPTED))
+def test_100_continue_in_any_case_is_still_answered_and_the_body_read(name: str) -> None:
+    request, interim = EXPECT_ACCEPTED[name]
+
+    async def main() -> tuple[bytes, list[tuple[str, bytes | None]]]:
+        seen = Seen()
+        async with _server(seen) as (port, _lean):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request)
+            got = b""
+            if interim:
+                got = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                writer.write(b"ok")
+            with contextlib.suppress(TimeoutError):
+                while chunk := await asyncio.wait_for(reader.read(65536), 0.5):
+                    got += chunk
+            writer.close()
+            return got, seen.calls
+
+    got, calls = asyncio.run(main())
+    assert got.count(b"HTTP/1.1 100 Continue\r\n\r\n") == interim, got
+    assert _statuses(got) == ["100"] * interim + ["200"], got
+    assert calls == [("p", b"ok")]
+
+
+def test_a_refused_expectation_whose_body_never_comes_is_answered_and_closed() -> None:
+    """The client waits for ``100 Continue`` before its body, as it may: it gets 417
+    at once, and the connection closes after the short drain of an unread body."""
+
+    async def main() -> tuple[list[str], bool, int]:
+        seen = Seen()
+        async with _server(seen) as (port, _lean):
+            statuses, closed = await _exchange(
+                port,
+                b"POST /p HTTP/1.1\r\nHost: a\r\nExpect: 100-continue, tea\r\n"
+                b"Content-Length: 2\r\n\r\n",
+                wait=5.0,
+            )
+            return statuses, closed, len(seen.calls)
+
+    assert asyncio.run(main()) == (["417"], True, 0)

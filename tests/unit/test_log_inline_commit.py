@@ -32,7 +32,6 @@ from gateway.messagelog import (
     open_store,
     read_entries,
 )
-from gateway.messagelog.inline_commit import INLINE_COMMIT_ENV, inline_commit_setting
 from gateway.messagelog.sqlite_checkpoint import BACKSTOP_FRAMES, IDLE_CHECKPOINT_FRAMES
 
 NOW = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
@@ -87,15 +86,6 @@ def open_log(path: Path | str, threads: Threads | None = None, **kw: object) -> 
     return MessageLog(path, clock=lambda: NOW, body_policy=threads, **kw)  # type: ignore[arg-type]
 
 
-def test_the_setting_reads_on_and_off_and_refuses_anything_else() -> None:
-    assert inline_commit_setting({}) is True
-    assert inline_commit_setting({INLINE_COMMIT_ENV: "on"}) is True
-    assert inline_commit_setting({INLINE_COMMIT_ENV: " OFF "}) is False
-    assert inline_commit_setting({INLINE_COMMIT_ENV: "0"}) is False
-    with pytest.raises(ValueError, match=INLINE_COMMIT_ENV):
-        inline_commit_setting({INLINE_COMMIT_ENV: "sometimes"})
-
-
 def test_one_append_at_a_time_commits_on_the_callers_thread(log_location: Path | str) -> None:
     """On SQLite a lone append is committed by the caller's own thread, durably, before
     it returns; PostgreSQL's log keeps every commit on the writer thread."""
@@ -119,14 +109,13 @@ def test_one_append_at_a_time_commits_on_the_callers_thread(log_location: Path |
     asyncio.run(scenario())
 
 
-def test_turned_off_every_append_goes_to_the_writer(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(INLINE_COMMIT_ENV, "off")
+def test_turned_off_every_append_goes_to_the_writer(tmp_path: Path) -> None:
+    """``[logging] inline_commit = false`` in a node's configuration (the node passes it
+    on: tests/integration/test_config_history.py)."""
     threads = Threads()
 
     async def scenario() -> None:
-        async with open_log(tmp_path / "log.db", threads) as log:
+        async with open_log(tmp_path / "log.db", threads, inline_commit=False) as log:
             for _ in range(3):
                 await log.append([record()])
             assert log.stats.inline_commits == 0
@@ -332,7 +321,8 @@ def test_after_a_large_inline_commit_the_writer_checkpoints(tmp_path: Path) -> N
     assert len(body) * 2 < BACKSTOP_FRAMES * 4096  # and short of SQLite's own
 
     async def scenario() -> None:
-        async with open_log(path) as log:
+        # Bodies kept in their rows: a body file would take these out of the WAL.
+        async with open_log(path, body_file_bytes=0) as log:
             await log.append([record("big-1", body), record("big-2", body)])
             assert log.stats.inline_commits == 1
             for _ in range(1000):

@@ -51,6 +51,7 @@ SQL_MODULES = frozenset(
         "gateway/messagelog/sqlite_commit.py",
         "gateway/messagelog/sqlite_writes.py",
         "gateway/messagelog/sqlite_foreign.py",
+        "gateway/messagelog/sqlite_layout.py",
         "gateway/messagelog/sqlite_retention.py",
         "gateway/messagelog/sqlite_sealed.py",
         "gateway/messagelog/postgres.py",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 __all__ = ["HEAD", "sqlalchemy_url", "upgrade"]
 
-HEAD = "0005"
+HEAD = "0006"
 """The revision this code reads and writes; a PostgreSQL log at another one is refused."""
 
 _HERE = Path(__file__).resolve().parent

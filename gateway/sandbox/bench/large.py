@@ -111,6 +111,12 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "ok": sum(r["ok"] for r in runs),
         "errors": sum(r["errors"] for r in runs),
         "first_error": next((r["first_error"] for r in runs if r["first_error"]), None),
+        # Each process's CPU per exchange (``/proc``), median of the runs: what a body
+        # costs a node whatever the machine's other load does to the time.
+        "cpu_ms_per_exchange": {
+            name: round(statistics.median(r["cpu_ms_per_exchange"][name] for r in runs), 3)
+            for name in runs[0].get("cpu_ms_per_exchange", {})
+        },
     }
 
 
@@ -148,6 +154,12 @@ def render(large: dict[str, Any]) -> str:
             lines.append(
                 f"  {name:<9} {r['time_ms']:>9.1f} ms  p99 {r['p99_ms']:>9.1f} ms  "
                 f"{r['exchanges_per_s']:>7.1f} ex/s  errors {r['errors']}"
+            )
+        cpu = sized["gateway"].get("cpu_ms_per_exchange", {})
+        if all(name in cpu for name in NODES):
+            lines.append(
+                "  gateway CPU ms per exchange (median of the runs): "
+                + ", ".join(f"{name} {cpu[name]:.2f}" for name in NODES)
             )
         ratio = sized["ratio_gateway_to_relay_time"]
         if ratio is None:
