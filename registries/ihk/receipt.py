@@ -34,7 +34,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from registries.common import Clock, Fehler, GroupCommit, json_response
 from registries.ihk.models import Benachrichtigung, Eintrag
-from registries.ihk.storage import Notification
+from registries.ihk.storage import Notification, received_utc
 
 __all__ = ["IhkApp", "Receipt"]
 
@@ -148,12 +148,9 @@ def _eintrag(stored: _Stored, meldung: Benachrichtigung) -> Eintrag:
     ``meldung`` itself, so that is taken as it is instead of validated a second time; a
     stored row (a retry's) is validated as the ORM's reading of it was.
     """
-    received = stored.empfangen_am
-    if received.tzinfo is None:  # SQLite drops the zone; only UTC is ever stored
-        received = received.replace(tzinfo=UTC)
     return Eintrag(
         id=stored.id,
-        empfangenAm=received,
+        empfangenAm=received_utc(stored.empfangen_am),
         benachrichtigung=meldung if stored.new else Benachrichtigung.model_validate(stored.inhalt),
     )
 
