@@ -36,7 +36,7 @@ CPU), which on the loop's thread would stall every other exchange of the process
 the writer's thread waits for the disk with the GIL released and the loop goes on
 reading, hashing and encrypting the others' bodies. Against those milliseconds the
 hand-off's tens of microseconds do not count, at any concurrency
-(docs/adr/0075-a-large-append-commits-on-the-writer-thread.md).
+(docs/adr/0075-large-bodies-commit-off-the-loop-and-reuse-freed-pages.md).
 
 ``[logging] inline_commit = false`` in node.toml (``MessageLog(inline_commit=False)``)
 sends every append to the writer thread (docs/deployment.md).
