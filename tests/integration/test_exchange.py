@@ -478,3 +478,33 @@ def test_an_oversize_request_is_the_callers_mistake(
     assert f"over the limit of {limit}" in response.json()["message"]
     assert registry.count() == calls
     assert [count_entries(p) for p in logs] == before
+
+
+def test_a_large_body_each_way_is_relayed_and_logged_byte_for_byte(
+    net: LocalNet, registry: RecordingRegistry
+) -> None:
+    """Bodies over the bound at which a node commits on its log's writer thread instead
+    of its event loop (ADR 0075), and over the segment files' threshold (ADR 0071): the
+    registry gets the request's bytes, the client the registry's answer, and each node's
+    log holds both bodies exactly as they went, once the answer is back."""
+    from gateway.messagelog.inline_commit import INLINE_BODY_BYTES
+
+    alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789"
+    body = bytes(alphabet[b % len(alphabet)] for b in hashlib.shake_256(b"x").digest(300_000))
+    assert len(body) >= INLINE_BODY_BYTES
+    response = call(
+        net,
+        f"/r1/{SERVICE}",
+        method="POST",
+        headers={"X-Road-Client": str(GEWERBEAMT), "Content-Type": "text/plain"},
+        content=body,
+    )
+    assert response.status_code == 200, response.text
+    assert registry.calls[-1].body == body
+    answer = response.content
+    assert json.loads(answer)["echo"].encode("latin-1") == body
+    assert len(answer) >= INLINE_BODY_BYTES
+    message_id = response.headers["X-Road-Request-Id"]
+    for ags in (SOEST.ags, LIPPSTADT.ags):
+        entries = read_entries(net.nodes[ags].messagelog, message_id=message_id)
+        assert {e.kind: e.body for e in entries} == {"request": body, "response": answer}
