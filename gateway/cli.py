@@ -420,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--registry-levels",
         default="1,16",
-        help="concurrency levels of the sample Melderegister's CPU per lookup ('' to skip)",
+        help="concurrency levels of each sample registry's CPU per request ('' to skip)",
     )
     p.add_argument(
         "--workers",

@@ -31,5 +31,9 @@ def limits_from(args: argparse.Namespace) -> GuardSettings:
 
 
 def serve_app(app: Any, host: str, port: int, limits: GuardSettings = DEFAULT_LIMITS) -> None:
-    """Serve ``app`` with uvicorn until interrupted, every connection under the guard."""
-    run_asgi(app, host, port, limits, name=f"registry on {host}:{port}")
+    """Serve ``app`` with uvicorn until interrupted, every connection under the guard, on
+    uvicorn's protocol writing each answer to the socket in one call (registries/coalesce.py)."""
+    from registries.coalesce import CoalescingHttpProtocol
+
+    name = f"registry on {host}:{port}"
+    run_asgi(app, host, port, limits, name=name, http=CoalescingHttpProtocol)

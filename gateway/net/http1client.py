@@ -38,6 +38,8 @@ from typing import cast
 import httptools
 from multidict import CIMultiDict
 
+from gateway.net.deadline import ConnectionDeadline
+
 PeerCheck = Callable[[bytes | None], None]
 """Called with the peer's DER certificate (``None`` on plain TCP) once the connection
 is up and before the request is written; raising refuses the connection."""
@@ -145,6 +147,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, max_body: int, max_field: int, live: set[_Connection]) -> None:
         self.transport: asyncio.Transport | None = None
+        self.deadline = ConnectionDeadline(self.timed_out)
         self._live = live
         self.peer_cert: bytes | None = None
         self.closed = False
@@ -323,6 +326,7 @@ class _Connection(asyncio.Protocol):
 
     def _close(self) -> None:
         self.reusable = False
+        self.deadline.cancel()
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.abort()
@@ -411,7 +415,7 @@ class Http1Client:
                     limit = timeout if connect_timeout is None else min(connect_timeout, timeout)
                     remaining = deadline - loop.time()
                     conn = await self._connect(key, min(limit, remaining), limit)
-                timer = loop.call_at(deadline, conn.timed_out, timeout)
+                conn.deadline.start(loop, deadline, timeout)
                 try:
                     response = await conn.exchange(
                         request, body if split else None, method == "HEAD"
@@ -425,7 +429,7 @@ class Http1Client:
                     conn._close()
                     raise
                 finally:
-                    timer.cancel()
+                    conn.deadline.stop()
                 if conn.reusable:
                     conn.idle_since = loop.time()
                     pool.idle.append(conn)

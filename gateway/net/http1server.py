@@ -147,6 +147,9 @@ class _Connection(asyncio.Protocol):
         self._queue: deque[Request] = deque()
         self._task: asyncio.Task[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
+        self._idle_since = 0.0
+        """Loop time of the connection's last answer (or its start): the keep-alive
+        timeout counts from it."""
         self._paused = False
         self._stopped = False
         """No more requests are parsed (refused, closing, or the client said close)."""
@@ -234,9 +237,6 @@ class _Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self._stopped:
             raise _Stop  # a request after the last one, in the same read
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
         self._url = b""
         self._raw_headers = []
         self._in_head = True
@@ -451,14 +451,23 @@ class _Connection(asyncio.Protocol):
         if self.closing:
             self._close()
             return
-        if self._idle is not None:
-            self._idle.cancel()
+        # One timer per connection, not one per request: re-arming costs about 2 µs on
+        # uvloop (a handle and a libuv timer each time), a clock read 0.07 µs. The timer
+        # finds out on expiry whether the connection was busy or answered since.
         loop = asyncio.get_running_loop()
-        self._idle = loop.call_later(self._server.keepalive_timeout, self._idle_expired)
+        self._idle_since = loop.time()
+        if self._idle is None:
+            self._idle = loop.call_later(self._server.keepalive_timeout, self._idle_expired)
 
     def _idle_expired(self) -> None:
         self._idle = None
-        if self._task is None and not self._in_head and self._current is None:
+        if self._task is not None or self._in_head or self._current is not None:
+            return  # busy: the answer re-arms it
+        loop = asyncio.get_running_loop()
+        left = self._idle_since + self._server.keepalive_timeout - loop.time()
+        if left > 0:
+            self._idle = loop.call_later(left, self._idle_expired)
+        else:
             self._close()
 
     @property

@@ -22,23 +22,24 @@ Design choices, and why:
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal
 from uuid import UUID
 
 from fastapi import Body, FastAPI, Query, Response
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from gateway.net.guard import GuardSettings
 from registries.common import (
     Clock,
     Fehler,
+    GroupCommit,
     add_health,
     disposing_lifespan,
     json_response,
     sqlite_engine,
 )
 from registries.ihk.models import Benachrichtigung, Eintrag, Liste
+from registries.ihk.receipt import IhkApp, Receipt
 from registries.ihk.storage import Notification, create_tables, eintrag
 
 __all__ = ["Benachrichtigung", "create_app", "serve"]
@@ -67,33 +68,20 @@ def create_app(db_path: Path, *, clock: Clock | None = None) -> FastAPI:
     engine = sqlite_engine(db_path)
     create_tables(engine)
 
-    app = FastAPI(
+    # Notifications are stored on one connection, several to a commit when they arrive
+    # together, each answered only once its commit is on disk (registries/common.py).
+    writes = GroupCommit(engine)
+    receipt = Receipt(writes, now)
+    app = IhkApp(
         title="IHK Benachrichtigungen",
         version="1.0.0",
         summary="Empfang von Gewerbeanzeigen nach § 14 Abs. 8 GewO",
         description=_DESCRIPTION,
-        lifespan=disposing_lifespan(engine),
+        lifespan=disposing_lifespan(engine, on_stop=writes.stop),
     )
-
-    def existing(session: Session, meldung: Benachrichtigung) -> Notification | None:
-        return session.exec(
-            select(Notification).where(
-                col(Notification.aktenzeichen) == meldung.aktenzeichen,
-                col(Notification.anzeigeart) == meldung.anzeigeart,
-            )
-        ).first()
-
-    def replay(row: Notification, inhalt: dict[str, Any]) -> Response:
-        if row.inhalt != inhalt:  # both JSON-shaped: strings, integers, None, objects
-            return json_response(
-                Fehler(
-                    fehler="abweichender_inhalt",
-                    detail="Zu diesem Aktenzeichen und dieser Anzeigeart liegt bereits eine "
-                    "Benachrichtigung mit anderem Inhalt vor.",
-                ),
-                409,
-            )
-        return json_response(eintrag(row), 200)
+    # A plainly valid notification skips FastAPI's stack (same handler, same answer);
+    # the route below stays for everything else and for the OpenAPI document.
+    app.receipt = receipt
 
     @app.post(
         "/benachrichtigungen",
@@ -107,35 +95,9 @@ def create_app(db_path: Path, *, clock: Clock | None = None) -> FastAPI:
             409: {"model": Fehler, "description": "Gleicher Schlüssel, anderer Inhalt."},
         },
     )
-    def empfangen(meldung: Annotated[Benachrichtigung, Body()]) -> Response:
-        """Store ``meldung`` once; a retry returns the stored entry.
-
-        The unique constraint, not the preceding lookup, is what guarantees a single row:
-        two concurrent deliveries of one notification both pass the lookup, one insert
-        wins, and the loser re-reads and answers as a retry.
-        """
-        inhalt = meldung.model_dump(mode="json")
-        with Session(engine) as session:
-            row = existing(session, meldung)
-            if row is not None:
-                return replay(row, inhalt)
-            row = Notification(
-                aktenzeichen=meldung.aktenzeichen,
-                anzeigeart=meldung.anzeigeart,
-                gewerbebetrieb_id=str(meldung.gewerbebetriebID),
-                empfangen_am=now().astimezone(UTC),
-                inhalt=inhalt,
-            )
-            session.add(row)
-            try:
-                session.commit()
-            except IntegrityError:
-                session.rollback()
-                winner = existing(session, meldung)
-                assert winner is not None
-                return replay(winner, inhalt)
-            session.refresh(row)
-            return json_response(eintrag(row), 201)
+    async def empfangen(meldung: Annotated[Benachrichtigung, Body()]) -> Response:
+        """Store ``meldung`` once; a retry returns the stored entry (:class:`Receipt`)."""
+        return await receipt(meldung)
 
     @app.get(
         "/benachrichtigungen",

@@ -41,13 +41,15 @@ def create_tables(engine: Engine) -> None:
     _IhkBase.metadata.create_all(engine)
 
 
+def received_utc(received: datetime) -> datetime:
+    """A stored receipt time with its zone: SQLite drops it, and only UTC is ever stored."""
+    return received.replace(tzinfo=UTC) if received.tzinfo is None else received
+
+
 def eintrag(row: Notification) -> Eintrag:
     assert row.id is not None
-    received = row.empfangen_am
-    if received.tzinfo is None:  # SQLite drops the zone; we only ever store UTC
-        received = received.replace(tzinfo=UTC)
     return Eintrag(
         id=row.id,
-        empfangenAm=received,
+        empfangenAm=received_utc(row.empfangen_am),
         benachrichtigung=Benachrichtigung.model_validate(row.inhalt),
     )

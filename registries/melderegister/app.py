@@ -48,16 +48,14 @@ Design choices, and why:
 """
 
 import hmac
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Final, cast
+from typing import Annotated, Any, Final
 
 from fastapi import Depends, FastAPI, Header, Request, Response
 from pydantic import BaseModel
-from sqlalchemy import Connection, Row, Table, bindparam, exists, insert
-from sqlalchemy import select as core_select
-from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlmodel import Session, col, select
 
 from gateway.net.guard import GuardSettings
@@ -85,6 +83,7 @@ from registries.melderegister.models import (
     Protokoll,
     Protokolleintrag,
 )
+from registries.melderegister.queries import candidates_born_on, protocol, vertreter_of
 from registries.melderegister.search import SEARCH_KEYS, Suche, matches, suche_aus_query
 from registries.melderegister.storage import (
     CITIES,
@@ -304,56 +303,6 @@ def _abruf(
     }
 
 
-_ABRUF_TABLE: Final = cast(Table, Abruf.__table__)  # type: ignore[attr-defined]
-_ABRUF_COLUMNS: Final = tuple(c.name for c in _ABRUF_TABLE.columns if c.name != "id")
-_INSERT_ABRUF: Final = str(
-    insert(_ABRUF_TABLE).compile(
-        dialect=sqlite_dialect(paramstyle="named"), column_keys=list(_ABRUF_COLUMNS)
-    )
-)
-"""The INSERT compiled once to SQL text: the row is all strings, so SQLAlchemy's
-statement handling and type processing per lookup bought nothing (a fifth of the
-database's CPU)."""
-
-
-def _protocol(conn: Connection, row: dict[str, str | None]) -> None:
-    """Write the protocol row in the transaction that read the person; the group commit
-    (:class:`registries.common.GroupCommit`) commits it before the answer goes out."""
-    conn.exec_driver_sql(_INSERT_ABRUF, row)
-
-
-# The lookup runs on SQLAlchemy Core, not the ORM: a session, its unit of work and the
-# loading of mapped instances cost more CPU than the query, the INSERT and the commit
-# together, and a lookup needs none of them. The statements are built once, so their
-# compiled form is cached. Rows carry the columns of ``Person`` under its attribute
-# names, with the same types (dates as dates, JSON lists decoded), which is all the
-# search and the projections read.
-_PERSON: Final = cast(Table, Person.__table__)  # type: ignore[attr-defined]
-_VERTRETUNG: Final = cast(Table, GesetzlicheVertretung.__table__)  # type: ignore[attr-defined]
-_BLOCKED_VERTRETER: Final = _PERSON.alias("blocked_vertreter")
-_CANDIDATES_BORN_ON: Final = core_select(_PERSON).where(
-    _PERSON.c.geburtsdatum == bindparam("geburtsdatum"),
-    _PERSON.c.auskunftssperre.is_(False),
-    ~exists().where(
-        _VERTRETUNG.c.person_id == _PERSON.c.id,
-        _VERTRETUNG.c.vertreter_id == _BLOCKED_VERTRETER.c.id,
-        _BLOCKED_VERTRETER.c.auskunftssperre.is_(True),
-    ),
-)
-_VERTRETER_OF: Final = (
-    core_select(_PERSON)
-    .join(_VERTRETUNG, _VERTRETUNG.c.vertreter_id == _PERSON.c.id)
-    .where(_VERTRETUNG.c.person_id == bindparam("person_id"))
-    .order_by(_PERSON.c.id)
-)
-
-
-def _rows_as_persons(rows: Sequence[Row[Any]]) -> Sequence[Person]:
-    """Rows of ``person`` where the search and the projections expect a ``Person``: they
-    read attributes only, and a row has each column as an attribute of the same name."""
-    return cast(Sequence[Person], rows)
-
-
 def _eintrag(row: Abruf) -> Protokolleintrag:
     assert row.id is not None
     return Protokolleintrag.model_validate(
@@ -419,7 +368,7 @@ def create_app(
         ],
     )
 
-    def find(conn: Connection, suche: Suche) -> Person | Response:
+    def find(conn: sqlite3.Connection, suche: Suche) -> Person | Response:
         """The single disclosable person matching ``suche``, or the answer to give instead.
 
         Persons with an Auskunftssperre, or whose gesetzlicher Vertreter has one, are
@@ -432,9 +381,7 @@ def create_app(
         cannot tell them apart would disclose data about people it never had grounds to
         ask about. The caller should narrow the query instead.
         """
-        candidates = _rows_as_persons(
-            conn.execute(_CANDIDATES_BORN_ON, {"geburtsdatum": suche.geburtsdatum}).all()
-        )
+        candidates = candidates_born_on(conn, suche.geburtsdatum)
         hits = [p for p in candidates if matches(p, suche)]
         if not hits:
             return _not_found()
@@ -445,9 +392,9 @@ def create_app(
     async def auskunft(suche: Suche, headers: Mapping[str, str]) -> Response:
         """The § 38 answer: the route's, and the fast path's (:mod:`.fastpath`)."""
 
-        def lookup(conn: Connection) -> Person | Response:
+        def lookup(conn: sqlite3.Connection) -> Person | Response:
             hit = find(conn, suche)
-            _protocol(conn, _abruf(headers, "§ 38 BMG", hit, now()))
+            protocol(conn, _abruf(headers, "§ 38 BMG", hit, now()))
             return hit
 
         hit = await writes.run(lookup)
@@ -458,12 +405,13 @@ def create_app(
     async def uebermittlung(suche: Suche, headers: Mapping[str, str]) -> Response:
         """The § 34 answer: the route's, and the fast path's."""
 
-        def lookup(conn: Connection) -> tuple[Person | Response, Sequence[Person]]:
+        def lookup(conn: sqlite3.Connection) -> tuple[Person | Response, Sequence[Person]]:
             hit = find(conn, suche)
-            _protocol(conn, _abruf(headers, "§ 34 BMG", hit, now()))
+            protocol(conn, _abruf(headers, "§ 34 BMG", hit, now()))
             if isinstance(hit, Response):
                 return hit, ()
-            return hit, _rows_as_persons(conn.execute(_VERTRETER_OF, {"person_id": hit.id}).all())
+            assert hit.id is not None
+            return hit, vertreter_of(conn, hit.id)
 
         hit, vertreter = await writes.run(lookup)
         if isinstance(hit, Response):

@@ -123,15 +123,19 @@ class Abruf(_MelderegisterBase, table=True):
     reached the register without them (an operator's direct test) keeps them empty.
     ``idnr`` is set only when the answer disclosed a person: a miss and a blocked person
     are protocolled alike, as they are answered alike (§ 38(2)).
+
+    The table has no index beside its key: every lookup appends a row, and each index
+    would add a page of its own to every lookup's commit, for queries the register never
+    makes (the operator's view reads the rows in order of their key; ADR 0074).
     """
 
     __tablename__ = "abrufprotokoll"
 
     id: int | None = SQLField(default=None, primary_key=True)
-    zeitpunkt: str = SQLField(index=True, max_length=24)
+    zeitpunkt: str = SQLField(max_length=24)
     """When the register answered, ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (UTC)."""
     rechtsgrundlage: str = SQLField(max_length=10)
-    abrufende_stelle: str | None = SQLField(default=None, index=True)
+    abrufende_stelle: str | None = SQLField(default=None)
     aktenzeichen: str | None = SQLField(default=None)
     benutzer: str | None = SQLField(default=None)
     vertretene_stelle: str | None = SQLField(default=None)

@@ -11,14 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.net.guard import (
-    HEAD_LIMIT,
-    ConnectionGuard,
-    Framing,
-    GuardSettings,
-    Phase,
-    _head_end,
-)
+from gateway.net.framing import HEAD_LIMIT, Framing, Phase, _head_end
+from gateway.net.guard import ConnectionGuard, GuardSettings
 
 GET = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
 POST = b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
@@ -114,8 +108,6 @@ def test_the_end_of_a_head_is_where_the_first_empty_line_ends() -> None:
     import itertools
     import random
     import re
-
-    from gateway.net.guard import _head_end
 
     grammar = re.compile(rb"\r?\n\r?\n")
     pieces = [b"a", b"\r", b"\n", b"\r\n", b": "]

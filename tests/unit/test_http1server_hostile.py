@@ -20,7 +20,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.net.guard import HEAD_LIMIT, Framing, GuardSettings, guarded_server
+from gateway.net.framing import HEAD_LIMIT, Framing
+from gateway.net.guard import GuardSettings, guarded_server
 from gateway.net.http1server import (
     MAX_HEAD,
     MAX_PIPELINED,

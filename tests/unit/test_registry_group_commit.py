@@ -11,9 +11,10 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, text
 
 from registries.common import GroupCommit, sqlite_engine
+
+Connection = sqlite3.Connection
 
 
 def _rows(db: Path) -> list[str]:
@@ -33,7 +34,7 @@ def db(tmp_path: Path) -> Path:
 
 def _insert(name: str, seen: list[list[str]], db: Path) -> Callable[[Connection], str]:
     def job(conn: Connection) -> str:
-        conn.execute(text("INSERT INTO t (name) VALUES (:n)"), {"n": name})
+        conn.execute("INSERT INTO t (name) VALUES (:n)", {"n": name})
         seen.append(_rows(db))  # before the commit: not visible to anyone else
         return name
 
@@ -121,7 +122,7 @@ def test_a_lone_job_commits_on_the_callers_thread_and_company_goes_to_the_thread
         return job
 
     def failing(conn: Connection) -> str:
-        conn.execute(text("INSERT INTO t (name) VALUES ('ghost')"))
+        conn.execute("INSERT INTO t (name) VALUES ('ghost')")
         raise RuntimeError("refused")
 
     async def main() -> tuple[str, str]:

@@ -11,7 +11,7 @@ installed, else :mod:`gateway.sandbox.bench.loadgen`):
 - ``gateway``: consumer node -> provider node -> registry, each exchange signed,
   verified and durably logged on both nodes, exactly as in production.
 
-The sample Melderegister's CPU per lookup is measured on its own after the levels
+Each sample registry's CPU per request is measured on its own after the levels
 (:mod:`gateway.sandbox.bench.registry`), and the performance targets are judged against
 the baselines of the same run (:mod:`gateway.sandbox.bench.targets`).
 
@@ -305,7 +305,7 @@ def run_bench(
 
         if registry_levels:
             report["registry"] = sample_registry.measure(
-                state_dir / "melderegister",
+                state_dir / "registries",
                 _get_driver(use_wrk, state_dir),
                 levels=registry_levels,
                 duration=duration,
@@ -402,19 +402,37 @@ def _use_wrk(loadgen: str) -> bool:
 
 
 def _get_driver(use_wrk: bool, state_dir: Path) -> sample_registry.Driver:
-    """GET load on a URL with the run's load generator, for the sample registry."""
+    """A sample registry's load with the run's load generator: its GET, or with wrk its
+    POST of a new body each time (the Python generator sends one body over and over, so
+    it drives GETs only)."""
+    runs = 0
 
-    def run(url: str, concurrency: int, duration: float) -> dict[str, Any]:
+    def run(
+        probe: sample_registry.Probe, base: str, concurrency: int, duration: float
+    ) -> dict[str, Any] | None:
+        nonlocal runs
+        url = base + probe.path
         if use_wrk:
+            runs += 1
+            numbered = None
+            headers: dict[str, str] = {}
+            if probe.body is not None:  # each request a new one: this run's and its number
+                before, after = probe.body.split("{n}", 1)
+                numbered = (f"{before}{runs:04d}-".encode(), after.encode())
+                headers = {"Content-Type": "application/json"}
             return wrk.run(
                 url,
                 concurrency=concurrency,
                 duration=duration,
-                headers={},
+                headers=headers,
                 body=b"",
-                method="GET",
+                method=probe.method,
                 workdir=state_dir / "wrk-registry",
+                numbered=numbered,
+                ok_status=probe.status,
             )
+        if probe.body is not None:
+            return None
         args = [
             sys.executable, "-m", "gateway.sandbox.bench.loadgen", "--url", url,
             "--concurrency", str(concurrency), "--duration", str(duration), "--method", "GET",

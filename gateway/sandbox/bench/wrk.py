@@ -26,6 +26,7 @@ _SCRIPT = """
 wrk.method = %(method)s
 wrk.body = %(body)s
 %(headers)s
+%(numbered)s
 local threads = {}
 local ids_path = %(ids_path)s
 
@@ -51,7 +52,7 @@ local function header(headers, wanted)
 end
 
 function response(status, headers, body)
-  if status == 200 then
+  if status == %(ok_status)d then
     ok = ok + 1
     if ids_path ~= nil then
       local id = header(headers, "X-Road-Request-Id")
@@ -110,8 +111,31 @@ def _lua_string(value: str | bytes) -> str:
     )
 
 
-def script(*, method: str, headers: dict[str, str], body: bytes, ids_out: Path | None) -> str:
-    """The Lua script for one run: the request, the counting and the JSON line."""
+_NUMBERED = """
+local sent = 0
+function request()
+  sent = sent + 1
+  return wrk.format(nil, nil, nil, %(before)s .. sent .. %(after)s)
+end
+"""
+
+
+def script(
+    *,
+    method: str,
+    headers: dict[str, str],
+    body: bytes,
+    ids_out: Path | None,
+    numbered: tuple[bytes, bytes] | None = None,
+    ok_status: int = 200,
+) -> str:
+    """The Lua script for one run: the request, the counting and the JSON line.
+
+    With ``numbered`` (the text before and after a number), each request's body is its
+    own: the two parts around the request's number in the run, so a service that keeps
+    what it receives stores a new record each time. ``ok_status`` is the status counted
+    as a success.
+    """
     lines = "\n".join(
         f"wrk.headers[{_lua_string(name)}] = {_lua_string(value)}"
         for name, value in headers.items()
@@ -121,6 +145,10 @@ def script(*, method: str, headers: dict[str, str], body: bytes, ids_out: Path |
         "body": _lua_string(body) if body else "nil",
         "headers": lines,
         "ids_path": _lua_string(str(ids_out)) if ids_out is not None else "nil",
+        "numbered": ""
+        if numbered is None
+        else _NUMBERED % {"before": _lua_string(numbered[0]), "after": _lua_string(numbered[1])},
+        "ok_status": ok_status,
     }
 
 
@@ -134,8 +162,11 @@ def run(
     method: str,
     workdir: Path,
     ids_out: Path | None = None,
+    numbered: tuple[bytes, bytes] | None = None,
+    ok_status: int = 200,
 ) -> dict[str, Any]:
-    """One closed-loop run with ``concurrency`` connections on one wrk thread.
+    """One closed-loop run with ``concurrency`` connections on one wrk thread
+    (``numbered`` and ``ok_status``: :func:`script`).
 
     wrk counts whole seconds, so ``duration`` is rounded up to at least one.
     """
@@ -144,7 +175,17 @@ def run(
         raise RuntimeError("wrk is not installed (Debian: apt-get install wrk)")
     workdir.mkdir(parents=True, exist_ok=True)
     lua = workdir / "wrk-request.lua"
-    lua.write_text(script(method=method, headers=headers, body=body, ids_out=ids_out), "utf-8")
+    lua.write_text(
+        script(
+            method=method,
+            headers=headers,
+            body=body,
+            ids_out=ids_out,
+            numbered=numbered,
+            ok_status=ok_status,
+        ),
+        "utf-8",
+    )
     seconds = max(1, math.ceil(duration))
     done = subprocess.run(  # noqa: S603 - a fixed program with our own arguments
         [
