@@ -63,10 +63,16 @@ def end(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
             proc.wait()
 
 
+START_TIMEOUT = 60.0
+"""How long a started process may take to answer. A start takes a second or two, but
+on a loaded two-core machine it has taken over 20 s; a process that dies fails the wait
+at once, so only a start that hangs waits this long."""
+
+
 def wait_http(
     url: str,
     proc: subprocess.Popen[bytes] | None = None,
-    timeout: float = 20,
+    timeout: float = START_TIMEOUT,
     *,
     verify: ssl.SSLContext | bool = True,
 ) -> None:

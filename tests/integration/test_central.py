@@ -44,6 +44,7 @@ from gateway.keys.files import (
 )
 from gateway.pki.profiles import CertKind
 from gateway.sandbox.netfiles import free_port
+from gateway.sandbox.processes import START_TIMEOUT
 from gateway.trust.ca_store import init_ca, issue_from_csr
 from tests.pg import CENTRAL_BACKENDS, central_database
 
@@ -113,7 +114,7 @@ def central(
          "--refresh-seconds", "1"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + START_TIMEOUT
     token = (base / "c" / "admin.key").read_text().strip()
     try:
         while True:
@@ -682,7 +683,7 @@ def test_a_restarted_central_serves_a_fresh_timestamp_at_once(
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:
                 served = httpx.get(f"{url}/tuf/metadata/timestamp.json", timeout=1)
