@@ -68,6 +68,13 @@ _INSERT: Final = (
 )
 _SELECT: Final = "SELECT segment, start, length, sha256 FROM body_file WHERE entry_id = ?"
 _ENDS: Final = "SELECT segment, MAX(start + length) FROM body_file GROUP BY segment"
+_FORGOTTEN_DDL: Final = (
+    "CREATE TEMP TABLE IF NOT EXISTS forgotten_body"
+    " (segment INTEGER NOT NULL, start INTEGER NOT NULL, length INTEGER NOT NULL)"
+)
+_FORGOTTEN_INSERT: Final = "INSERT INTO temp.forgotten_body VALUES (?, ?, ?)"
+_HAS_FORGOTTEN: Final = "SELECT 1 FROM temp.sqlite_master WHERE name = 'forgotten_body'"
+_FORGOTTEN: Final = "SELECT segment, start, length FROM temp.forgotten_body"
 _SUFFIX: Final = ".seg"
 _FADVISE: Final = hasattr(os, "posix_fadvise")  # Linux; elsewhere the pages stay cached
 
@@ -298,6 +305,10 @@ def forget_bodies(conn: sqlite3.Connection, entry_ids: Iterable[int]) -> list[tu
         if row is not None:
             ranges.append((int(row[0]), int(row[1]), int(row[2])))
             conn.execute("DELETE FROM body_file WHERE entry_id = ?", (entry_id,))
+    # Noted on the connection, in its transaction (a rollback forgets them too), for
+    # blank_and_free to zero once the rows that named them are gone for good.
+    conn.execute(_FORGOTTEN_DDL)
+    conn.executemany(_FORGOTTEN_INSERT, ranges)
     return ranges
 
 
@@ -322,7 +333,8 @@ def scrub(db_path: Path, ranges: Iterable[tuple[int, int, int]]) -> None:
 def blank_and_free(db_path: Path, blank: Callable[[sqlite3.Connection], _T]) -> _T:
     """Run ``blank`` (archiving's or retention's pass, which blanks entries' content and
     calls :func:`forget_bodies`) in one transaction of its own connection beside a
-    running node, then give back the segments it left unnamed (:func:`free_segments`)."""
+    running node, then zero the bytes of the bodies it blanked (:func:`scrub`) and give
+    back the segments it left unnamed (:func:`free_segments`)."""
     conn = sqlite3.connect(db_path, timeout=30, isolation_level=None)
     try:
         conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left
@@ -333,6 +345,10 @@ def blank_and_free(db_path: Path, blank: Callable[[sqlite3.Connection], _T]) -> 
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        # A blanked body must be gone from the disk as its row's content is (secure
+        # delete), not only once its whole segment is freed: zero it now.
+        if conn.execute(_HAS_FORGOTTEN).fetchone() is not None:
+            scrub(db_path, [(int(a), int(b), int(c)) for a, b, c in conn.execute(_FORGOTTEN)])
         free_segments(conn, db_path)
     finally:
         conn.close()

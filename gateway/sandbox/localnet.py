@@ -48,7 +48,7 @@ from gateway.sandbox.netfiles import (
     free_port,
     node_toml,
 )
-from gateway.sandbox.processes import Env, Launch, end, spawn, wait_http
+from gateway.sandbox.processes import START_TIMEOUT, Env, Launch, end, spawn, wait_http
 from registries.edgetls import EdgeTls
 
 __all__ = [
@@ -473,7 +473,7 @@ class LocalNet:
         self.trust_process = None
 
     def start_node(
-        self, ags: str, *, workers: int = 1, timeout: float = 20
+        self, ags: str, *, workers: int = 1, timeout: float = START_TIMEOUT
     ) -> subprocess.Popen[bytes]:
         """Run one city's node (``workers`` worker processes under one parent, on a
         PostgreSQL log); the trust services are started first if they are not up.

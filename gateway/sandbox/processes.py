@@ -15,10 +15,15 @@ import ssl
 import subprocess
 import sys
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+_LOGS: weakref.WeakKeyDictionary[subprocess.Popen[bytes], Path] = weakref.WeakKeyDictionary()
+"""The log file of each process :func:`spawn` started, for the error when one dies."""
+_TAIL_BYTES = 4000
 
 Env = tuple[tuple[str, str], ...]
 """Variables added to a process's environment, in order."""
@@ -43,12 +48,30 @@ def spawn(launch: Launch) -> subprocess.Popen[bytes]:
     ``launch.log``, unbuffered so the log is current when a test reads it."""
     launch.log.parent.mkdir(parents=True, exist_ok=True)
     with launch.log.open("ab") as out:
-        return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "gateway", *launch.args],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **dict(launch.env)},
         )
+    _LOGS[proc] = launch.log
+    return proc
+
+
+def died(proc: subprocess.Popen[bytes], what: str) -> RuntimeError:
+    """The error for a process that ended while it was waited for, with the end of its
+    log when :func:`spawn` started it: a failed start in CI is read from that alone."""
+    message = f"process for {what} exited with code {proc.returncode}"
+    log = _LOGS.get(proc)
+    if log is None:
+        return RuntimeError(message)
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, log.stat().st_size - _TAIL_BYTES))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError as exc:
+        tail = f"(its log {log} cannot be read: {exc})"
+    return RuntimeError(f"{message}; the end of its log {log}:\n{tail}")
 
 
 def end(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
@@ -63,10 +86,16 @@ def end(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
             proc.wait()
 
 
+START_TIMEOUT = 60.0
+"""How long a started process may take to answer. A start takes a second or two, but
+on a loaded two-core machine it has taken over 20 s; a process that dies fails the wait
+at once, so only a start that hangs waits this long."""
+
+
 def wait_http(
     url: str,
     proc: subprocess.Popen[bytes] | None = None,
-    timeout: float = 20,
+    timeout: float = START_TIMEOUT,
     *,
     verify: ssl.SSLContext | bool = True,
 ) -> None:
@@ -82,7 +111,7 @@ def wait_http(
     with httpx.Client(timeout=1, verify=verify, limits=limits) as client:
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"process for {url} exited with code {proc.returncode}")
+                raise died(proc, url)
             try:
                 if client.get(url).status_code == 200:
                     return

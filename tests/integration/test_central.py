@@ -8,7 +8,6 @@ any node will.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -44,6 +43,8 @@ from gateway.keys.files import (
     new_key_and_csr,
 )
 from gateway.pki.profiles import CertKind
+from gateway.sandbox.netfiles import free_port
+from gateway.sandbox.processes import START_TIMEOUT
 from gateway.trust.ca_store import init_ca, issue_from_csr
 from tests.pg import CENTRAL_BACKENDS, central_database
 
@@ -56,10 +57,10 @@ ISERLOHN = MemberId.parse("DE-NRW/GOV/05962024")
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port for a central started later: below the ephemeral range, where no
+    outgoing connection of another process can take it before the central binds it
+    (the kernel's pick of a free port is in that range)."""
+    return free_port()
 
 
 def gateway(*args: str) -> str:
@@ -113,7 +114,7 @@ def central(
          "--refresh-seconds", "1"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + START_TIMEOUT
     token = (base / "c" / "admin.key").read_text().strip()
     try:
         while True:
@@ -682,7 +683,7 @@ def test_a_restarted_central_serves_a_fresh_timestamp_at_once(
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:
                 served = httpx.get(f"{url}/tuf/metadata/timestamp.json", timeout=1)

@@ -206,11 +206,13 @@ def test_responder_outage_within_the_window_then_refused_then_recovered(
             lambda r: code_of(r) == "server.clientproxy.ocsp_unavailable",
         )
         allowed = {None, "server.serverproxy.ocsp_unavailable"}
-        # At the edge of the window the provider's evidence can pass its own check and
-        # be stale when the answer reaches the consumer: the consumer refuses it then.
-        in_flight = "server.clientproxy.cert_validation"
-        assert {code_of(r) for r in earlier} <= allowed | {in_flight}, [r.text for r in earlier]
-        for late in (r for r in earlier if code_of(r) == in_flight):
+        # At the edge of the window a node's evidence can pass its own check and be
+        # stale when it reaches the other node, which refuses it then: the consumer's
+        # evidence at the provider (relayed as it is), the provider's at the consumer.
+        # On a loaded machine a message is in flight long enough for either to happen.
+        in_flight = {"server.serverproxy.cert_validation", "server.clientproxy.cert_validation"}
+        assert {code_of(r) for r in earlier} <= allowed | in_flight, [r.text for r in earlier]
+        for late in (r for r in earlier if code_of(r) in in_flight):
             assert "stale" in late.json()["message"], late.text
         assert refused.status_code == 500
         message = refused.json()["message"]

@@ -34,8 +34,11 @@ pytestmark = pytest.mark.integration
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 1.0
 PER_IP = 8
-SLACK = 2.0
-"""Scheduling slack on a shared machine; without the guard nothing closes at all."""
+SLACK = 10.0
+"""Scheduling slack on a loaded machine, where a server may close a second or more
+late; without the guard nothing closes these connections within a minute (uvicorn's
+idle timeout runs only after an answer, the others' are 75 s, and the loop's TLS
+handshake timeout is 60 s)."""
 CENTRAL_MAX_BODY = 64 * 1024
 GUARD_FLAGS = [
     "--header-timeout", str(HEADER_TIMEOUT), "--body-timeout", str(BODY_TIMEOUT),
@@ -206,8 +209,8 @@ def test_heads_sent_byte_by_byte_are_closed(servers: Servers, name: str) -> None
     """Six clients trickle a head that never ends; each is closed once the head timeout
     passes, with a 408 where the port speaks plain HTTP and nothing was answered yet."""
     port = servers.ports[name]
+    start = time.monotonic()  # before the server accepts any: its head timer starts later
     socks = [port.connect() for _ in range(6)]
-    start = time.monotonic()
     trickle = b"GET /health HTTP/1.1\r\nX-Slow: " + b"a" * 200
     received = _closed(socks, HEADER_TIMEOUT + SLACK, trickle)
     assert time.monotonic() - start >= HEADER_TIMEOUT - 0.2
@@ -308,15 +311,23 @@ def _status(sock: socket.socket, within: float = 5) -> bytes:
 @pytest.mark.parametrize("name", LISTENERS)
 def test_connections_over_the_cap_are_refused_with_503(servers: Servers, name: str) -> None:
     """The ninth connection from one address gets a 503 at once; once one of the eight
-    closes, a new connection is served again."""
+    closes, a new connection is served again.
+
+    The eight have each been answered once and idle, kept alive: the head timeout no
+    longer runs on them, so on a slow machine too the one this test closed is the only
+    one closed when the new connection is served (checked; uvicorn's idle timeout, 5 s,
+    is the nearest that could close another)."""
     port = servers.ports[name]
     held = [port.connect() for _ in range(PER_IP)]
     try:
+        for sock in held:
+            sock.sendall(_head(port, "GET", port.probe))
+            assert _status(sock).startswith(b"HTTP/1.1 "), name
         extra = port.connect()
-        assert _status(extra, within=HEADER_TIMEOUT / 2) == b"HTTP/1.1 503 Service Unavailable"
+        assert _status(extra, within=30) == b"HTTP/1.1 503 Service Unavailable"
         extra.close()
         held.pop().close()
-        deadline = time.monotonic() + HEADER_TIMEOUT / 2
+        deadline = time.monotonic() + 30
         while True:
             fresh = port.connect()
             fresh.sendall(_head(port, "GET", "/health", "Connection: close"))
@@ -327,9 +338,21 @@ def test_connections_over_the_cap_are_refused_with_503(servers: Servers, name: s
             time.sleep(0.05)
         assert status != b"HTTP/1.1 503 Service Unavailable"
         assert status.startswith(b"HTTP/1.1 ")
+        assert not [sock for sock in held if _closed_by_server(sock)], "a slot freed itself"
     finally:
         for sock in held:
             sock.close()
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server has closed ``sock`` (nothing else is due on it)."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return sock.recv(1) == b""
+    except (ConnectionResetError, ssl.SSLError):
+        return True
 
 
 @pytest.mark.parametrize("name", ["consumer", "trust", "central", "registry"])

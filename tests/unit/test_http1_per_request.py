@@ -68,11 +68,15 @@ def test_a_kept_alive_connection_arms_its_idle_timer_once_not_per_request() -> N
                 assert await _answer(reader) == b"hi"
             # Two more, each after a pause: the second after the timer armed at the
             # start has expired, which must not have closed a connection answered since.
+            last = 0.0
             for _ in range(2):
                 await asyncio.sleep(keepalive * 0.55)
+                # Before the request: the server answers, and starts counting, after it.
+                # (Taken after the answer, a process held back between the two would see
+                # the idle time cut short by as long.)
+                last = time.monotonic()
                 writer.write(REQUEST)
                 assert await _answer(reader) == b"hi"
-            last = time.monotonic()
             closed = await asyncio.wait_for(reader.read(1), 10) == b""
             return armed, time.monotonic() - last, closed and not lean.connections
         finally:

@@ -224,6 +224,25 @@ def test_retention_and_archiving_give_segments_back_never_the_newest(tmp_path: P
     assert store.entries()[-1].body == body_of(THRESHOLD * 2, 20)
 
 
+def test_a_body_retention_blanks_is_zeroed_in_a_segment_that_stays(tmp_path: Path) -> None:
+    """The segment stays (the writer appends to it), the blanked bodies' bytes do not:
+    deleted content is gone from the disk, as SQLite's secure delete does for rows."""
+    path = tmp_path / "log.db"
+    bodies = [body_of(THRESHOLD * 2, n) for n in range(4)]
+    write(path, bodies, THRESHOLD)
+    (name,) = segments(path)
+    before = (segment_dir(path) / name).read_bytes()
+    assert all(b in before for b in bodies)
+
+    store = open_store(path)
+    assert store.expire("2999-01-01T00:00:00Z", "1970-01-01T00:00:00Z").entries == 4
+    assert segments(path) == [name]
+    left = (segment_dir(path) / name).read_bytes()
+    assert len(left) == len(before)  # zeroed in place: the writer's offsets stay
+    assert not any(b[:64] in left for b in bodies)
+    assert left == bytes(len(left))
+
+
 def test_encrypting_an_older_log_moves_its_file_bodies_sealed_into_their_rows(
     tmp_path: Path,
 ) -> None:

@@ -8,6 +8,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from httpx._transports import default as transports
@@ -73,3 +74,21 @@ def test_it_returns_once_the_server_answers_200(
     wait_http(url, None, 30, verify=own)
     assert up.is_set()
     assert contexts_built == [own]
+
+
+def test_a_process_that_dies_while_waited_for_is_reported_with_its_log(
+    tmp_path: Path,
+) -> None:
+    """A failed start in CI leaves only the test's error: it carries the end of the
+    process's log, here the configuration error of a node whose file does not exist."""
+    from gateway.sandbox.processes import Launch, spawn
+
+    missing = tmp_path / "absent" / "node.toml"
+    log = tmp_path / "node.log"
+    proc = spawn(Launch("node-x", ("node", "serve", "--config", str(missing)), log))
+    with pytest.raises(RuntimeError) as failure:
+        wait_http("http://127.0.0.1:9/health", proc, timeout=60)
+    message = str(failure.value)
+    assert f"exited with code {proc.returncode}" in message
+    assert f"the end of its log {log}" in message
+    assert str(missing) in message, message
