@@ -83,17 +83,16 @@ class Health:
         """
         ctx = self._context
         now = ctx.clock.now()
-        refs = [ctx.auth_ref, *(signer.cert_ref for signer in ctx.signers.values())]
+        refs = dict.fromkeys([ctx.auth_ref, *(s.cert_ref for s in ctx.signers.values())])
         failures: list[str] = []
-        for ref in dict.fromkeys(refs):
+        for ref in refs:
             try:
                 ctx.own_ocsp.evidence(ref, now)
             except OwnStatusUnavailable as exc:
                 failures.append(str(exc))
         if failures:
             return Check("ocsp", False, "; ".join(failures))
-        count = len(dict.fromkeys(refs))
-        return Check("ocsp", True, f"a fresh good status for each of {count} certificates")
+        return Check("ocsp", True, f"a fresh good status for each of {len(refs)} certificates")
 
     def settings(self) -> Check:
         """In a node cluster: the newest settings version another process recorded is in
