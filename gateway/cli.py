@@ -191,6 +191,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         registry_levels=[int(x) for x in args.registry_levels.split(",") if x],
         workers=args.workers,
         database_url=args.database_url,
+        **({} if args.warm_up is None else {"warm_up": args.warm_up}),
     )
     checks = [report["log_check"]] + [
         c["log_check"] for c in report.get("workers", {}).get("configurations", {}).values()
@@ -392,6 +393,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--levels", default="1,16,64", help="comma-separated concurrency levels")
     p.add_argument("--duration", type=float, default=5.0, help="seconds per measured run")
     p.add_argument("--repeats", type=int, default=3, help="runs per scenario and level")
+    p.add_argument(
+        "--warm-up",
+        type=float,
+        default=None,
+        help="seconds of uncounted load before each measured run (0: none; default 1)",
+    )
     p.add_argument("--body-bytes", type=int, default=1024)
     p.add_argument(
         "--large-bodies", default="1048576,10485760", help="large body sizes (bytes), each way"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.sandbox.bench import nginx, wrk
-from gateway.sandbox.bench.runner import run_bench
+from gateway.sandbox.bench.runner import WARM_UP_SECONDS, run_bench
 
 pytestmark = pytest.mark.integration
 
@@ -37,9 +37,11 @@ def test_bench_runs_and_every_counted_success_is_logged(tmp_path: Path) -> None:
         assert any("nginx baseline skipped" in note for note in report["notes"])
     assert sorted(report["settings"]["scenarios"]) == sorted(scenarios)
     assert report["settings"]["loadgen"] == ("wrk" if wrk.executable() else "python")
+    assert report["settings"]["warm_up_s"] == WARM_UP_SECONDS
     for scenario in scenarios:
         assert level[scenario]["ok"] > 0, scenario
         assert level[scenario]["errors"] == 0, level[scenario]["first_error"]
+        assert level[scenario]["warm_up_ok"] > 0, scenario  # each run was warmed up
         assert set(level[scenario]["cpu_ms_per_exchange"]) >= {"registry", "loadgen"}
     assert set(level["gateway"]["cpu_ms_per_exchange"]) >= {"consumer", "provider"}
     for key in ("relay_cpu_ms_per_proxy", "consumer_cpu_to_relay_proxy"):
@@ -68,6 +70,7 @@ def test_bench_runs_and_every_counted_success_is_logged(tmp_path: Path) -> None:
         assert sized[scenario]["ok"] > 0, scenario
         assert sized[scenario]["errors"] == 0, sized[scenario]["first_error"]
         assert sized[scenario]["time_ms"] > 0
+        assert sized[scenario]["warm_up_ok"] > 0, scenario
     assert sized["ratio_gateway_to_relay_time"] > 0  # None when a scenario failed
     for node in ("consumer", "provider"):
         assert sized["gateway"]["cpu_ms_per_exchange"][node] > 0

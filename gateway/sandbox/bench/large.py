@@ -56,11 +56,13 @@ def measure(
     repeats: int,
     use_wrk: bool,
     ids_file: Callable[[], Path],
+    warm_up: float = 0.0,
 ) -> dict[str, Any]:
     """Every size, every scenario ``repeats`` times; medians, ratios and the memory bound.
 
     ``ids_file`` gives a fresh path for each gateway run's request ids, so the run's log
-    check covers the large bodies too.
+    check covers the large bodies too. ``warm_up``: seconds of uncounted load before
+    each run (``runner.WARM_UP_SECONDS``).
     """
     nodes = {name: scenarios["gateway"].processes[name] for name in NODES}
     result: dict[str, Any] = {"concurrency": concurrency, "copies_bound": COPIES, "sizes": {}}
@@ -78,6 +80,7 @@ def measure(
                         body_bytes=size,
                         ids_out=ids_file() if name == "gateway" else None,
                         use_wrk=use_wrk,
+                        warm_up=warm_up,
                     )
                 )
         sized: dict[str, Any] = {name: summarise(r) for name, r in runs.items()}
@@ -110,6 +113,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "runs_time_ms": [round(r["p50_ms"], 3) for r in runs],
         "ok": sum(r["ok"] for r in runs),
         "errors": sum(r["errors"] for r in runs),
+        "warm_up_ok": sum(r["warm_up_ok"] for r in runs),
         "first_error": next((r["first_error"] for r in runs if r["first_error"]), None),
         # Each process's CPU per exchange (``/proc``), median of the runs: what a body
         # costs a node whatever the machine's other load does to the time.

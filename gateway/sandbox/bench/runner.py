@@ -59,12 +59,23 @@ def drive(
     count: int | None = None,
     ids_out: Path | None = None,
     use_wrk: bool = False,
+    warm_up: float = 0.0,
 ) -> dict[str, Any]:
     """One load-generator run; returns its result plus CPU seconds per exchange per process.
 
     With ``use_wrk`` (and no fixed ``count``, which wrk cannot do) the load comes from
-    wrk; its CPU is counted as the load generator's all the same.
+    wrk; its CPU is counted as the load generator's all the same. ``warm_up``: seconds
+    of the same load just before, not counted (:data:`WARM_UP_SECONDS`).
     """
+    warmed = 0
+    if warm_up > 0:
+        warmed = drive(
+            scenario,
+            concurrency=concurrency,
+            duration=warm_up,
+            body_bytes=body_bytes,
+            use_wrk=use_wrk,
+        )["ok"]
     before = {name: usage(p.pid).cpu_seconds for name, p in scenario.processes.items()}
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     if use_wrk and count is None:
@@ -84,7 +95,21 @@ def drive(
         - children_before.ru_stime
     ) / ok
     result["cpu_ms_per_exchange"] = {k: round(v * 1000, 4) for k, v in cpu.items()}
+    result["warm_up_ok"] = warmed
     return result
+
+
+WARM_UP_SECONDS = 1.0
+"""Uncounted load of the same scenario right before each measured run (``gateway bench
+--warm-up``; wrk counts whole seconds, so one is its least).
+
+Scenarios take turns, so each waits idle while the others run. On a virtual machine
+whose host deschedules idle vCPUs, the first request after such a pause wakes every
+process on its path, each after a delay of its own (on the reference machine the first
+request after 3 s idle took 25-32 ms direct, 52-54 ms through the relay pair and
+105-175 ms through the two nodes, against 0.2, 0.7 and 3 ms once warm), and the next
+dozen are still slower. Without it a run's p99 measures the host's wake-ups, which grow
+with the number of processes on the path, instead of the path."""
 
 
 def _request_body(body_bytes: int) -> bytes:
@@ -149,6 +174,7 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {k: round(statistics.median(r[k] for r in runs), 3) for k in keys}
     merged["ok"] = sum(r["ok"] for r in runs)
     merged["errors"] = sum(r["errors"] for r in runs)
+    merged["warm_up_ok"] = sum(r["warm_up_ok"] for r in runs)
     merged["runs"] = [round(r["exchanges_per_s"], 1) for r in runs]
     merged["first_error"] = next((r["first_error"] for r in runs if r["first_error"]), None)
     names = runs[0]["cpu_ms_per_exchange"].keys()
@@ -221,6 +247,7 @@ def run_bench(
     plot_path: Path | None = None,
     workers: int | None = None,
     database_url: str | None = None,
+    warm_up: float = WARM_UP_SECONDS,
 ) -> dict[str, Any]:
     """Run everything, print the table, write the JSON; return the report.
 
@@ -232,7 +259,9 @@ def run_bench(
     ``large_concurrency`` (:mod:`gateway.sandbox.bench.large`); the figure of throughput
     and p99 against concurrency is written beside the JSON and, with ``plot_path``, there
     too. With ``workers`` or ``database_url``, a last section compares one node by log
-    backend and worker processes (``bench/workers.py``), on nodes of its own.
+    backend and worker processes (``bench/workers.py``), on nodes of its own. Each
+    measured run of the levels and the large bodies follows ``warm_up`` seconds of the
+    same load, not counted (:data:`WARM_UP_SECONDS`; 0 for none).
     """
     use_wrk = _use_wrk(loadgen)
     tmp = None
@@ -250,6 +279,7 @@ def run_bench(
             "levels": list(levels),
             "duration_s": duration,
             "repeats": repeats,
+            "warm_up_s": warm_up,
             "body_bytes": body_bytes,
             "sqlite_synchronous": "FULL",
             "signature": "ES256 (P-256)",
@@ -286,6 +316,7 @@ def run_bench(
                             body_bytes=body_bytes,
                             ids_out=ids,
                             use_wrk=use_wrk,
+                            warm_up=warm_up,
                         )
                     )
             level = {name: _median_run(r) for name, r in runs.items()}
@@ -351,6 +382,7 @@ def run_bench(
                 repeats=repeats,
                 use_wrk=use_wrk,
                 ids_file=next_ids,
+                warm_up=warm_up,
             )
             print(large.render(report["large_bodies"]))
 
