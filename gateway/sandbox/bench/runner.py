@@ -293,14 +293,6 @@ def run_bench(
         n = 0
         for concurrency in levels:
             runs: dict[str, list[dict[str, Any]]] = {name: [] for name in topo.scenarios}
-            for scenario in topo.scenarios.values():  # warm-up, not counted
-                drive(
-                    scenario,
-                    concurrency=concurrency,
-                    duration=1.0,
-                    body_bytes=body_bytes,
-                    use_wrk=use_wrk,
-                )
             for _ in range(repeats):
                 for name, scenario in topo.scenarios.items():
                     ids = None
