@@ -106,10 +106,10 @@ WARM_UP_SECONDS = 1.0
 Scenarios take turns, so each waits idle while the others run. On a virtual machine
 whose host deschedules idle vCPUs, the first request after such a pause wakes every
 process on its path, each after a delay of its own (on the reference machine the first
-request after 3 s idle took 25-32 ms direct, 52-54 ms through the relay pair and
-105-175 ms through the two nodes, against 0.2, 0.7 and 3 ms once warm), and the next
-dozen are still slower. Without it a run's p99 measures the host's wake-ups, which grow
-with the number of processes on the path, instead of the path."""
+request after 3 s idle took 25-32 ms direct, 52-54 ms through the relay pair and 106 ms
+through the two nodes, 145-175 ms after 12 s, against 0.2-0.3, 0.5-0.9 and 4-6 ms from
+the same client once warm), and the next dozen are still slower. Without it a run's p99
+measures the host's wake-ups instead of the path (docs/performance.md, "Warm runs")."""
 
 
 def _request_body(body_bytes: int) -> bytes:
