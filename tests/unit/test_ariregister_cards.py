@@ -7,7 +7,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -18,6 +17,7 @@ from registries.ariregister.app import create_app
 from registries.ariregister.cards import AriregisterApp
 from registries.ariregister.storage import Company, ettevote
 from registries.common import json_response, load_seed, sqlite_engine
+from tests.shortway import answer, count_routed
 
 with warnings.catch_warnings():
     warnings.filterwarnings(
@@ -45,11 +45,7 @@ class _Pair:
         apps = [create_app(root / f"{name}.sqlite") for name in ("short", "routed")]
         for app, routed in zip(apps, self.routed, strict=True):
             assert isinstance(app, AriregisterApp)
-
-            @app.middleware("http")
-            async def count(request: Any, call_next: Any, routed: list[str] = routed) -> Any:
-                routed.append(request.url.path)  # FastAPI's stack was entered
-                return await call_next(request)
+            count_routed(app, routed)
 
         routed_app = apps[1]
         assert isinstance(routed_app, AriregisterApp)
@@ -57,11 +53,7 @@ class _Pair:
         self.clients = [TestClient(app, follow_redirects=False) for app in apps]
 
     def get(self, path: str) -> tuple[int, dict[str, str], bytes]:
-        answers = []
-        for client in self.clients:
-            resp = client.get(path)
-            kept = {k: v for k, v in resp.headers.items() if k != "date"}
-            answers.append((resp.status_code, kept, resp.content))
+        answers = [answer(client.get(path)) for client in self.clients]
         assert answers[0] == answers[1], path
         return answers[0]
 

@@ -23,6 +23,7 @@ from registries.common import sqlite_engine
 from registries.ihk.app import create_app
 from registries.ihk.receipt import IhkApp, plainly_valid
 from registries.ihk.storage import Notification, create_tables
+from tests.shortway import answer, count_routed
 from tests.unit.test_ihk import MELDUNG
 
 with warnings.catch_warnings():
@@ -50,11 +51,7 @@ class _Pair:
         apps = [create_app(db, clock=lambda: MOMENT) for db in self.dbs]
         for app, routed in zip(apps, self.routed, strict=True):
             assert isinstance(app, IhkApp)
-
-            @app.middleware("http")
-            async def count(request: Any, call_next: Any, routed: list[str] = routed) -> Any:
-                routed.append(request.method)  # FastAPI's stack was entered
-                return await call_next(request)
+            count_routed(app, routed)
 
         routed_app = apps[1]
         assert isinstance(routed_app, IhkApp)
@@ -62,11 +59,10 @@ class _Pair:
         self.clients = [TestClient(app) for app in apps]
 
     def post(self, body: bytes, headers: dict[str, str]) -> tuple[Any, ...]:
-        answers = []
-        for client in self.clients:
-            resp = client.post("/benachrichtigungen", content=body, headers=headers)
-            kept = {k: v for k, v in resp.headers.items() if k != "date"}
-            answers.append((resp.status_code, kept, resp.content))
+        answers = [
+            answer(client.post("/benachrichtigungen", content=body, headers=headers))
+            for client in self.clients
+        ]
         assert answers[0] == answers[1]
         return answers[0]
 

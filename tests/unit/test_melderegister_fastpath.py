@@ -22,6 +22,7 @@ from fastapi import Depends, FastAPI
 from registries.melderegister.app import create_app
 from registries.melderegister.fastpath import LookupApp, suche_or_none
 from registries.melderegister.search import Suche, suche_aus_query
+from tests.shortway import answer, count_routed
 
 with warnings.catch_warnings():
     warnings.filterwarnings(
@@ -100,11 +101,7 @@ def _run(db: Path, *, short_way: bool) -> tuple[list[tuple[int, dict[str, str], 
     app = create_app(db, operator_token=TOKEN, clock=lambda: MOMENT)
     assert isinstance(app, LookupApp)
     routed: list[str] = []
-
-    @app.middleware("http")
-    async def count(request: Any, call_next: Any) -> Any:  # FastAPI's stack was entered
-        routed.append(request.url.path)
-        return await call_next(request)
+    count_routed(app, routed)
 
     if not short_way:
         app.lookups.clear()
@@ -112,9 +109,7 @@ def _run(db: Path, *, short_way: bool) -> tuple[list[tuple[int, dict[str, str], 
     with TestClient(app) as client:
         for path in ("/personen", "/datenuebermittlung/personen"):
             for query in QUERIES:
-                resp = client.get(f"{path}?{query}", headers=XROAD)
-                headers = {k: v for k, v in resp.headers.items() if k != "date"}
-                answers.append((resp.status_code, headers, resp.content))
+                answers.append(answer(client.get(f"{path}?{query}", headers=XROAD)))
         protokoll = client.get("/protokoll", headers={"Authorization": f"Bearer {TOKEN}"})
     plain = sum(1 for q in QUERIES if suche_or_none(q.encode("latin-1")) is not None)
     lookups = [p for p in routed if p != "/protokoll"]
